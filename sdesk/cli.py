@@ -1,0 +1,627 @@
+"""The sdesk command line: parse, call the store and domain modules, render.
+
+Start-up cost matters (see DESIGN.md): pydantic, rich and sqlite-utils are imported inside the
+commands that need them, never at the top of this module.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__, lifecycle
+from .errors import BadInput, ExitCode, SdeskError
+from .lifecycle import Kind, Priority, Status
+
+if TYPE_CHECKING:
+    from .intake import Record
+    from .store import Store
+
+BATCH = 2000  # records per transaction when streaming: big enough to amortise the commit
+
+
+GLOBAL_OPTIONS = ("--db", "--as")
+
+
+class _Group(TyperGroup):
+    """Turns expected errors into one line on stderr and a named exit code, and takes the
+    global options anywhere on the line (`sdesk demo --db x.db` as well as `sdesk --db x.db demo`)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = _hoist_global_options(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        import sqlite3
+
+        try:
+            return super().invoke(ctx)
+        except SdeskError as e:
+            _fail(str(e), e.code)
+        except sqlite3.Error as e:
+            _fail(f"database: {e}", ExitCode.ERROR)
+
+
+def _hoist_global_options(args: list[str]) -> list[str]:
+    """Move --db/--as (and their values) to the front, before the command name."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_OPTIONS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(int(code))
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="sdesk",
+    help="A service desk in the terminal: tickets, alerts, triage, on-call and runbooks over one SQLite file.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+audit_app = typer.Typer(cls=_Group, help="Check the tamper-evident event history.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+class Settings:
+    def __init__(self, db: Path | None, actor: str | None):
+        self.db = db
+        self.actor = actor or os.environ.get("SDESK_USER") or getpass.getuser()
+        self._store: Store | None = None
+
+    def store(self) -> Store:
+        if self._store is None:
+            from .store import default_db_path, Store
+
+            self._store = Store(self.db or default_db_path())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sdesk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Annotated[Optional[Path], typer.Option("--db", envvar="SDESK_DB", help="Database file (default: your user data dir).", show_default=False)] = None,
+    actor: Annotated[Optional[str], typer.Option("--as", envvar="SDESK_USER", help="Act as this user (default: your login).", show_default=False)] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """A service desk in the terminal.
+
+    Example: sdesk new "Checkout returns 502" --priority P1 --service checkout
+    """
+    settings = Settings(db, actor)
+    ctx.obj = settings
+    ctx.call_on_close(settings.close)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.find_root().obj
+
+
+def _store(ctx: typer.Context) -> Store:
+    return _settings(ctx).store()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the database (or upgrade it) and print its path. Safe to run again.
+
+    Example: sdesk --db ./desk.db init
+    """
+    store = _store(ctx)
+    print(store.path)
+
+
+@app.command()
+def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-update, ticket or event.")]) -> None:
+    """Print the JSON Schema of what sdesk reads or writes, for integrations.
+
+    Example: sdesk schema ticket-create
+    """
+    from .models import SCHEMAS
+
+    if name not in SCHEMAS:
+        raise BadInput(f"unknown schema {name!r}; choose from {', '.join(SCHEMAS)}")
+    _print_json(SCHEMAS[name].model_json_schema())
+
+
+# -- intake ----------------------------------------------------------------------------------
+
+
+def _parse_labels(pairs: Iterable[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--label {pair!r}: expected KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def ticket_from_flags(title: str, **fields: Any) -> dict[str, Any]:
+    """The ticket `sdesk new TITLE --flag ...` describes, checked like `models.TicketCreate`
+    checks JSON (tests hold the two to the same result) without importing pydantic."""
+    title = title.strip()
+    if not title:
+        raise BadInput("title: must not be empty")
+    if len(title) > lifecycle.TITLE_MAX:
+        raise BadInput(f"title: must be at most {lifecycle.TITLE_MAX} characters")
+    ticket: dict[str, Any] = {"title": title}
+    for name, value in fields.items():
+        if isinstance(value, str):
+            value = value.strip()
+            if name != "description" and not value:
+                raise BadInput(f"--{name}: must not be empty")
+        if value is not None:
+            ticket[name] = str(value) if isinstance(value, (Kind, Priority)) else value
+    ticket.setdefault("kind", str(lifecycle.DEFAULT_KIND))
+    ticket.setdefault("priority", str(lifecycle.DEFAULT_PRIORITY))
+    ticket["labels"] = _parse_labels(ticket.pop("labels", []))
+    ticket["tags"] = list(dict.fromkeys(t.strip() for t in ticket.pop("tags", []) if t.strip()))
+    return ticket
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _ingest(store: Store, records: Iterable[Record], *, actor: str, source: str, rejects: Path | None,
+            progress: Any) -> dict[str, Any]:
+    """Store the good records batch by batch; report and keep the bad ones."""
+    results: list[dict[str, Any]] = []
+    rejected: list[dict[str, str]] = []
+    reject_file = rejects.open("w", encoding="utf-8") if rejects else None
+    try:
+        for batch in _batches(records, BATCH):
+            good = [r for r in batch if r.ticket is not None]
+            for r in batch:
+                if r.error is not None:
+                    rejected.append({"where": r.where, "error": r.error})
+                    if len(rejected) <= 20:
+                        _note(f"{r.where}: {r.error}")
+                    if reject_file:
+                        reject_file.write(r.raw + "\n")
+            stored = store.intake([r.ticket for r in good], actor=actor, source=source) if good else []
+            results += [{"where": r.where, "id": tid, "deduplicated": not created}
+                        for r, (tid, created) in zip(good, stored)]
+            progress(sum(len(r.raw) + 1 for r in batch))
+    finally:
+        if reject_file:
+            reject_file.close()
+    return {
+        "created": sum(not r["deduplicated"] for r in results),
+        "deduplicated": sum(r["deduplicated"] for r in results),
+        "rejected": rejected,
+        "tickets": results,
+    }
+
+
+def _progress_bar(total: int | None):
+    """A progress callback: a bar on stderr when it is a terminal, nothing otherwise."""
+    if not sys.stderr.isatty():
+        return lambda advance: None, None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bar = Progress(console=Console(stderr=True), transient=True)
+    task = bar.add_task("intake", total=total)
+    bar.start()
+    return lambda advance: bar.advance(task, advance), bar
+
+
+@app.command()
+def new(
+    ctx: typer.Context,
+    title: Annotated[Optional[str], typer.Argument(help="The title; '-' reads a JSON ticket (or array) from stdin; with --jsonl, a file (default: stdin).", show_default=False)] = None,
+    description: Annotated[Optional[str], typer.Option("--description", "-d", help="Longer text.")] = None,
+    kind: Annotated[Optional[Kind], typer.Option(case_sensitive=False, help="Default: incident.", show_default=False)] = None,
+    priority: Annotated[Optional[Priority], typer.Option("--priority", "-p", case_sensitive=False, help="Default: P3.", show_default=False)] = None,
+    service: Annotated[Optional[str], typer.Option(help="Service affected.")] = None,
+    ci: Annotated[Optional[str], typer.Option(help="Configuration item affected.")] = None,
+    queue: Annotated[Optional[str], typer.Option("--queue", "-q", help="Queue to file into.")] = None,
+    requester: Annotated[Optional[str], typer.Option(help="Who asked.")] = None,
+    label: Annotated[list[str], typer.Option("--label", "-l", help="KEY=VALUE, repeatable.")] = [],
+    tag: Annotated[list[str], typer.Option("--tag", "-t", help="Repeatable.")] = [],
+    fingerprint: Annotated[Optional[str], typer.Option(help="Dedup key: an open ticket with the same one is bumped, not duplicated.")] = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Stream JSON lines, one ticket per line.")] = False,
+    rejects: Annotated[Optional[Path], typer.Option(help="Write rejected input records to this file.", dir_okay=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Open a ticket, or stream many from JSON.
+
+    An open ticket with the same fingerprint is not duplicated: its occurrence count goes up.
+    Prints the id (SD-N) of each ticket on stdout.
+
+    Example: sdesk new "Disk full on db-3" -p P2 --service billing --label host=db-3
+
+    Example: tail -f alerts.jsonl | sdesk new --jsonl --rejects bad.jsonl
+    """
+    settings = _settings(ctx)
+    flags = {"description": description, "kind": kind, "priority": priority, "service": service, "ci": ci,
+             "queue": queue, "requester": requester, "fingerprint": fingerprint}
+    stream = jsonl or title == "-"
+    if stream:
+        given = [f"--{k}" for k, v in flags.items() if v is not None] + ["--label"] * bool(label) + ["--tag"] * bool(tag)
+        if given:
+            raise BadInput(f"{given[0]} cannot be combined with JSON input; put it in the JSON")
+        _new_from_json(settings, None if title in (None, "-") else Path(title), jsonl=jsonl, rejects=rejects,
+                       as_json=as_json)
+        return
+    if title is None:
+        raise BadInput("a title is required (or '-' to read JSON from stdin, or --jsonl)")
+    ticket = ticket_from_flags(title, labels=label, tags=tag, **flags)
+    [(ticket_id, created)] = settings.store().intake([ticket], actor=settings.actor, source="cli")
+    if not created:
+        _note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
+    if as_json:
+        _print_json({**settings.store().get_or_raise(ticket_id=ticket_id), "deduplicated": not created})
+    else:
+        print(lifecycle.ref(ticket_id))
+
+
+def _new_from_json(settings: Settings, path: Path | None, *, jsonl: bool, rejects: Path | None, as_json: bool) -> None:
+    from .intake import parse_json, parse_jsonl
+
+    name = str(path) if path else "stdin"
+    try:
+        stream = path.open(encoding="utf-8", errors="replace", newline="") if path else sys.stdin
+    except OSError as e:
+        raise BadInput(f"cannot read {name}: {e.strerror}") from None
+    with stream:
+        size = path.stat().st_size if path else None
+        advance, bar = _progress_bar(size)
+        try:
+            records = parse_jsonl(stream) if jsonl else parse_json(stream.read())
+            summary = _ingest(settings.store(), records, actor=settings.actor, source="jsonl" if jsonl else "json",
+                              rejects=rejects, progress=advance)
+        finally:
+            if bar is not None:
+                bar.stop()
+    if as_json:
+        _print_json(summary)
+    else:
+        sys.stdout.writelines(f"{lifecycle.ref(r['id'])}\n" for r in summary["tickets"])
+    rejected = len(summary["rejected"])
+    _note(f"{name}: {summary['created']} created, {summary['deduplicated']} deduplicated, {rejected} rejected"
+          + (f" (written to {rejects})" if rejects and rejected else ""))
+    if rejected:
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    text: Annotated[Optional[str], typer.Argument(help="Match in title or description.", show_default=False)] = None,
+    status: Annotated[list[Status], typer.Option("--status", "-s", case_sensitive=False, help="Repeatable; overrides --open.")] = [],
+    priority: Annotated[list[Priority], typer.Option("--priority", "-p", case_sensitive=False, help="Repeatable.")] = [],
+    queue: Annotated[Optional[str], typer.Option("--queue", "-q")] = None,
+    assignee: Annotated[Optional[str], typer.Option("--assignee", "-a")] = None,
+    service: Annotated[Optional[str], typer.Option()] = None,
+    tag: Annotated[Optional[str], typer.Option("--tag", "-t")] = None,
+    kind: Annotated[Optional[Kind], typer.Option(case_sensitive=False)] = None,
+    open_only: Annotated[bool, typer.Option("--open/--all", help="Only open tickets, or every ticket.")] = True,
+    sort: Annotated[Optional[str], typer.Option(help="Fields, '-' for descending: e.g. -updated,priority. Default: the queue order (priority, oldest first); newest first with --all.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="0 for no limit.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
+    as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+) -> None:
+    """List tickets, the open queue by default.
+
+    Example: sdesk list --priority P1 --priority P2 --queue ops
+
+    Example: sdesk list --all --sort -updated --limit 10 --json
+    """
+    if as_json + as_jsonl + as_csv > 1:
+        raise BadInput("choose one of --json, --jsonl, --csv")
+    tickets = _store(ctx).list(
+        statuses=[str(s) for s in status], open_only=open_only, queue=queue, priorities=[str(p) for p in priority],
+        assignee=assignee, service=service, tag=tag, kind=str(kind) if kind else None, text=text, sort=sort,
+        limit=limit or None,
+    )
+    if as_json:
+        _print_json(tickets)
+    elif as_jsonl:
+        sys.stdout.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in tickets)
+    elif as_csv:
+        from .render import write_csv
+
+        write_csv(tickets, sys.stdout)
+    else:
+        from .render import print_tickets
+
+        print_tickets(tickets)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    ticket: Annotated[str, typer.Argument(help="42 or SD-42.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The ticket with its events.")] = False,
+) -> None:
+    """Show a ticket: its fields and the timeline of events.
+
+    Example: sdesk show SD-42
+    """
+    store = _store(ctx)
+    ticket_id = lifecycle.parse_id(ticket)
+    t = store.get_or_raise(ticket_id=ticket_id)
+    events = store.events(ticket_id=ticket_id)
+    if as_json:
+        _print_json({**t, "events": events})
+    else:
+        from .render import print_ticket
+
+        print_ticket(t, events, store.children(ticket_id=ticket_id))
+
+
+# -- working a ticket ------------------------------------------------------------------------
+
+
+def _move(ctx: typer.Context, ticket: str, action: str, **kwargs: Any) -> None:
+    settings = _settings(ctx)
+    t = settings.store().move(ticket_id=lifecycle.parse_id(ticket), action=action, actor=settings.actor, **kwargs)
+    _note(f"{lifecycle.ref(t['id'])} is {t['status']}" + (f", assigned to {t['assignee']}" if t["assignee"] else ""))
+
+
+TicketArg = Annotated[str, typer.Argument(help="42 or SD-42.", show_default=False)]
+
+
+@app.command()
+def assign(ctx: typer.Context, ticket: TicketArg, user: Annotated[str, typer.Argument(help="Who takes it.")]) -> None:
+    """Assign a ticket to a user.
+
+    Example: sdesk assign SD-42 alice
+    """
+    if not user.strip():
+        raise BadInput("assign: the user is empty")
+    _move(ctx, ticket, "assign", assignee=user.strip())
+
+
+@app.command()
+def ack(ctx: typer.Context, ticket: TicketArg) -> None:
+    """Acknowledge a ticket: you have seen it and own it (stops the acknowledge clock).
+
+    Example: sdesk --as alice ack SD-42
+    """
+    _move(ctx, ticket, "ack")
+
+
+@app.command()
+def start(ctx: typer.Context, ticket: TicketArg) -> None:
+    """Start work on a ticket (acknowledges it too if needed).
+
+    Example: sdesk start SD-42
+    """
+    _move(ctx, ticket, "start")
+
+
+@app.command()
+def wait(ctx: typer.Context, ticket: TicketArg) -> None:
+    """Put a ticket on hold, waiting on the requester or a third party.
+
+    Example: sdesk wait SD-42
+    """
+    _move(ctx, ticket, "wait")
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    ticket: TicketArg,
+    resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it.")],
+    code: Annotated[Optional[str], typer.Option(help="A resolution code, e.g. fixed, workaround, duplicate.")] = None,
+) -> None:
+    """Resolve a ticket with what fixed it.
+
+    Example: sdesk resolve SD-42 -r "Rotated the expired TLS certificate" --code fixed
+    """
+    _move(ctx, ticket, "resolve", resolution=resolution, code=code)
+
+
+@app.command()
+def close(ctx: typer.Context, ticket: TicketArg) -> None:
+    """Close a resolved ticket.
+
+    Example: sdesk close SD-42
+    """
+    _move(ctx, ticket, "close")
+
+
+@app.command()
+def reopen(ctx: typer.Context, ticket: TicketArg) -> None:
+    """Reopen a resolved or closed ticket (counted in the reopen rate).
+
+    Example: sdesk reopen SD-42
+    """
+    _move(ctx, ticket, "reopen")
+
+
+@app.command()
+def comment(ctx: typer.Context, ticket: TicketArg, text: Annotated[str, typer.Argument(help="The comment.")]) -> None:
+    """Add a comment to a ticket's timeline.
+
+    Example: sdesk comment SD-42 "Failover to the replica done, watching error rate"
+    """
+    settings = _settings(ctx)
+    settings.store().comment(ticket_id=lifecycle.parse_id(ticket), text=text, actor=settings.actor)
+
+
+@app.command()
+def update(
+    ctx: typer.Context,
+    ticket: TicketArg,
+    title: Annotated[Optional[str], typer.Option()] = None,
+    description: Annotated[Optional[str], typer.Option("--description", "-d")] = None,
+    kind: Annotated[Optional[Kind], typer.Option(case_sensitive=False)] = None,
+    priority: Annotated[Optional[Priority], typer.Option("--priority", "-p", case_sensitive=False)] = None,
+    impact: Annotated[Optional[int], typer.Option(help="1 high, 2 medium, 3 low.")] = None,
+    urgency: Annotated[Optional[int], typer.Option(help="1 high, 2 medium, 3 low.")] = None,
+    category: Annotated[Optional[str], typer.Option()] = None,
+    service: Annotated[Optional[str], typer.Option()] = None,
+    ci: Annotated[Optional[str], typer.Option()] = None,
+    queue: Annotated[Optional[str], typer.Option("--queue", "-q")] = None,
+    team: Annotated[Optional[str], typer.Option()] = None,
+    requester: Annotated[Optional[str], typer.Option()] = None,
+    label: Annotated[list[str], typer.Option("--label", "-l", help="KEY=VALUE sets, KEY= removes; repeatable.")] = [],
+    tag: Annotated[list[str], typer.Option("--tag", "-t", help="Add a tag; -TAG removes it; repeatable.")] = [],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the updated ticket as JSON.")] = False,
+) -> None:
+    """Change a ticket's fields; the timeline records old and new values.
+
+    Example: sdesk update SD-42 --priority P1 --queue sre --label region=eu-west-1
+    """
+    from pydantic import ValidationError
+
+    from .models import TicketUpdate, describe
+
+    settings = _settings(ctx)
+    store = settings.store()
+    ticket_id = lifecycle.parse_id(ticket)
+    changes: dict[str, Any] = {
+        k: v for k, v in {"title": title, "description": description, "kind": kind, "priority": priority,
+                          "impact": impact, "urgency": urgency, "category": category, "service": service,
+                          "ci": ci, "queue": queue, "team": team, "requester": requester}.items()
+        if v is not None
+    }
+    current = store.get_or_raise(ticket_id=ticket_id)
+    if label:
+        labels = dict(current["labels"])
+        for key, value in _parse_labels(label).items():
+            if value:
+                labels[key] = value
+            else:
+                labels.pop(key, None)
+        changes["labels"] = labels
+    if tag:
+        tags = list(current["tags"])
+        for t in tag:
+            if t.startswith("-"):
+                tags = [x for x in tags if x != t[1:]]
+            elif t not in tags:
+                tags.append(t)
+        changes["tags"] = tags
+    if not changes:
+        raise BadInput("nothing to update: give at least one field option")
+    try:
+        valid = TicketUpdate.model_validate(changes).model_dump(mode="json", exclude_unset=True)
+    except ValidationError as e:
+        raise BadInput(describe(e)) from None
+    t = store.update(ticket_id=ticket_id, changes=valid, actor=settings.actor)
+    if as_json:
+        _print_json(t)
+
+
+@app.command()
+def link(
+    ctx: typer.Context,
+    ticket: TicketArg,
+    parent: Annotated[str, typer.Option("--parent", help="The parent ticket (an incident's problem, a duplicate's original).")],
+) -> None:
+    """Link a ticket under a parent ticket.
+
+    Example: sdesk link SD-43 --parent SD-42
+    """
+    settings = _settings(ctx)
+    settings.store().link(ticket_id=lifecycle.parse_id(ticket), parent_id=lifecycle.parse_id(parent),
+                          actor=settings.actor)
+
+
+# -- audit and demo --------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check the hash chain of every event; exits non-zero at the first altered or deleted one.
+
+    Example: sdesk audit verify
+    """
+    count, head = _store(ctx).verify_chain()
+    if as_json:
+        _print_json({"ok": True, "events": count, "head": head})
+    else:
+        print(f"ok: {count} events, chain intact, head {head[:16]}")
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Walk a realistic desk from examples/ through intake and the lifecycle, then print the queue.
+
+    Uses a fresh temporary database unless --db is given.
+
+    Example: sdesk demo
+    """
+    from .demo import run_demo
+
+    # Only an explicit --db: a SDESK_DB in the environment is the user's real desk.
+    source = ctx.find_root().get_parameter_source("db")
+    run_demo(_settings(ctx).db if source is not None and source.name == "COMMANDLINE" else None)
+
+
+def run() -> None:
+    """Console entry point: also quiet when the reader of stdout goes away (`sdesk list | head`)."""
+    try:
+        app()
+    except BrokenPipeError:
+        sys.stderr.close()
+        os._exit(int(ExitCode.ERROR))

@@ -1,0 +1,46 @@
+"""The one clock of sdesk: UTC now, or the time fixed by SDESK_NOW.
+
+Times are stored as ISO 8601 UTC text with second precision (`2026-11-26T16:16:28Z`), which
+sorts as text and reads well in the database.
+"""
+
+import os
+from datetime import UTC, datetime
+
+from .errors import BadInput
+
+_override: datetime | None = None
+
+
+def parse(text: str, *, what: str = "time") -> datetime:
+    """Parse ISO 8601 into an aware UTC datetime; a time without offset is taken as UTC."""
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise BadInput(f"{what}: {text!r} is not an ISO 8601 time") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def now() -> datetime:
+    if _override is not None:
+        return _override
+    fixed = os.environ.get("SDESK_NOW")
+    if fixed:
+        return parse(fixed, what="SDESK_NOW")
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_iso() -> str:
+    return iso(now())
+
+
+def set_override(dt: datetime | None) -> None:
+    """Fix now() in-process (the demo replays a timeline this way); None lifts it."""
+    global _override
+    _override = dt

@@ -1,0 +1,104 @@
+"""`sdesk demo`: a short, realistic morning on the desk, replayed on a fixed timeline."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from . import clock
+from .intake import parse_jsonl
+from .lifecycle import ref
+from .store import Store
+
+
+def examples_dir() -> Path:
+    """examples/ of a source checkout, or the copy shipped inside the wheel."""
+    here = Path(__file__).parent
+    for candidate in (here / "_examples", here.parent / "examples"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("examples/ not found; reinstall sdesk")
+
+
+def _load(store: Store, name: str) -> list[int]:
+    with (examples_dir() / "demo" / name).open(encoding="utf-8") as f:
+        tickets = [r.ticket for r in parse_jsonl(f) if r.ticket is not None]
+    return [tid for tid, _ in store.intake(tickets, actor="alertmanager", source="jsonl")]
+
+
+
+
+def run_demo(db: Path | None) -> None:
+    from .render import console, print_tickets
+
+    tmp = None
+    if db is None:
+        tmp = tempfile.TemporaryDirectory(prefix="sdesk-demo-")
+        db = Path(tmp.name) / "demo.db"
+    start = clock.now() - timedelta(hours=2)
+
+    out = console()
+
+    def at(minutes: int) -> None:
+        clock.set_override(start + timedelta(minutes=minutes))
+
+    def say(message: str) -> None:
+        out.print(f"[dim]{clock.now().astimezone():%H:%M}[/]  {message}")
+
+    try:
+        with Store(db) as store:
+            at(0)
+            checkout, replica, pay_hangs, mfa, laptop, grafana, vpn = _load(store, "intake.jsonl")
+            say(f"intake: 7 tickets from alerts and people ({ref(checkout)} is the P1)")
+            at(3)
+            _load(store, "repeats.jsonl")
+            say(f"the checkout alert fires twice more: {ref(checkout)} counts 3 occurrences, no new tickets")
+            at(4)
+            store.move(ticket_id=checkout, action="ack", actor="alice")
+            at(6)
+            store.link(ticket_id=pay_hangs, parent_id=checkout, actor="sam")
+            store.comment(ticket_id=checkout, text="Error spike starts right after the deploy of checkout-api 2026.11.3",
+                          actor="alice")
+            at(7)
+            store.move(ticket_id=checkout, action="start", actor="alice")
+            store.move(ticket_id=replica, action="ack", actor="dave")
+            say(f"alice acknowledges {ref(checkout)}; sam links the customer report {ref(pay_hangs)} under it")
+            at(9)
+            store.move(ticket_id=mfa, action="assign", assignee="bob", actor="sam")
+            store.move(ticket_id=mfa, action="start", actor="bob")
+            store.move(ticket_id=laptop, action="assign", assignee="carol", actor="sam")
+            store.move(ticket_id=laptop, action="start", actor="carol")
+            store.move(ticket_id=laptop, action="wait", actor="carol")
+            at(22)
+            store.move(ticket_id=checkout, action="resolve", actor="alice", code="rollback",
+                       resolution="Rolled back checkout-api to 2026.11.2; 5xx rate back under 0.1%")
+            store.move(ticket_id=pay_hangs, action="resolve", actor="sam", code="duplicate",
+                       resolution=f"Caused by {ref(checkout)}; fixed by its rollback")
+            say(f"alice rolls back the deploy and resolves {ref(checkout)} (and {ref(pay_hangs)} with it)")
+            at(35)
+            store.move(ticket_id=mfa, action="resolve", actor="bob", code="fixed",
+                       resolution="Identity verified at the front desk; authenticator re-enrolled")
+            store.move(ticket_id=mfa, action="close", actor="bob")
+            say(f"bob resets the MFA and closes {ref(mfa)}; carol's laptop {ref(laptop)} waits on hardware")
+            clock.set_override(None)
+
+            out.print("\n[bold]The open queue[/]")
+            print_tickets(store.list())
+            p1 = store.get_or_raise(ticket_id=checkout)
+            tta = clock.parse(p1["acknowledged_at"]) - clock.parse(p1["created_at"])
+            ttr = clock.parse(p1["resolved_at"]) - clock.parse(p1["created_at"])
+            events, _ = store.verify_chain()
+            by_status = ", ".join(f"{n} {s}" for s, n in store.count_by("status").items())
+            out.print(f"\n[bold]Summary[/]: {len(store.list(open_only=False, limit=None))} tickets ({by_status}); "
+                      f"9 alerts and requests came in, 2 were deduplicated.")
+            out.print(f"{ref(checkout)} (P1): acknowledged in {int(tta.total_seconds() // 60)} min, "
+                      f"resolved in {int(ttr.total_seconds() // 60)} min.")
+            out.print(f"Audit: {events} events, hash chain intact. Database: {db if tmp is None else '(temporary)'}")
+            keep = f"sdesk --db {db} show {ref(checkout)}" if tmp is None else \
+                f"sdesk demo --db desk.db, then sdesk --db desk.db show {ref(checkout)}"
+            out.print(f"Next: {keep}", style="dim")
+    finally:
+        clock.set_override(None)
+        if tmp is not None:
+            tmp.cleanup()

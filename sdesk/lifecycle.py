@@ -1,0 +1,87 @@
+"""Kinds, priorities, statuses and the ticket state machine.
+
+Plain enums with no pydantic, so that hot commands (`sdesk new`, `list`, `show`) can use them
+without paying pydantic's import (about 1.3x the floor of the CLI, see DESIGN.md).
+`sdesk.models` builds the pydantic models on these same enums.
+"""
+
+from enum import StrEnum
+
+from .errors import BadInput, InvalidTransition
+
+
+class Kind(StrEnum):
+    INCIDENT = "incident"
+    REQUEST = "request"
+    PROBLEM = "problem"
+    CHANGE = "change"
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class Status(StrEnum):
+    NEW = "new"
+    TRIAGED = "triaged"
+    ASSIGNED = "assigned"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    WAITING = "waiting"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+DONE = frozenset({Status.RESOLVED, Status.CLOSED})
+OPEN = frozenset(Status) - DONE
+
+# action -> (statuses it may start from, status it leads to). Shortcuts people expect are
+# allowed (ack a new ticket, resolve an acknowledged one); going back is only via reopen.
+MOVES: dict[str, tuple[frozenset[Status], Status]] = {
+    "triage": (frozenset({Status.NEW}), Status.TRIAGED),
+    "assign": (OPEN, Status.ASSIGNED),
+    "ack": (frozenset({Status.NEW, Status.TRIAGED, Status.ASSIGNED}), Status.ACKNOWLEDGED),
+    "start": (
+        frozenset({Status.NEW, Status.TRIAGED, Status.ASSIGNED, Status.ACKNOWLEDGED, Status.WAITING}),
+        Status.IN_PROGRESS,
+    ),
+    "wait": (frozenset({Status.ACKNOWLEDGED, Status.IN_PROGRESS}), Status.WAITING),
+    "resolve": (OPEN, Status.RESOLVED),
+    "close": (frozenset({Status.RESOLVED}), Status.CLOSED),
+    "reopen": (DONE, Status.IN_PROGRESS),
+}
+
+DEFAULT_KIND = Kind.INCIDENT
+DEFAULT_PRIORITY = Priority.P3
+TITLE_MAX = 1000
+ID_PREFIX = "SD-"
+
+
+def allowed_actions(status: str) -> list[str]:
+    return [action for action, (sources, _) in MOVES.items() if status in sources]
+
+
+def next_status(status: str, action: str, *, ticket_id: int | None = None) -> Status:
+    """The status `action` leads to from `status`, or InvalidTransition naming the allowed moves."""
+    sources, target = MOVES[action]
+    if status in sources:
+        return target
+    what = f"{ID_PREFIX}{ticket_id}" if ticket_id is not None else "ticket"
+    allowed = ", ".join(allowed_actions(status)) or "nothing"
+    raise InvalidTransition(f"cannot {action} {what}: it is {status}; from {status} you can: {allowed}")
+
+
+def parse_id(text: str | int) -> int:
+    """Accept `42`, `SD-42` or `sd-42`."""
+    raw = str(text).strip()
+    digits = raw[len(ID_PREFIX):] if raw.upper().startswith(ID_PREFIX) else raw
+    if not digits.isascii() or not digits.isdigit() or int(digits) == 0:
+        raise BadInput(f"{raw!r} is not a ticket id (expected 42 or {ID_PREFIX}42)")
+    return int(digits)
+
+
+def ref(ticket_id: int) -> str:
+    return f"{ID_PREFIX}{ticket_id}"

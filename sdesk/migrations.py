@@ -1,0 +1,133 @@
+"""Schema steps: named, ordered and append-only. Never edit a step that has shipped; add one.
+
+Each step is a function of a `sqlite_utils.Database`. `apply` runs the pending ones with
+`sqlite_utils.Migrations` inside one IMMEDIATE transaction, so that several processes opening a
+new database at once apply them exactly once, and a failed upgrade leaves the file as it was.
+`PRAGMA user_version` holds the number of steps applied: the store compares it with
+`SCHEMA_VERSION` on every open, which is cheap, and imports sqlite-utils only to upgrade.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from .errors import SdeskError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+# The predicate of an open ticket. Queries repeat it word for word so that SQLite can use the
+# partial indexes below (it matches a partial index's WHERE by expression).
+OPEN_SQL = "status NOT IN ('resolved', 'closed')"
+
+
+def m001_tickets_and_events(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE tickets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            description TEXT,
+            status TEXT NOT NULL,
+            priority TEXT NOT NULL,
+            impact INTEGER,
+            urgency INTEGER,
+            category TEXT,
+            queue TEXT,
+            team TEXT,
+            assignee TEXT,
+            service TEXT,
+            ci TEXT,
+            requester TEXT,
+            source TEXT NOT NULL,
+            fingerprint TEXT,
+            occurrences INTEGER NOT NULL DEFAULT 1,
+            labels TEXT NOT NULL DEFAULT '{}',
+            tags TEXT NOT NULL DEFAULT '[]',
+            parent_id INTEGER REFERENCES tickets(id),
+            resolution TEXT,
+            resolution_code TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            acknowledged_at TEXT,
+            resolved_at TEXT,
+            closed_at TEXT,
+            reopen_count INTEGER NOT NULL DEFAULT 0,
+            escalation_level INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute(f"CREATE INDEX tickets_open_queue ON tickets(priority, id) WHERE {OPEN_SQL}")
+    db.execute(
+        "CREATE UNIQUE INDEX tickets_open_fingerprint ON tickets(fingerprint) "
+        f"WHERE fingerprint IS NOT NULL AND {OPEN_SQL}"
+    )
+    db.execute(f"CREATE INDEX tickets_open_assignee ON tickets(assignee, priority, id) WHERE {OPEN_SQL}")
+    db.execute("CREATE INDEX tickets_parent ON tickets(parent_id) WHERE parent_id IS NOT NULL")
+    db.execute("CREATE INDEX tickets_created ON tickets(created_at)")
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ticket_id INTEGER REFERENCES tickets(id),
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_ticket ON events(ticket_id, id)")
+    # Append-only by construction; the hash chain catches whoever drops these triggers.
+    for op in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER events_no_{op.lower()} BEFORE {op} ON events "
+            "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+        )
+
+
+STEPS = [m001_tickets_and_events]
+SCHEMA_VERSION = len(STEPS)
+
+
+class SchemaTooNew(SdeskError):
+    pass
+
+
+def check_version(conn: sqlite3.Connection) -> bool:
+    """True when the schema is current; raises when a newer sdesk wrote this file."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"database schema version {version} is newer than this sdesk understands "
+            f"({SCHEMA_VERSION}); upgrade sdesk"
+        )
+    return version == SCHEMA_VERSION
+
+
+def apply(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending steps; returns the names applied (empty when another process won)."""
+    from sqlite_utils import Database, Migrations
+
+    migrations = Migrations("sdesk")
+    for step in STEPS:
+        migrations()(step)
+    db = Database(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if check_version(conn):
+            conn.execute("ROLLBACK")
+            return []
+        pending = [m.name for m in migrations.pending(db)]
+        migrations.apply(db)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return pending

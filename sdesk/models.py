@@ -1,0 +1,147 @@
+"""Pydantic models of what enters and leaves sdesk.
+
+`TicketCreate` and `TicketUpdate` validate input from JSON and the CLI; `Ticket` and `Event`
+are the contract of `--json` output (`sdesk schema NAME` prints them as JSON Schema).
+The enums and the state machine live in `sdesk.lifecycle` (pydantic-free, for hot paths).
+"""
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from .lifecycle import DEFAULT_KIND, DEFAULT_PRIORITY, TITLE_MAX, Kind, Priority, Status
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Fingerprint = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+Level = Annotated[int, Field(ge=1, le=3, description="1 high, 2 medium, 3 low (ITIL)")]
+
+
+def _labels(value: Any) -> Any:
+    """Label values arrive as numbers or booleans from scripts; store them as text."""
+    if isinstance(value, dict):
+        return {
+            str(k): ("true" if v is True else "false" if v is False else str(v))
+            if isinstance(v, (int, float, bool)) else v
+            for k, v in value.items()
+        }
+    return value
+
+
+def _tags(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(dict.fromkeys(t.strip() for t in value if isinstance(t, str) and t.strip()))
+    return value
+
+
+class TicketCreate(BaseModel):
+    """A new ticket, as `sdesk new -` and `sdesk new --jsonl` accept it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: Title
+    description: str | None = None
+    kind: Kind = DEFAULT_KIND
+    priority: Priority = DEFAULT_PRIORITY
+    impact: Level | None = None
+    urgency: Level | None = None
+    category: Name | None = None
+    service: Name | None = None
+    ci: Name | None = None
+    queue: Name | None = None
+    requester: Name | None = None
+    fingerprint: Fingerprint | None = None
+    labels: dict[str, str] = {}
+    tags: list[Name] = []
+
+    _labels = field_validator("labels", mode="before")(_labels)
+    _tags = field_validator("tags", mode="before")(_tags)
+
+
+class TicketUpdate(BaseModel):
+    """Fields `sdesk update` may change; only those given are changed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: Title | None = None
+    description: str | None = None
+    kind: Kind | None = None
+    priority: Priority | None = None
+    impact: Level | None = None
+    urgency: Level | None = None
+    category: Name | None = None
+    service: Name | None = None
+    ci: Name | None = None
+    queue: Name | None = None
+    team: Name | None = None
+    requester: Name | None = None
+    labels: dict[str, str] | None = None
+    tags: list[Name] | None = None
+
+    _labels = field_validator("labels", mode="before")(_labels)
+    _tags = field_validator("tags", mode="before")(_tags)
+
+
+class Event(BaseModel):
+    id: int
+    ticket_id: int | None
+    at: str
+    actor: str
+    kind: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class Ticket(BaseModel):
+    """A stored ticket as `sdesk show --json` and `sdesk list --json` print it."""
+
+    id: int
+    kind: Kind
+    title: str
+    description: str | None
+    status: Status
+    priority: Priority
+    impact: int | None
+    urgency: int | None
+    category: str | None
+    queue: str | None
+    team: str | None
+    assignee: str | None
+    service: str | None
+    ci: str | None
+    requester: str | None
+    source: str
+    fingerprint: str | None
+    occurrences: int
+    labels: dict[str, str]
+    tags: list[str]
+    parent_id: int | None
+    resolution: str | None
+    resolution_code: str | None
+    created_at: str
+    updated_at: str
+    acknowledged_at: str | None
+    resolved_at: str | None
+    closed_at: str | None
+    reopen_count: int
+    escalation_level: int
+    events: list[Event] | None = None
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "ticket-create": TicketCreate,
+    "ticket-update": TicketUpdate,
+    "ticket": Ticket,
+    "event": Event,
+}
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each bad field: `priority: Input should be 'P1', 'P2', 'P3' or 'P4'`."""
+    parts = []
+    for e in error.errors(include_url=False):
+        where = ".".join(str(x) for x in e["loc"]) or "input"
+        msg = {"extra_forbidden": "unknown field", "model_type": "expected a JSON object"}.get(e["type"], e["msg"])
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)

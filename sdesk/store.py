@@ -1,0 +1,371 @@
+"""The Store: the only module that talks SQL.
+
+Hot commands use the stdlib `sqlite3` connection directly; sqlite-utils is imported only to
+migrate (see `migrations.py`). Every state change runs in one IMMEDIATE transaction that
+writes the ticket and appends the events explaining it to the hash chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import clock, lifecycle, migrations
+from .errors import AuditBroken, BadInput, Conflict, NotFound, SdeskError
+from .migrations import OPEN_SQL
+
+GENESIS = "0" * 64
+
+# Columns a caller may set at creation, in insert order.
+CREATE_FIELDS = (
+    "kind", "title", "description", "priority", "impact", "urgency", "category", "service",
+    "ci", "queue", "requester", "fingerprint",
+)
+UPDATE_FIELDS = (
+    "title", "description", "kind", "priority", "impact", "urgency", "category", "service",
+    "ci", "queue", "team", "requester", "labels", "tags",
+)
+JSON_FIELDS = ("labels", "tags")
+
+SORT_COLUMNS = {
+    "id": "id", "priority": "priority", "status": "status", "created": "created_at",
+    "updated": "updated_at", "title": "title", "assignee": "assignee", "queue": "queue",
+    "service": "service", "kind": "kind",
+}
+
+
+def default_db_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("sdesk", appauthor=False)) / "sdesk.db"
+
+
+def canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, actor: str, kind: str,
+               data: str) -> str:
+    row = json.dumps([event_id, ticket_id, at, actor, kind, data], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev_hash + row).encode()).hexdigest()
+
+
+def _ticket(row: sqlite3.Row) -> dict[str, Any]:
+    t = dict(row)
+    for field in JSON_FIELDS:
+        t[field] = json.loads(t[field])
+    return t
+
+
+def _event(row: sqlite3.Row) -> dict[str, Any]:
+    e = dict(row)
+    e["data"] = json.loads(e["data"])
+    return e
+
+
+class _Tx:
+    """One write transaction: the connection, its time, and the events it appends."""
+
+    def __init__(self, conn: sqlite3.Connection, actor: str):
+        self.conn = conn
+        self.actor = actor
+        self.at = clock.now_iso()
+        last = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        self._prev = last[0] if last else GENESIS
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self._next_id = (seq[0] if seq else 0) + 1
+        self.events: list[tuple] = []
+
+    def event(self, ticket_id: int | None, kind: str, data: dict[str, Any]) -> None:
+        text = canonical(data)
+        h = event_hash(self._prev, self._next_id, ticket_id, self.at, self.actor, kind, text)
+        self.events.append((self._next_id, ticket_id, self.at, self.actor, kind, text, self._prev, h))
+        self._prev, self._next_id = h, self._next_id + 1
+
+    def flush(self) -> None:
+        self.conn.executemany(
+            "INSERT INTO events (id, ticket_id, at, actor, kind, data, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.events,
+        )
+        self.events.clear()
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if not migrations.check_version(self.conn):
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                migrations.apply(self.conn)
+            # WAL with synchronous=NORMAL is durable across application crashes, and only the
+            # last commits can be lost on power failure; it keeps a commit off the fsync path.
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        except SdeskError:
+            raise
+        except (sqlite3.Error, OSError) as e:
+            raise SdeskError(f"cannot open database {self.path}: {e}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self, actor: str) -> Iterator[_Tx]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            tx = _Tx(self.conn, actor)
+            yield tx
+            tx.flush()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, *, ticket_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        return _ticket(row) if row else None
+
+    def get_or_raise(self, *, ticket_id: int) -> dict[str, Any]:
+        ticket = self.get(ticket_id=ticket_id)
+        if ticket is None:
+            raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
+        return ticket
+
+    def events(self, *, ticket_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM events WHERE ticket_id = ? ORDER BY id", (ticket_id,))
+        return [_event(r) for r in rows]
+
+    def children(self, *, ticket_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM tickets WHERE parent_id = ? ORDER BY id", (ticket_id,))
+        return [_ticket(r) for r in rows]
+
+    def list(
+        self,
+        *,
+        statuses: Iterable[str] = (),
+        open_only: bool = True,
+        queue: str | None = None,
+        priorities: Iterable[str] = (),
+        assignee: str | None = None,
+        service: str | None = None,
+        tag: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        sort: str | None = None,
+        limit: int | None = 50,
+    ) -> list[dict[str, Any]]:
+        """Tickets matching every filter given. The default order is the work queue (priority,
+        then oldest first) for open tickets, and newest first otherwise."""
+        where: list[str] = []
+        args: list[Any] = []
+        statuses, priorities = list(statuses), list(priorities)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args += statuses
+        elif open_only:
+            where.append(OPEN_SQL)
+        if priorities:
+            where.append(f"priority IN ({','.join('?' * len(priorities))})")
+            args += priorities
+        for column, value in (("queue", queue), ("assignee", assignee), ("service", service), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(tickets.tags) WHERE value = ?)")
+            args.append(tag)
+        if text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
+            args += [pattern, pattern]
+        order = self._order_by(sort or ("priority,id" if open_only and not statuses else "-id"))
+        sql = "SELECT * FROM tickets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order}"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_ticket(r) for r in self.conn.execute(sql, args)]
+
+    @staticmethod
+    def _order_by(sort: str) -> str:
+        terms = []
+        for item in sort.split(","):
+            name = item.strip()
+            desc = name.startswith("-")
+            column = SORT_COLUMNS.get(name.lstrip("-"))
+            if column is None:
+                raise BadInput(f"--sort: unknown field {name.lstrip('-')!r}; choose from {', '.join(SORT_COLUMNS)}")
+            terms.append(f"{column} DESC" if desc else column)
+        if "id" not in {t.split()[0] for t in terms}:
+            terms.append("id DESC" if sort.strip().startswith("-") else "id")
+        return ", ".join(terms)
+
+    def count_by(self, field: str) -> dict[str, int]:
+        column = SORT_COLUMNS[field]
+        rows = self.conn.execute(f"SELECT {column}, count(*) FROM tickets GROUP BY {column} ORDER BY {column}")
+        return {str(k): n for k, n in rows}
+
+    # -- writes --------------------------------------------------------------------------
+
+    def intake(self, tickets: Iterable[dict[str, Any]], *, actor: str, source: str) -> list[tuple[int, bool]]:
+        """Store validated tickets in one transaction. A ticket whose fingerprint matches an
+        open ticket is not duplicated: that ticket's occurrences go up and an event records it.
+        Returns (ticket id, created) for each input, in order."""
+        results = []
+        with self._write(actor) as tx:
+            conn, at = tx.conn, tx.at
+            for t in tickets:
+                fingerprint = t.get("fingerprint")
+                if fingerprint:
+                    row = conn.execute(
+                        f"SELECT id, occurrences FROM tickets WHERE fingerprint = ? AND {OPEN_SQL}",
+                        (fingerprint,),
+                    ).fetchone()
+                    if row:
+                        conn.execute(
+                            "UPDATE tickets SET occurrences = occurrences + 1, updated_at = ? WHERE id = ?",
+                            (at, row[0]),
+                        )
+                        tx.event(row[0], "occurrence", {"occurrences": row[1] + 1, "source": source})
+                        results.append((row[0], False))
+                        continue
+                values = [t.get(f) for f in CREATE_FIELDS]
+                labels, tags = t.get("labels") or {}, t.get("tags") or []
+                cur = conn.execute(
+                    f"INSERT INTO tickets ({', '.join(CREATE_FIELDS)}, labels, tags, status, source, "
+                    f"created_at, updated_at) VALUES ({', '.join('?' * len(CREATE_FIELDS))}, ?, ?, 'new', ?, ?, ?)",
+                    (*values, json.dumps(labels, ensure_ascii=False), json.dumps(tags, ensure_ascii=False),
+                     source, at, at),
+                )
+                snapshot = {f: v for f, v in zip(CREATE_FIELDS, values) if v is not None}
+                snapshot.update(source=source, labels=labels, tags=tags)
+                tx.event(cur.lastrowid, "created", snapshot)
+                results.append((cur.lastrowid, True))
+        return results
+
+    def move(self, *, ticket_id: int, action: str, actor: str, assignee: str | None = None,
+             resolution: str | None = None, code: str | None = None) -> dict[str, Any]:
+        """Apply a lifecycle action (see lifecycle.MOVES) and record why."""
+        with self._write(actor) as tx:
+            t = self._current(tx, ticket_id)
+            target = lifecycle.next_status(t["status"], action, ticket_id=ticket_id)
+            at = tx.at
+            sets: dict[str, Any] = {"status": target, "updated_at": at}
+            data: dict[str, Any] = {"from": t["status"], "to": target, "action": action}
+            if action == "assign":
+                if not assignee:
+                    raise BadInput("assign: a user is required")
+                sets["assignee"] = assignee
+                data["assignee"] = assignee
+                if t["assignee"]:
+                    data["previous_assignee"] = t["assignee"]
+            if action in ("ack", "start"):
+                sets["acknowledged_at"] = t["acknowledged_at"] or at
+                sets["assignee"] = t["assignee"] or actor
+            if action == "resolve":
+                if not resolution or not resolution.strip():
+                    raise BadInput("resolve: --resolution must say what fixed it")
+                sets.update(resolved_at=at, resolution=resolution.strip(), resolution_code=code)
+                data.update(resolution=resolution.strip(), code=code)
+            if action == "close":
+                sets["closed_at"] = at
+            if action == "reopen":
+                sets.update(reopen_count=t["reopen_count"] + 1, resolved_at=None, closed_at=None)
+            self._set(tx, ticket_id, sets)
+            tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", data)
+        return self.get_or_raise(ticket_id=ticket_id)
+
+    def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
+        if not text.strip():
+            raise BadInput("comment: the text is empty")
+        with self._write(actor) as tx:
+            self._current(tx, ticket_id)
+            self._set(tx, ticket_id, {"updated_at": tx.at})
+            tx.event(ticket_id, "commented", {"text": text})
+
+    def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Change fields; records old and new values of what really changed (nothing, no event)."""
+        unknown = set(changes) - set(UPDATE_FIELDS)
+        if unknown:
+            raise BadInput(f"update: unknown field {sorted(unknown)[0]!r}")
+        with self._write(actor) as tx:
+            t = self._current(tx, ticket_id)
+            diff = {f: [t[f], v] for f, v in changes.items() if t[f] != v}
+            if diff:
+                sets = {f: json.dumps(v, ensure_ascii=False) if f in JSON_FIELDS else v
+                        for f, (_, v) in diff.items()}
+                self._set(tx, ticket_id, {**sets, "updated_at": tx.at})
+                tx.event(ticket_id, "updated", diff)
+        return self.get_or_raise(ticket_id=ticket_id)
+
+    def link(self, *, ticket_id: int, parent_id: int, actor: str) -> None:
+        if ticket_id == parent_id:
+            raise BadInput(f"cannot link {lifecycle.ref(ticket_id)} to itself")
+        with self._write(actor) as tx:
+            t = self._current(tx, ticket_id)
+            self._current(tx, parent_id)
+            ancestor: int | None = parent_id
+            while ancestor is not None:
+                if ancestor == ticket_id:
+                    raise Conflict(f"cannot link {lifecycle.ref(ticket_id)} under {lifecycle.ref(parent_id)}: "
+                                   "that would make a cycle")
+                ancestor = tx.conn.execute("SELECT parent_id FROM tickets WHERE id = ?", (ancestor,)).fetchone()[0]
+            self._set(tx, ticket_id, {"parent_id": parent_id, "updated_at": tx.at})
+            tx.event(ticket_id, "linked", {"parent_id": parent_id, "previous_parent_id": t["parent_id"]})
+
+    def _current(self, tx: _Tx, ticket_id: int) -> dict[str, Any]:
+        row = tx.conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
+        return _ticket(row)
+
+    @staticmethod
+    def _set(tx: _Tx, ticket_id: int, sets: dict[str, Any]) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        tx.conn.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", (*sets.values(), ticket_id))
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def verify_chain(self) -> tuple[int, str]:
+        """Check every event against the chain; returns (count, head hash) or raises
+        AuditBroken naming the first event altered, inserted or deleted."""
+        prev, expected_id, count = GENESIS, 1, 0
+        rows = self.conn.execute(
+            "SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash FROM events ORDER BY id"
+        )
+        for event_id, ticket_id, at, actor, kind, data, prev_hash, stored in rows:
+            if event_id != expected_id:
+                raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
+            if prev_hash != prev:
+                raise AuditBroken(f"audit chain broken at event {event_id}: it does not follow event {event_id - 1}")
+            if event_hash(prev, event_id, ticket_id, at, actor, kind, data) != stored:
+                raise AuditBroken(f"audit chain broken at event {event_id}: its row was altered")
+            prev, expected_id, count = stored, expected_id + 1, count + 1
+        seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        if seq and seq[0] >= expected_id:
+            raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
+        return count, prev
+
+
+def open_store(path: str | Path | None) -> Store:
+    return Store(path or os.environ.get("SDESK_DB") or default_db_path())

@@ -1,0 +1,59 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sdesk.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path, monkeypatch):
+    """Every test gets its own database and config dir, a known actor, and the real clock."""
+    monkeypatch.setenv("SDESK_DB", str(tmp_path / "desk.db"))
+    monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "config"))
+    monkeypatch.setenv("SDESK_USER", "tester")
+    monkeypatch.delenv("SDESK_NOW", raising=False)
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "1")
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "desk.db"
+
+
+class Cli:
+    def __init__(self):
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, ok: bool = True):
+        result = self.runner.invoke(app, list(args), input=input)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        if ok and result.exit_code != 0:
+            raise AssertionError(f"sdesk {' '.join(args)} exited {result.exit_code}: {result.stderr}")
+        return result
+
+    def json(self, *args: str, input: str | None = None):
+        return json.loads(self(*args, "--json", input=input).stdout)
+
+    def new(self, title: str, *args: str) -> int:
+        return self.json("new", title, *args)["id"]
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+def sdesk_cmd() -> list[str]:
+    """The installed console script, as a user runs it."""
+    return [sys.executable, "-m", "sdesk"]
+
+
+def env_for(db_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "SDESK_DB": str(db_path), **extra}

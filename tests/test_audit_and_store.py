@@ -1,0 +1,150 @@
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from sdesk import migrations
+from sdesk.errors import ExitCode
+from sdesk.store import Store
+
+
+def _tamper(db_path, sql, *args):
+    """What someone with write access to the file could do: drop the guard, change history."""
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS events_no_delete")
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def desk(cli):
+    for title in ("a", "b", "c"):
+        tid = str(cli.new(title))
+        cli("ack", tid)
+        cli("comment", tid, f"note on {title}")
+    return cli
+
+
+def test_verify_ok(desk):
+    out = desk.json("audit", "verify")
+    assert out["ok"] is True and out["events"] == 9 and len(out["head"]) == 64
+    assert desk("audit", "verify").stdout.startswith("ok: 9 events")
+
+
+def test_edited_event_is_caught(desk, db_path):
+    _tamper(db_path, "UPDATE events SET actor = 'mallory' WHERE id = 5")
+    result = desk("audit", "verify", ok=False)
+    assert result.exit_code == ExitCode.ERROR
+    assert result.stderr == "error: audit chain broken at event 5: its row was altered\n"
+
+
+def test_deleted_event_is_caught(desk, db_path):
+    _tamper(db_path, "DELETE FROM events WHERE id = 4")
+    assert "event 4 is missing" in desk("audit", "verify", ok=False).stderr
+
+
+def test_deleted_last_event_is_caught(desk, db_path):
+    _tamper(db_path, "DELETE FROM events WHERE id = 9")
+    assert "event 9 is missing" in desk("audit", "verify", ok=False).stderr
+
+
+def test_events_are_append_only(desk, db_path):
+    conn = sqlite3.connect(db_path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE events SET actor = 'x'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM events")
+
+
+def test_migrations_on_a_blank_database(db_path):
+    with Store(db_path) as store:
+        conn = store.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations.SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
+        assert applied == [step.__name__ for step in migrations.STEPS]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"tickets", "events"} <= tables
+    # Opening again applies nothing and keeps the data.
+    with Store(db_path) as store:
+        assert migrations.apply(store.conn) == []
+
+
+def test_init_is_idempotent(cli, db_path):
+    assert cli("init").stdout.strip() == str(db_path)
+    cli.new("keep me")
+    assert cli("init").stdout.strip() == str(db_path)
+    assert len(cli.json("list")) == 1
+
+
+def test_a_newer_schema_is_refused(cli, db_path):
+    cli("init")
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION + 1}")
+    conn.close()
+    result = cli("list", ok=False)
+    assert result.exit_code == ExitCode.ERROR
+    assert "newer than this sdesk understands" in result.stderr
+
+
+def test_not_a_database(cli, db_path):
+    db_path.write_text("hello, I am a text file\n" * 100)
+    result = cli("list", ok=False)
+    assert result.exit_code == ExitCode.ERROR
+    assert result.stderr.startswith(f"error: cannot open database {db_path}")
+    assert "Traceback" not in result.stderr
+
+
+def test_foreign_keys_are_enforced(db_path):
+    with Store(db_path) as store:
+        with pytest.raises(sqlite3.IntegrityError):
+            store.conn.execute("INSERT INTO events (ticket_id, at, actor, kind, prev_hash, hash) "
+                               "VALUES (999, 'x', 'x', 'x', 'x', 'x')")
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        ("SELECT * FROM tickets WHERE {open} ORDER BY priority, id LIMIT 50", "tickets_open_queue"),
+        ("SELECT id FROM tickets WHERE fingerprint = 'x' AND {open}", "tickets_open_fingerprint"),
+        ("SELECT * FROM events WHERE ticket_id = 1 ORDER BY id", "events_ticket"),
+    ],
+)
+def test_hot_queries_use_an_index(db_path, query, index):
+    with Store(db_path) as store:
+        plan = " ".join(r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + query.format(open=migrations.OPEN_SQL)))
+    assert index in plan and "TEMP B-TREE" not in plan
+
+
+def test_the_store_query_plans_match(db_path):
+    """The store's own queue query, not a copy of it, is served by the partial index."""
+    with Store(db_path) as store:
+        store.intake([{"title": "x", "kind": "incident", "priority": "P1"}], actor="t", source="t")
+        seen = []
+        store.conn.set_trace_callback(seen.append)
+        store.list(limit=50)
+        store.conn.set_trace_callback(None)
+        [sql] = [s for s in seen if s.startswith("SELECT")]
+        plan = " ".join(r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql))
+    assert "tickets_open_queue" in plan and "TEMP B-TREE" not in plan
+
+
+def test_sdesk_now_fixes_the_clock(cli, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-01-02T03:04:05+01:00")
+    t = cli.json("new", "x")
+    assert t["created_at"] == "2026-01-02T02:04:05Z"
+    monkeypatch.setenv("SDESK_NOW", "yesterday")
+    result = cli("new", "y", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "SDESK_NOW: 'yesterday' is not an ISO 8601 time" in result.stderr
+
+
+def test_python_dash_m(db_path):
+    out = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db_path), "new", "via -m", "--json"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["title"] == "via -m"

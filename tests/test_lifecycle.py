@@ -1,0 +1,174 @@
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from sdesk import lifecycle
+from sdesk.errors import BadInput, ExitCode, InvalidTransition, NotFound
+from sdesk.lifecycle import MOVES, Status
+from sdesk.store import Store
+
+
+def test_a_ticket_walks_the_whole_lifecycle(cli):
+    tid = str(cli.new("Mail bounces for sales@"))
+    cli("assign", tid, "bob")
+    assert cli.json("show", tid)["status"] == "assigned"
+    cli("--as", "bob", "ack", tid)
+    t = cli.json("show", tid)
+    assert t["status"] == "acknowledged" and t["acknowledged_at"] and t["assignee"] == "bob"
+    cli("start", tid)
+    cli("wait", tid)
+    cli("start", tid)
+    cli("comment", tid, "MX record was wrong")
+    cli("resolve", tid, "-r", "Fixed the MX record", "--code", "fixed")
+    t = cli.json("show", tid)
+    assert t["status"] == "resolved" and t["resolution"] == "Fixed the MX record" and t["resolution_code"] == "fixed"
+    cli("close", tid)
+    cli("reopen", tid)
+    t = cli.json("show", tid)
+    assert t["status"] == "in_progress" and t["reopen_count"] == 1 and t["closed_at"] is None
+    kinds = [e["kind"] for e in t["events"]]
+    assert kinds == ["created", "assigned"] + ["status_changed"] * 4 + ["commented"] + ["status_changed"] * 3
+    assert [e["actor"] for e in t["events"]][2] == "bob"
+
+
+def test_impossible_move_names_status_and_allowed_moves(cli, db_path):
+    tid = str(cli.new("x"))
+    cli("resolve", tid, "-r", "done")
+    before = sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0]
+    result = cli("ack", f"SD-{tid}", ok=False)
+    assert result.exit_code == ExitCode.CONFLICT
+    assert result.stderr == f"error: cannot ack SD-{tid}: it is resolved; from resolved you can: close, reopen\n"
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == before
+
+
+def test_resolve_needs_a_resolution(cli):
+    tid = str(cli.new("x"))
+    result = cli("resolve", tid, "-r", "  ", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert cli.json("show", tid)["status"] == "new"
+
+
+@pytest.mark.parametrize("raw", ["abc", "SD-", "SD-0", "-3", "SD-1.5", "٣"])
+def test_bad_ids(cli, raw):
+    cli.new("x")
+    result = cli("show", raw, ok=False)
+    assert result.exit_code in (ExitCode.BAD_INPUT, 2)
+    assert "not a ticket id" in result.stderr or "No such option" in result.stderr
+
+
+def test_unknown_ticket_is_not_found(cli):
+    result = cli("ack", "SD-404", ok=False)
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert result.stderr == "error: no ticket SD-404\n"
+
+
+def test_link_refuses_self_and_cycles(cli):
+    a, b, c = (str(cli.new(t)) for t in "abc")
+    cli("link", b, "--parent", a)
+    cli("link", c, "--parent", f"SD-{b}")
+    assert cli.json("show", c)["parent_id"] == int(b)
+    assert cli("link", a, "--parent", c, ok=False).exit_code == ExitCode.CONFLICT
+    assert cli("link", a, "--parent", a, ok=False).exit_code == ExitCode.BAD_INPUT
+    assert "children" in cli("show", a).stdout
+
+
+def test_update_records_old_and_new(cli):
+    tid = str(cli.new("x", "-l", "a=1", "-t", "keep", "-t", "drop"))
+    t = cli.json("update", tid, "--priority", "P1", "--queue", "sre", "-l", "a=", "-l", "b=2", "-t", "-drop", "-t", "new")
+    assert (t["priority"], t["queue"], t["labels"], t["tags"]) == ("P1", "sre", {"b": "2"}, ["keep", "new"])
+    [ev] = [e for e in cli.json("show", tid)["events"] if e["kind"] == "updated"]
+    assert ev["data"]["priority"] == ["P3", "P1"] and ev["data"]["queue"] == [None, "sre"]
+    assert cli("update", tid, "--impact", "7", ok=False).exit_code == ExitCode.BAD_INPUT
+    assert cli("update", tid, ok=False).exit_code == ExitCode.BAD_INPUT
+    cli("update", tid, "--priority", "P1")  # no change, no event
+    assert len([e for e in cli.json("show", tid)["events"] if e["kind"] == "updated"]) == 1
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_every_status_names_its_allowed_moves(status):
+    allowed = lifecycle.allowed_actions(status)
+    for action in MOVES:
+        if action in allowed:
+            assert lifecycle.next_status(status, action) in Status
+        else:
+            with pytest.raises(InvalidTransition, match=f"it is {status}"):
+                lifecycle.next_status(status, action)
+
+
+class LifecycleMachine(RuleBasedStateMachine):
+    """Random sequences of lifecycle commands against a real store: the store agrees with a
+    model of the state machine, refused moves change nothing, and the audit chain holds."""
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+        from pathlib import Path
+
+        self.tmp = tempfile.TemporaryDirectory()
+        self.store = Store(Path(self.tmp.name) / "sm.db")
+        self.model: dict[int, dict] = {}
+        self.events = 0
+
+    def teardown(self):
+        self.store.close()
+        self.tmp.cleanup()
+
+    @rule(title=st.text(min_size=1, max_size=30).filter(str.strip), fp=st.sampled_from([None, "a", "b"]))
+    def new(self, title, fp):
+        [(tid, created)] = self.store.intake([{"title": title, "fingerprint": fp, "kind": "incident",
+                                                "priority": "P3"}], actor="u", source="test")
+        self.events += 1
+        if created:
+            self.model[tid] = {"status": "new", "reopens": 0}
+        else:
+            assert fp is not None and self.model[tid]["status"] not in ("resolved", "closed")
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), action=st.sampled_from(sorted(MOVES)), actor=st.sampled_from(["ann", "bob"]))
+    def move(self, data, action, actor):
+        tid = data.draw(st.sampled_from(sorted(self.model)))
+        current = self.model[tid]["status"]
+        kwargs = {"assignee": "carol"} if action == "assign" else {"resolution": "done"} if action == "resolve" else {}
+        try:
+            t = self.store.move(ticket_id=tid, action=action, actor=actor, **kwargs)
+        except InvalidTransition:
+            assert action not in lifecycle.allowed_actions(current)
+            assert self.store.get(ticket_id=tid)["status"] == current
+            return
+        assert action in lifecycle.allowed_actions(current)
+        assert t["status"] == MOVES[action][1]
+        self.model[tid]["status"] = t["status"]
+        self.model[tid]["reopens"] += action == "reopen"
+        self.events += 1
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), text=st.text(max_size=20))
+    def comment(self, data, text):
+        tid = data.draw(st.sampled_from(sorted(self.model)))
+        try:
+            self.store.comment(ticket_id=tid, text=text, actor="ann")
+            self.events += 1
+        except BadInput:
+            assert not text.strip()
+
+    @rule(tid=st.integers(min_value=1000, max_value=2000))
+    def unknown(self, tid):
+        with pytest.raises(NotFound):
+            self.store.move(ticket_id=tid, action="ack", actor="ann")
+
+    @invariant()
+    def store_agrees_and_chain_holds(self):
+        for tid, m in self.model.items():
+            t = self.store.get(ticket_id=tid)
+            assert t["status"] == m["status"] and t["reopen_count"] == m["reopens"]
+            assert (t["resolved_at"] is not None) == (t["status"] in ("resolved", "closed"))
+        count, _ = self.store.verify_chain()
+        assert count == self.events
+
+
+TestLifecycle = LifecycleMachine.TestCase
+TestLifecycle.settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
+                                  suppress_health_check=[HealthCheck.too_slow])
