@@ -173,7 +173,7 @@ class Store:
         limit: int | None = 50,
     ) -> list[dict[str, Any]]:
         """Tickets matching every filter given. The default order is the work queue (priority,
-        then oldest first) for open tickets, and newest first otherwise."""
+        then oldest first) when only open tickets are asked for, and newest first otherwise."""
         where: list[str] = []
         args: list[Any] = []
         statuses, priorities = list(statuses), list(priorities)
@@ -196,7 +196,8 @@ class Store:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
             args += [pattern, pattern]
-        order = self._order_by(sort or ("priority,id" if open_only and not statuses else "-id"))
+        queue_view = all(s in lifecycle.OPEN for s in statuses) if statuses else open_only
+        order = self._order_by(sort or ("priority,id" if queue_view else "-id"))
         sql = "SELECT * FROM tickets"
         if where:
             sql += " WHERE " + " AND ".join(where)

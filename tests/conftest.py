@@ -1,14 +1,10 @@
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from sdesk.cli import app
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -49,11 +45,3 @@ class Cli:
 def cli() -> Cli:
     return Cli()
 
-
-def sdesk_cmd() -> list[str]:
-    """The installed console script, as a user runs it."""
-    return [sys.executable, "-m", "sdesk"]
-
-
-def env_for(db_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "SDESK_DB": str(db_path), **extra}

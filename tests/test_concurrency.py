@@ -1,0 +1,40 @@
+"""Four processes each run `sdesk new` 200 times against one new database, all at once."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+WORKER = """
+import sys
+from sdesk.cli import app
+worker = sys.argv[1]
+for i in range(200):
+    try:
+        app(["new", f"worker {worker} ticket {i}", "--fingerprint", f"{worker}-{i % 150}"])
+    except SystemExit as e:
+        if e.code:
+            sys.exit(f"worker {worker} ticket {i}: exit {e.code}")
+"""
+
+
+def test_four_writers_lose_nothing_and_keep_the_chain(db_path):
+    """Each iteration is a whole `sdesk new` (parse, open the store, migrate if needed, one
+    transaction), run in-process so that 800 invocations fit in a test; the processes are real."""
+    env = {**os.environ, "SDESK_DB": str(db_path)}
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(w)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for w in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert not any("error" in e for e in errors), errors
+    conn = sqlite3.connect(db_path)
+    # 150 distinct fingerprints per worker: the last 50 of each worker's 200 are repeats.
+    assert conn.execute("SELECT count(*) FROM tickets").fetchone()[0] == 600
+    assert conn.execute("SELECT sum(occurrences) FROM tickets").fetchone()[0] == 800
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 800
+    out = subprocess.run([sys.executable, "-m", "sdesk", "audit", "verify", "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert '"ok": true' in out.stdout and '"events": 800' in out.stdout
+    assert time.monotonic() - start < 300
