@@ -10,7 +10,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -24,8 +24,6 @@ from .lifecycle import Kind, Priority, Status
 if TYPE_CHECKING:
     from .intake import Record
     from .store import Store
-
-BATCH = 2000  # records per transaction when streaming: big enough to amortise the commit
 
 
 GLOBAL_OPTIONS = ("--db", "--as")
@@ -179,16 +177,18 @@ def _parse_labels(pairs: Iterable[str]) -> dict[str, str]:
     labels = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip(lifecycle.WHITESPACE)
+        if not sep or not key:
             raise BadInput(f"--label {pair!r}: expected KEY=VALUE")
-        labels[key.strip()] = value.strip()
+        labels[key] = value.strip(lifecycle.WHITESPACE)
     return labels
 
 
 def ticket_from_flags(title: str, **fields: Any) -> dict[str, Any]:
     """The ticket `sdesk new TITLE --flag ...` describes, checked like `models.TicketCreate`
     checks JSON (tests hold the two to the same result) without importing pydantic."""
-    title = title.strip()
+    ws = lifecycle.WHITESPACE
+    title = title.strip(ws)
     if not title:
         raise BadInput("title: must not be empty")
     if len(title) > lifecycle.TITLE_MAX:
@@ -196,7 +196,7 @@ def ticket_from_flags(title: str, **fields: Any) -> dict[str, Any]:
     ticket: dict[str, Any] = {"title": title}
     for name, value in fields.items():
         if isinstance(value, str):
-            value = value.strip()
+            value = value.strip(ws)
             if name != "description" and not value:
                 raise BadInput(f"--{name}: must not be empty")
         if value is not None:
@@ -204,50 +204,8 @@ def ticket_from_flags(title: str, **fields: Any) -> dict[str, Any]:
     ticket.setdefault("kind", str(lifecycle.DEFAULT_KIND))
     ticket.setdefault("priority", str(lifecycle.DEFAULT_PRIORITY))
     ticket["labels"] = _parse_labels(ticket.pop("labels", []))
-    ticket["tags"] = list(dict.fromkeys(t.strip() for t in ticket.pop("tags", []) if t.strip()))
+    ticket["tags"] = list(dict.fromkeys(t.strip(ws) for t in ticket.pop("tags", []) if t.strip(ws)))
     return ticket
-
-
-def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    batch: list[Record] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _ingest(store: Store, records: Iterable[Record], *, actor: str, source: str, rejects: Path | None,
-            progress: Any) -> dict[str, Any]:
-    """Store the good records batch by batch; report and keep the bad ones."""
-    results: list[dict[str, Any]] = []
-    rejected: list[dict[str, str]] = []
-    reject_file = rejects.open("w", encoding="utf-8") if rejects else None
-    try:
-        for batch in _batches(records, BATCH):
-            good = [r for r in batch if r.ticket is not None]
-            for r in batch:
-                if r.error is not None:
-                    rejected.append({"where": r.where, "error": r.error})
-                    if len(rejected) <= 20:
-                        _note(f"{r.where}: {r.error}")
-                    if reject_file:
-                        reject_file.write(r.raw + "\n")
-            stored = store.intake([r.ticket for r in good], actor=actor, source=source) if good else []
-            results += [{"where": r.where, "id": tid, "deduplicated": not created}
-                        for r, (tid, created) in zip(good, stored)]
-            progress(sum(len(r.raw) + 1 for r in batch))
-    finally:
-        if reject_file:
-            reject_file.close()
-    return {
-        "created": sum(not r["deduplicated"] for r in results),
-        "deduplicated": sum(r["deduplicated"] for r in results),
-        "rejected": rejected,
-        "tickets": results,
-    }
 
 
 def _progress_bar(total: int | None):
@@ -314,29 +272,48 @@ def new(
 
 
 def _new_from_json(settings: Settings, path: Path | None, *, jsonl: bool, rejects: Path | None, as_json: bool) -> None:
-    from .intake import parse_json, parse_jsonl
+    """`sdesk new -` and `sdesk new --jsonl [FILE]`: report each record as it is stored."""
+    from .ingest import ingest, jsonl_chunks
+    from .intake import parse_json
 
     name = str(path) if path else "stdin"
     try:
-        stream = path.open(encoding="utf-8", errors="replace", newline="") if path else sys.stdin
+        stream = path.open("rb") if path else sys.stdin.buffer
+        reject_file = rejects.open("w", encoding="utf-8") if rejects else None
     except OSError as e:
-        raise BadInput(f"cannot read {name}: {e.strerror}") from None
-    with stream:
-        size = path.stat().st_size if path else None
-        advance, bar = _progress_bar(size)
-        try:
-            records = parse_jsonl(stream) if jsonl else parse_json(stream.read())
-            summary = _ingest(settings.store(), records, actor=settings.actor, source="jsonl" if jsonl else "json",
-                              rejects=rejects, progress=advance)
-        finally:
-            if bar is not None:
-                bar.stop()
-    if as_json:
-        _print_json(summary)
-    else:
-        sys.stdout.writelines(f"{lifecycle.ref(r['id'])}\n" for r in summary["tickets"])
-    rejected = len(summary["rejected"])
-    _note(f"{name}: {summary['created']} created, {summary['deduplicated']} deduplicated, {rejected} rejected"
+        raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
+    shown = 0
+
+    def on_stored(record: Record, ticket_id: int, created: bool) -> None:
+        if as_json:
+            print(json.dumps({"where": record.where, "id": ticket_id, "deduplicated": not created}))
+        else:
+            print(lifecycle.ref(ticket_id))
+
+    def on_rejected(record: Record) -> None:
+        nonlocal shown
+        if as_json:
+            print(json.dumps({"where": record.where, "error": record.error}, ensure_ascii=False))
+        shown += 1
+        if shown <= 20:
+            _note(f"{name}: {record.where}: {record.error}")
+
+    advance, bar = _progress_bar(path.stat().st_size if path else None)
+    try:
+        with stream:
+            if jsonl:
+                chunks = jsonl_chunks(stream, advance)
+            else:
+                chunks = [(list(parse_json(stream.read().decode("utf-8", "replace"))), False)]
+            summary = ingest(settings.store(), chunks, actor=settings.actor, source="jsonl" if jsonl else "json",
+                             on_stored=on_stored, on_rejected=on_rejected, rejects=reject_file)
+    finally:
+        if bar is not None:
+            bar.stop()
+        if reject_file:
+            reject_file.close()
+    rejected = len(summary.rejected)
+    _note(f"{name}: {summary.created} created, {summary.deduplicated} deduplicated, {rejected} rejected"
           + (f" (written to {rejects})" if rejects and rejected else ""))
     if rejected:
         raise typer.Exit(int(ExitCode.BAD_INPUT))

@@ -7,8 +7,7 @@ record never costs the good ones around it.
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -16,8 +15,7 @@ from .errors import BadInput
 from .models import TicketCreate, describe
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     where: str
     raw: str
     ticket: dict[str, Any] | None = None
@@ -29,12 +27,14 @@ def _validate(where: str, raw: str, value: Any) -> Record:
         model = TicketCreate.model_validate_json(raw) if value is None else TicketCreate.model_validate(value)
     except ValidationError as e:
         return Record(where, raw, error=describe(e))
-    return Record(where, raw, ticket=model.model_dump(mode="json", exclude_none=True))
+    # The validated fields as they are (enums are str subclasses): several times cheaper than
+    # model_dump, which matters at tens of thousands of records a second.
+    return Record(where, raw, ticket=vars(model))
 
 
-def parse_jsonl(lines: Iterable[str]) -> Iterator[Record]:
-    """One ticket object per line; blank lines are skipped."""
-    for number, line in enumerate(lines, start=1):
+def parse_jsonl(lines: Iterable[str], start: int = 1) -> Iterator[Record]:
+    """One ticket object per line, numbered from `start`; blank lines are skipped."""
+    for number, line in enumerate(lines, start=start):
         raw = line.rstrip("\r\n")
         if raw.strip():
             yield _validate(f"line {number}", raw, None)

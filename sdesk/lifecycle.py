@@ -58,6 +58,9 @@ DEFAULT_KIND = Kind.INCIDENT
 DEFAULT_PRIORITY = Priority.P3
 TITLE_MAX = 1000
 ID_PREFIX = "SD-"
+# What pydantic's str_strip_whitespace strips (Unicode White_Space): Python's str.strip() also
+# strips the separators U+001C..U+001F, so `sdesk new TITLE` strips with this set to agree.
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def allowed_actions(status: str) -> list[str]:

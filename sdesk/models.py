@@ -9,20 +9,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from .lifecycle import DEFAULT_KIND, DEFAULT_PRIORITY, TITLE_MAX, Kind, Priority, Status
+from .lifecycle import DEFAULT_KIND, DEFAULT_PRIORITY, TITLE_MAX, WHITESPACE, Kind, Priority, Status
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Fingerprint = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Fingerprint = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Level = Annotated[int, Field(ge=1, le=3, description="1 high, 2 medium, 3 low (ITIL)")]
 
 
 def _labels(value: Any) -> Any:
-    """Label values arrive as numbers or booleans from scripts; store them as text."""
+    """Label values arrive as numbers or booleans from scripts: store them as text. Keys are
+    stripped here (pydantic strips values, not keys)."""
     if isinstance(value, dict):
         return {
-            str(k): ("true" if v is True else "false" if v is False else str(v))
-            if isinstance(v, (int, float, bool)) else v
+            k.strip(WHITESPACE) if isinstance(k, str) else k:
+                ("true" if v is True else "false" if v is False else str(v)) if isinstance(v, (int, float)) else v
             for k, v in value.items()
         }
     return value
@@ -30,7 +31,7 @@ def _labels(value: Any) -> Any:
 
 def _tags(value: Any) -> Any:
     if isinstance(value, list):
-        return list(dict.fromkeys(t.strip() for t in value if isinstance(t, str) and t.strip()))
+        return list(dict.fromkeys(t.strip(WHITESPACE) for t in value if isinstance(t, str) and t.strip(WHITESPACE)))
     return value
 
 

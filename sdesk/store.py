@@ -33,6 +33,11 @@ UPDATE_FIELDS = (
 )
 JSON_FIELDS = ("labels", "tags")
 
+INSERT_TICKET = (
+    f"INSERT INTO tickets (id, {', '.join(CREATE_FIELDS)}, labels, tags, status, source, created_at, updated_at) "
+    f"VALUES (?, {', '.join('?' * len(CREATE_FIELDS))}, ?, ?, 'new', ?, ?, ?)"
+)
+
 SORT_COLUMNS = {
     "id": "id", "priority": "priority", "status": "status", "created": "created_at",
     "updated": "updated_at", "title": "title", "assignee": "assignee", "queue": "queue",
@@ -46,13 +51,16 @@ def default_db_path() -> Path:
     return Path(user_data_dir("sdesk", appauthor=False)) / "sdesk.db"
 
 
-def canonical(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# Compact JSON as stored (the event hash covers this exact text). One encoder for all calls:
+# json.dumps with options builds a new encoder each time, a cost felt at stream rates.
+to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, actor: str, kind: str,
                data: str) -> str:
-    row = json.dumps([event_id, ticket_id, at, actor, kind, data], separators=(",", ":"), ensure_ascii=False)
+    """sha256 over the previous hash and the event's row. Text fields are length-prefixed so
+    that no two different rows hash the same input."""
+    row = f"{event_id}|{ticket_id}|{len(at)}:{at}|{len(actor)}:{actor}|{len(kind)}:{kind}|{data}"
     return hashlib.sha256((prev_hash + row).encode()).hexdigest()
 
 
@@ -83,7 +91,7 @@ class _Tx:
         self.events: list[tuple] = []
 
     def event(self, ticket_id: int | None, kind: str, data: dict[str, Any]) -> None:
-        text = canonical(data)
+        text = to_json(data)
         h = event_hash(self._prev, self._next_id, ticket_id, self.at, self.actor, kind, text)
         self.events.append((self._next_id, ticket_id, self.at, self.actor, kind, text, self._prev, h))
         self._prev, self._next_id = h, self._next_id + 1
@@ -230,39 +238,55 @@ class Store:
 
     def intake(self, tickets: Iterable[dict[str, Any]], *, actor: str, source: str) -> list[tuple[int, bool]]:
         """Store validated tickets in one transaction. A ticket whose fingerprint matches an
-        open ticket is not duplicated: that ticket's occurrences go up and an event records it.
-        Returns (ticket id, created) for each input, in order."""
-        results = []
+        open ticket (stored, or earlier in this batch) is not duplicated: that ticket's
+        occurrences go up and an event records the repeat. Returns (ticket id, created) for
+        each input, in order.
+
+        Streams run through here at tens of thousands of tickets a second, so the work is set
+        based: one lookup of the batch's fingerprints, then one executemany per table."""
+        tickets = list(tickets)
+        results: list[tuple[int, bool]] = []
         with self._write(actor) as tx:
             conn, at = tx.conn, tx.at
+            open_by_fingerprint = self._open_fingerprints(conn, {t["fingerprint"] for t in tickets if t.get("fingerprint")})
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
+            next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
+            new_rows: list[tuple] = []
+            bumped: dict[int, int] = {}
             for t in tickets:
                 fingerprint = t.get("fingerprint")
+                hit = open_by_fingerprint.get(fingerprint) if fingerprint else None
+                if hit:
+                    hit[1] += 1
+                    bumped[hit[0]] = hit[1]
+                    tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
+                    results.append((hit[0], False))
+                    continue
+                ticket_id, next_id = next_id, next_id + 1
+                new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS],
+                                 to_json(t.get("labels") or {}), to_json(t.get("tags") or []), source, at, at))
+                # The created event carries the whole input, so history can be rebuilt from events.
+                tx.event(ticket_id, "created", {**{k: v for k, v in t.items() if v is not None}, "source": source})
                 if fingerprint:
-                    row = conn.execute(
-                        f"SELECT id, occurrences FROM tickets WHERE fingerprint = ? AND {OPEN_SQL}",
-                        (fingerprint,),
-                    ).fetchone()
-                    if row:
-                        conn.execute(
-                            "UPDATE tickets SET occurrences = occurrences + 1, updated_at = ? WHERE id = ?",
-                            (at, row[0]),
-                        )
-                        tx.event(row[0], "occurrence", {"occurrences": row[1] + 1, "source": source})
-                        results.append((row[0], False))
-                        continue
-                values = [t.get(f) for f in CREATE_FIELDS]
-                labels, tags = t.get("labels") or {}, t.get("tags") or []
-                cur = conn.execute(
-                    f"INSERT INTO tickets ({', '.join(CREATE_FIELDS)}, labels, tags, status, source, "
-                    f"created_at, updated_at) VALUES ({', '.join('?' * len(CREATE_FIELDS))}, ?, ?, 'new', ?, ?, ?)",
-                    (*values, json.dumps(labels, ensure_ascii=False), json.dumps(tags, ensure_ascii=False),
-                     source, at, at),
-                )
-                snapshot = {f: v for f, v in zip(CREATE_FIELDS, values) if v is not None}
-                snapshot.update(source=source, labels=labels, tags=tags)
-                tx.event(cur.lastrowid, "created", snapshot)
-                results.append((cur.lastrowid, True))
+                    open_by_fingerprint[fingerprint] = [ticket_id, 1]
+                results.append((ticket_id, True))
+            conn.executemany(INSERT_TICKET, new_rows)
+            conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
+                             [(n, at, ticket_id) for ticket_id, n in bumped.items()])
         return results
+
+    @staticmethod
+    def _open_fingerprints(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, list[int]]:
+        """fingerprint -> [id, occurrences] of the open tickets that carry one of them."""
+        found: dict[str, list[int]] = {}
+        chunk = list(fingerprints)
+        for i in range(0, len(chunk), 500):
+            part = chunk[i:i + 500]
+            rows = conn.execute(
+                f"SELECT fingerprint, id, occurrences FROM tickets "
+                f"WHERE fingerprint IN ({','.join('?' * len(part))}) AND {OPEN_SQL}", part)
+            found.update((fp, [tid, n]) for fp, tid, n in rows)
+        return found
 
     def move(self, *, ticket_id: int, action: str, actor: str, assignee: str | None = None,
              resolution: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -291,6 +315,11 @@ class Store:
             if action == "close":
                 sets["closed_at"] = at
             if action == "reopen":
+                if t["fingerprint"]:
+                    holder = self._open_fingerprints(tx.conn, {t["fingerprint"]}).get(t["fingerprint"])
+                    if holder:
+                        raise Conflict(f"cannot reopen {lifecycle.ref(ticket_id)}: {lifecycle.ref(holder[0])} is open "
+                                       "with the same fingerprint; work that one (or link this one under it)")
                 sets.update(reopen_count=t["reopen_count"] + 1, resolved_at=None, closed_at=None)
             self._set(tx, ticket_id, sets)
             tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", data)
@@ -313,7 +342,7 @@ class Store:
             t = self._current(tx, ticket_id)
             diff = {f: [t[f], v] for f, v in changes.items() if t[f] != v}
             if diff:
-                sets = {f: json.dumps(v, ensure_ascii=False) if f in JSON_FIELDS else v
+                sets = {f: to_json(v) if f in JSON_FIELDS else v
                         for f, (_, v) in diff.items()}
                 self._set(tx, ticket_id, {**sets, "updated_at": tx.at})
                 tx.event(ticket_id, "updated", diff)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sdesk import __version__
 from sdesk.cli import app, ticket_from_flags
 from sdesk.errors import BadInput
+from sdesk.lifecycle import WHITESPACE
 from sdesk.models import TicketCreate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,13 @@ def test_demo_keeps_its_database_with_db(cli, tmp_path):
     assert cli.json("audit", "verify", "--db", str(kept))["ok"]
 
 
-labels = st.dictionaries(st.text(min_size=1).filter(lambda k: "=" not in k and k.strip()), st.text(), max_size=3)
+labels = st.dictionaries(st.text(min_size=1).filter(lambda k: "=" not in k and k.strip(WHITESPACE)), st.text(),
+                         max_size=3)
+
+
+def test_whitespace_is_unicode_white_space_as_pydantic_strips_it():
+    expected = {c for c in map(chr, range(0x110000)) if c.isspace()} - set("\x1c\x1d\x1e\x1f")
+    assert set(WHITESPACE) == expected
 
 
 @given(
@@ -98,7 +105,7 @@ def test_flags_and_json_make_the_same_ticket(title, kind, priority, service, lab
     from_json = None
     try:
         body = {"title": title, "kind": kind, "priority": priority, "service": service,
-                "labels": {k.strip(): v.strip() for k, v in labels.items()}, "tags": tags}
+                "labels": labels, "tags": tags}
         from_json = TicketCreate.model_validate({k: v for k, v in body.items() if v is not None}).model_dump(
             mode="json", exclude_none=True)
     except ValidationError:

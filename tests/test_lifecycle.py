@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from sdesk import lifecycle
-from sdesk.errors import BadInput, ExitCode, InvalidTransition, NotFound
+from sdesk.errors import BadInput, Conflict, ExitCode, InvalidTransition, NotFound
 from sdesk.lifecycle import MOVES, Status
 from sdesk.store import Store
 
@@ -42,6 +42,15 @@ def test_impossible_move_names_status_and_allowed_moves(cli, db_path):
     assert result.exit_code == ExitCode.CONFLICT
     assert result.stderr == f"error: cannot ack SD-{tid}: it is resolved; from resolved you can: close, reopen\n"
     assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == before
+
+
+def test_reopen_refuses_when_its_fingerprint_is_open_elsewhere(cli):
+    first = str(cli.new("disk full", "--fingerprint", "disk/db-1"))
+    cli("resolve", first, "-r", "cleaned up")
+    second = cli.new("disk full", "--fingerprint", "disk/db-1")
+    result = cli("reopen", first, ok=False)
+    assert result.exit_code == ExitCode.CONFLICT
+    assert f"SD-{second} is open with the same fingerprint" in result.stderr
 
 
 def test_resolve_needs_a_resolution(cli):
@@ -137,6 +146,13 @@ class LifecycleMachine(RuleBasedStateMachine):
         except InvalidTransition:
             assert action not in lifecycle.allowed_actions(current)
             assert self.store.get(ticket_id=tid)["status"] == current
+            return
+        except Conflict:
+            # Reopening a ticket whose fingerprint another open ticket now carries.
+            fp = self.store.get(ticket_id=tid)["fingerprint"]
+            assert action == "reopen" and fp is not None
+            assert any(self.store.get(ticket_id=o)["fingerprint"] == fp for o, m in self.model.items()
+                       if o != tid and m["status"] not in ("resolved", "closed"))
             return
         assert action in lifecycle.allowed_actions(current)
         assert t["status"] == MOVES[action][1]

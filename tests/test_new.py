@@ -75,12 +75,39 @@ def test_jsonl_stores_good_lines_and_reports_bad_ones(cli, tmp_path):
     assert [t["title"] for t in cli.json("list", "--all", "--sort", "id")] == ["ok 1", "ok 3"]
 
 
-def test_jsonl_from_stdin_with_json_summary(cli):
+def test_jsonl_from_stdin_reports_each_record_as_json_lines(cli):
     data = "".join(json.dumps({"title": f"t{i}", "fingerprint": f"f{i % 3}"}) + "\n" for i in range(10))
-    summary = json.loads(cli("new", "--jsonl", "--json", input=data).stdout)
-    assert summary["created"] == 3 and summary["deduplicated"] == 7 and summary["rejected"] == []
-    assert [t["where"] for t in summary["tickets"]][:2] == ["line 1", "line 2"]
+    result = cli("new", "--jsonl", "--json", input=data + '{"title": 5}', ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[:4] == [{"where": "line 1", "id": 1, "deduplicated": False},
+                        {"where": "line 2", "id": 2, "deduplicated": False},
+                        {"where": "line 3", "id": 3, "deduplicated": False},
+                        {"where": "line 4", "id": 1, "deduplicated": True}]
+    assert rows[-1] == {"where": "line 11", "error": "title: Input should be a valid string"}
+    assert "3 created, 7 deduplicated, 1 rejected" in result.stderr
     assert sorted(t["occurrences"] for t in cli.json("list")) == [3, 3, 4]
+
+
+def test_a_slow_producer_gets_each_ticket_stored_as_it_arrives(db_path):
+    """`tail -f alerts | sdesk new --jsonl`: a line is stored (and its id printed) without
+    waiting for a batch to fill or the stream to end."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "sdesk", "new", "--jsonl"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "SDESK_DB": str(db_path)})
+    try:
+        for i in range(1, 4):
+            proc.stdin.write(json.dumps({"title": f"alert {i}"}).encode() + b"\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == f"SD-{i}\n".encode()
+            assert sqlite3.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == i
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -119,4 +146,4 @@ def test_unknown_priority_choice_is_a_usage_error(cli):
 def test_missing_jsonl_file(cli, tmp_path):
     result = cli("new", "--jsonl", str(tmp_path / "nope.jsonl"), ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT
-    assert "cannot read" in result.stderr and "No such file" in result.stderr
+    assert result.stderr.startswith("error: cannot open") and "No such file" in result.stderr

@@ -1,0 +1,182 @@
+"""Whole-process benchmarks of the commands the issues budget, against F.
+
+F is the floor of any Typer CLI over SQLite here: the median wall time of
+`python -c "import typer, sqlite3"` with the same interpreter, measured in the same rounds as
+the commands (the machines are shared and noisy, so only ratios measured together mean much).
+
+    python bench/bench.py                      # stores of 10k and 1M tickets
+    python bench/bench.py --sizes 10000 --rounds 5
+
+Stores are built once into bench/.stores/ (through sdesk's own intake, then most tickets are
+closed with one UPDATE so that the open queue is a realistic few percent) and reused while
+the schema version is unchanged; --rebuild forces it. Prints a table; never fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sdesk import migrations  # noqa: E402
+from sdesk.store import Store  # noqa: E402
+
+STORES = Path(__file__).resolve().parent / ".stores"
+SERVICES = ["checkout-api", "billing", "search", "auth", "vpn", "mail", "payments-gw", "cdn", "db-main", "queue"]
+QUEUES = ["sre", "dba", "network", "service-desk", "security"]
+PY = sys.executable
+ENV = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "1"}
+
+
+def fake_ticket(rng: random.Random, i: int, dup_every: int = 0) -> dict:
+    service = rng.choice(SERVICES)
+    fp = f"alert/{i // dup_every}" if dup_every else f"alert/{service}/{i}" if rng.random() < 0.6 else None
+    return {
+        "title": f"{service}: {rng.choice(['latency above SLO', '5xx rate high', 'disk 90% full', 'cert expires', 'login fails'])} #{i}",
+        "description": "Synthetic ticket for the benchmark. " * rng.randint(1, 4),
+        "kind": rng.choice(["incident", "incident", "request", "problem"]),
+        "priority": rng.choice(["P1", "P2", "P2", "P3", "P3", "P3", "P4"]),
+        "service": service,
+        "queue": rng.choice(QUEUES),
+        "fingerprint": fp,
+        "labels": {"env": rng.choice(["prod", "staging"]), "region": rng.choice(["eu-west-1", "us-east-1"])},
+        "tags": rng.sample(["customer", "pager", "infra", "security"], k=rng.randint(0, 2)),
+    }
+
+
+def build_store(size: int, rebuild: bool) -> Path:
+    STORES.mkdir(exist_ok=True)
+    path = STORES / f"{size}.db"
+    if path.exists() and not rebuild:
+        conn = sqlite3.connect(path)
+        ok = conn.execute("PRAGMA user_version").fetchone()[0] == migrations.SCHEMA_VERSION
+        count = conn.execute("SELECT count(*) FROM tickets").fetchone()[0] if ok else 0
+        conn.close()
+        if ok and count >= size:
+            return path
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    rng = random.Random(size)
+    started = time.perf_counter()
+    with Store(path) as store:
+        batch = 20_000
+        for start in range(0, size, batch):
+            store.intake([fake_ticket(rng, i) for i in range(start, min(size, start + batch))],
+                         actor="bench", source="bench")
+            print(f"\r  building {size:,}: {min(size, start + batch):,}", end="", file=sys.stderr)
+        # Most history is closed: keep ~3% open, like a real desk.
+        store.conn.execute("UPDATE tickets SET status = 'closed', closed_at = created_at WHERE id % 33 != 0")
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.conn.execute("ANALYZE")
+    print(f"\r  built {size:,} tickets in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return path
+
+
+def run(cmd: list[str], env: dict, stdin: Path | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one whole process."""
+    stdin_file = stdin.open("rb") if stdin else subprocess.DEVNULL
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdin=stdin_file, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if stdin:
+        stdin_file.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(f"{' '.join(cmd)} exited {code}: {proc.stderr.read().decode()[-500:]}")
+    proc.stderr.close()
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def sdesk(*args: str) -> list[str]:
+    return [PY, "-m", "sdesk", *args]
+
+
+def measure_commands(size: int, db: Path, rounds: int) -> list[dict]:
+    env = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
+    conn = sqlite3.connect(db)
+    open_id = conn.execute(f"SELECT id FROM tickets WHERE {migrations.OPEN_SQL} ORDER BY id DESC LIMIT 1").fetchone()[0]
+    conn.close()
+    commands = {
+        "new": sdesk("new", "Bench: checkout latency above SLO", "-p", "P2", "--service", "checkout-api",
+                     "-l", "env=prod"),
+        "list --limit 50": sdesk("list", "--limit", "50"),
+        "list --limit 50 --json": sdesk("list", "--limit", "50", "--json"),
+        "show": sdesk("show", str(open_id)),
+        "show --json": sdesk("show", str(open_id), "--json"),
+    }
+    floor = [PY, "-c", "import typer, sqlite3"]
+    times: dict[str, list[float]] = {name: [] for name in ["F", *commands]}
+    peaks: dict[str, float] = {name: 0.0 for name in times}
+    run(commands["new"], env)  # warm the page cache and .pyc files
+    for _ in range(rounds):
+        for name, cmd in [("F", floor), *commands.items()]:
+            wall, rss = run(cmd, env)
+            times[name].append(wall)
+            peaks[name] = max(peaks[name], rss)
+    f = statistics.median(times["F"])
+    rows = [{"size": size, "command": "F (import typer, sqlite3)", "ms": f * 1000, "xF": 1.0, "MiB": peaks["F"]}]
+    for name in commands:
+        m = statistics.median(times[name])
+        rows.append({"size": size, "command": name, "ms": m * 1000, "xF": m / f, "MiB": peaks[name]})
+    return rows
+
+
+def measure_jsonl(size: int, db: Path, lines: int) -> dict:
+    """Stream `lines` tickets, half of them repeats of another line's fingerprint, into a copy."""
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "copy.db"
+        shutil.copyfile(db, copy)
+        src = Path(tmp) / "in.jsonl"
+        with src.open("w") as f:
+            for i in range(lines):
+                f.write(json.dumps(fake_ticket(rng, i, dup_every=2)) + "\n")
+        env = {**ENV, "SDESK_DB": str(copy), "SDESK_USER": "bench"}
+        wall, rss = run(sdesk("new", "--jsonl", str(src)), env)
+        conn = sqlite3.connect(copy)
+        created = conn.execute("SELECT count(*) FROM tickets").fetchone()[0] - size
+        conn.close()
+    return {"size": size, "command": f"new --jsonl ({lines:,} lines, {created:,} new)", "ms": wall * 1000,
+            "rate": lines / wall, "MiB": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--jsonl-lines", type=int, default=100_000)
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args()
+
+    rows: list[dict] = []
+    for size in args.sizes:
+        db = build_store(size, args.rebuild)
+        rows += measure_commands(size, db, args.rounds)
+        rows.append(measure_jsonl(size, db, args.jsonl_lines))
+
+    new_ms = {r["size"]: r["ms"] for r in rows if r["command"] == "new"}
+    print(f"{'store':>10}  {'command':<44} {'median':>9} {'x F':>6} {'peak':>8}")
+    for r in rows:
+        ratio = f"{r['xF']:.2f}" if "xF" in r else ""
+        extra = f"  {r['rate']:,.0f} tickets/s" if "rate" in r else ""
+        print(f"{r['size']:>10,}  {r['command']:<44} {r['ms']:>7.0f}ms {ratio:>6} {r['MiB']:>5.0f}MiB{extra}")
+    if len(new_ms) > 1:
+        small, large = min(new_ms), max(new_ms)
+        print(f"\n`new` at {large:,} / at {small:,}: {new_ms[large] / new_ms[small]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

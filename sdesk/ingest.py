@@ -1,0 +1,95 @@
+"""Streaming intake: read records as they arrive, store them in batches, report each one.
+
+A read returns what the producer has written so far, so a slow producer (`tail -f | sdesk new
+--jsonl`) gets each ticket stored as soon as its line arrives, and a fast one gets batches of
+BATCH records per transaction. Good records are stored, bad ones reported with their line and
+kept (in `--rejects`): one bad record never costs the good ones around it.
+"""
+
+from __future__ import annotations
+
+import io
+import select
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, BinaryIO
+
+from .intake import Record, parse_jsonl
+
+if TYPE_CHECKING:
+    from .store import Store
+
+BATCH = 2000  # records per transaction: big enough to amortise the commit, small enough to stream
+READ_SIZE = 1 << 16
+
+
+@dataclass
+class Summary:
+    created: int = 0
+    deduplicated: int = 0
+    rejected: list[Record] = field(default_factory=list)
+
+
+def _more_ready(stream: BinaryIO) -> bool:
+    """Whether more input can be read without waiting."""
+    try:
+        return bool(select.select([stream], [], [], 0)[0])
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return True  # in memory, or not selectable (a pipe on Windows): batch by size only
+
+
+def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None]) -> Iterator[tuple[list[Record], bool]]:
+    """Parsed records of each read from `stream`, and whether more input is ready right now.
+    read1 returns what one read of the pipe or file gives, without waiting for more."""
+    tail = b""
+    number = 0
+    while data := stream.read1(READ_SIZE):
+        progress(len(data))
+        lines = (tail + data).split(b"\n")
+        tail = lines.pop()
+        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1)), \
+            _more_ready(stream)
+        number += len(lines)
+    if tail:
+        yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1)), False
+
+
+def ingest(
+    store: Store,
+    chunks: Iterable[tuple[list[Record], bool]],
+    *,
+    actor: str,
+    source: str,
+    on_stored: Callable[[Record, int, bool], None],
+    on_rejected: Callable[[Record], None],
+    rejects: IO[str] | None = None,
+) -> Summary:
+    summary = Summary()
+
+    def store_batch(batch: list[Record]) -> list[tuple[int, bool]]:
+        good = [r.ticket for r in batch if r.ticket is not None]
+        return store.intake(good, actor=actor, source=source) if good else []
+
+    def report(batch: list[Record], stored: list[tuple[int, bool]]) -> None:
+        results = iter(stored)
+        for record in batch:
+            if record.ticket is None:
+                summary.rejected.append(record)
+                if rejects is not None:
+                    rejects.write(record.raw + "\n")
+                on_rejected(record)
+                continue
+            ticket_id, created = next(results)
+            summary.created += created
+            summary.deduplicated += not created
+            on_stored(record, ticket_id, created)
+
+    pending: list[Record] = []
+    for records, more_ready in chunks:
+        pending += records
+        if len(pending) >= BATCH or not more_ready:
+            report(pending, store_batch(pending))
+            pending = []
+    if pending:
+        report(pending, store_batch(pending))
+    return summary
