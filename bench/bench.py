@@ -37,7 +37,8 @@ STORES = Path(__file__).resolve().parent / ".stores"
 SERVICES = ["checkout-api", "billing", "search", "auth", "vpn", "mail", "payments-gw", "cdn", "db-main", "queue"]
 QUEUES = ["sre", "dba", "network", "service-desk", "security"]
 PY = sys.executable
-ENV = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "1"}
+# A user's shell: compiled bytecode is cached, stdout is buffered (sandboxes often set these).
+ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")}
 
 
 def fake_ticket(rng: random.Random, i: int, dup_every: int = 0) -> dict:

@@ -62,8 +62,11 @@ def ingest(
     source: str,
     on_stored: Callable[[Record, int, bool], None],
     on_rejected: Callable[[Record], None],
+    on_batch: Callable[[], None] = lambda: None,
     rejects: IO[str] | None = None,
 ) -> Summary:
+    """Store the records of `chunks`; call on_stored / on_rejected for each, in input order,
+    and on_batch after each transaction (the CLI flushes its output there)."""
     summary = Summary()
 
     def store_batch(batch: list[Record]) -> list[tuple[int, bool]]:
@@ -83,6 +86,7 @@ def ingest(
             summary.created += created
             summary.deduplicated += not created
             on_stored(record, ticket_id, created)
+        on_batch()
 
     pending: list[Record] = []
     for records, more_ready in chunks:

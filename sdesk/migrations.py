@@ -66,7 +66,6 @@ def m001_tickets_and_events(db: Database) -> None:
     )
     db.execute(f"CREATE INDEX tickets_open_assignee ON tickets(assignee, priority, id) WHERE {OPEN_SQL}")
     db.execute("CREATE INDEX tickets_parent ON tickets(parent_id) WHERE parent_id IS NOT NULL")
-    db.execute("CREATE INDEX tickets_created ON tickets(created_at)")
     db.execute(
         """
         CREATE TABLE events (

@@ -14,7 +14,6 @@ def hermetic(tmp_path, monkeypatch):
     monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "config"))
     monkeypatch.setenv("SDESK_USER", "tester")
     monkeypatch.delenv("SDESK_NOW", raising=False)
-    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "1")
 
 
 @pytest.fixture

@@ -96,8 +96,10 @@ def test_a_slow_producer_gets_each_ticket_stored_as_it_arrives(db_path):
     import subprocess
     import sys
 
+    # Buffered stdout, as in a user's shell: sdesk must flush each batch itself.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"SDESK_DB": str(db_path)}
     proc = subprocess.Popen([sys.executable, "-m", "sdesk", "new", "--jsonl"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "SDESK_DB": str(db_path)})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         for i in range(1, 4):
             proc.stdin.write(json.dumps({"title": f"alert {i}"}).encode() + b"\n")
