@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -28,11 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from sdesk import migrations  # noqa: E402
-from sdesk.store import Store  # noqa: E402
-
 STORES = Path(__file__).resolve().parent / ".stores"
 SERVICES = ["checkout-api", "billing", "search", "auth", "vpn", "mail", "payments-gw", "cdn", "db-main", "queue"]
 QUEUES = ["sre", "dba", "network", "service-desk", "security"]
@@ -58,6 +52,12 @@ def fake_ticket(rng: random.Random, i: int, dup_every: int = 0) -> dict:
 
 
 def build_store(size: int, rebuild: bool) -> Path:
+    """Runs in a child process (see main): the measuring parent stays small, because a child's
+    peak RSS as the kernel reports it starts from its parent's size at fork."""
+    sys.path.insert(0, str(ROOT))
+    from sdesk import migrations
+    from sdesk.store import Store
+
     STORES.mkdir(exist_ok=True)
     path = STORES / f"{size}.db"
     if path.exists() and not rebuild:
@@ -108,7 +108,7 @@ def sdesk(*args: str) -> list[str]:
 def measure_commands(size: int, db: Path, rounds: int) -> list[dict]:
     env = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
     conn = sqlite3.connect(db)
-    open_id = conn.execute(f"SELECT id FROM tickets WHERE {migrations.OPEN_SQL} ORDER BY id DESC LIMIT 1").fetchone()[0]
+    open_id = conn.execute("SELECT id FROM tickets WHERE status = 'new' ORDER BY id DESC LIMIT 1").fetchone()[0]
     conn.close()
     commands = {
         "new": sdesk("new", "Bench: checkout latency above SLO", "-p", "P2", "--service", "checkout-api",
@@ -140,7 +140,8 @@ def measure_jsonl(size: int, db: Path, lines: int) -> dict:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "copy.db"
-        shutil.copyfile(db, copy)
+        with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)  # consistent, WAL included
         src = Path(tmp) / "in.jsonl"
         with src.open("w") as f:
             for i in range(lines):
@@ -160,11 +161,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--jsonl-lines", type=int, default=100_000)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_only:
+        for size in args.sizes:
+            build_store(size, args.rebuild)
+        return
 
     rows: list[dict] = []
     for size in args.sizes:
-        db = build_store(size, args.rebuild)
+        subprocess.run([PY, __file__, "--build-only", "--sizes", str(size)] + ["--rebuild"] * args.rebuild,
+                       check=True)
+        db = STORES / f"{size}.db"
         rows += measure_commands(size, db, args.rounds)
         rows.append(measure_jsonl(size, db, args.jsonl_lines))
 

@@ -119,9 +119,9 @@ class Store:
             # WAL with synchronous=NORMAL is durable across application crashes, and only the
             # last commits can be lost on power failure; it keeps a commit off the fsync path.
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            # 32 MiB of page cache (the default is 2): big stores keep their index pages hot
+            # 16 MiB of page cache (the default is 2): big stores keep their index pages hot
             # during a stream. It fills only with pages actually read.
-            self.conn.execute("PRAGMA cache_size = -32768")
+            self.conn.execute("PRAGMA cache_size = -16384")
         except SdeskError:
             raise
         except (sqlite3.Error, OSError) as e:
