@@ -427,31 +427,26 @@ def assign(ctx: typer.Context, ticket: TicketArg, user: Annotated[str, typer.Arg
     _move(ctx, ticket, "assign", assignee=user.strip())
 
 
-@app.command()
-def ack(ctx: typer.Context, ticket: TicketArg) -> None:
-    """Acknowledge a ticket: you have seen it and own it (stops the acknowledge clock).
-
-    Example: sdesk --as alice ack SD-42
-    """
-    _move(ctx, ticket, "ack")
-
-
-@app.command()
-def start(ctx: typer.Context, ticket: TicketArg) -> None:
-    """Start work on a ticket (acknowledges it too if needed).
-
-    Example: sdesk start SD-42
-    """
-    _move(ctx, ticket, "start")
+# Lifecycle moves that take nothing but the ticket: action -> help (with its example).
+PLAIN_MOVES = {
+    "ack": "Acknowledge a ticket: you have seen it and own it (stops the acknowledge clock).\n\n"
+           "Example: sdesk --as alice ack SD-42",
+    "start": "Start work on a ticket (acknowledges it too if needed).\n\nExample: sdesk start SD-42",
+    "wait": "Put a ticket on hold, waiting on the requester or a third party.\n\nExample: sdesk wait SD-42",
+    "close": "Close a resolved ticket.\n\nExample: sdesk close SD-42",
+    "reopen": "Reopen a resolved or closed ticket (counted in the reopen rate).\n\nExample: sdesk reopen SD-42",
+}
 
 
-@app.command()
-def wait(ctx: typer.Context, ticket: TicketArg) -> None:
-    """Put a ticket on hold, waiting on the requester or a third party.
+def _plain_move(action: str) -> Any:
+    def command(ctx: typer.Context, ticket: TicketArg) -> None:
+        _move(ctx, ticket, action)
 
-    Example: sdesk wait SD-42
-    """
-    _move(ctx, ticket, "wait")
+    return command
+
+
+for _action, _help in PLAIN_MOVES.items():
+    app.command(_action, help=_help)(_plain_move(_action))
 
 
 @app.command()
@@ -466,24 +461,6 @@ def resolve(
     Example: sdesk resolve SD-42 -r "Rotated the expired TLS certificate" --code fixed
     """
     _move(ctx, ticket, "resolve", resolution=resolution, code=code)
-
-
-@app.command()
-def close(ctx: typer.Context, ticket: TicketArg) -> None:
-    """Close a resolved ticket.
-
-    Example: sdesk close SD-42
-    """
-    _move(ctx, ticket, "close")
-
-
-@app.command()
-def reopen(ctx: typer.Context, ticket: TicketArg) -> None:
-    """Reopen a resolved or closed ticket (counted in the reopen rate).
-
-    Example: sdesk reopen SD-42
-    """
-    _move(ctx, ticket, "reopen")
 
 
 @app.command()
