@@ -15,7 +15,6 @@ from . import clock
 from .lifecycle import ref
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
-SHRINKABLE = {"TITLE", "SERVICE", "QUEUE", "ASSIGNEE"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
 CSV_FIELDS = (
     "id", "kind", "title", "status", "priority", "impact", "urgency", "category", "queue", "team", "assignee",
@@ -50,20 +49,30 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
         out.print("no tickets match", style="dim")
         return
     now = clock.now()
+    # A narrow terminal keeps the title readable and drops service and queue.
+    wide = out.width >= 110
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    # Free-text columns may shrink (rich narrows wrappable columns, widest first) and their
-    # cells end in an ellipsis instead of wrapping, so that a ticket stays on one line.
-    for name in ("ID", "PRI", "STATUS", "TITLE", "SERVICE", "QUEUE", "ASSIGNEE", "AGE", "×"):
-        table.add_column(name, no_wrap=name not in SHRINKABLE, justify="right" if name in ("AGE", "×") else "left")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("PRI", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("TITLE", ratio=1)
+    if wide:
+        table.add_column("SERVICE", max_width=24)
+        table.add_column("QUEUE", max_width=20)
+    table.add_column("ASSIGNEE", max_width=16)
+    table.add_column("AGE", no_wrap=True, justify="right")
     for t in tickets:
-        table.add_row(
+        title = t["title"] + (f" ×{t['occurrences']}" if t["occurrences"] > 1 else "")
+        cells = [
             ref(t["id"]),
             Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
             Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-            *(Text(t[f] or "", no_wrap=True, overflow="ellipsis") for f in ("title", "service", "queue", "assignee")),
+            Text(title, no_wrap=True, overflow="ellipsis"),
+            *([Text(t[f] or "", no_wrap=True, overflow="ellipsis") for f in ("service", "queue")] if wide else []),
+            Text(t["assignee"] or "", no_wrap=True, overflow="ellipsis"),
             age(t["created_at"], now),
-            str(t["occurrences"]) if t["occurrences"] > 1 else "",
-        )
+        ]
+        table.add_row(*cells)
     out.print(table)
 
 
