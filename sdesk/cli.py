@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
+from .signals import FORMATS
 
 if TYPE_CHECKING:
     from .intake import Record
@@ -237,7 +238,7 @@ def _progress_bar(total: int | None):
 @app.command()
 def new(
     ctx: typer.Context,
-    title: Annotated[Optional[str], typer.Argument(help="The title; '-' reads a JSON ticket (or array) from stdin; with --jsonl, a file (default: stdin).", show_default=False)] = None,
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[TITLE | PATH...]", help="The title of one ticket; or, with --format or --jsonl, files to read ('-' or none: stdin).", show_default=False)] = None,
     description: Annotated[Optional[str], typer.Option("--description", "-d", help="Longer text.")] = None,
     kind: Annotated[Optional[Kind], typer.Option(case_sensitive=False, help="Default: incident.", show_default=False)] = None,
     priority: Annotated[Optional[Priority], typer.Option("--priority", "-p", case_sensitive=False, help="Default: P3.", show_default=False)] = None,
@@ -248,33 +249,43 @@ def new(
     label: Annotated[list[str], typer.Option("--label", "-l", help="KEY=VALUE, repeatable.")] = [],
     tag: Annotated[list[str], typer.Option("--tag", "-t", help="Repeatable.")] = [],
     fingerprint: Annotated[Optional[str], typer.Option(help="Dedup key: an open ticket with the same one is bumped, not duplicated.")] = None,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="Stream JSON lines, one ticket per line.")] = False,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format: auto (default for piped input), json, jsonl, alertmanager, pagerduty, grafana, opsgenie.", show_default=False)] = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One document per line, stored as it streams in.")] = False,
+    auto_resolve: Annotated[bool, typer.Option("--auto-resolve/--record-resolved", help="A resolved alert resolves its open ticket, or is only recorded on it.")] = True,
     rejects: Annotated[Optional[Path], typer.Option(help="Write rejected input records to this file.", dir_okay=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (one object per record for streams).")] = False,
 ) -> None:
-    """Open a ticket, or stream many from JSON.
+    """Open a ticket, or take alerts and tickets from JSON payloads.
 
     An open ticket with the same fingerprint is not duplicated: its occurrence count goes up.
-    Prints the id (SD-N) of each ticket on stdout.
+    A resolved alert resolves its ticket. Prints the id (SD-N) of each ticket on stdout.
 
     Example: sdesk new "Disk full on db-3" -p P2 --service billing --label host=db-3
+
+    Example: curl -s localhost:9093/api/v2/alerts | sdesk new --format alertmanager
 
     Example: tail -f alerts.jsonl | sdesk new --jsonl --rejects bad.jsonl
     """
     settings = _settings(ctx)
+    args = args or []
     flags = {"description": description, "kind": kind, "priority": priority, "service": service, "ci": ci,
              "queue": queue, "requester": requester, "fingerprint": fingerprint}
-    stream = jsonl or title == "-"
-    if stream:
+    if fmt is not None and fmt not in FORMATS:
+        raise BadInput(f"--format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt or jsonl or args == ["-"] or (not args and not sys.stdin.isatty()):
         given = [f"--{k}" for k, v in flags.items() if v is not None] + ["--label"] * bool(label) + ["--tag"] * bool(tag)
         if given:
             raise BadInput(f"{given[0]} cannot be combined with JSON input; put it in the JSON")
-        _new_from_json(settings, None if title in (None, "-") else Path(title), jsonl=jsonl, rejects=rejects,
-                       as_json=as_json)
+        line_mode = jsonl or fmt == "jsonl"
+        # --jsonl alone streams generic tickets (the fast path); --format auto detects per line.
+        payload_format = "json" if fmt == "jsonl" else fmt or ("json" if line_mode else "auto")
+        _new_from_payloads(settings, [None if a == "-" else Path(a) for a in args] or [None], fmt=payload_format,
+                           line_mode=line_mode, auto_resolve=auto_resolve, rejects=rejects, as_json=as_json)
         return
-    if title is None:
-        raise BadInput("a title is required (or '-' to read JSON from stdin, or --jsonl)")
-    ticket = ticket_from_flags(title, labels=label, tags=tag, **flags)
+    if len(args) != 1:
+        raise BadInput("a title is required (quote it if it has spaces), or '-' to read JSON from stdin"
+                       if not args else f"one title, got {len(args)} words: quote it")
+    ticket = ticket_from_flags(args[0], labels=label, tags=tag, **flags)
     [(ticket_id, created)] = settings.store().intake([ticket], actor=settings.actor, source="cli")
     if not created:
         _note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
@@ -284,53 +295,67 @@ def new(
         print(lifecycle.ref(ticket_id))
 
 
-def _new_from_json(settings: Settings, path: Path | None, *, jsonl: bool, rejects: Path | None, as_json: bool) -> None:
-    """`sdesk new -` and `sdesk new --jsonl [FILE]`: report each record as it is stored."""
-    from .ingest import ingest, jsonl_chunks
-    from .intake import parse_json
+def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str, line_mode: bool,
+                       auto_resolve: bool, rejects: Path | None, as_json: bool) -> None:
+    """Read each path (None: stdin) in `fmt`, whole or a document per line; report each record
+    as it is stored."""
+    from .ingest import Summary, ingest, jsonl_chunks
+    from .intake import parse_document
 
-    name = str(path) if path else "stdin"
     try:
-        stream = path.open("rb") if path else sys.stdin.buffer
         reject_file = rejects.open("w", encoding="utf-8") if rejects else None
     except OSError as e:
         raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
-    shown = 0
     write = sys.stdout.write
-
-    def on_stored(record: Record, ticket_id: int, created: bool) -> None:
-        if as_json:
-            write(json.dumps({"where": record.where, "id": ticket_id, "deduplicated": not created}) + "\n")
-        else:
-            write(f"{lifecycle.ID_PREFIX}{ticket_id}\n")
-
-    def on_rejected(record: Record) -> None:
-        nonlocal shown
-        if as_json:
-            write(json.dumps({"where": record.where, "error": record.error}, ensure_ascii=False) + "\n")
-        shown += 1
-        if shown <= 20:
-            _note(f"{name}: {record.where}: {record.error}")
-
-    advance, bar = _progress_bar(path.stat().st_size if path else None)
+    total = Summary()
     try:
-        with stream:
-            if jsonl:
-                chunks = jsonl_chunks(stream, advance)
-            else:
-                chunks = [(list(parse_json(stream.read().decode("utf-8", "replace"))), False)]
-            summary = ingest(settings.store(), chunks, actor=settings.actor, source="jsonl" if jsonl else "json",
-                             on_stored=on_stored, on_rejected=on_rejected, on_batch=sys.stdout.flush,
-                             rejects=reject_file)
+        for path in paths:
+            name = str(path) if path else "stdin"
+            try:
+                stream = path.open("rb") if path else sys.stdin.buffer
+            except OSError as e:
+                raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
+            used = fmt
+
+            def on_stored(record: Record, ticket_id: int | None, outcome: str) -> None:
+                if as_json:
+                    write(json.dumps({"where": record.where, "format": used, "ticket": ticket_id, "action": outcome})
+                          + "\n")
+                elif ticket_id is not None:
+                    write(f"{lifecycle.ID_PREFIX}{ticket_id}\n")
+
+            def on_rejected(record: Record) -> None:
+                if as_json:
+                    write(json.dumps({"where": record.where, "format": used, "ticket": None, "action": "rejected",
+                                      "error": record.error}, ensure_ascii=False) + "\n")
+                if len(total.rejected) < 20:
+                    _note(f"{name}: {record.where}: {record.error}")
+                total.rejected.append(record)
+
+            advance, bar = _progress_bar(path.stat().st_size if path and line_mode else None)
+            try:
+                with stream:
+                    if line_mode:
+                        chunks = jsonl_chunks(stream, advance, "jsonl" if fmt == "json" else fmt)
+                    else:
+                        used, records = parse_document(stream.read().decode("utf-8", "replace"), fmt)
+                        chunks = [(records, False)]
+                    summary = ingest(settings.store(), chunks, actor=settings.actor, auto_resolve=auto_resolve,
+                                     on_stored=on_stored, on_rejected=on_rejected, on_batch=sys.stdout.flush,
+                                     rejects=reject_file)
+            finally:
+                if bar is not None:
+                    bar.stop()
+            for outcome, n in summary.outcomes.items():
+                total.outcomes[outcome] = total.outcomes.get(outcome, 0) + n
+            counts = ", ".join(f"{n} {outcome}" for outcome, n in summary.outcomes.items())
+            _note(f"{name} ({used}): {counts or 'nothing'}" + (f", {len(summary.rejected)} rejected" if summary.rejected else ""))
     finally:
-        if bar is not None:
-            bar.stop()
         if reject_file:
             reject_file.close()
-    rejected = len(summary.rejected)
-    _note(f"{name}: {summary.created} created, {summary.deduplicated} deduplicated, {rejected} rejected"
-          + (f" (written to {rejects})" if rejects and rejected else ""))
-    if rejected:
+    if total.rejected:
+        if rejects:
+            _note(f"{len(total.rejected)} rejected records written to {rejects}")
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 

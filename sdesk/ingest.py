@@ -25,8 +25,7 @@ READ_SIZE = 1 << 16
 
 @dataclass
 class Summary:
-    created: int = 0
-    deduplicated: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)  # created, deduplicated, resolved, ...
     rejected: list[Record] = field(default_factory=list)
 
 
@@ -38,7 +37,7 @@ def _more_ready(stream: BinaryIO) -> bool:
         return True  # in memory, or not selectable (a pipe on Windows): batch by size only
 
 
-def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None]) -> Iterator[tuple[list[Record], bool]]:
+def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "jsonl") -> Iterator[tuple[list[Record], bool]]:
     """Parsed records of each read from `stream`, and whether more input is ready right now.
     read1 returns what one read of the pipe or file gives, without waiting for more."""
     tail = b""
@@ -47,11 +46,11 @@ def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None]) -> Iterator[
         progress(len(data))
         lines = (tail + data).split(b"\n")
         tail = lines.pop()
-        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1)), \
+        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1, fmt=fmt)), \
             _more_ready(stream)
         number += len(lines)
     if tail:
-        yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1)), False
+        yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1, fmt=fmt)), False
 
 
 def ingest(
@@ -59,8 +58,8 @@ def ingest(
     chunks: Iterable[tuple[list[Record], bool]],
     *,
     actor: str,
-    source: str,
-    on_stored: Callable[[Record, int, bool], None],
+    auto_resolve: bool = True,
+    on_stored: Callable[[Record, int | None, str], None],
     on_rejected: Callable[[Record], None],
     on_batch: Callable[[], None] = lambda: None,
     rejects: IO[str] | None = None,
@@ -69,23 +68,22 @@ def ingest(
     and on_batch after each transaction (the CLI flushes its output there)."""
     summary = Summary()
 
-    def store_batch(batch: list[Record]) -> list[tuple[int, bool]]:
-        good = [r.ticket for r in batch if r.ticket is not None]
-        return store.intake(good, actor=actor, source=source) if good else []
+    def store_batch(batch: list[Record]) -> list[tuple[int | None, str]]:
+        good = [r.signal for r in batch if r.signal is not None]
+        return store.receive(good, actor=actor, auto_resolve=auto_resolve) if good else []
 
-    def report(batch: list[Record], stored: list[tuple[int, bool]]) -> None:
+    def report(batch: list[Record], stored: list[tuple[int | None, str]]) -> None:
         results = iter(stored)
         for record in batch:
-            if record.ticket is None:
+            if record.signal is None:
                 summary.rejected.append(record)
                 if rejects is not None:
                     rejects.write(record.raw + "\n")
                 on_rejected(record)
                 continue
-            ticket_id, created = next(results)
-            summary.created += created
-            summary.deduplicated += not created
-            on_stored(record, ticket_id, created)
+            ticket_id, outcome = next(results)
+            summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
+            on_stored(record, ticket_id, outcome)
         on_batch()
 
     pending: list[Record] = []

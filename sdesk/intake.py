@@ -1,55 +1,345 @@
-"""Turning raw input into validated tickets. Pure: reads text, returns models, stores nothing.
+"""Turning raw input into what the desk should do. Pure: reads text, stores nothing.
 
-Each parser yields `Record`s: where the record came from (`line 3`, `record 2`), and either a
-validated ticket (as the dict the store takes) or the reason it was rejected, so that one bad
-record never costs the good ones around it.
+Every parser yields `Record`s: where a record came from (`line 3`, `alert 2`), the raw text
+to keep if it is rejected, and either a `Signal` for the store (open a ticket, resolve or
+acknowledge one, record a change) or the reason it was rejected, so that one bad record
+never costs the good ones around it.
+
+Formats: the generic ticket schema (`json`, `jsonl`), Alertmanager webhooks, PagerDuty Events
+v2 (and its v1 webhooks), Grafana (unified alerting and legacy), Opsgenie alert requests.
+`detect` picks one from a decoded JSON document.
 """
 
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from .errors import BadInput
+from .lifecycle import TITLE_MAX
 from .models import TicketCreate, describe
+from .signals import Signal
+
+# Severity words as monitoring tools spell them -> priority. Unknown words give P3.
+SEVERITY = {
+    **dict.fromkeys(["critical", "crit", "page", "fatal", "emergency", "alert", "disaster", "p1", "sev1"], "P1"),
+    **dict.fromkeys(["error", "err", "high", "major", "severe", "p2", "sev2"], "P2"),
+    **dict.fromkeys(["warning", "warn", "medium", "moderate", "average", "p3", "sev3"], "P3"),
+    **dict.fromkeys(["info", "informational", "low", "minor", "none", "debug", "ok", "p4", "p5", "sev4"], "P4"),
+}
 
 
 class Record(NamedTuple):
     where: str
     raw: str
-    ticket: dict[str, Any] | None = None
+    signal: Signal | None = None
     error: str | None = None
 
+    @property
+    def ticket(self) -> dict[str, Any] | None:
+        return self.signal.ticket if self.signal else None
 
-def _validate(where: str, raw: str, value: Any) -> Record:
+
+def priority_of(severity: Any) -> str:
+    return SEVERITY.get(str(severity).strip().lower(), "P3") if severity is not None else "P3"
+
+
+def alertmanager_fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's own fingerprint of a label set (FNV-1a 64 over the sorted pairs), so an
+    alert that arrives without its `fingerprint` field keys the same ticket as one with it."""
+    h = 0xCBF29CE484222325
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode():
+                h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+            h = ((h ^ 0xFF) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _strings(value: Any) -> dict[str, str]:
+    """A label or annotation map as text; anything else is empty."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): _text(v) for k, v in value.items() if v is not None}
+
+
+def _ticket(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None) -> Record:
+    """Validate a ticket built from a payload like one sent as JSON."""
+    title = (fields.get("title") or "").strip() or f"{source} alert"
+    fields = {k: v for k, v in fields.items() if v not in (None, "")} | {"title": title[:TITLE_MAX]}
+    try:
+        ticket = vars(TicketCreate.model_validate(fields))
+    except ValidationError as e:
+        return Record(where, raw, error=describe(e))
+    return Record(where, raw, Signal(source, "trigger", ticket=ticket, alert=alert))
+
+
+# -- generic tickets --------------------------------------------------------------------------
+
+
+def _generic(where: str, raw: str, value: Any = None, source: str = "json") -> Record:
     try:
         model = TicketCreate.model_validate_json(raw) if value is None else TicketCreate.model_validate(value)
     except ValidationError as e:
         return Record(where, raw, error=describe(e))
     # The validated fields as they are (enums are str subclasses): several times cheaper than
     # model_dump, which matters at tens of thousands of records a second.
-    return Record(where, raw, ticket=vars(model))
+    return Record(where, raw, Signal(source, "trigger", ticket=vars(model)))
 
 
-def parse_jsonl(lines: Iterable[str], start: int = 1) -> Iterator[Record]:
-    """One ticket object per line, numbered from `start`; blank lines are skipped."""
-    for number, line in enumerate(lines, start=start):
-        raw = line.rstrip("\r\n")
-        if raw.strip():
-            yield _validate(f"line {number}", raw, None)
+def generic(doc: Any, raw: str) -> Iterator[Record]:
+    items = doc if isinstance(doc, list) else [doc]
+    for number, item in enumerate(items, start=1):
+        yield _generic(f"record {number}", raw if len(items) == 1 else json.dumps(item, ensure_ascii=False), item)
 
 
-def parse_json(text: str) -> Iterator[Record]:
-    """One JSON document: a ticket object, or an array of them."""
+# -- Alertmanager and Grafana unified alerting (the same webhook shape) -------------------------
+
+
+def _alert_group(doc: dict[str, Any], raw: str, source: str) -> Iterator[Record]:
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list):
+        raise BadInput(f"{source}: 'alerts' must be a list")
+    group_status = str(doc.get("status") or "firing").lower()
+    for number, alert in enumerate(alerts, start=1):
+        where = f"alert {number}"
+        if not isinstance(alert, dict):
+            yield Record(where, raw, error="an alert must be a JSON object")
+            continue
+        labels = _strings(alert.get("labels"))
+        annotations = _strings(alert.get("annotations"))
+        # The alert's own status wins: a group can say firing while one of its alerts resolved.
+        status = str(alert.get("status") or group_status).lower()
+        fingerprint = f"{source}:{alertmanager_fingerprint(labels)}"
+        received = {"status": status, "labels": labels, "annotations": annotations}
+        if status == "resolved":
+            yield Record(where, raw, Signal(source, "resolve", fingerprint=fingerprint, alert=received))
+            continue
+        name = labels.get("alertname") or labels.get("alert_name") or labels.get("__alert_rule_title__")
+        instance = labels.get("instance") or labels.get("host")
+        title = annotations.get("summary") or annotations.get("message") or annotations.get("title") or \
+            (f"{name} on {instance}" if name and instance else name)
+        yield _ticket(where, raw, source, {
+            "title": title,
+            "description": annotations.get("description"),
+            "priority": priority_of(labels.get("severity") or annotations.get("severity")),
+            "service": labels.get("service"),
+            "fingerprint": fingerprint,
+            "labels": labels,
+        }, alert=received)
+
+
+def alertmanager(doc: Any, raw: str) -> Iterator[Record]:
+    if not isinstance(doc, dict):
+        raise BadInput("alertmanager: expected a JSON object")
+    yield from _alert_group(doc, raw, "alertmanager")
+
+
+def grafana(doc: Any, raw: str) -> Iterator[Record]:
+    if not isinstance(doc, dict):
+        raise BadInput("grafana: expected a JSON object")
+    if "alerts" in doc:
+        yield from _alert_group(doc, raw, "grafana")
+        return
+    # Legacy alerting (Grafana 7 and older): one rule, a state, matches with tags.
+    rule = doc.get("ruleId") if doc.get("ruleId") is not None else doc.get("ruleName")
+    if rule is None:
+        raise BadInput("grafana: neither 'alerts' nor 'ruleId'/'ruleName'")
+    state = str(doc.get("state") or "alerting").lower()
+    fingerprint = f"grafana:rule:{rule}"
+    tags = _strings(doc.get("tags"))
+    for match in doc.get("evalMatches") or []:
+        if isinstance(match, dict):
+            tags.update(_strings(match.get("tags")))
+    received = {"status": state, "labels": tags, "annotations": _strings({"message": doc.get("message")})}
+    if state == "ok":
+        yield Record("alert 1", raw, Signal("grafana", "resolve", fingerprint=fingerprint, alert=received))
+    elif state in ("paused", "pending"):
+        yield Record("alert 1", raw, Signal("grafana", "ignore", fingerprint=fingerprint, alert=received))
+    else:
+        yield _ticket("alert 1", raw, "grafana", {
+            "title": doc.get("ruleName") or doc.get("title"),
+            "description": doc.get("message"),
+            "priority": priority_of(tags.get("severity")),
+            "fingerprint": fingerprint,
+            "labels": tags,
+        }, alert=received)
+
+
+# -- PagerDuty ----------------------------------------------------------------------------------
+
+
+def _details(details: Any) -> str | None:
+    if isinstance(details, dict):
+        return "\n".join(f"{k}: {_text(v)}" for k, v in details.items()) or None
+    return _text(details) if details else None
+
+
+def pagerduty(doc: Any, raw: str) -> Iterator[Record]:
+    """Events API v2 (trigger / acknowledge / resolve with dedup_key semantics, and change
+    events), and the v1 outbound webhook ({"messages": [...]})."""
+    if isinstance(doc, dict) and isinstance(doc.get("messages"), list):
+        yield from _pagerduty_v1(doc["messages"], raw)
+        return
+    if not isinstance(doc, dict):
+        raise BadInput("pagerduty: expected a JSON object")
+    payload = doc.get("payload") if isinstance(doc.get("payload"), dict) else {}
+    action = str(doc.get("event_action") or ("change" if payload else "")).lower()
+    if action == "change":
+        summary = str(payload.get("summary") or "").strip()
+        if not summary:
+            yield Record("event 1", raw, error="payload.summary: required for a change event")
+            return
+        yield Record("event 1", raw, Signal("pagerduty", "change", change={
+            "summary": summary, "service": payload.get("source"), "happened_at": payload.get("timestamp"),
+            "data": {"custom_details": payload.get("custom_details"), "links": doc.get("links")},
+        }))
+        return
+    if action not in ("trigger", "acknowledge", "resolve"):
+        yield Record("event 1", raw, error=f"event_action: expected trigger, acknowledge, resolve or a change event, "
+                                           f"got {doc.get('event_action')!r}")
+        return
+    dedup_key = doc.get("dedup_key")
+    if action != "trigger" and not dedup_key:
+        yield Record("event 1", raw, error=f"dedup_key: required to {action}")
+        return
+    summary = payload.get("summary")
+    if action == "trigger" and not summary:
+        yield Record("event 1", raw, error="payload.summary: required to trigger")
+        return
+    # Without a dedup_key PagerDuty makes a fresh one; a stable one from the event's identity
+    # serves people better: the same problem from the same source is one ticket.
+    key = dedup_key or hashlib.sha256(f"{summary}|{payload.get('source')}|{payload.get('component')}".encode()).hexdigest()[:32]
+    fingerprint = f"pagerduty:{key}"
+    # routing_key is the integration's secret: never kept.
+    labels = _strings({k: payload.get(k) for k in ("source", "component", "group", "class", "severity")})
+    received = {"status": action, "labels": labels, "annotations": {}}
+    if action != "trigger":
+        yield Record("event 1", raw, Signal("pagerduty", action, fingerprint=fingerprint, alert=received))
+        return
+    yield _ticket("event 1", raw, "pagerduty", {
+        "title": summary,
+        "description": _details(payload.get("custom_details")),
+        "priority": priority_of(payload.get("severity")),
+        "service": payload.get("component"),
+        "fingerprint": fingerprint,
+        "labels": labels,
+    }, alert=received)
+
+
+def _pagerduty_v1(messages: list[Any], raw: str) -> Iterator[Record]:
+    actions = {"incident.trigger": "trigger", "incident.acknowledge": "acknowledge", "incident.resolve": "resolve"}
+    for number, message in enumerate(messages, start=1):
+        where = f"message {number}"
+        incident = ((message or {}).get("data") or {}).get("incident") if isinstance(message, dict) else None
+        if not isinstance(incident, dict):
+            yield Record(where, raw, error="data.incident: required")
+            continue
+        action = actions.get(str(message.get("type")))
+        key = incident.get("incident_key") or incident.get("id")
+        fingerprint = f"pagerduty:{key}"
+        service = incident.get("service") if isinstance(incident.get("service"), dict) else {}
+        received = {"status": str(message.get("type")), "labels": _strings({"service": service.get("name")}),
+                    "annotations": {}}
+        if action is None:
+            yield Record(where, raw, Signal("pagerduty", "ignore", fingerprint=fingerprint, alert=received))
+        elif action == "trigger":
+            subject = (incident.get("trigger_summary_data") or {}).get("subject") or incident.get("description")
+            yield _ticket(where, raw, "pagerduty", {"title": subject, "service": service.get("name"),
+                                                     "fingerprint": fingerprint}, alert=received)
+        else:
+            yield Record(where, raw, Signal("pagerduty", action, fingerprint=fingerprint, alert=received))
+
+
+# -- Opsgenie -------------------------------------------------------------------------------------
+
+
+def opsgenie(doc: Any, raw: str) -> Iterator[Record]:
+    """An Opsgenie create-alert request (as Alertmanager's opsgenie receiver sends it)."""
+    if not isinstance(doc, dict):
+        raise BadInput("opsgenie: expected a JSON object")
+    alias = doc.get("alias")
+    tags = doc.get("tags")
+    tags = [t for t in (tags.split(",") if isinstance(tags, str) else tags or []) if isinstance(t, str) and t.strip()]
+    labels = _strings(doc.get("details")) | _strings({"source": doc.get("source") or None})
+    title = doc.get("message") or (f"Opsgenie alert {alias}" if alias is not None else None)
+    # apiKey is the integration's secret: never kept.
+    yield _ticket("alert 1", raw, "opsgenie", {
+        "title": title,
+        "description": (doc.get("description") or "").strip() or None,
+        "priority": priority_of(doc.get("priority")),
+        "fingerprint": f"opsgenie:{alias}" if alias is not None else None,
+        "labels": labels,
+        "tags": tags,
+    }, alert={"status": "firing", "labels": labels, "annotations": {}})
+
+
+PARSERS: dict[str, Callable[[Any, str], Iterator[Record]]] = {
+    "json": generic, "jsonl": generic, "alertmanager": alertmanager, "pagerduty": pagerduty, "grafana": grafana,
+    "opsgenie": opsgenie,
+}
+
+
+def detect(doc: Any) -> str:
+    """The format of a decoded JSON document, from the fields each tool always sends."""
+    if isinstance(doc, dict):
+        alerts = doc.get("alerts")
+        if isinstance(alerts, list):
+            grafana_only = ("orgId", "title", "state")
+            is_grafana = any(k in doc for k in grafana_only) or any(
+                isinstance(a, dict) and ("values" in a or "dashboardURL" in a or "panelURL" in a) for a in alerts)
+            return "grafana" if is_grafana else "alertmanager"
+        if "evalMatches" in doc or "ruleId" in doc or ("ruleName" in doc and "state" in doc):
+            return "grafana"
+        if "event_action" in doc or "routing_key" in doc or "dedup_key" in doc or isinstance(doc.get("messages"), list):
+            return "pagerduty"
+        if "title" in doc:
+            return "json"
+        opsgenie_only = ("alias", "apiKey", "responders", "visibleTo", "entity", "details", "teams")
+        if "message" in doc and any(k in doc for k in opsgenie_only):
+            return "opsgenie"
+    if isinstance(doc, list):
+        return "json"
+    raise BadInput("cannot tell the format of this input; give --format")
+
+
+def parse_document(text: str, fmt: str = "auto") -> tuple[str, list[Record]]:
+    """One JSON document in `fmt` (or detected): the format used and its records."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if isinstance(doc, dict):
-        yield _validate("record 1", text, doc)
-    elif isinstance(doc, list):
-        for number, item in enumerate(doc, start=1):
-            yield _validate(f"record {number}", json.dumps(item, ensure_ascii=False), item)
-    else:
-        raise BadInput("expected a JSON object or an array of objects")
+    fmt = detect(doc) if fmt == "auto" else fmt
+    return fmt, list(PARSERS[fmt](doc, text))
+
+
+def parse_json(text: str) -> Iterator[Record]:
+    """One JSON document of the generic ticket schema: an object, or an array of them."""
+    _, records = parse_document(text, "json")
+    yield from records
+
+
+def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl") -> Iterator[Record]:
+    """One document per line, numbered from `start`; blank lines are skipped. Generic tickets
+    take the fast path (pydantic parses the line itself); other formats parse each line as a
+    payload of their own and name their records `line N alert M`."""
+    for number, line in enumerate(lines, start=start):
+        raw = line.rstrip("\r\n")
+        if not raw.strip():
+            continue
+        if fmt == "jsonl":
+            yield _generic(f"line {number}", raw, source="jsonl")
+            continue
+        try:
+            _, records = parse_document(raw, fmt)
+        except BadInput as e:
+            yield Record(f"line {number}", raw, error=str(e))
+            continue
+        for record in records:
+            yield record._replace(where=f"line {number} {record.where}", raw=raw)

@@ -89,7 +89,45 @@ def m001_tickets_and_events(db: Database) -> None:
         )
 
 
-STEPS = [m001_tickets_and_events]
+def m002_alerts_and_changes(db: Database) -> None:
+    # Every alert received, whatever became of it: the denominator of alert-to-ticket ratio.
+    db.execute(
+        """
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            fingerprint TEXT,
+            status TEXT NOT NULL,
+            action TEXT NOT NULL,
+            labels TEXT NOT NULL DEFAULT '{}',
+            annotations TEXT NOT NULL DEFAULT '{}',
+            received_at TEXT NOT NULL,
+            ticket_id INTEGER REFERENCES tickets(id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX alerts_ticket ON alerts(ticket_id) WHERE ticket_id IS NOT NULL")
+    db.execute("CREATE INDEX alerts_received ON alerts(received_at)")
+    # Change records (deploys, config pushes) that enrichment looks up by service or CI.
+    db.execute(
+        """
+        CREATE TABLE changes (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            service TEXT,
+            ci TEXT,
+            happened_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX changes_service ON changes(service, happened_at)")
+    db.execute("CREATE INDEX changes_ci ON changes(ci, happened_at)")
+
+
+STEPS = [m001_tickets_and_events, m002_alerts_and_changes]
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -19,6 +19,7 @@ import orjson
 from . import clock, lifecycle, migrations
 from .errors import AuditBroken, BadInput, Conflict, NotFound, SdeskError
 from .migrations import OPEN_SQL
+from .signals import Signal
 
 GENESIS = "0" * 64
 
@@ -103,6 +104,43 @@ class _Tx:
             self.events,
         )
         self.events.clear()
+
+
+class _Triggers:
+    """The tickets a batch opens or bumps, written with one executemany per table."""
+
+    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]]):
+        self.tx = tx
+        self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences]
+        self.new_rows: list[tuple] = []
+        self.bumped: dict[int, int] = {}
+        seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
+        self.next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
+
+    def add(self, t: dict[str, Any], source: str) -> tuple[int, str]:
+        tx = self.tx
+        fingerprint = t.get("fingerprint")
+        hit = self.open.get(fingerprint) if fingerprint else None
+        if hit:
+            hit[1] += 1
+            self.bumped[hit[0]] = hit[1]
+            tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
+            return hit[0], "deduplicated"
+        ticket_id, self.next_id = self.next_id, self.next_id + 1
+        self.new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
+                              to_json(t.get("tags") or []), source, tx.at, tx.at))
+        # The created event carries the whole input, so history can be rebuilt from events.
+        tx.event(ticket_id, "created", {**{k: v for k, v in t.items() if v is not None}, "source": source})
+        if fingerprint:
+            self.open[fingerprint] = [ticket_id, 1]
+        return ticket_id, "created"
+
+    def flush(self) -> None:
+        self.tx.conn.executemany(INSERT_TICKET, self.new_rows)
+        self.tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
+                                 [(n, self.tx.at, ticket_id) for ticket_id, n in self.bumped.items()])
+        self.new_rows.clear()
+        self.bumped.clear()
 
 
 class Store:
@@ -240,43 +278,73 @@ class Store:
     # -- writes --------------------------------------------------------------------------
 
     def intake(self, tickets: Iterable[dict[str, Any]], *, actor: str, source: str) -> list[tuple[int, bool]]:
-        """Store validated tickets in one transaction. A ticket whose fingerprint matches an
-        open ticket (stored, or earlier in this batch) is not duplicated: that ticket's
-        occurrences go up and an event records the repeat. Returns (ticket id, created) for
-        each input, in order.
+        """Open validated tickets (deduplicated by fingerprint, see `receive`); returns
+        (ticket id, created) for each, in order."""
+        results = self.receive([Signal(source, "trigger", ticket=t) for t in tickets], actor=actor)
+        return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
 
-        Streams run through here at tens of thousands of tickets a second, so the work is set
+    def receive(self, signals: Iterable[Signal], *, actor: str, auto_resolve: bool = True) -> list[tuple[int | None, str]]:
+        """Apply what sources sent, in order and in one transaction, and keep every alert.
+
+        A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
+        its fingerprint: then that ticket's occurrences go up and an event records the repeat.
+        A resolve resolves the open ticket with its fingerprint (or, with auto_resolve off, only
+        records it on the ticket); an acknowledge acknowledges it; a change is kept for
+        enrichment. Returns (ticket id or None, outcome) for each signal: created, deduplicated,
+        resolved, acknowledged, recorded or ignored.
+
+        Streams run through here at tens of thousands of alerts a second, so triggers are set
         based: one lookup of the batch's fingerprints, then one executemany per table."""
-        tickets = list(tickets)
-        results: list[tuple[int, bool]] = []
+        signals = list(signals)
+        results: list[tuple[int | None, str]] = []
         with self._write(actor) as tx:
-            conn, at = tx.conn, tx.at
-            open_by_fingerprint = self._open_fingerprints(conn, {t["fingerprint"] for t in tickets if t.get("fingerprint")})
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
-            next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
-            new_rows: list[tuple] = []
-            bumped: dict[int, int] = {}
-            for t in tickets:
-                fingerprint = t.get("fingerprint")
-                hit = open_by_fingerprint.get(fingerprint) if fingerprint else None
-                if hit:
-                    hit[1] += 1
-                    bumped[hit[0]] = hit[1]
-                    tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
-                    results.append((hit[0], False))
-                    continue
-                ticket_id, next_id = next_id, next_id + 1
-                new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS],
-                                 to_json(t.get("labels") or {}), to_json(t.get("tags") or []), source, at, at))
-                # The created event carries the whole input, so history can be rebuilt from events.
-                tx.event(ticket_id, "created", {**{k: v for k, v in t.items() if v is not None}, "source": source})
-                if fingerprint:
-                    open_by_fingerprint[fingerprint] = [ticket_id, 1]
-                results.append((ticket_id, True))
-            conn.executemany(INSERT_TICKET, new_rows)
-            conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
-                             [(n, at, ticket_id) for ticket_id, n in bumped.items()])
+            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {
+                fp for s in signals if (fp := s.fingerprint or (s.ticket or {}).get("fingerprint"))}))
+            alert_rows = []
+            for s in signals:
+                if s.action == "trigger":
+                    result = batch.add(s.ticket, s.source)
+                elif s.action in ("resolve", "acknowledge"):
+                    result = self._resolve_or_ack(tx, batch, s, auto_resolve)
+                elif s.action == "change":
+                    tx.conn.execute(
+                        "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (s.source, s.change["summary"], s.change.get("service"), s.change.get("ci"),
+                         s.change.get("happened_at") or tx.at, tx.at, to_json(s.change.get("data") or {})))
+                    result = (None, "recorded")
+                else:
+                    result = (None, "ignored")
+                results.append(result)
+                if s.alert is not None:
+                    a = s.alert
+                    alert_rows.append((s.source, s.fingerprint or (s.ticket or {}).get("fingerprint"), a["status"],
+                                       result[1], to_json(a.get("labels") or {}), to_json(a.get("annotations") or {}),
+                                       tx.at, result[0]))
+            batch.flush()
+            tx.conn.executemany(
+                "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", alert_rows)
         return results
+
+    def _resolve_or_ack(self, tx: _Tx, batch: _Triggers, s: Signal, auto_resolve: bool) -> tuple[int | None, str]:
+        batch.flush()  # a ticket opened earlier in this batch must exist before it can move
+        hit = batch.open.get(s.fingerprint)
+        if hit is None:
+            return None, "ignored"
+        t = self._current(tx, hit[0])
+        if s.action == "resolve":
+            if not auto_resolve:
+                tx.event(t["id"], "alert_resolved", {"source": s.source})
+                return t["id"], "recorded"
+            self._move(tx, t, "resolve", resolution=f"Resolved by {s.source}: the alert stopped firing",
+                       code="auto-resolved")
+            del batch.open[s.fingerprint]
+            return t["id"], "resolved"
+        if "ack" not in lifecycle.allowed_actions(t["status"]):
+            return t["id"], "ignored"
+        self._move(tx, t, "ack")
+        return t["id"], "acknowledged"
 
     @staticmethod
     def _open_fingerprints(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, list[int]]:
@@ -295,38 +363,42 @@ class Store:
              resolution: str | None = None, code: str | None = None) -> dict[str, Any]:
         """Apply a lifecycle action (see lifecycle.MOVES) and record why."""
         with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
-            target = lifecycle.next_status(t["status"], action, ticket_id=ticket_id)
-            at = tx.at
-            sets: dict[str, Any] = {"status": target, "updated_at": at}
-            data: dict[str, Any] = {"from": t["status"], "to": target, "action": action}
-            if action == "assign":
-                if not assignee:
-                    raise BadInput("assign: a user is required")
-                sets["assignee"] = assignee
-                data["assignee"] = assignee
-                if t["assignee"]:
-                    data["previous_assignee"] = t["assignee"]
-            if action in ("ack", "start"):
-                sets["acknowledged_at"] = t["acknowledged_at"] or at
-                sets["assignee"] = t["assignee"] or actor
-            if action == "resolve":
-                if not resolution or not resolution.strip():
-                    raise BadInput("resolve: --resolution must say what fixed it")
-                sets.update(resolved_at=at, resolution=resolution.strip(), resolution_code=code)
-                data.update(resolution=resolution.strip(), code=code)
-            if action == "close":
-                sets["closed_at"] = at
-            if action == "reopen":
-                if t["fingerprint"]:
-                    holder = self._open_fingerprints(tx.conn, {t["fingerprint"]}).get(t["fingerprint"])
-                    if holder:
-                        raise Conflict(f"cannot reopen {lifecycle.ref(ticket_id)}: {lifecycle.ref(holder[0])} is open "
-                                       "with the same fingerprint; work that one (or link this one under it)")
-                sets.update(reopen_count=t["reopen_count"] + 1, resolved_at=None, closed_at=None)
-            self._set(tx, ticket_id, sets)
-            tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", data)
+            self._move(tx, self._current(tx, ticket_id), action, assignee=assignee, resolution=resolution, code=code)
         return self.get_or_raise(ticket_id=ticket_id)
+
+    def _move(self, tx: _Tx, t: dict[str, Any], action: str, *, assignee: str | None = None,
+              resolution: str | None = None, code: str | None = None) -> None:
+        ticket_id = t["id"]
+        target = lifecycle.next_status(t["status"], action, ticket_id=ticket_id)
+        at = tx.at
+        sets: dict[str, Any] = {"status": target, "updated_at": at}
+        data: dict[str, Any] = {"from": t["status"], "to": target, "action": action}
+        if action == "assign":
+            if not assignee:
+                raise BadInput("assign: a user is required")
+            sets["assignee"] = assignee
+            data["assignee"] = assignee
+            if t["assignee"]:
+                data["previous_assignee"] = t["assignee"]
+        if action in ("ack", "start"):
+            sets["acknowledged_at"] = t["acknowledged_at"] or at
+            sets["assignee"] = t["assignee"] or tx.actor
+        if action == "resolve":
+            if not resolution or not resolution.strip():
+                raise BadInput("resolve: --resolution must say what fixed it")
+            sets.update(resolved_at=at, resolution=resolution.strip(), resolution_code=code)
+            data.update(resolution=resolution.strip(), code=code)
+        if action == "close":
+            sets["closed_at"] = at
+        if action == "reopen":
+            if t["fingerprint"]:
+                holder = self._open_fingerprints(tx.conn, {t["fingerprint"]}).get(t["fingerprint"])
+                if holder:
+                    raise Conflict(f"cannot reopen {lifecycle.ref(ticket_id)}: {lifecycle.ref(holder[0])} is open "
+                                   "with the same fingerprint; work that one (or link this one under it)")
+            sets.update(reopen_count=t["reopen_count"] + 1, resolved_at=None, closed_at=None)
+        self._set(tx, ticket_id, sets)
+        tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", data)
 
     def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
         if not text.strip():

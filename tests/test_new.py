@@ -70,7 +70,7 @@ def test_jsonl_stores_good_lines_and_reports_bad_ones(cli, tmp_path):
     assert "line 2: input: Invalid JSON" in result.stderr
     assert "line 5: priority:" in result.stderr
     assert "line 6: priorty: unknown field" in result.stderr
-    assert "2 created, 1 deduplicated, 3 rejected" in result.stderr
+    assert "(json): 2 created, 1 deduplicated, 3 rejected" in result.stderr
     assert rejects.read_text().splitlines() == [lines[1], lines[4], lines[5]]
     assert [t["title"] for t in cli.json("list", "--all", "--sort", "id")] == ["ok 1", "ok 3"]
 
@@ -80,12 +80,13 @@ def test_jsonl_from_stdin_reports_each_record_as_json_lines(cli):
     result = cli("new", "--jsonl", "--json", input=data + '{"title": 5}', ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert rows[:4] == [{"where": "line 1", "id": 1, "deduplicated": False},
-                        {"where": "line 2", "id": 2, "deduplicated": False},
-                        {"where": "line 3", "id": 3, "deduplicated": False},
-                        {"where": "line 4", "id": 1, "deduplicated": True}]
-    assert rows[-1] == {"where": "line 11", "error": "title: Input should be a valid string"}
-    assert "3 created, 7 deduplicated, 1 rejected" in result.stderr
+    assert rows[:4] == [{"where": "line 1", "format": "json", "ticket": 1, "action": "created"},
+                        {"where": "line 2", "format": "json", "ticket": 2, "action": "created"},
+                        {"where": "line 3", "format": "json", "ticket": 3, "action": "created"},
+                        {"where": "line 4", "format": "json", "ticket": 1, "action": "deduplicated"}]
+    assert rows[-1] == {"where": "line 11", "format": "json", "ticket": None, "action": "rejected",
+                        "error": "title: Input should be a valid string"}
+    assert "stdin (json): 3 created, 7 deduplicated, 1 rejected" in result.stderr
     assert sorted(t["occurrences"] for t in cli.json("list")) == [3, 3, 4]
 
 
@@ -119,7 +120,7 @@ def test_a_slow_producer_gets_each_ticket_stored_as_it_arrives(db_path):
         (("new", "x", "--label", "novalue"), "--label 'novalue': expected KEY=VALUE"),
         (("new", "x", "--service", " "), "--service: must not be empty"),
         (("new", "x" * 1001), "title: must be at most 1000 characters"),
-        (("new",), "a title is required"),
+        (("new",), "cannot tell the format of this input; give --format"),  # piped stdin: auto
         (("new", "-", "--priority", "P1"), "--priority cannot be combined with JSON input"),
     ],
 )

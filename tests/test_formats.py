@@ -1,0 +1,219 @@
+"""Real payloads from ../shared/corpus through `sdesk new --format auto`, and the formats'
+semantics: fingerprints, per-alert resolve, PagerDuty dedup_key, change events."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdesk.errors import BadInput, ExitCode
+from sdesk.intake import alertmanager_fingerprint, detect, parse_document
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} not found: the real-payload tests need ../shared/corpus beside the clone")
+    return CORPUS
+
+
+def payloads(folder: str) -> list[str]:
+    return sorted(p.name for p in (CORPUS / folder).glob("*.json")) if CORPUS.is_dir() else ["(corpus absent)"]
+
+
+def rows(db_path, sql, *args):
+    return sqlite3.connect(db_path).execute(sql, args).fetchall()
+
+
+def ingest(cli, path, *extra, ok=True):
+    result = cli("new", "--format", "auto", str(path), "--json", *extra, ok=ok)
+    return result, [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("name", payloads("alertmanager"))
+def test_every_alertmanager_payload_is_taken_and_every_alert_kept(cli, db_path, corpus, name):
+    doc = json.loads((corpus / "alertmanager" / name).read_text())
+    _, results = ingest(cli, corpus / "alertmanager" / name)
+    assert len(results) == len(doc["alerts"])
+    assert {r["format"] for r in results} == {"alertmanager"}
+    assert rows(db_path, "SELECT count(*) FROM alerts")[0][0] == len(doc["alerts"])
+    firing = [a for a in doc["alerts"] if (a.get("status") or doc.get("status")) != "resolved"]
+    assert sum(r["action"] in ("created", "deduplicated") for r in results) == len(firing)
+
+
+@pytest.mark.parametrize("name", payloads("grafana"))
+def test_every_grafana_payload_is_detected_and_taken(cli, corpus, name):
+    _, results = ingest(cli, corpus / "grafana" / name)
+    assert results and {r["format"] for r in results} == {"grafana"}
+    assert all(r["action"] in ("created", "resolved", "ignored") for r in results)
+
+
+@pytest.mark.parametrize("name", payloads("opsgenie"))
+def test_every_opsgenie_request_is_taken(cli, corpus, name):
+    _, [result] = ingest(cli, corpus / "opsgenie" / name)
+    assert result["format"] == "opsgenie" and result["action"] == "created"
+
+
+@pytest.mark.parametrize("name", payloads("pagerduty"))
+def test_pagerduty_events_are_taken_and_api_responses_refused(cli, corpus, name):
+    result, results = ingest(cli, corpus / "pagerduty" / name, ok=False)
+    if name.startswith("pd_api_schema_response"):  # PagerDuty's answers, not events
+        assert result.exit_code == ExitCode.BAD_INPUT and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2
+    else:
+        assert result.exit_code == 0, result.stderr
+        assert {r["format"] for r in results} == {"pagerduty"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (CORPUS / "bad_input").glob("*.json*")) if CORPUS.is_dir() else ["-"])
+def test_bad_input_is_taken_as_far_as_sensible_or_refused_in_one_line(cli, db_path, corpus, name):
+    result, _ = ingest(cli, corpus / "bad_input" / name, ok=False)
+    assert "Traceback" not in result.stderr
+    if result.exit_code:
+        assert result.exit_code == ExitCode.BAD_INPUT
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+        assert not db_path.exists() or rows(db_path, "SELECT count(*) FROM tickets")[0][0] == 0
+
+
+def test_firing_then_resolved_resolves_the_ticket(cli, corpus):
+    _, [fired] = ingest(cli, corpus / "alertmanager" / "alertmanager_bot_pair_firing.json")
+    _, [resolved] = ingest(cli, corpus / "alertmanager" / "alertmanager_bot_pair_resolved.json")
+    assert resolved == {**fired, "where": resolved["where"], "action": "resolved"}
+    t = cli.json("show", str(fired["ticket"]))
+    assert t["status"] == "resolved" and t["resolution_code"] == "auto-resolved"
+    assert t["events"][-1]["actor"] == "tester"
+
+
+def test_record_resolved_only_notes_it(cli, corpus):
+    _, [fired] = ingest(cli, corpus / "alertmanager" / "alertmanager_bot_pair_firing.json")
+    _, [resolved] = ingest(cli, corpus / "alertmanager" / "alertmanager_bot_pair_resolved.json", "--record-resolved")
+    assert resolved["action"] == "recorded"
+    t = cli.json("show", str(fired["ticket"]))
+    assert t["status"] == "new" and t["events"][-1]["kind"] == "alert_resolved"
+
+
+def test_a_resolved_alert_inside_a_firing_group_is_not_opened(cli, db_path, corpus):
+    _, results = ingest(cli, corpus / "alertmanager" / "issue1051_group_mixed_firing_resolved.json")
+    assert [r["action"] for r in results] == ["created", "ignored"]
+    assert rows(db_path, "SELECT status, action FROM alerts ORDER BY id") == [("firing", "created"),
+                                                                              ("resolved", "ignored")]
+
+
+def test_fingerprint_is_alertmanagers_own(cli, corpus):
+    path = corpus / "alertmanager" / "issue2447_raw_body_am0.21_fingerprint_truncatedAlerts.json"
+    given_fp = json.loads(path.read_text())["alerts"][0]["fingerprint"]
+    _, [result] = ingest(cli, path)
+    t = cli.json("show", str(result["ticket"]))
+    assert t["fingerprint"] == f"alertmanager:{given_fp}"
+    assert t["title"] == "This is a demo" and t["priority"] == "P1" and t["labels"]["server"] == "ni3"
+
+
+def test_alertmanager_fingerprint_matches_its_algorithm():
+    assert alertmanager_fingerprint({"alertname": "DemoAlert", "server": "ni3", "severity": "critical"}) == \
+        "8a07086b74f3ba78"
+    assert alertmanager_fingerprint({}) == "cbf29ce484222325"
+
+
+def test_pagerduty_dedup_key_semantics(cli, tmp_path):
+    def send(action, **extra):
+        event = {"routing_key": "secret-integration-key", "dedup_key": "db-disk", "event_action": action, **extra}
+        return json.loads(cli("new", "-", "--json", input=json.dumps(event)).stdout)
+
+    payload = {"summary": "Disk 95% on db-1", "source": "db-1", "severity": "critical"}
+    first = send("trigger", payload=payload)
+    assert (first["format"], first["action"]) == ("pagerduty", "created")
+    assert send("trigger", payload=payload)["action"] == "deduplicated"
+    assert send("acknowledge")["action"] == "acknowledged"
+    assert send("resolve")["action"] == "resolved"
+    again = send("trigger", payload=payload)
+    assert again["action"] == "created" and again["ticket"] != first["ticket"]
+    t = cli.json("show", str(first["ticket"]))
+    assert t["priority"] == "P1" and t["status"] == "resolved" and t["occurrences"] == 2
+    assert "secret-integration-key" not in json.dumps(t)
+
+
+def test_pagerduty_change_events_are_kept_for_enrichment(cli, db_path, corpus):
+    _, [result] = ingest(cli, corpus / "pagerduty" / "pd_api_schema_change_event_example_git-change-event.json")
+    assert result["action"] == "recorded" and result["ticket"] is None
+    assert rows(db_path, "SELECT source, summary FROM changes") == [("pagerduty", "Merge Pull Request")]
+
+
+def test_unknown_format_and_bad_format_name(cli):
+    r = cli("new", "-", input='{"hello": 1}', ok=False)
+    assert r.exit_code == ExitCode.BAD_INPUT and "give --format" in r.stderr
+    r = cli("new", "--format", "nagios", ok=False, input="{}")
+    assert r.exit_code == ExitCode.BAD_INPUT and "unknown format 'nagios'" in r.stderr
+
+
+def test_alertmanager_stream_one_payload_per_line(cli, db_path, tmp_path):
+    def payload(status, instance):
+        return json.dumps({"version": "4", "status": status, "alerts": [
+            {"status": status, "labels": {"alertname": "Down", "instance": instance}, "annotations": {}}]})
+
+    src = tmp_path / "am.jsonl"
+    src.write_text("\n".join([payload("firing", "a"), payload("firing", "a"), payload("firing", "b"),
+                              payload("resolved", "a"), "not json"]) + "\n")
+    result = cli("new", "--jsonl", "--format", "alertmanager", str(src), "--json", ok=False)
+    actions = [json.loads(line)["action"] for line in result.stdout.splitlines()]
+    assert actions == ["created", "deduplicated", "created", "resolved", "rejected"]
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert json.loads(result.stdout.splitlines()[0])["where"] == "line 1 alert 1"
+
+
+# -- fuzzing ------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_crashes_a_parser(text):
+    for fmt in ("auto", "json", "alertmanager", "pagerduty", "grafana", "opsgenie"):
+        try:
+            parse_document(text, fmt)
+        except BadInput:
+            pass
+
+
+@given(json_values)
+def test_arbitrary_json_never_crashes_a_parser(value):
+    text = json.dumps(value)
+    for fmt in ("auto", "json", "alertmanager", "pagerduty", "grafana", "opsgenie"):
+        try:
+            _, records = parse_document(text, fmt)
+        except BadInput:
+            continue
+        for r in records:
+            assert (r.signal is None) != (r.error is None)
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_mutated_real_payloads_never_crash(data):
+    if not CORPUS.is_dir():
+        pytest.skip("../shared/corpus not found")
+    files = sorted(CORPUS.glob("*/*.json"))
+    doc = json.loads(data.draw(st.sampled_from(files)).read_text())
+    # Replace one value somewhere in the document by an arbitrary JSON value.
+    node, path = doc, []
+    while isinstance(node, (dict, list)) and node and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(list(node) if isinstance(node, dict) else list(range(len(node)))))
+        path.append(key)
+        node = node[key]
+    if path:
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = data.draw(json_values)
+    try:
+        parse_document(json.dumps(doc), "auto")
+    except BadInput:
+        pass
