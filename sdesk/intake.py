@@ -10,6 +10,7 @@ v2 (and its v1 webhooks), Grafana (unified alerting and legacy), Opsgenie alert 
 `detect` picks one from a decoded JSON document.
 """
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
@@ -49,9 +50,15 @@ def priority_of(severity: Any) -> str:
 def alertmanager_fingerprint(labels: dict[str, str]) -> str:
     """Alertmanager's own fingerprint of a label set (FNV-1a 64 over the sorted pairs), so an
     alert that arrives without its `fingerprint` field keys the same ticket as one with it."""
+    return _fnv_fingerprint(tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=65536)
+def _fnv_fingerprint(pairs: tuple[tuple[str, str], ...]) -> str:
+    # Byte by byte in Python: cached, because alerts repeat (every group_interval).
     h = 0xCBF29CE484222325
-    for name in sorted(labels):
-        for part in (name, labels[name]):
+    for pair in pairs:
+        for part in pair:
             for byte in part.encode():
                 h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
             h = ((h ^ 0xFF) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
@@ -116,7 +123,9 @@ def _alert_group(doc: dict[str, Any], raw: str, source: str) -> Iterator[Record]
         annotations = _strings(alert.get("annotations"))
         # The alert's own status wins: a group can say firing while one of its alerts resolved.
         status = str(alert.get("status") or group_status).lower()
-        fingerprint = f"{source}:{alertmanager_fingerprint(labels)}"
+        # Alertmanager (0.19+) and Grafana send the label set's fingerprint; older senders do not.
+        given = alert.get("fingerprint")
+        fingerprint = f"{source}:{given if isinstance(given, str) and given else alertmanager_fingerprint(labels)}"
         received = {"status": status, "labels": labels, "annotations": annotations}
         if status == "resolved":
             yield Record(where, raw, Signal(source, "resolve", fingerprint=fingerprint, alert=received))

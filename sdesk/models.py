@@ -45,8 +45,9 @@ class TicketCreate(BaseModel):
     queue: Name | None = None
     requester: Name | None = None
     fingerprint: Fingerprint | None = None
-    labels: dict[Name, LabelValue] = {}
-    tags: list[Name] = []
+    # default_factory: a literal {} or [] default is deep-copied by pydantic for every instance.
+    labels: dict[Name, LabelValue] = Field(default_factory=dict)
+    tags: list[Name] = Field(default_factory=list)
 
     _unique = field_validator("tags")(_unique)
 

@@ -19,6 +19,7 @@ import orjson
 from . import clock, lifecycle, migrations
 from .errors import AuditBroken, BadInput, Conflict, NotFound, SdeskError
 from .migrations import OPEN_SQL
+from .redact import redact_strings
 from .signals import Signal
 
 GENESIS = "0" * 64
@@ -127,10 +128,13 @@ class _Triggers:
             tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
             return hit[0], "deduplicated"
         ticket_id, self.next_id = self.next_id, self.next_id + 1
+        t, redacted = redact_strings(t)
         self.new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
                               to_json(t.get("tags") or []), source, tx.at, tx.at))
         # The created event carries the whole input, so history can be rebuilt from events.
         tx.event(ticket_id, "created", {**{k: v for k, v in t.items() if v is not None}, "source": source})
+        if redacted:
+            tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
         if fingerprint:
             self.open[fingerprint] = [ticket_id, 1]
         return ticket_id, "created"
@@ -307,20 +311,20 @@ class Store:
                 elif s.action in ("resolve", "acknowledge"):
                     result = self._resolve_or_ack(tx, batch, s, auto_resolve)
                 elif s.action == "change":
+                    (summary, data), _ = redact_strings([s.change["summary"], s.change.get("data") or {}])
                     tx.conn.execute(
                         "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (s.source, s.change["summary"], s.change.get("service"), s.change.get("ci"),
-                         s.change.get("happened_at") or tx.at, tx.at, to_json(s.change.get("data") or {})))
+                        (s.source, summary, s.change.get("service"), s.change.get("ci"),
+                         s.change.get("happened_at") or tx.at, tx.at, to_json(data)))
                     result = (None, "recorded")
                 else:
                     result = (None, "ignored")
                 results.append(result)
                 if s.alert is not None:
-                    a = s.alert
-                    alert_rows.append((s.source, s.fingerprint or (s.ticket or {}).get("fingerprint"), a["status"],
-                                       result[1], to_json(a.get("labels") or {}), to_json(a.get("annotations") or {}),
-                                       tx.at, result[0]))
+                    kept, _ = redact_strings([s.alert.get("labels") or {}, s.alert.get("annotations") or {}])
+                    alert_rows.append((s.source, s.fingerprint or (s.ticket or {}).get("fingerprint"),
+                                       s.alert["status"], result[1], to_json(kept[0]), to_json(kept[1]), tx.at, result[0]))
             batch.flush()
             tx.conn.executemany(
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "
@@ -403,19 +407,25 @@ class Store:
     def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
         if not text.strip():
             raise BadInput("comment: the text is empty")
+        text, redacted = redact_strings(text)
         with self._write(actor) as tx:
             self._current(tx, ticket_id)
             self._set(tx, ticket_id, {"updated_at": tx.at})
             tx.event(ticket_id, "commented", {"text": text})
+            if redacted:
+                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
 
     def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str) -> dict[str, Any]:
         """Change fields; records old and new values of what really changed (nothing, no event)."""
         unknown = set(changes) - set(UPDATE_FIELDS)
         if unknown:
             raise BadInput(f"update: unknown field {sorted(unknown)[0]!r}")
+        changes, redacted = redact_strings(changes)
         with self._write(actor) as tx:
             t = self._current(tx, ticket_id)
             diff = {f: [t[f], v] for f, v in changes.items() if t[f] != v}
+            if redacted:
+                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
             if diff:
                 sets = {f: to_json(v) if f in JSON_FIELDS else v
                         for f, (_, v) in diff.items()}
