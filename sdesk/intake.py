@@ -69,6 +69,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """value if it is a JSON object, else an empty one: payloads put anything anywhere."""
+    return value if isinstance(value, dict) else {}
+
+
 def _strings(value: Any) -> dict[str, str]:
     """A label or annotation map as text; anything else is empty."""
     if not isinstance(value, dict):
@@ -78,8 +83,11 @@ def _strings(value: Any) -> dict[str, str]:
 
 def _ticket(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None) -> Record:
     """Validate a ticket built from a payload like one sent as JSON."""
-    title = (fields.get("title") or "").strip() or f"{source} alert"
-    fields = {k: v for k, v in fields.items() if v not in (None, "")} | {"title": title[:TITLE_MAX]}
+    # Payloads put numbers, lists or objects where text belongs: keep them, as text.
+    fields = {k: v if k in ("labels", "tags") or isinstance(v, str) else _text(v)
+              for k, v in fields.items() if v is not None}
+    title = fields.get("title", "").strip() or f"{source} alert"
+    fields = {k: v for k, v in fields.items() if v != ""} | {"title": title[:TITLE_MAX]}
     try:
         ticket = vars(TicketCreate.model_validate(fields))
     except ValidationError as e:
@@ -163,7 +171,8 @@ def grafana(doc: Any, raw: str) -> Iterator[Record]:
     state = str(doc.get("state") or "alerting").lower()
     fingerprint = f"grafana:rule:{rule}"
     tags = _strings(doc.get("tags"))
-    for match in doc.get("evalMatches") or []:
+    matches = doc.get("evalMatches")
+    for match in matches if isinstance(matches, list) else []:
         if isinstance(match, dict):
             tags.update(_strings(match.get("tags")))
     received = {"status": state, "labels": tags, "annotations": _strings({"message": doc.get("message")})}
@@ -198,7 +207,7 @@ def pagerduty(doc: Any, raw: str) -> Iterator[Record]:
         return
     if not isinstance(doc, dict):
         raise BadInput("pagerduty: expected a JSON object")
-    payload = doc.get("payload") if isinstance(doc.get("payload"), dict) else {}
+    payload = _obj(doc.get("payload"))
     action = str(doc.get("event_action") or ("change" if payload else "")).lower()
     if action == "change":
         summary = str(payload.get("summary") or "").strip()
@@ -246,20 +255,20 @@ def _pagerduty_v1(messages: list[Any], raw: str) -> Iterator[Record]:
     actions = {"incident.trigger": "trigger", "incident.acknowledge": "acknowledge", "incident.resolve": "resolve"}
     for number, message in enumerate(messages, start=1):
         where = f"message {number}"
-        incident = ((message or {}).get("data") or {}).get("incident") if isinstance(message, dict) else None
+        incident = _obj(_obj(message).get("data")).get("incident")
         if not isinstance(incident, dict):
             yield Record(where, raw, error="data.incident: required")
             continue
         action = actions.get(str(message.get("type")))
         key = incident.get("incident_key") or incident.get("id")
         fingerprint = f"pagerduty:{key}"
-        service = incident.get("service") if isinstance(incident.get("service"), dict) else {}
+        service = _obj(incident.get("service"))
         received = {"status": str(message.get("type")), "labels": _strings({"service": service.get("name")}),
                     "annotations": {}}
         if action is None:
             yield Record(where, raw, Signal("pagerduty", "ignore", fingerprint=fingerprint, alert=received))
         elif action == "trigger":
-            subject = (incident.get("trigger_summary_data") or {}).get("subject") or incident.get("description")
+            subject = _obj(incident.get("trigger_summary_data")).get("subject") or incident.get("description")
             yield _ticket(where, raw, "pagerduty", {"title": subject, "service": service.get("name"),
                                                      "fingerprint": fingerprint}, alert=received)
         else:
@@ -275,13 +284,14 @@ def opsgenie(doc: Any, raw: str) -> Iterator[Record]:
         raise BadInput("opsgenie: expected a JSON object")
     alias = doc.get("alias")
     tags = doc.get("tags")
-    tags = [t for t in (tags.split(",") if isinstance(tags, str) else tags or []) if isinstance(t, str) and t.strip()]
+    tags = [t for t in (tags.split(",") if isinstance(tags, str) else tags if isinstance(tags, list) else [])
+            if isinstance(t, str) and t.strip()]
     labels = _strings(doc.get("details")) | _strings({"source": doc.get("source") or None})
     title = doc.get("message") or (f"Opsgenie alert {alias}" if alias is not None else None)
     # apiKey is the integration's secret: never kept.
     yield _ticket("alert 1", raw, "opsgenie", {
         "title": title,
-        "description": (doc.get("description") or "").strip() or None,
+        "description": doc.get("description"),
         "priority": priority_of(doc.get("priority")),
         "fingerprint": f"opsgenie:{alias}" if alias is not None else None,
         "labels": labels,

@@ -195,7 +195,7 @@ def test_arbitrary_json_never_crashes_a_parser(value):
             assert (r.signal is None) != (r.error is None)
 
 
-@settings(max_examples=60)
+@settings(max_examples=150)
 @given(st.data())
 def test_mutated_real_payloads_never_crash(data):
     if not CORPUS.is_dir():
