@@ -210,6 +210,9 @@ def ticket_from_flags(title: str, **fields: Any) -> dict[str, Any]:
             value = value.strip(ws)
             if name != "description" and not value:
                 raise BadInput(f"--{name}: must not be empty")
+            limit = {"description": None, "fingerprint": lifecycle.FINGERPRINT_MAX}.get(name, lifecycle.NAME_MAX)
+            if limit and len(value) > limit:
+                raise BadInput(f"--{name}: must be at most {limit} characters")
         if value is not None:
             ticket[name] = str(value) if isinstance(value, (Kind, Priority)) else value
     ticket.setdefault("kind", str(lifecycle.DEFAULT_KIND))
@@ -218,6 +221,8 @@ def ticket_from_flags(title: str, **fields: Any) -> dict[str, Any]:
     tags = [t.strip(ws) for t in ticket.pop("tags", [])]
     if not all(tags):
         raise BadInput("--tag: must not be empty")
+    if any(len(x) > lifecycle.NAME_MAX for x in [*tags, *ticket["labels"]]):
+        raise BadInput(f"--tag and --label keys: must be at most {lifecycle.NAME_MAX} characters")
     ticket["tags"] = list(dict.fromkeys(tags))
     return ticket
 

@@ -57,6 +57,8 @@ MOVES: dict[str, tuple[frozenset[Status], Status]] = {
 DEFAULT_KIND = Kind.INCIDENT
 DEFAULT_PRIORITY = Priority.P3
 TITLE_MAX = 1000
+NAME_MAX = 200  # services, queues, label keys, tags...
+FINGERPRINT_MAX = 512
 ID_PREFIX = "SD-"
 # What pydantic's str_strip_whitespace strips (Unicode White_Space): Python's str.strip() also
 # strips the separators U+001C..U+001F, so `sdesk new TITLE` strips with this set to agree.

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from .lifecycle import DEFAULT_KIND, DEFAULT_PRIORITY, TITLE_MAX, Kind, Priority, Status
+from .lifecycle import DEFAULT_KIND, DEFAULT_PRIORITY, FINGERPRINT_MAX, NAME_MAX, TITLE_MAX, Kind, Priority, Status
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Fingerprint = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
+Fingerprint = Annotated[str, StringConstraints(min_length=1, max_length=FINGERPRINT_MAX)]
 Level = Annotated[int, Field(ge=1, le=3, description="1 high, 2 medium, 3 low (ITIL)")]
 # Scripts send numbers as label values: kept as text. Booleans are refused (true or "true"?).
 LabelValue = Annotated[str, Field(coerce_numbers_to_str=True)]
