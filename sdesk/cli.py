@@ -254,9 +254,10 @@ def new(
     label: Annotated[list[str], typer.Option("--label", "-l", help="KEY=VALUE, repeatable.")] = [],
     tag: Annotated[list[str], typer.Option("--tag", "-t", help="Repeatable.")] = [],
     fingerprint: Annotated[Optional[str], typer.Option(help="Dedup key: an open ticket with the same one is bumped, not duplicated.")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format: auto (default for piped input), json, jsonl, alertmanager, pagerduty, grafana, opsgenie.", show_default=False)] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format: auto (default for piped input), json, jsonl, alertmanager, pagerduty, grafana, opsgenie, email (a message, an mbox or a Maildir folder).", show_default=False)] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One document per line, stored as it streams in.")] = False,
     auto_resolve: Annotated[bool, typer.Option("--auto-resolve/--record-resolved", help="A resolved alert resolves its open ticket, or is only recorded on it.")] = True,
+    reopen_days: Annotated[int, typer.Option("--reopen-within", min=0, help="An email reply reopens a ticket resolved or closed less than this many days ago.")] = 14,
     rejects: Annotated[Optional[Path], typer.Option(help="Write rejected input records to this file.", dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (one object per record for streams).")] = False,
 ) -> None:
@@ -270,6 +271,8 @@ def new(
     Example: curl -s localhost:9093/api/v2/alerts | sdesk new --format alertmanager
 
     Example: tail -f alerts.jsonl | sdesk new --jsonl --rejects bad.jsonl
+
+    Example: sdesk new --format email ~/Maildir/support
     """
     settings = _settings(ctx)
     args = args or []
@@ -285,7 +288,8 @@ def new(
         # --jsonl alone streams generic tickets (the fast path); --format auto detects per line.
         payload_format = "json" if fmt == "jsonl" else fmt or ("json" if line_mode else "auto")
         _new_from_payloads(settings, [None if a == "-" else Path(a) for a in args] or [None], fmt=payload_format,
-                           line_mode=line_mode, auto_resolve=auto_resolve, rejects=rejects, as_json=as_json)
+                           line_mode=line_mode, auto_resolve=auto_resolve, reopen_days=reopen_days, rejects=rejects,
+                           as_json=as_json)
         return
     if len(args) != 1:
         raise BadInput("a title is required (quote it if it has spaces), or '-' to read JSON from stdin"
@@ -301,11 +305,13 @@ def new(
 
 
 def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str, line_mode: bool,
-                       auto_resolve: bool, rejects: Path | None, as_json: bool) -> None:
-    """Read each path (None: stdin) in `fmt`, whole or a document per line; report each record
-    as it is stored."""
-    from .ingest import Summary, ingest, jsonl_chunks
-    from .intake import parse_document
+                       auto_resolve: bool, reopen_days: int, rejects: Path | None, as_json: bool) -> None:
+    """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
+    line; report each record as it is stored."""
+    from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
+
+    if line_mode and fmt == "email":
+        raise BadInput("--jsonl does not apply to email: give .eml files, an mbox or a Maildir folder")
 
     try:
         reject_file = rejects.open("w", encoding="utf-8") if rejects else None
@@ -314,7 +320,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     write = sys.stdout.write
     total = Summary()
     try:
-        for path in paths:
+        for path in expand_paths(paths):
             name = str(path) if path else "stdin"
             try:
                 stream = path.open("rb") if path else sys.stdin.buffer
@@ -343,11 +349,11 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                     if line_mode:
                         chunks = jsonl_chunks(stream, advance, "jsonl" if fmt == "json" else fmt)
                     else:
-                        used, records = parse_document(stream.read().decode("utf-8", "replace"), fmt)
+                        used, records = document_records(stream.read(), fmt)
                         chunks = [(records, False)]
                     summary = ingest(settings.store(), chunks, actor=settings.actor, auto_resolve=auto_resolve,
-                                     on_stored=on_stored, on_rejected=on_rejected, on_batch=sys.stdout.flush,
-                                     rejects=reject_file)
+                                     reopen_days=reopen_days, on_stored=on_stored, on_rejected=on_rejected,
+                                     on_batch=sys.stdout.flush, rejects=reject_file)
             finally:
                 if bar is not None:
                     bar.stop()

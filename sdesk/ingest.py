@@ -12,9 +12,10 @@ import io
 import select
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from .intake import Record, parse_jsonl
+from .intake import Record, parse_document, parse_jsonl
 
 if TYPE_CHECKING:
     from .store import Store
@@ -53,6 +54,27 @@ def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "
         yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1, fmt=fmt)), False
 
 
+def document_records(data: bytes, fmt: str) -> tuple[str, list[Record]]:
+    """The records of one whole input (a JSON payload, an email or an mbox) and its format."""
+    from .mail import looks_like_email, parse_mail
+
+    if fmt == "email" or (fmt == "auto" and looks_like_email(data)):
+        return "email", list(parse_mail(data))
+    return parse_document(data.decode("utf-8", "replace"), fmt)
+
+
+def expand_paths(paths: list[Path | None]) -> list[Path | None]:
+    """Folders become their files: a Maildir's new/ and cur/, or every file in it, sorted."""
+    out: list[Path | None] = []
+    for path in paths:
+        if path is not None and path.is_dir():
+            folders = [path / "new", path / "cur"] if (path / "cur").is_dir() else [path]
+            out += sorted(f for folder in folders if folder.is_dir() for f in folder.iterdir() if f.is_file())
+        else:
+            out.append(path)
+    return out
+
+
 def ingest(
     store: Store,
     chunks: Iterable[tuple[list[Record], bool]],
@@ -63,6 +85,7 @@ def ingest(
     on_rejected: Callable[[Record], None],
     on_batch: Callable[[], None] = lambda: None,
     rejects: IO[str] | None = None,
+    reopen_days: int = 14,
 ) -> Summary:
     """Store the records of `chunks`; call on_stored / on_rejected for each, in input order,
     and on_batch after each transaction (the CLI flushes its output there)."""
@@ -70,7 +93,7 @@ def ingest(
 
     def store_batch(batch: list[Record]) -> list[tuple[int | None, str]]:
         good = [r.signal for r in batch if r.signal is not None]
-        return store.receive(good, actor=actor, auto_resolve=auto_resolve) if good else []
+        return store.receive(good, actor=actor, auto_resolve=auto_resolve, reopen_days=reopen_days) if good else []
 
     def report(batch: list[Record], stored: list[tuple[int | None, str]]) -> None:
         results = iter(stored)

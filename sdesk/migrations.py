@@ -127,7 +127,31 @@ def m002_alerts_and_changes(db: Database) -> None:
     db.execute("CREATE INDEX changes_ci ON changes(ci, happened_at)")
 
 
-STEPS = [m001_tickets_and_events, m002_alerts_and_changes]
+def m003_mail(db: Database) -> None:
+    # Which ticket each message belongs to: replies thread by In-Reply-To / References, and a
+    # message seen twice (an mbox read again) is not taken twice.
+    db.execute(
+        "CREATE TABLE mail_messages (message_id TEXT PRIMARY KEY, ticket_id INTEGER REFERENCES tickets(id), "
+        "received_at TEXT NOT NULL)"
+    )
+    db.execute(
+        """
+        CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY,
+            ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+            message_id TEXT,
+            name TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            received_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX attachments_ticket ON attachments(ticket_id)")
+
+
+STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail]
 SCHEMA_VERSION = len(STEPS)
 
 

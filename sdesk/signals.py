@@ -3,13 +3,15 @@
 from typing import Any, NamedTuple
 
 # The input formats `sdesk new --format` takes (parsers in intake.py).
-FORMATS = ("auto", "json", "jsonl", "alertmanager", "pagerduty", "grafana", "opsgenie")
+FORMATS = ("auto", "json", "jsonl", "alertmanager", "pagerduty", "grafana", "opsgenie", "email")
 
 
 class Signal(NamedTuple):
     """Open a ticket (`trigger`), resolve or acknowledge the open ticket with `fingerprint`,
     record a `change`, or nothing (`ignore`). `alert` is set for what arrived as an alert
-    (status, labels, annotations), which the alerts table keeps whatever becomes of it."""
+    (status, labels, annotations), which the alerts table keeps whatever becomes of it.
+    `thread` is set for email: a message that replies to a known ticket becomes a comment on
+    it (see Store.receive)."""
 
     source: str
     action: str
@@ -17,3 +19,4 @@ class Signal(NamedTuple):
     fingerprint: str | None = None
     alert: dict[str, Any] | None = None
     change: dict[str, Any] | None = None
+    thread: dict[str, Any] | None = None  # email: message_id, references, ticket ([SD-42]), from, body...

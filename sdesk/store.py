@@ -287,15 +287,18 @@ class Store:
         results = self.receive([Signal(source, "trigger", ticket=t) for t in tickets], actor=actor)
         return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
 
-    def receive(self, signals: Iterable[Signal], *, actor: str, auto_resolve: bool = True) -> list[tuple[int | None, str]]:
+    def receive(self, signals: Iterable[Signal], *, actor: str, auto_resolve: bool = True,
+                reopen_days: int = 14) -> list[tuple[int | None, str]]:
         """Apply what sources sent, in order and in one transaction, and keep every alert.
 
         A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
         its fingerprint: then that ticket's occurrences go up and an event records the repeat.
         A resolve resolves the open ticket with its fingerprint (or, with auto_resolve off, only
         records it on the ticket); an acknowledge acknowledges it; a change is kept for
-        enrichment. Returns (ticket id or None, outcome) for each signal: created, deduplicated,
-        resolved, acknowledged, recorded or ignored.
+        enrichment. An email that replies to a ticket is a comment on it, and reopens it when it
+        was resolved or closed less than reopen_days ago. Returns (ticket id or None, outcome)
+        for each signal: created, deduplicated, resolved, acknowledged, commented, reopened,
+        recorded or ignored.
 
         Streams run through here at tens of thousands of alerts a second, so triggers are set
         based: one lookup of the batch's fingerprints, then one executemany per table."""
@@ -306,7 +309,9 @@ class Store:
                 fp for s in signals if (fp := s.fingerprint or (s.ticket or {}).get("fingerprint"))}))
             alert_rows = []
             for s in signals:
-                if s.action == "trigger":
+                if s.thread is not None:
+                    result = self._mail(tx, batch, s, reopen_days)
+                elif s.action == "trigger":
                     result = batch.add(s.ticket, s.source)
                 elif s.action in ("resolve", "acknowledge"):
                     result = self._resolve_or_ack(tx, batch, s, auto_resolve)
@@ -330,6 +335,70 @@ class Store:
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", alert_rows)
         return results
+
+    def _mail(self, tx: _Tx, batch: _Triggers, s: Signal, reopen_days: int) -> tuple[int | None, str]:
+        th = s.thread or {}
+        conn = tx.conn
+        message_id = th.get("message_id")
+        if message_id and conn.execute("SELECT 1 FROM mail_messages WHERE message_id = ?", (message_id,)).fetchone():
+            return None, "ignored"  # seen before: an mbox read twice takes nothing twice
+        if s.action == "ignore":
+            self._remember_mail(tx, message_id, None, [])
+            return None, "ignored"
+        batch.flush()
+        target = None
+        if th.get("ticket"):
+            target = conn.execute("SELECT id FROM tickets WHERE id = ?", (th["ticket"],)).fetchone()
+        if target is None and th.get("references"):
+            refs = th["references"][-500:]
+            target = conn.execute(
+                f"SELECT ticket_id FROM mail_messages WHERE message_id IN ({','.join('?' * len(refs))}) "
+                "AND ticket_id IS NOT NULL ORDER BY rowid DESC LIMIT 1", refs).fetchone()
+        parent = None
+        if target is not None:
+            t = self._current(tx, target[0])
+            outcome = "commented"
+            if t["status"] in lifecycle.DONE:
+                done_at = clock.parse(t["closed_at"] or t["resolved_at"])
+                if (clock.parse(tx.at) - done_at).days < reopen_days:
+                    try:
+                        self._move(tx, t, "reopen")
+                        outcome = "reopened"
+                    except Conflict:
+                        pass  # its fingerprint is open elsewhere: the reply is still kept
+                else:
+                    parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
+            if outcome:
+                (text,), redacted = redact_strings([th.get("body") or "(empty message)"])
+                self._set(tx, t["id"], {"updated_at": tx.at})
+                tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
+                                                "message_id": message_id})
+                if redacted:
+                    tx.event(t["id"], "redacted", {"kinds": sorted(set(redacted))})
+                self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
+                return t["id"], outcome
+        ticket_id, _ = batch.add(s.ticket, s.source)
+        batch.flush()
+        if parent is not None:
+            self._set(tx, ticket_id, {"parent_id": parent})
+            tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None})
+        self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [])
+        return ticket_id, "created"
+
+    @staticmethod
+    def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict]) -> None:
+        if message_id:
+            tx.conn.execute("INSERT OR IGNORE INTO mail_messages (message_id, ticket_id, received_at) VALUES (?, ?, ?)",
+                            (message_id, ticket_id, tx.at))
+        if ticket_id is not None and attachments:
+            tx.conn.executemany(
+                "INSERT INTO attachments (ticket_id, message_id, name, content_type, size, sha256, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(ticket_id, message_id, redact_strings(a["name"])[0], a["content_type"], a["size"], a["sha256"], tx.at)
+                 for a in attachments])
+            tx.event(ticket_id, "attachments", {"files": [
+                {"name": redact_strings(a["name"])[0], "content_type": a["content_type"], "size": a["size"],
+                 "sha256": a["sha256"]} for a in attachments]})
 
     def _resolve_or_ack(self, tx: _Tx, batch: _Triggers, s: Signal, auto_resolve: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move

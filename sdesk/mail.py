@@ -1,0 +1,236 @@
+"""Email intake: RFC 5322 messages (one, or an mbox of them) into Records. Pure: bytes in.
+
+Parsing is defensive: messages in the wild carry undeclared 8-bit text, unknown charsets,
+broken encoded-words and missing boundaries, and none of that may cost the message. Headers
+are decoded by hand from the raw bytes (compat32), so that no header can raise later.
+Auto-generated mail (bounces, delivery and read receipts, auto-replies, digests) becomes an
+`ignore` signal: recorded, never a ticket. A reply (In-Reply-To / References to a message we
+know, or `[SD-42]` in the subject) becomes a comment on its ticket; the store decides.
+"""
+
+import email
+import hashlib
+import html
+import re
+from collections.abc import Iterator
+from email.header import decode_header
+from email.message import Message
+from email.utils import getaddresses, parseaddr
+from html.parser import HTMLParser
+from typing import Any
+
+from .intake import Record, _ticket
+from .lifecycle import TITLE_MAX
+from .signals import Signal
+
+TICKET_TAG = re.compile(r"\[SD-(\d+)\]", re.IGNORECASE)
+REPLY_PREFIX = re.compile(r"^\s*((re|aw|antw|antwort|sv|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+AUTO_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office|undeliver(able|ed)|delivery (status )?notification"
+    r"|returned mail|read:|read receipt|mail delivery (failed|system))", re.IGNORECASE)
+AUTO_SENDERS = ("mailer-daemon", "postmaster", "noreply-dsn")
+BODY_MAX = 100_000
+
+
+def split_mbox(data: bytes) -> Iterator[bytes]:
+    """The messages of an mbox (`From ` separator lines; `>From ` unquoted)."""
+    message: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(b"From ") and (not message or message[-1] in (b"\n", b"\r\n")):
+            if message:
+                yield b"".join(message)
+            message = []
+            continue
+        message.append(line[1:] if line.startswith(b">From ") else line)
+    if message and b"".join(message).strip():
+        yield b"".join(message)
+
+
+def is_mbox(data: bytes) -> bool:
+    return data.startswith(b"From ")
+
+
+def looks_like_email(data: bytes) -> bool:
+    head = data.lstrip()[:2000]
+    return is_mbox(head) or re.match(rb"(?i)([!-9;-~]+:[^\n]*\r?\n)+", head) is not None and re.search(
+        rb"(?im)^(from|subject|received|message-id|return-path|delivered-to|date):", head) is not None
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header as text. Read raw (compat32 would wrap 8-bit values in a Header that has lost
+    their charset): encoded-words decoded, raw UTF-8 (RFC 6532) kept, nothing raised."""
+    wanted = name.lower()
+    return next((_text_of(value) for key, value in msg.raw_items() if key.lower() == wanted), "")
+
+
+def _text_of(raw: Any) -> str:
+    if raw is None:
+        return ""
+    raw = str(raw).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    parts = []
+    try:
+        chunks = decode_header(raw)
+    except Exception:  # noqa: BLE001 - a malformed encoded-word: keep the header as it is
+        return raw.strip()
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            parts.append(chunk)
+        else:
+            parts.append(_decode(chunk, charset))
+    return re.sub(r"\s+", " ", "".join(parts)).strip()
+
+
+def _decode(data: bytes, charset: str | None) -> str:
+    for candidate in (charset, "utf-8"):
+        if not candidate or candidate.lower() in ("none", "unknown-8bit", "x-unknown"):
+            continue
+        try:
+            return data.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")
+
+
+class _HTMLText(HTMLParser):
+    BREAKS = {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "table", "blockquote"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("script", "style", "head"):
+            self.skip += 1
+        elif tag in self.BREAKS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "head"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BREAKS:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    parser = _HTMLText()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except Exception:  # noqa: BLE001 - broken markup: fall back to stripping tags
+        return html.unescape(re.sub(r"<[^>]+>", " ", markup))
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in "".join(parser.out).splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _payload(part: Message) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - a broken transfer encoding: take the raw text
+        data = None
+    if isinstance(data, bytes):
+        return data
+    raw = part.get_payload()
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+
+
+def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
+    plain: str | None = None
+    markup: str | None = None
+    attachments = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        try:
+            filename = part.get_filename()
+        except Exception:  # noqa: BLE001
+            filename = None
+        disposition = str(part.get("Content-Disposition", "")).lower()
+        if filename or disposition.startswith("attachment") or not ctype.startswith("text/"):
+            data = _payload(part)
+            if ctype.startswith("multipart/") or (not data and not filename):
+                continue
+            attachments.append({"name": _text_of(filename) or "(unnamed)", "content_type": ctype, "size": len(data),
+                                "sha256": hashlib.sha256(data).hexdigest()})
+            continue
+        text = _decode(_payload(part), part.get_content_charset())
+        if ctype == "text/plain" and plain is None:
+            plain = text
+        elif ctype == "text/html" and markup is None:
+            markup = text
+    body = plain if plain and plain.strip() else html_to_text(markup) if markup else (plain or "")
+    return body.strip()[:BODY_MAX], attachments
+
+
+def _message_ids(value: str) -> list[str]:
+    return re.findall(r"<([^<>\s]+)>", value)
+
+
+def _auto_generated(msg: Message, sender: str, subject: str) -> str | None:
+    """Why this message is machine-made, or None."""
+    ctype = msg.get_content_type()
+    if ctype == "multipart/report":
+        return "delivery or read report"
+    auto = _header(msg, "Auto-Submitted").lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+        return "auto-reply"
+    if any(part.get_content_type() == "multipart/digest" for part in msg.walk()):
+        return "digest"
+    if sender.split("@")[0].lower() in AUTO_SENDERS:
+        return f"sent by {sender}"
+    if AUTO_SUBJECT.match(subject):
+        return "auto-reply subject"
+    return None
+
+
+def parse_message(data: bytes, where: str = "message 1") -> Record:
+    """One message: a new ticket, a reply to thread onto one, or an ignored machine mail."""
+    raw = data.decode("utf-8", "replace")
+    try:
+        msg = email.message_from_bytes(data)
+    except Exception as e:  # noqa: BLE001 - the parser itself gave up
+        return Record(where, raw, error=f"unreadable message: {e}")
+    subject = _header(msg, "Subject")
+    name, address = parseaddr(_header(msg, "From"))
+    sender = address.lower() or name
+    message_id = (_message_ids(_header(msg, "Message-ID")) or [None])[0]
+    references = _message_ids(_header(msg, "In-Reply-To")) + _message_ids(_header(msg, "References"))
+    tagged = TICKET_TAG.search(subject)
+    thread = {"message_id": message_id, "references": list(dict.fromkeys(references)),
+              "ticket": int(tagged.group(1)) if tagged else None, "from": sender}
+    why = _auto_generated(msg, sender, subject)
+    if why:
+        return Record(where, raw, Signal("email", "ignore", alert=None, thread={**thread, "ignored": why}))
+    if not sender and not subject and not msg.get_payload():
+        return Record(where, raw, error="not an email: no From, Subject or body")
+    body, attachments = _body_and_attachments(msg)
+    to = [addr for _, addr in getaddresses([_header(msg, "To")]) if addr]
+    title = REPLY_PREFIX.sub("", TICKET_TAG.sub("", subject)).strip() or f"(no subject) from {sender or 'unknown sender'}"
+    record = _ticket(where, raw, "email", {
+        "title": title[:TITLE_MAX],
+        "description": body or None,
+        "kind": "request",
+        "requester": sender[:200] or None,
+        "labels": {k: v for k, v in {"email_to": ", ".join(to)[:500]}.items() if v},
+        "tags": ["email"],
+    })
+    if record.signal is None:
+        return record
+    return record._replace(signal=record.signal._replace(thread={**thread, "subject": subject, "body": body,
+                                                                 "attachments": attachments}))
+
+
+def parse_mail(data: bytes) -> Iterator[Record]:
+    """A single message, or every message of an mbox."""
+    if is_mbox(data):
+        for number, message in enumerate(split_mbox(data), start=1):
+            yield parse_message(message, f"message {number}")
+    else:
+        yield parse_message(data)

@@ -1,0 +1,175 @@
+"""Email intake on the real messages of ../shared/corpus and on threads made here: new tickets,
+replies as comments, reopening, machine mail ignored, mbox and Maildir, nothing raised."""
+
+import json
+import sqlite3
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdesk.errors import ExitCode
+from sdesk.mail import html_to_text, parse_mail, parse_message, split_mbox
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+IGNORED = {"cpython_msg_02_mailman_digest.eml", "cpython_msg_16_dsn_delivery_failed.eml",
+           "flanker_bounce_mailbox_full.eml", "flanker_read_receipt_mdn.eml", "rt_reply_with_references_rt-users.eml"}
+
+
+def corpus_mail(folder: str) -> list[str]:
+    return sorted(p.name for p in (CORPUS / folder).glob("*.eml")) if CORPUS.is_dir() else ["(corpus absent)"]
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} not found: the real-mail tests need ../shared/corpus beside the clone")
+    return CORPUS
+
+
+def take(cli, *paths, ok=True, extra=()):
+    result = cli("new", "--format", "email", *map(str, paths), "--json", *extra, ok=ok)
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("name", corpus_mail("email"))
+def test_every_real_message_is_taken(cli, corpus, name):
+    [result] = take(cli, corpus / "email" / name)
+    assert result["format"] == "email"
+    if name in IGNORED:
+        assert result == {**result, "action": "ignored", "ticket": None}
+    else:
+        assert result["action"] == "created"
+        t = cli.json("show", str(result["ticket"]))
+        assert t["title"] and t["kind"] == "request" and "email" in t["tags"]
+
+
+@pytest.mark.parametrize("name", corpus_mail("bad_input/email"))
+def test_malformed_mail_is_taken_as_far_as_sensible(cli, corpus, name):
+    result = cli("new", "--format", "email", str(corpus / "bad_input" / "email" / name), ok=False)
+    assert "Traceback" not in result.stderr
+    assert result.exit_code in (0, ExitCode.BAD_INPUT)
+
+
+def test_headers_and_bodies_are_decoded(corpus):
+    def ticket(name):
+        return parse_message((corpus / "email" / name).read_bytes()).signal.ticket
+
+    assert ticket("mailparser_gb2312_subject.eml")["title"] == "代开各地增值税发票"
+    assert ticket("rt_iso8859-15_encoded_subject.eml")["title"] == "test äöüßÄÖÜß€"
+    assert ticket("rubymail_rfc6532_raw_utf8_headers.eml")["requester"] == "jdöe@mächine.example"
+    assert ticket("rubymail_pdf_attachment_emoji_subject.eml")["title"] == "Another PDF with 🎉 Unicode chars in it 🍿"
+    assert "Gr" in ticket("rt_RE_multipart_alternative_umlaut.eml")["description"]
+    html_only = ticket("rt_html_only_umlaut.eml")["description"]
+    assert "<" not in html_only and html_only.strip()
+
+
+def test_attachments_are_recorded_with_name_type_size_and_hash(cli, db_path, corpus):
+    [result] = take(cli, corpus / "email" / "flanker_attached_pdf.eml")
+    [(name, ctype, size, digest)] = sqlite3.connect(db_path).execute(
+        "SELECT name, content_type, size, sha256 FROM attachments WHERE ticket_id = ?", (result["ticket"],)).fetchall()
+    assert ctype == "application/pdf" and size > 0 and len(digest) == 64 and name
+    assert any(e["kind"] == "attachments" for e in cli.json("show", str(result["ticket"]))["events"])
+
+
+def _mail(subject, body="Hello", *, sender="ann@example.com", msgid, in_reply_to=None):
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = sender, "desk@example.com", subject, f"<{msgid}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        msg["References"] = f"<{in_reply_to}>"
+    msg.set_content(body)
+    return bytes(msg)
+
+
+def test_replies_thread_onto_their_ticket(cli, tmp_path, monkeypatch):
+    first = tmp_path / "1.eml"
+    first.write_bytes(_mail("VPN broken", "It drops every 10 minutes", msgid="a@x"))
+    [created] = take(cli, first)
+    reply = tmp_path / "2.eml"
+    reply.write_bytes(_mail("Re: VPN broken", "Still broken after reboot", msgid="b@x", in_reply_to="a@x"))
+    tagged = tmp_path / "3.eml"
+    tagged.write_bytes(_mail(f"More info [SD-{created['ticket']}]", "Logs attached", msgid="c@x"))
+    assert [r["action"] for r in take(cli, reply, tagged)] == ["commented", "commented"]
+    t = cli.json("show", str(created["ticket"]))
+    comments = [e["data"] for e in t["events"] if e["kind"] == "commented"]
+    assert [c["text"] for c in comments] == ["Still broken after reboot", "Logs attached"]
+    assert comments[0]["from"] == "ann@example.com"
+    # Reading the same messages again takes nothing twice.
+    assert [r["action"] for r in take(cli, first, reply)] == ["ignored", "ignored"]
+
+
+def test_reply_to_a_closed_ticket_reopens_it_within_the_window(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-11-01T09:00:00Z")
+    (tmp_path / "1.eml").write_bytes(_mail("Printer jams", msgid="p1@x"))
+    [created] = take(cli, tmp_path / "1.eml")
+    cli("resolve", str(created["ticket"]), "-r", "Replaced the roller")
+    cli("close", str(created["ticket"]))
+    monkeypatch.setenv("SDESK_NOW", "2026-11-05T09:00:00Z")
+    (tmp_path / "2.eml").write_bytes(_mail("Re: Printer jams", "Jams again", msgid="p2@x", in_reply_to="p1@x"))
+    [reopened] = take(cli, tmp_path / "2.eml")
+    assert reopened["action"] == "reopened"
+    t = cli.json("show", str(created["ticket"]))
+    assert t["status"] == "in_progress" and t["reopen_count"] == 1
+    # Long after it was closed, a reply opens a new ticket linked to the old one.
+    cli("resolve", str(created["ticket"]), "-r", "New printer")
+    cli("close", str(created["ticket"]))
+    monkeypatch.setenv("SDESK_NOW", "2026-12-30T09:00:00Z")
+    (tmp_path / "3.eml").write_bytes(_mail("Re: Printer jams", "Again?!", msgid="p3@x", in_reply_to="p2@x"))
+    [late] = take(cli, tmp_path / "3.eml")
+    assert late["action"] == "created" and late["ticket"] != created["ticket"]
+    assert cli.json("show", str(late["ticket"]))["parent_id"] == created["ticket"]
+
+
+def test_mbox_and_maildir(cli, tmp_path):
+    messages = [_mail(f"Request {i}", msgid=f"m{i}@x") for i in range(3)]
+    mbox = tmp_path / "inbox.mbox"
+    mbox.write_bytes(b"".join(b"From ann@example.com Thu Nov 26 10:00:00 2026\n" + m.replace(b"\nFrom ", b"\n>From ") + b"\n"
+                              for m in messages))
+    assert [r["action"] for r in take(cli, mbox)] == ["created"] * 3
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "new" / "1.eml").write_bytes(_mail("From maildir", msgid="md1@x"))
+    (maildir / "cur" / "2.eml").write_bytes(_mail("Also from maildir", msgid="md2@x"))
+    assert [r["action"] for r in take(cli, maildir)] == ["created", "created"]
+
+
+def test_auto_detects_email_on_stdin(cli):
+    result = json.loads(cli("new", "--json", input=_mail("Laptop request", msgid="s1@x").decode()).stdout)
+    assert result["format"] == "email" and result["action"] == "created"
+
+
+def test_html_to_text():
+    assert html_to_text("<html><head><style>p{}</style></head><body><p>Hello&nbsp;<b>world</b></p>"
+                        "<script>x()</script>line<br>two</body></html>") == "Hello world\nline\ntwo"
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_never_crash_the_mail_parser(data):
+    for record in parse_mail(data):
+        assert (record.signal is None) != (record.error is None)
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_mutated_real_mail_never_crashes(data):
+    if not CORPUS.is_dir():
+        pytest.skip("../shared/corpus not found")
+    files = sorted(CORPUS.glob("**/*.eml"))
+    raw = bytearray(data.draw(st.sampled_from(files)).read_bytes())
+    for _ in range(data.draw(st.integers(1, 20))):
+        if raw:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    for record in parse_mail(bytes(raw[:cut])):
+        assert (record.signal is None) != (record.error is None)
+
+
+def test_split_mbox_keeps_quoted_from_lines():
+    data = b"From a@x Mon\nSubject: one\n\n>From here\n\nFrom b@x Tue\nSubject: two\n\nbody\n"
+    assert [m.splitlines()[0] for m in split_mbox(data)] == [b"Subject: one", b"Subject: two"]
+    assert b"\nFrom here" in next(split_mbox(data))
