@@ -589,6 +589,34 @@ def link(
                           actor=settings.actor)
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
+    token: Annotated[Optional[str], typer.Option(envvar="SDESK_SERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN'.", show_default=False)] = None,
+    max_body: Annotated[int, typer.Option(min=1, help="Largest request body, in bytes (413 beyond).")] = 1 << 20,
+    rejects: Annotated[Optional[Path], typer.Option(help="Folder for the raw bodies of rejected requests (default: beside the database).", show_default=False)] = None,
+) -> None:
+    """Receive webhooks over HTTP: Alertmanager, Grafana, PagerDuty Events v2, tickets and email.
+
+    POST /alertmanager, /grafana, /tickets (JSON tickets), /email (a raw message), and
+    /v2/enqueue, /v2/change/enqueue (answered like PagerDuty); GET /healthz.
+    Needs the serve extra: pip install 'sdesk[serve]'.
+
+    Example: SDESK_SERVE_TOKEN=s3cret sdesk serve --port 9095
+    """
+    try:
+        from . import serve as server
+    except ImportError as e:
+        raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
+    settings = _settings(ctx)
+    db = settings.store().path
+    settings.close()
+    server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
+               rejects=rejects or db.parent / "rejects")
+
+
 # -- audit and demo --------------------------------------------------------------------------
 
 

@@ -27,7 +27,8 @@ _PATTERNS = {
         r"auth[_\-]?token|access[_\-]?token|private[_\-]?key|token)\b\"?\s*(?:[:=]|\bis\b)\s*[\"']?)"
         r"(?P<password_v>[^\s\"',;]{4,})"
     ),
-    "card_number": r"(?<![\d\-])(?P<card_number_v>\d(?:[ \-]?\d){12,18})(?![\d\-])",
+    # A card number stands alone: digits inside a longer token (a hex id, a hash) are not one.
+    "card_number": r"(?<![\w\-])(?P<card_number_v>\d(?:[ \-]?\d){12,18})(?![\w\-])",
 }
 _SCANNER = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in _PATTERNS.items()))
 # Tokens recognisable on their own, to name what a `password=...` pair held.

@@ -128,7 +128,9 @@ class _Triggers:
             tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
             return hit[0], "deduplicated"
         ticket_id, self.next_id = self.next_id, self.next_id + 1
+        # The fingerprint is the dedup key, made by the source from labels: never rewritten.
         t, redacted = redact_strings(t)
+        t["fingerprint"] = fingerprint
         self.new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
                               to_json(t.get("tags") or []), source, tx.at, tx.at))
         # The created event carries the whole input, so history can be rebuilt from events.

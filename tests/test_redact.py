@@ -148,3 +148,17 @@ def test_nothing_secret_reaches_the_database(cli, db_path):
     assert [e["data"]["kinds"] for e in redacted] == [["bearer_token", "github_token", "url_password"], ["card_number"]]
     rows = sqlite3.connect(db_path).execute("SELECT data FROM events WHERE kind = 'redacted'").fetchall()
     assert all("Sup3r" not in r[0] for r in rows)
+
+
+def test_ids_and_hashes_are_not_card_numbers():
+    for text in ("alertmanager:dc4111111111111111", "trace 4bf92f3577b34da6a3ce929d0e0e4736", "sha 41111111111111110abc"):
+        assert redact(text) == (text, [])
+    assert redact("card: 4111111111111111.")[1] == ["card_number"]
+
+
+def test_a_fingerprint_is_never_rewritten(cli):
+    """A fingerprint that happens to hold a Luhn-valid run of digits still deduplicates."""
+    fp = "alertmanager:dc4111111111111111"
+    first = cli.json("new", "Disk full", "--fingerprint", fp, "-d", "card 4111 1111 1111 1111")
+    again = cli.json("new", "Disk full", "--fingerprint", fp)
+    assert again["id"] == first["id"] and again["deduplicated"] and first["fingerprint"] == fp

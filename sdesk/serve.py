@@ -1,0 +1,154 @@
+"""`sdesk serve`: the HTTP receiver for webhooks (Starlette on uvicorn, the `serve` extra).
+
+Every request is parsed on the event loop's worker threads and handed to one writer thread
+that owns the database connection. The writer takes whatever requests are waiting and
+stores them in one transaction (group commit), so a burst of webhooks costs one commit, not
+one each; a batch that fails is retried request by request so that one bad request cannot
+fail the others. Each request is answered once its records are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .errors import SdeskError
+from .ingest import document_records
+from .intake import Record
+from .store import Store
+
+ROUTES = {"/alertmanager": "alertmanager", "/grafana": "grafana", "/tickets": "json", "/email": "email",
+          "/v2/enqueue": "pagerduty", "/v2/change/enqueue": "pagerduty"}
+GROUP = 512  # requests per transaction at most
+
+
+class Writer:
+    """The one thread that writes: group commit of whatever requests are waiting."""
+
+    def __init__(self, db: Path, actor: str):
+        self.db, self.actor = db, actor
+        self.queue: queue.Queue[tuple[list[Any], Future]] = queue.Queue()
+        self.ready = threading.Event()
+        self.error: Exception | None = None
+        threading.Thread(target=self._run, name="sdesk-writer", daemon=True).start()
+        self.ready.wait()
+        if self.error:
+            raise self.error
+
+    def submit(self, signals: list[Any]) -> Future:
+        future: Future = Future()
+        self.queue.put((signals, future))
+        return future
+
+    def _run(self) -> None:
+        try:
+            store = Store(self.db)
+        except SdeskError as e:
+            self.error = e
+            self.ready.set()
+            return
+        self.ready.set()
+        while True:
+            group = [self.queue.get()]
+            while len(group) < GROUP:
+                try:
+                    group.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                results = store.receive([s for signals, _ in group for s in signals], actor=self.actor)
+            except Exception:  # noqa: BLE001 - find the request that failed; the others still land
+                for signals, future in group:
+                    try:
+                        future.set_result(store.receive(signals, actor=self.actor))
+                    except Exception as e:  # noqa: BLE001
+                        future.set_exception(e)
+                continue
+            for signals, future in group:
+                future.set_result(results[:len(signals)])
+                results = results[len(signals):]
+
+
+def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects: Path) -> Starlette:
+    writer = Writer(db, actor)
+    rejects.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(1, 1 << 62))
+
+    def keep_rejected(path: str, body: bytes) -> None:
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{next(counter):06d}-{path.strip('/').replace('/', '_')}.body"
+        (rejects / name).write_bytes(body)
+
+    async def receive(request: Request) -> JSONResponse:
+        path = request.url.path
+        pagerduty = path.startswith("/v2/")
+        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body:
+            return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
+        try:
+            used, records = await asyncio.to_thread(document_records, body, ROUTES[path])
+        except SdeskError as e:
+            keep_rejected(path, body)
+            if pagerduty:
+                return JSONResponse({"status": "invalid event", "message": str(e), "errors": [str(e)]}, 400)
+            return JSONResponse({"error": str(e)}, status_code=400)
+        good = [r for r in records if r.signal is not None]
+        if len(good) < len(records):
+            keep_rejected(path, body)
+        if not good and records:
+            errors = [f"{r.where}: {r.error}" for r in records]
+            if pagerduty:
+                return JSONResponse({"status": "invalid event", "message": errors[0], "errors": errors}, 400)
+            return JSONResponse({"error": errors[0], "errors": errors}, status_code=400)
+        outcomes = iter(await asyncio.wrap_future(writer.submit([r.signal for r in good])))
+        results = [_result(r, used, outcomes) for r in records]
+        if pagerduty:
+            key = _dedup_key(good[0]) if good else None
+            return JSONResponse({"status": "success", "message": "Event processed", "dedup_key": key}, 202)
+        return JSONResponse({"results": results})
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
+    return Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])])
+
+
+def _result(record: Record, fmt: str, outcomes: Any) -> dict[str, Any]:
+    if record.signal is None:
+        return {"where": record.where, "format": fmt, "ticket": None, "action": "rejected", "error": record.error}
+    ticket_id, outcome = next(outcomes)
+    return {"where": record.where, "format": fmt, "ticket": ticket_id, "action": outcome}
+
+
+def _dedup_key(record: Record) -> str | None:
+    signal = record.signal
+    fingerprint = signal.fingerprint or (signal.ticket or {}).get("fingerprint") if signal else None
+    return fingerprint.removeprefix("pagerduty:") if fingerprint else None
+
+
+def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path) -> None:
+    import uvicorn
+
+    app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects)
+    print(f"sdesk serve: listening on http://{host}:{port} (database {db})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
