@@ -21,6 +21,14 @@ def examples_dir() -> Path:
     raise FileNotFoundError("examples/ not found; reinstall sdesk")
 
 
+def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | None, str]]:
+    """A payload or message from examples/demo through the same intake as `sdesk new --format`."""
+    from .ingest import document_records
+
+    _, records = document_records((examples_dir() / "demo" / name).read_bytes(), fmt)
+    return store.receive([r.signal for r in records if r.signal is not None], actor=actor)
+
+
 def _load(store: Store, name: str) -> list[int]:
     with (examples_dir() / "demo" / name).open(encoding="utf-8") as f:
         tickets = [r.ticket for r in parse_jsonl(f) if r.ticket is not None]
@@ -81,6 +89,24 @@ def run_demo(db: Path | None) -> None:
                        resolution="Identity verified at the front desk; authenticator re-enrolled")
             store.move(ticket_id=mfa, action="close", actor="bob")
             say(f"bob resets the MFA and closes {ref(mfa)}; carol's laptop {ref(laptop)} waits on hardware")
+            at(38)
+            [(disk, _), (search, _)] = _receive(store, "alertmanager-firing.json", "alertmanager", "alertmanager")
+            at(39)
+            _receive(store, "alertmanager-firing.json", "alertmanager", "alertmanager")
+            say(f"Alertmanager posts DiskFull {ref(disk)} and SearchLatencyHigh {ref(search)} (P1), "
+                "then the same group again: deduplicated")
+            at(44)
+            [(budget, _)] = _receive(store, "mail-new.eml", "email", "mail")
+            store.move(ticket_id=budget, action="assign", assignee="bob", actor="sam")
+            say(f"an email from Priya opens {ref(budget)}; sam assigns it to bob")
+            at(51)
+            _receive(store, "mail-reply.eml", "email", "mail")
+            store.move(ticket_id=budget, action="resolve", actor="bob", code="fixed",
+                       resolution="Re-added to the finance group")
+            at(55)
+            _receive(store, "alertmanager-resolved.json", "alertmanager", "alertmanager")
+            say(f"Priya's reply lands as a comment on {ref(budget)}, bob resolves it; the latency alert "
+                f"resolves and so does {ref(search)}")
             clock.set_override(None)
 
             out.print("\n[bold]The open queue[/]")
@@ -91,7 +117,7 @@ def run_demo(db: Path | None) -> None:
             events, _ = store.verify_chain()
             by_status = ", ".join(f"{n} {s}" for s, n in store.count_by("status").items())
             out.print(f"\n[bold]Summary[/]: {len(store.list(open_only=False, limit=None))} tickets ({by_status}); "
-                      f"9 alerts and requests came in, 2 were deduplicated.")
+                      f"{store.count_alerts()} alerts and 2 emails came in; repeats were deduplicated.")
             out.print(f"{ref(checkout)} (P1): acknowledged in {int(tta.total_seconds() // 60)} min, "
                       f"resolved in {int(ttr.total_seconds() // 60)} min.")
             out.print(f"Audit: {events} events, hash chain intact. Database: {db if tmp is None else '(temporary)'}")

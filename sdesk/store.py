@@ -276,6 +276,9 @@ class Store:
             terms.append("id DESC" if sort.strip().startswith("-") else "id")
         return ", ".join(terms)
 
+    def count_alerts(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+
     def count_by(self, field: str) -> dict[str, int]:
         column = SORT_COLUMNS[field]
         rows = self.conn.execute(f"SELECT {column}, count(*) FROM tickets GROUP BY {column} ORDER BY {column}")
