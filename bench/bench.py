@@ -118,13 +118,15 @@ def measure_commands(size: int, db: Path, rounds: int) -> list[dict]:
         "show": sdesk("show", str(open_id)),
         "show --json": sdesk("show", str(open_id), "--json"),
     }
+    stdin = {"new --format alertmanager < payload": ROOT / "examples" / "demo" / "alertmanager-firing.json"}
+    commands["new --format alertmanager < payload"] = sdesk("new", "--format", "alertmanager")
     floor = [PY, "-c", "import typer, sqlite3"]
     times: dict[str, list[float]] = {name: [] for name in ["F", *commands]}
     peaks: dict[str, float] = {name: 0.0 for name in times}
     run(commands["new"], env)  # warm the page cache and .pyc files
     for _ in range(rounds):
         for name, cmd in [("F", floor), *commands.items()]:
-            wall, rss = run(cmd, env)
+            wall, rss = run(cmd, env, stdin.get(name))
             times[name].append(wall)
             peaks[name] = max(peaks[name], rss)
     f = statistics.median(times["F"])
@@ -135,24 +137,115 @@ def measure_commands(size: int, db: Path, rounds: int) -> list[dict]:
     return rows
 
 
-def measure_jsonl(size: int, db: Path, lines: int) -> dict:
-    """Stream `lines` tickets, half of them repeats of another line's fingerprint, into a copy."""
-    rng = random.Random(7)
+def _into_copy(size: int, db: Path, name: str, args: list[str], write_input) -> dict:
+    """Run `sdesk new ARGS INPUT` on a copy of the store; returns the row for the table."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "copy.db"
         with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
             src.backup(dst)  # consistent, WAL included
-        src = Path(tmp) / "in.jsonl"
-        with src.open("w") as f:
+        source = Path(tmp) / "input"
+        records = write_input(source)
+        env = {**ENV, "SDESK_DB": str(copy), "SDESK_USER": "bench"}
+        wall, rss = run(sdesk("new", *args, str(source)), env)
+    return {"size": size, "command": name, "ms": wall * 1000, "rate": records / wall, "MiB": rss}
+
+
+def measure_jsonl(size: int, db: Path, lines: int) -> dict:
+    """Stream `lines` tickets, half of them repeats of another line's fingerprint."""
+    def write(path: Path) -> int:
+        rng = random.Random(7)
+        with path.open("w") as f:
             for i in range(lines):
                 f.write(json.dumps(fake_ticket(rng, i, dup_every=2)) + "\n")
-        env = {**ENV, "SDESK_DB": str(copy), "SDESK_USER": "bench"}
-        wall, rss = run(sdesk("new", "--jsonl", str(src)), env)
-        conn = sqlite3.connect(copy)
-        created = conn.execute("SELECT count(*) FROM tickets").fetchone()[0] - size
-        conn.close()
-    return {"size": size, "command": f"new --jsonl ({lines:,} lines, {created:,} new)", "ms": wall * 1000,
-            "rate": lines / wall, "MiB": rss}
+        return lines
+
+    return _into_copy(size, db, f"new --jsonl ({lines:,} tickets, half repeats)", ["--jsonl"], write)
+
+
+def measure_alertmanager_stream(size: int, db: Path, alerts: int) -> dict:
+    """Alertmanager webhook bodies, one alert each, every alert sent twice (half repeats)."""
+    def write(path: Path) -> int:
+        with path.open("w") as f:
+            for i in range(alerts):
+                n = i // 2
+                labels = {"alertname": ["HighErrorRate", "DiskFull", "Down"][n % 3], "instance": f"host-{n}:9100",
+                          "severity": ["critical", "warning"][n % 2], "job": "node"}
+                f.write(json.dumps({"version": "4", "status": "firing", "receiver": "sdesk", "groupKey": "{}:{}",
+                                    "alerts": [{"status": "firing", "labels": labels, "fingerprint": f"{n:016x}",
+                                                "annotations": {"summary": f"{labels['alertname']} on host-{n}"},
+                                                "startsAt": "2026-11-26T10:00:00Z",
+                                                "endsAt": "0001-01-01T00:00:00Z"}]}) + "\n")
+        return alerts
+
+    return _into_copy(size, db, f"new --jsonl --format alertmanager ({alerts:,} alerts)",
+                      ["--jsonl", "--format", "alertmanager"], write)
+
+
+def measure_mbox(size: int, db: Path, messages: int) -> dict:
+    """An mbox of ordinary support mail, new requests and replies."""
+    def write(path: Path) -> int:
+        with path.open("w") as f:
+            for i in range(messages):
+                reply = f"In-Reply-To: <m{i - 1}@example.com>\n" if i % 4 == 3 else ""
+                f.write(f"From user{i % 50}@example.com Thu Nov 26 10:00:00 2026\n"
+                        f"From: User {i % 50} <user{i % 50}@example.com>\nTo: desk@example.com\n"
+                        f"Subject: Request {i}: cannot reach the VPN\nMessage-ID: <m{i}@example.com>\n{reply}"
+                        f"Content-Type: text/plain; charset=utf-8\n\nHello,\n\nSince this morning the VPN "
+                        f"drops every few minutes. Ticket {i}.\n\nThanks\n\n")
+        return messages
+
+    return _into_copy(size, db, f"new --format email ({messages:,}-message mbox)", ["--format", "email"], write)
+
+
+def measure_serve(size: int, db: Path, posts: int) -> dict:
+    """Webhook posts of 1 to 10 alerts each, from 8 keep-alive connections, on loopback."""
+    import http.client
+    import socket
+    import threading
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "copy.db"
+        with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = subprocess.Popen(sdesk("--db", str(copy), "serve", "--port", str(port)), env=ENV,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            rng = random.Random(5)
+            bodies = [json.dumps({"version": "4", "status": "firing", "alerts": [
+                {"status": "firing", "labels": {"alertname": "Load", "instance": f"h{i % 500}-{k}"},
+                 "annotations": {"summary": "load"}} for k in range(rng.randint(1, 10))]}).encode()
+                for i in range(posts)]
+            sent = [0]
+
+            def client(offset: int) -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                for body in bodies[offset::8]:
+                    conn.request("POST", "/alertmanager", body, {"Content-Type": "application/json"})
+                    answer = conn.getresponse()
+                    sent[0] += len(json.loads(answer.read())["results"]) if answer.status == 200 else 0
+
+            started = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.wait()
+        kept = sqlite3.connect(copy).execute("SELECT count(*) FROM alerts").fetchone()[0]
+    return {"size": size, "command": f"serve: {posts:,} posts, {sent[0]:,} alerts ({kept:,} kept)", "ms": wall * 1000,
+            "rate": posts / wall, "unit": "posts/s", "MiB": 0}
 
 
 def main() -> None:
@@ -175,13 +268,17 @@ def main() -> None:
         db = STORES / f"{size}.db"
         rows += measure_commands(size, db, args.rounds)
         rows.append(measure_jsonl(size, db, args.jsonl_lines))
+        rows.append(measure_alertmanager_stream(size, db, args.jsonl_lines))
+        rows.append(measure_mbox(size, db, 2000))
+        rows.append(measure_serve(size, db, 3000))
 
     new_ms = {r["size"]: r["ms"] for r in rows if r["command"] == "new"}
-    print(f"{'store':>10}  {'command':<44} {'median':>9} {'x F':>6} {'peak':>8}")
+    print(f"{'store':>10}  {'command':<52} {'median':>9} {'x F':>6} {'peak':>8}")
     for r in rows:
         ratio = f"{r['xF']:.2f}" if "xF" in r else ""
-        extra = f"  {r['rate']:,.0f} tickets/s" if "rate" in r else ""
-        print(f"{r['size']:>10,}  {r['command']:<44} {r['ms']:>7.0f}ms {ratio:>6} {r['MiB']:>5.0f}MiB{extra}")
+        extra = f"  {r['rate']:,.0f} {r.get('unit', 'records/s')}" if "rate" in r else ""
+        peak = f"{r['MiB']:>5.0f}MiB" if r["MiB"] else " " * 8
+        print(f"{r['size']:>10,}  {r['command']:<52} {r['ms']:>7.0f}ms {ratio:>6} {peak}{extra}")
     if len(new_ms) > 1:
         small, large = min(new_ms), max(new_ms)
         print(f"\n`new` at {large:,} / at {small:,}: {new_ms[large] / new_ms[small]:.2f}x")
