@@ -105,35 +105,42 @@ def sdesk(*args: str) -> list[str]:
     return [PY, "-m", "sdesk", *args]
 
 
-def measure_commands(size: int, db: Path, rounds: int) -> list[dict]:
-    env = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
-    conn = sqlite3.connect(db)
-    open_id = conn.execute("SELECT id FROM tickets WHERE status = 'new' ORDER BY id DESC LIMIT 1").fetchone()[0]
-    conn.close()
-    commands = {
-        "new": sdesk("new", "Bench: checkout latency above SLO", "-p", "P2", "--service", "checkout-api",
-                     "-l", "env=prod"),
-        "list --limit 50": sdesk("list", "--limit", "50"),
-        "list --limit 50 --json": sdesk("list", "--limit", "50", "--json"),
-        "show": sdesk("show", str(open_id)),
-        "show --json": sdesk("show", str(open_id), "--json"),
-    }
-    stdin = {"new --format alertmanager < payload": ROOT / "examples" / "demo" / "alertmanager-firing.json"}
-    commands["new --format alertmanager < payload"] = sdesk("new", "--format", "alertmanager")
+def measure_commands(stores: dict[int, Path], rounds: int) -> list[dict]:
+    """Short commands on every store, interleaved with F in the same rounds, so that the
+    machine's drift (it is shared) hits every figure alike and ratios stay comparable."""
+    commands: dict[tuple[int, str], list[str]] = {}
+    envs: dict[int, dict] = {}
+    payload = ROOT / "examples" / "demo" / "alertmanager-firing.json"
+    for size, db in stores.items():
+        envs[size] = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
+        with sqlite3.connect(db) as conn:
+            open_id = str(conn.execute("SELECT id FROM tickets WHERE status = 'new' ORDER BY id DESC LIMIT 1").fetchone()[0])
+        for name, argv in {
+            "new": ["new", "Bench: checkout latency above SLO", "-p", "P2", "--service", "checkout-api", "-l", "env=prod"],
+            "list --limit 50": ["list", "--limit", "50"],
+            "list --limit 50 --json": ["list", "--limit", "50", "--json"],
+            "show": ["show", open_id],
+            "show --json": ["show", open_id, "--json"],
+            "new --format alertmanager < payload": ["new", "--format", "alertmanager"],
+        }.items():
+            commands[size, name] = sdesk(*argv)
     floor = [PY, "-c", "import typer, sqlite3"]
-    times: dict[str, list[float]] = {name: [] for name in ["F", *commands]}
-    peaks: dict[str, float] = {name: 0.0 for name in times}
-    run(commands["new"], env)  # warm the page cache and .pyc files
+    times: dict[tuple[int, str], list[float]] = {key: [] for key in [(0, "F"), *commands]}
+    peaks: dict[tuple[int, str], float] = {key: 0.0 for key in times}
+    for size in stores:
+        run(commands[size, "new"], envs[size])  # warm the page cache and .pyc files
     for _ in range(rounds):
-        for name, cmd in [("F", floor), *commands.items()]:
-            wall, rss = run(cmd, env, stdin.get(name))
-            times[name].append(wall)
-            peaks[name] = max(peaks[name], rss)
-    f = statistics.median(times["F"])
-    rows = [{"size": size, "command": "F (import typer, sqlite3)", "ms": f * 1000, "xF": 1.0, "MiB": peaks["F"]}]
-    for name in commands:
-        m = statistics.median(times[name])
-        rows.append({"size": size, "command": name, "ms": m * 1000, "xF": m / f, "MiB": peaks[name]})
+        for key, cmd in [((0, "F"), floor), *commands.items()]:
+            stdin = payload if key[1].endswith("< payload") else None
+            wall, rss = run(cmd, envs.get(key[0], ENV), stdin)
+            times[key].append(wall)
+            peaks[key] = max(peaks[key], rss)
+    f = statistics.median(times[0, "F"])
+    rows = [{"size": 0, "command": "F (import typer, sqlite3)", "ms": f * 1000, "xF": 1.0, "MiB": peaks[0, "F"]}]
+    for (size, name), walls in times.items():
+        if name != "F":
+            m = statistics.median(walls)
+            rows.append({"size": size, "command": name, "ms": m * 1000, "xF": m / f, "MiB": peaks[size, name]})
     return rows
 
 
@@ -210,6 +217,7 @@ def measure_serve(size: int, db: Path, posts: int) -> dict:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
+        before = sqlite3.connect(copy).execute("SELECT count(*) FROM alerts").fetchone()[0]
         server = subprocess.Popen(sdesk("--db", str(copy), "serve", "--port", str(port)), env=ENV,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -225,13 +233,16 @@ def measure_serve(size: int, db: Path, posts: int) -> dict:
                  "annotations": {"summary": "load"}} for k in range(rng.randint(1, 10))]}).encode()
                 for i in range(posts)]
             sent = [0]
+            lock = threading.Lock()
 
             def client(offset: int) -> None:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 for body in bodies[offset::8]:
                     conn.request("POST", "/alertmanager", body, {"Content-Type": "application/json"})
                     answer = conn.getresponse()
-                    sent[0] += len(json.loads(answer.read())["results"]) if answer.status == 200 else 0
+                    accounted = len(json.loads(answer.read())["results"]) if answer.status == 200 else 0
+                    with lock:
+                        sent[0] += accounted
 
             started = time.perf_counter()
             threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
@@ -243,7 +254,7 @@ def measure_serve(size: int, db: Path, posts: int) -> dict:
         finally:
             server.terminate()
             server.wait()
-        kept = sqlite3.connect(copy).execute("SELECT count(*) FROM alerts").fetchone()[0]
+        kept = sqlite3.connect(copy).execute("SELECT count(*) FROM alerts").fetchone()[0] - before
     return {"size": size, "command": f"serve: {posts:,} posts, {sent[0]:,} alerts ({kept:,} kept)", "ms": wall * 1000,
             "rate": posts / wall, "unit": "posts/s", "MiB": 0}
 
@@ -262,23 +273,25 @@ def main() -> None:
         return
 
     rows: list[dict] = []
+    stores = {}
     for size in args.sizes:
         subprocess.run([PY, __file__, "--build-only", "--sizes", str(size)] + ["--rebuild"] * args.rebuild,
                        check=True)
-        db = STORES / f"{size}.db"
-        rows += measure_commands(size, db, args.rounds)
+        stores[size] = STORES / f"{size}.db"
+    rows += measure_commands(stores, args.rounds)
+    for size, db in stores.items():
         rows.append(measure_jsonl(size, db, args.jsonl_lines))
         rows.append(measure_alertmanager_stream(size, db, args.jsonl_lines))
         rows.append(measure_mbox(size, db, 2000))
         rows.append(measure_serve(size, db, 3000))
-
     new_ms = {r["size"]: r["ms"] for r in rows if r["command"] == "new"}
     print(f"{'store':>10}  {'command':<52} {'median':>9} {'x F':>6} {'peak':>8}")
     for r in rows:
         ratio = f"{r['xF']:.2f}" if "xF" in r else ""
         extra = f"  {r['rate']:,.0f} {r.get('unit', 'records/s')}" if "rate" in r else ""
         peak = f"{r['MiB']:>5.0f}MiB" if r["MiB"] else " " * 8
-        print(f"{r['size']:>10,}  {r['command']:<52} {r['ms']:>7.0f}ms {ratio:>6} {peak}{extra}")
+        store = f"{r['size']:,}" if r["size"] else ""
+        print(f"{store:>10}  {r['command']:<52} {r['ms']:>7.0f}ms {ratio:>6} {peak}{extra}")
     if len(new_ms) > 1:
         small, large = min(new_ms), max(new_ms)
         print(f"\n`new` at {large:,} / at {small:,}: {new_ms[large] / new_ms[small]:.2f}x")

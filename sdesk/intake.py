@@ -338,12 +338,6 @@ def parse_document(text: str, fmt: str = "auto") -> tuple[str, list[Record]]:
     return fmt, list(PARSERS[fmt](doc, text))
 
 
-def parse_json(text: str) -> Iterator[Record]:
-    """One JSON document of the generic ticket schema: an object, or an array of them."""
-    _, records = parse_document(text, "json")
-    yield from records
-
-
 def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl") -> Iterator[Record]:
     """One document per line, numbered from `start`; blank lines are skipped. Generic tickets
     take the fast path (pydantic parses the line itself); other formats parse each line as a
