@@ -195,36 +195,11 @@ def _parse_labels(pairs: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def ticket_from_flags(title: str, **fields: Any) -> dict[str, Any]:
-    """The ticket `sdesk new TITLE --flag ...` describes, checked like `models.TicketCreate`
-    checks JSON (tests hold the two to the same result) without importing pydantic."""
-    ws = lifecycle.WHITESPACE
-    title = title.strip(ws)
-    if not title:
-        raise BadInput("title: must not be empty")
-    if len(title) > lifecycle.TITLE_MAX:
-        raise BadInput(f"title: must be at most {lifecycle.TITLE_MAX} characters")
-    ticket: dict[str, Any] = {"title": title}
-    for name, value in fields.items():
-        if isinstance(value, str):
-            value = value.strip(ws)
-            if name != "description" and not value:
-                raise BadInput(f"--{name}: must not be empty")
-            limit = {"description": None, "fingerprint": lifecycle.FINGERPRINT_MAX}.get(name, lifecycle.NAME_MAX)
-            if limit and len(value) > limit:
-                raise BadInput(f"--{name}: must be at most {limit} characters")
-        if value is not None:
-            ticket[name] = str(value) if isinstance(value, (Kind, Priority)) else value
-    ticket.setdefault("kind", str(lifecycle.DEFAULT_KIND))
-    ticket.setdefault("priority", str(lifecycle.DEFAULT_PRIORITY))
-    ticket["labels"] = _parse_labels(ticket.pop("labels", []))
-    tags = [t.strip(ws) for t in ticket.pop("tags", [])]
-    if not all(tags):
-        raise BadInput("--tag: must not be empty")
-    if any(len(x) > lifecycle.NAME_MAX for x in [*tags, *ticket["labels"]]):
-        raise BadInput(f"--tag and --label keys: must be at most {lifecycle.NAME_MAX} characters")
-    ticket["tags"] = list(dict.fromkeys(tags))
-    return ticket
+def ticket_from_flags(title: str, *, labels: list[str], **fields: Any) -> dict[str, Any]:
+    """The ticket `sdesk new TITLE --flag ...` describes (checked without pydantic)."""
+    from .fields import check_ticket
+
+    return check_ticket({"title": title, "labels": _parse_labels(labels), **fields})
 
 
 def _progress_bar(total: int | None):

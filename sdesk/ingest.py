@@ -56,10 +56,11 @@ def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "
 
 def document_records(data: bytes, fmt: str) -> tuple[str, list[Record]]:
     """The records of one whole input (a JSON payload, an email or an mbox) and its format."""
-    from .mail import looks_like_email, parse_mail
+    if fmt == "email" or (fmt == "auto" and data.lstrip()[:1] not in (b"{", b"[")):
+        from .mail import looks_like_email, parse_mail
 
-    if fmt == "email" or (fmt == "auto" and looks_like_email(data)):
-        return "email", list(parse_mail(data))
+        if fmt == "email" or looks_like_email(data):
+            return "email", list(parse_mail(data))
     return parse_document(data.decode("utf-8", "replace"), fmt)
 
 

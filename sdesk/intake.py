@@ -16,11 +16,9 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from pydantic import ValidationError
-
 from .errors import BadInput
+from .fields import check_ticket
 from .lifecycle import TITLE_MAX
-from .models import TicketCreate, describe
 from .signals import Signal
 
 # Severity words as monitoring tools spell them -> priority. Unknown words give P3.
@@ -82,26 +80,38 @@ def _strings(value: Any) -> dict[str, str]:
 
 
 def _ticket(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None) -> Record:
-    """Validate a ticket built from a payload like one sent as JSON."""
+    """Check a ticket built from a payload (the same rules as JSON input, without pydantic)."""
     # Payloads put numbers, lists or objects where text belongs: keep them, as text.
     fields = {k: v if k in ("labels", "tags") or isinstance(v, str) else _text(v)
               for k, v in fields.items() if v is not None}
     title = fields.get("title", "").strip() or f"{source} alert"
     fields = {k: v for k, v in fields.items() if v != ""} | {"title": title[:TITLE_MAX]}
     try:
-        ticket = vars(TicketCreate.model_validate(fields))
-    except ValidationError as e:
-        return Record(where, raw, error=describe(e))
+        ticket = check_ticket(fields)
+    except BadInput as e:
+        return Record(where, raw, error=str(e))
     return Record(where, raw, Signal(source, "trigger", ticket=ticket, alert=alert))
 
 
 # -- generic tickets --------------------------------------------------------------------------
 
 
+@functools.cache
+def _pydantic() -> tuple[Any, Any, Any]:
+    """TicketCreate, ValidationError, describe: imported when generic JSON first arrives,
+    since pydantic's import costs more than a whole `sdesk new` (DESIGN.md)."""
+    from pydantic import ValidationError
+
+    from .models import TicketCreate, describe
+
+    return TicketCreate, ValidationError, describe
+
+
 def _generic(where: str, raw: str, value: Any = None, source: str = "json") -> Record:
+    model_type, validation_error, describe = _pydantic()
     try:
-        model = TicketCreate.model_validate_json(raw) if value is None else TicketCreate.model_validate(value)
-    except ValidationError as e:
+        model = model_type.model_validate_json(raw) if value is None else model_type.model_validate(value)
+    except validation_error as e:
         return Record(where, raw, error=describe(e))
     # The validated fields as they are (enums are str subclasses): several times cheaper than
     # model_dump, which matters at tens of thousands of records a second.

@@ -7,6 +7,7 @@ writes the ticket and appends the events explaining it to the hash chain.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,7 @@ import orjson
 from . import clock, lifecycle, migrations
 from .errors import AuditBroken, BadInput, Conflict, NotFound, SdeskError
 from .migrations import OPEN_SQL
-from .redact import redact_strings
+from .redact import might_hold_secrets, redact_strings
 from .signals import Signal
 
 GENESIS = "0" * 64
@@ -64,6 +65,15 @@ def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, ac
     that no two different rows hash the same input."""
     row = f"{event_id}|{ticket_id}|{len(at)}:{at}|{len(actor)}:{actor}|{len(kind)}:{kind}|{data}"
     return hashlib.sha256((prev_hash + row).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted_json(text: str) -> str:
+    """An alert's labels or annotations as stored: repeats of an alert send the same ones, so
+    the answer is cached by their JSON."""
+    if not might_hold_secrets(text):
+        return text
+    return to_json(redact_strings(orjson.loads(text))[0])
 
 
 def _ticket(row: sqlite3.Row) -> dict[str, Any]:
@@ -332,9 +342,9 @@ class Store:
                     result = (None, "ignored")
                 results.append(result)
                 if s.alert is not None:
-                    kept, _ = redact_strings([s.alert.get("labels") or {}, s.alert.get("annotations") or {}])
                     alert_rows.append((s.source, s.fingerprint or (s.ticket or {}).get("fingerprint"),
-                                       s.alert["status"], result[1], to_json(kept[0]), to_json(kept[1]), tx.at, result[0]))
+                                       s.alert["status"], result[1], _redacted_json(to_json(s.alert.get("labels") or {})),
+                                       _redacted_json(to_json(s.alert.get("annotations") or {})), tx.at, result[0]))
             batch.flush()
             tx.conn.executemany(
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "

@@ -118,7 +118,7 @@ def test_a_slow_producer_gets_each_ticket_stored_as_it_arrives(db_path):
     [
         (("new", "   "), "title: must not be empty"),
         (("new", "x", "--label", "novalue"), "--label 'novalue': expected KEY=VALUE"),
-        (("new", "x", "--service", " "), "--service: must not be empty"),
+        (("new", "x", "--service", " "), "service: must not be empty"),
         (("new", "x" * 1001), "title: must be at most 1000 characters"),
         (("new",), "cannot tell the format of this input; give --format"),  # piped stdin: auto
         (("new", "-", "--priority", "P1"), "--priority cannot be combined with JSON input"),
