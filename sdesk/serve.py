@@ -140,8 +140,7 @@ def _result(record: Record, fmt: str, outcomes: Any) -> dict[str, Any]:
 
 
 def _dedup_key(record: Record) -> str | None:
-    signal = record.signal
-    fingerprint = signal.fingerprint or (signal.ticket or {}).get("fingerprint") if signal else None
+    fingerprint = record.signal.key if record.signal else None
     return fingerprint.removeprefix("pagerduty:") if fingerprint else None
 
 

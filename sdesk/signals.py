@@ -20,3 +20,8 @@ class Signal(NamedTuple):
     alert: dict[str, Any] | None = None
     change: dict[str, Any] | None = None
     thread: dict[str, Any] | None = None  # email: message_id, references, ticket ([SD-42]), from, body...
+
+    @property
+    def key(self) -> str | None:
+        """The fingerprint this signal is about (a trigger carries it in its ticket)."""
+        return self.fingerprint or (self.ticket or {}).get("fingerprint")

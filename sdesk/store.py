@@ -320,8 +320,7 @@ class Store:
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
         with self._write(actor) as tx:
-            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {
-                fp for s in signals if (fp := s.fingerprint or (s.ticket or {}).get("fingerprint"))}))
+            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {s.key for s in signals if s.key}))
             alert_rows = []
             for s in signals:
                 if s.thread is not None:
@@ -331,25 +330,27 @@ class Store:
                 elif s.action in ("resolve", "acknowledge"):
                     result = self._resolve_or_ack(tx, batch, s, auto_resolve)
                 elif s.action == "change":
-                    (summary, data), _ = redact_strings([s.change["summary"], s.change.get("data") or {}])
-                    tx.conn.execute(
-                        "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (s.source, summary, s.change.get("service"), s.change.get("ci"),
-                         s.change.get("happened_at") or tx.at, tx.at, to_json(data)))
+                    self._change(tx, s)
                     result = (None, "recorded")
                 else:
                     result = (None, "ignored")
                 results.append(result)
                 if s.alert is not None:
-                    alert_rows.append((s.source, s.fingerprint or (s.ticket or {}).get("fingerprint"),
-                                       s.alert["status"], result[1], _redacted_json(to_json(s.alert.get("labels") or {})),
+                    alert_rows.append((s.source, s.key, s.alert["status"], result[1], _redacted_json(to_json(s.alert.get("labels") or {})),
                                        _redacted_json(to_json(s.alert.get("annotations") or {})), tx.at, result[0]))
             batch.flush()
             tx.conn.executemany(
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", alert_rows)
         return results
+
+    @staticmethod
+    def _change(tx: _Tx, s: Signal) -> None:
+        (summary, data), _ = redact_strings([s.change["summary"], s.change.get("data") or {}])
+        tx.conn.execute(
+            "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (s.source, summary, s.change.get("service"), s.change.get("ci"), s.change.get("happened_at") or tx.at,
+             tx.at, to_json(data)))
 
     def _mail(self, tx: _Tx, batch: _Triggers, s: Signal, reopen_days: int) -> tuple[int | None, str]:
         th = s.thread or {}
