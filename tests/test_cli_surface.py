@@ -1,6 +1,7 @@
 """What a user meets first: help with examples, version, errors without tracebacks, the demo."""
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -119,7 +120,7 @@ def test_flags_and_json_make_the_same_ticket(title, kind, priority, service, lab
     assert from_flags == from_json
 
 
-PURE = ["models", "lifecycle", "errors", "clock", "intake"]
+PURE = ["models", "lifecycle", "errors", "clock", "intake", "fields", "signals", "redact", "mail"]
 
 
 @pytest.mark.parametrize("module", PURE)
@@ -146,4 +147,17 @@ def test_hot_commands_import_nothing_heavy(db_path):
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "SDESK_DB": str(db_path)}, check=True)
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SDESK_DB": str(db_path)},
                           capture_output=True, text=True, check=True)
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_an_alert_payload_imports_nothing_heavy(db_path):
+    """`sdesk new --format alertmanager < payload` (the webhook-per-process path) skips pydantic."""
+    payload = json.dumps({"alerts": [{"status": "firing", "labels": {"alertname": "Down"}}]})
+    code = ("import sys; from sdesk.cli import app\n"
+            "try: app(['new', '--format', 'alertmanager'])\n"
+            "except SystemExit: pass\n"
+            "print(sorted(m for m in ('pydantic', 'rich', 'sqlite_utils') if m in sys.modules), file=sys.stderr)\n")
+    env = {**os.environ, "SDESK_DB": str(db_path)}
+    subprocess.run([sys.executable, "-c", code], env=env, input=payload, text=True, check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, input=payload, text=True, capture_output=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
