@@ -51,8 +51,12 @@ def is_mbox(data: bytes) -> bool:
 
 
 def looks_like_email(data: bytes) -> bool:
+    """An mbox, or text that opens with header lines, one of them a header every mail has."""
     head = data.lstrip()[:2000]
-    return is_mbox(head) or re.match(rb"(?i)([!-9;-~]+:[^\n]*\r?\n)+", head) is not None and re.search(
+    if is_mbox(head):
+        return True
+    opens_with_headers = re.match(rb"([!-9;-~]+:[^\n]*\r?\n)+", head) is not None
+    return opens_with_headers and re.search(
         rb"(?im)^(from|subject|received|message-id|return-path|delivered-to|date):", head) is not None
 
 
