@@ -13,17 +13,18 @@ _PATTERNS = {
     "private_key": r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----|\Z)",
     "aws_key": r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",
     "github_token": r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
-    "gitlab_token": r"\bgl(?:pat|dt|rt|cbt|ptt)-[A-Za-z0-9_\-]{20,}\b",
+    "gitlab_token": r"\bgl(?:pat|dt|rt|cbt|ptt)-[A-Za-z0-9_\-]{20,}",
     "slack_token": r"\bxox[abposre]-[A-Za-z0-9\-]{10,}\b",
     "slack_webhook": r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_\-]{20,}",
-    "google_api_key": r"\bAIza[0-9A-Za-z_\-]{35}\b",
+    "google_api_key": r"\bAIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])",
     "stripe_key": r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}\b",
     "jwt": r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     "bearer_token": r"(?i:\bbearer\s+)(?P<bearer_token_v>[A-Za-z0-9\-._~+/]{16,}=*)",
     "url_password": r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^/\s:@]{1,64}:(?P<url_password_v>[^@\s/]{1,128})@",
     "connection_secret": r"(?i:\b(?:AccountKey|SharedAccessKey|Password|Pwd)=)(?P<connection_secret_v>[^;\s\"']{4,})",
+    # `DB_PASSWORD=...` too: a keyword may follow an underscore.
     "password": (
-        r"(?i:\b(?:password|passwd|passphrase|pwd|secret|client[_\-]?secret|api[_\-]?key|apikey|access[_\-]?key|"
+        r"(?i:(?:\b|(?<=_))(?:password|passwd|passphrase|pwd|secret|client[_\-]?secret|api[_\-]?key|apikey|access[_\-]?key|"
         r"auth[_\-]?token|access[_\-]?token|private[_\-]?key|token)\b\"?\s*(?:[:=]|\bis\b)\s*[\"']?)"
         r"(?P<password_v>[^\s\"',;]{4,})"
     ),
