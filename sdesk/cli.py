@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
-GLOBAL_OPTIONS = ("--db", "--as")
+GLOBAL_OPTIONS = ("--db", "--as", "--config")
 
 
 class _Group(TyperGroup):
@@ -100,8 +100,9 @@ def _login() -> str:
 
 
 class Settings:
-    def __init__(self, db: Path | None, actor: str | None):
+    def __init__(self, db: Path | None, actor: str | None, config: Path | None = None):
         self.db = db
+        self.config = config
         self.actor = actor or _login()
         self._store: Store | None = None
 
@@ -116,6 +117,15 @@ class Settings:
         if self._store is not None:
             self._store.close()
 
+    def intake(self) -> Any:
+        """intake.yaml of the desk config, or None: pydantic and YAML are imported only when
+        there is a file to read."""
+        if self.config is None or not (self.config / "intake.yaml").is_file():
+            return None
+        from .config import IntakeConfig, load
+
+        return load(self.config, "intake", IntakeConfig)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -128,13 +138,14 @@ def main(
     ctx: typer.Context,
     db: Annotated[Optional[Path], typer.Option("--db", envvar="SDESK_DB", help="Database file (default: your user data dir).", show_default=False)] = None,
     actor: Annotated[Optional[str], typer.Option("--as", envvar="SDESK_USER", help="Act as this user (default: your login).", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", envvar="SDESK_CONFIG", help="Desk configuration folder (YAML files, e.g. intake.yaml).", show_default=False, file_okay=False)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """A service desk in the terminal: tickets, alerts, triage, on-call and runbooks over one SQLite file.
 
     Example: sdesk new "Checkout returns 502" --priority P1 --service checkout
     """
-    settings = Settings(db, actor)
+    settings = Settings(db, actor, config)
     ctx.obj = settings
     ctx.call_on_close(settings.close)
 
@@ -231,8 +242,8 @@ def new(
     fingerprint: Annotated[Optional[str], typer.Option(help="Dedup key: an open ticket with the same one is bumped, not duplicated.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format: auto (default for piped input), json, jsonl, alertmanager, pagerduty, grafana, opsgenie, email (a message, an mbox or a Maildir folder).", show_default=False)] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One document per line, stored as it streams in.")] = False,
-    auto_resolve: Annotated[bool, typer.Option("--auto-resolve/--record-resolved", help="A resolved alert resolves its open ticket, or is only recorded on it.")] = True,
-    reopen_days: Annotated[int, typer.Option("--reopen-within", min=0, help="An email reply reopens a ticket resolved or closed less than this many days ago.")] = 14,
+    record_resolved: Annotated[bool, typer.Option("--record-resolved", help="A resolved alert is only recorded on its ticket, not resolving it (per source: intake.yaml).")] = False,
+    reopen_days: Annotated[Optional[int], typer.Option("--reopen-within", min=0, help="An email reply reopens a ticket resolved or closed less than this many days ago (default 14, or intake.yaml).", show_default=False)] = None,
     rejects: Annotated[Optional[Path], typer.Option(help="Write rejected input records to this file.", dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (one object per record for streams).")] = False,
 ) -> None:
@@ -263,8 +274,8 @@ def new(
         # --jsonl alone streams generic tickets (the fast path); --format auto detects per line.
         payload_format = "json" if fmt == "jsonl" else fmt or ("json" if line_mode else "auto")
         _new_from_payloads(settings, [None if a == "-" else Path(a) for a in args] or [None], fmt=payload_format,
-                           line_mode=line_mode, auto_resolve=auto_resolve, reopen_days=reopen_days, rejects=rejects,
-                           as_json=as_json)
+                           line_mode=line_mode, record_resolved=record_resolved, reopen_days=reopen_days,
+                           rejects=rejects, as_json=as_json)
         return
     if len(args) != 1:
         raise BadInput("a title is required (quote it if it has spaces), or '-' to read JSON from stdin"
@@ -280,10 +291,17 @@ def new(
 
 
 def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str, line_mode: bool,
-                       auto_resolve: bool, reopen_days: int, rejects: Path | None, as_json: bool) -> None:
+                       record_resolved: bool, reopen_days: int | None, rejects: Path | None, as_json: bool) -> None:
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
     from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
+    from .intake import SEVERITY, severity_table
+
+    config = settings.intake()
+    severity = severity_table(config.severity) if config else SEVERITY
+    only_record = {"*"} if record_resolved else set(config.record_resolved) if config else set()
+    options = {"record_resolved": only_record, "mask_pii": bool(config and config.mask_pii),
+               "reopen_days": reopen_days if reopen_days is not None else config.reopen_within_days if config else 14}
 
     if line_mode and fmt == "email":
         raise BadInput("--jsonl does not apply to email: give .eml files, an mbox or a Maildir folder")
@@ -322,13 +340,13 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
             try:
                 with stream:
                     if line_mode:
-                        chunks = jsonl_chunks(stream, advance, "jsonl" if fmt == "json" else fmt)
+                        chunks = jsonl_chunks(stream, advance, "jsonl" if fmt == "json" else fmt, severity)
                     else:
-                        used, records = document_records(stream.read(), fmt)
+                        used, records = document_records(stream.read(), fmt, severity)
                         chunks = [(records, False)]
-                    summary = ingest(settings.store(), chunks, actor=settings.actor, auto_resolve=auto_resolve,
-                                     reopen_days=reopen_days, on_stored=on_stored, on_rejected=on_rejected,
-                                     on_batch=sys.stdout.flush, rejects=reject_file)
+                    summary = ingest(settings.store(), chunks, actor=settings.actor, on_stored=on_stored,
+                                     on_rejected=on_rejected, on_batch=sys.stdout.flush, rejects=reject_file,
+                                     **options)
             finally:
                 if bar is not None:
                     bar.stop()
@@ -585,11 +603,17 @@ def serve(
         from . import serve as server
     except ImportError as e:
         raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
+    from .intake import SEVERITY, severity_table
+
     settings = _settings(ctx)
     db = settings.store().path
     settings.close()
+    config = settings.intake()
+    options = {"record_resolved": set(config.record_resolved), "mask_pii": config.mask_pii,
+               "reopen_days": config.reopen_within_days} if config else {}
     server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
-               rejects=rejects or db.parent / "rejects")
+               rejects=rejects or db.parent / "rejects", severity=severity_table(config.severity) if config else SEVERITY,
+               options=options)
 
 
 # -- audit and demo --------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import io
 import select
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from .intake import Record, parse_document, parse_jsonl
+from .intake import SEVERITY, Record, parse_document, parse_jsonl
 
 if TYPE_CHECKING:
     from .store import Store
@@ -38,7 +38,8 @@ def _more_ready(stream: BinaryIO) -> bool:
         return True  # in memory, or not selectable (a pipe on Windows): batch by size only
 
 
-def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "jsonl") -> Iterator[tuple[list[Record], bool]]:
+def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "jsonl",
+                 severity: Mapping[str, str] = SEVERITY) -> Iterator[tuple[list[Record], bool]]:
     """Parsed records of each read from `stream`, and whether more input is ready right now.
     read1 returns what one read of the pipe or file gives, without waiting for more."""
     tail = b""
@@ -47,21 +48,21 @@ def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "
         progress(len(data))
         lines = (tail + data).split(b"\n")
         tail = lines.pop()
-        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1, fmt=fmt)), \
+        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1, fmt=fmt, severity=severity)), \
             _more_ready(stream)
         number += len(lines)
     if tail:
-        yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1, fmt=fmt)), False
+        yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1, fmt=fmt, severity=severity)), False
 
 
-def document_records(data: bytes, fmt: str) -> tuple[str, list[Record]]:
+def document_records(data: bytes, fmt: str, severity: Mapping[str, str] = SEVERITY) -> tuple[str, list[Record]]:
     """The records of one whole input (a JSON payload, an email or an mbox) and its format."""
     if fmt == "email" or (fmt == "auto" and data.lstrip()[:1] not in (b"{", b"[")):
         from .mail import looks_like_email, parse_mail
 
         if fmt == "email" or looks_like_email(data):
             return "email", list(parse_mail(data))
-    return parse_document(data.decode("utf-8", "replace"), fmt)
+    return parse_document(data.decode("utf-8", "replace"), fmt, severity)
 
 
 def expand_paths(paths: list[Path | None]) -> list[Path | None]:
@@ -81,7 +82,8 @@ def ingest(
     chunks: Iterable[tuple[list[Record], bool]],
     *,
     actor: str,
-    auto_resolve: bool = True,
+    record_resolved: Collection[str] = (),
+    mask_pii: bool = False,
     on_stored: Callable[[Record, int | None, str], None],
     on_rejected: Callable[[Record], None],
     on_batch: Callable[[], None] = lambda: None,
@@ -94,7 +96,8 @@ def ingest(
 
     def store_batch(batch: list[Record]) -> list[tuple[int | None, str]]:
         good = [r.signal for r in batch if r.signal is not None]
-        return store.receive(good, actor=actor, auto_resolve=auto_resolve, reopen_days=reopen_days) if good else []
+        return store.receive(good, actor=actor, record_resolved=record_resolved, reopen_days=reopen_days,
+                             mask_pii=mask_pii) if good else []
 
     def report(batch: list[Record], stored: list[tuple[int | None, str]]) -> None:
         results = iter(stored)

@@ -13,7 +13,7 @@ v2 (and its v1 webhooks), Grafana (unified alerting and legacy), Opsgenie alert 
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .errors import BadInput
@@ -41,8 +41,13 @@ class Record(NamedTuple):
         return self.signal.ticket if self.signal else None
 
 
-def priority_of(severity: Any) -> str:
-    return SEVERITY.get(str(severity).strip().lower(), "P3") if severity is not None else "P3"
+def priority_of(severity: Any, table: Mapping[str, str] = SEVERITY) -> str:
+    return table.get(str(severity).strip().lower(), "P3") if severity is not None else "P3"
+
+
+def severity_table(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The built-in table with a desk's own words (intake.yaml `severity`) over it."""
+    return {**SEVERITY, **{word.strip().lower(): str(priority) for word, priority in overrides.items()}}
 
 
 def alertmanager_fingerprint(labels: dict[str, str]) -> str:
@@ -118,7 +123,7 @@ def _generic(where: str, raw: str, value: Any = None, source: str = "json") -> R
     return Record(where, raw, Signal(source, "trigger", ticket=vars(model)))
 
 
-def generic(doc: Any, raw: str) -> Iterator[Record]:
+def generic(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     items = doc if isinstance(doc, list) else [doc]
     for number, item in enumerate(items, start=1):
         yield _generic(f"record {number}", raw if len(items) == 1 else json.dumps(item, ensure_ascii=False), item)
@@ -127,7 +132,7 @@ def generic(doc: Any, raw: str) -> Iterator[Record]:
 # -- Alertmanager and Grafana unified alerting (the same webhook shape) -------------------------
 
 
-def _alert_group(doc: dict[str, Any], raw: str, source: str) -> Iterator[Record]:
+def _alert_group(doc: dict[str, Any], raw: str, source: str, severity: Mapping[str, str]) -> Iterator[Record]:
     alerts = doc.get("alerts")
     if not isinstance(alerts, list):
         raise BadInput(f"{source}: 'alerts' must be a list")
@@ -155,24 +160,24 @@ def _alert_group(doc: dict[str, Any], raw: str, source: str) -> Iterator[Record]
         yield _ticket(where, raw, source, {
             "title": title,
             "description": annotations.get("description"),
-            "priority": priority_of(labels.get("severity") or annotations.get("severity")),
+            "priority": priority_of(labels.get("severity") or annotations.get("severity"), severity),
             "service": labels.get("service"),
             "fingerprint": fingerprint,
             "labels": labels,
         }, alert=received)
 
 
-def alertmanager(doc: Any, raw: str) -> Iterator[Record]:
+def alertmanager(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     if not isinstance(doc, dict):
         raise BadInput("alertmanager: expected a JSON object")
-    yield from _alert_group(doc, raw, "alertmanager")
+    yield from _alert_group(doc, raw, "alertmanager", severity)
 
 
-def grafana(doc: Any, raw: str) -> Iterator[Record]:
+def grafana(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     if not isinstance(doc, dict):
         raise BadInput("grafana: expected a JSON object")
     if "alerts" in doc:
-        yield from _alert_group(doc, raw, "grafana")
+        yield from _alert_group(doc, raw, "grafana", severity)
         return
     # Legacy alerting (Grafana 7 and older): one rule, a state, matches with tags.
     rule = doc.get("ruleId") if doc.get("ruleId") is not None else doc.get("ruleName")
@@ -194,7 +199,7 @@ def grafana(doc: Any, raw: str) -> Iterator[Record]:
         yield _ticket("alert 1", raw, "grafana", {
             "title": doc.get("ruleName") or doc.get("title"),
             "description": doc.get("message"),
-            "priority": priority_of(tags.get("severity")),
+            "priority": priority_of(tags.get("severity"), severity),
             "fingerprint": fingerprint,
             "labels": tags,
         }, alert=received)
@@ -209,7 +214,7 @@ def _details(details: Any) -> str | None:
     return _text(details) if details else None
 
 
-def pagerduty(doc: Any, raw: str) -> Iterator[Record]:
+def pagerduty(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     """Events API v2 (trigger / acknowledge / resolve with dedup_key semantics, and change
     events), and the v1 outbound webhook ({"messages": [...]})."""
     if isinstance(doc, dict) and isinstance(doc.get("messages"), list):
@@ -254,7 +259,7 @@ def pagerduty(doc: Any, raw: str) -> Iterator[Record]:
     yield _ticket("event 1", raw, "pagerduty", {
         "title": summary,
         "description": _details(payload.get("custom_details")),
-        "priority": priority_of(payload.get("severity")),
+        "priority": priority_of(payload.get("severity"), severity),
         "service": payload.get("component"),
         "fingerprint": fingerprint,
         "labels": labels,
@@ -288,7 +293,7 @@ def _pagerduty_v1(messages: list[Any], raw: str) -> Iterator[Record]:
 # -- Opsgenie -------------------------------------------------------------------------------------
 
 
-def opsgenie(doc: Any, raw: str) -> Iterator[Record]:
+def opsgenie(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     """An Opsgenie create-alert request (as Alertmanager's opsgenie receiver sends it)."""
     if not isinstance(doc, dict):
         raise BadInput("opsgenie: expected a JSON object")
@@ -302,14 +307,14 @@ def opsgenie(doc: Any, raw: str) -> Iterator[Record]:
     yield _ticket("alert 1", raw, "opsgenie", {
         "title": title,
         "description": doc.get("description"),
-        "priority": priority_of(doc.get("priority")),
+        "priority": priority_of(doc.get("priority"), severity),
         "fingerprint": f"opsgenie:{alias}" if alias is not None else None,
         "labels": labels,
         "tags": tags,
     }, alert={"status": "firing", "labels": labels, "annotations": {}})
 
 
-PARSERS: dict[str, Callable[[Any, str], Iterator[Record]]] = {
+PARSERS: dict[str, Callable[[Any, str, Mapping[str, str]], Iterator[Record]]] = {
     "json": generic, "jsonl": generic, "alertmanager": alertmanager, "pagerduty": pagerduty, "grafana": grafana,
     "opsgenie": opsgenie,
 }
@@ -338,17 +343,18 @@ def detect(doc: Any) -> str:
     raise BadInput("cannot tell the format of this input; give --format")
 
 
-def parse_document(text: str, fmt: str = "auto") -> tuple[str, list[Record]]:
+def parse_document(text: str, fmt: str = "auto", severity: Mapping[str, str] = SEVERITY) -> tuple[str, list[Record]]:
     """One JSON document in `fmt` (or detected): the format used and its records."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     fmt = detect(doc) if fmt == "auto" else fmt
-    return fmt, list(PARSERS[fmt](doc, text))
+    return fmt, list(PARSERS[fmt](doc, text, severity))
 
 
-def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl") -> Iterator[Record]:
+def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
+                severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     """One document per line, numbered from `start`; blank lines are skipped. Generic tickets
     take the fast path (pydantic parses the line itself); other formats parse each line as a
     payload of their own and name their records `line N alert M`."""
@@ -360,7 +366,7 @@ def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl") -> Ite
             yield _generic(f"line {number}", raw, source="jsonl")
             continue
         try:
-            _, records = parse_document(raw, fmt)
+            _, records = parse_document(raw, fmt, severity)
         except BadInput as e:
             yield Record(f"line {number}", raw, error=str(e))
             continue

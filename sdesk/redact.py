@@ -70,6 +70,13 @@ _NOT_VALUES = {"reset", "expired", "required", "changed", "change", "incorrect",
                "please", "again", "field", "prompt", "rotation", "none", "null", "****", "[redacted"}
 
 
+# Personal data, masked only where the desk asks for it (intake.yaml `mask_pii`).
+_PII = re.compile(
+    r"(?P<email>\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b)"
+    r"|(?P<phone>(?<![\w+])\+?\d{1,3}[ .\-]?\(?\d{2,4}\)?[ .\-]?\d{3,4}[ .\-]?\d{3,5}(?![\w\-]))"
+)
+
+
 def _luhn(digits: str) -> bool:
     total = 0
     for i, d in enumerate(reversed(digits)):
@@ -78,9 +85,12 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def redact(text: str) -> tuple[str, list[str]]:
-    """The text with every secret replaced, and the kinds found (in order, repeated)."""
+def redact(text: str, pii: bool = False) -> tuple[str, list[str]]:
+    """The text with every secret (and, with pii, every email address and phone number)
+    replaced, and the kinds found (in order, repeated)."""
     found: list[str] = []
+    if pii:
+        text = _mask_pii(text, found)
     if not might_hold_secrets(text):
         return text, found
 
@@ -102,15 +112,26 @@ def redact(text: str) -> tuple[str, list[str]]:
     return _SCANNER.sub(replace, text), found
 
 
-def redact_strings(value: Any) -> tuple[Any, list[str]]:
+def _mask_pii(text: str, found: list[str]) -> str:
+    def replace(m: re.Match[str]) -> str:
+        kind = m.lastgroup or "pii"
+        if kind == "phone" and sum(c.isdigit() for c in m.group()) < 8:
+            return m.group()
+        found.append(kind)
+        return f"[REDACTED:{kind}]"
+
+    return _PII.sub(replace, text)
+
+
+def redact_strings(value: Any, pii: bool = False) -> tuple[Any, list[str]]:
     """Redact every string inside a JSON-like value (dict keys stay). A first scan over all the
     strings at once skips the rebuild for the common case: nothing to redact."""
     strings: list[str] = []
     _collect(value, strings)
-    if not might_hold_secrets("\n".join(strings)):
+    if not pii and not might_hold_secrets("\n".join(strings)):
         return value, []
     found: list[str] = []
-    return redact_value(value, found), found
+    return redact_value(value, found, pii), found
 
 
 def _collect(value: Any, out: list[str]) -> None:
@@ -126,14 +147,14 @@ def _collect(value: Any, out: list[str]) -> None:
             _collect(v, out)
 
 
-def redact_value(value: Any, found: list[str]) -> Any:
+def redact_value(value: Any, found: list[str], pii: bool = False) -> Any:
     """Redact every string inside value (dict keys stay), appending the kinds to `found`."""
     if isinstance(value, str):
-        clean, kinds = redact(value)
+        clean, kinds = redact(value, pii)
         found += kinds
         return clean
     if isinstance(value, dict):
-        return {k: redact_value(v, found) for k, v in value.items()}
+        return {k: redact_value(v, found, pii) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_value(v, found) for v in value]
+        return [redact_value(v, found, pii) for v in value]
     return value

@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,7 +27,7 @@ from starlette.routing import Route
 
 from .errors import SdeskError
 from .ingest import document_records
-from .intake import Record
+from .intake import SEVERITY, Record
 from .store import Store
 
 ROUTES = {"/alertmanager": "alertmanager", "/grafana": "grafana", "/tickets": "json", "/email": "email",
@@ -37,8 +38,8 @@ GROUP = 512  # requests per transaction at most
 class Writer:
     """The one thread that writes: group commit of whatever requests are waiting."""
 
-    def __init__(self, db: Path, actor: str):
-        self.db, self.actor = db, actor
+    def __init__(self, db: Path, actor: str, options: dict[str, Any]):
+        self.db, self.actor, self.options = db, actor, options
         self.queue: queue.Queue[tuple[list[Any], Future]] = queue.Queue()
         self.ready = threading.Event()
         self.error: Exception | None = None
@@ -68,11 +69,11 @@ class Writer:
                 except queue.Empty:
                     break
             try:
-                results = store.receive([s for signals, _ in group for s in signals], actor=self.actor)
+                results = store.receive([s for signals, _ in group for s in signals], actor=self.actor, **self.options)
             except Exception:  # noqa: BLE001 - find the request that failed; the others still land
                 for signals, future in group:
                     try:
-                        future.set_result(store.receive(signals, actor=self.actor))
+                        future.set_result(store.receive(signals, actor=self.actor, **self.options))
                     except Exception as e:  # noqa: BLE001
                         future.set_exception(e)
                 continue
@@ -81,8 +82,10 @@ class Writer:
                 results = results[len(signals):]
 
 
-def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects: Path) -> Starlette:
-    writer = Writer(db, actor)
+def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects: Path,
+             severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None) -> Starlette:
+    """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days)."""
+    writer = Writer(db, actor, options or {})
     rejects.mkdir(parents=True, exist_ok=True)
     counter = iter(range(1, 1 << 62))
 
@@ -104,7 +107,7 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
             if len(body) > max_body:
                 return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
         try:
-            used, records = await asyncio.to_thread(document_records, body, ROUTES[path])
+            used, records = await asyncio.to_thread(document_records, body, ROUTES[path], severity)
         except SdeskError as e:
             keep_rejected(path, body)
             if pagerduty:
@@ -144,10 +147,12 @@ def _dedup_key(record: Record) -> str | None:
     return fingerprint.removeprefix("pagerduty:") if fingerprint else None
 
 
-def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path) -> None:
+def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
+        severity: Mapping[str, str], options: dict[str, Any]) -> None:
     import uvicorn
 
-    app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects)
+    app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
+                   options=options)
     print(f"sdesk serve: listening on http://{host}:{port} (database {db})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,12 @@ def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, ac
 
 
 @functools.lru_cache(maxsize=4096)
-def _redacted_json(text: str) -> str:
+def _redacted_json(text: str, mask_pii: bool) -> str:
     """An alert's labels or annotations as stored: repeats of an alert send the same ones, so
     the answer is cached by their JSON."""
-    if not might_hold_secrets(text):
+    if not mask_pii and not might_hold_secrets(text):
         return text
-    return to_json(redact_strings(orjson.loads(text))[0])
+    return to_json(redact_strings(orjson.loads(text), mask_pii)[0])
 
 
 def _ticket(row: sqlite3.Row) -> dict[str, Any]:
@@ -120,8 +120,9 @@ class _Tx:
 class _Triggers:
     """The tickets a batch opens or bumps, written with one executemany per table."""
 
-    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]]):
+    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]], mask_pii: bool = False):
         self.tx = tx
+        self.mask_pii = mask_pii
         self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences]
         self.new_rows: list[tuple] = []
         self.bumped: dict[int, int] = {}
@@ -138,9 +139,11 @@ class _Triggers:
             tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
             return hit[0], "deduplicated"
         ticket_id, self.next_id = self.next_id, self.next_id + 1
-        # The fingerprint is the dedup key, made by the source from labels: never rewritten.
-        t, redacted = redact_strings(t)
-        t["fingerprint"] = fingerprint
+        # The fingerprint is the dedup key and the requester the address replies go to: both are
+        # kept as sent.
+        kept = {"fingerprint": fingerprint, "requester": t.get("requester")}
+        t, redacted = redact_strings(t, self.mask_pii)
+        t = {**t, **kept} if redacted else t
         self.new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
                               to_json(t.get("tags") or []), source, tx.at, tx.at))
         # The created event carries the whole input, so history can be rebuilt from events.
@@ -302,42 +305,46 @@ class Store:
         results = self.receive([Signal(source, "trigger", ticket=t) for t in tickets], actor=actor)
         return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
 
-    def receive(self, signals: Iterable[Signal], *, actor: str, auto_resolve: bool = True,
-                reopen_days: int = 14) -> list[tuple[int | None, str]]:
+    def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
+                reopen_days: int = 14, mask_pii: bool = False) -> list[tuple[int | None, str]]:
         """Apply what sources sent, in order and in one transaction, and keep every alert.
 
         A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
         its fingerprint: then that ticket's occurrences go up and an event records the repeat.
-        A resolve resolves the open ticket with its fingerprint (or, with auto_resolve off, only
-        records it on the ticket); an acknowledge acknowledges it; a change is kept for
+        A resolve resolves the open ticket with its fingerprint (or only records it on the ticket,
+        for the sources in record_resolved; "*" is every source); an acknowledge acknowledges
+        it; a change is kept for
         enrichment. An email that replies to a ticket is a comment on it, and reopens it when it
         was resolved or closed less than reopen_days ago. Returns (ticket id or None, outcome)
         for each signal: created, deduplicated, resolved, acknowledged, commented, reopened,
-        recorded or ignored.
+        recorded or ignored. With mask_pii, email addresses and phone numbers are masked too.
 
         Streams run through here at tens of thousands of alerts a second, so triggers are set
         based: one lookup of the batch's fingerprints, then one executemany per table."""
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
         with self._write(actor) as tx:
-            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {s.key for s in signals if s.key}))
+            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {s.key for s in signals if s.key}), mask_pii)
             alert_rows = []
             for s in signals:
                 if s.thread is not None:
-                    result = self._mail(tx, batch, s, reopen_days)
+                    result = self._mail(tx, batch, s, reopen_days, mask_pii)
                 elif s.action == "trigger":
                     result = batch.add(s.ticket, s.source)
                 elif s.action in ("resolve", "acknowledge"):
-                    result = self._resolve_or_ack(tx, batch, s, auto_resolve)
+                    only_record = "*" in record_resolved or s.source in record_resolved
+                    result = self._resolve_or_ack(tx, batch, s, only_record)
                 elif s.action == "change":
-                    self._change(tx, s)
+                    self._change(tx, s, mask_pii)
                     result = (None, "recorded")
                 else:
                     result = (None, "ignored")
                 results.append(result)
                 if s.alert is not None:
-                    alert_rows.append((s.source, s.key, s.alert["status"], result[1], _redacted_json(to_json(s.alert.get("labels") or {})),
-                                       _redacted_json(to_json(s.alert.get("annotations") or {})), tx.at, result[0]))
+                    alert_rows.append((s.source, s.key, s.alert["status"], result[1],
+                                       _redacted_json(to_json(s.alert.get("labels") or {}), mask_pii),
+                                       _redacted_json(to_json(s.alert.get("annotations") or {}), mask_pii),
+                                       tx.at, result[0]))
             batch.flush()
             tx.conn.executemany(
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "
@@ -345,14 +352,14 @@ class Store:
         return results
 
     @staticmethod
-    def _change(tx: _Tx, s: Signal) -> None:
-        (summary, data), _ = redact_strings([s.change["summary"], s.change.get("data") or {}])
+    def _change(tx: _Tx, s: Signal, mask_pii: bool) -> None:
+        (summary, data), _ = redact_strings([s.change["summary"], s.change.get("data") or {}], mask_pii)
         tx.conn.execute(
             "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (s.source, summary, s.change.get("service"), s.change.get("ci"), s.change.get("happened_at") or tx.at,
              tx.at, to_json(data)))
 
-    def _mail(self, tx: _Tx, batch: _Triggers, s: Signal, reopen_days: int) -> tuple[int | None, str]:
+    def _mail(self, tx: _Tx, batch: _Triggers, s: Signal, reopen_days: int, mask_pii: bool) -> tuple[int | None, str]:
         th = s.thread or {}
         conn = tx.conn
         message_id = th.get("message_id")
@@ -385,7 +392,7 @@ class Store:
                 else:
                     parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
             if outcome:
-                (text,), redacted = redact_strings([th.get("body") or "(empty message)"])
+                (text,), redacted = redact_strings([th.get("body") or "(empty message)"], mask_pii)
                 self._set(tx, t["id"], {"updated_at": tx.at})
                 tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
                                                 "message_id": message_id})
@@ -416,14 +423,14 @@ class Store:
                 {"name": redact_strings(a["name"])[0], "content_type": a["content_type"], "size": a["size"],
                  "sha256": a["sha256"]} for a in attachments]})
 
-    def _resolve_or_ack(self, tx: _Tx, batch: _Triggers, s: Signal, auto_resolve: bool) -> tuple[int | None, str]:
+    def _resolve_or_ack(self, tx: _Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move
         hit = batch.open.get(s.fingerprint)
         if hit is None:
             return None, "ignored"
         t = self._current(tx, hit[0])
         if s.action == "resolve":
-            if not auto_resolve:
+            if only_record:
                 tx.event(t["id"], "alert_resolved", {"source": s.source})
                 return t["id"], "recorded"
             self._move(tx, t, "resolve", resolution=f"Resolved by {s.source}: the alert stopped firing",

@@ -120,7 +120,7 @@ def test_flags_and_json_make_the_same_ticket(title, kind, priority, service, lab
     assert from_flags == from_json
 
 
-PURE = ["models", "lifecycle", "errors", "clock", "intake", "fields", "signals", "redact", "mail"]
+PURE = ["models", "lifecycle", "errors", "clock", "intake", "fields", "signals", "redact", "mail", "config"]
 
 
 @pytest.mark.parametrize("module", PURE)

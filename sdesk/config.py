@@ -1,0 +1,74 @@
+"""Desk configuration: YAML files in a folder the team keeps in git (`--config DIR`,
+`SDESK_CONFIG`), each loaded into a pydantic model. An error names the file and line.
+
+A missing folder or file means the defaults: a fresh desk just works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import BadInput
+from .lifecycle import Priority
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class IntakeConfig(BaseModel):
+    """`intake.yaml`: how payloads become tickets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Severity words (any case) -> priority, over the built-in table (intake.SEVERITY).
+    severity: dict[str, Priority] = Field(default_factory=dict)
+    # Sources whose resolved alerts are only recorded on the ticket, not resolving it.
+    record_resolved: list[str] = Field(default_factory=list)
+    # Also mask email addresses and phone numbers in stored text (ticket text, labels, comments).
+    mask_pii: bool = False
+    # An email reply reopens a ticket resolved or closed less than this many days ago.
+    reopen_within_days: int = Field(default=14, ge=0)
+
+
+def load(config_dir: Path | None, name: str, model: type[M]) -> M:
+    """`<config_dir>/<name>.yaml` as `model`, or the model's defaults when there is none."""
+    path = config_dir / f"{name}.yaml" if config_dir else None
+    if path is None or not path.is_file():
+        return model()
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except OSError as e:
+        raise BadInput(f"{path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise BadInput(f"{path}{where}: {getattr(e, 'problem', None) or e}") from None
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        loc = [str(part) for part in first["loc"]]
+        msg = "unknown setting" if first["type"] == "extra_forbidden" else first["msg"]
+        raise BadInput(f"{path}:{_line(node, loc)}: {'.'.join(loc) or 'file'}: {msg}") from None
+
+
+def _line(node: Any, loc: list[str]) -> int:
+    """The line of the YAML node at `loc` (or of the deepest part of it that exists)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if str(k.value) == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
