@@ -120,7 +120,7 @@ def _generic(where: str, raw: str, value: Any = None, source: str = "json") -> R
         return Record(where, raw, error=describe(e))
     # The validated fields as they are (enums are str subclasses): several times cheaper than
     # model_dump, which matters at tens of thousands of records a second.
-    return Record(where, raw, Signal(source, "trigger", ticket=vars(model)))
+    return Record(where, raw, Signal(source, "trigger", vars(model)))
 
 
 def generic(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:

@@ -139,15 +139,17 @@ class _Triggers:
             tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
             return hit[0], "deduplicated"
         ticket_id, self.next_id = self.next_id, self.next_id + 1
-        # The fingerprint is the dedup key and the requester the address replies go to: both are
-        # kept as sent.
-        kept = {"fingerprint": fingerprint, "requester": t.get("requester")}
-        t, redacted = redact_strings(t, self.mask_pii)
-        t = {**t, **kept} if redacted else t
+        clean, redacted = redact_strings(t, self.mask_pii)
+        if redacted:
+            # The fingerprint is the dedup key and the requester the address replies go to: both
+            # are kept as sent.
+            t = {**clean, "fingerprint": fingerprint, "requester": t.get("requester")}
         self.new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
                               to_json(t.get("tags") or []), source, tx.at, tx.at))
         # The created event carries the whole input, so history can be rebuilt from events.
-        tx.event(ticket_id, "created", {**{k: v for k, v in t.items() if v is not None}, "source": source})
+        created = {k: v for k, v in t.items() if v is not None}
+        created["source"] = source
+        tx.event(ticket_id, "created", created)
         if redacted:
             tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
         if fingerprint:
@@ -324,7 +326,7 @@ class Store:
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
         with self._write(actor) as tx:
-            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {s.key for s in signals if s.key}), mask_pii)
+            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {k for s in signals if (k := s.key)}), mask_pii)
             alert_rows = []
             for s in signals:
                 if s.thread is not None:
