@@ -30,6 +30,7 @@ CREATE_FIELDS = (
     "kind", "title", "description", "priority", "impact", "urgency", "category", "service",
     "ci", "queue", "requester", "fingerprint",
 )
+TEXT_FIELDS = ("title", "description", "category", "service", "ci", "queue", "requester")
 UPDATE_FIELDS = (
     "title", "description", "kind", "priority", "impact", "urgency", "category", "service",
     "ci", "queue", "team", "requester", "labels", "tags",
@@ -65,6 +66,15 @@ def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, ac
     that no two different rows hash the same input."""
     row = f"{event_id}|{ticket_id}|{len(at)}:{at}|{len(actor)}:{actor}|{len(kind)}:{kind}|{data}"
     return hashlib.sha256((prev_hash + row).encode()).hexdigest()
+
+
+def _ticket_text(t: dict[str, Any]) -> str:
+    """The free text of a new ticket, in one string for the secrets pre-check (a flat join is
+    cheaper than walking the dict, at one call per ticket stored)."""
+    parts = [v for f in TEXT_FIELDS if (v := t.get(f))]
+    parts += (t.get("labels") or {}).values()
+    parts += t.get("tags") or ()
+    return "\n".join(parts)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -139,7 +149,9 @@ class _Triggers:
             tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
             return hit[0], "deduplicated"
         ticket_id, self.next_id = self.next_id, self.next_id + 1
-        clean, redacted = redact_strings(t, self.mask_pii)
+        redacted: list[str] = []
+        if self.mask_pii or might_hold_secrets(_ticket_text(t)):
+            clean, redacted = redact_strings(t, self.mask_pii)
         if redacted:
             # The fingerprint is the dedup key and the requester the address replies go to: both
             # are kept as sent.
