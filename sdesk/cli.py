@@ -10,7 +10,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -117,14 +117,22 @@ class Settings:
         if self._store is not None:
             self._store.close()
 
-    def intake(self) -> Any:
-        """intake.yaml of the desk config, or None: pydantic and YAML are imported only when
-        there is a file to read."""
-        if self.config is None or not (self.config / "intake.yaml").is_file():
-            return None
-        from .config import IntakeConfig, load
+    def intake_options(self, *, record_all: bool = False,
+                       reopen_days: int | None = None) -> tuple[Mapping[str, str], dict[str, Any]]:
+        """The severity table and Store.receive's options, from intake.yaml of the desk config
+        (pydantic and YAML are imported only when there is such a file) and the command line."""
+        from .intake import SEVERITY, severity_table
 
-        return load(self.config, "intake", IntakeConfig)
+        config = None
+        if self.config is not None and (self.config / "intake.yaml").is_file():
+            from .config import IntakeConfig, load
+
+            config = load(self.config, "intake", IntakeConfig)
+        record_resolved = {"*"} if record_all else set(config.record_resolved) if config else set()
+        options = {"record_resolved": record_resolved, "mask_pii": bool(config and config.mask_pii),
+                   "reopen_days": reopen_days if reopen_days is not None
+                   else config.reopen_within_days if config else 14}
+        return (severity_table(config.severity) if config else SEVERITY), options
 
 
 def _version(value: bool) -> None:
@@ -295,13 +303,8 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
     from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
-    from .intake import SEVERITY, severity_table
 
-    config = settings.intake()
-    severity = severity_table(config.severity) if config else SEVERITY
-    only_record = {"*"} if record_resolved else set(config.record_resolved) if config else set()
-    options = {"record_resolved": only_record, "mask_pii": bool(config and config.mask_pii),
-               "reopen_days": reopen_days if reopen_days is not None else config.reopen_within_days if config else 14}
+    severity, options = settings.intake_options(record_all=record_resolved, reopen_days=reopen_days)
 
     if line_mode and fmt == "email":
         raise BadInput("--jsonl does not apply to email: give .eml files, an mbox or a Maildir folder")
@@ -346,7 +349,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                         chunks = [(records, False)]
                     summary = ingest(settings.store(), chunks, actor=settings.actor, on_stored=on_stored,
                                      on_rejected=on_rejected, on_batch=sys.stdout.flush, rejects=reject_file,
-                                     **options)
+                                     options=options)
             finally:
                 if bar is not None:
                     bar.stop()
@@ -603,17 +606,12 @@ def serve(
         from . import serve as server
     except ImportError as e:
         raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
-    from .intake import SEVERITY, severity_table
-
     settings = _settings(ctx)
     db = settings.store().path
     settings.close()
-    config = settings.intake()
-    options = {"record_resolved": set(config.record_resolved), "mask_pii": config.mask_pii,
-               "reopen_days": config.reopen_within_days} if config else {}
+    severity, options = settings.intake_options()
     server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
-               rejects=rejects or db.parent / "rejects", severity=severity_table(config.severity) if config else SEVERITY,
-               options=options)
+               rejects=rejects or db.parent / "rejects", severity=severity, options=options)
 
 
 # -- audit and demo --------------------------------------------------------------------------

@@ -22,19 +22,21 @@ def examples_dir() -> Path:
 
 
 def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | None, str]]:
-    """A payload or message from examples/demo through the same intake as `sdesk new --format`."""
+    """A file from examples/demo through the same intake as `sdesk new --format` (`jsonl`:
+    one ticket per line, as `sdesk new --jsonl`)."""
     from .ingest import document_records
 
-    _, records = document_records((examples_dir() / "demo" / name).read_bytes(), fmt)
+    path = examples_dir() / "demo" / name
+    if fmt == "jsonl":
+        with path.open(encoding="utf-8") as f:
+            records = list(parse_jsonl(f))
+    else:
+        _, records = document_records(path.read_bytes(), fmt)
     return store.receive([r.signal for r in records if r.signal is not None], actor=actor)
 
 
 def _load(store: Store, name: str) -> list[int]:
-    with (examples_dir() / "demo" / name).open(encoding="utf-8") as f:
-        tickets = [r.ticket for r in parse_jsonl(f) if r.ticket is not None]
-    return [tid for tid, _ in store.intake(tickets, actor="alertmanager", source="jsonl")]
-
-
+    return [ticket_id for ticket_id, _ in _receive(store, name, "jsonl", "alertmanager")]
 
 
 def run_demo(db: Path | None) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import io
 import select
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from .intake import SEVERITY, Record, parse_document, parse_jsonl
 
@@ -82,22 +82,20 @@ def ingest(
     chunks: Iterable[tuple[list[Record], bool]],
     *,
     actor: str,
-    record_resolved: Collection[str] = (),
-    mask_pii: bool = False,
     on_stored: Callable[[Record, int | None, str], None],
     on_rejected: Callable[[Record], None],
     on_batch: Callable[[], None] = lambda: None,
     rejects: IO[str] | None = None,
-    reopen_days: int = 14,
+    options: dict[str, Any] | None = None,
 ) -> Summary:
-    """Store the records of `chunks`; call on_stored / on_rejected for each, in input order,
-    and on_batch after each transaction (the CLI flushes its output there)."""
+    """Store the records of `chunks` (`options` are Store.receive's); call on_stored /
+    on_rejected for each, in input order, and on_batch after each transaction (the CLI
+    flushes its output there)."""
     summary = Summary()
 
     def store_batch(batch: list[Record]) -> list[tuple[int | None, str]]:
         good = [r.signal for r in batch if r.signal is not None]
-        return store.receive(good, actor=actor, record_resolved=record_resolved, reopen_days=reopen_days,
-                             mask_pii=mask_pii) if good else []
+        return store.receive(good, actor=actor, **(options or {})) if good else []
 
     def report(batch: list[Record], stored: list[tuple[int | None, str]]) -> None:
         results = iter(stored)

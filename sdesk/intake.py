@@ -36,10 +36,6 @@ class Record(NamedTuple):
     signal: Signal | None = None
     error: str | None = None
 
-    @property
-    def ticket(self) -> dict[str, Any] | None:
-        return self.signal.ticket if self.signal else None
-
 
 def priority_of(severity: Any, table: Mapping[str, str] = SEVERITY) -> str:
     return table.get(str(severity).strip().lower(), "P3") if severity is not None else "P3"
@@ -84,7 +80,7 @@ def _strings(value: Any) -> dict[str, str]:
     return {str(k): _text(v) for k, v in value.items() if v is not None}
 
 
-def _ticket(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None) -> Record:
+def ticket_record(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None) -> Record:
     """Check a ticket built from a payload (the same rules as JSON input, without pydantic)."""
     # Payloads put numbers, lists or objects where text belongs: keep them, as text.
     fields = {k: v if k in ("labels", "tags") or isinstance(v, str) else _text(v)
@@ -157,7 +153,7 @@ def _alert_group(doc: dict[str, Any], raw: str, source: str, severity: Mapping[s
         instance = labels.get("instance") or labels.get("host")
         title = annotations.get("summary") or annotations.get("message") or annotations.get("title") or \
             (f"{name} on {instance}" if name and instance else name)
-        yield _ticket(where, raw, source, {
+        yield ticket_record(where, raw, source, {
             "title": title,
             "description": annotations.get("description"),
             "priority": priority_of(labels.get("severity") or annotations.get("severity"), severity),
@@ -196,7 +192,7 @@ def grafana(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Itera
     elif state in ("paused", "pending"):
         yield Record("alert 1", raw, Signal("grafana", "ignore", fingerprint=fingerprint, alert=received))
     else:
-        yield _ticket("alert 1", raw, "grafana", {
+        yield ticket_record("alert 1", raw, "grafana", {
             "title": doc.get("ruleName") or doc.get("title"),
             "description": doc.get("message"),
             "priority": priority_of(tags.get("severity"), severity),
@@ -256,7 +252,7 @@ def pagerduty(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Ite
     if action != "trigger":
         yield Record("event 1", raw, Signal("pagerduty", action, fingerprint=fingerprint, alert=received))
         return
-    yield _ticket("event 1", raw, "pagerduty", {
+    yield ticket_record("event 1", raw, "pagerduty", {
         "title": summary,
         "description": _details(payload.get("custom_details")),
         "priority": priority_of(payload.get("severity"), severity),
@@ -284,7 +280,7 @@ def _pagerduty_v1(messages: list[Any], raw: str) -> Iterator[Record]:
             yield Record(where, raw, Signal("pagerduty", "ignore", fingerprint=fingerprint, alert=received))
         elif action == "trigger":
             subject = _obj(incident.get("trigger_summary_data")).get("subject") or incident.get("description")
-            yield _ticket(where, raw, "pagerduty", {"title": subject, "service": service.get("name"),
+            yield ticket_record(where, raw, "pagerduty", {"title": subject, "service": service.get("name"),
                                                      "fingerprint": fingerprint}, alert=received)
         else:
             yield Record(where, raw, Signal("pagerduty", action, fingerprint=fingerprint, alert=received))
@@ -304,7 +300,7 @@ def opsgenie(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iter
     labels = _strings(doc.get("details")) | _strings({"source": doc.get("source") or None})
     title = doc.get("message") or (f"Opsgenie alert {alias}" if alias is not None else None)
     # apiKey is the integration's secret: never kept.
-    yield _ticket("alert 1", raw, "opsgenie", {
+    yield ticket_record("alert 1", raw, "opsgenie", {
         "title": title,
         "description": doc.get("description"),
         "priority": priority_of(doc.get("priority"), severity),

@@ -19,7 +19,7 @@ from email.utils import getaddresses, parseaddr
 from html.parser import HTMLParser
 from typing import Any
 
-from .intake import Record, _ticket
+from .intake import Record, ticket_record
 from .lifecycle import TITLE_MAX
 from .signals import Signal
 
@@ -217,7 +217,7 @@ def parse_message(data: bytes, where: str = "message 1") -> Record:
     body, attachments = _body_and_attachments(msg)
     to = [addr for _, addr in getaddresses([_header(msg, "To")]) if addr]
     title = REPLY_PREFIX.sub("", TICKET_TAG.sub("", subject)).strip() or f"(no subject) from {sender or 'unknown sender'}"
-    record = _ticket(where, raw, "email", {
+    record = ticket_record(where, raw, "email", {
         "title": title[:TITLE_MAX],
         "description": body or None,
         "kind": "request",
