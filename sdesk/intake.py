@@ -13,12 +13,15 @@ v2 (and its v1 webhooks), Grafana (unified alerting and legacy), Opsgenie alert 
 import functools
 import hashlib
 import json
+
+import orjson
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .errors import BadInput
 from .fields import check_ticket
 from .lifecycle import TITLE_MAX
+from .redact import might_hold_secrets
 from .signals import Signal
 
 # Severity words as monitoring tools spell them -> priority. Unknown words give P3.
@@ -80,18 +83,20 @@ def _strings(value: Any) -> dict[str, str]:
     return {str(k): _text(v) for k, v in value.items() if v is not None}
 
 
-def ticket_record(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None) -> Record:
+def ticket_record(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None,
+                  secret_free: bool = False) -> Record:
     """Check a ticket built from a payload (the same rules as JSON input, without pydantic)."""
-    # Payloads put numbers, lists or objects where text belongs: keep them, as text.
-    fields = {k: v if k in ("labels", "tags") or isinstance(v, str) else _text(v)
-              for k, v in fields.items() if v is not None}
-    title = fields.get("title", "").strip() or f"{source} alert"
-    fields = {k: v for k, v in fields.items() if v != ""} | {"title": title[:TITLE_MAX]}
+    ticket = {}
+    for name, value in fields.items():
+        # Payloads put numbers, lists or objects where text belongs: keep them, as text.
+        if value is not None and value != "":
+            ticket[name] = value if isinstance(value, str) or name in ("labels", "tags") else _text(value)
+    ticket["title"] = (ticket.get("title", "").strip() or f"{source} alert")[:TITLE_MAX]
     try:
-        ticket = check_ticket(fields)
+        ticket = check_ticket(ticket)
     except BadInput as e:
         return Record(where, raw, error=str(e))
-    return Record(where, raw, Signal(source, "trigger", ticket=ticket, alert=alert))
+    return Record(where, raw, Signal(source, "trigger", ticket=ticket, alert=alert, secret_free=secret_free))
 
 
 # -- generic tickets --------------------------------------------------------------------------
@@ -134,33 +139,62 @@ def _alert_group(doc: dict[str, Any], raw: str, source: str, severity: Mapping[s
         raise BadInput(f"{source}: 'alerts' must be a list")
     group_status = str(doc.get("status") or "firing").lower()
     for number, alert in enumerate(alerts, start=1):
-        where = f"alert {number}"
         if not isinstance(alert, dict):
-            yield Record(where, raw, error="an alert must be a JSON object")
+            yield Record(f"alert {number}", raw, error="an alert must be a JSON object")
             continue
-        labels = _strings(alert.get("labels"))
-        annotations = _strings(alert.get("annotations"))
-        # The alert's own status wins: a group can say firing while one of its alerts resolved.
-        status = str(alert.get("status") or group_status).lower()
-        # Alertmanager (0.19+) and Grafana send the label set's fingerprint; older senders do not.
-        given = alert.get("fingerprint")
-        fingerprint = f"{source}:{given if isinstance(given, str) and given else alertmanager_fingerprint(labels)}"
-        received = {"status": status, "labels": labels, "annotations": annotations}
-        if status == "resolved":
-            yield Record(where, raw, Signal(source, "resolve", fingerprint=fingerprint, alert=received))
-            continue
-        name = labels.get("alertname") or labels.get("alert_name") or labels.get("__alert_rule_title__")
-        instance = labels.get("instance") or labels.get("host")
-        title = annotations.get("summary") or annotations.get("message") or annotations.get("title") or \
-            (f"{name} on {instance}" if name and instance else name)
-        yield ticket_record(where, raw, source, {
-            "title": title,
-            "description": annotations.get("description"),
-            "priority": priority_of(labels.get("severity") or annotations.get("severity"), severity),
-            "service": labels.get("service"),
-            "fingerprint": fingerprint,
-            "labels": labels,
-        }, alert=received)
+        yield Record(f"alert {number}", raw, *_cached_alert_signal(source, group_status, alert, severity))
+
+
+# Alertmanager resends every alert of a group each group_interval, so repeats are most of a
+# stream: an alert's signal is kept by its exact JSON (bounded; cleared when full). Signals
+# are never changed once made, so repeats can share one.
+_ALERT_CACHE: dict[tuple[str, str, bytes], tuple[Mapping[str, str], Signal | None, str | None]] = {}
+_ALERT_CACHE_MAX = 65536
+
+
+def _cached_alert_signal(source: str, group_status: str, alert: dict[str, Any],
+                         severity: Mapping[str, str]) -> tuple[Signal | None, str | None]:
+    try:
+        key = (source, group_status, orjson.dumps(alert))
+    except TypeError:  # an integer beyond 64 bits: valid JSON, rare; not cached
+        return _alert_signal(source, group_status, alert, severity)
+    hit = _ALERT_CACHE.get(key)
+    if hit is not None and hit[0] is severity:
+        return hit[1], hit[2]
+    if len(_ALERT_CACHE) >= _ALERT_CACHE_MAX:
+        _ALERT_CACHE.clear()
+    signal, error = _alert_signal(source, group_status, alert, severity)
+    _ALERT_CACHE[key] = (severity, signal, error)
+    return signal, error
+
+
+def _alert_signal(source: str, group_status: str, alert: dict[str, Any],
+                  severity: Mapping[str, str]) -> tuple[Signal | None, str | None]:
+    labels = _strings(alert.get("labels"))
+    annotations = _strings(alert.get("annotations"))
+    # The alert's own status wins: a group can say firing while one of its alerts resolved.
+    status = str(alert.get("status") or group_status).lower()
+    # Alertmanager (0.19+) and Grafana send the label set's fingerprint; older senders do not.
+    given = alert.get("fingerprint")
+    fingerprint = f"{source}:{given if isinstance(given, str) and given else alertmanager_fingerprint(labels)}"
+    received = {"status": status, "labels": labels, "annotations": annotations}
+    # Every text of the signal comes from these two maps.
+    secret_free = not might_hold_secrets(orjson.dumps((labels, annotations)).decode())
+    if status == "resolved":
+        return Signal(source, "resolve", fingerprint=fingerprint, alert=received, secret_free=secret_free), None
+    name = labels.get("alertname") or labels.get("alert_name") or labels.get("__alert_rule_title__")
+    instance = labels.get("instance") or labels.get("host")
+    title = annotations.get("summary") or annotations.get("message") or annotations.get("title") or \
+        (f"{name} on {instance}" if name and instance else name)
+    _, _, signal, error = ticket_record("", "", source, {
+        "title": title,
+        "description": annotations.get("description"),
+        "priority": priority_of(labels.get("severity") or annotations.get("severity"), severity),
+        "service": labels.get("service"),
+        "fingerprint": fingerprint,
+        "labels": labels,
+    }, alert=received, secret_free=secret_free)
+    return signal, error
 
 
 def alertmanager(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
@@ -342,11 +376,20 @@ def detect(doc: Any) -> str:
 def parse_document(text: str, fmt: str = "auto", severity: Mapping[str, str] = SEVERITY) -> tuple[str, list[Record]]:
     """One JSON document in `fmt` (or detected): the format used and its records."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        doc = _loads_leniently(text)
     fmt = detect(doc) if fmt == "auto" else fmt
     return fmt, list(PARSERS[fmt](doc, text, severity))
+
+
+def _loads_leniently(text: str) -> Any:
+    """What orjson refuses and the json module takes (NaN, integers beyond 64 bits, lone
+    surrogates), or the json module's error, which names the line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
 def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
@@ -366,5 +409,5 @@ def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
         except BadInput as e:
             yield Record(f"line {number}", raw, error=str(e))
             continue
-        for record in records:
-            yield record._replace(where=f"line {number} {record.where}", raw=raw)
+        for where, _, signal, error in records:
+            yield Record(f"line {number} {where}", raw, signal, error)

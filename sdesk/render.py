@@ -80,9 +80,11 @@ def _describe_event(e: dict[str, Any]) -> str:
     d = e["data"]
     match e["kind"]:
         case "created":
-            return f"created from {d.get('source', '?')}: {d.get('title', '')}"
+            times = f" (arrived {d['occurrences']} times)" if d.get("occurrences", 1) > 1 else ""
+            return f"created from {d.get('source', '?')}: {d.get('title', '')}{times}"
         case "occurrence":
-            return f"repeated (occurrence {d.get('occurrences')}) via {d.get('source', '?')}"
+            times = f"{d['repeats']} times, " if d.get("repeats", 1) > 1 else ""
+            return f"repeated ({times}occurrences now {d.get('occurrences')}) via {d.get('source', '?')}"
         case "status_changed":
             extra = f": {d['resolution']}" + (f" [{d['code']}]" if d.get("code") else "") if d.get("resolution") else ""
             return f"{d['from']} → {d['to']}{extra}"

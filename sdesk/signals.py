@@ -20,6 +20,9 @@ class Signal(NamedTuple):
     alert: dict[str, Any] | None = None
     change: dict[str, Any] | None = None
     thread: dict[str, Any] | None = None  # email: message_id, references, ticket ([SD-42]), from, body...
+    # The parser found no hint of a secret in any text this signal carries, so the store need
+    # not look again (alert parsers check each distinct alert once; its repeats share the answer).
+    secret_free: bool = False
 
     @property
     def key(self) -> str | None:

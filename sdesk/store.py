@@ -38,8 +38,8 @@ UPDATE_FIELDS = (
 JSON_FIELDS = ("labels", "tags")
 
 INSERT_TICKET = (
-    f"INSERT INTO tickets (id, {', '.join(CREATE_FIELDS)}, labels, tags, status, source, created_at, updated_at) "
-    f"VALUES (?, {', '.join('?' * len(CREATE_FIELDS))}, ?, ?, 'new', ?, ?, ?)"
+    f"INSERT INTO tickets (id, {', '.join(CREATE_FIELDS)}, labels, tags, status, source, created_at, updated_at, occurrences) "
+    f"VALUES (?, {', '.join('?' * len(CREATE_FIELDS))}, ?, ?, 'new', ?, ?, ?, ?)"
 )
 
 SORT_COLUMNS = {
@@ -128,51 +128,66 @@ class _Tx:
 
 
 class _Triggers:
-    """The tickets a batch opens or bumps, written with one executemany per table."""
+    """The tickets a batch opens or bumps, written at flush with one executemany per table and
+    one event per ticket: `created` (with how often it arrived in the batch) or `occurrence`
+    (how many more times it arrived). Monitoring resends a firing alert every few minutes; one
+    event per resend would bury a ticket's history, and the alerts table keeps every arrival."""
 
     def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]], mask_pii: bool = False):
         self.tx = tx
         self.mask_pii = mask_pii
         self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences]
-        self.new_rows: list[tuple] = []
-        self.bumped: dict[int, int] = {}
+        self.new: dict[int, tuple[tuple, dict[str, Any], list[str]]] = {}  # id -> row, created event, redactions
+        self.bumped: dict[int, list] = {}  # id -> [occurrences, repeats in this batch, last source]
         seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
         self.next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
 
-    def add(self, t: dict[str, Any], source: str) -> tuple[int, str]:
-        tx = self.tx
+    def add(self, t: dict[str, Any], source: str, secret_free: bool = False) -> tuple[int, str]:
         fingerprint = t.get("fingerprint")
         hit = self.open.get(fingerprint) if fingerprint else None
         if hit:
             hit[1] += 1
-            self.bumped[hit[0]] = hit[1]
-            tx.event(hit[0], "occurrence", {"occurrences": hit[1], "source": source})
+            bump = self.bumped.get(hit[0])
+            if bump:
+                bump[0], bump[1], bump[2] = hit[1], bump[1] + 1, source
+            else:
+                self.bumped[hit[0]] = [hit[1], 1, source]
             return hit[0], "deduplicated"
         ticket_id, self.next_id = self.next_id, self.next_id + 1
         redacted: list[str] = []
-        if self.mask_pii or might_hold_secrets(_ticket_text(t)):
+        if self.mask_pii or (not secret_free and might_hold_secrets(_ticket_text(t))):
             clean, redacted = redact_strings(t, self.mask_pii)
         if redacted:
             # The fingerprint is the dedup key and the requester the address replies go to: both
             # are kept as sent.
             t = {**clean, "fingerprint": fingerprint, "requester": t.get("requester")}
-        self.new_rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
-                              to_json(t.get("tags") or []), source, tx.at, tx.at))
+        at = self.tx.at
+        row = (ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
+               to_json(t.get("tags") or []), source, at, at)
         # The created event carries the whole input, so history can be rebuilt from events.
         created = {k: v for k, v in t.items() if v is not None}
         created["source"] = source
-        tx.event(ticket_id, "created", created)
-        if redacted:
-            tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
+        self.new[ticket_id] = (row, created, redacted)
         if fingerprint:
             self.open[fingerprint] = [ticket_id, 1]
         return ticket_id, "created"
 
     def flush(self) -> None:
-        self.tx.conn.executemany(INSERT_TICKET, self.new_rows)
-        self.tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
-                                 [(n, self.tx.at, ticket_id) for ticket_id, n in self.bumped.items()])
-        self.new_rows.clear()
+        tx, rows = self.tx, []
+        for ticket_id, (row, created, redacted) in self.new.items():
+            bump = self.bumped.pop(ticket_id, None)
+            if bump:
+                created["occurrences"] = bump[0]
+            rows.append((*row, bump[0] if bump else 1))
+            tx.event(ticket_id, "created", created)
+            if redacted:
+                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
+        tx.conn.executemany(INSERT_TICKET, rows)
+        for ticket_id, (occurrences, repeats, source) in self.bumped.items():
+            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source})
+        tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
+                            [(n, tx.at, ticket_id) for ticket_id, (n, _, _) in self.bumped.items()])
+        self.new.clear()
         self.bumped.clear()
 
 
@@ -324,7 +339,7 @@ class Store:
         """Apply what sources sent, in order and in one transaction, and keep every alert.
 
         A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
-        its fingerprint: then that ticket's occurrences go up and an event records the repeat.
+        its fingerprint: then that ticket's occurrences go up (one event per ticket and batch).
         A resolve resolves the open ticket with its fingerprint (or only records it on the ticket,
         for the sources in record_resolved; "*" is every source); an acknowledge acknowledges
         it; a change is kept for
@@ -344,7 +359,7 @@ class Store:
                 if s.thread is not None:
                     result = self._mail(tx, batch, s, reopen_days, mask_pii)
                 elif s.action == "trigger":
-                    result = batch.add(s.ticket, s.source)
+                    result = batch.add(s.ticket, s.source, s.secret_free)
                 elif s.action in ("resolve", "acknowledge"):
                     only_record = "*" in record_resolved or s.source in record_resolved
                     result = self._resolve_or_ack(tx, batch, s, only_record)
@@ -355,9 +370,10 @@ class Store:
                     result = (None, "ignored")
                 results.append(result)
                 if s.alert is not None:
-                    alert_rows.append((s.source, s.key, s.alert["status"], result[1],
-                                       _redacted_json(to_json(s.alert.get("labels") or {}), mask_pii),
-                                       _redacted_json(to_json(s.alert.get("annotations") or {}), mask_pii),
+                    labels, annotations = to_json(s.alert.get("labels") or {}), to_json(s.alert.get("annotations") or {})
+                    if mask_pii or not s.secret_free:
+                        labels, annotations = _redacted_json(labels, mask_pii), _redacted_json(annotations, mask_pii)
+                    alert_rows.append((s.source, s.key, s.alert["status"], result[1], labels, annotations,
                                        tx.at, result[0]))
             batch.flush()
             tx.conn.executemany(

@@ -165,6 +165,37 @@ def test_alertmanager_stream_one_payload_per_line(cli, db_path, tmp_path):
     assert json.loads(result.stdout.splitlines()[0])["where"] == "line 1 alert 1"
 
 
+def test_repeats_in_one_batch_are_one_event_and_every_alert_is_kept(cli, db_path, tmp_path):
+    firing = {"version": "4", "status": "firing", "alerts": [
+        {"labels": {"alertname": "Down", "instance": "a"}, "annotations": {"summary": "a is down"}}]}
+    src = tmp_path / "am.jsonl"
+    src.write_text("\n".join([json.dumps(firing)] * 5) + "\n")
+    cli("new", "--jsonl", "--format", "alertmanager", str(src))
+    [ticket] = cli.json("list")
+    assert ticket["occurrences"] == 5
+    events = cli.json("show", str(ticket["id"]))["events"]
+    assert [(e["kind"], e["data"].get("occurrences")) for e in events] == [("created", 5)]
+    assert rows(db_path, "SELECT action, count(*) FROM alerts GROUP BY action") == [("created", 1), ("deduplicated", 4)]
+    # A later batch adds one event, with how many repeats it brought.
+    cli("new", "--jsonl", "--format", "alertmanager", str(src))
+    events = cli.json("show", str(ticket["id"]))["events"]
+    assert [(e["kind"], e["data"].get("occurrences"), e["data"].get("repeats")) for e in events][1:] == \
+        [("occurrence", 10, 5)]
+    assert cli("audit", "verify").exit_code == 0
+
+
+def test_an_alert_with_a_secret_is_redacted_even_when_repeated(cli, db_path, tmp_path):
+    leaky = {"status": "firing", "alerts": [{"labels": {"alertname": "DbDown", "dsn": "postgres://app:hunter2pw@db:5432"},
+                                             "annotations": {"summary": "token=ghp_" + "a" * 36}}]}
+    src = tmp_path / "am.jsonl"
+    src.write_text("\n".join([json.dumps(leaky)] * 3) + "\n")
+    cli("new", "--jsonl", "--format", "alertmanager", str(src))
+    with sqlite3.connect(db_path) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert "hunter2pw" not in dump and "ghp_aaaa" not in dump
+    assert "[REDACTED:url_password]" in dump
+
+
 # -- fuzzing ------------------------------------------------------------------------------------
 
 json_values = st.recursive(
