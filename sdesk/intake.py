@@ -149,7 +149,7 @@ def _alert_group(doc: dict[str, Any], raw: str, source: str, severity: Mapping[s
 # stream: an alert's signal is kept by its exact JSON (bounded; cleared when full). Signals
 # are never changed once made, so repeats can share one.
 _ALERT_CACHE: dict[tuple[str, str, bytes], tuple[Mapping[str, str], Signal | None, str | None]] = {}
-_ALERT_CACHE_MAX = 65536
+_ALERT_CACHE_MAX = 4096
 
 
 def _cached_alert_signal(source: str, group_status: str, alert: dict[str, Any],
