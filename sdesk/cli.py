@@ -6,133 +6,38 @@ commands that need them, never at the top of this module.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from typer.core import TyperGroup
 
 from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
 from .signals import FORMATS
+from .commands.common import Group, Settings, note, print_json, settings_of, store_of
 
 if TYPE_CHECKING:
     from .intake import Record
-    from .store import Store
 
 # sdesk uses no pydantic plugins; skipping their entry-point scan saves ~10 ms per command
 # that imports pydantic.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
-GLOBAL_OPTIONS = ("--db", "--as", "--config")
-
-
-class _Group(TyperGroup):
-    """Turns expected errors into one line on stderr and a named exit code, and takes the
-    global options anywhere on the line (`sdesk demo --db x.db` as well as `sdesk --db x.db demo`)."""
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if ctx.parent is None:
-            args = _hoist_global_options(args)
-        return super().parse_args(ctx, args)
-
-    def invoke(self, ctx: typer.Context) -> Any:
-        import sqlite3
-
-        try:
-            return super().invoke(ctx)
-        except SdeskError as e:
-            _fail(str(e), e.code)
-        except sqlite3.Error as e:
-            _fail(f"database: {e}", ExitCode.ERROR)
-
-
-def _hoist_global_options(args: list[str]) -> list[str]:
-    """Move --db/--as (and their values) to the front, before the command name."""
-    front: list[str] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest += args[i:]
-            break
-        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
-            front += args[i:i + 2]
-            i += 2
-            continue
-        if arg.split("=", 1)[0] in GLOBAL_OPTIONS:
-            front.append(arg)
-        else:
-            rest.append(arg)
-        i += 1
-    return front + rest
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(int(code))
-
-
 app = typer.Typer(
-    cls=_Group,
+    cls=Group,
     name="sdesk",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-audit_app = typer.Typer(cls=_Group, help="Check the tamper-evident event history.", no_args_is_help=True)
+audit_app = typer.Typer(cls=Group, help="Check the tamper-evident event history.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name, as in some containers
-        return "unknown"
-
-
-class Settings:
-    def __init__(self, db: Path | None, actor: str | None, config: Path | None = None):
-        self.db = db
-        self.config = config
-        self.actor = actor or _login()
-        self._store: Store | None = None
-
-    def store(self) -> Store:
-        if self._store is None:
-            from .store import Store, default_db_path
-
-            self._store = Store(self.db or default_db_path())
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-
-    def intake_options(self, *, record_all: bool = False,
-                       reopen_days: int | None = None) -> tuple[Mapping[str, str], dict[str, Any]]:
-        """The severity table and Store.receive's options, from intake.yaml of the desk config
-        (pydantic and YAML are imported only when there is such a file) and the command line."""
-        from .intake import SEVERITY, severity_table
-
-        config = None
-        if self.config is not None and (self.config / "intake.yaml").is_file():
-            from .config import IntakeConfig, load
-
-            config = load(self.config, "intake", IntakeConfig)
-        record_resolved = {"*"} if record_all else set(config.record_resolved) if config else set()
-        options = {"record_resolved": record_resolved, "mask_pii": bool(config and config.mask_pii),
-                   "reopen_days": reopen_days if reopen_days is not None
-                   else config.reopen_within_days if config else 14}
-        return (severity_table(config.severity) if config else SEVERITY), options
 
 
 def _version(value: bool) -> None:
@@ -158,22 +63,6 @@ def main(
     ctx.call_on_close(settings.close)
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.find_root().obj
-
-
-def _store(ctx: typer.Context) -> Store:
-    return _settings(ctx).store()
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
-
-
-def _note(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 # -- set-up ----------------------------------------------------------------------------------
 
 
@@ -183,7 +72,7 @@ def init(ctx: typer.Context) -> None:
 
     Example: sdesk --db ./desk.db init
     """
-    store = _store(ctx)
+    store = store_of(ctx)
     print(store.path)
 
 
@@ -197,7 +86,7 @@ def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-updat
 
     if name not in SCHEMAS:
         raise BadInput(f"unknown schema {name!r}; choose from {', '.join(SCHEMAS)}")
-    _print_json(SCHEMAS[name].model_json_schema())
+    print_json(SCHEMAS[name].model_json_schema())
 
 
 # -- intake ----------------------------------------------------------------------------------
@@ -268,7 +157,7 @@ def new(
 
     Example: sdesk new --format email ~/Maildir/support
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     args = args or []
     flags = {"description": description, "kind": kind, "priority": priority, "service": service, "ci": ci,
              "queue": queue, "requester": requester, "fingerprint": fingerprint}
@@ -291,9 +180,9 @@ def new(
     ticket = ticket_from_flags(args[0], labels=label, tags=tag, **flags)
     [(ticket_id, created)] = settings.store().intake([ticket], actor=settings.actor, source="cli")
     if not created:
-        _note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
+        note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
     if as_json:
-        _print_json({**settings.store().get_or_raise(ticket_id=ticket_id), "deduplicated": not created})
+        print_json({**settings.store().get_or_raise(ticket_id=ticket_id), "deduplicated": not created})
     else:
         print(lifecycle.ref(ticket_id))
 
@@ -336,7 +225,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                     write(json.dumps({"where": record.where, "format": used, "ticket": None, "action": "rejected",
                                       "error": record.error}, ensure_ascii=False) + "\n")
                 if len(total.rejected) < 20:
-                    _note(f"{name}: {record.where}: {record.error}")
+                    note(f"{name}: {record.where}: {record.error}")
                 total.rejected.append(record)
 
             advance, bar = _progress_bar(path.stat().st_size if path and line_mode else None)
@@ -356,13 +245,13 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
             for outcome, n in summary.outcomes.items():
                 total.outcomes[outcome] = total.outcomes.get(outcome, 0) + n
             counts = ", ".join(f"{n} {outcome}" for outcome, n in summary.outcomes.items())
-            _note(f"{name} ({used}): {counts or 'nothing'}" + (f", {len(summary.rejected)} rejected" if summary.rejected else ""))
+            note(f"{name} ({used}): {counts or 'nothing'}" + (f", {len(summary.rejected)} rejected" if summary.rejected else ""))
     finally:
         if reject_file:
             reject_file.close()
     if total.rejected:
         if rejects:
-            _note(f"{len(total.rejected)} rejected records written to {rejects}")
+            note(f"{len(total.rejected)} rejected records written to {rejects}")
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 
@@ -395,13 +284,13 @@ def list_(
     """
     if as_json + as_jsonl + as_csv > 1:
         raise BadInput("choose one of --json, --jsonl, --csv")
-    tickets = _store(ctx).list(
+    tickets = store_of(ctx).list(
         statuses=[str(s) for s in status], open_only=open_only, queue=queue, priorities=[str(p) for p in priority],
         assignee=assignee, service=service, tag=tag, kind=str(kind) if kind else None, text=text, sort=sort,
         limit=limit or None,
     )
     if as_json:
-        _print_json(tickets)
+        print_json(tickets)
     elif as_jsonl:
         sys.stdout.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in tickets)
     elif as_csv:
@@ -424,12 +313,12 @@ def show(
 
     Example: sdesk show SD-42
     """
-    store = _store(ctx)
+    store = store_of(ctx)
     ticket_id = lifecycle.parse_id(ticket)
     t = store.get_or_raise(ticket_id=ticket_id)
     events = store.events(ticket_id=ticket_id)
     if as_json:
-        _print_json({**t, "events": events})
+        print_json({**t, "events": events})
     else:
         from .render import print_ticket
 
@@ -440,9 +329,9 @@ def show(
 
 
 def _move(ctx: typer.Context, ticket: str, action: str, **kwargs: Any) -> None:
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     t = settings.store().move(ticket_id=lifecycle.parse_id(ticket), action=action, actor=settings.actor, **kwargs)
-    _note(f"{lifecycle.ref(t['id'])} is {t['status']}" + (f", assigned to {t['assignee']}" if t["assignee"] else ""))
+    note(f"{lifecycle.ref(t['id'])} is {t['status']}" + (f", assigned to {t['assignee']}" if t["assignee"] else ""))
 
 
 TicketArg = Annotated[str, typer.Argument(help="42 or SD-42.", show_default=False)]
@@ -501,7 +390,7 @@ def comment(ctx: typer.Context, ticket: TicketArg, text: Annotated[str, typer.Ar
 
     Example: sdesk comment SD-42 "Failover to the replica done, watching error rate"
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     settings.store().comment(ticket_id=lifecycle.parse_id(ticket), text=text, actor=settings.actor)
 
 
@@ -533,7 +422,7 @@ def update(
 
     from .models import TicketUpdate, describe
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     store = settings.store()
     ticket_id = lifecycle.parse_id(ticket)
     changes: dict[str, Any] = {
@@ -567,7 +456,7 @@ def update(
         raise BadInput(describe(e)) from None
     t = store.update(ticket_id=ticket_id, changes=valid, actor=settings.actor)
     if as_json:
-        _print_json(t)
+        print_json(t)
 
 
 @app.command()
@@ -580,7 +469,7 @@ def link(
 
     Example: sdesk link SD-43 --parent SD-42
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     settings.store().link(ticket_id=lifecycle.parse_id(ticket), parent_id=lifecycle.parse_id(parent),
                           actor=settings.actor)
 
@@ -606,7 +495,7 @@ def serve(
         from . import serve as server
     except ImportError as e:
         raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     db = settings.store().path
     settings.close()
     severity, options = settings.intake_options()
@@ -626,9 +515,9 @@ def audit_verify(
 
     Example: sdesk audit verify
     """
-    count, head = _store(ctx).verify_chain()
+    count, head = store_of(ctx).verify_chain()
     if as_json:
-        _print_json({"ok": True, "events": count, "head": head})
+        print_json({"ok": True, "events": count, "head": head})
     else:
         print(f"ok: {count} events, chain intact, head {head[:16]}")
 
@@ -645,7 +534,7 @@ def demo(ctx: typer.Context) -> None:
 
     # Only an explicit --db: a SDESK_DB in the environment is the user's real desk.
     source = ctx.find_root().get_parameter_source("db")
-    run_demo(_settings(ctx).db if source is not None and source.name == "COMMANDLINE" else None)
+    run_demo(settings_of(ctx).db if source is not None and source.name == "COMMANDLINE" else None)
 
 
 def run() -> None:

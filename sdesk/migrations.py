@@ -151,7 +151,104 @@ def m003_mail(db: Database) -> None:
     db.execute("CREATE INDEX attachments_ticket ON attachments(ticket_id)")
 
 
-STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail]
+def m004_cmdb_kb_problems(db: Database) -> None:
+    # Configuration items, their other names (as monitoring spells them) and typed relations:
+    # `source kind target` reads "checkout-api depends_on payments-db".
+    db.execute(
+        """
+        CREATE TABLE cis (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            tier INTEGER,
+            team TEXT,
+            environment TEXT,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE TABLE ci_aliases (alias TEXT PRIMARY KEY, ci_id INTEGER NOT NULL REFERENCES cis(id) ON DELETE CASCADE)")
+    db.execute("CREATE INDEX ci_aliases_ci ON ci_aliases(ci_id)")
+    db.execute(
+        """
+        CREATE TABLE ci_relations (
+            source_id INTEGER NOT NULL REFERENCES cis(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            target_id INTEGER NOT NULL REFERENCES cis(id) ON DELETE CASCADE,
+            PRIMARY KEY (source_id, kind, target_id)
+        ) WITHOUT ROWID
+        """
+    )
+    # Impact analysis walks relations upward: who needs this CI.
+    db.execute("CREATE INDEX ci_relations_target ON ci_relations(target_id, source_id)")
+    # Changes entered by people have a window, a risk and a status; those from sources (PagerDuty
+    # change events) are points in time.
+    for column in ("ends_at TEXT", "risk TEXT", "status TEXT NOT NULL DEFAULT 'completed'", "created_by TEXT"):
+        db.execute(f"ALTER TABLE changes ADD COLUMN {column}")
+    db.execute("CREATE INDEX changes_happened ON changes(happened_at)")
+    # A problem is a ticket of kind problem; its record, and the incidents linked to it.
+    db.execute(
+        """
+        CREATE TABLE problems (
+            ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id),
+            root_cause TEXT,
+            workaround TEXT,
+            known_error INTEGER NOT NULL DEFAULT 0,
+            fix TEXT
+        )
+        """
+    )
+    db.execute("ALTER TABLE tickets ADD COLUMN problem_id INTEGER REFERENCES tickets(id)")
+    db.execute("CREATE INDEX tickets_problem ON tickets(problem_id) WHERE problem_id IS NOT NULL")
+    # Similar tickets are looked up by CI.
+    db.execute("CREATE INDEX tickets_ci ON tickets(ci, id) WHERE ci IS NOT NULL")
+    # What enrichment found for a ticket when it arrived (CI, owner, dependents, changes, KB...).
+    db.execute("CREATE TABLE ticket_context (ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id), data TEXT NOT NULL)")
+    # Knowledge base: the current text of each article, every revision, and a full-text index.
+    db.execute(
+        """
+        CREATE TABLE kb_articles (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            slug TEXT UNIQUE,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            cis TEXT NOT NULL DEFAULT '[]',
+            owner TEXT,
+            review_days INTEGER NOT NULL DEFAULT 180,
+            revision INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            reviewed_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE kb_revisions (
+            article_id INTEGER NOT NULL REFERENCES kb_articles(id),
+            revision INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            cis TEXT NOT NULL,
+            PRIMARY KEY (article_id, revision)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
+    db.execute(
+        "CREATE TABLE kb_links (article_id INTEGER NOT NULL REFERENCES kb_articles(id), "
+        "ticket_id INTEGER NOT NULL REFERENCES tickets(id), at TEXT NOT NULL, PRIMARY KEY (article_id, ticket_id)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX kb_links_ticket ON kb_links(ticket_id)")
+
+
+STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems]
 SCHEMA_VERSION = len(STEPS)
 
 

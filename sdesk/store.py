@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,11 @@ from .errors import AuditBroken, BadInput, Conflict, NotFound, SdeskError
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
 from .signals import Signal
+from .store_cmdb import CmdbStore
+from .store_kb import KbStore
+
+if TYPE_CHECKING:
+    from .enrich import EnrichOptions, Enricher
 
 GENESIS = "0" * 64
 
@@ -133,11 +138,13 @@ class _Triggers:
     (how many more times it arrived). Monitoring resends a firing alert every few minutes; one
     event per resend would bury a ticket's history, and the alerts table keeps every arrival."""
 
-    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]], mask_pii: bool = False):
+    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]], mask_pii: bool = False,
+                 enricher: Enricher | None = None):
         self.tx = tx
         self.mask_pii = mask_pii
+        self.enricher = enricher
         self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences]
-        self.new: dict[int, tuple[tuple, dict[str, Any], list[str]]] = {}  # id -> row, created event, redactions
+        self.new: dict[int, tuple[dict[str, Any], str, list[str]]] = {}  # id -> ticket, source, redactions
         self.bumped: dict[int, list] = {}  # id -> [occurrences, repeats in this batch, last source]
         seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
         self.next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
@@ -161,28 +168,31 @@ class _Triggers:
             # The fingerprint is the dedup key and the requester the address replies go to: both
             # are kept as sent.
             t = {**clean, "fingerprint": fingerprint, "requester": t.get("requester")}
-        at = self.tx.at
-        row = (ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
-               to_json(t.get("tags") or []), source, at, at)
-        # The created event carries the whole input, so history can be rebuilt from events.
-        created = {k: v for k, v in t.items() if v is not None}
-        created["source"] = source
-        self.new[ticket_id] = (row, created, redacted)
+        self.new[ticket_id] = (t, source, redacted)
         if fingerprint:
             self.open[fingerprint] = [ticket_id, 1]
         return ticket_id, "created"
 
     def flush(self) -> None:
-        tx, rows = self.tx, []
-        for ticket_id, (row, created, redacted) in self.new.items():
+        tx, rows, contexts = self.tx, [], []
+        for ticket_id, (t, source, redacted) in self.new.items():
             bump = self.bumped.pop(ticket_id, None)
+            # The created event carries the whole input, so history can be rebuilt from events.
+            created = {k: v for k, v in t.items() if v is not None}
+            created["source"] = source
             if bump:
                 created["occurrences"] = bump[0]
-            rows.append((*row, bump[0] if bump else 1))
             tx.event(ticket_id, "created", created)
             if redacted:
                 tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
+            context = self.enricher.context(t, ticket_id) if self.enricher else None
+            if context:
+                t = self._apply(ticket_id, t, context)
+                contexts.append((ticket_id, to_json(context)))
+            rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
+                         to_json(t.get("tags") or []), source, tx.at, tx.at, bump[0] if bump else 1))
         tx.conn.executemany(INSERT_TICKET, rows)
+        tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
         for ticket_id, (occurrences, repeats, source) in self.bumped.items():
             tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source})
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
@@ -190,8 +200,23 @@ class _Triggers:
         self.new.clear()
         self.bumped.clear()
 
+    def _apply(self, ticket_id: int, t: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        """The CI, its owner team, and that team's queue when nothing set one, from the context."""
+        sets = {}
+        if context.get("ci") and not t.get("ci"):
+            sets["ci"] = context["ci"]
+        if context.get("team") and not t.get("team"):
+            sets["team"] = context["team"]
+            if not t.get("queue"):
+                sets["queue"] = context["team"]
+        summary = {k: context[k] for k in ("ci", "tier", "dependents_total") if context.get(k) is not None}
+        summary |= {"changes": len(context.get("changes", ())), "kb": [a["id"] for a in context.get("kb", ())],
+                    "similar": [s["id"] for s in context.get("similar", ())], "set": sets}
+        self.tx.event(ticket_id, "enriched", summary)
+        return {**t, **sets}
 
-class Store:
+
+class Store(CmdbStore, KbStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
@@ -335,7 +360,8 @@ class Store:
         return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
 
     def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
-                reopen_days: int = 14, mask_pii: bool = False) -> list[tuple[int | None, str]]:
+                reopen_days: int = 14, mask_pii: bool = False,
+                enrich: EnrichOptions | bool = True) -> list[tuple[int | None, str]]:
         """Apply what sources sent, in order and in one transaction, and keep every alert.
 
         A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
@@ -347,13 +373,16 @@ class Store:
         was resolved or closed less than reopen_days ago. Returns (ticket id or None, outcome)
         for each signal: created, deduplicated, resolved, acknowledged, commented, reopened,
         recorded or ignored. With mask_pii, email addresses and phone numbers are masked too.
+        A new ticket is enriched from the CMDB, changes and KB (enrich.py) unless enrich is False.
 
         Streams run through here at tens of thousands of alerts a second, so triggers are set
         based: one lookup of the batch's fingerprints, then one executemany per table."""
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
         with self._write(actor) as tx:
-            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {k for s in signals if (k := s.key)}), mask_pii)
+            enricher = self._enricher(enrich) if any(s.action == "trigger" for s in signals) else None
+            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {k for s in signals if (k := s.key)}), mask_pii,
+                              enricher)
             alert_rows = []
             for s in signals:
                 if s.thread is not None:
@@ -380,6 +409,26 @@ class Store:
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", alert_rows)
         return results
+
+    def _enricher(self, enrich: EnrichOptions | bool) -> Enricher | None:
+        """An enricher when there is something to enrich from (a CMDB or a KB)."""
+        if enrich is False or not self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM cis) OR EXISTS (SELECT 1 FROM kb_articles)").fetchone()[0]:
+            return None
+        from .enrich import EnrichOptions, Enricher
+
+        return Enricher(self, enrich if isinstance(enrich, EnrichOptions) else EnrichOptions())
+
+    def recent_on(self, *, ci: str, since: str, limit: int) -> list[dict[str, Any]]:
+        """Tickets on a CI that are open or were resolved since `since`, newest first."""
+        rows = self.conn.execute(
+            f"SELECT id, title, status, resolved_at FROM tickets WHERE ci = ? "
+            f"AND ({OPEN_SQL} OR resolved_at >= ?) ORDER BY id DESC LIMIT ?", (ci, since, limit))
+        return [dict(r) for r in rows]
+
+    def context(self, *, ticket_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT data FROM ticket_context WHERE ticket_id = ?", (ticket_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
 
     @staticmethod
     def _change(tx: _Tx, s: Signal, mask_pii: bool) -> None:

@@ -1,0 +1,262 @@
+"""The CMDB's logic, apart from storage: what a configuration item (CI) is, reading an estate
+from YAML or CSV, impact analysis over the relation graph, pictures of it, and which CI a
+ticket is about. Pure: no SQL, no terminal.
+
+Every relation `A kind B` means A needs B (`checkout-api depends_on payments-db`,
+`payments-db runs_on db-host-1`), so when B fails, A is affected: impact walks relations
+from target to source ("upward"), and `--upstream` walks them the other way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BadInput
+from .lifecycle import NAME_MAX
+
+CI_TYPES = ("service", "application", "host", "database", "queue", "cache", "network", "storage", "cluster", "saas")
+RELATIONS = ("depends_on", "runs_on", "part_of", "connects_to")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@\-]*")
+
+
+@dataclass
+class CI:
+    name: str
+    type: str
+    tier: int | None = None
+    team: str | None = None
+    environment: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)
+    relations: dict[str, list[str]] = field(default_factory=dict)  # kind -> target names
+
+    def record(self) -> dict[str, Any]:
+        """As stored and exported: comparable between a file and the store."""
+        return {"name": self.name, "type": self.type, "tier": self.tier, "team": self.team,
+                "environment": self.environment, "aliases": sorted(set(self.aliases)),
+                "attributes": dict(sorted(self.attributes.items())),
+                "relations": {k: sorted(set(v)) for k, v in sorted(self.relations.items()) if v}}
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name.strip()) or len(name.strip()) > NAME_MAX:
+        raise BadInput(f"{what}: {name!r} is not a CI name (letters, digits and . _ : / @ -, at most {NAME_MAX})")
+    return name.strip()
+
+
+def check_ci(data: Mapping[str, Any]) -> CI:
+    """A CI from one entry of an import file or from `cmdb add`; BadInput names the bad field."""
+    unknown = set(data) - {"name", "type", "tier", "team", "environment", "aliases", "attributes", *RELATIONS}
+    if unknown:
+        raise BadInput(f"{sorted(unknown)[0]}: unknown field (relations are {', '.join(RELATIONS)})")
+    name = check_name(data.get("name"))
+    kind = str(data.get("type") or "").strip().lower()
+    if kind not in CI_TYPES:
+        raise BadInput(f"{name}: type must be one of {', '.join(CI_TYPES)}")
+    tier = data.get("tier")
+    if tier in (None, ""):
+        tier = None
+    elif str(tier).strip() not in ("1", "2", "3", "4"):
+        raise BadInput(f"{name}: tier must be 1, 2, 3 or 4")
+    else:
+        tier = int(str(tier).strip())
+    attributes = data.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise BadInput(f"{name}: attributes must be a mapping")
+    ci = CI(name, kind, tier, _optional(data.get("team")), _optional(data.get("environment")),
+            [check_name(a, f"{name}: alias") for a in _list(data.get("aliases"), f"{name}: aliases")],
+            {str(k): "" if v is None else str(v) for k, v in attributes.items()})
+    for kind in RELATIONS:
+        targets = [check_name(t, f"{name}: {kind}") for t in _list(data.get(kind), f"{name}: {kind}")]
+        if targets:
+            ci.relations[kind] = targets
+    return ci
+
+
+def _optional(value: Any) -> str | None:
+    return str(value).strip() or None if value is not None else None
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v for v in (part.strip() for part in value.split(";")) if v]
+    if not isinstance(value, list):
+        raise BadInput(f"{what}: must be a list")
+    return value
+
+
+# -- reading an estate -----------------------------------------------------------------------
+
+
+def parse_estate(text: str, fmt: str, where: str) -> list[CI]:
+    """The CIs of a YAML (`cis: [...]`) or CSV file (a header row; aliases and relations as
+    `a;b;c`; any other column is an attribute). Errors name the file and line. Relations must
+    name CIs of the same file or ones already stored (checked by the store)."""
+    entries = _yaml_entries(text, where) if fmt == "yaml" else _csv_entries(text, where)
+    seen: dict[str, int] = {}
+    cis = []
+    for line, entry in entries:
+        try:
+            ci = check_ci(entry)
+        except BadInput as e:
+            raise BadInput(f"{where}:{line}: {e}") from None
+        if ci.name in seen:
+            raise BadInput(f"{where}:{line}: {ci.name}: duplicate name (first at line {seen[ci.name]})")
+        seen[ci.name] = line
+        cis.append(ci)
+    return cis
+
+
+def _yaml_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise BadInput(f"{where}:{mark.line + 1 if mark else 1}: {getattr(e, 'problem', None) or e}") from None
+    if data is None:
+        return []
+    items = data.get("cis") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise BadInput(f"{where}:1: expected a list of CIs under 'cis:'")
+    seq = node.value if isinstance(node, yaml.SequenceNode) else next(
+        (v.value for k, v in node.value if k.value == "cis" and isinstance(v, yaml.SequenceNode)), [])
+    out = []
+    for i, item in enumerate(items):
+        line = seq[i].start_mark.line + 1 if i < len(seq) else 1
+        if not isinstance(item, dict):
+            raise BadInput(f"{where}:{line}: a CI must be a mapping with at least name and type")
+        out.append((line, item))
+    return out
+
+
+def _csv_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "name" not in reader.fieldnames:
+        raise BadInput(f"{where}:1: a CSV estate needs a header row with at least name and type")
+    known = {"name", "type", "tier", "team", "environment", "aliases", *RELATIONS}
+    out = []
+    try:
+        for row in reader:
+            if None in row:
+                raise BadInput(f"{where}:{reader.line_num}: more fields than the header has")
+            entry: dict[str, Any] = {k: v for k, v in row.items() if k in known}
+            entry["attributes"] = {k: v for k, v in row.items() if k not in known and v}
+            out.append((reader.line_num, entry))
+    except csv.Error as e:
+        raise BadInput(f"{where}:{reader.line_num}: {e}") from None
+    return out
+
+
+def estate_yaml(records: list[dict[str, Any]]) -> str:
+    """An export that `cmdb import` reads back unchanged."""
+    import yaml
+
+    cis = []
+    for r in records:
+        entry = {k: r[k] for k in ("name", "type", "tier", "team", "environment") if r.get(k) is not None}
+        if r["aliases"]:
+            entry["aliases"] = r["aliases"]
+        if r["attributes"]:
+            entry["attributes"] = r["attributes"]
+        entry.update(r["relations"])
+        cis.append(entry)
+    return yaml.safe_dump({"cis": cis}, sort_keys=False, allow_unicode=True)
+
+
+# -- impact ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Reached:
+    name: str
+    depth: int
+    path: list[str]  # from the start to this CI
+    via: str  # the relation kind of the last step
+
+
+def walk(start: str, neighbours: Callable[[list[str]], Mapping[str, list[tuple[str, str]]]],
+         depth: int | None = None) -> list[Reached]:
+    """Breadth first from `start`: each CI once, at its shortest distance, with one shortest
+    path. `neighbours(names)` returns, for a frontier, name -> [(kind, next name)]: one call per
+    level, so the store answers a level with one query. Cycles end because a CI is visited once."""
+    seen = {start}
+    frontier = [Reached(start, 0, [start], "")]
+    out: list[Reached] = []
+    level = 0
+    while frontier and (depth is None or level < depth):
+        level += 1
+        nexts = neighbours([r.name for r in frontier])
+        following = []
+        for r in frontier:
+            for kind, name in nexts.get(r.name, ()):
+                if name not in seen:
+                    seen.add(name)
+                    reached = Reached(name, level, r.path + [name], kind)
+                    following.append(reached)
+                    out.append(reached)
+        frontier = following
+    return out
+
+
+def to_dot(start: str, reached: Iterable[Reached], upstream: bool) -> str:
+    lines = ["digraph impact {", "  rankdir=LR;", f"  {_quote(start)} [style=bold];"]
+    for r in reached:
+        a, b = r.path[-2], r.name
+        # Arrows point the way the relation reads: dependent -> dependency.
+        src, dst = (a, b) if upstream else (b, a)
+        lines.append(f"  {_quote(src)} -> {_quote(dst)} [label={_quote(r.via)}];")
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def to_mermaid(start: str, reached: Iterable[Reached], upstream: bool) -> str:
+    ids: dict[str, str] = {}
+
+    def node(name: str) -> str:
+        if name not in ids:
+            ids[name] = f"n{len(ids)}"
+            return f'{ids[name]}["{name}"]'
+        return ids[name]
+
+    lines = ["graph LR", f"  {node(start)}"]
+    for r in reached:
+        a, b = r.path[-2], r.name
+        src, dst = (a, b) if upstream else (b, a)
+        lines.append(f"  {node(src)} -->|{r.via}| {node(dst)}")
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# -- which CI a ticket is about ------------------------------------------------------------------
+
+# Where a ticket names its CI, most specific first (configurable in enrich.yaml).
+DEFAULT_MATCH_LABELS = ("ci", "service", "job", "instance", "host", "hostname", "app", "application", "component")
+
+
+def match_keys(ticket: Mapping[str, Any], labels: Iterable[str] = DEFAULT_MATCH_LABELS) -> list[str]:
+    """The names a ticket might call its CI, best first: its ci and service fields, then the
+    labels in order; `host:9100` is also tried as `host`, and `host.example.com` as `host`."""
+    values = [ticket.get("ci"), ticket.get("service")]
+    ticket_labels = ticket.get("labels") or {}
+    values += [ticket_labels.get(name) for name in labels]
+    keys: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            continue
+        value = value.strip().lower()
+        for key in (value, value.rsplit(":", 1)[0], value.split(".", 1)[0]):
+            if key and key not in keys:
+                keys.append(key)
+    return keys

@@ -1,0 +1,133 @@
+"""What every command shares: the Typer group that turns expected errors into one line and an
+exit code, the global settings (database, actor, desk config), and output helpers.
+
+Imported by every command module, so it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from typer.core import TyperGroup
+
+from ..errors import ExitCode, SdeskError
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+
+GLOBAL_OPTIONS = ("--db", "--as", "--config")
+
+
+class Group(TyperGroup):
+    """Turns expected errors into one line on stderr and a named exit code, and takes the
+    global options anywhere on the line (`sdesk demo --db x.db` as well as `sdesk --db x.db demo`)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = _hoist_global_options(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        import sqlite3
+
+        try:
+            return super().invoke(ctx)
+        except SdeskError as e:
+            _fail(str(e), e.code)
+        except sqlite3.Error as e:
+            _fail(f"database: {e}", ExitCode.ERROR)
+
+
+def _hoist_global_options(args: list[str]) -> list[str]:
+    """Move --db/--as (and their values) to the front, before the command name."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_OPTIONS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(int(code))
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name, as in some containers
+        return "unknown"
+
+
+class Settings:
+    def __init__(self, db: Path | None, actor: str | None, config: Path | None = None):
+        self.db = db
+        self.config = config
+        self.actor = actor or _login()
+        self._store: Store | None = None
+
+    def store(self) -> Store:
+        if self._store is None:
+            from ..store import Store, default_db_path
+
+            self._store = Store(self.db or default_db_path())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def intake_options(self, *, record_all: bool = False,
+                       reopen_days: int | None = None) -> tuple[Mapping[str, str], dict[str, Any]]:
+        """The severity table and Store.receive's options, from intake.yaml of the desk config
+        (pydantic and YAML are imported only when there is such a file) and the command line."""
+        from ..intake import SEVERITY, severity_table
+
+        config = None
+        if self.config is not None and (self.config / "intake.yaml").is_file():
+            from ..config import IntakeConfig, load
+
+            config = load(self.config, "intake", IntakeConfig)
+        record_resolved = {"*"} if record_all else set(config.record_resolved) if config else set()
+        options = {"record_resolved": record_resolved, "mask_pii": bool(config and config.mask_pii),
+                   "reopen_days": reopen_days if reopen_days is not None
+                   else config.reopen_within_days if config else 14}
+        return (severity_table(config.severity) if config else SEVERITY), options
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    return ctx.find_root().obj
+
+
+def store_of(ctx: typer.Context) -> Store:
+    return settings_of(ctx).store()
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+

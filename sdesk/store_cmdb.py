@@ -1,0 +1,272 @@
+"""The Store's CMDB and change records (a part of `Store`, split out to keep files small).
+
+CI names are matched case-insensitively through `ci_aliases`, which holds every CI's own name
+and its aliases in lower case: one indexed lookup answers "which CI is `db-billing-2`?".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .cmdb import CI, RELATIONS
+from .errors import BadInput, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from .store import _Tx
+
+
+def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class CmdbStore:
+    conn: sqlite3.Connection
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def ci_records(self, *, names: list[str] | None = None, type_: str | None = None,
+                   team: str | None = None) -> list[dict[str, Any]]:
+        """CIs (all, or those named) as `CI.record()` dicts, by name."""
+        where, args = [], []
+        if names is not None:
+            where.append(f"name IN ({','.join('?' * len(names))})")
+            args += names
+        if type_:
+            where.append("type = ?")
+            args.append(type_)
+        if team:
+            where.append("team = ?")
+            args.append(team)
+        rows = self.conn.execute(
+            "SELECT id, name, type, tier, team, environment, attributes FROM cis"
+            + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY name", args).fetchall()
+        ids = [r["id"] for r in rows]
+        aliases: dict[int, list[str]] = {}
+        relations: dict[int, dict[str, list[str]]] = {}
+        for part in _chunks(ids):
+            marks = ",".join("?" * len(part))
+            for ci_id, alias in self.conn.execute(
+                    f"SELECT a.ci_id, a.alias FROM ci_aliases a JOIN cis c ON c.id = a.ci_id "
+                    f"WHERE a.ci_id IN ({marks}) AND a.alias != lower(c.name)", part):
+                aliases.setdefault(ci_id, []).append(alias)
+            for source, kind, target in self.conn.execute(
+                    f"SELECT r.source_id, r.kind, t.name FROM ci_relations r JOIN cis t ON t.id = r.target_id "
+                    f"WHERE r.source_id IN ({marks})", part):
+                relations.setdefault(source, {}).setdefault(kind, []).append(target)
+        return [CI(r["name"], r["type"], r["tier"], r["team"], r["environment"], aliases.get(r["id"], []),
+                   orjson.loads(r["attributes"]), relations.get(r["id"], {})).record() for r in rows]
+
+    def ci_get(self, *, name: str) -> dict[str, Any]:
+        """One CI (by name or alias) with its relations both ways."""
+        row = self._ci_row(name)
+        [record] = self.ci_records(names=[row["name"]])
+        needed_by: dict[str, list[str]] = {}
+        for kind, source in self.conn.execute(
+                "SELECT r.kind, s.name FROM ci_relations r JOIN cis s ON s.id = r.source_id WHERE r.target_id = ? "
+                "ORDER BY s.name", (row["id"],)):
+            needed_by.setdefault(kind, []).append(source)
+        return {**record, "needed_by": needed_by}
+
+    def ci_find(self, keys: list[str]) -> dict[str, Any] | None:
+        """The CI the first of `keys` (lower-case names or aliases) names, or None."""
+        if not keys:
+            return None
+        rows = self.conn.execute(
+            f"SELECT a.alias, c.id, c.name, c.type, c.tier, c.team FROM ci_aliases a JOIN cis c ON c.id = a.ci_id "
+            f"WHERE a.alias IN ({','.join('?' * len(keys))})", keys).fetchall()
+        by_key = {r["alias"]: r for r in rows}
+        for key in keys:
+            if key in by_key:
+                return dict(by_key[key])
+        return None
+
+    def ci_neighbours(self, names: list[str], *, upstream: bool) -> dict[str, list[tuple[str, str]]]:
+        """For each CI named: [(relation kind, CI)] one step away. Downstream of X are the CIs
+        that need X (they are affected when X fails); upstream, the CIs X needs."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        near, far = ("target_id", "source_id") if not upstream else ("source_id", "target_id")
+        for part in _chunks(names):
+            rows = self.conn.execute(
+                f"SELECT a.name, r.kind, b.name FROM cis a JOIN ci_relations r ON r.{near} = a.id "
+                f"JOIN cis b ON b.id = r.{far} WHERE a.name IN ({','.join('?' * len(part))}) ORDER BY b.name", part)
+            for a, kind, b in rows:
+                out.setdefault(a, []).append((kind, b))
+        return out
+
+    def ci_tiers(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for part in _chunks(names):
+            for r in self.conn.execute(
+                    f"SELECT name, type, tier, team FROM cis WHERE name IN ({','.join('?' * len(part))})", part):
+                out[r["name"]] = dict(r)
+        return out
+
+    def ci_name(self, name: str) -> str:
+        """The stored name of the CI `name` (a name or alias, any case); NotFound otherwise."""
+        return self._ci_row(name)["name"]
+
+    def _ci_row(self, name: str) -> sqlite3.Row:
+        row = self.conn.execute(
+            "SELECT c.* FROM ci_aliases a JOIN cis c ON c.id = a.ci_id WHERE a.alias = ?",
+            (name.strip().lower(),)).fetchone()
+        if row is None:
+            raise NotFound(f"no CI named {name!r} (sdesk cmdb list shows them)")
+        return row
+
+    def ci_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM cis").fetchone()[0]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def cmdb_import(self, cis: list[CI], *, actor: str, prune: bool = False) -> dict[str, list[str]]:
+        """Upsert an estate in one transaction: a CI in the file is created or brought in line
+        with it (fields, aliases, and the relations it lists); with prune, CIs
+        not in the file are removed. Returns the names created, updated, unchanged, removed."""
+        summary: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "removed": []}
+        with self._write(actor) as tx:
+            stored = {r["name"]: r for r in self.ci_records()}
+            known = set(stored) | {ci.name for ci in cis}
+            for ci in cis:
+                for kind, targets in ci.relations.items():
+                    missing = [t for t in targets if t not in known]
+                    if missing:
+                        raise BadInput(f"{ci.name}: {kind} {missing[0]}: no such CI in the file or the CMDB")
+            for ci in cis:
+                before = stored.get(ci.name)
+                if before is None:
+                    self._ci_insert(tx, ci)
+                    summary["created"].append(ci.name)
+                elif before != ci.record():
+                    self._ci_replace(tx, ci)
+                    summary["updated"].append(ci.name)
+                else:
+                    summary["unchanged"].append(ci.name)
+            self._ci_relink(tx, [ci for ci in cis if ci.name in summary["created"] + summary["updated"]])
+            if prune:
+                names = {ci.name for ci in cis}
+                gone = sorted(set(stored) - names)
+                for part in _chunks(gone):
+                    tx.conn.execute(f"DELETE FROM cis WHERE name IN ({','.join('?' * len(part))})", part)
+                summary["removed"] = gone
+            tx.event(None, "cmdb_imported", {k: len(v) for k, v in summary.items()})
+        return summary
+
+    def ci_add(self, ci: CI, *, actor: str) -> None:
+        with self._write(actor) as tx:
+            if tx.conn.execute("SELECT 1 FROM cis WHERE name = ?", (ci.name,)).fetchone():
+                raise Conflict(f"CI {ci.name!r} exists; use cmdb import to change it")
+            self._ci_insert(tx, ci)
+            self._ci_relink(tx, [ci])
+            tx.event(None, "ci_added", ci.record())
+
+    def ci_link(self, source: str, kind: str, target: str, *, actor: str, unlink: bool = False) -> bool:
+        """Add (or remove) `source kind target`; False when there was nothing to do."""
+        if kind not in RELATIONS:
+            raise BadInput(f"relation {kind!r}: choose from {', '.join(RELATIONS)}")
+        with self._write(actor) as tx:
+            a, b = self._ci_row(source), self._ci_row(target)
+            if a["id"] == b["id"]:
+                raise BadInput(f"{a['name']} cannot {kind} itself")
+            if unlink:
+                done = tx.conn.execute("DELETE FROM ci_relations WHERE source_id = ? AND kind = ? AND target_id = ?",
+                                       (a["id"], kind, b["id"])).rowcount
+            else:
+                done = tx.conn.execute("INSERT OR IGNORE INTO ci_relations VALUES (?, ?, ?)",
+                                       (a["id"], kind, b["id"])).rowcount
+            if done:
+                tx.event(None, "ci_unlinked" if unlink else "ci_linked",
+                         {"source": a["name"], "kind": kind, "target": b["name"]})
+        return bool(done)
+
+    def _ci_insert(self, tx: _Tx, ci: CI) -> None:
+        cur = tx.conn.execute(
+            "INSERT INTO cis (name, type, tier, team, environment, attributes, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ci.name, ci.type, ci.tier, ci.team, ci.environment, orjson.dumps(ci.attributes).decode(), tx.at, tx.at))
+        self._ci_aliases(tx, cur.lastrowid, ci)
+
+    def _ci_replace(self, tx: _Tx, ci: CI) -> None:
+        ci_id = tx.conn.execute("SELECT id FROM cis WHERE name = ?", (ci.name,)).fetchone()[0]
+        tx.conn.execute("UPDATE cis SET type = ?, tier = ?, team = ?, environment = ?, attributes = ?, updated_at = ? "
+                        "WHERE id = ?", (ci.type, ci.tier, ci.team, ci.environment,
+                                         orjson.dumps(ci.attributes).decode(), tx.at, ci_id))
+        tx.conn.execute("DELETE FROM ci_aliases WHERE ci_id = ?", (ci_id,))
+        self._ci_aliases(tx, ci_id, ci)
+
+    @staticmethod
+    def _ci_aliases(tx: _Tx, ci_id: int, ci: CI) -> None:
+        for alias in dict.fromkeys([ci.name.lower(), *(a.lower() for a in ci.aliases)]):
+            owner = tx.conn.execute("SELECT c.name FROM ci_aliases a JOIN cis c ON c.id = a.ci_id WHERE a.alias = ?",
+                                    (alias,)).fetchone()
+            if owner is not None:
+                raise Conflict(f"{ci.name}: {alias!r} already names CI {owner[0]!r}")
+            tx.conn.execute("INSERT INTO ci_aliases (alias, ci_id) VALUES (?, ?)", (alias, ci_id))
+
+    @staticmethod
+    def _ci_relink(tx: _Tx, cis: list[CI]) -> None:
+        """Each CI's outgoing relations become those it lists."""
+        if not cis:
+            return
+        ids = dict(tx.conn.execute("SELECT name, id FROM cis"))
+        for ci in cis:
+            tx.conn.execute("DELETE FROM ci_relations WHERE source_id = ?", (ids[ci.name],))
+            tx.conn.executemany("INSERT OR IGNORE INTO ci_relations VALUES (?, ?, ?)",
+                                [(ids[ci.name], kind, ids[t]) for kind, targets in ci.relations.items()
+                                 for t in targets if t != ci.name])
+
+    # -- change records --------------------------------------------------------------------
+
+    def change_add(self, *, title: str, ci: str | None, start: str, end: str | None, risk: str | None,
+                   status: str, actor: str, data: dict[str, Any] | None = None) -> int:
+        with self._write(actor) as tx:
+            name = self.ci_name(ci) if ci else None
+            service = name
+            cur = tx.conn.execute(
+                "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data, ends_at, risk, status, "
+                "created_by) VALUES ('sdesk', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (title, service, name, start, tx.at, orjson.dumps(data or {}).decode(), end, risk, status, actor))
+            tx.event(None, "change_recorded", {"change": cur.lastrowid, "title": title, "ci": name, "status": status})
+            return cur.lastrowid
+
+    def change_status(self, change_id: int, status: str, *, actor: str) -> dict[str, Any]:
+        with self._write(actor) as tx:
+            before = self.change_get(change_id)
+            tx.conn.execute("UPDATE changes SET status = ? WHERE id = ?", (status, change_id))
+            tx.event(None, "change_status", {"change": change_id, "from": before["status"], "to": status})
+        return self.change_get(change_id)
+
+    def change_get(self, change_id: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM changes WHERE id = ?", (change_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no change CH-{change_id}")
+        return _change(row)
+
+    def change_list(self, *, cis: list[str] | None = None, since: str | None = None, until: str | None = None,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+        """Changes, newest first: on any of `cis` (by CI or service name) and starting in [since, until]."""
+        where, args = [], []
+        if cis is not None:
+            marks = ",".join("?" * len(cis))
+            where.append(f"(ci IN ({marks}) OR service IN ({marks}))")
+            args += cis + cis
+        if since:
+            where.append("happened_at >= ?")
+            args.append(since)
+        if until:
+            where.append("happened_at <= ?")
+            args.append(until)
+        sql = "SELECT * FROM changes" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY happened_at DESC, id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_change(r) for r in self.conn.execute(sql, args)]
+
+
+def _change(row: sqlite3.Row) -> dict[str, Any]:
+    c = dict(row)
+    c["data"] = orjson.loads(c["data"])
+    return c

@@ -1,0 +1,190 @@
+"""The Store's knowledge base (a part of `Store`, split out to keep files small).
+
+Each article's current text is in `kb_articles`, every version in `kb_revisions`, and its words
+in the FTS5 table `kb_fts` (rowid = article id), kept in step in the same transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import BadInput, NotFound
+from .redact import redact_strings
+
+if TYPE_CHECKING:
+    from .store import _Tx
+
+CONTENT = ("title", "body", "tags", "cis", "owner", "review_days")
+SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # marks around matched words in snippets
+
+
+def _article(row: sqlite3.Row) -> dict[str, Any]:
+    a = dict(row)
+    a["tags"] = orjson.loads(a["tags"])
+    a["cis"] = orjson.loads(a["cis"])
+    return a
+
+
+def kb_ref(article_id: int) -> str:
+    return f"KB-{article_id}"
+
+
+def parse_kb_id(text: str) -> int:
+    t = text.strip().upper().removeprefix("KB-")
+    if not t.isdigit() or int(t) < 1:
+        raise BadInput(f"{text!r} is not an article id (KB-12 or 12)")
+    return int(t)
+
+
+class KbStore:
+    conn: sqlite3.Connection
+
+    def kb_add(self, article: dict[str, Any], *, actor: str, slug: str | None = None) -> int:
+        with self._write(actor) as tx:
+            return self._kb_insert(tx, article, slug)
+
+    def kb_edit(self, article_id: int, changes: dict[str, Any], *, actor: str) -> tuple[dict[str, Any], bool]:
+        """Apply `changes` (content fields); a new revision when anything differs."""
+        with self._write(actor) as tx:
+            before = self.kb_get(article_id)
+            changed = self._kb_revise(tx, before, {**{k: before[k] for k in CONTENT}, **changes})
+        return self.kb_get(article_id), changed
+
+    def kb_sync(self, articles: list[tuple[str, dict[str, Any]]], *, actor: str) -> dict[str, list[str]]:
+        """Upsert articles by slug (a file's name in a synced folder), all in one transaction."""
+        summary: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
+        with self._write(actor) as tx:
+            for slug, article in articles:
+                row = tx.conn.execute("SELECT * FROM kb_articles WHERE slug = ?", (slug,)).fetchone()
+                if row is None:
+                    self._kb_insert(tx, article, slug)
+                    summary["created"].append(slug)
+                elif self._kb_revise(tx, _article(row), article):
+                    summary["updated"].append(slug)
+                else:
+                    summary["unchanged"].append(slug)
+        return summary
+
+    def kb_get(self, article_id: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM kb_articles WHERE id = ?", (article_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no article {kb_ref(article_id)}")
+        return _article(row)
+
+    def kb_list(self, *, tag: str | None = None, ci: str | None = None, due_before: str | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
+        """Articles (without bodies), by id; due_before: only those whose review falls due before then."""
+        where, args = self._kb_filters(tag, ci)
+        if due_before:
+            where.append("datetime(reviewed_at, '+' || review_days || ' days') < datetime(?)")
+            args.append(due_before)
+        sql = ("SELECT id, slug, title, tags, cis, owner, review_days, revision, created_at, updated_at, reviewed_at "
+               "FROM kb_articles a" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_article(r) for r in self.conn.execute(sql, args)]
+
+    def kb_search(self, match: str, *, tag: str | None = None, ci: str | None = None,
+                  limit: int = 10) -> list[dict[str, Any]]:
+        """Articles matching an FTS5 expression, best first (bm25: a word in the title or tags
+        counts more than one in the body), each with a snippet of its body."""
+        where, args = self._kb_filters(tag, ci)
+        sql = (
+            f"SELECT a.id, a.title, a.tags, a.cis, a.owner, a.updated_at, a.reviewed_at, a.review_days, "
+            f"snippet(kb_fts, 1, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 16) AS snippet, "
+            f"bm25(kb_fts, 10.0, 1.0, 5.0, 3.0) AS score "
+            f"FROM kb_fts JOIN kb_articles a ON a.id = kb_fts.rowid WHERE kb_fts MATCH ?"
+            + "".join(f" AND {w}" for w in where) + " ORDER BY score LIMIT ?")
+        try:
+            return [_article(r) for r in self.conn.execute(sql, [match, *args, limit])]
+        except sqlite3.OperationalError as e:
+            raise BadInput(f"search: {e}") from None
+
+    def kb_history(self, article_id: int) -> list[dict[str, Any]]:
+        self.kb_get(article_id)
+        rows = self.conn.execute("SELECT * FROM kb_revisions WHERE article_id = ? ORDER BY revision", (article_id,))
+        return [_article(r) for r in rows]
+
+    def kb_review(self, article_id: int, *, actor: str) -> dict[str, Any]:
+        with self._write(actor) as tx:
+            self.kb_get(article_id)
+            tx.conn.execute("UPDATE kb_articles SET reviewed_at = ? WHERE id = ?", (tx.at, article_id))
+            tx.event(None, "kb_reviewed", {"article": article_id})
+        return self.kb_get(article_id)
+
+    def kb_link(self, article_id: int, ticket_id: int, *, actor: str) -> bool:
+        with self._write(actor) as tx:
+            article = self.kb_get(article_id)
+            self._current(tx, ticket_id)
+            done = tx.conn.execute("INSERT OR IGNORE INTO kb_links VALUES (?, ?, ?)",
+                                   (article_id, ticket_id, tx.at)).rowcount
+            if done:
+                tx.event(ticket_id, "kb_linked", {"article": article_id, "title": article["title"]})
+        return bool(done)
+
+    def kb_linked(self, ticket_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT a.id, a.title, a.tags, a.cis FROM kb_links l JOIN kb_articles a ON a.id = l.article_id "
+            "WHERE l.ticket_id = ? ORDER BY l.at", (ticket_id,))
+        return [_article(r) for r in rows]
+
+    def kb_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM kb_articles").fetchone()[0]
+
+    # -- internals -----------------------------------------------------------------------
+
+    @staticmethod
+    def _kb_filters(tag: str | None, ci: str | None) -> tuple[list[str], list[Any]]:
+        where, args = [], []
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(a.tags) WHERE value = ?)")
+            args.append(tag)
+        if ci:
+            where.append("EXISTS (SELECT 1 FROM json_each(a.cis) WHERE lower(value) = lower(?))")
+            args.append(ci)
+        return where, args
+
+    @staticmethod
+    def _clean(article: dict[str, Any]) -> dict[str, Any]:
+        # Runbook docs get pasted from terminals: secrets out, as for tickets.
+        clean, _ = redact_strings({k: article[k] for k in CONTENT})
+        return clean
+
+    def _kb_insert(self, tx: _Tx, article: dict[str, Any], slug: str | None) -> int:
+        a = self._clean(article)
+        tags, cis = orjson.dumps(a["tags"]).decode(), orjson.dumps(a["cis"]).decode()
+        cur = tx.conn.execute(
+            "INSERT INTO kb_articles (slug, title, body, tags, cis, owner, review_days, revision, created_at, "
+            "updated_at, reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            (slug, a["title"], a["body"], tags, cis, a["owner"], a["review_days"], tx.at, tx.at, tx.at))
+        article_id = cur.lastrowid
+        self._kb_index(tx, article_id, a, tags, cis, revision=1)
+        tx.event(None, "kb_created", {"article": article_id, "title": a["title"], "slug": slug})
+        return article_id
+
+    def _kb_revise(self, tx: _Tx, before: dict[str, Any], article: dict[str, Any]) -> bool:
+        a = self._clean(article)
+        if all(a[k] == before[k] for k in CONTENT):
+            return False
+        revision = before["revision"] + 1
+        tags, cis = orjson.dumps(a["tags"]).decode(), orjson.dumps(a["cis"]).decode()
+        # An edit is a review: whoever changed it has read it.
+        tx.conn.execute(
+            "UPDATE kb_articles SET title = ?, body = ?, tags = ?, cis = ?, owner = ?, review_days = ?, revision = ?, "
+            "updated_at = ?, reviewed_at = ? WHERE id = ?",
+            (a["title"], a["body"], tags, cis, a["owner"], a["review_days"], revision, tx.at, tx.at, before["id"]))
+        tx.conn.execute("DELETE FROM kb_fts WHERE rowid = ?", (before["id"],))
+        self._kb_index(tx, before["id"], a, tags, cis, revision)
+        tx.event(None, "kb_revised", {"article": before["id"], "revision": revision,
+                                      "fields": [k for k in CONTENT if a[k] != before[k]]})
+        return True
+
+    @staticmethod
+    def _kb_index(tx: _Tx, article_id: int, a: dict[str, Any], tags: str, cis: str, revision: int) -> None:
+        tx.conn.execute("INSERT INTO kb_fts (rowid, title, body, tags, cis) VALUES (?, ?, ?, ?, ?)",
+                        (article_id, a["title"], a["body"], " ".join(a["tags"]), " ".join(a["cis"])))
+        tx.conn.execute("INSERT INTO kb_revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (article_id, revision, tx.at, tx.actor, a["title"], a["body"], tags, cis))
