@@ -40,6 +40,18 @@ audit_app = typer.Typer(cls=Group, help="Check the tamper-evident event history.
 app.add_typer(audit_app, name="audit")
 
 
+def _register_groups() -> None:
+    from .commands import cmdb, kb, work
+
+    app.add_typer(cmdb.app, name="cmdb")
+    app.add_typer(kb.app, name="kb")
+    app.add_typer(work.change_app, name="change")
+    app.add_typer(work.problem_app, name="problem")
+
+
+_register_groups()
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"sdesk {__version__}")
@@ -307,9 +319,10 @@ def list_(
 def show(
     ctx: typer.Context,
     ticket: Annotated[str, typer.Argument(help="42 or SD-42.")],
-    as_json: Annotated[bool, typer.Option("--json", help="The ticket with its events.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The ticket with its context and events.")] = False,
 ) -> None:
-    """Show a ticket: its fields and the timeline of events.
+    """Show a ticket: its fields, its context (CI, blast radius, recent changes, KB articles,
+    similar tickets) and the timeline of events.
 
     Example: sdesk show SD-42
     """
@@ -317,12 +330,13 @@ def show(
     ticket_id = lifecycle.parse_id(ticket)
     t = store.get_or_raise(ticket_id=ticket_id)
     events = store.events(ticket_id=ticket_id)
+    context, linked = store.context(ticket_id=ticket_id), store.kb_linked(ticket_id)
     if as_json:
-        print_json({**t, "events": events})
+        print_json({**t, "context": context, "kb_linked": linked, "events": events})
     else:
         from .render import print_ticket
 
-        print_ticket(t, events, store.children(ticket_id=ticket_id))
+        print_ticket(t, events, store.children(ticket_id=ticket_id), context, linked)
 
 
 # -- working a ticket ------------------------------------------------------------------------
@@ -376,12 +390,27 @@ def resolve(
     ticket: TicketArg,
     resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it.")],
     code: Annotated[Optional[str], typer.Option(help="A resolution code, e.g. fixed, workaround, duplicate.")] = None,
+    kb: Annotated[bool, typer.Option("--kb", help="Also draft a KB article from the ticket, its context and the resolution, linked to it.")] = False,
 ) -> None:
     """Resolve a ticket with what fixed it.
 
     Example: sdesk resolve SD-42 -r "Rotated the expired TLS certificate" --code fixed
+
+    Example: sdesk resolve SD-42 -r "Failed over to the replica" --kb
     """
+    settings = settings_of(ctx)
+    store = settings.store()
+    ticket_id = lifecycle.parse_id(ticket)
+    draft = None
+    if kb:
+        from .kb import draft_from_ticket
+
+        draft = draft_from_ticket(store.get_or_raise(ticket_id=ticket_id), store.context(ticket_id=ticket_id), resolution)
     _move(ctx, ticket, "resolve", resolution=resolution, code=code)
+    if draft is not None:
+        article_id = store.kb_add(draft, actor=settings.actor)
+        store.kb_link(article_id, ticket_id, actor=settings.actor)
+        note(f"drafted KB-{article_id} \"{draft['title']}\": review it with sdesk kb edit KB-{article_id}")
 
 
 @app.command()

@@ -2,9 +2,10 @@
 from YAML or CSV, impact analysis over the relation graph, pictures of it, and which CI a
 ticket is about. Pure: no SQL, no terminal.
 
-Every relation `A kind B` means A needs B (`checkout-api depends_on payments-db`,
-`payments-db runs_on db-host-1`), so when B fails, A is affected: impact walks relations
-from target to source ("upward"), and `--upstream` walks them the other way.
+A relation `A depends_on B` (or runs_on, connects_to) means A needs B, so when B fails, A is
+affected; `A part_of B` means B needs A (a business service is affected when one of its parts
+fails). Impact walks from what fails to what needs it ("upward"); `--upstream` walks the
+other way, to what a CI needs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .lifecycle import NAME_MAX
 
 CI_TYPES = ("service", "application", "host", "database", "queue", "cache", "network", "storage", "cluster", "saas")
 RELATIONS = ("depends_on", "runs_on", "part_of", "connects_to")
+CONTAINS = "part_of"  # the one relation whose target needs its source
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@\-]*")
 
 

@@ -22,8 +22,9 @@ FIELDS = ("title", "tags", "cis", "owner", "review_days")
 
 
 def parse_article(text: str, where: str = "article") -> dict[str, Any]:
-    """An article from Markdown, with optional front matter (title, tags, cis, owner,
-    review_days). Without a title there, the first `# heading` is the title."""
+    """The fields of an article in Markdown, with optional front matter (title, tags, cis,
+    owner, review_days), not yet checked (command-line options may still fill in). Without a
+    title there, the first `# heading` is the title."""
     import yaml
 
     meta: dict[str, Any] = {}
@@ -45,7 +46,7 @@ def parse_article(text: str, where: str = "article") -> dict[str, Any]:
     if title is None:
         heading = _HEADING.search(body)
         title = heading.group(1) if heading else None
-    return check_article({**meta, "title": title, "body": body}, where)
+    return {**meta, "title": title, "body": body}
 
 
 def check_article(a: dict[str, Any], where: str = "article") -> dict[str, Any]:

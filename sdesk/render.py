@@ -97,10 +97,23 @@ def _describe_event(e: dict[str, Any]) -> str:
             return ", ".join(f"{field}: {old!r} → {new!r}" for field, (old, new) in d.items())
         case "linked":
             return f"linked under {ref(d['parent_id'])}"
+        case "enriched":
+            parts = [f"CI {d['ci']}" if d.get("ci") else "", f"{d['dependents_total']} dependents" if d.get("dependents_total") else "",
+                     f"{d['changes']} recent changes" if d.get("changes") else "",
+                     f"{len(d['kb'])} KB articles" if d.get("kb") else "", f"{len(d['similar'])} similar tickets" if d.get("similar") else ""]
+            sets = ", ".join(f"{k}={v}" for k, v in (d.get("set") or {}).items())
+            return "context: " + (", ".join(p for p in parts if p) or "nothing found") + (f"; set {sets}" if sets else "")
+        case "kb_linked":
+            return f"linked KB-{d['article']} {d.get('title', '')}"
+        case "problem_linked":
+            return f"linked to problem {ref(d['problem_id'])}"
+        case "problem_fixed":
+            return f"problem {ref(d['problem_id'])} fixed: {d.get('fix', '')}"
     return str(d)
 
 
-def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list[dict[str, Any]]) -> None:
+def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list[dict[str, Any]],
+                 context: dict[str, Any] | None = None, linked: list[dict[str, Any]] = ()) -> None:
     out = console()
     out.print(Text.assemble((f"{ref(t['id'])} ", "bold"), (t["priority"], PRIORITY_STYLE.get(t["priority"], "")),
                             " ", (t["status"], STATUS_STYLE.get(t["status"], "")), "  ", (t["title"], "bold")))
@@ -128,6 +141,7 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
         out.print()
         out.print(Text(t["description"]))
     out.print()
+    print_context(context or {}, list(linked))
     timeline = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="timeline", title_justify="left")
     timeline.add_column("WHEN", no_wrap=True)
     timeline.add_column("WHO")
@@ -144,3 +158,140 @@ def write_csv(tickets: list[dict[str, Any]], stream: IO[str]) -> None:
     writer.writeheader()
     for t in tickets:
         writer.writerow({**t, "labels": json.dumps(t["labels"], ensure_ascii=False), "tags": ";".join(t["tags"])})
+
+
+def table(headers: list[str], rows: list[list[Any]], empty: str = "nothing to show") -> None:
+    """A plain table of text cells (CMDB, KB, changes)."""
+    out = console()
+    if not rows:
+        out.print(empty, style="dim")
+        return
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for h in headers:
+        t.add_column(h.upper(), overflow="fold")
+    for row in rows:
+        t.add_row(*(Text(str(c)) for c in row))
+    out.print(t)
+
+
+def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
+    out = console()
+    out.print(Text.assemble((ci["name"], "bold"), f"  {ci['type']}", (f"  tier {ci['tier']}" if ci["tier"] else ""),
+                            (f"  team {ci['team']}" if ci["team"] else ""), (f"  {ci['environment']}" if ci["environment"] else "")))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    if ci["aliases"]:
+        grid.add_row("aliases", ", ".join(ci["aliases"]))
+    for k, v in ci["attributes"].items():
+        grid.add_row(k, Text(v))
+    for kind, targets in ci["relations"].items():
+        grid.add_row(kind, ", ".join(targets))
+    for kind, sources in ci["needed_by"].items():
+        grid.add_row(f"needed by ({kind})", ", ".join(sources))
+    out.print(grid)
+    if tickets:
+        out.print()
+        print_tickets(tickets)
+    if changes:
+        out.print()
+        out.print("recent changes", style="bold")
+        for c in changes:
+            out.print(Text(f"  CH-{c['id']}  {local(c['happened_at'])}  {c['status']:<11} {c['summary']}"))
+
+
+def print_impact(start: str, reached: list[Any], info: dict[str, dict[str, Any]], upstream: bool) -> None:
+    from rich.tree import Tree
+
+    out = console()
+    tiers = [info[r.name]["tier"] for r in reached if info[r.name]["tier"]]
+    head = (f"{start} needs {len(reached)} CIs" if upstream else f"{len(reached)} CIs are affected if {start} fails") \
+        + (f"; highest tier {min(tiers)}" if tiers else "")
+    tree = Tree(Text(head, style="bold"))
+    nodes = {start: tree}
+    for r in reached:  # breadth first: a CI's parent on its path is already in the tree
+        i = info[r.name]
+        tier = f" tier {i['tier']}" if i["tier"] else ""
+        style = "bold red" if i["tier"] == 1 else ""
+        nodes[r.name] = nodes[r.path[-2]].add(Text.assemble((r.name, style), f"  ({r.via}, {i['type']}{tier})"))
+    out.print(tree)
+
+
+def print_article(a: dict[str, Any]) -> None:
+    from rich.markdown import Markdown
+
+    out = console()
+    meta = [f"KB-{a['id']}", f"revision {a['revision']}", f"reviewed {local(a['reviewed_at'])}"]
+    if a["owner"]:
+        meta.append(f"owner {a['owner']}")
+    if a["tags"]:
+        meta.append("tags " + ", ".join(a["tags"]))
+    if a["cis"]:
+        meta.append("CIs " + ", ".join(a["cis"]))
+    out.print(Text(a["title"], style="bold"))
+    out.print(Text("  ·  ".join(meta), style="dim"))
+    out.print()
+    out.print(Markdown(a["body"]))
+
+
+def print_search(found: list[dict[str, Any]]) -> None:
+    from .store_kb import SNIPPET_CLOSE, SNIPPET_OPEN
+
+    out = console()
+    if not found:
+        out.print("no article matches", style="dim")
+        return
+    for a in found:
+        out.print(Text.assemble((f"KB-{a['id']}", "bold"), "  ", (a["title"], "bold"),
+                                ("  " + ", ".join(a["tags"]) if a["tags"] else "", "dim")))
+        snippet = Text()
+        for i, part in enumerate(a["snippet"].replace("\n", " ").split(SNIPPET_OPEN)):
+            hit, _, rest = part.partition(SNIPPET_CLOSE) if i else ("", "", part)
+            snippet.append(hit, style="bold yellow")
+            snippet.append(rest)
+        out.print(Text("    ").append(snippet))
+
+
+def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
+    """What enrichment found when the ticket arrived, and the articles linked since."""
+    out = console()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    if ctx.get("ci"):
+        owner = f", owned by {ctx['team']}" if ctx.get("team") else ""
+        grid.add_row("ci", f"{ctx['ci']} ({ctx.get('ci_type')}, tier {ctx.get('tier') or '?'}{owner})")
+    if ctx.get("dependents_total"):
+        shown = ", ".join(ctx["dependents"])
+        more = f" and {ctx['dependents_total'] - len(ctx['dependents'])} more" if ctx["dependents_total"] > len(ctx["dependents"]) else ""
+        tier = f"; highest tier affected: {ctx['highest_tier_affected']}" if ctx.get("highest_tier_affected") else ""
+        grid.add_row("blast radius", Text(f"{ctx['dependents_total']} CIs depend on it: {shown}{more}{tier}"))
+    for c in ctx.get("changes", ()):
+        grid.add_row("recent change", Text(f"CH-{c['id']} {c['summary']} on {c['ci']}, {c['minutes_before']} min before "
+                                           f"({c['status']}{', risk ' + c['risk'] if c.get('risk') else ''})"))
+    for a in ctx.get("kb", ()):
+        grid.add_row("kb", Text(f"KB-{a['id']} {a['title']}"))
+    for a in linked:
+        grid.add_row("kb linked", Text(f"KB-{a['id']} {a['title']}"))
+    for s in ctx.get("similar", ()):
+        grid.add_row("similar", Text(f"{ref(s['id'])} {s['status']}: {s['title']}"))
+    if grid.row_count:
+        out.print(Text("context", style="bold"))
+        out.print(grid)
+        out.print()
+
+
+def print_problem(p: dict[str, Any]) -> None:
+    out = console()
+    out.print(Text.assemble((f"{ref(p['id'])} ", "bold"), (p["priority"], PRIORITY_STYLE.get(p["priority"], "")), " ",
+                            (p["status"], STATUS_STYLE.get(p["status"], "")), "  ", (p["title"], "bold"),
+                            ("  known error" if p["known_error"] else "", "bold magenta")))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    for name in ("root_cause", "workaround", "fix"):
+        if p.get(name):
+            grid.add_row(name.replace("_", " "), Text(p[name]))
+    out.print(grid)
+    out.print()
+    print_tickets(p["incidents"])

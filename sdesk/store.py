@@ -24,16 +24,17 @@ from .redact import might_hold_secrets, redact_strings
 from .signals import Signal
 from .store_cmdb import CmdbStore
 from .store_kb import KbStore
+from .store_problems import ProblemStore
 
 if TYPE_CHECKING:
     from .enrich import EnrichOptions, Enricher
 
 GENESIS = "0" * 64
 
-# Columns a caller may set at creation, in insert order.
+# Columns set at creation, in insert order (team comes from enrichment, not from input).
 CREATE_FIELDS = (
     "kind", "title", "description", "priority", "impact", "urgency", "category", "service",
-    "ci", "queue", "requester", "fingerprint",
+    "ci", "queue", "team", "requester", "fingerprint",
 )
 TEXT_FIELDS = ("title", "description", "category", "service", "ci", "queue", "requester")
 UPDATE_FIELDS = (
@@ -216,7 +217,7 @@ class _Triggers:
         return {**t, **sets}
 
 
-class Store(CmdbStore, KbStore):
+class Store(CmdbStore, KbStore, ProblemStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
@@ -288,6 +289,8 @@ class Store(CmdbStore, KbStore):
         priorities: Iterable[str] = (),
         assignee: str | None = None,
         service: str | None = None,
+        ci: str | None = None,
+        problem_id: int | None = None,
         tag: str | None = None,
         kind: str | None = None,
         text: str | None = None,
@@ -307,7 +310,8 @@ class Store(CmdbStore, KbStore):
         if priorities:
             where.append(f"priority IN ({','.join('?' * len(priorities))})")
             args += priorities
-        for column, value in (("queue", queue), ("assignee", assignee), ("service", service), ("kind", kind)):
+        for column, value in (("queue", queue), ("assignee", assignee), ("service", service), ("ci", ci),
+                              ("problem_id", problem_id), ("kind", kind)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .cmdb import CI, RELATIONS
+from .cmdb import CI, CONTAINS, RELATIONS
 from .errors import BadInput, Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -87,15 +87,19 @@ class CmdbStore:
 
     def ci_neighbours(self, names: list[str], *, upstream: bool) -> dict[str, list[tuple[str, str]]]:
         """For each CI named: [(relation kind, CI)] one step away. Downstream of X are the CIs
-        that need X (they are affected when X fails); upstream, the CIs X needs."""
+        that need X (affected when X fails); upstream, the CIs X needs. A part_of relation
+        counts the other way round (the whole needs its parts)."""
         out: dict[str, list[tuple[str, str]]] = {}
-        near, far = ("target_id", "source_id") if not upstream else ("source_id", "target_id")
-        for part in _chunks(names):
-            rows = self.conn.execute(
-                f"SELECT a.name, r.kind, b.name FROM cis a JOIN ci_relations r ON r.{near} = a.id "
-                f"JOIN cis b ON b.id = r.{far} WHERE a.name IN ({','.join('?' * len(part))}) ORDER BY b.name", part)
-            for a, kind, b in rows:
-                out.setdefault(a, []).append((kind, b))
+        for near, far, contains in (("target_id", "source_id", False), ("source_id", "target_id", True)):
+            if upstream:
+                near, far = far, near
+            for part in _chunks(names):
+                rows = self.conn.execute(
+                    f"SELECT a.name, r.kind, b.name FROM cis a JOIN ci_relations r ON r.{near} = a.id "
+                    f"JOIN cis b ON b.id = r.{far} WHERE a.name IN ({','.join('?' * len(part))}) "
+                    f"AND (r.kind = ?) = ? ORDER BY b.name", [*part, CONTAINS, contains])
+                for a, kind, b in rows:
+                    out.setdefault(a, []).append((kind, b))
         return out
 
     def ci_tiers(self, names: list[str]) -> dict[str, dict[str, Any]]:

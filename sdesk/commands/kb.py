@@ -1,0 +1,313 @@
+"""`sdesk kb ...`: the knowledge base, its search, revisions and freshness."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..errors import BadInput, SdeskError
+from .common import Group, note, print_json, settings_of, store_of
+
+app = typer.Typer(cls=Group, no_args_is_help=True,
+                  help="The knowledge base: Markdown articles with revisions, full-text search and review dates.")
+
+IdArg = Annotated[str, typer.Argument(help="KB-12 or 12.", show_default=False)]
+
+
+def _read_source(path: Optional[Path], initial: str) -> tuple[str, str]:
+    """Text from a file, stdin (-, or piped), or $EDITOR on a terminal; and where it came from."""
+    if path is not None and str(path) != "-":
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadInput(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    if path is not None or not sys.stdin.isatty():
+        return sys.stdin.read(), "stdin"
+    return _edit(initial), "editor"
+
+
+def _edit(initial: str) -> str:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w+", suffix=".md", encoding="utf-8", delete=False) as f:
+        f.write(initial)
+    try:
+        if subprocess.call([*shlex.split(editor), f.name]) != 0:
+            raise SdeskError(f"{editor} exited with an error; nothing saved")
+        return Path(f.name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SdeskError(f"editor {editor!r} not found; set EDITOR, or give a file") from None
+    finally:
+        os.unlink(f.name)
+
+
+def _overrides(title: Optional[str], tag: list[str], ci: list[str], owner: Optional[str],
+               review_days: Optional[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if title is not None:
+        out["title"] = title
+    if tag:
+        out["tags"] = tag
+    if ci:
+        out["cis"] = ci
+    if owner is not None:
+        out["owner"] = owner
+    if review_days is not None:
+        out["review_days"] = review_days
+    return out
+
+
+TitleOpt = Annotated[Optional[str], typer.Option("--title", help="Title (default: front matter or first # heading).")]
+TagOpt = Annotated[list[str], typer.Option("--tag", help="Repeatable.")]
+CiOpt = Annotated[list[str], typer.Option("--ci", help="A CI or service it is about; repeatable.")]
+OwnerOpt = Annotated[Optional[str], typer.Option("--owner", help="The team that keeps it true.")]
+ReviewOpt = Annotated[Optional[int], typer.Option("--review-days", min=1, help="Review interval (default 180).")]
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    path: Annotated[Optional[Path], typer.Argument(help="A Markdown file; - for stdin; none opens $EDITOR.", show_default=False)] = None,
+    title: TitleOpt = None, tag: TagOpt = [], ci: CiOpt = [], owner: OwnerOpt = None, review_days: ReviewOpt = None,
+) -> None:
+    """Add an article (Markdown, optionally with front matter: title, tags, cis, owner, review_days).
+
+    Example: sdesk kb add docs/disk-full.md --tag disk --ci db-billing-2
+    """
+    from ..kb import check_article, parse_article
+
+    text, where = _read_source(path, "---\ntitle: \ntags: []\n---\n\n")
+    article = check_article({**parse_article(text, where), **_overrides(title, tag, ci, owner, review_days)}, where)
+    settings = settings_of(ctx)
+    article_id = settings.store().kb_add(article, actor=settings.actor)
+    print(f"KB-{article_id}")
+
+
+@app.command()
+def edit(
+    ctx: typer.Context, article: IdArg,
+    path: Annotated[Optional[Path], typer.Argument(help="New text (Markdown); - for stdin; none opens $EDITOR.", show_default=False)] = None,
+    title: TitleOpt = None, tag: TagOpt = [], ci: CiOpt = [], owner: OwnerOpt = None, review_days: ReviewOpt = None,
+) -> None:
+    """Change an article; every change is kept as a revision.
+
+    Example: sdesk kb edit KB-3 --tag postgres
+
+    Example: sdesk kb edit KB-3 new-text.md
+    """
+    from ..kb import check_article, parse_article, to_markdown
+    from ..store_kb import parse_kb_id
+
+    settings = settings_of(ctx)
+    store = settings.store()
+    article_id = parse_kb_id(article)
+    current = store.kb_get(article_id)
+    overrides = _overrides(title, tag, ci, owner, review_days)
+    if path is not None or not overrides:
+        text, where = _read_source(path, to_markdown(current))
+        base = parse_article(text, where)
+    else:
+        base, where = {k: current[k] for k in ("title", "body", "tags", "cis", "owner", "review_days")}, "article"
+    updated, changed = store.kb_edit(article_id, check_article({**base, **overrides}, where), actor=settings.actor)
+    note(f"KB-{article_id} is at revision {updated['revision']}" if changed else f"KB-{article_id}: no change")
+
+
+@app.command()
+def show(ctx: typer.Context, article: IdArg,
+         as_json: Annotated[bool, typer.Option("--json", help="The article with its fields.")] = False) -> None:
+    """Show an article, rendered.
+
+    Example: sdesk kb show KB-3
+    """
+    from ..store_kb import parse_kb_id
+
+    a = store_of(ctx).kb_get(parse_kb_id(article))
+    if as_json:
+        print_json(a)
+        return
+    from ..render import print_article
+
+    print_article(a)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    tag: Annotated[Optional[str], typer.Option(help="Only with this tag.")] = None,
+    ci: Annotated[Optional[str], typer.Option(help="Only about this CI.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="0 for no limit.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array (without bodies).")] = False,
+) -> None:
+    """List articles.
+
+    Example: sdesk kb list --tag postgres
+    """
+    _print_articles(store_of(ctx).kb_list(tag=tag, ci=ci, limit=limit or None), as_json)
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[list[str], typer.Argument(help="Words to find (all of them; any, when no article has all).", show_default=False)],
+    tag: Annotated[Optional[str], typer.Option(help="Only with this tag.")] = None,
+    ci: Annotated[Optional[str], typer.Option(help="Only about this CI.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array, best first, with snippets.")] = False,
+) -> None:
+    """Search articles, best match first, with the matching words highlighted.
+
+    Example: sdesk kb search replica lag
+
+    Example: sdesk kb search "disk full" --ci db-billing-2 --json
+    """
+    from ..kb import fts_query
+
+    text = " ".join(query)
+    store = store_of(ctx)
+    every = fts_query(text)
+    if every is None:
+        raise BadInput(f"search: {text!r} has no word to look for")
+    found = store.kb_search(every, tag=tag, ci=ci, limit=limit)
+    if not found:
+        found = store.kb_search(fts_query(text, any_term=True) or every, tag=tag, ci=ci, limit=limit)
+    if as_json:
+        from ..store_kb import SNIPPET_CLOSE, SNIPPET_OPEN
+
+        print_json([{**a, "snippet": a["snippet"].replace(SNIPPET_OPEN, "«").replace(SNIPPET_CLOSE, "»")} for a in found])
+        return
+    from ..render import print_search
+
+    print_search(found)
+
+
+@app.command()
+def review(ctx: typer.Context, article: IdArg) -> None:
+    """Mark an article reviewed today: it is still true.
+
+    Example: sdesk kb review KB-3
+    """
+    from ..store_kb import parse_kb_id
+
+    settings = settings_of(ctx)
+    a = settings.store().kb_review(parse_kb_id(article), actor=settings.actor)
+    note(f"KB-{a['id']} reviewed; next review due in {a['review_days']} days")
+
+
+@app.command()
+def stale(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False) -> None:
+    """Articles past their review date (KB rot), oldest review first.
+
+    Example: sdesk kb stale
+    """
+    from .. import clock
+
+    found = store_of(ctx).kb_list(due_before=clock.now_iso())
+    found.sort(key=lambda a: a["reviewed_at"])
+    _print_articles(found, as_json, empty="no article is past its review date")
+
+
+@app.command()
+def link(ctx: typer.Context, article: IdArg,
+         ticket: Annotated[str, typer.Option("--ticket", help="42 or SD-42.", show_default=False)]) -> None:
+    """Link an article to a ticket (it helped, or it documents the fix).
+
+    Example: sdesk kb link KB-3 --ticket SD-42
+    """
+    from ..lifecycle import parse_id, ref
+    from ..store_kb import parse_kb_id
+
+    settings = settings_of(ctx)
+    ticket_id = parse_id(ticket)
+    done = settings.store().kb_link(parse_kb_id(article), ticket_id, actor=settings.actor)
+    note(f"linked {article.upper()} to {ref(ticket_id)}" if done else "already linked")
+
+
+@app.command()
+def history(ctx: typer.Context, article: IdArg, as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False) -> None:
+    """Every revision of an article: when, who, title.
+
+    Example: sdesk kb history KB-3
+    """
+    from ..store_kb import parse_kb_id
+
+    revisions = store_of(ctx).kb_history(parse_kb_id(article))
+    if as_json:
+        print_json(revisions)
+        return
+    from ..render import local, table
+
+    table(["rev", "when", "who", "title"], [[r["revision"], local(r["at"]), r["actor"], r["title"]] for r in revisions])
+
+
+@app.command()
+def diff(
+    ctx: typer.Context, article: IdArg,
+    old: Annotated[Optional[int], typer.Argument(help="Revision (default: the one before NEW).", show_default=False)] = None,
+    new: Annotated[Optional[int], typer.Argument(help="Revision (default: the latest).", show_default=False)] = None,
+) -> None:
+    """What changed between two revisions, as a unified diff.
+
+    Example: sdesk kb diff KB-3
+
+    Example: sdesk kb diff KB-3 1 4
+    """
+    from ..kb import diff as unified
+    from ..store_kb import parse_kb_id
+
+    revisions = {r["revision"]: r for r in store_of(ctx).kb_history(parse_kb_id(article))}
+    new = new if new is not None else max(revisions)
+    old = old if old is not None else new - 1
+    for n in (old, new):
+        if n not in revisions:
+            raise BadInput(f"{article}: no revision {n} (it has 1 to {max(revisions)})")
+    sys.stdout.write(unified(revisions[old], revisions[new], f"revision {old}", f"revision {new}"))
+
+
+@app.command("import")
+def import_(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A folder of .md files (searched recursively).", show_default=False)],
+            as_json: Annotated[bool, typer.Option("--json", help="The summary as JSON.")] = False) -> None:
+    """Load a folder of Markdown articles, matched by file path: new files are added, changed
+    ones revised, the rest left alone. One transaction: a bad file stops the whole import.
+
+    Example: sdesk kb import ./runbooks
+    """
+    from ..kb import check_article, parse_article
+
+    if not folder.is_dir():
+        raise BadInput(f"{folder}: not a folder")
+    articles = []
+    for path in sorted(folder.rglob("*.md")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadInput(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        articles.append((path.relative_to(folder).with_suffix("").as_posix(), check_article(parse_article(text, str(path)), str(path))))
+    settings = settings_of(ctx)
+    summary = settings.store().kb_sync(articles, actor=settings.actor)
+    if as_json:
+        print_json(summary)
+    else:
+        note(", ".join(f"{len(v)} {k}" for k, v in summary.items()))
+
+
+def _print_articles(articles: list[dict[str, Any]], as_json: bool, empty: str = "no articles") -> None:
+    if as_json:
+        print_json(articles)
+        return
+    from .. import clock
+    from ..kb import review_due
+    from ..render import local, table
+
+    now = clock.now()
+    rows = []
+    for a in articles:
+        due = review_due(clock.parse(a["reviewed_at"]), a["review_days"])
+        rows.append([f"KB-{a['id']}", a["title"], ", ".join(a["tags"]), a["owner"] or "", local(a["reviewed_at"]),
+                     ("overdue " if due < now else "") + due.strftime("%Y-%m-%d")])
+    table(["id", "title", "tags", "owner", "reviewed", "review due"], rows, empty=empty)
