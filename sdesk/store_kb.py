@@ -148,13 +148,13 @@ class KbStore:
         return where, args
 
     @staticmethod
-    def _clean(article: dict[str, Any]) -> dict[str, Any]:
+    def _kb_clean(article: dict[str, Any]) -> dict[str, Any]:
         # Runbook docs get pasted from terminals: secrets out, as for tickets.
         clean, _ = redact_strings({k: article[k] for k in CONTENT})
         return clean
 
     def _kb_insert(self, tx: _Tx, article: dict[str, Any], slug: str | None) -> int:
-        a = self._clean(article)
+        a = self._kb_clean(article)
         tags, cis = orjson.dumps(a["tags"]).decode(), orjson.dumps(a["cis"]).decode()
         cur = tx.conn.execute(
             "INSERT INTO kb_articles (slug, title, body, tags, cis, owner, review_days, revision, created_at, "
@@ -166,7 +166,7 @@ class KbStore:
         return article_id
 
     def _kb_revise(self, tx: _Tx, before: dict[str, Any], article: dict[str, Any]) -> bool:
-        a = self._clean(article)
+        a = self._kb_clean(article)
         if all(a[k] == before[k] for k in CONTENT):
             return False
         revision = before["revision"] + 1

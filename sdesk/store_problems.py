@@ -34,7 +34,7 @@ class ProblemStore:
             problem_id, _ = batch.add(ticket, "sdesk")
             batch.flush()
             tx.conn.execute("INSERT INTO problems (ticket_id, root_cause, workaround, known_error) VALUES (?, ?, ?, ?)",
-                            (problem_id, *self._clean(root_cause, workaround), int(known_error)))
+                            (problem_id, *self._problem_texts(root_cause, workaround), int(known_error)))
             self._link_incidents(tx, problem_id, first)
         return problem_id
 
@@ -42,7 +42,7 @@ class ProblemStore:
                        known_error: bool | None, actor: str) -> None:
         with self._write(actor) as tx:
             self._problem_row(tx, problem_id)
-            cause, fix = self._clean(root_cause, workaround)
+            cause, fix = self._problem_texts(root_cause, workaround)
             sets = {k: v for k, v in (("root_cause", cause), ("workaround", fix),
                                       ("known_error", None if known_error is None else int(known_error))) if v is not None}
             if sets:
@@ -85,7 +85,7 @@ class ProblemStore:
         return [{**dict(r), "known_error": bool(r["known_error"])} for r in rows]
 
     @staticmethod
-    def _clean(*texts: str | None) -> tuple[str | None, ...]:
+    def _problem_texts(*texts: str | None) -> tuple[str | None, ...]:
         values, _ = redact_strings([t.strip() if t else None for t in texts])
         return tuple(v or None for v in values)
 

@@ -1,0 +1,175 @@
+"""The CMDB: importing an estate (idempotent, one transaction, line-numbered errors), relations,
+impact analysis in both directions with cycles, pictures, and change and problem records."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdesk.cmdb import Reached, match_keys, walk
+from sdesk.errors import ExitCode
+
+ESTATE = Path(__file__).resolve().parents[1] / "examples" / "desk" / "cmdb.yaml"
+
+
+@pytest.fixture
+def estate(cli):
+    cli("cmdb", "import", str(ESTATE))
+    return cli
+
+
+def test_import_is_idempotent_and_summarised(cli):
+    first = cli.json("cmdb", "import", str(ESTATE))
+    assert len(first["created"]) >= 30 and not first["updated"]
+    again = cli.json("cmdb", "import", str(ESTATE))
+    assert again["created"] == [] and again["updated"] == [] and len(again["unchanged"]) == len(first["created"])
+
+
+def test_export_reads_back_unchanged(estate, tmp_path):
+    exported = estate("cmdb", "export").stdout
+    (tmp_path / "export.yaml").write_text(exported)
+    summary = estate.json("cmdb", "import", str(tmp_path / "export.yaml"))
+    assert summary["created"] == summary["updated"] == []
+
+
+def test_an_update_and_a_prune(estate, tmp_path):
+    (tmp_path / "small.yaml").write_text(
+        "cis:\n  - name: billing-db\n    type: database\n    tier: 1\n    team: data\n  - name: brand-new\n    type: host\n")
+    summary = estate.json("cmdb", "import", str(tmp_path / "small.yaml"), "--prune")
+    assert summary["updated"] == ["billing-db"] and summary["created"] == ["brand-new"]
+    assert "checkout-api" in summary["removed"]
+    assert [c["name"] for c in estate.json("cmdb", "list")] == ["billing-db", "brand-new"]
+    assert estate.json("cmdb", "show", "billing-db")["tier"] == 1
+
+
+def test_csv_import_with_attributes(cli, tmp_path):
+    (tmp_path / "hosts.csv").write_text("name,type,tier,team,aliases,runs_on,rack\n"
+                                        "k8s-a,cluster,1,platform,,,\n"
+                                        "web-1,host,2,platform,web-1.example.com;w1,k8s-a,r12\n")
+    assert cli.json("cmdb", "import", str(tmp_path / "hosts.csv"))["created"] == ["k8s-a", "web-1"]
+    web = cli.json("cmdb", "show", "W1")  # an alias, in any case
+    assert web["name"] == "web-1" and web["attributes"] == {"rack": "r12"} and web["relations"] == {"runs_on": ["k8s-a"]}
+    assert cli.json("cmdb", "show", "k8s-a")["needed_by"] == {"runs_on": ["web-1"]}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cis:\n  - name: a\n    type: service\n  - name: b\n    type: spaceship\n", ":4: b: type must be one of"),
+    ("cis:\n  - name: a\n    type: service\n  - name: a\n    type: host\n", ":4: a: duplicate name (first at line 2)"),
+    ("cis:\n  - name: a\n    type: service\n    depends_on: [ghost]\n", "a: depends_on ghost: no such CI"),
+    ("cis:\n  - name: a\n    type: service\n    tier: 9\n", ":2: a: tier must be 1, 2, 3 or 4"),
+    ("cis:\n  - name: a\n    type: service\n    colour: red\n", ":2: colour: unknown field"),
+    ("cis: [\n", ":2:"),
+])
+def test_bad_estates_are_refused_whole_with_the_line(cli, db_path, tmp_path, text, message):
+    cli("cmdb", "import", str(ESTATE))
+    before = sqlite3.connect(db_path).execute("SELECT count(*), max(updated_at) FROM cis").fetchone()
+    (tmp_path / "bad.yaml").write_text(text)
+    result = cli("cmdb", "import", str(tmp_path / "bad.yaml"), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert sqlite3.connect(db_path).execute("SELECT count(*), max(updated_at) FROM cis").fetchone() == before
+
+
+def test_a_bad_csv_line_is_named(cli, tmp_path):
+    (tmp_path / "bad.csv").write_text("name,type\nok-1,host\nbad one,host\n")
+    result = cli("cmdb", "import", str(tmp_path / "bad.csv"), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "bad.csv:3:" in result.stderr
+
+
+def test_add_link_unlink_and_their_errors(cli):
+    cli("cmdb", "add", "api", "--type", "service", "--tier", "2", "--team", "web", "--alias", "api-prod")
+    cli("cmdb", "add", "db", "--type", "database")
+    assert cli("cmdb", "add", "API-PROD", "--type", "host", ok=False).exit_code == ExitCode.CONFLICT
+    assert cli("cmdb", "add", "api", "--type", "host", ok=False).exit_code == ExitCode.CONFLICT
+    cli("cmdb", "link", "api-prod", "depends_on", "db")
+    assert cli.json("cmdb", "show", "api")["relations"] == {"depends_on": ["db"]}
+    assert cli("cmdb", "link", "api", "depends_on", "nowhere", ok=False).exit_code == ExitCode.NOT_FOUND
+    assert "choose from" in cli("cmdb", "link", "api", "likes", "db", ok=False).stderr
+    cli("cmdb", "unlink", "api", "depends_on", "db")
+    assert cli.json("cmdb", "show", "api")["relations"] == {}
+    assert cli("cmdb", "show", "nope", ok=False).exit_code == ExitCode.NOT_FOUND
+
+
+def test_impact_follows_what_needs_a_ci_with_paths_and_tiers(estate):
+    impact = estate.json("cmdb", "impact", "db-billing-2")
+    by_name = {r["name"]: r for r in impact["reached"]}
+    assert by_name["billing-db"]["path"] == ["db-billing-2", "billing-db"] and by_name["billing-db"]["via"] == "runs_on"
+    assert by_name["billing"]["path"] == ["db-billing-2", "billing-db", "billing"]
+    assert impact["highest_tier"] == min(r["tier"] for r in impact["reached"] if r["tier"])
+    # part_of counts the other way: a business service is affected when one of its parts fails.
+    assert "shop-checkout" in {r["name"] for r in estate.json("cmdb", "impact", "checkout-api")["reached"]}
+    upstream = {r["name"] for r in estate.json("cmdb", "impact", "checkout-api", "--upstream")["reached"]}
+    assert "payments-db" in upstream and "shop-checkout" not in upstream
+    shallow = estate.json("cmdb", "impact", "checkout-api", "--upstream", "--depth", "1")
+    assert {r["depth"] for r in shallow["reached"]} == {1}
+
+
+def test_impact_pictures(estate):
+    dot = estate("cmdb", "impact", "billing-db", "--format", "dot").stdout
+    assert dot.startswith("digraph") and '"billing" -> "billing-db"' in dot
+    mermaid = estate("cmdb", "impact", "billing-db", "--format", "mermaid").stdout
+    assert mermaid.startswith("graph LR") and "|depends_on|" in mermaid
+    assert "billing" in estate("cmdb", "impact", "billing-db").stdout
+
+
+def test_cycles_terminate(cli):
+    for name in ("a", "b", "c"):
+        cli("cmdb", "add", name, "--type", "service")
+    cli("cmdb", "link", "a", "depends_on", "b")
+    cli("cmdb", "link", "b", "depends_on", "c")
+    cli("cmdb", "link", "c", "depends_on", "a")
+    assert sorted(r["name"] for r in cli.json("cmdb", "impact", "a")["reached"]) == ["b", "c"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=30))
+def test_walk_reaches_exactly_what_is_reachable_at_shortest_depth(edges):
+    graph: dict[str, list[tuple[str, str]]] = {}
+    for a, b in edges:
+        graph.setdefault(f"n{a}", []).append(("depends_on", f"n{b}"))
+    reached = walk("n0", lambda names: {n: graph.get(n, []) for n in names})
+    # Breadth-first reference distances.
+    dist, frontier = {"n0": 0}, ["n0"]
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for _, m in graph.get(n, []):
+                if m not in dist:
+                    dist[m] = dist[n] + 1
+                    nxt.append(m)
+        frontier = nxt
+    assert {r.name: r.depth for r in reached} == {k: v for k, v in dist.items() if k != "n0"}
+    for r in reached:
+        assert isinstance(r, Reached) and r.path[0] == "n0" and r.path[-1] == r.name and len(r.path) == r.depth + 1
+
+
+def test_match_keys_try_names_monitoring_uses():
+    keys = match_keys({"service": None, "labels": {"instance": "db-billing-2.prod:9100", "job": "Node"}})
+    assert keys.index("node") < keys.index("db-billing-2.prod:9100")
+    assert "db-billing-2.prod" in keys and "db-billing-2" in keys
+
+
+def test_changes_and_problems(cli):
+    cli("cmdb", "add", "api", "--type", "service")
+    ch = cli("change", "new", "--ci", "api", "--title", "Deploy v2", "--risk", "high").stdout.strip()
+    assert ch == "CH-1"
+    cli("change", "status", "CH-1", "rolled_back")
+    assert cli.json("change", "show", "1")["status"] == "rolled_back"
+    assert [c["summary"] for c in cli.json("change", "list", "--ci", "api")] == ["Deploy v2"]
+    assert cli("change", "new", "--ci", "ghost", "--title", "x", ok=False).exit_code == ExitCode.NOT_FOUND
+    assert cli("change", "new", "--title", "x", "--start", "yesterday", ok=False).exit_code == ExitCode.BAD_INPUT
+
+    incidents = [cli.new(f"Replica lag {i}", "-p", p) for i, p in enumerate(["P3", "P2", "P3"])]
+    problem = cli("problem", "new", "--from", ",".join(map(str, incidents)), "--title", "Replica falls behind").stdout.strip()
+    p = cli.json("problem", "show", problem)
+    assert p["kind"] == "problem" and p["priority"] == "P2" and len(p["incidents"]) == 3
+    cli("problem", "update", problem, "--root-cause", "batch IO", "--known-error")
+    assert cli.json("problem", "show", problem)["known_error"] is True
+    assert cli("problem", "new", "--from", str(incidents[0]), ok=False).exit_code == ExitCode.CONFLICT
+    cli("problem", "resolve", problem, "--fix", "moved the batch")
+    kinds = [e["kind"] for e in cli.json("show", str(incidents[0]))["events"]]
+    assert kinds[-2:] == ["problem_linked", "problem_fixed"]
+    assert cli.json("show", problem)["status"] == "resolved"
+    assert cli("problem", "show", str(incidents[0]), ok=False).exit_code == ExitCode.NOT_FOUND

@@ -1,0 +1,195 @@
+"""The knowledge base (articles, revisions, search, freshness, folder sync, drafts at resolve)
+and enrichment of arriving tickets from the CMDB, changes and the KB."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sdesk.errors import ExitCode
+from sdesk.kb import fts_query, parse_article
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ARTICLE = """---
+title: Disk full on a node
+tags: [disk, linux]
+cis: [db-billing-2]
+owner: platform
+review_days: 30
+---
+# Disk full
+
+Find what grew with `du -xh / | sort -h | tail`. Rotate the logs and restart the writer.
+"""
+
+
+def add(cli, text: str, *args: str) -> int:
+    return int(cli("kb", "add", "-", *args, input=text).stdout.strip().removeprefix("KB-"))
+
+
+def test_add_show_and_front_matter(cli):
+    article_id = add(cli, ARTICLE)
+    a = cli.json("kb", "show", f"KB-{article_id}")
+    assert a["title"] == "Disk full on a node" and a["tags"] == ["disk", "linux"] and a["review_days"] == 30
+    assert a["body"].startswith("# Disk full") and a["revision"] == 1
+    assert "Rotate the logs" in cli("kb", "show", str(article_id)).stdout
+
+
+def test_title_from_heading_or_flag_and_bad_articles(cli, db_path):
+    assert cli.json("kb", "show", str(add(cli, "# Restart the VPN gateway\n\nsteps")))["title"] == "Restart the VPN gateway"
+    assert cli.json("kb", "show", str(add(cli, "no heading here", "--title", "Given")))["title"] == "Given"
+    for text, message in [("---\ntitle: Empty\n---\n\n", "the article is empty"), ("just text", "no title"),
+                          ("---\ntitle: [unclosed\n---\nbody", "front matter"), ("---\ncolour: red\n---\nbody", "colour: unknown")]:
+        result = cli("kb", "add", "-", input=text, ok=False)
+        assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr, (text, result.stderr)
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM kb_articles").fetchone()[0] == 2
+
+
+def test_edits_are_revisions_with_history_and_diff(cli):
+    article_id = add(cli, ARTICLE)
+    cli("kb", "edit", str(article_id), "--tag", "storage")
+    cli("kb", "edit", str(article_id), "-", input=ARTICLE.replace("Rotate the logs", "Compress the logs"))
+    assert "no change" in cli("kb", "edit", str(article_id), "-", input=ARTICLE.replace("Rotate the logs", "Compress the logs")).stderr
+    history = cli.json("kb", "history", str(article_id))
+    assert [h["revision"] for h in history] == [1, 2, 3]
+    assert history[1]["tags"] == ["storage"]
+    diff = cli("kb", "diff", str(article_id)).stdout.splitlines()
+    assert diff[:2] == ["--- revision 2", "+++ revision 3"]
+    changed = [line for line in diff[2:] if line[:1] in "+-"]
+    # The text replaced the tags too (storage -> disk, linux) and changed one line of the body.
+    assert changed == ["-- storage", "+- disk", "+- linux",
+                       "-Find what grew with `du -xh / | sort -h | tail`. Rotate the logs and restart the writer.",
+                       "+Find what grew with `du -xh / | sort -h | tail`. Compress the logs and restart the writer."]
+    assert cli("kb", "diff", str(article_id), "1", "9", ok=False).exit_code == ExitCode.BAD_INPUT
+
+
+def test_search_ranks_highlights_and_filters(cli):
+    cli("kb", "import", str(EXAMPLES / "kb"))
+    found = cli.json("kb", "search", "replica", "lag")
+    assert found and "replica" in found[0]["title"].lower()
+    assert "«" in found[0]["snippet"]
+    by_ci = cli.json("kb", "search", "disk", "--ci", "db-billing-2")
+    assert by_ci and all("db-billing-2" in a["cis"] for a in by_ci)
+    assert cli.json("kb", "search", "disk", "--tag", "no-such-tag") == []
+    # No article has every word: the best articles with any of them.
+    assert cli.json("kb", "search", "replica", "zebra")
+    # FTS syntax from a user is only words.
+    assert cli("kb", "search", 'NEAR(" OR *', ok=False).exit_code in (0, ExitCode.BAD_INPUT)
+    assert cli("kb", "search", "--", "***", ok=False).exit_code == ExitCode.BAD_INPUT
+
+
+@given(st.text(max_size=60))
+def test_any_text_is_a_safe_query(text):
+    query = fts_query(text)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(body, tokenize = 'porter unicode61')")
+    conn.execute("INSERT INTO t VALUES ('some body text')")
+    if query is not None:
+        conn.execute("SELECT * FROM t WHERE t MATCH ?", (query,)).fetchall()
+
+
+def test_folder_sync_is_idempotent_and_revises_changed_files(cli, tmp_path):
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "disk.md").write_text(ARTICLE)
+    (folder / "vpn.md").write_text("# VPN\n\nReconnect.")
+    assert cli.json("kb", "import", str(folder)) == {"created": ["disk", "vpn"], "updated": [], "unchanged": []}
+    (folder / "vpn.md").write_text("# VPN\n\nReconnect, then reset the profile.")
+    assert cli.json("kb", "import", str(folder)) == {"created": [], "updated": ["vpn"], "unchanged": ["disk"]}
+    (folder / "broken.md").write_text("---\ntitle: x\n---\n")
+    result = cli("kb", "import", str(folder), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "broken.md" in result.stderr
+    assert len(cli.json("kb", "list")) == 2
+
+
+def test_stale_and_review(cli, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-01-01T00:00:00Z")
+    article_id = add(cli, ARTICLE)  # review every 30 days
+    add(cli, "# Fresh for long\n\nbody", "--review-days", "365")
+    monkeypatch.setenv("SDESK_NOW", "2026-03-01T00:00:00Z")
+    assert [a["id"] for a in cli.json("kb", "stale")] == [article_id]
+    cli("kb", "review", f"KB-{article_id}")
+    assert cli.json("kb", "stale") == []
+
+
+def test_link_and_resolve_drafts_an_article(cli):
+    cli("cmdb", "import", str(EXAMPLES / "desk" / "cmdb.yaml"))
+    ticket = cli.new("Postgres replica lag on db-billing-2", "--service", "billing")
+    article_id = add(cli, ARTICLE)
+    cli("kb", "link", str(article_id), "--ticket", str(ticket))
+    assert [a["id"] for a in cli.json("show", str(ticket))["kb_linked"]] == [article_id]
+    cli("ack", str(ticket))
+    result = cli("resolve", str(ticket), "-r", "Restarted replication after the batch job", "--kb")
+    assert "drafted KB-" in result.stderr
+    draft = cli.json("kb", "show", str(article_id + 1))
+    assert draft["title"] == "Postgres replica lag on db-billing-2" and "Restarted replication" in draft["body"]
+    assert draft["cis"] == ["billing"]
+    assert len(cli.json("show", str(ticket))["kb_linked"]) == 2
+    assert cli("kb", "link", "99", "--ticket", str(ticket), ok=False).exit_code == ExitCode.NOT_FOUND
+
+
+def test_secrets_never_reach_the_kb(cli, db_path):
+    add(cli, "# Connect\n\nUse postgres://admin:hunter2pw@db:5432/app to connect.")
+    with sqlite3.connect(db_path) as conn:
+        assert "hunter2pw" not in "\n".join(conn.iterdump())
+
+
+# -- enrichment -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def desk(cli, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T10:00:00Z")
+    cli("cmdb", "import", str(EXAMPLES / "desk" / "cmdb.yaml"))
+    cli("kb", "import", str(EXAMPLES / "kb"))
+    cli("change", "new", "--ci", "checkout-api", "--title", "Deploy checkout-api v2.14", "--start", "2026-11-26T09:40:00Z")
+    cli("change", "new", "--ci", "checkout-api", "--title", "Old deploy", "--start", "2026-11-20T09:40:00Z")
+    return cli
+
+
+def test_an_alert_arrives_with_its_context(desk):
+    payload = {"status": "firing", "alerts": [{"labels": {"alertname": "HighErrorRate", "service": "checkout-api-prod",
+                                                          "severity": "critical"},
+                                               "annotations": {"summary": "Checkout API 5xx rate above 5%"}}]}
+    [result] = [json.loads(line) for line in desk("new", "--format", "alertmanager", "--json", input=json.dumps(payload)).stdout.splitlines()]
+    t = desk.json("show", str(result["ticket"]))
+    assert t["ci"] == "checkout-api" and t["team"] == "payments" and t["queue"] == "payments"
+    ctx = t["context"]
+    assert ctx["tier"] == 1 and "shop-checkout" in ctx["dependents"]
+    assert [c["summary"] for c in ctx["changes"]] == ["Deploy checkout-api v2.14"]  # the old one is outside 24h
+    assert ctx["changes"][0]["minutes_before"] == 20
+    assert ctx["kb"][0]["title"] == "Checkout API returns 5xx"
+    enriched = [e for e in t["events"] if e["kind"] == "enriched"]
+    assert enriched and enriched[0]["data"]["set"] == {"ci": "checkout-api", "team": "payments", "queue": "payments"}
+    shown = desk("show", str(result["ticket"])).stdout
+    assert "Deploy checkout-api v2.14" in shown and "20 min before" in shown
+
+
+def test_a_queue_given_is_kept_and_an_instance_label_finds_its_host(desk):
+    t = desk.json("new", "Disk almost full", "--queue", "dba", "-l", "instance=db-billing-2:9100")
+    assert t["ci"] == "db-billing-2" and t["queue"] == "dba" and t["team"] == "data"
+    assert "billing-db" in desk.json("show", str(t["id"]))["context"]["dependents"]
+
+
+def test_similar_tickets_on_the_same_ci(desk):
+    first = desk.new("Search latency high on search-api", "--service", "search")
+    second = desk.new("Search latency high again", "--service", "search")
+    similar = desk.json("show", str(second))["context"]["similar"]
+    assert [s["id"] for s in similar] == [first]
+
+
+def test_nothing_to_enrich_from_adds_nothing(cli):
+    t = cli.json("new", "Printer jammed", "--service", "printing")
+    shown = cli.json("show", str(t["id"]))
+    assert shown["context"] is None and [e["kind"] for e in shown["events"]] == ["created"]
+
+
+def test_article_parser_never_crashes(tmp_path):
+    for text in ["", "---\n", "---\n---\n", "---\n- a\n---\nbody", "# \n"]:
+        try:
+            parse_article(text)
+        except Exception as e:  # only our one-line errors
+            assert type(e).__name__ == "BadInput", text
