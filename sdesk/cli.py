@@ -18,7 +18,7 @@ import typer
 from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
-from .signals import FORMATS
+from .signals import FORMATS, Signal
 from .commands.common import Group, Settings, note, print_json, settings_of, store_of
 
 if TYPE_CHECKING:
@@ -190,7 +190,10 @@ def new(
         raise BadInput("a title is required (quote it if it has spaces), or '-' to read JSON from stdin"
                        if not args else f"one title, got {len(args)} words: quote it")
     ticket = ticket_from_flags(args[0], labels=label, tags=tag, **flags)
-    [(ticket_id, created)] = settings.store().intake([ticket], actor=settings.actor, source="cli")
+    _, options = settings.intake_options()
+    [(ticket_id, outcome)] = settings.store().receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
+                                                      **options)
+    created = outcome == "created"
     if not created:
         note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
     if as_json:

@@ -13,9 +13,32 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import BadInput
+from .cmdb import DEFAULT_MATCH_LABELS
+from .enrich import EnrichOptions
 from .lifecycle import Priority
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class EnrichConfig(BaseModel):
+    """`intake.yaml` `enrich:`: the context a new ticket gets from the CMDB, changes and KB."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # Ticket labels that may name the CI, best first (after the ticket's ci and service fields).
+    labels: list[str] = Field(default_factory=lambda: list(DEFAULT_MATCH_LABELS))
+    change_window_hours: int = Field(default=24, ge=0)
+    kb_articles: int = Field(default=3, ge=0)
+    similar_tickets: int = Field(default=5, ge=0)
+    similar_within_days: int = Field(default=14, ge=0)
+
+    def options(self) -> EnrichOptions | bool:
+        if not self.enabled:
+            return False
+        return EnrichOptions(labels=tuple(self.labels), change_window_hours=self.change_window_hours,
+                             kb_articles=self.kb_articles, similar_tickets=self.similar_tickets,
+                             similar_within_days=self.similar_within_days)
 
 
 class IntakeConfig(BaseModel):
@@ -31,6 +54,7 @@ class IntakeConfig(BaseModel):
     mask_pii: bool = False
     # An email reply reopens a ticket resolved or closed less than this many days ago.
     reopen_within_days: int = Field(default=14, ge=0)
+    enrich: EnrichConfig = Field(default_factory=EnrichConfig)
 
 
 def load(config_dir: Path | None, name: str, model: type[M]) -> M:

@@ -66,3 +66,17 @@ def test_a_bad_config_file_is_one_line_naming_file_and_line(cli, config, text, m
     assert result.exit_code == ExitCode.BAD_INPUT
     assert result.stderr.startswith(f"error: {config / 'intake.yaml'}") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_enrichment_settings_are_read_and_checked(cli, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir(exist_ok=True)
+    (config / "intake.yaml").write_text("enrich:\n  enabled: false\n")
+    cli("cmdb", "add", "api", "--type", "service", "--team", "web")
+    t = cli.json("new", "API down", "--service", "api")
+    assert t["ci"] is None and t["team"] is None
+    (config / "intake.yaml").write_text("enrich:\n  labels: [svc]\n  change_window_hours: -1\n")
+    result = cli("new", "x", ok=False)
+    assert result.exit_code == 2 and "intake.yaml:3: enrich.change_window_hours" in result.stderr
+    (config / "intake.yaml").write_text("enrich:\n  labels: [svc]\n")
+    assert cli.json("new", "API slow", "-l", "svc=api")["ci"] == "api"

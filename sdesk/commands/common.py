@@ -111,7 +111,8 @@ class Settings:
         record_resolved = {"*"} if record_all else set(config.record_resolved) if config else set()
         options = {"record_resolved": record_resolved, "mask_pii": bool(config and config.mask_pii),
                    "reopen_days": reopen_days if reopen_days is not None
-                   else config.reopen_within_days if config else 14}
+                   else config.reopen_within_days if config else 14,
+                   "enrich": config.enrich.options() if config else True}
         return (severity_table(config.severity) if config else SEVERITY), options
 
 
