@@ -39,6 +39,25 @@ def _load(store: Store, name: str) -> list[int]:
     return [ticket_id for ticket_id, _ in _receive(store, name, "jsonl", "alertmanager")]
 
 
+def _load_estate(store: Store) -> str:
+    """examples/desk/cmdb.yaml and examples/kb/, as `sdesk cmdb import` and `sdesk kb import` load them."""
+    from .cmdb import parse_estate
+    from .kb import check_article, parse_article
+
+    estate = examples_dir() / "desk" / "cmdb.yaml"
+    cis = store.cmdb_import(parse_estate(estate.read_text(encoding="utf-8"), "yaml", str(estate)), actor="demo")
+    articles = [(path.stem, check_article(parse_article(path.read_text(encoding="utf-8"), str(path)), str(path)))
+                for path in sorted((examples_dir() / "kb").glob("*.md"))]
+    kb = store.kb_sync(articles, actor="demo")
+    return f"{len(cis['created'])} configuration items in the CMDB, {len(kb['created'])} KB articles"
+
+
+def _print_context(store: Store, ticket_id: int) -> None:
+    from .render import print_context
+
+    print_context(store.context(ticket_id=ticket_id) or {}, [])
+
+
 def run_demo(db: Path | None) -> None:
     from .render import console, print_tickets
 
@@ -58,9 +77,17 @@ def run_demo(db: Path | None) -> None:
 
     try:
         with Store(db) as store:
+            at(-60)
+            summary = _load_estate(store)
+            say(f"the desk knows its estate: {summary}")
+            at(-18)
+            store.change_add(title="Deploy checkout-api 2026.11.3", ci="checkout-api", start=clock.now_iso(), end=None,
+                             risk="medium", status="completed", actor="ci-bot")
+            say("the CI pipeline records a change: deploy checkout-api 2026.11.3")
             at(0)
             checkout, replica, pay_hangs, mfa, laptop, grafana, vpn = _load(store, "intake.jsonl")
-            say(f"intake: 7 tickets from alerts and people ({ref(checkout)} is the P1)")
+            say(f"intake: 7 tickets from alerts and people ({ref(checkout)} is the P1); each arrives with its context:")
+            _print_context(store, checkout)
             at(3)
             _load(store, "repeats.jsonl")
             say(f"the checkout alert fires twice more: {ref(checkout)} counts 3 occurrences, no new tickets")

@@ -71,6 +71,7 @@ def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_pat
     out = " ".join(cli("demo").stdout.split())  # as read, whatever the terminal width
     assert "The open queue" in out and "SD-1 (P1): acknowledged in 4 min, resolved in 22 min" in out
     assert "5 alerts and 2 emails came in" in out and "hash chain intact" in out
+    assert "44 configuration items in the CMDB, 7 KB articles" in out and "18 min before" in out
     assert not db_path.exists()
 
 
@@ -79,6 +80,11 @@ def test_demo_keeps_its_database_with_db(cli, tmp_path):
     cli("demo", "--db", str(kept))
     p1 = cli.json("show", "SD-1", "--db", str(kept))
     assert p1["status"] == "resolved" and p1["occurrences"] == 3
+    # The P1 arrived with its owner, blast radius, the deploy just before it and the runbook article.
+    ctx = p1["context"]
+    assert p1["team"] == "payments" and ctx["tier"] == 1 and ctx["dependents_total"] >= 3
+    assert ctx["changes"][0]["summary"] == "Deploy checkout-api 2026.11.3" and ctx["changes"][0]["minutes_before"] == 18
+    assert ctx["kb"][0]["title"] == "Checkout API returns 5xx"
     assert cli.json("audit", "verify", "--db", str(kept))["ok"]
 
 
