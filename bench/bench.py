@@ -85,6 +85,109 @@ def build_store(size: int, rebuild: bool) -> Path:
     return path
 
 
+def _fresh(path: Path, rebuild: bool, check: str, size: int) -> bool:
+    """Whether `path` holds a current store where `check` counts at least `size` rows."""
+    from sdesk import migrations
+
+    if not path.exists() or rebuild:
+        return False
+    with sqlite3.connect(path) as conn:
+        ok = conn.execute("PRAGMA user_version").fetchone()[0] == migrations.SCHEMA_VERSION
+        return ok and conn.execute(check).fetchone()[0] >= size
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+WORDS = ("disk full latency replica lag postgres checkout payment gateway timeout certificate expired login mfa vpn "
+         "dns resolver cache redis kafka consumer queue backlog deploy rollback memory leak cpu throttling pod "
+         "restart crashloop node drain network packet loss firewall rule ldap sync backup restore snapshot quota "
+         "index shard elasticsearch heap gc pause tls handshake cdn purge origin error rate budget burn alert "
+         "pager oncall escalation runbook").split()
+
+
+def build_kb(articles: int, rebuild: bool) -> Path:
+    """A knowledge base of `articles` articles with Zipf-like word use, through kb_sync."""
+    sys.path.insert(0, str(ROOT))
+    from sdesk.store import Store
+
+    path = STORES / f"kb{articles}.db"
+    if _fresh(path, rebuild, "SELECT count(*) FROM kb_articles", articles):
+        return path
+    _remove(path)
+    rng = random.Random(articles)
+    weights = [1 / (i + 1) for i in range(len(WORDS))]
+    started = time.perf_counter()
+    with Store(path) as store:
+        for start in range(0, articles, 10_000):
+            batch = []
+            for i in range(start, min(articles, start + 10_000)):
+                title = " ".join(rng.choices(WORDS, weights, k=4)).capitalize() + f" ({i})"
+                body = "\n\n".join(" ".join(rng.choices(WORDS, weights, k=40)) for _ in range(4))
+                batch.append((f"a{i}", {"title": title, "body": body, "tags": rng.sample(WORDS[:20], 2), "cis": [],
+                                        "owner": "bench", "review_days": 180}))
+            store.kb_sync(batch, actor="bench")
+            print(f"\r  building kb {articles:,}: {start + len(batch):,}", end="", file=sys.stderr)
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(f"\r  built {articles:,} articles in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return path
+
+
+def build_cmdb(cis: int, rebuild: bool) -> Path:
+    """An estate of `cis` CIs in ten layers, each CI needing three of the layer below
+    (3 relations per CI), through cmdb import."""
+    sys.path.insert(0, str(ROOT))
+    from sdesk.cmdb import CI
+    from sdesk.store import Store
+
+    path = STORES / f"cmdb{cis}.db"
+    if _fresh(path, rebuild, "SELECT count(*) FROM cis", cis):
+        return path
+    _remove(path)
+    rng = random.Random(cis)
+    layer = cis // 10
+    estate = []
+    for i in range(cis):
+        below = range((i // layer + 1) * layer, (i // layer + 2) * layer)
+        needs = rng.sample(below, 3) if below.stop <= cis else []
+        estate.append(CI(f"ci-{i}", "service" if i < cis // 2 else "host", tier=1 + i * 4 // cis, team=f"team-{i % 50}",
+                         relations={"depends_on": [f"ci-{n}" for n in needs]} if needs else {}))
+    started = time.perf_counter()
+    with Store(path) as store:
+        store.cmdb_import(estate, actor="bench")
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.conn.execute("ANALYZE")
+    print(f"  built {cis:,} CIs in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return path
+
+
+def build_enriched(size: int, rebuild: bool) -> Path:
+    """The store of `size` tickets plus the example CMDB, KB and a recent change: `new` on it
+    pays for enrichment, `new` on the plain store does not."""
+    sys.path.insert(0, str(ROOT))
+    from sdesk.cmdb import parse_estate
+    from sdesk.kb import check_article, parse_article
+    from sdesk.store import Store
+
+    path = STORES / f"{size}-enriched.db"
+    if _fresh(path, rebuild, "SELECT count(*) FROM cis", 1):
+        return path
+    _remove(path)
+    with sqlite3.connect(STORES / f"{size}.db") as src, sqlite3.connect(path) as dst:
+        src.backup(dst)
+    estate = ROOT / "examples" / "desk" / "cmdb.yaml"
+    with Store(path) as store:
+        store.cmdb_import(parse_estate(estate.read_text(), "yaml", str(estate)), actor="bench")
+        store.kb_sync([(f.stem, check_article(parse_article(f.read_text()))) for f in sorted((ROOT / "examples" / "kb").glob("*.md"))],
+                      actor="bench")
+        from sdesk import clock
+        store.change_add(title="Deploy checkout-api", ci="checkout-api", start=clock.now_iso(), end=None, risk="low",
+                         status="completed", actor="bench")
+    return path
+
+
 def run(cmd: list[str], env: dict, stdin: Path | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one whole process."""
     stdin_file = stdin.open("rb") if stdin else subprocess.DEVNULL
@@ -105,11 +208,15 @@ def sdesk(*args: str) -> list[str]:
     return [PY, "-m", "sdesk", *args]
 
 
-def measure_commands(stores: dict[int, Path], rounds: int) -> list[dict]:
+def measure_commands(stores: dict[int, Path], rounds: int, extra: dict[tuple[int, str], tuple[Path, list[str]]]) -> list[dict]:
     """Short commands on every store, interleaved with F in the same rounds, so that the
-    machine's drift (it is shared) hits every figure alike and ratios stay comparable."""
+    machine's drift (it is shared) hits every figure alike and ratios stay comparable.
+    `extra`: (size, name) -> (store, argv) for the KB, CMDB and enrichment figures."""
     commands: dict[tuple[int, str], list[str]] = {}
-    envs: dict[int, dict] = {}
+    envs: dict[tuple[int, str] | int, dict] = {}
+    for key, (db, argv) in extra.items():
+        commands[key] = sdesk(*argv)
+        envs[key] = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
     payload = ROOT / "examples" / "demo" / "alertmanager-firing.json"
     for size, db in stores.items():
         envs[size] = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
@@ -127,12 +234,13 @@ def measure_commands(stores: dict[int, Path], rounds: int) -> list[dict]:
     floor = [PY, "-c", "import typer, sqlite3"]
     times: dict[tuple[int, str], list[float]] = {key: [] for key in [(0, "F"), *commands]}
     peaks: dict[tuple[int, str], float] = {key: 0.0 for key in times}
-    for size in stores:
-        run(commands[size, "new"], envs[size])  # warm the page cache and .pyc files
+    for key, cmd in commands.items():
+        if "new" not in key[1]:
+            run(cmd, envs.get(key, envs.get(key[0], ENV)))  # warm the page cache and .pyc files
     for _ in range(rounds):
         for key, cmd in [((0, "F"), floor), *commands.items()]:
             stdin = payload if key[1].endswith("< payload") else None
-            wall, rss = run(cmd, envs.get(key[0], ENV), stdin)
+            wall, rss = run(cmd, envs.get(key, envs.get(key[0], ENV)), stdin)
             times[key].append(wall)
             peaks[key] = max(peaks[key], rss)
     f = statistics.median(times[0, "F"])
@@ -264,21 +372,39 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--jsonl-lines", type=int, default=100_000)
+    parser.add_argument("--kb-articles", type=int, default=100_000)
+    parser.add_argument("--cmdb-cis", type=int, default=100_000)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_only:
         for size in args.sizes:
             build_store(size, args.rebuild)
+            build_enriched(size, args.rebuild)
+        build_kb(args.kb_articles, args.rebuild)
+        build_cmdb(args.cmdb_cis, args.rebuild)
         return
 
     rows: list[dict] = []
     stores = {}
     for size in args.sizes:
-        subprocess.run([PY, __file__, "--build-only", "--sizes", str(size)] + ["--rebuild"] * args.rebuild,
-                       check=True)
+        subprocess.run([PY, __file__, "--build-only", "--sizes", str(size), "--kb-articles", str(args.kb_articles),
+                        "--cmdb-cis", str(args.cmdb_cis)] + ["--rebuild"] * args.rebuild, check=True)
         stores[size] = STORES / f"{size}.db"
-    rows += measure_commands(stores, args.rounds)
+    kb, cmdb = STORES / f"kb{args.kb_articles}.db", STORES / f"cmdb{args.cmdb_cis}.db"
+    mid = f"ci-{args.cmdb_cis // 2 + 7}"  # layer 5 of 10: a few hundred CIs need it
+    extra = {
+        (args.kb_articles, "kb search (2 words)"): (kb, ["kb", "search", "replica", "lag"]),
+        (args.kb_articles, "kb search (2 words) --json"): (kb, ["kb", "search", "disk", "full", "--json"]),
+        (args.cmdb_cis, "cmdb impact (layer 5 of 10)"): (cmdb, ["cmdb", "impact", mid]),
+        (args.cmdb_cis, "cmdb impact --json"): (cmdb, ["cmdb", "impact", mid, "--json"]),
+        (args.cmdb_cis, "cmdb impact --upstream --json (top CI)"): (cmdb, ["cmdb", "impact", "ci-7", "--upstream", "--json"]),
+    }
+    for size in args.sizes:
+        extra[size, "new, enriched (CMDB, KB, change)"] = (
+            STORES / f"{size}-enriched.db",
+            ["new", "Bench: checkout latency above SLO", "-p", "P2", "--service", "checkout-api", "-l", "env=prod"])
+    rows += measure_commands(stores, args.rounds, extra)
     for size, db in stores.items():
         rows.append(measure_jsonl(size, db, args.jsonl_lines))
         rows.append(measure_alertmanager_stream(size, db, args.jsonl_lines))

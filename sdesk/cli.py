@@ -19,7 +19,7 @@ from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
 from .signals import FORMATS, Signal
-from .commands.common import Group, Settings, note, print_json, settings_of, store_of
+from .commands.common import Group, RootGroup, Settings, note, print_json, settings_of, store_of
 
 if TYPE_CHECKING:
     from .intake import Record
@@ -30,7 +30,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 app = typer.Typer(
-    cls=Group,
+    cls=RootGroup,
     name="sdesk",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -39,17 +39,8 @@ app = typer.Typer(
 audit_app = typer.Typer(cls=Group, help="Check the tamper-evident event history.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-
-def _register_groups() -> None:
-    from .commands import cmdb, kb, work
-
-    app.add_typer(cmdb.app, name="cmdb")
-    app.add_typer(kb.app, name="kb")
-    app.add_typer(work.change_app, name="change")
-    app.add_typer(work.problem_app, name="problem")
-
-
-_register_groups()
+RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands.kb", "app"),
+                  "change": ("sdesk.commands.work", "change_app"), "problem": ("sdesk.commands.work", "problem_app")}
 
 
 def _version(value: bool) -> None:

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _commands(group=None, prefix=()):
     group = group or typer.main.get_command(app)
-    for name, command in group.commands.items():
+    ctx = typer.Context(group)
+    for name in group.list_commands(ctx):  # lazily loaded groups too
+        command = group.get_command(ctx, name)
         if hasattr(command, "commands"):
             yield from _commands(command, prefix + (name,))
         else:
@@ -39,6 +41,17 @@ def test_the_foundation_commands_exist():
     names = {" ".join(c) for c in COMMANDS}
     assert {"init", "new", "list", "show", "assign", "ack", "start", "wait", "comment", "resolve", "close",
             "reopen", "update", "link", "demo", "audit verify", "schema"} <= names
+    assert {"cmdb import", "cmdb impact", "kb search", "kb diff", "change new", "problem new"} <= names
+
+
+def test_command_groups_are_built_only_when_used():
+    """Typer builds every command it knows at start-up: the groups load on demand instead."""
+    code = ("import sys; from sdesk.cli import app\n"
+            "from typer.testing import CliRunner\n"
+            "CliRunner().invoke(app, ['list', '--json'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('sdesk.commands.') and m != 'sdesk.commands.common'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.intake import alertmanager_fingerprint, detect, parse_document
+from sdesk.intake import alertmanager_fingerprint, parse_document
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -12,7 +12,7 @@ import typer
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
-app = typer.Typer(cls=Group, no_args_is_help=True,
+app = typer.Typer(cls=Group, name="cmdb", no_args_is_help=True,
                   help="The CMDB: configuration items, how they depend on each other, and what fails with them.")
 
 NameArg = Annotated[str, typer.Argument(help="A CI's name or alias.", show_default=False)]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -15,7 +12,7 @@ import typer
 from ..errors import BadInput, SdeskError
 from .common import Group, note, print_json, settings_of, store_of
 
-app = typer.Typer(cls=Group, no_args_is_help=True,
+app = typer.Typer(cls=Group, name="kb", no_args_is_help=True,
                   help="The knowledge base: Markdown articles with revisions, full-text search and review dates.")
 
 IdArg = Annotated[str, typer.Argument(help="KB-12 or 12.", show_default=False)]
@@ -34,6 +31,10 @@ def _read_source(path: Optional[Path], initial: str) -> tuple[str, str]:
 
 
 def _edit(initial: str) -> str:
+    import shlex
+    import subprocess
+    import tempfile
+
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     with tempfile.NamedTemporaryFile("w+", suffix=".md", encoding="utf-8", delete=False) as f:
         f.write(initial)

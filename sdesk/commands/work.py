@@ -11,8 +11,8 @@ import typer
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
-change_app = typer.Typer(cls=Group, no_args_is_help=True, help="Change records: deploys, config pushes, maintenance.")
-problem_app = typer.Typer(cls=Group, no_args_is_help=True, help="Problems: the common cause behind several incidents.")
+change_app = typer.Typer(cls=Group, name="change", no_args_is_help=True, help="Change records: deploys, config pushes, maintenance.")
+problem_app = typer.Typer(cls=Group, name="problem", no_args_is_help=True, help="Problems: the common cause behind several incidents.")
 
 
 class ChangeStatus(str, Enum):
