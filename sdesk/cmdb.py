@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadInput
+from .errors import BadInput, yaml_error
 from .lifecycle import NAME_MAX
 
 CI_TYPES = ("service", "application", "host", "database", "queue", "cache", "network", "storage", "cluster", "saas")
@@ -123,8 +123,7 @@ def _yaml_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise BadInput(f"{where}:{mark.line + 1 if mark else 1}: {getattr(e, 'problem', None) or e}") from None
+        raise yaml_error(e, where) from None
     if data is None:
         return []
     items = data.get("cis") if isinstance(data, dict) else data

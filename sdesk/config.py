@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import BadInput
+from .errors import BadInput, yaml_error
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
 from .lifecycle import Priority
@@ -69,9 +69,7 @@ def load(config_dir: Path | None, name: str, model: type[M]) -> M:
     except OSError as e:
         raise BadInput(f"{path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise BadInput(f"{path}{where}: {getattr(e, 'problem', None) or e}") from None
+        raise yaml_error(e, str(path)) from None
     try:
         return model.model_validate(data or {})
     except ValidationError as e:

@@ -8,7 +8,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from .errors import BadInput
+from .errors import BadInput, yaml_error
 from .lifecycle import NAME_MAX, TITLE_MAX
 
 DEFAULT_REVIEW_DAYS = 180
@@ -34,8 +34,7 @@ def parse_article(text: str, where: str = "article") -> dict[str, Any]:
         try:
             meta = yaml.safe_load(m.group(1)) or {}
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise BadInput(f"{where}:{mark.line + 2 if mark else 1}: front matter: {getattr(e, 'problem', None) or e}") from None
+            raise yaml_error(e, where, first_line=2, what="front matter: ") from None
         if not isinstance(meta, dict):
             raise BadInput(f"{where}:2: front matter must be a mapping (title:, tags:, ...)")
         body = text[m.end():]

@@ -61,6 +61,8 @@ def test_csv_import_with_attributes(cli, tmp_path):
     ("cis:\n  - name: a\n    type: service\n    tier: 9\n", ":2: a: tier must be 1, 2, 3 or 4"),
     ("cis:\n  - name: a\n    type: service\n    colour: red\n", ":2: colour: unknown field"),
     ("cis: [\n", ":2:"),
+    ("\x00binary", ":1: unacceptable character"),
+    ("- just\n- a list\n", ":1: a CI must be a mapping"),
 ])
 def test_bad_estates_are_refused_whole_with_the_line(cli, db_path, tmp_path, text, message):
     cli("cmdb", "import", str(ESTATE))
