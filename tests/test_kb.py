@@ -193,3 +193,22 @@ def test_article_parser_never_crashes(tmp_path):
             parse_article(text)
         except Exception as e:  # only our one-line errors
             assert type(e).__name__ == "BadInput", text
+
+
+def test_editor_round_trip(tmp_path, monkeypatch):
+    """$EDITOR gets a file with the current text and whatever it saves is the new text."""
+    import sys
+
+    from sdesk.commands.kb import _edit
+    from sdesk.errors import SdeskError
+
+    script = tmp_path / "editor.py"
+    script.write_text("import sys; p = sys.argv[1]; t = open(p).read(); open(p, 'w').write(t.replace('old', 'new'))")
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
+    assert _edit("# Title\n\nold text\n") == "# Title\n\nnew text\n"
+    monkeypatch.setenv("EDITOR", f"{sys.executable} -c 'raise SystemExit(1)'")
+    with pytest.raises(SdeskError, match="exited with an error"):
+        _edit("x")
+    monkeypatch.setenv("EDITOR", "no-such-editor-anywhere")
+    with pytest.raises(SdeskError, match="not found"):
+        _edit("x")
