@@ -150,7 +150,8 @@ class CmdbStore:
                     summary["updated"].append(ci.name)
                 else:
                     summary["unchanged"].append(ci.name)
-            self._ci_relink(tx, [ci for ci in cis if ci.name in summary["created"] + summary["updated"]])
+            changed = {*summary["created"], *summary["updated"]}
+            self._ci_relink(tx, [ci for ci in cis if ci.name in changed])
             if prune:
                 names = {ci.name for ci in cis}
                 gone = sorted(set(stored) - names)
