@@ -109,7 +109,9 @@ WORDS = ("disk full latency replica lag postgres checkout payment gateway timeou
 
 
 def build_kb(articles: int, rebuild: bool) -> Path:
-    """A knowledge base of `articles` articles with Zipf-like word use, through kb_sync."""
+    """A knowledge base of `articles` articles through kb_sync. Words follow Zipf's law over a
+    20,000-word vocabulary (as prose does), with the ops words spread between ranks 20 and
+    2,000: a two-word query matches a few percent of the articles."""
     sys.path.insert(0, str(ROOT))
     from sdesk.store import Store
 
@@ -118,14 +120,17 @@ def build_kb(articles: int, rebuild: bool) -> Path:
         return path
     _remove(path)
     rng = random.Random(articles)
-    weights = [1 / (i + 1) for i in range(len(WORDS))]
+    vocabulary = [f"w{i}" for i in range(20_000)]
+    for word in WORDS:
+        vocabulary.insert(int(20 * 100 ** rng.random()), word)
+    weights = [1 / (i + 1) for i in range(len(vocabulary))]
     started = time.perf_counter()
     with Store(path) as store:
         for start in range(0, articles, 10_000):
             batch = []
             for i in range(start, min(articles, start + 10_000)):
-                title = " ".join(rng.choices(WORDS, weights, k=4)).capitalize() + f" ({i})"
-                body = "\n\n".join(" ".join(rng.choices(WORDS, weights, k=40)) for _ in range(4))
+                title = " ".join(rng.choices(vocabulary, weights, k=6)).capitalize() + f" ({i})"
+                body = "\n\n".join(" ".join(rng.choices(vocabulary, weights, k=40)) for _ in range(4))
                 batch.append((f"a{i}", {"title": title, "body": body, "tags": rng.sample(WORDS[:20], 2), "cis": [],
                                         "owner": "bench", "review_days": 180}))
             store.kb_sync(batch, actor="bench")

@@ -4,8 +4,6 @@ Start-up cost matters (see DESIGN.md): pydantic, rich and sqlite-utils are impor
 commands that need them, never at the top of this module.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import sys
@@ -219,14 +217,14 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                 raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
             used = fmt
 
-            def on_stored(record: Record, ticket_id: int | None, outcome: str) -> None:
+            def on_stored(record: "Record", ticket_id: int | None, outcome: str) -> None:
                 if as_json:
                     write(json.dumps({"where": record.where, "format": used, "ticket": ticket_id, "action": outcome})
                           + "\n")
                 elif ticket_id is not None:
                     write(f"{lifecycle.ID_PREFIX}{ticket_id}\n")
 
-            def on_rejected(record: Record) -> None:
+            def on_rejected(record: "Record") -> None:
                 if as_json:
                     write(json.dumps({"where": record.where, "format": used, "ticket": None, "action": "rejected",
                                       "error": record.error}, ensure_ascii=False) + "\n")
@@ -392,19 +390,14 @@ def resolve(
 
     Example: sdesk resolve SD-42 -r "Failed over to the replica" --kb
     """
+    if not kb:
+        _move(ctx, ticket, "resolve", resolution=resolution, code=code)
+        return
     settings = settings_of(ctx)
-    store = settings.store()
     ticket_id = lifecycle.parse_id(ticket)
-    draft = None
-    if kb:
-        from .kb import draft_from_ticket
-
-        draft = draft_from_ticket(store.get_or_raise(ticket_id=ticket_id), store.context(ticket_id=ticket_id), resolution)
-    _move(ctx, ticket, "resolve", resolution=resolution, code=code)
-    if draft is not None:
-        article_id = store.kb_add(draft, actor=settings.actor)
-        store.kb_link(article_id, ticket_id, actor=settings.actor)
-        note(f"drafted KB-{article_id} \"{draft['title']}\": review it with sdesk kb edit KB-{article_id}")
+    article_id = settings.store().resolve_with_draft(ticket_id, resolution=resolution, code=code, actor=settings.actor)
+    note(f"{lifecycle.ref(ticket_id)} is resolved; drafted KB-{article_id} from it: review it with "
+         f"sdesk kb edit KB-{article_id}")
 
 
 @app.command()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadInput, yaml_error
+from .errors import BadInput
 from .lifecycle import NAME_MAX
 
 CI_TYPES = ("service", "application", "host", "database", "queue", "cache", "network", "storage", "cluster", "saas")
@@ -70,11 +70,14 @@ def check_ci(data: Mapping[str, Any]) -> CI:
     attributes = data.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise BadInput(f"{name}: attributes must be a mapping")
+    # Aliases match in any case, so they are kept in lower case.
     ci = CI(name, kind, tier, _optional(data.get("team")), _optional(data.get("environment")),
-            [check_name(a, f"{name}: alias") for a in _list(data.get("aliases"), f"{name}: aliases")],
+            [check_name(a, f"{name}: alias").lower() for a in _list(data.get("aliases"), f"{name}: aliases")],
             {str(k): "" if v is None else str(v) for k, v in attributes.items()})
     for kind in RELATIONS:
         targets = [check_name(t, f"{name}: {kind}") for t in _list(data.get(kind), f"{name}: {kind}")]
+        if name in targets:
+            raise BadInput(f"{name}: {kind} {name}: a CI cannot {kind} itself")
         if targets:
             ci.relations[kind] = targets
     return ci
@@ -119,11 +122,9 @@ def parse_estate(text: str, fmt: str, where: str) -> list[CI]:
 def _yaml_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
     import yaml
 
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise yaml_error(e, where) from None
+    from . import yamlfile
+
+    data, node = yamlfile.parse(text, where)
     if data is None:
         return []
     items = data.get("cis") if isinstance(data, dict) else data
@@ -141,7 +142,7 @@ def _yaml_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _csv_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))  # spreadsheets start with a BOM
     if not reader.fieldnames or "name" not in reader.fieldnames:
         raise BadInput(f"{where}:1: a CSV estate needs a header row with at least name and type")
     known = {"name", "type", "tier", "team", "environment", "aliases", *RELATIONS}
@@ -186,10 +187,11 @@ class Reached:
 
 
 def walk(start: str, neighbours: Callable[[list[str]], Mapping[str, list[tuple[str, str]]]],
-         depth: int | None = None) -> list[Reached]:
+         depth: int | None = None, limit: int | None = None) -> list[Reached]:
     """Breadth first from `start`: each CI once, at its shortest distance, with one shortest
     path. `neighbours(names)` returns, for a frontier, name -> [(kind, next name)]: one call per
-    level, so the store answers a level with one query. Cycles end because a CI is visited once."""
+    level, so the store answers a level with one query. Cycles end because a CI is visited once.
+    With `limit`, stops once that many CIs are reached."""
     seen = {start}
     frontier = [Reached(start, 0, [start], "")]
     out: list[Reached] = []
@@ -205,16 +207,23 @@ def walk(start: str, neighbours: Callable[[list[str]], Mapping[str, list[tuple[s
                     reached = Reached(name, level, r.path + [name], kind)
                     following.append(reached)
                     out.append(reached)
+                    if limit is not None and len(out) >= limit:
+                        return out
         frontier = following
     return out
+
+
+def _edge(r: Reached, upstream: bool) -> tuple[str, str]:
+    """The step to `r` as its relation is stored (`source kind target`): a walk toward what
+    needs a CI runs against depends_on but along part_of, and the other way upstream."""
+    before = r.path[-2]
+    return (before, r.name) if upstream != (r.via == CONTAINS) else (r.name, before)
 
 
 def to_dot(start: str, reached: Iterable[Reached], upstream: bool) -> str:
     lines = ["digraph impact {", "  rankdir=LR;", f"  {_quote(start)} [style=bold];"]
     for r in reached:
-        a, b = r.path[-2], r.name
-        # Arrows point the way the relation reads: dependent -> dependency.
-        src, dst = (a, b) if upstream else (b, a)
+        src, dst = _edge(r, upstream)
         lines.append(f"  {_quote(src)} -> {_quote(dst)} [label={_quote(r.via)}];")
     return "\n".join(lines + ["}"]) + "\n"
 
@@ -230,8 +239,7 @@ def to_mermaid(start: str, reached: Iterable[Reached], upstream: bool) -> str:
 
     lines = ["graph LR", f"  {node(start)}"]
     for r in reached:
-        a, b = r.path[-2], r.name
-        src, dst = (a, b) if upstream else (b, a)
+        src, dst = _edge(r, upstream)
         lines.append(f"  {node(src)} -->|{r.via}| {node(dst)}")
     return "\n".join(lines) + "\n"
 

@@ -7,12 +7,12 @@ A missing folder or file means the defaults: a fresh desk just works.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import BadInput, yaml_error
+from . import yamlfile
+from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
 from .lifecycle import Priority
@@ -64,33 +64,13 @@ def load(config_dir: Path | None, name: str, model: type[M]) -> M:
         return model()
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except OSError as e:
-        raise BadInput(f"{path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise yaml_error(e, str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    data, node = yamlfile.parse(text, str(path))
     try:
         return model.model_validate(data or {})
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         loc = [str(part) for part in first["loc"]]
         msg = "unknown setting" if first["type"] == "extra_forbidden" else first["msg"]
-        raise BadInput(f"{path}:{_line(node, loc)}: {'.'.join(loc) or 'file'}: {msg}") from None
-
-
-def _line(node: Any, loc: list[str]) -> int:
-    """The line of the YAML node at `loc` (or of the deepest part of it that exists)."""
-    line = node.start_mark.line + 1 if node is not None else 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if str(k.value) == part), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
+        raise BadInput(f"{path}:{yamlfile.line_of(node, loc)}: {'.'.join(loc) or 'file'}: {msg}") from None

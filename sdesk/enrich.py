@@ -26,15 +26,20 @@ class EnrichOptions:
     similar_tickets: int = 5
     similar_within_days: int = 14
     dependents_shown: int = 20
+    # Bounds on the graph walks, so that a CI everything depends on (DNS, the network) costs a
+    # new ticket milliseconds, not a walk of the whole estate.
+    dependents_counted: int = 500
+    upstream_depth: int = 3
 
 
 class Enricher:
-    def __init__(self, store: Store, options: EnrichOptions, now: datetime | None = None):
+    def __init__(self, store: Store, options: EnrichOptions, *, has_cmdb: bool, has_kb: bool,
+                 now: datetime | None = None):
         self.store = store
         self.options = options
         self.now = now or clock.now()
-        self.has_cmdb = store.ci_count() > 0
-        self.has_kb = store.kb_count() > 0
+        self.has_cmdb = has_cmdb
+        self.has_kb = has_kb
         self._ci: dict[tuple[str, ...], dict[str, Any] | None] = {}
         self._around: dict[str, dict[str, Any]] = {}
         self._kb: dict[str, list[dict[str, Any]]] = {}
@@ -65,16 +70,23 @@ class Enricher:
         """Who depends on the CI (its blast radius) and what changed on it or below it lately."""
         if name in self._around:
             return self._around[name]
-        down = walk(name, lambda names: self.store.ci_neighbours(names, upstream=False))
-        up = walk(name, lambda names: self.store.ci_neighbours(names, upstream=True))
+        down = walk(name, lambda names: self.store.ci_neighbours(names, upstream=False),
+                    limit=self.options.dependents_counted)
         info = self.store.ci_tiers([r.name for r in down])
         tiers = [info[r.name]["tier"] for r in down if info.get(r.name, {}).get("tier")]
         since = clock.iso(self.now - timedelta(hours=self.options.change_window_hours))
-        changes = self.store.change_list(cis=[name, *(r.name for r in up)], since=since, until=clock.iso(self.now),
-                                         limit=5)
+        # Changes in the window are few: take them, then keep those on the CI or what it needs.
+        recent = self.store.change_list(since=since, until=clock.iso(self.now), limit=1000)
+        changes = []
+        if recent:
+            up = walk(name, lambda names: self.store.ci_neighbours(names, upstream=True),
+                      depth=self.options.upstream_depth, limit=self.options.dependents_counted)
+            near = {name, *(r.name for r in up)}
+            changes = [c for c in recent if (c["ci"] or c["service"]) in near][:5]
         around = {
             "dependents": [r.name for r in down][:self.options.dependents_shown],
             "dependents_total": len(down),
+            "dependents_capped": len(down) >= self.options.dependents_counted,
             "highest_tier_affected": min(tiers) if tiers else None,
             "changes": [{"id": c["id"], "summary": c["summary"], "ci": c["ci"] or c["service"],
                          "happened_at": c["happened_at"], "status": c["status"], "risk": c["risk"],

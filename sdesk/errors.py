@@ -41,9 +41,3 @@ class PermissionDenied(SdeskError):
 class AuditBroken(SdeskError):
     """The event hash chain does not verify."""
 
-
-def yaml_error(e: Exception, where: str, first_line: int = 1, what: str = "") -> BadInput:
-    """A YAML parse error as one line: `file:line: [what: ]problem` (line counted from first_line)."""
-    mark = getattr(e, "problem_mark", None)
-    problem = str(getattr(e, "problem", None) or e).splitlines()[0]
-    return BadInput(f"{where}:{mark.line + first_line if mark else first_line}: {what}{problem}")

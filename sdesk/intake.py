@@ -385,9 +385,10 @@ def parse_document(text: str, fmt: str = "auto", severity: Mapping[str, str] = S
 
 def _loads_leniently(text: str) -> Any:
     """What orjson refuses and the json module takes (NaN, integers beyond 64 bits, lone
-    surrogates), or the json module's error, which names the line and column."""
+    surrogates), or the json module's error, which names the line and column. NaN and
+    Infinity come back as text, as they are shown anyway: orjson would write them as null."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=str)
     except json.JSONDecodeError as e:
         raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 

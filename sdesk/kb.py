@@ -8,10 +8,11 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from .errors import BadInput, yaml_error
+from .errors import BadInput
 from .lifecycle import NAME_MAX, TITLE_MAX
 
 DEFAULT_REVIEW_DAYS = 180
+MAX_REVIEW_DAYS = 3650  # ten years: beyond that an article is never reviewed
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _HEADING = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
 _WORD = re.compile(r"\w+", re.U)
@@ -25,16 +26,14 @@ def parse_article(text: str, where: str = "article") -> dict[str, Any]:
     """The fields of an article in Markdown, with optional front matter (title, tags, cis,
     owner, review_days), not yet checked (command-line options may still fill in). Without a
     title there, the first `# heading` is the title."""
-    import yaml
 
     meta: dict[str, Any] = {}
     body = text
     m = _FRONT.match(text)
     if m:
-        try:
-            meta = yaml.safe_load(m.group(1)) or {}
-        except yaml.YAMLError as e:
-            raise yaml_error(e, where, first_line=2, what="front matter: ") from None
+        from . import yamlfile
+
+        meta = yamlfile.parse(m.group(1), where, first_line=2, what="front matter: ")[0] or {}
         if not isinstance(meta, dict):
             raise BadInput(f"{where}:2: front matter must be a mapping (title:, tags:, ...)")
         body = text[m.end():]
@@ -60,8 +59,8 @@ def check_article(a: dict[str, Any], where: str = "article") -> dict[str, Any]:
     review_days = a.get("review_days", DEFAULT_REVIEW_DAYS)
     if review_days is None:
         review_days = DEFAULT_REVIEW_DAYS
-    if type(review_days) is not int or review_days < 1:
-        raise BadInput(f"{where}: review_days: must be a whole number of days, at least 1")
+    if type(review_days) is not int or not 1 <= review_days <= MAX_REVIEW_DAYS:
+        raise BadInput(f"{where}: review_days: must be a whole number of days, 1 to {MAX_REVIEW_DAYS}")
     owner = a.get("owner")
     return {"title": title, "body": body + "\n", "tags": _names(a.get("tags"), "tags", where),
             "cis": _names(a.get("cis"), "cis", where), "owner": str(owner).strip() or None if owner else None,

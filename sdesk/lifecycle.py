@@ -79,13 +79,17 @@ def next_status(status: str, action: str, *, ticket_id: int | None = None) -> St
     raise InvalidTransition(f"cannot {action} {what}: it is {status}; from {status} you can: {allowed}")
 
 
-def parse_id(text: str | int) -> int:
-    """Accept `42`, `SD-42` or `sd-42`."""
+def parse_ref(text: str | int, prefix: str, what: str) -> int:
+    """Accept `42`, `<prefix>42` in any case (SD-42, KB-7, CH-3): a positive id SQLite can hold."""
     raw = str(text).strip()
-    digits = raw[len(ID_PREFIX):] if raw.upper().startswith(ID_PREFIX) else raw
-    if not digits.isascii() or not digits.isdigit() or int(digits) == 0:
-        raise BadInput(f"{raw!r} is not a ticket id (expected 42 or {ID_PREFIX}42)")
+    digits = raw[len(prefix):] if raw.upper().startswith(prefix) else raw
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18 or int(digits) == 0:
+        raise BadInput(f"{raw!r} is not {what} (expected 42 or {prefix}42)")
     return int(digits)
+
+
+def parse_id(text: str | int) -> int:
+    return parse_ref(text, ID_PREFIX, "a ticket id")
 
 
 def ref(ticket_id: int) -> str:

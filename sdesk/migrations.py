@@ -236,6 +236,8 @@ def m004_cmdb_kb_problems(db: Database) -> None:
             body TEXT NOT NULL,
             tags TEXT NOT NULL,
             cis TEXT NOT NULL,
+            owner TEXT,
+            review_days INTEGER NOT NULL,
             PRIMARY KEY (article_id, revision)
         ) WITHOUT ROWID
         """

@@ -181,14 +181,15 @@ def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[di
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
+    # CMDB text is data, never rich markup: every cell is a Text.
     if ci["aliases"]:
-        grid.add_row("aliases", ", ".join(ci["aliases"]))
+        grid.add_row("aliases", Text(", ".join(ci["aliases"])))
     for k, v in ci["attributes"].items():
-        grid.add_row(k, Text(v))
+        grid.add_row(Text(k), Text(v))
     for kind, targets in ci["relations"].items():
-        grid.add_row(kind, ", ".join(targets))
+        grid.add_row(kind, Text(", ".join(targets)))
     for kind, sources in ci["needed_by"].items():
-        grid.add_row(f"needed by ({kind})", ", ".join(sources))
+        grid.add_row(f"needed by ({kind})", Text(", ".join(sources)))
     out.print(grid)
     if tickets:
         out.print()
@@ -260,12 +261,13 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
     grid.add_column()
     if ctx.get("ci"):
         owner = f", owned by {ctx['team']}" if ctx.get("team") else ""
-        grid.add_row("ci", f"{ctx['ci']} ({ctx.get('ci_type')}, tier {ctx.get('tier') or '?'}{owner})")
+        grid.add_row("ci", Text(f"{ctx['ci']} ({ctx.get('ci_type')}, tier {ctx.get('tier') or '?'}{owner})"))
     if ctx.get("dependents_total"):
         shown = ", ".join(ctx["dependents"])
         more = f" and {ctx['dependents_total'] - len(ctx['dependents'])} more" if ctx["dependents_total"] > len(ctx["dependents"]) else ""
         tier = f"; highest tier affected: {ctx['highest_tier_affected']}" if ctx.get("highest_tier_affected") else ""
-        grid.add_row("blast radius", Text(f"{ctx['dependents_total']} CIs depend on it: {shown}{more}{tier}"))
+        total = f"{ctx['dependents_total']}{'+' if ctx.get('dependents_capped') else ''}"
+        grid.add_row("blast radius", Text(f"{total} CIs depend on it: {shown}{more}{tier}"))
     for c in ctx.get("changes", ()):
         grid.add_row("recent change", Text(f"CH-{c['id']} {c['summary']} on {c['ci']}, {c['minutes_before']} min before "
                                            f"({c['status']}{', risk ' + c['risk'] if c.get('risk') else ''})"))

@@ -204,7 +204,7 @@ class _Triggers:
     def _apply(self, ticket_id: int, t: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         """The CI, its owner team, and that team's queue when nothing set one, from the context."""
         sets = {}
-        if context.get("ci") and not t.get("ci"):
+        if context.get("ci") and t.get("ci") != context["ci"]:  # the CI's own name, not an alias
             sets["ci"] = context["ci"]
         if context.get("team") and not t.get("team"):
             sets["team"] = context["team"]
@@ -416,12 +416,16 @@ class Store(CmdbStore, KbStore, ProblemStore):
 
     def _enricher(self, enrich: EnrichOptions | bool) -> Enricher | None:
         """An enricher when there is something to enrich from (a CMDB or a KB)."""
-        if enrich is False or not self.conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM cis) OR EXISTS (SELECT 1 FROM kb_articles)").fetchone()[0]:
+        if enrich is False:
+            return None
+        has_cmdb, has_kb = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM cis), EXISTS (SELECT 1 FROM kb_articles)").fetchone()
+        if not (has_cmdb or has_kb):
             return None
         from .enrich import EnrichOptions, Enricher
 
-        return Enricher(self, enrich if isinstance(enrich, EnrichOptions) else EnrichOptions())
+        return Enricher(self, enrich if isinstance(enrich, EnrichOptions) else EnrichOptions(),
+                        has_cmdb=bool(has_cmdb), has_kb=bool(has_kb))
 
     def recent_on(self, *, ci: str, since: str, limit: int) -> list[dict[str, Any]]:
         """Tickets on a CI that are open or were resolved since `since`, newest first."""

@@ -122,42 +122,45 @@ class CmdbStore:
             raise NotFound(f"no CI named {name!r} (sdesk cmdb list shows them)")
         return row
 
-    def ci_count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM cis").fetchone()[0]
-
     # -- writes --------------------------------------------------------------------------
 
     def cmdb_import(self, cis: list[CI], *, actor: str, prune: bool = False) -> dict[str, list[str]]:
         """Upsert an estate in one transaction: a CI in the file is created or brought in line
-        with it (fields, aliases, and the relations it lists); with prune, CIs
-        not in the file are removed. Returns the names created, updated, unchanged, removed."""
+        with it (fields, aliases, and the relations it lists); with prune, the file is the whole
+        estate and CIs not in it are removed. Returns the names created, updated, unchanged,
+        removed."""
+        if prune and not cis:
+            raise BadInput("refusing to prune with an empty estate: that would remove every CI")
         summary: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "removed": []}
         with self._write(actor) as tx:
             stored = {r["name"]: r for r in self.ci_records()}
-            known = set(stored) | {ci.name for ci in cis}
+            names = {ci.name for ci in cis}
+            known = names if prune else set(stored) | names
             for ci in cis:
                 for kind, targets in ci.relations.items():
                     missing = [t for t in targets if t not in known]
                     if missing:
-                        raise BadInput(f"{ci.name}: {kind} {missing[0]}: no such CI in the file or the CMDB")
+                        where = "in the file" if prune else "in the file or the CMDB"
+                        raise BadInput(f"{ci.name}: {kind} {missing[0]}: no such CI {where}")
             for ci in cis:
                 before = stored.get(ci.name)
-                if before is None:
-                    self._ci_insert(tx, ci)
-                    summary["created"].append(ci.name)
-                elif before != ci.record():
-                    self._ci_replace(tx, ci)
-                    summary["updated"].append(ci.name)
-                else:
-                    summary["unchanged"].append(ci.name)
-            changed = {*summary["created"], *summary["updated"]}
-            self._ci_relink(tx, [ci for ci in cis if ci.name in changed])
+                summary["created" if before is None else "updated" if before != ci.record() else "unchanged"].append(ci.name)
             if prune:
-                names = {ci.name for ci in cis}
-                gone = sorted(set(stored) - names)
-                for part in _chunks(gone):
+                summary["removed"] = sorted(set(stored) - names)
+                for part in _chunks(summary["removed"]):
                     tx.conn.execute(f"DELETE FROM cis WHERE name IN ({','.join('?' * len(part))})", part)
-                summary["removed"] = gone
+            # Aliases of changed CIs are freed before any is given out, so one can move between CIs.
+            for part in _chunks(summary["updated"]):
+                tx.conn.execute(f"DELETE FROM ci_aliases WHERE ci_id IN (SELECT id FROM cis WHERE name IN "
+                                f"({','.join('?' * len(part))}))", part)
+            updated = set(summary["updated"])
+            changed = {*summary["created"], *updated}
+            for ci in cis:
+                if ci.name in updated:
+                    self._ci_update(tx, ci)
+                elif ci.name in changed:
+                    self._ci_insert(tx, ci)
+            self._ci_relink(tx, [ci for ci in cis if ci.name in changed])
             tx.event(None, "cmdb_imported", {k: len(v) for k, v in summary.items()})
         return summary
 
@@ -195,12 +198,12 @@ class CmdbStore:
             (ci.name, ci.type, ci.tier, ci.team, ci.environment, orjson.dumps(ci.attributes).decode(), tx.at, tx.at))
         self._ci_aliases(tx, cur.lastrowid, ci)
 
-    def _ci_replace(self, tx: _Tx, ci: CI) -> None:
+    def _ci_update(self, tx: _Tx, ci: CI) -> None:
+        """Fields and aliases (the caller has removed the old aliases)."""
         ci_id = tx.conn.execute("SELECT id FROM cis WHERE name = ?", (ci.name,)).fetchone()[0]
         tx.conn.execute("UPDATE cis SET type = ?, tier = ?, team = ?, environment = ?, attributes = ?, updated_at = ? "
                         "WHERE id = ?", (ci.type, ci.tier, ci.team, ci.environment,
                                          orjson.dumps(ci.attributes).decode(), tx.at, ci_id))
-        tx.conn.execute("DELETE FROM ci_aliases WHERE ci_id = ?", (ci_id,))
         self._ci_aliases(tx, ci_id, ci)
 
     @staticmethod
@@ -217,12 +220,15 @@ class CmdbStore:
         """Each CI's outgoing relations become those it lists."""
         if not cis:
             return
-        ids = dict(tx.conn.execute("SELECT name, id FROM cis"))
+        wanted = list({ci.name for ci in cis} | {t for ci in cis for targets in ci.relations.values() for t in targets})
+        ids: dict[str, int] = {}
+        for part in _chunks(wanted):
+            ids.update(tx.conn.execute(f"SELECT name, id FROM cis WHERE name IN ({','.join('?' * len(part))})", part))
         for ci in cis:
             tx.conn.execute("DELETE FROM ci_relations WHERE source_id = ?", (ids[ci.name],))
             tx.conn.executemany("INSERT OR IGNORE INTO ci_relations VALUES (?, ?, ?)",
                                 [(ids[ci.name], kind, ids[t]) for kind, targets in ci.relations.items()
-                                 for t in targets if t != ci.name])
+                                 for t in targets])
 
     # -- change records --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import BadInput, NotFound
+from .lifecycle import parse_ref
 from .redact import redact_strings
 
 if TYPE_CHECKING:
@@ -33,10 +34,7 @@ def kb_ref(article_id: int) -> str:
 
 
 def parse_kb_id(text: str) -> int:
-    t = text.strip().upper().removeprefix("KB-")
-    if not t.isdigit() or int(t) < 1:
-        raise BadInput(f"{text!r} is not an article id (KB-12 or 12)")
-    return int(t)
+    return parse_ref(text, "KB-", "an article id")
 
 
 class KbStore:
@@ -90,18 +88,29 @@ class KbStore:
     def kb_search(self, match: str, *, tag: str | None = None, ci: str | None = None,
                   limit: int = 10) -> list[dict[str, Any]]:
         """Articles matching an FTS5 expression, best first (bm25: a word in the title or tags
-        counts more than one in the body), each with a snippet of its body."""
+        counts more than one in the body), each with a snippet of its body. Ranks first and
+        makes snippets only for the articles shown: a common word matches thousands."""
         where, args = self._kb_filters(tag, ci)
-        sql = (
-            f"SELECT a.id, a.title, a.tags, a.cis, a.owner, a.updated_at, a.reviewed_at, a.review_days, "
-            f"snippet(kb_fts, 1, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 16) AS snippet, "
-            f"bm25(kb_fts, 10.0, 1.0, 5.0, 3.0) AS score "
-            f"FROM kb_fts JOIN kb_articles a ON a.id = kb_fts.rowid WHERE kb_fts MATCH ?"
-            + "".join(f" AND {w}" for w in where) + " ORDER BY score LIMIT ?")
+        rank = "bm25(kb_fts, 10.0, 1.0, 5.0, 3.0)"
+        if where:
+            top_sql = (f"SELECT kb_fts.rowid, {rank} AS score FROM kb_fts JOIN kb_articles a ON a.id = kb_fts.rowid "
+                       f"WHERE kb_fts MATCH ? AND {' AND '.join(where)} ORDER BY score LIMIT ?")
+        else:
+            top_sql = f"SELECT rowid, {rank} AS score FROM kb_fts WHERE kb_fts MATCH ? ORDER BY score LIMIT ?"
         try:
-            return [_article(r) for r in self.conn.execute(sql, [match, *args, limit])]
+            top = self.conn.execute(top_sql, [match, *args, limit]).fetchall()
+            found = []
+            for article_id, score in top:
+                snippet = self.conn.execute(
+                    f"SELECT snippet(kb_fts, 1, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 16) FROM kb_fts "
+                    f"WHERE kb_fts MATCH ? AND rowid = ?", (match, article_id)).fetchone()[0]
+                row = self.conn.execute(
+                    "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
+                    "WHERE id = ?", (article_id,)).fetchone()
+                found.append({**_article(row), "snippet": snippet, "score": score})
         except sqlite3.OperationalError as e:
             raise BadInput(f"search: {e}") from None
+        return found
 
     def kb_history(self, article_id: int) -> list[dict[str, Any]]:
         self.kb_get(article_id)
@@ -131,8 +140,19 @@ class KbStore:
             "WHERE l.ticket_id = ? ORDER BY l.at", (ticket_id,))
         return [_article(r) for r in rows]
 
-    def kb_count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM kb_articles").fetchone()[0]
+    def resolve_with_draft(self, ticket_id: int, *, resolution: str, code: str | None, actor: str) -> int:
+        """Resolve a ticket and draft a KB article from it, its context and the resolution,
+        linked to it: one transaction. Returns the article's id."""
+        from .kb import draft_from_ticket
+
+        with self._write(actor) as tx:
+            t = self._current(tx, ticket_id)
+            draft = draft_from_ticket(t, self.context(ticket_id=ticket_id), resolution)
+            self._move(tx, t, "resolve", resolution=resolution, code=code)
+            article_id = self._kb_insert(tx, draft, None)
+            tx.conn.execute("INSERT INTO kb_links VALUES (?, ?, ?)", (article_id, ticket_id, tx.at))
+            tx.event(ticket_id, "kb_linked", {"article": article_id, "title": draft["title"], "drafted": True})
+        return article_id
 
     # -- internals -----------------------------------------------------------------------
 
@@ -186,5 +206,6 @@ class KbStore:
     def _kb_index(tx: _Tx, article_id: int, a: dict[str, Any], tags: str, cis: str, revision: int) -> None:
         tx.conn.execute("INSERT INTO kb_fts (rowid, title, body, tags, cis) VALUES (?, ?, ?, ?, ?)",
                         (article_id, a["title"], a["body"], " ".join(a["tags"]), " ".join(a["cis"])))
-        tx.conn.execute("INSERT INTO kb_revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (article_id, revision, tx.at, tx.actor, a["title"], a["body"], tags, cis))
+        tx.conn.execute("INSERT INTO kb_revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (article_id, revision, tx.at, tx.actor, a["title"], a["body"], tags, cis, a["owner"],
+                         a["review_days"]))

@@ -1,7 +1,5 @@
 """`sdesk cmdb ...`: configuration items, their relations, and impact analysis."""
 
-from __future__ import annotations
-
 import sys
 from enum import Enum
 from pathlib import Path
@@ -9,13 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import BadInput
-from .common import Group, note, print_json, settings_of, store_of
+from .common import Group, note, print_json, read_text, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="cmdb", no_args_is_help=True,
                   help="The CMDB: configuration items, how they depend on each other, and what fails with them.")
 
 NameArg = Annotated[str, typer.Argument(help="A CI's name or alias.", show_default=False)]
+
+
+class EstateFormat(str, Enum):
+    yaml = "yaml"
+    csv = "csv"
 
 
 class GraphFormat(str, Enum):
@@ -27,7 +29,8 @@ class GraphFormat(str, Enum):
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A YAML (cis: [...]) or CSV file; - for YAML on stdin.", show_default=False)],
+    path: Annotated[Path, typer.Argument(help="A YAML (cis: [...]) or CSV file; - for stdin.", show_default=False)],
+    fmt: Annotated[Optional[EstateFormat], typer.Option("--format", help="Default: from the file's suffix (.csv), else YAML.", show_default=False)] = None,
     prune: Annotated[bool, typer.Option(help="Remove CIs that are not in the file (the file is the whole estate).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The summary as JSON.")] = False,
 ) -> None:
@@ -35,20 +38,15 @@ def import_(
 
     Example: sdesk cmdb import examples/desk/cmdb.yaml
 
-    Example: discover-hosts --csv | sdesk cmdb import - --prune
+    Example: discover-hosts --csv | sdesk cmdb import - --format csv --prune
     """
     from ..cmdb import parse_estate
 
-    if str(path) == "-":
-        text, fmt, where = sys.stdin.read(), "yaml", "stdin"
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise BadInput(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-        fmt, where = ("csv" if path.suffix.lower() == ".csv" else "yaml"), str(path)
+    stdin = str(path) == "-"
+    text, where = (sys.stdin.read(), "stdin") if stdin else (read_text(path), str(path))
+    kind = fmt.value if fmt else "csv" if not stdin and path.suffix.lower() == ".csv" else "yaml"
     settings = settings_of(ctx)
-    summary = settings.store().cmdb_import(parse_estate(text, fmt, where), actor=settings.actor, prune=prune)
+    summary = settings.store().cmdb_import(parse_estate(text, kind, where), actor=settings.actor, prune=prune)
     if as_json:
         print_json(summary)
     else:

@@ -1,7 +1,5 @@
 """`sdesk kb ...`: the knowledge base, its search, revisions and freshness."""
 
-from __future__ import annotations
-
 import os
 import sys
 from pathlib import Path
@@ -10,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import BadInput, SdeskError
-from .common import Group, note, print_json, settings_of, store_of
+from .common import Group, note, print_json, read_text, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="kb", no_args_is_help=True,
                   help="The knowledge base: Markdown articles with revisions, full-text search and review dates.")
@@ -21,10 +19,7 @@ IdArg = Annotated[str, typer.Argument(help="KB-12 or 12.", show_default=False)]
 def _read_source(path: Optional[Path], initial: str) -> tuple[str, str]:
     """Text from a file, stdin (-, or piped), or $EDITOR on a terminal; and where it came from."""
     if path is not None and str(path) != "-":
-        try:
-            return path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError) as e:
-            raise BadInput(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        return read_text(path), str(path)
     if path is not None or not sys.stdin.isatty():
         return sys.stdin.read(), "stdin"
     return _edit(initial), "editor"
@@ -68,7 +63,7 @@ TitleOpt = Annotated[Optional[str], typer.Option("--title", help="Title (default
 TagOpt = Annotated[list[str], typer.Option("--tag", help="Repeatable.")]
 CiOpt = Annotated[list[str], typer.Option("--ci", help="A CI or service it is about; repeatable.")]
 OwnerOpt = Annotated[Optional[str], typer.Option("--owner", help="The team that keeps it true.")]
-ReviewOpt = Annotated[Optional[int], typer.Option("--review-days", min=1, help="Review interval (default 180).")]
+ReviewOpt = Annotated[Optional[int], typer.Option("--review-days", min=1, max=3650, help="Review interval (default 180).")]
 
 
 @app.command()
@@ -284,11 +279,8 @@ def import_(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A f
         raise BadInput(f"{folder}: not a folder")
     articles = []
     for path in sorted(folder.rglob("*.md")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise BadInput(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-        articles.append((path.relative_to(folder).with_suffix("").as_posix(), check_article(parse_article(text, str(path)), str(path))))
+        article = check_article(parse_article(read_text(path), str(path)), str(path))
+        articles.append((path.relative_to(folder).with_suffix("").as_posix(), article))
     settings = settings_of(ctx)
     summary = settings.store().kb_sync(articles, actor=settings.actor)
     if as_json:

@@ -1,8 +1,6 @@
 """`sdesk change ...` and `sdesk problem ...`: change records that enrichment reads ("deployed
 20 minutes before the alert"), and problem records that gather incidents with a common cause."""
 
-from __future__ import annotations
-
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -31,10 +29,9 @@ class Risk(str, Enum):
 
 
 def _change_id(text: str) -> int:
-    t = text.strip().upper().removeprefix("CH-")
-    if not t.isdigit():
-        raise BadInput(f"{text!r} is not a change id (CH-7 or 7)")
-    return int(t)
+    from ..lifecycle import parse_ref
+
+    return parse_ref(text, "CH-", "a change id")
 
 
 ChangeArg = Annotated[str, typer.Argument(help="CH-7 or 7.", show_default=False)]
@@ -132,8 +129,11 @@ def _since(text: Optional[str]) -> Optional[str]:
 
     units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     t = text.strip()
-    if t[:-1].isdigit() and t[-1:] in units:
-        return clock.iso(clock.now() - timedelta(**{units[t[-1]]: int(t[:-1])}))
+    if 1 < len(t) <= 10 and t[:-1].isascii() and t[:-1].isdigit() and t[-1:] in units:
+        try:
+            return clock.iso(clock.now() - timedelta(**{units[t[-1]]: int(t[:-1])}))
+        except OverflowError:
+            raise BadInput(f"--since {text}: too far back") from None
     return clock.iso(clock.parse(t, what="--since"))
 
 
