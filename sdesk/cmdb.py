@@ -14,8 +14,7 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import BadInput
 from .lifecycle import NAME_MAX
@@ -26,16 +25,17 @@ CONTAINS = "part_of"  # the one relation whose target needs its source
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@\-]*")
 
 
-@dataclass
-class CI:
+class CI(NamedTuple):
+    # A NamedTuple, not a dataclass: dataclasses compile code at import, ~3 ms each, paid by
+    # every `sdesk new` that enriches.
     name: str
     type: str
     tier: int | None = None
     team: str | None = None
     environment: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    attributes: dict[str, str] = field(default_factory=dict)
-    relations: dict[str, list[str]] = field(default_factory=dict)  # kind -> target names
+    aliases: list[str] = []  # never mutated: check_ci builds new lists
+    attributes: dict[str, str] = {}
+    relations: dict[str, list[str]] = {}  # kind -> target names
 
     def record(self) -> dict[str, Any]:
         """As stored and exported: comparable between a file and the store."""
@@ -71,16 +71,16 @@ def check_ci(data: Mapping[str, Any]) -> CI:
     if not isinstance(attributes, dict):
         raise BadInput(f"{name}: attributes must be a mapping")
     # Aliases match in any case, so they are kept in lower case.
-    ci = CI(name, kind, tier, _optional(data.get("team")), _optional(data.get("environment")),
-            [check_name(a, f"{name}: alias").lower() for a in _list(data.get("aliases"), f"{name}: aliases")],
-            {str(k): "" if v is None else str(v) for k, v in attributes.items()})
-    for kind in RELATIONS:
-        targets = [check_name(t, f"{name}: {kind}") for t in _list(data.get(kind), f"{name}: {kind}")]
+    relations = {}
+    for relation in RELATIONS:
+        targets = [check_name(t, f"{name}: {relation}") for t in _list(data.get(relation), f"{name}: {relation}")]
         if name in targets:
-            raise BadInput(f"{name}: {kind} {name}: a CI cannot {kind} itself")
+            raise BadInput(f"{name}: {relation} {name}: a CI cannot {relation} itself")
         if targets:
-            ci.relations[kind] = targets
-    return ci
+            relations[relation] = targets
+    return CI(name, kind, tier, _optional(data.get("team")), _optional(data.get("environment")),
+              [check_name(a, f"{name}: alias").lower() for a in _list(data.get("aliases"), f"{name}: aliases")],
+              {str(k): "" if v is None else str(v) for k, v in attributes.items()}, relations)
 
 
 def _optional(value: Any) -> str | None:
@@ -178,15 +178,14 @@ def estate_yaml(records: list[dict[str, Any]]) -> str:
 # -- impact ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Reached:
-    name: str
+class Reached(NamedTuple):
+    name: Any  # a CI's name, or its id while the store walks
     depth: int
-    path: list[str]  # from the start to this CI
+    path: list[Any]  # from the start to this CI
     via: str  # the relation kind of the last step
 
 
-def walk(start: str, neighbours: Callable[[list[str]], Mapping[str, list[tuple[str, str]]]],
+def walk(start: Any, neighbours: Callable[[list[Any]], Mapping[Any, list[tuple[str, Any]]]],
          depth: int | None = None, limit: int | None = None) -> list[Reached]:
     """Breadth first from `start`: each CI once, at its shortest distance, with one shortest
     path. `neighbours(names)` returns, for a frontier, name -> [(kind, next name)]: one call per

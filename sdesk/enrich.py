@@ -6,20 +6,18 @@ of a batch, since a stream brings many tickets about the same few CIs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import clock
-from .cmdb import DEFAULT_MATCH_LABELS, match_keys, walk
+from .cmdb import DEFAULT_MATCH_LABELS, match_keys
 from .kb import fts_query, terms
 
 if TYPE_CHECKING:
     from .store import Store
 
 
-@dataclass(frozen=True)
-class EnrichOptions:
+class EnrichOptions(NamedTuple):
     labels: tuple[str, ...] = DEFAULT_MATCH_LABELS  # where a ticket names its CI, best first
     change_window_hours: int = 24
     kb_articles: int = 3
@@ -70,17 +68,15 @@ class Enricher:
         """Who depends on the CI (its blast radius) and what changed on it or below it lately."""
         if name in self._around:
             return self._around[name]
-        down = walk(name, lambda names: self.store.ci_neighbours(names, upstream=False),
-                    limit=self.options.dependents_counted)
-        info = self.store.ci_tiers([r.name for r in down])
-        tiers = [info[r.name]["tier"] for r in down if info.get(r.name, {}).get("tier")]
+        _, down, info = self.store.ci_walk(name, upstream=False, limit=self.options.dependents_counted)
+        tiers = [info[r.name]["tier"] for r in down if info[r.name]["tier"]]
         since = clock.iso(self.now - timedelta(hours=self.options.change_window_hours))
         # Changes in the window are few: take them, then keep those on the CI or what it needs.
         recent = self.store.change_list(since=since, until=clock.iso(self.now), limit=1000)
         changes = []
         if recent:
-            up = walk(name, lambda names: self.store.ci_neighbours(names, upstream=True),
-                      depth=self.options.upstream_depth, limit=self.options.dependents_counted)
+            _, up, _ = self.store.ci_walk(name, upstream=True, depth=self.options.upstream_depth,
+                                          limit=self.options.dependents_counted)
             near = {name, *(r.name for r in up)}
             changes = [c for c in recent if (c["ci"] or c["service"]) in near][:5]
         around = {

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .cmdb import CI, CONTAINS, RELATIONS
+from .cmdb import CI, CONTAINS, RELATIONS, Reached, walk
 from .errors import BadInput, Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
+    """Pieces small enough for SQLite's limit on parameters in one statement."""
     for i in range(0, len(items), size):
         yield items[i:i + size]
 
@@ -85,30 +86,43 @@ class CmdbStore:
                 return dict(by_key[key])
         return None
 
-    def ci_neighbours(self, names: list[str], *, upstream: bool) -> dict[str, list[tuple[str, str]]]:
-        """For each CI named: [(relation kind, CI)] one step away. Downstream of X are the CIs
+    def ci_neighbours(self, ids: list[int], *, upstream: bool) -> dict[int, list[tuple[str, int]]]:
+        """For each CI id: [(relation kind, CI id)] one step away. Downstream of X are the CIs
         that need X (affected when X fails); upstream, the CIs X needs. A part_of relation
-        counts the other way round (the whole needs its parts)."""
-        out: dict[str, list[tuple[str, str]]] = {}
+        counts the other way round (the whole needs its parts). Ids, not names: a walk over
+        a big estate touches only the relations index."""
+        out: dict[int, list[tuple[str, int]]] = {}
         for near, far, contains in (("target_id", "source_id", False), ("source_id", "target_id", True)):
             if upstream:
                 near, far = far, near
-            for part in _chunks(names):
+            for part in _chunks(ids, 5000):
                 rows = self.conn.execute(
-                    f"SELECT a.name, r.kind, b.name FROM cis a JOIN ci_relations r ON r.{near} = a.id "
-                    f"JOIN cis b ON b.id = r.{far} WHERE a.name IN ({','.join('?' * len(part))}) "
-                    f"AND (r.kind = ?) = ? ORDER BY b.name", [*part, CONTAINS, contains])
+                    f"SELECT {near}, kind, {far} FROM ci_relations WHERE {near} IN ({','.join('?' * len(part))}) "
+                    f"AND (kind = ?) = ?", [*part, CONTAINS, contains])
                 for a, kind, b in rows:
                     out.setdefault(a, []).append((kind, b))
         return out
 
-    def ci_tiers(self, names: list[str]) -> dict[str, dict[str, Any]]:
+    def ci_info(self, ids: list[int]) -> dict[int, tuple[str, str, int | None, str | None]]:
+        """id -> (name, type, tier, team)."""
         out = {}
-        for part in _chunks(names):
-            for r in self.conn.execute(
-                    f"SELECT name, type, tier, team FROM cis WHERE name IN ({','.join('?' * len(part))})", part):
-                out[r["name"]] = dict(r)
+        for part in _chunks(ids, 5000):
+            for row in self.conn.execute(
+                    f"SELECT id, name, type, tier, team FROM cis WHERE id IN ({','.join('?' * len(part))})", part):
+                out[row[0]] = tuple(row)[1:]
         return out
+
+    def ci_walk(self, name: str, *, upstream: bool, depth: int | None = None,
+                limit: int | None = None) -> tuple[dict[str, Any], list[Reached], dict[str, dict[str, Any]]]:
+        """The CI `name` (or alias), every CI reached from it (see cmdb.walk), and each one's
+        type, tier and team by name."""
+        start = dict(self._ci_row(name))
+        reached = walk(start["id"], lambda ids: self.ci_neighbours(ids, upstream=upstream), depth, limit)
+        info = self.ci_info([start["id"], *(r.name for r in reached)])
+        names = {i: row[0] for i, row in info.items()}
+        named = [Reached(names[r.name], r.depth, [names[i] for i in r.path], r.via) for r in reached]
+        by_name = {row[0]: {"type": row[1], "tier": row[2], "team": row[3]} for row in info.values()}
+        return start, named, by_name
 
     def ci_name(self, name: str) -> str:
         """The stored name of the CI `name` (a name or alias, any case); NotFound otherwise."""

@@ -175,3 +175,67 @@ def test_changes_and_problems(cli):
     assert kinds[-2:] == ["problem_linked", "problem_fixed"]
     assert cli.json("show", problem)["status"] == "resolved"
     assert cli("problem", "show", str(incidents[0]), ok=False).exit_code == ExitCode.NOT_FOUND
+
+
+# -- hostile and awkward input (found in review) ------------------------------------------------------
+
+
+def test_prune_refuses_an_empty_estate_and_needs_relations_inside_the_file(estate, tmp_path):
+    result = estate("cmdb", "import", "-", "--prune", input="", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "empty estate" in result.stderr
+    (tmp_path / "one.yaml").write_text("cis:\n  - name: checkout-api\n    type: service\n    depends_on: [payments-db]\n")
+    result = estate("cmdb", "import", str(tmp_path / "one.yaml"), "--prune", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "payments-db: no such CI in the file" in result.stderr
+    assert len(estate.json("cmdb", "list")) > 30
+
+
+def test_csv_on_stdin_and_with_a_bom(cli):
+    summary = cli.json("cmdb", "import", "-", "--format", "csv", input="\ufeffname,type\nweb-1,host\n")
+    assert summary["created"] == ["web-1"]
+
+
+def test_aliases_in_any_case_are_idempotent_and_can_move(cli, tmp_path):
+    (tmp_path / "a.yaml").write_text("cis:\n  - name: a\n    type: host\n    aliases: [Old-Name]\n  - name: b\n    type: host\n")
+    cli("cmdb", "import", str(tmp_path / "a.yaml"))
+    assert cli.json("cmdb", "import", str(tmp_path / "a.yaml"))["unchanged"] == ["a", "b"]
+    (tmp_path / "a.yaml").write_text("cis:\n  - name: a\n    type: host\n  - name: b\n    type: host\n    aliases: [old-name]\n")
+    assert cli.json("cmdb", "import", str(tmp_path / "a.yaml"))["updated"] == ["a", "b"]
+    assert cli.json("cmdb", "show", "OLD-NAME")["name"] == "b"
+
+
+def test_a_ci_cannot_need_itself(cli, tmp_path):
+    (tmp_path / "self.yaml").write_text("cis:\n  - name: a\n    type: host\n    depends_on: [a]\n")
+    result = cli("cmdb", "import", str(tmp_path / "self.yaml"), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "cannot depends_on itself" in result.stderr
+
+
+def test_deep_yaml_and_huge_ids_are_one_line_errors(cli, tmp_path):
+    (tmp_path / "deep.yaml").write_text("cis: " + "[" * 50_000 + "]" * 50_000)
+    result = cli("cmdb", "import", str(tmp_path / "deep.yaml"), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and len(result.stderr.strip().splitlines()) == 1
+    for args in (["kb", "show", "99999999999999999999"], ["kb", "show", "²"], ["change", "show", "CH-0"],
+                 ["show", "9" * 5000], ["change", "list", "--since", "99999999999d"], ["change", "list", "--since", "²h"]):
+        result = cli(*args, ok=False)
+        assert result.exit_code == ExitCode.BAD_INPUT, (args, result.stderr)
+
+
+def test_markup_in_cmdb_text_is_shown_as_text(cli):
+    cli("cmdb", "add", "web1", "--type", "host", "--team", "[/oops]", "--attr", "[/x]=1")
+    assert "[/oops]" in cli("cmdb", "show", "web1").stdout
+    ticket = cli.new("down", "--ci", "web1")
+    assert "[/oops]" in cli("show", str(ticket)).stdout
+
+
+def test_a_ticket_naming_an_alias_gets_the_ci_name(estate):
+    t = estate.json("new", "Checkout errors spiking", "--ci", "checkout-api-prod")
+    assert t["ci"] == "checkout-api"
+    again = estate.json("new", "Checkout errors spiking again", "--ci", "checkout-api-prod")
+    assert [s["id"] for s in estate.json("show", str(again["id"]))["context"]["similar"]] == [t["id"]]
+
+
+def test_pictures_draw_part_of_from_part_to_whole(estate):
+    mermaid = estate("cmdb", "impact", "checkout-api", "--format", "mermaid").stdout
+    dot = estate("cmdb", "impact", "checkout-api", "--format", "dot").stdout
+    assert '"checkout-api" -> "shop-checkout" [label="part_of"]' in dot
+    assert '"web-frontend" -> "checkout-api" [label="depends_on"]' in dot
+    assert "|part_of|" in mermaid

@@ -212,3 +212,12 @@ def test_editor_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("EDITOR", "no-such-editor-anywhere")
     with pytest.raises(SdeskError, match="not found"):
         _edit("x")
+
+
+def test_revisions_keep_owner_and_review_interval(cli):
+    article_id = add(cli, ARTICLE)
+    cli("kb", "edit", str(article_id), "--owner", "sre", "--review-days", "90")
+    diff = cli("kb", "diff", str(article_id)).stdout
+    assert "-owner: platform" in diff and "+owner: sre" in diff and "+review_days: 90" in diff
+    result = cli("kb", "add", "-", input=ARTICLE.replace("review_days: 30", "review_days: 100000000"), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "review_days" in result.stderr

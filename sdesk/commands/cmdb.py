@@ -174,12 +174,10 @@ def impact(
 
     Example: sdesk cmdb impact payments-db --format dot | dot -Tsvg > impact.svg
     """
-    from ..cmdb import to_dot, to_mermaid, walk
+    from ..cmdb import to_dot, to_mermaid
 
-    store = store_of(ctx)
-    start = store.ci_name(name)
-    reached = walk(start, lambda names: store.ci_neighbours(names, upstream=upstream), depth)
-    info = store.ci_tiers([start, *(r.name for r in reached)])
+    ci, reached, info = store_of(ctx).ci_walk(name, upstream=upstream, depth=depth)
+    start = ci["name"]
     tiers = [info[r.name]["tier"] for r in reached if info[r.name]["tier"]]
     if as_json:
         print_json({"ci": start, "direction": "upstream" if upstream else "impact", "count": len(reached),
