@@ -93,13 +93,19 @@ class Enricher:
         return around
 
     def _articles(self, ticket: dict[str, Any], ci: str | None) -> list[dict[str, Any]]:
+        """The best matches for the ticket's text, those written about its CI first."""
         query = fts_query(" ".join(filter(None, [ticket.get("title"), ci, ticket.get("service")])), any_term=True)
-        if query is None or self.options.kb_articles <= 0:
+        limit = self.options.kb_articles
+        if query is None or limit <= 0:
             return []
-        if query not in self._kb:
-            self._kb[query] = [{"id": a["id"], "title": a["title"]}
-                               for a in self.store.kb_search(query, limit=self.options.kb_articles)]
-        return self._kb[query]
+        key = f"{ci}\0{query}"
+        if key not in self._kb:
+            found = self.store.kb_search(query, ci=ci, limit=limit) if ci else []
+            if len(found) < limit:
+                seen = {a["id"] for a in found}
+                found += [a for a in self.store.kb_search(query, limit=limit) if a["id"] not in seen]
+            self._kb[key] = [{"id": a["id"], "title": a["title"]} for a in found[:limit]]
+        return self._kb[key]
 
     def _similar(self, ticket: dict[str, Any], ci: str | None, ticket_id: int | None) -> list[dict[str, Any]]:
         """Open or recently resolved tickets on the same CI whose titles share words with this one."""

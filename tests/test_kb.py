@@ -162,6 +162,8 @@ def test_an_alert_arrives_with_its_context(desk):
     assert [c["summary"] for c in ctx["changes"]] == ["Deploy checkout-api v2.14"]  # the old one is outside 24h
     assert ctx["changes"][0]["minutes_before"] == 20
     assert ctx["kb"][0]["title"] == "Checkout API returns 5xx"
+    # Articles written about the CI come before those that only share words with the title.
+    assert ctx["kb"][1]["title"] == "Payment gateway timeouts"
     enriched = [e for e in t["events"] if e["kind"] == "enriched"]
     assert enriched and enriched[0]["data"]["set"] == {"ci": "checkout-api", "team": "payments", "queue": "payments"}
     shown = desk("show", str(result["ticket"])).stdout
