@@ -271,6 +271,7 @@ def list_(
     queue: Annotated[Optional[str], typer.Option("--queue", "-q")] = None,
     assignee: Annotated[Optional[str], typer.Option("--assignee", "-a")] = None,
     service: Annotated[Optional[str], typer.Option()] = None,
+    ci: Annotated[Optional[str], typer.Option("--ci", help="Tickets on this CI (as enrichment named it).")] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", "-t")] = None,
     kind: Annotated[Optional[Kind], typer.Option(case_sensitive=False)] = None,
     open_only: Annotated[bool, typer.Option("--open/--all", help="Only open tickets, or every ticket.")] = True,
@@ -290,7 +291,7 @@ def list_(
         raise BadInput("choose one of --json, --jsonl, --csv")
     tickets = store_of(ctx).list(
         statuses=[str(s) for s in status], open_only=open_only, queue=queue, priorities=[str(p) for p in priority],
-        assignee=assignee, service=service, tag=tag, kind=str(kind) if kind else None, text=text, sort=sort,
+        assignee=assignee, service=service, ci=ci, tag=tag, kind=str(kind) if kind else None, text=text, sort=sort,
         limit=limit or None,
     )
     if as_json:

@@ -223,3 +223,9 @@ def test_revisions_keep_owner_and_review_interval(cli):
     assert "-owner: platform" in diff and "+owner: sre" in diff and "+review_days: 90" in diff
     result = cli("kb", "add", "-", input=ARTICLE.replace("review_days: 30", "review_days: 100000000"), ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and "review_days" in result.stderr
+
+
+def test_list_by_ci(desk):
+    first = desk.new("Checkout slow", "--service", "checkout-api-prod")
+    desk.new("Printer jammed")
+    assert [t["id"] for t in desk.json("list", "--ci", "checkout-api")] == [first]
