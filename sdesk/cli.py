@@ -276,7 +276,7 @@ def list_(
     kind: Annotated[Optional[Kind], typer.Option(case_sensitive=False)] = None,
     open_only: Annotated[bool, typer.Option("--open/--all", help="Only open tickets, or every ticket.")] = True,
     sort: Annotated[Optional[str], typer.Option(help="Fields, '-' for descending: e.g. -updated,priority. Default: the queue order (priority, oldest first) for open tickets; newest first otherwise.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="0 for no limit.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10**9, help="0 for no limit.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,

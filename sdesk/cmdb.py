@@ -55,7 +55,7 @@ def check_ci(data: Mapping[str, Any]) -> CI:
     """A CI from one entry of an import file or from `cmdb add`; BadInput names the bad field."""
     unknown = set(data) - {"name", "type", "tier", "team", "environment", "aliases", "attributes", *RELATIONS}
     if unknown:
-        raise BadInput(f"{sorted(unknown)[0]}: unknown field (relations are {', '.join(RELATIONS)})")
+        raise BadInput(f"{sorted(map(str, unknown))[0]}: unknown field (relations are {', '.join(RELATIONS)})")
     name = check_name(data.get("name"))
     kind = str(data.get("type") or "").strip().lower()
     if kind not in CI_TYPES:
@@ -79,7 +79,8 @@ def check_ci(data: Mapping[str, Any]) -> CI:
         if targets:
             relations[relation] = targets
     return CI(name, kind, tier, _optional(data.get("team")), _optional(data.get("environment")),
-              [check_name(a, f"{name}: alias").lower() for a in _list(data.get("aliases"), f"{name}: aliases")],
+              [alias for a in _list(data.get("aliases"), f"{name}: aliases")
+               if (alias := check_name(a, f"{name}: alias").lower()) != name.lower()],
               {str(k): "" if v is None else str(v) for k, v in attributes.items()}, relations)
 
 

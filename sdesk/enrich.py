@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import clock
+from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS, match_keys
 from .kb import fts_query, terms
 
@@ -71,14 +72,10 @@ class Enricher:
         _, down, info = self.store.ci_walk(name, upstream=False, limit=self.options.dependents_counted)
         tiers = [info[r.name]["tier"] for r in down if info[r.name]["tier"]]
         since = clock.iso(self.now - timedelta(hours=self.options.change_window_hours))
-        # Changes in the window are few: take them, then keep those on the CI or what it needs.
-        recent = self.store.change_list(since=since, until=clock.iso(self.now), limit=1000)
-        changes = []
-        if recent:
-            _, up, _ = self.store.ci_walk(name, upstream=True, depth=self.options.upstream_depth,
-                                          limit=self.options.dependents_counted)
-            near = {name, *(r.name for r in up)}
-            changes = [c for c in recent if (c["ci"] or c["service"]) in near][:5]
+        _, up, _ = self.store.ci_walk(name, upstream=True, depth=self.options.upstream_depth,
+                                      limit=self.options.dependents_counted)
+        changes = self.store.change_list(cis=[name, *(r.name for r in up)], since=since, until=clock.iso(self.now),
+                                         limit=5)
         around = {
             "dependents": [r.name for r in down][:self.options.dependents_shown],
             "dependents_total": len(down),
@@ -86,11 +83,17 @@ class Enricher:
             "highest_tier_affected": min(tiers) if tiers else None,
             "changes": [{"id": c["id"], "summary": c["summary"], "ci": c["ci"] or c["service"],
                          "happened_at": c["happened_at"], "status": c["status"], "risk": c["risk"],
-                         "minutes_before": int((self.now - clock.parse(c["happened_at"])).total_seconds() // 60)}
+                         "minutes_before": self._minutes_before(c["happened_at"])}
                         for c in changes],
         }
         self._around[name] = around
         return around
+
+    def _minutes_before(self, happened_at: str) -> int | None:
+        try:
+            return int((self.now - clock.parse(happened_at)).total_seconds() // 60)
+        except BadInput:  # a time written before sdesk checked them: shown without the gap
+            return None
 
     def _articles(self, ticket: dict[str, Any], ci: str | None) -> list[dict[str, Any]]:
         """The best matches for the ticket's text, those written about its CI first."""

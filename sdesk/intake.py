@@ -18,6 +18,7 @@ import orjson
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from . import clock
 from .errors import BadInput
 from .fields import check_ticket
 from .lifecycle import TITLE_MAX
@@ -259,8 +260,16 @@ def pagerduty(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Ite
         if not summary:
             yield Record("event 1", raw, error="payload.summary: required for a change event")
             return
+        happened = payload.get("timestamp")
+        if happened is not None:
+            try:  # stored as UTC ISO text, so that windows compare as text
+                happened = clock.iso(clock.parse(str(happened), what="payload.timestamp"))
+            except BadInput as e:
+                yield Record("event 1", raw, error=str(e))
+                return
         yield Record("event 1", raw, Signal("pagerduty", "change", change={
-            "summary": summary, "service": payload.get("source"), "happened_at": payload.get("timestamp"),
+            "summary": summary, "service": _text(payload["source"]) if payload.get("source") else None,
+            "happened_at": happened,
             "data": {"custom_details": payload.get("custom_details"), "links": doc.get("links")},
         }))
         return
@@ -388,7 +397,8 @@ def _loads_leniently(text: str) -> Any:
     surrogates), or the json module's error, which names the line and column. NaN and
     Infinity come back as text, as they are shown anyway: orjson would write them as null."""
     try:
-        return json.loads(text, parse_constant=str)
+        # Integers beyond 64 bits stay text: orjson writes them no other way.
+        return json.loads(text, parse_constant=str, parse_int=lambda digits: int(digits) if len(digits) < 19 else digits)
     except json.JSONDecodeError as e:
         raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 

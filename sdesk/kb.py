@@ -39,7 +39,7 @@ def parse_article(text: str, where: str = "article") -> dict[str, Any]:
         body = text[m.end():]
     unknown = set(meta) - set(FIELDS)
     if unknown:
-        raise BadInput(f"{where}: front matter: {sorted(unknown)[0]}: unknown field (known: {', '.join(FIELDS)})")
+        raise BadInput(f"{where}: front matter: {sorted(map(str, unknown))[0]}: unknown field (known: {', '.join(FIELDS)})")
     title = meta.get("title")
     if title is None:
         heading = _HEADING.search(body)

@@ -269,7 +269,8 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
         total = f"{ctx['dependents_total']}{'+' if ctx.get('dependents_capped') else ''}"
         grid.add_row("blast radius", Text(f"{total} CIs depend on it: {shown}{more}{tier}"))
     for c in ctx.get("changes", ()):
-        grid.add_row("recent change", Text(f"CH-{c['id']} {c['summary']} on {c['ci']}, {c['minutes_before']} min before "
+        when = f"{c['minutes_before']} min before" if c.get("minutes_before") is not None else local(c["happened_at"])
+        grid.add_row("recent change", Text(f"CH-{c['id']} {c['summary']} on {c['ci']}, {when} "
                                            f"({c['status']}{', risk ' + c['risk'] if c.get('risk') else ''})"))
     for a in ctx.get("kb", ()):
         grid.add_row("kb", Text(f"KB-{a['id']} {a['title']}"))

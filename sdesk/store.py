@@ -438,13 +438,14 @@ class Store(CmdbStore, KbStore, ProblemStore):
         row = self.conn.execute("SELECT data FROM ticket_context WHERE ticket_id = ?", (ticket_id,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
-    @staticmethod
-    def _change(tx: _Tx, s: Signal, mask_pii: bool) -> None:
+    def _change(self, tx: _Tx, s: Signal, mask_pii: bool) -> None:
         (summary, data), _ = redact_strings([s.change["summary"], s.change.get("data") or {}], mask_pii)
+        service = s.change.get("service")
+        # A source names the service as it knows it: the CI it is, when the CMDB knows that name.
+        ci = s.change.get("ci") or (found["name"] if service and (found := self.ci_find([service.strip().lower()])) else None)
         tx.conn.execute(
             "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (s.source, summary, s.change.get("service"), s.change.get("ci"), s.change.get("happened_at") or tx.at,
-             tx.at, to_json(data)))
+            (s.source, summary, service, ci, s.change.get("happened_at") or tx.at, tx.at, to_json(data)))
 
     def _mail(self, tx: _Tx, batch: _Triggers, s: Signal, reopen_days: int, mask_pii: bool) -> tuple[int | None, str]:
         th = s.thread or {}

@@ -275,20 +275,24 @@ class CmdbStore:
                     limit: int | None = None) -> list[dict[str, Any]]:
         """Changes, newest first: on any of `cis` (by CI or service name) and starting in [since, until]."""
         where, args = [], []
-        if cis is not None:
-            marks = ",".join("?" * len(cis))
-            where.append(f"(ci IN ({marks}) OR service IN ({marks}))")
-            args += cis + cis
         if since:
             where.append("happened_at >= ?")
             args.append(since)
         if until:
             where.append("happened_at <= ?")
             args.append(until)
-        sql = "SELECT * FROM changes" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY happened_at DESC, id DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [_change(r) for r in self.conn.execute(sql, args)]
+        out: dict[int, dict[str, Any]] = {}
+        for part in _chunks(cis, 400) if cis is not None else [None]:
+            clauses, params = list(where), list(args)
+            if part is not None:
+                marks = ",".join("?" * len(part))
+                clauses.append(f"(ci IN ({marks}) OR service IN ({marks}))")
+                params += part + part
+            sql = ("SELECT * FROM changes" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+                   + " ORDER BY happened_at DESC, id DESC" + (f" LIMIT {int(limit)}" if limit else ""))
+            out.update((r["id"], _change(r)) for r in self.conn.execute(sql, params))
+        found = sorted(out.values(), key=lambda c: (c["happened_at"], c["id"]), reverse=True)
+        return found[:limit] if limit else found
 
 
 def _change(row: sqlite3.Row) -> dict[str, Any]:

@@ -156,22 +156,26 @@ class KbStore:
 
     # -- internals -----------------------------------------------------------------------
 
-    @staticmethod
-    def _kb_filters(tag: str | None, ci: str | None) -> tuple[list[str], list[Any]]:
+    def _kb_filters(self, tag: str | None, ci: str | None) -> tuple[list[str], list[Any]]:
         where, args = [], []
         if tag:
             where.append("EXISTS (SELECT 1 FROM json_each(a.tags) WHERE value = ?)")
             args.append(tag)
         if ci:
             where.append("EXISTS (SELECT 1 FROM json_each(a.cis) WHERE lower(value) = lower(?))")
-            args.append(ci)
+            args.append(self._ci_or_self(ci))
         return where, args
 
-    @staticmethod
-    def _kb_clean(article: dict[str, Any]) -> dict[str, Any]:
+    def _kb_clean(self, article: dict[str, Any]) -> dict[str, Any]:
         # Runbook docs get pasted from terminals: secrets out, as for tickets.
         clean, _ = redact_strings({k: article[k] for k in CONTENT})
+        # An article about `checkout` is about the CI of that name or alias, under its own name.
+        clean["cis"] = list(dict.fromkeys(self._ci_or_self(name) for name in clean["cis"]))
         return clean
+
+    def _ci_or_self(self, name: str) -> str:
+        found = self.ci_find([name.lower()])
+        return found["name"] if found else name
 
     def _kb_insert(self, tx: _Tx, article: dict[str, Any], slug: str | None) -> int:
         a = self._kb_clean(article)

@@ -239,3 +239,59 @@ def test_pictures_draw_part_of_from_part_to_whole(estate):
     assert '"checkout-api" -> "shop-checkout" [label="part_of"]' in dot
     assert '"web-frontend" -> "checkout-api" [label="depends_on"]' in dot
     assert "|part_of|" in mermaid
+
+
+# -- second review --------------------------------------------------------------------------------
+
+
+def test_change_events_from_sources_are_normalised_and_matched_to_their_ci(estate, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-01-10T12:00:00Z")
+    bad = '{"event_action":"change","payload":{"summary":"d","source":"payments-db","timestamp":"2026-01-10T11:00:00 oops"}}'
+    result = estate("new", "--format", "pagerduty", input=bad, ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "payload.timestamp" in result.stderr
+    good = ('{"event_action":"change","payload":{"summary":"Deploy checkout","source":"Checkout-API-Prod",'
+            '"timestamp":"2026-01-10T12:30:00+02:00"}}')
+    estate("new", "--format", "pagerduty", input=good)
+    [change] = estate.json("change", "list")
+    assert change["ci"] == "checkout-api" and change["happened_at"] == "2026-01-10T10:30:00Z"
+    ctx = estate.json("new", "checkout down", "--ci", "checkout-api")
+    assert [c["summary"] for c in estate.json("show", str(ctx["id"]))["context"]["changes"]] == ["Deploy checkout"]
+
+
+def test_a_busy_change_window_does_not_hide_a_cis_change(estate, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-01-10T12:00:00Z")
+    estate("change", "new", "--ci", "checkout-api", "--title", "Deploy checkout", "--start", "2026-01-10T10:00:00Z")
+    lines = "\n".join('{"event_action":"change","payload":{"summary":"batch %d","source":"batch-jobs",'
+                      '"timestamp":"2026-01-10T11:%02d:00Z"}}' % (i, i % 60) for i in range(1200))
+    estate("new", "--jsonl", "--format", "pagerduty", input=lines)
+    t = estate.json("new", "checkout down", "--ci", "checkout-api")
+    assert [c["summary"] for c in estate.json("show", str(t["id"]))["context"]["changes"]] == ["Deploy checkout"]
+
+
+def test_global_options_without_a_value_do_not_eat_the_command(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("cmdb", "list", "--db", ok=False)
+    assert result.exit_code == 2 and not (tmp_path / "cmdb").exists()
+
+
+def test_more_one_line_errors(cli):
+    assert cli("kb", "add", "-", input="---\n1: x\nfoo: y\n---\nb\n", ok=False).exit_code == ExitCode.BAD_INPUT
+    result = cli("cmdb", "import", "-", input=b"cis:\n - name: a\xff\n", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "UTF-8" in result.stderr
+    assert cli("kb", "search", "disk", "-n", "99999999999999999999", ok=False).exit_code == 2
+    assert cli("list", "--limit", "99999999999999999999", ok=False).exit_code == 2
+    big = '{"event_action":"change","payload":{"summary":"d","source":"x","custom_details":{"a":NaN,"b":123456789012345678901234}}}'
+    cli("new", "--format", "pagerduty", input=big)
+    assert cli.json("change", "list")[0]["data"]["custom_details"] == {"a": "NaN", "b": "123456789012345678901234"}
+
+
+def test_an_alias_equal_to_the_name_is_not_a_change(cli, tmp_path):
+    (tmp_path / "w.yaml").write_text("cis: [{name: Web, type: service, aliases: [web, www]}]\n")
+    cli("cmdb", "import", str(tmp_path / "w.yaml"))
+    assert cli.json("cmdb", "import", str(tmp_path / "w.yaml"))["unchanged"] == ["Web"]
+
+
+def test_kb_ci_filter_and_suggestions_follow_aliases(estate):
+    estate("kb", "add", "-", input="---\ntitle: Checkout runbook\ncis: [checkout-api-prod]\n---\nRestart the pods.\n")
+    assert estate.json("kb", "show", "1")["cis"] == ["checkout-api"]
+    assert [a["id"] for a in estate.json("kb", "search", "runbook", "--ci", "checkout")] == [1]

@@ -42,6 +42,8 @@ class Group(TyperGroup):
             _fail(str(e), e.code)
         except sqlite3.Error as e:
             _fail(f"database: {e}", ExitCode.ERROR)
+        except UnicodeError as e:  # bytes that are not UTF-8, on stdin or in an argument
+            _fail(f"input is not valid UTF-8 text: {e.reason}", ExitCode.BAD_INPUT)
 
 
 class RootGroup(Group):
@@ -79,7 +81,7 @@ def _hoist_global_options(args: list[str]) -> list[str]:
             front += args[i:i + 2]
             i += 2
             continue
-        if arg.split("=", 1)[0] in GLOBAL_OPTIONS:
+        if "=" in arg and arg.split("=", 1)[0] in GLOBAL_OPTIONS:
             front.append(arg)
         else:
             rest.append(arg)

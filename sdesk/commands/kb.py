@@ -137,7 +137,7 @@ def list_(
     ctx: typer.Context,
     tag: Annotated[Optional[str], typer.Option(help="Only with this tag.")] = None,
     ci: Annotated[Optional[str], typer.Option(help="Only about this CI.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="0 for no limit.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10**9, help="0 for no limit.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array (without bodies).")] = False,
 ) -> None:
     """List articles.
@@ -153,7 +153,7 @@ def search(
     query: Annotated[list[str], typer.Argument(help="Words to find (all of them; any, when no article has all).", show_default=False)],
     tag: Annotated[Optional[str], typer.Option(help="Only with this tag.")] = None,
     ci: Annotated[Optional[str], typer.Option(help="Only about this CI.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 10,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array, best first, with snippets.")] = False,
 ) -> None:
     """Search articles, best match first, with the matching words highlighted.

@@ -73,7 +73,7 @@ def change_list(
     ctx: typer.Context,
     ci: Annotated[Optional[str], typer.Option("--ci", help="Only on this CI.")] = None,
     since: Annotated[Optional[str], typer.Option(help="ISO 8601 time, or an age like 24h, 7d.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="0 for no limit.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10**9, help="0 for no limit.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
 ) -> None:
     """List changes, newest first.
