@@ -55,20 +55,13 @@ def build_store(size: int, rebuild: bool) -> Path:
     """Runs in a child process (see main): the measuring parent stays small, because a child's
     peak RSS as the kernel reports it starts from its parent's size at fork."""
     sys.path.insert(0, str(ROOT))
-    from sdesk import migrations
     from sdesk.store import Store
 
     STORES.mkdir(exist_ok=True)
     path = STORES / f"{size}.db"
-    if path.exists() and not rebuild:
-        conn = sqlite3.connect(path)
-        ok = conn.execute("PRAGMA user_version").fetchone()[0] == migrations.SCHEMA_VERSION
-        count = conn.execute("SELECT count(*) FROM tickets").fetchone()[0] if ok else 0
-        conn.close()
-        if ok and count >= size:
-            return path
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if _fresh(path, rebuild, "SELECT count(*) FROM tickets", size):
+        return path
+    _remove(path)
     rng = random.Random(size)
     started = time.perf_counter()
     with Store(path) as store:

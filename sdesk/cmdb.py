@@ -10,8 +10,6 @@ other way, to what a CI needs.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -143,6 +141,9 @@ def _yaml_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _csv_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
+    import csv
+    import io
+
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))  # spreadsheets start with a BOM
     if not reader.fieldnames or "name" not in reader.fieldnames:
         raise BadInput(f"{where}:1: a CSV estate needs a header row with at least name and type")

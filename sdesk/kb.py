@@ -71,7 +71,7 @@ def _names(value: Any, what: str, where: str) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        value = [v for v in value.split(",")]
+        value = value.split(",")
     if not isinstance(value, list):
         raise BadInput(f"{where}: {what}: must be a list")
     out = []

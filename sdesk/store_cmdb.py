@@ -1,4 +1,5 @@
 """The Store's CMDB and change records (a part of `Store`, split out to keep files small).
+cmdb.py is imported by the methods that need it: `list`, `show` and `new` never do.
 
 CI names are matched case-insensitively through `ci_aliases`, which holds every CI's own name
 and its aliases in lower case: one indexed lookup answers "which CI is `db-billing-2`?".
@@ -12,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .cmdb import CI, CONTAINS, RELATIONS, Reached, walk
 from .errors import BadInput, Conflict, NotFound
 
 if TYPE_CHECKING:
+    from .cmdb import CI, Reached
     from .store import _Tx
 
 
@@ -33,6 +34,8 @@ class CmdbStore:
     def ci_records(self, *, names: list[str] | None = None, type_: str | None = None,
                    team: str | None = None) -> list[dict[str, Any]]:
         """CIs (all, or those named) as `CI.record()` dicts, by name."""
+        from .cmdb import CI
+
         where, args = [], []
         if names is not None:
             where.append(f"name IN ({','.join('?' * len(names))})")
@@ -91,6 +94,8 @@ class CmdbStore:
         that need X (affected when X fails); upstream, the CIs X needs. A part_of relation
         counts the other way round (the whole needs its parts). Ids, not names: a walk over
         a big estate touches only the relations index."""
+        from .cmdb import CONTAINS
+
         out: dict[int, list[tuple[str, int]]] = {}
         for near, far, contains in (("target_id", "source_id", False), ("source_id", "target_id", True)):
             if upstream:
@@ -116,6 +121,8 @@ class CmdbStore:
                 limit: int | None = None) -> tuple[dict[str, Any], list[Reached], dict[str, dict[str, Any]]]:
         """The CI `name` (or alias), every CI reached from it (see cmdb.walk), and each one's
         type, tier and team by name."""
+        from .cmdb import Reached, walk
+
         start = dict(self._ci_row(name))
         reached = walk(start["id"], lambda ids: self.ci_neighbours(ids, upstream=upstream), depth, limit)
         info = self.ci_info([start["id"], *(r.name for r in reached)])
@@ -188,6 +195,8 @@ class CmdbStore:
 
     def ci_link(self, source: str, kind: str, target: str, *, actor: str, unlink: bool = False) -> bool:
         """Add (or remove) `source kind target`; False when there was nothing to do."""
+        from .cmdb import RELATIONS
+
         if kind not in RELATIONS:
             raise BadInput(f"relation {kind!r}: choose from {', '.join(RELATIONS)}")
         with self._write(actor) as tx:
