@@ -23,7 +23,7 @@ from .errors import BadInput
 from .fields import check_ticket
 from .lifecycle import TITLE_MAX
 from .redact import might_hold_secrets
-from .signals import Signal
+from .signals import Alert, Signal
 
 # Severity words as monitoring tools spell them -> priority. Unknown words give P3.
 SEVERITY = {
@@ -84,7 +84,7 @@ def _strings(value: Any) -> dict[str, str]:
     return {str(k): _text(v) for k, v in value.items() if v is not None}
 
 
-def ticket_record(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: dict[str, Any] | None = None,
+def ticket_record(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: Alert | None = None,
                   secret_free: bool = False) -> Record:
     """Check a ticket built from a payload (the same rules as JSON input, without pydantic)."""
     ticket = {}
@@ -178,9 +178,9 @@ def _alert_signal(source: str, group_status: str, alert: dict[str, Any],
     # Alertmanager (0.19+) and Grafana send the label set's fingerprint; older senders do not.
     given = alert.get("fingerprint")
     fingerprint = f"{source}:{given if isinstance(given, str) and given else alertmanager_fingerprint(labels)}"
-    received = {"status": status, "labels": labels, "annotations": annotations}
+    received = Alert.of(status, labels, annotations)
     # Every text of the signal comes from these two maps.
-    secret_free = not might_hold_secrets(orjson.dumps((labels, annotations)).decode())
+    secret_free = not might_hold_secrets(f"{received.labels}\n{received.annotations}")
     if status == "resolved":
         return Signal(source, "resolve", fingerprint=fingerprint, alert=received, secret_free=secret_free), None
     name = labels.get("alertname") or labels.get("alert_name") or labels.get("__alert_rule_title__")
@@ -221,7 +221,7 @@ def grafana(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Itera
     for match in matches if isinstance(matches, list) else []:
         if isinstance(match, dict):
             tags.update(_strings(match.get("tags")))
-    received = {"status": state, "labels": tags, "annotations": _strings({"message": doc.get("message")})}
+    received = Alert.of(state, tags, _strings({"message": doc.get("message")}))
     if state == "ok":
         yield Record("alert 1", raw, Signal("grafana", "resolve", fingerprint=fingerprint, alert=received))
     elif state in ("paused", "pending"):
@@ -291,7 +291,7 @@ def pagerduty(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Ite
     fingerprint = f"pagerduty:{key}"
     # routing_key is the integration's secret: never kept.
     labels = _strings({k: payload.get(k) for k in ("source", "component", "group", "class", "severity")})
-    received = {"status": action, "labels": labels, "annotations": {}}
+    received = Alert.of(action, labels, {})
     if action != "trigger":
         yield Record("event 1", raw, Signal("pagerduty", action, fingerprint=fingerprint, alert=received))
         return
@@ -317,8 +317,7 @@ def _pagerduty_v1(messages: list[Any], raw: str) -> Iterator[Record]:
         key = incident.get("incident_key") or incident.get("id")
         fingerprint = f"pagerduty:{key}"
         service = _obj(incident.get("service"))
-        received = {"status": str(message.get("type")), "labels": _strings({"service": service.get("name")}),
-                    "annotations": {}}
+        received = Alert.of(str(message.get("type")), _strings({"service": service.get("name")}), {})
         if action is None:
             yield Record(where, raw, Signal("pagerduty", "ignore", fingerprint=fingerprint, alert=received))
         elif action == "trigger":
@@ -350,7 +349,7 @@ def opsgenie(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iter
         "fingerprint": f"opsgenie:{alias}" if alias is not None else None,
         "labels": labels,
         "tags": tags,
-    }, alert={"status": "firing", "labels": labels, "annotations": {}})
+    }, alert=Alert.of("firing", labels, {}))
 
 
 PARSERS: dict[str, Callable[[Any, str, Mapping[str, str]], Iterator[Record]]] = {

@@ -2,8 +2,24 @@
 
 from typing import Any, NamedTuple
 
+import orjson
+
 # The input formats `sdesk new --format` takes (parsers in intake.py).
 FORMATS = ("auto", "json", "jsonl", "alertmanager", "pagerduty", "grafana", "opsgenie", "email")
+
+
+class Alert(NamedTuple):
+    """An alert as it arrived, for the alerts table: its status, and its labels and
+    annotations as JSON text, made once by the parser (alert parsers see each distinct alert
+    once; its repeats share it)."""
+
+    status: str
+    labels: str
+    annotations: str
+
+    @classmethod
+    def of(cls, status: str, labels: dict[str, str], annotations: dict[str, str]) -> "Alert":
+        return cls(status, orjson.dumps(labels).decode(), orjson.dumps(annotations).decode())
 
 
 class Signal(NamedTuple):
@@ -17,7 +33,7 @@ class Signal(NamedTuple):
     action: str
     ticket: dict[str, Any] | None = None
     fingerprint: str | None = None
-    alert: dict[str, Any] | None = None
+    alert: Alert | None = None
     change: dict[str, Any] | None = None
     thread: dict[str, Any] | None = None  # email: message_id, references, ticket ([SD-42]), from, body...
     # The parser found no hint of a secret in any text this signal carries, so the store need

@@ -403,11 +403,10 @@ class Store(CmdbStore, KbStore, ProblemStore):
                     result = (None, "ignored")
                 results.append(result)
                 if s.alert is not None:
-                    labels, annotations = to_json(s.alert.get("labels") or {}), to_json(s.alert.get("annotations") or {})
+                    labels, annotations = s.alert.labels, s.alert.annotations
                     if mask_pii or not s.secret_free:
                         labels, annotations = _redacted_json(labels, mask_pii), _redacted_json(annotations, mask_pii)
-                    alert_rows.append((s.source, s.key, s.alert["status"], result[1], labels, annotations,
-                                       tx.at, result[0]))
+                    alert_rows.append((s.source, s.key, s.alert.status, result[1], labels, annotations, tx.at, result[0]))
             batch.flush()
             tx.conn.executemany(
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "

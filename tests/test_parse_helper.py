@@ -1,0 +1,90 @@
+"""Bulk line input is parsed in a helper process: same records, same order, same line numbers."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from sdesk.errors import SdeskError
+from sdesk.ingest import READ_SIZE, jsonl_chunks, parsed_chunks
+from sdesk.intake import SEVERITY
+from sdesk.parse_helper import helper_chunks
+
+
+def _alert_lines(n: int) -> list[str]:
+    """Alertmanager bodies of varying length, each sent twice, with a bad line, a resolve and
+    a line that is not an object among them: frame and read boundaries fall mid-line."""
+    lines = []
+    for i in range(n):
+        labels = {"alertname": "DiskFull", "instance": f"host-{i // 2}:9100"}
+        status = "resolved" if i == n - 1 else "firing"
+        lines.append(json.dumps({"status": status, "alerts": [{"status": status, "labels": labels,
+                                                                 "annotations": {"summary": f"disk {i // 2}", "pad": "x" * (i % 97)}}]}))
+    lines[7] = '{"alerts": [ nope'
+    lines[n // 2] = "[1, 2]"
+    return lines
+
+
+@pytest.fixture
+def bulk(tmp_path):
+    path = tmp_path / "alerts.jsonl"
+    path.write_text("\n".join(_alert_lines(3000)) + "\n")
+    assert path.stat().st_size > 4 * READ_SIZE
+    return path
+
+
+def _flat(chunks):
+    return [(r.where, r.raw if r.signal is None else None, r.signal, r.error) for records, _ in chunks for r in records]
+
+
+def test_the_helper_gives_what_parsing_here_gives(bulk):
+    seen = []
+    with bulk.open("rb") as f:
+        here = _flat(parsed_chunks(f, f.read1(READ_SIZE), lambda n: None, "alertmanager", SEVERITY))
+    with bulk.open("rb") as f:
+        first = f.read1(READ_SIZE)
+        there = _flat(helper_chunks(f.fileno(), first, seen.append, "alertmanager", SEVERITY))
+    assert there == here
+    assert len(here) == 3000
+    assert here[7][0] == "line 8" and here[7][3].startswith("invalid JSON")
+    assert here[1500][0] == "line 1501" and here[1500][1] == "[1, 2]"
+    assert sum(seen) == bulk.stat().st_size  # the progress bar reaches the end
+
+
+def test_bulk_input_goes_to_the_helper_and_small_input_does_not(bulk, tmp_path, monkeypatch):
+    used = []
+    import sdesk.parse_helper as helper
+
+    real = helper.helper_chunks
+    monkeypatch.setattr(helper, "helper_chunks", lambda *a, **k: used.append(True) or real(*a, **k))
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(_alert_lines(20)) + "\n")
+    for path in (small, bulk):
+        with path.open("rb") as f:
+            list(jsonl_chunks(f, lambda n: None, "alertmanager"))
+    assert used == [True]
+
+
+def test_a_failing_helper_is_one_line_error(bulk):
+    with bulk.open("rb") as f:
+        first = f.read1(READ_SIZE)
+        command = [sys.executable, "-c", "import sys; sys.stderr.write('Traceback...\\nboom: it broke\\n'); sys.exit(3)"]
+        with pytest.raises(SdeskError, match=r"^the parsing helper failed \(exit 3\): boom: it broke$"):
+            list(helper_chunks(f.fileno(), first, lambda n: None, "alertmanager", SEVERITY, command=command))
+
+
+def test_a_fast_pipe_into_sdesk_stores_every_alert(bulk, db_path):
+    """Through the real CLI, from a pipe: every line accounted for, in order."""
+    proc = subprocess.run([sys.executable, "-m", "sdesk", "new", "--jsonl", "--format", "alertmanager", "--json"],
+                          input=bulk.read_bytes(), capture_output=True, env={**os.environ, "SDESK_DB": str(db_path)})
+    assert proc.returncode == 2, proc.stderr  # the two bad lines
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["where"].split()[1] for r in results] == [str(i) for i in range(1, 3001)]
+    actions = [r["action"] for r in results]
+    assert actions.count("rejected") == 2 and actions[-1] == "resolved"
+    assert actions.count("created") == 1500 and actions.count("deduplicated") == 1497
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 2998
