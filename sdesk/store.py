@@ -190,7 +190,7 @@ class _Triggers:
             if context:
                 t = self._apply(ticket_id, t, context)
                 contexts.append((ticket_id, to_json(context)))
-            rows.append((ticket_id, *[t.get(f) for f in CREATE_FIELDS], to_json(t.get("labels") or {}),
+            rows.append((ticket_id, *map(t.get, CREATE_FIELDS), to_json(t.get("labels") or {}),
                          to_json(t.get("tags") or []), source, tx.at, tx.at, bump[0] if bump else 1))
         tx.conn.executemany(INSERT_TICKET, rows)
         tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
