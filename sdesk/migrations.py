@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # The predicate of an open ticket. Queries repeat it word for word so that SQLite can use the
 # partial indexes below (it matches a partial index's WHERE by expression).
 OPEN_SQL = "status NOT IN ('resolved', 'closed')"
+DONE_SQL = "status IN ('resolved', 'closed')"
 
 
 def m001_tickets_and_events(db: Database) -> None:
@@ -256,7 +257,39 @@ def m005_drop_alerts_received(db: Database) -> None:
     db.execute("DROP INDEX alerts_received")
 
 
-STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received]
+def m006_triage(db: Database) -> None:
+    # Why a ticket is not in the queue: "silence 3" or "rule quiet-hours-disk". It stays a
+    # ticket (counted, deduplicated, listed with --suppressed), never dropped.
+    db.execute("ALTER TABLE tickets ADD COLUMN suppressed TEXT")
+    # Flapping: the last resolved ticket of a fingerprint. Partial on done tickets, so that a
+    # ticket enters it when it is resolved, never at intake.
+    db.execute(f"CREATE INDEX tickets_done_fingerprint ON tickets(fingerprint, resolved_at) "
+               f"WHERE fingerprint IS NOT NULL AND {DONE_SQL}")
+    db.execute(
+        """
+        CREATE TABLE silences (
+            id INTEGER PRIMARY KEY,
+            matchers TEXT NOT NULL,
+            starts_at TEXT NOT NULL,
+            ends_at TEXT NOT NULL,
+            comment TEXT,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expired_at TEXT
+        )
+        """
+    )
+    # A classifier per ticket field (category, queue): its classes and settings in info, and
+    # one row of weights per term, so that classifying a ticket reads only its own terms.
+    db.execute("CREATE TABLE classifier_models (field TEXT PRIMARY KEY, trained_at TEXT NOT NULL, info TEXT NOT NULL)")
+    db.execute(
+        "CREATE TABLE classifier_terms (field TEXT NOT NULL REFERENCES classifier_models(field) ON DELETE CASCADE, "
+        "term TEXT NOT NULL, weights BLOB NOT NULL, PRIMARY KEY (field, term)) WITHOUT ROWID"
+    )
+
+
+STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
+         m006_triage]
 SCHEMA_VERSION = len(STEPS)
 
 
