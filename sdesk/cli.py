@@ -38,7 +38,9 @@ audit_app = typer.Typer(cls=Group, help="Check the tamper-evident event history.
 app.add_typer(audit_app, name="audit")
 
 RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands.kb", "app"),
-                  "change": ("sdesk.commands.work", "change_app"), "problem": ("sdesk.commands.work", "problem_app")}
+                  "change": ("sdesk.commands.work", "change_app"), "problem": ("sdesk.commands.work", "problem_app"),
+                  "triage": ("sdesk.commands.triage", "app"), "rules": ("sdesk.commands.rules", "app"),
+                  "silence": ("sdesk.commands.rules", "silence_app")}
 
 
 def _version(value: bool) -> None:
@@ -275,6 +277,7 @@ def list_(
     tag: Annotated[Optional[str], typer.Option("--tag", "-t")] = None,
     kind: Annotated[Optional[Kind], typer.Option(case_sensitive=False)] = None,
     open_only: Annotated[bool, typer.Option("--open/--all", help="Only open tickets, or every ticket.")] = True,
+    suppressed: Annotated[bool, typer.Option("--suppressed", help="Only the tickets kept out of the queue by a silence or a rule.")] = False,
     sort: Annotated[Optional[str], typer.Option(help="Fields, '-' for descending: e.g. -updated,priority. Default: the queue order (priority, oldest first) for open tickets; newest first otherwise.", show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10**9, help="0 for no limit.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
@@ -286,13 +289,15 @@ def list_(
     Example: sdesk list --priority P1 --priority P2 --queue ops
 
     Example: sdesk list --all --sort -updated --limit 10 --json
+
+    Example: sdesk list --suppressed
     """
     if as_json + as_jsonl + as_csv > 1:
         raise BadInput("choose one of --json, --jsonl, --csv")
     tickets = store_of(ctx).list(
         statuses=[str(s) for s in status], open_only=open_only, queue=queue, priorities=[str(p) for p in priority],
-        assignee=assignee, service=service, ci=ci, tag=tag, kind=str(kind) if kind else None, text=text, sort=sort,
-        limit=limit or None,
+        assignee=assignee, service=service, ci=ci, tag=tag, kind=str(kind) if kind else None, text=text,
+        suppressed=suppressed, sort=sort, limit=limit or None,
     )
     if as_json:
         print_json(tickets)
@@ -330,6 +335,27 @@ def show(
         from .render import print_ticket
 
         print_ticket(t, events, store.children(ticket_id=ticket_id), context, linked)
+
+
+@app.command()
+def why(
+    ctx: typer.Context,
+    ticket: Annotated[str, typer.Argument(help="42 or SD-42.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Explain a ticket's category, queue and priority: the rules that fired, the matrix cell
+    and its inputs, the classifier's confidence, the correlation that linked it, and the
+    people who changed them since.
+
+    Example: sdesk why SD-42
+    """
+    explanation = store_of(ctx).why(ticket_id=lifecycle.parse_id(ticket))
+    if as_json:
+        print_json(explanation)
+    else:
+        from .render import print_why
+
+        print_why(explanation)
 
 
 # -- working a ticket ------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class Enricher:
         self._around: dict[str, dict[str, Any]] = {}
         self._kb: dict[str, list[dict[str, Any]]] = {}
         self._recent: dict[str, list[tuple[dict[str, Any], set[str]]]] = {}
+        self._upstream: dict[str, list[tuple[str, int]]] = {}
 
     def context(self, ticket: dict[str, Any], ticket_id: int | None = None) -> dict[str, Any]:
         """What is known about the ticket's subject; empty when nothing is."""
@@ -74,6 +75,7 @@ class Enricher:
         since = clock.iso(self.now - timedelta(hours=self.options.change_window_hours))
         _, up, _ = self.store.ci_walk(name, upstream=True, depth=self.options.upstream_depth,
                                       limit=self.options.dependents_counted)
+        self._upstream[name] = [(r.name, r.depth) for r in up]
         changes = self.store.change_list(cis=[name, *(r.name for r in up)], since=since, until=clock.iso(self.now),
                                          limit=5)
         around = {
@@ -88,6 +90,12 @@ class Enricher:
         }
         self._around[name] = around
         return around
+
+    def upstream(self, name: str) -> list[tuple[str, int]]:
+        """What the CI needs (name, hops), nearest first, as far as enrichment walked."""
+        if name not in self._upstream:
+            self._surroundings(name)
+        return self._upstream.get(name, [])
 
     def _minutes_before(self, happened_at: str) -> int | None:
         try:

@@ -139,37 +139,38 @@ def _alert_group(doc: dict[str, Any], raw: str, source: str, severity: Mapping[s
     if not isinstance(alerts, list):
         raise BadInput(f"{source}: 'alerts' must be a list")
     group_status = str(doc.get("status") or "firing").lower()
+    group = _text(doc["groupKey"]) if doc.get("groupKey") not in (None, "") else None
     for number, alert in enumerate(alerts, start=1):
         if not isinstance(alert, dict):
             yield Record(f"alert {number}", raw, error="an alert must be a JSON object")
             continue
-        yield Record(f"alert {number}", raw, *_cached_alert_signal(source, group_status, alert, severity))
+        yield Record(f"alert {number}", raw, *_cached_alert_signal(source, group_status, group, alert, severity))
 
 
 # Alertmanager resends every alert of a group each group_interval, so repeats are most of a
 # stream: an alert's signal is kept by its exact JSON (bounded; cleared when full). Signals
 # are never changed once made, so repeats can share one.
-_ALERT_CACHE: dict[tuple[str, str, bytes], tuple[Mapping[str, str], Signal | None, str | None]] = {}
+_ALERT_CACHE: dict[tuple[str, str, str | None, bytes], tuple[Mapping[str, str], Signal | None, str | None]] = {}
 _ALERT_CACHE_MAX = 4096
 
 
-def _cached_alert_signal(source: str, group_status: str, alert: dict[str, Any],
+def _cached_alert_signal(source: str, group_status: str, group: str | None, alert: dict[str, Any],
                          severity: Mapping[str, str]) -> tuple[Signal | None, str | None]:
     try:
-        key = (source, group_status, orjson.dumps(alert))
+        key = (source, group_status, group, orjson.dumps(alert))
     except TypeError:  # an integer beyond 64 bits: valid JSON, rare; not cached
-        return _alert_signal(source, group_status, alert, severity)
+        return _alert_signal(source, group_status, group, alert, severity)
     hit = _ALERT_CACHE.get(key)
     if hit is not None and hit[0] is severity:
         return hit[1], hit[2]
     if len(_ALERT_CACHE) >= _ALERT_CACHE_MAX:
         _ALERT_CACHE.clear()
-    signal, error = _alert_signal(source, group_status, alert, severity)
+    signal, error = _alert_signal(source, group_status, group, alert, severity)
     _ALERT_CACHE[key] = (severity, signal, error)
     return signal, error
 
 
-def _alert_signal(source: str, group_status: str, alert: dict[str, Any],
+def _alert_signal(source: str, group_status: str, group: str | None, alert: dict[str, Any],
                   severity: Mapping[str, str]) -> tuple[Signal | None, str | None]:
     labels = _strings(alert.get("labels"))
     annotations = _strings(alert.get("annotations"))
@@ -178,7 +179,7 @@ def _alert_signal(source: str, group_status: str, alert: dict[str, Any],
     # Alertmanager (0.19+) and Grafana send the label set's fingerprint; older senders do not.
     given = alert.get("fingerprint")
     fingerprint = f"{source}:{given if isinstance(given, str) and given else alertmanager_fingerprint(labels)}"
-    received = Alert.of(status, labels, annotations)
+    received = Alert.of(status, labels, annotations, group)
     # Every text of the signal comes from these two maps.
     secret_free = not might_hold_secrets(f"{received.labels}\n{received.annotations}")
     if status == "resolved":

@@ -261,6 +261,11 @@ def m006_triage(db: Database) -> None:
     # Why a ticket is not in the queue: "silence 3" or "rule quiet-hours-disk". It stays a
     # ticket (counted, deduplicated, listed with --suppressed), never dropped.
     db.execute("ALTER TABLE tickets ADD COLUMN suppressed TEXT")
+    # The runbook a rule attached, and the group key of an incident that groups alerts (set
+    # on the group's first ticket only, so that its children cost the index nothing).
+    db.execute("ALTER TABLE tickets ADD COLUMN runbook TEXT")
+    db.execute("ALTER TABLE tickets ADD COLUMN group_key TEXT")
+    db.execute(f"CREATE INDEX tickets_open_group ON tickets(group_key, id) WHERE group_key IS NOT NULL AND {OPEN_SQL}")
     # Flapping: the last resolved ticket of a fingerprint. Partial on done tickets, so that a
     # ticket enters it when it is resolved, never at intake.
     db.execute(f"CREATE INDEX tickets_done_fingerprint ON tickets(fingerprint, resolved_at) "

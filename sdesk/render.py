@@ -298,3 +298,47 @@ def print_problem(p: dict[str, Any]) -> None:
     out.print(grid)
     out.print()
     print_tickets(p["incidents"])
+
+
+def print_why(w: dict[str, Any]) -> None:
+    """`sdesk why`: each decision about a ticket on a line of its own, with what decided it."""
+    from .lifecycle import ref
+
+    out = console()
+    out.print(f"[bold]{ref(w['id'])}[/]  {w['priority']}  queue {w['queue'] or '-'}  category {w['category'] or '-'}")
+    triage = w["triage"]
+    if triage is None:
+        out.print("not triaged: the desk had no triage.yaml or model when it arrived (sdesk triage ID runs it now)",
+                  style="dim")
+    else:
+        p = triage.get("priority") or {}
+        if p:
+            out.print(f"priority {p.get('result')}: {p.get('from')}")
+            out.print(f"  impact {p.get('impact') or '?'}: {p.get('impact_from')}")
+            inputs = p.get("urgency_from") or {}
+            parts = [f"severity {inputs['severity']}"] if "severity" in inputs else []
+            if "words" in inputs:
+                parts.append(f"words (level {inputs['words']['level']}): {', '.join(inputs['words']['found'])}")
+            if "burn_rate" in inputs:
+                parts.append(f"burn rate {inputs['burn_rate']['rate']}x (level {inputs['burn_rate']['level']})")
+            parts += [f"{k} {inputs[k]}" for k in ("rule", "given") if k in inputs]
+            out.print(f"  urgency {p.get('urgency')}: " + "; ".join(parts))
+        for fired in triage.get("rules", ()):
+            sets = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in fired["set"].items())
+            out.print(f"rule {fired['rule']}: {sets}")
+        for field, c in (triage.get("classifier") or {}).items():
+            verdict = "applied" if c["applied"] else f"below {c['threshold']}: " + (
+                f"sent to {c['sent_to']}" if c.get("sent_to") else "not applied")
+            out.print(f"classifier {field}: {c['label']} at {c['confidence']:.2f} ({verdict})")
+        corr = triage.get("correlation")
+        if corr:
+            how = corr["reason"] + (f" via {corr['via']}, {corr['hops']} hops" if "via" in corr else "") + \
+                (f" {corr['group']}" if "group" in corr else "")
+            out.print(f"child of {ref(corr['parent'])}: {how}")
+        if triage.get("suppressed"):
+            out.print(f"suppressed: {triage['suppressed']}")
+    if w.get("runbook"):
+        out.print(f"runbook: {w['runbook']}")
+    for c in w["corrections"]:
+        changes = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in c["changed"].items())
+        out.print(f"corrected by {c['by']} at {local(c['at'])}: {changes}")

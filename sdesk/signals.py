@@ -16,10 +16,11 @@ class Alert(NamedTuple):
     status: str
     labels: str
     annotations: str
+    group: str | None = None  # the sender's group key (Alertmanager's groupKey), for correlation
 
     @classmethod
-    def of(cls, status: str, labels: dict[str, str], annotations: dict[str, str]) -> "Alert":
-        return cls(status, orjson.dumps(labels).decode(), orjson.dumps(annotations).decode())
+    def of(cls, status: str, labels: dict[str, str], annotations: dict[str, str], group: str | None = None) -> "Alert":
+        return cls(status, orjson.dumps(labels).decode(), orjson.dumps(annotations).decode(), group)
 
 
 class Signal(NamedTuple):

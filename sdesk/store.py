@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import sqlite3
+from datetime import timedelta
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,16 +26,21 @@ from .signals import Signal
 from .store_cmdb import CmdbStore
 from .store_kb import KbStore
 from .store_problems import ProblemStore
+from .store_triage import TriageStore
 
 if TYPE_CHECKING:
     from .enrich import EnrichOptions, Enricher
+    from .signals import Alert
+    from .store_triage import Triager
+    from .triage import TriageConfig
 
 GENESIS = "0" * 64
 
-# Columns set at creation, in insert order (team comes from enrichment, not from input).
+# Columns set at creation, in insert order (team comes from enrichment; the last four from
+# triage, never from input).
 CREATE_FIELDS = (
     "kind", "title", "description", "priority", "impact", "urgency", "category", "service",
-    "ci", "queue", "team", "requester", "fingerprint",
+    "ci", "queue", "team", "requester", "fingerprint", "parent_id", "suppressed", "runbook", "group_key",
 )
 TEXT_FIELDS = ("title", "description", "category", "service", "ci", "queue", "requester")
 UPDATE_FIELDS = (
@@ -140,17 +146,20 @@ class _Triggers:
     event per resend would bury a ticket's history, and the alerts table keeps every arrival."""
 
     def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]], mask_pii: bool = False,
-                 enricher: Enricher | None = None):
+                 enricher: Enricher | None = None, triager: Triager | None = None):
         self.tx = tx
         self.mask_pii = mask_pii
         self.enricher = enricher
+        self.triager = triager
         self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences]
-        self.new: dict[int, tuple[dict[str, Any], str, list[str]]] = {}  # id -> ticket, source, redactions
+        # id -> ticket, source, redactions, the alert it came from
+        self.new: dict[int, tuple[dict[str, Any], str, list[str], Alert | None]] = {}
         self.bumped: dict[int, list] = {}  # id -> [occurrences, repeats in this batch, last source]
         seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
         self.next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
 
-    def add(self, t: dict[str, Any], source: str, secret_free: bool = False) -> tuple[int, str]:
+    def add(self, t: dict[str, Any], source: str, secret_free: bool = False,
+            alert: Alert | None = None) -> tuple[int, str]:
         fingerprint = t.get("fingerprint")
         hit = self.open.get(fingerprint) if fingerprint else None
         if hit:
@@ -169,27 +178,33 @@ class _Triggers:
             # The fingerprint is the dedup key and the requester the address replies go to: both
             # are kept as sent.
             t = {**clean, "fingerprint": fingerprint, "requester": t.get("requester")}
-        self.new[ticket_id] = (t, source, redacted)
+        self.new[ticket_id] = (t, source, redacted, alert)
         if fingerprint:
             self.open[fingerprint] = [ticket_id, 1]
         return ticket_id, "created"
 
     def flush(self) -> None:
         tx, rows, contexts = self.tx, [], []
-        for ticket_id, (t, source, redacted) in self.new.items():
+        for ticket_id, (t, source, redacted, alert) in self.new.items():
             bump = self.bumped.pop(ticket_id, None)
-            # The created event carries the whole input, so history can be rebuilt from events.
+            # The created event carries the whole input, so history can be rebuilt from events,
+            # and triage's explanation of what it made of it.
             created = {k: v for k, v in t.items() if v is not None}
             created["source"] = source
             if bump:
                 created["occurrences"] = bump[0]
+            context = self.enricher.context(t, ticket_id) if self.enricher else None
+            enriched = None
+            if context:
+                t, enriched = self._apply(t, context)
+                contexts.append((ticket_id, to_json(context)))
+            if self.triager is not None:
+                t, created["triage"] = self.triager.apply(ticket_id, {**t, "source": source}, alert, context or {})
             tx.event(ticket_id, "created", created)
             if redacted:
                 tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
-            context = self.enricher.context(t, ticket_id) if self.enricher else None
-            if context:
-                t = self._apply(ticket_id, t, context)
-                contexts.append((ticket_id, to_json(context)))
+            if enriched:
+                tx.event(ticket_id, "enriched", enriched)
             rows.append((ticket_id, *map(t.get, CREATE_FIELDS), to_json(t.get("labels") or {}),
                          to_json(t.get("tags") or []), source, tx.at, tx.at, bump[0] if bump else 1))
         tx.conn.executemany(INSERT_TICKET, rows)
@@ -201,8 +216,10 @@ class _Triggers:
         self.new.clear()
         self.bumped.clear()
 
-    def _apply(self, ticket_id: int, t: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        """The CI, its owner team, and that team's queue when nothing set one, from the context."""
+    @staticmethod
+    def _apply(t: dict[str, Any], context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The CI, its owner team, and that team's queue when nothing set one, from the context;
+        and the summary the `enriched` event records."""
         sets = {}
         if context.get("ci") and t.get("ci") != context["ci"]:  # the CI's own name, not an alias
             sets["ci"] = context["ci"]
@@ -213,11 +230,10 @@ class _Triggers:
         summary = {k: context[k] for k in ("ci", "tier", "dependents_total") if context.get(k) is not None}
         summary |= {"changes": len(context.get("changes", ())), "kb": [a["id"] for a in context.get("kb", ())],
                     "similar": [s["id"] for s in context.get("similar", ())], "set": sets}
-        self.tx.event(ticket_id, "enriched", summary)
-        return {**t, **sets}
+        return {**t, **sets}, summary
 
 
-class Store(CmdbStore, KbStore, ProblemStore):
+class Store(CmdbStore, KbStore, ProblemStore, TriageStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
@@ -294,12 +310,14 @@ class Store(CmdbStore, KbStore, ProblemStore):
         tag: str | None = None,
         kind: str | None = None,
         text: str | None = None,
+        suppressed: bool = False,
         sort: str | None = None,
         limit: int | None = 50,
     ) -> list[dict[str, Any]]:
         """Tickets matching every filter given. The default order is the work queue (priority,
-        then oldest first) when only open tickets are asked for, and newest first otherwise."""
-        where: list[str] = []
+        then oldest first) when only open tickets are asked for, and newest first otherwise.
+        Suppressed tickets (silenced, or by a rule) are listed only, and all, with `suppressed`."""
+        where: list[str] = ["suppressed IS NOT NULL" if suppressed else "suppressed IS NULL"]
         args: list[Any] = []
         statuses, priorities = list(statuses), list(priorities)
         if statuses:
@@ -364,8 +382,8 @@ class Store(CmdbStore, KbStore, ProblemStore):
         return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
 
     def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
-                reopen_days: int = 14, mask_pii: bool = False,
-                enrich: EnrichOptions | bool = True) -> list[tuple[int | None, str]]:
+                reopen_days: int = 14, mask_pii: bool = False, enrich: EnrichOptions | bool = True,
+                triage: TriageConfig | None = None) -> list[tuple[int | None, str]]:
         """Apply what sources sent, in order and in one transaction, and keep every alert.
 
         A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
@@ -377,22 +395,42 @@ class Store(CmdbStore, KbStore, ProblemStore):
         was resolved or closed less than reopen_days ago. Returns (ticket id or None, outcome)
         for each signal: created, deduplicated, resolved, acknowledged, commented, reopened,
         recorded or ignored. With mask_pii, email addresses and phone numbers are masked too.
-        A new ticket is enriched from the CMDB, changes and KB (enrich.py) unless enrich is False.
+        A new ticket is enriched from the CMDB, changes and KB (enrich.py) unless enrich is False,
+        then triaged (triage.py, store_triage.py) when a triage config is given: rules, the
+        priority matrix, the classifier, silences and correlation. With triage, a trigger whose
+        ticket was resolved within the flap window reopens it (outcome reopened).
 
         Streams run through here at tens of thousands of alerts a second, so triggers are set
         based: one lookup of the batch's fingerprints, then one executemany per table."""
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
         with self._write(actor) as tx:
-            enricher = self._enricher(enrich) if any(s.action == "trigger" for s in signals) else None
-            batch = _Triggers(tx, self._open_fingerprints(tx.conn, {k for s in signals if (k := s.key)}), mask_pii,
-                              enricher)
+            triggers = any(s.action == "trigger" for s in signals)
+            enricher = self._enricher(enrich) if triggers else None
+            keys = {k for s in signals if (k := s.key)}
+            open_now = self._open_fingerprints(tx.conn, keys)
+            triager, flapping = None, {}
+            if triage is None and triggers and self.has_classifier():
+                from .triage import TriageConfig
+
+                triage = TriageConfig()  # a desk that trained a model wants it used
+            if triage is not None and triggers:
+                from .store_triage import Triager
+
+                now = clock.parse(tx.at)
+                triager = Triager(self, triage, now, enricher)
+                if triage.flap_minutes and keys - open_now.keys():
+                    flapping = self.recently_resolved(keys - open_now.keys(),
+                                                      clock.iso(now - timedelta(minutes=triage.flap_minutes)))
+            batch = _Triggers(tx, open_now, mask_pii, enricher, triager)
             alert_rows = []
             for s in signals:
                 if s.thread is not None:
                     result = self._mail(tx, batch, s, reopen_days, mask_pii)
+                elif s.action == "trigger" and flapping and s.key in flapping and s.key not in batch.open:
+                    result = self._reopen_flapping(tx, batch, flapping.pop(s.key), s)
                 elif s.action == "trigger":
-                    result = batch.add(s.ticket, s.source, s.secret_free)
+                    result = batch.add(s.ticket, s.source, s.secret_free, s.alert)
                 elif s.action in ("resolve", "acknowledge"):
                     only_record = "*" in record_resolved or s.source in record_resolved
                     result = self._resolve_or_ack(tx, batch, s, only_record)
@@ -412,6 +450,17 @@ class Store(CmdbStore, KbStore, ProblemStore):
                 "INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", alert_rows)
         return results
+
+    def _reopen_flapping(self, tx: _Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
+        """A resolved alert firing again within the flap window: its ticket, reopened."""
+        t = self._current(tx, ticket_id)
+        self._move(tx, t, "reopen")
+        occurrences = t["occurrences"] + 1
+        self._set(tx, ticket_id, {"occurrences": occurrences})
+        tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
+                                           "flapping": True})
+        batch.open[s.key] = [ticket_id, occurrences]
+        return ticket_id, "reopened"
 
     def _enricher(self, enrich: EnrichOptions | bool) -> Enricher | None:
         """An enricher when there is something to enrich from (a CMDB or a KB)."""
@@ -610,6 +659,10 @@ class Store(CmdbStore, KbStore, ProblemStore):
                         for f, (_, v) in diff.items()}
                 self._set(tx, ticket_id, {**sets, "updated_at": tx.at})
                 tx.event(ticket_id, "updated", diff)
+                corrected = {f: diff[f] for f in ("category", "queue") if f in diff and diff[f][0] is not None}
+                if corrected:
+                    # A person overruling triage: the reassignment rate is how often triage is wrong.
+                    tx.event(ticket_id, "triage_corrected", corrected)
         return self.get_or_raise(ticket_id=ticket_id)
 
     def link(self, *, ticket_id: int, parent_id: int, actor: str) -> None:

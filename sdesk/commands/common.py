@@ -19,6 +19,7 @@ from ..errors import BadInput, ExitCode, SdeskError
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..triage import TriageConfig
 
 
 GLOBAL_OPTIONS = ("--db", "--as", "--config")
@@ -134,8 +135,17 @@ class Settings:
         options = {"record_resolved": record_resolved, "mask_pii": bool(config and config.mask_pii),
                    "reopen_days": reopen_days if reopen_days is not None
                    else config.reopen_within_days if config else 14,
-                   "enrich": config.enrich.options() if config else True}
+                   "enrich": config.enrich.options() if config else True, "triage": self.triage_config()}
         return (severity_table(config.severity) if config else SEVERITY), options
+
+    def triage_config(self) -> TriageConfig | None:
+        """triage.yaml of the desk config, or None when there is none."""
+        path = self.config / "triage.yaml" if self.config is not None else None
+        if path is None or not path.is_file():
+            return None
+        from ..triage import load
+
+        return load(read_text(path), str(path))
 
 
 def read_text(path: Path) -> str:

@@ -1,0 +1,255 @@
+"""Triage against the store: silences, correlation with open incidents, flapping, re-triage,
+`why`, and replaying rules over history. The decisions themselves are triage.py's (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import clock, lifecycle
+from .errors import BadInput, NotFound
+from .migrations import DONE_SQL, OPEN_SQL
+from .signals import Alert
+from .triage import Matcher, TriageConfig, decide, matches
+
+if TYPE_CHECKING:
+    from .enrich import Enricher
+    from .store import Store
+
+
+class Triager:
+    """Triage inside the intake transaction. Lookups are cached for the length of a batch, and
+    the incidents a batch opens are correlation targets for the rest of it (a storm arrives in
+    one batch)."""
+
+    def __init__(self, store: Store, config: TriageConfig, now: datetime, enricher: Enricher | None):
+        self.store = store
+        self.config = config
+        self.now = now
+        self.enricher = enricher
+        self.since = clock.iso(now - timedelta(minutes=config.correlation_minutes))
+        self.silences = store.active_silences(now)
+        self.classify = store.classify if store.has_classifier() else None
+        self._roots_by_ci: dict[str, int | None] = {}
+        self._roots_by_group: dict[str, int | None] = {}
+
+    def apply(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
+              context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The ticket as triage leaves it, and the explanation of every decision."""
+        annotations = orjson.loads(alert.annotations) if alert is not None and alert.annotations != "{}" else {}
+        decision = decide(self.config, t, annotations=annotations, context=context, now=self.now,
+                          classify=self.classify)
+        t = {**t, **decision.sets}
+        explanation = decision.explanation
+        if decision.runbook:
+            t["runbook"] = decision.runbook
+        suppressed = decision.suppress or self._silenced(t)
+        if suppressed:
+            t["suppressed"] = suppressed
+            explanation["suppressed"] = suppressed
+        parent = self._parent(decision.parent, explanation) if decision.parent else None
+        if parent is None and not suppressed and self.config.correlation_minutes:
+            parent = self._correlate(ticket_id, t, alert, explanation)
+        if parent is not None:
+            t["parent_id"] = parent
+        return t, explanation
+
+    def _silenced(self, t: dict[str, Any]) -> str | None:
+        for silence_id, matchers in self.silences:
+            if matches(matchers, t):
+                return f"silence {silence_id}"
+        return None
+
+    def _parent(self, parent: int, explanation: dict[str, Any]) -> int | None:
+        if self.store.conn.execute("SELECT 1 FROM tickets WHERE id = ?", (parent,)).fetchone() is None:
+            explanation["parent"] = f"{lifecycle.ref(parent)} does not exist: not linked"
+            return None
+        explanation["correlation"] = {"parent": parent, "reason": "set by a rule"}
+        return parent
+
+    def _correlate(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
+                   explanation: dict[str, Any]) -> int | None:
+        """The incident this ticket belongs under: the open incident of its alert group, else the
+        oldest open incident on its CI or on what the CI depends on, opened within the window.
+        Otherwise the ticket is a root others may join."""
+        group = self._group_key(t, alert)
+        if group is not None:
+            if group not in self._roots_by_group:
+                row = self.store.conn.execute(
+                    f"SELECT id FROM tickets WHERE group_key = ? AND {OPEN_SQL} AND created_at >= ? "
+                    "ORDER BY id LIMIT 1", (group, self.since)).fetchone()
+                self._roots_by_group[group] = row[0] if row else None
+            root = self._roots_by_group[group]
+            if root is not None and root != ticket_id:
+                explanation["correlation"] = {"parent": root, "reason": "alert group", "group": group}
+                return root
+        ci = t.get("ci")
+        if ci and self.enricher is not None and t.get("kind", "incident") == "incident":
+            for name, hops in [(ci, 0), *self.enricher.upstream(ci)]:
+                root = self._root_on(name)
+                if root is not None and root != ticket_id:
+                    explanation["correlation"] = {"parent": root, "reason": "topology", "via": name, "hops": hops}
+                    return root
+            self._roots_by_ci[ci] = ticket_id
+        if group is not None:
+            self._roots_by_group[group] = ticket_id
+            t["group_key"] = group
+        return None
+
+    def _root_on(self, ci: str) -> int | None:
+        if ci not in self._roots_by_ci:
+            row = self.store.conn.execute(
+                f"SELECT id FROM tickets WHERE ci = ? AND {OPEN_SQL} AND parent_id IS NULL AND suppressed IS NULL "
+                "AND kind = 'incident' AND created_at >= ? ORDER BY id LIMIT 1", (ci, self.since)).fetchone()
+            self._roots_by_ci[ci] = row[0] if row else None
+        return self._roots_by_ci[ci]
+
+    def _group_key(self, t: dict[str, Any], alert: Alert | None) -> str | None:
+        if self.config.group_by:
+            labels = t.get("labels") or {}
+            if all(labels.get(name) for name in self.config.group_by):
+                return "labels:" + ",".join(f"{name}={labels[name]}" for name in self.config.group_by)
+        if alert is not None and alert.group:
+            return f"{t.get('source') or 'alert'}:{alert.group}"
+        return None
+
+
+class TriageStore:
+    """Silences, flapping lookups, re-triage and explanations."""
+
+    # -- silences -------------------------------------------------------------------------
+
+    def silence_add(self: Store, matchers: list[Matcher], *, starts: datetime, ends: datetime, comment: str | None,
+                    actor: str) -> int:
+        if not matchers:
+            raise BadInput("silence: at least one --match is required")
+        if ends <= starts:
+            raise BadInput("silence: it must end after it starts")
+        with self._write(actor) as tx:
+            cursor = tx.conn.execute(
+                "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (orjson.dumps([list(m) for m in matchers]).decode(), clock.iso(starts), clock.iso(ends), comment,
+                 actor, tx.at))
+            silence_id = cursor.lastrowid
+            tx.event(None, "silence_added", {"silence": silence_id, "matchers": [list(m) for m in matchers],
+                                             "starts_at": clock.iso(starts), "ends_at": clock.iso(ends),
+                                             "comment": comment})
+        return silence_id
+
+    def silence_expire(self: Store, silence_id: int, *, actor: str) -> dict[str, Any]:
+        with self._write(actor) as tx:
+            row = tx.conn.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no silence {silence_id}")
+            if row["expired_at"] is None and row["ends_at"] > tx.at:
+                tx.conn.execute("UPDATE silences SET expired_at = ? WHERE id = ?", (tx.at, silence_id))
+                tx.event(None, "silence_expired", {"silence": silence_id})
+        return self.silence_list(include_expired=True, silence_id=silence_id)[0]
+
+    def silence_list(self: Store, *, include_expired: bool = False, silence_id: int | None = None,
+                     now: datetime | None = None) -> list[dict[str, Any]]:
+        at = clock.iso(now or clock.now())
+        sql, args = "SELECT * FROM silences", []
+        if silence_id is not None:
+            sql, args = sql + " WHERE id = ?", [silence_id]
+        elif not include_expired:
+            sql, args = sql + " WHERE expired_at IS NULL AND ends_at > ?", [at]
+        out = []
+        for row in self.conn.execute(sql + " ORDER BY id", args):
+            s = dict(row)
+            s["matchers"] = ["".join(m) for m in orjson.loads(s["matchers"])]
+            s["state"] = "expired" if s["expired_at"] or s["ends_at"] <= at else "pending" if s["starts_at"] > at else "active"
+            s["suppressed"] = self.conn.execute("SELECT count(*) FROM tickets WHERE suppressed = ?",
+                                                (f"silence {s['id']}",)).fetchone()[0]
+            out.append(s)
+        return out
+
+    def active_silences(self: Store, now: datetime) -> list[tuple[int, list[Matcher]]]:
+        at = clock.iso(now)
+        rows = self.conn.execute("SELECT id, matchers FROM silences WHERE expired_at IS NULL AND starts_at <= ? "
+                                 "AND ends_at > ? ORDER BY id", (at, at))
+        return [(silence_id, [Matcher(*m) for m in orjson.loads(text)]) for silence_id, text in rows]
+
+    def has_classifier(self: Store) -> bool:
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM classifier_models)").fetchone()[0])
+
+    # -- flapping -------------------------------------------------------------------------
+
+    def recently_resolved(self: Store, fingerprints: set[str], since: str) -> dict[str, int]:
+        """fingerprint -> the latest ticket with it resolved or closed since `since`."""
+        found: dict[str, int] = {}
+        chunk = list(fingerprints)
+        for i in range(0, len(chunk), 500):
+            part = chunk[i:i + 500]
+            rows = self.conn.execute(
+                f"SELECT fingerprint, max(id) FROM tickets WHERE fingerprint IN ({','.join('?' * len(part))}) "
+                f"AND {DONE_SQL} AND resolved_at >= ? GROUP BY fingerprint", (*part, since))
+            found.update(rows)
+        return found
+
+    def replay_tickets(self: Store, since: str | None) -> list[tuple[dict[str, Any], dict[str, Any], datetime]]:
+        """Stored tickets as triage saw them: fields, labels and tags, the CI's tier and blast
+        radius from their context, and when they arrived."""
+        sql = ("SELECT t.id, t.kind, t.title, t.description, t.priority, t.impact, t.urgency, t.category, t.queue, "
+               "t.team, t.assignee, t.service, t.ci, t.requester, t.source, t.fingerprint, t.labels, t.tags, "
+               "t.suppressed, t.created_at, json_extract(c.data, '$.tier') AS tier, "
+               "json_extract(c.data, '$.dependents_total') AS dependents_total, json_extract(c.data, '$.ci') AS ctx_ci "
+               "FROM tickets t LEFT JOIN ticket_context c ON c.ticket_id = t.id")
+        rows = self.conn.execute(sql + (" WHERE t.created_at >= ? ORDER BY t.id" if since else " ORDER BY t.id"),
+                                 (since,) if since else ())
+        out = []
+        for row in rows:
+            t = dict(row)
+            context = {"tier": t.pop("tier"), "dependents_total": t.pop("dependents_total"), "ci": t.pop("ctx_ci")}
+            t["labels"], t["tags"] = orjson.loads(t["labels"]), orjson.loads(t["tags"])
+            out.append((t, context if context["tier"] is not None else {}, clock.parse(t.pop("created_at"))))
+        return out
+
+    def retriage(self: Store, *, ticket_id: int, config: TriageConfig, actor: str) -> dict[str, Any]:
+        """Run rules, the matrix and the classifier again on a stored ticket and apply what
+        changes (a `triaged` event explains it). Silences and correlation are not re-run."""
+        from .store import to_json
+
+        with self._write(actor) as tx:
+            t = self._current(tx, ticket_id)
+            row = tx.conn.execute("SELECT data FROM ticket_context WHERE ticket_id = ?", (ticket_id,)).fetchone()
+            context = orjson.loads(row[0]) if row else {}
+            alert = tx.conn.execute("SELECT annotations FROM alerts WHERE ticket_id = ? ORDER BY id DESC LIMIT 1",
+                                    (ticket_id,)).fetchone()
+            decision = decide(config, t, annotations=orjson.loads(alert[0]) if alert else {}, context=context,
+                              now=clock.parse(tx.at), classify=self.classify if self.has_classifier() else None)
+            sets = dict(decision.sets)
+            if decision.runbook and decision.runbook != t["runbook"]:
+                sets["runbook"] = decision.runbook
+            if decision.suppress and not t["suppressed"]:
+                sets["suppressed"] = decision.suppress
+            changes = {k: [t.get(k), v] for k, v in sets.items()}
+            if sets:
+                self._set(tx, ticket_id, {**{k: to_json(v) if k == "tags" else v for k, v in sets.items()},
+                                          "updated_at": tx.at})
+            tx.event(ticket_id, "triaged", {"triage": decision.explanation, "changes": changes})
+        return {"id": ticket_id, "changes": changes, "triage": decision.explanation}
+
+    # -- explanations ---------------------------------------------------------------------
+
+    def why(self: Store, *, ticket_id: int) -> dict[str, Any]:
+        """The ticket's category, queue and priority and what decided each: the last triage
+        (at intake or re-run), and the people who changed them since."""
+        t = self.get_or_raise(ticket_id=ticket_id)
+        triage, triaged_at, corrections = None, None, []
+        for e in self.events(ticket_id=ticket_id):
+            if e["kind"] == "created" and "triage" in e["data"]:
+                triage, triaged_at, corrections = e["data"]["triage"], e["at"], []
+            elif e["kind"] == "triaged":
+                triage, triaged_at, corrections = e["data"]["triage"], e["at"], []
+            elif e["kind"] == "updated" and {"category", "queue", "priority"} & set(e["data"]):
+                corrections.append({"at": e["at"], "by": e["actor"],
+                                    "changed": {k: v for k, v in e["data"].items()
+                                                if k in ("category", "queue", "priority")}})
+        return {"id": ticket_id, "category": t["category"], "queue": t["queue"], "priority": t["priority"],
+                "impact": t["impact"], "urgency": t["urgency"], "parent_id": t["parent_id"],
+                "suppressed": t["suppressed"], "runbook": t["runbook"], "triaged_at": triaged_at,
+                "triage": triage, "corrections": corrections}

@@ -1,0 +1,277 @@
+"""Triage: ordered rules with line-numbered errors, the impact x urgency matrix, silences,
+correlation (one incident with children for a storm), flapping, replay, re-triage and `why`."""
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sdesk.errors import BadInput, ExitCode
+from sdesk.triage import TriageConfig, decide, load, matches, parse_matcher, replay
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
+NOON = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # a Thursday
+
+
+def rules(text: str) -> TriageConfig:
+    return load("timezone: UTC\nrules:\n" + text, "triage.yaml")
+
+
+def fired(config: TriageConfig, ticket: dict, now: datetime = NOON, **kw) -> list[str]:
+    decision = decide(config, {"title": "t", "priority": "P3", "labels": {}, "tags": [], **ticket}, now=now, **kw)
+    return [f["rule"] for f in decision.explanation.get("rules", ())]
+
+
+# -- rules, pure ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("match, ticket, hit", [
+    ("{title: Disk full}", {"title": "Disk full"}, True),
+    ("{title: Disk full}", {"title": "disk full"}, False),
+    ("{labels.env: [prod, dr]}", {"labels": {"env": "dr"}}, True),
+    ("{labels.env: [prod, dr]}", {"labels": {"env": "dev"}}, False),
+    ("{title: {contains: DISK}}", {"title": "the disk is full"}, True),
+    ("{title: {regex: '^Disk'}}", {"title": "the Disk"}, False),
+    ("{labels.value: {gt: 90}}", {"labels": {"value": "91.5"}}, True),
+    ("{labels.value: {gt: 90}}", {"labels": {"value": "high"}}, False),
+    ("{labels.value: {gte: 90, lt: 95}}", {"labels": {"value": "95"}}, False),
+    ("{service: {present: true}}", {"service": "api"}, True),
+    ("{service: {missing: true}}", {}, True),
+    ("{tags: db}", {"tags": ["db", "x"]}, True),
+    ("{tags: {contains: db}}", {"tags": ["dbx"]}, False),
+    ("{annotations.runbook: {present: true}}", {}, False),
+    ("{any: [{title: a}, {title: b}]}", {"title": "b"}, True),
+    ("{all: [{title: b}, {priority: P1}]}", {"title": "b"}, False),
+    ("{not: {title: b}}", {"title": "c"}, True),
+    ("{text: {regex: '(?i)outage'}}", {"title": "x", "description": "An OUTAGE"}, True),
+    ("{tier: 1}", {}, True),
+    ("{dependents: {gte: 5}}", {}, False),
+])
+def test_conditions(match, ticket, hit):
+    config = rules(f"  - id: r\n    match: {match}\n    set: {{queue: q}}\n")
+    assert (fired(config, ticket, context={"tier": 1, "dependents_total": 3}) == ["r"]) is hit
+
+
+def test_time_of_day_wraps_midnight_and_weekdays_in_the_desk_zone():
+    config = load("timezone: America/New_York\nrules:\n  - id: night\n    match: {time: '22:00-06:00', weekday: [thu]}\n"
+                  "    set: {queue: night}\n", "t.yaml")
+    # 03:00 UTC Friday is 22:00 Thursday in New York.
+    assert fired(config, {}, now=datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)) == ["night"]
+    assert fired(config, {}, now=datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)) == []
+
+
+@given(st.integers(0, 23), st.integers(0, 59), st.integers(0, 23), st.integers(0, 59), st.integers(0, 1439))
+def test_time_windows_match_their_definition(h1, m1, h2, m2, minute):
+    config = rules(f"  - id: w\n    match: {{time: '{h1:02}:{m1:02}-{h2:02}:{m2:02}'}}\n    set: {{queue: q}}\n")
+    now = datetime(2026, 11, 26, minute // 60, minute % 60, tzinfo=timezone.utc)
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    inside = start <= minute < end if start <= end else (minute >= start or minute < end)
+    assert (fired(config, {}, now=now) == ["w"]) is inside
+
+
+def test_later_rules_see_and_override_earlier_ones_and_stop_ends():
+    config = rules("  - id: a\n    match: {title: x}\n    set: {queue: one, tags: [a]}\n"
+                   "  - id: b\n    match: {queue: one}\n    set: {queue: two, tags: b}\n    stop: true\n"
+                   "  - id: c\n    match: {title: x}\n    set: {queue: three}\n")
+    decision = decide(config, {"title": "x", "priority": "P3", "labels": {}, "tags": []}, now=NOON)
+    assert [f["rule"] for f in decision.explanation["rules"]] == ["a", "b"]
+    assert decision.sets["queue"] == "two" and decision.sets["tags"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("  - id: a\n    match: {colour: red}\n    set: {queue: q}\n", "triage.yaml:4: rule a: unknown field 'colour'"),
+    ("  - id: a\n    match:\n      title: {regex: '('}\n    set: {queue: q}\n", "triage.yaml:5: rule a: title: bad regex"),
+    ("  - id: a\n    match: {title: x}\n    set:\n      page: yes\n", "triage.yaml:6: rule a: unknown action 'page'"),
+    ("  - id: a\n    match: {title: {like: x}}\n    set: {queue: q}\n", "rule a: title: unknown operator 'like'"),
+    ("  - id: a\n    match: {title: x}\n    set: {priority: P9}\n", "rule a: priority: expected one of"),
+    ("  - id: a\n    match: {time: '25:00-01:00'}\n    set: {queue: q}\n", "rule a: time: expected HH:MM-HH:MM"),
+    ("  - id: a\n    match: {title: x}\n    set: {queue: q}\n  - id: a\n    match: {title: y}\n    set: {queue: q}\n",
+     "triage.yaml:6: rule a: the id is used twice"),
+    ("  - match: {title: x}\n    set: {queue: q}\n", "triage.yaml:3: rule: an id is required"),
+])
+def test_bad_rules_name_file_line_and_rule(text, message):
+    with pytest.raises(BadInput) as e:
+        rules(text)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_the_example_rules_load():
+    config = load((EXAMPLES / "triage.yaml").read_text(), "triage.yaml")
+    assert len(config.rules) >= 5 and config.slos["checkout-api"] == 99.9
+
+
+# -- priority ---------------------------------------------------------------------------------------
+
+
+def test_impact_from_tier_and_blast_radius_and_urgency_from_words():
+    config = TriageConfig()
+    tier2 = {"ci": "db", "tier": 2, "dependents_total": 3}
+    d = decide(config, {"title": "slow queries", "priority": "P3", "labels": {}}, context=tier2, now=NOON)
+    assert d.sets["priority"] == "P4" and d.explanation["priority"]["from"] == "matrix: impact 2 x urgency 3"
+    wide = {**tier2, "dependents_total": 40}
+    d = decide(config, {"title": "checkout is down", "priority": "P3", "labels": {}}, context=wide, now=NOON)
+    assert d.explanation["priority"]["impact"] == 1 and d.explanation["priority"]["urgency"] == 2
+    assert d.sets["priority"] == "P2" and "raised: 40 dependents" in d.explanation["priority"]["impact_from"]
+
+
+def test_unknown_impact_keeps_the_priority_given_and_a_rule_overrides_all():
+    d = decide(TriageConfig(), {"title": "x", "priority": "P1", "labels": {}}, now=NOON)
+    assert "priority" not in d.sets and d.explanation["priority"]["from"] == "as given: impact unknown"
+    config = rules("  - id: calm\n    match: {title: x}\n    set: {priority: P4}\n")
+    d = decide(config, {"title": "x", "priority": "P1", "labels": {}}, context={"ci": "a", "tier": 1}, now=NOON)
+    assert d.sets["priority"] == "P4" and d.explanation["priority"]["from"] == "set by a rule"
+
+
+def test_burn_rate_counts_only_for_services_with_an_slo():
+    config = load("slos: {checkout-api: 99.9}\n", "t.yaml")
+    hot = {"title": "errors", "priority": "P3", "labels": {"burn_rate": "15"}, "service": "checkout-api"}
+    assert decide(config, hot, context={"ci": "checkout-api", "tier": 2}, now=NOON).sets["priority"] == "P2"
+    other = {**hot, "service": "search"}
+    assert decide(config, other, context={"ci": "search", "tier": 2}, now=NOON).sets["priority"] == "P4"
+
+
+# -- silences, pure -------------------------------------------------------------------------------
+
+
+def test_matchers_like_alertmanager():
+    ticket = {"labels": {"alertname": "DiskFull", "instance": "db-1:9100"}, "service": "billing"}
+    assert matches([parse_matcher("alertname=DiskFull"), parse_matcher("instance=~db-.*")], ticket)
+    assert not matches([parse_matcher("instance=~db")], ticket)  # a regex matches the whole value
+    assert matches([parse_matcher("service=billing"), parse_matcher("env!=prod")], ticket)
+    assert not matches([parse_matcher('alertname!~"Disk.*"')], ticket)
+    for bad in ("=x", "alertname", "a=~("):
+        with pytest.raises(BadInput):
+            parse_matcher(bad)
+
+
+# -- through the store and CLI ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def desk(cli, monkeypatch):
+    monkeypatch.setenv("SDESK_CONFIG", str(EXAMPLES))
+    cli("cmdb", "import", str(EXAMPLES / "cmdb.yaml"))
+    return cli
+
+
+def alerts(*items, group="{}:{alertname=~\"Postgres.*\"}", status="firing"):
+    return json.dumps({"version": "4", "status": status, "groupKey": group, "alerts": [
+        {"status": status, "labels": {"severity": "critical", **labels}, "annotations": {"summary": summary}}
+        for labels, summary in items]})
+
+
+def _new(cli, payload):
+    out = cli("new", "--format", "alertmanager", "--json", input=payload).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_a_database_storm_is_one_incident_with_children(desk):
+    results = _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "payments-db down"),
+                                ({"alertname": "ReplicationLag", "instance": "payments-db"}, "lag"),
+                                ({"alertname": "HighErrorRate", "service": "checkout-api"}, "checkout 5xx"),
+                                group="g1"))
+    root, *children = [r["ticket"] for r in results]
+    # A later alert from a dependent, in another group and another batch, joins by topology.
+    [late] = _new(desk, alerts(({"alertname": "LatencyHigh", "service": "shop-checkout"}, "slow checkout"), group="g2"))
+    shown = desk.json("show", str(root))
+    assert shown["parent_id"] is None and shown["queue"] == "dba" and shown["priority"] == "P1"
+    assert [c["parent_id"] for c in (desk.json("show", str(i)) for i in [*children, late["ticket"]])] == [root] * 3
+    why = desk.json("why", str(late["ticket"]))
+    assert why["triage"]["correlation"]["reason"] == "topology" and why["triage"]["correlation"]["via"] == "payments-db"
+    assert why["triage"]["correlation"]["hops"] >= 1
+    assert desk.json("why", str(children[0]))["triage"]["correlation"]["reason"] == "alert group"
+
+
+def test_a_silenced_alert_is_kept_suppressed_and_out_of_the_queue(desk):
+    silence = int(desk("silence", "add", "--match", "alertname=DiskFull", "--match", "instance=~db-.*", "--for", "2h",
+                       "--comment", "resize").stdout)
+    [r] = _new(desk, alerts(({"alertname": "DiskFull", "instance": "db-9"}, "disk"), group="x"))
+    assert r["action"] == "created"
+    assert [t["id"] for t in desk.json("list", "--suppressed")] == [r["ticket"]]
+    assert r["ticket"] not in [t["id"] for t in desk.json("list")]
+    assert desk.json("why", str(r["ticket"]))["suppressed"] == f"silence {silence}"
+    [listed] = desk.json("silence", "list")
+    assert listed["suppressed"] == 1 and listed["state"] == "active"
+    [repeat] = _new(desk, alerts(({"alertname": "DiskFull", "instance": "db-9"}, "disk"), group="x"))
+    assert repeat == {**r, "action": "deduplicated"}
+    desk("silence", "expire", str(silence))
+    assert desk.json("silence", "list") == []
+    [other] = _new(desk, alerts(({"alertname": "DiskFull", "instance": "db-10"}, "disk"), group="y"))
+    assert other["ticket"] in [t["id"] for t in desk.json("list")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--match", "alertname", "--for", "2h"], "expected key=value"),
+    (["--match", "a=b", "--for", "soon"], "expected a duration"),
+    (["--match", "a=~(", "--for", "1h"], "bad regex"),
+])
+def test_bad_silences_are_one_line_errors(desk, args, message):
+    result = desk("silence", "add", *args, ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_flapping_alert_reopens_its_ticket(desk):
+    firing = alerts(({"alertname": "Flappy", "instance": "x"}, "flap"), group="f")
+    [first] = _new(desk, firing)
+    [resolved] = _new(desk, firing.replace('"firing"', '"resolved"'))
+    assert resolved["action"] == "resolved"
+    [again] = _new(desk, firing)
+    assert again == {**first, "action": "reopened"}
+    t = desk.json("show", str(first["ticket"]))
+    assert t["status"] == "in_progress" and t["reopen_count"] == 1 and t["occurrences"] == 2
+
+
+def test_without_triage_config_nothing_is_triaged(cli):
+    [r] = _new(cli, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "down"), group="g"))
+    assert cli.json("why", str(r["ticket"]))["triage"] is None
+    assert "not triaged" in cli("why", str(r["ticket"])).stdout
+
+
+def test_rules_check_and_a_broken_file(desk, tmp_path):
+    checked = desk.json("rules", "check")
+    assert checked["ok"] and checked["rules"][0]["id"] == "staging-is-never-urgent"
+    (tmp_path / "triage.yaml").write_text("rules:\n  - id: x\n    match: {nope: 1}\n    set: {queue: q}\n")
+    result = desk("--config", str(tmp_path), "rules", "check", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.stderr.strip().startswith("error: ") and "triage.yaml:3: rule x: unknown field 'nope'" in result.stderr
+
+
+def test_replay_shows_what_new_rules_would_change_and_writes_nothing(desk, tmp_path, db_path):
+    _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "down"),
+                      ({"alertname": "DiskFull", "instance": "search-es"}, "disk"), group="r"))
+    config = tmp_path / "cfg"
+    config.mkdir()
+    (config / "triage.yaml").write_text((EXAMPLES / "triage.yaml").read_text().replace("set: {queue: dba,", "set: {queue: storage,"))
+    before = sqlite3.connect(db_path).execute("SELECT count(*), max(id) FROM events").fetchone()
+    result = desk.json("--config", str(config), "rules", "test", "--replay")
+    assert result["tickets"] == 2 and result["rules"]["database-alerts-to-dba"] == 2
+    assert {c["changes"]["queue"][1] for c in result["changed"]} == {"storage"}
+    assert sqlite3.connect(db_path).execute("SELECT count(*), max(id) FROM events").fetchone() == before
+    assert desk("rules", "test", ok=False).exit_code == ExitCode.BAD_INPUT  # --replay is required
+
+
+def test_retriage_applies_current_rules_and_corrections_are_recorded(desk, tmp_path):
+    [r] = _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "down"), group="t"))
+    ticket = str(r["ticket"])
+    desk("update", ticket, "--queue", "storage")
+    why = desk.json("why", ticket)
+    assert why["queue"] == "storage" and why["corrections"][0]["changed"] == {"queue": ["dba", "storage"]}
+    events = [e["kind"] for e in desk.json("show", ticket)["events"]]
+    assert "triage_corrected" in events
+    out = desk.json("triage", ticket)
+    assert out["changes"]["queue"] == ["storage", "dba"]
+    assert desk.json("why", ticket)["corrections"] == [] and desk.json("show", ticket)["queue"] == "dba"
+
+
+def test_replay_is_pure_over_many_tickets():
+    config = load((EXAMPLES / "triage.yaml").read_text(), "t.yaml")
+    tickets = [({"id": i, "title": "password reset" if i % 2 else "x", "priority": "P3", "labels": {}, "tags": [],
+                 "queue": None}, {}, NOON) for i in range(1, 101)]
+    result = replay(config, tickets)
+    assert result["rules"]["password-resets"] == 50 and result["would_change"] == 50
