@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,28 @@ from .triage import Matcher, TriageConfig, decide, matches
 if TYPE_CHECKING:
     from .enrich import Enricher
     from .store import Store
+
+
+class _Annotations(Mapping[str, str]):
+    """An alert's annotations, parsed only if triage reads them (most rules never do)."""
+
+    def __init__(self, text: str):
+        self._text = text
+        self._map: dict[str, str] | None = None
+
+    def _parsed(self) -> dict[str, str]:
+        if self._map is None:
+            self._map = orjson.loads(self._text) if self._text != "{}" else {}
+        return self._map
+
+    def __getitem__(self, key: str) -> str:
+        return self._parsed()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed())
+
+    def __len__(self) -> int:
+        return len(self._parsed())
 
 
 class Triager:
@@ -38,7 +61,7 @@ class Triager:
     def apply(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
               context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The ticket as triage leaves it, and the explanation of every decision."""
-        annotations = orjson.loads(alert.annotations) if alert is not None and alert.annotations != "{}" else {}
+        annotations = _Annotations(alert.annotations if alert is not None else "{}")
         decision = decide(self.config, t, annotations=annotations, context=context, now=self.now,
                           classify=self.classify)
         t = {**t, **decision.sets}

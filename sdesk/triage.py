@@ -16,6 +16,7 @@ desk's `triage.yaml`, a ticket and its context in; a decision with its explanati
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
@@ -60,8 +61,10 @@ class RuleSet:
     microseconds a ticket. What the user wrote never enters the source: keys and values are
     bound to generated names (`_Code.bind`)."""
 
-    def __init__(self, rules: tuple[Rule, ...] = (), names: dict[str, Any] | None = None):
+    def __init__(self, rules: tuple[Rule, ...] = (), names: dict[str, Any] | None = None,
+                 uses: frozenset[str] = frozenset()):
         self.rules = rules
+        self.uses = uses  # the facts the rules read beyond fields and labels (values_of)
         lines = ["def scan(V, start):"]
         lines += [f"    if start <= {i} and {rule.expression}:\n        return {i}" for i, rule in enumerate(rules)]
         lines.append("    return -1")
@@ -94,24 +97,27 @@ class TriageConfig(NamedTuple):
     timezone: tzinfo | None = None  # for time and weekday conditions; None: the machine's
 
 
+_TICKET_FIELDS = frozenset(TICKET_FIELDS)
+
+
 def values_of(ticket: Mapping[str, Any], annotations: Mapping[str, str], context: Mapping[str, Any],
-              now: datetime) -> Values:
+              now: datetime, uses: frozenset[str] = frozenset(FACTS) | {"annotations."}) -> Values:
     """The flat view rules test: every value as text (tags stay a list), labels and
-    annotations under their prefixes, the CI's tier and dependents from the context."""
+    annotations under their prefixes, the CI's tier and dependents from the context; only
+    as much of it as the rules `uses` (intake builds one per new ticket)."""
     values: Values = {NOW: now}
-    for name in TICKET_FIELDS:
-        value = ticket.get(name)
-        if value is not None and value != "":
-            values[name] = value if name == "tags" else _text(value)
+    for name, value in ticket.items():
+        if name in _TICKET_FIELDS and value is not None and value != "":
+            values[name] = value if name == "tags" or type(value) is str else _text(value)
     for name, value in (ticket.get("labels") or {}).items():
         values["labels." + name] = value
-    for name, value in annotations.items():
-        values["annotations." + name] = value
-    text = "\n".join(filter(None, (ticket.get("title"), ticket.get("description"))))
-    if text:
-        values["text"] = text
+    if "annotations." in uses:
+        for name, value in annotations.items():
+            values["annotations." + name] = value
+    if "text" in uses:
+        values["text"] = "\n".join(filter(None, (ticket.get("title"), ticket.get("description"))))
     for name, source in (("tier", "tier"), ("dependents", "dependents_total")):
-        if context.get(source) is not None:
+        if name in uses and context.get(source) is not None:
             values[name] = _text(context[source])
     return values
 
@@ -148,7 +154,7 @@ def load(text: str, where: str) -> TriageConfig:
         rule = _rule(raw, ["rules", str(i)], yamlfile.line_of(node, ["rules", str(i)]), fail, seen, code)
         seen.add(rule.id)
         compiled.append(rule)
-    options["rules"] = RuleSet(tuple(compiled), code.names)
+    options["rules"] = RuleSet(tuple(compiled), code.names, frozenset(code.uses))
     options.update(_priority(_section(data, "priority", fail), fail))
     options.update(_correlation(_section(data, "correlation", fail), fail))
     options.update(_classifier(_section(data, "classifier", fail), fail))
@@ -207,6 +213,7 @@ class _Code:
 
     def __init__(self) -> None:
         self.names: dict[str, Any] = {"NOW": NOW, "_numeric": _numeric}
+        self.uses: set[str] = set()
 
     def bind(self, value: Any) -> str:
         name = f"c{len(self.names)}"
@@ -253,6 +260,7 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
     satisfy it)."""
     if op not in OPERATORS:
         raise fail([*loc, str(op)], f"{key}: unknown operator {op!r} (operators: {', '.join(OPERATORS)})")
+    code.uses.add("annotations." if key.startswith("annotations.") else key)
     get = f"V.get({code.bind(key)})"
     listed = key == "tags"
     if op == "equals":
@@ -489,14 +497,13 @@ def urgency_of(ticket: Mapping[str, Any], annotations: Mapping[str, str],
                config: TriageConfig) -> tuple[int, dict[str, Any]]:
     """The most urgent of the inputs, and each input."""
     inputs: dict[str, Any] = {"severity": SEVERITY_URGENCY.get(str(ticket.get("priority")), 3)}
-    text = " ".join(filter(None, (ticket.get("title"), ticket.get("description")))).lower()
+    text = " ".join(filter(None, (ticket.get("title"), ticket.get("description"))))
     for level in (1, 2):
-        words = [w for w in config.urgent_words.get(level, ()) if _has_word(text, w)]
+        words = _words(config.urgent_words.get(level, ())).findall(text)
         if words:
-            inputs["words"] = {"level": level, "found": words}
+            inputs["words"] = {"level": level, "found": sorted({w.lower() for w in words})}
             break
-    subject = {str(ticket.get(k)).lower() for k in ("service", "ci") if ticket.get(k)}
-    if config.slos and subject & set(config.slos):
+    if config.slos and {str(ticket.get(k)).lower() for k in ("service", "ci") if ticket.get(k)} & config.slos.keys():
         rate = _number((ticket.get("labels") or {}).get(config.burn_rate_label) or annotations.get(config.burn_rate_label))
         if rate is not None:
             level = 1 if rate >= config.burn_rate_page else 2 if rate >= config.burn_rate_ticket else 3
@@ -505,22 +512,26 @@ def urgency_of(ticket: Mapping[str, Any], annotations: Mapping[str, str],
     return min(levels), inputs
 
 
-def _has_word(text: str, phrase: str) -> bool:
-    start = text.find(phrase)
-    while start >= 0:
-        end = start + len(phrase)
-        if (start == 0 or not text[start - 1].isalnum()) and (end == len(text) or not text[end].isalnum()):
-            return True
-        start = text.find(phrase, start + 1)
-    return False
+@functools.lru_cache(maxsize=64)
+def _local(now: datetime, zone: tzinfo | None) -> datetime:
+    """`now` in the desk's zone (a batch triages many tickets at one time)."""
+    return now.astimezone(zone) if zone else now.astimezone()
+
+
+@functools.lru_cache(maxsize=16)
+def _words(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    """One search for all of a level's phrases, as whole words, in any case."""
+    if not phrases:
+        return re.compile(r"(?!x)x")  # matches nothing
+    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b", re.IGNORECASE)
 
 
 def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping[str, str] = {},
            context: Mapping[str, Any] = {}, now: datetime,
            classify: Callable[[str, str], tuple[str, float] | None] | None = None) -> Decision:
     """Rules, then the priority matrix, then the classifier for what no rule or source set."""
-    local = now.astimezone(config.timezone) if config.timezone else now.astimezone()
-    sets, fired = run_rules(config.rules, values_of(ticket, annotations, context, local))
+    local = _local(now, config.timezone)
+    sets, fired = run_rules(config.rules, values_of(ticket, annotations, context, local, config.rules.uses))
     explanation: dict[str, Any] = {"rules": fired} if fired else {}
     merged = {**ticket, **{k: v for k, v in sets.items() if k in TICKET_FIELDS}}
 
