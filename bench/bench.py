@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DESK = ROOT / "examples" / "desk"  # the example desk config: triage rules, intake settings
 STORES = Path(__file__).resolve().parent / ".stores"
 SERVICES = ["checkout-api", "billing", "search", "auth", "vpn", "mail", "payments-gw", "cdn", "db-main", "queue"]
 QUEUES = ["sre", "dba", "network", "service-desk", "security"]
@@ -186,6 +187,24 @@ def build_enriched(size: int, rebuild: bool) -> Path:
     return path
 
 
+def build_triaged(size: int) -> Path:
+    """The enriched store with a category model trained on the labelled corpus sample (when
+    ../shared/corpus is there): `new` on it with the example desk config pays for enrichment,
+    rules, correlation and the classifier."""
+    path = STORES / f"{size}-triaged.db"
+    enriched = STORES / f"{size}-enriched.db"
+    if path.exists() and path.stat().st_mtime >= enriched.stat().st_mtime:
+        return path
+    _remove(path)
+    with sqlite3.connect(enriched) as src, sqlite3.connect(path) as dst:
+        src.backup(dst)
+    sample = ROOT.parent / "shared" / "corpus" / "tickets" / "it_service_tickets_v3_sample_300_per_class.csv"
+    if sample.exists():
+        subprocess.run(sdesk("triage", "train", "--from-csv", str(sample), "--text", "Document", "--label", "Topic_group"),
+                       env={**ENV, "SDESK_DB": str(path)}, check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
 def run(cmd: list[str], env: dict, stdin: Path | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one whole process."""
     stdin_file = stdin.open("rb") if stdin else subprocess.DEVNULL
@@ -206,15 +225,16 @@ def sdesk(*args: str) -> list[str]:
     return [PY, "-m", "sdesk", *args]
 
 
-def measure_commands(stores: dict[int, Path], rounds: int, extra: dict[tuple[int, str], tuple[Path, list[str]]]) -> list[dict]:
+def measure_commands(stores: dict[int, Path], rounds: int, extra: dict[tuple[int, str], tuple]) -> list[dict]:
     """Short commands on every store, interleaved with F in the same rounds, so that the
     machine's drift (it is shared) hits every figure alike and ratios stay comparable.
-    `extra`: (size, name) -> (store, argv) for the KB, CMDB and enrichment figures."""
+    `extra`: (size, name) -> (store, argv[, desk config]) for the KB, CMDB, enrichment and
+    triage figures."""
     commands: dict[tuple[int, str], list[str]] = {}
     envs: dict[tuple[int, str] | int, dict] = {}
-    for key, (db, argv) in extra.items():
+    for key, (db, argv, *config) in extra.items():
         commands[key] = sdesk(*argv)
-        envs[key] = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
+        envs[key] = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench", **({"SDESK_CONFIG": str(config[0])} if config else {})}
     payload = ROOT / "examples" / "demo" / "alertmanager-firing.json"
     for size, db in stores.items():
         envs[size] = {**ENV, "SDESK_DB": str(db), "SDESK_USER": "bench"}
@@ -250,15 +270,16 @@ def measure_commands(stores: dict[int, Path], rounds: int, extra: dict[tuple[int
     return rows
 
 
-def _into_copy(size: int, db: Path, name: str, args: list[str], write_input) -> dict:
-    """Run `sdesk new ARGS INPUT` on a copy of the store; returns the row for the table."""
+def _into_copy(size: int, db: Path, name: str, args: list[str], write_input, config: Path | None = None) -> dict:
+    """Run `sdesk new ARGS INPUT` on a copy of the store (with a desk config, when given);
+    returns the row for the table."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "copy.db"
         with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
             src.backup(dst)  # consistent, WAL included
         source = Path(tmp) / "input"
         records = write_input(source)
-        env = {**ENV, "SDESK_DB": str(copy), "SDESK_USER": "bench"}
+        env = {**ENV, "SDESK_DB": str(copy), "SDESK_USER": "bench", **({"SDESK_CONFIG": str(config)} if config else {})}
         wall, rss = run(sdesk("new", *args, str(source)), env)
     return {"size": size, "command": name, "ms": wall * 1000, "rate": records / wall, "MiB": rss}
 
@@ -275,8 +296,9 @@ def measure_jsonl(size: int, db: Path, lines: int) -> dict:
     return _into_copy(size, db, f"new --jsonl ({lines:,} tickets, half repeats)", ["--jsonl"], write)
 
 
-def measure_alertmanager_stream(size: int, db: Path, alerts: int) -> dict:
-    """Alertmanager webhook bodies, one alert each, every alert sent twice (half repeats)."""
+def measure_alertmanager_stream(size: int, db: Path, alerts: int, config: Path | None = None) -> dict:
+    """Alertmanager webhook bodies, one alert each, every alert sent twice (half repeats);
+    with a desk config, triaged by its rules (and grouped: they share a groupKey)."""
     def write(path: Path) -> int:
         with path.open("w") as f:
             for i in range(alerts):
@@ -290,8 +312,49 @@ def measure_alertmanager_stream(size: int, db: Path, alerts: int) -> dict:
                                                 "endsAt": "0001-01-01T00:00:00Z"}]}) + "\n")
         return alerts
 
-    return _into_copy(size, db, f"new --jsonl --format alertmanager ({alerts:,} alerts)",
-                      ["--jsonl", "--format", "alertmanager"], write)
+    return _into_copy(size, db, f"new --jsonl --format alertmanager ({alerts:,} alerts)" + (", triaged" if config else ""),
+                      ["--jsonl", "--format", "alertmanager"], write, config)
+
+
+def realistic_rules(n: int) -> str:
+    """`n` rules shaped like a big desk's: half keyed on an alert name, the rest on services,
+    title patterns, words, thresholds and combinations."""
+    lines = ["timezone: UTC", "rules:"]
+    for i in range(n):
+        match = [f"labels.alertname: Alert{i}", f"service: [svc{i}, svc{i}-canary]", f"title: {{regex: '^Job{i} failed'}}",
+                 f"text: {{contains: 'ticket{i} '}}", f"labels.value: {{gt: {900 + i}}}",
+                 f"any: [{{labels.team: team{i}}}, {{not: {{labels.env: [prod, staging, dev]}}}}]"][
+            [0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5][i % 11]]
+        lines += [f"  - id: r{i}", f"    match: {{{match}}}", f"    set: {{queue: q{i % 17}, tags: [t{i % 5}]}}"]
+    return "\n".join(lines) + "\n"
+
+
+def measure_rules(n_rules: int = 200, tickets: int = 5000) -> list[dict]:
+    """Rule evaluation alone, and the whole triage decision (rules, matrix, explanation), per
+    ticket, in this process (the issue budgets microseconds, below process noise)."""
+    sys.path.insert(0, str(ROOT))
+    from datetime import datetime, timezone
+
+    from sdesk.triage import decide, load, run_rules, values_of
+
+    config = load(realistic_rules(n_rules), "bench-rules.yaml")
+    now = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+    rng = random.Random(5)
+    sample = [{"title": f"Job{rng.randrange(400)} failed on host-{i}", "priority": "P3", "service": f"svc{rng.randrange(300)}",
+               "labels": {"alertname": f"Alert{rng.randrange(600)}", "value": str(rng.randrange(1000)), "env": "prod",
+                          "team": f"team{rng.randrange(300)}"}, "tags": []} for i in range(tickets)]
+    rows = []
+    for name, one in (("rules: evaluate", lambda t: run_rules(config.rules, values_of(t, {}, {}, now, config.rules.uses))),
+                      ("rules: whole decision", lambda t: decide(config, t, now=now))):
+        rounds = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for t in sample:
+                one(t)
+            rounds.append((time.perf_counter() - started) / len(sample))
+        us = statistics.median(rounds) * 1e6
+        rows.append({"size": 0, "command": f"{name}, {n_rules} rules (per ticket)", "ms": us / 1000, "us": us, "MiB": 0})
+    return rows
 
 
 def measure_mbox(size: int, db: Path, messages: int) -> dict:
@@ -372,6 +435,7 @@ def main() -> None:
     parser.add_argument("--jsonl-lines", type=int, default=100_000)
     parser.add_argument("--kb-articles", type=int, default=100_000)
     parser.add_argument("--cmdb-cis", type=int, default=100_000)
+    parser.add_argument("--replay-tickets", type=int, default=100_000)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -381,13 +445,15 @@ def main() -> None:
             build_enriched(size, args.rebuild)
         build_kb(args.kb_articles, args.rebuild)
         build_cmdb(args.cmdb_cis, args.rebuild)
+        build_store(args.replay_tickets, args.rebuild)
         return
 
     rows: list[dict] = []
     stores = {}
     for size in args.sizes:
         subprocess.run([PY, __file__, "--build-only", "--sizes", str(size), "--kb-articles", str(args.kb_articles),
-                        "--cmdb-cis", str(args.cmdb_cis)] + ["--rebuild"] * args.rebuild, check=True)
+                        "--cmdb-cis", str(args.cmdb_cis), "--replay-tickets", str(args.replay_tickets)]
+                       + ["--rebuild"] * args.rebuild, check=True)
         stores[size] = STORES / f"{size}.db"
     kb, cmdb = STORES / f"kb{args.kb_articles}.db", STORES / f"cmdb{args.cmdb_cis}.db"
     mid = f"ci-{args.cmdb_cis // 2 + 7}"  # layer 5 of 10: a few hundred CIs need it
@@ -397,25 +463,33 @@ def main() -> None:
         (args.cmdb_cis, "cmdb impact (layer 5 of 10)"): (cmdb, ["cmdb", "impact", mid]),
         (args.cmdb_cis, "cmdb impact --json"): (cmdb, ["cmdb", "impact", mid, "--json"]),
         (args.cmdb_cis, "cmdb impact --upstream --json (top CI)"): (cmdb, ["cmdb", "impact", "ci-7", "--upstream", "--json"]),
+        (args.replay_tickets, "rules test --replay --json (example rules)"): (
+            STORES / f"{args.replay_tickets}.db", ["rules", "test", "--replay", "--json"], DESK),
     }
     for size in args.sizes:
         extra[size, "new, enriched (CMDB, KB, change)"] = (
             STORES / f"{size}-enriched.db",
             ["new", "Bench: checkout latency above SLO", "-p", "P2", "--service", "checkout-api", "-l", "env=prod"])
+        extra[size, "new, triaged (CMDB, KB, rules, correlation, model)"] = (
+            build_triaged(size), ["new", "Bench: payments-db connections refused", "-p", "P2", "--ci", "payments-db",
+                                  "-l", "alertname=PostgresDown"], DESK)
+    rows += measure_rules()
     rows += measure_commands(stores, args.rounds, extra)
     for size, db in stores.items():
         rows.append(measure_jsonl(size, db, args.jsonl_lines))
         rows.append(measure_alertmanager_stream(size, db, args.jsonl_lines))
+        rows.append(measure_alertmanager_stream(size, db, args.jsonl_lines, DESK))
         rows.append(measure_mbox(size, db, 2000))
         rows.append(measure_serve(size, db, 3000))
     new_ms = {r["size"]: r["ms"] for r in rows if r["command"] == "new"}
     print(f"{'store':>10}  {'command':<52} {'median':>9} {'x F':>6} {'peak':>8}")
     for r in rows:
         ratio = f"{r['xF']:.2f}" if "xF" in r else ""
+        median = f"{r['us']:>7.1f}us" if "us" in r else f"{r['ms']:>7.0f}ms"
         extra = f"  {r['rate']:,.0f} {r.get('unit', 'records/s')}" if "rate" in r else ""
         peak = f"{r['MiB']:>5.0f}MiB" if r["MiB"] else " " * 8
         store = f"{r['size']:,}" if r["size"] else ""
-        print(f"{store:>10}  {r['command']:<52} {r['ms']:>7.0f}ms {ratio:>6} {peak}{extra}")
+        print(f"{store:>10}  {r['command']:<52} {median} {ratio:>6} {peak}{extra}")
     if len(new_ms) > 1:
         small, large = min(new_ms), max(new_ms)
         print(f"\n`new` at {large:,} / at {small:,}: {new_ms[large] / new_ms[small]:.2f}x")

@@ -10,6 +10,7 @@ from . import clock
 from .intake import parse_jsonl
 from .lifecycle import ref
 from .store import Store
+from .triage import TriageConfig
 
 
 def examples_dir() -> Path:
@@ -21,9 +22,16 @@ def examples_dir() -> Path:
     raise FileNotFoundError("examples/ not found; reinstall sdesk")
 
 
+def _triage() -> TriageConfig:
+    from .triage import load
+
+    path = examples_dir() / "desk" / "triage.yaml"
+    return load(path.read_text(encoding="utf-8"), str(path))
+
+
 def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | None, str]]:
     """A file from examples/demo through the same intake as `sdesk new --format` (`jsonl`:
-    one ticket per line, as `sdesk new --jsonl`)."""
+    one ticket per line, as `sdesk new --jsonl`), triaged by the example desk's rules."""
     from .ingest import document_records
 
     path = examples_dir() / "demo" / name
@@ -32,7 +40,7 @@ def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | 
             records = list(parse_jsonl(f))
     else:
         _, records = document_records(path.read_bytes(), fmt)
-    return store.receive([r.signal for r in records if r.signal is not None], actor=actor)
+    return store.receive([r.signal for r in records if r.signal is not None], actor=actor, triage=_triage())
 
 
 def _load(store: Store, name: str) -> list[int]:
@@ -136,16 +144,35 @@ def run_demo(db: Path | None) -> None:
             _receive(store, "alertmanager-resolved.json", "alertmanager", "alertmanager")
             say(f"Priya's reply lands as a comment on {ref(budget)}, bob resolves it; the latency alert "
                 f"resolves and so does {ref(search)}")
+            at(58)
+            from .triage import parse_matcher
+
+            silence = store.silence_add([parse_matcher("job=backup")], starts=clock.now(),
+                                        ends=clock.now() + timedelta(hours=2), comment="backup storage migration",
+                                        actor="dave")
+            say(f"dave silences backup alerts for 2 hours (silence {silence}): storage is being migrated")
+            at(65)
+            storm = _receive(store, "alertmanager-storm.json", "alertmanager", "alertmanager")
+            root = storm[0][0]
+            children = [t["id"] for t in store.children(ticket_id=root)]
+            backup = storm[-1][0]
+            say(f"payments-db fails: {len(storm)} alerts in one post become one incident {ref(root)} with "
+                f"{len(children)} children ({', '.join(map(ref, children))}) by CMDB topology; "
+                f"the backup alert {ref(backup)} is kept, suppressed by silence {silence}")
+            out.print(f"\n[bold]sdesk why {ref(root)}[/]")
+            from .render import print_why
+
+            print_why(store.why(ticket_id=root))
             clock.set_override(None)
 
-            out.print("\n[bold]The open queue[/]")
+            out.print("\n[bold]The open queue[/] (suppressed tickets: sdesk list --suppressed)")
             print_tickets(store.list())
             p1 = store.get_or_raise(ticket_id=checkout)
             tta = clock.parse(p1["acknowledged_at"]) - clock.parse(p1["created_at"])
             ttr = clock.parse(p1["resolved_at"]) - clock.parse(p1["created_at"])
             events, _ = store.verify_chain()
             by_status = ", ".join(f"{n} {s}" for s, n in store.count_by("status").items())
-            out.print(f"\n[bold]Summary[/]: {len(store.list(open_only=False, limit=None))} tickets ({by_status}); "
+            out.print(f"\n[bold]Summary[/]: {sum(store.count_by('status').values())} tickets ({by_status}); "
                       f"{store.count_alerts()} alerts and 2 emails came in; repeats were deduplicated.")
             out.print(f"{ref(checkout)} (P1): acknowledged in {int(tta.total_seconds() // 60)} min, "
                       f"resolved in {int(ttr.total_seconds() // 60)} min.")

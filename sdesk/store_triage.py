@@ -95,7 +95,7 @@ class Triager:
     def _correlate(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
                    explanation: dict[str, Any]) -> int | None:
         """The incident this ticket belongs under: the open incident of its alert group, else the
-        oldest open incident on its CI or on what the CI depends on, opened within the window.
+        latest open incident on its CI or on what the CI depends on, opened within the window.
         Otherwise the ticket is a root others may join."""
         group = self._group_key(t, alert)
         if group is not None:
@@ -110,31 +110,39 @@ class Triager:
                 return root
         ci = t.get("ci")
         if ci and self.enricher is not None and t.get("kind", "incident") == "incident":
-            for name, hops in [(ci, 0), *self.enricher.upstream(ci)]:
-                root = self._root_on(name)
-                if root is not None and root != ticket_id:
-                    explanation["correlation"] = {"parent": root, "reason": "topology", "via": name, "hops": hops}
-                    return root
+            reach = [(ci, 0), *self.enricher.upstream(ci)]
+            self._look_up_roots([name for name, _ in reach])
+            # The most recent incident wins: in a storm that is the storm's own first alert,
+            # not an older, unrelated incident further along the same dependencies.
+            found = [(root, name, hops) for name, hops in reach if (root := self._roots_by_ci.get(name))]
+            if found:
+                root, name, hops = max(found)
+                explanation["correlation"] = {"parent": root, "reason": "topology", "via": name, "hops": hops}
+                return root
             self._roots_by_ci[ci] = ticket_id
         if group is not None:
             self._roots_by_group[group] = ticket_id
             t["group_key"] = group
         return None
 
-    def _root_on(self, ci: str) -> int | None:
-        if ci not in self._roots_by_ci:
-            row = self.store.conn.execute(
-                f"SELECT id FROM tickets WHERE ci = ? AND {OPEN_SQL} AND parent_id IS NULL AND suppressed IS NULL "
-                "AND kind = 'incident' AND created_at >= ? ORDER BY id LIMIT 1", (ci, self.since)).fetchone()
-            self._roots_by_ci[ci] = row[0] if row else None
-        return self._roots_by_ci[ci]
+    def _look_up_roots(self, cis: list[str]) -> None:
+        """The latest open root incident opened within the window on each CI not yet known."""
+        unknown = [ci for ci in cis if ci not in self._roots_by_ci]
+        for i in range(0, len(unknown), 500):
+            part = unknown[i:i + 500]
+            self._roots_by_ci.update(dict.fromkeys(part))
+            rows = self.store.conn.execute(
+                f"SELECT ci, max(id) FROM tickets WHERE ci IN ({','.join('?' * len(part))}) AND {OPEN_SQL} "
+                "AND parent_id IS NULL AND suppressed IS NULL AND kind = 'incident' AND created_at >= ? GROUP BY ci",
+                (*part, self.since))
+            self._roots_by_ci.update(rows)
 
     def _group_key(self, t: dict[str, Any], alert: Alert | None) -> str | None:
         if self.config.group_by:
             labels = t.get("labels") or {}
             if all(labels.get(name) for name in self.config.group_by):
                 return "labels:" + ",".join(f"{name}={labels[name]}" for name in self.config.group_by)
-        if alert is not None and alert.group:
+        if self.config.group_key and alert is not None and alert.group:
             return f"{t.get('source') or 'alert'}:{alert.group}"
         return None
 

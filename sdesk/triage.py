@@ -90,7 +90,8 @@ class TriageConfig(NamedTuple):
     burn_rate_page: float = 14.4  # 2% of a 30-day budget in an hour (the SRE workbook's page)
     burn_rate_ticket: float = 6.0
     correlation_minutes: int = 30  # topology and grouping windows
-    group_by: tuple[str, ...] = ()  # labels that group alerts (besides Alertmanager's groupKey)
+    group_by: tuple[str, ...] = ()  # labels whose values group alerts into one incident
+    group_key: bool = False  # also group by the sender's group key (Alertmanager's groupKey, as PagerDuty does)
     flap_minutes: int = 60  # a resolved alert firing again this soon reopens its ticket
     classifier_threshold: float = 0.6
     triage_queue: str = "triage"
@@ -413,6 +414,10 @@ def _priority(section: dict, fail: Callable) -> dict[str, Any]:
 
 def _correlation(section: dict, fail: Callable) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if "group_key" in section:
+        if not isinstance(section["group_key"], bool):
+            raise fail(["correlation", "group_key"], "correlation.group_key: expected true or false")
+        out["group_key"] = section["group_key"]
     for name in ("window_minutes", "flap_minutes"):
         if name in section:
             if type(section[name]) is not int or section[name] < 0:
@@ -423,7 +428,7 @@ def _correlation(section: dict, fail: Callable) -> dict[str, Any]:
         if not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels):
             raise fail(["correlation", "group_by"], "correlation.group_by: expected a list of label names")
         out["group_by"] = tuple(x.strip() for x in labels)
-    unknown = set(section) - {"window_minutes", "flap_minutes", "group_by"}
+    unknown = set(section) - {"window_minutes", "flap_minutes", "group_by", "group_key"}
     if unknown:
         raise fail(["correlation", sorted(unknown)[0]], f"correlation.{sorted(unknown)[0]}: unknown setting")
     return out

@@ -153,8 +153,12 @@ def test_matchers_like_alertmanager():
 
 
 @pytest.fixture
-def desk(cli, monkeypatch):
-    monkeypatch.setenv("SDESK_CONFIG", str(EXAMPLES))
+def desk(cli, monkeypatch, tmp_path):
+    """The example desk, with Alertmanager's groupKey grouping on."""
+    config = tmp_path / "desk"
+    config.mkdir()
+    (config / "triage.yaml").write_text((EXAMPLES / "triage.yaml").read_text().replace("group_key: false", "group_key: true"))
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
     cli("cmdb", "import", str(EXAMPLES / "cmdb.yaml"))
     return cli
 
