@@ -279,3 +279,49 @@ def test_replay_is_pure_over_many_tickets():
                  "queue": None}, {}, NOON) for i in range(1, 101)]
     result = replay(config, tickets)
     assert result["rules"]["password-resets"] == 50 and result["would_change"] == 50
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=8),
+                     st.sampled_from(["title", "labels.env", "P1", "regex", "in", "gt", "22:00-06:00", "(", "mon"]))
+_yaml_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.sampled_from(["id", "match", "set", "stop", "title", "queue", "any", "not", "all", "regex",
+                                     "in", "gt", "tags", "priority", "suppress", "time", "weekday", "labels.x", "?"]),
+                    inner, max_size=4)), max_leaves=12)
+
+
+@given(st.dictionaries(st.sampled_from(["rules", "priority", "correlation", "classifier", "timezone", "slos", "x"]),
+                       _yaml_values, max_size=4))
+def test_any_triage_file_loads_or_is_one_bad_input_line(doc):
+    """Whatever the YAML holds, loading gives a config or a one-line BadInput, never a crash;
+    a config it gives can decide."""
+    _load_or_one_line(doc)
+
+
+def _load_or_one_line(doc):
+    import yaml
+
+    text = yaml.safe_dump(doc)
+    try:
+        config = load(text, "fuzz.yaml")
+    except BadInput as e:
+        assert str(e).startswith("fuzz.yaml:") and "\n" not in str(e)
+        return
+    decide(config, {"title": "x", "priority": "P3", "labels": {"x": "1"}, "tags": ["a"]}, now=NOON)
+
+
+_conditions = st.dictionaries(
+    st.sampled_from(["title", "labels.env", "tags", "tier", "text", "any", "not", "all", "time", "weekday", "bogus"]),
+    st.one_of(_scalars, st.lists(_scalars, max_size=3),
+              st.dictionaries(st.sampled_from(list(("equals", "in", "regex", "contains", "gt", "lte", "present",
+                                                    "missing", "like"))), _yaml_values, max_size=2),
+              st.lists(st.dictionaries(st.sampled_from(["title", "labels.env"]), _scalars, min_size=1, max_size=2),
+                       max_size=2)), max_size=3)
+_actions = st.dictionaries(st.sampled_from(["queue", "priority", "tags", "impact", "suppress", "parent", "kind", "page"]),
+                           _yaml_values, max_size=3)
+
+
+@given(st.lists(st.fixed_dictionaries({"id": st.text(min_size=1, max_size=4), "match": _conditions, "set": _actions}),
+                max_size=4))
+def test_any_rule_list_loads_or_is_one_bad_input_line(rule_list):
+    _load_or_one_line({"timezone": "UTC", "rules": rule_list})
