@@ -23,6 +23,7 @@ from .errors import AuditBroken, BadInput, Conflict, NotFound, SdeskError
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
 from .signals import Signal
+from .store_classifier import ClassifierStore
 from .store_cmdb import CmdbStore
 from .store_kb import KbStore
 from .store_problems import ProblemStore
@@ -233,7 +234,7 @@ class _Triggers:
         return {**t, **sets}, summary
 
 
-class Store(CmdbStore, KbStore, ProblemStore, TriageStore):
+class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:

@@ -83,8 +83,12 @@ def test_broken_pipe_is_quiet(db_path):
 def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_path):
     out = " ".join(cli("demo").stdout.split())  # as read, whatever the terminal width
     assert "The open queue" in out and "SD-1 (P1): acknowledged in 4 min, resolved in 22 min" in out
-    assert "5 alerts and 2 emails came in" in out and "hash chain intact" in out
+    assert "10 alerts and 2 emails came in" in out and "hash chain intact" in out
     assert "44 configuration items in the CMDB, 7 KB articles" in out and "18 min before" in out
+    # The storm: one incident with children by topology, a silenced alert kept, and why.
+    assert "5 alerts in one post become one incident SD-11 with 3 children (SD-12, SD-13, SD-14)" in out
+    assert "the backup alert SD-15 is kept, suppressed by silence 1" in out
+    assert "sdesk why SD-11 SD-11 P1 queue dba" in out and "impact 1: tier 1 CI payments-db" in out
     assert not db_path.exists()
 
 

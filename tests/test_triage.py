@@ -325,3 +325,21 @@ _actions = st.dictionaries(st.sampled_from(["queue", "priority", "tags", "impact
                 max_size=4))
 def test_any_rule_list_loads_or_is_one_bad_input_line(rule_list):
     _load_or_one_line({"timezone": "UTC", "rules": rule_list})
+
+
+def test_the_classifier_fills_what_no_rule_set_and_sends_doubt_to_triage(cli, tmp_path):
+    pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
+    words = {"printing": "printer toner paper jam tray", "access": "password login locked account reset",
+             "storage": "disk quota share drive full"}
+    rows = ["text,label"] + [f"{' '.join(v.split()[i % 5:] + v.split()[:i % 5])} request {i},{k}"
+                             for i in range(40) for k, v in words.items()]
+    (tmp_path / "labelled.csv").write_text("\n".join(rows) + "\n")
+    cli("triage", "train", "--from-csv", str(tmp_path / "labelled.csv"), "--text", "text", "--label", "label")
+    sure = cli.json("new", "printer paper jam in tray 2")["id"]
+    unsure = cli.json("new", "hello there")["id"]
+    why = cli.json("why", str(sure))
+    assert why["category"] == "printing" and why["triage"]["classifier"]["category"]["applied"] is True
+    doubt = cli.json("why", str(unsure))
+    assert doubt["category"] is None and doubt["queue"] == "triage"
+    assert doubt["triage"]["classifier"]["category"]["sent_to"] == "triage"
+    assert "classifier category: printing" in cli("why", str(sure)).stdout
