@@ -42,17 +42,25 @@ def check(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     note(f"{len(rules)} rules OK")
 
 
-def _since(text: Optional[str]) -> Optional[str]:
-    if text is None:
-        return None
+def _span(text: str, option: str):
+    """`30m`, `12h`, `30d`, `2w` as a timedelta."""
     from datetime import timedelta
-
-    from .. import clock
 
     units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     value, unit = text[:-1], text[-1:].lower()
-    if unit in units and value.isdigit():
-        return clock.iso(clock.now() - timedelta(**{units[unit]: int(value)}))
+    if unit not in units or not value.isdigit() or int(value) <= 0:
+        raise BadInput(f"{option} {text!r}: expected a duration like 30m, 12h, 30d, 2w")
+    return timedelta(**{units[unit]: int(value)})
+
+
+def _since(text: Optional[str]) -> Optional[str]:
+    """--since: a duration back from now, or an ISO time."""
+    if text is None:
+        return None
+    from .. import clock
+
+    if text[:-1].isdigit():
+        return clock.iso(clock.now() - _span(text, "--since"))
     return clock.iso(clock.parse(text, what="--since"))
 
 
@@ -96,16 +104,6 @@ def test(
 # -- silences ------------------------------------------------------------------------------------
 
 
-def _duration(text: str):
-    from datetime import timedelta
-
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not value.isdigit() or int(value) <= 0:
-        raise BadInput(f"--for {text!r}: expected a duration like 30m, 2h, 1d")
-    return timedelta(**{units[unit]: int(value)})
-
-
 @silence_app.command("add")
 def silence_add(
     ctx: typer.Context,
@@ -124,7 +122,7 @@ def silence_add(
 
     matchers = [parse_matcher(m) for m in match]
     starts = clock.parse(start, what="--start") if start else clock.now()
-    ends = starts + _duration(duration)
+    ends = starts + _span(duration, "--for")
     settings = settings_of(ctx)
     silence_id = settings.store().silence_add(matchers, starts=starts, ends=ends, comment=comment,
                                               actor=settings.actor)
