@@ -140,7 +140,16 @@ def ingest(
 
     with _fewer_collections():
         pending: list[Record] = []
-        for records, more_ready in chunks:
+        reading = iter(chunks)
+        while True:
+            try:
+                records, more_ready = next(reading)
+            except StopIteration:
+                break
+            except BaseException:
+                if pending:  # reading failed part way (a helper that died): what was read is kept
+                    report(pending, store_batch(pending))
+                raise
             pending += records
             if len(pending) >= BATCH or not more_ready:
                 report(pending, store_batch(pending))

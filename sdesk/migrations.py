@@ -261,6 +261,7 @@ def m006_triage(db: Database) -> None:
     # Why a ticket is not in the queue: "silence 3" or "rule quiet-hours-disk". It stays a
     # ticket (counted, deduplicated, listed with --suppressed), never dropped.
     db.execute("ALTER TABLE tickets ADD COLUMN suppressed TEXT")
+    db.execute("CREATE INDEX tickets_suppressed ON tickets(suppressed, id) WHERE suppressed IS NOT NULL")
     # The runbook a rule attached, and the group key of an incident that groups alerts (set
     # on the group's first ticket only, so that its children cost the index nothing).
     db.execute("ALTER TABLE tickets ADD COLUMN runbook TEXT")

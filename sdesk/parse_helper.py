@@ -12,10 +12,13 @@ new dict would otherwise cost more than the unpickling.
 import base64
 import gc
 import json
+import os
 import pickle
 import struct
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping
 
 from .errors import SdeskError
@@ -30,27 +33,34 @@ def helper_chunks(fd: int, first: bytes, progress: Callable[[int], None], fmt: s
                   command: list[str] | None = None) -> Iterator[tuple[list[Record], bool]]:
     """ingest.jsonl_chunks for the input on `fd`, whose first read gave `first`, parsed by a
     helper process (`command` replaces the helper, for tests of its failure)."""
-    command = command or [sys.executable, "-m", "sdesk.parse_helper", fmt, json.dumps(dict(severity)),
+    # -P: the current directory is not on the path, so a folder named sdesk where the user
+    # stands is never imported; this process's own sdesk is, by PYTHONPATH.
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    command = command or [sys.executable, "-P", "-m", "sdesk.parse_helper", fmt, json.dumps(dict(severity)),
                           base64.b64encode(first).decode()]
-    proc = subprocess.Popen(command, stdin=fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _widen(proc.stdout.fileno())
-    try:
-        while header := proc.stdout.read(HEADER.size):
-            size, read = HEADER.unpack(header) if len(header) == HEADER.size else (1, 0)
-            payload = proc.stdout.read(size)
-            if len(payload) < size:
-                break  # the helper died mid-frame: its exit status says so below
-            progress(read)
-            yield _unpickle(payload)
-        if proc.wait() != 0:
-            lines = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
-            raise SdeskError(f"the parsing helper failed (exit {proc.returncode})" + (f": {lines[-1]}" if lines else ""))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    # Its errors go to a file, not a pipe: a pipe nobody reads until the end could fill and stall it.
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(command, stdin=fd, stdout=subprocess.PIPE, stderr=errors, env=env)
+        _widen(proc.stdout.fileno())
+        try:
+            while header := proc.stdout.read(HEADER.size):
+                size, read = HEADER.unpack(header) if len(header) == HEADER.size else (1, 0)
+                payload = proc.stdout.read(size)
+                if len(payload) < size:
+                    break  # the helper died mid-frame: its exit status says so below
+                progress(read)
+                yield _unpickle(payload)
+            if proc.wait() != 0:
+                errors.seek(0)
+                lines = errors.read().decode("utf-8", "replace").strip().splitlines()
+                raise SdeskError(f"the parsing helper failed (exit {proc.returncode})"
+                                 + (f": {lines[-1]}" if lines else ""))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
 
 
 def _widen(pipe: int) -> None:

@@ -302,10 +302,16 @@ def print_problem(p: dict[str, Any]) -> None:
 
 def print_why(w: dict[str, Any]) -> None:
     """`sdesk why`: each decision about a ticket on a line of its own, with what decided it."""
+    from rich.markup import escape
+
     from .lifecycle import ref
 
     out = console()
-    out.print(f"[bold]{ref(w['id'])}[/]  {w['priority']}  queue {w['queue'] or '-'}  category {w['category'] or '-'}")
+
+    def e(value: Any) -> str:  # what people and payloads wrote is text, never markup
+        return escape(str(value))
+
+    out.print(f"[bold]{ref(w['id'])}[/]  {e(w['priority'])}  queue {e(w['queue'] or '-')}  category {e(w['category'] or '-')}")
     triage = w["triage"]
     if triage is None:
         out.print("not triaged: the desk had no triage.yaml or model when it arrived (sdesk triage ID runs it now)",
@@ -313,8 +319,8 @@ def print_why(w: dict[str, Any]) -> None:
     else:
         p = triage.get("priority") or {}
         if p:
-            out.print(f"priority {p.get('result')}: {p.get('from')}")
-            out.print(f"  impact {p.get('impact') or '?'}: {p.get('impact_from')}")
+            out.print(f"priority {e(p.get('result'))}: {e(p.get('from'))}")
+            out.print(f"  impact {p.get('impact') or '?'}: {e(p.get('impact_from'))}")
             inputs = p.get("urgency_from") or {}
             parts = [f"severity {inputs['severity']}"] if "severity" in inputs else []
             if "words" in inputs:
@@ -322,23 +328,23 @@ def print_why(w: dict[str, Any]) -> None:
             if "burn_rate" in inputs:
                 parts.append(f"burn rate {inputs['burn_rate']['rate']}x (level {inputs['burn_rate']['level']})")
             parts += [f"{k} {inputs[k]}" for k in ("rule", "given") if k in inputs]
-            out.print(f"  urgency {p.get('urgency')}: " + "; ".join(parts))
+            out.print(f"  urgency {p.get('urgency')}: " + e("; ".join(parts)))
         for fired in triage.get("rules", ()):
             sets = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in fired["set"].items())
-            out.print(f"rule {fired['rule']}: {sets}")
+            out.print(f"rule {e(fired['rule'])}: {e(sets)}")
         for field, c in (triage.get("classifier") or {}).items():
             verdict = "applied" if c["applied"] else f"below {c['threshold']}: " + (
                 f"sent to {c['sent_to']}" if c.get("sent_to") else "not applied")
-            out.print(f"classifier {field}: {c['label']} at {c['confidence']:.2f} ({verdict})")
+            out.print(f"classifier {field}: {e(c['label'])} at {c['confidence']:.2f} ({e(verdict)})")
         corr = triage.get("correlation")
         if corr:
             how = corr["reason"] + (f" via {corr['via']}, {corr['hops']} hops" if "via" in corr else "") + \
                 (f" {corr['group']}" if "group" in corr else "")
-            out.print(f"child of {ref(corr['parent'])}: {how}")
+            out.print(f"child of {ref(corr['parent'])}: {e(how)}")
         if triage.get("suppressed"):
-            out.print(f"suppressed: {triage['suppressed']}")
+            out.print(f"suppressed: {e(triage['suppressed'])}")
     if w.get("runbook"):
-        out.print(f"runbook: {w['runbook']}")
+        out.print(f"runbook: {e(w['runbook'])}")
     for c in w["corrections"]:
         changes = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in c["changed"].items())
-        out.print(f"corrected by {c['by']} at {local(c['at'])}: {changes}")
+        out.print(f"corrected by {e(c['by'])} at {local(c['at'])}: {e(changes)}")

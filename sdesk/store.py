@@ -146,13 +146,14 @@ class _Triggers:
     (how many more times it arrived). Monitoring resends a firing alert every few minutes; one
     event per resend would bury a ticket's history, and the alerts table keeps every arrival."""
 
-    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list[int]], mask_pii: bool = False,
-                 enricher: Enricher | None = None, triager: Triager | None = None):
+    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list], mask_pii: bool = False,
+                 enricher: Enricher | None = None, triager: Triager | None = None, silences: set[str] = frozenset()):
         self.tx = tx
         self.mask_pii = mask_pii
         self.enricher = enricher
         self.triager = triager
-        self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences]
+        self.silences = silences  # "silence N" of the silences in force
+        self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences, suppressed]
         # id -> ticket, source, redactions, the alert it came from
         self.new: dict[int, tuple[dict[str, Any], str, list[str], Alert | None]] = {}
         self.bumped: dict[int, list] = {}  # id -> [occurrences, repeats in this batch, last source]
@@ -181,7 +182,7 @@ class _Triggers:
             t = {**clean, "fingerprint": fingerprint, "requester": t.get("requester")}
         self.new[ticket_id] = (t, source, redacted, alert)
         if fingerprint:
-            self.open[fingerprint] = [ticket_id, 1]
+            self.open[fingerprint] = [ticket_id, 1, None]
         return ticket_id, "created"
 
     def flush(self) -> None:
@@ -214,8 +215,18 @@ class _Triggers:
             tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source})
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
                             [(n, tx.at, ticket_id) for ticket_id, (n, _, _) in self.bumped.items()])
+        self._release(list(self.bumped))
         self.new.clear()
         self.bumped.clear()
+
+    def _release(self, bumped: list[int]) -> None:
+        """A silenced alert firing after its silence ended joins the queue, as Alertmanager
+        notifies again once a silence is over."""
+        for hit in self.open.values():
+            if hit[2] and hit[0] in bumped and hit[2].startswith("silence ") and hit[2] not in self.silences:
+                self.tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (hit[0],))
+                self.tx.event(hit[0], "unsuppressed", {"was": hit[2], "reason": "the silence is over"})
+                hit[2] = None
 
     @staticmethod
     def _apply(t: dict[str, Any], context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -311,14 +322,15 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore):
         tag: str | None = None,
         kind: str | None = None,
         text: str | None = None,
-        suppressed: bool = False,
+        suppressed: bool | None = None,
         sort: str | None = None,
         limit: int | None = 50,
     ) -> list[dict[str, Any]]:
         """Tickets matching every filter given. The default order is the work queue (priority,
         then oldest first) when only open tickets are asked for, and newest first otherwise.
-        Suppressed tickets (silenced, or by a rule) are listed only, and all, with `suppressed`."""
-        where: list[str] = ["suppressed IS NOT NULL" if suppressed else "suppressed IS NULL"]
+        `suppressed`: True for only the tickets a silence or rule kept out of the queue, False
+        for none of them (the queue), None for both."""
+        where: list[str] = [] if suppressed is None else ["suppressed IS NOT NULL" if suppressed else "suppressed IS NULL"]
         args: list[Any] = []
         statuses, priorities = list(statuses), list(priorities)
         if statuses:
@@ -411,19 +423,20 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore):
             keys = {k for s in signals if (k := s.key)}
             open_now = self._open_fingerprints(tx.conn, keys)
             triager, flapping = None, {}
-            if triage is None and triggers and self.has_classifier():
-                from .triage import TriageConfig
+            now = clock.parse(tx.at)
+            silences = self.active_silences(now) if triggers else []
+            if triage is None and triggers and (silences or self.has_classifier()):
+                from .triage import UNCONFIGURED
 
-                triage = TriageConfig()  # a desk that trained a model wants it used
+                triage = UNCONFIGURED  # silences and a trained model apply on any desk
             if triage is not None and triggers:
                 from .store_triage import Triager
 
-                now = clock.parse(tx.at)
-                triager = Triager(self, triage, now, enricher)
+                triager = Triager(self, triage, now, enricher, silences)
                 if triage.flap_minutes and keys - open_now.keys():
                     flapping = self.recently_resolved(keys - open_now.keys(),
                                                       clock.iso(now - timedelta(minutes=triage.flap_minutes)))
-            batch = _Triggers(tx, open_now, mask_pii, enricher, triager)
+            batch = _Triggers(tx, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences})
             alert_rows = []
             for s in signals:
                 if s.thread is not None:
@@ -453,14 +466,16 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore):
         return results
 
     def _reopen_flapping(self, tx: _Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
-        """A resolved alert firing again within the flap window: its ticket, reopened."""
+        """A resolved alert firing again within the flap window: its ticket, reopened (and kept
+        out of the queue if a silence matches it now)."""
         t = self._current(tx, ticket_id)
         self._move(tx, t, "reopen")
         occurrences = t["occurrences"] + 1
-        self._set(tx, ticket_id, {"occurrences": occurrences})
+        silenced = batch.triager.silenced(t) if batch.triager is not None else None
+        self._set(tx, ticket_id, {"occurrences": occurrences, "suppressed": silenced})
         tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
-                                           "flapping": True})
-        batch.open[s.key] = [ticket_id, occurrences]
+                                           "flapping": True, **({"suppressed": silenced} if silenced else {})})
+        batch.open[s.key] = [ticket_id, occurrences, silenced]
         return ticket_id, "reopened"
 
     def _enricher(self, enrich: EnrichOptions | bool) -> Enricher | None:
@@ -580,16 +595,16 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore):
         return t["id"], "acknowledged"
 
     @staticmethod
-    def _open_fingerprints(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, list[int]]:
-        """fingerprint -> [id, occurrences] of the open tickets that carry one of them."""
-        found: dict[str, list[int]] = {}
+    def _open_fingerprints(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, list]:
+        """fingerprint -> [id, occurrences, suppressed] of the open tickets that carry one of them."""
+        found: dict[str, list] = {}
         chunk = list(fingerprints)
         for i in range(0, len(chunk), 500):
             part = chunk[i:i + 500]
             rows = conn.execute(
-                f"SELECT fingerprint, id, occurrences FROM tickets "
+                f"SELECT fingerprint, id, occurrences, suppressed FROM tickets "
                 f"WHERE fingerprint IN ({','.join('?' * len(part))}) AND {OPEN_SQL}", part)
-            found.update((fp, [tid, n]) for fp, tid, n in rows)
+            found.update((fp, [tid, n, sup]) for fp, tid, n, sup in rows)
         return found
 
     def move(self, *, ticket_id: int, action: str, actor: str, assignee: str | None = None,
@@ -661,10 +676,16 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore):
                 self._set(tx, ticket_id, {**sets, "updated_at": tx.at})
                 tx.event(ticket_id, "updated", diff)
                 corrected = {f: diff[f] for f in ("category", "queue") if f in diff and diff[f][0] is not None}
-                if corrected:
+                if corrected and self._was_triaged(tx, ticket_id):
                     # A person overruling triage: the reassignment rate is how often triage is wrong.
                     tx.event(ticket_id, "triage_corrected", corrected)
         return self.get_or_raise(ticket_id=ticket_id)
+
+    @staticmethod
+    def _was_triaged(tx: _Tx, ticket_id: int) -> bool:
+        return tx.conn.execute(
+            "SELECT 1 FROM events WHERE ticket_id = ? AND (kind = 'triaged' OR (kind = 'created' "
+            "AND json_extract(data, '$.triage') IS NOT NULL)) LIMIT 1", (ticket_id,)).fetchone() is not None
 
     def link(self, *, ticket_id: int, parent_id: int, actor: str) -> None:
         if ticket_id == parent_id:

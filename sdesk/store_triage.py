@@ -13,11 +13,14 @@ from . import clock, lifecycle
 from .errors import BadInput, NotFound
 from .migrations import DONE_SQL, OPEN_SQL
 from .signals import Alert
-from .triage import Matcher, TriageConfig, decide, matches
+from .triage import TICKET_FIELDS, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
 
 if TYPE_CHECKING:
     from .enrich import Enricher
     from .store import Store
+
+
+RECENT_PER_CI = 200  # a CI's newest tickets that correlation looks at: a storm's, not its history
 
 
 class _Annotations(Mapping[str, str]):
@@ -47,13 +50,14 @@ class Triager:
     the incidents a batch opens are correlation targets for the rest of it (a storm arrives in
     one batch)."""
 
-    def __init__(self, store: Store, config: TriageConfig, now: datetime, enricher: Enricher | None):
+    def __init__(self, store: Store, config: TriageConfig, now: datetime, enricher: Enricher | None,
+                 silences: list[tuple[int, list[Matcher]]]):
         self.store = store
         self.config = config
         self.now = now
         self.enricher = enricher
         self.since = clock.iso(now - timedelta(minutes=config.correlation_minutes))
-        self.silences = store.active_silences(now)
+        self.silences = silences
         self.classify = store.classify if store.has_classifier() else None
         self._roots_by_ci: dict[str, int | None] = {}
         self._roots_by_group: dict[str, int | None] = {}
@@ -68,7 +72,7 @@ class Triager:
         explanation = decision.explanation
         if decision.runbook:
             t["runbook"] = decision.runbook
-        suppressed = decision.suppress or self._silenced(t)
+        suppressed = decision.suppress or self.silenced(t)
         if suppressed:
             t["suppressed"] = suppressed
             explanation["suppressed"] = suppressed
@@ -79,7 +83,8 @@ class Triager:
             t["parent_id"] = parent
         return t, explanation
 
-    def _silenced(self, t: dict[str, Any]) -> str | None:
+    def silenced(self, t: dict[str, Any]) -> str | None:
+        """Why the ticket is kept out of the queue: the first silence in force that matches it."""
         for silence_id, matchers in self.silences:
             if matches(matchers, t):
                 return f"silence {silence_id}"
@@ -126,22 +131,21 @@ class Triager:
         return None
 
     def _look_up_roots(self, cis: list[str]) -> None:
-        """The latest open root incident opened within the window on each CI not yet known."""
-        unknown = [ci for ci in cis if ci not in self._roots_by_ci]
-        for i in range(0, len(unknown), 500):
-            part = unknown[i:i + 500]
-            self._roots_by_ci.update(dict.fromkeys(part))
-            rows = self.store.conn.execute(
-                f"SELECT ci, max(id) FROM tickets WHERE ci IN ({','.join('?' * len(part))}) AND {OPEN_SQL} "
-                "AND parent_id IS NULL AND suppressed IS NULL AND kind = 'incident' AND created_at >= ? GROUP BY ci",
-                (*part, self.since))
-            self._roots_by_ci.update(rows)
+        """The latest open root incident opened within the window on each CI not yet known.
+        A CI's tickets are read newest first and only the window's few, never its history."""
+        for ci in cis:
+            if ci not in self._roots_by_ci:
+                row = self.store.conn.execute(
+                    f"SELECT max(id) FROM (SELECT * FROM tickets WHERE ci = ? ORDER BY id DESC LIMIT {RECENT_PER_CI}) "
+                    f"WHERE created_at >= ? AND {OPEN_SQL} AND parent_id IS NULL AND suppressed IS NULL "
+                    "AND kind = 'incident'", (ci, self.since)).fetchone()
+                self._roots_by_ci[ci] = row[0]
 
     def _group_key(self, t: dict[str, Any], alert: Alert | None) -> str | None:
         if self.config.group_by:
             labels = t.get("labels") or {}
             if all(labels.get(name) for name in self.config.group_by):
-                return "labels:" + ",".join(f"{name}={labels[name]}" for name in self.config.group_by)
+                return "labels:" + orjson.dumps([labels[name] for name in self.config.group_by]).decode()
         if self.config.group_key and alert is not None and alert.group:
             return f"{t.get('source') or 'alert'}:{alert.group}"
         return None
@@ -156,8 +160,13 @@ class TriageStore:
                     actor: str) -> int:
         if not matchers:
             raise BadInput("silence: at least one --match is required")
+        if all(matches([m], {}) for m in matchers):
+            # As Alertmanager: a silence whose matchers all match an empty value would match everything.
+            raise BadInput("silence: these matchers match every alert; add one that needs a value (key=value)")
         if ends <= starts:
             raise BadInput("silence: it must end after it starts")
+        if ends <= clock.now():
+            raise BadInput(f"silence: it would already be over (ends {clock.iso(ends)})")
         with self._write(actor) as tx:
             cursor = tx.conn.execute(
                 "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at) "
@@ -178,6 +187,12 @@ class TriageStore:
             if row["expired_at"] is None and row["ends_at"] > tx.at:
                 tx.conn.execute("UPDATE silences SET expired_at = ? WHERE id = ?", (tx.at, silence_id))
                 tx.event(None, "silence_expired", {"silence": silence_id})
+                # What it kept out of the queue and is still open comes back, as after its end.
+                why = f"silence {silence_id}"
+                for (ticket_id,) in tx.conn.execute(f"SELECT id FROM tickets WHERE suppressed = ? AND {OPEN_SQL}",
+                                                    (why,)).fetchall():
+                    tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (ticket_id,))
+                    tx.event(ticket_id, "unsuppressed", {"was": why, "reason": "the silence was expired"})
         return self.silence_list(include_expired=True, silence_id=silence_id)[0]
 
     def silence_list(self: Store, *, include_expired: bool = False, silence_id: int | None = None,
@@ -188,13 +203,14 @@ class TriageStore:
             sql, args = sql + " WHERE id = ?", [silence_id]
         elif not include_expired:
             sql, args = sql + " WHERE expired_at IS NULL AND ends_at > ?", [at]
+        counts = dict(self.conn.execute(
+            "SELECT suppressed, count(*) FROM tickets WHERE suppressed LIKE 'silence %' GROUP BY suppressed"))
         out = []
         for row in self.conn.execute(sql + " ORDER BY id", args):
             s = dict(row)
             s["matchers"] = ["".join(m) for m in orjson.loads(s["matchers"])]
             s["state"] = "expired" if s["expired_at"] or s["ends_at"] <= at else "pending" if s["starts_at"] > at else "active"
-            s["suppressed"] = self.conn.execute("SELECT count(*) FROM tickets WHERE suppressed = ?",
-                                                (f"silence {s['id']}",)).fetchone()[0]
+            s["suppressed"] = counts.get(f"silence {s['id']}", 0)
             out.append(s)
         return out
 
@@ -221,48 +237,56 @@ class TriageStore:
             found.update(rows)
         return found
 
-    def replay_tickets(self: Store, since: str | None) -> list[tuple[dict[str, Any], dict[str, Any], datetime]]:
-        """Stored tickets as triage saw them: fields, labels and tags, the CI's tier and blast
-        radius from their context, and when they arrived."""
-        sql = ("SELECT t.id, t.kind, t.title, t.description, t.priority, t.impact, t.urgency, t.category, t.queue, "
-               "t.team, t.assignee, t.service, t.ci, t.requester, t.source, t.fingerprint, t.labels, t.tags, "
-               "t.suppressed, t.created_at, json_extract(c.data, '$.tier') AS tier, "
-               "json_extract(c.data, '$.dependents_total') AS dependents_total, json_extract(c.data, '$.ci') AS ctx_ci "
+    def replay_tickets(self: Store, since: str | None = None, ticket_id: int | None = None) -> list[Stored]:
+        """Stored tickets (created since `since`, or one) as triage saw them on arrival: the
+        `created` event's input with what enrichment set, the CI's tier and blast radius, the
+        last alert's annotations, and when they arrived; and each row as it is now."""
+        sql = ("SELECT t.*, "
+               "(SELECT data FROM events WHERE ticket_id = t.id AND kind = 'created' ORDER BY id LIMIT 1) AS _created, "
+               "(SELECT json_extract(data, '$.set') FROM events WHERE ticket_id = t.id AND kind = 'enriched' "
+               "ORDER BY id LIMIT 1) AS _enriched, "
+               "(SELECT annotations FROM alerts WHERE ticket_id = t.id ORDER BY id DESC LIMIT 1) AS _annotations, "
+               "json_extract(c.data, '$.tier') AS _tier, json_extract(c.data, '$.dependents_total') AS _dependents, "
+               "json_extract(c.data, '$.ci') AS _ci "
                "FROM tickets t LEFT JOIN ticket_context c ON c.ticket_id = t.id")
-        rows = self.conn.execute(sql + (" WHERE t.created_at >= ? ORDER BY t.id" if since else " ORDER BY t.id"),
-                                 (since,) if since else ())
+        if ticket_id is not None:
+            rows = self.conn.execute(sql + " WHERE t.id = ?", (ticket_id,))
+        elif since:
+            rows = self.conn.execute(sql + " WHERE t.created_at >= ? ORDER BY t.id", (since,))
+        else:
+            rows = self.conn.execute(sql + " ORDER BY t.id")
         out = []
         for row in rows:
             t = dict(row)
-            context = {"tier": t.pop("tier"), "dependents_total": t.pop("dependents_total"), "ci": t.pop("ctx_ci")}
+            created = orjson.loads(t.pop("_created")) if t["_created"] else {}
+            enriched = orjson.loads(t.pop("_enriched")) if t["_enriched"] else None
+            context = {"tier": t.pop("_tier"), "dependents_total": t.pop("_dependents"), "ci": t.pop("_ci")}
+            annotations = _Annotations(t.pop("_annotations") or "{}")
             t["labels"], t["tags"] = orjson.loads(t["labels"]), orjson.loads(t["tags"])
-            out.append((t, context if context["tier"] is not None else {}, clock.parse(t.pop("created_at"))))
+            arrived = arrival(created, enriched) if created else {k: t[k] for k in (*TICKET_FIELDS, "labels")}
+            out.append(Stored(t, arrived, context if context["tier"] is not None else {}, annotations,
+                              clock.parse(t["created_at"])))
         return out
 
     def retriage(self: Store, *, ticket_id: int, config: TriageConfig, actor: str) -> dict[str, Any]:
-        """Run rules, the matrix and the classifier again on a stored ticket and apply what
-        changes (a `triaged` event explains it). Silences and correlation are not re-run."""
+        """Run rules, the matrix and the classifier again on what arrived for a stored ticket,
+        and apply what differs from it now (a `triaged` event explains it). Silences and
+        correlation are not re-run: they belong to the moment of arrival."""
         from .store import to_json
 
         with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
-            row = tx.conn.execute("SELECT data FROM ticket_context WHERE ticket_id = ?", (ticket_id,)).fetchone()
-            context = orjson.loads(row[0]) if row else {}
-            alert = tx.conn.execute("SELECT annotations FROM alerts WHERE ticket_id = ? ORDER BY id DESC LIMIT 1",
-                                    (ticket_id,)).fetchone()
-            decision = decide(config, t, annotations=orjson.loads(alert[0]) if alert else {}, context=context,
+            found = self.replay_tickets(ticket_id=ticket_id)
+            if not found:
+                raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
+            stored = found[0]
+            decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
                               now=clock.parse(tx.at), classify=self.classify if self.has_classifier() else None)
-            sets = dict(decision.sets)
-            if decision.runbook and decision.runbook != t["runbook"]:
-                sets["runbook"] = decision.runbook
-            if decision.suppress and not t["suppressed"]:
-                sets["suppressed"] = decision.suppress
-            changes = {k: [t.get(k), v] for k, v in sets.items()}
-            if sets:
-                self._set(tx, ticket_id, {**{k: to_json(v) if k == "tags" else v for k, v in sets.items()},
+            diff = changes(stored, decision)
+            if diff:
+                self._set(tx, ticket_id, {**{k: to_json(new) if k == "tags" else new for k, (_, new) in diff.items()},
                                           "updated_at": tx.at})
-            tx.event(ticket_id, "triaged", {"triage": decision.explanation, "changes": changes})
-        return {"id": ticket_id, "changes": changes, "triage": decision.explanation}
+            tx.event(ticket_id, "triaged", {"triage": decision.explanation, "changes": diff})
+        return {"id": ticket_id, "changes": diff, "triage": decision.explanation}
 
     # -- explanations ---------------------------------------------------------------------
 

@@ -69,7 +69,10 @@ class RuleSet:
         lines += [f"    if start <= {i} and {rule.expression}:\n        return {i}" for i, rule in enumerate(rules)]
         lines.append("    return -1")
         namespace = dict(names or {})
-        exec("\n".join(lines), namespace)  # noqa: S102 (generated from bound names only)
+        try:
+            exec("\n".join(lines), namespace)  # noqa: S102 (generated from bound names only)
+        except (SyntaxError, RecursionError, MemoryError):
+            raise BadInput(f"{len(rules)} rules are more than this Python can compile; split or simplify them") from None
         self.scan: Callable[[Values, int], int] = namespace["scan"]
 
     def __iter__(self):
@@ -81,7 +84,7 @@ class RuleSet:
 
 class TriageConfig(NamedTuple):
     rules: RuleSet = RuleSet()
-    matrix: tuple[tuple[str, ...], ...] = DEFAULT_MATRIX
+    matrix: tuple[tuple[str, ...], ...] | None = DEFAULT_MATRIX  # None: priority as given
     tier_impact: Mapping[int, int] = {1: 1, 2: 2, 3: 3, 4: 3}
     blast_radius: int = 10  # this many dependents or more raise impact one level
     urgent_words: Mapping[int, tuple[str, ...]] = DEFAULT_URGENT_WORDS
@@ -137,7 +140,8 @@ def load(text: str, where: str) -> TriageConfig:
         raise BadInput(f"{where}:1: expected a mapping with rules, priority, correlation, classifier")
 
     def fail(loc: list[str], message: str) -> BadInput:
-        return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: {message}")
+        one_line = message.replace("\r", "\\r").replace("\n", "\\n")  # ids and keys are the user's text
+        return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: {one_line}")
 
     unknown = set(data) - {"rules", "priority", "correlation", "classifier", "timezone", "slos"}
     if unknown:
@@ -222,10 +226,15 @@ class _Code:
         return name
 
 
+MAX_NESTING = 20  # all/any/not levels: deeper is a mistake, and Python's parser has limits too
+
+
 def _match(node: Any, loc: list[str], fail: Callable, code: _Code) -> str:
     """A mapping of conditions, all of which must hold, as an expression."""
     if not isinstance(node, dict) or not node:
         raise fail(loc, "match: expected a mapping of conditions")
+    if sum(part in ("all", "any", "not") for part in loc) > MAX_NESTING:
+        raise fail(loc, f"match: all/any/not nested more than {MAX_NESTING} deep")
     return "(" + " and ".join(_condition(str(key), value, [*loc, str(key)], fail, code)
                               for key, value in node.items()) + ")"
 
@@ -261,6 +270,9 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
     satisfy it)."""
     if op not in OPERATORS:
         raise fail([*loc, str(op)], f"{key}: unknown operator {op!r} (operators: {', '.join(OPERATORS)})")
+    scalars = arg if op == "in" and isinstance(arg, list) else [arg]
+    if any(a is None or isinstance(a, (list, dict)) for a in scalars):
+        raise fail([*loc, op], f"{key}: {op}: expected " + ("a list of values" if op == "in" else "a single value"))
     code.uses.add("annotations." if key.startswith("annotations.") else key)
     get = f"V.get({code.bind(key)})"
     listed = key == "tags"
@@ -275,7 +287,7 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
     if op == "regex":
         try:
             search = code.bind(re.compile(str(arg)).search)
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError) as e:
             raise fail([*loc, op], f"{key}: bad regex {arg!r}: {e}") from None
         return f"any(map({search}, {get} or ()))" if listed else f"({search}({get} or '') is not None)"
     if op == "contains":
@@ -347,8 +359,9 @@ def _actions(node: Any, fail: Callable) -> dict[str, Any]:
         if key not in ACTIONS:
             raise fail(loc, f"unknown action {key!r} (actions: {', '.join(ACTIONS)})")
         if key == "kind":
-            if value not in tuple(Kind):
-                raise fail(loc, f"kind: expected one of {', '.join(Kind)}")
+            # Problems and changes are records of their own (sdesk problem, sdesk change).
+            if value not in (Kind.INCIDENT, Kind.REQUEST):
+                raise fail(loc, "kind: expected incident or request")
         elif key == "priority":
             value = str(value).upper()
             if value not in PRIORITIES:
@@ -477,6 +490,7 @@ def run_rules(rules: RuleSet, values: Values) -> tuple[dict[str, Any], list[dict
             sets[key] = value
             if key in TICKET_FIELDS:
                 values[key] = value if key == "tags" else _text(value)
+                values.pop("#" + key, None)  # a number read before this rule set it
         if rule.stop:
             break
         i = rules.scan(values, i + 1)
@@ -552,8 +566,9 @@ def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping
                                 "urgency_from": urgency_inputs}
     if "priority" in sets:
         priority["result"], priority["from"] = sets["priority"], "set by a rule"
-    elif impact is None:
-        priority["result"], priority["from"] = ticket.get("priority"), "as given: impact unknown"
+    elif impact is None or config.matrix is None:
+        priority["result"], priority["from"] = ticket.get("priority"), \
+            "as given: impact unknown" if config.matrix else "as given: no priority matrix (no triage.yaml)"
     else:
         priority["result"] = config.matrix[impact - 1][urgency - 1]
         priority["from"] = f"matrix: impact {impact} x urgency {urgency}"
@@ -617,7 +632,7 @@ def parse_matcher(text: str) -> Matcher:
     if op in ("=~", "!~"):
         try:
             re.compile(value)
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError) as e:
             raise BadInput(f"--match {text!r}: bad regex: {e}") from None
     return Matcher(name, op, value)
 
@@ -637,25 +652,57 @@ def matches(matchers: list[Matcher], ticket: Mapping[str, Any]) -> bool:
 
 # -- replay ----------------------------------------------------------------------------------------------
 
-REPLAYED = ("queue", "priority", "category", "kind", "team", "assignee")
+REPLAYED = ("queue", "priority", "category", "kind", "team", "assignee", "impact", "urgency", "tags", "runbook")
 
 
-def replay(config: TriageConfig, tickets: list[tuple[dict[str, Any], dict[str, Any], datetime]]) -> dict[str, Any]:
-    """What the rules and matrix would do to stored tickets (ticket, context, created at):
-    how often each rule matches, and the tickets whose fields would change. Writes nothing;
-    the classifier and correlation are not replayed (they depend on state at arrival)."""
+class Stored(NamedTuple):
+    """A stored ticket as triage saw it on arrival, for replay and re-triage."""
+    current: dict[str, Any]  # the row as it is now
+    arrived: dict[str, Any]  # what the source sent, with what enrichment set (ci, team, queue)
+    context: dict[str, Any]  # the CI's tier and blast radius
+    annotations: Mapping[str, str]
+    created: datetime
+
+
+def arrival(created_event: Mapping[str, Any], enriched_set: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The input triage saw: the `created` event's fields, then what enrichment set."""
+    arrived = {k: v for k, v in created_event.items() if k in _TICKET_FIELDS or k == "labels"}
+    return {**arrived, **(enriched_set or {})}
+
+
+def changes(stored: Stored, decision: Decision) -> dict[str, list[Any]]:
+    """Field -> [now, what triage decides] where they differ."""
+    decided = {**stored.arrived, **decision.sets}
+    if decision.runbook:
+        decided["runbook"] = decision.runbook
+    diff = {k: [stored.current.get(k), decided.get(k)] for k in REPLAYED
+            if k in decided and decided.get(k) != stored.current.get(k)}
+    if decision.suppress and not stored.current.get("suppressed"):
+        diff["suppressed"] = [None, decision.suppress]
+    return diff
+
+
+def replay(config: TriageConfig, tickets: list[Stored]) -> dict[str, Any]:
+    """What the rules and matrix would make of stored tickets, from what arrived: how often
+    each rule matches, and the tickets whose fields would differ from what they are now.
+    Writes nothing; the classifier and correlation are not replayed (they depend on the
+    state of the desk at arrival)."""
     per_rule = {rule.id: 0 for rule in config.rules}
     changed = []
     suppressed = 0
-    for ticket, context, created in tickets:
-        decision = decide(config, ticket, context=context, now=created)
+    for stored in tickets:
+        decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
+                          now=stored.created)
         for fired in decision.explanation.get("rules", ()):
             per_rule[fired["rule"]] += 1
-        diff = {k: [ticket.get(k), v] for k, v in decision.sets.items() if k in REPLAYED}
-        if decision.suppress and not ticket.get("suppressed"):
-            diff["suppressed"] = [None, decision.suppress]
-            suppressed += 1
+        diff = changes(stored, decision)
+        suppressed += "suppressed" in diff
         if diff:
-            changed.append({"id": ticket["id"], "title": ticket.get("title"), "changes": diff})
+            changed.append({"id": stored.current["id"], "title": stored.current.get("title"), "changes": diff})
     return {"tickets": len(tickets), "rules": per_rule, "would_change": len(changed),
             "would_suppress": suppressed, "changed": changed}
+
+
+# A desk without triage.yaml that has silences or a trained model: those apply, nothing else
+# (no matrix, no correlation, no flapping).
+UNCONFIGURED = TriageConfig(matrix=None, correlation_minutes=0, flap_minutes=0)

@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,38 @@ def test_a_fast_pipe_into_sdesk_stores_every_alert(bulk, db_path):
     assert actions.count("created") == 1500 and actions.count("deduplicated") == 1497
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 2998
+
+
+def test_a_folder_named_sdesk_where_the_user_stands_is_never_imported(bulk, tmp_path, db_path):
+    fake = tmp_path / "cwd" / "sdesk"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    script = Path(sys.executable).parent / "sdesk"  # the installed command, as a user runs it
+    if not script.exists():
+        pytest.skip("sdesk is not installed as a command in this environment")
+    proc = subprocess.run([str(script), "new", "--jsonl", "--format", "alertmanager", str(bulk)], cwd=fake.parent,
+                          capture_output=True, env={**os.environ, "SDESK_DB": str(db_path)})
+    assert proc.returncode == 2 and b"parsing helper failed" not in proc.stderr  # the two bad lines, nothing else
+    assert not marker.exists()
+
+
+def test_records_read_before_the_helper_died_are_stored(tmp_path, bulk):
+    """A helper that sends one frame and dies: that frame's records are stored, then the error."""
+    from sdesk.ingest import ingest
+    from sdesk.store import Store
+
+    code = ("import pickle, struct, sys\n"
+            "from sdesk.intake import parse_jsonl\n"
+            f"records = list(parse_jsonl(open({str(bulk)!r}).read().splitlines()[:10], fmt='alertmanager'))\n"
+            "payload = pickle.dumps((records, True))\n"
+            "sys.stdout.buffer.write(struct.pack('<QQ', len(payload), 100) + payload); sys.stdout.flush()\n"
+            "sys.stderr.write('boom\\n'); sys.exit(3)\n")
+    stored = []
+    with bulk.open("rb") as f, Store(tmp_path / "d.db") as store:
+        first = f.read1(READ_SIZE)
+        chunks = helper_chunks(f.fileno(), first, lambda n: None, "alertmanager", SEVERITY,
+                               command=[sys.executable, "-c", code])
+        with pytest.raises(SdeskError, match="exit 3"):
+            ingest(store, chunks, actor="t", on_stored=lambda r, i, o: stored.append(o), on_rejected=lambda r: None)
+        assert len(stored) == 9 and store.count_alerts() == 9  # line 8 of the ten is the bad one

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.triage import TriageConfig, decide, load, matches, parse_matcher, replay
+from sdesk.triage import Stored, TriageConfig, decide, load, matches, parse_matcher, replay
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # a Thursday
@@ -275,8 +275,11 @@ def test_retriage_applies_current_rules_and_corrections_are_recorded(desk, tmp_p
 
 def test_replay_is_pure_over_many_tickets():
     config = load((EXAMPLES / "triage.yaml").read_text(), "t.yaml")
-    tickets = [({"id": i, "title": "password reset" if i % 2 else "x", "priority": "P3", "labels": {}, "tags": [],
-                 "queue": None}, {}, NOON) for i in range(1, 101)]
+    tickets = []
+    for i in range(1, 101):
+        arrived = {"title": "password reset" if i % 2 else "x", "priority": "P3", "labels": {}, "tags": []}
+        # As stored after an intake without the password rule: urgency set, no queue.
+        tickets.append(Stored({**arrived, "id": i, "queue": None, "urgency": 3}, arrived, {}, {}, NOON))
     result = replay(config, tickets)
     assert result["rules"]["password-resets"] == 50 and result["would_change"] == 50
 
@@ -343,3 +346,84 @@ def test_the_classifier_fills_what_no_rule_set_and_sends_doubt_to_triage(cli, tm
     assert doubt["category"] is None and doubt["queue"] == "triage"
     assert doubt["triage"]["classifier"]["category"]["sent_to"] == "triage"
     assert "classifier category: printing" in cli("why", str(sure)).stdout
+
+
+def test_the_same_alert_comes_back_when_its_silence_ends_or_is_expired(desk, monkeypatch):
+    firing = alerts(({"alertname": "DiskFull", "instance": "db-9"}, "disk"), group="s")
+    silence = desk("silence", "add", "--match", "alertname=DiskFull", "--for", "1h").stdout.strip()
+    [r] = _new(desk, firing)
+    assert desk.json("list", "--suppressed")[0]["id"] == r["ticket"]
+    desk("silence", "expire", silence)
+    assert [t["id"] for t in desk.json("list")] == [r["ticket"]] and desk.json("list", "--suppressed") == []
+    # A silence that simply runs out: the next repeat brings the ticket back.
+    desk("silence", "add", "--match", "alertname=Other", "--for", "1h")
+    other = alerts(({"alertname": "Other", "instance": "x"}, "other"), group="o")
+    [o] = _new(desk, other)
+    assert desk.json("show", str(o["ticket"]))["suppressed"] is not None
+    monkeypatch.setenv("SDESK_NOW", "2099-01-01T00:00:00Z")
+    assert _new(desk, other)[0]["action"] == "deduplicated"
+    t = desk.json("show", str(o["ticket"]))
+    assert t["suppressed"] is None and t["events"][-1]["kind"] == "unsuppressed"
+
+
+def test_a_flapping_alert_reopened_under_a_silence_stays_suppressed(desk):
+    firing = alerts(({"alertname": "Flappy", "instance": "x"}, "flap"), group="f")
+    [first] = _new(desk, firing)
+    _new(desk, firing.replace('"firing"', '"resolved"'))
+    desk("silence", "add", "--match", "alertname=Flappy", "--for", "1h")
+    assert _new(desk, firing)[0]["action"] == "reopened"
+    assert desk.json("show", str(first["ticket"]))["suppressed"] == "silence 1"
+
+
+def test_replay_and_retriage_start_from_what_arrived(desk, tmp_path):
+    calm = tmp_path / "calm"
+    calm.mkdir()
+    (calm / "triage.yaml").write_text("rules:\n  - id: calm\n    match: {labels.alertname: PostgresDown}\n"
+                                      "    set: {urgency: 3}\n")
+    [r] = _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "x")))
+    ticket = str(r["ticket"])
+    # Re-triaged under a rule that calms it, then the rule goes away:
+    desk("--config", str(calm), "triage", ticket)
+    assert desk.json("show", ticket)["priority"] == "P3"
+    (calm / "triage.yaml").write_text("rules: []\n")
+    replayed = desk.json("--config", str(calm), "rules", "test", "--replay")
+    assert replayed["changed"][0]["changes"]["priority"] == ["P3", "P1"]
+    assert desk.json("--config", str(calm), "triage", ticket)["changes"]["priority"] == ["P3", "P1"]
+    assert desk.json("show", ticket)["priority"] == "P1"
+
+
+def test_group_by_labels_parent_and_runbook_actions(cli, tmp_path, monkeypatch):
+    config = tmp_path / "g"
+    config.mkdir()
+    (config / "triage.yaml").write_text(
+        "correlation: {group_by: [cluster]}\nrules:\n"
+        "  - id: disk\n    match: {labels.alertname: DiskFull}\n    set: {runbook: clean-tmp}\n"
+        "  - id: under-1\n    match: {labels.alertname: Child}\n    set: {parent: SD-1}\n")
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    first, second = _new(cli, alerts(({"alertname": "DiskFull", "cluster": "eu,1"}, "a"),
+                                     ({"alertname": "Other", "cluster": "eu,1"}, "b"), group="x"))
+    [third] = _new(cli, alerts(({"alertname": "Lone", "cluster": "us"}, "c"), group="y"))
+    [child] = _new(cli, alerts(({"alertname": "Child"}, "d"), group="z"))
+    assert cli.json("show", str(first["ticket"]))["runbook"] == "clean-tmp"
+    assert cli.json("show", str(second["ticket"]))["parent_id"] == first["ticket"]
+    assert cli.json("show", str(third["ticket"]))["parent_id"] is None
+    assert cli.json("why", str(child["ticket"]))["triage"]["correlation"] == {"parent": 1, "reason": "set by a rule"}
+
+
+def test_why_prints_what_payloads_wrote_as_text(desk):
+    [r] = _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "[bold]x[/oops]"), group="m"))
+    desk("update", str(r["ticket"]), "--category", "[/oops]")
+    out = desk("why", str(r["ticket"])).stdout
+    assert "category [/oops]" in out
+
+
+def test_a_trained_model_alone_turns_on_only_the_classifier(cli, tmp_path):
+    pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
+    rows = ["text,label"] + [f"printer toner jam {i},printing" for i in range(30)] + \
+        [f"password locked reset {i},access" for i in range(30)]
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    cli("triage", "train", "--from-csv", str(tmp_path / "l.csv"), "--text", "text", "--label", "label")
+    ticket = cli.json("new", "printer jam", "-p", "P2")["id"]
+    why = cli.json("why", str(ticket))
+    assert why["priority"] == "P2" and why["triage"]["priority"]["from"].startswith("as given: no priority matrix")
+    assert why["category"] == "printing"

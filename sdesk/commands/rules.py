@@ -50,7 +50,10 @@ def _span(text: str, option: str):
     value, unit = text[:-1], text[-1:].lower()
     if unit not in units or not value.isdigit() or int(value) <= 0:
         raise BadInput(f"{option} {text!r}: expected a duration like 30m, 12h, 30d, 2w")
-    return timedelta(**{units[unit]: int(value)})
+    try:
+        return timedelta(**{units[unit]: int(value)})
+    except OverflowError:
+        raise BadInput(f"{option} {text!r}: too long") from None
 
 
 def _since(text: Optional[str]) -> Optional[str]:
@@ -60,7 +63,10 @@ def _since(text: Optional[str]) -> Optional[str]:
     from .. import clock
 
     if text[:-1].isdigit():
-        return clock.iso(clock.now() - _span(text, "--since"))
+        try:
+            return clock.iso(clock.now() - _span(text, "--since"))
+        except OverflowError:
+            raise BadInput(f"--since {text!r}: too long ago") from None
     return clock.iso(clock.parse(text, what="--since"))
 
 
@@ -122,7 +128,10 @@ def silence_add(
 
     matchers = [parse_matcher(m) for m in match]
     starts = clock.parse(start, what="--start") if start else clock.now()
-    ends = starts + _span(duration, "--for")
+    try:
+        ends = starts + _span(duration, "--for")
+    except OverflowError:
+        raise BadInput(f"--for {duration!r}: ends after the year 9999") from None
     settings = settings_of(ctx)
     silence_id = settings.store().silence_add(matchers, starts=starts, ends=ends, comment=comment,
                                               actor=settings.actor)
