@@ -498,11 +498,17 @@ def run_rules(rules: RuleSet, values: Values) -> tuple[dict[str, Any], list[dict
 
 
 def impact_of(context: Mapping[str, Any], config: TriageConfig) -> tuple[int | None, str]:
+    """Impact from the CI's tier and its blast radius: the tier of the most important CI that
+    depends on it, and how many do (at least blast_radius raises it one level)."""
     tier = context.get("tier")
     if tier is None:
         return None, "no CI with a tier"
     impact = config.tier_impact.get(tier, 3)
     why = f"tier {tier} CI {context.get('ci')}"
+    affected = context.get("highest_tier_affected")
+    if affected is not None and config.tier_impact.get(affected, 3) < impact:
+        impact = config.tier_impact.get(affected, 3)
+        why += f", a tier {affected} CI depends on it"
     dependents = context.get("dependents_total") or 0
     if dependents >= config.blast_radius and impact > 1:
         impact -= 1

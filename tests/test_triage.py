@@ -119,6 +119,13 @@ def test_impact_from_tier_and_blast_radius_and_urgency_from_words():
     assert d.sets["priority"] == "P2" and "raised: 40 dependents" in d.explanation["priority"]["impact_from"]
 
 
+def test_a_low_tier_ci_that_a_tier_1_service_needs_has_high_impact():
+    context = {"ci": "redis-sessions", "tier": 3, "dependents_total": 2, "highest_tier_affected": 1}
+    d = decide(TriageConfig(), {"title": "evictions", "priority": "P4", "labels": {}}, context=context, now=NOON)
+    assert d.explanation["priority"]["impact"] == 1 and "a tier 1 CI depends on it" in d.explanation["priority"]["impact_from"]
+    assert d.sets["priority"] == "P3"  # impact 1 x urgency 3
+
+
 def test_unknown_impact_keeps_the_priority_given_and_a_rule_overrides_all():
     d = decide(TriageConfig(), {"title": "x", "priority": "P1", "labels": {}}, now=NOON)
     assert "priority" not in d.sets and d.explanation["priority"]["from"] == "as given: impact unknown"
