@@ -237,11 +237,14 @@ class TriageStore:
             found.update(rows)
         return found
 
-    def replay_tickets(self: Store, since: str | None = None, ticket_id: int | None = None) -> list[Stored]:
+    def replay_tickets(self: Store, since: str | None = None, ticket_id: int | None = None) -> Iterator[Stored]:
         """Stored tickets (created since `since`, or one) as triage saw them on arrival: the
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
-        last alert's annotations, and when they arrived; and each row as it is now."""
-        sql = ("SELECT t.*, "
+        last alert's annotations, and when they arrived; and each row as it is now. One at a
+        time: a replay over a million tickets holds one."""
+        columns = ", ".join(f"t.{c}" for c in (*TICKET_FIELDS, "id", "labels", "suppressed", "runbook", "created_at")
+                            if c != "tags")
+        sql = (f"SELECT {columns}, t.tags, "
                "(SELECT data FROM events WHERE ticket_id = t.id AND kind = 'created' ORDER BY id LIMIT 1) AS _created, "
                "(SELECT json_extract(data, '$.set') FROM events WHERE ticket_id = t.id AND kind = 'enriched' "
                "ORDER BY id LIMIT 1) AS _enriched, "
@@ -255,7 +258,6 @@ class TriageStore:
             rows = self.conn.execute(sql + " WHERE t.created_at >= ? ORDER BY t.id", (since,))
         else:
             rows = self.conn.execute(sql + " ORDER BY t.id")
-        out = []
         for row in rows:
             t = dict(row)
             created = orjson.loads(t.pop("_created")) if t["_created"] else {}
@@ -264,9 +266,8 @@ class TriageStore:
             annotations = _Annotations(t.pop("_annotations") or "{}")
             t["labels"], t["tags"] = orjson.loads(t["labels"]), orjson.loads(t["tags"])
             arrived = arrival(created, enriched) if created else {k: t[k] for k in (*TICKET_FIELDS, "labels")}
-            out.append(Stored(t, arrived, context if context["tier"] is not None else {}, annotations,
-                              clock.parse(t["created_at"])))
-        return out
+            yield Stored(t, arrived, context if context["tier"] is not None else {}, annotations,
+                         clock.parse(t["created_at"]))
 
     def retriage(self: Store, *, ticket_id: int, config: TriageConfig, actor: str) -> dict[str, Any]:
         """Run rules, the matrix and the classifier again on what arrived for a stored ticket,
@@ -275,10 +276,9 @@ class TriageStore:
         from .store import to_json
 
         with self._write(actor) as tx:
-            found = self.replay_tickets(ticket_id=ticket_id)
-            if not found:
+            stored = next(self.replay_tickets(ticket_id=ticket_id), None)
+            if stored is None:
                 raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
-            stored = found[0]
             decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
                               now=clock.parse(tx.at), classify=self.classify if self.has_classifier() else None)
             diff = changes(stored, decision)

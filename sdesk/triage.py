@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
@@ -522,13 +522,12 @@ def urgency_of(ticket: Mapping[str, Any], annotations: Mapping[str, str],
                config: TriageConfig) -> tuple[int, dict[str, Any]]:
     """The most urgent of the inputs, and each input."""
     inputs: dict[str, Any] = {"severity": SEVERITY_URGENCY.get(str(ticket.get("priority")), 3)}
-    text = " ".join(filter(None, (ticket.get("title"), ticket.get("description"))))
-    for level in (1, 2):
-        words = _words(config.urgent_words.get(level, ())).findall(text)
-        if words:
-            inputs["words"] = {"level": level, "found": sorted({w.lower() for w in words})}
-            break
-    if config.slos and {str(ticket.get(k)).lower() for k in ("service", "ci") if ticket.get(k)} & config.slos.keys():
+    text = " ".join(filter(None, (ticket.get("title"), ticket.get("description")))).lower()
+    found = _words(config.urgent_words.get(1, ()), config.urgent_words.get(2, ())).findall(text)
+    if found:
+        level = 1 if any(first for first, _ in found) else 2
+        inputs["words"] = {"level": level, "found": sorted({pair[level - 1] for pair in found} - {""})}
+    if config.slos and any((v := ticket.get(k)) and str(v).lower() in config.slos for k in ("service", "ci")):
         rate = _number((ticket.get("labels") or {}).get(config.burn_rate_label) or annotations.get(config.burn_rate_label))
         if rate is not None:
             level = 1 if rate >= config.burn_rate_page else 2 if rate >= config.burn_rate_ticket else 3
@@ -544,11 +543,13 @@ def _local(now: datetime, zone: tzinfo | None) -> datetime:
 
 
 @functools.lru_cache(maxsize=16)
-def _words(phrases: tuple[str, ...]) -> re.Pattern[str]:
-    """One search for all of a level's phrases, as whole words, in any case."""
-    if not phrases:
-        return re.compile(r"(?!x)x")  # matches nothing
-    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b", re.IGNORECASE)
+def _words(urgent: tuple[str, ...], high: tuple[str, ...]) -> re.Pattern[str]:
+    """One pass over lower-cased text for both levels' phrases, as whole words: findall gives
+    (level 1 phrase, level 2 phrase) pairs."""
+    def group(phrases: tuple[str, ...]) -> str:
+        return "(" + "|".join(re.escape(p) for p in phrases) + ")" if phrases else "((?!x)x)"
+
+    return re.compile(rf"\b(?:{group(urgent)}|{group(high)})\b")
 
 
 def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping[str, str] = {},
@@ -688,15 +689,15 @@ def changes(stored: Stored, decision: Decision) -> dict[str, list[Any]]:
     return diff
 
 
-def replay(config: TriageConfig, tickets: list[Stored]) -> dict[str, Any]:
+def replay(config: TriageConfig, tickets: Iterable[Stored]) -> dict[str, Any]:
     """What the rules and matrix would make of stored tickets, from what arrived: how often
     each rule matches, and the tickets whose fields would differ from what they are now.
     Writes nothing; the classifier and correlation are not replayed (they depend on the
     state of the desk at arrival)."""
     per_rule = {rule.id: 0 for rule in config.rules}
     changed = []
-    suppressed = 0
-    for stored in tickets:
+    suppressed = count = 0
+    for count, stored in enumerate(tickets, start=1):
         decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
                           now=stored.created)
         for fired in decision.explanation.get("rules", ()):
@@ -705,7 +706,7 @@ def replay(config: TriageConfig, tickets: list[Stored]) -> dict[str, Any]:
         suppressed += "suppressed" in diff
         if diff:
             changed.append({"id": stored.current["id"], "title": stored.current.get("title"), "changes": diff})
-    return {"tickets": len(tickets), "rules": per_rule, "would_change": len(changed),
+    return {"tickets": count, "rules": per_rule, "would_change": len(changed),
             "would_suppress": suppressed, "changed": changed}
 
 
