@@ -294,8 +294,27 @@ def m006_triage(db: Database) -> None:
     )
 
 
+def m007_oncall(db: Database) -> None:
+    # Who covers a schedule instead of its rotation, for a while (sdesk oncall override).
+    db.execute(
+        """
+        CREATE TABLE oncall_overrides (
+            id INTEGER PRIMARY KEY,
+            schedule TEXT NOT NULL,
+            user TEXT NOT NULL,
+            starts_at TEXT NOT NULL,
+            ends_at TEXT NOT NULL,
+            reason TEXT,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX oncall_overrides_schedule ON oncall_overrides(schedule, ends_at)")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage]
+         m006_triage, m007_oncall]
 SCHEMA_VERSION = len(STEPS)
 
 

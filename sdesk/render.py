@@ -348,3 +348,22 @@ def print_why(w: dict[str, Any]) -> None:
     for c in w["corrections"]:
         changes = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in c["changed"].items())
         out.print(f"corrected by {e(c['by'])} at {local(c['at'])}: {e(changes)}")
+
+
+def print_shifts(schedule: str, shifts: list[dict[str, Any]]) -> None:
+    """`sdesk oncall show`: a schedule's shifts in local time, a row each, days set apart."""
+    from rich.markup import escape
+
+    out = console()
+    t = Table(title=escape(schedule), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for header in ("day", "from", "to", "on call", "layer"):
+        t.add_column(header)
+    last_day = None
+    for s in shifts:
+        start, end = clock.parse(s["from"]).astimezone(), clock.parse(s["to"]).astimezone()
+        day = f"{start:%a %d %b}"
+        ends = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %H:%M}"
+        t.add_row(day if day != last_day else "", f"{start:%H:%M}", ends,
+                  escape(s["user"]) if s["user"] else "[dim]nobody[/]", escape(s["layer"] or ""))
+        last_day = day
+    out.print(t)

@@ -26,6 +26,7 @@ from .signals import Signal
 from .store_classifier import ClassifierStore
 from .store_cmdb import CmdbStore
 from .store_kb import KbStore
+from .store_oncall import OnCallStore
 from .store_problems import ProblemStore
 from .store_triage import TriageStore
 
@@ -245,7 +246,7 @@ class _Triggers:
         return {**t, **sets}, summary
 
 
-class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore):
+class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:

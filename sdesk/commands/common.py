@@ -19,6 +19,7 @@ from ..errors import BadInput, ExitCode, SdeskError
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..routing import OnCall
     from ..triage import TriageConfig
 
 
@@ -137,6 +138,15 @@ class Settings:
                    else config.reopen_within_days if config else 14,
                    "enrich": config.enrich.options() if config else True, "triage": self.triage_config()}
         return (severity_table(config.severity) if config else SEVERITY), options
+
+    def oncall_config(self) -> OnCall:
+        """oncall.yaml of the desk config: teams and schedules (none when there is no file)."""
+        from ..routing import OnCall, load
+
+        path = self.config / "oncall.yaml" if self.config is not None else None
+        if path is None or not path.is_file():
+            return OnCall({}, {})
+        return load(read_text(path), str(path))
 
     def triage_config(self) -> TriageConfig | None:
         """triage.yaml of the desk config, or None when there is none."""

@@ -1,0 +1,315 @@
+"""Who is on call: teams and schedules from the desk's `oncall.yaml`, and overrides. Pure:
+config, overrides and a time in; people and shifts out.
+
+A schedule has layers, each a rotation: ordered users handing off every `length` (`1d`,
+`1w`, `12h`...) counted from `start` in the schedule's time zone, optionally only within
+`restrictions` (weekdays and hours). Handoffs are counted in wall-clock time, so a 09:00
+handoff stays at 09:00 across daylight-saving changes. A later layer, where it has someone,
+wins over an earlier one; an override wins over every layer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Any, NamedTuple
+
+from .errors import BadInput
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_LENGTH = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+_CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+_NAME = re.compile(r"^[A-Za-z0-9][\w.@+-]*$")
+
+
+class Window(NamedTuple):
+    days: frozenset[int]  # weekday numbers, Monday 0
+    start: time
+    end: time  # end <= start: the window runs past midnight
+
+
+class Layer(NamedTuple):
+    name: str
+    start: datetime  # naive: wall-clock time in the schedule's zone
+    length: timedelta
+    users: tuple[str, ...]
+    restrictions: tuple[Window, ...]
+
+
+class Schedule(NamedTuple):
+    name: str
+    zone: tzinfo
+    layers: tuple[Layer, ...]
+
+
+class Team(NamedTuple):
+    name: str
+    members: dict[str, str]  # user -> role
+    schedule: str | None
+
+
+class OnCall(NamedTuple):
+    teams: dict[str, Team]
+    schedules: dict[str, Schedule]
+
+
+class Override(NamedTuple):
+    schedule: str
+    user: str
+    start: datetime  # aware
+    end: datetime
+
+
+class Shift(NamedTuple):
+    start: datetime  # aware, UTC
+    end: datetime
+    user: str | None
+    source: str  # the layer's name, "override", or "" for nobody
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load(text: str, where: str) -> OnCall:
+    """`oncall.yaml`: teams (members with roles, a schedule) and schedules. Every mistake is
+    one BadInput naming the file and line."""
+    from . import yamlfile
+
+    data, node = yamlfile.parse(text, where)
+    if data is None:
+        return OnCall({}, {})
+
+    def fail(loc: list[str], message: str) -> BadInput:
+        return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: " + message.replace("\n", "\\n"))
+
+    if not isinstance(data, dict) or set(data) - {"teams", "schedules"}:
+        raise fail([], "expected a mapping with teams and schedules")
+    schedules: dict[str, Schedule] = {}
+    for i, raw in enumerate(_list(data.get("schedules"), ["schedules"], fail)):
+        schedule = _schedule(raw, ["schedules", str(i)], fail)
+        if schedule.name in schedules:
+            raise fail(["schedules", str(i)], f"schedule {schedule.name}: the name is used twice")
+        schedules[schedule.name] = schedule
+    teams: dict[str, Team] = {}
+    for i, raw in enumerate(_list(data.get("teams"), ["teams"], fail)):
+        team = _team(raw, ["teams", str(i)], fail, schedules)
+        if team.name in teams:
+            raise fail(["teams", str(i)], f"team {team.name}: the name is used twice")
+        teams[team.name] = team
+    members = {user for team in teams.values() for user in team.members}
+    for s_i, schedule in enumerate(schedules.values()):
+        for l_i, layer in enumerate(schedule.layers):
+            for u_i, user in enumerate(layer.users):
+                if user not in members:
+                    raise fail(["schedules", str(s_i), "layers", str(l_i), "users", str(u_i)],
+                               f"schedule {schedule.name}: unknown user {user!r} (not a member of any team)")
+    return OnCall(teams, schedules)
+
+
+def _list(value: Any, loc: list[str], fail: Callable) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(loc, f"{loc[-1]}: expected a list")
+    return value
+
+
+def _name(value: Any, loc: list[str], fail: Callable, what: str) -> str:
+    if not isinstance(value, (str, int)) or not _NAME.match(str(value)):
+        raise fail(loc, f"{what}: expected a name (letters, digits, . _ @ + -)")
+    return str(value)
+
+
+def _team(raw: Any, loc: list[str], fail: Callable, schedules: dict[str, Schedule]) -> Team:
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise fail(loc, "a team needs a name and members")
+    name = _name(raw["name"], [*loc, "name"], fail, "team")
+    unknown = set(raw) - {"name", "members", "schedule", "description"}
+    if unknown:
+        raise fail([*loc, sorted(unknown)[0]], f"team {name}: unknown key {sorted(unknown)[0]!r}")
+    members: dict[str, str] = {}
+    for i, member in enumerate(_list(raw.get("members"), [*loc, "members"], fail)):
+        where = [*loc, "members", str(i)]
+        if isinstance(member, dict):
+            if set(member) - {"user", "role"} or "user" not in member:
+                raise fail(where, f"team {name}: a member is a user name, or user and role")
+            user, role = _name(member["user"], where, fail, "user"), str(member.get("role") or "responder")
+        else:
+            user, role = _name(member, where, fail, "user"), "responder"
+        members[user] = role
+    if not members:
+        raise fail(loc, f"team {name}: needs at least one member")
+    schedule = raw.get("schedule")
+    if schedule is not None and schedule not in schedules:
+        raise fail([*loc, "schedule"], f"team {name}: unknown schedule {schedule!r}")
+    return Team(name, members, schedule)
+
+
+def _schedule(raw: Any, loc: list[str], fail: Callable) -> Schedule:
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise fail(loc, "a schedule needs a name, a timezone and layers")
+    name = _name(raw["name"], [*loc, "name"], fail, "schedule")
+    unknown = set(raw) - {"name", "timezone", "layers", "description"}
+    if unknown:
+        raise fail([*loc, sorted(unknown)[0]], f"schedule {name}: unknown key {sorted(unknown)[0]!r}")
+    zone = zone_of(raw.get("timezone"), lambda message: fail([*loc, "timezone"], f"schedule {name}: {message}"))
+    layers = tuple(_layer(layer, [*loc, "layers", str(i)], fail, name)
+                   for i, layer in enumerate(_list(raw.get("layers"), [*loc, "layers"], fail)))
+    if not layers:
+        raise fail(loc, f"schedule {name}: needs at least one layer")
+    return Schedule(name, zone, layers)
+
+
+def zone_of(name: Any, fail: Callable[[str], BadInput]) -> tzinfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(name, str) or not name.strip():
+        raise fail("timezone: required, e.g. Europe/London")
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail(f"timezone: unknown time zone {name!r}") from None
+
+
+def _layer(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Layer:
+    if not isinstance(raw, dict):
+        raise fail(loc, f"schedule {schedule}: a layer needs start, length and users")
+    unknown = set(raw) - {"name", "start", "length", "users", "restrictions"}
+    if unknown:
+        raise fail([*loc, sorted(unknown)[0]], f"schedule {schedule}: unknown layer key {sorted(unknown)[0]!r}")
+    name = str(raw.get("name") or f"layer {int(loc[-1]) + 1}")
+    start = raw.get("start")
+    if isinstance(start, str):
+        try:
+            start = datetime.fromisoformat(start.strip())
+        except ValueError:
+            start = None
+    if isinstance(start, datetime) and start.tzinfo is not None:
+        raise fail([*loc, "start"], f"schedule {schedule}: start is local time in the schedule's zone; leave out the offset")
+    if not isinstance(start, datetime):
+        raise fail([*loc, "start"], f"schedule {schedule}: start: expected a local date and time, e.g. 2026-11-02T09:00")
+    found = _LENGTH.match(str(raw.get("length", "")))
+    if not found or int(found.group(1)) == 0:
+        raise fail([*loc, "length"], f"schedule {schedule}: length: expected hours, days or weeks, e.g. 12h, 1d, 1w")
+    count, unit = int(found.group(1)), found.group(2)
+    length = timedelta(hours=count) if unit == "h" else timedelta(days=count * (7 if unit == "w" else 1))
+    users = tuple(_name(u, [*loc, "users", str(i)], fail, "user") for i, u in enumerate(_list(raw.get("users"), [*loc, "users"], fail)))
+    if not users:
+        raise fail([*loc, "users"], f"schedule {schedule}: a layer needs at least one user")
+    restrictions = tuple(_window(w, [*loc, "restrictions", str(i)], fail, schedule)
+                         for i, w in enumerate(_list(raw.get("restrictions"), [*loc, "restrictions"], fail)))
+    return Layer(name, start, length, users, restrictions)
+
+
+def _window(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Window:
+    if not isinstance(raw, dict) or set(raw) - {"days", "from", "to"}:
+        raise fail(loc, f"schedule {schedule}: a restriction has days, from and to")
+    days = raw.get("days", list(WEEKDAYS))
+    days = days if isinstance(days, list) else [days]
+    names = [str(d).strip().lower()[:3] for d in days]
+    if not names or not set(names) <= set(WEEKDAYS):
+        raise fail([*loc, "days"], f"schedule {schedule}: days: expected names from {', '.join(WEEKDAYS)}")
+    clocks = []
+    for key in ("from", "to"):
+        found = _CLOCK.match(str(raw.get(key, "")))
+        if not found:
+            raise fail([*loc, key], f"schedule {schedule}: {key}: expected HH:MM")
+        clocks.append(time(int(found.group(1)), int(found.group(2))))
+    return Window(frozenset(WEEKDAYS.index(d) for d in names), clocks[0], clocks[1])
+
+
+# -- who is on call ---------------------------------------------------------------------------------
+
+
+def _local(at: datetime, zone: tzinfo) -> datetime:
+    """Wall-clock time in the zone, without the zone: rotations count in it."""
+    return at.astimezone(zone).replace(tzinfo=None)
+
+
+def _in_window(local: datetime, window: Window) -> bool:
+    t = local.time()
+    if window.start < window.end:
+        return local.weekday() in window.days and window.start <= t < window.end
+    # Past midnight: the part after midnight belongs to the day before.
+    if t >= window.start:
+        return local.weekday() in window.days
+    return t < window.end and (local.weekday() - 1) % 7 in window.days
+
+
+def layer_user(layer: Layer, zone: tzinfo, at: datetime) -> str | None:
+    local = _local(at, zone)
+    if local < layer.start:
+        return None
+    if layer.restrictions and not any(_in_window(local, w) for w in layer.restrictions):
+        return None
+    turn = (local - layer.start) // layer.length
+    return layer.users[turn % len(layer.users)]
+
+
+def on_call(schedule: Schedule, overrides: Iterable[Override], at: datetime) -> tuple[str | None, str]:
+    """(user, from which layer or "override") on call at `at`; (None, "") when nobody is."""
+    for o in overrides:
+        if o.schedule == schedule.name and o.start <= at < o.end:
+            return o.user, "override"
+    for layer in reversed(schedule.layers):
+        user = layer_user(layer, schedule.zone, at)
+        if user is not None:
+            return user, layer.name
+    return None, ""
+
+
+def shifts(schedule: Schedule, overrides: list[Override], start: datetime, end: datetime) -> list[Shift]:
+    """Who is on call from `start` to `end`, as consecutive shifts (nobody included)."""
+    from datetime import timezone
+
+    zone = schedule.zone
+    points = {start, end}
+    points |= {o.start for o in overrides if start < o.start < end} | {o.end for o in overrides if start < o.end < end}
+    first, last = _local(start, zone), _local(end, zone)
+    for layer in schedule.layers:
+        # Handoffs in wall-clock time, from the one before `start`.
+        turn = max(0, (first - layer.start) // layer.length)
+        handoff = layer.start + turn * layer.length
+        while handoff <= last:
+            points.add(_aware(handoff, zone))
+            handoff += layer.length
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+        while layer.restrictions and day <= last:
+            for w in layer.restrictions:
+                points.add(_aware(datetime.combine(day.date(), w.start), zone))
+                points.add(_aware(datetime.combine(day.date(), w.end), zone))
+            day += timedelta(days=1)
+    ordered = sorted(p.astimezone(timezone.utc) for p in points if start <= p <= end)
+    out: list[Shift] = []
+    for a, b in zip(ordered, ordered[1:]):
+        if a == b:
+            continue
+        user, source = on_call(schedule, overrides, a)
+        if out and out[-1].user == user and out[-1].source == source:
+            out[-1] = out[-1]._replace(end=b)
+        else:
+            out.append(Shift(a, b, user, source))
+    return out
+
+
+def _aware(local: datetime, zone: tzinfo) -> datetime:
+    """A wall-clock time in the zone as an instant (a time skipped by a DST change moves on)."""
+    from datetime import timezone
+
+    return local.replace(tzinfo=zone).astimezone(timezone.utc).astimezone(zone)
+
+
+def check_override(override: Override, config: OnCall, existing: Iterable[Override]) -> None:
+    schedule = config.schedules.get(override.schedule)
+    if schedule is None:
+        raise BadInput(f"--schedule: unknown schedule {override.schedule!r} "
+                       f"(schedules: {', '.join(config.schedules) or 'none in oncall.yaml'})")
+    if not any(override.user in team.members for team in config.teams.values()):
+        raise BadInput(f"--user: {override.user!r} is not a member of any team in oncall.yaml")
+    if override.end <= override.start:
+        raise BadInput("override: --to must be after --from")
+    for other in existing:
+        if other.schedule == override.schedule and other.start < override.end and override.start < other.end:
+            raise BadInput(f"override overlaps the one for {other.user} from {other.start.isoformat()} "
+                           f"to {other.end.isoformat()} on {other.schedule}")
