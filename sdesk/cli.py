@@ -40,7 +40,8 @@ app.add_typer(audit_app, name="audit")
 RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands.kb", "app"),
                   "change": ("sdesk.commands.work", "change_app"), "problem": ("sdesk.commands.work", "problem_app"),
                   "triage": ("sdesk.commands.triage", "app"), "rules": ("sdesk.commands.rules", "app"),
-                  "silence": ("sdesk.commands.rules", "silence_app"), "oncall": ("sdesk.commands.oncall", "app")}
+                  "silence": ("sdesk.commands.rules", "silence_app"), "oncall": ("sdesk.commands.oncall", "app"),
+                  "sla": ("sdesk.commands.sla", "app")}
 
 
 def _version(value: bool) -> None:

@@ -311,6 +311,14 @@ def m007_oncall(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX oncall_overrides_schedule ON oncall_overrides(schedule, ends_at)")
+    # SLA clocks read every open ticket's kind, priority and times: the queue index carries
+    # them, so `sdesk sla` reads the index alone, not thousands of scattered rows.
+    db.execute("DROP INDEX tickets_open_queue")
+    db.execute(f"CREATE INDEX tickets_open_queue ON tickets(priority, id, kind, status, created_at, acknowledged_at, "
+               f"suppressed) WHERE {OPEN_SQL}")
+    # The tickets that ever waited on their requester: the only ones whose clocks pause.
+    db.execute("CREATE INDEX events_waiting ON events(ticket_id) "
+               "WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")
 
 
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,

@@ -367,3 +367,33 @@ def print_shifts(schedule: str, shifts: list[dict[str, Any]]) -> None:
                   escape(s["user"]) if s["user"] else "[dim]nobody[/]", escape(s["layer"] or ""))
         last_day = day
     out.print(t)
+
+
+def _span(seconds: int) -> str:
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return sign + (f"{days}d {hours}h" if days else f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m")
+
+
+def print_sla(rows: list[dict[str, Any]]) -> None:
+    """`sdesk sla`: the most urgent target of each open ticket (the policy is in --json)."""
+    from rich.markup import escape
+
+    from .lifecycle import ref
+
+    styles = {"breached": "bold red", "at_risk": "yellow", "ok": "green"}
+    out = console()
+    if not rows:
+        out.print("no open ticket under an SLA policy matches", style="dim")
+        return
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    widths = {"ticket": 7, "pri": 3, "clock": 7, "used": 7, "left": 8, "state": 8}
+    for header in ("ticket", "pri", "title", "clock", "used", "left", "state"):
+        t.add_column(header, overflow="ellipsis", no_wrap=True, min_width=widths.get(header))
+    for r in rows:
+        x = r["targets"][r["target"]]
+        t.add_row(ref(r["id"]), r["priority"], escape(r["title"]), r["target"],
+                  _span(x["used_seconds"]), _span(r["left_seconds"]),
+                  f"[{styles[r['state']]}]{r['state'].replace('_', ' ')}[/]")
+    out.print(t)

@@ -28,6 +28,7 @@ from .store_cmdb import CmdbStore
 from .store_kb import KbStore
 from .store_oncall import OnCallStore
 from .store_problems import ProblemStore
+from .store_sla import SlaStore
 from .store_triage import TriageStore
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ class _Triggers:
         return {**t, **sets}, summary
 
 
-class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore):
+class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:

@@ -20,6 +20,7 @@ from ..errors import BadInput, ExitCode, SdeskError
 if TYPE_CHECKING:
     from ..store import Store
     from ..routing import OnCall
+    from ..sla import SlaConfig
     from ..triage import TriageConfig
 
 
@@ -49,7 +50,7 @@ class Group(TyperGroup):
 
 
 class RootGroup(Group):
-    """The `sdesk` group. Command groups (`sdesk cmdb ...`) are imported and built only when
+    """The `sdesk` group. Command groups (`sdesk cmdb ...`) and some commands are imported and built only when
     named: Typer builds every command it knows at start-up, which would cost every command
     ~20 ms (a fifth of F) for groups it does not use."""
 
@@ -65,7 +66,8 @@ class RootGroup(Group):
             import typer.main
 
             module, attribute = self.lazy[name]
-            return typer.main.get_group(getattr(import_module(module), attribute))
+            # A Typer with one command is that command (`sdesk sla`); with more, a group.
+            return typer.main.get_command(getattr(import_module(module), attribute))
         return super().get_command(ctx, name)
 
 
@@ -146,6 +148,15 @@ class Settings:
         path = self.config / "oncall.yaml" if self.config is not None else None
         if path is None or not path.is_file():
             return OnCall({}, {})
+        return load(read_text(path), str(path))
+
+    def sla_config(self) -> SlaConfig:
+        """sla.yaml of the desk config: calendars and policies (none when there is no file)."""
+        from ..sla import SlaConfig, load
+
+        path = self.config / "sla.yaml" if self.config is not None else None
+        if path is None or not path.is_file():
+            return SlaConfig()
         return load(read_text(path), str(path))
 
     def triage_config(self) -> TriageConfig | None:

@@ -1,0 +1,75 @@
+"""`sdesk sla`: every open ticket's SLA clocks, computed from its history."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import BadInput
+from .common import print_json, settings_of
+
+STATES = ("breached", "at_risk", "ok")
+
+app = typer.Typer()
+
+
+@app.command("sla")
+def sla(
+    ctx: typer.Context,
+    at_risk: Annotated[bool, typer.Option("--at-risk", help="Only tickets at risk or breached.")] = False,
+    breached: Annotated[bool, typer.Option("--breached", help="Only breached tickets.")] = False,
+    at: Annotated[Optional[str], typer.Option("--at", help="Another time (ISO 8601) instead of now.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="0 for no limit.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open tickets with their SLA targets (sla.yaml): time used, time left or overdue, most urgent first.
+
+    Example: sdesk sla --at-risk
+
+    Example: sdesk sla --breached --json
+    """
+    from datetime import datetime
+
+    from .. import clock
+    from ..sla import clocks
+
+    settings = settings_of(ctx)
+    config = settings.sla_config()
+    if not config.policies:
+        raise BadInput("no SLA policies: add sla.yaml to the desk config (--config DIR or SDESK_CONFIG)")
+    now = clock.parse(at, what="--at") if at else clock.now()
+    wanted = {"breached"} if breached else {"breached", "at_risk"} if at_risk else set(STATES)
+    pauses = frozenset().union(*(p.pause for p in config.policies))
+    found = []  # (time left, ticket, policy, targets): kept light, details only for what is shown
+    policies: dict[tuple[str, str], object] = {}
+    for t, changes in settings.store().sla_tickets(pauses):
+        key = (t["kind"], t["priority"])
+        if key not in policies:
+            policies[key] = config.policy_for(*key)
+        policy = policies[key]
+        if policy is None:
+            continue
+        acknowledged = t["acknowledged_at"]
+        targets = clocks(policy, created=datetime.fromisoformat(t["created_at"]),
+                         acknowledged=datetime.fromisoformat(acknowledged) if acknowledged else None,
+                         resolved=None, changes=changes, now=now)
+        running = [(x.left, name) for name, x in targets.items() if not x.done]
+        if running:
+            left, name = min(running)
+            if targets[name].state in wanted:
+                found.append((left, t["id"], name, t, policy, targets))
+    found.sort(key=lambda f: (f[0], f[1]))
+    if limit:
+        found = found[:limit]
+    details = settings.store().sla_details([f[1] for f in found])
+    rows = [{"id": ticket_id, **{k: details[ticket_id][k] for k in ("title", "queue", "assignee")},
+             "priority": t["priority"], "status": t["status"], "policy": policy.name, "target": name,
+             "state": targets[name].state, "left_seconds": int(left.total_seconds()),
+             "targets": {n: {"target_seconds": int(x.target.total_seconds()), "used_seconds": int(x.used.total_seconds()),
+                             "state": x.state} for n, x in targets.items()}}
+            for left, ticket_id, name, t, policy, targets in found]
+    if as_json:
+        print_json(rows)
+        return
+    from ..render import print_sla
+
+    print_sla(rows)

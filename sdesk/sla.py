@@ -1,0 +1,257 @@
+"""SLA clocks, computed from a ticket's history. Pure: policies, a ticket's times and status
+changes, and `now` in; time used, time left and the state of each target out.
+
+A policy (`sla.yaml`, first match by kind and priority) sets a response target (until the
+ticket is acknowledged, or resolved) and a resolution target, counted on a calendar (a time
+zone, weekly working hours, holidays; none means around the clock), with the clock paused
+while the ticket is in a paused status (waiting on the requester, by default). Nothing is
+stored: changing a policy recomputes every ticket.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any, NamedTuple
+
+from .errors import BadInput
+from .lifecycle import Kind, Priority, Status
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_HOURS = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*$")
+
+
+class Calendar(NamedTuple):
+    name: str
+    zone: tzinfo
+    hours: tuple[tuple[time, time] | None, ...]  # by weekday, Monday first; None: a day off
+    holidays: frozenset[date]
+
+
+class Policy(NamedTuple):
+    name: str
+    kinds: frozenset[str]  # empty: every kind
+    priorities: frozenset[str]  # empty: every priority
+    respond: timedelta | None
+    resolve: timedelta | None
+    calendar: Calendar | None  # None: around the clock
+    pause: frozenset[str]
+    warn_at: float  # the share of a target used that makes it at risk
+
+
+class SlaConfig(NamedTuple):
+    policies: tuple[Policy, ...] = ()
+
+    def policy_for(self, kind: str, priority: str) -> Policy | None:
+        for p in self.policies:
+            if (not p.kinds or kind in p.kinds) and (not p.priorities or priority in p.priorities):
+                return p
+        return None
+
+
+class Target(NamedTuple):
+    target: timedelta
+    used: timedelta
+    done: bool  # met or missed for good (the ticket responded / resolved)
+    state: str  # ok, at_risk, breached, met, missed
+
+    @property
+    def left(self) -> timedelta:
+        return self.target - self.used
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load(text: str, where: str) -> SlaConfig:
+    """`sla.yaml`: calendars and policies; every mistake is one BadInput naming file and line."""
+    from . import yamlfile
+
+    data, node = yamlfile.parse(text, where)
+    if data is None:
+        return SlaConfig()
+
+    def fail(loc: list[str], message: str) -> BadInput:
+        return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: " + message.replace("\n", "\\n"))
+
+    if not isinstance(data, dict) or set(data) - {"calendars", "policies"}:
+        raise fail([], "expected a mapping with calendars and policies")
+    calendars: dict[str, Calendar] = {}
+    for i, raw in enumerate(_list(data.get("calendars"), ["calendars"], fail)):
+        calendar = _calendar(raw, ["calendars", str(i)], fail)
+        calendars[calendar.name] = calendar
+    policies = tuple(_policy(raw, ["policies", str(i)], fail, calendars)
+                     for i, raw in enumerate(_list(data.get("policies"), ["policies"], fail)))
+    return SlaConfig(policies)
+
+
+def _list(value: Any, loc: list[str], fail: Callable) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(loc, f"{loc[-1]}: expected a list")
+    return value
+
+
+def duration(text: Any, what: str, fail: Callable[[str], BadInput]) -> timedelta:
+    found = _DURATION.match(str(text))
+    if not found or int(found.group(1)) == 0:
+        raise fail(f"{what}: expected a duration like 30m, 4h, 2d, 1w")
+    count, unit = int(found.group(1)), found.group(2)
+    return timedelta(**{{"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: count})
+
+
+def _calendar(raw: Any, loc: list[str], fail: Callable) -> Calendar:
+    from .routing import zone_of
+
+    if not isinstance(raw, dict) or "name" not in raw or set(raw) - {"name", "timezone", "hours", "holidays"}:
+        raise fail(loc, "a calendar has a name, a timezone, hours and holidays")
+    name = str(raw["name"])
+    zone = zone_of(raw.get("timezone"), lambda m: fail([*loc, "timezone"], f"calendar {name}: {m}"))
+    hours: dict[int, tuple[time, time]] = {}
+    table = raw.get("hours") or {}
+    if not isinstance(table, dict) or not table:
+        raise fail([*loc, "hours"], f"calendar {name}: hours: expected days: HH:MM-HH:MM, e.g. mon-fri: 09:00-17:00")
+    for days, span in table.items():
+        found = _HOURS.match(str(span))
+        if not found:
+            raise fail([*loc, "hours", str(days)], f"calendar {name}: hours: expected HH:MM-HH:MM")
+        h1, m1, h2, m2 = map(int, found.groups())
+        start, end = time(h1, m1), time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+        if end <= start:
+            raise fail([*loc, "hours", str(days)], f"calendar {name}: hours must end after they start")
+        for day in _days(str(days), lambda m: fail([*loc, "hours", str(days)], f"calendar {name}: {m}")):
+            hours[day] = (start, end)
+    holidays = set()
+    for i, day in enumerate(_list(raw.get("holidays"), [*loc, "holidays"], fail)):
+        try:
+            holidays.add(day if isinstance(day, date) else date.fromisoformat(str(day)))
+        except ValueError:
+            raise fail([*loc, "holidays", str(i)], f"calendar {name}: holidays: expected dates, e.g. 2026-12-25") from None
+    return Calendar(name, zone, tuple(hours.get(day) for day in range(7)), frozenset(holidays))
+
+
+def _days(text: str, fail: Callable[[str], BadInput]) -> list[int]:
+    """`mon-fri`, `sat`, `mon,wed,fri` as weekday numbers."""
+    out: list[int] = []
+    for part in text.lower().replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if first[:3] not in WEEKDAYS or (last and last[:3] not in WEEKDAYS):
+            raise fail(f"hours: {text!r}: expected days like mon-fri or sat,sun")
+        a, b = WEEKDAYS.index(first[:3]), WEEKDAYS.index((last or first)[:3])
+        out += [d % 7 for d in range(a, b + 1 if b >= a else b + 8)]
+    return out
+
+
+def _policy(raw: Any, loc: list[str], fail: Callable, calendars: dict[str, Calendar]) -> Policy:
+    keys = {"name", "kind", "priority", "respond", "resolve", "calendar", "pause", "warn_at"}
+    if not isinstance(raw, dict) or "name" not in raw or set(raw) - keys:
+        extra = sorted(set(raw) - keys)[0] if isinstance(raw, dict) and set(raw) - keys else None
+        raise fail([*loc, extra] if extra else loc, f"a policy has {', '.join(sorted(keys))}"
+                   + (f"; unknown key {extra!r}" if extra else ""))
+    name = str(raw["name"])
+
+    def values(key: str, allowed: Iterable[str]) -> frozenset[str]:
+        value = raw.get(key) or []
+        items = [str(v) for v in (value if isinstance(value, list) else [value])]
+        wrong = [v for v in items if v not in allowed]
+        if wrong:
+            raise fail([*loc, key], f"policy {name}: {key}: {wrong[0]!r} is not one of {', '.join(allowed)}")
+        return frozenset(items)
+
+    kinds, priorities = values("kind", list(Kind)), values("priority", list(Priority))
+    respond = duration(raw["respond"], "respond", lambda m: fail([*loc, "respond"], f"policy {name}: {m}")) \
+        if raw.get("respond") is not None else None
+    resolve = duration(raw["resolve"], "resolve", lambda m: fail([*loc, "resolve"], f"policy {name}: {m}")) \
+        if raw.get("resolve") is not None else None
+    if respond is None and resolve is None:
+        raise fail(loc, f"policy {name}: needs a respond or a resolve target")
+    calendar = None
+    if raw.get("calendar") is not None:
+        calendar = calendars.get(str(raw["calendar"]))
+        if calendar is None:
+            raise fail([*loc, "calendar"], f"policy {name}: unknown calendar {raw['calendar']!r}")
+    pause = values("pause", list(Status)) if "pause" in raw else frozenset({Status.WAITING.value})
+    warn_at = raw.get("warn_at", 0.8)
+    if not isinstance(warn_at, (int, float)) or isinstance(warn_at, bool) or not 0 < warn_at < 1:
+        raise fail([*loc, "warn_at"], f"policy {name}: warn_at: expected a share of the target, e.g. 0.8")
+    return Policy(name, kinds, priorities, respond, resolve, calendar, pause, float(warn_at))
+
+
+# -- clocks -------------------------------------------------------------------------------------------
+
+
+def working_time(calendar: Calendar | None, start: datetime, end: datetime) -> timedelta:
+    """The time between two instants that the calendar counts (all of it without one)."""
+    if end <= start:
+        return timedelta(0)
+    if calendar is None:
+        return end - start
+    zone = calendar.zone
+    total = timedelta(0)
+    day = start.astimezone(zone).date()
+    last = end.astimezone(zone).date()
+    while day <= last:
+        hours = _open(calendar, day)
+        if hours is not None:
+            a, b = max(hours[0], start), min(hours[1], end)
+            if b > a:
+                total += b - a
+        day += timedelta(days=1)
+    return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _open(calendar: Calendar, day: date) -> tuple[datetime, datetime] | None:
+    """When the calendar's working hours start and end that day, in UTC (None: a day off).
+    Cached: the open tickets of a desk share a few days."""
+    hours = calendar.hours[day.weekday()]
+    if hours is None or day in calendar.holidays:
+        return None
+    return (datetime.combine(day, hours[0], calendar.zone).astimezone(timezone.utc),
+            datetime.combine(day, hours[1], calendar.zone).astimezone(timezone.utc))
+
+
+def paused_spans(created: datetime, changes: Iterable[tuple[datetime, str]], pause: frozenset[str],
+                 until: datetime) -> list[tuple[datetime, datetime]]:
+    """The spans the ticket spent in a paused status, from its status changes (time, new status)."""
+    spans, since = [], None
+    for at, status in sorted(changes):
+        if at > until:
+            break
+        if status in pause and since is None:
+            since = at
+        elif status not in pause and since is not None:
+            spans.append((since, at))
+            since = None
+    if since is not None:
+        spans.append((since, until))
+    return spans
+
+
+def clocks(policy: Policy, *, created: datetime, acknowledged: datetime | None, resolved: datetime | None,
+           changes: Iterable[tuple[datetime, str]], now: datetime) -> dict[str, Target]:
+    """Each target of the policy for one ticket: time used (on the calendar, pauses excluded)."""
+    changes = list(changes)
+    out: dict[str, Target] = {}
+    for name, target, stop in (("respond", policy.respond, acknowledged or resolved),
+                               ("resolve", policy.resolve, resolved)):
+        if target is None:
+            continue
+        until = min(stop, now) if stop else now
+        used = working_time(policy.calendar, created, until)
+        if changes:  # most tickets never paused: nothing to take off
+            for a, b in paused_spans(created, changes, policy.pause, until):
+                used -= working_time(policy.calendar, a, b)
+            used = max(used, timedelta(0))
+        done = stop is not None and stop <= now
+        if done:
+            state = "met" if used <= target else "missed"
+        else:
+            state = "breached" if used > target else "at_risk" if used >= target * policy.warn_at else "ok"
+        out[name] = Target(target, used, done, state)
+    return out
+

@@ -1,0 +1,46 @@
+"""The Store's SLA reads (a part of `Store`): open tickets with what their clocks need, the
+times from the row and the status changes from the events, in two queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import clock
+from .migrations import OPEN_SQL
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class SlaStore:
+    def sla_tickets(self: Store, pause: frozenset[str]) -> list[tuple[dict[str, Any], list[tuple[datetime, str]]]]:
+        """Open tickets in the queue (not suppressed), with their status changes when a clock
+        could have paused (they entered a status in `pause`); from indexes alone when the
+        pause is `waiting`, the default."""
+        tickets = [dict(zip(("id", "kind", "priority", "status", "created_at", "acknowledged_at"), row))
+                   for row in self.conn.execute(
+                       f"SELECT id, kind, priority, status, created_at, acknowledged_at FROM tickets "
+                       f"INDEXED BY tickets_open_queue WHERE {OPEN_SQL} AND suppressed IS NULL")]
+        if pause <= {"waiting"}:
+            paused = {row[0] for row in self.conn.execute(
+                "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
+            paused &= {t["id"] for t in tickets}
+        else:
+            paused = {t["id"] for t in tickets}
+        changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+        ids = sorted(paused)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for ticket_id, at, status in self.conn.execute(
+                    f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind = 'status_changed' "
+                    f"AND ticket_id IN ({','.join('?' * len(part))})", part):
+                changes[ticket_id].append((clock.parse(at), status))
+        return [(t, changes.get(t["id"], [])) for t in tickets]
+
+    def sla_details(self: Store, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Title, queue and assignee of the tickets `sdesk sla` shows."""
+        rows = self.conn.execute(f"SELECT id, title, queue, assignee FROM tickets WHERE id IN ({','.join('?' * len(ids))})",
+                                 ids) if ids else []
+        return {row["id"]: dict(row) for row in rows}

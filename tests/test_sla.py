@@ -1,0 +1,110 @@
+"""SLA clocks from history: calendars with working hours, holidays and DST, pauses while
+waiting, policy matching, and `sdesk sla` over the desk."""
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sdesk.errors import BadInput, ExitCode
+from sdesk.sla import clocks, load, working_time
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
+UTC = timezone.utc
+CONFIG = load((EXAMPLES / "sla.yaml").read_text(), "sla.yaml")
+OFFICE = CONFIG.policies[2].calendar  # london-office: mon-fri 08:00-18:00, Christmas off
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC) if "+" not in text else datetime.fromisoformat(text)
+
+
+def test_working_time_skips_nights_weekends_and_holidays():
+    # Friday 17:00 to Monday 09:00 London (GMT) is one hour on Friday and one on Monday.
+    assert working_time(OFFICE, at("2026-11-27T17:00"), at("2026-11-30T09:00")) == timedelta(hours=2)
+    # Christmas (Friday) and the 28th (Monday) are holidays.
+    assert working_time(OFFICE, at("2026-12-24T17:00"), at("2026-12-29T09:00")) == timedelta(hours=2)
+    # In summer London is UTC+1: 08:00 local is 07:00Z.
+    assert working_time(OFFICE, at("2026-07-01T06:00"), at("2026-07-01T08:00")) == timedelta(hours=1)
+
+
+@given(st.integers(0, 60 * 24 * 400), st.integers(0, 60 * 24 * 30), st.integers(0, 60 * 24 * 30))
+def test_working_time_adds_up_and_never_exceeds_the_wall_clock(start, first, second):
+    a = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=start)
+    b, c = a + timedelta(minutes=first), a + timedelta(minutes=first + second)
+    assert working_time(OFFICE, a, c) == working_time(OFFICE, a, b) + working_time(OFFICE, b, c)
+    assert timedelta(0) <= working_time(OFFICE, a, c) <= c - a
+
+
+def test_the_clock_stops_while_waiting_and_targets_change_state():
+    p2 = CONFIG.policy_for("incident", "P2")  # respond 30m, resolve 8h, around the clock
+    created = at("2026-11-26T10:00")
+    changes = [(at("2026-11-26T10:10"), "acknowledged"), (at("2026-11-26T11:00"), "waiting"),
+               (at("2026-11-26T15:00"), "in_progress")]
+    c = clocks(p2, created=created, acknowledged=at("2026-11-26T10:10"), resolved=None, changes=changes,
+               now=at("2026-11-26T16:00"))
+    assert c["respond"].state == "met" and c["respond"].used == timedelta(minutes=10)
+    assert c["resolve"].used == timedelta(hours=2) and c["resolve"].state == "ok"  # 6h minus 4h waiting
+    late = clocks(p2, created=created, acknowledged=None, resolved=None, changes=[], now=at("2026-11-26T10:25"))
+    assert late["respond"].state == "at_risk" and late["respond"].left == timedelta(minutes=5)
+    missed = clocks(p2, created=created, acknowledged=at("2026-11-26T11:00"), resolved=None, changes=[],
+                    now=at("2026-11-26T12:00"))
+    assert missed["respond"].state == "missed" and missed["resolve"].state == "ok"
+
+
+def test_first_matching_policy_applies():
+    assert CONFIG.policy_for("incident", "P1").name == "P1 incidents"
+    assert CONFIG.policy_for("incident", "P4").name == "other incidents"
+    assert CONFIG.policy_for("request", "P2").name == "requests"
+    assert CONFIG.policy_for("problem", "P1") is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("policies:\n  - name: x\n    kind: incdent\n    respond: 1h\n", "sla.yaml:3: policy x: kind: 'incdent' is not one of"),
+    ("policies:\n  - name: x\n    respond: soon\n", "sla.yaml:3: policy x: respond: expected a duration"),
+    ("policies:\n  - name: x\n", "sla.yaml:2: policy x: needs a respond or a resolve target"),
+    ("policies:\n  - name: x\n    respond: 1h\n    calendar: office\n", "sla.yaml:4: policy x: unknown calendar 'office'"),
+    ("calendars:\n  - name: c\n    timezone: Nowhere/Land\n    hours: {mon-fri: '09:00-17:00'}\n",
+     "sla.yaml:3: calendar c: timezone: unknown time zone"),
+    ("calendars:\n  - name: c\n    timezone: UTC\n    hours: {mon-fry: '09:00-17:00'}\n", "sla.yaml:4: calendar c: hours:"),
+    ("policies:\n  - name: x\n    respond: 1h\n    warn_at: 2\n", "sla.yaml:4: policy x: warn_at"),
+])
+def test_bad_sla_files_name_the_line(text, message):
+    with pytest.raises(BadInput) as e:
+        load(text, "sla.yaml")
+    assert str(e.value).startswith(message)
+
+
+@pytest.fixture
+def desk(cli, monkeypatch):
+    monkeypatch.setenv("SDESK_CONFIG", str(EXAMPLES))
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T10:00:00Z")
+    return cli
+
+
+def test_sla_lists_open_tickets_most_urgent_first(desk, monkeypatch):
+    p1 = desk.new("checkout down", "-p", "P1")
+    p3 = desk.new("printer broken", "-p", "P3")
+    waiting = desk.new("laptop please", "--kind", "request", "-p", "P4")
+    done = desk.new("old one", "-p", "P2")
+    desk("resolve", str(done), "-r", "fixed")
+    desk("ack", str(waiting))
+    desk("wait", str(waiting))
+    rows = desk.json("sla", "--at", "2026-11-26T10:13:00Z")
+    assert [r["id"] for r in rows] == [p1, p3, waiting]
+    assert rows[0]["state"] == "at_risk" and rows[0]["left_seconds"] == 120
+    # The request responded and waits on its requester: its resolve clock has not moved.
+    assert rows[2]["target"] == "resolve" and rows[2]["targets"]["resolve"]["used_seconds"] == 0
+    breached = desk.json("sla", "--breached", "--at", "2026-11-26T10:20:00Z")
+    assert [r["id"] for r in breached] == [p1]
+    assert desk.json("sla", "--at-risk", "--at", "2026-11-26T10:05:00Z") == []
+    desk("ack", str(p1))
+    assert [r["target"] for r in desk.json("sla", "--at", "2026-11-26T10:20:00Z") if r["id"] == p1] == ["resolve"]
+    assert "printer broken" in desk("sla", "--at", "2026-11-26T10:20:00Z").stdout
+
+
+def test_sla_without_policies_says_where_to_put_them(cli):
+    result = cli("sla", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "add sla.yaml" in result.stderr
