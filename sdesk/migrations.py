@@ -316,6 +316,10 @@ def m007_oncall(db: Database) -> None:
     db.execute("DROP INDEX tickets_open_queue")
     db.execute(f"CREATE INDEX tickets_open_queue ON tickets(priority, id, kind, status, created_at, acknowledged_at, "
                f"suppressed) WHERE {OPEN_SQL}")
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+        # Statistics from an earlier ANALYZE would lack the new index, and the planner would
+        # then sort the whole open queue for `sdesk list` rather than read it in order.
+        db.execute("ANALYZE tickets_open_queue")
     # The tickets that ever waited on their requester: the only ones whose clocks pause.
     db.execute("CREATE INDEX events_waiting ON events(ticket_id) "
                "WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")
