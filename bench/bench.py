@@ -470,6 +470,8 @@ def main() -> None:
         extra[size, "new, enriched (CMDB, KB, change)"] = (
             STORES / f"{size}-enriched.db",
             ["new", "Bench: checkout latency above SLO", "-p", "P2", "--service", "checkout-api", "-l", "env=prod"])
+        extra[size, "sla --at-risk --json (example policies)"] = (STORES / f"{size}.db", ["sla", "--at-risk", "--json"], DESK)
+        extra[size, "oncall now --json"] = (STORES / f"{size}.db", ["oncall", "now", "--json"], DESK)
         extra[size, "new, triaged (CMDB, KB, rules, correlation, model)"] = (
             build_triaged(size), ["new", "Bench: payments-db connections refused", "-p", "P2", "--ci", "payments-db",
                                   "-l", "alertname=PostgresDown"], DESK)
