@@ -311,6 +311,27 @@ def m007_oncall(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX oncall_overrides_schedule ON oncall_overrides(schedule, ends_at)")
+    # Pages: who a ticket paged at which level and round, and their delivery. Unique, so
+    # that `sdesk tick` run twice at once pages once.
+    db.execute(
+        """
+        CREATE TABLE pages (
+            id INTEGER PRIMARY KEY,
+            ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+            round INTEGER NOT NULL,
+            level INTEGER NOT NULL,
+            user TEXT NOT NULL,
+            due_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            delivered_at TEXT,
+            error TEXT,
+            UNIQUE (ticket_id, round, level, user)
+        )
+        """
+    )
+    db.execute("CREATE INDEX pages_pending ON pages(next_attempt_at) WHERE status IN ('pending', 'sending')")
     # SLA clocks read every open ticket's kind, priority and times: the queue index carries
     # them, so `sdesk sla` reads the index alone, not thousands of scattered rows.
     db.execute("DROP INDEX tickets_open_queue")

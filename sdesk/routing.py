@@ -47,11 +47,20 @@ class Team(NamedTuple):
     name: str
     members: dict[str, str]  # user -> role
     schedule: str | None
+    escalation: str | None = None  # its escalation policy
+
+
+class Notifier(NamedTuple):
+    command: tuple[str, ...] = ()  # gets each page as JSON on stdin
+    timeout: float = 10.0
 
 
 class OnCall(NamedTuple):
     teams: dict[str, Team]
     schedules: dict[str, Schedule]
+    escalation: dict[str, Any] = {}  # name -> escalation.Policy
+    default_team: str | None = None  # whose policy pages for a ticket no team or queue claims
+    notifier: Notifier = Notifier()
 
 
 class Override(NamedTuple):
@@ -83,8 +92,8 @@ def load(text: str, where: str) -> OnCall:
     def fail(loc: list[str], message: str) -> BadInput:
         return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: " + message.replace("\n", "\\n"))
 
-    if not isinstance(data, dict) or set(data) - {"teams", "schedules"}:
-        raise fail([], "expected a mapping with teams and schedules")
+    if not isinstance(data, dict) or set(data) - {"teams", "schedules", "escalation", "default_team", "notifier"}:
+        raise fail([], "expected a mapping with teams, schedules, escalation, default_team and notifier")
     schedules: dict[str, Schedule] = {}
     for i, raw in enumerate(_list(data.get("schedules"), ["schedules"], fail)):
         schedule = _schedule(raw, ["schedules", str(i)], fail)
@@ -104,7 +113,30 @@ def load(text: str, where: str) -> OnCall:
                 if user not in members:
                     raise fail(["schedules", str(s_i), "layers", str(l_i), "users", str(u_i)],
                                f"schedule {schedule.name}: unknown user {user!r} (not a member of any team)")
-    return OnCall(teams, schedules)
+    from .escalation import load_policies
+
+    policies = load_policies(_list(data.get("escalation"), ["escalation"], fail), OnCall(teams, schedules), fail)
+    for i, team in enumerate(teams.values()):
+        if team.escalation is not None and team.escalation not in policies:
+            raise fail(["teams", str(i), "escalation"], f"team {team.name}: unknown escalation policy {team.escalation!r}")
+    default_team = data.get("default_team")
+    if default_team is not None and default_team not in teams:
+        raise fail(["default_team"], f"default_team: unknown team {default_team!r}")
+    return OnCall(teams, schedules, policies, default_team, _notifier(data.get("notifier"), fail))
+
+
+def _notifier(raw: Any, fail: Callable) -> Notifier:
+    if raw is None:
+        return Notifier()
+    if not isinstance(raw, dict) or set(raw) - {"command", "timeout"}:
+        raise fail(["notifier"], "notifier: expected command (a list: the program and its arguments) and timeout")
+    command = raw.get("command") or []
+    if isinstance(command, str) or not all(isinstance(c, str) and c for c in command):
+        raise fail(["notifier", "command"], "notifier: command: expected a list, e.g. [./notify.sh, --channel, ops]")
+    timeout = raw.get("timeout", 10)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 300:
+        raise fail(["notifier", "timeout"], "notifier: timeout: expected seconds, up to 300")
+    return Notifier(tuple(command), float(timeout))
 
 
 def _list(value: Any, loc: list[str], fail: Callable) -> list:
@@ -125,7 +157,7 @@ def _team(raw: Any, loc: list[str], fail: Callable, schedules: dict[str, Schedul
     if not isinstance(raw, dict) or "name" not in raw:
         raise fail(loc, "a team needs a name and members")
     name = _name(raw["name"], [*loc, "name"], fail, "team")
-    unknown = set(raw) - {"name", "members", "schedule", "description"}
+    unknown = set(raw) - {"name", "members", "schedule", "escalation", "description"}
     if unknown:
         raise fail([*loc, sorted(unknown)[0]], f"team {name}: unknown key {sorted(unknown)[0]!r}")
     members: dict[str, str] = {}
@@ -143,7 +175,8 @@ def _team(raw: Any, loc: list[str], fail: Callable, schedules: dict[str, Schedul
     schedule = raw.get("schedule")
     if schedule is not None and schedule not in schedules:
         raise fail([*loc, "schedule"], f"team {name}: unknown schedule {schedule!r}")
-    return Team(name, members, schedule)
+    escalation = raw.get("escalation")
+    return Team(name, members, schedule, str(escalation) if escalation is not None else None)
 
 
 def _schedule(raw: Any, loc: list[str], fail: Callable) -> Schedule:

@@ -40,3 +40,109 @@ class OnCallStore:
                     "starts_at": row[2], "ends_at": row[3], "reason": reason}
             tx.event(None, "oncall_override", data)
         return data
+
+    # -- paging ---------------------------------------------------------------------------
+
+    def page_due(self: Store, oncall: OnCall, now: datetime, *, actor: str) -> list[dict[str, Any]]:
+        """Record the pages that are due by `now` for open, unacknowledged tickets that page
+        (not suppressed, not a correlated child), each once: a `paged` event per level fired."""
+        from datetime import timedelta
+
+        from .escalation import due, policy_for
+
+        priorities = sorted(set().union(*(p.page for p in oncall.escalation.values())) if oncall.escalation else set())
+        if not priorities:
+            return []
+        team_policy = {t.name: t.escalation for t in oncall.teams.values() if t.escalation}
+        new: list[dict[str, Any]] = []
+        with self._write(actor) as tx:
+            rows = tx.conn.execute(
+                f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
+                f"WHERE status IN ('new', 'triaged', 'assigned') AND acknowledged_at IS NULL AND suppressed IS NULL "
+                f"AND parent_id IS NULL AND priority IN ({','.join('?' * len(priorities))})", priorities).fetchall()
+            overrides = self.overrides(since=now - timedelta(days=30), until=now) if rows else []
+            fired: dict[int, dict[tuple[int, int], datetime]] = {}
+            for ticket_id, round_, level, at in tx.conn.execute(
+                    "SELECT p.ticket_id, p.round, p.level, min(p.due_at) FROM pages p JOIN tickets t ON t.id = p.ticket_id "
+                    "WHERE t.acknowledged_at IS NULL AND t.status IN ('new', 'triaged', 'assigned') "
+                    "GROUP BY p.ticket_id, p.round, p.level") if rows else ():
+                fired.setdefault(ticket_id, {})[round_, level] = clock.parse(at)
+            for t in rows:
+                policy = policy_for(dict(t), team_policy, oncall.default_team, oncall.escalation)
+                if policy is None or t["priority"] not in policy.page:
+                    continue
+                for d in due(policy, oncall, overrides, created=clock.parse(t["created_at"]),
+                             manual_level=t["escalation_level"], now=now, fired=fired.get(t["id"])):
+                    paged = [user for user in d.users if tx.conn.execute(
+                        "INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, next_attempt_at) "
+                        "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                        (t["id"], d.round, d.level, user, clock.iso(d.at), clock.iso(d.at))).rowcount]
+                    if paged:
+                        data = {"policy": policy.name, "round": d.round, "level": d.level, "users": paged,
+                                "due_at": clock.iso(d.at)}
+                        tx.event(t["id"], "paged" if (d.round, d.level) == (1, 1) else "escalated", data)
+                        new.append({"ticket": t["id"], **data})
+        return new
+
+    def escalate(self: Store, *, ticket_id: int, actor: str) -> int:
+        """Move a ticket to its next escalation level now (`sdesk tick` pages it)."""
+        from .errors import Conflict
+        from .lifecycle import ref
+
+        with self._write(actor) as tx:
+            t = self._current(tx, ticket_id)
+            if t["acknowledged_at"] or t["status"] in ("resolved", "closed"):
+                raise Conflict(f"{ref(ticket_id)} is {t['status']}: nothing to escalate")
+            fired = tx.conn.execute("SELECT count(DISTINCT round * 1000 + level) FROM pages WHERE ticket_id = ?",
+                                    (ticket_id,)).fetchone()[0]
+            level = max(fired, t["escalation_level"]) + 1
+            self._set(tx, ticket_id, {"escalation_level": level, "updated_at": tx.at})
+            tx.event(ticket_id, "escalation_requested", {"step": level})
+        return level
+
+    def pages_to_send(self: Store, now: datetime, *, actor: str) -> list[dict[str, Any]]:
+        """Claim the pages due for delivery (a claim lapses after 5 minutes, should the sender
+        die), so that two ticks never send one page twice."""
+        from datetime import timedelta
+
+        with self._write(actor) as tx:
+            rows = [dict(r) for r in tx.conn.execute(
+                "SELECT p.*, t.title, t.priority FROM pages p JOIN tickets t ON t.id = p.ticket_id "
+                "WHERE p.status IN ('pending', 'sending') AND p.next_attempt_at <= ? ORDER BY p.id", (clock.iso(now),))]
+            tx.conn.executemany("UPDATE pages SET status = 'sending', next_attempt_at = ? WHERE id = ?",
+                                [(clock.iso(now + timedelta(minutes=5)), r["id"]) for r in rows])
+        return rows
+
+    def page_result(self: Store, page: dict[str, Any], error: str | None, now: datetime, *, actor: str) -> None:
+        """A delivery's outcome: delivered, or pending again after a backoff; the page stays on record."""
+        from .escalation import backoff
+
+        with self._write(actor) as tx:
+            attempts = page["attempts"] + 1
+            if error is None:
+                tx.conn.execute("UPDATE pages SET status = 'delivered', attempts = ?, delivered_at = ?, error = NULL "
+                                "WHERE id = ?", (attempts, clock.iso(now), page["id"]))
+                tx.event(page["ticket_id"], "page_delivered", {"page": page["id"], "user": page["user"],
+                                                               "attempts": attempts})
+            else:
+                tx.conn.execute("UPDATE pages SET status = 'pending', attempts = ?, next_attempt_at = ?, error = ? "
+                                "WHERE id = ?", (attempts, clock.iso(now + backoff(attempts)), error, page["id"]))
+                tx.event(page["ticket_id"], "page_failed", {"page": page["id"], "user": page["user"],
+                                                            "attempts": attempts, "error": error})
+
+    def pages(self: Store, *, ticket_id: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM pages" + (" WHERE ticket_id = ?" if ticket_id is not None else "") + " ORDER BY id"
+        return [dict(r) for r in self.conn.execute(sql, (ticket_id,) if ticket_id is not None else ())]
+
+    def release_ended_silences(self: Store, now: datetime, *, actor: str) -> int:
+        """Open tickets held by silences that have ended come back to the queue."""
+        at = clock.iso(now)
+        with self._write(actor) as tx:
+            rows = tx.conn.execute(
+                "SELECT t.id, t.suppressed FROM tickets t JOIN silences s ON t.suppressed = 'silence ' || s.id "
+                "WHERE (s.ends_at <= ? OR s.expired_at IS NOT NULL) AND t.status NOT IN ('resolved', 'closed')",
+                (at,)).fetchall()
+            for ticket_id, why in rows:
+                tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (ticket_id,))
+                tx.event(ticket_id, "unsuppressed", {"was": why, "reason": "the silence is over"})
+        return len(rows)

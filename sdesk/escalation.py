@@ -1,0 +1,141 @@
+"""Escalation: who a ticket pages, and when, until someone acknowledges. Pure: policies,
+on-call schedules, a ticket and `now` in; the pages that are due out.
+
+A policy (`oncall.yaml` `escalation:`) has ordered levels, each with targets (`user:NAME`,
+`schedule:NAME`, `team:NAME`: a schedule or team pages whoever is on call then) and a delay:
+how long that level waits for an acknowledgement before the next one fires (as PagerDuty's
+escalation rules). The first level fires when the ticket opens; the levels run `repeat` more
+times. Only the priorities in `page` page at all (P1 and P2 by default: the rest queue). A
+ticket's policy is its team's (or its queue's, when a team has that name), else the desk's
+`default_team`'s, so a P1 that no rule routed still reaches someone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from .errors import BadInput
+from .routing import OnCall, Override, on_call
+
+DEFAULT_PAGE = frozenset({"P1", "P2"})
+
+
+class Level(NamedTuple):
+    targets: tuple[str, ...]  # user:NAME, schedule:NAME, team:NAME
+    delay: timedelta  # how long it waits for an ack before the next level
+
+
+class Policy(NamedTuple):
+    name: str
+    levels: tuple[Level, ...]
+    repeat: int
+    page: frozenset[str]
+
+
+class Due(NamedTuple):
+    round: int
+    level: int  # from 1
+    at: datetime
+    users: tuple[str, ...]
+
+
+def load_policies(raw: Any, oncall: OnCall, fail: Callable[[list[str], str], BadInput]) -> dict[str, Policy]:
+    """`escalation:` of oncall.yaml, checked against its teams and schedules."""
+    from .sla import duration
+
+    policies: dict[str, Policy] = {}
+    for i, item in enumerate(raw or []):
+        loc = ["escalation", str(i)]
+        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "levels", "repeat", "page"}:
+            raise fail(loc, "an escalation policy has a name, levels, repeat and page")
+        name = str(item["name"])
+        levels = []
+        for j, level in enumerate(item.get("levels") or []):
+            where = [*loc, "levels", str(j)]
+            if not isinstance(level, dict) or set(level) - {"targets", "delay"} or not level.get("targets"):
+                raise fail(where, f"policy {name}: a level has targets and a delay")
+            targets = level["targets"] if isinstance(level["targets"], list) else [level["targets"]]
+            for k, target in enumerate(targets):
+                kind, _, value = str(target).partition(":")
+                known = {"user": {u for t in oncall.teams.values() for u in t.members}, "schedule": oncall.schedules,
+                         "team": oncall.teams}.get(kind)
+                if known is None or value not in known:
+                    raise fail([*where, "targets", str(k)],
+                               f"policy {name}: target {target!r}: expected user:, schedule: or team: with a known name")
+            delay = duration(level.get("delay", "0m"), "delay",
+                             lambda m: fail([*where, "delay"], f"policy {name}: {m}")) \
+                if str(level.get("delay", "0m")).strip() not in ("0", "0m") else timedelta(0)
+            levels.append(Level(tuple(str(t) for t in targets), delay))
+        if not levels:
+            raise fail(loc, f"policy {name}: needs at least one level")
+        repeat = item.get("repeat", 0)
+        if type(repeat) is not int or not 0 <= repeat <= 10:
+            raise fail([*loc, "repeat"], f"policy {name}: repeat: expected 0 to 10")
+        page = item.get("page", sorted(DEFAULT_PAGE))
+        page = page if isinstance(page, list) else [page]
+        if not set(map(str, page)) <= {"P1", "P2", "P3", "P4"}:
+            raise fail([*loc, "page"], f"policy {name}: page: expected priorities, e.g. [P1, P2]")
+        policies[name] = Policy(name, tuple(levels), repeat, frozenset(map(str, page)))
+    return policies
+
+
+def policy_for(ticket: dict[str, Any], teams: dict[str, str], default_team: str | None,
+               policies: dict[str, Policy]) -> Policy | None:
+    """The escalation policy of the ticket's team, its queue's team, or the default team."""
+    for team in (ticket.get("team"), ticket.get("queue"), default_team):
+        if team and teams.get(team) in policies:
+            return policies[teams[team]]
+    return None
+
+
+def schedule_of(target: str, oncall: OnCall) -> str | None:
+    kind, _, value = target.partition(":")
+    if kind == "schedule":
+        return value
+    if kind == "team":
+        return oncall.teams[value].schedule
+    return None
+
+
+def due(policy: Policy, oncall: OnCall, overrides: Iterable[Override], *, created: datetime,
+        manual_level: int, now: datetime, fired: dict[tuple[int, int], datetime] | None = None) -> list[Due]:
+    """The (round, level) steps of the policy due by `now`, and not yet in `fired`, for a
+    ticket opened at `created` and not acknowledged, with the users each pages (who was on
+    call then). Steps up to `manual_level` (raised by hand, `sdesk escalate`) fire at once;
+    `fired` holds when steps did fire, and each level's delay counts from then."""
+    fired = fired or {}
+    overrides = list(overrides)
+    out: list[Due] = []
+    at = created
+    step = 0
+    for round_ in range(policy.repeat + 1):
+        for number, level in enumerate(policy.levels, start=1):
+            step += 1
+            done = fired.get((round_ + 1, number))
+            if done is not None:
+                at = done + level.delay
+                continue
+            fires = at if at <= now else now if step <= manual_level else None
+            if fires is None:
+                return out
+            users: list[str] = []
+            for target in level.targets:
+                schedule = schedule_of(target, oncall)
+                if schedule is None:
+                    users.append(target.partition(":")[2])
+                else:
+                    user, _ = on_call(oncall.schedules[schedule], overrides, fires)
+                    if user is None and target.startswith("team:"):
+                        users += list(oncall.teams[target.partition(":")[2]].members)  # nobody on call: the team
+                    elif user is not None:
+                        users.append(user)
+            out.append(Due(round_ + 1, number, fires, tuple(dict.fromkeys(users))))
+            at = fires + level.delay
+    return out
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait before delivering a page again: 1, 2, 4... minutes, at most 30."""
+    return timedelta(minutes=min(30, 2 ** max(0, attempts - 1)))

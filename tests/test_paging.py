@@ -1,0 +1,145 @@
+"""Escalation: an unacknowledged P1 pages the on-call engineer, escalates on time through every
+level, stops at ack; a P4 never pages; a failing notifier is retried and its page stays on record."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdesk.errors import BadInput, ExitCode
+from sdesk.routing import load
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
+
+
+@pytest.fixture
+def desk(cli, monkeypatch, tmp_path):
+    """The example desk with a notifier that logs each page it gets to a file, and fails
+    (exit 1) while a flag file exists."""
+    config = tmp_path / "desk"
+    config.mkdir()
+    log, flag = tmp_path / "pages.log", tmp_path / "down"
+    script = tmp_path / "notify.py"
+    script.write_text(f"import sys, pathlib\nif pathlib.Path({str(flag)!r}).exists():\n"
+                      f"    sys.stderr.write('chat is down\\n'); sys.exit(1)\n"
+                      f"open({str(log)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
+    text = (EXAMPLES / "oncall.yaml").read_text().replace(
+        "# notifier:\n#   command: [./notify-chat.sh, \"#oncall\"]\n#   timeout: 10",
+        f"notifier:\n  command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}]\n  timeout: 20")
+    (config / "oncall.yaml").write_text(text)
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli.log, cli.flag = log, flag
+    cli.at = lambda when: monkeypatch.setenv("SDESK_NOW", when)
+    return cli
+
+
+def logged(desk):
+    return [json.loads(line) for line in desk.log.read_text().splitlines()] if desk.log.exists() else []
+
+
+def test_a_p1_pages_escalates_on_time_and_stops_at_ack(desk):
+    desk.at("2026-11-10T12:00:00Z")  # a Tuesday of dave's week on platform-primary
+    p1 = desk.new("checkout down", "-p", "P1")
+    p4 = desk.new("stapler jammed", "-p", "P4")
+    first = desk.json("tick")
+    assert [(p["ticket"], p["level"], p["users"]) for p in first["paged"]] == [(p1, 1, ["dave"])]
+    assert first["delivered"] == 1 and [(x["ticket"], x["user"]) for x in logged(desk)] == [(p1, "dave")]
+    assert desk.json("tick")["paged"] == []  # the same minute again pages nobody again
+    fired = []
+    for minute in range(1, 60):  # a tick every minute for an hour
+        desk.at(f"2026-11-10T12:{minute:02d}:00Z")
+        fired += [(minute, p["round"], p["level"], p["users"]) for p in desk.json("tick")["paged"]]
+        if minute == 50:
+            desk("ack", str(p1))
+    # Level 2 (the lead) after 15 minutes; the levels again from 30 and 45 (repeat: 1); nothing after.
+    assert fired == [(15, 1, 2, ["alice"]), (30, 2, 1, ["dave"]), (45, 2, 2, ["alice"])]
+    desk.at("2026-11-10T14:00:00Z")
+    assert desk.json("tick")["paged"] == []
+    assert {p["ticket_id"] for p in desk.json("pages")} == {p1}  # the P4 never paged
+    kinds = [e["kind"] for e in desk.json("show", str(p1))["events"]]
+    assert kinds.count("paged") == 1 and kinds.count("escalated") == 3 and kinds.count("page_delivered") == 4
+    assert p4 not in {x["ticket"] for x in logged(desk)}
+
+
+def test_ack_stops_escalation_before_the_next_level(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    p1 = desk.new("checkout down", "-p", "P1")
+    desk.json("tick")
+    desk.at("2026-11-10T12:10:00Z")
+    desk("ack", str(p1))
+    desk.at("2026-11-10T13:00:00Z")
+    assert desk.json("tick")["paged"] == [] and len(desk.json("pages")) == 1
+
+
+def test_a_failing_notifier_is_retried_and_the_page_stays_on_record(desk):
+    desk.at("2026-11-26T12:00:00Z")
+    desk.flag.touch()
+    p1 = desk.new("checkout down", "-p", "P1")
+    assert desk.json("tick")["failed"] == 1
+    [page] = desk.json("pages", "--ticket", str(p1))
+    assert page["status"] == "pending" and page["attempts"] == 1 and page["error"] == "notifier exited 1: chat is down"
+    assert desk.json("tick")["failed"] == 0  # backing off: not retried within the minute
+    desk.flag.unlink()
+    desk.at("2026-11-26T12:01:00Z")
+    assert desk.json("tick")["delivered"] == 1
+    [page] = desk.json("pages", "--ticket", str(p1))
+    assert page["status"] == "delivered" and page["attempts"] == 2
+    assert [x["ticket"] for x in logged(desk)] == [p1]
+
+
+def test_escalate_by_hand_and_the_payments_team(desk):
+    desk.at("2026-11-26T12:00:00Z")  # alice's week on platform-primary; bob's business hours on payments
+    p2 = desk.new("payments slow", "-p", "P2", "-q", "payments")
+    assert [p["users"] for p in desk.json("tick")["paged"]] == [["bob"]]  # team:payments: whoever is on call
+    desk("escalate", str(p2))
+    [escalated] = desk.json("tick")["paged"]
+    assert escalated["level"] == 2 and escalated["users"] == ["alice", "bob"]
+    desk("ack", str(p2))
+    result = desk("escalate", str(p2), ok=False)
+    assert result.exit_code == ExitCode.CONFLICT and "nothing to escalate" in result.stderr
+
+
+def test_suppressed_and_child_tickets_do_not_page(desk):
+    desk.at("2026-11-26T12:00:00Z")
+    desk("silence", "add", "--match", "title=noisy", "--for", "1h")
+    desk.json("new", "noisy", "-p", "P1")
+    parent = desk.new("root", "-p", "P1")
+    child = desk.new("child", "-p", "P1")
+    desk("link", str(child), "--parent", str(parent))
+    assert [p["ticket"] for p in desk.json("tick")["paged"]] == [parent]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("escalation:\n  - name: x\n    levels: []\n", "policy x: needs at least one level"),
+    ("escalation:\n  - name: x\n    levels:\n      - {targets: ['user:nobody']}\n", "target 'user:nobody'"),
+    ("escalation:\n  - name: x\n    levels:\n      - {targets: ['user:ann'], delay: soon}\n", "policy x: delay"),
+    ("default_team: ghosts\n", "default_team: unknown team 'ghosts'"),
+    ("notifier:\n  command: ./notify.sh\n", "notifier: command: expected a list"),
+])
+def test_bad_escalation_config_names_the_line(extra, message):
+    with pytest.raises(BadInput, match=message):
+        load("teams:\n  - name: ops\n    members: [ann]\n" + extra, "oncall.yaml")
+
+
+def test_tick_on_a_broken_config_changes_nothing(cli, tmp_path, monkeypatch, db_path):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "oncall.yaml").write_text("teams:\n  - name: ops\n    members: [ann]\n    escalation: nope\n")
+    monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "cfg"))
+    cli.new("down", "-p", "P1")
+    result = cli("tick", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "oncall.yaml:4: team ops: unknown escalation policy" in result.stderr
+    assert cli.json("pages") == []
+
+
+def test_levels_after_a_hand_escalation_follow_their_delay_from_it(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    p1 = desk.new("checkout down", "-p", "P1")
+    desk.json("tick")
+    desk.at("2026-11-10T12:05:00Z")
+    desk("escalate", str(p1))
+    assert [(p["round"], p["level"]) for p in desk.json("tick")["paged"]] == [(1, 2)]
+    desk.at("2026-11-10T12:19:00Z")
+    assert desk.json("tick")["paged"] == []
+    desk.at("2026-11-10T12:20:00Z")  # level 2 fired at 12:05 and waits 15 minutes
+    assert [(p["round"], p["level"]) for p in desk.json("tick")["paged"]] == [(2, 1)]
