@@ -332,6 +332,8 @@ def m007_oncall(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX pages_pending ON pages(next_attempt_at) WHERE status IN ('pending', 'sending')")
+    # SLA warnings and breaches are recorded once each: `sdesk tick` finds the recorded ones here.
+    db.execute("CREATE INDEX events_sla ON events(ticket_id) WHERE kind IN ('sla_warning', 'sla_breached')")
     # SLA clocks read every open ticket's kind, priority and times: the queue index carries
     # them, so `sdesk sla` reads the index alone, not thousands of scattered rows.
     db.execute("DROP INDEX tickets_open_queue")

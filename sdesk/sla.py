@@ -255,3 +255,23 @@ def clocks(policy: Policy, *, created: datetime, acknowledged: datetime | None, 
         out[name] = Target(target, used, done, state)
     return out
 
+
+def assess(config: SlaConfig, tickets: Iterable[tuple[dict[str, Any], list[tuple[datetime, str]]]],
+           now: datetime) -> Iterable[tuple[dict[str, Any], Policy, dict[str, Target]]]:
+    """Each open ticket under a policy, with its targets at `now` (tickets as store_sla reads them)."""
+    policies: dict[tuple[str, str], Policy | None] = {}
+    for t, changes in tickets:
+        key = (t["kind"], t["priority"])
+        if key not in policies:
+            policies[key] = config.policy_for(*key)
+        policy = policies[key]
+        if policy is None:
+            continue
+        acknowledged = t["acknowledged_at"]
+        yield t, policy, clocks(policy, created=datetime.fromisoformat(t["created_at"]),
+                                acknowledged=datetime.fromisoformat(acknowledged) if acknowledged else None,
+                                resolved=None, changes=changes, now=now)
+
+
+def pauses(config: SlaConfig) -> frozenset[str]:
+    return frozenset().union(*(p.pause for p in config.policies))

@@ -11,6 +11,7 @@ from . import clock
 from .migrations import OPEN_SQL
 
 if TYPE_CHECKING:
+    from .sla import SlaConfig
     from .store import Store
 
 
@@ -44,3 +45,24 @@ class SlaStore:
         rows = self.conn.execute(f"SELECT id, title, queue, assignee FROM tickets WHERE id IN ({','.join('?' * len(ids))})",
                                  ids) if ids else []
         return {row["id"]: dict(row) for row in rows}
+
+    def sla_record(self: Store, config: SlaConfig, now: datetime, *, actor: str) -> dict[str, int]:
+        """Record each target that became at risk (`sla_warning`) or breached (`sla_breached`,
+        also a response acknowledged late), once per ticket and target."""
+        from .sla import assess, pauses
+
+        with self._write(actor) as tx:
+            seen = {(ticket_id, kind, target) for ticket_id, kind, target in tx.conn.execute(
+                "SELECT ticket_id, kind, json_extract(data, '$.target') FROM events "
+                "WHERE kind IN ('sla_warning', 'sla_breached')")}
+            counts = {"sla_warning": 0, "sla_breached": 0}
+            for t, policy, targets in assess(config, self.sla_tickets(pauses(config)), now):
+                for name, x in targets.items():
+                    kind = {"at_risk": "sla_warning", "breached": "sla_breached", "missed": "sla_breached"}.get(x.state)
+                    if kind is None or (t["id"], kind, name) in seen:
+                        continue
+                    tx.event(t["id"], kind, {"target": name, "policy": policy.name,
+                                             "target_seconds": int(x.target.total_seconds()),
+                                             "used_seconds": int(x.used.total_seconds())})
+                    counts[kind] += 1
+        return counts

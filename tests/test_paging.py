@@ -143,3 +143,19 @@ def test_levels_after_a_hand_escalation_follow_their_delay_from_it(desk):
     assert desk.json("tick")["paged"] == []
     desk.at("2026-11-10T12:20:00Z")  # level 2 fired at 12:05 and waits 15 minutes
     assert [(p["round"], p["level"]) for p in desk.json("tick")["paged"]] == [(2, 1)]
+
+
+def test_tick_records_sla_warnings_and_breaches_once(desk, tmp_path, monkeypatch):
+    (tmp_path / "desk" / "sla.yaml").write_text((EXAMPLES / "sla.yaml").read_text())
+    desk.at("2026-11-10T12:00:00Z")
+    p1 = desk.new("checkout down", "-p", "P1")  # respond 15m, at risk from 12m
+    desk.at("2026-11-10T12:12:00Z")
+    assert desk.json("tick")["sla_warnings"] == 1
+    assert desk.json("tick")["sla_warnings"] == 0
+    desk.at("2026-11-10T12:16:00Z")
+    assert desk.json("tick")["sla_breaches"] == 1
+    desk("ack", str(p1))
+    desk.at("2026-11-10T12:17:00Z")
+    assert desk.json("tick")["sla_breaches"] == 0  # the late response was recorded already
+    kinds = [e["kind"] for e in desk.json("show", str(p1))["events"]]
+    assert kinds.count("sla_warning") == 1 and kinds.count("sla_breached") == 1

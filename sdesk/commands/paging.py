@@ -19,7 +19,8 @@ def tick(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Do what time makes due: page and escalate unacknowledged tickets, deliver pages (retrying
-    failed ones), and bring back tickets whose silence ended. Idempotent: safe from cron every minute.
+    failed ones), bring back tickets whose silence ended, and record SLA warnings and breaches.
+    Idempotent: safe from cron every minute.
 
     Example: sdesk tick --json
 
@@ -34,7 +35,8 @@ def tick(
             print_json(summary)
         else:
             note(f"tick: {len(summary['paged'])} pages raised, {summary['delivered']} delivered, "
-                 f"{summary['failed']} failed (will retry), {summary['unsuppressed']} tickets back from silences")
+                 f"{summary['failed']} failed (will retry), {summary['unsuppressed']} tickets back from silences, "
+                 f"{summary['sla_warnings']} SLA warnings, {summary['sla_breaches']} breaches")
         if watch is None:
             return
         time.sleep(watch)
@@ -54,8 +56,11 @@ def _tick_once(settings) -> dict:
         store.page_result(page, error, clock.now() if error is None else now, actor=settings.actor)
         delivered, failed = delivered + (error is None), failed + (error is not None)
     unsuppressed = store.release_ended_silences(now, actor=settings.actor)
+    sla = settings.sla_config()
+    recorded = store.sla_record(sla, now, actor=settings.actor) if sla.policies else {}
     return {"at": clock.iso(now), "paged": paged, "delivered": delivered, "failed": failed,
-            "unsuppressed": unsuppressed}
+            "unsuppressed": unsuppressed, "sla_warnings": recorded.get("sla_warning", 0),
+            "sla_breaches": recorded.get("sla_breached", 0)}
 
 
 @escalate_app.command("escalate")

@@ -27,10 +27,8 @@ def sla(
 
     Example: sdesk sla --breached --json
     """
-    from datetime import datetime
-
     from .. import clock
-    from ..sla import clocks
+    from ..sla import assess, pauses
 
     settings = settings_of(ctx)
     config = settings.sla_config()
@@ -38,20 +36,8 @@ def sla(
         raise BadInput("no SLA policies: add sla.yaml to the desk config (--config DIR or SDESK_CONFIG)")
     now = clock.parse(at, what="--at") if at else clock.now()
     wanted = {"breached"} if breached else {"breached", "at_risk"} if at_risk else set(STATES)
-    pauses = frozenset().union(*(p.pause for p in config.policies))
     found = []  # (time left, ticket, policy, targets): kept light, details only for what is shown
-    policies: dict[tuple[str, str], object] = {}
-    for t, changes in settings.store().sla_tickets(pauses):
-        key = (t["kind"], t["priority"])
-        if key not in policies:
-            policies[key] = config.policy_for(*key)
-        policy = policies[key]
-        if policy is None:
-            continue
-        acknowledged = t["acknowledged_at"]
-        targets = clocks(policy, created=datetime.fromisoformat(t["created_at"]),
-                         acknowledged=datetime.fromisoformat(acknowledged) if acknowledged else None,
-                         resolved=None, changes=changes, now=now)
+    for t, policy, targets in assess(config, settings.store().sla_tickets(pauses(config)), now):
         running = [(x.left, name) for name, x in targets.items() if not x.done]
         if running:
             left, name = min(running)
