@@ -60,6 +60,30 @@ def _load_estate(store: Store) -> str:
     return f"{len(cis['created'])} configuration items in the CMDB, {len(kb['created'])} KB articles"
 
 
+def _oncall_and_sla():
+    from . import routing, sla
+
+    desk = examples_dir() / "desk"
+    return (routing.load((desk / "oncall.yaml").read_text(encoding="utf-8"), str(desk / "oncall.yaml")),
+            sla.load((desk / "sla.yaml").read_text(encoding="utf-8"), str(desk / "sla.yaml")))
+
+
+def _tick(store: Store, oncall, sla) -> list[str]:
+    """`sdesk tick` as cron would run it now; who it paged."""
+    from .tick import tick
+
+    return [user for page in tick(store, oncall, sla, clock.now(), actor="cron")["paged"] for user in page["users"]]
+
+
+def _sla_row(t: dict, policy, targets) -> dict:
+    running = min(((x.left, name) for name, x in targets.items() if not x.done), default=None)
+    name = running[1] if running else "respond"
+    return {"id": t["id"], "title": t.get("title") or "", "priority": t["priority"], "target": name,
+            "state": targets[name].state, "left_seconds": int(targets[name].left.total_seconds()),
+            "targets": {n: {"target_seconds": int(x.target.total_seconds()), "used_seconds": int(x.used.total_seconds()),
+                            "state": x.state} for n, x in targets.items()}}
+
+
 def _print_context(store: Store, ticket_id: int) -> None:
     from .render import print_context
 
@@ -163,10 +187,28 @@ def run_demo(db: Path | None) -> None:
             from .render import print_why
 
             print_why(store.why(ticket_id=root))
+            oncall, sla = _oncall_and_sla()
+            first = _tick(store, oncall, sla)
+            at(70)
+            second = _tick(store, oncall, sla)
+            say(f"sdesk tick (cron): {ref(root)} pages {', '.join(first)} on call for the data team; nobody "
+                f"acknowledges in 5 minutes, so it escalates to {', '.join(second)} on call for platform")
+            at(72)
+            acker = second[0] if second else "alice"
+            store.move(ticket_id=root, action="ack", actor=acker)
+            _tick(store, oncall, sla)
+            say(f"{acker} acknowledges {ref(root)}: the escalation stops")
+            out.print("\n[bold]sdesk sla[/] (the storm's incident: responded in 7 minutes of 15)")
+            from .render import print_sla
+            from .sla import assess, pauses
+
+            rows = [_sla_row({**t, "title": store.get_or_raise(ticket_id=root)["title"]}, policy, targets)
+                    for t, policy, targets in assess(sla, store.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]
+            print_sla(rows)
             clock.set_override(None)
 
             out.print("\n[bold]The open queue[/] (suppressed tickets: sdesk list --suppressed)")
-            print_tickets(store.list())
+            print_tickets(store.list(suppressed=False))
             p1 = store.get_or_raise(ticket_id=checkout)
             tta = clock.parse(p1["acknowledged_at"]) - clock.parse(p1["created_at"])
             ttr = clock.parse(p1["resolved_at"]) - clock.parse(p1["created_at"])

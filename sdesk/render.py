@@ -388,9 +388,10 @@ def print_sla(rows: list[dict[str, Any]]) -> None:
         out.print("no open ticket under an SLA policy matches", style="dim")
         return
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    widths = {"ticket": 7, "pri": 3, "clock": 7, "used": 7, "left": 8, "state": 8}
+    widths = {"ticket": 6, "pri": 3, "clock": 7, "used": 6, "left": 8, "state": 8}
     for header in ("ticket", "pri", "title", "clock", "used", "left", "state"):
-        t.add_column(header, overflow="ellipsis", no_wrap=True, min_width=widths.get(header))
+        t.add_column(header, overflow="ellipsis", no_wrap=True, min_width=widths.get(header),
+                     max_width=26 if header == "title" else None)
     for r in rows:
         x = r["targets"][r["target"]]
         t.add_row(ref(r["id"]), r["priority"], escape(r["title"]), r["target"],

@@ -89,6 +89,13 @@ def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_pat
     assert "5 alerts in one post become one incident SD-11 with 3 children (SD-12, SD-13, SD-14)" in out
     assert "the backup alert SD-15 is kept, suppressed by silence 1" in out
     assert "sdesk why SD-11 SD-11 P1 queue dba" in out and "impact 1: tier 1 CI payments-db" in out
+    # Paging: the data team's on-call is paged, nobody acks in 5 minutes, platform's on-call is
+    # paged and acknowledges; the response was within its 15 minutes.
+    assert "on call for the data team; nobody acknowledges in 5 minutes, so it escalates to" in out
+    assert "acknowledges SD-11: the escalation stops" in out
+    sla = out.split("sdesk sla")[1].split("The open queue")[0]
+    assert "SD-11 P1 payments-db" in sla and "resolve 7m 3h 53m ok" in sla
+    assert "SD-15" not in out.split("The open queue")[1]  # suppressed: not in the queue
     assert not db_path.exists()
 
 

@@ -44,23 +44,9 @@ def tick(
 
 def _tick_once(settings) -> dict:
     from .. import clock
-    from ..notify import deliver
+    from ..tick import tick as run
 
-    oncall = settings.oncall_config()
-    store = settings.store()
-    now = clock.now()
-    paged = store.page_due(oncall, now, actor=settings.actor)
-    delivered = failed = 0
-    for page in store.pages_to_send(now, actor=settings.actor):
-        error = deliver(oncall.notifier, page)
-        store.page_result(page, error, clock.now() if error is None else now, actor=settings.actor)
-        delivered, failed = delivered + (error is None), failed + (error is not None)
-    unsuppressed = store.release_ended_silences(now, actor=settings.actor)
-    sla = settings.sla_config()
-    recorded = store.sla_record(sla, now, actor=settings.actor) if sla.policies else {}
-    return {"at": clock.iso(now), "paged": paged, "delivered": delivered, "failed": failed,
-            "unsuppressed": unsuppressed, "sla_warnings": recorded.get("sla_warning", 0),
-            "sla_breaches": recorded.get("sla_breached", 0)}
+    return run(settings.store(), settings.oncall_config(), settings.sla_config(), clock.now(), actor=settings.actor)
 
 
 @escalate_app.command("escalate")
