@@ -373,13 +373,28 @@ TicketArg = Annotated[str, typer.Argument(help="42 or SD-42.", show_default=Fals
 
 
 @app.command()
-def assign(ctx: typer.Context, ticket: TicketArg, user: Annotated[str, typer.Argument(help="Who takes it.")]) -> None:
-    """Assign a ticket to a user.
+def assign(
+    ctx: typer.Context,
+    ticket: TicketArg,
+    user: Annotated[Optional[str], typer.Argument(help="Who takes it.", show_default=False)] = None,
+    auto: Annotated[bool, typer.Option("--auto", help="By the queue's strategy in oncall.yaml: oncall, round_robin or least_loaded.")] = False,
+) -> None:
+    """Assign a ticket to a user, or by its queue's strategy.
 
     Example: sdesk assign SD-42 alice
+
+    Example: sdesk assign SD-42 --auto
     """
-    if not user.strip():
-        raise BadInput("assign: the user is empty")
+    if auto:
+        if user is not None:
+            raise BadInput("assign: give a user or --auto, not both")
+        settings = settings_of(ctx)
+        done = settings.store().assign_auto(ticket_id=lifecycle.parse_id(ticket), config=settings.oncall_config(),
+                                            actor=settings.actor)
+        note(f"{lifecycle.ref(done['id'])} assigned to {done['assignee']}: {done['why']}")
+        return
+    if user is None or not user.strip():
+        raise BadInput("assign: give a user, or --auto")
     _move(ctx, ticket, "assign", assignee=user.strip())
 
 

@@ -50,6 +50,16 @@ class Team(NamedTuple):
     escalation: str | None = None  # its escalation policy
 
 
+STRATEGIES = ("manual", "oncall", "round_robin", "least_loaded")
+LOAD_WEIGHTS = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}  # an open P1 counts as four P4s
+
+
+class Queue(NamedTuple):
+    name: str
+    team: str
+    strategy: str  # one of STRATEGIES
+
+
 class Notifier(NamedTuple):
     command: tuple[str, ...] = ()  # gets each page as JSON on stdin
     timeout: float = 10.0
@@ -61,6 +71,7 @@ class OnCall(NamedTuple):
     escalation: dict[str, Any] = {}  # name -> escalation.Policy
     default_team: str | None = None  # whose policy pages for a ticket no team or queue claims
     notifier: Notifier = Notifier()
+    queues: dict[str, Queue] = {}
 
 
 class Override(NamedTuple):
@@ -92,8 +103,8 @@ def load(text: str, where: str) -> OnCall:
     def fail(loc: list[str], message: str) -> BadInput:
         return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: " + message.replace("\n", "\\n"))
 
-    if not isinstance(data, dict) or set(data) - {"teams", "schedules", "escalation", "default_team", "notifier"}:
-        raise fail([], "expected a mapping with teams, schedules, escalation, default_team and notifier")
+    if not isinstance(data, dict) or set(data) - {"teams", "schedules", "escalation", "default_team", "notifier", "queues"}:
+        raise fail([], "expected a mapping with teams, schedules, queues, escalation, default_team and notifier")
     schedules: dict[str, Schedule] = {}
     for i, raw in enumerate(_list(data.get("schedules"), ["schedules"], fail)):
         schedule = _schedule(raw, ["schedules", str(i)], fail)
@@ -122,7 +133,21 @@ def load(text: str, where: str) -> OnCall:
     default_team = data.get("default_team")
     if default_team is not None and default_team not in teams:
         raise fail(["default_team"], f"default_team: unknown team {default_team!r}")
-    return OnCall(teams, schedules, policies, default_team, _notifier(data.get("notifier"), fail))
+    queues: dict[str, Queue] = {}
+    for i, raw in enumerate(_list(data.get("queues"), ["queues"], fail)):
+        loc = ["queues", str(i)]
+        if not isinstance(raw, dict) or "name" not in raw or set(raw) - {"name", "team", "strategy"}:
+            raise fail(loc, "a queue has a name, a team and a strategy")
+        name = _name(raw["name"], [*loc, "name"], fail, "queue")
+        if raw.get("team") not in teams:
+            raise fail([*loc, "team"], f"queue {name}: unknown team {raw.get('team')!r}")
+        strategy = raw.get("strategy", "manual")
+        if strategy not in STRATEGIES:
+            raise fail([*loc, "strategy"], f"queue {name}: strategy: expected one of {', '.join(STRATEGIES)}")
+        if strategy == "oncall" and teams[raw["team"]].schedule is None:
+            raise fail([*loc, "strategy"], f"queue {name}: strategy oncall, but team {raw['team']} has no schedule")
+        queues[name] = Queue(name, raw["team"], strategy)
+    return OnCall(teams, schedules, policies, default_team, _notifier(data.get("notifier"), fail), queues)
 
 
 def _notifier(raw: Any, fail: Callable) -> Notifier:
@@ -346,3 +371,24 @@ def check_override(override: Override, config: OnCall, existing: Iterable[Overri
         if other.schedule == override.schedule and other.start < override.end and override.start < other.end:
             raise BadInput(f"override overlaps the one for {other.user} from {other.start.isoformat()} "
                            f"to {other.end.isoformat()} on {other.schedule}")
+
+
+def pick_assignee(queue: Queue, config: OnCall, overrides: Iterable[Override], at: datetime,
+                  load: dict[str, int], last: str | None) -> tuple[str | None, str]:
+    """Who the queue's strategy gives the next ticket to, and why. `load`: each member's open
+    tickets weighted by priority (LOAD_WEIGHTS); `last`: who the queue gave its last one to."""
+    members = list(config.teams[queue.team].members)
+    if queue.strategy == "manual":
+        return None, f"queue {queue.name} assigns by hand"
+    if queue.strategy == "oncall":
+        schedule = config.teams[queue.team].schedule
+        user, layer = on_call(config.schedules[schedule], overrides, at)
+        if user is not None:
+            return user, f"on call for {schedule} ({layer})"
+    if queue.strategy == "round_robin":
+        following = members.index(last) + 1 if last in members else 0
+        user = members[following % len(members)]
+        return user, f"round robin in {queue.team}" + (f", after {last}" if last in members else "")
+    user = min(members, key=lambda m: (load.get(m, 0), members.index(m)))
+    return user, f"least loaded in {queue.team} ({load.get(user, 0)} open, weighted)" + (
+        ", nobody on call" if queue.strategy == "oncall" else "")

@@ -146,3 +146,36 @@ class OnCallStore:
                 tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (ticket_id,))
                 tx.event(ticket_id, "unsuppressed", {"was": why, "reason": "the silence is over"})
         return len(rows)
+
+    # -- assignment -----------------------------------------------------------------------
+
+    def assign_auto(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> dict[str, Any]:
+        """Assign a ticket by its queue's strategy (oncall, round_robin, least_loaded)."""
+        from .errors import BadInput
+        from .lifecycle import ref
+        from .routing import LOAD_WEIGHTS, pick_assignee
+
+        with self._write(actor) as tx:
+            t = self._current(tx, ticket_id)
+            queue = config.queues.get(t["queue"] or "")
+            if queue is None:
+                raise BadInput(f"{ref(ticket_id)}: its queue {t['queue']!r} is not in oncall.yaml `queues`; "
+                               "assign it by name")
+            members = list(config.teams[queue.team].members)
+            marks = ",".join("?" * len(members))
+            load = {user: weight for user, weight in tx.conn.execute(
+                f"SELECT assignee, sum(CASE priority WHEN 'P1' THEN {LOAD_WEIGHTS['P1']} WHEN 'P2' THEN {LOAD_WEIGHTS['P2']} "
+                f"WHEN 'P3' THEN {LOAD_WEIGHTS['P3']} ELSE {LOAD_WEIGHTS['P4']} END) FROM tickets "
+                f"WHERE assignee IN ({marks}) AND status NOT IN ('resolved', 'closed') GROUP BY assignee", members)}
+            last = tx.conn.execute("SELECT assignee FROM tickets WHERE queue = ? AND assignee IS NOT NULL "
+                                   "ORDER BY id DESC LIMIT 1", (queue.name,)).fetchone()
+            now = clock.parse(tx.at)
+            user, why = pick_assignee(queue, config, self.overrides(schedule=config.teams[queue.team].schedule,
+                                                                    since=now, until=now),
+                                      now, load, last[0] if last else None)
+            if user is None:
+                raise BadInput(f"{ref(ticket_id)}: {why}; give a user")
+            self._move(tx, t, "assign", assignee=user)
+            tx.event(ticket_id, "auto_assigned", {"assignee": user, "queue": queue.name, "strategy": queue.strategy,
+                                                  "why": why})
+        return {"id": ticket_id, "assignee": user, "strategy": queue.strategy, "why": why}

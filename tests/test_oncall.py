@@ -138,3 +138,29 @@ def test_bad_oncall_commands_are_one_line(desk, args, message):
 def test_without_oncall_yaml_it_says_where_to_put_it(cli):
     result = cli("oncall", "now", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and "add oncall.yaml" in result.stderr
+
+
+def test_assign_auto_by_queue_strategy(desk, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T12:00:00Z")  # alice's week on platform-primary
+    oncall = desk.new("disk full", "-q", "platform")
+    desk("assign", str(oncall), "--auto")
+    assert desk.json("show", str(oncall))["assignee"] == "alice"
+    robin = [desk.new(f"password {i}", "-q", "service-desk") for i in range(3)]
+    for t in robin:
+        desk("assign", str(t), "--auto")
+    assert [desk.json("show", str(t))["assignee"] for t in robin] == ["sam", "priya", "sam"]
+    busy = desk.new("refund stuck", "-q", "payments", "-p", "P1")
+    desk("assign", str(busy), "bob")
+    light = desk.new("invoice typo", "-q", "payments", "-p", "P4")
+    desk("assign", str(light), "--auto")
+    assert desk.json("show", str(light))["assignee"] == "carol"  # bob carries a P1
+    kinds = [e["kind"] for e in desk.json("show", str(light))["events"]]
+    assert kinds[-2:] == ["assigned", "auto_assigned"]
+
+
+@pytest.mark.parametrize("queue, message", [("triage", "assigns by hand"), ("nowhere", "is not in oncall.yaml")])
+def test_assign_auto_refuses_clearly(desk, queue, message):
+    ticket = desk.new("x", "-q", queue)
+    result = desk("assign", str(ticket), "--auto", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr
+    assert desk("assign", str(ticket), "bob", "--auto", ok=False).exit_code == ExitCode.BAD_INPUT
