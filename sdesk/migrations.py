@@ -326,6 +326,7 @@ def m007_oncall(db: Database) -> None:
             attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt_at TEXT,
             delivered_at TEXT,
+            delivery INTEGER,  -- the first page of the message that carried it (a batch carries several)
             error TEXT,
             UNIQUE (ticket_id, round, level, user)
         )

@@ -10,15 +10,33 @@ from typing import Any
 from .routing import Notifier
 
 
-def deliver(notifier: Notifier, page: dict[str, Any]) -> str | None:
-    """None when delivered, else why not (one line)."""
-    if not notifier.command:
-        return None  # no notifier configured: the page is on record, and that is its delivery
-    body = json.dumps({"page": page["id"], "ticket": page["ticket_id"], "title": page["title"],
-                       "priority": page["priority"], "user": page["user"], "round": page["round"],
-                       "level": page["level"], "due_at": page["due_at"]})
+def message(pages: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the notifier gets: one page, or several for one person as one batch."""
+    def one(page: dict[str, Any]) -> dict[str, Any]:
+        return {"page": page["id"], "ticket": page["ticket_id"], "title": page["title"], "priority": page["priority"],
+                "user": page["user"], "round": page["round"], "level": page["level"], "due_at": page["due_at"]}
+
+    if len(pages) == 1:
+        return one(pages[0])
+    return {"user": pages[0]["user"], "batch": [one(p) for p in pages]}
+
+
+def deliver(notifier: Notifier, body: dict[str, Any]) -> str | None:
+    """None when delivered (or when no notifier is configured: the page is on record, and
+    that is its delivery), else why not, in one line."""
+    text = json.dumps(body)
+    if notifier.command:
+        error = _run(notifier, text)
+        if error:
+            return error
+    if notifier.webhook:
+        return _post(notifier, text)
+    return None
+
+
+def _run(notifier: Notifier, text: str) -> str | None:
     try:
-        done = subprocess.run(list(notifier.command), input=body, capture_output=True, text=True,
+        done = subprocess.run(list(notifier.command), input=text, capture_output=True, text=True,
                               timeout=notifier.timeout)
     except FileNotFoundError:
         return f"notifier {notifier.command[0]!r} not found"
@@ -29,4 +47,20 @@ def deliver(notifier: Notifier, page: dict[str, Any]) -> str | None:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [""])[-1]
         return f"notifier exited {done.returncode}" + (f": {last[:200]}" if last else "")
+    return None
+
+
+def _post(notifier: Notifier, text: str) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(notifier.webhook, data=text.encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "sdesk"})
+    try:
+        with urllib.request.urlopen(request, timeout=notifier.timeout) as answer:
+            answer.read(1 << 16)
+    except urllib.error.HTTPError as e:
+        return f"webhook answered {e.code}"
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return f"webhook failed: {getattr(e, 'reason', None) or e}"
     return None

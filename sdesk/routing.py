@@ -62,7 +62,9 @@ class Queue(NamedTuple):
 
 class Notifier(NamedTuple):
     command: tuple[str, ...] = ()  # gets each page as JSON on stdin
+    webhook: str | None = None  # gets each page as a JSON POST
     timeout: float = 10.0
+    max_per_hour: int | None = None  # pages to one person an hour; more are sent as one batch
 
 
 class OnCall(NamedTuple):
@@ -153,15 +155,22 @@ def load(text: str, where: str) -> OnCall:
 def _notifier(raw: Any, fail: Callable) -> Notifier:
     if raw is None:
         return Notifier()
-    if not isinstance(raw, dict) or set(raw) - {"command", "timeout"}:
-        raise fail(["notifier"], "notifier: expected command (a list: the program and its arguments) and timeout")
+    if not isinstance(raw, dict) or set(raw) - {"command", "webhook", "timeout", "max_per_hour"}:
+        raise fail(["notifier"], "notifier: expected command (a list: the program and its arguments), webhook, "
+                                 "timeout and max_per_hour")
     command = raw.get("command") or []
     if isinstance(command, str) or not all(isinstance(c, str) and c for c in command):
         raise fail(["notifier", "command"], "notifier: command: expected a list, e.g. [./notify.sh, --channel, ops]")
     timeout = raw.get("timeout", 10)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 300:
         raise fail(["notifier", "timeout"], "notifier: timeout: expected seconds, up to 300")
-    return Notifier(tuple(command), float(timeout))
+    webhook = raw.get("webhook")
+    if webhook is not None and not (isinstance(webhook, str) and re.match(r"^https?://\S+$", webhook)):
+        raise fail(["notifier", "webhook"], "notifier: webhook: expected an http(s) URL")
+    limit = raw.get("max_per_hour")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise fail(["notifier", "max_per_hour"], "notifier: max_per_hour: expected a positive number")
+    return Notifier(tuple(command), webhook, float(timeout), limit)
 
 
 def _list(value: Any, loc: list[str], fail: Callable) -> list:

@@ -113,15 +113,17 @@ class OnCallStore:
                                 [(clock.iso(now + timedelta(minutes=5)), r["id"]) for r in rows])
         return rows
 
-    def page_result(self: Store, page: dict[str, Any], error: str | None, now: datetime, *, actor: str) -> None:
-        """A delivery's outcome: delivered, or pending again after a backoff; the page stays on record."""
+    def page_result(self: Store, page: dict[str, Any], error: str | None, now: datetime, *, actor: str,
+                    delivery: int | None = None) -> None:
+        """A delivery's outcome: delivered (in the message that `delivery`, a page id, names), or
+        pending again after a backoff; the page stays on record."""
         from .escalation import backoff
 
         with self._write(actor) as tx:
             attempts = page["attempts"] + 1
             if error is None:
-                tx.conn.execute("UPDATE pages SET status = 'delivered', attempts = ?, delivered_at = ?, error = NULL "
-                                "WHERE id = ?", (attempts, clock.iso(now), page["id"]))
+                tx.conn.execute("UPDATE pages SET status = 'delivered', attempts = ?, delivered_at = ?, delivery = ?, "
+                                "error = NULL WHERE id = ?", (attempts, clock.iso(now), delivery or page["id"], page["id"]))
                 tx.event(page["ticket_id"], "page_delivered", {"page": page["id"], "user": page["user"],
                                                                "attempts": attempts})
             else:
@@ -179,3 +181,16 @@ class OnCallStore:
             tx.event(ticket_id, "auto_assigned", {"assignee": user, "queue": queue.name, "strategy": queue.strategy,
                                                   "why": why})
         return {"id": ticket_id, "assignee": user, "strategy": queue.strategy, "why": why}
+
+    def deliveries_since(self: Store, user: str, since: datetime) -> tuple[int, datetime]:
+        """How many deliveries `user` got since `since` (a batch counts once), and the oldest."""
+        row = self.conn.execute(
+            "SELECT count(DISTINCT delivery), min(delivered_at) FROM pages WHERE user = ? AND status = 'delivered' "
+            "AND delivered_at > ?", (user, clock.iso(since))).fetchone()
+        return row[0], clock.parse(row[1]) if row[1] else since
+
+    def hold_pages(self: Store, ids: list[int], *, until: datetime, actor: str) -> None:
+        """Pages over a person's hourly limit: back to pending, to go when the hour allows."""
+        with self._write(actor) as tx:
+            tx.conn.executemany("UPDATE pages SET status = 'pending', next_attempt_at = ? WHERE id = ?",
+                                [(clock.iso(until), page_id) for page_id in ids])

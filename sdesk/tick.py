@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import clock
-from .notify import deliver
+from .notify import deliver, message
 
 if TYPE_CHECKING:
-    from .routing import OnCall
+    from .routing import Notifier, OnCall
     from .sla import SlaConfig
     from .store import Store
 
@@ -19,12 +19,35 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     record SLA warnings and breaches. Each step is idempotent."""
     paged = store.page_due(oncall, now, actor=actor)
     delivered = failed = 0
-    for page in store.pages_to_send(now, actor=actor):
-        error = deliver(oncall.notifier, page)
-        store.page_result(page, error, now, actor=actor)
-        delivered, failed = delivered + (error is None), failed + (error is not None)
+    for group in _sendable(store, oncall.notifier, store.pages_to_send(now, actor=actor), now, actor):
+        error = deliver(oncall.notifier, message(group))
+        for page in group:
+            store.page_result(page, error, now, actor=actor, delivery=group[0]["id"])
+        delivered, failed = delivered + (error is None) * len(group), failed + (error is not None) * len(group)
     unsuppressed = store.release_ended_silences(now, actor=actor)
     recorded = store.sla_record(sla, now, actor=actor) if sla.policies else {}
     return {"at": clock.iso(now), "paged": paged, "delivered": delivered, "failed": failed,
             "unsuppressed": unsuppressed, "sla_warnings": recorded.get("sla_warning", 0),
             "sla_breaches": recorded.get("sla_breached", 0)}
+
+
+def _sendable(store: Store, notifier: Notifier, pages: list[dict[str, Any]], now: datetime,
+              actor: str) -> list[list[dict[str, Any]]]:
+    """The deliveries to make: a page each, except that nobody gets more than max_per_hour in an
+    hour: the last allowed delivery carries the rest as one batch, and with none left they
+    wait until the hour allows one (still on record, still pending)."""
+    if notifier.max_per_hour is None:
+        return [[page] for page in pages]
+    by_user: dict[str, list[dict[str, Any]]] = {}
+    for page in pages:
+        by_user.setdefault(page["user"], []).append(page)
+    out: list[list[dict[str, Any]]] = []
+    for user, waiting in by_user.items():
+        sent, oldest = store.deliveries_since(user, now - timedelta(hours=1))
+        allowed = notifier.max_per_hour - sent
+        if allowed <= 0:
+            store.hold_pages([p["id"] for p in waiting], until=oldest + timedelta(hours=1), actor=actor)
+            continue
+        out += [[page] for page in waiting[:allowed - 1]]
+        out.append(waiting[allowed - 1:])
+    return [group for group in out if group]

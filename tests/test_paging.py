@@ -25,7 +25,8 @@ def desk(cli, monkeypatch, tmp_path):
                       f"    sys.stderr.write('chat is down\\n'); sys.exit(1)\n"
                       f"open({str(log)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
     text = (EXAMPLES / "oncall.yaml").read_text().replace(
-        "# notifier:\n#   command: [./notify-chat.sh, \"#oncall\"]\n#   timeout: 10",
+        "# notifier:\n#   command: [./notify-chat.sh, \"#oncall\"]\n#   webhook: https://chat.example.com/hooks/oncall\n"
+        "#   timeout: 10\n#   max_per_hour: 6",
         f"notifier:\n  command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}]\n  timeout: 20")
     (config / "oncall.yaml").write_text(text)
     monkeypatch.setenv("SDESK_CONFIG", str(config))
@@ -159,3 +160,52 @@ def test_tick_records_sla_warnings_and_breaches_once(desk, tmp_path, monkeypatch
     assert desk.json("tick")["sla_breaches"] == 0  # the late response was recorded already
     kinds = [e["kind"] for e in desk.json("show", str(p1))["events"]]
     assert kinds.count("sla_warning") == 1 and kinds.count("sla_breached") == 1
+
+
+def test_more_pages_than_the_hourly_limit_go_as_one_batch(desk, tmp_path):
+    text = (tmp_path / "desk" / "oncall.yaml").read_text().replace("  timeout: 20", "  timeout: 20\n  max_per_hour: 2")
+    (tmp_path / "desk" / "oncall.yaml").write_text(text)
+    desk.at("2026-11-10T12:00:00Z")  # dave's week
+    tickets = [desk.new(f"down {i}", "-p", "P1") for i in range(4)]
+    desk.json("tick")
+    got = logged(desk)
+    # Two deliveries to dave: one page, then one batch of the other three.
+    assert len(got) == 2 and got[0]["ticket"] == tickets[0]
+    assert [p["ticket"] for p in got[1]["batch"]] == tickets[1:]
+    assert {p["status"] for p in desk.json("pages")} == {"delivered"}
+    desk.at("2026-11-10T12:15:00Z")  # level 2 pages alice; dave has used his hour
+    desk.json("tick")
+    assert {x["user"] for x in logged(desk)[2:]} == {"alice"}
+
+
+def test_pages_reach_a_webhook(desk, tmp_path):
+    import http.server
+    import threading
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204 if len(received) > 1 else 500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        text = (tmp_path / "desk" / "oncall.yaml").read_text().replace(
+            "  timeout: 20", f"  timeout: 20\n  webhook: http://127.0.0.1:{server.server_port}/page")
+        (tmp_path / "desk" / "oncall.yaml").write_text(text)
+        desk.at("2026-11-10T12:00:00Z")
+        p1 = desk.new("down", "-p", "P1")
+        assert desk.json("tick")["failed"] == 1  # the hook answered 500
+        [page] = desk.json("pages")
+        assert page["error"] == "webhook answered 500"
+        desk.at("2026-11-10T12:01:00Z")
+        assert desk.json("tick")["delivered"] == 1
+        assert [r["ticket"] for r in received] == [p1, p1]
+    finally:
+        server.shutdown()
