@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import clock
+from .migrations import OPEN_SQL
 from .routing import OnCall, Override, check_override
 
 if TYPE_CHECKING:
@@ -56,17 +57,21 @@ class OnCallStore:
         team_policy = {t.name: t.escalation for t in oncall.teams.values() if t.escalation}
         new: list[dict[str, Any]] = []
         with self._write(actor) as tx:
+            # OPEN_SQL as the open-queue index states it, so that the scan is of open tickets only.
             rows = tx.conn.execute(
                 f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
-                f"WHERE status IN ('new', 'triaged', 'assigned') AND acknowledged_at IS NULL AND suppressed IS NULL "
-                f"AND parent_id IS NULL AND priority IN ({','.join('?' * len(priorities))})", priorities).fetchall()
+                f"WHERE {OPEN_SQL} AND status IN ('new', 'triaged', 'assigned') AND acknowledged_at IS NULL "
+                f"AND suppressed IS NULL AND parent_id IS NULL AND priority IN ({','.join('?' * len(priorities))})",
+                priorities).fetchall()
             overrides = self.overrides(since=now - timedelta(days=30), until=now) if rows else []
             fired: dict[int, dict[tuple[int, int], datetime]] = {}
-            for ticket_id, round_, level, at in tx.conn.execute(
-                    "SELECT p.ticket_id, p.round, p.level, min(p.due_at) FROM pages p JOIN tickets t ON t.id = p.ticket_id "
-                    "WHERE t.acknowledged_at IS NULL AND t.status IN ('new', 'triaged', 'assigned') "
-                    "GROUP BY p.ticket_id, p.round, p.level") if rows else ():
-                fired.setdefault(ticket_id, {})[round_, level] = clock.parse(at)
+            ids = [t["id"] for t in rows]
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                for ticket_id, round_, level, at in tx.conn.execute(
+                        f"SELECT ticket_id, round, level, min(due_at) FROM pages WHERE ticket_id IN "
+                        f"({','.join('?' * len(part))}) GROUP BY ticket_id, round, level", part):
+                    fired.setdefault(ticket_id, {})[round_, level] = clock.parse(at)
             for t in rows:
                 policy = policy_for(dict(t), team_policy, oncall.default_team, oncall.escalation)
                 if policy is None or t["priority"] not in policy.page:
