@@ -41,7 +41,7 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "change": ("sdesk.commands.work", "change_app"), "problem": ("sdesk.commands.work", "problem_app"),
                   "triage": ("sdesk.commands.triage", "app"), "rules": ("sdesk.commands.rules", "app"),
                   "silence": ("sdesk.commands.rules", "silence_app"), "oncall": ("sdesk.commands.oncall", "app"),
-                  "sla": ("sdesk.commands.sla", "app"), "tick": ("sdesk.commands.paging", "tick_app"),
+                  "sla": ("sdesk.commands.sla", "app"), "slo": ("sdesk.commands.sla", "slo_app"), "tick": ("sdesk.commands.paging", "tick_app"),
                   "escalate": ("sdesk.commands.paging", "escalate_app"), "pages": ("sdesk.commands.paging", "pages_app")}
 
 

@@ -25,8 +25,11 @@ def examples_dir() -> Path:
 def _triage() -> TriageConfig:
     from .triage import load
 
-    path = examples_dir() / "desk" / "triage.yaml"
-    return load(path.read_text(encoding="utf-8"), str(path))
+    from .sla import load as load_sla
+
+    path, sla = examples_dir() / "desk" / "triage.yaml", examples_dir() / "desk" / "sla.yaml"
+    return load(path.read_text(encoding="utf-8"), str(path))._replace(
+        slos=load_sla(sla.read_text(encoding="utf-8"), str(sla)).slos)
 
 
 def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | None, str]]:

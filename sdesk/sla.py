@@ -42,8 +42,20 @@ class Policy(NamedTuple):
     warn_at: float  # the share of a target used that makes it at risk
 
 
+class Slo(NamedTuple):
+    """A service level objective on a CI: the share of its window without an incident that
+    counts (P1 and P2 by default, root incidents only)."""
+
+    ci: str
+    objective: float  # percent, e.g. 99.9
+    window: timedelta
+    counts: frozenset[str]  # the priorities whose incidents spend the budget
+    freeze: str  # off, warn, refuse: what `sdesk change new` does on a frozen CI
+
+
 class SlaConfig(NamedTuple):
     policies: tuple[Policy, ...] = ()
+    slos: dict[str, Slo] = {}  # CI name -> its SLO
 
     def policy_for(self, kind: str, priority: str) -> Policy | None:
         for p in self.policies:
@@ -77,15 +89,35 @@ def load(text: str, where: str) -> SlaConfig:
     def fail(loc: list[str], message: str) -> BadInput:
         return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: " + message.replace("\n", "\\n"))
 
-    if not isinstance(data, dict) or set(data) - {"calendars", "policies"}:
-        raise fail([], "expected a mapping with calendars and policies")
+    if not isinstance(data, dict) or set(data) - {"calendars", "policies", "slos"}:
+        raise fail([], "expected a mapping with calendars, policies and slos")
     calendars: dict[str, Calendar] = {}
     for i, raw in enumerate(_list(data.get("calendars"), ["calendars"], fail)):
         calendar = _calendar(raw, ["calendars", str(i)], fail)
         calendars[calendar.name] = calendar
     policies = tuple(_policy(raw, ["policies", str(i)], fail, calendars)
                      for i, raw in enumerate(_list(data.get("policies"), ["policies"], fail)))
-    return SlaConfig(policies)
+    slos = [_slo(raw, ["slos", str(i)], fail) for i, raw in enumerate(_list(data.get("slos"), ["slos"], fail))]
+    return SlaConfig(policies, {slo.ci: slo for slo in slos})
+
+
+def _slo(raw: Any, loc: list[str], fail: Callable) -> Slo:
+    keys = {"ci", "objective", "window", "counts", "freeze"}
+    if not isinstance(raw, dict) or "ci" not in raw or set(raw) - keys:
+        raise fail(loc, f"an SLO has {', '.join(sorted(keys))} (ci and objective required)")
+    ci = str(raw["ci"]).strip()
+    objective = raw.get("objective")
+    if not isinstance(objective, (int, float)) or isinstance(objective, bool) or not 0 < objective < 100:
+        raise fail([*loc, "objective"], f"slo {ci}: objective: expected a percentage, e.g. 99.9")
+    window = duration(raw.get("window", "30d"), "window", lambda m: fail([*loc, "window"], f"slo {ci}: {m}"))
+    counts = raw.get("counts", ["P1", "P2"])
+    counts = counts if isinstance(counts, list) else [counts]
+    if not counts or not set(map(str, counts)) <= set(Priority):
+        raise fail([*loc, "counts"], f"slo {ci}: counts: expected priorities, e.g. [P1, P2]")
+    freeze = raw.get("freeze", "warn")
+    if freeze not in ("off", "warn", "refuse"):
+        raise fail([*loc, "freeze"], f"slo {ci}: freeze: expected off, warn or refuse")
+    return Slo(ci, float(objective), window, frozenset(map(str, counts)), freeze)
 
 
 def _list(value: Any, loc: list[str], fail: Callable) -> list:
@@ -275,3 +307,41 @@ def assess(config: SlaConfig, tickets: Iterable[tuple[dict[str, Any], list[tuple
 
 def pauses(config: SlaConfig) -> frozenset[str]:
     return frozenset().union(*(p.pause for p in config.policies))
+
+
+# -- error budgets ----------------------------------------------------------------------------------
+
+BURN_WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "3d": timedelta(days=3)}
+
+
+def impact_time(incidents: Iterable[tuple[datetime, datetime | None]], since: datetime, until: datetime) -> timedelta:
+    """How long at least one incident was open between `since` and `until` (overlaps once)."""
+    spans = sorted((max(start, since), min(end or until, until)) for start, end in incidents)
+    total, reach = timedelta(0), since
+    for start, end in spans:
+        start = max(start, reach)
+        if end > start:
+            total += end - start
+            reach = end
+    return total
+
+
+def budget(slo: Slo, incidents: list[tuple[datetime, datetime | None]], now: datetime) -> dict[str, Any]:
+    """The SLO's error budget over its window and how fast it burns: over each window of
+    BURN_WINDOWS, the share of budget pace (1.0 spends the budget exactly over the window).
+    Frozen when the budget is spent or it burns at twice its pace over 6 hours."""
+    allowed = slo.window * (1 - slo.objective / 100)
+    used = impact_time(incidents, now - slo.window, now)
+    burn = {name: round(impact_time(incidents, now - length, now) / (length * (1 - slo.objective / 100)), 2)
+            for name, length in BURN_WINDOWS.items()}
+    share = used / allowed
+    status = "frozen" if share >= 1 or burn["6h"] >= 2 else "burning" if burn["6h"] >= 1 else \
+        "elevated" if burn["6h"] >= 0.5 else "ok"
+    return {"ci": slo.ci, "objective": slo.objective, "window_days": slo.window / timedelta(days=1),
+            "budget_seconds": int(allowed.total_seconds()), "used_seconds": int(used.total_seconds()),
+            "used_share": round(share, 4), "burn": burn, "status": status, "freeze": slo.freeze}
+
+
+def burn_urgency(pace: float) -> int | None:
+    """Urgency from a CI's 6-hour burn pace: twice the pace is 1, the pace itself 2, half 3."""
+    return 1 if pace >= 2 else 2 if pace >= 1 else 3 if pace >= 0.5 else None

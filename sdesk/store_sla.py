@@ -11,7 +11,7 @@ from . import clock
 from .migrations import OPEN_SQL
 
 if TYPE_CHECKING:
-    from .sla import SlaConfig
+    from .sla import SlaConfig, Slo
     from .store import Store
 
 
@@ -66,3 +66,15 @@ class SlaStore:
                                              "used_seconds": int(x.used.total_seconds())})
                     counts[kind] += 1
         return counts
+
+    def slo_incidents(self: Store, slo: Slo, now: datetime) -> list[tuple[datetime, datetime | None]]:
+        """(opened, resolved or None) of the root incidents on the SLO's CI that count and
+        touch its window (by the CI index: a CI's tickets, not the desk's)."""
+        since = clock.iso(now - slo.window)
+        counts = sorted(slo.counts)
+        rows = self.conn.execute(
+            f"SELECT created_at, resolved_at FROM tickets WHERE ci = ? AND kind = 'incident' AND parent_id IS NULL "
+            f"AND suppressed IS NULL AND priority IN ({','.join('?' * len(counts))}) "
+            f"AND (resolved_at IS NULL OR resolved_at >= ?) AND created_at <= ?",
+            (slo.ci, *counts, since, clock.iso(now)))
+        return [(clock.parse(a), clock.parse(b) if b else None) for a, b in rows]

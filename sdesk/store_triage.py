@@ -59,6 +59,7 @@ class Triager:
         self.since = clock.iso(now - timedelta(minutes=config.correlation_minutes))
         self.silences = silences
         self.classify = store.classify if store.has_classifier() else None
+        self._burns: dict[str, float] = {}
         self._roots_by_ci: dict[str, int | None] = {}
         self._roots_by_group: dict[str, int | None] = {}
 
@@ -67,7 +68,7 @@ class Triager:
         """The ticket as triage leaves it, and the explanation of every decision."""
         annotations = _Annotations(alert.annotations if alert is not None else "{}")
         decision = decide(self.config, t, annotations=annotations, context=context, now=self.now,
-                          classify=self.classify)
+                          classify=self.classify, burn=self.burn)
         t = {**t, **decision.sets}
         explanation = decision.explanation
         if decision.runbook:
@@ -82,6 +83,15 @@ class Triager:
         if parent is not None:
             t["parent_id"] = parent
         return t, explanation
+
+    def burn(self, ci: str) -> float:
+        """The CI's 6-hour error-budget burn, as a share of its pace (once per batch)."""
+        if ci not in self._burns:
+            from .sla import budget
+
+            slo = self.config.slos[ci]
+            self._burns[ci] = budget(slo, self.store.slo_incidents(slo, self.now), self.now)["burn"]["6h"]
+        return self._burns[ci]
 
     def silenced(self, t: dict[str, Any]) -> str | None:
         """Why the ticket is kept out of the queue: the first silence in force that matches it."""

@@ -88,7 +88,7 @@ class TriageConfig(NamedTuple):
     tier_impact: Mapping[int, int] = {1: 1, 2: 2, 3: 3, 4: 3}
     blast_radius: int = 10  # this many dependents or more raise impact one level
     urgent_words: Mapping[int, tuple[str, ...]] = DEFAULT_URGENT_WORDS
-    slos: Mapping[str, float] = {}  # service or CI -> objective (%), for burn-rate urgency
+    slos: Mapping[str, Any] = {}  # CI -> sla.Slo (from sla.yaml): burn counts in urgency
     burn_rate_label: str = "burn_rate"
     burn_rate_page: float = 14.4  # 2% of a 30-day budget in an hour (the SRE workbook's page)
     burn_rate_ticket: float = 6.0
@@ -143,7 +143,7 @@ def load(text: str, where: str) -> TriageConfig:
         one_line = message.replace("\r", "\\r").replace("\n", "\\n")  # ids and keys are the user's text
         return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: {one_line}")
 
-    unknown = set(data) - {"rules", "priority", "correlation", "classifier", "timezone", "slos"}
+    unknown = set(data) - {"rules", "priority", "correlation", "classifier", "timezone"}
     if unknown:
         raise fail([sorted(unknown)[0]], f"{sorted(unknown)[0]}: unknown setting")
     options: dict[str, Any] = {}
@@ -163,10 +163,6 @@ def load(text: str, where: str) -> TriageConfig:
     options.update(_priority(_section(data, "priority", fail), fail))
     options.update(_correlation(_section(data, "correlation", fail), fail))
     options.update(_classifier(_section(data, "classifier", fail), fail))
-    slos = data.get("slos") or {}
-    if not isinstance(slos, dict) or not all(isinstance(v, (int, float)) and 0 < v < 100 for v in slos.values()):
-        raise fail(["slos"], "slos: expected service: objective (a percentage, e.g. 99.9)")
-    options["slos"] = {str(k).lower(): float(v) for k, v in slos.items()}
     return TriageConfig(**options)
 
 
@@ -518,8 +514,8 @@ def impact_of(context: Mapping[str, Any], config: TriageConfig) -> tuple[int | N
     return impact, why
 
 
-def urgency_of(ticket: Mapping[str, Any], annotations: Mapping[str, str],
-               config: TriageConfig) -> tuple[int, dict[str, Any]]:
+def urgency_of(ticket: Mapping[str, Any], annotations: Mapping[str, str], config: TriageConfig,
+               burn: Callable[[str], float | None] | None = None) -> tuple[int, dict[str, Any]]:
     """The most urgent of the inputs, and each input."""
     inputs: dict[str, Any] = {"severity": SEVERITY_URGENCY.get(str(ticket.get("priority")), 3)}
     text = " ".join(filter(None, (ticket.get("title"), ticket.get("description")))).lower()
@@ -527,12 +523,17 @@ def urgency_of(ticket: Mapping[str, Any], annotations: Mapping[str, str],
     if found:
         level = 1 if any(first for first, _ in found) else 2
         inputs["words"] = {"level": level, "found": sorted({pair[level - 1] for pair in found} - {""})}
-    if config.slos and any((v := ticket.get(k)) and str(v).lower() in config.slos for k in ("service", "ci")):
+    slo_ci = next((v for k in ("ci", "service") if (v := ticket.get(k)) in config.slos), None) if config.slos else None
+    if slo_ci is not None:
         rate = _number((ticket.get("labels") or {}).get(config.burn_rate_label) or annotations.get(config.burn_rate_label))
         if rate is not None:
             level = 1 if rate >= config.burn_rate_page else 2 if rate >= config.burn_rate_ticket else 3
             inputs["burn_rate"] = {"rate": rate, "level": level}
-    levels = [inputs["severity"], inputs.get("words", {}).get("level", 3), inputs.get("burn_rate", {}).get("level", 3)]
+        pace = burn(slo_ci) if burn is not None else None
+        if pace is not None and pace >= 0.5:  # the desk's own count of the CI's error budget (sla.py)
+            inputs["slo_burn"] = {"ci": slo_ci, "pace_6h": pace, "level": 1 if pace >= 2 else 2 if pace >= 1 else 3}
+    levels = [inputs["severity"], inputs.get("words", {}).get("level", 3), inputs.get("burn_rate", {}).get("level", 3),
+              inputs.get("slo_burn", {}).get("level", 3)]
     return min(levels), inputs
 
 
@@ -554,7 +555,8 @@ def _words(urgent: tuple[str, ...], high: tuple[str, ...]) -> re.Pattern[str]:
 
 def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping[str, str] = {},
            context: Mapping[str, Any] = {}, now: datetime,
-           classify: Callable[[str, str], tuple[str, float] | None] | None = None) -> Decision:
+           classify: Callable[[str, str], tuple[str, float] | None] | None = None,
+           burn: Callable[[str], float | None] | None = None) -> Decision:
     """Rules, then the priority matrix, then the classifier for what no rule or source set."""
     local = _local(now, config.timezone)
     sets, fired = run_rules(config.rules, values_of(ticket, annotations, context, local, config.rules.uses))
@@ -564,7 +566,7 @@ def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping
     rule_impact, rule_urgency = "impact" in sets, "urgency" in sets
     impact, impact_why = (sets["impact"], "set by a rule") if rule_impact else \
         (ticket["impact"], "given") if ticket.get("impact") else impact_of(context, config)
-    urgency, urgency_inputs = urgency_of(ticket, annotations, config)
+    urgency, urgency_inputs = urgency_of(ticket, annotations, config, burn)
     if rule_urgency:
         urgency, urgency_inputs = sets["urgency"], {**urgency_inputs, "rule": sets["urgency"]}
     elif ticket.get("urgency"):

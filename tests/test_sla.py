@@ -108,3 +108,77 @@ def test_sla_lists_open_tickets_most_urgent_first(desk, monkeypatch):
 def test_sla_without_policies_says_where_to_put_them(cli):
     result = cli("sla", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and "add sla.yaml" in result.stderr
+
+
+# -- SLOs and error budgets -----------------------------------------------------------------------
+
+
+from sdesk.sla import Slo, budget, impact_time  # noqa: E402
+
+
+def test_impact_time_counts_overlapping_incidents_once():
+    incidents = [(at("2026-11-26T10:00"), at("2026-11-26T11:00")), (at("2026-11-26T10:30"), at("2026-11-26T12:00")),
+                 (at("2026-11-26T13:00"), None)]
+    assert impact_time(incidents, at("2026-11-26T00:00"), at("2026-11-26T14:00")) == timedelta(hours=3)
+    assert impact_time(incidents, at("2026-11-26T10:45"), at("2026-11-26T11:15")) == timedelta(minutes=30)
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 300)), max_size=8), st.integers(0, 1200))
+def test_impact_time_is_never_more_than_the_window_or_the_sum(spans, cut):
+    start = at("2026-11-01T00:00")
+    incidents = [(start + timedelta(minutes=a), start + timedelta(minutes=a + b)) for a, b in spans]
+    window = (start, start + timedelta(minutes=cut))
+    total = impact_time(incidents, *window)
+    assert timedelta(0) <= total <= window[1] - window[0]
+    assert total <= sum((min(e, window[1]) - max(s, window[0]) for s, e in incidents if e > window[0] and s < window[1]),
+                        timedelta(0))
+
+
+def test_budget_and_burn_levels():
+    slo = Slo("checkout-api", 99.9, timedelta(days=30), frozenset({"P1"}), "refuse")  # 43.2 minutes a month
+    now = at("2026-11-26T12:00")
+    quiet = budget(slo, [(at("2026-11-20T10:00"), at("2026-11-20T10:20"))], now)
+    assert quiet["budget_seconds"] == 2592 and quiet["used_seconds"] == 1200 and quiet["status"] == "ok"
+    # An incident open for the last hour: the 1h window burns at 1000x the pace.
+    hot = budget(slo, [(at("2026-11-26T11:00"), None)], now)
+    assert hot["burn"]["1h"] == 1000 and hot["status"] == "frozen"
+    spent = budget(slo, [(at("2026-11-01T00:00"), at("2026-11-01T01:00"))], now)
+    assert spent["used_share"] > 1 and spent["burn"]["6h"] == 0 and spent["status"] == "frozen"
+
+
+@pytest.fixture
+def slo_desk(cli, monkeypatch, tmp_path):
+    config = tmp_path / "desk"
+    config.mkdir()
+    for name in ("cmdb.yaml", "triage.yaml", "sla.yaml"):
+        (config / name).write_text((EXAMPLES / name).read_text())
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli("cmdb", "import", str(config / "cmdb.yaml"))
+    cli.config = config
+    return cli
+
+
+def test_a_burning_ci_is_frozen_for_changes_and_raises_urgency(slo_desk, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T08:00:00Z")
+    slo_desk.new("checkout 5xx", "-p", "P1", "--service", "checkout-api")
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T12:00:00Z")
+    [checkout] = [r for r in slo_desk.json("slo") if r["ci"] == "checkout-api"]
+    assert checkout["status"] == "frozen" and checkout["used_seconds"] == 4 * 3600
+    refused = slo_desk("change", "new", "--ci", "checkout-api", "--title", "deploy", ok=False)
+    assert refused.exit_code == ExitCode.CONFLICT and "checkout-api is frozen" in refused.stderr
+    assert slo_desk("change", "new", "--ci", "checkout-api", "--title", "hotfix", "--force").stdout.startswith("CH-")
+    # payments-db warns only (freeze: warn); not frozen now anyway.
+    assert slo_desk("change", "new", "--ci", "payments-db", "--title", "vacuum").exit_code == 0
+    # A low-severity ticket on the burning CI is urgent all the same.
+    minor = slo_desk.new("checkout slow for one customer", "-p", "P4", "--service", "checkout-api")
+    why = slo_desk.json("why", str(minor))
+    assert why["triage"]["priority"]["urgency_from"]["slo_burn"]["level"] == 1 and why["urgency"] == 1
+
+
+def test_bad_slos_name_the_line():
+    for text, message in [("slos:\n  - {ci: x, objective: 100}\n", "sla.yaml:2: slo x: objective"),
+                          ("slos:\n  - {ci: x, objective: 99, freeze: maybe}\n", "sla.yaml:2: slo x: freeze"),
+                          ("slos:\n  - {objective: 99}\n", "sla.yaml:2: an SLO has")]:
+        with pytest.raises(BadInput) as e:
+            load(text, "sla.yaml")
+        assert str(e.value).startswith(message)

@@ -166,7 +166,9 @@ class Settings:
             return None
         from ..triage import load
 
-        return load(read_text(path), str(path))
+        config = load(read_text(path), str(path))
+        slos = self.sla_config().slos
+        return config._replace(slos=slos) if slos else config
 
 
 def read_text(path: Path) -> str:

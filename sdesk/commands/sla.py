@@ -59,3 +59,37 @@ def sla(
     from ..render import print_sla
 
     print_sla(rows)
+
+
+slo_app = typer.Typer()
+
+
+@slo_app.command("slo")
+def slo(
+    ctx: typer.Context,
+    at: Annotated[Optional[str], typer.Option("--at", help="Another time (ISO 8601) instead of now.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Each SLO's error budget (sla.yaml `slos`): spent by root incidents on its CI, burn rates
+    over 1h, 6h and 3d as a share of budget pace, and whether changes are frozen.
+
+    Example: sdesk slo --json
+    """
+    from .. import clock
+    from ..sla import budget
+
+    settings = settings_of(ctx)
+    config = settings.sla_config()
+    if not config.slos:
+        raise BadInput("no SLOs: add `slos` to sla.yaml in the desk config (--config DIR or SDESK_CONFIG)")
+    now = clock.parse(at, what="--at") if at else clock.now()
+    store = settings.store()
+    rows = [budget(s, store.slo_incidents(s, now), now) for s in config.slos.values()]
+    if as_json:
+        print_json(rows)
+        return
+    from ..render import table
+
+    table(["ci", "slo", "window", "spent", "1h", "6h", "3d", "status"],
+          [[r["ci"], f"{r['objective']:g}%", f"{r['window_days']:g}d", f"{r['used_share']:.0%}",
+            *(f"{r['burn'][w]:g}x" for w in ("1h", "6h", "3d")), r["status"]] for r in rows])

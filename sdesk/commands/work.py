@@ -46,8 +46,9 @@ def change_new(
     end: Annotated[Optional[str], typer.Option("--end", help="ISO 8601.")] = None,
     risk: Annotated[Optional[Risk], typer.Option("--risk")] = None,
     status: Annotated[ChangeStatus, typer.Option("--status")] = ChangeStatus.completed,
+    force: Annotated[bool, typer.Option("--force", help="Record it even on a CI frozen by its SLO.")] = False,
 ) -> None:
-    """Record a change; prints its id.
+    """Record a change; prints its id. On a CI whose SLO budget is spent it warns, or refuses.
 
     Example: sdesk change new --ci checkout-api --title "Deploy checkout-api v2.14" --risk medium
 
@@ -63,9 +64,37 @@ def change_new(
     if ends and ends < begins:
         raise BadInput("--end: before --start")
     settings = settings_of(ctx)
+    if ci:
+        _check_freeze(settings, ci, force)
     change_id = settings.store().change_add(title=title, ci=ci, start=begins, end=ends, risk=risk.value if risk else None,
                                             status=status.value, actor=settings.actor)
     print(f"CH-{change_id}")
+
+
+def _check_freeze(settings, ci: str, force: bool) -> None:
+    """A CI whose SLO's error budget is spent (or burning at twice its pace) is frozen: by its
+    `freeze` setting, a change on it is refused (unless --force) or warned about."""
+    from .. import clock
+    from ..errors import Conflict
+    from ..sla import budget
+
+    config = settings.sla_config()
+    if not config.slos:
+        return
+    store = settings.store()
+    found = store.ci_find([ci.strip().lower()])
+    slo = config.slos.get(found["name"] if found else ci.strip())
+    if slo is None or slo.freeze == "off":
+        return
+    now = clock.now()
+    state = budget(slo, store.slo_incidents(slo, now), now)
+    if state["status"] != "frozen":
+        return
+    why = (f"{slo.ci} is frozen: {state['used_share']:.0%} of its error budget spent, "
+           f"burning at {state['burn']['6h']:g}x its pace over 6h (sdesk slo)")
+    if slo.freeze == "refuse" and not force:
+        raise Conflict(f"{why}; give --force to record the change anyway")
+    note(f"warning: {why}")
 
 
 @change_app.command("list")
