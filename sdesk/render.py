@@ -343,6 +343,9 @@ def print_why(w: dict[str, Any]) -> None:
             out.print(f"child of {ref(corr['parent'])}: {e(how)}")
         if triage.get("suppressed"):
             out.print(f"suppressed: {e(triage['suppressed'])}")
+        if triage.get("assigned"):
+            a = triage["assigned"]
+            out.print(f"assigned: {e(a['assignee'] or 'nobody')} ({e(a['why'])})")
     if w.get("runbook"):
         out.print(f"runbook: {e(w['runbook'])}")
     for c in w["corrections"]:

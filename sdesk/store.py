@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 
-# Columns set at creation, in insert order (team comes from enrichment; the last four from
+# Columns set at creation, in insert order (team comes from enrichment; the last five from
 # triage, never from input).
 CREATE_FIELDS = (
     "kind", "title", "description", "priority", "impact", "urgency", "category", "service",
-    "ci", "queue", "team", "requester", "fingerprint", "parent_id", "suppressed", "runbook", "group_key",
+    "ci", "queue", "team", "requester", "fingerprint", "assignee", "parent_id", "suppressed", "runbook", "group_key",
 )
 TEXT_FIELDS = ("title", "description", "category", "service", "ci", "queue", "requester")
 UPDATE_FIELDS = (

@@ -160,32 +160,33 @@ class OnCallStore:
         """Assign a ticket by its queue's strategy (oncall, round_robin, least_loaded)."""
         from .errors import BadInput
         from .lifecycle import ref
-        from .routing import LOAD_WEIGHTS, pick_assignee
 
         with self._write(actor) as tx:
             t = self._current(tx, ticket_id)
-            queue = config.queues.get(t["queue"] or "")
-            if queue is None:
-                raise BadInput(f"{ref(ticket_id)}: its queue {t['queue']!r} is not in oncall.yaml `queues`; "
-                               "assign it by name")
-            members = list(config.teams[queue.team].members)
-            marks = ",".join("?" * len(members))
-            load = {user: weight for user, weight in tx.conn.execute(
-                f"SELECT assignee, sum(CASE priority WHEN 'P1' THEN {LOAD_WEIGHTS['P1']} WHEN 'P2' THEN {LOAD_WEIGHTS['P2']} "
-                f"WHEN 'P3' THEN {LOAD_WEIGHTS['P3']} ELSE {LOAD_WEIGHTS['P4']} END) FROM tickets "
-                f"WHERE assignee IN ({marks}) AND status NOT IN ('resolved', 'closed') GROUP BY assignee", members)}
-            last = tx.conn.execute("SELECT assignee FROM tickets WHERE queue = ? AND assignee IS NOT NULL "
-                                   "ORDER BY id DESC LIMIT 1", (queue.name,)).fetchone()
-            now = clock.parse(tx.at)
-            user, why = pick_assignee(queue, config, self.overrides(schedule=config.teams[queue.team].schedule,
-                                                                    since=now, until=now),
-                                      now, load, last[0] if last else None)
+            user, why = self.pick_for_queue(t["queue"], config, clock.parse(tx.at))
             if user is None:
                 raise BadInput(f"{ref(ticket_id)}: {why}; give a user")
             self._move(tx, t, "assign", assignee=user)
-            tx.event(ticket_id, "auto_assigned", {"assignee": user, "queue": queue.name, "strategy": queue.strategy,
-                                                  "why": why})
-        return {"id": ticket_id, "assignee": user, "strategy": queue.strategy, "why": why}
+            tx.event(ticket_id, "auto_assigned", {"assignee": user, "queue": t["queue"], "why": why})
+        return {"id": ticket_id, "assignee": user, "strategy": config.queues[t["queue"]].strategy, "why": why}
+
+    def pick_for_queue(self: Store, queue_name: str | None, config: OnCall, now: datetime) -> tuple[str | None, str]:
+        """Who the queue's strategy gives its next ticket to (None, and why, when nobody)."""
+        from .routing import LOAD_WEIGHTS, pick_assignee
+
+        queue = config.queues.get(queue_name or "")
+        if queue is None:
+            return None, f"its queue {queue_name!r} is not in oncall.yaml `queues`"
+        members = list(config.teams[queue.team].members)
+        weight = " ".join(f"WHEN '{p}' THEN {w}" for p, w in LOAD_WEIGHTS.items())
+        load = dict(self.conn.execute(
+            f"SELECT assignee, sum(CASE priority {weight} ELSE 1 END) FROM tickets WHERE assignee IN "
+            f"({','.join('?' * len(members))}) AND status NOT IN ('resolved', 'closed') GROUP BY assignee", members))
+        last = self.conn.execute("SELECT assignee FROM tickets WHERE queue = ? AND assignee IS NOT NULL "
+                                 "ORDER BY id DESC LIMIT 1", (queue.name,)).fetchone()
+        schedule = config.teams[queue.team].schedule
+        overrides = self.overrides(schedule=schedule, since=now, until=now) if schedule else []
+        return pick_assignee(queue, config, overrides, now, load, last[0] if last else None)
 
     def deliveries_since(self: Store, user: str, since: datetime) -> tuple[int, datetime]:
         """How many deliveries `user` got since `since` (a batch counts once), and the oldest."""

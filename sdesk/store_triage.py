@@ -71,6 +71,11 @@ class Triager:
                           classify=self.classify, burn=self.burn)
         t = {**t, **decision.sets}
         explanation = decision.explanation
+        if t.get("assignee") == "auto":  # a rule asked for the queue's strategy
+            user, why = self.store.pick_for_queue(t.get("queue"), self.config.oncall, self.now) \
+                if self.config.oncall is not None else (None, "no oncall.yaml")
+            t["assignee"] = user
+            explanation["assigned"] = {"assignee": user, "why": why}
         if decision.runbook:
             t["runbook"] = decision.runbook
         suppressed = decision.suppress or self.silenced(t)

@@ -89,6 +89,7 @@ class TriageConfig(NamedTuple):
     blast_radius: int = 10  # this many dependents or more raise impact one level
     urgent_words: Mapping[int, tuple[str, ...]] = DEFAULT_URGENT_WORDS
     slos: Mapping[str, Any] = {}  # CI -> sla.Slo (from sla.yaml): burn counts in urgency
+    oncall: Any = None  # routing.OnCall (from oncall.yaml): for `assignee: auto`
     burn_rate_label: str = "burn_rate"
     burn_rate_page: float = 14.4  # 2% of a 30-day budget in an hour (the SRE workbook's page)
     burn_rate_ticket: float = 6.0

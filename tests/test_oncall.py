@@ -164,3 +164,17 @@ def test_assign_auto_refuses_clearly(desk, queue, message):
     result = desk("assign", str(ticket), "--auto", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr
     assert desk("assign", str(ticket), "bob", "--auto", ok=False).exit_code == ExitCode.BAD_INPUT
+
+
+def test_a_rule_can_assign_by_the_queue_strategy(cli, tmp_path, monkeypatch):
+    config = tmp_path / "desk"
+    config.mkdir()
+    (config / "oncall.yaml").write_text((EXAMPLES / "oncall.yaml").read_text())
+    (config / "triage.yaml").write_text("rules:\n  - id: resets\n    match: {title: {contains: password}}\n"
+                                        "    set: {queue: service-desk, assignee: auto}\n")
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    first, second = cli.new("password reset for ann"), cli.new("password expired")
+    assert [cli.json("show", str(t))["assignee"] for t in (first, second)] == ["sam", "priya"]
+    assert "assigned: priya (round robin in service-desk, after sam)" in cli("why", str(second)).stdout
+    other = cli.new("printer jam")
+    assert cli.json("show", str(other))["assignee"] is None

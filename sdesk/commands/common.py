@@ -167,8 +167,8 @@ class Settings:
         from ..triage import load
 
         config = load(read_text(path), str(path))
-        slos = self.sla_config().slos
-        return config._replace(slos=slos) if slos else config
+        oncall = self.oncall_config()
+        return config._replace(slos=self.sla_config().slos, oncall=oncall if oncall.queues else None)
 
 
 def read_text(path: Path) -> str:
