@@ -20,6 +20,8 @@ def parse(text: str, *, what: str = "time") -> datetime:
         raise BadInput(f"{what}: {text!r} is not an ISO 8601 time") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
+    if not 1970 <= dt.year <= 9000:  # arithmetic on windows and shifts would leave datetime's range
+        raise BadInput(f"{what}: {text!r} is out of range (years 1970 to 9000)")
     return dt.astimezone(UTC)
 
 

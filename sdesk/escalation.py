@@ -48,6 +48,8 @@ def load_policies(raw: Any, oncall: OnCall, fail: Callable[[list[str], str], Bad
     policies: dict[str, Policy] = {}
     for i, item in enumerate(raw or []):
         loc = ["escalation", str(i)]
+        if isinstance(item, dict) and not isinstance(item.get("levels", []), list):
+            raise fail([*loc, "levels"], "levels: expected a list")
         if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "levels", "repeat", "page"}:
             raise fail(loc, "an escalation policy has a name, levels, repeat and page")
         name = str(item["name"])
@@ -64,9 +66,8 @@ def load_policies(raw: Any, oncall: OnCall, fail: Callable[[list[str], str], Bad
                 if known is None or value not in known:
                     raise fail([*where, "targets", str(k)],
                                f"policy {name}: target {target!r}: expected user:, schedule: or team: with a known name")
-            delay = duration(level.get("delay", "0m"), "delay",
-                             lambda m: fail([*where, "delay"], f"policy {name}: {m}")) \
-                if str(level.get("delay", "0m")).strip() not in ("0", "0m") else timedelta(0)
+            delay = duration(level.get("delay", "15m"), "delay", lambda m: fail([*where, "delay"], f"policy {name}: {m}"),
+                             zero=True)
             levels.append(Level(tuple(str(t) for t in targets), delay))
         if not levels:
             raise fail(loc, f"policy {name}: needs at least one level")
@@ -81,12 +82,13 @@ def load_policies(raw: Any, oncall: OnCall, fail: Callable[[list[str], str], Bad
     return policies
 
 
-def policy_for(ticket: dict[str, Any], teams: dict[str, str], default_team: str | None,
-               policies: dict[str, Policy]) -> Policy | None:
+def policy_for(ticket: dict[str, Any], oncall: OnCall) -> Policy | None:
     """The escalation policy of the ticket's team, its queue's team, or the default team."""
-    for team in (ticket.get("team"), ticket.get("queue"), default_team):
-        if team and teams.get(team) in policies:
-            return policies[teams[team]]
+    queue = oncall.queues.get(ticket.get("queue") or "")
+    for name in (ticket.get("team"), queue.team if queue else ticket.get("queue"), oncall.default_team):
+        team = oncall.teams.get(name or "")
+        if team is not None and team.escalation in oncall.escalation:
+            return oncall.escalation[team.escalation]
     return None
 
 
@@ -117,7 +119,10 @@ def due(policy: Policy, oncall: OnCall, overrides: Iterable[Override], *, create
             if done is not None:
                 at = done + level.delay
                 continue
-            fires = at if at <= now else now if step <= manual_level else None
+            # A step that came due fires now, with who is on call now, and the next one waits
+            # its delay from now: a ticket that became pageable late (raised to P1, its
+            # silence ended, a desk's first tick) pages once, not every level at once.
+            fires = now if at <= now or step <= manual_level else None
             if fires is None:
                 return out
             users: list[str] = []
@@ -132,8 +137,11 @@ def due(policy: Policy, oncall: OnCall, overrides: Iterable[Override], *, create
                     elif user is not None:
                         users.append(user)
             out.append(Due(round_ + 1, number, fires, tuple(dict.fromkeys(users))))
-            at = fires + level.delay
+            return out  # one step per tick: the next counts its delay from this one
     return out
+
+
+MAX_ATTEMPTS = 20  # a page that failed this often (about 8 hours of retries) is left on record as failed
 
 
 def backoff(attempts: int) -> timedelta:

@@ -327,6 +327,8 @@ def m007_oncall(db: Database) -> None:
             next_attempt_at TEXT,
             delivered_at TEXT,
             delivery INTEGER,  -- the first page of the message that carried it (a batch carries several)
+            claim TEXT,  -- the tick sending it now: another tick leaves it alone
+            sent_to TEXT NOT NULL DEFAULT '',  -- the channels that took it (command, webhook)
             error TEXT,
             UNIQUE (ticket_id, round, level, user)
         )

@@ -21,17 +21,20 @@ def message(pages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"user": pages[0]["user"], "batch": [one(p) for p in pages]}
 
 
-def deliver(notifier: Notifier, body: dict[str, Any]) -> str | None:
-    """None when delivered (or when no notifier is configured: the page is on record, and
-    that is its delivery), else why not, in one line."""
+def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset()) -> tuple[str | None, set[str]]:
+    """(None when delivered, else why not in one line; the channels that took it), skipping
+    the channels in `done` (a retry goes only where it failed). With no notifier configured the
+    page is on record, and that is its delivery."""
     text = json.dumps(body)
-    if notifier.command:
-        error = _run(notifier, text)
+    took: set[str] = set()
+    for channel, send in (("command", _run if notifier.command else None), ("webhook", _post if notifier.webhook else None)):
+        if send is None or channel in done:
+            continue
+        error = send(notifier, text)
         if error:
-            return error
-    if notifier.webhook:
-        return _post(notifier, text)
-    return None
+            return error, took
+        took.add(channel)
+    return None, took
 
 
 def _run(notifier: Notifier, text: str) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from .errors import BadInput
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = frozenset([*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
 _LENGTH = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
 _NAME = re.compile(r"^[A-Za-z0-9][\w.@+-]*$")
@@ -133,7 +134,7 @@ def load(text: str, where: str) -> OnCall:
         if team.escalation is not None and team.escalation not in policies:
             raise fail(["teams", str(i), "escalation"], f"team {team.name}: unknown escalation policy {team.escalation!r}")
     default_team = data.get("default_team")
-    if default_team is not None and default_team not in teams:
+    if default_team is not None and (not isinstance(default_team, str) or default_team not in teams):
         raise fail(["default_team"], f"default_team: unknown team {default_team!r}")
     queues: dict[str, Queue] = {}
     for i, raw in enumerate(_list(data.get("queues"), ["queues"], fail)):
@@ -141,7 +142,7 @@ def load(text: str, where: str) -> OnCall:
         if not isinstance(raw, dict) or "name" not in raw or set(raw) - {"name", "team", "strategy"}:
             raise fail(loc, "a queue has a name, a team and a strategy")
         name = _name(raw["name"], [*loc, "name"], fail, "queue")
-        if raw.get("team") not in teams:
+        if not isinstance(raw.get("team"), str) or raw["team"] not in teams:
             raise fail([*loc, "team"], f"queue {name}: unknown team {raw.get('team')!r}")
         strategy = raw.get("strategy", "manual")
         if strategy not in STRATEGIES:
@@ -159,7 +160,7 @@ def _notifier(raw: Any, fail: Callable) -> Notifier:
         raise fail(["notifier"], "notifier: expected command (a list: the program and its arguments), webhook, "
                                  "timeout and max_per_hour")
     command = raw.get("command") or []
-    if isinstance(command, str) or not all(isinstance(c, str) and c for c in command):
+    if not isinstance(command, list) or not all(isinstance(c, str) and c for c in command):
         raise fail(["notifier", "command"], "notifier: command: expected a list, e.g. [./notify.sh, --channel, ops]")
     timeout = raw.get("timeout", 10)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 300:
@@ -207,10 +208,12 @@ def _team(raw: Any, loc: list[str], fail: Callable, schedules: dict[str, Schedul
     if not members:
         raise fail(loc, f"team {name}: needs at least one member")
     schedule = raw.get("schedule")
-    if schedule is not None and schedule not in schedules:
+    if schedule is not None and (not isinstance(schedule, str) or schedule not in schedules):
         raise fail([*loc, "schedule"], f"team {name}: unknown schedule {schedule!r}")
     escalation = raw.get("escalation")
-    return Team(name, members, schedule, str(escalation) if escalation is not None else None)
+    if escalation is not None and not isinstance(escalation, str):
+        raise fail([*loc, "escalation"], f"team {name}: escalation: expected a policy name")
+    return Team(name, members, schedule, escalation)
 
 
 def _schedule(raw: Any, loc: list[str], fail: Callable) -> Schedule:
@@ -274,7 +277,8 @@ def _window(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Window:
         raise fail(loc, f"schedule {schedule}: a restriction has days, from and to")
     days = raw.get("days", list(WEEKDAYS))
     days = days if isinstance(days, list) else [days]
-    names = [str(d).strip().lower()[:3] for d in days]
+    names = [str(d).strip().lower() for d in days]
+    names = [n[:3] if n in WEEKDAY_NAMES else n for n in names]
     if not names or not set(names) <= set(WEEKDAYS):
         raise fail([*loc, "days"], f"schedule {schedule}: days: expected names from {', '.join(WEEKDAYS)}")
     clocks = []
@@ -310,7 +314,15 @@ def layer_user(layer: Layer, zone: tzinfo, at: datetime) -> str | None:
         return None
     if layer.restrictions and not any(_in_window(local, w) for w in layer.restrictions):
         return None
+    # The turn by wall clock, then checked against the handoff instants themselves: in the
+    # hour a DST change repeats or skips, wall clock and instants disagree, shifts use instants.
     turn = (local - layer.start) // layer.length
+    if _aware(layer.start + turn * layer.length, zone) > at:
+        turn -= 1
+    elif _aware(layer.start + (turn + 1) * layer.length, zone) <= at:
+        turn += 1
+    if turn < 0:
+        return None
     return layer.users[turn % len(layer.users)]
 
 

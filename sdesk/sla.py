@@ -128,12 +128,15 @@ def _list(value: Any, loc: list[str], fail: Callable) -> list:
     return value
 
 
-def duration(text: Any, what: str, fail: Callable[[str], BadInput]) -> timedelta:
+def duration(text: Any, what: str, fail: Callable[[str], BadInput], *, zero: bool = False) -> timedelta:
     found = _DURATION.match(str(text))
-    if not found or int(found.group(1)) == 0:
+    if not found or (int(found.group(1)) == 0 and not zero):
         raise fail(f"{what}: expected a duration like 30m, 4h, 2d, 1w")
     count, unit = int(found.group(1)), found.group(2)
-    return timedelta(**{{"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: count})
+    try:
+        return timedelta(**{{"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: count})
+    except OverflowError:
+        raise fail(f"{what}: {text!r} is too long") from None
 
 
 def _calendar(raw: Any, loc: list[str], fail: Callable) -> Calendar:

@@ -54,7 +54,6 @@ class OnCallStore:
         priorities = sorted(set().union(*(p.page for p in oncall.escalation.values())) if oncall.escalation else set())
         if not priorities:
             return []
-        team_policy = {t.name: t.escalation for t in oncall.teams.values() if t.escalation}
         new: list[dict[str, Any]] = []
         with self._write(actor) as tx:
             # OPEN_SQL as the open-queue index states it, so that the scan is of open tickets only.
@@ -73,7 +72,7 @@ class OnCallStore:
                         f"({','.join('?' * len(part))}) GROUP BY ticket_id, round, level", part):
                     fired.setdefault(ticket_id, {})[round_, level] = clock.parse(at)
             for t in rows:
-                policy = policy_for(dict(t), team_policy, oncall.default_team, oncall.escalation)
+                policy = policy_for(dict(t), oncall)
                 if policy is None or t["priority"] not in policy.page:
                     continue
                 for d in due(policy, oncall, overrides, created=clock.parse(t["created_at"]),
@@ -106,34 +105,60 @@ class OnCallStore:
         return level
 
     def pages_to_send(self: Store, now: datetime, *, actor: str) -> list[dict[str, Any]]:
-        """Claim the pages due for delivery (a claim lapses after 5 minutes, should the sender
-        die), so that two ticks never send one page twice."""
+        """Pages due for delivery. Those whose ticket no longer pages (acknowledged, done,
+        suppressed, a child) or that failed MAX_ATTEMPTS times are closed on record first."""
+        from .escalation import MAX_ATTEMPTS
+
+        at = clock.iso(now)
+        with self._write(actor) as tx:
+            tx.conn.execute(
+                "UPDATE pages SET status = 'cancelled' WHERE status IN ('pending', 'sending') AND ticket_id IN "
+                "(SELECT id FROM tickets WHERE acknowledged_at IS NOT NULL OR status IN ('resolved', 'closed') "
+                "OR suppressed IS NOT NULL OR parent_id IS NOT NULL)")
+            tx.conn.execute("UPDATE pages SET status = 'failed' WHERE status = 'pending' AND attempts >= ?",
+                            (MAX_ATTEMPTS,))
+            return [dict(r) for r in tx.conn.execute(
+                "SELECT p.*, t.title, t.priority FROM pages p JOIN tickets t ON t.id = p.ticket_id "
+                "WHERE p.status IN ('pending', 'sending') AND p.next_attempt_at <= ? ORDER BY p.id", (at,))]
+
+    def claim_pages(self: Store, ids: list[int], token: str, now: datetime, hold: float, *, actor: str) -> list[int]:
+        """Mark pages as being sent by this tick (`token`) for `hold` seconds; the ids claimed:
+        a page another tick claimed meanwhile is not sent twice."""
         from datetime import timedelta
 
+        at, until = clock.iso(now), clock.iso(now + timedelta(seconds=hold))
         with self._write(actor) as tx:
-            rows = [dict(r) for r in tx.conn.execute(
-                "SELECT p.*, t.title, t.priority FROM pages p JOIN tickets t ON t.id = p.ticket_id "
-                "WHERE p.status IN ('pending', 'sending') AND p.next_attempt_at <= ? ORDER BY p.id", (clock.iso(now),))]
-            tx.conn.executemany("UPDATE pages SET status = 'sending', next_attempt_at = ? WHERE id = ?",
-                                [(clock.iso(now + timedelta(minutes=5)), r["id"]) for r in rows])
-        return rows
+            marks = ",".join("?" * len(ids))
+            tx.conn.execute(
+                f"UPDATE pages SET status = 'sending', claim = ?, next_attempt_at = ? WHERE id IN ({marks}) "
+                f"AND status IN ('pending', 'sending') AND next_attempt_at <= ?", (token, until, *ids, at))
+            return [row[0] for row in tx.conn.execute(f"SELECT id FROM pages WHERE id IN ({marks}) AND claim = ? "
+                                                      f"AND status = 'sending'", (*ids, token))]
 
-    def page_result(self: Store, page: dict[str, Any], error: str | None, now: datetime, *, actor: str,
-                    delivery: int | None = None) -> None:
-        """A delivery's outcome: delivered (in the message that `delivery`, a page id, names), or
-        pending again after a backoff; the page stays on record."""
+    def page_result(self: Store, page: dict[str, Any], error: str | None, sent_to: set[str], now: datetime, *,
+                    token: str, actor: str, delivery: int | None = None) -> None:
+        """A delivery's outcome, if this tick still holds the page: delivered (in the message
+        that `delivery`, a page id, names), or pending again after a backoff, remembering the
+        channels that took it so a retry goes to the others only."""
         from .escalation import backoff
 
         with self._write(actor) as tx:
-            attempts = page["attempts"] + 1
+            row = tx.conn.execute("SELECT attempts, sent_to FROM pages WHERE id = ? AND claim = ? AND status = 'sending'",
+                                  (page["id"], token)).fetchone()
+            if row is None:
+                return
+            attempts = row[0] + 1
+            channels = ",".join(sorted(set(filter(None, row[1].split(","))) | sent_to))
             if error is None:
                 tx.conn.execute("UPDATE pages SET status = 'delivered', attempts = ?, delivered_at = ?, delivery = ?, "
-                                "error = NULL WHERE id = ?", (attempts, clock.iso(now), delivery or page["id"], page["id"]))
+                                "sent_to = ?, claim = NULL, error = NULL WHERE id = ?",
+                                (attempts, clock.iso(now), delivery or page["id"], channels, page["id"]))
                 tx.event(page["ticket_id"], "page_delivered", {"page": page["id"], "user": page["user"],
                                                                "attempts": attempts})
             else:
-                tx.conn.execute("UPDATE pages SET status = 'pending', attempts = ?, next_attempt_at = ?, error = ? "
-                                "WHERE id = ?", (attempts, clock.iso(now + backoff(attempts)), error, page["id"]))
+                tx.conn.execute("UPDATE pages SET status = 'pending', attempts = ?, next_attempt_at = ?, sent_to = ?, "
+                                "claim = NULL, error = ? WHERE id = ?",
+                                (attempts, clock.iso(now + backoff(attempts)), channels, error, page["id"]))
                 tx.event(page["ticket_id"], "page_failed", {"page": page["id"], "user": page["user"],
                                                             "attempts": attempts, "error": error})
 

@@ -35,8 +35,8 @@ class SlaStore:
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
             for ticket_id, at, status in self.conn.execute(
-                    f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind = 'status_changed' "
-                    f"AND ticket_id IN ({','.join('?' * len(part))})", part):
+                    f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events "
+                    f"WHERE kind IN ('status_changed', 'assigned') AND ticket_id IN ({','.join('?' * len(part))})", part):
                 changes[ticket_id].append((clock.parse(at), status))
         return [(t, changes.get(t["id"], [])) for t in tickets]
 

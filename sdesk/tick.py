@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +20,19 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     record SLA warnings and breaches. Each step is idempotent."""
     paged = store.page_due(oncall, now, actor=actor)
     delivered = failed = 0
+    token = uuid.uuid4().hex
+    # Claimed one message at a time, for longer than sending it can take: a tick that starts
+    # while this one is still sending finds the page taken, never sends it again.
+    hold = 2 * oncall.notifier.timeout + 60
     for group in _sendable(store, oncall.notifier, store.pages_to_send(now, actor=actor), now, actor):
-        error = deliver(oncall.notifier, message(group))
+        claimed = set(store.claim_pages([p["id"] for p in group], token, now, hold, actor=actor))
+        group = [p for p in group if p["id"] in claimed]
+        if not group:
+            continue
+        done = set.intersection(*(set(filter(None, p["sent_to"].split(","))) for p in group))
+        error, took = deliver(oncall.notifier, message(group), done)
         for page in group:
-            store.page_result(page, error, now, actor=actor, delivery=group[0]["id"])
+            store.page_result(page, error, took, now, token=token, actor=actor, delivery=group[0]["id"])
         delivered, failed = delivered + (error is None) * len(group), failed + (error is not None) * len(group)
     unsuppressed = store.release_ended_silences(now, actor=actor)
     recorded = store.sla_record(sla, now, actor=actor) if sla.policies else {}

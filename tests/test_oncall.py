@@ -178,3 +178,19 @@ def test_a_rule_can_assign_by_the_queue_strategy(cli, tmp_path, monkeypatch):
     assert "assigned: priya (round robin in service-desk, after sam)" in cli("why", str(second)).stdout
     other = cli.new("printer jam")
     assert cli.json("show", str(other))["assignee"] is None
+
+
+@pytest.mark.parametrize("zone, handoff, day", [
+    ("America/New_York", "01:30", datetime(2026, 11, 1, tzinfo=UTC)),  # 01:00-02:00 happens twice
+    ("America/New_York", "02:30", datetime(2027, 3, 14, tzinfo=UTC)),  # 02:00-03:00 never happens
+    ("Europe/London", "01:30", datetime(2026, 3, 29, tzinfo=UTC)),
+])
+def test_handoffs_inside_a_dst_change_agree_minute_by_minute(zone, handoff, day):
+    cfg = config(f"      - start: 2026-01-01T{handoff}\n        length: 1d\n        users: [ann, ben, cat]\n", zone)
+    schedule = cfg.schedules["s"]
+    found = shifts(schedule, [], day - timedelta(days=1), day + timedelta(days=2))
+    for minute in range(0, 3 * 24 * 60, 5):
+        at = day - timedelta(days=1) + timedelta(minutes=minute)
+        [covering] = [s for s in found if s.start <= at < s.end]
+        assert covering.user == on_call(schedule, [], at)[0], at
+    assert len({s.user for s in found}) == 3 and len(found) == 4  # three handoffs, none flipping back

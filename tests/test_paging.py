@@ -209,3 +209,74 @@ def test_pages_reach_a_webhook(desk, tmp_path):
         assert [r["ticket"] for r in received] == [p1, p1]
     finally:
         server.shutdown()
+
+
+def test_pages_for_a_ticket_acknowledged_meanwhile_are_cancelled(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    desk.flag.touch()
+    p1 = desk.new("down", "-p", "P1")
+    assert desk.json("tick")["failed"] == 1
+    desk("ack", str(p1))
+    desk.flag.unlink()
+    desk.at("2026-11-10T12:05:00Z")
+    assert desk.json("tick")["delivered"] == 0
+    assert [p["status"] for p in desk.json("pages")] == ["cancelled"] and logged(desk) == []
+
+
+def test_a_retry_goes_only_to_the_channel_that_failed(desk, tmp_path):
+    text = (tmp_path / "desk" / "oncall.yaml").read_text().replace(
+        "  timeout: 20", "  timeout: 20\n  webhook: http://127.0.0.1:9/nothing-listens")
+    (tmp_path / "desk" / "oncall.yaml").write_text(text)
+    desk.at("2026-11-10T12:00:00Z")
+    desk.new("down", "-p", "P1")
+    for minute in (0, 2, 5):
+        desk.at(f"2026-11-10T12:{minute:02d}:00Z")
+        desk.json("tick")
+    [page] = desk.json("pages")
+    assert page["sent_to"] == "command" and page["attempts"] == 3 and page["error"].startswith("webhook failed")
+    assert len(logged(desk)) == 1  # the chat command got it once
+
+
+def test_a_ticket_raised_to_p1_later_pages_one_level_now(desk):
+    desk.at("2026-11-08T12:00:00Z")
+    ticket = desk.new("slow", "-p", "P3")
+    desk.json("tick")
+    desk.at("2026-11-10T12:00:00Z")  # two days later, raised: not every level at once
+    desk("update", str(ticket), "-p", "P1")
+    assert [(p["round"], p["level"], p["due_at"]) for p in desk.json("tick")["paged"]] == [(1, 1, "2026-11-10T12:00:00Z")]
+    desk.at("2026-11-10T12:14:00Z")
+    assert desk.json("tick")["paged"] == []
+
+
+def test_a_queue_pages_through_its_team_policy(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    desk.new("replica lag", "-p", "P1", "-q", "dba")  # queue dba belongs to data: its policy and schedule
+    [paged] = desk.json("tick")["paged"]
+    assert paged["policy"] == "data" and paged["users"][0] in ("grace", "heidi")
+
+
+def test_two_ticks_never_claim_the_same_page(desk, db_path):
+    from datetime import datetime, timezone
+
+    from sdesk.store import Store
+
+    desk.at("2026-11-10T12:00:00Z")
+    desk.flag.touch()
+    desk.new("down", "-p", "P1")
+    desk.json("tick")
+    now = datetime(2026, 11, 10, 13, tzinfo=timezone.utc)
+    with Store(db_path) as a, Store(db_path) as b:
+        [page] = a.pages_to_send(now, actor="t")
+        assert a.claim_pages([page["id"]], "first", now, 60, actor="t") == [page["id"]]
+        assert b.claim_pages([page["id"]], "second", now, 60, actor="t") == []
+        b.page_result(page, None, {"command"}, now, token="second", actor="t")  # not its claim: ignored
+        assert a.pages()[0]["status"] == "sending"
+
+
+def test_a_broken_oncall_yaml_does_not_stop_intake(cli, tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "triage.yaml").write_text("rules: []\n")
+    (tmp_path / "cfg" / "oncall.yaml").write_text("teams:\n  - name: ops\n    members: [ann]\n    schedule: nope\n")
+    monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "cfg"))
+    result = cli("new", "disk full")
+    assert result.stdout.strip() == "SD-1" and "warning: " in result.stderr and "oncall.yaml:4" in result.stderr

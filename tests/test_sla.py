@@ -182,3 +182,13 @@ def test_bad_slos_name_the_line():
         with pytest.raises(BadInput) as e:
             load(text, "sla.yaml")
         assert str(e.value).startswith(message)
+
+
+def test_assigning_a_waiting_ticket_restarts_its_clock(desk, monkeypatch):
+    ticket = desk.new("printer broken", "-p", "P2")
+    desk("ack", str(ticket))
+    desk("wait", str(ticket))
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T11:00:00Z")
+    desk("assign", str(ticket), "bob")  # back from waiting, as an assignment
+    [row] = desk.json("sla", "--at", "2026-11-26T15:00:00Z")
+    assert row["targets"]["resolve"]["used_seconds"] == 4 * 3600  # the hour of waiting does not count

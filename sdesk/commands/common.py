@@ -167,8 +167,17 @@ class Settings:
         from ..triage import load
 
         config = load(read_text(path), str(path))
-        oncall = self.oncall_config()
-        return config._replace(slos=self.sla_config().slos, oncall=oncall if oncall.queues else None)
+        # What triage borrows from the other files must not stop intake when one is broken.
+        try:
+            config = config._replace(slos=self.sla_config().slos)
+        except BadInput as e:
+            note(f"warning: {e}; SLO burn left out of triage")
+        try:
+            oncall = self.oncall_config()
+            config = config._replace(oncall=oncall if oncall.queues else None)
+        except BadInput as e:
+            note(f"warning: {e}; assignee: auto left out of triage")
+        return config
 
 
 def read_text(path: Path) -> str:
