@@ -11,6 +11,8 @@ from .errors import BadInput
 
 _override: datetime | None = None
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as config files spell them; Monday is 0
+
 
 def parse(text: str, *, what: str = "time") -> datetime:
     """Parse ISO 8601 into an aware UTC datetime; a time without offset is taken as UTC."""

@@ -78,15 +78,6 @@ def _tick(store: Store, oncall, sla) -> list[str]:
     return [user for page in tick(store, oncall, sla, clock.now(), actor="cron")["paged"] for user in page["users"]]
 
 
-def _sla_row(t: dict, policy, targets) -> dict:
-    running = min(((x.left, name) for name, x in targets.items() if not x.done), default=None)
-    name = running[1] if running else "respond"
-    return {"id": t["id"], "title": t.get("title") or "", "priority": t["priority"], "target": name,
-            "state": targets[name].state, "left_seconds": int(targets[name].left.total_seconds()),
-            "targets": {n: {"target_seconds": int(x.target.total_seconds()), "used_seconds": int(x.used.total_seconds()),
-                            "state": x.state} for n, x in targets.items()}}
-
-
 def _print_context(store: Store, ticket_id: int) -> None:
     from .render import print_context
 
@@ -203,9 +194,9 @@ def run_demo(db: Path | None) -> None:
             say(f"{acker} acknowledges {ref(root)}: the escalation stops")
             out.print("\n[bold]sdesk sla[/] (the storm's incident: responded in 7 minutes of 15)")
             from .render import print_sla
-            from .sla import assess, pauses
+            from .sla import assess, pauses, row
 
-            rows = [_sla_row({**t, "title": store.get_or_raise(ticket_id=root)["title"]}, policy, targets)
+            rows = [row(store.get_or_raise(ticket_id=root), policy, targets)
                     for t, policy, targets in assess(sla, store.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]
             print_sla(rows)
             clock.set_override(None)

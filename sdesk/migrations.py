@@ -335,6 +335,7 @@ def m007_oncall(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX pages_pending ON pages(next_attempt_at) WHERE status IN ('pending', 'sending')")
+    db.execute("CREATE INDEX pages_delivered ON pages(user, delivered_at) WHERE status = 'delivered'")
     # SLA warnings and breaches are recorded once each: `sdesk tick` finds the recorded ones here.
     db.execute("CREATE INDEX events_sla ON events(ticket_id) WHERE kind IN ('sla_warning', 'sla_breached')")
     # SLA clocks read every open ticket's kind, priority and times: the queue index carries

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
 
+from .clock import WEEKDAYS
 from .errors import BadInput
+from .yamlfile import as_list
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAY_NAMES = frozenset([*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
 _LENGTH = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
@@ -109,13 +110,13 @@ def load(text: str, where: str) -> OnCall:
     if not isinstance(data, dict) or set(data) - {"teams", "schedules", "escalation", "default_team", "notifier", "queues"}:
         raise fail([], "expected a mapping with teams, schedules, queues, escalation, default_team and notifier")
     schedules: dict[str, Schedule] = {}
-    for i, raw in enumerate(_list(data.get("schedules"), ["schedules"], fail)):
+    for i, raw in enumerate(as_list(data.get("schedules"), ["schedules"], fail)):
         schedule = _schedule(raw, ["schedules", str(i)], fail)
         if schedule.name in schedules:
             raise fail(["schedules", str(i)], f"schedule {schedule.name}: the name is used twice")
         schedules[schedule.name] = schedule
     teams: dict[str, Team] = {}
-    for i, raw in enumerate(_list(data.get("teams"), ["teams"], fail)):
+    for i, raw in enumerate(as_list(data.get("teams"), ["teams"], fail)):
         team = _team(raw, ["teams", str(i)], fail, schedules)
         if team.name in teams:
             raise fail(["teams", str(i)], f"team {team.name}: the name is used twice")
@@ -129,7 +130,7 @@ def load(text: str, where: str) -> OnCall:
                                f"schedule {schedule.name}: unknown user {user!r} (not a member of any team)")
     from .escalation import load_policies
 
-    policies = load_policies(_list(data.get("escalation"), ["escalation"], fail), OnCall(teams, schedules), fail)
+    policies = load_policies(as_list(data.get("escalation"), ["escalation"], fail), OnCall(teams, schedules), fail)
     for i, team in enumerate(teams.values()):
         if team.escalation is not None and team.escalation not in policies:
             raise fail(["teams", str(i), "escalation"], f"team {team.name}: unknown escalation policy {team.escalation!r}")
@@ -137,7 +138,7 @@ def load(text: str, where: str) -> OnCall:
     if default_team is not None and (not isinstance(default_team, str) or default_team not in teams):
         raise fail(["default_team"], f"default_team: unknown team {default_team!r}")
     queues: dict[str, Queue] = {}
-    for i, raw in enumerate(_list(data.get("queues"), ["queues"], fail)):
+    for i, raw in enumerate(as_list(data.get("queues"), ["queues"], fail)):
         loc = ["queues", str(i)]
         if not isinstance(raw, dict) or "name" not in raw or set(raw) - {"name", "team", "strategy"}:
             raise fail(loc, "a queue has a name, a team and a strategy")
@@ -174,14 +175,6 @@ def _notifier(raw: Any, fail: Callable) -> Notifier:
     return Notifier(tuple(command), webhook, float(timeout), limit)
 
 
-def _list(value: Any, loc: list[str], fail: Callable) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise fail(loc, f"{loc[-1]}: expected a list")
-    return value
-
-
 def _name(value: Any, loc: list[str], fail: Callable, what: str) -> str:
     if not isinstance(value, (str, int)) or not _NAME.match(str(value)):
         raise fail(loc, f"{what}: expected a name (letters, digits, . _ @ + -)")
@@ -196,7 +189,7 @@ def _team(raw: Any, loc: list[str], fail: Callable, schedules: dict[str, Schedul
     if unknown:
         raise fail([*loc, sorted(unknown)[0]], f"team {name}: unknown key {sorted(unknown)[0]!r}")
     members: dict[str, str] = {}
-    for i, member in enumerate(_list(raw.get("members"), [*loc, "members"], fail)):
+    for i, member in enumerate(as_list(raw.get("members"), [*loc, "members"], fail)):
         where = [*loc, "members", str(i)]
         if isinstance(member, dict):
             if set(member) - {"user", "role"} or "user" not in member:
@@ -225,7 +218,7 @@ def _schedule(raw: Any, loc: list[str], fail: Callable) -> Schedule:
         raise fail([*loc, sorted(unknown)[0]], f"schedule {name}: unknown key {sorted(unknown)[0]!r}")
     zone = zone_of(raw.get("timezone"), lambda message: fail([*loc, "timezone"], f"schedule {name}: {message}"))
     layers = tuple(_layer(layer, [*loc, "layers", str(i)], fail, name)
-                   for i, layer in enumerate(_list(raw.get("layers"), [*loc, "layers"], fail)))
+                   for i, layer in enumerate(as_list(raw.get("layers"), [*loc, "layers"], fail)))
     if not layers:
         raise fail(loc, f"schedule {name}: needs at least one layer")
     return Schedule(name, zone, layers)
@@ -264,11 +257,11 @@ def _layer(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Layer:
         raise fail([*loc, "length"], f"schedule {schedule}: length: expected hours, days or weeks, e.g. 12h, 1d, 1w")
     count, unit = int(found.group(1)), found.group(2)
     length = timedelta(hours=count) if unit == "h" else timedelta(days=count * (7 if unit == "w" else 1))
-    users = tuple(_name(u, [*loc, "users", str(i)], fail, "user") for i, u in enumerate(_list(raw.get("users"), [*loc, "users"], fail)))
+    users = tuple(_name(u, [*loc, "users", str(i)], fail, "user") for i, u in enumerate(as_list(raw.get("users"), [*loc, "users"], fail)))
     if not users:
         raise fail([*loc, "users"], f"schedule {schedule}: a layer needs at least one user")
     restrictions = tuple(_window(w, [*loc, "restrictions", str(i)], fail, schedule)
-                         for i, w in enumerate(_list(raw.get("restrictions"), [*loc, "restrictions"], fail)))
+                         for i, w in enumerate(as_list(raw.get("restrictions"), [*loc, "restrictions"], fail)))
     return Layer(name, start, length, users, restrictions)
 
 

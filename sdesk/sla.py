@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, NamedTuple
 
+from .clock import WEEKDAYS
 from .errors import BadInput
+from .yamlfile import as_list
 from .lifecycle import Kind, Priority, Status
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _HOURS = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*$")
 
@@ -92,12 +93,18 @@ def load(text: str, where: str) -> SlaConfig:
     if not isinstance(data, dict) or set(data) - {"calendars", "policies", "slos"}:
         raise fail([], "expected a mapping with calendars, policies and slos")
     calendars: dict[str, Calendar] = {}
-    for i, raw in enumerate(_list(data.get("calendars"), ["calendars"], fail)):
+    for i, raw in enumerate(as_list(data.get("calendars"), ["calendars"], fail)):
         calendar = _calendar(raw, ["calendars", str(i)], fail)
+        if calendar.name in calendars:
+            raise fail(["calendars", str(i)], f"calendar {calendar.name}: the name is used twice")
         calendars[calendar.name] = calendar
     policies = tuple(_policy(raw, ["policies", str(i)], fail, calendars)
-                     for i, raw in enumerate(_list(data.get("policies"), ["policies"], fail)))
-    slos = [_slo(raw, ["slos", str(i)], fail) for i, raw in enumerate(_list(data.get("slos"), ["slos"], fail))]
+                     for i, raw in enumerate(as_list(data.get("policies"), ["policies"], fail)))
+    names = [p.name for p in policies]
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise fail(["policies", str(names.index(twice, names.index(twice) + 1))], f"policy {twice}: the name is used twice")
+    slos = [_slo(raw, ["slos", str(i)], fail) for i, raw in enumerate(as_list(data.get("slos"), ["slos"], fail))]
     return SlaConfig(policies, {slo.ci: slo for slo in slos})
 
 
@@ -118,14 +125,6 @@ def _slo(raw: Any, loc: list[str], fail: Callable) -> Slo:
     if freeze not in ("off", "warn", "refuse"):
         raise fail([*loc, "freeze"], f"slo {ci}: freeze: expected off, warn or refuse")
     return Slo(ci, float(objective), window, frozenset(map(str, counts)), freeze)
-
-
-def _list(value: Any, loc: list[str], fail: Callable) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise fail(loc, f"{loc[-1]}: expected a list")
-    return value
 
 
 def duration(text: Any, what: str, fail: Callable[[str], BadInput], *, zero: bool = False) -> timedelta:
@@ -161,9 +160,10 @@ def _calendar(raw: Any, loc: list[str], fail: Callable) -> Calendar:
         for day in _days(str(days), lambda m: fail([*loc, "hours", str(days)], f"calendar {name}: {m}")):
             hours[day] = (start, end)
     holidays = set()
-    for i, day in enumerate(_list(raw.get("holidays"), [*loc, "holidays"], fail)):
+    for i, day in enumerate(as_list(raw.get("holidays"), [*loc, "holidays"], fail)):
         try:
-            holidays.add(day if isinstance(day, date) else date.fromisoformat(str(day)))
+            holidays.add(day.date() if isinstance(day, datetime) else day if isinstance(day, date)
+                         else date.fromisoformat(str(day)))
         except ValueError:
             raise fail([*loc, "holidays", str(i)], f"calendar {name}: holidays: expected dates, e.g. 2026-12-25") from None
     return Calendar(name, zone, tuple(hours.get(day) for day in range(7)), frozenset(holidays))
@@ -306,6 +306,18 @@ def assess(config: SlaConfig, tickets: Iterable[tuple[dict[str, Any], list[tuple
         yield t, policy, clocks(policy, created=datetime.fromisoformat(t["created_at"]),
                                 acknowledged=datetime.fromisoformat(acknowledged) if acknowledged else None,
                                 resolved=None, changes=changes, now=now)
+
+
+def row(ticket: dict[str, Any], policy: Policy, targets: dict[str, Target]) -> dict[str, Any]:
+    """What `sdesk sla` shows of a ticket: its most urgent running target (else its response)."""
+    running = min(((x.left, name) for name, x in targets.items() if not x.done), default=None)
+    name = running[1] if running else next(iter(targets))
+    return {"id": ticket["id"], "title": ticket.get("title"), "queue": ticket.get("queue"),
+            "assignee": ticket.get("assignee"), "priority": ticket["priority"], "status": ticket["status"],
+            "policy": policy.name, "target": name, "state": targets[name].state,
+            "left_seconds": int(targets[name].left.total_seconds()),
+            "targets": {n: {"target_seconds": int(x.target.total_seconds()), "used_seconds": int(x.used.total_seconds()),
+                            "state": x.state} for n, x in targets.items()}}
 
 
 def pauses(config: SlaConfig) -> frozenset[str]:

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .migrations import OPEN_SQL
-from .routing import OnCall, Override, check_override
 
 if TYPE_CHECKING:
+    from .routing import OnCall, Override
     from .store import Store
 
 
@@ -25,10 +25,14 @@ class OnCallStore:
             sql, args = sql + " AND ends_at > ?", [*args, clock.iso(since)]
         if until is not None:
             sql, args = sql + " AND starts_at < ?", [*args, clock.iso(until)]
+        from .routing import Override
+
         return [Override(s, u, clock.parse(a), clock.parse(b)) for s, u, a, b in self.conn.execute(sql + " ORDER BY starts_at", args)]
 
     def override_add(self: Store, override: Override, config: OnCall, *, reason: str | None,
                      actor: str) -> dict[str, Any]:
+        from .routing import check_override
+
         with self._write(actor) as tx:
             check_override(override, config, self.overrides(schedule=override.schedule, since=override.start,
                                                             until=override.end))
@@ -88,15 +92,22 @@ class OnCallStore:
                         new.append({"ticket": t["id"], **data})
         return new
 
-    def escalate(self: Store, *, ticket_id: int, actor: str) -> int:
+    def escalate(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> int:
         """Move a ticket to its next escalation level now (`sdesk tick` pages it)."""
         from .errors import Conflict
+        from .escalation import policy_for
         from .lifecycle import ref
 
         with self._write(actor) as tx:
             t = self._current(tx, ticket_id)
             if t["acknowledged_at"] or t["status"] in ("resolved", "closed"):
                 raise Conflict(f"{ref(ticket_id)} is {t['status']}: nothing to escalate")
+            policy = policy_for(t, config)
+            if policy is None or t["priority"] not in policy.page or t["suppressed"] or t["parent_id"]:
+                why = "no escalation policy covers it" if policy is None else \
+                    "it is suppressed" if t["suppressed"] else "it is a child of another incident" if t["parent_id"] \
+                    else f"{t['priority']} does not page under {policy.name}"
+                raise Conflict(f"{ref(ticket_id)} cannot be escalated: {why}")
             fired = tx.conn.execute("SELECT count(DISTINCT round * 1000 + level) FROM pages WHERE ticket_id = ?",
                                     (ticket_id,)).fetchone()[0]
             level = max(fired, t["escalation_level"]) + 1

@@ -53,8 +53,8 @@ class SlaStore:
 
         with self._write(actor) as tx:
             seen = {(ticket_id, kind, target) for ticket_id, kind, target in tx.conn.execute(
-                "SELECT ticket_id, kind, json_extract(data, '$.target') FROM events "
-                "WHERE kind IN ('sla_warning', 'sla_breached')")}
+                f"SELECT ticket_id, kind, json_extract(data, '$.target') FROM events "
+                f"WHERE kind IN ('sla_warning', 'sla_breached') AND ticket_id IN (SELECT id FROM tickets WHERE {OPEN_SQL})")}
             counts = {"sla_warning": 0, "sla_breached": 0}
             for t, policy, targets in assess(config, self.sla_tickets(pauses(config)), now):
                 for name, x in targets.items():

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
+from .clock import WEEKDAYS
 from .errors import BadInput
 from .lifecycle import NAME_MAX, Kind, Priority
 
@@ -31,7 +32,6 @@ FACTS = (*TICKET_FIELDS, "text", "tier", "dependents")
 TEXT_ACTIONS = ("category", "queue", "team", "assignee", "runbook")
 ACTIONS = ("kind", "priority", "impact", "urgency", "tags", "parent", "suppress", *TEXT_ACTIONS)
 OPERATORS = ("equals", "in", "regex", "contains", "gt", "gte", "lt", "lte", "present", "missing")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PRIORITIES = tuple(Priority)
 
 # ITIL's 3x3: rows are impact 1 (high) to 3 (low), columns urgency 1 to 3.

@@ -45,3 +45,12 @@ def line_of(node: Any, loc: list[str], default: int = 1) -> int:
         else:
             break
     return line
+
+
+def as_list(value: Any, loc: list[str], fail: Any) -> list:
+    """A setting that must be a list (absent: empty); `fail(loc, message)` makes the error."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(loc, f"{loc[-1]}: expected a list")
+    return value

@@ -280,3 +280,10 @@ def test_a_broken_oncall_yaml_does_not_stop_intake(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "cfg"))
     result = cli("new", "disk full")
     assert result.stdout.strip() == "SD-1" and "warning: " in result.stderr and "oncall.yaml:4" in result.stderr
+
+
+def test_escalate_refuses_what_does_not_page(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    p4 = desk.new("stapler", "-p", "P4")
+    result = desk("escalate", str(p4), ok=False)
+    assert result.exit_code == ExitCode.CONFLICT and "P4 does not page under platform" in result.stderr

@@ -61,7 +61,7 @@ def escalate(
     from ..lifecycle import parse_id, ref
 
     settings = settings_of(ctx)
-    step = settings.store().escalate(ticket_id=parse_id(ticket), actor=settings.actor)
+    step = settings.store().escalate(ticket_id=parse_id(ticket), config=settings.oncall_config(), actor=settings.actor)
     note(f"{ref(parse_id(ticket))}: escalation step {step} is due now")
 
 

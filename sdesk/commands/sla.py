@@ -28,7 +28,7 @@ def sla(
     Example: sdesk sla --breached --json
     """
     from .. import clock
-    from ..sla import assess, pauses
+    from ..sla import assess, pauses, row
 
     settings = settings_of(ctx)
     config = settings.sla_config()
@@ -47,12 +47,7 @@ def sla(
     if limit:
         found = found[:limit]
     details = settings.store().sla_details([f[1] for f in found])
-    rows = [{"id": ticket_id, **{k: details[ticket_id][k] for k in ("title", "queue", "assignee")},
-             "priority": t["priority"], "status": t["status"], "policy": policy.name, "target": name,
-             "state": targets[name].state, "left_seconds": int(left.total_seconds()),
-             "targets": {n: {"target_seconds": int(x.target.total_seconds()), "used_seconds": int(x.used.total_seconds()),
-                             "state": x.state} for n, x in targets.items()}}
-            for left, ticket_id, name, t, policy, targets in found]
+    rows = [row({**t, **details[ticket_id]}, policy, targets) for _, ticket_id, _, t, policy, targets in found]
     if as_json:
         print_json(rows)
         return
