@@ -122,10 +122,11 @@ class OnCallStore:
 
         at = clock.iso(now)
         with self._write(actor) as tx:
+            # Per pending page, its ticket by id: never a scan of the tickets.
             tx.conn.execute(
-                "UPDATE pages SET status = 'cancelled' WHERE status IN ('pending', 'sending') AND ticket_id IN "
-                "(SELECT id FROM tickets WHERE acknowledged_at IS NOT NULL OR status IN ('resolved', 'closed') "
-                "OR suppressed IS NOT NULL OR parent_id IS NOT NULL)")
+                "UPDATE pages SET status = 'cancelled' WHERE status IN ('pending', 'sending') AND EXISTS "
+                "(SELECT 1 FROM tickets t WHERE t.id = pages.ticket_id AND (t.acknowledged_at IS NOT NULL "
+                "OR t.status IN ('resolved', 'closed') OR t.suppressed IS NOT NULL OR t.parent_id IS NOT NULL))")
             tx.conn.execute("UPDATE pages SET status = 'failed' WHERE status = 'pending' AND attempts >= ?",
                             (MAX_ATTEMPTS,))
             return [dict(r) for r in tx.conn.execute(
