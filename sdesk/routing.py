@@ -104,8 +104,7 @@ def load(text: str, where: str) -> OnCall:
     if data is None:
         return OnCall({}, {})
 
-    def fail(loc: list[str], message: str) -> BadInput:
-        return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: " + message.replace("\n", "\\n"))
+    fail = yamlfile.failure(where, node)
 
     if not isinstance(data, dict) or set(data) - {"teams", "schedules", "escalation", "default_team", "notifier", "queues"}:
         raise fail([], "expected a mapping with teams, schedules, queues, escalation, default_team and notifier")

@@ -87,8 +87,7 @@ def load(text: str, where: str) -> SlaConfig:
     if data is None:
         return SlaConfig()
 
-    def fail(loc: list[str], message: str) -> BadInput:
-        return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: " + message.replace("\n", "\\n"))
+    fail = yamlfile.failure(where, node)
 
     if not isinstance(data, dict) or set(data) - {"calendars", "policies", "slos"}:
         raise fail([], "expected a mapping with calendars, policies and slos")

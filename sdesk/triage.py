@@ -140,9 +140,7 @@ def load(text: str, where: str) -> TriageConfig:
     if not isinstance(data, dict):
         raise BadInput(f"{where}:1: expected a mapping with rules, priority, correlation, classifier")
 
-    def fail(loc: list[str], message: str) -> BadInput:
-        one_line = message.replace("\r", "\\r").replace("\n", "\\n")  # ids and keys are the user's text
-        return BadInput(f"{where}:{yamlfile.line_of(node, loc)}: {one_line}")
+    fail = yamlfile.failure(where, node)
 
     unknown = set(data) - {"rules", "priority", "correlation", "classifier", "timezone"}
     if unknown:

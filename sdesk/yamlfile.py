@@ -3,6 +3,7 @@ in errors), with the C loader where PyYAML has it, and every failure as one BadI
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -54,3 +55,12 @@ def as_list(value: Any, loc: list[str], fail: Any) -> list:
     if not isinstance(value, list):
         raise fail(loc, f"{loc[-1]}: expected a list")
     return value
+
+
+def failure(where: str, node: Any) -> Callable[[list[str], str], BadInput]:
+    """`fail(loc, message)`: the one-line error for the setting at `loc` of a file's node tree,
+    naming the file and line (newlines in what the user wrote are shown, not kept)."""
+    def fail(loc: list[str], message: str) -> BadInput:
+        return BadInput(f"{where}:{line_of(node, loc)}: " + message.replace("\r", "\\r").replace("\n", "\\n"))
+
+    return fail
