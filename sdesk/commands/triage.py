@@ -5,7 +5,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 
 from ..errors import BadInput
@@ -14,7 +13,7 @@ from .common import Group, note, print_json, settings_of, store_of
 class TriageGroup(Group):
     """`sdesk triage ID` re-triages a ticket; `train` and `eval` are the classifier's."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["ticket", *args]
         return super().resolve_command(ctx, args)
