@@ -49,6 +49,9 @@ class ClassifierStore:
                                                   "docs": info["n_docs"], "terms": info["n_terms"]})
         self._classifier_cache().pop(field, None)
 
+    def has_classifier(self) -> bool:
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM classifier_models)").fetchone()[0])
+
     def classifier_info(self, field: str) -> dict[str, Any] | None:
         """The stored model's info (classes, temperature, threshold, counts...) and trained_at."""
         row = self.conn.execute("SELECT trained_at, info FROM classifier_models WHERE field = ?",

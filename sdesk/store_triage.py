@@ -235,9 +235,6 @@ class TriageStore:
                                  "AND ends_at > ? ORDER BY id", (at, at))
         return [(silence_id, [Matcher(*m) for m in orjson.loads(text)]) for silence_id, text in rows]
 
-    def has_classifier(self: Store) -> bool:
-        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM classifier_models)").fetchone()[0])
-
     # -- flapping -------------------------------------------------------------------------
 
     def recently_resolved(self: Store, fingerprints: set[str], since: str) -> dict[str, int]:
