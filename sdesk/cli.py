@@ -17,7 +17,7 @@ from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
 from .signals import FORMATS, Signal
-from .commands.common import Group, RootGroup, Settings, note, print_json, settings_of, store_of
+from .commands.common import Group, RootGroup, Settings, note, print_json, run_automation, settings_of, store_of
 
 if TYPE_CHECKING:
     from .intake import Record
@@ -42,7 +42,8 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "triage": ("sdesk.commands.triage", "app"), "rules": ("sdesk.commands.rules", "app"),
                   "silence": ("sdesk.commands.rules", "silence_app"), "oncall": ("sdesk.commands.oncall", "app"),
                   "sla": ("sdesk.commands.sla", "app"), "slo": ("sdesk.commands.sla", "slo_app"), "tick": ("sdesk.commands.paging", "tick_app"),
-                  "escalate": ("sdesk.commands.paging", "escalate_app"), "pages": ("sdesk.commands.paging", "pages_app")}
+                  "escalate": ("sdesk.commands.paging", "escalate_app"), "pages": ("sdesk.commands.paging", "pages_app"),
+                  "runbook": ("sdesk.commands.runbook", "app")}
 
 
 def _version(value: bool) -> None:
@@ -187,6 +188,7 @@ def new(
     [(ticket_id, outcome)] = settings.store().receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
                                                       **options)
     created = outcome == "created"
+    run_automation(settings, options.get("automate"))
     if not created:
         note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
     if as_json:
@@ -257,6 +259,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     finally:
         if reject_file:
             reject_file.close()
+    run_automation(settings, options.get("automate"))
     if total.rejected:
         if rejects:
             note(f"{len(total.rejected)} rejected records written to {rejects}")

@@ -84,6 +84,43 @@ def _print_context(store: Store, ticket_id: int) -> None:
     print_context(store.context(ticket_id=ticket_id) or {}, [])
 
 
+def _runbook_demo(store: Store, disk: int, say, out) -> None:
+    """The disk-full ticket's runbook (attached by triage): a dry run, then a real run that
+    waits for approval by someone else, and the ticket resolved by automation. It cleans a
+    scratch folder the demo makes, with old files to delete and a fresh one to keep."""
+    import os
+    import time
+
+    from rich.markup import escape
+
+    from .runbooks import find
+    from .runner import prepare, resume, start
+
+    def echo(message: str) -> None:
+        out.print("    " + escape(message), style="dim")
+
+    with tempfile.TemporaryDirectory(prefix="sdesk-demo-scratch-") as scratch:
+        old = time.time() - 10 * 86400
+        for name in ("pg_dump.1.tmp", "pg_dump.2.tmp", "sort.tmp"):
+            path = Path(scratch) / name
+            path.write_bytes(b"\0" * 4096)
+            os.utime(path, (old, old))
+        (Path(scratch) / "in-use.tmp").write_bytes(b"\0" * 4096)
+        runbook = find(examples_dir() / "desk" / "runbooks", "clean-tmp")
+        prepared = prepare(store, runbook, disk, {"folder": scratch})
+        say(f"triage attached runbook clean-tmp to {ref(disk)}; alice dry-runs it (sdesk runbook run clean-tmp "
+            f"--ticket {ref(disk)} --dry-run):")
+        start(store, prepared, actor="alice", dry_run=True, echo=echo)
+        clock.set_override(clock.now() + timedelta(minutes=1))
+        run = start(store, prepared, actor="alice", dry_run=False, echo=echo)
+        say(f"alice runs it for real: run {run['id']} checks the folder, then waits for approval by someone else")
+        clock.set_override(clock.now() + timedelta(minutes=2))
+        done = resume(store, runbook, run["id"], actor="dave", echo=echo)
+        left = sorted(p.name for p in Path(scratch).iterdir())
+        say(f"dave approves run {run['id']}: the 3 old files are deleted ({', '.join(left)} is kept) and "
+            f"{ref(disk)} is {store.get_or_raise(ticket_id=disk)['status']} by automation ({done['status']})")
+
+
 def run_demo(db: Path | None) -> None:
     from .render import console, print_tickets
 
@@ -150,6 +187,8 @@ def run_demo(db: Path | None) -> None:
             _receive(store, "alertmanager-firing.json", "alertmanager", "alertmanager")
             say(f"Alertmanager posts DiskFull {ref(disk)} and SearchLatencyHigh {ref(search)} (P1), "
                 "then the same group again: deduplicated")
+            at(40)
+            _runbook_demo(store, disk, say, out)
             at(44)
             [(budget, _)] = _receive(store, "mail-new.eml", "email", "mail")
             store.move(ticket_id=budget, action="assign", assignee="bob", actor="sam")

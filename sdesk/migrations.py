@@ -352,8 +352,69 @@ def m007_oncall(db: Database) -> None:
                "WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")
 
 
+def m008_runbooks(db: Database) -> None:
+    # A run of a runbook: its plan (parameters resolved; secrets by reference only), where it
+    # is, and the process running it, so that a run whose process died is found and ended.
+    db.execute(
+        """
+        CREATE TABLE runbook_runs (
+            id INTEGER PRIMARY KEY,
+            runbook TEXT NOT NULL,
+            ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+            lock_key TEXT NOT NULL,  -- what it works on: ci:NAME, else alert:FINGERPRINT, else ticket:N
+            status TEXT NOT NULL,  -- queued running waiting succeeded stopped failed interrupted rejected refused
+            dry_run INTEGER NOT NULL DEFAULT 0,
+            automated INTEGER NOT NULL DEFAULT 0,  -- started by triage, not a person
+            actor TEXT NOT NULL,
+            plan TEXT,
+            step INTEGER NOT NULL DEFAULT 0,  -- the next step to run (or the one it waits on)
+            waiting_for TEXT,  -- approval or confirmation
+            reason TEXT,
+            rollback TEXT,  -- succeeded or failed, when on_failure steps ran
+            resolved INTEGER NOT NULL DEFAULT 0,  -- its resolve step resolved the ticket
+            misfire TEXT,  -- failed, interrupted or reopened: automation that did not hold
+            pid INTEGER,
+            host TEXT,
+            proc_start TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX runbook_runs_ticket ON runbook_runs(ticket_id)")
+    db.execute("CREATE INDEX runbook_runs_throttle ON runbook_runs(runbook, lock_key, started_at)")
+    # The lock per CI: one active run per key, enforced by the database itself.
+    db.execute("CREATE UNIQUE INDEX runbook_runs_lock ON runbook_runs(lock_key) WHERE status IN ('running', 'waiting')")
+    db.execute("CREATE INDEX runbook_runs_pending ON runbook_runs(status) WHERE status IN ('queued', 'running', 'waiting')")
+    db.execute(
+        """
+        CREATE TABLE runbook_steps (
+            run_id INTEGER NOT NULL REFERENCES runbook_runs(id),
+            seq INTEGER NOT NULL,
+            step_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            phase TEXT NOT NULL,  -- main or rollback
+            status TEXT NOT NULL,  -- running ok failed timeout skipped interrupted approved confirmed
+            command TEXT,
+            exit_code INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            duration_ms INTEGER,
+            output TEXT,
+            actor TEXT,
+            PRIMARY KEY (run_id, seq)
+        )
+        """
+    )
+    # The kill switch: a disabled runbook (or '*': all of them) does not run.
+    db.execute("CREATE TABLE runbook_switches (name TEXT PRIMARY KEY, reason TEXT, disabled_by TEXT NOT NULL, "
+               "disabled_at TEXT NOT NULL)")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage, m007_oncall]
+         m006_triage, m007_oncall, m008_runbooks]
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -8,6 +8,7 @@ from typing import IO, Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -24,8 +25,8 @@ CSV_FIELDS = (
 )
 
 
-def console() -> Console:
-    return Console(highlight=False)
+def console(stderr: bool = False) -> Console:
+    return Console(highlight=False, stderr=stderr)
 
 
 def local(ts: str | None) -> str:
@@ -109,6 +110,32 @@ def _describe_event(e: dict[str, Any]) -> str:
             return f"linked to problem {ref(d['problem_id'])}"
         case "problem_fixed":
             return f"problem {ref(d['problem_id'])} fixed: {d.get('fix', '')}"
+        case "runbook_queued":
+            return f"runbook {d['runbook']} queued for automation (run {d['run']})"
+        case "runbook_started":
+            how = " (dry run)" if d.get("dry_run") else " (automation)" if d.get("automated") else ""
+            return f"runbook {d['runbook']} started{how}: run {d['run']}"
+        case "runbook_step":
+            code = f", exit {d['exit_code']}" if "exit_code" in d else ""
+            took = f", {d['duration_ms']} ms" if "duration_ms" in d else ""
+            phase = " (rollback)" if d.get("phase") else ""
+            return f"run {d['run']} step {d['step']}{phase}: {d['status']}{code}{took}"
+        case "runbook_waiting":
+            return f"run {d['run']} waits for {d['for']} at step {d['step']}"
+        case "runbook_approved" | "runbook_confirmed":
+            return f"run {d['run']} step {d['step']} {e['kind'].split('_')[1]}"
+        case "runbook_approval_refused":
+            return f"run {d['run']}: approval refused ({d['reason']})"
+        case "runbook_rejected":
+            return f"run {d['run']} rejected" + (f": {d['reason']}" if d.get("reason") else "")
+        case "runbook_refused":
+            return f"runbook {d['runbook']} refused (run {d['run']}): {d['reason']}"
+        case "runbook_finished":
+            extra = f": {d['reason']}" if d.get("reason") else ""
+            extra += f"; rollback {d['rollback']}" if d.get("rollback") else ""
+            return f"run {d['run']} ({d['runbook']}) {d['status']}{extra}"
+        case "automation_misfire":
+            return f"automation misfire: run {d['run']} ({d['runbook']}) {d['reason']}"
     return str(d)
 
 
@@ -401,3 +428,69 @@ def print_sla(rows: list[dict[str, Any]]) -> None:
                   _span(x["used_seconds"]), _span(r["left_seconds"]),
                   f"[{styles[r['state']]}]{r['state'].replace('_', ' ')}[/]")
     out.print(t)
+
+
+def print_plan(out: Console, plan: dict[str, Any], ticket: dict[str, Any], dry_run: bool) -> None:
+    """What a run will do, every parameter resolved."""
+    from .runbooks import describe
+
+    out.print(f"[bold]{'Dry run' if dry_run else 'Plan'}[/]: runbook {escape(plan['runbook'])} on "
+              f"{ref(ticket['id'])} {escape(ticket['title'])}")
+    for name, value in plan["params"].items():
+        out.print(f"  param {escape(name)} = {escape(repr(value))}")
+    for name, (kind, where) in plan["secrets"].items():
+        out.print(f"  secret {escape(name)} from {kind} {escape(where)}")
+    for i, step in enumerate(plan["steps"], 1):
+        out.print(f"  {i}. {escape(step['id'])}: {escape(describe(step, dry_run))}")
+    for step in plan["on_failure"]:
+        out.print(f"  on failure: {escape(step['id'])}: {escape(describe(step, dry_run))}")
+
+
+def print_runbook(out: Console, rb: dict[str, Any]) -> None:
+    out.print(f"[bold]{escape(rb['name'])}[/]  {escape(rb['description'])}")
+    out.print(f"file: {escape(rb['file'])}")
+    out.print(f"applies to: {escape(str(rb['applies_to'] or 'any ticket'))}")
+    automation = "safe for automation (triage may run it)" if rb["safe_for_automation"] else "run by people only"
+    out.print(f"{automation}; throttle: {rb['throttle']['runs']} runs per {rb['throttle']['per']} per CI"
+              + ("; [red]disabled[/]" if rb["disabled"] else ""))
+    for name, p in rb["params"].items():
+        source = f" from {p['from']}" if p["from"] else ""
+        default = f", default {p['default']!r}" if p["default"] is not None else ""
+        out.print(f"  param {escape(name)} ({p['type']}{escape(source)}{escape(default)})"
+                  + (f": {escape(p['description'])}" if p["description"] else ""))
+    for name, ref_ in rb["secrets"].items():
+        [(kind, where)] = ref_.items()
+        out.print(f"  secret {escape(name)} from {kind} {escape(where)}")
+    for title, steps in (("steps", rb["steps"]), ("on failure", rb["on_failure"])):
+        if steps:
+            out.print(f"{title}:")
+        for i, s in enumerate(steps, 1):
+            body = s.get("text") or (" ".join(s["argv"]) if s.get("argv") else s.get("shell"))
+            out.print(f"  {i}. {escape(s['id'])} \\[{s['kind']}]: {escape(str(body))}")
+
+
+def print_run(out: Console, run: dict[str, Any]) -> None:
+    plan = run["plan"] or {}
+    out.print(f"[bold]run {run['id']}[/]: {escape(run['runbook'])} on {ref(run['ticket_id'])}"
+              f"{' (dry run)' if run['dry_run'] else ''} by {escape(run['actor'])}"
+              f"{' (automation)' if run['automated'] else ''}: [bold]{run['status']}[/]")
+    if run["reason"]:
+        out.print(f"reason: {escape(run['reason'])}")
+    if run["waiting_for"]:
+        out.print(f"waiting for {run['waiting_for']}: sdesk runbook approve {run['id']}")
+    if run["rollback"]:
+        out.print(f"rollback: {run['rollback']}")
+    out.print(f"started {local(run['started_at'])}, ended {local(run['ended_at']) or '-'}; lock {escape(run['lock_key'])}")
+    for name, value in (plan.get("params") or {}).items():
+        out.print(f"  param {escape(name)} = {escape(repr(value))}")
+    for s in run["steps"]:
+        timing = f", {s['duration_ms']} ms" if s["duration_ms"] is not None else ""
+        code = f", exit {s['exit_code']}" if s["exit_code"] is not None else ""
+        tries = f", {s['attempts']} attempts" if s["attempts"] > 1 else ""
+        phase = " (rollback)" if s["phase"] == "rollback" else ""
+        out.print(f"[bold]{escape(s['step_id'])}[/]{phase} \\[{s['kind']}] {s['status']}{code}{timing}{tries}"
+                  + (f" by {escape(s['actor'])}" if s["status"] in ("approved", "confirmed") else ""))
+        if s["command"]:
+            out.print(f"  $ {escape(s['command'])}", style="dim")
+        for line in (s["output"] or "").splitlines():
+            out.print(f"  | {escape(line)}")

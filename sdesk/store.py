@@ -28,6 +28,7 @@ from .store_cmdb import CmdbStore
 from .store_kb import KbStore
 from .store_oncall import OnCallStore
 from .store_problems import ProblemStore
+from .store_runbooks import RunbookStore, lock_key
 from .store_sla import SlaStore
 from .store_triage import TriageStore
 
@@ -154,8 +155,10 @@ class _Triggers:
     event per resend would bury a ticket's history, and the alerts table keeps every arrival."""
 
     def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list], mask_pii: bool = False,
-                 enricher: Enricher | None = None, triager: Triager | None = None, silences: set[str] = frozenset()):
+                 enricher: Enricher | None = None, triager: Triager | None = None, silences: set[str] = frozenset(),
+                 automate: Collection[str] = ()):
         self.tx = tx
+        self.automate = automate  # runbooks safe for automation: run when triage attaches them
         self.mask_pii = mask_pii
         self.enricher = enricher
         self.triager = triager
@@ -193,7 +196,7 @@ class _Triggers:
         return ticket_id, "created"
 
     def flush(self) -> None:
-        tx, rows, contexts = self.tx, [], []
+        tx, rows, contexts, runs = self.tx, [], [], []
         fields = CREATE_FIELDS if self.triager is not None else BASE_FIELDS  # only triage sets the rest
         for ticket_id, (t, source, redacted, alert) in self.new.items():
             bump = self.bumped.pop(ticket_id, None)
@@ -215,10 +218,14 @@ class _Triggers:
                 tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
             if enriched:
                 tx.event(ticket_id, "enriched", enriched)
+            if t.get("runbook") in self.automate and not t.get("suppressed"):
+                runs.append((t["runbook"], ticket_id, lock_key(t.get("ci"), t.get("fingerprint"), ticket_id)))
             rows.append((ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}),
                          to_json(t.get("tags") or []), source, tx.at, tx.at, bump[0] if bump else 1))
         tx.conn.executemany(INSERT_TICKET[fields], rows)
         tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
+        if runs:
+            RunbookStore.queue_runs(tx, runs)
         for ticket_id, (occurrences, repeats, source) in self.bumped.items():
             tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source})
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
@@ -253,7 +260,7 @@ class _Triggers:
         return {**t, **sets}, summary
 
 
-class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore):
+class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore, RunbookStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
@@ -404,7 +411,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
 
     def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
                 reopen_days: int = 14, mask_pii: bool = False, enrich: EnrichOptions | bool = True,
-                triage: TriageConfig | None = None) -> list[tuple[int | None, str]]:
+                triage: TriageConfig | None = None, automate: Collection[str] = ()) -> list[tuple[int | None, str]]:
         """Apply what sources sent, in order and in one transaction, and keep every alert.
 
         A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
@@ -419,7 +426,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         A new ticket is enriched from the CMDB, changes and KB (enrich.py) unless enrich is False,
         then triaged (triage.py, store_triage.py) when a triage config is given: rules, the
         priority matrix, the classifier, silences and correlation. With triage, a trigger whose
-        ticket was resolved within the flap window reopens it (outcome reopened).
+        ticket was resolved within the flap window reopens it (outcome reopened). A runbook
+        triage attaches is queued to run when it is in `automate` (safe for automation).
 
         Streams run through here at tens of thousands of alerts a second, so triggers are set
         based: one lookup of the batch's fingerprints, then one executemany per table."""
@@ -444,7 +452,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 if triage.flap_minutes and keys - open_now.keys():
                     flapping = self.recently_resolved(keys - open_now.keys(),
                                                       clock.iso(now - timedelta(minutes=triage.flap_minutes)))
-            batch = _Triggers(tx, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences})
+            batch = _Triggers(tx, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences}, automate)
             alert_rows = []
             for s in signals:
                 if s.thread is not None:
@@ -623,7 +631,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         return self.get_or_raise(ticket_id=ticket_id)
 
     def _move(self, tx: _Tx, t: dict[str, Any], action: str, *, assignee: str | None = None,
-              resolution: str | None = None, code: str | None = None) -> None:
+              resolution: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None) -> None:
         ticket_id = t["id"]
         target = lifecycle.next_status(t["status"], action, ticket_id=ticket_id)
         at = tx.at
@@ -654,7 +662,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                                    "with the same fingerprint; work that one (or link this one under it)")
             sets.update(reopen_count=t["reopen_count"] + 1, resolved_at=None, closed_at=None)
         self._set(tx, ticket_id, sets)
-        tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", data)
+        tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", {**data, **(extra or {})})
+        if action == "reopen":
+            self._reopened_after_runbook(tx, ticket_id)
 
     def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
         if not text.strip():

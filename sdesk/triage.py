@@ -165,6 +165,14 @@ def load(text: str, where: str) -> TriageConfig:
     return TriageConfig(**options)
 
 
+def condition(node: Any, loc: list[str], fail: Callable) -> tuple[Callable[[Values], bool], frozenset[str]]:
+    """A `match` as triage rules write it, for other files that select tickets (runbooks'
+    `applies_to`): a test of the values `values_of` builds, and the facts it reads."""
+    code = _Code()
+    rules = RuleSet((Rule("", 0, _match(node, loc, fail, code), {}, False),), code.names, frozenset(code.uses))
+    return (lambda values: rules.scan(values, 0) == 0), rules.uses
+
+
 def _section(data: dict, name: str, fail: Callable) -> dict:
     value = data.get(name) or {}
     if not isinstance(value, dict):

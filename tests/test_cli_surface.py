@@ -96,6 +96,10 @@ def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_pat
     sla = out.split("sdesk sla")[1].split("The open queue")[0]
     assert "SD-11 P1 payments-db" in sla and "resolve 7m 3h 53m ok" in sla
     assert "SD-15" not in out.split("The open queue")[1]  # suppressed: not in the queue
+    # The disk-full runbook: a dry run lists what it would delete, the real run waits for
+    # someone else's approval, then deletes the old files only and resolves the ticket.
+    assert "alice runs it for real: run 2 checks the folder, then waits for approval by someone else" in out
+    assert "dave approves run 2: the 3 old files are deleted (in-use.tmp is kept) and SD-8 is resolved by automation" in out
     assert not db_path.exists()
 
 

@@ -139,7 +139,26 @@ class Settings:
                    "reopen_days": reopen_days if reopen_days is not None
                    else config.reopen_within_days if config else 14,
                    "enrich": config.enrich.options() if config else True, "triage": self.triage_config()}
+        if options["triage"] is not None:
+            options["automate"] = self.automatic_runbooks()
         return (severity_table(config.severity) if config else SEVERITY), options
+
+    def runbooks_folder(self) -> Path | None:
+        """runbooks/ of the desk config (one runbook per YAML file)."""
+        return self.config / "runbooks" if self.config is not None else None
+
+    def automatic_runbooks(self) -> frozenset[str]:
+        """The runbooks triage may run as tickets arrive (safe_for_automation). A broken runbook
+        file is a warning here: it must not stop intake, and it does not run."""
+        folder = self.runbooks_folder()
+        if folder is None or not folder.is_dir():
+            return frozenset()
+        from ..runbooks import load_folder
+
+        runbooks, errors = load_folder(folder)
+        for error in errors:
+            note(f"warning: {error}; that runbook is not automated")
+        return frozenset(name for name, rb in runbooks.items() if rb.automatic)
 
     def oncall_config(self) -> OnCall:
         """oncall.yaml of the desk config: teams and schedules (none when there is no file)."""
@@ -178,6 +197,28 @@ class Settings:
         except BadInput as e:
             note(f"warning: {e}; assignee: auto left out of triage")
         return config
+
+
+def run_automation(settings: Settings, automate: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Run the runbooks triage queued for new tickets. Not from inside a runbook step: a runbook
+    whose command re-fires its own alert must not start itself again from within; its queued
+    run waits for the next `sdesk tick`, where the throttle sees it."""
+    import os
+
+    automate = settings.automatic_runbooks() if automate is None else automate
+    if not automate or os.environ.get("SDESK_RUN"):
+        return []
+    store = settings.store()
+    if not store.queued_runs():
+        return []
+    from ..runbooks import load_folder
+    from ..runner import run_queued
+
+    runbooks, _ = load_folder(settings.runbooks_folder())
+    done = run_queued(store, runbooks, actor="automation", echo=note)
+    for run in done:
+        note(f"automation: run {run['id']} ({run['runbook']}) on SD-{run['ticket_id']}: {run['status']}")
+    return done
 
 
 def read_text(path: Path) -> str:

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import note, print_json, settings_of
+from .common import note, print_json, run_automation, settings_of
 
 tick_app = typer.Typer()
 escalate_app = typer.Typer()
@@ -19,7 +19,8 @@ def tick(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Do what time makes due: page and escalate unacknowledged tickets, deliver pages (retrying
-    failed ones), bring back tickets whose silence ended, and record SLA warnings and breaches.
+    failed ones), bring back tickets whose silence ended, record SLA warnings and breaches, end
+    runbook runs whose process died, and run the runbooks triage queued for automation.
     Idempotent: safe from cron every minute.
 
     Example: sdesk tick --json
@@ -36,7 +37,8 @@ def tick(
         else:
             note(f"tick: {len(summary['paged'])} pages raised, {summary['delivered']} delivered, "
                  f"{summary['failed']} failed (will retry), {summary['unsuppressed']} tickets back from silences, "
-                 f"{summary['sla_warnings']} SLA warnings, {summary['sla_breaches']} breaches")
+                 f"{summary['sla_warnings']} SLA warnings, {summary['sla_breaches']} breaches, "
+                 f"{len(summary['automation'])} automated runbook runs")
         if watch is None:
             return
         time.sleep(watch)
@@ -46,7 +48,11 @@ def _tick_once(settings) -> dict:
     from .. import clock
     from ..tick import tick as run
 
-    return run(settings.store(), settings.oncall_config(), settings.sla_config(), clock.now(), actor=settings.actor)
+    summary = run(settings.store(), settings.oncall_config(), settings.sla_config(), clock.now(), actor=settings.actor)
+    settings.store().reap_runs(actor=settings.actor)
+    summary["automation"] = [{"run": r["id"], "runbook": r["runbook"], "ticket": r["ticket_id"], "status": r["status"]}
+                             for r in run_automation(settings)]
+    return summary
 
 
 @escalate_app.command("escalate")

@@ -1,0 +1,311 @@
+"""`sdesk runbook ...`: runbooks from the desk config (runbooks/*.yaml), their plans and dry
+runs, real runs with approvals, the runs on record, and the kill switch."""
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..errors import BadInput, ExitCode
+from .common import Group, note, print_json, settings_of
+
+app = typer.Typer(cls=Group, name="runbook", no_args_is_help=True,
+                  help="Runbooks: plans, dry runs, approved runs with locks and throttles, and their audit.")
+
+RunArg = Annotated[int, typer.Argument(help="The run number (sdesk runbook runs).", show_default=False)]
+AllOption = Annotated[bool, typer.Option("--all", help="Every runbook: the global kill switch.")]
+
+
+def _folder(ctx: typer.Context):
+    return settings_of(ctx).runbooks_folder()
+
+
+def _summary(rb: Any, disabled: dict) -> dict[str, Any]:
+    from ..runbooks import window_text
+
+    return {"name": rb.name, "description": rb.description, "file": rb.path, "applies_to": rb.applies_to,
+            "safe_for_automation": rb.automatic, "throttle": {"runs": rb.throttle[0], "per": window_text(rb.throttle[1])},
+            "params": {p.name: {"type": p.type, "from": p.source, "default": p.default, "required": p.required,
+                                "pattern": p.pattern.pattern if p.pattern else None, "description": p.description}
+                       for p in rb.params.values()},
+            "secrets": {name: {kind: ref} for name, (kind, ref) in rb.secrets.items()},
+            "steps": [_step(s) for s in rb.steps], "on_failure": [_step(s) for s in rb.on_failure],
+            "disabled": bool(disabled.get(rb.name) or disabled.get("*"))}
+
+
+def _step(s: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": s.id, "kind": s.kind}
+    if s.kind in ("run", "check"):
+        out |= {"argv": list(s.argv) if s.argv else None, "shell": s.shell,
+                "dry_run": (list(s.dry_run[0]) if s.dry_run[0] else s.dry_run[1]) if s.dry_run else None,
+                "timeout": s.timeout, "retries": s.retries, "exit_codes": sorted(s.exit_codes)}
+    else:
+        out["text"] = s.text
+    return out
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The runbooks in the desk config (runbooks/*.yaml), and which are safe for automation or disabled.
+
+    Example: sdesk --config examples/desk runbook list
+    """
+    from ..runbooks import load_folder
+
+    runbooks, errors = load_folder(_folder(ctx))
+    for error in errors:
+        note(f"error: {error}")
+    disabled = settings_of(ctx).store().runbook_switches()
+    found = [_summary(rb, disabled) for rb in runbooks.values()]
+    if as_json:
+        print_json(found)
+    else:
+        from ..render import table
+
+        table(["runbook", "steps", "automation", "status", "description"],
+              [[r["name"], len(r["steps"]), "safe" if r["safe_for_automation"] else "manual",
+                "disabled" if r["disabled"] else "enabled", r["description"]] for r in found],
+              empty="no runbooks (put them in runbooks/ of the desk config)")
+        if "*" in disabled:
+            note(f"all runbooks are disabled (by {disabled['*']['disabled_by']}): sdesk runbook enable --all")
+    if errors:
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The runbook's name.")],
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A runbook's parameters, secrets (by reference), steps and rollback.
+
+    Example: sdesk --config examples/desk runbook show clean-tmp
+    """
+    from ..runbooks import find
+
+    summary = _summary(find(_folder(ctx), name), settings_of(ctx).store().runbook_switches())
+    if as_json:
+        print_json(summary)
+        return
+    from ..render import console, print_runbook
+
+    print_runbook(console(), summary)
+
+
+@app.command("validate")
+def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(help="One runbook (default: all).")] = None,
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check runbooks before they run: the schema, parameters used but not declared, and commands
+    not found on PATH. Exits 2 when any is wrong.
+
+    Example: sdesk --config examples/desk runbook validate
+    """
+    from ..runbooks import find, load_folder, missing_commands
+
+    if name is not None:
+        runbooks, errors = {name: find(_folder(ctx), name)}, []
+    else:
+        runbooks, errors = load_folder(_folder(ctx))
+    problems = list(errors)
+    for rb in runbooks.values():
+        problems += [f"{rb.path}: runbook {rb.name}: command not found: {m}" for m in missing_commands(rb)]
+    if as_json:
+        print_json({"ok": not problems, "runbooks": sorted(runbooks), "problems": problems})
+    else:
+        for problem in problems:
+            note(f"error: {problem}")
+        if not problems:
+            note(f"{len(runbooks)} runbook(s) OK: {', '.join(sorted(runbooks)) or 'none'}")
+    if problems:
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    given = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--param {pair!r}: expected NAME=VALUE")
+        given[key.strip()] = value
+    return given
+
+
+def _echo(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _confirm_step(text: str) -> bool:
+    return typer.confirm(f"manual step: {text}\nDone?", default=False, err=True)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The runbook's name.")],
+    ticket: Annotated[str, typer.Option("--ticket", "-t", help="42 or SD-42: the ticket it works on.", show_default=False)],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="NAME=VALUE, over what the ticket gives; repeatable.")] = [],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and run only the steps' dry_run variants.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run without asking (the plan is still printed).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON at the end.")] = False,
+) -> None:
+    """Run a runbook on a ticket: resolve its parameters, show the plan, ask (unless --yes), then
+    run each step live. A step that needs approval stops the run until another user approves it.
+    Two runs never overlap on one CI, and each runbook has a throttle per CI.
+
+    Example: sdesk runbook run clean-tmp --ticket SD-42 --dry-run
+
+    Example: sdesk runbook run clean-tmp --ticket SD-42 --param days=3 --yes
+    """
+    from ..lifecycle import parse_id
+    from ..render import print_plan, console
+    from ..runbooks import find
+    from ..runner import prepare, start
+
+    settings = settings_of(ctx)
+    store = settings.store()
+    prepared = prepare(store, find(_folder(ctx), name), parse_id(ticket), _params(param))
+    # stdout carries the plan of a dry run, unless it carries JSON
+    print_plan(console(stderr=as_json or not dry_run), prepared.plan, prepared.ticket, dry_run)
+    if not dry_run and not yes:
+        if not _interactive():
+            raise BadInput("a real run asks first: add --yes to run without a terminal (or --dry-run to try it)")
+        if not typer.confirm("Run it?", default=False, err=True):
+            note("not run")
+            raise typer.Exit(int(ExitCode.ERROR))
+    try:
+        result = start(store, prepared, actor=settings.actor, dry_run=dry_run, echo=_echo,
+                       confirm=_confirm_step if _interactive() else None)
+    except KeyboardInterrupt:
+        note("interrupted: the run is recorded as interrupted")
+        raise typer.Exit(130) from None
+    _finish(result, as_json)
+
+
+def _finish(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+    else:
+        print(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else ""))
+    if result["status"] == "failed":
+        raise typer.Exit(int(ExitCode.ERROR))
+    if result["status"] == "interrupted":
+        raise typer.Exit(130)
+
+
+@app.command("approve")
+def approve(ctx: typer.Context, run_id: RunArg, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Approve the step a run waits on (someone other than who started it), or confirm its
+    manual step; the run then goes on in this terminal.
+
+    Example: sdesk --as dave runbook approve 7
+    """
+    from ..runbooks import find
+    from ..runner import resume
+
+    settings = settings_of(ctx)
+    store = settings.store()
+    runbook = find(_folder(ctx), store.run_get(run_id)["runbook"])
+    try:
+        result = resume(store, runbook, run_id, actor=settings.actor, echo=_echo,
+                        confirm=_confirm_step if _interactive() else None)
+    except KeyboardInterrupt:
+        note("interrupted: the run is recorded as interrupted")
+        raise typer.Exit(130) from None
+    _finish(result, as_json)
+
+
+@app.command("reject")
+def reject(ctx: typer.Context, run_id: RunArg,
+           reason: Annotated[Optional[str], typer.Option("--reason", "-r", help="Why, for the record.")] = None) -> None:
+    """Reject a run that waits for approval (or is queued): it ends, and its CI lock is released.
+
+    Example: sdesk runbook reject 7 --reason "not during the billing run"
+    """
+    settings = settings_of(ctx)
+    settings.store().run_reject(run_id, reason=reason, actor=settings.actor)
+    note(f"run {run_id}: rejected")
+
+
+@app.command("runs")
+def runs(
+    ctx: typer.Context,
+    ticket: Annotated[Optional[str], typer.Option("--ticket", "-t", help="42 or SD-42.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Runbook runs on record, newest first: who ran what on which ticket, and how it ended.
+
+    Example: sdesk runbook runs --ticket SD-42
+    """
+    from ..lifecycle import parse_id, ref
+
+    settings = settings_of(ctx)
+    store = settings.store()
+    store.reap_runs(actor=settings.actor)
+    found = store.runs(ticket_id=parse_id(ticket) if ticket else None, limit=limit)
+    if as_json:
+        print_json(found)
+        return
+    from ..render import local, table
+
+    table(["run", "runbook", "ticket", "status", "by", "started", "note"],
+          [[r["id"], r["runbook"] + (" (dry run)" if r["dry_run"] else ""), ref(r["ticket_id"]), r["status"],
+            r["actor"] + (" (automation)" if r["automated"] else ""), local(r["started_at"] or r["created_at"]),
+            r["reason"] or (f"waiting for {r['waiting_for']}" if r["waiting_for"] else "")] for r in found],
+          empty="no runs")
+
+
+@app.command("log")
+def log(ctx: typer.Context, run_id: RunArg, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One run in full: its plan, each step's exit code, duration and output (redacted).
+
+    Example: sdesk runbook log 7
+    """
+    settings = settings_of(ctx)
+    store = settings.store()
+    store.reap_runs(actor=settings.actor)
+    run = store.run_get(run_id)
+    if as_json:
+        print_json(run)
+        return
+    from ..render import console, print_run
+
+    print_run(console(), run)
+
+
+def _switch(ctx: typer.Context, name: Optional[str], every: bool, disabled: bool, reason: Optional[str]) -> None:
+    if (name is None) == (not every):
+        raise BadInput("name one runbook, or --all")
+    settings = settings_of(ctx)
+    target = "*" if every else name
+    if disabled and not every:
+        from ..runbooks import find
+
+        find(_folder(ctx), name)
+    changed = settings.store().runbook_switch(target, disabled=disabled, reason=reason, actor=settings.actor)
+    what = "all runbooks" if every else f"runbook {name}"
+    state = "disabled" if disabled else "enabled"
+    note(f"{what}: {state}" if changed else f"{what}: already {state}")
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(help="The runbook's name.")] = None,
+            every: AllOption = False,
+            reason: Annotated[Optional[str], typer.Option("--reason", "-r", help="Why, for the record.")] = None) -> None:
+    """Stop a runbook (or, with --all, every runbook: the kill switch) from running. Dry runs still work.
+
+    Example: sdesk runbook disable --all --reason "automation loop on db hosts"
+    """
+    _switch(ctx, name, every, True, reason)
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(help="The runbook's name.")] = None,
+           every: AllOption = False) -> None:
+    """Allow a disabled runbook (or, with --all, lift the kill switch) again.
+
+    Example: sdesk runbook enable --all
+    """
+    _switch(ctx, name, every, False, None)

@@ -1,0 +1,480 @@
+"""Runbooks: real subprocesses for every step (true, false, sleep, a script that fails then
+succeeds), approvals the requester cannot give, a ticket title that tries to inject a command,
+an automation loop stopped by the throttle, rollback, redaction, and runs killed mid-step."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdesk.errors import BadInput, ExitCode
+from sdesk.runbooks import parse, resolve_params
+
+PY = json.dumps(sys.executable)
+
+
+@pytest.fixture
+def desk(cli, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    (config / "runbooks").mkdir(parents=True)
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+
+    def runbook(name: str, text: str) -> Path:
+        path = config / "runbooks" / f"{name}.yaml"
+        path.write_text(text)
+        return path
+
+    cli.runbook = runbook
+    cli.config = config
+    cli.tmp = tmp_path
+    return cli
+
+
+def runs(cli, *args):
+    return cli.json("runbook", "runs", *args)
+
+
+def test_a_run_executes_real_steps_and_records_each_on_the_run_and_the_timeline(desk):
+    marker = desk.tmp / "done"
+    desk.runbook("touch", f"""
+name: touch
+params:
+  target: {{default: {json.dumps(str(marker))}}}
+steps:
+  - check: [test, "!", -e, "{{target}}"]
+  - id: make
+    run: [touch, "{{target}}"]
+  - id: say
+    run: [echo, "made {{target}} for {{ticket}}"]
+  - resolve: "Made {{target}}"
+    code: scripted
+""")
+    ticket = desk.new("Something to touch", "--ci", "web-1")
+    result = desk.json("runbook", "run", "touch", "--ticket", str(ticket), "--yes")
+    assert result["status"] == "succeeded" and marker.exists()
+    steps = result["steps"]
+    assert [s["status"] for s in steps] == ["ok", "ok", "ok", "ok"]
+    assert steps[2]["output"] == f"made {marker} for SD-{ticket}\n" and steps[1]["exit_code"] == 0
+    t = desk.json("show", str(ticket))
+    assert t["status"] == "resolved" and t["resolution_code"] == "scripted"
+    kinds = [e["kind"] for e in t["events"]]
+    assert kinds.count("runbook_step") == 4 and "runbook_started" in kinds and kinds[-1] == "runbook_finished"
+    resolved = next(e for e in t["events"] if e["kind"] == "status_changed" and e["data"]["to"] == "resolved")
+    assert resolved["data"]["automated"] is True and resolved["data"]["run"] == result["id"]
+    assert desk("audit", "verify").exit_code == 0
+
+
+def test_a_check_that_does_not_pass_stops_the_run_without_rollback(desk):
+    marker = desk.tmp / "rolled-back"
+    desk.runbook("stop", f"""
+steps:
+  - check: ["false"]
+  - run: ["true"]
+on_failure:
+  - run: [touch, {json.dumps(str(marker))}]
+""")
+    ticket = desk.new("x")
+    result = desk.json("runbook", "run", "stop", "--ticket", str(ticket), "--yes")
+    assert result["status"] == "stopped" and len(result["steps"]) == 1 and not marker.exists()
+
+
+def test_a_failing_step_rolls_back_and_counts_as_a_misfire(desk):
+    marker = desk.tmp / "rolled-back"
+    desk.runbook("fails", f"""
+steps:
+  - run: ["true"]
+  - id: breaks
+    run: ["false"]
+  - run: [touch, {json.dumps(str(desk.tmp / "never"))}]
+on_failure:
+  - id: undo
+    run: [touch, {json.dumps(str(marker))}]
+""")
+    ticket = desk.new("x")
+    out = desk("runbook", "run", "fails", "--ticket", str(ticket), "--yes", "--json", ok=False)
+    assert out.exit_code == ExitCode.ERROR
+    result = json.loads(out.stdout)
+    assert result["status"] == "failed" and result["reason"] == "step breaks failed (exit 1)"
+    assert result["rollback"] == "succeeded" and marker.exists() and not (desk.tmp / "never").exists()
+    assert [(s["step_id"], s["phase"], s["status"]) for s in result["steps"]][-2:] == [
+        ("breaks", "main", "failed"), ("undo", "rollback", "ok")]
+    assert result["misfire"] == "failed"
+    assert "automation_misfire" in [e["kind"] for e in desk.json("show", str(ticket))["events"]]
+
+
+def test_a_step_that_overruns_its_timeout_is_stopped(desk):
+    desk.runbook("slow", """
+steps:
+  - id: sleeps
+    run: [sleep, "30"]
+    timeout: 500ms
+""")
+    ticket = desk.new("x")
+    started = time.monotonic()
+    out = desk("runbook", "run", "slow", "--ticket", str(ticket), "--yes", "--json", ok=False)
+    assert time.monotonic() - started < 10
+    result = json.loads(out.stdout)
+    assert result["status"] == "failed" and "timed out after 0.5s" in result["reason"]
+    assert result["steps"][0]["status"] == "timeout" and result["steps"][0]["exit_code"] is None
+
+
+def test_retries_with_backoff_until_the_command_succeeds(desk):
+    counter = desk.tmp / "count"
+    script = desk.tmp / "flaky.py"
+    script.write_text(f"import pathlib, sys\np = pathlib.Path({str(counter)!r})\nn = int(p.read_text()) if p.exists() else 0\n"
+                      "p.write_text(str(n + 1))\nprint('attempt', n + 1)\nsys.exit(0 if n >= 2 else 3)\n")
+    desk.runbook("flaky", f"""
+steps:
+  - id: flaky
+    run: [{PY}, {json.dumps(str(script))}]
+    retries: 3
+    backoff: 0.1
+""")
+    ticket = desk.new("x")
+    result = desk.json("runbook", "run", "flaky", "--ticket", str(ticket), "--yes")
+    step = result["steps"][0]
+    assert result["status"] == "succeeded" and step["attempts"] == 3 and counter.read_text() == "3"
+    assert "attempt 3" in step["output"]
+
+
+def test_expected_exit_codes(desk):
+    desk.runbook("grep", """
+steps:
+  - run: [sh, -c, "exit 1"]
+    exit_codes: [0, 1]
+""")
+    ticket = desk.new("x")
+    assert desk.json("runbook", "run", "grep", "--ticket", str(ticket), "--yes")["status"] == "succeeded"
+
+
+def test_an_approval_cannot_come_from_the_requester(desk):
+    marker = desk.tmp / "approved-work"
+    desk.runbook("gated", f"""
+steps:
+  - approve: "Go ahead?"
+  - run: [touch, {json.dumps(str(marker))}]
+  - resolve: "Done after approval"
+""")
+    ticket = desk.new("x", "--ci", "db-1")
+    waiting = desk.json("--as", "alice", "runbook", "run", "gated", "--ticket", str(ticket), "--yes")
+    assert waiting["status"] == "waiting" and waiting["waiting_for"] == "approval" and not marker.exists()
+    refused = desk("--as", "alice", "runbook", "approve", str(waiting["id"]), ok=False)
+    assert refused.exit_code == ExitCode.PERMISSION and "must come from someone else" in refused.stderr
+    assert not marker.exists() and desk.json("runbook", "log", str(waiting["id"]))["status"] == "waiting"
+    done = desk.json("--as", "bob", "runbook", "approve", str(waiting["id"]))
+    assert done["status"] == "succeeded" and marker.exists()
+    assert [(s["step_id"], s["status"], s["actor"]) for s in done["steps"]][0] == ("approve-1", "approved", "bob")
+    events = desk.json("show", str(ticket))["events"]
+    refusal = next(e for e in events if e["kind"] == "runbook_approval_refused")
+    assert refusal["actor"] == "alice"
+    assert desk.json("show", str(ticket))["status"] == "resolved"
+    again = desk("--as", "bob", "runbook", "approve", str(waiting["id"]), ok=False)
+    assert again.exit_code == ExitCode.CONFLICT
+
+
+def test_a_runbook_edited_while_a_run_waits_is_not_run_unseen(desk):
+    path = desk.runbook("gated", "steps:\n  - approve: Go?\n  - run: [echo, planned]\n")
+    ticket = desk.new("x")
+    waiting = desk.json("--as", "alice", "runbook", "run", "gated", "--ticket", str(ticket), "--yes")
+    path.write_text("steps:\n  - approve: Go?\n  - run: [echo, something else]\n")
+    out = desk("--as", "bob", "runbook", "approve", str(waiting["id"]), ok=False)
+    assert out.exit_code == ExitCode.CONFLICT and "changed since run 1 was planned" in out.stderr
+    assert desk.json("runbook", "log", str(waiting["id"]))["status"] == "waiting"
+
+
+def test_a_rejected_run_ends_and_releases_its_lock(desk):
+    desk.runbook("gated", """
+steps:
+  - approve: "Go?"
+  - run: ["true"]
+""")
+    first, second = desk.new("a", "--ci", "db-1"), desk.new("b", "--ci", "db-1")
+    waiting = desk.json("runbook", "run", "gated", "--ticket", str(first), "--yes")
+    # The waiting run holds db-1: a second run on the same CI is refused, and the refusal recorded.
+    locked = desk("runbook", "run", "gated", "--ticket", str(second), "--yes", ok=False)
+    assert locked.exit_code == ExitCode.CONFLICT and f"locked: run {waiting['id']}" in locked.stderr
+    assert runs(desk, "--ticket", str(second))[0]["status"] == "refused"
+    desk("runbook", "reject", str(waiting["id"]), "--reason", "not now")
+    assert desk.json("runbook", "log", str(waiting["id"]))["status"] == "rejected"
+    assert desk.json("runbook", "run", "gated", "--ticket", str(second), "--yes")["status"] == "waiting"
+
+
+def test_a_ticket_title_cannot_inject_a_command(desk):
+    pwned = desk.tmp / "pwned"
+    desk.runbook("echo", """
+params:
+  title: {from: title}
+steps:
+  - id: argv
+    run: [echo, "{title}"]
+  - id: shell
+    shell: true
+    run: 'printf "%s\\n" "$SDESK_PARAM_TITLE"'
+""")
+    title = f'x"; touch {pwned}; echo "$(touch {pwned})`touch {pwned}`'
+    ticket = desk.new(title)
+    result = desk.json("runbook", "run", "echo", "--ticket", str(ticket), "--yes")
+    assert result["status"] == "succeeded" and not pwned.exists()
+    assert [s["output"] for s in result["steps"]] == [title + "\n", title + "\n"]
+
+
+def test_a_parameter_that_looks_like_an_option_is_refused(desk):
+    desk.runbook("rm", """
+params:
+  name: {from: title}
+steps:
+  - run: [echo, "{name}"]
+""")
+    ticket = desk.json("new", "-", input=json.dumps({"title": "--recursive"}))["ticket"]
+    out = desk("runbook", "run", "rm", "--ticket", str(ticket), "--yes", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "starts with '-'" in out.stderr
+    assert runs(desk) == []
+
+
+def test_shell_strings_may_not_paste_parameters():
+    with pytest.raises(BadInput, match=r"rb.yaml:5: .*would paste a value into a shell script"):
+        parse("params:\n  host: {default: a}\nsteps:\n  - shell: true\n"
+              "    run: >-\n      ssh {host} uptime\n", "rb.yaml", "rb")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("steps:\n  - run: [echo, '{nope}']\n", r"rb.yaml:2: step run-1: run: unknown parameter \{nope\}"),
+    ("steps:\n  - run: echo hi\n", r"rb.yaml:2: .*a string runs only with shell: true"),
+    ("steps:\n  - run: [echo]\n    retry: 3\n", r"rb.yaml:3: step run-1: unknown key 'retry'"),
+    ("steps:\n  - run: ['{x}']\nparams: {x: {default: ls}}\n", r"rb.yaml:2: .*the command itself cannot come"),
+    ("steps: []\n", r"rb.yaml:1: steps: a runbook needs at least one step"),
+    ("name: x\nsteps:\n  - run: [true]\n    timeout: forever\n", r"rb.yaml:4: step run-1: timeout: expected"),
+    ("steps:\n  - run: [true]\n  foo: [", r"rb.yaml:3: "),
+    ("params:\n  n: {type: int, default: many}\nsteps:\n  - run: [true]\n", r"rb.yaml:2: default: parameter n"),
+    ("secrets:\n  TOKEN: hunter2\nsteps:\n  - run: [true]\n", r"rb.yaml:2: secret TOKEN: expected \{env"),
+])
+def test_a_malformed_runbook_is_one_error_with_its_line(text, message):
+    with pytest.raises(BadInput, match=message):
+        parse(text, "rb.yaml", "rb")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                        st.sampled_from(["name", "steps", "run", "check", "params", "default", "type", "shell",
+                                         "dry_run", "timeout", "retries", "resolve", "approve", "from", "env",
+                                         "on_failure", "secrets", "applies_to", "throttle", "x"]), inner, max_size=4),
+                    max_leaves=12))
+def test_the_loader_never_fails_other_than_with_bad_input(data):
+    try:
+        parse(json.dumps(data), "fuzz.yaml", "fuzz")
+    except BadInput as e:
+        assert str(e).startswith("fuzz.yaml:")
+
+
+def test_a_broken_file_or_missing_command_is_refused_before_any_step_runs(desk):
+    marker = desk.tmp / "first-step-ran"
+    desk.runbook("missing", f"""
+steps:
+  - run: [touch, {json.dumps(str(marker))}]
+  - run: [no-such-command-sdesk, --now]
+""")
+    desk.runbook("broken", "steps:\n  - run: [true]\n    bogus: 1\n")
+    ticket = desk.new("x")
+    out = desk("runbook", "run", "missing", "--ticket", str(ticket), "--yes", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "command not found: step run-2: no-such-command-sdesk" in out.stderr
+    out = desk("runbook", "run", "broken", "--ticket", str(ticket), "--yes", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "broken.yaml:3: step run-1: unknown key 'bogus'" in out.stderr
+    assert not marker.exists() and runs(desk) == []
+    check = desk("runbook", "validate", "--json", ok=False)
+    assert check.exit_code == ExitCode.BAD_INPUT
+    problems = json.loads(check.stdout)["problems"]
+    assert len(problems) == 2 and "no-such-command-sdesk" in problems[1]
+
+
+def test_unknown_and_missing_parameters(desk):
+    desk.runbook("p", """
+params:
+  host: {from: labels.instance}
+  days: {type: int, default: 7}
+steps:
+  - run: [echo, "{host}", "{days}"]
+""")
+    ticket = desk.new("x")
+    out = desk("runbook", "run", "p", "--ticket", str(ticket), "--param", "hots=a", "--yes", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "--param hots: runbook p has no such parameter" in out.stderr
+    out = desk("runbook", "run", "p", "--ticket", str(ticket), "--yes", ok=False)
+    assert "parameter host: no value (the ticket has no labels.instance)" in out.stderr
+    out = desk("runbook", "run", "p", "--ticket", str(ticket), "-p", "host=a", "-p", "days=soon", "--yes", ok=False)
+    assert "parameter days: 'soon' is not an integer" in out.stderr
+    labelled = desk.new("y", "--label", "instance=db-3:9100")
+    result = desk.json("runbook", "run", "p", "--ticket", str(labelled), "--yes")
+    assert result["steps"][0]["output"] == "db-3:9100 7\n"
+
+
+def test_parameters_come_from_the_ticket_its_labels_and_its_ci():
+    rb = parse("params:\n  host: {from: ci}\n  ip: {from: ci.ip}\n  tier: {from: ci.tier, type: int}\n"
+               "  env: {from: labels.env}\n  p: {from: priority}\nsteps:\n  - run: [echo]\n", "rb.yaml", "rb")
+    ticket = {"id": 4, "priority": "P2", "labels": {"env": "prod"}}
+    ci = {"name": "db-3", "tier": 1, "attributes": {"ip": "10.0.0.3"}}
+    assert resolve_params(rb, ticket, ci, {}) == {"host": "db-3", "ip": "10.0.0.3", "tier": 1, "env": "prod", "p": "P2"}
+
+
+def test_a_dry_run_prints_the_plan_and_runs_only_dry_run_variants(desk):
+    real, dry = desk.tmp / "real", desk.tmp / "dry"
+    desk.runbook("plan", f"""
+params:
+  days: {{type: int, default: 7}}
+steps:
+  - id: change
+    run: [touch, {json.dumps(str(real))}]
+    dry_run: [touch, {json.dumps(str(dry))}]
+  - id: no-variant
+    run: [touch, {json.dumps(str(real))}]
+  - approve: "Delete files older than {{days}} days?"
+  - resolve: "Cleaned"
+""")
+    ticket = desk.new("x")
+    out = desk("runbook", "run", "plan", "--ticket", str(ticket), "--dry-run", "-p", "days=3")
+    plan = " ".join(out.stdout.split())
+    assert "Dry run: runbook plan on SD-1" in plan and "param days = 3" in plan
+    assert f"run: touch {dry}" in plan and "Delete files older than 3 days?" in plan
+    assert dry.exists() and not real.exists()
+    [run] = runs(desk)
+    assert run["dry_run"] and run["status"] == "succeeded"
+    log = desk.json("runbook", "log", str(run["id"]))
+    assert [s["status"] for s in log["steps"]] == ["ok", "skipped", "skipped", "skipped"]
+    assert desk.json("show", str(ticket))["status"] != "resolved"
+
+
+def test_a_real_run_without_a_terminal_needs_yes(desk):
+    desk.runbook("t", "steps:\n  - run: [true]\n")
+    ticket = desk.new("x")
+    out = desk("runbook", "run", "t", "--ticket", str(ticket), ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "add --yes" in out.stderr and runs(desk) == []
+
+
+def test_output_is_capped_and_redacted_and_secrets_are_never_stored(desk, monkeypatch):
+    monkeypatch.setenv("DEPLOY_TOKEN_SOURCE", "s3cr3t-value-1234")
+    desk.runbook("leaky", f"""
+secrets:
+  TOKEN: {{env: DEPLOY_TOKEN_SOURCE}}
+steps:
+  - id: leak
+    shell: true
+    run: 'echo "$TOKEN"; echo "aws AKIAIOSFODNN7EXAMPLE"; echo "password=hunter2secret"'
+  - id: flood
+    run: [{PY}, -c, "print('x' * 300000)"]
+""")
+    ticket = desk.new("x")
+    result = desk.json("runbook", "run", "leaky", "--ticket", str(ticket), "--yes")
+    leak, flood = result["steps"]
+    assert "s3cr3t-value-1234" not in leak["output"] and "[REDACTED:secret]" in leak["output"]
+    assert "AKIAIOSFODNN7EXAMPLE" not in leak["output"] and "hunter2secret" not in leak["output"]
+    assert len(flood["output"]) <= 64 * 1024 + 100
+    dump = "\n".join(sqlite3.connect(desk.tmp / "desk.db").iterdump())
+    assert "s3cr3t-value-1234" not in dump and "hunter2secret" not in dump
+    monkeypatch.delenv("DEPLOY_TOKEN_SOURCE")
+    out = desk("runbook", "run", "leaky", "--ticket", str(ticket), "--yes", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "DEPLOY_TOKEN_SOURCE is not set" in out.stderr
+
+
+def test_the_kill_switch_and_per_runbook_disable(desk):
+    desk.runbook("t", "steps:\n  - run: [true]\n")
+    ticket = desk.new("x")
+    desk("--as", "admin", "runbook", "disable", "--all", "--reason", "automation loop")
+    out = desk("runbook", "run", "t", "--ticket", str(ticket), "--yes", ok=False)
+    assert out.exit_code == ExitCode.CONFLICT and "all runbooks are disabled (by admin: automation loop)" in out.stderr
+    assert desk.json("runbook", "run", "t", "--ticket", str(ticket), "--dry-run")["status"] == "succeeded"
+    desk("runbook", "enable", "--all")
+    desk("runbook", "disable", "t")
+    assert desk.json("runbook", "list")[0]["disabled"] is True
+    assert desk("runbook", "run", "t", "--ticket", str(ticket), "--yes", ok=False).exit_code == ExitCode.CONFLICT
+    desk("runbook", "enable", "t")
+    assert desk.json("runbook", "run", "t", "--ticket", str(ticket), "--yes")["status"] == "succeeded"
+
+
+def test_a_reopened_ticket_marks_the_run_that_resolved_it_as_a_misfire(desk):
+    desk.runbook("fix", "steps:\n  - resolve: Restarted the service\n")
+    ticket = desk.new("x")
+    run = desk.json("runbook", "run", "fix", "--ticket", str(ticket), "--yes")
+    assert run["resolved"] and run["misfire"] is None
+    desk("reopen", str(ticket))
+    assert desk.json("runbook", "log", str(run["id"]))["misfire"] == "reopened"
+
+
+def test_an_automation_loop_is_stopped_by_the_throttle(desk):
+    """A runbook safe for automation resolves its ticket and re-fires its own alert: each tick
+    runs the new ticket's queued run, until the throttle refuses."""
+    payload = desk.tmp / "alert.json"
+    payload.write_text(json.dumps({"version": "4", "status": "firing", "receiver": "sdesk", "groupLabels": {},
+                                   "alerts": [{"status": "firing", "labels": {"alertname": "Loop", "job": "x"},
+                                               "annotations": {"summary": "looping alert"}}]}))
+    (desk.config / "triage.yaml").write_text(
+        "correlation: {flap_minutes: 0}\nrules:\n  - id: loop\n    match: {labels.alertname: Loop}\n"
+        "    set: {runbook: refire}\n")
+    desk.runbook("refire", f"""
+safe_for_automation: true
+throttle: {{runs: 3, per: 1h}}
+steps:
+  - resolve: "Fixed (it says)"
+  - run: [{PY}, -m, sdesk, new, --format, alertmanager, {json.dumps(str(payload))}]
+""")
+    desk("new", "--format", "alertmanager", str(payload))  # runs the first one itself
+    for _ in range(4):
+        desk("tick")
+    found = sorted(runs(desk), key=lambda r: r["id"])
+    assert [r["status"] for r in found] == ["succeeded", "succeeded", "succeeded", "refused"]
+    assert all(r["automated"] for r in found) and "throttled: 3 runs of refire" in found[-1]["reason"]
+    assert len(desk.json("list", "--all")) == 4  # the loop made 4 tickets, then stopped
+
+
+def test_a_run_killed_mid_step_is_interrupted_and_its_lock_released(desk, db_path):
+    desk.runbook("hang", """
+steps:
+  - id: hang
+    run: [sleep, "20"]
+""")
+    first, second = desk.new("a", "--ci", "db-1"), desk.new("b", "--ci", "db-1")
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "sdesk", "runbook", "run", "hang", "--ticket", str(first), "--yes"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_step(db_path, "running")
+    proc.kill()
+    proc.wait()
+    [run] = runs(desk)  # the next command finds the dead run
+    assert run["status"] == "interrupted" and f"pid {proc.pid}" in run["reason"]
+    assert desk.json("runbook", "log", str(run["id"]))["steps"][0]["status"] == "interrupted"
+    # The CI's lock went with it: a new run there starts (and SIGTERM ends it, recorded).
+    proc = subprocess.Popen([sys.executable, "-m", "sdesk", "runbook", "run", "hang", "--ticket", str(second), "--yes"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_step(db_path, "running", run_id=run["id"] + 1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 130 and "Traceback" not in proc.stderr.read()
+    latest = desk.json("runbook", "log", str(run["id"] + 1))
+    assert latest["status"] == "interrupted" and "during step hang" in latest["reason"]
+
+
+def _wait_for_step(db_path, status, run_id=1):
+    for _ in range(200):
+        try:
+            with sqlite3.connect(db_path) as conn:
+                if conn.execute("SELECT 1 FROM runbook_steps WHERE run_id = ? AND status = ?",
+                                (run_id, status)).fetchone():
+                    return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the step never started")
+
+
+def test_the_example_runbook_validates_and_applies_to_disk_full_only(cli, monkeypatch):
+    examples = Path(__file__).resolve().parents[1] / "examples" / "desk"
+    monkeypatch.setenv("SDESK_CONFIG", str(examples))
+    assert cli.json("runbook", "validate")["ok"] is True
+    other = cli.new("Printer jammed")
+    out = cli("runbook", "run", "clean-tmp", "--ticket", str(other), "--dry-run", ok=False)
+    assert out.exit_code == ExitCode.CONFLICT and "does not apply to SD-1" in out.stderr
