@@ -428,6 +428,18 @@ def measure_serve(size: int, db: Path, posts: int) -> dict:
             "rate": posts / wall, "unit": "posts/s", "MiB": 0}
 
 
+def _disk_full_ticket(db: Path) -> str:
+    """A ticket the example runbook clean-tmp applies to (made once per store)."""
+    with sqlite3.connect(db) as conn:
+        found = conn.execute("SELECT id FROM tickets WHERE fingerprint = 'bench-disk-full'").fetchone()
+    if found:
+        return str(found[0])
+    out = subprocess.run(sdesk("new", "Disk 95% full on db-7", "-l", "alertname=DiskFull", "-l", "instance=db-7:9100",
+                               "--fingerprint", "bench-disk-full", "--json"),
+                         env={**ENV, "SDESK_DB": str(db)}, check=True, capture_output=True, text=True).stdout
+    return str(json.loads(out)["id"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
@@ -477,6 +489,13 @@ def main() -> None:
         extra[size, "new, triaged (CMDB, KB, rules, correlation, model)"] = (
             build_triaged(size), ["new", "Bench: payments-db connections refused", "-p", "P2", "--ci", "payments-db",
                                   "-l", "alertname=PostgresDown"], DESK)
+    scratch = tempfile.mkdtemp(prefix="sdesk-bench-scratch-")
+    for size in args.sizes:
+        disk = _disk_full_ticket(stores[size])
+        extra[size, "runbook run clean-tmp --dry-run --json"] = (
+            stores[size], ["runbook", "run", "clean-tmp", "--ticket", disk, "-p", f"folder={scratch}", "--dry-run", "--json"],
+            DESK)
+        extra[size, "runbook runs --json"] = (stores[size], ["runbook", "runs", "--json"], DESK)
     rows += measure_rules()
     rows += measure_commands(stores, args.rounds, extra)
     for size, db in stores.items():

@@ -8,15 +8,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from sdesk.errors import BadInput, ExitCode
+from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
 from sdesk.runbooks import parse, resolve_params
+from sdesk.runner import prepare, resume, start
+from sdesk.store import Store
 
 PY = json.dumps(sys.executable)
 
@@ -478,3 +483,70 @@ def test_the_example_runbook_validates_and_applies_to_disk_full_only(cli, monkey
     other = cli.new("Printer jammed")
     out = cli("runbook", "run", "clean-tmp", "--ticket", str(other), "--dry-run", ok=False)
     assert out.exit_code == ExitCode.CONFLICT and "does not apply to SD-1" in out.stderr
+
+
+class RunLifecycle(RuleBasedStateMachine):
+    """Runs started, approved (by the requester or not), rejected, under the kill switch, on
+    tickets that share a CI: whatever the order, one CI never has two active runs, a refused
+    run runs nothing, and only an approval by someone else lets a run go on."""
+
+    def __init__(self):
+        super().__init__()
+        self.dir = tempfile.TemporaryDirectory()
+        self.store = Store(Path(self.dir.name) / "desk.db")
+        self.runbook = parse("throttle: {runs: 4, per: 1h}\nsteps:\n  - approve: Go?\n  - run: [true]\n"
+                             "  - resolve: done\n", "gated.yaml", "gated")
+        self.tickets = [tid for tid, _ in self.store.intake(
+            [{"title": t, "kind": "incident", "priority": "P3", "ci": ci} for t, ci in (("a", "db-1"), ("b", "db-1"), ("c", "web-1"))],
+            actor="t", source="cli")]
+
+    def teardown(self):
+        self.store.close()
+        self.dir.cleanup()
+
+    @rule(ticket=st.integers(0, 2), user=st.sampled_from(["alice", "bob"]))
+    def start(self, ticket, user):
+        try:
+            start(self.store, prepare(self.store, self.runbook, self.tickets[ticket], {}), actor=user, dry_run=False)
+        except (Conflict, BadInput):
+            pass
+
+    @rule(user=st.sampled_from(["alice", "bob"]))
+    def approve(self, user):
+        for run in self.store.runs():
+            if run["status"] == "waiting":
+                try:
+                    resume(self.store, self.runbook, run["id"], actor=user)
+                except (Conflict, PermissionDenied):
+                    pass
+                return
+
+    @rule()
+    def reject(self):
+        waiting = [r for r in self.store.runs() if r["status"] == "waiting"]
+        if waiting:
+            self.store.run_reject(waiting[-1]["id"], reason=None, actor="carol")
+
+    @rule(off=st.booleans())
+    def kill_switch(self, off):
+        self.store.runbook_switch("*", disabled=off, reason=None, actor="admin")
+
+    @invariant()
+    def one_active_run_per_ci_and_approvals_by_someone_else(self):
+        if not hasattr(self, "store"):
+            return
+        active = [r["lock_key"] for r in self.store.runs(limit=1000) if r["status"] in ("running", "waiting")]
+        assert len(active) == len(set(active))
+        for summary in self.store.runs(limit=1000):
+            run = self.store.run_get(summary["id"])
+            kinds = [(s["kind"], s["status"], s["actor"]) for s in run["steps"]]
+            if run["status"] == "refused":
+                assert kinds == []
+            if any(k == "run" for k, _, _ in kinds):
+                assert kinds[0][0] == "approve" and kinds[0][1] == "approved" and kinds[0][2] != run["actor"]
+            if run["status"] == "rejected":
+                assert all(k == "approve" for k, _, _ in kinds) or kinds == []
+
+
+TestRunLifecycle = RunLifecycle.TestCase
+TestRunLifecycle.settings = settings(max_examples=25, stateful_step_count=12, deadline=None)

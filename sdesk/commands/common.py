@@ -139,7 +139,7 @@ class Settings:
                    "reopen_days": reopen_days if reopen_days is not None
                    else config.reopen_within_days if config else 14,
                    "enrich": config.enrich.options() if config else True, "triage": self.triage_config()}
-        if options["triage"] is not None:
+        if options["triage"] is not None and any("runbook" in rule.sets for rule in options["triage"].rules):
             options["automate"] = self.automatic_runbooks()
         return (severity_table(config.severity) if config else SEVERITY), options
 
