@@ -404,6 +404,8 @@ def m008_runbooks(db: Database) -> None:
             duration_ms INTEGER,
             output TEXT,
             actor TEXT,
+            pid INTEGER,  -- the command's process (and process group), while it runs
+            proc_start TEXT,
             PRIMARY KEY (run_id, seq)
         )
         """

@@ -160,11 +160,13 @@ def parse(text: str, where: str, default_name: str) -> Runbook:
     params = _params(data.get("params"), fail)
     secrets = _secrets(data.get("secrets"), fail)
     known = set(params) | set(BUILTINS)
-    steps = tuple(_step(raw, ["steps", str(i)], i, fail, known)
+    # What may reach a string a shell reads (sh -c, ssh): values that cannot hold shell syntax.
+    safe = {name for name, p in params.items() if p.type != "str" or p.pattern is not None} | set(BUILTINS)
+    steps = tuple(_step(raw, ["steps", str(i)], i, fail, known, safe)
                   for i, raw in enumerate(yamlfile.as_list(data.get("steps"), ["steps"], fail)))
     if not steps:
         raise fail(["steps"], "steps: a runbook needs at least one step")
-    rollback = tuple(_step(raw, ["on_failure", str(i)], i, fail, known)
+    rollback = tuple(_step(raw, ["on_failure", str(i)], i, fail, known, safe)
                      for i, raw in enumerate(yamlfile.as_list(data.get("on_failure"), ["on_failure"], fail)))
     for i, step in enumerate(rollback):
         if step.kind not in ("run", "check"):
@@ -254,7 +256,7 @@ def _throttle(raw: Any, fail: Callable) -> tuple[int, timedelta]:
     return raw["runs"], duration(raw.get("per", "1h"), "throttle: per", lambda m: fail(["throttle", "per"], m))
 
 
-def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str]) -> Step:
+def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str], safe: set[str]) -> Step:
 
     if not isinstance(raw, dict):
         raise fail(loc, f"step {index + 1}: expected a mapping with one of {', '.join(STEP_KINDS)}")
@@ -284,10 +286,10 @@ def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str])
     shell = raw.get("shell", False)
     if not isinstance(shell, bool):
         raise step_fail(["shell"], "shell: expected true or false")
-    argv, script = _command(raw[kind], shell, known, lambda m: step_fail([kind], f"{kind}: {m}"))
+    argv, script = _command(raw[kind], shell, known, safe, lambda m: step_fail([kind], f"{kind}: {m}"))
     dry_run = None
     if raw.get("dry_run") is not None:
-        dry_run = _command(raw["dry_run"], shell, known, lambda m: step_fail(["dry_run"], f"dry_run: {m}"))
+        dry_run = _command(raw["dry_run"], shell, known, safe, lambda m: step_fail(["dry_run"], f"dry_run: {m}"))
     env = raw.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, (str, int, float))
                                             for k, v in env.items()):
@@ -308,7 +310,7 @@ def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str])
                 str(raw.get("description") or ""))
 
 
-def _command(value: Any, shell: bool, known: set[str], fail: Callable[[str], BadInput]
+def _command(value: Any, shell: bool, known: set[str], safe: set[str], fail: Callable[[str], BadInput]
              ) -> tuple[tuple[str, ...] | None, str | None]:
     """(argv templates, None) or (None, shell script)."""
     if shell:
@@ -330,7 +332,39 @@ def _command(value: Any, shell: bool, known: set[str], fail: Callable[[str], Bad
         raise fail("the command itself cannot come from a parameter")
     for item in argv:
         _check_template(item, known, fail)
+    for i in _shell_read(argv):
+        unsafe = [m.group(1) for m in _PLACEHOLDER.finditer(argv[i]) if m.group(1) and m.group(1) not in safe]
+        if unsafe:
+            raise fail(f"{{{unsafe[0]}}} would be read by a shell ({' '.join(argv[:2])} ...): pass it as a "
+                       "separate argument or in the environment, or give the parameter a pattern")
     return argv, None
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish"})
+_SSH_OPTIONS_WITH_VALUE = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+
+
+def _shell_read(argv: tuple[str, ...]) -> list[int]:
+    """The argv items a shell will parse as code: the script of `sh -c SCRIPT` (the arguments
+    after it are positional parameters, safe), and ssh's remote command, which ssh joins into
+    one string for the remote shell."""
+    name = argv[0].rsplit("/", 1)[-1]
+    if name in SHELLS:
+        for i, item in enumerate(argv[1:], 1):
+            if re.fullmatch(r"-[A-Za-z]*c[A-Za-z]*", item):
+                return [i + 1] if i + 1 < len(argv) else []
+            if not item.startswith("-"):
+                return []  # a script file: what follows are its arguments
+        return []
+    if name == "ssh":
+        i = 1
+        while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+            if argv[i] == "--":
+                i += 1
+                break
+            i += 2 if len(argv[i]) == 2 and argv[i][1] in _SSH_OPTIONS_WITH_VALUE else 1
+        return list(range(i + 1, len(argv)))  # argv[i] is the destination
+    return []
 
 
 def _check_template(text: str, known: set[str], fail: Callable[[str], BadInput]) -> None:
@@ -388,11 +422,17 @@ def convert(param: Param, value: Any) -> Any:
     text = str(value).strip() if not isinstance(value, bool) else ("true" if value else "false")
     if "\0" in text:
         raise BadInput(f"parameter {param.name}: contains a NUL byte")
+    if param.pattern is None and text.startswith("-"):
+        # A value like "--delete" (or -1, to kill) would reach a command as an option: refuse
+        # it unless the runbook's pattern says what values are expected.
+        raise BadInput(f"parameter {param.name}: {text!r} starts with '-' (set a pattern to allow it)")
     if param.type == "int":
         try:
             converted: Any = int(text)
         except ValueError:
             raise BadInput(f"parameter {param.name}: {text!r} is not an integer") from None
+        if abs(converted) >= 2 ** 63:
+            raise BadInput(f"parameter {param.name}: {text!r} is out of range")
     elif param.type == "float":
         try:
             converted = float(text)
@@ -406,10 +446,6 @@ def convert(param: Param, value: Any) -> Any:
         converted = text.lower() in _TRUE
     else:
         converted = text
-        if param.pattern is None and text.startswith("-"):
-            # A value like "--delete" would reach a command as an option: refuse it unless the
-            # runbook's pattern says what values are expected.
-            raise BadInput(f"parameter {param.name}: {text!r} starts with '-' (set a pattern to allow it)")
     if param.pattern is not None and not param.pattern.fullmatch(text):
         raise BadInput(f"parameter {param.name}: {text!r} does not match {param.pattern.pattern!r}")
     return converted
@@ -471,6 +507,12 @@ def plan(runbook: Runbook, ticket_ref: str, params: Mapping[str, Any]) -> dict[s
     """What a run will do, every parameter resolved: stored with the run, so that an approval
     continues exactly what was shown, whatever the file says by then. Secrets appear by
     reference only."""
+    from .redact import redact
+
+    for name, value in params.items():
+        if isinstance(value, str) and redact(value)[1]:
+            raise BadInput(f"parameter {name}: holds a secret ({redact(value)[1][0]}); runs are recorded, so "
+                           "pass secrets by name under secrets:")
     values = {**params, "ticket": ticket_ref}
 
     def command(argv: tuple[str, ...] | None, shell: str | None) -> dict[str, Any]:
@@ -484,7 +526,9 @@ def plan(runbook: Runbook, ticket_ref: str, params: Mapping[str, Any]) -> dict[s
             out |= {"env": {k: fill(v, values) for k, v in s.env.items()}, "timeout": s.timeout,
                     "exit_codes": sorted(s.exit_codes), "retries": s.retries, "backoff": s.backoff}
         else:
-            out["text"] = fill(s.text, values)
+            out["text"] = fill(s.text, values).strip()
+            if not out["text"]:
+                raise BadInput(f"step {s.id}: its text is empty with these parameters")
             if s.kind == "resolve":
                 out["code"] = s.code
         return out

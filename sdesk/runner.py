@@ -90,6 +90,8 @@ def load_secrets(the_plan: Mapping[str, Any]) -> dict[str, str]:
                 value = Path(ref).read_text(encoding="utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as e:
                 raise BadInput(f"secret {name}: cannot read {ref}: {getattr(e, 'strerror', None) or e}") from None
+        if len(value) < 4:
+            raise BadInput(f"secret {name}: shorter than 4 characters, too short to be kept out of recorded output")
         values[name] = value
     return values
 
@@ -98,32 +100,47 @@ def load_secrets(the_plan: Mapping[str, Any]) -> dict[str, str]:
 
 
 class _Output:
-    """A command's output as it arrives: echoed live, kept up to OUTPUT_CAP (head and tail)."""
+    """A command's output as it arrives: echoed live by line, kept up to OUTPUT_CAP bytes (the
+    head and the tail), read in chunks so that one huge line costs no more memory than many."""
+
+    HEAD = OUTPUT_CAP // 4
 
     def __init__(self, echo: Echo | None):
         self.echo = echo
-        self.head: list[str] = []
-        self.tail: list[str] = []
-        self.size = 0
+        self.head = bytearray()
+        self.tail = bytearray()
         self.dropped = 0
+        self.partial = b""
 
-    def add(self, line: str) -> None:
+    def add(self, data: bytes) -> None:
         if self.echo is not None:
-            self.echo(line.rstrip("\n"))
-        if self.size < OUTPUT_CAP // 4:
-            self.head.append(line)
-            self.size += len(line)
-            return
-        self.tail.append(line)
-        self.size += len(line)
-        while self.size > OUTPUT_CAP and len(self.tail) > 1:
-            dropped = self.tail.pop(0)
-            self.size -= len(dropped)
-            self.dropped += len(dropped)
+            *lines, self.partial = (self.partial + data).split(b"\n")
+            if len(self.partial) > 4096:
+                lines, self.partial = [*lines, self.partial], b""
+            for line in lines:
+                self.echo(line.decode("utf-8", "replace"))
+        room = self.HEAD - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        extra = len(self.tail) - (OUTPUT_CAP - self.HEAD)
+        if extra > 0:
+            del self.tail[:extra]
+            self.dropped += extra
+
+    def note(self, text: str) -> None:
+        self.flush()
+        self.add(text.encode())
+
+    def flush(self) -> None:
+        if self.partial and self.echo is not None:
+            self.echo(self.partial.decode("utf-8", "replace"))
+        self.partial = b""
 
     def text(self) -> str:
-        cut = [f"[... {self.dropped} characters cut ...]\n"] if self.dropped else []
-        return "".join(self.head + cut + self.tail)[-OUTPUT_CAP - 100:]
+        cut = f"\n[... {self.dropped} bytes cut ...]\n".encode() if self.dropped else b""
+        return (bytes(self.head) + cut + bytes(self.tail)).decode("utf-8", "replace")
 
 
 class _Result(NamedTuple):
@@ -134,10 +151,17 @@ class _Result(NamedTuple):
     output: str
 
 
+class _Stopped(Exception):
+    """The kill switch went on while the run ran."""
+
+
 def _pump(stream: Any, output: _Output) -> None:
-    for raw in iter(stream.readline, b""):
-        output.add(raw.decode("utf-8", "replace"))
-    stream.close()
+    fd = stream.fileno()
+    try:
+        while chunk := os.read(fd, 65536):
+            output.add(chunk)
+    finally:
+        stream.close()
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -155,28 +179,33 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _once(command: Mapping[str, Any], env: dict[str, str], timeout: float, codes: list[int],
-          output: _Output) -> tuple[str, int | None]:
+          output: _Output, started: Callable[[int], None]) -> tuple[str, int | None]:
     argv = command["argv"] if command.get("argv") else ["sh", "-c", command["shell"]]
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
     except OSError as e:
-        output.add(f"cannot run {argv[0]}: {e.strerror or e}\n")
+        output.note(f"cannot run {argv[0]}: {e.strerror or e}\n")
         return "failed", 127
     reader = threading.Thread(target=_pump, args=(proc.stdout, output), daemon=True)
     reader.start()
     try:
+        started(proc.pid)
         code: int | None = proc.wait(timeout=timeout)
         status = "ok" if code in codes else "failed"
     except subprocess.TimeoutExpired:
         _stop(proc)
-        output.add(f"[timed out after {timeout:g}s: stopped]\n")
         status, code = "timeout", None
     except BaseException:
         _stop(proc)
         reader.join(1)
         raise
-    reader.join(2)  # a grandchild that kept the pipe open is not waited for
+    reader.join(5)
+    if reader.is_alive():  # a process it started holds the output open: not waited for
+        output.note("[output after the command ended is not kept: a process it started still holds it]\n")
+    if status == "timeout":
+        output.note(f"[timed out after {timeout:g}s: stopped]\n")
+    output.flush()
     return status, code
 
 
@@ -236,14 +265,23 @@ class Execution:
             try:
                 for index in range(self.run["step"], len(steps)):
                     current = steps[index]
+                    self._check_switch()
                     self.say(f"[{index + 1}/{len(steps)}] {current['id']}: {describe(current, self.dry)}")
                     if not self._step(index, current):
                         return self.store.run_get(self.id)
                 self.store.run_finish(self.id, "succeeded", actor=self.actor)
+            except _Stopped as e:
+                self.store.run_finish(self.id, "stopped", reason=str(e), actor=self.actor)
+                self.say(f"stopped: {e}")
             except KeyboardInterrupt:
                 where = f" during step {current['id']}" if current else ""
                 self.store.run_finish(self.id, "interrupted", reason=f"interrupted (Ctrl-C or SIGTERM){where}",
                                       actor=self.actor)
+                raise
+            except Exception as e:
+                # Recorded as what it is, not left running until a later command reaps it.
+                self.store.run_finish(self.id, "failed", reason=f"error in step {current['id'] if current else '?'}: "
+                                                                  f"{e}", actor=self.actor)
                 raise
         return self.store.run_get(self.id)
 
@@ -295,6 +333,11 @@ class Execution:
                  + (f" (by someone other than {self.run['actor']})" if kind == "approve" else ""))
         return False
 
+    def _check_switch(self) -> None:
+        reason = None if self.dry else self.store.run_disabled(self.plan["runbook"])
+        if reason:
+            raise _Stopped(f"stopped by the kill switch: {reason}")
+
     def _record(self, step: dict[str, Any], status: str, index: int, output: str = "") -> None:
         self.store.run_step(self.id, self.seq, step, status, next_step=index + 1, actor=self.actor, output=output)
         self.seq += 1
@@ -308,18 +351,23 @@ class Execution:
         started = time.monotonic()
         output = _Output(None if self.echo is None else lambda line: self.say(f"  | {_redacted(line, self.secrets)}"))
         status, code, attempt = "failed", None, 0
+
+        def running(pid: int) -> None:
+            self.store.run_step_process(self.id, seq, pid, actor=self.actor)
+
         try:
             for attempt in range(1, attempts + 1):
                 if attempt > 1:
                     delay = min(step["backoff"] * 2 ** (attempt - 2), MAX_BACKOFF)
-                    output.add(f"[attempt {attempt} of {attempts} in {delay:g}s]\n")
+                    output.note(f"[attempt {attempt} of {attempts} in {delay:g}s]\n")
                     time.sleep(delay)
-                status, code = _once(command, env, step["timeout"], step["exit_codes"], output)
+                    self._check_switch()
+                status, code = _once(command, env, step["timeout"], step["exit_codes"], output, running)
                 if status == "ok":
                     break
-        except KeyboardInterrupt:
-            self.store.run_step_end(self.id, seq, status="interrupted", attempts=attempt,
-                                    duration_ms=int((time.monotonic() - started) * 1000),
+        except (KeyboardInterrupt, _Stopped) as e:
+            self.store.run_step_end(self.id, seq, status="interrupted" if isinstance(e, KeyboardInterrupt) else "stopped",
+                                    attempts=attempt, duration_ms=int((time.monotonic() - started) * 1000),
                                     output=_redacted(output.text(), self.secrets), actor=self.actor)
             raise
         result = _Result(status, code, attempt, int((time.monotonic() - started) * 1000),

@@ -22,6 +22,11 @@ ENDED = ("succeeded", "stopped", "failed", "interrupted", "rejected", "refused")
 EVENT_OUTPUT = 1000  # characters of a step's output kept in its timeline event (the run keeps more)
 
 
+def same_user(a: str, b: str) -> bool:
+    """Whether two actor names are one person (`--as ' Alice'` is alice)."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
 def stored_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """A plan as the run keeps it: a secret written into a runbook's command is not stored."""
     return redact_strings(plan)[0]
@@ -55,11 +60,41 @@ def _alive(pid: int, start: str | None) -> bool:
     return True
 
 
+def _stop_group(pgid: int, start: str | None) -> None:
+    """Stop the process group a dead run's command led, if it is still that group: its
+    leader alive with the same start time, or gone while the group lives on (a pid is not
+    reused while a group bears it)."""
+    import signal
+    import time
+
+    leader = _proc_start(pgid)
+    if leader is not None and start is not None and leader != start:
+        return  # the pid belongs to another process now
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        for _ in range(20):
+            time.sleep(0.05)
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+
+
 def this_process() -> dict[str, Any]:
     import socket
 
     pid = os.getpid()
     return {"pid": pid, "host": socket.gethostname(), "proc_start": _proc_start(pid)}
+
+
+def _disabled_reason(row: Any, runbook: str) -> str | None:
+    if row is None:
+        return None
+    what = "all runbooks are disabled" if row[0] == "*" else f"runbook {runbook} is disabled"
+    return f"{what} (by {row[1]}{': ' + row[2] if row[2] else ''})"
 
 
 def _run(row: Any) -> dict[str, Any]:
@@ -79,7 +114,7 @@ class RunbookStore:
         the kill switch, the CI's lock or the throttle says no. A refusal is recorded too."""
         with self._write(actor) as tx:
             self._reap(tx)
-            reason = None if dry_run else (self._disabled(tx, runbook) or self._locked(tx, lock_key)
+            reason = None if dry_run else (self.run_disabled(runbook) or self._locked(tx, lock_key)
                                            or self._throttled(tx, runbook, lock_key, throttle))
             status = "refused" if reason else "running"
             columns = {"runbook": runbook, "ticket_id": ticket_id, "lock_key": lock_key, "status": status,
@@ -87,8 +122,10 @@ class RunbookStore:
                        "plan": orjson.dumps(stored_plan(plan)).decode(), "reason": reason, "started_at": tx.at,
                        "ended_at": tx.at if reason else None, **({} if reason else this_process())}
             if queued_id is not None:
-                tx.conn.execute(f"UPDATE runbook_runs SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
-                                (*columns.values(), queued_id))
+                claimed = tx.conn.execute(f"UPDATE runbook_runs SET {', '.join(f'{c} = ?' for c in columns)} "
+                                          "WHERE id = ? AND status = 'queued'", (*columns.values(), queued_id)).rowcount
+                if not claimed:  # rejected meanwhile, or taken by another tick
+                    raise Conflict(f"run {queued_id} is no longer queued")
                 run_id = queued_id
             else:
                 run_id = tx.conn.execute(
@@ -98,16 +135,9 @@ class RunbookStore:
                 tx.event(ticket_id, "runbook_refused", {"run": run_id, "runbook": runbook, "reason": reason})
             else:
                 tx.event(ticket_id, "runbook_started", {"run": run_id, "runbook": runbook, "dry_run": dry_run,
-                                                        "automated": automated, "params": plan["params"]})
+                                                        "automated": automated,
+                                                        "params": orjson.loads(columns["plan"])["params"]})
         return run_id, reason
-
-    def _disabled(self: Store, tx: _Tx, runbook: str) -> str | None:
-        row = tx.conn.execute("SELECT name, disabled_by, reason FROM runbook_switches WHERE name IN ('*', ?) "
-                              "ORDER BY name = '*' DESC", (runbook,)).fetchone()
-        if row is None:
-            return None
-        what = "all runbooks are disabled" if row[0] == "*" else f"runbook {runbook} is disabled"
-        return f"{what} (by {row[1]}{': ' + row[2] if row[2] else ''})"
 
     @staticmethod
     def _locked(tx: _Tx, lock_key: str) -> str | None:
@@ -122,14 +152,19 @@ class RunbookStore:
     def _throttled(tx: _Tx, runbook: str, lock_key: str, throttle: tuple[int, timedelta]) -> str | None:
         limit, window = throttle
         since = clock.iso(clock.parse(tx.at) - window)
+        # Tickets that name no CI and no alert are counted together: each new ticket would
+        # otherwise start a count of its own, and a loop that opens tickets would never stop.
+        on, target = ("lock_key LIKE 'ticket:%'", "tickets without a CI") if lock_key.startswith("ticket:") \
+            else ("lock_key = ?", lock_key)
         count = tx.conn.execute(
-            "SELECT count(*) FROM runbook_runs WHERE runbook = ? AND lock_key = ? AND started_at >= ? "
-            "AND dry_run = 0 AND status NOT IN ('refused', 'queued')", (runbook, lock_key, since)).fetchone()[0]
+            f"SELECT count(*) FROM runbook_runs WHERE runbook = ? AND {on} AND started_at >= ? "
+            "AND dry_run = 0 AND status NOT IN ('refused', 'queued')",
+            (runbook, *(() if on.startswith("lock_key LIKE") else (lock_key,)), since)).fetchone()[0]
         if count < limit:
             return None
         from .runbooks import window_text
 
-        return (f"throttled: {count} runs of {runbook} on {lock_key} since {since} (at most {limit} per "
+        return (f"throttled: {count} runs of {runbook} on {target} since {since} (at most {limit} per "
                 f"{window_text(window)}); a loop would stop here")
 
     # -- steps --------------------------------------------------------------------------------------
@@ -142,6 +177,18 @@ class RunbookStore:
                             "actor) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                             (run_id, seq, step["id"], step["kind"], phase, command and redact(command)[0], tx.at,
                              actor))
+
+    def run_step_process(self: Store, run_id: int, seq: int, pid: int, *, actor: str) -> None:
+        """The process a step's command runs as: a run found dead stops it (`_reap`)."""
+        with self._write(actor) as tx:
+            tx.conn.execute("UPDATE runbook_steps SET pid = ?, proc_start = ? WHERE run_id = ? AND seq = ?",
+                            (pid, _proc_start(pid), run_id, seq))
+
+    def run_disabled(self: Store, runbook: str) -> str | None:
+        """Why the kill switch stops this runbook now, or None."""
+        row = self.conn.execute("SELECT name, disabled_by, reason FROM runbook_switches WHERE name IN ('*', ?) "
+                                "ORDER BY name = '*' DESC", (runbook,)).fetchone()
+        return _disabled_reason(row, runbook)
 
     def run_step_end(self: Store, run_id: int, seq: int, *, status: str, exit_code: int | None = None,
                      attempts: int = 0, duration_ms: int | None = None, output: str = "", next_step: int | None = None,
@@ -208,12 +255,12 @@ class RunbookStore:
             run = self._run_row(tx, run_id)
             if run["status"] != "waiting":
                 raise Conflict(f"run {run_id} is {run['status']}, not waiting for an approval")
-            disabled = self._disabled(tx, run["runbook"])
+            disabled = self.run_disabled(run["runbook"])
             if disabled:
                 raise Conflict(f"{disabled}; run {run_id} keeps waiting (reject it, or enable the runbook)")
             plan = orjson.loads(run["plan"])
             step = plan["steps"][run["step"]]
-            if run["waiting_for"] == "approval" and actor == run["actor"]:
+            if run["waiting_for"] == "approval" and same_user(actor, run["actor"]):
                 refused = (f"run {run_id} was started by {actor}: its approval must come from someone else "
                            f"(sdesk --as USER runbook approve {run_id})")
                 tx.event(run["ticket_id"], "runbook_approval_refused", {"run": run_id, "step": step["id"],
@@ -251,7 +298,8 @@ class RunbookStore:
             self._end(tx, self._run_row(tx, run_id), status, reason, rollback)
 
     def _end(self: Store, tx: _Tx, run: Any, status: str, reason: str | None, rollback: str | None = None) -> None:
-        misfire = status if status in ("failed", "interrupted") and not run["dry_run"] else None
+        # A person's run that fails is a failed run; automation that fails is a misfire.
+        misfire = status if status in ("failed", "interrupted") and run["automated"] and not run["dry_run"] else None
         tx.conn.execute("UPDATE runbook_runs SET status = ?, reason = ?, rollback = ?, misfire = ?, ended_at = ?, "
                         "pid = NULL WHERE id = ?", (status, reason, rollback, misfire, tx.at, run["id"]))
         data = {"run": run["id"], "runbook": run["runbook"], "status": status, "dry_run": bool(run["dry_run"])}
@@ -286,6 +334,9 @@ class RunbookStore:
                 if row["pid"] is not None and row["host"] == host and row["pid"] != os.getpid()
                 and not _alive(row["pid"], row["proc_start"])]
         for run in dead:
+            for pid, start in tx.conn.execute("SELECT pid, proc_start FROM runbook_steps WHERE run_id = ? "
+                                              "AND status = 'running' AND pid IS NOT NULL", (run["id"],)).fetchall():
+                _stop_group(pid, start)  # its command outlived it: stop it before the lock goes
             tx.conn.execute("UPDATE runbook_steps SET status = 'interrupted', ended_at = ? WHERE run_id = ? "
                             "AND status = 'running'", (tx.at, run["id"]))
             self._end(tx, run, "interrupted", f"its process (pid {run['pid']}) ended mid-run: killed or crashed")
@@ -329,7 +380,7 @@ class RunbookStore:
         run = _run(row)
         run["steps"] = [dict(r) for r in self.conn.execute(
             "SELECT seq, step_id, kind, phase, status, command, exit_code, attempts, started_at, ended_at, "
-            "duration_ms, output, actor FROM runbook_steps WHERE run_id = ? ORDER BY seq", (run_id,))]
+            "duration_ms, output, actor, pid FROM runbook_steps WHERE run_id = ? ORDER BY seq", (run_id,))]
         return run
 
     def runs(self: Store, *, ticket_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:

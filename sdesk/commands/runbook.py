@@ -12,7 +12,8 @@ from .common import Group, note, print_json, settings_of
 app = typer.Typer(cls=Group, name="runbook", no_args_is_help=True,
                   help="Runbooks: plans, dry runs, approved runs with locks and throttles, and their audit.")
 
-RunArg = Annotated[int, typer.Argument(help="The run number (sdesk runbook runs).", show_default=False)]
+RunArg = Annotated[int, typer.Argument(help="The run number (sdesk runbook runs).", min=1, max=2 ** 63 - 1,
+                                       show_default=False)]
 AllOption = Annotated[bool, typer.Option("--all", help="Every runbook: the global kill switch.")]
 
 
@@ -195,18 +196,31 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
 
 
 @app.command("approve")
-def approve(ctx: typer.Context, run_id: RunArg, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def approve(
+    ctx: typer.Context,
+    run_id: RunArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking (the plan is still printed).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Approve the step a run waits on (someone other than who started it), or confirm its
-    manual step; the run then goes on in this terminal.
+    manual step; the run then goes on in this terminal. Shows the plan first, and asks unless --yes.
 
     Example: sdesk --as dave runbook approve 7
     """
+    from ..render import console, print_plan
     from ..runbooks import find
     from ..runner import resume
 
     settings = settings_of(ctx)
     store = settings.store()
-    runbook = find(_folder(ctx), store.run_get(run_id)["runbook"])
+    waiting = store.run_get(run_id)
+    runbook = find(_folder(ctx), waiting["runbook"])
+    if waiting["status"] == "waiting":
+        print_plan(console(stderr=True), waiting["plan"], store.get_or_raise(ticket_id=waiting["ticket_id"]), False)
+        note(f"run {run_id} waits for {waiting['waiting_for']} at step {waiting['step'] + 1}")
+        if not yes and _interactive() and not typer.confirm("Approve and go on?", default=False, err=True):
+            note("not approved")
+            raise typer.Exit(int(ExitCode.ERROR))
     try:
         result = resume(store, runbook, run_id, actor=settings.actor, echo=_echo,
                         confirm=_confirm_step if _interactive() else None)
