@@ -267,7 +267,8 @@ def runs(
     table(["run", "runbook", "ticket", "status", "by", "started", "note"],
           [[r["id"], r["runbook"] + (" (dry run)" if r["dry_run"] else ""), ref(r["ticket_id"]), r["status"],
             r["actor"] + (" (automation)" if r["automated"] else ""), local(r["started_at"] or r["created_at"]),
-            r["reason"] or (f"waiting for {r['waiting_for']}" if r["waiting_for"] else "")] for r in found],
+            "; ".join(filter(None, [r["reason"] or (f"waiting for {r['waiting_for']}" if r["waiting_for"] else ""),
+                                    f"misfire: {r['misfire']}" if r["misfire"] else ""]))] for r in found],
           empty="no runs")
 
 
