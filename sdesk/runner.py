@@ -417,14 +417,12 @@ def resume(store: Store, runbook: Runbook, run_id: int, *, actor: str, echo: Ech
     from .store_runbooks import stored_plan
 
     waiting = store.run_get(run_id)
-    if waiting["status"] == "waiting":
-        given = {k: v for k, v in waiting["plan"]["params"].items() if v is not None}
-        again = prepare(store, runbook, waiting["ticket_id"], given).plan
-        if orjson.loads(orjson.dumps(stored_plan(again))) != waiting["plan"]:
-            raise Conflict(f"runbook {runbook.name} changed since run {run_id} was planned: reject it "
-                           "and start a new run")
-    else:
-        again = waiting["plan"]
+    if waiting["status"] != "waiting":
+        raise Conflict(f"run {run_id} is {waiting['status']}, not waiting for an approval")
+    given = {k: v for k, v in waiting["plan"]["params"].items() if v is not None}
+    again = prepare(store, runbook, waiting["ticket_id"], given).plan
+    if orjson.loads(orjson.dumps(stored_plan(again))) != waiting["plan"]:
+        raise Conflict(f"runbook {runbook.name} changed since run {run_id} was planned: reject it and start a new run")
     store.run_approve(run_id, actor=actor)
     return Execution(store, run_id, again, actor=actor, secrets=load_secrets(again), echo=echo, confirm=confirm).go()
 

@@ -97,6 +97,16 @@ def _disabled_reason(row: Any, runbook: str) -> str | None:
     return f"{what} (by {row[1]}{': ' + row[2] if row[2] else ''})"
 
 
+def _dead_runs(conn: Any) -> list[Any]:
+    """Runs recorded as running on this host whose process is gone."""
+    import socket
+
+    host = socket.gethostname()
+    return [row for row in conn.execute("SELECT * FROM runbook_runs WHERE status = 'running'").fetchall()
+            if row["pid"] is not None and row["host"] == host and row["pid"] != os.getpid()
+            and not _alive(row["pid"], row["proc_start"])]
+
+
 def _run(row: Any) -> dict[str, Any]:
     run = dict(row)
     run["plan"] = orjson.loads(run["plan"]) if run["plan"] else None
@@ -154,12 +164,13 @@ class RunbookStore:
         since = clock.iso(clock.parse(tx.at) - window)
         # Tickets that name no CI and no alert are counted together: each new ticket would
         # otherwise start a count of its own, and a loop that opens tickets would never stop.
-        on, target = ("lock_key LIKE 'ticket:%'", "tickets without a CI") if lock_key.startswith("ticket:") \
-            else ("lock_key = ?", lock_key)
+        if lock_key.startswith("ticket:"):
+            on, args, target = "lock_key LIKE 'ticket:%'", (), "tickets without a CI"
+        else:
+            on, args, target = "lock_key = ?", (lock_key,), lock_key
         count = tx.conn.execute(
             f"SELECT count(*) FROM runbook_runs WHERE runbook = ? AND {on} AND started_at >= ? "
-            "AND dry_run = 0 AND status NOT IN ('refused', 'queued')",
-            (runbook, *(() if on.startswith("lock_key LIKE") else (lock_key,)), since)).fetchone()[0]
+            "AND dry_run = 0 AND status NOT IN ('refused', 'queued')", (runbook, *args, since)).fetchone()[0]
         if count < limit:
             return None
         from .runbooks import window_text
@@ -323,16 +334,13 @@ class RunbookStore:
     def reap_runs(self: Store, *, actor: str) -> int:
         """End the runs whose process died (killed, crashed): they are interrupted, and their
         locks released. Returns how many."""
+        if not _dead_runs(self.conn):  # a read first: read commands reap too, and seldom find any
+            return 0
         with self._write(actor) as tx:
             return self._reap(tx)
 
     def _reap(self: Store, tx: _Tx) -> int:
-        import socket
-
-        host = socket.gethostname()
-        dead = [row for row in tx.conn.execute("SELECT * FROM runbook_runs WHERE status = 'running'").fetchall()
-                if row["pid"] is not None and row["host"] == host and row["pid"] != os.getpid()
-                and not _alive(row["pid"], row["proc_start"])]
+        dead = _dead_runs(tx.conn)
         for run in dead:
             for pid, start in tx.conn.execute("SELECT pid, proc_start FROM runbook_steps WHERE run_id = ? "
                                               "AND status = 'running' AND pid IS NOT NULL", (run["id"],)).fetchall():
