@@ -43,7 +43,10 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "silence": ("sdesk.commands.rules", "silence_app"), "oncall": ("sdesk.commands.oncall", "app"),
                   "sla": ("sdesk.commands.sla", "app"), "slo": ("sdesk.commands.sla", "slo_app"), "tick": ("sdesk.commands.paging", "tick_app"),
                   "escalate": ("sdesk.commands.paging", "escalate_app"), "pages": ("sdesk.commands.paging", "pages_app"),
-                  "runbook": ("sdesk.commands.runbook", "app")}
+                  "runbook": ("sdesk.commands.runbook", "app"), "report": ("sdesk.commands.report", "app"),
+                  "metrics": ("sdesk.commands.report", "metrics_app"), "csat": ("sdesk.commands.report", "csat_app"),
+                  "worklog": ("sdesk.commands.report", "worklog_app"),
+                  "postmortem": ("sdesk.commands.report", "postmortem_app")}
 
 
 def _version(value: bool) -> None:

@@ -415,8 +415,24 @@ def m008_runbooks(db: Database) -> None:
                "disabled_at TEXT NOT NULL)")
 
 
+def m009_metrics(db: Database) -> None:
+    # Customer satisfaction: one rating (1-5) per ticket; a new one replaces it (history in events).
+    db.execute("CREATE TABLE csat (ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id), score INTEGER NOT NULL, "
+               "comment TEXT, actor TEXT NOT NULL, at TEXT NOT NULL)")
+    # Time worked on tickets (sdesk worklog): the cost model's agent hours.
+    db.execute("CREATE TABLE worklog (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL REFERENCES tickets(id), "
+               "minutes INTEGER NOT NULL, actor TEXT NOT NULL, at TEXT NOT NULL, note TEXT)")
+    db.execute("CREATE INDEX worklog_ticket ON worklog(ticket_id)")
+    # The tickets people moved elsewhere (another assignee, or triage's queue or category
+    # corrected): the reassignment (misrouting) rate and first-contact resolution read them
+    # without scanning every event.
+    db.execute("CREATE INDEX events_reassigned ON events(ticket_id) WHERE kind = 'triage_corrected' "
+               "OR (kind = 'assigned' AND json_extract(data, '$.previous_assignee') IS NOT NULL)")
+    db.execute("CREATE INDEX pages_due ON pages(due_at)")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage, m007_oncall, m008_runbooks]
+         m006_triage, m007_oncall, m008_runbooks, m009_metrics]
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -77,7 +77,7 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
-def _describe_event(e: dict[str, Any]) -> str:
+def describe_event(e: dict[str, Any]) -> str:
     d = e["data"]
     match e["kind"]:
         case "created":
@@ -134,6 +134,22 @@ def _describe_event(e: dict[str, Any]) -> str:
             extra = f": {d['reason']}" if d.get("reason") else ""
             extra += f"; rollback {d['rollback']}" if d.get("rollback") else ""
             return f"run {d['run']} ({d['runbook']}) {d['status']}{extra}"
+        case "paged" | "escalated":
+            verb = "paged" if e["kind"] == "paged" else "escalated: paged"
+            return f"{verb} {', '.join(d.get('users', []))} (level {d.get('level')}, policy {d.get('policy')})"
+        case "page_delivered":
+            return f"page {d.get('page')} delivered to {d.get('user')}"
+        case "page_failed":
+            return f"page {d.get('page')} to {d.get('user')} failed: {d.get('error', '')}"
+        case "escalation_requested":
+            return f"escalation to step {d.get('step', '?')} requested"
+        case "sla_warning" | "sla_breached":
+            word = "at risk" if e["kind"] == "sla_warning" else "breached"
+            return f"SLA {d.get('policy')} {d.get('target')} {word}"
+        case "csat":
+            return f"CSAT {d['score']}" + (f": {d['comment']}" if d.get("comment") else "")
+        case "worked":
+            return f"worked {d['minutes']} min" + (f": {d['note']}" if d.get("note") else "")
         case "automation_misfire":
             return f"automation misfire: run {d['run']} ({d['runbook']}) {d['reason']}"
     return str(d)
@@ -174,7 +190,7 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
     timeline.add_column("WHO")
     timeline.add_column("WHAT", ratio=1)
     for e in events:
-        timeline.add_row(local(e["at"]), e["actor"], Text(_describe_event(e)))
+        timeline.add_row(local(e["at"]), e["actor"], Text(describe_event(e)))
     out.print(timeline)
 
 

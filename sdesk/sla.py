@@ -238,6 +238,12 @@ def working_time(calendar: Calendar | None, start: datetime, end: datetime) -> t
     return total
 
 
+def working_at(calendar: Calendar, instant: datetime) -> bool:
+    """Whether the calendar is open at that instant (pages outside are out of hours)."""
+    hours = _open(calendar, instant.astimezone(calendar.zone).date())
+    return hours is not None and hours[0] <= instant < hours[1]
+
+
 @functools.lru_cache(maxsize=4096)
 def _open(calendar: Calendar, day: date) -> tuple[datetime, datetime] | None:
     """When the calendar's working hours start and end that day, in UTC (None: a day off).

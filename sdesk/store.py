@@ -26,6 +26,7 @@ from .signals import Signal
 from .store_classifier import ClassifierStore
 from .store_cmdb import CmdbStore
 from .store_kb import KbStore
+from .store_metrics import MetricsStore
 from .store_oncall import OnCallStore
 from .store_problems import ProblemStore
 from .store_runbooks import RunbookStore, lock_key
@@ -260,7 +261,8 @@ class _Triggers:
         return {**t, **sets}, summary
 
 
-class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore, RunbookStore):
+class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore, RunbookStore,
+            MetricsStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:

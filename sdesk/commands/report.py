@@ -1,0 +1,292 @@
+"""`sdesk report` (every KPI of a window, and the executive, on-call and service views),
+`sdesk metrics --prom`, `sdesk csat`, `sdesk worklog` and `sdesk postmortem`."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..errors import BadInput
+from .common import Group, note, print_json, read_text, settings_of
+
+app = typer.Typer(cls=Group, name="report", invoke_without_command=True,
+                  help="Service-desk KPIs over a window: tables and charts, --json or --csv.")
+metrics_app = typer.Typer()
+csat_app = typer.Typer()
+worklog_app = typer.Typer()
+postmortem_app = typer.Typer()
+
+SinceOption = Annotated[str, typer.Option("--since", help="Start of the window: 30d, 12h, 2w back, or an ISO time.")]
+UntilOption = Annotated[Optional[str], typer.Option("--until", help="End of the window (default: now).",
+                                                    show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json")]
+
+
+def _when(text: str, option: str):
+    """A time: a span back from now (30d, 12h, 2w, 90m) or ISO 8601."""
+    from datetime import timedelta
+
+    from .. import clock
+
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    value, unit = text[:-1], text[-1:].lower()
+    if unit in units and value.isdigit():
+        try:
+            return clock.now() - timedelta(**{units[unit]: int(value)})
+        except OverflowError:
+            raise BadInput(f"{option} {text!r}: too long ago") from None
+    return clock.parse(text, what=option)
+
+
+def _window(since: str, until: Optional[str]):
+    from datetime import timedelta
+
+    from .. import clock
+
+    # The window ends after now, so that what happens in this second counts.
+    end = _when(until, "--until") if until else clock.now() + timedelta(seconds=1)
+    return _when(since, "--since"), end
+
+
+def _configs(settings) -> tuple[Any, Any]:
+    from ..metrics import MetricsConfig, load
+
+    path = settings.config / "metrics.yaml" if settings.config is not None else None
+    config = load(read_text(path), str(path)) if path is not None and path.is_file() else MetricsConfig()
+    return config, settings.sla_config()
+
+
+def _build(ctx: typer.Context, since: str, until: Optional[str], by: str = "priority", **options: Any):
+    from ..reports import build
+
+    settings = settings_of(ctx)
+    config, sla = _configs(settings)
+    start, end = _window(since, until)
+    return build(settings.store(), config, sla, start, end, by, **options)
+
+
+def _csv(report: dict) -> None:
+    import csv
+
+    from ..reports import rows
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["section", "group", "kpi", "labels", "value", "unit", "target", "ok"])
+    for r in rows(report):
+        labels = ";".join(f"{k}={r[k]}" for k in ("policy", "target_name", "source", "user", "ci", "over", "reason")
+                          if r.get(k) is not None)
+        writer.writerow([r["section"], r["group"], r["kpi"], labels, "" if r["value"] is None else r["value"], r["unit"],
+                         "" if r["target"] is None else r["target"], "" if r["ok"] is None else r["ok"]])
+
+
+@app.callback()
+def report(
+    ctx: typer.Context,
+    since: SinceOption = "30d",
+    until: UntilOption = None,
+    by: Annotated[str, typer.Option("--by", help="Group ticket KPIs by priority, kind, queue, team, service, assignee or week.")] = "priority",
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Every figure as CSV rows.")] = False,
+) -> None:
+    """Every KPI of the window: volumes, times to acknowledge and resolve (mean, median, p90,
+    p99), first-contact and automated resolution, reopen, escalation and reassignment rates,
+    SLA compliance, CSAT, KB freshness, alerts per ticket, pager load, SLO burn and cost, each
+    against its target (metrics.yaml), with weekly charts.
+
+    Example: sdesk report --since 30d --by queue
+
+    Example: sdesk report executive
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    data = _build(ctx, since, until, by)
+    if as_json:
+        print_json(data)
+    elif as_csv:
+        _csv(data)
+    else:
+        from ..render_report import print_report
+
+        print_report(data)
+
+
+@app.command("executive")
+def executive(ctx: typer.Context, since: SinceOption = "90d", until: UntilOption = None,
+              as_json: JsonOption = False) -> None:
+    """For leadership: SLA compliance by service, error-budget burn, the volume trend and CSAT.
+
+    Example: sdesk report executive --since 90d
+    """
+    data = _build(ctx, since, until, sections=frozenset({"trend", "sla", "slo", "csat"}))
+    if as_json:
+        print_json(data)
+        return
+    from ..render_report import print_executive
+
+    print_executive(data)
+
+
+@app.command("oncall")
+def oncall(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """For the next responder: open P1/P2 and who holds them, pages of the last 24 hours, and
+    changes of the last 24 hours on the CIs those tickets are on.
+
+    Example: sdesk report oncall
+    """
+    from datetime import timedelta
+
+    from .. import clock
+
+    settings = settings_of(ctx)
+    store = settings.store()
+    now = clock.now()
+    since = clock.iso(now - timedelta(hours=24))
+    urgent = store.list(priorities=["P1", "P2"], suppressed=False, limit=200)
+    cis = sorted({t["ci"] for t in urgent if t["ci"]})
+    data = {"open": [{k: t[k] for k in ("id", "priority", "status", "title", "ci", "service", "assignee", "created_at")}
+                     for t in urgent],
+            "pages": [{"user": u, "due_at": d} for u, d in store.pages_sent(since, clock.iso(now + timedelta(seconds=1)))],
+            "changes": store.change_list(cis=cis, since=since) if cis else []}
+    if as_json:
+        print_json(data)
+        return
+    from ..render_report import print_oncall
+
+    print_oncall(data)
+
+
+@app.command("service")
+def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The service (as tickets name it).")],
+            since: SinceOption = "30d", until: UntilOption = None, as_json: JsonOption = False) -> None:
+    """One service: its tickets' KPIs, its alerts, the changes on it and its SLO.
+
+    Example: sdesk report service checkout --since 14d
+    """
+    from .. import clock
+
+    settings = settings_of(ctx)
+    data = _build(ctx, since, until, sections=frozenset({"trend", "sla"}), service=name)
+    store = settings.store()
+    a, b = data["window"]["since"], data["window"]["until"]
+    data["service"] = name
+    data["alerts_received"] = store.service_alerts(name, a, b)
+    data["changes"] = store.change_list(cis=[name], since=a, until=b)
+    slo = settings.sla_config().slos.get(name)
+    if slo is not None:
+        from ..sla import budget
+
+        data["slo"] = [budget(slo, store.slo_incidents(slo, clock.parse(b)), clock.parse(b))]
+    if as_json:
+        print_json(data)
+        return
+    from ..render_report import print_service
+
+    print_service(data)
+
+
+@metrics_app.command("metrics")
+def metrics_command(
+    ctx: typer.Context,
+    prom: Annotated[bool, typer.Option("--prom", help="The Prometheus text exposition format (the default).")] = False,
+    file: Annotated[Optional[Path], typer.Argument(help="Write here (atomically, for node_exporter's textfile collector); default: stdout.", show_default=False, dir_okay=False)] = None,
+    since: SinceOption = "30d",
+    as_json: Annotated[bool, typer.Option("--json", help="The same figures as JSON rows.")] = False,
+) -> None:
+    """Every KPI as Prometheus gauges (sdesk_*), ticket KPIs by priority, with HELP and TYPE lines.
+
+    Example: sdesk metrics --prom /var/lib/node_exporter/textfile/sdesk.prom
+    """
+    from ..metrics import prometheus
+    from ..reports import rows
+
+    if prom and as_json:
+        raise BadInput("--prom and --json: choose one")
+    flat = rows(_build(ctx, since, None))
+    if as_json:
+        print_json(flat)
+        return
+    text = prometheus(flat, "priority")
+    if file is None:
+        sys.stdout.write(text)
+        return
+    import os
+    import tempfile
+
+    try:  # written beside it and renamed: the collector never reads half a file
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, file)
+    except OSError as e:
+        raise BadInput(f"cannot write {file}: {e.strerror or e}") from None
+    note(f"wrote {file}")
+
+
+@csat_app.command("csat")
+def csat(
+    ctx: typer.Context,
+    ticket: Annotated[str, typer.Argument(help="42 or SD-42 (resolved or closed).", show_default=False)],
+    score: Annotated[int, typer.Argument(help="1 (very unhappy) to 5 (very happy).", show_default=False)],
+    comment: Annotated[Optional[str], typer.Option("--comment", "-c", help="What the requester said.")] = None,
+) -> None:
+    """Record the requester's satisfaction with a resolved ticket (a new rating replaces the last).
+
+    Example: sdesk csat SD-42 5 --comment "fixed before I noticed"
+    """
+    from ..lifecycle import parse_id, ref
+
+    settings = settings_of(ctx)
+    settings.store().csat_record(ticket_id=parse_id(ticket), score=score, comment=comment, actor=settings.actor)
+    note(f"{ref(parse_id(ticket))}: CSAT {score}")
+
+
+@worklog_app.command("worklog")
+def worklog(
+    ctx: typer.Context,
+    ticket: Annotated[str, typer.Argument(help="42 or SD-42.", show_default=False)],
+    spent: Annotated[str, typer.Argument(help="Time worked: 30m, 1h, 1h30m.", show_default=False)],
+    note_text: Annotated[Optional[str], typer.Option("--note", "-n", help="What was done.")] = None,
+) -> None:
+    """Record time worked on a ticket (the cost model's agent hours).
+
+    Example: sdesk worklog SD-42 45m --note "rebuilt the replica"
+    """
+    import re
+
+    from ..lifecycle import parse_id, ref
+
+    found = re.fullmatch(r"\s*(?:(\d{1,3})h)?\s*(?:(\d{1,4})m)?\s*", spent)
+    if not found or not any(found.groups()):
+        raise BadInput(f"worklog: {spent!r} is not a time like 30m, 2h or 1h30m")
+    minutes = int(found.group(1) or 0) * 60 + int(found.group(2) or 0)
+    settings = settings_of(ctx)
+    settings.store().worklog_add(ticket_id=parse_id(ticket), minutes=minutes, note=note_text, actor=settings.actor)
+    note(f"{ref(parse_id(ticket))}: {minutes} minutes worked")
+
+
+@postmortem_app.command("postmortem")
+def postmortem(
+    ctx: typer.Context,
+    ticket: Annotated[str, typer.Argument(help="42 or SD-42: the incident.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the Markdown here (default: stdout).", dir_okay=False)] = None,
+) -> None:
+    """A Markdown postmortem draft: summary, timeline from events, impacted CIs and dependents,
+    alerts, SLA impact, runbook runs, linked problem, and action items to fill in.
+
+    Example: sdesk postmortem SD-42 -o postmortems/SD-42.md
+    """
+    from ..lifecycle import parse_id
+    from ..reports import postmortem as draft
+
+    settings = settings_of(ctx)
+    _, sla = _configs(settings)
+    text = draft(settings.store(), parse_id(ticket), sla)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise BadInput(f"cannot write {output}: {e.strerror or e}") from None
+    note(f"wrote {output}")
