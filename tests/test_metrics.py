@@ -1,0 +1,201 @@
+"""KPIs against a hand-built history with known answers: reopened tickets, tickets still open at
+the window's end, a paused SLA clock, a ticket never acknowledged; the Prometheus output read
+by the real parser of that format; CSAT, worklog, cost, postmortem and bad input."""
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sdesk.errors import ExitCode
+from sdesk.metrics import nearest_rank
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
+WINDOW = ["--since", "2026-11-02T00:00:00Z", "--until", "2026-11-03T00:00:00Z"]
+
+
+@pytest.fixture
+def history(cli, tmp_path, monkeypatch):
+    """One day (2026-11-02, UTC) of a desk, each step at its own time."""
+    config = tmp_path / "config"
+    (config / "runbooks").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "oncall.yaml", config)
+    (config / "sla.yaml").write_text(
+        "policies:\n  - {name: P1, priority: P1, respond: 15m, resolve: 1h}\n"
+        "  - {name: rest, respond: 1h, resolve: 4h}\n")
+    (config / "metrics.yaml").write_text("cost: {agent_hour: 60, page: 10, monthly_tooling: 300}\n")
+    (config / "runbooks" / "fix.yaml").write_text("steps:\n  - resolve: Restarted it\n")
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+
+    def at(hhmm, *args, day="2026-11-02"):
+        monkeypatch.setenv("SDESK_NOW", f"{day}T{hhmm}:00Z")
+        return cli(*args)
+
+    def new(hhmm, title, priority, *args, day="2026-11-02"):
+        monkeypatch.setenv("SDESK_NOW", f"{day}T{hhmm}:00Z")
+        return cli.new(title, "-p", priority, *args)
+
+    before = new("23:00", "Old one", "P3", day="2026-11-01")  # before the window: left out
+    t1 = new("10:00", "Checkout down", "P1", "--kind", "incident", "--service", "checkout")
+    at("10:05", "ack", str(t1))
+    at("10:40", "resolve", str(t1), "-r", "rolled back")
+    t2 = new("11:00", "Payments slow", "P1", "--service", "payments")
+    at("11:30", "ack", str(t2))  # late: P1 acknowledge target is 15m
+    at("13:00", "resolve", str(t2), "-r", "scaled out")
+    t3 = new("09:00", "Cert expiring", "P2", "--service", "checkout")
+    at("09:20", "resolve", str(t3), "-r", "renewed")  # never acknowledged
+    t4 = new("12:00", "VPN for Dana", "P3", "--kind", "request")
+    at("12:10", "assign", str(t4), "bob")
+    at("12:20", "assign", str(t4), "carol")  # reassigned
+    at("14:00", "resolve", str(t4), "-r", "granted")
+    at("14:30", "reopen", str(t4))  # reopened, still open at the window's end
+    t5 = new("12:30", "Login errors", "P2", "--service", "auth")
+    at("12:40", "escalate", str(t5))
+    at("15:00", "resolve", str(t5), "-r", "fixed the IdP config")
+    t6 = new("13:00", "Laptop slow", "P4", "--kind", "request")
+    at("13:05", "ack", str(t6))
+    at("13:10", "wait", str(t6))  # waits on the requester 3 hours: the clock pauses
+    at("16:10", "start", str(t6))
+    at("16:30", "resolve", str(t6), "-r", "replaced the disk")
+    t7 = new("10:30", "Disk full", "P3", "--service", "checkout")
+    at("10:31", "runbook", "run", "fix", "--ticket", str(t7), "--yes")
+    t8 = new("17:00", "Printer jammed", "P4")  # open at the end
+    at("17:10", "csat", str(t1), "5")
+    at("17:11", "csat", str(t3), "3", "--comment", "slow")
+    at("17:12", "worklog", str(t1), "1h30m")
+    at("17:13", "worklog", str(t4), "30m")
+    cli.ids = dict(before=before, t1=t1, t2=t2, t3=t3, t4=t4, t5=t5, t6=t6, t7=t7, t8=t8)
+    cli.at = at
+    monkeypatch.setenv("SDESK_NOW", "2026-11-03T09:00:00Z")
+    return cli
+
+
+def kpis(report, group="all"):
+    return {k["kpi"]: k for k in report["tickets"][group]}
+
+
+def test_the_ticket_kpis_of_a_known_history(history):
+    r = history.json("report", *WINDOW)
+    k = kpis(r)
+    assert k["tickets_created"]["value"] == 8 and k["tickets_resolved"]["value"] == 6
+    assert k["tickets_open_at_end"]["value"] == 2  # the reopened VPN request and the printer
+    # Acknowledged: t1 5m, t2 30m, t6 5m; t3 never (resolved directly), t7 by its runbook only.
+    assert k["time_to_acknowledge_mean"]["value"] == pytest.approx((5 + 30 + 5) * 60 / 3, abs=0.1)
+    assert k["time_to_acknowledge_median"]["value"] == 5 * 60 and k["time_to_acknowledge_p90"]["value"] == 30 * 60
+    # Resolved: t7 1m, t3 20m, t1 40m, t2 2h, t5 2h30m, t6 3h30m (pauses do not change time to resolve).
+    ttr = sorted([1, 20, 40, 120, 150, 210])
+    assert k["time_to_resolve_mean"]["value"] == pytest.approx(sum(ttr) * 60 / 6, abs=0.1)
+    assert k["time_to_resolve_median"]["value"] == ttr[nearest_rank(6, (1, 2)) - 1] * 60 == 40 * 60
+    assert k["time_to_resolve_p90"]["value"] == k["time_to_resolve_p99"]["value"] == 210 * 60
+    # First contact: resolved, never escalated (t5) nor reassigned (t4 is not resolved now anyway).
+    assert k["first_contact_resolution"]["value"] == pytest.approx(5 / 6)
+    assert k["automated_resolution"]["value"] == pytest.approx(1 / 6) and k["automated_resolution"]["ok"] is False
+    assert k["reopen_rate"]["value"] == pytest.approx(1 / 8) and k["reopen_rate"]["ok"] is False
+    assert k["escalation_rate"]["value"] == pytest.approx(1 / 8) and k["escalation_rate"]["ok"] is True
+    assert k["reassignment_rate"]["value"] == pytest.approx(1 / 8)
+    # By priority, the time targets apply: P1 acknowledge 15m (median of 5m and 30m is 5m).
+    p1 = kpis(r, "P1")
+    assert p1["time_to_acknowledge_mean"]["value"] == pytest.approx(17.5 * 60) and p1["time_to_acknowledge_mean"]["ok"] is False
+    assert p1["time_to_acknowledge_median"]["ok"] is True
+    assert p1["time_to_resolve_mean"]["value"] == 80 * 60 and p1["time_to_resolve_mean"]["ok"] is False
+
+
+def test_sla_compliance_counts_paused_clocks_and_leaves_running_ones_undecided(history):
+    sla = {(k["policy"], k["target_name"]): k for k in history.json("report", *WINDOW)["sla"]}
+    # P1: t1 met both; t2 responded in 30m (missed) and resolved in 2h (missed).
+    assert (sla["P1", "respond"]["met"], sla["P1", "respond"]["missed"]) == (1, 1)
+    assert (sla["P1", "resolve"]["met"], sla["P1", "resolve"]["missed"]) == (1, 1)
+    # rest (1h respond, 4h resolve): t3, t5, t6, t7 and t4 resolve... t6 waited 3h of its 3h30m: met.
+    # t8 (open, 7h old at the end) has breached both; t4 (reopened at 14:30, 12h at the end) breached resolve.
+    rest = sla["rest", "resolve"]
+    assert (rest["met"], rest["missed"]) == (4, 2)
+    assert sla["all", "all"]["met"] + sla["all", "all"]["missed"] == sum(
+        k["met"] + k["missed"] for key, k in sla.items() if key != ("all", "all"))
+
+
+def test_csat_cost_alerts_and_the_window_edges(history):
+    r = history.json("report", *WINDOW)
+    csat = {k["kpi"]: k for k in r["csat"]}
+    assert csat["csat_average"]["value"] == 4.0 and csat["csat_average"]["distribution"] == {
+        "1": 0, "2": 0, "3": 1, "4": 0, "5": 1}
+    assert csat["csat_response_rate"]["value"] == pytest.approx(2 / 6)
+    cost = {k["kpi"]: k for k in r["cost"]}
+    # 2 hours at 60, no pages (nobody paged in this history), 300 a month for 1 of 30 days.
+    assert cost["cost_total"]["value"] == pytest.approx(120 + 10)
+    assert cost["cost_per_ticket"]["value"] == pytest.approx(130 / 8, abs=0.01)
+    alerts = r["alerts"][0]
+    assert alerts["tickets"] == 8 and alerts["alerts"] == 0 and alerts["value"] == 0
+
+
+def test_an_empty_window_is_zeros_not_a_crash(history):
+    r = history.json("report", "--since", "2020-01-01T00:00:00Z", "--until", "2020-02-01T00:00:00Z")
+    k = kpis(r)
+    assert k["tickets_created"]["value"] == 0 and k["time_to_resolve_mean"]["value"] is None
+    assert k["first_contact_resolution"]["value"] is None and k["first_contact_resolution"]["ok"] is None
+    assert "NaN" not in json.dumps(r)
+    history("report", "--since", "2020-01-01T00:00:00Z", "--until", "2020-02-01T00:00:00Z")  # renders too
+
+
+def test_grouping_by_every_field(history):
+    for field in ("priority", "kind", "queue", "team", "service", "assignee", "week"):
+        r = history.json("report", *WINDOW, "--by", field)
+        assert sum(kpis(r, g)["tickets_created"]["value"] for g in r["tickets"] if g != "all") == 8
+    assert set(history.json("report", *WINDOW, "--by", "service")["tickets"]) == {
+        "all", "(none)", "auth", "checkout", "payments"}
+    assert list(history.json("report", *WINDOW, "--by", "week")["tickets"]) == ["all", "2026-11-02"]
+
+
+def test_prometheus_output_parses_with_the_reference_parser(history, tmp_path):
+    history.at("00:00", "metrics", "--prom", str(tmp_path / "sdesk.prom"), "--since", "30d", day="2026-11-03")
+    text = (tmp_path / "sdesk.prom").read_text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["sdesk_tickets_created"].type == "gauge"
+    created = {tuple(sorted(s.labels.items())): s.value for s in families["sdesk_tickets_created"].samples}
+    assert created[()] == 9 and created[(("priority", "P1"),)] == 2
+    ttr = {tuple(sorted(s.labels.items())): s.value for s in families["sdesk_time_to_resolve_seconds"].samples}
+    assert ttr[(("priority", "P1"), ("stat", "mean"))] == 80 * 60
+    assert "sdesk_sla_compliance_ratio" in families and "sdesk_kpi_ok" in families
+    assert all(line.startswith(("# HELP", "# TYPE")) or not line.startswith("#") for line in text.splitlines())
+
+
+def test_csv_has_a_row_per_figure(history):
+    rows = list(csv.DictReader(io.StringIO(history("report", *WINDOW, "--csv").stdout)))
+    created = next(r for r in rows if r["kpi"] == "tickets_created" and r["group"] == "all")
+    assert created["value"] == "8" and {r["section"] for r in rows} >= {"tickets", "sla", "csat", "cost"}
+
+
+def test_bad_input_is_one_line_and_records_nothing(history, tmp_path):
+    ids = history.ids
+    for args, code, message in [
+        (["report", "--since", "last tuesday"], ExitCode.BAD_INPUT, "--since"),
+        (["report", "--by", "colour"], ExitCode.BAD_INPUT, "--by: unknown field 'colour'"),
+        (["report", "--since", "1d", "--until", "2d"], ExitCode.BAD_INPUT, "--until must be after --since"),
+        (["csat", str(ids["t1"]), "6"], ExitCode.BAD_INPUT, "score 6 is not from 1 to 5"),
+        (["csat", str(ids["t8"]), "4"], ExitCode.CONFLICT, "rate it once it is resolved"),
+        (["worklog", str(ids["t8"]), "soon"], ExitCode.BAD_INPUT, "is not a time"),
+    ]:
+        out = history(*args, ok=False)
+        assert out.exit_code == code and message in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert history.json("show", str(ids["t8"]))["events"][-1]["kind"] == "created"
+    (tmp_path / "config" / "metrics.yaml").write_text("cost:\n  agent_hour: 60\n  monthly_tooling: 300\n")
+    out = history("report", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "metrics.yaml:1: cost: page: missing" in out.stderr
+
+
+def test_a_postmortem_draft_from_the_record(history):
+    text = history("postmortem", str(history.ids["t2"])).stdout
+    assert text.startswith(f"# Postmortem: SD-{history.ids['t2']} Payments slow")
+    assert "| Acknowledged | 2026-11-02T11:30:00Z (after 30m) |" in text
+    assert "SLA P1 respond: missed, 30m of 15m" in text and "## Timeline (UTC)" in text
+    assert "| 2026-11-02T13:00:00Z | tester | acknowledged → resolved: scaled out |" in text
+    assert "## Action items" in text
+
+
+def test_nearest_rank():
+    assert [nearest_rank(n, (1, 2)) for n in (1, 2, 3, 4)] == [1, 1, 2, 2]
+    assert [nearest_rank(n, (9, 10)) for n in (1, 10, 11)] == [1, 9, 10]
+    assert nearest_rank(100, (99, 100)) == 99 and nearest_rank(101, (99, 100)) == 100
