@@ -187,6 +187,102 @@ def build_enriched(size: int, rebuild: bool) -> Path:
     return path
 
 
+def build_history(size: int, rebuild: bool, days: int = 730) -> Path:
+    """A desk's history for the reports: `size` tickets spread over `days` up to now, each
+    acknowledged and resolved at realistic delays (some reopened, escalated, reassigned, a
+    tenth resolved by a runbook), with their events on the hash chain, an alert stream, pages,
+    CSAT ratings and worklogs. Written with plain SQL: the intake path is measured elsewhere."""
+    sys.path.insert(0, str(ROOT))
+    from sdesk import clock
+    from sdesk.store import GENESIS, Store, event_hash, to_json
+
+    path = STORES / f"history{size}.db"
+    if _fresh(path, rebuild, "SELECT count(*) FROM tickets", size):
+        return path
+    _remove(path)
+    rng = random.Random(7)
+    now = clock.now().timestamp()
+    start = now - days * 86400
+    users = [f"agent{i}" for i in range(40)]
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    started = time.perf_counter()
+    with Store(path) as store:
+        conn = store.conn
+        conn.execute("PRAGMA synchronous = OFF")
+        prev, event_id = GENESIS, 0
+        batch = 50_000
+        for first in range(1, size + 1, batch):
+            tickets, events, runs, alerts, pages, ratings, work = [], [], [], [], [], [], []
+            for i in range(first, min(size + 1, first + batch)):
+                created = start + (i / size) * days * 86400
+                priority = rng.choice(["P1", "P2", "P2", "P3", "P3", "P3", "P4"])
+                kind = rng.choice(["incident", "incident", "request", "problem"])
+                service = rng.choice(SERVICES)
+                assignee = rng.choice(users)
+                acked = created + rng.expovariate(1 / {"P1": 400, "P2": 1200}.get(priority, 5000))
+                resolved = acked + rng.expovariate(1 / {"P1": 3000, "P2": 12000}.get(priority, 90000))
+                open_now = resolved > now or rng.random() < 0.01
+                reopened = int(rng.random() < 0.04)
+                escalated = int(priority in ("P1", "P2") and rng.random() < 0.1)
+                automated = rng.random() < 0.1
+                status = "in_progress" if open_now else "closed"
+                tickets.append((i, kind, f"{service}: synthetic #{i}", "Synthetic history.", status, priority,
+                                rng.choice(QUEUES), service, assignee, service, "bench", "{}", "[]", iso(created),
+                                iso(min(resolved, now)), iso(acked) if acked < now else None,
+                                None if open_now else iso(resolved), None if open_now else iso(resolved),
+                                reopened, escalated, 1))
+                rows = [(i, iso(created), "bench", "created", {"title": f"{service}: synthetic #{i}", "source": "bench"})]
+                if acked < now:
+                    rows.append((i, iso(acked), assignee, "status_changed", {"from": "new", "to": "acknowledged",
+                                                                             "action": "ack"}))
+                if rng.random() < 0.05:
+                    rows.append((i, iso(acked), "lead", "assigned", {"assignee": rng.choice(users),
+                                                                     "previous_assignee": assignee}))
+                if not open_now:
+                    rows.append((i, iso(resolved), assignee, "status_changed",
+                                 {"from": "acknowledged", "to": "resolved", "action": "resolve", "resolution": "fixed",
+                                  **({"automated": True} if automated else {})}))
+                    if automated:
+                        runs.append(("restart", i, f"ci:{service}", "succeeded", "automation", "{}", iso(acked),
+                                     iso(acked), iso(resolved)))
+                    if rng.random() < 0.1:
+                        ratings.append((i, rng.choice([5, 5, 4, 4, 4, 3, 2, 1]), None, "requester", iso(resolved)))
+                for row in rows:
+                    event_id += 1
+                    data = to_json(row[4])
+                    h = event_hash(prev, event_id, row[0], row[1], row[2], row[3], data)
+                    events.append((event_id, row[0], row[1], row[2], row[3], data, prev, h))
+                    prev = h
+                alerts += [("alertmanager", f"fp{i % 5000}", "firing", "deduplicated", "{}", "{}",
+                            iso(created + k), i) for k in range(rng.randint(0, 2))]
+                if priority in ("P1", "P2") and kind == "incident":
+                    pages.append((i, 1, 1, assignee, iso(created), "delivered", 1, iso(created)))
+                if rng.random() < 0.2:
+                    work.append((i, rng.randint(5, 120), assignee, iso(min(resolved, now)), None))
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO tickets (id, kind, title, description, status, priority, queue, team, assignee, service, "
+                "source, labels, tags, created_at, updated_at, acknowledged_at, resolved_at, closed_at, reopen_count, "
+                "escalation_level, occurrences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                tickets)
+            conn.executemany("INSERT INTO events (id, ticket_id, at, actor, kind, data, prev_hash, hash) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
+            conn.executemany("INSERT INTO runbook_runs (runbook, ticket_id, lock_key, status, automated, actor, plan, "
+                             "created_at, started_at, ended_at, resolved) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, 1)", runs)
+            conn.executemany("INSERT INTO alerts (source, fingerprint, status, action, labels, annotations, received_at, "
+                             "ticket_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", alerts)
+            conn.executemany("INSERT INTO pages (ticket_id, round, level, user, due_at, status, attempts, delivered_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", pages)
+            conn.executemany("INSERT INTO csat (ticket_id, score, comment, actor, at) VALUES (?, ?, ?, ?, ?)", ratings)
+            conn.executemany("INSERT INTO worklog (ticket_id, minutes, actor, at, note) VALUES (?, ?, ?, ?, ?)", work)
+            conn.execute("COMMIT")
+            print(f"\r  building history {size:,}: {min(size, first + batch - 1):,}", end="", file=sys.stderr)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("ANALYZE")
+    print(f"\r  built a history of {size:,} tickets in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return path
+
+
 def build_triaged(size: int) -> Path:
     """The enriched store with a category model trained on the labelled corpus sample (when
     ../shared/corpus is there): `new` on it with the example desk config pays for enrichment,
@@ -455,6 +551,7 @@ def main() -> None:
         for size in args.sizes:
             build_store(size, args.rebuild)
             build_enriched(size, args.rebuild)
+            build_history(size, args.rebuild)
         build_kb(args.kb_articles, args.rebuild)
         build_cmdb(args.cmdb_cis, args.rebuild)
         build_store(args.replay_tickets, args.rebuild)
@@ -496,6 +593,11 @@ def main() -> None:
             stores[size], ["runbook", "run", "clean-tmp", "--ticket", disk, "-p", f"folder={scratch}", "--dry-run", "--json"],
             DESK)
         extra[size, "runbook runs --json"] = (stores[size], ["runbook", "runs", "--json"], DESK)
+        history = STORES / f"history{size}.db"
+        extra[size, "report (30 days of a 2-year history)"] = (history, ["report"], DESK)
+        extra[size, "report --json (30 days)"] = (history, ["report", "--json"], DESK)
+        extra[size, "report --json --since 800d (all of it)"] = (history, ["report", "--json", "--since", "800d"], DESK)
+        extra[size, "metrics --prom (30 days)"] = (history, ["metrics", "--prom"], DESK)
     rows += measure_rules()
     rows += measure_commands(stores, args.rounds, extra)
     for size, db in stores.items():

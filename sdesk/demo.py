@@ -121,6 +121,27 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
             f"{ref(disk)} is {store.get_or_raise(ticket_id=disk)['status']} by automation ({done['status']})")
 
 
+def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
+    """`sdesk report` over the morning, and the P1's postmortem draft written beside the database."""
+    from . import metrics
+    from .render_report import print_report
+    from .reports import build, postmortem
+
+    desk = examples_dir() / "desk"
+    config = metrics.load((desk / "metrics.yaml").read_text(encoding="utf-8"), str(desk / "metrics.yaml"))
+    _, sla = _oncall_and_sla()
+    now = clock.now()
+    out.print("\n[bold]sdesk report --since 1d[/]")
+    print_report(build(store, config, sla, now - timedelta(days=1), now + timedelta(seconds=1)))
+    path = db.with_name(f"postmortem-{ref(p1)}.md")
+    text = postmortem(store, p1, sla)
+    path.write_text(text, encoding="utf-8")
+    out.print(f"\n[bold]sdesk postmortem {ref(p1)}[/] (the draft starts; {len(text.splitlines())} lines"
+              + (f" in {path}" if "sdesk-demo-" not in str(path) else "") + "):")
+    for line in text.splitlines()[:14]:
+        out.print(line, markup=False, highlight=False)
+
+
 def run_demo(db: Path | None) -> None:
     from .render import console, print_tickets
 
@@ -197,6 +218,9 @@ def run_demo(db: Path | None) -> None:
             _receive(store, "mail-reply.eml", "email", "mail")
             store.move(ticket_id=budget, action="resolve", actor="bob", code="fixed",
                        resolution="Re-added to the finance group")
+            store.csat_record(ticket_id=budget, score=5, comment="Thanks, quick!", actor="priya@example.com")
+            store.csat_record(ticket_id=mfa, score=4, comment=None, actor="dana@example.com")
+            store.worklog_add(ticket_id=checkout, minutes=45, note="rollback and verification", actor="alice")
             at(55)
             _receive(store, "alertmanager-resolved.json", "alertmanager", "alertmanager")
             say(f"Priya's reply lands as a comment on {ref(budget)}, bob resolves it; the latency alert "
@@ -252,6 +276,7 @@ def run_demo(db: Path | None) -> None:
             out.print(f"{ref(checkout)} (P1): acknowledged in {int(tta.total_seconds() // 60)} min, "
                       f"resolved in {int(ttr.total_seconds() // 60)} min.")
             out.print(f"Audit: {events} events, hash chain intact. Database: {db if tmp is None else '(temporary)'}")
+            _report_and_postmortem(store, checkout, db, out)
             keep = f"sdesk --db {db} show {ref(checkout)}" if tmp is None else \
                 f"sdesk demo --db desk.db, then sdesk --db desk.db show {ref(checkout)}"
             out.print(f"Next: {keep}", style="dim")

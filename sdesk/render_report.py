@@ -22,7 +22,7 @@ def _value(k: dict[str, Any] | None) -> Text:
     if k is None or k["value"] is None:
         return Text("-", style="dim")
     v, unit = k["value"], k["unit"]
-    text = _span(v) if unit == "seconds" else f"{v:.0%}" if unit == "ratio" else f"{v:.2f}" if unit in (
+    text = _span(v).replace(" ", "") if unit == "seconds" else f"{v:.0%}" if unit == "ratio" else f"{v:.2f}" if unit in (
         "score", "per week", "currency", "per ticket") else f"{v:,}"
     style = "" if k["ok"] is None else "green" if k["ok"] else "bold red"
     mark = "" if k["ok"] is None else " ✓" if k["ok"] else " ✗"
@@ -57,17 +57,17 @@ def _bars(out: Any, title: str, items: list[tuple[str, float | None, str]], widt
     out.print(chart)
 
 
-TIMES = [("created", "tickets_created"), ("open", "tickets_open_at_end"), ("MTTA", "time_to_acknowledge_mean"),
+TIMES = [("created", "tickets_created"), ("MTTA", "time_to_acknowledge_mean"),
          ("TTA p50", "time_to_acknowledge_median"), ("MTTR", "time_to_resolve_mean"),
          ("TTR p50", "time_to_resolve_median"), ("TTR p90", "time_to_resolve_p90"), ("TTR p99", "time_to_resolve_p99")]
-RATES = [("resolved", "tickets_resolved"), ("first contact", "first_contact_resolution"),
-         ("automated", "automated_resolution"), ("reopened", "reopen_rate"), ("escalated", "escalation_rate"),
-         ("reassigned", "reassignment_rate")]
+RATES = [("resolved", "tickets_resolved"), ("open", "tickets_open_at_end"), ("FCR", "first_contact_resolution"),
+         ("auto", "automated_resolution"), ("reopen", "reopen_rate"), ("escalate", "escalation_rate"),
+         ("reassign", "reassignment_rate")]
 
 
 def _ticket_table(out: Any, r: dict[str, Any], columns: list[tuple[str, str]]) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column(r["by"].upper(), no_wrap=True)
+    table.add_column(r["by"][:8].upper(), no_wrap=True)
     for header, _ in columns:
         table.add_column(header.upper(), justify="right", no_wrap=True)
     for group, kpis in r["tickets"].items():
@@ -86,8 +86,9 @@ def print_report(r: dict[str, Any]) -> None:
     t = r["targets"]
     times = [f"{p} acknowledge ≤ {_span(s)}" for p, s in t["acknowledge"].items()]
     times += [f"{p} resolve ≤ {_span(s)}" for p, s in t["resolve"].items()]
-    out.print(f"targets (metrics.yaml; ✓ met, ✗ missed): {', '.join(times)} (median and mean); first contact ≥ "
-              f"{t['fcr']:.0%}, automated ≥ {t['automated']:.0%}, reopened ≤ {t['reopen']:.0%}, escalated ≤ "
+    out.print(f"FCR: first-contact resolution; auto: resolved by a runbook. Targets (metrics.yaml; ✓ met, "
+              f"✗ missed): {', '.join(times)} (median and mean); FCR ≥ "
+              f"{t['fcr']:.0%}, auto ≥ {t['automated']:.0%}, reopen ≤ {t['reopen']:.0%}, escalate ≤ "
               f"{t['escalation']:.0%}, SLA ≥ {t['sla']:.0%}, CSAT ≥ {t['csat']:g}, pages ≤ {t['pages_per_week']:g} "
               "per responder per week", style="dim")
     misfires = r["automation"]["misfires"]

@@ -100,6 +100,10 @@ def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_pat
     # someone else's approval, then deletes the old files only and resolves the ticket.
     assert "alice runs it for real: run 2 checks the folder, then waits for approval by someone else" in out
     assert "dave approves run 2: the 3 old files are deleted (in-use.tmp is kept) and SD-8 is resolved by automation" in out
+    # The report over the morning and the P1's postmortem draft.
+    report = out.split("sdesk report --since 1d")[1]
+    assert "desk 14 7m" in report and "CSAT: 4.50 ✓ from 2 ratings" in report and "SLA compliance" in report
+    assert "sdesk postmortem SD-1" in out and "# Postmortem: SD-1 Checkout API 5xx rate above 5% for 5m" in out
     assert not db_path.exists()
 
 
