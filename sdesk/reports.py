@@ -49,20 +49,20 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     want = (lambda name: "all" in sections or name in sections)
     report: dict[str, Any] = {"window": {"since": a, "until": b, "days": round(window / timedelta(days=1), 2)},
                               "by": by, "targets": targets._asdict()}
-    desk = store.ticket_sums(a, b, service=service).get("all") or _empty_sums()
+    sums = store.ticket_sums(a, b, (None, by, "week"), service=service)
+    desk = sums[None].get("all") or _empty_sums()
     report["tickets"] = {"all": metrics.ticket_kpis(desk, targets)}
     report["tickets"].update({g: metrics.ticket_kpis(s, targets, g if by == "priority" else None)
-                              for g, s in store.ticket_sums(a, b, by, service=service).items()})
+                              for g, s in sums[by].items()})
     report["automation"] = {"misfires": store.misfires(a, b)}
     if want("trend"):
         report["trend"] = [{"week": week, "created": s["created"], "resolved": s["resolved"],
                             "ttr_mean": s["ttr"]["mean"], "ttr_median": s["ttr"]["median"]}
-                           for week, s in store.ticket_sums(a, b, "week", service=service).items()]
+                           for week, s in sums["week"].items()]
     if want("sla"):
-        tickets = store.sla_window(a, b, pauses(sla))
-        report["sla"] = metrics.sla_kpis(metrics.sla_counts(sla, tickets, until), targets)
-        report["sla_by_service"] = metrics.sla_kpis(
-            metrics.sla_counts(sla, tickets, until, key=lambda t: t["service"] or "(none)"), targets)[1:]
+        by_policy, by_service = metrics.sla_counts(sla, store.sla_window(a, b, pauses(sla), service), until)
+        report["sla"] = metrics.sla_kpis(by_policy, targets)
+        report["sla_by_service"] = metrics.sla_kpis(by_service, targets)[1:]
     if want("csat"):
         report["csat"] = metrics.csat_kpis(store.csat_distribution(a, b), desk["resolved"], targets)
     if want("kb"):

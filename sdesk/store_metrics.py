@@ -4,13 +4,13 @@ row into Python that it does not need. The arithmetic on the sums is in metrics.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .errors import BadInput
-from .metrics import GROUPS, PERCENTILES
+from .metrics import GROUPS, PERCENTILES, nearest_rank
 
 if TYPE_CHECKING:
     from .store import Store
@@ -21,48 +21,53 @@ _GROUP_SQL = {"priority": "priority", "kind": "kind", "queue": "coalesce(queue, 
               "week": "date(created_at, 'weekday 0', '-6 days')"}  # the Monday (UTC) starting its week
 # Moved to another assignee, or triage's queue or category corrected: the partial index
 # events_reassigned holds exactly these.
-_MOVED = ("SELECT ticket_id FROM events WHERE kind = 'triage_corrected' "
-          "OR (kind = 'assigned' AND json_extract(data, '$.previous_assignee') IS NOT NULL)")
-_AUTOMATED = "SELECT ticket_id FROM runbook_runs WHERE resolved = 1 AND misfire IS NULL"
-
-
-def _window(by: str | None, service: str | None) -> str:
-    group = _GROUP_SQL[by] if by else "'all'"
-    return (f"SELECT {group} AS g, id, reopen_count, escalation_level, "
-            "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) - unixepoch(created_at) END AS tta, "
-            "CASE WHEN resolved_at < :until THEN unixepoch(resolved_at) - unixepoch(created_at) END AS ttr "
-            "FROM tickets WHERE created_at >= :since AND created_at < :until AND suppressed IS NULL"
-            + (" AND service = :service" if service is not None else ""))
+_MOVED = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND (kind = 'triage_corrected' "
+          "OR (kind = 'assigned' AND json_extract(data, '$.previous_assignee') IS NOT NULL)))")
+_AUTOMATED = "EXISTS (SELECT 1 FROM runbook_runs WHERE ticket_id = w.id AND resolved = 1 AND misfire IS NULL)"
 
 
 class MetricsStore:
-    def ticket_sums(self: Store, since: str, until: str, by: str | None = None, *,
-                    service: str | None = None) -> dict[str, dict[str, Any]]:
-        """group -> the sums metrics.ticket_kpis reads, for tickets created in [since, until)
-        (of one service)."""
-        if by is not None and by not in GROUPS:
-            raise BadInput(f"--by: unknown field {by!r}; choose from {', '.join(GROUPS)}")
-        window, args = _window(by, service), {"since": since, "until": until, "service": service}
+    def ticket_sums(self: Store, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
+                    service: str | None = None) -> dict[str | None, dict[str, dict[str, Any]]]:
+        """For each grouping (None: the desk), group -> the sums metrics.ticket_kpis reads, for
+        tickets created in [since, until) (of one service). The window is read once into a
+        temporary table; each grouping's sums and percentiles are computed from it."""
+        for by in groupings:
+            if by is not None and by not in GROUPS:
+                raise BadInput(f"--by: unknown field {by!r}; choose from {', '.join(GROUPS)}")
+        keys = ", ".join(f"{_GROUP_SQL[by] if by else chr(39) + 'all' + chr(39)} AS g{i}" for i, by in enumerate(groupings))
+        self.conn.execute("DROP TABLE IF EXISTS temp.report_window")
+        self.conn.execute(
+            f"CREATE TEMP TABLE report_window AS SELECT {keys}, "
+            "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) - unixepoch(created_at) END AS tta, "
+            "CASE WHEN resolved_at < :until THEN unixepoch(resolved_at) - unixepoch(created_at) END AS ttr, "
+            f"reopen_count > 0 AS reopened, escalation_level > 0 AS escalated, {_MOVED} AS moved, "
+            f"{_AUTOMATED} AS automated FROM tickets w WHERE created_at >= :since AND created_at < :until "
+            "AND suppressed IS NULL" + (" AND service = :service" if service is not None else ""),
+            {"since": since, "until": until, "service": service})
+        try:
+            return {by: self._sums(f"g{i}") for i, by in enumerate(groupings)}
+        finally:
+            self.conn.execute("DROP TABLE temp.report_window")
+
+    def _sums(self: Store, g: str) -> dict[str, dict[str, Any]]:
         sums: dict[str, dict[str, Any]] = {}
         for row in self.conn.execute(
-                f"WITH w AS ({window}) SELECT g, count(*), count(ttr), count(tta), sum(reopen_count > 0), "
-                f"sum(escalation_level > 0), sum(id IN ({_MOVED})), "
-                f"sum(ttr IS NOT NULL AND escalation_level = 0 AND id NOT IN ({_MOVED})), "
-                f"sum(ttr IS NOT NULL AND id IN ({_AUTOMATED})), avg(tta), avg(ttr) FROM w GROUP BY g ORDER BY g",
-                args):
-            g, created, resolved, acked, reopened, escalated, reassigned, fcr, automated, mean_tta, mean_ttr = row
-            sums[str(g)] = {"created": created, "resolved": resolved, "reopened": reopened, "escalated": escalated,
-                            "reassigned": reassigned, "fcr": fcr, "automated": automated,
-                            "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
+                f"SELECT {g}, count(*), count(ttr), count(tta), sum(reopened), sum(escalated), sum(moved), "
+                "sum(ttr IS NOT NULL AND NOT escalated AND NOT moved), sum(ttr IS NOT NULL AND automated), "
+                f"avg(tta), avg(ttr) FROM report_window GROUP BY {g} ORDER BY {g}"):
+            group, created, resolved, acked, reopened, escalated, reassigned, fcr, automated, mean_tta, mean_ttr = row
+            sums[str(group)] = {"created": created, "resolved": resolved, "reopened": reopened, "escalated": escalated,
+                                "reassigned": reassigned, "fcr": fcr, "automated": automated,
+                                "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
         ranks = " OR ".join(f"rn = ({num} * n + {den - 1}) / {den}" for num, den in PERCENTILES.values())
-        ranked = ("SELECT g, '{0}' AS m, n, rn, v FROM (SELECT g, {0} AS v, row_number() OVER (PARTITION BY g "
-                  "ORDER BY {0}) AS rn, count(*) OVER (PARTITION BY g) AS n FROM w WHERE {0} IS NOT NULL) "
-                  f"WHERE {ranks}")
-        for g, metric, n, rn, value in self.conn.execute(
-                f"WITH w AS ({window}) {ranked.format('tta')} UNION ALL {ranked.format('ttr')}", args):
-            stats = sums[str(g)][metric]
+        ranked = (f"SELECT {g}, '{{0}}', n, rn, v FROM (SELECT {g}, {{0}} AS v, row_number() OVER (PARTITION BY {g} "
+                  f"ORDER BY {{0}}) AS rn, count(*) OVER (PARTITION BY {g}) AS n FROM report_window "
+                  f"WHERE {{0}} IS NOT NULL) WHERE {ranks}")
+        for group, metric, n, rn, value in self.conn.execute(f"{ranked.format('tta')} UNION ALL {ranked.format('ttr')}"):
+            stats = sums[str(group)][metric]
             for label, fraction in PERCENTILES.items():
-                if rn == max(1, (fraction[0] * n + fraction[1] - 1) // fraction[1]):
+                if rn == nearest_rank(n, fraction):
                     stats[label] = value
         return sums
 
@@ -76,29 +81,29 @@ class MetricsStore:
     def _has_misfires(self: Store) -> bool:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
 
-    def sla_window(self: Store, since: str, until: str, pause: frozenset[str]
-                   ) -> list[tuple[dict[str, Any], list[tuple[datetime, str]]]]:
-        """The window's tickets with what SLA clocks need, and the status changes of those that
-        were ever paused (the events_waiting index finds them when the pause is `waiting`)."""
-        tickets = [dict(zip(("id", "kind", "priority", "service", "created_at", "acknowledged_at", "resolved_at"), r))
-                   for r in self.conn.execute(
-                       "SELECT id, kind, priority, service, created_at, acknowledged_at, resolved_at FROM tickets "
-                       "WHERE created_at >= ? AND created_at < ? AND suppressed IS NULL", (since, until))]
+    def sla_window(self: Store, since: str, until: str, pause: frozenset[str], service: str | None = None
+                   ) -> Iterator[tuple[dict[str, Any], list[tuple[datetime, str]]]]:
+        """The window's tickets (of one service) with what SLA clocks need, and the status
+        changes of those that were ever paused (found by the events_waiting index when the
+        pause is `waiting`). Streamed: a long window is not held in memory."""
         if pause <= {"waiting"}:
-            paused = {r[0] for r in self.conn.execute(
+            paused: set[int] | None = {r[0] for r in self.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
         else:
-            paused = {t["id"] for t in tickets}
-        paused &= {t["id"] for t in tickets}
-        changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
-        ids = sorted(paused)
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            for ticket_id, at, status in self.conn.execute(
-                    f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind = 'status_changed' "
-                    f"AND ticket_id IN ({','.join('?' * len(part))})", part):
-                changes[ticket_id].append((clock.parse(at), status))
-        return [(t, changes.get(t["id"], [])) for t in tickets]
+            paused = None  # any status may pause: every ticket's changes are read
+        changes_of = self.conn.cursor()
+        fields = ("id", "kind", "priority", "service", "created_at", "acknowledged_at", "resolved_at")
+        for row in self.conn.execute(
+                f"SELECT {', '.join(fields)} FROM tickets WHERE created_at >= ? AND created_at < ? AND suppressed IS NULL"
+                + (" AND service = ?" if service is not None else ""),
+                (since, until, *([service] if service is not None else []))):
+            t = dict(zip(fields, row))
+            changes = []
+            if paused is None or t["id"] in paused:
+                changes = [(clock.parse(at), status) for at, status in changes_of.execute(
+                    "SELECT at, json_extract(data, '$.to') FROM events WHERE ticket_id = ? AND kind = 'status_changed'",
+                    (t["id"],))]
+            yield t, changes
 
     def csat_distribution(self: Store, since: str, until: str) -> dict[int, int]:
         """score -> ratings, for tickets created in the window."""
