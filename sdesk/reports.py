@@ -49,7 +49,8 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     want = (lambda name: "all" in sections or name in sections)
     report: dict[str, Any] = {"window": {"since": a, "until": b, "days": round(window / timedelta(days=1), 2)},
                               "by": by, "targets": targets._asdict()}
-    sums = store.ticket_sums(a, b, (None, by, "week"), service=service)
+    # Weeks are for the trend charts: their means, not percentiles (each is a sort of the window).
+    sums = store.ticket_sums(a, b, (None, by, "week"), service=service, ranked=(None, by))
     desk = sums[None].get("all") or _empty_sums()
     report["tickets"] = {"all": metrics.ticket_kpis(desk, targets)}
     report["tickets"].update({g: metrics.ticket_kpis(s, targets, g if by == "priority" else None)
@@ -57,10 +58,10 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     report["automation"] = {"misfires": store.misfires(a, b)}
     if want("trend"):
         report["trend"] = [{"week": week, "created": s["created"], "resolved": s["resolved"],
-                            "ttr_mean": s["ttr"]["mean"], "ttr_median": s["ttr"]["median"]}
+                            "ttr_mean": s["ttr"]["mean"]}
                            for week, s in sums["week"].items()]
     if want("sla"):
-        by_policy, by_service = metrics.sla_counts(sla, store.sla_window(a, b, pauses(sla), service), until)
+        by_policy, by_service = metrics.sla_counts(sla, store.sla_window(a, b, pauses(sla), service), since, until)
         report["sla"] = metrics.sla_kpis(by_policy, targets)
         report["sla_by_service"] = metrics.sla_kpis(by_service, targets)[1:]
     if want("csat"):

@@ -28,10 +28,12 @@ _AUTOMATED = "EXISTS (SELECT 1 FROM runbook_runs WHERE ticket_id = w.id AND reso
 
 class MetricsStore:
     def ticket_sums(self: Store, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
-                    service: str | None = None) -> dict[str | None, dict[str, dict[str, Any]]]:
+                    service: str | None = None, ranked: tuple[str | None, ...] | None = None
+                    ) -> dict[str | None, dict[str, dict[str, Any]]]:
         """For each grouping (None: the desk), group -> the sums metrics.ticket_kpis reads, for
-        tickets created in [since, until) (of one service). The window is read once into a
-        temporary table; each grouping's sums and percentiles are computed from it."""
+        tickets created in [since, until) (of one service); percentiles only for the groupings
+        in `ranked` (default: all). The window is read once into a temporary table; each
+        grouping's figures are computed from it."""
         for by in groupings:
             if by is not None and by not in GROUPS:
                 raise BadInput(f"--by: unknown field {by!r}; choose from {', '.join(GROUPS)}")
@@ -46,7 +48,13 @@ class MetricsStore:
             "AND suppressed IS NULL" + (" AND service = :service" if service is not None else ""),
             {"since": since, "until": until, "service": service})
         try:
-            return {by: self._sums(f"g{i}") for i, by in enumerate(groupings)}
+            out = {}
+            for i, by in enumerate(groupings):
+                out[by] = sums = self._sums(f"g{i}")
+                if ranked is None or by in ranked:
+                    for metric in ("tta", "ttr"):
+                        self._percentiles(f"g{i}", metric, sums)
+            return out
         finally:
             self.conn.execute("DROP TABLE temp.report_window")
 
@@ -60,16 +68,23 @@ class MetricsStore:
             sums[str(group)] = {"created": created, "resolved": resolved, "reopened": reopened, "escalated": escalated,
                                 "reassigned": reassigned, "fcr": fcr, "automated": automated,
                                 "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
-        ranks = " OR ".join(f"rn = ({num} * n + {den - 1}) / {den}" for num, den in PERCENTILES.values())
-        ranked = (f"SELECT {g}, '{{0}}', n, rn, v FROM (SELECT {g}, {{0}} AS v, row_number() OVER (PARTITION BY {g} "
-                  f"ORDER BY {{0}}) AS rn, count(*) OVER (PARTITION BY {g}) AS n FROM report_window "
-                  f"WHERE {{0}} IS NOT NULL) WHERE {ranks}")
-        for group, metric, n, rn, value in self.conn.execute(f"{ranked.format('tta')} UNION ALL {ranked.format('ttr')}"):
-            stats = sums[str(group)][metric]
-            for label, fraction in PERCENTILES.items():
-                if rn == nearest_rank(n, fraction):
-                    stats[label] = value
         return sums
+
+    def _percentiles(self: Store, g: str, metric: str, sums: dict[str, dict[str, Any]]) -> None:
+        """Nearest-rank percentiles of `metric` by group: the values copied once in sorted order
+        into a table whose rowids are their ranks, then each percentile read by rowid (SQLite's
+        window functions take seconds over a million rows; this is one sort)."""
+        self.conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
+        self.conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {g} AS g, {metric} AS v FROM report_window "
+                          f"WHERE {metric} IS NOT NULL ORDER BY {g}, {metric}")
+        try:
+            for group, first, n in self.conn.execute("SELECT g, min(rowid), count(*) FROM report_sorted GROUP BY g").fetchall():
+                stats = sums[str(group)][metric]
+                for label, fraction in PERCENTILES.items():
+                    stats[label] = self.conn.execute("SELECT v FROM report_sorted WHERE rowid = ?",
+                                                     (first + nearest_rank(n, fraction) - 1,)).fetchone()[0]
+        finally:
+            self.conn.execute("DROP TABLE temp.report_sorted")
 
     def misfires(self: Store, since: str, until: str) -> dict[str, int]:
         """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
@@ -83,7 +98,8 @@ class MetricsStore:
 
     def sla_window(self: Store, since: str, until: str, pause: frozenset[str], service: str | None = None
                    ) -> Iterator[tuple[dict[str, Any], list[tuple[datetime, str]]]]:
-        """The window's tickets (of one service) with what SLA clocks need, and the status
+        """The window's tickets (of one service) with what SLA clocks need (times as epoch
+        seconds), and the status
         changes of those that were ever paused (found by the events_waiting index when the
         pause is `waiting`). Streamed: a long window is not held in memory."""
         if pause <= {"waiting"}:
@@ -92,9 +108,10 @@ class MetricsStore:
         else:
             paused = None  # any status may pause: every ticket's changes are read
         changes_of = self.conn.cursor()
-        fields = ("id", "kind", "priority", "service", "created_at", "acknowledged_at", "resolved_at")
+        fields = ("id", "kind", "priority", "service", "created", "acknowledged", "resolved")
         for row in self.conn.execute(
-                f"SELECT {', '.join(fields)} FROM tickets WHERE created_at >= ? AND created_at < ? AND suppressed IS NULL"
+                "SELECT id, kind, priority, service, unixepoch(created_at), unixepoch(acknowledged_at), "
+                "unixepoch(resolved_at) FROM tickets WHERE created_at >= ? AND created_at < ? AND suppressed IS NULL"
                 + (" AND service = ?" if service is not None else ""),
                 (since, until, *([service] if service is not None else []))):
             t = dict(zip(fields, row))
