@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .errors import BadInput
-from .metrics import GROUPS, PERCENTILES, nearest_rank
 
 if TYPE_CHECKING:
     from .store import Store
@@ -34,6 +33,8 @@ class MetricsStore:
         tickets created in [since, until) (of one service); percentiles only for the groupings
         in `ranked` (default: all). The window is read once into a temporary table; each
         grouping's figures are computed from it."""
+        from .metrics import GROUPS
+
         for by in groupings:
             if by is not None and by not in GROUPS:
                 raise BadInput(f"--by: unknown field {by!r}; choose from {', '.join(GROUPS)}")
@@ -74,6 +75,8 @@ class MetricsStore:
         """Nearest-rank percentiles of `metric` by group: the values copied once in sorted order
         into a table whose rowids are their ranks, then each percentile read by rowid (SQLite's
         window functions take seconds over a million rows; this is one sort)."""
+        from .metrics import PERCENTILES, nearest_rank
+
         self.conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
         self.conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {g} AS g, {metric} AS v FROM report_window "
                           f"WHERE {metric} IS NOT NULL ORDER BY {g}, {metric}")
@@ -199,5 +202,7 @@ class MetricsStore:
 
 
 def _stats(n: int, mean: float | None) -> dict[str, Any]:
+    from .metrics import PERCENTILES
+
     return {"n": n, "mean": round(mean, 1) if mean is not None else None,
             **{label: None for label in PERCENTILES}}
