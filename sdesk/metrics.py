@@ -112,7 +112,7 @@ def load(text: str, where: str) -> MetricsConfig:
         rates = {}
         for key in ("agent_hour", "page", "monthly_tooling"):
             value = raw_cost.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise fail(["cost", key] if key in raw_cost else ["cost"],
                            f"cost: {key}: {'missing' if value is None else 'expected a number, 0 or more'} "
                            "(the cost model needs agent_hour, page and monthly_tooling)")
@@ -128,15 +128,14 @@ def load(text: str, where: str) -> MetricsConfig:
 
 
 def _share(value: Any, fail: Callable[[str], BadInput]) -> float:
-    """60%, 0.6 or 60 as a share."""
+    """60% or 0.6 as a share (a bare 60 is refused: 60 what?)."""
     text = str(value).strip()
     try:
         number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise fail("expected a share like 60% or 0.6") from None
-    number = number / 100 if number > 1 else number
-    if not 0 <= number <= 1:
-        raise fail("expected a share from 0% to 100%")
+    if not 0 <= number <= 1:  # also NaN
+        raise fail("expected a share from 0% to 100% (60% or 0.6)")
     return number
 
 
@@ -180,15 +179,18 @@ def ticket_kpis(agg: Mapping[str, Any], targets: Targets, priority: str | None =
     return out
 
 
-def sla_kpis(counts: Mapping[tuple[str, str], Mapping[str, int]], targets: Targets) -> list[dict[str, Any]]:
-    """Compliance per policy and target from (policy, target) -> {met, missed}."""
+def sla_kpis(counts: Mapping[tuple[str, str], Mapping[str, int]], targets: Targets, by: str = "policy"
+             ) -> list[dict[str, Any]]:
+    """Compliance per policy (or service) and target from (name, target) -> {met, missed}, the
+    first row all of them."""
     out = []
     met = decided = 0
-    for (policy, target), c in sorted(counts.items()):
+    name = "sla_compliance" if by == "policy" else f"sla_{by}_compliance"
+    for (key, target), c in sorted(counts.items()):
         met, decided = met + c["met"], decided + c["met"] + c["missed"]
-        out.append(kpi("sla_compliance", ratio(c["met"], c["met"] + c["missed"]), "ratio", targets.sla,
-                       policy=policy, target_name=target, met=c["met"], missed=c["missed"]))
-    out.insert(0, kpi("sla_compliance", ratio(met, decided), "ratio", targets.sla, policy="all", target_name="all",
+        out.append(kpi(name, ratio(c["met"], c["met"] + c["missed"]), "ratio", targets.sla,
+                       **{by: key}, target_name=target, met=c["met"], missed=c["missed"]))
+    out.insert(0, kpi(name, ratio(met, decided), "ratio", targets.sla, **{by: "all"}, target_name="all",
                       met=met, missed=decided - met))
     return out
 
@@ -299,8 +301,8 @@ def sla_counts(config: Any, tickets: Iterable[tuple[dict[str, Any], list]], sinc
 # -- Prometheus text exposition ---------------------------------------------------------------------
 
 STATS = ("mean", "median", "p90", "p99")
-LABELS = {"policy": "policy", "target_name": "target", "source": "source", "user": "user", "ci": "ci",
-          "over": "window", "reason": "reason"}
+LABELS = {"policy": "policy", "service": "service", "target_name": "target", "source": "source", "user": "user",
+          "ci": "ci", "over": "window", "reason": "reason"}
 HELP = {
     "tickets_created": "Tickets created in the report window (suppressed ones left out).",
     "tickets_resolved": "Tickets created in the window and resolved by its end.",
@@ -313,6 +315,7 @@ HELP = {
     "escalation_rate": "Tickets escalated at least one level, over created.",
     "reassignment_rate": "Tickets moved to another assignee or queue, over created.",
     "sla_compliance": "SLA targets met over targets decided, by policy and target.",
+    "sla_service_compliance": "SLA targets met over targets decided, by service and target.",
     "csat_average": "Average customer satisfaction rating (1-5).",
     "csat_response_rate": "Ratings over resolved tickets.",
     "kb_articles": "Knowledge base articles.",
@@ -360,7 +363,7 @@ def prometheus(flat: list[dict[str, Any]], by: str | None) -> str:
         sample = f"{{{text}}}" if text else ""
         if row["value"] is not None:
             name = f"sdesk_{base}{_UNIT_SUFFIX.get(row['unit'], '')}"
-            families.setdefault(name, []).append(f"{name}{sample} {float(row['value']):g}")
+            families.setdefault(name, []).append(f"{name}{sample} {float(row['value'])!r}")
         if row["ok"] is not None:
             ok_labels = f'kpi="{row["kpi"]}"' + (f",{text}" if text else "")
             families.setdefault("sdesk_kpi_ok", []).append(f"sdesk_kpi_ok{{{ok_labels}}} {int(row['ok'])}")
@@ -369,6 +372,5 @@ def prometheus(flat: list[dict[str, Any]], by: str | None) -> str:
         base = name[len("sdesk_"):]
         for suffix in _UNIT_SUFFIX.values():
             base = base.removesuffix(suffix)
-        out += [f"# HELP {name} {HELP.get(base, base.replace('_', ' '))}", f"# TYPE {name} gauge",
-                *dict.fromkeys(samples)]
+        out += [f"# HELP {name} {HELP.get(base, base.replace('_', ' '))}", f"# TYPE {name} gauge", *samples]
     return "\n".join(out) + "\n"

@@ -125,7 +125,8 @@ def _print_sla(out: Any, kpis: list[dict[str, Any]], title: str, column: str = "
     for header in (column, "TARGET", "MET", "MISSED", "COMPLIANCE"):
         table.add_column(header, justify="right" if header in ("MET", "MISSED", "COMPLIANCE") else "left")
     for k in kpis:
-        table.add_row(escape(k["policy"]), k["target_name"], str(k["met"]), str(k["missed"]), _value(k))
+        table.add_row(escape(k.get("policy") or k.get("service") or ""), k["target_name"], str(k["met"]),
+                      str(k["missed"]), _value(k))
     out.print(table)
 
 
@@ -154,9 +155,9 @@ def _print_slos(out: Any, slos: list[dict[str, Any]]) -> None:
 def _print_trend(out: Any, trend: list[dict[str, Any]]) -> None:
     if len(trend) < 2:
         return
-    _bars(out, "Tickets created by week", [(f"week of {t['week']}", t["created"], f"{t['created']:,}") for t in trend])
+    _bars(out, "Tickets created by week", [(f"week of {t['week']}", t["created"], f"{t['created']:,}") for t in trend][-26:])
     _bars(out, "Mean time to resolve by week", [(f"week of {t['week']}", t["ttr_mean"], _span(t["ttr_mean"]))
-                                                for t in trend])
+                                                for t in trend][-26:])
 
 
 def print_executive(r: dict[str, Any]) -> None:

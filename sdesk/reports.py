@@ -43,6 +43,7 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
 
     if until <= since:
         raise BadInput("--until must be after --since")
+    until = min(until, clock.now() + timedelta(seconds=1))  # what has not happened yet counts as nothing
     a, b = clock.iso(since), clock.iso(until)
     window = until - since
     targets = config.targets
@@ -57,13 +58,15 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
                               for g, s in sums[by].items()})
     report["automation"] = {"misfires": store.misfires(a, b)}
     if want("trend"):
-        report["trend"] = [{"week": week, "created": s["created"], "resolved": s["resolved"],
-                            "ttr_mean": s["ttr"]["mean"]}
-                           for week, s in sums["week"].items()]
+        weeks = sums["week"]
+        report["trend"] = [{"week": week, "created": weeks[week]["created"] if week in weeks else 0,
+                            "resolved": weeks[week]["resolved"] if week in weeks else 0,
+                            "ttr_mean": weeks[week]["ttr"]["mean"] if week in weeks else None}
+                           for week in _mondays(since, until)]
     if want("sla"):
         by_policy, by_service = metrics.sla_counts(sla, store.sla_window(a, b, pauses(sla), service), since, until)
         report["sla"] = metrics.sla_kpis(by_policy, targets)
-        report["sla_by_service"] = metrics.sla_kpis(by_service, targets)[1:]
+        report["sla_by_service"] = metrics.sla_kpis(by_service, targets, "service")[1:]
     if want("csat"):
         report["csat"] = metrics.csat_kpis(store.csat_distribution(a, b), desk["resolved"], targets)
     if want("kb"):
@@ -87,6 +90,16 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     return report
 
 
+def _mondays(since: datetime, until: datetime) -> list[str]:
+    """The weeks (their Mondays, UTC) the window touches: a week without tickets is a zero."""
+    day = since.date() - timedelta(days=since.weekday())
+    weeks = []
+    while day < until.date() + timedelta(days=1) and len(weeks) < 1000:
+        weeks.append(day.isoformat())
+        day += timedelta(weeks=1)
+    return weeks
+
+
 def _empty_sums() -> dict[str, Any]:
     stats = {"n": 0, "mean": None, **{label: None for label in metrics.PERCENTILES}}
     return {"created": 0, "resolved": 0, "reopened": 0, "escalated": 0, "reassigned": 0, "fcr": 0, "automated": 0,
@@ -99,7 +112,7 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for group, kpis in report["tickets"].items():
         out += [{"section": "tickets", "group": group, **k} for k in kpis]
-    for section in ("sla", "sla_by_service", "csat", "kb", "alerts", "pager", "cost"):
+    for section in ("sla", "sla_by_service", "csat", "kb", "alerts", "pager", "cost"):  # desk-wide
         out += [{"section": section, "group": "all", **k} for k in report.get(section, [])]
     for reason, n in report["automation"]["misfires"].items():
         out.append({"section": "automation", "group": "all", **metrics.kpi("automation_misfires", n, "count"),
@@ -130,6 +143,8 @@ def postmortem(store: Store, ticket_id: int, sla: SlaConfig) -> str:
     from .sla import clocks
 
     t = store.get_or_raise(ticket_id=ticket_id)
+    if t["kind"] not in ("incident", "problem"):
+        raise BadInput(f"{ref(ticket_id)} is a {t['kind']}: postmortems are for incidents and problems")
     events = store.events(ticket_id=ticket_id)
     children = store.children(ticket_id=ticket_id)
     context = store.context(ticket_id=ticket_id) or {}

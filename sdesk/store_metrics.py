@@ -18,11 +18,27 @@ _GROUP_SQL = {"priority": "priority", "kind": "kind", "queue": "coalesce(queue, 
               "team": "coalesce(team, '(none)')", "service": "coalesce(service, '(none)')",
               "assignee": "coalesce(assignee, '(none)')",
               "week": "date(created_at, 'weekday 0', '-6 days')"}  # the Monday (UTC) starting its week
+# What a ticket was at the window's end (:until), not now: a ticket reopened or escalated
+# since counts as it stood then. Only tickets ever reopened (reopen_count) read their events for
+# their resolution; the others' resolved_at is the one.
 # Moved to another assignee, or triage's queue or category corrected: the partial index
-# events_reassigned holds exactly these.
+# events_reassigned holds these (its condition is repeated whole, so that the planner uses it).
 _MOVED = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND (kind = 'triage_corrected' "
-          "OR (kind = 'assigned' AND json_extract(data, '$.previous_assignee') IS NOT NULL)))")
+          "OR (kind = 'assigned' AND json_extract(data, '$.previous_assignee') IS NOT NULL)) "
+          "AND NOT (kind = 'assigned' AND json_extract(data, '$.previous_assignee') = json_extract(data, '$.assignee')) "
+          "AND at < :until)")
 _AUTOMATED = "EXISTS (SELECT 1 FROM runbook_runs WHERE ticket_id = w.id AND resolved = 1 AND misfire IS NULL)"
+_ESCALATED = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND kind IN ('escalated', 'escalation_requested') "
+              "AND at < :until)")
+_REOPENED = ("(reopen_count > 0 AND EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND kind = 'status_changed' "
+             "AND json_extract(data, '$.action') = 'reopen' AND at < :until))")
+# When the ticket was resolved, if it was resolved at :until.
+_RESOLVED = ("CASE WHEN reopen_count = 0 THEN CASE WHEN resolved_at < :until THEN resolved_at END "
+             "ELSE (SELECT CASE WHEN json_extract(e.data, '$.to') IN ('resolved', 'closed') THEN "
+             "(SELECT max(r.at) FROM events r WHERE r.ticket_id = w.id AND r.kind = 'status_changed' "
+             "AND json_extract(r.data, '$.to') = 'resolved' AND r.at < :until) END "
+             "FROM events e WHERE e.ticket_id = w.id AND e.kind = 'status_changed' AND e.at < :until "
+             "ORDER BY e.id DESC LIMIT 1) END")
 
 
 class MetricsStore:
@@ -43,10 +59,10 @@ class MetricsStore:
         self.conn.execute(
             f"CREATE TEMP TABLE report_window AS SELECT {keys}, "
             "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) - unixepoch(created_at) END AS tta, "
-            "CASE WHEN resolved_at < :until THEN unixepoch(resolved_at) - unixepoch(created_at) END AS ttr, "
-            f"reopen_count > 0 AS reopened, escalation_level > 0 AS escalated, {_MOVED} AS moved, "
-            f"{_AUTOMATED} AS automated FROM tickets w WHERE created_at >= :since AND created_at < :until "
-            "AND suppressed IS NULL" + (" AND service = :service" if service is not None else ""),
+            f"unixepoch({_RESOLVED}) - unixepoch(created_at) AS ttr, {_REOPENED} AS reopened, "
+            f"{_ESCALATED} AS escalated, {_MOVED} AS moved, {_AUTOMATED} AS automated "
+            "FROM tickets w WHERE created_at >= :since AND created_at < :until AND suppressed IS NULL"
+            + (" AND service = :service" if service is not None else ""),
             {"since": since, "until": until, "service": service})
         try:
             out = {}
@@ -113,10 +129,11 @@ class MetricsStore:
         changes_of = self.conn.cursor()
         fields = ("id", "kind", "priority", "service", "created", "acknowledged", "resolved")
         for row in self.conn.execute(
-                "SELECT id, kind, priority, service, unixepoch(created_at), unixepoch(acknowledged_at), "
-                "unixepoch(resolved_at) FROM tickets WHERE created_at >= ? AND created_at < ? AND suppressed IS NULL"
-                + (" AND service = ?" if service is not None else ""),
-                (since, until, *([service] if service is not None else []))):
+                "SELECT id, kind, priority, service, unixepoch(created_at), "
+                "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) END, "
+                f"unixepoch({_RESOLVED}) FROM tickets w WHERE created_at >= :since AND created_at < :until "
+                "AND suppressed IS NULL" + (" AND service = :service" if service is not None else ""),
+                {"since": since, "until": until, "service": service}):
             t = dict(zip(fields, row))
             changes = []
             if paused is None or t["id"] in paused:
@@ -128,8 +145,9 @@ class MetricsStore:
     def csat_distribution(self: Store, since: str, until: str) -> dict[int, int]:
         """score -> ratings, for tickets created in the window."""
         return dict(self.conn.execute(
-            "SELECT c.score, count(*) FROM csat c JOIN tickets t ON t.id = c.ticket_id "
-            "WHERE t.created_at >= ? AND t.created_at < ? GROUP BY c.score", (since, until)).fetchall())
+            f"SELECT c.score, count(*) FROM csat c JOIN tickets w ON w.id = c.ticket_id WHERE w.created_at >= :since "
+            f"AND w.created_at < :until AND w.suppressed IS NULL AND c.at < :until AND ({_RESOLVED}) IS NOT NULL "
+            "GROUP BY c.score", {"since": since, "until": until}).fetchall())
 
     def kb_freshness(self: Store, since: str, until: str) -> dict[str, int]:
         articles, stale = self.conn.execute(
@@ -144,7 +162,7 @@ class MetricsStore:
         alerts = dict(self.conn.execute("SELECT source, count(*) FROM alerts WHERE received_at >= ? AND received_at < ? "
                                         "GROUP BY source", (since, until)).fetchall())
         tickets = dict(self.conn.execute("SELECT source, count(*) FROM tickets WHERE created_at >= ? AND created_at < ? "
-                                         "GROUP BY source", (since, until)).fetchall())
+                                         "AND suppressed IS NULL GROUP BY source", (since, until)).fetchall())
         return alerts, tickets
 
     def pages_sent(self: Store, since: str, until: str) -> list[tuple[str, str]]:

@@ -199,3 +199,64 @@ def test_nearest_rank():
     assert [nearest_rank(n, (1, 2)) for n in (1, 2, 3, 4)] == [1, 1, 2, 2]
     assert [nearest_rank(n, (9, 10)) for n in (1, 10, 11)] == [1, 9, 10]
     assert nearest_rank(100, (99, 100)) == 99 and nearest_rank(101, (99, 100)) == 100
+
+
+def test_a_past_window_counts_tickets_as_they_stood_at_its_end(history):
+    """t1 is reopened and escalated the next day: the report of 11-02 still shows it resolved,
+    first-contact, never reopened."""
+    t1 = history.ids["t1"]
+    history.at("10:00", "reopen", str(t1), day="2026-11-03")
+    before = kpis(history.json("report", *WINDOW))
+    assert before["tickets_resolved"]["value"] == 6 and before["reopen_rate"]["value"] == pytest.approx(1 / 8)
+    assert before["first_contact_resolution"]["value"] == pytest.approx(5 / 6)
+    after = kpis(history.json("report", "--since", "2026-11-02T00:00:00Z", "--until", "2026-11-03T12:00:00Z"))
+    assert after["tickets_resolved"]["value"] == 5 and after["reopen_rate"]["value"] == pytest.approx(2 / 8)
+
+
+def test_escalations_by_tick_count_and_a_future_end_is_now(history):
+    history.at("08:00", "new", "Search is down", "-p", "P1", day="2026-11-04")
+    for hhmm in ("08:00", "08:20", "08:40"):
+        history.at(hhmm, "tick", day="2026-11-04")
+    day = ["--since", "2026-11-04T00:00:00Z", "--until", "2026-11-05T00:00:00Z"]
+    ticket = history.json("list", "--json")[0]["id"]
+    assert "escalated" in [e["kind"] for e in history.json("show", str(ticket))["events"]]
+    r = history.at("08:50", "report", "--json", *day, day="2026-11-04")
+    k = kpis(json.loads(r.stdout))
+    assert k["escalation_rate"]["value"] == 1.0
+    # The window ends at 08:50 (now), not at midnight: the P1's 1h resolve target is still running.
+    resolve = {(s["policy"], s["target_name"]): s for s in json.loads(r.stdout)["sla"]}.get(("P1", "resolve"))
+    assert resolve is None or resolve["missed"] == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("targets: {fcr: 150%}\n", "metrics.yaml:1: targets: fcr: expected a share from 0% to 100%"),
+    ("targets: {reopen: 5}\n", "metrics.yaml:1: targets: reopen: expected a share from 0% to 100%"),
+    ("cost: {agent_hour: .nan, page: 1, monthly_tooling: 1}\n", "cost: agent_hour: expected a number, 0 or more"),
+    ("targets: {csat: 9}\n", "targets: csat: expected a number from 1 to 5"),
+    ("colour: red\n", "metrics.yaml:1: colour: expected targets, cost and out_of_hours"),
+])
+def test_a_bad_metrics_file_is_one_error_with_its_line(history, tmp_path, text, message):
+    (tmp_path / "config" / "metrics.yaml").write_text(text)
+    out = history("report", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and message in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_prometheus_series_are_unique_and_the_file_is_readable(history, tmp_path):
+    target = tmp_path / "sdesk.prom"
+    history("metrics", "--prom", str(target), "--since", "400d")
+    seen = set()
+    for family in text_string_to_metric_families(target.read_text()):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in seen, key
+            seen.add(key)
+    assert any(name == "sdesk_sla_service_compliance_ratio" for name, _ in seen)
+    assert target.stat().st_mode & 0o044  # group and others may read it, as node_exporter must
+    out = history("metrics", "--prom", str(tmp_path), ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "not a regular file" in out.stderr
+    assert list(tmp_path.glob(".sdesk.prom.*")) == []
+
+
+def test_postmortems_are_for_incidents(history):
+    out = history("postmortem", str(history.ids["t4"]), ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "is a request: postmortems are for incidents" in out.stderr

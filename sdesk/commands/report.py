@@ -100,6 +100,8 @@ def report(
     """
     if ctx.invoked_subcommand is not None:
         return
+    if as_json and as_csv:
+        raise BadInput("--json and --csv: choose one")
     data = _build(ctx, since, until, by)
     if as_json:
         print_json(data)
@@ -142,7 +144,7 @@ def oncall(ctx: typer.Context, as_json: JsonOption = False) -> None:
     store = settings.store()
     now = clock.now()
     since = clock.iso(now - timedelta(hours=24))
-    urgent = store.list(priorities=["P1", "P2"], suppressed=False, limit=200)
+    urgent = store.list(priorities=["P1", "P2"], suppressed=False, limit=None)
     cis = sorted({t["ci"] for t in urgent if t["ci"]})
     data = {"open": [{k: t[k] for k in ("id", "priority", "status", "title", "ci", "service", "assignee", "created_at")}
                      for t in urgent],
@@ -189,7 +191,7 @@ def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The se
 def metrics_command(
     ctx: typer.Context,
     prom: Annotated[bool, typer.Option("--prom", help="The Prometheus text exposition format (the default).")] = False,
-    file: Annotated[Optional[Path], typer.Argument(help="Write here (atomically, for node_exporter's textfile collector); default: stdout.", show_default=False, dir_okay=False)] = None,
+    file: Annotated[Optional[Path], typer.Argument(help="Write here (atomically, for node_exporter's textfile collector); default: stdout.", show_default=False)] = None,
     since: SinceOption = "30d",
     as_json: Annotated[bool, typer.Option("--json", help="The same figures as JSON rows.")] = False,
 ) -> None:
@@ -210,17 +212,31 @@ def metrics_command(
     if file is None:
         sys.stdout.write(text)
         return
+    _write_atomically(file, text)
+    note(f"wrote {file}")
+
+
+def _write_atomically(file: Path, text: str) -> None:
+    """Write beside the file and rename over it, so that a reader (node_exporter) never sees
+    half of it; readable as a file the user makes would be (umask); only over a regular file."""
     import os
     import tempfile
 
-    try:  # written beside it and renamed: the collector never reads half a file
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
+    if file.exists() and not file.is_file() or file.is_symlink():
+        raise BadInput(f"cannot write {file}: not a regular file")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=file.parent if str(file.parent) else ".", prefix=f".{file.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, file)
     except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise BadInput(f"cannot write {file}: {e.strerror or e}") from None
-    note(f"wrote {file}")
 
 
 @csat_app.command("csat")
@@ -269,7 +285,7 @@ def worklog(
 def postmortem(
     ctx: typer.Context,
     ticket: Annotated[str, typer.Argument(help="42 or SD-42: the incident.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the Markdown here (default: stdout).", dir_okay=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the Markdown here (default: stdout).")] = None,
 ) -> None:
     """A Markdown postmortem draft: summary, timeline from events, impacted CIs and dependents,
     alerts, SLA impact, runbook runs, linked problem, and action items to fill in.
