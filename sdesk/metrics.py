@@ -237,64 +237,63 @@ def kb_kpis(kb: Mapping[str, int]) -> list[dict[str, Any]]:
             kpi("kb_stale", kb["stale"], "count"), kpi("kb_edits", kb["edits"], "count")]
 
 
-def sla_counts(config: Any, tickets: Iterable[tuple[dict[str, Any], list]], since: Any, until: Any
+def sla_counts(config: Any, tickets: Iterable[tuple[tuple, list]], since: Any, until: Any
                ) -> tuple[dict[tuple[str, str], dict[str, int]], dict[tuple[str, str], dict[str, int]]]:
     """(policy, target) -> {met, missed}, and the same by (service, target), over tickets as
-    `store_metrics.sla_window` reads them (times as epoch seconds), at `until`: a running clock
-    within its target is undecided, not counted. One pass, and constant time per ticket (a
-    calendar's working time from a running total), so that a year of tickets stays quick; a
-    ticket that paused goes through sla.clocks."""
+    `store_metrics.sla_window` reads them, at `until`: a running clock within its target is
+    undecided, not counted. One pass, constant time per ticket (a calendar's working time from
+    a running total): a year of tickets stays quick. A ticket that paused goes through
+    sla.clocks."""
     from datetime import UTC, datetime
 
     from .sla import WorkingClock, clocks
 
     by_policy: dict[tuple[str, str], dict[str, int]] = {}
     by_service: dict[tuple[str, str], dict[str, int]] = {}
-    policies: dict[tuple[str, str], Any] = {}
+    plans: dict[tuple[str, str], Any] = {}  # (kind, priority) -> (policy, its targets, running total)
     totals: dict[str, Callable[[float], float]] = {}
     end = until.timestamp()
 
-    def worked(policy: Any, a: float, b: float) -> float:
-        if b <= a:
-            return 0.0
-        if policy.calendar is None:
-            return b - a
-        total = totals.get(policy.calendar.name)
-        if total is None:
-            total = totals[policy.calendar.name] = WorkingClock(policy.calendar, since, until).total
-        return total(b) - total(a)
+    def plan(kind: str, priority: str) -> Any:
+        policy = config.policy_for(kind, priority)
+        if policy is None:
+            return None
+        total = None
+        if policy.calendar is not None:
+            total = totals.get(policy.calendar.name)
+            if total is None:
+                total = totals[policy.calendar.name] = WorkingClock(policy.calendar, since, until).total
+        targets = [(name, target.total_seconds()) for name, target in (("respond", policy.respond),
+                                                                         ("resolve", policy.resolve)) if target]
+        return policy, targets, total
 
     def when(epoch: float | None) -> datetime | None:
         return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
-    for t, changes in tickets:
-        pair = (t["kind"], t["priority"])
-        if pair not in policies:
-            policies[pair] = config.policy_for(*pair)
-        policy = policies[pair]
-        if policy is None:
+    for (_, kind, priority, service, created, acked, resolved), changes in tickets:
+        found = plans.get((kind, priority), False)
+        if found is False:
+            found = plans[kind, priority] = plan(kind, priority)
+        if found is None:
             continue
-        created, acked, resolved = t["created"], t["acknowledged"], t["resolved"]
-        outcomes = []
+        policy, targets, total = found
         if changes:
-            for name, x in clocks(policy, created=when(created), acknowledged=when(acked), resolved=when(resolved),
-                                  changes=changes, now=until).items():
-                outcomes.append((name, "met" if x.state == "met" else "missed" if x.state in ("missed", "breached")
-                                 else None))
+            outcomes = [(name, "met" if x.state == "met" else "missed" if x.state in ("missed", "breached") else None)
+                        for name, x in clocks(policy, created=when(created), acknowledged=when(acked),
+                                              resolved=when(resolved), changes=changes, now=until).items()]
         else:
-            for name, target, stop in (("respond", policy.respond, acked if acked is not None else resolved),
-                                       ("resolve", policy.resolve, resolved)):
-                if target is None:
-                    continue
+            outcomes = []
+            for name, limit in targets:
+                stop = resolved if name == "resolve" else acked if acked is not None else resolved
                 done = stop is not None and stop <= end
-                used = worked(policy, created, stop if done else end)
-                limit = target.total_seconds()
+                upto = stop if done else end
+                used = 0.0 if upto <= created else (upto - created if total is None else total(upto) - total(created))
                 outcomes.append((name, ("met" if used <= limit else "missed") if done else
                                  "missed" if used > limit else None))
         for name, outcome in outcomes:
             if outcome:
                 by_policy.setdefault((policy.name, name), {"met": 0, "missed": 0})[outcome] += 1
-                by_service.setdefault((t["service"] or "(none)", name), {"met": 0, "missed": 0})[outcome] += 1
+                by_service.setdefault((service or "(none)", name), {"met": 0, "missed": 0})[outcome] += 1
     return by_policy, by_service
 
 

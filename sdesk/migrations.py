@@ -428,6 +428,8 @@ def m009_metrics(db: Database) -> None:
     # without scanning every event.
     db.execute("CREATE INDEX events_reassigned ON events(ticket_id) WHERE kind = 'triage_corrected' "
                "OR (kind = 'assigned' AND json_extract(data, '$.previous_assignee') IS NOT NULL)")
+    # Escalations (by tick or by hand), for the escalation rate and first-contact resolution.
+    db.execute("CREATE INDEX events_escalated ON events(ticket_id) WHERE kind IN ('escalated', 'escalation_requested')")
     db.execute("CREATE INDEX pages_due ON pages(due_at)")
     # Reports read a window of tickets by creation time: a month of a big desk's history is a
     # range of this index, not a scan of every ticket. Times only grow, so each insert lands

@@ -51,7 +51,8 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     report: dict[str, Any] = {"window": {"since": a, "until": b, "days": round(window / timedelta(days=1), 2)},
                               "by": by, "targets": targets._asdict()}
     # Weeks are for the trend charts: their means, not percentiles (each is a sort of the window).
-    sums = store.ticket_sums(a, b, (None, by, "week"), service=service, ranked=(None, by))
+    sums = store.ticket_sums(a, b, (None, by, *(["week"] if want("trend") else [])), service=service,
+                             ranked=(None, by))
     desk = sums[None].get("all") or _empty_sums()
     report["tickets"] = {"all": metrics.ticket_kpis(desk, targets)}
     report["tickets"].update({g: metrics.ticket_kpis(s, targets, g if by == "priority" else None)

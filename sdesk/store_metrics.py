@@ -28,10 +28,11 @@ _MOVED = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND (kind = 'tria
           "AND NOT (kind = 'assigned' AND json_extract(data, '$.previous_assignee') = json_extract(data, '$.assignee')) "
           "AND at < :until)")
 _AUTOMATED = "EXISTS (SELECT 1 FROM runbook_runs WHERE ticket_id = w.id AND resolved = 1 AND misfire IS NULL)"
-_ESCALATED = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND kind IN ('escalated', 'escalation_requested') "
-              "AND at < :until)")
-_REOPENED = ("(reopen_count > 0 AND EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND kind = 'status_changed' "
-             "AND json_extract(data, '$.action') = 'reopen' AND at < :until))")
+# The planner would walk each ticket's events; the partial index holds only escalations.
+_ESCALATED = ("EXISTS (SELECT 1 FROM events INDEXED BY events_escalated WHERE ticket_id = w.id "
+              "AND kind IN ('escalated', 'escalation_requested') AND at < :until)")
+_REOPENED = ("CASE WHEN reopen_count > 0 THEN EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id "
+             "AND kind = 'status_changed' AND json_extract(data, '$.action') = 'reopen' AND at < :until) ELSE 0 END")
 # When the ticket was resolved, if it was resolved at :until.
 _RESOLVED = ("CASE WHEN reopen_count = 0 THEN CASE WHEN resolved_at < :until THEN resolved_at END "
              "ELSE (SELECT CASE WHEN json_extract(e.data, '$.to') IN ('resolved', 'closed') THEN "
@@ -116,31 +117,29 @@ class MetricsStore:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
 
     def sla_window(self: Store, since: str, until: str, pause: frozenset[str], service: str | None = None
-                   ) -> Iterator[tuple[dict[str, Any], list[tuple[datetime, str]]]]:
-        """The window's tickets (of one service) with what SLA clocks need (times as epoch
-        seconds), and the status
-        changes of those that were ever paused (found by the events_waiting index when the
-        pause is `waiting`). Streamed: a long window is not held in memory."""
+                   ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
+        """The window's tickets (of one service) as (id, kind, priority, service, created,
+        acknowledged, resolved) with times in epoch seconds, as they stood at `until`; and the
+        status changes of those that were ever paused (found by the events_waiting index when
+        the pause is `waiting`). Streamed: a long window is not held in memory."""
         if pause <= {"waiting"}:
             paused: set[int] | None = {r[0] for r in self.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
         else:
             paused = None  # any status may pause: every ticket's changes are read
         changes_of = self.conn.cursor()
-        fields = ("id", "kind", "priority", "service", "created", "acknowledged", "resolved")
         for row in self.conn.execute(
                 "SELECT id, kind, priority, service, unixepoch(created_at), "
                 "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) END, "
                 f"unixepoch({_RESOLVED}) FROM tickets w WHERE created_at >= :since AND created_at < :until "
                 "AND suppressed IS NULL" + (" AND service = :service" if service is not None else ""),
                 {"since": since, "until": until, "service": service}):
-            t = dict(zip(fields, row))
             changes = []
-            if paused is None or t["id"] in paused:
+            if paused is None or row[0] in paused:
                 changes = [(clock.parse(at), status) for at, status in changes_of.execute(
                     "SELECT at, json_extract(data, '$.to') FROM events WHERE ticket_id = ? AND kind = 'status_changed'",
-                    (t["id"],))]
-            yield t, changes
+                    (row[0],))]
+            yield row, changes
 
     def csat_distribution(self: Store, since: str, until: str) -> dict[int, int]:
         """score -> ratings, for tickets created in the window."""

@@ -204,7 +204,7 @@ def metrics_command(
 
     if prom and as_json:
         raise BadInput("--prom and --json: choose one")
-    flat = rows(_build(ctx, since, None))
+    flat = rows(_build(ctx, since, None, sections=frozenset({"sla", "csat", "kb", "alerts", "pager", "slo", "cost"})))
     if as_json:
         print_json(flat)
         return
