@@ -157,7 +157,7 @@ def kpi(name: str, value: float | None, unit: str, target: float | None = None, 
 
 def ticket_kpis(agg: Mapping[str, Any], targets: Targets, priority: str | None = None) -> list[dict[str, Any]]:
     """The ticket KPIs of one group from its sums (`store_metrics.ticket_sums`). Time targets
-    apply when the group is one priority (or the desk, for P1's)."""
+    apply when the group is one priority."""
     resolved, created = agg["resolved"], agg["created"]
     out = [kpi("tickets_created", created, "count"), kpi("tickets_resolved", resolved, "count"),
            kpi("tickets_open_at_end", created - resolved, "count")]
