@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
 
@@ -25,8 +27,26 @@ CSV_FIELDS = (
 )
 
 
+_captured: Console | None = None  # see captured()
+
+
 def console(stderr: bool = False) -> Console:
-    return Console(highlight=False, stderr=stderr)
+    return _captured or Console(highlight=False, stderr=stderr)
+
+
+@contextmanager
+def captured(width: int) -> Iterator[Console]:
+    """Everything the print_* functions print goes to one console kept in memory (the TUI
+    shows a ticket as `sdesk show` prints it)."""
+    import io
+
+    global _captured
+    _captured = Console(file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor",
+                        highlight=False)
+    try:
+        yield _captured
+    finally:
+        _captured = None
 
 
 def local(ts: str | None) -> str:

@@ -342,11 +342,13 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         suppressed: bool | None = None,
         sort: str | None = None,
         limit: int | None = 50,
+        after: tuple[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         """Tickets matching every filter given. The default order is the work queue (priority,
         then oldest first) when only open tickets are asked for, and newest first otherwise.
         `suppressed`: True for only the tickets a silence or rule kept out of the queue, False
-        for none of them (the queue), None for both."""
+        for none of them (the queue), None for both. `after` (priority, id): the page after that
+        ticket, in the queue order."""
         where: list[str] = [] if suppressed is None else ["suppressed IS NOT NULL" if suppressed else "suppressed IS NULL"]
         args: list[Any] = []
         statuses, priorities = list(statuses), list(priorities)
@@ -370,6 +372,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
             args += [pattern, pattern]
+        if after is not None:  # the next page of the queue order (priority, id), by the index
+            where.append("(priority, id) > (?, ?)")
+            args += list(after)
         queue_view = all(s in lifecycle.OPEN for s in statuses) if statuses else open_only
         order = self._order_by(sort or ("priority,id" if queue_view else "-id"))
         sql = "SELECT * FROM tickets"

@@ -1,0 +1,478 @@
+"""`sdesk tui`: the queue, a ticket, and the actions an agent takes, by keyboard.
+
+Every read and write runs in a thread worker with its own connection (a database another
+process is writing never freezes the screen); errors from the domain come back as
+notifications. The queue loads a page at a time in the queue order (priority, then oldest),
+and refreshes when the events table grows (every change appends an event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+
+from ..errors import SdeskError
+from ..lifecycle import ref
+from ..render import PRIORITY_STYLE, STATUS_STYLE, age
+
+PAGE = 100  # rows a page of the queue loads
+POLL_SECONDS = 2.0
+
+VIEWS = {  # key -> (name, filter text)
+    "1": ("open queue", ""),
+    "2": ("my tickets", "a:me"),
+    "3": ("unassigned", "a:-"),
+    "4": ("P1/P2", "p:P1 p:P2"),
+    "5": ("by queue", "sort:queue"),
+}
+
+
+class SdeskApp(App):
+    """The TUI over one database; `make_app` builds it (for `sdesk tui` and for tests)."""
+
+    TITLE = "sdesk"
+    CSS = """
+    #filter { display: none; }
+    #filter.shown { display: block; }
+    #status { height: 1; color: $text-muted; padding: 0 1; }
+    Modal > Vertical { width: 70; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
+    """
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
+
+    def __init__(self, db: Path, actor: str, config: Path | None = None, page: int = PAGE,
+                 poll: float = POLL_SECONDS):
+        super().__init__()
+        self.db = db
+        self.actor = actor
+        self.config = config
+        self.page = page
+        self.poll = poll
+
+    def store(self):
+        """A store for the calling thread (a connection is used by the thread that made it)."""
+        from ..store import Store
+
+        return Store(self.db)
+
+    def on_mount(self) -> None:
+        self.push_screen(QueueScreen())
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def act(self, what: Callable[[Any], Any], done: str, after: Callable[[], None] | None = None) -> None:
+        """Run a write in a worker; a notification says what happened or why not."""
+        self._act(what, done, after)
+
+    @work(thread=True, group="writes")
+    def _act(self, what: Callable[[Any], Any], done: str, after: Callable[[], None] | None) -> None:
+        try:
+            with self.store() as store:
+                what(store)
+        except SdeskError as e:
+            self.call_from_thread(self.notify, str(e), severity="error", title="not done")
+            return
+        self.call_from_thread(self.notify, done)
+        if after is not None:
+            self.call_from_thread(after)
+
+
+def make_app(db: Path, actor: str, config: Path | None = None, **options: Any) -> SdeskApp:
+    return SdeskApp(db, actor, config, **options)
+
+
+# -- the queue --------------------------------------------------------------------------------------
+
+
+class QueueScreen(Screen):
+    BINDINGS = [
+        Binding("j", "cursor(1)", "Down", show=False), Binding("k", "cursor(-1)", "Up", show=False),
+        Binding("g", "top", "Top", show=False), Binding("G", "bottom", "Bottom", show=False),
+        Binding("enter", "open", "Open"), Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        *[Binding(key, f"view('{key}')", name, show=False) for key, (name, _) in VIEWS.items()],
+        *[Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
+            ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
+            ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
+            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"))],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self.rows: list[dict[str, Any]] = []
+        self.more = False
+        self.seen = None  # the events sequence last loaded at
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: p:P1 q:dba a:me s:waiting service:x t:tag all words...", id="filter")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="queue")
+        yield Label("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for name, width in (("ID", 9), ("PRI", 4), ("STATUS", 13), ("TITLE", None), ("SERVICE", 16),
+                            ("ASSIGNEE", 12), ("AGE", 5)):
+            table.add_column(name, width=width, key=name)
+        table.focus()
+        self.load()
+        self.set_interval(self.app.poll, self.check_changes)
+
+    # loading
+
+    def filters(self) -> dict[str, Any]:
+        from .filters import parse
+
+        text = self.filter_text
+        sort = None
+        if "sort:queue" in text.split():
+            text, sort = text.replace("sort:queue", ""), "queue,priority,id"
+        unassigned = "a:-" in text.split()
+        args = parse(text.replace("a:-", ""), self.app.actor)
+        if sort:
+            args["sort"] = sort
+        return args | ({"unassigned": True} if unassigned else {})
+
+    def load(self, keep: int | None = None) -> None:
+        """(Re)load the first pages: as many rows as are shown, at least one page."""
+        try:
+            args = self.filters()
+        except SdeskError as e:
+            self.app.notify(str(e), severity="error", title="filter")
+            return
+        self._load(args, max(len(self.rows), self.app.page), keep, None)
+
+    @work(thread=True, exclusive=True, group="queue")
+    def _load(self, args: dict[str, Any], limit: int, keep: int | None, after: tuple[str, int] | None) -> None:
+        unassigned = args.pop("unassigned", False)
+        try:
+            with self.app.store() as store:
+                seen = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                paged = "sort" not in args and args.get("open_only", True) and not args.get("statuses")
+                rows = store.list(**args, suppressed=False, limit=limit + 1,
+                                  **({"after": after} if after and paged else {}))
+        except SdeskError as e:
+            self.app.call_from_thread(self.app.notify, str(e), severity="error")
+            return
+        if unassigned:
+            rows = [r for r in rows if not r["assignee"]]
+        more = len(rows) > limit
+        self.app.call_from_thread(self._show, rows[:limit], more and paged, keep, after is not None,
+                                  seen[0] if seen else 0)
+
+    def _show(self, rows: list[dict[str, Any]], more: bool, keep: int | None, append: bool, seen: int) -> None:
+        table = self.query_one(DataTable)
+        current = keep if keep is not None else self.current_id()
+        if not append:
+            table.clear()
+            self.rows = []
+        from .. import clock
+
+        now = clock.now()
+        for t in rows:
+            table.add_row(ref(t["id"]), Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
+                          Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
+                          Text(t["title"], no_wrap=True, overflow="ellipsis"), t["service"] or "",
+                          t["assignee"] or "", age(t["created_at"], now), key=str(t["id"]))
+        self.rows += rows
+        self.more = more
+        self.seen = seen
+        if current is not None and not append:
+            for i, t in enumerate(self.rows):
+                if t["id"] == current:
+                    table.move_cursor(row=i)
+                    break
+        view = next((name for key, (name, text) in VIEWS.items() if text == self.filter_text), None)
+        self.query_one("#status", Label).update(
+            f"{view or 'filter: ' + self.filter_text} · {len(self.rows)} tickets{' (more below)' if more else ''}"
+            f" · as {self.app.actor}")
+
+    def check_changes(self) -> None:
+        self._check()
+
+    @work(thread=True, exclusive=True, group="poll")
+    def _check(self) -> None:
+        try:
+            with self.app.store() as store:
+                row = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        except Exception:  # a locked or busy database: the next poll tries again
+            return
+        if self.seen is not None and row and row[0] != self.seen:
+            self.app.call_from_thread(self.load)
+
+    # moving
+
+    def current_id(self) -> int | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]["id"]
+
+    @on(DataTable.RowHighlighted)
+    def _near_the_end(self, event: DataTable.RowHighlighted) -> None:
+        if self.more and event.cursor_row >= len(self.rows) - 10:
+            self.more = False
+            last = self.rows[-1]
+            try:
+                args = self.filters()
+            except SdeskError:
+                return
+            self._load(args, self.app.page, None, (last["priority"], last["id"]))
+
+    def action_cursor(self, step: int) -> None:
+        table = self.query_one(DataTable)
+        table.move_cursor(row=max(0, table.cursor_row + step))
+
+    def action_top(self) -> None:
+        self.query_one(DataTable).move_cursor(row=0)
+
+    def action_bottom(self) -> None:
+        self.query_one(DataTable).move_cursor(row=max(0, len(self.rows) - 1))
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        ticket = self.current_id()
+        if ticket is not None:
+            self.app.push_screen(TicketScreen(ticket), lambda _: self.load())
+
+    # filtering
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.value = self.filter_text
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        self.filter_text = ""
+        self.query_one("#filter", Input).remove_class("shown")
+        self.query_one(DataTable).focus()
+        self.rows = []
+        self.load()
+
+    @on(Input.Submitted, "#filter")
+    def _filter(self, event: Input.Submitted) -> None:
+        from .filters import parse
+
+        try:
+            parse(event.value.replace("sort:queue", "").replace("a:-", ""), self.app.actor)
+        except SdeskError as e:
+            self.app.notify(str(e), severity="error", title="filter")  # nothing changes
+            return
+        self.filter_text = event.value.strip()
+        event.input.remove_class("shown")
+        self.query_one(DataTable).focus()
+        self.rows = []
+        self.load()
+
+    def action_view(self, key: str) -> None:
+        self.filter_text = VIEWS[key][1]
+        self.rows = []
+        self.load()
+
+    def action_ticket_action(self, action: str) -> None:
+        ticket = self.current_id()
+        if ticket is None:
+            self.app.notify("no ticket selected", severity="warning")
+            return
+        ticket_action(self.app, ticket, action, self.load)
+
+
+# -- a ticket ---------------------------------------------------------------------------------------
+
+
+class TicketScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        *[Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
+            ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
+            ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
+            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"))],
+    ]
+
+    def __init__(self, ticket_id: int):
+        super().__init__()
+        self.ticket_id = ticket_id
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll():
+            yield Static("loading...", id="ticket")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def load(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="ticket")
+    def _load(self) -> None:
+        try:
+            with self.app.store() as store:
+                t = store.get_or_raise(ticket_id=self.ticket_id)
+                data = (t, store.events(ticket_id=self.ticket_id), store.children(ticket_id=self.ticket_id),
+                        store.context(ticket_id=self.ticket_id), store.kb_linked(self.ticket_id),
+                        store.why(ticket_id=self.ticket_id), store.runs(ticket_id=self.ticket_id))
+        except SdeskError as e:
+            self.app.call_from_thread(self.app.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self._show, *data)
+
+    def _show(self, t, events, children, context, linked, why, runs) -> None:
+        from ..render import captured, print_ticket, print_why
+
+        with captured(max(60, self.size.width - 4)) as out:
+            print_ticket(t, events, children, context, linked)
+            if why.get("triage") or why.get("correlation") or why.get("suppressed"):
+                out.print()
+                print_why(why)
+            if runs:
+                out.print("\nrunbook runs: " + ", ".join(f"{r['id']} {r['runbook']} {r['status']}" for r in runs))
+            text = out.file.getvalue()
+        self.title = f"{ref(t['id'])} {t['title']}"
+        self.query_one("#ticket", Static).update(Text.from_ansi(text))
+
+    def action_ticket_action(self, action: str) -> None:
+        ticket_action(self.app, self.ticket_id, action, self.load)
+
+
+# -- actions ----------------------------------------------------------------------------------------
+
+
+def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[], None]) -> None:
+    """One key's action on a ticket: at once, or after a modal asks what it needs."""
+    actor = app.actor
+    name = ref(ticket)
+    if action in ("ack", "start", "reopen"):
+        app.act(lambda s: s.move(ticket_id=ticket, action=action, actor=actor), f"{name}: {action}", refresh)
+        return
+    if action == "escalate":
+        def escalate(s):
+            from ..commands.common import Settings
+
+            s.escalate(ticket_id=ticket, config=Settings(app.db, actor, app.config).oncall_config(), actor=actor)
+
+        app.act(escalate, f"{name}: escalated (the next tick pages)", refresh)
+        return
+    prompts = {
+        "comment": ("Comment", ["text"]),
+        "assign": ("Assign to", ["user"]),
+        "resolve": ("Resolve", ["what fixed it", "code (optional)"]),
+        "priority": ("Priority", ["P1, P2, P3 or P4"]),
+        "link": ("Link under parent", ["parent ticket (42 or SD-42)"]),
+        "csat": ("CSAT", ["score 1-5"]),
+    }
+    title, fields = prompts[action]
+
+    def submitted(values: list[str] | None) -> None:
+        if values is None:
+            return
+        try:
+            what = _write(app, ticket, action, values)
+        except SdeskError as e:
+            app.notify(str(e), severity="error", title="not done")
+            return
+        app.act(what, f"{name}: {action} done", refresh)
+
+    app.push_screen(Modal(f"{title} {name}", fields), submitted)
+
+
+def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callable[[Any], Any]:
+    """The store call for a modal's values, checked first (BadInput: nothing is sent)."""
+    from ..errors import BadInput
+    from ..lifecycle import Priority, parse_id
+
+    actor = app.actor
+    first = values[0].strip()
+    if not first:
+        raise BadInput(f"{action}: a value is required")
+    if action == "comment":
+        return lambda s: s.comment(ticket_id=ticket, text=first, actor=actor)
+    if action == "assign":
+        known = _people(app)
+        if known and first not in known:
+            raise BadInput(f"assign: unknown user {first!r} (known: {', '.join(sorted(known))})")
+        return lambda s: s.move(ticket_id=ticket, action="assign", assignee=first, actor=actor)
+    if action == "resolve":
+        code = values[1].strip() or None
+        return lambda s: s.move(ticket_id=ticket, action="resolve", resolution=first, code=code, actor=actor)
+    if action == "priority":
+        if first.upper() not in Priority.__members__:
+            raise BadInput(f"priority: {first!r} is not P1-P4")
+        return lambda s: s.update(ticket_id=ticket, changes={"priority": first.upper()}, actor=actor)
+    if action == "link":
+        parent = parse_id(first)
+        return lambda s: s.link(ticket_id=ticket, parent_id=parent, actor=actor)
+    if not first.isdigit():
+        raise BadInput(f"csat: {first!r} is not a score from 1 to 5")
+    return lambda s: s.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
+
+
+def _people(app: SdeskApp) -> set[str]:
+    """The people oncall.yaml knows (empty: anyone may be assigned)."""
+    from ..commands.common import Settings
+
+    try:
+        oncall = Settings(app.db, app.actor, app.config).oncall_config()
+    except SdeskError:
+        return set()
+    return {member for team in oncall.teams.values() for member in getattr(team, "members", ())}
+
+
+class Modal(ModalScreen[list[str] | None]):
+    """Inputs for an action: enter submits, escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, fields: list[str]):
+        super().__init__()
+        self.heading = title
+        self.fields = fields
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.heading)
+            for i, field in enumerate(self.fields):
+                yield Input(placeholder=field, id=f"f{i}")
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        inputs = list(self.query(Input))
+        index = inputs.index(event.input)
+        if index + 1 < len(inputs):
+            inputs[index + 1].focus()
+            return
+        self.dismiss([i.value for i in inputs])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close")]
+
+    def compose(self) -> ComposeResult:
+        keys = [("j / k, arrows", "move"), ("g / G", "top / bottom"), ("enter", "open the ticket"),
+                ("escape", "back"), ("/", "filter (p:P1 q:dba a:me s:waiting service:x t:tag all, words)"),
+                *[(key, f"view: {name}") for key, (name, _) in VIEWS.items()],
+                ("a", "acknowledge"), ("s", "start"), ("c", "comment"), ("A", "assign"), ("r", "resolve"),
+                ("o", "reopen"), ("P", "priority"), ("e", "escalate"), ("L", "link under a parent"),
+                ("C", "record CSAT"), ("?", "this help"), ("q", "quit")]
+        with Vertical():
+            yield Label("sdesk keys")
+            yield Static("\n".join(f"{k:<16} {what}" for k, what in keys))

@@ -1,0 +1,175 @@
+"""The TUI, driven by Textual's Pilot: every action checked in the database afterwards, a
+ticket added by another process appearing in the open queue, and a large store opening on its
+first page only."""
+
+import asyncio
+import functools
+import os
+import subprocess
+import sys
+
+from hypothesis import given
+from hypothesis import strategies as st
+from textual.widgets import DataTable, Static
+
+from sdesk.errors import BadInput
+from sdesk.store import Store
+from sdesk.tui.app import HelpScreen, TicketScreen, make_app
+from sdesk.tui.filters import parse
+
+
+def pilot_test(body):
+    """A test driving the app in an event loop of its own (no plugin needed)."""
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        asyncio.run(body(*args, **kwargs))
+
+    return run
+
+
+def tickets(db_path, n=3, **fields):
+    with Store(db_path) as store:
+        return [i for i, _ in store.intake([{"title": f"ticket {i}", "kind": "incident", "priority": fields.get(
+            "priority", ["P1", "P2", "P3"][i % 3]), **{k: v for k, v in fields.items() if k != "priority"}}
+            for i in range(n)], actor="t", source="cli")]
+
+
+async def settle(pilot, app, rows=None):
+    """Until the workers are done (and the queue shows `rows` rows)."""
+    for _ in range(100):
+        await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        if rows is None or app.screen.query_one(DataTable).row_count == rows:
+            return
+    raise AssertionError(f"the queue never showed {rows} rows")
+
+
+def status_of(db_path, ticket):
+    with Store(db_path) as store:
+        return store.get_or_raise(ticket_id=ticket)
+
+
+@pilot_test
+async def test_the_queue_opens_sorted_and_a_ticket_is_worked_end_to_end(db_path):
+    ids = tickets(db_path)
+    app = make_app(db_path, "alice", poll=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 3)
+        table = app.screen.query_one(DataTable)
+        assert [table.get_row_at(i)[1].plain for i in range(3)] == ["P1", "P2", "P3"]
+        await pilot.press("a")  # acknowledge the P1 from the queue
+        await settle(pilot, app)
+        assert status_of(db_path, ids[0])["status"] == "acknowledged"
+        await pilot.press("j", "enter")  # open the P2
+        await settle(pilot, app)
+        assert isinstance(app.screen, TicketScreen) and app.screen.ticket_id == ids[1]
+        assert "ticket 1" in str(app.screen.query_one("#ticket", Static).render())
+        await pilot.press("c", *"rolled back", "enter")
+        await settle(pilot, app)
+        assert status_of(db_path, ids[1])["status"] == "new"
+        with Store(db_path) as store:
+            assert store.events(ticket_id=ids[1])[-1]["data"]["text"] == "rolled back"
+        await pilot.press("r", *"restarted the pod", "enter", *"fixed", "enter")
+        await settle(pilot, app)
+        t = status_of(db_path, ids[1])
+        assert t["status"] == "resolved" and t["resolution"] == "restarted the pod" and t["resolution_code"] == "fixed"
+        await pilot.press("C", "5", "enter")
+        await settle(pilot, app)
+        await pilot.press("o")
+        await settle(pilot, app)
+        assert status_of(db_path, ids[1])["status"] == "in_progress"
+        await pilot.press("P", *"p1", "enter")
+        await settle(pilot, app)
+        assert status_of(db_path, ids[1])["priority"] == "P1"
+        await pilot.press("L", *f"SD-{ids[0]}", "enter")
+        await settle(pilot, app)
+        assert status_of(db_path, ids[1])["parent_id"] == ids[0]
+        await pilot.press("A", *"bob", "enter")
+        await settle(pilot, app)
+        assert status_of(db_path, ids[1])["assignee"] == "bob"
+        await pilot.press("escape")
+        assert not isinstance(app.screen, TicketScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+
+
+@pilot_test
+async def test_what_the_state_does_not_allow_is_a_notification_and_nothing_changes(db_path):
+    [ticket] = tickets(db_path, 1)
+    app = make_app(db_path, "alice", poll=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 1)
+        before = status_of(db_path, ticket)
+        await pilot.press("o")  # reopen a new ticket
+        await pilot.press("r", "enter", "enter")  # an empty resolution
+        await pilot.press("P", *"P9", "enter")
+        await settle(pilot, app)
+        messages = [n.message for n in app._notifications]
+        assert any("reopen" in m for m in messages) and any("a value is required" in m for m in messages)
+        assert any("'P9' is not P1-P4" in m for m in messages)
+        assert status_of(db_path, ticket) == before
+
+
+@pilot_test
+async def test_the_filter_bar_and_views(db_path):
+    tickets(db_path, 6)
+    app = make_app(db_path, "alice", poll=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 6)
+        await pilot.press("slash", *"p:P1", "enter")
+        await settle(pilot, app, 2)
+        await pilot.press("slash", *"x:1", "enter")  # does not parse: a notification, the rows stay
+        await settle(pilot, app, 2)
+        assert any("unknown key 'x'" in n.message for n in app._notifications)
+        await pilot.press("escape", "escape")
+        await settle(pilot, app, 6)
+        await pilot.press("2")  # my tickets: none yet
+        await settle(pilot, app, 0)
+        await pilot.press("4")  # P1/P2
+        await settle(pilot, app, 4)
+
+
+@pilot_test
+async def test_a_ticket_another_process_adds_appears_without_losing_the_cursor(db_path):
+    tickets(db_path, 3, priority="P3")
+    app = make_app(db_path, "alice", poll=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 3)
+        await pilot.press("j", "j")
+        table = app.screen.query_one(DataTable)
+        before = table.get_row_at(table.cursor_row)[0]
+        subprocess.run([sys.executable, "-m", "sdesk", "new", "Database on fire", "-p", "P1"],
+                       env={**os.environ, "SDESK_DB": str(db_path)}, check=True, capture_output=True)
+        await settle(pilot, app, 4)
+        assert table.get_row_at(0)[3].plain == "Database on fire"
+        assert table.get_row_at(table.cursor_row)[0] == before  # the same ticket, one row lower
+
+
+@pilot_test
+async def test_a_large_store_opens_on_its_first_page_and_loads_more_on_the_way_down(db_path):
+    tickets(db_path, 2500, priority="P3")
+    app = make_app(db_path, "alice", page=100, poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 100)
+        await pilot.press("G")
+        await settle(pilot, app, 200)
+        table = app.screen.query_one(DataTable)
+        ids = [int(table.get_row_at(i)[0].split("-")[1]) for i in range(200)]
+        assert ids == sorted(ids) and len(set(ids)) == 200
+
+
+@given(st.lists(st.sampled_from(["p:P1", "p:p2", "q:dba", "a:me", "s:waiting", "all", "disk", "full", "t:x",
+                                 "kind:request", "service:api", "ci:db-1"]), max_size=8))
+def test_filters_parse_what_list_takes(terms):
+    args = parse(" ".join(terms), "alice")
+    assert args["open_only"] == ("all" not in terms)
+    assert args.get("assignee") in (None, "alice")
+    assert set(args["priorities"]) <= {"P1", "P2"}
+
+
+@given(st.text(max_size=30))
+def test_any_filter_text_parses_or_says_why(text):
+    try:
+        parse(text, "alice")
+    except BadInput as e:
+        assert str(e).startswith("filter:")
