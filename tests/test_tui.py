@@ -173,3 +173,23 @@ def test_any_filter_text_parses_or_says_why(text):
         parse(text, "alice")
     except BadInput as e:
         assert str(e).startswith("filter:")
+
+
+@pilot_test
+async def test_sla_time_left_and_the_breaching_view(db_path, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "sla.yaml").write_text("policies:\n  - {name: P1, priority: P1, respond: 15m, resolve: 1h}\n")
+    monkeypatch.setenv("SDESK_NOW", "2026-11-02T10:00:00Z")
+    late, fresh = tickets(db_path, 2, priority="P1")
+    with Store(db_path) as store:  # the first is 40 minutes old: its 15-minute response is breached
+        store.conn.execute("UPDATE tickets SET created_at = '2026-11-02T09:20:00Z' WHERE id = ?", (late,))
+    app = make_app(db_path, "alice", config, poll=5)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, app, 2)
+        table = app.screen.query_one(DataTable)
+        shown = {table.get_row_at(i)[0]: table.get_row_at(i)[7].plain for i in range(2)}
+        assert shown == {f"SD-{late}": "-25m", f"SD-{fresh}": "15m"}
+        await pilot.press("6")
+        await settle(pilot, app, 1)
+        assert table.get_row_at(0)[0] == f"SD-{late}"

@@ -33,6 +33,7 @@ VIEWS = {  # key -> (name, filter text)
     "3": ("unassigned", "a:-"),
     "4": ("P1/P2", "p:P1 p:P2"),
     "5": ("by queue", "sort:queue"),
+    "6": ("breaching", "sla:breaching"),
 }
 
 
@@ -56,6 +57,19 @@ class SdeskApp(App):
         self.config = config
         self.page = page
         self.poll = poll
+
+    def sla_config(self):
+        """sla.yaml of the desk config, once (a broken file: no SLA column, and a notification)."""
+        if not hasattr(self, "_sla"):
+            from ..commands.common import Settings
+            from ..sla import SlaConfig
+
+            try:
+                self._sla = Settings(self.db, self.actor, self.config).sla_config()
+            except SdeskError as e:
+                self.notify(f"{e}; SLA clocks left out", severity="warning")
+                self._sla = SlaConfig()
+        return self._sla
 
     def store(self):
         """A store for the calling thread (a connection is used by the thread that made it)."""
@@ -122,8 +136,9 @@ class QueueScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        self.app.sla_config()  # read in this thread, before the workers need it
         for name, width in (("ID", 9), ("PRI", 4), ("STATUS", 13), ("TITLE", None), ("SERVICE", 16),
-                            ("ASSIGNEE", 12), ("AGE", 5)):
+                            ("ASSIGNEE", 12), ("AGE", 5), ("SLA", 8)):
             table.add_column(name, width=width, key=name)
         table.focus()
         self.load()
@@ -134,15 +149,11 @@ class QueueScreen(Screen):
     def filters(self) -> dict[str, Any]:
         from .filters import parse
 
-        text = self.filter_text
-        sort = None
-        if "sort:queue" in text.split():
-            text, sort = text.replace("sort:queue", ""), "queue,priority,id"
-        unassigned = "a:-" in text.split()
-        args = parse(text.replace("a:-", ""), self.app.actor)
-        if sort:
-            args["sort"] = sort
-        return args | ({"unassigned": True} if unassigned else {})
+        words = self.filter_text.split()
+        args = parse(" ".join(w for w in words if w not in SPECIAL), self.app.actor)
+        if "sort:queue" in words:
+            args["sort"] = "queue,priority,id"
+        return args | {w: True for w in words if w in ("a:-", "sla:breaching")}
 
     def load(self, keep: int | None = None) -> None:
         """(Re)load the first pages: as many rows as are shown, at least one page."""
@@ -155,23 +166,30 @@ class QueueScreen(Screen):
 
     @work(thread=True, exclusive=True, group="queue")
     def _load(self, args: dict[str, Any], limit: int, keep: int | None, after: tuple[str, int] | None) -> None:
-        unassigned = args.pop("unassigned", False)
+        unassigned = args.pop("a:-", False)
+        breaching = args.pop("sla:breaching", False)
+        sla = self.app.sla_config()
         try:
             with self.app.store() as store:
                 seen = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-                paged = "sort" not in args and args.get("open_only", True) and not args.get("statuses")
-                rows = store.list(**args, suppressed=False, limit=limit + 1,
-                                  **({"after": after} if after and paged else {}))
+                paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
+                if breaching:
+                    rows = _breaching(store, sla, limit)
+                else:
+                    rows = store.list(**args, suppressed=False, limit=limit + 1,
+                                      **({"after": after} if after and paged else {}))
+                clocks = _sla_left(store, sla, rows[:limit])
         except SdeskError as e:
             self.app.call_from_thread(self.app.notify, str(e), severity="error")
             return
         if unassigned:
             rows = [r for r in rows if not r["assignee"]]
         more = len(rows) > limit
-        self.app.call_from_thread(self._show, rows[:limit], more and paged, keep, after is not None,
+        self.app.call_from_thread(self._show, rows[:limit], clocks, more and paged, keep, after is not None,
                                   seen[0] if seen else 0)
 
-    def _show(self, rows: list[dict[str, Any]], more: bool, keep: int | None, append: bool, seen: int) -> None:
+    def _show(self, rows: list[dict[str, Any]], clocks: dict[int, Text], more: bool, keep: int | None,
+              append: bool, seen: int) -> None:
         table = self.query_one(DataTable)
         current = keep if keep is not None else self.current_id()
         if not append:
@@ -184,7 +202,7 @@ class QueueScreen(Screen):
             table.add_row(ref(t["id"]), Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
                           Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
                           Text(t["title"], no_wrap=True, overflow="ellipsis"), t["service"] or "",
-                          t["assignee"] or "", age(t["created_at"], now), key=str(t["id"]))
+                          t["assignee"] or "", age(t["created_at"], now), clocks.get(t["id"], ""))
         self.rows += rows
         self.more = more
         self.seen = seen
@@ -290,6 +308,56 @@ class QueueScreen(Screen):
             self.app.notify("no ticket selected", severity="warning")
             return
         ticket_action(self.app, ticket, action, self.load)
+
+
+SPECIAL = ("sort:queue", "a:-", "sla:breaching")  # view words the filter language does not have
+
+
+def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]]) -> dict[int, Text]:
+    """Time left on each open ticket's most urgent running SLA target (red when breached)."""
+    from .. import clock
+    from ..sla import clocks, row
+
+    if not sla.policies or not rows:
+        return {}
+    ids = [t["id"] for t in rows]
+    changes: dict[int, list] = {}
+    for ticket_id, at, status in store.conn.execute(
+            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind = 'status_changed' "
+            f"AND ticket_id IN ({','.join('?' * len(ids))})", ids):
+        changes.setdefault(ticket_id, []).append((clock.parse(at), status))
+    now = clock.now()
+    out = {}
+    for t in rows:
+        policy = sla.policy_for(t["kind"], t["priority"])
+        if policy is None or t["status"] in ("resolved", "closed"):
+            continue
+        targets = clocks(policy, created=clock.parse(t["created_at"]),
+                         acknowledged=clock.parse(t["acknowledged_at"]) if t["acknowledged_at"] else None,
+                         resolved=None, changes=changes.get(t["id"], []), now=now)
+        r = row(t, policy, targets)
+        left = r["left_seconds"]
+        shown = ("-" if left < 0 else "") + _short(abs(left))
+        out[t["id"]] = Text(shown, style={"breached": "bold red", "at_risk": "yellow"}.get(r["state"], ""))
+    return out
+
+
+def _short(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _breaching(store: Any, sla: Any, limit: int) -> list[dict[str, Any]]:
+    """Open tickets whose SLA target is breached or at risk, the least time left first."""
+    from .. import clock
+    from ..sla import assess, pauses, row
+
+    assessed = assess(sla, store.sla_tickets(pauses(sla)), clock.now())
+    found = sorted((row(t, policy, targets) for t, policy, targets in assessed), key=lambda r: r["left_seconds"])
+    urgent = [r["id"] for r in found if r["state"] in ("breached", "at_risk")][:limit]
+    return [t for t in (store.get(ticket_id=i) for i in urgent) if t is not None]
 
 
 # -- a ticket ---------------------------------------------------------------------------------------
