@@ -46,6 +46,26 @@ class OnCallStore:
             tx.event(None, "oncall_override", data)
         return data
 
+    def on_call_now(self: Store, config: OnCall, schedules: list[Any], when: datetime) -> list[dict[str, Any]]:
+        """Who holds each schedule's pager at `when`, by which layer or override, and until when
+        the pager changes hands (a layer changing under the same person is no handoff)."""
+        from datetime import timedelta
+
+        from .routing import on_call, shifts
+
+        teams_of: dict[str | None, list[str]] = {}
+        for t in config.teams.values():
+            teams_of.setdefault(t.schedule, []).append(t.name)
+        rows = []
+        for schedule in schedules:
+            overrides = self.overrides(schedule=schedule.name, since=when, until=when + timedelta(days=60))
+            user, source = on_call(schedule, overrides, when)
+            until = next((x.start for x in shifts(schedule, overrides, when, when + timedelta(days=60))
+                          if x.user != user), None)
+            rows.append({"schedule": schedule.name, "teams": teams_of.get(schedule.name, []), "user": user,
+                         "from": source or None, "until": clock.iso(until) if until else None})
+        return rows
+
     # -- paging ---------------------------------------------------------------------------
 
     def page_due(self: Store, oncall: OnCall, now: datetime, *, actor: str) -> list[dict[str, Any]]:

@@ -45,26 +45,9 @@ def now(
 
     Example: sdesk oncall now --team platform
     """
-    from datetime import timedelta
-
-    from .. import clock
-    from ..routing import on_call, shifts
-
     settings = settings_of(ctx)
     config = settings.oncall_config()
-    when = _when(at, "--at")
-    teams_of = {}
-    for t in config.teams.values():
-        teams_of.setdefault(t.schedule, []).append(t.name)
-    rows = []
-    for schedule in _schedules(config, team, None):
-        overrides = settings.store().overrides(schedule=schedule.name, since=when, until=when + timedelta(days=60))
-        user, source = on_call(schedule, overrides, when)
-        # Until the pager changes hands (a layer changing under the same person is no handoff).
-        until = next((x.start for x in shifts(schedule, overrides, when, when + timedelta(days=60))
-                      if x.user != user), None)
-        rows.append({"schedule": schedule.name, "teams": teams_of.get(schedule.name, []), "user": user,
-                     "from": source or None, "until": clock.iso(until) if until else None})
+    rows = settings.store().on_call_now(config, _schedules(config, team, None), _when(at, "--at"))
     if as_json:
         print_json(rows)
         return

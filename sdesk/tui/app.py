@@ -47,7 +47,9 @@ class SdeskApp(App):
     #status { height: 1; color: $text-muted; padding: 0 1; }
     Modal > Vertical { width: 70; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
     """
-    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help"),
+                Binding("K", "screen('kb')", "KB"), Binding("O", "screen('oncall')", "On call"),
+                Binding("D", "screen('dashboard')", "Dashboard")]
 
     def __init__(self, db: Path, actor: str, config: Path | None = None, page: int = PAGE,
                  poll: float = POLL_SECONDS):
@@ -83,6 +85,11 @@ class SdeskApp(App):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_screen(self, name: str) -> None:
+        from .screens import DashboardScreen, KbScreen, OnCallScreen
+
+        self.push_screen({"kb": KbScreen, "oncall": OnCallScreen, "dashboard": DashboardScreen}[name]())
+
     def act(self, what: Callable[[Any], Any], done: str, after: Callable[[], None] | None = None) -> None:
         """Run a write in a worker; a notification says what happened or why not."""
         self._act(what, done, after)
@@ -117,7 +124,7 @@ class QueueScreen(Screen):
         *[Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
             ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
             ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
-            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"))],
+            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"), ("R", "runbook", "Runbook"))],
     ]
 
     def __init__(self) -> None:
@@ -369,7 +376,7 @@ class TicketScreen(Screen):
         *[Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
             ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
             ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
-            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"))],
+            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"), ("R", "runbook", "Runbook"))],
     ]
 
     def __init__(self, ticket_id: int):
@@ -444,11 +451,18 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
         "priority": ("Priority", ["P1, P2, P3 or P4"]),
         "link": ("Link under parent", ["parent ticket (42 or SD-42)"]),
         "csat": ("CSAT", ["score 1-5"]),
+        "runbook": ("Run a runbook on", ["runbook name (its dry run is shown first)"]),
     }
     title, fields = prompts[action]
 
     def submitted(values: list[str] | None) -> None:
         if values is None:
+            return
+        if action == "runbook":
+            from .screens import RunbookScreen
+
+            if values[0].strip():
+                app.push_screen(RunbookScreen(ticket, values[0].strip()))
             return
         try:
             what = _write(app, ticket, action, values)
@@ -540,7 +554,8 @@ class HelpScreen(ModalScreen[None]):
                 *[(key, f"view: {name}") for key, (name, _) in VIEWS.items()],
                 ("a", "acknowledge"), ("s", "start"), ("c", "comment"), ("A", "assign"), ("r", "resolve"),
                 ("o", "reopen"), ("P", "priority"), ("e", "escalate"), ("L", "link under a parent"),
-                ("C", "record CSAT"), ("?", "this help"), ("q", "quit")]
+                ("C", "record CSAT"), ("R", "run a runbook (dry run first, y for real)"), ("K", "knowledge base"),
+                ("O", "on call now"), ("D", "dashboard"), ("?", "this help"), ("q", "quit")]
         with Vertical():
             yield Label("sdesk keys")
             yield Static("\n".join(f"{k:<16} {what}" for k, what in keys))

@@ -1,0 +1,243 @@
+"""The TUI's other screens: KB search with the article, who is on call now, a dashboard of the
+key metrics, and a runbook run (the dry-run plan first, then the real run's steps, live). Each
+shows what the matching CLI command prints, from the same store and domain calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Log, Static
+
+from ..errors import SdeskError
+from ..lifecycle import ref
+
+
+def _printed(width: int, draw: Callable[[Any], None]) -> Text:
+    """What render's print_* functions print, as text for a Static."""
+    from ..render import captured
+
+    with captured(max(60, width - 4)) as out:
+        draw(out)
+        return Text.from_ansi(out.file.getvalue())
+
+
+class Page(Screen):
+    """A screen that shows one printed page, loaded in a worker."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+    TITLE = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll():
+            yield Static("loading...", id="page")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = self.TITLE
+        self._load()
+
+    @work(thread=True, exclusive=True)
+    def _load(self) -> None:
+        try:
+            with self.app.store() as store:
+                data = self.fetch(store)
+        except SdeskError as e:
+            self.app.call_from_thread(self.app.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self._show, data)
+
+    def _show(self, data: Any) -> None:
+        self.query_one("#page", Static).update(_printed(self.size.width, lambda out: self.draw(data)))
+
+    def fetch(self, store: Any) -> Any:
+        raise NotImplementedError
+
+    def draw(self, data: Any) -> None:
+        raise NotImplementedError
+
+
+class OnCallScreen(Page):
+    TITLE = "on call now"
+
+    def fetch(self, store: Any) -> Any:
+        from .. import clock
+        from ..commands.common import Settings
+
+        config = Settings(self.app.db, self.app.actor, self.app.config).oncall_config()
+        if not config.schedules:
+            raise SdeskError("no on-call schedules: add oncall.yaml to the desk config")
+        return store.on_call_now(config, list(config.schedules.values()), clock.now())
+
+    def draw(self, rows: Any) -> None:
+        from ..render import local, table
+
+        table(["schedule", "teams", "on call", "layer", "until"],
+              [[r["schedule"], ", ".join(r["teams"]), r["user"] or "nobody", r["from"] or "", local(r["until"])]
+               for r in rows])
+
+
+class DashboardScreen(Page):
+    TITLE = "dashboard: the last 7 days"
+
+    def fetch(self, store: Any) -> Any:
+        from datetime import timedelta
+
+        from .. import clock
+        from ..commands.common import Settings, read_text
+        from ..metrics import MetricsConfig, load
+        from ..reports import build
+
+        settings = Settings(self.app.db, self.app.actor, self.app.config)
+        path = self.app.config / "metrics.yaml" if self.app.config else None
+        config = load(read_text(path), str(path)) if path and path.is_file() else MetricsConfig()
+        now = clock.now()
+        return build(store, config, settings.sla_config(), now - timedelta(days=7), now + timedelta(seconds=1),
+                     sections=frozenset({"sla", "pager", "slo", "csat"}))
+
+    def draw(self, report: Any) -> None:
+        from ..render_report import print_report
+
+        print_report(report)
+
+
+class ArticleScreen(Page):
+    def __init__(self, article_id: int):
+        super().__init__()
+        self.article_id = article_id
+        self.TITLE = f"KB-{article_id}"
+
+    def fetch(self, store: Any) -> Any:
+        return store.kb_get(self.article_id)
+
+    def draw(self, article: Any) -> None:
+        from ..render import print_article
+
+        print_article(article)
+
+
+class KbScreen(Screen):
+    """Search the knowledge base; enter opens an article."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("slash", "search", "Search")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="search the KB: words (all of them; any, when no article has all)", id="query")
+        yield DataTable(cursor_type="row", id="results")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "knowledge base"
+        table = self.query_one(DataTable)
+        table.add_column("ARTICLE", width=8)
+        table.add_column("TITLE")
+        table.add_column("TAGS", width=24)
+        self.found: list[dict[str, Any]] = []
+        self.query_one(Input).focus()
+
+    def action_search(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted, "#query")
+    def _submitted(self, event: Input.Submitted) -> None:
+        self._search(event.value)
+
+    @work(thread=True, exclusive=True)
+    def _search(self, text: str) -> None:
+        from ..errors import BadInput
+        from ..kb import fts_query
+
+        try:
+            every = fts_query(text)
+            if every is None:
+                raise BadInput(f"search: {text!r} has no word to look for")
+            with self.app.store() as store:
+                found = store.kb_search(every) or store.kb_search(fts_query(text, any_term=True) or every)
+        except SdeskError as e:
+            self.app.call_from_thread(self.app.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self._show, found)
+
+    def _show(self, found: list[dict[str, Any]]) -> None:
+        self.found = found
+        table = self.query_one(DataTable)
+        table.clear()
+        for a in found:
+            table.add_row(f"KB-{a['id']}", a["title"], ", ".join(a["tags"]))
+        if found:
+            table.focus()
+        else:
+            self.app.notify("no article matches", severity="warning")
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        self.app.push_screen(ArticleScreen(self.found[event.cursor_row]["id"]))
+
+
+class RunbookScreen(Screen):
+    """A runbook on a ticket: the plan and its dry run first; `y` runs it for real, each step's
+    output shown as it comes. A step that needs approval stops the run, as in the CLI."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "run", "Run it for real")]
+
+    def __init__(self, ticket_id: int, name: str):
+        super().__init__()
+        self.ticket_id = ticket_id
+        self.runbook = name
+        self.prepared: Any = None
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="plan")
+        yield Log(id="log", highlight=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"runbook {self.runbook} on {ref(self.ticket_id)}"
+        self._run(dry_run=True)
+
+    def action_run(self) -> None:
+        if self.prepared is None or self.running:
+            self.app.notify("the dry run has not finished" if self.prepared is None else "it is running",
+                            severity="warning")
+            return
+        self.query_one(Log).write_line("--- the real run ---")
+        self._run(dry_run=False)
+
+    @work(thread=True, exclusive=True)
+    def _run(self, dry_run: bool) -> None:
+        from ..commands.common import Settings
+        from ..render import print_plan
+        from ..runbooks import find
+        from ..runner import prepare, start
+
+        log = self.query_one(Log)
+        self.running = True
+        try:
+            with self.app.store() as store:
+                if dry_run:
+                    runbook = find(Settings(self.app.db, self.app.actor, self.app.config).runbooks_folder(), self.runbook)
+                    self.prepared = prepare(store, runbook, self.ticket_id, {})
+                    plan = _printed(self.size.width, lambda out: print_plan(out, self.prepared.plan,
+                                                                            self.prepared.ticket, True))
+                    self.app.call_from_thread(self.query_one("#plan", Static).update, plan)
+                result = start(store, self.prepared, actor=self.app.actor, dry_run=dry_run,
+                               echo=lambda line: self.app.call_from_thread(log.write_line, line))
+        except SdeskError as e:
+            self.app.call_from_thread(self.app.notify, str(e), severity="error", title="runbook")
+            return
+        finally:
+            self.running = False
+        message = f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else "")
+        self.app.call_from_thread(log.write_line, message)
+        if dry_run:
+            self.app.call_from_thread(log.write_line, "press y to run it for real, escape to leave it")
