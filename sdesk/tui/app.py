@@ -27,6 +27,14 @@ from ..render import PRIORITY_STYLE, STATUS_STYLE, age
 PAGE = 100  # rows a page of the queue loads
 POLL_SECONDS = 2.0
 
+# The footer shows the everyday keys; ? lists them all (a footer of every key costs a ticket's
+# screen a third of a second to lay out).
+ACTION_BINDINGS = [Binding(key, f"ticket_action('{action}')", label, show=show) for key, action, label, show in (
+    ("a", "ack", "Ack", True), ("s", "start", "Start", False), ("c", "comment", "Comment", True),
+    ("A", "assign", "Assign", True), ("r", "resolve", "Resolve", True), ("o", "reopen", "Reopen", False),
+    ("P", "priority", "Priority", False), ("e", "escalate", "Escalate", False), ("L", "link", "Link", False),
+    ("C", "csat", "CSAT", False), ("R", "runbook", "Runbook", True))]
+
 VIEWS = {  # key -> (name, filter text)
     "1": ("open queue", ""),
     "2": ("my tickets", "a:me"),
@@ -48,8 +56,8 @@ class SdeskApp(App):
     Modal > Vertical { width: 70; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
     """
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help"),
-                Binding("K", "screen('kb')", "KB"), Binding("O", "screen('oncall')", "On call"),
-                Binding("D", "screen('dashboard')", "Dashboard")]
+                Binding("K", "screen('kb')", "KB", show=False), Binding("O", "screen('oncall')", "On call", show=False),
+                Binding("D", "screen('dashboard')", "Dashboard", show=False)]
 
     def __init__(self, db: Path, actor: str, config: Path | None = None, page: int = PAGE,
                  poll: float = POLL_SECONDS):
@@ -121,10 +129,7 @@ class QueueScreen(Screen):
         Binding("enter", "open", "Open"), Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         *[Binding(key, f"view('{key}')", name, show=False) for key, (name, _) in VIEWS.items()],
-        *[Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
-            ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
-            ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
-            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"), ("R", "runbook", "Runbook"))],
+        *ACTION_BINDINGS,
     ]
 
     def __init__(self) -> None:
@@ -373,10 +378,7 @@ def _breaching(store: Any, sla: Any, limit: int) -> list[dict[str, Any]]:
 class TicketScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        *[Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
-            ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
-            ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
-            ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"), ("R", "runbook", "Runbook"))],
+        *ACTION_BINDINGS,
     ]
 
     def __init__(self, ticket_id: int):
