@@ -93,6 +93,14 @@ class SdeskApp(App):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def open_ticket(self, ticket_id: int, closed: Callable[[Any], None]) -> None:
+        """One ticket screen, made once and shown again for each ticket: composing a new screen
+        costs more than the ticket itself."""
+        if not self.is_screen_installed("ticket"):
+            self.install_screen(TicketScreen(ticket_id), "ticket")
+        self.get_screen("ticket").ticket_id = ticket_id
+        self.push_screen("ticket", closed)
+
     def action_screen(self, name: str) -> None:
         from .screens import DashboardScreen, KbScreen, OnCallScreen
 
@@ -277,7 +285,7 @@ class QueueScreen(Screen):
     def action_open(self) -> None:
         ticket = self.current_id()
         if ticket is not None:
-            self.app.push_screen(TicketScreen(ticket), lambda _: self.load())
+            self.app.open_ticket(ticket, lambda _: self.load())
 
     # filtering
 
@@ -391,7 +399,9 @@ class TicketScreen(Screen):
             yield Static("loading...", id="ticket")
         yield Footer()
 
-    def on_mount(self) -> None:
+    def on_screen_resume(self) -> None:
+        self.query_one("#ticket", Static).update("loading...")
+        self.query_one(VerticalScroll).scroll_home(animate=False)
         self.load()
 
     def load(self) -> None:
