@@ -343,6 +343,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         sort: str | None = None,
         limit: int | None = 50,
         after: tuple[str, int] | None = None,
+        unassigned: bool = False,
     ) -> list[dict[str, Any]]:
         """Tickets matching every filter given. The default order is the work queue (priority,
         then oldest first) when only open tickets are asked for, and newest first otherwise.
@@ -372,6 +373,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
             args += [pattern, pattern]
+        if unassigned:
+            where.append("assignee IS NULL")
         if after is not None:  # the next page of the queue order (priority, id), by the index
             where.append("(priority, id) > (?, ?)")
             args += list(after)

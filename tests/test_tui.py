@@ -242,3 +242,54 @@ async def test_runbook_kb_oncall_and_dashboard_screens(db_path, tmp_path, monkey
         await pilot.press("escape", "D")
         await settle(pilot, app)
         assert isinstance(app.screen, DashboardScreen) and "Report" in str(app.screen.query_one("#page", Static).render())
+
+
+@pilot_test
+async def test_review_fixes_unassigned_view_odd_input_and_one_real_run(db_path, tmp_path):
+    assigned = tickets(db_path, 150, priority="P1")
+    free = tickets(db_path, 5, priority="P3")
+    with Store(db_path) as store:
+        for t in assigned:
+            store.move(ticket_id=t, action="assign", assignee="bob", actor="t")
+    app = make_app(db_path, "alice", poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 100)
+        await pilot.press("3")  # unassigned: the 5 behind 150 assigned P1s
+        await settle(pilot, app, 5)
+        assert {app.screen.query_one(DataTable).get_row_at(i)[0] for i in range(5)} == {f"SD-{t}" for t in free}
+        await pilot.press("slash", *"nomatch", "enter", "j", "j", "G")  # moving while it loads
+        await settle(pilot, app, 0)
+        await pilot.press("slash", *"p:P1sort:queue", "enter")
+        await settle(pilot, app)
+        assert any("priority 'P1sort:queue'" in n.message for n in app._notifications)
+        assert app.is_running
+
+
+@pilot_test
+async def test_a_non_ascii_digit_for_csat_is_refused_and_y_runs_a_runbook_once(db_path, tmp_path):
+    from sdesk.tui.screens import RunbookScreen
+
+    config = tmp_path / "config"
+    (config / "runbooks").mkdir(parents=True)
+    (config / "runbooks" / "say.yaml").write_text("steps:\n  - run: [echo, hi]\n")
+    [ticket] = tickets(db_path, 1)
+    with Store(db_path) as store:
+        store.move(ticket_id=ticket, action="resolve", resolution="done", actor="t")
+    app = make_app(db_path, "alice", config, poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 0)  # resolved: not in the open queue
+        await pilot.press("slash", *"all", "enter")
+        await settle(pilot, app, 1)
+        await pilot.press("C", "²", "enter")
+        await settle(pilot, app)
+        assert app.is_running and any("is not a score" in n.message for n in app._notifications)
+        await pilot.press("R", *"say", "enter")
+        await settle(pilot, app)
+        assert isinstance(app.screen, RunbookScreen)
+        await pilot.press("y")
+        await settle(pilot, app)
+        await pilot.press("y")
+        await settle(pilot, app)
+    with Store(db_path) as store:
+        assert [(r["dry_run"], r["status"]) for r in store.runs(ticket_id=ticket)] == [(False, "succeeded"),
+                                                                                       (True, "succeeded")]

@@ -146,6 +146,7 @@ class QueueScreen(Screen):
         self.rows: list[dict[str, Any]] = []
         self.more = False
         self.seen = None  # the events sequence last loaded at
+        self.generation = 0  # loads for an older filter or view are dropped when they arrive
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -167,13 +168,7 @@ class QueueScreen(Screen):
     # loading
 
     def filters(self) -> dict[str, Any]:
-        from .filters import parse
-
-        words = self.filter_text.split()
-        args = parse(" ".join(w for w in words if w not in SPECIAL), self.app.actor)
-        if "sort:queue" in words:
-            args["sort"] = "queue,priority,id"
-        return args | {w: True for w in words if w in ("a:-", "sla:breaching")}
+        return filters_of(self.filter_text, self.app.actor)
 
     def load(self, keep: int | None = None) -> None:
         """(Re)load the first pages: as many rows as are shown, at least one page."""
@@ -182,11 +177,17 @@ class QueueScreen(Screen):
         except SdeskError as e:
             self.app.notify(str(e), severity="error", title="filter")
             return
-        self._load(args, max(len(self.rows), self.app.page), keep, None)
+        self._load(args, max(len(self.rows), self.app.page), keep, None, self.generation)
+
+    def reset(self) -> None:
+        """A new filter or view: what is loaded belongs to the old one."""
+        self.generation += 1
+        self.rows = []
+        self.more = False
 
     @work(thread=True, exclusive=True, group="queue")
-    def _load(self, args: dict[str, Any], limit: int, keep: int | None, after: tuple[str, int] | None) -> None:
-        unassigned = args.pop("a:-", False)
+    def _load(self, args: dict[str, Any], limit: int, keep: int | None, after: tuple[str, int] | None,
+              generation: int) -> None:
         breaching = args.pop("sla:breaching", False)
         sla = self.app.sla_config()
         try:
@@ -202,16 +203,17 @@ class QueueScreen(Screen):
         except SdeskError as e:
             self.app.call_from_thread(self.app.notify, str(e), severity="error")
             return
-        if unassigned:
-            rows = [r for r in rows if not r["assignee"]]
         more = len(rows) > limit
-        self.app.call_from_thread(self._show, rows[:limit], clocks, more and paged, keep, after is not None,
-                                  seen[0] if seen else 0)
+        self.app.call_from_thread(self._show, rows[:limit], clocks, more, paged, keep, after is not None,
+                                  seen[0] if seen else 0, generation)
 
-    def _show(self, rows: list[dict[str, Any]], clocks: dict[int, Text], more: bool, keep: int | None,
-              append: bool, seen: int) -> None:
+    def _show(self, rows: list[dict[str, Any]], clocks: dict[int, Text], more: bool, paged: bool, keep: int | None,
+              append: bool, seen: int, generation: int) -> None:
+        if generation != self.generation:
+            return  # loaded for a filter or view no longer shown
         table = self.query_one(DataTable)
         current = keep if keep is not None else self.current_id()
+        index = table.cursor_row
         if not append:
             table.clear()
             self.rows = []
@@ -224,17 +226,16 @@ class QueueScreen(Screen):
                           Text(t["title"], no_wrap=True, overflow="ellipsis"), t["service"] or "",
                           t["assignee"] or "", age(t["created_at"], now), clocks.get(t["id"], ""))
         self.rows += rows
-        self.more = more
+        self.more = more and paged
         self.seen = seen
-        if current is not None and not append:
-            for i, t in enumerate(self.rows):
-                if t["id"] == current:
-                    table.move_cursor(row=i)
-                    break
+        if current is not None and not append and self.rows:
+            # The same ticket; if it left the queue, the row where it was.
+            at = next((i for i, t in enumerate(self.rows) if t["id"] == current), min(index, len(self.rows) - 1))
+            table.move_cursor(row=at)
         view = next((name for key, (name, text) in VIEWS.items() if text == self.filter_text), None)
+        tail = " (more below)" if self.more else f" (the first {len(self.rows)}: narrow the filter)" if more else ""
         self.query_one("#status", Label).update(
-            f"{view or 'filter: ' + self.filter_text} · {len(self.rows)} tickets{' (more below)' if more else ''}"
-            f" · as {self.app.actor}")
+            f"{view or 'filter: ' + self.filter_text} · {len(self.rows)} tickets{tail} · as {self.app.actor}")
 
     def check_changes(self) -> None:
         self._check()
@@ -259,14 +260,14 @@ class QueueScreen(Screen):
 
     @on(DataTable.RowHighlighted)
     def _near_the_end(self, event: DataTable.RowHighlighted) -> None:
-        if self.more and event.cursor_row >= len(self.rows) - 10:
+        if self.more and self.rows and event.cursor_row >= len(self.rows) - 10:
             self.more = False
             last = self.rows[-1]
             try:
                 args = self.filters()
             except SdeskError:
                 return
-            self._load(args, self.app.page, None, (last["priority"], last["id"]))
+            self._load(args, self.app.page, None, (last["priority"], last["id"]), self.generation)
 
     def action_cursor(self, step: int) -> None:
         table = self.query_one(DataTable)
@@ -299,27 +300,25 @@ class QueueScreen(Screen):
         self.filter_text = ""
         self.query_one("#filter", Input).remove_class("shown")
         self.query_one(DataTable).focus()
-        self.rows = []
+        self.reset()
         self.load()
 
     @on(Input.Submitted, "#filter")
     def _filter(self, event: Input.Submitted) -> None:
-        from .filters import parse
-
         try:
-            parse(event.value.replace("sort:queue", "").replace("a:-", ""), self.app.actor)
+            filters_of(event.value, self.app.actor)  # the same reading the load makes
         except SdeskError as e:
             self.app.notify(str(e), severity="error", title="filter")  # nothing changes
             return
         self.filter_text = event.value.strip()
         event.input.remove_class("shown")
         self.query_one(DataTable).focus()
-        self.rows = []
+        self.reset()
         self.load()
 
     def action_view(self, key: str) -> None:
         self.filter_text = VIEWS[key][1]
-        self.rows = []
+        self.reset()
         self.load()
 
     def action_ticket_action(self, action: str) -> None:
@@ -331,6 +330,19 @@ class QueueScreen(Screen):
 
 
 SPECIAL = ("sort:queue", "a:-", "sla:breaching")  # view words the filter language does not have
+
+
+def filters_of(text: str, me: str) -> dict[str, Any]:
+    """Store.list's arguments for the filter bar's text and the views' words."""
+    from .filters import parse
+
+    words = text.split()
+    args = parse(" ".join(w for w in words if w not in SPECIAL), me)
+    if "sort:queue" in words:
+        args["sort"] = "queue,priority,id"
+    if "a:-" in words:
+        args["unassigned"] = True
+    return args | ({"sla:breaching": True} if "sla:breaching" in words else {})
 
 
 def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]]) -> dict[int, Text]:
@@ -512,7 +524,7 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     if action == "link":
         parent = parse_id(first)
         return lambda s: s.link(ticket_id=ticket, parent_id=parent, actor=actor)
-    if not first.isdigit():
+    if not (first.isascii() and first.isdigit()):
         raise BadInput(f"csat: {first!r} is not a score from 1 to 5")
     return lambda s: s.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
 

@@ -4,6 +4,7 @@ shows what the matching CLI command prints, from the same store and domain calls
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -192,8 +193,11 @@ class RunbookScreen(Screen):
         super().__init__()
         self.ticket_id = ticket_id
         self.runbook = name
-        self.prepared: Any = None
+        self.prepared: Any = None  # the dry run's plan: `y` runs it, once
         self.running = False
+        # Output lines from the runner's thread, written to the log in batches by a timer: a
+        # command printing fast must never wait on the screen (its timeout would run out).
+        self.lines: collections.deque[str] = collections.deque()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -203,14 +207,20 @@ class RunbookScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = f"runbook {self.runbook} on {ref(self.ticket_id)}"
+        self.set_interval(0.1, self._flush)
         self._run(dry_run=True)
+
+    def _flush(self) -> None:
+        if self.lines:
+            batch = [self.lines.popleft() for _ in range(min(len(self.lines), 2000))]
+            self.query_one(Log).write_lines(batch)
 
     def action_run(self) -> None:
         if self.prepared is None or self.running:
-            self.app.notify("the dry run has not finished" if self.prepared is None else "it is running",
-                            severity="warning")
+            self.app.notify("it is running" if self.running else "nothing to run: open the runbook again for a new "
+                            "dry run", severity="warning")
             return
-        self.query_one(Log).write_line("--- the real run ---")
+        self.lines.append("--- the real run ---")
         self._run(dry_run=False)
 
     @work(thread=True, exclusive=True)
@@ -220,24 +230,26 @@ class RunbookScreen(Screen):
         from ..runbooks import find
         from ..runner import prepare, start
 
-        log = self.query_one(Log)
+        app = self.app  # the runner's thread must not look it up (the screen may be gone by then)
         self.running = True
         try:
-            with self.app.store() as store:
+            with app.store() as store:
                 if dry_run:
-                    runbook = find(Settings(self.app.db, self.app.actor, self.app.config).runbooks_folder(), self.runbook)
+                    runbook = find(Settings(app.db, app.actor, app.config).runbooks_folder(), self.runbook)
                     self.prepared = prepare(store, runbook, self.ticket_id, {})
                     plan = _printed(self.size.width, lambda out: print_plan(out, self.prepared.plan,
                                                                             self.prepared.ticket, True))
-                    self.app.call_from_thread(self.query_one("#plan", Static).update, plan)
-                result = start(store, self.prepared, actor=self.app.actor, dry_run=dry_run,
-                               echo=lambda line: self.app.call_from_thread(log.write_line, line))
+                    app.call_from_thread(self.query_one("#plan", Static).update, plan)
+                prepared = self.prepared
+                if not dry_run:
+                    self.prepared = None  # a real run runs once; another needs a new dry run
+                result = start(store, prepared, actor=app.actor, dry_run=dry_run, echo=self.lines.append)
         except SdeskError as e:
-            self.app.call_from_thread(self.app.notify, str(e), severity="error", title="runbook")
+            app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
             return
         finally:
             self.running = False
-        message = f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else "")
-        self.app.call_from_thread(log.write_line, message)
+        self.lines.append(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason")
+                                                                       else ""))
         if dry_run:
-            self.app.call_from_thread(log.write_line, "press y to run it for real, escape to leave it")
+            self.lines.append("press y to run it for real, escape to leave it")
