@@ -197,6 +197,10 @@ async def test_sla_time_left_and_the_breaching_view(db_path, tmp_path, monkeypat
         await pilot.press("6")
         await settle(pilot, app, 1)
         assert table.get_row_at(0)[0] == f"SD-{late}"
+        await pilot.press("enter")
+        await settle(pilot, app)
+        shown = str(app.screen.query_one("#ticket", Static).render())
+        assert "SLA P1: respond breached (40m of 15m), resolve ok (40m of 1h)" in shown
 
 
 @pilot_test

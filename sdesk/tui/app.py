@@ -345,8 +345,9 @@ def filters_of(text: str, me: str) -> dict[str, Any]:
     return args | ({"sla:breaching": True} if "sla:breaching" in words else {})
 
 
-def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]]) -> dict[int, Text]:
-    """Time left on each open ticket's most urgent running SLA target (red when breached)."""
+def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = False) -> dict[int, Text]:
+    """Time left on each open ticket's most urgent running SLA target (red when breached);
+    with `detail`, every target of its policy, used and left."""
     from .. import clock
     from ..sla import clocks, row
 
@@ -368,9 +369,14 @@ def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]]) -> dict[int, Tex
                          acknowledged=clock.parse(t["acknowledged_at"]) if t["acknowledged_at"] else None,
                          resolved=None, changes=changes.get(t["id"], []), now=now)
         r = row(t, policy, targets)
+        style = {"breached": "bold red", "at_risk": "yellow"}.get(r["state"], "")
+        if detail:
+            parts = [f"{name} {x.state} ({_short(int(x.used.total_seconds()))} of {_short(int(x.target.total_seconds()))})"
+                     for name, x in targets.items()]
+            out[t["id"]] = Text(f"SLA {policy.name}: " + ", ".join(parts), style=style)
+            continue
         left = r["left_seconds"]
-        shown = ("-" if left < 0 else "") + _short(abs(left))
-        out[t["id"]] = Text(shown, style={"breached": "bold red", "at_risk": "yellow"}.get(r["state"], ""))
+        out[t["id"]] = Text(("-" if left < 0 else "") + _short(abs(left)), style=style)
     return out
 
 
@@ -424,19 +430,27 @@ class TicketScreen(Screen):
         try:
             with self.app.store() as store:
                 t = store.get_or_raise(ticket_id=self.ticket_id)
-                data = (t, store.events(ticket_id=self.ticket_id), store.children(ticket_id=self.ticket_id),
+                children = store.children(ticket_id=self.ticket_id)
+                data = (t, store.events(ticket_id=self.ticket_id), children,
                         store.context(ticket_id=self.ticket_id), store.kb_linked(self.ticket_id),
-                        store.why(ticket_id=self.ticket_id), store.runs(ticket_id=self.ticket_id))
+                        store.why(ticket_id=self.ticket_id), store.runs(ticket_id=self.ticket_id),
+                        store.ticket_alerts([self.ticket_id, *(c["id"] for c in children)]),
+                        _sla_left(store, self.app.sla_config(), [t], detail=True).get(t["id"]))
         except SdeskError as e:
             self.app.call_from_thread(self.app.notify, str(e), severity="error")
             return
         self.app.call_from_thread(self._show, *data)
 
-    def _show(self, t, events, children, context, linked, why, runs) -> None:
+    def _show(self, t, events, children, context, linked, why, runs, alerts, sla) -> None:
         from ..render import captured, print_ticket, print_why
 
         with captured(max(60, self.size.width - 4)) as out:
+            if sla:
+                out.print(sla)
             print_ticket(t, events, children, context, linked)
+            if alerts:
+                out.print("\nalerts: " + "; ".join(f"{ref(a['ticket_id'])} {a['source']} {a['status']} x{a['count']} "
+                                                   f"(last {a['last']})" for a in alerts))
             if why.get("triage") or why.get("correlation") or why.get("suppressed"):
                 out.print()
                 print_why(why)
