@@ -87,7 +87,7 @@ def load(text: str, where: str) -> MetricsConfig:
             times = raw[name]
             if not isinstance(times, dict) or not set(map(str, times)) <= {"P1", "P2", "P3", "P4"}:
                 raise fail(["targets", name], f"targets: {name}: expected priorities and times, e.g. {{P1: 15m}}")
-            targets[name] = {str(p): duration(v, name, lambda m, p=p: fail(["targets", name, str(p)], m)).total_seconds()
+            targets[name] = {str(p): duration(v, name, lambda m, p=p, name=name: fail(["targets", name, str(p)], m)).total_seconds()
                              for p, v in times.items()}
     names = {"fcr": "fcr", "automated_resolution": "automated", "reopen": "reopen", "escalation": "escalation",
              "sla": "sla"}

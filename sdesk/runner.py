@@ -59,7 +59,7 @@ def prepare(store: Store, runbook: Runbook, ticket_id: int, given: Mapping[str, 
     params = resolve_params(runbook, ticket, ci, given)
     the_plan = plan(runbook, lifecycle.ref(ticket_id), params)
     folder = Path(runbook.path).parent
-    for name, ref in the_plan["secrets"].items():
+    for ref in the_plan["secrets"].values():
         if ref[0] == "file":
             ref[1] = str(folder / ref[1])  # relative to the runbook's file
     load_secrets(the_plan)
