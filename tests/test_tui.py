@@ -297,3 +297,35 @@ async def test_a_non_ascii_digit_for_csat_is_refused_and_y_runs_a_runbook_once(d
     with Store(db_path) as store:
         assert [(r["dry_run"], r["status"]) for r in store.runs(ticket_id=ticket)] == [(False, "succeeded"),
                                                                                        (True, "succeeded")]
+
+
+@pilot_test
+async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(db_path, tmp_path):
+    from pathlib import Path
+
+    from sdesk.commands.common import Settings
+    from sdesk.tui.app import PickModal
+
+    config = tmp_path / "config"
+    config.mkdir()
+    examples = Path(__file__).resolve().parents[1] / "examples" / "desk"
+    (config / "oncall.yaml").write_text((examples / "oncall.yaml").read_text())
+    [ticket] = tickets(db_path, 1)
+    oncall = Settings(db_path, "t", config).oncall_config()
+    with Store(db_path) as store:
+        from sdesk import clock
+
+        holders = {r["user"] for r in store.on_call_now(oncall, list(oncall.schedules.values()), clock.now())}
+    app = make_app(db_path, "alice", config, poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 1)
+        await pilot.press("A")
+        assert isinstance(app.screen, PickModal)
+        first = app.screen.people[0]
+        assert first[0] in holders and first[1].startswith("on call now")
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert status_of(db_path, ticket)["assignee"] == first[0]
+        await pilot.press("Q", *"dba", "enter")
+        await settle(pilot, app)
+        assert status_of(db_path, ticket)["queue"] == "dba"

@@ -33,7 +33,7 @@ ACTION_BINDINGS = [Binding(key, f"ticket_action('{action}')", label, show=show) 
     ("a", "ack", "Ack", True), ("s", "start", "Start", False), ("c", "comment", "Comment", True),
     ("A", "assign", "Assign", True), ("r", "resolve", "Resolve", True), ("o", "reopen", "Reopen", False),
     ("P", "priority", "Priority", False), ("e", "escalate", "Escalate", False), ("L", "link", "Link", False),
-    ("C", "csat", "CSAT", False), ("R", "runbook", "Runbook", True))]
+    ("C", "csat", "CSAT", False), ("R", "runbook", "Runbook", True), ("Q", "queue", "Queue", False))]
 
 VIEWS = {  # key -> (name, filter text)
     "1": ("open queue", ""),
@@ -487,6 +487,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
         "assign": ("Assign to", ["user"]),
         "resolve": ("Resolve", ["what fixed it", "code (optional)"]),
         "priority": ("Priority", ["P1, P2, P3 or P4"]),
+        "queue": ("Move to queue", ["queue"]),
         "link": ("Link under parent", ["parent ticket (42 or SD-42)"]),
         "csat": ("CSAT", ["score 1-5"]),
         "runbook": ("Run a runbook on", ["runbook name (its dry run is shown first)"]),
@@ -509,7 +510,11 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
             return
         app.act(what, f"{name}: {action} done", refresh)
 
-    app.push_screen(Modal(f"{title} {name}", fields), submitted)
+    people = _people(app) if action == "assign" else []
+    if people:
+        app.push_screen(PickModal(f"{title} {name}", people), submitted)
+    else:
+        app.push_screen(Modal(f"{title} {name}", fields), submitted)
 
 
 def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callable[[Any], Any]:
@@ -524,7 +529,7 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     if action == "comment":
         return lambda s: s.comment(ticket_id=ticket, text=first, actor=actor)
     if action == "assign":
-        known = _people(app)
+        known = {user for user, _ in _people(app)}
         if known and first not in known:
             raise BadInput(f"assign: unknown user {first!r} (known: {', '.join(sorted(known))})")
         return lambda s: s.move(ticket_id=ticket, action="assign", assignee=first, actor=actor)
@@ -535,6 +540,8 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
         if first.upper() not in Priority.__members__:
             raise BadInput(f"priority: {first!r} is not P1-P4")
         return lambda s: s.update(ticket_id=ticket, changes={"priority": first.upper()}, actor=actor)
+    if action == "queue":
+        return lambda s: s.update(ticket_id=ticket, changes={"queue": first}, actor=actor)
     if action == "link":
         parent = parse_id(first)
         return lambda s: s.link(ticket_id=ticket, parent_id=parent, actor=actor)
@@ -543,15 +550,53 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     return lambda s: s.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
 
 
-def _people(app: SdeskApp) -> set[str]:
-    """The people oncall.yaml knows (empty: anyone may be assigned)."""
+def _people(app: SdeskApp) -> list[tuple[str, str]]:
+    """(user, what they are) for the people oncall.yaml knows, whoever is on call now first
+    (empty: no teams, and anyone may be assigned)."""
+    from .. import clock
     from ..commands.common import Settings
 
     try:
         oncall = Settings(app.db, app.actor, app.config).oncall_config()
+        with app.store() as store:
+            now = store.on_call_now(oncall, list(oncall.schedules.values()), clock.now())
     except SdeskError:
-        return set()
-    return {member for team in oncall.teams.values() for member in getattr(team, "members", ())}
+        return []
+    holding = {r["user"]: r["schedule"] for r in now if r["user"]}
+    teams: dict[str, list[str]] = {}
+    for team in oncall.teams.values():
+        for member in team.members:
+            teams.setdefault(member, []).append(team.name)
+    first = [(u, f"on call now ({holding[u]})") for u in sorted(holding) if u in teams]
+    rest = [(u, ", ".join(teams[u])) for u in sorted(teams) if u not in holding]
+    return first + rest
+
+
+class PickModal(ModalScreen[list[str] | None]):
+    """Pick a person (on call first): enter picks, escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, people: list[tuple[str, str]]):
+        super().__init__()
+        self.heading = title
+        self.people = people
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+
+        with Vertical():
+            yield Label(self.heading)
+            yield OptionList(*(f"{user}  ·  {what}" for user, what in self.people), id="people")
+
+    def on_mount(self) -> None:
+        self.query_one("#people").focus()
+
+    def on_option_list_option_selected(self, event: Any) -> None:
+        self.dismiss([self.people[event.option_index][0]])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class Modal(ModalScreen[list[str] | None]):
@@ -591,7 +636,8 @@ class HelpScreen(ModalScreen[None]):
                 ("escape", "back"), ("/", "filter (p:P1 q:dba a:me s:waiting service:x t:tag all, words)"),
                 *[(key, f"view: {name}") for key, (name, _) in VIEWS.items()],
                 ("a", "acknowledge"), ("s", "start"), ("c", "comment"), ("A", "assign"), ("r", "resolve"),
-                ("o", "reopen"), ("P", "priority"), ("e", "escalate"), ("L", "link under a parent"),
+                ("o", "reopen"), ("P", "priority"), ("Q", "move to a queue"), ("e", "escalate"),
+                ("L", "link under a parent"),
                 ("C", "record CSAT"), ("R", "run a runbook (dry run first, y for real)"), ("K", "knowledge base"),
                 ("O", "on call now"), ("D", "dashboard"), ("?", "this help"), ("q", "quit")]
         with Vertical():
