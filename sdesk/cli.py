@@ -191,7 +191,7 @@ def new(
     [(ticket_id, outcome)] = settings.store().receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
                                                       **options)
     created = outcome == "created"
-    run_automation(settings, options.get("automate"))
+    run_automation(settings, options.get("automate", frozenset()))
     if not created:
         note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
     if as_json:
@@ -262,7 +262,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     finally:
         if reject_file:
             reject_file.close()
-    run_automation(settings, options.get("automate"))
+    run_automation(settings, options.get("automate", frozenset()))
     if total.rejected:
         if rejects:
             note(f"{len(total.rejected)} rejected records written to {rejects}")

@@ -200,13 +200,14 @@ class Settings:
 
 
 def run_automation(settings: Settings, automate: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """Run the runbooks triage queued for new tickets. Not from inside a runbook step: a runbook
-    whose command re-fires its own alert must not start itself again from within; its queued
-    run waits for the next `sdesk tick`, where the throttle sees it."""
+    """Run the runbooks triage queued for new tickets: after an intake that could queue some
+    (`automate`: the runbooks it may run; empty: none, nothing to look for), or whatever is
+    queued (None, for `sdesk tick`). Not from inside a runbook step: a runbook whose command
+    re-fires its own alert must not start itself again from within; its queued run waits for the
+    next `sdesk tick`, where the throttle sees it."""
     import os
 
-    automate = settings.automatic_runbooks() if automate is None else automate
-    if not automate or os.environ.get("SDESK_RUN"):
+    if os.environ.get("SDESK_RUN") or automate is not None and not automate:
         return []
     store = settings.store()
     if not store.queued_runs():

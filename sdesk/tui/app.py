@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from ..errors import SdeskError
 from ..lifecycle import ref
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
+from .screens import Page
 
 PAGE = 100  # rows a page of the queue loads
 POLL_SECONDS = 2.0
@@ -401,64 +402,50 @@ def _breaching(store: Any, sla: Any, limit: int) -> list[dict[str, Any]]:
 # -- a ticket ---------------------------------------------------------------------------------------
 
 
-class TicketScreen(Screen):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        *ACTION_BINDINGS,
-    ]
+class TicketScreen(Page):
+    """One ticket as `sdesk show` prints it, with its SLA clocks, alerts, `why` and runbook runs.
+    Made once and shown again for each ticket (SdeskApp.open_ticket)."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *ACTION_BINDINGS]
+    PAGE_ID = "ticket"
 
     def __init__(self, ticket_id: int):
         super().__init__()
         self.ticket_id = ticket_id
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with VerticalScroll():
-            yield Static("loading...", id="ticket")
-        yield Footer()
+    def on_mount(self) -> None:
+        pass  # shown (and loaded) by on_screen_resume, each time
 
     def on_screen_resume(self) -> None:
         self.query_one("#ticket", Static).update("loading...")
         self.query_one(VerticalScroll).scroll_home(animate=False)
         self.load()
 
-    def load(self) -> None:
-        self._load()
+    def fetch(self, store: Any) -> Any:
+        t = store.get_or_raise(ticket_id=self.ticket_id)
+        children = store.children(ticket_id=self.ticket_id)
+        return (t, store.events(ticket_id=self.ticket_id), children, store.context(ticket_id=self.ticket_id),
+                store.kb_linked(self.ticket_id), store.why(ticket_id=self.ticket_id), store.runs(ticket_id=self.ticket_id),
+                store.ticket_alerts([self.ticket_id, *(c["id"] for c in children)]),
+                _sla_left(store, self.app.sla_config(), [t], detail=True).get(t["id"]))
 
-    @work(thread=True, exclusive=True, group="ticket")
-    def _load(self) -> None:
-        try:
-            with self.app.store() as store:
-                t = store.get_or_raise(ticket_id=self.ticket_id)
-                children = store.children(ticket_id=self.ticket_id)
-                data = (t, store.events(ticket_id=self.ticket_id), children,
-                        store.context(ticket_id=self.ticket_id), store.kb_linked(self.ticket_id),
-                        store.why(ticket_id=self.ticket_id), store.runs(ticket_id=self.ticket_id),
-                        store.ticket_alerts([self.ticket_id, *(c["id"] for c in children)]),
-                        _sla_left(store, self.app.sla_config(), [t], detail=True).get(t["id"]))
-        except SdeskError as e:
-            self.app.call_from_thread(self.app.notify, str(e), severity="error")
-            return
-        self.app.call_from_thread(self._show, *data)
+    def draw(self, data: Any) -> None:
+        from ..render import console, print_ticket, print_why
 
-    def _show(self, t, events, children, context, linked, why, runs, alerts, sla) -> None:
-        from ..render import captured, print_ticket, print_why
-
-        with captured(max(60, self.size.width - 4)) as out:
-            if sla:
-                out.print(sla)
-            print_ticket(t, events, children, context, linked)
-            if alerts:
-                out.print("\nalerts: " + "; ".join(f"{ref(a['ticket_id'])} {a['source']} {a['status']} x{a['count']} "
-                                                   f"(last {a['last']})" for a in alerts))
-            if why.get("triage") or why.get("correlation") or why.get("suppressed"):
-                out.print()
-                print_why(why)
-            if runs:
-                out.print("\nrunbook runs: " + ", ".join(f"{r['id']} {r['runbook']} {r['status']}" for r in runs))
-            text = out.file.getvalue()
+        t, events, children, context, linked, why, runs, alerts, sla = data
+        out = console()  # the page's, while it draws
+        if sla:
+            out.print(sla)
+        print_ticket(t, events, children, context, linked)
+        if alerts:
+            out.print("\nalerts: " + "; ".join(f"{ref(a['ticket_id'])} {a['source']} {a['status']} x{a['count']} "
+                                               f"(last {a['last']})" for a in alerts))
+        if why.get("triage") or why.get("correlation") or why.get("suppressed"):
+            out.print()
+            print_why(why)
+        if runs:
+            out.print("\nrunbook runs: " + ", ".join(f"{r['id']} {r['runbook']} {r['status']}" for r in runs))
         self.title = f"{ref(t['id'])} {t['title']}"
-        self.query_one("#ticket", Static).update(Text.from_ansi(text))
 
     def action_ticket_action(self, action: str) -> None:
         ticket_action(self.app, self.ticket_id, action, self.load)
@@ -528,10 +515,7 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
         raise BadInput(f"{action}: a value is required")
     if action == "comment":
         return lambda s: s.comment(ticket_id=ticket, text=first, actor=actor)
-    if action == "assign":
-        known = {user for user, _ in _people(app)}
-        if known and first not in known:
-            raise BadInput(f"assign: unknown user {first!r} (known: {', '.join(sorted(known))})")
+    if action == "assign":  # from the picker when oncall.yaml has teams; anyone's name when it has none
         return lambda s: s.move(ticket_id=ticket, action="assign", assignee=first, actor=actor)
     if action == "resolve":
         code = values[1].strip() or None
@@ -572,33 +556,6 @@ def _people(app: SdeskApp) -> list[tuple[str, str]]:
     return first + rest
 
 
-class PickModal(ModalScreen[list[str] | None]):
-    """Pick a person (on call first): enter picks, escape cancels."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, title: str, people: list[tuple[str, str]]):
-        super().__init__()
-        self.heading = title
-        self.people = people
-
-    def compose(self) -> ComposeResult:
-        from textual.widgets import OptionList
-
-        with Vertical():
-            yield Label(self.heading)
-            yield OptionList(*(f"{user}  ·  {what}" for user, what in self.people), id="people")
-
-    def on_mount(self) -> None:
-        self.query_one("#people").focus()
-
-    def on_option_list_option_selected(self, event: Any) -> None:
-        self.dismiss([self.people[event.option_index][0]])
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
 class Modal(ModalScreen[list[str] | None]):
     """Inputs for an action: enter submits, escape cancels."""
 
@@ -626,6 +583,28 @@ class Modal(ModalScreen[list[str] | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class PickModal(Modal):
+    """Pick a person (on call first): enter picks, escape cancels. Only people the desk knows
+    can be picked."""
+
+    def __init__(self, title: str, people: list[tuple[str, str]]):
+        super().__init__(title, [])
+        self.people = people
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+
+        with Vertical():
+            yield Label(self.heading)
+            yield OptionList(*(f"{user}  ·  {what}" for user, what in self.people), id="people")
+
+    def on_mount(self) -> None:
+        self.query_one("#people").focus()
+
+    def on_option_list_option_selected(self, event: Any) -> None:
+        self.dismiss([self.people[event.option_index][0]])
 
 
 class HelpScreen(ModalScreen[None]):

@@ -34,15 +34,19 @@ class Page(Screen):
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
     TITLE = ""
+    PAGE_ID = "page"  # the Static it prints into
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll():
-            yield Static("loading...", id="page")
+            yield Static("loading...", id=self.PAGE_ID)
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = self.TITLE
+        self.load()
+
+    def load(self) -> None:
         self._load()
 
     @work(thread=True, exclusive=True)
@@ -56,7 +60,7 @@ class Page(Screen):
         self.app.call_from_thread(self._show, data)
 
     def _show(self, data: Any) -> None:
-        self.query_one("#page", Static).update(_printed(self.size.width, lambda out: self.draw(data)))
+        self.query_one(f"#{self.PAGE_ID}", Static).update(_printed(self.size.width, lambda out: self.draw(data)))
 
     def fetch(self, store: Any) -> Any:
         raise NotImplementedError
