@@ -23,7 +23,7 @@ from .intake import SEVERITY, Record, parse_document, parse_jsonl
 if TYPE_CHECKING:
     from .store import Store
 
-BATCH = 2000  # records per transaction: big enough to amortise the commit, small enough to stream
+BATCH = 4000  # records per transaction: big enough to amortise the commit, small enough to stream
 READ_SIZE = 1 << 16
 
 

@@ -403,6 +403,11 @@ def _loads_leniently(text: str) -> Any:
         raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
+# Monitoring resends a group's payload unchanged until the group changes: a line seen before
+# gives the records it gave then (bounded like _ALERT_CACHE).
+_LINE_CACHE: dict[tuple[str, str], tuple[Mapping[str, str], list[Record]]] = {}
+
+
 def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
                 severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     """One document per line, numbered from `start`; blank lines are skipped. Generic tickets
@@ -415,10 +420,17 @@ def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
         if fmt == "jsonl":
             yield _generic(f"line {number}", raw, source="jsonl")
             continue
-        try:
-            _, records = parse_document(raw, fmt, severity)
-        except BadInput as e:
-            yield Record(f"line {number}", raw, error=str(e))
-            continue
+        hit = _LINE_CACHE.get((fmt, raw))
+        if hit is not None and hit[0] is severity:
+            records = hit[1]
+        else:
+            try:
+                _, records = parse_document(raw, fmt, severity)
+            except BadInput as e:
+                yield Record(f"line {number}", raw, error=str(e))
+                continue
+            if len(_LINE_CACHE) >= _ALERT_CACHE_MAX:
+                _LINE_CACHE.clear()
+            _LINE_CACHE[fmt, raw] = (severity, records)
         for where, _, signal, error in records:
             yield Record(f"line {number} {where}", raw, signal, error)

@@ -95,8 +95,11 @@ def main() -> None:
         nonlocal read
         read += n
 
-    for chunk in parsed_chunks(sys.stdin.buffer, first, progress, fmt, severity):
-        payload = pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
+    for records, more_ready in parsed_chunks(sys.stdin.buffer, first, progress, fmt, severity):
+        # Only a rejected record's raw text is ever used (kept in --rejects); the others' would
+        # be most of the bytes to pickle, send and unpickle.
+        records = [r if r.signal is None else r._replace(raw="") for r in records]
+        payload = pickle.dumps((records, more_ready), pickle.HIGHEST_PROTOCOL)
         out.write(HEADER.pack(len(payload), read))
         out.write(payload)
         out.flush()

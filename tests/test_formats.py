@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.intake import alertmanager_fingerprint, parse_document
+from sdesk.intake import SEVERITY, alertmanager_fingerprint, parse_document, parse_jsonl
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -162,7 +162,15 @@ def test_alertmanager_stream_one_payload_per_line(cli, db_path, tmp_path):
     actions = [json.loads(line)["action"] for line in result.stdout.splitlines()]
     assert actions == ["created", "deduplicated", "created", "resolved", "rejected"]
     assert result.exit_code == ExitCode.BAD_INPUT
-    assert json.loads(result.stdout.splitlines()[0])["where"] == "line 1 alert 1"
+    # A line equal to an earlier one is parsed once, and still reported under its own number.
+    assert [json.loads(line)["where"] for line in result.stdout.splitlines()[:2]] == ["line 1 alert 1", "line 2 alert 1"]
+
+
+def test_a_repeated_line_follows_the_severity_table_in_force():
+    line = json.dumps({"status": "firing", "alerts": [{"labels": {"alertname": "Down", "severity": "sev-x"}}]})
+    [default] = parse_jsonl([line], fmt="alertmanager")
+    [mapped] = parse_jsonl([line], fmt="alertmanager", severity={**SEVERITY, "sev-x": "P1"})
+    assert default.signal.ticket["priority"] == "P3" and mapped.signal.ticket["priority"] == "P1"
 
 
 def test_repeats_in_one_batch_are_one_event_and_every_alert_is_kept(cli, db_path, tmp_path):
