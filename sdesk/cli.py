@@ -46,7 +46,8 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "runbook": ("sdesk.commands.runbook", "app"), "report": ("sdesk.commands.report", "app"),
                   "metrics": ("sdesk.commands.report", "metrics_app"), "csat": ("sdesk.commands.report", "csat_app"),
                   "worklog": ("sdesk.commands.report", "worklog_app"),
-                  "postmortem": ("sdesk.commands.report", "postmortem_app"), "tui": ("sdesk.commands.tui", "app")}
+                  "postmortem": ("sdesk.commands.report", "postmortem_app"), "tui": ("sdesk.commands.tui", "app"),
+                  "user": ("sdesk.commands.user", "app")}
 
 
 def _version(value: bool) -> None:

@@ -439,8 +439,22 @@ def m009_metrics(db: Database) -> None:
         db.execute("ANALYZE tickets_created")
 
 
+def m010_users(db: Database) -> None:
+    # The people of the desk and their roles (roles.py). `key` is the name trimmed and
+    # case-folded, so "Alice" and "alice " are one user.
+    db.execute("CREATE TABLE users (key TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, team TEXT, "
+               "added_by TEXT NOT NULL, added_at TEXT NOT NULL)")
+    # A user's role on one queue, where it differs from their role on the desk.
+    db.execute("CREATE TABLE user_queue_roles (key TEXT NOT NULL REFERENCES users(key) ON DELETE CASCADE, "
+               "queue TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (key, queue))")
+    # API tokens for `sdesk serve`, one per integration: only their sha256 is kept.
+    db.execute("CREATE TABLE api_tokens (id INTEGER PRIMARY KEY, key TEXT NOT NULL REFERENCES users(key) "
+               "ON DELETE CASCADE, label TEXT, hash TEXT NOT NULL UNIQUE, created_by TEXT NOT NULL, "
+               "created_at TEXT NOT NULL, revoked_at TEXT)")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage, m007_oncall, m008_runbooks, m009_metrics]
+         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users]
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -25,22 +25,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .errors import SdeskError
+from .errors import PermissionDenied, SdeskError
 from .ingest import document_records
 from .intake import SEVERITY, Record
 from .store import Store
+from .store_users import token_hash
 
 ROUTES = {"/alertmanager": "alertmanager", "/grafana": "grafana", "/tickets": "json", "/email": "email",
           "/v2/enqueue": "pagerduty", "/v2/change/enqueue": "pagerduty"}
 GROUP = 512  # requests per transaction at most
+TOKENS_TTL = 2.0  # seconds: how soon a revoked API token is refused
 
 
 class Writer:
     """The one thread that writes: group commit of whatever requests are waiting."""
 
-    def __init__(self, db: Path, actor: str, options: dict[str, Any]):
-        self.db, self.actor, self.options = db, actor, options
-        self.queue: queue.Queue[tuple[list[Any], Future]] = queue.Queue()
+    def __init__(self, db: Path, options: dict[str, Any]):
+        self.db, self.options = db, options
+        self.queue: queue.Queue[tuple[list[Any], str, Future]] = queue.Queue()
+        self._tokens: dict[str, str] = {}
+        self._tokens_read = -TOKENS_TTL
         self.ready = threading.Event()
         self.error: Exception | None = None
         threading.Thread(target=self._run, name="sdesk-writer", daemon=True).start()
@@ -48,10 +52,19 @@ class Writer:
         if self.error:
             raise self.error
 
-    def submit(self, signals: list[Any]) -> Future:
+    def submit(self, signals: list[Any], actor: str) -> Future:
         future: Future = Future()
-        self.queue.put((signals, future))
+        self.queue.put((signals, actor, future))
         return future
+
+    def tokens(self) -> dict[str, str]:
+        """sha256 of each live API token -> its user, read again at most every TOKENS_TTL seconds."""
+        now = time.monotonic()
+        if now - self._tokens_read > TOKENS_TTL:
+            with Store(self.db) as store:
+                self._tokens = store.live_tokens()
+            self._tokens_read = now
+        return self._tokens
 
     def _run(self) -> None:
         try:
@@ -68,24 +81,32 @@ class Writer:
                     group.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                results = store.receive([s for signals, _ in group for s in signals], actor=self.actor, **self.options)
-            except Exception:  # noqa: BLE001 - find the request that failed; the others still land
-                for signals, future in group:
-                    try:
-                        future.set_result(store.receive(signals, actor=self.actor, **self.options))
-                    except Exception as e:  # noqa: BLE001
-                        future.set_exception(e)
-                continue
-            for signals, future in group:
-                future.set_result(results[:len(signals)])
-                results = results[len(signals):]
+            by_actor: dict[str, list[tuple[list[Any], Future]]] = {}
+            for signals, actor, future in group:
+                by_actor.setdefault(actor, []).append((signals, future))
+            for actor, requests in by_actor.items():
+                self._store(store, actor, requests)
+
+    def _store(self, store: Store, actor: str, requests: list[tuple[list[Any], Future]]) -> None:
+        try:
+            results = store.receive([s for signals, _ in requests for s in signals], actor=actor, **self.options)
+        except Exception:  # noqa: BLE001 - find the request that failed; the others still land
+            for signals, future in requests:
+                try:
+                    future.set_result(store.receive(signals, actor=actor, **self.options))
+                except Exception as e:  # noqa: BLE001
+                    future.set_exception(e)
+            return
+        for signals, future in requests:
+            future.set_result(results[:len(signals)])
+            results = results[len(signals):]
 
 
 def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects: Path,
              severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None) -> Starlette:
     """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days)."""
-    writer = Writer(db, actor, options or {})
+    writer = Writer(db, options or {})
+    actor_default = actor
     rejects.mkdir(parents=True, exist_ok=True)
     counter = iter(range(1, 1 << 62))
 
@@ -96,7 +117,8 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
     async def receive(request: Request) -> JSONResponse:
         path = request.url.path
         pagerduty = path.startswith("/v2/")
-        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
+        actor = _actor(request.headers.get("authorization", ""), token, writer.tokens(), actor_default)
+        if actor is None:
             return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body:
@@ -121,7 +143,10 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
             if pagerduty:
                 return JSONResponse({"status": "invalid event", "message": errors[0], "errors": errors}, 400)
             return JSONResponse({"error": errors[0], "errors": errors}, status_code=400)
-        outcomes = iter(await asyncio.wrap_future(writer.submit([r.signal for r in good])))
+        try:
+            outcomes = iter(await asyncio.wrap_future(writer.submit([r.signal for r in good], actor)))
+        except PermissionDenied as e:
+            return JSONResponse({"error": str(e)}, status_code=403)
         results = [_result(r, used, outcomes) for r in records]
         if pagerduty:
             key = _dedup_key(good[0]) if good else None
@@ -133,6 +158,19 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
 
     routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
     return Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])])
+
+
+def _actor(authorization: str, token: str | None, tokens: Mapping[str, str], default: str) -> str | None:
+    """Who a request acts as: the user of its API token (sdesk user token), or `default` with
+    the token of --token / SDESK_SERVE_TOKEN, or with none when neither kind is set; None: refused."""
+    given = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
+    # Looked up by hash: how long the lookup takes tells nothing about any token.
+    user = tokens.get(token_hash(given)) if given else None
+    if user is not None:
+        return user
+    if token:
+        return default if hmac.compare_digest(authorization, f"Bearer {token}") else None
+    return None if tokens else default
 
 
 def _result(record: Record, fmt: str, outcomes: Any) -> dict[str, Any]:

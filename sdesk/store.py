@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import clock, lifecycle, migrations
-from .errors import AuditBroken, BadInput, Conflict, NotFound, SdeskError
+from .errors import AuditBroken, BadInput, Conflict, NotFound, PermissionDenied, SdeskError
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
+from .roles import Access, refusal
 from .signals import Signal
 from .store_classifier import ClassifierStore
 from .store_cmdb import CmdbStore
@@ -32,6 +33,7 @@ from .store_problems import ProblemStore
 from .store_runbooks import RunbookStore, lock_key
 from .store_sla import SlaStore
 from .store_triage import TriageStore
+from .store_users import UsersStore
 
 if TYPE_CHECKING:
     from .enrich import EnrichOptions, Enricher
@@ -121,12 +123,23 @@ def _event(row: sqlite3.Row) -> dict[str, Any]:
     return e
 
 
+class _Refused(Exception):
+    """A role that is not enough: the transaction is undone and the refusal recorded instead."""
+
+    def __init__(self, message: str, queue: str | None, ticket_id: int | None, need: str, what: str):
+        super().__init__(message)
+        self.queue, self.ticket_id, self.need, self.what = queue, ticket_id, need, what
+
+
 class _Tx:
     """One write transaction: the connection, its time, and the events it appends."""
 
-    def __init__(self, conn: sqlite3.Connection, actor: str):
+    def __init__(self, conn: sqlite3.Connection, actor: str, access: Access | None = None, need: str = "agent",
+                 what: str = ""):
         self.conn = conn
         self.actor = actor
+        self.access, self.need, self.what = access, need, what
+        self.checked = False  # whether the actor's role was checked on what this transaction changes
         self.at = clock.now_iso()
         last = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
         self._prev = last[0] if last else GENESIS
@@ -139,6 +152,16 @@ class _Tx:
         h = event_hash(self._prev, self._next_id, ticket_id, self.at, self.actor, kind, text)
         self.events.append((self._next_id, ticket_id, self.at, self.actor, kind, text, self._prev, h))
         self._prev, self._next_id = h, self._next_id + 1
+
+    def check(self, queue: str | None = None, ticket_id: int | None = None, need: str | None = None,
+              what: str | None = None) -> None:
+        """Refuse (see Store._write) unless the actor's role, on `queue` when given, is at least
+        `need` (the transaction's own by default)."""
+        if need:
+            self.need, self.what = need, what or self.what
+        self.checked = True
+        if self.access is not None and not self.access.allows(self.need, queue):
+            raise _Refused(refusal(self.access, self.need, self.what, queue), queue, ticket_id, self.need, self.what)
 
     def flush(self) -> None:
         self.conn.executemany(
@@ -262,7 +285,7 @@ class _Triggers:
 
 
 class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore, RunbookStore,
-            MetricsStore):
+            MetricsStore, UsersStore):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
@@ -294,11 +317,34 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.close()
 
     @contextmanager
-    def _write(self, actor: str) -> Iterator[_Tx]:
+    def _write(self, actor: str, need: str = "agent", what: str = "changing the desk") -> Iterator[_Tx]:
+        """One write transaction by `actor`, whose role must be at least `need` (roles.py); on a
+        ticket, their role on its queue (see _current). A refusal is recorded, with `what` they
+        tried, and raised as PermissionDenied."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            tx = _Tx(self.conn, actor, self.access(actor, self.conn), need, what)
+            if not tx.access.allows_somewhere(need):
+                tx.check()  # refused whatever it touches: before any work
+            yield tx
+            if not tx.checked:  # nothing on a queue: the role on the desk decides
+                tx.check()
+            tx.flush()
+            self.conn.execute("COMMIT")
+        except _Refused as refused:
+            self.conn.execute("ROLLBACK")
+            self._record_refusal(actor, refused)
+            raise PermissionDenied(str(refused)) from None
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _record_refusal(self, actor: str, refused: _Refused) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             tx = _Tx(self.conn, actor)
-            yield tx
+            tx.event(refused.ticket_id, "permission_denied",
+                     {"need": refused.need, "what": refused.what, "queue": refused.queue, "message": str(refused)})
             tx.flush()
             self.conn.execute("COMMIT")
         except BaseException:
@@ -731,9 +777,11 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             tx.event(ticket_id, "linked", {"parent_id": parent_id, "previous_parent_id": t["parent_id"]})
 
     def _current(self, tx: _Tx, ticket_id: int) -> dict[str, Any]:
+        """The ticket a write changes; the actor's role on its queue must allow the write."""
         row = tx.conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         if row is None:
             raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
+        tx.check(row["queue"], ticket_id)
         return _ticket(row)
 
     @staticmethod

@@ -122,7 +122,8 @@ class RunbookStore:
                  queued_id: int | None = None) -> tuple[int, str | None]:
         """Start a run (or the queued one): (run id, None), or (run id, why it was refused) when
         the kill switch, the CI's lock or the throttle says no. A refusal is recorded too."""
-        with self._write(actor) as tx:
+        with self._write(actor, "agent", "running a runbook") as tx:
+            self._current(tx, ticket_id)  # the actor's role on the ticket's queue must allow it
             self._reap(tx)
             reason = None if dry_run else (self.run_disabled(runbook) or self._locked(tx, lock_key)
                                            or self._throttled(tx, runbook, lock_key, throttle))
@@ -266,6 +267,9 @@ class RunbookStore:
             run = self._run_row(tx, run_id)
             if run["status"] != "waiting":
                 raise Conflict(f"run {run_id} is {run['status']}, not waiting for an approval")
+            if run["waiting_for"] == "approval":
+                tx.check(self.get_or_raise(ticket_id=run["ticket_id"])["queue"], run["ticket_id"],
+                         "approver", "approving a runbook step")
             disabled = self.run_disabled(run["runbook"])
             if disabled:
                 raise Conflict(f"{disabled}; run {run_id} keeps waiting (reject it, or enable the runbook)")
@@ -402,7 +406,7 @@ class RunbookStore:
 
     def runbook_switch(self: Store, name: str, *, disabled: bool, reason: str | None, actor: str) -> bool:
         """Disable (or enable again) one runbook, or all with '*'. False when nothing changed."""
-        with self._write(actor) as tx:
+        with self._write(actor, "admin", "disabling or enabling automation") as tx:
             if disabled:
                 changed = tx.conn.execute("INSERT OR IGNORE INTO runbook_switches (name, reason, disabled_by, "
                                           "disabled_at) VALUES (?, ?, ?, ?)", (name, reason, actor, tx.at)).rowcount

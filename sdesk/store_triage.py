@@ -182,7 +182,9 @@ class TriageStore:
             raise BadInput("silence: it must end after it starts")
         if ends <= clock.now():
             raise BadInput(f"silence: it would already be over (ends {clock.iso(ends)})")
-        with self._write(actor) as tx:
+        broad = not any(m.op == "=" and m.value for m in matchers)
+        with self._write(actor, "admin" if broad else "agent",
+                         "a silence without an exact key=value match" if broad else "adding a silence") as tx:
             cursor = tx.conn.execute(
                 "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -117,7 +117,25 @@ class Settings:
             from ..store import Store, default_db_path
 
             self._store = Store(self.db or default_db_path())
+            self._store.default_role = self.default_role()
         return self._store
+
+    def default_role(self) -> str:
+        """roles.yaml `default_role` of the desk config: the role of someone who is not a user."""
+        from ..roles import DEFAULT_ROLE, check_role
+
+        path = self.config / "roles.yaml" if self.config is not None else None
+        if path is None or not path.is_file():
+            return DEFAULT_ROLE
+        from .. import yamlfile
+
+        data, _ = yamlfile.parse(read_text(path), str(path))
+        if not isinstance(data, dict) or set(data) - {"default_role"}:
+            raise BadInput(f"{path}: expected only `default_role: viewer|agent|approver|admin`")
+        try:
+            return check_role(str(data.get("default_role", DEFAULT_ROLE)))
+        except BadInput as e:
+            raise BadInput(f"{path}: default_role: {e}") from None
 
     def close(self) -> None:
         if self._store is not None:

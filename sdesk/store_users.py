@@ -1,0 +1,127 @@
+"""Users, their roles and API tokens (roles.py decides what a role may do)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from .errors import BadInput, Conflict, NotFound
+from .lifecycle import NAME_MAX
+from .roles import DEFAULT_ROLE, Access, check_role, user_key
+
+if TYPE_CHECKING:
+    from .store import Store
+
+TOKEN_PREFIX = "sdk_"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UsersStore:
+    default_role = DEFAULT_ROLE  # roles.yaml `default_role` (Settings sets it)
+
+    def access(self: Store, actor: str, conn: sqlite3.Connection | None = None) -> Access:
+        """Who `actor` is to this desk (see roles.py)."""
+        conn = conn or self.conn
+        key = user_key(actor)
+        row = conn.execute("SELECT role FROM users WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            if conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None:
+                return Access(actor, "admin", listed=False)  # an open desk: no users yet
+            return Access(actor, self.default_role, listed=False)
+        queues = dict(conn.execute("SELECT queue, role FROM user_queue_roles WHERE key = ?", (key,)).fetchall())
+        return Access(actor, row[0], queues)
+
+    def users(self: Store) -> list[dict[str, Any]]:
+        queues: dict[str, dict[str, str]] = {}
+        for key, queue, role in self.conn.execute("SELECT key, queue, role FROM user_queue_roles ORDER BY queue"):
+            queues.setdefault(key, {})[queue] = role
+        tokens = dict(self.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
+        return [{"name": r["name"], "role": r["role"], "team": r["team"], "queues": queues.get(r["key"], {}),
+                 "tokens": tokens.get(r["key"], 0), "added_by": r["added_by"], "added_at": r["added_at"]}
+                for r in self.conn.execute("SELECT * FROM users ORDER BY key")]
+
+    def user_add(self: Store, name: str, *, role: str, team: str | None, queue: str | None,
+                 actor: str) -> dict[str, Any]:
+        """Add a user, or change their role (on the desk, or with `queue` on that queue) and team."""
+        name, role = name.strip(), check_role(role)
+        if not name or len(name) > NAME_MAX:
+            raise BadInput(f"user: a name must be 1 to {NAME_MAX} characters")
+        key = user_key(name)
+        with self._write(actor, "admin", "managing users") as tx:
+            row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
+            first = tx.conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
+            if first and (role != "admin" or queue):
+                raise Conflict("the desk's first user must be an admin, or nobody could manage users after: "
+                               f"sdesk user add {actor} --role admin")
+            if row is None:
+                tx.conn.execute("INSERT INTO users (key, name, role, team, added_by, added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                (key, name, self.default_role if queue else role, team, actor, tx.at))
+                tx.event(None, "user_added", {"user": name, "role": self.default_role if queue else role, "team": team})
+            elif not queue and (row["role"] != role or (team is not None and row["team"] != team)):
+                if row["role"] == "admin" and role != "admin":
+                    self._keep_an_admin(tx.conn, key)
+                tx.conn.execute("UPDATE users SET role = ?, team = coalesce(?, team) WHERE key = ?", (role, team, key))
+                tx.event(None, "user_changed", {"user": row["name"], "role": [row["role"], role],
+                                                "team": [row["team"], team if team is not None else row["team"]]})
+            if queue:
+                tx.conn.execute("INSERT INTO user_queue_roles (key, queue, role) VALUES (?, ?, ?) "
+                                "ON CONFLICT (key, queue) DO UPDATE SET role = excluded.role", (key, queue, role))
+                tx.event(None, "user_queue_role", {"user": name, "queue": queue, "role": role})
+        return next(u for u in self.users() if user_key(u["name"]) == key)
+
+    def user_remove(self: Store, name: str, *, actor: str) -> None:
+        key = user_key(name)
+        with self._write(actor, "admin", "managing users") as tx:
+            row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise NotFound(f"no user {name!r}")
+            if row["role"] == "admin":
+                self._keep_an_admin(tx.conn, key)
+            tx.conn.execute("DELETE FROM users WHERE key = ?", (key,))
+            tx.event(None, "user_removed", {"user": row["name"], "role": row["role"]})
+
+    @staticmethod
+    def _keep_an_admin(conn: sqlite3.Connection, leaving: str) -> None:
+        others = conn.execute("SELECT count(*) FROM users WHERE role = 'admin' AND key != ?", (leaving,)).fetchone()[0]
+        remaining = conn.execute("SELECT count(*) FROM users WHERE key != ?", (leaving,)).fetchone()[0]
+        if remaining and not others:
+            raise Conflict("the desk would have no admin left: make someone else an admin first")
+
+    # -- API tokens (sdesk serve) -------------------------------------------------------------
+
+    def token_add(self: Store, name: str, *, label: str | None, actor: str) -> tuple[int, str]:
+        """A new token for user `name`: (its id, the token, shown only now)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self._write(actor, "admin", "managing API tokens") as tx:
+            row = tx.conn.execute("SELECT name FROM users WHERE key = ?", (user_key(name),)).fetchone()
+            if row is None:
+                raise NotFound(f"no user {name!r}: add them first (sdesk user add {name} --role agent)")
+            token_id = tx.conn.execute(
+                "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+                (user_key(name), label, token_hash(token), actor, tx.at)).lastrowid
+            tx.event(None, "token_added", {"token": token_id, "user": row[0], "label": label})
+        return token_id, token
+
+    def token_revoke(self: Store, token_id: int, *, actor: str) -> None:
+        with self._write(actor, "admin", "managing API tokens") as tx:
+            row = tx.conn.execute("SELECT revoked_at FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no API token {token_id}")
+            if row[0] is None:
+                tx.conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (tx.at, token_id))
+                tx.event(None, "token_revoked", {"token": token_id})
+
+    def tokens(self: Store) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT t.id, u.name AS user, t.label, t.created_by, t.created_at, t.revoked_at "
+            "FROM api_tokens t JOIN users u USING (key) ORDER BY t.id")]
+
+    def live_tokens(self: Store) -> dict[str, str]:
+        """sha256 of each live token -> its user's name."""
+        return dict(self.conn.execute("SELECT t.hash, u.name FROM api_tokens t JOIN users u USING (key) "
+                                      "WHERE t.revoked_at IS NULL"))

@@ -1,0 +1,159 @@
+"""Roles: who may do what, refusals recorded, per-queue roles, API tokens for sdesk serve."""
+
+import json
+import sqlite3
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdesk.errors import ExitCode
+from sdesk.roles import RANK, ROLES, Access
+
+from test_serve import Server
+
+
+def refusals(db):
+    return [json.loads(d) for (d,) in sqlite3.connect(db).execute(
+        "SELECT data FROM events WHERE kind = 'permission_denied' ORDER BY id")]
+
+
+@pytest.fixture
+def desk(cli):
+    cli("--as", "root", "user", "add", "root", "--role", "admin")
+    for name, role in [("vic", "viewer"), ("amy", "agent"), ("pat", "approver")]:
+        cli("--as", "root", "user", "add", name, "--role", role)
+    return cli
+
+
+def test_an_open_desk_lets_everyone_act_as_admin(cli):
+    ticket = cli.new("anyone can work an open desk")
+    cli("--as", "whoever", "ack", str(ticket))
+    cli("--as", "whoever", "runbook", "disable", "--all")
+    assert cli.json("user", "list") == []
+
+
+def test_the_first_user_must_be_an_admin(cli, db_path):
+    r = cli("--as", "root", "user", "add", "bob", "--role", "agent", ok=False)
+    assert r.exit_code == ExitCode.CONFLICT and "first user must be an admin" in r.stderr
+    assert cli.json("user", "list") == []
+
+
+def test_a_viewer_reads_but_changes_nothing_and_the_refusal_is_recorded(desk, db_path):
+    ticket = desk.new("disk full on db-1")
+    before = desk.json("show", str(ticket))
+    assert desk("--as", "vic", "list").exit_code == 0
+    for args in (["ack", str(ticket)], ["comment", str(ticket), "me too"], ["new", "a ticket"],
+                 ["update", str(ticket), "--priority", "P1"]):
+        r = desk("--as", "vic", *args, ok=False)
+        assert r.exit_code == ExitCode.PERMISSION, args
+        assert r.stderr.strip() == "error: permission denied: vic is a viewer; changing the desk needs the agent role"
+    after = desk.json("show", str(ticket))
+    assert after["status"] == before["status"] and after["priority"] == before["priority"]
+    assert after["events"] == before["events"]
+    assert [r["need"] for r in refusals(db_path)] == ["agent"] * 4
+    assert desk("audit", "verify").exit_code == 0
+
+
+def test_only_admins_manage_users_disable_automation_and_silence_broadly(desk, db_path):
+    for actor in ("amy", "pat"):
+        r = desk("--as", actor, "user", "add", "eve", "--role", "admin", ok=False)
+        assert r.exit_code == ExitCode.PERMISSION and "managing users needs the admin role" in r.stderr
+        r = desk("--as", actor, "runbook", "disable", "--all", ok=False)
+        assert r.exit_code == ExitCode.PERMISSION
+        r = desk("--as", actor, "silence", "add", "--match", "alertname=~.+", "--for", "1h", ok=False)
+        assert r.exit_code == ExitCode.PERMISSION and "exact key=value" in r.stderr
+    desk("--as", "amy", "silence", "add", "--match", "alertname=DiskFull", "--for", "1h")
+    desk("--as", "root", "silence", "add", "--match", "alertname=~.+", "--for", "1h")
+    desk("--as", "root", "runbook", "disable", "--all")
+    assert {u["name"] for u in desk.json("user", "list")} == {"root", "vic", "amy", "pat"}
+
+
+def test_names_compare_trimmed_and_case_folded(desk):
+    r = desk("--as", " VIC ", "new", "x", ok=False)
+    assert r.exit_code == ExitCode.PERMISSION
+
+
+def test_someone_not_listed_gets_the_default_role(desk, tmp_path):
+    desk("--as", "stranger", "new", "agents may open tickets")  # agent by default
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "roles.yaml").write_text("default_role: viewer\n")
+    r = desk("--as", "stranger", "new", "now they may not", ok=False)
+    assert r.exit_code == ExitCode.PERMISSION and "not a listed user" in r.stderr
+    (tmp_path / "config" / "roles.yaml").write_text("default_role: boss\n")
+    r = desk("--as", "stranger", "list", ok=False)
+    assert r.exit_code == ExitCode.BAD_INPUT and "unknown role 'boss'" in r.stderr
+
+
+def test_a_role_on_a_queue_applies_to_that_queues_tickets_only(desk, tmp_path):
+    dba = desk.new("slow query", "--queue", "dba")
+    other = desk.new("printer", "--queue", "desk")
+    desk("--as", "root", "user", "add", "vic", "--role", "agent", "--queue", "dba")
+    desk("--as", "vic", "ack", str(dba))
+    assert desk("--as", "vic", "ack", str(other), ok=False).exit_code == ExitCode.PERMISSION
+    article = tmp_path / "a.md"
+    article.write_text("# Disk full\n\nClean /tmp.\n")
+    assert desk("--as", "vic", "kb", "add", str(article), ok=False).exit_code == ExitCode.PERMISSION
+    # And the other way: an agent made a viewer on one queue.
+    desk("--as", "root", "user", "add", "amy", "--role", "viewer", "--queue", "dba")
+    assert desk("--as", "amy", "comment", str(dba), "hi", ok=False).exit_code == ExitCode.PERMISSION
+    desk("--as", "amy", "comment", str(other), "hi")
+
+
+def test_the_last_admin_cannot_leave(desk):
+    for args in (["user", "remove", "root"], ["user", "add", "root", "--role", "agent"]):
+        r = desk("--as", "root", *args, ok=False)
+        assert r.exit_code == ExitCode.CONFLICT and "no admin left" in r.stderr
+    desk("--as", "root", "user", "add", "pat", "--role", "admin")
+    desk("--as", "pat", "user", "remove", "root")
+    assert "root" not in {u["name"] for u in desk.json("user", "list")}
+
+
+def test_api_tokens_map_requests_to_users(desk, db_path):
+    agent_token = desk("--as", "root", "user", "token", "amy", "--label", "alertmanager").stdout.strip()
+    viewer_token = desk("--as", "root", "user", "token", "vic").stdout.strip()
+    assert agent_token.startswith("sdk_") and agent_token not in db_path.read_bytes().decode("latin-1")
+    server = Server(db_path)
+    try:
+        body = json.dumps({"title": "from a script"}).encode()
+        assert server.post("/tickets", body)[0] == 401
+        assert server.post("/tickets", body, {"Authorization": "Bearer sdk_wrong"})[0] == 401
+        status, answer = server.post("/tickets", body, {"Authorization": f"Bearer {viewer_token}"})
+        assert status == 403 and "vic is a viewer" in answer["error"]
+        status, answer = server.post("/tickets", body, {"Authorization": f"Bearer {agent_token}"})
+        assert status == 200
+        [result] = answer["results"]
+        created = desk.json("show", str(result["ticket"]))["events"][0]
+        assert created["actor"] == "amy"
+        [token_id] = [t["id"] for t in desk.json("user", "tokens") if t["user"] == "amy"]
+        desk("--as", "root", "user", "revoke", str(token_id))
+        from test_serve import wait_for
+        wait_for(lambda: server.post("/tickets", body, {"Authorization": f"Bearer {agent_token}"})[0] == 401,
+                 timeout=10, what="the revoked token to be refused")
+    finally:
+        server.stop()
+
+
+def test_approving_needs_an_approver_other_than_the_requester(desk, db_path, tmp_path):
+    config = tmp_path / "config"
+    (config / "runbooks").mkdir(parents=True)
+    (config / "runbooks" / "restart.yaml").write_text(
+        "description: restart\nsteps:\n  - approve: a human looks first\n  - run: [true]\n")
+    ticket = desk.new("needs a restart")
+    run = json.loads(desk("--as", "amy", "runbook", "run", "restart", "--ticket", str(ticket), "--yes", "--json").stdout)
+    r = desk("--as", "amy", "runbook", "approve", str(run["id"]), "--yes", ok=False)
+    assert r.exit_code == ExitCode.PERMISSION and "approver" in r.stderr
+    r = desk("--as", "vic", "runbook", "approve", str(run["id"]), "--yes", ok=False)
+    assert r.exit_code == ExitCode.PERMISSION
+    desk("--as", "pat", "runbook", "approve", str(run["id"]), "--yes")
+    assert desk.json("runbook", "runs", "--ticket", str(ticket))[0]["status"] == "succeeded"
+
+
+@settings(max_examples=200, deadline=None)
+@given(role=st.sampled_from(ROLES), queues=st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(ROLES)),
+       need=st.sampled_from(ROLES), queue=st.sampled_from([None, "a", "b", "c"]))
+def test_a_role_allows_exactly_what_its_rank_reaches(role, queues, need, queue):
+    access = Access("x", role, queues)
+    effective = queues.get(queue, role) if queue else role
+    assert access.allows(need, queue) == (RANK[effective] >= RANK[need])
+    assert access.allows_somewhere(need) == any(RANK[r] >= RANK[need] for r in (role, *queues.values()))
