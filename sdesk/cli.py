@@ -17,7 +17,7 @@ from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
 from .signals import FORMATS, Signal
-from .commands.common import Group, RootGroup, Settings, note, print_json, run_automation, settings_of, store_of
+from .commands.common import RootGroup, Settings, note, print_json, run_automation, settings_of, store_of
 
 if TYPE_CHECKING:
     from .intake import Record
@@ -34,8 +34,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-audit_app = typer.Typer(cls=Group, help="Check the tamper-evident event history.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
 
 RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands.kb", "app"),
                   "change": ("sdesk.commands.work", "change_app"), "problem": ("sdesk.commands.work", "problem_app"),
@@ -47,7 +45,10 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "metrics": ("sdesk.commands.report", "metrics_app"), "csat": ("sdesk.commands.report", "csat_app"),
                   "worklog": ("sdesk.commands.report", "worklog_app"),
                   "postmortem": ("sdesk.commands.report", "postmortem_app"), "tui": ("sdesk.commands.tui", "app"),
-                  "user": ("sdesk.commands.user", "app")}
+                  "user": ("sdesk.commands.user", "app"), "audit": ("sdesk.commands.audit", "app"),
+                  "backup": ("sdesk.commands.data", "backup_app"), "restore": ("sdesk.commands.data", "restore_app"),
+                  "export": ("sdesk.commands.data", "export_app"), "import": ("sdesk.commands.data", "import_app"),
+                  "purge": ("sdesk.commands.data", "purge_app")}
 
 
 def _version(value: bool) -> None:
@@ -570,23 +571,7 @@ def serve(
                rejects=rejects or db.parent / "rejects", severity=severity, options=options)
 
 
-# -- audit and demo --------------------------------------------------------------------------
-
-
-@audit_app.command("verify")
-def audit_verify(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Check the hash chain of every event; exits non-zero at the first altered or deleted one.
-
-    Example: sdesk audit verify
-    """
-    count, head = store_of(ctx).verify_chain()
-    if as_json:
-        print_json({"ok": True, "events": count, "head": head})
-    else:
-        print(f"ok: {count} events, chain intact, head {head[:16]}")
+# -- demo --------------------------------------------------------------------------
 
 
 @app.command()

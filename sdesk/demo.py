@@ -269,7 +269,7 @@ def run_demo(db: Path | None) -> None:
             p1 = store.get_or_raise(ticket_id=checkout)
             tta = clock.parse(p1["acknowledged_at"]) - clock.parse(p1["created_at"])
             ttr = clock.parse(p1["resolved_at"]) - clock.parse(p1["created_at"])
-            events, _ = store.verify_chain()
+            events, _, _ = store.verify_chain()
             by_status = ", ".join(f"{n} {s}" for s, n in store.count_by("status").items())
             out.print(f"\n[bold]Summary[/]: {sum(store.count_by('status').values())} tickets ({by_status}); "
                       f"{store.count_alerts()} alerts and 2 emails came in; repeats were deduplicated.")

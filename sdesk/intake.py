@@ -401,6 +401,8 @@ def _loads_leniently(text: str) -> Any:
         return json.loads(text, parse_constant=str, parse_int=lambda digits: int(digits) if len(digits) < 19 else digits)
     except json.JSONDecodeError as e:
         raise BadInput(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise BadInput("JSON nested too deeply") from None
 
 
 # Monitoring resends a group's payload unchanged until the group changes: a line seen before

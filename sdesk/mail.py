@@ -159,7 +159,7 @@ def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
             data = _payload(part)
             if ctype.startswith("multipart/") or (not data and not filename):
                 continue
-            attachments.append({"name": _text_of(filename) or "(unnamed)", "content_type": ctype, "size": len(data),
+            attachments.append({"name": _safe_name(_text_of(filename)), "content_type": ctype, "size": len(data),
                                 "sha256": hashlib.sha256(data).hexdigest()})
             continue
         text = _decode(_payload(part), part.get_content_charset())
@@ -169,6 +169,13 @@ def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
             markup = text
     body = plain if plain and plain.strip() else html_to_text(markup) if markup else (plain or "")
     return body.strip()[:BODY_MAX], attachments
+
+
+def _safe_name(name: str | None) -> str:
+    """An attachment's file name without folders or control characters: anything that later
+    saves attachments by name must not be steered outside its folder ("../../etc/cron.d/x")."""
+    name = re.sub(r"[\x00-\x1f\x7f]", "", (name or "").replace("\\", "/")).rsplit("/", 1)[-1].strip()
+    return "(unnamed)" if name in ("", ".", "..") else name[:255]
 
 
 def _message_ids(value: str) -> list[str]:

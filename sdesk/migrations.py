@@ -451,6 +451,9 @@ def m010_users(db: Database) -> None:
     db.execute("CREATE TABLE api_tokens (id INTEGER PRIMARY KEY, key TEXT NOT NULL REFERENCES users(key) "
                "ON DELETE CASCADE, label TEXT, hash TEXT NOT NULL UNIQUE, created_by TEXT NOT NULL, "
                "created_at TEXT NOT NULL, revoked_at TEXT)")
+    # What `sdesk purge` leaves of a purged event: its place in the hash chain, so the chain still
+    # verifies (and anchors still check) without the purged ticket's data.
+    db.execute("CREATE TABLE event_tombstones (id INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
 
 
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,

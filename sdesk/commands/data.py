@@ -1,0 +1,182 @@
+"""`sdesk backup`, `restore`, `export`, `import` and `purge`: the desk as files, and retention."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import BadInput, Conflict
+from .common import Group, note, print_json, settings_of, store_of
+
+backup_app = typer.Typer(cls=Group)
+restore_app = typer.Typer(cls=Group)
+export_app = typer.Typer(cls=Group)
+import_app = typer.Typer(cls=Group)
+purge_app = typer.Typer(cls=Group)
+
+
+@backup_app.command("backup")
+def backup(
+    ctx: typer.Context,
+    target: Annotated[Path, typer.Argument(help="The backup file to write.", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
+) -> None:
+    """Copy the live database to FILE, consistent even while other processes write (SQLite's
+    online backup). The copy is integrity-checked before it takes FILE's name.
+
+    Example: sdesk backup /backups/sdesk-$(date +%F).db
+    """
+    from ..desk_file import backup as copy
+
+    if target.exists() and not force:
+        raise Conflict(f"{target} exists: give --force to replace it")
+    store = store_of(ctx)
+    if target.resolve() == store.path.resolve():
+        raise BadInput("the backup must go to another file than the database itself")
+    copy(store.conn, target)
+    note(f"backed up {store.path} to {target} ({target.stat().st_size:,} bytes)")
+
+
+@restore_app.command("restore")
+def restore(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(help="A backup made by sdesk backup.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
+    """Replace the desk's database with a backup, after checking the backup's integrity and
+    audit chain. Admins only; the restore is recorded on the restored chain.
+
+    Example: sdesk restore /backups/sdesk-2026-11-26.db --yes
+    """
+    import shutil
+    import tempfile
+
+    from .. import migrations
+    from ..desk_file import check_file
+    from ..store import Store
+
+    version = check_file(source)
+    if version > migrations.SCHEMA_VERSION:
+        raise BadInput(f"{source}: made by a newer sdesk (schema {version}); upgrade sdesk")
+    settings = settings_of(ctx)
+    store = settings.store()
+    store.require(settings.actor, "admin", "restoring a backup")
+    # A copy is opened, never the backup itself: opening migrates an older schema and sets WAL.
+    with tempfile.TemporaryDirectory(prefix="sdesk-restore-") as folder:
+        copy = Path(folder) / "backup.db"
+        shutil.copyfile(source, copy)
+        with Store(copy) as backup:
+            events, head, _ = backup.verify_chain()  # refuses a backup whose history was altered
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise BadInput("restore replaces the whole desk: give --yes")
+                typer.confirm(f"Replace {store.path} with {source} ({events} events)?", abort=True)
+            backup.conn.backup(store.conn)
+    store.record(settings.actor, "restored", {"from": str(source), "events": events, "head": head})
+    note(f"restored {store.path} from {source}: {events} events, chain intact")
+
+
+@export_app.command("export")
+def export(
+    ctx: typer.Context,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines (the only format, and the default).")] = True,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="Only rows changed since: 30d, 12h, or an ISO time (such an export does not import).",
+        show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file (default: stdout).",
+                                                show_default=False)] = None,
+) -> None:
+    """Export the whole desk losslessly as JSON lines: tickets, events, alerts, KB with
+    revisions, CMDB, runbook runs, users, everything. `sdesk import` loads it into an empty
+    database; exporting that again gives the same bytes.
+
+    Example: sdesk export --jsonl > desk.jsonl
+    """
+    from .. import clock, migrations
+    from ..desk_file import export_lines, write_lines
+    from .report import _when
+
+    store = store_of(ctx)
+    lines = export_lines(store.conn, migrations.SCHEMA_VERSION, clock.iso(_when(since, "--since")) if since else None)
+    store.conn.execute("BEGIN")  # one read snapshot, whatever others write meanwhile
+    try:
+        if out is None:
+            n = write_lines(lines, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:  # written aside and renamed: a failed export leaves no partial file under the name
+            partial = out.with_name(f".{out.name}.partial")
+            try:
+                with partial.open("wb") as f:
+                    n = write_lines(lines, f)
+                partial.replace(out)
+            except OSError as e:
+                raise BadInput(f"cannot write {out}: {e.strerror}") from None
+            finally:
+                partial.unlink(missing_ok=True)
+    finally:
+        store.conn.execute("COMMIT")
+    note(f"exported {n - 1:,} rows" + (f" to {out}" if out else ""))
+
+
+@import_app.command("import")
+def import_(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(help="An export made by sdesk export (- for stdin).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows imported per table as JSON.")] = False,
+) -> None:
+    """Load an export into an empty desk, in one transaction: its foreign keys and audit chain
+    must check, or nothing is imported.
+
+    Example: sdesk --db new.db import desk.jsonl
+    """
+    from .. import migrations
+    from ..desk_file import import_lines
+
+    settings = settings_of(ctx)
+    store = settings.store()
+    store.require(settings.actor, "admin", "importing a desk")
+    try:
+        stream = sys.stdin.buffer if str(source) == "-" else source.open("rb")
+    except OSError as e:
+        raise BadInput(f"cannot open {source}: {e.strerror}") from None
+    with stream:
+        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify_chain)
+    if as_json:
+        print_json(counts)
+    note(f"imported {sum(counts.values()):,} rows into {store.path}; audit chain intact")
+
+
+@purge_app.command("purge")
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[str, typer.Option("--older-than", help="Retention: 365d, 52w.", show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would go.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Delete tickets closed before the retention period, with their events, alerts, runs and
+    mail. The audit chain still verifies: each purged event keeps its place (id and hashes),
+    and a `purged` event records what went and the chain's head at that point. Admins only.
+
+    Example: sdesk purge --older-than 365d --dry-run
+    """
+    from ..store_audit import parse_age
+
+    settings = settings_of(ctx)
+    store = settings.store()
+    before = parse_age(older_than)
+    if not dry_run and not yes:
+        counted = store.purge(before=before, dry_run=True, actor=settings.actor)
+        if not counted["tickets"]:
+            dry_run = True
+        elif not sys.stdin.isatty():
+            raise BadInput("purge deletes tickets for good: give --yes (or look first with --dry-run)")
+        else:
+            typer.confirm(f"Delete {counted['tickets']} tickets closed before {before}?", abort=True)
+    summary = store.purge(before=before, dry_run=dry_run, actor=settings.actor)
+    if as_json:
+        print_json(summary)
+    else:
+        verb = "would purge" if summary["dry_run"] else "purged"
+        print(f"{verb} {summary['tickets']} tickets closed before {before} ({summary['events']} events)")

@@ -1,0 +1,179 @@
+"""The audit trail: verifying the hash chain, reading it, anchoring it, and purging old tickets
+without breaking it.
+
+Every event's hash covers the previous hash and its own row (store.event_hash). `sdesk purge`
+deletes closed tickets past retention with their events, keeping each purged event's place in
+the chain (id, previous hash, hash) as a tombstone, and appends a `purged` event that names
+the event ids it tombstoned. The chain then still verifies from the first event to the last,
+and an anchor taken before the purge still checks against the tombstone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import clock
+from .errors import AuditBroken, BadInput
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def ranges(ids: list[int]) -> list[list[int]]:
+    """Sorted ids as [first, last] runs: what a purge names, compactly."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
+
+
+def _within(ranges_: list[list[int]], i: int) -> bool:
+    import bisect
+
+    at = bisect.bisect_right(ranges_, [i, float("inf")]) - 1
+    return at >= 0 and ranges_[at][0] <= i <= ranges_[at][1]
+
+
+class AuditStore:
+    def verify_chain(self: Store) -> tuple[int, str, int]:
+        """Check every event against the chain: (events checked, head hash, tombstones passed);
+        raises AuditBroken naming the first event altered, inserted or deleted."""
+        from .store import GENESIS, event_hash
+
+        claimed = sorted(r for (data,) in self.conn.execute("SELECT data FROM events WHERE kind = 'purged'")
+                         for r in orjson.loads(data).get("event_ranges", []))
+        prev, expected_id, count, tombstones = GENESIS, 1, 0, 0
+        for event_id, ticket_id, at, actor, kind, data, prev_hash, stored in self._chain():
+            if event_id != expected_id:
+                raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
+            if prev_hash != prev:
+                raise AuditBroken(f"audit chain broken at event {event_id}: it does not follow event {event_id - 1}")
+            if kind is None:  # a tombstone: its hash is taken as recorded, if a purge names it
+                if not _within(claimed, event_id):
+                    raise AuditBroken(f"audit chain broken: event {event_id} was deleted without a purge record")
+                tombstones += 1
+            elif event_hash(prev, event_id, ticket_id, at, actor, kind, data) != stored:
+                raise AuditBroken(f"audit chain broken at event {event_id}: its row was altered")
+            else:
+                count += 1
+            prev, expected_id = stored, expected_id + 1
+        seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        if seq and seq[0] >= expected_id:
+            raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
+        return count, prev, tombstones
+
+    def _chain(self: Store) -> Iterator[tuple]:
+        """Events and tombstones in id order (a tombstone's kind is None)."""
+        events = self.conn.execute("SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash FROM events ORDER BY id")
+        if self.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
+            yield from events
+            return
+        import heapq
+
+        tombstones = self.conn.execute(
+            "SELECT id, NULL, NULL, NULL, NULL, NULL, prev_hash, hash FROM event_tombstones ORDER BY id")
+        yield from heapq.merge(events, tombstones, key=lambda row: row[0])
+
+    def chain_hash(self: Store, event_id: int) -> str | None:
+        """The hash of event `event_id` (or of its tombstone)."""
+        row = self.conn.execute("SELECT hash FROM events WHERE id = ? UNION ALL "
+                                "SELECT hash FROM event_tombstones WHERE id = ?", (event_id, event_id)).fetchone()
+        return row[0] if row else None
+
+    def anchor(self: Store) -> dict[str, Any]:
+        """The chain's head, for an outside system to keep: proof of the history up to now."""
+        row = self.conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        return {"event": row[0] if row else 0, "hash": row[1] if row else None, "at": clock.now_iso()}
+
+    def audit_log(self: Store, *, actor: str | None = None, since: str | None = None, kind: str | None = None,
+                  ticket_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest `limit` events that match, oldest first."""
+        where, args = [], []
+        for column, value in (("actor", actor), ("kind", kind), ("ticket_id", ticket_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since:
+            where.append("at >= ?")
+            args.append(since)
+        sql = (f"SELECT id, ticket_id, at, actor, kind, data FROM events {'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY id DESC LIMIT ?")
+        rows = self.conn.execute(sql, (*args, limit)).fetchall()
+        return [{**dict(r), "data": orjson.loads(r["data"])} for r in reversed(rows)]
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def purge(self: Store, *, before: str, dry_run: bool, actor: str) -> dict[str, Any]:
+        """Delete the tickets closed before `before`, with everything that hangs off them, and
+        tombstone their events (see the module's docstring). A ticket another kept ticket
+        points to (as parent or problem) is kept. With dry_run, only counts."""
+        with self._write(actor, "admin", "purging tickets") as tx:
+            conn = tx.conn
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids (id INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM purge_ids")
+            conn.execute("INSERT INTO purge_ids SELECT id FROM tickets WHERE status = 'closed' AND closed_at < ?",
+                         (before,))
+            while conn.execute(  # keep what a kept ticket points to, until nothing changes
+                    "DELETE FROM purge_ids WHERE id IN (SELECT parent_id FROM tickets WHERE id NOT IN purge_ids "
+                    "UNION SELECT problem_id FROM tickets WHERE id NOT IN purge_ids)").rowcount:
+                pass
+            tickets = [r[0] for r in conn.execute("SELECT id FROM purge_ids ORDER BY id")]
+            events = [r[0] for r in conn.execute(
+                "SELECT id FROM events WHERE ticket_id IN purge_ids ORDER BY id")]
+            head = self.anchor()
+            summary = {"before": before, "tickets": len(tickets), "events": len(events), "dry_run": dry_run,
+                       "ticket_ranges": ranges(tickets), "event_ranges": ranges(events),
+                       "head_before": {"event": head["event"], "hash": head["hash"]}}
+            if dry_run or not tickets:
+                conn.execute("DELETE FROM purge_ids")
+                return summary
+            self._delete_purged(conn)
+            tx.event(None, "purged", {k: v for k, v in summary.items() if k != "dry_run"})
+        return summary
+
+    @staticmethod
+    def _delete_purged(conn: sqlite3.Connection) -> None:
+        """Every row that refers to a ticket in purge_ids (found from the schema's foreign keys,
+        so a table added later is covered), then the tickets; events become tombstones."""
+        conn.execute("INSERT INTO event_tombstones SELECT id, prev_hash, hash FROM events WHERE ticket_id IN purge_ids")
+        triggers = [sql for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'")]
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"):
+            conn.execute(f'DROP TRIGGER "{name}"')
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        refs = {t: [(fk[2], fk[3], fk[4]) for fk in conn.execute(f'PRAGMA foreign_key_list("{t}")')] for t in tables}
+        for table, keys in refs.items():
+            for target, column, _ in keys:
+                if target != "tickets" or table == "tickets":
+                    continue
+                for child, child_keys in refs.items():  # rows that hang off these rows
+                    for child_target, child_column, parent_column in child_keys:
+                        if child_target == table and child != "tickets":
+                            conn.execute(f'DELETE FROM "{child}" WHERE "{child_column}" IN '
+                                         f'(SELECT "{parent_column or "rowid"}" FROM "{table}" WHERE "{column}" IN purge_ids)')
+                conn.execute(f'DELETE FROM "{table}" WHERE "{column}" IN purge_ids')
+        conn.execute("DELETE FROM tickets WHERE id IN purge_ids")
+        for sql in triggers:
+            conn.execute(sql)
+        conn.execute("DELETE FROM purge_ids")
+
+
+def parse_age(text: str) -> str:
+    """`365d`, `52w`, `12h` back from now, as an ISO time."""
+    from datetime import timedelta
+
+    units = {"h": "hours", "d": "days", "w": "weeks"}
+    value, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not value.isdigit():
+        raise BadInput(f"--older-than {text!r}: expected a number of days, weeks or hours (365d, 52w, 12h)")
+    try:
+        return clock.iso(clock.now() - timedelta(**{units[unit]: int(value)}))
+    except OverflowError:
+        raise BadInput(f"--older-than {text!r}: too long ago") from None
