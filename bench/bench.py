@@ -412,6 +412,34 @@ def measure_alertmanager_stream(size: int, db: Path, alerts: int, config: Path |
                       ["--jsonl", "--format", "alertmanager"], write, config)
 
 
+def measure_trust(size: int, db: Path, rounds: int = 3, export: bool = True) -> list[dict]:
+    """Issue 10's commands on a copy of the store: verify the chain, back up, export and import
+    (export only for stores small enough to write a whole JSON copy of in a bench run)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "copy.db"
+        with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)
+        env = {**ENV, "SDESK_DB": str(copy), "SDESK_USER": "bench"}
+        steps = {"audit verify --json": lambda n: sdesk("audit", "verify", "--json"),
+                 "backup FILE": lambda n: sdesk("backup", str(Path(tmp) / f"b{n}.db")),
+                 "purge --older-than 365d --dry-run": lambda n: sdesk("purge", "--older-than", "365d", "--dry-run")}
+        if export:
+            steps["export --jsonl --out FILE"] = lambda n: sdesk("export", "--out", str(Path(tmp) / f"e{n}.jsonl"))
+            steps["import FILE (into an empty desk)"] = lambda n: sdesk(
+                "--db", str(Path(tmp) / f"i{n}.db"), "import", str(Path(tmp) / f"e{n}.jsonl"))
+        for name, argv in steps.items():
+            walls, peak = [], 0.0
+            for n in range(rounds):
+                wall, rss = run(argv(n), env)
+                walls.append(wall)
+                peak = max(peak, rss)
+                for leftover in Path(tmp).glob(f"[bi]{n}.db*"):
+                    leftover.unlink()  # keep the disk use to one copy at a time
+            rows.append({"size": size, "command": name, "ms": statistics.median(walls) * 1000, "MiB": peak})
+    return rows
+
+
 def realistic_rules(n: int) -> str:
     """`n` rules shaped like a big desk's: half keyed on an alert name, the rest on services,
     title patterns, words, thresholds and combinations."""
@@ -593,6 +621,8 @@ def main() -> None:
             stores[size], ["runbook", "run", "clean-tmp", "--ticket", disk, "-p", f"folder={scratch}", "--dry-run", "--json"],
             DESK)
         extra[size, "runbook runs --json"] = (stores[size], ["runbook", "runs", "--json"], DESK)
+        extra[size, "user list --json"] = (stores[size], ["user", "list", "--json"])
+        extra[size, "audit log --json (latest 50)"] = (stores[size], ["audit", "log", "--json"])
         history = STORES / f"history{size}.db"
         extra[size, "report (30 days of a 2-year history)"] = (history, ["report"], DESK)
         extra[size, "report --json (30 days)"] = (history, ["report", "--json"], DESK)
@@ -606,6 +636,7 @@ def main() -> None:
         rows.append(measure_alertmanager_stream(size, db, args.jsonl_lines, DESK))
         rows.append(measure_mbox(size, db, 2000))
         rows.append(measure_serve(size, db, 3000))
+        rows += measure_trust(size, db, export=size <= 100_000)
     new_ms = {r["size"]: r["ms"] for r in rows if r["command"] == "new"}
     print(f"{'store':>10}  {'command':<52} {'median':>9} {'x F':>6} {'peak':>8}")
     for r in rows:

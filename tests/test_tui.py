@@ -115,6 +115,25 @@ async def test_what_the_state_does_not_allow_is_a_notification_and_nothing_chang
 
 
 @pilot_test
+async def test_the_tui_honours_roles(db_path):
+    [ticket] = tickets(db_path, 1)
+    with Store(db_path) as store:
+        store.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.user_add("vic", role="viewer", team=None, queue=None, actor="root")
+    app = make_app(db_path, "vic", poll=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 1)
+        before = status_of(db_path, ticket)
+        await pilot.press("a")  # acknowledge
+        await settle(pilot, app)
+        messages = [n.message for n in app._notifications]
+        assert any("vic is a viewer" in m for m in messages), messages
+        assert status_of(db_path, ticket) == before
+    with Store(db_path) as store:
+        assert [e["actor"] for e in store.audit_log(kind="permission_denied")] == ["vic"]
+
+
+@pilot_test
 async def test_the_filter_bar_and_views(db_path):
     tickets(db_path, 6)
     app = make_app(db_path, "alice", poll=0.2)
