@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import clock
+from .errors import PermissionDenied
 from .intake import parse_jsonl
 from .lifecycle import ref
 from .store import Store
@@ -115,6 +116,10 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
         run = start(store, prepared, actor="alice", dry_run=False, echo=echo)
         say(f"alice runs it for real: run {run['id']} checks the folder, then waits for approval by someone else")
         clock.set_override(clock.now() + timedelta(minutes=2))
+        try:
+            resume(store, runbook, run["id"], actor="alice", echo=echo)
+        except PermissionDenied:
+            say(f"alice cannot approve her own run {run['id']}: an approver other than the requester must")
         done = resume(store, runbook, run["id"], actor="dave", echo=echo)
         left = sorted(p.name for p in Path(scratch).iterdir())
         say(f"dave approves run {run['id']}: the 3 old files are deleted ({', '.join(left)} is kept) and "
@@ -164,6 +169,11 @@ def run_demo(db: Path | None) -> None:
             at(-60)
             summary = _load_estate(store)
             say(f"the desk knows its estate: {summary}")
+            for name, role in (("alice", "admin"), ("dave", "approver"), ("bob", "agent"), ("carol", "agent"),
+                               ("sam", "agent"), ("guest", "viewer")):
+                store.user_add(name, role=role, team=None, queue=None, actor="alice")
+            say("alice sets up the desk's users: herself as admin, dave as approver, bob, carol and sam as agents, "
+                "guest as a viewer (anyone else: agent)")
             at(-18)
             store.change_add(title="Deploy checkout-api 2026.11.3", ci="checkout-api", start=clock.now_iso(), end=None,
                              risk="medium", status="completed", actor="ci-bot")
@@ -176,6 +186,10 @@ def run_demo(db: Path | None) -> None:
             _load(store, "repeats.jsonl")
             say(f"the checkout alert fires twice more: {ref(checkout)} counts 3 occurrences, no new tickets")
             at(4)
+            try:
+                store.move(ticket_id=checkout, action="ack", actor="guest")
+            except PermissionDenied as e:
+                say(f"guest tries to acknowledge {ref(checkout)}: refused and recorded ({e})")
             store.move(ticket_id=checkout, action="ack", actor="alice")
             at(6)
             store.link(ticket_id=pay_hangs, parent_id=checkout, actor="sam")
