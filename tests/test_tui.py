@@ -73,10 +73,13 @@ async def test_the_queue_opens_sorted_and_a_ticket_is_worked_end_to_end(db_path)
         assert status_of(db_path, ids[1])["status"] == "new"
         with Store(db_path) as store:
             assert store.events(ticket_id=ids[1])[-1]["data"]["text"] == "rolled back"
-        await pilot.press("r", *"restarted the pod", "enter", *"fixed", "enter")
+        await pilot.press("r", *"restarted the pod", "enter", *"fixed", "enter", "y", "enter")
         await settle(pilot, app)
         t = status_of(db_path, ids[1])
         assert t["status"] == "resolved" and t["resolution"] == "restarted the pod" and t["resolution_code"] == "fixed"
+        with Store(db_path) as store:  # and the KB draft asked for, linked to it
+            [draft] = store.kb_linked(ids[1])
+            assert "restarted the pod" in store.kb_get(draft["id"])["body"]
         await pilot.press("C", "5", "enter")
         await settle(pilot, app)
         await pilot.press("o")
@@ -105,13 +108,52 @@ async def test_what_the_state_does_not_allow_is_a_notification_and_nothing_chang
         await settle(pilot, app, 1)
         before = status_of(db_path, ticket)
         await pilot.press("o")  # reopen a new ticket
-        await pilot.press("r", "enter", "enter")  # an empty resolution
+        await pilot.press("r", "enter", "enter", "enter")  # an empty resolution
         await pilot.press("P", *"P9", "enter")
         await settle(pilot, app)
         messages = [n.message for n in app._notifications]
         assert any("reopen" in m for m in messages) and any("a value is required" in m for m in messages)
         assert any("'P9' is not P1-P4" in m for m in messages)
         assert status_of(db_path, ticket) == before
+
+
+@pilot_test
+async def test_every_binding_is_in_the_key_bar(db_path):
+    from sdesk.tui.app import ACTION_BINDINGS
+    from sdesk.tui.keybar import KeyBar
+
+    tickets(db_path, 1)
+    app = make_app(db_path, "alice", poll=5)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot, app, 1)
+        queue_keys = str(app.screen.query_one(KeyBar).render())
+        for shown in ("j Down", "k Up", "g Top", "G Bottom", "⏎ Open", "/ Filter", "? Help", "q Quit",
+                      "1 open queue", "6 breaching", "K KB", "O On call", "D Dashboard"):
+            assert shown in queue_keys, (shown, queue_keys)
+        assert "Focus Next" not in queue_keys
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert isinstance(app.screen, TicketScreen)
+        ticket_keys = str(app.screen.query_one(KeyBar).render())
+        for binding in ACTION_BINDINGS:
+            assert f"{binding.key} {binding.description}" in ticket_keys, (binding.key, ticket_keys)
+        assert "esc Back" in ticket_keys
+
+
+@pilot_test
+async def test_start_and_escalate_by_key(db_path):
+    [ticket] = tickets(db_path, 1)
+    app = make_app(db_path, "alice", poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 1)
+        await pilot.press("e")  # no oncall.yaml: no policy to escalate by
+        await settle(pilot, app)
+        assert any("no escalation policy covers it" in n.message for n in app._notifications)
+        assert status_of(db_path, ticket)["escalation_level"] == 0
+        await pilot.press("s")
+        await settle(pilot, app)
+        t = status_of(db_path, ticket)
+        assert t["status"] == "in_progress" and t["assignee"] == "alice"
 
 
 @pilot_test

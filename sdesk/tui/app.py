@@ -18,23 +18,22 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 
 from ..errors import SdeskError
 from ..lifecycle import ref
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
+from .keybar import KeyBar
 from .screens import Page
 
 PAGE = 100  # rows a page of the queue loads
 POLL_SECONDS = 2.0
 
-# The footer shows the everyday keys; ? lists them all (a footer of every key costs a ticket's
-# screen a third of a second to lay out).
-ACTION_BINDINGS = [Binding(key, f"ticket_action('{action}')", label, show=show) for key, action, label, show in (
-    ("a", "ack", "Ack", True), ("s", "start", "Start", False), ("c", "comment", "Comment", True),
-    ("A", "assign", "Assign", True), ("r", "resolve", "Resolve", True), ("o", "reopen", "Reopen", False),
-    ("P", "priority", "Priority", False), ("e", "escalate", "Escalate", False), ("L", "link", "Link", False),
-    ("C", "csat", "CSAT", False), ("R", "runbook", "Runbook", True), ("Q", "queue", "Queue", False))]
+ACTION_BINDINGS = [Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
+    ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
+    ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
+    ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"), ("R", "runbook", "Runbook"),
+    ("Q", "queue", "Queue"))]
 
 VIEWS = {  # key -> (name, filter text)
     "1": ("open queue", ""),
@@ -95,11 +94,26 @@ class SdeskApp(App):
         self.push_screen(HelpScreen())
 
     def open_ticket(self, ticket_id: int, closed: Callable[[Any], None]) -> None:
-        """One ticket screen, made once and shown again for each ticket: composing a new screen
-        costs more than the ticket itself."""
+        """The ticket's screen, once its data is read: it is then laid out and drawn once, not
+        once empty and again filled. One ticket screen is made and shown again for each ticket,
+        since composing a new screen costs more than the ticket itself."""
+        self._fetch_ticket(ticket_id, closed)
+
+    @work(thread=True, exclusive=True, group="open-ticket")
+    def _fetch_ticket(self, ticket_id: int, closed: Callable[[Any], None]) -> None:
+        try:
+            with self.store() as store:
+                data = ticket_data(store, ticket_id, self.sla_config())
+        except SdeskError as e:
+            self.call_from_thread(self.notify, str(e), severity="error")
+            return
+        self.call_from_thread(self._show_ticket, ticket_id, data, closed)
+
+    def _show_ticket(self, ticket_id: int, data: Any, closed: Callable[[Any], None]) -> None:
         if not self.is_screen_installed("ticket"):
             self.install_screen(TicketScreen(ticket_id), "ticket")
-        self.get_screen("ticket").ticket_id = ticket_id
+        screen = self.get_screen("ticket")
+        screen.ticket_id, screen.ready = ticket_id, data
         self.push_screen("ticket", closed)
 
     def action_screen(self, name: str) -> None:
@@ -154,7 +168,7 @@ class QueueScreen(Screen):
         yield Input(placeholder="filter: p:P1 q:dba a:me s:waiting service:x t:tag all words...", id="filter")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="queue")
         yield Label("", id="status")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -412,22 +426,21 @@ class TicketScreen(Page):
     def __init__(self, ticket_id: int):
         super().__init__()
         self.ticket_id = ticket_id
+        self.ready: Any = None  # the ticket's data, read before the screen is shown
 
     def on_mount(self) -> None:
-        pass  # shown (and loaded) by on_screen_resume, each time
+        pass  # drawn by on_screen_resume, each time
 
     def on_screen_resume(self) -> None:
-        self.query_one("#ticket", Static).update("loading...")
+        if self.ready is None:  # back from a screen opened from here: read it again
+            self.load()
+            return
+        data, self.ready = self.ready, None
         self.query_one(VerticalScroll).scroll_home(animate=False)
-        self.load()
+        self._show(data)
 
     def fetch(self, store: Any) -> Any:
-        t = store.get_or_raise(ticket_id=self.ticket_id)
-        children = store.children(ticket_id=self.ticket_id)
-        return (t, store.events(ticket_id=self.ticket_id), children, store.context(ticket_id=self.ticket_id),
-                store.kb_linked(self.ticket_id), store.why(ticket_id=self.ticket_id), store.runs(ticket_id=self.ticket_id),
-                store.ticket_alerts([self.ticket_id, *(c["id"] for c in children)]),
-                _sla_left(store, self.app.sla_config(), [t], detail=True).get(t["id"]))
+        return ticket_data(store, self.ticket_id, self.app.sla_config())
 
     def draw(self, data: Any) -> None:
         from ..render import console, print_ticket, print_why
@@ -451,6 +464,16 @@ class TicketScreen(Page):
         ticket_action(self.app, self.ticket_id, action, self.load)
 
 
+def ticket_data(store: Any, ticket_id: int, sla: Any) -> tuple:
+    """What the ticket screen shows, read in one go (TicketScreen.draw)."""
+    t = store.get_or_raise(ticket_id=ticket_id)
+    children = store.children(ticket_id=ticket_id)
+    return (t, store.events(ticket_id=ticket_id), children, store.context(ticket_id=ticket_id),
+            store.kb_linked(ticket_id), store.why(ticket_id=ticket_id), store.runs(ticket_id=ticket_id),
+            store.ticket_alerts([ticket_id, *(c["id"] for c in children)]),
+            _sla_left(store, sla, [t], detail=True).get(t["id"]))
+
+
 # -- actions ----------------------------------------------------------------------------------------
 
 
@@ -472,7 +495,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
     prompts = {
         "comment": ("Comment", ["text"]),
         "assign": ("Assign to", ["user"]),
-        "resolve": ("Resolve", ["what fixed it", "code (optional)"]),
+        "resolve": ("Resolve", ["what fixed it", "code (optional)", "draft a KB article from it? y/N"]),
         "priority": ("Priority", ["P1, P2, P3 or P4"]),
         "queue": ("Move to queue", ["queue"]),
         "link": ("Link under parent", ["parent ticket (42 or SD-42)"]),
@@ -519,6 +542,11 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
         return lambda s: s.move(ticket_id=ticket, action="assign", assignee=first, actor=actor)
     if action == "resolve":
         code = values[1].strip() or None
+        draft = values[2].strip().lower()
+        if draft not in ("", "y", "yes", "n", "no"):
+            raise BadInput(f"resolve: draft a KB article? answer y or n, not {values[2].strip()!r}")
+        if draft.startswith("y"):
+            return lambda s: s.resolve_with_draft(ticket, resolution=first, code=code, actor=actor)
         return lambda s: s.move(ticket_id=ticket, action="resolve", resolution=first, code=code, actor=actor)
     if action == "priority":
         if first.upper() not in Priority.__members__:

@@ -14,10 +14,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Log, Static
+from textual.widgets import DataTable, Header, Input, Log, Static
 
 from ..errors import SdeskError
 from ..lifecycle import ref
+from .keybar import KeyBar
 
 
 def _printed(width: int, draw: Callable[[Any], None]) -> Text:
@@ -40,7 +41,7 @@ class Page(Screen):
         yield Header()
         with VerticalScroll():
             yield Static("loading...", id=self.PAGE_ID)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = self.TITLE
@@ -137,7 +138,7 @@ class KbScreen(Screen):
         yield Header()
         yield Input(placeholder="search the KB: words (all of them; any, when no article has all)", id="query")
         yield DataTable(cursor_type="row", id="results")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = "knowledge base"
@@ -207,7 +208,7 @@ class RunbookScreen(Screen):
         yield Header()
         yield Static("", id="plan")
         yield Log(id="log", highlight=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = f"runbook {self.runbook} on {ref(self.ticket_id)}"
