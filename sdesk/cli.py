@@ -568,7 +568,8 @@ def serve(
     settings.close()
     severity, options = settings.intake_options()
     server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
-               rejects=rejects or db.parent / "rejects", severity=severity, options=options)
+               rejects=rejects or db.parent / "rejects", severity=severity, options=options,
+               default_role=settings.default_role())
 
 
 # -- demo --------------------------------------------------------------------------

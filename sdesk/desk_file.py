@@ -38,7 +38,13 @@ def _value(v: Any) -> Any:
 
 
 def _unvalue(v: Any) -> Any:
-    return base64.b64decode(v["$base64"]) if isinstance(v, dict) else v
+    if isinstance(v, dict):
+        if set(v) != {"$base64"}:
+            raise ValueError("not a value")
+        return base64.b64decode(v["$base64"], validate=True)  # binascii.Error is a ValueError
+    if isinstance(v, list):
+        raise ValueError("not a value")
+    return v
 
 
 def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None) -> Iterator[bytes]:
@@ -83,7 +89,7 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
     pending: dict[str, list[tuple]] = {}
     statements: dict[str, str] = {}
     sequences: list[tuple[str, int]] = []
-    tables = set(_tables(conn))
+    tables = {t: {r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')} for t in _tables(conn)}
     conn.execute("PRAGMA foreign_keys = OFF")  # only outside a transaction; checked at the end
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -97,25 +103,29 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
         if header.get("schema") != schema:
             raise BadInput(f"this export is of schema {header.get('schema')}, this sdesk writes {schema}: "
                            "export again with this version of sdesk")
+        columns: dict[str, tuple[str, ...]] = {}
         for number, line in enumerate(lines, start=2):
             record = _json(line, number)
-            if "sequence" in record:
+            if isinstance(record, dict) and set(record) == {"sequence", "seq"}:
+                if not isinstance(record["sequence"], str) or type(record["seq"]) is not int:
+                    raise BadInput(f"line {number}: a sequence needs a table name and a whole number")
                 sequences.append((record["sequence"], record["seq"]))
                 continue
-            table = record.get("table")
-            if table not in tables or not isinstance(record.get("row"), dict):
-                raise BadInput(f"line {number}: not a row of a known table")
-            row = record["row"]
-            rowid = ("rowid",) if "rowid" in record else ()
+            table, values = _row(record, number, tables)
+            names = ("rowid", *record["row"]) if "rowid" in record else tuple(record["row"])
             if table not in statements:
                 _flush(conn, pending, statements)
-                names = ", ".join(f'"{c}"' for c in (*rowid, *row))
-                statements[table] = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * (len(row) + len(rowid)))})'
-            pending.setdefault(table, []).append((*(record[k] for k in rowid), *map(_unvalue, row.values())))
+                columns[table] = names
+                quoted = ", ".join(f'"{name}"' for name in names)  # checked against the schema by _row
+                statements[table] = f'INSERT INTO "{table}" ({quoted}) VALUES ({", ".join("?" * len(names))})'
+            elif names != columns[table]:
+                raise BadInput(f"line {number}: a row of {table} with other columns than its first")
+            pending.setdefault(table, []).append(values)
             counts[table] = counts.get(table, 0) + 1
             if len(pending[table]) >= BATCH:
                 _flush(conn, pending, statements)
         _flush(conn, pending, statements)
+        _check_imported(conn, sequences)
         # Inserting with AUTOINCREMENT made rows here; the export's counters replace them (ids
         # once used and deleted are never given again).
         conn.execute("DELETE FROM sqlite_sequence")
@@ -131,6 +141,40 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
     finally:
         conn.execute("PRAGMA foreign_keys = ON")
     return counts
+
+
+def _row(record: Any, number: int, tables: dict[str, set[str]]) -> tuple[str, tuple]:
+    """A row line's table and values (rowid first, when it has one), or why it is not one."""
+    if not isinstance(record, dict) or record.get("table") not in tables or not isinstance(record.get("row"), dict) \
+            or set(record) - {"table", "rowid", "row"}:
+        raise BadInput(f"line {number}: not a row of a table of this desk")
+    unknown = set(record["row"]) - tables[record["table"]]
+    if unknown:
+        raise BadInput(f"line {number}: {record['table']} has no column {sorted(unknown)[0]!r}")
+    rowid = record.get("rowid")
+    if "rowid" in record and type(rowid) is not int:
+        raise BadInput(f"line {number}: its rowid is not a whole number")
+    try:
+        values = tuple(map(_unvalue, record["row"].values()))
+    except (KeyError, ValueError, TypeError):
+        raise BadInput(f"line {number}: a value is neither JSON text, a number nor {{\"$base64\": ...}}") from None
+    return record["table"], ((rowid,) if "rowid" in record else ()) + values
+
+
+def _check_imported(conn: sqlite3.Connection, sequences: list[tuple[str, int]]) -> None:
+    """What the rows alone do not show: roles this sdesk knows, and id counters beyond every id."""
+    from .roles import RANK
+
+    for (role,) in conn.execute("SELECT role FROM users UNION SELECT role FROM user_queue_roles"):
+        if role not in RANK:
+            raise BadInput(f"the export gives a user the unknown role {role!r}")
+    for name, seq in sequences:
+        try:
+            top = conn.execute(f'SELECT max(rowid) FROM "{name}"').fetchone()[0]
+        except sqlite3.Error:
+            raise BadInput(f"the export has an id counter for {name!r}, which is not a table") from None
+        if top is not None and seq < top:
+            raise BadInput(f"the export's id counter for {name} ({seq}) is below its highest id ({top})")
 
 
 def _flush(conn: sqlite3.Connection, pending: dict[str, list[tuple]], statements: dict[str, str]) -> None:
@@ -172,26 +216,29 @@ def backup(conn: sqlite3.Connection, target: Path) -> None:
         raise
 
 
-def check_file(path: Path) -> int:
-    """That `path` is an intact SQLite database of sdesk; returns its schema version."""
+def check_file(path: Path, shown: Path | None = None) -> int:
+    """That `path` is an intact SQLite database of sdesk; returns its schema version. `path` is
+    a file of our own (a backup being written, a copy of one being restored): it is opened as
+    it is, by name, with no URI parsing of its characters. Errors name `shown` (the user's file)."""
+    shown = shown or path
     if not path.is_file():
-        raise BadInput(f"{path}: no such file")
+        raise BadInput(f"{shown}: no such file")
     try:
         with open(path, "rb") as f:
             if f.read(16) != b"SQLite format 3\x00":
-                raise BadInput(f"{path}: not an SQLite database")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                raise BadInput(f"{shown}: not an SQLite database")
+        conn = sqlite3.connect(path)
         try:
             result = conn.execute("PRAGMA integrity_check").fetchone()[0]
             if result != "ok":
-                raise BadInput(f"{path}: failed its integrity check: {result}")
+                raise BadInput(f"{shown}: failed its integrity check: {result}")
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
-                raise BadInput(f"{path}: not an sdesk database (no events table)")
+                raise BadInput(f"{shown}: not an sdesk database (no events table)")
             return conn.execute("PRAGMA user_version").fetchone()[0]
         finally:
             conn.close()
     except sqlite3.Error as e:
-        raise BadInput(f"{path}: {e}") from None
+        raise BadInput(f"{shown}: {e}") from None
 
 
 def write_lines(lines: Iterable[bytes], out: IO[bytes]) -> int:

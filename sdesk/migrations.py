@@ -453,7 +453,8 @@ def m010_users(db: Database) -> None:
                "created_at TEXT NOT NULL, revoked_at TEXT)")
     # What `sdesk purge` leaves of a purged event: its place in the hash chain, so the chain still
     # verifies (and anchors still check) without the purged ticket's data.
-    db.execute("CREATE TABLE event_tombstones (id INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
+    db.execute("CREATE TABLE event_tombstones (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL, "
+               "prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
 
 
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,

@@ -29,6 +29,7 @@ from .errors import PermissionDenied, SdeskError
 from .ingest import document_records
 from .intake import SEVERITY, Record
 from .store import Store
+from .roles import DEFAULT_ROLE
 from .store_users import token_hash
 
 ROUTES = {"/alertmanager": "alertmanager", "/grafana": "grafana", "/tickets": "json", "/email": "email",
@@ -40,10 +41,11 @@ TOKENS_TTL = 2.0  # seconds: how soon a revoked API token is refused
 class Writer:
     """The one thread that writes: group commit of whatever requests are waiting."""
 
-    def __init__(self, db: Path, options: dict[str, Any]):
-        self.db, self.options = db, options
+    def __init__(self, db: Path, options: dict[str, Any], default_role: str):
+        self.db, self.options, self.default_role = db, options, default_role
         self.queue: queue.Queue[tuple[list[Any], str, Future]] = queue.Queue()
         self._tokens: dict[str, str] = {}
+        self._any_tokens = False  # once a token was made, requests need one, even after all are revoked
         self._tokens_read = -TOKENS_TTL
         self.ready = threading.Event()
         self.error: Exception | None = None
@@ -62,13 +64,17 @@ class Writer:
         now = time.monotonic()
         if now - self._tokens_read > TOKENS_TTL:
             with Store(self.db) as store:
-                self._tokens = store.live_tokens()
+                self._tokens, self._any_tokens = store.live_tokens(), store.any_tokens()
             self._tokens_read = now
         return self._tokens
 
+    def tokens_required(self) -> bool:
+        self.tokens()
+        return self._any_tokens
+
     def _run(self) -> None:
         try:
-            store = Store(self.db)
+            store = Store(self.db, self.default_role)
         except SdeskError as e:
             self.error = e
             self.ready.set()
@@ -90,6 +96,10 @@ class Writer:
     def _store(self, store: Store, actor: str, requests: list[tuple[list[Any], Future]]) -> None:
         try:
             results = store.receive([s for signals, _ in requests for s in signals], actor=actor, **self.options)
+        except PermissionDenied as e:  # the same actor for all of them: each would be refused (and recorded) again
+            for _, future in requests:
+                future.set_exception(e)
+            return
         except Exception:  # noqa: BLE001 - find the request that failed; the others still land
             for signals, future in requests:
                 try:
@@ -103,9 +113,10 @@ class Writer:
 
 
 def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects: Path,
-             severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None) -> Starlette:
+             severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None,
+             default_role: str = DEFAULT_ROLE) -> Starlette:
     """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days)."""
-    writer = Writer(db, options or {})
+    writer = Writer(db, options or {}, default_role)
     actor_default = actor
     rejects.mkdir(parents=True, exist_ok=True)
     counter = iter(range(1, 1 << 62))
@@ -117,11 +128,12 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
     async def receive(request: Request) -> JSONResponse:
         path = request.url.path
         pagerduty = path.startswith("/v2/")
-        actor = _actor(request.headers.get("authorization", ""), token, writer.tokens(), actor_default)
+        actor = _actor(request.headers.get("authorization", ""), token, writer.tokens(), writer.tokens_required(),
+                       actor_default)
         if actor is None:
             return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body:
             return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
         body = b""
         async for chunk in request.stream():
@@ -160,9 +172,11 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
     return Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])])
 
 
-def _actor(authorization: str, token: str | None, tokens: Mapping[str, str], default: str) -> str | None:
+def _actor(authorization: str, token: str | None, tokens: Mapping[str, str], required: bool,
+           default: str) -> str | None:
     """Who a request acts as: the user of its API token (sdesk user token), or `default` with
-    the token of --token / SDESK_SERVE_TOKEN, or with none when neither kind is set; None: refused."""
+    the token of --token / SDESK_SERVE_TOKEN, or with none when the desk never had an API
+    token and no --token is set; None: refused."""
     given = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
     # Looked up by hash: how long the lookup takes tells nothing about any token.
     user = tokens.get(token_hash(given)) if given else None
@@ -170,7 +184,7 @@ def _actor(authorization: str, token: str | None, tokens: Mapping[str, str], def
         return user
     if token:
         return default if hmac.compare_digest(authorization, f"Bearer {token}") else None
-    return None if tokens else default
+    return None if required else default
 
 
 def _result(record: Record, fmt: str, outcomes: Any) -> dict[str, Any]:
@@ -186,11 +200,11 @@ def _dedup_key(record: Record) -> str | None:
 
 
 def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
-        severity: Mapping[str, str], options: dict[str, Any]) -> None:
+        severity: Mapping[str, str], options: dict[str, Any], default_role: str) -> None:
     import uvicorn
 
     app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
-                   options=options)
+                   options=options, default_role=default_role)
     print(f"sdesk serve: listening on http://{host}:{port} (database {db})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

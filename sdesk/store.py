@@ -22,7 +22,7 @@ from . import clock, lifecycle, migrations
 from .errors import BadInput, Conflict, NotFound, PermissionDenied, SdeskError
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
-from .roles import Access, refusal
+from .roles import DEFAULT_ROLE, Access, refusal
 from .signals import Signal
 from .store_audit import AuditStore
 from .store_classifier import ClassifierStore
@@ -140,7 +140,9 @@ class _Tx:
         self.conn = conn
         self.actor = actor
         self.access, self.need, self.what = access, need, what
-        self.checked = False  # whether the actor's role was checked on what this transaction changes
+        # Whether the role was checked on what this transaction changes: on each ticket it
+        # touches (Store._current, new tickets), or on the desk for writes beside tickets.
+        self.checked = False
         self.at = clock.now_iso()
         last = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
         self._prev = last[0] if last else GENESIS
@@ -238,6 +240,8 @@ class _Triggers:
                 contexts.append((ticket_id, to_json(context)))
             if self.triager is not None:
                 t, created["triage"] = self.triager.apply(ticket_id, {**t, "source": source}, alert, context or {})
+            if t.get("queue"):
+                tx.check(t["queue"])  # (no ticket id on a refusal: it will not exist)
             tx.event(ticket_id, "created", created)
             if redacted:
                 tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
@@ -287,8 +291,9 @@ class _Triggers:
 
 class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore, RunbookStore,
             MetricsStore, UsersStore, AuditStore):
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE):
         self.path = Path(path)
+        self.default_role = default_role  # of someone who is not a user (roles.yaml)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -325,10 +330,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             tx = _Tx(self.conn, actor, self.access(actor, self.conn), need, what)
-            if not tx.access.allows_somewhere(need):
-                tx.check()  # refused whatever it touches: before any work
             yield tx
-            if not tx.checked:  # nothing on a queue: the role on the desk decides
+            if not tx.checked:  # it touched no ticket: the role on the desk decides
                 tx.check()
             tx.flush()
             self.conn.execute("COMMIT")
@@ -501,7 +504,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         based: one lookup of the batch's fingerprints, then one executemany per table."""
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
-        with self._write(actor) as tx:
+        with self._write(actor, "agent", "taking in tickets and alerts") as tx:
+            tx.check()  # intake needs the role on the desk; each new ticket, on its queue too
             triggers = any(s.action == "trigger" for s in signals)
             enricher = self._enricher(enrich) if triggers else None
             keys = {k for s in signals if (k := s.key)}

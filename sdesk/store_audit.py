@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from .store import Store
 
 
+# Rows kept when their ticket is purged, without it: a message id, so that a mailbox read again
+# does not bring the purged ticket back.
+UNLINKED = frozenset({"mail_messages"})
+
+
 def ranges(ids: list[int]) -> list[list[int]]:
     """Sorted ids as [first, last] runs: what a purge names, compactly."""
     runs: list[list[int]] = []
@@ -47,22 +52,29 @@ class AuditStore:
         raises AuditBroken naming the first event altered, inserted or deleted."""
         from .store import GENESIS, event_hash
 
-        claimed = sorted(r for (data,) in self.conn.execute("SELECT data FROM events WHERE kind = 'purged'")
-                         for r in orjson.loads(data).get("event_ranges", []))
+        purges = [(pid, orjson.loads(data)) for pid, data in
+                  self.conn.execute("SELECT id, data FROM events WHERE kind = 'purged' ORDER BY id")]
+        heads = {p["head_before"]["event"]: (pid, p["head_before"]["hash"]) for pid, p in purges}
+        gone: dict[int, bool] = {}  # ticket id -> no longer there (as a purged ticket must be)
         prev, expected_id, count, tombstones = GENESIS, 1, 0, 0
         for event_id, ticket_id, at, actor, kind, data, prev_hash, stored in self._chain():
             if event_id != expected_id:
                 raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
             if prev_hash != prev:
                 raise AuditBroken(f"audit chain broken at event {event_id}: it does not follow event {event_id - 1}")
-            if kind is None:  # a tombstone: its hash is taken as recorded, if a purge names it
-                if not _within(claimed, event_id):
+            if kind is None:  # a tombstone: its hash is taken as recorded, if a later purge names it
+                if not any(pid > event_id and _within(p["event_ranges"], event_id) and
+                           _within(p["ticket_ranges"], ticket_id) and event_id <= p["head_before"]["event"]
+                           for pid, p in purges) or not gone.setdefault(ticket_id, self.get(ticket_id=ticket_id) is None):
                     raise AuditBroken(f"audit chain broken: event {event_id} was deleted without a purge record")
                 tombstones += 1
             elif event_hash(prev, event_id, ticket_id, at, actor, kind, data) != stored:
                 raise AuditBroken(f"audit chain broken at event {event_id}: its row was altered")
             else:
                 count += 1
+            if event_id in heads and heads[event_id][1] != stored:
+                raise AuditBroken(f"audit chain broken: purge event {heads[event_id][0]} names a head the chain "
+                                  f"never had (event {event_id})")
             prev, expected_id = stored, expected_id + 1
         seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         if seq and seq[0] >= expected_id:
@@ -78,7 +90,7 @@ class AuditStore:
         import heapq
 
         tombstones = self.conn.execute(
-            "SELECT id, NULL, NULL, NULL, NULL, NULL, prev_hash, hash FROM event_tombstones ORDER BY id")
+            "SELECT id, ticket_id, NULL, NULL, NULL, NULL, prev_hash, hash FROM event_tombstones ORDER BY id")
         yield from heapq.merge(events, tombstones, key=lambda row: row[0])
 
     def chain_hash(self: Store, event_id: int) -> str | None:
@@ -142,7 +154,8 @@ class AuditStore:
     def _delete_purged(conn: sqlite3.Connection) -> None:
         """Every row that refers to a ticket in purge_ids (found from the schema's foreign keys,
         so a table added later is covered), then the tickets; events become tombstones."""
-        conn.execute("INSERT INTO event_tombstones SELECT id, prev_hash, hash FROM events WHERE ticket_id IN purge_ids")
+        conn.execute("INSERT INTO event_tombstones SELECT id, ticket_id, prev_hash, hash FROM events "
+                     "WHERE ticket_id IN purge_ids")
         triggers = [sql for (sql,) in conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'")]
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"):
@@ -152,6 +165,9 @@ class AuditStore:
         for table, keys in refs.items():
             for target, column, _ in keys:
                 if target != "tickets" or table == "tickets":
+                    continue
+                if table in UNLINKED:
+                    conn.execute(f'UPDATE "{table}" SET "{column}" = NULL WHERE "{column}" IN purge_ids')
                     continue
                 for child, child_keys in refs.items():  # rows that hang off these rows
                     for child_target, child_column, parent_column in child_keys:
@@ -171,9 +187,9 @@ def parse_age(text: str) -> str:
 
     units = {"h": "hours", "d": "days", "w": "weeks"}
     value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not value.isdigit():
+    if unit not in units or not (value.isascii() and value.isdigit()):
         raise BadInput(f"--older-than {text!r}: expected a number of days, weeks or hours (365d, 52w, 12h)")
     try:
         return clock.iso(clock.now() - timedelta(**{units[unit]: int(value)}))
-    except OverflowError:
+    except (OverflowError, ValueError):
         raise BadInput(f"--older-than {text!r}: too long ago") from None

@@ -42,6 +42,7 @@ class ProblemStore:
                        known_error: bool | None, actor: str) -> None:
         with self._write(actor) as tx:
             self._problem_row(tx, problem_id)
+            self._current(tx, problem_id)  # the actor's role on its queue
             cause, fix = self._problem_texts(root_cause, workaround)
             sets = {k: v for k, v in (("root_cause", cause), ("workaround", fix),
                                       ("known_error", None if known_error is None else int(known_error))) if v is not None}

@@ -185,6 +185,7 @@ class RunbookStore:
                        *, actor: str) -> None:
         """A step starting (committed first, so that a run killed mid-step shows where)."""
         with self._write(actor) as tx:
+            self._run_row(tx, run_id)
             tx.conn.execute("INSERT INTO runbook_steps (run_id, seq, step_id, kind, phase, status, command, started_at, "
                             "actor) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                             (run_id, seq, step["id"], step["kind"], phase, command and redact(command)[0], tx.at,
@@ -193,6 +194,7 @@ class RunbookStore:
     def run_step_process(self: Store, run_id: int, seq: int, pid: int, *, actor: str) -> None:
         """The process a step's command runs as: a run found dead stops it (`_reap`)."""
         with self._write(actor) as tx:
+            self._run_row(tx, run_id)
             tx.conn.execute("UPDATE runbook_steps SET pid = ?, proc_start = ? WHERE run_id = ? AND seq = ?",
                             (pid, _proc_start(pid), run_id, seq))
 
@@ -299,6 +301,7 @@ class RunbookStore:
     def run_reject(self: Store, run_id: int, *, reason: str | None, actor: str) -> None:
         with self._write(actor) as tx:
             run = self._run_row(tx, run_id)
+            self._current(tx, run["ticket_id"])  # the actor's role on its queue
             if run["status"] not in ("waiting", "queued"):
                 raise Conflict(f"run {run_id} is {run['status']}: only a waiting or queued run can be rejected")
             tx.conn.execute("UPDATE runbook_runs SET status = 'rejected', reason = ?, ended_at = ?, pid = NULL "
@@ -340,7 +343,8 @@ class RunbookStore:
         locks released. Returns how many."""
         if not _dead_runs(self.conn):  # a read first: read commands reap too, and seldom find any
             return 0
-        with self._write(actor) as tx:
+        # Recording that a dead process is dead is housekeeping: a viewer's read may do it.
+        with self._write(actor, "viewer") as tx:
             return self._reap(tx)
 
     def _reap(self: Store, tx: _Tx) -> int:
@@ -380,9 +384,12 @@ class RunbookStore:
     # -- reading ---------------------------------------------------------------------------------------
 
     def _run_row(self: Store, tx: _Tx, run_id: int) -> Any:
-        row = tx.conn.execute("SELECT * FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()
+        """A run a write changes; the actor's role on its ticket's queue must allow the write."""
+        row = tx.conn.execute("SELECT r.*, t.queue AS queue FROM runbook_runs r JOIN tickets t ON t.id = r.ticket_id "
+                              "WHERE r.id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFound(f"no runbook run {run_id}")
+        tx.check(row["queue"], row["ticket_id"])
         return row
 
     def run_get(self: Store, run_id: int) -> dict[str, Any]:

@@ -166,6 +166,12 @@ class Triager:
         return None
 
 
+# Keys that name whole swathes of the desk: an exact match on one of them alone still silences
+# broadly (kind=incident, severity=critical), which only an admin may do.
+COARSE_KEYS = frozenset({"kind", "status", "priority", "source", "impact", "urgency", "category", "team", "queue",
+                         "severity"})
+
+
 class TriageStore:
     """Silences, flapping lookups, re-triage and explanations."""
 
@@ -182,9 +188,10 @@ class TriageStore:
             raise BadInput("silence: it must end after it starts")
         if ends <= clock.now():
             raise BadInput(f"silence: it would already be over (ends {clock.iso(ends)})")
-        broad = not any(m.op == "=" and m.value for m in matchers)
+        broad = not any(m.op == "=" and m.value and m.name not in COARSE_KEYS for m in matchers)
         with self._write(actor, "admin" if broad else "agent",
-                         "a silence without an exact key=value match" if broad else "adding a silence") as tx:
+                         "a silence without an exact match on a label such as alertname or instance" if broad
+                         else "adding a silence") as tx:
             cursor = tx.conn.execute(
                 "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -198,6 +205,7 @@ class TriageStore:
 
     def silence_expire(self: Store, silence_id: int, *, actor: str) -> dict[str, Any]:
         with self._write(actor) as tx:
+            tx.check()  # a desk-wide act, whatever tickets it brings back
             row = tx.conn.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no silence {silence_id}")
@@ -290,6 +298,7 @@ class TriageStore:
         from .store import to_json
 
         with self._write(actor) as tx:
+            self._current(tx, ticket_id)  # the actor's role on its queue
             stored = next(self.replay_tickets(ticket_id=ticket_id), None)
             if stored is None:
                 raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")

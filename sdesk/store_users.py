@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, Conflict, NotFound
 from .lifecycle import NAME_MAX
-from .roles import DEFAULT_ROLE, Access, check_role, user_key
+from .roles import Access, check_role, user_key
 
 if TYPE_CHECKING:
     from .store import Store
@@ -22,7 +22,7 @@ def token_hash(token: str) -> str:
 
 
 class UsersStore:
-    default_role = DEFAULT_ROLE  # roles.yaml `default_role` (Settings sets it)
+    default_role: str
 
     def access(self: Store, actor: str, conn: sqlite3.Connection | None = None) -> Access:
         """Who `actor` is to this desk (see roles.py)."""
@@ -120,6 +120,11 @@ class UsersStore:
         return [dict(r) for r in self.conn.execute(
             "SELECT t.id, u.name AS user, t.label, t.created_by, t.created_at, t.revoked_at "
             "FROM api_tokens t JOIN users u USING (key) ORDER BY t.id")]
+
+    def any_tokens(self: Store) -> bool:
+        """Whether an API token was ever made (revoked ones count: revoking the last must not
+        open the receiver to anyone)."""
+        return self.conn.execute("SELECT 1 FROM api_tokens LIMIT 1").fetchone() is not None
 
     def live_tokens(self: Store) -> dict[str, str]:
         """sha256 of each live token -> its user's name."""

@@ -67,6 +67,42 @@ def test_an_import_that_does_not_check_leaves_nothing(demo_db, tmp_path):
     assert r.returncode == ExitCode.BAD_INPUT and r.stderr.count(b"\n") == 1
 
 
+def _edit(lines, table, change):
+    """The export with the first row of `table` changed by `change(record)`."""
+    out, done = [], False
+    for line in lines:
+        if not done and f'"table":"{table}"'.encode() in line:
+            record = json.loads(line)
+            change(record)
+            line, done = json.dumps(record).encode(), True
+        out.append(line)
+    return out
+
+
+BAD_EXPORTS = {
+    "a list": lambda lines: lines[:1] + [b"[1, 2]"] + lines[1:],
+    "null": lambda lines: lines[:1] + [b"null"] + lines[1:],
+    "a sequence without a number": lambda lines: lines + [b'{"sequence": "events"}'],
+    "a column that is SQL": lambda lines: _edit(lines, "tickets", lambda r: r["row"].update({'x") VALUES (1); --': 1})),
+    "bad base64": lambda lines: _edit(lines, "tickets", lambda r: r["row"].update({"title": {"$base64": "!!!"}})),
+    "an unknown role": lambda lines: _edit(lines, "users", lambda r: r["row"].update({"role": "superuser"})),
+    "a counter below the ids": lambda lines: [b'{"seq":1,"sequence":"events"}' if b'"sequence":"events"' in line
+                                              else line for line in lines],
+}
+
+
+@pytest.mark.parametrize("what", BAD_EXPORTS)
+def test_a_bad_export_is_refused_in_one_line_and_imports_nothing(demo_db, tmp_path, what):
+    lines = sdesk(demo_db, "export").stdout.splitlines()
+    bad = BAD_EXPORTS[what](lines)
+    assert bad != lines
+    (tmp_path / "bad.jsonl").write_bytes(b"\n".join(bad) + b"\n")
+    r = sdesk(tmp_path / "copy.db", "import", str(tmp_path / "bad.jsonl"), ok=False)
+    assert r.returncode == ExitCode.BAD_INPUT and r.stderr.startswith(b"error: ") and r.stderr.count(b"\n") == 1, r.stderr
+    conn = sqlite3.connect(tmp_path / "copy.db")
+    assert conn.execute("SELECT (SELECT count(*) FROM tickets) + (SELECT count(*) FROM users)").fetchone()[0] == 0
+
+
 def test_a_backup_taken_while_others_write_is_consistent_and_restores(demo_db, tmp_path):
     stop = threading.Event()
 
@@ -168,10 +204,10 @@ def test_purge_removes_old_closed_tickets_and_the_chain_still_verifies(demo_db, 
     assert verified["purged_events"] == done["events"] and verified["anchors"] == 1
     purged = json.loads(sdesk(demo_db, "audit", "log", "--kind", "purged", "--json").stdout)[0]["data"]
     assert purged["head_before"]["event"] > 0 and purged["tickets"] == done["tickets"]
-    # A tombstone the purge does not name, or one taken away, breaks the chain.
+    # An event deleted as if purged, when no purge names it (its ticket is still there), breaks the chain.
     conn.execute("DROP TRIGGER events_no_delete")
     victim = conn.execute("SELECT id FROM events WHERE ticket_id = ? LIMIT 1", (open_ids[-1],)).fetchone()[0]
-    conn.execute("INSERT INTO event_tombstones SELECT id, prev_hash, hash FROM events WHERE id = ?", (victim,))
+    conn.execute("INSERT INTO event_tombstones SELECT id, ticket_id, prev_hash, hash FROM events WHERE id = ?", (victim,))
     conn.execute("DELETE FROM events WHERE id = ?", (victim,))
     conn.commit()
     r = sdesk(demo_db, "audit", "verify", ok=False)

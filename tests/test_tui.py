@@ -157,7 +157,7 @@ async def test_start_and_escalate_by_key(db_path):
 
 
 @pilot_test
-async def test_the_tui_honours_roles(db_path):
+async def test_the_tui_honours_roles(db_path, tmp_path):
     [ticket] = tickets(db_path, 1)
     with Store(db_path) as store:
         store.user_add("root", role="admin", team=None, queue=None, actor="root")
@@ -173,6 +173,17 @@ async def test_the_tui_honours_roles(db_path):
         assert status_of(db_path, ticket) == before
     with Store(db_path) as store:
         assert [e["actor"] for e in store.audit_log(kind="permission_denied")] == ["vic"]
+    # Someone not listed gets roles.yaml's default role, in the TUI as in the CLI.
+    config = tmp_path / "desk"
+    config.mkdir()
+    (config / "roles.yaml").write_text("default_role: viewer\n")
+    app = make_app(db_path, "stranger", config, poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 1)
+        await pilot.press("a")
+        await settle(pilot, app)
+        assert any("stranger is a viewer" in n.message for n in app._notifications)
+        assert status_of(db_path, ticket) == before
 
 
 @pilot_test

@@ -28,7 +28,7 @@ def _anchors(path: Path) -> list[tuple[int, str]]:
         try:
             value = json.loads(line)
             anchors.append((int(value["event"]), str(value["hash"])))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             raise BadInput(f"{path}:{number}: not an anchor (expected {{\"event\": N, \"hash\": \"...\"}})") from None
     return anchors
 
@@ -73,7 +73,7 @@ def log(
     kind: Annotated[Optional[str], typer.Option("--kind", help="Only this kind (e.g. permission_denied).",
                                                 show_default=False)] = None,
     ticket: Annotated[Optional[str], typer.Option("--ticket", help="Only this ticket's events.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="The latest N events.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=2**63 - 1, help="The latest N events.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """Who did what: the latest events of the whole desk, oldest first.

@@ -116,8 +116,7 @@ class Settings:
         if self._store is None:
             from ..store import Store, default_db_path
 
-            self._store = Store(self.db or default_db_path())
-            self._store.default_role = self.default_role()
+            self._store = Store(self.db or default_db_path(), self.default_role())
         return self._store
 
     def default_role(self) -> str:

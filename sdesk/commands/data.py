@@ -56,16 +56,24 @@ def restore(
     from ..desk_file import check_file
     from ..store import Store
 
-    version = check_file(source)
-    if version > migrations.SCHEMA_VERSION:
-        raise BadInput(f"{source}: made by a newer sdesk (schema {version}); upgrade sdesk")
     settings = settings_of(ctx)
     store = settings.store()
     store.require(settings.actor, "admin", "restoring a backup")
-    # A copy is opened, never the backup itself: opening migrates an older schema and sets WAL.
+    if not source.is_file():
+        raise BadInput(f"{source}: no such file")
+    # A copy is checked and opened, never the backup itself (opening migrates an older schema and
+    # sets WAL), and what is checked is what is restored.
     with tempfile.TemporaryDirectory(prefix="sdesk-restore-") as folder:
         copy = Path(folder) / "backup.db"
-        shutil.copyfile(source, copy)
+        try:
+            shutil.copyfile(source, copy)
+            if Path(f"{source}-wal").is_file():  # a live database's last commits
+                shutil.copyfile(f"{source}-wal", f"{copy}-wal")
+        except OSError as e:
+            raise BadInput(f"cannot read {source}: {e.strerror}") from None
+        version = check_file(copy, source)
+        if version > migrations.SCHEMA_VERSION:
+            raise BadInput(f"{source}: made by a newer sdesk (schema {version}); upgrade sdesk")
         with Store(copy) as backup:
             events, head, _ = backup.verify_chain()  # refuses a backup whose history was altered
             if not yes:

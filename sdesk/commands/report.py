@@ -31,7 +31,7 @@ def _when(text: str, option: str):
 
     units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     value, unit = text[:-1], text[-1:].lower()
-    if unit in units and value.isdigit():
+    if unit in units and value.isascii() and value.isdigit():
         try:
             return clock.now() - timedelta(**{units[unit]: int(value)})
         except OverflowError:

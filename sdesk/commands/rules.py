@@ -48,7 +48,7 @@ def _span(text: str, option: str):
 
     units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not value.isdigit() or int(value) <= 0:
+    if unit not in units or not (value.isascii() and value.isdigit()) or int(value) <= 0:
         raise BadInput(f"{option} {text!r}: expected a duration like 30m, 12h, 30d, 2w")
     try:
         return timedelta(**{units[unit]: int(value)})
@@ -62,7 +62,7 @@ def _since(text: Optional[str]) -> Optional[str]:
         return None
     from .. import clock
 
-    if text[:-1].isdigit():
+    if text[:-1].isascii() and text[:-1].isdigit():
         try:
             return clock.iso(clock.now() - _span(text, "--since"))
         except OverflowError:

@@ -99,7 +99,8 @@ def tokens(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @app.command("revoke")
-def revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument(help="The token's id (sdesk user tokens).")]) -> None:
+def revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument(
+        help="The token's id (sdesk user tokens).", min=1, max=2**63 - 1)]) -> None:
     """Revoke an API token: sdesk serve refuses it within two seconds. Admins only.
 
     Example: sdesk user revoke 3

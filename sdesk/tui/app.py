@@ -67,6 +67,9 @@ class SdeskApp(App):
         self.config = config
         self.page = page
         self.poll = poll
+        from ..commands.common import Settings
+
+        self.default_role = Settings(db, actor, config).default_role()  # roles.yaml, as the CLI reads it
 
     def sla_config(self):
         """sla.yaml of the desk config, once (a broken file: no SLA column, and a notification)."""
@@ -85,7 +88,7 @@ class SdeskApp(App):
         """A store for the calling thread (a connection is used by the thread that made it)."""
         from ..store import Store
 
-        return Store(self.db)
+        return Store(self.db, self.default_role)
 
     def on_mount(self) -> None:
         self.push_screen(QueueScreen())
