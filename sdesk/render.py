@@ -172,6 +172,24 @@ def describe_event(e: dict[str, Any]) -> str:
             return f"worked {d['minutes']} min" + (f": {d['note']}" if d.get("note") else "")
         case "automation_misfire":
             return f"automation misfire: run {d['run']} ({d['runbook']}) {d['reason']}"
+        case "permission_denied":
+            return f"refused: {d['what']} needs {d['need']}" + (f" on queue {d['queue']}" if d.get("queue") else "")
+        case "user_added":
+            return f"user {d['user']} added as {d['role']}" + (f" (team {d['team']})" if d.get("team") else "")
+        case "user_changed":
+            return f"user {d['user']}: {d['role'][0]} → {d['role'][1]}"
+        case "user_queue_role":
+            return f"user {d['user']} is {d['role']} on queue {d['queue']}"
+        case "user_removed":
+            return f"user {d['user']} removed (was {d['role']})"
+        case "token_added":
+            return f"API token {d['token']} for {d['user']}" + (f" ({d['label']})" if d.get("label") else "")
+        case "token_revoked":
+            return f"API token {d['token']} revoked"
+        case "purged":
+            return f"purged {d['tickets']} tickets closed before {d['before']} ({d['events']} events kept as tombstones)"
+        case "restored":
+            return f"restored from {d['from']} ({d['events']} events)"
     return str(d)
 
 

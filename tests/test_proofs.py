@@ -203,6 +203,21 @@ def test_hostile_input_writes_nothing_outside_the_desk(hostile_server, tmp_path)
     assert all("/" not in n and ".." not in n for (n,) in names)
 
 
+@pytest.mark.parametrize("fmt", ["json", "alertmanager", "grafana", "pagerduty", "auto", "jsonl", "email"])
+def test_hostile_input_on_the_command_line_is_one_line_and_exit_2(tmp_path, fmt):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    if fmt == "email":  # MIME parts nested 2,000 deep, and a header that tries to add a recipient
+        deep = b"From: a@b.c\r\nSubject: hi\r\nBcc: x@y.z\r\n" + b"".join(
+            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(2000))
+    args = ["--jsonl"] if fmt == "jsonl" else ["--format", fmt]
+    r = subprocess.run([sys.executable, "-m", "sdesk", "new", *args], input=deep, env=_env(tmp_path / "desk.db"),
+                       capture_output=True)
+    assert r.returncode == 2 and b"Traceback" not in r.stderr, r.stderr[-500:]
+    db = sqlite3.connect(tmp_path / "desk.db")  # refused before the store opened, or nothing stored
+    assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tickets'").fetchone() or \
+        db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 0
+
+
 # -- planted secrets ---------------------------------------------------------------------------
 
 SECRETS = {
