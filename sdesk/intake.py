@@ -406,8 +406,11 @@ def _loads_leniently(text: str) -> Any:
 
 
 # Monitoring resends a group's payload unchanged until the group changes: a line seen before
-# gives the records it gave then (bounded like _ALERT_CACHE).
+# gives the records it gave then. Only short lines (one alert or a few) are kept, and a bounded
+# number of them: a long stream of big distinct payloads must not hold gigabytes here (their
+# alerts are cached one by one in _ALERT_CACHE anyway).
 _LINE_CACHE: dict[tuple[str, str], tuple[Mapping[str, str], list[Record]]] = {}
+_LINE_CACHE_MAX, _LINE_CACHED_LENGTH = 1024, 4096
 
 
 def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
@@ -431,8 +434,9 @@ def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
             except BadInput as e:
                 yield Record(f"line {number}", raw, error=str(e))
                 continue
-            if len(_LINE_CACHE) >= _ALERT_CACHE_MAX:
-                _LINE_CACHE.clear()
-            _LINE_CACHE[fmt, raw] = (severity, records)
+            if len(raw) <= _LINE_CACHED_LENGTH:
+                if len(_LINE_CACHE) >= _LINE_CACHE_MAX:
+                    _LINE_CACHE.clear()
+                _LINE_CACHE[fmt, raw] = (severity, records)
         for where, _, signal, error in records:
             yield Record(f"line {number} {where}", raw, signal, error)

@@ -177,7 +177,8 @@ def describe_event(e: dict[str, Any]) -> str:
         case "user_added":
             return f"user {d['user']} added as {d['role']}" + (f" (team {d['team']})" if d.get("team") else "")
         case "user_changed":
-            return f"user {d['user']}: {d['role'][0]} → {d['role'][1]}"
+            changes = [f"{was} → {now}" for was, now in (d["role"], d.get("team") or (None, None)) if was != now]
+            return f"user {d['user']}: " + ", ".join(changes or [d["role"][1]])
         case "user_queue_role":
             return f"user {d['user']} is {d['role']} on queue {d['queue']}"
         case "user_removed":

@@ -141,6 +141,46 @@ async def test_every_binding_is_in_the_key_bar(db_path):
 
 
 @pilot_test
+async def test_the_key_bar_follows_focus(db_path):
+    from sdesk.tui.keybar import KeyBar
+
+    tickets(db_path, 1)
+    app = make_app(db_path, "alice", poll=5)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot, app, 1)
+        await pilot.press("slash")  # into the filter box: letters type, they are not keys
+        await pilot.pause(0.1)
+        keys = str(app.screen.query_one(KeyBar).render())
+        assert "esc Clear filter" in keys and "a Ack" not in keys and "? Help" not in keys, keys
+
+
+@pilot_test
+async def test_a_ticket_opened_while_another_is_read_is_the_one_shown(db_path, monkeypatch):
+    import time
+
+    import sdesk.tui.app as tui
+
+    first, second = tickets(db_path, 2, priority="P2")
+    read = tui.ticket_data
+
+    def slow_for_the_first(store, ticket_id, sla):
+        if ticket_id == first:
+            time.sleep(0.5)
+        return read(store, ticket_id, sla)
+
+    monkeypatch.setattr(tui, "ticket_data", slow_for_the_first)
+    app = make_app(db_path, "alice", poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("enter", "j", "enter")  # the first (slow), then the second at once
+        await pilot.pause(1.0)
+        await settle(pilot, app)
+        assert [type(s).__name__ for s in app.screen_stack].count("TicketScreen") == 1
+        assert app.screen.ticket_id == second
+        assert "ticket 1" in str(app.screen.query_one("#ticket", Static).render())
+
+
+@pilot_test
 async def test_start_and_escalate_by_key(db_path):
     [ticket] = tickets(db_path, 1)
     app = make_app(db_path, "alice", poll=5)

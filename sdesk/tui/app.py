@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
+from textual.worker import get_current_worker
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -100,22 +101,29 @@ class SdeskApp(App):
         """The ticket's screen, once its data is read: it is then laid out and drawn once, not
         once empty and again filled. One ticket screen is made and shown again for each ticket,
         since composing a new screen costs more than the ticket itself."""
-        self._fetch_ticket(ticket_id, closed)
+        self._fetch_ticket(ticket_id, self.screen, closed)
 
     @work(thread=True, exclusive=True, group="open-ticket")
-    def _fetch_ticket(self, ticket_id: int, closed: Callable[[Any], None]) -> None:
+    def _fetch_ticket(self, ticket_id: int, asked_from: Screen, closed: Callable[[Any], None]) -> None:
         try:
             with self.store() as store:
                 data = ticket_data(store, ticket_id, self.sla_config())
         except SdeskError as e:
             self.call_from_thread(self.notify, str(e), severity="error")
             return
-        self.call_from_thread(self._show_ticket, ticket_id, data, closed)
+        if not get_current_worker().is_cancelled:  # a later open replaced this one
+            self.call_from_thread(self._show_ticket, asked_from, data, closed)
 
-    def _show_ticket(self, ticket_id: int, data: Any, closed: Callable[[Any], None]) -> None:
+    def _show_ticket(self, asked_from: Screen, data: Any, closed: Callable[[Any], None]) -> None:
+        """Push the ticket screen, unless the screen that asked is no longer the one shown
+        (the user went elsewhere while the ticket was read)."""
+        if self.screen is not asked_from:
+            return
+        ticket_id = data[0]["id"]
         if not self.is_screen_installed("ticket"):
             self.install_screen(TicketScreen(ticket_id), "ticket")
         screen = self.get_screen("ticket")
+        screen.workers.cancel_node(screen)  # a reload of the ticket shown before must not land on this one
         screen.ticket_id, screen.ready = ticket_id, data
         self.push_screen("ticket", closed)
 
@@ -444,6 +452,10 @@ class TicketScreen(Page):
 
     def fetch(self, store: Any) -> Any:
         return ticket_data(store, self.ticket_id, self.app.sla_config())
+
+    def _show(self, data: Any) -> None:
+        if data[0]["id"] == self.ticket_id:  # not a late read of the ticket shown before
+            super()._show(data)
 
     def draw(self, data: Any) -> None:
         from ..render import console, print_ticket, print_why

@@ -2,7 +2,8 @@
 
 Textual's Footer makes a widget per key and restyles each one whenever a screen is shown: with
 every key of the ticket screen in it, that was most of the time a ticket took to open. One
-Static holding one Text is laid out once per screen.
+Static holding one Text is laid out once per screen, and again when the screen's bindings
+change (focus moving into an input takes the letter keys away).
 """
 
 from __future__ import annotations
@@ -10,33 +11,41 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-
-_PLUMBING = {"app.focus_next", "app.focus_previous", "focus_next", "focus_previous", "screen.copy_text"}
-
-
 class KeyBar(Static):
+    # Up to five lines: an 80-column terminal needs them all for the queue's keys.
     DEFAULT_CSS = """
-    KeyBar { dock: bottom; height: auto; max-height: 3; background: $panel; color: $text-muted; padding: 0 1; }
+    KeyBar { dock: bottom; height: auto; max-height: 5; background: $panel; color: $text-muted; padding: 0 1; }
     """
 
     def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, lambda _: self.refresh_keys())
         self.refresh_keys()
 
-    def on_screen_resume(self) -> None:
-        self.refresh_keys()
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
 
     def refresh_keys(self) -> None:
-        self.update(keys_text(self.app, self.screen.active_bindings.values()))
+        from textual.widgets import Input
+
+        typing = isinstance(self.screen.focused, Input)
+        self.update(keys_text(self.app, [*self.app.BINDINGS, *self.screen.BINDINGS], typing))
 
 
-def keys_text(app, active) -> Text:
-    """`key Label` for each action, keys that do the same thing together (`esc/q Close`)."""
+def keys_text(app, bindings, typing: bool = False) -> Text:
+    """`key Label` for each of the app's and the screen's actions (a widget's own, like the
+    table's cursor keys, go without saying), keys that do the same thing together (`esc/q
+    Close`), the app's (help, quit) first so that a narrow terminal still shows them. While an
+    input has focus, a printable key types into it: only the others are listed."""
+    from textual.binding import Binding
+
     by_action: dict[tuple[str, str], list[str]] = {}
-    for bound in active:
-        binding = bound.binding
-        if binding.system or not binding.description or binding.action in _PLUMBING:
+    for binding in Binding.make_bindings(bindings):
+        if binding.system or not binding.description:
             continue
-        by_action.setdefault((binding.action, binding.description), []).append(app.get_key_display(binding))
+        key = app.get_key_display(binding)
+        if typing and len(key) == 1 and key.isprintable():
+            continue
+        by_action.setdefault((binding.action, binding.description), []).append(key)
     text = Text()
     for (_, description), keys in by_action.items():
         if text:
