@@ -116,6 +116,23 @@ def test_a_role_on_a_queue_applies_to_that_queues_tickets_only(desk, tmp_path):
     assert {"in dba", "s"} & {t["title"] for t in desk.json("list", "--all")} == set()
 
 
+def test_users_list_their_roles_and_tokens_and_can_be_removed(desk):
+    desk("--as", "root", "user", "add", "amy", "--role", "agent", "--team", "sre")
+    desk("--as", "root", "user", "add", "amy", "--role", "viewer", "--queue", "dba")
+    desk("--as", "root", "user", "token", "amy", "--label", "ci")
+    [amy] = [u for u in desk.json("user", "list") if u["name"] == "amy"]
+    assert (amy["role"], amy["team"], amy["queues"], amy["tokens"]) == ("agent", "sre", {"dba": "viewer"}, 1)
+    [token] = desk.json("user", "tokens")
+    assert (token["user"], token["label"], token["revoked_at"]) == ("amy", "ci", None)
+    assert "sdk_" not in json.dumps(token)
+    desk("--as", "root", "user", "remove", "AMY ")
+    assert "amy" not in {u["name"] for u in desk.json("user", "list")}
+    assert desk.json("user", "tokens") == []  # her tokens went with her
+    assert desk("--as", "root", "user", "remove", "amy", ok=False).exit_code == ExitCode.NOT_FOUND
+    r = desk("--as", "root", "user", "add", "zed", "--role", "boss", ok=False)
+    assert r.exit_code == ExitCode.BAD_INPUT and "unknown role 'boss'" in r.stderr
+
+
 def test_the_last_admin_cannot_leave(desk):
     for args in (["user", "remove", "root"], ["user", "add", "root", "--role", "agent"]):
         r = desk("--as", "root", *args, ok=False)

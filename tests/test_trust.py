@@ -221,6 +221,20 @@ def test_only_an_admin_purges_restores_or_imports(demo_db, tmp_path):
         assert r.returncode == ExitCode.PERMISSION and b"needs the admin role" in r.stderr
 
 
+def test_an_export_since_holds_only_recent_rows_and_does_not_import(demo_db, tmp_path):
+    whole = sdesk(demo_db, "export").stdout.splitlines()
+    later = {"SDESK_NOW": "2030-01-01T00:00:00Z"}
+    sdesk(demo_db, "new", "written in 2030", env=later)
+    recent = sdesk(demo_db, "export", "--since", "1d", env=later).stdout.splitlines()
+    header = json.loads(recent[0])
+    assert header["since"] == "2029-12-31T00:00:00Z" and len(recent) < len(whole) / 4
+    tickets = [json.loads(line)["row"]["title"] for line in recent if b'"table":"tickets"' in line]
+    assert tickets == ["written in 2030"]
+    (tmp_path / "recent.jsonl").write_bytes(b"\n".join(recent) + b"\n")
+    r = sdesk(tmp_path / "copy.db", "import", str(tmp_path / "recent.jsonl"), ok=False)
+    assert r.returncode == ExitCode.BAD_INPUT and b"import needs a whole desk" in r.stderr
+
+
 def test_ranges():
     assert ranges([1, 2, 3, 7, 9, 10]) == [[1, 3], [7, 7], [9, 10]]
     assert ranges([]) == []
