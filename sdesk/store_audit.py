@@ -3,13 +3,16 @@ without breaking it.
 
 Every event's hash covers the previous hash and its own row (store.event_hash). `sdesk purge`
 deletes closed tickets past retention with their events, keeping each purged event's place in
-the chain (id, previous hash, hash) as a tombstone, and appends a `purged` event that names
-the event ids it tombstoned. The chain then still verifies from the first event to the last,
-and an anchor taken before the purge still checks against the tombstone.
+the chain (id, ticket, previous hash, hash) as a tombstone, and appends a `purged` event that
+names the tickets and event ids it removed and the chain's head before it. The chain then still
+verifies from the first event to the last, and an anchor taken before the purge still checks
+against the tombstone.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import sqlite3
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -40,8 +43,6 @@ def ranges(ids: list[int]) -> list[list[int]]:
 
 
 def _within(ranges_: list[list[int]], i: int) -> bool:
-    import bisect
-
     at = bisect.bisect_right(ranges_, [i, float("inf")]) - 1
     return at >= 0 and ranges_[at][0] <= i <= ranges_[at][1]
 
@@ -87,8 +88,6 @@ class AuditStore:
         if self.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
             yield from events
             return
-        import heapq
-
         tombstones = self.conn.execute(
             "SELECT id, ticket_id, NULL, NULL, NULL, NULL, prev_hash, hash FROM event_tombstones ORDER BY id")
         yield from heapq.merge(events, tombstones, key=lambda row: row[0])
