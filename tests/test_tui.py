@@ -7,6 +7,7 @@ import functools
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -194,6 +195,17 @@ async def test_start_and_escalate_by_key(db_path):
         await settle(pilot, app)
         t = status_of(db_path, ticket)
         assert t["status"] == "in_progress" and t["assignee"] == "alice"
+    # With the example desk, a new P1 falls to the platform team's policy: escalated a level.
+    [p1] = tickets(db_path, 1, priority="P1")
+    examples = Path(__file__).resolve().parents[1] / "examples" / "desk"
+    app = make_app(db_path, "alice", examples, poll=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("j")  # the first row is the older P1, started above
+        assert str(app.screen.query_one(DataTable).get_row_at(1)[0]) == f"SD-{p1}"
+        await pilot.press("e")
+        await settle(pilot, app)
+        assert status_of(db_path, p1)["escalation_level"] == 1
 
 
 @pilot_test
