@@ -163,9 +163,10 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Delete tickets closed before the retention period, with their events, alerts, runs and
-    mail. The audit chain still verifies: each purged event keeps its place (id and hashes),
-    and a `purged` event records what went and the chain's head at that point. Admins only.
+    """Delete tickets closed before the retention period, with their events, alerts and runs
+    (their emails' message ids stay, so a mailbox read again does not bring them back). The
+    audit chain still verifies: each purged event keeps its place (id and hashes), and a
+    `purged` event records what went and the chain's head at that point. Admins only.
 
     Example: sdesk purge --older-than 365d --dry-run
     """
