@@ -5,7 +5,7 @@ sorts as text and reads well in the database.
 """
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .errors import BadInput
 
@@ -25,6 +25,31 @@ def parse(text: str, *, what: str = "time") -> datetime:
     if not 1970 <= dt.year <= 9000:  # arithmetic on windows and shifts would leave datetime's range
         raise BadInput(f"{what}: {text!r} is out of range (years 1970 to 9000)")
     return dt.astimezone(UTC)
+
+
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def span(text: str, option: str) -> timedelta:
+    """`30m`, `12h`, `30d`, `2w` as a timedelta: a positive whole number of one unit."""
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in _UNITS or not (value.isascii() and value.isdigit()) or int(value) <= 0:
+        raise BadInput(f"{option} {text!r}: expected a duration like 30m, 12h, 30d, 2w")
+    try:
+        return timedelta(**{_UNITS[unit]: int(value)})
+    except OverflowError:
+        raise BadInput(f"{option} {text!r}: too long") from None
+
+
+def back(text: str, option: str) -> datetime:
+    """A time given as a span back from now (`30d`, see span) or in ISO 8601: --since and the like."""
+    value = text.strip()[:-1]
+    if value.isascii() and value.isdigit() and text.strip()[-1:].lower() in _UNITS:
+        try:
+            return now() - span(text, option)
+        except OverflowError:
+            raise BadInput(f"{option} {text!r}: too long ago") from None
+    return parse(text, what=option)
 
 
 def now() -> datetime:

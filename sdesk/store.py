@@ -355,16 +355,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             tx.event(None, kind, data)
 
     def _record_refusal(self, actor: str, refused: _Refused) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            tx = _Tx(self.conn, actor)
+        with self._write(actor, "viewer") as tx:
             tx.event(refused.ticket_id, "permission_denied",
                      {"need": refused.need, "what": refused.what, "queue": refused.queue, "message": str(refused)})
-            tx.flush()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import clock
-from .errors import AuditBroken, BadInput
+from .errors import AuditBroken
 
 if TYPE_CHECKING:
     from .store import Store
@@ -116,8 +116,9 @@ class AuditStore:
             args.append(since)
         sql = (f"SELECT id, ticket_id, at, actor, kind, data FROM events {'WHERE ' + ' AND '.join(where) if where else ''} "
                "ORDER BY id DESC LIMIT ?")
-        rows = self.conn.execute(sql, (*args, limit)).fetchall()
-        return [{**dict(r), "data": orjson.loads(r["data"])} for r in reversed(rows)]
+        from .store import _event
+
+        return [_event(r) for r in reversed(self.conn.execute(sql, (*args, limit)).fetchall())]
 
     # -- retention ---------------------------------------------------------------------------
 
@@ -178,17 +179,3 @@ class AuditStore:
         for sql in triggers:
             conn.execute(sql)
         conn.execute("DELETE FROM purge_ids")
-
-
-def parse_age(text: str) -> str:
-    """`365d`, `52w`, `12h` back from now, as an ISO time."""
-    from datetime import timedelta
-
-    units = {"h": "hours", "d": "days", "w": "weeks"}
-    value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not (value.isascii() and value.isdigit()):
-        raise BadInput(f"--older-than {text!r}: expected a number of days, weeks or hours (365d, 52w, 12h)")
-    try:
-        return clock.iso(clock.now() - timedelta(**{units[unit]: int(value)}))
-    except (OverflowError, ValueError):
-        raise BadInput(f"--older-than {text!r}: too long ago") from None

@@ -12,6 +12,7 @@ import orjson
 
 from . import clock, lifecycle
 from .errors import Conflict, NotFound, PermissionDenied
+from .roles import user_key
 from .redact import redact, redact_strings
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ EVENT_OUTPUT = 1000  # characters of a step's output kept in its timeline event 
 
 def same_user(a: str, b: str) -> bool:
     """Whether two actor names are one person (`--as ' Alice'` is alice)."""
-    return a.strip().casefold() == b.strip().casefold()
+    return user_key(a) == user_key(b)
 
 
 def stored_plan(plan: dict[str, Any]) -> dict[str, Any]:
@@ -270,8 +271,7 @@ class RunbookStore:
             if run["status"] != "waiting":
                 raise Conflict(f"run {run_id} is {run['status']}, not waiting for an approval")
             if run["waiting_for"] == "approval":
-                tx.check(self.get_or_raise(ticket_id=run["ticket_id"])["queue"], run["ticket_id"],
-                         "approver", "approving a runbook step")
+                tx.check(run["queue"], run["ticket_id"], "approver", "approving a runbook step")
             disabled = self.run_disabled(run["runbook"])
             if disabled:
                 raise Conflict(f"{disabled}; run {run_id} keeps waiting (reject it, or enable the runbook)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +95,8 @@ class UsersStore:
 
     def token_add(self: Store, name: str, *, label: str | None, actor: str) -> tuple[int, str]:
         """A new token for user `name`: (its id, the token, shown only now)."""
+        import secrets  # here: it imports random, base64 and hmac, which no other command needs
+
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._write(actor, "admin", "managing API tokens") as tx:
             row = tx.conn.execute("SELECT name FROM users WHERE key = ?", (user_key(name),)).fetchone()

@@ -81,11 +81,10 @@ def log(
     Example: sdesk audit log --actor bob --since 7d
     """
     from .. import clock, lifecycle
-    from .report import _when
 
     store = store_of(ctx)
     events = store.audit_log(actor=actor, kind=kind, limit=limit,
-                             since=clock.iso(_when(since, "--since")) if since else None,
+                             since=clock.iso(clock.back(since, "--since")) if since else None,
                              ticket_id=lifecycle.parse_id(ticket) if ticket else None)
     if as_json:
         print_json(events)

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from ..errors import BadInput, ExitCode, SdeskError
 
 if TYPE_CHECKING:
+    from ..metrics import MetricsConfig
     from ..store import Store
     from ..routing import OnCall
     from ..sla import SlaConfig
@@ -111,6 +112,7 @@ class Settings:
         self.config = config
         self.actor = actor or _login()
         self._store: Store | None = None
+        self._runbooks: tuple[dict[str, Any], list[str]] | None = None
 
     def store(self) -> Store:
         if self._store is None:
@@ -164,15 +166,18 @@ class Settings:
         """runbooks/ of the desk config (one runbook per YAML file)."""
         return self.config / "runbooks" if self.config is not None else None
 
+    def runbooks(self) -> tuple[dict[str, Any], list[str]]:
+        """The runbooks of the desk config and the errors of broken files, read once a command."""
+        if self._runbooks is None:
+            from ..runbooks import load_folder
+
+            self._runbooks = load_folder(self.runbooks_folder())
+        return self._runbooks
+
     def automatic_runbooks(self) -> frozenset[str]:
         """The runbooks triage may run as tickets arrive (safe_for_automation). A broken runbook
         file is a warning here: it must not stop intake, and it does not run."""
-        folder = self.runbooks_folder()
-        if folder is None or not folder.is_dir():
-            return frozenset()
-        from ..runbooks import load_folder
-
-        runbooks, errors = load_folder(folder)
+        runbooks, errors = self.runbooks()
         for error in errors:
             note(f"warning: {error}; that runbook is not automated")
         return frozenset(name for name, rb in runbooks.items() if rb.automatic)
@@ -194,6 +199,13 @@ class Settings:
         if path is None or not path.is_file():
             return SlaConfig()
         return load(read_text(path), str(path))
+
+    def metrics_config(self) -> MetricsConfig:
+        """metrics.yaml of the desk config: targets and the cost model (defaults when there is none)."""
+        from ..metrics import MetricsConfig, load
+
+        path = self.config / "metrics.yaml" if self.config is not None else None
+        return load(read_text(path), str(path)) if path is not None and path.is_file() else MetricsConfig()
 
     def triage_config(self) -> TriageConfig | None:
         """triage.yaml of the desk config, or None when there is none."""
@@ -229,11 +241,9 @@ def run_automation(settings: Settings, automate: frozenset[str] | None = None) -
     store = settings.store()
     if not store.queued_runs():
         return []
-    from ..runbooks import load_folder
     from ..runner import run_queued
 
-    runbooks, _ = load_folder(settings.runbooks_folder())
-    done = run_queued(store, runbooks, actor="automation", echo=note)
+    done = run_queued(store, settings.runbooks()[0], actor="automation", echo=note)
     for run in done:
         note(f"automation: run {run['id']} ({run['runbook']}) on SD-{run['ticket_id']}: {run['status']}")
     return done

@@ -103,10 +103,9 @@ def export(
     """
     from .. import clock, migrations
     from ..desk_file import export_lines, write_lines
-    from .report import _when
 
     store = store_of(ctx)
-    lines = export_lines(store.conn, migrations.SCHEMA_VERSION, clock.iso(_when(since, "--since")) if since else None)
+    lines = export_lines(store.conn, migrations.SCHEMA_VERSION, clock.iso(clock.back(since, "--since")) if since else None)
     store.conn.execute("BEGIN")  # one read snapshot, whatever others write meanwhile
     try:
         if out is None:
@@ -170,11 +169,11 @@ def purge(
 
     Example: sdesk purge --older-than 365d --dry-run
     """
-    from ..store_audit import parse_age
+    from .. import clock
 
     settings = settings_of(ctx)
     store = settings.store()
-    before = parse_age(older_than)
+    before = clock.iso(clock.back(older_than, "--older-than"))
     if not dry_run and not yes:
         counted = store.purge(before=before, dry_run=True, actor=settings.actor)
         if not counted["tickets"]:

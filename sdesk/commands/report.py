@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import BadInput
-from .common import Group, note, print_json, read_text, settings_of
+from .common import Group, note, print_json, settings_of
 
 app = typer.Typer(cls=Group, name="report", invoke_without_command=True,
                   help="Service-desk KPIs over a window: tables and charts, --json or --csv.")
@@ -23,45 +23,21 @@ UntilOption = Annotated[Optional[str], typer.Option("--until", help="End of the 
 JsonOption = Annotated[bool, typer.Option("--json")]
 
 
-def _when(text: str, option: str):
-    """A time: a span back from now (30d, 12h, 2w, 90m) or ISO 8601."""
-    from datetime import timedelta
-
-    from .. import clock
-
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    value, unit = text[:-1], text[-1:].lower()
-    if unit in units and value.isascii() and value.isdigit():
-        try:
-            return clock.now() - timedelta(**{units[unit]: int(value)})
-        except OverflowError:
-            raise BadInput(f"{option} {text!r}: too long ago") from None
-    return clock.parse(text, what=option)
-
-
 def _window(since: str, until: Optional[str]):
     from datetime import timedelta
 
     from .. import clock
 
     # The window ends after now, so that what happens in this second counts.
-    end = _when(until, "--until") if until else clock.now() + timedelta(seconds=1)
-    return _when(since, "--since"), end
-
-
-def _configs(settings) -> tuple[Any, Any]:
-    from ..metrics import MetricsConfig, load
-
-    path = settings.config / "metrics.yaml" if settings.config is not None else None
-    config = load(read_text(path), str(path)) if path is not None and path.is_file() else MetricsConfig()
-    return config, settings.sla_config()
+    end = clock.back(until, "--until") if until else clock.now() + timedelta(seconds=1)
+    return clock.back(since, "--since"), end
 
 
 def _build(ctx: typer.Context, since: str, until: Optional[str], by: str = "priority", **options: Any):
     from ..reports import build
 
     settings = settings_of(ctx)
-    config, sla = _configs(settings)
+    config, sla = settings.metrics_config(), settings.sla_config()
     start, end = _window(since, until)
     return build(settings.store(), config, sla, start, end, by, **options)
 
@@ -252,9 +228,9 @@ def csat(
     """
     from ..lifecycle import parse_id, ref
 
-    settings = settings_of(ctx)
-    settings.store().csat_record(ticket_id=parse_id(ticket), score=score, comment=comment, actor=settings.actor)
-    note(f"{ref(parse_id(ticket))}: CSAT {score}")
+    settings, ticket_id = settings_of(ctx), parse_id(ticket)
+    settings.store().csat_record(ticket_id=ticket_id, score=score, comment=comment, actor=settings.actor)
+    note(f"{ref(ticket_id)}: CSAT {score}")
 
 
 @worklog_app.command("worklog")
@@ -276,9 +252,9 @@ def worklog(
     if not found or not any(found.groups()):
         raise BadInput(f"worklog: {spent!r} is not a time like 30m, 2h or 1h30m")
     minutes = int(found.group(1) or 0) * 60 + int(found.group(2) or 0)
-    settings = settings_of(ctx)
-    settings.store().worklog_add(ticket_id=parse_id(ticket), minutes=minutes, note=note_text, actor=settings.actor)
-    note(f"{ref(parse_id(ticket))}: {minutes} minutes worked")
+    settings, ticket_id = settings_of(ctx), parse_id(ticket)
+    settings.store().worklog_add(ticket_id=ticket_id, minutes=minutes, note=note_text, actor=settings.actor)
+    note(f"{ref(ticket_id)}: {minutes} minutes worked")
 
 
 @postmortem_app.command("postmortem")
@@ -296,7 +272,7 @@ def postmortem(
     from ..reports import postmortem as draft
 
     settings = settings_of(ctx)
-    _, sla = _configs(settings)
+    sla = settings.sla_config()
     text = draft(settings.store(), parse_id(ticket), sla)
     if output is None:
         sys.stdout.write(text)

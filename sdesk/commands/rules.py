@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import clock
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
@@ -42,32 +43,6 @@ def check(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     note(f"{len(rules)} rules OK")
 
 
-def _span(text: str, option: str):
-    """`30m`, `12h`, `30d`, `2w` as a timedelta."""
-    from datetime import timedelta
-
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not (value.isascii() and value.isdigit()) or int(value) <= 0:
-        raise BadInput(f"{option} {text!r}: expected a duration like 30m, 12h, 30d, 2w")
-    try:
-        return timedelta(**{units[unit]: int(value)})
-    except OverflowError:
-        raise BadInput(f"{option} {text!r}: too long") from None
-
-
-def _since(text: Optional[str]) -> Optional[str]:
-    """--since: a duration back from now, or an ISO time."""
-    if text is None:
-        return None
-    from .. import clock
-
-    if text[:-1].isascii() and text[:-1].isdigit():
-        try:
-            return clock.iso(clock.now() - _span(text, "--since"))
-        except OverflowError:
-            raise BadInput(f"--since {text!r}: too long ago") from None
-    return clock.iso(clock.parse(text, what="--since"))
 
 
 @app.command("test")
@@ -89,7 +64,7 @@ def test(
     from ..triage import replay as run_replay
 
     store = store_of(ctx)
-    tickets = store.replay_tickets(_since(since))
+    tickets = store.replay_tickets(clock.iso(clock.back(since, "--since")) if since else None)
     result = run_replay(config, tickets)
     if limit:
         result["changed"] = result["changed"][:limit]
@@ -123,13 +98,12 @@ def silence_add(
 
     Example: sdesk silence add --match alertname=DiskFull --match instance=~"db-.*" --for 2h --comment "CH-12 resize"
     """
-    from .. import clock
     from ..triage import parse_matcher
 
     matchers = [parse_matcher(m) for m in match]
     starts = clock.parse(start, what="--start") if start else clock.now()
     try:
-        ends = starts + _span(duration, "--for")
+        ends = starts + clock.span(duration, "--for")
     except OverflowError:
         raise BadInput(f"--for {duration!r}: ends after the year 9999") from None
     settings = settings_of(ctx)

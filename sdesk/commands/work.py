@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import clock
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
@@ -54,8 +55,6 @@ def change_new(
 
     Example: sdesk change new --ci payments-db --title "Postgres 16 upgrade" --start 2026-12-01T22:00Z --end 2026-12-01T23:30Z --status planned
     """
-    from .. import clock
-
     title = title.strip()
     if not title:
         raise BadInput("--title: must not be empty")
@@ -74,7 +73,6 @@ def change_new(
 def _check_freeze(settings, ci: str, force: bool) -> None:
     """A CI whose SLO's error budget is spent (or burning at twice its pace) is frozen: by its
     `freeze` setting, a change on it is refused (unless --force) or warned about."""
-    from .. import clock
     from ..errors import Conflict
     from ..sla import budget
 
@@ -110,7 +108,8 @@ def change_list(
     Example: sdesk change list --since 24h
     """
     store = store_of(ctx)
-    changes = store.change_list(cis=[store.ci_name(ci)] if ci else None, since=_since(since), limit=limit or None)
+    changes = store.change_list(cis=[store.ci_name(ci)] if ci else None,
+                                since=clock.iso(clock.back(since, "--since")) if since else None, limit=limit or None)
     if as_json:
         print_json(changes)
         return
@@ -149,21 +148,6 @@ def change_status(ctx: typer.Context, change: ChangeArg, status: Annotated[Chang
     note(f"CH-{c['id']} is {c['status']}")
 
 
-def _since(text: Optional[str]) -> Optional[str]:
-    if not text:
-        return None
-    from datetime import timedelta
-
-    from .. import clock
-
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    t = text.strip()
-    if 1 < len(t) <= 10 and t[:-1].isascii() and t[:-1].isdigit() and t[-1:] in units:
-        try:
-            return clock.iso(clock.now() - timedelta(**{units[t[-1]]: int(t[:-1])}))
-        except OverflowError:
-            raise BadInput(f"--since {text}: too far back") from None
-    return clock.iso(clock.parse(t, what="--since"))
 
 
 # -- problems ------------------------------------------------------------------------------------

@@ -70,16 +70,16 @@ class SdeskApp(App):
         self.poll = poll
         from ..commands.common import Settings
 
-        self.default_role = Settings(db, actor, config).default_role()  # roles.yaml, as the CLI reads it
+        self.settings = Settings(db, actor, config)  # the desk config's files, as the CLI reads them
+        self.default_role = self.settings.default_role()
 
     def sla_config(self):
         """sla.yaml of the desk config, once (a broken file: no SLA column, and a notification)."""
         if not hasattr(self, "_sla"):
-            from ..commands.common import Settings
             from ..sla import SlaConfig
 
             try:
-                self._sla = Settings(self.db, self.actor, self.config).sla_config()
+                self._sla = self.settings.sla_config()
             except SdeskError as e:
                 self.notify(f"{e}; SLA clocks left out", severity="warning")
                 self._sla = SlaConfig()
@@ -501,9 +501,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
         return
     if action == "escalate":
         def escalate(s):
-            from ..commands.common import Settings
-
-            s.escalate(ticket_id=ticket, config=Settings(app.db, actor, app.config).oncall_config(), actor=actor)
+            s.escalate(ticket_id=ticket, config=app.settings.oncall_config(), actor=actor)
 
         app.act(escalate, f"{name}: escalated (the next tick pages)", refresh)
         return
@@ -581,10 +579,9 @@ def _people(app: SdeskApp) -> list[tuple[str, str]]:
     """(user, what they are) for the people oncall.yaml knows, whoever is on call now first
     (empty: no teams, and anyone may be assigned)."""
     from .. import clock
-    from ..commands.common import Settings
 
     try:
-        oncall = Settings(app.db, app.actor, app.config).oncall_config()
+        oncall = app.settings.oncall_config()
         with app.store() as store:
             now = store.on_call_now(oncall, list(oncall.schedules.values()), clock.now())
     except SdeskError:

@@ -75,9 +75,8 @@ class OnCallScreen(Page):
 
     def fetch(self, store: Any) -> Any:
         from .. import clock
-        from ..commands.common import Settings
 
-        config = Settings(self.app.db, self.app.actor, self.app.config).oncall_config()
+        config = self.app.settings.oncall_config()
         if not config.schedules:
             raise SdeskError("no on-call schedules: add oncall.yaml to the desk config")
         return store.on_call_now(config, list(config.schedules.values()), clock.now())
@@ -97,15 +96,11 @@ class DashboardScreen(Page):
         from datetime import timedelta
 
         from .. import clock
-        from ..commands.common import Settings, read_text
-        from ..metrics import MetricsConfig, load
         from ..reports import build
 
-        settings = Settings(self.app.db, self.app.actor, self.app.config)
-        path = self.app.config / "metrics.yaml" if self.app.config else None
-        config = load(read_text(path), str(path)) if path and path.is_file() else MetricsConfig()
         now = clock.now()
-        return build(store, config, settings.sla_config(), now - timedelta(days=7), now + timedelta(seconds=1),
+        return build(store, self.app.settings.metrics_config(), self.app.settings.sla_config(), now - timedelta(days=7),
+                     now + timedelta(seconds=1),
                      sections=frozenset({"sla", "pager", "slo", "csat"}))
 
     def draw(self, report: Any) -> None:
@@ -230,7 +225,6 @@ class RunbookScreen(Screen):
 
     @work(thread=True, exclusive=True)
     def _run(self, dry_run: bool) -> None:
-        from ..commands.common import Settings
         from ..render import print_plan
         from ..runbooks import find
         from ..runner import prepare, start
@@ -240,7 +234,7 @@ class RunbookScreen(Screen):
         try:
             with app.store() as store:
                 if dry_run:
-                    runbook = find(Settings(app.db, app.actor, app.config).runbooks_folder(), self.runbook)
+                    runbook = find(app.settings.runbooks_folder(), self.runbook)
                     self.prepared = prepare(store, runbook, self.ticket_id, {})
                     plan = _printed(self.size.width, lambda out: print_plan(out, self.prepared.plan,
                                                                             self.prepared.ticket, True))
