@@ -10,7 +10,6 @@ and FTS5's internal tables are left out; the search index is rebuilt from its ro
 from __future__ import annotations
 
 import base64
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -200,20 +199,16 @@ def _json(line: bytes, number: int) -> Any:
 def backup(conn: sqlite3.Connection, target: Path) -> None:
     """A consistent copy of the live database (SQLite's online backup: other processes keep
     writing), written beside `target` and renamed into place only once complete and checked."""
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        partial.unlink(missing_ok=True)
-        with sqlite3.connect(partial) as copy:
+    from .atomic import replaced
+
+    with replaced(target) as partial:
+        copy = sqlite3.connect(partial)
+        try:
             conn.backup(copy)
             copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        check_file(partial)
-        os.replace(partial, target)
-    except OSError as e:
-        partial.unlink(missing_ok=True)
-        raise BadInput(f"cannot write {target}: {e.strerror}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        finally:
+            copy.close()
+        check_file(partial, target)
 
 
 def check_file(path: Path, shown: Path | None = None) -> int:

@@ -111,16 +111,11 @@ def export(
         if out is None:
             n = write_lines(lines, sys.stdout.buffer)
             sys.stdout.buffer.flush()
-        else:  # written aside and renamed: a failed export leaves no partial file under the name
-            partial = out.with_name(f".{out.name}.partial")
-            try:
-                with partial.open("wb") as f:
-                    n = write_lines(lines, f)
-                partial.replace(out)
-            except OSError as e:
-                raise BadInput(f"cannot write {out}: {e.strerror}") from None
-            finally:
-                partial.unlink(missing_ok=True)
+        else:  # a failed export leaves no partial file under the name
+            from ..atomic import replaced
+
+            with replaced(out) as partial, partial.open("wb") as f:
+                n = write_lines(lines, f)
     finally:
         store.conn.execute("COMMIT")
     note(f"exported {n - 1:,} rows" + (f" to {out}" if out else ""))

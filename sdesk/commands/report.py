@@ -188,31 +188,11 @@ def metrics_command(
     if file is None:
         sys.stdout.write(text)
         return
-    _write_atomically(file, text)
+    from ..atomic import replaced
+
+    with replaced(file) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     note(f"wrote {file}")
-
-
-def _write_atomically(file: Path, text: str) -> None:
-    """Write beside the file and rename over it, so that a reader (node_exporter) never sees
-    half of it; readable as a file the user makes would be (umask); only over a regular file."""
-    import os
-    import tempfile
-
-    if file.exists() and not file.is_file() or file.is_symlink():
-        raise BadInput(f"cannot write {file}: not a regular file")
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=file.parent if str(file.parent) else ".", prefix=f".{file.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, file)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise BadInput(f"cannot write {file}: {e.strerror or e}") from None
 
 
 @csat_app.command("csat")
