@@ -148,3 +148,31 @@ def test_python_dash_m(db_path):
     out = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db_path), "new", "via -m", "--json"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["title"] == "via -m"
+
+
+def test_a_batch_of_varied_tickets_is_stored_whole(db_path):
+    """One batch, spanning several multi-row statements and a remainder, where each ticket
+    sets its own mix of fields (a column some tickets leave unset is NULL for them)."""
+    from sdesk.fields import check_ticket
+
+    tickets = []
+    for i in range(1000):
+        t = {"title": f"ticket {i}", "labels": {"n": str(i)} if i % 2 else {}, "tags": [f"t{i % 3}"] if i % 5 else []}
+        if i % 7 == 0:
+            t["description"] = f"described {i}"
+        if i % 3 == 0:
+            t["service"] = f"svc{i % 4}"
+        if i % 11 == 0:
+            t["impact"] = 1 + i % 3
+        tickets.append(check_ticket(t))
+    with Store(db_path) as store:
+        results = store.intake(tickets, actor="alice", source="json")
+        assert [created for _, created in results] == [True] * 1000
+        ids = [ticket_id for ticket_id, _ in results]
+        assert ids == list(range(ids[0], ids[0] + 1000))
+        for ticket_id, given in zip(ids, tickets):
+            stored = store.get(ticket_id=ticket_id)
+            assert {k: stored[k] for k in given} == given
+            assert stored["description"] == given.get("description") and stored["impact"] == given.get("impact")
+            assert [e["kind"] for e in store.events(ticket_id=ticket_id)] == ["created"]
+        assert store.verify_chain()[0] == 1000
