@@ -33,7 +33,7 @@ class Summary:
     rejected: list[Record] = field(default_factory=list)
 
 
-def _more_ready(stream: BinaryIO) -> bool:
+def more_ready(stream: BinaryIO) -> bool:
     """Whether more input can be read without waiting."""
     try:
         return bool(select.select([stream], [], [], 0)[0])
@@ -42,44 +42,31 @@ def _more_ready(stream: BinaryIO) -> bool:
 
 
 def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "jsonl",
-                 severity: Mapping[str, str] = SEVERITY) -> Iterator[tuple[list[Record], bool]]:
+                 severity: Mapping[str, str] = SEVERITY, helpers: int | None = None) -> Iterator[tuple[list[Record], bool]]:
     """Parsed records of each read from `stream`, and whether more input is ready right now.
     read1 returns what one read of the pipe or file gives, without waiting for more.
 
-    Bulk input (the first read fills the buffer and more is ready) is parsed by a helper
-    process while this one stores (parse_helper.py): parsing is half the work of an alert."""
-    first = stream.read1(READ_SIZE)
-    if len(first) == READ_SIZE and os.name == "posix" and _more_ready(stream) and _has_fd(stream):
-        from .parse_helper import helper_chunks
-
-        yield from helper_chunks(stream.fileno(), first, progress, fmt, severity)
-    else:
-        yield from parsed_chunks(stream, first, progress, fmt, severity)
-
-
-def parsed_chunks(stream: BinaryIO, data: bytes, progress: Callable[[int], None], fmt: str,
-                  severity: Mapping[str, str]) -> Iterator[tuple[list[Record], bool]]:
-    """jsonl_chunks in this process, from `data` (already read) on."""
-    tail = b""
-    number = 0
+    Input is parsed here until it proves to be bulk (a read fills the buffer and more is
+    ready); the rest of it goes to helper processes that parse while this one stores
+    (parse_helper.py): parsing is half the work of an alert. `helpers`: how many (0: never;
+    None: one per core)."""
+    tail, number = b"", 0
+    data = stream.read1(READ_SIZE)
     while data:
+        if helpers != 0 and len(data) == READ_SIZE and os.name == "posix" and more_ready(stream):
+            from .parse_helper import helper_chunks, helper_count
+
+            yield from helper_chunks(stream, data, progress, fmt, severity, helpers or helper_count(), tail, number)
+            return
         progress(len(data))
         lines = (tail + data).split(b"\n")
         tail = lines.pop()
-        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1, fmt=fmt, severity=severity)), \
-            _more_ready(stream)
+        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1, fmt=fmt,
+                               severity=severity)), more_ready(stream)
         number += len(lines)
         data = stream.read1(READ_SIZE)
     if tail:
         yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1, fmt=fmt, severity=severity)), False
-
-
-def _has_fd(stream: BinaryIO) -> bool:
-    try:
-        stream.fileno()
-        return True
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return False
 
 
 def document_records(data: bytes, fmt: str, severity: Mapping[str, str] = SEVERITY) -> tuple[str, list[Record]]:
@@ -143,7 +130,7 @@ def ingest(
         reading = iter(chunks)
         while True:
             try:
-                records, more_ready = next(reading)
+                records, ready = next(reading)
             except StopIteration:
                 break
             except BaseException:
@@ -151,7 +138,7 @@ def ingest(
                     report(pending, store_batch(pending))
                 raise
             pending += records
-            if len(pending) >= BATCH or not more_ready:
+            if len(pending) >= BATCH or not ready:
                 report(pending, store_batch(pending))
                 pending = []
         if pending:

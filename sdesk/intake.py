@@ -122,7 +122,7 @@ def _generic(where: str, raw: str, value: Any = None, source: str = "json") -> R
         return Record(where, raw, error=describe(e))
     # The validated fields as they are (enums are str subclasses): several times cheaper than
     # model_dump, which matters at tens of thousands of records a second.
-    return Record(where, raw, Signal(source, "trigger", vars(model)))
+    return Record(where, "", Signal(source, "trigger", vars(model)))  # raw is kept for rejects only
 
 
 def generic(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
@@ -439,4 +439,5 @@ def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
                     _LINE_CACHE.clear()
                 _LINE_CACHE[fmt, raw] = (severity, records)
         for where, _, signal, error in records:
-            yield Record(f"line {number} {where}", raw, signal, error)
+            # Only a rejected record's raw text is ever used (kept in --rejects).
+            yield Record(f"line {number} {where}", raw if signal is None else "", signal, error)

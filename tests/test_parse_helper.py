@@ -5,12 +5,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from sdesk.errors import SdeskError
-from sdesk.ingest import READ_SIZE, jsonl_chunks, parsed_chunks
+from sdesk.ingest import READ_SIZE, jsonl_chunks
 from sdesk.intake import SEVERITY
 from sdesk.parse_helper import helper_chunks
 
@@ -41,46 +43,104 @@ def _flat(chunks):
     return [(r.where, r.raw if r.signal is None else None, r.signal, r.error) for records, _ in chunks for r in records]
 
 
-def test_the_helper_gives_what_parsing_here_gives(bulk):
-    seen = []
+def _here(path, start=0):
+    with path.open("rb") as f:
+        f.seek(start)
+        return _flat(jsonl_chunks(f, lambda n: None, "alertmanager", SEVERITY, helpers=0))
+
+
+@pytest.mark.parametrize("helpers", [1, 2, 3])
+def test_helpers_give_what_parsing_here_gives(bulk, helpers):
+    """Reads cut mid-line, a line longer than a read, blank lines, no line end at the end."""
+    with bulk.open("ab") as f:
+        f.write(b"\n\n" + json.dumps({"alerts": [{"labels": {"pad": "y" * (READ_SIZE + 9)}}]}).encode()
+                + b'\n{"alerts": [{"labels": {"a": "b"}}]}')
+    here, seen = _here(bulk), []
     with bulk.open("rb") as f:
-        here = _flat(parsed_chunks(f, f.read1(READ_SIZE), lambda n: None, "alertmanager", SEVERITY))
-    with bulk.open("rb") as f:
-        first = f.read1(READ_SIZE)
-        there = _flat(helper_chunks(f.fileno(), first, seen.append, "alertmanager", SEVERITY))
+        there = _flat(helper_chunks(f, f.read1(READ_SIZE), seen.append, "alertmanager", SEVERITY, helpers))
     assert there == here
-    assert len(here) == 3000
+    assert len(here) == 3002
     assert here[7][0] == "line 8" and here[7][3].startswith("invalid JSON")
     assert here[1500][0] == "line 1501" and here[1500][1] == "[1, 2]"
+    assert here[-1][0] == "line 3004 alert 1" and here[-2][0] == "line 3003 alert 1"  # after two blank lines
     assert sum(seen) == bulk.stat().st_size  # the progress bar reaches the end
 
 
-def test_bulk_input_goes_to_the_helper_and_small_input_does_not(bulk, tmp_path, monkeypatch):
-    used = []
+def test_input_is_numbered_from_where_it_stands(bulk):
+    """A file on stdin that someone read part of first: lines count from there."""
+    start = bulk.read_bytes().index(b"\n", 100_000) + 1
+    with bulk.open("rb") as f:
+        f.seek(start)
+        there = _flat(helper_chunks(f, f.read1(READ_SIZE), lambda n: None, "alertmanager", SEVERITY, 2))
+    assert there == _here(bulk, start) and there[0][0] == "line 1 alert 1"
+
+
+def test_bulk_input_goes_to_helpers_and_small_input_does_not(bulk, tmp_path, monkeypatch):
     import sdesk.parse_helper as helper
 
+    used = []
     real = helper.helper_chunks
-    monkeypatch.setattr(helper, "helper_chunks", lambda *a, **k: used.append(True) or real(*a, **k))
+    monkeypatch.setattr(helper, "helper_chunks", lambda *a, **k: used.append(a[5]) or real(*a, **k))
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(_alert_lines(20)) + "\n")
     for path in (small, bulk):
         with path.open("rb") as f:
             list(jsonl_chunks(f, lambda n: None, "alertmanager"))
-    assert used == [True]
+    assert used == [helper.helper_count()]
+    # A pipe too, when the first read fills the buffer and more is ready.
+    import fcntl
+
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 1 << 20)
+    os.write(writer, bulk.read_bytes())
+    os.close(writer)
+    with os.fdopen(reader, "rb") as r:
+        records = [rec for chunk, _ in jsonl_chunks(r, lambda n: None, "alertmanager") for rec in chunk]
+    assert len(used) == 2 and len(records) == 3000
+
+
+def test_a_pipe_that_starts_slowly_goes_to_helpers_once_it_is_bulk(bulk, monkeypatch):
+    """A producer that trickles a few lines, then floods: parsed here, then by helpers, with
+    a line cut between the two and the numbering carried over."""
+    import sdesk.parse_helper as helper
+
+    handed = []
+    real = helper.helper_chunks
+    monkeypatch.setattr(helper, "helper_chunks", lambda *a, **k: handed.append(a[6:8]) or real(*a, **k))
+    data = bulk.read_bytes()
+    reader, writer = os.pipe()
+
+    def produce():
+        os.write(writer, data[:1000])  # ends mid-line
+        time.sleep(0.3)
+        os.write(writer, data[1000:])
+        os.close(writer)
+
+    feeder = threading.Thread(target=produce)
+    feeder.start()
+    with os.fdopen(reader, "rb") as r:
+        chunks = list(jsonl_chunks(r, lambda n: None, "alertmanager", SEVERITY, helpers=2))
+    feeder.join()
+    assert _flat(chunks) == _here(bulk)
+    [(tail, lines)] = handed  # the first lines were parsed here; the rest, from mid-line, there
+    assert lines == data[:1000].count(b"\n") and data[:1000].endswith(tail) and tail
 
 
 def test_a_failing_helper_is_one_line_error(bulk):
-    with bulk.open("rb") as f:
-        first = f.read1(READ_SIZE)
-        command = [sys.executable, "-c", "import sys; sys.stderr.write('Traceback...\\nboom: it broke\\n'); sys.exit(3)"]
-        with pytest.raises(SdeskError, match=r"^the parsing helper failed \(exit 3\): boom: it broke$"):
-            list(helper_chunks(f.fileno(), first, lambda n: None, "alertmanager", SEVERITY, command=command))
+    command = [sys.executable, "-c", "import sys; sys.stderr.write('Traceback...\\nboom: it broke\\n'); sys.exit(3)"]
+    for helpers in (1, 2):
+        with bulk.open("rb") as f:
+            with pytest.raises(SdeskError, match=r"^the parsing helper failed \(exit 3\): boom: it broke$"):
+                list(helper_chunks(f, f.read1(READ_SIZE), lambda n: None, "alertmanager", SEVERITY, helpers,
+                                   command=command))
 
 
-def test_a_fast_pipe_into_sdesk_stores_every_alert(bulk, db_path):
-    """Through the real CLI, from a pipe: every line accounted for, in order."""
-    proc = subprocess.run([sys.executable, "-m", "sdesk", "new", "--jsonl", "--format", "alertmanager", "--json"],
-                          input=bulk.read_bytes(), capture_output=True, env={**os.environ, "SDESK_DB": str(db_path)})
+@pytest.mark.parametrize("via", ["pipe", "file"])
+def test_bulk_input_into_sdesk_stores_every_alert(bulk, db_path, via):
+    """Through the real CLI, from a pipe or a file: every line accounted for, in order."""
+    args, data = ([], bulk.read_bytes()) if via == "pipe" else ([str(bulk)], None)
+    proc = subprocess.run([sys.executable, "-m", "sdesk", "new", "--jsonl", "--format", "alertmanager", "--json", *args],
+                          input=data, capture_output=True, env={**os.environ, "SDESK_DB": str(db_path)})
     assert proc.returncode == 2, proc.stderr  # the two bad lines
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["where"].split()[1] for r in results] == [str(i) for i in range(1, 3001)]
@@ -118,8 +178,7 @@ def test_records_read_before_the_helper_died_are_stored(tmp_path, bulk):
             "sys.stderr.write('boom\\n'); sys.exit(3)\n")
     stored = []
     with bulk.open("rb") as f, Store(tmp_path / "d.db") as store:
-        first = f.read1(READ_SIZE)
-        chunks = helper_chunks(f.fileno(), first, lambda n: None, "alertmanager", SEVERITY,
+        chunks = helper_chunks(f, f.read1(READ_SIZE), lambda n: None, "alertmanager", SEVERITY, 1,
                                command=[sys.executable, "-c", code])
         with pytest.raises(SdeskError, match="exit 3"):
             ingest(store, chunks, actor="t", on_stored=lambda r, i, o: stored.append(o), on_rejected=lambda r: None)

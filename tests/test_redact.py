@@ -173,7 +173,7 @@ _FRAGMENTS = ["redis://admin:pw12@", "AccountKey=abcd1234", "password=hunter22",
               "sk_live_" + "d" * 16, "eyJabcdefgh.eyJabcdefgh.abcdefgh", "Bearer abcdefghijklmnop",
               "-----BEGIN PRIVATE KEY-----", "4111 1111 1111 1111", "https://hooks.slack.com/services/" + "e" * 20,
               "password", "Pwd", "secret", "token", "=", ":", " is ", "://", "@", "user", "AKIA", "ghp_", "-", "_",
-              "\n", "'", '"', "1234"]
+              "\n", "'", '"', "1234", "9", " ", "--", "4111-1111-1111-1111", "٤١١١"]
 
 
 @settings(max_examples=400)
