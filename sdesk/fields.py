@@ -71,7 +71,7 @@ def check_ticket(fields: dict[str, Any]) -> dict[str, Any]:
     tags = fields.pop("tags", [])
     if not isinstance(tags, list):
         raise BadInput("tags: must be a list of text")
-    ticket["tags"] = list(dict.fromkeys(_text("tags", t, NAME_MAX) for t in tags))
+    ticket["tags"] = list(dict.fromkeys(_text("tags", t, NAME_MAX) for t in tags)) if tags else []
     if fields:
         raise BadInput(f"{sorted(fields)[0]}: unknown field")
     return ticket

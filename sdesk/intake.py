@@ -81,7 +81,7 @@ def _strings(value: Any) -> dict[str, str]:
     """A label or annotation map as text; anything else is empty."""
     if not isinstance(value, dict):
         return {}
-    return {str(k): _text(v) for k, v in value.items() if v is not None}
+    return {str(k): v if type(v) is str else _text(v) for k, v in value.items() if v is not None}
 
 
 def ticket_record(where: str, raw: str, source: str, fields: dict[str, Any], *, alert: Alert | None = None,

@@ -90,7 +90,7 @@ def _decode(data: bytes, charset: str | None) -> str:
             continue
         try:
             return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # unknown, or undecodable, or a name with a NUL in it
             continue
     return data.decode("latin-1")
 

@@ -13,6 +13,7 @@ import sqlite3
 from datetime import timedelta
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,7 @@ def insert_rows(conn: sqlite3.Connection, columns: tuple[str, str], rows: list[t
     whole = len(rows) - len(rows) % per
     if whole:
         conn.executemany(f"INSERT INTO {target} VALUES {','.join([template] * per)}",
-                         [[value for row in rows[i:i + per] for value in row] for i in range(0, whole, per)])
+                         [list(chain.from_iterable(rows[i:i + per])) for i in range(0, whole, per)])
     if whole < len(rows):
         conn.executemany(f"INSERT INTO {target} VALUES {template}", rows[whole:])
 
@@ -521,7 +522,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             tx.check()  # intake needs the role on the desk; each new ticket, on its queue too
             triggers = any(s.action == "trigger" for s in signals)
             enricher = self._enricher(enrich) if triggers else None
-            keys = {k for s in signals if (k := s.key)}
+            signal_keys = [s.key for s in signals]  # (a property: read once, for the lookup and the rows)
+            keys = set(signal_keys) - {None}
             open_now = self._open_fingerprints(tx.conn, keys)
             triager, flapping = None, {}
             now = clock.parse(tx.at)
@@ -539,11 +541,11 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                                                       clock.iso(now - timedelta(minutes=triage.flap_minutes)))
             batch = _Triggers(tx, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences}, automate)
             alert_rows = []
-            for s in signals:
+            for s, key in zip(signals, signal_keys):
                 if s.thread is not None:
                     result = self._mail(tx, batch, s, reopen_days, mask_pii)
-                elif s.action == "trigger" and flapping and s.key in flapping and s.key not in batch.open:
-                    result = self._reopen_flapping(tx, batch, flapping.pop(s.key), s)
+                elif s.action == "trigger" and flapping and key in flapping and key not in batch.open:
+                    result = self._reopen_flapping(tx, batch, flapping.pop(key), s)
                 elif s.action == "trigger":
                     result = batch.add(s.ticket, s.source, s.secret_free, s.alert)
                 elif s.action in ("resolve", "acknowledge"):
@@ -559,7 +561,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                     labels, annotations = s.alert.labels, s.alert.annotations
                     if mask_pii or not s.secret_free:
                         labels, annotations = _redacted_json(labels, mask_pii), _redacted_json(annotations, mask_pii)
-                    alert_rows.append((s.source, s.key, s.alert.status, result[1], labels, annotations, tx.at, result[0]))
+                    alert_rows.append((s.source, key, s.alert.status, result[1], labels, annotations, tx.at, result[0]))
             batch.flush()
             insert_rows(tx.conn, ALERT_COLUMNS, alert_rows)
         return results

@@ -173,3 +173,9 @@ def test_split_mbox_keeps_quoted_from_lines():
     data = b"From a@x Mon\nSubject: one\n\n>From here\n\nFrom b@x Tue\nSubject: two\n\nbody\n"
     assert [m.splitlines()[0] for m in split_mbox(data)] == [b"Subject: one", b"Subject: two"]
     assert b"\nFrom here" in next(split_mbox(data))
+
+
+def test_a_charset_name_with_a_nul_in_it_is_not_a_crash():
+    """Found by the fuzzer: an encoded word naming a charset with a NUL made codecs raise."""
+    [record] = parse_mail(b"From: a@example.com\r\nSubject: =?utf\x00-8?q?caf=C3=A9?=\r\n\r\nbody\r\n")
+    assert record.signal is not None and "caf" in record.signal.ticket["title"]
