@@ -9,7 +9,6 @@ kept (in `--rejects`): one bad record never costs the good ones around it.
 from __future__ import annotations
 
 import gc
-import io
 import os
 import select
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,7 +36,7 @@ def more_ready(stream: BinaryIO) -> bool:
     """Whether more input can be read without waiting."""
     try:
         return bool(select.select([stream], [], [], 0)[0])
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (OSError, ValueError, TypeError):
         return True  # in memory, or not selectable (a pipe on Windows): batch by size only
 
 

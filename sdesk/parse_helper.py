@@ -98,7 +98,7 @@ def _feed(stream: BinaryIO, data: bytes, tail: bytes, lines: int, stdins: list[B
             cut = block.rfind(b"\n") + 1
             ready = more_ready(stream)
             _send(stdins[turn], lines, len(data), ready, block[:cut])
-            lines, tail, turn = lines + block.count(b"\n", 0, cut), block[cut:], (turn + 1) % len(stdins)
+            lines, tail, turn = lines + block.count(b"\n"), block[cut:], (turn + 1) % len(stdins)
             data = stream.read1(PIECE_SIZE)
         if tail:
             _send(stdins[turn], lines, 0, False, tail)
@@ -201,6 +201,15 @@ def _pickled(value: object) -> bytes:
     return out.getvalue()
 
 
+def parse_piece(piece: bytes, before: int, fmt: str, severity: Mapping[str, str]) -> list[Record]:
+    """The records of a piece of whole lines (the last may have no end), `before` lines in."""
+    lines = piece.split(b"\n") if piece else []
+    if piece.endswith(b"\n"):
+        lines.pop()
+    return list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=before + 1, fmt=fmt,
+                            severity=severity))
+
+
 def main() -> None:
     # Short-lived and makes no reference cycles: collecting would only cost time.
     gc.disable()
@@ -208,13 +217,7 @@ def main() -> None:
     source, out = sys.stdin.buffer, sys.stdout.buffer
     while header := source.read(PIECE.size):
         before, read, ready, size = PIECE.unpack(header)
-        piece = source.read(size)
-        lines = piece.split(b"\n") if piece else []
-        if piece.endswith(b"\n"):
-            lines.pop()
-        records = list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=before + 1, fmt=fmt,
-                                   severity=severity))
-        payload = _pickled((records, ready))
+        payload = _pickled((parse_piece(source.read(size), before, fmt, severity), ready))
         out.write(FRAME.pack(len(payload), read))
         out.write(payload)
         out.flush()

@@ -1,5 +1,6 @@
 """Bulk line input is parsed in a helper process: same records, same order, same line numbers."""
 
+import io
 import json
 import os
 import sqlite3
@@ -10,11 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sdesk.errors import SdeskError
 from sdesk.ingest import READ_SIZE, jsonl_chunks
 from sdesk.intake import SEVERITY
-from sdesk.parse_helper import helper_chunks
+from sdesk.parse_helper import PIECE, _feed, helper_chunks, parse_piece
 
 
 def _alert_lines(n: int) -> list[str]:
@@ -183,3 +186,57 @@ def test_records_read_before_the_helper_died_are_stored(tmp_path, bulk):
         with pytest.raises(SdeskError, match="exit 3"):
             ingest(store, chunks, actor="t", on_stored=lambda r, i, o: stored.append(o), on_rejected=lambda r: None)
         assert len(stored) == 9 and store.count_alerts() == 9  # line 8 of the ten is the bad one
+
+
+class _Trickle:
+    """Input whose reads return the drawn sizes in turn, as a pipe does."""
+
+    def __init__(self, data: bytes, sizes: list[int]):
+        self.data, self.sizes, self.turn = data, sizes, 0
+
+    def read1(self, n: int) -> bytes:
+        size = min(n, self.sizes[self.turn % len(self.sizes)])
+        self.turn += 1
+        out, self.data = self.data[:size], self.data[size:]
+        return out
+
+
+class _Kept(io.BytesIO):
+    def close(self) -> None:
+        self.kept = self.getvalue()
+        super().close()
+
+
+_LINES = [json.dumps({"alerts": [{"labels": {"alertname": "A", "n": str(i)}}, {"labels": {"b": "c"}}]}) for i in range(3)] + \
+    ["", "   ", '{"alerts": [ nope', "[1, 2]", json.dumps({"alerts": [{"labels": {"pad": "é" * 40}}]}), "\u00e9x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.sampled_from(_LINES), max_size=30), end=st.sampled_from(["", "\n", "\r\n"]),
+       sizes=st.lists(st.integers(1, 200), min_size=1, max_size=20), helpers=st.integers(1, 4),
+       already=st.integers(0, 2))
+def test_pieces_handed_out_in_turn_parse_as_the_whole_does(lines, end, sizes, helpers, already):
+    """However the reads fall (mid-line, mid-character, several lines at once), the pieces each
+    helper gets, parsed in turn, give the records parsing the whole here gives; also when the
+    input was handed over after `already` reads were parsed here."""
+    data = ("\n".join(lines) + end).encode()
+    whole = [(r.where, r.raw, r.signal, r.error)
+             for chunk, _ in jsonl_chunks(io.BytesIO(data), lambda n: None, "alertmanager", SEVERITY, helpers=0)
+             for r in chunk]
+    stream = _Trickle(data, sizes)
+    tail, before, here = b"", 0, []
+    for _ in range(already):  # what jsonl_chunks parsed itself before the input proved bulk
+        block = tail + stream.read1(1 << 16)
+        cut = block.rfind(b"\n") + 1
+        here += parse_piece(block[:cut], before, "alertmanager", SEVERITY)
+        before, tail = before + block.count(b"\n", 0, cut), block[cut:]
+    stdins, failed = [_Kept() for _ in range(helpers)], []
+    _feed(stream, stream.read1(1 << 16), tail, before, stdins, failed)
+    assert not failed
+    pieces = [io.BytesIO(s.kept) for s in stdins]
+    turn, there = 0, []
+    while header := pieces[turn].read(PIECE.size):
+        lines_before, _, _, size = PIECE.unpack(header)
+        there += parse_piece(pieces[turn].read(size), lines_before, "alertmanager", SEVERITY)
+        turn = (turn + 1) % helpers
+    assert [(r.where, r.raw, r.signal, r.error) for r in here + there] == whole
