@@ -366,6 +366,14 @@ def measure_commands(stores: dict[int, Path], rounds: int, extra: dict[tuple[int
     return rows
 
 
+def _copy(db: Path, copy: Path) -> None:
+    """A consistent copy (WAL included), flushed to disk before anything is timed: a gigabyte
+    still being written back made the next command's fsyncs wait (serve at 1M halved)."""
+    with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    os.sync()
+
+
 def _into_copy(size: int, db: Path, name: str, args: list[str], write_input, config: Path | None = None,
                piped: bool = False, rounds: int = 3) -> dict:
     """Median of `rounds` runs of `sdesk new ARGS INPUT`, each on a fresh copy of the store
@@ -378,8 +386,7 @@ def _into_copy(size: int, db: Path, name: str, args: list[str], write_input, con
         walls, peak = [], 0.0
         for n in range(rounds):
             copy = Path(tmp) / f"copy{n}.db"
-            with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
-                src.backup(dst)  # consistent, WAL included
+            _copy(db, copy)
             env["SDESK_DB"] = str(copy)
             if piped:
                 wall, rss = run(["sh", "-c", 'cat "$0" | "$@"', str(source), *sdesk("new", *args)], env)
@@ -434,8 +441,7 @@ def measure_trust(size: int, db: Path, rounds: int = 3, export: bool = True) -> 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "copy.db"
-        with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
-            src.backup(dst)
+        _copy(db, copy)
         env = {**ENV, "SDESK_DB": str(copy), "SDESK_USER": "bench"}
         steps = {"audit verify --json": lambda n: sdesk("audit", "verify", "--json"),
                  "backup FILE": lambda n: sdesk("backup", str(Path(tmp) / f"b{n}.db")),
@@ -521,8 +527,7 @@ def measure_serve(size: int, db: Path, posts: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "copy.db"
-        with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
-            src.backup(dst)
+        _copy(db, copy)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
