@@ -221,5 +221,8 @@ def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_bo
     app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
                    options=options, default_role=default_role)
     print(f"sdesk serve: listening on http://{host}:{port} (database {db})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Keep-alive connections stay open 75 s (nginx's default) instead of uvicorn's 5: senders such
+    # as Alertmanager (Go: idle connections kept 90 s) do not retry a POST on a connection the
+    # server closed, and a busy moment of over 5 s between two posts closed them in the bench.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
 
