@@ -68,7 +68,7 @@ def helper_chunks(stream: BinaryIO, data: bytes, progress: Callable[[int], None]
         feeder = threading.Thread(target=_feed, args=(stream, data, tail, lines, stdins, failed),
                                   daemon=True)
         try:
-            _widen(stream.fileno())  # from a fast pipe, reads of up to PIECE_SIZE then
+            _widen(stream.fileno())
         except (OSError, ValueError):
             pass  # not a file (in memory)
         feeder.start()
@@ -164,8 +164,9 @@ def _frames(proc: "subprocess.Popen", errors: IO[bytes]) -> Iterator[tuple[int, 
 
 
 def _widen(pipe: int) -> None:
-    """Let a helper run a whole store batch ahead: with the default 64 KiB pipe it would wait,
-    about one frame ahead, while this process stores, and the two would take turns."""
+    """A pipe of PIPE_SIZE: with the default 64 KiB a helper would wait, about one frame ahead,
+    while this process stores, and the two would take turns; and the input's reads would be
+    small pieces (see PIECE_SIZE)."""
     try:
         import fcntl
 
