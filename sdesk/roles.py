@@ -49,10 +49,6 @@ class Access(NamedTuple):
     def allows(self, need: str, queue: str | None = None) -> bool:
         return RANK[self.role_on(queue)] >= RANK[need]
 
-    def allows_somewhere(self, need: str) -> bool:
-        """On the desk or on some queue: a write may be allowed, depending on what it touches."""
-        return any(RANK[role] >= RANK[need] for role in (self.role, *self.queues.values()))
-
 
 def refusal(access: Access, need: str, what: str, queue: str | None = None) -> str:
     """The one line a refused actor reads."""
