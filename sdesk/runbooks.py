@@ -17,9 +17,10 @@ A runbook is one YAML file in the desk config's `runbooks/` folder (kept in git 
         dry_run: [find, "{folder}", -type, f, -mtime, "+7", -print]
       - resolve: "Old files under {folder} deleted"
 
-Parameters reach a command only as whole argv items (`{name}` inside one list item) or as
-environment variables, never pasted into a shell string: a ticket's text cannot become a
-command.
+Parameters reach a command only as whole argv items (`{name}` as one whole list item), where
+the program takes that item as data (runbook_argv.py says where), and as environment variables
+(SDESK_PARAM_NAME): never pasted into a string, never where an interpreter reads code, never as
+an option. A ticket's text cannot become a command.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import BadInput, NotFound
+from .runbook_argv import LANGS, MAX_ARGS, is_placeholder, verdicts
 
 STEP_KINDS = ("run", "check", "manual", "approve", "resolve")
 PARAM_TYPES = ("str", "int", "float", "bool")
@@ -52,6 +54,7 @@ _PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Param(NamedTuple):
@@ -160,8 +163,9 @@ def parse(text: str, where: str, default_name: str) -> Runbook:
     params = _params(data.get("params"), fail)
     secrets = _secrets(data.get("secrets"), fail)
     known = set(params) | set(BUILTINS)
-    # What may reach a string a shell reads (sh -c, ssh): values that cannot hold shell syntax.
-    safe = {name for name, p in params.items() if p.type != "str" or p.pattern is not None} | set(BUILTINS)
+    # What a step's env: may set from a parameter: values that cannot be code (numbers, booleans,
+    # the ticket's reference); a variable's meaning is the program's (BASH_ENV, GIT_SSH_COMMAND).
+    safe = {name for name, p in params.items() if p.type != "str"} | set(BUILTINS)
     steps = tuple(_step(raw, ["steps", str(i)], i, fail, known, safe)
                   for i, raw in enumerate(yamlfile.as_list(data.get("steps"), ["steps"], fail)))
     if not steps:
@@ -286,17 +290,24 @@ def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str],
     shell = raw.get("shell", False)
     if not isinstance(shell, bool):
         raise step_fail(["shell"], "shell: expected true or false")
-    argv, script = _command(raw[kind], shell, known, safe, lambda m: step_fail([kind], f"{kind}: {m}"))
+    argv, script = _command(raw[kind], shell, known,
+                            lambda m, i=None: step_fail([kind, *([str(i)] if i is not None else [])], f"{kind}: {m}"))
     dry_run = None
     if raw.get("dry_run") is not None:
-        dry_run = _command(raw["dry_run"], shell, known, safe, lambda m: step_fail(["dry_run"], f"dry_run: {m}"))
+        dry_run = _command(raw["dry_run"], shell, known,
+                           lambda m, i=None: step_fail(["dry_run", *([str(i)] if i is not None else [])], f"dry_run: {m}"))
     env = raw.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, (str, int, float))
                                             for k, v in env.items()):
         raise step_fail(["env"], "env: expected NAME: value pairs")
     env = {k: str(v) for k, v in env.items()}
-    for value in env.values():
-        _check_template(value, known, lambda m: step_fail(["env"], f"env: {m}"))
+    for key, value in env.items():
+        _check_template(value, known, lambda m: step_fail(["env", key], f"env: {m}"))
+        for m in _PLACEHOLDER.finditer(value):
+            if m.group(1) and m.group(1) not in safe:
+                raise step_fail(["env", key], f"env: {{{m.group(1)}}} would set {key} to text from outside, and what "
+                                f"{key} means is the program's; every parameter is already in the environment as "
+                                f"SDESK_PARAM_{m.group(1).upper()}: read that")
     codes = raw.get("exit_codes", [0])
     codes = codes if isinstance(codes, list) else [codes]
     if not codes or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes):
@@ -310,9 +321,9 @@ def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str],
                 str(raw.get("description") or ""))
 
 
-def _command(value: Any, shell: bool, known: set[str], safe: set[str], fail: Callable[[str], BadInput]
+def _command(value: Any, shell: bool, known: set[str], fail: Callable[..., BadInput]
              ) -> tuple[tuple[str, ...] | None, str | None]:
-    """(argv templates, None) or (None, shell script)."""
+    """(argv templates, None) or (None, shell script). `fail(message, index)` names the item."""
     if shell:
         if not isinstance(value, str) or not value.strip():
             raise fail("with shell: true, expected the script as a string")
@@ -326,45 +337,76 @@ def _command(value: Any, shell: bool, known: set[str], safe: set[str], fail: Cal
         raise fail("expected the command as a list ([cmd, arg, ...]); a string runs only with shell: true")
     if not isinstance(value, list) or not value or not all(isinstance(a, (str, int, float)) for a in value):
         raise fail("expected the command as a non-empty list of words")
+    if len(value) > MAX_ARGS:
+        raise fail(f"a command has at most {MAX_ARGS} items")
     # YAML reads [true] as a boolean: it means the command `true`.
     argv = tuple(("true" if a else "false") if isinstance(a, bool) else str(a) for a in value)
+    for i, item in enumerate(argv):
+        _check_template(item, known, lambda m: fail(m, i))
     if _PLACEHOLDER.search(argv[0]):
-        raise fail("the command itself cannot come from a parameter")
-    for item in argv:
-        _check_template(item, known, fail)
-    for i in _shell_read(argv):
-        unsafe = [m.group(1) for m in _PLACEHOLDER.finditer(argv[i]) if m.group(1) and m.group(1) not in safe]
-        if unsafe:
-            raise fail(f"{{{unsafe[0]}}} would be read by a shell ({' '.join(argv[:2])} ...): pass it as a "
-                       "separate argument or in the environment, or give the parameter a pattern")
+        raise fail("the command itself cannot come from a parameter", 0)
+    why, _ = verdicts(argv)
+    for i, item in enumerate(argv):
+        names = [m.group(1) for m in _PLACEHOLDER.finditer(item) if m.group(1)]
+        if not names:
+            continue
+        if not is_placeholder(item, _PLACEHOLDER):
+            where = f", and that argument is {why[i]}" if why[i] else ""
+            raise fail(f"{{{names[0]}}} is inside a longer argument ({item!r}){where}: a parameter may only be a "
+                       f"whole argument. {_advice(argv, i, why[i], names)}", i)
+        if why[i]:
+            raise fail(f"{{{names[0]}}} would be {why[i]}. {_advice(argv, i, why[i], names)}", i)
     return argv, None
 
 
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish"})
-_SSH_OPTIONS_WITH_VALUE = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+def _advice(argv: tuple[str, ...], i: int, why: str | None, names: list[str]) -> str:
+    """What to write instead: the value as data in a script (its environment, or "$1" after
+    it), with the rewritten command when it can be made from this one."""
+    import json
+    import shlex
 
+    env = f'"$SDESK_PARAM_{names[0].upper()}"'
+    lang = next((lang for name, lang in LANGS.items() if why and why.startswith(f"the code of {name} ")), None)
+    if lang is not None:
+        return (f"Read {lang.env.format(N=names[0].upper())} in the code, or pass \"{{{names[0]}}}\" as an argument of "
+                "its own after the code")
+    whole = is_placeholder(argv[i], _PLACEHOLDER)
+    shell = re.match(r"the code (\S+) -c runs$", why or "")
+    if whole or (why and not shell) or (shell and any(a in (";", "+") for a in argv[i + 1:])):
+        return (f"A parameter is only ever data: read {env} (or \"$1\" after the script) as data in a script, "
+                f"e.g. [sh, -c, 'do-something -- \"$1\"', sh, \"{{{names[0]}}}\"]")
+    order: list[str] = []
 
-def _shell_read(argv: tuple[str, ...]) -> list[int]:
-    """The argv items a shell will parse as code: the script of `sh -c SCRIPT` (the arguments
-    after it are positional parameters, safe), and ssh's remote command, which ssh joins into
-    one string for the remote shell."""
-    name = argv[0].rsplit("/", 1)[-1]
-    if name in SHELLS:
-        for i, item in enumerate(argv[1:], 1):
-            if re.fullmatch(r"-[A-Za-z]*c[A-Za-z]*", item):
-                return [i + 1] if i + 1 < len(argv) else []
-            if not item.startswith("-"):
-                return []  # a script file: what follows are its arguments
-        return []
-    if name == "ssh":
-        i = 1
-        while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
-            if argv[i] == "--":
-                i += 1
-                break
-            i += 2 if len(argv[i]) == 2 and argv[i][1] in _SSH_OPTIONS_WITH_VALUE else 1
-        return list(range(i + 1, len(argv)))  # argv[i] is the destination
-    return []
+    def number(name: str) -> str:
+        if name not in order:
+            order.append(name)
+        return f"${{{len(order) + offset}}}"
+
+    def word(item: str) -> str:  # one argv item as one shell word, its parameters "${1}"...
+        if not _PLACEHOLDER.search(item):
+            return shlex.quote(item)
+        pieces = re.split(r"(\{\{|\}\}|\{[A-Za-z_][A-Za-z0-9_]*\})", item)
+        return '"' + "".join(number(p[1:-1]) if len(p) > 2 and p[0] == "{" and p[-1] == "}" and p[1] != "{"
+                             else re.sub(r'([\\"$`])', r"\\\1", p[0] if p in ("{{", "}}") else p)
+                             for p in pieces) + '"'
+
+    if shell:  # the script of sh -c: its parameters become "$1"... after it
+        after = argv[i + 1:]
+        offset = max(len(after) - 1, 0)
+        script = re.sub(r"""(['"]?)\{([A-Za-z_][A-Za-z0-9_]*)\}\1""", lambda m: '"' + number(m.group(2)).strip("{}").replace("${", "$") + '"', argv[i])
+        rewrite = [*argv[:i], script, *(after or [shell.group(1)])]
+    else:  # the command, run from a script that gets the values as "$1"...
+        offset = 0
+        rewrite = ["sh", "-c", " ".join(word(a) for a in argv), "sh"]
+    rewrite += [f"{{{n}}}" for n in order]
+
+    def flow(item: str) -> str:
+        if _PLACEHOLDER.fullmatch(item) or not re.fullmatch(r"[A-Za-z0-9_./=:@%+-]+", item):
+            return "'" + item + "'" if "'" not in item and not item.startswith("{") else json.dumps(item)
+        return item
+
+    return (f"Use {env} inside a script, or pass {{{order[0]}}} as an argument of its own after the script: "
+            f"[{', '.join(flow(a) for a in rewrite)}]")
 
 
 def _check_template(text: str, known: set[str], fail: Callable[[str], BadInput]) -> None:
@@ -420,12 +462,10 @@ def check_runnable(runbook: Runbook) -> None:
 def convert(param: Param, value: Any) -> Any:
     """A parameter's value in its type, checked; BadInput says why not."""
     text = str(value).strip() if not isinstance(value, bool) else ("true" if value else "false")
-    if "\0" in text:
-        raise BadInput(f"parameter {param.name}: contains a NUL byte")
-    if param.pattern is None and text.startswith("-"):
-        # A value like "--delete" (or -1, to kill) would reach a command as an option: refuse
-        # it unless the runbook's pattern says what values are expected.
-        raise BadInput(f"parameter {param.name}: {text!r} starts with '-' (set a pattern to allow it)")
+    if _CONTROL.search(text):
+        # A NUL ends a C string early; a line break starts a new command in whatever a script
+        # hands it to (a log line, a here-document, a remote shell): refused, not cleaned.
+        raise BadInput(f"parameter {param.name}: contains a NUL byte, a line break or another control character")
     if param.type == "int":
         try:
             converted: Any = int(text)
@@ -516,7 +556,10 @@ def plan(runbook: Runbook, ticket_ref: str, params: Mapping[str, Any]) -> dict[s
     values = {**params, "ticket": ticket_ref}
 
     def command(argv: tuple[str, ...] | None, shell: str | None) -> dict[str, Any]:
-        return {"argv": [fill(a, values) for a in argv]} if argv else {"shell": shell}
+        if not argv:
+            return {"shell": shell}
+        _options_guarded(argv, values)
+        return {"argv": [fill(a, values) for a in argv]}
 
     def step(s: Step) -> dict[str, Any]:
         out: dict[str, Any] = {"id": s.id, "kind": s.kind}
@@ -536,6 +579,22 @@ def plan(runbook: Runbook, ticket_ref: str, params: Mapping[str, Any]) -> dict[s
     return {"runbook": runbook.name, "params": dict(params),
             "secrets": {name: list(ref) for name, ref in runbook.secrets.items()},
             "steps": [step(s) for s in runbook.steps], "on_failure": [step(s) for s in runbook.on_failure]}
+
+
+def _options_guarded(argv: tuple[str, ...], values: Mapping[str, Any]) -> None:
+    """A value starting with '-' would reach its program as an option (tar's
+    --checkpoint-action=exec=..., find's -delete, kill's -1): refused unless the runbook puts
+    `--` before it in the same program's arguments. A pattern does not lift this: whether a
+    regex can match '-...' is not something to get wrong."""
+    _, starts = verdicts(argv)
+    for i, item in enumerate(argv):
+        m = _PLACEHOLDER.fullmatch(item)
+        if m is None or not m.group(1) or not fill(item, values).startswith("-"):
+            continue
+        start = max(s for s in starts if s <= i)
+        if "--" not in argv[start + 1:i]:
+            raise BadInput(f"parameter {m.group(1)}: {fill(item, values)!r} starts with '-' and would reach "
+                           f"{argv[start]} as an option; the runbook can put -- before {item} to take it as data")
 
 
 def params_env(params: Mapping[str, Any]) -> dict[str, str]:

@@ -55,7 +55,8 @@ def test_the_printer_queue_email_runs_no_command_from_its_subject(desk):
     out = desk("runbook", "validate", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT
     assert "printer-queue.yaml:7: step show-queue: run: {subject}" in out.stderr
-    assert '"$SDESK_PARAM_SUBJECT"' in out.stderr and "bash, -c, 'echo checking \"$1\"" in out.stderr
+    assert '"$SDESK_PARAM_SUBJECT"' in out.stderr
+    assert """[bash, -o, pipefail, -c, 'echo checking "$1" | tr a-z A-Z', bash, "{subject}"]""" in out.stderr
 
 
 def test_the_rewritten_printer_queue_runs_the_subject_as_data(desk):
