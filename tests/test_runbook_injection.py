@@ -52,6 +52,7 @@ def test_the_printer_queue_email_runs_no_command_from_its_subject(desk):
              "Message-ID: <p1@x>\r\n\r\nhelp\r\n")
     desk("new", "--format", "email", "-", input=email, ok=False)
     assert not marker.exists()
+    assert all(run["status"] == "refused" for run in desk.json("runbook", "runs"))
     out = desk("runbook", "validate", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT
     assert "printer-queue.yaml:7: step show-queue: run: {subject}" in out.stderr
@@ -91,3 +92,159 @@ def test_each_shape_of_the_issue_is_refused_with_its_line_and_never_runs(desk, s
     out = desk("runbook", "run", "rb", "--ticket", str(ticket), "--yes", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT and "rb.yaml:5:" in out.stderr
     assert not marker.exists() and desk.json("runbook", "runs") == []
+
+
+# Siblings of the issue's shapes: wrappers, other interpreters and code options, command
+# strings, options that take a command, and the parameter as the program itself.
+SIBLINGS = [
+    '[sudo, -u, postgres, sh, -c, "echo {t}"]', '[nice, -n, "5", bash, -c, "{t}"]', '[timeout, "30", sh, -c, "{t}"]',
+    '[xargs, sh, -c, "{t}"]', '[ssh, db-1, systemctl, restart, "{t}"]', '[busybox, sh, -c, "{t}"]',
+    '[env, -i, A=1, bash, -ec, "{t}"]', '[nohup, setsid, stdbuf, -oL, dash, -c, "{t}"]', '[perl, -e, "{t}"]',
+    '[perl, -ne, print, "{t}"]', '[node, --eval, "{t}"]', '[ruby, -r, "{t}", -e, "1"]', '[awk, "{t}"]',
+    '[sed, -e, "{t}"]', '[php, -r, "{t}"]', '[python3, -m, "{t}"]', '[python3, "{t}"]', '[sh, "{t}"]',
+    '[env, "{t}"]', '[sudo, "{t}"]', '[find, /tmp, -exec, "{t}", ";"]', '[find, /tmp, -exec, sh, -c, "{t}", ";"]',
+    '[git, -c, "{t}", status]', '[tar, --to-command, "{t}", -xf, a.tar]', '[psql, -c, "{t}"]',
+    '[kubectl, exec, pod-1, --, bash, -c, "{t}"]', '[sudo, -s, "{t}"]', '[env, -S, "{t}"]', '[flock, /tmp/l, -c, "{t}"]',
+    '[bash, --rcfile, "{t}", -c, "true"]', '[sh, -c, "true", -o, "{t}"]', '[pwsh, -File, x.ps1, "{t}"]',
+    '[echo, "made {t} here"]', '[find, /tmp, -name, "*{t}*"]', '["{t}"]', '[bash, -O, extglob, -c, "echo {t}"]',
+    '[fish, -c, "echo {t}"]', '[osascript, -e, "{t}"]',
+]
+
+
+@pytest.mark.parametrize("shape", SIBLINGS)
+def test_every_sibling_shape_is_refused_with_its_line(shape):
+    with pytest.raises(BadInput, match=r"^rb\.yaml:5: step go: run: (the command itself|\{t\} )"):
+        parse(f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {shape}\n", "rb.yaml", "rb")
+
+
+@pytest.mark.parametrize("where", ["dry_run", "on_failure"])
+def test_dry_run_variants_and_rollback_steps_are_held_to_the_same_rule(where):
+    steps = ('steps:\n  - run: [echo, "{t}"]\n    dry_run: [sh, -c, "echo {t}"]\n' if where == "dry_run" else
+             'steps:\n  - run: ["true"]\non_failure:\n  - run: [sh, -c, "echo {t}"]\n')
+    with pytest.raises(BadInput, match=rf"{where if where == 'dry_run' else 'run'}: \{{t\}} is inside a longer"):
+        parse("params:\n  t: {from: title}\n" + steps, "rb.yaml", "rb")
+
+
+@pytest.mark.parametrize("shape", [
+    '[sh, -c, \'echo "$1"\', sh, "{t}"]', '[bash, -o, pipefail, -c, \'echo "$1" | tr a-z A-Z\', bash, "{t}"]',
+    '[ssh, "{t}", uptime]', '[echo, "{t}"]', '[test, -d, "{t}"]', '[env, A=1, timeout, "30", sh, -c, \'echo "$1"\', sh, "{t}"]',
+    '[python3, -c, "import sys; print(sys.argv[1])", "{t}"]', '[perl, -e, "print $ARGV[0]", --, "{t}"]',
+    '[find, /tmp, -name, "{t}"]', '[awk, "{ print ARGV[1] }", "{t}"]', '[sed, -n, p, "{t}"]',
+])
+def test_a_parameter_as_data_is_accepted(shape):
+    parse(f"params:\n  t: {{from: title}}\nsteps:\n  - run: {shape.replace('{ ', '{{ ').replace(' }', ' }}')}\n",
+          "rb.yaml", "rb")
+
+
+def test_a_value_that_would_be_an_option_runs_only_after_double_dash(desk):
+    """tar's --checkpoint-action=exec=... is one argv element that runs a command: a value
+    starting with '-' is refused at run time unless the runbook put -- before it."""
+    marker = desk.tmp / "M"
+    archive = desk.tmp / "a.tar"
+    (desk.config / "runbooks" / "bare.yaml").write_text(
+        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, \"{{t}}\"]\n")
+    (desk.config / "runbooks" / "guarded.yaml").write_text(
+        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, --, \"{{t}}\"]\n")
+    ticket = desk.json("new", "-", input=json.dumps({"title": f"--checkpoint-action=exec=touch {marker}"}))["ticket"]
+    out = desk("runbook", "run", "bare", "--ticket", str(ticket), "--yes", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT and "starts with '-'" in out.stderr and "put -- before" in out.stderr
+    out = desk("runbook", "run", "guarded", "--ticket", str(ticket), "--yes", "--json", ok=False)
+    assert json.loads(out.stdout)["status"] == "failed"  # tar found no such file: the value was a name
+    assert "Cannot stat" in json.loads(out.stdout)["steps"][0]["output"] and not marker.exists()
+
+
+def test_line_breaks_and_control_characters_in_a_value_are_refused(desk):
+    (desk.config / "runbooks" / "rb.yaml").write_text(
+        "params:\n  t: {from: title}\nsteps:\n  - run: [sh, -c, 'echo \"$1\"', sh, \"{t}\"]\n")
+    ticket = desk.new("fine")
+    for value in ("a\ntouch x", "a\rb", "a\x1b]0;x\x07", "a\x00b"):
+        out = desk("runbook", "run", "rb", "--ticket", str(ticket), "--yes", "--param", f"t={value}", ok=False)
+        assert out.exit_code == ExitCode.BAD_INPUT and "control character" in out.stderr, (value, out.stderr)
+    assert desk.json("runbook", "runs") == []
+
+
+def test_a_step_env_may_not_set_a_variable_from_ticket_text(desk):
+    """GIT_SSH_COMMAND, BASH_ENV, LD_PRELOAD, PAGER...: what a variable means is the program's;
+    text parameters reach steps as SDESK_PARAM_* only. Numbers and {ticket} may be set."""
+    with pytest.raises(BadInput, match=r"rb.yaml:6: step run-1: env: \{t\} would set GIT_SSH_COMMAND .*SDESK_PARAM_T"):
+        parse("params:\n  t: {from: title}\nsteps:\n  - run: [git, fetch]\n    env:\n      GIT_SSH_COMMAND: '{t}'\n",
+              "rb.yaml", "rb")
+    parse("params:\n  n: {type: int, default: 3}\nsteps:\n  - run: [git, fetch]\n    env: {RETRIES: '{n}', T: '{ticket}'}\n",
+          "rb.yaml", "rb")
+
+
+# -- the class: random commands, random hostile titles ---------------------------------------------
+
+PYTHON = sys.executable  # a real python3 (a pyenv shim would be a shell script in between)
+_INTERPRETERS = [p for p in ("sh", "bash", "dash", PYTHON, "perl", "node", "awk", "sed", "tclsh", "echo", "find", "test")
+                 if shutil.which(p)]
+_WRAPPERS = [w for w in (["env"], ["env", "A=1"], ["env", "-i"], ["nice"], ["nice", "-n", "5"], ["timeout", "30"],
+                         ["nohup"], ["setsid"], ["stdbuf", "-oL"], ["xargs"], ["time"], ["ionice", "-c", "3"],
+                         ["taskset", "-c", "0"], ["env", "--"], ["xargs", "-r"], ["timeout", "-k", "5", "30"])
+             if shutil.which(w[0])]
+_FLAGS = [["-c"], ["-e"], ["-E"], ["--eval"], ["-r"], ["-o", "pipefail"], ["+e"], ["--"], ["-x"], ["-n"], ["-p"],
+          ["-ec"], ["-ne"], ["-s"], ["-u"], ["-exec"], ["-f"], ["-i"], ["+o", "posix"]]
+# What a runbook author writes around the parameter: none of it mentions the marker.
+_BODIES = ["{t}", "echo {t}", "print('{t}')", "'{t}'", '"{t}"', 'echo "$1"', "print(1)", "1", "p", "--", "sh", "x",
+           "-c", "-e", "console.log(process.argv)", "BEGIN {{ print ARGV[1] }}", "puts $argv", "{{t}}", "-", ";",
+           "import sys; print(sys.argv)", 'printf "%s\\n" "$@"', "+{t}", "--x={t}", "exec"]
+# Hostile titles; M is replaced by the marker's path, S by a script that creates it.
+_TITLES = ["; touch M", "$(touch M)", "`touch M`", "__import__('os').system('touch M')",
+           "');__import__('os').system('touch M');print('", "-exec touch M ;", "-esystem('touch M')",
+           "-e system('touch M')", "x\ntouch M", '"; touch M; "', "'; touch M; '", "touch M|", "touch M",
+           "require('child_process').execSync('touch M')", 'BEGIN{system("touch M")}', "e touch M", "1e touch M",
+           "exec touch M", "--checkpoint-action=exec=touch M", "S", "-c", "-r", "--eval=require('fs').writeFileSync('M','')",
+           "$IFS;touch${IFS}M", "a\rtouch M", "\x00touch M", "x && touch M", "-i", "|touch M", "system('touch M')"]
+
+
+@st.composite
+def commands(draw) -> list[str]:
+    argv = [word for wrapper in draw(st.lists(st.sampled_from(_WRAPPERS), max_size=2)) for word in wrapper]
+    argv.append(draw(st.sampled_from(_INTERPRETERS)))
+    argv += [word for flag in draw(st.lists(st.sampled_from(_FLAGS), max_size=3)) for word in flag]
+    argv += draw(st.lists(st.sampled_from(_BODIES), min_size=1, max_size=4))
+    return argv
+
+
+def attempt(argv: list[str], title: str, folder: Path) -> str:
+    """One command with one title, for real: 'refused' by the loader (validate), 'refused at run'
+    (the value, by prepare), or 'ran'."""
+    text = f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {json.dumps(argv)}\n    timeout: 20s\n"
+    try:
+        runbook = parse(text, str(folder / "rb.yaml"), "rb")
+    except BadInput:
+        return "refused"
+    store = Store(folder / "desk.db")
+    try:
+        [(ticket, _)] = store.intake([{"title": "printer", "kind": "incident", "priority": "P3"}], actor="t",
+                                     source="cli")
+        try:
+            prepared = prepare(store, runbook, ticket, {"t": title})
+        except BadInput:
+            return "refused at run"
+        start(store, prepared, actor="t", dry_run=False)
+        return "ran"
+    finally:
+        store.close()
+
+
+def hostile(folder: Path, template: str) -> tuple[str, Path]:
+    marker = folder / "M"
+    script = folder / "S"
+    script.write_text(f"#!/bin/sh\ntouch '{marker}'\n")
+    script.chmod(0o755)
+    return template.replace("M", str(marker)).replace("S", str(script)) if template != "S" else str(script), marker
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(commands(), st.sampled_from(_TITLES))
+def test_no_command_validate_accepts_runs_anything_from_a_title(argv, template):
+    """Random commands of interpreters, wrappers, flags and placeholders, with hostile titles:
+    whatever the loader accepts runs for real and never creates the marker."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        title, marker = hostile(folder, template)
+        attempt(argv, title, folder)
+        assert not marker.exists(), f"{argv} ran a command from {title!r}"
