@@ -195,6 +195,7 @@ class _Scan:
         self.argv = argv
         self.why: list[str | None] = ["the program to run"] * len(argv)
         self.starts: set[int] = {0}
+        self.names: set[int] = set()  # $0 of sh -c CODE NAME: a name, not a command to read
 
     def set(self, lo: int, hi: int, why: str | None) -> None:
         for k in range(lo, min(hi, len(self.argv))):
@@ -206,6 +207,7 @@ class _Scan:
             if why is not None and self.why[offset + k] is None:
                 self.why[offset + k] = why
         self.starts |= {offset + s for s in other.starts}
+        self.names |= {offset + s for s in other.names}
 
 
 def verdicts(argv: tuple[str, ...]) -> tuple[list[str | None], set[int]]:
@@ -250,7 +252,7 @@ def _program(argv: tuple[str, ...]) -> _Scan:
         # -c X, strace bash -c X): each known program named in its arguments is read as the
         # start of a command too, and the stricter reading wins.
         for k in range(1, n):
-            if known(program_name(argv[k])):
+            if known(program_name(argv[k])) and k not in scan.names:
                 scan.merge(k, _program(argv[k:]))
     return scan
 
@@ -288,6 +290,7 @@ def _shell(scan: _Scan, name: str) -> None:
         return
     if command:
         scan.set(k, k + 1, f"the code {name} -c runs")
+        scan.names.add(k + 1)
         _after_code(scan, k + 1, name)
     elif stdin:
         _after_code(scan, k, name)

@@ -176,34 +176,68 @@ def test_a_step_env_may_not_set_a_variable_from_ticket_text(desk):
 # -- the class: random commands, random hostile titles ---------------------------------------------
 
 PYTHON = sys.executable  # a real python3 (a pyenv shim would be a shell script in between)
-_INTERPRETERS = [p for p in ("sh", "bash", "dash", PYTHON, "perl", "node", "awk", "sed", "tclsh", "echo", "find", "test")
-                 if shutil.which(p)]
 _WRAPPERS = [w for w in (["env"], ["env", "A=1"], ["env", "-i"], ["nice"], ["nice", "-n", "5"], ["timeout", "30"],
                          ["nohup"], ["setsid"], ["stdbuf", "-oL"], ["xargs"], ["time"], ["ionice", "-c", "3"],
                          ["taskset", "-c", "0"], ["env", "--"], ["xargs", "-r"], ["timeout", "-k", "5", "30"])
              if shutil.which(w[0])]
 _FLAGS = [["-c"], ["-e"], ["-E"], ["--eval"], ["-r"], ["-o", "pipefail"], ["+e"], ["--"], ["-x"], ["-n"], ["-p"],
-          ["-ec"], ["-ne"], ["-s"], ["-u"], ["-exec"], ["-f"], ["-i"], ["+o", "posix"]]
-# What a runbook author writes around the parameter: none of it mentions the marker.
-_BODIES = ["{t}", "echo {t}", "print('{t}')", "'{t}'", '"{t}"', 'echo "$1"', "print(1)", "1", "p", "--", "sh", "x",
-           "-c", "-e", "console.log(process.argv)", "BEGIN {{ print ARGV[1] }}", "puts $argv", "{{t}}", "-", ";",
-           "import sys; print(sys.argv)", 'printf "%s\\n" "$@"', "+{t}", "--x={t}", "exec"]
-# Hostile titles; M is replaced by the marker's path, S by a script that creates it.
-_TITLES = ["; touch M", "$(touch M)", "`touch M`", "__import__('os').system('touch M')",
-           "');__import__('os').system('touch M');print('", "-exec touch M ;", "-esystem('touch M')",
-           "-e system('touch M')", "x\ntouch M", '"; touch M; "', "'; touch M; '", "touch M|", "touch M",
-           "require('child_process').execSync('touch M')", 'BEGIN{system("touch M")}', "e touch M", "1e touch M",
-           "exec touch M", "--checkpoint-action=exec=touch M", "S", "-c", "-r", "--eval=require('fs').writeFileSync('M','')",
-           "$IFS;touch${IFS}M", "a\rtouch M", "\x00touch M", "x && touch M", "-i", "|touch M", "system('touch M')"]
+          ["-ec"], ["-ne"], ["-s"], ["-u"], ["-exec"], ["-f"], ["-i"], ["+o", "posix"], ["-m"]]
+# Per program: options before the code, the options that take code, code an author might write
+# (none mentions the marker), and titles aimed at it. @M@ is the marker's path, @S@ a script
+# that creates it.
+_SH_CODE = ["echo {t}", "{t}", 'echo "$1"', "echo '{t}'", 'echo "{t}"', 'printf "%s\\n" "$@"', "echo checking {t} | tr a-z A-Z"]
+_SH_TITLES = ["; touch @M@", "$(touch @M@)", "`touch @M@`", "'; touch @M@; '", '"; touch @M@; "', "touch @M@", "@S@",
+              "x && touch @M@", "$IFS;touch${IFS}@M@"]
+_PROGRAMS = {
+    "sh": ([["-e"], ["+e"], ["-x"], ["-u"], ["+o", "posix"], ["-o", "noglob"]], [["-c"], ["-c", "--"], ["-ec"], []],
+           _SH_CODE, _SH_TITLES),
+    "bash": ([["-e"], ["+e"], ["-o", "pipefail"], ["--norc"], ["-O", "extglob"]], [["-c"], ["-c", "--"], ["-ec"], []],
+             _SH_CODE, _SH_TITLES),
+    "dash": ([["-e"], ["+e"], ["-u"]], [["-c"], ["-c", "--"], []], _SH_CODE, _SH_TITLES),
+    PYTHON: ([["-u"], ["-B"], ["-I"], ["-W", "ignore"]], [["-c"], ["-m"], []],
+             ["print('{t}')", "{t}", "import sys; print(sys.argv)", 'print("{t}")', "exec('{t}')"],
+             ["__import__('os').system('touch @M@')", "');__import__('os').system('touch @M@');print('",
+              "@S@", "os", "-c__import__('os').system('touch @M@')"]),
+    "perl": ([["-w"], ["-T"], ["-l"]], [["-e"], ["-E"], ["-ne"], ["-pe"], []],
+             ["print '{t}'", "{t}", "print @ARGV", 'system("echo {t}")', "print while <>"],
+             ["system('touch @M@')", "touch @M@|", "-esystem('touch @M@')", "'; system('touch @M@'); '", "|touch @M@"]),
+    "node": ([["--no-warnings"], ["--check"]], [["-e"], ["--eval"], ["-p"], ["-r"], []],
+             ["console.log('{t}')", "{t}", "console.log(process.argv)"],
+             ["require('child_process').execSync('touch @M@')", "--eval=require('fs').writeFileSync('@M@','')",
+              "'); require('child_process').execSync('touch @M@'); ('", "--require=@S@"]),
+    "awk": ([["-v", "x=1"]], [["-f"], []], ['BEGIN {{ print "{t}" }}', "{t}", "BEGIN {{ print ARGV[1] }}"],
+            ['BEGIN{system("touch @M@")}', '" ; system("touch @M@"); "', "@S@"]),
+    "sed": ([["-n"], ["-E"]], [["-e"], ["-f"], []], ["{t}", "s/x/{t}/", "p"],
+            ["e touch @M@", "1e touch @M@", "s/^/x/e;e touch @M@", "w @M@"]),
+    "tclsh": ([], [[]], ["{t}", "/dev/null"], ["@S@", "exec touch @M@"]),
+    "echo": ([["-n"], ["-e"]], [[]], ["{t}", "x"], ["-e", "; touch @M@"]),
+    "find": ([], [[]], ["{t}", "/dev/null"], ["-exec touch @M@ ;", "-fprint @M@", "-delete"]),
+    "tar": ([], [["-cf", "/dev/null"]], ["{t}", "x"], ["--checkpoint-action=exec=touch @M@", "--to-command=touch @M@",
+                                                        "-I touch @M@"]),
+}
+_PROGRAMS = {name: spec for name, spec in _PROGRAMS.items() if shutil.which(name)}
+_EXTRA = ["{t}", "sh", "x", "--", "-c", "-e", "{{t}}", "+{t}", "--x={t}", "-"]
+_TITLES = sorted({t for spec in _PROGRAMS.values() for t in spec[3]} |
+                 {"-exec", "-c", "-r", "-i", "x\ntouch @M@", "a\rtouch @M@", "\x00touch @M@", "--", "@M@"})
 
 
 @st.composite
-def commands(draw) -> list[str]:
+def commands(draw) -> tuple[list[str], str]:
+    """A command (wrappers, an interpreter or program, its options, code, more arguments, now
+    and then a stray option) and a title aimed at that program or any other."""
     argv = [word for wrapper in draw(st.lists(st.sampled_from(_WRAPPERS), max_size=2)) for word in wrapper]
-    argv.append(draw(st.sampled_from(_INTERPRETERS)))
-    argv += [word for flag in draw(st.lists(st.sampled_from(_FLAGS), max_size=3)) for word in flag]
-    argv += draw(st.lists(st.sampled_from(_BODIES), min_size=1, max_size=4))
-    return argv
+    program = draw(st.sampled_from(sorted(_PROGRAMS)))
+    before, code_options, bodies, titles = _PROGRAMS[program]
+    argv.append(program)
+    argv += [word for option in draw(st.lists(st.sampled_from(before), max_size=2)) for word in option] if before else []
+    argv += draw(st.sampled_from(code_options))
+    argv.append(draw(st.sampled_from(bodies)))
+    argv += draw(st.lists(st.sampled_from(_EXTRA), max_size=3))
+    if draw(st.integers(0, 3)) == 0:
+        at = draw(st.integers(1, len(argv)))
+        argv[at:at] = draw(st.sampled_from(_FLAGS))
+    title = draw(st.sampled_from(titles) | st.sampled_from(_TITLES))
+    return argv, title
 
 
 def attempt(argv: list[str], title: str, folder: Path) -> str:
@@ -229,20 +263,22 @@ def attempt(argv: list[str], title: str, folder: Path) -> str:
 
 
 def hostile(folder: Path, template: str) -> tuple[str, Path]:
+    """The title, and the marker it would create if anything ran it."""
     marker = folder / "M"
     script = folder / "S"
     script.write_text(f"#!/bin/sh\ntouch '{marker}'\n")
     script.chmod(0o755)
-    return template.replace("M", str(marker)).replace("S", str(script)) if template != "S" else str(script), marker
+    return template.replace("@M@", str(marker)).replace("@S@", str(script)), marker
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(commands(), st.sampled_from(_TITLES))
-def test_no_command_validate_accepts_runs_anything_from_a_title(argv, template):
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(commands())
+def test_no_command_validate_accepts_runs_anything_from_a_title(shape):
     """Random commands of interpreters, wrappers, flags and placeholders, with hostile titles:
     whatever the loader accepts runs for real and never creates the marker."""
     import tempfile
 
+    argv, template = shape
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         title, marker = hostile(folder, template)
