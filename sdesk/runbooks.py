@@ -380,7 +380,8 @@ def _advice(argv: tuple[str, ...], i: int, why: str | None, names: list[str]) ->
     def number(name: str) -> str:
         if name not in order:
             order.append(name)
-        return f"${{{len(order) + offset}}}"
+        n = order.index(name) + 1 + offset
+        return f"${n}" if n < 10 else f"${{{n}}}"
 
     def word(item: str) -> str:  # one argv item as one shell word, its parameters "${1}"...
         if not _PLACEHOLDER.search(item):
@@ -393,7 +394,7 @@ def _advice(argv: tuple[str, ...], i: int, why: str | None, names: list[str]) ->
     if shell:  # the script of sh -c: its parameters become "$1"... after it
         after = argv[i + 1:]
         offset = max(len(after) - 1, 0)
-        script = re.sub(r"""(['"]?)\{([A-Za-z_][A-Za-z0-9_]*)\}\1""", lambda m: '"' + number(m.group(2)).strip("{}").replace("${", "$") + '"', argv[i])
+        script = _script_with_arguments(argv[i], number)
         rewrite = [*argv[:i], script, *(after or [shell.group(1)])]
     else:  # the command, run from a script that gets the values as "$1"...
         offset = 0
@@ -407,6 +408,32 @@ def _advice(argv: tuple[str, ...], i: int, why: str | None, names: list[str]) ->
 
     return (f"Use {env} inside a script, or pass {{{order[0]}}} as an argument of its own after the script: "
             f"[{', '.join(flow(a) for a in rewrite)}]")
+
+
+def _script_with_arguments(script: str, number: Callable[[str], str]) -> str:
+    """A shell script with each {name} replaced by its positional argument, quoted for where it
+    stands: "$1" outside quotes (or for a quoted '{name}'), '"$1"' inside single quotes, and
+    ${1} inside double quotes."""
+    out, quote, k = [], "", 0
+    while k < len(script):
+        m = _PLACEHOLDER.match(script, k)
+        if m is not None and m.group(1):
+            ref = number(m.group(1))
+            whole = quote and script[k - 1:k] == quote and script[m.end():m.end() + 1] == quote
+            if whole:  # '{name}' or "{name}": the quotes become "$1"'s
+                out[-1] = f'"{ref}"'
+                k = m.end() + 1
+                quote = ""
+                continue
+            out.append(ref if quote == '"' else f"'\"{ref}\"'" if quote == "'" else f'"{ref}"')
+            k = m.end()
+            continue
+        ch = script[k]
+        if ch in "'\"" and quote in ("", ch) and not (quote == '"' and script[k - 1:k] == "\\"):
+            quote = "" if quote == ch else ch
+        out.append(ch)
+        k += 1
+    return "".join(out)
 
 
 def _check_template(text: str, known: set[str], fail: Callable[[str], BadInput]) -> None:

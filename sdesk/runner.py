@@ -435,7 +435,8 @@ def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, ech
         runbook = runbooks.get(queued["runbook"])
         try:
             if runbook is None or not runbook.automatic:
-                raise Conflict(f"runbook {queued['runbook']} is not in the desk config as safe_for_automation")
+                raise Conflict(f"runbook {queued['runbook']} is not in the desk config as safe_for_automation, or "
+                               "does not load (sdesk runbook validate)")
             prepared = prepare(store, runbook, queued["ticket_id"], {})
             done.append(start(store, prepared, actor=actor, dry_run=False, automated=True, queued_id=queued["id"],
                               echo=echo))

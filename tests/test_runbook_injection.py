@@ -284,3 +284,20 @@ def test_no_command_validate_accepts_runs_anything_from_a_title(shape):
         title, marker = hostile(folder, template)
         attempt(argv, title, folder)
         assert not marker.exists(), f"{argv} ran a command from {title!r}"
+
+
+@pytest.mark.parametrize("shape, output", [
+    ('[bash, -o, pipefail, -c, "echo checking {t} | tr a-z A-Z"]', "CHECKING A;B $(C) 'D'\n"),
+    ('[echo, "made {t} for {ticket}"]', "made a;b $(c) 'd' for SD-1\n"),
+    ("[sh, -c, \"echo 'got {t}' \\\"and {t}\\\"\"]", "got a;b $(c) 'd' and a;b $(c) 'd'\n"),
+    ('[dash, -c, "printf %s {t}"]', "a;b $(c) 'd'"),
+])
+def test_the_rewrite_validate_suggests_validates_and_keeps_the_value_data(desk, shape, output):
+    (desk.config / "runbooks" / "rb.yaml").write_text(f"params:\n  t: {{from: title}}\nsteps:\n  - run: {shape}\n")
+    out = desk("runbook", "validate", ok=False)
+    rewrite = out.stderr.rsplit("after the script: ", 1)[1].strip()
+    (desk.config / "runbooks" / "rb.yaml").write_text(f"params:\n  t: {{from: title}}\nsteps:\n  - run: {rewrite}\n")
+    assert desk.json("runbook", "validate")["ok"] is True
+    ticket = desk.new("a;b $(c) 'd'")
+    [step] = desk.json("runbook", "run", "rb", "--ticket", str(ticket), "--yes")["steps"]
+    assert step["output"] == output
