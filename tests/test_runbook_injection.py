@@ -301,3 +301,24 @@ def test_the_rewrite_validate_suggests_validates_and_keeps_the_value_data(desk, 
     ticket = desk.new("a;b $(c) 'd'")
     [step] = desk.json("runbook", "run", "rb", "--ticket", str(ticket), "--yes")["steps"]
     assert step["output"] == output
+
+
+_TOKENS = ["sh", "bash", "python3", "perl", "node", "awk", "sed", "env", "sudo", "xargs", "timeout", "nice", "ssh",
+           "busybox", "find", "flock", "psql", "git", "tar", "kubectl", "echo", "-c", "-e", "-exec", "--eval", "-o",
+           "+o", "-r", "-n", "-m", "-S", "-s", "-i", "-p", "-f", "--", "-", ";", "+", "A=1", "5", "x", "{t}", "-ec",
+           "--rcfile", "--to-command", "-oProxyCommand=x", "-W", "--require", "-lne"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=12))
+def test_reading_any_command_never_fails_and_never_allows_the_program_position(argv):
+    from sdesk.runbook_argv import verdicts
+
+    why, starts = verdicts(tuple(argv))
+    assert len(why) == len(argv) and why[0] and 0 in starts and all(0 <= s < len(argv) for s in starts)
+    assert all(why[s] for s in starts)  # a program is never a parameter
+    text = f"params:\n  t: {{from: title}}\nsteps:\n  - run: {json.dumps(argv)}\n"
+    try:
+        parse(text, "rb.yaml", "rb")
+    except BadInput as e:
+        assert str(e).startswith("rb.yaml:")
