@@ -565,6 +565,7 @@ def serve(
         raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
     settings = settings_of(ctx)
     db = settings.store().path
+    settings.store().check_claim(settings.actor)  # requests without a token act as this actor: the claim must hold
     settings.close()
     severity, options = settings.intake_options()
     server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
