@@ -409,7 +409,7 @@ def assign(
 # Lifecycle moves that take nothing but the ticket: action -> help (with its example).
 PLAIN_MOVES = {
     "ack": "Acknowledge a ticket: you have seen it and own it (stops the acknowledge clock).\n\n"
-           "Example: sdesk --as alice ack SD-42",
+           "Example: sdesk ack SD-42",
     "start": "Start work on a ticket (acknowledges it too if needed).\n\nExample: sdesk start SD-42",
     "wait": "Put a ticket on hold, waiting on the requester or a third party.\n\nExample: sdesk wait SD-42",
     "close": "Close a resolved ticket.\n\nExample: sdesk close SD-42",

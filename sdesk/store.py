@@ -709,36 +709,59 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             target = conn.execute(
                 f"SELECT ticket_id FROM mail_messages WHERE message_id IN ({','.join('?' * len(refs))}) "
                 "AND ticket_id IS NOT NULL ORDER BY rowid DESC LIMIT 1", refs).fetchone()
-        parent = None
+        parent, why = None, None
         if target is not None:
             t = self._current(tx, target[0])
-            outcome = "commented"
-            if t["status"] in lifecycle.DONE:
-                done_at = clock.parse(t["closed_at"] or t["resolved_at"])
-                if (clock.parse(tx.at) - done_at).days < reopen_days:
-                    try:
-                        self._move(tx, t, "reopen")
-                        outcome = "reopened"
-                    except Conflict:
-                        pass  # its fingerprint is open elsewhere: the reply is still kept
-                else:
-                    parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
-            if outcome:
-                (text,), redacted = redact_strings([th.get("body") or "(empty message)"], mask_pii)
-                self._set(tx, t["id"], {"updated_at": tx.at})
-                tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
-                                                "message_id": message_id})
-                if redacted:
-                    tx.event(t["id"], "redacted", {"kinds": sorted(set(redacted))})
-                self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
-                return t["id"], outcome
+            # What a reply does is the sender's doing: its comment and reopening show them, not the
+            # account that runs intake.
+            intake_actor, tx.actor = tx.actor, f"mail:{(th.get('from') or 'unknown sender')[:200]}"
+            try:
+                outcome = "commented"
+                if not self._may_reply(conn, t, th.get("from")):
+                    # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
+                    # requester and the desk's users (by email) speak on a ticket; others open their own.
+                    parent, why, outcome = t["id"], "a reply from someone not on the ticket", None
+                elif t["status"] in lifecycle.DONE:
+                    done_at = clock.parse(t["closed_at"] or t["resolved_at"])
+                    if (clock.parse(tx.at) - done_at).days < reopen_days:
+                        try:
+                            self._move(tx, t, "reopen")
+                            outcome = "reopened"
+                        except Conflict:
+                            pass  # its fingerprint is open elsewhere: the reply is still kept
+                    else:
+                        parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
+                if outcome:
+                    (text,), redacted = redact_strings([th.get("body") or "(empty message)"], mask_pii)
+                    self._set(tx, t["id"], {"updated_at": tx.at})
+                    tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
+                                                    "message_id": message_id})
+                    if redacted:
+                        tx.event(t["id"], "redacted", {"kinds": sorted(set(redacted))})
+                    self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
+                    return t["id"], outcome
+                elif why is None:
+                    why = "a reply to a ticket done too long ago"
+            finally:
+                tx.actor = intake_actor
         ticket_id, _ = batch.add(s.ticket, s.source)
         batch.flush()
         if parent is not None:
             self._set(tx, ticket_id, {"parent_id": parent})
-            tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None})
+            tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
         self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [])
         return ticket_id, "created"
+
+    @staticmethod
+    def _may_reply(conn: sqlite3.Connection, t: dict[str, Any], sender: str | None) -> bool:
+        """Whether an email from `sender` may comment on (and reopen) ticket `t`: its requester,
+        or a user of the desk with that email address. (Watchers too, once tickets have them.)"""
+        sender = (sender or "").strip().casefold()
+        if not sender:
+            return False
+        if (t.get("requester") or "").strip().casefold() == sender:
+            return True
+        return conn.execute("SELECT 1 FROM users WHERE email = ?", (sender,)).fetchone() is not None
 
     @staticmethod
     def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict]) -> None:
