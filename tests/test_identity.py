@@ -222,6 +222,7 @@ def test_no_refusal_suggests_acting_as_someone_else(name, role, need, what, queu
 TICKET_COMMANDS = [
     ["ack"], ["start"], ["comment", "{t}", "hi"], ["update", "{t}", "--priority", "P2"], ["assign", "{t}", "vic"],
     ["resolve", "{t}", "-r", "fixed it"], ["worklog", "{t}", "15m"], ["link", "{t}", "--parent", "{p}"],
+    ["triage"],
 ]
 
 
