@@ -177,10 +177,10 @@ class _Tx:
     """One write transaction: the connection, its time, and the events it appends."""
 
     def __init__(self, conn: sqlite3.Connection, actor: str, access: Access | None = None, need: str = "agent",
-                 what: str = "", login: str | None = None):
+                 what: str = ""):
         self.conn = conn
         self.actor = actor
-        self.login = login if login is not None else os_login()
+        self.login = os_login()  # recorded on each event beside the actor
         self.access, self.need, self.what = access, need, what
         # Whether the role was checked on what this transaction changes: on each ticket it
         # touches (Store._current, new tickets), or on the desk for writes beside tickets.
