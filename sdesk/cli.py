@@ -409,7 +409,7 @@ def assign(
 # Lifecycle moves that take nothing but the ticket: action -> help (with its example).
 PLAIN_MOVES = {
     "ack": "Acknowledge a ticket: you have seen it and own it (stops the acknowledge clock).\n\n"
-           "Example: sdesk --as alice ack SD-42",
+           "Example: sdesk ack SD-42",
     "start": "Start work on a ticket (acknowledges it too if needed).\n\nExample: sdesk start SD-42",
     "wait": "Put a ticket on hold, waiting on the requester or a third party.\n\nExample: sdesk wait SD-42",
     "close": "Close a resolved ticket.\n\nExample: sdesk close SD-42",
@@ -565,6 +565,7 @@ def serve(
         raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
     settings = settings_of(ctx)
     db = settings.store().path
+    settings.store().check_claim(settings.actor)  # requests without a token act as this actor: the claim must hold
     settings.close()
     severity, options = settings.intake_options()
     server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,

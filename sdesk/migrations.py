@@ -457,8 +457,25 @@ def m010_users(db: Database) -> None:
                "prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
 
 
+def m011_identity(db: Database) -> None:
+    # The OS login of the process that wrote each event, beside the actor it claimed (NULL on
+    # events written before this step: their hash never covered one).
+    db.execute("ALTER TABLE events ADD COLUMN login TEXT")
+    # Which OS login is which user (roles.py: acting as someone else needs an admin's login),
+    # and a user's email address (a reply from it may comment on tickets).
+    db.execute("ALTER TABLE users ADD COLUMN login TEXT")
+    db.execute("ALTER TABLE users ADD COLUMN email TEXT")
+    db.execute("UPDATE users SET login = key")
+    db.execute("CREATE UNIQUE INDEX users_login ON users (login)")
+    db.execute("CREATE UNIQUE INDEX users_email ON users (email)")
+    # Refusals counted per (actor, OS login, minute): one permission_denied event opens a window,
+    # repeats only count here, and the next window's event carries the last one's final count.
+    db.execute("CREATE TABLE refusals (actor TEXT NOT NULL, login TEXT NOT NULL, minute TEXT NOT NULL, "
+               "count INTEGER NOT NULL, event_id INTEGER NOT NULL, PRIMARY KEY (actor, login))")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users]
+         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity]
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -89,6 +89,7 @@ class Event(BaseModel):
     data: dict[str, Any]
     prev_hash: str
     hash: str
+    login: str | None = None  # the OS login of the process that wrote it (none before sdesk recorded it)
 
 
 class Ticket(BaseModel):

@@ -10,7 +10,14 @@ Roles are ordered; each may do what the ones before it may:
 A desk with no users yet is run by whoever uses it: everyone is an admin until the first user
 is added. After that, someone not listed gets the desk's default role (agent unless roles.yaml
 says otherwise). A user's role may differ per queue (`sdesk user add NAME --role viewer
---queue security`): on tickets in that queue, that role applies.
+--queue security`): on tickets in that queue, that role applies. A user whose first role is
+given on a queue gets exactly that queue: a role above viewer there leaves them a viewer
+everywhere else (`--role agent --queue dba`: works dba, only reads the rest); a viewer role
+there leaves them the desk's default role elsewhere.
+
+On a desk with users, the actor a command claims (`--as`, SDESK_USER) is checked against the
+OS login that runs it: each user has a login (their name unless set), and acting as anyone but
+the user your login is needs your login to be an admin's.
 """
 
 from collections.abc import Mapping
@@ -48,6 +55,20 @@ class Access(NamedTuple):
 
     def allows(self, need: str, queue: str | None = None) -> bool:
         return RANK[self.role_on(queue)] >= RANK[need]
+
+
+def desk_role_of_queue_user(queue_role: str, default_role: str) -> str:
+    """The desk role of a user first added with a role on one queue (see the module's docstring)."""
+    return "viewer" if RANK[queue_role] > RANK["viewer"] else default_role
+
+
+def claim_refusal(login: str, me: tuple[str, str] | None, actor: str) -> str:
+    """The one line for acting as `actor` from OS login `login`, which is user me = (name,
+    role), or no user. It names who the login is and what would be needed; never another name
+    to act as."""
+    who = f"{me[0]}, {_a(me[1])} {me[1]}" if me else "not any user's login on this desk"
+    return (f"permission denied: OS login {login} is {who}; acting as {actor} needs an admin's login "
+            "(an admin maps logins: sdesk user add NAME --login LOGIN)")
 
 
 def refusal(access: Access, need: str, what: str, queue: str | None = None) -> str:

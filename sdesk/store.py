@@ -23,7 +23,7 @@ from . import clock, lifecycle, migrations
 from .errors import BadInput, Conflict, NotFound, PermissionDenied, SdeskError
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
-from .roles import DEFAULT_ROLE, Access, refusal
+from .roles import DEFAULT_ROLE, Access, claim_refusal, refusal, user_key
 from .signals import Signal
 from .store_audit import AuditStore
 from .store_classifier import ClassifierStore
@@ -64,7 +64,7 @@ def _ticket_columns(fields: tuple[str, ...]) -> tuple[str, str]:
             f"(?, {', '.join('?' * len(fields))}, ?, ?, 'new', ?, ?, ?, ?)")
 
 
-EVENT_COLUMNS = ("events (id, ticket_id, at, actor, kind, data, prev_hash, hash)", "(?, ?, ?, ?, ?, ?, ?, ?)")
+EVENT_COLUMNS = ("events (id, ticket_id, at, actor, kind, data, prev_hash, hash, login)", "(?, ?, ?, ?, ?, ?, ?, ?, ?)")
 ALERT_COLUMNS = ("alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id)",
                  "(?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -103,10 +103,13 @@ def to_json(value: Any) -> str:
 
 
 def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, actor: str, kind: str,
-               data: str) -> str:
+               data: str, login: str | None = None) -> str:
     """sha256 over the previous hash and the event's row. Text fields are length-prefixed so
-    that no two different rows hash the same input."""
+    that no two different rows hash the same input. The OS login is covered when there is one
+    (events from before it was recorded have none, and keep the hash they were written with)."""
     row = f"{event_id}|{ticket_id}|{len(at)}:{at}|{len(actor)}:{actor}|{len(kind)}:{kind}|{data}"
+    if login is not None:
+        row += f"|{len(login)}:{login}"
     return hashlib.sha256((prev_hash + row).encode()).hexdigest()
 
 
@@ -135,6 +138,25 @@ def _ticket(row: sqlite3.Row) -> dict[str, Any]:
     return t
 
 
+@functools.cache
+def os_login() -> str:
+    """The OS account this process runs as, from its real uid (not $USER or $LOGNAME, which
+    anyone can set): the identity an event records beside the actor it claims."""
+    import os
+
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # Windows; a uid with no passwd entry, as in some containers
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
 def _event(row: sqlite3.Row) -> dict[str, Any]:
     e = dict(row)
     e["data"] = orjson.loads(e["data"])
@@ -144,9 +166,11 @@ def _event(row: sqlite3.Row) -> dict[str, Any]:
 class _Refused(Exception):
     """A role that is not enough: the transaction is undone and the refusal recorded instead."""
 
-    def __init__(self, message: str, queue: str | None, ticket_id: int | None, need: str, what: str):
+    def __init__(self, message: str, queue: str | None, ticket_id: int | None, need: str, what: str,
+                 record_as: str | None = None):
         super().__init__(message)
         self.queue, self.ticket_id, self.need, self.what = queue, ticket_id, need, what
+        self.record_as = record_as  # who the refusal is recorded as, when not the claimed actor
 
 
 class _Tx:
@@ -156,6 +180,7 @@ class _Tx:
                  what: str = ""):
         self.conn = conn
         self.actor = actor
+        self.login = os_login()  # recorded on each event beside the actor
         self.access, self.need, self.what = access, need, what
         # Whether the role was checked on what this transaction changes: on each ticket it
         # touches (Store._current, new tickets), or on the desk for writes beside tickets.
@@ -169,8 +194,8 @@ class _Tx:
 
     def event(self, ticket_id: int | None, kind: str, data: dict[str, Any]) -> None:
         text = to_json(data)
-        h = event_hash(self._prev, self._next_id, ticket_id, self.at, self.actor, kind, text)
-        self.events.append((self._next_id, ticket_id, self.at, self.actor, kind, text, self._prev, h))
+        h = event_hash(self._prev, self._next_id, ticket_id, self.at, self.actor, kind, text, self.login)
+        self.events.append((self._next_id, ticket_id, self.at, self.actor, kind, text, self._prev, h, self.login))
         self._prev, self._next_id = h, self._next_id + 1
 
     def check(self, queue: str | None = None, ticket_id: int | None = None, need: str | None = None,
@@ -312,6 +337,11 @@ class _Triggers:
 
 class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore, RunbookStore,
             MetricsStore, UsersStore, AuditStore):
+    # The actor a command line claims (`--as`, SDESK_USER, or the login by default), set by the
+    # CLI: its writes are checked against the OS login (_check_claim). None (serve, whose actors
+    # come from API tokens, and the library): not checked.
+    claimed: str | None = None
+
     def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE):
         self.path = Path(path)
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
@@ -344,13 +374,17 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.close()
 
     @contextmanager
-    def _write(self, actor: str, need: str = "agent", what: str = "changing the desk") -> Iterator[_Tx]:
+    def _write(self, actor: str, need: str = "agent", what: str = "changing the desk",
+               claim: bool = True) -> Iterator[_Tx]:
         """One write transaction by `actor`, whose role must be at least `need` (roles.py); on a
         ticket, their role on its queue (see _current). A refusal is recorded, with `what` they
-        tried, and raised as PermissionDenied."""
+        tried, and raised as PermissionDenied. When `actor` is the one the command line claimed,
+        the OS login must be theirs or an admin's (_check_claim)."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             tx = _Tx(self.conn, actor, self.access(actor, self.conn), need, what)
+            if claim and self.claimed is not None and user_key(actor) == user_key(self.claimed):
+                self._check_claim(tx.conn, actor, tx.login)
             yield tx
             if not tx.checked:  # it touched no ticket: the role on the desk decides
                 tx.check()
@@ -358,7 +392,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             self.conn.execute("COMMIT")
         except _Refused as refused:
             self.conn.execute("ROLLBACK")
-            self._record_refusal(actor, refused)
+            self._record_refusal(refused.record_as or actor, refused)
             raise PermissionDenied(str(refused)) from None
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -375,10 +409,55 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         with self._write(actor, "viewer") as tx:
             tx.event(None, kind, data)
 
+    def check_claim(self, actor: str) -> None:
+        """Refuse (and record) unless this process's OS login may act as `actor` (_check_claim),
+        for work whose writes happen elsewhere (serve acting as `actor` for untokened requests)."""
+        with self._write(actor, "viewer"):
+            pass
+
+    def _check_claim(self, conn: sqlite3.Connection, actor: str, login: str) -> None:
+        """On a desk with users, acting as `actor` needs the OS login to be theirs, or an
+        admin's; an OS login that is nobody's may act only as itself, when that is nobody's
+        name either (see roles.py). Refused as the login's user, or the login itself."""
+        if conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None:
+            return  # an open desk: one operator, who may be anyone
+        me = conn.execute("SELECT name, role FROM users WHERE login = ?", (user_key(login),)).fetchone()
+        if me is not None and (me[1] == "admin" or user_key(me[0]) == user_key(actor)):
+            return
+        if me is None and user_key(actor) == user_key(login) and \
+                conn.execute("SELECT 1 FROM users WHERE key = ?", (user_key(actor),)).fetchone() is None:
+            return
+        raise _Refused(claim_refusal(login, tuple(me) if me else None, actor), None, None, "admin",
+                       f"acting as {actor}", record_as=me[0] if me else f"login:{login}")
+
     def _record_refusal(self, actor: str, refused: _Refused) -> None:
-        with self._write(actor, "viewer") as tx:
-            tx.event(refused.ticket_id, "permission_denied",
-                     {"need": refused.need, "what": refused.what, "queue": refused.queue, "message": str(refused)})
+        """One permission_denied event per (actor, OS login, minute): a refusal repeated within
+        the minute only counts, in `refusals`, so a loop of refused requests cannot flood the
+        chain. The next window's event carries the previous window's final count, so every count
+        but the current minute's is on the chain."""
+        with self._write(actor, "viewer", claim=False) as tx:
+            minute = tx.at[:16]  # YYYY-MM-DDTHH:MM
+            last = tx.conn.execute("SELECT minute, count, event_id FROM refusals WHERE actor = ? AND login = ?",
+                                   (actor, tx.login)).fetchone()
+            if last is not None and last[0] == minute:
+                tx.conn.execute("UPDATE refusals SET count = count + 1 WHERE actor = ? AND login = ?", (actor, tx.login))
+                return
+            data = {"need": refused.need, "what": refused.what, "queue": refused.queue, "message": str(refused)}
+            if last is not None and last[1] > 1:
+                data["before"] = {"event": last[2], "minute": last[0], "count": last[1]}
+            event_id = tx._next_id
+            tx.event(refused.ticket_id, "permission_denied", data)
+            tx.conn.execute("INSERT INTO refusals (actor, login, minute, count, event_id) VALUES (?, ?, ?, 1, ?) "
+                            "ON CONFLICT (actor, login) DO UPDATE SET minute = excluded.minute, count = 1, "
+                            "event_id = excluded.event_id", (actor, tx.login, minute, event_id))
+
+    def refusal_counts(self, event_ids: Collection[int]) -> dict[int, int]:
+        """How many refusals each of these permission_denied events stands for, in its minute so
+        far (1 when nothing repeated it)."""
+        ids = list(event_ids)[:500]
+        if not ids:
+            return {}
+        return dict(self.conn.execute(f"SELECT event_id, count FROM refusals WHERE event_id IN ({','.join('?' * len(ids))})", ids))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -630,36 +709,59 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             target = conn.execute(
                 f"SELECT ticket_id FROM mail_messages WHERE message_id IN ({','.join('?' * len(refs))}) "
                 "AND ticket_id IS NOT NULL ORDER BY rowid DESC LIMIT 1", refs).fetchone()
-        parent = None
+        parent, why = None, None
         if target is not None:
             t = self._current(tx, target[0])
-            outcome = "commented"
-            if t["status"] in lifecycle.DONE:
-                done_at = clock.parse(t["closed_at"] or t["resolved_at"])
-                if (clock.parse(tx.at) - done_at).days < reopen_days:
-                    try:
-                        self._move(tx, t, "reopen")
-                        outcome = "reopened"
-                    except Conflict:
-                        pass  # its fingerprint is open elsewhere: the reply is still kept
-                else:
-                    parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
-            if outcome:
-                (text,), redacted = redact_strings([th.get("body") or "(empty message)"], mask_pii)
-                self._set(tx, t["id"], {"updated_at": tx.at})
-                tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
-                                                "message_id": message_id})
-                if redacted:
-                    tx.event(t["id"], "redacted", {"kinds": sorted(set(redacted))})
-                self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
-                return t["id"], outcome
+            # What a reply does is the sender's doing: its comment and reopening show them, not the
+            # account that runs intake.
+            intake_actor, tx.actor = tx.actor, f"mail:{(th.get('from') or 'unknown sender')[:200]}"
+            try:
+                outcome = "commented"
+                if not self._may_reply(conn, t, th.get("from")):
+                    # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
+                    # requester and the desk's users (by email) speak on a ticket; others open their own.
+                    parent, why, outcome = t["id"], "a reply from someone not on the ticket", None
+                elif t["status"] in lifecycle.DONE:
+                    done_at = clock.parse(t["closed_at"] or t["resolved_at"])
+                    if (clock.parse(tx.at) - done_at).days < reopen_days:
+                        try:
+                            self._move(tx, t, "reopen")
+                            outcome = "reopened"
+                        except Conflict:
+                            pass  # its fingerprint is open elsewhere: the reply is still kept
+                    else:
+                        parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
+                if outcome:
+                    (text,), redacted = redact_strings([th.get("body") or "(empty message)"], mask_pii)
+                    self._set(tx, t["id"], {"updated_at": tx.at})
+                    tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
+                                                    "message_id": message_id})
+                    if redacted:
+                        tx.event(t["id"], "redacted", {"kinds": sorted(set(redacted))})
+                    self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
+                    return t["id"], outcome
+                elif why is None:
+                    why = "a reply to a ticket done too long ago"
+            finally:
+                tx.actor = intake_actor
         ticket_id, _ = batch.add(s.ticket, s.source)
         batch.flush()
         if parent is not None:
             self._set(tx, ticket_id, {"parent_id": parent})
-            tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None})
+            tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
         self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [])
         return ticket_id, "created"
+
+    @staticmethod
+    def _may_reply(conn: sqlite3.Connection, t: dict[str, Any], sender: str | None) -> bool:
+        """Whether an email from `sender` may comment on (and reopen) ticket `t`: its requester,
+        or a user of the desk with that email address. (Watchers too, once tickets have them.)"""
+        sender = (sender or "").strip().casefold()
+        if not sender:
+            return False
+        if (t.get("requester") or "").strip().casefold() == sender:
+            return True
+        return conn.execute("SELECT 1 FROM users WHERE email = ?", (sender,)).fetchone() is not None
 
     @staticmethod
     def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict]) -> None:

@@ -58,7 +58,7 @@ class AuditStore:
         heads = {p["head_before"]["event"]: (pid, p["head_before"]["hash"]) for pid, p in purges}
         gone: dict[int, bool] = {}  # ticket id -> no longer there (as a purged ticket must be)
         prev, expected_id, count, tombstones = GENESIS, 1, 0, 0
-        for event_id, ticket_id, at, actor, kind, data, prev_hash, stored in self._chain():
+        for event_id, ticket_id, at, actor, kind, data, prev_hash, stored, login in self._chain():
             if event_id != expected_id:
                 raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
             if prev_hash != prev:
@@ -69,7 +69,7 @@ class AuditStore:
                            for pid, p in purges) or not gone.setdefault(ticket_id, self.get(ticket_id=ticket_id) is None):
                     raise AuditBroken(f"audit chain broken: event {event_id} was deleted without a purge record")
                 tombstones += 1
-            elif event_hash(prev, event_id, ticket_id, at, actor, kind, data) != stored:
+            elif event_hash(prev, event_id, ticket_id, at, actor, kind, data, login) != stored:
                 raise AuditBroken(f"audit chain broken at event {event_id}: its row was altered")
             else:
                 count += 1
@@ -84,12 +84,12 @@ class AuditStore:
 
     def _chain(self: Store) -> Iterator[tuple]:
         """Events and tombstones in id order (a tombstone's kind is None)."""
-        events = self.conn.execute("SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash FROM events ORDER BY id")
+        events = self.conn.execute("SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash, login FROM events ORDER BY id")
         if self.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
             yield from events
             return
         tombstones = self.conn.execute(
-            "SELECT id, ticket_id, NULL, NULL, NULL, NULL, prev_hash, hash FROM event_tombstones ORDER BY id")
+            "SELECT id, ticket_id, NULL, NULL, NULL, NULL, prev_hash, hash, NULL FROM event_tombstones ORDER BY id")
         yield from heapq.merge(events, tombstones, key=lambda row: row[0])
 
     def chain_hash(self: Store, event_id: int) -> str | None:
@@ -114,11 +114,21 @@ class AuditStore:
         if since:
             where.append("at >= ?")
             args.append(since)
-        sql = (f"SELECT id, ticket_id, at, actor, kind, data FROM events {'WHERE ' + ' AND '.join(where) if where else ''} "
-               "ORDER BY id DESC LIMIT ?")
+        sql = (f"SELECT id, ticket_id, at, actor, login, kind, data FROM events "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?")
         from .store import _event
 
-        return [_event(r) for r in reversed(self.conn.execute(sql, (*args, limit)).fetchall())]
+        events = [_event(r) for r in reversed(self.conn.execute(sql, (*args, limit)).fetchall())]
+        # A permission_denied event stands for every refusal of its actor and login that minute.
+        denied = [e for e in events if e["kind"] == "permission_denied"]
+        if denied:
+            counts = self.refusal_counts([e["id"] for e in denied])
+            for e in events:
+                if e["kind"] == "permission_denied" and isinstance(e["data"].get("before"), dict):
+                    counts.setdefault(e["data"]["before"].get("event"), e["data"]["before"].get("count"))
+            for e in denied:
+                e["count"] = counts.get(e["id"], 1)
+        return events
 
     # -- retention ---------------------------------------------------------------------------
 

@@ -278,8 +278,8 @@ class RunbookStore:
             plan = orjson.loads(run["plan"])
             step = plan["steps"][run["step"]]
             if run["waiting_for"] == "approval" and same_user(actor, run["actor"]):
-                refused = (f"run {run_id} was started by {actor}: its approval must come from someone else "
-                           f"(sdesk --as USER runbook approve {run_id})")
+                refused = (f"run {run_id} was started by {actor}: its approval must come from someone else, "
+                           "in their own session")
                 tx.event(run["ticket_id"], "runbook_approval_refused", {"run": run_id, "step": step["id"],
                                                                         "reason": "the requester cannot approve"})
             else:

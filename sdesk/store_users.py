@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, Conflict, NotFound
 from .lifecycle import NAME_MAX
-from .roles import Access, check_role, user_key
+from .roles import Access, check_role, desk_role_of_queue_user, user_key
 
 if TYPE_CHECKING:
     from .store import Store
@@ -35,21 +35,36 @@ class UsersStore:
         queues = dict(conn.execute("SELECT queue, role FROM user_queue_roles WHERE key = ?", (key,)).fetchall())
         return Access(actor, row[0], queues)
 
+    def user_of_login(self: Store, login: str) -> str | None:
+        """The name of the user whose OS login this is, if any."""
+        row = self.conn.execute("SELECT name FROM users WHERE login = ?", (user_key(login),)).fetchone()
+        return row[0] if row else None
+
     def users(self: Store) -> list[dict[str, Any]]:
         queues: dict[str, dict[str, str]] = {}
         for key, queue, role in self.conn.execute("SELECT key, queue, role FROM user_queue_roles ORDER BY queue"):
             queues.setdefault(key, {})[queue] = role
         tokens = dict(self.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
         return [{"name": r["name"], "role": r["role"], "team": r["team"], "queues": queues.get(r["key"], {}),
+                 "login": r["login"], "email": r["email"],
                  "tokens": tokens.get(r["key"], 0), "added_by": r["added_by"], "added_at": r["added_at"]}
                 for r in self.conn.execute("SELECT * FROM users ORDER BY key")]
 
     def user_add(self: Store, name: str, *, role: str, team: str | None, queue: str | None,
-                 actor: str) -> dict[str, Any]:
-        """Add a user, or change their role (on the desk, or with `queue` on that queue) and team."""
+                 actor: str, login: str | None = None, email: str | None = None) -> dict[str, Any]:
+        """Add a user, or change their role (on the desk, or with `queue` on that queue), team,
+        OS login and email. A new user's login is their name, except the desk's first user's:
+        the OS login adding them (else nobody could act as them and manage the desk after)."""
         name, role = name.strip(), check_role(role)
         if not name or len(name) > NAME_MAX:
             raise BadInput(f"user: a name must be 1 to {NAME_MAX} characters")
+        for what, value in (("--login", login), ("--email", email)):
+            if value is not None and (not value.strip() or len(value) > NAME_MAX or not value.isprintable()):
+                raise BadInput(f"user: {what} must be 1 to {NAME_MAX} printable characters")
+        if email is not None and "@" not in email:
+            raise BadInput(f"user: --email {email!r} is not an email address")
+        login = user_key(login) if login is not None else None
+        email = email.strip().casefold() if email is not None else None
         key = user_key(name)
         with self._write(actor, "admin", "managing users") as tx:
             row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
@@ -57,16 +72,32 @@ class UsersStore:
             if first and (role != "admin" or queue):
                 raise Conflict("the desk's first user must be an admin, or nobody could manage users after: "
                                f"sdesk user add {actor} --role admin")
+            for column, value in (("login", login), ("email", email)):
+                other = value and tx.conn.execute(f"SELECT name FROM users WHERE {column} = ? AND key != ?",
+                                                  (value, key)).fetchone()
+                if other:
+                    raise Conflict(f"{column} {value} is already {other[0]}'s")
             if row is None:
-                tx.conn.execute("INSERT INTO users (key, name, role, team, added_by, added_at) VALUES (?, ?, ?, ?, ?, ?)",
-                                (key, name, self.default_role if queue else role, team, actor, tx.at))
-                tx.event(None, "user_added", {"user": name, "role": self.default_role if queue else role, "team": team})
+                # A role on one queue is that queue only (roles.py): the desk role is not the default.
+                desk_role = desk_role_of_queue_user(role, self.default_role) if queue else role
+                login = login or (user_key(tx.login) if first else key)
+                if tx.conn.execute("SELECT name FROM users WHERE login = ?", (login,)).fetchone():
+                    raise Conflict(f"login {login} is already another user's: give {name} theirs with --login")
+                tx.conn.execute("INSERT INTO users (key, name, role, team, added_by, added_at, login, email) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, name, desk_role, team, actor, tx.at, login, email))
+                tx.event(None, "user_added", {"user": name, "role": desk_role, "team": team, "login": login,
+                                              "email": email})
             elif not queue and (row["role"] != role or (team is not None and row["team"] != team)):
                 if row["role"] == "admin" and role != "admin":
                     self._keep_an_admin(tx.conn, key)
                 tx.conn.execute("UPDATE users SET role = ?, team = coalesce(?, team) WHERE key = ?", (role, team, key))
                 tx.event(None, "user_changed", {"user": row["name"], "role": [row["role"], role],
                                                 "team": [row["team"], team if team is not None else row["team"]]})
+            if row is not None:
+                for column, value in (("login", login), ("email", email)):
+                    if value is not None and row[column] != value:
+                        tx.conn.execute(f"UPDATE users SET {column} = ? WHERE key = ?", (value, key))
+                        tx.event(None, "user_changed", {"user": row["name"], column: [row[column], value]})
             if queue:
                 tx.conn.execute("INSERT INTO user_queue_roles (key, queue, role) VALUES (?, ?, ?) "
                                 "ON CONFLICT (key, queue) DO UPDATE SET role = excluded.role", (key, queue, role))

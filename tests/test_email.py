@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
@@ -179,3 +179,71 @@ def test_a_charset_name_with_a_nul_in_it_is_not_a_crash():
     """Found by the fuzzer: an encoded word naming a charset with a NUL made codecs raise."""
     [record] = parse_mail(b"From: a@example.com\r\nSubject: =?utf\x00-8?q?caf=C3=A9?=\r\n\r\nbody\r\n")
     assert record.signal is not None and "caf" in record.signal.ticket["title"]
+
+
+# -- who may speak on a ticket by email ----------------------------------------------------------
+
+
+def test_a_stranger_replying_opens_a_linked_ticket_and_leaves_the_old_one_alone(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-11-01T09:00:00Z")
+    (tmp_path / "1.eml").write_bytes(_mail("VPN broken", msgid="v1@x"))
+    [created] = take(cli, tmp_path / "1.eml")
+    ticket = created["ticket"]
+    cli("resolve", str(ticket), "-r", "Reset the tunnel")
+    before = cli.json("show", str(ticket))
+    # Both ways to name a ticket: its tag in the subject, and a Message-ID it is known by.
+    (tmp_path / "2.eml").write_bytes(_mail(f"Re: [SD-{ticket}] VPN", "reopen this", sender="stranger@internet.example",
+                                           msgid="s1@x"))
+    (tmp_path / "3.eml").write_bytes(_mail("Re: VPN broken", "me too", sender="stranger@internet.example",
+                                           msgid="s2@x", in_reply_to="v1@x"))
+    results = take(cli, tmp_path / "2.eml", tmp_path / "3.eml")
+    assert [r["action"] for r in results] == ["created", "created"]
+    after = cli.json("show", str(ticket))
+    assert (after["status"], after["events"]) == (before["status"], before["events"])
+    for r in results:
+        new = cli.json("show", str(r["ticket"]))
+        assert new["parent_id"] == ticket and new["requester"] == "stranger@internet.example"
+        [linked] = [e for e in new["events"] if e["kind"] == "linked"]
+        assert linked["data"]["why"] == "a reply from someone not on the ticket"
+
+
+def test_the_requester_and_known_users_comment_as_themselves(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("SDESK_NOW", "2026-11-01T09:00:00Z")
+    cli("--as", "root", "user", "add", "root", "--role", "admin")
+    cli("--as", "root", "user", "add", "bea", "--role", "agent", "--email", "Bea@Example.com")
+    (tmp_path / "1.eml").write_bytes(_mail("Printer jams", msgid="p1@x"))
+    [created] = take(cli, tmp_path / "1.eml")
+    ticket = created["ticket"]
+    cli("resolve", str(ticket), "-r", "Replaced the roller")
+    (tmp_path / "2.eml").write_bytes(_mail("Re: Printer jams", "Jams again", msgid="p2@x", in_reply_to="p1@x"))
+    (tmp_path / "3.eml").write_bytes(_mail(f"[SD-{ticket}] note", "Ordered a roller", sender="bea@example.com",
+                                           msgid="p3@x"))
+    assert [r["action"] for r in take(cli, tmp_path / "2.eml", tmp_path / "3.eml")] == ["reopened", "commented"]
+    events = cli.json("show", str(ticket))["events"]
+    moved = [e for e in events if e["kind"] == "status_changed" and e["data"]["action"] == "reopen"]
+    assert [e["actor"] for e in moved] == ["mail:ann@example.com"]
+    assert [(e["actor"], e["data"]["text"]) for e in events if e["kind"] == "commented"] == [
+        ("mail:ann@example.com", "Jams again"), ("mail:bea@example.com", "Ordered a roller")]
+    assert cli("audit", "verify").exit_code == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sender=st.emails(), tagged=st.booleans())
+def test_no_one_but_the_requester_or_a_user_ever_comments(cli, tmp_path, sender, tagged):
+    """Whatever the address (and however it is cased), a reply from outside never reaches the ticket."""
+    if sender.casefold() == "ann@example.com":
+        return
+    import uuid
+
+    first = tmp_path / f"{uuid.uuid4()}.eml"
+    msgid = f"{uuid.uuid4()}@x"
+    first.write_bytes(_mail("Laptop broken", msgid=msgid))
+    [created] = take(cli, first)
+    reply = tmp_path / f"{uuid.uuid4()}.eml"
+    subject = f"Re: [SD-{created['ticket']}] Laptop" if tagged else "Re: Laptop broken"
+    reply.write_bytes(_mail(subject, "let me in", sender=sender, msgid=f"{uuid.uuid4()}@x",
+                            in_reply_to=None if tagged else msgid))
+    [result] = take(cli, reply)
+    assert result["action"] == "created" and result["ticket"] != created["ticket"]
+    events = cli.json("show", str(created["ticket"]))["events"]
+    assert [e["kind"] for e in events] == ["created"]

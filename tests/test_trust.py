@@ -166,10 +166,10 @@ def test_audit_log_and_anchors(demo_db, tmp_path):
     conn = sqlite3.connect(demo_db)
     conn.execute("DROP TRIGGER events_no_update")
     prev = GENESIS
-    for event_id, ticket_id, at, actor, kind, data in conn.execute(
-            "SELECT id, ticket_id, at, actor, kind, data FROM events ORDER BY id").fetchall():
+    for event_id, ticket_id, at, actor, kind, data, login in conn.execute(
+            "SELECT id, ticket_id, at, actor, kind, data, login FROM events ORDER BY id").fetchall():
         actor = "mallory" if event_id == 2 else actor
-        h = event_hash(prev, event_id, ticket_id, at, actor, kind, data)
+        h = event_hash(prev, event_id, ticket_id, at, actor, kind, data, login)
         conn.execute("UPDATE events SET actor = ?, prev_hash = ?, hash = ? WHERE id = ?", (actor, prev, h, event_id))
         prev = h
     conn.commit()

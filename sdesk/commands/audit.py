@@ -91,9 +91,10 @@ def log(
         return
     from ..render import describe_event, local, table
 
-    table(["event", "at", "actor", "ticket", "what"],
-          [[e["id"], local(e["at"]), e["actor"], lifecycle.ref(e["ticket_id"]) if e["ticket_id"] else "",
-            describe_event(e)] for e in events], empty="no events match")
+    table(["event", "at", "actor", "login", "ticket", "what"],
+          [[e["id"], local(e["at"]), e["actor"], e["login"] or "", lifecycle.ref(e["ticket_id"]) if e["ticket_id"] else "",
+            describe_event(e) + (f" (x{e['count']} that minute)" if e.get("count", 1) > 1 else "")]
+           for e in events], empty="no events match")
 
 
 @app.command("anchor")

@@ -6,7 +6,6 @@ Imported by every command module, so it imports nothing heavy.
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,26 +98,32 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(int(code))
 
 
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name, as in some containers
-        return "unknown"
-
-
 class Settings:
     def __init__(self, db: Path | None, actor: str | None, config: Path | None = None):
         self.db = db
         self.config = config
-        self.actor = actor or _login()
+        self._claim = actor  # --as or SDESK_USER: a claim, checked against the OS login on writes
+        self._actor: str | None = None
         self._store: Store | None = None
         self._runbooks: tuple[dict[str, Any], list[str]] | None = None
 
+    @property
+    def actor(self) -> str:
+        """Who this command acts as: the claimed actor, else the user the OS login is (a
+        user's `login`), else the OS login itself."""
+        if self._actor is None:
+            self.store()
+        assert self._actor is not None
+        return self._actor
+
     def store(self) -> Store:
         if self._store is None:
-            from ..store import Store, default_db_path
+            from ..store import Store, default_db_path, os_login
 
-            self._store = Store(self.db or default_db_path(), self.default_role())
+            store = Store(self.db or default_db_path(), self.default_role())
+            self._actor = self._claim or store.user_of_login(os_login()) or os_login()
+            store.claimed = self._actor  # its writes are checked against the OS login (Store._check_claim)
+            self._store = store
         return self._store
 
     def default_role(self) -> str:

@@ -206,7 +206,7 @@ def approve(
     """Approve the step a run waits on (someone other than who started it), or confirm its
     manual step; the run then goes on in this terminal. Shows the plan first, and asks unless --yes.
 
-    Example: sdesk --as dave runbook approve 7
+    Example: sdesk runbook approve 7   (run by an approver other than who started it)
     """
     from ..render import console, print_plan
     from ..runbooks import find

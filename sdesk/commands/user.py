@@ -18,8 +18,14 @@ def add(
     role: Annotated[str, typer.Option("--role", help="viewer, agent, approver or admin.")],
     team: Annotated[Optional[str], typer.Option("--team", help="Their team.", show_default=False)] = None,
     queue: Annotated[Optional[str], typer.Option(
-        "--queue", help="Give this role on this queue only (their role elsewhere is unchanged).",
+        "--queue", help="Give this role on this queue only (their role elsewhere is unchanged; a new "
+        "user's is viewer, or the default role when this role is viewer).",
         show_default=False)] = None,
+    login: Annotated[Optional[str], typer.Option(
+        "--login", help="Their OS login, when it is not their name (the first user's: the login adding them).",
+        show_default=False)] = None,
+    email: Annotated[Optional[str], typer.Option(
+        "--email", help="Their email address: their replies may comment on any ticket.", show_default=False)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add a user, or change their role or team. Admins only, except on a desk with no users
@@ -27,7 +33,8 @@ def add(
 
     Example: sdesk user add alice --role admin --team sre
     """
-    user = store_of(ctx).user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor)
+    user = store_of(ctx).user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
+                                     login=login, email=email)
     if as_json:
         print_json(user)
     else:

@@ -89,7 +89,9 @@ class SdeskApp(App):
         """A store for the calling thread (a connection is used by the thread that made it)."""
         from ..store import Store
 
-        return Store(self.db, self.default_role)
+        store = Store(self.db, self.default_role)
+        store.claimed = self.actor  # the TUI's writes are held to the OS login check, as the CLI's
+        return store
 
     def on_mount(self) -> None:
         self.push_screen(QueueScreen())
