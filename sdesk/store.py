@@ -456,7 +456,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         process cannot write is opened read-only: reads work and writes are refused."""
         self.path = Path(path)
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
-        self._stopped: str | None = None  # why writes stop for good (the files changed under us)
+        self.stopped: str | None = None  # why writes stop for good (the files changed under us)
         try:
             if not os.path.lexists(self.path):
                 _create(self.path)
@@ -501,8 +501,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         tried, and raised as PermissionDenied."""
         if self.read_only:
             raise ReadOnly(f"the database is read-only ({self.read_only}): {self.path}")
-        if self._stopped:
-            raise StoreFault(self._stopped)
+        if self.stopped:
+            raise StoreFault(self.stopped)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             tx = _Tx(self.conn, actor, self.access(actor, self.conn), need, what)
@@ -537,7 +537,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             return
         main, wal, shm = _file_ids(self.path)
         if main != self._files[0]:
-            self._stopped = (f"the database file {self.path} was deleted or replaced while sdesk was writing it: "
+            self.stopped = (f"the database file {self.path} was deleted or replaced while sdesk was writing it: "
                              "stopped; what this process wrote since is not in the file now at that path")
         else:
             which = f"{self.path}-wal" if wal != self._files[1] else f"{self.path}-shm"
@@ -548,8 +548,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 saved = False
             kept = ("every write so far (the last one too, not yet reported) was saved into the database file" if saved
                     else "the last writes may not be in the database file")
-            self._stopped = f"{which} was deleted or replaced while sdesk was writing: stopped; {kept}"
-        raise StoreFault(self._stopped)
+            self.stopped = f"{which} was deleted or replaced while sdesk was writing: stopped; {kept}"
+        raise StoreFault(self.stopped)
 
     def require(self, actor: str, need: str, what: str) -> None:
         """Refuse (and record) unless `actor` has at least role `need` on the desk, for work

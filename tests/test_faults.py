@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,48 @@ def test_a_damaged_database_refuses_writes_in_one_line(cli, db_path):
         one_error_line(result.stderr, "the database is damaged (database disk image is malformed)")
         assert "sdesk restore" in result.stderr
     assert "alice" in cli("user", "list").stdout  # what SQLite can still read is read
+
+
+def test_a_deleted_wal_stops_serve_which_answers_503_and_exits_1(db_path):
+    """The same fault under `sdesk serve`'s writer thread: the post after it is not acknowledged
+    (503, senders retry), the server ends with the one line, and what it acknowledged is kept."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert sdesk(db_path, "init").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "sdesk", "--db", str(db_path), "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(1200):  # until it listens (as tests/test_serve.py waits), up to 2 minutes
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+
+        def post(instance: str) -> tuple[int, dict]:
+            body = json.dumps({"alerts": [{"status": "firing", "labels": {"alertname": "Down", "instance": instance}}]})
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/alertmanager", data=body.encode(), method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=60) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, answer = post("h1")
+        assert status == 200
+        acknowledged = answer["results"][0]["ticket"]
+        os.unlink(f"{db_path}-wal")
+        status, answer = post("h2")
+        assert status == 503 and "-wal was deleted or replaced" in answer["error"]
+        assert proc.wait(timeout=120) == ExitCode.ERROR
+    finally:
+        proc.kill()
+        proc.wait()
+    one_error_line(proc.stderr.read(), f"{db_path}-wal was deleted or replaced while sdesk was writing: stopped")
+    assert acknowledged in ticket_ids(db_path)
