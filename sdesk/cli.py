@@ -91,6 +91,25 @@ def init(
 
 
 @app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the database file with SQLite's integrity check (it reads every page: seconds on a big
+    desk) and say how it is opened. Exit 1 when it is damaged.
+
+    Example: sdesk doctor
+    """
+    store = store_of(ctx)
+    problems = store.integrity()
+    if problems:
+        from .store import StoreFault
+
+        print("\n".join(problems))
+        raise StoreFault(f"the database is damaged (integrity check failed: {problems[0]}): {store.path}; writes "
+                         "are refused from now on. Restore a backup (sdesk restore)")
+    print(f"ok: {store.path} passed SQLite's integrity check"
+          + (f"; it is read-only ({store.read_only})" if store.read_only else ""))
+
+
+@app.command()
 def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-update, ticket or event.")]) -> None:
     """Print the JSON Schema of what sdesk reads or writes, for integrations.
 

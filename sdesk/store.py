@@ -105,6 +105,18 @@ class NotSdesk(SdeskError):
     pass
 
 
+# The application_id of a desk that `sdesk doctor` found damaged: every open reads it anyway (no
+# cost), and writes are refused until a restore (which brings the backup's header) or a doctor
+# run that finds the file whole again. Running the integrity check on each open is not an
+# option: it reads every page (seconds at 1M tickets).
+DAMAGED_ID = 0x53445358  # "SDSX"
+
+
+def _damaged(path: Path | str) -> StoreFault:
+    return StoreFault(f"the database is damaged (sdesk doctor found its integrity check failing): {path}; writes "
+                      "are refused. Restore a backup (sdesk restore), or repair it and run sdesk doctor again")
+
+
 def explain(e: sqlite3.Error, path: Path | str | None, context: str = "database") -> SdeskError:
     """An SQLite error as the one line a user can act on (its primary result code decides)."""
     where = path or "the database"
@@ -116,7 +128,7 @@ def explain(e: sqlite3.Error, path: Path | str | None, context: str = "database"
         return ReadOnly(f"the database is read-only: {where} ({e})")
     if code in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB after the header was read
         return StoreFault(f"the database is damaged ({e}): {where}; writes are refused. Restore a backup "
-                          "(sdesk restore) or check it with: sqlite3 FILE 'PRAGMA integrity_check'")
+                          "(sdesk restore) or see what is damaged with sdesk doctor")
     if code == 10:  # SQLITE_IOERR
         return StoreFault(f"cannot read or write the database {where}: {e} ({e.sqlite_errorname})")
     if code in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
@@ -190,10 +202,10 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
     return conn, why
 
 
-def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_only: str | None) -> bool:
+def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_only: str | None) -> tuple[bool, bool]:
     """Whether the file is an sdesk database of the current schema (False: an older one, or an
-    empty file `init_empty` allows, to upgrade); raises NotSdesk for any other file. One query
-    of the header on every open."""
+    empty file `init_empty` allows, to upgrade), and whether doctor marked it damaged; raises
+    NotSdesk for any other file. One query of the header on every open."""
     try:
         app_id, version, pages = conn.execute(
             "SELECT * FROM pragma_application_id, pragma_user_version, pragma_page_count").fetchone()
@@ -201,11 +213,11 @@ def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_onl
         if (getattr(e, "sqlite_errorcode", 0) & 0xFF) == 26:  # SQLITE_NOTADB: no SQLite header
             raise NotSdesk(f"{path} is not an sdesk database") from None
         raise
-    if app_id == migrations.APPLICATION_ID:
-        return migrations.check_version(conn, version)
+    if app_id in (migrations.APPLICATION_ID, DAMAGED_ID):
+        return migrations.check_version(conn, version), app_id == DAMAGED_ID
     if app_id == 0 and pages == 0:
         if init_empty:
-            return False
+            return False, False
         raise NotSdesk(f"{path} is not an sdesk database (it is an empty file; "
                        "`sdesk init --empty-ok` makes a desk in it)")
     legacy = app_id == 0 and version > 0 and conn.execute(
@@ -215,7 +227,7 @@ def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_onl
     current = migrations.check_version(conn, version)
     if current and not read_only:  # made before the id was set: stamped once (apply does it on upgrade)
         conn.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
-    return current
+    return current, False
 
 
 def _file_ids(path: Path) -> tuple[tuple[int, int] | None, ...]:
@@ -457,13 +469,15 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.path = Path(path)
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
         self.stopped: str | None = None  # why writes stop for good (the files changed under us)
+        self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
         try:
             if not os.path.lexists(self.path):
                 _create(self.path)
             self.conn, self.read_only = _connect(self.path)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA foreign_keys = ON")
-            if not _is_current(self.conn, self.path, init_empty, self.read_only):
+            current, self.damaged = _is_current(self.conn, self.path, init_empty, self.read_only)
+            if not current:
                 if self.read_only:
                     raise ReadOnly(f"the database is read-only ({self.read_only}) and needs the upgrade "
                                    f"a writable copy gets on open: {self.path}")
@@ -488,6 +502,28 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
     def close(self) -> None:
         self.conn.close()
 
+    def integrity(self, limit: int = 20) -> list[str]:
+        """SQLite's integrity check: its first `limit` findings, [] when the file is whole. It
+        reads every page (29 ms at 10k tickets, seconds at 1M), so only `sdesk doctor` runs it;
+        commands meet damage as SQLITE_CORRUPT on the pages they touch (explain). A damaged desk
+        is marked so that every later write is refused (DAMAGED_ID); a whole one is unmarked."""
+        try:
+            found = [r[0] for r in self.conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+        except sqlite3.DatabaseError as e:
+            found = [str(e)]
+        problems = [] if found == ["ok"] else found
+        if bool(problems) != self.damaged and not self.read_only:
+            with suppress(sqlite3.Error):  # the header page may be what is damaged
+                self.conn.execute(f"PRAGMA application_id = {DAMAGED_ID if problems else migrations.APPLICATION_ID}")
+                self.damaged = bool(problems)
+        return problems
+
+    def _still_marked(self) -> bool:
+        """Whether the damaged mark is still in the header: a restore by another connection (or
+        process) replaces the header with the backup's."""
+        self.damaged = self.conn.execute("PRAGMA application_id").fetchone()[0] == DAMAGED_ID
+        return self.damaged
+
     def __enter__(self) -> Store:
         return self
 
@@ -495,14 +531,18 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.close()
 
     @contextmanager
-    def _write(self, actor: str, need: str = "agent", what: str = "changing the desk") -> Iterator[_Tx]:
+    def _write(self, actor: str, need: str = "agent", what: str = "changing the desk",
+               damaged_ok: bool = False) -> Iterator[_Tx]:
         """One write transaction by `actor`, whose role must be at least `need` (roles.py); on a
         ticket, their role on its queue (see _current). A refusal is recorded, with `what` they
-        tried, and raised as PermissionDenied."""
+        tried, and raised as PermissionDenied. `damaged_ok`: also on a desk doctor marked damaged
+        (the check before a restore, which is the remedy)."""
         if self.read_only:
             raise ReadOnly(f"the database is read-only ({self.read_only}): {self.path}")
         if self.stopped:
             raise StoreFault(self.stopped)
+        if self.damaged and not damaged_ok and self._still_marked():
+            raise _damaged(self.path)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             tx = _Tx(self.conn, actor, self.access(actor, self.conn), need, what)
@@ -554,7 +594,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
     def require(self, actor: str, need: str, what: str) -> None:
         """Refuse (and record) unless `actor` has at least role `need` on the desk, for work
         that is not a store write of its own (a restore, an import)."""
-        with self._write(actor, need, what):
+        with self._write(actor, need, what, damaged_ok=True):
             pass
 
     def record(self, actor: str, kind: str, data: dict[str, Any]) -> None:

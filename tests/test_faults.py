@@ -432,3 +432,39 @@ def test_a_deleted_wal_stops_serve_which_answers_503_and_exits_1(db_path):
         proc.wait()
     one_error_line(proc.stderr.read(), f"{db_path}-wal was deleted or replaced while sdesk was writing: stopped")
     assert acknowledged in ticket_ids(db_path)
+
+
+def _corrupt_a_middle_leaf_of_tickets(db_path: Path) -> None:
+    """Garbage over one leaf page of the tickets table that a new ticket does not touch (new rows
+    go to the last leaf): SQLite meets it only when something reads that page."""
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    leaves = [r[0] for r in conn.execute("SELECT pageno FROM dbstat WHERE name = 'tickets' AND pagetype = 'leaf' "
+                                         "ORDER BY pageno")]
+    conn.close()
+    assert len(leaves) > 4
+    with open(db_path, "r+b") as f:
+        f.seek((leaves[len(leaves) // 2] - 1) * page)
+        f.write(bytes(range(256)) * (page // 256))
+
+
+def test_doctor_finds_damage_no_command_met_and_writes_are_refused_until_a_restore(cli, db_path, tmp_path):
+    for i in range(300):
+        cli.new(f"ticket {i} " + "x" * 300)
+    assert cli("doctor").stdout.startswith(f"ok: {db_path} passed")
+    cli("backup", str(tmp_path / "good.db"))
+    _corrupt_a_middle_leaf_of_tickets(db_path)
+    cli.new("still written: the damage is where this write does not look")
+    result = cli("doctor", ok=False)
+    assert result.exit_code == ExitCode.ERROR
+    one_error_line(result.stderr, "the database is damaged (integrity check failed: ")
+    assert result.stdout.strip()  # what SQLite found, on stdout
+    for args in [("new", "x"), ("comment", "1", "hi"), ("user", "add", "bob", "--role", "admin")]:
+        result = cli(*args, ok=False)
+        assert result.exit_code == ExitCode.ERROR, args
+        one_error_line(result.stderr, "the database is damaged (sdesk doctor found its integrity check failing)")
+    assert cli.json("show", "1")["title"].startswith("ticket 0")  # reads still work where SQLite can
+    cli("restore", str(tmp_path / "good.db"), "--yes")
+    cli.new("after the restore")
+    assert cli("doctor").stdout.startswith("ok: ")
