@@ -241,24 +241,37 @@ def test_a_database_on_a_read_only_mount_can_be_read(tmp_path, live):
             writer.close()
 
 
-def test_a_read_only_file_in_a_read_only_folder(tmp_path):
-    """chmod: only a user that is not root is stopped by it (root writes through it, and then
-    writing is right)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    db = home / "desk.db"
-    assert sdesk(db, "new", "first").returncode == 0
-    db.chmod(0o444)
-    home.chmod(0o555)
+def test_a_read_only_file_in_a_read_only_folder():
+    """chmod stops only a user that is not root: as root, the commands run as nobody (setpriv).
+    No -wal or -shm can be made in the folder: the read is immutable."""
+    home = Path(tempfile.mkdtemp(prefix="sdesk-ro-"))
     try:
-        if os.access(db, os.W_OK):
-            pytest.skip("this process can write a file chmod 444 (root): the read-only mount test covers it")
-        assert sdesk(db, "list").returncode == 0
-        result = sdesk(db, "new", "x")
-        assert result.returncode == ExitCode.PERMISSION
-        one_error_line(result.stderr, "the database is read-only")
+        db = home / "desk.db"
+        assert sdesk(db, "new", "first").returncode == 0
+        assert sdesk(db, "new", "second").returncode == 0
+        db.chmod(0o444)
+        home.chmod(0o555)
+        as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        env = {**os.environ, "SDESK_DB": str(db), "SDESK_CONFIG": str(home / "config")}
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*as_user, sys.executable, "-m", "sdesk", *args], env=env, capture_output=True,
+                                  text=True, timeout=300)
+
+        if run("--version").returncode:
+            pytest.skip("cannot run sdesk as another user here")
+        before = db.read_bytes()
+        for args in READS:
+            result = run(*args)
+            assert result.returncode == 0, (args, result.stderr)
+        for args in WRITES:
+            result = run(*args)
+            assert result.returncode == ExitCode.PERMISSION, (args, result.stdout)
+            one_error_line(result.stderr, "the database is read-only (no permission to write the file): ")
+        assert db.read_bytes() == before and sorted(p.name for p in home.iterdir()) == ["desk.db"]
     finally:
         home.chmod(0o755)
+        shutil.rmtree(home)
 
 
 def test_a_read_only_store_refuses_writes_before_touching_anything(db_path):
