@@ -142,6 +142,7 @@ def _create(path: Path) -> None:
     file be refused as someone else's (concurrent first opens each build one; one wins)."""
     import secrets
 
+    path = Path(os.path.realpath(path))  # a dangling symlink: the desk is made where it points
     path.parent.mkdir(parents=True, exist_ok=True)
     name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.new"))
     os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes them, less the umask
@@ -471,12 +472,16 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.stopped: str | None = None  # why writes stop for good (the files changed under us)
         self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
         try:
-            if not os.path.lexists(self.path):
+            if not os.path.exists(self.path):
                 _create(self.path)
             self.conn, self.read_only = _connect(self.path)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA foreign_keys = ON")
-            current, self.damaged = _is_current(self.conn, self.path, init_empty, self.read_only)
+            try:
+                current, self.damaged = _is_current(self.conn, self.path, init_empty, self.read_only)
+            except BaseException:
+                self.conn.close()
+                raise
             if not current:
                 if self.read_only:
                     raise ReadOnly(f"the database is read-only ({self.read_only}) and needs the upgrade "
@@ -491,7 +496,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             self.conn.execute("PRAGMA cache_size = -16384")
             # The files written: a commit into a log or a file that someone deleted or replaced
             # is lost at exit, so each commit checks that they are still these (_check_files).
-            self._files = None if self.read_only else _file_ids(self.path)
+            # SQLite names the -wal and -shm after the file a symlink points to.
+            self._real = Path(os.path.realpath(self.path))
+            self._files = None if self.read_only else _file_ids(self._real)
         except SdeskError:
             raise
         except sqlite3.Error as e:
@@ -573,14 +580,14 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         commits going to the old one vanish when this process ends. Three stats per transaction
         (a stream's is a batch); never per row. What was committed to a deleted log is copied
         into the database file first (a checkpoint reads the log through the handle still open)."""
-        if self._files is None or _file_ids(self.path) == self._files:
+        if self._files is None or _file_ids(self._real) == self._files:
             return
-        main, wal, shm = _file_ids(self.path)
+        main, wal, shm = _file_ids(self._real)
         if main != self._files[0]:
             self.stopped = (f"the database file {self.path} was deleted or replaced while sdesk was writing it: "
                              "stopped; what this process wrote since is not in the file now at that path")
         else:
-            which = f"{self.path}-wal" if wal != self._files[1] else f"{self.path}-shm"
+            which = f"{self._real}-wal" if wal != self._files[1] else f"{self._real}-shm"
             try:
                 busy, log, done = self.conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
                 saved = not busy and log == done

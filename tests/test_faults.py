@@ -481,3 +481,14 @@ def test_doctor_finds_damage_no_command_met_and_writes_are_refused_until_a_resto
     cli("restore", str(tmp_path / "good.db"), "--yes")
     cli.new("after the restore")
     assert cli("doctor").stdout.startswith("ok: ")
+
+
+def test_a_desk_behind_a_symlink_is_made_where_it_points_and_its_wal_is_watched(tmp_path):
+    link = tmp_path / "link.db"
+    link.symlink_to("real.db")  # dangling: the desk is made at real.db, the link left as it is
+    with Store(link) as store:
+        store.receive([_ticket("x")], actor="t")
+        assert link.is_symlink() and (tmp_path / "real.db").is_file()
+        os.unlink(tmp_path / "real.db-wal")  # SQLite's log is named after the real file
+        with pytest.raises(StoreFault, match="real.db-wal was deleted or replaced"):
+            store.receive([_ticket("y")], actor="t")
