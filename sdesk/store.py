@@ -124,6 +124,8 @@ def explain(e: sqlite3.Error, path: Path | str | None, context: str = "database"
     if code == 13:  # SQLITE_FULL: the file system (or max_page_count) has no room
         return StoreFault(f"disk full: the database {where} could not grow; the write in progress was undone "
                           "and everything stored before it was kept (free some space and run it again)")
+    if getattr(e, "sqlite_errorcode", None) == 1032:  # SQLITE_READONLY_DBMOVED: SQLite saw the file go
+        return StoreFault(f"the database file {where} was deleted or replaced while sdesk had it open: stopped")
     if code == 8:  # SQLITE_READONLY
         return ReadOnly(f"the database is read-only: {where} ({e})")
     if code in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB after the header was read
