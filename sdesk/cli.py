@@ -78,13 +78,35 @@ def main(
 
 
 @app.command()
-def init(ctx: typer.Context) -> None:
+def init(
+    ctx: typer.Context,
+    empty_ok: Annotated[bool, typer.Option("--empty-ok", help="Make the desk in an existing empty (0-byte) file, such as one from mktemp; any other file that is not an sdesk database is always refused.")] = False,
+) -> None:
     """Create the database (or upgrade it) and print its path. Safe to run again.
 
     Example: sdesk --db ./desk.db init
     """
-    store = store_of(ctx)
+    store = settings_of(ctx).store(init_empty=empty_ok)
     print(store.path)
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the database file with SQLite's integrity check (it reads every page: seconds on a big
+    desk) and say how it is opened. Exit 1 when it is damaged.
+
+    Example: sdesk doctor
+    """
+    store = store_of(ctx)
+    problems = store.integrity()
+    if problems:
+        from .store import StoreFault
+
+        print("\n".join(problems))
+        raise StoreFault(f"the database is damaged (integrity check failed: {problems[0]}): {store.path}; writes "
+                         "are refused from now on. Restore a backup (sdesk restore)")
+    print(f"ok: {store.path} passed SQLite's integrity check"
+          + (f"; it is read-only ({store.read_only})" if store.read_only else ""))
 
 
 @app.command()
@@ -207,6 +229,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
     from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
+    from .store import StoreFault
 
     severity, options = settings.intake_options(record_all=record_resolved, reopen_days=reopen_days)
 
@@ -219,6 +242,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
         raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
     write = sys.stdout.write
     total = Summary()
+    kept = [0, ""]  # records stored so far and where the last one was: said if the store fails
     try:
         for path in expand_paths(paths):
             name = str(path) if path else "stdin"
@@ -229,6 +253,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
             used = fmt
 
             def on_stored(record: "Record", ticket_id: int | None, outcome: str) -> None:
+                kept[0], kept[1] = kept[0] + 1, f"{name}: {record.where}"
                 if as_json:
                     write(json.dumps({"where": record.where, "format": used, "ticket": ticket_id, "action": outcome})
                           + "\n")
@@ -261,6 +286,8 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                 total.outcomes[outcome] = total.outcomes.get(outcome, 0) + n
             counts = ", ".join(f"{n} {outcome}" for outcome, n in summary.outcomes.items())
             note(f"{name} ({used}): {counts or 'nothing'}" + (f", {len(summary.rejected)} rejected" if summary.rejected else ""))
+    except StoreFault as e:
+        raise type(e)(f"{e}; {kept[0]} records were stored and reported before it" + (f", the last {kept[1]}" if kept[0] else "")) from None
     finally:
         if reject_file:
             reject_file.close()

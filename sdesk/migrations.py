@@ -478,14 +478,20 @@ STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_
          m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity]
 SCHEMA_VERSION = len(STEPS)
 
+# `PRAGMA application_id` of an sdesk database ("SDSK" in ASCII), set with the schema version: it
+# tells an sdesk file from another program's SQLite database from the header alone, on every
+# open. Files made before it was set are recognised by their tables and stamped once.
+APPLICATION_ID = 0x5344534B
+
 
 class SchemaTooNew(SdeskError):
     pass
 
 
-def check_version(conn: sqlite3.Connection) -> bool:
+def check_version(conn: sqlite3.Connection, version: int | None = None) -> bool:
     """True when the schema is current; raises when a newer sdesk wrote this file."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version is None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"database schema version {version} is newer than this sdesk understands "
@@ -510,6 +516,7 @@ def apply(conn: sqlite3.Connection) -> list[str]:
         pending = [m.name for m in migrations.pending(db)]
         migrations.apply(db)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

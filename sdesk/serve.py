@@ -29,7 +29,7 @@ from starlette.routing import Route
 from .errors import PermissionDenied, SdeskError
 from .ingest import document_records
 from .intake import SEVERITY, Record
-from .store import Store
+from .store import Store, StoreFault
 from .roles import DEFAULT_ROLE
 from .store_users import token_hash
 
@@ -61,6 +61,8 @@ class Writer:
         self._tokens_read = -TOKENS_TTL
         self.ready = threading.Event()
         self.error: Exception | None = None
+        self.stopped: StoreFault | None = None  # the database cannot take writes: the server stops
+        self.on_stop: Any = lambda: None  # ends the server (run() sets it)
         threading.Thread(target=self._run, name="sdesk-writer", daemon=True).start()
         self.ready.wait()
         if self.error:
@@ -118,6 +120,12 @@ class Writer:
                     future.set_result(store.receive(signals, actor=actor, **self.options))
                 except Exception as e:  # noqa: BLE001
                     future.set_exception(e)
+            if store.stopped and self.stopped is None:
+                # The database's files were deleted or replaced under the writer: each request
+                # is answered 503 (senders retry) and the server ends, exiting 1 with this error
+                # once the answers are out; restarted, it opens the database afresh.
+                self.stopped = StoreFault(store.stopped)
+                self.on_stop()
             return
         for signals, future in requests:
             future.set_result(results[:len(signals)])
@@ -174,6 +182,8 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
             outcomes = iter(await asyncio.wrap_future(writer.submit([r.signal for r in good], actor)))
         except PermissionDenied as e:
             return JSONResponse({"error": str(e)}, status_code=403)
+        except StoreFault as e:
+            return JSONResponse({"error": str(e)}, status_code=503)
         results = [_result(r, used, outcomes) for r in records]
         if pagerduty:
             key = _dedup_key(good[0]) if good else None
@@ -184,7 +194,9 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
         return JSONResponse({"ok": True})
 
     routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
-    return Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])])
+    app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])])
+    app.state.writer = writer
+    return app
 
 
 def _actor(authorization: str, token: str | None, tokens: Mapping[str, str], required: bool,
@@ -224,5 +236,12 @@ def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_bo
     # Keep-alive connections stay open 75 s (nginx's default) instead of uvicorn's 5: senders such
     # as Alertmanager (Go: idle connections kept 90 s) do not retry a POST on a connection the
     # server closed, and a busy moment of over 5 s between two posts closed them in the bench.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                           timeout_keep_alive=75))
+    app.state.writer.on_stop = lambda: setattr(server, "should_exit", True)  # a graceful end: answers go out
+    server.run()
+    if not server.started:  # as uvicorn.run: it said why (the port is taken, say)
+        raise SdeskError(f"sdesk serve could not listen on {host}:{port}")
+    if app.state.writer.stopped is not None:
+        raise app.state.writer.stopped
 

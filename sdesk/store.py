@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import sqlite3
 from datetime import timedelta
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import clock, lifecycle, migrations
-from .errors import BadInput, Conflict, NotFound, PermissionDenied, SdeskError
+from .errors import BadInput, Conflict, ExitCode, NotFound, PermissionDenied, SdeskError
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
 from .roles import DEFAULT_ROLE, Access, claim_refusal, refusal, user_key
@@ -89,6 +90,158 @@ def insert_rows(conn: sqlite3.Connection, columns: tuple[str, str], rows: list[t
                          [list(chain.from_iterable(rows[i:i + per])) for i in range(0, whole, per)])
     if whole < len(rows):
         conn.executemany(f"INSERT INTO {target} VALUES {template}", rows[whole:])
+
+
+class StoreFault(SdeskError):
+    """The database file cannot take this write: the disk is full, it is damaged, or its files
+    were deleted or replaced under this process."""
+
+
+class ReadOnly(StoreFault):
+    code = ExitCode.PERMISSION
+
+
+class NotSdesk(SdeskError):
+    pass
+
+
+# The application_id of a desk that `sdesk doctor` found damaged: every open reads it anyway (no
+# cost), and writes are refused until a restore (which brings the backup's header) or a doctor
+# run that finds the file whole again. Running the integrity check on each open is not an
+# option: it reads every page (seconds at 1M tickets).
+DAMAGED_ID = 0x53445358  # "SDSX"
+
+
+def _damaged(path: Path | str) -> StoreFault:
+    return StoreFault(f"the database is damaged (sdesk doctor found its integrity check failing): {path}; writes "
+                      "are refused. Restore a backup (sdesk restore), or repair it and run sdesk doctor again")
+
+
+def explain(e: sqlite3.Error, path: Path | str | None, context: str = "database") -> SdeskError:
+    """An SQLite error as the one line a user can act on (its primary result code decides)."""
+    where = path or "the database"
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == 13:  # SQLITE_FULL: the file system (or max_page_count) has no room
+        return StoreFault(f"disk full: the database {where} could not grow; the write in progress was undone "
+                          "and everything stored before it was kept (free some space and run it again)")
+    if getattr(e, "sqlite_errorcode", None) == 1032:  # SQLITE_READONLY_DBMOVED: SQLite saw the file go
+        return StoreFault(f"the database file {where} was deleted or replaced while sdesk had it open: stopped")
+    if code == 8:  # SQLITE_READONLY
+        return ReadOnly(f"the database is read-only: {where} ({e})")
+    if code in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB after the header was read
+        return StoreFault(f"the database is damaged ({e}): {where}; writes are refused. Restore a backup "
+                          "(sdesk restore) or see what is damaged with sdesk doctor")
+    if code == 10:  # SQLITE_IOERR
+        return StoreFault(f"cannot read or write the database {where}: {e} ({e.sqlite_errorname})")
+    if code in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+        return StoreFault(f"the database {where} is busy: another process held its lock for 30 s ({e})")
+    return SdeskError(f"{context}: {e}")
+
+
+def _create(path: Path) -> None:
+    """Make a new sdesk database at `path` whole or not at all: built beside it and linked into
+    place, so that a file at the path is never a desk half made. That is what lets an empty
+    file be refused as someone else's (concurrent first opens each build one; one wins)."""
+    import secrets
+
+    path = Path(os.path.realpath(path))  # a dangling symlink: the desk is made where it points
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.new"))
+    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes them, less the umask
+    try:
+        conn = sqlite3.connect(name, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrations.apply(conn)
+        finally:
+            conn.close()  # checkpoints: one self-contained file
+        try:
+            os.link(name, path)
+        except FileExistsError:
+            pass  # another process made it first: theirs is the desk
+        except OSError:  # a file system without hard links
+            if not os.path.lexists(path):
+                os.replace(name, path)
+    finally:
+        for leftover in (name, f"{name}-wal", f"{name}-shm"):
+            with suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+def _read_only_why(path: Path) -> str | None:
+    """Why this process cannot write the database (None: it can). SQLite needs to write the
+    file, and in WAL mode its -wal and -shm, which it creates in the folder."""
+    if os.access(path, os.W_OK):
+        if os.access(path.parent, os.W_OK):
+            return None
+        if all(os.access(f"{path}-{s}", os.W_OK) for s in ("wal", "shm")):
+            return None
+        return "cannot create files in its folder"
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "on a read-only file system"
+    except OSError:
+        pass
+    return "no permission to write the file"
+
+
+def _connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
+    """A connection, and why it is read-only (None when it is not). Read-only is `mode=ro`,
+    which reads a WAL database through its -shm (created if the folder allows, or an existing
+    one), and `immutable=1` only when that fails: a folder that cannot hold a -shm has no
+    writer using one, so nothing changes the file under an immutable read."""
+    why = _read_only_why(path)
+    if why is None:
+        return sqlite3.connect(path, timeout=30, isolation_level=None), None
+    from urllib.parse import quote
+
+    uri = "file:" + quote(str(path.resolve()))
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30, isolation_level=None)
+    return conn, why
+
+
+def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_only: str | None) -> tuple[bool, bool]:
+    """Whether the file is an sdesk database of the current schema (False: an older one, or an
+    empty file `init_empty` allows, to upgrade), and whether doctor marked it damaged; raises
+    NotSdesk for any other file. One query of the header on every open."""
+    try:
+        app_id, version, pages = conn.execute(
+            "SELECT * FROM pragma_application_id, pragma_user_version, pragma_page_count").fetchone()
+    except sqlite3.DatabaseError as e:
+        if (getattr(e, "sqlite_errorcode", 0) & 0xFF) == 26:  # SQLITE_NOTADB: no SQLite header
+            raise NotSdesk(f"{path} is not an sdesk database") from None
+        raise
+    if app_id in (migrations.APPLICATION_ID, DAMAGED_ID):
+        return migrations.check_version(conn, version), app_id == DAMAGED_ID
+    if app_id == 0 and pages == 0:
+        if init_empty:
+            return False, False
+        raise NotSdesk(f"{path} is not an sdesk database (it is an empty file; "
+                       "`sdesk init --empty-ok` makes a desk in it)")
+    legacy = app_id == 0 and version > 0 and conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('tickets', 'events')").fetchone()[0] == 2
+    if not legacy:
+        raise NotSdesk(f"{path} is not an sdesk database")
+    current = migrations.check_version(conn, version)
+    if current and not read_only:  # made before the id was set: stamped once (apply does it on upgrade)
+        conn.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
+    return current, False
+
+
+def _file_ids(path: Path) -> tuple[tuple[int, int] | None, ...]:
+    ids = []
+    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+        try:
+            st = os.stat(name)
+            ids.append((st.st_dev, st.st_ino))
+        except FileNotFoundError:
+            ids.append(None)
+    return tuple(ids)
 
 
 def default_db_path() -> Path:
@@ -342,15 +495,29 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
     # come from API tokens, and the library): not checked.
     claimed: str | None = None
 
-    def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE):
+    def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE, *, init_empty: bool = False):
+        """Open the sdesk database at `path`, making it when there is no file there. Any other
+        file (an empty one too, unless `init_empty`) is refused, never initialised. A file this
+        process cannot write is opened read-only: reads work and writes are refused."""
         self.path = Path(path)
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
+        self.stopped: str | None = None  # why writes stop for good (the files changed under us)
+        self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if not os.path.exists(self.path):
+                _create(self.path)
+            self.conn, self.read_only = _connect(self.path)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA foreign_keys = ON")
-            if not migrations.check_version(self.conn):
+            try:
+                current, self.damaged = _is_current(self.conn, self.path, init_empty, self.read_only)
+            except BaseException:
+                self.conn.close()
+                raise
+            if not current:
+                if self.read_only:
+                    raise ReadOnly(f"the database is read-only ({self.read_only}) and needs the upgrade "
+                                   f"a writable copy gets on open: {self.path}")
                 self.conn.execute("PRAGMA journal_mode = WAL")
                 migrations.apply(self.conn)
             # WAL with synchronous=NORMAL is durable across application crashes, and only the
@@ -359,13 +526,42 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             # 16 MiB of page cache (the default is 2): big stores keep their index pages hot
             # during a stream. It fills only with pages actually read.
             self.conn.execute("PRAGMA cache_size = -16384")
+            # The files written: a commit into a log or a file that someone deleted or replaced
+            # is lost at exit, so each commit checks that they are still these (_check_files).
+            # SQLite names the -wal and -shm after the file a symlink points to.
+            self._real = Path(os.path.realpath(self.path))
+            self._files = None if self.read_only else _file_ids(self._real)
         except SdeskError:
             raise
-        except (sqlite3.Error, OSError) as e:
-            raise SdeskError(f"cannot open database {self.path}: {e}") from None
+        except sqlite3.Error as e:
+            raise explain(e, self.path, f"cannot open database {self.path}") from None
+        except OSError as e:
+            raise SdeskError(f"cannot open database {self.path}: {e.strerror or e}") from None
 
     def close(self) -> None:
         self.conn.close()
+
+    def integrity(self, limit: int = 20) -> list[str]:
+        """SQLite's integrity check: its first `limit` findings, [] when the file is whole. It
+        reads every page (29 ms at 10k tickets, seconds at 1M), so only `sdesk doctor` runs it;
+        commands meet damage as SQLITE_CORRUPT on the pages they touch (explain). A damaged desk
+        is marked so that every later write is refused (DAMAGED_ID); a whole one is unmarked."""
+        try:
+            found = [r[0] for r in self.conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+        except sqlite3.DatabaseError as e:
+            found = [str(e)]
+        problems = [] if found == ["ok"] else found
+        if bool(problems) != self.damaged and not self.read_only:
+            with suppress(sqlite3.Error):  # the header page may be what is damaged
+                self.conn.execute(f"PRAGMA application_id = {DAMAGED_ID if problems else migrations.APPLICATION_ID}")
+                self.damaged = bool(problems)
+        return problems
+
+    def _still_marked(self) -> bool:
+        """Whether the damaged mark is still in the header: a restore by another connection (or
+        process) replaces the header with the backup's."""
+        self.damaged = self.conn.execute("PRAGMA application_id").fetchone()[0] == DAMAGED_ID
+        return self.damaged
 
     def __enter__(self) -> Store:
         return self
@@ -375,11 +571,18 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
 
     @contextmanager
     def _write(self, actor: str, need: str = "agent", what: str = "changing the desk",
-               claim: bool = True) -> Iterator[_Tx]:
+               claim: bool = True, damaged_ok: bool = False) -> Iterator[_Tx]:
         """One write transaction by `actor`, whose role must be at least `need` (roles.py); on a
         ticket, their role on its queue (see _current). A refusal is recorded, with `what` they
         tried, and raised as PermissionDenied. When `actor` is the one the command line claimed,
-        the OS login must be theirs or an admin's (_check_claim)."""
+        the OS login must be theirs or an admin's (_check_claim). `damaged_ok`: also on a desk
+        doctor marked damaged (the check before a restore, which is the remedy)."""
+        if self.read_only:
+            raise ReadOnly(f"the database is read-only ({self.read_only}): {self.path}")
+        if self.stopped:
+            raise StoreFault(self.stopped)
+        if self.damaged and not damaged_ok and self._still_marked():
+            raise _damaged(self.path)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             tx = _Tx(self.conn, actor, self.access(actor, self.conn), need, what)
@@ -390,18 +593,50 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 tx.check()
             tx.flush()
             self.conn.execute("COMMIT")
+            self._check_files()
         except _Refused as refused:
             self.conn.execute("ROLLBACK")
             self._record_refusal(refused.record_as or actor, refused)
             raise PermissionDenied(str(refused)) from None
+        except sqlite3.Error as e:
+            # SQLite undoes the transaction itself on some errors (SQLITE_FULL): a ROLLBACK then
+            # fails and would hide the error that matters.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise explain(e, self.path) from None
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
+
+    def _check_files(self) -> None:
+        """Stop (StoreFault) when the database file, its write-ahead log or its shared-memory
+        index is no longer the file this connection opened: someone deleted or replaced it, and
+        commits going to the old one vanish when this process ends. Three stats per transaction
+        (a stream's is a batch); never per row. What was committed to a deleted log is copied
+        into the database file first (a checkpoint reads the log through the handle still open)."""
+        if self._files is None or _file_ids(self._real) == self._files:
+            return
+        main, wal, shm = _file_ids(self._real)
+        if main != self._files[0]:
+            self.stopped = (f"the database file {self.path} was deleted or replaced while sdesk was writing it: "
+                             "stopped; what this process wrote since is not in the file now at that path")
+        else:
+            which = f"{self._real}-wal" if wal != self._files[1] else f"{self._real}-shm"
+            try:
+                busy, log, done = self.conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+                saved = not busy and log == done
+            except sqlite3.Error:
+                saved = False
+            kept = ("every write so far (the last one too, not yet reported) was saved into the database file" if saved
+                    else "the last writes may not be in the database file")
+            self.stopped = f"{which} was deleted or replaced while sdesk was writing: stopped; {kept}"
+        raise StoreFault(self.stopped)
 
     def require(self, actor: str, need: str, what: str) -> None:
         """Refuse (and record) unless `actor` has at least role `need` on the desk, for work
         that is not a store write of its own (a restore, an import)."""
-        with self._write(actor, need, what):
+        with self._write(actor, need, what, damaged_ok=True):
             pass
 
     def record(self, actor: str, kind: str, data: dict[str, Any]) -> None:

@@ -96,7 +96,7 @@ def test_not_a_database(cli, db_path):
     db_path.write_text("hello, I am a text file\n" * 100)
     result = cli("list", ok=False)
     assert result.exit_code == ExitCode.ERROR
-    assert result.stderr.startswith(f"error: cannot open database {db_path}")
+    assert result.stderr.startswith(f"error: {db_path} is not an sdesk database")
     assert "Traceback" not in result.stderr
 
 

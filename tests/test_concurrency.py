@@ -29,6 +29,8 @@ def test_four_writers_lose_nothing_and_keep_the_chain(db_path):
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     assert not any("error" in e for e in errors), errors
+    # Each first open built a desk beside the path; one was linked into place, none is left over.
+    assert {p.name for p in db_path.parent.iterdir()} <= {"desk.db", "desk.db-wal", "desk.db-shm", "config"}
     conn = sqlite3.connect(db_path)
     # 150 distinct fingerprints per worker: the last 50 of each worker's 200 are repeats.
     assert conn.execute("SELECT count(*) FROM tickets").fetchone()[0] == 600

@@ -6,6 +6,7 @@ Imported by every command module, so it imports nothing heavy.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,7 +45,16 @@ class Group(TyperGroup):
         except SdeskError as e:
             _fail(str(e), e.code)
         except sqlite3.Error as e:
-            _fail(f"database: {e}", ExitCode.ERROR)
+            from ..store import explain
+
+            error = explain(e, _db_path(ctx))
+            _fail(str(error), error.code)
+        except OSError as e:
+            if e.errno not in _FULL_OR_READ_ONLY:
+                raise
+            # Another file than the database (an output, a rejects file): SQLite's own are above.
+            _fail(f"{'disk full' if e.errno != errno.EROFS else 'read-only file system'}: cannot write "
+                  f"{e.filename or 'output'}", ExitCode.ERROR)
         except UnicodeError as e:  # bytes that are not UTF-8, on stdin or in an argument
             _fail(f"input is not valid UTF-8 text: {e.reason}", ExitCode.BAD_INPUT)
 
@@ -93,6 +103,15 @@ def _hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _db_path(ctx: typer.Context) -> Path | None:
+    settings = ctx.find_root().obj
+    store = getattr(settings, "_store", None)
+    return store.path if store is not None else getattr(settings, "db", None)
+
+
 def _fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(int(code))
@@ -116,11 +135,12 @@ class Settings:
         assert self._actor is not None
         return self._actor
 
-    def store(self) -> Store:
+    def store(self, init_empty: bool = False) -> Store:
+        """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk init)."""
         if self._store is None:
             from ..store import Store, default_db_path, os_login
 
-            store = Store(self.db or default_db_path(), self.default_role())
+            store = Store(self.db or default_db_path(), self.default_role(), init_empty=init_empty)
             self._actor = self._claim or store.user_of_login(os_login()) or os_login()
             store.claimed = self._actor  # its writes are checked against the OS login (Store._check_claim)
             self._store = store
