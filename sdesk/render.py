@@ -10,12 +10,13 @@ from typing import IO, Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
 from rich.table import Table
 from rich.text import Text
 
 from . import clock
 from .lifecycle import ref
+from .plain import controls
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
@@ -30,8 +31,22 @@ CSV_FIELDS = (
 _captured: Console | None = None  # see captured()
 
 
+def plain(text: Any, one_line: bool = False) -> Text:
+    """Stored text as rich shows it: never markup (a Text is not parsed), control characters
+    written out (`\\x1b`), newlines and tabs too when `one_line` (a cell, a title). Every
+    renderer shows what people and payloads wrote through this or `escape`."""
+    return Text("" if text is None else controls(text, one_line))
+
+
+def escape(text: Any) -> str:
+    """Stored text inside a markup string (a line that also has our own [bold]): markup escaped
+    and control characters, newlines and tabs written out."""
+    return _markup_escape(controls(text, one_line=True))
+
+
 def console(stderr: bool = False) -> Console:
-    return _captured or Console(highlight=False, stderr=stderr)
+    # No emoji codes (":fire:") read from data; no highlighting of numbers and URLs in it.
+    return _captured or Console(highlight=False, emoji=False, stderr=stderr)
 
 
 @contextmanager
@@ -42,7 +57,7 @@ def captured(width: int) -> Iterator[Console]:
 
     global _captured
     _captured = Console(file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor",
-                        highlight=False)
+                        highlight=False, emoji=False)
     try:
         yield _captured
     finally:
@@ -88,9 +103,10 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
             ref(t["id"]),
             Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
             Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-            Text(title, no_wrap=True, overflow="ellipsis"),
-            *([Text(t[f] or "", no_wrap=True, overflow="ellipsis") for f in ("service", "queue")] if wide else []),
-            Text(t["assignee"] or "", no_wrap=True, overflow="ellipsis"),
+            Text(controls(title, one_line=True), no_wrap=True, overflow="ellipsis"),
+            *([Text(controls(t[f] or "", one_line=True), no_wrap=True, overflow="ellipsis") for f in ("service", "queue")]
+              if wide else []),
+            Text(controls(t["assignee"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
             age(t["created_at"], now),
         ]
         table.add_row(*cells)
@@ -198,7 +214,7 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
                  context: dict[str, Any] | None = None, linked: list[dict[str, Any]] = ()) -> None:
     out = console()
     out.print(Text.assemble((f"{ref(t['id'])} ", "bold"), (t["priority"], PRIORITY_STYLE.get(t["priority"], "")),
-                            " ", (t["status"], STATUS_STYLE.get(t["status"], "")), "  ", (t["title"], "bold")))
+                            " ", (t["status"], STATUS_STYLE.get(t["status"], "")), "  ", (controls(t["title"], one_line=True), "bold")))
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="dim")
     fields.add_column()
@@ -217,11 +233,11 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
     ]
     for name, value in rows:
         if value not in (None, ""):
-            fields.add_row(name, Text(str(value)))
+            fields.add_row(name, plain(value, one_line=True))
     out.print(fields)
     if t["description"]:
         out.print()
-        out.print(Text(t["description"]))
+        out.print(plain(t["description"]))
     out.print()
     print_context(context or {}, list(linked))
     timeline = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="timeline", title_justify="left")
@@ -229,17 +245,23 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
     timeline.add_column("WHO")
     timeline.add_column("WHAT", ratio=1)
     for e in events:
-        timeline.add_row(local(e["at"]), e["actor"], Text(describe_event(e)))
+        timeline.add_row(local(e["at"]), plain(e["actor"], one_line=True), plain(describe_event(e)))
     out.print(timeline)
 
 
 def write_csv(tickets: list[dict[str, Any]], stream: IO[str]) -> None:
+    """Tickets as CSV for spreadsheets: a text cell starting with = + - @ (or a tab or CR) gets a
+    leading `'` so that no spreadsheet runs it as a formula, and control characters other than
+    newline are written out (`\\x1b`); --json keeps the exact text."""
     import json
+
+    from .plain import csv_cell
 
     writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for t in tickets:
-        writer.writerow({**t, "labels": json.dumps(t["labels"], ensure_ascii=False), "tags": ";".join(t["tags"])})
+        row = {**t, "labels": json.dumps(t["labels"], ensure_ascii=False), "tags": ";".join(t["tags"])}
+        writer.writerow({k: csv_cell(row.get(k)) for k in CSV_FIELDS})
 
 
 def table(headers: list[str], rows: list[list[Any]], empty: str = "nothing to show") -> None:
@@ -252,26 +274,27 @@ def table(headers: list[str], rows: list[list[Any]], empty: str = "nothing to sh
     for h in headers:
         t.add_column(h.upper(), overflow="fold")
     for row in rows:
-        t.add_row(*(Text(str(c)) for c in row))
+        t.add_row(*(plain(c) for c in row))
     out.print(t)
 
 
 def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
     out = console()
-    out.print(Text.assemble((ci["name"], "bold"), f"  {ci['type']}", (f"  tier {ci['tier']}" if ci["tier"] else ""),
-                            (f"  team {ci['team']}" if ci["team"] else ""), (f"  {ci['environment']}" if ci["environment"] else "")))
+    out.print(Text.assemble((controls(ci["name"], True), "bold"), plain(
+        f"  {ci['type']}" + (f"  tier {ci['tier']}" if ci["tier"] else "") + (f"  team {ci['team']}" if ci["team"] else "")
+        + (f"  {ci['environment']}" if ci["environment"] else ""), one_line=True)))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
-    # CMDB text is data, never rich markup: every cell is a Text.
+    # CMDB text is data, never rich markup: every cell is a plain Text.
     if ci["aliases"]:
-        grid.add_row("aliases", Text(", ".join(ci["aliases"])))
+        grid.add_row("aliases", plain(", ".join(ci["aliases"]), one_line=True))
     for k, v in ci["attributes"].items():
-        grid.add_row(Text(k), Text(v))
+        grid.add_row(plain(k, one_line=True), plain(v))
     for kind, targets in ci["relations"].items():
-        grid.add_row(kind, Text(", ".join(targets)))
+        grid.add_row(plain(kind, one_line=True), plain(", ".join(targets), one_line=True))
     for kind, sources in ci["needed_by"].items():
-        grid.add_row(f"needed by ({kind})", Text(", ".join(sources)))
+        grid.add_row(plain(f"needed by ({kind})", one_line=True), plain(", ".join(sources), one_line=True))
     out.print(grid)
     if tickets:
         out.print()
@@ -280,7 +303,7 @@ def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[di
         out.print()
         out.print("recent changes", style="bold")
         for c in changes:
-            out.print(Text(f"  CH-{c['id']}  {local(c['happened_at'])}  {c['status']:<11} {c['summary']}"))
+            out.print(plain(f"  CH-{c['id']}  {local(c['happened_at'])}  {c['status']:<11} {c['summary']}", one_line=True))
 
 
 def print_impact(start: str, reached: list[Any], info: dict[str, dict[str, Any]], upstream: bool) -> None:
@@ -290,13 +313,14 @@ def print_impact(start: str, reached: list[Any], info: dict[str, dict[str, Any]]
     tiers = [info[r.name]["tier"] for r in reached if info[r.name]["tier"]]
     head = (f"{start} needs {len(reached)} CIs" if upstream else f"{len(reached)} CIs are affected if {start} fails") \
         + (f"; highest tier {min(tiers)}" if tiers else "")
-    tree = Tree(Text(head, style="bold"))
+    tree = Tree(Text(controls(head, one_line=True), style="bold"))
     nodes = {start: tree}
     for r in reached:  # breadth first: a CI's parent on its path is already in the tree
         i = info[r.name]
         tier = f" tier {i['tier']}" if i["tier"] else ""
         style = "bold red" if i["tier"] == 1 else ""
-        nodes[r.name] = nodes[r.path[-2]].add(Text.assemble((r.name, style), f"  ({r.via}, {i['type']}{tier})"))
+        nodes[r.name] = nodes[r.path[-2]].add(Text.assemble((controls(r.name, True), style),
+                                                            plain(f"  ({r.via}, {i['type']}{tier})", one_line=True)))
     out.print(tree)
 
 
@@ -311,10 +335,13 @@ def print_article(a: dict[str, Any]) -> None:
         meta.append("tags " + ", ".join(a["tags"]))
     if a["cis"]:
         meta.append("CIs " + ", ".join(a["cis"]))
-    out.print(Text(a["title"], style="bold"))
-    out.print(Text("  ·  ".join(meta), style="dim"))
+    out.print(Text(controls(a["title"], one_line=True), style="bold"))
+    out.print(Text(controls("  ·  ".join(meta), one_line=True), style="dim"))
     out.print()
-    out.print(Markdown(a["body"]))
+    # Markdown is the article's format, but its text is data: control characters are written out
+    # before it is parsed, and links are shown as text with their address, never as terminal
+    # (OSC 8) links.
+    out.print(Markdown(controls(a["body"]), hyperlinks=False))
 
 
 def print_search(found: list[dict[str, Any]]) -> None:
@@ -325,13 +352,13 @@ def print_search(found: list[dict[str, Any]]) -> None:
         out.print("no article matches", style="dim")
         return
     for a in found:
-        out.print(Text.assemble((f"KB-{a['id']}", "bold"), "  ", (a["title"], "bold"),
-                                ("  " + ", ".join(a["tags"]) if a["tags"] else "", "dim")))
+        out.print(Text.assemble((f"KB-{a['id']}", "bold"), "  ", (controls(a["title"], True), "bold"),
+                                (controls("  " + ", ".join(a["tags"]), True) if a["tags"] else "", "dim")))
         snippet = Text()
         for i, part in enumerate(a["snippet"].replace("\n", " ").split(SNIPPET_OPEN)):
             hit, _, rest = part.partition(SNIPPET_CLOSE) if i else ("", "", part)
-            snippet.append(hit, style="bold yellow")
-            snippet.append(rest)
+            snippet.append(controls(hit, one_line=True), style="bold yellow")
+            snippet.append(controls(rest, one_line=True))
         out.print(Text("    ").append(snippet))
 
 
@@ -343,23 +370,23 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
     grid.add_column()
     if ctx.get("ci"):
         owner = f", owned by {ctx['team']}" if ctx.get("team") else ""
-        grid.add_row("ci", Text(f"{ctx['ci']} ({ctx.get('ci_type')}, tier {ctx.get('tier') or '?'}{owner})"))
+        grid.add_row("ci", plain(f"{ctx['ci']} ({ctx.get('ci_type')}, tier {ctx.get('tier') or '?'}{owner})", one_line=True))
     if ctx.get("dependents_total"):
         shown = ", ".join(ctx["dependents"])
         more = f" and {ctx['dependents_total'] - len(ctx['dependents'])} more" if ctx["dependents_total"] > len(ctx["dependents"]) else ""
         tier = f"; highest tier affected: {ctx['highest_tier_affected']}" if ctx.get("highest_tier_affected") else ""
         total = f"{ctx['dependents_total']}{'+' if ctx.get('dependents_capped') else ''}"
-        grid.add_row("blast radius", Text(f"{total} CIs depend on it: {shown}{more}{tier}"))
+        grid.add_row("blast radius", plain(f"{total} CIs depend on it: {shown}{more}{tier}", one_line=True))
     for c in ctx.get("changes", ()):
         when = f"{c['minutes_before']} min before" if c.get("minutes_before") is not None else local(c["happened_at"])
-        grid.add_row("recent change", Text(f"CH-{c['id']} {c['summary']} on {c['ci']}, {when} "
-                                           f"({c['status']}{', risk ' + c['risk'] if c.get('risk') else ''})"))
+        grid.add_row("recent change", plain(f"CH-{c['id']} {c['summary']} on {c['ci']}, {when} "
+                                           f"({c['status']}{', risk ' + c['risk'] if c.get('risk') else ''})", one_line=True))
     for a in ctx.get("kb", ()):
-        grid.add_row("kb", Text(f"KB-{a['id']} {a['title']}"))
+        grid.add_row("kb", plain(f"KB-{a['id']} {a['title']}", one_line=True))
     for a in linked:
-        grid.add_row("kb linked", Text(f"KB-{a['id']} {a['title']}"))
+        grid.add_row("kb linked", plain(f"KB-{a['id']} {a['title']}", one_line=True))
     for s in ctx.get("similar", ()):
-        grid.add_row("similar", Text(f"{ref(s['id'])} {s['status']}: {s['title']}"))
+        grid.add_row("similar", plain(f"{ref(s['id'])} {s['status']}: {s['title']}", one_line=True))
     if grid.row_count:
         out.print(Text("context", style="bold"))
         out.print(grid)
@@ -369,14 +396,14 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
 def print_problem(p: dict[str, Any]) -> None:
     out = console()
     out.print(Text.assemble((f"{ref(p['id'])} ", "bold"), (p["priority"], PRIORITY_STYLE.get(p["priority"], "")), " ",
-                            (p["status"], STATUS_STYLE.get(p["status"], "")), "  ", (p["title"], "bold"),
+                            (p["status"], STATUS_STYLE.get(p["status"], "")), "  ", (controls(p["title"], True), "bold"),
                             ("  known error" if p["known_error"] else "", "bold magenta")))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
     for name in ("root_cause", "workaround", "fix"):
         if p.get(name):
-            grid.add_row(name.replace("_", " "), Text(p[name]))
+            grid.add_row(name.replace("_", " "), plain(p[name]))
     out.print(grid)
     out.print()
     print_tickets(p["incidents"])
@@ -384,8 +411,6 @@ def print_problem(p: dict[str, Any]) -> None:
 
 def print_why(w: dict[str, Any]) -> None:
     """`sdesk why`: each decision about a ticket on a line of its own, with what decided it."""
-    from rich.markup import escape
-
     from .lifecycle import ref
 
     out = console()
@@ -437,8 +462,6 @@ def print_why(w: dict[str, Any]) -> None:
 
 def print_shifts(schedule: str, shifts: list[dict[str, Any]]) -> None:
     """`sdesk oncall show`: a schedule's shifts in local time, a row each, days set apart."""
-    from rich.markup import escape
-
     out = console()
     t = Table(title=escape(schedule), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for header in ("day", "from", "to", "on call", "layer"):
@@ -463,8 +486,6 @@ def _span(seconds: int) -> str:
 
 def print_sla(rows: list[dict[str, Any]]) -> None:
     """`sdesk sla`: the most urgent target of each open ticket (the policy is in --json)."""
-    from rich.markup import escape
-
     from .lifecycle import ref
 
     styles = {"breached": "bold red", "at_risk": "yellow", "ok": "green"}
@@ -548,4 +569,4 @@ def print_run(out: Console, run: dict[str, Any]) -> None:
         if s["command"]:
             out.print(f"  $ {escape(s['command'])}", style="dim")
         for line in (s["output"] or "").splitlines():
-            out.print(f"  | {escape(line)}")
+            out.print(f"  | {_markup_escape(controls(line))}")  # a command's output keeps its tabs
