@@ -10,7 +10,6 @@ from typing import IO, Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape as _markup_escape
 from rich.table import Table
 from rich.text import Text
 
@@ -34,14 +33,8 @@ _captured: Console | None = None  # see captured()
 def plain(text: Any, one_line: bool = False) -> Text:
     """Stored text as rich shows it: never markup (a Text is not parsed), control characters
     written out (`\\x1b`), newlines and tabs too when `one_line` (a cell, a title). Every
-    renderer shows what people and payloads wrote through this or `escape`."""
+    renderer shows what people and payloads wrote through this or `text_line`."""
     return Text("" if text is None else controls(text, one_line))
-
-
-def escape(text: Any) -> str:
-    """Stored text inside a markup string (a line that also has our own [bold]): markup escaped
-    and control characters, newlines and tabs written out."""
-    return _markup_escape(controls(text, one_line=True))
 
 
 def console(stderr: bool = False) -> Console:
@@ -245,7 +238,8 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
     timeline.add_column("WHO")
     timeline.add_column("WHAT", ratio=1)
     for e in events:
-        timeline.add_row(local(e["at"]), plain(e["actor"], one_line=True), plain(describe_event(e)))
+        # One line per event: a comment's newline could otherwise fake a row of the timeline.
+        timeline.add_row(local(e["at"]), plain(e["actor"], one_line=True), plain(describe_event(e), one_line=True))
     out.print(timeline)
 
 
@@ -274,7 +268,7 @@ def table(headers: list[str], rows: list[list[Any]], empty: str = "nothing to sh
     for h in headers:
         t.add_column(h.upper(), overflow="fold")
     for row in rows:
-        t.add_row(*(plain(c) for c in row))
+        t.add_row(*(plain(c, one_line=True) for c in row))  # a newline in a cell could fake a row
     out.print(t)
 
 
@@ -409,16 +403,21 @@ def print_problem(p: dict[str, Any]) -> None:
     print_tickets(p["incidents"])
 
 
+def text_line(*parts: Any) -> Text:
+    """One line of our words and stored text: a (text, style) pair is styled, and every part is
+    shown as written (control characters escaped), never read as markup. Escaped markup strings
+    are not enough: rich reads a backslash before a bracket in data as an escape and drops it."""
+    return Text.assemble(*((controls(p[0], True), p[1]) if isinstance(p, tuple) else controls(p, True) for p in parts))
+
+
 def print_why(w: dict[str, Any]) -> None:
     """`sdesk why`: each decision about a ticket on a line of its own, with what decided it."""
     from .lifecycle import ref
 
     out = console()
+    say = lambda *parts: out.print(text_line(*parts))  # noqa: E731 (what people and payloads wrote is text)
 
-    def e(value: Any) -> str:  # what people and payloads wrote is text, never markup
-        return escape(str(value))
-
-    out.print(f"[bold]{ref(w['id'])}[/]  {e(w['priority'])}  queue {e(w['queue'] or '-')}  category {e(w['category'] or '-')}")
+    say((ref(w["id"]), "bold"), f"  {w['priority']}  queue {w['queue'] or '-'}  category {w['category'] or '-'}")
     triage = w["triage"]
     if triage is None:
         out.print("not triaged: the desk had no triage.yaml or model when it arrived (sdesk triage ID runs it now)",
@@ -426,8 +425,8 @@ def print_why(w: dict[str, Any]) -> None:
     else:
         p = triage.get("priority") or {}
         if p:
-            out.print(f"priority {e(p.get('result'))}: {e(p.get('from'))}")
-            out.print(f"  impact {p.get('impact') or '?'}: {e(p.get('impact_from'))}")
+            say(f"priority {p.get('result')}: {p.get('from')}")
+            say(f"  impact {p.get('impact') or '?'}: {p.get('impact_from')}")
             inputs = p.get("urgency_from") or {}
             parts = [f"severity {inputs['severity']}"] if "severity" in inputs else []
             if "words" in inputs:
@@ -435,35 +434,35 @@ def print_why(w: dict[str, Any]) -> None:
             if "burn_rate" in inputs:
                 parts.append(f"burn rate {inputs['burn_rate']['rate']}x (level {inputs['burn_rate']['level']})")
             parts += [f"{k} {inputs[k]}" for k in ("rule", "given") if k in inputs]
-            out.print(f"  urgency {p.get('urgency')}: " + e("; ".join(parts)))
+            say(f"  urgency {p.get('urgency')}: " + "; ".join(parts))
         for fired in triage.get("rules", ()):
             sets = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in fired["set"].items())
-            out.print(f"rule {e(fired['rule'])}: {e(sets)}")
+            say(f"rule {fired['rule']}: {sets}")
         for field, c in (triage.get("classifier") or {}).items():
             verdict = "applied" if c["applied"] else f"below {c['threshold']}: " + (
                 f"sent to {c['sent_to']}" if c.get("sent_to") else "not applied")
-            out.print(f"classifier {field}: {e(c['label'])} at {c['confidence']:.2f} ({e(verdict)})")
+            say(f"classifier {field}: {c['label']} at {c['confidence']:.2f} ({verdict})")
         corr = triage.get("correlation")
         if corr:
             how = corr["reason"] + (f" via {corr['via']}, {corr['hops']} hops" if "via" in corr else "") + \
                 (f" {corr['group']}" if "group" in corr else "")
-            out.print(f"child of {ref(corr['parent'])}: {e(how)}")
+            say(f"child of {ref(corr['parent'])}: {how}")
         if triage.get("suppressed"):
-            out.print(f"suppressed: {e(triage['suppressed'])}")
+            say(f"suppressed: {triage['suppressed']}")
         if triage.get("assigned"):
             a = triage["assigned"]
-            out.print(f"assigned: {e(a['assignee'] or 'nobody')} ({e(a['why'])})")
+            say(f"assigned: {a['assignee'] or 'nobody'} ({a['why']})")
     if w.get("runbook"):
-        out.print(f"runbook: {e(w['runbook'])}")
+        say(f"runbook: {w['runbook']}")
     for c in w["corrections"]:
         changes = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in c["changed"].items())
-        out.print(f"corrected by {e(c['by'])} at {local(c['at'])}: {e(changes)}")
+        say(f"corrected by {c['by']} at {local(c['at'])}: {changes}")
 
 
 def print_shifts(schedule: str, shifts: list[dict[str, Any]]) -> None:
     """`sdesk oncall show`: a schedule's shifts in local time, a row each, days set apart."""
     out = console()
-    t = Table(title=escape(schedule), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    t = Table(title=plain(schedule, one_line=True), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for header in ("day", "from", "to", "on call", "layer"):
         t.add_column(header)
     last_day = None
@@ -472,7 +471,8 @@ def print_shifts(schedule: str, shifts: list[dict[str, Any]]) -> None:
         day = f"{start:%a %d %b}"
         ends = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %H:%M}"
         t.add_row(day if day != last_day else "", f"{start:%H:%M}", ends,
-                  escape(s["user"]) if s["user"] else "[dim]nobody[/]", escape(s["layer"] or ""))
+                  plain(s["user"], one_line=True) if s["user"] else Text("nobody", style="dim"),
+                  plain(s["layer"] or "", one_line=True))
         last_day = day
     out.print(t)
 
@@ -500,9 +500,9 @@ def print_sla(rows: list[dict[str, Any]]) -> None:
                      max_width=26 if header == "title" else None)
     for r in rows:
         x = r["targets"][r["target"]]
-        t.add_row(ref(r["id"]), r["priority"], escape(r["title"]), r["target"],
+        t.add_row(ref(r["id"]), plain(r["priority"]), plain(r["title"], one_line=True), plain(r["target"]),
                   _span(x["used_seconds"]), _span(r["left_seconds"]),
-                  f"[{styles[r['state']]}]{r['state'].replace('_', ' ')}[/]")
+                  Text(r["state"].replace("_", " "), style=styles[r["state"]]))
     out.print(t)
 
 
@@ -510,63 +510,62 @@ def print_plan(out: Console, plan: dict[str, Any], ticket: dict[str, Any], dry_r
     """What a run will do, every parameter resolved."""
     from .runbooks import describe
 
-    out.print(f"[bold]{'Dry run' if dry_run else 'Plan'}[/]: runbook {escape(plan['runbook'])} on "
-              f"{ref(ticket['id'])} {escape(ticket['title'])}")
+    out.print(text_line(("Dry run" if dry_run else "Plan", "bold"), f": runbook {plan['runbook']} on "
+                    f"{ref(ticket['id'])} {ticket['title']}"))
     for name, value in plan["params"].items():
-        out.print(f"  param {escape(name)} = {escape(repr(value))}")
+        out.print(text_line(f"  param {name} = {value!r}"))
     for name, (kind, where) in plan["secrets"].items():
-        out.print(f"  secret {escape(name)} from {kind} {escape(where)}")
+        out.print(text_line(f"  secret {name} from {kind} {where}"))
     for i, step in enumerate(plan["steps"], 1):
-        out.print(f"  {i}. {escape(step['id'])}: {escape(describe(step, dry_run))}")
+        out.print(text_line(f"  {i}. {step['id']}: {describe(step, dry_run)}"))
     for step in plan["on_failure"]:
-        out.print(f"  on failure: {escape(step['id'])}: {escape(describe(step, dry_run))}")
+        out.print(text_line(f"  on failure: {step['id']}: {describe(step, dry_run)}"))
 
 
 def print_runbook(out: Console, rb: dict[str, Any]) -> None:
-    out.print(f"[bold]{escape(rb['name'])}[/]  {escape(rb['description'])}")
-    out.print(f"file: {escape(rb['file'])}")
-    out.print(f"applies to: {escape(str(rb['applies_to'] or 'any ticket'))}")
+    out.print(text_line((rb["name"], "bold"), f"  {rb['description']}"))
+    out.print(text_line(f"file: {rb['file']}"))
+    out.print(text_line(f"applies to: {rb['applies_to'] or 'any ticket'}"))
     automation = "safe for automation (triage may run it)" if rb["safe_for_automation"] else "run by people only"
-    out.print(f"{automation}; throttle: {rb['throttle']['runs']} runs per {rb['throttle']['per']} per CI"
-              + ("; [red]disabled[/]" if rb["disabled"] else ""))
+    out.print(text_line(f"{automation}; throttle: {rb['throttle']['runs']} runs per {rb['throttle']['per']} per CI",
+                    ("; disabled" if rb["disabled"] else "", "red")))
     for name, p in rb["params"].items():
         source = f" from {p['from']}" if p["from"] else ""
         default = f", default {p['default']!r}" if p["default"] is not None else ""
-        out.print(f"  param {escape(name)} ({p['type']}{escape(source)}{escape(default)})"
-                  + (f": {escape(p['description'])}" if p["description"] else ""))
+        out.print(text_line(f"  param {name} ({p['type']}{source}{default})" + (f": {p['description']}" if p["description"] else "")))
     for name, ref_ in rb["secrets"].items():
         [(kind, where)] = ref_.items()
-        out.print(f"  secret {escape(name)} from {kind} {escape(where)}")
+        out.print(text_line(f"  secret {name} from {kind} {where}"))
     for title, steps in (("steps", rb["steps"]), ("on failure", rb["on_failure"])):
         if steps:
             out.print(f"{title}:")
         for i, s in enumerate(steps, 1):
             body = s.get("text") or (" ".join(s["argv"]) if s.get("argv") else s.get("shell"))
-            out.print(f"  {i}. {escape(s['id'])} \\[{s['kind']}]: {escape(str(body))}")
+            out.print(text_line(f"  {i}. {s['id']} [{s['kind']}]: {body}"))
 
 
 def print_run(out: Console, run: dict[str, Any]) -> None:
     plan = run["plan"] or {}
-    out.print(f"[bold]run {run['id']}[/]: {escape(run['runbook'])} on {ref(run['ticket_id'])}"
-              f"{' (dry run)' if run['dry_run'] else ''} by {escape(run['actor'])}"
-              f"{' (automation)' if run['automated'] else ''}: [bold]{run['status']}[/]")
+    out.print(text_line((f"run {run['id']}", "bold"), f": {run['runbook']} on {ref(run['ticket_id'])}"
+                    f"{' (dry run)' if run['dry_run'] else ''} by {run['actor']}"
+                    f"{' (automation)' if run['automated'] else ''}: ", (run["status"], "bold")))
     if run["reason"]:
-        out.print(f"reason: {escape(run['reason'])}")
+        out.print(text_line(f"reason: {run['reason']}"))
     if run["waiting_for"]:
-        out.print(f"waiting for {run['waiting_for']}: sdesk runbook approve {run['id']}")
+        out.print(text_line(f"waiting for {run['waiting_for']}: sdesk runbook approve {run['id']}"))
     if run["rollback"]:
-        out.print(f"rollback: {run['rollback']}")
-    out.print(f"started {local(run['started_at'])}, ended {local(run['ended_at']) or '-'}; lock {escape(run['lock_key'])}")
+        out.print(text_line(f"rollback: {run['rollback']}"))
+    out.print(text_line(f"started {local(run['started_at'])}, ended {local(run['ended_at']) or '-'}; lock {run['lock_key']}"))
     for name, value in (plan.get("params") or {}).items():
-        out.print(f"  param {escape(name)} = {escape(repr(value))}")
+        out.print(text_line(f"  param {name} = {value!r}"))
     for s in run["steps"]:
         timing = f", {s['duration_ms']} ms" if s["duration_ms"] is not None else ""
         code = f", exit {s['exit_code']}" if s["exit_code"] is not None else ""
         tries = f", {s['attempts']} attempts" if s["attempts"] > 1 else ""
         phase = " (rollback)" if s["phase"] == "rollback" else ""
-        out.print(f"[bold]{escape(s['step_id'])}[/]{phase} \\[{s['kind']}] {s['status']}{code}{timing}{tries}"
-                  + (f" by {escape(s['actor'])}" if s["status"] in ("approved", "confirmed") else ""))
+        out.print(text_line((s["step_id"], "bold"), f"{phase} [{s['kind']}] {s['status']}{code}{timing}{tries}"
+                        + (f" by {s['actor']}" if s["status"] in ("approved", "confirmed") else "")))
         if s["command"]:
-            out.print(f"  $ {escape(s['command'])}", style="dim")
+            out.print(text_line(("  $ " + s["command"], "dim")))
         for line in (s["output"] or "").splitlines():
-            out.print(f"  | {_markup_escape(controls(line))}")  # a command's output keeps its tabs
+            out.print(Text("  | " + controls(line)))  # a command's output keeps its tabs

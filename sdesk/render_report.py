@@ -11,7 +11,7 @@ from rich.text import Text
 
 from .lifecycle import ref
 from .plain import controls
-from .render import PRIORITY_STYLE, age, console, escape, local, plain
+from .render import PRIORITY_STYLE, age, console, local, plain, text_line
 from .reports import _span
 
 BAR = "█"
@@ -80,7 +80,8 @@ def _ticket_table(out: Any, r: dict[str, Any], columns: list[tuple[str, str]]) -
 def print_report(r: dict[str, Any]) -> None:
     out = console()
     w = r["window"]
-    out.print(f"[bold]Report[/] {local(w['since'])} → {local(w['until'])} ({w['days']:g} days), tickets by {r['by']}")
+    out.print(text_line(("Report", "bold"), f" {local(w['since'])} → {local(w['until'])} ({w['days']:g} days), "
+                        f"tickets by {r['by']}"))
     _ticket_table(out, r, TIMES)
     _ticket_table(out, r, RATES)
     t = r["targets"]
@@ -104,9 +105,9 @@ def print_report(r: dict[str, Any]) -> None:
                   f"their interval, {kb['kb_stale']['value']} stale, {kb['kb_edits']['value']} edits in the window")
     if r.get("alerts"):
         alerts = r["alerts"]
-        parts = [f"{escape(a['source'])} {a['alerts']:,}/{a['tickets']:,}" for a in alerts[1:]]
-        out.print(f"[bold]Alerts per ticket[/]: {_value(alerts[0])} ({alerts[0]['alerts']:,} alerts, "
-                  f"{alerts[0]['tickets']:,} tickets; " + ", ".join(parts) + ")")
+        parts = [f"{a['source']} {a['alerts']:,}/{a['tickets']:,}" for a in alerts[1:]]
+        out.print(text_line(("Alerts per ticket", "bold"), f": {_value(alerts[0])} ({alerts[0]['alerts']:,} alerts, "
+                            f"{alerts[0]['tickets']:,} tickets; " + ", ".join(parts) + ")"))
     if r.get("pager"):
         pager = r["pager"]
         out.print(f"[bold]Pages[/]: {pager[0]['value']}, {pager[1]['value']} out of hours")
@@ -196,23 +197,23 @@ def print_oncall(data: dict[str, Any]) -> None:
     _bars(out, "", [(u, n, str(n)) for u, n in sorted(counts.items(), key=lambda x: -x[1])], width=30)
     out.print(f"[bold]Changes, last 24 hours, on those CIs[/]: {len(data['changes'])}")
     for c in data["changes"]:
-        out.print(f"  {local(c['happened_at'])}  {escape(c['ci'] or c['service'] or '')}  {escape(c['summary'])}")
+        out.print(text_line(f"  {local(c['happened_at'])}  {c['ci'] or c['service'] or ''}  {c['summary']}"))
 
 
 def print_service(data: dict[str, Any]) -> None:
     out = console()
     w = data["window"]
-    out.print(f"[bold]Service {escape(data['service'])}[/] {local(w['since'])} → {local(w['until'])}")
+    out.print(text_line((f"Service {data['service']}", "bold"), f" {local(w['since'])} → {local(w['until'])}"))
     desk = _by_name(data["tickets"]["all"])
     out.print(f"{desk['tickets_created']['value']:,} tickets ({desk['tickets_open_at_end']['value']} open), MTTA "
               f"{_value(desk['time_to_acknowledge_mean'])}, MTTR {_value(desk['time_to_resolve_mean'])}, reopen "
               f"{_value(desk['reopen_rate'])}")
     alerts = data["alerts_received"]
-    out.print(f"alerts: {sum(alerts.values()):,}" + (f" ({', '.join(f'{n:,} {escape(s)}' for s, n in sorted(alerts.items()))})"
-                                                    if alerts else ""))
+    out.print(text_line(f"alerts: {sum(alerts.values()):,}" + (f" ({', '.join(f'{n:,} {s}' for s, n in sorted(alerts.items()))})"
+                                                              if alerts else "")))
     _print_sla(out, data.get("sla", []), "SLA compliance")
     _print_slos(out, data.get("slo", []))
     out.print(f"[bold]Changes[/]: {len(data['changes'])}")
     for c in data["changes"][:20]:
-        out.print(f"  {local(c['happened_at'])}  {escape(c['summary'])}")
+        out.print(text_line(f"  {local(c['happened_at'])}  {c['summary']}"))
     _print_trend(out, data.get("trend", []))

@@ -169,3 +169,139 @@ def test_the_tui_starts_for_an_actor_with_markup_and_shows_a_markup_actor(db_pat
     [queue, shown] = run_tui(db_path, "[/me]", [("enter",)])
     assert "[/me]" in queue
     assert "[/x]" in shown and "[/c]" in shown
+
+
+# -- the class: random markup and control characters through every renderer ------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PIECES = ["[", "]", "[/x]", "[/]", "[bold]", "[red]", "[link=https://evil.example]", "[@click=app.quit]",
+          "[@click=screen.dismiss]", ":fire:", "\\", "\\[", "*", "`", "#", "|", "%s", "=", "@", "-",
+          RETITLE, CLIPBOARD, CLEAR, OSC8, "\x1bP+q\x1b\\", "\x9b31m", "\x9d0;x\x9c", "\x85", "\u202e", "\u2066",
+          "\r", "\n", "\t", "\x7f", "\x08", "\x00"]
+hostile = st.lists(st.one_of(st.sampled_from(PIECES), st.characters(max_codepoint=0x9f),
+                             st.characters(blacklist_categories=("Cs",))), min_size=1, max_size=10).map(
+    lambda parts: "Q" + "".join(parts) + "Z")  # a letter each end: nothing a strip() takes
+
+
+def yaml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a YAML double-quoted scalar, escapes and all
+
+
+def hostile_desk(cli, root, s):
+    """A desk whose every kind of stored text holds `s`: tickets and their fields, actors,
+    comments, resolutions, KB articles, CIs, changes, problems, silences, on-call names, a
+    runbook whose step prints it. Returns the ids the renderers need."""
+    config = root / "config"
+    (config / "runbooks").mkdir(parents=True)
+    (root / "out.txt").write_text(s)
+    (config / "cmdb.yaml").write_text(
+        f"cis:\n  - {{name: web-1, type: host, team: {yaml_str(s)}, environment: {yaml_str(s)},"
+        f" attributes: {{{yaml_str(s)}: {yaml_str(s)}}}}}\n"
+        f"  - {{name: app-1, type: application, depends_on: [web-1]}}\n")
+    (config / "oncall.yaml").write_text(
+        f"teams:\n  - {{name: ops, schedule: ops-primary, members: [carol, bob]}}\n"
+        f"queues:\n  - {{name: ops, team: ops, strategy: manual}}\n"
+        f"schedules:\n  - name: ops-primary\n    timezone: UTC\n    layers:\n"
+        f"      - {{name: {yaml_str(s)}, start: 2026-01-05T09:00, length: 1w, users: [carol, bob]}}\n")
+    (config / "sla.yaml").write_text(
+        f"policies:\n  - {{name: {yaml_str(s)}, kind: incident, respond: 1h, resolve: 4h}}\n"
+        f"slos:\n  - {{ci: web-1, objective: 99.9, window: 30d}}\n")
+    (config / "runbooks" / "show.yaml").write_text(
+        f"name: show-it\ndescription: {yaml_str(s)}\nsafe_for_automation: false\n"
+        f"steps:\n  - id: print\n    run: [cat, {yaml_str(str(root / 'out.txt'))}]\n")
+    kb = root / "kb"
+    kb.mkdir()
+    (kb / "a.md").write_text(f"---\ntitle: {yaml_str(s)}\ntags: [{yaml_str(s)}]\nowner: {yaml_str(s)}\n---\n"
+                             f"hostile hostile {s}\n\n- {s}\n\n```\n{s}\n```\n")
+    optional = []  # writes the desk may refuse for its own reasons (a name rule): not what is tested
+
+    def maybe(*args):
+        r = cli(*args, ok=False)
+        if r.exit_code != 0 or r.exception:
+            optional.append((args[:2], r.exit_code, r.stderr[-200:]))
+        return r
+
+    ticket = cli.json("new", s, "-d", f"first line\n{s}", "--service", s, "--ci", s, "-q", s, "--requester", s,
+                      "-l", f"{s}={s}", "-t", s, "-p", "P1")["id"]
+    cli("--as", s, "comment", str(ticket), s)
+    cli("assign", str(ticket), s)
+    cli("update", str(ticket), "--category", s, "--team", s)
+    done = cli.new("resolved " + s, "--service", s)
+    cli("--as", s, "resolve", str(done), "-r", s, "--code", s, "--kb")
+    cli("csat", str(done), "2", "-c", s)
+    cli("worklog", str(done), "30m", "-n", s)
+    maybe("cmdb", "import", str(config / "cmdb.yaml"))
+    maybe("kb", "import", str(kb))
+    maybe("change", "new", "--title", s, "--ci", "web-1")
+    problem = maybe("problem", "new", "--from", str(ticket), "--title", s, "--root-cause", s,
+                    "--workaround", s).stdout.strip()
+    maybe("silence", "add", "--match", "alertname=x", "--for", "1h", "-c", s)
+    maybe("--as", "root", "user", "add", "admin1", "--role", "admin")
+    maybe("--as", "admin1", "user", "token", "admin1", "--label", s)
+    maybe("--as", "admin1", "runbook", "run", "show-it", "--ticket", str(ticket), "--yes")
+    return ticket, done, problem, optional
+
+
+# (name, arguments, whether the hostile text must be shown whole: the rest may truncate it)
+RENDERERS = [
+    ("list", ["list"], True), ("list --all", ["list", "--all"], True), ("list --csv", ["list", "--csv"], False),
+    ("show", ["show", "{ticket}"], True), ("show resolved", ["show", "{done}"], True), ("why", ["why", "{ticket}"], False),
+    ("report", ["report", "--since", "30d"], False), ("report by queue", ["report", "--since", "30d", "--by", "queue"], True),
+    ("report --csv", ["report", "--since", "30d", "--csv"], False),
+    ("report executive", ["report", "executive"], False), ("report oncall", ["report", "oncall"], True),
+    ("report service", ["report", "service", "{s}"], True), ("postmortem", ["postmortem", "{ticket}"], False),
+    ("kb list", ["kb", "list"], True), ("kb search", ["kb", "search", "hostile"], True), ("kb show", ["kb", "show", "1"], True),
+    ("kb history", ["kb", "history", "1"], True), ("kb stale", ["kb", "stale"], False),
+    ("cmdb list", ["cmdb", "list"], True), ("cmdb show", ["cmdb", "show", "web-1"], True),
+    ("cmdb impact", ["cmdb", "impact", "web-1"], False), ("oncall now", ["oncall", "now"], True),
+    ("oncall show", ["oncall", "show", "-s", "ops-primary"], True), ("sla", ["sla"], False), ("slo", ["slo"], False),
+    ("runbook list", ["runbook", "list"], True), ("runbook show", ["runbook", "show", "show-it"], True),
+    ("runbook runs", ["runbook", "runs"], False), ("runbook log", ["runbook", "log", "1"], True),
+    ("runbook dry run", ["runbook", "run", "show-it", "--ticket", "{ticket}", "--dry-run"], True),
+    ("audit log", ["audit", "log"], True), ("user list", ["user", "list"], False), ("user tokens", ["user", "tokens"], True),
+    ("change list", ["change", "list"], True), ("change show", ["change", "show", "1"], True),
+    ("problem list", ["problem", "list"], True), ("problem show", ["problem", "show", "{problem}"], True),
+    ("silence list", ["silence", "list"], False), ("pages", ["pages"], False),
+]
+
+
+def invoke(cli, argv):
+    """The command's result, a crash included (the cli fixture raises it)."""
+    from sdesk.cli import app
+
+    return cli.runner.invoke(app, argv)
+
+
+def check_output(name, result, s, whole):
+    out = result.stdout + result.stderr
+    problems = []
+    if result.exception and not isinstance(result.exception, SystemExit):
+        problems.append(f"{name}: {type(result.exception).__name__}: {result.exception}")
+    elif result.exit_code != 0:
+        problems.append(f"{name}: exit {result.exit_code}: {result.stderr[-300:]}")
+    if raw_controls(out):
+        problems.append(f"{name}: raw control characters {raw_controls(out)}")
+    if whole and not problems and controls(s, one_line=True) not in out and controls(s) not in out:
+        problems.append(f"{name}: the text is not shown as written: {controls(s, one_line=True)!r}")
+    return problems
+
+
+def renderer_failures(cli, root, s):
+    ticket, done, problem, _ = hostile_desk(cli, root, s)
+    failures = []
+    for name, args, whole in RENDERERS:
+        argv = [a.format(ticket=ticket, done=done, problem=problem or "0", s=s) for a in args]
+        failures += check_output(name, invoke(cli, argv), s, whole)
+    return failures
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(s=hostile)
+def test_every_cli_renderer_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch, s):
+    root = tmp_path_factory.mktemp("desk")
+    monkeypatch.setenv("SDESK_DB", str(root / "desk.db"))
+    monkeypatch.setenv("SDESK_CONFIG", str(root / "config"))
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that nothing is cut: the whole text can be looked for
+    assert renderer_failures(cli, root, s) == []

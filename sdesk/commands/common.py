@@ -95,7 +95,9 @@ def _hoist_global_options(args: list[str]) -> list[str]:
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    from ..plain import controls  # a message may quote stored or typed text: its escapes are shown, not run
+
+    print(f"error: {controls(message)}", file=sys.stderr)
     raise typer.Exit(int(code))
 
 
@@ -275,6 +277,8 @@ def print_json(value: Any) -> None:
 
 
 def note(message: str) -> None:
-    print(message, file=sys.stderr)
+    from ..plain import controls
+
+    print(controls(message), file=sys.stderr)
 
 

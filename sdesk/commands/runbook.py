@@ -130,7 +130,9 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def _echo(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    from ..plain import controls  # a step's output is data: its escape sequences are shown, not run
+
+    print(controls(message), file=sys.stderr, flush=True)
 
 
 def _confirm_step(text: str) -> bool:
@@ -188,7 +190,9 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(result)
     else:
-        print(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else ""))
+        from ..plain import controls
+
+        print(controls(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else "")))
     if result["status"] == "failed":
         raise typer.Exit(int(ExitCode.ERROR))
     if result["status"] == "interrupted":

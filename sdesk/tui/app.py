@@ -469,7 +469,7 @@ class TicketScreen(Page):
             super()._show(data)
 
     def draw(self, data: Any) -> None:
-        from ..render import console, escape, print_ticket, print_why
+        from ..render import console, print_ticket, print_why, text_line
 
         t, events, children, context, linked, why, runs, alerts, sla = data
         out = console()  # the page's, while it draws
@@ -477,14 +477,15 @@ class TicketScreen(Page):
             out.print(sla)
         print_ticket(t, events, children, context, linked)
         if alerts:
-            out.print("\nalerts: " + "; ".join(f"{ref(a['ticket_id'])} {escape(a['source'])} {escape(a['status'])} "
-                                               f"x{a['count']} (last {a['last']})" for a in alerts))
+            out.print()
+            out.print(text_line("alerts: " + "; ".join(f"{ref(a['ticket_id'])} {a['source']} {a['status']} x{a['count']} "
+                                                       f"(last {a['last']})" for a in alerts)))
         if why.get("triage") or why.get("correlation") or why.get("suppressed"):
             out.print()
             print_why(why)
         if runs:
-            out.print("\nrunbook runs: " + ", ".join(f"{r['id']} {escape(r['runbook'])} {escape(r['status'])}"
-                                                       for r in runs))
+            out.print()
+            out.print(text_line("runbook runs: " + ", ".join(f"{r['id']} {r['runbook']} {r['status']}" for r in runs)))
         self.title = controls(f"{ref(t['id'])} {t['title']}", one_line=True)
 
     def action_ticket_action(self, action: str) -> None:
