@@ -410,7 +410,7 @@ def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = F
         if detail:
             parts = [f"{name} {x.state} ({_short(int(x.used.total_seconds()))} of {_short(int(x.target.total_seconds()))})"
                      for name, x in targets.items()]
-            out[t["id"]] = Text(f"SLA {policy.name}: " + ", ".join(parts), style=style)
+            out[t["id"]] = Text(controls(f"SLA {policy.name}: " + ", ".join(parts), one_line=True), style=style)
             continue
         left = r["left_seconds"]
         out[t["id"]] = Text(("-" if left < 0 else "") + _short(abs(left)), style=style)
