@@ -51,3 +51,25 @@ def csv_cell(value: object) -> object:
     if value.startswith(FORMULA_START):
         value = "'" + value
     return controls(value)
+
+
+# JSON escapes C0 itself but writes C1 (U+0080-U+009F, a terminal's 8-bit CSI/OSC), DEL and the
+# bidi controls raw. Inside a JSON string they may as well be \u escapes: the value read back is
+# the same, and a terminal that shows the JSON does not act on them. (Outside strings JSON has
+# only ASCII, so every match is inside a string.)
+_JSON_UNSAFE = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_JSON_TEXT = re.compile(f"[{_JSON_UNSAFE}]")
+# The same characters as UTF-8 byte sequences.
+_JSON_BYTES = re.compile(rb"\x7f|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8\xa9\xaa-\xae]|\xe2\x81[\xa6-\xa9]")
+
+
+def json_text(text: str) -> str:
+    """JSON text with C1, DEL and bidi controls as \\u escapes (the same JSON value)."""
+    return _JSON_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _JSON_TEXT.search(text) else text
+
+
+def json_bytes(data: bytes) -> bytes:
+    """`json_text` for UTF-8 JSON bytes (orjson's output)."""
+    if _JSON_BYTES.search(data) is None:
+        return data
+    return _JSON_BYTES.sub(lambda m: f"\\u{ord(m.group().decode()):04x}".encode(), data)

@@ -381,3 +381,13 @@ def test_every_tui_screen_shows_hostile_text_escaped_and_never_interprets_it(cli
     monkeypatch.setenv("SDESK_CONFIG", str(root / "config"))
     hostile_desk(cli, root, s)
     assert tui_failures(root / "desk.db", root / "config", s, s) == []
+
+
+def test_json_output_writes_c1_and_bidi_controls_as_escapes_and_keeps_the_value(cli):
+    title = "t\x9b2J\x85\u202e\x7f\x1b]0;x\x07"
+    ticket = cli.new(title)
+    for args in (["show", str(ticket), "--json"], ["list", "--json"], ["list", "--jsonl"]):
+        out = cli(*args).stdout
+        assert raw_controls(out) == [], args
+        value = json.loads(out if args[-1] != "--jsonl" else out.splitlines()[0])
+        assert (value if isinstance(value, dict) else value[0])["title"] == title

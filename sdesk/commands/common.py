@@ -271,8 +271,10 @@ def print_json(value: Any) -> None:
     """Indented JSON on stdout (orjson: the json module indents in pure Python, 10x slower)."""
     import orjson
 
+    from ..plain import json_bytes  # C1 and bidi controls as \u escapes: the same JSON, inert on a terminal
+
     sys.stdout.flush()
-    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+    sys.stdout.buffer.write(json_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)) + b"\n")
     sys.stdout.buffer.flush()
 
 

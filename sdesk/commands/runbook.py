@@ -136,7 +136,9 @@ def _echo(message: str) -> None:
 
 
 def _confirm_step(text: str) -> bool:
-    return typer.confirm(f"manual step: {text}\nDone?", default=False, err=True)
+    from ..plain import controls  # the step's text may hold a ticket's title
+
+    return typer.confirm(f"manual step: {controls(text)}\nDone?", default=False, err=True)
 
 
 def _interactive() -> bool:
