@@ -256,6 +256,8 @@ def hostile_desk(cli, root, s):
 # (name, arguments, whether the hostile text must be shown whole: the rest may truncate it)
 RENDERERS = [
     ("list", ["list"], True), ("list --all", ["list", "--all"], True), ("list --csv", ["list", "--csv"], False),
+    ("list --json", ["list", "--json"], False), ("list --jsonl", ["list", "--jsonl"], False),
+    ("show --json", ["show", "{ticket}", "--json"], False),
     ("show", ["show", "{ticket}"], True), ("show resolved", ["show", "{done}"], True), ("why", ["why", "{ticket}"], False),
     ("report", ["report", "--since", "30d"], False), ("report by queue", ["report", "--since", "30d", "--by", "queue"], True),
     ("report --csv", ["report", "--since", "30d", "--csv"], False),
@@ -317,7 +319,7 @@ SEEN = ["Q[/x]" + HOSTILE + "\n\t[@click=app.quit]:fire:Z",  # each reproduction
 @example(s=SEEN[0])
 @example(s=SEEN[1])
 def test_every_cli_renderer_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch, s):
-    """39 read commands over a desk whose every text field holds `s`: none fails, none lets a
+    """42 read commands over a desk whose every text field holds `s`: none fails, none lets a
     control character through, and those that show the field whole show it escaped, as written."""
     root = tmp_path_factory.mktemp("desk")
     monkeypatch.setenv("SDESK_DB", str(root / "desk.db"))
