@@ -339,7 +339,9 @@ def list_(
     if as_json:
         print_json(tickets)
     elif as_jsonl:
-        sys.stdout.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in tickets)
+        from .plain import json_text  # C1 and bidi controls as \u escapes: the same JSON, inert on a terminal
+
+        sys.stdout.writelines(json_text(json.dumps(t, ensure_ascii=False)) + "\n" for t in tickets)
     elif as_csv:
         from .render import write_csv
 

@@ -10,12 +10,12 @@ from typing import IO, Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from . import clock
 from .lifecycle import ref
+from .plain import controls
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
@@ -30,8 +30,16 @@ CSV_FIELDS = (
 _captured: Console | None = None  # see captured()
 
 
+def plain(text: Any, one_line: bool = False) -> Text:
+    """Stored text as rich shows it: never markup (a Text is not parsed), control characters
+    written out (`\\x1b`), newlines and tabs too when `one_line` (a cell, a title). Every
+    renderer shows what people and payloads wrote through this or `text_line`."""
+    return Text("" if text is None else controls(text, one_line))
+
+
 def console(stderr: bool = False) -> Console:
-    return _captured or Console(highlight=False, stderr=stderr)
+    # No emoji codes (":fire:") read from data; no highlighting of numbers and URLs in it.
+    return _captured or Console(highlight=False, emoji=False, stderr=stderr)
 
 
 @contextmanager
@@ -42,7 +50,7 @@ def captured(width: int) -> Iterator[Console]:
 
     global _captured
     _captured = Console(file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor",
-                        highlight=False)
+                        highlight=False, emoji=False)
     try:
         yield _captured
     finally:
@@ -88,9 +96,10 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
             ref(t["id"]),
             Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
             Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-            Text(title, no_wrap=True, overflow="ellipsis"),
-            *([Text(t[f] or "", no_wrap=True, overflow="ellipsis") for f in ("service", "queue")] if wide else []),
-            Text(t["assignee"] or "", no_wrap=True, overflow="ellipsis"),
+            Text(controls(title, one_line=True), no_wrap=True, overflow="ellipsis"),
+            *([Text(controls(t[f] or "", one_line=True), no_wrap=True, overflow="ellipsis") for f in ("service", "queue")]
+              if wide else []),
+            Text(controls(t["assignee"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
             age(t["created_at"], now),
         ]
         table.add_row(*cells)
@@ -198,7 +207,7 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
                  context: dict[str, Any] | None = None, linked: list[dict[str, Any]] = ()) -> None:
     out = console()
     out.print(Text.assemble((f"{ref(t['id'])} ", "bold"), (t["priority"], PRIORITY_STYLE.get(t["priority"], "")),
-                            " ", (t["status"], STATUS_STYLE.get(t["status"], "")), "  ", (t["title"], "bold")))
+                            " ", (t["status"], STATUS_STYLE.get(t["status"], "")), "  ", (controls(t["title"], one_line=True), "bold")))
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="dim")
     fields.add_column()
@@ -217,11 +226,11 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
     ]
     for name, value in rows:
         if value not in (None, ""):
-            fields.add_row(name, Text(str(value)))
+            fields.add_row(name, plain(value, one_line=True))
     out.print(fields)
     if t["description"]:
         out.print()
-        out.print(Text(t["description"]))
+        out.print(plain(t["description"]))
     out.print()
     print_context(context or {}, list(linked))
     timeline = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="timeline", title_justify="left")
@@ -229,17 +238,24 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
     timeline.add_column("WHO")
     timeline.add_column("WHAT", ratio=1)
     for e in events:
-        timeline.add_row(local(e["at"]), e["actor"], Text(describe_event(e)))
+        # One line per event: a comment's newline could otherwise fake a row of the timeline.
+        timeline.add_row(local(e["at"]), plain(e["actor"], one_line=True), plain(describe_event(e), one_line=True))
     out.print(timeline)
 
 
 def write_csv(tickets: list[dict[str, Any]], stream: IO[str]) -> None:
+    """Tickets as CSV for spreadsheets: a text cell starting with = + - @ (or a tab or CR) gets a
+    leading `'` so that no spreadsheet runs it as a formula, and control characters other than
+    newline are written out (`\\x1b`); --json keeps the exact text."""
     import json
+
+    from .plain import csv_cell
 
     writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for t in tickets:
-        writer.writerow({**t, "labels": json.dumps(t["labels"], ensure_ascii=False), "tags": ";".join(t["tags"])})
+        row = {**t, "labels": json.dumps(t["labels"], ensure_ascii=False), "tags": ";".join(t["tags"])}
+        writer.writerow({k: csv_cell(row.get(k)) for k in CSV_FIELDS})
 
 
 def table(headers: list[str], rows: list[list[Any]], empty: str = "nothing to show") -> None:
@@ -252,26 +268,27 @@ def table(headers: list[str], rows: list[list[Any]], empty: str = "nothing to sh
     for h in headers:
         t.add_column(h.upper(), overflow="fold")
     for row in rows:
-        t.add_row(*(Text(str(c)) for c in row))
+        t.add_row(*(plain(c, one_line=True) for c in row))  # a newline in a cell could fake a row
     out.print(t)
 
 
 def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
     out = console()
-    out.print(Text.assemble((ci["name"], "bold"), f"  {ci['type']}", (f"  tier {ci['tier']}" if ci["tier"] else ""),
-                            (f"  team {ci['team']}" if ci["team"] else ""), (f"  {ci['environment']}" if ci["environment"] else "")))
+    out.print(Text.assemble((controls(ci["name"], True), "bold"), plain(
+        f"  {ci['type']}" + (f"  tier {ci['tier']}" if ci["tier"] else "") + (f"  team {ci['team']}" if ci["team"] else "")
+        + (f"  {ci['environment']}" if ci["environment"] else ""), one_line=True)))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
-    # CMDB text is data, never rich markup: every cell is a Text.
+    # CMDB text is data, never rich markup: every cell is a plain Text.
     if ci["aliases"]:
-        grid.add_row("aliases", Text(", ".join(ci["aliases"])))
+        grid.add_row("aliases", plain(", ".join(ci["aliases"]), one_line=True))
     for k, v in ci["attributes"].items():
-        grid.add_row(Text(k), Text(v))
+        grid.add_row(plain(k, one_line=True), plain(v))
     for kind, targets in ci["relations"].items():
-        grid.add_row(kind, Text(", ".join(targets)))
+        grid.add_row(plain(kind, one_line=True), plain(", ".join(targets), one_line=True))
     for kind, sources in ci["needed_by"].items():
-        grid.add_row(f"needed by ({kind})", Text(", ".join(sources)))
+        grid.add_row(plain(f"needed by ({kind})", one_line=True), plain(", ".join(sources), one_line=True))
     out.print(grid)
     if tickets:
         out.print()
@@ -280,7 +297,7 @@ def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[di
         out.print()
         out.print("recent changes", style="bold")
         for c in changes:
-            out.print(Text(f"  CH-{c['id']}  {local(c['happened_at'])}  {c['status']:<11} {c['summary']}"))
+            out.print(plain(f"  CH-{c['id']}  {local(c['happened_at'])}  {c['status']:<11} {c['summary']}", one_line=True))
 
 
 def print_impact(start: str, reached: list[Any], info: dict[str, dict[str, Any]], upstream: bool) -> None:
@@ -290,13 +307,14 @@ def print_impact(start: str, reached: list[Any], info: dict[str, dict[str, Any]]
     tiers = [info[r.name]["tier"] for r in reached if info[r.name]["tier"]]
     head = (f"{start} needs {len(reached)} CIs" if upstream else f"{len(reached)} CIs are affected if {start} fails") \
         + (f"; highest tier {min(tiers)}" if tiers else "")
-    tree = Tree(Text(head, style="bold"))
+    tree = Tree(Text(controls(head, one_line=True), style="bold"))
     nodes = {start: tree}
     for r in reached:  # breadth first: a CI's parent on its path is already in the tree
         i = info[r.name]
         tier = f" tier {i['tier']}" if i["tier"] else ""
         style = "bold red" if i["tier"] == 1 else ""
-        nodes[r.name] = nodes[r.path[-2]].add(Text.assemble((r.name, style), f"  ({r.via}, {i['type']}{tier})"))
+        nodes[r.name] = nodes[r.path[-2]].add(Text.assemble((controls(r.name, True), style),
+                                                            plain(f"  ({r.via}, {i['type']}{tier})", one_line=True)))
     out.print(tree)
 
 
@@ -311,10 +329,13 @@ def print_article(a: dict[str, Any]) -> None:
         meta.append("tags " + ", ".join(a["tags"]))
     if a["cis"]:
         meta.append("CIs " + ", ".join(a["cis"]))
-    out.print(Text(a["title"], style="bold"))
-    out.print(Text("  ·  ".join(meta), style="dim"))
+    out.print(Text(controls(a["title"], one_line=True), style="bold"))
+    out.print(Text(controls("  ·  ".join(meta), one_line=True), style="dim"))
     out.print()
-    out.print(Markdown(a["body"]))
+    # Markdown is the article's format, but its text is data: control characters are written out
+    # before it is parsed, and links are shown as text with their address, never as terminal
+    # (OSC 8) links.
+    out.print(Markdown(controls(a["body"]), hyperlinks=False))
 
 
 def print_search(found: list[dict[str, Any]]) -> None:
@@ -325,13 +346,13 @@ def print_search(found: list[dict[str, Any]]) -> None:
         out.print("no article matches", style="dim")
         return
     for a in found:
-        out.print(Text.assemble((f"KB-{a['id']}", "bold"), "  ", (a["title"], "bold"),
-                                ("  " + ", ".join(a["tags"]) if a["tags"] else "", "dim")))
+        out.print(Text.assemble((f"KB-{a['id']}", "bold"), "  ", (controls(a["title"], True), "bold"),
+                                (controls("  " + ", ".join(a["tags"]), True) if a["tags"] else "", "dim")))
         snippet = Text()
         for i, part in enumerate(a["snippet"].replace("\n", " ").split(SNIPPET_OPEN)):
             hit, _, rest = part.partition(SNIPPET_CLOSE) if i else ("", "", part)
-            snippet.append(hit, style="bold yellow")
-            snippet.append(rest)
+            snippet.append(controls(hit, one_line=True), style="bold yellow")
+            snippet.append(controls(rest, one_line=True))
         out.print(Text("    ").append(snippet))
 
 
@@ -343,23 +364,23 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
     grid.add_column()
     if ctx.get("ci"):
         owner = f", owned by {ctx['team']}" if ctx.get("team") else ""
-        grid.add_row("ci", Text(f"{ctx['ci']} ({ctx.get('ci_type')}, tier {ctx.get('tier') or '?'}{owner})"))
+        grid.add_row("ci", plain(f"{ctx['ci']} ({ctx.get('ci_type')}, tier {ctx.get('tier') or '?'}{owner})", one_line=True))
     if ctx.get("dependents_total"):
         shown = ", ".join(ctx["dependents"])
         more = f" and {ctx['dependents_total'] - len(ctx['dependents'])} more" if ctx["dependents_total"] > len(ctx["dependents"]) else ""
         tier = f"; highest tier affected: {ctx['highest_tier_affected']}" if ctx.get("highest_tier_affected") else ""
         total = f"{ctx['dependents_total']}{'+' if ctx.get('dependents_capped') else ''}"
-        grid.add_row("blast radius", Text(f"{total} CIs depend on it: {shown}{more}{tier}"))
+        grid.add_row("blast radius", plain(f"{total} CIs depend on it: {shown}{more}{tier}", one_line=True))
     for c in ctx.get("changes", ()):
         when = f"{c['minutes_before']} min before" if c.get("minutes_before") is not None else local(c["happened_at"])
-        grid.add_row("recent change", Text(f"CH-{c['id']} {c['summary']} on {c['ci']}, {when} "
-                                           f"({c['status']}{', risk ' + c['risk'] if c.get('risk') else ''})"))
+        grid.add_row("recent change", plain(f"CH-{c['id']} {c['summary']} on {c['ci']}, {when} "
+                                           f"({c['status']}{', risk ' + c['risk'] if c.get('risk') else ''})", one_line=True))
     for a in ctx.get("kb", ()):
-        grid.add_row("kb", Text(f"KB-{a['id']} {a['title']}"))
+        grid.add_row("kb", plain(f"KB-{a['id']} {a['title']}", one_line=True))
     for a in linked:
-        grid.add_row("kb linked", Text(f"KB-{a['id']} {a['title']}"))
+        grid.add_row("kb linked", plain(f"KB-{a['id']} {a['title']}", one_line=True))
     for s in ctx.get("similar", ()):
-        grid.add_row("similar", Text(f"{ref(s['id'])} {s['status']}: {s['title']}"))
+        grid.add_row("similar", plain(f"{ref(s['id'])} {s['status']}: {s['title']}", one_line=True))
     if grid.row_count:
         out.print(Text("context", style="bold"))
         out.print(grid)
@@ -369,31 +390,34 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
 def print_problem(p: dict[str, Any]) -> None:
     out = console()
     out.print(Text.assemble((f"{ref(p['id'])} ", "bold"), (p["priority"], PRIORITY_STYLE.get(p["priority"], "")), " ",
-                            (p["status"], STATUS_STYLE.get(p["status"], "")), "  ", (p["title"], "bold"),
+                            (p["status"], STATUS_STYLE.get(p["status"], "")), "  ", (controls(p["title"], True), "bold"),
                             ("  known error" if p["known_error"] else "", "bold magenta")))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
     for name in ("root_cause", "workaround", "fix"):
         if p.get(name):
-            grid.add_row(name.replace("_", " "), Text(p[name]))
+            grid.add_row(name.replace("_", " "), plain(p[name]))
     out.print(grid)
     out.print()
     print_tickets(p["incidents"])
 
 
+def text_line(*parts: Any) -> Text:
+    """One line of our words and stored text: a (text, style) pair is styled, and every part is
+    shown as written (control characters escaped), never read as markup. Escaped markup strings
+    are not enough: rich reads a backslash before a bracket in data as an escape and drops it."""
+    return Text.assemble(*((controls(p[0], True), p[1]) if isinstance(p, tuple) else controls(p, True) for p in parts))
+
+
 def print_why(w: dict[str, Any]) -> None:
     """`sdesk why`: each decision about a ticket on a line of its own, with what decided it."""
-    from rich.markup import escape
-
     from .lifecycle import ref
 
     out = console()
+    say = lambda *parts: out.print(text_line(*parts))  # noqa: E731 (what people and payloads wrote is text)
 
-    def e(value: Any) -> str:  # what people and payloads wrote is text, never markup
-        return escape(str(value))
-
-    out.print(f"[bold]{ref(w['id'])}[/]  {e(w['priority'])}  queue {e(w['queue'] or '-')}  category {e(w['category'] or '-')}")
+    say((ref(w["id"]), "bold"), f"  {w['priority']}  queue {w['queue'] or '-'}  category {w['category'] or '-'}")
     triage = w["triage"]
     if triage is None:
         out.print("not triaged: the desk had no triage.yaml or model when it arrived (sdesk triage ID runs it now)",
@@ -401,8 +425,8 @@ def print_why(w: dict[str, Any]) -> None:
     else:
         p = triage.get("priority") or {}
         if p:
-            out.print(f"priority {e(p.get('result'))}: {e(p.get('from'))}")
-            out.print(f"  impact {p.get('impact') or '?'}: {e(p.get('impact_from'))}")
+            say(f"priority {p.get('result')}: {p.get('from')}")
+            say(f"  impact {p.get('impact') or '?'}: {p.get('impact_from')}")
             inputs = p.get("urgency_from") or {}
             parts = [f"severity {inputs['severity']}"] if "severity" in inputs else []
             if "words" in inputs:
@@ -410,37 +434,35 @@ def print_why(w: dict[str, Any]) -> None:
             if "burn_rate" in inputs:
                 parts.append(f"burn rate {inputs['burn_rate']['rate']}x (level {inputs['burn_rate']['level']})")
             parts += [f"{k} {inputs[k]}" for k in ("rule", "given") if k in inputs]
-            out.print(f"  urgency {p.get('urgency')}: " + e("; ".join(parts)))
+            say(f"  urgency {p.get('urgency')}: " + "; ".join(parts))
         for fired in triage.get("rules", ()):
             sets = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in fired["set"].items())
-            out.print(f"rule {e(fired['rule'])}: {e(sets)}")
+            say(f"rule {fired['rule']}: {sets}")
         for field, c in (triage.get("classifier") or {}).items():
             verdict = "applied" if c["applied"] else f"below {c['threshold']}: " + (
                 f"sent to {c['sent_to']}" if c.get("sent_to") else "not applied")
-            out.print(f"classifier {field}: {e(c['label'])} at {c['confidence']:.2f} ({e(verdict)})")
+            say(f"classifier {field}: {c['label']} at {c['confidence']:.2f} ({verdict})")
         corr = triage.get("correlation")
         if corr:
             how = corr["reason"] + (f" via {corr['via']}, {corr['hops']} hops" if "via" in corr else "") + \
                 (f" {corr['group']}" if "group" in corr else "")
-            out.print(f"child of {ref(corr['parent'])}: {e(how)}")
+            say(f"child of {ref(corr['parent'])}: {how}")
         if triage.get("suppressed"):
-            out.print(f"suppressed: {e(triage['suppressed'])}")
+            say(f"suppressed: {triage['suppressed']}")
         if triage.get("assigned"):
             a = triage["assigned"]
-            out.print(f"assigned: {e(a['assignee'] or 'nobody')} ({e(a['why'])})")
+            say(f"assigned: {a['assignee'] or 'nobody'} ({a['why']})")
     if w.get("runbook"):
-        out.print(f"runbook: {e(w['runbook'])}")
+        say(f"runbook: {w['runbook']}")
     for c in w["corrections"]:
         changes = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in c["changed"].items())
-        out.print(f"corrected by {e(c['by'])} at {local(c['at'])}: {e(changes)}")
+        say(f"corrected by {c['by']} at {local(c['at'])}: {changes}")
 
 
 def print_shifts(schedule: str, shifts: list[dict[str, Any]]) -> None:
     """`sdesk oncall show`: a schedule's shifts in local time, a row each, days set apart."""
-    from rich.markup import escape
-
     out = console()
-    t = Table(title=escape(schedule), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    t = Table(title=plain(schedule, one_line=True), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for header in ("day", "from", "to", "on call", "layer"):
         t.add_column(header)
     last_day = None
@@ -449,7 +471,8 @@ def print_shifts(schedule: str, shifts: list[dict[str, Any]]) -> None:
         day = f"{start:%a %d %b}"
         ends = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %H:%M}"
         t.add_row(day if day != last_day else "", f"{start:%H:%M}", ends,
-                  escape(s["user"]) if s["user"] else "[dim]nobody[/]", escape(s["layer"] or ""))
+                  plain(s["user"], one_line=True) if s["user"] else Text("nobody", style="dim"),
+                  plain(s["layer"] or "", one_line=True))
         last_day = day
     out.print(t)
 
@@ -463,8 +486,6 @@ def _span(seconds: int) -> str:
 
 def print_sla(rows: list[dict[str, Any]]) -> None:
     """`sdesk sla`: the most urgent target of each open ticket (the policy is in --json)."""
-    from rich.markup import escape
-
     from .lifecycle import ref
 
     styles = {"breached": "bold red", "at_risk": "yellow", "ok": "green"}
@@ -479,9 +500,9 @@ def print_sla(rows: list[dict[str, Any]]) -> None:
                      max_width=26 if header == "title" else None)
     for r in rows:
         x = r["targets"][r["target"]]
-        t.add_row(ref(r["id"]), r["priority"], escape(r["title"]), r["target"],
+        t.add_row(ref(r["id"]), plain(r["priority"]), plain(r["title"], one_line=True), plain(r["target"]),
                   _span(x["used_seconds"]), _span(r["left_seconds"]),
-                  f"[{styles[r['state']]}]{r['state'].replace('_', ' ')}[/]")
+                  Text(r["state"].replace("_", " "), style=styles[r["state"]]))
     out.print(t)
 
 
@@ -489,63 +510,62 @@ def print_plan(out: Console, plan: dict[str, Any], ticket: dict[str, Any], dry_r
     """What a run will do, every parameter resolved."""
     from .runbooks import describe
 
-    out.print(f"[bold]{'Dry run' if dry_run else 'Plan'}[/]: runbook {escape(plan['runbook'])} on "
-              f"{ref(ticket['id'])} {escape(ticket['title'])}")
+    out.print(text_line(("Dry run" if dry_run else "Plan", "bold"), f": runbook {plan['runbook']} on "
+                    f"{ref(ticket['id'])} {ticket['title']}"))
     for name, value in plan["params"].items():
-        out.print(f"  param {escape(name)} = {escape(repr(value))}")
+        out.print(text_line(f"  param {name} = {value!r}"))
     for name, (kind, where) in plan["secrets"].items():
-        out.print(f"  secret {escape(name)} from {kind} {escape(where)}")
+        out.print(text_line(f"  secret {name} from {kind} {where}"))
     for i, step in enumerate(plan["steps"], 1):
-        out.print(f"  {i}. {escape(step['id'])}: {escape(describe(step, dry_run))}")
+        out.print(text_line(f"  {i}. {step['id']}: {describe(step, dry_run)}"))
     for step in plan["on_failure"]:
-        out.print(f"  on failure: {escape(step['id'])}: {escape(describe(step, dry_run))}")
+        out.print(text_line(f"  on failure: {step['id']}: {describe(step, dry_run)}"))
 
 
 def print_runbook(out: Console, rb: dict[str, Any]) -> None:
-    out.print(f"[bold]{escape(rb['name'])}[/]  {escape(rb['description'])}")
-    out.print(f"file: {escape(rb['file'])}")
-    out.print(f"applies to: {escape(str(rb['applies_to'] or 'any ticket'))}")
+    out.print(text_line((rb["name"], "bold"), f"  {rb['description']}"))
+    out.print(text_line(f"file: {rb['file']}"))
+    out.print(text_line(f"applies to: {rb['applies_to'] or 'any ticket'}"))
     automation = "safe for automation (triage may run it)" if rb["safe_for_automation"] else "run by people only"
-    out.print(f"{automation}; throttle: {rb['throttle']['runs']} runs per {rb['throttle']['per']} per CI"
-              + ("; [red]disabled[/]" if rb["disabled"] else ""))
+    out.print(text_line(f"{automation}; throttle: {rb['throttle']['runs']} runs per {rb['throttle']['per']} per CI",
+                    ("; disabled" if rb["disabled"] else "", "red")))
     for name, p in rb["params"].items():
         source = f" from {p['from']}" if p["from"] else ""
         default = f", default {p['default']!r}" if p["default"] is not None else ""
-        out.print(f"  param {escape(name)} ({p['type']}{escape(source)}{escape(default)})"
-                  + (f": {escape(p['description'])}" if p["description"] else ""))
+        out.print(text_line(f"  param {name} ({p['type']}{source}{default})" + (f": {p['description']}" if p["description"] else "")))
     for name, ref_ in rb["secrets"].items():
         [(kind, where)] = ref_.items()
-        out.print(f"  secret {escape(name)} from {kind} {escape(where)}")
+        out.print(text_line(f"  secret {name} from {kind} {where}"))
     for title, steps in (("steps", rb["steps"]), ("on failure", rb["on_failure"])):
         if steps:
             out.print(f"{title}:")
         for i, s in enumerate(steps, 1):
             body = s.get("text") or (" ".join(s["argv"]) if s.get("argv") else s.get("shell"))
-            out.print(f"  {i}. {escape(s['id'])} \\[{s['kind']}]: {escape(str(body))}")
+            out.print(text_line(f"  {i}. {s['id']} [{s['kind']}]: {body}"))
 
 
 def print_run(out: Console, run: dict[str, Any]) -> None:
     plan = run["plan"] or {}
-    out.print(f"[bold]run {run['id']}[/]: {escape(run['runbook'])} on {ref(run['ticket_id'])}"
-              f"{' (dry run)' if run['dry_run'] else ''} by {escape(run['actor'])}"
-              f"{' (automation)' if run['automated'] else ''}: [bold]{run['status']}[/]")
+    out.print(text_line((f"run {run['id']}", "bold"), f": {run['runbook']} on {ref(run['ticket_id'])}"
+                    f"{' (dry run)' if run['dry_run'] else ''} by {run['actor']}"
+                    f"{' (automation)' if run['automated'] else ''}: ", (run["status"], "bold")))
     if run["reason"]:
-        out.print(f"reason: {escape(run['reason'])}")
+        out.print(text_line(f"reason: {run['reason']}"))
     if run["waiting_for"]:
-        out.print(f"waiting for {run['waiting_for']}: sdesk runbook approve {run['id']}")
+        out.print(text_line(f"waiting for {run['waiting_for']}: sdesk runbook approve {run['id']}"))
     if run["rollback"]:
-        out.print(f"rollback: {run['rollback']}")
-    out.print(f"started {local(run['started_at'])}, ended {local(run['ended_at']) or '-'}; lock {escape(run['lock_key'])}")
+        out.print(text_line(f"rollback: {run['rollback']}"))
+    out.print(text_line(f"started {local(run['started_at'])}, ended {local(run['ended_at']) or '-'}; lock {run['lock_key']}"))
     for name, value in (plan.get("params") or {}).items():
-        out.print(f"  param {escape(name)} = {escape(repr(value))}")
+        out.print(text_line(f"  param {name} = {value!r}"))
     for s in run["steps"]:
         timing = f", {s['duration_ms']} ms" if s["duration_ms"] is not None else ""
         code = f", exit {s['exit_code']}" if s["exit_code"] is not None else ""
         tries = f", {s['attempts']} attempts" if s["attempts"] > 1 else ""
         phase = " (rollback)" if s["phase"] == "rollback" else ""
-        out.print(f"[bold]{escape(s['step_id'])}[/]{phase} \\[{s['kind']}] {s['status']}{code}{timing}{tries}"
-                  + (f" by {escape(s['actor'])}" if s["status"] in ("approved", "confirmed") else ""))
+        out.print(text_line((s["step_id"], "bold"), f"{phase} [{s['kind']}] {s['status']}{code}{timing}{tries}"
+                        + (f" by {s['actor']}" if s["status"] in ("approved", "confirmed") else "")))
         if s["command"]:
-            out.print(f"  $ {escape(s['command'])}", style="dim")
+            out.print(text_line(("  $ " + s["command"], "dim")))
         for line in (s["output"] or "").splitlines():
-            out.print(f"  | {escape(line)}")
+            out.print(Text("  | " + controls(line)))  # a command's output keeps its tabs

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from .lifecycle import ref
-from .render import PRIORITY_STYLE, age, console, local
+from .plain import controls
+from .render import PRIORITY_STYLE, age, console, local, plain, text_line
 from .reports import _span
 
 BAR = "█"
@@ -53,7 +53,7 @@ def _bars(out: Any, title: str, items: list[tuple[str, float | None, str]], widt
     chart.add_column(no_wrap=True, justify="right", style="dim")
     for label, value, shown in items:
         length = round((value or 0) / top * width)
-        chart.add_row(escape(label), Text(BAR * length or ("▏" if value else ""), style="cyan"), shown)
+        chart.add_row(plain(label, one_line=True), Text(BAR * length or ("▏" if value else ""), style="cyan"), shown)
     out.print(chart)
 
 
@@ -72,7 +72,7 @@ def _ticket_table(out: Any, r: dict[str, Any], columns: list[tuple[str, str]]) -
         table.add_column(header.upper(), justify="right", no_wrap=True)
     for group, kpis in r["tickets"].items():
         named = _by_name(kpis)
-        label = Text("desk", style="bold") if group == "all" else Text(group, style=PRIORITY_STYLE.get(group, ""))
+        label = Text("desk", style="bold") if group == "all" else Text(controls(group, one_line=True), style=PRIORITY_STYLE.get(group, ""))
         table.add_row(label, *(_value(named.get(key)) for _, key in columns))
     out.print(table)
 
@@ -80,7 +80,8 @@ def _ticket_table(out: Any, r: dict[str, Any], columns: list[tuple[str, str]]) -
 def print_report(r: dict[str, Any]) -> None:
     out = console()
     w = r["window"]
-    out.print(f"[bold]Report[/] {local(w['since'])} → {local(w['until'])} ({w['days']:g} days), tickets by {r['by']}")
+    out.print(text_line(("Report", "bold"), f" {local(w['since'])} → {local(w['until'])} ({w['days']:g} days), "
+                        f"tickets by {r['by']}"))
     _ticket_table(out, r, TIMES)
     _ticket_table(out, r, RATES)
     t = r["targets"]
@@ -93,7 +94,8 @@ def print_report(r: dict[str, Any]) -> None:
               "per responder per week", style="dim")
     misfires = r["automation"]["misfires"]
     if misfires:
-        out.print("automation misfires: " + ", ".join(f"{n} {reason}" for reason, n in sorted(misfires.items())))
+        out.print(plain("automation misfires: " + ", ".join(f"{n} {reason}" for reason, n in sorted(misfires.items())),
+                        one_line=True))
     _print_sla(out, r.get("sla", []), "SLA compliance")
     if r.get("csat"):
         _print_csat(out, r["csat"])
@@ -103,9 +105,9 @@ def print_report(r: dict[str, Any]) -> None:
                   f"their interval, {kb['kb_stale']['value']} stale, {kb['kb_edits']['value']} edits in the window")
     if r.get("alerts"):
         alerts = r["alerts"]
-        parts = [f"{escape(a['source'])} {a['alerts']:,}/{a['tickets']:,}" for a in alerts[1:]]
-        out.print(f"[bold]Alerts per ticket[/]: {_value(alerts[0])} ({alerts[0]['alerts']:,} alerts, "
-                  f"{alerts[0]['tickets']:,} tickets; " + ", ".join(parts) + ")")
+        parts = [f"{a['source']} {a['alerts']:,}/{a['tickets']:,}" for a in alerts[1:]]
+        out.print(text_line(("Alerts per ticket", "bold"), f": {_value(alerts[0])} ({alerts[0]['alerts']:,} alerts, "
+                            f"{alerts[0]['tickets']:,} tickets; " + ", ".join(parts) + ")"))
     if r.get("pager"):
         pager = r["pager"]
         out.print(f"[bold]Pages[/]: {pager[0]['value']}, {pager[1]['value']} out of hours")
@@ -125,7 +127,7 @@ def _print_sla(out: Any, kpis: list[dict[str, Any]], title: str, column: str = "
     for header in (column, "TARGET", "MET", "MISSED", "COMPLIANCE"):
         table.add_column(header, justify="right" if header in ("MET", "MISSED", "COMPLIANCE") else "left")
     for k in kpis:
-        table.add_row(escape(k.get("policy") or k.get("service") or ""), k["target_name"], str(k["met"]),
+        table.add_row(plain(k.get("policy") or k.get("service") or "", one_line=True), plain(k["target_name"]), str(k["met"]),
                       str(k["missed"]), _value(k))
     out.print(table)
 
@@ -147,7 +149,7 @@ def _print_slos(out: Any, slos: list[dict[str, Any]]) -> None:
         table.add_column(header)
     for s in slos:
         style = {"frozen": "bold red", "burning": "red", "elevated": "yellow"}.get(s["status"], "green")
-        table.add_row(escape(s["ci"]), f"{s['objective']}%", f"{s['used_share']:.0%}",
+        table.add_row(plain(s["ci"], one_line=True), f"{s['objective']}%", f"{s['used_share']:.0%}",
                       *(f"{s['burn'][w]:g}x" for w in ("1h", "6h", "3d")), Text(s["status"], style=style))
     out.print(table)
 
@@ -182,8 +184,10 @@ def print_oncall(data: dict[str, Any]) -> None:
         table.add_column(header)
     for t in data["open"]:
         table.add_row(ref(t["id"]), Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")), t["status"],
-                      Text(t["title"], overflow="ellipsis", no_wrap=True), t["ci"] or "",
-                      Text(t["assignee"] or "nobody", style="" if t["assignee"] else "bold red"), age(t["created_at"]))
+                      Text(controls(t["title"], one_line=True), overflow="ellipsis", no_wrap=True),
+                      plain(t["ci"] or "", one_line=True),
+                      Text(controls(t["assignee"] or "nobody", one_line=True), style="" if t["assignee"] else "bold red"),
+                      age(t["created_at"]))
     if data["open"]:
         out.print(table)
     counts: dict[str, int] = {}
@@ -193,23 +197,23 @@ def print_oncall(data: dict[str, Any]) -> None:
     _bars(out, "", [(u, n, str(n)) for u, n in sorted(counts.items(), key=lambda x: -x[1])], width=30)
     out.print(f"[bold]Changes, last 24 hours, on those CIs[/]: {len(data['changes'])}")
     for c in data["changes"]:
-        out.print(f"  {local(c['happened_at'])}  {escape(c['ci'] or c['service'] or '')}  {escape(c['summary'])}")
+        out.print(text_line(f"  {local(c['happened_at'])}  {c['ci'] or c['service'] or ''}  {c['summary']}"))
 
 
 def print_service(data: dict[str, Any]) -> None:
     out = console()
     w = data["window"]
-    out.print(f"[bold]Service {escape(data['service'])}[/] {local(w['since'])} → {local(w['until'])}")
+    out.print(text_line((f"Service {data['service']}", "bold"), f" {local(w['since'])} → {local(w['until'])}"))
     desk = _by_name(data["tickets"]["all"])
     out.print(f"{desk['tickets_created']['value']:,} tickets ({desk['tickets_open_at_end']['value']} open), MTTA "
               f"{_value(desk['time_to_acknowledge_mean'])}, MTTR {_value(desk['time_to_resolve_mean'])}, reopen "
               f"{_value(desk['reopen_rate'])}")
     alerts = data["alerts_received"]
-    out.print(f"alerts: {sum(alerts.values()):,}" + (f" ({', '.join(f'{n:,} {s}' for s, n in sorted(alerts.items()))})"
-                                                    if alerts else ""))
+    out.print(text_line(f"alerts: {sum(alerts.values()):,}" + (f" ({', '.join(f'{n:,} {s}' for s, n in sorted(alerts.items()))})"
+                                                              if alerts else "")))
     _print_sla(out, data.get("sla", []), "SLA compliance")
     _print_slos(out, data.get("slo", []))
     out.print(f"[bold]Changes[/]: {len(data['changes'])}")
     for c in data["changes"][:20]:
-        out.print(f"  {local(c['happened_at'])}  {escape(c['summary'])}")
+        out.print(text_line(f"  {local(c['happened_at'])}  {c['summary']}"))
     _print_trend(out, data.get("trend", []))

@@ -113,7 +113,9 @@ def _db_path(ctx: typer.Context) -> Path | None:
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    from ..plain import controls  # a message may quote stored or typed text: its escapes are shown, not run
+
+    print(f"error: {controls(message)}", file=sys.stderr)
     raise typer.Exit(int(code))
 
 
@@ -294,12 +296,16 @@ def print_json(value: Any) -> None:
     """Indented JSON on stdout (orjson: the json module indents in pure Python, 10x slower)."""
     import orjson
 
+    from ..plain import json_bytes  # C1 and bidi controls as \u escapes: the same JSON, inert on a terminal
+
     sys.stdout.flush()
-    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+    sys.stdout.buffer.write(json_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)) + b"\n")
     sys.stdout.buffer.flush()
 
 
 def note(message: str) -> None:
-    print(message, file=sys.stderr)
+    from ..plain import controls
+
+    print(controls(message), file=sys.stderr)
 
 

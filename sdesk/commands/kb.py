@@ -262,7 +262,9 @@ def diff(
     for n in (old, new):
         if n not in revisions:
             raise BadInput(f"{article}: no revision {n} (it has 1 to {max(revisions)})")
-    sys.stdout.write(unified(revisions[old], revisions[new], f"revision {old}", f"revision {new}"))
+    from ..plain import controls
+
+    sys.stdout.write(controls(unified(revisions[old], revisions[new], f"revision {old}", f"revision {new}")))
 
 
 @app.command("import")

@@ -45,6 +45,7 @@ def _build(ctx: typer.Context, since: str, until: Optional[str], by: str = "prio
 def _csv(report: dict) -> None:
     import csv
 
+    from ..plain import csv_cell
     from ..reports import rows
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -52,8 +53,10 @@ def _csv(report: dict) -> None:
     for r in rows(report):
         labels = ";".join(f"{k}={r[k]}" for k in ("policy", "target_name", "source", "user", "ci", "over", "reason")
                           if r.get(k) is not None)
-        writer.writerow([r["section"], r["group"], r["kpi"], labels, "" if r["value"] is None else r["value"], r["unit"],
-                         "" if r["target"] is None else r["target"], "" if r["ok"] is None else r["ok"]])
+        # Groups and labels are names people and payloads gave: no cell may become a formula.
+        writer.writerow([csv_cell(c) for c in (r["section"], r["group"], r["kpi"], labels,
+                                               "" if r["value"] is None else r["value"], r["unit"],
+                                               "" if r["target"] is None else r["target"], "" if r["ok"] is None else r["ok"])])
 
 
 @app.callback()

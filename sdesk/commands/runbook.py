@@ -131,11 +131,15 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def _echo(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    from ..plain import controls  # a step's output is data: its escape sequences are shown, not run
+
+    print(controls(message), file=sys.stderr, flush=True)
 
 
 def _confirm_step(text: str) -> bool:
-    return typer.confirm(f"manual step: {text}\nDone?", default=False, err=True)
+    from ..plain import controls  # the step's text may hold a ticket's title
+
+    return typer.confirm(f"manual step: {controls(text)}\nDone?", default=False, err=True)
 
 
 def _interactive() -> bool:
@@ -189,7 +193,9 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(result)
     else:
-        print(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else ""))
+        from ..plain import controls
+
+        print(controls(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else "")))
     if result["status"] == "failed":
         raise typer.Exit(int(ExitCode.ERROR))
     if result["status"] == "interrupted":

@@ -39,7 +39,9 @@ def add(
         print_json(user)
     else:
         where = f" on queue {queue}" if queue else ""
-        print(f"{user['name']}: {user['queues'][queue] if queue else user['role']}{where}")
+        from ..plain import controls
+
+        print(controls(f"{user['name']}: {user['queues'][queue] if queue else user['role']}{where}"))
 
 
 @app.command("remove")

@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 
 from ..errors import SdeskError
 from ..lifecycle import ref
+from ..plain import controls
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
 from .keybar import KeyBar
 from .screens import Page
@@ -72,6 +73,14 @@ class SdeskApp(App):
 
         self.settings = Settings(db, actor, config)  # the desk config's files, as the CLI reads them
         self.default_role = self.settings.default_role()
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every notification is plain text: messages carry stored text (a title, a user's name, a
+        filter typed in), which Textual would otherwise read as markup ([@click=...] runs an
+        action) and whose control characters would reach the terminal."""
+        super().notify(controls(message), title=controls(title, one_line=True), severity=severity, timeout=timeout,
+                       markup=False)
 
     def sla_config(self):
         """sla.yaml of the desk config, once (a broken file: no SLA column, and a notification)."""
@@ -248,11 +257,13 @@ class QueueScreen(Screen):
         from .. import clock
 
         now = clock.now()
-        for t in rows:
+        for t in rows:  # every cell a Text: a str cell is markup to a DataTable
             table.add_row(ref(t["id"]), Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
                           Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-                          Text(t["title"], no_wrap=True, overflow="ellipsis"), t["service"] or "",
-                          t["assignee"] or "", age(t["created_at"], now), clocks.get(t["id"], ""))
+                          Text(controls(t["title"], one_line=True), no_wrap=True, overflow="ellipsis"),
+                          Text(controls(t["service"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
+                          Text(controls(t["assignee"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
+                          age(t["created_at"], now), clocks.get(t["id"], ""))
         self.rows += rows
         self.more = more and paged
         self.seen = seen
@@ -262,8 +273,8 @@ class QueueScreen(Screen):
             table.move_cursor(row=at)
         view = next((name for key, (name, text) in VIEWS.items() if text == self.filter_text), None)
         tail = " (more below)" if self.more else f" (the first {len(self.rows)}: narrow the filter)" if more else ""
-        self.query_one("#status", Label).update(
-            f"{view or 'filter: ' + self.filter_text} · {len(self.rows)} tickets{tail} · as {self.app.actor}")
+        self.query_one("#status", Label).update(Text(controls(  # the filter and the actor are typed text
+            f"{view or 'filter: ' + self.filter_text} · {len(self.rows)} tickets{tail} · as {self.app.actor}", one_line=True)))
 
     def check_changes(self) -> None:
         self._check()
@@ -401,7 +412,7 @@ def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = F
         if detail:
             parts = [f"{name} {x.state} ({_short(int(x.used.total_seconds()))} of {_short(int(x.target.total_seconds()))})"
                      for name, x in targets.items()]
-            out[t["id"]] = Text(f"SLA {policy.name}: " + ", ".join(parts), style=style)
+            out[t["id"]] = Text(controls(f"SLA {policy.name}: " + ", ".join(parts), one_line=True), style=style)
             continue
         left = r["left_seconds"]
         out[t["id"]] = Text(("-" if left < 0 else "") + _short(abs(left)), style=style)
@@ -460,7 +471,7 @@ class TicketScreen(Page):
             super()._show(data)
 
     def draw(self, data: Any) -> None:
-        from ..render import console, print_ticket, print_why
+        from ..render import console, print_ticket, print_why, text_line
 
         t, events, children, context, linked, why, runs, alerts, sla = data
         out = console()  # the page's, while it draws
@@ -468,14 +479,16 @@ class TicketScreen(Page):
             out.print(sla)
         print_ticket(t, events, children, context, linked)
         if alerts:
-            out.print("\nalerts: " + "; ".join(f"{ref(a['ticket_id'])} {a['source']} {a['status']} x{a['count']} "
-                                               f"(last {a['last']})" for a in alerts))
+            out.print()
+            out.print(text_line("alerts: " + "; ".join(f"{ref(a['ticket_id'])} {a['source']} {a['status']} x{a['count']} "
+                                                       f"(last {a['last']})" for a in alerts)))
         if why.get("triage") or why.get("correlation") or why.get("suppressed"):
             out.print()
             print_why(why)
         if runs:
-            out.print("\nrunbook runs: " + ", ".join(f"{r['id']} {r['runbook']} {r['status']}" for r in runs))
-        self.title = f"{ref(t['id'])} {t['title']}"
+            out.print()
+            out.print(text_line("runbook runs: " + ", ".join(f"{r['id']} {r['runbook']} {r['status']}" for r in runs)))
+        self.title = controls(f"{ref(t['id'])} {t['title']}", one_line=True)
 
     def action_ticket_action(self, action: str) -> None:
         ticket_action(self.app, self.ticket_id, action, self.load)
@@ -610,7 +623,7 @@ class Modal(ModalScreen[list[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.heading)
+            yield Label(Text(controls(self.heading, one_line=True)))
             for i, field in enumerate(self.fields):
                 yield Input(placeholder=field, id=f"f{i}")
 
@@ -639,8 +652,9 @@ class PickModal(Modal):
         from textual.widgets import OptionList
 
         with Vertical():
-            yield Label(self.heading)
-            yield OptionList(*(f"{user}  ·  {what}" for user, what in self.people), id="people")
+            yield Label(Text(controls(self.heading, one_line=True)))
+            yield OptionList(*(Text(controls(f"{user}  ·  {what}", one_line=True)) for user, what in self.people),
+                             id="people")
 
     def on_mount(self) -> None:
         self.query_one("#people").focus()

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Header, Input, Log, Static
 
 from ..errors import SdeskError
 from ..lifecycle import ref
+from ..plain import controls
 from .keybar import KeyBar
 
 
@@ -172,7 +173,8 @@ class KbScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         for a in found:
-            table.add_row(f"KB-{a['id']}", a["title"], ", ".join(a["tags"]))
+            table.add_row(f"KB-{a['id']}", Text(controls(a["title"], one_line=True)),  # a str cell is markup
+                          Text(controls(", ".join(a["tags"]), one_line=True)))
         if found:
             table.focus()
         else:
@@ -206,14 +208,14 @@ class RunbookScreen(Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.title = f"runbook {self.runbook} on {ref(self.ticket_id)}"
+        self.title = controls(f"runbook {self.runbook} on {ref(self.ticket_id)}", one_line=True)
         self.set_interval(0.1, self._flush)
         self._run(dry_run=True)
 
     def _flush(self) -> None:
         if self.lines:
             batch = [self.lines.popleft() for _ in range(min(len(self.lines), 2000))]
-            self.query_one(Log).write_lines(batch)
+            self.query_one(Log).write_lines([controls(line) for line in batch])  # a command's output is data
 
     def action_run(self) -> None:
         if self.prepared is None or self.running:
