@@ -128,7 +128,8 @@ def import_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows imported per table as JSON.")] = False,
 ) -> None:
     """Load an export into an empty desk, in one transaction: its foreign keys and audit chain
-    must check, or nothing is imported.
+    must check, and every ticket, user and API token must be what its events say (as `sdesk
+    audit verify` checks), or nothing is imported.
 
     Example: sdesk --db new.db import desk.jsonl
     """
@@ -143,10 +144,10 @@ def import_(
     except OSError as e:
         raise BadInput(f"cannot open {source}: {e.strerror}") from None
     with stream:
-        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify_chain)
+        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify)
     if as_json:
         print_json(counts)
-    note(f"imported {sum(counts.values()):,} rows into {store.path}; audit chain intact")
+    note(f"imported {sum(counts.values()):,} rows into {store.path}; audit chain intact, rows match their events")
 
 
 @purge_app.command("purge")
