@@ -31,6 +31,7 @@ TICKET_DEFAULTS: dict[str, Any] = {
 }
 TICKET_COLUMNS = tuple(TICKET_DEFAULTS)
 JSON_COLUMNS = ("labels", "tags")
+_LABELS, _TAGS = TICKET_COLUMNS.index("labels"), TICKET_COLUMNS.index("tags")
 # What a `created` event's input may set (the rest of its keys explain, e.g. `triage`).
 _CREATED = frozenset(TICKET_COLUMNS) - {"status", "created_at", "updated_at", "reopen_count", "escalation_level"}
 # What triage may set at intake: unknown after a `created` event older than its `set`.
@@ -149,16 +150,23 @@ def rebuild_ticket(events: Iterable[tuple[str, str, str, str | None]]) -> Rebuil
     return rebuilt
 
 
-def ticket_differences(stored: dict[str, Any], rebuilt: Rebuilt) -> list[tuple[str, Any, Any]]:
-    """(column, stored, rebuilt) for each column of the stored row its events do not explain.
-    `stored` is the row as read (JSON columns as text)."""
+def ticket_differences(stored: tuple, rebuilt: Rebuilt) -> list[tuple[str, Any, Any]]:
+    """(column, stored, rebuilt) for each column of the stored row (its values in TICKET_COLUMNS
+    order, JSON columns as text) that its events do not explain."""
     if rebuilt.row is None:
         return [("*", "a row", "no created event")]
+    row = rebuilt.row
+    if not rebuilt.unknown:  # the common case, in one comparison
+        expected = list(row.values())
+        expected[_LABELS] = orjson.dumps(expected[_LABELS]).decode()
+        expected[_TAGS] = orjson.dumps(expected[_TAGS]).decode()
+        if tuple(expected) == stored:
+            return []
     out = []
-    for column in TICKET_COLUMNS:
+    for column, value in zip(TICKET_COLUMNS, stored):
         if column in rebuilt.unknown:
             continue
-        value, expected = stored[column], rebuilt.row[column]
+        expected = row[column]
         if column in JSON_COLUMNS:
             if value == orjson.dumps(expected).decode():
                 continue

@@ -101,11 +101,11 @@ class AuditStore:
                 differences.append(entry)
 
         kinds = ", ".join(f"'{k}'" for k in p.TICKET_KINDS)
-        events = self.conn.execute(
+        events = self._tuples(
             "SELECT ticket_id, kind, at, actor, CASE WHEN kind IN ('commented', 'unsuppressed') THEN NULL ELSE data END "
             f"FROM events WHERE ticket_id IS NOT NULL AND kind IN ({kinds}) ORDER BY ticket_id, id")
         columns = ", ".join(p.TICKET_COLUMNS)
-        tickets = self.conn.execute(f"SELECT id, {columns} FROM tickets ORDER BY id")
+        tickets = self._tuples(f"SELECT id, {columns} FROM tickets ORDER BY id")
         event = next(events, None)
         for row in tickets:
             ticket_id = row[0]
@@ -119,8 +119,7 @@ class AuditStore:
                 rebuilt.apply(event[1], event[2], event[3], event[4])
                 event = next(events, None)
             checked += 1
-            stored = dict(zip(p.TICKET_COLUMNS, row[1:]))
-            for column, value, expected in p.ticket_differences(stored, rebuilt):
+            for column, value, expected in p.ticket_differences(row[1:], rebuilt):
                 differ({"ticket": ticket_id, "column": column, "stored": value, "rebuilt": expected})
             if rebuilt.unknown and rebuilt.row is not None:
                 for column in rebuilt.unknown:
@@ -159,9 +158,15 @@ class AuditStore:
             raise AuditBroken(f"{tables['count']} stored values differ from what their events say, "
                               f"first {describe(tables['differences'][0])}")
 
+    def _tuples(self: Store, sql: str) -> sqlite3.Cursor:
+        """Rows as plain tuples (the store's sqlite3.Row costs a third more over a whole table)."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql)
+
     def _chain(self: Store) -> Iterator[tuple]:
         """Events and tombstones in id order (a tombstone's kind is None)."""
-        events = self.conn.execute("SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash FROM events ORDER BY id")
+        events = self._tuples("SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash FROM events ORDER BY id")
         if self.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
             yield from events
             return
