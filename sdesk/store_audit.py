@@ -147,16 +147,17 @@ class AuditStore:
         return {"differences": differences, "count": count, "tickets": checked, "users": len(users),
                 "tokens": len(tokens), "not_compared": dict(sorted(not_compared.items()))}
 
-    def verify(self: Store) -> None:
-        """The chain, then every table rebuilt from it (what import checks before it commits);
-        raises AuditBroken naming the first difference."""
+    def verify(self: Store) -> tuple[int, str, int]:
+        """The chain, then every table rebuilt from it (what import and restore check first):
+        verify_chain's answer, or AuditBroken naming the first difference."""
         from .projection import describe
 
-        self.verify_chain()
+        chain = self.verify_chain()
         tables = self.verify_tables(keep=1)
         if tables["count"]:
             raise AuditBroken(f"{tables['count']} stored values differ from what their events say, "
                               f"first {describe(tables['differences'][0])}")
+        return chain
 
     def _tuples(self: Store, sql: str) -> sqlite3.Cursor:
         """Rows as plain tuples (the store's sqlite3.Row costs a third more over a whole table)."""

@@ -325,3 +325,13 @@ def _same_json(a, b):
         return json.loads(a) == json.loads(b)
     except (TypeError, ValueError):
         return False
+
+
+def test_a_backup_whose_rows_were_edited_does_not_restore(cli, db_path, tmp_path):
+    ticket = cli.new("Checkout returns 502", "--priority", "P1")
+    backup = tmp_path / "backup.db"
+    cli("backup", str(backup))
+    tamper(backup, f"UPDATE tickets SET priority = 'P4' WHERE id = {ticket}")
+    r = cli("restore", str(backup), "--yes", ok=False)
+    assert r.exit_code == ExitCode.ERROR and f"SD-{ticket}: priority is 'P4'" in r.stderr
+    assert cli.json("show", str(ticket))["priority"] == "P1"
