@@ -104,8 +104,7 @@ class Rebuilt:
         elif kind in ("status_changed", "assigned"):
             self._move(d, at, actor)
         elif kind == "updated":
-            for column, (_, new) in d.items():
-                self._set(column, new)
+            self._changes(d)
         elif kind == "linked":
             self._set("parent_id", d["parent_id"])
         elif kind == "escalation_requested":
@@ -113,12 +112,17 @@ class Rebuilt:
         elif kind == "problem_linked":
             self._set("problem_id", d["problem_id"])
         elif kind == "triaged":
-            for column, (_, new) in (d.get("changes") or {}).items():
-                self._set(column, new)
+            self._changes(d.get("changes") or {})
             if not d.get("changes"):
                 return  # a re-triage that changed nothing writes nothing
         row["updated_at"] = at
         self.unknown.discard("updated_at")
+
+    def _changes(self, d: dict[str, Any]) -> None:
+        """{column: [old, new]}; other keys (what else the event says) are not columns."""
+        for column, change in d.items():
+            if column in TICKET_DEFAULTS and isinstance(change, list) and len(change) == 2:
+                self._set(column, change[1])
 
     def _move(self, d: dict[str, Any], at: str, actor: str) -> None:
         row, action = self.row, d.get("action")

@@ -335,3 +335,55 @@ def test_a_backup_whose_rows_were_edited_does_not_restore(cli, db_path, tmp_path
     r = cli("restore", str(backup), "--yes", ok=False)
     assert r.exit_code == ExitCode.ERROR and f"SD-{ticket}: priority is 'P4'" in r.stderr
     assert cli.json("show", str(ticket))["priority"] == "P1"
+
+
+# -- every sequence of writes verifies -----------------------------------------------------------
+
+ACTIONS = ["triage", "assign", "ack", "start", "wait", "resolve", "close", "reopen"]
+OPS = st.one_of(
+    st.tuples(st.just("new"), st.sampled_from(["P1", "P2", "P3", "P4"]), st.sampled_from([None, "fp1", "fp2"])),
+    st.tuples(st.just("move"), st.integers(0, 5), st.sampled_from(ACTIONS)),
+    st.tuples(st.just("update"), st.integers(0, 5), st.sampled_from([
+        {"priority": "P2"}, {"title": "renamed"}, {"queue": "dba"}, {"labels": {"env": "prod"}}, {"tags": ["x"]},
+        {"impact": 1, "urgency": 3}, {"description": None}, {"kind": "request"}, {"requester": "ann@example.com"}])),
+    st.tuples(st.just("comment"), st.integers(0, 5), st.just("noted")),
+    st.tuples(st.just("link"), st.integers(0, 5), st.integers(0, 5)),
+    st.tuples(st.just("resolve_alert"), st.sampled_from(["fp1", "fp2"]), st.just(None)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(OPS, min_size=1, max_size=25))
+def test_any_sequence_of_writes_verifies_clean(tmp_path_factory, ops):
+    """The class of the defect: a write whose events do not say what it set. Random sequences of
+    intake (with repeats: occurrences), moves, updates, comments and links always verify."""
+    from sdesk.errors import SdeskError
+    from sdesk.signals import Signal
+
+    with Store(tmp_path_factory.mktemp("ops") / "desk.db") as store:
+        ids: list[int] = []
+        for op, a, b in ops:
+            pick = ids[a % len(ids)] if ids and isinstance(a, int) else None
+            try:
+                if op == "new":
+                    ticket = {"title": f"ticket {len(ids)}", "kind": "incident", "priority": a,
+                              **({"fingerprint": b} if b else {})}
+                    [(ticket_id, _)] = store.receive([Signal("bench", "trigger", ticket=ticket)], actor="tester")
+                    ids.append(ticket_id)
+                elif op == "resolve_alert":
+                    store.receive([Signal("bench", "resolve", fingerprint=a)], actor="tester")
+                elif pick is None:
+                    continue
+                elif op == "move":
+                    store.move(ticket_id=pick, action=b, actor="tester", assignee="bob", resolution="fixed")
+                elif op == "update":
+                    store.update(ticket_id=pick, changes=b, actor="tester")
+                elif op == "comment":
+                    store.comment(ticket_id=pick, text=b, actor="tester")
+                elif op == "link":
+                    store.link(ticket_id=pick, parent_id=ids[b % len(ids)], actor="tester")
+            except SdeskError:
+                pass  # an impossible move or link is refused and changes nothing
+        tables = store.verify_tables()
+    assert tables["count"] == 0, tables["differences"]
+    assert tables["not_compared"] == {}
