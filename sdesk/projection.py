@@ -57,54 +57,55 @@ class Rebuilt:
         self.row: dict[str, Any] | None = None  # None until a `created` event
         self.unknown: set[str] = set()
         self.final = False  # the created event said what triage and enrichment set
-        self.legacy = ""  # "triage": a created event of a triaged ticket older than its `set`
+        self.legacy = False  # a created event of a triaged ticket, older than its `set`
 
     def _set(self, column: str, value: Any) -> None:
         self.row[column] = value  # type: ignore[index]
-        self.unknown.discard(column)
+        if self.unknown:
+            self.unknown.discard(column)
 
     def apply(self, kind: str, at: str, actor: str, text: str | None) -> None:
-        """One event of the ticket, in chain order."""
+        """One event of the ticket, in chain order. The commonest kinds are tested first: this
+        runs once per event of the desk."""
         if kind == "created":
-            self.row, self.unknown, self.final, self.legacy = dict(TICKET_DEFAULTS), set(), False, ""
-        if self.row is None:
-            self.unknown.update(TICKET_COLUMNS)  # an event before any `created`: nothing to rebuild
-            return
+            self.row, self.unknown, self.final, self.legacy = dict(TICKET_DEFAULTS), set(), False, False
+        elif self.row is None:
+            return  # an event before any `created`: there is nothing to rebuild (reported as such)
         d: dict[str, Any] = {} if kind in _NO_DATA or not text else orjson.loads(text)
         row = self.row
-        if kind == "created":
+        if kind == "status_changed" or kind == "assigned":
+            self._move(d, at, actor)
+        elif kind == "created":
             for column, value in d.items():
                 if column in _CREATED:
                     row[column] = value
-            row["created_at"] = row["updated_at"] = at
+            row["created_at"] = at
             if "set" in d:
                 row.update((c, v) for c, v in d["set"].items() if c in _CREATED)
                 self.final = True
             elif "triage" in d:
                 self.unknown |= _TRIAGED
-                self.legacy = "triage"
+                self.legacy = True
+        elif kind == "occurrence":
+            self._set("occurrences", d["occurrences"])
+            if d.get("flapping"):
+                self._set("suppressed", d.get("suppressed"))
+        elif kind == "updated":
+            self._changes(d)
         elif kind == "enriched":
             if self.final:
                 return  # the created event's `set` already holds what enrichment set
             if "set" in d:
                 for column, value in d["set"].items():
-                    self.row[column] = value  # type: ignore[index]
-                    if column not in _TRIAGED or "triage" not in self.legacy:
-                        self.unknown.discard(column)  # (triage ran after enrichment: it may have changed it)
+                    row[column] = value
+                    if not (self.legacy and column in _TRIAGED):  # (triage ran after enrichment)
+                        self.unknown.discard(column)
             else:
                 self.unknown |= {"ci", "team", "queue"}
             return  # same transaction as `created`: updated_at is already its time
-        elif kind == "occurrence":
-            self._set("occurrences", d["occurrences"])
-            if d.get("flapping"):
-                self._set("suppressed", d.get("suppressed"))
         elif kind == "unsuppressed":
             self._set("suppressed", None)
             return  # a silence ending is not an edit of the ticket
-        elif kind in ("status_changed", "assigned"):
-            self._move(d, at, actor)
-        elif kind == "updated":
-            self._changes(d)
         elif kind == "linked":
             self._set("parent_id", d["parent_id"])
         elif kind == "escalation_requested":
@@ -116,7 +117,6 @@ class Rebuilt:
             if not d.get("changes"):
                 return  # a re-triage that changed nothing writes nothing
         row["updated_at"] = at
-        self.unknown.discard("updated_at")
 
     def _changes(self, d: dict[str, Any]) -> None:
         """{column: [old, new]}; other keys (what else the event says) are not columns."""

@@ -15,6 +15,8 @@ import bisect
 import heapq
 import sqlite3
 from collections.abc import Iterator
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -106,29 +108,28 @@ class AuditStore:
             f"FROM events WHERE ticket_id IS NOT NULL AND kind IN ({kinds}) ORDER BY ticket_id, id")
         columns = ", ".join(p.TICKET_COLUMNS)
         tickets = self._tuples(f"SELECT id, {columns} FROM tickets ORDER BY id")
-        event = next(events, None)
+        # Merge the two id-ordered streams: a ticket's events come as one group.
+        groups = groupby(events, key=itemgetter(0))
+        group = next(groups, None)
         for row in tickets:
             ticket_id = row[0]
-            while event is not None and event[0] < ticket_id:  # events of a ticket whose row is gone
-                gone = event[0]
-                differ({"ticket": gone, "column": "*", "stored": None, "rebuilt": "a row"})
-                while event is not None and event[0] == gone:
-                    event = next(events, None)
+            while group is not None and group[0] < ticket_id:  # events of a ticket whose row is gone
+                differ({"ticket": group[0], "column": "*", "stored": None, "rebuilt": "a row"})
+                group = next(groups, None)
             rebuilt = p.Rebuilt()
-            while event is not None and event[0] == ticket_id:
-                rebuilt.apply(event[1], event[2], event[3], event[4])
-                event = next(events, None)
+            if group is not None and group[0] == ticket_id:
+                for _, kind, at, actor, data in group[1]:
+                    rebuilt.apply(kind, at, actor, data)
+                group = next(groups, None)
             checked += 1
             for column, value, expected in p.ticket_differences(row[1:], rebuilt):
                 differ({"ticket": ticket_id, "column": column, "stored": value, "rebuilt": expected})
             if rebuilt.unknown and rebuilt.row is not None:
                 for column in rebuilt.unknown:
                     not_compared[column] = not_compared.get(column, 0) + 1
-        while event is not None:
-            gone = event[0]
-            differ({"ticket": gone, "column": "*", "stored": None, "rebuilt": "a row"})
-            while event is not None and event[0] == gone:
-                event = next(events, None)
+        while group is not None:
+            differ({"ticket": group[0], "column": "*", "stored": None, "rebuilt": "a row"})
+            group = next(groups, None)
 
         accounts = p.Accounts()
         kinds = ", ".join(f"'{k}'" for k in p.USER_KINDS)
