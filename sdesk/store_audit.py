@@ -100,12 +100,14 @@ class AuditStore:
             nonlocal count
             count += 1
             if len(differences) < keep:
+                if isinstance(entry["stored"], bytes):  # a BLOB written by hand: shown, not decoded
+                    entry["stored"] = f"<{len(entry['stored'])} bytes>"
                 differences.append(entry)
 
         kinds = ", ".join(f"'{k}'" for k in p.TICKET_KINDS)
         events = self._tuples(
-            "SELECT ticket_id, kind, at, actor, CASE WHEN kind IN ('commented', 'unsuppressed') THEN NULL ELSE data END "
-            f"FROM events WHERE ticket_id IS NOT NULL AND kind IN ({kinds}) ORDER BY ticket_id, id")
+            "SELECT ticket_id, kind, at, actor, CASE WHEN kind IN ('commented', 'unsuppressed') THEN NULL "
+            f"ELSE data END FROM events WHERE ticket_id IS NOT NULL AND kind IN ({kinds}) ORDER BY ticket_id, id")
         columns = ", ".join(p.TICKET_COLUMNS)
         tickets = self._tuples(f"SELECT id, {columns} FROM tickets ORDER BY id")
         # Merge the two id-ordered streams: a ticket's events come as one group.
