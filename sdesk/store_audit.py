@@ -15,6 +15,7 @@ import bisect
 import heapq
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -50,9 +51,28 @@ def _within(ranges_: list[list[int]], i: int) -> bool:
 
 
 class AuditStore:
+    @contextmanager
+    def snapshot(self: Store) -> Iterator[None]:
+        """One read transaction around several reads: what verify checks is one state of the
+        desk, whatever other processes commit meanwhile (otherwise an event appended between
+        reading the chain and its counter would look like a deleted one). Inside a transaction
+        already (import's), that one."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
     def verify_chain(self: Store) -> tuple[int, str, int]:
         """Check every event against the chain: (events checked, head hash, tombstones passed);
         raises AuditBroken naming the first event altered, inserted or deleted."""
+        with self.snapshot():
+            return self._verify_chain()
+
+    def _verify_chain(self: Store) -> tuple[int, str, int]:
         from .store import GENESIS, event_hash
 
         purges = [(pid, orjson.loads(data)) for pid, data in
@@ -90,6 +110,10 @@ class AuditStore:
         column, stored, rebuilt), "count": how many in all, "tickets": rows checked, "not_compared":
         column -> rows whose events are too old to rebuild it}. Tickets are read in id order
         beside their events in (ticket, id) order, one ticket at a time."""
+        with self.snapshot():
+            return self._verify_tables(keep)
+
+    def _verify_tables(self: Store, keep: int) -> dict[str, Any]:
         from . import projection as p
 
         differences: list[dict[str, Any]] = []
@@ -155,8 +179,9 @@ class AuditStore:
         verify_chain's answer, or AuditBroken naming the first difference."""
         from .projection import describe
 
-        chain = self.verify_chain()
-        tables = self.verify_tables(keep=1)
+        with self.snapshot():
+            chain = self.verify_chain()
+            tables = self.verify_tables(keep=1)
         if tables["count"]:
             raise AuditBroken(f"{tables['count']} stored values differ from what their events say, "
                               f"first {describe(tables['differences'][0])}")

@@ -51,15 +51,17 @@ def verify(
     Example: sdesk audit verify --anchors /backup/sdesk-anchors.jsonl
     """
     store = store_of(ctx)
-    count, head, tombstones = store.verify_chain()
-    checked = 0
-    for event_id, expected in _anchors(anchors) if anchors else []:
-        if event_id == 0:
-            continue  # anchored an empty desk
-        if store.chain_hash(event_id) != expected:
-            raise AuditBroken(f"audit chain broken: event {event_id} no longer has the anchored hash {expected[:16]}")
-        checked += 1
-    tables = store.verify_tables()
+    with store.snapshot():  # one state of the desk, whatever others write meanwhile
+        count, head, tombstones = store.verify_chain()
+        checked = 0
+        for event_id, expected in _anchors(anchors) if anchors else []:
+            if event_id == 0:
+                continue  # anchored an empty desk
+            if store.chain_hash(event_id) != expected:
+                raise AuditBroken(f"audit chain broken: event {event_id} no longer has the anchored hash "
+                                  f"{expected[:16]}")
+            checked += 1
+        tables = store.verify_tables()
     if as_json:
         print_json({"ok": not tables["count"], "events": count, "purged_events": tombstones, "head": head,
                     "anchors": checked, "tickets": tables["tickets"], "users": tables["users"],
