@@ -9,6 +9,10 @@ Events written before an event said everything: a `created` event of a triaged t
 not carry what triage set (`set`), an `enriched` event without `set`, a `token_added` without
 the token's hash. Those columns cannot be rebuilt; they are left out of the comparison for that
 row until a later event sets them, and verify says how many were left out.
+
+So any new write of a ticket, user, queue-role or token column (a command, a migration that
+backfills) must append an event that says the new value, and be taught to `Rebuilt.apply` or
+`Accounts.apply`; test_audit_projection's broad mix and property tests catch one that is not.
 """
 
 from __future__ import annotations
