@@ -6,9 +6,10 @@ chain and name each column a direct edit of the file changed. One ticket is rebu
 from its own events in order, so a desk of any size is checked in constant memory.
 
 Events written before an event said everything: a `created` event of a triaged ticket that does
-not carry what triage set (`set`), an `enriched` event without `set`, a `token_added` without
-the token's hash. Those columns cannot be rebuilt; they are left out of the comparison for that
-row until a later event sets them, and verify says how many were left out.
+not carry what triage set (`set`: its explanation says all of it but the correlation group), an
+`enriched` event without `set`, a `token_added` without the token's hash. Those columns cannot
+be rebuilt; they are left out of the comparison for that row until a later event sets them, and
+verify says how many were left out.
 
 So any new write of a ticket, user, queue-role or token column (a command, a migration that
 backfills) must append an event that says the new value, and be taught to `Rebuilt.apply` or
@@ -38,9 +39,8 @@ JSON_COLUMNS = ("labels", "tags")
 _LABELS, _TAGS = TICKET_COLUMNS.index("labels"), TICKET_COLUMNS.index("tags")
 # What a `created` event's input may set (the rest of its keys explain, e.g. `triage`).
 _CREATED = frozenset(TICKET_COLUMNS) - {"status", "created_at", "updated_at", "reopen_count", "escalation_level"}
-# What triage may set at intake: unknown after a `created` event older than its `set`.
-_TRIAGED = frozenset({"kind", "priority", "impact", "urgency", "category", "queue", "team", "assignee", "tags",
-                      "runbook", "suppressed", "parent_id", "group_key"})
+# What triage's rules, matrix and classifier may set (Decision.sets).
+_DECIDED = frozenset({"kind", "priority", "impact", "urgency", "category", "queue", "team", "assignee", "tags"})
 # Events that change a ticket's row (the others, e.g. comments' text or pages, only explain). A
 # write that sets a column writes updated_at too, except where noted in `apply`.
 TICKET_KINDS = ("created", "enriched", "occurrence", "unsuppressed", "status_changed", "assigned", "commented",
@@ -61,7 +61,7 @@ class Rebuilt:
         self.row: dict[str, Any] | None = None  # None until a `created` event
         self.unknown: set[str] = set()
         self.final = False  # the created event said what triage and enrichment set
-        self.legacy = False  # a created event of a triaged ticket, older than its `set`
+        self.legacy: dict[str, Any] = {}  # what triage set, read from an older created event's explanation
 
     def _set(self, column: str, value: Any) -> None:
         self.row[column] = value  # type: ignore[index]
@@ -72,7 +72,7 @@ class Rebuilt:
         """One event of the ticket, in chain order. The commonest kinds are tested first: this
         runs once per event of the desk."""
         if kind == "created":
-            self.row, self.unknown, self.final, self.legacy = dict(TICKET_DEFAULTS), set(), False, False
+            self.row, self.unknown, self.final, self.legacy = dict(TICKET_DEFAULTS), set(), False, {}
         elif self.row is None:
             return  # an event before any `created`: there is nothing to rebuild (reported as such)
         d: dict[str, Any] = {} if kind in _NO_DATA or not text else orjson.loads(text)
@@ -88,8 +88,9 @@ class Rebuilt:
                 row.update((c, v) for c, v in d["set"].items() if c in _CREATED)
                 self.final = True
             elif "triage" in d:
-                self.unknown |= _TRIAGED
-                self.legacy = True
+                self.legacy = _triage_sets(d["triage"])
+                row.update(self.legacy)
+                self.unknown.add("group_key")  # correlation's group: in no event before `set`
         elif kind == "occurrence":
             self._set("occurrences", d["occurrences"])
             if d.get("flapping"):
@@ -101,9 +102,9 @@ class Rebuilt:
                 return  # the created event's `set` already holds what enrichment set
             if "set" in d:
                 for column, value in d["set"].items():
-                    row[column] = value
-                    if not (self.legacy and column in _TRIAGED):  # (triage ran after enrichment)
-                        self.unknown.discard(column)
+                    self._set(column, value)
+                if self.legacy:
+                    row.update(self.legacy)  # triage ran after enrichment: its choices win
             else:
                 self.unknown |= {"ci", "team", "queue"}
             return  # same transaction as `created`: updated_at is already its time
@@ -148,6 +149,24 @@ class Rebuilt:
             row["closed_at"] = at
         elif action == "reopen":
             row.update(reopen_count=row["reopen_count"] + 1, resolved_at=None, closed_at=None)
+
+
+def _triage_sets(explanation: dict[str, Any]) -> dict[str, Any]:
+    """What triage set at intake, from the explanation a `created` event carried before it
+    carried `set` (triage.decide and store_triage.Triager.apply): the decision's fields, the
+    runbook of the last rule that named one, the assignee a queue strategy picked, the
+    suppression and the parent. Only the correlation group is not in it."""
+    sets = {k: v for k, v in (explanation.get("set") or {}).items() if k in _DECIDED}
+    for fired in explanation.get("rules") or ():
+        if "runbook" in (fired.get("set") or {}):
+            sets["runbook"] = fired["set"]["runbook"]
+    if "assigned" in explanation:
+        sets["assignee"] = explanation["assigned"].get("assignee")
+    if explanation.get("suppressed"):
+        sets["suppressed"] = explanation["suppressed"]
+    if "parent" in (explanation.get("correlation") or {}):
+        sets["parent_id"] = explanation["correlation"]["parent"]
+    return sets
 
 
 def rebuild_ticket(events: Iterable[tuple[str, str, str, str | None]]) -> Rebuilt:
