@@ -75,7 +75,7 @@ def verify(
         if tables["count"] > len(tables["differences"]):
             print(f"... and {tables['count'] - len(tables['differences'])} more")
         for column, rows in tables["not_compared"].items():
-            note(f"note: {column} of {rows} rows not compared: their events predate recording it")
+            note(f"note: {column} of {rows} rows not compared: no event of theirs records it")
         if not tables["count"]:
             purged = f" ({tombstones} purged, their places kept)" if tombstones else ""
             anchored = f", {checked} anchors match" if anchors else ""
