@@ -81,7 +81,8 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
                  check: Callable[[], object] = lambda: None) -> dict[str, int]:
     """Load an export into this (empty) database in one transaction; returns rows per table.
     Foreign keys are checked once at the end, since tables arrive in name order, and `check`
-    (the audit chain) before the commit: a tampered export leaves nothing behind."""
+    (the audit chain, and the tables rebuilt from it) before the commit: a tampered export leaves
+    nothing behind."""
     if conn.execute("SELECT (SELECT count(*) FROM tickets) + (SELECT count(*) FROM events)").fetchone()[0]:
         raise Conflict("import goes into an empty desk: this database already has tickets or events")
     counts: dict[str, int] = {}

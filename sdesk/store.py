@@ -58,6 +58,7 @@ UPDATE_FIELDS = (
     "ci", "queue", "team", "requester", "labels", "tags",
 )
 JSON_FIELDS = ("labels", "tags")
+_SETTABLE = frozenset((*CREATE_FIELDS, *JSON_FIELDS))  # what a created event's `set` may hold
 
 @functools.lru_cache(maxsize=64)
 def _ticket_columns(fields: tuple[str, ...]) -> tuple[str, str]:
@@ -432,6 +433,9 @@ class _Triggers:
                 contexts.append((ticket_id, to_json(context)))
             if self.triager is not None:
                 t, created["triage"] = self.triager.apply(ticket_id, {**t, "source": source}, alert, context or {})
+                # What the row holds beyond the input (enrichment's and triage's choices), so that
+                # `audit verify` can rebuild it from this event.
+                created["set"] = {k: v for k, v in t.items() if k in _SETTABLE and created.get(k) != v}
             if context or self.triager is not None:
                 present.update(t)
             if t.get("queue"):
@@ -1069,6 +1073,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if action in ("ack", "start"):
             sets["acknowledged_at"] = t["acknowledged_at"] or at
             sets["assignee"] = t["assignee"] or tx.actor
+            if not t["assignee"]:
+                data["assignee"] = tx.actor  # the event says whom it assigned (audit verify rebuilds it)
         if action == "resolve":
             if not resolution or not resolution.strip():
                 raise BadInput("resolve: --resolution must say what fixed it")

@@ -136,7 +136,10 @@ class UsersStore:
             token_id = tx.conn.execute(
                 "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
                 (user_key(name), label, token_hash(token), actor, tx.at)).lastrowid
-            tx.event(None, "token_added", {"token": token_id, "user": row[0], "label": label})
+            # The token's sha256 (as the table keeps it, never the token): audit verify rebuilds
+            # the table from these events, so a token row inserted by hand is caught.
+            tx.event(None, "token_added", {"token": token_id, "user": row[0], "label": label,
+                                           "hash": token_hash(token)})
         return token_id, token
 
     def token_revoke(self: Store, token_id: int, *, actor: str) -> None:

@@ -44,8 +44,9 @@ def restore(
     source: Annotated[Path, typer.Argument(help="A backup made by sdesk backup.", show_default=False)],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
 ) -> None:
-    """Replace the desk's database with a backup, after checking the backup's integrity and
-    audit chain. Admins only; the restore is recorded on the restored chain.
+    """Replace the desk's database with a backup, after checking the backup's integrity, its
+    audit chain and its rows against their events (as `sdesk audit verify`). Admins only; the
+    restore is recorded on the restored chain.
 
     Example: sdesk restore /backups/sdesk-2026-11-26.db --yes
     """
@@ -75,7 +76,7 @@ def restore(
         if version > migrations.SCHEMA_VERSION:
             raise BadInput(f"{source}: made by a newer sdesk (schema {version}); upgrade sdesk")
         with Store(copy) as backup:
-            events, head, _ = backup.verify_chain()  # refuses a backup whose history was altered
+            events, head, _ = backup.verify()  # refuses a backup whose history or rows were altered
             if not yes:
                 if not sys.stdin.isatty():
                     raise BadInput("restore replaces the whole desk: give --yes")
@@ -128,7 +129,8 @@ def import_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows imported per table as JSON.")] = False,
 ) -> None:
     """Load an export into an empty desk, in one transaction: its foreign keys and audit chain
-    must check, or nothing is imported.
+    must check, and every ticket, user and API token must be what its events say (as `sdesk
+    audit verify` checks), or nothing is imported.
 
     Example: sdesk --db new.db import desk.jsonl
     """
@@ -143,10 +145,10 @@ def import_(
     except OSError as e:
         raise BadInput(f"cannot open {source}: {e.strerror}") from None
     with stream:
-        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify_chain)
+        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify)
     if as_json:
         print_json(counts)
-    note(f"imported {sum(counts.values()):,} rows into {store.path}; audit chain intact")
+    note(f"imported {sum(counts.values()):,} rows into {store.path}; audit chain intact, rows match their events")
 
 
 @purge_app.command("purge")
