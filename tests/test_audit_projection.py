@@ -138,7 +138,7 @@ def test_a_ticket_edited_in_the_file_fails_verify_and_names_the_columns(desk, db
 
 ACCOUNT_TAMPERING = {
     "a viewer made an admin": ("UPDATE users SET role = 'admin' WHERE key = 'vic'", "users vic: role is 'admin'"),
-    "a user inserted": ("INSERT INTO users VALUES ('mallory', 'mallory', 'admin', NULL, 'tester', '2026-01-01')",
+    "a user inserted": ("INSERT INTO users VALUES ('mallory', 'mallory', 'admin', NULL, 'tester', '2026-01-01', 'mallory', NULL)",
                         "users mallory: exists, but no event made it"),
     "a user deleted": ("DELETE FROM users WHERE key = 'vic'", "users vic: was deleted"),
     "a queue role inserted": ("INSERT INTO user_queue_roles VALUES ('vic', 'payments', 'admin')",
@@ -225,10 +225,10 @@ def _rehash(db, change):
     conn = sqlite3.connect(db)
     conn.execute("DROP TRIGGER events_no_update")
     prev = GENESIS
-    for event_id, ticket_id, at, actor, kind, data in conn.execute(
-            "SELECT id, ticket_id, at, actor, kind, data FROM events ORDER BY id").fetchall():
+    for event_id, ticket_id, at, actor, kind, data, login in conn.execute(
+            "SELECT id, ticket_id, at, actor, kind, data, login FROM events ORDER BY id").fetchall():
         data = json.dumps(change(kind, json.loads(data)), separators=(",", ":"), ensure_ascii=False)
-        h = event_hash(prev, event_id, ticket_id, at, actor, kind, data)
+        h = event_hash(prev, event_id, ticket_id, at, actor, kind, data, login)
         conn.execute("UPDATE events SET data = ?, prev_hash = ?, hash = ? WHERE id = ?", (data, prev, h, event_id))
         prev = h
     conn.commit()
