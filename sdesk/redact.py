@@ -51,7 +51,7 @@ _PATTERNS = {
         r"(?i:(?:(?:\b|(?<=_))pass|password|passwd|passphrase|pwd|secret(?:[_\- ]?(?:access[_\- ]?)?key)?|"
         r"client[_\- ]?secret|api[_\- ]?(?:key|token|secret)|apikey|access[_\- ]?(?:key|token)|"
         r"auth[_\- ]?token|refresh[_\- ]?token|private[_\- ]?key|token|credentials?)"
-        r"\b(?:\\?[\"'])?\s*(?:[:=]|\bis\b)\s*(?:\\?[\"'])?)(?!-----BEGIN)"
+        r"\b(?:\\?[\"'])?\s*(?:[:=]|\bis\b)\s*(?:\\?[\"'])?)(?!-----BEGIN|(?i:bearer|basic|token)\s)"
         r"(?P<password_v>(?<=')[^'\n]{4,200}(?=')|(?<=\")[^\"\n\\]{4,200}(?=\\?\")|[^\s\"',;\\]{4,})"
     ),
     # A card number stands alone: digits inside a longer token (a hex id, a hash) are not one.
@@ -211,9 +211,14 @@ def _scan(text: str, found: list[str], kinds: frozenset[str] | None = None) -> s
         value_group = f"{kind}_v"
         start, end = m.span(value_group) if value_group in m.re.groupindex else m.span()
         value = m.string[start:end]
+        if value.startswith("[REDACTED:"):
+            # Redacted already: the text stays as it is (redacting twice changes nothing), and
+            # the kind is still reported (a runbook refuses a parameter that held a secret).
+            found.append(value[10:].split("]", 1)[0])
+            return m.group()
         if not _is_secret(kind, value, m.string[m.start():start]):
             return m.group()
-        if kind == "password":
+        if kind in ("password", "authorization", "bearer_token"):  # named by what it holds, when known
             kind = next((k for k, p in _tokens().items() if p.fullmatch(value)), kind)
         found.append(kind)
         return m.string[m.start():start] + f"[REDACTED:{kind}]" + m.string[end:m.end()]
@@ -225,8 +230,6 @@ def _scan(text: str, found: list[str], kinds: frozenset[str] | None = None) -> s
 def _is_secret(kind: str, value: str, before: str) -> bool:
     """Whether a match is a secret: the checks a pattern cannot make. `before` is the text the
     match holds before the value (`password: `)."""
-    if value.startswith("[REDACTED:"):
-        return False  # redacted already: redacting twice changes nothing
     if kind == "card_number":
         return _luhn(re.sub(r"\D", "", value))
     if kind == "basic_auth":

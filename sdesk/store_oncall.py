@@ -36,6 +36,7 @@ class OnCallStore:
         with self._write(actor) as tx:
             check_override(override, config, self.overrides(schedule=override.schedule, since=override.start,
                                                             until=override.end))
+            reason = tx.clean(reason)
             row = (override.schedule, override.user, clock.iso(override.start), clock.iso(override.end), reason,
                    actor, tx.at)
             override_id = tx.conn.execute(
