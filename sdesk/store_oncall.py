@@ -181,6 +181,7 @@ class OnCallStore:
             if row is None:
                 return
             attempts = row[0] + 1
+            error = tx.clean(error)  # what a notifier answered can quote its URL, token and all
             channels = ",".join(sorted(set(filter(None, row[1].split(","))) | sent_to))
             if error is None:
                 tx.conn.execute("UPDATE pages SET status = 'delivered', attempts = ?, delivered_at = ?, delivery = ?, "
