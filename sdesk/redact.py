@@ -13,34 +13,35 @@ from typing import Any
 _PATTERNS = {
     "private_key": r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----|\Z)",
     # Vendor tokens have prefixes no word has, so they are found glued to a word too
-    # (`creds_AKIA...`, `SLACK_xoxb-...`, `keysk_live_...`): no word boundary before them.
-    "aws_key": r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}(?![0-9A-Z])",
+    # (`creds_AKIA...`, `SLACK_xoxb-...`, `keysk_live_...`): no word boundary before them, nor
+    # after those of a fixed length (two keys glued together are two keys).
+    "aws_key": r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}",
     "github_token": r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![A-Za-z0-9])",
     "gitlab_token": r"gl(?:pat|dt|rt|cbt|ptt|ft|imt|oas|soat)-[A-Za-z0-9_\-]{20,}",
     "slack_token": r"xox[abposre]-[A-Za-z0-9\-]{10,}",
     "slack_webhook": r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_\-]{20,}",
-    "google_api_key": r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])",
+    "google_api_key": r"AIza[0-9A-Za-z_\-]{35}",
     "stripe_key": r"(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}(?![0-9A-Za-z])",
     "openai_key": r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}",
     "anthropic_key": r"sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_\-]{20,}",
-    "npm_token": r"npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])",
+    "npm_token": r"npm_[A-Za-z0-9]{36}",
     "pypi_token": r"pypi-AgE[A-Za-z0-9_\-]{50,}",
     "huggingface_token": r"hf_[A-Za-z0-9]{34,}(?![A-Za-z0-9])",
     "sendgrid_key": r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}",
-    "telegram_token": r"(?<!\d)\d{8,10}:AA[A-Za-z0-9_\-]{33}(?![A-Za-z0-9_\-])",
+    "telegram_token": r"(?<!\d)\d{8,10}:AA[A-Za-z0-9_\-]{33}",
     "digitalocean_token": r"do[por]_v1_[a-f0-9]{64}",
     "shopify_token": r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}",
-    "mailchimp_key": r"(?<![0-9a-f])[0-9a-f]{32}-us\d{1,2}(?!\w)",
     "jwt": r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     # The header's value whatever its scheme; a value without a digit must be long (see _scan).
-    "authorization": (r"(?i:\b(?:proxy-)?authorization\b(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?(?:[a-z\-]{2,20}\s+)?)"
+    "authorization": (r"(?i:(?:proxy-)?authorization\b(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?(?:[a-z\-]{2,20}\s+)?)"
                       r"(?P<authorization_v>[^\s\"',;\\]{8,})"),
-    "bearer_token": r"(?i:\bbearer\s+)(?P<bearer_token_v>[A-Za-z0-9\-._~+/]{16,}=*)",
+    "bearer_token": r"(?i:bearer\s+)(?P<bearer_token_v>[A-Za-z0-9\-._~+/]{16,}=*)",
     # Only what decodes to user:password (checked in _scan): "basic" is a common word.
-    "basic_auth": r"(?i:\bbasic\s+)(?P<basic_auth_v>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])",
-    # The password runs to the last "@" before the host: passwords hold "@" too.
-    "url_password": r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^/\s:@]{1,64}:(?P<url_password_v>[^\s/]{1,128})@",
-    "connection_secret": r"(?i:\b(?:AccountKey|SharedAccessKey|Password|Pwd)=)(?P<connection_secret_v>[^;\s\"']{4,})",
+    "basic_auth": r"(?i:basic\s+)(?P<basic_auth_v>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])",
+    # The password runs to the last "@" before the host: passwords hold "@" too. No word
+    # boundary before the scheme: a URL glued to a word (or to a redaction) is still one.
+    "url_password": r"[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^/\s:@]{1,64}:(?P<url_password_v>[^\s/]{1,128})@",
+    "connection_secret": r"(?i:(?:AccountKey|SharedAccessKey|Password|Pwd)=)(?P<connection_secret_v>[^;\s\"']{4,})",
     "mysql_password": (r"\bmysql(?:dump|admin|sh|import|check|binlog)?\b[^\n|;&]{0,200}?\s-p"
                        r"(?P<mysql_password_v>'[^'\n]{1,128}'|\"[^\"\n]{1,128}\"|[^\s'\"]{1,128})"),
     "cli_password": r"(?:\bsshpass\s+-p|\bredis-cli\b[^\n|;&]{0,200}?\s-a)\s*(?P<cli_password_v>[^\s'\"]{1,128})",
@@ -75,26 +76,25 @@ _KIND_HINTS = {
     "slack_webhook": ("hooks.slack",),
     "google_api_key": ("aiza",),
     "stripe_key": ("_live_", "_test_"),
-    "openai_key": ("sk-", "t3blbkfj"),
+    "openai_key": ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-none-", "t3blbkfj"),
     "anthropic_key": ("sk-ant-",),
     "npm_token": ("npm_",),
     "pypi_token": ("pypi-",),
     "huggingface_token": ("hf_",),
-    "digitalocean_token": ("_v1_",),
+    "digitalocean_token": ("dop_v1_", "doo_v1_", "dor_v1_"),
     "shopify_token": ("shpat_", "shpca_", "shppa_", "shpss_"),
-    "mailchimp_key": ("-us",),
     "jwt": ("eyj",),
     "authorization": ("authorization",),
     "bearer_token": ("bearer",),
     "basic_auth": ("basic",),
     "connection_secret": ("accountkey", "accesskey", "pass", "pwd"),
-    "mysql_password": ("mysql",),
-    "cli_password": ("sshpass", "redis-cli"),
     "password": ("pass", "pwd", "secret", "token", "private", "credential", "apikey", "api key", "api_key", "api-key",
                  "api secret", "api_secret", "api-secret", "apisecret", "accesskey", "access key", "access_key",
                  "access-key"),
 }
 _CASED_KINDS = {"sendgrid_key": ("SG.",), "telegram_token": (":AA",)}
+# Kinds that need two hints: "mysql" alone is in many alerts, "-p" in many host names.
+_PAIRED_KINDS = {"mysql_password": (("mysql", "-p"),), "cli_password": (("sshpass", "-p"), ("redis-cli", "-a"))}
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,6 +118,7 @@ def _kinds(text: str) -> frozenset[str]:
     low = text.lower()
     kinds = {kind for kind, hints in _KIND_HINTS.items() if any(h in low for h in hints)}
     kinds.update(kind for kind, hints in _CASED_KINDS.items() if any(h in text for h in hints))
+    kinds.update(kind for kind, pairs in _PAIRED_KINDS.items() if any(a in low and b in low for a, b in pairs))
     if "@" in low and "://" in low:
         kinds.add("url_password")
     if _has_digit_run(text):
@@ -132,6 +133,7 @@ _HINTS = tuple(h for h in _ALL_HINTS if "_" not in h and "-" not in h)
 _UNDERSCORE_HINTS = tuple(h for h in _ALL_HINTS if "_" in h)
 _DASH_HINTS = tuple(h for h in _ALL_HINTS if "-" in h and "_" not in h)
 _CASED_HINTS = tuple(h for hints in _CASED_KINDS.values() for h in hints)
+_PAIRED_HINTS = tuple(pair for pairs in _PAIRED_KINDS.values() for pair in pairs)
 _DIGIT_RUN = re.compile(r"\d[\d \-.]{11,}\d")
 _ONE_DIGIT, _THIRTEEN_DIGITS = bytes.maketrans(b"123456789", b"000000000"), b"0" * 13
 
@@ -155,6 +157,9 @@ def might_hold_secrets(text: str) -> bool:
                 return True
     for hint in _CASED_HINTS:
         if hint in text:
+            return True
+    for a, b in _PAIRED_HINTS:
+        if a in low and b in low:
             return True
     return _has_digit_run(text)
 
