@@ -189,7 +189,7 @@ class _Tx:
         if value is None:
             return None
         clean, kinds = redact_strings(value, pii)
-        if kinds:
+        if kinds and clean != value:  # (text redacted before, quoted again, is reported but unchanged)
             self.redacted.setdefault(ticket_id, set()).update(kinds)
         return clean
 
@@ -302,7 +302,9 @@ class _Triggers:
         if runs:
             RunbookStore.queue_runs(tx, runs)
         for ticket_id, (occurrences, repeats, source) in self.bumped.items():
-            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source})
+            # Counts and the source's name (a format's, as intake names it): nothing to redact.
+            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source},
+                     clean=True)
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
                             [(n, tx.at, ticket_id) for ticket_id, (n, _, _) in self.bumped.items()])
         self._release(list(self.bumped))

@@ -259,3 +259,12 @@ def test_no_text_of_the_shared_corpus_is_changed():
         pytest.skip(f"{CORPUS} is absent: the shared corpus is not committed (its licences differ)")
     changed = [t for t in corpus_texts() if redact(t)[0] != t]
     assert not changed, [t[:200] for t in changed[:5]]
+
+
+def test_every_hint_a_pattern_is_chosen_by_passes_the_prefilter():
+    """The prefilter's grouped hints cover every pattern's own: a text holding any of them is scanned."""
+    from sdesk.redact import _CASED_KINDS, _KIND_HINTS, _PAIRED_KINDS
+
+    hints = [h for hs in (*_KIND_HINTS.values(), *_CASED_KINDS.values()) for h in hs]
+    hints += [f"{a} {b}" for pairs in _PAIRED_KINDS.values() for a, b in pairs]
+    assert [h for h in hints if not might_hold_secrets(f"x {h} x")] == []

@@ -281,6 +281,21 @@ def test_every_table_the_store_writes_is_accounted_for():
     assert len(written) >= 25
 
 
+def test_an_event_is_redacted_whatever_the_write_forgot(db_path):
+    """_Tx.event redacts every string of its data, keys too: a write that cleans nothing (here
+    Store.record, as a restore uses it) still stores no secret, and says so on the timeline."""
+    from sdesk.store import Store
+
+    planted = plant_all("record")
+    with Store(db_path) as store:
+        store.record("tester", "restored", {"note": _all(planted), **{text: "v" for _, text, _ in _short(planted)}})
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []
+    with Store(db_path) as store:
+        kinds = store.conn.execute("SELECT data FROM events WHERE kind = 'redacted'").fetchone()[0]
+    assert "private_key" in kinds and "aws_key" in kinds
+
+
 # -- the search -------------------------------------------------------------------------------------
 
 @pytest.fixture
