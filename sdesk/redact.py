@@ -1,9 +1,13 @@
 """Secrets out before anything is stored: each is replaced by `[REDACTED:kind]`.
 
-One combined regular expression scans a text once (intake runs it on every field of tens of
-thousands of tickets a second). Each alternative is a named group; where only part of a match
-is secret (the value of `password=...`, the password of a URL), the group `<kind>_v` marks it.
-Card numbers must also pass the Luhn check. Pure: no I/O.
+Intake runs this on every field of tens of thousands of tickets a second, so a cheap test of
+hints (might_hold_secrets) lets ordinary text through unscanned, and a text that holds hints is
+scanned once by one regular expression combining the patterns its hints call for. Each
+alternative is a named group; where only part of a match is secret (the value of
+`password=...`, the password of a URL), the group `<kind>_v` marks it. Some matches are checked
+further (_is_secret): a card number must pass the Luhn check, Basic credentials must decode to
+`user:password`, a word after "password is" must not be plain English. The store calls this on
+every write (store.py: _Tx.clean, _Tx.event). Pure: no I/O.
 """
 
 import functools
