@@ -270,8 +270,11 @@ def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, ac
 def _ticket_text(t: dict[str, Any]) -> str:
     """The free text of a new ticket, in one string for the secrets pre-check (a flat join is
     cheaper than walking the dict, at one call per ticket stored)."""
-    parts = [v for f in TEXT_FIELDS if (v := t.get(f))]
-    parts += (t.get("labels") or {}).values()
+    parts = [v for v in t.values() if v.__class__ is str]
+    labels = t.get("labels")
+    if labels:
+        parts += labels  # the keys: a label's name can hold a secret too
+        parts += labels.values()
     parts += t.get("tags") or ()
     return "\n".join(parts)
 
@@ -345,12 +348,29 @@ class _Tx:
         seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self._next_id = (seq[0] if seq else 0) + 1
         self.events: list[tuple] = []
+        self.redacted: dict[int | None, set[str]] = {}  # ticket (None: the desk) -> kinds of secret taken out
 
-    def event(self, ticket_id: int | None, kind: str, data: dict[str, Any]) -> None:
+    def event(self, ticket_id: int | None, kind: str, data: dict[str, Any], *, clean: bool = False) -> None:
+        """Append an event. Every string in its data, keys too, is redacted here, so that no write
+        can store a secret in the history by forgetting to; `clean=True` only where the data
+        was redacted already (a stream's new tickets: scanning twice costs intake its speed)."""
         text = to_json(data)
+        if not clean and might_hold_secrets(text):
+            text = to_json(self.clean(data, ticket_id))
         h = event_hash(self._prev, self._next_id, ticket_id, self.at, self.actor, kind, text, self.login)
         self.events.append((self._next_id, ticket_id, self.at, self.actor, kind, text, self._prev, h, self.login))
         self._prev, self._next_id = h, self._next_id + 1
+
+    def clean(self, value: Any, ticket_id: int | None = None, pii: bool = False) -> Any:
+        """The one redacting helper of every store write: value (a text, or a JSON-like value:
+        keys too) with each secret replaced by `[REDACTED:kind]`. The kinds found go on the
+        ticket's timeline (or the desk's) as a `redacted` event when the transaction ends."""
+        if value is None:
+            return None
+        clean, kinds = redact_strings(value, pii)
+        if kinds and clean != value:  # (text redacted before, quoted again, is reported but unchanged)
+            self.redacted.setdefault(ticket_id, set()).update(kinds)
+        return clean
 
     def check(self, queue: str | None = None, ticket_id: int | None = None, need: str | None = None,
               what: str | None = None) -> None:
@@ -363,6 +383,9 @@ class _Tx:
             raise _Refused(refusal(self.access, self.need, self.what, queue), queue, ticket_id, self.need, self.what)
 
     def flush(self) -> None:
+        for ticket_id, kinds in self.redacted.items():
+            self.event(ticket_id, "redacted", {"kinds": sorted(kinds)}, clean=True)
+        self.redacted.clear()
         insert_rows(self.conn, EVENT_COLUMNS, self.events)
         self.events.clear()
 
@@ -440,9 +463,11 @@ class _Triggers:
                 present.update(t)
             if t.get("queue"):
                 tx.check(t["queue"])  # (no ticket id on a refusal: it will not exist)
-            tx.event(ticket_id, "created", created)
+            # Clean already: add() redacted the ticket (or its parser found no hint of a secret);
+            # the rest is the source's name, triage's explanation and counts.
+            tx.event(ticket_id, "created", created, clean=True)
             if redacted:
-                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
+                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))}, clean=True)
             if enriched:
                 tx.event(ticket_id, "enriched", enriched)
             if t.get("runbook") in self.automate and not t.get("suppressed"):
@@ -459,7 +484,9 @@ class _Triggers:
         if runs:
             RunbookStore.queue_runs(tx, runs)
         for ticket_id, (occurrences, repeats, source) in self.bumped.items():
-            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source})
+            # Counts and the source's name (a format's, as intake names it): nothing to redact.
+            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source},
+                     clean=True)
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
                             [(n, tx.at, ticket_id) for ticket_id, (n, _, _) in self.bumped.items()])
         self._release(list(self.bumped))
@@ -922,7 +949,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         return orjson.loads(row[0]) if row else None
 
     def _change(self, tx: _Tx, s: Signal, mask_pii: bool) -> None:
-        (summary, data), _ = redact_strings([s.change["summary"], s.change.get("data") or {}], mask_pii)
+        summary, data = tx.clean([s.change["summary"], s.change.get("data") or {}], None, mask_pii)
         service = s.change.get("service")
         # A source names the service as it knows it: the CI it is, when the CMDB knows that name.
         ci = s.change.get("ci") or (found["name"] if service and (found := self.ci_find([service.strip().lower()])) else None)
@@ -971,12 +998,10 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                     else:
                         parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
                 if outcome:
-                    (text,), redacted = redact_strings([th.get("body") or "(empty message)"], mask_pii)
+                    text = tx.clean(th.get("body") or "(empty message)", t["id"], mask_pii)
                     self._set(tx, t["id"], {"updated_at": tx.at})
                     tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
                                                     "message_id": message_id})
-                    if redacted:
-                        tx.event(t["id"], "redacted", {"kinds": sorted(set(redacted))})
                     self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
                     return t["id"], outcome
                 elif why is None:
@@ -1008,14 +1033,14 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             tx.conn.execute("INSERT OR IGNORE INTO mail_messages (message_id, ticket_id, received_at) VALUES (?, ?, ?)",
                             (message_id, ticket_id, tx.at))
         if ticket_id is not None and attachments:
+            files = [{"name": a["name"], "content_type": a["content_type"], "size": a["size"], "sha256": a["sha256"]}
+                     for a in attachments]
+            files = tx.clean(files, ticket_id)
             tx.conn.executemany(
                 "INSERT INTO attachments (ticket_id, message_id, name, content_type, size, sha256, received_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(ticket_id, message_id, redact_strings(a["name"])[0], a["content_type"], a["size"], a["sha256"], tx.at)
-                 for a in attachments])
-            tx.event(ticket_id, "attachments", {"files": [
-                {"name": redact_strings(a["name"])[0], "content_type": a["content_type"], "size": a["size"],
-                 "sha256": a["sha256"]} for a in attachments]})
+                [(ticket_id, message_id, f["name"], f["content_type"], f["size"], f["sha256"], tx.at) for f in files])
+            tx.event(ticket_id, "attachments", {"files": files})
 
     def _resolve_or_ack(self, tx: _Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move
@@ -1078,8 +1103,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if action == "resolve":
             if not resolution or not resolution.strip():
                 raise BadInput("resolve: --resolution must say what fixed it")
-            sets.update(resolved_at=at, resolution=resolution.strip(), resolution_code=code)
-            data.update(resolution=resolution.strip(), code=code)
+            resolution = tx.clean(resolution.strip(), ticket_id)
+            sets.update(resolved_at=at, resolution=resolution, resolution_code=code)
+            data.update(resolution=resolution, code=code)
         if action == "close":
             sets["closed_at"] = at
         if action == "reopen":
@@ -1097,25 +1123,20 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
     def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
         if not text.strip():
             raise BadInput("comment: the text is empty")
-        text, redacted = redact_strings(text)
         with self._write(actor) as tx:
             self._current(tx, ticket_id)
             self._set(tx, ticket_id, {"updated_at": tx.at})
-            tx.event(ticket_id, "commented", {"text": text})
-            if redacted:
-                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
+            tx.event(ticket_id, "commented", {"text": tx.clean(text, ticket_id)})
 
     def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str) -> dict[str, Any]:
         """Change fields; records old and new values of what really changed (nothing, no event)."""
         unknown = set(changes) - set(UPDATE_FIELDS)
         if unknown:
             raise BadInput(f"update: unknown field {sorted(unknown)[0]!r}")
-        changes, redacted = redact_strings(changes)
         with self._write(actor) as tx:
             t = self._current(tx, ticket_id)
+            changes = tx.clean(changes, ticket_id)
             diff = {f: [t[f], v] for f, v in changes.items() if t[f] != v}
-            if redacted:
-                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))})
             if diff:
                 sets = {f: to_json(v) if f in JSON_FIELDS else v
                         for f, (_, v) in diff.items()}

@@ -154,6 +154,8 @@ class CmdbStore:
             raise BadInput("refusing to prune with an empty estate: that would remove every CI")
         summary: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "removed": []}
         with self._write(actor) as tx:
+            # Attributes as stored, before they are compared: importing the same file again changes nothing.
+            cis = [ci._replace(attributes=tx.clean(ci.attributes)) for ci in cis]
             stored = {r["name"]: r for r in self.ci_records()}
             names = {ci.name for ci in cis}
             known = names if prune else set(stored) | names
@@ -189,6 +191,7 @@ class CmdbStore:
         with self._write(actor) as tx:
             if tx.conn.execute("SELECT 1 FROM cis WHERE name = ?", (ci.name,)).fetchone():
                 raise Conflict(f"CI {ci.name!r} exists; use cmdb import to change it")
+            ci = ci._replace(attributes=tx.clean(ci.attributes))
             self._ci_insert(tx, ci)
             self._ci_relink(tx, [ci])
             tx.event(None, "ci_added", ci.record())
@@ -260,6 +263,7 @@ class CmdbStore:
         with self._write(actor) as tx:
             name = self.ci_name(ci) if ci else None
             service = name
+            title, data = tx.clean(title), tx.clean(data or {})
             cur = tx.conn.execute(
                 "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data, ends_at, risk, status, "
                 "created_by) VALUES ('sdesk', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

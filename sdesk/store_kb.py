@@ -13,7 +13,6 @@ import orjson
 
 from .errors import BadInput, NotFound
 from .lifecycle import parse_ref
-from .redact import redact_strings
 
 if TYPE_CHECKING:
     from .store import _Tx
@@ -166,9 +165,9 @@ class KbStore:
             args.append(self._ci_or_self(ci))
         return where, args
 
-    def _kb_clean(self, article: dict[str, Any]) -> dict[str, Any]:
+    def _kb_clean(self, tx: _Tx, article: dict[str, Any]) -> dict[str, Any]:
         # Runbook docs get pasted from terminals: secrets out, as for tickets.
-        clean, _ = redact_strings({k: article[k] for k in CONTENT})
+        clean = tx.clean({k: article[k] for k in CONTENT})
         # An article about `checkout` is about the CI of that name or alias, under its own name.
         clean["cis"] = list(dict.fromkeys(self._ci_or_self(name) for name in clean["cis"]))
         return clean
@@ -178,7 +177,7 @@ class KbStore:
         return found["name"] if found else name
 
     def _kb_insert(self, tx: _Tx, article: dict[str, Any], slug: str | None) -> int:
-        a = self._kb_clean(article)
+        a = self._kb_clean(tx, article)
         tags, cis = orjson.dumps(a["tags"]).decode(), orjson.dumps(a["cis"]).decode()
         cur = tx.conn.execute(
             "INSERT INTO kb_articles (slug, title, body, tags, cis, owner, review_days, revision, created_at, "
@@ -190,7 +189,7 @@ class KbStore:
         return article_id
 
     def _kb_revise(self, tx: _Tx, before: dict[str, Any], article: dict[str, Any]) -> bool:
-        a = self._kb_clean(article)
+        a = self._kb_clean(tx, article)
         if all(a[k] == before[k] for k in CONTENT):
             return False
         revision = before["revision"] + 1

@@ -192,13 +192,12 @@ class MetricsStore:
         """A 1-5 rating of a resolved or closed ticket (a new one replaces the last)."""
         from . import lifecycle
         from .errors import Conflict
-        from .redact import redact
 
         if not 1 <= score <= 5:
             raise BadInput(f"csat: score {score} is not from 1 to 5")
-        comment = redact(comment)[0] if comment else None
         with self._write(actor) as tx:
             t = self._current(tx, ticket_id)
+            comment = tx.clean(comment or None, ticket_id)
             if t["status"] not in lifecycle.DONE:
                 raise Conflict(f"csat: {lifecycle.ref(ticket_id)} is {t['status']}: rate it once it is resolved")
             tx.conn.execute("INSERT OR REPLACE INTO csat (ticket_id, score, comment, actor, at) VALUES (?, ?, ?, ?, ?)",
@@ -206,13 +205,11 @@ class MetricsStore:
             tx.event(ticket_id, "csat", {"score": score, **({"comment": comment} if comment else {})})
 
     def worklog_add(self: Store, *, ticket_id: int, minutes: int, note: str | None, actor: str) -> None:
-        from .redact import redact
-
         if not 0 < minutes <= 24 * 60:
             raise BadInput("worklog: the time must be more than 0 and at most 24h")
-        note = redact(note)[0] if note else None
         with self._write(actor) as tx:
             self._current(tx, ticket_id)
+            note = tx.clean(note or None, ticket_id)
             tx.conn.execute("INSERT INTO worklog (ticket_id, minutes, actor, at, note) VALUES (?, ?, ?, ?, ?)",
                             (ticket_id, minutes, actor, tx.at, note))
             tx.event(ticket_id, "worked", {"minutes": minutes, **({"note": note} if note else {})})

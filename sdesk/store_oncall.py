@@ -36,6 +36,7 @@ class OnCallStore:
         with self._write(actor) as tx:
             check_override(override, config, self.overrides(schedule=override.schedule, since=override.start,
                                                             until=override.end))
+            reason = tx.clean(reason)
             row = (override.schedule, override.user, clock.iso(override.start), clock.iso(override.end), reason,
                    actor, tx.at)
             override_id = tx.conn.execute(
@@ -180,6 +181,7 @@ class OnCallStore:
             if row is None:
                 return
             attempts = row[0] + 1
+            error = tx.clean(error)  # what a notifier answered can quote its URL, token and all
             channels = ",".join(sorted(set(filter(None, row[1].split(","))) | sent_to))
             if error is None:
                 tx.conn.execute("UPDATE pages SET status = 'delivered', attempts = ?, delivered_at = ?, delivery = ?, "

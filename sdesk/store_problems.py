@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from . import lifecycle
 from .errors import BadInput, Conflict, NotFound
 from .fields import check_ticket
-from .redact import redact_strings
 
 if TYPE_CHECKING:
     from .store import _Tx
@@ -34,7 +33,7 @@ class ProblemStore:
             problem_id, _ = batch.add(ticket, "sdesk")
             batch.flush()
             tx.conn.execute("INSERT INTO problems (ticket_id, root_cause, workaround, known_error) VALUES (?, ?, ?, ?)",
-                            (problem_id, *self._problem_texts(root_cause, workaround), int(known_error)))
+                            (problem_id, *self._problem_texts(tx, root_cause, workaround), int(known_error)))
             self._link_incidents(tx, problem_id, first)
         return problem_id
 
@@ -43,7 +42,7 @@ class ProblemStore:
         with self._write(actor) as tx:
             self._problem_row(tx, problem_id)
             self._current(tx, problem_id)  # the actor's role on its queue
-            cause, fix = self._problem_texts(root_cause, workaround)
+            cause, fix = self._problem_texts(tx, root_cause, workaround)
             sets = {k: v for k, v in (("root_cause", cause), ("workaround", fix),
                                       ("known_error", None if known_error is None else int(known_error))) if v is not None}
             if sets:
@@ -55,9 +54,9 @@ class ProblemStore:
     def problem_resolve(self, problem_id: int, *, fix: str, note_linked: bool, actor: str) -> int:
         if not fix.strip():
             raise BadInput("--fix: must not be empty")
-        (fix,), _ = redact_strings([fix.strip()])
         with self._write(actor) as tx:
             self._problem_row(tx, problem_id)
+            fix = tx.clean(fix.strip(), problem_id)
             self._move(tx, self._current(tx, problem_id), "resolve", resolution=fix, code="fixed")
             tx.conn.execute("UPDATE problems SET fix = ? WHERE ticket_id = ?", (fix, problem_id))
             noted = 0
@@ -86,8 +85,8 @@ class ProblemStore:
         return [{**dict(r), "known_error": bool(r["known_error"])} for r in rows]
 
     @staticmethod
-    def _problem_texts(*texts: str | None) -> tuple[str | None, ...]:
-        values, _ = redact_strings([t.strip() if t else None for t in texts])
+    def _problem_texts(tx: _Tx, *texts: str | None) -> tuple[str | None, ...]:
+        values = tx.clean([t.strip() if t else None for t in texts])
         return tuple(v or None for v in values)
 
     @staticmethod

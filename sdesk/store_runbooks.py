@@ -13,7 +13,7 @@ import orjson
 from . import clock, lifecycle
 from .errors import Conflict, NotFound, PermissionDenied
 from .roles import user_key
-from .redact import redact, redact_strings
+from .redact import redact_strings
 
 if TYPE_CHECKING:
     from .store import Store, _Tx
@@ -29,7 +29,8 @@ def same_user(a: str, b: str) -> bool:
 
 
 def stored_plan(plan: dict[str, Any]) -> dict[str, Any]:
-    """A plan as the run keeps it: a secret written into a runbook's command is not stored."""
+    """A plan as the run keeps it (runs compare a waiting run's plan with this): a secret
+    written into a runbook's command is not stored. The same redaction as _Tx.clean."""
     return redact_strings(plan)[0]
 
 
@@ -131,7 +132,8 @@ class RunbookStore:
             status = "refused" if reason else "running"
             columns = {"runbook": runbook, "ticket_id": ticket_id, "lock_key": lock_key, "status": status,
                        "dry_run": int(dry_run), "automated": int(automated), "actor": actor,
-                       "plan": orjson.dumps(stored_plan(plan)).decode(), "reason": reason, "started_at": tx.at,
+                       "plan": orjson.dumps(tx.clean(plan, ticket_id)).decode(), "reason": tx.clean(reason, ticket_id),
+                       "started_at": tx.at,
                        "ended_at": tx.at if reason else None, **({} if reason else this_process())}
             if queued_id is not None:
                 claimed = tx.conn.execute(f"UPDATE runbook_runs SET {', '.join(f'{c} = ?' for c in columns)} "
@@ -189,8 +191,7 @@ class RunbookStore:
             self._run_row(tx, run_id)
             tx.conn.execute("INSERT INTO runbook_steps (run_id, seq, step_id, kind, phase, status, command, started_at, "
                             "actor) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                            (run_id, seq, step["id"], step["kind"], phase, command and redact(command)[0], tx.at,
-                             actor))
+                            (run_id, seq, step["id"], step["kind"], phase, tx.clean(command), tx.at, actor))
 
     def run_step_process(self: Store, run_id: int, seq: int, pid: int, *, actor: str) -> None:
         """The process a step's command runs as: a run found dead stops it (`_reap`)."""
@@ -210,6 +211,7 @@ class RunbookStore:
                      actor: str) -> None:
         """A step's result, on the run and on the ticket's timeline."""
         with self._write(actor) as tx:
+            output = tx.clean(output)
             tx.conn.execute("UPDATE runbook_steps SET status = ?, exit_code = ?, attempts = ?, ended_at = ?, "
                             "duration_ms = ?, output = ? WHERE run_id = ? AND seq = ?",
                             (status, exit_code, attempts, tx.at, duration_ms, output, run_id, seq))
@@ -255,6 +257,7 @@ class RunbookStore:
     def run_wait(self: Store, run_id: int, step: int, waiting_for: str, *, actor: str) -> None:
         with self._write(actor) as tx:
             run = self._run_row(tx, run_id)
+            waiting_for = tx.clean(waiting_for)
             tx.conn.execute("UPDATE runbook_runs SET status = 'waiting', waiting_for = ?, step = ?, pid = NULL "
                             "WHERE id = ?", (waiting_for, step, run_id))
             step_id = orjson.loads(run["plan"])["steps"][step]["id"]
@@ -304,6 +307,7 @@ class RunbookStore:
             self._current(tx, run["ticket_id"])  # the actor's role on its queue
             if run["status"] not in ("waiting", "queued"):
                 raise Conflict(f"run {run_id} is {run['status']}: only a waiting or queued run can be rejected")
+            reason = tx.clean(reason, run["ticket_id"])
             tx.conn.execute("UPDATE runbook_runs SET status = 'rejected', reason = ?, ended_at = ?, pid = NULL "
                             "WHERE id = ?", (reason or f"rejected by {actor}", tx.at, run_id))
             tx.event(run["ticket_id"], "runbook_rejected", {"run": run_id, "reason": reason})
@@ -318,6 +322,7 @@ class RunbookStore:
     def _end(self: Store, tx: _Tx, run: Any, status: str, reason: str | None, rollback: str | None = None) -> None:
         # A person's run that fails is a failed run; automation that fails is a misfire.
         misfire = status if status in ("failed", "interrupted") and run["automated"] and not run["dry_run"] else None
+        reason, rollback = tx.clean(reason, run["ticket_id"]), tx.clean(rollback, run["ticket_id"])
         tx.conn.execute("UPDATE runbook_runs SET status = ?, reason = ?, rollback = ?, misfire = ?, ended_at = ?, "
                         "pid = NULL WHERE id = ?", (status, reason, rollback, misfire, tx.at, run["id"]))
         data = {"run": run["id"], "runbook": run["runbook"], "status": status, "dry_run": bool(run["dry_run"])}
@@ -374,6 +379,7 @@ class RunbookStore:
         with self._write(actor) as tx:
             run = self._run_row(tx, run_id)
             if run["status"] == "queued":
+                reason = tx.clean(reason, run["ticket_id"])
                 tx.conn.execute("UPDATE runbook_runs SET status = 'refused', reason = ?, started_at = ?, ended_at = ? "
                                 "WHERE id = ?", (reason, tx.at, tx.at, run_id))
                 tx.event(run["ticket_id"], "runbook_refused", {"run": run_id, "runbook": run["runbook"], "reason": reason})
@@ -414,6 +420,7 @@ class RunbookStore:
     def runbook_switch(self: Store, name: str, *, disabled: bool, reason: str | None, actor: str) -> bool:
         """Disable (or enable again) one runbook, or all with '*'. False when nothing changed."""
         with self._write(actor, "admin", "disabling or enabling automation") as tx:
+            reason = tx.clean(reason)
             if disabled:
                 changed = tx.conn.execute("INSERT OR IGNORE INTO runbook_switches (name, reason, disabled_by, "
                                           "disabled_at) VALUES (?, ?, ?, ?)", (name, reason, actor, tx.at)).rowcount

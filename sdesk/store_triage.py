@@ -192,6 +192,7 @@ class TriageStore:
         with self._write(actor, "admin" if broad else "agent",
                          "a silence without an exact match on a label such as alertname or instance" if broad
                          else "adding a silence") as tx:
+            comment = tx.clean(comment)
             cursor = tx.conn.execute(
                 "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -133,6 +133,7 @@ class UsersStore:
             row = tx.conn.execute("SELECT name FROM users WHERE key = ?", (user_key(name),)).fetchone()
             if row is None:
                 raise NotFound(f"no user {name!r}: add them first (sdesk user add {name} --role agent)")
+            label = tx.clean(label)
             token_id = tx.conn.execute(
                 "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
                 (user_key(name), label, token_hash(token), actor, tx.at)).lastrowid

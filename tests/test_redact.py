@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdesk.redact import _scan, might_hold_secrets, redact
+from sdesk.redact import _PATTERNS, _scan, might_hold_secrets, redact, redact_strings
+from secrets_labelled import ORDINARY, PHRASINGS, corpus_texts, leaked, plant_all
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 rng = random.Random(42)
@@ -129,10 +130,10 @@ def ordinary_texts() -> list[str]:
     return texts
 
 
-def test_under_1_percent_of_ordinary_text_is_changed():
+def test_no_ordinary_text_is_changed():
     texts = ordinary_texts()
     changed = [t for t in texts if redact(t)[0] != t]
-    assert len(changed) / len(texts) < 0.01, changed[:5]
+    assert not changed, changed[:5]
     if not CORPUS.is_dir():
         pytest.skip("../shared/corpus absent: measured on the built-in texts only")
 
@@ -173,19 +174,97 @@ _FRAGMENTS = ["redis://admin:pw12@", "AccountKey=abcd1234", "password=hunter22",
               "sk_live_" + "d" * 16, "eyJabcdefgh.eyJabcdefgh.abcdefgh", "Bearer abcdefghijklmnop",
               "-----BEGIN PRIVATE KEY-----", "4111 1111 1111 1111", "https://hooks.slack.com/services/" + "e" * 20,
               "password", "Pwd", "secret", "token", "=", ":", " is ", "://", "@", "user", "AKIA", "ghp_", "-", "_",
-              "\n", "'", '"', "1234", "9", " ", "--", "4111-1111-1111-1111", "٤١١١"]
+              "\n", "'", '"', "1234", "9", " ", "--", "4111-1111-1111-1111", "٤١١١",
+              "PGPASSWORD=", "mysql -u root -p", "sshpass -p ", "redis-cli -a ", "API key: ", "Authorization: Basic ",
+              "YWRtaW46aHVudGVyMg==", "sk-proj-" + "f" * 24, "npm_" + "g" * 36, "4111.1111.1111.1111", "creds_",
+              "the password is ", "passwd: '", "?access_token=", "private_key: ", "\\n", "SG.", ":AA", "hf_", "Basic"]
 
 
 @settings(max_examples=400)
 @given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.sampled_from(_FRAGMENTS), st.text(max_size=4)),
                min_size=2, max_size=8).map("".join))
 def test_the_prefilter_never_hides_a_secret(text):
-    """might_hold_secrets only skips the scanner: anything the scanner would replace must pass it."""
+    """might_hold_secrets only skips the scanner, and the hints only choose its patterns: what
+    every pattern at once would replace, they must let through."""
+    everything = _scan(text, [], frozenset(_PATTERNS))
     if not might_hold_secrets(text):
-        assert _scan(text, []) == text
+        assert everything == text
+    assert _scan(text, []) == everything
 
 
 def test_links_in_alerts_are_not_hints():
     text = "see https://grafana.example.com/d/abc?orgId=1&var-host=db-1 and http://prom:9090/graph?g0.expr=up%3D%3D0"
     assert not might_hold_secrets(text)
     assert might_hold_secrets("postgres://admin:s3cretpw@db-3:5432/app")
+
+
+# -- the labelled set of issue 18: every phrasing that leaked, realistic values ---------------------
+
+@pytest.mark.parametrize("kind", list(PHRASINGS))
+def test_every_phrasing_is_caught_whole(kind):
+    """50 values of each phrasing (GCP service-account JSON, a key after its name, tokens glued
+    to a word, PGPASSWORD=, mysql -p, Basic auth, "@" in a URL password...): no piece survives."""
+    missed = []
+    for seed in range(50):
+        text, value = PHRASINGS[kind](random.Random(f"{kind}{seed}"))
+        clean, kinds = redact(text)
+        if leaked(value, clean) or not kinds:
+            missed.append(clean)
+    assert not missed, missed[:2]
+
+
+_WORDS = ["the", "deploy", "failed", "on", "db-orders-2", "please", "rotate", "see", "log:", "thanks", "(prod)", "-",
+          "FYI", "config", "dump", "from", "staging", "\n", "https://grafana.example.com/d/x?orgId=1", "42", "ok."]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(PHRASINGS)), st.integers(0, 10**6), st.lists(st.sampled_from(_WORDS), max_size=8),
+       st.lists(st.sampled_from(_WORDS), max_size=8), st.sampled_from([" ", "\n", "\t", ": ", " -- "]))
+def test_a_secret_is_caught_whatever_ordinary_text_surrounds_it(kind, seed, before, after, gap):
+    text, value = PHRASINGS[kind](random.Random(seed))
+    clean, _ = redact(" ".join(before) + gap + text + gap + " ".join(after))
+    assert not leaked(value, clean), clean
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=6)), min_size=1, max_size=8),
+       st.sampled_from([" ", "\n", "_", ", "]))
+def test_redacting_twice_changes_nothing(parts, sep):
+    """What one pass leaves, a second pass leaves too: a pattern that only matched once its
+    neighbour was redacted would have leaked on the first pass. (Pieces are joined by a
+    separator: a card number glued to letters is not one, by design, as digits in an id are not.)"""
+    text = sep.join(parts)
+    once, _ = redact(text)
+    assert redact(once)[0] == once
+
+
+def test_keys_are_redacted_too_and_none_is_lost():
+    token = "ghp_" + "Q7w" * 12
+    value, kinds = redact_strings({"labels": {f"token={token}": "a", "DB_PASSWORD=Hunter22x!": "b", "password=Zz9-Yy8xx": "c",
+                                              "env": "prod"}})
+    assert token not in str(value) and "Hunter22x!" not in str(value) and "Zz9-Yy8xx" not in str(value)
+    assert sorted(value["labels"].values()) == ["a", "b", "c", "prod"]  # two keys that redact alike keep both
+    assert len(kinds) == 3 and "github_token" in kinds
+
+
+def test_ordinary_text_that_looks_like_a_secret_is_left_alone():
+    changed = [t for t in ORDINARY if redact(t)[0] != t]
+    assert not changed
+
+
+@pytest.mark.slow
+def test_no_text_of_the_shared_corpus_is_changed():
+    """Every ticket, email and alert payload of ../shared/corpus (~155,000 texts), read in place."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} is absent: the shared corpus is not committed (its licences differ)")
+    changed = [t for t in corpus_texts() if redact(t)[0] != t]
+    assert not changed, [t[:200] for t in changed[:5]]
+
+
+def test_every_hint_a_pattern_is_chosen_by_passes_the_prefilter():
+    """The prefilter's grouped hints cover every pattern's own: a text holding any of them is scanned."""
+    from sdesk.redact import _CASED_KINDS, _KIND_HINTS, _PAIRED_KINDS
+
+    hints = [h for hs in (*_KIND_HINTS.values(), *_CASED_KINDS.values()) for h in hs]
+    hints += [f"{a} {b}" for pairs in _PAIRED_KINDS.values() for a, b in pairs]
+    assert [h for h in hints if not might_hold_secrets(f"x {h} x")] == []

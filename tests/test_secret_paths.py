@@ -1,0 +1,342 @@
+"""Secrets planted through every write path the CLI offers are stored nowhere in clear.
+
+Each path gets every phrasing of the labelled set (tests/secrets_labelled.py: a GCP service
+account's JSON, a private key after its name, tokens glued to a word, PGPASSWORD=, mysql -p,
+Basic auth, a URL password holding "@"...), with values of its own, so that a leak names its
+path. Then the raw bytes of the database file and its WAL, `sdesk export`, `sdesk backup` and
+`sdesk postmortem` of every ticket are searched for each value. Identifiers are kept as sent
+(fingerprints, the requester, CI and user names: see the README) and are not planted here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from secrets_labelled import leaked, plant_all
+
+Planted = list[tuple[str, str, str]]  # (phrasing, text, value)
+PATHS: dict[str, Callable[..., None]] = {}
+
+
+def path(name: str):
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        PATHS[name] = fn
+        return fn
+    return register
+
+
+def _all(planted: Planted) -> str:
+    """Every phrasing in one text (a comment, a description), one a paragraph."""
+    return "\n\n".join(text for _, text, _ in planted)
+
+
+def _short(planted: Planted, limit: int = 200) -> Planted:
+    """The phrasings that fit a name (a label key, a tag: at most 200 characters, one line)."""
+    return [p for p in planted if len(p[1]) <= limit and "\n" not in p[1]]
+
+
+# -- the paths --------------------------------------------------------------------------------------
+
+@path("new title")
+def _(desk, planted):
+    for _, text, _ in planted:
+        desk.new(text)
+
+
+@path("new -d")
+def _(desk, planted):
+    desk.new("description", "-d", _all(planted))
+
+
+@path("new -l values")
+def _(desk, planted):
+    desk.new("labels", *[a for i, (_, text, _) in enumerate(planted) for a in ("-l", f"k{i}={text}")])
+
+
+@path("new -t tags")
+def _(desk, planted):
+    desk.new("tags", *[a for _, text, _ in _short(planted) for a in ("-t", text)])
+
+
+@path("new JSON: title, description, label keys and values")
+def _(desk, planted):
+    labels = {text: "v" for _, text, _ in _short(planted)} | {f"k{i}": text for i, (_, text, _) in enumerate(planted)}
+    desk("new", "-", input=json.dumps({"title": planted[3][1], "description": _all(planted), "labels": labels}))
+
+
+@path("new --jsonl")
+def _(desk, planted):
+    lines = [{"title": text, "fingerprint": f"jsonl-{i}"} for i, (_, text, _) in enumerate(planted)]
+    lines.append({"title": "jsonl", "description": _all(planted), "labels": {text: "v" for _, text, _ in _short(planted)}})
+    desk("new", "--jsonl", "-", input="".join(json.dumps(line) + "\n" for line in lines))
+
+
+@path("comment")
+def _(desk, planted):
+    desk("comment", str(desk.new("comment")), _all(planted))
+
+
+@path("update --title/--description/-l")
+def _(desk, planted):
+    ticket = str(desk.new("update"))
+    desk("update", ticket, "--description", _all(planted), "--title", planted[4][1],
+         *[a for i, (_, text, _) in enumerate(planted) for a in ("-l", f"u{i}={text}")])
+
+
+@path("resolve -r")
+def _(desk, planted):
+    desk("resolve", str(desk.new("resolve")), "-r", _all(planted))
+
+
+@path("resolve -r --kb")
+def _(desk, planted):
+    desk("resolve", str(desk.new("resolve kb")), "-r", _all(planted), "--kb")
+
+
+@path("change new --title")
+def _(desk, planted):
+    for _, text, _ in planted:
+        desk("change", "new", "--title", text)
+
+
+@path("silence add -c")
+def _(desk, planted):
+    desk("silence", "add", "-m", "alertname=Planted", "--for", "1h", "-c", _all(planted))
+
+
+@path("cmdb add --attr")
+def _(desk, planted):
+    desk("cmdb", "add", "planted-api", "--type", "service",
+         *[a for i, (_, text, _) in enumerate(planted) for a in ("--attr", f"a{i}={text}")])
+
+
+@path("cmdb import attributes (keys and values)")
+def _(desk, planted):
+    attributes = {f"a{i}": text for i, (_, text, _) in enumerate(planted)} | {text: "v" for _, text, _ in _short(planted)}
+    cmdb = desk.tmp / "cmdb.yaml"
+    cmdb.write_text(json.dumps({"cis": [{"name": "planted-db", "type": "database", "attributes": attributes}]}))
+    desk("cmdb", "import", str(cmdb))
+
+
+@path("oncall override -r")
+def _(desk, planted):
+    desk("oncall", "override", "--team", "platform", "--user", "erin", "--from", "2026-11-26T10:00Z",
+         "--to", "2026-11-26T20:00Z", "-r", _all(planted))
+
+
+@path("runbook reject -r")
+def _(desk, planted):
+    ticket = desk.new("gated run", "--ci", "planted-gated")
+    waiting = desk.json("runbook", "run", "gated", "--ticket", str(ticket), "--yes")
+    desk("runbook", "reject", str(waiting["id"]), "-r", _all(planted))
+
+
+@path("runbook disable -r")
+def _(desk, planted):
+    desk("runbook", "disable", "gated", "-r", _all(planted))
+
+
+def _alert(planted: Planted, name: str) -> dict:
+    labels = {"alertname": name, **{f"l{i}": text for i, (_, text, _) in enumerate(planted)},
+              **{text: "v" for _, text, _ in _short(planted)}}
+    annotations = {"summary": planted[5][1], "description": _all(planted), **{text: "v" for _, text, _ in _short(planted)}}
+    return {"status": "firing", "labels": labels, "annotations": annotations}
+
+
+@path("alertmanager labels and annotations (keys and values)")
+def _(desk, planted):
+    desk("new", "--format", "alertmanager", "-", input=json.dumps({"version": "4", "status": "firing",
+                                                                  "alerts": [_alert(planted, "PlantedAM")]}))
+
+
+@path("grafana labels and annotations (keys and values)")
+def _(desk, planted):
+    desk("new", "--format", "grafana", "-", input=json.dumps({"status": "firing", "orgId": 1,
+                                                             "alerts": [_alert(planted, "PlantedGrafana")]}))
+
+
+@path("pagerduty summary and custom details (keys and values)")
+def _(desk, planted):
+    details = {f"d{i}": text for i, (_, text, _) in enumerate(planted)} | {text: "v" for _, text, _ in _short(planted)}
+    desk("new", "--format", "pagerduty", "-", input=json.dumps({
+        "routing_key": "r", "event_action": "trigger",
+        "payload": {"summary": planted[6][1], "source": "planted", "severity": "critical", "custom_details": details}}))
+
+
+def _mail(subject: str, body: str, msgid: str, attachments: list[str] = (), reply_to: str | None = None) -> str:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "ann@example.com", "desk@example.com", subject, f"<{msgid}>"
+    if reply_to:
+        msg["In-Reply-To"] = msg["References"] = f"<{reply_to}>"
+    msg.set_content(body)
+    for name in attachments:
+        msg.add_attachment(b"%PDF-1.4 planted", maintype="application", subtype="pdf", filename=name)
+    return msg.as_string()
+
+
+@path("email subject, body and attachment names")
+def _(desk, planted):
+    one_line = [text for _, text, _ in _short(planted, 900)]
+    # A file name keeps what follows its last "/" (mail.py): those with none are planted whole.
+    desk("new", "--format", "email", "-", input=_mail(one_line[0], _all(planted), "planted-1@example.com",
+                                                       [t for t in one_line if "/" not in t and "\\" not in t]))
+    for i, text in enumerate(one_line[1:]):
+        desk("new", "--format", "email", "-", input=_mail(text, "subject only", f"planted-s{i}@example.com"))
+
+
+@path("email reply (a comment)")
+def _(desk, planted):
+    desk("new", "--format", "email", "-", input=_mail("Printer", "it jams", "reply-0@example.com"))
+    desk("new", "--format", "email", "-", input=_mail("Re: Printer", _all(planted), "reply-1@example.com",
+                                                       reply_to="reply-0@example.com"))
+
+
+@path("csat -c and worklog -n")
+def _(desk, planted):
+    ticket = str(desk.new("rated"))
+    desk("worklog", ticket, "30m", "-n", _all(planted))
+    desk("resolve", ticket, "-r", "fixed it")
+    desk("csat", ticket, "4", "-c", _all(planted))
+
+
+@path("problem new/update/resolve")
+def _(desk, planted):
+    incident = str(desk.new("incident under a problem"))
+    desk("problem", "new", "--from", incident, "--title", planted[7][1], "--root-cause", _all(planted))
+    problem = desk.json("list", "--kind", "problem")[0]["id"]
+    desk("problem", "update", str(problem), "--workaround", _all(planted))
+    desk("problem", "resolve", str(problem), "--fix", _all(planted))
+
+
+@path("kb add")
+def _(desk, planted):
+    article = desk.tmp / "article.md"
+    article.write_text(f"# {planted[8][1]}\n\n{_all(planted)}\n")
+    desk("kb", "add", str(article), "--tag", "planted")
+
+
+@path("user token --label")
+def _(desk, planted):
+    desk("user", "add", "tester", "--role", "admin")
+    for _, text, _ in _short(planted):
+        desk("user", "token", "tester", "--label", text)
+
+
+# -- every table a store writes ------------------------------------------------------------------
+
+SDESK = Path(__file__).resolve().parents[1] / "sdesk"
+# Each table the store writes, and how its text is kept free of secrets. A new table fails
+# test_every_table_the_store_writes_is_accounted_for until it is added here, with its reason.
+WRITTEN = {
+    "tickets": "new tickets redacted in _Triggers.add; every change through _Tx.clean",
+    "alerts": "labels and annotations redacted (_redacted_json), keys too",
+    "attachments": "names through _Tx.clean",
+    "changes": "titles and data through _Tx.clean",
+    "cis": "attributes through _Tx.clean; names are identifiers",
+    "ci_aliases": "identifiers",
+    "ci_relations": "ids",
+    "classifier_models": "derived from stored, redacted tickets",
+    "classifier_terms": "derived from stored, redacted tickets",
+    "csat": "comments through _Tx.clean",
+    "event_tombstones": "ids and hashes",
+    "purge_ids": "ids",
+    "kb_articles": "through _Tx.clean (_kb_clean)",
+    "kb_fts": "the article as cleaned",
+    "kb_revisions": "the article as cleaned",
+    "kb_links": "ids",
+    "mail_messages": "message ids",
+    "oncall_overrides": "reasons through _Tx.clean",
+    "pages": "notifier errors through _Tx.clean",
+    "problems": "texts through _Tx.clean",
+    "runbook_runs": "plans, reasons and rollbacks through _Tx.clean",
+    "runbook_steps": "commands and output through _Tx.clean",
+    "runbook_switches": "reasons through _Tx.clean",
+    "silences": "comments through _Tx.clean; matchers are patterns",
+    "sqlite_sequence": "ids",
+    "ticket_context": "derived from stored, redacted rows (CMDB, KB, tickets)",
+    "users": "identifiers",
+    "user_queue_roles": "identifiers",
+    "api_tokens": "labels through _Tx.clean; the token's hash",
+    "worklog": "notes through _Tx.clean",
+}
+
+
+def test_every_table_the_store_writes_is_accounted_for():
+    """The census of write paths: every INSERT, REPLACE and UPDATE in store*.py names a table
+    listed in WRITTEN (events are written by _Tx alone, which redacts them); and no sub-store
+    redacts on its own, beside _Tx.clean."""
+    written = set()
+    for source in SDESK.glob("store*.py"):
+        text = source.read_text()
+        written |= set(re.findall(r"(?:INSERT(?: OR \w+)? INTO|REPLACE INTO|UPDATE)\s+\"?([a-z_]+)", text))
+        if source.name not in ("store.py", "store_runbooks.py"):  # the stream's fast path; stored_plan
+            assert "redact" not in text.replace("redacted", ""), f"{source.name}: redact through tx.clean"
+    assert written - set(WRITTEN) == set(), "tables written with no word on their secrets"
+    assert len(written) >= 25
+
+
+def test_an_event_is_redacted_whatever_the_write_forgot(db_path):
+    """_Tx.event redacts every string of its data, keys too: a write that cleans nothing (here
+    Store.record, as a restore uses it) still stores no secret, and says so on the timeline."""
+    from sdesk.store import Store
+
+    planted = plant_all("record")
+    with Store(db_path) as store:
+        store.record("tester", "restored", {"note": _all(planted), **{text: "v" for _, text, _ in _short(planted)}})
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []
+    with Store(db_path) as store:
+        kinds = store.conn.execute("SELECT data FROM events WHERE kind = 'redacted'").fetchone()[0]
+    assert "private_key" in kinds and "aws_key" in kinds
+
+
+# -- the search -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def desk(cli, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    (config / "runbooks").mkdir(parents=True)
+    (config / "oncall.yaml").write_text((Path(__file__).resolve().parents[1] / "examples" / "desk" / "oncall.yaml").read_text())
+    (config / "runbooks" / "gated.yaml").write_text('steps:\n  - approve: "Go?"\n  - run: ["true"]\n')
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli.tmp = tmp_path
+    return cli
+
+
+def _stored(desk, db: Path) -> dict[str, bytes]:
+    """Everything the desk keeps or hands out: the file and its WAL, an export, a backup, and
+    the postmortem of every ticket."""
+    out = {"database file": db.read_bytes(), "WAL": (db.parent / (db.name + "-wal")).read_bytes()
+           if (db.parent / (db.name + "-wal")).exists() else b""}
+    export = desk.tmp / "export.jsonl"
+    desk("export", "--jsonl", "--out", str(export))
+    out["export"] = export.read_bytes()
+    backup = desk.tmp / "backup.db"
+    desk("backup", str(backup))
+    out["backup"] = backup.read_bytes()
+    tickets = desk.json("list", "--all", "--limit", "0")
+    out["postmortem"] = "\n".join(desk("postmortem", f"SD-{t['id']}").stdout for t in tickets
+                                  if t["kind"] in ("incident", "problem")).encode()
+    return out
+
+
+def test_no_secret_reaches_the_database_an_export_a_backup_or_a_postmortem(desk, db_path):
+    planted = {name: plant_all(name) for name in PATHS}
+    for name, plant in PATHS.items():
+        plant(desk, planted[name])
+    stored = _stored(desk, db_path)
+    rows, leaks = [], []
+    for name, plants in planted.items():
+        where = {(kind, place) for kind, _, value in plants for place, data in stored.items() if leaked(value, data)}
+        rows.append((name, len(plants), len({kind for kind, _ in where})))
+        leaks += [f"{name}: {kind} in the {place}" for kind, place in sorted(where)]
+    table = "\n".join(f"  {name:58s} planted {n:3d}  leaked {k:3d}" for name, n, k in rows)
+    print(f"\nsecrets: {sum(r[1] for r in rows)} planted on {len(rows)} write paths, "
+          f"{sum(r[2] for r in rows)} leaked\n{table}")
+    assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(leaks[:60]) + f"\n{table}"
