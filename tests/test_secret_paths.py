@@ -262,6 +262,7 @@ WRITTEN = {
     "ticket_context": "derived from stored, redacted rows (CMDB, KB, tickets)",
     "users": "identifiers",
     "user_queue_roles": "identifiers",
+    "refusals": "actors and OS logins (identifiers) and counts",
     "api_tokens": "labels through _Tx.clean; the token's hash",
     "worklog": "notes through _Tx.clean",
 }
