@@ -1179,6 +1179,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
 
     @staticmethod
     def _set(tx: _Tx, ticket_id: int, sets: dict[str, Any]) -> None:
+        # Identifier columns too (an assignee given as free text): the event saying the change is
+        # redacted, and the row must say the same (audit verify rebuilds it from the events).
+        sets = {c: tx.clean(v, ticket_id) if v.__class__ is str else v for c, v in sets.items()}
         assignments = ", ".join(f"{column} = ?" for column in sets)
         tx.conn.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", (*sets.values(), ticket_id))
 

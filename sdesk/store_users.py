@@ -67,6 +67,11 @@ class UsersStore:
         email = email.strip().casefold() if email is not None else None
         key = user_key(name)
         with self._write(actor, "admin", "managing users") as tx:
+            # Names are identifiers, kept as given, while every event is redacted (_Tx.event): a
+            # name that holds a secret would be stored, and be another name in its event.
+            for what, value in (("name", name), ("--login", login), ("--email", email), ("--team", team)):
+                if value and tx.clean(value) != value:
+                    raise BadInput(f"user: the {what} looks like it holds a secret; choose another")
             row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
             first = tx.conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
             if first and (role != "admin" or queue):

@@ -428,3 +428,18 @@ def test_verify_while_others_write_sees_one_consistent_desk(db_path):
             store.verify()  # raises AuditBroken on any difference
             rounds += 1
     assert writer.wait() == 0 and rounds >= 1
+
+
+# A column kept as sent (an assignee, a requester, a service) while its event is redacted on the
+# write path would make verify report an edit that nobody made: a hostile sender could make the
+# desk cry wolf. Each such field, with a secret in it, must still verify clean (or be refused).
+@pytest.mark.parametrize("secret", ["token=abcdefgh12345", "password=hunter2hunter2", "AKIAIOSFODNN7EXAMPLE"])
+def test_a_secret_in_an_identifier_field_never_makes_verify_cry_wolf(cli, secret):
+    a = cli.new("x", "--service", secret, "--requester", secret, "--ci", secret, "-q", secret)
+    cli("assign", str(a), secret)
+    cli("update", str(a), "--category", secret)
+    cli("new", "--format", "alertmanager", "-", input=json.dumps({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": secret, "instance": secret, "service": secret}}]}))
+    assert cli("user", "add", secret, "--role", "admin", ok=False).exit_code == ExitCode.BAD_INPUT
+    r = verify(cli)
+    assert r.exit_code == 0, r.stdout + r.stderr
