@@ -202,9 +202,11 @@ def _params(raw: Any, fail: Callable) -> dict[str, Param]:
             raise fail([*loc, "from"], f"param {name}: from: expected a ticket field, labels.NAME or ci.NAME")
         pattern = None
         if spec.get("pattern") is not None:
+            from . import patterns
+
             try:
-                pattern = re.compile(str(spec["pattern"]))
-            except (re.error, OverflowError, RecursionError) as e:
+                pattern = patterns.compile(str(spec["pattern"]))  # RE2: a title must not run away (DoS)
+            except BadInput as e:
                 raise fail([*loc, "pattern"], f"param {name}: bad pattern: {e}") from None
         default = spec.get("default")
         if default is not None:
