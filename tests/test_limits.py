@@ -123,3 +123,110 @@ def test_any_pattern_the_desk_accepts_compiles_with_re2(pattern, value):
         options.log_errors = False
         re2.compile(pattern, options)
         assert isinstance(patterns.compile(pattern).fullmatch(value + "\ud800"), bool)
+
+
+# -- YAML: aliases, depth, size, duplicate keys --------------------------------------------------
+
+
+def bomb(levels: int, width: int = 9) -> str:
+    """The "billion laughs": each level a list of `width` aliases of the one below."""
+    lines = [f"a0: &a0 [{','.join('x' * width)}]"]
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "cis:\n  - name: bomb\n    type: host\n    attributes:\n" + "".join(f"      {line}\n" for line in lines)
+
+
+def test_an_alias_bomb_in_a_cmdb_import_is_refused_and_nothing_stored(cli, tmp_path):
+    estate = tmp_path / "cmdb.yaml"
+    estate.write_text(bomb(6))  # 400 bytes; stored as a 28 MB row before
+    result = cli("cmdb", "import", str(estate), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {estate}:") and "aliases expand" in line
+    assert cli.json("cmdb", "list") == []
+
+
+def test_yaml_limits_in_one_line():
+    from sdesk.yamlfile import MAX_CHARS, MAX_DEPTH, parse
+
+    cases = {
+        "a: &a [1, *a]\n": "1: an alias refers to a collection it is inside",
+        "x: " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1): "1: nested more than 64 levels deep",
+        "a: 1\nb: {c: 2, c: 3}\n": "2: duplicate key 'c' (first at line 2)",
+        "a: 1\nb: 2\n\na: 3\n": "4: duplicate key 'a' (first at line 1)",
+        "x: " + "y" * MAX_CHARS: "1: larger than 32 MiB",
+        bomb(9): "1: aliases expand this document to",
+    }
+    for text, message in cases.items():
+        with pytest.raises(BadInput) as e:
+            parse(text, "f.yaml")
+        assert str(e.value).startswith("f.yaml:" + message) and "\n" not in str(e.value)
+    # What is ordinary stays allowed: anchors reused a few times, merge keys that override.
+    data, _ = parse("base: &b {team: ops, tier: 2}\na: {<<: *b, tier: 1}\nb: *b\nc: [*b, *b]\n", "f.yaml")
+    assert data["a"] == {"team": "ops", "tier": 1} and data["c"] == [data["base"]] * 2
+
+
+def _values(data) -> int:
+    if isinstance(data, dict):
+        return 1 + sum(1 + _values(v) for v in data.values())
+    if isinstance(data, list):
+        return 1 + sum(_values(v) for v in data)
+    return 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), min_size=1, max_size=10))
+def test_any_aliased_yaml_is_read_bounded_or_refused(levels):
+    """Random anchor graphs (each level aliases earlier ones): what parses holds at most twice
+    what was written plus ALIASED_MIN values; the rest is one line naming the file."""
+    from sdesk.yamlfile import ALIASED_MIN, parse
+
+    lines = ["a0: &a0 [x, y]"]
+    for i, refs in enumerate(levels, start=1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join(f"*a{r % i}" for r in refs) + "]")
+    text = "\n".join(lines) + "\n"
+    try:
+        data, _ = parse(text, "f.yaml")
+    except BadInput as e:
+        assert str(e).startswith("f.yaml:1: aliases expand") and "\n" not in str(e)
+        return
+    written = 3 + 2 * len(levels) + sum(len(refs) for refs in levels) + 1
+    assert _values(data) <= 2 * written + ALIASED_MIN + 10
+
+
+def _config_file(tmp_path, monkeypatch, name, text):
+    config = tmp_path / "desk"
+    path = config / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    return path
+
+
+# Every YAML file the desk reads, and a command that reads it.
+YAML_READERS = [
+    ("triage.yaml", ["rules", "check"]),
+    ("intake.yaml", ["new", "a ticket"]),
+    ("oncall.yaml", ["oncall", "now"]),
+    ("sla.yaml", ["sla"]),
+    ("metrics.yaml", ["report", "executive"]),
+    ("roles.yaml", ["list"]),
+    ("runbooks/restart.yaml", ["runbook", "validate"]),
+    ("estate.yaml", ["cmdb", "import", "{path}"]),
+    ("article.md", ["kb", "add", "{path}"]),
+]
+
+
+@pytest.mark.parametrize("name, command", YAML_READERS)
+@pytest.mark.parametrize("problem, text, message", [
+    ("duplicate key", "rules: []\nrules: []\n", "{2}: duplicate key 'rules' (first at line {1})"),
+    ("alias bomb", bomb(6), "{1}: aliases expand"),
+])
+def test_every_yaml_the_desk_reads_has_the_limits(cli, tmp_path, monkeypatch, name, command, problem, text, message):
+    shift = 0
+    if name.endswith(".md"):  # YAML front matter, from the second line of the file
+        text, shift = f"---\n{text}---\n# Title\nbody\n", 1
+    path = _config_file(tmp_path, monkeypatch, name, text)
+    result = cli(*[part.format(path=path) for part in command], ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    line, what = message.format(*range(shift, shift + 3)).split(": ", 1)
+    assert any(f"{path}:{line}: " in said and what in said for said in result.stderr.splitlines()), result.stderr
