@@ -206,6 +206,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                        record_resolved: bool, reopen_days: int | None, rejects: Path | None, as_json: bool) -> None:
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
+    from . import files
     from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
 
     severity, options = settings.intake_options(record_all=record_resolved, reopen_days=reopen_days)
@@ -222,10 +223,8 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     try:
         for path in expand_paths(paths):
             name = str(path) if path else "stdin"
-            try:
-                stream = path.open("rb") if path else sys.stdin.buffer
-            except OSError as e:
-                raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
+            # A file or a stream (a FIFO, <(tail -f ...)); never a device such as /dev/zero.
+            stream = files.open_file(path, streams=True) if path else sys.stdin.buffer
             used = fmt
 
             def on_stored(record: "Record", ticket_id: int | None, outcome: str) -> None:
@@ -249,7 +248,8 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                     if line_mode:
                         chunks = jsonl_chunks(stream, advance, "jsonl" if fmt == "json" else fmt, severity)
                     else:
-                        used, records = document_records(stream.read(), fmt, severity)
+                        used, records = document_records(files.read_capped(stream, name, files.MAX_DOCUMENT), fmt,
+                                                         severity)
                         chunks = [(records, False)]
                     summary = ingest(settings.store(), chunks, actor=settings.actor, on_stored=on_stored,
                                      on_rejected=on_rejected, on_batch=sys.stdout.flush, rejects=reject_file,

@@ -13,6 +13,7 @@ from .lifecycle import NAME_MAX, TITLE_MAX
 
 DEFAULT_REVIEW_DAYS = 180
 MAX_REVIEW_DAYS = 3650  # ten years: beyond that an article is never reviewed
+MAX_BYTES = 4 << 20  # an article file: a page of a runbook, not a manual (or /dev/zero)
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _HEADING = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
 _WORD = re.compile(r"\w+", re.U)

@@ -103,9 +103,11 @@ def load_folder(folder: Path | None) -> tuple[dict[str, Runbook], list[str]]:
     errors: list[str] = []
     if folder is None or not folder.is_dir():
         return runbooks, errors
+    from .files import read_text
+
     for path in sorted(folder.glob("*.y*ml")):
         try:
-            runbook = parse(path.read_text(encoding="utf-8"), str(path), path.stem)
+            runbook = parse(read_text(path), str(path), path.stem)  # a regular file within a size
         except (OSError, UnicodeDecodeError) as e:
             errors.append(f"{path}: {getattr(e, 'strerror', None) or e}")
             continue

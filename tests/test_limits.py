@@ -230,3 +230,111 @@ def test_every_yaml_the_desk_reads_has_the_limits(cli, tmp_path, monkeypatch, na
     assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
     line, what = message.format(*range(shift, shift + 3)).split(": ", 1)
     assert any(f"{path}:{line}: " in said and what in said for said in result.stderr.splitlines()), result.stderr
+
+
+# -- files a user names: only regular files, within a size --------------------------------------
+
+
+def _hostile_folder(tmp_path):
+    """A KB folder with one good article and every way out of it or around a plain read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Payroll\nzebracorn salaries\n")
+    kb = tmp_path / "kb"
+    (kb / "sub").mkdir(parents=True)
+    (kb / "good.md").write_text("# Printer\nturn it off and on\n")
+    (kb / "sub" / "also.md").write_text("# Also\nfine\n")
+    (kb / "leak.md").symlink_to(outside / "secret.md")
+    (kb / "linked").symlink_to(outside, target_is_directory=True)
+    (kb / "zero.md").symlink_to("/dev/zero")
+    os.mkfifo(kb / "fifo.md")
+    (kb / "big.md").write_bytes(b"# Big\n" + b"x" * (4 << 20))
+    return kb
+
+
+def test_kb_import_reads_only_regular_files_inside_the_folder(tmp_path):
+    """Run as a process: a FIFO used to hang it forever."""
+    kb = _hostile_folder(tmp_path)
+    result = sdesk("kb", "import", str(kb), "--json")
+    assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["created"] == ["good", "sub/also"]
+    assert summary["skipped"] == ["big.md", "fifo.md", "leak.md", "zero.md"]
+    said = result.stderr.strip().splitlines()
+    assert len(said) == 4 and all(line.startswith("skipped: cannot ") for line in said)
+    assert "Traceback" not in result.stderr
+    assert json.loads(sdesk("kb", "search", "zebracorn", "--json").stdout) == []
+
+
+def test_a_symlink_out_of_the_kb_folder_is_not_imported(cli, tmp_path):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (tmp_path / "secret.md").write_text("# Payroll\nzebracorn salaries\n")
+    (kb / "leak.md").symlink_to(tmp_path / "secret.md")
+    (kb / "good.md").write_text("# Printer\nturn it off and on\n")
+    result = cli("kb", "import", str(kb), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "leak.md: a symbolic link" in result.stderr
+    assert cli.json("kb", "search", "zebracorn") == [] and len(cli.json("kb", "search", "printer")) == 1
+
+
+# Every command that reads a file the user names, and whether a FIFO is a stream it may read
+# (it then reads what a writer sends; with none, nothing) or a file it refuses.
+FILE_READERS = [
+    (["kb", "add", "{path}"], False),
+    (["cmdb", "import", "{path}"], False),
+    (["audit", "verify", "--anchors", "{path}"], False),
+    (["triage", "train", "--from-csv", "{path}", "--text", "t", "--label", "l"], False),
+    (["new", "--format", "alertmanager", "{path}"], True),
+    (["new", "--jsonl", "{path}"], True),
+    (["import", "{path}"], True),
+]
+
+
+@pytest.mark.parametrize("command, streams", FILE_READERS)
+def test_a_fifo_or_a_device_never_hangs_a_command(tmp_path, command, streams):
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        result = sdesk(*[part.format(path=path) for part in command])
+        assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+        if path == fifo and streams:
+            continue  # read as a stream: no writer, so it ended at once
+        assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+        assert f"{path}: " in result.stderr and "not a regular file" in result.stderr
+
+
+@pytest.mark.parametrize("name, command", [("triage.yaml", ["rules", "check"]), ("intake.yaml", ["new", "t"]),
+                                           ("runbooks/x.yaml", ["runbook", "validate"])])
+def test_a_fifo_in_the_config_folder_never_hangs(tmp_path, name, command):
+    """A config file that is not a regular file counts as absent; a runbook file is refused."""
+    config = tmp_path / "desk"
+    (config / "runbooks").mkdir(parents=True)
+    os.mkfifo(config / name)
+    result = sdesk(*command, env={"SDESK_CONFIG": str(config)})
+    assert "Traceback" not in result.stderr
+    if name.startswith("runbooks/"):
+        assert result.returncode == ExitCode.BAD_INPUT and "a FIFO, not a regular file" in result.stderr
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(cli, tmp_path):
+    from sdesk import files
+
+    big = tmp_path / "estate.yaml"
+    with open(big, "wb") as f:
+        f.truncate(files.MAX_BYTES + 1)  # sparse: no disk used
+    result = cli("cmdb", "import", str(big), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "larger than 32 MiB" in result.stderr
+    result = cli("kb", "add", "-", input="# t\n" + "x" * (4 << 20), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "stdin: larger than 4 MiB" in result.stderr
+
+
+def test_a_symlink_in_a_maildir_is_not_read(cli, tmp_path):
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (tmp_path / "private").write_text("From: a@b.example\r\nSubject: private key\r\n\r\nsecret\r\n")
+    (maildir / "new" / "1.eml").symlink_to(tmp_path / "private")
+    (maildir / "new" / "2.eml").write_text("From: c@d.example\r\nSubject: printer\r\nMessage-ID: <2@x>\r\n\r\nhelp\r\n")
+    cli("new", "--format", "email", str(maildir))
+    assert [t["title"] for t in cli.json("list")] == ["printer"]
