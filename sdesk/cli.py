@@ -151,7 +151,7 @@ def new(
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format: auto (default for piped input), json, jsonl, alertmanager, pagerduty, grafana, opsgenie, email (a message, an mbox or a Maildir folder).", show_default=False)] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One document per line, stored as it streams in.")] = False,
     record_resolved: Annotated[bool, typer.Option("--record-resolved", help="A resolved alert is only recorded on its ticket, not resolving it (per source: intake.yaml).")] = False,
-    reopen_days: Annotated[Optional[int], typer.Option("--reopen-within", min=0, help="An email reply reopens a ticket resolved or closed less than this many days ago (default 14, or intake.yaml).", show_default=False)] = None,
+    reopen_days: Annotated[Optional[int], typer.Option("--reopen-within", min=0, max=36500, help="An email reply reopens a ticket resolved or closed less than this many days ago (default 14, or intake.yaml).", show_default=False)] = None,
     rejects: Annotated[Optional[Path], typer.Option(help="Write rejected input records to this file.", dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (one object per record for streams).")] = False,
 ) -> None:

@@ -338,3 +338,46 @@ def test_a_symlink_in_a_maildir_is_not_read(cli, tmp_path):
     (maildir / "new" / "2.eml").write_text("From: c@d.example\r\nSubject: printer\r\nMessage-ID: <2@x>\r\n\r\nhelp\r\n")
     cli("new", "--format", "email", str(maildir))
     assert [t["title"] for t in cli.json("list")] == ["printer"]
+
+
+# -- numbers beyond what SQLite holds --------------------------------------------------------------
+
+
+ID_COMMANDS = [
+    ["silence", "expire", "{n}"], ["show", "{n}"], ["comment", "{n}", "hi"], ["resolve", "{n}", "-r", "done"],
+    ["runbook", "log", "{n}"], ["runbook", "approve", "{n}"], ["user", "revoke", "{n}"], ["kb", "show", "{n}"],
+    ["change", "show", "{n}"], ["problem", "show", "{n}"], ["why", "{n}"], ["link", "{n}", "--parent", "{n}"],
+    ["list", "--limit", "{n}"], ["runbook", "runs", "--limit", "{n}"], ["sla", "--limit", "{n}"],
+    ["rules", "test", "--replay", "--limit", "{n}"], ["audit", "log", "--limit", "{n}"],
+    ["tick", "--watch", "{n}"], ["new", "--reopen-within", "{n}", "--jsonl", "-"],
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(ID_COMMANDS),
+       st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(2**64, 10**40), st.integers(-(10**30), 0)))
+def test_a_number_beyond_sqlite_is_bad_input_or_not_found(cli, command, n):
+    """`silence expire 99999999999999999999` was an OverflowError traceback; every id, limit and
+    count from the command line is refused in one line or simply not found."""
+    result = cli(*[part.format(n=n) for part in command], input="", ok=False)  # raises on a traceback
+    assert result.exit_code in (0, ExitCode.BAD_INPUT, ExitCode.NOT_FOUND), (command, n, result.stderr)
+    if n < 0 or n >= 2**63:
+        assert result.exit_code != 0, (command, n)
+
+
+# -- "-" is stdout ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, shows", [
+    (["metrics", "--prom", "-"], "# TYPE sdesk_"),
+    (["metrics", "-"], "# TYPE sdesk_"),
+    (["postmortem", "SD-1", "-o", "-"], "SD-1"),
+    (["export", "--out", "-"], '"ticket'),
+    (["audit", "anchor", "--out", "-"], '"hash"'),
+])
+def test_a_dash_for_a_file_written_means_stdout(cli, tmp_path, monkeypatch, command, shows):
+    monkeypatch.chdir(tmp_path)
+    cli.new("printer on fire")
+    result = cli(*command)
+    assert shows in result.stdout
+    assert not (tmp_path / "-").exists()
