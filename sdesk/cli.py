@@ -401,7 +401,7 @@ def assign(
                                             actor=settings.actor)
         note(f"{lifecycle.ref(done['id'])} assigned to {done['assignee']}: {done['why']}")
         return
-    if user is None or not user.strip():
+    if user is None or lifecycle.blank(user):
         raise BadInput("assign: give a user, or --auto")
     _move(ctx, ticket, "assign", assignee=user.strip())
 

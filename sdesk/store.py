@@ -733,7 +733,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             sets["acknowledged_at"] = t["acknowledged_at"] or at
             sets["assignee"] = t["assignee"] or tx.actor
         if action == "resolve":
-            if not resolution or not resolution.strip():
+            if not resolution or lifecycle.blank(resolution):
                 raise BadInput("resolve: --resolution must say what fixed it")
             sets.update(resolved_at=at, resolution=resolution.strip(), resolution_code=code)
             data.update(resolution=resolution.strip(), code=code)
@@ -752,7 +752,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             self._reopened_after_runbook(tx, ticket_id)
 
     def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
-        if not text.strip():
+        if lifecycle.blank(text):  # only spaces, or only U+FEFF: nothing to read
             raise BadInput("comment: the text is empty")
         text, redacted = redact_strings(text)
         with self._write(actor) as tx:

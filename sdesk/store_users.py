@@ -7,7 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, Conflict, NotFound
-from .lifecycle import NAME_MAX
+from .lifecycle import NAME_MAX, blank
 from .roles import Access, check_role, user_key
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class UsersStore:
                  actor: str) -> dict[str, Any]:
         """Add a user, or change their role (on the desk, or with `queue` on that queue) and team."""
         name, role = name.strip(), check_role(role)
-        if not name or len(name) > NAME_MAX:
+        if blank(name) or len(name) > NAME_MAX:
             raise BadInput(f"user: a name must be 1 to {NAME_MAX} characters")
         key = user_key(name)
         with self._write(actor, "admin", "managing users") as tx:

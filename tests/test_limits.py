@@ -381,3 +381,48 @@ def test_a_dash_for_a_file_written_means_stdout(cli, tmp_path, monkeypatch, comm
     result = cli(*command)
     assert shows in result.stdout
     assert not (tmp_path / "-").exists()
+
+
+# -- text that shows nothing is empty ---------------------------------------------------------------
+
+
+INVISIBLE = st.text(alphabet=st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"]), min_size=1, max_size=6)
+
+# Every "must not be empty" text: titles, comments, resolutions, fixes, names, label keys.
+EMPTY_REFUSED = [
+    ["comment", "1", "{t}"],
+    ["new", "{t}"],
+    ["new", "ok", "--service", "{t}"],
+    ["new", "ok", "--label", "{t}=x"],
+    ["resolve", "1", "-r", "{t}"],
+    ["change", "new", "--title", "{t}"],
+    ["kb", "add", "-", "--title", "{t}"],
+    ["user", "add", "{t}", "--role", "admin"],
+    ["assign", "1", "{t}"],
+]
+
+
+def test_a_comment_of_only_a_byte_order_mark_is_empty(cli):
+    cli.new("printer")
+    result = cli("comment", "1", "\ufeff", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "empty" in result.stderr
+    assert [e["kind"] for e in cli.json("show", "1")["events"]].count("commented") == 0
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(EMPTY_REFUSED), INVISIBLE)
+def test_text_that_shows_nothing_is_refused_as_empty(cli, command, text):
+    if not cli.json("list", "--all", "--limit", "1"):
+        cli.new("printer")
+    result = cli(*[part.format(t=text) for part in command], input="body\n", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, (command, text, result.stderr)
+
+
+@given(st.text(max_size=12))
+def test_blank_is_empty_after_removing_white_space_and_invisible_characters(text):
+    import unicodedata
+
+    from sdesk.lifecycle import blank
+
+    shown = [c for c in text if not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zs", "Zl", "Zp")]
+    assert blank(text) == (not shown)
