@@ -426,3 +426,29 @@ def test_blank_is_empty_after_removing_white_space_and_invisible_characters(text
 
     shown = [c for c in text if not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zs", "Zl", "Zp")]
     assert blank(text) == (not shown)
+
+
+# -- JSON from outside: depth and size -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["new", "--format", "alertmanager", "{path}"], ["new", "--format", "auto", "{path}"], ["new", "--jsonl", "{path}"],
+    ["import", "{path}"], ["audit", "verify", "--anchors", "{path}"],
+])
+def test_deeply_nested_json_is_one_line_from_every_entry(cli, tmp_path, command):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    result = cli(*[part.format(path=deep) for part in command], ok=False)  # raises on a traceback
+    assert result.exit_code == ExitCode.BAD_INPUT
+
+
+def test_a_whole_document_over_the_limit_is_refused(cli, tmp_path, monkeypatch):
+    from sdesk import files
+
+    monkeypatch.setattr(files, "MAX_DOCUMENT", 1000)  # the real 256 MiB, scaled down
+    big = tmp_path / "alerts.json"
+    big.write_text(alert(alertname="A", instance="x" * 2000))
+    result = cli("new", "--format", "alertmanager", str(big), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "larger than 1,000 bytes" in result.stderr
+    result = cli("new", "--format", "alertmanager", "-", input=alert(alertname="A", instance="x" * 2000), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "stdin: larger than" in result.stderr

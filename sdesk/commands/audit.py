@@ -27,7 +27,7 @@ def _anchors(path: Path) -> list[tuple[int, str]]:
         try:
             value = json.loads(line)
             anchors.append((int(value["event"]), str(value["hash"])))
-        except (ValueError, KeyError, TypeError, OverflowError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # RecursionError: [[[[...
             raise BadInput(f"{path}:{number}: not an anchor (expected {{\"event\": N, \"hash\": \"...\"}})") from None
     return anchors
 
