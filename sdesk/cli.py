@@ -214,10 +214,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     if line_mode and fmt == "email":
         raise BadInput("--jsonl does not apply to email: give .eml files, an mbox or a Maildir folder")
 
-    try:
-        reject_file = rejects.open("w", encoding="utf-8") if rejects else None
-    except OSError as e:
-        raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
+    reject_file = files.open_output(rejects) if rejects else None  # a FIFO nobody reads must not hang
     write = sys.stdout.write
     total = Summary()
     try:

@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from .errors import BadInput
 
@@ -102,6 +102,20 @@ def walk(folder: Path, suffix: str) -> Iterator[tuple[str, int, str]]:
         for name in sorted(names):
             if name.endswith(suffix):
                 yield os.path.normpath(os.path.join(os.path.relpath(where, folder), name)), dir_fd, name
+
+
+def open_output(path: str | os.PathLike) -> TextIO:
+    """`path` opened to write text (created or emptied), without waiting: a FIFO that no
+    process reads would block the open forever, so it is refused (ENXIO); one that is read,
+    a terminal or /dev/null is written as any file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as e:
+        reason = "a FIFO that nothing reads" if e.errno == errno.ENXIO else e.strerror or e
+        raise BadInput(f"cannot open {path}: {reason}") from None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _size(n: int) -> str:

@@ -452,3 +452,20 @@ def test_a_whole_document_over_the_limit_is_refused(cli, tmp_path, monkeypatch):
     assert result.exit_code == ExitCode.BAD_INPUT and "larger than 1,000 bytes" in result.stderr
     result = cli("new", "--format", "alertmanager", "-", input=alert(alertname="A", instance="x" * 2000), ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and "stdin: larger than" in result.stderr
+
+
+def test_a_rejects_fifo_nothing_reads_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "rejects.fifo"
+    os.mkfifo(fifo)
+    result = sdesk("new", "--jsonl", "--rejects", str(fifo), input='{"title": "ok"}\n')
+    assert result.returncode == ExitCode.BAD_INPUT and "a FIFO that nothing reads" in result.stderr
+
+
+def test_a_runbook_secret_file_that_is_a_fifo_or_a_device_is_refused(tmp_path):
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    for ref in (str(fifo), "/dev/zero"):
+        code = ("from sdesk.runner import load_secrets\n"
+                f"load_secrets({{'secrets': {{'token': ('file', {ref!r})}}}})")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=NEVER)
+        assert f"BadInput: secret token: cannot read {ref}: " in run.stderr and "not a regular file" in run.stderr
