@@ -96,12 +96,13 @@ def walk(folder: Path, suffix: str) -> Iterator[tuple[str, int, str]]:
     `suffix` under `folder`, walking by descriptor (os.fwalk): a symbolic link to a folder is
     not entered, so nothing outside `folder` is reached even if a link is swapped in meanwhile.
     A descriptor is open only until the walk moves on: read each file as it comes, with
-    `dir_fd` and `follow=False`."""
-    for where, folders, names, dir_fd in os.fwalk(folder):
+    `dir_fd` and `follow=False`. `folder` itself may be a link (the user named it)."""
+    top = os.path.realpath(folder)
+    for where, folders, names, dir_fd in os.fwalk(top):
         folders.sort()
         for name in sorted(names):
             if name.endswith(suffix):
-                yield os.path.normpath(os.path.join(os.path.relpath(where, folder), name)), dir_fd, name
+                yield os.path.normpath(os.path.join(os.path.relpath(where, top), name)), dir_fd, name
 
 
 def open_output(path: str | os.PathLike) -> TextIO:

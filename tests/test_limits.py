@@ -469,3 +469,10 @@ def test_a_runbook_secret_file_that_is_a_fifo_or_a_device_is_refused(tmp_path):
                 f"load_secrets({{'secrets': {{'token': ('file', {ref!r})}}}})")
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=NEVER)
         assert f"BadInput: secret token: cannot read {ref}: " in run.stderr and "not a regular file" in run.stderr
+
+
+def test_kb_import_of_a_folder_named_through_a_link_reads_it(cli, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.md").write_text("# Printer\nturn it off and on\n")
+    (tmp_path / "docs").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert cli.json("kb", "import", str(tmp_path / "docs"))["created"] == ["a"]
