@@ -485,3 +485,14 @@ def test_an_email_tagged_with_a_huge_ticket_number_is_a_new_ticket(cli, n):
     mail = f"From: a@b.example\r\nSubject: Re: [SD-{n}] hi\r\nMessage-ID: <{n}@x>\r\n\r\nhelp\r\n"
     [result] = [json.loads(line) for line in cli("new", "--format", "email", "--json", input=mail).stdout.splitlines()]
     assert result["action"] in ("created", "deduplicated")
+
+
+@pytest.mark.parametrize("name, text", [("triage.yaml", "timezone: {zone}\n"),
+                                        ("oncall.yaml", "schedules:\n  - name: s\n    timezone: {zone}\n")])
+def test_a_time_zone_name_too_long_for_a_file_name_is_one_line(name, text):
+    from sdesk import routing, triage
+
+    load = triage.load if name == "triage.yaml" else routing.load
+    with pytest.raises(BadInput) as e:
+        load(text.format(zone="Europe/" + "x" * 300), name)
+    assert "unknown time zone" in str(e.value) and "\n" not in str(e.value)
