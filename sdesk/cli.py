@@ -214,7 +214,8 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     if line_mode and fmt == "email":
         raise BadInput("--jsonl does not apply to email: give .eml files, an mbox or a Maildir folder")
 
-    reject_file = files.open_output(rejects) if rejects else None  # a FIFO nobody reads must not hang
+    to_stdout = rejects is not None and str(rejects) == "-"  # - is stdout, as for every file a command writes
+    reject_file = sys.stdout if to_stdout else files.open_output(rejects) if rejects else None  # a FIFO: no hang
     write = sys.stdout.write
     total = Summary()
     try:
@@ -259,12 +260,12 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
             counts = ", ".join(f"{n} {outcome}" for outcome, n in summary.outcomes.items())
             note(f"{name} ({used}): {counts or 'nothing'}" + (f", {len(summary.rejected)} rejected" if summary.rejected else ""))
     finally:
-        if reject_file:
+        if reject_file and not to_stdout:
             reject_file.close()
     run_automation(settings, options.get("automate", frozenset()))
     if total.rejected:
         if rejects:
-            note(f"{len(total.rejected)} rejected records written to {rejects}")
+            note(f"{len(total.rejected)} rejected records written to {'stdout' if to_stdout else rejects}")
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 

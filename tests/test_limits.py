@@ -374,12 +374,13 @@ def test_a_number_beyond_sqlite_is_bad_input_or_not_found(cli, command, n):
     (["postmortem", "SD-1", "-o", "-"], "SD-1"),
     (["export", "--out", "-"], '"ticket'),
     (["audit", "anchor", "--out", "-"], '"hash"'),
+    (["new", "--jsonl", "--rejects", "-"], '{"title": ""}'),
 ])
 def test_a_dash_for_a_file_written_means_stdout(cli, tmp_path, monkeypatch, command, shows):
     monkeypatch.chdir(tmp_path)
     cli.new("printer on fire")
-    result = cli(*command)
-    assert shows in result.stdout
+    result = cli(*command, input='{"title": ""}\n', ok=False)  # the input: one record to reject
+    assert result.exit_code in (0, ExitCode.BAD_INPUT) and shows in result.stdout
     assert not (tmp_path / "-").exists()
 
 
