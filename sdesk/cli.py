@@ -173,7 +173,7 @@ def new(
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format: auto (default for piped input), json, jsonl, alertmanager, pagerduty, grafana, opsgenie, email (a message, an mbox or a Maildir folder).", show_default=False)] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One document per line, stored as it streams in.")] = False,
     record_resolved: Annotated[bool, typer.Option("--record-resolved", help="A resolved alert is only recorded on its ticket, not resolving it (per source: intake.yaml).")] = False,
-    reopen_days: Annotated[Optional[int], typer.Option("--reopen-within", min=0, help="An email reply reopens a ticket resolved or closed less than this many days ago (default 14, or intake.yaml).", show_default=False)] = None,
+    reopen_days: Annotated[Optional[int], typer.Option("--reopen-within", min=0, max=36500, help="An email reply reopens a ticket resolved or closed less than this many days ago (default 14, or intake.yaml).", show_default=False)] = None,
     rejects: Annotated[Optional[Path], typer.Option(help="Write rejected input records to this file.", dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (one object per record for streams).")] = False,
 ) -> None:
@@ -228,6 +228,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                        record_resolved: bool, reopen_days: int | None, rejects: Path | None, as_json: bool) -> None:
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
+    from . import files
     from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
     from .store import StoreFault
 
@@ -236,20 +237,16 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     if line_mode and fmt == "email":
         raise BadInput("--jsonl does not apply to email: give .eml files, an mbox or a Maildir folder")
 
-    try:
-        reject_file = rejects.open("w", encoding="utf-8") if rejects else None
-    except OSError as e:
-        raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
+    to_stdout = rejects is not None and str(rejects) == "-"  # - is stdout, as for every file a command writes
+    reject_file = sys.stdout if to_stdout else files.open_output(rejects) if rejects else None  # a FIFO: no hang
     write = sys.stdout.write
     total = Summary()
     kept = [0, ""]  # records stored so far and where the last one was: said if the store fails
     try:
         for path in expand_paths(paths):
             name = str(path) if path else "stdin"
-            try:
-                stream = path.open("rb") if path else sys.stdin.buffer
-            except OSError as e:
-                raise BadInput(f"cannot open {e.filename}: {e.strerror}") from None
+            # A file or a stream (a FIFO, <(tail -f ...)); never a device such as /dev/zero.
+            stream = files.open_file(path, streams=True) if path else sys.stdin.buffer
             used = fmt
 
             def on_stored(record: "Record", ticket_id: int | None, outcome: str) -> None:
@@ -274,7 +271,8 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
                     if line_mode:
                         chunks = jsonl_chunks(stream, advance, "jsonl" if fmt == "json" else fmt, severity)
                     else:
-                        used, records = document_records(stream.read(), fmt, severity)
+                        used, records = document_records(files.read_capped(stream, name, files.MAX_DOCUMENT), fmt,
+                                                         severity)
                         chunks = [(records, False)]
                     summary = ingest(settings.store(), chunks, actor=settings.actor, on_stored=on_stored,
                                      on_rejected=on_rejected, on_batch=sys.stdout.flush, rejects=reject_file,
@@ -289,12 +287,12 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     except StoreFault as e:
         raise type(e)(f"{e}; {kept[0]} records were stored and reported before it" + (f", the last {kept[1]}" if kept[0] else "")) from None
     finally:
-        if reject_file:
+        if reject_file and not to_stdout:
             reject_file.close()
     run_automation(settings, options.get("automate", frozenset()))
     if total.rejected:
         if rejects:
-            note(f"{len(total.rejected)} rejected records written to {rejects}")
+            note(f"{len(total.rejected)} rejected records written to {'stdout' if to_stdout else rejects}")
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 
@@ -430,7 +428,7 @@ def assign(
                                             actor=settings.actor)
         note(f"{lifecycle.ref(done['id'])} assigned to {done['assignee']}: {done['why']}")
         return
-    if user is None or not user.strip():
+    if user is None or lifecycle.blank(user):
         raise BadInput("assign: give a user, or --auto")
     _move(ctx, ticket, "assign", assignee=user.strip())
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import yamlfile
+from . import files, yamlfile
 from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
@@ -62,10 +62,7 @@ def load(config_dir: Path | None, name: str, model: type[M]) -> M:
     path = config_dir / f"{name}.yaml" if config_dir else None
     if path is None or not path.is_file():
         return model()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    text = files.read_text(path)  # a regular file within a size: never a FIFO's hang
     data, node = yamlfile.parse(text, str(path))
     try:
         return model.model_validate(data or {})

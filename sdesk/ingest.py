@@ -79,12 +79,15 @@ def document_records(data: bytes, fmt: str, severity: Mapping[str, str] = SEVERI
 
 
 def expand_paths(paths: list[Path | None]) -> list[Path | None]:
-    """Folders become their files: a Maildir's new/ and cur/, or every file in it, sorted."""
+    """Folders become their files: a Maildir's new/ and cur/, or every file in it, sorted. Only
+    regular files: a symbolic link in a mail folder could make any file the desk can read a
+    ticket, and a FIFO there would hang the intake."""
     out: list[Path | None] = []
     for path in paths:
         if path is not None and path.is_dir():
             folders = [path / "new", path / "cur"] if (path / "cur").is_dir() else [path]
-            out += sorted(f for folder in folders if folder.is_dir() for f in folder.iterdir() if f.is_file())
+            out += sorted(f for folder in folders if folder.is_dir() for f in folder.iterdir()
+                          if f.is_file() and not f.is_symlink())
         else:
             out.append(path)
     return out

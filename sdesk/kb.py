@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import BadInput
-from .lifecycle import NAME_MAX, TITLE_MAX
+from .lifecycle import NAME_MAX, TITLE_MAX, blank
 
 DEFAULT_REVIEW_DAYS = 180
 MAX_REVIEW_DAYS = 3650  # ten years: beyond that an article is never reviewed
+MAX_BYTES = 4 << 20  # an article file: a page of a runbook, not a manual (or /dev/zero)
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _HEADING = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
 _WORD = re.compile(r"\w+", re.U)
@@ -49,12 +50,12 @@ def parse_article(text: str, where: str = "article") -> dict[str, Any]:
 
 def check_article(a: dict[str, Any], where: str = "article") -> dict[str, Any]:
     title = str(a.get("title") or "").strip()
-    if not title:
+    if blank(title):
         raise BadInput(f"{where}: no title (give one in front matter, as a '# heading' or with --title)")
     if len(title) > TITLE_MAX:
         raise BadInput(f"{where}: title: at most {TITLE_MAX} characters")
     body = str(a.get("body") or "").strip()
-    if not body:
+    if blank(body):
         raise BadInput(f"{where}: the article is empty")
     review_days = a.get("review_days", DEFAULT_REVIEW_DAYS)
     if review_days is None:

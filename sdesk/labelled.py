@@ -29,18 +29,26 @@ def read_labelled(path: Path, text_cols: Sequence[str], label_col: str) -> Label
     joined by newlines. A row whose text columns or label are all blank is skipped and counted."""
     if not text_cols:
         raise BadInput("--text: give at least one text column")
+    from .files import open_file
+
     try:
-        if zipfile.is_zipfile(path):
+        raw = open_file(path)  # a regular file: a FIFO would hang here, /dev/zero never end
+    except BadInput as e:
+        raise BadInput(str(e).replace("cannot open", "cannot read", 1)) from None
+    try:
+        if zipfile.is_zipfile(raw):
             try:
-                archive = zipfile.ZipFile(path)
+                archive = zipfile.ZipFile(raw)
             except zipfile.BadZipFile as e:
                 raise BadInput(f"{path}: not a readable zip file ({e})") from None
             with archive:
                 return _read(path, archive.open(_member(path, archive)), text_cols, label_col)
-        with open(path, "rb") as raw:
-            return _read(path, raw, text_cols, label_col)
+        raw.seek(0)
+        return _read(path, raw, text_cols, label_col)
     except OSError as e:
         raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    finally:
+        raw.close()
 
 
 def _member(path: Path, archive: zipfile.ZipFile) -> str:

@@ -63,6 +63,20 @@ ID_PREFIX = "SD-"
 # What pydantic's str_strip_whitespace strips (Unicode White_Space): Python's str.strip() also
 # strips the separators U+001C..U+001F, so `sdesk new TITLE` strips with this set to agree.
 WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+# Characters that show nothing: controls, format characters (U+FEFF, zero-width spaces and
+# joiners, direction marks), space and line separators. Text of only these is empty.
+INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+VISIBLE_PATTERN = r"[^\p{Cc}\p{Cf}\p{Zs}\p{Zl}\p{Zp}]"  # the same, for pydantic: one character that shows
+
+
+def blank(text: str) -> bool:
+    """Whether `text` shows nothing: empty once white space and invisible characters are taken
+    out. A comment of only U+FEFF (or a zero-width space) is as empty as one of spaces."""
+    if text.isprintable():  # at C speed: nothing invisible in it but the space
+        return not text.strip(" ")
+    import unicodedata
+
+    return all(unicodedata.category(c) in INVISIBLE for c in text)
 
 
 def allowed_actions(status: str) -> list[str]:

@@ -23,7 +23,7 @@ from .intake import Record, ticket_record
 from .lifecycle import TITLE_MAX
 from .signals import Signal
 
-TICKET_TAG = re.compile(r"\[SD-(\d+)\]", re.IGNORECASE)
+TICKET_TAG = re.compile(r"\[SD-(\d{1,18})\]", re.IGNORECASE)  # 19 digits and more: no ticket SQLite can hold
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|antw|antwort|sv|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office|undeliver(able|ed)|delivery (status )?notification"

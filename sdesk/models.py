@@ -9,11 +9,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from .lifecycle import DEFAULT_KIND, DEFAULT_PRIORITY, FINGERPRINT_MAX, NAME_MAX, TITLE_MAX, Kind, Priority, Status
+from .lifecycle import (
+    DEFAULT_KIND, DEFAULT_PRIORITY, FINGERPRINT_MAX, NAME_MAX, TITLE_MAX, VISIBLE_PATTERN, Kind, Priority, Status,
+)
 
-Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
-Fingerprint = Annotated[str, StringConstraints(min_length=1, max_length=FINGERPRINT_MAX)]
+# A character that shows (VISIBLE_PATTERN, in pydantic-core): a title of only U+FEFF is empty.
+Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX, pattern=VISIBLE_PATTERN)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=VISIBLE_PATTERN)]
+Fingerprint = Annotated[str, StringConstraints(min_length=1, max_length=FINGERPRINT_MAX, pattern=VISIBLE_PATTERN)]
 Level = Annotated[int, Field(ge=1, le=3, description="1 high, 2 medium, 3 low (ITIL)")]
 # Scripts send numbers as label values: kept as text. Booleans are refused (true or "true"?).
 LabelValue = Annotated[str, Field(coerce_numbers_to_str=True)]
@@ -143,6 +146,7 @@ def describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors(include_url=False):
         where = ".".join(str(x) for x in e["loc"]) or "input"
-        msg = {"extra_forbidden": "unknown field", "model_type": "expected a JSON object"}.get(e["type"], e["msg"])
+        msg = {"extra_forbidden": "unknown field", "model_type": "expected a JSON object",
+               "string_pattern_mismatch": "must not be empty"}.get(e["type"], e["msg"])
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)

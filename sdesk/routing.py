@@ -230,7 +230,7 @@ def zone_of(name: Any, fail: Callable[[str], BadInput]) -> tzinfo:
         raise fail("timezone: required, e.g. Europe/London")
     try:
         return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise fail(f"timezone: unknown time zone {name!r}") from None
 
 

@@ -106,9 +106,11 @@ def load_folder(folder: Path | None) -> tuple[dict[str, Runbook], list[str]]:
     errors: list[str] = []
     if folder is None or not folder.is_dir():
         return runbooks, errors
+    from .files import read_text
+
     for path in sorted(folder.glob("*.y*ml")):
         try:
-            runbook = parse(path.read_text(encoding="utf-8"), str(path), path.stem)
+            runbook = parse(read_text(path), str(path), path.stem)  # a regular file within a size
         except (OSError, UnicodeDecodeError) as e:
             errors.append(f"{path}: {getattr(e, 'strerror', None) or e}")
             continue
@@ -206,9 +208,11 @@ def _params(raw: Any, fail: Callable) -> dict[str, Param]:
             raise fail([*loc, "from"], f"param {name}: from: expected a ticket field, labels.NAME or ci.NAME")
         pattern = None
         if spec.get("pattern") is not None:
+            from . import patterns
+
             try:
-                pattern = re.compile(str(spec["pattern"]))
-            except (re.error, OverflowError, RecursionError) as e:
+                pattern = patterns.compile(str(spec["pattern"]))  # RE2: a title must not run away (DoS)
+            except BadInput as e:
                 raise fail([*loc, "pattern"], f"param {name}: bad pattern: {e}") from None
         default = spec.get("default")
         if default is not None:

@@ -86,10 +86,12 @@ def load_secrets(the_plan: Mapping[str, Any]) -> dict[str, str]:
             if value is None:
                 raise BadInput(f"secret {name}: the environment variable {ref} is not set")
         else:
+            from .files import read_text
+
             try:
-                value = Path(ref).read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as e:
-                raise BadInput(f"secret {name}: cannot read {ref}: {getattr(e, 'strerror', None) or e}") from None
+                value = read_text(ref, limit=1 << 16).rstrip("\r\n")  # a FIFO or /dev/zero must not hang a run
+            except BadInput as e:
+                raise BadInput(f"secret {name}: {e}") from None
         if len(value) < 4:
             raise BadInput(f"secret {name}: shorter than 4 characters, too short to be kept out of recorded output")
         values[name] = value

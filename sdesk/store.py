@@ -1101,7 +1101,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             if not t["assignee"]:
                 data["assignee"] = tx.actor  # the event says whom it assigned (audit verify rebuilds it)
         if action == "resolve":
-            if not resolution or not resolution.strip():
+            if not resolution or lifecycle.blank(resolution):
                 raise BadInput("resolve: --resolution must say what fixed it")
             resolution = tx.clean(resolution.strip(), ticket_id)
             sets.update(resolved_at=at, resolution=resolution, resolution_code=code)
@@ -1121,7 +1121,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             self._reopened_after_runbook(tx, ticket_id)
 
     def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
-        if not text.strip():
+        if lifecycle.blank(text):  # only spaces, or only U+FEFF: nothing to read
             raise BadInput("comment: the text is empty")
         with self._write(actor) as tx:
             self._current(tx, ticket_id)

@@ -52,7 +52,7 @@ class ProblemStore:
             self._link_incidents(tx, problem_id, [self._current(tx, i) for i in link])
 
     def problem_resolve(self, problem_id: int, *, fix: str, note_linked: bool, actor: str) -> int:
-        if not fix.strip():
+        if lifecycle.blank(fix):
             raise BadInput("--fix: must not be empty")
         with self._write(actor) as tx:
             self._problem_row(tx, problem_id)

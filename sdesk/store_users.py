@@ -7,7 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, Conflict, NotFound
-from .lifecycle import NAME_MAX
+from .lifecycle import NAME_MAX, blank
 from .roles import Access, check_role, desk_role_of_queue_user, user_key
 
 if TYPE_CHECKING:
@@ -56,10 +56,10 @@ class UsersStore:
         OS login and email. A new user's login is their name, except the desk's first user's:
         the OS login adding them (else nobody could act as them and manage the desk after)."""
         name, role = name.strip(), check_role(role)
-        if not name or len(name) > NAME_MAX:
+        if blank(name) or len(name) > NAME_MAX:
             raise BadInput(f"user: a name must be 1 to {NAME_MAX} characters")
         for what, value in (("--login", login), ("--email", email)):
-            if value is not None and (not value.strip() or len(value) > NAME_MAX or not value.isprintable()):
+            if value is not None and (blank(value) or len(value) > NAME_MAX or not value.isprintable()):
                 raise BadInput(f"user: {what} must be 1 to {NAME_MAX} printable characters")
         if email is not None and "@" not in email:
             raise BadInput(f"user: --email {email!r} is not an email address")

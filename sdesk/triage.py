@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
+from . import patterns
 from .clock import WEEKDAYS
 from .errors import BadInput
 from .lifecycle import NAME_MAX, Kind, Priority
@@ -185,7 +186,7 @@ def _zone(name: Any, fail: Callable) -> tzinfo:
 
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise fail(["timezone"], f"timezone: unknown time zone {name!r}") from None
 
 
@@ -289,10 +290,10 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
         return f"(not {choices}.isdisjoint({get} or ()))" if listed else f"({get} in {choices})"
     if op == "regex":
         try:
-            search = code.bind(re.compile(str(arg)).search)
-        except (re.error, OverflowError, RecursionError) as e:
+            search = code.bind(patterns.compile(_text(arg)).search)
+        except BadInput as e:
             raise fail([*loc, op], f"{key}: bad regex {arg!r}: {e}") from None
-        return f"any(map({search}, {get} or ()))" if listed else f"({search}({get} or '') is not None)"
+        return f"any(map({search}, {get} or ()))" if listed else f"{search}({get} or '')"
     if op == "contains":
         needle = code.bind(_text(arg).lower())
         return f"({needle} in ({get} or ()))" if listed else f"({needle} in ({get} or '').lower())"
@@ -647,22 +648,33 @@ def parse_matcher(text: str) -> Matcher:
     value = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
     if op in ("=~", "!~"):
         try:
-            re.compile(value)
-        except (re.error, OverflowError, RecursionError) as e:
+            patterns.compile(value)
+        except BadInput as e:
             raise BadInput(f"--match {text!r}: bad regex: {e}") from None
     return Matcher(name, op, value)
 
 
 def matches(matchers: list[Matcher], ticket: Mapping[str, Any]) -> bool:
-    """Whether every matcher holds for the ticket: a name is a label first, then a field."""
+    """Whether every matcher holds for the ticket: a name is a label first, then a field. The
+    exact matchers are checked first: most silences name an alertname or instance, which
+    rejects most alerts before any regex runs. A regex (RE2, fully anchored as Alertmanager's)
+    that no longer compiles (a silence stored before RE2) matches nothing."""
     labels = ticket.get("labels") or {}
-    for m in matchers:
+
+    def value_of(m: Matcher) -> str:
         value = labels.get(m.name, ticket.get(m.name))
-        value = "" if value is None else str(value)
-        if m.op == "=" and value != m.value or m.op == "!=" and value == m.value:
+        return "" if value is None else str(value)
+
+    for m in matchers:
+        if m.op == "=" and value_of(m) != m.value or m.op == "!=" and value_of(m) == m.value:
             return False
-        if m.op in ("=~", "!~") and (re.fullmatch(m.value, value) is not None) != (m.op == "=~"):
-            return False
+    for m in matchers:
+        if m.op in ("=~", "!~"):
+            try:
+                if patterns.fullmatch(m.value, value_of(m)) != (m.op == "=~"):
+                    return False
+            except BadInput:
+                return False
     return True
 
 

@@ -17,10 +17,9 @@ def _anchors(path: Path) -> list[tuple[int, str]]:
     """The anchors in a file written by `sdesk audit anchor --out`: one JSON object a line."""
     import json
 
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    from ..files import read_text
+
+    lines = read_text(path).splitlines()  # a regular file within a size
     anchors = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -28,7 +27,7 @@ def _anchors(path: Path) -> list[tuple[int, str]]:
         try:
             value = json.loads(line)
             anchors.append((int(value["event"]), str(value["hash"])))
-        except (ValueError, KeyError, TypeError, OverflowError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # RecursionError: [[[[...
             raise BadInput(f"{path}:{number}: not an anchor (expected {{\"event\": N, \"hash\": \"...\"}})") from None
     return anchors
 
@@ -137,7 +136,7 @@ def anchor(
     import os
 
     line = json.dumps(store_of(ctx).anchor())
-    if out is not None:
+    if out is not None and str(out) != "-":  # - is stdout, where the line goes anyway
         try:
             with out.open("a", encoding="utf-8") as f:
                 f.write(line + "\n")

@@ -43,7 +43,12 @@ def import_(
     from ..cmdb import parse_estate
 
     stdin = str(path) == "-"
-    text, where = (sys.stdin.read(), "stdin") if stdin else (read_text(path), str(path))
+    if stdin:
+        from ..files import stdin_text
+
+        text, where = stdin_text(), "stdin"
+    else:
+        text, where = read_text(path), str(path)
     kind = fmt.value if fmt else "csv" if not stdin and path.suffix.lower() == ".csv" else "yaml"
     settings = settings_of(ctx)
     summary = settings.store().cmdb_import(parse_estate(text, kind, where), actor=settings.actor, prune=prune)

@@ -276,12 +276,12 @@ def run_automation(settings: Settings, automate: frozenset[str] | None = None) -
     return done
 
 
-def read_text(path: Path) -> str:
-    """A file's text for a command, or one line saying why it cannot be read."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+def read_text(path: Path, limit: int | None = None) -> str:
+    """A file's text for a command, or one line saying why it cannot be read: only a regular
+    file, within a size (a FIFO would hang the command, /dev/zero fill the memory)."""
+    from .. import files
+
+    return files.read_text(path, limit=limit or files.MAX_BYTES)
 
 
 def settings_of(ctx: typer.Context) -> Settings:

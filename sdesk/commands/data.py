@@ -93,7 +93,7 @@ def export(
     since: Annotated[Optional[str], typer.Option(
         "--since", help="Only rows changed since: 30d, 12h, or an ISO time (such an export does not import).",
         show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file (default: stdout).",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file (default or -: stdout).",
                                                 show_default=False)] = None,
 ) -> None:
     """Export the whole desk losslessly as JSON lines: tickets, events, alerts, KB with
@@ -109,7 +109,7 @@ def export(
     lines = export_lines(store.conn, migrations.SCHEMA_VERSION, clock.iso(clock.back(since, "--since")) if since else None)
     store.conn.execute("BEGIN")  # one read snapshot, whatever others write meanwhile
     try:
-        if out is None:
+        if out is None or str(out) == "-":
             n = write_lines(lines, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:  # a failed export leaves no partial file under the name
@@ -119,7 +119,7 @@ def export(
                 n = write_lines(lines, f)
     finally:
         store.conn.execute("COMMIT")
-    note(f"exported {n - 1:,} rows" + (f" to {out}" if out else ""))
+    note(f"exported {n - 1:,} rows" + (f" to {out}" if out and str(out) != "-" else ""))
 
 
 @import_app.command("import")
@@ -140,10 +140,9 @@ def import_(
     settings = settings_of(ctx)
     store = settings.store()
     store.require(settings.actor, "admin", "importing a desk")
-    try:
-        stream = sys.stdin.buffer if str(source) == "-" else source.open("rb")
-    except OSError as e:
-        raise BadInput(f"cannot open {source}: {e.strerror}") from None
+    from ..files import open_file
+
+    stream = sys.stdin.buffer if str(source) == "-" else open_file(source, streams=True)  # never /dev/zero
     with stream:
         counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify)
     if as_json:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import BadInput, SdeskError
+from ..errors import BadInput, ExitCode, SdeskError
 from .common import Group, note, print_json, read_text, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="kb", no_args_is_help=True,
@@ -19,9 +19,14 @@ IdArg = Annotated[str, typer.Argument(help="KB-12 or 12.", show_default=False)]
 def _read_source(path: Optional[Path], initial: str) -> tuple[str, str]:
     """Text from a file, stdin (-, or piped), or $EDITOR on a terminal; and where it came from."""
     if path is not None and str(path) != "-":
-        return read_text(path), str(path)
+        from ..kb import MAX_BYTES
+
+        return read_text(path, MAX_BYTES), str(path)
     if path is not None or not sys.stdin.isatty():
-        return sys.stdin.read(), "stdin"
+        from ..files import stdin_text
+        from ..kb import MAX_BYTES
+
+        return stdin_text(MAX_BYTES), "stdin"
     return _edit(initial), "editor"
 
 
@@ -271,24 +276,38 @@ def diff(
 def import_(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A folder of .md files (searched recursively).", show_default=False)],
             as_json: Annotated[bool, typer.Option("--json", help="The summary as JSON.")] = False) -> None:
     """Load a folder of Markdown articles, matched by file path: new files are added, changed
-    ones revised, the rest left alone. One transaction: a bad file stops the whole import.
+    ones revised, the rest left alone. One transaction: a bad article stops the whole import.
+    Only regular files inside the folder are read: a symbolic link, a FIFO, a device or a file
+    over 4 MiB is skipped with a line saying why (exit code 2 once the rest is imported).
 
     Example: sdesk kb import ./runbooks
     """
-    from ..kb import check_article, parse_article
+    from .. import files
+    from ..kb import MAX_BYTES, check_article, parse_article
 
     if not folder.is_dir():
         raise BadInput(f"{folder}: not a folder")
-    articles = []
-    for path in sorted(folder.rglob("*.md")):
-        article = check_article(parse_article(read_text(path), str(path)), str(path))
-        articles.append((path.relative_to(folder).with_suffix("").as_posix(), article))
+    articles, skipped = [], []
+    for relative, dir_fd, name in files.walk(folder, ".md"):
+        shown = folder / relative
+        try:
+            text = files.read_text(name, shown=shown, dir_fd=dir_fd, follow=False, limit=MAX_BYTES)
+        except BadInput as e:
+            note(f"skipped: {e}")
+            skipped.append(Path(relative).as_posix())
+            continue
+        article = check_article(parse_article(text, str(shown)), str(shown))
+        articles.append((Path(relative).with_suffix("").as_posix(), article))
     settings = settings_of(ctx)
-    summary = settings.store().kb_sync(articles, actor=settings.actor)
+    summary = settings.store().kb_sync(sorted(articles), actor=settings.actor)
+    if skipped:
+        summary["skipped"] = skipped
     if as_json:
         print_json(summary)
     else:
         note(", ".join(f"{len(v)} {k}" for k, v in summary.items()))
+    if skipped:
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 
 def _print_articles(articles: list[dict[str, Any]], as_json: bool, empty: str = "no articles") -> None:

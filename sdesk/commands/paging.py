@@ -15,7 +15,7 @@ pages_app = typer.Typer()
 @tick_app.command("tick")
 def tick(
     ctx: typer.Context,
-    watch: Annotated[Optional[int], typer.Option("--watch", min=1, help="Run every N seconds until interrupted.", show_default=False)] = None,
+    watch: Annotated[Optional[int], typer.Option("--watch", min=1, max=86400, help="Run every N seconds until interrupted.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Do what time makes due: page and escalate unacknowledged tickets, deliver pages (retrying

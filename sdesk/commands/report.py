@@ -170,7 +170,7 @@ def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The se
 def metrics_command(
     ctx: typer.Context,
     prom: Annotated[bool, typer.Option("--prom", help="The Prometheus text exposition format (the default).")] = False,
-    file: Annotated[Optional[Path], typer.Argument(help="Write here (atomically, for node_exporter's textfile collector); default: stdout.", show_default=False)] = None,
+    file: Annotated[Optional[Path], typer.Argument(help="Write here (atomically, for node_exporter's textfile collector); default or -: stdout.", show_default=False)] = None,
     since: SinceOption = "30d",
     as_json: Annotated[bool, typer.Option("--json", help="The same figures as JSON rows.")] = False,
 ) -> None:
@@ -188,7 +188,7 @@ def metrics_command(
         print_json(flat)
         return
     text = prometheus(flat, "priority")
-    if file is None:
+    if file is None or str(file) == "-":  # - is stdout, as for every file a command writes
         sys.stdout.write(text)
         return
     from ..atomic import replaced
@@ -244,7 +244,7 @@ def worklog(
 def postmortem(
     ctx: typer.Context,
     ticket: Annotated[str, typer.Argument(help="42 or SD-42: the incident.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the Markdown here (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the Markdown here (default or -: stdout).")] = None,
 ) -> None:
     """A Markdown postmortem draft: summary, timeline from events, impacted CIs and dependents,
     alerts, SLA impact, runbook runs, linked problem, and action items to fill in.
@@ -257,7 +257,7 @@ def postmortem(
     settings = settings_of(ctx)
     sla = settings.sla_config()
     text = draft(settings.store(), parse_id(ticket), sla)
-    if output is None:
+    if output is None or str(output) == "-":
         sys.stdout.write(text)
         return
     try:

@@ -50,7 +50,7 @@ def test(
     ctx: typer.Context,
     replay: Annotated[bool, typer.Option("--replay", help="Re-run the rules over stored tickets.")] = False,
     since: Annotated[Optional[str], typer.Option("--since", help="Tickets created since: 30d, 12h, or an ISO time.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Changed tickets shown (0: all).")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10**9, help="Changed tickets shown (0: all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show what the current rules would change, writing nothing: matches per rule, and the
@@ -140,7 +140,7 @@ def silence_list(
 @silence_app.command("expire")
 def silence_expire(
     ctx: typer.Context,
-    silence_id: Annotated[int, typer.Argument(help="The silence's id.", show_default=False)],
+    silence_id: Annotated[int, typer.Argument(help="The silence's id.", min=1, max=2 ** 63 - 1, show_default=False)],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """End a silence now: alerts that match are queued again from the next one.

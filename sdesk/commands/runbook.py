@@ -253,7 +253,7 @@ def reject(ctx: typer.Context, run_id: RunArg,
 def runs(
     ctx: typer.Context,
     ticket: Annotated[Optional[str], typer.Option("--ticket", "-t", help="42 or SD-42.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10**9)] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Runbook runs on record, newest first: who ran what on which ticket, and how it ended.

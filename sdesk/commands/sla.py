@@ -18,7 +18,7 @@ def sla(
     at_risk: Annotated[bool, typer.Option("--at-risk", help="Only tickets at risk or breached.")] = False,
     breached: Annotated[bool, typer.Option("--breached", help="Only breached tickets.")] = False,
     at: Annotated[Optional[str], typer.Option("--at", help="Another time (ISO 8601) instead of now.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="0 for no limit.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10**9, help="0 for no limit.")] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Open tickets with their SLA targets (sla.yaml): time used, time left or overdue, most urgent first.

@@ -55,8 +55,10 @@ def change_new(
 
     Example: sdesk change new --ci payments-db --title "Postgres 16 upgrade" --start 2026-12-01T22:00Z --end 2026-12-01T23:30Z --status planned
     """
+    from ..lifecycle import blank
+
     title = title.strip()
-    if not title:
+    if blank(title):
         raise BadInput("--title: must not be empty")
     begins = clock.iso(clock.parse(start, what="--start")) if start else clock.now_iso()
     ends = clock.iso(clock.parse(end, what="--end")) if end else None

@@ -1,0 +1,499 @@
+"""Denial of service by input: user patterns that run away, YAML and JSON that expand without
+bound, files that never end, numbers beyond what SQLite holds, `-` for stdout and text that
+is empty to the eye. Each limit gives one clear line, never a hang or a traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdesk import patterns
+from sdesk.errors import BadInput, ExitCode
+from sdesk.triage import Matcher, matches, parse_matcher
+
+# A run that backtracks takes 1.9^n steps (27 characters: seconds; 10,000: never ends). A
+# linear engine takes milliseconds, so this bound only catches a run that does not end.
+NEVER = 120
+
+
+def sdesk(*args, input=None, env=None, timeout=NEVER):
+    return subprocess.run([sys.executable, "-m", "sdesk", *args], input=input, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def alert(**labels):
+    return json.dumps({"alerts": [{"labels": labels}]})
+
+
+# -- user patterns run in linear time (RE2) ------------------------------------------------------
+
+
+def test_a_backtracking_silence_matcher_cannot_hold_intake(tmp_path):
+    """The issue's silence, `instance=~(a+)+$`, against a 10,000-character instance: with a
+    backtracking engine the alert would never be stored."""
+    added = sdesk("silence", "add", "--match", "alertname=A", "--match", "instance=~(a+)+$", "--for", "2h")
+    assert added.returncode == 0, added.stderr
+    hostile = "a" * 10_000 + "b"
+    stored = sdesk("new", "--format", "alertmanager", "--json", input=alert(alertname="A", instance=hostile))
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(stored.stdout)["action"] == "created"
+    # And the silence still does what it says on a value it matches.
+    silenced = sdesk("new", "--format", "alertmanager", "--json", input=alert(alertname="A", instance="a" * 10_000))
+    ticket = json.loads(silenced.stdout)["ticket"]
+    assert json.loads(sdesk("show", str(ticket), "--json").stdout)["suppressed"] == "silence 1"
+
+
+def test_a_backtracking_triage_rule_cannot_hold_intake(tmp_path):
+    config = tmp_path / "config"
+    config.mkdir(exist_ok=True)
+    (config / "triage.yaml").write_text("rules:\n  - id: r\n    match: {description: {regex: '^(a+)+$'}}\n"
+                                        "    set: {queue: slow}\n")
+    stored = sdesk("new", "slow?", "--description", "a" * 10_000 + "b", "--json")
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(stored.stdout)["queue"] != "slow"
+
+
+def test_user_patterns_are_compiled_with_re2():
+    import re2
+
+    compiled = patterns.compile("(a+)+$")
+    assert isinstance(compiled._match.__self__, re2._re2.RE2)
+    assert not compiled.fullmatch("a" * 100_000 + "b") and compiled.fullmatch("a" * 100_000)
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", "(?=x)y", "(?<!x)y", "a{1001}", "x" * 5000])
+def test_a_pattern_re2_cannot_run_is_refused_naming_it(cli, pattern):
+    result = cli("silence", "add", "--match", "alertname=A", "--match", f"instance=~{pattern}", "--for", "1h", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: --match") and "bad regex" in line and repr(f"instance=~{pattern}")[:60] in line
+
+
+def test_regex_matchers_are_fully_anchored_like_alertmanager():
+    ticket = {"labels": {"instance": "db-1:9100"}}
+    assert matches([parse_matcher("instance=~db-.*")], ticket)
+    assert not matches([parse_matcher("instance=~db")], ticket)
+    assert not matches([parse_matcher("instance=~.*9100|xyz")], {"labels": {"instance": "9100x"}})
+    assert matches([parse_matcher("instance!~db")], ticket)
+
+
+def test_a_stored_silence_re2_cannot_compile_silences_nothing():
+    # Silences stored before RE2 may hold a lookahead: they match nothing rather than fail intake.
+    assert not matches([Matcher("alertname", "=", "A"), Matcher("instance", "=~", "(?=d)db.*")],
+                       {"labels": {"alertname": "A", "instance": "db-1"}})
+
+
+_REGEX_TEXT = st.text(alphabet=st.sampled_from(list("ab.*+?|()[]{}^$\\-,0123456789dwsSPbB<>=!:&~é\x00")), max_size=24)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_REGEX_TEXT, st.text(max_size=40))
+def test_any_pattern_the_desk_accepts_compiles_with_re2(pattern, value):
+    """Whatever a silence, a triage rule or a runbook parameter accepts is an RE2 program, and
+    matching it against any value answers (a lone surrogate included)."""
+    import re2
+
+    from sdesk.runbooks import parse as parse_runbook
+    from sdesk.triage import load
+
+    accepted = []
+    try:
+        parse_matcher(f"instance=~{pattern}")
+        accepted.append("silence")
+    except BadInput as e:
+        assert "\n" not in str(e)
+    rule = {"rules": [{"id": "r", "match": {"title": {"regex": pattern}}, "set": {"queue": "q"}}]}
+    try:
+        load(json.dumps(rule), "triage.yaml")
+        accepted.append("rule")
+    except BadInput as e:
+        assert str(e).startswith("triage.yaml:") and "\n" not in str(e)
+    book = {"name": "rb", "params": {"p": {"pattern": pattern}}, "steps": [{"id": "s", "run": ["echo", "{p}"]}]}
+    try:
+        parse_runbook(json.dumps(book), "rb.yaml", "rb")
+        accepted.append("runbook")
+    except BadInput as e:
+        assert str(e).startswith("rb.yaml:") and "\n" not in str(e)
+    if accepted:
+        options = re2.Options()
+        options.log_errors = False
+        re2.compile(pattern, options)
+        assert isinstance(patterns.compile(pattern).fullmatch(value + "\ud800"), bool)
+
+
+# -- YAML: aliases, depth, size, duplicate keys --------------------------------------------------
+
+
+def bomb(levels: int, width: int = 9) -> str:
+    """The "billion laughs": each level a list of `width` aliases of the one below."""
+    lines = [f"a0: &a0 [{','.join('x' * width)}]"]
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "cis:\n  - name: bomb\n    type: host\n    attributes:\n" + "".join(f"      {line}\n" for line in lines)
+
+
+def test_an_alias_bomb_in_a_cmdb_import_is_refused_and_nothing_stored(cli, tmp_path):
+    estate = tmp_path / "cmdb.yaml"
+    estate.write_text(bomb(6))  # 400 bytes; stored as a 28 MB row before
+    result = cli("cmdb", "import", str(estate), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {estate}:") and "aliases expand" in line
+    assert cli.json("cmdb", "list") == []
+
+
+def test_yaml_limits_in_one_line():
+    from sdesk.yamlfile import MAX_CHARS, MAX_DEPTH, parse
+
+    cases = {
+        "a: &a [1, *a]\n": "1: an alias refers to a collection it is inside",
+        "x: " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1): "1: nested more than 64 levels deep",
+        "a: 1\nb: {c: 2, c: 3}\n": "2: duplicate key 'c' (first at line 2)",
+        "a: 1\nb: 2\n\na: 3\n": "4: duplicate key 'a' (first at line 1)",
+        "x: " + "y" * MAX_CHARS: "1: larger than 32 MiB",
+        bomb(9): "1: aliases expand this document to",
+    }
+    for text, message in cases.items():
+        with pytest.raises(BadInput) as e:
+            parse(text, "f.yaml")
+        assert str(e.value).startswith("f.yaml:" + message) and "\n" not in str(e.value)
+    # What is ordinary stays allowed: anchors reused a few times, merge keys that override.
+    data, _ = parse("base: &b {team: ops, tier: 2}\na: {<<: *b, tier: 1}\nb: *b\nc: [*b, *b]\n", "f.yaml")
+    assert data["a"] == {"team": "ops", "tier": 1} and data["c"] == [data["base"]] * 2
+
+
+def _values(data) -> int:
+    if isinstance(data, dict):
+        return 1 + sum(1 + _values(v) for v in data.values())
+    if isinstance(data, list):
+        return 1 + sum(_values(v) for v in data)
+    return 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), min_size=1, max_size=10))
+def test_any_aliased_yaml_is_read_bounded_or_refused(levels):
+    """Random anchor graphs (each level aliases earlier ones): what parses holds at most twice
+    what was written plus ALIASED_MIN values; the rest is one line naming the file."""
+    from sdesk.yamlfile import ALIASED_MIN, parse
+
+    lines = ["a0: &a0 [x, y]"]
+    for i, refs in enumerate(levels, start=1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join(f"*a{r % i}" for r in refs) + "]")
+    text = "\n".join(lines) + "\n"
+    try:
+        data, _ = parse(text, "f.yaml")
+    except BadInput as e:
+        assert str(e).startswith("f.yaml:1: aliases expand") and "\n" not in str(e)
+        return
+    written = 3 + 2 * len(levels) + sum(len(refs) for refs in levels) + 1
+    assert _values(data) <= 2 * written + ALIASED_MIN + 10
+
+
+def _config_file(tmp_path, monkeypatch, name, text):
+    config = tmp_path / "desk"
+    path = config / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    return path
+
+
+# Every YAML file the desk reads, and a command that reads it.
+YAML_READERS = [
+    ("triage.yaml", ["rules", "check"]),
+    ("intake.yaml", ["new", "a ticket"]),
+    ("oncall.yaml", ["oncall", "now"]),
+    ("sla.yaml", ["sla"]),
+    ("metrics.yaml", ["report", "executive"]),
+    ("roles.yaml", ["list"]),
+    ("runbooks/restart.yaml", ["runbook", "validate"]),
+    ("estate.yaml", ["cmdb", "import", "{path}"]),
+    ("article.md", ["kb", "add", "{path}"]),
+]
+
+
+@pytest.mark.parametrize("name, command", YAML_READERS)
+@pytest.mark.parametrize("problem, text, message", [
+    ("duplicate key", "rules: []\nrules: []\n", "{2}: duplicate key 'rules' (first at line {1})"),
+    ("alias bomb", bomb(6), "{1}: aliases expand"),
+])
+def test_every_yaml_the_desk_reads_has_the_limits(cli, tmp_path, monkeypatch, name, command, problem, text, message):
+    shift = 0
+    if name.endswith(".md"):  # YAML front matter, from the second line of the file
+        text, shift = f"---\n{text}---\n# Title\nbody\n", 1
+    path = _config_file(tmp_path, monkeypatch, name, text)
+    result = cli(*[part.format(path=path) for part in command], ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    line, what = message.format(*range(shift, shift + 3)).split(": ", 1)
+    assert any(f"{path}:{line}: " in said and what in said for said in result.stderr.splitlines()), result.stderr
+
+
+# -- files a user names: only regular files, within a size --------------------------------------
+
+
+def _hostile_folder(tmp_path):
+    """A KB folder with one good article and every way out of it or around a plain read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Payroll\nzebracorn salaries\n")
+    kb = tmp_path / "kb"
+    (kb / "sub").mkdir(parents=True)
+    (kb / "good.md").write_text("# Printer\nturn it off and on\n")
+    (kb / "sub" / "also.md").write_text("# Also\nfine\n")
+    (kb / "leak.md").symlink_to(outside / "secret.md")
+    (kb / "linked").symlink_to(outside, target_is_directory=True)
+    (kb / "zero.md").symlink_to("/dev/zero")
+    os.mkfifo(kb / "fifo.md")
+    (kb / "big.md").write_bytes(b"# Big\n" + b"x" * (4 << 20))
+    return kb
+
+
+def test_kb_import_reads_only_regular_files_inside_the_folder(tmp_path):
+    """Run as a process: a FIFO used to hang it forever."""
+    kb = _hostile_folder(tmp_path)
+    result = sdesk("kb", "import", str(kb), "--json")
+    assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["created"] == ["good", "sub/also"]
+    assert summary["skipped"] == ["big.md", "fifo.md", "leak.md", "zero.md"]
+    said = result.stderr.strip().splitlines()
+    assert len(said) == 4 and all(line.startswith("skipped: cannot ") for line in said)
+    assert "Traceback" not in result.stderr
+    assert json.loads(sdesk("kb", "search", "zebracorn", "--json").stdout) == []
+
+
+def test_a_symlink_out_of_the_kb_folder_is_not_imported(cli, tmp_path):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (tmp_path / "secret.md").write_text("# Payroll\nzebracorn salaries\n")
+    (kb / "leak.md").symlink_to(tmp_path / "secret.md")
+    (kb / "good.md").write_text("# Printer\nturn it off and on\n")
+    result = cli("kb", "import", str(kb), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "leak.md: a symbolic link" in result.stderr
+    assert cli.json("kb", "search", "zebracorn") == [] and len(cli.json("kb", "search", "printer")) == 1
+
+
+# Every command that reads a file the user names, and whether a FIFO is a stream it may read
+# (it then reads what a writer sends; with none, nothing) or a file it refuses.
+FILE_READERS = [
+    (["kb", "add", "{path}"], False),
+    (["cmdb", "import", "{path}"], False),
+    (["audit", "verify", "--anchors", "{path}"], False),
+    (["triage", "train", "--from-csv", "{path}", "--text", "t", "--label", "l"], False),
+    (["new", "--format", "alertmanager", "{path}"], True),
+    (["new", "--jsonl", "{path}"], True),
+    (["import", "{path}"], True),
+]
+
+
+@pytest.mark.parametrize("command, streams", FILE_READERS)
+def test_a_fifo_or_a_device_never_hangs_a_command(tmp_path, command, streams):
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        result = sdesk(*[part.format(path=path) for part in command])
+        assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+        if path == fifo and streams:
+            continue  # read as a stream: no writer, so it ended at once
+        assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+        assert f"{path}: " in result.stderr and "not a regular file" in result.stderr
+
+
+@pytest.mark.parametrize("name, command", [("triage.yaml", ["rules", "check"]), ("intake.yaml", ["new", "t"]),
+                                           ("runbooks/x.yaml", ["runbook", "validate"])])
+def test_a_fifo_in_the_config_folder_never_hangs(tmp_path, name, command):
+    """A config file that is not a regular file counts as absent; a runbook file is refused."""
+    config = tmp_path / "desk"
+    (config / "runbooks").mkdir(parents=True)
+    os.mkfifo(config / name)
+    result = sdesk(*command, env={"SDESK_CONFIG": str(config)})
+    assert "Traceback" not in result.stderr
+    if name.startswith("runbooks/"):
+        assert result.returncode == ExitCode.BAD_INPUT and "a FIFO, not a regular file" in result.stderr
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(cli, tmp_path):
+    from sdesk import files
+
+    big = tmp_path / "estate.yaml"
+    with open(big, "wb") as f:
+        f.truncate(files.MAX_BYTES + 1)  # sparse: no disk used
+    result = cli("cmdb", "import", str(big), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "larger than 32 MiB" in result.stderr
+    result = cli("kb", "add", "-", input="# t\n" + "x" * (4 << 20), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "stdin: larger than 4 MiB" in result.stderr
+
+
+def test_a_symlink_in_a_maildir_is_not_read(cli, tmp_path):
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (tmp_path / "private").write_text("From: a@b.example\r\nSubject: private key\r\n\r\nsecret\r\n")
+    (maildir / "new" / "1.eml").symlink_to(tmp_path / "private")
+    (maildir / "new" / "2.eml").write_text("From: c@d.example\r\nSubject: printer\r\nMessage-ID: <2@x>\r\n\r\nhelp\r\n")
+    cli("new", "--format", "email", str(maildir))
+    assert [t["title"] for t in cli.json("list")] == ["printer"]
+
+
+# -- numbers beyond what SQLite holds --------------------------------------------------------------
+
+
+ID_COMMANDS = [
+    ["silence", "expire", "{n}"], ["show", "{n}"], ["comment", "{n}", "hi"], ["resolve", "{n}", "-r", "done"],
+    ["runbook", "log", "{n}"], ["runbook", "approve", "{n}"], ["user", "revoke", "{n}"], ["kb", "show", "{n}"],
+    ["change", "show", "{n}"], ["problem", "show", "{n}"], ["why", "{n}"], ["link", "{n}", "--parent", "{n}"],
+    ["list", "--limit", "{n}"], ["runbook", "runs", "--limit", "{n}"], ["sla", "--limit", "{n}"],
+    ["rules", "test", "--replay", "--limit", "{n}"], ["audit", "log", "--limit", "{n}"],
+    ["tick", "--watch", "{n}"], ["new", "--reopen-within", "{n}", "--jsonl", "-"],
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(ID_COMMANDS),
+       st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(2**64, 10**40), st.integers(-(10**30), 0)))
+def test_a_number_beyond_sqlite_is_bad_input_or_not_found(cli, command, n):
+    """`silence expire 99999999999999999999` was an OverflowError traceback; every id, limit and
+    count from the command line is refused in one line or simply not found."""
+    result = cli(*[part.format(n=n) for part in command], input="", ok=False)  # raises on a traceback
+    assert result.exit_code in (0, ExitCode.BAD_INPUT, ExitCode.NOT_FOUND), (command, n, result.stderr)
+    if n < 0 or n >= 2**63:
+        assert result.exit_code != 0, (command, n)
+
+
+# -- "-" is stdout ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, shows", [
+    (["metrics", "--prom", "-"], "# TYPE sdesk_"),
+    (["metrics", "-"], "# TYPE sdesk_"),
+    (["postmortem", "SD-1", "-o", "-"], "SD-1"),
+    (["export", "--out", "-"], '"ticket'),
+    (["audit", "anchor", "--out", "-"], '"hash"'),
+    (["new", "--jsonl", "--rejects", "-"], '{"title": ""}'),
+])
+def test_a_dash_for_a_file_written_means_stdout(cli, tmp_path, monkeypatch, command, shows):
+    monkeypatch.chdir(tmp_path)
+    cli.new("printer on fire")
+    result = cli(*command, input='{"title": ""}\n', ok=False)  # the input: one record to reject
+    assert result.exit_code in (0, ExitCode.BAD_INPUT) and shows in result.stdout
+    assert not (tmp_path / "-").exists()
+
+
+# -- text that shows nothing is empty ---------------------------------------------------------------
+
+
+INVISIBLE = st.text(alphabet=st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"]), min_size=1, max_size=6)
+
+# Every "must not be empty" text: titles, comments, resolutions, fixes, names, label keys.
+EMPTY_REFUSED = [
+    ["comment", "1", "{t}"],
+    ["new", "{t}"],
+    ["new", "ok", "--service", "{t}"],
+    ["new", "ok", "--label", "{t}=x"],
+    ["resolve", "1", "-r", "{t}"],
+    ["change", "new", "--title", "{t}"],
+    ["kb", "add", "-", "--title", "{t}"],
+    ["user", "add", "{t}", "--role", "admin"],
+    ["assign", "1", "{t}"],
+]
+
+
+def test_a_comment_of_only_a_byte_order_mark_is_empty(cli):
+    cli.new("printer")
+    result = cli("comment", "1", "\ufeff", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "empty" in result.stderr
+    assert [e["kind"] for e in cli.json("show", "1")["events"]].count("commented") == 0
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(EMPTY_REFUSED), INVISIBLE)
+def test_text_that_shows_nothing_is_refused_as_empty(cli, command, text):
+    if not cli.json("list", "--all", "--limit", "1"):
+        cli.new("printer")
+    result = cli(*[part.format(t=text) for part in command], input="body\n", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, (command, text, result.stderr)
+
+
+@given(st.text(max_size=12))
+def test_blank_is_empty_after_removing_white_space_and_invisible_characters(text):
+    import unicodedata
+
+    from sdesk.lifecycle import blank
+
+    shown = [c for c in text if not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zs", "Zl", "Zp")]
+    assert blank(text) == (not shown)
+
+
+# -- JSON from outside: depth and size -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["new", "--format", "alertmanager", "{path}"], ["new", "--format", "auto", "{path}"], ["new", "--jsonl", "{path}"],
+    ["import", "{path}"], ["audit", "verify", "--anchors", "{path}"],
+])
+def test_deeply_nested_json_is_one_line_from_every_entry(cli, tmp_path, command):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    result = cli(*[part.format(path=deep) for part in command], ok=False)  # raises on a traceback
+    assert result.exit_code == ExitCode.BAD_INPUT
+
+
+def test_a_whole_document_over_the_limit_is_refused(cli, tmp_path, monkeypatch):
+    from sdesk import files
+
+    monkeypatch.setattr(files, "MAX_DOCUMENT", 1000)  # the real 256 MiB, scaled down
+    big = tmp_path / "alerts.json"
+    big.write_text(alert(alertname="A", instance="x" * 2000))
+    result = cli("new", "--format", "alertmanager", str(big), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "larger than 1,000 bytes" in result.stderr
+    result = cli("new", "--format", "alertmanager", "-", input=alert(alertname="A", instance="x" * 2000), ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "stdin: larger than" in result.stderr
+
+
+def test_a_rejects_fifo_nothing_reads_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "rejects.fifo"
+    os.mkfifo(fifo)
+    result = sdesk("new", "--jsonl", "--rejects", str(fifo), input='{"title": "ok"}\n')
+    assert result.returncode == ExitCode.BAD_INPUT and "a FIFO that nothing reads" in result.stderr
+
+
+def test_a_runbook_secret_file_that_is_a_fifo_or_a_device_is_refused(tmp_path):
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    for ref in (str(fifo), "/dev/zero"):
+        code = ("from sdesk.runner import load_secrets\n"
+                f"load_secrets({{'secrets': {{'token': ('file', {ref!r})}}}})")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=NEVER)
+        assert f"BadInput: secret token: cannot read {ref}: " in run.stderr and "not a regular file" in run.stderr
+
+
+def test_kb_import_of_a_folder_named_through_a_link_reads_it(cli, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.md").write_text("# Printer\nturn it off and on\n")
+    (tmp_path / "docs").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert cli.json("kb", "import", str(tmp_path / "docs"))["created"] == ["a"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(10**19, 10**60)))
+def test_an_email_tagged_with_a_huge_ticket_number_is_a_new_ticket(cli, n):
+    """Any sender can write `Re: [SD-99999999999999999999]`: it was an OverflowError that stopped intake."""
+    mail = f"From: a@b.example\r\nSubject: Re: [SD-{n}] hi\r\nMessage-ID: <{n}@x>\r\n\r\nhelp\r\n"
+    [result] = [json.loads(line) for line in cli("new", "--format", "email", "--json", input=mail).stdout.splitlines()]
+    assert result["action"] in ("created", "deduplicated")
+
+
+@pytest.mark.parametrize("name, text", [("triage.yaml", "timezone: {zone}\n"),
+                                        ("oncall.yaml", "schedules:\n  - name: s\n    timezone: {zone}\n")])
+def test_a_time_zone_name_too_long_for_a_file_name_is_one_line(name, text):
+    from sdesk import routing, triage
+
+    load = triage.load if name == "triage.yaml" else routing.load
+    with pytest.raises(BadInput) as e:
+        load(text.format(zone="Europe/" + "x" * 300), name)
+    assert "unknown time zone" in str(e.value) and "\n" not in str(e.value)
