@@ -152,8 +152,8 @@ def ingest(
         for record in batch:
             result = next(results) if record.signal is not None else None
             if result is None:
-                if record.signal is not None:
-                    record = record._replace(signal=None, error=UNSTORABLE)
+                # The reason may quote the input (a field name): redacted too, as it is printed.
+                record = record._replace(signal=None, error=redact(record.error or UNSTORABLE)[0])
                 summary.rejected.append(record)
                 if rejects is not None and record.raw:
                     rejects.write(kept_copy(record.raw) + "\n")

@@ -7,6 +7,7 @@ over HTTP on every route, where it is a 400 or the rejected record of a 200, nev
 Rejected records are kept redacted, and serve's rejects folder is capped.
 """
 
+import io
 import itertools
 import json
 import os
@@ -76,6 +77,36 @@ def test_a_lone_surrogate_in_bulk_input_costs_only_its_line(tmp_path, via):
     assert [x["where"] for x in results if x["action"] == "rejected"] == ["line 10001 alert 1"]
     assert count(db, "SELECT count(*) FROM tickets") == 19_999
     assert rejects.read_text() == lines[10_000] + "\n"
+
+
+def test_text_that_no_parser_caught_is_found_in_its_batch_and_rejected_alone(db_path):
+    """The store refuses a lone surrogate mid-batch (sqlite3, orjson, hashing); ingest then finds
+    the records that cannot be stored by halves and keeps the rest."""
+    from sdesk.fields import check_ticket
+    from sdesk.ingest import UNSTORABLE, ingest
+    from sdesk.intake import Record
+    from sdesk.signals import Signal
+    from sdesk.store import Store
+
+    titles = [f"ticket {n}" for n in range(9)]
+    titles[2], titles[6] = "bad \ud800", "also \udfff bad"
+    records = [Record(f"line {n + 1}", f"raw {n + 1}", Signal("test", "trigger", ticket=check_ticket({"title": t})))
+               for n, t in enumerate(titles)]
+    stored, rejected, kept = [], [], io.StringIO()
+    with Store(db_path) as store:
+        summary = ingest(store, [(records, False)], actor="tester", rejects=kept,
+                         on_stored=lambda r, ticket, outcome: stored.append(r.where),
+                         on_rejected=lambda r: rejected.append((r.where, r.error)))
+    assert rejected == [("line 3", UNSTORABLE), ("line 7", UNSTORABLE)]
+    assert len(stored) == 7 and summary.outcomes == {"created": 7}
+    assert kept.getvalue() == "raw 3\nraw 7\n"
+    assert count(db_path, "SELECT count(*) FROM tickets") == 7
+
+
+def test_a_rejected_records_reason_is_redacted_where_it_is_printed(tmp_path):
+    r = sdesk(tmp_path / "desk.db", "new", "--jsonl", "--json", input=f'{{"title": "x", "{SECRET}": 1}}\n'.encode())
+    assert r.returncode == 2 and b"unknown field" in r.stderr, r.stderr
+    assert b"hunter2hunter2" not in r.stderr + r.stdout
 
 
 # -- bytes that are not UTF-8 -----------------------------------------------------------------
