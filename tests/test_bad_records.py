@@ -337,6 +337,22 @@ def test_bad_text_anywhere_on_any_route_is_a_400_that_names_it(served, case):
     assert "\n" not in message and ("surrogate" in message or "NUL" in message), answer
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subject=st.binary(max_size=40) | st.sampled_from(MAIL_SPOILERS), charset=st.sampled_from(
+    [b"utf-8", b"utf-7", b"unicode_escape", b"utf-16", b"latin-1", b"x-unknown\x00"]), body=st.binary(max_size=60),
+    name=st.binary(max_size=20))
+def test_email_with_any_bytes_is_stored_over_http(served, subject, charset, body, name):
+    server, _ = served
+    subject = subject.replace(b"\r", b"").replace(b"\n", b"").removeprefix(b"Subject: ")
+    name = name.replace(b"\r", b"").replace(b"\n", b"").replace(b'"', b"")
+    mail = (b"From: someone@x.example\r\nSubject: " + subject + b"\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+            b"\r\n--b\r\nContent-Type: text/plain; charset=" + charset + b"\r\n\r\n" + body + b"\r\n--b\r\n"
+            b"Content-Type: application/x-\xff\x00; name=\"" + name + b"\"\r\nContent-Disposition: attachment\r\n\r\n"
+            b"data\r\n--b--\r\n")
+    status, answer = server.post("/email", mail)
+    assert status == 200 and answer["results"][0]["action"] in ("created", "ignored"), answer
+
+
 def test_serve_rejects_invalid_utf8_by_record(served):
     server, _ = served
     status, answer = server.post("/tickets", b'[{"title": "fine u8"}, {"title": "bad \xff"}]')
