@@ -526,6 +526,10 @@ def parse_jsonl(lines: Iterable[bytes | str], start: int = 1, fmt: str = "jsonl"
             except BadInput as e:
                 yield Record(f"line {number}", raw, error=str(e))
                 continue
+            except Exception as e:  # noqa: BLE001 - a parser failing on one odd line costs that line,
+                # not the rest of the stream (nor, in a parse helper, every line after it)
+                yield Record(f"line {number}", raw, error=f"cannot be parsed: {type(e).__name__}: {ascii(str(e))[1:-1]}")
+                continue
             if len(raw) <= _LINE_CACHED_LENGTH:
                 if len(_LINE_CACHE) >= _LINE_CACHE_MAX:
                     _LINE_CACHE.clear()

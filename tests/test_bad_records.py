@@ -109,6 +109,24 @@ def test_a_rejected_records_reason_is_redacted_where_it_is_printed(tmp_path):
     assert b"hunter2hunter2" not in r.stderr + r.stdout
 
 
+def test_a_parser_that_fails_on_one_line_costs_only_that_line(monkeypatch):
+    """A fault no input is known to cause (a parser's bug), so the parser is replaced."""
+    from sdesk import intake
+
+    real = intake.PARSERS["opsgenie"]
+
+    def parser(doc, raw, severity):
+        if doc.get("message") == "boom":
+            raise ValueError("a bug\ud800")
+        return real(doc, raw, severity)
+
+    monkeypatch.setitem(intake.PARSERS, "opsgenie", parser)
+    lines = [json.dumps({"message": m, "alias": m}) for m in ("one", "boom", "three")]
+    records = list(intake.parse_jsonl(lines, fmt="opsgenie"))
+    assert [(r.where, r.error) for r in records] == [
+        ("line 1 alert 1", None), ("line 2", "cannot be parsed: ValueError: a bug\\ud800"), ("line 3 alert 1", None)]
+
+
 # -- bytes that are not UTF-8 -----------------------------------------------------------------
 
 
