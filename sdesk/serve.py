@@ -95,7 +95,7 @@ class Rejects:
                 self._write(path, data)
             if self.dropped and time.monotonic() - self.said >= LOG_EVERY:
                 log(f"rejects folder {self.folder} is full (at most {self.max_files} bodies, {self.max_bytes} bytes): "
-                    f"removed the oldest {self.dropped} ({self.dropped_bytes} bytes)")
+                    f"dropped {self.dropped} bodies ({self.dropped_bytes} bytes), the oldest first")
                 self.dropped, self.dropped_bytes, self.said = 0, 0, time.monotonic()
 
     def _write(self, path: str, data: bytes) -> None:

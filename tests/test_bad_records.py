@@ -412,7 +412,7 @@ def test_serve_rejects_folder_is_capped(tmp_path):
     assert newest.read_bytes()[12:14] == b"19"  # the oldest went, the newest stayed
     log = server.proc.stderr.read().decode()
     assert "Traceback" not in log
-    dropped = [line for line in log.splitlines() if "rejects" in line and "removed" in line]
+    dropped = [line for line in log.splitlines() if "rejects" in line and "dropped" in line]
     assert 1 <= len(dropped) < 10, log
 
 
