@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from .intake import SEVERITY, Record, parse_document, parse_jsonl
+from .redact import redact
 
 if TYPE_CHECKING:
+    from .signals import Signal
     from .store import Store
+
+    Result = tuple[int | None, str]  # what Store.receive gives for each signal: ticket id, outcome
 
 BATCH = 4000  # records per transaction: big enough to amortise the commit, small enough to stream
 READ_SIZE = 1 << 16
@@ -60,12 +64,11 @@ def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "
         progress(len(data))
         lines = (tail + data).split(b"\n")
         tail = lines.pop()
-        yield list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=number + 1, fmt=fmt,
-                               severity=severity)), more_ready(stream)
+        yield list(parse_jsonl(lines, start=number + 1, fmt=fmt, severity=severity)), more_ready(stream)
         number += len(lines)
         data = stream.read1(READ_SIZE)
     if tail:
-        yield list(parse_jsonl([tail.decode("utf-8", "replace")], start=number + 1, fmt=fmt, severity=severity)), False
+        yield list(parse_jsonl([tail], start=number + 1, fmt=fmt, severity=severity)), False
 
 
 def document_records(data: bytes, fmt: str, severity: Mapping[str, str] = SEVERITY) -> tuple[str, list[Record]]:
@@ -75,7 +78,38 @@ def document_records(data: bytes, fmt: str, severity: Mapping[str, str] = SEVERI
 
         if fmt == "email" or looks_like_email(data):
             return "email", list(parse_mail(data))
-    return parse_document(data.decode("utf-8", "replace"), fmt, severity)
+    try:
+        text, undecoded = data.decode(), False
+    except UnicodeDecodeError:
+        # Bytes that are not UTF-8 reject the records they are in, not the whole input, and are
+        # never stored as U+FFFD: surrogateescape keeps them apart for parse_document to find.
+        text, undecoded = data.decode("utf-8", "surrogateescape"), True
+    return parse_document(text, fmt, severity, undecoded=undecoded)
+
+
+def kept_copy(raw: str) -> str:
+    """What a rejects file keeps of a rejected record: secrets redacted (the rejects are files
+    beside the desk, read and passed around), and anything that is not text shown as an escape."""
+    return redact(raw.encode("utf-8", "backslashreplace").decode())[0]
+
+
+UNSTORABLE = "text that cannot be stored (a lone surrogate)"
+
+
+def receive_apart(receive: Callable[[list[Signal]], list[Result]], signals: list[Signal]) -> list[Result | None]:
+    """receive(signals); or, when some text in them cannot be encoded (a lone surrogate that no
+    parser caught: they find what JSON and email can carry), each half again, down to the
+    signals that cannot be stored alone: None for each of those. Each attempt is a transaction
+    of its own, so a failed one leaves nothing."""
+    try:
+        return receive(signals)
+    except (UnicodeEncodeError, TypeError) as e:  # sqlite3 and hashing; orjson's JSONEncodeError
+        if "surrogates not allowed" not in str(e):
+            raise
+        if len(signals) == 1:
+            return [None]
+        half = len(signals) // 2
+        return receive_apart(receive, signals[:half]) + receive_apart(receive, signals[half:])
 
 
 def expand_paths(paths: list[Path | None]) -> list[Path | None]:
@@ -109,20 +143,26 @@ def ingest(
     flushes its output there)."""
     summary = Summary()
 
-    def store_batch(batch: list[Record]) -> list[tuple[int | None, str]]:
-        good = [r.signal for r in batch if r.signal is not None]
-        return store.receive(good, actor=actor, **(options or {})) if good else []
+    def receive(signals: list[Signal]) -> list[Result]:
+        return store.receive(signals, actor=actor, **(options or {}))
 
-    def report(batch: list[Record], stored: list[tuple[int | None, str]]) -> None:
+    def store_batch(batch: list[Record]) -> list[Result | None]:
+        good = [r.signal for r in batch if r.signal is not None]
+        return receive_apart(receive, good) if good else []
+
+    def report(batch: list[Record], stored: list[Result | None]) -> None:
         results = iter(stored)
         for record in batch:
-            if record.signal is None:
+            result = next(results) if record.signal is not None else None
+            if result is None:
+                # The reason may quote the input (a field name): redacted too, as it is printed.
+                record = record._replace(signal=None, error=redact(record.error or UNSTORABLE)[0])
                 summary.rejected.append(record)
-                if rejects is not None:
-                    rejects.write(record.raw + "\n")
+                if rejects is not None and record.raw:
+                    rejects.write(kept_copy(record.raw) + "\n")
                 on_rejected(record)
                 continue
-            ticket_id, outcome = next(results)
+            ticket_id, outcome = result
             summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
             on_stored(record, ticket_id, outcome)
         on_batch()

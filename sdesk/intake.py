@@ -382,14 +382,87 @@ def detect(doc: Any) -> str:
     raise BadInput("cannot tell the format of this input; give --format")
 
 
-def parse_document(text: str, fmt: str = "auto", severity: Mapping[str, str] = SEVERITY) -> tuple[str, list[Record]]:
-    """One JSON document in `fmt` (or detected): the format used and its records."""
+def parse_document(text: str, fmt: str = "auto", severity: Mapping[str, str] = SEVERITY, *,
+                   undecoded: bool = False) -> tuple[str, list[Record]]:
+    """One JSON document in `fmt` (or detected): the format used and its records. `undecoded`:
+    the text was decoded with surrogateescape, so that its bytes that are not UTF-8 reject the
+    records they are in (see unfit_text) rather than the whole input."""
     try:
         doc = orjson.loads(text)
+        # orjson refuses lone surrogates, so only a NUL can hide in what it took: as JSON, a
+        # NUL is always the escape \u0000 (a substring test costs next to nothing).
+        suspect = "\\u0000" in text
     except orjson.JSONDecodeError:
-        doc = _loads_leniently(text)
+        doc, suspect = _loads_leniently(text), True
     fmt = detect(doc) if fmt == "auto" else fmt
-    return fmt, list(PARSERS[fmt](doc, text, severity))
+    if not suspect:
+        return fmt, list(PARSERS[fmt](doc, text, severity))
+    doc, unfit = _screened(doc, fmt, undecoded)
+    records = list(PARSERS[fmt](doc, text, severity))
+    for number, (why, raw) in unfit.items():
+        records[number] = Record(records[number].where, raw or text, error=why)
+    return fmt, records
+
+
+# The formats whose documents hold several records, one per item of this list.
+_RECORD_LISTS = {"alertmanager": "alerts", "grafana": "alerts", "pagerduty": "messages"}
+
+
+def _screened(doc: Any, fmt: str, undecoded: bool) -> tuple[Any, dict[int, tuple[str, str]]]:
+    """The document with each record that holds text which cannot be stored replaced by an
+    empty object, and (why, its raw text) for each by its index: the parsers yield one record
+    per item, in order. Text that cannot be stored outside any one record (a group's fields, a
+    single event) rejects the document: BadInput."""
+    key = _RECORD_LISTS.get(fmt)
+    items = doc if isinstance(doc, list) and fmt in ("json", "jsonl") else \
+        doc.get(key) if key and isinstance(doc, dict) and isinstance(doc.get(key), list) else None
+    unfit: dict[int, tuple[str, str]] = {}
+    if items is not None:
+        for number, item in enumerate(items):
+            if why := unfit_text(item, undecoded):
+                unfit[number] = (why, json.dumps(item) if isinstance(doc, list) else "")  # "": the whole text
+        if unfit:
+            items = [{} if n in unfit else item for n, item in enumerate(items)]
+            doc = items if isinstance(doc, list) else {**doc, key: items}
+    if why := unfit_text(doc, undecoded):
+        raise BadInput(why)
+    return doc, unfit
+
+
+def unfit_text(value: Any, undecoded: bool = False) -> str | None:
+    """Why some text in `value` (decoded JSON) cannot be stored as text, naming where it is:
+    a lone surrogate (valid JSON as \\ud800, yet not encodable: sqlite3, orjson and hashing
+    would all refuse it mid-batch), a NUL (SQLite's text functions stop at it; PostgreSQL
+    refuses it), or, when `undecoded`, a byte that is not UTF-8. None when all of it can.
+    Walks every key and value, so it is only called where the input hints at such text."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if why := _unfit(value, undecoded):
+                return f"{path}: {why}" if path else why
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                shown = k if k.isprintable() else ascii(k)[1:-1]
+                if why := _unfit(k, undecoded):
+                    return f"{path + '.' if path else ''}{shown}: a key: {why}"
+                stack.append((f"{path}.{shown}" if path else shown, v))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{n}]", v) for n, v in enumerate(value))
+    return None
+
+
+def _unfit(text: str, undecoded: bool) -> str | None:
+    if "\x00" in text:
+        return "a NUL character (\\u0000) is not text"
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        char = ord(text[e.start])
+        if undecoded and 0xDC80 <= char <= 0xDCFF:  # surrogateescape's stand-in for a byte
+            return f"not valid UTF-8 (byte 0x{char - 0xDC00:02x})"
+        return f"a lone surrogate (\\u{char:04x}) is not text"
+    return None
 
 
 def _loads_leniently(text: str) -> Any:
@@ -405,6 +478,13 @@ def _loads_leniently(text: str) -> Any:
         raise BadInput("JSON nested too deeply") from None
 
 
+def _nul_in(raw: str) -> str | None:
+    try:
+        return unfit_text(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return None  # pydantic says what is wrong with it
+
+
 # Monitoring resends a group's payload unchanged until the group changes: a line seen before
 # gives the records it gave then. Only short lines (one alert or a few) are kept, and a bounded
 # number of them: a long stream of big distinct payloads must not hold gigabytes here (their
@@ -413,17 +493,29 @@ _LINE_CACHE: dict[tuple[str, str], tuple[Mapping[str, str], list[Record]]] = {}
 _LINE_CACHE_MAX, _LINE_CACHED_LENGTH = 1024, 4096
 
 
-def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
+def parse_jsonl(lines: Iterable[bytes | str], start: int = 1, fmt: str = "jsonl",
                 severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
     """One document per line, numbered from `start`; blank lines are skipped. Generic tickets
     take the fast path (pydantic parses the line itself); other formats parse each line as a
-    payload of their own and name their records `line N alert M`."""
+    payload of their own and name their records `line N alert M`. A line of bytes that are not
+    UTF-8 is rejected (never read with U+FFFD in their place)."""
     for number, line in enumerate(lines, start=start):
+        if type(line) is bytes:
+            try:
+                line = line.decode()
+            except UnicodeDecodeError as e:
+                yield Record(f"line {number}", line.rstrip(b"\r\n").decode("utf-8", "backslashreplace"),
+                             error=f"not valid UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})")
+                continue
         raw = line.rstrip("\r\n")
         if not raw.strip():
             continue
         if fmt == "jsonl":
-            yield _generic(f"line {number}", raw, source="jsonl")
+            # pydantic refuses lone surrogates itself; a NUL it would take (see parse_document).
+            if "\\u0000" in raw and (why := _nul_in(raw)):
+                yield Record(f"line {number}", raw, error=why)
+            else:
+                yield _generic(f"line {number}", raw, source="jsonl")
             continue
         hit = _LINE_CACHE.get((fmt, raw))
         if hit is not None and hit[0] is severity:
@@ -433,6 +525,10 @@ def parse_jsonl(lines: Iterable[str], start: int = 1, fmt: str = "jsonl",
                 _, records = parse_document(raw, fmt, severity)
             except BadInput as e:
                 yield Record(f"line {number}", raw, error=str(e))
+                continue
+            except Exception as e:  # noqa: BLE001 - a parser failing on one odd line costs that line,
+                # not the rest of the stream (nor, in a parse helper, every line after it)
+                yield Record(f"line {number}", raw, error=f"cannot be parsed: {type(e).__name__}: {ascii(str(e))[1:-1]}")
                 continue
             if len(raw) <= _LINE_CACHED_LENGTH:
                 if len(_LINE_CACHE) >= _LINE_CACHE_MAX:

@@ -75,13 +75,13 @@ def _text_of(raw: Any) -> str:
     try:
         chunks = decode_header(raw)
     except Exception:  # noqa: BLE001 - a malformed encoded-word: keep the header as it is
-        return raw.strip()
+        return _plain(raw.strip())
     for chunk, charset in chunks:
         if isinstance(chunk, str):
             parts.append(chunk)
         else:
             parts.append(_decode(chunk, charset))
-    return re.sub(r"\s+", " ", "".join(parts)).strip()
+    return _plain(re.sub(r"\s+", " ", "".join(parts)).strip())
 
 
 def _decode(data: bytes, charset: str | None) -> str:
@@ -89,10 +89,24 @@ def _decode(data: bytes, charset: str | None) -> str:
         if not candidate or candidate.lower() in ("none", "unknown-8bit", "x-unknown"):
             continue
         try:
-            return data.decode(candidate)
+            return _plain(data.decode(candidate))
         except (LookupError, ValueError):  # unknown, or undecodable, or a name with a NUL in it
             continue
-    return data.decode("latin-1")
+    return _plain(data.decode("latin-1"))
+
+
+def _plain(text: str) -> str:
+    """Text with what cannot be stored as text replaced by U+FFFD, as undecodable bytes are: a
+    NUL (raw, or `=00` in an encoded-word), and lone surrogates, which charsets such as utf-7
+    and raw headers (surrogateescape) can give. A message is never lost to its encoding."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 class _HTMLText(HTMLParser):
@@ -159,7 +173,7 @@ def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
             data = _payload(part)
             if ctype.startswith("multipart/") or (not data and not filename):
                 continue
-            attachments.append({"name": _safe_name(_text_of(filename)), "content_type": ctype, "size": len(data),
+            attachments.append({"name": _safe_name(_text_of(filename)), "content_type": _plain(ctype), "size": len(data),
                                 "sha256": hashlib.sha256(data).hexdigest()})
             continue
         text = _decode(_payload(part), part.get_content_charset())

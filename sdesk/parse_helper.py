@@ -207,8 +207,7 @@ def parse_piece(piece: bytes, before: int, fmt: str, severity: Mapping[str, str]
     lines = piece.split(b"\n") if piece else []
     if piece.endswith(b"\n"):
         lines.pop()
-    return list(parse_jsonl((line.decode("utf-8", "replace") for line in lines), start=before + 1, fmt=fmt,
-                            severity=severity))
+    return list(parse_jsonl(lines, start=before + 1, fmt=fmt, severity=severity))
 
 
 def main() -> None:

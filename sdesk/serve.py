@@ -10,7 +10,9 @@ bad request cannot fail the others. Each request is answered once its records ar
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
+import json
 import queue
 import sys
 import threading
@@ -22,12 +24,12 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.routing import Route
 
 from .errors import PermissionDenied, SdeskError
-from .ingest import document_records
+from .ingest import UNSTORABLE, document_records, kept_copy, receive_apart
 from .intake import SEVERITY, Record
 from .store import Store, StoreFault
 from .roles import DEFAULT_ROLE
@@ -41,13 +43,80 @@ GROUP = 512  # requests per transaction at most
 # large mailbox does not hold the other requests up.
 INLINE_BODY = 16 * 1024
 TOKENS_TTL = 2.0  # seconds: how soon a revoked API token is refused
+# The rejects folder keeps at most this many bodies and bytes; the oldest go first.
+REJECTS_MAX_FILES = 1000
+REJECTS_MAX_BYTES = 8 << 20
+LOG_EVERY = 60.0  # seconds: the least time between two log lines about dropped rejects
+
+
+def log(message: str) -> None:
+    print(f"sdesk serve: {message}", file=sys.stderr, flush=True)
 
 
 class JSONResponse(_StarletteJSON):
     """Rendered by orjson: the json module's encoder was a tenth of the time of a small post."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content)
+        except TypeError:  # text orjson cannot encode (a lone surrogate): escaped, never a 500
+            return json.dumps(content).encode()
+
+
+class Rejects:
+    """The bodies of rejected requests, redacted (ingest.kept_copy), for a person to read and
+    replay. Capped in files and bytes, the oldest removed first, so that no client (any token
+    that may post, even a viewer's, can send bad bodies) can fill the disk; one log line when
+    bodies go (at most one a minute, with the count since the last). Thread-safe: big bodies
+    are kept from a worker thread."""
+
+    def __init__(self, folder: Path, max_files: int = REJECTS_MAX_FILES, max_bytes: int = REJECTS_MAX_BYTES):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.max_files, self.max_bytes = folder, max_files, max_bytes
+        # Bodies kept by earlier runs count too, oldest first.
+        found = sorted((p.stat().st_mtime, p.name, p.stat().st_size) for p in folder.glob("*.body") if p.is_file())
+        self.kept = collections.deque((name, size) for _, name, size in found)
+        self.total = sum(size for _, size in self.kept)
+        self.counter = iter(range(1, 1 << 62))
+        self.lock = threading.Lock()
+        self.dropped, self.dropped_bytes, self.said = 0, 0, -LOG_EVERY
+
+    def keep(self, path: str, body: bytes) -> None:
+        data = kept_copy(body.decode("utf-8", "backslashreplace")).encode()
+        with self.lock:
+            if len(data) > self.max_bytes:
+                self._dropped(1, len(data))
+            else:
+                while self.kept and (len(self.kept) >= self.max_files or self.total + len(data) > self.max_bytes):
+                    name, size = self.kept.popleft()
+                    (self.folder / name).unlink(missing_ok=True)
+                    self.total -= size
+                    self._dropped(1, size)
+                self._write(path, data)
+            if self.dropped and time.monotonic() - self.said >= LOG_EVERY:
+                log(f"rejects folder {self.folder} is full (at most {self.max_files} bodies, {self.max_bytes} bytes): "
+                    f"dropped {self.dropped} bodies ({self.dropped_bytes} bytes), the oldest first")
+                self.dropped, self.dropped_bytes, self.said = 0, 0, time.monotonic()
+
+    def _write(self, path: str, data: bytes) -> None:
+        stamp, route = time.strftime("%Y%m%dT%H%M%S"), path.strip("/").replace("/", "_")
+        while True:
+            name = f"{stamp}-{next(self.counter):06d}-{route}.body"
+            try:
+                with (self.folder / name).open("xb") as f:  # never over a body an earlier run kept
+                    f.write(data)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                log(f"cannot keep a rejected body in {self.folder}: {e.strerror}")
+                return
+        self.kept.append((name, len(data)))
+        self.total += len(data)
+
+    def _dropped(self, bodies: int, size: int) -> None:
+        self.dropped += bodies
+        self.dropped_bytes += size
 
 
 class Writer:
@@ -115,9 +184,12 @@ class Writer:
                 future.set_exception(e)
             return
         except Exception:  # noqa: BLE001 - find the request that failed; the others still land
+            def receive(signals: list[Any]) -> list[tuple[int | None, str]]:
+                return store.receive(signals, actor=actor, **self.options)
+
             for signals, future in requests:
-                try:
-                    future.set_result(store.receive(signals, actor=actor, **self.options))
+                try:  # and within it, the signals that cannot be stored (None), if that was it
+                    future.set_result(receive_apart(receive, signals))
                 except Exception as e:  # noqa: BLE001
                     future.set_exception(e)
             if store.stopped and self.stopped is None:
@@ -138,12 +210,13 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
     """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days)."""
     writer = Writer(db, options or {}, default_role)
     actor_default = actor
-    rejects.mkdir(parents=True, exist_ok=True)
-    counter = iter(range(1, 1 << 62))
+    kept = Rejects(rejects)
 
-    def keep_rejected(path: str, body: bytes) -> None:
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{next(counter):06d}-{path.strip('/').replace('/', '_')}.body"
-        (rejects / name).write_bytes(body)
+    async def keep_rejected(path: str, body: bytes) -> None:
+        if len(body) <= INLINE_BODY:
+            kept.keep(path, body)
+        else:  # redacting a big body takes a while: not on the event loop
+            await asyncio.to_thread(kept.keep, path, body)
 
     async def receive(request: Request) -> JSONResponse:
         path = request.url.path
@@ -156,28 +229,31 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
         if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body:
             return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
         body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:
-                return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
+        except ClientDisconnect:  # nobody to answer: one line, not a traceback
+            client = request.client
+            log(f"POST {path}: the client{f' {client.host}:{client.port}' if client else ''} went away "
+                f"after {len(body)} bytes of its body; nothing stored")
+            return JSONResponse({"error": "the client went away"}, status_code=400)
         try:
             if len(body) <= INLINE_BODY:
                 used, records = document_records(body, ROUTES[path], severity)
             else:
                 used, records = await asyncio.to_thread(document_records, body, ROUTES[path], severity)
         except SdeskError as e:
-            keep_rejected(path, body)
+            await keep_rejected(path, body)
             if pagerduty:
                 return JSONResponse({"status": "invalid event", "message": str(e), "errors": [str(e)]}, 400)
             return JSONResponse({"error": str(e)}, status_code=400)
         good = [r for r in records if r.signal is not None]
         if len(good) < len(records):
-            keep_rejected(path, body)
+            await keep_rejected(path, body)
         if not good and records:
-            errors = [f"{r.where}: {r.error}" for r in records]
-            if pagerduty:
-                return JSONResponse({"status": "invalid event", "message": errors[0], "errors": errors}, 400)
-            return JSONResponse({"error": errors[0], "errors": errors}, status_code=400)
+            return _invalid([f"{r.where}: {r.error}" for r in records], pagerduty)
         try:
             outcomes = iter(await asyncio.wrap_future(writer.submit([r.signal for r in good], actor)))
         except PermissionDenied as e:
@@ -185,6 +261,14 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
         except StoreFault as e:
             return JSONResponse({"error": str(e)}, status_code=503)
         results = [_result(r, used, outcomes) for r in records]
+        # A partly bad request is answered 200 (202) for what was stored, each rejected record
+        # named in results: a sender that retries on errors would otherwise send it all again,
+        # and one that gives up on a 4xx (Alertmanager) would lose the good alerts with it.
+        rejected = [f"{r['where']}: {r['error']}" for r in results if r["action"] == "rejected"]
+        if rejected and len(good) == len(records):  # refused by the store itself (receive_apart)
+            await keep_rejected(path, body)
+        if rejected and len(rejected) == len(results):
+            return _invalid(rejected, pagerduty)
         if pagerduty:
             key = _dedup_key(good[0]) if good else None
             return JSONResponse({"status": "success", "message": "Event processed", "dedup_key": key}, 202)
@@ -199,11 +283,19 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
     return app
 
 
+def _invalid(errors: list[str], pagerduty: bool) -> JSONResponse:
+    if pagerduty:
+        return JSONResponse({"status": "invalid event", "message": errors[0], "errors": errors}, 400)
+    return JSONResponse({"error": errors[0], "errors": errors}, status_code=400)
+
+
 def _actor(authorization: str, token: str | None, tokens: Mapping[str, str], required: bool,
            default: str) -> str | None:
     """Who a request acts as: the user of its API token (sdesk user token), or `default` with
     the token of --token / SDESK_SERVE_TOKEN, or with none when the desk never had an API
     token and no --token is set; None: refused."""
+    if not authorization.isascii():  # no token is anything but ASCII (compare_digest would raise)
+        return None if required or token else default
     given = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
     # Looked up by hash: how long the lookup takes tells nothing about any token.
     user = tokens.get(token_hash(given)) if given else None
@@ -215,9 +307,11 @@ def _actor(authorization: str, token: str | None, tokens: Mapping[str, str], req
 
 
 def _result(record: Record, fmt: str, outcomes: Any) -> dict[str, Any]:
-    if record.signal is None:
-        return {"where": record.where, "format": fmt, "ticket": None, "action": "rejected", "error": record.error}
-    ticket_id, outcome = next(outcomes)
+    stored = next(outcomes) if record.signal is not None else None
+    if stored is None:
+        return {"where": record.where, "format": fmt, "ticket": None, "action": "rejected",
+                "error": record.error or UNSTORABLE}
+    ticket_id, outcome = stored
     return {"where": record.where, "format": fmt, "ticket": ticket_id, "action": outcome}
 
 
