@@ -361,6 +361,7 @@ def test_eval_json_on_the_corpus_sample(cli, db_path):
     assert "train 1,920 / test 480 tickets (seed 2)" in human.stdout and "at confidence >= 0.9:" in human.stdout
 
 
+@pytest.mark.slow
 @needs_corpus
 def test_slow_full_corpus_reaches_macro_f1_086(cli):
     """The issue's bar, on all 47,837 tickets (80/20, seed 1). Slow: about 20-40 s.

@@ -70,6 +70,7 @@ print(json.dumps(acked))
 """
 
 
+@pytest.mark.slow
 def test_eight_writers_at_once_lose_nothing(tmp_path):
     db = tmp_path / "load.db"
     subprocess.run([sys.executable, "-m", "sdesk", "init"], env=_env(db), check=True, capture_output=True)
@@ -106,6 +107,7 @@ def test_eight_writers_at_once_lose_nothing(tmp_path):
 # -- crashes -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bulk_intake_killed_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path):
     """Each round streams 20,000 alerts, 5,000 of them new since the last round (so every round
     has work in progress), and is SIGKILLed at a random moment. Then the whole stream once more,

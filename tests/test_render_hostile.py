@@ -374,6 +374,7 @@ def tui_failures(db_path, config, actor, s):
     return failures
 
 
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(s=hostile)
 @example(s=SEEN[0])

@@ -327,6 +327,7 @@ def _stored(desk, db: Path) -> dict[str, bytes]:
     return out
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_the_database_an_export_a_backup_or_a_postmortem(desk, db_path):
     planted = {name: plant_all(name) for name in PATHS}
     for name, plant in PATHS.items():

@@ -141,6 +141,7 @@ def test_every_corpus_payload_through_http(server, folder):
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
+@pytest.mark.slow
 def test_real_alertmanager_opens_and_resolves_tickets(server, tmp_path):
     if ALERTMANAGER is None:
         # CI installs it and sets SDESK_REQUIRE_ALERTMANAGER: there a missing binary is a failure.
