@@ -499,3 +499,35 @@ def test_hostile_headers_get_an_answer_never_a_500(guarded, name, value):
 def test_hostile_headers_were_answered():
     """(The property above is about answers: most requests must have had one.)"""
     assert len(ANSWERED) >= 100 and sum(ANSWERED) > len(ANSWERED) / 2, (sum(ANSWERED), len(ANSWERED))
+
+
+# -- arguments that are not UTF-8 -----------------------------------------------------------------
+
+# Each write that stores an argument's text. A terminal in another encoding, or a script passing
+# raw bytes, gives Python arguments with lone surrogates; they reached orjson as a traceback.
+ARGUMENT_WRITES = [
+    ("new", "{}"), ("comment", "1", "{}"), ("update", "1", "--title", "{}"), ("assign", "1", "{}"),
+    ("resolve", "1", "-r", "{}"), ("update", "1", "-l", "k={}"), ("update", "1", "-t", "{}"),
+    ("new", "x", "--service", "{}"), ("new", "x", "--requester", "{}"), ("list", "--queue", "{}"),
+]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad=st.binary(min_size=1, max_size=4).filter(lambda b: not _utf8(b)), where=st.sampled_from(ARGUMENT_WRITES))
+def test_an_argument_that_is_not_utf8_is_one_line_and_changes_nothing(tmp_path, bad, where):
+    db = tmp_path / f"args-{next(RUNS)}.db"
+    assert sdesk(db, "new", "first").returncode == 0
+    before = sdesk(db, "export").stdout
+    argv = [os.fsencode(a).replace(b"{}", b"ok" + bad) for a in where]
+    proc = subprocess.run([sys.executable, "-m", "sdesk", *argv], env=_env(db), capture_output=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode().startswith("error: ") and proc.stderr.count(b"\n") == 1, proc.stderr
+    assert sdesk(db, "export").stdout == before
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode()
+        return True
+    except UnicodeDecodeError:
+        return False

@@ -57,6 +57,12 @@ class Group(TyperGroup):
                   f"{e.filename or 'output'}", ExitCode.ERROR)
         except UnicodeError as e:  # bytes that are not UTF-8, on stdin or in an argument
             _fail(f"input is not valid UTF-8 text: {e.reason}", ExitCode.BAD_INPUT)
+        except TypeError as e:
+            # An argument (or SDESK_USER) with bytes that are not UTF-8 arrives as lone surrogates,
+            # which orjson refuses where the store writes an event.
+            if "surrogates not allowed" not in str(e):
+                raise
+            _fail("input is not valid UTF-8 text: an argument holds bytes that are not UTF-8", ExitCode.BAD_INPUT)
 
 
 class RootGroup(Group):
