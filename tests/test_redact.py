@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdesk.redact import _PATTERNS, _scan, might_hold_secrets, redact, redact_strings
-from secrets_labelled import ORDINARY, PHRASINGS, corpus_texts, leaked, plant_all
+from secrets_labelled import ORDINARY, PHRASINGS, _b64url, _luhn, corpus_texts, leaked, plant_all
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 rng = random.Random(42)
@@ -24,20 +24,6 @@ rng = random.Random(42)
 
 def _rand(alphabet: str, n: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
-
-
-def _luhn_number(length: int) -> str:
-    digits = [rng.randint(1, 9)] + [rng.randint(0, 9) for _ in range(length - 2)]
-    for check in range(10):
-        candidate = digits + [check]
-        total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 else d for i, d in enumerate(reversed(candidate)))
-        if total % 10 == 0:
-            return "".join(map(str, candidate))
-    raise AssertionError
-
-
-def _b64url(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
 ALNUM = string.ascii_letters + string.digits
@@ -58,7 +44,7 @@ GENERATORS = {
 
 
 def _card() -> str:
-    number = _luhn_number(rng.choice([15, 16]))
+    number = _luhn(rng, rng.choice([15, 16]))
     style = rng.choice(["plain", "spaces", "dashes"])
     if style == "plain":
         return number
