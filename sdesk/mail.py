@@ -20,7 +20,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from .intake import Record, ticket_record
-from .lifecycle import TITLE_MAX
+from .lifecycle import TITLE_MAX, blank
 from .signals import Signal
 
 TICKET_TAG = re.compile(r"\[SD-(\d{1,18})\]", re.IGNORECASE)  # 19 digits and more: no ticket SQLite can hold
@@ -237,7 +237,9 @@ def parse_message(data: bytes, where: str = "message 1") -> Record:
         return Record(where, raw, error="not an email: no From, Subject or body")
     body, attachments = _body_and_attachments(msg)
     to = [addr for _, addr in getaddresses([_header(msg, "To")]) if addr]
-    title = REPLY_PREFIX.sub("", TICKET_TAG.sub("", subject)).strip() or f"(no subject) from {sender or 'unknown sender'}"
+    title = REPLY_PREFIX.sub("", TICKET_TAG.sub("", subject)).strip()
+    if blank(title):  # a subject of only invisible or control characters says nothing either
+        title = f"(no subject) from {sender or 'unknown sender'}"
     record = ticket_record(where, raw, "email", {
         "title": title[:TITLE_MAX],
         "description": body or None,

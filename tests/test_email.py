@@ -247,3 +247,13 @@ def test_no_one_but_the_requester_or_a_user_ever_comments(cli, tmp_path, sender,
     assert result["action"] == "created" and result["ticket"] != created["ticket"]
     events = cli.json("show", str(created["ticket"]))["events"]
     assert [e["kind"] for e in events] == ["created"]
+
+
+@pytest.mark.parametrize("subject", ["\x01", "\ufeff", " \x7f ", "\u200b\u200b", "Re: \x02"])
+def test_a_subject_that_shows_nothing_gets_a_title_and_the_mail_is_kept(cli, subject):
+    """A subject of only control or invisible characters used to leave an empty title, and the
+    whole message was refused (found by the HTTP fuzzing): its ticket is titled as subjectless."""
+    raw = f"From: ann@example.com\r\nSubject: {subject}\r\nMessage-ID: <blank-{ord(subject[-1])}@x>\r\n\r\nhelp\r\n"
+    [line] = cli("new", "--format", "email", "--json", "-", input=raw).stdout.splitlines()
+    ticket = cli.json("show", str(json.loads(line)["ticket"]))
+    assert ticket["title"] == "(no subject) from ann@example.com"
