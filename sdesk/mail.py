@@ -273,7 +273,9 @@ def parse_message(data: bytes, where: str = "message 1") -> Record:
         "description": body or None,
         "kind": "request",
         "requester": sender or None,
-        "labels": {k: v for k, v in {"email_to": ", ".join(to)[:500]}.items() if v},
+        # A From that names no one sender is kept as text, shown to whoever reads the ticket.
+        "labels": {k: v for k, v in {"email_to": ", ".join(to)[:500],
+                                     "email_from": "" if sender else _header(msg, "From")[:500]}.items() if v},
         "tags": ["email"],
     })
     if record.signal is None:

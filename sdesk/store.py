@@ -1021,7 +1021,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         """Whether an email from `sender` may comment on (and reopen) ticket `t`: its requester,
         or a user of the desk with that email address. (Watchers too, once tickets have them.)"""
         sender = (sender or "").strip().casefold()
-        if not sender:
+        if "@" not in sender:  # no one mailbox's address (mail.py): a stranger, whatever the text
             return False
         if (t.get("requester") or "").strip().casefold() == sender:
             return True

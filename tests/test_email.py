@@ -323,3 +323,11 @@ def test_no_display_name_in_front_of_a_strangers_address_comments_on_a_ticket(tm
         assert (outcome, other != ticket) == ("created", True)
         kinds = [k for (k,) in store.conn.execute("SELECT kind FROM events WHERE ticket_id = ?", (ticket,))]
         assert kinds == ["created"]
+
+
+def test_a_from_that_names_no_one_sender_is_kept_for_the_reader():
+    [record] = parse_mail(b"From: bob@example.com <evil@x.y>\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert record.signal.thread["from"] == "" and "requester" not in record.signal.ticket
+    assert record.signal.ticket["labels"]["email_from"] == "bob@example.com <evil@x.y>"
+    [record] = parse_mail(b"From: Ann <ann@example.com>\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert "email_from" not in record.signal.ticket.get("labels", {})
