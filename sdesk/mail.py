@@ -13,7 +13,6 @@ import hashlib
 import html
 import re
 from collections.abc import Iterator
-from email import errors, policy
 from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr
@@ -200,6 +199,8 @@ def _sender(msg: Message) -> str:
     an encoded-word, a quoted or folded name), nor do Sender and Reply-To, nor a second From
     or a second mailbox. The raw header is parsed as RFC 5322 (encoded-words are only ever a
     display name there): decoding it first would turn a name into an address."""
+    from email import errors, policy  # (here: `new -` reads mail.py to tell mail from text)
+
     raw = [value for key, value in msg.raw_items() if key.lower() == "from"]
     if len(raw) != 1:
         return ""

@@ -234,3 +234,18 @@ def test_opening_a_ticket_needs_the_agent_role_on_its_queue(tmp_path_factory, de
         else:
             assert access.allows("agent", touched)
             assert outcome == ("deduplicated" if duplicate_of else "created")
+
+
+def test_a_new_ticket_triage_files_into_a_queue_needs_the_role_there(desk, tmp_path):
+    """The queue that counts is the one the ticket is filed into, after triage's rules."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "triage.yaml").write_text(
+        "timezone: UTC\nrules:\n  - id: db\n    match: {title: {contains: postgres}}\n    set: {queue: dba}\n")
+    desk("--as", "root", "user", "add", "dana", "--role", "agent", "--queue", "dba")
+    routed = desk.json("--as", "dana", "new", "postgres is slow")
+    assert routed["queue"] == "dba"
+    assert desk("--as", "dana", "new", "printer", ok=False).exit_code == ExitCode.PERMISSION
+    # And the other way: an agent made a viewer on the queue triage files into.
+    desk("--as", "root", "user", "add", "amy", "--role", "viewer", "--queue", "dba")
+    assert desk("--as", "amy", "new", "postgres is down", ok=False).exit_code == ExitCode.PERMISSION
+    assert "postgres is down" not in {t["title"] for t in desk.json("list", "--all")}
