@@ -192,6 +192,37 @@ def _safe_name(name: str | None) -> str:
     return "(unnamed)" if name in ("", ".", "..") else name[:255]
 
 
+def _sender(msg: Message) -> str:
+    """Who sent a message: the addr-spec (lower-cased) of its From, when From is one mailbox
+    that parses cleanly; else "" (a stranger). Replies are authorized by this address, so a
+    display name never counts however much it looks like one (`bob@example.com <evil@x.y>`,
+    an encoded-word, a quoted or folded name), nor do Sender and Reply-To, nor a second From
+    or a second mailbox. The raw header is parsed as RFC 5322 (encoded-words are only ever a
+    display name there): decoding it first would turn a name into an address."""
+    from email import errors, policy  # (here: `new -` reads mail.py to tell mail from text)
+
+    raw = [value for key, value in msg.raw_items() if key.lower() == "from"]
+    if len(raw) != 1:
+        return ""
+    value = str(raw[0]).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    value = re.sub(r"\r?\n(?=[ \t])", "", value)  # unfold
+    if len(value) > 2000 or re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        return ""  # no sender puts a page or a control character in From
+    try:
+        header = policy.default.header_factory("from", value)
+        mailboxes = header.addresses
+    except Exception:  # noqa: BLE001 - the parser gave up: no sender it could name
+        return ""
+    if len(mailboxes) != 1 or any(isinstance(d, errors.InvalidHeaderDefect) for d in header.defects) \
+            or any(group.display_name is not None for group in header.groups):  # (a group is no sender)
+        return ""
+    address = mailboxes[0].addr_spec
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain) or len(address) > 254 or re.search(r'[\s"<>(),;:\\\[\]]', address):
+        return ""  # (a quoted local part with specials in it is legal and never anyone's address here)
+    return _plain(address.lower())
+
+
 def _message_ids(value: str) -> list[str]:
     return re.findall(r"<([^<>\s]+)>", value)
 
@@ -223,17 +254,17 @@ def parse_message(data: bytes, where: str = "message 1") -> Record:
     except Exception as e:  # noqa: BLE001 - the parser itself gave up
         return Record(where, raw, error=f"unreadable message: {e}")
     subject = _header(msg, "Subject")
-    name, address = parseaddr(_header(msg, "From"))
-    sender = address.lower() or name
+    sender = _sender(msg)
     message_id = (_message_ids(_header(msg, "Message-ID")) or [None])[0]
     references = _message_ids(_header(msg, "In-Reply-To")) + _message_ids(_header(msg, "References"))
     tagged = TICKET_TAG.search(subject)
     thread = {"message_id": message_id, "references": list(dict.fromkeys(references)),
               "ticket": int(tagged.group(1)) if tagged else None, "from": sender}
-    why = _auto_generated(msg, sender, subject)
+    name, address = parseaddr(_header(msg, "From"))  # (a lenient guess: only to know machine mail)
+    why = _auto_generated(msg, address.lower() or name, subject)
     if why:
         return Record(where, raw, Signal("email", "ignore", alert=None, thread={**thread, "ignored": why}))
-    if not sender and not subject and not msg.get_payload():
+    if not sender and not _header(msg, "From") and not subject and not msg.get_payload():
         return Record(where, raw, error="not an email: no From, Subject or body")
     body, attachments = _body_and_attachments(msg)
     to = [addr for _, addr in getaddresses([_header(msg, "To")]) if addr]
@@ -244,8 +275,10 @@ def parse_message(data: bytes, where: str = "message 1") -> Record:
         "title": title[:TITLE_MAX],
         "description": body or None,
         "kind": "request",
-        "requester": sender[:200] or None,
-        "labels": {k: v for k, v in {"email_to": ", ".join(to)[:500]}.items() if v},
+        "requester": sender or None,
+        # A From that names no one sender is kept as text, shown to whoever reads the ticket.
+        "labels": {k: v for k, v in {"email_to": ", ".join(to)[:500],
+                                     "email_from": "" if sender else _header(msg, "From")[:500]}.items() if v},
         "tags": ["email"],
     })
     if record.signal is None:

@@ -24,7 +24,7 @@ from . import clock, lifecycle, migrations
 from .errors import BadInput, Conflict, ExitCode, NotFound, PermissionDenied, SdeskError
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
-from .roles import DEFAULT_ROLE, Access, claim_refusal, refusal, user_key
+from .roles import DEFAULT_ROLE, RANK, Access, claim_refusal, refusal, user_key
 from .signals import Signal
 from .store_audit import AuditStore
 from .store_classifier import ClassifierStore
@@ -461,8 +461,7 @@ class _Triggers:
                 created["set"] = {k: v for k, v in t.items() if k in _SETTABLE and created.get(k) != v}
             if context or self.triager is not None:
                 present.update(t)
-            if t.get("queue"):
-                tx.check(t["queue"])  # (no ticket id on a refusal: it will not exist)
+            tx.check(t.get("queue"))  # (no queue: the desk's role; no ticket id on a refusal: it will not exist)
             # Clean already: add() redacted the ticket (or its parser found no hint of a secret);
             # the rest is the source's name, triage's explanation and counts.
             tx.event(ticket_id, "created", created, clean=True)
@@ -864,7 +863,13 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
         with self._write(actor, "agent", "taking in tickets and alerts") as tx:
-            tx.check()  # intake needs the role on the desk; each new ticket, on its queue too
+            # Intake needs the agent role on the desk, and on each new ticket's queue (flush). Someone
+            # with roles on particular queues (an agent on dba, a viewer elsewhere) needs it on the
+            # queue of each ticket they open or touch instead, and on the desk for anything else.
+            per_queue = tx.access is not None and bool(tx.access.queues)
+            if not per_queue or tx.access.allows(tx.need):
+                tx.check()
+                per_queue = per_queue and any(RANK[role] < RANK[tx.need] for role in tx.access.queues.values())
             triggers = any(s.action == "trigger" for s in signals)
             enricher = self._enricher(enrich) if triggers else None
             signal_keys = [s.key for s in signals]  # (a property: read once, for the lookup and the rows)
@@ -901,6 +906,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                     result = (None, "recorded")
                 else:
                     result = (None, "ignored")
+                if per_queue:
+                    self._check_intake(tx, batch, result)
                 results.append(result)
                 if s.alert is not None:
                     labels, annotations = s.alert.labels, s.alert.annotations
@@ -910,6 +917,18 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             batch.flush()
             insert_rows(tx.conn, ALERT_COLUMNS, alert_rows)
         return results
+
+    @staticmethod
+    def _check_intake(tx: _Tx, batch: _Triggers, result: tuple[int | None, str]) -> None:
+        """For an actor whose role differs by queue: what one signal did needs their role on the
+        queue of the ticket it touched (a new one's is checked when it is written, after triage
+        chose it), or on the desk when it touched none."""
+        ticket_id, _ = result
+        if ticket_id is None:
+            tx.check()
+        elif ticket_id not in batch.new:  # (a stored ticket: those moved were checked by _current)
+            row = tx.conn.execute("SELECT queue FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+            tx.check(row[0] if row else None, ticket_id)
 
     def _reopen_flapping(self, tx: _Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
         """A resolved alert firing again within the flap window: its ticket, reopened (and kept
@@ -1021,7 +1040,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         """Whether an email from `sender` may comment on (and reopen) ticket `t`: its requester,
         or a user of the desk with that email address. (Watchers too, once tickets have them.)"""
         sender = (sender or "").strip().casefold()
-        if not sender:
+        if "@" not in sender:  # no one mailbox's address (mail.py): a stranger, whatever the text
             return False
         if (t.get("requester") or "").strip().casefold() == sender:
             return True

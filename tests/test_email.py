@@ -249,6 +249,90 @@ def test_no_one_but_the_requester_or_a_user_ever_comments(cli, tmp_path, sender,
     assert [e["kind"] for e in events] == ["created"]
 
 
+# -- who sent it: the one mailbox of From, never a display name -----------------------------------
+
+SPOOFS = [
+    b"From: bob@example.com <evil@x.y>",  # an address as the display name
+    b"From: =?utf-8?q?bob=40example=2Ecom?= <evil@x.y>",  # the same, encoded
+    b"From: bob@example.com\r\n <evil@x.y>",  # the same, folded over two lines
+    b"From: bob@example.com, evil@x.y",  # two mailboxes
+    b'From: "bob@example.com" <evil@x.y>',  # a quoted display name
+    b"From: =?utf-8?q?Bob_=3Cbob@example.com=3E?=",  # an encoded-word that decodes to a mailbox
+    b"From: evil@x.y\r\nSender: bob@example.com\r\nReply-To: bob@example.com",  # Sender, Reply-To
+    b"From: evil@x.y\r\nFrom: bob@example.com",  # a second From
+    b"From: staff: bob@example.com;",  # a group
+]
+
+
+@pytest.mark.parametrize("header", SPOOFS, ids=range(len(SPOOFS)))
+def test_a_display_name_never_makes_a_stranger_a_known_user(cli, header):
+    cli("--as", "root", "user", "add", "root", "--role", "admin")
+    cli("--as", "root", "user", "add", "bob", "--role", "agent", "--login", "bob", "--email", "bob@example.com")
+    ticket = cli.new("printer jams")
+    cli("resolve", str(ticket), "-r", "new roller")
+    message = header + f"\r\nSubject: Re: [SD-{ticket}] spoof\r\nMessage-ID: <sp@x>\r\n\r\nspoof\r\n".encode()
+    result = cli("new", "--format", "email", "--json", input=message.decode())
+    [taken] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert taken["action"] == "created" and taken["ticket"] != ticket
+    t = cli.json("show", str(ticket))
+    assert t["status"] == "resolved" and not [e for e in t["events"] if e["kind"] == "commented"]
+    new = cli.json("show", str(taken["ticket"]))
+    assert new["parent_id"] == ticket and new["requester"] in (None, "evil@x.y")
+
+
+def test_the_sender_and_requester_are_the_one_mailboxs_address():
+    for header, sender in [(b"Bob Smith <Bob@Example.COM>", "bob@example.com"), (b"bob@example.com", "bob@example.com"),
+                           (b"<bob@example.com> (Bob)", "bob@example.com"), (b"=?utf-8?q?J=C3=B6rg?= <j@x.de>", "j@x.de"),
+                           (b'"Smith, Bob" <bob@example.com>', "bob@example.com"), (b"bob", ""), (b"", "")]:
+        [record] = parse_mail(b"From: " + header + b"\r\nSubject: hi\r\n\r\nbody\r\n")
+        assert record.signal.thread["from"] == sender, header
+        assert record.signal.ticket.get("requester") == (sender or None), header
+
+
+_ATOM = st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=30)
+_NAME_PARTS = st.one_of(
+    _ATOM, st.just("bob@example.com"), st.just("<bob@example.com>"), st.just("ann@example.com"),
+    st.just(","), st.just(";"), st.just(":"), st.just('"'), st.just("\\"), st.just("("), st.just(")"),
+    st.just("\r\n "), st.just("\r\n\t"),
+    _ATOM.map(lambda t: f'"{t}"'),
+    st.sampled_from(["bob@example.com", "<bob@example.com>", "Bob <bob@example.com>", "ann@example.com, x"]).map(
+        lambda t: "=?utf-8?q?" + "".join(f"={b:02X}" for b in t.encode()) + "?="),
+    st.text(max_size=10).map(lambda t: "=?utf-8?b?" + __import__("base64").b64encode(t.encode()).decode() + "?="),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.lists(_NAME_PARTS, max_size=6).map("".join), tagged=st.booleans())
+def test_no_display_name_in_front_of_a_strangers_address_comments_on_a_ticket(tmp_path_factory, name, tagged):
+    """Whatever stands before `<evil@x.y>` (addresses, encoded-words, quotes, commas, folding),
+    the reply is a stranger's: a new ticket, the old one untouched; and the sender is never bob."""
+    from sdesk.store import Store
+
+    header = f"From: {name} <evil@x.y>".encode()
+    message = header + b"\r\nSubject: " + (b"Re: [SD-1] x" if tagged else b"Re: x") + \
+        b"\r\nIn-Reply-To: <first@x>\r\nMessage-ID: <reply@x>\r\n\r\nlet me in\r\n"
+    [record] = parse_mail(message)
+    assert record.signal is not None
+    assert record.signal.thread["from"] in ("", "evil@x.y")
+    with Store(tmp_path_factory.mktemp("desk") / "sdesk.db") as store:
+        store.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.user_add("bob", role="agent", team=None, queue=None, actor="root", email="bob@example.com")
+        [first] = parse_mail(b"From: ann@example.com\r\nSubject: laptop\r\nMessage-ID: <first@x>\r\n\r\nbroken\r\n")
+        [(ticket, _)] = store.receive([first.signal], actor="root")
+        [(other, outcome)] = store.receive([record.signal], actor="root")
+        assert (outcome, other != ticket) == ("created", True)
+        kinds = [k for (k,) in store.conn.execute("SELECT kind FROM events WHERE ticket_id = ?", (ticket,))]
+        assert kinds == ["created"]
+
+
+def test_a_from_that_names_no_one_sender_is_kept_for_the_reader():
+    [record] = parse_mail(b"From: bob@example.com <evil@x.y>\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert record.signal.thread["from"] == "" and "requester" not in record.signal.ticket
+    assert record.signal.ticket["labels"]["email_from"] == "bob@example.com <evil@x.y>"
+    [record] = parse_mail(b"From: Ann <ann@example.com>\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert "email_from" not in record.signal.ticket.get("labels", {})
+
+
 @pytest.mark.parametrize("subject", ["\x01", "\ufeff", " \x7f ", "\u200b\u200b", "Re: \x02"])
 def test_a_subject_that_shows_nothing_gets_a_title_and_the_mail_is_kept(cli, subject):
     """A subject of only control or invisible characters used to leave an empty title, and the

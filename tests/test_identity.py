@@ -244,7 +244,9 @@ def test_a_user_first_added_on_a_queue_only_reads_the_rest(cli):
         r = cli("--as", "vic", *_args(command, theirs, other), ok=False)
         assert r.exit_code == ExitCode.PERMISSION, command
         assert "vic is a viewer" in r.stderr
-    assert cli("--as", "vic", "new", "in dba", "--queue", "dba", ok=False).exit_code == ExitCode.PERMISSION
+    cli("--as", "vic", "new", "in dba", "--queue", "dba")  # a new ticket: the role on its queue
+    for where in (["--queue", "desk"], []):
+        assert cli("--as", "vic", "new", "elsewhere", *where, ok=False).exit_code == ExitCode.PERMISSION
     # A viewer role on one queue for a new user: the desk's default role (agent) elsewhere.
     cli("--as", "root", "user", "add", "sam", "--role", "viewer", "--queue", "security")
     sec, desk = cli.new("phish", "--queue", "security"), cli.new("mouse", "--queue", "desk")

@@ -105,9 +105,14 @@ def test_a_role_on_a_queue_applies_to_that_queues_tickets_only(desk, tmp_path):
     desk("--as", "root", "user", "add", "amy", "--role", "viewer", "--queue", "dba")
     assert desk("--as", "amy", "comment", str(dba), "hi", ok=False).exit_code == ExitCode.PERMISSION
     desk("--as", "amy", "comment", str(other), "hi")
-    # Intake needs the role on the desk, and each new ticket the role on its queue.
+    # A new ticket needs the role on its queue: amy (a viewer on dba) may not open one there, vic
+    # (an agent on dba) may, and nowhere else; without a queue, the role on the desk decides.
     assert desk("--as", "amy", "new", "in dba", "--queue", "dba", ok=False).exit_code == ExitCode.PERMISSION
-    assert desk("--as", "vic", "new", "in dba", "--queue", "dba", ok=False).exit_code == ExitCode.PERMISSION
+    desk("--as", "amy", "new", "on the desk")
+    desk("--as", "vic", "new", "vic's own", "--queue", "dba")
+    for where in (["--queue", "desk"], []):
+        r = desk("--as", "vic", "new", "not vic's", *where, ok=False)
+        assert r.exit_code == ExitCode.PERMISSION and "vic is a viewer" in r.stderr
     # An acknowledge vic may give, in one stream with triggers vic may not send: nothing is stored.
     fingerprint = desk.json("new", "paged", "--queue", "dba", "--fingerprint", "pagerduty:k0")["id"]
     stream = tmp_path / "pd.jsonl"
@@ -117,7 +122,7 @@ def test_a_role_on_a_queue_applies_to_that_queues_tickets_only(desk, tmp_path):
     r = desk("--as", "vic", "new", "--jsonl", "--format", "pagerduty", str(stream), ok=False)
     assert r.exit_code == ExitCode.PERMISSION
     assert desk.json("show", str(fingerprint))["status"] == "new"
-    assert {"in dba", "s"} & {t["title"] for t in desk.json("list", "--all")} == set()
+    assert {"in dba", "not vic's", "s"} & {t["title"] for t in desk.json("list", "--all")} == set()
 
 
 def test_users_list_their_roles_and_tokens_and_can_be_removed(desk):
@@ -195,3 +200,52 @@ def test_a_role_allows_exactly_what_its_rank_reaches(role, queues, need, queue):
     access = Access("x", role, queues)
     effective = queues.get(queue, role) if queue else role
     assert access.allows(need, queue) == (RANK[effective] >= RANK[need])
+
+
+@settings(max_examples=60, deadline=None)
+@given(desk_role=st.sampled_from(ROLES), queue_roles=st.dictionaries(st.sampled_from(["dba", "net"]), st.sampled_from(ROLES)),
+       queue=st.sampled_from(["dba", "net", "desk", None]), duplicate_of=st.sampled_from([None, "dba", "net", "desk"]))
+def test_opening_a_ticket_needs_the_agent_role_on_its_queue(tmp_path_factory, desk_role, queue_roles, queue, duplicate_of):
+    """A new ticket: the role on the queue it is filed into (the desk's role when none). An
+    alert arriving again for an open ticket touches that ticket: the role on its queue."""
+    from sdesk.errors import PermissionDenied
+    from sdesk.fields import check_ticket
+    from sdesk.signals import Signal
+    from sdesk.store import Store
+
+    with Store(tmp_path_factory.mktemp("desk") / "sdesk.db") as store:
+        store.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.user_add("dana", role=desk_role, team=None, queue=None, actor="root")
+        for q, role in queue_roles.items():
+            store.user_add("dana", role=role, team=None, queue=q, actor="root")
+        access = store.access("dana")
+        ticket = check_ticket({"title": "x", "queue": queue})
+        if duplicate_of:
+            store.receive([Signal("cli", "trigger", ticket=check_ticket(
+                {"title": "first", "queue": duplicate_of, "fingerprint": "fp"}))], actor="root")
+            ticket["fingerprint"] = "fp"
+        before = store.conn.execute("SELECT count(*), sum(occurrences) FROM tickets").fetchone()
+        touched = duplicate_of or queue
+        try:
+            [(_, outcome)] = store.receive([Signal("cli", "trigger", ticket=ticket)], actor="dana")
+        except PermissionDenied as refused:
+            assert not access.allows("agent", touched), refused
+            assert store.conn.execute("SELECT count(*), sum(occurrences) FROM tickets").fetchone() == before
+        else:
+            assert access.allows("agent", touched)
+            assert outcome == ("deduplicated" if duplicate_of else "created")
+
+
+def test_a_new_ticket_triage_files_into_a_queue_needs_the_role_there(desk, tmp_path):
+    """The queue that counts is the one the ticket is filed into, after triage's rules."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "triage.yaml").write_text(
+        "timezone: UTC\nrules:\n  - id: db\n    match: {title: {contains: postgres}}\n    set: {queue: dba}\n")
+    desk("--as", "root", "user", "add", "dana", "--role", "agent", "--queue", "dba")
+    routed = desk.json("--as", "dana", "new", "postgres is slow")
+    assert routed["queue"] == "dba"
+    assert desk("--as", "dana", "new", "printer", ok=False).exit_code == ExitCode.PERMISSION
+    # And the other way: an agent made a viewer on the queue triage files into.
+    desk("--as", "root", "user", "add", "amy", "--role", "viewer", "--queue", "dba")
+    assert desk("--as", "amy", "new", "postgres is down", ok=False).exit_code == ExitCode.PERMISSION
+    assert "postgres is down" not in {t["title"] for t in desk.json("list", "--all")}
