@@ -180,6 +180,25 @@ def test_a_full_disk_says_so_and_keeps_what_was_stored(tmp_path):
         assert db.read_bytes() == before
 
 
+# From nothing at all to a little more than a new desk (364 KiB, its -wal about as much again):
+# the disk fills while the schema is written, while its log is copied into the file, or not at all.
+@pytest.mark.parametrize("size", [f"{k}k" for k in range(50, 851, 50)])
+def test_init_on_a_nearly_full_disk_leaves_no_file_or_a_whole_desk(size):
+    """A real tmpfs of each size. `init` used to link a file whose schema was still in the -wal
+    when the copy into the file failed (the -wal then deleted): a truncated desk that every later
+    command, reads too, called damaged."""
+    with mounted(f"-t|tmpfs|-o|size={size}|tmpfs") as disk:
+        db = disk / "desk.db"
+        result = sdesk(db, "init")
+        if result.returncode:
+            assert result.returncode == ExitCode.ERROR
+            one_error_line(result.stderr, f"disk full: cannot make a new desk at {db}: nothing was left there")
+            assert list(disk.iterdir()) == []
+        else:
+            assert sdesk(db, "audit", "verify").returncode == 0
+            assert sdesk(db, "list", "--all").returncode == 0
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(room=st.integers(0, 40), batches=st.lists(st.integers(1, 300), min_size=1, max_size=6))
 def test_running_out_of_room_anywhere_in_a_write_keeps_the_desk_whole(tmp_path, room, batches):
