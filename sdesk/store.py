@@ -228,6 +228,16 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError:
         conn.close()
+        # An immutable read ignores the -wal: commits left there (by a writer killed before it
+        # checkpointed) would be missing without a word, and the desk shown would not be the desk.
+        try:
+            wal = os.path.getsize(f"{os.path.realpath(path)}-wal")  # SQLite names it after the real file
+        except OSError:
+            wal = 0
+        if wal:
+            raise ReadOnly(f"{path} has a write-ahead log ({path}-wal) that this read-only open cannot read "
+                           "without a -shm file: open it once where it is writable, or copy the folder to "
+                           "a writable place")
         conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30, isolation_level=None)
     return conn, why
 

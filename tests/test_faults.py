@@ -300,6 +300,71 @@ def test_a_read_only_file_in_a_read_only_folder():
         shutil.rmtree(home)
 
 
+def _leave_a_wal(db: Path) -> None:
+    """Commits left only in the -wal, as a writer killed before it checkpointed leaves them: a
+    process holds the desk open (so no sdesk exit is the last close, which checkpoints), sdesk
+    commits, and the holder is killed."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                               "c.execute('PRAGMA wal_autocheckpoint = 0'); c.execute('SELECT 1 FROM tickets').fetchall(); "
+                               "print('open', flush=True); sys.stdin.read()", str(db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        assert sdesk(db, "new", "only in the wal").returncode == 0
+        assert sdesk(db, "comment", "1", "also only in the wal").returncode == 0
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdin.close()
+        holder.stdout.close()
+    assert Path(f"{db}-wal").stat().st_size > 0
+
+
+@pytest.mark.parametrize("shm", ["kept", "removed"])
+@pytest.mark.parametrize("folder", [0o555, 0o777], ids=["read-only folder", "writable folder"])
+def test_a_read_only_open_shows_the_whole_desk_or_refuses(folder, shm):
+    """Commits left in a -wal, the files chmod 444, read as nobody. With no -shm and a folder
+    that cannot hold one, the read used to fall back to an immutable open, which ignores the
+    -wal: `list` missed the tickets only there, `show` said no such ticket and `audit verify`
+    said ok. Now every such read sees all of the desk, or refuses in one line."""
+    home = Path(tempfile.mkdtemp(prefix="sdesk-ro-"))
+    try:
+        db = home / "desk.db"
+        assert sdesk(db, "new", "first").returncode == 0
+        _leave_a_wal(db)
+        if shm == "removed":
+            os.unlink(f"{db}-shm")
+        for f in home.iterdir():
+            f.chmod(0o444)
+        home.chmod(folder)
+        as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        env = {**os.environ, "SDESK_DB": str(db), "SDESK_CONFIG": str(home / "config")}
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*as_user, sys.executable, "-m", "sdesk", *args], env=env, capture_output=True,
+                                  text=True, timeout=300)
+
+        if run("--version").returncode:
+            pytest.skip("cannot run sdesk as another user here")
+        refused = 0
+        for args in [("list", "--all", "--json"), ("show", "2", "--json"), ("audit", "verify"), ("export",)]:
+            result = run(*args)
+            if result.returncode:
+                refused += 1
+                assert result.returncode == ExitCode.PERMISSION
+                one_error_line(result.stderr, f"{db} has a write-ahead log ({db}-wal) that this read-only open "
+                                              "cannot read without a -shm file: ")
+            elif args[0] == "list":
+                assert {t["title"] for t in json.loads(result.stdout)} == {"first", "only in the wal"}
+            elif args[0] == "show":
+                assert json.loads(result.stdout)["title"] == "only in the wal"
+        # Refused only where no -shm exists or can be made; then by every command alike.
+        assert refused == (4 if folder == 0o555 and shm == "removed" else 0)
+    finally:
+        home.chmod(0o755)
+        shutil.rmtree(home)
+
+
 def test_a_read_only_store_refuses_writes_before_touching_anything(db_path):
     with Store(db_path) as store:
         store.receive([_ticket("x")], actor="t")
