@@ -100,6 +100,7 @@ class Rejects:
 
     def _write(self, path: str, data: bytes) -> None:
         stamp, route = time.strftime("%Y%m%dT%H%M%S"), path.strip("/").replace("/", "_")
+        remade = False
         while True:
             name = f"{stamp}-{next(self.counter):06d}-{route}.body"
             try:
@@ -108,6 +109,20 @@ class Rejects:
                 break
             except FileExistsError:
                 continue
+            except FileNotFoundError as e:
+                # The folder was deleted while serve runs (a clean-up, say): made again, and
+                # the bodies counted in it are gone with it.
+                if remade:
+                    log(f"cannot keep a rejected body in {self.folder}: {e.strerror}")
+                    return
+                try:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    log(f"cannot keep a rejected body in {self.folder}: {e.strerror}")
+                    return
+                log(f"rejects folder {self.folder} was missing: made again")
+                self.kept.clear()
+                self.total, remade = 0, True
             except OSError as e:
                 log(f"cannot keep a rejected body in {self.folder}: {e.strerror}")
                 return
@@ -128,6 +143,7 @@ class Writer:
         self._tokens: dict[str, str] = {}
         self._any_tokens = False  # once a token was made, requests need one, even after all are revoked
         self._tokens_read = -TOKENS_TTL
+        self._intake: dict[str, bool] = {}  # who may take in tickets, read again with the tokens
         self.ready = threading.Event()
         self.error: Exception | None = None
         self.stopped: StoreFault | None = None  # the database cannot take writes: the server stops
@@ -148,8 +164,21 @@ class Writer:
         if now - self._tokens_read > TOKENS_TTL:
             with Store(self.db) as store:
                 self._tokens, self._any_tokens = store.live_tokens(), store.any_tokens()
-            self._tokens_read = now
+            self._tokens_read, self._intake = now, {}
         return self._tokens
+
+    async def check_intake(self, actor: str) -> None:
+        """Raise PermissionDenied unless `actor` may take in tickets, before its body is parsed
+        or kept: a viewer's token must not fill rejects/ with malformed bodies. The answer is
+        cached with the tokens; a no is confirmed by the writer (an empty intake, which records
+        the refusal as every refused write does), so a user just promoted is not refused."""
+        self.tokens()
+        allowed = self._intake.get(actor)
+        if allowed is None:
+            with Store(self.db, self.default_role) as store:
+                allowed = self._intake[actor] = store.access(actor).allows("agent")
+        if not allowed:
+            await asyncio.wrap_future(self.submit([], actor))
 
     def tokens_required(self) -> bool:
         self.tokens()
@@ -239,6 +268,12 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
             log(f"POST {path}: the client{f' {client.host}:{client.port}' if client else ''} went away "
                 f"after {len(body)} bytes of its body; nothing stored")
             return JSONResponse({"error": "the client went away"}, status_code=400)
+        try:
+            await writer.check_intake(actor)
+        except PermissionDenied as e:
+            return JSONResponse({"error": str(e)}, status_code=403)
+        except SdeskError as e:  # the database cannot be opened now: a sender retries
+            return JSONResponse({"error": str(e)}, status_code=503)
         try:
             if len(body) <= INLINE_BODY:
                 used, records = document_records(body, ROUTES[path], severity)

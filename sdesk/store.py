@@ -7,6 +7,7 @@ writes the ticket and appends the events explaining it to the hash chain.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -148,14 +149,22 @@ def _create(path: Path) -> None:
     path = Path(os.path.realpath(path))  # a dangling symlink: the desk is made where it points
     path.parent.mkdir(parents=True, exist_ok=True)
     name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.new"))
-    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes them, less the umask
     try:
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes them, less the umask
         conn = sqlite3.connect(name, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             migrations.apply(conn)
+            # The schema is committed to the -wal, not the file: copy it into the file here, where
+            # a failure raises (close() checkpoints too but swallows SQLITE_FULL, and a file
+            # linked into place without its -wal is a desk half made that reads as damaged).
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            pages, size = conn.execute("SELECT * FROM pragma_page_count, pragma_page_size").fetchone()
+            if busy or os.path.getsize(name) != pages * size or os.path.getsize(f"{name}-wal"):
+                raise SdeskError(f"cannot make a new desk at {path}: its write-ahead log could not be "
+                                 "copied into the file; nothing was left there")
         finally:
-            conn.close()  # checkpoints: one self-contained file
+            conn.close()
         try:
             os.link(name, path)
         except FileExistsError:
@@ -167,6 +176,23 @@ def _create(path: Path) -> None:
         for leftover in (name, f"{name}-wal", f"{name}-shm"):
             with suppress(FileNotFoundError):
                 os.unlink(leftover)
+
+
+def _create_or_explain(path: Path) -> None:
+    """_create, its faults as one line: a new desk is whole or absent, so a full disk here
+    keeps nothing (the general message speaks of a write undone in a desk that exists)."""
+    try:
+        _create(path)
+    except sqlite3.Error as e:
+        if (getattr(e, "sqlite_errorcode", 0) & 0xFF) != 13:
+            raise
+        raise StoreFault(f"disk full: cannot make a new desk at {path}: nothing was left there "
+                         "(free some space and run it again)") from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StoreFault(f"disk full: cannot make a new desk at {path}: nothing was left there "
+                         "(free some space and run it again)") from None
 
 
 def _read_only_why(path: Path) -> str | None:
@@ -202,6 +228,16 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError:
         conn.close()
+        # An immutable read ignores the -wal: commits left there (by a writer killed before it
+        # checkpointed) would be missing without a word, and the desk shown would not be the desk.
+        try:
+            wal = os.path.getsize(f"{os.path.realpath(path)}-wal")  # SQLite names it after the real file
+        except OSError:
+            wal = 0
+        if wal:
+            raise ReadOnly(f"{path} has a write-ahead log ({path}-wal) that this read-only open cannot read "
+                           "without a -shm file: open it once where it is writable, or copy the folder to "
+                           "a writable place")
         conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30, isolation_level=None)
     return conn, why
 
@@ -535,7 +571,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
         try:
             if not os.path.exists(self.path):
-                _create(self.path)
+                _create_or_explain(self.path)
             self.conn, self.read_only = _connect(self.path)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA foreign_keys = ON")

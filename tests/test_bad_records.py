@@ -395,7 +395,7 @@ def test_serve_keeps_rejects_redacted(tmp_path):
 
 
 def test_serve_rejects_folder_is_capped(tmp_path):
-    """20 bad bodies of 1 MiB (a viewer's token is enough to send them) leave at most the cap."""
+    """20 bad bodies of 1 MiB (any token that may take in tickets can send them) leave at most the cap."""
     from sdesk.serve import REJECTS_MAX_BYTES
 
     server = Server(tmp_path / "desk.db", "--max-body", str(2 << 20))
@@ -414,6 +414,105 @@ def test_serve_rejects_folder_is_capped(tmp_path):
     assert "Traceback" not in log
     dropped = [line for line in log.splitlines() if "rejects" in line and "dropped" in line]
     assert 1 <= len(dropped) < 10, log
+
+
+# -- serve: who may have a body kept ------------------------------------------------------------
+
+
+def _desk_with_tokens(db: Path) -> dict[str, str]:
+    """A desk with a viewer (vic) and an agent (amy), and an API token each."""
+    for args in (("tester", "admin"), ("vic", "viewer"), ("amy", "agent")):
+        assert sdesk(db, "user", "add", args[0], "--role", args[1]).returncode == 0
+    return {who: "Bearer " + sdesk(db, "user", "token", who).stdout.decode().strip() for who in ("vic", "amy")}
+
+
+@pytest.fixture(scope="module")
+def served_with_tokens(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("served-tokens")
+    tokens = _desk_with_tokens(folder / "desk.db")
+    server = Server(folder / "desk.db")
+    yield server, folder, tokens
+    server.stop()
+
+
+BODIES = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([b"", b"{", b'{"alerts": [', b"[]", b'{"title": "x"}', b'[{"title": "ok"}, {"title": ""}]',
+                     b'{"alerts": [{"labels": {"alertname": "A"}}, {"labels": {"alertname": "bad\\ud800"}}]}',
+                     b"From: a@b.example\nSubject: hi\n\nbody\n", b'{"event_action": "trigger"}']),
+    st.builds(lambda doc: json.dumps(doc).encode(), st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+        max_leaves=20)))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(["/alertmanager", "/grafana", "/tickets", "/email", "/v2/enqueue", "/v2/change/enqueue"]),
+       body=BODIES)
+def test_a_viewer_token_is_refused_whatever_the_body_and_nothing_is_kept(served_with_tokens, route, body):
+    """A viewer's well-formed post was 403 but a malformed one was parsed first, answered 400 and
+    its body kept: a viewer could fill rejects/ and evict the bodies other senders' need."""
+    server, folder, tokens = served_with_tokens
+    status, answer = server.post(route, body, {"Authorization": tokens["vic"]})
+    assert status == 403, answer
+    assert answer["error"].startswith("permission denied: vic is a viewer; "), answer
+    assert not (folder / "rejects").exists() or list((folder / "rejects").iterdir()) == []
+    assert count(server.db, "SELECT count(*) FROM tickets") == 0
+
+
+def test_a_viewer_cannot_evict_the_bodies_kept_for_others(tmp_path):
+    """The reproduction: an agent's bad body is kept, then a viewer sends 100 bad bodies of
+    100 KB, more than the folder's cap (8 MiB); the agent's body is still there, alone."""
+    tokens = _desk_with_tokens(tmp_path / "desk.db")
+    server = Server(tmp_path / "desk.db")
+    try:
+        assert server.post("/alertmanager", b'{"alerts": [', {"Authorization": tokens["amy"]})[0] == 400
+        big = b'{"alerts": "' + b"x" * 100_000
+        for _ in range(100):
+            assert server.post("/alertmanager", big, {"Authorization": tokens["vic"]})[0] == 403
+        # and the folder still takes an agent's next one
+        assert server.post("/tickets", b"{", {"Authorization": tokens["amy"]})[0] == 400
+    finally:
+        server.stop()
+    kept = sorted(p.read_bytes() for p in (tmp_path / "rejects").iterdir())
+    assert kept == [b"{", b'{"alerts": [']
+    assert "Traceback" not in server.proc.stderr.read().decode()
+
+
+def test_a_viewer_promoted_while_serve_runs_is_taken_in(tmp_path):
+    """Who may take in tickets is cached with the tokens (2 s): a cached no is confirmed by the
+    writer, so a promotion works at once, and a refusal is recorded as any other."""
+    db = tmp_path / "desk.db"
+    tokens = _desk_with_tokens(db)
+    server = Server(db)
+    try:
+        assert server.post("/tickets", b'{"title": "x"}', {"Authorization": tokens["vic"]})[0] == 403
+        assert sdesk(db, "user", "add", "vic", "--role", "agent").returncode == 0
+        status, answer = server.post("/tickets", b'{"title": "now an agent"}', {"Authorization": tokens["vic"]})
+        assert status == 200 and answer["results"][0]["action"] == "created", answer
+    finally:
+        server.stop()
+    denied = json.loads(sdesk(db, "audit", "log", "--kind", "permission_denied", "--json").stdout)
+    assert [e["actor"] for e in denied] == ["vic"]
+
+
+def test_a_rejects_folder_deleted_while_serve_runs_is_made_again(tmp_path):
+    """It was never made again: every later rejected body was lost ("cannot keep a rejected body
+    ...: No such file or directory")."""
+    import shutil
+
+    server = Server(tmp_path / "desk.db")
+    try:
+        assert server.post("/alertmanager", b'{"alerts": [')[0] == 400
+        shutil.rmtree(tmp_path / "rejects")
+        assert server.post("/tickets", b'{"title": ')[0] == 400
+        assert server.post("/grafana", b"[")[0] == 400
+    finally:
+        server.stop()
+    assert sorted(p.read_bytes() for p in (tmp_path / "rejects").iterdir()) == [b"[", b'{"title": ']
+    log = server.proc.stderr.read().decode()
+    assert "cannot keep" not in log and "Traceback" not in log, log
+    assert "was missing: made again" in log
 
 
 # -- serve: hostile headers and clients that go away ------------------------------------------

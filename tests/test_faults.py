@@ -180,6 +180,25 @@ def test_a_full_disk_says_so_and_keeps_what_was_stored(tmp_path):
         assert db.read_bytes() == before
 
 
+# From nothing at all to a little more than a new desk (364 KiB, its -wal about as much again):
+# the disk fills while the schema is written, while its log is copied into the file, or not at all.
+@pytest.mark.parametrize("size", [f"{k}k" for k in range(50, 851, 50)])
+def test_init_on_a_nearly_full_disk_leaves_no_file_or_a_whole_desk(size):
+    """A real tmpfs of each size. `init` used to link a file whose schema was still in the -wal
+    when the copy into the file failed (the -wal then deleted): a truncated desk that every later
+    command, reads too, called damaged."""
+    with mounted(f"-t|tmpfs|-o|size={size}|tmpfs") as disk:
+        db = disk / "desk.db"
+        result = sdesk(db, "init")
+        if result.returncode:
+            assert result.returncode == ExitCode.ERROR
+            one_error_line(result.stderr, f"disk full: cannot make a new desk at {db}: nothing was left there")
+            assert list(disk.iterdir()) == []
+        else:
+            assert sdesk(db, "audit", "verify").returncode == 0
+            assert sdesk(db, "list", "--all").returncode == 0
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(room=st.integers(0, 40), batches=st.lists(st.integers(1, 300), min_size=1, max_size=6))
 def test_running_out_of_room_anywhere_in_a_write_keeps_the_desk_whole(tmp_path, room, batches):
@@ -276,6 +295,71 @@ def test_a_read_only_file_in_a_read_only_folder():
             assert result.returncode == ExitCode.PERMISSION, (args, result.stdout)
             one_error_line(result.stderr, "the database is read-only (no permission to write the file): ")
         assert db.read_bytes() == before and sorted(p.name for p in home.iterdir()) == ["desk.db"]
+    finally:
+        home.chmod(0o755)
+        shutil.rmtree(home)
+
+
+def _leave_a_wal(db: Path) -> None:
+    """Commits left only in the -wal, as a writer killed before it checkpointed leaves them: a
+    process holds the desk open (so no sdesk exit is the last close, which checkpoints), sdesk
+    commits, and the holder is killed."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                               "c.execute('PRAGMA wal_autocheckpoint = 0'); c.execute('SELECT 1 FROM tickets').fetchall(); "
+                               "print('open', flush=True); sys.stdin.read()", str(db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        assert sdesk(db, "new", "only in the wal").returncode == 0
+        assert sdesk(db, "comment", "1", "also only in the wal").returncode == 0
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdin.close()
+        holder.stdout.close()
+    assert Path(f"{db}-wal").stat().st_size > 0
+
+
+@pytest.mark.parametrize("shm", ["kept", "removed"])
+@pytest.mark.parametrize("folder", [0o555, 0o777], ids=["read-only folder", "writable folder"])
+def test_a_read_only_open_shows_the_whole_desk_or_refuses(folder, shm):
+    """Commits left in a -wal, the files chmod 444, read as nobody. With no -shm and a folder
+    that cannot hold one, the read used to fall back to an immutable open, which ignores the
+    -wal: `list` missed the tickets only there, `show` said no such ticket and `audit verify`
+    said ok. Now every such read sees all of the desk, or refuses in one line."""
+    home = Path(tempfile.mkdtemp(prefix="sdesk-ro-"))
+    try:
+        db = home / "desk.db"
+        assert sdesk(db, "new", "first").returncode == 0
+        _leave_a_wal(db)
+        if shm == "removed":
+            os.unlink(f"{db}-shm")
+        for f in home.iterdir():
+            f.chmod(0o444)
+        home.chmod(folder)
+        as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        env = {**os.environ, "SDESK_DB": str(db), "SDESK_CONFIG": str(home / "config")}
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*as_user, sys.executable, "-m", "sdesk", *args], env=env, capture_output=True,
+                                  text=True, timeout=300)
+
+        if run("--version").returncode:
+            pytest.skip("cannot run sdesk as another user here")
+        refused = 0
+        for args in [("list", "--all", "--json"), ("show", "2", "--json"), ("audit", "verify"), ("export",)]:
+            result = run(*args)
+            if result.returncode:
+                refused += 1
+                assert result.returncode == ExitCode.PERMISSION
+                one_error_line(result.stderr, f"{db} has a write-ahead log ({db}-wal) that this read-only open "
+                                              "cannot read without a -shm file: ")
+            elif args[0] == "list":
+                assert {t["title"] for t in json.loads(result.stdout)} == {"first", "only in the wal"}
+            elif args[0] == "show":
+                assert json.loads(result.stdout)["title"] == "only in the wal"
+        # Refused only where no -shm exists or can be made; then by every command alike.
+        assert refused == (4 if folder == 0o555 and shm == "removed" else 0)
     finally:
         home.chmod(0o755)
         shutil.rmtree(home)
