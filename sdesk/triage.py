@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from . import patterns
 from .clock import WEEKDAYS
 from .errors import BadInput
-from .lifecycle import NAME_MAX, Kind, Priority
+from .lifecycle import MAX_SETTING_DAYS, NAME_MAX, Kind, Priority
 
 TICKET_FIELDS = ("kind", "title", "description", "priority", "impact", "urgency", "category", "queue", "team",
                  "assignee", "service", "ci", "requester", "source", "fingerprint", "tags")
@@ -437,8 +437,10 @@ def _correlation(section: dict, fail: Callable) -> dict[str, Any]:
         out["group_key"] = section["group_key"]
     for name in ("window_minutes", "flap_minutes"):
         if name in section:
-            if type(section[name]) is not int or section[name] < 0:
-                raise fail(["correlation", name], f"correlation.{name}: expected minutes (0 turns it off)")
+            if type(section[name]) is not int or not 0 <= section[name] <= MAX_SETTING_DAYS * 1440:
+                # bounded here: `now - window` is computed on every new ticket
+                raise fail(["correlation", name], f"correlation.{name}: expected minutes, 0 (off) "
+                                                  f"to {MAX_SETTING_DAYS * 1440} ({MAX_SETTING_DAYS} days)")
             out["correlation_minutes" if name == "window_minutes" else name] = section[name]
     if "group_by" in section:
         labels = section["group_by"]
