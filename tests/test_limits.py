@@ -531,3 +531,45 @@ def test_a_time_zone_name_too_long_for_a_file_name_is_one_line(name, text):
     with pytest.raises(BadInput) as e:
         load(text.format(zone="Europe/" + "x" * 300), name)
     assert "unknown time zone" in str(e.value) and "\n" not in str(e.value)
+
+
+# -- a number Python cannot build, in any YAML the desk reads ---------------------------------------
+
+LONG_NUMBER = "9" * 5000  # over Python's 4,300-digit limit on str -> int: a ValueError traceback before
+
+
+@pytest.mark.parametrize("name, text, command", [
+    ("triage.yaml", "rules: [{id: r, match: {urgency: {gt: N}}, set: {priority: P1}}]\n", ["new", "x"]),
+    ("triage.yaml", "rules: [{id: r, match: {urgency: {gt: N}}, set: {priority: P1}}]\n", ["rules", "check"]),
+    ("intake.yaml", "reopen_within_days: N\n", ["new", "x"]),
+    ("metrics.yaml", "targets: {csat: N}\n", ["metrics"]),
+    ("sla.yaml", "slos: [{ci: db, objective: N}]\n", ["sla"]),
+    ("roles.yaml", "default_role: N\n", ["new", "x"]),
+    ("roles.yaml", "default_role: N\n", ["report", "executive"]),
+    ("runbooks/r.yaml", "name: r\ntimeout: N\nsteps: [{id: a, run: [true]}]\n", ["runbook", "validate"]),
+    ("cmdb.yaml", "cis:\n  - {name: db, attributes: {size: N}}\n", ["cmdb", "import", "{config}/cmdb.yaml"]),
+])
+def test_a_number_too_long_in_any_yaml_is_one_line_naming_file_and_line(cli, tmp_path, monkeypatch, name, text, command):
+    config = tmp_path / "config"
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    (config / name).parent.mkdir(parents=True, exist_ok=True)
+    (config / name).write_text("# first line\n" + text.replace("N", LONG_NUMBER))
+    result = cli(*[part.format(config=config) for part in command], ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    assert result.stderr.startswith(f"error: {config / name}:") and result.stderr.count("\n") == 1, result.stderr
+    assert "4,300 digits" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kb_import_skips_one_bad_file_with_its_line_and_imports_the_rest(cli, tmp_path):
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "bad.md").write_text(f"---\ntitle: Bad\nreview_days: {LONG_NUMBER}\n---\nbody\n")
+    (folder / "empty.md").write_text("---\ntitle: Empty\n---\n")
+    (folder / "good.md").write_text("# Printer queue\n\nRestart the spooler.\n")
+    result = cli("kb", "import", str(folder), "--json", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert f"{folder / 'bad.md'}:3: front matter: a number longer than 4,300 digits" in result.stderr
+    assert "empty.md" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(result.stdout) == {"created": ["good"], "updated": [], "unchanged": [],
+                                         "skipped": ["bad.md", "empty.md"]}
+    assert [a["title"] for a in cli.json("kb", "list")] == ["Printer queue"]
