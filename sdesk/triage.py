@@ -292,7 +292,7 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
         try:
             search = code.bind(patterns.compile(_text(arg)).search)
         except BadInput as e:
-            raise fail([*loc, op], f"{key}: bad regex {arg!r}: {e}") from None
+            raise fail([*loc, op], f"{key}: bad regex {patterns.shown(str(arg))}: {e}") from None
         return f"any(map({search}, {get} or ()))" if listed else f"{search}({get} or '')"
     if op == "contains":
         needle = code.bind(_text(arg).lower())
@@ -652,7 +652,7 @@ def parse_matcher(text: str) -> Matcher:
         try:
             patterns.compile(value)
         except BadInput as e:
-            raise BadInput(f"--match {text!r}: bad regex: {e}") from None
+            raise BadInput(f"--match {patterns.shown(text)}: bad regex: {e}") from None
     return Matcher(name, op, value)
 
 

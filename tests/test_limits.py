@@ -573,3 +573,33 @@ def test_kb_import_skips_one_bad_file_with_its_line_and_imports_the_rest(cli, tm
     assert json.loads(result.stdout) == {"created": ["good"], "updated": [], "unchanged": [],
                                          "skipped": ["bad.md", "empty.md"]}
     assert [a["title"] for a in cli.json("kb", "list")] == ["Printer queue"]
+
+
+# -- a pattern refused is bad input (exit 2), on every path that takes one -----------------------
+
+REFUSED_PATTERNS = ["a" * 12_000, "(" + "|".join(f"host{i}.example.com" for i in range(600)) + ")", "(a",
+                    r"a\1", "(?=a)", r"\pL{1000}" * 3, "\ud800"]
+
+
+@pytest.mark.parametrize("pattern", REFUSED_PATTERNS, ids=["12KB", "12KB-hosts", "syntax", "backref", "lookahead",
+                                                          "too-large", "surrogate"])
+@pytest.mark.parametrize("where", ["silence", "triage", "runbook"])
+def test_a_refused_pattern_is_one_bad_input_line(cli, tmp_path, monkeypatch, pattern, where):
+    config = tmp_path / "config"
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    config.mkdir(exist_ok=True)
+    quoted = json.dumps(pattern)
+    if where == "silence":
+        result = cli("silence", "add", "-m", "alertname=A", "-m", f"instance=~{pattern}", "--for", "1h", ok=False)
+    elif where == "triage":
+        (config / "triage.yaml").write_text(f"rules:\n  - id: r\n    match: {{title: {{regex: {quoted}}}}}\n"
+                                            "    set: {priority: P1}\n")
+        result = cli("rules", "check", ok=False)
+    else:
+        (config / "runbooks").mkdir()
+        (config / "runbooks" / "r.yaml").write_text(
+            f"name: r\nparams:\n  t: {{from: title, pattern: {quoted}}}\nsteps: [{{id: a, run: [echo, '{{t}}']}}]\n")
+        result = cli("runbook", "validate", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, (result.exit_code, result.stderr[:300])
+    assert result.stderr.startswith("error: ") and len(result.stderr) < 600, result.stderr[:300]
+    assert "Traceback" not in result.stderr
