@@ -384,6 +384,23 @@ def test_a_dash_for_a_file_written_means_stdout(cli, tmp_path, monkeypatch, comm
     assert not (tmp_path / "-").exists()
 
 
+def test_backup_to_a_dash_writes_the_checked_copy_to_stdout(tmp_path):
+    """`sdesk backup -` wrote a file named `-`; it is the backup's bytes on stdout, a desk that
+    opens with its tickets, and no file is left behind."""
+    env = {**os.environ, "SDESK_DB": str(tmp_path / "desk.db"), "SDESK_CONFIG": str(tmp_path / "none")}
+    run = lambda *args, **kw: subprocess.run([sys.executable, "-m", "sdesk", *args], env=env, cwd=tmp_path,  # noqa: E731
+                                             capture_output=True, **kw)
+    assert run("new", "printer on fire").returncode == 0
+    result = run("backup", "-")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"SQLite format 3\x00") and not (tmp_path / "-").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["desk.db"]
+    env["SDESK_DB"] = str(tmp_path / "copy.db")
+    (tmp_path / "copy.db").write_bytes(result.stdout)
+    listed = run("list", "--json")
+    assert [t["title"] for t in json.loads(listed.stdout)] == ["printer on fire"]
+
+
 # -- text that shows nothing is empty ---------------------------------------------------------------
 
 
