@@ -620,3 +620,33 @@ def test_a_refused_pattern_is_one_bad_input_line(cli, tmp_path, monkeypatch, pat
     assert result.exit_code == ExitCode.BAD_INPUT, (result.exit_code, result.stderr[:300])
     assert result.stderr.startswith("error: ") and len(result.stderr) < 600, result.stderr[:300]
     assert "Traceback" not in result.stderr
+
+
+# -- email: one message too big is rejected alone --------------------------------------------------
+
+
+def test_a_message_over_32_mib_in_an_mbox_is_rejected_alone_by_its_number(tmp_path):
+    """A 60 MB message peaked at 681 MB of memory in the mail parser; one over MESSAGE_MAX is
+    now refused by its number before it is parsed, and the messages around it are taken."""
+    from email.message import EmailMessage
+
+    from sdesk.mail import MESSAGE_MAX
+
+    def mail(subject, body, n):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "ann@example.com", "desk@x", subject, f"<big{n}@x>"
+        msg.set_content(body)
+        return b"From ann@example.com Thu Nov 26 10:00:00 2026\n" + bytes(msg) + b"\n"
+
+    line = "A" * 75 + "\n"
+    huge = line * (MESSAGE_MAX // len(line) + 1000)
+    mbox = tmp_path / "inbox.mbox"
+    mbox.write_bytes(mail("Printer", "jams", 1) + mail("Attachment", huge, 2) + mail("VPN", "drops", 3))
+    env = {**os.environ, "SDESK_DB": str(tmp_path / "desk.db"), "SDESK_CONFIG": str(tmp_path / "none")}
+    result = subprocess.run([sys.executable, "-m", "sdesk", "new", "--format", "email", str(mbox), "--json",
+                             "--rejects", str(tmp_path / "rejects.jsonl")], env=env, capture_output=True, text=True)
+    assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+    assert "message 2" in result.stderr and "larger than 32 MiB" in result.stderr and "Traceback" not in result.stderr
+    assert [json.loads(x).get("action") for x in result.stdout.splitlines()] == ["created", "rejected", "created"]
+    rejects = (tmp_path / "rejects.jsonl").read_text()
+    assert "Subject: Attachment" in rejects and len(rejects) < 100_000  # the headers kept, not 32 MiB
