@@ -650,3 +650,47 @@ def test_a_message_over_32_mib_in_an_mbox_is_rejected_alone_by_its_number(tmp_pa
     assert [json.loads(x).get("action") for x in result.stdout.splitlines()] == ["created", "rejected", "created"]
     rejects = (tmp_path / "rejects.jsonl").read_text()
     assert "Subject: Attachment" in rejects and len(rejects) < 100_000  # the headers kept, not 32 MiB
+
+
+# -- triage --from-csv: a zip bomb is refused before it is unpacked ---------------------------------
+
+
+def _zip_of(tmp_path, size, declared=None):
+    """A .zip of one CSV of `size` bytes (highly compressible: a bomb), written in chunks; its
+    central directory may declare another size."""
+    import zipfile
+
+    path = tmp_path / "bomb.zip"
+    row = b"printer jams again and again,hardware\n" * 1000
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("tickets.csv", "w", force_zip64=True) as out:
+            out.write(b"Document,Topic_group\n")
+            written = 21
+            while written < size:
+                chunk = row[: size - written]
+                out.write(chunk)
+                written += len(chunk)
+    if declared is not None:  # rewrite the central directory's uncompressed size (a lying header)
+        data = bytearray(path.read_bytes())
+        central = data.rindex(b"PK\x01\x02")
+        data[central + 24:central + 28] = declared.to_bytes(4, "little")
+        path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_a_zip_bomb_for_triage_is_refused_before_it_is_unpacked(cli, tmp_path, command):
+    from sdesk.files import MAX_DOCUMENT
+
+    bomb = _zip_of(tmp_path, MAX_DOCUMENT + (1 << 20))
+    assert bomb.stat().st_size < MAX_DOCUMENT // 50
+    result = cli("triage", command, "--from-csv", str(bomb), "--text", "Document", "--label", "Topic_group", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    assert "unpacks to" in result.stderr and "larger than 256 MiB" in result.stderr
+
+
+def test_a_zip_whose_header_lies_about_the_size_is_one_bad_input_line(cli, tmp_path):
+    small = _zip_of(tmp_path, 200_000, declared=1000)  # says 1,000 bytes, holds 200,000
+    result = cli("triage", "eval", "--from-csv", str(small), "--text", "Document", "--label", "Topic_group", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    assert "not a readable zip file" in result.stderr and "Traceback" not in result.stderr
