@@ -15,7 +15,7 @@ from . import files, yamlfile
 from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
-from .lifecycle import Priority
+from .lifecycle import MAX_SETTING_DAYS, Priority
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,10 +28,11 @@ class EnrichConfig(BaseModel):
     enabled: bool = True
     # Ticket labels that may name the CI, best first (after the ticket's ci and service fields).
     labels: list[str] = Field(default_factory=lambda: list(DEFAULT_MATCH_LABELS))
-    change_window_hours: int = Field(default=24, ge=0)
-    kb_articles: int = Field(default=3, ge=0)
-    similar_tickets: int = Field(default=5, ge=0)
-    similar_within_days: int = Field(default=14, ge=0)
+    # Bounded so that no later use overflows (now - hours, a LIMIT SQLite takes as a 64-bit int).
+    change_window_hours: int = Field(default=24, ge=0, le=MAX_SETTING_DAYS * 24)
+    kb_articles: int = Field(default=3, ge=0, le=1000)
+    similar_tickets: int = Field(default=5, ge=0, le=1000)
+    similar_within_days: int = Field(default=14, ge=0, le=MAX_SETTING_DAYS)
 
     def options(self) -> EnrichOptions | bool:
         if not self.enabled:
@@ -53,7 +54,7 @@ class IntakeConfig(BaseModel):
     # Also mask email addresses and phone numbers in stored text (ticket text, labels, comments).
     mask_pii: bool = False
     # An email reply reopens a ticket resolved or closed less than this many days ago.
-    reopen_within_days: int = Field(default=14, ge=0)
+    reopen_within_days: int = Field(default=14, ge=0, le=MAX_SETTING_DAYS)
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
 
 

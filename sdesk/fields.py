@@ -22,8 +22,9 @@ def _text(name: str, value: Any, limit: int | None, *, empty_ok: bool = False) -
     if not isinstance(value, str):
         raise BadInput(f"{name}: must be text")
     value = value.strip(WHITESPACE)
-    # Empty, or only invisible characters ("\ufeff"); stripped printable text is never blank.
-    if not empty_ok and (not value or not value.isprintable() and blank(value)):
+    # Empty, or only invisible characters ("\ufeff", a Hangul filler, a lone accent); stripped
+    # printable ASCII is never blank (a Hangul filler is printable, so only ASCII is skipped).
+    if not empty_ok and (not value or not (value.isascii() and value.isprintable()) and blank(value)):
         raise BadInput(f"{name}: must not be empty")
     if limit and len(value) > limit:
         raise BadInput(f"{name}: must be at most {limit} characters")
@@ -36,7 +37,8 @@ def _labels(labels: Any) -> dict[str, str]:
         clean = {k.strip(WHITESPACE): v.strip(WHITESPACE) for k, v in labels.items()}
     except AttributeError:
         raise BadInput("labels: must be an object of text values") from None
-    if "" in clean or not "".join(clean).isprintable() and any(map(blank, clean)):
+    keys = "".join(clean)
+    if "" in clean or not (keys.isascii() and keys.isprintable()) and any(map(blank, clean)):
         raise BadInput("labels: a key must not be empty")
     if clean and max(map(len, clean)) > NAME_MAX:
         raise BadInput(f"labels: a key must be at most {NAME_MAX} characters")

@@ -60,23 +60,46 @@ TITLE_MAX = 1000
 NAME_MAX = 200  # services, queues, label keys, tags...
 FINGERPRINT_MAX = 512
 ID_PREFIX = "SD-"
+# The longest time span a setting may give (a correlation window, an SLA target, a rotation, an
+# intake look-back): ten years. Any more is a typo, and it keeps `now +/- span` inside the
+# dates Python and SQLite can hold, so no later use overflows.
+MAX_SETTING_DAYS = 3660
 # What pydantic's str_strip_whitespace strips (Unicode White_Space): Python's str.strip() also
 # strips the separators U+001C..U+001F, so `sdesk new TITLE` strips with this set to agree.
 WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 # Characters that show nothing: controls, format characters (U+FEFF, zero-width spaces and
-# joiners, direction marks), space and line separators. Text of only these is empty.
-INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
-VISIBLE_PATTERN = r"[^\p{Cc}\p{Cf}\p{Zs}\p{Zl}\p{Zp}]"  # the same, for pydantic: one character that shows
+# joiners, direction marks), space and line separators, and combining marks (U+0301 alone has
+# nothing to sit on). Text of only these is empty.
+INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+# And letters and symbols that are drawn as nothing: Unicode's Default_Ignorable_Code_Point
+# (the Hangul fillers U+115F, U+1160, U+3164, U+FFA0, the grapheme joiner U+034F, variation
+# selectors, tags...) outside the categories above, and the braille blank U+2800.
+BLANK_RANGES = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2800, 0x2800),
+                (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+                (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
+# The same, for pydantic-core's regex: one character that shows.
+VISIBLE_PATTERN = (r"[^\p{Cc}\p{Cf}\p{Zs}\p{Zl}\p{Zp}\p{Mn}\p{Me}"
+                   + "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in BLANK_RANGES) + "]")
 
 
 def blank(text: str) -> bool:
     """Whether `text` shows nothing: empty once white space and invisible characters are taken
-    out. A comment of only U+FEFF (or a zero-width space) is as empty as one of spaces."""
-    if text.isprintable():  # at C speed: nothing invisible in it but the space
-        return not text.strip(" ")
+    out. A comment of only U+FEFF, a Hangul filler or a lone accent is as empty as one of spaces.
+    Stops at the first character that shows: ordinary text costs one or two steps."""
+    for c in text.strip():  # white space, at C speed
+        if c.isascii():
+            if c.isprintable() and c != " ":
+                return False
+        elif not _shows_nothing(c):
+            return False
+    return True
+
+
+def _shows_nothing(c: str) -> bool:
     import unicodedata
 
-    return all(unicodedata.category(c) in INVISIBLE for c in text)
+    code = ord(c)
+    return unicodedata.category(c) in INVISIBLE or any(a <= code <= b for a, b in BLANK_RANGES)
 
 
 def allowed_actions(status: str) -> list[str]:

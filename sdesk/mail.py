@@ -30,6 +30,11 @@ AUTO_SUBJECT = re.compile(
     r"|returned mail|read:|read receipt|mail delivery (failed|system))", re.IGNORECASE)
 AUTO_SENDERS = ("mailer-daemon", "postmaster", "noreply-dsn")
 BODY_MAX = 100_000
+# One message, attachments and all: the stdlib parser holds about 11 times a message's size (a
+# 60 MB message peaked at 681 MB). A bigger one is rejected alone, by its number, and only its
+# first KEPT_MAX bytes (the headers) go to the rejects file.
+MESSAGE_MAX = 32 << 20
+KEPT_MAX = 16 << 10
 
 
 def split_mbox(data: bytes) -> Iterator[bytes]:
@@ -291,6 +296,13 @@ def parse_mail(data: bytes) -> Iterator[Record]:
     """A single message, or every message of an mbox."""
     if is_mbox(data):
         for number, message in enumerate(split_mbox(data), start=1):
-            yield parse_message(message, f"message {number}")
+            yield _parse_capped(message, f"message {number}")
     else:
-        yield parse_message(data)
+        yield _parse_capped(data, "message 1")
+
+
+def _parse_capped(data: bytes, where: str) -> Record:
+    if len(data) > MESSAGE_MAX:
+        return Record(where, data[:KEPT_MAX].decode("utf-8", "replace"),
+                      error=f"message of {len(data):,} bytes: larger than {MESSAGE_MAX >> 20} MiB")
+    return parse_message(data, where)

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from .errors import BadInput
 
 GROUPS = ("priority", "kind", "queue", "team", "service", "assignee", "week")
+MAX_RATE = 1e12  # a cost rate: more is a typo, and float() of a longer int overflows
 PERCENTILES = {"median": (1, 2), "p90": (9, 10), "p99": (99, 100)}  # as fractions: ranks in integers
 
 
@@ -112,7 +113,7 @@ def load(text: str, where: str) -> MetricsConfig:
         rates = {}
         for key in ("agent_hour", "page", "monthly_tooling"):
             value = raw_cost.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_RATE:
                 raise fail(["cost", key] if key in raw_cost else ["cost"],
                            f"cost: {key}: {'missing' if value is None else 'expected a number, 0 or more'} "
                            "(the cost model needs agent_hour, page and monthly_tooling)")

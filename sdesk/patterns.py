@@ -70,6 +70,12 @@ def compile(pattern: str) -> Pattern:  # noqa: A001 (read as patterns.compile, l
         raise PatternError(str(e)) from None
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """A pattern (or the option holding it) as an error quotes it: a refused 12 KB pattern is
+    named by its start, so that the error stays one readable line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 def fullmatch(pattern: str, value: str) -> bool:
     """Whether the whole of `value` matches (Alertmanager anchors its regex matchers)."""
     return compile(pattern).fullmatch(value)

@@ -17,10 +17,11 @@ from typing import Any, NamedTuple
 
 from .clock import WEEKDAYS
 from .errors import BadInput
+from .lifecycle import MAX_SETTING_DAYS
 from .yamlfile import as_list
 
 WEEKDAY_NAMES = frozenset([*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
-_LENGTH = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+_LENGTH = re.compile(r"^\s*([0-9]+)\s*([hdw])\s*$")
 _CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
 _NAME = re.compile(r"^[A-Za-z0-9][\w.@+-]*$")
 
@@ -169,8 +170,8 @@ def _notifier(raw: Any, fail: Callable) -> Notifier:
     if webhook is not None and not (isinstance(webhook, str) and re.match(r"^https?://\S+$", webhook)):
         raise fail(["notifier", "webhook"], "notifier: webhook: expected an http(s) URL")
     limit = raw.get("max_per_hour")
-    if limit is not None and (type(limit) is not int or limit < 1):
-        raise fail(["notifier", "max_per_hour"], "notifier: max_per_hour: expected a positive number")
+    if limit is not None and (type(limit) is not int or not 1 <= limit <= 100_000):  # counted in SQL: a 64-bit int
+        raise fail(["notifier", "max_per_hour"], "notifier: max_per_hour: expected a number from 1 to 100000")
     return Notifier(tuple(command), webhook, float(timeout), limit)
 
 
@@ -251,11 +252,15 @@ def _layer(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Layer:
         raise fail([*loc, "start"], f"schedule {schedule}: start is local time in the schedule's zone; leave out the offset")
     if not isinstance(start, datetime):
         raise fail([*loc, "start"], f"schedule {schedule}: start: expected a local date and time, e.g. 2026-11-02T09:00")
-    found = _LENGTH.match(str(raw.get("length", "")))
-    if not found or int(found.group(1)) == 0:
+    found = _LENGTH.match(str(raw.get("length", ""))[:100])
+    if not found or found.group(1).strip("0") == "":
         raise fail([*loc, "length"], f"schedule {schedule}: length: expected hours, days or weeks, e.g. 12h, 1d, 1w")
-    count, unit = int(found.group(1)), found.group(2)
-    length = timedelta(hours=count) if unit == "h" else timedelta(days=count * (7 if unit == "w" else 1))
+    digits, unit = found.group(1), found.group(2)
+    count = int(digits) if len(digits.lstrip("0")) <= 9 else 10**9  # over the limit either way
+    hours = count * {"h": 1, "d": 24, "w": 168}[unit]
+    if hours > MAX_SETTING_DAYS * 24:  # a rotation is walked from its start: a longer one overflows the date
+        raise fail([*loc, "length"], f"schedule {schedule}: length: at most {MAX_SETTING_DAYS} days")
+    length = timedelta(hours=hours)
     users = tuple(_name(u, [*loc, "users", str(i)], fail, "user") for i, u in enumerate(as_list(raw.get("users"), [*loc, "users"], fail)))
     if not users:
         raise fail([*loc, "users"], f"schedule {schedule}: a layer needs at least one user")

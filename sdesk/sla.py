@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 from .clock import WEEKDAYS
 from .errors import BadInput
 from .yamlfile import as_list
-from .lifecycle import Kind, Priority, Status
+from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([mhdw])\s*$")
 _HOURS = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*$")
 
 
@@ -127,14 +127,17 @@ def _slo(raw: Any, loc: list[str], fail: Callable) -> Slo:
 
 
 def duration(text: Any, what: str, fail: Callable[[str], BadInput], *, zero: bool = False) -> timedelta:
-    found = _DURATION.match(str(text))
-    if not found or (int(found.group(1)) == 0 and not zero):
+    found = _DURATION.match(str(text)[:100])
+    if not found or (found.group(1).strip("0") == "" and not zero):
         raise fail(f"{what}: expected a duration like 30m, 4h, 2d, 1w")
-    count, unit = int(found.group(1)), found.group(2)
-    try:
-        return timedelta(**{{"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: count})
-    except OverflowError:
-        raise fail(f"{what}: {text!r} is too long") from None
+    digits, unit = found.group(1), found.group(2)
+    # At most ten years (MAX_SETTING_DAYS), checked before it is used: now + a longer target
+    # overflows the date; more than 9 digits is over it in any unit (and never an int too long).
+    span = timedelta(**{{"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: int(digits)}) \
+        if len(digits.lstrip("0")) <= 9 else None
+    if span is None or span > timedelta(days=MAX_SETTING_DAYS):
+        raise fail(f"{what}: {str(text).strip()[:40]!r} is longer than {MAX_SETTING_DAYS} days")
+    return span
 
 
 def _calendar(raw: Any, loc: list[str], fail: Callable) -> Calendar:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from . import patterns
 from .clock import WEEKDAYS
 from .errors import BadInput
-from .lifecycle import NAME_MAX, Kind, Priority
+from .lifecycle import MAX_SETTING_DAYS, NAME_MAX, Kind, Priority
 
 TICKET_FIELDS = ("kind", "title", "description", "priority", "impact", "urgency", "category", "queue", "team",
                  "assignee", "service", "ci", "requester", "source", "fingerprint", "tags")
@@ -292,7 +292,7 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
         try:
             search = code.bind(patterns.compile(_text(arg)).search)
         except BadInput as e:
-            raise fail([*loc, op], f"{key}: bad regex {arg!r}: {e}") from None
+            raise fail([*loc, op], f"{key}: bad regex {patterns.shown(str(arg))}: {e}") from None
         return f"any(map({search}, {get} or ()))" if listed else f"{search}({get} or '')"
     if op == "contains":
         needle = code.bind(_text(arg).lower())
@@ -437,8 +437,10 @@ def _correlation(section: dict, fail: Callable) -> dict[str, Any]:
         out["group_key"] = section["group_key"]
     for name in ("window_minutes", "flap_minutes"):
         if name in section:
-            if type(section[name]) is not int or section[name] < 0:
-                raise fail(["correlation", name], f"correlation.{name}: expected minutes (0 turns it off)")
+            if type(section[name]) is not int or not 0 <= section[name] <= MAX_SETTING_DAYS * 1440:
+                # bounded here: `now - window` is computed on every new ticket
+                raise fail(["correlation", name], f"correlation.{name}: expected minutes, 0 (off) "
+                                                  f"to {MAX_SETTING_DAYS * 1440} ({MAX_SETTING_DAYS} days)")
             out["correlation_minutes" if name == "window_minutes" else name] = section[name]
     if "group_by" in section:
         labels = section["group_by"]
@@ -650,7 +652,7 @@ def parse_matcher(text: str) -> Matcher:
         try:
             patterns.compile(value)
         except BadInput as e:
-            raise BadInput(f"--match {text!r}: bad regex: {e}") from None
+            raise BadInput(f"--match {patterns.shown(text)}: bad regex: {e}") from None
     return Matcher(name, op, value)
 
 

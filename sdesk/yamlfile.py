@@ -23,6 +23,7 @@ MAX_CHARS = 32 << 20  # a document: a 100,000-CI estate is about 20 MB
 MAX_DEPTH = 64  # nested collections: a rule's all/any/not, a CI's attributes (orjson stops at 255)
 ALIASED_MIN = 10_000  # values aliases may add to any document (more if the document is bigger)
 _MERGE = "tag:yaml.org,2002:merge"
+MAX_NUMBER_DIGITS = 4300  # Python's default limit on converting a string to an int
 
 
 def parse(text: str, where: str, first_line: int = 1, what: str = "") -> tuple[Any, yaml.Node | None]:
@@ -45,6 +46,43 @@ def parse(text: str, where: str, first_line: int = 1, what: str = "") -> tuple[A
         raise BadInput(f"{where}:{mark.line + first_line if mark else first_line}: {what}{problem}") from None
     except RecursionError:
         raise BadInput(f"{where}:{first_line}: {what}nested too deeply") from None
+    except (ValueError, OverflowError) as e:
+        # Building a value failed: an integer of more than 4,300 digits (Python's limit on
+        # str -> int), a date out of range. Only here, on the way out, is the tree searched for
+        # the scalar to blame, so that the error names its line.
+        raise BadInput(f"{where}:{_bad_scalar_line(node, first_line)}: {what}{_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "integer string conversion" in text:
+        return f"a number longer than {MAX_NUMBER_DIGITS:,} digits"
+    return text[:200]
+
+
+def _bad_scalar_line(root: Any, first_line: int) -> int:
+    """The line of the first scalar Python cannot build (a number too long, a bad date), or
+    of the document when none is found."""
+    if root is None:
+        return first_line
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value) > MAX_NUMBER_DIGITS and node.tag.endswith((":int", ":float")):
+                return node.start_mark.line + first_line
+            if node.tag.endswith(":timestamp"):
+                try:
+                    yaml.SafeLoader.construct_yaml_timestamp(yaml.SafeLoader(""), node)
+                except (ValueError, OverflowError):
+                    return node.start_mark.line + first_line
+            continue
+        stack.extend(reversed(_children(node)))
+    return root.start_mark.line + first_line
 
 
 def _check(root: yaml.Node, where: str, first_line: int, what: str, aliased: bool) -> None:

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
 
@@ -80,3 +82,83 @@ def test_enrichment_settings_are_read_and_checked(cli, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "intake.yaml:3: enrich.change_window_hours" in result.stderr
     (config / "intake.yaml").write_text("enrich:\n  labels: [svc]\n")
     assert cli.json("new", "API slow", "-l", "svc=api")["ci"] == "api"
+
+
+# -- numbers in config: a range checked when the file is read -------------------------------------
+
+LONG = "9" * 5000  # over Python's 4,300-digit limit on str -> int
+
+# One numeric setting of each config file, `{v}` standing for its value, and the commands that
+# read it (the file's check command and `new`, which reads most of them on every ticket).
+ONCALL = ("teams: [{{name: ops, schedule: s, escalation: e, members: [al]}}]\n"
+          "schedules: [{{name: s, timezone: UTC, layers: [{{start: 2026-01-05T09:00, length: {len}, users: [al]}}]}}]\n"
+          "escalation: [{{name: e, repeat: {repeat}, levels: [{{targets: ['user:al'], delay: {delay}}}]}}]\n"
+          "notifier: {{command: [/bin/true], timeout: {timeout}, max_per_hour: {mph}}}\n")
+ONCALL_OK = {"len": "1w", "repeat": 0, "delay": "5m", "timeout": 10, "mph": 5}
+NUMERIC_SETTINGS = [
+    ("triage.yaml", "correlation: {{window_minutes: {v}}}\n", [["rules", "check"], ["new", "x"]]),
+    ("triage.yaml", "correlation: {{flap_minutes: {v}}}\n", [["rules", "check"], ["new", "x"]]),
+    ("triage.yaml", "classifier: {{threshold: {v}}}\n", [["rules", "check"], ["new", "x"]]),
+    ("triage.yaml", "priority: {{blast_radius: {v}}}\n", [["rules", "check"], ["new", "x"]]),
+    ("triage.yaml", "rules: [{{id: r, match: {{urgency: {{gt: {v}}}}}, set: {{priority: P1}}}}]\n",
+     [["rules", "check"], ["new", "x"]]),
+    ("intake.yaml", "reopen_within_days: {v}\n", [["new", "x"]]),
+    ("intake.yaml", "enrich: {{change_window_hours: {v}}}\n", [["new", "x"]]),
+    ("intake.yaml", "enrich: {{kb_articles: {v}}}\n", [["new", "x"]]),
+    ("intake.yaml", "enrich: {{similar_tickets: {v}}}\n", [["new", "x"]]),
+    ("intake.yaml", "enrich: {{similar_within_days: {v}}}\n", [["new", "x"]]),
+    ("sla.yaml", "policies: [{{name: p, respond: {v}}}]\n", [["sla"], ["new", "x"]]),
+    ("sla.yaml", "policies: [{{name: p, resolve: {v}m}}]\n", [["sla"], ["new", "x"]]),
+    ("sla.yaml", "policies: [{{name: p, respond: 1h, warn_at: {v}}}]\n", [["sla"], ["new", "x"]]),
+    ("sla.yaml", "slos: [{{ci: db, objective: {v}}}]\n", [["slo"], ["new", "x"]]),
+    ("sla.yaml", "slos: [{{ci: db, objective: 99, window: {v}d}}]\n", [["slo"], ["new", "x"]]),
+    ("metrics.yaml", "targets: {{acknowledge: {{P1: {v}h}}}}\n", [["metrics"], ["report", "executive"]]),
+    ("metrics.yaml", "targets: {{csat: {v}}}\n", [["metrics"]]),
+    ("metrics.yaml", "targets: {{fcr: {v}}}\n", [["metrics"]]),
+    ("metrics.yaml", "cost: {{agent_hour: {v}, page: 1, monthly_tooling: 1}}\n", [["metrics"], ["report", "executive"]]),
+    *[("oncall.yaml", ONCALL.format(**{**ONCALL_OK, key: value}).replace("{", "{{").replace("}", "}}").replace("{{v}}", "{v}"),
+       [["oncall", "show"], ["oncall", "now"], ["new", "x", "-p", "P1"], ["tick"]])
+      for key, value in (("len", "{v}w"), ("len", "{v}h"), ("repeat", "{v}"), ("delay", "{v}m"), ("timeout", "{v}"),
+                         ("mph", "{v}"))],
+]
+NUMBERS = st.one_of(
+    st.sampled_from(["99999999999999999999999", "10000000000", "-1", "0", "1.5", ".nan", ".inf", "-.inf", "1e400",
+                     LONG, "-" + LONG, "0x" + "f" * 40, "1_000_000_000_000", "5270400", "5270401"]),
+    st.integers(min_value=-(10 ** 30), max_value=10 ** 30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr).map(lambda r: {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}.get(r, r)),
+)
+
+
+def test_a_number_too_long_is_one_line_naming_file_and_line(cli, config):
+    (config / "triage.yaml").write_text(f"# rules\nrules: [{{id: r, match: {{urgency: {{gt: {LONG}}}}}, set: {{priority: P1}}}}]\n")
+    for command in (["new", "x"], ["rules", "check"]):
+        result = cli(*command, ok=False)
+        assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+        assert result.stderr == f"error: {config / 'triage.yaml'}:2: a number longer than 4,300 digits\n"
+
+
+def test_a_correlation_window_too_long_is_refused_when_the_file_is_read(cli, config):
+    for value in ("99999999999999999999999", "10000000000"):
+        (config / "triage.yaml").write_text(f"correlation:\n  window_minutes: {value}\n")
+        for command in (["new", "x"], ["rules", "check"]):
+            result = cli(*command, ok=False)
+            assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+            assert result.stderr.startswith(f"error: {config / 'triage.yaml'}:2: correlation.window_minutes: ")
+    (config / "triage.yaml").write_text("correlation:\n  window_minutes: 5270400\n")  # ten years: allowed
+    cli.new("x")
+    cli.new("y")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(setting=st.sampled_from(NUMERIC_SETTINGS), value=NUMBERS)
+def test_every_numeric_setting_is_accepted_or_one_bad_input_line(cli, config, setting, value):
+    name, template, commands = setting
+    for old in config.iterdir():
+        old.unlink()
+    (config / name).write_text(template.format(v=value))
+    for command in commands:
+        result = cli(*command, ok=False)
+        assert "Traceback" not in result.stderr and "Error:" not in result.stderr, (name, value, result.stderr)
+        assert result.exit_code in (0, ExitCode.BAD_INPUT), (name, value, command, result.exit_code, result.stderr)
+        if result.exit_code:
+            assert result.stderr.startswith(f"error: {config / name}:") and result.stderr.count("\n") == 1, result.stderr

@@ -384,10 +384,32 @@ def test_a_dash_for_a_file_written_means_stdout(cli, tmp_path, monkeypatch, comm
     assert not (tmp_path / "-").exists()
 
 
+def test_backup_to_a_dash_writes_the_checked_copy_to_stdout(tmp_path):
+    """`sdesk backup -` wrote a file named `-`; it is the backup's bytes on stdout, a desk that
+    opens with its tickets, and no file is left behind."""
+    env = {**os.environ, "SDESK_DB": str(tmp_path / "desk.db"), "SDESK_CONFIG": str(tmp_path / "none")}
+    run = lambda *args, **kw: subprocess.run([sys.executable, "-m", "sdesk", *args], env=env, cwd=tmp_path,  # noqa: E731
+                                             capture_output=True, **kw)
+    assert run("new", "printer on fire").returncode == 0
+    result = run("backup", "-")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"SQLite format 3\x00") and not (tmp_path / "-").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["desk.db"]
+    env["SDESK_DB"] = str(tmp_path / "copy.db")
+    (tmp_path / "copy.db").write_bytes(result.stdout)
+    listed = run("list", "--json")
+    assert [t["title"] for t in json.loads(listed.stdout)] == ["printer on fire"]
+
+
 # -- text that shows nothing is empty ---------------------------------------------------------------
 
 
-INVISIBLE = st.text(alphabet=st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"]), min_size=1, max_size=6)
+# The fillers a hostile tester got through as a comment, resolution or title (Hangul fillers, the
+# braille blank, the grapheme joiner, a lone accent), beside every control, format character,
+# separator and combining mark.
+FILLERS = "\u3164\u2800\u115f\u1160\uffa0\u034f\u0301\ufe0f\U000e0041"
+INVISIBLE = st.text(alphabet=st.one_of(st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"]),
+                                       st.sampled_from(FILLERS)), min_size=1, max_size=6)
 
 # Every "must not be empty" text: titles, comments, resolutions, fixes, names, label keys.
 EMPTY_REFUSED = [
@@ -419,14 +441,43 @@ def test_text_that_shows_nothing_is_refused_as_empty(cli, command, text):
     assert result.exit_code == ExitCode.BAD_INPUT, (command, text, result.stderr)
 
 
-@given(st.text(max_size=12))
+@pytest.mark.parametrize("filler", FILLERS)
+@pytest.mark.parametrize("command", [["comment", "1", "{t}"], ["resolve", "1", "-r", "{t}"], ["new", "{t}"]])
+def test_a_filler_that_draws_nothing_is_empty(cli, command, filler):
+    cli.new("printer")
+    result = cli(*[part.format(t=f" {filler}{filler} ") for part in command], ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and ("empty" in result.stderr or "must say" in result.stderr), result.stderr
+    assert cli.json("show", "1")["status"] != "resolved" and len(cli.json("list", "--all")) == 1
+
+
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(FILLERS)), max_size=12))
 def test_blank_is_empty_after_removing_white_space_and_invisible_characters(text):
     import unicodedata
 
     from sdesk.lifecycle import blank
 
-    shown = [c for c in text if not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zs", "Zl", "Zp")]
+    ignorable = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810), 0x2800, 0x3164, *range(0xFE00, 0xFE10),
+                 0xFFA0, *range(0xFFF0, 0xFFF9), *range(0x1BCA0, 0x1BCA4), *range(0x1D173, 0x1D17B), *range(0xE0000, 0xE1000)}
+    shown = [c for c in text if not c.isspace() and ord(c) not in ignorable
+             and unicodedata.category(c) not in ("Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me")]
     assert blank(text) == (not shown)
+
+
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(FILLERS)), min_size=1, max_size=8))
+def test_the_models_title_agrees_with_blank(text):
+    """pydantic's VISIBLE_PATTERN (Rust regex) and lifecycle.blank say the same text is empty."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from sdesk.lifecycle import WHITESPACE, blank
+    from sdesk.models import Title
+
+    text = text.strip(WHITESPACE)
+    try:
+        TypeAdapter(Title).validate_python(text)
+        shows = True
+    except ValidationError:
+        shows = False
+    assert shows == (not blank(text)) or len(text) > 1000
 
 
 # -- JSON from outside: depth and size -----------------------------------------------------------
@@ -497,3 +548,149 @@ def test_a_time_zone_name_too_long_for_a_file_name_is_one_line(name, text):
     with pytest.raises(BadInput) as e:
         load(text.format(zone="Europe/" + "x" * 300), name)
     assert "unknown time zone" in str(e.value) and "\n" not in str(e.value)
+
+
+# -- a number Python cannot build, in any YAML the desk reads ---------------------------------------
+
+LONG_NUMBER = "9" * 5000  # over Python's 4,300-digit limit on str -> int: a ValueError traceback before
+
+
+@pytest.mark.parametrize("name, text, command", [
+    ("triage.yaml", "rules: [{id: r, match: {urgency: {gt: N}}, set: {priority: P1}}]\n", ["new", "x"]),
+    ("triage.yaml", "rules: [{id: r, match: {urgency: {gt: N}}, set: {priority: P1}}]\n", ["rules", "check"]),
+    ("intake.yaml", "reopen_within_days: N\n", ["new", "x"]),
+    ("metrics.yaml", "targets: {csat: N}\n", ["metrics"]),
+    ("sla.yaml", "slos: [{ci: db, objective: N}]\n", ["sla"]),
+    ("roles.yaml", "default_role: N\n", ["new", "x"]),
+    ("roles.yaml", "default_role: N\n", ["report", "executive"]),
+    ("runbooks/r.yaml", "name: r\ntimeout: N\nsteps: [{id: a, run: [true]}]\n", ["runbook", "validate"]),
+    ("cmdb.yaml", "cis:\n  - {name: db, attributes: {size: N}}\n", ["cmdb", "import", "{config}/cmdb.yaml"]),
+])
+def test_a_number_too_long_in_any_yaml_is_one_line_naming_file_and_line(cli, tmp_path, monkeypatch, name, text, command):
+    config = tmp_path / "config"
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    (config / name).parent.mkdir(parents=True, exist_ok=True)
+    (config / name).write_text("# first line\n" + text.replace("N", LONG_NUMBER))
+    result = cli(*[part.format(config=config) for part in command], ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    assert result.stderr.startswith(f"error: {config / name}:") and result.stderr.count("\n") == 1, result.stderr
+    assert "4,300 digits" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kb_import_skips_one_bad_file_with_its_line_and_imports_the_rest(cli, tmp_path):
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "bad.md").write_text(f"---\ntitle: Bad\nreview_days: {LONG_NUMBER}\n---\nbody\n")
+    (folder / "empty.md").write_text("---\ntitle: Empty\n---\n")
+    (folder / "good.md").write_text("# Printer queue\n\nRestart the spooler.\n")
+    result = cli("kb", "import", str(folder), "--json", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert f"{folder / 'bad.md'}:3: front matter: a number longer than 4,300 digits" in result.stderr
+    assert "empty.md" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(result.stdout) == {"created": ["good"], "updated": [], "unchanged": [],
+                                         "skipped": ["bad.md", "empty.md"]}
+    assert [a["title"] for a in cli.json("kb", "list")] == ["Printer queue"]
+
+
+# -- a pattern refused is bad input (exit 2), on every path that takes one -----------------------
+
+REFUSED_PATTERNS = ["a" * 12_000, "(" + "|".join(f"host{i}.example.com" for i in range(600)) + ")", "(a",
+                    r"a\1", "(?=a)", r"\pL{1000}" * 3, "\ud800"]
+
+
+@pytest.mark.parametrize("pattern", REFUSED_PATTERNS, ids=["12KB", "12KB-hosts", "syntax", "backref", "lookahead",
+                                                          "too-large", "surrogate"])
+@pytest.mark.parametrize("where", ["silence", "triage", "runbook"])
+def test_a_refused_pattern_is_one_bad_input_line(cli, tmp_path, monkeypatch, pattern, where):
+    config = tmp_path / "config"
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    config.mkdir(exist_ok=True)
+    quoted = json.dumps(pattern)
+    if where == "silence":
+        result = cli("silence", "add", "-m", "alertname=A", "-m", f"instance=~{pattern}", "--for", "1h", ok=False)
+    elif where == "triage":
+        (config / "triage.yaml").write_text(f"rules:\n  - id: r\n    match: {{title: {{regex: {quoted}}}}}\n"
+                                            "    set: {priority: P1}\n")
+        result = cli("rules", "check", ok=False)
+    else:
+        (config / "runbooks").mkdir()
+        (config / "runbooks" / "r.yaml").write_text(
+            f"name: r\nparams:\n  t: {{from: title, pattern: {quoted}}}\nsteps: [{{id: a, run: [echo, '{{t}}']}}]\n")
+        result = cli("runbook", "validate", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, (result.exit_code, result.stderr[:300])
+    assert result.stderr.startswith("error: ") and len(result.stderr) < 600, result.stderr[:300]
+    assert "Traceback" not in result.stderr
+
+
+# -- email: one message too big is rejected alone --------------------------------------------------
+
+
+def test_a_message_over_32_mib_in_an_mbox_is_rejected_alone_by_its_number(tmp_path):
+    """A 60 MB message peaked at 681 MB of memory in the mail parser; one over MESSAGE_MAX is
+    now refused by its number before it is parsed, and the messages around it are taken."""
+    from email.message import EmailMessage
+
+    from sdesk.mail import MESSAGE_MAX
+
+    def mail(subject, body, n):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "ann@example.com", "desk@x", subject, f"<big{n}@x>"
+        msg.set_content(body)
+        return b"From ann@example.com Thu Nov 26 10:00:00 2026\n" + bytes(msg) + b"\n"
+
+    line = "A" * 75 + "\n"
+    huge = line * (MESSAGE_MAX // len(line) + 1000)
+    mbox = tmp_path / "inbox.mbox"
+    mbox.write_bytes(mail("Printer", "jams", 1) + mail("Attachment", huge, 2) + mail("VPN", "drops", 3))
+    env = {**os.environ, "SDESK_DB": str(tmp_path / "desk.db"), "SDESK_CONFIG": str(tmp_path / "none")}
+    result = subprocess.run([sys.executable, "-m", "sdesk", "new", "--format", "email", str(mbox), "--json",
+                             "--rejects", str(tmp_path / "rejects.jsonl")], env=env, capture_output=True, text=True)
+    assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+    assert "message 2" in result.stderr and "larger than 32 MiB" in result.stderr and "Traceback" not in result.stderr
+    assert [json.loads(x).get("action") for x in result.stdout.splitlines()] == ["created", "rejected", "created"]
+    rejects = (tmp_path / "rejects.jsonl").read_text()
+    assert "Subject: Attachment" in rejects and len(rejects) < 100_000  # the headers kept, not 32 MiB
+
+
+# -- triage --from-csv: a zip bomb is refused before it is unpacked ---------------------------------
+
+
+def _zip_of(tmp_path, size, declared=None):
+    """A .zip of one CSV of `size` bytes (highly compressible: a bomb), written in chunks; its
+    central directory may declare another size."""
+    import zipfile
+
+    path = tmp_path / "bomb.zip"
+    row = b"printer jams again and again,hardware\n" * 1000
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("tickets.csv", "w", force_zip64=True) as out:
+            out.write(b"Document,Topic_group\n")
+            written = 21
+            while written < size:
+                chunk = row[: size - written]
+                out.write(chunk)
+                written += len(chunk)
+    if declared is not None:  # rewrite the central directory's uncompressed size (a lying header)
+        data = bytearray(path.read_bytes())
+        central = data.rindex(b"PK\x01\x02")
+        data[central + 24:central + 28] = declared.to_bytes(4, "little")
+        path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_a_zip_bomb_for_triage_is_refused_before_it_is_unpacked(cli, tmp_path, command):
+    from sdesk.files import MAX_DOCUMENT
+
+    bomb = _zip_of(tmp_path, MAX_DOCUMENT + (1 << 20))
+    assert bomb.stat().st_size < MAX_DOCUMENT // 50
+    result = cli("triage", command, "--from-csv", str(bomb), "--text", "Document", "--label", "Topic_group", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    assert "unpacks to" in result.stderr and "larger than 256 MiB" in result.stderr
+
+
+def test_a_zip_whose_header_lies_about_the_size_is_one_bad_input_line(cli, tmp_path):
+    small = _zip_of(tmp_path, 200_000, declared=1000)  # says 1,000 bytes, holds 200,000
+    result = cli("triage", "eval", "--from-csv", str(small), "--text", "Document", "--label", "Topic_group", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
+    assert "not a readable zip file" in result.stderr and "Traceback" not in result.stderr

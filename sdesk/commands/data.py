@@ -19,16 +19,22 @@ purge_app = typer.Typer(cls=Group)
 @backup_app.command("backup")
 def backup(
     ctx: typer.Context,
-    target: Annotated[Path, typer.Argument(help="The backup file to write.", show_default=False)],
+    target: Annotated[Path, typer.Argument(help="The backup file to write, or - for stdout (not a terminal).", show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
 ) -> None:
     """Copy the live database to FILE, consistent even while other processes write (SQLite's
-    online backup). The copy is integrity-checked before it takes FILE's name.
+    online backup). The copy is integrity-checked before it takes FILE's name. With -, the
+    checked copy is written to stdout (made in a temporary folder first, so a backup that fails
+    its check writes nothing); refused when stdout is a terminal.
 
     Example: sdesk backup /backups/sdesk-$(date +%F).db
+    Example: sdesk backup - | ssh vault 'cat > sdesk.db'
     """
     from ..desk_file import backup as copy
 
+    if str(target) == "-":
+        _backup_to_stdout(ctx)
+        return
     if target.exists() and not force:
         raise Conflict(f"{target} exists: give --force to replace it")
     store = store_of(ctx)
@@ -36,6 +42,26 @@ def backup(
         raise BadInput("the backup must go to another file than the database itself")
     copy(store.conn, target)
     note(f"backed up {store.path} to {target} ({target.stat().st_size:,} bytes)")
+
+
+def _backup_to_stdout(ctx: typer.Context) -> None:
+    import shutil
+    import tempfile
+
+    from ..desk_file import backup as copy
+
+    if sys.stdout.isatty():
+        raise BadInput("backup -: stdout is a terminal; redirect it to a file or a pipe")
+    store = store_of(ctx)
+    with tempfile.TemporaryDirectory(prefix="sdesk-backup-") as folder:
+        checked = Path(folder) / "backup.db"
+        copy(store.conn, checked)
+        size = checked.stat().st_size
+        sys.stdout.flush()
+        with open(checked, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    note(f"backed up {store.path} to stdout ({size:,} bytes)")
 
 
 @restore_app.command("restore")

@@ -276,9 +276,10 @@ def diff(
 def import_(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A folder of .md files (searched recursively).", show_default=False)],
             as_json: Annotated[bool, typer.Option("--json", help="The summary as JSON.")] = False) -> None:
     """Load a folder of Markdown articles, matched by file path: new files are added, changed
-    ones revised, the rest left alone. One transaction: a bad article stops the whole import.
-    Only regular files inside the folder are read: a symbolic link, a FIFO, a device or a file
-    over 4 MiB is skipped with a line saying why (exit code 2 once the rest is imported).
+    ones revised, the rest left alone, in one transaction. A bad article (front matter that is
+    not valid, no title, an empty body) is skipped with a line naming the file and line, and so
+    is anything but a regular file inside the folder (a symbolic link, a FIFO, a device) or a
+    file over 4 MiB: the rest are imported, then exit code 2.
 
     Example: sdesk kb import ./runbooks
     """
@@ -292,11 +293,11 @@ def import_(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A f
         shown = folder / relative
         try:
             text = files.read_text(name, shown=shown, dir_fd=dir_fd, follow=False, limit=MAX_BYTES)
-        except BadInput as e:
+            article = check_article(parse_article(text, str(shown)), str(shown))
+        except BadInput as e:  # one bad file is skipped alone, with its line; the rest are imported
             note(f"skipped: {e}")
             skipped.append(Path(relative).as_posix())
             continue
-        article = check_article(parse_article(text, str(shown)), str(shown))
         articles.append((Path(relative).with_suffix("").as_posix(), article))
     settings = settings_of(ctx)
     summary = settings.store().kb_sync(sorted(articles), actor=settings.actor)
