@@ -463,7 +463,9 @@ def test_blank_is_empty_after_removing_white_space_and_invisible_characters(text
     assert blank(text) == (not shown)
 
 
-@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(FILLERS)), min_size=1, max_size=8))
+# Lone surrogates aside: they are not text at all, and intake rejects them before either check.
+@given(st.text(alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from(FILLERS)),
+               min_size=1, max_size=8))
 def test_the_models_title_agrees_with_blank(text):
     """pydantic's VISIBLE_PATTERN (Rust regex) and lifecycle.blank say the same text is empty."""
     from pydantic import TypeAdapter, ValidationError
