@@ -108,6 +108,12 @@ SIBLINGS = [
     '[bash, --rcfile, "{t}", -c, "true"]', '[sh, -c, "true", -o, "{t}"]', '[pwsh, -File, x.ps1, "{t}"]',
     '[echo, "made {t} here"]', '[find, /tmp, -name, "*{t}*"]', '["{t}"]', '[bash, -O, extglob, -c, "echo {t}"]',
     '[fish, -c, "echo {t}"]', '[osascript, -e, "{t}"]',
+    # Programs on the allow-list, in positions it does not list as data.
+    '[printf, "{t}"]', '[rm, "{t}"]', '[rm, -rf, "{t}"]', '[curl, -K, "{t}"]', '[curl, -o, "{t}", "https://x"]',
+    '[curl, --config, "{t}"]', '[kubectl, exec, "{t}", --, ls]', '[kubectl, --insecure, exec, get, --, sh, -c, "{t}"]',
+    '[docker, run, "{t}"]', '[docker, exec, c1, "{t}"]', '[systemctl, --host, h, status, "{t}"]',
+    '[systemctl, edit, "{t}"]', '[find, /tmp, -fprintf, "{t}", x]', '[find, /tmp, -exec, rm, "{t}", ";"]',
+    '[grep, -f, "{t}", x]', '[journalctl, --file, "{t}"]', '[head, -n5, "{t}"]',
 ]
 
 
@@ -130,6 +136,12 @@ def test_dry_run_variants_and_rollback_steps_are_held_to_the_same_rule(where):
     '[ssh, "{t}", uptime]', '[echo, "{t}"]', '[test, -d, "{t}"]', '[env, A=1, timeout, "30", sh, -c, \'echo "$1"\', sh, "{t}"]',
     '[python3, -c, "import sys; print(sys.argv[1])", "{t}"]', '[perl, -e, "print $ARGV[0]", --, "{t}"]',
     '[find, /tmp, -name, "{t}"]', '[awk, "{ print ARGV[1] }", "{t}"]', '[sed, -n, p, "{t}"]',
+    '[grep, -e, "{t}", /etc/hosts]', '[grep, -ri, --, "{t}", /var/log]', '[systemctl, status, "{t}"]',
+    '[systemctl, --no-pager, restart, "{t}"]', '[journalctl, -u, "{t}", -n, "50", --no-pager]',
+    '[kubectl, -n, prod, logs, "{t}"]', '[kubectl, rollout, restart, "{t}"]', '[docker, logs, --tail, "50", "{t}"]',
+    '[rm, -rf, --, "{t}"]', '[cp, -a, --, "{t}", /backup]', '[curl, -fsS, -o, /dev/null, "{t}"]', '[dig, "{t}"]',
+    '[ping, -c, "1", "{t}"]', '[printf, "%s\\n", "{t}"]', '[ls, -la, "{t}"]', '[du, -sh, "{t}"]', '[stat, "{t}"]',
+    '[timeout, "10", tail, -n, "20", "{t}"]', '[sudo, -u, app, systemctl, restart, "{t}"]',
 ])
 def test_a_parameter_as_data_is_accepted(shape):
     parse(f"params:\n  t: {{from: title}}\nsteps:\n  - run: {shape.replace('{ ', '{{ ').replace(' }', ' }}')}\n",
@@ -142,9 +154,11 @@ def test_a_value_that_would_be_an_option_runs_only_after_double_dash(desk):
     marker = desk.tmp / "M"
     archive = desk.tmp / "a.tar"
     (desk.config / "runbooks" / "bare.yaml").write_text(
-        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, \"{{t}}\"]\n")
+        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, \"{{t}}\"]\n"
+        "    data_args: true\n")
     (desk.config / "runbooks" / "guarded.yaml").write_text(
-        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, --, \"{{t}}\"]\n")
+        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, --, \"{{t}}\"]\n"
+        "    data_args: true\n")
     ticket = desk.json("new", "-", input=json.dumps({"title": f"--checkpoint-action=exec=touch {marker}"}))["ticket"]
     out = desk("runbook", "run", "bare", "--ticket", str(ticket), "--yes", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT and "starts with '-'" in out.stderr and "put -- before" in out.stderr
