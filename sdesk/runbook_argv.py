@@ -333,7 +333,7 @@ def _program(argv: tuple[str, ...], data_args: bool = False) -> _Scan:
             scan.set(1, n, "an argument of busybox")
     elif name == "ssh":
         _ssh(scan)
-    elif name in _OPAQUE:
+    elif name in _OPAQUE or argv[0].rsplit("/", 1)[-1] in _OPAQUE:
         scan.set(1, n, f"an argument of {name}, which runs its arguments as code or commands in ways sdesk does "
                        "not check")
     elif argv[0].rsplit("/", 1)[-1] in DATA_PROGRAMS:
