@@ -269,8 +269,9 @@ DATA_PROGRAMS: dict[str, _Data] = {
     "chown": _d("Rvchf", "--recursive --verbose --changes --silent", after_dashdash=True),
     "touch": _d("acm"),
     "logger": _d("is", values="-t --tag -p --priority"),
-    "sleep": _d(), "date": _d("Ru", values="-d --date"),
-    "id": _d("gGnur"), "hostname": _d(), "whoami": _d(), "uptime": _d(), "free": _d("bkmght"),
+    # date MMDDhhmm sets the clock and hostname NAME the host name: only their listed values.
+    "sleep": _d(), "date": _d("Ru", values="-d --date", operands=False),
+    "id": _d("gGnur"), "hostname": _d(operands=False), "whoami": _d(), "uptime": _d(), "free": _d("bkmght"),
     "basename": _d(), "dirname": _d(), "realpath": _d("emsq"), "readlink": _d("fenq"),
     "sha256sum": _d("bctw"), "md5sum": _d("bctw"),
 }

@@ -180,7 +180,7 @@ SIBLINGS = [
     '[curl, --config, "{t}"]', '[kubectl, exec, "{t}", --, ls]', '[kubectl, --insecure, exec, get, --, sh, -c, "{t}"]',
     '[docker, run, "{t}"]', '[docker, exec, c1, "{t}"]', '[systemctl, --host, h, status, "{t}"]',
     '[systemctl, edit, "{t}"]', '[find, /tmp, -fprintf, "{t}", x]', '[find, /tmp, -exec, rm, "{t}", ";"]',
-    '[grep, -f, "{t}", x]', '[journalctl, --file, "{t}"]', '[head, -n5, "{t}"]',
+    '[grep, -f, "{t}", x]', '[journalctl, --file, "{t}"]', '[head, -n5, "{t}"]', '[date, "{t}"]', '[hostname, "{t}"]',
 ]
 
 
