@@ -6,10 +6,13 @@ one, never as argv[0]). Which elements a program takes as data depends on the pr
 reads the command the way it will be read: through wrappers (env, sudo, timeout, xargs, find
 -exec...) to the program they start, and for the interpreters (sh, bash, python, perl, node,
 awk, sed...) their options, to find the code argument. A parameter is allowed only where the
-program takes it as data (for an interpreter: the arguments after the code, `sh -c CODE sh
-"{p}"`'s $1); everywhere else it is refused, including wherever sdesk cannot tell (an option it
-does not know, or a program that runs its arguments in ways it does not model). It is an
-allow-list of positions, not a list of bad shapes: an unknown option or program shape refuses.
+program is KNOWN to take it as data: for an interpreter, the arguments after the code (`sh -c
+CODE sh "{p}"`'s $1); for the common ops programs of `DATA_PROGRAMS` (echo, grep, systemctl
+status...), their operands and the values of options listed as data. Every other program takes
+no parameter (capsh, setarch, git...: a program can run any argument as a command, and no list
+of such programs is ever complete), unless the runbook's author declares the step `data_args:
+true` (their word, not sdesk's). It is an allow-list of positions, not a list of bad shapes: an
+unknown program, option or shape refuses.
 
 `verdicts(argv)` says, for each element, None (a parameter may stand here) or why not.
 `program_starts(argv)` are the elements that start a program (argv[0], a wrapped command): a
@@ -154,6 +157,9 @@ _OPAQUE = frozenset({
     "script", "tmux", "screen", "parallel", "at", "batch", "pkexec", "systemd-run", "strace", "ltrace", "valgrind",
     "unshare", "nsenter", "setpriv", "prlimit", "firejail", "fakeroot", "bwrap", "chroot", "sudoedit", "expect",
     "eval", "source", ".", "builtin", "make", "xterm", "busybox-sh", "cmd", "cmd.exe", "wsl", "ksh93-unsafe",
+    # Found running a title as a command (issue 18): even data_args does not open these.
+    "ipython", "bpython", "capsh", "git-shell", "setarch", "linux32", "linux64", "x86_64", "i386", "x", "i", "uname26",
+    "uclampset", "dbus-run-session", "ssh-agent", "git", "kubectl-exec", "env-exec", "run-parts", "runcon", "sandbox",
 })
 # Options of other programs whose value is code or a command: a parameter may not be their value.
 _CODE_OPTIONS = {
@@ -171,13 +177,105 @@ _GENERIC_CODE_OPTIONS = frozenset({"--eval", "--exec", "--execute", "--command",
                                    "-execdir", "-ok", "-okdir"})
 _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 _SSH_FLAGS, _SSH_VALUES = "46AaCfGgKkMNnqsTtVvXxYy", "BbcDEeFIiJLlmOoPpQRSWw"
-_VERSION = re.compile(r"[0-9][0-9.]*$")
+# What distributions append to a program's name: a version (python3.11, perl5.36), an
+# architecture triplet (perl5.36-x86_64-linux-gnu), an alternative's flavour (vim.basic), .exe.
+_SUFFIX = re.compile(r"(?:-(?:x86_64|amd64|i[3-6]86|aarch64|arm64|arm[a-z0-9]*|powerpc64le|ppc64le|ppc64|s390x|riscv64|"
+                     r"mips[a-z0-9]*|loongarch64)(?:-[a-z0-9]+)*"  # -x86_64-linux-gnu
+                     r"|\.(?:basic|tiny|nox|gtk[0-9]*|athena|motif|exe|real|bin|debug)"
+                     r"|[-_.]?[0-9][0-9._]*[a-z]?)$")
 
 
 def program_name(item: str) -> str:
-    """`/usr/bin/python3.11` -> `python`: the program, without its folder and version."""
-    name = item.rsplit("/", 1)[-1]
-    return _VERSION.sub("", name) or name
+    """`/usr/bin/python3.11` -> `python`, `perl5.36-x86_64-linux-gnu` -> `perl`, `vim.basic` ->
+    `vim`: the program, without its folder, version, architecture or flavour, so that a renamed
+    copy of an interpreter is read as that interpreter."""
+    name = item.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].lower()
+    for _ in range(8):
+        shorter = _SUFFIX.sub("", name)
+        if shorter == name or not shorter:
+            break
+        name = shorter
+    return name
+
+
+class _Data(NamedTuple):
+    """A program sdesk knows takes its operands as data. A parameter may be an operand (an
+    element that is no option and no option's value), or the value of an option in `values`;
+    the value of any other option, or an element after an option sdesk does not know, refuses."""
+    flags: str = ""  # short options with no value (clustered: -rn)
+    long_flags: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()  # options whose value is data (grep -e, journalctl -u)
+    literal: frozenset[str] = frozenset()  # options whose value must be written in the runbook (curl -o)
+    sub: frozenset[str] = frozenset()  # if any: the first operand must be one of these, written literally
+    first_literal: bool = False  # the first operand is not data (printf's format)
+    after_dashdash: bool = False  # operands are data only after `--` (rm: a name is never an option)
+    operands: bool = True  # False: only option values listed in `values` (ping's host is one)
+
+
+def _d(flags: str = "", long_flags: str = "", values: str = "", literal: str = "", sub: str = "", **kw) -> _Data:
+    return _Data(flags, frozenset(long_flags.split()), frozenset(values.split()), frozenset(literal.split()),
+                 frozenset(sub.split()), **kw)
+
+
+_FILES = _d("hHLPqsvzc", "--help --version")
+# The allow-list: common ops programs and where they take data. Kept short on purpose: a
+# program is added here only when every position it lets a parameter take is read as data.
+DATA_PROGRAMS: dict[str, _Data] = {
+    "echo": _d("neE"),
+    "printf": _d(first_literal=True),
+    "test": _d(), "[": _d(),
+    "true": _d(), "false": _d(),
+    "ls": _d("aAdFhilLrRst1", "--all --human-readable --full-time"),
+    "cat": _d("AbeEnstTuv"),
+    "head": _d("qvz", values="-n -c --lines --bytes"),
+    "tail": _d("qvzF", values="-n -c --lines --bytes"),
+    "wc": _d("clmwL"),
+    "stat": _d("LtF", values="-c --format --printf"),
+    "file": _d("bLizs"),
+    "du": _d("abcDhHklLmsSx", "--apparent-size --summarize --human-readable", values="-d --max-depth"),
+    "df": _d("ahHiklPTx", "--human-readable --inodes --local --print-type", values="-t --type -x"),
+    "grep": _d("cEFGhHiIlLnoqrRsvwxz", "--count --ignore-case --invert-match --quiet --recursive --fixed-strings",
+               values="-e --regexp -m --max-count -A -B -C --include --exclude"),
+    "egrep": _d("chHiIlLnoqrRsvwxz", values="-e --regexp -m -A -B -C"),
+    "fgrep": _d("chHiIlLnoqrRsvwxz", values="-e --regexp -m -A -B -C"),
+    "find": _d("HLP", values="-name -iname -path -ipath -wholename -type -mtime -mmin -newer -size -user -group "
+                             "-maxdepth -mindepth -perm -regex -iregex -samefile -inum -links",
+               long_flags="-print -print0 -ls -xdev -mount -follow -depth -empty -true -false -not -and -or "
+                          "-readable -writable -delete -prune -quit ( ) !"),
+    "systemctl": _d("qla", "--quiet --no-pager --full --all --user --system --now --no-block --failed --no-legend",
+                    values="-n --lines -p --property", literal="-t --type --state -o --output",
+                    sub="status start stop restart reload try-restart reload-or-restart is-active is-failed "
+                        "is-enabled show cat list-units list-timers reset-failed"),
+    "journalctl": _d("qrxkealmf", "--no-pager --reverse --catalog --dmesg --pager-end --all --utc --no-hostname "
+                     "--quiet --merge", values="-u --unit -t --identifier -g --grep -S --since -U --until -n --lines "
+                     "-p --priority -b --boot -I --user-unit", literal="-o --output"),
+    "ping": _d("4 6 nqv".replace(" ", ""), values="-c -W -w -i -s -t", operands=True),
+    "dig": _d(values="-t -p -x -q"), "host": _d("aCdlrTv", values="-t -W -c"), "nslookup": _d(),
+    "getent": _d(),
+    "curl": _d("fsSLkIiv", "--fail --silent --show-error --location --insecure --head --include --verbose "
+               "--compressed", values="-m --max-time --connect-timeout --retry -A --user-agent --url",
+               literal="-o --output -X --request -H --header -w --write-out"),
+    "kubectl": _d(long_flags="--all-namespaces -A -o=wide", values="-n --namespace -l --selector --since --tail -c "
+                  "--container --field-selector", literal="--context --kubeconfig --cluster -o --output",
+                  sub="get describe logs rollout top explain"),
+    "docker": _d(long_flags="-a --all -f --follow -t --timestamps", values="--tail --since --until -n --time -t",
+                 literal="--format --context -H --host", sub="logs inspect restart start stop ps top port stats"),
+    "mkdir": _d("pv", "--parents --verbose", values="-m --mode", after_dashdash=True),
+    "rm": _d("frvdIi", "--force --recursive --verbose --one-file-system", after_dashdash=True),
+    "rmdir": _d("pv", "--parents --verbose --ignore-fail-on-non-empty", after_dashdash=True),
+    "cp": _d("afpPrRvnuL", "--archive --force --preserve --recursive --verbose --no-clobber", after_dashdash=True),
+    "mv": _d("fvnu", "--force --verbose --no-clobber", after_dashdash=True),
+    "chmod": _d("Rvcf", "--recursive --verbose --changes --silent", after_dashdash=True),
+    "chown": _d("Rvchf", "--recursive --verbose --changes --silent", after_dashdash=True),
+    "touch": _d("acm"),
+    "logger": _d("is", values="-t --tag -p --priority"),
+    # date MMDDhhmm sets the clock and hostname NAME the host name: only their listed values.
+    "sleep": _d(), "date": _d("Ru", values="-d --date", operands=False),
+    "id": _d("gGnur"), "hostname": _d(operands=False), "whoami": _d(), "uptime": _d(), "free": _d("bkmght"),
+    "basename": _d(), "dirname": _d(), "realpath": _d("emsq"), "readlink": _d("fenq"),
+    "sha256sum": _d("bctw"), "md5sum": _d("bctw"),
+}
+_REQUIRES_DATA_ARGS = "a program sdesk does not know takes its arguments as data"
 
 
 def is_placeholder(item: str, pattern: re.Pattern[str]) -> bool:
@@ -210,14 +308,15 @@ class _Scan:
         self.names |= {offset + s for s in other.names}
 
 
-def verdicts(argv: tuple[str, ...]) -> tuple[list[str | None], set[int]]:
+def verdicts(argv: tuple[str, ...], data_args: bool = False) -> tuple[list[str | None], set[int]]:
     """For each element: None when a parameter may stand there (the program takes it as data),
-    else why not; and the elements that start a program."""
-    scan = _program(argv)
+    else why not; and the elements that start a program. `data_args`: the runbook's author
+    declares that the programs sdesk does not know take their arguments as data."""
+    scan = _program(argv, data_args)
     return scan.why, scan.starts
 
 
-def _program(argv: tuple[str, ...]) -> _Scan:
+def _program(argv: tuple[str, ...], data_args: bool = False) -> _Scan:
     scan = _Scan(argv)
     name = program_name(argv[0])
     n = len(argv)
@@ -226,34 +325,36 @@ def _program(argv: tuple[str, ...]) -> _Scan:
     elif name in LANGS:
         _lang(scan, name, LANGS[name])
     elif name in _WRAPPERS:
-        _wrapper(scan, name, _WRAPPERS[name])
+        _wrapper(scan, name, _WRAPPERS[name], data_args)
     elif name == "busybox":
         if n > 1 and not argv[1].startswith("-"):
             scan.set(1, n, None)
-            scan.merge(1, _program(argv[1:]))
+            scan.merge(1, _program(argv[1:], data_args))
         else:
             scan.set(1, n, "an argument of busybox")
     elif name == "ssh":
         _ssh(scan)
-    elif name in _OPAQUE:
+    elif name in _OPAQUE or argv[0].rsplit("/", 1)[-1] in _OPAQUE:
         scan.set(1, n, f"an argument of {name}, which runs its arguments as code or commands in ways sdesk does "
                        "not check")
-    else:
-        # Any other program takes its arguments as data, except the values of options known
-        # to take code or a command, and find's -exec command.
+    elif argv[0].rsplit("/", 1)[-1] in DATA_PROGRAMS:
+        _data(scan, argv[0].rsplit("/", 1)[-1], DATA_PROGRAMS[argv[0].rsplit("/", 1)[-1]], data_args)
+    elif data_args:
+        # The author declared (data_args: true) that this program takes its arguments as data:
+        # their word, outside sdesk's guarantee. Still refused: the values of options known to
+        # take code or a command, find's -exec command, and what a known program named in the
+        # arguments would run (kubectl exec pod -- sh -c X).
         scan.set(1, n, None)
         code_options = _CODE_OPTIONS.get(name, set()) | _GENERIC_CODE_OPTIONS
         for k in range(1, n - 1):
             if argv[k] in code_options:
                 scan.set(k + 1, k + 2, f"the value of {argv[k]}, which {name} runs as code or a command")
-        if name == "find":
-            _find(scan)
-        # A program sdesk does not know may run the rest as a command (kubectl exec pod -- sh
-        # -c X, strace bash -c X): each known program named in its arguments is read as the
-        # start of a command too, and the stricter reading wins.
         for k in range(1, n):
             if known(program_name(argv[k])) and k not in scan.names:
-                scan.merge(k, _program(argv[k:]))
+                scan.merge(k, _program(argv[k:], data_args))
+    else:
+        scan.set(1, n, f"an argument of {argv[0].rsplit('/', 1)[-1]}, a program sdesk does not know to take its "
+                       "arguments as data")
     return scan
 
 
@@ -411,7 +512,7 @@ def _options(scan: _Scan, k: int, name: str, spec: _Wrapper) -> tuple[int, set[s
     return k, seen
 
 
-def _wrapper(scan: _Scan, name: str, spec: _Wrapper) -> None:
+def _wrapper(scan: _Scan, name: str, spec: _Wrapper, data_args: bool = False) -> None:
     argv, n = scan.argv, len(scan.argv)
     scan.set(1, n, f"an option or argument of {name}, before the command it runs")
     parsed = _options(scan, 1, name, spec)
@@ -431,7 +532,7 @@ def _wrapper(scan: _Scan, name: str, spec: _Wrapper) -> None:
         return
     if argv[k].startswith("-"):  # an option sdesk did not expect where the command should be
         return scan.set(1, n, f"after {argv[k]}, where {name} expects the command it runs")
-    sub = _program(argv[k:])
+    sub = _program(argv[k:], data_args)
     sub.why[0] = f"the program {name} runs"
     scan.merge(k, sub)
     for j, why in enumerate(sub.why):
@@ -457,13 +558,13 @@ def _ssh(scan: _Scan) -> None:
         scan.set(k + 1, n, "part of the remote command, which ssh joins into one string for the remote shell")
 
 
-def _find(scan: _Scan) -> None:
+def _find(scan: _Scan, data_args: bool = False) -> None:
     """find ... -exec CMD ARGS ; : CMD is read as a command of its own."""
     argv, n, k = scan.argv, len(scan.argv), 1
     while k < n:
         if argv[k] in _FIND_EXEC and k + 1 < n:
             end = next((j for j in range(k + 1, n) if argv[j] in (";", "+")), n)
-            sub = _program(argv[k + 1:end])
+            sub = _program(argv[k + 1:end], data_args)
             sub.why[0] = f"the program find {argv[k]} runs"
             for j, why in enumerate(sub.why):
                 scan.why[k + 1 + j] = why
@@ -471,3 +572,65 @@ def _find(scan: _Scan) -> None:
             scan.starts |= {k + 1 + s for s in sub.starts}
             k = end
         k += 1
+
+
+def _data(scan: _Scan, name: str, spec: _Data, data_args: bool) -> None:
+    """A program of DATA_PROGRAMS: its operands and listed option values are data; anything
+    sdesk cannot place (an option it does not know, a subcommand not on the list) refuses."""
+    argv, n = scan.argv, len(scan.argv)
+    if name in ("test", "["):  # operators and operands only; test runs nothing and opens nothing
+        return scan.set(1, n, None)
+    scan.set(1, n, f"an option or option value of {name}")
+    k, operand, dashdash = 1, 0, False
+    if spec.sub:
+        while k < n and argv[k].startswith("-") and argv[k] != "-":
+            a = argv[k]
+            if a.partition("=")[0] in spec.literal | spec.values and "=" not in a:
+                k += 2
+            elif a in spec.long_flags or "=" in a:
+                k += 1
+            else:
+                return scan.set(1, n, f"after {a}, an option of {name} sdesk does not know")
+        if k >= n or argv[k] not in spec.sub:
+            what = argv[k] if k < n else "nothing"
+            return scan.set(1, n, f"an argument of {name} {what}; sdesk knows only {name} {', '.join(sorted(spec.sub))} "
+                                  "to take data")
+        k += 1
+    while k < n:
+        a = argv[k]
+        if name == "find" and a in _FIND_EXEC:
+            return _find(scan, data_args)
+        if dashdash or a == "-" or not a.startswith("-") or (name == "find" and a in spec.long_flags):
+            data = spec.operands and not (spec.first_literal and operand == 0) and not (spec.after_dashdash
+                                                                                       and not dashdash)
+            if name == "find" and a in spec.long_flags:
+                data = False
+            why = None if data else (f"an operand of {name} before `--` (put -- before it)" if spec.after_dashdash
+                                     else f"the format of {name}" if spec.first_literal and operand == 0
+                                     else f"an operand of {name}")
+            scan.set(k, k + 1, why)
+            operand += 1
+            k += 1
+            continue
+        if a == "--":
+            dashdash = True
+            k += 1
+            continue
+        option = a.partition("=")[0]
+        if "=" in a and (option.startswith("--") or name == "find"):
+            k += 1
+            continue
+        if a in spec.values:
+            scan.set(k + 1, k + 2, None)
+            k += 2
+            continue
+        if a in spec.literal:
+            scan.set(k + 1, k + 2, f"the value of {name} {a}, which the runbook must write itself")
+            k += 2
+            continue
+        if a in spec.long_flags or (not a.startswith("--") and all(ch in spec.flags for ch in a[1:])):
+            k += 1
+            continue
+        # An option sdesk does not know: what follows may be its value (curl -K FILE), so the
+        # rest of the command takes no parameter.
+        return scan.set(k, n, f"after {a}, an option of {name} sdesk does not know")

@@ -39,8 +39,10 @@ STEP_KINDS = ("run", "check", "manual", "approve", "resolve")
 PARAM_TYPES = ("str", "int", "float", "bool")
 BUILTINS = ("ticket",)  # {ticket}: the ticket's reference, SD-42
 STEP_KEYS = {
-    "run": {"id", "run", "shell", "dry_run", "timeout", "env", "exit_codes", "retries", "backoff", "description"},
-    "check": {"id", "check", "shell", "dry_run", "timeout", "env", "exit_codes", "retries", "backoff", "description"},
+    "run": {"id", "run", "shell", "dry_run", "timeout", "env", "exit_codes", "retries", "backoff", "description",
+            "data_args"},
+    "check": {"id", "check", "shell", "dry_run", "timeout", "env", "exit_codes", "retries", "backoff", "description",
+              "data_args"},
     "manual": {"id", "manual"},
     "approve": {"id", "approve"},
     "resolve": {"id", "resolve", "code"},
@@ -80,6 +82,7 @@ class Step(NamedTuple):
     backoff: float = 1.0
     text: str = ""  # the instruction, the approval question, or the resolution
     code: str = "automated"  # resolution code
+    data_args: bool = False  # the author declares its program (unknown to sdesk) takes its arguments as data
 
 
 class Runbook(NamedTuple):
@@ -294,12 +297,17 @@ def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str],
     shell = raw.get("shell", False)
     if not isinstance(shell, bool):
         raise step_fail(["shell"], "shell: expected true or false")
+    data_args = raw.get("data_args", False)
+    if not isinstance(data_args, bool):
+        raise step_fail(["data_args"], "data_args: expected true or false")
     argv, script = _command(raw[kind], shell, known,
-                            lambda m, i=None: step_fail([kind, *([str(i)] if i is not None else [])], f"{kind}: {m}"))
+                            lambda m, i=None: step_fail([kind, *([str(i)] if i is not None else [])], f"{kind}: {m}"),
+                            data_args)
     dry_run = None
     if raw.get("dry_run") is not None:
         dry_run = _command(raw["dry_run"], shell, known,
-                           lambda m, i=None: step_fail(["dry_run", *([str(i)] if i is not None else [])], f"dry_run: {m}"))
+                           lambda m, i=None: step_fail(["dry_run", *([str(i)] if i is not None else [])], f"dry_run: {m}"),
+                           data_args)
     env = raw.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, (str, int, float))
                                             for k, v in env.items()):
@@ -322,10 +330,10 @@ def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str],
     timeout = seconds(raw.get("timeout", DEFAULT_TIMEOUT), lambda m: step_fail(["timeout"], f"timeout: {m}"))
     backoff = seconds(raw.get("backoff", 1), lambda m: step_fail(["backoff"], f"backoff: {m}"), zero=True)
     return Step(step_id, kind, argv, script, dry_run, env, timeout, frozenset(codes), retries, backoff,
-                str(raw.get("description") or ""))
+                str(raw.get("description") or ""), data_args=data_args)
 
 
-def _command(value: Any, shell: bool, known: set[str], fail: Callable[..., BadInput]
+def _command(value: Any, shell: bool, known: set[str], fail: Callable[..., BadInput], data_args: bool = False
              ) -> tuple[tuple[str, ...] | None, str | None]:
     """(argv templates, None) or (None, shell script). `fail(message, index)` names the item."""
     if shell:
@@ -349,7 +357,7 @@ def _command(value: Any, shell: bool, known: set[str], fail: Callable[..., BadIn
         _check_template(item, known, lambda m: fail(m, i))
     if _PLACEHOLDER.search(argv[0]):
         raise fail("the command itself cannot come from a parameter", 0)
-    why, _ = verdicts(argv)
+    why, _ = verdicts(argv, data_args)
     for i, item in enumerate(argv):
         names = [m.group(1) for m in _PLACEHOLDER.finditer(item) if m.group(1)]
         if not names:
@@ -359,8 +367,15 @@ def _command(value: Any, shell: bool, known: set[str], fail: Callable[..., BadIn
             raise fail(f"{{{names[0]}}} is inside a longer argument ({item!r}){where}: a parameter may only be a "
                        f"whole argument. {_advice(argv, i, why[i], names)}", i)
         if why[i]:
-            raise fail(f"{{{names[0]}}} would be {why[i]}. {_advice(argv, i, why[i], names)}", i)
+            declare = (f"; or, if you know {program} takes its arguments as data, declare the step data_args: true "
+                       "(your word, outside sdesk's guarantee)" if (program := _unknown_program(why[i])) else "")
+            raise fail(f"{{{names[0]}}} would be {why[i]}. {_advice(argv, i, why[i], names)}{declare}", i)
     return argv, None
+
+
+def _unknown_program(why: str) -> str | None:
+    m = re.fullmatch(r"an argument of (.+), a program sdesk does not know to take its arguments as data", why)
+    return m.group(1) if m else None
 
 
 def _advice(argv: tuple[str, ...], i: int, why: str | None, names: list[str]) -> str:
@@ -586,17 +601,17 @@ def plan(runbook: Runbook, ticket_ref: str, params: Mapping[str, Any]) -> dict[s
                            "pass secrets by name under secrets:")
     values = {**params, "ticket": ticket_ref}
 
-    def command(argv: tuple[str, ...] | None, shell: str | None) -> dict[str, Any]:
+    def command(argv: tuple[str, ...] | None, shell: str | None, data_args: bool = False) -> dict[str, Any]:
         if not argv:
             return {"shell": shell}
-        _options_guarded(argv, values)
+        _options_guarded(argv, values, data_args)
         return {"argv": [fill(a, values) for a in argv]}
 
     def step(s: Step) -> dict[str, Any]:
         out: dict[str, Any] = {"id": s.id, "kind": s.kind}
         if s.kind in ("run", "check"):
-            out |= command(s.argv, s.shell)
-            out["dry_run"] = command(*s.dry_run) if s.dry_run else None
+            out |= command(s.argv, s.shell, s.data_args)
+            out["dry_run"] = command(*s.dry_run, s.data_args) if s.dry_run else None
             out |= {"env": {k: fill(v, values) for k, v in s.env.items()}, "timeout": s.timeout,
                     "exit_codes": sorted(s.exit_codes), "retries": s.retries, "backoff": s.backoff}
         else:
@@ -612,12 +627,12 @@ def plan(runbook: Runbook, ticket_ref: str, params: Mapping[str, Any]) -> dict[s
             "steps": [step(s) for s in runbook.steps], "on_failure": [step(s) for s in runbook.on_failure]}
 
 
-def _options_guarded(argv: tuple[str, ...], values: Mapping[str, Any]) -> None:
+def _options_guarded(argv: tuple[str, ...], values: Mapping[str, Any], data_args: bool = False) -> None:
     """A value starting with '-' would reach its program as an option (tar's
     --checkpoint-action=exec=..., find's -delete, kill's -1): refused unless the runbook puts
     `--` before it in the same program's arguments. A pattern does not lift this: whether a
     regex can match '-...' is not something to get wrong."""
-    _, starts = verdicts(argv)
+    _, starts = verdicts(argv, data_args)
     for i, item in enumerate(argv):
         m = _PLACEHOLDER.fullmatch(item)
         if m is None or not m.group(1) or not fill(item, values).startswith("-"):

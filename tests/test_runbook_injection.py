@@ -5,6 +5,7 @@ hostile titles never run anything but the intended program."""
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
+from sdesk.runbook_argv import DATA_PROGRAMS, known, program_name
 from sdesk.runbooks import parse
 from sdesk.runner import prepare, start
 from sdesk.store import Store
@@ -94,6 +96,71 @@ def test_each_shape_of_the_issue_is_refused_with_its_line_and_never_runs(desk, s
     assert not marker.exists() and desk.json("runbook", "runs") == []
 
 
+# The second round (issue 18): programs sdesk did not know took a parameter as data, and these
+# ran a title as a command or as code. Each validated before the allow-list.
+TESTER_SHAPES = [
+    '[capsh, --, -c, "{t}"]', '[timeout, "10", capsh, --, -c, "{t}"]', '[perl5.36-x86_64-linux-gnu, -e, "{t}"]',
+    '[setarch, x86_64, "{t}"]', '[x86_64, "{t}"]', '[linux64, "{t}"]', '[uclampset, "{t}"]',
+    '[uclampset, -m, "0", "{t}"]', '[dbus-run-session, --, "{t}"]', '[ssh-agent, "{t}"]', '[git, "{t}"]',
+    '[ipython, -c, "{t}"]', '[ipython3, -c, "{t}"]', '[vim.basic, -es, -c, "{t}"]', '[git-shell, -c, "{t}"]',
+    '[/usr/bin/perl5.36.0, -e, "{t}"]', '[python3.11, -c, "{t}"]', '[nice, setarch, x86_64, "{t}"]',
+]
+
+
+@pytest.mark.parametrize("shape", TESTER_SHAPES)
+@pytest.mark.parametrize("declared", [False, True])
+def test_each_program_the_tester_found_takes_no_parameter(shape, declared):
+    """Not on the allow-list, and these run their arguments: refused with the file, the line
+    and the program; data_args (the author's word) does not open them either."""
+    text = f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {shape}\n" + ("    data_args: true\n" * declared)
+    with pytest.raises(BadInput, match=r"^rb\.yaml:5: step go: run: \{t\} would be ") as e:
+        parse(text, "rb.yaml", "rb")
+    assert "SDESK_PARAM_T" in str(e.value) or "argument of its own after the code" in str(e.value)
+
+
+def test_the_printer_queue_email_through_capsh_runs_nothing(desk):
+    """The tester's end-to-end shape: a safe_for_automation runbook running [capsh, --, -c,
+    "{subject}"] for an email from a stranger. validate refuses it (file, line, program,
+    rewrite); the queued run is refused; the subject never runs."""
+    marker = desk.tmp / "PWNED1"
+    (desk.config / "triage.yaml").write_text(
+        "rules:\n  - id: printers\n    match: {title: {contains: printer}}\n    set: {runbook: printer-queue}\n")
+    for shape in ('[capsh, --, -c, "{subject}"]', '[timeout, "10", capsh, --, -c, "{subject}"]'):
+        (desk.config / "runbooks" / "printer-queue.yaml").write_text(
+            "name: printer-queue\nsafe_for_automation: true\nparams:\n  subject: {from: title}\nsteps:\n"
+            f"  - id: show-queue\n    run: {shape}\n")
+        out = desk("runbook", "validate", ok=False)
+        assert out.exit_code == ExitCode.BAD_INPUT
+        assert "printer-queue.yaml:7: step show-queue: run: {subject} would be an argument of capsh" in out.stderr
+        assert '"$SDESK_PARAM_SUBJECT"' in out.stderr
+        email = (f"From: stranger@internet.example\r\nSubject: printer broken; touch {marker} #\r\n"
+                 f"Message-ID: <p{len(shape)}@x>\r\n\r\nhelp\r\n")
+        desk("new", "--format", "email", "-", input=email, ok=False)
+        assert not marker.exists()
+    assert all(run["status"] == "refused" for run in desk.json("runbook", "runs"))
+
+
+def test_an_unknown_program_takes_a_parameter_only_when_the_step_declares_data_args(desk):
+    """A program of the team's own: refused with the advice to declare it; declared, validate
+    shows a warning line naming the step and the program, and the title reaches it as data."""
+    tool = desk.tmp / "show-args"
+    tool.write_text("#!/bin/sh\nprintf '<%s>' \"$@\"\n")
+    tool.chmod(0o755)
+    step = f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: [{json.dumps(str(tool))}, --, \"{{t}}\"]\n"
+    (desk.config / "runbooks" / "rb.yaml").write_text(step)
+    out = desk("runbook", "validate", ok=False)
+    assert out.exit_code == ExitCode.BAD_INPUT
+    assert "rb.yaml:5: step go: run: {t} would be an argument of show-args, a program sdesk does not know" in out.stderr
+    assert "declare the step data_args: true" in out.stderr and '"$SDESK_PARAM_T"' in out.stderr
+    (desk.config / "runbooks" / "rb.yaml").write_text(step + "    data_args: true\n")
+    out = desk("runbook", "validate")
+    assert "warning:" in out.stderr and "step go: data_args: true" in out.stderr and str(tool) in out.stderr
+    assert desk.json("runbook", "validate")["warnings"]
+    ticket = desk.new("a; $(touch x) -c")
+    [result] = desk.json("runbook", "run", "rb", "--ticket", str(ticket), "--yes")["steps"]
+    assert result["output"] == "<--><a; $(touch x) -c>"
+
+
 # Siblings of the issue's shapes: wrappers, other interpreters and code options, command
 # strings, options that take a command, and the parameter as the program itself.
 SIBLINGS = [
@@ -108,6 +175,12 @@ SIBLINGS = [
     '[bash, --rcfile, "{t}", -c, "true"]', '[sh, -c, "true", -o, "{t}"]', '[pwsh, -File, x.ps1, "{t}"]',
     '[echo, "made {t} here"]', '[find, /tmp, -name, "*{t}*"]', '["{t}"]', '[bash, -O, extglob, -c, "echo {t}"]',
     '[fish, -c, "echo {t}"]', '[osascript, -e, "{t}"]',
+    # Programs on the allow-list, in positions it does not list as data.
+    '[printf, "{t}"]', '[rm, "{t}"]', '[rm, -rf, "{t}"]', '[curl, -K, "{t}"]', '[curl, -o, "{t}", "https://x"]',
+    '[curl, --config, "{t}"]', '[kubectl, exec, "{t}", --, ls]', '[kubectl, --insecure, exec, get, --, sh, -c, "{t}"]',
+    '[docker, run, "{t}"]', '[docker, exec, c1, "{t}"]', '[systemctl, --host, h, status, "{t}"]',
+    '[systemctl, edit, "{t}"]', '[find, /tmp, -fprintf, "{t}", x]', '[find, /tmp, -exec, rm, "{t}", ";"]',
+    '[grep, -f, "{t}", x]', '[journalctl, --file, "{t}"]', '[head, -n5, "{t}"]', '[date, "{t}"]', '[hostname, "{t}"]',
 ]
 
 
@@ -130,6 +203,12 @@ def test_dry_run_variants_and_rollback_steps_are_held_to_the_same_rule(where):
     '[ssh, "{t}", uptime]', '[echo, "{t}"]', '[test, -d, "{t}"]', '[env, A=1, timeout, "30", sh, -c, \'echo "$1"\', sh, "{t}"]',
     '[python3, -c, "import sys; print(sys.argv[1])", "{t}"]', '[perl, -e, "print $ARGV[0]", --, "{t}"]',
     '[find, /tmp, -name, "{t}"]', '[awk, "{ print ARGV[1] }", "{t}"]', '[sed, -n, p, "{t}"]',
+    '[grep, -e, "{t}", /etc/hosts]', '[grep, -ri, --, "{t}", /var/log]', '[systemctl, status, "{t}"]',
+    '[systemctl, --no-pager, restart, "{t}"]', '[journalctl, -u, "{t}", -n, "50", --no-pager]',
+    '[kubectl, -n, prod, logs, "{t}"]', '[kubectl, rollout, restart, "{t}"]', '[docker, logs, --tail, "50", "{t}"]',
+    '[rm, -rf, --, "{t}"]', '[cp, -a, --, "{t}", /backup]', '[curl, -fsS, -o, /dev/null, "{t}"]', '[dig, "{t}"]',
+    '[ping, -c, "1", "{t}"]', '[printf, "%s\\n", "{t}"]', '[ls, -la, "{t}"]', '[du, -sh, "{t}"]', '[stat, "{t}"]',
+    '[timeout, "10", tail, -n, "20", "{t}"]', '[sudo, -u, app, systemctl, restart, "{t}"]',
 ])
 def test_a_parameter_as_data_is_accepted(shape):
     parse(f"params:\n  t: {{from: title}}\nsteps:\n  - run: {shape.replace('{ ', '{{ ').replace(' }', ' }}')}\n",
@@ -142,9 +221,11 @@ def test_a_value_that_would_be_an_option_runs_only_after_double_dash(desk):
     marker = desk.tmp / "M"
     archive = desk.tmp / "a.tar"
     (desk.config / "runbooks" / "bare.yaml").write_text(
-        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, \"{{t}}\"]\n")
+        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, \"{{t}}\"]\n"
+        "    data_args: true\n")
     (desk.config / "runbooks" / "guarded.yaml").write_text(
-        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, --, \"{{t}}\"]\n")
+        f"params:\n  t: {{from: title}}\nsteps:\n  - run: [tar, -cf, {json.dumps(str(archive))}, --, \"{{t}}\"]\n"
+        "    data_args: true\n")
     ticket = desk.json("new", "-", input=json.dumps({"title": f"--checkpoint-action=exec=touch {marker}"}))["ticket"]
     out = desk("runbook", "run", "bare", "--ticket", str(ticket), "--yes", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT and "starts with '-'" in out.stderr and "put -- before" in out.stderr
@@ -240,10 +321,10 @@ def commands(draw) -> tuple[list[str], str]:
     return argv, title
 
 
-def attempt(argv: list[str], title: str, folder: Path) -> str:
+def attempt(argv: list[str], title: str, folder: Path, timeout: str = "20s") -> str:
     """One command with one title, for real: 'refused' by the loader (validate), 'refused at run'
     (the value, by prepare), or 'ran'."""
-    text = f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {json.dumps(argv)}\n    timeout: 20s\n"
+    text = f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {json.dumps(argv)}\n    timeout: {timeout}\n"
     try:
         runbook = parse(text, str(folder / "rb.yaml"), "rb")
     except BadInput:
@@ -284,6 +365,53 @@ def test_no_command_validate_accepts_runs_anything_from_a_title(shape):
         title, marker = hostile(folder, template)
         attempt(argv, title, folder)
         assert not marker.exists(), f"{argv} ran a command from {title!r}"
+
+
+# Programs sdesk does not know: random names, and the real binaries of /usr/bin that are not
+# on the allow-list. Only ever run when validate accepts them (it must not); the names that
+# would do harm if a broken rule let them run are left out of the draw.
+_HARMFUL = re.compile(r"^(reboot|shutdown|halt|poweroff|init|telinit|.*kill.*|rm.*|dd|shred|wipefs|mkfs.*|.*fdisk|"
+                      r"parted|.*passwd|.*user.*|.*group.*|su|sudo.*|login|.*mount|swap.*|sync|truncate|.*ctl|service|"
+                      r"apt.*|dpkg.*|pip.*|.*edit.*|chown|chmod|chgrp|mv|cp|ln|install|unlink|.*shutdown.*|crontab|at)$")
+_BINARIES = sorted(entry.name for entry in Path("/usr/bin").iterdir()
+                   if entry.name not in DATA_PROGRAMS and not _HARMFUL.match(entry.name) and os.access(entry, os.X_OK))
+# Binaries that run an argument as a command or code (the tester's finds): drawn often.
+_RUNNERS = [name for name in ("capsh", "setarch", "x86_64", "linux64", "uclampset", "dbus-run-session", "ssh-agent",
+                              "git", "git-shell", "perl5.36-x86_64-linux-gnu", "vim.basic", "ipython3")
+            if shutil.which(name)]
+_UNKNOWN_ARGS = ["-c", "-e", "--", "-", "x", "10", "-x", "--command", "-s", "-m", "0", "x86_64", "run", "{t}", "exec"]
+
+
+@st.composite
+def unknown_commands(draw) -> tuple[list[str], str]:
+    """An unknown program (random, or a real binary off the allow-list), maybe behind a wrapper,
+    with random arguments and the title as a whole argument somewhere, and a hostile title."""
+    argv = [word for wrapper in draw(st.lists(st.sampled_from(_WRAPPERS), max_size=1)) for word in wrapper]
+    argv.append(draw(st.from_regex(r"[a-z][a-z0-9_.+-]{0,15}", fullmatch=True).filter(lambda p: p not in DATA_PROGRAMS)
+                     | st.sampled_from(_BINARIES or ["capsh"]) | st.sampled_from(_RUNNERS or ["capsh"])))
+    rest = draw(st.lists(st.sampled_from(_UNKNOWN_ARGS), max_size=4))
+    rest.insert(draw(st.integers(0, len(rest))), "{t}")
+    title = draw(st.sampled_from(["@S@", "touch @M@", "$(touch @M@)", "system('touch @M@')"]) | st.sampled_from(_TITLES))
+    return argv + rest, title
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(unknown_commands())
+def test_no_unknown_program_validate_accepts_runs_a_title(shape):
+    """Whatever program sdesk does not know takes no parameter: validate refuses it, and a
+    shape it did accept (none should) runs for real and never creates the marker."""
+    import tempfile
+
+    argv, template = shape
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        title, marker = hostile(folder, template)
+        result = attempt(argv, title, folder, timeout="5s")
+        assert not marker.exists(), f"{argv} ran a command from {title!r}"
+        name = argv[0] if argv[0] not in {w[0] for w in _WRAPPERS} else argv[len(next(
+            w for w in _WRAPPERS if argv[:len(w)] == w))]
+        if not known(program_name(name)):
+            assert result == "refused", f"{argv} took a parameter"
 
 
 @pytest.mark.parametrize("shape, output", [

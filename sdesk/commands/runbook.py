@@ -107,11 +107,18 @@ def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(h
     else:
         runbooks, errors = load_folder(_folder(ctx))
     problems = list(errors)
+    warnings = []
     for rb in runbooks.values():
         problems += [f"{rb.path}: runbook {rb.name}: command not found: {m}" for m in missing_commands(rb)]
+        # data_args is the author's word that a program takes data: shown, since sdesk does not check it.
+        warnings += [f"{rb.path}: runbook {rb.name}: step {s.id}: data_args: true: the author, not sdesk, states that "
+                     f"{(s.argv or ('?',))[0]} takes its arguments as data" for s in (*rb.steps, *rb.on_failure)
+                     if s.data_args]
     if as_json:
-        print_json({"ok": not problems, "runbooks": sorted(runbooks), "problems": problems})
+        print_json({"ok": not problems, "runbooks": sorted(runbooks), "problems": problems, "warnings": warnings})
     else:
+        for warning in warnings:
+            note(f"warning: {warning}")
         for problem in problems:
             note(f"error: {problem}")
         if not problems:
