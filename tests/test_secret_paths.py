@@ -241,8 +241,8 @@ WRITTEN = {
     "cis": "attributes through _Tx.clean; names are identifiers",
     "ci_aliases": "identifiers",
     "ci_relations": "ids",
-    "classifier_models": "derived from stored, redacted tickets",
-    "classifier_terms": "derived from stored, redacted tickets",
+    "classifier_models": "derived from stored tickets or a CSV file, redacted by classifier.train",
+    "classifier_terms": "derived from stored tickets or a CSV file, redacted by classifier.train",
     "csat": "comments through _Tx.clean",
     "event_tombstones": "ids and hashes",
     "purge_ids": "ids",
@@ -295,6 +295,36 @@ def test_an_event_is_redacted_whatever_the_write_forgot(db_path):
     with Store(db_path) as store:
         kinds = store.conn.execute("SELECT data FROM events WHERE kind = 'redacted'").fetchone()[0]
     assert "private_key" in kinds and "aws_key" in kinds
+
+
+def _training_csv(folder: Path, planted: Planted) -> Path:
+    """A labelled CSV file of 2 classes, each planted text in two rows, one label a secret too."""
+    import csv
+
+    path = folder / "train.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        rows = [[f"{text} (printer {i})", "Hardware" if i else planted[0][1]] for i in range(2) for _, text, _ in planted]
+        csv.writer(f).writerows([["text", "label"], *rows])
+    return path
+
+
+@path("triage train --from-csv")
+def _(desk, planted):
+    desk("triage", "train", "--from-csv", str(_training_csv(desk.tmp, planted)), "--text", "text", "--label", "label")
+
+
+def test_training_rows_are_redacted_before_terms_are_made(cli, tmp_path, db_path):
+    """`triage train --from-csv` reads the file raw: its words became classifier terms as they
+    were (a token in a row was a term in classifier_terms, and in `sdesk export`)."""
+    planted = plant_all("triage train")
+    out = cli.json("triage", "train", "--from-csv", str(_training_csv(tmp_path, planted)), "--text", "text",
+                   "--label", "label")
+    assert out["category"]["docs"] == 2 * len(planted) and "Hardware" in out["category"]["classes"]
+    export = tmp_path / "export.jsonl"
+    cli("export", "--jsonl", "--out", str(export))
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw) or leaked(value, export.read_bytes())] == []
+    assert b"classifier_terms" in export.read_bytes() and b"printer" in export.read_bytes()  # the terms are exported
 
 
 # -- the search -------------------------------------------------------------------------------------
