@@ -177,7 +177,7 @@ PHRASINGS.update({
     "Square sq0csp-": _one(lambda r: "sq0csp-" + _r(r, B62 + "-_", 43), "square {v}"),
     "Mailgun key-": _one(lambda r: "key-" + _r(r, HEX, 32), "mailgun {v}"),
     "Terraform .atlasv1.": _one(lambda r: _r(r, B62, 14) + ".atlasv1." + _r(r, B62, 67), "TFE token {v}"),
-    "AGE-SECRET-KEY-1": _one(lambda r: "AGE-SECRET-KEY-1" + _r(r, "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58), "{v}"),
+    "AGE-SECRET-KEY-1": _one(lambda r: _r(r, "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58), "AGE-SECRET-KEY-1{v}"),
     "PuTTY private key": _putty,
     "Azure SAS sig=": _sas,
     "Discord webhook": _one(lambda r: f"{r.randint(10**17, 10**18)}/{_r(r, B62 + '-_', 68)}",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sdesk.redact import redact
 from secrets_labelled import leaked, plant_all
 
 Planted = list[tuple[str, str, str]]  # (phrasing, text, value)
@@ -372,3 +373,43 @@ def test_no_secret_reaches_the_database_an_export_a_backup_or_a_postmortem(desk,
     print(f"\nsecrets: {sum(r[1] for r in rows)} planted on {len(rows)} write paths, "
           f"{sum(r[2] for r in rows)} leaked\n{table}")
     assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(leaks[:60]) + f"\n{table}"
+
+
+# -- identifiers: kept as given, so a secret in one is refused --------------------------------------
+
+def _one_line_refusal(result) -> None:
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, \
+        (result.exit_code, result.stderr)
+
+
+def test_a_ci_team_or_alias_that_holds_a_secret_is_refused(cli, tmp_path, db_path):
+    """`cmdb add --team/--alias` and `cmdb import` stored them raw (a user's --team was already
+    refused): every phrasing of the labelled set that fits the field is one bad-input line."""
+    planted = _short(plant_all("ci identifiers"))
+    refused = 0
+    for i, (_, text, value) in enumerate(planted):
+        _one_line_refusal(cli("cmdb", "add", f"web-{i}", "--type", "host", "--team", text, ok=False))
+        (tmp_path / "cis.yaml").write_text(json.dumps({"cis": [{"name": f"db-{i}", "type": "database", "team": text}]}))
+        _one_line_refusal(cli("cmdb", "import", str(tmp_path / "cis.yaml"), ok=False))
+        # The phrasing, and the token alone where it is one without its context (most are valid names).
+        for alias in (text, value) if redact(value)[1] else (text,):
+            result = cli("cmdb", "add", f"app-{i}", "--type", "service", "--alias", alias, ok=False)
+            assert result.exit_code == 2 and result.stderr.count("\n") == 1  # not a CI name, or a secret
+            refused += "holds a secret" in result.stderr
+    assert refused >= 15  # ghp_..., xoxb-..., AKIA..., hvs...., sk-..., whsec_...
+    cli("cmdb", "add", "web-ok", "--type", "host", "--team", "payments", "--alias", "web-ok-1")
+    assert [c["name"] for c in cli.json("cmdb", "list")] == ["web-ok"]
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []
+
+
+def test_an_actor_that_holds_a_secret_is_refused(cli, db_path):
+    """`--as` (or SDESK_USER) on a desk with no users was stored raw on every event and row."""
+    planted = _short(plant_all("actor"))
+    cli.new("first")
+    for _, text, _ in planted:
+        _one_line_refusal(cli("--as", text, "comment", "SD-1", "hello", ok=False))
+        _one_line_refusal(cli("--as", text, "new", "a ticket", ok=False))
+    assert cli("--as", "dave", "comment", "SD-1", "hello").exit_code == 0
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []
