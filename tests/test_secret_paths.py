@@ -413,3 +413,18 @@ def test_an_actor_that_holds_a_secret_is_refused(cli, db_path):
     assert cli("--as", "dave", "comment", "SD-1", "hello").exit_code == 0
     raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     assert [kind for kind, _, value in planted if leaked(value, raw)] == []
+
+
+def test_a_message_id_that_holds_a_secret_is_stored_as_its_hash_and_still_threads(cli, db_path):
+    """A Message-ID (chosen by the sender) was stored as sent in mail_messages; one that holds a
+    secret is kept as its hash, so a reply naming it still threads onto the ticket."""
+    planted = [p for p in _short(plant_all("message-id")) if " " not in p[2] and redact(p[2])[1]]
+    assert len(planted) >= 15
+    for i, (_, _, value) in enumerate(planted):
+        msgid = f"{value}@mail.example.com"
+        first = cli.json("new", "--format", "email", "-", input=_mail(f"Printer {i}", "it jams", msgid))
+        again = cli.json("new", "--format", "email", "-", input=_mail(f"Re: Printer {i}", "still jams", f"r{i}@x",
+                                                                      reply_to=msgid))
+        assert (first["action"], again["action"], again["ticket"]) == ("created", "commented", first["ticket"]), again
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []
