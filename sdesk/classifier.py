@@ -143,7 +143,13 @@ def train(texts: Sequence[str], labels: Sequence[str], progress: Progress | None
           seed: int = 1) -> Model:
     """Learn labels from texts. A tenth of them is held out first to fit the temperature of the
     confidence (and to estimate accuracy); the model kept is then refitted on all of them."""
+    from .redact import redact
+
     say = progress or (lambda message: None)
+    # The terms and classes are stored and exported: a token in a training row (a CSV file is
+    # read raw, not through the store) would be one. Redacted first, as intake redacts.
+    texts = [redact(t)[0] for t in texts]
+    labels = [redact(label)[0] for label in labels]
     counts = Counter(labels)
     if len(texts) < MIN_DOCS or len(counts) < MIN_CLASSES:
         raise BadInput(f"too few examples to train: {len(texts)} in {len(counts)} "

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from .errors import BadInput
 from .lifecycle import NAME_MAX
+from .redact import redact
 
 CI_TYPES = ("service", "application", "host", "database", "queue", "cache", "network", "storage", "cluster", "saas")
 RELATIONS = ("depends_on", "runs_on", "part_of", "connects_to")
@@ -78,8 +79,17 @@ def check_ci(data: Mapping[str, Any]) -> CI:
             relations[relation] = targets
     return CI(name, kind, tier, _optional(data.get("team")), _optional(data.get("environment")),
               [alias for a in _list(data.get("aliases"), f"{name}: aliases")
-               if (alias := check_name(a, f"{name}: alias").lower()) != name.lower()],
+               if (alias := _alias(a, name)) != name.lower()],
               {str(k): "" if v is None else str(v) for k, v in attributes.items()}, relations)
+
+
+def _alias(value: Any, name: str) -> str:
+    """An alias, lower-cased as stored. Checked for a secret as given (the store checks again):
+    lower-cased, a token of a case-sensitive shape (AKIA..., AIza...) is no longer found."""
+    alias = check_name(value, f"{name}: alias")
+    if redact(alias)[0] != alias:
+        raise BadInput(f"CI {name!r}: the alias looks like it holds a secret; choose another")
+    return alias.lower()
 
 
 def _optional(value: Any) -> str | None:

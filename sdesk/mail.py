@@ -21,6 +21,7 @@ from typing import Any
 
 from .intake import Record, ticket_record
 from .lifecycle import TITLE_MAX, blank
+from .redact import redact
 from .signals import Signal
 
 TICKET_TAG = re.compile(r"\[SD-(\d{1,18})\]", re.IGNORECASE)  # 19 digits and more: no ticket SQLite can hold
@@ -229,7 +230,15 @@ def _sender(msg: Message) -> str:
 
 
 def _message_ids(value: str) -> list[str]:
-    return re.findall(r"<([^<>\s]+)>", value)
+    return [_message_id_key(m) for m in re.findall(r"<([^<>\s]+)>", value)]
+
+
+def _message_id_key(message_id: str) -> str:
+    """A Message-ID as stored: as sent, unless it holds a secret (anyone chooses their own);
+    then its hash, which a reply's In-Reply-To of the same ID finds all the same."""
+    if redact(message_id)[0] == message_id:
+        return message_id
+    return "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
 
 
 def _auto_generated(msg: Message, sender: str, subject: str) -> str | None:

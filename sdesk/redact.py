@@ -14,19 +14,39 @@ import functools
 import re
 from typing import Any
 
+# What follows a key name: ":", "=", "=>", ":=" or "is", then the value (to the closing quote
+# when quoted). A private key block after the name is left to private_key.
+_VALUE = (r"\b(?:\\?[\"'])?\s*(?:=>|:=|[:=]|\bis\b)\s*(?:\\?[\"'])?)(?!-----BEGIN|(?i:bearer|basic|token)\s)"
+          r"(?P<{kind}_v>(?<=')[^'\n]{{4,200}}(?=')|(?<=\")[^\"\n\\]{{4,200}}(?=\\?\")|[^\s\"',;\\]{{4,}})")
+
 _PATTERNS = {
     "private_key": r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----|\Z)",
     # Vendor tokens have prefixes no word has, so they are found glued to a word too
     # (`creds_AKIA...`, `SLACK_xoxb-...`, `keysk_live_...`): no word boundary before them, nor
     # after those of a fixed length (two keys glued together are two keys).
-    "aws_key": r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}",
+    # The 40-character secret access key has no shape of its own: it is found beside its key id.
+    "aws_key": (r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}"
+                r"(?:(?P<aws_key_gap>[ \t,:;|/]{1,3}|\s{1,3}(?i:secret)\s{1,3})(?P<aws_key_s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=]))?"),
     "github_token": r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![A-Za-z0-9])",
     "gitlab_token": r"gl(?:pat|dt|rt|cbt|ptt|ft|imt|oas|soat)-[A-Za-z0-9_\-]{20,}",
-    "slack_token": r"xox[abposre]-[A-Za-z0-9\-]{10,}",
+    "slack_token": r"xox[abposre]-[A-Za-z0-9\-]{10,}|xapp-\d-[A-Za-z0-9\-]{20,}",
     "slack_webhook": r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_\-]{20,}",
     "google_api_key": r"AIza[0-9A-Za-z_\-]{35}",
-    "stripe_key": r"(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}(?![0-9A-Za-z])",
-    "openai_key": r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}",
+    "stripe_key": r"(?:(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}|whsec_[0-9A-Za-z]{24,})(?![0-9A-Za-z])",
+    "openai_key": (r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}"
+                   r"|(?<![\w\-])sk-[A-Za-z0-9]{48}(?![A-Za-z0-9])"),
+    "vault_token": r"hv[sbr]\.[A-Za-z0-9_\-]{24,}",
+    "square_token": r"sq0(?:atp|csp|idp)-[A-Za-z0-9_\-]{22,}",
+    "mailgun_key": r"key-[0-9a-f]{32}(?![0-9a-f])",
+    "terraform_token": r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,}",
+    "age_key": r"AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}",
+    # The whole file from its header to its MAC: the private lines are not marked apart.
+    "putty_key": r"PuTTY-User-Key-File-\d:[\s\S]*?(?:Private-(?:MAC|Hash):[ \t]*[0-9a-fA-F]+|\Z)",
+    "discord_webhook": r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_\-]{20,}",
+    "teams_webhook": (r"https://[A-Za-z0-9\-]{1,64}\.webhook\.office\.com/webhookb2/[A-Za-z0-9@/\-]{20,}"
+                      r"|https://outlook\.office(?:365)?\.com/webhook/[A-Za-z0-9@/\-]{20,}"),
+    # An Azure shared access signature: the signature is what grants, the rest is its scope.
+    "sas_signature": r"[?&]sig=(?P<sas_signature_v>[A-Za-z0-9%+/=]{20,})",
     "anthropic_key": r"sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_\-]{20,}",
     "npm_token": r"npm_[A-Za-z0-9]{36}",
     "pypi_token": r"pypi-AgE[A-Za-z0-9_\-]{50,}",
@@ -44,11 +64,21 @@ _PATTERNS = {
     "basic_auth": r"(?i:basic\s+)(?P<basic_auth_v>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])",
     # The password runs to the last "@" before the host: passwords hold "@" too. No word
     # boundary before the scheme: a URL glued to a word (or to a redaction) is still one.
-    "url_password": r"[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^/\s:@]{1,64}:(?P<url_password_v>[^\s/]{1,128})@",
+    "url_password": r"[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^/\s:@]{0,64}:(?P<url_password_v>[^\s/]{1,128})@",
     "connection_secret": r"(?i:(?:AccountKey|SharedAccessKey|Password|Pwd)=)(?P<connection_secret_v>[^;\s\"']{4,})",
     "mysql_password": (r"\bmysql(?:dump|admin|sh|import|check|binlog)?\b[^\n|;&]{0,200}?\s-p"
                        r"(?P<mysql_password_v>'[^'\n]{1,128}'|\"[^\"\n]{1,128}\"|[^\s'\"]{1,128})"),
-    "cli_password": r"(?:\bsshpass\s+-p|\bredis-cli\b[^\n|;&]{0,200}?\s-a)\s*(?P<cli_password_v>[^\s'\"]{1,128})",
+    "cli_password": (r"(?:\bsshpass\s+-p|\bredis-cli\b[^\n|;&]{0,200}?\s-a|\bdocker\s+login\b[^\n|;&]{0,200}?\s(?:-p|--password)[ \t=]"
+                     r"|\bldap\w{0,12}\b[^\n|;&]{0,200}?\s-w|\bcurl\b[^\n|;&]{0,200}?\s(?:-u|--user)[ \t=]*['\"]?[^\s:'\"]{0,64}:"
+                     r"|(?<![\w\-])-U[ \t]*['\"]?[^\s%'\"/]{1,64}%)\s*(?P<cli_password_v>[^\s'\"]{1,128})"),
+    # A flag and its value apart (`--password X`): the value must not be a plain word ("--token flag").
+    "cli_flag": (r"(?<![\w\-])--(?:[a-z]{1,20}-)?(?:password|passwd|pass|secret|token|api-key|apikey)[ \t]+"
+                 r"['\"]?(?P<cli_flag_v>[^\s'\"\-][^\s'\"]{3,127})"),
+    "cookie": r"(?i:\b(?:set-)?cookie:[ \t]*[^=\s;]{1,64}=)(?P<cookie_v>[^;\s\"']{8,})",
+    # SQL quotes the password after PASSWORD or IDENTIFIED BY, with a space, not "=" or ":".
+    "sql_password": (r"(?i:\b(?:password|identified\s+by)\s+['\"])"
+                     r"(?P<sql_password_v>(?<=')[^'\n]{1,200}(?=')|(?<=\")[^\"\n]{1,200}(?=\"))"),
+    "netrc_password": r"\bmachine\s+\S{1,255}\s+login\s+\S{1,255}\s+password\s+(?P<netrc_password_v>\S{1,255})",
     # A key name, then ":", "=" or "is", then the value (to the closing quote when quoted).
     # Names may be glued to a word (`PGPASSWORD=`, `DB_PASSWORD=`); "pass" alone only after a
     # boundary (bypass, compass). A private key block after the name is left to private_key.
@@ -56,9 +86,14 @@ _PATTERNS = {
         r"(?i:(?:(?:\b|(?<=_))pass|password|passwd|passphrase|pwd|secret(?:[_\- ]?(?:access[_\- ]?)?key)?|"
         r"client[_\- ]?secret|api[_\- ]?(?:key|token|secret)|apikey|access[_\- ]?(?:key|token)|"
         r"auth[_\- ]?token|refresh[_\- ]?token|private[_\- ]?key|token|credentials?)"
-        r"\b(?:\\?[\"'])?\s*(?:[:=]|\bis\b)\s*(?:\\?[\"'])?)(?!-----BEGIN|(?i:bearer|basic|token)\s)"
-        r"(?P<password_v>(?<=')[^'\n]{4,200}(?=')|(?<=\")[^\"\n\\]{4,200}(?=\\?\")|[^\s\"',;\\]{4,})"
+        r"(?:_(?:base|b64|base64|hex|value))?"  # SECRET_KEY_BASE=
+        + _VALUE.format(kind="password")
     ),
+    # The word in other languages, apart: fifteen more alternatives cost the English scan a
+    # third more. German, French, Norwegian (all hinted by "pass"), Spanish, Portuguese, Dutch,
+    # Russian; "[REDACTED:password]" all the same.
+    "password_intl": (r"(?i:(?:passwort|kennwort|mot[_\- ]de[_\- ]passe|passord|contrase[ñn]a|senha|wachtwoord|пароль)"
+                      + _VALUE.format(kind="password_intl")),
     # A card number stands alone: digits inside a longer token (a hex id, a hash) are not one.
     # Dots only in the printed groups (4.4.4.4, 4.6.5): a timestamp with a fraction is not a card.
     "card_number": (r"(?<![\w\-])(?<!\d\.)(?P<card_number_v>\d(?:[ \-]?\d){12,18}|\d{4}(?:\.\d{4}){3}|\d{4}\.\d{6}\.\d{5})"
@@ -75,11 +110,24 @@ _KIND_HINTS = {
     "private_key": ("private",),
     "github_token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     "gitlab_token": ("glpat-", "gldt-", "glrt-", "glcbt-", "glptt-", "glft-", "glimt-", "gloas-", "glsoat-"),
-    "slack_token": ("xox",),
+    "slack_token": ("xox", "xapp-"),
     "slack_webhook": ("://hooks.slack",),
     "google_api_key": ("aiza",),
-    "stripe_key": ("_live_", "_test_"),
-    "openai_key": ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-none-", "t3blbkfj"),
+    "stripe_key": ("_live_", "_test_", "whsec_"),
+    "openai_key": ("sk-",),
+    "vault_token": ("hvs.", "hvb.", "hvr."),
+    "square_token": ("sq0",),
+    "mailgun_key": ("key-",),
+    "terraform_token": (".atlasv1.",),
+    "age_key": ("age-secret-key-",),
+    "putty_key": ("putty-user-key",),
+    "discord_webhook": ("/api/webhooks/",),
+    "teams_webhook": (".webhook.office.", "office.com/webhook", "office365.com/webhook"),
+    "sas_signature": ("sig=",),
+    "cli_flag": ("--pass", "--secret", "--token", "--api-key", "--apikey", "-password", "-passwd", "-secret", "-token",
+                 "-api-key", "-apikey"),
+    "cookie": ("cookie",),
+    "sql_password": ("pass",),
     "anthropic_key": ("sk-ant-",),
     "npm_token": ("npm_",),
     "pypi_token": ("pypi-",),
@@ -94,11 +142,15 @@ _KIND_HINTS = {
     "password": ("pass", "pwd", "secret", "token", "private", "credential", "apikey", "api key", "api_key", "api-key",
                  "api secret", "api_secret", "api-secret", "apisecret", "accesskey", "access key", "access_key",
                  "access-key"),
+    "password_intl": ("passwort", "de passe", "de_passe", "de-passe", "passord", "kennwort", "contrase", "senha", "wachtwoord", "пароль"),
 }
 _CASED_KINDS = {"aws_key": ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"), "sendgrid_key": ("SG.",),
                 "telegram_token": (":AA",)}
 # Kinds that need two hints: "mysql" alone is in many alerts, "-p" in many host names.
-_PAIRED_KINDS = {"mysql_password": (("mysql", "-p"),), "cli_password": (("sshpass", "-p"), ("redis-cli", "-a"))}
+_PAIRED_KINDS = {"mysql_password": (("mysql", "-p"),),
+                 "cli_password": (("sshpass", "-p"), ("redis-cli", "-a"), ("docker", "login"), ("ldap", "-w"),
+                                  ("curl", "-u"), ("curl", "--user"), ("%", "-u")),
+                 "sql_password": (("identified", "by"),), "netrc_password": (("machine", "pass"),)}
 
 
 @functools.lru_cache(maxsize=256)
@@ -135,23 +187,30 @@ def _kinds(text: str) -> frozenset[str]:
 # is a yes), and the rest wait behind a gate, a part they all share, so that a text pays one
 # test for a group it does not hold ("-" is in most host names; "key", "gl", "sk-" in few).
 _AWS_HINT = re.compile("A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)")  # one search: ten times 8 `in` tests
-_GATES = ("://", "key", "sk-", "gl", "_", "-")
+_GATES = ("://", "key", "sk-", "gl", "webhook", "hv", "_", "-")
 
 
-def _gated_hints() -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+def _gated_hints() -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
     hints = list(dict.fromkeys(h for hints in _KIND_HINTS.values() for h in hints))
+    wide = [h for h in hints if not h.isascii()]  # tested only in text that is not ASCII (one cheap call)
+    hints = [h for h in hints if h.isascii()]
     ungated = [h for h in hints if not any(g in h for g in _GATES)]
-    hints = [h for h in hints if not any(p != h and p in h for p in ungated)]
-    plain = [h for h in hints if h in ungated]
+    hints = [h for h in hints if not any(p != h and p in h for p in hints)]
+    plain = [h for h in hints if h in ungated]  # (any hint that holds another is left out: a yes is a yes)
     groups: dict[str, list[str]] = {gate: [] for gate in _GATES}
     for h in hints:
         if h not in ungated:
             groups[next(g for g in _GATES if g in h)].append(h)
-    return tuple(plain), tuple((gate, tuple(group)) for gate, group in groups.items() if group)
+    return tuple(plain), tuple((gate, tuple(group)) for gate, group in groups.items() if group), tuple(wide)
 
 
-_HINTS, _GATED_HINTS = _gated_hints()
-_PAIRED_HINTS = tuple(pair for pairs in _PAIRED_KINDS.values() for pair in pairs)
+_HINTS, _GATED_HINTS, _WIDE_HINTS = _gated_hints()
+# Pairs a plain hint already answers for (`machine` and `pass`) or another pair implies (`curl`
+# and `--user` after `curl` and `-u`) are left out of the prefilter.
+_PAIRED_HINTS = tuple(dict.fromkeys(
+    (a, b) for pairs in _PAIRED_KINDS.values() for a, b in pairs
+    if not any(h in a or h in b for h in _HINTS)
+    and not any((a2, b2) != (a, b) and a2 in a and b2 in b for ps in _PAIRED_KINDS.values() for a2, b2 in ps)))
 _DIGIT_RUN = re.compile(r"\d[\d \-.]{11,}\d")
 _ONE_DIGIT, _THIRTEEN_DIGITS = bytes.maketrans(b"123456789", b"000000000"), b"0" * 13
 
@@ -169,6 +228,10 @@ def might_hold_secrets(text: str) -> bool:
                     return True
     if "@" in low and "://" in low:
         return True
+    if not low.isascii():
+        for hint in _WIDE_HINTS:
+            if hint in low:
+                return True
     if _AWS_HINT.search(text) or "SG." in text or ":AA" in text:
         return True
     for a, b in _PAIRED_HINTS:
@@ -236,6 +299,11 @@ def _scan(text: str, found: list[str], kinds: frozenset[str] | None = None) -> s
             return m.group()
         if not _is_secret(kind, value, m.string[m.start():start]):
             return m.group()
+        if kind == "aws_key" and m.group("aws_key_s"):  # the key id and its secret beside it
+            found.extend(("aws_key", "aws_secret_key"))
+            return f"[REDACTED:aws_key]{m.group('aws_key_gap')}[REDACTED:aws_secret_key]"
+        if kind == "password_intl":
+            kind = "password"
         if kind in ("password", "authorization", "bearer_token"):  # named by what it holds, when known
             kind = next((k for k, p in _tokens().items() if p.fullmatch(value)), kind)
         found.append(kind)
@@ -252,7 +320,9 @@ def _is_secret(kind: str, value: str, before: str) -> bool:
         return _luhn(re.sub(r"\D", "", value))
     if kind == "basic_auth":
         return _basic_credentials(value)
-    if kind in ("password", "authorization"):
+    if kind == "cli_flag":  # "--token flag", "--password prompt": a word, not a value
+        return not (value.isalpha() and (value.islower() or value.istitle())) and value.lower() not in _NOT_VALUES
+    if kind in ("password", "password_intl", "authorization"):
         word = value.lower().rstrip(".!?")
         if word in _NOT_VALUES:
             return False

@@ -156,6 +156,8 @@ class CmdbStore:
         with self._write(actor) as tx:
             # Attributes as stored, before they are compared: importing the same file again changes nothing.
             cis = [ci._replace(attributes=tx.clean(ci.attributes)) for ci in cis]
+            for ci in cis:
+                self._ci_identifiers_clean(tx, ci)
             stored = {r["name"]: r for r in self.ci_records()}
             names = {ci.name for ci in cis}
             known = names if prune else set(stored) | names
@@ -192,6 +194,7 @@ class CmdbStore:
             if tx.conn.execute("SELECT 1 FROM cis WHERE name = ?", (ci.name,)).fetchone():
                 raise Conflict(f"CI {ci.name!r} exists; use cmdb import to change it")
             ci = ci._replace(attributes=tx.clean(ci.attributes))
+            self._ci_identifiers_clean(tx, ci)
             self._ci_insert(tx, ci)
             self._ci_relink(tx, [ci])
             tx.event(None, "ci_added", ci.record())
@@ -216,6 +219,15 @@ class CmdbStore:
                 tx.event(None, "ci_unlinked" if unlink else "ci_linked",
                          {"source": a["name"], "kind": kind, "target": b["name"]})
         return bool(done)
+
+    @staticmethod
+    def _ci_identifiers_clean(tx: _Tx, ci: CI) -> None:
+        """A team and aliases are identifiers, kept as given (looked up, matched to alerts), while
+        every event is redacted: one that holds a secret would be stored, and be another name in
+        its event. Refused, as a user's --team is."""
+        for what, values in (("team", [ci.team]), ("alias", ci.aliases)):
+            if any(v and tx.clean(v) != v for v in values):
+                raise BadInput(f"CI {ci.name!r}: the {what} looks like it holds a secret; choose another")
 
     def _ci_insert(self, tx: _Tx, ci: CI) -> None:
         cur = tx.conn.execute(

@@ -114,6 +114,81 @@ PHRASINGS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
 }
 
 
+# The hostile tester's second round: 34 phrasings of 61 that leaked after the first fix.
+HEX = "0123456789abcdef"
+B62 = ALNUM
+
+
+def _r(rng: random.Random, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _putty(rng: random.Random) -> tuple[str, str]:
+    private = [_r(rng, B64, 64) for _ in range(4)]
+    text = ("PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nComment: deploy@bastion\nPublic-Lines: 2\n"
+            + "\n".join(_r(rng, B64, 64) for _ in range(2)) + "\nPrivate-Lines: 4\n" + "\n".join(private)
+            + "\nPrivate-MAC: " + _r(rng, HEX, 64))
+    return text, private[2]
+
+
+def _sas(rng: random.Random) -> tuple[str, str]:
+    sig = _r(rng, B62 + "%", 40) + "%3D"
+    return (f"https://shopprod.blob.core.windows.net/backups/db.bak?sv=2022-11-02&ss=b&srt=o&sp=r"
+            f"&se=2026-12-31T00:00:00Z&spr=https&sig={sig}"), sig
+
+
+def _aws_pair(rng: random.Random) -> tuple[str, str]:
+    secret = _r(rng, B62 + "/+", 40)
+    key = "AKIA" + _r(rng, UPPER, 16)
+    return rng.choice(["{k},{s}", "{k} {s}", "{k}:{s}", "key {k} secret {s}"]).format(k=key, s=secret), secret
+
+
+def _teams(rng: random.Random) -> str:
+    uuid = lambda: "-".join(_r(rng, HEX, n) for n in (8, 4, 4, 4, 12))  # noqa: E731
+    return f"{uuid()}@{uuid()}/IncomingWebhook/{_r(rng, HEX, 32)}/{uuid()}"
+
+
+PHRASINGS.update({
+    "curl -u user:password": _one(_password, "curl -u admin:{v} https://jenkins.internal/api/json"),
+    "curl --password X": _one(_password, "curl --user admin --password {v} https://nexus.internal/"),
+    "redis://:password@ (empty user)": _one(_password, "REDIS_URL=redis://:{v}@cache-1:6379/0"),
+    "docker login -p": _one(_password, "docker login -u bob -p {v} registry.internal:5000"),
+    "Cookie: sessionid=": _one(lambda r: _r(r, HEX, 32), "Cookie: sessionid={v}; csrftoken=abc"),
+    "Set-Cookie: session=": _one(lambda r: _r(r, B62 + "-_", 40), "Set-Cookie: session={v}; Path=/; HttpOnly"),
+    "ldapsearch -w": _one(_password, "ldapsearch -x -D cn=admin,dc=corp -w {v} -b dc=corp"),
+    "smbclient -U user%password": _one(_password, "smbclient //fs1/share -U bob%{v}"),
+    ".netrc machine login password": _one(_password, "machine git.internal login deploy password {v}"),
+    "password => 'X' (Ruby, Perl)": _one(_password, ":password => '{v}',"),
+    "ALTER USER ... PASSWORD 'X'": _one(_password, "ALTER USER app WITH PASSWORD '{v}';"),
+    "IDENTIFIED BY 'X'": _one(_password, "CREATE USER 'app'@'%' IDENTIFIED BY '{v}';"),
+    "SECRET_KEY_BASE=": _one(lambda r: _r(r, HEX, 128), "SECRET_KEY_BASE={v}"),
+    "Passwort=": _one(_password, "Passwort={v}"),
+    "mot de passe:": _one(_password, "mot de passe : {v}"),
+    "contraseña:": _one(_password, "contraseña: {v}"),
+    "senha:": _one(_password, "senha: {v}"),
+    "wachtwoord:": _one(_password, "wachtwoord: {v}"),
+    "пароль:": _one(_password, "пароль: {v}"),
+    "Vault hvs.": _one(lambda r: "hvs." + _r(r, B62 + "_-", 90), "VAULT_TOKEN {v}"),
+    "Vault hvb.": _one(lambda r: "hvb." + _r(r, B62 + "_-", 130), "batch token {v}"),
+    "Slack xapp-": _one(lambda r: f"xapp-1-A{_r(r, UPPER, 10)}-{r.randint(10**12, 10**13)}-{_r(r, HEX, 64)}", "app token {v}"),
+    "OpenAI sk- + 48": _one(lambda r: "sk-" + _r(r, B62, 48), "openai {v}"),
+    "Stripe whsec_": _one(lambda r: "whsec_" + _r(r, B62, 32), "webhook signing {v}"),
+    "Square sq0atp-": _one(lambda r: "sq0atp-" + _r(r, B62 + "-_", 22), "square {v}"),
+    "Square sq0csp-": _one(lambda r: "sq0csp-" + _r(r, B62 + "-_", 43), "square {v}"),
+    "Mailgun key-": _one(lambda r: "key-" + _r(r, HEX, 32), "mailgun {v}"),
+    "Terraform .atlasv1.": _one(lambda r: _r(r, B62, 14) + ".atlasv1." + _r(r, B62, 67), "TFE token {v}"),
+    "AGE-SECRET-KEY-1": _one(lambda r: _r(r, "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58), "AGE-SECRET-KEY-1{v}"),
+    "PuTTY private key": _putty,
+    "Azure SAS sig=": _sas,
+    "Discord webhook": _one(lambda r: f"{r.randint(10**17, 10**18)}/{_r(r, B62 + '-_', 68)}",
+                            "https://discord.com/api/webhooks/{v}"),
+    "Teams webhook": _one(_teams, "https://contoso.webhook.office.com/webhookb2/{v}"),
+    "AWS secret next to AKIA": _aws_pair,
+    "aws_secret_access_key": _one(lambda r: _r(r, B62 + "/+", 40), "aws_secret_access_key = {v}"),
+})
+SECOND_ROUND = list(PHRASINGS)[-35:]
+
+
 def plant_all(seed: str) -> list[tuple[str, str, str]]:
     """(kind, text, value) of every phrasing, with values of their own for `seed` (a path)."""
     rng = random.Random(seed)

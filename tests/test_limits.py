@@ -2,6 +2,7 @@
 bound, files that never end, numbers beyond what SQLite holds, `-` for stdout and text that
 is empty to the eye. Each limit gives one clear line, never a hang or a traceback."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -532,11 +533,16 @@ def test_kb_import_of_a_folder_named_through_a_link_reads_it(cli, tmp_path):
     assert cli.json("kb", "import", str(tmp_path / "docs"))["created"] == ["a"]
 
 
+_MAILS = itertools.count()
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(10**19, 10**60)))
 def test_an_email_tagged_with_a_huge_ticket_number_is_a_new_ticket(cli, n):
     """Any sender can write `Re: [SD-99999999999999999999]`: it was an OverflowError that stopped intake."""
-    mail = f"From: a@b.example\r\nSubject: Re: [SD-{n}] hi\r\nMessage-ID: <{n}@x>\r\n\r\nhelp\r\n"
+    # A Message-ID of its own each time: hypothesis may draw the same n twice on this one desk,
+    # and a message seen before is (rightly) ignored as a duplicate.
+    mail = f"From: a@b.example\r\nSubject: Re: [SD-{n}] hi\r\nMessage-ID: <{n}.{next(_MAILS)}@x>\r\n\r\nhelp\r\n"
     [result] = [json.loads(line) for line in cli("new", "--format", "email", "--json", input=mail).stdout.splitlines()]
     assert result["action"] in ("created", "deduplicated")
 

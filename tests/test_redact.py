@@ -163,7 +163,14 @@ _FRAGMENTS = ["redis://admin:pw12@", "AccountKey=abcd1234", "password=hunter22",
               "\n", "'", '"', "1234", "9", " ", "--", "4111-1111-1111-1111", "٤١١١",
               "PGPASSWORD=", "mysql -u root -p", "sshpass -p ", "redis-cli -a ", "API key: ", "Authorization: Basic ",
               "YWRtaW46aHVudGVyMg==", "sk-proj-" + "f" * 24, "npm_" + "g" * 36, "4111.1111.1111.1111", "creds_",
-              "the password is ", "passwd: '", "?access_token=", "private_key: ", "\\n", "SG.", ":AA", "hf_", "Basic"]
+              "the password is ", "passwd: '", "?access_token=", "private_key: ", "\\n", "SG.", ":AA", "hf_", "Basic",
+              # the second round's phrasings and vendor prefixes
+              "curl -u a:", "--password ", "docker login -p ", "ldapsearch -w ", "-U bob%", "redis://:", "Cookie: s=",
+              "machine h login u password ", " => '", "IDENTIFIED BY '", "PASSWORD '", "SECRET_KEY_BASE=", "Passwort=",
+              "mot de passe: ", "contraseña: ", "senha: ", "wachtwoord: ", "пароль: ", "hvs." + "h" * 24, "xapp-1-",
+              "sk-" + "i" * 48, "whsec_", "sq0atp-", "key-" + "0" * 32, ".atlasv1.", "AGE-SECRET-KEY-1",
+              "PuTTY-User-Key-File-3: ", "Private-MAC: ", "&sig=", "https://discord.com/api/webhooks/1/",
+              ".webhook.office.com/webhookb2/", "AKIAABCDEFGHIJKLMNOP,", "j" * 40]
 
 
 @settings(max_examples=400)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sdesk.redact import redact
 from secrets_labelled import leaked, plant_all
 
 Planted = list[tuple[str, str, str]]  # (phrasing, text, value)
@@ -241,8 +242,8 @@ WRITTEN = {
     "cis": "attributes through _Tx.clean; names are identifiers",
     "ci_aliases": "identifiers",
     "ci_relations": "ids",
-    "classifier_models": "derived from stored, redacted tickets",
-    "classifier_terms": "derived from stored, redacted tickets",
+    "classifier_models": "derived from stored tickets or a CSV file, redacted by classifier.train",
+    "classifier_terms": "derived from stored tickets or a CSV file, redacted by classifier.train",
     "csat": "comments through _Tx.clean",
     "event_tombstones": "ids and hashes",
     "purge_ids": "ids",
@@ -297,6 +298,36 @@ def test_an_event_is_redacted_whatever_the_write_forgot(db_path):
     assert "private_key" in kinds and "aws_key" in kinds
 
 
+def _training_csv(folder: Path, planted: Planted) -> Path:
+    """A labelled CSV file of 2 classes, each planted text in two rows, one label a secret too."""
+    import csv
+
+    path = folder / "train.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        rows = [[f"{text} (printer {i})", "Hardware" if i else planted[0][1]] for i in range(2) for _, text, _ in planted]
+        csv.writer(f).writerows([["text", "label"], *rows])
+    return path
+
+
+@path("triage train --from-csv")
+def _(desk, planted):
+    desk("triage", "train", "--from-csv", str(_training_csv(desk.tmp, planted)), "--text", "text", "--label", "label")
+
+
+def test_training_rows_are_redacted_before_terms_are_made(cli, tmp_path, db_path):
+    """`triage train --from-csv` reads the file raw: its words became classifier terms as they
+    were (a token in a row was a term in classifier_terms, and in `sdesk export`)."""
+    planted = plant_all("triage train")
+    out = cli.json("triage", "train", "--from-csv", str(_training_csv(tmp_path, planted)), "--text", "text",
+                   "--label", "label")
+    assert out["category"]["docs"] == 2 * len(planted) and "Hardware" in out["category"]["classes"]
+    export = tmp_path / "export.jsonl"
+    cli("export", "--jsonl", "--out", str(export))
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw) or leaked(value, export.read_bytes())] == []
+    assert b"classifier_terms" in export.read_bytes() and b"printer" in export.read_bytes()  # the terms are exported
+
+
 # -- the search -------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -342,3 +373,58 @@ def test_no_secret_reaches_the_database_an_export_a_backup_or_a_postmortem(desk,
     print(f"\nsecrets: {sum(r[1] for r in rows)} planted on {len(rows)} write paths, "
           f"{sum(r[2] for r in rows)} leaked\n{table}")
     assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(leaks[:60]) + f"\n{table}"
+
+
+# -- identifiers: kept as given, so a secret in one is refused --------------------------------------
+
+def _one_line_refusal(result) -> None:
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, \
+        (result.exit_code, result.stderr)
+
+
+def test_a_ci_team_or_alias_that_holds_a_secret_is_refused(cli, tmp_path, db_path):
+    """`cmdb add --team/--alias` and `cmdb import` stored them raw (a user's --team was already
+    refused): every phrasing of the labelled set that fits the field is one bad-input line."""
+    planted = _short(plant_all("ci identifiers"))
+    refused = 0
+    for i, (_, text, value) in enumerate(planted):
+        _one_line_refusal(cli("cmdb", "add", f"web-{i}", "--type", "host", "--team", text, ok=False))
+        (tmp_path / "cis.yaml").write_text(json.dumps({"cis": [{"name": f"db-{i}", "type": "database", "team": text}]}))
+        _one_line_refusal(cli("cmdb", "import", str(tmp_path / "cis.yaml"), ok=False))
+        # The phrasing, and the token alone where it is one without its context (most are valid names).
+        for alias in (text, value) if redact(value)[1] else (text,):
+            result = cli("cmdb", "add", f"app-{i}", "--type", "service", "--alias", alias, ok=False)
+            assert result.exit_code == 2 and result.stderr.count("\n") == 1  # not a CI name, or a secret
+            refused += "holds a secret" in result.stderr
+    assert refused >= 15  # ghp_..., xoxb-..., AKIA..., hvs...., sk-..., whsec_...
+    cli("cmdb", "add", "web-ok", "--type", "host", "--team", "payments", "--alias", "web-ok-1")
+    assert [c["name"] for c in cli.json("cmdb", "list")] == ["web-ok"]
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []
+
+
+def test_an_actor_that_holds_a_secret_is_refused(cli, db_path):
+    """`--as` (or SDESK_USER) on a desk with no users was stored raw on every event and row."""
+    planted = _short(plant_all("actor"))
+    cli.new("first")
+    for _, text, _ in planted:
+        _one_line_refusal(cli("--as", text, "comment", "SD-1", "hello", ok=False))
+        _one_line_refusal(cli("--as", text, "new", "a ticket", ok=False))
+    assert cli("--as", "dave", "comment", "SD-1", "hello").exit_code == 0
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []
+
+
+def test_a_message_id_that_holds_a_secret_is_stored_as_its_hash_and_still_threads(cli, db_path):
+    """A Message-ID (chosen by the sender) was stored as sent in mail_messages; one that holds a
+    secret is kept as its hash, so a reply naming it still threads onto the ticket."""
+    planted = [p for p in _short(plant_all("message-id")) if " " not in p[2] and redact(p[2])[1]]
+    assert len(planted) >= 15
+    for i, (_, _, value) in enumerate(planted):
+        msgid = f"{value}@mail.example.com"
+        first = cli.json("new", "--format", "email", "-", input=_mail(f"Printer {i}", "it jams", msgid))
+        again = cli.json("new", "--format", "email", "-", input=_mail(f"Re: Printer {i}", "still jams", f"r{i}@x",
+                                                                      reply_to=msgid))
+        assert (first["action"], again["action"], again["ticket"]) == ("created", "commented", first["ticket"]), again
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert [kind for kind, _, value in planted if leaked(value, raw)] == []

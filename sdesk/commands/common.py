@@ -146,8 +146,13 @@ class Settings:
     def store(self, init_empty: bool = False) -> Store:
         """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk init)."""
         if self._store is None:
+            from ..redact import redact
             from ..store import Store, default_db_path, os_login
 
+            # The actor is an identifier, on every event and row, kept as given (events redact
+            # their data, not who wrote them): one that holds a secret would be stored as it is.
+            if self._claim and redact(self._claim)[0] != self._claim:
+                raise BadInput("--as (or SDESK_USER): the actor looks like it holds a secret; choose another")
             store = Store(self.db or default_db_path(), self.default_role(), init_empty=init_empty)
             self._actor = self._claim or store.user_of_login(os_login()) or os_login()
             store.claimed = self._actor  # its writes are checked against the OS login (Store._check_claim)
