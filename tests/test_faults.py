@@ -267,6 +267,21 @@ def test_a_database_on_a_read_only_mount_can_be_read(tmp_path, live):
             writer.close()
 
 
+def _as_nobody(home: Path, db: Path):
+    """sdesk on `db` as a user whom chmod stops: root is not stopped, so as root it runs as
+    nobody (setpriv); skips where that cannot be done."""
+    as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {**os.environ, "SDESK_DB": str(db), "SDESK_CONFIG": str(home / "config")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_user, sys.executable, "-m", "sdesk", *args], env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    if run("--version").returncode:
+        pytest.skip("cannot run sdesk as another user here")
+    return run
+
+
 def test_a_read_only_file_in_a_read_only_folder():
     """chmod stops only a user that is not root: as root, the commands run as nobody (setpriv).
     No -wal or -shm can be made in the folder: the read is immutable."""
@@ -277,15 +292,7 @@ def test_a_read_only_file_in_a_read_only_folder():
         assert sdesk(db, "new", "second").returncode == 0
         db.chmod(0o444)
         home.chmod(0o555)
-        as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        env = {**os.environ, "SDESK_DB": str(db), "SDESK_CONFIG": str(home / "config")}
-
-        def run(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([*as_user, sys.executable, "-m", "sdesk", *args], env=env, capture_output=True,
-                                  text=True, timeout=300)
-
-        if run("--version").returncode:
-            pytest.skip("cannot run sdesk as another user here")
+        run = _as_nobody(home, db)
         before = db.read_bytes()
         for args in READS:
             result = run(*args)
@@ -337,15 +344,7 @@ def test_a_read_only_open_shows_the_whole_desk_or_refuses(folder, shm):
         for f in home.iterdir():
             f.chmod(0o444)
         home.chmod(folder)
-        as_user = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        env = {**os.environ, "SDESK_DB": str(db), "SDESK_CONFIG": str(home / "config")}
-
-        def run(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([*as_user, sys.executable, "-m", "sdesk", *args], env=env, capture_output=True,
-                                  text=True, timeout=300)
-
-        if run("--version").returncode:
-            pytest.skip("cannot run sdesk as another user here")
+        run = _as_nobody(home, db)
         refused = 0
         for args in [("list", "--all", "--json"), ("show", "2", "--json"), ("audit", "verify"), ("export",)]:
             result = run(*args)
