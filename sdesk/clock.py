@@ -5,7 +5,9 @@ sorts as text and reads well in the database.
 """
 
 import os
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from .errors import BadInput
 
@@ -73,3 +75,16 @@ def set_override(dt: datetime | None) -> None:
     """Fix now() in-process (the demo replays a timeline this way); None lifts it."""
     global _override
     _override = dt
+
+
+def zone_of(name: Any, fail: Callable[[str], BadInput]) -> tzinfo:
+    """The time zone a desk file names (`timezone:` of triage, SLA calendars, on-call
+    schedules), or `fail(message)`."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(name, str) or not name.strip():
+        raise fail("timezone: required, e.g. Europe/London")
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
+        raise fail(f"timezone: unknown time zone {name!r}") from None

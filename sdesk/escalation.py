@@ -12,26 +12,11 @@ ticket's policy is its team's (or its queue's, when a team has that name), else 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from .errors import BadInput
-from .routing import OnCall, Override, on_call
-
-DEFAULT_PAGE = frozenset({"P1", "P2"})
-
-
-class Level(NamedTuple):
-    targets: tuple[str, ...]  # user:NAME, schedule:NAME, team:NAME
-    delay: timedelta  # how long it waits for an ack before the next level
-
-
-class Policy(NamedTuple):
-    name: str
-    levels: tuple[Level, ...]
-    repeat: int
-    page: frozenset[str]
+from .routing import OnCall, Override, Policy, on_call
 
 
 class Due(NamedTuple):
@@ -39,47 +24,6 @@ class Due(NamedTuple):
     level: int  # from 1
     at: datetime
     users: tuple[str, ...]
-
-
-def load_policies(raw: Any, oncall: OnCall, fail: Callable[[list[str], str], BadInput]) -> dict[str, Policy]:
-    """`escalation:` of oncall.yaml, checked against its teams and schedules."""
-    from .sla import duration
-
-    policies: dict[str, Policy] = {}
-    for i, item in enumerate(raw or []):
-        loc = ["escalation", str(i)]
-        if isinstance(item, dict) and not isinstance(item.get("levels", []), list):
-            raise fail([*loc, "levels"], "levels: expected a list")
-        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "levels", "repeat", "page"}:
-            raise fail(loc, "an escalation policy has a name, levels, repeat and page")
-        name = str(item["name"])
-        levels = []
-        for j, level in enumerate(item.get("levels") or []):
-            where = [*loc, "levels", str(j)]
-            if not isinstance(level, dict) or set(level) - {"targets", "delay"} or not level.get("targets"):
-                raise fail(where, f"policy {name}: a level has targets and a delay")
-            targets = level["targets"] if isinstance(level["targets"], list) else [level["targets"]]
-            for k, target in enumerate(targets):
-                kind, _, value = str(target).partition(":")
-                known = {"user": {u for t in oncall.teams.values() for u in t.members}, "schedule": oncall.schedules,
-                         "team": oncall.teams}.get(kind)
-                if known is None or value not in known:
-                    raise fail([*where, "targets", str(k)],
-                               f"policy {name}: target {target!r}: expected user:, schedule: or team: with a known name")
-            delay = duration(level.get("delay", "15m"), "delay", lambda m: fail([*where, "delay"], f"policy {name}: {m}"),
-                             zero=True)
-            levels.append(Level(tuple(str(t) for t in targets), delay))
-        if not levels:
-            raise fail(loc, f"policy {name}: needs at least one level")
-        repeat = item.get("repeat", 0)
-        if type(repeat) is not int or not 0 <= repeat <= 10:
-            raise fail([*loc, "repeat"], f"policy {name}: repeat: expected 0 to 10")
-        page = item.get("page", sorted(DEFAULT_PAGE))
-        page = page if isinstance(page, list) else [page]
-        if not set(map(str, page)) <= {"P1", "P2", "P3", "P4"}:
-            raise fail([*loc, "page"], f"policy {name}: page: expected priorities, e.g. [P1, P2]")
-        policies[name] = Policy(name, tuple(levels), repeat, frozenset(map(str, page)))
-    return policies
 
 
 def policy_for(ticket: dict[str, Any], oncall: OnCall) -> Policy | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,11 @@ def open_output(path: str | os.PathLike) -> TextIO:
 
 def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n:,} bytes"
+
+
+def more_ready(stream: BinaryIO) -> bool:
+    """Whether more input can be read without waiting."""
+    try:
+        return bool(select.select([stream], [], [], 0)[0])
+    except (OSError, ValueError, TypeError):
+        return True  # in memory, or not selectable (a pipe on Windows): batch by size only

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from .files import more_ready
 from .intake import SEVERITY, Record, parse_document, parse_jsonl
 from .redact import redact
 
@@ -34,14 +34,6 @@ READ_SIZE = 1 << 16
 class Summary:
     outcomes: dict[str, int] = field(default_factory=dict)  # created, deduplicated, resolved, ...
     rejected: list[Record] = field(default_factory=list)
-
-
-def more_ready(stream: BinaryIO) -> bool:
-    """Whether more input can be read without waiting."""
-    try:
-        return bool(select.select([stream], [], [], 0)[0])
-    except (OSError, ValueError, TypeError):
-        return True  # in memory, or not selectable (a pipe on Windows): batch by size only
 
 
 def jsonl_chunks(stream: BinaryIO, progress: Callable[[int], None], fmt: str = "jsonl",

@@ -26,7 +26,7 @@ from contextlib import ExitStack, contextmanager
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from .errors import SdeskError
-from .ingest import more_ready
+from .files import more_ready
 from .intake import Record, parse_jsonl
 from .signals import Alert, Signal
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
 
-from .clock import WEEKDAYS
+from .clock import WEEKDAYS, zone_of
 from .errors import BadInput
 from .lifecycle import MAX_SETTING_DAYS
 from .yamlfile import as_list
@@ -73,7 +73,7 @@ class Notifier(NamedTuple):
 class OnCall(NamedTuple):
     teams: dict[str, Team]
     schedules: dict[str, Schedule]
-    escalation: dict[str, Any] = {}  # name -> escalation.Policy
+    escalation: dict[str, Any] = {}  # name -> Policy
     default_team: str | None = None  # whose policy pages for a ticket no team or queue claims
     notifier: Notifier = Notifier()
     queues: dict[str, Queue] = {}
@@ -91,6 +91,65 @@ class Shift(NamedTuple):
     end: datetime
     user: str | None
     source: str  # the layer's name, "override", or "" for nobody
+
+
+# -- escalation policies (the `escalation:` of oncall.yaml; escalation.py pages by them) ----
+
+
+DEFAULT_PAGE = frozenset({"P1", "P2"})
+
+
+class Level(NamedTuple):
+    targets: tuple[str, ...]  # user:NAME, schedule:NAME, team:NAME
+    delay: timedelta  # how long it waits for an ack before the next level
+
+
+class Policy(NamedTuple):
+    name: str
+    levels: tuple[Level, ...]
+    repeat: int
+    page: frozenset[str]
+
+
+def load_policies(raw: Any, oncall: OnCall, fail: Callable[[list[str], str], BadInput]) -> dict[str, Policy]:
+    """`escalation:` of oncall.yaml, checked against its teams and schedules."""
+    from .sla import duration  # (sla.py reads SLA files; only this loader needs its durations)
+
+    policies: dict[str, Policy] = {}
+    for i, item in enumerate(raw or []):
+        loc = ["escalation", str(i)]
+        if isinstance(item, dict) and not isinstance(item.get("levels", []), list):
+            raise fail([*loc, "levels"], "levels: expected a list")
+        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "levels", "repeat", "page"}:
+            raise fail(loc, "an escalation policy has a name, levels, repeat and page")
+        name = str(item["name"])
+        levels = []
+        for j, level in enumerate(item.get("levels") or []):
+            where = [*loc, "levels", str(j)]
+            if not isinstance(level, dict) or set(level) - {"targets", "delay"} or not level.get("targets"):
+                raise fail(where, f"policy {name}: a level has targets and a delay")
+            targets = level["targets"] if isinstance(level["targets"], list) else [level["targets"]]
+            for k, target in enumerate(targets):
+                kind, _, value = str(target).partition(":")
+                known = {"user": {u for t in oncall.teams.values() for u in t.members}, "schedule": oncall.schedules,
+                         "team": oncall.teams}.get(kind)
+                if known is None or value not in known:
+                    raise fail([*where, "targets", str(k)],
+                               f"policy {name}: target {target!r}: expected user:, schedule: or team: with a known name")
+            delay = duration(level.get("delay", "15m"), "delay", lambda m: fail([*where, "delay"], f"policy {name}: {m}"),
+                             zero=True)
+            levels.append(Level(tuple(str(t) for t in targets), delay))
+        if not levels:
+            raise fail(loc, f"policy {name}: needs at least one level")
+        repeat = item.get("repeat", 0)
+        if type(repeat) is not int or not 0 <= repeat <= 10:
+            raise fail([*loc, "repeat"], f"policy {name}: repeat: expected 0 to 10")
+        page = item.get("page", sorted(DEFAULT_PAGE))
+        page = page if isinstance(page, list) else [page]
+        if not set(map(str, page)) <= {"P1", "P2", "P3", "P4"}:
+            raise fail([*loc, "page"], f"policy {name}: page: expected priorities, e.g. [P1, P2]")
+        policies[name] = Policy(name, tuple(levels), repeat, frozenset(map(str, page)))
+    return policies
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -128,8 +187,6 @@ def load(text: str, where: str) -> OnCall:
                 if user not in members:
                     raise fail(["schedules", str(s_i), "layers", str(l_i), "users", str(u_i)],
                                f"schedule {schedule.name}: unknown user {user!r} (not a member of any team)")
-    from .escalation import load_policies
-
     policies = load_policies(as_list(data.get("escalation"), ["escalation"], fail), OnCall(teams, schedules), fail)
     for i, team in enumerate(teams.values()):
         if team.escalation is not None and team.escalation not in policies:
@@ -222,17 +279,6 @@ def _schedule(raw: Any, loc: list[str], fail: Callable) -> Schedule:
     if not layers:
         raise fail(loc, f"schedule {name}: needs at least one layer")
     return Schedule(name, zone, layers)
-
-
-def zone_of(name: Any, fail: Callable[[str], BadInput]) -> tzinfo:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    if not isinstance(name, str) or not name.strip():
-        raise fail("timezone: required, e.g. Europe/London")
-    try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
-        raise fail(f"timezone: unknown time zone {name!r}") from None
 
 
 def _layer(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Layer:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, NamedTuple
 
-from .clock import WEEKDAYS
+from .clock import WEEKDAYS, zone_of
 from .errors import BadInput
 from .yamlfile import as_list
 from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
@@ -141,8 +141,6 @@ def duration(text: Any, what: str, fail: Callable[[str], BadInput], *, zero: boo
 
 
 def _calendar(raw: Any, loc: list[str], fail: Callable) -> Calendar:
-    from .routing import zone_of
-
     if not isinstance(raw, dict) or "name" not in raw or set(raw) - {"name", "timezone", "hours", "holidays"}:
         raise fail(loc, "a calendar has a name, a timezone, hours and holidays")
     name = str(raw["name"])

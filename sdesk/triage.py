@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
-from . import patterns
+from . import clock, patterns
 from .clock import WEEKDAYS
 from .errors import BadInput
 from .lifecycle import MAX_SETTING_DAYS, NAME_MAX, Kind, Priority
@@ -148,7 +148,7 @@ def load(text: str, where: str) -> TriageConfig:
         raise fail([sorted(unknown)[0]], f"{sorted(unknown)[0]}: unknown setting")
     options: dict[str, Any] = {}
     if data.get("timezone"):
-        options["timezone"] = _zone(data["timezone"], fail)
+        options["timezone"] = clock.zone_of(str(data["timezone"]), lambda m: fail(["timezone"], m))
     rules = data.get("rules") or []
     if not isinstance(rules, list):
         raise fail(["rules"], "rules: expected a list")
@@ -179,15 +179,6 @@ def _section(data: dict, name: str, fail: Callable) -> dict:
     if not isinstance(value, dict):
         raise fail([name], f"{name}: expected a mapping")
     return value
-
-
-def _zone(name: Any, fail: Callable) -> tzinfo:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
-        raise fail(["timezone"], f"timezone: unknown time zone {name!r}") from None
 
 
 def _rule(raw: Any, loc: list[str], line: int, fail: Callable, seen: set[str], code: _Code) -> Rule:
