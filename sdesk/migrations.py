@@ -474,8 +474,14 @@ def m011_identity(db: Database) -> None:
                "count INTEGER NOT NULL, event_id INTEGER NOT NULL, PRIMARY KEY (actor, login))")
 
 
+def m012_desk_state(db: Database) -> None:
+    # What a desk knows about itself beside its tickets: the config folder `init --config`
+    # recorded, and when `tick`, `backup` and `audit anchor` last ran (for sdesk doctor).
+    db.execute("CREATE TABLE desk_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, at TEXT NOT NULL)")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity]
+         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state]
 SCHEMA_VERSION = len(STEPS)
 
 # `PRAGMA application_id` of an sdesk database ("SDSK" in ASCII), set with the schema version: it

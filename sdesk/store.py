@@ -710,6 +710,20 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         with self._write(actor, "viewer") as tx:
             tx.event(None, kind, data)
 
+    def desk_state(self) -> dict[str, tuple[str, str]]:
+        """What the desk remembers about itself: key -> (value, when it was set)."""
+        return {key: (value, at) for key, value, at in self.conn.execute("SELECT key, value, at FROM desk_state")}
+
+    def set_desk_state(self, key: str, value: str, *, actor: str, need: str = "viewer",
+                       event: str | None = None) -> None:
+        """Remember `value` under `key` (a time stamp for "tick ran", a path for the config);
+        `event`: also record it on the chain as that kind (a change people should see)."""
+        with self._write(actor, need, f"setting {key}") as tx:
+            tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                            "DO UPDATE SET value = excluded.value, at = excluded.at", (key, tx.clean(value), tx.at))
+            if event:
+                tx.event(None, event, {key: value})
+
     def check_claim(self, actor: str) -> None:
         """Refuse (and record) unless this process's OS login may act as `actor` (_check_claim),
         for work whose writes happen elsewhere (serve acting as `actor` for untokened requests)."""

@@ -176,3 +176,20 @@ def test_a_batch_of_varied_tickets_is_stored_whole(db_path):
             assert stored["description"] == given.get("description") and stored["impact"] == given.get("impact")
             assert [e["kind"] for e in store.events(ticket_id=ticket_id)] == ["created"]
         assert store.verify_chain()[0] == 1000
+
+
+def test_the_desk_remembers_state_beside_its_tickets(tmp_path):
+    """desk_state keeps one value per key (the last set wins, with its time); a value holding a
+    secret is redacted like any text; `event` also puts the change on the chain."""
+    from sdesk.store import Store
+
+    with Store(tmp_path / "d.db") as store:
+        assert store.desk_state() == {}
+        store.set_desk_state("tick", "first", actor="cron")
+        store.set_desk_state("tick", "second", actor="cron")
+        store.set_desk_state("config", "/etc/desk token=ghp_" + "a" * 36, actor="admin", event="desk_configured")
+        state = store.desk_state()
+        assert state["tick"][0] == "second" and state["tick"][1].endswith("Z")
+        assert "ghp_" not in state["config"][0]
+        kinds = [r[0] for r in store.conn.execute("SELECT kind FROM events")]
+        assert kinds == ["desk_configured", "redacted"]  # the secret taken out is itself recorded

@@ -266,6 +266,7 @@ WRITTEN = {
     "refusals": "actors and OS logins (identifiers) and counts",
     "api_tokens": "labels through _Tx.clean; the token's hash",
     "worklog": "notes through _Tx.clean",
+    "desk_state": "values through _Tx.clean (a config path, time stamps)",
 }
 
 
