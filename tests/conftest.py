@@ -11,6 +11,8 @@ from sdesk.cli import app
 def hermetic(tmp_path, monkeypatch):
     """Every test gets its own database and config dir, a known actor, and the real clock."""
     monkeypatch.setenv("SDESK_DB", str(tmp_path / "desk.db"))
+    # The config folder exists (empty): a --config/SDESK_CONFIG naming no folder is an error.
+    (tmp_path / "config").mkdir(exist_ok=True)
     monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "config"))
     monkeypatch.setenv("SDESK_USER", "tester")
     monkeypatch.delenv("SDESK_NOW", raising=False)

@@ -12,7 +12,7 @@ from sdesk.errors import ExitCode
 @pytest.fixture
 def config(tmp_path, monkeypatch):
     folder = tmp_path / "config"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     monkeypatch.setenv("SDESK_CONFIG", str(folder))
     return folder
 

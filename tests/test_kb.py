@@ -93,7 +93,7 @@ def test_any_text_is_a_safe_query(text):
 
 def test_folder_sync_is_idempotent_and_revises_changed_files(cli, tmp_path):
     folder = tmp_path / "runbooks"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     (folder / "disk.md").write_text(ARTICLE)
     (folder / "vpn.md").write_text("# VPN\n\nReconnect.")
     assert cli.json("kb", "import", str(folder)) == {"created": ["disk", "vpn"], "updated": [], "unchanged": []}

@@ -239,7 +239,7 @@ def test_every_yaml_the_desk_reads_has_the_limits(cli, tmp_path, monkeypatch, na
 def _hostile_folder(tmp_path):
     """A KB folder with one good article and every way out of it or around a plain read."""
     outside = tmp_path / "outside"
-    outside.mkdir()
+    outside.mkdir(exist_ok=True)
     (outside / "secret.md").write_text("# Payroll\nzebracorn salaries\n")
     kb = tmp_path / "kb"
     (kb / "sub").mkdir(parents=True)
@@ -269,7 +269,7 @@ def test_kb_import_reads_only_regular_files_inside_the_folder(tmp_path):
 
 def test_a_symlink_out_of_the_kb_folder_is_not_imported(cli, tmp_path):
     kb = tmp_path / "kb"
-    kb.mkdir()
+    kb.mkdir(exist_ok=True)
     (tmp_path / "secret.md").write_text("# Payroll\nzebracorn salaries\n")
     (kb / "leak.md").symlink_to(tmp_path / "secret.md")
     (kb / "good.md").write_text("# Printer\nturn it off and on\n")
@@ -395,7 +395,7 @@ def test_backup_to_a_dash_writes_the_checked_copy_to_stdout(tmp_path):
     result = run("backup", "-")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(b"SQLite format 3\x00") and not (tmp_path / "-").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["desk.db"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "config") == ["desk.db"]
     env["SDESK_DB"] = str(tmp_path / "copy.db")
     (tmp_path / "copy.db").write_bytes(result.stdout)
     listed = run("list", "--json")
@@ -527,7 +527,7 @@ def test_a_runbook_secret_file_that_is_a_fifo_or_a_device_is_refused(tmp_path):
 
 
 def test_kb_import_of_a_folder_named_through_a_link_reads_it(cli, tmp_path):
-    (tmp_path / "real").mkdir()
+    (tmp_path / "real").mkdir(exist_ok=True)
     (tmp_path / "real" / "a.md").write_text("# Printer\nturn it off and on\n")
     (tmp_path / "docs").symlink_to(tmp_path / "real", target_is_directory=True)
     assert cli.json("kb", "import", str(tmp_path / "docs"))["created"] == ["a"]
@@ -587,7 +587,7 @@ def test_a_number_too_long_in_any_yaml_is_one_line_naming_file_and_line(cli, tmp
 
 def test_kb_import_skips_one_bad_file_with_its_line_and_imports_the_rest(cli, tmp_path):
     folder = tmp_path / "kb"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     (folder / "bad.md").write_text(f"---\ntitle: Bad\nreview_days: {LONG_NUMBER}\n---\nbody\n")
     (folder / "empty.md").write_text("---\ntitle: Empty\n---\n")
     (folder / "good.md").write_text("# Printer queue\n\nRestart the spooler.\n")
@@ -621,7 +621,7 @@ def test_a_refused_pattern_is_one_bad_input_line(cli, tmp_path, monkeypatch, pat
                                             "    set: {priority: P1}\n")
         result = cli("rules", "check", ok=False)
     else:
-        (config / "runbooks").mkdir()
+        (config / "runbooks").mkdir(exist_ok=True)
         (config / "runbooks" / "r.yaml").write_text(
             f"name: r\nparams:\n  t: {{from: title, pattern: {quoted}}}\nsteps: [{{id: a, run: [echo, '{{t}}']}}]\n")
         result = cli("runbook", "validate", ok=False)

@@ -168,7 +168,7 @@ def test_assign_auto_refuses_clearly(desk, queue, message):
 
 def test_a_rule_can_assign_by_the_queue_strategy(cli, tmp_path, monkeypatch):
     config = tmp_path / "desk"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     (config / "oncall.yaml").write_text((EXAMPLES / "oncall.yaml").read_text())
     (config / "triage.yaml").write_text("rules:\n  - id: resets\n    match: {title: {contains: password}}\n"
                                         "    set: {queue: service-desk, assignee: auto}\n")

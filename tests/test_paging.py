@@ -18,7 +18,7 @@ def desk(cli, monkeypatch, tmp_path):
     """The example desk with a notifier that logs each page it gets to a file, and fails
     (exit 1) while a flag file exists."""
     config = tmp_path / "desk"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     log, flag = tmp_path / "pages.log", tmp_path / "down"
     script = tmp_path / "notify.py"
     script.write_text(f"import sys, pathlib\nif pathlib.Path({str(flag)!r}).exists():\n"
@@ -124,7 +124,7 @@ def test_bad_escalation_config_names_the_line(extra, message):
 
 
 def test_tick_on_a_broken_config_changes_nothing(cli, tmp_path, monkeypatch, db_path):
-    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg").mkdir(exist_ok=True)
     (tmp_path / "cfg" / "oncall.yaml").write_text("teams:\n  - name: ops\n    members: [ann]\n    escalation: nope\n")
     monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "cfg"))
     cli.new("down", "-p", "P1")
@@ -274,7 +274,7 @@ def test_two_ticks_never_claim_the_same_page(desk, db_path):
 
 
 def test_a_broken_oncall_yaml_does_not_stop_intake(cli, tmp_path, monkeypatch):
-    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg").mkdir(exist_ok=True)
     (tmp_path / "cfg" / "triage.yaml").write_text("rules: []\n")
     (tmp_path / "cfg" / "oncall.yaml").write_text("teams:\n  - name: ops\n    members: [ann]\n    schedule: nope\n")
     monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "cfg"))

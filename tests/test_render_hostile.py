@@ -221,7 +221,7 @@ def hostile_desk(cli, root, s):
         f"name: show-it\ndescription: {yaml_str(s)}\nsafe_for_automation: false\n"
         f"steps:\n  - id: print\n    run: [cat, {yaml_str(str(root / 'out.txt'))}]\n")
     kb = root / "kb"
-    kb.mkdir()
+    kb.mkdir(exist_ok=True)
     (kb / "a.md").write_text(f"---\ntitle: {yaml_str(s)}\ntags: [{yaml_str(s)}]\nowner: {yaml_str(s)}\n---\n"
                              f"hostile hostile {s}\n\n- {s}\n\n```\n{s}\n```\n")
     optional = []  # writes the desk may refuse for its own reasons (a name rule): not what is tested

@@ -83,7 +83,7 @@ def test_names_compare_trimmed_and_case_folded(desk):
 
 def test_someone_not_listed_gets_the_default_role(desk, tmp_path):
     desk("--as", "stranger", "new", "agents may open tickets")  # agent by default
-    (tmp_path / "config").mkdir()
+    (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "roles.yaml").write_text("default_role: viewer\n")
     r = desk("--as", "stranger", "new", "now they may not", ok=False)
     assert r.exit_code == ExitCode.PERMISSION and "not a listed user" in r.stderr

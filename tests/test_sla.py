@@ -149,7 +149,7 @@ def test_budget_and_burn_levels():
 @pytest.fixture
 def slo_desk(cli, monkeypatch, tmp_path):
     config = tmp_path / "desk"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     for name in ("cmdb.yaml", "triage.yaml", "sla.yaml"):
         (config / name).write_text((EXAMPLES / name).read_text())
     monkeypatch.setenv("SDESK_CONFIG", str(config))

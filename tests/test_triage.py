@@ -165,7 +165,7 @@ def test_matchers_like_alertmanager():
 def desk(cli, monkeypatch, tmp_path):
     """The example desk, with Alertmanager's groupKey grouping on."""
     config = tmp_path / "desk"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     (config / "triage.yaml").write_text((EXAMPLES / "triage.yaml").read_text().replace("group_key: false", "group_key: true"))
     monkeypatch.setenv("SDESK_CONFIG", str(config))
     cli("cmdb", "import", str(EXAMPLES / "cmdb.yaml"))
@@ -259,7 +259,7 @@ def test_replay_shows_what_new_rules_would_change_and_writes_nothing(desk, tmp_p
     _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "down"),
                       ({"alertname": "DiskFull", "instance": "search-es"}, "disk"), group="r"))
     config = tmp_path / "cfg"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     (config / "triage.yaml").write_text((EXAMPLES / "triage.yaml").read_text().replace("set: {queue: dba,", "set: {queue: storage,"))
     before = sqlite3.connect(db_path).execute("SELECT count(*), max(id) FROM events").fetchone()
     result = desk.json("--config", str(config), "rules", "test", "--replay")
@@ -386,7 +386,7 @@ def test_a_flapping_alert_reopened_under_a_silence_stays_suppressed(desk):
 
 def test_replay_and_retriage_start_from_what_arrived(desk, tmp_path):
     calm = tmp_path / "calm"
-    calm.mkdir()
+    calm.mkdir(exist_ok=True)
     (calm / "triage.yaml").write_text("rules:\n  - id: calm\n    match: {labels.alertname: PostgresDown}\n"
                                       "    set: {urgency: 3}\n")
     [r] = _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "x")))
@@ -403,7 +403,7 @@ def test_replay_and_retriage_start_from_what_arrived(desk, tmp_path):
 
 def test_group_by_labels_parent_and_runbook_actions(cli, tmp_path, monkeypatch):
     config = tmp_path / "g"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     (config / "triage.yaml").write_text(
         "correlation: {group_by: [cluster]}\nrules:\n"
         "  - id: disk\n    match: {labels.alertname: DiskFull}\n    set: {runbook: clean-tmp}\n"

@@ -227,7 +227,7 @@ async def test_the_tui_honours_roles(db_path, tmp_path):
         assert [e["actor"] for e in store.audit_log(kind="permission_denied")] == ["vic"]
     # Someone not listed gets roles.yaml's default role, in the TUI as in the CLI.
     config = tmp_path / "desk"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     (config / "roles.yaml").write_text("default_role: viewer\n")
     app = make_app(db_path, "stranger", config, poll=5)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -306,7 +306,7 @@ def test_any_filter_text_parses_or_says_why(text):
 @pilot_test
 async def test_sla_time_left_and_the_breaching_view(db_path, tmp_path, monkeypatch):
     config = tmp_path / "config"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     (config / "sla.yaml").write_text("policies:\n  - {name: P1, priority: P1, respond: 15m, resolve: 1h}\n")
     monkeypatch.setenv("SDESK_NOW", "2026-11-02T10:00:00Z")
     late, fresh = tickets(db_path, 2, priority="P1")
@@ -431,7 +431,7 @@ async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(
     from sdesk.tui.app import PickModal
 
     config = tmp_path / "config"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     examples = Path(__file__).resolve().parents[1] / "examples" / "desk"
     (config / "oncall.yaml").write_text((examples / "oncall.yaml").read_text())
     [ticket] = tickets(db_path, 1)
