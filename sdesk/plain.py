@@ -73,3 +73,10 @@ def json_bytes(data: bytes) -> bytes:
     if _JSON_BYTES.search(data) is None:
         return data
     return _JSON_BYTES.sub(lambda m: f"\\u{ord(m.group().decode()):04x}".encode(), data)
+
+
+def plural(count: int | float, word: str, many: str | None = None) -> str:
+    """`1 page`, `2 pages`, `1,200 tickets`: a count and its noun agreeing (`many`: an irregular
+    plural, e.g. plural(n, "reply", "replies"))."""
+    noun = word if count == 1 else many or word + "s"
+    return f"{count:,} {noun}" if isinstance(count, int) else f"{count:g} {noun}"

@@ -394,3 +394,12 @@ def test_json_output_writes_c1_and_bidi_controls_as_escapes_and_keeps_the_value(
         assert raw_controls(out) == [], args
         value = json.loads(out if args[-1] != "--jsonl" else out.splitlines()[0])
         assert (value if isinstance(value, dict) else value[0])["title"] == title
+
+
+@pytest.mark.parametrize("count, text", [(0, "0 pages"), (1, "1 page"), (2, "2 pages"), (1200, "1,200 pages"),
+                                         (1.0, "1 page"), (1.5, "1.5 pages")])
+def test_a_count_and_its_noun_agree(count, text):
+    from sdesk.plain import plural
+
+    assert plural(count, "page") == text
+    assert plural(count, "reply", "replies").endswith("reply" if count == 1 else "replies")
