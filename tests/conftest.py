@@ -2,9 +2,16 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from sdesk.cli import app
+
+# The suite must pass on a busy machine: no property test may fail because generating or running
+# its examples was slow (a time limit measures the machine, not sdesk). Tests that set their own
+# `suppress_health_check` list too_slow as well.
+settings.register_profile("sdesk", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sdesk")
 
 
 @pytest.fixture(autouse=True)

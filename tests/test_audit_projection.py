@@ -298,7 +298,7 @@ def mixed_desk(tmp_path_factory):
     return root / "desk.db"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_edit_of_any_ticket_column_is_detected(mixed_desk, data):
     from sdesk.projection import TICKET_COLUMNS

@@ -227,7 +227,7 @@ def test_the_requester_and_known_users_comment_as_themselves(cli, tmp_path, monk
     assert cli("audit", "verify").exit_code == 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sender=st.emails(), tagged=st.booleans())
 def test_no_one_but_the_requester_or_a_user_ever_comments(cli, tmp_path, sender, tagged):
     """Whatever the address (and however it is cased), a reply from outside never reaches the ticket."""

@@ -199,7 +199,7 @@ def test_init_on_a_nearly_full_disk_leaves_no_file_or_a_whole_desk(size):
             assert sdesk(db, "list", "--all").returncode == 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(room=st.integers(0, 40), batches=st.lists(st.integers(1, 300), min_size=1, max_size=6))
 def test_running_out_of_room_anywhere_in_a_write_keeps_the_desk_whole(tmp_path, room, batches):
     """The class in-process: SQLITE_FULL at any page of any transaction (max_page_count is

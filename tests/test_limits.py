@@ -354,7 +354,7 @@ ID_COMMANDS = [
 ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
 @given(st.sampled_from(ID_COMMANDS),
        st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(2**64, 10**40), st.integers(-(10**30), 0)))
 def test_a_number_beyond_sqlite_is_bad_input_or_not_found(cli, command, n):
@@ -433,7 +433,7 @@ def test_a_comment_of_only_a_byte_order_mark_is_empty(cli):
     assert [e["kind"] for e in cli.json("show", "1")["events"]].count("commented") == 0
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
 @given(st.sampled_from(EMPTY_REFUSED), INVISIBLE)
 def test_text_that_shows_nothing_is_refused_as_empty(cli, command, text):
     if not cli.json("list", "--all", "--limit", "1"):
@@ -536,7 +536,7 @@ def test_kb_import_of_a_folder_named_through_a_link_reads_it(cli, tmp_path):
 _MAILS = itertools.count()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
 @given(st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(10**19, 10**60)))
 def test_an_email_tagged_with_a_huge_ticket_number_is_a_new_ticket(cli, n):
     """Any sender can write `Re: [SD-99999999999999999999]`: it was an OverflowError that stopped intake."""

@@ -314,7 +314,7 @@ SEEN = ["Q[/x]" + HOSTILE + "\n\t[@click=app.quit]:fire:Z",  # each reproduction
         "Q\\[Z"]  # rich's markup escape keeps this, then its parser drops the backslash: found by this test
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(s=hostile)
 @example(s=SEEN[0])
 @example(s=SEEN[1])
@@ -375,7 +375,7 @@ def tui_failures(db_path, config, actor, s):
 
 
 @pytest.mark.slow
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(s=hostile)
 @example(s=SEEN[0])
 def test_every_tui_screen_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch, s):
