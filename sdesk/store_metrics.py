@@ -165,9 +165,10 @@ class MetricsStore:
         return alerts, tickets
 
     def pages_sent(self: Store, since: str, until: str) -> list[tuple[str, str]]:
-        """(user, when) of the pages due in the window that were not cancelled."""
+        """(user, when) of the pages due in the window that were not cancelled, nor undeliverable
+        (nobody to page, or no notifier: nobody's pager rang)."""
         return self.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
-                                 "AND status != 'cancelled'", (since, until)).fetchall()
+                                 "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
 
     def minutes_worked(self: Store, since: str, until: str) -> int:
         return self.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
