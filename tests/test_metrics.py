@@ -263,3 +263,10 @@ def test_prometheus_series_are_unique_and_the_file_is_readable(history, tmp_path
 def test_postmortems_are_for_incidents(history):
     out = history("postmortem", str(history.ids["t4"]), ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT and "is a request: postmortems are for incidents" in out.stderr
+
+
+def test_a_one_day_report_says_1_day(history):
+    day = ["--since", "2026-11-02T00:00:00Z", "--until", "2026-11-03T00:00:00Z"]
+    assert "(1 day)," in history("report", *day).stdout.splitlines()[0]
+    assert "(1 day)" in history("report", "executive", *day).stdout.splitlines()[0]
+    assert "(2 days)," in history("report", "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-03T00:00:00Z").stdout
