@@ -156,14 +156,15 @@ class OnCallStore:
         from .routing import DEFAULT_PAGE
 
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
+        # The open tickets that page (as page_due scans them), then each one's pages by its id.
         rows = self.conn.execute(
-            f"SELECT t.id, t.priority, (SELECT error FROM pages WHERE ticket_id = t.id AND status = 'undeliverable' "
-            f"ORDER BY id DESC LIMIT 1) AS reason FROM tickets t "
-            f"WHERE t.id IN (SELECT ticket_id FROM pages WHERE status = 'undeliverable') AND t.{OPEN_SQL} "
-            f"AND t.acknowledged_at IS NULL AND t.suppressed IS NULL AND NOT {_COVERED.replace('tickets.', 't.')} "
-            f"AND NOT EXISTS (SELECT 1 FROM pages WHERE ticket_id = t.id "
-            f"AND status IN ('pending', 'sending', 'delivered')) AND t.priority IN ({','.join('?' * len(priorities))}) "
-            f"ORDER BY t.priority, t.id", priorities)
+            f"SELECT id, priority, (SELECT error FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable' "
+            f"ORDER BY id DESC LIMIT 1) AS reason FROM tickets WHERE {OPEN_SQL} AND acknowledged_at IS NULL "
+            f"AND status IN ('new', 'triaged', 'assigned') AND suppressed IS NULL "
+            f"AND priority IN ({','.join('?' * len(priorities))}) AND NOT {_COVERED} "
+            f"AND EXISTS (SELECT 1 FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable') "
+            f"AND NOT EXISTS (SELECT 1 FROM pages WHERE ticket_id = tickets.id "
+            f"AND status IN ('pending', 'sending', 'delivered')) ORDER BY priority, id", priorities)
         return [{"ticket": r[0], "priority": r[1], "reason": r[2]} for r in rows]
 
     def escalate(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> int:

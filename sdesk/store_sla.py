@@ -24,7 +24,7 @@ class SlaStore:
         # the parent's response is its response, and the parent is the one listed and counted.
         covered = {row[0] for row in self.conn.execute(
             "SELECT c.id FROM tickets c INDEXED BY tickets_parent JOIN tickets p ON p.id = c.parent_id "
-            "WHERE c.parent_id IS NOT NULL AND p.acknowledged_at IS NOT NULL")}
+            f"WHERE c.parent_id IS NOT NULL AND c.{OPEN_SQL} AND p.acknowledged_at IS NOT NULL")}
         tickets = [dict(zip(("id", "kind", "priority", "status", "created_at", "acknowledged_at"), row))
                    for row in self.conn.execute(
                        f"SELECT id, kind, priority, status, created_at, acknowledged_at FROM tickets "
