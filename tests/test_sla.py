@@ -194,7 +194,7 @@ def test_assigning_a_waiting_ticket_restarts_its_clock(desk, monkeypatch):
     assert row["targets"]["resolve"]["used_seconds"] == 4 * 3600  # the hour of waiting does not count
 
 
-def test_a_child_of_an_acknowledged_incident_runs_on_its_parents_clock(desk, monkeypatch):
+def test_a_child_of_an_acknowledged_incident_runs_on_its_parents_clock(desk, monkeypatch, db_path):
     """Issue 19, item 9: a correlated child never pages, so it must not breach on its own: not in
     `sla --breached`, nor the TUI's breach view (the same store read), nor the report's P1 respond."""
     parent = desk.new("checkout down", "--kind", "incident", "-p", "P1")
@@ -205,6 +205,10 @@ def test_a_child_of_an_acknowledged_incident_runs_on_its_parents_clock(desk, mon
     monkeypatch.setenv("SDESK_NOW", "2026-11-26T10:40:00Z")  # past the child's 15m respond target
     assert desk.json("sla", "--breached") == []
     assert [r["id"] for r in desk.json("sla")] == [parent]  # the incident once: its parent
+    from sdesk.store import Store
+
+    with Store(db_path) as store:  # what the TUI's breach view (6) reads
+        assert [t["id"] for t, _ in store.sla_tickets(frozenset({"waiting"}))] == [parent]
     assert desk.json("tick")["sla_breaches"] == 0
     assert "sla_breached" not in [e["kind"] for e in desk.json("show", str(child))["events"]]
     report = desk.json("report", "--since", "2026-11-26T00:00:00Z", "--until", "2026-11-26T10:40:00Z")
