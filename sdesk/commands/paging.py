@@ -43,7 +43,8 @@ def tick(
             note(f"tick: {plural(len(summary['paged']), 'page')} raised, {summary['delivered']:,} delivered, "
                  f"{summary['failed']:,} failed (will retry), "
                  f"{plural(summary['unsuppressed'], 'ticket')} back from silences, "
-                 f"{plural(summary['sla_warnings'], 'SLA warning')}, {plural(summary['sla_breaches'], 'breach', 'breaches')}, "
+                 f"{plural(summary['sla_warnings'], 'SLA warning')}, "
+                 f"{plural(summary['sla_breaches'], 'breach', 'breaches')}, "
                  f"{plural(len(summary['automation']), 'automated runbook run')}")
         for t in summary["undeliverable"]:
             note(f"warning: {ref(t['ticket'])} ({t['priority']}) pages nobody: {t['reason']}")
