@@ -36,6 +36,21 @@ def policy_for(ticket: dict[str, Any], oncall: OnCall) -> Policy | None:
     return None
 
 
+def unrouted(ticket: dict[str, Any], oncall: OnCall) -> str:
+    """Why no escalation policy covers a ticket, for the warning `sdesk tick` prints."""
+    if not oncall.teams:
+        return "no on-call config (no oncall.yaml in the desk config)"
+    if not oncall.escalation:
+        return "oncall.yaml has no escalation policies"
+    where = ", ".join(f"{k} {ticket[k]}" for k in ("team", "queue") if ticket.get(k)) or "no team or queue"
+    return f"no team with an escalation policy claims it ({where}) and there is no default_team"
+
+
+def nobody(targets: Iterable[str]) -> str:
+    """Why a level that fired reached no one."""
+    return f"nobody on call for {', '.join(targets)}"
+
+
 def schedule_of(target: str, oncall: OnCall) -> str | None:
     kind, _, value = target.partition(":")
     if kind == "schedule":

@@ -23,8 +23,8 @@ def message(pages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset()) -> tuple[str | None, set[str]]:
     """(None when delivered, else why not in one line; the channels that took it), skipping
-    the channels in `done` (a retry goes only where it failed). With no notifier configured the
-    page is on record, and that is its delivery."""
+    the channels in `done` (a retry goes only where it failed). With no channel configured
+    nothing is delivered: tick records such pages as undeliverable and never calls this."""
     text = json.dumps(body)
     took: set[str] = set()
     for channel, send in (("command", _run if notifier.command else None), ("webhook", _post if notifier.webhook else None)):
@@ -34,6 +34,8 @@ def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset
         if error:
             return error, took
         took.add(channel)
+    if not took and not done:
+        return "no notifier in oncall.yaml (a command or a webhook)", took
     return None, took
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .lifecycle import ref
-from .plain import controls
+from .plain import controls, plural
 from .render import PRIORITY_STYLE, age, console, local, plain, text_line
 from .reports import _span
 
@@ -80,7 +80,7 @@ def _ticket_table(out: Any, r: dict[str, Any], columns: list[tuple[str, str]]) -
 def print_report(r: dict[str, Any]) -> None:
     out = console()
     w = r["window"]
-    out.print(text_line(("Report", "bold"), f" {local(w['since'])} → {local(w['until'])} ({w['days']:g} days), "
+    out.print(text_line(("Report", "bold"), f" {local(w['since'])} → {local(w['until'])} ({plural(w['days'], 'day')}), "
                         f"tickets by {r['by']}"))
     _ticket_table(out, r, TIMES)
     _ticket_table(out, r, RATES)
@@ -165,7 +165,7 @@ def _print_trend(out: Any, trend: list[dict[str, Any]]) -> None:
 def print_executive(r: dict[str, Any]) -> None:
     out = console()
     w = r["window"]
-    out.print(f"[bold]Executive report[/] {local(w['since'])} → {local(w['until'])} ({w['days']:g} days)")
+    out.print(f"[bold]Executive report[/] {local(w['since'])} → {local(w['until'])} ({plural(w['days'], 'day')})")
     desk = _by_name(r["tickets"]["all"])
     out.print(f"{desk['tickets_created']['value']:,} tickets, MTTR {_value(desk['time_to_resolve_mean'])}, "
               f"median {_value(desk['time_to_resolve_median'])}")

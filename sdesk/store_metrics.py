@@ -42,6 +42,12 @@ _RESOLVED = ("CASE WHEN reopen_count = 0 THEN CASE WHEN resolved_at < :until THE
              "ORDER BY e.id DESC LIMIT 1) END")
 
 
+# A correlated child of an incident acknowledged by :until runs on its parent's clock: the
+# incident counts once in SLA compliance, as its parent (store_sla leaves it out the same way).
+_COVERED = ("(w.parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM tickets p WHERE p.id = w.parent_id "
+            "AND p.acknowledged_at < :until))")
+
+
 class MetricsStore:
     def ticket_sums(self: Store, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
                     service: str | None = None, ranked: tuple[str | None, ...] | None = None
@@ -118,10 +124,11 @@ class MetricsStore:
 
     def sla_window(self: Store, since: str, until: str, pause: frozenset[str], service: str | None = None
                    ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
-        """The window's tickets (of one service) as (id, kind, priority, service, created,
-        acknowledged, resolved) with times in epoch seconds, as they stood at `until`; and the
-        status changes of those that were ever paused (found by the events_waiting index when
-        the pause is `waiting`). Streamed: a long window is not held in memory."""
+        """The window's tickets (of one service; not a child of an incident acknowledged by
+        `until`) as (id, kind, priority, service, created, acknowledged, resolved) with times
+        in epoch seconds, as they stood at `until`; and the status changes of those that were
+        ever paused (found by the events_waiting index when the pause is `waiting`). Streamed:
+        a long window is not held in memory."""
         if pause <= {"waiting"}:
             paused: set[int] | None = {r[0] for r in self.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
@@ -132,7 +139,7 @@ class MetricsStore:
                 "SELECT id, kind, priority, service, unixepoch(created_at), "
                 "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) END, "
                 f"unixepoch({_RESOLVED}) FROM tickets w WHERE created_at >= :since AND created_at < :until "
-                "AND suppressed IS NULL" + (" AND service = :service" if service is not None else ""),
+                f"AND suppressed IS NULL AND NOT {_COVERED}" + (" AND service = :service" if service is not None else ""),
                 {"since": since, "until": until, "service": service}):
             changes = []
             if paused is None or row[0] in paused:
@@ -165,9 +172,10 @@ class MetricsStore:
         return alerts, tickets
 
     def pages_sent(self: Store, since: str, until: str) -> list[tuple[str, str]]:
-        """(user, when) of the pages due in the window that were not cancelled."""
+        """(user, when) of the pages due in the window that were not cancelled, nor undeliverable
+        (nobody to page, or no notifier: nobody's pager rang)."""
         return self.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
-                                 "AND status != 'cancelled'", (since, until)).fetchall()
+                                 "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
 
     def minutes_worked(self: Store, since: str, until: str) -> int:
         return self.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from .store import Store
 
 
+# A child whose parent covers it does not page: its parent is acknowledged, or is open and at
+# least as urgent (it pages for both). A child more urgent than its parent pages itself.
+_COVERED = ("EXISTS (SELECT 1 FROM tickets parent WHERE parent.id = tickets.parent_id AND (parent.acknowledged_at "
+            "IS NOT NULL OR (parent.status NOT IN ('resolved', 'closed') AND parent.priority <= tickets.priority)))")
+
+
 class OnCallStore:
     def overrides(self: Store, *, schedule: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Override]:
@@ -71,21 +77,24 @@ class OnCallStore:
 
     def page_due(self: Store, oncall: OnCall, now: datetime, *, actor: str) -> list[dict[str, Any]]:
         """Record the pages that are due by `now` for open, unacknowledged tickets that page
-        (not suppressed, not a correlated child), each once: a `paged` event per level fired."""
+        (not suppressed, not a child its parent covers), each once: a `paged` event per level
+        fired. A P1 or P2 no policy covers, or a level that finds nobody on call, is recorded
+        as an `undeliverable` page (user "") with why: a page that reached nobody is on record,
+        and `unreached` finds it."""
         from datetime import timedelta
 
-        from .escalation import due, policy_for
+        from .escalation import due, nobody, policy_for, unrouted
+        from .routing import DEFAULT_PAGE
 
-        priorities = sorted(set().union(*(p.page for p in oncall.escalation.values())) if oncall.escalation else set())
-        if not priorities:
-            return []
+        # A ticket no policy covers still pages by default (P1, P2): it pages nobody, loudly.
+        priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
         new: list[dict[str, Any]] = []
         with self._write(actor) as tx:
             # OPEN_SQL as the open-queue index states it, so that the scan is of open tickets only.
             rows = tx.conn.execute(
                 f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
                 f"WHERE {OPEN_SQL} AND status IN ('new', 'triaged', 'assigned') AND acknowledged_at IS NULL "
-                f"AND suppressed IS NULL AND parent_id IS NULL AND priority IN ({','.join('?' * len(priorities))})",
+                f"AND suppressed IS NULL AND NOT {_COVERED} AND priority IN ({','.join('?' * len(priorities))})",
                 priorities).fetchall()
             overrides = self.overrides(since=now - timedelta(days=30), until=now) if rows else []
             fired: dict[int, dict[tuple[int, int], datetime]] = {}
@@ -98,10 +107,20 @@ class OnCallStore:
                     fired.setdefault(ticket_id, {})[round_, level] = clock.parse(at)
             for t in rows:
                 policy = policy_for(dict(t), oncall)
-                if policy is None or t["priority"] not in policy.page:
+                if policy is None:
+                    if t["priority"] in DEFAULT_PAGE:
+                        # Round 0, level 0: before any policy's levels, so that a policy added
+                        # later still starts at its first level.
+                        self._undeliverable(tx, t["id"], 0, 0, now, unrouted(dict(t), oncall))
+                    continue
+                if t["priority"] not in policy.page:
                     continue
                 for d in due(policy, oncall, overrides, created=clock.parse(t["created_at"]),
                              manual_level=t["escalation_level"], now=now, fired=fired.get(t["id"])):
+                    if not d.users:  # the level fired and found nobody: on record, and the next level follows
+                        self._undeliverable(tx, t["id"], d.round, d.level, d.at,
+                                            nobody(policy.levels[d.level - 1].targets))
+                        continue
                     paged = [user for user in d.users if tx.conn.execute(
                         "INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, next_attempt_at) "
                         "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
@@ -112,6 +131,41 @@ class OnCallStore:
                         tx.event(t["id"], "paged" if (d.round, d.level) == (1, 1) else "escalated", data)
                         new.append({"ticket": t["id"], **data})
         return new
+
+    def _undeliverable(self: Store, tx: Any, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> None:
+        """A page that has nobody to go to, on record once (as `pages` shows it)."""
+        if tx.conn.execute("INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, error) "
+                           "VALUES (?, ?, ?, '', ?, 'undeliverable', ?)",
+                           (ticket_id, round_, level, clock.iso(at), why)).rowcount:
+            tx.event(ticket_id, "page_undeliverable", {"round": round_, "level": level, "user": None, "reason": why})
+
+    def pages_undeliverable(self: Store, pages: list[dict[str, Any]], why: str, *, actor: str) -> None:
+        """Pages raised for people that no channel can carry (no notifier): on record as such."""
+        with self._write(actor) as tx:
+            for page in pages:
+                if tx.conn.execute("UPDATE pages SET status = 'undeliverable', error = ?, claim = NULL "
+                                   "WHERE id = ? AND status IN ('pending', 'sending')", (why, page["id"])).rowcount:
+                    tx.event(page["ticket_id"], "page_undeliverable", {"page": page["id"], "round": page["round"],
+                                                                       "level": page["level"], "user": page["user"],
+                                                                       "reason": why})
+
+    def unreached(self: Store, oncall: OnCall) -> list[dict[str, Any]]:
+        """Tickets that would page now and have reached nobody: open, unacknowledged, not
+        suppressed nor covered by a parent, with an undeliverable page and none delivered or
+        on its way. `sdesk tick` warns of each, every time, until someone is reachable."""
+        from .routing import DEFAULT_PAGE
+
+        priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
+        # The open tickets that page (as page_due scans them), then each one's pages by its id.
+        rows = self.conn.execute(
+            f"SELECT id, priority, (SELECT error FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable' "
+            f"ORDER BY id DESC LIMIT 1) AS reason FROM tickets WHERE {OPEN_SQL} AND acknowledged_at IS NULL "
+            f"AND status IN ('new', 'triaged', 'assigned') AND suppressed IS NULL "
+            f"AND priority IN ({','.join('?' * len(priorities))}) AND NOT {_COVERED} "
+            f"AND EXISTS (SELECT 1 FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable') "
+            f"AND NOT EXISTS (SELECT 1 FROM pages WHERE ticket_id = tickets.id "
+            f"AND status IN ('pending', 'sending', 'delivered')) ORDER BY priority, id", priorities)
+        return [{"ticket": r[0], "priority": r[1], "reason": r[2]} for r in rows]
 
     def escalate(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> int:
         """Move a ticket to its next escalation level now (`sdesk tick` pages it)."""
@@ -124,13 +178,16 @@ class OnCallStore:
             if t["acknowledged_at"] or t["status"] in ("resolved", "closed"):
                 raise Conflict(f"{ref(ticket_id)} is {t['status']}: nothing to escalate")
             policy = policy_for(t, config)
-            if policy is None or t["priority"] not in policy.page or t["suppressed"] or t["parent_id"]:
+            covered = t["parent_id"] is not None and tx.conn.execute(
+                f"SELECT {_COVERED} FROM tickets WHERE id = ?", (ticket_id,)).fetchone()[0]
+            if policy is None or t["priority"] not in policy.page or t["suppressed"] or covered:
                 why = "no escalation policy covers it" if policy is None else \
-                    "it is suppressed" if t["suppressed"] else "it is a child of another incident" if t["parent_id"] \
+                    "it is suppressed" if t["suppressed"] else "its parent incident pages for it" if covered \
                     else f"{t['priority']} does not page under {policy.name}"
                 raise Conflict(f"{ref(ticket_id)} cannot be escalated: {why}")
-            fired = tx.conn.execute("SELECT count(DISTINCT round * 1000 + level) FROM pages WHERE ticket_id = ?",
-                                    (ticket_id,)).fetchone()[0]
+            # Level 0 is the record of a page no policy covered, not a step of this one.
+            fired = tx.conn.execute("SELECT count(DISTINCT round * 1000 + level) FROM pages WHERE ticket_id = ? "
+                                    "AND level > 0", (ticket_id,)).fetchone()[0]
             level = max(fired, t["escalation_level"]) + 1
             self._set(tx, ticket_id, {"escalation_level": level, "updated_at": tx.at})
             tx.event(ticket_id, "escalation_requested", {"step": level})
@@ -138,7 +195,7 @@ class OnCallStore:
 
     def pages_to_send(self: Store, now: datetime, *, actor: str) -> list[dict[str, Any]]:
         """Pages due for delivery. Those whose ticket no longer pages (acknowledged, done,
-        suppressed, a child) or that failed MAX_ATTEMPTS times are closed on record first."""
+        suppressed, a child its parent covers) or that failed MAX_ATTEMPTS times are closed on record first."""
         from .escalation import MAX_ATTEMPTS
 
         at = clock.iso(now)
@@ -146,8 +203,8 @@ class OnCallStore:
             # Per pending page, its ticket by id: never a scan of the tickets.
             tx.conn.execute(
                 "UPDATE pages SET status = 'cancelled' WHERE status IN ('pending', 'sending') AND EXISTS "
-                "(SELECT 1 FROM tickets t WHERE t.id = pages.ticket_id AND (t.acknowledged_at IS NOT NULL "
-                "OR t.status IN ('resolved', 'closed') OR t.suppressed IS NOT NULL OR t.parent_id IS NOT NULL))")
+                "(SELECT 1 FROM tickets WHERE tickets.id = pages.ticket_id AND (tickets.acknowledged_at IS NOT NULL "
+                f"OR tickets.status IN ('resolved', 'closed') OR tickets.suppressed IS NOT NULL OR {_COVERED}))")
             tx.conn.execute("UPDATE pages SET status = 'failed' WHERE status = 'pending' AND attempts >= ?",
                             (MAX_ATTEMPTS,))
             return [dict(r) for r in tx.conn.execute(

@@ -17,13 +17,19 @@ if TYPE_CHECKING:
 
 class SlaStore:
     def sla_tickets(self: Store, pause: frozenset[str]) -> list[tuple[dict[str, Any], list[tuple[datetime, str]]]]:
-        """Open tickets in the queue (not suppressed), with their status changes when a clock
-        could have paused (they entered a status in `pause`); from indexes alone when the
-        pause is `waiting`, the default."""
+        """Open tickets in the queue (not suppressed, not the child of an acknowledged incident),
+        with their status changes when a clock could have paused (they entered a status in
+        `pause`); from indexes alone when the pause is `waiting`, the default."""
+        # A correlated child of an incident someone acknowledged runs on its parent's clock:
+        # the parent's response is its response, and the parent is the one listed and counted.
+        covered = {row[0] for row in self.conn.execute(
+            "SELECT c.id FROM tickets c INDEXED BY tickets_parent JOIN tickets p ON p.id = c.parent_id "
+            f"WHERE c.parent_id IS NOT NULL AND c.{OPEN_SQL} AND p.acknowledged_at IS NOT NULL")}
         tickets = [dict(zip(("id", "kind", "priority", "status", "created_at", "acknowledged_at"), row))
                    for row in self.conn.execute(
                        f"SELECT id, kind, priority, status, created_at, acknowledged_at FROM tickets "
-                       f"INDEXED BY tickets_open_queue WHERE {OPEN_SQL} AND suppressed IS NULL")]
+                       f"INDEXED BY tickets_open_queue WHERE {OPEN_SQL} AND suppressed IS NULL")
+                   if row[0] not in covered]
         if pause <= {"waiting"}:
             paused = {row[0] for row in self.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}

@@ -17,14 +17,20 @@ if TYPE_CHECKING:
 
 def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: str) -> dict[str, Any]:
     """Raise due pages, deliver pending ones, bring back tickets whose silence ended, and
-    record SLA warnings and breaches. Each step is idempotent."""
+    record SLA warnings and breaches. Each step is idempotent. `undeliverable`: the tickets
+    that would page and reach nobody (no policy, nobody on call, no notifier), with why."""
     paged = store.page_due(oncall, now, actor=actor)
     delivered = failed = 0
     token = uuid.uuid4().hex
     # Claimed one message at a time, for longer than sending it can take: a tick that starts
     # while this one is still sending finds the page taken, never sends it again.
     hold = 2 * oncall.notifier.timeout + 60
-    for group in _sendable(store, oncall.notifier, store.pages_to_send(now, actor=actor), now, actor):
+    waiting = store.pages_to_send(now, actor=actor)
+    if not (oncall.notifier.command or oncall.notifier.webhook):
+        # No channel reaches a person: the pages are on record as undeliverable, never "delivered".
+        store.pages_undeliverable(waiting, "no notifier in oncall.yaml (a command or a webhook)", actor=actor)
+        waiting = []
+    for group in _sendable(store, oncall.notifier, waiting, now, actor):
         claimed = set(store.claim_pages([p["id"] for p in group], token, now, hold, actor=actor))
         group = [p for p in group if p["id"] in claimed]
         if not group:
@@ -37,6 +43,7 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     unsuppressed = store.release_ended_silences(now, actor=actor)
     recorded = store.sla_record(sla, now, actor=actor) if sla.policies else {}
     return {"at": clock.iso(now), "paged": paged, "delivered": delivered, "failed": failed,
+            "undeliverable": store.unreached(oncall),
             "unsuppressed": unsuppressed, "sla_warnings": recorded.get("sla_warning", 0),
             "sla_breaches": recorded.get("sla_breached", 0)}
 

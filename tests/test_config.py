@@ -90,7 +90,7 @@ LONG = "9" * 5000  # over Python's 4,300-digit limit on str -> int
 
 # One numeric setting of each config file, `{v}` standing for its value, and the commands that
 # read it (the file's check command and `new`, which reads most of them on every ticket).
-ONCALL = ("teams: [{{name: ops, schedule: s, escalation: e, members: [al]}}]\n"
+ONCALL = ("teams: [{{name: ops, schedule: s, escalation: e, members: [al]}}]\ndefault_team: ops\n"
           "schedules: [{{name: s, timezone: UTC, layers: [{{start: 2026-01-05T09:00, length: {len}, users: [al]}}]}}]\n"
           "escalation: [{{name: e, repeat: {repeat}, levels: [{{targets: ['user:al'], delay: {delay}}}]}}]\n"
           "notifier: {{command: [/bin/true], timeout: {timeout}, max_per_hour: {mph}}}\n")

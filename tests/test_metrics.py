@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -213,7 +214,9 @@ def test_a_past_window_counts_tickets_as_they_stood_at_its_end(history):
     assert after["tickets_resolved"]["value"] == 5 and after["reopen_rate"]["value"] == pytest.approx(2 / 8)
 
 
-def test_escalations_by_tick_count_and_a_future_end_is_now(history):
+def test_escalations_by_tick_count_and_a_future_end_is_now(history, tmp_path):
+    oncall = tmp_path / "config" / "oncall.yaml"  # a notifier: a page nobody can get fails the tick
+    oncall.write_text(oncall.read_text() + f"notifier:\n  command: [{json.dumps(sys.executable)}, -c, 'pass']\n")
     history.at("08:00", "new", "Search is down", "-p", "P1", day="2026-11-04")
     for hhmm in ("08:00", "08:20", "08:40"):
         history.at(hhmm, "tick", day="2026-11-04")
@@ -260,3 +263,10 @@ def test_prometheus_series_are_unique_and_the_file_is_readable(history, tmp_path
 def test_postmortems_are_for_incidents(history):
     out = history("postmortem", str(history.ids["t4"]), ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT and "is a request: postmortems are for incidents" in out.stderr
+
+
+def test_a_one_day_report_says_1_day(history):
+    day = ["--since", "2026-11-02T00:00:00Z", "--until", "2026-11-03T00:00:00Z"]
+    assert "(1 day)," in history("report", *day).stdout.splitlines()[0]
+    assert "(1 day)" in history("report", "executive", *day).stdout.splitlines()[0]
+    assert "(2 days)," in history("report", "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-03T00:00:00Z").stdout

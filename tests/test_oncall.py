@@ -194,3 +194,11 @@ def test_handoffs_inside_a_dst_change_agree_minute_by_minute(zone, handoff, day)
         [covering] = [s for s in found if s.start <= at < s.end]
         assert covering.user == on_call(schedule, [], at)[0], at
     assert len({s.user for s in found}) == 3 and len(found) == 4  # three handoffs, none flipping back
+
+
+def test_show_says_which_time_zone_its_times_are_in(desk, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = desk("oncall", "show", "-t", "payments", "--from", "2026-11-26T00:00Z", "--to", "2026-11-27T00:00Z").stdout
+    here = datetime(2026, 11, 26, tzinfo=timezone.utc).astimezone()
+    zone = here.tzname() if here.tzname()[0] not in "+-" else f"UTC{here:%z}"
+    assert out.lstrip().startswith(f"payments-primary (times in {zone})")

@@ -287,3 +287,109 @@ def test_escalate_refuses_what_does_not_page(desk):
     p4 = desk.new("stapler", "-p", "P4")
     result = desk("escalate", str(p4), ok=False)
     assert result.exit_code == ExitCode.CONFLICT and "P4 does not page under platform" in result.stderr
+
+
+# -- a page that cannot reach a person is loud (issue 19, item 5) -------------------------------
+
+NOTIFY = f"notifier:\n  command: [{json.dumps(sys.executable)}, -c, 'import sys; sys.stdin.read()']\n"
+OPS = "teams:\n  - name: ops\n    members: [ann]\n    escalation: ops\n" \
+      "escalation:\n  - name: ops\n    levels:\n      - {targets: ['user:ann'], delay: 15m}\n"
+OFFICE = ("teams:\n  - name: ops\n    members: [ann]\n    schedule: office\n    escalation: ops\ndefault_team: ops\n"
+          "schedules:\n  - name: office\n    timezone: UTC\n    layers:\n      - start: 2026-11-02T09:00\n"
+          "        length: 1w\n        users: [ann]\n        restrictions:\n"
+          "          - {days: [mon, tue, wed, thu, fri], from: '09:00', to: '17:00'}\n"
+          "escalation:\n  - name: ops\n    levels:\n      - {targets: ['schedule:office'], delay: 15m}\n")
+
+# Every way a page can lack a recipient: (oncall.yaml, or None for no file; or "unset" for no
+# config at all), and what the warning says.
+NOBODY = {
+    "no config at all": ("unset", "no on-call config"),
+    "no oncall.yaml": (None, "no on-call config"),
+    "teams but no escalation": ("teams:\n  - name: ops\n    members: [ann]\n" + NOTIFY, "no escalation policies"),
+    "no team for its queue": (OPS + NOTIFY, "no team with an escalation policy claims it"),
+    "nobody on call": (OFFICE + NOTIFY, "nobody on call for schedule:office"),
+    "no notifier": ((EXAMPLES / "oncall.yaml").read_text(), "no notifier in oncall.yaml"),
+}
+
+
+def _config(monkeypatch, tmp_path, oncall):
+    if oncall == "unset":
+        monkeypatch.delenv("SDESK_CONFIG")
+    elif oncall is not None:
+        (tmp_path / "config" / "oncall.yaml").write_text(oncall)
+
+
+@pytest.mark.parametrize("case", NOBODY)
+@pytest.mark.parametrize("priority", ["P1", "P2"])
+def test_a_page_that_reaches_nobody_is_undeliverable_and_tick_fails(cli, monkeypatch, tmp_path, case, priority):
+    oncall, why = NOBODY[case]
+    _config(monkeypatch, tmp_path, oncall)
+    monkeypatch.setenv("SDESK_NOW", "2026-11-14T03:00:00Z")  # a Saturday night: outside office hours
+    ticket = cli.new("checkout down", "-p", priority)
+    for _ in range(2):  # every tick says so, as long as nobody is reached
+        result = cli("tick", ok=False)
+        assert result.exit_code == ExitCode.ERROR
+        assert f"warning: SD-{ticket} ({priority}) pages nobody: " in result.stderr and why in result.stderr
+    pages = cli.json("pages")
+    assert pages and {p["status"] for p in pages} == {"undeliverable"} and all(p["error"] for p in pages)
+    assert "undeliverable" in cli("pages").stdout
+    result = cli("tick", "--json", ok=False)
+    assert result.exit_code == ExitCode.ERROR
+    assert json.loads(result.stdout)["undeliverable"] == [{"ticket": ticket, "priority": priority,
+                                                           "reason": pages[-1]["error"]}]
+    cli("ack", str(ticket))  # someone saw it after all: tick is quiet again
+    result = cli("tick")
+    assert result.exit_code == 0 and "warning:" not in result.stderr
+
+
+@pytest.mark.parametrize("case", ["no config at all", "no oncall.yaml", "no notifier"])
+def test_a_desk_without_p1_or_p2_ticks_quietly_with_no_config(cli, monkeypatch, tmp_path, case):
+    _config(monkeypatch, tmp_path, NOBODY[case][0])
+    for priority in ("P3", "P4"):
+        cli.new("printer", "-p", priority)
+    result = cli("tick")
+    assert result.exit_code == 0 and "warning:" not in result.stderr
+    assert cli.json("pages") == []
+
+
+def test_a_policy_added_later_pages_from_its_first_level(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("SDESK_NOW", "2026-11-10T12:00:00Z")
+    ticket = cli.new("checkout down", "-p", "P1")
+    cli("tick", ok=False)
+    (tmp_path / "config" / "oncall.yaml").write_text(OPS + "default_team: ops\n" + NOTIFY)
+    monkeypatch.setenv("SDESK_NOW", "2026-11-10T12:30:00Z")
+    result = cli("tick", "--json")
+    assert [(p["ticket"], p["level"], p["users"]) for p in json.loads(result.stdout)["paged"]] == [(ticket, 1, ["ann"])]
+    assert [p["status"] for p in cli.json("pages")] == ["undeliverable", "delivered"]
+
+
+def test_the_tick_summary_counts_in_words(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    desk.new("checkout down", "-p", "P1")
+    assert desk("tick").stderr.startswith("tick: 1 page raised, 1 delivered, ")
+
+
+def test_the_pages_table_fits_80_columns(desk, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    desk.at("2026-11-10T12:00:00Z")
+    desk.flag.touch()
+    desk.new("checkout down", "-p", "P1")
+    desk("tick")
+    lines = desk("pages").stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    [row] = [line for line in lines if "SD-1" in line and "pending" in line]
+    assert "2026-11-10" in row and row.split()[-1] == "1"  # the date on one line, no empty column after tries
+    assert any(line.startswith("page 1 (SD-1): notifier exited 1: chat is down") for line in lines)
+
+
+def test_a_child_more_urgent_than_its_parent_pages_and_one_under_an_acknowledged_parent_does_not(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    parent = desk.new("checkout slow", "-p", "P3")
+    child = desk.new("checkout down", "-p", "P1")
+    desk("link", str(child), "--parent", str(parent))
+    assert [p["ticket"] for p in desk.json("tick")["paged"]] == [child]  # its P3 parent pages nobody
+    other = desk.new("payments down", "-p", "P1")
+    desk("ack", str(other))
+    late = desk.new("payments errors", "-p", "P1")
+    desk("link", str(late), "--parent", str(other))
+    assert desk.json("tick")["paged"] == []

@@ -192,3 +192,33 @@ def test_assigning_a_waiting_ticket_restarts_its_clock(desk, monkeypatch):
     desk("assign", str(ticket), "bob")  # back from waiting, as an assignment
     [row] = desk.json("sla", "--at", "2026-11-26T15:00:00Z")
     assert row["targets"]["resolve"]["used_seconds"] == 4 * 3600  # the hour of waiting does not count
+
+
+def test_a_child_of_an_acknowledged_incident_runs_on_its_parents_clock(desk, monkeypatch, db_path):
+    """Issue 19, item 9: a correlated child never pages, so it must not breach on its own: not in
+    `sla --breached`, nor the TUI's breach view (the same store read), nor the report's P1 respond."""
+    parent = desk.new("checkout down", "--kind", "incident", "-p", "P1")
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T10:05:00Z")
+    desk("ack", str(parent))
+    child = desk.new("checkout 502s", "--kind", "incident", "-p", "P1")
+    desk("link", str(child), "--parent", str(parent))
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T10:40:00Z")  # past the child's 15m respond target
+    assert desk.json("sla", "--breached") == []
+    assert [r["id"] for r in desk.json("sla")] == [parent]  # the incident once: its parent
+    from sdesk.store import Store
+
+    with Store(db_path) as store:  # what the TUI's breach view (6) reads
+        assert [t["id"] for t, _ in store.sla_tickets(frozenset({"waiting"}))] == [parent]
+    assert desk.json("tick")["sla_breaches"] == 0
+    assert "sla_breached" not in [e["kind"] for e in desk.json("show", str(child))["events"]]
+    report = desk.json("report", "--since", "2026-11-26T00:00:00Z", "--until", "2026-11-26T10:40:00Z")
+    respond = {(k["policy"], k["target_name"]): k for k in report["sla"]}[("P1 incidents", "respond")]
+    assert (respond["met"], respond["missed"], respond["value"]) == (1, 0, 1.0)
+
+
+def test_a_child_of_an_unacknowledged_incident_keeps_its_own_clock(desk, monkeypatch):
+    parent = desk.new("checkout slow", "--kind", "incident", "-p", "P3")
+    child = desk.new("checkout down", "--kind", "incident", "-p", "P1")
+    desk("link", str(child), "--parent", str(parent))
+    monkeypatch.setenv("SDESK_NOW", "2026-11-26T10:40:00Z")
+    assert [r["id"] for r in desk.json("sla", "--breached")] == [child]  # nobody answered it: it breaches

@@ -94,8 +94,12 @@ def show(
         return
     from ..render import print_shifts
 
+    # The table shows this machine's local time (--json: the schedule's zone and UTC): say which.
+    here = start.astimezone()
+    name = here.tzname() or ""
+    zone = name if name and name[0] not in "+-" else f"UTC{here:%z}"
     for s in out:
-        print_shifts(s["schedule"], s["shifts"])
+        print_shifts(f"{s['schedule']} (times in {zone})", s["shifts"])
 
 
 @app.command("override")

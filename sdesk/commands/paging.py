@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import ExitCode
 from .common import note, print_json, run_automation, settings_of
 
 tick_app = typer.Typer()
@@ -21,7 +22,8 @@ def tick(
     """Do what time makes due: page and escalate unacknowledged tickets, deliver pages (retrying
     failed ones), bring back tickets whose silence ended, record SLA warnings and breaches, end
     runbook runs whose process died, and run the runbooks triage queued for automation.
-    Idempotent: safe from cron every minute.
+    Idempotent: safe from cron every minute. A P1 or P2 that can reach nobody (no oncall.yaml,
+    no policy for it, nobody on call, no notifier) is a warning on stderr and exit 1.
 
     Example: sdesk tick --json
 
@@ -29,19 +31,30 @@ def tick(
     """
     import time
 
+    from ..lifecycle import ref
+    from ..plain import plural
+
     settings = settings_of(ctx)
     while True:
         summary = _tick_once(settings)
         if as_json:
             print_json(summary)
         else:
-            note(f"tick: {len(summary['paged'])} pages raised, {summary['delivered']} delivered, "
-                 f"{summary['failed']} failed (will retry), {summary['unsuppressed']} tickets back from silences, "
-                 f"{summary['sla_warnings']} SLA warnings, {summary['sla_breaches']} breaches, "
-                 f"{len(summary['automation'])} automated runbook runs")
+            note(f"tick: {plural(len(summary['paged']), 'page')} raised, {summary['delivered']:,} delivered, "
+                 f"{summary['failed']:,} failed (will retry), "
+                 f"{plural(summary['unsuppressed'], 'ticket')} back from silences, "
+                 f"{plural(summary['sla_warnings'], 'SLA warning')}, "
+                 f"{plural(summary['sla_breaches'], 'breach', 'breaches')}, "
+                 f"{plural(len(summary['automation']), 'automated runbook run')}")
+        for t in summary["undeliverable"]:
+            note(f"warning: {ref(t['ticket'])} ({t['priority']}) pages nobody: {t['reason']}")
         if watch is None:
-            return
+            break
         time.sleep(watch)
+    if summary["undeliverable"]:
+        # Not an error in the input: the desk cannot reach a person for a P1/P2, and cron
+        # (or whoever runs tick) must hear of it, so the exit is the general failure.
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _tick_once(settings) -> dict:
@@ -77,7 +90,9 @@ def pages(
     ticket: Annotated[Optional[str], typer.Option("--ticket", help="42 or SD-42.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Pages on record: who was paged for which ticket, at which level, and their delivery.
+    """Pages on record: who was paged for which ticket, at which step of its escalation (round.level),
+    and their delivery: pending, delivered, failed, cancelled, or undeliverable (nobody to page,
+    or no notifier to reach them).
 
     Example: sdesk pages --ticket SD-42
     """
@@ -87,8 +102,31 @@ def pages(
     if as_json:
         print_json(found)
         return
-    from ..render import local, table
+    _print_pages(found, ref)
 
-    table(["page", "ticket", "round", "level", "user", "due", "status", "attempts", "error"],
-          [[p["id"], ref(p["ticket_id"]), p["round"], p["level"], p["user"], local(p["due_at"]), p["status"],
-            p["attempts"], p["error"] or ""] for p in found], empty="no pages")
+
+def _print_pages(found: list[dict], ref) -> None:
+    """Fits 80 columns: dates and statuses never wrap, round and level are one step (`-`: no
+    policy covered the ticket), and errors (free text, often long) follow the table, a line each."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..render import console, local, plain
+
+    out = console()
+    if not found:
+        out.print("no pages", style="dim")
+        return
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("page", "ticket", "step", "user", "due", "status", "tries"):
+        t.add_column(header.upper(), no_wrap=True, overflow="ellipsis")
+    for p in found:
+        t.add_row(str(p["id"]), ref(p["ticket_id"]), f"{p['round']}.{p['level']}" if p["level"] else "-",
+                  plain(p["user"], one_line=True) if p["user"] else Text("nobody", style="dim"),
+                  local(p["due_at"]), plain(p["status"]), str(p["attempts"]))
+    out.print(t)
+    for p in found:
+        if p["error"]:
+            out.print(Text.assemble((f"page {p['id']} ({ref(p['ticket_id'])}): ", "dim"),
+                                    plain(p["error"], one_line=True)))
