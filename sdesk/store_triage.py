@@ -62,6 +62,7 @@ class Triager:
         self._burns: dict[str, float] = {}
         self._roots_by_ci: dict[str, int | None] = {}
         self._roots_by_group: dict[str, int | None] = {}
+        self._priority: dict[int, str | None] = {}  # open parents' priorities as this batch leaves them
 
     def apply(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
               context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,7 +88,30 @@ class Triager:
             parent = self._correlate(ticket_id, t, alert, explanation)
         if parent is not None:
             t["parent_id"] = parent
+            raised = self._raises(parent, t.get("priority"))
+            if raised:
+                explanation.setdefault("correlation", {"parent": parent})["raised"] = raised
+        elif not suppressed:
+            self._priority[ticket_id] = t.get("priority")  # a root this batch's later tickets may join
         return t, explanation
+
+    def _raises(self, parent: int, priority: str | None) -> dict[str, str] | None:
+        """What a child this urgent does to its parent (raise_parent writes it once the batch is
+        stored): {from, to} when it is more urgent than the open parent."""
+        if parent not in self._priority:
+            row = self.store.conn.execute(f"SELECT priority FROM tickets WHERE id = ? AND {OPEN_SQL}",
+                                          (parent,)).fetchone()
+            self._priority[parent] = row[0] if row else None
+        current = self._priority[parent]
+        if not more_urgent(priority, current):
+            return None
+        self._priority[parent] = priority
+        return {"from": current, "to": priority}
+
+    def raise_parents(self, tx: Any, made: list[int]) -> None:
+        """Once the batch's rows are stored: each new child raises its parent (see apply)."""
+        for ticket_id in made:
+            self.store.raise_parent(tx, ticket_id)
 
     def burn(self, ci: str) -> float:
         """The CI's 6-hour error-budget burn, as a share of its pace (once per batch)."""
@@ -164,6 +188,16 @@ class Triager:
         if self.config.group_key and alert is not None and alert.group:
             return f"{t.get('source') or 'alert'}:{alert.group}"
         return None
+
+
+def more_urgent(priority: str | None, than: str | None) -> bool:
+    """P1 is more urgent than P2 (and than no priority: a parent without one is not raised)."""
+    return bool(priority and than and priority < than)
+
+
+# Why an incident takes the priority of a more urgent child rather than the child paging on its
+# own: one incident, one page, one clock (as PagerDuty and Opsgenie raise the incident's priority).
+RAISE_REASON = "an incident is as urgent as its most urgent open child, so it pages for it"
 
 
 # Keys that name whole swathes of the desk: an exact match on one of them alone still silences
@@ -312,23 +346,57 @@ class TriageStore:
             tx.event(ticket_id, "triaged", {"triage": decision.explanation, "changes": diff})
         return {"id": ticket_id, "changes": diff, "triage": decision.explanation}
 
+    def raise_parent(self: Store, tx: Any, ticket_id: int) -> None:
+        """Raise the open incidents above a ticket to its priority where it is more urgent (a
+        `priority_raised` event on each), after intake, a link, or a change of its priority."""
+        child = tx.conn.execute("SELECT priority, parent_id FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        priority, parent, seen = child[0], child[1], {ticket_id}
+        while parent is not None and parent not in seen:  # (link refuses cycles; bounded all the same)
+            seen.add(parent)
+            row = tx.conn.execute(f"SELECT priority, parent_id FROM tickets WHERE id = ? AND {OPEN_SQL}",
+                                  (parent,)).fetchone()
+            if row is None:
+                return
+            if more_urgent(priority, row[0]):
+                tx.conn.execute("UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?", (priority, tx.at, parent))
+                tx.event(parent, "priority_raised", {"priority": [row[0], priority], "child": ticket_id})
+            parent = row[1]
+
+    def _most_urgent_child(self: Store, tx: Any, ticket_id: int) -> tuple[str, int] | None:
+        """The priority of the ticket's most urgent open child, and that child (the first such)."""
+        row = tx.conn.execute(f"SELECT priority, id FROM tickets WHERE parent_id = ? AND {OPEN_SQL} "
+                              "AND priority IS NOT NULL ORDER BY priority, id LIMIT 1", (ticket_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
     # -- explanations ---------------------------------------------------------------------
 
     def why(self: Store, *, ticket_id: int) -> dict[str, Any]:
         """The ticket's category, queue and priority and what decided each: the last triage
         (at intake or re-run), and the people who changed them since."""
         t = self.get_or_raise(ticket_id=ticket_id)
-        triage, triaged_at, corrections = None, None, []
+        triage, triaged_at, corrections, raised, linked = None, None, [], [], None
         for e in self.events(ticket_id=ticket_id):
             if e["kind"] == "created" and "triage" in e["data"]:
-                triage, triaged_at, corrections = e["data"]["triage"], e["at"], []
+                triage, triaged_at, corrections, raised = e["data"]["triage"], e["at"], [], []
             elif e["kind"] == "triaged":
-                triage, triaged_at, corrections = e["data"]["triage"], e["at"], []
+                triage, triaged_at, corrections, raised = e["data"]["triage"], e["at"], [], []
             elif e["kind"] == "updated" and {"category", "queue", "priority"} & set(e["data"]):
                 corrections.append({"at": e["at"], "by": e["actor"],
                                     "changed": {k: v for k, v in e["data"].items()
                                                 if k in ("category", "queue", "priority")}})
-        return {"id": ticket_id, "category": t["category"], "queue": t["queue"], "priority": t["priority"],
-                "impact": t["impact"], "urgency": t["urgency"], "parent_id": t["parent_id"],
-                "suppressed": t["suppressed"], "runbook": t["runbook"], "triaged_at": triaged_at,
-                "triage": triage, "corrections": corrections}
+            elif e["kind"] == "priority_raised":
+                raised.append({"at": e["at"], "from": e["data"]["priority"][0], "to": e["data"]["priority"][1],
+                               "child": e["data"]["child"], "why": RAISE_REASON})
+            elif e["kind"] == "linked":
+                linked = {"parent": e["data"]["parent_id"], "by": e["actor"], "at": e["at"],
+                          **({"why": e["data"]["why"]} if e["data"].get("why") else {})} \
+                    if e["data"].get("parent_id") else None
+        out = {"id": ticket_id, "category": t["category"], "queue": t["queue"], "priority": t["priority"],
+               "impact": t["impact"], "urgency": t["urgency"], "parent_id": t["parent_id"],
+               "suppressed": t["suppressed"], "runbook": t["runbook"], "triaged_at": triaged_at,
+               "triage": triage, "corrections": corrections}
+        if raised:
+            out["raised"] = raised  # by more urgent children, since the last triage
+        if linked and linked["parent"] == t["parent_id"]:
+            out["linked"] = linked  # by hand (sdesk link), not by triage's correlation
+        return out

@@ -3,6 +3,7 @@ correlation (one incident with children for a storm), flapping, replay, re-triag
 
 import json
 import sqlite3
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -436,3 +437,78 @@ def test_a_trained_model_alone_turns_on_only_the_classifier(cli, tmp_path):
     why = cli.json("why", str(ticket))
     assert why["priority"] == "P2" and why["triage"]["priority"]["from"].startswith("as given: no priority matrix")
     assert why["category"] == "printing"
+
+
+# -- issue 19: a child more urgent than its parent, re-triage, why's text, reopened tickets ------------
+
+
+def _notifier_desk(cli, monkeypatch, tmp_path, triage_text: str):
+    """The example desk (cmdb, oncall.yaml) with the given triage.yaml, and a notifier that
+    writes each page it gets to a file (as test_paging's desk)."""
+    config = tmp_path / "paging"
+    config.mkdir(exist_ok=True)
+    log, script = tmp_path / "pages.log", tmp_path / "notify.py"
+    script.write_text(f"import sys\nopen({str(log)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
+    oncall = (EXAMPLES / "oncall.yaml").read_text().replace(
+        "# notifier:\n#   command: [./notify-chat.sh, \"#oncall\"]",
+        f"notifier:\n  command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}]\n#")
+    assert "notifier:\n  command" in oncall
+    (config / "oncall.yaml").write_text(oncall)
+    (config / "triage.yaml").write_text(triage_text)
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli("cmdb", "import", str(EXAMPLES / "cmdb.yaml"))
+    cli.log = log
+    cli.at = lambda when: monkeypatch.setenv("SDESK_NOW", when)
+    return cli
+
+
+def test_a_p1_child_of_a_p3_incident_raises_it_and_it_pages(cli, monkeypatch, tmp_path):
+    desk = _notifier_desk(cli, monkeypatch, tmp_path, (EXAMPLES / "triage.yaml").read_text())
+    desk.at("2026-11-10T12:00:00Z")
+    warning = desk.new("checkout-api latency warning", "--ci", "checkout-api", "-p", "P3")
+    outage = desk.new("production down outage, all users", "--ci", "checkout-api", "-p", "P3")
+    child = desk.json("show", str(outage))
+    assert child["parent_id"] == warning and child["priority"] == "P1"
+    assert desk.json("show", str(warning))["priority"] == "P1"
+    pages = []
+    for when in ("2026-11-10T12:01:00Z", "2026-11-10T12:25:00Z"):
+        desk.at(when)
+        pages += desk.json("tick")["paged"]
+    assert pages and {p["ticket"] for p in pages} == {warning}
+    assert [json.loads(line)["ticket"] for line in desk.log.read_text().splitlines()][0] == warning
+    # Both tickets' `why` say what happened, and why the incident (not the child) pages.
+    parent_why, child_why = desk.json("why", str(warning)), desk.json("why", str(outage))
+    assert [(r["from"], r["to"], r["child"]) for r in parent_why["raised"]] == [("P3", "P1", outage)]
+    assert child_why["triage"]["correlation"]["raised"] == {"from": "P3", "to": "P1"}
+    assert "priority raised P3 -> P1" in desk("why", str(warning)).stdout
+    assert "raised SD-1 from P3 to P1" in desk("why", str(outage)).stdout
+    assert "priority P3 → P1: raised" in " ".join(desk("show", str(warning)).stdout.split())
+    assert desk.json("audit", "verify")["ok"]
+
+
+PRIORITY_RULES = "rules:\n" + "".join(
+    f"  - id: want-{p}\n    match: {{labels.want: {p}}}\n    set: {{priority: {p}}}\n" for p in ("P1", "P2", "P3", "P4"))
+
+
+@pytest.mark.parametrize("parent", ["P1", "P2", "P3", "P4"])
+@pytest.mark.parametrize("child", ["P1", "P2", "P3", "P4"])
+def test_a_parent_is_as_urgent_as_its_most_urgent_open_child(cli, monkeypatch, tmp_path, parent, child):
+    desk = _notifier_desk(cli, monkeypatch, tmp_path, PRIORITY_RULES)
+    desk.at("2026-11-10T12:00:00Z")
+    # Correlated at intake (same CI, within the window)...
+    root = desk.new("root", "--ci", "checkout-api", "-l", f"want={parent}")
+    correlated = desk.new("child", "--ci", "checkout-api", "-l", f"want={child}")
+    # ... linked by hand, and a child whose priority a person raises later.
+    other = desk.new("other root", "--ci", "search-api", "-l", f"want={parent}")
+    linked = desk.new("linked", "-p", child)
+    desk("link", str(linked), "--parent", str(other))
+    third = desk.new("third root", "--ci", "auth", "-l", f"want={parent}")
+    later = desk.new("later", "-p", "P4")
+    desk("link", str(later), "--parent", str(third))
+    desk("update", str(later), "--priority", child)
+    for top, kid in ((root, correlated), (other, linked), (third, later)):
+        assert desk.json("show", str(kid))["parent_id"] == top
+        assert desk.json("show", str(top))["priority"] == min(parent, child)
+        raised = desk.json("why", str(top)).get("raised", [])
+        assert [r["to"] for r in raised][-1:] == ([child] if child < parent else [])
+    assert desk.json("audit", "verify")["ok"]
