@@ -444,11 +444,15 @@ def print_why(w: dict[str, Any]) -> None:
             if "slo_burn" in inputs:
                 b = inputs["slo_burn"]
                 parts.append(f"SLO burn of {b['ci']} {b['pace_6h']:g}x its budget's pace over 6h (level {b['level']})")
-            parts += [f"{k} {inputs[k]}" for k in ("rule", "given") if k in inputs]
-            say(f"  urgency {p.get('urgency')}: " + "; ".join(parts))
+            how = f"set by a rule ({inputs['rule']}) over" if "rule" in inputs else \
+                f"as given ({inputs['given']}) over" if "given" in inputs else "the most urgent of"
+            say(f"  urgency {p.get('urgency')}: {how}")
+            for part in parts:  # one input a line: together they do not fit 80 columns
+                say(f"    {part}")
             if p.get("raised"):
                 r = p["raised"]
-                say(f"  kept at {r['to']}: its open child {ref(r['child'])} is {r['to']} ({r['why']})")
+                say(f"  kept at {r['to']}: its open child {ref(r['child'])} is {r['to']}:")
+                say(f"    {r['why']}")
         for fired in triage.get("rules", ()):
             sets = ", ".join(f"{k}={listed(v)}" for k, v in fired["set"].items())
             say(f"rule {fired['rule']}: {sets}")
@@ -465,8 +469,8 @@ def print_why(w: dict[str, Any]) -> None:
             say(f"child of {ref(corr['parent'])}: {how}")
             if corr.get("raised"):
                 r = corr["raised"]
-                say(f"  raised {ref(corr['parent'])} from {r['from']} to {r['to']}: a child more urgent than its "
-                    "incident raises the incident, which pages; the child does not page on its own")
+                say(f"  raised {ref(corr['parent'])} from {r['from']} to {r['to']}: an incident is as urgent as its")
+                say("  most urgent open child and pages for it; the child does not page on its own")
         if triage.get("parent"):
             say(f"parent: {triage['parent']}")
         if triage.get("suppressed"):
@@ -484,7 +488,8 @@ def print_why(w: dict[str, Any]) -> None:
     if w.get("runbook"):
         say(f"runbook: {w['runbook']}")
     for r in w.get("raised", ()):
-        say(f"priority raised {r['from']} -> {r['to']} at {local(r['at'])} by its child {ref(r['child'])}: {r['why']}")
+        say(f"priority raised {r['from']} -> {r['to']} at {local(r['at'])} by its child {ref(r['child'])}:")
+        say(f"  {r['why']}")
     for c in w["corrections"]:
         changes = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in c["changed"].items())
         say(f"corrected by {c['by']} at {local(c['at'])}: {changes}")

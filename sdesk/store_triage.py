@@ -200,6 +200,22 @@ def more_urgent(priority: str | None, than: str | None) -> bool:
 RAISE_REASON = "an incident is as urgent as its most urgent open child, so it pages for it"
 
 
+def _still_holding(before: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of the last explanation that re-triage does not re-run (correlation and a
+    rule's parent, a silence, `assignee: auto`) and that the ticket still shows."""
+    before = before or {}
+    kept: dict[str, Any] = {}
+    if (before.get("correlation") or {}).get("parent") == current.get("parent_id") is not None:
+        kept["correlation"] = before["correlation"]
+    if before.get("parent") and current.get("parent_id") is None:
+        kept["parent"] = before["parent"]  # a rule's parent that did not exist
+    if before.get("suppressed") and before["suppressed"] == current.get("suppressed"):
+        kept["suppressed"] = before["suppressed"]
+    if before.get("assigned") and before["assigned"].get("assignee") == current.get("assignee"):
+        kept["assigned"] = before["assigned"]
+    return kept
+
+
 # Keys that name whole swathes of the desk: an exact match on one of them alone still silences
 # broadly (kind=incident, severity=critical), which only an admin may do.
 COARSE_KEYS = frozenset({"kind", "status", "priority", "source", "impact", "urgency", "category", "team", "queue",
@@ -299,7 +315,7 @@ class TriageStore:
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
         last alert's annotations, and when they arrived; and each row as it is now. One at a
         time: a replay over a million tickets holds one."""
-        columns = ", ".join(f"t.{c}" for c in (*TICKET_FIELDS, "id", "labels", "suppressed", "runbook", "created_at")
+        columns = ", ".join(f"t.{c}" for c in (*TICKET_FIELDS, "id", "labels", "suppressed", "runbook", "parent_id", "created_at")
                             if c != "tags")
         sql = (f"SELECT {columns}, t.tags, "
                "(SELECT data FROM events WHERE ticket_id = t.id AND kind = 'created' ORDER BY id LIMIT 1) AS _created, "
@@ -327,9 +343,11 @@ class TriageStore:
                          clock.parse(t["created_at"]))
 
     def retriage(self: Store, *, ticket_id: int, config: TriageConfig, actor: str) -> dict[str, Any]:
-        """Run rules, the matrix and the classifier again on what arrived for a stored ticket,
-        and apply what differs from it now (a `triaged` event explains it). Silences and
-        correlation are not re-run: they belong to the moment of arrival."""
+        """Run rules, the matrix (with the SLO burn now) and the classifier again on what arrived
+        for a stored ticket, and apply what differs from it now (a `triaged` event explains it).
+        Silences, correlation and `assignee: auto` are not re-run: they belong to the moment of
+        arrival, and their explanation is kept while the ticket still shows their effect. A
+        parent keeps the priority of its most urgent open child."""
         from .store import to_json
 
         with self._write(actor) as tx:
@@ -337,14 +355,28 @@ class TriageStore:
             stored = next(self.replay_tickets(ticket_id=ticket_id), None)
             if stored is None:
                 raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
+            now = clock.parse(tx.at)
+            burn = Triager(self, config, now, None, []).burn if config.slos else None
             decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
-                              now=clock.parse(tx.at), classify=self.classify if self.has_classifier() else None)
+                              now=now, classify=self.classify if self.has_classifier() else None, burn=burn)
+            explanation = {**decision.explanation, **_still_holding(self.why(ticket_id=ticket_id)["triage"],
+                                                                    stored.current)}
             diff = changes(stored, decision)
+            top = self._most_urgent_child(tx, ticket_id)
+            decided = diff["priority"][1] if "priority" in diff else stored.current["priority"]
+            if top is not None and more_urgent(top[0], decided):
+                explanation["priority"] = {**explanation.get("priority", {}),
+                                           "raised": {"to": top[0], "child": top[1], "why": RAISE_REASON}}
+                diff.pop("priority", None)
+                if top[0] != stored.current["priority"]:
+                    diff["priority"] = [stored.current["priority"], top[0]]
             if diff:
                 self._set(tx, ticket_id, {**{k: to_json(new) if k == "tags" else new for k, (_, new) in diff.items()},
                                           "updated_at": tx.at})
-            tx.event(ticket_id, "triaged", {"triage": decision.explanation, "changes": diff})
-        return {"id": ticket_id, "changes": diff, "triage": decision.explanation}
+            tx.event(ticket_id, "triaged", {"triage": explanation, "changes": diff})
+            if "priority" in diff:
+                self.raise_parent(tx, ticket_id)
+        return {"id": ticket_id, "changes": diff, "triage": explanation}
 
     def raise_parent(self: Store, tx: Any, ticket_id: int) -> None:
         """Raise the open incidents above a ticket to its priority where it is more urgent (a
@@ -379,7 +411,11 @@ class TriageStore:
             if e["kind"] == "created" and "triage" in e["data"]:
                 triage, triaged_at, corrections, raised = e["data"]["triage"], e["at"], [], []
             elif e["kind"] == "triaged":
-                triage, triaged_at, corrections, raised = e["data"]["triage"], e["at"], [], []
+                # A person's correction that re-triage left alone still explains that field.
+                redone = e["data"].get("changes") or {}
+                corrections = [{**c, "changed": kept} for c in corrections
+                               if (kept := {k: v for k, v in c["changed"].items() if k not in redone})]
+                triage, triaged_at, raised = e["data"]["triage"], e["at"], []
             elif e["kind"] == "updated" and {"category", "queue", "priority"} & set(e["data"]):
                 corrections.append({"at": e["at"], "by": e["actor"],
                                     "changed": {k: v for k, v in e["data"].items()

@@ -512,3 +512,132 @@ def test_a_parent_is_as_urgent_as_its_most_urgent_open_child(cli, monkeypatch, t
         raised = desk.json("why", str(top)).get("raised", [])
         assert [r["to"] for r in raised][-1:] == ([child] if child < parent else [])
     assert desk.json("audit", "verify")["ok"]
+
+
+@pytest.fixture
+def full_desk(cli, monkeypatch, tmp_path):
+    """The example desk with rules, CMDB and SLOs, at a fixed time."""
+    config = tmp_path / "full"
+    config.mkdir(exist_ok=True)
+    for name in ("cmdb.yaml", "triage.yaml", "sla.yaml"):
+        (config / name).write_text((EXAMPLES / name).read_text())
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli("cmdb", "import", str(config / "cmdb.yaml"))
+    cli.at = lambda when: monkeypatch.setenv("SDESK_NOW", when)
+    cli.at("2026-11-26T12:00:00Z")
+    return cli
+
+
+def _rules_part(desk, tmp_path):
+    return _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "down"), group="r"))[0]["ticket"]
+
+
+def _correlation_part(desk, tmp_path):
+    desk.new("checkout errors", "--ci", "checkout-api")
+    return desk.new("checkout 5xx for everyone", "--ci", "checkout-api", "-p", "P2")
+
+
+def _slo_burn_part(desk, tmp_path):
+    desk.at("2026-11-26T08:00:00Z")
+    desk.new("checkout 5xx", "-p", "P1", "--service", "checkout-api")
+    desk.at("2026-11-26T12:00:00Z")
+    return desk.new("checkout slow for one customer", "-p", "P4", "--service", "checkout-api")
+
+
+def _classifier_part(desk, tmp_path):
+    pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
+    rows = ["text,label"] + [f"printer toner jam {i},printing" for i in range(30)] + \
+        [f"password locked reset {i},access" for i in range(30)]
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    desk("triage", "train", "--from-csv", str(tmp_path / "l.csv"), "--text", "text", "--label", "label")
+    return desk.new("printer toner jam again")
+
+
+def _silence_part(desk, tmp_path):
+    desk("silence", "add", "--match", "alertname=DiskFull", "--match", "instance=db-9", "--for", "2h")
+    return _new(desk, alerts(({"alertname": "DiskFull", "instance": "db-9"}, "disk"), group="s"))[0]["ticket"]
+
+
+def _raised_parent_part(desk, tmp_path):
+    parent = desk.new("checkout-api latency warning", "--ci", "checkout-api", "-p", "P3")
+    desk.new("production down outage, all users", "--ci", "checkout-api")
+    return parent
+
+
+def _hand_linked_part(desk, tmp_path):
+    parent = desk.new("checkout errors", "--ci", "checkout-api")
+    child = desk.new("a customer cannot pay", "--service", "billing-web")
+    desk("link", str(child), "--parent", str(parent))
+    desk("update", str(child), "--queue", "payments")
+    return child
+
+
+PARTS = [_rules_part, _correlation_part, _slo_burn_part, _classifier_part, _silence_part, _raised_parent_part,
+         _hand_linked_part]
+
+
+def _key_paths(value, path=()):
+    """Every key path of a JSON value (list items by position)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield (*path, k)
+            yield from _key_paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _key_paths(v, (*path, i))
+
+
+def _leaves(value, key=None):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v, key)
+    else:
+        yield key, value
+
+
+def _shown(key, value) -> str:
+    """A `why --json` leaf as the text shows it."""
+    from sdesk.render import local
+
+    if value is True:
+        return key
+    if key in ("at", "triaged_at"):
+        return local(value)
+    if key in ("id", "parent", "parent_id", "child") and isinstance(value, int):
+        return f"SD-{value}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _check_text_shows_json(desk, ticket):
+    explained = desk.json("why", str(ticket))
+    text = " ".join(desk("why", str(ticket)).stdout.split())  # a line rich wrapped reads as one
+    missing = [(key, value) for key, value in _leaves(explained)
+               if value not in (None, "", False) and " ".join(_shown(key, value).split()) not in text]
+    assert missing == [], f"why's text leaves out {missing}:\n{text}"
+    return explained
+
+
+@pytest.mark.parametrize("part", PARTS, ids=lambda f: f.__name__.strip("_"))
+def test_why_text_shows_every_part_of_the_json(full_desk, tmp_path, part):
+    ticket = part(full_desk, tmp_path)
+    _check_text_shows_json(full_desk, ticket)
+    full_desk("triage", str(ticket))
+    _check_text_shows_json(full_desk, ticket)
+
+
+@pytest.mark.parametrize("part", PARTS, ids=lambda f: f.__name__.strip("_"))
+def test_retriage_keeps_every_part_of_the_explanation_that_still_holds(full_desk, tmp_path, part):
+    ticket = part(full_desk, tmp_path)
+    before = full_desk.json("why", str(ticket))
+    assert full_desk.json("triage", str(ticket))["changes"] == {}  # nothing changed...
+    after = full_desk.json("why", str(ticket))
+    # ... and nothing of the explanation is lost (figures such as the burn are computed anew).
+    lost = set(_key_paths(before["triage"])) - set(_key_paths(after["triage"]))
+    assert lost == set() and after["priority"] == before["priority"] and after["parent_id"] == before["parent_id"]
+    assert {k: v for k, v in after.items() if k not in ("triage", "triaged_at", "raised")} == \
+        {k: v for k, v in before.items() if k not in ("triage", "triaged_at", "raised")}
