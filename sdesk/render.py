@@ -15,7 +15,7 @@ from rich.text import Text
 
 from . import clock
 from .lifecycle import ref
-from .plain import controls
+from .plain import controls, plural
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
@@ -205,6 +205,22 @@ def describe_event(e: dict[str, Any]) -> str:
     return str(d)
 
 
+def reopened_at(events: list[dict[str, Any]]) -> str | None:
+    """When the ticket was last reopened (None: never)."""
+    return next((e["at"] for e in reversed(events)
+                 if e["kind"] == "status_changed" and e["data"].get("action") == "reopen"), None)
+
+
+def resolution_rows(t: dict[str, Any], events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """The resolution as `show` lists it: a reopened ticket's is the previous one, not its state."""
+    if not t["resolution"]:
+        return []
+    text = f"{t['resolution']}" + (f" [{t['resolution_code']}]" if t["resolution_code"] else "")
+    if t["status"] in ("resolved", "closed"):
+        return [("resolution", text)]
+    return [("previous resolution", text + " (reopened since)")]
+
+
 def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list[dict[str, Any]],
                  context: dict[str, Any] | None = None, linked: list[dict[str, Any]] = ()) -> None:
     out = console()
@@ -223,8 +239,9 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
         ("children", ", ".join(ref(c["id"]) for c in children)),
         ("created", local(t["created_at"])), ("acknowledged", local(t["acknowledged_at"])),
         ("resolved", local(t["resolved_at"])), ("closed", local(t["closed_at"])),
-        ("resolution", t["resolution"] and f"{t['resolution']}" + (f" [{t['resolution_code']}]" if t["resolution_code"] else "")),
-        ("reopened", t["reopen_count"] or None),
+        *resolution_rows(t, events),
+        ("reopened", t["reopen_count"] and f"{plural(t['reopen_count'], 'time')}"
+                     + (f", last {local(when)}" if (when := reopened_at(events)) else "")),
     ]
     for name, value in rows:
         if value not in (None, ""):

@@ -641,3 +641,38 @@ def test_retriage_keeps_every_part_of_the_explanation_that_still_holds(full_desk
     assert lost == set() and after["priority"] == before["priority"] and after["parent_id"] == before["parent_id"]
     assert {k: v for k, v in after.items() if k not in ("triage", "triaged_at", "raised")} == \
         {k: v for k, v in before.items() if k not in ("triage", "triaged_at", "raised")}
+
+
+@pytest.mark.parametrize("done", [["resolve"], ["resolve", "close"]])
+def test_a_reopened_ticket_shows_its_resolution_as_the_previous_one(full_desk, done):
+    desk = full_desk
+    ticket = str(desk.new("checkout errors", "--ci", "checkout-api"))
+    desk("resolve", ticket, "--resolution", "rolled back the deploy", "--code", "rollback")
+    if "close" in done:
+        desk("close", ticket)
+    desk.at("2026-11-26T14:00:00Z")
+    desk("reopen", ticket)
+    shown = [" ".join(line.split()) for line in desk("show", ticket).stdout.splitlines()]
+    assert "previous resolution rolled back the deploy [rollback] (reopened since)" in shown
+    assert not any(line.startswith("resolution ") for line in shown)
+    assert any(line.startswith("reopened 1 time, last ") for line in shown)
+    draft = desk("postmortem", ticket).stdout
+    assert "| Status | in_progress |" in draft and "**Resolution:**" not in draft
+    assert "**Previous resolution** (rollback), reopened 2026-11-26T14:00:00Z: rolled back the deploy" in draft
+    desk("resolve", ticket, "--resolution", "fixed the pool size", "--code", "fixed")
+    shown = [" ".join(line.split()) for line in desk("show", ticket).stdout.splitlines()]
+    assert "resolution fixed the pool size [fixed]" in shown
+    assert "| Status | resolved (fixed) |" in desk("postmortem", ticket).stdout
+
+
+def test_a_postmortem_tells_hand_linked_tickets_from_correlated_ones(full_desk):
+    desk = full_desk
+    root = desk.new("checkout errors", "--ci", "checkout-api")
+    correlated = desk.new("checkout 5xx", "--ci", "checkout-api")
+    linked = desk.new("a customer cannot pay", "--service", "billing-web")
+    desk("link", str(linked), "--parent", str(root))
+    assert [desk.json("show", str(i))["parent_id"] for i in (correlated, linked)] == [root, root]
+    draft = desk("postmortem", str(root)).stdout
+    assert f"- 1 ticket correlated by triage: SD-{correlated} checkout 5xx" in draft
+    assert f"- SD-{linked} a customer cannot pay: linked by tester" in draft
+    assert f"SD-{linked} a customer cannot pay" not in draft.split("correlated by triage")[1].split("\n")[0]
