@@ -63,6 +63,7 @@ class Triager:
         self._roots_by_ci: dict[str, int | None] = {}
         self._roots_by_group: dict[str, int | None] = {}
         self._priority: dict[int, str | None] = {}  # open parents' priorities as this batch leaves them
+        self._raising: set[int] = set()  # children that raise their parent (written once the batch is stored)
 
     def apply(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
               context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -91,6 +92,7 @@ class Triager:
             raised = self._raises(parent, t.get("priority"))
             if raised:
                 explanation.setdefault("correlation", {"parent": parent})["raised"] = raised
+                self._raising.add(ticket_id)
         elif not suppressed:
             self._priority[ticket_id] = t.get("priority")  # a root this batch's later tickets may join
         return t, explanation
@@ -109,9 +111,12 @@ class Triager:
         return {"from": current, "to": priority}
 
     def raise_parents(self, tx: Any, made: list[int]) -> None:
-        """Once the batch's rows are stored: each new child raises its parent (see apply)."""
+        """Once the batch's rows are stored: each new child more urgent than its parent raises
+        it (see apply; the others cost no query, a storm's children are many)."""
         for ticket_id in made:
-            self.store.raise_parent(tx, ticket_id)
+            if ticket_id in self._raising:
+                self.store.raise_parent(tx, ticket_id)
+        self._raising.clear()
 
     def burn(self, ci: str) -> float:
         """The CI's 6-hour error-budget burn, as a share of its pace (once per batch)."""
