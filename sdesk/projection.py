@@ -44,7 +44,8 @@ _DECIDED = frozenset({"kind", "priority", "impact", "urgency", "category", "queu
 # Events that change a ticket's row (the others, e.g. comments' text or pages, only explain). A
 # write that sets a column writes updated_at too, except where noted in `apply`.
 TICKET_KINDS = ("created", "enriched", "occurrence", "unsuppressed", "status_changed", "assigned", "commented",
-                "updated", "linked", "escalation_requested", "problem_linked", "triaged")
+                "updated", "linked", "escalation_requested", "problem_linked", "triaged",
+                "priority_raised")
 _NO_DATA = frozenset({"commented", "unsuppressed"})  # their data need not be read (a comment can be long)
 
 USER_KINDS = ("user_added", "user_changed", "user_queue_role", "user_removed", "token_added", "token_revoked")
@@ -117,6 +118,8 @@ class Rebuilt:
             self._set("escalation_level", d["step"])
         elif kind == "problem_linked":
             self._set("problem_id", d["problem_id"])
+        elif kind == "priority_raised":  # by a more urgent child
+            self._changes(d)
         elif kind == "triaged":
             self._changes(d.get("changes") or {})
             if not d.get("changes"):

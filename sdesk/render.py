@@ -15,7 +15,7 @@ from rich.text import Text
 
 from . import clock
 from .lifecycle import ref
-from .plain import controls
+from .plain import controls, plural
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
@@ -118,6 +118,8 @@ def describe_event(e: dict[str, Any]) -> str:
         case "status_changed":
             extra = f": {d['resolution']}" + (f" [{d['code']}]" if d.get("code") else "") if d.get("resolution") else ""
             return f"{d['from']} → {d['to']}{extra}"
+        case "priority_raised":
+            return f"priority {d['priority'][0]} → {d['priority'][1]}: raised by its more urgent child {ref(d['child'])}"
         case "assigned":
             before = f" (was {d['previous_assignee']})" if d.get("previous_assignee") else ""
             return f"assigned to {d['assignee']}{before}"
@@ -203,6 +205,22 @@ def describe_event(e: dict[str, Any]) -> str:
     return str(d)
 
 
+def reopened_at(events: list[dict[str, Any]]) -> str | None:
+    """When the ticket was last reopened (None: never)."""
+    return next((e["at"] for e in reversed(events)
+                 if e["kind"] == "status_changed" and e["data"].get("action") == "reopen"), None)
+
+
+def resolution_rows(t: dict[str, Any], events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """The resolution as `show` lists it: a reopened ticket's is the previous one, not its state."""
+    if not t["resolution"]:
+        return []
+    text = f"{t['resolution']}" + (f" [{t['resolution_code']}]" if t["resolution_code"] else "")
+    if t["status"] in ("resolved", "closed"):
+        return [("resolution", text)]
+    return [("previous resolution", text + " (reopened since)")]
+
+
 def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list[dict[str, Any]],
                  context: dict[str, Any] | None = None, linked: list[dict[str, Any]] = ()) -> None:
     out = console()
@@ -221,8 +239,9 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
         ("children", ", ".join(ref(c["id"]) for c in children)),
         ("created", local(t["created_at"])), ("acknowledged", local(t["acknowledged_at"])),
         ("resolved", local(t["resolved_at"])), ("closed", local(t["closed_at"])),
-        ("resolution", t["resolution"] and f"{t['resolution']}" + (f" [{t['resolution_code']}]" if t["resolution_code"] else "")),
-        ("reopened", t["reopen_count"] or None),
+        *resolution_rows(t, events),
+        ("reopened", t["reopen_count"] and f"{plural(t['reopen_count'], 'time')}"
+                     + (f", last {local(when)}" if (when := reopened_at(events)) else "")),
     ]
     for name, value in rows:
         if value not in (None, ""):
@@ -411,49 +430,83 @@ def text_line(*parts: Any) -> Text:
 
 
 def print_why(w: dict[str, Any]) -> None:
-    """`sdesk why`: each decision about a ticket on a line of its own, with what decided it."""
+    """`sdesk why`: each decision about a ticket on a line of its own, with what decided it. Every
+    part of `why --json` has its line (test_why_text_shows_every_part_of_the_json)."""
     from .lifecycle import ref
 
     out = console()
     say = lambda *parts: out.print(text_line(*parts))  # noqa: E731 (what people and payloads wrote is text)
 
-    say((ref(w["id"]), "bold"), f"  {w['priority']}  queue {w['queue'] or '-'}  category {w['category'] or '-'}")
+    def listed(v: Any) -> str:
+        return ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    say((ref(w["id"]), "bold"), f"  {w['priority'] or '-'}  queue {w['queue'] or '-'}  category {w['category'] or '-'}"
+        f"  impact {w['impact'] or '-'}  urgency {w['urgency'] or '-'}")
     triage = w["triage"]
     if triage is None:
         out.print("not triaged: the desk had no triage.yaml or model when it arrived (sdesk triage ID runs it now)",
                   style="dim")
     else:
+        say(f"triaged {local(w['triaged_at'])}")
         p = triage.get("priority") or {}
         if p:
-            say(f"priority {p.get('result')}: {p.get('from')}")
+            say(f"priority {p.get('result') or '-'}: {p.get('from')}")
             say(f"  impact {p.get('impact') or '?'}: {p.get('impact_from')}")
             inputs = p.get("urgency_from") or {}
             parts = [f"severity {inputs['severity']}"] if "severity" in inputs else []
             if "words" in inputs:
                 parts.append(f"words (level {inputs['words']['level']}): {', '.join(inputs['words']['found'])}")
             if "burn_rate" in inputs:
-                parts.append(f"burn rate {inputs['burn_rate']['rate']}x (level {inputs['burn_rate']['level']})")
-            parts += [f"{k} {inputs[k]}" for k in ("rule", "given") if k in inputs]
-            say(f"  urgency {p.get('urgency')}: " + "; ".join(parts))
+                parts.append(f"burn rate {inputs['burn_rate']['rate']:g}x (level {inputs['burn_rate']['level']})")
+            if "slo_burn" in inputs:
+                b = inputs["slo_burn"]
+                parts.append(f"SLO burn of {b['ci']} {b['pace_6h']:g}x its budget's pace over 6h (level {b['level']})")
+            how = f"set by a rule ({inputs['rule']}) over" if "rule" in inputs else \
+                f"as given ({inputs['given']}) over" if "given" in inputs else "the most urgent of"
+            say(f"  urgency {p.get('urgency')}: {how}")
+            for part in parts:  # one input a line: together they do not fit 80 columns
+                say(f"    {part}")
+            if p.get("raised"):
+                r = p["raised"]
+                say(f"  kept at {r['to']}: its open child {ref(r['child'])} is {r['to']}:")
+                say(f"    {r['why']}")
         for fired in triage.get("rules", ()):
-            sets = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in fired["set"].items())
+            sets = ", ".join(f"{k}={listed(v)}" for k, v in fired["set"].items())
             say(f"rule {fired['rule']}: {sets}")
+        if triage.get("set"):
+            say("set: " + ", ".join(f"{k}={listed(v)}" for k, v in triage["set"].items()))
         for field, c in (triage.get("classifier") or {}).items():
-            verdict = "applied" if c["applied"] else f"below {c['threshold']}: " + (
+            verdict = f"at least {c['threshold']:g}: applied" if c["applied"] else f"below {c['threshold']:g}: " + (
                 f"sent to {c['sent_to']}" if c.get("sent_to") else "not applied")
-            say(f"classifier {field}: {c['label']} at {c['confidence']:.2f} ({verdict})")
+            say(f"classifier {field}: {c['label']} at {c['confidence']:g} ({verdict})")
         corr = triage.get("correlation")
         if corr:
-            how = corr["reason"] + (f" via {corr['via']}, {corr['hops']} hops" if "via" in corr else "") + \
+            how = corr.get("reason", "") + (f" via {corr['via']}, {corr['hops']} hops" if "via" in corr else "") + \
                 (f" {corr['group']}" if "group" in corr else "")
             say(f"child of {ref(corr['parent'])}: {how}")
+            if corr.get("raised"):
+                r = corr["raised"]
+                say(f"  raised {ref(corr['parent'])} from {r['from']} to {r['to']}: an incident is as urgent as its")
+                say("  most urgent open child and pages for it; the child does not page on its own")
+        if triage.get("parent"):
+            say(f"parent: {triage['parent']}")
         if triage.get("suppressed"):
             say(f"suppressed: {triage['suppressed']}")
         if triage.get("assigned"):
             a = triage["assigned"]
             say(f"assigned: {a['assignee'] or 'nobody'} ({a['why']})")
+    if w.get("linked"):
+        k = w["linked"]
+        say(f"child of {ref(k['parent'])}: linked by {k['by']} at {local(k['at'])}" + (f" ({k['why']})" if k.get("why") else ""))
+    elif w["parent_id"] and (triage or {}).get("correlation", {}).get("parent") != w["parent_id"]:
+        say(f"child of {ref(w['parent_id'])}")
+    if w["suppressed"] and (triage or {}).get("suppressed") != w["suppressed"]:
+        say(f"suppressed: {w['suppressed']}")
     if w.get("runbook"):
         say(f"runbook: {w['runbook']}")
+    for r in w.get("raised", ()):
+        say(f"priority raised {r['from']} -> {r['to']} at {local(r['at'])} by its child {ref(r['child'])}:")
+        say(f"  {r['why']}")
     for c in w["corrections"]:
         changes = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in c["changed"].items())
         say(f"corrected by {c['by']} at {local(c['at'])}: {changes}")

@@ -516,6 +516,8 @@ class _Triggers:
             (ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}), to_json(t.get("tags") or []), source,
              tx.at, tx.at, occurrences) for ticket_id, t, source, occurrences in made])
         tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
+        if self.triager is not None:
+            self.triager.raise_parents(tx, [ticket_id for ticket_id, t, _, _ in made if t.get("parent_id")])
         if runs:
             RunbookStore.queue_runs(tx, runs)
         for ticket_id, (occurrences, repeats, source) in self.bumped.items():
@@ -1211,6 +1213,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                         for f, (_, v) in diff.items()}
                 self._set(tx, ticket_id, {**sets, "updated_at": tx.at})
                 tx.event(ticket_id, "updated", diff)
+                if "priority" in diff:
+                    self.raise_parent(tx, ticket_id)
                 corrected = {f: diff[f] for f in ("category", "queue") if f in diff and diff[f][0] is not None}
                 if corrected and self._was_triaged(tx, ticket_id):
                     # A person overruling triage: the reassignment rate is how often triage is wrong.
@@ -1237,6 +1241,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 ancestor = tx.conn.execute("SELECT parent_id FROM tickets WHERE id = ?", (ancestor,)).fetchone()[0]
             self._set(tx, ticket_id, {"parent_id": parent_id, "updated_at": tx.at})
             tx.event(ticket_id, "linked", {"parent_id": parent_id, "previous_parent_id": t["parent_id"]})
+            self.raise_parent(tx, ticket_id)
 
     def _current(self, tx: _Tx, ticket_id: int) -> dict[str, Any]:
         """The ticket a write changes; the actor's role on its queue must allow the write."""

@@ -62,6 +62,8 @@ class Triager:
         self._burns: dict[str, float] = {}
         self._roots_by_ci: dict[str, int | None] = {}
         self._roots_by_group: dict[str, int | None] = {}
+        self._priority: dict[int, str | None] = {}  # open parents' priorities as this batch leaves them
+        self._raising: set[int] = set()  # children that raise their parent (written once the batch is stored)
 
     def apply(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
               context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,7 +89,34 @@ class Triager:
             parent = self._correlate(ticket_id, t, alert, explanation)
         if parent is not None:
             t["parent_id"] = parent
+            raised = self._raises(parent, t.get("priority"))
+            if raised:
+                explanation.setdefault("correlation", {"parent": parent})["raised"] = raised
+                self._raising.add(ticket_id)
+        elif not suppressed:
+            self._priority[ticket_id] = t.get("priority")  # a root this batch's later tickets may join
         return t, explanation
+
+    def _raises(self, parent: int, priority: str | None) -> dict[str, str] | None:
+        """What a child this urgent does to its parent (raise_parent writes it once the batch is
+        stored): {from, to} when it is more urgent than the open parent."""
+        if parent not in self._priority:
+            row = self.store.conn.execute(f"SELECT priority FROM tickets WHERE id = ? AND {OPEN_SQL}",
+                                          (parent,)).fetchone()
+            self._priority[parent] = row[0] if row else None
+        current = self._priority[parent]
+        if not more_urgent(priority, current):
+            return None
+        self._priority[parent] = priority
+        return {"from": current, "to": priority}
+
+    def raise_parents(self, tx: Any, made: list[int]) -> None:
+        """Once the batch's rows are stored: each new child more urgent than its parent raises
+        it (see apply; the others cost no query, a storm's children are many)."""
+        for ticket_id in made:
+            if ticket_id in self._raising:
+                self.store.raise_parent(tx, ticket_id)
+        self._raising.clear()
 
     def burn(self, ci: str) -> float:
         """The CI's 6-hour error-budget burn, as a share of its pace (once per batch)."""
@@ -164,6 +193,32 @@ class Triager:
         if self.config.group_key and alert is not None and alert.group:
             return f"{t.get('source') or 'alert'}:{alert.group}"
         return None
+
+
+def more_urgent(priority: str | None, than: str | None) -> bool:
+    """P1 is more urgent than P2 (and than no priority: a parent without one is not raised)."""
+    return bool(priority and than and priority < than)
+
+
+# Why an incident takes the priority of a more urgent child rather than the child paging on its
+# own: one incident, one page, one clock (as PagerDuty and Opsgenie raise the incident's priority).
+RAISE_REASON = "an incident is as urgent as its most urgent open child, so it pages for it"
+
+
+def _still_holding(before: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of the last explanation that re-triage does not re-run (correlation and a
+    rule's parent, a silence, `assignee: auto`) and that the ticket still shows."""
+    before = before or {}
+    kept: dict[str, Any] = {}
+    if (before.get("correlation") or {}).get("parent") == current.get("parent_id") is not None:
+        kept["correlation"] = before["correlation"]
+    if before.get("parent") and current.get("parent_id") is None:
+        kept["parent"] = before["parent"]  # a rule's parent that did not exist
+    if before.get("suppressed") and before["suppressed"] == current.get("suppressed"):
+        kept["suppressed"] = before["suppressed"]
+    if before.get("assigned") and before["assigned"].get("assignee") == current.get("assignee"):
+        kept["assigned"] = before["assigned"]
+    return kept
 
 
 # Keys that name whole swathes of the desk: an exact match on one of them alone still silences
@@ -265,7 +320,7 @@ class TriageStore:
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
         last alert's annotations, and when they arrived; and each row as it is now. One at a
         time: a replay over a million tickets holds one."""
-        columns = ", ".join(f"t.{c}" for c in (*TICKET_FIELDS, "id", "labels", "suppressed", "runbook", "created_at")
+        columns = ", ".join(f"t.{c}" for c in (*TICKET_FIELDS, "id", "labels", "suppressed", "runbook", "parent_id", "created_at")
                             if c != "tags")
         sql = (f"SELECT {columns}, t.tags, "
                "(SELECT data FROM events WHERE ticket_id = t.id AND kind = 'created' ORDER BY id LIMIT 1) AS _created, "
@@ -293,9 +348,11 @@ class TriageStore:
                          clock.parse(t["created_at"]))
 
     def retriage(self: Store, *, ticket_id: int, config: TriageConfig, actor: str) -> dict[str, Any]:
-        """Run rules, the matrix and the classifier again on what arrived for a stored ticket,
-        and apply what differs from it now (a `triaged` event explains it). Silences and
-        correlation are not re-run: they belong to the moment of arrival."""
+        """Run rules, the matrix (with the SLO burn now) and the classifier again on what arrived
+        for a stored ticket, and apply what differs from it now (a `triaged` event explains it).
+        Silences, correlation and `assignee: auto` are not re-run: they belong to the moment of
+        arrival, and their explanation is kept while the ticket still shows their effect. A
+        parent keeps the priority of its most urgent open child."""
         from .store import to_json
 
         with self._write(actor) as tx:
@@ -303,14 +360,50 @@ class TriageStore:
             stored = next(self.replay_tickets(ticket_id=ticket_id), None)
             if stored is None:
                 raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
+            now = clock.parse(tx.at)
+            burn = Triager(self, config, now, None, []).burn if config.slos else None
             decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
-                              now=clock.parse(tx.at), classify=self.classify if self.has_classifier() else None)
+                              now=now, classify=self.classify if self.has_classifier() else None, burn=burn)
+            explanation = {**decision.explanation, **_still_holding(self.why(ticket_id=ticket_id)["triage"],
+                                                                    stored.current)}
             diff = changes(stored, decision)
+            top = self._most_urgent_child(tx, ticket_id)
+            decided = diff["priority"][1] if "priority" in diff else stored.current["priority"]
+            if top is not None and more_urgent(top[0], decided):
+                explanation["priority"] = {**explanation.get("priority", {}),
+                                           "raised": {"to": top[0], "child": top[1], "why": RAISE_REASON}}
+                diff.pop("priority", None)
+                if top[0] != stored.current["priority"]:
+                    diff["priority"] = [stored.current["priority"], top[0]]
             if diff:
                 self._set(tx, ticket_id, {**{k: to_json(new) if k == "tags" else new for k, (_, new) in diff.items()},
                                           "updated_at": tx.at})
-            tx.event(ticket_id, "triaged", {"triage": decision.explanation, "changes": diff})
-        return {"id": ticket_id, "changes": diff, "triage": decision.explanation}
+            tx.event(ticket_id, "triaged", {"triage": explanation, "changes": diff})
+            if "priority" in diff:
+                self.raise_parent(tx, ticket_id)
+        return {"id": ticket_id, "changes": diff, "triage": explanation}
+
+    def raise_parent(self: Store, tx: Any, ticket_id: int) -> None:
+        """Raise the open incidents above a ticket to its priority where it is more urgent (a
+        `priority_raised` event on each), after intake, a link, or a change of its priority."""
+        child = tx.conn.execute("SELECT priority, parent_id FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        priority, parent, seen = child[0], child[1], {ticket_id}
+        while parent is not None and parent not in seen:  # (link refuses cycles; bounded all the same)
+            seen.add(parent)
+            row = tx.conn.execute(f"SELECT priority, parent_id FROM tickets WHERE id = ? AND {OPEN_SQL}",
+                                  (parent,)).fetchone()
+            if row is None:
+                return
+            if more_urgent(priority, row[0]):
+                tx.conn.execute("UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?", (priority, tx.at, parent))
+                tx.event(parent, "priority_raised", {"priority": [row[0], priority], "child": ticket_id})
+            parent = row[1]
+
+    def _most_urgent_child(self: Store, tx: Any, ticket_id: int) -> tuple[str, int] | None:
+        """The priority of the ticket's most urgent open child, and that child (the first such)."""
+        row = tx.conn.execute(f"SELECT priority, id FROM tickets WHERE parent_id = ? AND {OPEN_SQL} "
+                              "AND priority IS NOT NULL ORDER BY priority, id LIMIT 1", (ticket_id,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     # -- explanations ---------------------------------------------------------------------
 
@@ -318,17 +411,33 @@ class TriageStore:
         """The ticket's category, queue and priority and what decided each: the last triage
         (at intake or re-run), and the people who changed them since."""
         t = self.get_or_raise(ticket_id=ticket_id)
-        triage, triaged_at, corrections = None, None, []
+        triage, triaged_at, corrections, raised, linked = None, None, [], [], None
         for e in self.events(ticket_id=ticket_id):
             if e["kind"] == "created" and "triage" in e["data"]:
-                triage, triaged_at, corrections = e["data"]["triage"], e["at"], []
+                triage, triaged_at, corrections, raised = e["data"]["triage"], e["at"], [], []
             elif e["kind"] == "triaged":
-                triage, triaged_at, corrections = e["data"]["triage"], e["at"], []
+                # A person's correction that re-triage left alone still explains that field.
+                redone = e["data"].get("changes") or {}
+                corrections = [{**c, "changed": kept} for c in corrections
+                               if (kept := {k: v for k, v in c["changed"].items() if k not in redone})]
+                triage, triaged_at, raised = e["data"]["triage"], e["at"], []
             elif e["kind"] == "updated" and {"category", "queue", "priority"} & set(e["data"]):
                 corrections.append({"at": e["at"], "by": e["actor"],
                                     "changed": {k: v for k, v in e["data"].items()
                                                 if k in ("category", "queue", "priority")}})
-        return {"id": ticket_id, "category": t["category"], "queue": t["queue"], "priority": t["priority"],
-                "impact": t["impact"], "urgency": t["urgency"], "parent_id": t["parent_id"],
-                "suppressed": t["suppressed"], "runbook": t["runbook"], "triaged_at": triaged_at,
-                "triage": triage, "corrections": corrections}
+            elif e["kind"] == "priority_raised":
+                raised.append({"at": e["at"], "from": e["data"]["priority"][0], "to": e["data"]["priority"][1],
+                               "child": e["data"]["child"], "why": RAISE_REASON})
+            elif e["kind"] == "linked":
+                linked = {"parent": e["data"]["parent_id"], "by": e["actor"], "at": e["at"],
+                          **({"why": e["data"]["why"]} if e["data"].get("why") else {})} \
+                    if e["data"].get("parent_id") else None
+        out = {"id": ticket_id, "category": t["category"], "queue": t["queue"], "priority": t["priority"],
+               "impact": t["impact"], "urgency": t["urgency"], "parent_id": t["parent_id"],
+               "suppressed": t["suppressed"], "runbook": t["runbook"], "triaged_at": triaged_at,
+               "triage": triage, "corrections": corrections}
+        if raised:
+            out["raised"] = raised  # by more urgent children, since the last triage
+        if linked and linked["parent"] == t["parent_id"]:
+            out["linked"] = linked  # by hand (sdesk link), not by triage's correlation
+        return out

@@ -3,6 +3,7 @@ correlation (one incident with children for a storm), flapping, replay, re-triag
 
 import json
 import sqlite3
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -436,3 +437,242 @@ def test_a_trained_model_alone_turns_on_only_the_classifier(cli, tmp_path):
     why = cli.json("why", str(ticket))
     assert why["priority"] == "P2" and why["triage"]["priority"]["from"].startswith("as given: no priority matrix")
     assert why["category"] == "printing"
+
+
+# -- issue 19: a child more urgent than its parent, re-triage, why's text, reopened tickets ------------
+
+
+def _notifier_desk(cli, monkeypatch, tmp_path, triage_text: str):
+    """The example desk (cmdb, oncall.yaml) with the given triage.yaml, and a notifier that
+    writes each page it gets to a file (as test_paging's desk)."""
+    config = tmp_path / "paging"
+    config.mkdir(exist_ok=True)
+    log, script = tmp_path / "pages.log", tmp_path / "notify.py"
+    script.write_text(f"import sys\nopen({str(log)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
+    oncall = (EXAMPLES / "oncall.yaml").read_text().replace(
+        "# notifier:\n#   command: [./notify-chat.sh, \"#oncall\"]",
+        f"notifier:\n  command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}]\n#")
+    assert "notifier:\n  command" in oncall
+    (config / "oncall.yaml").write_text(oncall)
+    (config / "triage.yaml").write_text(triage_text)
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli("cmdb", "import", str(EXAMPLES / "cmdb.yaml"))
+    cli.log = log
+    cli.at = lambda when: monkeypatch.setenv("SDESK_NOW", when)
+    return cli
+
+
+def test_a_p1_child_of_a_p3_incident_raises_it_and_it_pages(cli, monkeypatch, tmp_path):
+    desk = _notifier_desk(cli, monkeypatch, tmp_path, (EXAMPLES / "triage.yaml").read_text())
+    desk.at("2026-11-10T12:00:00Z")
+    warning = desk.new("checkout-api latency warning", "--ci", "checkout-api", "-p", "P3")
+    outage = desk.new("production down outage, all users", "--ci", "checkout-api", "-p", "P3")
+    child = desk.json("show", str(outage))
+    assert child["parent_id"] == warning and child["priority"] == "P1"
+    assert desk.json("show", str(warning))["priority"] == "P1"
+    pages = []
+    for when in ("2026-11-10T12:01:00Z", "2026-11-10T12:25:00Z"):
+        desk.at(when)
+        pages += desk.json("tick")["paged"]
+    assert pages and {p["ticket"] for p in pages} == {warning}
+    assert [json.loads(line)["ticket"] for line in desk.log.read_text().splitlines()][0] == warning
+    # Both tickets' `why` say what happened, and why the incident (not the child) pages.
+    parent_why, child_why = desk.json("why", str(warning)), desk.json("why", str(outage))
+    assert [(r["from"], r["to"], r["child"]) for r in parent_why["raised"]] == [("P3", "P1", outage)]
+    assert child_why["triage"]["correlation"]["raised"] == {"from": "P3", "to": "P1"}
+    assert "priority raised P3 -> P1" in desk("why", str(warning)).stdout
+    assert "raised SD-1 from P3 to P1" in desk("why", str(outage)).stdout
+    assert "priority P3 → P1: raised" in " ".join(desk("show", str(warning)).stdout.split())
+    assert desk.json("audit", "verify")["ok"]
+
+
+PRIORITY_RULES = "rules:\n" + "".join(
+    f"  - id: want-{p}\n    match: {{labels.want: {p}}}\n    set: {{priority: {p}}}\n" for p in ("P1", "P2", "P3", "P4"))
+
+
+@pytest.mark.parametrize("parent", ["P1", "P2", "P3", "P4"])
+@pytest.mark.parametrize("child", ["P1", "P2", "P3", "P4"])
+def test_a_parent_is_as_urgent_as_its_most_urgent_open_child(cli, monkeypatch, tmp_path, parent, child):
+    desk = _notifier_desk(cli, monkeypatch, tmp_path, PRIORITY_RULES)
+    desk.at("2026-11-10T12:00:00Z")
+    # Correlated at intake (same CI, within the window)...
+    root = desk.new("root", "--ci", "checkout-api", "-l", f"want={parent}")
+    correlated = desk.new("child", "--ci", "checkout-api", "-l", f"want={child}")
+    # ... linked by hand, and a child whose priority a person raises later.
+    other = desk.new("other root", "--ci", "search-api", "-l", f"want={parent}")
+    linked = desk.new("linked", "-p", child)
+    desk("link", str(linked), "--parent", str(other))
+    third = desk.new("third root", "--ci", "auth", "-l", f"want={parent}")
+    later = desk.new("later", "-p", "P4")
+    desk("link", str(later), "--parent", str(third))
+    desk("update", str(later), "--priority", child)
+    for top, kid in ((root, correlated), (other, linked), (third, later)):
+        assert desk.json("show", str(kid))["parent_id"] == top
+        assert desk.json("show", str(top))["priority"] == min(parent, child)
+        raised = desk.json("why", str(top)).get("raised", [])
+        assert [r["to"] for r in raised][-1:] == ([child] if child < parent else [])
+    assert desk.json("audit", "verify")["ok"]
+
+
+@pytest.fixture
+def full_desk(cli, monkeypatch, tmp_path):
+    """The example desk with rules, CMDB and SLOs, at a fixed time."""
+    config = tmp_path / "full"
+    config.mkdir(exist_ok=True)
+    for name in ("cmdb.yaml", "triage.yaml", "sla.yaml"):
+        (config / name).write_text((EXAMPLES / name).read_text())
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli("cmdb", "import", str(config / "cmdb.yaml"))
+    cli.at = lambda when: monkeypatch.setenv("SDESK_NOW", when)
+    cli.at("2026-11-26T12:00:00Z")
+    return cli
+
+
+def _rules_part(desk, tmp_path):
+    return _new(desk, alerts(({"alertname": "PostgresDown", "instance": "payments-db"}, "down"), group="r"))[0]["ticket"]
+
+
+def _correlation_part(desk, tmp_path):
+    desk.new("checkout errors", "--ci", "checkout-api")
+    return desk.new("checkout 5xx for everyone", "--ci", "checkout-api", "-p", "P2")
+
+
+def _slo_burn_part(desk, tmp_path):
+    desk.at("2026-11-26T08:00:00Z")
+    desk.new("checkout 5xx", "-p", "P1", "--service", "checkout-api")
+    desk.at("2026-11-26T12:00:00Z")
+    return desk.new("checkout slow for one customer", "-p", "P4", "--service", "checkout-api")
+
+
+def _classifier_part(desk, tmp_path):
+    pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
+    rows = ["text,label"] + [f"printer toner jam {i},printing" for i in range(30)] + \
+        [f"password locked reset {i},access" for i in range(30)]
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    desk("triage", "train", "--from-csv", str(tmp_path / "l.csv"), "--text", "text", "--label", "label")
+    return desk.new("printer toner jam again")
+
+
+def _silence_part(desk, tmp_path):
+    desk("silence", "add", "--match", "alertname=DiskFull", "--match", "instance=db-9", "--for", "2h")
+    return _new(desk, alerts(({"alertname": "DiskFull", "instance": "db-9"}, "disk"), group="s"))[0]["ticket"]
+
+
+def _raised_parent_part(desk, tmp_path):
+    parent = desk.new("checkout-api latency warning", "--ci", "checkout-api", "-p", "P3")
+    desk.new("production down outage, all users", "--ci", "checkout-api")
+    return parent
+
+
+def _hand_linked_part(desk, tmp_path):
+    parent = desk.new("checkout errors", "--ci", "checkout-api")
+    child = desk.new("a customer cannot pay", "--service", "billing-web")
+    desk("link", str(child), "--parent", str(parent))
+    desk("update", str(child), "--queue", "payments")
+    return child
+
+
+PARTS = [_rules_part, _correlation_part, _slo_burn_part, _classifier_part, _silence_part, _raised_parent_part,
+         _hand_linked_part]
+
+
+def _key_paths(value, path=()):
+    """Every key path of a JSON value (list items by position)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield (*path, k)
+            yield from _key_paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _key_paths(v, (*path, i))
+
+
+def _leaves(value, key=None):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v, key)
+    else:
+        yield key, value
+
+
+def _shown(key, value) -> str:
+    """A `why --json` leaf as the text shows it."""
+    from sdesk.render import local
+
+    if value is True:
+        return key
+    if key in ("at", "triaged_at"):
+        return local(value)
+    if key in ("id", "parent", "parent_id", "child") and isinstance(value, int):
+        return f"SD-{value}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _check_text_shows_json(desk, ticket):
+    explained = desk.json("why", str(ticket))
+    text = " ".join(desk("why", str(ticket)).stdout.split())  # a line rich wrapped reads as one
+    missing = [(key, value) for key, value in _leaves(explained)
+               if value not in (None, "", False) and " ".join(_shown(key, value).split()) not in text]
+    assert missing == [], f"why's text leaves out {missing}:\n{text}"
+    return explained
+
+
+@pytest.mark.parametrize("part", PARTS, ids=lambda f: f.__name__.strip("_"))
+def test_why_text_shows_every_part_of_the_json(full_desk, tmp_path, part):
+    ticket = part(full_desk, tmp_path)
+    _check_text_shows_json(full_desk, ticket)
+    full_desk("triage", str(ticket))
+    _check_text_shows_json(full_desk, ticket)
+
+
+@pytest.mark.parametrize("part", PARTS, ids=lambda f: f.__name__.strip("_"))
+def test_retriage_keeps_every_part_of_the_explanation_that_still_holds(full_desk, tmp_path, part):
+    ticket = part(full_desk, tmp_path)
+    before = full_desk.json("why", str(ticket))
+    assert full_desk.json("triage", str(ticket))["changes"] == {}  # nothing changed...
+    after = full_desk.json("why", str(ticket))
+    # ... and nothing of the explanation is lost (figures such as the burn are computed anew).
+    lost = set(_key_paths(before["triage"])) - set(_key_paths(after["triage"]))
+    assert lost == set() and after["priority"] == before["priority"] and after["parent_id"] == before["parent_id"]
+    assert {k: v for k, v in after.items() if k not in ("triage", "triaged_at", "raised")} == \
+        {k: v for k, v in before.items() if k not in ("triage", "triaged_at", "raised")}
+
+
+@pytest.mark.parametrize("done", [["resolve"], ["resolve", "close"]])
+def test_a_reopened_ticket_shows_its_resolution_as_the_previous_one(full_desk, done):
+    desk = full_desk
+    ticket = str(desk.new("checkout errors", "--ci", "checkout-api"))
+    desk("resolve", ticket, "--resolution", "rolled back the deploy", "--code", "rollback")
+    if "close" in done:
+        desk("close", ticket)
+    desk.at("2026-11-26T14:00:00Z")
+    desk("reopen", ticket)
+    shown = [" ".join(line.split()) for line in desk("show", ticket).stdout.splitlines()]
+    assert "previous resolution rolled back the deploy [rollback] (reopened since)" in shown
+    assert not any(line.startswith("resolution ") for line in shown)
+    assert any(line.startswith("reopened 1 time, last ") for line in shown)
+    draft = desk("postmortem", ticket).stdout
+    assert "| Status | in_progress |" in draft and "**Resolution:**" not in draft
+    assert "**Previous resolution** (rollback), reopened 2026-11-26T14:00:00Z: rolled back the deploy" in draft
+    desk("resolve", ticket, "--resolution", "fixed the pool size", "--code", "fixed")
+    shown = [" ".join(line.split()) for line in desk("show", ticket).stdout.splitlines()]
+    assert "resolution fixed the pool size [fixed]" in shown
+    assert "| Status | resolved (fixed) |" in desk("postmortem", ticket).stdout
+
+
+def test_a_postmortem_tells_hand_linked_tickets_from_correlated_ones(full_desk):
+    desk = full_desk
+    root = desk.new("checkout errors", "--ci", "checkout-api")
+    correlated = desk.new("checkout 5xx", "--ci", "checkout-api")
+    linked = desk.new("a customer cannot pay", "--service", "billing-web")
+    desk("link", str(linked), "--parent", str(root))
+    assert [desk.json("show", str(i))["parent_id"] for i in (correlated, linked)] == [root, root]
+    draft = desk("postmortem", str(root)).stdout
+    assert f"- 1 ticket correlated by triage: SD-{correlated} checkout 5xx" in draft
+    assert f"- SD-{linked} a customer cannot pay: linked by tester" in draft
+    assert f"SD-{linked} a customer cannot pay" not in draft.split("correlated by triage")[1].split("\n")[0]
