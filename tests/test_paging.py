@@ -382,12 +382,13 @@ def test_the_pages_table_fits_80_columns(desk, monkeypatch):
     assert any(line.startswith("page 1 (SD-1): notifier exited 1: chat is down") for line in lines)
 
 
-def test_a_child_more_urgent_than_its_parent_pages_and_one_under_an_acknowledged_parent_does_not(desk):
+def test_the_parent_a_more_urgent_child_raised_pages_and_a_child_under_an_acknowledged_parent_does_not(desk):
     desk.at("2026-11-10T12:00:00Z")
     parent = desk.new("checkout slow", "-p", "P3")
     child = desk.new("checkout down", "-p", "P1")
     desk("link", str(child), "--parent", str(parent))
-    assert [p["ticket"] for p in desk.json("tick")["paged"]] == [child]  # its P3 parent pages nobody
+    # The link raised the P3 parent to P1 (its more urgent child, item 8): the incident pages, once.
+    assert [p["ticket"] for p in desk.json("tick")["paged"]] == [parent]
     other = desk.new("payments down", "-p", "P1")
     desk("ack", str(other))
     late = desk.new("payments errors", "-p", "P1")
