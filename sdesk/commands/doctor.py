@@ -103,7 +103,6 @@ def _print(findings: list[Finding], path: Path | None, problems: list[str]) -> N
     check: status, check, and what was found, wrapped at 80 columns under itself."""
     import textwrap
 
-    from ..health import worst
     from ..plain import controls, plural
 
     counts = {s: sum(f.status == s for f in findings) for s in ("ok", "warn", "fail")}
@@ -111,7 +110,9 @@ def _print(findings: list[Finding], path: Path | None, problems: list[str]) -> N
         f", {plural(counts[s], word)}" for s, word in (("warn", "warning"), ("fail", "failure")) if counts[s])
     what = (f"cannot open the database" if path is None else
             f"{path} {'failed' if problems else 'passed'} SQLite's integrity check")
-    lines = [f"{worst(findings)}: {what}; {tail}"]
+    # The verdict is the exit code's: warnings leave a working desk (exit 0), counted in the tail.
+    head = controls(f"{'fail' if counts['fail'] else 'ok'}: {what}", True)
+    lines = [f"{head}; {tail}"] if len(head) + len(tail) + 2 <= WIDTH else [f"{head};", f"    {tail}"]
     indent = " " * 16
     for f in findings:
         lines += textwrap.wrap(controls(f.detail, True), WIDTH, initial_indent=f"{f.status:<6}{f.check:<10}",
