@@ -34,10 +34,6 @@ class Finding(NamedTuple):
     detail: str  # what was found and, when not ok, how to fix it
 
 
-def worst(findings: list[Finding]) -> str:
-    return max((f.status for f in findings), key=STATUSES.index, default="ok")
-
-
 def _size(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":

@@ -108,8 +108,16 @@ def _no_oncall_with_a_p2(config, cli, monkeypatch):
     cli.new("disk filling on db-3", "-p", "P2")
 
 
+def _not_a_desk(config, cli, monkeypatch):
+    db = config.parent / "desk.db"
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        path.unlink(missing_ok=True)
+    db.write_text("notes, not a desk\n")
+
+
 # fault -> (the check that must say so, its status)
 FAULTS = {
+    _not_a_desk: ("database", "fail"),
     _no_notifier: ("paging", "fail"),
     _broken_yaml: ("config", "fail"),
     _broken_roles: ("config", "fail"),
@@ -168,7 +176,16 @@ def _backup_late(config, cli, monkeypatch):
     cli("tick")
 
 
+def _not_wal(config, cli, monkeypatch):
+    import sqlite3
+
+    conn = sqlite3.connect(config.parent / "desk.db")
+    assert conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    conn.close()
+
+
 WARNINGS = {
+    _not_wal: "wal",
     _tick_late_nothing_urgent: "tick",
     _no_users: "roles",
     _bogus_tz: "clock",
