@@ -78,7 +78,8 @@ def database(*, path: str, problems: list[str], schema: int, current: int, journ
         found.append(Finding("size", "warn", f"{_size(size)}, and {_size(free)} free beside it: a backup or a "
                                              "restore of it would not fit; free some space"))
     else:
-        found.append(Finding("size", "ok", _size(size) + (f", {_size(free)} free beside it" if free is not None else "")))
+        room = f", {_size(free)} free beside it" if free is not None else ""
+        found.append(Finding("size", "ok", _size(size) + room))
     return found
 
 
@@ -112,9 +113,12 @@ def _people(oncall: OnCall, target: str) -> set[str]:
     return set()
 
 
-def paging(oncall: OnCall | None, *, urgent_open: int) -> list[Finding]:
+def paging(oncall: OnCall | None, *, urgent_open: int, broken: bool = False) -> list[Finding]:
     """Someone reachable: a notifier, and each escalation a team uses has people on every level.
-    `oncall` None: no oncall.yaml (a warning, a failure while P1/P2 tickets are open)."""
+    `oncall` None: no oncall.yaml (a warning, a failure while P1/P2 tickets are open); `broken`:
+    one that does not load (a failure: tick pages nobody until it does)."""
+    if broken:
+        return [Finding("paging", "fail", "oncall.yaml does not load (see config): nobody is paged until it does")]
     if oncall is None or not oncall.escalation:
         status = "fail" if urgent_open else "warn"
         why = "no oncall.yaml" if oncall is None else "oncall.yaml has no escalation policies"
@@ -225,7 +229,8 @@ def tokens(*, live: int, revoked: int, viewers: list[str]) -> list[Finding]:
     return found
 
 
-def clock(*, zone: str | None, tz: str | None, tz_ok: bool, fixed: str | None, config_zones: list[str]) -> list[Finding]:
+def clock(*, zone: str | None, tz: str | None, tz_ok: bool, fixed: str | None,
+          config_zones: list[str]) -> list[Finding]:
     """The machine's time zone (TZ, else /etc/localtime), and the zones the config names (each
     loaded with its file). `fixed`: SDESK_NOW, which stops the clock."""
     found = []

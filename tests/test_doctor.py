@@ -76,6 +76,10 @@ def _broken_yaml(config, cli, monkeypatch):
     (config / "sla.yaml").write_text("policies: [\n")
 
 
+def _broken_oncall(config, cli, monkeypatch):
+    (config / "oncall.yaml").write_text("teams:\n  - name: ops\n    members: []\n")
+
+
 def _broken_roles(config, cli, monkeypatch):
     (config / "roles.yaml").write_text("default_role: boss\n")
 
@@ -121,6 +125,7 @@ FAULTS = {
     _no_notifier: ("paging", "fail"),
     _broken_yaml: ("config", "fail"),
     _broken_roles: ("config", "fail"),
+    _broken_oncall: ("paging", "fail"),
     _broken_runbook: ("config", "fail"),
     _missing_config: ("config", "fail"),
     _stale_tick_with_a_p1: ("tick", "fail"),

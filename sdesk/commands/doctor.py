@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..health import Finding
     from .common import Settings
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 # The files sdesk reads from the config folder (cmdb.yaml is read by `sdesk cmdb import` only).
 DESK_FILES = ("intake", "oncall", "sla", "triage", "metrics", "roles")
@@ -38,8 +38,7 @@ def doctor(
     people on every escalation level), that `sdesk tick` ran in the last 10 minutes, the last
     backup and audit anchor, users and roles, API tokens, and the time zones.
 
-    Exit 0 when every check is ok or only warns (a desk that works, with something to set up);
-    1 when any check fails (something a person relies on is broken now).
+    Exits 0 when every check is ok or only warns (a working desk, with something to set up), 1 when any fails.
 
     Example: sdesk doctor
 
@@ -50,6 +49,8 @@ def doctor(
     settings = settings_of(ctx)
     now = clock.now()
     config_findings, oncall, zones = _config(settings)
+    oncall_broken = oncall is False
+    oncall = oncall or None
     findings: list[Finding] = []
     store, problems, facts = None, [], None
     try:
@@ -70,9 +71,9 @@ def doctor(
                                         current=SCHEMA_VERSION, journal=facts["journal"], read_only=store.read_only,
                                         size=facts["size"], free=facts["free"])
     findings += config_findings
+    urgent = facts["urgent_open"] if facts is not None else 0
+    findings += health.paging(oncall, urgent_open=urgent, broken=oncall_broken)
     if facts is not None:
-        urgent = facts["urgent_open"]
-        findings += health.paging(oncall, urgent_open=urgent)
         findings += health.tick(facts["state"], now, urgent_open=urgent)
         findings += health.backup(facts["state"], now)
         findings += health.anchor(facts["state"], now)
@@ -136,8 +137,8 @@ def _facts(store: Any) -> tuple[dict[str, Any] | None, str]:
 
 
 def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
-    """The config findings, the on-call config (None when there is none, or it does not load)
-    and the time zones the config names."""
+    """The config findings, the on-call config (None when there is none, False when it does not
+    load) and the time zones the config names."""
     from .. import health
     from ..plain import plural
 
@@ -161,6 +162,7 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
             value = _load(settings, name, path)
         except SdeskError as e:
             broken.append(str(e))
+            oncall = False if name == "oncall" else oncall
             if name == "roles":
                 # The desk still opens (with the default role) so the other checks run.
                 from ..roles import DEFAULT_ROLE
@@ -169,6 +171,7 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
             continue
         except Exception as e:  # a bug in a loader must not hide the other checks
             broken.append(f"{path}: cannot be read ({type(e).__name__}: {e})")
+            oncall = False if name == "oncall" else oncall
             continue
         loaded.append(path.name)
         if name == "oncall":
@@ -182,8 +185,9 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
     if runbooks:
         loaded.append(plural(len(runbooks), "runbook"))
     broken += errors
+    # A misspelt name (oncal.yaml) or the wrong suffix (oncall.yml): sdesk would never read it.
     unknown = sorted(p.name for p in folder.glob("*.y*ml")
-                     if p.stem not in DESK_FILES and p.name not in OTHER_FILES or p.suffix == ".yml" and p.stem in DESK_FILES)
+                     if (p.stem not in DESK_FILES or p.suffix != ".yaml") and p.name not in OTHER_FILES)
     return (health.config(folder=str(folder), error=None, loaded=loaded, broken=broken, unknown=unknown), oncall,
             sorted(zones))
 
