@@ -145,6 +145,7 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
     try:
         folder = settings.config
     except SdeskError as e:  # a --config naming no folder
+        _default_role_only(settings)
         return health.config(folder=None, error=str(e), loaded=[], broken=[], unknown=[]), None, []
     if folder is None:
         return health.config(folder=None, error=None, loaded=[], broken=[], unknown=[]), None, []
@@ -164,10 +165,7 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
             broken.append(str(e))
             oncall = False if name == "oncall" else oncall
             if name == "roles":
-                # The desk still opens (with the default role) so the other checks run.
-                from ..roles import DEFAULT_ROLE
-
-                settings.default_role = lambda: DEFAULT_ROLE  # type: ignore[method-assign]
+                _default_role_only(settings)
             continue
         except Exception as e:  # a bug in a loader must not hide the other checks
             broken.append(f"{path}: cannot be read ({type(e).__name__}: {e})")
@@ -190,6 +188,14 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
                      if (p.stem not in DESK_FILES or p.suffix != ".yaml") and p.name not in OTHER_FILES)
     return (health.config(folder=str(folder), error=None, loaded=loaded, broken=broken, unknown=unknown), oncall,
             sorted(zones))
+
+
+def _default_role_only(settings: Settings) -> None:
+    """Open the desk with the built-in default role when roles.yaml (or the folder holding it)
+    cannot be read: the config check reports that, and the desk's own checks still run."""
+    from ..roles import DEFAULT_ROLE
+
+    settings.default_role = lambda: DEFAULT_ROLE  # type: ignore[method-assign]
 
 
 def _load(settings: Settings, name: str, path: Path) -> Any:
