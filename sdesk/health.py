@@ -25,7 +25,6 @@ BACKUP_LATE = timedelta(hours=26)
 BACKUP_LOST = timedelta(days=7)
 # Anchors are optional; once taken daily, two days without one means the timer stopped.
 ANCHOR_LATE = timedelta(days=2)
-STATUSES = ("ok", "warn", "fail")
 
 
 class Finding(NamedTuple):
