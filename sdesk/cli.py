@@ -48,7 +48,7 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "user": ("sdesk.commands.user", "app"), "audit": ("sdesk.commands.audit", "app"),
                   "backup": ("sdesk.commands.data", "backup_app"), "restore": ("sdesk.commands.data", "restore_app"),
                   "export": ("sdesk.commands.data", "export_app"), "import": ("sdesk.commands.data", "import_app"),
-                  "purge": ("sdesk.commands.data", "purge_app")}
+                  "purge": ("sdesk.commands.data", "purge_app"), "doctor": ("sdesk.commands.doctor", "app")}
 
 
 def _version(value: bool) -> None:
@@ -88,25 +88,6 @@ def init(
     """
     store = settings_of(ctx).store(init_empty=empty_ok)
     print(store.path)
-
-
-@app.command()
-def doctor(ctx: typer.Context) -> None:
-    """Check the database file with SQLite's integrity check (it reads every page: seconds on a big
-    desk) and say how it is opened. Exit 1 when it is damaged.
-
-    Example: sdesk doctor
-    """
-    store = store_of(ctx)
-    problems = store.integrity()
-    if problems:
-        from .store import StoreFault
-
-        print("\n".join(problems))
-        raise StoreFault(f"the database is damaged (integrity check failed: {problems[0]}): {store.path}; writes "
-                         "are refused from now on. Restore a backup (sdesk restore)")
-    print(f"ok: {store.path} passed SQLite's integrity check"
-          + (f"; it is read-only ({store.read_only})" if store.read_only else ""))
 
 
 @app.command()
@@ -577,6 +558,7 @@ def serve(
     token: Annotated[Optional[str], typer.Option(envvar="SDESK_SERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN'.", show_default=False)] = None,
     max_body: Annotated[int, typer.Option(min=1, help="Largest request body, in bytes (413 beyond).")] = 1 << 20,
     rejects: Annotated[Optional[Path], typer.Option(help="Folder for the raw bodies of rejected requests (default: beside the database).", show_default=False)] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Listen on an address other than loopback with no token at all (refused otherwise).")] = False,
 ) -> None:
     """Receive webhooks over HTTP: Alertmanager, Grafana, PagerDuty Events v2, tickets and email.
 
@@ -592,6 +574,7 @@ def serve(
         raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
     settings = settings_of(ctx)
     db = settings.store().path
+    server.check_exposure(host, token=token, any_tokens=settings.store().any_tokens(), insecure=insecure)
     settings.store().check_claim(settings.actor)  # requests without a token act as this actor: the claim must hold
     settings.close()
     severity, options = settings.intake_options()

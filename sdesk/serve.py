@@ -355,6 +355,31 @@ def _dedup_key(record: Record) -> str | None:
     return fingerprint.removeprefix("pagerduty:") if fingerprint else None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` only listens on this machine (127.0.0.0/8, ::1, localhost). A name is
+    not resolved: any other name counts as reachable from elsewhere."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, *, token: str | None, any_tokens: bool, insecure: bool) -> None:
+    """Refuse to listen beyond loopback with no token of either kind: anyone who reaches the
+    port could then file, resolve and page as the serving user."""
+    if is_loopback(host) or token or any_tokens or insecure:
+        return
+    from .errors import BadInput
+
+    raise BadInput(f"serve --host {host}: this desk has no API token and no --token is set, so anyone who can reach "
+                   "the port could file and resolve tickets; make one (sdesk user token NAME), set "
+                   "SDESK_SERVE_TOKEN, or give --insecure to listen without one")
+
+
 def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
         severity: Mapping[str, str], options: dict[str, Any], default_role: str) -> None:
     import uvicorn

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import AuditBroken, BadInput
-from .common import Group, note, print_json, store_of
+from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="audit", no_args_is_help=True,
                   help="The tamper-evident event history: verify it, read it, anchor it.")
@@ -135,7 +135,9 @@ def anchor(
     import json
     import os
 
-    line = json.dumps(store_of(ctx).anchor())
+    store = store_of(ctx)
+    head = store.anchor()
+    line = json.dumps(head)
     if out is not None and str(out) != "-":  # - is stdout, where the line goes anyway
         try:
             with out.open("a", encoding="utf-8") as f:
@@ -146,3 +148,5 @@ def anchor(
             raise BadInput(f"cannot write {out}: {e.strerror}") from None
         note(f"anchor appended to {out}")
     print(line)
+    if not store.read_only:  # for sdesk doctor; a read-only desk is anchored all the same
+        store.set_desk_state("anchor", str(head["event"]), actor=settings_of(ctx).actor)

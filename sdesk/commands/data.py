@@ -42,6 +42,7 @@ def backup(
         raise BadInput("the backup must go to another file than the database itself")
     copy(store.conn, target)
     note(f"backed up {store.path} to {target} ({target.stat().st_size:,} bytes)")
+    _ran(ctx, store, str(target.resolve()))
 
 
 def _backup_to_stdout(ctx: typer.Context) -> None:
@@ -62,6 +63,13 @@ def _backup_to_stdout(ctx: typer.Context) -> None:
             shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
         sys.stdout.buffer.flush()
     note(f"backed up {store.path} to stdout ({size:,} bytes)")
+    _ran(ctx, store, "-")
+
+
+def _ran(ctx: typer.Context, store, target: str) -> None:
+    """Record the backup for sdesk doctor; a read-only desk is backed up all the same."""
+    if not store.read_only:
+        store.set_desk_state("backup", target, actor=settings_of(ctx).actor)
 
 
 @restore_app.command("restore")

@@ -1,0 +1,43 @@
+"""What `sdesk doctor` reads of a desk besides its integrity check (Store.integrity): the
+schema, journal mode and size of the file, when the timed jobs last ran, open urgent tickets,
+users and API tokens. Reads only; a function of the store rather than a method, so the Store
+class stays as it is."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from .migrations import OPEN_SQL
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def facts(store: Store) -> dict[str, Any]:
+    conn = store.conn
+    one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
+    size = sum(os.path.getsize(p) for p in (store.path, f"{store.path}-wal") if os.path.exists(p))
+    try:
+        free: int | None = shutil.disk_usage(os.path.dirname(os.path.realpath(store.path)) or ".").free
+    except OSError:
+        free = None
+    return {
+        "schema": one("PRAGMA user_version"),
+        "journal": str(one("PRAGMA journal_mode")),
+        "size": size,
+        "free": free,
+        "state": store.desk_state(),
+        # What tick pages for: open P1/P2 tickets in the queue (not held by a silence or a rule).
+        "urgent_open": one(f"SELECT count(*) FROM tickets WHERE {OPEN_SQL} AND priority IN ('P1', 'P2') "
+                           "AND suppressed IS NULL"),
+        "users": one("SELECT count(*) FROM users"),
+        "admins": one("SELECT count(*) FROM users WHERE role = 'admin'"),
+        "tokens_live": one("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL"),
+        "tokens_revoked": one("SELECT count(*) FROM api_tokens WHERE revoked_at IS NOT NULL"),
+        # A viewer's token is answered 403 on every post (serve takes in nothing for viewers).
+        "viewer_tokens": [r[0] for r in conn.execute(
+            "SELECT u.name FROM api_tokens t JOIN users u USING (key) WHERE t.revoked_at IS NULL "
+            "AND u.role = 'viewer' ORDER BY t.id")],
+    }
