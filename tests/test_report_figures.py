@@ -4,7 +4,6 @@ aliases, and an unknown name is an error; export and import count the same rows.
 
 import json
 import re
-import shutil
 import sys
 from datetime import timedelta
 from pathlib import Path
