@@ -84,3 +84,127 @@ def test_the_ssh_runbook_dry_runs_without_ssh_and_sends_only_the_validated_host(
     before = len(desk.calls())
     refused = desk("runbook", "run", "clean-tmp-ssh", "--ticket", str(bad), "--dry-run", ok=False)
     assert refused.exit_code == ExitCode.BAD_INPUT and "host" in refused.stderr and len(desk.calls()) == before
+
+
+# -- item 25: the Grafana dashboard, the README's `new --json`, roles.yaml, the docs -------------------------
+
+
+def dashboard_queries():
+    """Every PromQL expr of the shipped dashboard (panels in rows included)."""
+    data = json.loads((EXAMPLES / "grafana" / "sdesk-dashboard.json").read_text())
+    found = []
+
+    def walk(panels):
+        for panel in panels:
+            found.extend(t["expr"] for t in panel.get("targets", []))
+            walk(panel.get("panels", []))
+
+    walk(data["panels"])
+    return found
+
+
+SELECTOR = re.compile(r"\b(sdesk_[a-z_]+)\s*(?:\{([^}]*)\})?")
+
+
+def test_the_grafana_dashboard_queries_only_metrics_and_labels_sdesk_emits(cli, tmp_path, monkeypatch):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setenv("SDESK_CONFIG", str(DESK))
+    demo = tmp_path / "demo.db"
+    cli("demo", "--db", str(demo))
+    text = cli("--db", str(demo), "metrics", "--prom").stdout
+    emitted = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            emitted.setdefault(sample.name, set()).update(sample.labels)
+    queries = dashboard_queries()
+    assert len(queries) >= 15
+    used = set()
+    for expr in queries:
+        selectors = SELECTOR.findall(expr)
+        assert selectors, f"{expr!r} names no sdesk metric"
+        for name, matchers in selectors:
+            assert name in emitted, f"{expr!r}: sdesk metrics --prom emits no {name}"
+            labels = {m.split("=")[0].rstrip("!~").strip() for m in matchers.split(",") if m.strip()}
+            # A matcher on a label sdesk never sets matches nothing ({priority=""} aside: "unset").
+            for label in labels:
+                assert label in emitted[name] or re.search(rf'\b{label}\s*=\s*""', matchers), \
+                    f"{expr!r}: {name} has no label {label}"
+            used.add(name)
+    # The dashboard covers the KPIs people ask for first.
+    assert {"sdesk_tickets_created", "sdesk_time_to_acknowledge_seconds", "sdesk_sla_compliance_ratio",
+            "sdesk_pages_per_week", "sdesk_slo_budget_used_ratio"} <= used
+
+
+def readme_new_json_sample():
+    """The command and the output lines of the README's `new --json` doc-test block."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- doc-test: new --json", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    [command, *output] = block.strip().splitlines()
+    assert command.startswith("$ ")
+    return command[2:], [json.loads(line) for line in output]
+
+
+def test_the_readme_new_json_sample_is_what_sdesk_prints(tmp_path):
+    import subprocess
+
+    command, shown = readme_new_json_sample()
+    assert "sdesk new" in command and "--json" in command
+    sdesk = Path(sys.executable).parent / "sdesk"
+    runner = str(sdesk) if sdesk.exists() else f"{sys.executable} -m sdesk"
+    env = {**os.environ, "SDESK_DB": str(tmp_path / "doc.db")}
+    result = subprocess.run(["sh", "-c", command.replace("sdesk new", f"{runner} new", 1)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [list(p) for p in printed] == [list(s) for s in shown]  # the same keys, in the same order
+    assert printed == shown  # a fresh desk: the same ids and actions too
+    # The README's text names the same keys as the sample.
+    keys = {k for record in shown for k in record}
+    prose = (ROOT / "README.md").read_text().split("<!-- doc-test: new --json")[0][-800:]
+    assert all(f"`{k}`" in prose for k in keys)
+
+
+def test_the_example_roles_file_loads_and_its_default_applies(cli, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    text = (DESK / "roles.yaml").read_text()
+    (config / "roles.yaml").write_text(text)
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    cli("--as", "root", "user", "add", "root", "--role", "admin")
+    cli("--as", "stranger", "new", "the example's default: agent")
+    # The file's own advice, taken: viewer makes strangers read-only.
+    (config / "roles.yaml").write_text(text.replace("default_role: agent", "default_role: viewer"))
+    assert cli("--as", "stranger", "new", "refused", ok=False).exit_code == ExitCode.PERMISSION
+    assert "default_role: agent" in text and "sdesk user add" in text
+
+
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
+def test_the_docs_link_to_files_that_exist_and_run_real_commands(cli, page):
+    text = page.read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        if "://" not in target:
+            assert (page.parent / target).exists(), f"{page.name}: link to missing {target}"
+    commands = set()
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            words = line.split("#")[0].split()
+            while "sdesk" in words:
+                words = words[words.index("sdesk") + 1:]
+                while words and words[0] in ("--db", "--as", "--config"):
+                    words = words[2:]
+                if words and re.fullmatch(r"[a-z]+", words[0]):
+                    sub = words[1] if len(words) > 1 and re.fullmatch(r"[a-z]+", words[1]) else None
+                    commands.add((words[0], sub))
+    assert commands or "```" not in text, f"{page.name}: code blocks but no sdesk command read from them"
+    for command, sub in sorted(commands):
+        if sub and cli(command, sub, "--help", ok=False).exit_code == 0:
+            continue
+        assert cli(command, "--help", ok=False).exit_code == 0, f"{page.name}: no command sdesk {command}"
+
+
+def test_pyproject_cites_only_files_in_the_repository():
+    text = (ROOT / "pyproject.toml").read_text()
+    for cited in re.findall(r"\b([\w./-]+\.md)\b", text):
+        assert (ROOT / cited).exists(), f"pyproject.toml cites {cited}, which is not in the repository"
