@@ -18,7 +18,8 @@ Definitions (also in the README, next to `sdesk report`):
 - KB freshness: articles reviewed within their interval at the window's end, stale ones,
   revisions in the window.
 - Alert-to-ticket ratio: alerts received in the window over tickets created, by source.
-- Pager load: pages sent in the window per responder per week, and those out of hours.
+- Pager load: pages sent in the window per responder per week (a window under a week: the
+  count, not scaled up), and those out of hours.
 - Cost per ticket: (hours worked x agent_hour + pages x page + monthly_tooling x months in the
   window) over tickets created.
 """
@@ -205,12 +206,23 @@ def csat_kpis(distribution: Mapping[int, int], resolved: int, targets: Targets) 
 
 
 def pager_kpis(pages: Mapping[str, tuple[int, int]], window: timedelta, targets: Targets) -> list[dict[str, Any]]:
-    """From user -> (pages, out of hours): per responder per week, and the desk's totals."""
-    weeks = max(window / timedelta(weeks=1), 1 / 7)
+    """From user -> (pages, out of hours): per responder per week, and the desk's totals.
+
+    A window shorter than a week gives each responder's count, never scaled up: one page in a
+    day is one page, not "7 a week" (the other six days are unknown, and a rate invented from one
+    busy night misleads). Such a row carries `window_days`; its count is a floor of any week
+    around it, so a count over the weekly target is over it (ok False), and one under it is
+    undecided (ok None), not met."""
+    weeks = max(window / timedelta(weeks=1), 1)
+    short = {"window_days": round(window / timedelta(days=1), 2)} if window < timedelta(weeks=1) else {}
     out = [kpi("pages", sum(n for n, _ in pages.values()), "count"),
            kpi("pages_out_of_hours", sum(o for _, o in pages.values()), "count")]
-    out += [kpi("pages_per_week", n / weeks, "per week", targets.pages_per_week, most=True, user=user,
-                out_of_hours=o) for user, (n, o) in sorted(pages.items())]
+    for user, (n, o) in sorted(pages.items()):
+        row = kpi("pages_per_week", n / weeks, "per week", targets.pages_per_week, most=True, user=user,
+                  out_of_hours=o, **short)
+        if short and row["ok"]:
+            row["ok"] = None
+        out.append(row)
     return out
 
 

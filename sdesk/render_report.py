@@ -77,6 +77,15 @@ def _ticket_table(out: Any, r: dict[str, Any], columns: list[tuple[str, str]]) -
     out.print(table)
 
 
+def _pager_title(rows: list[dict[str, Any]]) -> str:
+    """A window under a week shows counts (metrics.pager_kpis): the title says so."""
+    days = rows[0].get("window_days") if rows else None
+    if days is None:
+        return "Pages per responder per week"
+    span = plural(days, "day") if days >= 1 else plural(round(days * 24, 1), "hour")
+    return f"Pages per responder ({span} window, not scaled to a week)"
+
+
 def print_report(r: dict[str, Any]) -> None:
     out = console()
     w = r["window"]
@@ -111,7 +120,8 @@ def print_report(r: dict[str, Any]) -> None:
     if r.get("pager"):
         pager = r["pager"]
         out.print(f"[bold]Pages[/]: {pager[0]['value']}, {pager[1]['value']} out of hours")
-        _bars(out, "Pages per responder per week", [(k["user"], k["value"], str(_value(k))) for k in pager[2:]])
+        _bars(out, _pager_title(pager[2:]), [(k["user"], k["value"], str(_value(k)) if k.get("window_days") is None
+                                              else f"{k['value']:g}") for k in pager[2:]])
     _print_slos(out, r.get("slo", []))
     if r.get("cost"):
         total, per = r["cost"]

@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import clock, metrics
-from .errors import BadInput
+from .errors import BadInput, NotFound
 from .plain import controls
 
 if TYPE_CHECKING:
@@ -34,12 +34,40 @@ def business_hours(config: metrics.MetricsConfig, sla: SlaConfig) -> Calendar:
     raise BadInput(f"metrics.yaml: out_of_hours: no calendar {config.out_of_hours!r} used by a policy in sla.yaml")
 
 
+def service_scope(store: Store, name: str) -> tuple[str, list[str]]:
+    """What `report service NAME` covers: the CI NAME names in the CMDB (by name or alias) with
+    all its names, and NAME itself as tickets' service; as (the name to show, the lower-case names
+    a ticket's service or CI may have). A name that no ticket and no CI has is NotFound, with the
+    close matches: an empty report would look like a quiet service."""
+    from difflib import get_close_matches
+
+    from .lifecycle import NAME_MAX, WHITESPACE
+
+    shown = name.strip(WHITESPACE)
+    key = shown.lower()
+    if not key or len(key) > NAME_MAX:
+        raise BadInput(f"report service: expected the name of a service or CI (1 to {NAME_MAX} characters)")
+    keys = {shown, key}  # as given too: SQLite's lower() folds only ASCII
+    ci = store.ci_find([key])
+    if ci is not None:
+        shown = ci["name"]
+        [record] = store.ci_records(names=[ci["name"]])
+        keys |= {ci["name"].lower(), *record["aliases"]}
+    elif not store.service_known(sorted(keys)):
+        close = get_close_matches(key, store.service_names(), n=5, cutoff=0.5)
+        close += [n for n in store.service_names() if key in n and n not in close][:5 - len(close)]
+        raise NotFound(f"no service or CI named {controls(name, one_line=True)!r}"
+                       + (f"; close: {', '.join(close)}" if close else " (sdesk cmdb list shows the CIs)"))
+    return shown, sorted(keys)
+
+
 def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: datetime, until: datetime,
-          by: str = "priority", sections: frozenset[str] = frozenset({"all"}), service: str | None = None
+          by: str = "priority", sections: frozenset[str] = frozenset({"all"}), service: list[str] | None = None
           ) -> dict[str, Any]:
     """Every KPI of the window [since, until): ticket KPIs for the desk and by `by` (time
     targets apply by priority); only `sections` (trend, sla, csat, kb, alerts, pager, slo,
-    cost) when not all; only one service's tickets with `service`."""
+    cost) when not all; only one service's tickets with `service` (the names service_scope
+    gives)."""
     from .sla import budget, pauses, working_at
 
     if until <= since:

@@ -48,13 +48,26 @@ _COVERED = ("(w.parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM tickets p WHERE 
             "AND p.acknowledged_at < :until))")
 
 
+# A service's tickets: those whose service or CI (as is or lower-cased) is one of the given names,
+# which are a service's or CI's name and aliases (reports.service_scope): `report service
+# checkout` finds the tickets on CI checkout-api, whose alias is checkout. Bound one by one (a
+# CI has a few aliases), not as a JSON list: SQLite's JSON functions cut text at a NUL.
+def _of_service(service: list[str] | None) -> tuple[str, dict[str, str]]:
+    if service is None:
+        return "", {}
+    names = {f"service{i}": name for i, name in enumerate(sorted(service))}
+    marks = ", ".join(f":{key}" for key in names) or "NULL"
+    return (f" AND (w.service IN ({marks}) OR lower(w.service) IN ({marks}) OR w.ci IN ({marks}) "
+            f"OR lower(w.ci) IN ({marks}))"), names
+
+
 class MetricsStore:
     def ticket_sums(self: Store, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
-                    service: str | None = None, ranked: tuple[str | None, ...] | None = None
+                    service: list[str] | None = None, ranked: tuple[str | None, ...] | None = None
                     ) -> dict[str | None, dict[str, dict[str, Any]]]:
         """For each grouping (None: the desk), group -> the sums metrics.ticket_kpis reads, for
-        tickets created in [since, until) (of one service); percentiles only for the groupings
-        in `ranked` (default: all). The window is read once into a temporary table; each
+        tickets created in [since, until) (of one service: see _of_service); percentiles only
+        for the groupings in `ranked` (default: all). The window is read once into a temporary table; each
         grouping's figures are computed from it."""
         from .metrics import GROUPS
 
@@ -69,8 +82,7 @@ class MetricsStore:
             f"unixepoch({_RESOLVED}) - unixepoch(created_at) AS ttr, {_REOPENED} AS reopened, "
             f"{_ESCALATED} AS escalated, {_MOVED} AS moved, {_AUTOMATED} AS automated "
             "FROM tickets w WHERE created_at >= :since AND created_at < :until AND suppressed IS NULL"
-            + (" AND service = :service" if service is not None else ""),
-            {"since": since, "until": until, "service": service})
+            + _of_service(service)[0], {"since": since, "until": until, **_of_service(service)[1]})
         try:
             out = {}
             for i, by in enumerate(groupings):
@@ -122,7 +134,7 @@ class MetricsStore:
     def _has_misfires(self: Store) -> bool:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
 
-    def sla_window(self: Store, since: str, until: str, pause: frozenset[str], service: str | None = None
+    def sla_window(self: Store, since: str, until: str, pause: frozenset[str], service: list[str] | None = None
                    ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
         """The window's tickets (of one service; not a child of an incident acknowledged by
         `until`) as (id, kind, priority, service, created, acknowledged, resolved) with times
@@ -139,8 +151,8 @@ class MetricsStore:
                 "SELECT id, kind, priority, service, unixepoch(created_at), "
                 "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) END, "
                 f"unixepoch({_RESOLVED}) FROM tickets w WHERE created_at >= :since AND created_at < :until "
-                f"AND suppressed IS NULL AND NOT {_COVERED}" + (" AND service = :service" if service is not None else ""),
-                {"since": since, "until": until, "service": service}):
+                f"AND suppressed IS NULL AND NOT {_COVERED}" + _of_service(service)[0],
+                {"since": since, "until": until, **_of_service(service)[1]}):
             changes = []
             if paused is None or row[0] in paused:
                 changes = [(clock.parse(at), status) for at, status in changes_of.execute(
@@ -181,11 +193,26 @@ class MetricsStore:
         return self.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
                                  (since, until)).fetchone()[0]
 
-    def service_alerts(self: Store, service: str, since: str, until: str) -> dict[str, int]:
-        """Alerts received in the window for tickets on a service, by status."""
+    def service_alerts(self: Store, service: list[str], since: str, until: str) -> dict[str, int]:
+        """Alerts received in the window for tickets on a service (see _of_service), by status."""
+        sql, names = _of_service(service)
         return dict(self.conn.execute(
-            "SELECT a.status, count(*) FROM alerts a JOIN tickets t ON t.id = a.ticket_id WHERE t.service = ? "
-            "AND a.received_at >= ? AND a.received_at < ? GROUP BY a.status", (service, since, until)).fetchall())
+            "SELECT a.status, count(*) FROM alerts a JOIN tickets w ON w.id = a.ticket_id WHERE "
+            "a.received_at >= :since AND a.received_at < :until" + sql + " GROUP BY a.status",
+            {"since": since, "until": until, **names}).fetchall())
+
+    def service_known(self: Store, service: list[str]) -> bool:
+        """Whether any ticket, at any time, is of the service (see _of_service)."""
+        sql, names = _of_service(service)
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE 1" + sql + ")", names).fetchone()[0])
+
+    def service_names(self: Store, limit: int = 5000) -> list[str]:
+        """Names a report could mean (tickets' services and CIs, CMDB names and aliases), at most
+        `limit` of each: the candidates for "did you mean"."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT * FROM (SELECT DISTINCT lower(service) FROM tickets WHERE service IS NOT NULL LIMIT :n) UNION "
+            "SELECT * FROM (SELECT DISTINCT lower(ci) FROM tickets WHERE ci IS NOT NULL LIMIT :n) UNION "
+            "SELECT * FROM (SELECT alias FROM ci_aliases LIMIT :n)", {"n": limit})]
 
     def ticket_alerts(self: Store, ids: list[int]) -> list[dict[str, Any]]:
         """The alerts of some tickets: how many of each source and status, first and last seen."""

@@ -139,21 +139,33 @@ def export(
     from .. import clock, migrations
     from ..desk_file import export_lines, write_lines
 
+    from ..plain import plural
+
     store = store_of(ctx)
-    lines = export_lines(store.conn, migrations.SCHEMA_VERSION, clock.iso(clock.back(since, "--since")) if since else None)
+    rows = 0
+
+    def counted(lines):
+        # Rows of tables, as import counts them: not the header line nor the id counters.
+        nonlocal rows
+        for line in lines:
+            rows += line.startswith(b'{"row"')  # keys are sorted: a row line starts so, no other does
+            yield line
+
+    lines = counted(export_lines(store.conn, migrations.SCHEMA_VERSION,
+                                 clock.iso(clock.back(since, "--since")) if since else None))
     store.conn.execute("BEGIN")  # one read snapshot, whatever others write meanwhile
     try:
         if out is None or str(out) == "-":
-            n = write_lines(lines, sys.stdout.buffer)
+            write_lines(lines, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:  # a failed export leaves no partial file under the name
             from ..atomic import replaced
 
             with replaced(out) as partial, partial.open("wb") as f:
-                n = write_lines(lines, f)
+                write_lines(lines, f)
     finally:
         store.conn.execute("COMMIT")
-    note(f"exported {n - 1:,} rows" + (f" to {out}" if out and str(out) != "-" else ""))
+    note(f"exported {plural(rows, 'table row')}" + (f" to {out}" if out and str(out) != "-" else ""))
 
 
 @import_app.command("import")
@@ -181,7 +193,11 @@ def import_(
         counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify)
     if as_json:
         print_json(counts)
-    note(f"imported {sum(counts.values()):,} rows into {store.path}; audit chain intact, rows match their events")
+    from ..plain import plural
+
+    # The same count as export's: table rows (the export's id counters are not rows).
+    note(f"imported {plural(sum(counts.values()), 'table row')} into {store.path}; audit chain intact, "
+         "rows match their events")
 
 
 @purge_app.command("purge")

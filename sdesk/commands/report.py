@@ -138,22 +138,28 @@ def oncall(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @app.command("service")
-def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The service (as tickets name it).")],
+def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A service as tickets name it, or a CI by name or alias.")],
             since: SinceOption = "30d", until: UntilOption = None, as_json: JsonOption = False) -> None:
-    """One service: its tickets' KPIs, its alerts, the changes on it and its SLO.
+    """One service: its tickets' KPIs, its alerts, the changes on it and its SLO. Tickets match
+    by their service or CI, through the CI's name and aliases in the CMDB (checkout finds the
+    tickets on checkout-api when that is its alias); a name nothing has is an error (exit 3).
 
     Example: sdesk report service checkout --since 14d
     """
     from .. import clock
 
+    from ..reports import service_scope
+
     settings = settings_of(ctx)
-    data = _build(ctx, since, until, sections=frozenset({"trend", "sla"}), service=name)
     store = settings.store()
+    shown, names = service_scope(store, name)
+    data = _build(ctx, since, until, sections=frozenset({"trend", "sla"}), service=names)
     a, b = data["window"]["since"], data["window"]["until"]
-    data["service"] = name
-    data["alerts_received"] = store.service_alerts(name, a, b)
-    data["changes"] = store.change_list(cis=[name], since=a, until=b)
-    slo = settings.sla_config().slos.get(name)
+    data["service"] = shown
+    data["matched"] = names  # the service, CI names and aliases a ticket's service or CI matched
+    data["alerts_received"] = store.service_alerts(names, a, b)
+    data["changes"] = store.change_list(cis=sorted({shown, name, *names}), since=a, until=b)
+    slo = settings.sla_config().slos.get(shown)
     if slo is not None:
         from ..sla import budget
 
