@@ -1127,7 +1127,10 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             return t["id"], "resolved"
         if "ack" not in lifecycle.allowed_actions(t["status"]):
             return t["id"], "ignored"
-        self._move(tx, t, "ack")
+        # A source's acknowledgement (PagerDuty, an alert's ack) says someone saw it there, not who:
+        # the ticket keeps its assignee (none is invented from whoever runs `serve`), and the
+        # event names the source.
+        self._move(tx, t, "ack", claim=False, extra={"source": s.source})
         return t["id"], "acknowledged"
 
     @staticmethod
@@ -1151,7 +1154,10 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         return self.get_or_raise(ticket_id=ticket_id)
 
     def _move(self, tx: _Tx, t: dict[str, Any], action: str, *, assignee: str | None = None,
-              resolution: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None) -> None:
+              resolution: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None,
+              claim: bool = True) -> None:
+        """`claim`: an ack or start by a person assigns an unassigned ticket to them; False for a
+        source's ack, which leaves it unassigned."""
         ticket_id = t["id"]
         target = lifecycle.next_status(t["status"], action, ticket_id=ticket_id)
         at = tx.at
@@ -1166,9 +1172,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 data["previous_assignee"] = t["assignee"]
         if action in ("ack", "start"):
             sets["acknowledged_at"] = t["acknowledged_at"] or at
-            sets["assignee"] = t["assignee"] or tx.actor
             if not t["assignee"]:
-                data["assignee"] = tx.actor  # the event says whom it assigned (audit verify rebuilds it)
+                sets["assignee"] = tx.actor if claim else None
+                data["assignee"] = sets["assignee"]  # the event says whom it assigned (audit verify rebuilds it)
         if action == "resolve":
             if not resolution or lifecycle.blank(resolution):
                 raise BadInput("resolve: --resolution must say what fixed it")
