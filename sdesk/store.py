@@ -1030,10 +1030,12 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         th = s.thread or {}
         conn = tx.conn
         message_id = th.get("message_id")
-        if message_id and conn.execute("SELECT 1 FROM mail_messages WHERE message_id = ?", (message_id,)).fetchone():
+        # A message without a Message-ID is known by a digest of it (mail.message_digest).
+        seen = message_id or th.get("digest")
+        if seen and conn.execute("SELECT 1 FROM mail_messages WHERE message_id = ?", (seen,)).fetchone():
             return None, "ignored"  # seen before: an mbox read twice takes nothing twice
         if s.action == "ignore":
-            self._remember_mail(tx, message_id, None, [])
+            self._remember_mail(tx, message_id, None, [], seen)
             return None, "ignored"
         batch.flush()
         target = None
@@ -1071,7 +1073,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                     self._set(tx, t["id"], {"updated_at": tx.at})
                     tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
                                                     "message_id": message_id})
-                    self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
+                    self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [], seen)
                     return t["id"], outcome
                 elif why is None:
                     why = "a reply to a ticket done too long ago"
@@ -1082,7 +1084,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if parent is not None:
             self._set(tx, ticket_id, {"parent_id": parent})
             tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
-        self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [])
+        self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [], seen)
         return ticket_id, "created"
 
     @staticmethod
@@ -1097,10 +1099,12 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         return conn.execute("SELECT 1 FROM users WHERE email = ?", (sender,)).fetchone() is not None
 
     @staticmethod
-    def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict]) -> None:
-        if message_id:
+    def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict],
+                       seen: str | None = None) -> None:
+        """`seen`: the key the message is known by (its Message-ID, or its digest without one)."""
+        if seen or message_id:
             tx.conn.execute("INSERT OR IGNORE INTO mail_messages (message_id, ticket_id, received_at) VALUES (?, ?, ?)",
-                            (message_id, ticket_id, tx.at))
+                            (seen or message_id, ticket_id, tx.at))
         if ticket_id is not None and attachments:
             files = [{"name": a["name"], "content_type": a["content_type"], "size": a["size"], "sha256": a["sha256"]}
                      for a in attachments]
