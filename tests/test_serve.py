@@ -219,6 +219,16 @@ receivers:
         post_alerts((datetime.now(UTC) + timedelta(hours=1)).isoformat())
         wait_for(lambda: count(server.db, "SELECT count(*) FROM tickets WHERE status = 'new'") == 2, 60,
                  "Alertmanager to open two tickets")
+        # Its API's own output, piped as the README shows (curl -s .../api/v2/alerts | sdesk new):
+        # the same alerts, by the same fingerprints, on this desk; two new tickets on another.
+        listed = urllib.request.urlopen(api, timeout=10).read()
+        for db, action in ((server.db, "deduplicated"), (tmp_path / "other.db", "created")):
+            piped = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), "new", "--json"], input=listed,
+                                   capture_output=True, timeout=60)
+            assert piped.returncode == 0, piped.stderr.decode()
+            results = [json.loads(line) for line in piped.stdout.splitlines()]
+            assert [(r["format"], r["action"]) for r in results] == [("alertmanager", action)] * 2, results
+        assert count(tmp_path / "other.db", "SELECT count(*) FROM tickets WHERE status = 'new'") == 2
         post_alerts((datetime.now(UTC) - timedelta(seconds=1)).isoformat())
         wait_for(lambda: count(server.db, "SELECT count(*) FROM tickets WHERE status = 'resolved'") == 2, 60,
                  "Alertmanager's resolved notifications to resolve them")
