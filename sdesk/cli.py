@@ -413,8 +413,12 @@ def assign(
     ticket: TicketArg,
     user: Annotated[Optional[str], typer.Argument(help="Who takes it.", show_default=False)] = None,
     auto: Annotated[bool, typer.Option("--auto", help="By the queue's strategy in oncall.yaml: oncall, round_robin or least_loaded.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Assign to someone neither a desk user nor in oncall.yaml.")] = False,
 ) -> None:
     """Assign a ticket to a user, or by its queue's strategy.
+
+    The user must be one the desk knows: a desk user (sdesk user add) or a member of a team in
+    oncall.yaml (any name while the desk has neither); --force assigns to anyone.
 
     Example: sdesk assign SD-42 alice
 
@@ -430,7 +434,12 @@ def assign(
         return
     if user is None or lifecycle.blank(user):
         raise BadInput("assign: give a user, or --auto")
-    _move(ctx, ticket, "assign", assignee=user.strip())
+    user = user.strip()
+    if not force:
+        from .commands.work import known_assignee
+
+        user = known_assignee(settings_of(ctx), user)
+    _move(ctx, ticket, "assign", assignee=user)
 
 
 # Lifecycle moves that take nothing but the ticket: action -> help (with its example).
