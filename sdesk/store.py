@@ -1131,10 +1131,14 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             return t["id"], "resolved"
         if "ack" not in lifecycle.allowed_actions(t["status"]):
             return t["id"], "ignored"
-        # A source's acknowledgement (PagerDuty, an alert's ack) says someone saw it there, not who:
-        # the ticket keeps its assignee (none is invented from whoever runs `serve`), and the
-        # event names the source.
-        self._move(tx, t, "ack", claim=False, extra={"source": s.source})
+        # A source's acknowledgement (PagerDuty's) says someone saw it there, not who: the ticket
+        # keeps its assignee (none is invented from whoever runs `serve`), and the event is the
+        # source's doing, as a mail reply is its sender's (_mail); who delivered it is kept too.
+        intake_actor, tx.actor = tx.actor, s.source
+        try:
+            self._move(tx, t, "ack", claim=False, extra={"source": s.source, "received_by": intake_actor})
+        finally:
+            tx.actor = intake_actor
         return t["id"], "acknowledged"
 
     @staticmethod

@@ -109,7 +109,7 @@ def test_pagerduty_compatible_enqueue(server):
 def test_pagerduty_acknowledge_assigns_nobody_and_names_its_source(tmp_path):
     """An acknowledge sent through `serve` says someone saw it in PagerDuty, not who: the ticket
     is acknowledged, stays unassigned (not given to the user `serve` runs as), and its history
-    names the source; audit verify rebuilds the same row from the events."""
+    shows PagerDuty as who acknowledged it; audit verify rebuilds the same row from the events."""
     db = tmp_path / "desk.db"
     s = Server(db, env={"SDESK_USER": "root"})
     try:
@@ -127,9 +127,9 @@ def test_pagerduty_acknowledge_assigns_nobody_and_names_its_source(tmp_path):
     t = json.loads(shown.stdout)
     assert t["status"] == "acknowledged" and t["acknowledged_at"]
     assert t["assignee"] is None, f"acknowledged through serve and assigned to {t['assignee']}"
-    [data] = [json.loads(d) for (d,) in sqlite3.connect(db).execute(
-        "SELECT data FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.action') = 'ack'")]
-    assert data["source"] == "pagerduty" and data["assignee"] is None
+    [(actor, data)] = [(actor, json.loads(d)) for actor, d in sqlite3.connect(db).execute(
+        "SELECT actor, data FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.action') = 'ack'")]
+    assert actor == "pagerduty" and data["assignee"] is None and data["received_by"] == "root"
     verified = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), "audit", "verify"],
                               env=env, capture_output=True, text=True)
     assert verified.returncode == 0, verified.stdout + verified.stderr
