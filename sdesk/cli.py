@@ -417,8 +417,8 @@ def assign(
 ) -> None:
     """Assign a ticket to a user, or by its queue's strategy.
 
-    The user must be one the desk knows: a desk user (sdesk user add) or a member of a team in
-    oncall.yaml (any name while the desk has neither); --force assigns to anyone.
+    The user must be a desk user (sdesk user add) or in an oncall.yaml team;
+    --force assigns to anyone. A desk with neither takes any name.
 
     Example: sdesk assign SD-42 alice
 

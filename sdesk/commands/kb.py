@@ -96,7 +96,8 @@ def edit(
     path: Annotated[Optional[Path], typer.Argument(help="New text (Markdown); - for stdin; none opens $EDITOR.", show_default=False)] = None,
     title: TitleOpt = None, tag: TagOpt = [], ci: CiOpt = [], owner: OwnerOpt = None, review_days: ReviewOpt = None,
 ) -> None:
-    """Change an article; every change is kept as a revision.
+    """Change an article; every change is kept as a revision. New text without front matter
+    keeps the article's title, tags, CIs, owner and review days (a '# heading' retitles it).
 
     Example: sdesk kb edit KB-3 --tag postgres
 

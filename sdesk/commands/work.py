@@ -141,7 +141,8 @@ def change_show(ctx: typer.Context, change: ChangeArg,
 
 @change_app.command("status")
 def change_status(ctx: typer.Context, change: ChangeArg, status: Annotated[ChangeStatus, typer.Argument()]) -> None:
-    """Move a change to a new status.
+    """Move a change to a new status: planned -> in_progress -> completed, failed or
+    rolled_back; planned -> cancelled; completed or failed -> rolled_back.
 
     Example: sdesk change status CH-7 rolled_back
     """
