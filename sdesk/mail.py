@@ -254,10 +254,10 @@ def message_digest(msg: Message, data: bytes) -> str:
     same words at different times differ in Date or From; the same message read twice does not.
     Never a Message-ID (it has spaces and no angle brackets), so the two keys cannot collide."""
     h = hashlib.sha256()
-    for key, value in msg.raw_items():
-        if key.lower() in DIGEST_HEADERS:
-            text = " ".join(str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace").split())
-            h.update(f"{key.lower()}: {text}\n".encode())
+    headers = sorted((key.lower(), str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+                     for key, value in msg.raw_items() if key.lower() in DIGEST_HEADERS)  # (a relay may reorder)
+    for key, text in headers:
+        h.update(f"{key}: {' '.join(text.split())}\n".encode())
     normal = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     _, _, body = normal.partition(b"\n\n")
     h.update(b"\n")
