@@ -394,8 +394,12 @@ def assign(
     ticket: TicketArg,
     user: Annotated[Optional[str], typer.Argument(help="Who takes it.", show_default=False)] = None,
     auto: Annotated[bool, typer.Option("--auto", help="By the queue's strategy in oncall.yaml: oncall, round_robin or least_loaded.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Assign to someone neither a desk user nor in oncall.yaml.")] = False,
 ) -> None:
     """Assign a ticket to a user, or by its queue's strategy.
+
+    The user must be a desk user (sdesk user add) or in an oncall.yaml team;
+    --force assigns to anyone. A desk with neither takes any name.
 
     Example: sdesk assign SD-42 alice
 
@@ -411,7 +415,12 @@ def assign(
         return
     if user is None or lifecycle.blank(user):
         raise BadInput("assign: give a user, or --auto")
-    _move(ctx, ticket, "assign", assignee=user.strip())
+    user = user.strip()
+    if not force:
+        from .commands.work import known_assignee
+
+        user = known_assignee(settings_of(ctx), user)
+    _move(ctx, ticket, "assign", assignee=user)
 
 
 # Lifecycle moves that take nothing but the ticket: action -> help (with its example).

@@ -280,3 +280,36 @@ def match_keys(ticket: Mapping[str, Any], labels: Iterable[str] = DEFAULT_MATCH_
             if key and key not in keys:
                 keys.append(key)
     return keys
+
+
+# -- change records ------------------------------------------------------------------------------
+
+# What a change may become from each status: planned work starts or is called off; work under way
+# ends one of three ways. A completed or failed change may still be rolled back (a deploy found
+# bad after it finished is the usual rollback); rolled back and cancelled are the end of it. A
+# change that went wrong and is tried again is a new change record.
+CHANGE_MOVES: dict[str, tuple[str, ...]] = {
+    "planned": ("in_progress", "cancelled"),
+    "in_progress": ("completed", "failed", "rolled_back"),
+    "completed": ("rolled_back",),
+    "failed": ("rolled_back",),
+    "rolled_back": (),
+    "cancelled": (),
+}
+
+
+def change_next(current: str, wanted: str, change_id: int) -> str:
+    """`wanted`, when a change that is `current` may become it; else InvalidTransition naming the
+    statuses it may go to (as tickets' moves do)."""
+    from .errors import InvalidTransition
+
+    if wanted not in CHANGE_MOVES:
+        raise BadInput(f"unknown change status {wanted!r}; one of: {', '.join(CHANGE_MOVES)}")
+    allowed = CHANGE_MOVES.get(current, ())
+    if wanted in allowed:
+        return wanted
+    already = " already" if wanted == current else ""
+    if not allowed:  # (a new attempt is a new change record)
+        raise InvalidTransition(f"cannot move CH-{change_id} to {wanted}: it is{already} {current}, which is final")
+    raise InvalidTransition(f"cannot move CH-{change_id} to {wanted}: it is{already} {current}; "
+                            f"from {current} it can go to: {', '.join(allowed)}")

@@ -200,9 +200,38 @@ def _alert_signal(source: str, group_status: str, group: str | None, alert: dict
 
 
 def alertmanager(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
+    if isinstance(doc, list) and (not doc or any(isinstance(a, dict) and "labels" in a for a in doc)):
+        yield from _alertmanager_api(doc, raw, severity)  # (empty: no alert is firing)
+        return
     if not isinstance(doc, dict):
-        raise BadInput("alertmanager: expected a JSON object")
+        raise BadInput("alertmanager: expected a webhook body (a JSON object) or the API's list of alerts")
     yield from _alert_group(doc, raw, "alertmanager", severity)
+
+
+def _is_alertmanager_api(doc: list[Any]) -> bool:
+    """Alertmanager's GET /api/v2/alerts: a list of alerts, each with labels and startsAt."""
+    return bool(doc) and all(isinstance(a, dict) and isinstance(a.get("labels"), dict) and "startsAt" in a
+                             and "title" not in a for a in doc)
+
+
+def _alertmanager_api(doc: list[Any], raw: str, severity: Mapping[str, str]) -> Iterator[Record]:
+    """The alerts Alertmanager holds (GET /api/v2/alerts, as `amtool alert query -o json`):
+    the webhook's alerts, but `status` is an object ({state: active | suppressed | unprocessed,
+    silencedBy, inhibitedBy}) and there is no group. It lists only alerts that have not
+    ended, so each is firing; one silenced or inhibited there is kept as an alert and opens no
+    ticket, as Alertmanager would send no notification for it."""
+    for number, alert in enumerate(doc, start=1):
+        where = f"alert {number}"
+        if not isinstance(alert, dict):
+            yield Record(where, raw, error="an alert must be a JSON object")
+            continue
+        status = alert.get("status")
+        state = str(status.get("state") or "active").lower() if isinstance(status, dict) else "active"
+        signal, error = _cached_alert_signal("alertmanager", "firing", None, {**alert, "status": "firing"}, severity)
+        if signal is not None and state == "suppressed":
+            signal = Signal("alertmanager", "ignore", fingerprint=signal.key, alert=signal.alert,
+                            secret_free=signal.secret_free)
+        yield Record(where, raw, signal, error)
 
 
 def grafana(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
@@ -378,7 +407,7 @@ def detect(doc: Any) -> str:
         if "message" in doc and any(k in doc for k in opsgenie_only):
             return "opsgenie"
     if isinstance(doc, list):
-        return "json"
+        return "alertmanager" if _is_alertmanager_api(doc) else "json"
     raise BadInput("cannot tell the format of this input; give --format")
 
 
@@ -414,7 +443,7 @@ def _screened(doc: Any, fmt: str, undecoded: bool) -> tuple[Any, dict[int, tuple
     per item, in order. Text that cannot be stored outside any one record (a group's fields, a
     single event) rejects the document: BadInput."""
     key = _RECORD_LISTS.get(fmt)
-    items = doc if isinstance(doc, list) and fmt in ("json", "jsonl") else \
+    items = doc if isinstance(doc, list) and fmt in ("json", "jsonl", "alertmanager") else \
         doc.get(key) if key and isinstance(doc, dict) and isinstance(doc.get(key), list) else None
     unfit: dict[int, tuple[str, str]] = {}
     if items is not None:

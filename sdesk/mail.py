@@ -241,6 +241,30 @@ def _message_id_key(message_id: str) -> str:
     return "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
 
 
+# Headers that say what a message is, as its author's client wrote them. Transport headers
+# (Received, Delivered-To, Return-Path, X-...) are left out: the same message fetched again by
+# another route, or saved from another mailbox, carries different ones and is still the same.
+DIGEST_HEADERS = ("from", "sender", "to", "cc", "subject", "date", "in-reply-to", "references")
+
+
+def message_digest(msg: Message, data: bytes) -> str:
+    """What identifies a message that has no Message-ID: sha256 over its authored headers
+    (unfolded, spaces collapsed) and its body (line endings and trailing spaces normalised, as
+    an mbox, a Maildir file and a relay each store them differently). Two people sending the
+    same words at different times differ in Date or From; the same message read twice does not.
+    Never a Message-ID (it has spaces and no angle brackets), so the two keys cannot collide."""
+    h = hashlib.sha256()
+    headers = sorted((key.lower(), str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+                     for key, value in msg.raw_items() if key.lower() in DIGEST_HEADERS)  # (a relay may reorder)
+    for key, text in headers:
+        h.update(f"{key}: {' '.join(text.split())}\n".encode())
+    normal = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    _, _, body = normal.partition(b"\n\n")
+    h.update(b"\n")
+    h.update(b"\n".join(line.rstrip() for line in body.strip(b"\n").split(b"\n")))
+    return "(no Message-ID) sha256:" + h.hexdigest()
+
+
 def _auto_generated(msg: Message, sender: str, subject: str) -> str | None:
     """Why this message is machine-made, or None."""
     ctype = msg.get_content_type()
@@ -273,7 +297,8 @@ def parse_message(data: bytes, where: str = "message 1") -> Record:
     references = _message_ids(_header(msg, "In-Reply-To")) + _message_ids(_header(msg, "References"))
     tagged = TICKET_TAG.search(subject)
     thread = {"message_id": message_id, "references": list(dict.fromkeys(references)),
-              "ticket": int(tagged.group(1)) if tagged else None, "from": sender}
+              "ticket": int(tagged.group(1)) if tagged else None, "from": sender,
+              "digest": None if message_id else message_digest(msg, data)}
     name, address = parseaddr(_header(msg, "From"))  # (a lenient guess: only to know machine mail)
     why = _auto_generated(msg, address.lower() or name, subject)
     if why:

@@ -1032,10 +1032,12 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         th = s.thread or {}
         conn = tx.conn
         message_id = th.get("message_id")
-        if message_id and conn.execute("SELECT 1 FROM mail_messages WHERE message_id = ?", (message_id,)).fetchone():
+        # A message without a Message-ID is known by a digest of it (mail.message_digest).
+        seen = message_id or th.get("digest")
+        if seen and conn.execute("SELECT 1 FROM mail_messages WHERE message_id = ?", (seen,)).fetchone():
             return None, "ignored"  # seen before: an mbox read twice takes nothing twice
         if s.action == "ignore":
-            self._remember_mail(tx, message_id, None, [])
+            self._remember_mail(tx, message_id, None, [], seen)
             return None, "ignored"
         batch.flush()
         target = None
@@ -1073,7 +1075,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                     self._set(tx, t["id"], {"updated_at": tx.at})
                     tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
                                                     "message_id": message_id})
-                    self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [])
+                    self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [], seen)
                     return t["id"], outcome
                 elif why is None:
                     why = "a reply to a ticket done too long ago"
@@ -1084,7 +1086,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if parent is not None:
             self._set(tx, ticket_id, {"parent_id": parent})
             tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
-        self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [])
+        self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [], seen)
         return ticket_id, "created"
 
     @staticmethod
@@ -1099,10 +1101,12 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         return conn.execute("SELECT 1 FROM users WHERE email = ?", (sender,)).fetchone() is not None
 
     @staticmethod
-    def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict]) -> None:
-        if message_id:
+    def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict],
+                       seen: str | None = None) -> None:
+        """`seen`: the key the message is known by (its Message-ID, or its digest without one)."""
+        if seen or message_id:
             tx.conn.execute("INSERT OR IGNORE INTO mail_messages (message_id, ticket_id, received_at) VALUES (?, ?, ?)",
-                            (message_id, ticket_id, tx.at))
+                            (seen or message_id, ticket_id, tx.at))
         if ticket_id is not None and attachments:
             files = [{"name": a["name"], "content_type": a["content_type"], "size": a["size"], "sha256": a["sha256"]}
                      for a in attachments]
@@ -1129,7 +1133,14 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             return t["id"], "resolved"
         if "ack" not in lifecycle.allowed_actions(t["status"]):
             return t["id"], "ignored"
-        self._move(tx, t, "ack")
+        # A source's acknowledgement (PagerDuty's) says someone saw it there, not who: the ticket
+        # keeps its assignee (none is invented from whoever runs `serve`), and the event is the
+        # source's doing, as a mail reply is its sender's (_mail); who delivered it is kept too.
+        intake_actor, tx.actor = tx.actor, s.source
+        try:
+            self._move(tx, t, "ack", claim=False, extra={"source": s.source, "received_by": intake_actor})
+        finally:
+            tx.actor = intake_actor
         return t["id"], "acknowledged"
 
     @staticmethod
@@ -1153,7 +1164,10 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         return self.get_or_raise(ticket_id=ticket_id)
 
     def _move(self, tx: _Tx, t: dict[str, Any], action: str, *, assignee: str | None = None,
-              resolution: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None) -> None:
+              resolution: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None,
+              claim: bool = True) -> None:
+        """`claim`: an ack or start by a person assigns an unassigned ticket to them; False for a
+        source's ack, which leaves it unassigned."""
         ticket_id = t["id"]
         target = lifecycle.next_status(t["status"], action, ticket_id=ticket_id)
         at = tx.at
@@ -1168,9 +1182,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 data["previous_assignee"] = t["assignee"]
         if action in ("ack", "start"):
             sets["acknowledged_at"] = t["acknowledged_at"] or at
-            sets["assignee"] = t["assignee"] or tx.actor
             if not t["assignee"]:
-                data["assignee"] = tx.actor  # the event says whom it assigned (audit verify rebuilds it)
+                sets["assignee"] = tx.actor if claim else None
+                data["assignee"] = sets["assignee"]  # the event says whom it assigned (audit verify rebuilds it)
         if action == "resolve":
             if not resolution or lifecycle.blank(resolution):
                 raise BadInput("resolve: --resolution must say what fixed it")

@@ -284,8 +284,12 @@ class CmdbStore:
             return cur.lastrowid
 
     def change_status(self, change_id: int, status: str, *, actor: str) -> dict[str, Any]:
+        """Move a change along cmdb.CHANGE_MOVES; any other move is refused (InvalidTransition)."""
+        from .cmdb import change_next
+
         with self._write(actor) as tx:
             before = self.change_get(change_id)
+            status = change_next(before["status"], status, change_id)
             tx.conn.execute("UPDATE changes SET status = ? WHERE id = ?", (status, change_id))
             tx.event(None, "change_status", {"change": change_id, "from": before["status"], "to": status})
         return self.change_get(change_id)

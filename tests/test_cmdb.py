@@ -153,6 +153,36 @@ def test_match_keys_try_names_monitoring_uses():
     assert "db-billing-2.prod" in keys and "db-billing-2" in keys
 
 
+CHANGE_STATUSES = ("planned", "in_progress", "completed", "failed", "rolled_back", "cancelled")
+# The moves a change record may make; every other pair is refused.
+CHANGE_MOVES = {("planned", "in_progress"), ("planned", "cancelled"), ("in_progress", "completed"),
+                ("in_progress", "failed"), ("in_progress", "rolled_back"), ("completed", "rolled_back"),
+                ("failed", "rolled_back")}
+
+
+def test_every_change_status_move_is_allowed_or_refused_with_the_ways_out(cli, db_path):
+    """Every pair of statuses (a sweep): an allowed move is made; any other (rolled_back back to
+    in_progress, say) is refused with exit 4, names what the change may become instead, and
+    leaves the change and its history as they were."""
+    pairs = [(a, b) for a in CHANGE_STATUSES for b in CHANGE_STATUSES]
+    for n, (before, after) in enumerate(pairs, start=1):
+        assert cli("change", "new", "--title", f"change {n}", "--status", before).stdout.strip() == f"CH-{n}"
+    for n, (before, after) in enumerate(pairs, start=1):
+        result = cli("change", "status", f"CH-{n}", after, ok=False)
+        ways_out = sorted(b for a, b in CHANGE_MOVES if a == before)
+        if (before, after) in CHANGE_MOVES:
+            assert result.exit_code == 0 and f"CH-{n} is {after}" in result.stderr, (before, after)
+            assert cli.json("change", "show", str(n))["status"] == after
+        else:
+            assert result.exit_code == ExitCode.CONFLICT, (before, after, result.stderr)
+            [line] = result.stderr.splitlines()
+            assert line.startswith(f"error: cannot move CH-{n} to {after}: it is") and before in line
+            assert all(w in line for w in ways_out) and (ways_out or "final" in line), line
+            assert cli.json("change", "show", str(n))["status"] == before
+    moved = sqlite3.connect(db_path).execute("SELECT count(*) FROM events WHERE kind = 'change_status'").fetchone()[0]
+    assert moved == len(CHANGE_MOVES)
+
+
 def test_changes_and_problems(cli):
     cli("cmdb", "add", "api", "--type", "service")
     ch = cli("change", "new", "--ci", "api", "--title", "Deploy v2", "--risk", "high").stdout.strip()

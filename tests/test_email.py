@@ -341,3 +341,51 @@ def test_a_subject_that_shows_nothing_gets_a_title_and_the_mail_is_kept(cli, sub
     [line] = cli("new", "--format", "email", "--json", "-", input=raw).stdout.splitlines()
     ticket = cli.json("show", str(json.loads(line)["ticket"]))
     assert ticket["title"] == "(no subject) from ann@example.com"
+
+
+# -- a message without a Message-ID, read again ---------------------------------------------------
+
+def test_reading_the_whole_corpus_again_opens_no_ticket(cli, db_path, corpus):
+    """Nine corpus messages have no Message-ID; the eight that are not machine mail each opened
+    another ticket every time the mailbox was read again: now each is known by a digest of it."""
+    paths = sorted((corpus / "email").glob("*.eml"))
+    assert sum(r["action"] == "created" for r in take(cli, *paths)) > 30
+    tickets = sqlite3.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0]
+    again = take(cli, *paths)
+    assert [p.name for p, r in zip(paths, again) if r["action"] != "ignored"] == []
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == tickets
+
+
+_HEADER_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subject=_HEADER_TEXT, body=st.text(max_size=300), sender=st.emails(), crlf=st.booleans(),
+       date=st.none() | st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S +0000")))
+def test_any_message_without_a_message_id_read_twice_makes_one_ticket(cli, subject, body, sender, crlf, date):
+    import uuid
+
+    # (a header of this run's own, so that no two examples on this one desk are the same message)
+    head = f"From: {sender}\nTo: desk@example.com\nX-Run: {uuid.uuid4()}\nSubject: {subject}\n"
+    raw = (head + (f"Date: {date}\n" if date else "") + "\n" + body).encode("utf-8", "surrogatepass")
+    if crlf:
+        raw = raw.replace(b"\n", b"\r\n")
+    first = json.loads(cli("new", "--format", "email", "--json", "-", input=raw.decode("utf-8", "surrogateescape")).stdout)
+    again = json.loads(cli("new", "--format", "email", "--json", "-", input=raw.decode("utf-8", "surrogateescape")).stdout)
+    assert again["action"] == "ignored" and again["ticket"] is None, (first, again)
+
+
+def test_different_messages_without_a_message_id_are_not_taken_for_one(cli):
+    """The digest covers the authored headers and the body: the same words sent again another
+    day, or other words on the same subject, are new messages; only transport headers and line
+    endings are left out of it."""
+    def send(raw):
+        return json.loads(cli("new", "--format", "email", "--json", "-", input=raw).stdout)["action"]
+
+    base = "From: ann@example.com\nSubject: VPN down\nDate: Mon, 7 Dec 2026 09:00:00 +0000\n\nIt drops.\n"
+    assert send(base) == "created"
+    assert send(base.replace("09:00:00", "15:00:00")) == "created"
+    assert send(base.replace("It drops.", "It drops again.")) == "created"
+    assert send(base.replace("From: ann@example.com", "From: bob@example.com")) == "created"
+    relayed = "Received: from mx2.example.com\n" + base.replace("\n", "\r\n").replace("It drops.", "It drops.   ")
+    assert send(relayed) == "ignored"

@@ -113,6 +113,81 @@ def test_fingerprint_is_alertmanagers_own(cli, corpus):
     assert t["title"] == "This is a demo" and t["priority"] == "P1" and t["labels"]["server"] == "ni3"
 
 
+# GET /api/v2/alerts of Alertmanager 0.25 (Debian's prometheus-alertmanager), as served: one
+# alert active, one silenced. `curl -s localhost:9093/api/v2/alerts | sdesk new` is in the README.
+ALERTMANAGER_API = [
+    {
+        "annotations": {
+            "summary": "Disk full on db-1"
+        },
+        "endsAt": "2026-12-07T03:46:34.000Z",
+        "fingerprint": "9556f853bb27ef8b",
+        "receivers": [
+            {
+                "name": "none"
+            }
+        ],
+        "startsAt": "2026-12-07T02:46:34.000Z",
+        "status": {
+            "inhibitedBy": [],
+            "silencedBy": [],
+            "state": "active"
+        },
+        "updatedAt": "2026-12-07T02:46:34.394Z",
+        "generatorURL": "http://prometheus:9090/graph",
+        "labels": {
+            "alertname": "DiskFull",
+            "instance": "db-1",
+            "severity": "critical"
+        }
+    },
+    {
+        "annotations": {
+            "summary": "p99 latency high on web-2"
+        },
+        "endsAt": "2026-12-07T03:46:34.000Z",
+        "fingerprint": "cdc6e808b2da7b8f",
+        "receivers": [
+            {
+                "name": "none"
+            }
+        ],
+        "startsAt": "2026-12-07T02:46:34.000Z",
+        "status": {
+            "inhibitedBy": [],
+            "silencedBy": [
+                "b6a458ce-48ab-4ccb-aa86-5bf4505aa9e6"
+            ],
+            "state": "suppressed"
+        },
+        "updatedAt": "2026-12-07T02:46:34.394Z",
+        "labels": {
+            "alertname": "HighLatency",
+            "instance": "web-2",
+            "severity": "warning"
+        }
+    }
+]
+
+
+@pytest.mark.parametrize("fmt", ["auto", "alertmanager"])
+def test_alertmanagers_api_output_is_taken(cli, db_path, fmt):
+    """Alertmanager's API lists its alerts as a JSON array (status an object, no group), not a
+    webhook body: the active one opens a ticket with Alertmanager's fingerprint (the webhook's
+    later alerts deduplicate onto it), the silenced one is kept as an alert and opens none."""
+    result = cli("new", "--format", fmt, "--json", "-", input=json.dumps(ALERTMANAGER_API))
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["format"], r["action"]) for r in lines] == [("alertmanager", "created"), ("alertmanager", "ignored")]
+    t = cli.json("show", str(lines[0]["ticket"]))
+    assert (t["title"], t["priority"]) == ("Disk full on db-1", "P1")
+    assert t["fingerprint"] == "alertmanager:9556f853bb27ef8b" == \
+        "alertmanager:" + alertmanager_fingerprint(ALERTMANAGER_API[0]["labels"])
+    assert rows(db_path, "SELECT status, action FROM alerts ORDER BY id") == [("firing", "created"), ("firing", "ignored")]
+    webhook = {"version": "4", "status": "firing", "alerts": [{**ALERTMANAGER_API[0], "status": "firing"}]}
+    again = json.loads(cli("new", "--json", "-", input=json.dumps(webhook)).stdout)
+    assert (again["ticket"], again["action"]) == (t["id"], "deduplicated")
+
+
 def test_alertmanager_fingerprint_matches_its_algorithm():
     assert alertmanager_fingerprint({"alertname": "DemoAlert", "server": "ni3", "severity": "critical"}) == \
         "8a07086b74f3ba78"

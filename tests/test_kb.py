@@ -229,3 +229,29 @@ def test_list_by_ci(desk):
     first = desk.new("Checkout slow", "--service", "checkout-api-prod")
     desk.new("Printer jammed")
     assert [t["id"] for t in desk.json("list", "--ci", "checkout-api")] == [first]
+
+
+@pytest.mark.parametrize("via", ["stdin", "file"])
+def test_edit_with_text_that_has_no_title_keeps_the_articles_title_and_fields(cli, tmp_path, via):
+    """`kb edit KB-1 -` with a new body used to fail ("stdin: no title"): text without front
+    matter is a new body, and the article keeps its title, tags, CIs, owner and review days;
+    front matter without a title keeps the title and sets what it gives; a '# heading' or a
+    front-matter title still renames it."""
+    article_id = add(cli, ARTICLE)
+
+    def edit(text):
+        if via == "stdin":
+            return cli("kb", "edit", str(article_id), "-", input=text)
+        (tmp_path / "new.md").write_text(text)
+        return cli("kb", "edit", str(article_id), str(tmp_path / "new.md"))
+
+    edit("Check `df -h` first, then rotate the logs.\n")
+    a = cli.json("kb", "show", str(article_id))
+    assert (a["title"], a["tags"], a["cis"], a["owner"], a["review_days"]) == \
+        ("Disk full on a node", ["disk", "linux"], ["db-billing-2"], "platform", 30)
+    assert a["body"] == "Check `df -h` first, then rotate the logs.\n" and a["revision"] == 2
+    edit("---\ntags: [storage]\n---\nMove the logs to the big volume.\n")
+    a = cli.json("kb", "show", str(article_id))
+    assert (a["title"], a["tags"], a["owner"], a["review_days"]) == ("Disk full on a node", ["storage"], None, 180)
+    edit("# Disk full on a database host\n\nMove the logs.\n")
+    assert cli.json("kb", "show", str(article_id))["title"] == "Disk full on a database host"

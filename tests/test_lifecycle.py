@@ -188,3 +188,45 @@ class LifecycleMachine(RuleBasedStateMachine):
 TestLifecycle = LifecycleMachine.TestCase
 TestLifecycle.settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
                                   suppress_health_check=[HealthCheck.too_slow])
+
+
+ONCALL = "teams:\n  - name: ops\n    members: [alice, {user: Bob, role: lead}]\n"
+
+
+@pytest.mark.parametrize("known_by", ["users", "oncall", "both"])
+def test_assign_refuses_someone_the_desk_does_not_know(cli, tmp_path, monkeypatch, known_by):
+    """`assign SD-1 zed` used to take any name. Once the desk knows its people (desk users,
+    oncall.yaml teams, or both), a name it does not know is refused (exit 3) with the closest
+    and the known ones, the ticket untouched; names compare as user names do (Bob is bob);
+    --force assigns anyway."""
+    if known_by in ("oncall", "both"):
+        (tmp_path / "config" / "oncall.yaml").write_text(ONCALL)
+    if known_by in ("users", "both"):
+        cli("user", "add", "tester", "--role", "admin")
+        cli("user", "add", "carol", "--role", "agent")
+    t = cli.new("Printer on fire")
+    before = cli.json("show", str(t))
+    refused = cli("assign", str(t), "zed", ok=False)
+    assert refused.exit_code == ExitCode.NOT_FOUND
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("error: assign: no user 'zed'") and "--force" in line
+    known = {"users": ["carol", "tester"], "oncall": ["alice", "Bob"], "both": ["alice", "Bob", "carol", "tester"]}[known_by]
+    assert f"known: {', '.join(known)} " in line
+    after = cli.json("show", str(t))
+    assert (after["assignee"], len(after["events"])) == (None, len(before["events"]))
+    typo = "alcie" if known_by != "users" else "carl"
+    assert ("did you mean alice?" if known_by != "users" else "did you mean carol?") in \
+        cli("assign", str(t), typo, ok=False).stderr
+    someone = "BOB" if known_by != "users" else "Carol"
+    cli("assign", str(t), someone)
+    assert cli.json("show", str(t))["assignee"] == ("Bob" if known_by != "users" else "carol")
+    cli("assign", str(t), "zed", "--force")
+    assert cli.json("show", str(t))["assignee"] == "zed"
+
+
+def test_assign_takes_any_name_on_a_desk_that_knows_no_one(cli):
+    """No desk users and no oncall.yaml: nobody to check against, so any name is taken (the
+    README's tour assigns before any config exists)."""
+    t = cli.new("Printer on fire")
+    cli("assign", str(t), "zed")
+    assert cli.json("show", str(t))["assignee"] == "zed"

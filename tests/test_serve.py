@@ -106,6 +106,35 @@ def test_pagerduty_compatible_enqueue(server):
     assert status == 400 and body["status"] == "invalid event" and "dedup_key" in body["message"]
 
 
+def test_pagerduty_acknowledge_assigns_nobody_and_names_its_source(tmp_path):
+    """An acknowledge sent through `serve` says someone saw it in PagerDuty, not who: the ticket
+    is acknowledged, stays unassigned (not given to the user `serve` runs as), and its history
+    shows PagerDuty as who acknowledged it; audit verify rebuilds the same row from the events."""
+    db = tmp_path / "desk.db"
+    s = Server(db, env={"SDESK_USER": "root"})
+    try:
+        def send(action, **extra):
+            event = {"routing_key": "k", "dedup_key": "disk-db1", "event_action": action, **extra}
+            return s.post("/v2/enqueue", json.dumps(event).encode())
+
+        assert send("trigger", payload={"summary": "Disk full on db-1", "source": "db-1", "severity": "error"})[0] == 202
+        assert send("acknowledge")[0] == 202
+    finally:
+        s.stop()
+    env = {**os.environ, "SDESK_USER": "tester"}
+    shown = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), "show", "SD-1", "--json"],
+                           env=env, capture_output=True, text=True, check=True)
+    t = json.loads(shown.stdout)
+    assert t["status"] == "acknowledged" and t["acknowledged_at"]
+    assert t["assignee"] is None, f"acknowledged through serve and assigned to {t['assignee']}"
+    [(actor, data)] = [(actor, json.loads(d)) for actor, d in sqlite3.connect(db).execute(
+        "SELECT actor, data FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.action') = 'ack'")]
+    assert actor == "pagerduty" and data["assignee"] is None and data["received_by"] == "root"
+    verified = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), "audit", "verify"],
+                              env=env, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_malformed_bodies_get_400_and_are_kept_for_replay(server, tmp_path):
     status, body = server.post("/alertmanager", b'{"alerts": [')
     assert status == 400 and body["error"].startswith("invalid JSON")
@@ -190,6 +219,16 @@ receivers:
         post_alerts((datetime.now(UTC) + timedelta(hours=1)).isoformat())
         wait_for(lambda: count(server.db, "SELECT count(*) FROM tickets WHERE status = 'new'") == 2, 60,
                  "Alertmanager to open two tickets")
+        # Its API's own output, piped as the README shows (curl -s .../api/v2/alerts | sdesk new):
+        # the same alerts, by the same fingerprints, on this desk; two new tickets on another.
+        listed = urllib.request.urlopen(api, timeout=10).read()
+        for db, action in ((server.db, "deduplicated"), (tmp_path / "other.db", "created")):
+            piped = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), "new", "--json"], input=listed,
+                                   capture_output=True, timeout=60)
+            assert piped.returncode == 0, piped.stderr.decode()
+            results = [json.loads(line) for line in piped.stdout.splitlines()]
+            assert [(r["format"], r["action"]) for r in results] == [("alertmanager", action)] * 2, results
+        assert count(tmp_path / "other.db", "SELECT count(*) FROM tickets WHERE status = 'new'") == 2
         post_alerts((datetime.now(UTC) - timedelta(seconds=1)).isoformat())
         wait_for(lambda: count(server.db, "SELECT count(*) FROM tickets WHERE status = 'resolved'") == 2, 60,
                  "Alertmanager's resolved notifications to resolve them")

@@ -96,13 +96,14 @@ def edit(
     path: Annotated[Optional[Path], typer.Argument(help="New text (Markdown); - for stdin; none opens $EDITOR.", show_default=False)] = None,
     title: TitleOpt = None, tag: TagOpt = [], ci: CiOpt = [], owner: OwnerOpt = None, review_days: ReviewOpt = None,
 ) -> None:
-    """Change an article; every change is kept as a revision.
+    """Change an article; every change is kept as a revision. New text without front matter
+    keeps the article's title, tags, CIs, owner and review days (a '# heading' retitles it).
 
     Example: sdesk kb edit KB-3 --tag postgres
 
     Example: sdesk kb edit KB-3 new-text.md
     """
-    from ..kb import check_article, parse_article, to_markdown
+    from ..kb import FIELDS, check_article, parse_article, to_markdown
     from ..store_kb import parse_kb_id
 
     settings = settings_of(ctx)
@@ -113,6 +114,10 @@ def edit(
     if path is not None or not overrides:
         text, where = _read_source(path, to_markdown(current))
         base = parse_article(text, where)
+        # New text without front matter is a new body: the article keeps its fields. Without a
+        # title (in front matter or a '# heading') it keeps its title.
+        kept = {"title": current["title"]} if set(base) - {"title", "body"} else {k: current[k] for k in FIELDS}
+        base = {**kept, **{k: v for k, v in base.items() if v is not None}}
     else:
         base, where = {k: current[k] for k in ("title", "body", "tags", "cis", "owner", "review_days")}, "article"
     updated, changed = store.kb_edit(article_id, check_article({**base, **overrides}, where), actor=settings.actor)
