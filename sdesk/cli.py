@@ -329,11 +329,13 @@ def list_(
     """
     if as_json + as_jsonl + as_csv > 1:
         raise BadInput("choose one of --json, --jsonl, --csv")
-    tickets = store_of(ctx).list(
+    filters = dict(
         statuses=[str(s) for s in status], open_only=open_only, queue=queue, priorities=[str(p) for p in priority],
         assignee=assignee, service=service, ci=ci, tag=tag, kind=str(kind) if kind else None, text=text,
-        suppressed=suppressed, sort=sort, limit=limit or None,
+        suppressed=suppressed,
     )
+    store = store_of(ctx)
+    tickets = store.list(**filters, sort=sort, limit=limit or None)
     if as_json:
         print_json(tickets)
     elif as_jsonl:
@@ -345,9 +347,14 @@ def list_(
 
         write_csv(tickets, sys.stdout)
     else:
+        from .plain import plural
         from .render import print_tickets
 
         print_tickets(tickets)
+        if limit and len(tickets) == limit:  # a capped table says so (on stderr: stdout is the table)
+            total = store.count(**filters)
+            if total > limit:
+                note(f"{limit:,} of {plural(total, 'ticket')} shown (use --limit)")
 
 
 @app.command()
@@ -401,7 +408,14 @@ def why(
 def _move(ctx: typer.Context, ticket: str, action: str, **kwargs: Any) -> None:
     settings = settings_of(ctx)
     t = settings.store().move(ticket_id=lifecycle.parse_id(ticket), action=action, actor=settings.actor, **kwargs)
-    note(f"{lifecycle.ref(t['id'])} is {t['status']}" + (f", assigned to {t['assignee']}" if t["assignee"] else ""))
+    note(_state_line(t))
+
+
+def _state_line(t: dict[str, Any]) -> str:
+    """`SD-2 is assigned to bob`, `SD-2 is in_progress, assigned to bob`: one sentence."""
+    if t["status"] == "assigned" and t["assignee"]:
+        return f"{lifecycle.ref(t['id'])} is assigned to {t['assignee']}"
+    return f"{lifecycle.ref(t['id'])} is {t['status']}" + (f", assigned to {t['assignee']}" if t["assignee"] else "")
 
 
 TicketArg = Annotated[str, typer.Argument(help="42 or SD-42.", show_default=False)]
@@ -486,7 +500,9 @@ def comment(ctx: typer.Context, ticket: TicketArg, text: Annotated[str, typer.Ar
     Example: sdesk comment SD-42 "Failover to the replica done, watching error rate"
     """
     settings = settings_of(ctx)
-    settings.store().comment(ticket_id=lifecycle.parse_id(ticket), text=text, actor=settings.actor)
+    ticket_id = lifecycle.parse_id(ticket)
+    settings.store().comment(ticket_id=ticket_id, text=text, actor=settings.actor)
+    note(f"{lifecycle.ref(ticket_id)}: comment added")  # on stderr, as ack and the other moves say theirs
 
 
 @app.command()
@@ -550,6 +566,9 @@ def update(
     except ValidationError as e:
         raise BadInput(describe(e)) from None
     t = store.update(ticket_id=ticket_id, changes=valid, actor=settings.actor)
+    changed = [f for f in valid if current.get(f) != t.get(f)]
+    note(f"{lifecycle.ref(ticket_id)} updated: {', '.join(changed)}" if changed
+         else f"{lifecycle.ref(ticket_id)}: nothing changed (the values given are the current ones)")
     if as_json:
         print_json(t)
 
@@ -565,8 +584,9 @@ def link(
     Example: sdesk link SD-43 --parent SD-42
     """
     settings = settings_of(ctx)
-    settings.store().link(ticket_id=lifecycle.parse_id(ticket), parent_id=lifecycle.parse_id(parent),
-                          actor=settings.actor)
+    ticket_id, parent_id = lifecycle.parse_id(ticket), lifecycle.parse_id(parent)
+    settings.store().link(ticket_id=ticket_id, parent_id=parent_id, actor=settings.actor)
+    note(f"{lifecycle.ref(ticket_id)} is linked under {lifecycle.ref(parent_id)}")
 
 
 @app.command()

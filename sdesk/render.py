@@ -75,7 +75,8 @@ def age(ts: str, now: datetime | None = None) -> str:
 def print_tickets(tickets: list[dict[str, Any]]) -> None:
     out = console()
     if not tickets:
-        out.print("no tickets match", style="dim")
+        # A message, not data: on stderr, so `sdesk list | wc -l` counts tickets.
+        (out if _captured else console(stderr=True)).print("no tickets match", style="dim")
         return
     now = clock.now()
     # A narrow terminal keeps the title readable and drops service and queue.
@@ -91,12 +92,11 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
     table.add_column("ASSIGNEE", max_width=16)
     table.add_column("AGE", no_wrap=True, justify="right")
     for t in tickets:
-        title = t["title"] + (f" ×{t['occurrences']}" if t["occurrences"] > 1 else "")
         cells = [
             ref(t["id"]),
             Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
             Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-            Text(controls(title, one_line=True), no_wrap=True, overflow="ellipsis"),
+            _title_cell(t),
             *([Text(controls(t[f] or "", one_line=True), no_wrap=True, overflow="ellipsis") for f in ("service", "queue")]
               if wide else []),
             Text(controls(t["assignee"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
@@ -104,6 +104,20 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
         ]
         table.add_row(*cells)
     out.print(table)
+
+
+def _title_cell(t: dict[str, Any]) -> Any:
+    """A title cut to its column with an ellipsis; the occurrence marker (` ×12`) stays whole
+    after it, as it is what tells an alert storm from one alert."""
+    title = Text(controls(t["title"], one_line=True), no_wrap=True, overflow="ellipsis")
+    if t["occurrences"] <= 1:
+        return title
+    marker = f" ×{t['occurrences']:,}"
+    cell = Table.grid(expand=True)  # the marker at the column's end: it reads as a count
+    cell.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    cell.add_column(no_wrap=True, width=len(marker))  # fixed: the title gives way, never the marker
+    cell.add_row(title, Text(marker, style="bold"))
+    return cell
 
 
 def describe_event(e: dict[str, Any]) -> str:

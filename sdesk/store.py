@@ -847,6 +847,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if after is not None:  # the next page of the queue order (priority, id), by the index
             where.append("(priority, id) > (?, ?)")
             args += list(after)
+        if limit == -1:  # count(): how many match, not which
+            return self.conn.execute("SELECT count(*) FROM tickets" + (" WHERE " + " AND ".join(where) if where else ""),
+                                     args).fetchone()[0]
         queue_view = all(s in lifecycle.OPEN for s in statuses) if statuses else open_only
         order = self._order_by(sort or ("priority,id" if queue_view else "-id"))
         sql = "SELECT * FROM tickets"
@@ -871,6 +874,10 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if "id" not in {t.split()[0] for t in terms}:
             terms.append("id DESC" if sort.strip().startswith("-") else "id")
         return ", ".join(terms)
+
+    def count(self, **filters: Any) -> int:
+        """How many tickets match the filters of list() (a capped list says "50 of 50,000")."""
+        return self.list(**filters, limit=-1)  # type: ignore[return-value]
 
     def count_alerts(self) -> int:
         return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]

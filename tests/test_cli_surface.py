@@ -199,3 +199,43 @@ def test_an_alert_payload_imports_nothing_heavy(db_path):
     subprocess.run([sys.executable, "-c", code], env=env, input=payload, text=True, check=True, capture_output=True)
     proc = subprocess.run([sys.executable, "-c", code], env=env, input=payload, text=True, capture_output=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+# -- issue 19: list at 80 columns, write commands that say what they did ------------------------
+
+
+def test_list_keeps_the_occurrence_marker_of_a_cut_title_and_says_when_it_is_capped(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    long_title = "Disk almost full on the primary database host of the billing cluster in eu-west-1"
+    for _ in range(12):
+        cli("new", long_title, "--fingerprint", "disk-billing")
+    cli.new("Printer on floor 3 jams")
+    cli.new("VPN drops every hour")
+    out = cli("list")
+    [row] = [line for line in out.stdout.splitlines() if "SD-1 " in line]
+    assert "…" in row and "×12" in row, row  # the title gives way, the marker stays
+    assert all(len(line) <= 80 for line in out.stdout.splitlines())
+
+    capped = cli("list", "--limit", "2")
+    assert "2 of 3 tickets shown (use --limit)" in capped.stderr
+    assert "shown" not in capped.stdout and capped.stdout.count("SD-") == 2
+    assert cli("list", "--limit", "3").stderr == ""  # everything shown: nothing to say
+    as_json = cli("list", "--limit", "2", "--json")
+    assert len(json.loads(as_json.stdout)) == 2 and as_json.stderr == ""
+
+
+def test_an_empty_list_says_so_on_stderr(cli):
+    cli.new("Printer on floor 3 jams")
+    out = cli("list", "--status", "closed")
+    assert out.stdout == "" and "no tickets match" in out.stderr
+
+
+def test_write_commands_say_what_they_did_in_one_sentence(cli):
+    a, b = cli.new("Checkout returns 502"), cli.new("Cart is slow")
+    assert cli("assign", f"SD-{a}", "bob").stderr.strip() == f"SD-{a} is assigned to bob"
+    assert cli("ack", f"SD-{a}").stderr.strip() == f"SD-{a} is acknowledged, assigned to bob"
+    assert cli("comment", f"SD-{a}", "failover done").stderr.strip() == f"SD-{a}: comment added"
+    out = cli("update", f"SD-{a}", "--priority", "P1", "--queue", "sre")
+    assert out.stdout == "" and out.stderr.strip() == f"SD-{a} updated: priority, queue"
+    assert "nothing changed" in cli("update", f"SD-{a}", "--priority", "P1").stderr
+    assert cli("link", f"SD-{b}", "--parent", f"SD-{a}").stderr.strip() == f"SD-{b} is linked under SD-{a}"
