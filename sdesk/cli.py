@@ -50,6 +50,21 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "export": ("sdesk.commands.data", "export_app"), "import": ("sdesk.commands.data", "import_app"),
                   "purge": ("sdesk.commands.data", "purge_app")}
 
+# `sdesk --help` lists the commands in these panels, in this order (a command not named here,
+# such as a new one, is listed under "Commands" first).
+RootGroup.panels = {
+    **dict.fromkeys(("list", "show", "assign", "ack", "start", "wait", "resolve", "close", "reopen", "comment",
+                     "update", "link", "tui"), "Tickets"),
+    **dict.fromkeys(("new", "serve", "silence"), "Intake"),
+    **dict.fromkeys(("why", "triage", "rules"), "Triage & routing"),
+    **dict.fromkeys(("oncall", "tick", "escalate", "pages", "sla", "slo"), "On-call & SLA"),
+    "runbook": "Runbooks",
+    **dict.fromkeys(("kb", "cmdb", "change", "problem"), "Knowledge & CMDB"),
+    **dict.fromkeys(("report", "metrics", "postmortem", "csat", "worklog"), "Reports"),
+    **dict.fromkeys(("init", "doctor", "demo", "schema", "user", "audit", "backup", "restore", "export", "import",
+                     "purge"), "Admin & data"),
+}
+
 
 def _version(value: bool) -> None:
     if value:
@@ -602,10 +617,11 @@ def serve(
 
     POST /alertmanager, /grafana, /tickets (JSON tickets), /email (a raw message), and
     /v2/enqueue, /v2/change/enqueue (answered like PagerDuty); GET /healthz.
-    Needs the serve extra: pip install 'sdesk[serve]'.
+    Needs the serve extra: pip install 'sdesk\\[serve]'.
 
     Example: SDESK_SERVE_TOKEN=s3cret sdesk serve --port 9095
     """
+    # (The docstring's backslash keeps "[serve]" in the help: help is rich markup, where it would vanish.)
     try:
         from . import serve as server
     except ImportError as e:

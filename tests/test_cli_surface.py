@@ -421,3 +421,41 @@ def test_runbook_messages_say_conditions_in_words(cli, tmp_path):
     for text in (shown, out.stderr):
         assert not PYTHON_REPR.search(text), text
 
+
+# -- issue 19 item 22: the help of every command and group reads well at 80 columns -----------------
+
+
+def _all_commands(group=None, prefix=()):
+    """Every group and command, the groups too (COMMANDS has the leaves)."""
+    group = group or typer.main.get_command(app)
+    ctx = typer.Context(group)
+    yield prefix
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if hasattr(command, "commands"):
+            yield from _all_commands(command, prefix + (name,))
+        else:
+            yield prefix + (name,)
+
+
+class TestHelpAt80Columns:
+    @pytest.mark.parametrize("command", list(_all_commands()), ids=lambda c: " ".join(c) or "sdesk")
+    def test_help_has_an_example_and_no_noise(self, cli, monkeypatch, command):
+        monkeypatch.setenv("COLUMNS", "80")
+        out = cli(*command, "--help").stdout
+        assert re.search(r"^\s*│?\s*Example: .*sdesk\b", out, re.M), out
+        assert ("--install-completion" in out) == (command == ()), "completion is offered by `sdesk --help` only"
+        assert not re.search(r"\bp[1-4]\b", out), "priorities are spelt P1..P4"
+        for package in re.findall(r"pip install '([^']*)'", out):
+            assert "[" in package and "]" in package, f"rich ate the extra: pip install '{package}'"
+        assert all(len(line) <= 80 for line in out.splitlines())
+
+    def test_top_level_help_groups_the_commands_in_panels(self, cli, monkeypatch):
+        monkeypatch.setenv("COLUMNS", "80")
+        out = cli("--help").stdout
+        panels = re.findall(r"╭─ (.+?) ─", out)
+        assert panels[:2] == ["Options", "Tickets"] and len(panels) >= 8 and "Commands" not in panels, panels
+        # No sentence broken where the docstring's source line ended: each row continues one.
+        rows = [line.strip("│ ") for line in out.split("╭─ Tickets")[1].splitlines() if line.startswith("│")]
+        assert "show        Show a ticket: its fields, its context (CI, blast radius, recent" in rows
+        assert "changes, KB articles, similar tickets) and the timeline of" in rows

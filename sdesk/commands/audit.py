@@ -9,7 +9,8 @@ from ..errors import AuditBroken, BadInput
 from .common import Group, note, print_json, store_of
 
 app = typer.Typer(cls=Group, name="audit", no_args_is_help=True,
-                  help="The tamper-evident event history: verify it, read it, anchor it.")
+                  help="The tamper-evident event history: verify it, read it, anchor it.\n\n"
+                       "Example: sdesk audit verify\n\nExample: sdesk audit log --actor bob --since 7d")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 

@@ -11,7 +11,8 @@ from ..errors import BadInput
 from .common import Group, note, print_json, settings_of
 
 app = typer.Typer(cls=Group, name="report", invoke_without_command=True,
-                  help="Service-desk KPIs over a window: tables and charts, --json or --csv.")
+                  help="Service-desk KPIs over a window: tables and charts, --json or --csv.\n\n"
+                       "Example: sdesk report --since 30d --by queue\n\nExample: sdesk report executive")
 metrics_app = typer.Typer()
 csat_app = typer.Typer()
 worklog_app = typer.Typer()

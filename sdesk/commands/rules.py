@@ -10,9 +10,12 @@ from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="rules", no_args_is_help=True,
-                  help="Triage rules (triage.yaml in the desk config): check them, replay them over history.")
+                  help="Triage rules (triage.yaml in the desk config): check them, replay them over history.\n\n"
+                       "Example: sdesk rules check")
 silence_app = typer.Typer(cls=Group, name="silence", no_args_is_help=True,
-                          help="Silences: alerts that match are kept as suppressed tickets, out of the queue.")
+                          help="Silences: alerts that match are kept as suppressed tickets, out of the queue.\n\n"
+                               "Example: sdesk silence add --match alertname=DiskFull --for 2h --comment \"CH-12 resize\"\n\n"
+                               "Example: sdesk silence list")
 
 
 def _config(ctx: typer.Context):

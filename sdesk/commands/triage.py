@@ -21,7 +21,7 @@ class TriageGroup(Group):
 
 app = typer.Typer(cls=TriageGroup, name="triage", no_args_is_help=True,
                   help="Triage: re-run it on a ticket (sdesk triage SD-42); train and evaluate the classifier "
-                       "that fills in category and queue at intake.")
+                       "that fills in category and queue at intake.\n\nExample: sdesk triage SD-42\n\nExample: sdesk triage eval")
 
 
 @app.command("ticket", hidden=True)
