@@ -223,8 +223,9 @@ def new(
                            rejects=rejects, as_json=as_json)
         return
     if len(args) != 1:
+        from .plain import plural
         raise BadInput("a title is required (quote it if it has spaces), or '-' to read JSON from stdin"
-                       if not args else f"one title, got {len(args)} words: quote it")
+                       if not args else f"one title, got {plural(len(args), 'word')}: quote it")
     ticket = ticket_from_flags(args[0], labels=label, tags=tag, **flags)
     _, options = settings.intake_options()
     [(ticket_id, outcome)] = settings.store().receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
@@ -369,7 +370,8 @@ def list_(
         if limit and len(tickets) == limit:  # a capped table says so (on stderr: stdout is the table)
             total = store.count(**filters)
             if total > limit:
-                note(f"{limit:,} of {plural(total, 'ticket')} shown (use --limit)")
+                many = f"{store.COUNT_CAP:,}+ tickets" if total > store.COUNT_CAP else plural(total, "ticket")
+                note(f"{limit:,} of {many} shown (use --limit)")
 
 
 @app.command()

@@ -402,7 +402,8 @@ def print_impact(start: str, reached: list[Any], info: dict[str, dict[str, Any]]
 
     out = console()
     tiers = [info[r.name]["tier"] for r in reached if info[r.name]["tier"]]
-    head = (f"{start} needs {len(reached)} CIs" if upstream else f"{len(reached)} CIs are affected if {start} fails") \
+    n = len(reached)
+    head = (f"{start} needs {plural(n, 'CI')}" if upstream else f"{plural(n, 'CI')} {'is' if n == 1 else 'are'} affected if {start} fails") \
         + (f"; highest tier {min(tiers)}" if tiers else "")
     tree = Tree(Text(controls(head, one_line=True), style="bold"))
     nodes = {start: tree}
@@ -466,8 +467,9 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
         shown = ", ".join(ctx["dependents"])
         more = f" and {ctx['dependents_total'] - len(ctx['dependents'])} more" if ctx["dependents_total"] > len(ctx["dependents"]) else ""
         tier = f"; highest tier affected: {ctx['highest_tier_affected']}" if ctx.get("highest_tier_affected") else ""
-        total = f"{ctx['dependents_total']}{'+' if ctx.get('dependents_capped') else ''}"
-        grid.add_row("blast radius", plain(f"{total} CIs depend on it: {shown}{more}{tier}", one_line=True))
+        n = ctx["dependents_total"]
+        total = f"{plural(n, 'CI')}{'+' if ctx.get('dependents_capped') else ''} {'depends' if n == 1 else 'depend'}"
+        grid.add_row("blast radius", plain(f"{total} on it: {shown}{more}{tier}", one_line=True))
     for c in ctx.get("changes", ()):
         when = f"{c['minutes_before']} min before" if c.get("minutes_before") is not None else local(c["happened_at"])
         grid.add_row("recent change", plain(f"CH-{c['id']} {c['summary']} on {c['ci']}, {when} "

@@ -459,3 +459,20 @@ class TestHelpAt80Columns:
         rows = [line.strip("│ ") for line in out.split("╭─ Tickets")[1].splitlines() if line.startswith("│")]
         assert "show        Show a ticket: its fields, its context (CI, blast radius, recent" in rows
         assert "changes, KB articles, similar tickets) and the timeline of" in rows
+
+
+def test_counts_of_one_are_singular(cli, monkeypatch):
+    """Item 23: every count these commands print agrees with its noun ("1 minute", not "1 minutes")."""
+    monkeypatch.setenv("COLUMNS", "80")
+    incident = cli.new("Checkout returns 502", "--ci", "checkout-api")
+    said = [cli("worklog", f"SD-{incident}", "1m").stderr]
+    problem = cli("problem", "new", "--from", str(incident), "--title", "Replica lag").stdout.strip()
+    said.append(cli("problem", "resolve", problem, "--fix", "Moved the batch").stderr)
+    cli("cmdb", "add", "checkout-api", "--type", "service")
+    cli("cmdb", "add", "payments-db", "--type", "database")
+    cli("cmdb", "link", "checkout-api", "depends_on", "payments-db")
+    said.append(cli("cmdb", "impact", "payments-db").stdout)
+    said.append(cli("list", "--limit", "1").stderr)
+    for text in said:
+        assert not re.search(r"\b1 (minutes|incidents|CIs|tickets)\b", text), text
+    assert "1 minute worked" in said[0] and "1 incident" in said[1] and "1 CI is affected" in said[2]

@@ -43,7 +43,8 @@ def check(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     table(["line", "rule", "sets", "stop"],
           [[r["line"], r["id"], ", ".join(f"{k}={v}" for k, v in r["set"].items()), "stop" if r["stop"] else ""]
            for r in rules], empty="no rules")
-    note(f"{len(rules)} rules OK")
+    from ..plain import plural
+    note(f"{plural(len(rules), 'rule')} OK")
 
 
 

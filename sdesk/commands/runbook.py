@@ -123,7 +123,8 @@ def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(h
         for problem in problems:
             note(f"error: {problem}")
         if not problems:
-            note(f"{len(runbooks)} runbook(s) OK: {', '.join(sorted(runbooks)) or 'none'}")
+            from ..plain import plural
+            note(f"{plural(len(runbooks), 'runbook')} OK: {', '.join(sorted(runbooks)) or 'none'}")
     if problems:
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 

@@ -225,7 +225,8 @@ def problem_resolve(
 
     settings = settings_of(ctx)
     noted = settings.store().problem_resolve(parse_id(problem), fix=fix, note_linked=note_linked, actor=settings.actor)
-    note(f"problem resolved; fix noted on {noted} incidents")
+    from ..plain import plural
+    note(f"problem resolved; fix noted on {plural(noted, 'incident')}")
 
 
 @problem_app.command("show")
