@@ -476,3 +476,11 @@ def test_counts_of_one_are_singular(cli, monkeypatch):
     for text in said:
         assert not re.search(r"\b1 (minutes|incidents|CIs|tickets)\b", text), text
     assert "1 minute worked" in said[0] and "1 incident" in said[1] and "1 CI is affected" in said[2]
+
+
+def test_rules_check_shows_what_rules_set_in_words(cli, tmp_path):
+    (tmp_path / "config" / "triage.yaml").write_text(
+        "rules:\n  - id: staging\n    match: {labels.env: staging}\n    set: {urgency: 3, tags: [staging, low]}\n")
+    out = cli("rules", "check")
+    assert "urgency=3; tags: staging, low" in out.stdout and not PYTHON_REPR.search(out.stdout), out.stdout
+    assert "1 rule OK" in out.stderr

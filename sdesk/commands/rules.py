@@ -38,12 +38,11 @@ def check(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     if as_json:
         print_json({"ok": True, "rules": rules})
         return
+    from ..plain import plural, readable
     from ..render import table
 
     table(["line", "rule", "sets", "stop"],
-          [[r["line"], r["id"], ", ".join(f"{k}={v}" for k, v in r["set"].items()), "stop" if r["stop"] else ""]
-           for r in rules], empty="no rules")
-    from ..plain import plural
+          [[r["line"], r["id"], readable(r["set"]), "stop" if r["stop"] else ""] for r in rules], empty="no rules")
     note(f"{plural(len(rules), 'rule')} OK")
 
 
