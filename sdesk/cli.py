@@ -50,6 +50,21 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "export": ("sdesk.commands.data", "export_app"), "import": ("sdesk.commands.data", "import_app"),
                   "purge": ("sdesk.commands.data", "purge_app"), "doctor": ("sdesk.commands.doctor", "app")}
 
+# `sdesk --help` lists the commands in these panels, in this order (a command not named here,
+# such as a new one, is listed under "Commands" first).
+RootGroup.panels = {
+    **dict.fromkeys(("list", "show", "assign", "ack", "start", "wait", "resolve", "close", "reopen", "comment",
+                     "update", "link", "tui"), "Tickets"),
+    **dict.fromkeys(("new", "serve", "silence"), "Intake"),
+    **dict.fromkeys(("why", "triage", "rules"), "Triage & routing"),
+    **dict.fromkeys(("oncall", "tick", "escalate", "pages", "sla", "slo"), "On-call & SLA"),
+    "runbook": "Runbooks",
+    **dict.fromkeys(("kb", "cmdb", "change", "problem"), "Knowledge & CMDB"),
+    **dict.fromkeys(("report", "metrics", "postmortem", "csat", "worklog"), "Reports"),
+    **dict.fromkeys(("init", "doctor", "demo", "schema", "user", "audit", "backup", "restore", "export", "import",
+                     "purge"), "Admin & data"),
+}
+
 
 def _version(value: bool) -> None:
     if value:
@@ -189,8 +204,9 @@ def new(
                            rejects=rejects, as_json=as_json)
         return
     if len(args) != 1:
+        from .plain import plural
         raise BadInput("a title is required (quote it if it has spaces), or '-' to read JSON from stdin"
-                       if not args else f"one title, got {len(args)} words: quote it")
+                       if not args else f"one title, got {plural(len(args), 'word')}: quote it")
     ticket = ticket_from_flags(args[0], labels=label, tags=tag, **flags)
     _, options = settings.intake_options()
     [(ticket_id, outcome)] = settings.store().receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
@@ -310,11 +326,13 @@ def list_(
     """
     if as_json + as_jsonl + as_csv > 1:
         raise BadInput("choose one of --json, --jsonl, --csv")
-    tickets = store_of(ctx).list(
+    filters = dict(
         statuses=[str(s) for s in status], open_only=open_only, queue=queue, priorities=[str(p) for p in priority],
         assignee=assignee, service=service, ci=ci, tag=tag, kind=str(kind) if kind else None, text=text,
-        suppressed=suppressed, sort=sort, limit=limit or None,
+        suppressed=suppressed,
     )
+    store = store_of(ctx)
+    tickets = store.list(**filters, sort=sort, limit=limit or None)
     if as_json:
         print_json(tickets)
     elif as_jsonl:
@@ -326,9 +344,15 @@ def list_(
 
         write_csv(tickets, sys.stdout)
     else:
+        from .plain import plural
         from .render import print_tickets
 
         print_tickets(tickets)
+        if limit and len(tickets) == limit:  # a capped table says so (on stderr: stdout is the table)
+            total = store.count(**filters)
+            if total > limit:
+                many = f"{store.COUNT_CAP:,}+ tickets" if total > store.COUNT_CAP else plural(total, "ticket")
+                note(f"{limit:,} of {many} shown (use --limit)")
 
 
 @app.command()
@@ -382,7 +406,14 @@ def why(
 def _move(ctx: typer.Context, ticket: str, action: str, **kwargs: Any) -> None:
     settings = settings_of(ctx)
     t = settings.store().move(ticket_id=lifecycle.parse_id(ticket), action=action, actor=settings.actor, **kwargs)
-    note(f"{lifecycle.ref(t['id'])} is {t['status']}" + (f", assigned to {t['assignee']}" if t["assignee"] else ""))
+    note(_state_line(t))
+
+
+def _state_line(t: dict[str, Any]) -> str:
+    """`SD-2 is assigned to bob`, `SD-2 is in_progress, assigned to bob`: one sentence."""
+    if t["status"] == "assigned" and t["assignee"]:
+        return f"{lifecycle.ref(t['id'])} is assigned to {t['assignee']}"
+    return f"{lifecycle.ref(t['id'])} is {t['status']}" + (f", assigned to {t['assignee']}" if t["assignee"] else "")
 
 
 TicketArg = Annotated[str, typer.Argument(help="42 or SD-42.", show_default=False)]
@@ -476,7 +507,9 @@ def comment(ctx: typer.Context, ticket: TicketArg, text: Annotated[str, typer.Ar
     Example: sdesk comment SD-42 "Failover to the replica done, watching error rate"
     """
     settings = settings_of(ctx)
-    settings.store().comment(ticket_id=lifecycle.parse_id(ticket), text=text, actor=settings.actor)
+    ticket_id = lifecycle.parse_id(ticket)
+    settings.store().comment(ticket_id=ticket_id, text=text, actor=settings.actor)
+    note(f"{lifecycle.ref(ticket_id)}: comment added")  # on stderr, as ack and the other moves say theirs
 
 
 @app.command()
@@ -540,6 +573,9 @@ def update(
     except ValidationError as e:
         raise BadInput(describe(e)) from None
     t = store.update(ticket_id=ticket_id, changes=valid, actor=settings.actor)
+    changed = [f for f in valid if current.get(f) != t.get(f)]
+    note(f"{lifecycle.ref(ticket_id)} updated: {', '.join(changed)}" if changed
+         else f"{lifecycle.ref(ticket_id)}: nothing changed (the values given are the current ones)")
     if as_json:
         print_json(t)
 
@@ -555,8 +591,9 @@ def link(
     Example: sdesk link SD-43 --parent SD-42
     """
     settings = settings_of(ctx)
-    settings.store().link(ticket_id=lifecycle.parse_id(ticket), parent_id=lifecycle.parse_id(parent),
-                          actor=settings.actor)
+    ticket_id, parent_id = lifecycle.parse_id(ticket), lifecycle.parse_id(parent)
+    settings.store().link(ticket_id=ticket_id, parent_id=parent_id, actor=settings.actor)
+    note(f"{lifecycle.ref(ticket_id)} is linked under {lifecycle.ref(parent_id)}")
 
 
 @app.command()
@@ -573,10 +610,11 @@ def serve(
 
     POST /alertmanager, /grafana, /tickets (JSON tickets), /email (a raw message), and
     /v2/enqueue, /v2/change/enqueue (answered like PagerDuty); GET /healthz.
-    Needs the serve extra: pip install 'sdesk[serve]'.
+    Needs the serve extra: pip install 'sdesk\\[serve]'.
 
     Example: SDESK_SERVE_TOKEN=s3cret sdesk serve --port 9095
     """
+    # (The docstring's backslash keeps "[serve]" in the help: help is rich markup, where it would vanish.)
     try:
         from . import serve as server
     except ImportError as e:

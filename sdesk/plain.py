@@ -39,6 +39,22 @@ def controls(text: object, one_line: bool = False) -> str:
     return pattern.sub(_escape, s) if pattern.search(s) else s
 
 
+def readable(value: object) -> str:
+    """A value from data (a condition, a change, a label set) in words for people, never a
+    Python repr: `labels.alertname=DiskFull`, `a, b`, `none`, `priority: (in: P1, P2)`."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: ({readable(v)})" if isinstance(v, dict) and v else
+                         f"{k}: {readable(v)}" if isinstance(v, (list, tuple)) and v else f"{k}={readable(v)}"
+                         for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(f"({readable(v)})" if isinstance(v, (dict, list, tuple)) and v else readable(v) for v in value)
+    return str(value)
+
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from . import clock
 from .lifecycle import ref
-from .plain import controls, plural
+from .plain import controls, plural, readable
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
@@ -75,7 +75,8 @@ def age(ts: str, now: datetime | None = None) -> str:
 def print_tickets(tickets: list[dict[str, Any]]) -> None:
     out = console()
     if not tickets:
-        out.print("no tickets match", style="dim")
+        # A message, not data: on stderr, so `sdesk list | wc -l` counts tickets.
+        (out if _captured else console(stderr=True)).print("no tickets match", style="dim")
         return
     now = clock.now()
     # A narrow terminal keeps the title readable and drops service and queue.
@@ -91,12 +92,11 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
     table.add_column("ASSIGNEE", max_width=16)
     table.add_column("AGE", no_wrap=True, justify="right")
     for t in tickets:
-        title = t["title"] + (f" ×{t['occurrences']}" if t["occurrences"] > 1 else "")
         cells = [
             ref(t["id"]),
             Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
             Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-            Text(controls(title, one_line=True), no_wrap=True, overflow="ellipsis"),
+            _title_cell(t),
             *([Text(controls(t[f] or "", one_line=True), no_wrap=True, overflow="ellipsis") for f in ("service", "queue")]
               if wide else []),
             Text(controls(t["assignee"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
@@ -106,103 +106,203 @@ def print_tickets(tickets: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
+def _title_cell(t: dict[str, Any]) -> Any:
+    """A title cut to its column with an ellipsis; the occurrence marker (` ×12`) stays whole
+    after it, as it is what tells an alert storm from one alert."""
+    title = Text(controls(t["title"], one_line=True), no_wrap=True, overflow="ellipsis")
+    if t["occurrences"] <= 1:
+        return title
+    marker = f" ×{t['occurrences']:,}"
+    cell = Table.grid(expand=True)  # the marker at the column's end: it reads as a count
+    cell.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    cell.add_column(no_wrap=True, width=len(marker))  # fixed: the title gives way, never the marker
+    cell.add_row(title, Text(marker, style="bold"))
+    return cell
+
+
+def _quoted(value: Any) -> str:
+    """A value in an event sentence: text with spaces or commas in quotes, the rest in words."""
+    if isinstance(value, str) and value and any(c in value for c in " ,;=()"):
+        return f"\"{value}\""
+    return readable(value)
+
+
+def _changes(d: dict[str, Any]) -> str:
+    """{field: [old, new]} as `priority P3 → P1, queue none → sre`."""
+    return ", ".join(f"{field} {_quoted(pair[0])} → {_quoted(pair[1])}" if isinstance(pair, (list, tuple)) and len(pair) == 2
+                     else f"{field} {_quoted(pair)}" for field, pair in d.items()) or "nothing changed"
+
+
+def event_sentence_fallback(kind: str, d: Any) -> str:
+    """An event kind this version has no sentence for (written by a newer sdesk): its name and
+    data in words, never a Python repr."""
+    return f"{kind.replace('_', ' ')}: {readable(d)}" if d else kind.replace("_", " ")
+
+
 def describe_event(e: dict[str, Any]) -> str:
-    d = e["data"]
+    """One sentence for an event of any kind (the timeline, `audit log`, postmortems). Events
+    hold data from outside: keys may be missing in old events, values are only ever shown."""
+    d = e["data"] if isinstance(e["data"], dict) else {"data": e["data"]}
+    g = d.get
     match e["kind"]:
         case "created":
-            times = f" (arrived {d['occurrences']} times)" if d.get("occurrences", 1) > 1 else ""
-            return f"created from {d.get('source', '?')}: {d.get('title', '')}{times}"
+            times = f" (arrived {d['occurrences']} times)" if (g("occurrences") or 1) > 1 else ""
+            return f"created from {g('source', '?')}: {g('title', '')}{times}"
         case "occurrence":
-            times = f"{d['repeats']} times, " if d.get("repeats", 1) > 1 else ""
-            return f"repeated ({times}occurrences now {d.get('occurrences')}) via {d.get('source', '?')}"
+            times = f"{d['repeats']} times, " if (g("repeats") or 1) > 1 else ""
+            return f"repeated ({times}occurrences now {g('occurrences')}) via {g('source', '?')}"
         case "status_changed":
-            extra = f": {d['resolution']}" + (f" [{d['code']}]" if d.get("code") else "") if d.get("resolution") else ""
-            return f"{d['from']} → {d['to']}{extra}"
+            extra = f": {d['resolution']}" + (f" [{d['code']}]" if g("code") else "") if g("resolution") else ""
+            return f"{g('from')} → {g('to')}{extra}"
         case "priority_raised":
-            return f"priority {d['priority'][0]} → {d['priority'][1]}: raised by its more urgent child {ref(d['child'])}"
+            old, new = (list(g("priority") or ()) + ["?", "?"])[:2]
+            return f"priority {old} → {new}: raised by its more urgent child {ref(g('child'))}"
         case "assigned":
-            before = f" (was {d['previous_assignee']})" if d.get("previous_assignee") else ""
-            return f"assigned to {d['assignee']}{before}"
+            before = f" (was {d['previous_assignee']})" if g("previous_assignee") else ""
+            return f"assigned to {g('assignee')}{before}"
+        case "auto_assigned":
+            return f"assigned to {g('assignee') or 'nobody'} by queue {g('queue') or '-'}: {g('why', '')}"
         case "commented":
-            return d.get("text", "")
+            return str(g("text", ""))
         case "updated":
-            return ", ".join(f"{field}: {old!r} → {new!r}" for field, (old, new) in d.items())
+            return "changed " + _changes(d)
+        case "triage_corrected":
+            return "triage corrected: " + _changes(d)
+        case "triaged":
+            changes = g("changes") or {}
+            return "triaged again: " + (_changes(changes) if changes else "nothing changed")
         case "linked":
-            return f"linked under {ref(d['parent_id'])}"
+            was = f" (was under {ref(d['previous_parent_id'])})" if g("previous_parent_id") else ""
+            return f"linked under {ref(g('parent_id'))}{was}"
+        case "redacted":
+            return "secrets removed before storing: " + readable(g("kinds"))
+        case "attachments":
+            files = [f"{f.get('name')} ({plural(f.get('size') or 0, 'byte')})" if isinstance(f, dict) else readable(f)
+                     for f in g("files") or ()]
+            return f"{plural(len(files), 'attachment')}: {', '.join(files)}" if files else "no attachments"
+        case "alert_resolved":
+            return f"the alert stopped firing ({g('source', '?')}); recorded, the ticket stays open"
+        case "unsuppressed":
+            return f"back in the queue: {g('reason', '')}" + (f" (was kept out by {g('was')})" if g("was") else "")
         case "enriched":
-            parts = [f"CI {d['ci']}" if d.get("ci") else "", f"{d['dependents_total']} dependents" if d.get("dependents_total") else "",
-                     f"{d['changes']} recent changes" if d.get("changes") else "",
-                     f"{len(d['kb'])} KB articles" if d.get("kb") else "", f"{len(d['similar'])} similar tickets" if d.get("similar") else ""]
-            sets = ", ".join(f"{k}={v}" for k, v in (d.get("set") or {}).items())
+            parts = [f"CI {d['ci']}" if g("ci") else "",
+                     plural(d["dependents_total"], "dependent") if g("dependents_total") else "",
+                     plural(d["changes"], "recent change") if g("changes") else "",
+                     plural(len(d["kb"]), "KB article") if g("kb") else "",
+                     plural(len(d["similar"]), "similar ticket") if g("similar") else ""]
+            sets = readable(g("set")) if g("set") else ""
             return "context: " + (", ".join(p for p in parts if p) or "nothing found") + (f"; set {sets}" if sets else "")
         case "kb_linked":
-            return f"linked KB-{d['article']} {d.get('title', '')}"
+            return f"{'drafted and linked' if g('drafted') else 'linked'} KB-{g('article')} {g('title', '')}"
+        case "kb_created":
+            return f"KB-{g('article')} created: {g('title', '')}"
+        case "kb_revised":
+            return f"KB-{g('article')} revised (revision {g('revision')}): {readable(g('fields'))} changed"
+        case "kb_reviewed":
+            return f"KB-{g('article')} reviewed"
         case "problem_linked":
-            return f"linked to problem {ref(d['problem_id'])}"
+            return f"linked to problem {ref(g('problem_id'))}"
+        case "problem_updated":
+            return "problem record changed: " + ", ".join(
+                f"{k.replace('_', ' ')} {_quoted(bool(v) if k == 'known_error' else v)}" for k, v in d.items())
         case "problem_fixed":
-            return f"problem {ref(d['problem_id'])} fixed: {d.get('fix', '')}"
+            return f"problem {ref(g('problem_id'))} fixed: {g('fix', '')}"
         case "runbook_queued":
-            return f"runbook {d['runbook']} queued for automation (run {d['run']})"
+            return f"runbook {g('runbook')} queued for automation (run {g('run')})"
         case "runbook_started":
-            how = " (dry run)" if d.get("dry_run") else " (automation)" if d.get("automated") else ""
-            return f"runbook {d['runbook']} started{how}: run {d['run']}"
+            how = " (dry run)" if g("dry_run") else " (automation)" if g("automated") else ""
+            params = f" with {readable(d['params'])}" if g("params") else ""
+            return f"runbook {g('runbook')} started{how}: run {g('run')}{params}"
         case "runbook_step":
             code = f", exit {d['exit_code']}" if "exit_code" in d else ""
             took = f", {d['duration_ms']} ms" if "duration_ms" in d else ""
-            phase = " (rollback)" if d.get("phase") else ""
-            return f"run {d['run']} step {d['step']}{phase}: {d['status']}{code}{took}"
+            phase = " (rollback)" if g("phase") else ""
+            return f"run {g('run')} step {g('step')}{phase}: {g('status')}{code}{took}"
         case "runbook_waiting":
-            return f"run {d['run']} waits for {d['for']} at step {d['step']}"
+            return f"run {g('run')} waits for {g('for')} at step {g('step')}"
         case "runbook_approved" | "runbook_confirmed":
-            return f"run {d['run']} step {d['step']} {e['kind'].split('_')[1]}"
+            return f"run {g('run')} step {g('step')} {e['kind'].split('_')[1]}"
         case "runbook_approval_refused":
-            return f"run {d['run']}: approval refused ({d['reason']})"
+            return f"run {g('run')}: approval refused ({g('reason')})"
         case "runbook_rejected":
-            return f"run {d['run']} rejected" + (f": {d['reason']}" if d.get("reason") else "")
+            return f"run {g('run')} rejected" + (f": {d['reason']}" if g("reason") else "")
         case "runbook_refused":
-            return f"runbook {d['runbook']} refused (run {d['run']}): {d['reason']}"
+            return f"runbook {g('runbook')} refused (run {g('run')}): {g('reason')}"
         case "runbook_finished":
-            extra = f": {d['reason']}" if d.get("reason") else ""
-            extra += f"; rollback {d['rollback']}" if d.get("rollback") else ""
-            return f"run {d['run']} ({d['runbook']}) {d['status']}{extra}"
+            extra = f": {d['reason']}" if g("reason") else ""
+            extra += f"; rollback {d['rollback']}" if g("rollback") else ""
+            return f"run {g('run')} ({g('runbook')}) {g('status')}{extra}"
+        case "runbook_disabled" | "runbook_enabled":
+            what = "every runbook" if g("all") else f"runbook {g('runbook')}"
+            state = "disabled" if e["kind"] == "runbook_disabled" else "enabled"
+            return f"{what} {state}" + (f": {d['reason']}" if g("reason") else "")
+        case "automation_misfire":
+            return f"automation misfire: run {g('run')} ({g('runbook')}) {g('reason')}"
         case "paged" | "escalated":
             verb = "paged" if e["kind"] == "paged" else "escalated: paged"
-            return f"{verb} {', '.join(d.get('users', []))} (level {d.get('level')}, policy {d.get('policy')})"
+            return f"{verb} {readable(g('users'))} (level {g('level')}, policy {g('policy')})"
         case "page_delivered":
-            return f"page {d.get('page')} delivered to {d.get('user')}"
+            return f"page {g('page')} delivered to {g('user')}"
         case "page_failed":
-            return f"page {d.get('page')} to {d.get('user')} failed: {d.get('error', '')}"
+            return f"page {g('page')} to {g('user')} failed: {g('error', '')}"
+        case "page_undeliverable":
+            return f"page to {g('user') or 'nobody'} undeliverable (level {g('level')}): {g('reason', '')}"
         case "escalation_requested":
-            return f"escalation to step {d.get('step', '?')} requested"
+            return f"escalation to step {g('step', '?')} requested"
+        case "oncall_override":
+            return (f"on-call override {g('id')}: {g('user')} covers {g('schedule')} from {local(g('starts_at'))} "
+                    f"to {local(g('ends_at'))}" + (f": {d['reason']}" if g("reason") else ""))
         case "sla_warning" | "sla_breached":
             word = "at risk" if e["kind"] == "sla_warning" else "breached"
-            return f"SLA {d.get('policy')} {d.get('target')} {word}"
+            return f"SLA {g('policy')} {g('target')} {word}"
+        case "silence_added":
+            matchers = ", ".join(" ".join(map(str, m)) if isinstance(m, (list, tuple)) else readable(m)
+                                 for m in g("matchers") or ())
+            return (f"silence {g('silence')} added for {matchers or 'everything'}, {local(g('starts_at'))} to "
+                    f"{local(g('ends_at'))}" + (f": {d['comment']}" if g("comment") else ""))
+        case "silence_expired":
+            return f"silence {g('silence')} expired"
         case "csat":
-            return f"CSAT {d['score']}" + (f": {d['comment']}" if d.get("comment") else "")
+            return f"CSAT {g('score')}" + (f": {d['comment']}" if g("comment") else "")
         case "worked":
-            return f"worked {d['minutes']} min" + (f": {d['note']}" if d.get("note") else "")
-        case "automation_misfire":
-            return f"automation misfire: run {d['run']} ({d['runbook']}) {d['reason']}"
+            return f"worked {g('minutes')} min" + (f": {d['note']}" if g("note") else "")
         case "permission_denied":
-            return f"refused: {d['what']} needs {d['need']}" + (f" on queue {d['queue']}" if d.get("queue") else "")
+            return f"refused: {g('what')} needs {g('need')}" + (f" on queue {d['queue']}" if g("queue") else "")
         case "user_added":
-            return f"user {d['user']} added as {d['role']}" + (f" (team {d['team']})" if d.get("team") else "")
+            return f"user {g('user')} added as {g('role')}" + (f" (team {d['team']})" if g("team") else "")
         case "user_changed":
-            changes = [f"{was} → {now}" for was, now in (d["role"], d.get("team") or (None, None)) if was != now]
-            return f"user {d['user']}: " + ", ".join(changes or [d["role"][1]])
+            fields = {k: v for k, v in d.items() if k != "user" and isinstance(v, (list, tuple)) and len(v) == 2
+                      and v[0] != v[1]}
+            return f"user {g('user')}: " + (_changes(fields) if fields else "unchanged")
         case "user_queue_role":
-            return f"user {d['user']} is {d['role']} on queue {d['queue']}"
+            return f"user {g('user')} is {g('role')} on queue {g('queue')}"
         case "user_removed":
-            return f"user {d['user']} removed (was {d['role']})"
+            return f"user {g('user')} removed (was {g('role')})"
         case "token_added":
-            return f"API token {d['token']} for {d['user']}" + (f" ({d['label']})" if d.get("label") else "")
+            return f"API token {g('token')} for {g('user')}" + (f" ({d['label']})" if g("label") else "")
         case "token_revoked":
-            return f"API token {d['token']} revoked"
+            return f"API token {g('token')} revoked"
+        case "ci_added":
+            return f"CI {g('name')} added ({g('type')}" + (f", tier {d['tier']}" if g("tier") else "") + ")"
+        case "ci_linked" | "ci_unlinked":
+            verb = "now" if e["kind"] == "ci_linked" else "no longer"
+            return f"CI {g('source')} {verb} {g('kind')} {g('target')}"
+        case "cmdb_imported":
+            return "CMDB imported: " + ", ".join(f"{plural(n, 'CI') if isinstance(n, int) else readable(n)} {k}"
+                                                 for k, n in d.items())
+        case "change_recorded":
+            return f"change CH-{g('change')} recorded on {g('ci')} ({g('status')}): {g('title', '')}"
+        case "change_status":
+            return f"change CH-{g('change')}: {g('from')} → {g('to')}"
+        case "classifier_trained":
+            return (f"classifier for {g('field')} trained on {plural(g('docs') or 0, 'ticket')}, "
+                    f"{plural(g('terms') or 0, 'term')}" + (f"; labels {readable(g('classes'))}" if g("classes") else ""))
         case "purged":
-            return f"purged {d['tickets']} tickets closed before {d['before']} ({d['events']} events kept as tombstones)"
+            return (f"purged {plural(g('tickets') or 0, 'ticket')} closed before {g('before')} "
+                    f"({plural(g('events') or 0, 'event')} kept as tombstones)")
         case "restored":
-            return f"restored from {d['from']} ({d['events']} events)"
-    return str(d)
+            return f"restored from {g('from')} ({plural(g('events') or 0, 'event')})"
+    return event_sentence_fallback(e["kind"], d)
 
 
 def reopened_at(events: list[dict[str, Any]]) -> str | None:
@@ -324,7 +424,8 @@ def print_impact(start: str, reached: list[Any], info: dict[str, dict[str, Any]]
 
     out = console()
     tiers = [info[r.name]["tier"] for r in reached if info[r.name]["tier"]]
-    head = (f"{start} needs {len(reached)} CIs" if upstream else f"{len(reached)} CIs are affected if {start} fails") \
+    n = len(reached)
+    head = (f"{start} needs {plural(n, 'CI')}" if upstream else f"{plural(n, 'CI')} {'is' if n == 1 else 'are'} affected if {start} fails") \
         + (f"; highest tier {min(tiers)}" if tiers else "")
     tree = Tree(Text(controls(head, one_line=True), style="bold"))
     nodes = {start: tree}
@@ -388,8 +489,9 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
         shown = ", ".join(ctx["dependents"])
         more = f" and {ctx['dependents_total'] - len(ctx['dependents'])} more" if ctx["dependents_total"] > len(ctx["dependents"]) else ""
         tier = f"; highest tier affected: {ctx['highest_tier_affected']}" if ctx.get("highest_tier_affected") else ""
-        total = f"{ctx['dependents_total']}{'+' if ctx.get('dependents_capped') else ''}"
-        grid.add_row("blast radius", plain(f"{total} CIs depend on it: {shown}{more}{tier}", one_line=True))
+        n = ctx["dependents_total"]
+        total = f"{plural(n, 'CI')}{'+' if ctx.get('dependents_capped') else ''} {'depends' if n == 1 else 'depend'}"
+        grid.add_row("blast radius", plain(f"{total} on it: {shown}{more}{tier}", one_line=True))
     for c in ctx.get("changes", ()):
         when = f"{c['minutes_before']} min before" if c.get("minutes_before") is not None else local(c["happened_at"])
         grid.add_row("recent change", plain(f"CH-{c['id']} {c['summary']} on {c['ci']}, {when} "
@@ -578,7 +680,7 @@ def print_plan(out: Console, plan: dict[str, Any], ticket: dict[str, Any], dry_r
 def print_runbook(out: Console, rb: dict[str, Any]) -> None:
     out.print(text_line((rb["name"], "bold"), f"  {rb['description']}"))
     out.print(text_line(f"file: {rb['file']}"))
-    out.print(text_line(f"applies to: {rb['applies_to'] or 'any ticket'}"))
+    out.print(text_line(f"applies to: {readable(rb['applies_to']) if rb['applies_to'] else 'any ticket'}"))
     automation = "safe for automation (triage may run it)" if rb["safe_for_automation"] else "run by people only"
     out.print(text_line(f"{automation}; throttle: {rb['throttle']['runs']} runs per {rb['throttle']['per']} per CI",
                     ("; disabled" if rb["disabled"] else "", "red")))

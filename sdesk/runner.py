@@ -46,6 +46,7 @@ class Prepared(NamedTuple):
 def prepare(store: Store, runbook: Runbook, ticket_id: int, given: Mapping[str, str]) -> Prepared:
     """Everything a run needs, checked before any step runs: the ticket it applies to, its
     parameters, its commands on PATH, and its secrets present."""
+    from .plain import readable
     from .triage import values_of
 
     check_runnable(runbook)
@@ -54,7 +55,7 @@ def prepare(store: Store, runbook: Runbook, ticket_id: int, given: Mapping[str, 
         values = values_of(ticket, {}, store.context(ticket_id=ticket_id) or {}, clock.now())
         if not runbook.applies(values):
             raise Conflict(f"runbook {runbook.name} does not apply to {lifecycle.ref(ticket_id)} "
-                           f"(applies_to: {runbook.applies_to})")
+                           f"(applies_to: {readable(runbook.applies_to)})")
     ci = _ci(store, ticket.get("ci"))
     params = resolve_params(runbook, ticket, ci, given)
     the_plan = plan(runbook, lifecycle.ref(ticket_id), params)

@@ -815,6 +815,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         limit: int | None = 50,
         after: tuple[str, int] | None = None,
         unassigned: bool = False,
+        count_only: bool = False,
     ) -> list[dict[str, Any]]:
         """Tickets matching every filter given. The default order is the work queue (priority,
         then oldest first) when only open tickets are asked for, and newest first otherwise.
@@ -849,6 +850,9 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if after is not None:  # the next page of the queue order (priority, id), by the index
             where.append("(priority, id) > (?, ?)")
             args += list(after)
+        if count_only:  # count(): how many match (up to `limit`), not which
+            return self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM tickets" + (
+                " WHERE " + " AND ".join(where) if where else "") + " LIMIT ?)", [*args, limit]).fetchone()[0]
         queue_view = all(s in lifecycle.OPEN for s in statuses) if statuses else open_only
         order = self._order_by(sort or ("priority,id" if queue_view else "-id"))
         sql = "SELECT * FROM tickets"
@@ -873,6 +877,13 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if "id" not in {t.split()[0] for t in terms}:
             terms.append("id DESC" if sort.strip().startswith("-") else "id")
         return ", ".join(terms)
+
+    COUNT_CAP = 100_000
+
+    def count(self, **filters: Any) -> int:
+        """How many tickets match the filters of list() (a capped list says "50 of 50,000"),
+        counted up to COUNT_CAP + 1: a bounded cost on a desk of millions."""
+        return self.list(**filters, limit=self.COUNT_CAP + 1, count_only=True)  # type: ignore[return-value]
 
     def count_alerts(self) -> int:
         return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]

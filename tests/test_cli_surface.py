@@ -199,3 +199,290 @@ def test_an_alert_payload_imports_nothing_heavy(db_path):
     subprocess.run([sys.executable, "-c", code], env=env, input=payload, text=True, check=True, capture_output=True)
     proc = subprocess.run([sys.executable, "-c", code], env=env, input=payload, text=True, capture_output=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+# -- issue 19: list at 80 columns, write commands that say what they did ------------------------
+
+
+def test_list_keeps_the_occurrence_marker_of_a_cut_title_and_says_when_it_is_capped(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    long_title = "Disk almost full on the primary database host of the billing cluster in eu-west-1"
+    for _ in range(12):
+        cli("new", long_title, "--fingerprint", "disk-billing")
+    cli.new("Printer on floor 3 jams")
+    cli.new("VPN drops every hour")
+    out = cli("list")
+    [row] = [line for line in out.stdout.splitlines() if "SD-1 " in line]
+    assert "…" in row and "×12" in row, row  # the title gives way, the marker stays
+    assert all(len(line) <= 80 for line in out.stdout.splitlines())
+
+    capped = cli("list", "--limit", "2")
+    assert "2 of 3 tickets shown (use --limit)" in capped.stderr
+    assert "shown" not in capped.stdout and capped.stdout.count("SD-") == 2
+    assert cli("list", "--limit", "3").stderr == ""  # everything shown: nothing to say
+    as_json = cli("list", "--limit", "2", "--json")
+    assert len(json.loads(as_json.stdout)) == 2 and as_json.stderr == ""
+
+
+def test_an_empty_list_says_so_on_stderr(cli):
+    cli.new("Printer on floor 3 jams")
+    out = cli("list", "--status", "closed")
+    assert out.stdout == "" and "no tickets match" in out.stderr
+
+
+def test_write_commands_say_what_they_did_in_one_sentence(cli):
+    a, b = cli.new("Checkout returns 502"), cli.new("Cart is slow")
+    assert cli("assign", f"SD-{a}", "bob").stderr.strip() == f"SD-{a} is assigned to bob"
+    assert cli("ack", f"SD-{a}").stderr.strip() == f"SD-{a} is acknowledged, assigned to bob"
+    assert cli("comment", f"SD-{a}", "failover done").stderr.strip() == f"SD-{a}: comment added"
+    out = cli("update", f"SD-{a}", "--priority", "P1", "--queue", "sre")
+    assert out.stdout == "" and out.stderr.strip() == f"SD-{a} updated: priority, queue"
+    assert "nothing changed" in cli("update", f"SD-{a}", "--priority", "P1").stderr
+    assert cli("link", f"SD-{b}", "--parent", f"SD-{a}").stderr.strip() == f"SD-{b} is linked under SD-{a}"
+
+
+# -- issue 19 item 21: every event kind the code writes reads as a sentence, never a dict -----------
+
+SDESK = Path(__file__).resolve().parent.parent / "sdesk"
+# Call sites whose kind is computed: (file, the kind argument as written) -> the kinds it can be.
+DYNAMIC_KINDS = {
+    ("store_runbooks.py", "f'runbook_{status}'"): {"runbook_approved", "runbook_confirmed"},
+    ("store_sla.py", "kind"): {"sla_warning", "sla_breached"},
+    ("store.py", "kind"): set(),  # Store.record(actor, kind, data): its callers name the kind
+    ("store.py", "event"): set(),  # Store.set_desk_state(..., event=KIND): its callers name the kind
+}
+
+
+def _kinds_written() -> tuple[set[str], set[tuple[str, str]]]:
+    """Every event kind sdesk/ can write (tx.event(ticket, KIND, ...), store.record(actor, KIND,
+    ...), set_desk_state(..., event=KIND)), and the call sites whose kind is not written out."""
+    kinds: set[str] = set()
+    unknown: set[tuple[str, str]] = set()
+
+    def take(node: ast.AST, where: str) -> None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            kinds.add(node.value)
+        elif isinstance(node, ast.IfExp):
+            take(node.body, where)
+            take(node.orelse, where)
+        elif not (isinstance(node, ast.Constant) and node.value is None):
+            site = (where, ast.unparse(node))
+            kinds.update(DYNAMIC_KINDS.get(site, ()))
+            if site not in DYNAMIC_KINDS:
+                unknown.add(site)
+
+    for path in SDESK.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            if name in ("event", "record") and len(node.args) >= 2:
+                take(node.args[1], path.name)
+            for keyword in node.keywords:
+                if keyword.arg == "event" and name != "event":
+                    take(keyword.value, path.name)
+    return kinds, unknown
+
+
+KINDS, UNKNOWN_SITES = _kinds_written()
+# Text as people and payloads write it: markup, escapes, quotes, commas.
+H = "[red]db-1[/red] \x1b]0;x\x07 it's, \"odd\""
+SAMPLES: dict[str, dict] = {
+    "created": {"source": "alertmanager", "title": H, "occurrences": 3, "labels": {"alertname": H}},
+    "occurrence": {"occurrences": 4, "repeats": 2, "source": "grafana"},
+    "status_changed": {"from": "new", "to": "resolved", "resolution": H, "code": "fixed"},
+    "assigned": {"assignee": "bob", "previous_assignee": H},
+    "auto_assigned": {"assignee": "bob", "queue": "sre", "why": "on call in primary"},
+    "commented": {"text": H},
+    "updated": {"title": ["old one", H], "labels": [{"a": "b"}, {"a": "c", "host": H}], "tags": [["x"], ["x", "y"]],
+                "priority": ["P3", "P1"], "queue": [None, "sre"]},
+    "triage_corrected": {"queue": ["dba", "sre"], "category": ["db", {"k": "v"}]},
+    "triaged": {"triage": {"rules": [{"rule": "r1", "set": {"queue": "sre"}}], "priority": {"result": "P1"}},
+                "changes": {"queue": ["dba", "sre"], "tags": [["a"], ["a", "b"]]}},
+    "linked": {"parent_id": 1, "previous_parent_id": 2},
+    "redacted": {"kinds": ["password", "aws_key"]},
+    "attachments": {"files": [{"name": H, "content_type": "text/plain", "size": 1200, "sha256": "ab"}]},
+    "alert_resolved": {"source": "alertmanager"},
+    "unsuppressed": {"was": "silence 3", "reason": "the silence is over"},
+    "enriched": {"ci": "db-1", "dependents_total": 3, "changes": 1, "kb": [{"id": 1}], "similar": [{"id": 2}],
+                 "set": {"service": "billing", "labels": {"tier": "1"}}},
+    "kb_linked": {"article": 3, "title": H, "drafted": True},
+    "kb_created": {"article": 3, "title": H, "slug": "x"},
+    "kb_revised": {"article": 3, "revision": 2, "fields": ["title", "body"]},
+    "kb_reviewed": {"article": 3},
+    "problem_linked": {"problem_id": 5},
+    "problem_updated": {"root_cause": H, "known_error": 1},
+    "problem_fixed": {"problem_id": 5, "fix": H},
+    "runbook_queued": {"run": 1, "runbook": "restart"},
+    "runbook_started": {"run": 1, "runbook": "restart", "dry_run": False, "automated": True,
+                        "params": {"host": H, "count": 3}},
+    "runbook_step": {"run": 1, "step": "s1", "kind": "command", "status": "ok", "exit_code": 0, "duration_ms": 12,
+                     "phase": "rollback", "output": H},
+    "runbook_waiting": {"run": 1, "step": "s2", "for": "approval"},
+    "runbook_approved": {"run": 1, "step": "s2"},
+    "runbook_confirmed": {"run": 1, "step": "s2"},
+    "runbook_approval_refused": {"run": 1, "step": "s2", "reason": "the requester cannot approve"},
+    "runbook_rejected": {"run": 1, "reason": H},
+    "runbook_refused": {"run": 1, "runbook": "restart", "reason": "applies_to: labels.alertname=DiskFull"},
+    "runbook_finished": {"run": 1, "runbook": "restart", "status": "failed", "dry_run": False, "reason": H,
+                         "rollback": "ok"},
+    "runbook_disabled": {"runbook": "restart", "all": False, "reason": H},
+    "runbook_enabled": {"runbook": None, "all": True, "reason": None},
+    "automation_misfire": {"run": 1, "runbook": "restart", "reason": "reopened"},
+    "paged": {"policy": "p1", "round": 1, "level": 1, "users": ["bob", H], "due_at": "2026-11-26T10:00:00Z"},
+    "escalated": {"policy": "p1", "round": 1, "level": 2, "users": ["carol"], "due_at": "2026-11-26T10:00:00Z"},
+    "page_delivered": {"page": 1, "user": "bob", "attempts": 1},
+    "page_failed": {"page": 1, "user": "bob", "attempts": 2, "error": H},
+    "page_undeliverable": {"round": 1, "level": 1, "user": None, "reason": H},
+    "priority_raised": {"priority": ["P3", "P1"], "child": 2},
+    "escalation_requested": {"step": 2},
+    "oncall_override": {"id": 1, "schedule": "primary", "user": "bob", "starts_at": "2026-11-26T10:00:00Z",
+                        "ends_at": "2026-11-27T10:00:00Z", "reason": H},
+    "sla_warning": {"target": "respond", "policy": "p1", "target_seconds": 900, "used_seconds": 800},
+    "sla_breached": {"target": "resolve", "policy": "p1", "target_seconds": 900, "used_seconds": 1000},
+    "silence_added": {"silence": 2, "matchers": [["service", "=", "billing"], ["labels.host", "~", H]],
+                      "starts_at": "2026-11-26T10:00:00Z", "ends_at": "2026-11-26T12:00:00Z", "comment": H},
+    "silence_expired": {"silence": 2},
+    "csat": {"score": 4, "comment": H},
+    "worked": {"minutes": 30, "note": H},
+    "permission_denied": {"what": "resolving SD-1", "need": "agent", "queue": "sre"},
+    "user_added": {"user": "bob", "role": "agent", "team": "sre", "login": "bob", "email": None},
+    "user_changed": {"user": "bob", "role": ["agent", "admin"], "team": ["sre", "dba"]},
+    "user_queue_role": {"user": "bob", "queue": "sre", "role": "approver"},
+    "user_removed": {"user": "bob", "role": "agent"},
+    "token_added": {"token": 1, "user": "bob", "label": H, "hash": "ab"},
+    "token_revoked": {"token": 1},
+    "ci_added": {"name": "db-1", "type": "database", "tier": 1, "team": "dba", "environment": "prod",
+                 "aliases": ["db1"], "attributes": {"ip": "10.0.0.1"}, "relations": {"runs_on": ["host-1"]}},
+    "ci_linked": {"source": "api", "kind": "depends_on", "target": "db-1"},
+    "ci_unlinked": {"source": "api", "kind": "depends_on", "target": "db-1"},
+    "cmdb_imported": {"created": 3, "updated": 1, "unchanged": 0},
+    "change_recorded": {"change": 4, "title": H, "ci": "db-1", "status": "planned"},
+    "change_status": {"change": 4, "from": "planned", "to": "in_progress"},
+    "classifier_trained": {"field": "category", "classes": ["db", "network"], "docs": 120, "terms": 900},
+    "purged": {"before": "2026-01-01", "tickets": 12, "events": 80},
+    "restored": {"from": "/backups/desk.db", "events": 1200, "head": "ab"},
+}
+PYTHON_REPR = re.compile(r"\{'|\['|': '|\{\"|\[\"|\": \"|\bNone\b|\bTrue\b|\bFalse\b")
+
+
+class TestEveryEventKindReadsAsASentence:
+    def test_every_kind_the_code_writes_is_known_here(self):
+        assert not UNKNOWN_SITES, f"add these call sites to DYNAMIC_KINDS: {UNKNOWN_SITES}"
+        assert len(KINDS) > 50  # the scan found the call sites
+        assert KINDS <= set(SAMPLES), f"add a sample (and a sentence in render.describe_event) for {KINDS - set(SAMPLES)}"
+
+    @pytest.mark.parametrize("kind", sorted(SAMPLES))
+    def test_each_kind_has_its_own_sentence(self, kind):
+        from sdesk.render import describe_event, event_sentence_fallback
+
+        sentence = describe_event({"kind": kind, "data": SAMPLES[kind]})
+        assert sentence != event_sentence_fallback(kind, SAMPLES[kind]), f"{kind} has no sentence of its own"
+        assert not PYTHON_REPR.search(sentence), sentence
+        # An old event may lack keys a newer sdesk writes: still a line, never a KeyError.
+        assert isinstance(describe_event({"kind": kind, "data": {}}), str)
+
+    def test_a_kind_from_a_newer_sdesk_is_words_too(self):
+        from sdesk.render import describe_event
+
+        assert describe_event({"kind": "desk_moved", "data": {"config": ["/a", "/b"], "n": {"x": 1}}}) == \
+            "desk moved: config: /a, /b; n: (x=1)"
+
+    def test_show_and_audit_print_every_kind_without_python(self, cli, db_path, monkeypatch):
+        from sdesk.store import Store
+
+        monkeypatch.setenv("COLUMNS", "80")
+        ticket = cli.new("Disk full on db-1")
+        with Store(db_path) as store, store._write("tester") as tx:
+            for kind, data in SAMPLES.items():
+                tx.event(ticket, kind, data)
+        shown = cli("show", f"SD-{ticket}").stdout
+        audit = cli("audit", "log", "--limit", "500").stdout
+        for out in (shown, audit):
+            bad = [line for line in out.splitlines() if PYTHON_REPR.search(line)]
+            assert not bad, "\n".join(bad)
+        assert "secrets removed before storing: password, aws_key" in shown
+        assert "runbook restart disabled" in " ".join(shown.split())
+        assert "\x1b" not in shown and "[red]db-1[/red]" in shown  # data shown as written, never run
+
+
+def test_runbook_messages_say_conditions_in_words(cli, tmp_path):
+    folder = tmp_path / "config" / "runbooks"
+    folder.mkdir()
+    (folder / "disk.yaml").write_text(
+        "name: disk\ndescription: Look at a full disk.\n"
+        "applies_to: {labels.alertname: DiskFull, priority: {in: [P1, P2]}}\n"
+        "steps:\n  - id: look\n    run: [df, -h]\n")
+    shown = cli("runbook", "show", "disk").stdout
+    assert "applies to: labels.alertname=DiskFull; priority: (in: P1, P2)" in shown
+    other = cli.new("Printer jammed")
+    out = cli("runbook", "run", "disk", "--ticket", str(other), "--dry-run", ok=False)
+    assert "does not apply to SD-1 (applies_to: labels.alertname=DiskFull; priority: (in: P1, P2))" in out.stderr
+    cli("runbook", "disable", "disk", "--reason", "loops on db hosts")
+    assert "runbook disk disabled: loops on db hosts" in " ".join(cli("audit", "log").stdout.split())
+    for text in (shown, out.stderr):
+        assert not PYTHON_REPR.search(text), text
+
+
+# -- issue 19 item 22: the help of every command and group reads well at 80 columns -----------------
+
+
+def _all_commands(group=None, prefix=()):
+    """Every group and command, the groups too (COMMANDS has the leaves)."""
+    group = group or typer.main.get_command(app)
+    ctx = typer.Context(group)
+    yield prefix
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if hasattr(command, "commands"):
+            yield from _all_commands(command, prefix + (name,))
+        else:
+            yield prefix + (name,)
+
+
+class TestHelpAt80Columns:
+    @pytest.mark.parametrize("command", list(_all_commands()), ids=lambda c: " ".join(c) or "sdesk")
+    def test_help_has_an_example_and_no_noise(self, cli, monkeypatch, command):
+        monkeypatch.setenv("COLUMNS", "80")
+        out = cli(*command, "--help").stdout
+        assert re.search(r"^\s*│?\s*Example: .*sdesk\b", out, re.M), out
+        assert ("--install-completion" in out) == (command == ()), "completion is offered by `sdesk --help` only"
+        assert not re.search(r"\bp[1-4]\b", out), "priorities are spelt P1..P4"
+        for package in re.findall(r"pip install '([^']*)'", out):
+            assert "[" in package and "]" in package, f"rich ate the extra: pip install '{package}'"
+        assert all(len(line) <= 80 for line in out.splitlines())
+
+    def test_top_level_help_groups_the_commands_in_panels(self, cli, monkeypatch):
+        monkeypatch.setenv("COLUMNS", "80")
+        out = cli("--help").stdout
+        panels = re.findall(r"╭─ (.+?) ─", out)
+        assert panels[:2] == ["Options", "Tickets"] and len(panels) >= 8 and "Commands" not in panels, panels
+        # No sentence broken where the docstring's source line ended: each row continues one.
+        rows = [line.strip("│ ") for line in out.split("╭─ Tickets")[1].splitlines() if line.startswith("│")]
+        assert "show        Show a ticket: its fields, its context (CI, blast radius, recent" in rows
+        assert "changes, KB articles, similar tickets) and the timeline of" in rows
+
+
+def test_counts_of_one_are_singular(cli, monkeypatch):
+    """Item 23: every count these commands print agrees with its noun ("1 minute", not "1 minutes")."""
+    monkeypatch.setenv("COLUMNS", "80")
+    incident = cli.new("Checkout returns 502", "--ci", "checkout-api")
+    said = [cli("worklog", f"SD-{incident}", "1m").stderr]
+    problem = cli("problem", "new", "--from", str(incident), "--title", "Replica lag").stdout.strip()
+    said.append(cli("problem", "resolve", problem, "--fix", "Moved the batch").stderr)
+    cli("cmdb", "add", "checkout-api", "--type", "service")
+    cli("cmdb", "add", "payments-db", "--type", "database")
+    cli("cmdb", "link", "checkout-api", "depends_on", "payments-db")
+    said.append(cli("cmdb", "impact", "payments-db").stdout)
+    said.append(cli("list", "--limit", "1").stderr)
+    for text in said:
+        assert not re.search(r"\b1 (minutes|incidents|CIs|tickets)\b", text), text
+    assert "1 minute worked" in said[0] and "1 incident" in said[1] and "1 CI is affected" in said[2]
+
+
+def test_rules_check_shows_what_rules_set_in_words(cli, tmp_path):
+    (tmp_path / "config" / "triage.yaml").write_text(
+        "rules:\n  - id: staging\n    match: {labels.env: staging}\n    set: {urgency: 3, tags: [staging, low]}\n")
+    out = cli("rules", "check")
+    assert "urgency=3; tags: staging, low" in out.stdout and not PYTHON_REPR.search(out.stdout), out.stdout
+    assert "1 rule OK" in out.stderr

@@ -70,7 +70,8 @@ def test_jsonl_and_csv_carry_the_same_tickets(desk):
 def test_table_output(desk):
     out = desk("list").stdout
     assert "SD-1" in out and "Checkout 5xx" in out and "SD-4" not in out
-    assert desk("list", "nothing-matches").stdout.strip() == "no tickets match"
+    empty = desk("list", "nothing-matches")  # a message, not data: on stderr
+    assert empty.stdout == "" and empty.stderr.strip() == "no tickets match"
 
 
 def test_bad_sort_and_conflicting_formats(desk):

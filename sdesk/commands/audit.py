@@ -9,7 +9,8 @@ from ..errors import AuditBroken, BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="audit", no_args_is_help=True,
-                  help="The tamper-evident event history: verify it, read it, anchor it.")
+                  help="The tamper-evident event history: verify it, read it, anchor it.\n\n"
+                       "Example: sdesk audit verify\n\nExample: sdesk audit log --actor bob --since 7d")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -67,6 +68,7 @@ def verify(
                     "tokens": tables["tokens"], "differences": tables["differences"],
                     "differences_total": tables["count"], "not_compared": tables["not_compared"]})
     else:
+        from ..plain import plural
         from ..projection import describe
 
         for d in tables["differences"]:
@@ -74,13 +76,13 @@ def verify(
         if tables["count"] > len(tables["differences"]):
             print(f"... and {tables['count'] - len(tables['differences'])} more")
         for column, rows in tables["not_compared"].items():
-            note(f"note: {column} of {rows} rows not compared: no event of theirs records it")
+            note(f"note: {column} of {plural(rows, 'row')} not compared: no event of theirs records it")
         if not tables["count"]:
             purged = f" ({tombstones} purged, their places kept)" if tombstones else ""
-            anchored = f", {checked} anchors match" if anchors else ""
-            print(f"ok: {count} events{purged}, chain intact{anchored}, head {head[:16]}; "
-                  f"{tables['tickets']} tickets, {tables['users']} users and {tables['tokens']} API tokens "
-                  "match their events")
+            anchored = f", {plural(checked, 'anchor')} {'matches' if checked == 1 else 'match'}" if anchors else ""
+            print(f"ok: {plural(count, 'event')}{purged}, chain intact{anchored}, head {head[:16]}; "
+                  f"{plural(tables['tickets'], 'ticket')}, {plural(tables['users'], 'user')} and "
+                  f"{plural(tables['tokens'], 'API token')} match their events")
     if tables["count"]:
         raise AuditBroken(f"{tables['count']} stored values differ from what their events say: the database "
                           "was edited outside sdesk")

@@ -10,7 +10,8 @@ import typer
 from .common import Group, note, print_json, read_text, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="cmdb", no_args_is_help=True,
-                  help="The CMDB: configuration items, how they depend on each other, and what fails with them.")
+                  help="The CMDB: configuration items, how they depend on each other, and what fails with them.\n\n"
+                       "Example: sdesk cmdb import examples/desk/cmdb.yaml\n\nExample: sdesk cmdb impact db-billing-2")
 
 NameArg = Annotated[str, typer.Argument(help="A CI's name or alias.", show_default=False)]
 

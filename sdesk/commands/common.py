@@ -37,6 +37,10 @@ class Group(TyperGroup):
             args = _hoist_global_options(args)
         return super().parse_args(ctx, args)
 
+    def get_command(self, ctx: typer.Context, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        return tidy_help(command) if command is not None else None
+
     def invoke(self, ctx: typer.Context) -> Any:
         import sqlite3
 
@@ -71,9 +75,13 @@ class RootGroup(Group):
     ~20 ms (a fifth of F) for groups it does not use."""
 
     lazy: dict[str, tuple[str, str]] = {}  # name -> (module, Typer attribute)
+    panels: dict[str, str] = {}  # name -> the help panel it is listed in (others: "Commands")
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
-        return [*super().list_commands(ctx), *self.lazy]
+        # Grouped by panel, in the panels' order: `sdesk --help` prints the panels as it meets them.
+        order = {panel: i for i, panel in enumerate(dict.fromkeys(self.panels.values()))}
+        names = [*super().list_commands(ctx), *self.lazy]
+        return sorted(names, key=lambda name: order.get(self.panels.get(name, ""), -1))
 
     def get_command(self, ctx: typer.Context, name: str) -> Any:
         if name in self.lazy:
@@ -82,9 +90,39 @@ class RootGroup(Group):
             import typer.main
 
             module, attribute = self.lazy[name]
+            sub = getattr(import_module(module), attribute)
+            sub._add_completion = False  # completion is installed for `sdesk`, not for each command
             # A Typer with one command is that command (`sdesk sla`); with more, a group.
-            return typer.main.get_command(getattr(import_module(module), attribute))
-        return super().get_command(ctx, name)
+            command = tidy_help(typer.main.get_command(sub))
+        else:
+            command = super().get_command(ctx, name)
+        if command is not None and name in self.panels:
+            command.rich_help_panel = self.panels[name]
+        return command
+
+
+def tidy_help(command: Any) -> Any:
+    """Help as people read it at 80 columns: docstrings are wrapped at 100 in the source, and
+    rich keeps their line breaks (mid-sentence at 80), so each paragraph becomes one line for
+    rich to wrap; an indented or bulleted paragraph keeps its lines. A list of commands shows
+    the first sentence of each."""
+    if command.help and not getattr(command, "_tidy", False):
+        import inspect
+        import re
+
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(
+            p if p.startswith("\b") or re.search(r"\n\s*(?:[-*$]|\s)", p) else " ".join(p.split()) for p in paragraphs)
+        if not command.short_help:
+            command.short_help = re.split(r"(?<=[.!?])\s+(?=[A-Z`])", " ".join(paragraphs[0].split()), maxsplit=1)[0]
+        command._tidy = True
+    for param in getattr(command, "params", ()):
+        # click lower-cases the choices it matches without case (<p1|p2>): show them as written.
+        choice = param.type
+        if (getattr(choice, "case_sensitive", True) is False and param.metavar is None
+                and any(str(c) != str(c).lower() for c in getattr(choice, "choices", ()))):
+            param.metavar = "[" + "|".join(str(c) for c in choice.choices) + "]"
+    return command
 
 
 def _hoist_global_options(args: list[str]) -> list[str]:

@@ -89,6 +89,7 @@ def restore(
 
     from .. import migrations
     from ..desk_file import check_file
+    from ..plain import plural
     from ..store import Store
 
     settings = settings_of(ctx)
@@ -114,10 +115,10 @@ def restore(
             if not yes:
                 if not sys.stdin.isatty():
                     raise BadInput("restore replaces the whole desk: give --yes")
-                typer.confirm(f"Replace {store.path} with {source} ({events} events)?", abort=True)
+                typer.confirm(f"Replace {store.path} with {source} ({plural(events, 'event')})?", abort=True)
             backup.conn.backup(store.conn)
     store.record(settings.actor, "restored", {"from": str(source), "events": events, "head": head})
-    note(f"restored {store.path} from {source}: {events} events, chain intact")
+    note(f"restored {store.path} from {source}: {plural(events, 'event')}, chain intact")
 
 
 @export_app.command("export")
@@ -227,7 +228,8 @@ def purge(
         elif not sys.stdin.isatty():
             raise BadInput("purge deletes tickets for good: give --yes (or look first with --dry-run)")
         else:
-            typer.confirm(f"Delete {counted['tickets']} tickets closed before {before}?", abort=True)
+            from ..plain import plural
+            typer.confirm(f"Delete {plural(counted['tickets'], 'ticket')} closed before {before}?", abort=True)
     summary = store.purge(before=before, dry_run=dry_run, actor=settings.actor)
     if as_json:
         print_json(summary)

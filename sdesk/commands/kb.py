@@ -11,7 +11,8 @@ from ..errors import BadInput, ExitCode, SdeskError
 from .common import Group, note, print_json, read_text, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="kb", no_args_is_help=True,
-                  help="The knowledge base: Markdown articles with revisions, full-text search and review dates.")
+                  help="The knowledge base: Markdown articles with revisions, full-text search and review dates.\n\n"
+                       "Example: sdesk kb search replica lag\n\nExample: sdesk kb show KB-3")
 
 IdArg = Annotated[str, typer.Argument(help="KB-12 or 12.", show_default=False)]
 

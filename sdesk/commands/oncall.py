@@ -8,7 +8,8 @@ from ..errors import BadInput
 from .common import Group, note, print_json, settings_of
 
 app = typer.Typer(cls=Group, name="oncall", no_args_is_help=True,
-                  help="On call: who holds each team's pager now, the calendar of shifts, overrides (oncall.yaml).")
+                  help="On call: who holds each team's pager now, the calendar of shifts, overrides (oncall.yaml).\n\n"
+                       "Example: sdesk oncall now\n\nExample: sdesk oncall show --team payments")
 
 
 def _schedules(config, team: Optional[str], schedule: Optional[str]) -> list:

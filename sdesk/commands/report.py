@@ -10,8 +10,9 @@ import typer
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of
 
+# Its help is the callback's docstring (what it reports, with examples); sdesk --help lists this.
 app = typer.Typer(cls=Group, name="report", invoke_without_command=True,
-                  help="Service-desk KPIs over a window: tables and charts, --json or --csv.")
+                  short_help="Service-desk KPIs over a window: tables and charts, --json or --csv.")
 metrics_app = typer.Typer()
 csat_app = typer.Typer()
 worklog_app = typer.Typer()
@@ -243,7 +244,8 @@ def worklog(
     minutes = int(found.group(1) or 0) * 60 + int(found.group(2) or 0)
     settings, ticket_id = settings_of(ctx), parse_id(ticket)
     settings.store().worklog_add(ticket_id=ticket_id, minutes=minutes, note=note_text, actor=settings.actor)
-    note(f"{ref(ticket_id)}: {minutes} minutes worked")
+    from ..plain import plural
+    note(f"{ref(ticket_id)}: {plural(minutes, 'minute')} worked")
 
 
 @postmortem_app.command("postmortem")

@@ -10,9 +10,12 @@ from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="rules", no_args_is_help=True,
-                  help="Triage rules (triage.yaml in the desk config): check them, replay them over history.")
+                  help="Triage rules (triage.yaml in the desk config): check them, replay them over history.\n\n"
+                       "Example: sdesk rules check")
 silence_app = typer.Typer(cls=Group, name="silence", no_args_is_help=True,
-                          help="Silences: alerts that match are kept as suppressed tickets, out of the queue.")
+                          help="Silences: alerts that match are kept as suppressed tickets, out of the queue.\n\n"
+                               "Example: sdesk silence add --match alertname=DiskFull --for 2h --comment \"CH-12 resize\"\n\n"
+                               "Example: sdesk silence list")
 
 
 def _config(ctx: typer.Context):
@@ -35,12 +38,12 @@ def check(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     if as_json:
         print_json({"ok": True, "rules": rules})
         return
+    from ..plain import plural, readable
     from ..render import table
 
     table(["line", "rule", "sets", "stop"],
-          [[r["line"], r["id"], ", ".join(f"{k}={v}" for k, v in r["set"].items()), "stop" if r["stop"] else ""]
-           for r in rules], empty="no rules")
-    note(f"{len(rules)} rules OK")
+          [[r["line"], r["id"], readable(r["set"]), "stop" if r["stop"] else ""] for r in rules], empty="no rules")
+    note(f"{plural(len(rules), 'rule')} OK")
 
 
 

@@ -10,7 +10,8 @@ from ..errors import BadInput, ExitCode
 from .common import Group, note, print_json, settings_of
 
 app = typer.Typer(cls=Group, name="runbook", no_args_is_help=True,
-                  help="Runbooks: plans, dry runs, approved runs with locks and throttles, and their audit.")
+                  help="Runbooks: plans, dry runs, approved runs with locks and throttles, and their audit.\n\n"
+                       "Example: sdesk runbook list\n\nExample: sdesk runbook run clean-tmp --ticket SD-42 --dry-run")
 
 RunArg = Annotated[int, typer.Argument(help="The run number (sdesk runbook runs).", min=1, max=2 ** 63 - 1,
                                        show_default=False)]
@@ -122,7 +123,8 @@ def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(h
         for problem in problems:
             note(f"error: {problem}")
         if not problems:
-            note(f"{len(runbooks)} runbook(s) OK: {', '.join(sorted(runbooks)) or 'none'}")
+            from ..plain import plural
+            note(f"{plural(len(runbooks), 'runbook')} OK: {', '.join(sorted(runbooks)) or 'none'}")
     if problems:
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 

@@ -21,7 +21,7 @@ class TriageGroup(Group):
 
 app = typer.Typer(cls=TriageGroup, name="triage", no_args_is_help=True,
                   help="Triage: re-run it on a ticket (sdesk triage SD-42); train and evaluate the classifier "
-                       "that fills in category and queue at intake.")
+                       "that fills in category and queue at intake.\n\nExample: sdesk triage SD-42\n\nExample: sdesk triage eval")
 
 
 @app.command("ticket", hidden=True)
@@ -135,7 +135,9 @@ def train(
 
     for t in trained.values():
         h = t["holdout"]
-        print(f"{t['field']}: {len(t['classes'])} classes from {t['docs']:,} tickets, {t['terms']:,} terms")
+        from ..plain import plural
+        print(f"{t['field']}: {plural(len(t['classes']), 'class', 'classes')} from {plural(t['docs'], 'ticket')}, "
+              f"{plural(t['terms'], 'term')}")
         print(f"  held out {h['n']:,}: accuracy {h['accuracy']:.3f}, macro-F1 {h['macro_f1']:.3f}; at confidence "
               f">= {t['threshold']}: {h['routed_share']:.0%} routed, {_pct(h['routed_precision'])} of them right")
         table(["class", "tickets"], [[c, f"{n:,}"] for c, n in t["class_counts"].items()])
@@ -144,7 +146,8 @@ def train(
 def _train(field: str, texts: list[str], labels: list[str]) -> Any:
     from ..classifier import train as fit
 
-    note(f"{field}: training on {len(texts):,} tickets")
+    from ..plain import plural
+    note(f"{field}: training on {plural(len(texts), 'ticket')}")
     return fit(texts, labels, progress=lambda message: note(f"{field}: {message}"))
 
 

@@ -7,7 +7,8 @@ import typer
 from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="user", no_args_is_help=True,
-                  help="Users and roles (viewer, agent, approver, admin), and API tokens for sdesk serve.")
+                  help="Users and roles (viewer, agent, approver, admin), and API tokens for sdesk serve.\n\n"
+                       "Example: sdesk user add alice --role admin --team sre\n\nExample: sdesk user list")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 

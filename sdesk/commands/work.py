@@ -10,8 +10,12 @@ from .. import clock
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
-change_app = typer.Typer(cls=Group, name="change", no_args_is_help=True, help="Change records: deploys, config pushes, maintenance.")
-problem_app = typer.Typer(cls=Group, name="problem", no_args_is_help=True, help="Problems: the common cause behind several incidents.")
+change_app = typer.Typer(cls=Group, name="change", no_args_is_help=True, help="Change records: deploys, config pushes, maintenance.\n\n"
+                          "Example: sdesk change new --ci checkout-api --title \"Deploy checkout-api v2.14\"\n\n"
+                          "Example: sdesk change list")
+problem_app = typer.Typer(cls=Group, name="problem", no_args_is_help=True, help="Problems: the common cause behind several incidents.\n\n"
+                           "Example: sdesk problem new --from 12,13,14 --title \"Billing replica falls behind\"\n\n"
+                           "Example: sdesk problem list")
 
 
 class ChangeStatus(str, Enum):
@@ -249,7 +253,8 @@ def problem_resolve(
 
     settings = settings_of(ctx)
     noted = settings.store().problem_resolve(parse_id(problem), fix=fix, note_linked=note_linked, actor=settings.actor)
-    note(f"problem resolved; fix noted on {noted} incidents")
+    from ..plain import plural
+    note(f"problem resolved; fix noted on {plural(noted, 'incident')}")
 
 
 @problem_app.command("show")
