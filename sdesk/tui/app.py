@@ -23,8 +23,9 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 
 from ..errors import SdeskError
 from ..lifecycle import ref
-from ..plain import controls
+from ..plain import controls, plural
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
+from .columns import layout
 from .keybar import KeyBar
 from .screens import Page
 
@@ -181,6 +182,8 @@ class QueueScreen(Screen):
         super().__init__()
         self.filter_text = ""
         self.rows: list[dict[str, Any]] = []
+        self.clocks: dict[int, Text] = {}  # SLA time left, by ticket
+        self.shown_columns: list[tuple[str, int]] = []
         self.more = False
         self.seen = None  # the events sequence last loaded at
         self.generation = 0  # loads for an older filter or view are dropped when they arrive
@@ -195,9 +198,7 @@ class QueueScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         self.app.sla_config()  # read in this thread, before the workers need it
-        for name, width in (("ID", 9), ("PRI", 4), ("STATUS", 13), ("TITLE", None), ("SERVICE", 16),
-                            ("ASSIGNEE", 12), ("AGE", 5), ("SLA", 8)):
-            table.add_column(name, width=width, key=name)
+        self._columns(table, layout(self._width(table), {}, "sort:queue" in self.filter_text.split()))
         table.focus()
         self.load()
         self.set_interval(self.app.poll, self.check_changes)
@@ -252,19 +253,10 @@ class QueueScreen(Screen):
         current = keep if keep is not None else self.current_id()
         index = table.cursor_row
         if not append:
-            table.clear()
-            self.rows = []
-        from .. import clock
-
-        now = clock.now()
-        for t in rows:  # every cell a Text: a str cell is markup to a DataTable
-            table.add_row(ref(t["id"]), Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
-                          Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-                          Text(controls(t["title"], one_line=True), no_wrap=True, overflow="ellipsis"),
-                          Text(controls(t["service"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
-                          Text(controls(t["assignee"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
-                          age(t["created_at"], now), clocks.get(t["id"], ""))
+            self.rows, self.clocks = [], {}
         self.rows += rows
+        self.clocks.update(clocks)
+        self._draw(table, rows if append else None)
         self.more = more and paged
         self.seen = seen
         if current is not None and not append and self.rows:
@@ -274,7 +266,61 @@ class QueueScreen(Screen):
         view = next((name for key, (name, text) in VIEWS.items() if text == self.filter_text), None)
         tail = " (more below)" if self.more else f" (the first {len(self.rows)}: narrow the filter)" if more else ""
         self.query_one("#status", Label).update(Text(controls(  # the filter and the actor are typed text
-            f"{view or 'filter: ' + self.filter_text} · {len(self.rows)} tickets{tail} · as {self.app.actor}", one_line=True)))
+            f"{view or 'filter: ' + self.filter_text} · {plural(len(self.rows), 'ticket')}{tail} · as {self.app.actor}", one_line=True)))
+
+    # drawing: the columns share the width (columns.py), laid out again when it or the rows change
+
+    def _width(self, table: DataTable) -> int:
+        """The cells' width: the table's, less a vertical scroll bar (kept free even before one
+        shows, so that a long queue does not push the last column off the edge)."""
+        return (table.size.width or self.app.size.width) - table.styles.scrollbar_size_vertical
+
+    def _columns(self, table: DataTable, columns: list[tuple[str, int]]) -> None:
+        table.clear(columns=True)
+        for name, width in columns:
+            table.add_column(name, width=width, key=name)
+        self.shown_columns = columns
+
+    def _cells(self, t: dict[str, Any], now: Any) -> dict[str, Any]:
+        """A row's cells, every one a Text (a str cell is markup to a DataTable) but the ID we made."""
+        def cut(value: Any) -> Text:
+            return Text(controls(value or "", one_line=True), no_wrap=True, overflow="ellipsis")
+
+        return {"ID": ref(t["id"]), "PRI": Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
+                "STATUS": Text(t["status"], style=STATUS_STYLE.get(t["status"], "")), "QUEUE": cut(t["queue"]),
+                "TITLE": cut(t["title"]), "SERVICE": cut(t["service"]), "ASSIGNEE": cut(t["assignee"]),
+                "AGE": Text(age(t["created_at"], now)), "SLA": self.clocks.get(t["id"]) or Text("")}
+
+    def _draw(self, table: DataTable, added: list[dict[str, Any]] | None = None) -> None:
+        """Lay the rows out: all of them again when the columns change or `added` is None, else
+        only the page just loaded (appended)."""
+        from .. import clock
+
+        now = clock.now()
+        cells = [self._cells(t, now) for t in self.rows]
+        widest: dict[str, int] = {}
+        for row in cells:
+            for name, text in row.items():
+                widest[name] = max(widest.get(name, 0), len(text) if isinstance(text, str) else text.cell_len)
+        columns = layout(self._width(table), widest, "sort:queue" in self.filter_text.split())
+        at = table.cursor_row if added is not None else None
+        if columns != self.shown_columns:
+            self._columns(table, columns)
+        elif added is None:
+            table.clear()
+        else:
+            at = None
+        names = [name for name, _ in columns]
+        for row in cells[len(self.rows) - len(added):] if at is None and added is not None else cells:
+            table.add_row(*(row[name] for name in names))
+        if at is not None:  # a page appended changed the columns: the cursor stays where it was
+            table.move_cursor(row=at)
+
+    def on_resize(self, event: Any) -> None:
+        table = self.query_one(DataTable)
+        at = table.cursor_row
+        self._draw(table)
+        table.move_cursor(row=at)
 
     def check_changes(self) -> None:
         self._check()
