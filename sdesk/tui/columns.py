@@ -3,7 +3,7 @@
 The columns a user decides by (ID, PRI, STATUS, ASSIGNEE, AGE, SLA; QUEUE in the by-queue
 view) always get their width; the title takes what is left, down to TITLE_MIN, and only then
 do the optional columns (SERVICE) drop. A title wider than its share is cut with an ellipsis,
-so nothing runs off the right edge at 80 columns.
+so nothing runs off the right edge, down to 60 columns.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 PAD = 2  # a DataTable cell's padding, one each side
 TITLE_MIN = 16  # below this the title is not worth more than SERVICE
 CAPS = {"ASSIGNEE": 12, "SERVICE": 16, "QUEUE": 12, "TITLE": 120}  # wider values are cut with an ellipsis
-SHRINK_TO = {"ASSIGNEE": 8, "QUEUE": 8}  # how far an important column gives way on a very narrow screen
+SHRINK_TO = {"ASSIGNEE": 8, "QUEUE": 5}  # how far an important column gives way on a very narrow screen
 
 
 def important(by_queue: bool) -> tuple[str, ...]:
@@ -44,5 +44,6 @@ def layout(width: int, wanted: dict[str, int], by_queue: bool = False) -> list[t
     if rest - (want["SERVICE"] + PAD) >= title:
         widths["SERVICE"] = want["SERVICE"]
         rest -= want["SERVICE"] + PAD
-    widths["TITLE"] = max(1, min(want["TITLE"], rest))
+    if rest > 0:  # below ~62 columns in the by-queue view of a million tickets, no room for a title
+        widths["TITLE"] = min(want["TITLE"], rest)
     return [(name, widths[name]) for name in order(by_queue) if name in widths]
