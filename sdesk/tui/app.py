@@ -27,7 +27,7 @@ from ..plain import controls, plural
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
 from .columns import layout
 from .keybar import KeyBar
-from .screens import Page
+from .screens import LINE_BINDINGS, Page
 
 PAGE = 100  # rows a page of the queue loads
 POLL_SECONDS = 2.0
@@ -74,6 +74,12 @@ class SdeskApp(App):
 
         self.settings = Settings(db, actor, config)  # the desk config's files, as the CLI reads them
         self.default_role = self.settings.default_role()
+        self.may_act: bool | None = None  # may the actor work tickets anywhere (agent or more); read with the queue
+
+    def offers(self, action: str) -> bool:
+        """Whether the key bar offers a binding's action: a viewer is not offered ticket actions
+        (pressing one anyway is one refusal, as the CLI's; see ticket_action)."""
+        return not action.startswith("ticket_action") or bool(self.may_act)
 
     def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
                markup: bool = False) -> None:
@@ -142,6 +148,18 @@ class SdeskApp(App):
     def action_screen(self, name: str) -> None:
         from .screens import DashboardScreen, KbScreen, OnCallScreen
 
+        if name == "oncall":  # without schedules, say so now rather than open an empty screen
+            try:
+                schedules = self.settings.oncall_config().schedules
+            except SdeskError as e:
+                self.notify(str(e), severity="error", title="on call")
+                return
+            if not schedules:
+                where = self.settings.config
+                self.notify(f"no on-call schedules: add oncall.yaml to {where}" if where else
+                            "no desk config, so no on-call schedules: start the TUI with --config DIR",
+                            severity="warning", title="on call")
+                return
         self.push_screen({"kb": KbScreen, "oncall": OnCallScreen, "dashboard": DashboardScreen}[name]())
 
     def act(self, what: Callable[[Any], Any], done: str, after: Callable[[], None] | None = None) -> None:
@@ -231,6 +249,8 @@ class QueueScreen(Screen):
         try:
             with self.app.store() as store:
                 seen = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                if self.app.may_act is None:
+                    self.app.call_from_thread(self._may_act, _may_act(store, self.app.actor))
                 paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
                 if breaching:
                     rows = _breaching(store, sla, limit)
@@ -321,6 +341,10 @@ class QueueScreen(Screen):
         at = table.cursor_row
         self._draw(table)
         table.move_cursor(row=at)
+
+    def _may_act(self, may: bool) -> None:
+        self.app.may_act = may
+        self.refresh_bindings()  # the key bar shows the ticket keys, or not
 
     def check_changes(self) -> None:
         self._check()
@@ -430,6 +454,14 @@ def filters_of(text: str, me: str) -> dict[str, Any]:
     return args | ({"sla:breaching": True} if "sla:breaching" in words else {})
 
 
+def _may_act(store: Any, actor: str) -> bool:
+    """Whether `actor` is an agent (or more) on the desk or on some queue of it."""
+    from ..roles import RANK
+
+    access = store.access(actor)
+    return any(RANK[role] >= RANK["agent"] for role in (access.role, *access.queues.values()))
+
+
 def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = False) -> dict[int, Text]:
     """Time left on each open ticket's most urgent running SLA target (red when breached);
     with `detail`, every target of its policy, used and left."""
@@ -490,7 +522,7 @@ class TicketScreen(Page):
     """One ticket as `sdesk show` prints it, with its SLA clocks, alerts, `why` and runbook runs.
     Made once and shown again for each ticket (SdeskApp.open_ticket)."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *ACTION_BINDINGS]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *LINE_BINDINGS, *ACTION_BINDINGS]
     PAGE_ID = "ticket"
 
     def __init__(self, ticket_id: int):
@@ -557,6 +589,14 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
     """One key's action on a ticket: at once, or after a modal asks what it needs."""
     actor = app.actor
     name = ref(ticket)
+    if app.may_act is False:  # a viewer: refused (and recorded) at once, not after a form is filled in
+        def again() -> None:
+            app.may_act = None  # allowed after all: the role changed since the queue read it
+            refresh()
+
+        app.act(lambda s: s.require(actor, "agent", f"{action} on {name}"), "your role changed: press the key again",
+                again)
+        return
     if action in ("ack", "start", "reopen"):
         app.act(lambda s: s.move(ticket_id=ticket, action=action, actor=actor), f"{name}: {action}", refresh)
         return
@@ -566,26 +606,26 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
 
         app.act(escalate, f"{name}: escalated (the next tick pages)", refresh)
         return
+    if action == "runbook":
+        _runbooks_for(app, ticket)
+        return
+    if action == "priority":
+        app.push_screen(PickModal(f"Priority of {name}", list(PRIORITIES.items())),
+                        lambda values: values and app.act(_write(app, ticket, action, values), f"{name}: priority "
+                                                          f"{values[0]}", refresh))
+        return
     prompts = {
         "comment": ("Comment", ["text"]),
         "assign": ("Assign to", ["user"]),
         "resolve": ("Resolve", ["what fixed it", "code (optional)", "draft a KB article from it? y/N"]),
-        "priority": ("Priority", ["P1, P2, P3 or P4"]),
         "queue": ("Move to queue", ["queue"]),
         "link": ("Link under parent", ["parent ticket (42 or SD-42)"]),
         "csat": ("CSAT", ["score 1-5"]),
-        "runbook": ("Run a runbook on", ["runbook name (its dry run is shown first)"]),
     }
     title, fields = prompts[action]
 
     def submitted(values: list[str] | None) -> None:
         if values is None:
-            return
-        if action == "runbook":
-            from .screens import RunbookScreen
-
-            if values[0].strip():
-                app.push_screen(RunbookScreen(ticket, values[0].strip()))
             return
         try:
             what = _write(app, ticket, action, values)
@@ -634,6 +674,47 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     if not (first.isascii() and first.isdigit()):
         raise BadInput(f"csat: {first!r} is not a score from 1 to 5")
     return lambda s: s.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
+
+
+PRIORITIES = {"P1": "critical: paged at once", "P2": "high", "P3": "moderate", "P4": "low"}
+
+
+def _runbooks_for(app: SdeskApp, ticket: int) -> None:
+    """`R`: a list of the runbooks whose applies_to the ticket meets (read in a worker), or a
+    notification saying why there is none. The one picked opens on its dry run."""
+    app.run_worker(lambda: _read_runbooks(app, ticket), thread=True, group="runbooks")
+
+
+def _read_runbooks(app: SdeskApp, ticket: int) -> None:
+    from .. import clock
+    from ..runbooks import load_folder
+    from ..triage import values_of
+
+    folder = app.settings.runbooks_folder()
+    runbooks, broken = load_folder(folder)  # read again each time: runbooks are edited while the TUI runs
+    try:
+        with app.store() as store:
+            t = store.get_or_raise(ticket_id=ticket)
+            values = values_of(t, {}, store.context(ticket_id=ticket) or {}, clock.now())
+    except SdeskError as e:
+        app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
+        return
+    fits = [(name, rb.description or "any ticket") for name, rb in sorted(runbooks.items())
+            if rb.applies is None or rb.applies(values)]
+    if not fits:
+        why = (f"none of the {plural(len(runbooks), 'runbook')} in {folder} applies to it" if runbooks
+               else f"no runbooks in {folder}" if folder else "no desk config (--config DIR), so no runbooks")
+        broken_note = f"; {plural(len(broken), 'runbook file')} do not load (sdesk runbook list)" if broken else ""
+        app.call_from_thread(app.notify, f"{ref(ticket)}: {why}{broken_note}", severity="warning", title="runbook")
+        return
+
+    def picked(values: list[str] | None) -> None:
+        from .screens import RunbookScreen
+
+        if values:
+            app.push_screen(RunbookScreen(ticket, values[0]))
+
+    app.call_from_thread(app.push_screen, PickModal(f"Run a runbook on {ref(ticket)} (its dry run first)", fits), picked)
 
 
 def _people(app: SdeskApp) -> list[tuple[str, str]]:
@@ -687,8 +768,8 @@ class Modal(ModalScreen[list[str] | None]):
 
 
 class PickModal(Modal):
-    """Pick a person (on call first): enter picks, escape cancels. Only people the desk knows
-    can be picked."""
+    """Pick one of a list (a person, on call first; a priority; a runbook): enter picks, escape
+    cancels. Only what is listed can be picked."""
 
     def __init__(self, title: str, people: list[tuple[str, str]]):
         super().__init__(title, [])
@@ -699,8 +780,8 @@ class PickModal(Modal):
 
         with Vertical():
             yield Label(Text(controls(self.heading, one_line=True)))
-            yield OptionList(*(Text(controls(f"{user}  ·  {what}", one_line=True)) for user, what in self.people),
-                             id="people")
+            yield OptionList(*(Text(controls(f"{user}  ·  {what}" if what else user, one_line=True))
+                               for user, what in self.people), id="people")
 
     def on_mount(self) -> None:
         self.query_one("#people").focus()
@@ -713,7 +794,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close")]
 
     def compose(self) -> ComposeResult:
-        keys = [("j / k, arrows", "move"), ("g / G", "top / bottom"), ("enter", "open the ticket"),
+        keys = [("j / k, arrows", "move (on a ticket: scroll)"), ("g / G", "top / bottom"), ("enter", "open the ticket"),
                 ("escape", "back"), ("/", "filter (p:P1 q:dba a:me s:waiting service:x t:tag all, words)"),
                 *[(key, f"view: {name}") for key, (name, _) in VIEWS.items()],
                 ("a", "acknowledge"), ("s", "start"), ("c", "comment"), ("A", "assign"), ("r", "resolve"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 PAD = 2  # a DataTable cell's padding, one each side
 TITLE_MIN = 16  # below this the title is not worth more than SERVICE
+TITLE_FLOOR = 10  # below this (a very narrow screen) the widest important columns give way a little
 CAPS = {"ASSIGNEE": 12, "SERVICE": 16, "QUEUE": 12, "TITLE": 120}  # wider values are cut with an ellipsis
 SHRINK_TO = {"ASSIGNEE": 8, "QUEUE": 5}  # how far an important column gives way on a very narrow screen
 
@@ -35,8 +36,8 @@ def layout(width: int, wanted: dict[str, int], by_queue: bool = False) -> list[t
     widths = {name: want[name] for name in keep}
     rest = width - sum(w + PAD for w in widths.values()) - PAD  # what the title may have
     for name, floor in SHRINK_TO.items():  # a very narrow screen: the title keeps a few letters
-        if name in widths and rest < TITLE_MIN:
-            give = min(widths[name] - max(floor, len(name)), TITLE_MIN - rest)
+        if name in widths and rest < TITLE_FLOOR:
+            give = min(widths[name] - max(floor, len(name)), TITLE_FLOOR - rest)
             if give > 0:
                 widths[name] -= give
                 rest += give

@@ -28,20 +28,23 @@ class KeyBar(Static):
         from textual.widgets import Input
 
         typing = isinstance(self.screen.focused, Input)
-        self.update(keys_text(self.app, [*self.app.BINDINGS, *self.screen.BINDINGS], typing))
+        offered = [getattr(node, "offers", None) for node in (self.app, self.screen)]
+        self.update(keys_text(self.app, [*self.app.BINDINGS, *self.screen.BINDINGS], typing,
+                              lambda action: all(offers(action) for offers in offered if offers is not None)))
 
 
-def keys_text(app, bindings, typing: bool = False) -> Text:
+def keys_text(app, bindings, typing: bool = False, offers=lambda action: True) -> Text:
     """`key Label` for each of the app's and the screen's actions (a widget's own, like the
     table's cursor keys, go without saying), keys that do the same thing together (`esc/q
     Close`), the app's (help, quit) first so that a narrow terminal still shows them. While an
-    input has focus, a printable key types into it: only the others are listed."""
+    input has focus, a printable key types into it: only the others are listed. Keys the app or
+    the screen does not offer now (their `offers(action)`) are left out."""
     from textual.binding import Binding
 
     by_action: dict[tuple[str, str], list[str]] = {}
     for binding in Binding.make_bindings(bindings):
-        if binding.system or not binding.description:
-            continue
+        if binding.system or not binding.description or not offers(binding.action):
+            continue  # a key the actor's role (or the screen's state) does not allow is not offered
         key = app.get_key_display(binding)
         if typing and len(key) == 1 and key.isprintable():
             continue
