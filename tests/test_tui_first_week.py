@@ -269,3 +269,30 @@ async def test_O_without_schedules_says_so_at_once(db_path, tmp_path):
             assert [n.message for n in app._notifications] == [
                 f"no on-call schedules: add oncall.yaml to {config}" if config else
                 "no desk config, so no on-call schedules: start the TUI with --config DIR"]
+
+
+@pilot_test
+async def test_the_sla_column_agrees_with_sdesk_sla(db_path, tmp_path, monkeypatch, cli):
+    """The TUI's clocks read what `sdesk sla` reads: a ticket that waited and then was assigned
+    (an `assigned` event, not a status change) runs again from the assignment."""
+    from sdesk.tui.app import _short
+
+    (tmp_path / "config" / "sla.yaml").write_text(SLA)
+    monkeypatch.setenv("SDESK_NOW", "2026-11-02T09:00:00Z")
+    waited, plain, late = tickets(db_path, 3, priority="P2")
+    with Store(db_path) as store:
+        store.move(ticket_id=waited, action="ack", actor="t")
+        store.move(ticket_id=waited, action="wait", actor="t")
+        monkeypatch.setenv("SDESK_NOW", "2026-11-02T10:00:00Z")
+        store.move(ticket_id=waited, action="assign", assignee="bob", actor="t")  # the clock runs again
+        store.move(ticket_id=late, action="assign", assignee="bob", actor="t")
+    monkeypatch.setenv("SDESK_NOW", "2026-11-02T13:00:00Z")
+    expected = {f"SD-{r['id']}": ("-" if r["left_seconds"] < 0 else "") + _short(abs(r["left_seconds"]))
+                for r in cli.json("sla", "--config", str(tmp_path / "config"))}
+    assert len(set(expected.values())) == 2  # the one that waited has an hour more
+    app = make_app(db_path, "alice", tmp_path / "config", poll=5)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot, app, 3)
+        table = app.screen.query_one(DataTable)
+        sla = list(table.columns).index("SLA")
+        assert {table.get_row_at(i)[0]: table.get_row_at(i)[sla].plain for i in range(3)} == expected

@@ -464,27 +464,22 @@ def _may_act(store: Any, actor: str) -> bool:
 
 def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = False) -> dict[int, Text]:
     """Time left on each open ticket's most urgent running SLA target (red when breached);
-    with `detail`, every target of its policy, used and left."""
+    with `detail`, every target of its policy, used and left. The clocks are sla.assess's, from
+    the same events as `sdesk sla` (status changes and assignments), so both show one time."""
     from .. import clock
-    from ..sla import clocks, row
+    from ..sla import assess, row
 
+    rows = [t for t in rows if t["status"] not in ("resolved", "closed")]
     if not sla.policies or not rows:
         return {}
     ids = [t["id"] for t in rows]
     changes: dict[int, list] = {}
     for ticket_id, at, status in store.conn.execute(
-            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind = 'status_changed' "
-            f"AND ticket_id IN ({','.join('?' * len(ids))})", ids):
+            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', 'assigned') "
+            f"AND ticket_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids):
         changes.setdefault(ticket_id, []).append((clock.parse(at), status))
-    now = clock.now()
     out = {}
-    for t in rows:
-        policy = sla.policy_for(t["kind"], t["priority"])
-        if policy is None or t["status"] in ("resolved", "closed"):
-            continue
-        targets = clocks(policy, created=clock.parse(t["created_at"]),
-                         acknowledged=clock.parse(t["acknowledged_at"]) if t["acknowledged_at"] else None,
-                         resolved=None, changes=changes.get(t["id"], []), now=now)
+    for t, policy, targets in assess(sla, ((t, changes.get(t["id"], [])) for t in rows), clock.now()):
         r = row(t, policy, targets)
         style = {"breached": "bold red", "at_risk": "yellow"}.get(r["state"], "")
         if detail:
