@@ -296,3 +296,22 @@ async def test_the_sla_column_agrees_with_sdesk_sla(db_path, tmp_path, monkeypat
         table = app.screen.query_one(DataTable)
         sla = list(table.columns).index("SLA")
         assert {table.get_row_at(i)[0]: table.get_row_at(i)[sla].plain for i in range(3)} == expected
+
+
+@pilot_test
+async def test_the_key_bar_never_splits_a_key_from_its_label(db_path):
+    from textual.binding import Binding
+
+    from sdesk.tui.app import QueueScreen, SdeskApp
+
+    tickets(db_path, 1)
+    app = make_app(db_path, "alice", poll=5)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await settle(pilot, app, 1)
+        for width in (60, 80, 100, 120):
+            await pilot.resize_terminal(width, 30)
+            await pilot.pause(0.05)
+            lines = screen_lines(app)
+            for b in Binding.make_bindings([*SdeskApp.BINDINGS, *QueueScreen.BINDINGS]):
+                shown = f"{app.get_key_display(b)} {b.description}"
+                assert any(shown in line for line in lines), (width, shown)
