@@ -315,3 +315,21 @@ async def test_the_key_bar_never_splits_a_key_from_its_label(db_path):
             for b in Binding.make_bindings([*SdeskApp.BINDINGS, *QueueScreen.BINDINGS]):
                 shown = f"{app.get_key_display(b)} {b.description}"
                 assert any(shown in line for line in lines), (width, shown)
+
+
+@pilot_test
+async def test_a_page_that_widens_a_column_keeps_the_cursor_and_every_row(db_path):
+    """The next page brings a longer assignee: the columns are laid out again, rows kept in order."""
+    ids = tickets(db_path, 150, priority="P3")
+    with Store(db_path) as store:
+        store.move(ticket_id=ids[-1], action="assign", assignee="maximiliana", actor="t")
+    app = make_app(db_path, "alice", page=100, poll=5)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 100)
+        table = app.screen.query_one(DataTable)
+        assert table.columns["ASSIGNEE"].width == len("ASSIGNEE")
+        await pilot.press("G")
+        await settle(pilot, app, 150)
+        assert table.columns["ASSIGNEE"].width == len("maximiliana")
+        assert table.cursor_row == 99
+        assert [table.get_row_at(i)[0] for i in range(150)] == [f"SD-{i}" for i in ids]

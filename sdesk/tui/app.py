@@ -202,6 +202,7 @@ class QueueScreen(Screen):
         self.rows: list[dict[str, Any]] = []
         self.clocks: dict[int, Text] = {}  # SLA time left, by ticket
         self.shown_columns: list[tuple[str, int]] = []
+        self.widest: dict[str, int] = {}  # each column's widest cell among the rows shown
         self.more = False
         self.seen = None  # the events sequence last loaded at
         self.generation = 0  # loads for an older filter or view are dropped when they arrive
@@ -313,27 +314,29 @@ class QueueScreen(Screen):
 
     def _draw(self, table: DataTable, added: list[dict[str, Any]] | None = None) -> None:
         """Lay the rows out: all of them again when the columns change or `added` is None, else
-        only the page just loaded (appended)."""
+        only the page just loaded (appended; the widths so far are kept, not measured again)."""
         from .. import clock
 
         now = clock.now()
-        cells = [self._cells(t, now) for t in self.rows]
-        widest: dict[str, int] = {}
+        cells = [self._cells(t, now) for t in (self.rows if added is None else added)]
+        if added is None:
+            self.widest = {}
         for row in cells:
             for name, text in row.items():
-                widest[name] = max(widest.get(name, 0), len(text) if isinstance(text, str) else text.cell_len)
-        columns = layout(self._width(table), widest, "sort:queue" in self.filter_text.split())
-        at = table.cursor_row if added is not None else None
+                self.widest[name] = max(self.widest.get(name, 0), len(text) if isinstance(text, str) else text.cell_len)
+        columns = layout(self._width(table), self.widest, "sort:queue" in self.filter_text.split())
+        at = None
         if columns != self.shown_columns:
+            if added is not None:  # a page appended changed the columns: every row again, the cursor kept
+                at = table.cursor_row
+                cells = [self._cells(t, now) for t in self.rows]
             self._columns(table, columns)
         elif added is None:
             table.clear()
-        else:
-            at = None
         names = [name for name, _ in columns]
-        for row in cells[len(self.rows) - len(added):] if at is None and added is not None else cells:
+        for row in cells:
             table.add_row(*(row[name] for name in names))
-        if at is not None:  # a page appended changed the columns: the cursor stays where it was
+        if at is not None:
             table.move_cursor(row=at)
 
     def on_resize(self, event: Any) -> None:
