@@ -250,8 +250,7 @@ class QueueScreen(Screen):
         try:
             with self.app.store() as store:
                 seen = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-                if self.app.may_act is None:
-                    self.app.call_from_thread(self._may_act, _may_act(store, self.app.actor))
+                may = _may_act(store, self.app.actor) if self.app.may_act is None else None
                 paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
                 if breaching:
                     rows = _breaching(store, sla, limit)
@@ -264,10 +263,13 @@ class QueueScreen(Screen):
             return
         more = len(rows) > limit
         self.app.call_from_thread(self._show, rows[:limit], clocks, more, paged, keep, after is not None,
-                                  seen[0] if seen else 0, generation)
+                                  seen[0] if seen else 0, generation, may)
 
     def _show(self, rows: list[dict[str, Any]], clocks: dict[int, Text], more: bool, paged: bool, keep: int | None,
-              append: bool, seen: int, generation: int) -> None:
+              append: bool, seen: int, generation: int, may: bool | None = None) -> None:
+        if may is not None and self.app.may_act is None:
+            self.app.may_act = may
+            self.refresh_bindings()  # the key bar shows the ticket keys, or not
         if generation != self.generation:
             return  # loaded for a filter or view no longer shown
         table = self.query_one(DataTable)
@@ -344,10 +346,6 @@ class QueueScreen(Screen):
         at = table.cursor_row
         self._draw(table)
         table.move_cursor(row=at)
-
-    def _may_act(self, may: bool) -> None:
-        self.app.may_act = may
-        self.refresh_bindings()  # the key bar shows the ticket keys, or not
 
     def check_changes(self) -> None:
         self._check()
