@@ -71,7 +71,7 @@ async def test_the_queue_shows_sla_age_and_assignee_at_every_width(db_path, tmp_
         table = app.screen.query_one(DataTable)
         # Each row's SLA, age and assignee as the table holds them: they must be on the screen.
         values = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(3)}
-        for width in sorted({80, 100, 120, *range(60, 201, 10)}):
+        for width in [*sorted({80, 100, 120, *range(60, 201, 10)}), 120, 90, 70]:  # wider, then narrower again
             await pilot.resize_terminal(width, 30)
             await pilot.pause(0.05)
             lines = screen_lines(app)

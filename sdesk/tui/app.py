@@ -289,14 +289,15 @@ class QueueScreen(Screen):
         view = next((name for key, (name, text) in VIEWS.items() if text == self.filter_text), None)
         tail = " (more below)" if self.more else f" (the first {len(self.rows)}: narrow the filter)" if more else ""
         self.query_one("#status", Label).update(Text(controls(  # the filter and the actor are typed text
-            f"{view or 'filter: ' + self.filter_text} · {plural(len(self.rows), 'ticket')}{tail} · as {self.app.actor}", one_line=True)))
+            f"{view or 'filter: ' + self.filter_text} · {plural(len(self.rows), 'ticket')}{tail} · as {self.app.actor}",
+            one_line=True)))
 
     # drawing: the columns share the width (columns.py), laid out again when it or the rows change
 
     def _width(self, table: DataTable) -> int:
-        """The cells' width: the table's, less a vertical scroll bar (kept free even before one
-        shows, so that a long queue does not push the last column off the edge)."""
-        return (table.size.width or self.app.size.width) - table.styles.scrollbar_size_vertical
+        """The cells' width: the screen's (the table spans it), less a vertical scroll bar (kept
+        free even before one shows, so that a long queue does not push the last column off)."""
+        return (self.size.width or self.app.size.width) - table.styles.scrollbar_size_vertical
 
     def _columns(self, table: DataTable, columns: list[tuple[str, int]]) -> None:
         table.clear(columns=True)
@@ -476,8 +477,8 @@ def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = F
     ids = [t["id"] for t in rows]
     changes: dict[int, list] = {}
     for ticket_id, at, status in store.conn.execute(
-            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', 'assigned') "
-            f"AND ticket_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids):
+            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', "
+            f"'assigned') AND ticket_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids):
         changes.setdefault(ticket_id, []).append((clock.parse(at), status))
     out = {}
     for t, policy, targets in assess(sla, ((t, changes.get(t["id"], [])) for t in rows), clock.now()):
@@ -672,7 +673,7 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     return lambda s: s.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
 
 
-PRIORITIES = {"P1": "critical: paged at once", "P2": "high", "P3": "moderate", "P4": "low"}
+PRIORITIES = {"P1": "critical", "P2": "high", "P3": "moderate", "P4": "low"}
 
 
 def _runbooks_for(app: SdeskApp, ticket: int) -> None:
@@ -695,7 +696,7 @@ def _read_runbooks(app: SdeskApp, ticket: int) -> None:
     except SdeskError as e:
         app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
         return
-    fits = [(name, rb.description or "any ticket") for name, rb in sorted(runbooks.items())
+    fits = [(name, rb.description) for name, rb in sorted(runbooks.items())
             if rb.applies is None or rb.applies(values)]
     if not fits:
         why = (f"none of the {plural(len(runbooks), 'runbook')} in {folder} applies to it" if runbooks
@@ -710,7 +711,8 @@ def _read_runbooks(app: SdeskApp, ticket: int) -> None:
         if values:
             app.push_screen(RunbookScreen(ticket, values[0]))
 
-    app.call_from_thread(app.push_screen, PickModal(f"Run a runbook on {ref(ticket)} (its dry run first)", fits), picked)
+    app.call_from_thread(app.push_screen, PickModal(f"Run a runbook on {ref(ticket)} (its dry run first)", fits),
+                         picked)
 
 
 def _people(app: SdeskApp) -> list[tuple[str, str]]:
@@ -790,13 +792,15 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close")]
 
     def compose(self) -> ComposeResult:
-        keys = [("j / k, arrows", "move (on a ticket: scroll)"), ("g / G", "top / bottom"), ("enter", "open the ticket"),
+        keys = [("j / k, arrows", "move (on a ticket: scroll)"), ("g / G", "top / bottom"),
+                ("enter", "open the ticket"),
                 ("escape", "back"), ("/", "filter (p:P1 q:dba a:me s:waiting service:x t:tag all, words)"),
                 *[(key, f"view: {name}") for key, (name, _) in VIEWS.items()],
                 ("a", "acknowledge"), ("s", "start"), ("c", "comment"), ("A", "assign"), ("r", "resolve"),
-                ("o", "reopen"), ("P", "priority"), ("Q", "move to a queue"), ("e", "escalate"),
+                ("o", "reopen"), ("P", "priority (a list)"), ("Q", "move to a queue"), ("e", "escalate"),
                 ("L", "link under a parent"),
-                ("C", "record CSAT"), ("R", "run a runbook (dry run first, y for real)"), ("K", "knowledge base"),
+                ("C", "record CSAT"), ("R", "run a runbook that applies (dry run first, y for real)"),
+                ("K", "knowledge base"),
                 ("O", "on call now"), ("D", "dashboard"), ("?", "this help"), ("q", "quit")]
         with Vertical():
             yield Label("sdesk keys")
