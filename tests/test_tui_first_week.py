@@ -308,6 +308,7 @@ async def test_the_key_bar_never_splits_a_key_from_its_label(db_path):
     app = make_app(db_path, "alice", poll=5)
     async with app.run_test(size=(80, 30)) as pilot:
         await settle(pilot, app, 1)
+        assert any("open queue · 1 ticket · as alice" in line for line in screen_lines(app))  # not "1 tickets"
         for width in (60, 80, 100, 120):
             await pilot.resize_terminal(width, 30)
             await pilot.pause(0.05)
