@@ -337,7 +337,8 @@ TUI_STEPS = [  # (screen, keys from the one before)
     ("queue", ()), ("ticket", ("enter",)), ("kb search", ("escape", "K", *"hostile", "enter")),
     ("kb article", ("enter",)), ("on call", ("escape", "escape", "O")), ("dashboard", ("escape", "D")),
     ("filter error", ("escape", "slash", *"zz:[/x]", "enter")), ("assign picker", ("escape", "A")),
-    ("runbook", ("escape", "escape", "R", *"show-it", "enter")), ("runbook run", ("y",)), ("help", ("escape", "question_mark")),
+    ("runbook picker", ("escape", "escape", "R")), ("runbook", ("enter",)), ("runbook run", ("y",)),
+    ("help", ("escape", "question_mark")),
 ]
 
 

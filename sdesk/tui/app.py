@@ -23,10 +23,11 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 
 from ..errors import SdeskError
 from ..lifecycle import ref
-from ..plain import controls
+from ..plain import controls, plural
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
+from .columns import layout
 from .keybar import KeyBar
-from .screens import Page
+from .screens import LINE_BINDINGS, Page
 
 PAGE = 100  # rows a page of the queue loads
 POLL_SECONDS = 2.0
@@ -73,6 +74,12 @@ class SdeskApp(App):
 
         self.settings = Settings(db, actor, config)  # the desk config's files, as the CLI reads them
         self.default_role = self.settings.default_role()
+        self.may_act: bool | None = None  # may the actor work tickets anywhere (agent or more); read with the queue
+
+    def offers(self, action: str) -> bool:
+        """Whether the key bar offers a binding's action: a viewer is not offered ticket actions
+        (pressing one anyway is one refusal, as the CLI's; see ticket_action)."""
+        return not action.startswith("ticket_action") or bool(self.may_act)
 
     def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
                markup: bool = False) -> None:
@@ -141,6 +148,18 @@ class SdeskApp(App):
     def action_screen(self, name: str) -> None:
         from .screens import DashboardScreen, KbScreen, OnCallScreen
 
+        if name == "oncall":  # without schedules, say so now rather than open an empty screen
+            try:
+                schedules = self.settings.oncall_config().schedules
+            except SdeskError as e:
+                self.notify(str(e), severity="error", title="on call")
+                return
+            if not schedules:
+                where = self.settings.config
+                self.notify(f"no on-call schedules: add oncall.yaml to {where}" if where else
+                            "no desk config, so no on-call schedules: start the TUI with --config DIR",
+                            severity="warning", title="on call")
+                return
         self.push_screen({"kb": KbScreen, "oncall": OnCallScreen, "dashboard": DashboardScreen}[name]())
 
     def act(self, what: Callable[[Any], Any], done: str, after: Callable[[], None] | None = None) -> None:
@@ -181,6 +200,9 @@ class QueueScreen(Screen):
         super().__init__()
         self.filter_text = ""
         self.rows: list[dict[str, Any]] = []
+        self.clocks: dict[int, Text] = {}  # SLA time left, by ticket
+        self.shown_columns: list[tuple[str, int]] = []
+        self.widest: dict[str, int] = {}  # each column's widest cell among the rows shown
         self.more = False
         self.seen = None  # the events sequence last loaded at
         self.generation = 0  # loads for an older filter or view are dropped when they arrive
@@ -195,9 +217,7 @@ class QueueScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         self.app.sla_config()  # read in this thread, before the workers need it
-        for name, width in (("ID", 9), ("PRI", 4), ("STATUS", 13), ("TITLE", None), ("SERVICE", 16),
-                            ("ASSIGNEE", 12), ("AGE", 5), ("SLA", 8)):
-            table.add_column(name, width=width, key=name)
+        self._columns(table, layout(self._width(table), {}, "sort:queue" in self.filter_text.split()))
         table.focus()
         self.load()
         self.set_interval(self.app.poll, self.check_changes)
@@ -230,6 +250,7 @@ class QueueScreen(Screen):
         try:
             with self.app.store() as store:
                 seen = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                may = _may_act(store, self.app.actor) if self.app.may_act is None else None
                 paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
                 if breaching:
                     rows = _breaching(store, sla, limit)
@@ -242,29 +263,23 @@ class QueueScreen(Screen):
             return
         more = len(rows) > limit
         self.app.call_from_thread(self._show, rows[:limit], clocks, more, paged, keep, after is not None,
-                                  seen[0] if seen else 0, generation)
+                                  seen[0] if seen else 0, generation, may)
 
     def _show(self, rows: list[dict[str, Any]], clocks: dict[int, Text], more: bool, paged: bool, keep: int | None,
-              append: bool, seen: int, generation: int) -> None:
+              append: bool, seen: int, generation: int, may: bool | None = None) -> None:
+        if may is not None and self.app.may_act is None:
+            self.app.may_act = may
+            self.refresh_bindings()  # the key bar shows the ticket keys, or not
         if generation != self.generation:
             return  # loaded for a filter or view no longer shown
         table = self.query_one(DataTable)
         current = keep if keep is not None else self.current_id()
         index = table.cursor_row
         if not append:
-            table.clear()
-            self.rows = []
-        from .. import clock
-
-        now = clock.now()
-        for t in rows:  # every cell a Text: a str cell is markup to a DataTable
-            table.add_row(ref(t["id"]), Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
-                          Text(t["status"], style=STATUS_STYLE.get(t["status"], "")),
-                          Text(controls(t["title"], one_line=True), no_wrap=True, overflow="ellipsis"),
-                          Text(controls(t["service"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
-                          Text(controls(t["assignee"] or "", one_line=True), no_wrap=True, overflow="ellipsis"),
-                          age(t["created_at"], now), clocks.get(t["id"], ""))
+            self.rows, self.clocks = [], {}
         self.rows += rows
+        self.clocks.update(clocks)
+        self._draw(table, rows if append else None)
         self.more = more and paged
         self.seen = seen
         if current is not None and not append and self.rows:
@@ -274,7 +289,64 @@ class QueueScreen(Screen):
         view = next((name for key, (name, text) in VIEWS.items() if text == self.filter_text), None)
         tail = " (more below)" if self.more else f" (the first {len(self.rows)}: narrow the filter)" if more else ""
         self.query_one("#status", Label).update(Text(controls(  # the filter and the actor are typed text
-            f"{view or 'filter: ' + self.filter_text} · {len(self.rows)} tickets{tail} · as {self.app.actor}", one_line=True)))
+            f"{view or 'filter: ' + self.filter_text} · {plural(len(self.rows), 'ticket')}{tail} · as {self.app.actor}",
+            one_line=True)))
+
+    # drawing: the columns share the width (columns.py), laid out again when it or the rows change
+
+    def _width(self, table: DataTable) -> int:
+        """The cells' width: the screen's (the table spans it), less a vertical scroll bar (kept
+        free even before one shows, so that a long queue does not push the last column off)."""
+        return (self.size.width or self.app.size.width) - table.styles.scrollbar_size_vertical
+
+    def _columns(self, table: DataTable, columns: list[tuple[str, int]]) -> None:
+        table.clear(columns=True)
+        for name, width in columns:
+            table.add_column(name, width=width, key=name)
+        self.shown_columns = columns
+
+    def _cells(self, t: dict[str, Any], now: Any) -> dict[str, Any]:
+        """A row's cells, every one a Text (a str cell is markup to a DataTable) but the ID we made."""
+        def cut(value: Any) -> Text:
+            return Text(controls(value or "", one_line=True), no_wrap=True, overflow="ellipsis")
+
+        return {"ID": ref(t["id"]), "PRI": Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
+                "STATUS": Text(t["status"], style=STATUS_STYLE.get(t["status"], "")), "QUEUE": cut(t["queue"]),
+                "TITLE": cut(t["title"]), "SERVICE": cut(t["service"]), "ASSIGNEE": cut(t["assignee"]),
+                "AGE": Text(age(t["created_at"], now)), "SLA": self.clocks.get(t["id"]) or Text("")}
+
+    def _draw(self, table: DataTable, added: list[dict[str, Any]] | None = None) -> None:
+        """Lay the rows out: all of them again when the columns change or `added` is None, else
+        only the page just loaded (appended; the widths so far are kept, not measured again)."""
+        from .. import clock
+
+        now = clock.now()
+        cells = [self._cells(t, now) for t in (self.rows if added is None else added)]
+        if added is None:
+            self.widest = {}
+        for row in cells:
+            for name, text in row.items():
+                self.widest[name] = max(self.widest.get(name, 0), len(text) if isinstance(text, str) else text.cell_len)
+        columns = layout(self._width(table), self.widest, "sort:queue" in self.filter_text.split())
+        at = None
+        if columns != self.shown_columns:
+            if added is not None:  # a page appended changed the columns: every row again, the cursor kept
+                at = table.cursor_row
+                cells = [self._cells(t, now) for t in self.rows]
+            self._columns(table, columns)
+        elif added is None:
+            table.clear()
+        names = [name for name, _ in columns]
+        for row in cells:
+            table.add_row(*(row[name] for name in names))
+        if at is not None:
+            table.move_cursor(row=at)
+
+    def on_resize(self, event: Any) -> None:
+        table = self.query_one(DataTable)
+        at = table.cursor_row
+        self._draw(table)
+        table.move_cursor(row=at)
 
     def check_changes(self) -> None:
         self._check()
@@ -384,29 +456,32 @@ def filters_of(text: str, me: str) -> dict[str, Any]:
     return args | ({"sla:breaching": True} if "sla:breaching" in words else {})
 
 
+def _may_act(store: Any, actor: str) -> bool:
+    """Whether `actor` is an agent (or more) on the desk or on some queue of it."""
+    from ..roles import RANK
+
+    access = store.access(actor)
+    return any(RANK[role] >= RANK["agent"] for role in (access.role, *access.queues.values()))
+
+
 def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = False) -> dict[int, Text]:
     """Time left on each open ticket's most urgent running SLA target (red when breached);
-    with `detail`, every target of its policy, used and left."""
+    with `detail`, every target of its policy, used and left. The clocks are sla.assess's, from
+    the same events as `sdesk sla` (status changes and assignments), so both show one time."""
     from .. import clock
-    from ..sla import clocks, row
+    from ..sla import assess, row
 
+    rows = [t for t in rows if t["status"] not in ("resolved", "closed")]
     if not sla.policies or not rows:
         return {}
     ids = [t["id"] for t in rows]
     changes: dict[int, list] = {}
     for ticket_id, at, status in store.conn.execute(
-            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind = 'status_changed' "
-            f"AND ticket_id IN ({','.join('?' * len(ids))})", ids):
+            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', "
+            f"'assigned') AND ticket_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids):
         changes.setdefault(ticket_id, []).append((clock.parse(at), status))
-    now = clock.now()
     out = {}
-    for t in rows:
-        policy = sla.policy_for(t["kind"], t["priority"])
-        if policy is None or t["status"] in ("resolved", "closed"):
-            continue
-        targets = clocks(policy, created=clock.parse(t["created_at"]),
-                         acknowledged=clock.parse(t["acknowledged_at"]) if t["acknowledged_at"] else None,
-                         resolved=None, changes=changes.get(t["id"], []), now=now)
+    for t, policy, targets in assess(sla, ((t, changes.get(t["id"], [])) for t in rows), clock.now()):
         r = row(t, policy, targets)
         style = {"breached": "bold red", "at_risk": "yellow"}.get(r["state"], "")
         if detail:
@@ -444,7 +519,7 @@ class TicketScreen(Page):
     """One ticket as `sdesk show` prints it, with its SLA clocks, alerts, `why` and runbook runs.
     Made once and shown again for each ticket (SdeskApp.open_ticket)."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *ACTION_BINDINGS]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *LINE_BINDINGS, *ACTION_BINDINGS]
     PAGE_ID = "ticket"
 
     def __init__(self, ticket_id: int):
@@ -511,6 +586,14 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
     """One key's action on a ticket: at once, or after a modal asks what it needs."""
     actor = app.actor
     name = ref(ticket)
+    if app.may_act is False:  # a viewer: refused (and recorded) at once, not after a form is filled in
+        def again() -> None:
+            app.may_act = None  # allowed after all: the role changed since the queue read it
+            refresh()
+
+        app.act(lambda s: s.require(actor, "agent", f"{action} on {name}"), "your role changed: press the key again",
+                again)
+        return
     if action in ("ack", "start", "reopen"):
         app.act(lambda s: s.move(ticket_id=ticket, action=action, actor=actor), f"{name}: {action}", refresh)
         return
@@ -520,26 +603,26 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
 
         app.act(escalate, f"{name}: escalated (the next tick pages)", refresh)
         return
+    if action == "runbook":
+        _runbooks_for(app, ticket)
+        return
+    if action == "priority":
+        app.push_screen(PickModal(f"Priority of {name}", list(PRIORITIES.items())),
+                        lambda values: values and app.act(_write(app, ticket, action, values), f"{name}: priority "
+                                                          f"{values[0]}", refresh))
+        return
     prompts = {
         "comment": ("Comment", ["text"]),
         "assign": ("Assign to", ["user"]),
         "resolve": ("Resolve", ["what fixed it", "code (optional)", "draft a KB article from it? y/N"]),
-        "priority": ("Priority", ["P1, P2, P3 or P4"]),
         "queue": ("Move to queue", ["queue"]),
         "link": ("Link under parent", ["parent ticket (42 or SD-42)"]),
         "csat": ("CSAT", ["score 1-5"]),
-        "runbook": ("Run a runbook on", ["runbook name (its dry run is shown first)"]),
     }
     title, fields = prompts[action]
 
     def submitted(values: list[str] | None) -> None:
         if values is None:
-            return
-        if action == "runbook":
-            from .screens import RunbookScreen
-
-            if values[0].strip():
-                app.push_screen(RunbookScreen(ticket, values[0].strip()))
             return
         try:
             what = _write(app, ticket, action, values)
@@ -588,6 +671,48 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     if not (first.isascii() and first.isdigit()):
         raise BadInput(f"csat: {first!r} is not a score from 1 to 5")
     return lambda s: s.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
+
+
+PRIORITIES = {"P1": "critical", "P2": "high", "P3": "moderate", "P4": "low"}
+
+
+def _runbooks_for(app: SdeskApp, ticket: int) -> None:
+    """`R`: a list of the runbooks whose applies_to the ticket meets (read in a worker), or a
+    notification saying why there is none. The one picked opens on its dry run."""
+    app.run_worker(lambda: _read_runbooks(app, ticket), thread=True, group="runbooks")
+
+
+def _read_runbooks(app: SdeskApp, ticket: int) -> None:
+    from .. import clock
+    from ..runbooks import load_folder
+    from ..triage import values_of
+
+    folder = app.settings.runbooks_folder()
+    runbooks, broken = load_folder(folder)  # read again each time: runbooks are edited while the TUI runs
+    try:
+        with app.store() as store:
+            t = store.get_or_raise(ticket_id=ticket)
+            values = values_of(t, {}, store.context(ticket_id=ticket) or {}, clock.now())
+    except SdeskError as e:
+        app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
+        return
+    fits = [(name, rb.description) for name, rb in sorted(runbooks.items())
+            if rb.applies is None or rb.applies(values)]
+    if not fits:
+        why = (f"none of the {plural(len(runbooks), 'runbook')} in {folder} applies to it" if runbooks
+               else f"no runbooks in {folder}" if folder else "no desk config (--config DIR), so no runbooks")
+        broken_note = f"; {plural(len(broken), 'runbook file')} do not load (sdesk runbook list)" if broken else ""
+        app.call_from_thread(app.notify, f"{ref(ticket)}: {why}{broken_note}", severity="warning", title="runbook")
+        return
+
+    def picked(values: list[str] | None) -> None:
+        from .screens import RunbookScreen
+
+        if values:
+            app.push_screen(RunbookScreen(ticket, values[0]))
+
+    app.call_from_thread(app.push_screen, PickModal(f"Run a runbook on {ref(ticket)} (its dry run first)", fits),
+                         picked)
 
 
 def _people(app: SdeskApp) -> list[tuple[str, str]]:
@@ -641,8 +766,8 @@ class Modal(ModalScreen[list[str] | None]):
 
 
 class PickModal(Modal):
-    """Pick a person (on call first): enter picks, escape cancels. Only people the desk knows
-    can be picked."""
+    """Pick one of a list (a person, on call first; a priority; a runbook): enter picks, escape
+    cancels. Only what is listed can be picked."""
 
     def __init__(self, title: str, people: list[tuple[str, str]]):
         super().__init__(title, [])
@@ -653,8 +778,8 @@ class PickModal(Modal):
 
         with Vertical():
             yield Label(Text(controls(self.heading, one_line=True)))
-            yield OptionList(*(Text(controls(f"{user}  ·  {what}", one_line=True)) for user, what in self.people),
-                             id="people")
+            yield OptionList(*(Text(controls(f"{user}  ·  {what}" if what else user, one_line=True))
+                               for user, what in self.people), id="people")
 
     def on_mount(self) -> None:
         self.query_one("#people").focus()
@@ -667,13 +792,15 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close")]
 
     def compose(self) -> ComposeResult:
-        keys = [("j / k, arrows", "move"), ("g / G", "top / bottom"), ("enter", "open the ticket"),
+        keys = [("j / k, arrows", "move (on a ticket: scroll)"), ("g / G", "top / bottom"),
+                ("enter", "open the ticket"),
                 ("escape", "back"), ("/", "filter (p:P1 q:dba a:me s:waiting service:x t:tag all, words)"),
                 *[(key, f"view: {name}") for key, (name, _) in VIEWS.items()],
                 ("a", "acknowledge"), ("s", "start"), ("c", "comment"), ("A", "assign"), ("r", "resolve"),
-                ("o", "reopen"), ("P", "priority"), ("Q", "move to a queue"), ("e", "escalate"),
+                ("o", "reopen"), ("P", "priority (a list)"), ("Q", "move to a queue"), ("e", "escalate"),
                 ("L", "link under a parent"),
-                ("C", "record CSAT"), ("R", "run a runbook (dry run first, y for real)"), ("K", "knowledge base"),
+                ("C", "record CSAT"), ("R", "run a runbook that applies (dry run first, y for real)"),
+                ("K", "knowledge base"),
                 ("O", "on call now"), ("D", "dashboard"), ("?", "this help"), ("q", "quit")]
         with Vertical():
             yield Label("sdesk keys")

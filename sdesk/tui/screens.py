@@ -31,10 +31,14 @@ def _printed(width: int, draw: Callable[[Any], None]) -> Text:
         return Text.from_ansi(out.file.getvalue())
 
 
+# j/k scroll a page as they move the queue's cursor (the arrows and page keys scroll too)
+LINE_BINDINGS = [Binding("j", "line(1)", "Down"), Binding("k", "line(-1)", "Up")]
+
+
 class Page(Screen):
     """A screen that shows one printed page, loaded in a worker."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *LINE_BINDINGS]
     TITLE = ""
     PAGE_ID = "page"  # the Static it prints into
 
@@ -50,6 +54,9 @@ class Page(Screen):
 
     def load(self) -> None:
         self._load()
+
+    def action_line(self, step: int) -> None:
+        self.query_one(VerticalScroll).scroll_relative(y=step, animate=False)
 
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
@@ -217,6 +224,13 @@ class RunbookScreen(Screen):
             batch = [self.lines.popleft() for _ in range(min(len(self.lines), 2000))]
             self.query_one(Log).write_lines([controls(line) for line in batch])  # a command's output is data
 
+    def offers(self, action: str) -> bool:
+        return action != "run" or (self.prepared is not None and not self.running)
+
+    def _leave(self) -> None:
+        if self.app.screen is self:
+            self.app.pop_screen()
+
     def action_run(self) -> None:
         if self.prepared is None or self.running:
             self.app.notify("it is running" if self.running else "nothing to run: open the runbook again for a new "
@@ -247,9 +261,14 @@ class RunbookScreen(Screen):
                 result = start(store, prepared, actor=app.actor, dry_run=dry_run, echo=self.lines.append)
         except SdeskError as e:
             app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
+            if dry_run:  # refused before anything ran: no screen to run it from
+                app.call_from_thread(self._leave)
+            else:
+                self.lines.append(f"--- not run: {e}")
             return
         finally:
             self.running = False
+            app.call_from_thread(self.refresh_bindings)  # `y` is offered when there is a dry run to run
         self.lines.append(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason")
                                                                        else ""))
         if dry_run:
