@@ -359,7 +359,7 @@ def test_reading_the_whole_corpus_again_opens_no_ticket(cli, db_path, corpus):
 _HEADER_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(subject=_HEADER_TEXT, body=st.text(max_size=300), sender=st.emails(), crlf=st.booleans(),
        date=st.none() | st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S +0000")))
 def test_any_message_without_a_message_id_read_twice_makes_one_ticket(cli, subject, body, sender, crlf, date):
