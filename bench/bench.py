@@ -95,7 +95,7 @@ def _close_on_the_chain(conn: sqlite3.Connection, where: str) -> None:
         for ticket_id, at in batch:
             event_id += 1
             h = event_hash(prev, event_id, ticket_id, at, "bench", "status_changed", data)
-            events.append((event_id, ticket_id, at, "bench", "status_changed", data, prev, h))
+            events.append((event_id, ticket_id, at, "bench", "status_changed", data, prev, h, None))  # no OS login: a NULL one is outside the hash
             prev = h
         insert_rows(conn, EVENT_COLUMNS, events)
     conn.execute(f"UPDATE tickets SET status = 'closed', closed_at = created_at WHERE {where}")
