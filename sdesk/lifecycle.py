@@ -77,9 +77,6 @@ INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
 BLANK_RANGES = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2800, 0x2800),
                 (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
                 (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
-# The same, for pydantic-core's regex: one character that shows.
-VISIBLE_PATTERN = (r"[^\p{Cc}\p{Cf}\p{Zs}\p{Zl}\p{Zp}\p{Mn}\p{Me}"
-                   + "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in BLANK_RANGES) + "]")
 
 
 def blank(text: str) -> bool:

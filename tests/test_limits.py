@@ -468,7 +468,7 @@ def test_blank_is_empty_after_removing_white_space_and_invisible_characters(text
 @given(st.text(alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from(FILLERS)),
                min_size=1, max_size=8))
 def test_the_models_title_agrees_with_blank(text):
-    """pydantic's VISIBLE_PATTERN (Rust regex) and lifecycle.blank say the same text is empty."""
+    """The JSON models and lifecycle.blank (what `new TITLE` uses) say the same text is empty."""
     from pydantic import TypeAdapter, ValidationError
 
     from sdesk.lifecycle import WHITESPACE, blank
@@ -702,3 +702,12 @@ def test_a_zip_whose_header_lies_about_the_size_is_one_bad_input_line(cli, tmp_p
     result = cli("triage", "eval", "--from-csv", str(small), "--text", "Document", "--label", "Topic_group", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
     assert "not a readable zip file" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("char", ["\U0001611e", "\u0301", "\ufeff", "\u3164"])
+def test_a_title_of_a_mark_newer_unicode_knows_is_judged_alike_both_ways(cli, char):
+    """U+1611E is a combining mark of Unicode 16 (Gurung Khema) and unassigned in Python 3.11's
+    Unicode 14: `new TITLE` and `new -` must still agree on whether it is a title."""
+    flags = cli("new", char, ok=False).exit_code
+    json_in = cli("new", "-", input=json.dumps({"title": char}), ok=False).exit_code
+    assert flags == json_in
