@@ -141,7 +141,8 @@ def _fail(message: str, code: int) -> None:
 # nothing, so a typo in --db or SDESK_DB cannot show an empty desk, or fill one. A list of the
 # few that may, not of the many that may not: a command added later is safe by default.
 CREATES = frozenset({"init", "demo", "new", "import", "restore", "serve", "cmdb import", "cmdb add", "kb add",
-                     "kb import", "user add", "change new", "problem new", "silence add", "oncall override"})
+                     "kb import", "user add", "change new", "problem new", "silence add", "oncall override",
+                     "triage train"})
 
 # A --db that names a database server, not a file: `postgres://...`, `sqlite:///x.db` (which a
 # Path has already made `sqlite:/x.db`), `postgresql:...`. One letter is a Windows drive (C:/).
@@ -234,14 +235,14 @@ class Settings:
             if self._claim and redact(self._claim)[0] != self._claim:
                 raise BadInput("--as (or SDESK_USER): the actor looks like it holds a secret; choose another")
             path = self.db_path()
-            if self._given is not None:
-                self.config  # a config folder named wrong is refused before a new desk is made
+            # A config folder named wrong (or a bad roles.yaml in it) is refused before a new desk is made.
+            role = self.default_role() if self._given is not None else None
             store = Store(path, init_empty=init_empty,
                           create=create if create is not None else " ".join(self.command) in CREATES)
             self._store = store
             try:
-                # After the open: the config folder may be the one recorded in the database.
-                store.default_role = self.default_role()
+                # Else after the open: the config folder may be the one recorded in the database.
+                store.default_role = role or self.default_role()
             except BaseException:
                 self._store = None
                 store.close()
