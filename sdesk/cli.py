@@ -99,8 +99,10 @@ def init(
         written = write_starter(example)
         print(example)
         note(f"wrote a starter desk config to {example}: {', '.join(written)}. Edit it (teams and users in "
-             f"oncall.yaml, the notifier, sla.yaml's calendars), then record it: sdesk init --config {example}")
-        return
+             "oncall.yaml, the notifier, sla.yaml's calendars)"
+             + ("" if given is not None and given.name == "COMMANDLINE" else f", then record it: sdesk init --config {example}"))
+        if given is None or given.name != "COMMANDLINE":
+            return  # the database is not touched: --example alone only writes the files
     store = settings.store(init_empty=empty_ok)
     print(store.path)
     if given is not None and given.name == "COMMANDLINE" and settings.config is not None:

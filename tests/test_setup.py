@@ -200,6 +200,15 @@ def test_init_example_never_overwrites(cli, tmp_path, existing):
         ["desk-config"] if dest.is_dir() else [])}
 
 
+def test_init_example_and_config_at_once_write_and_record(cli, tmp_path, monkeypatch, db_path):
+    monkeypatch.delenv("SDESK_CONFIG")
+    cli("init", "--example", str(tmp_path / "c"), "--config", str(tmp_path / "c"))
+    assert cli.json("oncall", "now")  # found through the recorded folder
+    monkeypatch.setenv("SDESK_DB", str(tmp_path / "other.db"))
+    cli("init", "--example", str(tmp_path / "d"))
+    assert not (tmp_path / "other.db").exists()  # --example alone does not touch the database
+
+
 def test_init_example_into_an_empty_folder(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     cli("init", "--example", str(tmp_path / "empty"))
