@@ -310,3 +310,22 @@ def test_the_demo_says_how_to_run_sdesk_as_it_was_run(tmp_path, monkeypatch, on_
     assert how_to_run_sdesk() == ("sdesk" if on_path else ".venv/bin/sdesk")
     monkeypatch.setattr(sys, "argv", [str(ROOT / "sdesk" / "__main__.py"), "demo"])
     assert how_to_run_sdesk().endswith(" -m sdesk")
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_starter_config(tmp_path):
+    """`pip install .` (not -e) has no examples/ beside it: init --example reads the copy in the wheel."""
+    import subprocess
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT)],
+                   check=True, capture_output=True, timeout=600)
+    [wheel] = (tmp_path / "dist").glob("sdesk-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "SDESK_DB": str(tmp_path / "desk.db")}
+    where = subprocess.run([sys.executable, "-c", "import sdesk; print(sdesk.__file__)"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(tmp_path / "site"))
+    subprocess.run([sys.executable, "-m", "sdesk", "init", "--example", "desk-config"], env=env, cwd=tmp_path,
+                   check=True, capture_output=True)
+    assert files_under(tmp_path / "desk-config") == files_under(ROOT / "examples" / "desk")
