@@ -329,3 +329,17 @@ def test_the_wheel_carries_the_starter_config(tmp_path):
     subprocess.run([sys.executable, "-m", "sdesk", "init", "--example", "desk-config"], env=env, cwd=tmp_path,
                    check=True, capture_output=True)
     assert files_under(tmp_path / "desk-config") == files_under(ROOT / "examples" / "desk")
+
+
+def test_a_lenient_open_for_doctor_still_reports_the_config_later(tmp_path, db_path):
+    """Settings.store(strict_config=False): doctor opens the desk whatever the config, non-users
+    as viewers, and reads settings.config to report what is wrong with it."""
+    from sdesk.commands.common import Settings
+    from sdesk.errors import NotFound
+
+    settings = Settings(db_path, "tester", tmp_path / "gone")
+    store = settings.store(create=True, strict_config=False)
+    assert store.default_role == "viewer"
+    with pytest.raises(NotFound, match="gone: no such folder"):
+        settings.config
+    settings.close()

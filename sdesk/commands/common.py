@@ -222,10 +222,12 @@ class Settings:
                            "today (a PostgreSQL backend is a later issue); nothing was created")
         return path
 
-    def store(self, init_empty: bool = False, create: bool | None = None) -> Store:
+    def store(self, init_empty: bool = False, create: bool | None = None, strict_config: bool = True) -> Store:
         """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk
         init). `create`: whether a missing database may be made; by default, when the command
-        running is one of CREATES (otherwise a missing one is NotFound, and nothing is made)."""
+        running is one of CREATES (otherwise a missing one is NotFound, and nothing is made).
+        `strict_config=False` (sdesk doctor, which reports it): a config folder that cannot be
+        found or a bad roles.yaml does not stop the open; non-users are then viewers."""
         if self._store is None:
             from ..redact import redact
             from ..store import Store, os_login
@@ -236,13 +238,13 @@ class Settings:
                 raise BadInput("--as (or SDESK_USER): the actor looks like it holds a secret; choose another")
             path = self.db_path()
             # A config folder named wrong (or a bad roles.yaml in it) is refused before a new desk is made.
-            role = self.default_role() if self._given is not None else None
+            role = self._default_role(strict_config) if self._given is not None else None
             store = Store(path, init_empty=init_empty,
                           create=create if create is not None else " ".join(self.command) in CREATES)
             self._store = store
             try:
                 # Else after the open: the config folder may be the one recorded in the database.
-                store.default_role = role or self.default_role()
+                store.default_role = role or self._default_role(strict_config)
             except BaseException:
                 self._store = None
                 store.close()
@@ -250,6 +252,14 @@ class Settings:
             self._actor = self._claim or store.user_of_login(os_login()) or os_login()
             store.claimed = self._actor  # its writes are checked against the OS login (Store._check_claim)
         return self._store
+
+    def _default_role(self, strict: bool) -> str:
+        try:
+            return self.default_role()
+        except SdeskError:
+            if strict:
+                raise
+            return "viewer"  # the least a role allows, while the config that would say more is broken
 
     def default_role(self) -> str:
         """roles.yaml `default_role` of the desk config: the role of someone who is not a user."""
