@@ -17,7 +17,7 @@ from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
 from .signals import FORMATS, Signal
-from .commands.common import RootGroup, Settings, note, print_json, run_automation, settings_of, store_of
+from .commands.common import COMMAND_PATH, RootGroup, Settings, note, print_json, run_automation, settings_of, store_of
 
 if TYPE_CHECKING:
     from .intake import Record
@@ -77,14 +77,16 @@ def main(
     ctx: typer.Context,
     db: Annotated[Optional[Path], typer.Option("--db", envvar="SDESK_DB", help="Database file (default: your user data dir).", show_default=False)] = None,
     actor: Annotated[Optional[str], typer.Option("--as", envvar="SDESK_USER", help="Act as this user (default: your login).", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", envvar="SDESK_CONFIG", help="Desk configuration folder (YAML files, e.g. intake.yaml).", show_default=False, file_okay=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", envvar="SDESK_CONFIG", help="Desk configuration folder (YAML files, e.g. intake.yaml); default: the one `init --config` recorded.", show_default=False)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """A service desk in the terminal: tickets, alerts, triage, on-call and runbooks over one SQLite file.
 
     Example: sdesk new "Checkout returns 502" --priority P1 --service checkout
     """
-    settings = Settings(db, actor, config)
+    source = ctx.get_parameter_source("config")
+    settings = Settings(db, actor, config, "SDESK_CONFIG" if source is not None and source.name == "ENVIRONMENT" else "--config")
+    settings.command = ctx.meta.setdefault(COMMAND_PATH, [])  # the same list, filled in as the groups resolve
     ctx.obj = settings
     ctx.call_on_close(settings.close)
 
@@ -96,13 +98,34 @@ def main(
 def init(
     ctx: typer.Context,
     empty_ok: Annotated[bool, typer.Option("--empty-ok", help="Make the desk in an existing empty (0-byte) file, such as one from mktemp; any other file that is not an sdesk database is always refused.")] = False,
+    example: Annotated[Optional[Path], typer.Option("--example", help="Write a commented starter desk config (a copy of examples/desk) to this new or empty folder, to edit; the database is not touched.", show_default=False)] = None,
 ) -> None:
-    """Create the database (or upgrade it) and print its path. Safe to run again.
+    """Create the database (or upgrade it) and print its path. Safe to run again. With --config
+    DIR, the desk records its config folder: later commands use it without --config or
+    SDESK_CONFIG (which still override it).
 
-    Example: sdesk --db ./desk.db init
+    Example: sdesk init --example ./desk-config && sdesk init --config ./desk-config
     """
-    store = settings_of(ctx).store(init_empty=empty_ok)
+    settings = settings_of(ctx)
+    given = ctx.find_root().get_parameter_source("config")
+    if example is not None:
+        from .starter import write_starter
+
+        written = write_starter(example)
+        print(example)
+        note(f"wrote a starter desk config to {example}: {', '.join(written)}. Edit it (teams and users in "
+             "oncall.yaml, the notifier, sla.yaml's calendars)"
+             + ("" if given is not None and given.name == "COMMANDLINE" else f", then record it: sdesk init --config {example}"))
+        if given is None or given.name != "COMMANDLINE":
+            return  # the database is not touched: --example alone only writes the files
+    store = settings.store(init_empty=empty_ok)
     print(store.path)
+    if given is not None and given.name == "COMMANDLINE" and settings.config is not None:
+        folder = settings.config.resolve()
+        if store.desk_state().get("config", (None,))[0] != str(folder):
+            store.set_desk_state("config", str(folder), actor=settings.actor, need="admin", event="desk_configured")
+        note(f"the desk's config folder is {folder}: commands use it without --config "
+             "(--config or SDESK_CONFIG override it)")
 
 
 @app.command()
@@ -645,7 +668,7 @@ def demo(ctx: typer.Context) -> None:
 
     # Only an explicit --db: a SDESK_DB in the environment is the user's real desk.
     source = ctx.find_root().get_parameter_source("db")
-    run_demo(settings_of(ctx).db if source is not None and source.name == "COMMANDLINE" else None)
+    run_demo(settings_of(ctx).db_path() if source is not None and source.name == "COMMANDLINE" else None)
 
 
 def run() -> None:

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 
 from . import clock
-from .errors import PermissionDenied
+from .errors import Conflict, PermissionDenied
 from .intake import parse_jsonl
 from .lifecycle import ref
+from .starter import examples_dir  # noqa: F401 (also imported from here)
 from .store import Store
 from .triage import TriageConfig
-
-
-def examples_dir() -> Path:
-    """examples/ of a source checkout, or the copy shipped inside the wheel."""
-    here = Path(__file__).parent
-    for candidate in (here / "_examples", here.parent / "examples"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("examples/ not found; reinstall sdesk")
 
 
 def _triage() -> TriageConfig:
@@ -113,17 +106,19 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
             f"--ticket {ref(disk)} --dry-run):")
         start(store, prepared, actor="alice", dry_run=True, echo=echo)
         clock.set_override(clock.now() + timedelta(minutes=1))
+        # Each line that says what happens comes before the output of what it announces.
+        say("alice runs it for real: it checks the folder, then waits for approval by someone else:")
         run = start(store, prepared, actor="alice", dry_run=False, echo=echo)
-        say(f"alice runs it for real: run {run['id']} checks the folder, then waits for approval by someone else")
         clock.set_override(clock.now() + timedelta(minutes=2))
         try:
             resume(store, runbook, run["id"], actor="alice", echo=echo)
         except PermissionDenied:
             say(f"alice cannot approve her own run {run['id']}: an approver other than the requester must")
+        say(f"dave approves run {run['id']} (sdesk runbook approve {run['id']}); the rest of it runs:")
         done = resume(store, runbook, run["id"], actor="dave", echo=echo)
         left = sorted(p.name for p in Path(scratch).iterdir())
-        say(f"dave approves run {run['id']}: the 3 old files are deleted ({', '.join(left)} is kept) and "
-            f"{ref(disk)} is {store.get_or_raise(ticket_id=disk)['status']} by automation ({done['status']})")
+        say(f"the 3 old files are deleted ({', '.join(left)} is kept) and {ref(disk)} is "
+            f"{store.get_or_raise(ticket_id=disk)['status']} by automation (run {run['id']}: {done['status']})")
 
 
 def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
@@ -147,10 +142,53 @@ def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
         out.print(line, markup=False, highlight=False)
 
 
+def how_to_run_sdesk() -> str:
+    """The command that runs this sdesk from where the user is: `sdesk` when that is what the
+    shell finds, else the path it was run by (`.venv/bin/sdesk` after the README's quickstart,
+    which installs it without putting it on PATH), or `python -m sdesk`."""
+    import os
+    import shutil
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name == "__main__.py":  # python -m sdesk
+        return f"{shlex.quote(_near(sys.executable))} -m sdesk"
+    if not Path(argv0).name.startswith("sdesk") or not os.path.isfile(argv0):
+        return "sdesk"  # run from elsewhere (a test, a wrapper): the name is all we know
+    on_path = shutil.which("sdesk")
+    if on_path and os.path.samefile(on_path, argv0):
+        return "sdesk"
+    return shlex.quote(_near(argv0))
+
+
+def _near(path: str) -> str:
+    """`path` as the user would type it: relative when it is under the current folder."""
+    import os
+
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return relative if not relative.startswith("..") else absolute
+
+
+def refuse_a_desk(db: Path) -> None:
+    """The demo writes a morning into `db`: only a new database or an empty one (just made by
+    `sdesk init`), never into a desk with anything in it, which it would fill with duplicates.
+    Checked before the file is opened for writing, so a refused one is left byte for byte."""
+    from .store import holds_a_desk
+
+    if not db.exists():
+        return
+    if holds_a_desk(db):
+        raise Conflict(f"{db} already holds a desk: the demo writes only to a new or empty database, and "
+                       "leaves this one as it is (give another --db, or none for a temporary one)")
+
+
 def run_demo(db: Path | None) -> None:
     from .render import console, print_tickets
 
     tmp = None
+    if db is not None:
+        refuse_a_desk(db)
     if db is None:
         tmp = tempfile.TemporaryDirectory(prefix="sdesk-demo-")
         db = Path(tmp.name) / "demo.db"
@@ -291,9 +329,10 @@ def run_demo(db: Path | None) -> None:
                       f"resolved in {int(ttr.total_seconds() // 60)} min.")
             out.print(f"Audit: {events} events, hash chain intact. Database: {db if tmp is None else '(temporary)'}")
             _report_and_postmortem(store, checkout, db, out)
-            keep = f"sdesk --db {db} show {ref(checkout)}" if tmp is None else \
-                f"sdesk demo --db desk.db, then sdesk --db desk.db show {ref(checkout)}"
-            out.print(f"Next: {keep}", style="dim")
+            sdesk = how_to_run_sdesk()
+            keep = f"{sdesk} --db {shlex.quote(str(db))} tui" if tmp is None else \
+                f"{sdesk} demo --db demo.db, then {sdesk} --db demo.db tui (or show {ref(checkout)})"
+            out.print(f"Next: {keep}", style="dim", markup=False, highlight=False)
     finally:
         clock.set_override(None)
         if tmp is not None:

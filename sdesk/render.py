@@ -300,6 +300,8 @@ def describe_event(e: dict[str, Any]) -> str:
         case "purged":
             return (f"purged {plural(g('tickets') or 0, 'ticket')} closed before {g('before')} "
                     f"({plural(g('events') or 0, 'event')} kept as tombstones)")
+        case "desk_configured":
+            return f"the desk's config folder is now {g('config')}"
         case "restored":
             return f"restored from {g('from')} ({plural(g('events') or 0, 'event')})"
     return event_sentence_fallback(e["kind"], d)

@@ -11,6 +11,7 @@ import errno
 import functools
 import hashlib
 import os
+import shlex
 import sqlite3
 from datetime import timedelta
 from collections.abc import Collection, Iterable, Iterator
@@ -193,6 +194,26 @@ def _create_or_explain(path: Path) -> None:
             raise
         raise StoreFault(f"disk full: cannot make a new desk at {path}: nothing was left there "
                          "(free some space and run it again)") from None
+
+
+def holds_a_desk(path: Path) -> bool:
+    """Whether the database at `path` holds anything a desk was given (tickets, users, events,
+    remembered state...): a fresh `sdesk init` holds nothing. Read through a read-only
+    connection, so the file is left as it is (even one of an older schema, not upgraded), and
+    no -wal or -shm is left beside it: immutable unless a -wal is there (a writer's, to be read)."""
+    from urllib.parse import quote
+
+    real = os.path.realpath(path)
+    mode = "mode=ro" if os.path.exists(f"{real}-wal") else "immutable=1"
+    conn = sqlite3.connect(f"file:{quote(real)}?{mode}", uri=True, timeout=30)
+    try:
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                  if not name.startswith(("sqlite_", "_sqlite_")) and "_fts" not in name]
+        return any(conn.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() for name in tables)
+    except sqlite3.DatabaseError:
+        return False  # not an SQLite file: opening it as a desk refuses it, naming what it is
+    finally:
+        conn.close()
 
 
 def _read_only_why(path: Path) -> str | None:
@@ -563,16 +584,21 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
     # come from API tokens, and the library): not checked.
     claimed: str | None = None
 
-    def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE, *, init_empty: bool = False):
-        """Open the sdesk database at `path`, making it when there is no file there. Any other
-        file (an empty one too, unless `init_empty`) is refused, never initialised. A file this
-        process cannot write is opened read-only: reads work and writes are refused."""
+    def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE, *, init_empty: bool = False,
+                 create: bool = True):
+        """Open the sdesk database at `path`, making it when there is no file there (unless not
+        `create`: then that is NotFound, and nothing is made). Any other file (an empty one too,
+        unless `init_empty`) is refused, never initialised. A file this process cannot write is
+        opened read-only: reads work and writes are refused."""
         self.path = Path(path)
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
         self.stopped: str | None = None  # why writes stop for good (the files changed under us)
         self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
         try:
             if not os.path.exists(self.path):
+                if not create:
+                    raise NotFound(f"no sdesk database at {self.path}: nothing was created (check --db or "
+                                   f"SDESK_DB; to start a desk there: sdesk --db {shlex.quote(str(self.path))} init)")
                 _create_or_explain(self.path)
             self.conn, self.read_only = _connect(self.path)
             self.conn.row_factory = sqlite3.Row

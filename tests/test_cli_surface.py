@@ -68,7 +68,7 @@ def test_global_options_work_after_the_command(cli, tmp_path):
     other = tmp_path / "other.db"
     cli("new", "x", "--db", str(other), "--as", "alice")
     assert cli.json("show", "1", "--db", str(other))["events"][0]["actor"] == "alice"
-    assert cli.json("list") == []
+    assert cli("list", ok=False).exit_code == 3  # the other desk only: none was made at SDESK_DB
 
 
 def test_broken_pipe_is_quiet(db_path):
@@ -98,8 +98,9 @@ def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_pat
     assert "SD-15" not in out.split("The open queue")[1]  # suppressed: not in the queue
     # The disk-full runbook: a dry run lists what it would delete, the real run waits for
     # someone else's approval, then deletes the old files only and resolves the ticket.
-    assert "alice runs it for real: run 2 checks the folder, then waits for approval by someone else" in out
-    assert "dave approves run 2: the 3 old files are deleted (in-use.tmp is kept) and SD-8 is resolved by automation" in out
+    assert "alice runs it for real: it checks the folder, then waits for approval by someone else:" in out
+    assert "dave approves run 2 (sdesk runbook approve 2); the rest of it runs:" in out
+    assert "the 3 old files are deleted (in-use.tmp is kept) and SD-8 is resolved by automation (run 2: succeeded)" in out
     # The report over the morning and the P1's postmortem draft.
     report = out.split("sdesk report --since 1d")[1]
     assert "desk 14 7m" in report and "CSAT: 4.50 ✓ from 2 ratings" in report and "SLA compliance" in report
@@ -362,6 +363,7 @@ SAMPLES: dict[str, dict] = {
     "classifier_trained": {"field": "category", "classes": ["db", "network"], "docs": 120, "terms": 900},
     "purged": {"before": "2026-01-01", "tickets": 12, "events": 80},
     "restored": {"from": "/backups/desk.db", "events": 1200, "head": "ab"},
+    "desk_configured": {"config": "/srv/desk-config"},
 }
 PYTHON_REPR = re.compile(r"\{'|\['|': '|\{\"|\[\"|\": \"|\bNone\b|\bTrue\b|\bFalse\b")
 

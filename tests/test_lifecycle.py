@@ -69,6 +69,7 @@ def test_bad_ids(cli, raw):
 
 
 def test_unknown_ticket_is_not_found(cli):
+    cli("init")
     result = cli("ack", "SD-404", ok=False)
     assert result.exit_code == ExitCode.NOT_FOUND
     assert result.stderr == "error: no ticket SD-404\n"

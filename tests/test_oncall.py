@@ -100,6 +100,7 @@ def test_bad_oncall_files_name_the_line(text, message):
 @pytest.fixture
 def desk(cli, monkeypatch):
     monkeypatch.setenv("SDESK_CONFIG", str(EXAMPLES))
+    cli("init")
     return cli
 
 
@@ -136,6 +137,7 @@ def test_bad_oncall_commands_are_one_line(desk, args, message):
 
 
 def test_without_oncall_yaml_it_says_where_to_put_it(cli):
+    cli("init")
     result = cli("oncall", "now", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and "add oncall.yaml" in result.stderr
 

