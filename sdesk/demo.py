@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -57,12 +58,18 @@ def _load_estate(store: Store) -> str:
     return f"{len(cis['created'])} configuration items in the CMDB, {len(kb['created'])} KB articles"
 
 
-def _oncall_and_sla():
+def _oncall_and_sla(pager_log: Path | None = None):
+    """The example desk's on-call and SLA config; `pager_log`: the demo's pager, a file each page
+    is appended to (the starter config has no notifier, and a page that reaches nobody is
+    `undeliverable`, as it should be on a real desk)."""
     from . import routing, sla
 
     desk = examples_dir() / "desk"
-    return (routing.load((desk / "oncall.yaml").read_text(encoding="utf-8"), str(desk / "oncall.yaml")),
-            sla.load((desk / "sla.yaml").read_text(encoding="utf-8"), str(desk / "sla.yaml")))
+    oncall = routing.load((desk / "oncall.yaml").read_text(encoding="utf-8"), str(desk / "oncall.yaml"))
+    if pager_log is not None:
+        append = "import sys; open(sys.argv[1], 'a', encoding='utf-8').write(sys.stdin.read() + '\\n')"
+        oncall = oncall._replace(notifier=routing.Notifier(command=(sys.executable, "-c", append, str(pager_log))))
+    return oncall, sla.load((desk / "sla.yaml").read_text(encoding="utf-8"), str(desk / "sla.yaml"))
 
 
 def _tick(store: Store, oncall, sla) -> list[str]:
@@ -296,12 +303,14 @@ def run_demo(db: Path | None) -> None:
             from .render import print_why
 
             print_why(store.why(ticket_id=root))
-            oncall, sla = _oncall_and_sla()
+            pager = tempfile.TemporaryDirectory(prefix="sdesk-demo-pager-")
+            oncall, sla = _oncall_and_sla(Path(pager.name) / "pages.jsonl")
             first = _tick(store, oncall, sla)
             at(70)
             second = _tick(store, oncall, sla)
             say(f"sdesk tick (cron): {ref(root)} pages {', '.join(first)} on call for the data team; nobody "
-                f"acknowledges in 5 minutes, so it escalates to {', '.join(second)} on call for platform")
+                f"acknowledges in 5 minutes, so it escalates to {', '.join(second)} on call for platform (the "
+                "demo's notifier writes pages to a file; a desk's is set in oncall.yaml)")
             at(72)
             acker = second[0] if second else "alice"
             store.move(ticket_id=root, action="ack", actor=acker)

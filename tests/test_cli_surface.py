@@ -409,6 +409,7 @@ class TestEveryEventKindReadsAsASentence:
 
 
 def test_runbook_messages_say_conditions_in_words(cli, tmp_path):
+    cli("init")
     folder = tmp_path / "config" / "runbooks"
     folder.mkdir()
     (folder / "disk.yaml").write_text(
