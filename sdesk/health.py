@@ -90,10 +90,12 @@ def config(*, folder: str | None, error: str | None, loaded: list[str], broken: 
     if folder is None:
         return [Finding("config", "warn", "no config folder: no paging, SLAs, triage rules or runbooks; give one "
                                           "with sdesk init --config DIR (or --config, SDESK_CONFIG)")]
-    found = [Finding("config", "ok" if loaded else "warn",
-                     f"{folder}: " + (f"{', '.join(loaded)} load" if loaded else
-                                      "no desk files in it: no paging, SLAs or triage rules (start from "
-                                      "examples/desk)"))]
+    found = []
+    if loaded:
+        found.append(Finding("config", "ok", f"{folder}: {', '.join(loaded)} {'loads' if len(loaded) == 1 else 'load'}"))
+    elif not broken:  # files that do not load are the finding (a fail), not an empty folder too
+        found.append(Finding("config", "warn", f"{folder}: no desk files in it: no paging, SLAs or triage rules "
+                                               "(start from examples/desk)"))
     found += [Finding("config", "fail", line) for line in broken]
     found += [Finding("config", "warn", f"{folder}: {name} is not a desk file sdesk reads (a misspelt name?)")
               for name in unknown]
@@ -112,10 +114,23 @@ def _people(oncall: OnCall, target: str) -> set[str]:
     return set()
 
 
-def paging(oncall: OnCall | None, *, urgent_open: int, broken: bool = False) -> list[Finding]:
-    """Someone reachable: a notifier, and each escalation a team uses has people on every level.
+def paging(oncall: OnCall | None, *, urgent_open: int, broken: bool = False, command_found: bool = True,
+           failing: int = 0) -> list[Finding]:
+    """Someone reachable: a notifier whose command exists, each escalation a team uses has people
+    on every level, and no P1/P2 page of the last day failed or reached nobody (`failing`).
     `oncall` None: no oncall.yaml (a warning, a failure while P1/P2 tickets are open); `broken`:
     one that does not load (a failure: tick pages nobody until it does)."""
+    found = _paging(oncall, urgent_open=urgent_open, broken=broken, command_found=command_found)
+    # Pages that did not get through: a failure of their own unless a failing line above is why.
+    if failing and not any(f.status == "fail" for f in found):
+        found = [f for f in found if f.status != "ok"] + [
+            Finding("paging", "fail", f"{plural(failing, 'P1/P2 page')} in the last 24 hours "
+                                      f"{'has' if failing == 1 else 'have'} not reached anyone (failed, "
+                                      "undeliverable or still retrying): see sdesk pages; test the notifier")]
+    return found
+
+
+def _paging(oncall: OnCall | None, *, urgent_open: int, broken: bool, command_found: bool) -> list[Finding]:
     if broken:
         return [Finding("paging", "fail", "oncall.yaml does not load (see config): nobody is paged until it does")]
     if oncall is None or not oncall.escalation:
@@ -129,6 +144,9 @@ def paging(oncall: OnCall | None, *, urgent_open: int, broken: bool = False) -> 
     if not notifier.command and not notifier.webhook:
         found.append(Finding("paging", "fail", "oncall.yaml has no notifier: pages are recorded but reach nobody; "
                                                "add notifier: command or webhook"))
+    elif notifier.command and not command_found:
+        found.append(Finding("paging", "fail", f"the notifier command {notifier.command[0]} is not found or not "
+                                               "executable: every page fails; fix notifier: command in oncall.yaml"))
     else:
         how = " and ".join(x for x in ("a command" if notifier.command else "", "a webhook" if notifier.webhook else "")
                            if x)
@@ -233,7 +251,8 @@ def clock(*, zone: str | None, tz: str | None, tz_ok: bool, fixed: str | None,
     """The machine's time zone (TZ, else /etc/localtime), and the zones the config names (each
     loaded with its file). `fixed`: SDESK_NOW, which stops the clock."""
     found = []
-    named = f"; the config's {', '.join(config_zones)} load" if config_zones else ""
+    named = f"; the config's {', '.join(config_zones)} {'loads' if len(config_zones) == 1 else 'load'}" \
+        if config_zones else ""
     if fixed:
         found.append(Finding("clock", "warn", f"SDESK_NOW={fixed} fixes the clock: escalations and SLAs stand still; "
                                               "unset it outside tests"))

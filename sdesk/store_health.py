@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 
-def facts(store: Store) -> dict[str, Any]:
+def facts(store: Store, *, since: str = "") -> dict[str, Any]:
+    """`since`: an ISO time; P1/P2 pages due from then that did not get through are counted."""
     conn = store.conn
     one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
     size = sum(os.path.getsize(p) for p in (store.path, f"{store.path}-wal") if os.path.exists(p))
@@ -32,6 +33,11 @@ def facts(store: Store) -> dict[str, Any]:
         # What tick pages for: open P1/P2 tickets in the queue (not held by a silence or a rule).
         "urgent_open": one(f"SELECT count(*) FROM tickets WHERE {OPEN_SQL} AND priority IN ('P1', 'P2') "
                            "AND suppressed IS NULL"),
+        # Pages that reached nobody: given up on, undeliverable, or retrying after an error.
+        "pages_failing": one("SELECT count(*) FROM pages p JOIN tickets t ON t.id = p.ticket_id "
+                             "WHERE p.due_at >= ? AND t.priority IN ('P1', 'P2') AND (p.status IN "
+                             "('failed', 'undeliverable') OR (p.status IN ('pending', 'sending') "
+                             "AND p.error IS NOT NULL))", since),
         "users": one("SELECT count(*) FROM users"),
         "admins": one("SELECT count(*) FROM users WHERE role = 'admin'"),
         "tokens_live": one("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL"),

@@ -61,7 +61,7 @@ def test_a_healthy_desk_is_all_ok_and_exits_0(cli, desk, db_path):
     assert {"database", "schema", "wal", "writable", "size", "config", "paging", "tick", "backup", "anchor", "roles",
             "tokens", "clock"} <= set(found)
     out = cli("doctor").stdout.splitlines()
-    assert out[0].startswith(f"ok: {db_path} passed SQLite's integrity check;")
+    assert out[0] == f"ok: all {len(found)} checks ok"
     assert all(len(line) <= 80 or str(db_path.parent) in line for line in out), out  # only a path is not broken
     checks_at = next(i for i, line in enumerate(out) if line.startswith("ok    database"))
     assert all(re.match(r"ok {4}\w+ +\S| {16}\S", line) for line in out[checks_at:]), out  # one line a check
@@ -119,6 +119,21 @@ def _not_a_desk(config, cli, monkeypatch):
     db.write_text("notes, not a desk\n")
 
 
+def _notifier_not_found(config, cli, monkeypatch):
+    text = (config / "oncall.yaml").read_text()
+    (config / "oncall.yaml").write_text(text.replace("command: [/bin/true]", "command: [/nonexistent/notify]"))
+
+
+def _pages_not_getting_through(config, cli, monkeypatch):
+    text = (config / "oncall.yaml").read_text()
+    (config / "oncall.yaml").write_text(text.replace("command: [/bin/true]", "command: [/bin/false]"))
+    monkeypatch.setenv("SDESK_NOW", T0)
+    cli.new("checkout down", "-p", "P1", "--service", "checkout")
+    cli("tick", ok=False)
+    monkeypatch.setenv("SDESK_NOW", "2026-12-01T09:02:00Z")
+    cli("tick", ok=False)
+
+
 # fault -> (the check that must say so, its status)
 FAULTS = {
     _not_a_desk: ("database", "fail"),
@@ -131,6 +146,8 @@ FAULTS = {
     _stale_tick_with_a_p1: ("tick", "fail"),
     _old_backup: ("backup", "fail"),
     _no_oncall_with_a_p2: ("paging", "fail"),
+    _notifier_not_found: ("paging", "fail"),
+    _pages_not_getting_through: ("paging", "fail"),
 }
 
 
@@ -143,6 +160,13 @@ def test_each_fault_fails_its_check_and_exits_1(cli, desk, monkeypatch, fault):
     result = cli("doctor", ok=False)
     assert result.exit_code == ExitCode.ERROR
     assert result.stdout.startswith("fail: ")
+    # The headline sums up the checks and names the failing one; it is not the database's line.
+    failing = [c for c in found if status(found, c) == "fail"]
+    assert re.match(rf"fail: {len(failing)} of {len(found)} checks? failed: {', '.join(failing)}\b",
+                    result.stdout), result.stdout
+    assert "sdesk doctor" not in result.stdout  # doctor does not send its reader to doctor
+    details = [d for check in found.values() for _, d in check]
+    assert len(details) == len(set(details)), found  # one cause, one line
     assert re.search(rf"^fail  {check} ", result.stdout, re.M), result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and check in errors[0], result.stderr
@@ -214,6 +238,24 @@ def test_a_fresh_desk_with_no_config_only_warns(cli, tmp_path, monkeypatch):
     found = checks(cli)
     assert status(found, "config") == "warn" and status(found, "paging") == "warn"
     assert status(found, "tick") == "warn" and status(found, "backup") == "warn"
+
+
+def test_one_broken_file_is_one_config_line_and_one_file_loads(cli, tmp_path):
+    """A folder holding only a broken oncall.yaml: its error, not also "no desk files in it"; a
+    folder holding one good file says it "loads"; a warning is named in the headline."""
+    cli("init")
+    config = tmp_path / "config"
+    (config / "oncall.yaml").write_text("teams: [\n")
+    found = checks(cli, ok=False)
+    assert [s for s, _ in found["config"]] == ["fail"], found["config"]
+    (config / "oncall.yaml").unlink()
+    (config / "sla.yaml").write_text("policies:\n  - {name: all, priority: P1, respond: 15m, resolve: 4h}\n")
+    found = checks(cli)
+    assert found["config"] == [("ok", f"{config}: sla.yaml loads")], found["config"]
+    out = cli("doctor").stdout
+    warned = [c for c in found if status(found, c) == "warn"]
+    assert out.splitlines()[0].startswith(f"ok: {len(found) - len(warned)} of {len(found)} checks ok; "
+                                          f"{len(warned)} warned: {warned[0]}"), out
 
 
 def test_tick_backup_and_anchor_record_when_they_ran(cli, tmp_path, monkeypatch):

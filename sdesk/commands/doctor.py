@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +24,8 @@ app = typer.Typer(add_completion=False)
 DESK_FILES = ("intake", "oncall", "sla", "triage", "metrics", "roles")
 OTHER_FILES = frozenset({"cmdb.yaml", "cmdb.yml"})
 WIDTH = 80
+# Pages that did not get through in this window fail the paging check (a day: last night's).
+PAGES_WINDOW = timedelta(hours=24)
 # A POSIX TZ rule such as UTC0 or EST5EDT: no file in the zone database, yet a valid TZ.
 _POSIX_TZ = re.compile(r"^[A-Za-z]{3,}[+-]?\d")
 
@@ -59,7 +62,7 @@ def doctor(
     oncall = oncall or None
     if store is not None:
         problems = store.integrity()
-        facts, read_error = _facts(store)
+        facts, read_error = _facts(store, clock.iso(now - PAGES_WINDOW))
         if facts is None:  # a damaged page the integrity check found, most likely
             findings += [health.database(path=str(store.path), problems=problems, schema=0, current=0, journal="wal",
                                          read_only=None, size=0, free=None)[0],
@@ -72,7 +75,8 @@ def doctor(
                                         size=facts["size"], free=facts["free"])
     findings += config_findings
     urgent = facts["urgent_open"] if facts is not None else 0
-    findings += health.paging(oncall, urgent_open=urgent, broken=oncall_broken)
+    findings += health.paging(oncall, urgent_open=urgent, broken=oncall_broken, command_found=_found(oncall),
+                              failing=facts["pages_failing"] if facts is not None else 0)
     if facts is not None:
         findings += health.tick(facts["state"], now, urgent_open=urgent)
         findings += health.backup(facts["state"], now)
@@ -82,6 +86,7 @@ def doctor(
                                   viewers=facts["viewer_tokens"])
     findings += health.clock(**_zone(), fixed=os.environ.get("SDESK_NOW") or None, config_zones=zones)
 
+    findings = _once(findings)
     if as_json:
         print_json([f._asdict() for f in findings])
     else:
@@ -100,20 +105,25 @@ def doctor(
 
 
 def _print(findings: list[Finding], path: Path | None, problems: list[str]) -> None:
-    """A headline (the integrity check's verdict first, as doctor always said it), then a line a
+    """A headline that sums up the checks (those that failed and warned, by name), then a line a
     check: status, check, and what was found, wrapped at 80 columns under itself."""
     import textwrap
 
     from ..plain import controls, plural
 
-    counts = {s: sum(f.status == s for f in findings) for s in ("ok", "warn", "fail")}
-    tail = f"{counts['ok']} of {plural(len(findings), 'check')} ok" + "".join(
-        f", {plural(counts[s], word)}" for s, word in (("warn", "warning"), ("fail", "failure")) if counts[s])
-    what = (f"cannot open the database" if path is None else
-            f"{path} {'failed' if problems else 'passed'} SQLite's integrity check")
-    # The verdict is the exit code's: warnings leave a working desk (exit 0), counted in the tail.
-    head = controls(f"{'fail' if counts['fail'] else 'ok'}: {what}", True)
-    lines = [f"{head}; {tail}"] if len(head) + len(tail) + 2 <= WIDTH else [f"{head};", f"    {tail}"]
+    worst: dict[str, str] = {}  # a check's worst finding is its status
+    for f in findings:
+        if ("ok", "warn", "fail").index(f.status) >= ("ok", "warn", "fail").index(worst.get(f.check, "ok")):
+            worst[f.check] = f.status
+    named = {s: [c for c, w in worst.items() if w == s] for s in ("warn", "fail")}
+    total = plural(len(worst), "check")
+    # The verdict is the exit code's: warnings leave a working desk (exit 0), named after it.
+    head = (f"fail: {len(named['fail'])} of {total} failed: {', '.join(named['fail'])}" if named["fail"] else
+            f"ok: {len(worst) - len(named['warn'])} of {total} ok" if named["warn"] else f"ok: all {total} ok")
+    if named["warn"]:
+        head += f"; {len(named['warn'])} warned: {', '.join(named['warn'])}"
+    lines = textwrap.wrap(controls(head, True), WIDTH, subsequent_indent="    ", break_long_words=False,
+                          break_on_hyphens=False)
     indent = " " * 16
     for f in findings:
         lines += textwrap.wrap(controls(f.detail, True), WIDTH, initial_indent=f"{f.status:<6}{f.check:<10}",
@@ -123,7 +133,20 @@ def _print(findings: list[Finding], path: Path | None, problems: list[str]) -> N
     print(controls("\n".join(lines)))
 
 
-def _facts(store: Any) -> tuple[dict[str, Any] | None, str]:
+def _once(findings: list[Finding]) -> list[Finding]:
+    """Each cause once: a database error the config check met again (it reads the recorded folder
+    from the desk) is the database's line only; and no line tells the reader to run doctor."""
+    seen, kept = set(), []
+    for f in findings:
+        f = f._replace(detail=re.sub(r",? or see what is damaged with sdesk doctor|,? (?:and )?run sdesk doctor again",
+                                     "", f.detail))
+        if f.detail not in seen:
+            seen.add(f.detail)
+            kept.append(f)
+    return kept
+
+
+def _facts(store: Any, since: str) -> tuple[dict[str, Any] | None, str]:
     """The store's facts, or why they cannot be read (a damaged page the integrity check found)."""
     import sqlite3
 
@@ -131,7 +154,7 @@ def _facts(store: Any) -> tuple[dict[str, Any] | None, str]:
     from ..store_health import facts
 
     try:
-        return facts(store), ""
+        return facts(store, since=since), ""
     except sqlite3.Error as e:
         return None, f"cannot read the desk: {explain(e, store.path)}"
 
@@ -188,6 +211,18 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
                      if (p.stem not in DESK_FILES or p.suffix != ".yaml") and p.name not in OTHER_FILES)
     return (health.config(folder=str(folder), error=None, loaded=loaded, broken=broken, unknown=unknown), oncall,
             sorted(zones))
+
+
+def _found(oncall: Any) -> bool:
+    """The notifier command runs: a name on PATH, or a path to an executable file (as tick runs it)."""
+    import shutil
+
+    if not oncall or not oncall.notifier.command:
+        return True
+    try:
+        return shutil.which(oncall.notifier.command[0]) is not None
+    except (OSError, ValueError):  # a name too long for a file name, a NUL
+        return False
 
 
 def _default_role_only(settings: Settings) -> None:
