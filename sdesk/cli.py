@@ -356,6 +356,8 @@ def list_(
     )
     store = store_of(ctx)
     tickets = store.list(**filters, sort=sort, limit=limit or None)
+    if as_json or as_jsonl or as_csv:
+        _capped(ctx, store, filters, limit, len(tickets))  # first: a pipe's reader may stop early
     if as_json:
         print_json(tickets)
     elif as_jsonl:
@@ -371,11 +373,22 @@ def list_(
         from .render import print_tickets
 
         print_tickets(tickets)
-        if limit and len(tickets) == limit:  # a capped table says so (on stderr: stdout is the table)
-            total = store.count(**filters)
-            if total > limit:
-                many = f"{store.COUNT_CAP:,}+ tickets" if total > store.COUNT_CAP else plural(total, "ticket")
-                note(f"{limit:,} of {many} shown (use --limit)")
+        _capped(ctx, store, filters, limit, len(tickets))
+
+
+def _capped(ctx: typer.Context, store: Any, filters: dict[str, Any], limit: int, shown: int) -> None:
+    """A capped list says so on stderr, in every format (stdout is the data): the default cap
+    points at --limit; a limit the user gave is named as given."""
+    if not limit or shown != limit:
+        return
+    from .plain import plural
+
+    total = store.count(**filters)
+    if total > limit:
+        many = f"{store.COUNT_CAP:,}+ tickets" if total > store.COUNT_CAP else plural(total, "ticket")
+        source = ctx.get_parameter_source("limit")
+        given = source is not None and source.name != "DEFAULT"
+        note(f"{limit:,} of {many} shown " + (f"(--limit {limit}; 0 for all)" if given else "(use --limit)"))
 
 
 @app.command()

@@ -218,11 +218,26 @@ def test_list_keeps_the_occurrence_marker_of_a_cut_title_and_says_when_it_is_cap
     assert all(len(line) <= 80 for line in out.stdout.splitlines())
 
     capped = cli("list", "--limit", "2")
-    assert "2 of 3 tickets shown (use --limit)" in capped.stderr
+    assert "2 of 3 tickets shown (--limit 2; 0 for all)" in capped.stderr  # not "use --limit": it was used
     assert "shown" not in capped.stdout and capped.stdout.count("SD-") == 2
     assert cli("list", "--limit", "3").stderr == ""  # everything shown: nothing to say
-    as_json = cli("list", "--limit", "2", "--json")
-    assert len(json.loads(as_json.stdout)) == 2 and as_json.stderr == ""
+    as_json = cli("list", "-n", "2", "--json")
+    assert len(json.loads(as_json.stdout)) == 2
+    assert as_json.stderr == "2 of 3 tickets shown (--limit 2; 0 for all)\n"
+
+
+@pytest.mark.parametrize("fmt", ["", "--json", "--jsonl", "--csv"])
+def test_a_list_capped_by_default_says_so_in_every_format_and_stdout_is_only_the_data(cli, fmt):
+    payload = "".join(json.dumps({"title": f"disk full on db-{i}"}) + "\n" for i in range(53))
+    cli("new", "--jsonl", "-", input=payload)
+    out = cli("list", *([fmt] if fmt else []))
+    assert out.stderr == "50 of 53 tickets shown (use --limit)\n"
+    assert "shown" not in out.stdout
+    if fmt == "--json":
+        assert len(json.loads(out.stdout)) == 50
+    elif fmt:
+        assert len(out.stdout.splitlines()) == 50 + (fmt == "--csv")
+    assert cli("list", "-n", "0", *([fmt] if fmt else [])).stderr == ""
 
 
 def test_an_empty_list_says_so_on_stderr(cli):
