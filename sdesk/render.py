@@ -641,6 +641,9 @@ def _span(seconds: int) -> str:
     return sign + (f"{days}d {hours}h" if days else f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m")
 
 
+TITLE_MAX = 60  # the sla table's title column at most: the clocks are what it is read for
+
+
 def print_sla(rows: list[dict[str, Any]]) -> None:
     """`sdesk sla`: the most urgent target of each open ticket (the policy is in --json)."""
     from .lifecycle import ref
@@ -650,16 +653,23 @@ def print_sla(rows: list[dict[str, Any]]) -> None:
     if not rows:
         out.print("no open ticket under an SLA policy matches", style="dim")
         return
+    from rich.cells import cell_len
+
+    headers = ("ticket", "pri", "title", "clock", "used", "left", "state")
+    cells = [[ref(r["id"]), r["priority"], controls(r["title"], one_line=True), r["target"],
+              _span(r["targets"][r["target"]]["used_seconds"]), _span(r["left_seconds"]), r["state"].replace("_", " ")]
+             for r in rows]
+    widths = [max(cell_len(h), *(cell_len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    # Every column but the title is as wide as its longest cell (a state is never cut); the title
+    # takes what is left of the terminal, up to TITLE_MAX. SIMPLE_HEAD spends 3 columns between
+    # two columns (padding, rule, padding) and one at each edge.
+    room = out.width - 2 - 3 * (len(headers) - 1) - (sum(widths) - widths[2])
+    widths[2] = max(5, min(widths[2], room, TITLE_MAX))
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    widths = {"ticket": 6, "pri": 3, "clock": 7, "used": 6, "left": 8, "state": 8}
-    for header in ("ticket", "pri", "title", "clock", "used", "left", "state"):
-        t.add_column(header, overflow="ellipsis", no_wrap=True, min_width=widths.get(header),
-                     max_width=26 if header == "title" else None)
-    for r in rows:
-        x = r["targets"][r["target"]]
-        t.add_row(ref(r["id"]), plain(r["priority"]), plain(r["title"], one_line=True), plain(r["target"]),
-                  _span(x["used_seconds"]), _span(r["left_seconds"]),
-                  Text(r["state"].replace("_", " "), style=styles[r["state"]]))
+    for header, width in zip(headers, widths):
+        t.add_column(header, overflow="ellipsis", no_wrap=True, width=width)
+    for r, c in zip(rows, cells):
+        t.add_row(*(plain(x) for x in c[:-1]), Text(c[-1], style=styles[r["state"]]))
     out.print(t)
 
 

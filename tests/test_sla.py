@@ -105,6 +105,24 @@ def test_sla_lists_open_tickets_most_urgent_first(desk, monkeypatch):
     assert "printer broken" in desk("sla", "--at", "2026-11-26T10:20:00Z").stdout
 
 
+@pytest.mark.parametrize("columns", [80, 100])
+def test_the_sla_table_fits_the_terminal_and_never_cuts_a_state(desk, monkeypatch, columns):
+    """At 80 and 100 columns, with a breached and an at-risk ticket and long titles: no line is
+    wider than the terminal, every state is whole, and the title is what gives way."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    long = "checkout returns 502 for every user in the eu-west region since the deploy of 4411"
+    p1 = desk.new(long, "-p", "P1")
+    p2 = desk.new("cart is slow for some users in eu-west after the same deploy, not all", "-p", "P2")
+    assert {r["id"]: r["state"] for r in desk.json("sla", "--at", "2026-11-26T10:25:00Z")} == \
+        {p1: "breached", p2: "at_risk"}
+    out = desk("sla", "--at", "2026-11-26T10:25:00Z").stdout
+    lines = out.splitlines()
+    assert all(len(line) <= columns for line in lines), [len(x) for x in lines]
+    row = {r: next(line for line in lines if f"SD-{r} " in line).rstrip() for r in (p1, p2)}
+    assert row[p1].endswith(" breached") and row[p2].endswith(" at risk"), lines
+    assert "…" in row[p1] and long not in out  # the title gave way
+
+
 def test_sla_without_policies_says_where_to_put_them(cli):
     result = cli("sla", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and "add sla.yaml" in result.stderr
