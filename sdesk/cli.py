@@ -369,7 +369,6 @@ def list_(
 
         write_csv(tickets, sys.stdout)
     else:
-        from .plain import plural
         from .render import print_tickets
 
         print_tickets(tickets)
