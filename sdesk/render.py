@@ -694,7 +694,7 @@ def print_runbook(out: Console, rb: dict[str, Any]) -> None:
     out.print(text_line(f"file: {rb['file']}"))
     out.print(text_line(f"applies to: {readable(rb['applies_to']) if rb['applies_to'] else 'any ticket'}"))
     automation = "safe for automation (triage may run it)" if rb["safe_for_automation"] else "run by people only"
-    out.print(text_line(f"{automation}; throttle: {rb['throttle']['runs']} runs per {rb['throttle']['per']} per CI",
+    out.print(text_line(f"{automation}; throttle: {plural(rb['throttle']['runs'], 'run')} per {rb['throttle']['per']} per CI",
                     ("; disabled" if rb["disabled"] else "", "red")))
     for name, p in rb["params"].items():
         source = f" from {p['from']}" if p["from"] else ""

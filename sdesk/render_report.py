@@ -110,13 +110,14 @@ def print_report(r: dict[str, Any]) -> None:
         _print_csat(out, r["csat"])
     if r.get("kb"):
         kb = _by_name(r["kb"])
-        out.print(f"[bold]KB[/]: {kb['kb_articles']['value']} articles, {_value(kb['kb_fresh_rate'])} reviewed within "
-                  f"their interval, {kb['kb_stale']['value']} stale, {kb['kb_edits']['value']} edits in the window")
+        out.print(f"[bold]KB[/]: {plural(kb['kb_articles']['value'], 'article')}, {_value(kb['kb_fresh_rate'])} reviewed "
+                  f"within their interval, {kb['kb_stale']['value']} stale, {plural(kb['kb_edits']['value'], 'edit')} in "
+                  "the window")
     if r.get("alerts"):
         alerts = r["alerts"]
         parts = [f"{a['source']} {a['alerts']:,}/{a['tickets']:,}" for a in alerts[1:]]
-        out.print(text_line(("Alerts per ticket", "bold"), f": {_value(alerts[0])} ({alerts[0]['alerts']:,} alerts, "
-                            f"{alerts[0]['tickets']:,} tickets; " + ", ".join(parts) + ")"))
+        out.print(text_line(("Alerts per ticket", "bold"), f": {_value(alerts[0])} ({plural(alerts[0]['alerts'], 'alert')}, "
+                            f"{plural(alerts[0]['tickets'], 'ticket')}; " + ", ".join(parts) + ")"))
     if r.get("pager"):
         pager = r["pager"]
         out.print(f"[bold]Pages[/]: {pager[0]['value']}, {pager[1]['value']} out of hours")
@@ -125,7 +126,7 @@ def print_report(r: dict[str, Any]) -> None:
     _print_slos(out, r.get("slo", []))
     if r.get("cost"):
         total, per = r["cost"]
-        out.print(f"[bold]Cost[/]: {total['value']:,.2f} ({total['hours_worked']} hours worked, {total['pages']} pages); "
+        out.print(f"[bold]Cost[/]: {total['value']:,.2f} ({plural(total['hours_worked'], 'hour')} worked, {plural(total['pages'], 'page')}); "
                   f"per ticket {_value(per)}")
     _print_trend(out, r.get("trend", []))
 
@@ -177,7 +178,7 @@ def print_executive(r: dict[str, Any]) -> None:
     w = r["window"]
     out.print(f"[bold]Executive report[/] {local(w['since'])} → {local(w['until'])} ({plural(w['days'], 'day')})")
     desk = _by_name(r["tickets"]["all"])
-    out.print(f"{desk['tickets_created']['value']:,} tickets, MTTR {_value(desk['time_to_resolve_mean'])}, "
+    out.print(f"{plural(desk['tickets_created']['value'], 'ticket')}, MTTR {_value(desk['time_to_resolve_mean'])}, "
               f"median {_value(desk['time_to_resolve_median'])}")
     _print_sla(out, r.get("sla_by_service", []), "SLA compliance by service", "SERVICE")
     _print_slos(out, r.get("slo", []))
@@ -215,7 +216,7 @@ def print_service(data: dict[str, Any]) -> None:
     w = data["window"]
     out.print(text_line((f"Service {data['service']}", "bold"), f" {local(w['since'])} → {local(w['until'])}"))
     desk = _by_name(data["tickets"]["all"])
-    out.print(f"{desk['tickets_created']['value']:,} tickets ({desk['tickets_open_at_end']['value']} open), MTTA "
+    out.print(f"{plural(desk['tickets_created']['value'], 'ticket')} ({desk['tickets_open_at_end']['value']} open), MTTA "
               f"{_value(desk['time_to_acknowledge_mean'])}, MTTR {_value(desk['time_to_resolve_mean'])}, reopen "
               f"{_value(desk['reopen_rate'])}")
     alerts = data["alerts_received"]

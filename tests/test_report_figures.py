@@ -114,3 +114,41 @@ def test_export_and_import_count_the_same_rows(cli, tmp_path, monkeypatch):
     assert "table rows" in exported and "table rows" in imported
     rows = sum(1 for line in dump.read_bytes().splitlines() if "row" in json.loads(line))
     assert rows == numbers[0]
+
+
+# -- every count agrees with its noun (hostile finding 14) ----------------------------------------
+
+# "1 tickets", "1 pages": a count of one before a plural noun, anywhere in human output.
+ONE_PLURAL = re.compile(r"(?<![\d.,])1 (tickets|pages|runs|hours|days|events|articles|alerts|edits|rows|minutes|"
+                        r"checks|warnings|failures|users|admins|tokens|rules|steps|attempts|ratings|breaches|"
+                        r"changes|replies|people|responders|services|runbooks|matches|records)\b")
+
+
+def test_counts_of_one_take_the_singular_in_every_report_and_command(cli, tmp_path, monkeypatch):
+    """One ticket, one page, one hour worked, a throttle of one run: report, report service,
+    report executive, rules test, runbook show, worklog, tick and purge say "1 ticket", never
+    "1 tickets"."""
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.rmtree(config)
+    shutil.copytree(EXAMPLES, config)
+    with (config / "oncall.yaml").open("a") as f:
+        f.write("\nnotifier:\n  command: [/bin/true]\n")
+    runbook = config / "runbooks" / "clean-tmp.yaml"
+    runbook.write_text(runbook.read_text().replace("throttle: {runs: 3,", "throttle: {runs: 1,"))
+    monkeypatch.setenv("SDESK_CONFIG", str(config))
+    monkeypatch.setenv("SDESK_NOW", "2026-11-10T12:00:00Z")
+    cli.new("checkout down", "-p", "P1", "--service", "checkout")
+    said = [cli("tick", ok=False), cli("worklog", "SD-1", "1h"), cli("resolve", "SD-1", "-r", "fixed"),
+            cli("close", "SD-1")]
+    monkeypatch.setenv("SDESK_NOW", "2026-11-11T00:00:00Z")
+    window = ["--since", "2026-11-10T00:00:00Z"]
+    report = cli("report", *window)
+    said += [report, cli("report", "service", "checkout", *window), cli("report", "executive", *window),
+             cli("rules", "test", "--replay", "--since", "30d"), cli("runbook", "show", "clean-tmp")]
+    monkeypatch.setenv("SDESK_NOW", "2026-12-30T00:00:00Z")
+    said.append(cli("purge", "--dry-run", "--older-than", "1d"))
+    text = "\n".join(r.stdout + r.stderr for r in said)
+    assert "1 hour worked, 1 page)" in report.stdout and "1 ticket" in text  # the counts are there...
+    assert not ONE_PLURAL.findall(text), ONE_PLURAL.findall(text)  # ...and agree with their nouns

@@ -221,6 +221,8 @@ def purge(
     settings = settings_of(ctx)
     store = settings.store()
     before = clock.iso(clock.back(older_than, "--older-than"))
+    from ..plain import plural
+
     if not dry_run and not yes:
         counted = store.purge(before=before, dry_run=True, actor=settings.actor)
         if not counted["tickets"]:
@@ -228,11 +230,10 @@ def purge(
         elif not sys.stdin.isatty():
             raise BadInput("purge deletes tickets for good: give --yes (or look first with --dry-run)")
         else:
-            from ..plain import plural
             typer.confirm(f"Delete {plural(counted['tickets'], 'ticket')} closed before {before}?", abort=True)
     summary = store.purge(before=before, dry_run=dry_run, actor=settings.actor)
     if as_json:
         print_json(summary)
     else:
         verb = "would purge" if summary["dry_run"] else "purged"
-        print(f"{verb} {summary['tickets']} tickets closed before {before} ({summary['events']} events)")
+        print(f"{verb} {plural(summary['tickets'], 'ticket')} closed before {before} ({plural(summary['events'], 'event')})")

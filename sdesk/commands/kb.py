@@ -199,11 +199,12 @@ def review(ctx: typer.Context, article: IdArg) -> None:
 
     Example: sdesk kb review KB-3
     """
+    from ..plain import plural
     from ..store_kb import parse_kb_id
 
     settings = settings_of(ctx)
     a = settings.store().kb_review(parse_kb_id(article), actor=settings.actor)
-    note(f"KB-{a['id']} reviewed; next review due in {a['review_days']} days")
+    note(f"KB-{a['id']} reviewed; next review due in {plural(a['review_days'], 'day')}")
 
 
 @app.command()

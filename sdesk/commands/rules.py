@@ -61,6 +61,8 @@ def test(
 
     Example: sdesk rules test --replay --since 30d
     """
+    from ..plain import plural
+
     if not replay:
         raise BadInput("rules test needs --replay (re-run the rules over stored tickets)")
     config = _config(ctx)
@@ -81,7 +83,7 @@ def test(
     table(["ticket", "title", "would change"],
           [[ref(c["id"]), (c["title"] or "")[:50], "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in c["changes"].items())]
            for c in result["changed"]], empty="no ticket would change")
-    note(f"{result['tickets']} tickets replayed; {result['would_change']} would change"
+    note(f"{plural(result['tickets'], 'ticket')} replayed; {result['would_change']} would change"
          + (f" (first {limit} shown)" if limit and result["would_change"] > limit else ""))
 
 

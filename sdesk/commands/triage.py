@@ -194,10 +194,11 @@ def eval_(
 
 
 def _print_report(r: dict[str, Any]) -> None:
+    from ..plain import plural
     from ..render import table
 
-    print(f"train {r['train']:,} / test {r['test']:,} tickets (seed {r['seed']})"
-          + (f", {r['skipped']:,} rows skipped" if r["skipped"] else ""))
+    print(f"train {r['train']:,} / test {plural(r['test'], 'ticket')} (seed {r['seed']})"
+          + (f", {plural(r['skipped'], 'row')} skipped" if r["skipped"] else ""))
     print(f"accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}")
     print(f"at confidence >= {r['threshold']}: {r['routed']:,} routed automatically ({r['routed_share']:.1%}), "
           f"precision {_pct(r['routed_precision'])}")
