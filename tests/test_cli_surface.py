@@ -469,6 +469,12 @@ class TestHelpAt80Columns:
         for package in re.findall(r"pip install '([^']*)'", out):
             assert "[" in package and "]" in package, f"rich ate the extra: pip install '{package}'"
         assert all(len(line) <= 80 for line in out.splitlines())
+        # No word split across lines (<planned|in_progress|co / mpleted|...>): every word at 80
+        # columns is a word of the same help at 400, where nothing wraps.
+        monkeypatch.setenv("COLUMNS", "400")
+        whole = set(re.findall(r"\w+", cli(*command, "--help").stdout))
+        split = [w for w in re.findall(r"\w+", out) if w not in whole]
+        assert not split, f"words split across lines at 80 columns: {split}\n{out}"
 
     def test_top_level_help_groups_the_commands_in_panels(self, cli, monkeypatch):
         monkeypatch.setenv("COLUMNS", "80")

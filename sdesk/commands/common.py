@@ -127,12 +127,26 @@ def tidy_help(command: Any) -> Any:
             command.short_help = re.split(r"(?<=[.!?])\s+(?=[A-Z`])", " ".join(paragraphs[0].split()), maxsplit=1)[0]
         command._tidy = True
     for param in getattr(command, "params", ()):
-        # click lower-cases the choices it matches without case (<p1|p2>): show them as written.
         choice = param.type
-        if (getattr(choice, "case_sensitive", True) is False and param.metavar is None
-                and any(str(c) != str(c).lower() for c in getattr(choice, "choices", ()))):
-            param.metavar = "[" + "|".join(str(c) for c in choice.choices) + "]"
+        choices = [str(c) for c in getattr(choice, "choices", ())]
+        if not choices or param.metavar is not None:
+            continue
+        if len("|".join(choices)) > CHOICES_INLINE:
+            # A long list in the usage line or the metavar column is broken mid-word at 80
+            # columns (<planned|in_progress|co / mpleted|...>): name it, and list it in the help.
+            param.metavar = (param.name or "value").upper()
+            if param.param_type_name == "argument":  # its type column shows the type's metavar
+                choice.get_metavar = lambda *args, **kwargs: None  # -> <choice>
+            listed = "One of: " + ", ".join(choices) + "."
+            param.help = f"{param.help} {listed}" if getattr(param, "help", None) else listed
+        elif getattr(choice, "case_sensitive", True) is False and any(c != c.lower() for c in choices):
+            # click lower-cases the choices it matches without case (<p1|p2>): show them as written.
+            param.metavar = "[" + "|".join(choices) + "]"
     return command
+
+
+# Choices longer than this (joined with |) show as a metavar (STATUS), listed in the help text.
+CHOICES_INLINE = 24
 
 
 def _hoist_global_options(args: list[str]) -> list[str]:
