@@ -322,6 +322,22 @@ steps:
     assert len(problems) == 2 and "no-such-command-sdesk" in problems[1]
 
 
+def test_a_broken_runbook_file_is_named_by_list_and_by_tick_and_the_good_ones_still_show(desk):
+    """Hostile finding 18: `runbook list` shows the good runbooks and the broken file's error,
+    never "no runbooks"; tick warns of each broken file once, on stderr."""
+    desk("init")
+    desk.runbook("x", "steps: [\n")
+    only_broken = desk("runbook", "list", ok=False)
+    assert only_broken.exit_code == ExitCode.BAD_INPUT and "x.yaml" in only_broken.stderr
+    assert "no runbooks" not in only_broken.stdout + only_broken.stderr
+    desk.runbook("restart-api", "description: restart the api\nsteps:\n  - run: [true]\n")
+    both = desk("runbook", "list", ok=False)
+    assert "restart-api" in both.stdout and "x.yaml" in both.stderr and "no runbooks" not in both.stdout
+    tick = desk("tick", ok=False)
+    assert tick.stderr.count("x.yaml") == 1 and "warning: " in tick.stderr, tick.stderr
+    assert "restart-api" not in tick.stderr
+
+
 def test_unknown_and_missing_parameters(desk):
     desk.runbook("p", """
 params:

@@ -65,6 +65,8 @@ def _tick_once(settings) -> dict:
     settings.store().reap_runs(actor=settings.actor)
     summary["automation"] = [{"run": r["id"], "runbook": r["runbook"], "ticket": r["ticket_id"], "status": r["status"]}
                              for r in run_automation(settings)]
+    for error in settings.runbooks()[1]:  # a broken runbook never runs: cron's mail should say so
+        note(f"warning: {error}; that runbook cannot run")
     settings.store().set_desk_state("tick", clock.now_iso(), actor=settings.actor)  # for sdesk doctor: cron alive
     return summary
 

@@ -64,10 +64,11 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     else:
         from ..render import table
 
-        table(["runbook", "steps", "automation", "status", "description"],
-              [[r["name"], len(r["steps"]), "safe" if r["safe_for_automation"] else "manual",
-                "disabled" if r["disabled"] else "enabled", r["description"]] for r in found],
-              empty="no runbooks (put them in runbooks/ of the desk config)")
+        if found or not errors:  # a folder of broken files has runbooks: their errors are above
+            table(["runbook", "steps", "automation", "status", "description"],
+                  [[r["name"], len(r["steps"]), "safe" if r["safe_for_automation"] else "manual",
+                    "disabled" if r["disabled"] else "enabled", r["description"]] for r in found],
+                  empty="no runbooks (put them in runbooks/ of the desk config)")
         if "*" in disabled:
             note(f"all runbooks are disabled (by {disabled['*']['disabled_by']}): sdesk runbook enable --all")
     if errors:
