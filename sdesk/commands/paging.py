@@ -23,7 +23,9 @@ def tick(
     failed ones), bring back tickets whose silence ended, record SLA warnings and breaches, end
     runbook runs whose process died, and run the runbooks triage queued for automation.
     Idempotent: safe from cron every minute. A P1 or P2 that can reach nobody (no oncall.yaml,
-    no policy for it, nobody on call, no notifier) is a warning on stderr and exit 1.
+    no policy for it, nobody on call, no notifier), or whose page's delivery fails, is a warning
+    on stderr and exit 1, every tick until it is delivered or acknowledged. So is a desk file
+    other than oncall.yaml that does not load: the pages still go.
 
     Example: sdesk tick --json
 
