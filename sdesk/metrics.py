@@ -205,8 +205,10 @@ def csat_kpis(distribution: Mapping[int, int], resolved: int, targets: Targets) 
             kpi("csat_response_rate", ratio(rated, resolved), "ratio")]
 
 
-def pager_kpis(pages: Mapping[str, tuple[int, int]], window: timedelta, targets: Targets) -> list[dict[str, Any]]:
-    """From user -> (pages, out of hours): per responder per week, and the desk's totals.
+def pager_kpis(pages: Mapping[str, tuple[int, int]], window: timedelta, targets: Targets, *,
+               undeliverable: int = 0) -> list[dict[str, Any]]:
+    """From user -> (pages, out of hours): per responder per week, and the desk's totals, with
+    the pages that reached nobody (`undeliverable`: a P1 that paged nobody is not "0 pages").
 
     A window shorter than a week gives each responder's count, never scaled up: one page in a
     day is one page, not "7 a week" (the other six days are unknown, and a rate invented from one
@@ -216,7 +218,8 @@ def pager_kpis(pages: Mapping[str, tuple[int, int]], window: timedelta, targets:
     weeks = max(window / timedelta(weeks=1), 1)
     short = {"window_days": round(window / timedelta(days=1), 2)} if window < timedelta(weeks=1) else {}
     out = [kpi("pages", sum(n for n, _ in pages.values()), "count"),
-           kpi("pages_out_of_hours", sum(o for _, o in pages.values()), "count")]
+           kpi("pages_out_of_hours", sum(o for _, o in pages.values()), "count"),
+           kpi("pages_undeliverable", undeliverable, "count", 0, most=True)]
     for user, (n, o) in sorted(pages.items()):
         row = kpi("pages_per_week", n / weeks, "per week", targets.pages_per_week, most=True, user=user,
                   out_of_hours=o, **short)
@@ -338,6 +341,7 @@ HELP = {
     "pages": "Pages sent in the window.",
     "pages_out_of_hours": "Pages sent outside business hours.",
     "pages_per_week": "Pages per week, by responder.",
+    "pages_undeliverable": "Pages that reached nobody (nobody on call, or no notifier).",
     "cost_total": "Cost of the window from the cost model.",
     "cost_per_ticket": "Cost over tickets created.",
     "automation_misfires": "Automated runbook runs that failed, were interrupted or whose resolution was reopened.",

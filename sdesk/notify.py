@@ -13,8 +13,16 @@ from .routing import Notifier
 def message(pages: list[dict[str, Any]]) -> dict[str, Any]:
     """What the notifier gets: one page, or several for one person as one batch."""
     def one(page: dict[str, Any]) -> dict[str, Any]:
-        return {"page": page["id"], "ticket": page["ticket_id"], "title": page["title"], "priority": page["priority"],
+        body = {"page": page["id"], "ticket": page["ticket_id"], "title": page["title"], "priority": page["priority"],
                 "user": page["user"], "round": page["round"], "level": page["level"], "due_at": page["due_at"]}
+        child = page.get("raised_by")
+        if child:
+            # The incident's own title may be a P3 warning: the child that raised it says what is wrong.
+            body["raised_by"] = {"ticket": child["ticket"], "ref": f"SD-{child['ticket']}", "title": child["title"],
+                                 "priority": child["priority"]}
+            body["summary"] = (f"SD-{page['ticket_id']} {page['title']}: {page['priority']} because of its child "
+                               f"SD-{child['ticket']} {child['title']}")
+        return body
 
     if len(pages) == 1:
         return one(pages[0])

@@ -248,7 +248,8 @@ def describe_event(e: dict[str, Any]) -> str:
         case "page_undeliverable":
             return f"page to {g('user') or 'nobody'} undeliverable (level {g('level')}): {g('reason', '')}"
         case "escalation_requested":
-            return f"escalation to step {g('step', '?')} requested"
+            step = f"{g('round')}.{g('level')}" if "level" in d else f"step {g('step', '?')}"  # round.level, as `pages`
+            return f"escalation to {step} requested"
         case "oncall_override":
             return (f"on-call override {g('id')}: {g('user')} covers {g('schedule')} from {local(g('starts_at'))} "
                     f"to {local(g('ends_at'))}" + (f": {d['reason']}" if g("reason") else ""))

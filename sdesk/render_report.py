@@ -119,10 +119,12 @@ def print_report(r: dict[str, Any]) -> None:
         out.print(text_line(("Alerts per ticket", "bold"), f": {_value(alerts[0])} ({plural(alerts[0]['alerts'], 'alert')}, "
                             f"{plural(alerts[0]['tickets'], 'ticket')}; " + ", ".join(parts) + ")"))
     if r.get("pager"):
-        pager = r["pager"]
-        out.print(f"[bold]Pages[/]: {pager[0]['value']}, {pager[1]['value']} out of hours")
-        _bars(out, _pager_title(pager[2:]), [(k["user"], k["value"], str(_value(k)) if k.get("window_days") is None
-                                              else f"{k['value']:g}") for k in pager[2:]])
+        totals, people = _by_name(r["pager"]), [k for k in r["pager"] if k["kpi"] == "pages_per_week"]
+        nobody = totals["pages_undeliverable"]["value"] if "pages_undeliverable" in totals else 0
+        out.print(f"[bold]Pages[/]: {totals['pages']['value']:,} sent, {totals['pages_out_of_hours']['value']:,} out of "
+                  "hours" + (f"; [bold red]{nobody:,} undeliverable[/] (reached nobody: sdesk pages)" if nobody else ""))
+        _bars(out, _pager_title(people), [(k["user"], k["value"], str(_value(k)) if k.get("window_days") is None
+                                           else f"{k['value']:g}") for k in people])
     _print_slos(out, r.get("slo", []))
     if r.get("cost"):
         total, per = r["cost"]

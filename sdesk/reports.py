@@ -111,7 +111,8 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
             counts = by_user.setdefault(user, [0, 0])
             counts[0] += 1
             counts[1] += not working_at(hours, clock.parse(due))
-        report["pager"] = metrics.pager_kpis({u: (n, o) for u, (n, o) in by_user.items()}, window, targets)
+        report["pager"] = metrics.pager_kpis({u: (n, o) for u, (n, o) in by_user.items()}, window, targets,
+                                             undeliverable=store.pages_unreached(a, b))
     if want("slo"):
         report["slo"] = [budget(slo, store.slo_incidents(slo, until), until) for slo in sla.slos.values()]
     if want("cost"):

@@ -189,6 +189,11 @@ class MetricsStore:
         return self.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
                                  "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
 
+    def pages_unreached(self: Store, since: str, until: str) -> int:
+        """The pages due in the window that reached nobody (nobody to page, or no notifier)."""
+        return self.conn.execute("SELECT count(*) FROM pages WHERE due_at >= ? AND due_at < ? "
+                                 "AND status = 'undeliverable'", (since, until)).fetchone()[0]
+
     def minutes_worked(self: Store, since: str, until: str) -> int:
         return self.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
                                  (since, until)).fetchone()[0]

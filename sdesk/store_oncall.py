@@ -20,6 +20,12 @@ _COVERED = ("EXISTS (SELECT 1 FROM tickets parent WHERE parent.id = tickets.pare
             "IS NOT NULL OR (parent.status NOT IN ('resolved', 'closed') AND parent.priority <= tickets.priority)))")
 
 
+def _step(step: int, levels: int) -> str:
+    """A policy's step (1, 2, ... over its levels and repeats) as `pages` shows it: round.level."""
+    round_, level = divmod(step - 1, levels)
+    return f"{round_ + 1}.{level + 1}"
+
+
 class OnCallStore:
     def overrides(self: Store, *, schedule: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Override]:
@@ -80,7 +86,8 @@ class OnCallStore:
         (not suppressed, not a child its parent covers), each once: a `paged` event per level
         fired. A P1 or P2 no policy covers, or a level that finds nobody on call, is recorded
         as an `undeliverable` page (user "") with why: a page that reached nobody is on record,
-        and `unreached` finds it."""
+        and `unreached` finds it. Returned: each level fired (its users paged), and each such
+        record made now (`users` empty, `undeliverable` why), so that tick counts every page."""
         from datetime import timedelta
 
         from .escalation import due, nobody, policy_for, unrouted
@@ -111,15 +118,20 @@ class OnCallStore:
                     if t["priority"] in DEFAULT_PAGE:
                         # Round 0, level 0: before any policy's levels, so that a policy added
                         # later still starts at its first level.
-                        self._undeliverable(tx, t["id"], 0, 0, now, unrouted(dict(t), oncall))
+                        why = unrouted(dict(t), oncall)
+                        if self._undeliverable(tx, t["id"], 0, 0, now, why):
+                            new.append({"ticket": t["id"], "policy": None, "round": 0, "level": 0, "users": [],
+                                        "due_at": clock.iso(now), "undeliverable": why})
                     continue
                 if t["priority"] not in policy.page:
                     continue
                 for d in due(policy, oncall, overrides, created=clock.parse(t["created_at"]),
                              manual_level=t["escalation_level"], now=now, fired=fired.get(t["id"])):
                     if not d.users:  # the level fired and found nobody: on record, and the next level follows
-                        self._undeliverable(tx, t["id"], d.round, d.level, d.at,
-                                            nobody(policy.levels[d.level - 1].targets))
+                        why = nobody(policy.levels[d.level - 1].targets)
+                        if self._undeliverable(tx, t["id"], d.round, d.level, d.at, why):
+                            new.append({"ticket": t["id"], "policy": policy.name, "round": d.round, "level": d.level,
+                                        "users": [], "due_at": clock.iso(d.at), "undeliverable": why})
                         continue
                     paged = [user for user in d.users if tx.conn.execute(
                         "INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, next_attempt_at) "
@@ -132,12 +144,14 @@ class OnCallStore:
                         new.append({"ticket": t["id"], **data})
         return new
 
-    def _undeliverable(self: Store, tx: Any, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> None:
-        """A page that has nobody to go to, on record once (as `pages` shows it)."""
+    def _undeliverable(self: Store, tx: Any, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
+        """A page that has nobody to go to, on record once (as `pages` shows it); whether it is new."""
         if tx.conn.execute("INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, error) "
                            "VALUES (?, ?, ?, '', ?, 'undeliverable', ?)",
                            (ticket_id, round_, level, clock.iso(at), why)).rowcount:
             tx.event(ticket_id, "page_undeliverable", {"round": round_, "level": level, "user": None, "reason": why})
+            return True
+        return False
 
     def pages_undeliverable(self: Store, pages: list[dict[str, Any]], why: str, *, actor: str) -> None:
         """Pages raised for people that no channel can carry (no notifier): on record as such."""
@@ -167,8 +181,10 @@ class OnCallStore:
             f"AND status IN ('pending', 'sending', 'delivered')) ORDER BY priority, id", priorities)
         return [{"ticket": r[0], "priority": r[1], "reason": r[2]} for r in rows]
 
-    def escalate(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> int:
-        """Move a ticket to its next escalation level now (`sdesk tick` pages it)."""
+    def escalate(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> tuple[int, int]:
+        """Move a ticket to its next escalation level now (`sdesk tick` pages it): that step as
+        (round, level), as `pages` numbers it. Past the policy's last step (its levels, repeated)
+        there is none: a Conflict, and nothing is recorded."""
         from .errors import Conflict
         from .escalation import policy_for
         from .lifecycle import ref
@@ -188,10 +204,16 @@ class OnCallStore:
             # Level 0 is the record of a page no policy covered, not a step of this one.
             fired = tx.conn.execute("SELECT count(DISTINCT round * 1000 + level) FROM pages WHERE ticket_id = ? "
                                     "AND level > 0", (ticket_id,)).fetchone()[0]
-            level = max(fired, t["escalation_level"]) + 1
-            self._set(tx, ticket_id, {"escalation_level": level, "updated_at": tx.at})
-            tx.event(ticket_id, "escalation_requested", {"step": level})
-        return level
+            current = max(fired, t["escalation_level"])
+            levels = len(policy.levels)
+            if current >= levels * (policy.repeat + 1):
+                raise Conflict(f"{ref(ticket_id)} is already at the last level ({_step(current, levels)}) of "
+                               f"policy {policy.name}: there is no level to escalate to")
+            step = current + 1
+            round_, level = divmod(step - 1, levels)
+            self._set(tx, ticket_id, {"escalation_level": step, "updated_at": tx.at})
+            tx.event(ticket_id, "escalation_requested", {"step": step, "round": round_ + 1, "level": level + 1})
+        return round_ + 1, level + 1
 
     def pages_to_send(self: Store, now: datetime, *, actor: str) -> list[dict[str, Any]]:
         """Pages due for delivery. Those whose ticket no longer pages (acknowledged, done,
@@ -207,9 +229,49 @@ class OnCallStore:
                 f"OR tickets.status IN ('resolved', 'closed') OR tickets.suppressed IS NOT NULL OR {_COVERED}))")
             tx.conn.execute("UPDATE pages SET status = 'failed' WHERE status = 'pending' AND attempts >= ?",
                             (MAX_ATTEMPTS,))
-            return [dict(r) for r in tx.conn.execute(
+            pages = [dict(r) for r in tx.conn.execute(
                 "SELECT p.*, t.title, t.priority FROM pages p JOIN tickets t ON t.id = p.ticket_id "
                 "WHERE p.status IN ('pending', 'sending') AND p.next_attempt_at <= ? ORDER BY p.id", (at,))]
+            raised: dict[int, dict[str, Any] | None] = {}
+            for page in pages:
+                if page["ticket_id"] not in raised:
+                    raised[page["ticket_id"]] = self._raised_by(tx.conn, page["ticket_id"], page["priority"])
+                page["raised_by"] = raised[page["ticket_id"]]
+            return pages
+
+    def _raised_by(self: Store, conn: Any, ticket_id: int, priority: str) -> dict[str, Any] | None:
+        """The child whose priority the ticket has (a `priority_raised` event that nobody's change
+        of priority followed), with its title: the page of an incident raised by a child says what
+        is wrong, which the incident's own title (a P3 warning, say) does not."""
+        row = conn.execute("SELECT id, json_extract(data, '$.child'), json_extract(data, '$.priority[1]') FROM events "
+                           "WHERE ticket_id = ? AND kind = 'priority_raised' ORDER BY id DESC LIMIT 1",
+                           (ticket_id,)).fetchone()
+        if row is None or row[2] != priority:
+            return None
+        if conn.execute("SELECT 1 FROM events WHERE ticket_id = ? AND id > ? AND ((kind = 'updated' AND "
+                        "json_extract(data, '$.priority') IS NOT NULL) OR (kind = 'triaged' AND "
+                        "json_extract(data, '$.changes.priority') IS NOT NULL)) LIMIT 1", (ticket_id, row[0])).fetchone():
+            return None
+        child = conn.execute("SELECT title, priority FROM tickets WHERE id = ?", (row[1],)).fetchone()
+        return {"ticket": row[1], "title": child[0], "priority": child[1]} if child else None
+
+    def failing(self: Store, oncall: OnCall) -> list[dict[str, Any]]:
+        """Pages of tickets that still page (open, unacknowledged, not suppressed nor covered by a
+        parent, a priority that pages) whose delivery was tried and failed: waiting for a retry,
+        or given up after MAX_ATTEMPTS. `sdesk tick` warns of each, every time, until it is
+        delivered or the ticket acknowledged."""
+        from .routing import DEFAULT_PAGE
+
+        priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
+        rows = self.conn.execute(
+            "SELECT pages.id, pages.ticket_id, tickets.priority, pages.user, pages.round, pages.level, pages.attempts, "
+            "pages.error, pages.status FROM pages JOIN tickets ON tickets.id = pages.ticket_id "
+            "WHERE pages.status IN ('pending', 'sending', 'failed') AND pages.attempts > 0 AND pages.error IS NOT NULL "
+            "AND tickets.status IN ('new', 'triaged', 'assigned') AND tickets.acknowledged_at IS NULL "
+            f"AND tickets.suppressed IS NULL AND tickets.priority IN ({','.join('?' * len(priorities))}) "
+            f"AND NOT {_COVERED} ORDER BY tickets.priority, pages.ticket_id, pages.id", priorities)
+        return [{"page": r[0], "ticket": r[1], "priority": r[2], "user": r[3], "round": r[4], "level": r[5],
+                 "attempts": r[6], "error": r[7], "retrying": r[8] != "failed"} for r in rows]
 
     def claim_pages(self: Store, ids: list[int], token: str, now: datetime, hold: float, *, actor: str) -> list[int]:
         """Mark pages as being sent by this tick (`token`) for `hold` seconds; the ids claimed:

@@ -17,10 +17,17 @@ if TYPE_CHECKING:
 
 def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: str) -> dict[str, Any]:
     """Raise due pages, deliver pending ones, bring back tickets whose silence ended, and
-    record SLA warnings and breaches. Each step is idempotent. `undeliverable`: the tickets
-    that would page and reach nobody (no policy, nobody on call, no notifier), with why."""
-    paged = store.page_due(oncall, now, actor=actor)
+    record SLA warnings and breaches. Each step is idempotent. `raised`: the page records made
+    now, a person each, `raised_undeliverable` of them with nobody or no channel to reach;
+    `reached`: the people a delivery reached now. `undeliverable`: the tickets that would page
+    and reach nobody (no policy, nobody on call, no notifier), with why; `failing`: pages whose
+    delivery failed (a retry waits, or they were given up), until delivered or acknowledged."""
+    new = store.page_due(oncall, now, actor=actor)
+    paged = [p for p in new if "undeliverable" not in p]
+    raised = sum(len(p["users"]) for p in paged)
+    nobody = len(new) - len(paged)
     delivered = failed = 0
+    reached: set[str] = set()
     token = uuid.uuid4().hex
     # Claimed one message at a time, for longer than sending it can take: a tick that starts
     # while this one is still sending finds the page taken, never sends it again.
@@ -30,6 +37,7 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
         # No channel reaches a person: the pages are on record as undeliverable, never "delivered".
         store.pages_undeliverable(waiting, "no notifier in oncall.yaml (a command or a webhook)", actor=actor)
         waiting = []
+        nobody += raised  # this tick's pages among them
     for group in _sendable(store, oncall.notifier, waiting, now, actor):
         claimed = set(store.claim_pages([p["id"] for p in group], token, now, hold, actor=actor))
         group = [p for p in group if p["id"] in claimed]
@@ -40,10 +48,13 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
         for page in group:
             store.page_result(page, error, took, now, token=token, actor=actor, delivery=group[0]["id"])
         delivered, failed = delivered + (error is None) * len(group), failed + (error is not None) * len(group)
+        if error is None:
+            reached.add(group[0]["user"])
     unsuppressed = store.release_ended_silences(now, actor=actor)
     recorded = store.sla_record(sla, now, actor=actor) if sla.policies else {}
-    return {"at": clock.iso(now), "paged": paged, "delivered": delivered, "failed": failed,
-            "undeliverable": store.unreached(oncall),
+    return {"at": clock.iso(now), "paged": paged, "raised": raised + len(new) - len(paged),
+            "raised_undeliverable": nobody, "delivered": delivered, "reached": len(reached), "failed": failed,
+            "undeliverable": store.unreached(oncall), "failing": store.failing(oncall),
             "unsuppressed": unsuppressed, "sla_warnings": recorded.get("sla_warning", 0),
             "sla_breaches": recorded.get("sla_breached", 0)}
 

@@ -2,6 +2,8 @@
 level, stops at ack; a P4 never pages; a failing notifier is retried and its page stays on record."""
 
 import json
+import re
+import socket
 import sys
 from pathlib import Path
 
@@ -33,6 +35,13 @@ def desk(cli, monkeypatch, tmp_path):
     cli.log, cli.flag = log, flag
     cli.at = lambda when: monkeypatch.setenv("SDESK_NOW", when)
     return cli
+
+
+def failing_tick(desk):
+    """`tick --json` while a page's delivery fails: it warns, and exits 1 (issue 19 round 2, #2)."""
+    result = desk("tick", "--json", ok=False)
+    assert result.exit_code == ExitCode.ERROR and "not delivered" in result.stderr
+    return json.loads(result.stdout)
 
 
 def logged(desk):
@@ -77,10 +86,10 @@ def test_a_failing_notifier_is_retried_and_the_page_stays_on_record(desk):
     desk.at("2026-11-26T12:00:00Z")
     desk.flag.touch()
     p1 = desk.new("checkout down", "-p", "P1")
-    assert desk.json("tick")["failed"] == 1
+    assert failing_tick(desk)["failed"] == 1
     [page] = desk.json("pages", "--ticket", str(p1))
     assert page["status"] == "pending" and page["attempts"] == 1 and page["error"] == "notifier exited 1: chat is down"
-    assert desk.json("tick")["failed"] == 0  # backing off: not retried within the minute
+    assert failing_tick(desk)["failed"] == 0  # backing off: not retried within the minute, and still loud
     desk.flag.unlink()
     desk.at("2026-11-26T12:01:00Z")
     assert desk.json("tick")["delivered"] == 1
@@ -201,7 +210,7 @@ def test_pages_reach_a_webhook(desk, tmp_path):
         (tmp_path / "desk" / "oncall.yaml").write_text(text)
         desk.at("2026-11-10T12:00:00Z")
         p1 = desk.new("down", "-p", "P1")
-        assert desk.json("tick")["failed"] == 1  # the hook answered 500
+        assert failing_tick(desk)["failed"] == 1  # the hook answered 500
         [page] = desk.json("pages")
         assert page["error"] == "webhook answered 500"
         desk.at("2026-11-10T12:01:00Z")
@@ -215,7 +224,7 @@ def test_pages_for_a_ticket_acknowledged_meanwhile_are_cancelled(desk):
     desk.at("2026-11-10T12:00:00Z")
     desk.flag.touch()
     p1 = desk.new("down", "-p", "P1")
-    assert desk.json("tick")["failed"] == 1
+    assert failing_tick(desk)["failed"] == 1
     desk("ack", str(p1))
     desk.flag.unlink()
     desk.at("2026-11-10T12:05:00Z")
@@ -231,7 +240,7 @@ def test_a_retry_goes_only_to_the_channel_that_failed(desk, tmp_path):
     desk.new("down", "-p", "P1")
     for minute in (0, 2, 5):
         desk.at(f"2026-11-10T12:{minute:02d}:00Z")
-        desk.json("tick")
+        failing_tick(desk)
     [page] = desk.json("pages")
     assert page["sent_to"] == "command" and page["attempts"] == 3 and page["error"].startswith("webhook failed")
     assert len(logged(desk)) == 1  # the chat command got it once
@@ -263,7 +272,7 @@ def test_two_ticks_never_claim_the_same_page(desk, db_path):
     desk.at("2026-11-10T12:00:00Z")
     desk.flag.touch()
     desk.new("down", "-p", "P1")
-    desk.json("tick")
+    failing_tick(desk)
     now = datetime(2026, 11, 10, 13, tzinfo=timezone.utc)
     with Store(db_path) as a, Store(db_path) as b:
         [page] = a.pages_to_send(now, actor="t")
@@ -366,7 +375,7 @@ def test_a_policy_added_later_pages_from_its_first_level(cli, monkeypatch, tmp_p
 def test_the_tick_summary_counts_in_words(desk):
     desk.at("2026-11-10T12:00:00Z")
     desk.new("checkout down", "-p", "P1")
-    assert desk("tick").stderr.startswith("tick: 1 page raised, 1 delivered, ")
+    assert desk("tick").stderr.startswith("tick: 1 page raised, 1 delivered to 1 person, ")
 
 
 def test_the_pages_table_fits_80_columns(desk, monkeypatch):
@@ -374,10 +383,10 @@ def test_the_pages_table_fits_80_columns(desk, monkeypatch):
     desk.at("2026-11-10T12:00:00Z")
     desk.flag.touch()
     desk.new("checkout down", "-p", "P1")
-    desk("tick")
+    failing_tick(desk)
     lines = desk("pages").stdout.splitlines()
     assert all(len(line) <= 80 for line in lines)
-    [row] = [line for line in lines if "SD-1" in line and "pending" in line]
+    [row] = [line for line in lines if "SD-1" in line and "failed, retrying" in line]
     assert "2026-11-10" in row and row.split()[-1] == "1"  # the date on one line, no empty column after tries
     assert any(line.startswith("page 1 (SD-1): notifier exited 1: chat is down") for line in lines)
 
@@ -394,3 +403,133 @@ def test_the_parent_a_more_urgent_child_raised_pages_and_a_child_under_an_acknow
     late = desk.new("payments errors", "-p", "P1")
     desk("link", str(late), "--parent", str(other))
     assert desk.json("tick")["paged"] == []
+
+
+# -- round 2: the hostile tester's findings 1, 2, 4, 5 and 15 ------------------------------------
+
+# A desk file other than oncall.yaml, broken (as the file is named in the config folder).
+BROKEN = {
+    "sla.yaml": "policies:\n  - {name: all, priority: P1, respond: 15mins, resolve: 4h}\n",
+    "triage.yaml": "rules: 3\n",
+    "roles.yaml": "x: [\n",
+    "metrics.yaml": "targets:\n  nonsense: 1\n",
+    "intake.yaml": "x: [\n",
+    "runbooks/x.yaml": "steps: [\n",
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_a_broken_desk_file_other_than_oncall_yaml_does_not_stop_paging(desk, tmp_path, name):
+    desk.at("2026-11-10T12:00:00Z")
+    p1 = desk.new("checkout down", "-p", "P1")
+    path = tmp_path / "desk" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(BROKEN[name])
+    for minute in ("00", "15"):  # every tick says so, and the levels still fire
+        desk.at(f"2026-11-10T12:{minute}:00Z")
+        result = desk("tick", "--json", ok=False)
+        assert result.exit_code == ExitCode.ERROR
+        assert [p["ticket"] for p in json.loads(result.stdout)["paged"]] == [p1]
+        [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert re.match(rf"warning: {re.escape(str(path))}:\d+: ", warning)  # the file and its line
+    assert [(x["ticket"], x["user"]) for x in logged(desk)] == [(p1, "dave"), (p1, "alice")]
+    if name == "roles.yaml":  # a command that needs the file still refuses it
+        assert desk("new", "another", ok=False).exit_code == ExitCode.BAD_INPUT
+
+
+def _refused_url() -> str:
+    """A loopback URL nothing listens on (the port was free a moment ago): connection refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+@pytest.mark.parametrize("notifier, error", [
+    ("command: [/nonexistent/notify]", "notifier '/nonexistent/notify' not found"),
+    ("command: [/bin/false]", "notifier exited 1"),
+    ("webhook", "webhook failed: "),
+])
+def test_a_page_whose_delivery_fails_warns_and_fails_every_tick_until_acknowledged(cli, monkeypatch, tmp_path,
+                                                                                   notifier, error):
+    notifier = f"webhook: {_refused_url()}" if notifier == "webhook" else notifier
+    (tmp_path / "config" / "oncall.yaml").write_text(OPS + "default_team: ops\n" + f"notifier:\n  {notifier}\n")
+    monkeypatch.setenv("SDESK_NOW", "2026-11-10T12:00:00Z")
+    ticket = cli.new("checkout down", "-p", "P1")
+    for tries, minute in enumerate(("00", "00", "02", "30")):  # the second: backing off, not tried, still loud
+        monkeypatch.setenv("SDESK_NOW", f"2026-11-10T12:{minute}:00Z")
+        result = cli("tick", ok=False)
+        assert result.exit_code == ExitCode.ERROR
+        [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert warning.startswith(f"warning: SD-{ticket} (P1): page 1 to ann not delivered (") and error in warning
+    [page] = cli.json("pages")
+    assert page["attempts"] == 3 and page["status"] == "pending" and error in page["error"]
+    [row] = [line for line in cli("pages").stdout.splitlines() if f"SD-{ticket}" in line and "ann" in line]
+    assert "failed, retrying" in row and row.split()[-1] == "3"  # as tick counts it: failed, not "pending"
+    cli("ack", str(ticket))
+    result = cli("tick")
+    assert result.exit_code == 0 and "warning:" not in result.stderr
+
+
+def test_the_page_of_an_incident_a_child_raised_names_the_child(desk):
+    desk.at("2026-11-10T12:00:00Z")
+    parent = desk.new("checkout latency warning", "-p", "P3")
+    child = desk.new("production down outage, all users", "-p", "P1")
+    desk("link", str(child), "--parent", str(parent))
+    other = desk.new("payments down", "-p", "P1")
+    desk.json("tick")
+    got = {x["ticket"]: x for x in logged(desk)}
+    assert got[parent]["raised_by"] == {"ticket": child, "ref": f"SD-{child}",
+                                        "title": "production down outage, all users", "priority": "P1"}
+    assert f"because of its child SD-{child} production down outage, all users" in got[parent]["summary"]
+    assert "raised_by" not in got[other]  # its own priority: nothing to add
+
+
+@pytest.mark.parametrize("repeat, last", [(0, "1.2"), (1, "2.2")])
+def test_escalate_past_the_last_level_is_refused_and_records_nothing(cli, monkeypatch, tmp_path, repeat, last):
+    (tmp_path / "config" / "oncall.yaml").write_text(
+        "teams:\n  - name: ops\n    members: [ann, bob]\n    escalation: ops\ndefault_team: ops\n"
+        f"escalation:\n  - name: ops\n    repeat: {repeat}\n    levels:\n      - {{targets: ['user:ann'], delay: 15m}}\n"
+        "      - {targets: ['user:bob'], delay: 15m}\n" + NOTIFY)
+    monkeypatch.setenv("SDESK_NOW", "2026-11-10T12:00:00Z")
+    ticket = cli.new("api down", "-p", "P1")
+    cli("tick")
+    steps = ["1.2", "2.1", "2.2"][:1 + 2 * repeat]
+    for step in steps:
+        assert cli("escalate", str(ticket)).stderr.startswith(f"SD-{ticket}: escalation to {step} ")
+        assert cli.json("tick")["paged"][0]["level"] == int(step[-1])
+    events = len(cli.json("show", str(ticket))["events"])
+    result = cli("escalate", str(ticket), ok=False)
+    assert result.exit_code == ExitCode.CONFLICT
+    assert result.stderr == f"error: SD-{ticket} is already at the last level ({last}) of policy ops: there is no " \
+                            "level to escalate to\n"
+    assert len(cli.json("show", str(ticket))["events"]) == events and cli.json("tick")["paged"] == []
+    assert [f"{p['round']}.{p['level']}" for p in cli.json("pages")] == ["1.1", *steps]
+    assert f"escalation to {steps[-1]} requested" in cli("show", str(ticket)).stdout  # as `pages` numbers it
+
+
+TWO = ("teams:\n  - name: ops\n    members: [ann, bob]\n    escalation: ops\ndefault_team: ops\n"
+       "escalation:\n  - name: ops\n    levels:\n      - {targets: ['user:ann', 'user:bob'], delay: 15m}\n")
+
+
+@pytest.mark.parametrize("oncall, line", [
+    (OPS + "default_team: ops\n" + NOTIFY, "tick: 1 page raised, 1 delivered to 1 person, "),
+    (TWO + NOTIFY, "tick: 2 pages raised, 2 delivered to 2 people, "),
+    ("unset", "tick: 1 page raised (1 undeliverable), 0 delivered, "),
+    (TWO, "tick: 2 pages raised (2 undeliverable), 0 delivered, "),  # no notifier
+    (OFFICE + NOTIFY, "tick: 1 page raised (1 undeliverable), 0 delivered, "),  # nobody on call
+])
+def test_tick_counts_every_page_it_records_and_the_reports_show_undeliverable_ones(cli, monkeypatch, tmp_path,
+                                                                                   oncall, line):
+    _config(monkeypatch, tmp_path, oncall)
+    monkeypatch.setenv("SDESK_NOW", "2026-11-14T03:00:00Z")  # a Saturday night: outside office hours
+    cli.new("checkout down", "-p", "P1")
+    result = cli("tick", ok=False)
+    assert result.stderr.startswith(line)
+    raised, nobody = (int(n) for n in re.match(r"tick: (\d+) pages? raised(?: \((\d+)|)", line).groups("0"))
+    pages = cli.json("pages")
+    assert len(pages) == raised and sum(p["status"] == "undeliverable" for p in pages) == nobody
+    report = cli("report").stdout
+    assert (f"{nobody} undeliverable" in report) == bool(nobody)
+    prom = cli("metrics", "--prom").stdout
+    assert f"sdesk_pages_undeliverable {float(nobody)!r}" in prom

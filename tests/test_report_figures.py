@@ -53,7 +53,7 @@ def test_one_page_in_a_day_is_one_page_not_seven_a_week(paged):
 @pytest.mark.parametrize("hours", [1, 12, 24, 72, 24 * 7 - 1, 24 * 7, 24 * 14, 24 * 90])
 @pytest.mark.parametrize("count", [0, 1, 6, 40])
 def test_the_pager_rate_is_never_more_than_the_pages_counted(hours, count):
-    [_, _, row] = pager_kpis({"ann": (count, 0)}, timedelta(hours=hours), Targets())
+    [row] = [k for k in pager_kpis({"ann": (count, 0)}, timedelta(hours=hours), Targets()) if k["kpi"] == "pages_per_week"]
     assert row["value"] <= count
     if hours < 24 * 7:
         assert row["value"] == count and row["ok"] is (False if count > 5 else None)

@@ -313,6 +313,10 @@ class Settings:
                 raise
             return "viewer"  # the least a role allows, while the config that would say more is broken
 
+    # `sdesk tick` sets a list here: a roles.yaml that does not load is then the built-in default
+    # role, its error kept in the list for tick to warn of (paging must not wait on roles.yaml).
+    roles_fallback: list[str] | None = None
+
     def default_role(self) -> str:
         """roles.yaml `default_role` of the desk config: the role of someone who is not a user."""
         from ..roles import DEFAULT_ROLE, check_role
@@ -322,13 +326,19 @@ class Settings:
             return DEFAULT_ROLE
         from .. import yamlfile
 
-        data, _ = yamlfile.parse(read_text(path), str(path))
-        if not isinstance(data, dict) or set(data) - {"default_role"}:
-            raise BadInput(f"{path}: expected only `default_role: viewer|agent|approver|admin`")
         try:
-            return check_role(str(data.get("default_role", DEFAULT_ROLE)))
-        except BadInput as e:
-            raise BadInput(f"{path}: default_role: {e}") from None
+            data, _ = yamlfile.parse(read_text(path), str(path))
+            if not isinstance(data, dict) or set(data) - {"default_role"}:
+                raise BadInput(f"{path}: expected only `default_role: viewer|agent|approver|admin`")
+            try:
+                return check_role(str(data.get("default_role", DEFAULT_ROLE)))
+            except BadInput as e:
+                raise BadInput(f"{path}: default_role: {e}") from None
+        except SdeskError as e:
+            if self.roles_fallback is None:
+                raise
+            self.roles_fallback.append(str(e))
+            return DEFAULT_ROLE
 
     def close(self) -> None:
         if self._store is not None:

@@ -23,7 +23,9 @@ def tick(
     failed ones), bring back tickets whose silence ended, record SLA warnings and breaches, end
     runbook runs whose process died, and run the runbooks triage queued for automation.
     Idempotent: safe from cron every minute. A P1 or P2 that can reach nobody (no oncall.yaml,
-    no policy for it, nobody on call, no notifier) is a warning on stderr and exit 1.
+    no policy for it, nobody on call, no notifier), or whose page's delivery fails, is a warning
+    on stderr and exit 1, every tick until it is delivered or acknowledged. So is a desk file
+    other than oncall.yaml that does not load: the pages still go.
 
     Example: sdesk tick --json
 
@@ -40,20 +42,28 @@ def tick(
         if as_json:
             print_json(summary)
         else:
-            note(f"tick: {plural(len(summary['paged']), 'page')} raised, {summary['delivered']:,} delivered, "
-                 f"{summary['failed']:,} failed (will retry), "
+            nobody = f" ({summary['raised_undeliverable']:,} undeliverable)" if summary["raised_undeliverable"] else ""
+            reached = f" to {plural(summary['reached'], 'person', 'people')}" if summary["delivered"] else ""
+            note(f"tick: {plural(summary['raised'], 'page')} raised{nobody}, {summary['delivered']:,} delivered"
+                 f"{reached}, {summary['failed']:,} failed (will retry), "
                  f"{plural(summary['unsuppressed'], 'ticket')} back from silences, "
                  f"{plural(summary['sla_warnings'], 'SLA warning')}, "
                  f"{plural(summary['sla_breaches'], 'breach', 'breaches')}, "
                  f"{plural(len(summary['automation']), 'automated runbook run')}")
+        for problem in summary["config_errors"]:
+            note(f"warning: {problem}")
         for t in summary["undeliverable"]:
             note(f"warning: {ref(t['ticket'])} ({t['priority']}) pages nobody: {t['reason']}")
+        for p in summary["failing"]:
+            note(f"warning: {ref(p['ticket'])} ({p['priority']}): page {p['page']} to {p['user']} not delivered "
+                 f"({plural(p['attempts'], 'try', 'tries')}): {p['error']}; "
+                 + ("retrying" if p["retrying"] else "given up: reach them another way, then acknowledge it"))
         if watch is None:
             break
         time.sleep(watch)
-    if summary["undeliverable"]:
-        # Not an error in the input: the desk cannot reach a person for a P1/P2, and cron
-        # (or whoever runs tick) must hear of it, so the exit is the general failure.
+    if summary["undeliverable"] or summary["failing"] or summary["config_errors"]:
+        # Not an error in the input: the desk cannot reach a person for a P1/P2 (or a config file
+        # it needs is broken), and cron (or whoever runs tick) must hear of it: the general failure.
         raise typer.Exit(ExitCode.ERROR)
 
 
@@ -61,14 +71,54 @@ def _tick_once(settings) -> dict:
     from .. import clock
     from ..tick import tick as run
 
-    summary = run(settings.store(), settings.oncall_config(), settings.sla_config(), clock.now(), actor=settings.actor)
+    if settings.roles_fallback is None:
+        settings.roles_fallback = []  # a broken roles.yaml: the built-in default role, and a warning
+    oncall = settings.oncall_config()  # a broken oncall.yaml stops tick: nothing can page from it
+    sla, problems = _config_problems(settings)
+    summary = run(settings.store(), oncall, sla, clock.now(), actor=settings.actor)
     settings.store().reap_runs(actor=settings.actor)
     summary["automation"] = [{"run": r["id"], "runbook": r["runbook"], "ticket": r["ticket_id"], "status": r["status"]}
                              for r in run_automation(settings)]
-    for error in settings.runbooks()[1]:  # a broken runbook never runs: cron's mail should say so
-        note(f"warning: {error}; that runbook cannot run")
+    summary["config_errors"] = problems + [f"{e}; anyone not a user has the built-in default role meanwhile"
+                                           for e in settings.roles_fallback]
     settings.store().set_desk_state("tick", clock.now_iso(), actor=settings.actor)  # for sdesk doctor: cron alive
     return summary
+
+
+def _config_problems(settings) -> tuple:
+    """sla.yaml (an empty one when it does not load: no SLA is recorded meanwhile) and one line
+    for each desk file that does not load. Paging needs only oncall.yaml: a typo in another file
+    must not stop the pages, and tick, which cron runs every minute, is where it is heard of."""
+    from ..errors import SdeskError
+    from ..sla import SlaConfig
+    from .common import read_text
+
+    problems = []
+    try:
+        sla = settings.sla_config()
+    except SdeskError as e:
+        sla = SlaConfig()
+        problems.append(f"{e}; no SLA warnings or breaches are recorded until it loads")
+    folder = settings.config
+    for name in ("triage", "metrics", "intake"):
+        path = folder / f"{name}.yaml" if folder is not None else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            if name == "triage":
+                from ..triage import load
+
+                load(read_text(path), str(path))
+            elif name == "metrics":
+                settings.metrics_config()
+            else:
+                from ..config import IntakeConfig, load as load_config
+
+                load_config(folder, "intake", IntakeConfig)
+        except SdeskError as e:
+            problems.append(f"{e}; the commands that read it fail until it loads")
+    problems += [f"{e}; that runbook cannot run until it loads" for e in settings.runbooks()[1]]
+    return sla, problems
 
 
 @escalate_app.command("escalate")
@@ -83,8 +133,10 @@ def escalate(
     from ..lifecycle import parse_id, ref
 
     settings = settings_of(ctx)
-    step = settings.store().escalate(ticket_id=parse_id(ticket), config=settings.oncall_config(), actor=settings.actor)
-    note(f"{ref(parse_id(ticket))}: escalation step {step} is due now")
+    round_, level = settings.store().escalate(ticket_id=parse_id(ticket), config=settings.oncall_config(),
+                                              actor=settings.actor)
+    note(f"{ref(parse_id(ticket))}: escalation to {round_}.{level} (round {round_}, level {level}) is due now; "
+         "the next sdesk tick pages it")
 
 
 @pages_app.command("pages")
@@ -94,8 +146,9 @@ def pages(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Pages on record: who was paged for which ticket, at which step of its escalation (round.level),
-    and their delivery: pending, delivered, failed, cancelled, or undeliverable (nobody to page,
-    or no notifier to reach them).
+    and their delivery: pending (not tried yet), failed, retrying (tried; the next tick tries
+    again), delivered, failed (given up after 20 tries), cancelled, or undeliverable (nobody to
+    page, or no notifier to reach them).
 
     Example: sdesk pages --ticket SD-42
     """
@@ -127,9 +180,17 @@ def _print_pages(found: list[dict], ref) -> None:
     for p in found:
         t.add_row(str(p["id"]), ref(p["ticket_id"]), f"{p['round']}.{p['level']}" if p["level"] else "-",
                   plain(p["user"], one_line=True) if p["user"] else Text("nobody", style="dim"),
-                  local(p["due_at"]), plain(p["status"]), str(p["attempts"]))
+                  local(p["due_at"]), plain(_status(p)), str(p["attempts"]))
     out.print(t)
     for p in found:
         if p["error"]:
             out.print(Text.assemble((f"page {p['id']} ({ref(p['ticket_id'])}): ", "dim"),
                                     plain(p["error"], one_line=True)))
+
+
+def _status(page: dict) -> str:
+    """As tick's summary counts it: a page whose delivery failed and waits for a retry is
+    "failed, retrying", not "pending" (which is a page not tried yet)."""
+    if page["status"] in ("pending", "sending") and page["error"] and page["attempts"]:
+        return "failed, retrying"
+    return page["status"]
