@@ -86,7 +86,7 @@ def test_firing_then_resolved_resolves_the_ticket(cli, corpus):
     assert resolved == {**fired, "where": resolved["where"], "action": "resolved"}
     t = cli.json("show", str(fired["ticket"]))
     assert t["status"] == "resolved" and t["resolution_code"] == "auto-resolved"
-    assert t["events"][-1]["actor"] == "tester"
+    assert (t["events"][-1]["actor"], t["events"][-1]["data"]["received_by"]) == ("alertmanager", "tester")
 
 
 def test_record_resolved_only_notes_it(cli, corpus):
