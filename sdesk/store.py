@@ -1233,6 +1233,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if action == "assign":
             if not assignee:
                 raise BadInput("assign: a user is required")
+            # Every way to assign (the CLI with or without --force, --auto, the TUI) ends here.
+            assignee = lifecycle.check_name(assignee, "assign")
             sets["assignee"] = assignee
             data["assignee"] = assignee
             if t["assignee"]:
