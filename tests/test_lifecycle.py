@@ -248,7 +248,7 @@ HOSTILE_NAMES = st.one_of(
     st.text(" \t\u200b\u3164\ufeff", min_size=1, max_size=5))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @pytest.mark.parametrize("desk", ["empty", "users"])
 @pytest.mark.parametrize("force", [False, True])
 @hypothesis.given(name=HOSTILE_NAMES)
