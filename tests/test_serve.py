@@ -310,3 +310,15 @@ def test_the_command_line_records_a_sources_actions_as_serve_does(tmp_path):
         ("status_changed", "ack", "pagerduty", "ann"), ("status_changed", "resolve", "pagerduty", "ann"),
         ("created", None, "ann", None)]
     sdesk("audit", "verify")
+
+
+def test_an_api_list_with_junk_stores_its_alerts_and_names_each_bad_item(server):
+    alert = {"labels": {"alertname": "Down", "instance": "web-1"}, "annotations": {"summary": "web-1 is down"},
+             "startsAt": "2026-12-07T02:46:34Z", "status": {"state": "active"}}
+    status, body = server.post("/alertmanager", json.dumps([alert, 1, "x", None, {}]).encode())
+    assert status == 200, body
+    assert [(r["action"], r.get("error")) for r in body["results"]] == [
+        ("created", None), ("rejected", "[1]: expected an alert object, got a number"),
+        ("rejected", "[2]: expected an alert object, got text"), ("rejected", "[3]: expected an alert object, got null"),
+        ("rejected", "[4]: expected an alert object, got an object without labels")]
+    assert count(server.db, "SELECT count(*) FROM tickets") == 1
