@@ -251,11 +251,9 @@ def _alertmanager_api(doc: list[Any], raw: str, severity: Mapping[str, str]) -> 
 
 
 def _raw_item(item: Any) -> str:
-    """One item of a list as JSON text, for --rejects (the whole list would replay the good ones)."""
-    try:
-        return json.dumps(item, ensure_ascii=False)
-    except ValueError:  # (NaN and the like were read as text; this is for safety only)
-        return repr(item)
+    """One item of a list as JSON text, for --rejects (the whole list would replay the good
+    ones). Text that cannot be stored (a lone surrogate) never gets here: _screened took it."""
+    return json.dumps(item, ensure_ascii=False)
 
 
 def grafana(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
