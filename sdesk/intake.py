@@ -200,18 +200,34 @@ def _alert_signal(source: str, group_status: str, group: str | None, alert: dict
 
 
 def alertmanager(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:
-    if isinstance(doc, list) and (not doc or any(isinstance(a, dict) and "labels" in a for a in doc)):
-        yield from _alertmanager_api(doc, raw, severity)  # (empty: no alert is firing)
+    # A webhook body is an object: a list holding any object is the API's (its items that are
+    # not alerts rejected one by one), and so is an empty one (none firing).
+    if isinstance(doc, list) and (not doc or any(isinstance(a, dict) for a in doc)):
+        yield from _alertmanager_api(doc, raw, severity)
         return
     if not isinstance(doc, dict):
         raise BadInput("alertmanager: expected a webhook body (a JSON object) or the API's list of alerts")
     yield from _alert_group(doc, raw, "alertmanager", severity)
 
 
+def _is_api_alert(item: Any) -> bool:
+    """An alert as the API lists it: an object with a label set that names it."""
+    return isinstance(item, dict) and isinstance(item.get("labels"), dict) and bool(item["labels"])
+
+
 def _is_alertmanager_api(doc: list[Any]) -> bool:
-    """Alertmanager's GET /api/v2/alerts: a list of alerts, each with labels and startsAt."""
-    return bool(doc) and all(isinstance(a, dict) and isinstance(a.get("labels"), dict) and "startsAt" in a
-                             and "title" not in a for a in doc)
+    """Alertmanager's GET /api/v2/alerts: a list of alerts, each with labels and startsAt. One
+    alert among junk (a number, null, {}) makes it that list, whose junk is rejected item by
+    item; any item with a title makes it a list of tickets."""
+    return any(_is_api_alert(a) and "startsAt" in a for a in doc) and \
+        not any(isinstance(a, dict) and "title" in a for a in doc)
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    return ("null" if value is None else "a boolean" if isinstance(value, bool) else
+            "a number" if isinstance(value, (int, float)) else "text" if isinstance(value, str) else
+            "a list" if isinstance(value, list) else "an object without labels")
 
 
 def _alertmanager_api(doc: list[Any], raw: str, severity: Mapping[str, str]) -> Iterator[Record]:
@@ -222,8 +238,8 @@ def _alertmanager_api(doc: list[Any], raw: str, severity: Mapping[str, str]) -> 
     ticket, as Alertmanager would send no notification for it."""
     for number, alert in enumerate(doc, start=1):
         where = f"alert {number}"
-        if not isinstance(alert, dict):
-            yield Record(where, raw, error="an alert must be a JSON object")
+        if not _is_api_alert(alert):  # (its JSON path, as jq names it, beside the 1-based count)
+            yield Record(where, _raw_item(alert), error=f"[{number - 1}]: expected an alert object, got {_json_kind(alert)}")
             continue
         status = alert.get("status")
         state = str(status.get("state") or "active").lower() if isinstance(status, dict) else "active"
@@ -232,6 +248,12 @@ def _alertmanager_api(doc: list[Any], raw: str, severity: Mapping[str, str]) -> 
             signal = Signal("alertmanager", "ignore", fingerprint=signal.key, alert=signal.alert,
                             secret_free=signal.secret_free)
         yield Record(where, raw, signal, error)
+
+
+def _raw_item(item: Any) -> str:
+    """One item of a list as JSON text, for --rejects (the whole list would replay the good
+    ones). Text that cannot be stored (a lone surrogate) never gets here: _screened took it."""
+    return json.dumps(item, ensure_ascii=False)
 
 
 def grafana(doc: Any, raw: str, severity: Mapping[str, str] = SEVERITY) -> Iterator[Record]:

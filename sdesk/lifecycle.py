@@ -92,6 +92,26 @@ def blank(text: str) -> bool:
     return True
 
 
+def check_name(text: str, what: str) -> str:
+    """A name that identifies a person (a user, an assignee), trimmed: 1 to NAME_MAX characters,
+    each of which shows (a name is read on screens and compared by eye). Refused (BadInput): a
+    blank name, a longer one, and any control, format (bidi overrides, zero-width), separator
+    other than the space, unassigned or private-use character, or a letter drawn as nothing.
+    The name is not quoted back: it may be what is wrong with the terminal's line."""
+    name = text.strip()
+    if blank(name):
+        raise BadInput(f"{what}: a name must not be empty")
+    if len(name) > NAME_MAX:
+        raise BadInput(f"{what}: a name is at most {NAME_MAX} characters (this one has {len(name):,})")
+    if not name.isprintable() or not name.isascii() and any(
+            a <= ord(c) <= b for c in name for a, b in BLANK_RANGES):
+        at, c = next((i, c) for i, c in enumerate(name, 1)
+                     if not c.isprintable() or any(a <= ord(c) <= b for a, b in BLANK_RANGES))
+        raise BadInput(f"{what}: a name cannot hold U+{ord(c):04X} (character {at}): "
+                       "no control, direction or invisible characters")
+    return name
+
+
 def _shows_nothing(c: str) -> bool:
     import unicodedata
 

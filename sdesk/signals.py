@@ -6,6 +6,9 @@ import orjson
 
 # The input formats `sdesk new --format` takes (parsers in intake.py).
 FORMATS = ("auto", "json", "jsonl", "alertmanager", "pagerduty", "grafana", "opsgenie", "email")
+# Tickets in the generic schema, typed or written by a script: whoever delivered them wrote
+# them. Every other source (a monitoring tool, a mail sender) acts for itself.
+WRITTEN = frozenset({"cli", "json", "jsonl"})
 
 
 class Alert(NamedTuple):
@@ -40,6 +43,17 @@ class Signal(NamedTuple):
     # The parser found no hint of a secret in any text this signal carries, so the store need
     # not look again (alert parsers check each distinct alert once; its repeats share the answer).
     secret_free: bool = False
+
+    @property
+    def actor(self) -> str | None:
+        """Who the events of what this signal does are recorded as: the source itself
+        (`pagerduty`, `mail:ann@example.com`), the account that delivered it being kept as
+        `received_by`; None for a ticket in the generic schema, the delivering account's own."""
+        if self.source in WRITTEN:
+            return None
+        if self.thread is not None:
+            return f"mail:{(self.thread.get('from') or 'unknown sender')[:200]}"
+        return self.source
 
     @property
     def key(self) -> str | None:

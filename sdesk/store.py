@@ -407,16 +407,32 @@ class _Tx:
         self.events: list[tuple] = []
         self.redacted: dict[int | None, set[str]] = {}  # ticket (None: the desk) -> kinds of secret taken out
 
-    def event(self, ticket_id: int | None, kind: str, data: dict[str, Any], *, clean: bool = False) -> None:
+    def event(self, ticket_id: int | None, kind: str, data: dict[str, Any], *, clean: bool = False,
+              actor: str | None = None) -> None:
         """Append an event. Every string in its data, keys too, is redacted here, so that no write
         can store a secret in the history by forgetting to; `clean=True` only where the data
-        was redacted already (a stream's new tickets: scanning twice costs intake its speed)."""
+        was redacted already (a stream's new tickets: scanning twice costs intake its speed).
+        `actor`: a source acting through this transaction's account (Signal.actor)."""
         text = to_json(data)
         if not clean and might_hold_secrets(text):
             text = to_json(self.clean(data, ticket_id))
-        h = event_hash(self._prev, self._next_id, ticket_id, self.at, self.actor, kind, text, self.login)
-        self.events.append((self._next_id, ticket_id, self.at, self.actor, kind, text, self._prev, h, self.login))
+        actor = actor or self.actor
+        h = event_hash(self._prev, self._next_id, ticket_id, self.at, actor, kind, text, self.login)
+        self.events.append((self._next_id, ticket_id, self.at, actor, kind, text, self._prev, h, self.login))
         self._prev, self._next_id = h, self._next_id + 1
+
+    @contextmanager
+    def acting(self, actor: str | None) -> Iterator[dict[str, str]]:
+        """Events written inside are `actor`'s (a source's: Signal.actor), and the data to add to
+        them: who delivered it ({"received_by": account}); nothing changes when actor is None."""
+        if not actor:
+            yield {}
+            return
+        account, self.actor = self.actor, actor
+        try:
+            yield {"received_by": account}
+        finally:
+            self.actor = account
 
     def clean(self, value: Any, ticket_id: int | None = None, pii: bool = False) -> Any:
         """The one redacting helper of every store write: value (a text, or a JSON-like value:
@@ -465,23 +481,26 @@ class _Triggers:
         self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences, suppressed]
         # id -> ticket, source, redactions, the alert it came from
         self.new: dict[int, tuple[dict[str, Any], str, list[str], Alert | None]] = {}
-        self.bumped: dict[int, list] = {}  # id -> [occurrences, repeats in this batch, last source]
+        self.bumped: dict[int, list] = {}  # id -> [occurrences, repeats in this batch, last source, its actor]
+        self.actors: dict[int, str] = {}  # id -> the source that opened it, when not the account (Signal.actor)
         seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
         self.next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
 
     def add(self, t: dict[str, Any], source: str, secret_free: bool = False,
-            alert: Alert | None = None) -> tuple[int, str]:
+            alert: Alert | None = None, actor: str | None = None) -> tuple[int, str]:
         fingerprint = t.get("fingerprint")
         hit = self.open.get(fingerprint) if fingerprint else None
         if hit:
             hit[1] += 1
             bump = self.bumped.get(hit[0])
             if bump:
-                bump[0], bump[1], bump[2] = hit[1], bump[1] + 1, source
+                bump[0], bump[1], bump[2], bump[3] = hit[1], bump[1] + 1, source, actor
             else:
-                self.bumped[hit[0]] = [hit[1], 1, source]
+                self.bumped[hit[0]] = [hit[1], 1, source, actor]
             return hit[0], "deduplicated"
         ticket_id, self.next_id = self.next_id, self.next_id + 1
+        if actor:
+            self.actors[ticket_id] = actor
         redacted: list[str] = []
         if self.mask_pii or (not secret_free and might_hold_secrets(_ticket_text(t))):
             clean, redacted = redact_strings(t, self.mask_pii)
@@ -504,6 +523,9 @@ class _Triggers:
             created = {k: v for k, v in t.items() if v is not None}
             present.update(created)
             created["source"] = source
+            actor = self.actors.get(ticket_id)
+            if actor:
+                created["received_by"] = tx.actor
             if bump:
                 created["occurrences"] = bump[0]
             context = self.enricher.context(t, ticket_id) if self.enricher else None
@@ -521,7 +543,7 @@ class _Triggers:
             tx.check(t.get("queue"))  # (no queue: the desk's role; no ticket id on a refusal: it will not exist)
             # Clean already: add() redacted the ticket (or its parser found no hint of a secret);
             # the rest is the source's name, triage's explanation and counts.
-            tx.event(ticket_id, "created", created, clean=True)
+            tx.event(ticket_id, "created", created, clean=True, actor=actor)
             if redacted:
                 tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))}, clean=True)
             if enriched:
@@ -541,15 +563,16 @@ class _Triggers:
             self.triager.raise_parents(tx, [ticket_id for ticket_id, t, _, _ in made if t.get("parent_id")])
         if runs:
             RunbookStore.queue_runs(tx, runs)
-        for ticket_id, (occurrences, repeats, source) in self.bumped.items():
-            # Counts and the source's name (a format's, as intake names it): nothing to redact.
-            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source},
-                     clean=True)
+        for ticket_id, (occurrences, repeats, source, actor) in self.bumped.items():
+            # Counts and the source's and account's names (as intake names them): nothing to redact.
+            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source,
+                                               **({"received_by": tx.actor} if actor else {})}, clean=True, actor=actor)
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
-                            [(n, tx.at, ticket_id) for ticket_id, (n, _, _) in self.bumped.items()])
+                            [(n, tx.at, ticket_id) for ticket_id, (n, *_) in self.bumped.items()])
         self._release(list(self.bumped))
         self.new.clear()
         self.bumped.clear()
+        self.actors.clear()
 
     def _release(self, bumped: list[int]) -> None:
         """A silenced alert firing after its silence ended joins the queue, as Alertmanager
@@ -986,7 +1009,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 elif s.action == "trigger" and flapping and key in flapping and key not in batch.open:
                     result = self._reopen_flapping(tx, batch, flapping.pop(key), s)
                 elif s.action == "trigger":
-                    result = batch.add(s.ticket, s.source, s.secret_free, s.alert)
+                    result = batch.add(s.ticket, s.source, s.secret_free, s.alert, s.actor)
                 elif s.action in ("resolve", "acknowledge"):
                     only_record = "*" in record_resolved or s.source in record_resolved
                     result = self._resolve_or_ack(tx, batch, s, only_record)
@@ -1023,12 +1046,14 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         """A resolved alert firing again within the flap window: its ticket, reopened (and kept
         out of the queue if a silence matches it now)."""
         t = self._current(tx, ticket_id)
-        self._move(tx, t, "reopen")
-        occurrences = t["occurrences"] + 1
-        silenced = batch.triager.silenced(t) if batch.triager is not None else None
-        self._set(tx, ticket_id, {"occurrences": occurrences, "suppressed": silenced})
-        tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
-                                           "flapping": True, **({"suppressed": silenced} if silenced else {})})
+        with tx.acting(s.actor) as received:
+            self._move(tx, t, "reopen", extra=received)
+            occurrences = t["occurrences"] + 1
+            silenced = batch.triager.silenced(t) if batch.triager is not None else None
+            self._set(tx, ticket_id, {"occurrences": occurrences, "suppressed": silenced})
+            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
+                                               "flapping": True, **({"suppressed": silenced} if silenced else {}),
+                                               **received})
         batch.open[s.key] = [ticket_id, occurrences, silenced]
         return ticket_id, "reopened"
 
@@ -1090,8 +1115,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             t = self._current(tx, target[0])
             # What a reply does is the sender's doing: its comment and reopening show them, not the
             # account that runs intake.
-            intake_actor, tx.actor = tx.actor, f"mail:{(th.get('from') or 'unknown sender')[:200]}"
-            try:
+            with tx.acting(s.actor) as received:
                 outcome = "commented"
                 if not self._may_reply(conn, t, th.get("from")):
                     # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
@@ -1101,7 +1125,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                     done_at = clock.parse(t["closed_at"] or t["resolved_at"])
                     if (clock.parse(tx.at) - done_at).days < reopen_days:
                         try:
-                            self._move(tx, t, "reopen")
+                            self._move(tx, t, "reopen", extra=received)
                             outcome = "reopened"
                         except Conflict:
                             pass  # its fingerprint is open elsewhere: the reply is still kept
@@ -1111,14 +1135,12 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                     text = tx.clean(th.get("body") or "(empty message)", t["id"], mask_pii)
                     self._set(tx, t["id"], {"updated_at": tx.at})
                     tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
-                                                    "message_id": message_id})
+                                                    "message_id": message_id, **received})
                     self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [], seen)
                     return t["id"], outcome
                 elif why is None:
                     why = "a reply to a ticket done too long ago"
-            finally:
-                tx.actor = intake_actor
-        ticket_id, _ = batch.add(s.ticket, s.source)
+        ticket_id, _ = batch.add(s.ticket, s.source, actor=s.actor)
         batch.flush()
         if parent is not None:
             self._set(tx, ticket_id, {"parent_id": parent})
@@ -1160,24 +1182,22 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if hit is None:
             return None, "ignored"
         t = self._current(tx, hit[0])
-        if s.action == "resolve":
-            if only_record:
-                tx.event(t["id"], "alert_resolved", {"source": s.source})
-                return t["id"], "recorded"
-            self._move(tx, t, "resolve", resolution=f"Resolved by {s.source}: the alert stopped firing",
-                       code="auto-resolved")
-            del batch.open[s.fingerprint]
-            return t["id"], "resolved"
-        if "ack" not in lifecycle.allowed_actions(t["status"]):
-            return t["id"], "ignored"
-        # A source's acknowledgement (PagerDuty's) says someone saw it there, not who: the ticket
-        # keeps its assignee (none is invented from whoever runs `serve`), and the event is the
-        # source's doing, as a mail reply is its sender's (_mail); who delivered it is kept too.
-        intake_actor, tx.actor = tx.actor, s.source
-        try:
-            self._move(tx, t, "ack", claim=False, extra={"source": s.source, "received_by": intake_actor})
-        finally:
-            tx.actor = intake_actor
+        # What a source does is its doing (Signal.actor), as a mail reply is its sender's (_mail),
+        # not that of whoever runs `serve` or `sdesk new`; who delivered it is kept too.
+        with tx.acting(s.actor) as received:
+            if s.action == "resolve":
+                if only_record:
+                    tx.event(t["id"], "alert_resolved", {"source": s.source, **received})
+                    return t["id"], "recorded"
+                self._move(tx, t, "resolve", resolution=f"Resolved by {s.source}: the alert stopped firing",
+                           code="auto-resolved", extra={"source": s.source, **received})
+                del batch.open[s.fingerprint]
+                return t["id"], "resolved"
+            if "ack" not in lifecycle.allowed_actions(t["status"]):
+                return t["id"], "ignored"
+            # A source's acknowledgement (PagerDuty's) says someone saw it there, not who: the
+            # ticket keeps its assignee (none is invented from the delivering account).
+            self._move(tx, t, "ack", claim=False, extra={"source": s.source, **received})
         return t["id"], "acknowledged"
 
     @staticmethod
@@ -1213,6 +1233,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         if action == "assign":
             if not assignee:
                 raise BadInput("assign: a user is required")
+            # Every way to assign (the CLI with or without --force, --auto, the TUI) ends here.
+            assignee = lifecycle.check_name(assignee, "assign")
             sets["assignee"] = assignee
             data["assignee"] = assignee
             if t["assignee"]:

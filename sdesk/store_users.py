@@ -7,7 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, Conflict, NotFound
-from .lifecycle import NAME_MAX, blank
+from .lifecycle import NAME_MAX, blank, check_name
 from .roles import Access, check_role, desk_role_of_queue_user, user_key
 
 if TYPE_CHECKING:
@@ -56,8 +56,7 @@ class UsersStore:
         OS login and email. A new user's login is their name, except the desk's first user's:
         the OS login adding them (else nobody could act as them and manage the desk after)."""
         name, role = name.strip(), check_role(role)
-        if blank(name) or len(name) > NAME_MAX:
-            raise BadInput(f"user: a name must be 1 to {NAME_MAX} characters")
+        name = check_name(name, "user")  # (the same rule as an assignee's)
         for what, value in (("--login", login), ("--email", email)):
             if value is not None and (blank(value) or len(value) > NAME_MAX or not value.isprintable()):
                 raise BadInput(f"user: {what} must be 1 to {NAME_MAX} printable characters")

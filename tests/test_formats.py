@@ -1,12 +1,13 @@
 """Real payloads from ../shared/corpus through `sdesk new --format auto`, and the formats'
 semantics: fingerprints, per-alert resolve, PagerDuty dedup_key, change events."""
 
+import itertools
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
@@ -86,7 +87,7 @@ def test_firing_then_resolved_resolves_the_ticket(cli, corpus):
     assert resolved == {**fired, "where": resolved["where"], "action": "resolved"}
     t = cli.json("show", str(fired["ticket"]))
     assert t["status"] == "resolved" and t["resolution_code"] == "auto-resolved"
-    assert t["events"][-1]["actor"] == "tester"
+    assert (t["events"][-1]["actor"], t["events"][-1]["data"]["received_by"]) == ("alertmanager", "tester")
 
 
 def test_record_resolved_only_notes_it(cli, corpus):
@@ -186,6 +187,62 @@ def test_alertmanagers_api_output_is_taken(cli, db_path, fmt):
     webhook = {"version": "4", "status": "firing", "alerts": [{**ALERTMANAGER_API[0], "status": "firing"}]}
     again = json.loads(cli("new", "--json", "-", input=json.dumps(webhook)).stdout)
     assert (again["ticket"], again["action"]) == (t["id"], "deduplicated")
+
+
+def _api_alert(i: int) -> dict:
+    return {**ALERTMANAGER_API[0], "fingerprint": f"{i:016x}", "labels": {"alertname": "DiskFull", "instance": f"db-{i}"},
+            "annotations": {"summary": f"Disk full on db-{i}"}}
+
+
+_DESKS = itertools.count()
+_NOT_A_TICKET = st.text(max_size=8).filter(lambda k: k not in ("labels", "title"))
+# What a hostile or broken list may hold beside its alerts: anything JSON but an alert object.
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
+    st.lists(st.integers(), max_size=3), st.dictionaries(_NOT_A_TICKET, st.integers() | st.text(max_size=5), max_size=3),
+    st.builds(lambda v: {"labels": v, "startsAt": "2026-12-07T02:46:34Z"}, st.none() | st.text(max_size=5) | st.just({})
+              | st.lists(st.text(max_size=3), max_size=2)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(items=st.lists(st.tuples(st.sampled_from(["good", "junk", "nul", "surrogate"]), JUNK), min_size=1, max_size=8),
+       fmt=st.sampled_from(["auto", "alertmanager"]))
+def test_an_api_list_mixing_alerts_and_junk_stores_exactly_the_alerts(cli, tmp_path, items, fmt):
+    """Any list of Alertmanager's API alerts among junk (numbers, null, text, {}, objects without
+    labels) and alerts holding a NUL or a lone surrogate: each good alert is stored, each other
+    item is rejected alone, junk by its index in the list, and the exit is 2 when any was."""
+    if not any(kind == "good" for kind, _ in items):
+        items = [*items, ("good", None)]
+    doc = []
+    for i, (kind, junk) in enumerate(items):
+        if kind == "junk":
+            doc.append(junk)
+        else:
+            alert = _api_alert(i)
+            spoil = {"nul": "\x00", "surrogate": "\ud800"}.get(kind, "")
+            doc.append({**alert, "annotations": {"summary": f"Disk full{spoil} on db-{i}"}})
+    db = tmp_path / f"{next(_DESKS)}.db"  # a fresh desk for each example (hypothesis replays some)
+    r = cli("new", "--format", fmt, "--json", "--db", str(db), "-", input=json.dumps(doc), ok=False)
+    good = [i for i, (kind, _) in enumerate(items) if kind == "good"]
+    assert r.exit_code == (0 if len(good) == len(items) else 2), r.stderr
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["where"] for x in results] == [f"alert {i + 1}" for i in range(len(items))]
+    assert [i for i, x in enumerate(results) if x["action"] == "created"] == good
+    for i, (kind, _) in enumerate(items):
+        if kind == "junk":
+            assert results[i]["error"].startswith(f"[{i}]: expected an alert object"), results[i]
+        elif kind != "good":
+            assert "not text" in results[i]["error"], results[i]
+    titles = [t for (t,) in rows(db, "SELECT title FROM tickets ORDER BY id")] if good else []
+    assert titles == [f"Disk full on db-{i}" for i in good]
+
+
+@pytest.mark.parametrize("spoil", ["\x00", "\ud800"])
+def test_an_api_list_whose_only_alert_holds_a_nul_rejects_that_alert_for_it(cli, spoil):
+    doc = [{**_api_alert(0), "annotations": {"summary": f"x{spoil}y"}}]
+    r = cli("new", "-", input=json.dumps(doc), ok=False)
+    assert r.exit_code == 2 and "stdin: alert 1: annotations.summary: a " in r.stderr, r.stderr
+    assert "webhook body" not in r.stderr
 
 
 def test_alertmanager_fingerprint_matches_its_algorithm():

@@ -1,5 +1,7 @@
 import sqlite3
 
+import hypothesis
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -231,3 +233,49 @@ def test_assign_takes_any_name_on_a_desk_that_knows_no_one(cli):
     t = cli.new("Printer on fire")
     cli("assign", str(t), "zed")
     assert cli.json("show", str(t))["assignee"] == "zed"
+
+
+# Characters a name must not hold: controls (C0, DEL, C1), direction overrides and marks,
+# zero-width and other format characters, line and paragraph separators, letters drawn as nothing.
+UNSHOWN = st.sampled_from([*map(chr, [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]),
+                           "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
+                           "\u200e", "\u200f", "\u061c", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad",
+                           "\u2028", "\u2029", "\u3164", "\u115f", "\u2800", "\ue000", "\U000e0041"])
+HOSTILE_NAMES = st.one_of(
+    st.tuples(st.text("abcXYZ é", max_size=10), UNSHOWN, st.text("abc", max_size=10)).map(
+        lambda p: "b" + p[0] + p[1] + p[2] + "b"),
+    st.integers(lifecycle.NAME_MAX + 1, 5000).map(lambda n: "x" * n),
+    st.text(" \t\u200b\u3164\ufeff", min_size=1, max_size=5))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.mark.parametrize("desk", ["empty", "users"])
+@pytest.mark.parametrize("force", [False, True])
+@hypothesis.given(name=HOSTILE_NAMES)
+def test_an_assignee_name_is_held_to_a_user_names_rules(cli, db_path, desk, force, name):
+    """`assign` took any text as a name: 5,000 characters, control characters, bidi overrides
+    (on a desk with no users, and with --force on any). An assignee is an identifier, checked
+    as a user name is: one line (exit 2) that does not echo the name, and nothing changed;
+    `user add` and the store's assign (the TUI's path) refuse the same names."""
+    if not db_path.exists():  # (one desk for all examples: each refusal must leave it as it was)
+        if desk == "users":
+            cli("user", "add", "tester", "--role", "admin")
+        cli.new("Printer on fire")
+    t = 1
+    before = len(cli.json("show", str(t))["events"])
+    refused = cli("assign", str(t), name, *(["--force"] if force else []), ok=False)
+    assert refused.exit_code == ExitCode.BAD_INPUT, refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("error: assign: ") and line.isprintable() and len(line) < 200, line
+    after = cli.json("show", str(t))
+    assert (after["assignee"], len(after["events"])) == (None, before)
+    with Store(db_path) as store, pytest.raises(BadInput):
+        store.move(ticket_id=t, action="assign", actor="tester", assignee=name)
+    assert cli("user", "add", name, "--role", "agent", ok=False).exit_code == ExitCode.BAD_INPUT
+
+
+@pytest.mark.parametrize("name", ["zed", "Ann Lee", "José", "Jose\u0301", "李雷", "o'brien", "x" * lifecycle.NAME_MAX])
+def test_ordinary_names_are_still_assignees(cli, name):
+    t = cli.new("Printer on fire")
+    cli("assign", str(t), f"  {name} ", "--force")
+    assert cli.json("show", str(t))["assignee"] == name

@@ -235,7 +235,8 @@ def hostile_desk(cli, root, s):
     ticket = cli.json("new", s, "-d", f"first line\n{s}", "--service", s, "--ci", s, "-q", s, "--requester", s,
                       "-l", f"{s}={s}", "-t", s, "-p", "P1")["id"]
     cli("--as", s, "comment", str(ticket), s)
-    cli("assign", str(ticket), s, "--force")  # (not a known user: the point is how it shows)
+    # (not a known user: the point is how it shows; a name with control or bidi characters is refused)
+    maybe("assign", str(ticket), s, "--force")
     cli("update", str(ticket), "--category", s, "--team", s)
     done = cli.new("resolved " + s, "--service", s)
     cli("--as", s, "resolve", str(done), "-r", s, "--code", s, "--kb")

@@ -238,3 +238,87 @@ receivers:
     finally:
         am.terminate()
         am.wait(timeout=10)
+
+
+def source_events(db):
+    """(kind, action, actor, received_by) of every event a source's signal wrote, in order."""
+    rows = sqlite3.connect(db).execute(
+        "SELECT kind, json_extract(data, '$.action'), actor, json_extract(data, '$.received_by') FROM events "
+        "WHERE kind IN ('created', 'occurrence', 'status_changed', 'alert_resolved') ORDER BY id").fetchall()
+    return [tuple(r) for r in rows]
+
+
+def test_every_action_from_a_source_is_the_sources_and_received_by_the_account(tmp_path):
+    """Trigger, repeat, acknowledge and resolve from PagerDuty, and firing, repeat and resolved from
+    Alertmanager, through a real `serve`: each event names the source as its actor and the account
+    `serve` runs as as received_by (none is recorded as that account's own doing), a typed ticket
+    posted to /tickets stays the account's, and audit verify rebuilds the desk from the events."""
+    db = tmp_path / "desk.db"
+    s = Server(db, env={"SDESK_USER": "root"})
+    try:
+        def pd(action, **extra):
+            event = {"routing_key": "k", "dedup_key": "disk-db1", "event_action": action, **extra}
+            assert s.post("/v2/enqueue", json.dumps(event).encode())[0] == 202
+
+        def am(status):
+            body = {"version": "4", "status": status, "alerts": [{"status": status, "labels": {
+                "alertname": "Down", "instance": "web-1", "severity": "critical"}, "annotations": {"summary": "web-1 down"}}]}
+            assert s.post("/alertmanager", json.dumps(body).encode())[0] == 200
+
+        payload = {"summary": "Disk full on db-1", "source": "db-1", "severity": "error"}
+        pd("trigger", payload=payload)
+        pd("trigger", payload=payload)
+        pd("acknowledge")
+        pd("resolve")
+        am("firing")
+        am("firing")
+        am("resolved")
+        assert s.post("/tickets", json.dumps({"title": "typed by a script"}).encode())[0] == 200
+    finally:
+        s.stop()
+    assert source_events(db) == [
+        ("created", None, "pagerduty", "root"), ("occurrence", None, "pagerduty", "root"),
+        ("status_changed", "ack", "pagerduty", "root"), ("status_changed", "resolve", "pagerduty", "root"),
+        ("created", None, "alertmanager", "root"), ("occurrence", None, "alertmanager", "root"),
+        ("status_changed", "resolve", "alertmanager", "root"),
+        ("created", None, "root", None)]
+    env = {**os.environ, "SDESK_USER": "tester"}
+    verified = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), "audit", "verify"],
+                              env=env, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_command_line_records_a_sources_actions_as_serve_does(tmp_path):
+    """`sdesk new --format pagerduty` from a terminal records the same actors as `serve`: the
+    source, received by the person who ran it; a ticket they type is theirs."""
+    db = tmp_path / "desk.db"
+    env = {**os.environ, "SDESK_USER": "ann"}
+
+    def sdesk(*args, stdin=None):
+        done = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), *args], input=stdin, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    payload = {"summary": "Disk full on db-1", "source": "db-1", "severity": "error"}
+    for action in ("trigger", "trigger", "acknowledge", "resolve"):
+        event = {"routing_key": "k", "dedup_key": "disk-db1", "event_action": action, "payload": payload}
+        sdesk("new", "--format", "pagerduty", stdin=json.dumps(event))
+    sdesk("new", "printer jammed")
+    assert source_events(db) == [
+        ("created", None, "pagerduty", "ann"), ("occurrence", None, "pagerduty", "ann"),
+        ("status_changed", "ack", "pagerduty", "ann"), ("status_changed", "resolve", "pagerduty", "ann"),
+        ("created", None, "ann", None)]
+    sdesk("audit", "verify")
+
+
+def test_an_api_list_with_junk_stores_its_alerts_and_names_each_bad_item(server):
+    alert = {"labels": {"alertname": "Down", "instance": "web-1"}, "annotations": {"summary": "web-1 is down"},
+             "startsAt": "2026-12-07T02:46:34Z", "status": {"state": "active"}}
+    status, body = server.post("/alertmanager", json.dumps([alert, 1, "x", None, {}]).encode())
+    assert status == 200, body
+    assert [(r["action"], r.get("error")) for r in body["results"]] == [
+        ("created", None), ("rejected", "[1]: expected an alert object, got a number"),
+        ("rejected", "[2]: expected an alert object, got text"), ("rejected", "[3]: expected an alert object, got null"),
+        ("rejected", "[4]: expected an alert object, got an object without labels")]
+    assert count(server.db, "SELECT count(*) FROM tickets") == 1

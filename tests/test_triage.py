@@ -239,6 +239,9 @@ def test_a_flapping_alert_reopens_its_ticket(desk):
     assert again == {**first, "action": "reopened"}
     t = desk.json("show", str(first["ticket"]))
     assert t["status"] == "in_progress" and t["reopen_count"] == 1 and t["occurrences"] == 2
+    # The reopening is the source's doing, received by whoever ran `sdesk new` (as every source's action).
+    assert [(e["kind"], e["actor"], e["data"].get("received_by")) for e in t["events"] if e["kind"] != "triaged"][-2:] == [
+        ("status_changed", "alertmanager", "tester"), ("occurrence", "alertmanager", "tester")]
 
 
 def test_without_triage_config_nothing_is_triaged(cli):

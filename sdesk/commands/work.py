@@ -167,9 +167,11 @@ def known_assignee(settings, user: str) -> str:
     import difflib
 
     from ..errors import NotFound
+    from ..lifecycle import check_name
     from ..plain import plural
     from ..roles import user_key
 
+    user = check_name(user, "assign")  # bad input (exit 2) before "no such user" (exit 3)
     known = {user_key(u["name"]): u["name"] for u in settings.store().users()}
     for team in settings.oncall_config().teams.values():
         known.update((user_key(name), name) for name in team.members if user_key(name) not in known)
