@@ -99,14 +99,54 @@ def test_init_the_first_write_and_the_demo_make_the_desk(cli, tmp_path):
 
 
 @pytest.mark.parametrize("url", ["postgres://sdesk@db.example.com/desk", "postgresql:///desk", "sqlite:///desk.db",
-                                 "mysql://root@localhost/desk", "file:desk.db", "postgres:host=db dbname=desk"])
+                                 "mysql://root@localhost/desk", "file:desk.db", "postgres:host=db dbname=desk",
+                                 "http://db.example.com/desk", "mysql+pymysql://u@h/x", "sqlite:",
+                                 "postgresql+psycopg://u@h/x"])
 @pytest.mark.parametrize("command", [["init"], ["list"], ["new", "a ticket"], ["demo"]])
 def test_a_database_url_is_refused_and_creates_nothing(cli, tmp_path, monkeypatch, url, command):
+    """Quoted exactly as given (a Path would make postgres://h postgres:/h); only a PostgreSQL
+    URL is told of the later PostgreSQL backend."""
     monkeypatch.chdir(tmp_path)
     before = files_under(tmp_path)
     result = cli("--db", url, *command, ok=False)
-    assert result.exit_code == 2 and "only a file path is supported today" in result.stderr
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: --db {url} ")
+    assert result.stderr.count("\n") == 1
+    if url.startswith("postgres"):
+        assert "is a PostgreSQL URL" in result.stderr and "a PostgreSQL backend is a later issue" in result.stderr
+    else:
+        assert "not a supported database URL; give a file path" in result.stderr
+        assert "PostgreSQL" not in result.stderr
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", [["init"], ["list"], ["new", "a ticket"], ["demo"]])
+def test_an_empty_db_is_said_so(cli, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    for args in (["--db", ""], ["--db="], ["--db", "  "]):
+        result = cli(*args, *command, ok=False)
+        assert result.exit_code == 2 and result.stderr.startswith("error: --db is empty"), result.stderr
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("what", ["/proc/version", "/dev/null", "a FIFO", "a folder"])
+@pytest.mark.parametrize("command", [["init"], ["init", "--empty-ok"], ["list"], ["new", "a ticket"], ["demo"]])
+def test_a_db_that_is_not_a_regular_file_is_said_so(cli, tmp_path, what, command):
+    """Not "an empty file" (and no advice to make a desk in it with --empty-ok)."""
+    if what == "a FIFO":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    elif what == "a folder":
+        path = tmp_path / "folder"
+        path.mkdir()
+    else:
+        path = Path(what)
+        if not path.exists():
+            pytest.skip(f"no {what} here")
+    result = cli("--db", str(path), *command, ok=False)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot open database {path}: " in result.stderr and "not a regular file" in result.stderr
+    assert "empty file" not in result.stderr and "--empty-ok" not in result.stderr
 
 
 @pytest.mark.parametrize("how", ["--config", "SDESK_CONFIG"])
@@ -348,3 +388,52 @@ def test_a_lenient_open_for_doctor_still_reports_the_config_later(tmp_path, db_p
     with pytest.raises(NotFound, match="gone: no such folder"):
         settings.config
     settings.close()
+
+
+# -- a path the user named that the system refuses (hostile finding 3) ------------------------------
+
+# Every command that takes a path, with {P} where it goes; "-" lines read stdin.
+PATH_COMMANDS: list[list[str]] = [
+    ["--db", "{P}", "list"], ["--db", "{P}", "init"], ["--db", "{P}", "demo"], ["--db", "{P}", "new", "x"],
+    ["--config", "{P}", "list"], ["--config", "{P}", "init"], ["SDESK_CONFIG={P}", "list"],
+    ["SDESK_CONFIG={P}", "new", "x"], ["SDESK_DB={P}", "list"],
+    ["init", "--config", "{P}"], ["init", "--example", "{P}"],
+    ["backup", "{P}"], ["restore", "{P}", "--yes"], ["export", "--out", "{P}"], ["import", "{P}"],
+    ["new", "--jsonl", "{P}"], ["new", "--format", "email", "{P}"], ["new", "--format", "json", "{P}"],
+    ["new", "--jsonl", "--rejects", "{P}", "-"],
+    ["kb", "add", "{P}"], ["kb", "edit", "KB-1", "{P}"], ["kb", "import", "{P}"], ["cmdb", "import", "{P}"],
+    ["audit", "verify", "--anchors", "{P}"], ["audit", "anchor", "--out", "{P}"], ["metrics", "{P}"],
+    ["postmortem", "SD-1", "--output", "{P}"], ["triage", "train", "--from-csv", "{P}", "--text", "t", "--label", "l"],
+    ["triage", "eval", "--from-csv", "{P}", "--text", "t", "--label", "l"],
+]
+
+
+def bad_paths(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "a-file").write_text("x\n")
+    (tmp_path / "loop").symlink_to("loop")
+    return {"a name too long": tmp_path / ("d" * 300), "under a file": tmp_path / "a-file" / "x",
+            "deep under a file": tmp_path / "a-file" / "x" / "y", "a symlink loop": tmp_path / "loop",
+            "in a symlink loop": tmp_path / "loop" / "x"}
+
+
+@pytest.mark.parametrize("kind", ["a name too long", "under a file", "deep under a file", "a symlink loop",
+                                  "in a symlink loop"])
+@pytest.mark.parametrize("command", PATH_COMMANDS, ids=" ".join)
+def test_a_path_the_system_refuses_is_one_error_line_that_names_it(cli, tmp_path, monkeypatch, command, kind):
+    """Any OSError from a path the user named (ENAMETOOLONG, ENOTDIR, ELOOP, ...) is one line
+    naming the path, with exit 2 (or 1), never a traceback; and nothing is created."""
+    cli.new("a ticket")
+    cli("kb", "add", "-", "--title", "an article", input="text\n")
+    monkeypatch.chdir(tmp_path)
+    path = bad_paths(tmp_path)[kind]
+    before = files_under(tmp_path)
+    args = [a.replace("{P}", str(path)) for a in command]
+    while args and "=" in args[0] and args[0].startswith("SDESK_"):
+        name, value = args.pop(0).split("=", 1)
+        monkeypatch.setenv(name, value)
+    result = cli(*args, input="", ok=False)  # an exception other than an exit (a traceback) raises here
+    assert result.exit_code in (1, 2, 3), (result.exit_code, result.stderr)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert str(path) in result.stderr or os.path.relpath(path) in result.stderr, result.stderr
+    assert "Errno" not in result.stderr and "Traceback" not in result.stderr
+    assert files_under(tmp_path) - before <= {"desk.db-wal", "desk.db-shm"}
