@@ -437,3 +437,112 @@ def test_a_path_the_system_refuses_is_one_error_line_that_names_it(cli, tmp_path
     assert str(path) in result.stderr or os.path.relpath(path) in result.stderr, result.stderr
     assert "Errno" not in result.stderr and "Traceback" not in result.stderr
     assert files_under(tmp_path) - before <= {"desk.db-wal", "desk.db-shm"}
+
+
+# -- init --config on a folder sdesk would read nothing from (hostile finding 7) --------------------
+
+
+def test_init_config_warns_of_a_folder_with_no_desk_files_and_records_it(cli, tmp_path, monkeypatch):
+    """Recording an empty folder (to fill in later) is allowed, but said so: nothing would page."""
+    monkeypatch.delenv("SDESK_CONFIG")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("init", "--config", str(empty))
+    assert f"warning: {empty} holds no desk files" in result.stderr and "nothing pages" in result.stderr
+    assert any(e["kind"] == "desk_configured" for e in cli.json("audit", "log"))
+
+
+def test_init_config_names_the_files_that_look_misspelt(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("SDESK_CONFIG")
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "oncall.yml").write_text("teams: []\n")
+    (folder / "SLA.yaml").write_text("policies: []\n")
+    (folder / "notes.txt").write_text("not YAML: not a look-alike\n")
+    stderr = " ".join(cli("init", "--config", str(folder)).stderr.split())
+    assert "holds no desk files" in stderr
+    assert "oncall.yml (meant oncall.yaml?)" in stderr and "SLA.yaml (meant sla.yaml?)" in stderr
+    assert "notes.txt" not in stderr
+    (folder / "sla.yaml").write_text("policies: []\n")  # a desk file there: only the look-alikes are said
+    stderr = " ".join(cli("init", "--config", str(folder)).stderr.split())
+    assert "holds no desk files" not in stderr and "oncall.yml (meant oncall.yaml?)" in stderr
+
+
+def test_init_config_on_the_starter_config_says_nothing_more(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("SDESK_CONFIG")
+    cli("init", "--example", str(tmp_path / "c"))
+    assert "warning" not in cli("init", "--config", str(tmp_path / "c")).stderr
+
+
+# -- init --example through a symbolic link (hostile finding 9) --------------------------------------
+
+
+def test_init_example_follows_a_link_to_an_empty_folder(cli, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    result = cli("init", "--example", str(tmp_path / "link"))
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "oncall.yaml").is_file()
+    assert files_under(tmp_path / "real") == files_under(ROOT / "examples" / "desk")
+    assert result.stdout == f"{tmp_path / 'link'}\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no build folder left
+
+
+def test_init_example_refuses_a_link_to_a_folder_with_files_in_it(cli, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "ours.yaml").write_text("# ours\n")
+    (tmp_path / "link").symlink_to("real")
+    result = cli("init", "--example", str(tmp_path / "link"), ok=False)
+    assert result.exit_code == 4 and "is not empty" in result.stderr
+    assert files_under(tmp_path / "real") == {"ours.yaml"}
+
+
+def test_init_example_on_a_dangling_link_is_a_plain_error(cli, tmp_path):
+    (tmp_path / "link").symlink_to("nowhere")
+    before = files_under(tmp_path)
+    result = cli("init", "--example", str(tmp_path / "link"), ok=False)
+    assert result.exit_code == 4 and result.stderr.count("\n") == 1
+    assert f"{tmp_path / 'link'} is a symbolic link to nowhere, which does not exist" in result.stderr
+    assert "changed while" not in result.stderr and files_under(tmp_path) == before
+
+
+def test_init_example_under_missing_folders_makes_them_or_none(cli, tmp_path):
+    cli("init", "--example", str(tmp_path / "a" / "b" / "c"))
+    assert (tmp_path / "a" / "b" / "c" / "oncall.yaml").is_file()
+    before = files_under(tmp_path)
+    result = cli("init", "--example", str(tmp_path / "x" / "y" / ("d" * 300)), ok=False)
+    assert result.exit_code == 2 and "a name in the path is too long" in result.stderr
+    assert files_under(tmp_path) == before  # x/ and x/y/ made on the way were taken away again
+
+
+# -- what init prints is data: no escapes run on a terminal (hostile, minor) --------------------------
+
+
+def test_init_prints_a_hostile_folder_name_with_its_escapes_shown(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "evil\x1b[31m\u202e"
+    result = cli("init", "--example", name)
+    assert (tmp_path / name / "oncall.yaml").is_file()
+    assert result.stdout == "evil\\x1b[31m\\u202e\n"
+    assert "\x1b" not in result.stdout + result.stderr and "\u202e" not in result.stdout + result.stderr
+
+
+# -- the recorded config folder has gone (hostile finding 19) -----------------------------------------
+
+
+def test_reads_warn_and_carry_on_when_the_recorded_config_folder_has_gone(cli, tmp_path, monkeypatch):
+    """The queue can be read while the folder is put back; what the config shapes still refuses:
+    tick must not page by no rules, nor `new` triage a ticket by none."""
+    monkeypatch.delenv("SDESK_CONFIG")
+    cli("init", "--example", str(tmp_path / "c"))
+    cli("init", "--config", str(tmp_path / "c"))
+    cli.new("disk full on db-1")
+    (tmp_path / "c").rename(tmp_path / "moved")
+    for read in (["list"], ["show", "SD-1"], ["why", "SD-1"], ["pages"], ["audit", "log"]):
+        result = cli(*read)
+        assert result.exit_code == 0 and result.stderr.count("warning: the desk config folder") == 1, read
+        assert "does not exist any more; shown without it" in result.stderr
+    assert cli.json("list")[0]["title"] == "disk full on db-1"
+    for write in (["tick"], ["new", "another"], ["sla"], ["oncall", "now"], ["assign", "SD-1", "alice"]):
+        result = cli(*write, ok=False)
+        assert result.exit_code == 3 and "does not exist any more: restore it" in result.stderr, write
+    assert len(cli.json("list")) == 1
