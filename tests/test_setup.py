@@ -546,3 +546,48 @@ def test_reads_warn_and_carry_on_when_the_recorded_config_folder_has_gone(cli, t
         result = cli(*write, ok=False)
         assert result.exit_code == 3 and "does not exist any more: restore it" in result.stderr, write
     assert len(cli.json("list")) == 1
+
+
+# -- serve's token and port (hostile, minor) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["", " ", "   ", "s3 cret", "tab\there", "caf\u00e9", "new\nline"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_serve_refuses_a_token_no_client_can_send(cli, token, host):
+    """A blank token would lock every sender out (clients trim header values), an empty one turn
+    auth off without a word: both refused before anything listens."""
+    result = cli("serve", "--host", host, "--token", token, ok=False)
+    assert result.exit_code == 2 and result.stderr.startswith("error: serve --token (or SDESK_SERVE_TOKEN) ")
+    assert result.stderr.count("\n") == 1 and "listening" not in result.stderr
+
+
+def test_serve_port_0_says_the_port_it_listens_on(tmp_path):
+    import subprocess
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "sdesk", "--db", str(tmp_path / "d.db"), "serve", "--port", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # printed once bound (or the process ends: an empty line)
+        assert line.startswith("sdesk serve: listening on http://127.0.0.1:"), line
+        port = int(line.split("http://127.0.0.1:", 1)[1].split()[0])
+        assert port != 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_on_a_port_in_use_says_so_and_never_that_it_listens(tmp_path):
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(tmp_path / "d.db"), "serve", "--port",
+                               str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"error: sdesk serve could not listen on 127.0.0.1:{port}" in done.stderr
+    assert "listening on" not in done.stderr
