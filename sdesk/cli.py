@@ -18,6 +18,7 @@ from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
 from .signals import FORMATS, Signal
 from .commands.common import COMMAND_PATH, RootGroup, Settings, note, print_json, run_automation, settings_of, store_of
+from .plain import controls
 
 if TYPE_CHECKING:
     from .intake import Record
@@ -75,7 +76,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
-    db: Annotated[Optional[Path], typer.Option("--db", envvar="SDESK_DB", help="Database file (default: your user data dir).", show_default=False)] = None,
+    db: Annotated[Optional[str], typer.Option("--db", envvar="SDESK_DB", metavar="PATH", help="Database file (default: your user data dir).", show_default=False)] = None,
     actor: Annotated[Optional[str], typer.Option("--as", envvar="SDESK_USER", help="Act as this user (default: your login).", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option("--config", envvar="SDESK_CONFIG", help="Desk configuration folder (YAML files, e.g. intake.yaml); default: the one `init --config` recorded.", show_default=False)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
@@ -84,8 +85,9 @@ def main(
 
     Example: sdesk new "Checkout returns 502" --priority P1 --service checkout
     """
-    source = ctx.get_parameter_source("config")
-    settings = Settings(db, actor, config, "SDESK_CONFIG" if source is not None and source.name == "ENVIRONMENT" else "--config")
+    source, db_source = ctx.get_parameter_source("config"), ctx.get_parameter_source("db")
+    settings = Settings(db, actor, config, "SDESK_CONFIG" if source is not None and source.name == "ENVIRONMENT" else "--config",
+                        "SDESK_DB" if db_source is not None and db_source.name == "ENVIRONMENT" else "--db")
     settings.command = ctx.meta.setdefault(COMMAND_PATH, [])  # the same list, filled in as the groups resolve
     ctx.obj = settings
     ctx.call_on_close(settings.close)
@@ -112,20 +114,40 @@ def init(
         from .starter import write_starter
 
         written = write_starter(example)
-        print(example)
+        print(controls(example, one_line=True))  # a name is data: its escapes are shown, not run
         note(f"wrote a starter desk config to {example}: {', '.join(written)}. Edit it (teams and users in "
              "oncall.yaml, the notifier, sla.yaml's calendars)"
              + ("" if given is not None and given.name == "COMMANDLINE" else f", then record it: sdesk init --config {example}"))
         if given is None or given.name != "COMMANDLINE":
             return  # the database is not touched: --example alone only writes the files
     store = settings.store(init_empty=empty_ok)
-    print(store.path)
+    print(controls(store.path, one_line=True))
     if given is not None and given.name == "COMMANDLINE" and settings.config is not None:
         folder = settings.config.resolve()
         if store.desk_state().get("config", (None,))[0] != str(folder):
             store.set_desk_state("config", str(folder), actor=settings.actor, need="admin", event="desk_configured")
         note(f"the desk's config folder is {folder}: commands use it without --config "
              "(--config or SDESK_CONFIG override it)")
+        _warn_of_config_files(folder)
+
+
+def _warn_of_config_files(folder: Path) -> None:
+    """An empty folder may be recorded on purpose (to fill in later); a folder with no desk files,
+    or with files sdesk never reads (oncall.yml, SLA.yaml), is said so: otherwise nothing pages
+    and nobody is told why."""
+    from .plain import plural
+    from .starter import config_files, meant
+
+    found, unknown = config_files(folder)
+    if not found:
+        note(f"warning: {folder} holds no desk files (oncall.yaml, sla.yaml, triage.yaml, intake.yaml, "
+             "metrics.yaml, roles.yaml, runbooks/): recorded all the same, but nothing pages and no SLA or "
+             "triage rule applies until they are there (sdesk init --example DIR writes a starter set)")
+    if unknown:
+        names = ", ".join(f"{name} (meant {meant(name)}?)" if meant(name) else name for name in unknown[:10])
+        more = f" and {plural(len(unknown) - 10, 'other')}" if len(unknown) > 10 else ""
+        note(f"warning: sdesk never reads {names}{more} in {folder}: a desk file is named oncall.yaml, sla.yaml, "
+             "triage.yaml, intake.yaml, metrics.yaml or roles.yaml")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import clock
-from .errors import Conflict, PermissionDenied
+from .errors import BadInput, Conflict, PermissionDenied
 from .intake import parse_jsonl
 from .lifecycle import ref
 from .starter import examples_dir  # noqa: F401 (also imported from here)
@@ -181,10 +181,17 @@ def refuse_a_desk(db: Path) -> None:
     """The demo writes a morning into `db`: only a new database or an empty one (just made by
     `sdesk init`), never into a desk with anything in it, which it would fill with duplicates.
     Checked before the file is opened for writing, so a refused one is left byte for byte."""
+    import stat
+
+    from .files import kind, status
     from .store import holds_a_desk
 
-    if not db.exists():
+    found = status(db, f"cannot open database {db}")  # a name too long, a loop of links: said so
+    if found is None:
         return
+    if not stat.S_ISREG(found.st_mode):  # a FIFO would hang the look inside
+        raise BadInput(f"cannot open database {db}: {kind(found.st_mode)}, not a regular file (a desk is one "
+                       "SQLite file)")
     if holds_a_desk(db):
         raise Conflict(f"{db} already holds a desk: the demo writes only to a new or empty database, and "
                        "leaves this one as it is (give another --db, or none for a temporary one)")

@@ -15,6 +15,7 @@ import os
 import select
 import stat
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -22,6 +23,76 @@ from .errors import BadInput
 
 MAX_BYTES = 32 << 20  # a config file, an estate, an article: a 100,000-CI cmdb.yaml is about 20 MB
 MAX_DOCUMENT = 256 << 20  # an input read whole (a JSON payload, an mbox): split anything bigger
+
+# What an OSError on a path the user named means, in words: the system's own text for the rest
+# ("File name too long", "Not a directory" for a name whose folder is a file, says little).
+_REASONS = {errno.ENAMETOOLONG: "a name in the path is too long", errno.ENOTDIR: "a part of the path is a file, not a folder",
+            errno.ELOOP: "too many levels of symbolic links (a loop?)", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied", errno.EISDIR: "a folder, not a file",
+            errno.EROFS: "a read-only file system", errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
+
+
+def reason(e: OSError) -> str:
+    """Why the system refused a path, in a few words (never a Python repr or an errno)."""
+    return _REASONS.get(e.errno, "") or e.strerror or type(e).__name__
+
+
+def status(path: str | os.PathLike, shown: object = None) -> os.stat_result | None:
+    """os.stat of a path the user named, or None when nothing is there; any other answer (a name
+    too long, a folder that is a file, a loop of links, no permission) is one line naming it:
+    Path.exists() and is_dir() raise on some of these and call others "missing"."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise BadInput(f"{path if shown is None else shown}: {reason(e)}") from None
+    except ValueError:  # a NUL in the name
+        raise BadInput(f"{path if shown is None else shown}: a name cannot hold a NUL character") from None
+
+
+def kind(mode: int) -> str:
+    """What a file is, for a message: a file, a folder, a FIFO, a device..."""
+    return "a file" if stat.S_ISREG(mode) else "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+        "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+        "not a regular file"
+
+
+def make_folders(folder: Path, shown: object = None) -> list[Path]:
+    """`folder` and its missing parents, or none of them: one that cannot be made (a parent is a
+    file, a name too long) is one line naming `shown`, and those made before it are removed.
+    Returns the folders made, parents first (for a caller whose next step fails to remove)."""
+    shown = folder if shown is None else shown
+    missing = []
+    for candidate in (folder, *folder.parents):
+        found = status(candidate, shown)
+        if found is not None:
+            if not stat.S_ISDIR(found.st_mode):
+                raise BadInput(f"{shown}: {candidate} is {kind(found.st_mode)}, not a folder")
+            break
+        missing.append(candidate)
+    made: list[Path] = []
+    try:
+        for candidate in reversed(missing):
+            try:
+                os.mkdir(candidate)
+                made.append(candidate)
+            except FileExistsError:
+                if not os.path.isdir(candidate):
+                    raise
+                # made meanwhile by another process: theirs
+    except OSError as e:
+        remove_folders(made)
+        raise BadInput(f"{shown}: {reason(e)}") from None
+    return made
+
+
+def remove_folders(made: list[Path]) -> None:
+    """Undo make_folders: the folders it made, deepest first, if they are still empty."""
+    for candidate in reversed(made):
+        with suppress(OSError):
+            os.rmdir(candidate)
+
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
@@ -38,15 +109,13 @@ def open_file(path: str | os.PathLike, *, shown: object = None, dir_fd: int | No
     except OSError as e:
         if not follow and e.errno in (errno.ELOOP, errno.EMLINK):
             raise BadInput(f"cannot open {shown}: a symbolic link (only files inside the folder are read)") from None
-        raise BadInput(f"cannot open {shown}: {e.strerror or e}") from None
+        raise BadInput(f"cannot open {shown}: {reason(e)}") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISFIFO(st.st_mode) and streams:
             os.set_blocking(fd, True)  # now that it is open: a stream is read as it comes
         elif not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
-                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
-            raise BadInput(f"cannot read {shown}: {kind}, not a regular file")
+            raise BadInput(f"cannot read {shown}: {kind(st.st_mode)}, not a regular file")
         elif limit is not None and st.st_size > limit:
             raise BadInput(f"cannot read {shown}: larger than {_size(limit)}")
         return os.fdopen(fd, "rb")
@@ -114,8 +183,8 @@ def open_output(path: str | os.PathLike) -> TextIO:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NONBLOCK", 0)
                      | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as e:
-        reason = "a FIFO that nothing reads" if e.errno == errno.ENXIO else e.strerror or e
-        raise BadInput(f"cannot open {path}: {reason}") from None
+        why = "a FIFO that nothing reads" if e.errno == errno.ENXIO else reason(e)
+        raise BadInput(f"cannot open {path}: {why}") from None
     os.set_blocking(fd, True)
     return os.fdopen(fd, "w", encoding="utf-8")
 

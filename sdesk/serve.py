@@ -371,6 +371,7 @@ def is_loopback(host: str) -> bool:
 def check_exposure(host: str, *, token: str | None, any_tokens: bool, insecure: bool) -> None:
     """Refuse to listen beyond loopback with no token of either kind: anyone who reaches the
     port could then file, resolve and page as the serving user."""
+    check_token(token)
     if is_loopback(host) or token or any_tokens or insecure:
         return
     from .errors import BadInput
@@ -380,22 +381,58 @@ def check_exposure(host: str, *, token: str | None, any_tokens: bool, insecure: 
                    "SDESK_SERVE_TOKEN, or give --insecure to listen without one")
 
 
+def check_token(token: str | None) -> None:
+    """A --token (or SDESK_SERVE_TOKEN) that a client can send: visible ASCII with no space. An
+    empty one would turn auth off without a word, and one of spaces or control characters cannot
+    be matched (clients trim a header value), locking every sender out."""
+    if token is None:
+        return
+    from .errors import BadInput
+
+    if not token.strip():
+        raise BadInput("serve --token (or SDESK_SERVE_TOKEN) is empty or blank: give a token (letters, digits and "
+                       "punctuation, no spaces), or none")
+    if not all("!" <= c <= "~" for c in token):
+        raise BadInput("serve --token (or SDESK_SERVE_TOKEN) holds a space, a control or a non-ASCII character, "
+                       "which no client can send in an Authorization header: use letters, digits and punctuation")
+
+
 def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
         severity: Mapping[str, str], options: dict[str, Any], default_role: str) -> None:
     import uvicorn
 
     app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
                    options=options, default_role=default_role)
-    print(f"sdesk serve: listening on http://{host}:{port} (database {db})", file=sys.stderr, flush=True)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # said once bound: the port the system chose for --port 0, and never a false line
+                print(f"sdesk serve: listening on {listening(host, self.servers)} (database {db})", file=sys.stderr,
+                      flush=True)
+
     # Keep-alive connections stay open 75 s (nginx's default) instead of uvicorn's 5: senders such
     # as Alertmanager (Go: idle connections kept 90 s) do not retry a POST on a connection the
     # server closed, and a busy moment of over 5 s between two posts closed them in the bench.
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           timeout_keep_alive=75))
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                   timeout_keep_alive=75))
     app.state.writer.on_stop = lambda: setattr(server, "should_exit", True)  # a graceful end: answers go out
-    server.run()
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's exit when it cannot bind (its code 3 is sdesk's "not found"): it said why
+        if server.started:
+            raise
     if not server.started:  # as uvicorn.run: it said why (the port is taken, say)
         raise SdeskError(f"sdesk serve could not listen on {host}:{port}")
     if app.state.writer.stopped is not None:
         raise app.state.writer.stopped
 
+
+
+def listening(host: str, servers: Any) -> str:
+    """Where the server listens, as URLs: the host as given with the port bound (`localhost` may
+    be bound on two addresses, each with its own port when --port 0)."""
+    bound = sorted({sock.getsockname()[:2] for server in servers for sock in server.sockets or ()})
+    if len({port for _, port in bound}) == 1:
+        return f"http://{f'[{host}]' if ':' in host else host}:{bound[0][1]}"
+    return ", ".join(f"http://{f'[{address}]' if ':' in address else address}:{port}" for address, port in bound)

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shlex
 import sqlite3
+import stat
 from datetime import timedelta
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -148,7 +149,9 @@ def _create(path: Path) -> None:
     import secrets
 
     path = Path(os.path.realpath(path))  # a dangling symlink: the desk is made where it points
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .files import make_folders
+
+    make_folders(path.parent)  # all or none of them
     name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.new"))
     try:
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes them, less the umask
@@ -214,6 +217,21 @@ def holds_a_desk(path: Path) -> bool:
         return False  # not an SQLite file: opening it as a desk refuses it, naming what it is
     finally:
         conn.close()
+
+
+def _made_up(path: Path) -> bool:
+    """Whether a file of size 0 has something to read (/proc/version, /sys/...): the kernel makes
+    it up as it is read, and it is no place for a desk."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        return bool(os.read(fd, 1))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _read_only_why(path: Path) -> str | None:
@@ -617,8 +635,18 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
         self.stopped: str | None = None  # why writes stop for good (the files changed under us)
         self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
+        from .files import kind, status
+
+        # A name too long, a folder that is a file, a loop of links: said so, never "no database".
+        found = status(self.path, f"cannot open database {self.path}")
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            raise BadInput(f"cannot open database {self.path}: {kind(found.st_mode)}, not a regular file "
+                           "(a desk is one SQLite file)")
+        if found is not None and found.st_size == 0 and _made_up(self.path):  # SQLite would call it empty
+            raise BadInput(f"cannot open database {self.path}: not a regular file (its size is 0, yet it reads "
+                           "as text: the system makes it up, as in /proc)")
         try:
-            if not os.path.exists(self.path):
+            if found is None:
                 if not create:
                     raise NotFound(f"no sdesk database at {self.path}: nothing was created (check --db or "
                                    f"SDESK_DB; to start a desk there: sdesk --db {shlex.quote(str(self.path))} init)")

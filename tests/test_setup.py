@@ -99,14 +99,54 @@ def test_init_the_first_write_and_the_demo_make_the_desk(cli, tmp_path):
 
 
 @pytest.mark.parametrize("url", ["postgres://sdesk@db.example.com/desk", "postgresql:///desk", "sqlite:///desk.db",
-                                 "mysql://root@localhost/desk", "file:desk.db", "postgres:host=db dbname=desk"])
+                                 "mysql://root@localhost/desk", "file:desk.db", "postgres:host=db dbname=desk",
+                                 "http://db.example.com/desk", "mysql+pymysql://u@h/x", "sqlite:",
+                                 "postgresql+psycopg://u@h/x"])
 @pytest.mark.parametrize("command", [["init"], ["list"], ["new", "a ticket"], ["demo"]])
 def test_a_database_url_is_refused_and_creates_nothing(cli, tmp_path, monkeypatch, url, command):
+    """Quoted exactly as given (a Path would make postgres://h postgres:/h); only a PostgreSQL
+    URL is told of the later PostgreSQL backend."""
     monkeypatch.chdir(tmp_path)
     before = files_under(tmp_path)
     result = cli("--db", url, *command, ok=False)
-    assert result.exit_code == 2 and "only a file path is supported today" in result.stderr
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: --db {url} ")
+    assert result.stderr.count("\n") == 1
+    if url.startswith("postgres"):
+        assert "is a PostgreSQL URL" in result.stderr and "a PostgreSQL backend is a later issue" in result.stderr
+    else:
+        assert "not a supported database URL; give a file path" in result.stderr
+        assert "PostgreSQL" not in result.stderr
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", [["init"], ["list"], ["new", "a ticket"], ["demo"]])
+def test_an_empty_db_is_said_so(cli, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    for args in (["--db", ""], ["--db="], ["--db", "  "]):
+        result = cli(*args, *command, ok=False)
+        assert result.exit_code == 2 and result.stderr.startswith("error: --db is empty"), result.stderr
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("what", ["/proc/version", "/dev/null", "a FIFO", "a folder"])
+@pytest.mark.parametrize("command", [["init"], ["init", "--empty-ok"], ["list"], ["new", "a ticket"], ["demo"]])
+def test_a_db_that_is_not_a_regular_file_is_said_so(cli, tmp_path, what, command):
+    """Not "an empty file" (and no advice to make a desk in it with --empty-ok)."""
+    if what == "a FIFO":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    elif what == "a folder":
+        path = tmp_path / "folder"
+        path.mkdir()
+    else:
+        path = Path(what)
+        if not path.exists():
+            pytest.skip(f"no {what} here")
+    result = cli("--db", str(path), *command, ok=False)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot open database {path}: " in result.stderr and "not a regular file" in result.stderr
+    assert "empty file" not in result.stderr and "--empty-ok" not in result.stderr
 
 
 @pytest.mark.parametrize("how", ["--config", "SDESK_CONFIG"])
@@ -348,3 +388,206 @@ def test_a_lenient_open_for_doctor_still_reports_the_config_later(tmp_path, db_p
     with pytest.raises(NotFound, match="gone: no such folder"):
         settings.config
     settings.close()
+
+
+# -- a path the user named that the system refuses (hostile finding 3) ------------------------------
+
+# Every command that takes a path, with {P} where it goes; "-" lines read stdin.
+PATH_COMMANDS: list[list[str]] = [
+    ["--db", "{P}", "list"], ["--db", "{P}", "init"], ["--db", "{P}", "demo"], ["--db", "{P}", "new", "x"],
+    ["--config", "{P}", "list"], ["--config", "{P}", "init"], ["SDESK_CONFIG={P}", "list"],
+    ["SDESK_CONFIG={P}", "new", "x"], ["SDESK_DB={P}", "list"],
+    ["init", "--config", "{P}"], ["init", "--example", "{P}"],
+    ["backup", "{P}"], ["restore", "{P}", "--yes"], ["export", "--out", "{P}"], ["import", "{P}"],
+    ["new", "--jsonl", "{P}"], ["new", "--format", "email", "{P}"], ["new", "--format", "json", "{P}"],
+    ["new", "--jsonl", "--rejects", "{P}", "-"],
+    ["kb", "add", "{P}"], ["kb", "edit", "KB-1", "{P}"], ["kb", "import", "{P}"], ["cmdb", "import", "{P}"],
+    ["audit", "verify", "--anchors", "{P}"], ["audit", "anchor", "--out", "{P}"], ["metrics", "{P}"],
+    ["postmortem", "SD-1", "--output", "{P}"], ["triage", "train", "--from-csv", "{P}", "--text", "t", "--label", "l"],
+    ["triage", "eval", "--from-csv", "{P}", "--text", "t", "--label", "l"],
+]
+
+
+def bad_paths(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "a-file").write_text("x\n")
+    (tmp_path / "loop").symlink_to("loop")
+    return {"a name too long": tmp_path / ("d" * 300), "under a file": tmp_path / "a-file" / "x",
+            "deep under a file": tmp_path / "a-file" / "x" / "y", "a symlink loop": tmp_path / "loop",
+            "in a symlink loop": tmp_path / "loop" / "x"}
+
+
+@pytest.mark.parametrize("kind", ["a name too long", "under a file", "deep under a file", "a symlink loop",
+                                  "in a symlink loop"])
+@pytest.mark.parametrize("command", PATH_COMMANDS, ids=" ".join)
+def test_a_path_the_system_refuses_is_one_error_line_that_names_it(cli, tmp_path, monkeypatch, command, kind):
+    """Any OSError from a path the user named (ENAMETOOLONG, ENOTDIR, ELOOP, ...) is one line
+    naming the path, with exit 2 (or 1), never a traceback; and nothing is created."""
+    cli.new("a ticket")
+    cli("kb", "add", "-", "--title", "an article", input="text\n")
+    monkeypatch.chdir(tmp_path)
+    path = bad_paths(tmp_path)[kind]
+    before = files_under(tmp_path)
+    args = [a.replace("{P}", str(path)) for a in command]
+    while args and "=" in args[0] and args[0].startswith("SDESK_"):
+        name, value = args.pop(0).split("=", 1)
+        monkeypatch.setenv(name, value)
+    result = cli(*args, input="", ok=False)  # an exception other than an exit (a traceback) raises here
+    assert result.exit_code in (1, 2, 3), (result.exit_code, result.stderr)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert str(path) in result.stderr or os.path.relpath(path) in result.stderr, result.stderr
+    assert "Errno" not in result.stderr and "Traceback" not in result.stderr
+    assert files_under(tmp_path) - before <= {"desk.db-wal", "desk.db-shm"}
+
+
+# -- init --config on a folder sdesk would read nothing from (hostile finding 7) --------------------
+
+
+def test_init_config_warns_of_a_folder_with_no_desk_files_and_records_it(cli, tmp_path, monkeypatch):
+    """Recording an empty folder (to fill in later) is allowed, but said so: nothing would page."""
+    monkeypatch.delenv("SDESK_CONFIG")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("init", "--config", str(empty))
+    assert f"warning: {empty} holds no desk files" in result.stderr and "nothing pages" in result.stderr
+    assert any(e["kind"] == "desk_configured" for e in cli.json("audit", "log"))
+
+
+def test_init_config_names_the_files_that_look_misspelt(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("SDESK_CONFIG")
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "oncall.yml").write_text("teams: []\n")
+    (folder / "SLA.yaml").write_text("policies: []\n")
+    (folder / "notes.txt").write_text("not YAML: not a look-alike\n")
+    stderr = " ".join(cli("init", "--config", str(folder)).stderr.split())
+    assert "holds no desk files" in stderr
+    assert "oncall.yml (meant oncall.yaml?)" in stderr and "SLA.yaml (meant sla.yaml?)" in stderr
+    assert "notes.txt" not in stderr
+    (folder / "sla.yaml").write_text("policies: []\n")  # a desk file there: only the look-alikes are said
+    stderr = " ".join(cli("init", "--config", str(folder)).stderr.split())
+    assert "holds no desk files" not in stderr and "oncall.yml (meant oncall.yaml?)" in stderr
+
+
+def test_init_config_on_the_starter_config_says_nothing_more(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("SDESK_CONFIG")
+    cli("init", "--example", str(tmp_path / "c"))
+    assert "warning" not in cli("init", "--config", str(tmp_path / "c")).stderr
+
+
+# -- init --example through a symbolic link (hostile finding 9) --------------------------------------
+
+
+def test_init_example_follows_a_link_to_an_empty_folder(cli, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    result = cli("init", "--example", str(tmp_path / "link"))
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "oncall.yaml").is_file()
+    assert files_under(tmp_path / "real") == files_under(ROOT / "examples" / "desk")
+    assert result.stdout == f"{tmp_path / 'link'}\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no build folder left
+
+
+def test_init_example_refuses_a_link_to_a_folder_with_files_in_it(cli, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "ours.yaml").write_text("# ours\n")
+    (tmp_path / "link").symlink_to("real")
+    result = cli("init", "--example", str(tmp_path / "link"), ok=False)
+    assert result.exit_code == 4 and "is not empty" in result.stderr
+    assert files_under(tmp_path / "real") == {"ours.yaml"}
+
+
+def test_init_example_on_a_dangling_link_is_a_plain_error(cli, tmp_path):
+    (tmp_path / "link").symlink_to("nowhere")
+    before = files_under(tmp_path)
+    result = cli("init", "--example", str(tmp_path / "link"), ok=False)
+    assert result.exit_code == 4 and result.stderr.count("\n") == 1
+    assert f"{tmp_path / 'link'} is a symbolic link to nowhere, which does not exist" in result.stderr
+    assert "changed while" not in result.stderr and files_under(tmp_path) == before
+
+
+def test_init_example_under_missing_folders_makes_them_or_none(cli, tmp_path):
+    cli("init", "--example", str(tmp_path / "a" / "b" / "c"))
+    assert (tmp_path / "a" / "b" / "c" / "oncall.yaml").is_file()
+    before = files_under(tmp_path)
+    result = cli("init", "--example", str(tmp_path / "x" / "y" / ("d" * 300)), ok=False)
+    assert result.exit_code == 2 and "a name in the path is too long" in result.stderr
+    assert files_under(tmp_path) == before  # x/ and x/y/ made on the way were taken away again
+
+
+# -- what init prints is data: no escapes run on a terminal (hostile, minor) --------------------------
+
+
+def test_init_prints_a_hostile_folder_name_with_its_escapes_shown(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "evil\x1b[31m\u202e"
+    result = cli("init", "--example", name)
+    assert (tmp_path / name / "oncall.yaml").is_file()
+    assert result.stdout == "evil\\x1b[31m\\u202e\n"
+    assert "\x1b" not in result.stdout + result.stderr and "\u202e" not in result.stdout + result.stderr
+
+
+# -- the recorded config folder has gone (hostile finding 19) -----------------------------------------
+
+
+def test_reads_warn_and_carry_on_when_the_recorded_config_folder_has_gone(cli, tmp_path, monkeypatch):
+    """The queue can be read while the folder is put back; what the config shapes still refuses:
+    tick must not page by no rules, nor `new` triage a ticket by none."""
+    monkeypatch.delenv("SDESK_CONFIG")
+    cli("init", "--example", str(tmp_path / "c"))
+    cli("init", "--config", str(tmp_path / "c"))
+    cli.new("disk full on db-1")
+    (tmp_path / "c").rename(tmp_path / "moved")
+    for read in (["list"], ["show", "SD-1"], ["why", "SD-1"], ["pages"], ["audit", "log"]):
+        result = cli(*read)
+        assert result.exit_code == 0 and result.stderr.count("warning: the desk config folder") == 1, read
+        assert "does not exist any more; shown without it" in result.stderr
+    assert cli.json("list")[0]["title"] == "disk full on db-1"
+    for write in (["tick"], ["new", "another"], ["sla"], ["oncall", "now"], ["assign", "SD-1", "alice"]):
+        result = cli(*write, ok=False)
+        assert result.exit_code == 3 and "does not exist any more: restore it" in result.stderr, write
+    assert len(cli.json("list")) == 1
+
+
+# -- serve's token and port (hostile, minor) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["", " ", "   ", "s3 cret", "tab\there", "caf\u00e9", "new\nline"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_serve_refuses_a_token_no_client_can_send(cli, token, host):
+    """A blank token would lock every sender out (clients trim header values), an empty one turn
+    auth off without a word: both refused before anything listens."""
+    result = cli("serve", "--host", host, "--token", token, ok=False)
+    assert result.exit_code == 2 and result.stderr.startswith("error: serve --token (or SDESK_SERVE_TOKEN) ")
+    assert result.stderr.count("\n") == 1 and "listening" not in result.stderr
+
+
+def test_serve_port_0_says_the_port_it_listens_on(tmp_path):
+    import subprocess
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "sdesk", "--db", str(tmp_path / "d.db"), "serve", "--port", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # printed once bound (or the process ends: an empty line)
+        assert line.startswith("sdesk serve: listening on http://127.0.0.1:"), line
+        port = int(line.split("http://127.0.0.1:", 1)[1].split()[0])
+        assert port != 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_on_a_port_in_use_says_so_and_never_that_it_listens(tmp_path):
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(tmp_path / "d.db"), "serve", "--port",
+                               str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"error: sdesk serve could not listen on 127.0.0.1:{port}" in done.stderr
+    assert "listening on" not in done.stderr

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 GLOBAL_OPTIONS = ("--db", "--as", "--config")
 COMMAND_PATH = "sdesk.command_path"  # key of ctx.meta: the names of the command running
+COMMAND_ARGS = "sdesk.args"  # key of ctx.meta: the command line as given
 
 
 class Group(TyperGroup):
@@ -38,6 +39,7 @@ class Group(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if ctx.parent is None:
             args = _hoist_global_options(args)
+            ctx.meta[COMMAND_ARGS] = list(args)
         return super().parse_args(ctx, args)
 
     def get_command(self, ctx: typer.Context, name: str) -> Any:
@@ -64,11 +66,18 @@ class Group(TyperGroup):
             error = explain(e, _db_path(ctx))
             _fail(str(error), error.code)
         except OSError as e:
-            if e.errno not in _FULL_OR_READ_ONLY:
+            if e.errno in _FULL_OR_READ_ONLY:
+                # Another file than the database (an output, a rejects file): SQLite's own are above.
+                _fail(f"{'disk full' if e.errno != errno.EROFS else 'read-only file system'}: cannot write "
+                      f"{e.filename or 'output'}", ExitCode.ERROR)
+            if e.filename is None:
                 raise
-            # Another file than the database (an output, a rejects file): SQLite's own are above.
-            _fail(f"{'disk full' if e.errno != errno.EROFS else 'read-only file system'}: cannot write "
-                  f"{e.filename or 'output'}", ExitCode.ERROR)
+            # A path the system refused (a name too long, a folder that is a file, a loop of links,
+            # no permission) that no command checked first: one line naming it, not a traceback.
+            from ..files import reason
+
+            _fail(f"{e.filename}: {reason(e)}",
+                  ExitCode.BAD_INPUT if _named_by_user(ctx, e.filename, e.filename2) else ExitCode.ERROR)
         except UnicodeError as e:  # bytes that are not UTF-8, on stdin or in an argument
             _fail(f"input is not valid UTF-8 text: {e.reason}", ExitCode.BAD_INPUT)
         except TypeError as e:
@@ -174,6 +183,23 @@ def _hoist_global_options(args: list[str]) -> list[str]:
 _FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
+def _named_by_user(ctx: typer.Context, *filenames: object) -> bool:
+    """Whether a path an OSError names is one the user gave (on the command line, or in
+    SDESK_DB/SDESK_CONFIG), or lies on or under one: bad input (exit 2), not a fault."""
+    given = []
+    for arg in (*ctx.meta.get(COMMAND_ARGS, ()), *(os.environ.get(v, "") for v in ("SDESK_DB", "SDESK_CONFIG"))):
+        arg = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if arg and arg != "-" and "\0" not in arg:
+            given.append(os.path.abspath(arg))
+    for name in filenames:
+        if not isinstance(name, (str, bytes, os.PathLike)):
+            continue
+        name = os.path.abspath(os.fsdecode(name))
+        if any(name == g or g.startswith(name + os.sep) or name.startswith(g + os.sep) for g in given):
+            return True
+    return False
+
+
 def _db_path(ctx: typer.Context) -> Path | None:
     settings = ctx.find_root().obj
     store = getattr(settings, "_store", None)
@@ -196,19 +222,31 @@ CREATES = frozenset({"init", "demo", "new", "import", "restore", "serve", "cmdb 
                      "kb import", "user add", "change new", "problem new", "silence add", "oncall override",
                      "triage train"})
 
-# A --db that names a database server, not a file: `postgres://...`, `sqlite:///x.db` (which a
-# Path has already made `sqlite:/x.db`), `postgresql:...`. One letter is a Windows drive (C:/).
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/|(?:postgres|postgresql|pg|mysql|mariadb|sqlite|sqlite3|file):", re.I)
+# A --db that names a database server, not a file: `postgres://...`, `sqlite:///x.db`,
+# `postgresql:...`, `mysql+pymysql://`. One letter is a Windows drive (C:/). Matched on the
+# string as given (a Path would have made `postgres://h` `postgres:/h`).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/|(?:postgres|postgresql|pg|mysql|mariadb|sqlite|sqlite3|file)(?:\+\w+)?:",
+                  re.I)
+_POSTGRES = re.compile(r"(?:postgres|postgresql|pg)(?:\+\w+)?:", re.I)
+
+# Reads of what is stored, whose answer no config file changes: when the config folder `sdesk
+# init --config` recorded has gone (moved, a share not mounted) they warn and carry on, so the
+# queue can be read while it is put back. Every other command refuses, as before: tick must not
+# page by no rules, nor `new` triage by none.
+READS_WITHOUT_CONFIG = frozenset({"list", "show", "why", "pages", "audit log", "audit verify", "export", "backup"})
 
 _UNSET: Any = object()
 
 
 class Settings:
-    def __init__(self, db: Path | None, actor: str | None, config: Path | None = None,
-                 config_from: str | None = None):
-        """`config`: the folder --config or SDESK_CONFIG named (`config_from` says which), else
-        None: then the folder `sdesk init --config` recorded in the database, if any."""
-        self.db = db
+    def __init__(self, db: str | Path | None, actor: str | None, config: Path | None = None,
+                 config_from: str | None = None, db_from: str | None = None):
+        """`db`: the database file --db or SDESK_DB named (`db_from` says which), as given; None:
+        the default. `config`: the folder --config or SDESK_CONFIG named (`config_from` says
+        which), else None: then the folder `sdesk init --config` recorded in the database, if any."""
+        self.db_given = None if db is None else str(db)  # as typed: a URL or '' is quoted as it was
+        self.db = Path(db) if db else None
+        self._db_from = db_from or "--db (or SDESK_DB)"
         self._claim = actor  # --as or SDESK_USER: a claim, checked against the OS login on writes
         self._actor: str | None = None
         self._store: Store | None = None
@@ -217,6 +255,7 @@ class Settings:
         self._given = config
         self._given_from = config_from or "--config"
         self._config: Path | None = _UNSET
+        self._config_gone = False  # the recorded folder has gone, and this read carries on without it
         self.config_origin: str | None = None  # where `config` came from, once it is read
 
     @property
@@ -240,10 +279,16 @@ class Settings:
         if recorded is None:
             return None, None
         path, at = recorded
-        if not path.is_dir():
-            raise NotFound(f"the desk config folder {path}, recorded by `sdesk init --config` on {at[:10]}, "
-                           f"{'is not a folder' if path.exists() else 'does not exist any more'}: restore it, "
-                           "or record another with `sdesk init --config DIR` (--config or SDESK_CONFIG override it)")
+        if not os.path.isdir(path):
+            gone = (f"the desk config folder {path}, recorded by `sdesk init --config` on {at[:10]}, "
+                    f"{'is not a folder' if os.path.lexists(path) else 'does not exist any more'}")
+            if " ".join(self.command) in READS_WITHOUT_CONFIG:
+                note(f"warning: {gone}; shown without it (restore it, or record another with "
+                     "`sdesk init --config DIR`)")
+                self._config_gone = True
+                return None, None
+            raise NotFound(f"{gone}: restore it, or record another with `sdesk init --config DIR` "
+                           "(--config or SDESK_CONFIG override it)")
         return path, "recorded by sdesk init --config"
 
     def recorded_config(self) -> tuple[Path, str] | None:
@@ -268,11 +313,16 @@ class Settings:
         refused: a file path is all a desk can be today."""
         from ..store import default_db_path
 
-        path = self.db or default_db_path()
-        if _URL.match(str(path)):
-            raise BadInput(f"--db (or SDESK_DB) {path} looks like a database URL: only a file path is supported "
-                           "today (a PostgreSQL backend is a later issue); nothing was created")
-        return path
+        given = self.db_given
+        if given is not None and not given.strip():
+            raise BadInput(f"{self._db_from} is empty: give the database file's path; nothing was created")
+        if given is not None and _POSTGRES.match(given):
+            raise BadInput(f"{self._db_from} {given} is a PostgreSQL URL: a desk is one SQLite file today (a "
+                           "PostgreSQL backend is a later issue); give a file path; nothing was created")
+        if given is not None and _URL.match(given):
+            raise BadInput(f"{self._db_from} {given} is not a supported database URL; give a file path; "
+                           "nothing was created")
+        return self.db or default_db_path()
 
     def store(self, init_empty: bool = False, create: bool | None = None, strict_config: bool = True) -> Store:
         """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk
@@ -322,6 +372,8 @@ class Settings:
         from ..roles import DEFAULT_ROLE, check_role
 
         path = self.config / "roles.yaml" if self.config is not None else None
+        if self._config_gone:
+            return "viewer"  # what roles.yaml said is not known: the least a role allows, for a read
         if path is None or not path.is_file():
             return DEFAULT_ROLE
         from .. import yamlfile
@@ -433,9 +485,14 @@ class Settings:
 def check_config_folder(path: Path, named_by: str = "--config") -> Path:
     """`path` if it is a folder; else one error naming it and what named it (--config,
     SDESK_CONFIG): a missing folder (a typo) is not "no config"."""
-    if path.is_dir():
+    import stat
+
+    from ..files import status
+
+    found = status(path, f"{named_by} {path}")  # a name too long, a loop of links: said so
+    if found is not None and stat.S_ISDIR(found.st_mode):
         return path
-    if path.exists():
+    if found is not None:
         raise BadInput(f"{named_by} {path} is a file, not a folder: the desk config is a folder of YAML files "
                        "(oncall.yaml, sla.yaml, triage.yaml, ...)")
     raise NotFound(f"{named_by} {path}: no such folder (the desk config folder; `sdesk init --example {path}` "

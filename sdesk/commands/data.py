@@ -35,14 +35,19 @@ def backup(
     if str(target) == "-":
         _backup_to_stdout(ctx)
         return
-    if target.exists() and not force:
+    import os
+
+    from ..files import status
+
+    # A name too long, under a file, a loop of links: one line, before the desk is opened.
+    if status(target, f"cannot write {target}") is not None and not force:
         raise Conflict(f"{target} exists: give --force to replace it")
     store = store_of(ctx)
-    if target.resolve() == store.path.resolve():
+    if os.path.realpath(target) == os.path.realpath(store.path):
         raise BadInput("the backup must go to another file than the database itself")
     copy(store.conn, target)
     note(f"backed up {store.path} to {target} ({target.stat().st_size:,} bytes)")
-    _ran(ctx, store, str(target.resolve()))
+    _ran(ctx, store, os.path.realpath(target))
 
 
 def _backup_to_stdout(ctx: typer.Context) -> None:
@@ -95,8 +100,15 @@ def restore(
     settings = settings_of(ctx)
     store = settings.store()
     store.require(settings.actor, "admin", "restoring a backup")
-    if not source.is_file():
+    import stat
+
+    from ..files import kind, status
+
+    found = status(source, f"cannot read {source}")  # a name too long, a loop of links: said so
+    if found is None:
         raise BadInput(f"{source}: no such file")
+    if not stat.S_ISREG(found.st_mode):
+        raise BadInput(f"cannot read {source}: {kind(found.st_mode)}, not a regular file")
     # A copy is checked and opened, never the backup itself (opening migrates an older schema and
     # sets WAL), and what is checked is what is restored.
     with tempfile.TemporaryDirectory(prefix="sdesk-restore-") as folder:
@@ -161,6 +173,9 @@ def export(
             sys.stdout.buffer.flush()
         else:  # a failed export leaves no partial file under the name
             from ..atomic import replaced
+            from ..files import status
+
+            status(out, f"cannot write {out}")  # a name too long, a loop of links: one line
 
             with replaced(out) as partial, partial.open("wb") as f:
                 write_lines(lines, f)
