@@ -23,6 +23,15 @@ OPEN_SQL = "status NOT IN ('resolved', 'closed')"
 DONE_SQL = "status IN ('resolved', 'closed')"
 
 
+def covered_sql(child: str, when: str = "parent.acknowledged_at IS NOT NULL") -> str:
+    """SQL: the ticket `child` (an alias of tickets) is a correlated child its parent covers: the
+    parent is at least as urgent and `when` holds of it (acknowledged, by default). Such a child
+    runs on its parent's clock, is counted once (as the parent) and does not page; a child more
+    urgent than its parent never is covered. One definition for paging, SLA and the KPIs."""
+    return (f"EXISTS (SELECT 1 FROM tickets parent WHERE parent.id = {child}.parent_id "
+            f"AND parent.priority <= {child}.priority AND ({when}))")
+
+
 def m001_tickets_and_events(db: Database) -> None:
     db.execute(
         """

@@ -67,12 +67,15 @@ def write_starter(dest: Path) -> list[str]:
     return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
 
 
+# The files sdesk reads from the config folder (cmdb.yaml is read by `sdesk cmdb import` only).
+DESK_FILES = ("intake", "oncall", "sla", "triage", "metrics", "roles")
+OTHER_FILES = frozenset({"cmdb.yaml", "cmdb.yml"})
+
+
 def config_files(folder: Path) -> tuple[list[str], list[str]]:
     """The desk files in a config folder (oncall.yaml, ..., runbooks/) and the YAML files sdesk
     would never read there, by the names `sdesk doctor` knows: a misspelt one (oncal.yaml, the
     wrong suffix oncall.yml, SLA.yaml) is a file someone meant to be read."""
-    from .commands.doctor import DESK_FILES, OTHER_FILES
-
     names = sorted(entry.name for entry in os.scandir(folder))
     found = [n for n in names if n.endswith(".yaml") and n[:-5] in DESK_FILES]
     found += ["runbooks/"] if os.path.isdir(folder / "runbooks") else []
@@ -82,7 +85,5 @@ def config_files(folder: Path) -> tuple[list[str], list[str]]:
 
 def meant(name: str) -> str:
     """The desk file a look-alike name was probably meant to be (`SLA.yml` -> sla.yaml), or ''."""
-    from .commands.doctor import DESK_FILES
-
     stem = name.rsplit(".", 1)[0].lower()
     return f"{stem}.yaml" if stem in DESK_FILES else ""

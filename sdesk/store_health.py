@@ -10,6 +10,7 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from .migrations import OPEN_SQL
+from .store_oncall import COVERED
 
 if TYPE_CHECKING:
     from .store import Store
@@ -30,9 +31,10 @@ def facts(store: Store, *, since: str = "") -> dict[str, Any]:
         "size": size,
         "free": free,
         "state": store.desk_state(),
-        # What tick pages for: open P1/P2 tickets in the queue (not held by a silence or a rule).
-        "urgent_open": one(f"SELECT count(*) FROM tickets WHERE {OPEN_SQL} AND priority IN ('P1', 'P2') "
-                           "AND suppressed IS NULL"),
+        # What tick pages for (as page_due): P1/P2 tickets nobody acknowledged, in the queue (not
+        # held by a silence or a rule), that no parent covers.
+        "urgent_open": one("SELECT count(*) FROM tickets WHERE status IN ('new', 'triaged', 'assigned') "
+                           f"AND acknowledged_at IS NULL AND priority IN ('P1', 'P2') AND suppressed IS NULL AND NOT {COVERED}"),
         # Pages that reached nobody: given up on, undeliverable, or retrying after an error.
         "pages_failing": one("SELECT count(*) FROM pages p JOIN tickets t ON t.id = p.ticket_id "
                              "WHERE p.due_at >= ? AND t.priority IN ('P1', 'P2') AND (p.status IN "

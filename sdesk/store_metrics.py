@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .errors import BadInput
+from .migrations import covered_sql
 
 if TYPE_CHECKING:
     from .store import Store
@@ -44,8 +45,7 @@ _RESOLVED = ("CASE WHEN reopen_count = 0 THEN CASE WHEN resolved_at < :until THE
 
 # A correlated child of an incident acknowledged by :until runs on its parent's clock: the
 # incident counts once in SLA compliance, as its parent (store_sla leaves it out the same way).
-_COVERED = ("(w.parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM tickets p WHERE p.id = w.parent_id "
-            "AND p.acknowledged_at < :until))")
+_COVERED = f"(w.parent_id IS NOT NULL AND {covered_sql('w', 'parent.acknowledged_at < :until')})"
 
 
 # A service's tickets: those whose service or CI (as is or lower-cased) is one of the given names,

@@ -7,17 +7,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import clock
-from .migrations import OPEN_SQL
+from .migrations import OPEN_SQL, covered_sql
 
 if TYPE_CHECKING:
     from .routing import OnCall, Override
     from .store import Store
 
 
-# A child whose parent covers it does not page: its parent is acknowledged, or is open and at
-# least as urgent (it pages for both). A child more urgent than its parent pages itself.
-_COVERED = ("EXISTS (SELECT 1 FROM tickets parent WHERE parent.id = tickets.parent_id AND (parent.acknowledged_at "
-            "IS NOT NULL OR (parent.status NOT IN ('resolved', 'closed') AND parent.priority <= tickets.priority)))")
+# A child whose parent covers it does not page: the parent is at least as urgent and is
+# acknowledged, or open (it pages for both). A child more urgent than its parent pages itself.
+COVERED = covered_sql("tickets", "parent.acknowledged_at IS NOT NULL OR parent.status NOT IN ('resolved', 'closed')")
 
 
 def _step(step: int, levels: int) -> str:
@@ -101,7 +100,7 @@ class OnCallStore:
             rows = tx.conn.execute(
                 f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
                 f"WHERE {OPEN_SQL} AND status IN ('new', 'triaged', 'assigned') AND acknowledged_at IS NULL "
-                f"AND suppressed IS NULL AND NOT {_COVERED} AND priority IN ({','.join('?' * len(priorities))})",
+                f"AND suppressed IS NULL AND NOT {COVERED} AND priority IN ({','.join('?' * len(priorities))})",
                 priorities).fetchall()
             overrides = self.overrides(since=now - timedelta(days=30), until=now) if rows else []
             fired: dict[int, dict[tuple[int, int], datetime]] = {}
@@ -175,7 +174,7 @@ class OnCallStore:
             f"SELECT id, priority, (SELECT error FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable' "
             f"ORDER BY id DESC LIMIT 1) AS reason FROM tickets WHERE {OPEN_SQL} AND acknowledged_at IS NULL "
             f"AND status IN ('new', 'triaged', 'assigned') AND suppressed IS NULL "
-            f"AND priority IN ({','.join('?' * len(priorities))}) AND NOT {_COVERED} "
+            f"AND priority IN ({','.join('?' * len(priorities))}) AND NOT {COVERED} "
             f"AND EXISTS (SELECT 1 FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable') "
             f"AND NOT EXISTS (SELECT 1 FROM pages WHERE ticket_id = tickets.id "
             f"AND status IN ('pending', 'sending', 'delivered')) ORDER BY priority, id", priorities)
@@ -195,7 +194,7 @@ class OnCallStore:
                 raise Conflict(f"{ref(ticket_id)} is {t['status']}: nothing to escalate")
             policy = policy_for(t, config)
             covered = t["parent_id"] is not None and tx.conn.execute(
-                f"SELECT {_COVERED} FROM tickets WHERE id = ?", (ticket_id,)).fetchone()[0]
+                f"SELECT {COVERED} FROM tickets WHERE id = ?", (ticket_id,)).fetchone()[0]
             if policy is None or t["priority"] not in policy.page or t["suppressed"] or covered:
                 why = "no escalation policy covers it" if policy is None else \
                     "it is suppressed" if t["suppressed"] else "its parent incident pages for it" if covered \
@@ -226,7 +225,7 @@ class OnCallStore:
             tx.conn.execute(
                 "UPDATE pages SET status = 'cancelled' WHERE status IN ('pending', 'sending') AND EXISTS "
                 "(SELECT 1 FROM tickets WHERE tickets.id = pages.ticket_id AND (tickets.acknowledged_at IS NOT NULL "
-                f"OR tickets.status IN ('resolved', 'closed') OR tickets.suppressed IS NOT NULL OR {_COVERED}))")
+                f"OR tickets.status IN ('resolved', 'closed') OR tickets.suppressed IS NOT NULL OR {COVERED}))")
             tx.conn.execute("UPDATE pages SET status = 'failed' WHERE status = 'pending' AND attempts >= ?",
                             (MAX_ATTEMPTS,))
             pages = [dict(r) for r in tx.conn.execute(
@@ -269,7 +268,7 @@ class OnCallStore:
             "WHERE pages.status IN ('pending', 'sending', 'failed') AND pages.attempts > 0 AND pages.error IS NOT NULL "
             "AND tickets.status IN ('new', 'triaged', 'assigned') AND tickets.acknowledged_at IS NULL "
             f"AND tickets.suppressed IS NULL AND tickets.priority IN ({','.join('?' * len(priorities))}) "
-            f"AND NOT {_COVERED} ORDER BY tickets.priority, pages.ticket_id, pages.id", priorities)
+            f"AND NOT {COVERED} ORDER BY tickets.priority, pages.ticket_id, pages.id", priorities)
         return [{"page": r[0], "ticket": r[1], "priority": r[2], "user": r[3], "round": r[4], "level": r[5],
                  "attempts": r[6], "error": r[7], "retrying": r[8] != "failed"} for r in rows]
 

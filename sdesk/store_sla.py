@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import clock
-from .migrations import OPEN_SQL
+from .migrations import OPEN_SQL, covered_sql
 
 if TYPE_CHECKING:
     from .sla import SlaConfig, Slo
@@ -23,8 +23,8 @@ class SlaStore:
         # A correlated child of an incident someone acknowledged runs on its parent's clock:
         # the parent's response is its response, and the parent is the one listed and counted.
         covered = {row[0] for row in self.conn.execute(
-            "SELECT c.id FROM tickets c INDEXED BY tickets_parent JOIN tickets p ON p.id = c.parent_id "
-            f"WHERE c.parent_id IS NOT NULL AND c.{OPEN_SQL} AND p.acknowledged_at IS NOT NULL")}
+            "SELECT c.id FROM tickets c INDEXED BY tickets_parent "
+            f"WHERE c.parent_id IS NOT NULL AND c.{OPEN_SQL} AND {covered_sql('c')}")}
         tickets = [dict(zip(("id", "kind", "priority", "status", "created_at", "acknowledged_at"), row))
                    for row in self.conn.execute(
                        f"SELECT id, kind, priority, status, created_at, acknowledged_at FROM tickets "

@@ -99,10 +99,11 @@ class Triager:
 
     def _raises(self, parent: int, priority: str | None) -> dict[str, str] | None:
         """What a child this urgent does to its parent (raise_parent writes it once the batch is
-        stored): {from, to} when it is more urgent than the open parent."""
+        stored): {from, to} when it is more urgent than the open parent nobody acknowledged yet
+        (an acknowledged one was taken as less urgent: the child pages itself, see covered_sql)."""
         if parent not in self._priority:
-            row = self.store.conn.execute(f"SELECT priority FROM tickets WHERE id = ? AND {OPEN_SQL}",
-                                          (parent,)).fetchone()
+            row = self.store.conn.execute(f"SELECT priority FROM tickets WHERE id = ? AND {OPEN_SQL} "
+                                          "AND acknowledged_at IS NULL", (parent,)).fetchone()
             self._priority[parent] = row[0] if row else None
         current = self._priority[parent]
         if not more_urgent(priority, current):
@@ -384,14 +385,15 @@ class TriageStore:
         return {"id": ticket_id, "changes": diff, "triage": explanation}
 
     def raise_parent(self: Store, tx: Any, ticket_id: int) -> None:
-        """Raise the open incidents above a ticket to its priority where it is more urgent (a
-        `priority_raised` event on each), after intake, a link, or a change of its priority."""
+        """Raise the open, unacknowledged incidents above a ticket to its priority where it is more
+        urgent (a `priority_raised` event on each), after intake, a link, or a change of its
+        priority. An acknowledged parent stops the climb: the child pages on its own."""
         child = tx.conn.execute("SELECT priority, parent_id FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         priority, parent, seen = child[0], child[1], {ticket_id}
         while parent is not None and parent not in seen:  # (link refuses cycles; bounded all the same)
             seen.add(parent)
-            row = tx.conn.execute(f"SELECT priority, parent_id FROM tickets WHERE id = ? AND {OPEN_SQL}",
-                                  (parent,)).fetchone()
+            row = tx.conn.execute(f"SELECT priority, parent_id FROM tickets WHERE id = ? AND {OPEN_SQL} "
+                                  "AND acknowledged_at IS NULL", (parent,)).fetchone()
             if row is None:
                 return
             if more_urgent(priority, row[0]):

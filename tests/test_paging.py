@@ -405,6 +405,22 @@ def test_the_parent_a_more_urgent_child_raised_pages_and_a_child_under_an_acknow
     assert desk.json("tick")["paged"] == []
 
 
+def test_a_p1_under_an_acknowledged_p3_pages_on_its_own(desk, tmp_path):
+    """Someone acknowledged a P3 warning; a P1 outage then joins it. The acknowledgement was for a
+    lesser incident: the parent is not raised (its P3 acknowledgement would cover the P1), the
+    child pages itself and runs on its own SLA clock (the review's finding, after round 2)."""
+    desk.at("2026-11-10T12:00:00Z")
+    parent = desk.new("checkout latency warning", "-p", "P3")
+    desk("ack", str(parent))
+    child = desk.new("production down outage, all users", "-p", "P1")
+    desk("link", str(child), "--parent", str(parent))
+    assert desk.json("show", str(parent))["priority"] == "P3"
+    assert [p["ticket"] for p in desk.json("tick")["paged"]] == [child]
+    (tmp_path / "desk" / "sla.yaml").write_text((EXAMPLES / "sla.yaml").read_text())
+    desk.at("2026-11-10T13:00:00Z")
+    assert child in [r["id"] for r in desk.json("sla", "--breached")]
+
+
 # -- round 2: the hostile tester's findings 1, 2, 4, 5 and 15 ------------------------------------
 
 # A desk file other than oncall.yaml, broken (as the file is named in the config folder).

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import SdeskError
+from ..starter import DESK_FILES, config_files
 from .common import print_json, read_text, settings_of
 
 if TYPE_CHECKING:
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False)
 
-# The files sdesk reads from the config folder (cmdb.yaml is read by `sdesk cmdb import` only).
-DESK_FILES = ("intake", "oncall", "sla", "triage", "metrics", "roles")
-OTHER_FILES = frozenset({"cmdb.yaml", "cmdb.yml"})
 WIDTH = 80
 # Pages that did not get through in this window fail the paging check (a day: last night's).
 PAGES_WINDOW = timedelta(hours=24)
@@ -207,8 +205,7 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
         loaded.append(plural(len(runbooks), "runbook"))
     broken += errors
     # A misspelt name (oncal.yaml) or the wrong suffix (oncall.yml): sdesk would never read it.
-    unknown = sorted(p.name for p in folder.glob("*.y*ml")
-                     if (p.stem not in DESK_FILES or p.suffix != ".yaml") and p.name not in OTHER_FILES)
+    unknown = config_files(folder)[1]
     return (health.config(folder=str(folder), error=None, loaded=loaded, broken=broken, unknown=unknown), oncall,
             sorted(zones))
 
