@@ -42,6 +42,8 @@ STRICT_INPUT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 # Models that intake does not use are built on first use: building a model's validator costs
 # milliseconds, and `sdesk new` pays every one built at import.
 LAZY = ConfigDict(defer_build=True)
+# The output contract: exactly the keys sdesk prints, no more (a test validates real output).
+EXACT = ConfigDict(defer_build=True, extra="forbid")
 
 
 class TicketCreate(BaseModel):
@@ -92,7 +94,9 @@ class TicketUpdate(BaseModel):
 
 
 class Event(BaseModel):
-    model_config = LAZY
+    """An event as `show --json` and `audit log --json` print it."""
+
+    model_config = EXACT
 
     id: int
     ticket_id: int | None
@@ -106,9 +110,10 @@ class Event(BaseModel):
 
 
 class Ticket(BaseModel):
-    """A stored ticket as `sdesk show --json` and `sdesk list --json` print it."""
+    """A stored ticket as `sdesk list --json` prints it: every key, always present (`--csv` has
+    the same columns, in this order)."""
 
-    model_config = LAZY
+    model_config = EXACT
 
     id: int
     kind: Kind
@@ -140,13 +145,26 @@ class Ticket(BaseModel):
     closed_at: str | None
     reopen_count: int
     escalation_level: int
-    events: list[Event] | None = None
+    problem_id: int | None  # the problem record it is linked to
+    suppressed: str | None  # what keeps it out of the queue (a silence, a rule), or null
+    runbook: str | None  # the runbook a triage rule attached
+    group_key: str | None  # the key alerts of one incident share (correlation.group_by)
+
+
+class TicketShown(Ticket):
+    """A ticket as `sdesk show --json` prints it: the listed keys, then its intake context, the
+    KB articles linked to it and its timeline."""
+
+    context: dict[str, Any] | None
+    kb_linked: list[dict[str, Any]]
+    events: list[Event]
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "ticket-create": TicketCreate,
     "ticket-update": TicketUpdate,
     "ticket": Ticket,
+    "ticket-shown": TicketShown,
     "event": Event,
 }
 

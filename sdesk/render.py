@@ -19,11 +19,12 @@ from .plain import controls, plural, readable
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
+# The columns of `list --csv`: the keys of `list --json`, in order (models.Ticket; a test holds them).
 CSV_FIELDS = (
-    "id", "kind", "title", "status", "priority", "impact", "urgency", "category", "queue", "team", "assignee",
-    "service", "ci", "requester", "source", "fingerprint", "occurrences", "labels", "tags", "parent_id",
+    "id", "kind", "title", "description", "status", "priority", "impact", "urgency", "category", "queue", "team",
+    "assignee", "service", "ci", "requester", "source", "fingerprint", "occurrences", "labels", "tags", "parent_id",
     "resolution", "resolution_code", "created_at", "updated_at", "acknowledged_at", "resolved_at", "closed_at",
-    "reopen_count", "escalation_level",
+    "reopen_count", "escalation_level", "problem_id", "suppressed", "runbook", "group_key",
 )
 
 

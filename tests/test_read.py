@@ -81,13 +81,31 @@ def test_bad_sort_and_conflicting_formats(desk):
 
 
 def test_show_json_includes_events_and_validates_against_the_model(desk):
-    from sdesk.models import Ticket
+    from sdesk.models import Ticket, TicketShown
 
     t = desk.json("show", "SD-3")
     assert [e["kind"] for e in t["events"]] == ["created", "assigned"]
-    Ticket.model_validate(t)
+    TicketShown.model_validate(t)
     for listed in desk.json("list", "--all"):
         Ticket.model_validate(listed)
+
+
+def test_the_schema_csv_and_json_name_the_same_fields_exactly(desk):
+    """The output contract (issue 20): `schema ticket` lists every key `list --json` prints, all
+    required, and no other (it lacked group_key, problem_id, runbook and suppressed); `--csv` has
+    the same columns in the same order; `schema ticket-shown` is `show --json` exactly."""
+    import csv
+    import io
+
+    schema = json.loads(desk("schema", "ticket").stdout)
+    listed = desk.json("list", "--all")
+    assert listed and all(list(t) == list(schema["properties"]) for t in listed)
+    assert set(schema["required"]) == set(schema["properties"]) and schema["additionalProperties"] is False
+    header = next(csv.reader(io.StringIO(desk("list", "--all", "--csv").stdout)))
+    assert header == list(schema["properties"])
+    shown_schema = json.loads(desk("schema", "ticket-shown").stdout)
+    assert list(desk.json("show", "SD-3")) == list(shown_schema["properties"])
+    assert shown_schema["additionalProperties"] is False
 
 
 def test_show_renders_fields_and_timeline(desk):
