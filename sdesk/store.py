@@ -869,6 +869,12 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         rows = self.conn.execute("SELECT * FROM events WHERE ticket_id = ? ORDER BY id", (ticket_id,))
         return [_event(r) for r in rows]
 
+    def last_event_id(self) -> int:
+        """The id of the newest event ever written (0 on a new desk): a cheap "has anything
+        changed?" for screens that poll (one row of sqlite_sequence)."""
+        seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return seq[0] if seq else 0
+
     def children(self, *, ticket_id: int) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM tickets WHERE parent_id = ? ORDER BY id", (ticket_id,))
         return [_ticket(r) for r in rows]

@@ -36,15 +36,20 @@ class SlaStore:
             paused &= {t["id"] for t in tickets}
         else:
             paused = {t["id"] for t in tickets}
+        changes = self.sla_changes(sorted(paused))
+        return [(t, changes.get(t["id"], [])) for t in tickets]
+
+    def sla_changes(self: Store, ids: list[int]) -> dict[int, list[tuple[datetime, str]]]:
+        """What moves the SLA clocks of these tickets, in order: each status change (to what) and
+        assignment. The one place they are read (`sdesk sla`, tick, the TUI's SLA column)."""
         changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
-        ids = sorted(paused)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
             for ticket_id, at, status in self.conn.execute(
-                    f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events "
-                    f"WHERE kind IN ('status_changed', 'assigned') AND ticket_id IN ({','.join('?' * len(part))})", part):
+                    f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', "
+                    f"'assigned') AND ticket_id IN ({','.join('?' * len(part))}) ORDER BY id", part):
                 changes[ticket_id].append((clock.parse(at), status))
-        return [(t, changes.get(t["id"], [])) for t in tickets]
+        return changes
 
     def sla_details(self: Store, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Title, queue and assignee of the tickets `sdesk sla` shows."""

@@ -249,7 +249,7 @@ class QueueScreen(Screen):
         sla = self.app.sla_config()
         try:
             with self.app.store() as store:
-                seen = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                seen = store.last_event_id()
                 may = _may_act(store, self.app.actor) if self.app.may_act is None else None
                 paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
                 if breaching:
@@ -263,7 +263,7 @@ class QueueScreen(Screen):
             return
         more = len(rows) > limit
         self.app.call_from_thread(self._show, rows[:limit], clocks, more, paged, keep, after is not None,
-                                  seen[0] if seen else 0, generation, may)
+                                  seen, generation, may)
 
     def _show(self, rows: list[dict[str, Any]], clocks: dict[int, Text], more: bool, paged: bool, keep: int | None,
               append: bool, seen: int, generation: int, may: bool | None = None) -> None:
@@ -355,10 +355,10 @@ class QueueScreen(Screen):
     def _check(self) -> None:
         try:
             with self.app.store() as store:
-                row = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                last = store.last_event_id()
         except Exception:  # a locked or busy database: the next poll tries again
             return
-        if self.seen is not None and row and row[0] != self.seen:
+        if self.seen is not None and last != self.seen:
             self.app.call_from_thread(self.load)
 
     # moving
@@ -474,12 +474,7 @@ def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = F
     rows = [t for t in rows if t["status"] not in ("resolved", "closed")]
     if not sla.policies or not rows:
         return {}
-    ids = [t["id"] for t in rows]
-    changes: dict[int, list] = {}
-    for ticket_id, at, status in store.conn.execute(
-            f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', "
-            f"'assigned') AND ticket_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids):
-        changes.setdefault(ticket_id, []).append((clock.parse(at), status))
+    changes = store.sla_changes([t["id"] for t in rows])
     out = {}
     for t, policy, targets in assess(sla, ((t, changes.get(t["id"], [])) for t in rows), clock.now()):
         r = row(t, policy, targets)
