@@ -151,7 +151,7 @@ def _warn_of_config_files(folder: Path) -> None:
 
 
 @app.command()
-def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-update, ticket or event.")]) -> None:
+def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-update, ticket (a list --json item), ticket-shown (show --json) or event.")]) -> None:
     """Print the JSON Schema of what sdesk reads or writes, for integrations.
 
     Example: sdesk schema ticket-create
