@@ -221,8 +221,10 @@ def _notifier(raw: Any, fail: Callable) -> Notifier:
     if not isinstance(command, list) or not all(isinstance(c, str) and c for c in command):
         raise fail(["notifier", "command"], "notifier: command: expected a list, e.g. [./notify.sh, --channel, ops]")
     timeout = raw.get("timeout", 10)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 300:
-        raise fail(["notifier", "timeout"], "notifier: timeout: expected seconds, up to 300")
+    # At least a second: a smaller one cannot start a process or open a connection on a busy
+    # machine, so every page would fail (a notifier that can never deliver is a config mistake).
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
+        raise fail(["notifier", "timeout"], "notifier: timeout: expected seconds, from 1 to 300")
     webhook = raw.get("webhook")
     if webhook is not None and not (isinstance(webhook, str) and re.match(r"^https?://\S+$", webhook)):
         raise fail(["notifier", "webhook"], "notifier: webhook: expected an http(s) URL")
