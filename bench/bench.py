@@ -150,7 +150,7 @@ def build_kb(articles: int, rebuild: bool) -> Path:
                 body = "\n\n".join(" ".join(rng.choices(vocabulary, weights, k=40)) for _ in range(4))
                 batch.append((f"a{i}", {"title": title, "body": body, "tags": rng.sample(WORDS[:20], 2), "cis": [],
                                         "owner": "bench", "review_days": 180}))
-            store.kb_sync(batch, actor="bench")
+            store.kb.kb_sync(batch, actor="bench")
             print(f"\r  building kb {articles:,}: {start + len(batch):,}", end="", file=sys.stderr)
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     print(f"\r  built {articles:,} articles in {time.perf_counter() - started:.0f}s", file=sys.stderr)
@@ -178,7 +178,7 @@ def build_cmdb(cis: int, rebuild: bool) -> Path:
                          relations={"depends_on": [f"ci-{n}" for n in needs]} if needs else {}))
     started = time.perf_counter()
     with Store(path) as store:
-        store.cmdb_import(estate, actor="bench")
+        store.cmdb.cmdb_import(estate, actor="bench")
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         store.conn.execute("ANALYZE")
     print(f"  built {cis:,} CIs in {time.perf_counter() - started:.0f}s", file=sys.stderr)
@@ -201,11 +201,11 @@ def build_enriched(size: int, rebuild: bool) -> Path:
         src.backup(dst)
     estate = ROOT / "examples" / "desk" / "cmdb.yaml"
     with Store(path) as store:
-        store.cmdb_import(parse_estate(estate.read_text(), "yaml", str(estate)), actor="bench")
-        store.kb_sync([(f.stem, check_article(parse_article(f.read_text()))) for f in sorted((ROOT / "examples" / "kb").glob("*.md"))],
+        store.cmdb.cmdb_import(parse_estate(estate.read_text(), "yaml", str(estate)), actor="bench")
+        store.kb.kb_sync([(f.stem, check_article(parse_article(f.read_text()))) for f in sorted((ROOT / "examples" / "kb").glob("*.md"))],
                       actor="bench")
         from sdesk import clock
-        store.change_add(title="Deploy checkout-api", ci="checkout-api", start=clock.now_iso(), end=None, risk="low",
+        store.cmdb.change_add(title="Deploy checkout-api", ci="checkout-api", start=clock.now_iso(), end=None, risk="low",
                          status="completed", actor="bench")
     return path
 

@@ -427,7 +427,7 @@ def show(
     ticket_id = lifecycle.parse_id(ticket)
     t = store.get_or_raise(ticket_id=ticket_id)
     events = store.events(ticket_id=ticket_id)
-    context, linked = store.context(ticket_id=ticket_id), store.kb_linked(ticket_id)
+    context, linked = store.context(ticket_id=ticket_id), store.kb.kb_linked(ticket_id)
     if as_json:
         print_json({**t, "context": context, "kb_linked": linked, "events": events})
     else:
@@ -448,7 +448,7 @@ def why(
 
     Example: sdesk why SD-42
     """
-    explanation = store_of(ctx).why(ticket_id=lifecycle.parse_id(ticket))
+    explanation = store_of(ctx).triage.why(ticket_id=lifecycle.parse_id(ticket))
     if as_json:
         print_json(explanation)
     else:
@@ -497,7 +497,7 @@ def assign(
         if user is not None:
             raise BadInput("assign: give a user or --auto, not both")
         settings = settings_of(ctx)
-        done = settings.store().assign_auto(ticket_id=lifecycle.parse_id(ticket), config=settings.oncall_config(),
+        done = settings.store().oncall.assign_auto(ticket_id=lifecycle.parse_id(ticket), config=settings.oncall_config(),
                                             actor=settings.actor)
         note(f"{lifecycle.ref(done['id'])} assigned to {done['assignee']}: {done['why']}")
         return
@@ -552,7 +552,7 @@ def resolve(
         return
     settings = settings_of(ctx)
     ticket_id = lifecycle.parse_id(ticket)
-    article_id = settings.store().resolve_with_draft(ticket_id, resolution=resolution, code=code, actor=settings.actor)
+    article_id = settings.store().kb.resolve_with_draft(ticket_id, resolution=resolution, code=code, actor=settings.actor)
     note(f"{lifecycle.ref(ticket_id)} is resolved; drafted KB-{article_id} from it: review it with "
          f"sdesk kb edit KB-{article_id}")
 
@@ -678,7 +678,7 @@ def serve(
         raise SdeskError(f"sdesk serve needs the serve extra: pip install 'sdesk[serve]' ({e.name} is missing)") from None
     settings = settings_of(ctx)
     db = settings.store().path
-    server.check_exposure(host, token=token, any_tokens=settings.store().any_tokens(), insecure=insecure)
+    server.check_exposure(host, token=token, any_tokens=settings.store().users.any_tokens(), insecure=insecure)
     settings.store().check_claim(settings.actor)  # requests without a token act as this actor: the claim must hold
     settings.close()
     severity, options = settings.intake_options()

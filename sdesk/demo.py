@@ -51,10 +51,10 @@ def _load_estate(store: Store) -> str:
     from .kb import check_article, parse_article
 
     estate = examples_dir() / "desk" / "cmdb.yaml"
-    cis = store.cmdb_import(parse_estate(estate.read_text(encoding="utf-8"), "yaml", str(estate)), actor="demo")
+    cis = store.cmdb.cmdb_import(parse_estate(estate.read_text(encoding="utf-8"), "yaml", str(estate)), actor="demo")
     articles = [(path.stem, check_article(parse_article(path.read_text(encoding="utf-8"), str(path)), str(path)))
                 for path in sorted((examples_dir() / "kb").glob("*.md"))]
-    kb = store.kb_sync(articles, actor="demo")
+    kb = store.kb.kb_sync(articles, actor="demo")
     return f"{len(cis['created'])} configuration items in the CMDB, {len(kb['created'])} KB articles"
 
 
@@ -223,11 +223,11 @@ def run_demo(db: Path | None) -> None:
             say(f"the desk knows its estate: {summary}")
             for name, role in (("alice", "admin"), ("dave", "approver"), ("bob", "agent"), ("carol", "agent"),
                                ("sam", "agent"), ("guest", "viewer")):
-                store.user_add(name, role=role, team=None, queue=None, actor="alice")
+                store.users.user_add(name, role=role, team=None, queue=None, actor="alice")
             say("alice sets up the desk's users: herself as admin, dave as approver, bob, carol and sam as agents, "
                 "guest as a viewer (anyone else: agent)")
             at(-18)
-            store.change_add(title="Deploy checkout-api 2026.11.3", ci="checkout-api", start=clock.now_iso(), end=None,
+            store.cmdb.change_add(title="Deploy checkout-api 2026.11.3", ci="checkout-api", start=clock.now_iso(), end=None,
                              risk="medium", status="completed", actor="ci-bot")
             say("the CI pipeline records a change: deploy checkout-api 2026.11.3")
             at(0)
@@ -284,9 +284,9 @@ def run_demo(db: Path | None) -> None:
             _receive(store, "mail-reply.eml", "email", "mail")
             store.move(ticket_id=budget, action="resolve", actor="bob", code="fixed",
                        resolution="Re-added to the finance group")
-            store.csat_record(ticket_id=budget, score=5, comment="Thanks, quick!", actor="priya@example.com")
-            store.csat_record(ticket_id=mfa, score=4, comment=None, actor="dana@example.com")
-            store.worklog_add(ticket_id=checkout, minutes=45, note="rollback and verification", actor="alice")
+            store.metrics.csat_record(ticket_id=budget, score=5, comment="Thanks, quick!", actor="priya@example.com")
+            store.metrics.csat_record(ticket_id=mfa, score=4, comment=None, actor="dana@example.com")
+            store.metrics.worklog_add(ticket_id=checkout, minutes=45, note="rollback and verification", actor="alice")
             at(55)
             _receive(store, "alertmanager-resolved.json", "alertmanager", "alertmanager")
             say(f"Priya's reply lands as a comment on {ref(budget)}, bob resolves it; the latency alert "
@@ -294,7 +294,7 @@ def run_demo(db: Path | None) -> None:
             at(58)
             from .triage import parse_matcher
 
-            silence = store.silence_add([parse_matcher("job=backup")], starts=clock.now(),
+            silence = store.triage.silence_add([parse_matcher("job=backup")], starts=clock.now(),
                                         ends=clock.now() + timedelta(hours=2), comment="backup storage migration",
                                         actor="dave")
             say(f"dave silences backup alerts for 2 hours (silence {silence}): storage is being migrated")
@@ -309,7 +309,7 @@ def run_demo(db: Path | None) -> None:
             out.print(f"\n[bold]sdesk why {ref(root)}[/]")
             from .render import print_why
 
-            print_why(store.why(ticket_id=root))
+            print_why(store.triage.why(ticket_id=root))
             pager = tempfile.TemporaryDirectory(prefix="sdesk-demo-pager-")
             oncall, sla = _oncall_and_sla(Path(pager.name) / "pages.jsonl")
             first = _tick(store, oncall, sla)
@@ -328,7 +328,7 @@ def run_demo(db: Path | None) -> None:
             from .sla import assess, pauses, row
 
             rows = [row(store.get_or_raise(ticket_id=root), policy, targets)
-                    for t, policy, targets in assess(sla, store.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]
+                    for t, policy, targets in assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]
             print_sla(rows)
             clock.set_override(None)
 
@@ -337,7 +337,7 @@ def run_demo(db: Path | None) -> None:
             p1 = store.get_or_raise(ticket_id=checkout)
             tta = clock.parse(p1["acknowledged_at"]) - clock.parse(p1["created_at"])
             ttr = clock.parse(p1["resolved_at"]) - clock.parse(p1["created_at"])
-            events, _, _ = store.verify_chain()
+            events, _, _ = store.audit.verify_chain()
             by_status = ", ".join(f"{n} {s}" for s, n in store.count_by("status").items())
             out.print(f"\n[bold]Summary[/]: {sum(store.count_by('status').values())} tickets ({by_status}); "
                       f"{store.count_alerts()} alerts and 2 emails came in; repeats were deduplicated.")

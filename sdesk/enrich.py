@@ -63,20 +63,20 @@ class Enricher:
     def _find_ci(self, ticket: dict[str, Any]) -> dict[str, Any] | None:
         keys = tuple(match_keys(ticket, self.options.labels))
         if keys not in self._ci:
-            self._ci[keys] = self.store.ci_find(list(keys))
+            self._ci[keys] = self.store.cmdb.ci_find(list(keys))
         return self._ci[keys]
 
     def _surroundings(self, name: str) -> dict[str, Any]:
         """Who depends on the CI (its blast radius) and what changed on it or below it lately."""
         if name in self._around:
             return self._around[name]
-        _, down, info = self.store.ci_walk(name, upstream=False, limit=self.options.dependents_counted)
+        _, down, info = self.store.cmdb.ci_walk(name, upstream=False, limit=self.options.dependents_counted)
         tiers = [info[r.name]["tier"] for r in down if info[r.name]["tier"]]
         since = clock.iso(self.now - timedelta(hours=self.options.change_window_hours))
-        _, up, _ = self.store.ci_walk(name, upstream=True, depth=self.options.upstream_depth,
+        _, up, _ = self.store.cmdb.ci_walk(name, upstream=True, depth=self.options.upstream_depth,
                                       limit=self.options.dependents_counted)
         self._upstream[name] = [(r.name, r.depth) for r in up]
-        changes = self.store.change_list(cis=[name, *(r.name for r in up)], since=since, until=clock.iso(self.now),
+        changes = self.store.cmdb.change_list(cis=[name, *(r.name for r in up)], since=since, until=clock.iso(self.now),
                                          limit=5)
         around = {
             "dependents": [r.name for r in down][:self.options.dependents_shown],
@@ -111,10 +111,10 @@ class Enricher:
             return []
         key = f"{ci}\0{query}"
         if key not in self._kb:
-            found = self.store.kb_search(query, ci=ci, limit=limit) if ci else []
+            found = self.store.kb.kb_search(query, ci=ci, limit=limit) if ci else []
             if len(found) < limit:
                 seen = {a["id"] for a in found}
-                found += [a for a in self.store.kb_search(query, limit=limit) if a["id"] not in seen]
+                found += [a for a in self.store.kb.kb_search(query, limit=limit) if a["id"] not in seen]
             self._kb[key] = [{"id": a["id"], "title": a["title"]} for a in found[:limit]]
         return self._kb[key]
 

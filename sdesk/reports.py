@@ -48,14 +48,14 @@ def service_scope(store: Store, name: str) -> tuple[str, list[str]]:
     if not key or len(key) > NAME_MAX:
         raise BadInput(f"report service: expected the name of a service or CI (1 to {NAME_MAX} characters)")
     keys = {shown, key}  # as given too: SQLite's lower() folds only ASCII
-    ci = store.ci_find([key])
+    ci = store.cmdb.ci_find([key])
     if ci is not None:
         shown = ci["name"]
-        [record] = store.ci_records(names=[ci["name"]])
+        [record] = store.cmdb.ci_records(names=[ci["name"]])
         keys |= {ci["name"].lower(), *record["aliases"]}
-    elif not store.service_known(sorted(keys)):
-        close = get_close_matches(key, store.service_names(), n=5, cutoff=0.5)
-        close += [n for n in store.service_names() if key in n and n not in close][:5 - len(close)]
+    elif not store.metrics.service_known(sorted(keys)):
+        close = get_close_matches(key, store.metrics.service_names(), n=5, cutoff=0.5)
+        close += [n for n in store.metrics.service_names() if key in n and n not in close][:5 - len(close)]
         raise NotFound(f"no service or CI named {controls(name, one_line=True)!r}"
                        + (f"; close: {', '.join(close)}" if close else " (sdesk cmdb list shows the CIs)"))
     return shown, sorted(keys)
@@ -80,13 +80,13 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     report: dict[str, Any] = {"window": {"since": a, "until": b, "days": round(window / timedelta(days=1), 2)},
                               "by": by, "targets": targets._asdict()}
     # Weeks are for the trend charts: their means, not percentiles (each is a sort of the window).
-    sums = store.ticket_sums(a, b, (None, by, *(["week"] if want("trend") else [])), service=service,
+    sums = store.metrics.ticket_sums(a, b, (None, by, *(["week"] if want("trend") else [])), service=service,
                              ranked=(None, by))
     desk = sums[None].get("all") or _empty_sums()
     report["tickets"] = {"all": metrics.ticket_kpis(desk, targets)}
     report["tickets"].update({g: metrics.ticket_kpis(s, targets, g if by == "priority" else None)
                               for g, s in sums[by].items()})
-    report["automation"] = {"misfires": store.misfires(a, b)}
+    report["automation"] = {"misfires": store.metrics.misfires(a, b)}
     if want("trend"):
         weeks = sums["week"]
         report["trend"] = [{"week": week, "created": weeks[week]["created"] if week in weeks else 0,
@@ -94,16 +94,16 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
                             "ttr_mean": weeks[week]["ttr"]["mean"] if week in weeks else None}
                            for week in _mondays(since, until)]
     if want("sla"):
-        by_policy, by_service = metrics.sla_counts(sla, store.sla_window(a, b, pauses(sla), service), since, until)
+        by_policy, by_service = metrics.sla_counts(sla, store.metrics.sla_window(a, b, pauses(sla), service), since, until)
         report["sla"] = metrics.sla_kpis(by_policy, targets)
         report["sla_by_service"] = metrics.sla_kpis(by_service, targets, "service")[1:]
     if want("csat"):
-        report["csat"] = metrics.csat_kpis(store.csat_distribution(a, b), desk["resolved"], targets)
+        report["csat"] = metrics.csat_kpis(store.metrics.csat_distribution(a, b), desk["resolved"], targets)
     if want("kb"):
-        report["kb"] = metrics.kb_kpis(store.kb_freshness(a, b))
+        report["kb"] = metrics.kb_kpis(store.metrics.kb_freshness(a, b))
     if want("alerts"):
-        report["alerts"] = metrics.alert_kpis(*store.intake_by_source(a, b))
-    pages = store.pages_sent(a, b) if want("pager") or want("cost") else []
+        report["alerts"] = metrics.alert_kpis(*store.metrics.intake_by_source(a, b))
+    pages = store.metrics.pages_sent(a, b) if want("pager") or want("cost") else []
     if want("pager"):
         hours = business_hours(config, sla)
         by_user: dict[str, list[int]] = {}
@@ -112,11 +112,11 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
             counts[0] += 1
             counts[1] += not working_at(hours, clock.parse(due))
         report["pager"] = metrics.pager_kpis({u: (n, o) for u, (n, o) in by_user.items()}, window, targets,
-                                             undeliverable=store.pages_unreached(a, b))
+                                             undeliverable=store.metrics.pages_unreached(a, b))
     if want("slo"):
-        report["slo"] = [budget(slo, store.slo_incidents(slo, until), until) for slo in sla.slos.values()]
+        report["slo"] = [budget(slo, store.sla.slo_incidents(slo, until), until) for slo in sla.slos.values()]
     if want("cost"):
-        report["cost"] = metrics.cost_kpis(config.cost, store.minutes_worked(a, b), len(pages), window,
+        report["cost"] = metrics.cost_kpis(config.cost, store.metrics.minutes_worked(a, b), len(pages), window,
                                            desk["created"])
     return report
 
@@ -244,12 +244,12 @@ def postmortem(store: Store, ticket_id: int, sla: SlaConfig) -> str:
                               now=clock.now()).items():
             lines.append(f"- SLA {md(policy.name)} {name}: {x.state}, {_span(x.used.total_seconds())} of "
                          f"{_span(x.target.total_seconds())}")
-    alerts = store.ticket_alerts([ticket_id, *(c["id"] for c in children)])
+    alerts = store.metrics.ticket_alerts([ticket_id, *(c["id"] for c in children)])
     if alerts:
         lines += ["", "## Alerts", "", "| ticket | source | status | count | first | last |", "|---|---|---|---|---|---|"]
         lines += [f"| {ref(a['ticket_id'])} | {md(a['source'])} | {a['status']} | {a['count']} | {a['first']} | {a['last']} |"
                   for a in alerts]
-    runs = store.runs(ticket_id=ticket_id)
+    runs = store.runbooks.runs(ticket_id=ticket_id)
     if runs:
         lines += ["", "## Runbook runs", ""]
         lines += [f"- run {r['id']}: {md(r['runbook'])}{' (dry run)' if r['dry_run'] else ''} by {md(r['actor'])}: "

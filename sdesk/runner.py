@@ -73,7 +73,7 @@ def _ci(store: Store, name: str | None) -> dict[str, Any] | None:
     if not name:
         return None
     try:
-        return store.ci_get(name=name)
+        return store.cmdb.ci_get(name=name)
     except NotFound:
         return None
 
@@ -243,7 +243,7 @@ class Execution:
     def __init__(self, store: Store, run_id: int, plan: dict[str, Any], *, actor: str, secrets: Mapping[str, str],
                  echo: Echo | None = None, confirm: Confirm | None = None):
         self.store = store
-        self.run = store.run_get(run_id)
+        self.run = store.runbooks.run_get(run_id)
         self.id = run_id
         self.plan = plan  # as planned: the run's record keeps it redacted
         self.dry = self.run["dry_run"]
@@ -271,22 +271,22 @@ class Execution:
                     self._check_switch()
                     self.say(f"[{index + 1}/{len(steps)}] {current['id']}: {describe(current, self.dry)}")
                     if not self._step(index, current):
-                        return self.store.run_get(self.id)
-                self.store.run_finish(self.id, "succeeded", actor=self.actor)
+                        return self.store.runbooks.run_get(self.id)
+                self.store.runbooks.run_finish(self.id, "succeeded", actor=self.actor)
             except _Stopped as e:
-                self.store.run_finish(self.id, "stopped", reason=str(e), actor=self.actor)
+                self.store.runbooks.run_finish(self.id, "stopped", reason=str(e), actor=self.actor)
                 self.say(f"stopped: {e}")
             except KeyboardInterrupt:
                 where = f" during step {current['id']}" if current else ""
-                self.store.run_finish(self.id, "interrupted", reason=f"interrupted (Ctrl-C or SIGTERM){where}",
+                self.store.runbooks.run_finish(self.id, "interrupted", reason=f"interrupted (Ctrl-C or SIGTERM){where}",
                                       actor=self.actor)
                 raise
             except Exception as e:
                 # Recorded as what it is, not left running until a later command reaps it.
-                self.store.run_finish(self.id, "failed", reason=f"error in step {current['id'] if current else '?'}: "
+                self.store.runbooks.run_finish(self.id, "failed", reason=f"error in step {current['id'] if current else '?'}: "
                                                                   f"{e}", actor=self.actor)
                 raise
-        return self.store.run_get(self.id)
+        return self.store.runbooks.run_get(self.id)
 
     def _step(self, index: int, step: dict[str, Any]) -> bool:
         """Run one step; False when the run ends or waits here."""
@@ -300,21 +300,21 @@ class Execution:
             if result.status == "ok":
                 return True
             if kind == "check" and result.status == "failed" and result.exit_code != 127:
-                self.store.run_finish(self.id, "stopped", actor=self.actor,
+                self.store.runbooks.run_finish(self.id, "stopped", actor=self.actor,
                                       reason=f"check {step['id']} did not pass (exit {result.exit_code}): "
                                              "nothing more to do")
                 self.say(f"stopped: check {step['id']} did not pass")
                 return False
             why = f"timed out after {step['timeout']:g}s" if result.status == "timeout" else f"exit {result.exit_code}"
             rollback = self._rollback()
-            self.store.run_finish(self.id, "failed", reason=f"step {step['id']} failed ({why})", rollback=rollback,
+            self.store.runbooks.run_finish(self.id, "failed", reason=f"step {step['id']} failed ({why})", rollback=rollback,
                                   actor=self.actor)
             self.say(f"failed: step {step['id']} ({why})" + (f"; rollback {rollback}" if rollback else ""))
             return False
         if kind == "resolve":
             if self.dry:
                 self._record(step, "skipped", index, output=f"would resolve ({step['code']}): {step['text']}")
-            elif self.store.run_resolve(self.id, step["text"], step["code"], actor=self.actor):
+            elif self.store.runbooks.run_resolve(self.id, step["text"], step["code"], actor=self.actor):
                 self._record(step, "ok", index, output=f"resolved ({step['code']}): {step['text']}")
                 self.say(f"resolved {lifecycle.ref(self.run['ticket_id'])}")
             else:
@@ -328,27 +328,27 @@ class Execution:
             if self.confirm(step["text"]):
                 self._record(step, "confirmed", index)
                 return True
-            self.store.run_finish(self.id, "stopped", reason=f"step {step['id']} was not confirmed", actor=self.actor)
+            self.store.runbooks.run_finish(self.id, "stopped", reason=f"step {step['id']} was not confirmed", actor=self.actor)
             return False
         waiting_for = "approval" if kind == "approve" else "confirmation"
-        self.store.run_wait(self.id, index, waiting_for, actor=self.actor)
+        self.store.runbooks.run_wait(self.id, index, waiting_for, actor=self.actor)
         self.say(f"waiting for {waiting_for}: sdesk runbook approve {self.id}"
                  + (f" (by someone other than {self.run['actor']})" if kind == "approve" else ""))
         return False
 
     def _check_switch(self) -> None:
-        reason = None if self.dry else self.store.run_disabled(self.plan["runbook"])
+        reason = None if self.dry else self.store.runbooks.run_disabled(self.plan["runbook"])
         if reason:
             raise _Stopped(f"stopped by the kill switch: {reason}")
 
     def _record(self, step: dict[str, Any], status: str, index: int, output: str = "") -> None:
-        self.store.run_step(self.id, self.seq, step, status, next_step=index + 1, actor=self.actor, output=output)
+        self.store.runbooks.run_step(self.id, self.seq, step, status, next_step=index + 1, actor=self.actor, output=output)
         self.seq += 1
 
     def _command(self, step: dict[str, Any], command: dict[str, Any], phase: str, index: int | None) -> _Result:
         seq, self.seq = self.seq, self.seq + 1
         shown = describe({**step, "dry_run": command}, dry_run=True).split(": ", 1)[1]
-        self.store.run_step_begin(self.id, seq, step, phase, shown, actor=self.actor)
+        self.store.runbooks.run_step_begin(self.id, seq, step, phase, shown, actor=self.actor)
         env = {**self.env, **step["env"], **self.secrets}
         attempts = step["retries"] + 1
         started = time.monotonic()
@@ -356,7 +356,7 @@ class Execution:
         status, code, attempt = "failed", None, 0
 
         def running(pid: int) -> None:
-            self.store.run_step_process(self.id, seq, pid, actor=self.actor)
+            self.store.runbooks.run_step_process(self.id, seq, pid, actor=self.actor)
 
         try:
             for attempt in range(1, attempts + 1):
@@ -369,13 +369,13 @@ class Execution:
                 if status == "ok":
                     break
         except (KeyboardInterrupt, _Stopped) as e:
-            self.store.run_step_end(self.id, seq, status="interrupted" if isinstance(e, KeyboardInterrupt) else "stopped",
+            self.store.runbooks.run_step_end(self.id, seq, status="interrupted" if isinstance(e, KeyboardInterrupt) else "stopped",
                                     attempts=attempt, duration_ms=int((time.monotonic() - started) * 1000),
                                     output=_redacted(output.text(), self.secrets), actor=self.actor)
             raise
         result = _Result(status, code, attempt, int((time.monotonic() - started) * 1000),
                          _redacted(output.text(), self.secrets))
-        self.store.run_step_end(self.id, seq, status=status, exit_code=code, attempts=attempt,
+        self.store.runbooks.run_step_end(self.id, seq, status=status, exit_code=code, attempts=attempt,
                                 duration_ms=result.duration_ms, output=result.output,
                                 next_step=index + 1 if index is not None and status == "ok" else None, actor=self.actor)
         mark = "ok" if status == "ok" else status
@@ -401,7 +401,7 @@ def start(store: Store, prepared: Prepared, *, actor: str, dry_run: bool, automa
           queued_id: int | None = None, echo: Echo | None = None, confirm: Confirm | None = None) -> dict[str, Any]:
     """Open the run (refused by the kill switch, the lock or the throttle: Conflict) and run it
     until it ends or waits."""
-    run_id, refused = store.run_open(runbook=prepared.runbook.name, ticket_id=prepared.ticket["id"],
+    run_id, refused = store.runbooks.run_open(runbook=prepared.runbook.name, ticket_id=prepared.ticket["id"],
                                      lock_key=prepared.lock_key, throttle=prepared.runbook.throttle, plan=prepared.plan,
                                      dry_run=dry_run, automated=automated, actor=actor, queued_id=queued_id)
     if refused:
@@ -419,14 +419,14 @@ def resume(store: Store, runbook: Runbook, run_id: int, *, actor: str, echo: Ech
 
     from .store_runbooks import stored_plan
 
-    waiting = store.run_get(run_id)
+    waiting = store.runbooks.run_get(run_id)
     if waiting["status"] != "waiting":
         raise Conflict(f"run {run_id} is {waiting['status']}, not waiting for an approval")
     given = {k: v for k, v in waiting["plan"]["params"].items() if v is not None}
     again = prepare(store, runbook, waiting["ticket_id"], given).plan
     if orjson.loads(orjson.dumps(stored_plan(again))) != waiting["plan"]:
         raise Conflict(f"runbook {runbook.name} changed since run {run_id} was planned: reject it and start a new run")
-    store.run_approve(run_id, actor=actor)
+    store.runbooks.run_approve(run_id, actor=actor)
     return Execution(store, run_id, again, actor=actor, secrets=load_secrets(again), echo=echo, confirm=confirm).go()
 
 
@@ -434,7 +434,7 @@ def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, ech
     """Run the runbooks triage queued for new tickets (automation): each still checked, locked
     and throttled like a run a person starts; one that cannot start is recorded as refused."""
     done = []
-    for queued in store.queued_runs():
+    for queued in store.runbooks.queued_runs():
         runbook = runbooks.get(queued["runbook"])
         try:
             if runbook is None or not runbook.automatic:
@@ -444,8 +444,8 @@ def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, ech
             done.append(start(store, prepared, actor=actor, dry_run=False, automated=True, queued_id=queued["id"],
                               echo=echo))
         except (BadInput, Conflict) as e:
-            store.run_refuse_queued(queued["id"], str(e), actor=actor)
+            store.runbooks.run_refuse_queued(queued["id"], str(e), actor=actor)
             if echo is not None:
                 echo(f"automation: {queued['runbook']} on {lifecycle.ref(queued['ticket_id'])}: {e}")
-            done.append(store.run_get(queued["id"]))
+            done.append(store.runbooks.run_get(queued["id"]))
     return done

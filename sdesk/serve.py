@@ -163,7 +163,7 @@ class Writer:
         now = time.monotonic()
         if now - self._tokens_read > TOKENS_TTL:
             with Store(self.db) as store:
-                self._tokens, self._any_tokens = store.live_tokens(), store.any_tokens()
+                self._tokens, self._any_tokens = store.users.live_tokens(), store.users.any_tokens()
             self._tokens_read, self._intake = now, {}
         return self._tokens
 
@@ -176,7 +176,7 @@ class Writer:
         allowed = self._intake.get(actor)
         if allowed is None:
             with Store(self.db, self.default_role) as store:
-                allowed = self._intake[actor] = store.access(actor).allows("agent")
+                allowed = self._intake[actor] = store.users.access(actor).allows("agent")
         if not allowed:
             await asyncio.wrap_future(self.submit([], actor))
 

@@ -618,8 +618,7 @@ class _Triggers:
         return {**t, **sets}, summary
 
 
-class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCallStore, SlaStore, RunbookStore,
-            MetricsStore, UsersStore, AuditStore):
+class Store:
     # The actor a command line claims (`--as`, SDESK_USER, or the login by default), set by the
     # CLI: its writes are checked against the OS login (_check_claim). None (serve, whose actors
     # come from API tokens, and the library): not checked.
@@ -633,6 +632,19 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         opened read-only: reads work and writes are refused."""
         self.path = Path(path)
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
+        # The parts, one per area of the desk: each runs its SQL through this store's connection
+        # and transactions (store.kb.kb_search(...), store.oncall.pages(...)).
+        self.audit = AuditStore(self)
+        self.classifier = ClassifierStore(self)
+        self.cmdb = CmdbStore(self)
+        self.kb = KbStore(self)
+        self.metrics = MetricsStore(self)
+        self.oncall = OnCallStore(self)
+        self.problems = ProblemStore(self)
+        self.runbooks = RunbookStore(self)
+        self.sla = SlaStore(self)
+        self.triage = TriageStore(self)
+        self.users = UsersStore(self)
         self.stopped: str | None = None  # why writes stop for good (the files changed under us)
         self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
         from .files import kind, status
@@ -730,7 +742,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             raise _damaged(self.path)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            tx = _Tx(self.conn, actor, self.access(actor, self.conn), need, what)
+            tx = _Tx(self.conn, actor, self.users.access(actor, self.conn), need, what)
             if claim and self.claimed is not None and user_key(actor) == user_key(self.claimed):
                 self._check_claim(tx.conn, actor, tx.login)
             yield tx
@@ -1023,8 +1035,8 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
             open_now = self._open_fingerprints(tx.conn, keys)
             triager, flapping = None, {}
             now = clock.parse(tx.at)
-            silences = self.active_silences(now) if triggers else []
-            if triage is None and triggers and (silences or self.has_classifier()):
+            silences = self.triage.active_silences(now) if triggers else []
+            if triage is None and triggers and (silences or self.classifier.has_classifier()):
                 from .triage import UNCONFIGURED
 
                 triage = UNCONFIGURED  # silences and a trained model apply on any desk
@@ -1033,7 +1045,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
 
                 triager = Triager(self, triage, now, enricher, silences)
                 if triage.flap_minutes and keys - open_now.keys():
-                    flapping = self.recently_resolved(keys - open_now.keys(),
+                    flapping = self.triage.recently_resolved(keys - open_now.keys(),
                                                       clock.iso(now - timedelta(minutes=triage.flap_minutes)))
             batch = _Triggers(tx, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences}, automate)
             alert_rows = []
@@ -1119,7 +1131,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         summary, data = tx.clean([s.change["summary"], s.change.get("data") or {}], None, mask_pii)
         service = s.change.get("service")
         # A source names the service as it knows it: the CI it is, when the CMDB knows that name.
-        ci = s.change.get("ci") or (found["name"] if service and (found := self.ci_find([service.strip().lower()])) else None)
+        ci = s.change.get("ci") or (found["name"] if service and (found := self.cmdb.ci_find([service.strip().lower()])) else None)
         tx.conn.execute(
             "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (s.source, summary, service, ci, s.change.get("happened_at") or tx.at, tx.at, to_json(data)))
@@ -1296,7 +1308,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
         self._set(tx, ticket_id, sets)
         tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", {**data, **(extra or {})})
         if action == "reopen":
-            self._reopened_after_runbook(tx, ticket_id)
+            self.runbooks._reopened_after_runbook(tx, ticket_id)
 
     def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
         if lifecycle.blank(text):  # only spaces, or only U+FEFF: nothing to read
@@ -1321,7 +1333,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 self._set(tx, ticket_id, {**sets, "updated_at": tx.at})
                 tx.event(ticket_id, "updated", diff)
                 if "priority" in diff:
-                    self.raise_parent(tx, ticket_id)
+                    self.triage.raise_parent(tx, ticket_id)
                 corrected = {f: diff[f] for f in ("category", "queue") if f in diff and diff[f][0] is not None}
                 if corrected and self._was_triaged(tx, ticket_id):
                     # A person overruling triage: the reassignment rate is how often triage is wrong.
@@ -1348,7 +1360,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 ancestor = tx.conn.execute("SELECT parent_id FROM tickets WHERE id = ?", (ancestor,)).fetchone()[0]
             self._set(tx, ticket_id, {"parent_id": parent_id, "updated_at": tx.at})
             tx.event(ticket_id, "linked", {"parent_id": parent_id, "previous_parent_id": t["parent_id"]})
-            self.raise_parent(tx, ticket_id)
+            self.triage.raise_parent(tx, ticket_id)
 
     def _current(self, tx: _Tx, ticket_id: int) -> dict[str, Any]:
         """The ticket a write changes; the actor's role on its queue must allow the write."""

@@ -51,32 +51,35 @@ def _within(ranges_: list[list[int]], i: int) -> bool:
 
 
 class AuditStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
+
     @contextmanager
-    def snapshot(self: Store) -> Iterator[None]:
+    def snapshot(self) -> Iterator[None]:
         """One read transaction around several reads: what verify checks is one state of the
         desk, whatever other processes commit meanwhile (otherwise an event appended between
         reading the chain and its counter would look like a deleted one). Inside a transaction
         already (import's), that one."""
-        if self.conn.in_transaction:
+        if self.store.conn.in_transaction:
             yield
             return
-        self.conn.execute("BEGIN")
+        self.store.conn.execute("BEGIN")
         try:
             yield
         finally:
-            self.conn.execute("COMMIT")
+            self.store.conn.execute("COMMIT")
 
-    def verify_chain(self: Store) -> tuple[int, str, int]:
+    def verify_chain(self) -> tuple[int, str, int]:
         """Check every event against the chain: (events checked, head hash, tombstones passed);
         raises AuditBroken naming the first event altered, inserted or deleted."""
         with self.snapshot():
             return self._verify_chain()
 
-    def _verify_chain(self: Store) -> tuple[int, str, int]:
+    def _verify_chain(self) -> tuple[int, str, int]:
         from .store import GENESIS, event_hash
 
         purges = [(pid, orjson.loads(data)) for pid, data in
-                  self.conn.execute("SELECT id, data FROM events WHERE kind = 'purged' ORDER BY id")]
+                  self.store.conn.execute("SELECT id, data FROM events WHERE kind = 'purged' ORDER BY id")]
         heads = {p["head_before"]["event"]: (pid, p["head_before"]["hash"]) for pid, p in purges}
         gone: dict[int, bool] = {}  # ticket id -> no longer there (as a purged ticket must be)
         prev, expected_id, count, tombstones = GENESIS, 1, 0, 0
@@ -88,7 +91,7 @@ class AuditStore:
             if kind is None:  # a tombstone: its hash is taken as recorded, if a later purge names it
                 if not any(pid > event_id and _within(p["event_ranges"], event_id) and
                            _within(p["ticket_ranges"], ticket_id) and event_id <= p["head_before"]["event"]
-                           for pid, p in purges) or not gone.setdefault(ticket_id, self.get(ticket_id=ticket_id) is None):
+                           for pid, p in purges) or not gone.setdefault(ticket_id, self.store.get(ticket_id=ticket_id) is None):
                     raise AuditBroken(f"audit chain broken: event {event_id} was deleted without a purge record")
                 tombstones += 1
             elif event_hash(prev, event_id, ticket_id, at, actor, kind, data, login) != stored:
@@ -99,12 +102,12 @@ class AuditStore:
                 raise AuditBroken(f"audit chain broken: purge event {heads[event_id][0]} names a head the chain "
                                   f"never had (event {event_id})")
             prev, expected_id = stored, expected_id + 1
-        seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        seq = self.store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         if seq and seq[0] >= expected_id:
             raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
         return count, prev, tombstones
 
-    def verify_tables(self: Store, keep: int = 1000) -> dict[str, Any]:
+    def verify_tables(self, keep: int = 1000) -> dict[str, Any]:
         """Rebuild every ticket, user, queue role and API token from its events (projection.py)
         and compare with the stored rows: {"differences": the first `keep` (ticket or table, row,
         column, stored, rebuilt), "count": how many in all, "tickets": rows checked, "not_compared":
@@ -113,7 +116,7 @@ class AuditStore:
         with self.snapshot():
             return self._verify_tables(keep)
 
-    def _verify_tables(self: Store, keep: int) -> dict[str, Any]:
+    def _verify_tables(self, keep: int) -> dict[str, Any]:
         from . import projection as p
 
         differences: list[dict[str, Any]] = []
@@ -159,18 +162,18 @@ class AuditStore:
 
         accounts = p.Accounts()
         kinds = ", ".join(f"'{k}'" for k in p.USER_KINDS)
-        for kind, at, actor, data in self.conn.execute(
+        for kind, at, actor, data in self.store.conn.execute(
                 f"SELECT kind, at, actor, data FROM events WHERE ticket_id IS NULL AND kind IN ({kinds}) ORDER BY id"):
             accounts.apply(kind, at, actor, data)
-        users = {r[0]: dict(zip(p.USER_COLUMNS, r[1:])) for r in self.conn.execute(
+        users = {r[0]: dict(zip(p.USER_COLUMNS, r[1:])) for r in self.store.conn.execute(
             f"SELECT key, {', '.join(p.USER_COLUMNS)} FROM users")}
-        queue_roles = {(k, q): r for k, q, r in self.conn.execute("SELECT key, queue, role FROM user_queue_roles")}
-        tokens = {r[0]: dict(zip(p.TOKEN_COLUMNS, r[1:])) for r in self.conn.execute(
+        queue_roles = {(k, q): r for k, q, r in self.store.conn.execute("SELECT key, queue, role FROM user_queue_roles")}
+        tokens = {r[0]: dict(zip(p.TOKEN_COLUMNS, r[1:])) for r in self.store.conn.execute(
             f"SELECT id, {', '.join(p.TOKEN_COLUMNS)} FROM api_tokens")}
         for entry in accounts.differences(users, queue_roles, tokens):
             differ(entry)
         # A column a later migration adds, that the projection was not taught: said, not hidden.
-        for (column,) in self.conn.execute("SELECT name FROM pragma_table_info('tickets')"):
+        for (column,) in self.store.conn.execute("SELECT name FROM pragma_table_info('tickets')"):
             if column != "id" and column not in p.TICKET_DEFAULTS and checked:
                 not_compared[column] = checked
         if accounts.unhashed:
@@ -178,7 +181,7 @@ class AuditStore:
         return {"differences": differences, "count": count, "tickets": checked, "users": len(users),
                 "tokens": len(tokens), "not_compared": dict(sorted(not_compared.items()))}
 
-    def verify(self: Store) -> tuple[int, str, int]:
+    def verify(self) -> tuple[int, str, int]:
         """The chain, then every table rebuilt from it (what import and restore check first):
         verify_chain's answer, or AuditBroken naming the first difference."""
         from .projection import describe
@@ -191,34 +194,34 @@ class AuditStore:
                               f"first {describe(tables['differences'][0])}")
         return chain
 
-    def _tuples(self: Store, sql: str) -> sqlite3.Cursor:
+    def _tuples(self, sql: str) -> sqlite3.Cursor:
         """Rows as plain tuples (the store's sqlite3.Row costs a third more over a whole table)."""
-        cursor = self.conn.cursor()
+        cursor = self.store.conn.cursor()
         cursor.row_factory = None
         return cursor.execute(sql)
 
-    def _chain(self: Store) -> Iterator[tuple]:
+    def _chain(self) -> Iterator[tuple]:
         """Events and tombstones in id order (a tombstone's kind is None)."""
         events = self._tuples("SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash, login FROM events ORDER BY id")
-        if self.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
+        if self.store.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
             yield from events
             return
-        tombstones = self.conn.execute(
+        tombstones = self.store.conn.execute(
             "SELECT id, ticket_id, NULL, NULL, NULL, NULL, prev_hash, hash, NULL FROM event_tombstones ORDER BY id")
         yield from heapq.merge(events, tombstones, key=lambda row: row[0])
 
-    def chain_hash(self: Store, event_id: int) -> str | None:
+    def chain_hash(self, event_id: int) -> str | None:
         """The hash of event `event_id` (or of its tombstone)."""
-        row = self.conn.execute("SELECT hash FROM events WHERE id = ? UNION ALL "
+        row = self.store.conn.execute("SELECT hash FROM events WHERE id = ? UNION ALL "
                                 "SELECT hash FROM event_tombstones WHERE id = ?", (event_id, event_id)).fetchone()
         return row[0] if row else None
 
-    def anchor(self: Store) -> dict[str, Any]:
+    def anchor(self) -> dict[str, Any]:
         """The chain's head, for an outside system to keep: proof of the history up to now."""
-        row = self.conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        row = self.store.conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
         return {"event": row[0] if row else 0, "hash": row[1] if row else None, "at": clock.now_iso()}
 
-    def audit_log(self: Store, *, actor: str | None = None, since: str | None = None, kind: str | None = None,
+    def audit_log(self, *, actor: str | None = None, since: str | None = None, kind: str | None = None,
                   ticket_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The latest `limit` events that match, oldest first."""
         where, args = [], []
@@ -233,11 +236,11 @@ class AuditStore:
                f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?")
         from .store import _event
 
-        events = [_event(r) for r in reversed(self.conn.execute(sql, (*args, limit)).fetchall())]
+        events = [_event(r) for r in reversed(self.store.conn.execute(sql, (*args, limit)).fetchall())]
         # A permission_denied event stands for every refusal of its actor and login that minute.
         denied = [e for e in events if e["kind"] == "permission_denied"]
         if denied:
-            counts = self.refusal_counts([e["id"] for e in denied])
+            counts = self.store.refusal_counts([e["id"] for e in denied])
             for e in events:
                 if e["kind"] == "permission_denied" and isinstance(e["data"].get("before"), dict):
                     counts.setdefault(e["data"]["before"].get("event"), e["data"]["before"].get("count"))
@@ -247,11 +250,11 @@ class AuditStore:
 
     # -- retention ---------------------------------------------------------------------------
 
-    def purge(self: Store, *, before: str, dry_run: bool, actor: str) -> dict[str, Any]:
+    def purge(self, *, before: str, dry_run: bool, actor: str) -> dict[str, Any]:
         """Delete the tickets closed before `before`, with everything that hangs off them, and
         tombstone their events (see the module's docstring). A ticket another kept ticket
         points to (as parent or problem) is kept. With dry_run, only counts."""
-        with self._write(actor, "admin", "purging tickets") as tx:
+        with self.store._write(actor, "admin", "purging tickets") as tx:
             conn = tx.conn
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids (id INTEGER PRIMARY KEY)")
             conn.execute("DELETE FROM purge_ids")

@@ -30,14 +30,17 @@ def check_field(field: str) -> str:
 
 
 class ClassifierStore:
-    conn: sqlite3.Connection
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
+        self._classifiers: dict = {}
 
-    def save_classifier(self: Store, field: str, model: Model, *, actor: str) -> None:
+
+    def save_classifier(self, field: str, model: Model, *, actor: str) -> None:
         """Replace the field's model, all in one transaction: a reader sees the old one or the
         new one. The audit trail records who trained it, on how much."""
         check_field(field)
         info = model.info()
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             # Terms are deleted explicitly too: ON DELETE CASCADE needs PRAGMA foreign_keys.
             tx.conn.execute("DELETE FROM classifier_terms WHERE field = ?", (field,))
             tx.conn.execute("DELETE FROM classifier_models WHERE field = ?", (field,))
@@ -50,19 +53,19 @@ class ClassifierStore:
         self._classifier_cache().pop(field, None)
 
     def has_classifier(self) -> bool:
-        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM classifier_models)").fetchone()[0])
+        return bool(self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM classifier_models)").fetchone()[0])
 
     def classifier_info(self, field: str) -> dict[str, Any] | None:
         """The stored model's info (classes, temperature, threshold, counts...) and trained_at."""
-        row = self.conn.execute("SELECT trained_at, info FROM classifier_models WHERE field = ?",
+        row = self.store.conn.execute("SELECT trained_at, info FROM classifier_models WHERE field = ?",
                                 (check_field(field),)).fetchone()
         return {**orjson.loads(row["info"]), "field": field, "trained_at": row["trained_at"]} if row else None
 
     def classify(self, field: str, text: str) -> tuple[str, float] | None:
         """(label, confidence in [0, 1]) from the field's model, or None when there is none."""
-        own = not self.conn.in_transaction
+        own = not self.store.conn.in_transaction
         if own:  # the info and the terms must come from the same model, even if one is saved meanwhile
-            self.conn.execute("BEGIN")
+            self.store.conn.execute("BEGIN")
         try:
             model = self._classifier_model(field)
             if model is None:
@@ -70,7 +73,7 @@ class ClassifierStore:
             return model.predict(text, lambda terms: self._classifier_terms(field, terms))
         finally:
             if own:
-                self.conn.execute("COMMIT")
+                self.store.conn.execute("COMMIT")
 
     def training_tickets(self, field: str) -> list[tuple[str, str]]:
         """(title + newline + description, the field's value) of every resolved or closed ticket
@@ -78,14 +81,14 @@ class ClassifierStore:
         the classifier itself applied counts only once a person corrected it, or the model
         would learn its own guesses."""
         column = check_field(field)
-        guessed = {row[0] for row in self.conn.execute(
+        guessed = {row[0] for row in self.store.conn.execute(
             "SELECT ticket_id FROM events WHERE kind IN ('created', 'triaged') AND json_extract(data, ?) = 1",
             (f"$.triage.classifier.{column}.applied",))}
         if guessed:
-            guessed -= {row[0] for row in self.conn.execute(
+            guessed -= {row[0] for row in self.store.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'triage_corrected' AND json_extract(data, ?) IS NOT NULL",
                 (f"$.{column}",))}
-        rows = self.conn.execute(
+        rows = self.store.conn.execute(
             f"SELECT id, title, description, {column} FROM tickets "
             f"WHERE {DONE_SQL} AND trim(coalesce({column}, '')) != '' ORDER BY id"
         ).fetchall()
@@ -104,7 +107,7 @@ class ClassifierStore:
         """The field's model info, parsed once per process. PRAGMA data_version changes when
         another connection commits, so a long-running process (serve, tui) sees a retrained model;
         our own saves clear the cache."""
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
         cache = self._classifier_cache()
         cached = cache.get(field)
         if cached is not None and cached[0] == version:
@@ -124,6 +127,6 @@ class ClassifierStore:
             chunk = terms[start:start + _CHUNK]
             sql = (f"SELECT term, weights FROM classifier_terms WHERE field = ? "
                    f"AND term IN ({', '.join('?' * len(chunk))})")
-            for term, blob in self.conn.execute(sql, (field, *chunk)):
+            for term, blob in self.store.conn.execute(sql, (field, *chunk)):
                 found[term] = unpack(blob)
         return found

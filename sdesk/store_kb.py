@@ -37,15 +37,17 @@ def parse_kb_id(text: str) -> int:
 
 
 class KbStore:
-    conn: sqlite3.Connection
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
+
 
     def kb_add(self, article: dict[str, Any], *, actor: str, slug: str | None = None) -> int:
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             return self._kb_insert(tx, article, slug)
 
     def kb_edit(self, article_id: int, changes: dict[str, Any], *, actor: str) -> tuple[dict[str, Any], bool]:
         """Apply `changes` (content fields); a new revision when anything differs."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             before = self.kb_get(article_id)
             changed = self._kb_revise(tx, before, {**{k: before[k] for k in CONTENT}, **changes})
         return self.kb_get(article_id), changed
@@ -53,7 +55,7 @@ class KbStore:
     def kb_sync(self, articles: list[tuple[str, dict[str, Any]]], *, actor: str) -> dict[str, list[str]]:
         """Upsert articles by slug (a file's name in a synced folder), all in one transaction."""
         summary: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             for slug, article in articles:
                 row = tx.conn.execute("SELECT * FROM kb_articles WHERE slug = ?", (slug,)).fetchone()
                 if row is None:
@@ -66,7 +68,7 @@ class KbStore:
         return summary
 
     def kb_get(self, article_id: int) -> dict[str, Any]:
-        row = self.conn.execute("SELECT * FROM kb_articles WHERE id = ?", (article_id,)).fetchone()
+        row = self.store.conn.execute("SELECT * FROM kb_articles WHERE id = ?", (article_id,)).fetchone()
         if row is None:
             raise NotFound(f"no article {kb_ref(article_id)}")
         return _article(row)
@@ -82,7 +84,7 @@ class KbStore:
                "FROM kb_articles a" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id")
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [_article(r) for r in self.conn.execute(sql, args)]
+        return [_article(r) for r in self.store.conn.execute(sql, args)]
 
     def kb_search(self, match: str, *, tag: str | None = None, ci: str | None = None,
                   limit: int = 10) -> list[dict[str, Any]]:
@@ -97,13 +99,13 @@ class KbStore:
         else:
             top_sql = f"SELECT rowid, {rank} AS score FROM kb_fts WHERE kb_fts MATCH ? ORDER BY score LIMIT ?"
         try:
-            top = self.conn.execute(top_sql, [match, *args, limit]).fetchall()
+            top = self.store.conn.execute(top_sql, [match, *args, limit]).fetchall()
             found = []
             for article_id, score in top:
-                snippet = self.conn.execute(
+                snippet = self.store.conn.execute(
                     f"SELECT snippet(kb_fts, 1, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 16) FROM kb_fts "
                     f"WHERE kb_fts MATCH ? AND rowid = ?", (match, article_id)).fetchone()[0]
-                row = self.conn.execute(
+                row = self.store.conn.execute(
                     "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
                     "WHERE id = ?", (article_id,)).fetchone()
                 found.append({**_article(row), "snippet": snippet, "score": score})
@@ -113,20 +115,20 @@ class KbStore:
 
     def kb_history(self, article_id: int) -> list[dict[str, Any]]:
         self.kb_get(article_id)
-        rows = self.conn.execute("SELECT * FROM kb_revisions WHERE article_id = ? ORDER BY revision", (article_id,))
+        rows = self.store.conn.execute("SELECT * FROM kb_revisions WHERE article_id = ? ORDER BY revision", (article_id,))
         return [_article(r) for r in rows]
 
     def kb_review(self, article_id: int, *, actor: str) -> dict[str, Any]:
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             self.kb_get(article_id)
             tx.conn.execute("UPDATE kb_articles SET reviewed_at = ? WHERE id = ?", (tx.at, article_id))
             tx.event(None, "kb_reviewed", {"article": article_id})
         return self.kb_get(article_id)
 
     def kb_link(self, article_id: int, ticket_id: int, *, actor: str) -> bool:
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             article = self.kb_get(article_id)
-            self._current(tx, ticket_id)
+            self.store._current(tx, ticket_id)
             done = tx.conn.execute("INSERT OR IGNORE INTO kb_links VALUES (?, ?, ?)",
                                    (article_id, ticket_id, tx.at)).rowcount
             if done:
@@ -134,7 +136,7 @@ class KbStore:
         return bool(done)
 
     def kb_linked(self, ticket_id: int) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
+        rows = self.store.conn.execute(
             "SELECT a.id, a.title, a.tags, a.cis FROM kb_links l JOIN kb_articles a ON a.id = l.article_id "
             "WHERE l.ticket_id = ? ORDER BY l.at", (ticket_id,))
         return [_article(r) for r in rows]
@@ -144,10 +146,10 @@ class KbStore:
         linked to it: one transaction. Returns the article's id."""
         from .kb import draft_from_ticket
 
-        with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
-            draft = draft_from_ticket(t, self.context(ticket_id=ticket_id), resolution)
-            self._move(tx, t, "resolve", resolution=resolution, code=code)
+        with self.store._write(actor) as tx:
+            t = self.store._current(tx, ticket_id)
+            draft = draft_from_ticket(t, self.store.context(ticket_id=ticket_id), resolution)
+            self.store._move(tx, t, "resolve", resolution=resolution, code=code)
             article_id = self._kb_insert(tx, draft, None)
             tx.conn.execute("INSERT INTO kb_links VALUES (?, ?, ?)", (article_id, ticket_id, tx.at))
             tx.event(ticket_id, "kb_linked", {"article": article_id, "title": draft["title"], "drafted": True})
@@ -173,7 +175,7 @@ class KbStore:
         return clean
 
     def _ci_or_self(self, name: str) -> str:
-        found = self.ci_find([name.lower()])
+        found = self.store.cmdb.ci_find([name.lower()])
         return found["name"] if found else name
 
     def _kb_insert(self, tx: _Tx, article: dict[str, Any], slug: str | None) -> int:

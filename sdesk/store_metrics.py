@@ -62,7 +62,10 @@ def _of_service(service: list[str] | None) -> tuple[str, dict[str, str]]:
 
 
 class MetricsStore:
-    def ticket_sums(self: Store, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
+
+    def ticket_sums(self, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
                     service: list[str] | None = None, ranked: tuple[str | None, ...] | None = None
                     ) -> dict[str | None, dict[str, dict[str, Any]]]:
         """For each grouping (None: the desk), group -> the sums metrics.ticket_kpis reads, for
@@ -75,8 +78,8 @@ class MetricsStore:
             if by is not None and by not in GROUPS:
                 raise BadInput(f"--by: unknown field {by!r}; choose from {', '.join(GROUPS)}")
         keys = ", ".join(f"{_GROUP_SQL[by] if by else chr(39) + 'all' + chr(39)} AS g{i}" for i, by in enumerate(groupings))
-        self.conn.execute("DROP TABLE IF EXISTS temp.report_window")
-        self.conn.execute(
+        self.store.conn.execute("DROP TABLE IF EXISTS temp.report_window")
+        self.store.conn.execute(
             f"CREATE TEMP TABLE report_window AS SELECT {keys}, "
             "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) - unixepoch(created_at) END AS tta, "
             f"unixepoch({_RESOLVED}) - unixepoch(created_at) AS ttr, {_REOPENED} AS reopened, "
@@ -92,11 +95,11 @@ class MetricsStore:
                         self._percentiles(f"g{i}", metric, sums)
             return out
         finally:
-            self.conn.execute("DROP TABLE temp.report_window")
+            self.store.conn.execute("DROP TABLE temp.report_window")
 
-    def _sums(self: Store, g: str) -> dict[str, dict[str, Any]]:
+    def _sums(self, g: str) -> dict[str, dict[str, Any]]:
         sums: dict[str, dict[str, Any]] = {}
-        for row in self.conn.execute(
+        for row in self.store.conn.execute(
                 f"SELECT {g}, count(*), count(ttr), count(tta), sum(reopened), sum(escalated), sum(moved), "
                 "sum(ttr IS NOT NULL AND NOT escalated AND NOT moved), sum(ttr IS NOT NULL AND automated), "
                 f"avg(tta), avg(ttr) FROM report_window GROUP BY {g} ORDER BY {g}"):
@@ -106,35 +109,35 @@ class MetricsStore:
                                 "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
         return sums
 
-    def _percentiles(self: Store, g: str, metric: str, sums: dict[str, dict[str, Any]]) -> None:
+    def _percentiles(self, g: str, metric: str, sums: dict[str, dict[str, Any]]) -> None:
         """Nearest-rank percentiles of `metric` by group: the values copied once in sorted order
         into a table whose rowids are their ranks, then each percentile read by rowid (SQLite's
         window functions take seconds over a million rows; this is one sort)."""
         from .metrics import PERCENTILES, nearest_rank
 
-        self.conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
-        self.conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {g} AS g, {metric} AS v FROM report_window "
+        self.store.conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
+        self.store.conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {g} AS g, {metric} AS v FROM report_window "
                           f"WHERE {metric} IS NOT NULL ORDER BY {g}, {metric}")
         try:
-            for group, first, n in self.conn.execute("SELECT g, min(rowid), count(*) FROM report_sorted GROUP BY g").fetchall():
+            for group, first, n in self.store.conn.execute("SELECT g, min(rowid), count(*) FROM report_sorted GROUP BY g").fetchall():
                 stats = sums[str(group)][metric]
                 for label, fraction in PERCENTILES.items():
-                    stats[label] = self.conn.execute("SELECT v FROM report_sorted WHERE rowid = ?",
+                    stats[label] = self.store.conn.execute("SELECT v FROM report_sorted WHERE rowid = ?",
                                                      (first + nearest_rank(n, fraction) - 1,)).fetchone()[0]
         finally:
-            self.conn.execute("DROP TABLE temp.report_sorted")
+            self.store.conn.execute("DROP TABLE temp.report_sorted")
 
-    def misfires(self: Store, since: str, until: str) -> dict[str, int]:
+    def misfires(self, since: str, until: str) -> dict[str, int]:
         """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
-        rows = self.conn.execute(
+        rows = self.store.conn.execute(
             "SELECT json_extract(data, '$.reason'), count(*) FROM events WHERE kind = 'automation_misfire' "
             "AND at >= ? AND at < ? GROUP BY 1", (since, until)) if self._has_misfires() else []
         return {reason: n for reason, n in rows}
 
-    def _has_misfires(self: Store) -> bool:
-        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
+    def _has_misfires(self) -> bool:
+        return self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
 
-    def sla_window(self: Store, since: str, until: str, pause: frozenset[str], service: list[str] | None = None
+    def sla_window(self, since: str, until: str, pause: frozenset[str], service: list[str] | None = None
                    ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
         """The window's tickets (of one service; not a child of an incident acknowledged by
         `until`) as (id, kind, priority, service, created, acknowledged, resolved) with times
@@ -142,12 +145,12 @@ class MetricsStore:
         ever paused (found by the events_waiting index when the pause is `waiting`). Streamed:
         a long window is not held in memory."""
         if pause <= {"waiting"}:
-            paused: set[int] | None = {r[0] for r in self.conn.execute(
+            paused: set[int] | None = {r[0] for r in self.store.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
         else:
             paused = None  # any status may pause: every ticket's changes are read
-        changes_of = self.conn.cursor()
-        for row in self.conn.execute(
+        changes_of = self.store.conn.cursor()
+        for row in self.store.conn.execute(
                 "SELECT id, kind, priority, service, unixepoch(created_at), "
                 "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) END, "
                 f"unixepoch({_RESOLVED}) FROM tickets w WHERE created_at >= :since AND created_at < :until "
@@ -160,83 +163,83 @@ class MetricsStore:
                     (row[0],))]
             yield row, changes
 
-    def csat_distribution(self: Store, since: str, until: str) -> dict[int, int]:
+    def csat_distribution(self, since: str, until: str) -> dict[int, int]:
         """score -> ratings, for tickets created in the window."""
-        return dict(self.conn.execute(
+        return dict(self.store.conn.execute(
             f"SELECT c.score, count(*) FROM csat c JOIN tickets w ON w.id = c.ticket_id WHERE w.created_at >= :since "
             f"AND w.created_at < :until AND w.suppressed IS NULL AND c.at < :until AND ({_RESOLVED}) IS NOT NULL "
             "GROUP BY c.score", {"since": since, "until": until}).fetchall())
 
-    def kb_freshness(self: Store, since: str, until: str) -> dict[str, int]:
-        articles, stale = self.conn.execute(
+    def kb_freshness(self, since: str, until: str) -> dict[str, int]:
+        articles, stale = self.store.conn.execute(
             "SELECT count(*), coalesce(sum(julianday(reviewed_at) + review_days < julianday(?)), 0) FROM kb_articles "
             "WHERE created_at < ?", (until, until)).fetchone()
-        edits = self.conn.execute("SELECT count(*) FROM kb_revisions WHERE at >= ? AND at < ?",
+        edits = self.store.conn.execute("SELECT count(*) FROM kb_revisions WHERE at >= ? AND at < ?",
                                   (since, until)).fetchone()[0]
         return {"articles": articles, "stale": stale, "edits": edits}
 
-    def intake_by_source(self: Store, since: str, until: str) -> tuple[dict[str, int], dict[str, int]]:
+    def intake_by_source(self, since: str, until: str) -> tuple[dict[str, int], dict[str, int]]:
         """Alerts received and tickets created in the window, by source."""
-        alerts = dict(self.conn.execute("SELECT source, count(*) FROM alerts WHERE received_at >= ? AND received_at < ? "
+        alerts = dict(self.store.conn.execute("SELECT source, count(*) FROM alerts WHERE received_at >= ? AND received_at < ? "
                                         "GROUP BY source", (since, until)).fetchall())
-        tickets = dict(self.conn.execute("SELECT source, count(*) FROM tickets WHERE created_at >= ? AND created_at < ? "
+        tickets = dict(self.store.conn.execute("SELECT source, count(*) FROM tickets WHERE created_at >= ? AND created_at < ? "
                                          "AND suppressed IS NULL GROUP BY source", (since, until)).fetchall())
         return alerts, tickets
 
-    def pages_sent(self: Store, since: str, until: str) -> list[tuple[str, str]]:
+    def pages_sent(self, since: str, until: str) -> list[tuple[str, str]]:
         """(user, when) of the pages due in the window that were not cancelled, nor undeliverable
         (nobody to page, or no notifier: nobody's pager rang)."""
-        return self.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
+        return self.store.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
                                  "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
 
-    def pages_unreached(self: Store, since: str, until: str) -> int:
+    def pages_unreached(self, since: str, until: str) -> int:
         """The pages due in the window that reached nobody (nobody to page, or no notifier)."""
-        return self.conn.execute("SELECT count(*) FROM pages WHERE due_at >= ? AND due_at < ? "
+        return self.store.conn.execute("SELECT count(*) FROM pages WHERE due_at >= ? AND due_at < ? "
                                  "AND status = 'undeliverable'", (since, until)).fetchone()[0]
 
-    def minutes_worked(self: Store, since: str, until: str) -> int:
-        return self.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
+    def minutes_worked(self, since: str, until: str) -> int:
+        return self.store.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
                                  (since, until)).fetchone()[0]
 
-    def service_alerts(self: Store, service: list[str], since: str, until: str) -> dict[str, int]:
+    def service_alerts(self, service: list[str], since: str, until: str) -> dict[str, int]:
         """Alerts received in the window for tickets on a service (see _of_service), by status."""
         sql, names = _of_service(service)
-        return dict(self.conn.execute(
+        return dict(self.store.conn.execute(
             "SELECT a.status, count(*) FROM alerts a JOIN tickets w ON w.id = a.ticket_id WHERE "
             "a.received_at >= :since AND a.received_at < :until" + sql + " GROUP BY a.status",
             {"since": since, "until": until, **names}).fetchall())
 
-    def service_known(self: Store, service: list[str]) -> bool:
+    def service_known(self, service: list[str]) -> bool:
         """Whether any ticket, at any time, is of the service (see _of_service)."""
         sql, names = _of_service(service)
-        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE 1" + sql + ")", names).fetchone()[0])
+        return bool(self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE 1" + sql + ")", names).fetchone()[0])
 
-    def service_names(self: Store, limit: int = 5000) -> list[str]:
+    def service_names(self, limit: int = 5000) -> list[str]:
         """Names a report could mean (tickets' services and CIs, CMDB names and aliases), at most
         `limit` of each: the candidates for "did you mean"."""
-        return [r[0] for r in self.conn.execute(
+        return [r[0] for r in self.store.conn.execute(
             "SELECT * FROM (SELECT DISTINCT lower(service) FROM tickets WHERE service IS NOT NULL LIMIT :n) UNION "
             "SELECT * FROM (SELECT DISTINCT lower(ci) FROM tickets WHERE ci IS NOT NULL LIMIT :n) UNION "
             "SELECT * FROM (SELECT alias FROM ci_aliases LIMIT :n)", {"n": limit})]
 
-    def ticket_alerts(self: Store, ids: list[int]) -> list[dict[str, Any]]:
+    def ticket_alerts(self, ids: list[int]) -> list[dict[str, Any]]:
         """The alerts of some tickets: how many of each source and status, first and last seen."""
         marks = ",".join("?" * len(ids))
-        return [dict(zip(("ticket_id", "source", "status", "count", "first", "last"), r)) for r in self.conn.execute(
+        return [dict(zip(("ticket_id", "source", "status", "count", "first", "last"), r)) for r in self.store.conn.execute(
             f"SELECT ticket_id, source, status, count(*), min(received_at), max(received_at) FROM alerts "
             f"WHERE ticket_id IN ({marks}) GROUP BY ticket_id, source, status ORDER BY ticket_id, min(received_at)", ids)]
 
     # -- recording ------------------------------------------------------------------------------------
 
-    def csat_record(self: Store, *, ticket_id: int, score: int, comment: str | None, actor: str) -> None:
+    def csat_record(self, *, ticket_id: int, score: int, comment: str | None, actor: str) -> None:
         """A 1-5 rating of a resolved or closed ticket (a new one replaces the last)."""
         from . import lifecycle
         from .errors import Conflict
 
         if not 1 <= score <= 5:
             raise BadInput(f"csat: score {score} is not from 1 to 5")
-        with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
+        with self.store._write(actor) as tx:
+            t = self.store._current(tx, ticket_id)
             comment = tx.clean(comment or None, ticket_id)
             if t["status"] not in lifecycle.DONE:
                 raise Conflict(f"csat: {lifecycle.ref(ticket_id)} is {t['status']}: rate it once it is resolved")
@@ -244,11 +247,11 @@ class MetricsStore:
                             (ticket_id, score, comment, actor, tx.at))
             tx.event(ticket_id, "csat", {"score": score, **({"comment": comment} if comment else {})})
 
-    def worklog_add(self: Store, *, ticket_id: int, minutes: int, note: str | None, actor: str) -> None:
+    def worklog_add(self, *, ticket_id: int, minutes: int, note: str | None, actor: str) -> None:
         if not 0 < minutes <= 24 * 60:
             raise BadInput("worklog: the time must be more than 0 and at most 24h")
-        with self._write(actor) as tx:
-            self._current(tx, ticket_id)
+        with self.store._write(actor) as tx:
+            self.store._current(tx, ticket_id)
             note = tx.clean(note or None, ticket_id)
             tx.conn.execute("INSERT INTO worklog (ticket_id, minutes, actor, at, note) VALUES (?, ?, ?, ?, ?)",
                             (ticket_id, minutes, actor, tx.at, note))

@@ -26,7 +26,10 @@ def _step(step: int, levels: int) -> str:
 
 
 class OnCallStore:
-    def overrides(self: Store, *, schedule: str | None = None, since: datetime | None = None,
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
+
+    def overrides(self, *, schedule: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Override]:
         """Overrides (of one schedule) that end after `since` and start before `until`."""
         sql, args = "SELECT schedule, user, starts_at, ends_at FROM oncall_overrides WHERE 1", []
@@ -38,13 +41,13 @@ class OnCallStore:
             sql, args = sql + " AND starts_at < ?", [*args, clock.iso(until)]
         from .routing import Override
 
-        return [Override(s, u, clock.parse(a), clock.parse(b)) for s, u, a, b in self.conn.execute(sql + " ORDER BY starts_at", args)]
+        return [Override(s, u, clock.parse(a), clock.parse(b)) for s, u, a, b in self.store.conn.execute(sql + " ORDER BY starts_at", args)]
 
-    def override_add(self: Store, override: Override, config: OnCall, *, reason: str | None,
+    def override_add(self, override: Override, config: OnCall, *, reason: str | None,
                      actor: str) -> dict[str, Any]:
         from .routing import check_override
 
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             check_override(override, config, self.overrides(schedule=override.schedule, since=override.start,
                                                             until=override.end))
             reason = tx.clean(reason)
@@ -58,7 +61,7 @@ class OnCallStore:
             tx.event(None, "oncall_override", data)
         return data
 
-    def on_call_now(self: Store, config: OnCall, schedules: list[Any], when: datetime) -> list[dict[str, Any]]:
+    def on_call_now(self, config: OnCall, schedules: list[Any], when: datetime) -> list[dict[str, Any]]:
         """Who holds each schedule's pager at `when`, by which layer or override, and until when
         the pager changes hands (a layer changing under the same person is no handoff)."""
         from datetime import timedelta
@@ -80,7 +83,7 @@ class OnCallStore:
 
     # -- paging ---------------------------------------------------------------------------
 
-    def page_due(self: Store, oncall: OnCall, now: datetime, *, actor: str) -> list[dict[str, Any]]:
+    def page_due(self, oncall: OnCall, now: datetime, *, actor: str) -> list[dict[str, Any]]:
         """Record the pages that are due by `now` for open, unacknowledged tickets that page
         (not suppressed, not a child its parent covers), each once: a `paged` event per level
         fired. A P1 or P2 no policy covers, or a level that finds nobody on call, is recorded
@@ -95,7 +98,7 @@ class OnCallStore:
         # A ticket no policy covers still pages by default (P1, P2): it pages nobody, loudly.
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
         new: list[dict[str, Any]] = []
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             # OPEN_SQL as the open-queue index states it, so that the scan is of open tickets only.
             rows = tx.conn.execute(
                 f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
@@ -143,7 +146,7 @@ class OnCallStore:
                         new.append({"ticket": t["id"], **data})
         return new
 
-    def _undeliverable(self: Store, tx: Any, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
+    def _undeliverable(self, tx: Any, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
         """A page that has nobody to go to, on record once (as `pages` shows it); whether it is new."""
         if tx.conn.execute("INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, error) "
                            "VALUES (?, ?, ?, '', ?, 'undeliverable', ?)",
@@ -152,9 +155,9 @@ class OnCallStore:
             return True
         return False
 
-    def pages_undeliverable(self: Store, pages: list[dict[str, Any]], why: str, *, actor: str) -> None:
+    def pages_undeliverable(self, pages: list[dict[str, Any]], why: str, *, actor: str) -> None:
         """Pages raised for people that no channel can carry (no notifier): on record as such."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             for page in pages:
                 if tx.conn.execute("UPDATE pages SET status = 'undeliverable', error = ?, claim = NULL "
                                    "WHERE id = ? AND status IN ('pending', 'sending')", (why, page["id"])).rowcount:
@@ -162,7 +165,7 @@ class OnCallStore:
                                                                        "level": page["level"], "user": page["user"],
                                                                        "reason": why})
 
-    def unreached(self: Store, oncall: OnCall) -> list[dict[str, Any]]:
+    def unreached(self, oncall: OnCall) -> list[dict[str, Any]]:
         """Tickets that would page now and have reached nobody: open, unacknowledged, not
         suppressed nor covered by a parent, with an undeliverable page and none delivered or
         on its way. `sdesk tick` warns of each, every time, until someone is reachable."""
@@ -170,7 +173,7 @@ class OnCallStore:
 
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
         # The open tickets that page (as page_due scans them), then each one's pages by its id.
-        rows = self.conn.execute(
+        rows = self.store.conn.execute(
             f"SELECT id, priority, (SELECT error FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable' "
             f"ORDER BY id DESC LIMIT 1) AS reason FROM tickets WHERE {OPEN_SQL} AND acknowledged_at IS NULL "
             f"AND status IN ('new', 'triaged', 'assigned') AND suppressed IS NULL "
@@ -180,7 +183,7 @@ class OnCallStore:
             f"AND status IN ('pending', 'sending', 'delivered')) ORDER BY priority, id", priorities)
         return [{"ticket": r[0], "priority": r[1], "reason": r[2]} for r in rows]
 
-    def escalate(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> tuple[int, int]:
+    def escalate(self, *, ticket_id: int, config: OnCall, actor: str) -> tuple[int, int]:
         """Move a ticket to its next escalation level now (`sdesk tick` pages it): that step as
         (round, level), as `pages` numbers it. Past the policy's last step (its levels, repeated)
         there is none: a Conflict, and nothing is recorded."""
@@ -188,8 +191,8 @@ class OnCallStore:
         from .escalation import policy_for
         from .lifecycle import ref
 
-        with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
+        with self.store._write(actor) as tx:
+            t = self.store._current(tx, ticket_id)
             if t["acknowledged_at"] or t["status"] in ("resolved", "closed"):
                 raise Conflict(f"{ref(ticket_id)} is {t['status']}: nothing to escalate")
             policy = policy_for(t, config)
@@ -210,17 +213,17 @@ class OnCallStore:
                                f"policy {policy.name}: there is no level to escalate to")
             step = current + 1
             round_, level = divmod(step - 1, levels)
-            self._set(tx, ticket_id, {"escalation_level": step, "updated_at": tx.at})
+            self.store._set(tx, ticket_id, {"escalation_level": step, "updated_at": tx.at})
             tx.event(ticket_id, "escalation_requested", {"step": step, "round": round_ + 1, "level": level + 1})
         return round_ + 1, level + 1
 
-    def pages_to_send(self: Store, now: datetime, *, actor: str) -> list[dict[str, Any]]:
+    def pages_to_send(self, now: datetime, *, actor: str) -> list[dict[str, Any]]:
         """Pages due for delivery. Those whose ticket no longer pages (acknowledged, done,
         suppressed, a child its parent covers) or that failed MAX_ATTEMPTS times are closed on record first."""
         from .escalation import MAX_ATTEMPTS
 
         at = clock.iso(now)
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             # Per pending page, its ticket by id: never a scan of the tickets.
             tx.conn.execute(
                 "UPDATE pages SET status = 'cancelled' WHERE status IN ('pending', 'sending') AND EXISTS "
@@ -238,7 +241,7 @@ class OnCallStore:
                 page["raised_by"] = raised[page["ticket_id"]]
             return pages
 
-    def _raised_by(self: Store, conn: Any, ticket_id: int, priority: str) -> dict[str, Any] | None:
+    def _raised_by(self, conn: Any, ticket_id: int, priority: str) -> dict[str, Any] | None:
         """The child whose priority the ticket has (a `priority_raised` event that nobody's change
         of priority followed), with its title: the page of an incident raised by a child says what
         is wrong, which the incident's own title (a P3 warning, say) does not."""
@@ -254,7 +257,7 @@ class OnCallStore:
         child = conn.execute("SELECT title, priority FROM tickets WHERE id = ?", (row[1],)).fetchone()
         return {"ticket": row[1], "title": child[0], "priority": child[1]} if child else None
 
-    def failing(self: Store, oncall: OnCall) -> list[dict[str, Any]]:
+    def failing(self, oncall: OnCall) -> list[dict[str, Any]]:
         """Pages of tickets that still page (open, unacknowledged, not suppressed nor covered by a
         parent, a priority that pages) whose delivery was tried and failed: waiting for a retry,
         or given up after MAX_ATTEMPTS. `sdesk tick` warns of each, every time, until it is
@@ -262,7 +265,7 @@ class OnCallStore:
         from .routing import DEFAULT_PAGE
 
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
-        rows = self.conn.execute(
+        rows = self.store.conn.execute(
             "SELECT pages.id, pages.ticket_id, tickets.priority, pages.user, pages.round, pages.level, pages.attempts, "
             "pages.error, pages.status FROM pages JOIN tickets ON tickets.id = pages.ticket_id "
             "WHERE pages.status IN ('pending', 'sending', 'failed') AND pages.attempts > 0 AND pages.error IS NOT NULL "
@@ -272,13 +275,13 @@ class OnCallStore:
         return [{"page": r[0], "ticket": r[1], "priority": r[2], "user": r[3], "round": r[4], "level": r[5],
                  "attempts": r[6], "error": r[7], "retrying": r[8] != "failed"} for r in rows]
 
-    def claim_pages(self: Store, ids: list[int], token: str, now: datetime, hold: float, *, actor: str) -> list[int]:
+    def claim_pages(self, ids: list[int], token: str, now: datetime, hold: float, *, actor: str) -> list[int]:
         """Mark pages as being sent by this tick (`token`) for `hold` seconds; the ids claimed:
         a page another tick claimed meanwhile is not sent twice."""
         from datetime import timedelta
 
         at, until = clock.iso(now), clock.iso(now + timedelta(seconds=hold))
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             marks = ",".join("?" * len(ids))
             tx.conn.execute(
                 f"UPDATE pages SET status = 'sending', claim = ?, next_attempt_at = ? WHERE id IN ({marks}) "
@@ -286,14 +289,14 @@ class OnCallStore:
             return [row[0] for row in tx.conn.execute(f"SELECT id FROM pages WHERE id IN ({marks}) AND claim = ? "
                                                       f"AND status = 'sending'", (*ids, token))]
 
-    def page_result(self: Store, page: dict[str, Any], error: str | None, sent_to: set[str], now: datetime, *,
+    def page_result(self, page: dict[str, Any], error: str | None, sent_to: set[str], now: datetime, *,
                     token: str, actor: str, delivery: int | None = None) -> None:
         """A delivery's outcome, if this tick still holds the page: delivered (in the message
         that `delivery`, a page id, names), or pending again after a backoff, remembering the
         channels that took it so a retry goes to the others only."""
         from .escalation import backoff
 
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             row = tx.conn.execute("SELECT attempts, sent_to FROM pages WHERE id = ? AND claim = ? AND status = 'sending'",
                                   (page["id"], token)).fetchone()
             if row is None:
@@ -314,14 +317,14 @@ class OnCallStore:
                 tx.event(page["ticket_id"], "page_failed", {"page": page["id"], "user": page["user"],
                                                             "attempts": attempts, "error": error})
 
-    def pages(self: Store, *, ticket_id: int | None = None) -> list[dict[str, Any]]:
+    def pages(self, *, ticket_id: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM pages" + (" WHERE ticket_id = ?" if ticket_id is not None else "") + " ORDER BY id"
-        return [dict(r) for r in self.conn.execute(sql, (ticket_id,) if ticket_id is not None else ())]
+        return [dict(r) for r in self.store.conn.execute(sql, (ticket_id,) if ticket_id is not None else ())]
 
-    def release_ended_silences(self: Store, now: datetime, *, actor: str) -> int:
+    def release_ended_silences(self, now: datetime, *, actor: str) -> int:
         """Open tickets held by silences that have ended come back to the queue."""
         at = clock.iso(now)
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             rows = tx.conn.execute(
                 "SELECT t.id, t.suppressed FROM tickets t JOIN silences s ON t.suppressed = 'silence ' || s.id "
                 "WHERE (s.ends_at <= ? OR s.expired_at IS NOT NULL) AND t.status NOT IN ('resolved', 'closed')",
@@ -333,21 +336,21 @@ class OnCallStore:
 
     # -- assignment -----------------------------------------------------------------------
 
-    def assign_auto(self: Store, *, ticket_id: int, config: OnCall, actor: str) -> dict[str, Any]:
+    def assign_auto(self, *, ticket_id: int, config: OnCall, actor: str) -> dict[str, Any]:
         """Assign a ticket by its queue's strategy (oncall, round_robin, least_loaded)."""
         from .errors import BadInput
         from .lifecycle import ref
 
-        with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
+        with self.store._write(actor) as tx:
+            t = self.store._current(tx, ticket_id)
             user, why = self.pick_for_queue(t["queue"], config, clock.parse(tx.at))
             if user is None:
                 raise BadInput(f"{ref(ticket_id)}: {why}; give a user")
-            self._move(tx, t, "assign", assignee=user)
+            self.store._move(tx, t, "assign", assignee=user)
             tx.event(ticket_id, "auto_assigned", {"assignee": user, "queue": t["queue"], "why": why})
         return {"id": ticket_id, "assignee": user, "strategy": config.queues[t["queue"]].strategy, "why": why}
 
-    def pick_for_queue(self: Store, queue_name: str | None, config: OnCall, now: datetime) -> tuple[str | None, str]:
+    def pick_for_queue(self, queue_name: str | None, config: OnCall, now: datetime) -> tuple[str | None, str]:
         """Who the queue's strategy gives its next ticket to (None, and why, when nobody)."""
         from .routing import LOAD_WEIGHTS, pick_assignee
 
@@ -356,24 +359,24 @@ class OnCallStore:
             return None, f"its queue {queue_name!r} is not in oncall.yaml `queues`"
         members = list(config.teams[queue.team].members)
         weight = " ".join(f"WHEN '{p}' THEN {w}" for p, w in LOAD_WEIGHTS.items())
-        load = dict(self.conn.execute(
+        load = dict(self.store.conn.execute(
             f"SELECT assignee, sum(CASE priority {weight} ELSE 1 END) FROM tickets WHERE assignee IN "
             f"({','.join('?' * len(members))}) AND status NOT IN ('resolved', 'closed') GROUP BY assignee", members))
-        last = self.conn.execute("SELECT assignee FROM tickets WHERE queue = ? AND assignee IS NOT NULL "
+        last = self.store.conn.execute("SELECT assignee FROM tickets WHERE queue = ? AND assignee IS NOT NULL "
                                  "ORDER BY id DESC LIMIT 1", (queue.name,)).fetchone()
         schedule = config.teams[queue.team].schedule
         overrides = self.overrides(schedule=schedule, since=now, until=now) if schedule else []
         return pick_assignee(queue, config, overrides, now, load, last[0] if last else None)
 
-    def deliveries_since(self: Store, user: str, since: datetime) -> tuple[int, datetime]:
+    def deliveries_since(self, user: str, since: datetime) -> tuple[int, datetime]:
         """How many deliveries `user` got since `since` (a batch counts once), and the oldest."""
-        row = self.conn.execute(
+        row = self.store.conn.execute(
             "SELECT count(DISTINCT delivery), min(delivered_at) FROM pages WHERE user = ? AND status = 'delivered' "
             "AND delivered_at > ?", (user, clock.iso(since))).fetchone()
         return row[0], clock.parse(row[1]) if row[1] else since
 
-    def hold_pages(self: Store, ids: list[int], *, until: datetime, actor: str) -> None:
+    def hold_pages(self, ids: list[int], *, until: datetime, actor: str) -> None:
         """Pages over a person's hourly limit: back to pending, to go when the hour allows."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             tx.conn.executemany("UPDATE pages SET status = 'pending', next_attempt_at = ? WHERE id = ?",
                                 [(clock.iso(until), page_id) for page_id in ids])

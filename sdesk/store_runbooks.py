@@ -117,15 +117,18 @@ def _run(row: Any) -> dict[str, Any]:
 
 
 class RunbookStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
+
     # -- starting ---------------------------------------------------------------------------------
 
-    def run_open(self: Store, *, runbook: str, ticket_id: int, lock_key: str, throttle: tuple[int, timedelta],
+    def run_open(self, *, runbook: str, ticket_id: int, lock_key: str, throttle: tuple[int, timedelta],
                  plan: dict[str, Any], dry_run: bool, automated: bool, actor: str,
                  queued_id: int | None = None) -> tuple[int, str | None]:
         """Start a run (or the queued one): (run id, None), or (run id, why it was refused) when
         the kill switch, the CI's lock or the throttle says no. A refusal is recorded too."""
-        with self._write(actor, "agent", "running a runbook") as tx:
-            self._current(tx, ticket_id)  # the actor's role on the ticket's queue must allow it
+        with self.store._write(actor, "agent", "running a runbook") as tx:
+            self.store._current(tx, ticket_id)  # the actor's role on the ticket's queue must allow it
             self._reap(tx)
             reason = None if dry_run else (self.run_disabled(runbook) or self._locked(tx, lock_key)
                                            or self._throttled(tx, runbook, lock_key, throttle))
@@ -184,33 +187,33 @@ class RunbookStore:
 
     # -- steps --------------------------------------------------------------------------------------
 
-    def run_step_begin(self: Store, run_id: int, seq: int, step: dict[str, Any], phase: str, command: str | None,
+    def run_step_begin(self, run_id: int, seq: int, step: dict[str, Any], phase: str, command: str | None,
                        *, actor: str) -> None:
         """A step starting (committed first, so that a run killed mid-step shows where)."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             self._run_row(tx, run_id)
             tx.conn.execute("INSERT INTO runbook_steps (run_id, seq, step_id, kind, phase, status, command, started_at, "
                             "actor) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                             (run_id, seq, step["id"], step["kind"], phase, tx.clean(command), tx.at, actor))
 
-    def run_step_process(self: Store, run_id: int, seq: int, pid: int, *, actor: str) -> None:
+    def run_step_process(self, run_id: int, seq: int, pid: int, *, actor: str) -> None:
         """The process a step's command runs as: a run found dead stops it (`_reap`)."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             self._run_row(tx, run_id)
             tx.conn.execute("UPDATE runbook_steps SET pid = ?, proc_start = ? WHERE run_id = ? AND seq = ?",
                             (pid, _proc_start(pid), run_id, seq))
 
-    def run_disabled(self: Store, runbook: str) -> str | None:
+    def run_disabled(self, runbook: str) -> str | None:
         """Why the kill switch stops this runbook now, or None."""
-        row = self.conn.execute("SELECT name, disabled_by, reason FROM runbook_switches WHERE name IN ('*', ?) "
+        row = self.store.conn.execute("SELECT name, disabled_by, reason FROM runbook_switches WHERE name IN ('*', ?) "
                                 "ORDER BY name = '*' DESC", (runbook,)).fetchone()
         return _disabled_reason(row, runbook)
 
-    def run_step_end(self: Store, run_id: int, seq: int, *, status: str, exit_code: int | None = None,
+    def run_step_end(self, run_id: int, seq: int, *, status: str, exit_code: int | None = None,
                      attempts: int = 0, duration_ms: int | None = None, output: str = "", next_step: int | None = None,
                      actor: str) -> None:
         """A step's result, on the run and on the ticket's timeline."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             output = tx.clean(output)
             tx.conn.execute("UPDATE runbook_steps SET status = ?, exit_code = ?, attempts = ?, ended_at = ?, "
                             "duration_ms = ?, output = ? WHERE run_id = ? AND seq = ?",
@@ -233,29 +236,29 @@ class RunbookStore:
                 data["output"] = output[-EVENT_OUTPUT:]
             tx.event(ticket_id, "runbook_step", data)
 
-    def run_step(self: Store, run_id: int, seq: int, step: dict[str, Any], status: str, *, next_step: int,
+    def run_step(self, run_id: int, seq: int, step: dict[str, Any], status: str, *, next_step: int,
                  actor: str, output: str = "") -> None:
         """A step that runs no command (skipped in a dry run, confirmed, approved)."""
         self.run_step_begin(run_id, seq, step, "main", None, actor=actor)
         self.run_step_end(run_id, seq, status=status, output=output, next_step=next_step, actor=actor)
 
-    def run_resolve(self: Store, run_id: int, text: str, code: str, *, actor: str) -> bool:
+    def run_resolve(self, run_id: int, text: str, code: str, *, actor: str) -> bool:
         """The ticket resolved by the run's resolve step (an automated resolution); False when it
         was already resolved or closed."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             run = self._run_row(tx, run_id)
-            t = self._current(tx, run["ticket_id"])
+            t = self.store._current(tx, run["ticket_id"])
             if t["status"] in lifecycle.DONE:
                 return False
-            self._move(tx, t, "resolve", resolution=text, code=code,
+            self.store._move(tx, t, "resolve", resolution=text, code=code,
                        extra={"run": run_id, "runbook": run["runbook"], "automated": True})
             tx.conn.execute("UPDATE runbook_runs SET resolved = 1 WHERE id = ?", (run_id,))
         return True
 
     # -- waiting, approving, ending -------------------------------------------------------------------
 
-    def run_wait(self: Store, run_id: int, step: int, waiting_for: str, *, actor: str) -> None:
-        with self._write(actor) as tx:
+    def run_wait(self, run_id: int, step: int, waiting_for: str, *, actor: str) -> None:
+        with self.store._write(actor) as tx:
             run = self._run_row(tx, run_id)
             waiting_for = tx.clean(waiting_for)
             tx.conn.execute("UPDATE runbook_runs SET status = 'waiting', waiting_for = ?, step = ?, pid = NULL "
@@ -263,12 +266,12 @@ class RunbookStore:
             step_id = orjson.loads(run["plan"])["steps"][step]["id"]
             tx.event(run["ticket_id"], "runbook_waiting", {"run": run_id, "step": step_id, "for": waiting_for})
 
-    def run_approve(self: Store, run_id: int, *, actor: str) -> dict[str, Any]:
+    def run_approve(self, run_id: int, *, actor: str) -> dict[str, Any]:
         """Give the approval (or the confirmation of a manual step) a waiting run waits for, and
         take the run over in this process. An approval must come from someone other than the
         user who started the run; a refused approval is recorded."""
         refused = None
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             self._reap(tx)
             run = self._run_row(tx, run_id)
             if run["status"] != "waiting":
@@ -301,10 +304,10 @@ class RunbookStore:
             raise PermissionDenied(refused)
         return self.run_get(run_id)
 
-    def run_reject(self: Store, run_id: int, *, reason: str | None, actor: str) -> None:
-        with self._write(actor) as tx:
+    def run_reject(self, run_id: int, *, reason: str | None, actor: str) -> None:
+        with self.store._write(actor) as tx:
             run = self._run_row(tx, run_id)
-            self._current(tx, run["ticket_id"])  # the actor's role on its queue
+            self.store._current(tx, run["ticket_id"])  # the actor's role on its queue
             if run["status"] not in ("waiting", "queued"):
                 raise Conflict(f"run {run_id} is {run['status']}: only a waiting or queued run can be rejected")
             reason = tx.clean(reason, run["ticket_id"])
@@ -312,14 +315,14 @@ class RunbookStore:
                             "WHERE id = ?", (reason or f"rejected by {actor}", tx.at, run_id))
             tx.event(run["ticket_id"], "runbook_rejected", {"run": run_id, "reason": reason})
 
-    def run_finish(self: Store, run_id: int, status: str, *, reason: str | None = None, rollback: str | None = None,
+    def run_finish(self, run_id: int, status: str, *, reason: str | None = None, rollback: str | None = None,
                    actor: str) -> None:
         """End a run; its CI's lock goes with it. A real run that failed or was interrupted is an
         automation misfire."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             self._end(tx, self._run_row(tx, run_id), status, reason, rollback)
 
-    def _end(self: Store, tx: _Tx, run: Any, status: str, reason: str | None, rollback: str | None = None) -> None:
+    def _end(self, tx: _Tx, run: Any, status: str, reason: str | None, rollback: str | None = None) -> None:
         # A person's run that fails is a failed run; automation that fails is a misfire.
         misfire = status if status in ("failed", "interrupted") and run["automated"] and not run["dry_run"] else None
         reason, rollback = tx.clean(reason, run["ticket_id"]), tx.clean(rollback, run["ticket_id"])
@@ -335,7 +338,7 @@ class RunbookStore:
             tx.event(run["ticket_id"], "automation_misfire", {"run": run["id"], "runbook": run["runbook"],
                                                               "reason": misfire})
 
-    def _reopened_after_runbook(self: Store, tx: _Tx, ticket_id: int) -> None:
+    def _reopened_after_runbook(self, tx: _Tx, ticket_id: int) -> None:
         """A ticket that a runbook resolved, reopened: that run misfired."""
         row = tx.conn.execute("SELECT id, runbook FROM runbook_runs WHERE ticket_id = ? AND resolved = 1 "
                               "AND misfire IS NULL ORDER BY id DESC LIMIT 1", (ticket_id,)).fetchone()
@@ -343,16 +346,16 @@ class RunbookStore:
             tx.conn.execute("UPDATE runbook_runs SET misfire = 'reopened' WHERE id = ?", (row[0],))
             tx.event(ticket_id, "automation_misfire", {"run": row[0], "runbook": row[1], "reason": "reopened"})
 
-    def reap_runs(self: Store, *, actor: str) -> int:
+    def reap_runs(self, *, actor: str) -> int:
         """End the runs whose process died (killed, crashed): they are interrupted, and their
         locks released. Returns how many."""
-        if not _dead_runs(self.conn):  # a read first: read commands reap too, and seldom find any
+        if not _dead_runs(self.store.conn):  # a read first: read commands reap too, and seldom find any
             return 0
         # Recording that a dead process is dead is housekeeping: a viewer's read may do it.
-        with self._write(actor, "viewer") as tx:
+        with self.store._write(actor, "viewer") as tx:
             return self._reap(tx)
 
-    def _reap(self: Store, tx: _Tx) -> int:
+    def _reap(self, tx: _Tx) -> int:
         dead = _dead_runs(tx.conn)
         for run in dead:
             for pid, start in tx.conn.execute("SELECT pid, proc_start FROM runbook_steps WHERE run_id = ? "
@@ -374,9 +377,9 @@ class RunbookStore:
                 "VALUES (?, ?, ?, 'queued', 1, ?, ?)", (runbook, ticket_id, lock_key, tx.actor, tx.at)).lastrowid
             tx.event(ticket_id, "runbook_queued", {"run": run_id, "runbook": runbook})
 
-    def run_refuse_queued(self: Store, run_id: int, reason: str, *, actor: str) -> None:
+    def run_refuse_queued(self, run_id: int, reason: str, *, actor: str) -> None:
         """A queued run that cannot start (its runbook gone or broken, a parameter missing)."""
-        with self._write(actor) as tx:
+        with self.store._write(actor) as tx:
             run = self._run_row(tx, run_id)
             if run["status"] == "queued":
                 reason = tx.clean(reason, run["ticket_id"])
@@ -384,12 +387,12 @@ class RunbookStore:
                                 "WHERE id = ?", (reason, tx.at, tx.at, run_id))
                 tx.event(run["ticket_id"], "runbook_refused", {"run": run_id, "runbook": run["runbook"], "reason": reason})
 
-    def queued_runs(self: Store) -> list[dict[str, Any]]:
-        return [_run(r) for r in self.conn.execute("SELECT * FROM runbook_runs WHERE status = 'queued' ORDER BY id")]
+    def queued_runs(self) -> list[dict[str, Any]]:
+        return [_run(r) for r in self.store.conn.execute("SELECT * FROM runbook_runs WHERE status = 'queued' ORDER BY id")]
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def _run_row(self: Store, tx: _Tx, run_id: int) -> Any:
+    def _run_row(self, tx: _Tx, run_id: int) -> Any:
         """A run a write changes; the actor's role on its ticket's queue must allow the write."""
         row = tx.conn.execute("SELECT r.*, t.queue AS queue FROM runbook_runs r JOIN tickets t ON t.id = r.ticket_id "
                               "WHERE r.id = ?", (run_id,)).fetchone()
@@ -398,28 +401,28 @@ class RunbookStore:
         tx.check(row["queue"], row["ticket_id"])
         return row
 
-    def run_get(self: Store, run_id: int) -> dict[str, Any]:
-        row = self.conn.execute("SELECT * FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()
+    def run_get(self, run_id: int) -> dict[str, Any]:
+        row = self.store.conn.execute("SELECT * FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFound(f"no runbook run {run_id}")
         run = _run(row)
-        run["steps"] = [dict(r) for r in self.conn.execute(
+        run["steps"] = [dict(r) for r in self.store.conn.execute(
             "SELECT seq, step_id, kind, phase, status, command, exit_code, attempts, started_at, ended_at, "
             "duration_ms, output, actor, pid FROM runbook_steps WHERE run_id = ? ORDER BY seq", (run_id,))]
         return run
 
-    def runs(self: Store, *, ticket_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, *, ticket_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM runbook_runs", []
         if ticket_id is not None:
             sql, args = sql + " WHERE ticket_id = ?", [ticket_id]
-        rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        rows = self.store.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [{k: v for k, v in _run(r).items() if k != "plan"} for r in rows]
 
     # -- the kill switch -------------------------------------------------------------------------------
 
-    def runbook_switch(self: Store, name: str, *, disabled: bool, reason: str | None, actor: str) -> bool:
+    def runbook_switch(self, name: str, *, disabled: bool, reason: str | None, actor: str) -> bool:
         """Disable (or enable again) one runbook, or all with '*'. False when nothing changed."""
-        with self._write(actor, "admin", "disabling or enabling automation") as tx:
+        with self.store._write(actor, "admin", "disabling or enabling automation") as tx:
             reason = tx.clean(reason)
             if disabled:
                 changed = tx.conn.execute("INSERT OR IGNORE INTO runbook_switches (name, reason, disabled_by, "
@@ -431,5 +434,5 @@ class RunbookStore:
                          {"runbook": None if name == "*" else name, "all": name == "*", "reason": reason})
         return bool(changed)
 
-    def runbook_switches(self: Store) -> dict[str, dict[str, Any]]:
-        return {r["name"]: dict(r) for r in self.conn.execute("SELECT * FROM runbook_switches ORDER BY name")}
+    def runbook_switches(self) -> dict[str, dict[str, Any]]:
+        return {r["name"]: dict(r) for r in self.store.conn.execute("SELECT * FROM runbook_switches ORDER BY name")}

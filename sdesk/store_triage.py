@@ -58,7 +58,7 @@ class Triager:
         self.enricher = enricher
         self.since = clock.iso(now - timedelta(minutes=config.correlation_minutes))
         self.silences = silences
-        self.classify = store.classify if store.has_classifier() else None
+        self.classify = store.classifier.classify if store.classifier.has_classifier() else None
         self._burns: dict[str, float] = {}
         self._roots_by_ci: dict[str, int | None] = {}
         self._roots_by_group: dict[str, int | None] = {}
@@ -74,7 +74,7 @@ class Triager:
         t = {**t, **decision.sets}
         explanation = decision.explanation
         if t.get("assignee") == "auto":  # a rule asked for the queue's strategy
-            user, why = self.store.pick_for_queue(t.get("queue"), self.config.oncall, self.now) \
+            user, why = self.store.oncall.pick_for_queue(t.get("queue"), self.config.oncall, self.now) \
                 if self.config.oncall is not None else (None, "no oncall.yaml")
             t["assignee"] = user
             explanation["assigned"] = {"assignee": user, "why": why}
@@ -116,7 +116,7 @@ class Triager:
         it (see apply; the others cost no query, a storm's children are many)."""
         for ticket_id in made:
             if ticket_id in self._raising:
-                self.store.raise_parent(tx, ticket_id)
+                self.store.triage.raise_parent(tx, ticket_id)
         self._raising.clear()
 
     def burn(self, ci: str) -> float:
@@ -125,7 +125,7 @@ class Triager:
             from .sla import budget
 
             slo = self.config.slos[ci]
-            self._burns[ci] = budget(slo, self.store.slo_incidents(slo, self.now), self.now)["burn"]["6h"]
+            self._burns[ci] = budget(slo, self.store.sla.slo_incidents(slo, self.now), self.now)["burn"]["6h"]
         return self._burns[ci]
 
     def silenced(self, t: dict[str, Any]) -> str | None:
@@ -229,11 +229,14 @@ COARSE_KEYS = frozenset({"kind", "status", "priority", "source", "impact", "urge
 
 
 class TriageStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
+
     """Silences, flapping lookups, re-triage and explanations."""
 
     # -- silences -------------------------------------------------------------------------
 
-    def silence_add(self: Store, matchers: list[Matcher], *, starts: datetime, ends: datetime, comment: str | None,
+    def silence_add(self, matchers: list[Matcher], *, starts: datetime, ends: datetime, comment: str | None,
                     actor: str) -> int:
         if not matchers:
             raise BadInput("silence: at least one --match is required")
@@ -245,7 +248,7 @@ class TriageStore:
         if ends <= clock.now():
             raise BadInput(f"silence: it would already be over (ends {clock.iso(ends)})")
         broad = not any(m.op == "=" and m.value and m.name not in COARSE_KEYS for m in matchers)
-        with self._write(actor, "admin" if broad else "agent",
+        with self.store._write(actor, "admin" if broad else "agent",
                          "a silence without an exact match on a label such as alertname or instance" if broad
                          else "adding a silence") as tx:
             comment = tx.clean(comment)
@@ -260,8 +263,8 @@ class TriageStore:
                                              "comment": comment})
         return silence_id
 
-    def silence_expire(self: Store, silence_id: int, *, actor: str) -> dict[str, Any]:
-        with self._write(actor) as tx:
+    def silence_expire(self, silence_id: int, *, actor: str) -> dict[str, Any]:
+        with self.store._write(actor) as tx:
             tx.check()  # a desk-wide act, whatever tickets it brings back
             row = tx.conn.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
             if row is None:
@@ -277,7 +280,7 @@ class TriageStore:
                     tx.event(ticket_id, "unsuppressed", {"was": why, "reason": "the silence was expired"})
         return self.silence_list(include_expired=True, silence_id=silence_id)[0]
 
-    def silence_list(self: Store, *, include_expired: bool = False, silence_id: int | None = None,
+    def silence_list(self, *, include_expired: bool = False, silence_id: int | None = None,
                      now: datetime | None = None) -> list[dict[str, Any]]:
         at = clock.iso(now or clock.now())
         sql, args = "SELECT * FROM silences", []
@@ -285,10 +288,10 @@ class TriageStore:
             sql, args = sql + " WHERE id = ?", [silence_id]
         elif not include_expired:
             sql, args = sql + " WHERE expired_at IS NULL AND ends_at > ?", [at]
-        counts = dict(self.conn.execute(
+        counts = dict(self.store.conn.execute(
             "SELECT suppressed, count(*) FROM tickets WHERE suppressed LIKE 'silence %' GROUP BY suppressed"))
         out = []
-        for row in self.conn.execute(sql + " ORDER BY id", args):
+        for row in self.store.conn.execute(sql + " ORDER BY id", args):
             s = dict(row)
             s["matchers"] = ["".join(m) for m in orjson.loads(s["matchers"])]
             s["state"] = "expired" if s["expired_at"] or s["ends_at"] <= at else "pending" if s["starts_at"] > at else "active"
@@ -296,27 +299,27 @@ class TriageStore:
             out.append(s)
         return out
 
-    def active_silences(self: Store, now: datetime) -> list[tuple[int, list[Matcher]]]:
+    def active_silences(self, now: datetime) -> list[tuple[int, list[Matcher]]]:
         at = clock.iso(now)
-        rows = self.conn.execute("SELECT id, matchers FROM silences WHERE expired_at IS NULL AND starts_at <= ? "
+        rows = self.store.conn.execute("SELECT id, matchers FROM silences WHERE expired_at IS NULL AND starts_at <= ? "
                                  "AND ends_at > ? ORDER BY id", (at, at))
         return [(silence_id, [Matcher(*m) for m in orjson.loads(text)]) for silence_id, text in rows]
 
     # -- flapping -------------------------------------------------------------------------
 
-    def recently_resolved(self: Store, fingerprints: set[str], since: str) -> dict[str, int]:
+    def recently_resolved(self, fingerprints: set[str], since: str) -> dict[str, int]:
         """fingerprint -> the latest ticket with it resolved or closed since `since`."""
         found: dict[str, int] = {}
         chunk = list(fingerprints)
         for i in range(0, len(chunk), 500):
             part = chunk[i:i + 500]
-            rows = self.conn.execute(
+            rows = self.store.conn.execute(
                 f"SELECT fingerprint, max(id) FROM tickets WHERE fingerprint IN ({','.join('?' * len(part))}) "
                 f"AND {DONE_SQL} AND resolved_at >= ? GROUP BY fingerprint", (*part, since))
             found.update(rows)
         return found
 
-    def replay_tickets(self: Store, since: str | None = None, ticket_id: int | None = None) -> Iterator[Stored]:
+    def replay_tickets(self, since: str | None = None, ticket_id: int | None = None) -> Iterator[Stored]:
         """Stored tickets (created since `since`, or one) as triage saw them on arrival: the
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
         last alert's annotations, and when they arrived; and each row as it is now. One at a
@@ -332,11 +335,11 @@ class TriageStore:
                "json_extract(c.data, '$.ci') AS _ci "
                "FROM tickets t LEFT JOIN ticket_context c ON c.ticket_id = t.id")
         if ticket_id is not None:
-            rows = self.conn.execute(sql + " WHERE t.id = ?", (ticket_id,))
+            rows = self.store.conn.execute(sql + " WHERE t.id = ?", (ticket_id,))
         elif since:
-            rows = self.conn.execute(sql + " WHERE t.created_at >= ? ORDER BY t.id", (since,))
+            rows = self.store.conn.execute(sql + " WHERE t.created_at >= ? ORDER BY t.id", (since,))
         else:
-            rows = self.conn.execute(sql + " ORDER BY t.id")
+            rows = self.store.conn.execute(sql + " ORDER BY t.id")
         for row in rows:
             t = dict(row)
             created = orjson.loads(t.pop("_created")) if t["_created"] else {}
@@ -348,7 +351,7 @@ class TriageStore:
             yield Stored(t, arrived, context if context["tier"] is not None else {}, annotations,
                          clock.parse(t["created_at"]))
 
-    def retriage(self: Store, *, ticket_id: int, config: TriageConfig, actor: str) -> dict[str, Any]:
+    def retriage(self, *, ticket_id: int, config: TriageConfig, actor: str) -> dict[str, Any]:
         """Run rules, the matrix (with the SLO burn now) and the classifier again on what arrived
         for a stored ticket, and apply what differs from it now (a `triaged` event explains it).
         Silences, correlation and `assignee: auto` are not re-run: they belong to the moment of
@@ -356,15 +359,15 @@ class TriageStore:
         parent keeps the priority of its most urgent open child."""
         from .store import to_json
 
-        with self._write(actor) as tx:
-            self._current(tx, ticket_id)  # the actor's role on its queue
+        with self.store._write(actor) as tx:
+            self.store._current(tx, ticket_id)  # the actor's role on its queue
             stored = next(self.replay_tickets(ticket_id=ticket_id), None)
             if stored is None:
                 raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
             now = clock.parse(tx.at)
-            burn = Triager(self, config, now, None, []).burn if config.slos else None
+            burn = Triager(self.store, config, now, None, []).burn if config.slos else None
             decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
-                              now=now, classify=self.classify if self.has_classifier() else None, burn=burn)
+                              now=now, classify=self.store.classifier.classify if self.store.classifier.has_classifier() else None, burn=burn)
             explanation = {**decision.explanation, **_still_holding(self.why(ticket_id=ticket_id)["triage"],
                                                                     stored.current)}
             diff = changes(stored, decision)
@@ -377,14 +380,14 @@ class TriageStore:
                 if top[0] != stored.current["priority"]:
                     diff["priority"] = [stored.current["priority"], top[0]]
             if diff:
-                self._set(tx, ticket_id, {**{k: to_json(new) if k == "tags" else new for k, (_, new) in diff.items()},
+                self.store._set(tx, ticket_id, {**{k: to_json(new) if k == "tags" else new for k, (_, new) in diff.items()},
                                           "updated_at": tx.at})
             tx.event(ticket_id, "triaged", {"triage": explanation, "changes": diff})
             if "priority" in diff:
                 self.raise_parent(tx, ticket_id)
         return {"id": ticket_id, "changes": diff, "triage": explanation}
 
-    def raise_parent(self: Store, tx: Any, ticket_id: int) -> None:
+    def raise_parent(self, tx: Any, ticket_id: int) -> None:
         """Raise the open, unacknowledged incidents above a ticket to its priority where it is more
         urgent (a `priority_raised` event on each), after intake, a link, or a change of its
         priority. An acknowledged parent stops the climb: the child pages on its own."""
@@ -401,7 +404,7 @@ class TriageStore:
                 tx.event(parent, "priority_raised", {"priority": [row[0], priority], "child": ticket_id})
             parent = row[1]
 
-    def _most_urgent_child(self: Store, tx: Any, ticket_id: int) -> tuple[str, int] | None:
+    def _most_urgent_child(self, tx: Any, ticket_id: int) -> tuple[str, int] | None:
         """The priority of the ticket's most urgent open child, and that child (the first such)."""
         row = tx.conn.execute(f"SELECT priority, id FROM tickets WHERE parent_id = ? AND {OPEN_SQL} "
                               "AND priority IS NOT NULL ORDER BY priority, id LIMIT 1", (ticket_id,)).fetchone()
@@ -409,12 +412,12 @@ class TriageStore:
 
     # -- explanations ---------------------------------------------------------------------
 
-    def why(self: Store, *, ticket_id: int) -> dict[str, Any]:
+    def why(self, *, ticket_id: int) -> dict[str, Any]:
         """The ticket's category, queue and priority and what decided each: the last triage
         (at intake or re-run), and the people who changed them since."""
-        t = self.get_or_raise(ticket_id=ticket_id)
+        t = self.store.get_or_raise(ticket_id=ticket_id)
         triage, triaged_at, corrections, raised, linked = None, None, [], [], None
-        for e in self.events(ticket_id=ticket_id):
+        for e in self.store.events(ticket_id=ticket_id):
             if e["kind"] == "created" and "triage" in e["data"]:
                 triage, triaged_at, corrections, raised = e["data"]["triage"], e["at"], [], []
             elif e["kind"] == "triaged":

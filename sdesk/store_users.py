@@ -21,36 +21,38 @@ def token_hash(token: str) -> str:
 
 
 class UsersStore:
-    default_role: str
+    def __init__(self, store: Store) -> None:
+        self.store = store  # the connection, transactions, the hash chain and the role check
 
-    def access(self: Store, actor: str, conn: sqlite3.Connection | None = None) -> Access:
+
+    def access(self, actor: str, conn: sqlite3.Connection | None = None) -> Access:
         """Who `actor` is to this desk (see roles.py)."""
-        conn = conn or self.conn
+        conn = conn or self.store.conn
         key = user_key(actor)
         row = conn.execute("SELECT role FROM users WHERE key = ?", (key,)).fetchone()
         if row is None:
             if conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None:
                 return Access(actor, "admin", listed=False)  # an open desk: no users yet
-            return Access(actor, self.default_role, listed=False)
+            return Access(actor, self.store.default_role, listed=False)
         queues = dict(conn.execute("SELECT queue, role FROM user_queue_roles WHERE key = ?", (key,)).fetchall())
         return Access(actor, row[0], queues)
 
-    def user_of_login(self: Store, login: str) -> str | None:
+    def user_of_login(self, login: str) -> str | None:
         """The name of the user whose OS login this is, if any."""
-        row = self.conn.execute("SELECT name FROM users WHERE login = ?", (user_key(login),)).fetchone()
+        row = self.store.conn.execute("SELECT name FROM users WHERE login = ?", (user_key(login),)).fetchone()
         return row[0] if row else None
 
-    def users(self: Store) -> list[dict[str, Any]]:
+    def users(self) -> list[dict[str, Any]]:
         queues: dict[str, dict[str, str]] = {}
-        for key, queue, role in self.conn.execute("SELECT key, queue, role FROM user_queue_roles ORDER BY queue"):
+        for key, queue, role in self.store.conn.execute("SELECT key, queue, role FROM user_queue_roles ORDER BY queue"):
             queues.setdefault(key, {})[queue] = role
-        tokens = dict(self.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
+        tokens = dict(self.store.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
         return [{"name": r["name"], "role": r["role"], "team": r["team"], "queues": queues.get(r["key"], {}),
                  "login": r["login"], "email": r["email"],
                  "tokens": tokens.get(r["key"], 0), "added_by": r["added_by"], "added_at": r["added_at"]}
-                for r in self.conn.execute("SELECT * FROM users ORDER BY key")]
+                for r in self.store.conn.execute("SELECT * FROM users ORDER BY key")]
 
-    def user_add(self: Store, name: str, *, role: str, team: str | None, queue: str | None,
+    def user_add(self, name: str, *, role: str, team: str | None, queue: str | None,
                  actor: str, login: str | None = None, email: str | None = None) -> dict[str, Any]:
         """Add a user, or change their role (on the desk, or with `queue` on that queue), team,
         OS login and email. A new user's login is their name, except the desk's first user's:
@@ -65,7 +67,7 @@ class UsersStore:
         login = user_key(login) if login is not None else None
         email = email.strip().casefold() if email is not None else None
         key = user_key(name)
-        with self._write(actor, "admin", "managing users") as tx:
+        with self.store._write(actor, "admin", "managing users") as tx:
             # Names are identifiers, kept as given, while every event is redacted (_Tx.event): a
             # name that holds a secret would be stored, and be another name in its event.
             for what, value in (("name", name), ("--login", login), ("--email", email), ("--team", team)):
@@ -83,7 +85,7 @@ class UsersStore:
                     raise Conflict(f"{column} {value} is already {other[0]}'s")
             if row is None:
                 # A role on one queue is that queue only (roles.py): the desk role is not the default.
-                desk_role = desk_role_of_queue_user(role, self.default_role) if queue else role
+                desk_role = desk_role_of_queue_user(role, self.store.default_role) if queue else role
                 login = login or (user_key(tx.login) if first else key)
                 if tx.conn.execute("SELECT name FROM users WHERE login = ?", (login,)).fetchone():
                     raise Conflict(f"login {login} is already another user's: give {name} theirs with --login")
@@ -108,9 +110,9 @@ class UsersStore:
                 tx.event(None, "user_queue_role", {"user": name, "queue": queue, "role": role})
         return next(u for u in self.users() if user_key(u["name"]) == key)
 
-    def user_remove(self: Store, name: str, *, actor: str) -> None:
+    def user_remove(self, name: str, *, actor: str) -> None:
         key = user_key(name)
-        with self._write(actor, "admin", "managing users") as tx:
+        with self.store._write(actor, "admin", "managing users") as tx:
             row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
             if row is None:
                 raise NotFound(f"no user {name!r}")
@@ -128,12 +130,12 @@ class UsersStore:
 
     # -- API tokens (sdesk serve) -------------------------------------------------------------
 
-    def token_add(self: Store, name: str, *, label: str | None, actor: str) -> tuple[int, str]:
+    def token_add(self, name: str, *, label: str | None, actor: str) -> tuple[int, str]:
         """A new token for user `name`: (its id, the token, shown only now)."""
         import secrets  # here: it imports random, base64 and hmac, which no other command needs
 
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._write(actor, "admin", "managing API tokens") as tx:
+        with self.store._write(actor, "admin", "managing API tokens") as tx:
             row = tx.conn.execute("SELECT name FROM users WHERE key = ?", (user_key(name),)).fetchone()
             if row is None:
                 raise NotFound(f"no user {name!r}: add them first (sdesk user add {name} --role agent)")
@@ -147,8 +149,8 @@ class UsersStore:
                                            "hash": token_hash(token)})
         return token_id, token
 
-    def token_revoke(self: Store, token_id: int, *, actor: str) -> None:
-        with self._write(actor, "admin", "managing API tokens") as tx:
+    def token_revoke(self, token_id: int, *, actor: str) -> None:
+        with self.store._write(actor, "admin", "managing API tokens") as tx:
             row = tx.conn.execute("SELECT revoked_at FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no API token {token_id}")
@@ -156,17 +158,17 @@ class UsersStore:
                 tx.conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (tx.at, token_id))
                 tx.event(None, "token_revoked", {"token": token_id})
 
-    def tokens(self: Store) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute(
+    def tokens(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.store.conn.execute(
             "SELECT t.id, u.name AS user, t.label, t.created_by, t.created_at, t.revoked_at "
             "FROM api_tokens t JOIN users u USING (key) ORDER BY t.id")]
 
-    def any_tokens(self: Store) -> bool:
+    def any_tokens(self) -> bool:
         """Whether an API token was ever made (revoked ones count: revoking the last must not
         open the receiver to anyone)."""
-        return self.conn.execute("SELECT 1 FROM api_tokens LIMIT 1").fetchone() is not None
+        return self.store.conn.execute("SELECT 1 FROM api_tokens LIMIT 1").fetchone() is not None
 
-    def live_tokens(self: Store) -> dict[str, str]:
+    def live_tokens(self) -> dict[str, str]:
         """sha256 of each live token -> its user's name."""
-        return dict(self.conn.execute("SELECT t.hash, u.name FROM api_tokens t JOIN users u USING (key) "
+        return dict(self.store.conn.execute("SELECT t.hash, u.name FROM api_tokens t JOIN users u USING (key) "
                                       "WHERE t.revoked_at IS NULL"))

@@ -175,7 +175,7 @@ def test_a_batch_of_varied_tickets_is_stored_whole(db_path):
             assert {k: stored[k] for k in given} == given
             assert stored["description"] == given.get("description") and stored["impact"] == given.get("impact")
             assert [e["kind"] for e in store.events(ticket_id=ticket_id)] == ["created"]
-        assert store.verify_chain()[0] == 1000
+        assert store.audit.verify_chain()[0] == 1000
 
 
 def test_the_desk_remembers_state_beside_its_tickets(tmp_path):

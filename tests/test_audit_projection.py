@@ -113,7 +113,7 @@ def test_the_demo_desk_verifies_clean(tmp_path):
     db = tmp_path / "demo.db"
     subprocess.run([sys.executable, "-m", "sdesk", "demo", "--db", str(db)], check=True, capture_output=True)
     with Store(db) as store:
-        tables = store.verify_tables()
+        tables = store.audit.verify_tables()
     assert tables["count"] == 0 and tables["not_compared"] == {} and tables["tickets"] >= 10
 
 
@@ -319,7 +319,7 @@ def test_any_edit_of_any_ticket_column_is_detected(mixed_desk, data):
             after = conn.execute(f"SELECT {column}, typeof({column}) FROM tickets WHERE id = ?", (ticket,)).fetchone()
             if tuple(after) == tuple(before) or (column in ("labels", "tags") and _same_json(after[0], before[0])):
                 return  # no change
-            tables = store.verify_tables()
+            tables = store.audit.verify_tables()
         finally:
             conn.execute("ROLLBACK")
     assert [(d["ticket"], d["column"]) for d in tables["differences"]] == [(ticket, column)]
@@ -399,7 +399,7 @@ def test_any_sequence_of_writes_verifies_clean(tmp_path_factory, ops):
                     store.link(ticket_id=pick, parent_id=ids[b % len(ids)], actor="tester")
             except SdeskError:
                 pass  # an impossible move or link is refused and changes nothing
-        tables = store.verify_tables()
+        tables = store.audit.verify_tables()
     assert tables["count"] == 0, tables["differences"]
     assert tables["not_compared"] == {}
 
@@ -425,7 +425,7 @@ def test_verify_while_others_write_sees_one_consistent_desk(db_path):
     rounds = 0
     with Store(db_path) as store:
         while writer.poll() is None or rounds == 0:
-            store.verify()  # raises AuditBroken on any difference
+            store.audit.verify()  # raises AuditBroken on any difference
             rounds += 1
     assert writer.wait() == 0 and rounds >= 1
 

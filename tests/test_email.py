@@ -315,8 +315,8 @@ def test_no_display_name_in_front_of_a_strangers_address_comments_on_a_ticket(tm
     assert record.signal is not None
     assert record.signal.thread["from"] in ("", "evil@x.y")
     with Store(tmp_path_factory.mktemp("desk") / "sdesk.db") as store:
-        store.user_add("root", role="admin", team=None, queue=None, actor="root")
-        store.user_add("bob", role="agent", team=None, queue=None, actor="root", email="bob@example.com")
+        store.users.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.users.user_add("bob", role="agent", team=None, queue=None, actor="root", email="bob@example.com")
         [first] = parse_mail(b"From: ann@example.com\r\nSubject: laptop\r\nMessage-ID: <first@x>\r\n\r\nbroken\r\n")
         [(ticket, _)] = store.receive([first.signal], actor="root")
         [(other, outcome)] = store.receive([record.signal], actor="root")

@@ -218,7 +218,7 @@ def test_running_out_of_room_anywhere_in_a_write_keeps_the_desk_whole(tmp_path, 
                 continue
             stored += n
         assert store.conn.execute("SELECT count(*) FROM tickets").fetchone()[0] == stored
-        assert store.verify_chain()[0] == stored
+        assert store.audit.verify_chain()[0] == stored
 
 
 # -- a read-only database -------------------------------------------------------------------------

@@ -34,8 +34,8 @@ def remap(db: Path, **logins: str) -> None:
     not check a claim: only the CLI and TUI make one)."""
     with Store(db) as store:
         for name, login in logins.items():
-            [user] = [u for u in store.users() if u["name"] == name]
-            store.user_add(name, role=user["role"], team=None, queue=None, actor="alice", login=login)
+            [user] = [u for u in store.users.users() if u["name"] == name]
+            store.users.user_add(name, role=user["role"], team=None, queue=None, actor="alice", login=login)
 
 
 @pytest.fixture
@@ -189,10 +189,10 @@ def test_a_claim_is_allowed_exactly_when_it_is_you_or_you_are_an_admin(my_role, 
     """me: the user this login is (none when my_role is None); ann: another user; zed: nobody's name;
     nobody: this login's own name."""
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "d.db") as store:
-        store.user_add("root-admin", role="admin", team=None, queue=None, actor="x", login="elsewhere")
-        store.user_add("ann", role=ann_role, team=None, queue=None, actor="root-admin")
+        store.users.user_add("root-admin", role="admin", team=None, queue=None, actor="x", login="elsewhere")
+        store.users.user_add("ann", role=ann_role, team=None, queue=None, actor="root-admin")
         if my_role is not None:
-            store.user_add("me", role=my_role, team=None, queue=None, actor="root-admin", login=ME)
+            store.users.user_add("me", role=my_role, team=None, queue=None, actor="root-admin", login=ME)
         actor = {"nobody": ME}.get(claim, claim)
         store.claimed = actor
         allowed = (my_role == "admin" or (my_role is not None and claim == "me")

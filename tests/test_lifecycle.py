@@ -184,7 +184,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             t = self.store.get(ticket_id=tid)
             assert t["status"] == m["status"] and t["reopen_count"] == m["reopens"]
             assert (t["resolved_at"] is not None) == (t["status"] in ("resolved", "closed"))
-        count, _, _ = self.store.verify_chain()
+        count, _, _ = self.store.audit.verify_chain()
         assert count == self.events
 
 

@@ -275,11 +275,11 @@ def test_two_ticks_never_claim_the_same_page(desk, db_path):
     failing_tick(desk)
     now = datetime(2026, 11, 10, 13, tzinfo=timezone.utc)
     with Store(db_path) as a, Store(db_path) as b:
-        [page] = a.pages_to_send(now, actor="t")
-        assert a.claim_pages([page["id"]], "first", now, 60, actor="t") == [page["id"]]
-        assert b.claim_pages([page["id"]], "second", now, 60, actor="t") == []
-        b.page_result(page, None, {"command"}, now, token="second", actor="t")  # not its claim: ignored
-        assert a.pages()[0]["status"] == "sending"
+        [page] = a.oncall.pages_to_send(now, actor="t")
+        assert a.oncall.claim_pages([page["id"]], "first", now, 60, actor="t") == [page["id"]]
+        assert b.oncall.claim_pages([page["id"]], "second", now, 60, actor="t") == []
+        b.oncall.page_result(page, None, {"command"}, now, token="second", actor="t")  # not its claim: ignored
+        assert a.oncall.pages()[0]["status"] == "sending"
 
 
 def test_a_broken_oncall_yaml_does_not_stop_intake(cli, tmp_path, monkeypatch):

@@ -214,11 +214,11 @@ def test_opening_a_ticket_needs_the_agent_role_on_its_queue(tmp_path_factory, de
     from sdesk.store import Store
 
     with Store(tmp_path_factory.mktemp("desk") / "sdesk.db") as store:
-        store.user_add("root", role="admin", team=None, queue=None, actor="root")
-        store.user_add("dana", role=desk_role, team=None, queue=None, actor="root")
+        store.users.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.users.user_add("dana", role=desk_role, team=None, queue=None, actor="root")
         for q, role in queue_roles.items():
-            store.user_add("dana", role=role, team=None, queue=q, actor="root")
-        access = store.access("dana")
+            store.users.user_add("dana", role=role, team=None, queue=q, actor="root")
+        access = store.users.access("dana")
         ticket = check_ticket({"title": "x", "queue": queue})
         if duplicate_of:
             store.receive([Signal("cli", "trigger", ticket=check_ticket(

@@ -565,7 +565,7 @@ class RunLifecycle(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(["alice", "bob"]))
     def approve(self, user):
-        for run in self.store.runs():
+        for run in self.store.runbooks.runs():
             if run["status"] == "waiting":
                 try:
                     resume(self.store, self.runbook, run["id"], actor=user)
@@ -575,22 +575,22 @@ class RunLifecycle(RuleBasedStateMachine):
 
     @rule()
     def reject(self):
-        waiting = [r for r in self.store.runs() if r["status"] == "waiting"]
+        waiting = [r for r in self.store.runbooks.runs() if r["status"] == "waiting"]
         if waiting:
-            self.store.run_reject(waiting[-1]["id"], reason=None, actor="carol")
+            self.store.runbooks.run_reject(waiting[-1]["id"], reason=None, actor="carol")
 
     @rule(off=st.booleans())
     def kill_switch(self, off):
-        self.store.runbook_switch("*", disabled=off, reason=None, actor="admin")
+        self.store.runbooks.runbook_switch("*", disabled=off, reason=None, actor="admin")
 
     @invariant()
     def one_active_run_per_ci_and_approvals_by_someone_else(self):
         if not hasattr(self, "store"):
             return
-        active = [r["lock_key"] for r in self.store.runs(limit=1000) if r["status"] in ("running", "waiting")]
+        active = [r["lock_key"] for r in self.store.runbooks.runs(limit=1000) if r["status"] in ("running", "waiting")]
         assert len(active) == len(set(active))
-        for summary in self.store.runs(limit=1000):
-            run = self.store.run_get(summary["id"])
+        for summary in self.store.runbooks.runs(limit=1000):
+            run = self.store.runbooks.run_get(summary["id"])
             kinds = [(s["kind"], s["status"], s["actor"]) for s in run["steps"]]
             if run["status"] == "refused":
                 assert kinds == []

@@ -226,7 +226,7 @@ def test_a_child_of_an_acknowledged_incident_runs_on_its_parents_clock(desk, mon
     from sdesk.store import Store
 
     with Store(db_path) as store:  # what the TUI's breach view (6) reads
-        assert [t["id"] for t, _ in store.sla_tickets(frozenset({"waiting"}))] == [parent]
+        assert [t["id"] for t, _ in store.sla.sla_tickets(frozenset({"waiting"}))] == [parent]
     assert desk.json("tick")["sla_breaches"] == 0
     assert "sla_breached" not in [e["kind"] for e in desk.json("show", str(child))["events"]]
     report = desk.json("report", "--since", "2026-11-26T00:00:00Z", "--until", "2026-11-26T10:40:00Z")

@@ -93,8 +93,8 @@ async def test_the_queue_opens_sorted_and_a_ticket_is_worked_end_to_end(db_path)
         t = status_of(db_path, ids[1])
         assert t["status"] == "resolved" and t["resolution"] == "restarted the pod" and t["resolution_code"] == "fixed"
         with Store(db_path) as store:  # and the KB draft asked for, linked to it
-            [draft] = store.kb_linked(ids[1])
-            assert "restarted the pod" in store.kb_get(draft["id"])["body"]
+            [draft] = store.kb.kb_linked(ids[1])
+            assert "restarted the pod" in store.kb.kb_get(draft["id"])["body"]
         await pilot.press("C", "5", "enter")
         await settle(pilot, app)
         await pilot.press("o")
@@ -225,8 +225,8 @@ async def test_start_and_escalate_by_key(db_path):
 async def test_the_tui_honours_roles(db_path, tmp_path):
     [ticket] = tickets(db_path, 1)
     with Store(db_path) as store:
-        store.user_add("root", role="admin", team=None, queue=None, actor="root")
-        store.user_add("vic", role="viewer", team=None, queue=None, actor="root")
+        store.users.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.users.user_add("vic", role="viewer", team=None, queue=None, actor="root")
     app = make_app(db_path, "vic", poll=0.2)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app, 1)
@@ -237,7 +237,7 @@ async def test_the_tui_honours_roles(db_path, tmp_path):
         assert any("vic is a viewer" in m for m in messages), messages
         assert status_of(db_path, ticket) == before
     with Store(db_path) as store:
-        assert [e["actor"] for e in store.audit_log(kind="permission_denied")] == ["vic"]
+        assert [e["actor"] for e in store.audit.audit_log(kind="permission_denied")] == ["vic"]
     # Someone not listed gets roles.yaml's default role, in the TUI as in the CLI.
     config = tmp_path / "desk"
     config.mkdir(exist_ok=True)
@@ -359,7 +359,7 @@ async def test_runbook_kb_oncall_and_dashboard_screens(db_path, tmp_path, monkey
     with Store(db_path) as store:
         from sdesk.kb import check_article, parse_article
 
-        store.kb_sync([(p.stem, check_article(parse_article(p.read_text()))) for p in sorted((examples / "kb").glob("*.md"))],
+        store.kb.kb_sync([(p.stem, check_article(parse_article(p.read_text()))) for p in sorted((examples / "kb").glob("*.md"))],
                       actor="t")
     app = make_app(db_path, "alice", config, poll=5)
     async with app.run_test(size=(140, 45)) as pilot:
@@ -437,7 +437,7 @@ async def test_a_non_ascii_digit_for_csat_is_refused_and_y_runs_a_runbook_once(d
         await pilot.press("y")
         await settle(pilot, app)
     with Store(db_path) as store:
-        assert [(r["dry_run"], r["status"]) for r in store.runs(ticket_id=ticket)] == [(False, "succeeded"),
+        assert [(r["dry_run"], r["status"]) for r in store.runbooks.runs(ticket_id=ticket)] == [(False, "succeeded"),
                                                                                        (True, "succeeded")]
 
 
@@ -457,7 +457,7 @@ async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(
     with Store(db_path) as store:
         from sdesk import clock
 
-        holders = {r["user"] for r in store.on_call_now(oncall, list(oncall.schedules.values()), clock.now())}
+        holders = {r["user"] for r in store.oncall.on_call_now(oncall, list(oncall.schedules.values()), clock.now())}
     app = make_app(db_path, "alice", config, poll=5)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app, 1)

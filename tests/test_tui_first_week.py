@@ -150,9 +150,9 @@ async def test_a_viewer_is_not_offered_the_keys_of_an_agent(db_path):
 
     [ticket] = tickets(db_path, 1)
     with Store(db_path) as store:
-        store.user_add("root", role="admin", team=None, queue=None, actor="root")
-        store.user_add("vic", role="viewer", team=None, queue=None, actor="root")
-        store.user_add("bob", role="agent", team=None, queue=None, actor="root")
+        store.users.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.users.user_add("vic", role="viewer", team=None, queue=None, actor="root")
+        store.users.user_add("bob", role="agent", team=None, queue=None, actor="root")
     before = status_of(db_path, ticket)
     app = make_app(db_path, "vic", poll=5)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -234,8 +234,8 @@ async def test_R_picks_from_the_runbooks_that_apply_and_a_refused_run_leaves_no_
         await settle(pilot, app)
         assert isinstance(app.screen, RunbookScreen) and "y Run it for real" in key_bar(app)
     with Store(db_path) as store:
-        assert [r["runbook"] for r in store.runs(ticket_id=plain)] == ["any"]
-        assert store.runs(ticket_id=disk) == []
+        assert [r["runbook"] for r in store.runbooks.runs(ticket_id=plain)] == ["any"]
+        assert store.runbooks.runs(ticket_id=disk) == []
 
 
 @pilot_test

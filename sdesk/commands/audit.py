@@ -51,17 +51,17 @@ def verify(
     Example: sdesk audit verify --anchors /backup/sdesk-anchors.jsonl
     """
     store = store_of(ctx)
-    with store.snapshot():  # one state of the desk, whatever others write meanwhile
-        count, head, tombstones = store.verify_chain()
+    with store.audit.snapshot():  # one state of the desk, whatever others write meanwhile
+        count, head, tombstones = store.audit.verify_chain()
         checked = 0
         for event_id, expected in _anchors(anchors) if anchors else []:
             if event_id == 0:
                 continue  # anchored an empty desk
-            if store.chain_hash(event_id) != expected:
+            if store.audit.chain_hash(event_id) != expected:
                 raise AuditBroken(f"audit chain broken: event {event_id} no longer has the anchored hash "
                                   f"{expected[:16]}")
             checked += 1
-        tables = store.verify_tables()
+        tables = store.audit.verify_tables()
     if as_json:
         print_json({"ok": not tables["count"], "events": count, "purged_events": tombstones, "head": head,
                     "anchors": checked, "tickets": tables["tickets"], "users": tables["users"],
@@ -107,7 +107,7 @@ def log(
     from .. import clock, lifecycle
 
     store = store_of(ctx)
-    events = store.audit_log(actor=actor, kind=kind, limit=limit,
+    events = store.audit.audit_log(actor=actor, kind=kind, limit=limit,
                              since=clock.iso(clock.back(since, "--since")) if since else None,
                              ticket_id=lifecycle.parse_id(ticket) if ticket else None)
     if as_json:
@@ -138,7 +138,7 @@ def anchor(
     import os
 
     store = store_of(ctx)
-    head = store.anchor()
+    head = store.audit.anchor()
     line = json.dumps(head)
     if out is not None and str(out) != "-":  # - is stdout, where the line goes anyway
         try:

@@ -52,7 +52,7 @@ def import_(
         text, where = read_text(path), str(path)
     kind = fmt.value if fmt else "csv" if not stdin and path.suffix.lower() == ".csv" else "yaml"
     settings = settings_of(ctx)
-    summary = settings.store().cmdb_import(parse_estate(text, kind, where), actor=settings.actor, prune=prune)
+    summary = settings.store().cmdb.cmdb_import(parse_estate(text, kind, where), actor=settings.actor, prune=prune)
     if as_json:
         print_json(summary)
     else:
@@ -67,7 +67,7 @@ def export(ctx: typer.Context) -> None:
     """
     from ..cmdb import estate_yaml
 
-    sys.stdout.write(estate_yaml(store_of(ctx).ci_records()))
+    sys.stdout.write(estate_yaml(store_of(ctx).cmdb.ci_records()))
 
 
 @app.command()
@@ -91,13 +91,13 @@ def add(
     ci = check_ci({"name": name, "type": type_, "tier": tier, "team": team, "environment": environment,
                    "aliases": alias, "attributes": _parse_labels(attribute)})
     settings = settings_of(ctx)
-    settings.store().ci_add(ci, actor=settings.actor)
+    settings.store().cmdb.ci_add(ci, actor=settings.actor)
     note(f"added {ci.name}")
 
 
 def _relate(ctx: typer.Context, source: str, kind: str, target: str, unlink: bool) -> None:
     settings = settings_of(ctx)
-    done = settings.store().ci_link(source, kind, target, actor=settings.actor, unlink=unlink)
+    done = settings.store().cmdb.ci_link(source, kind, target, actor=settings.actor, unlink=unlink)
     verb = "unlinked" if unlink else "linked"
     note(f"{verb}: {source} {kind} {target}" if done else f"nothing to do: {source} {kind} {target} "
          + ("is not recorded" if unlink else "is already recorded"))
@@ -134,7 +134,7 @@ def list_(
 
     Example: sdesk cmdb list --type database
     """
-    records = store_of(ctx).ci_records(type_=type_, team=team)
+    records = store_of(ctx).cmdb.ci_records(type_=type_, team=team)
     if as_json:
         print_json(records)
         return
@@ -153,9 +153,9 @@ def show(ctx: typer.Context, name: NameArg,
     Example: sdesk cmdb show billing-db
     """
     store = store_of(ctx)
-    ci = store.ci_get(name=name)
+    ci = store.cmdb.ci_get(name=name)
     tickets = store.list(statuses=[], open_only=True, ci=ci["name"], limit=20)
-    changes = store.change_list(cis=[ci["name"]], limit=10)
+    changes = store.cmdb.change_list(cis=[ci["name"]], limit=10)
     if as_json:
         print_json({**ci, "open_tickets": tickets, "changes": changes})
         return
@@ -182,7 +182,7 @@ def impact(
     """
     from ..cmdb import to_dot, to_mermaid
 
-    ci, reached, info = store_of(ctx).ci_walk(name, upstream=upstream, depth=depth)
+    ci, reached, info = store_of(ctx).cmdb.ci_walk(name, upstream=upstream, depth=depth)
     start = ci["name"]
     tiers = [info[r.name]["tier"] for r in reached if info[r.name]["tier"]]
     if as_json:

@@ -351,7 +351,7 @@ class Settings:
                 self._store = None
                 store.close()
                 raise
-            self._actor = self._claim or store.user_of_login(os_login()) or os_login()
+            self._actor = self._claim or store.users.user_of_login(os_login()) or os_login()
             store.claimed = self._actor  # its writes are checked against the OS login (Store._check_claim)
         return self._store
 
@@ -510,7 +510,7 @@ def run_automation(settings: Settings, automate: frozenset[str] | None = None) -
     if os.environ.get("SDESK_RUN") or automate is not None and not automate:
         return []
     store = settings.store()
-    if not store.queued_runs():
+    if not store.runbooks.queued_runs():
         return []
     from ..runner import run_queued
 

@@ -123,7 +123,7 @@ def restore(
         if version > migrations.SCHEMA_VERSION:
             raise BadInput(f"{source}: made by a newer sdesk (schema {version}); upgrade sdesk")
         with Store(copy) as backup:
-            events, head, _ = backup.verify()  # refuses a backup whose history or rows were altered
+            events, head, _ = backup.audit.verify()  # refuses a backup whose history or rows were altered
             if not yes:
                 if not sys.stdin.isatty():
                     raise BadInput("restore replaces the whole desk: give --yes")
@@ -206,7 +206,7 @@ def import_(
 
     stream = sys.stdin.buffer if str(source) == "-" else open_file(source, streams=True)  # never /dev/zero
     with stream:
-        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.verify)
+        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.audit.verify)
     if as_json:
         print_json(counts)
     from ..plain import plural
@@ -239,14 +239,14 @@ def purge(
     from ..plain import plural
 
     if not dry_run and not yes:
-        counted = store.purge(before=before, dry_run=True, actor=settings.actor)
+        counted = store.audit.purge(before=before, dry_run=True, actor=settings.actor)
         if not counted["tickets"]:
             dry_run = True
         elif not sys.stdin.isatty():
             raise BadInput("purge deletes tickets for good: give --yes (or look first with --dry-run)")
         else:
             typer.confirm(f"Delete {plural(counted['tickets'], 'ticket')} closed before {before}?", abort=True)
-    summary = store.purge(before=before, dry_run=dry_run, actor=settings.actor)
+    summary = store.audit.purge(before=before, dry_run=dry_run, actor=settings.actor)
     if as_json:
         print_json(summary)
     else:

@@ -87,7 +87,7 @@ def add(
     text, where = _read_source(path, "---\ntitle: \ntags: []\n---\n\n")
     article = check_article({**parse_article(text, where), **_overrides(title, tag, ci, owner, review_days)}, where)
     settings = settings_of(ctx)
-    article_id = settings.store().kb_add(article, actor=settings.actor)
+    article_id = settings.store().kb.kb_add(article, actor=settings.actor)
     print(f"KB-{article_id}")
 
 
@@ -110,7 +110,7 @@ def edit(
     settings = settings_of(ctx)
     store = settings.store()
     article_id = parse_kb_id(article)
-    current = store.kb_get(article_id)
+    current = store.kb.kb_get(article_id)
     overrides = _overrides(title, tag, ci, owner, review_days)
     if path is not None or not overrides:
         text, where = _read_source(path, to_markdown(current))
@@ -121,7 +121,7 @@ def edit(
         base = {**kept, **{k: v for k, v in base.items() if v is not None}}
     else:
         base, where = {k: current[k] for k in ("title", "body", "tags", "cis", "owner", "review_days")}, "article"
-    updated, changed = store.kb_edit(article_id, check_article({**base, **overrides}, where), actor=settings.actor)
+    updated, changed = store.kb.kb_edit(article_id, check_article({**base, **overrides}, where), actor=settings.actor)
     note(f"KB-{article_id} is at revision {updated['revision']}" if changed else f"KB-{article_id}: no change")
 
 
@@ -134,7 +134,7 @@ def show(ctx: typer.Context, article: IdArg,
     """
     from ..store_kb import parse_kb_id
 
-    a = store_of(ctx).kb_get(parse_kb_id(article))
+    a = store_of(ctx).kb.kb_get(parse_kb_id(article))
     if as_json:
         print_json(a)
         return
@@ -155,7 +155,7 @@ def list_(
 
     Example: sdesk kb list --tag postgres
     """
-    _print_articles(store_of(ctx).kb_list(tag=tag, ci=ci, limit=limit or None), as_json)
+    _print_articles(store_of(ctx).kb.kb_list(tag=tag, ci=ci, limit=limit or None), as_json)
 
 
 @app.command()
@@ -180,9 +180,9 @@ def search(
     every = fts_query(text)
     if every is None:
         raise BadInput(f"search: {text!r} has no word to look for")
-    found = store.kb_search(every, tag=tag, ci=ci, limit=limit)
+    found = store.kb.kb_search(every, tag=tag, ci=ci, limit=limit)
     if not found:
-        found = store.kb_search(fts_query(text, any_term=True) or every, tag=tag, ci=ci, limit=limit)
+        found = store.kb.kb_search(fts_query(text, any_term=True) or every, tag=tag, ci=ci, limit=limit)
     if as_json:
         from ..store_kb import SNIPPET_CLOSE, SNIPPET_OPEN
 
@@ -203,7 +203,7 @@ def review(ctx: typer.Context, article: IdArg) -> None:
     from ..store_kb import parse_kb_id
 
     settings = settings_of(ctx)
-    a = settings.store().kb_review(parse_kb_id(article), actor=settings.actor)
+    a = settings.store().kb.kb_review(parse_kb_id(article), actor=settings.actor)
     note(f"KB-{a['id']} reviewed; next review due in {plural(a['review_days'], 'day')}")
 
 
@@ -215,7 +215,7 @@ def stale(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
     """
     from .. import clock
 
-    found = store_of(ctx).kb_list(due_before=clock.now_iso())
+    found = store_of(ctx).kb.kb_list(due_before=clock.now_iso())
     found.sort(key=lambda a: a["reviewed_at"])
     _print_articles(found, as_json, empty="no article is past its review date")
 
@@ -232,7 +232,7 @@ def link(ctx: typer.Context, article: IdArg,
 
     settings = settings_of(ctx)
     ticket_id = parse_id(ticket)
-    done = settings.store().kb_link(parse_kb_id(article), ticket_id, actor=settings.actor)
+    done = settings.store().kb.kb_link(parse_kb_id(article), ticket_id, actor=settings.actor)
     note(f"linked {article.upper()} to {ref(ticket_id)}" if done else "already linked")
 
 
@@ -244,7 +244,7 @@ def history(ctx: typer.Context, article: IdArg, as_json: Annotated[bool, typer.O
     """
     from ..store_kb import parse_kb_id
 
-    revisions = store_of(ctx).kb_history(parse_kb_id(article))
+    revisions = store_of(ctx).kb.kb_history(parse_kb_id(article))
     if as_json:
         print_json(revisions)
         return
@@ -268,7 +268,7 @@ def diff(
     from ..kb import diff as unified
     from ..store_kb import parse_kb_id
 
-    revisions = {r["revision"]: r for r in store_of(ctx).kb_history(parse_kb_id(article))}
+    revisions = {r["revision"]: r for r in store_of(ctx).kb.kb_history(parse_kb_id(article))}
     new = new if new is not None else max(revisions)
     old = old if old is not None else new - 1
     for n in (old, new):
@@ -307,7 +307,7 @@ def import_(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A f
             continue
         articles.append((Path(relative).with_suffix("").as_posix(), article))
     settings = settings_of(ctx)
-    summary = settings.store().kb_sync(sorted(articles), actor=settings.actor)
+    summary = settings.store().kb.kb_sync(sorted(articles), actor=settings.actor)
     if skipped:
         summary["skipped"] = skipped
     if as_json:

@@ -48,7 +48,7 @@ def now(
     """
     settings = settings_of(ctx)
     config = settings.oncall_config()
-    rows = settings.store().on_call_now(config, _schedules(config, team, None), _when(at, "--at"))
+    rows = settings.store().oncall.on_call_now(config, _schedules(config, team, None), _when(at, "--at"))
     if as_json:
         print_json(rows)
         return
@@ -86,7 +86,7 @@ def show(
         raise BadInput("show at most a year at a time")
     out = []
     for s in _schedules(config, team, schedule):
-        overrides = settings.store().overrides(schedule=s.name, since=start, until=end)
+        overrides = settings.store().oncall.overrides(schedule=s.name, since=start, until=end)
         out.append({"schedule": s.name, "timezone": str(s.zone), "shifts": [
             {"from": clock.iso(x.start), "to": clock.iso(x.end), "user": x.user, "layer": x.source or None}
             for x in shifts(s, overrides, start, end)]})
@@ -126,7 +126,7 @@ def override(
     settings = settings_of(ctx)
     config = settings.oncall_config()
     [target] = _schedules(config, team, schedule)
-    data = settings.store().override_add(
+    data = settings.store().oncall.override_add(
         Override(target.name, user, clock.parse(since, what="--from"), clock.parse(until, what="--to")), config,
         reason=reason, actor=settings.actor)
     if as_json:

@@ -76,7 +76,7 @@ def _tick_once(settings) -> dict:
     oncall = settings.oncall_config()  # a broken oncall.yaml stops tick: nothing can page from it
     sla, problems = _config_problems(settings)
     summary = run(settings.store(), oncall, sla, clock.now(), actor=settings.actor)
-    settings.store().reap_runs(actor=settings.actor)
+    settings.store().runbooks.reap_runs(actor=settings.actor)
     summary["automation"] = [{"run": r["id"], "runbook": r["runbook"], "ticket": r["ticket_id"], "status": r["status"]}
                              for r in run_automation(settings)]
     summary["config_errors"] = problems + [f"{e}; anyone not a user has the built-in default role meanwhile"
@@ -133,7 +133,7 @@ def escalate(
     from ..lifecycle import parse_id, ref
 
     settings = settings_of(ctx)
-    round_, level = settings.store().escalate(ticket_id=parse_id(ticket), config=settings.oncall_config(),
+    round_, level = settings.store().oncall.escalate(ticket_id=parse_id(ticket), config=settings.oncall_config(),
                                               actor=settings.actor)
     note(f"{ref(parse_id(ticket))}: escalation to {round_}.{level} (round {round_}, level {level}) is due now; "
          "the next sdesk tick pages it")
@@ -154,7 +154,7 @@ def pages(
     """
     from ..lifecycle import parse_id, ref
 
-    found = settings_of(ctx).store().pages(ticket_id=parse_id(ticket) if ticket else None)
+    found = settings_of(ctx).store().oncall.pages(ticket_id=parse_id(ticket) if ticket else None)
     if as_json:
         print_json(found)
         return

@@ -128,8 +128,8 @@ def oncall(ctx: typer.Context, as_json: JsonOption = False) -> None:
     cis = sorted({t["ci"] for t in urgent if t["ci"]})
     data = {"open": [{k: t[k] for k in ("id", "priority", "status", "title", "ci", "service", "assignee", "created_at")}
                      for t in urgent],
-            "pages": [{"user": u, "due_at": d} for u, d in store.pages_sent(since, clock.iso(now + timedelta(seconds=1)))],
-            "changes": store.change_list(cis=cis, since=since) if cis else []}
+            "pages": [{"user": u, "due_at": d} for u, d in store.metrics.pages_sent(since, clock.iso(now + timedelta(seconds=1)))],
+            "changes": store.cmdb.change_list(cis=cis, since=since) if cis else []}
     if as_json:
         print_json(data)
         return
@@ -158,13 +158,13 @@ def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A serv
     a, b = data["window"]["since"], data["window"]["until"]
     data["service"] = shown
     data["matched"] = names  # the service, CI names and aliases a ticket's service or CI matched
-    data["alerts_received"] = store.service_alerts(names, a, b)
-    data["changes"] = store.change_list(cis=sorted({shown, name, *names}), since=a, until=b)
+    data["alerts_received"] = store.metrics.service_alerts(names, a, b)
+    data["changes"] = store.cmdb.change_list(cis=sorted({shown, name, *names}), since=a, until=b)
     slo = settings.sla_config().slos.get(shown)
     if slo is not None:
         from ..sla import budget
 
-        data["slo"] = [budget(slo, store.slo_incidents(slo, clock.parse(b)), clock.parse(b))]
+        data["slo"] = [budget(slo, store.sla.slo_incidents(slo, clock.parse(b)), clock.parse(b))]
     if as_json:
         print_json(data)
         return
@@ -219,7 +219,7 @@ def csat(
     from ..lifecycle import parse_id, ref
 
     settings, ticket_id = settings_of(ctx), parse_id(ticket)
-    settings.store().csat_record(ticket_id=ticket_id, score=score, comment=comment, actor=settings.actor)
+    settings.store().metrics.csat_record(ticket_id=ticket_id, score=score, comment=comment, actor=settings.actor)
     note(f"{ref(ticket_id)}: CSAT {score}")
 
 
@@ -243,7 +243,7 @@ def worklog(
         raise BadInput(f"worklog: {spent!r} is not a time like 30m, 2h or 1h30m")
     minutes = int(found.group(1) or 0) * 60 + int(found.group(2) or 0)
     settings, ticket_id = settings_of(ctx), parse_id(ticket)
-    settings.store().worklog_add(ticket_id=ticket_id, minutes=minutes, note=note_text, actor=settings.actor)
+    settings.store().metrics.worklog_add(ticket_id=ticket_id, minutes=minutes, note=note_text, actor=settings.actor)
     from ..plain import plural
     note(f"{ref(ticket_id)}: {plural(minutes, 'minute')} worked")
 

@@ -69,7 +69,7 @@ def test(
     from ..triage import replay as run_replay
 
     store = store_of(ctx)
-    tickets = store.replay_tickets(clock.iso(clock.back(since, "--since")) if since else None)
+    tickets = store.triage.replay_tickets(clock.iso(clock.back(since, "--since")) if since else None)
     result = run_replay(config, tickets)
     if limit:
         result["changed"] = result["changed"][:limit]
@@ -112,10 +112,10 @@ def silence_add(
     except OverflowError:
         raise BadInput(f"--for {duration!r}: ends after the year 9999") from None
     settings = settings_of(ctx)
-    silence_id = settings.store().silence_add(matchers, starts=starts, ends=ends, comment=comment,
+    silence_id = settings.store().triage.silence_add(matchers, starts=starts, ends=ends, comment=comment,
                                               actor=settings.actor)
     if as_json:
-        print_json(settings.store().silence_list(silence_id=silence_id)[0])
+        print_json(settings.store().triage.silence_list(silence_id=silence_id)[0])
     else:
         print(silence_id)
         note(f"silence {silence_id} until {clock.iso(ends)}")
@@ -131,7 +131,7 @@ def silence_list(
 
     Example: sdesk silence list --all --json
     """
-    silences = store_of(ctx).silence_list(include_expired=include_expired)
+    silences = store_of(ctx).triage.silence_list(include_expired=include_expired)
     if as_json:
         print_json(silences)
         return
@@ -153,7 +153,7 @@ def silence_expire(
     Example: sdesk silence expire 3
     """
     settings = settings_of(ctx)
-    silence = settings.store().silence_expire(silence_id, actor=settings.actor)
+    silence = settings.store().triage.silence_expire(silence_id, actor=settings.actor)
     if as_json:
         print_json(silence)
     else:

@@ -57,7 +57,7 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     runbooks, errors = load_folder(_folder(ctx))
     for error in errors:
         note(f"error: {error}")
-    disabled = settings_of(ctx).store().runbook_switches()
+    disabled = settings_of(ctx).store().runbooks.runbook_switches()
     found = [_summary(rb, disabled) for rb in runbooks.values()]
     if as_json:
         print_json(found)
@@ -84,7 +84,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The runbo
     """
     from ..runbooks import find
 
-    summary = _summary(find(_folder(ctx), name), settings_of(ctx).store().runbook_switches())
+    summary = _summary(find(_folder(ctx), name), settings_of(ctx).store().runbooks.runbook_switches())
     if as_json:
         print_json(summary)
         return
@@ -230,7 +230,7 @@ def approve(
 
     settings = settings_of(ctx)
     store = settings.store()
-    waiting = store.run_get(run_id)
+    waiting = store.runbooks.run_get(run_id)
     runbook = find(_folder(ctx), waiting["runbook"])
     if waiting["status"] == "waiting":
         print_plan(console(stderr=True), waiting["plan"], store.get_or_raise(ticket_id=waiting["ticket_id"]), False)
@@ -255,7 +255,7 @@ def reject(ctx: typer.Context, run_id: RunArg,
     Example: sdesk runbook reject 7 --reason "not during the billing run"
     """
     settings = settings_of(ctx)
-    settings.store().run_reject(run_id, reason=reason, actor=settings.actor)
+    settings.store().runbooks.run_reject(run_id, reason=reason, actor=settings.actor)
     note(f"run {run_id}: rejected")
 
 
@@ -274,8 +274,8 @@ def runs(
 
     settings = settings_of(ctx)
     store = settings.store()
-    store.reap_runs(actor=settings.actor)
-    found = store.runs(ticket_id=parse_id(ticket) if ticket else None, limit=limit)
+    store.runbooks.reap_runs(actor=settings.actor)
+    found = store.runbooks.runs(ticket_id=parse_id(ticket) if ticket else None, limit=limit)
     if as_json:
         print_json(found)
         return
@@ -297,8 +297,8 @@ def log(ctx: typer.Context, run_id: RunArg, as_json: Annotated[bool, typer.Optio
     """
     settings = settings_of(ctx)
     store = settings.store()
-    store.reap_runs(actor=settings.actor)
-    run = store.run_get(run_id)
+    store.runbooks.reap_runs(actor=settings.actor)
+    run = store.runbooks.run_get(run_id)
     if as_json:
         print_json(run)
         return
@@ -316,7 +316,7 @@ def _switch(ctx: typer.Context, name: Optional[str], every: bool, disabled: bool
         from ..runbooks import find
 
         find(_folder(ctx), name)
-    changed = settings.store().runbook_switch(target, disabled=disabled, reason=reason, actor=settings.actor)
+    changed = settings.store().runbooks.runbook_switch(target, disabled=disabled, reason=reason, actor=settings.actor)
     what = "all runbooks" if every else f"runbook {name}"
     state = "disabled" if disabled else "enabled"
     note(f"{what}: {state}" if changed else f"{what}: already {state}")

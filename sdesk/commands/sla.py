@@ -37,7 +37,7 @@ def sla(
     now = clock.parse(at, what="--at") if at else clock.now()
     wanted = {"breached"} if breached else {"breached", "at_risk"} if at_risk else set(STATES)
     found = []  # (time left, ticket, policy, targets): kept light, details only for what is shown
-    for t, policy, targets in assess(config, settings.store().sla_tickets(pauses(config)), now):
+    for t, policy, targets in assess(config, settings.store().sla.sla_tickets(pauses(config)), now):
         running = [(x.left, name) for name, x in targets.items() if not x.done]
         if running:
             left, name = min(running)
@@ -46,7 +46,7 @@ def sla(
     found.sort(key=lambda f: (f[0], f[1]))
     if limit:
         found = found[:limit]
-    details = settings.store().sla_details([f[1] for f in found])
+    details = settings.store().sla.sla_details([f[1] for f in found])
     rows = [row({**t, **details[ticket_id]}, policy, targets) for _, ticket_id, _, t, policy, targets in found]
     if as_json:
         print_json(rows)
@@ -79,7 +79,7 @@ def slo(
         raise BadInput("no SLOs: add `slos` to sla.yaml in the desk config (--config DIR or SDESK_CONFIG)")
     now = clock.parse(at, what="--at") if at else clock.now()
     store = settings.store()
-    rows = [budget(s, store.slo_incidents(s, now), now) for s in config.slos.values()]
+    rows = [budget(s, store.sla.slo_incidents(s, now), now) for s in config.slos.values()]
     if as_json:
         print_json(rows)
         return

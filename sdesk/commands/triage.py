@@ -41,7 +41,7 @@ def ticket(
 
     settings = settings_of(ctx)
     config = settings.triage_config() or TriageConfig()
-    result = settings.store().retriage(ticket_id=parse_id(ticket_ref), config=config, actor=settings.actor)
+    result = settings.store().triage.retriage(ticket_id=parse_id(ticket_ref), config=config, actor=settings.actor)
     if as_json:
         print_json(result)
         return
@@ -107,7 +107,7 @@ def train(
         if text or label:
             raise BadInput(f"{'--text' if text else '--label'} needs --from-csv FILE")
         fields = [field.value] if field else ["category", "queue"]
-        sets = {f: store.training_tickets(f) for f in fields}
+        sets = {f: store.classifier.training_tickets(f) for f in fields}
         wanted = {f: rows for f, rows in sets.items() if _enough(rows)}
         if not wanted:
             counts = ", ".join(f"{f} has {_describe(rows)}" for f, rows in sets.items())
@@ -122,8 +122,8 @@ def train(
     trained = {}
     for f, (texts, labels, skipped, source) in sources.items():
         model = _train(f, texts, labels)
-        store.save_classifier(f, model, actor=settings_of(ctx).actor)
-        trained[f] = {"field": f, "source": source, "trained_at": store.classifier_info(f)["trained_at"],
+        store.classifier.save_classifier(f, model, actor=settings_of(ctx).actor)
+        trained[f] = {"field": f, "source": source, "trained_at": store.classifier.classifier_info(f)["trained_at"],
                       "docs": model.n_docs,
                       "skipped": skipped, "terms": model.n_terms, "classes": model.classes,
                       "class_counts": model.class_counts, "temperature": model.temperature,

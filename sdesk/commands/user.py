@@ -34,7 +34,7 @@ def add(
 
     Example: sdesk user add alice --role admin --team sre
     """
-    user = store_of(ctx).user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
+    user = store_of(ctx).users.user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
                                      login=login, email=email)
     if as_json:
         print_json(user)
@@ -51,7 +51,7 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The use
 
     Example: sdesk user remove bob
     """
-    store_of(ctx).user_remove(name, actor=settings_of(ctx).actor)
+    store_of(ctx).users.user_remove(name, actor=settings_of(ctx).actor)
     note(f"removed {name}")
 
 
@@ -62,7 +62,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
     Example: sdesk user list --json
     """
     store = store_of(ctx)
-    users = store.users()
+    users = store.users.users()
     if as_json:
         print_json(users)
         return
@@ -86,7 +86,7 @@ def token(
 
     Example: sdesk user token alertmanager --label prod-cluster
     """
-    token_id, secret = store_of(ctx).token_add(name, label=label, actor=settings_of(ctx).actor)
+    token_id, secret = store_of(ctx).users.token_add(name, label=label, actor=settings_of(ctx).actor)
     note(f"token {token_id} for {name}: keep it now, it is not shown again")
     print(secret)
 
@@ -97,7 +97,7 @@ def tokens(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: sdesk user tokens
     """
-    rows = store_of(ctx).tokens()
+    rows = store_of(ctx).users.tokens()
     if as_json:
         print_json(rows)
         return
@@ -115,5 +115,5 @@ def revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument(
 
     Example: sdesk user revoke 3
     """
-    store_of(ctx).token_revoke(token_id, actor=settings_of(ctx).actor)
+    store_of(ctx).users.token_revoke(token_id, actor=settings_of(ctx).actor)
     note(f"revoked token {token_id}")

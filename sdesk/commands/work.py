@@ -71,7 +71,7 @@ def change_new(
     settings = settings_of(ctx)
     if ci:
         _check_freeze(settings, ci, force)
-    change_id = settings.store().change_add(title=title, ci=ci, start=begins, end=ends, risk=risk.value if risk else None,
+    change_id = settings.store().cmdb.change_add(title=title, ci=ci, start=begins, end=ends, risk=risk.value if risk else None,
                                             status=status.value, actor=settings.actor)
     print(f"CH-{change_id}")
 
@@ -86,12 +86,12 @@ def _check_freeze(settings, ci: str, force: bool) -> None:
     if not config.slos:
         return
     store = settings.store()
-    found = store.ci_find([ci.strip().lower()])
+    found = store.cmdb.ci_find([ci.strip().lower()])
     slo = config.slos.get(found["name"] if found else ci.strip())
     if slo is None or slo.freeze == "off":
         return
     now = clock.now()
-    state = budget(slo, store.slo_incidents(slo, now), now)
+    state = budget(slo, store.sla.slo_incidents(slo, now), now)
     if state["status"] != "frozen":
         return
     why = (f"{slo.ci} is frozen: {state['used_share']:.0%} of its error budget spent, "
@@ -114,7 +114,7 @@ def change_list(
     Example: sdesk change list --since 24h
     """
     store = store_of(ctx)
-    changes = store.change_list(cis=[store.ci_name(ci)] if ci else None,
+    changes = store.cmdb.change_list(cis=[store.cmdb.ci_name(ci)] if ci else None,
                                 since=clock.iso(clock.back(since, "--since")) if since else None, limit=limit or None)
     if as_json:
         print_json(changes)
@@ -133,7 +133,7 @@ def change_show(ctx: typer.Context, change: ChangeArg,
 
     Example: sdesk change show CH-7
     """
-    c = store_of(ctx).change_get(_change_id(change))
+    c = store_of(ctx).cmdb.change_get(_change_id(change))
     if as_json:
         print_json(c)
         return
@@ -151,7 +151,7 @@ def change_status(ctx: typer.Context, change: ChangeArg, status: Annotated[Chang
     Example: sdesk change status CH-7 rolled_back
     """
     settings = settings_of(ctx)
-    c = settings.store().change_status(_change_id(change), status.value, actor=settings.actor)
+    c = settings.store().cmdb.change_status(_change_id(change), status.value, actor=settings.actor)
     note(f"CH-{c['id']} is {c['status']}")
 
 
@@ -172,7 +172,7 @@ def known_assignee(settings, user: str) -> str:
     from ..roles import user_key
 
     user = check_name(user, "assign")  # bad input (exit 2) before "no such user" (exit 3)
-    known = {user_key(u["name"]): u["name"] for u in settings.store().users()}
+    known = {user_key(u["name"]): u["name"] for u in settings.store().users.users()}
     for team in settings.oncall_config().teams.values():
         known.update((user_key(name), name) for name in team.members if user_key(name) not in known)
     if not known or user_key(user) in known:
@@ -212,7 +212,7 @@ def problem_new(
     Example: sdesk problem new --from 12,13,14 --title "Billing replica falls behind under batch load"
     """
     settings = settings_of(ctx)
-    problem_id = settings.store().problem_new(_ids(from_), title=title, root_cause=root_cause, workaround=workaround,
+    problem_id = settings.store().problems.problem_new(_ids(from_), title=title, root_cause=root_cause, workaround=workaround,
                                               known_error=known_error, actor=settings.actor)
     from ..lifecycle import ref
 
@@ -235,7 +235,7 @@ def problem_update(
     from ..lifecycle import parse_id
 
     settings = settings_of(ctx)
-    settings.store().problem_update(parse_id(problem), link=_ids(link) if link else [], root_cause=root_cause,
+    settings.store().problems.problem_update(parse_id(problem), link=_ids(link) if link else [], root_cause=root_cause,
                                     workaround=workaround, known_error=known_error, actor=settings.actor)
     note("problem updated")
 
@@ -254,7 +254,7 @@ def problem_resolve(
     from ..lifecycle import parse_id
 
     settings = settings_of(ctx)
-    noted = settings.store().problem_resolve(parse_id(problem), fix=fix, note_linked=note_linked, actor=settings.actor)
+    noted = settings.store().problems.problem_resolve(parse_id(problem), fix=fix, note_linked=note_linked, actor=settings.actor)
     from ..plain import plural
     note(f"problem resolved; fix noted on {plural(noted, 'incident')}")
 
@@ -269,7 +269,7 @@ def problem_show(ctx: typer.Context, problem: Annotated[str, typer.Argument(help
     from ..lifecycle import parse_id
 
     store = store_of(ctx)
-    p = store.problem_get(parse_id(problem))
+    p = store.problems.problem_get(parse_id(problem))
     if as_json:
         print_json(p)
         return
@@ -284,7 +284,7 @@ def problem_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
 
     Example: sdesk problem list
     """
-    problems = store_of(ctx).problem_list()
+    problems = store_of(ctx).problems.problem_list()
     if as_json:
         print_json(problems)
         return

@@ -460,7 +460,7 @@ def _may_act(store: Any, actor: str) -> bool:
     """Whether `actor` is an agent (or more) on the desk or on some queue of it."""
     from ..roles import RANK
 
-    access = store.access(actor)
+    access = store.users.access(actor)
     return any(RANK[role] >= RANK["agent"] for role in (access.role, *access.queues.values()))
 
 
@@ -474,7 +474,7 @@ def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = F
     rows = [t for t in rows if t["status"] not in ("resolved", "closed")]
     if not sla.policies or not rows:
         return {}
-    changes = store.sla_changes([t["id"] for t in rows])
+    changes = store.sla.sla_changes([t["id"] for t in rows])
     out = {}
     for t, policy, targets in assess(sla, ((t, changes.get(t["id"], [])) for t in rows), clock.now()):
         r = row(t, policy, targets)
@@ -501,7 +501,7 @@ def _breaching(store: Any, sla: Any, limit: int) -> list[dict[str, Any]]:
     from .. import clock
     from ..sla import assess, pauses, row
 
-    assessed = assess(sla, store.sla_tickets(pauses(sla)), clock.now())
+    assessed = assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now())
     found = sorted((row(t, policy, targets) for t, policy, targets in assessed), key=lambda r: r["left_seconds"])
     urgent = [r["id"] for r in found if r["state"] in ("breached", "at_risk")][:limit]
     return [t for t in (store.get(ticket_id=i) for i in urgent) if t is not None]
@@ -569,8 +569,8 @@ def ticket_data(store: Any, ticket_id: int, sla: Any) -> tuple:
     t = store.get_or_raise(ticket_id=ticket_id)
     children = store.children(ticket_id=ticket_id)
     return (t, store.events(ticket_id=ticket_id), children, store.context(ticket_id=ticket_id),
-            store.kb_linked(ticket_id), store.why(ticket_id=ticket_id), store.runs(ticket_id=ticket_id),
-            store.ticket_alerts([ticket_id, *(c["id"] for c in children)]),
+            store.kb.kb_linked(ticket_id), store.triage.why(ticket_id=ticket_id), store.runbooks.runs(ticket_id=ticket_id),
+            store.metrics.ticket_alerts([ticket_id, *(c["id"] for c in children)]),
             _sla_left(store, sla, [t], detail=True).get(t["id"]))
 
 
@@ -594,7 +594,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
         return
     if action == "escalate":
         def escalate(s):
-            s.escalate(ticket_id=ticket, config=app.settings.oncall_config(), actor=actor)
+            s.oncall.escalate(ticket_id=ticket, config=app.settings.oncall_config(), actor=actor)
 
         app.act(escalate, f"{name}: escalated (the next tick pages)", refresh)
         return
@@ -652,7 +652,7 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
         if draft not in ("", "y", "yes", "n", "no"):
             raise BadInput(f"resolve: draft a KB article? answer y or n, not {values[2].strip()!r}")
         if draft.startswith("y"):
-            return lambda s: s.resolve_with_draft(ticket, resolution=first, code=code, actor=actor)
+            return lambda s: s.kb.resolve_with_draft(ticket, resolution=first, code=code, actor=actor)
         return lambda s: s.move(ticket_id=ticket, action="resolve", resolution=first, code=code, actor=actor)
     if action == "priority":
         if first.upper() not in Priority.__members__:
@@ -665,7 +665,7 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
         return lambda s: s.link(ticket_id=ticket, parent_id=parent, actor=actor)
     if not (first.isascii() and first.isdigit()):
         raise BadInput(f"csat: {first!r} is not a score from 1 to 5")
-    return lambda s: s.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
+    return lambda s: s.metrics.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
 
 
 PRIORITIES = {"P1": "critical", "P2": "high", "P3": "moderate", "P4": "low"}
@@ -718,7 +718,7 @@ def _people(app: SdeskApp) -> list[tuple[str, str]]:
     try:
         oncall = app.settings.oncall_config()
         with app.store() as store:
-            now = store.on_call_now(oncall, list(oncall.schedules.values()), clock.now())
+            now = store.oncall.on_call_now(oncall, list(oncall.schedules.values()), clock.now())
     except SdeskError:
         return []
     holding = {r["user"]: r["schedule"] for r in now if r["user"]}

@@ -87,7 +87,7 @@ class OnCallScreen(Page):
         config = self.app.settings.oncall_config()
         if not config.schedules:
             raise SdeskError("no on-call schedules: add oncall.yaml to the desk config")
-        return store.on_call_now(config, list(config.schedules.values()), clock.now())
+        return store.oncall.on_call_now(config, list(config.schedules.values()), clock.now())
 
     def draw(self, rows: Any) -> None:
         from ..render import local, table
@@ -124,7 +124,7 @@ class ArticleScreen(Page):
         self.TITLE = f"KB-{article_id}"
 
     def fetch(self, store: Any) -> Any:
-        return store.kb_get(self.article_id)
+        return store.kb.kb_get(self.article_id)
 
     def draw(self, article: Any) -> None:
         from ..render import print_article
@@ -169,7 +169,7 @@ class KbScreen(Screen):
             if every is None:
                 raise BadInput(f"search: {text!r} has no word to look for")
             with self.app.store() as store:
-                found = store.kb_search(every) or store.kb_search(fts_query(text, any_term=True) or every)
+                found = store.kb.kb_search(every) or store.kb.kb_search(fts_query(text, any_term=True) or every)
         except SdeskError as e:
             self.app.call_from_thread(self.app.notify, str(e), severity="error")
             return
