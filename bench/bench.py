@@ -84,7 +84,7 @@ def _close_on_the_chain(conn: sqlite3.Connection, where: str) -> None:
     """Close the tickets `where` selects at their creation time, as a `close` would: the row and
     a `status_changed` event on the hash chain (written with SQL: a million moves through the
     store would take minutes)."""
-    from sdesk.store import EVENT_COLUMNS, event_hash, insert_rows, to_json
+    from sdesk.store_rows import EVENT_COLUMNS, event_hash, insert_rows, to_json
 
     data = to_json({"from": "new", "to": "closed", "action": "close"})
     conn.execute("BEGIN IMMEDIATE")
@@ -217,7 +217,8 @@ def build_history(size: int, rebuild: bool, days: int = 730) -> Path:
     CSAT ratings and worklogs. Written with plain SQL: the intake path is measured elsewhere."""
     sys.path.insert(0, str(ROOT))
     from sdesk import clock
-    from sdesk.store import GENESIS, Store, event_hash, to_json
+    from sdesk.store import Store
+    from sdesk.store_rows import GENESIS, event_hash, to_json
 
     path = STORES / f"history{size}.db"
     if _fresh(path, rebuild, "SELECT count(*) FROM tickets", size):

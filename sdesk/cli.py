@@ -261,7 +261,7 @@ def new(
     if not created:
         note(f"{lifecycle.ref(ticket_id)}: same fingerprint as this open ticket; occurrence recorded")
     if as_json:
-        print_json({**settings.store().get_or_raise(ticket_id=ticket_id), "deduplicated": not created})
+        print_json({**settings.store().tickets.get_or_raise(ticket_id=ticket_id), "deduplicated": not created})
     else:
         print(lifecycle.ref(ticket_id))
 
@@ -377,7 +377,7 @@ def list_(
         suppressed=suppressed,
     )
     store = store_of(ctx)
-    tickets = store.list(**filters, sort=sort, limit=limit or None)
+    tickets = store.tickets.list(**filters, sort=sort, limit=limit or None)
     if as_json or as_jsonl or as_csv:
         _capped(ctx, store, filters, limit, len(tickets))  # first: a pipe's reader may stop early
     if as_json:
@@ -404,7 +404,7 @@ def _capped(ctx: typer.Context, store: Any, filters: dict[str, Any], limit: int,
         return
     from .plain import plural
 
-    total = store.count(**filters)
+    total = store.tickets.count(**filters)
     if total > limit:
         many = f"{store.COUNT_CAP:,}+ tickets" if total > store.COUNT_CAP else plural(total, "ticket")
         source = ctx.get_parameter_source("limit")
@@ -425,15 +425,15 @@ def show(
     """
     store = store_of(ctx)
     ticket_id = lifecycle.parse_id(ticket)
-    t = store.get_or_raise(ticket_id=ticket_id)
-    events = store.events(ticket_id=ticket_id)
-    context, linked = store.context(ticket_id=ticket_id), store.kb.kb_linked(ticket_id)
+    t = store.tickets.get_or_raise(ticket_id=ticket_id)
+    events = store.tickets.events(ticket_id=ticket_id)
+    context, linked = store.tickets.context(ticket_id=ticket_id), store.kb.kb_linked(ticket_id)
     if as_json:
         print_json({**t, "context": context, "kb_linked": linked, "events": events})
     else:
         from .render import print_ticket
 
-        print_ticket(t, events, store.children(ticket_id=ticket_id), context, linked)
+        print_ticket(t, events, store.tickets.children(ticket_id=ticket_id), context, linked)
 
 
 @app.command()
@@ -462,7 +462,7 @@ def why(
 
 def _move(ctx: typer.Context, ticket: str, action: str, **kwargs: Any) -> None:
     settings = settings_of(ctx)
-    t = settings.store().move(ticket_id=lifecycle.parse_id(ticket), action=action, actor=settings.actor, **kwargs)
+    t = settings.store().tickets.move(ticket_id=lifecycle.parse_id(ticket), action=action, actor=settings.actor, **kwargs)
     note(_state_line(t))
 
 
@@ -565,7 +565,7 @@ def comment(ctx: typer.Context, ticket: TicketArg, text: Annotated[str, typer.Ar
     """
     settings = settings_of(ctx)
     ticket_id = lifecycle.parse_id(ticket)
-    settings.store().comment(ticket_id=ticket_id, text=text, actor=settings.actor)
+    settings.store().tickets.comment(ticket_id=ticket_id, text=text, actor=settings.actor)
     note(f"{lifecycle.ref(ticket_id)}: comment added")  # on stderr, as ack and the other moves say theirs
 
 
@@ -606,7 +606,7 @@ def update(
                           "ci": ci, "queue": queue, "team": team, "requester": requester}.items()
         if v is not None
     }
-    current = store.get_or_raise(ticket_id=ticket_id)
+    current = store.tickets.get_or_raise(ticket_id=ticket_id)
     if label:
         labels = dict(current["labels"])
         for key, value in _parse_labels(label).items():
@@ -629,7 +629,7 @@ def update(
         valid = TicketUpdate.model_validate(changes).model_dump(mode="json", exclude_unset=True)
     except ValidationError as e:
         raise BadInput(describe(e)) from None
-    t = store.update(ticket_id=ticket_id, changes=valid, actor=settings.actor)
+    t = store.tickets.update(ticket_id=ticket_id, changes=valid, actor=settings.actor)
     changed = [f for f in valid if current.get(f) != t.get(f)]
     note(f"{lifecycle.ref(ticket_id)} updated: {', '.join(changed)}" if changed
          else f"{lifecycle.ref(ticket_id)}: nothing changed (the values given are the current ones)")
@@ -649,7 +649,7 @@ def link(
     """
     settings = settings_of(ctx)
     ticket_id, parent_id = lifecycle.parse_id(ticket), lifecycle.parse_id(parent)
-    settings.store().link(ticket_id=ticket_id, parent_id=parent_id, actor=settings.actor)
+    settings.store().tickets.link(ticket_id=ticket_id, parent_id=parent_id, actor=settings.actor)
     note(f"{lifecycle.ref(ticket_id)} is linked under {lifecycle.ref(parent_id)}")
 
 

@@ -82,7 +82,7 @@ def _tick(store: Store, oncall, sla) -> list[str]:
 def _print_context(store: Store, ticket_id: int) -> None:
     from .render import print_context
 
-    print_context(store.context(ticket_id=ticket_id) or {}, [])
+    print_context(store.tickets.context(ticket_id=ticket_id) or {}, [])
 
 
 def _runbook_demo(store: Store, disk: int, say, out) -> None:
@@ -125,7 +125,7 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
         done = resume(store, runbook, run["id"], actor="dave", echo=echo)
         left = sorted(p.name for p in Path(scratch).iterdir())
         say(f"the 3 old files are deleted ({', '.join(left)} is kept) and {ref(disk)} is "
-            f"{store.get_or_raise(ticket_id=disk)['status']} by automation (run {run['id']}: {done['status']})")
+            f"{store.tickets.get_or_raise(ticket_id=disk)['status']} by automation (run {run['id']}: {done['status']})")
 
 
 def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
@@ -239,34 +239,34 @@ def run_demo(db: Path | None) -> None:
             say(f"the checkout alert fires twice more: {ref(checkout)} counts 3 occurrences, no new tickets")
             at(4)
             try:
-                store.move(ticket_id=checkout, action="ack", actor="guest")
+                store.tickets.move(ticket_id=checkout, action="ack", actor="guest")
             except PermissionDenied as e:
                 say(f"guest tries to acknowledge {ref(checkout)}: refused and recorded ({e})")
-            store.move(ticket_id=checkout, action="ack", actor="alice")
+            store.tickets.move(ticket_id=checkout, action="ack", actor="alice")
             at(6)
-            store.link(ticket_id=pay_hangs, parent_id=checkout, actor="sam")
-            store.comment(ticket_id=checkout, text="Error spike starts right after the deploy of checkout-api 2026.11.3",
+            store.tickets.link(ticket_id=pay_hangs, parent_id=checkout, actor="sam")
+            store.tickets.comment(ticket_id=checkout, text="Error spike starts right after the deploy of checkout-api 2026.11.3",
                           actor="alice")
             at(7)
-            store.move(ticket_id=checkout, action="start", actor="alice")
-            store.move(ticket_id=replica, action="ack", actor="dave")
+            store.tickets.move(ticket_id=checkout, action="start", actor="alice")
+            store.tickets.move(ticket_id=replica, action="ack", actor="dave")
             say(f"alice acknowledges {ref(checkout)}; sam links the customer report {ref(pay_hangs)} under it")
             at(9)
-            store.move(ticket_id=mfa, action="assign", assignee="bob", actor="sam")
-            store.move(ticket_id=mfa, action="start", actor="bob")
-            store.move(ticket_id=laptop, action="assign", assignee="carol", actor="sam")
-            store.move(ticket_id=laptop, action="start", actor="carol")
-            store.move(ticket_id=laptop, action="wait", actor="carol")
+            store.tickets.move(ticket_id=mfa, action="assign", assignee="bob", actor="sam")
+            store.tickets.move(ticket_id=mfa, action="start", actor="bob")
+            store.tickets.move(ticket_id=laptop, action="assign", assignee="carol", actor="sam")
+            store.tickets.move(ticket_id=laptop, action="start", actor="carol")
+            store.tickets.move(ticket_id=laptop, action="wait", actor="carol")
             at(22)
-            store.move(ticket_id=checkout, action="resolve", actor="alice", code="rollback",
+            store.tickets.move(ticket_id=checkout, action="resolve", actor="alice", code="rollback",
                        resolution="Rolled back checkout-api to 2026.11.2; 5xx rate back under 0.1%")
-            store.move(ticket_id=pay_hangs, action="resolve", actor="sam", code="duplicate",
+            store.tickets.move(ticket_id=pay_hangs, action="resolve", actor="sam", code="duplicate",
                        resolution=f"Caused by {ref(checkout)}; fixed by its rollback")
             say(f"alice rolls back the deploy and resolves {ref(checkout)} (and {ref(pay_hangs)} with it)")
             at(35)
-            store.move(ticket_id=mfa, action="resolve", actor="bob", code="fixed",
+            store.tickets.move(ticket_id=mfa, action="resolve", actor="bob", code="fixed",
                        resolution="Identity verified at the front desk; authenticator re-enrolled")
-            store.move(ticket_id=mfa, action="close", actor="bob")
+            store.tickets.move(ticket_id=mfa, action="close", actor="bob")
             say(f"bob resets the MFA and closes {ref(mfa)}; carol's laptop {ref(laptop)} waits on hardware")
             at(38)
             [(disk, _), (search, _)] = _receive(store, "alertmanager-firing.json", "alertmanager", "alertmanager")
@@ -278,11 +278,11 @@ def run_demo(db: Path | None) -> None:
             _runbook_demo(store, disk, say, out)
             at(44)
             [(budget, _)] = _receive(store, "mail-new.eml", "email", "mail")
-            store.move(ticket_id=budget, action="assign", assignee="bob", actor="sam")
+            store.tickets.move(ticket_id=budget, action="assign", assignee="bob", actor="sam")
             say(f"an email from Priya opens {ref(budget)}; sam assigns it to bob")
             at(51)
             _receive(store, "mail-reply.eml", "email", "mail")
-            store.move(ticket_id=budget, action="resolve", actor="bob", code="fixed",
+            store.tickets.move(ticket_id=budget, action="resolve", actor="bob", code="fixed",
                        resolution="Re-added to the finance group")
             store.metrics.csat_record(ticket_id=budget, score=5, comment="Thanks, quick!", actor="priya@example.com")
             store.metrics.csat_record(ticket_id=mfa, score=4, comment=None, actor="dana@example.com")
@@ -301,7 +301,7 @@ def run_demo(db: Path | None) -> None:
             at(65)
             storm = _receive(store, "alertmanager-storm.json", "alertmanager", "alertmanager")
             root = storm[0][0]
-            children = [t["id"] for t in store.children(ticket_id=root)]
+            children = [t["id"] for t in store.tickets.children(ticket_id=root)]
             backup = storm[-1][0]
             say(f"payments-db fails: {len(storm)} alerts in one post become one incident {ref(root)} with "
                 f"{len(children)} children ({', '.join(map(ref, children))}) by CMDB topology; "
@@ -320,27 +320,27 @@ def run_demo(db: Path | None) -> None:
                 "demo's notifier writes pages to a file; a desk's is set in oncall.yaml)")
             at(72)
             acker = second[0] if second else "alice"
-            store.move(ticket_id=root, action="ack", actor=acker)
+            store.tickets.move(ticket_id=root, action="ack", actor=acker)
             _tick(store, oncall, sla)
             say(f"{acker} acknowledges {ref(root)}: the escalation stops")
             out.print("\n[bold]sdesk sla[/] (the storm's incident: responded in 7 minutes of 15)")
             from .render import print_sla
             from .sla import assess, pauses, row
 
-            rows = [row(store.get_or_raise(ticket_id=root), policy, targets)
+            rows = [row(store.tickets.get_or_raise(ticket_id=root), policy, targets)
                     for t, policy, targets in assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]
             print_sla(rows)
             clock.set_override(None)
 
             out.print("\n[bold]The open queue[/] (suppressed tickets: sdesk list --suppressed)")
-            print_tickets(store.list(suppressed=False))
-            p1 = store.get_or_raise(ticket_id=checkout)
+            print_tickets(store.tickets.list(suppressed=False))
+            p1 = store.tickets.get_or_raise(ticket_id=checkout)
             tta = clock.parse(p1["acknowledged_at"]) - clock.parse(p1["created_at"])
             ttr = clock.parse(p1["resolved_at"]) - clock.parse(p1["created_at"])
             events, _, _ = store.audit.verify_chain()
-            by_status = ", ".join(f"{n} {s}" for s, n in store.count_by("status").items())
-            out.print(f"\n[bold]Summary[/]: {sum(store.count_by('status').values())} tickets ({by_status}); "
-                      f"{store.count_alerts()} alerts and 2 emails came in; repeats were deduplicated.")
+            by_status = ", ".join(f"{n} {s}" for s, n in store.tickets.count_by("status").items())
+            out.print(f"\n[bold]Summary[/]: {sum(store.tickets.count_by('status').values())} tickets ({by_status}); "
+                      f"{store.tickets.count_alerts()} alerts and 2 emails came in; repeats were deduplicated.")
             out.print(f"{ref(checkout)} (P1): acknowledged in {int(tta.total_seconds() // 60)} min, "
                       f"resolved in {int(ttr.total_seconds() // 60)} min.")
             out.print(f"Audit: {events} events, hash chain intact. Database: {db if tmp is None else '(temporary)'}")

@@ -125,7 +125,7 @@ class Enricher:
         if ci not in self._recent:
             since = clock.iso(self.now - timedelta(days=self.options.similar_within_days))
             self._recent[ci] = [(c, set(terms(c["title"], limit=32)))
-                                for c in self.store.recent_on(ci=ci, since=since, limit=200)]
+                                for c in self.store.tickets.recent_on(ci=ci, since=since, limit=200)]
         mine = set(terms(ticket.get("title") or "", limit=32))
         scored = []
         for c, theirs in self._recent[ci]:

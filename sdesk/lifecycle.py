@@ -148,3 +148,8 @@ def parse_id(text: str | int) -> int:
 
 def ref(ticket_id: int) -> str:
     return f"{ID_PREFIX}{ticket_id}"
+
+
+def more_urgent(priority: str | None, than: str | None) -> bool:
+    """P1 is more urgent than P2 (and than no priority: a parent without one is not raised)."""
+    return bool(priority and than and priority < than)

@@ -183,12 +183,12 @@ def postmortem(store: Store, ticket_id: int, sla: SlaConfig) -> str:
     from .render import describe_event, reopened_at
     from .sla import clocks
 
-    t = store.get_or_raise(ticket_id=ticket_id)
+    t = store.tickets.get_or_raise(ticket_id=ticket_id)
     if t["kind"] not in ("incident", "problem"):
         raise BadInput(f"{ref(ticket_id)} is a {t['kind']}: postmortems are for incidents and problems")
-    events = store.events(ticket_id=ticket_id)
-    children = store.children(ticket_id=ticket_id)
-    context = store.context(ticket_id=ticket_id) or {}
+    events = store.tickets.events(ticket_id=ticket_id)
+    children = store.tickets.children(ticket_id=ticket_id)
+    context = store.tickets.context(ticket_id=ticket_id) or {}
     created = clock.parse(t["created_at"])
     acked = clock.parse(t["acknowledged_at"]) if t["acknowledged_at"] else None
     resolved = clock.parse(t["resolved_at"]) if t["resolved_at"] else None
@@ -230,7 +230,7 @@ def postmortem(store: Store, ticket_id: int, sla: SlaConfig) -> str:
     # Triage's correlation and a person's `sdesk link` are different evidence: say which is which.
     correlated, linked = [], []
     for c in children:
-        by = _linked_by(store.events(ticket_id=c["id"]), ticket_id)
+        by = _linked_by(store.tickets.events(ticket_id=c["id"]), ticket_id)
         (correlated if by is None else linked).append((c, by))
     if correlated:
         lines.append(f"- {plural(len(correlated), 'ticket')} correlated by triage: "
@@ -255,7 +255,7 @@ def postmortem(store: Store, ticket_id: int, sla: SlaConfig) -> str:
         lines += [f"- run {r['id']}: {md(r['runbook'])}{' (dry run)' if r['dry_run'] else ''} by {md(r['actor'])}: "
                   f"{r['status']}" + (f" ({md(r['reason'])})" if r["reason"] else "") for r in reversed(runs)]
     if t.get("problem_id"):
-        problem = store.get(ticket_id=t["problem_id"])
+        problem = store.tickets.get(ticket_id=t["problem_id"])
         lines += ["", "## Problem", "", f"Linked to problem {ref(t['problem_id'])}"
                   + (f": {md(problem['title'])} ({problem['status']})" if problem else "")]
     lines += ["", "## Timeline (UTC)", "", "| time | who | what |", "|---|---|---|"]

@@ -50,9 +50,9 @@ def prepare(store: Store, runbook: Runbook, ticket_id: int, given: Mapping[str, 
     from .triage import values_of
 
     check_runnable(runbook)
-    ticket = store.get_or_raise(ticket_id=ticket_id)
+    ticket = store.tickets.get_or_raise(ticket_id=ticket_id)
     if runbook.applies is not None:
-        values = values_of(ticket, {}, store.context(ticket_id=ticket_id) or {}, clock.now())
+        values = values_of(ticket, {}, store.tickets.context(ticket_id=ticket_id) or {}, clock.now())
         if not runbook.applies(values):
             raise Conflict(f"runbook {runbook.name} does not apply to {lifecycle.ref(ticket_id)} "
                            f"(applies_to: {readable(runbook.applies_to)})")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import os
 import shlex
 import sqlite3
@@ -17,7 +16,6 @@ import stat
 from datetime import timedelta
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +23,8 @@ import orjson
 
 from . import clock, lifecycle, migrations
 from .errors import BadInput, Conflict, ExitCode, NotFound, PermissionDenied, SdeskError
-from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
-from .roles import DEFAULT_ROLE, RANK, Access, claim_refusal, refusal, user_key
+from .roles import DEFAULT_ROLE, RANK, claim_refusal, user_key
 from .signals import Signal
 from .store_audit import AuditStore
 from .store_classifier import ClassifierStore
@@ -36,8 +33,10 @@ from .store_kb import KbStore
 from .store_metrics import MetricsStore
 from .store_oncall import OnCallStore
 from .store_problems import ProblemStore
+from .store_rows import Refused, Tx, insert_rows, to_json
 from .store_runbooks import RunbookStore, lock_key
 from .store_sla import SlaStore
+from .store_tickets import _SETTABLE, CREATE_FIELDS, TicketStore, _ticket_columns
 from .store_triage import TriageStore
 from .store_users import UsersStore
 
@@ -47,53 +46,17 @@ if TYPE_CHECKING:
     from .store_triage import Triager
     from .triage import TriageConfig
 
-GENESIS = "0" * 64
 
 # Columns a new ticket may set, in insert order (team comes from enrichment; the last five
 # from triage only).
-CREATE_FIELDS = (
-    "kind", "title", "description", "priority", "impact", "urgency", "category", "service",
-    "ci", "queue", "team", "requester", "fingerprint", "assignee", "parent_id", "suppressed", "runbook", "group_key",
-)
-TEXT_FIELDS = ("title", "description", "category", "service", "ci", "queue", "requester")
-UPDATE_FIELDS = (
-    "title", "description", "kind", "priority", "impact", "urgency", "category", "service",
-    "ci", "queue", "team", "requester", "labels", "tags",
-)
-JSON_FIELDS = ("labels", "tags")
-_SETTABLE = frozenset((*CREATE_FIELDS, *JSON_FIELDS))  # what a created event's `set` may hold
-
-@functools.lru_cache(maxsize=64)
-def _ticket_columns(fields: tuple[str, ...]) -> tuple[str, str]:
-    return (f"tickets (id, {', '.join(fields)}, labels, tags, status, source, created_at, updated_at, occurrences)",
-            f"(?, {', '.join('?' * len(fields))}, ?, ?, 'new', ?, ?, ?, ?)")
 
 
-EVENT_COLUMNS = ("events (id, ticket_id, at, actor, kind, data, prev_hash, hash, login)", "(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
 ALERT_COLUMNS = ("alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id)",
                  "(?, ?, ?, ?, ?, ?, ?, ?)")
 
-SORT_COLUMNS = {
-    "id": "id", "priority": "priority", "status": "status", "created": "created_at",
-    "updated": "updated_at", "title": "title", "assignee": "assignee", "queue": "queue",
-    "service": "service", "kind": "kind",
-}
 
 
-def insert_rows(conn: sqlite3.Connection, columns: tuple[str, str], rows: list[tuple]) -> None:
-    """INSERT INTO `columns[0]` the rows, each bound to the template `columns[1]`, many rows to
-    a statement. A statement has fixed costs (with AUTOINCREMENT, a read and a write of
-    sqlite_sequence) that executemany pays per row: a stream's inserts take a third fewer
-    instructions this way (callgrind). The statements have one size, so that SQLite parses
-    each once (Python's sqlite3 caches them)."""
-    target, template = columns
-    per = 999 // template.count("?")  # SQLite before 3.32 takes at most 999 variables
-    whole = len(rows) - len(rows) % per
-    if whole:
-        conn.executemany(f"INSERT INTO {target} VALUES {','.join([template] * per)}",
-                         [list(chain.from_iterable(rows[i:i + per])) for i in range(0, whole, per)])
-    if whole < len(rows):
-        conn.executemany(f"INSERT INTO {target} VALUES {template}", rows[whole:])
 
 
 class StoreFault(SdeskError):
@@ -326,20 +289,8 @@ def default_db_path() -> Path:
     return Path(user_data_dir("sdesk", appauthor=False)) / "sdesk.db"
 
 
-def to_json(value: Any) -> str:
-    """Compact JSON as stored (the event hash covers this exact text)."""
-    return orjson.dumps(value).decode()
 
 
-def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, actor: str, kind: str,
-               data: str, login: str | None = None) -> str:
-    """sha256 over the previous hash and the event's row. Text fields are length-prefixed so
-    that no two different rows hash the same input. The OS login is covered when there is one
-    (events from before it was recorded have none, and keep the hash they were written with)."""
-    row = f"{event_id}|{ticket_id}|{len(at)}:{at}|{len(actor)}:{actor}|{len(kind)}:{kind}|{data}"
-    if login is not None:
-        row += f"|{len(login)}:{login}"
-    return hashlib.sha256((prev_hash + row).encode()).hexdigest()
 
 
 def _ticket_text(t: dict[str, Any]) -> str:
@@ -363,122 +314,14 @@ def _redacted_json(text: str, mask_pii: bool) -> str:
     return to_json(redact_strings(orjson.loads(text), mask_pii)[0])
 
 
-def _ticket(row: sqlite3.Row) -> dict[str, Any]:
-    t = dict(row)
-    for field in JSON_FIELDS:
-        t[field] = orjson.loads(t[field])
-    return t
 
 
-@functools.cache
-def os_login() -> str:
-    """The OS account this process runs as, from its real uid (not $USER or $LOGNAME, which
-    anyone can set): the identity an event records beside the actor it claims."""
-    import os
-
-    try:
-        import pwd
-
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError):  # Windows; a uid with no passwd entry, as in some containers
-        import getpass
-
-        try:
-            return getpass.getuser()
-        except (KeyError, OSError):
-            return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-def _event(row: sqlite3.Row) -> dict[str, Any]:
-    e = dict(row)
-    e["data"] = orjson.loads(e["data"])
-    return e
 
 
-class _Refused(Exception):
-    """A role that is not enough: the transaction is undone and the refusal recorded instead."""
-
-    def __init__(self, message: str, queue: str | None, ticket_id: int | None, need: str, what: str,
-                 record_as: str | None = None):
-        super().__init__(message)
-        self.queue, self.ticket_id, self.need, self.what = queue, ticket_id, need, what
-        self.record_as = record_as  # who the refusal is recorded as, when not the claimed actor
 
 
-class _Tx:
-    """One write transaction: the connection, its time, and the events it appends."""
-
-    def __init__(self, conn: sqlite3.Connection, actor: str, access: Access | None = None, need: str = "agent",
-                 what: str = ""):
-        self.conn = conn
-        self.actor = actor
-        self.login = os_login()  # recorded on each event beside the actor
-        self.access, self.need, self.what = access, need, what
-        # Whether the role was checked on what this transaction changes: on each ticket it
-        # touches (Store._current, new tickets), or on the desk for writes beside tickets.
-        self.checked = False
-        self.at = clock.now_iso()
-        last = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        self._prev = last[0] if last else GENESIS
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        self._next_id = (seq[0] if seq else 0) + 1
-        self.events: list[tuple] = []
-        self.redacted: dict[int | None, set[str]] = {}  # ticket (None: the desk) -> kinds of secret taken out
-
-    def event(self, ticket_id: int | None, kind: str, data: dict[str, Any], *, clean: bool = False,
-              actor: str | None = None) -> None:
-        """Append an event. Every string in its data, keys too, is redacted here, so that no write
-        can store a secret in the history by forgetting to; `clean=True` only where the data
-        was redacted already (a stream's new tickets: scanning twice costs intake its speed).
-        `actor`: a source acting through this transaction's account (Signal.actor)."""
-        text = to_json(data)
-        if not clean and might_hold_secrets(text):
-            text = to_json(self.clean(data, ticket_id))
-        actor = actor or self.actor
-        h = event_hash(self._prev, self._next_id, ticket_id, self.at, actor, kind, text, self.login)
-        self.events.append((self._next_id, ticket_id, self.at, actor, kind, text, self._prev, h, self.login))
-        self._prev, self._next_id = h, self._next_id + 1
-
-    @contextmanager
-    def acting(self, actor: str | None) -> Iterator[dict[str, str]]:
-        """Events written inside are `actor`'s (a source's: Signal.actor), and the data to add to
-        them: who delivered it ({"received_by": account}); nothing changes when actor is None."""
-        if not actor:
-            yield {}
-            return
-        account, self.actor = self.actor, actor
-        try:
-            yield {"received_by": account}
-        finally:
-            self.actor = account
-
-    def clean(self, value: Any, ticket_id: int | None = None, pii: bool = False) -> Any:
-        """The one redacting helper of every store write: value (a text, or a JSON-like value:
-        keys too) with each secret replaced by `[REDACTED:kind]`. The kinds found go on the
-        ticket's timeline (or the desk's) as a `redacted` event when the transaction ends."""
-        if value is None:
-            return None
-        clean, kinds = redact_strings(value, pii)
-        if kinds and clean != value:  # (text redacted before, quoted again, is reported but unchanged)
-            self.redacted.setdefault(ticket_id, set()).update(kinds)
-        return clean
-
-    def check(self, queue: str | None = None, ticket_id: int | None = None, need: str | None = None,
-              what: str | None = None) -> None:
-        """Refuse (see Store._write) unless the actor's role, on `queue` when given, is at least
-        `need` (the transaction's own by default)."""
-        if need:
-            self.need, self.what = need, what or self.what
-        self.checked = True
-        if self.access is not None and not self.access.allows(self.need, queue):
-            raise _Refused(refusal(self.access, self.need, self.what, queue), queue, ticket_id, self.need, self.what)
-
-    def flush(self) -> None:
-        for ticket_id, kinds in self.redacted.items():
-            self.event(ticket_id, "redacted", {"kinds": sorted(kinds)}, clean=True)
-        self.redacted.clear()
-        insert_rows(self.conn, EVENT_COLUMNS, self.events)
-        self.events.clear()
 
 
 class _Triggers:
@@ -487,7 +330,7 @@ class _Triggers:
     (how many more times it arrived). Monitoring resends a firing alert every few minutes; one
     event per resend would bury a ticket's history, and the alerts table keeps every arrival."""
 
-    def __init__(self, tx: _Tx, open_by_fingerprint: dict[str, list], mask_pii: bool = False,
+    def __init__(self, tx: Tx, open_by_fingerprint: dict[str, list], mask_pii: bool = False,
                  enricher: Enricher | None = None, triager: Triager | None = None, silences: set[str] = frozenset(),
                  automate: Collection[str] = ()):
         self.tx = tx
@@ -634,16 +477,17 @@ class Store:
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
         # The parts, one per area of the desk: each runs its SQL through this store's connection
         # and transactions (store.kb.kb_search(...), store.oncall.pages(...)).
-        self.audit = AuditStore(self)
+        tickets = self.tickets = TicketStore(self)
+        self.audit = AuditStore(self, tickets=tickets)
         self.classifier = ClassifierStore(self)
         self.cmdb = CmdbStore(self)
-        self.kb = KbStore(self)
-        self.metrics = MetricsStore(self)
-        self.oncall = OnCallStore(self)
-        self.problems = ProblemStore(self)
-        self.runbooks = RunbookStore(self)
+        self.kb = KbStore(self, cmdb=self.cmdb, tickets=tickets)
+        self.metrics = MetricsStore(self, tickets=tickets)
+        self.oncall = OnCallStore(self, tickets=tickets)
+        self.problems = ProblemStore(self, tickets=tickets)
+        self.runbooks = RunbookStore(self, tickets=tickets)
         self.sla = SlaStore(self)
-        self.triage = TriageStore(self)
+        self.triage = TriageStore(self, classifier=self.classifier, sla=self.sla, tickets=tickets)
         self.users = UsersStore(self)
         self.stopped: str | None = None  # why writes stop for good (the files changed under us)
         self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
@@ -727,8 +571,8 @@ class Store:
         self.close()
 
     @contextmanager
-    def _write(self, actor: str, need: str = "agent", what: str = "changing the desk",
-               claim: bool = True, damaged_ok: bool = False) -> Iterator[_Tx]:
+    def write(self, actor: str, need: str = "agent", what: str = "changing the desk",
+               claim: bool = True, damaged_ok: bool = False) -> Iterator[Tx]:
         """One write transaction by `actor`, whose role must be at least `need` (roles.py); on a
         ticket, their role on its queue (see _current). A refusal is recorded, with `what` they
         tried, and raised as PermissionDenied. When `actor` is the one the command line claimed,
@@ -742,7 +586,7 @@ class Store:
             raise _damaged(self.path)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            tx = _Tx(self.conn, actor, self.users.access(actor, self.conn), need, what)
+            tx = Tx(self.conn, actor, self.users.access(actor, self.conn), need, what)
             if claim and self.claimed is not None and user_key(actor) == user_key(self.claimed):
                 self._check_claim(tx.conn, actor, tx.login)
             yield tx
@@ -751,7 +595,7 @@ class Store:
             tx.flush()
             self.conn.execute("COMMIT")
             self._check_files()
-        except _Refused as refused:
+        except Refused as refused:
             self.conn.execute("ROLLBACK")
             self._record_refusal(refused.record_as or actor, refused)
             raise PermissionDenied(str(refused)) from None
@@ -793,12 +637,12 @@ class Store:
     def require(self, actor: str, need: str, what: str) -> None:
         """Refuse (and record) unless `actor` has at least role `need` on the desk, for work
         that is not a store write of its own (a restore, an import)."""
-        with self._write(actor, need, what, damaged_ok=True):
+        with self.write(actor, need, what, damaged_ok=True):
             pass
 
     def record(self, actor: str, kind: str, data: dict[str, Any]) -> None:
         """An event about the whole desk (a restore), on the chain."""
-        with self._write(actor, "viewer") as tx:
+        with self.write(actor, "viewer") as tx:
             tx.event(None, kind, data)
 
     def desk_state(self) -> dict[str, tuple[str, str]]:
@@ -809,7 +653,7 @@ class Store:
                        event: str | None = None) -> None:
         """Remember `value` under `key` (a time stamp for "tick ran", a path for the config);
         `event`: also record it on the chain as that kind (a change people should see)."""
-        with self._write(actor, need, f"setting {key}") as tx:
+        with self.write(actor, need, f"setting {key}") as tx:
             tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
                             "DO UPDATE SET value = excluded.value, at = excluded.at", (key, tx.clean(value), tx.at))
             if event:
@@ -818,7 +662,7 @@ class Store:
     def check_claim(self, actor: str) -> None:
         """Refuse (and record) unless this process's OS login may act as `actor` (_check_claim),
         for work whose writes happen elsewhere (serve acting as `actor` for untokened requests)."""
-        with self._write(actor, "viewer"):
+        with self.write(actor, "viewer"):
             pass
 
     def _check_claim(self, conn: sqlite3.Connection, actor: str, login: str) -> None:
@@ -833,15 +677,15 @@ class Store:
         if me is None and user_key(actor) == user_key(login) and \
                 conn.execute("SELECT 1 FROM users WHERE key = ?", (user_key(actor),)).fetchone() is None:
             return
-        raise _Refused(claim_refusal(login, tuple(me) if me else None, actor), None, None, "admin",
+        raise Refused(claim_refusal(login, tuple(me) if me else None, actor), None, None, "admin",
                        f"acting as {actor}", record_as=me[0] if me else f"login:{login}")
 
-    def _record_refusal(self, actor: str, refused: _Refused) -> None:
+    def _record_refusal(self, actor: str, refused: Refused) -> None:
         """One permission_denied event per (actor, OS login, minute): a refusal repeated within
         the minute only counts, in `refusals`, so a loop of refused requests cannot flood the
         chain. The next window's event carries the previous window's final count, so every count
         but the current minute's is on the chain."""
-        with self._write(actor, "viewer", claim=False) as tx:
+        with self.write(actor, "viewer", claim=False) as tx:
             minute = tx.at[:16]  # YYYY-MM-DDTHH:MM
             last = tx.conn.execute("SELECT minute, count, event_id FROM refusals WHERE actor = ? AND login = ?",
                                    (actor, tx.login)).fetchone()
@@ -857,136 +701,18 @@ class Store:
                             "ON CONFLICT (actor, login) DO UPDATE SET minute = excluded.minute, count = 1, "
                             "event_id = excluded.event_id", (actor, tx.login, minute, event_id))
 
-    def refusal_counts(self, event_ids: Collection[int]) -> dict[int, int]:
-        """How many refusals each of these permission_denied events stands for, in its minute so
-        far (1 when nothing repeated it)."""
-        ids = list(event_ids)[:500]
-        if not ids:
-            return {}
-        return dict(self.conn.execute(f"SELECT event_id, count FROM refusals WHERE event_id IN ({','.join('?' * len(ids))})", ids))
-
     # -- reads ---------------------------------------------------------------------------
 
-    def get(self, *, ticket_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-        return _ticket(row) if row else None
 
-    def get_or_raise(self, *, ticket_id: int) -> dict[str, Any]:
-        ticket = self.get(ticket_id=ticket_id)
-        if ticket is None:
-            raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
-        return ticket
 
-    def events(self, *, ticket_id: int) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM events WHERE ticket_id = ? ORDER BY id", (ticket_id,))
-        return [_event(r) for r in rows]
 
-    def last_event_id(self) -> int:
-        """The id of the newest event ever written (0 on a new desk): a cheap "has anything
-        changed?" for screens that poll (one row of sqlite_sequence)."""
-        seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return seq[0] if seq else 0
 
-    def children(self, *, ticket_id: int) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM tickets WHERE parent_id = ? ORDER BY id", (ticket_id,))
-        return [_ticket(r) for r in rows]
 
-    def list(
-        self,
-        *,
-        statuses: Iterable[str] = (),
-        open_only: bool = True,
-        queue: str | None = None,
-        priorities: Iterable[str] = (),
-        assignee: str | None = None,
-        service: str | None = None,
-        ci: str | None = None,
-        problem_id: int | None = None,
-        tag: str | None = None,
-        kind: str | None = None,
-        text: str | None = None,
-        suppressed: bool | None = None,
-        sort: str | None = None,
-        limit: int | None = 50,
-        after: tuple[str, int] | None = None,
-        unassigned: bool = False,
-        count_only: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Tickets matching every filter given. The default order is the work queue (priority,
-        then oldest first) when only open tickets are asked for, and newest first otherwise.
-        `suppressed`: True for only the tickets a silence or rule kept out of the queue, False
-        for none of them (the queue), None for both. `after` (priority, id): the page after that
-        ticket, in the queue order."""
-        where: list[str] = [] if suppressed is None else ["suppressed IS NOT NULL" if suppressed else "suppressed IS NULL"]
-        args: list[Any] = []
-        statuses, priorities = list(statuses), list(priorities)
-        if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            args += statuses
-        elif open_only:
-            where.append(OPEN_SQL)
-        if priorities:
-            where.append(f"priority IN ({','.join('?' * len(priorities))})")
-            args += priorities
-        for column, value in (("queue", queue), ("assignee", assignee), ("service", service), ("ci", ci),
-                              ("problem_id", problem_id), ("kind", kind)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if tag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(tickets.tags) WHERE value = ?)")
-            args.append(tag)
-        if text:
-            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
-            args += [pattern, pattern]
-        if unassigned:
-            where.append("assignee IS NULL")
-        if after is not None:  # the next page of the queue order (priority, id), by the index
-            where.append("(priority, id) > (?, ?)")
-            args += list(after)
-        if count_only:  # count(): how many match (up to `limit`), not which
-            return self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM tickets" + (
-                " WHERE " + " AND ".join(where) if where else "") + " LIMIT ?)", [*args, limit]).fetchone()[0]
-        queue_view = all(s in lifecycle.OPEN for s in statuses) if statuses else open_only
-        order = self._order_by(sort or ("priority,id" if queue_view else "-id"))
-        sql = "SELECT * FROM tickets"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {order}"
-        if limit:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [_ticket(r) for r in self.conn.execute(sql, args)]
 
-    @staticmethod
-    def _order_by(sort: str) -> str:
-        terms = []
-        for item in sort.split(","):
-            name = item.strip()
-            desc = name.startswith("-")
-            column = SORT_COLUMNS.get(name.lstrip("-"))
-            if column is None:
-                raise BadInput(f"--sort: unknown field {name.lstrip('-')!r}; choose from {', '.join(SORT_COLUMNS)}")
-            terms.append(f"{column} DESC" if desc else column)
-        if "id" not in {t.split()[0] for t in terms}:
-            terms.append("id DESC" if sort.strip().startswith("-") else "id")
-        return ", ".join(terms)
 
-    COUNT_CAP = 100_000
 
-    def count(self, **filters: Any) -> int:
-        """How many tickets match the filters of list() (a capped list says "50 of 50,000"),
-        counted up to COUNT_CAP + 1: a bounded cost on a desk of millions."""
-        return self.list(**filters, limit=self.COUNT_CAP + 1, count_only=True)  # type: ignore[return-value]
 
-    def count_alerts(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
 
-    def count_by(self, field: str) -> dict[str, int]:
-        column = SORT_COLUMNS[field]
-        rows = self.conn.execute(f"SELECT {column}, count(*) FROM tickets GROUP BY {column} ORDER BY {column}")
-        return {str(k): n for k, n in rows}
 
     # -- writes --------------------------------------------------------------------------
 
@@ -1020,7 +746,7 @@ class Store:
         based: one lookup of the batch's fingerprints, then one executemany per table."""
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
-        with self._write(actor, "agent", "taking in tickets and alerts") as tx:
+        with self.write(actor, "agent", "taking in tickets and alerts") as tx:
             # Intake needs the agent role on the desk, and on each new ticket's queue (flush). Someone
             # with roles on particular queues (an agent on dba, a viewer elsewhere) needs it on the
             # queue of each ticket they open or touch instead, and on the desk for anything else.
@@ -1032,7 +758,7 @@ class Store:
             enricher = self._enricher(enrich) if triggers else None
             signal_keys = [s.key for s in signals]  # (a property: read once, for the lookup and the rows)
             keys = set(signal_keys) - {None}
-            open_now = self._open_fingerprints(tx.conn, keys)
+            open_now = self.tickets.open_fingerprints(tx.conn, keys)
             triager, flapping = None, {}
             now = clock.parse(tx.at)
             silences = self.triage.active_silences(now) if triggers else []
@@ -1077,7 +803,7 @@ class Store:
         return results
 
     @staticmethod
-    def _check_intake(tx: _Tx, batch: _Triggers, result: tuple[int | None, str]) -> None:
+    def _check_intake(tx: Tx, batch: _Triggers, result: tuple[int | None, str]) -> None:
         """For an actor whose role differs by queue: what one signal did needs their role on the
         queue of the ticket it touched (a new one's is checked when it is written, after triage
         chose it), or on the desk when it touched none."""
@@ -1088,15 +814,15 @@ class Store:
             row = tx.conn.execute("SELECT queue FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
             tx.check(row[0] if row else None, ticket_id)
 
-    def _reopen_flapping(self, tx: _Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
+    def _reopen_flapping(self, tx: Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
         """A resolved alert firing again within the flap window: its ticket, reopened (and kept
         out of the queue if a silence matches it now)."""
-        t = self._current(tx, ticket_id)
+        t = self.tickets._current(tx, ticket_id)
         with tx.acting(s.actor) as received:
-            self._move(tx, t, "reopen", extra=received)
+            self.tickets._move(tx, t, "reopen", extra=received)
             occurrences = t["occurrences"] + 1
             silenced = batch.triager.silenced(t) if batch.triager is not None else None
-            self._set(tx, ticket_id, {"occurrences": occurrences, "suppressed": silenced})
+            self.tickets._set(tx, ticket_id, {"occurrences": occurrences, "suppressed": silenced})
             tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
                                                "flapping": True, **({"suppressed": silenced} if silenced else {}),
                                                **received})
@@ -1116,18 +842,9 @@ class Store:
         return Enricher(self, enrich if isinstance(enrich, EnrichOptions) else EnrichOptions(),
                         has_cmdb=bool(has_cmdb), has_kb=bool(has_kb))
 
-    def recent_on(self, *, ci: str, since: str, limit: int) -> list[dict[str, Any]]:
-        """Tickets on a CI that are open or were resolved since `since`, newest first."""
-        rows = self.conn.execute(
-            f"SELECT id, title, status, resolved_at FROM tickets WHERE ci = ? "
-            f"AND ({OPEN_SQL} OR resolved_at >= ?) ORDER BY id DESC LIMIT ?", (ci, since, limit))
-        return [dict(r) for r in rows]
 
-    def context(self, *, ticket_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT data FROM ticket_context WHERE ticket_id = ?", (ticket_id,)).fetchone()
-        return orjson.loads(row[0]) if row else None
 
-    def _change(self, tx: _Tx, s: Signal, mask_pii: bool) -> None:
+    def _change(self, tx: Tx, s: Signal, mask_pii: bool) -> None:
         summary, data = tx.clean([s.change["summary"], s.change.get("data") or {}], None, mask_pii)
         service = s.change.get("service")
         # A source names the service as it knows it: the CI it is, when the CMDB knows that name.
@@ -1136,7 +853,7 @@ class Store:
             "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (s.source, summary, service, ci, s.change.get("happened_at") or tx.at, tx.at, to_json(data)))
 
-    def _mail(self, tx: _Tx, batch: _Triggers, s: Signal, reopen_days: int, mask_pii: bool) -> tuple[int | None, str]:
+    def _mail(self, tx: Tx, batch: _Triggers, s: Signal, reopen_days: int, mask_pii: bool) -> tuple[int | None, str]:
         th = s.thread or {}
         conn = tx.conn
         message_id = th.get("message_id")
@@ -1158,7 +875,7 @@ class Store:
                 "AND ticket_id IS NOT NULL ORDER BY rowid DESC LIMIT 1", refs).fetchone()
         parent, why = None, None
         if target is not None:
-            t = self._current(tx, target[0])
+            t = self.tickets._current(tx, target[0])
             # What a reply does is the sender's doing: its comment and reopening show them, not the
             # account that runs intake.
             with tx.acting(s.actor) as received:
@@ -1171,7 +888,7 @@ class Store:
                     done_at = clock.parse(t["closed_at"] or t["resolved_at"])
                     if (clock.parse(tx.at) - done_at).days < reopen_days:
                         try:
-                            self._move(tx, t, "reopen", extra=received)
+                            self.tickets._move(tx, t, "reopen", extra=received)
                             outcome = "reopened"
                         except Conflict:
                             pass  # its fingerprint is open elsewhere: the reply is still kept
@@ -1179,7 +896,7 @@ class Store:
                         parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
                 if outcome:
                     text = tx.clean(th.get("body") or "(empty message)", t["id"], mask_pii)
-                    self._set(tx, t["id"], {"updated_at": tx.at})
+                    self.tickets._set(tx, t["id"], {"updated_at": tx.at})
                     tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
                                                     "message_id": message_id, **received})
                     self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [], seen)
@@ -1189,7 +906,7 @@ class Store:
         ticket_id, _ = batch.add(s.ticket, s.source, actor=s.actor)
         batch.flush()
         if parent is not None:
-            self._set(tx, ticket_id, {"parent_id": parent})
+            self.tickets._set(tx, ticket_id, {"parent_id": parent})
             tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
         self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [], seen)
         return ticket_id, "created"
@@ -1206,7 +923,7 @@ class Store:
         return conn.execute("SELECT 1 FROM users WHERE email = ?", (sender,)).fetchone() is not None
 
     @staticmethod
-    def _remember_mail(tx: _Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict],
+    def _remember_mail(tx: Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict],
                        seen: str | None = None) -> None:
         """`seen`: the key the message is known by (its Message-ID, or its digest without one)."""
         if seen or message_id:
@@ -1222,12 +939,12 @@ class Store:
                 [(ticket_id, message_id, f["name"], f["content_type"], f["size"], f["sha256"], tx.at) for f in files])
             tx.event(ticket_id, "attachments", {"files": files})
 
-    def _resolve_or_ack(self, tx: _Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
+    def _resolve_or_ack(self, tx: Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move
         hit = batch.open.get(s.fingerprint)
         if hit is None:
             return None, "ignored"
-        t = self._current(tx, hit[0])
+        t = self.tickets._current(tx, hit[0])
         # What a source does is its doing (Signal.actor), as a mail reply is its sender's (_mail),
         # not that of whoever runs `serve` or `sdesk new`; who delivered it is kept too.
         with tx.acting(s.actor) as received:
@@ -1235,7 +952,7 @@ class Store:
                 if only_record:
                     tx.event(t["id"], "alert_resolved", {"source": s.source, **received})
                     return t["id"], "recorded"
-                self._move(tx, t, "resolve", resolution=f"Resolved by {s.source}: the alert stopped firing",
+                self.tickets._move(tx, t, "resolve", resolution=f"Resolved by {s.source}: the alert stopped firing",
                            code="auto-resolved", extra={"source": s.source, **received})
                 del batch.open[s.fingerprint]
                 return t["id"], "resolved"
@@ -1243,138 +960,6 @@ class Store:
                 return t["id"], "ignored"
             # A source's acknowledgement (PagerDuty's) says someone saw it there, not who: the
             # ticket keeps its assignee (none is invented from the delivering account).
-            self._move(tx, t, "ack", claim=False, extra={"source": s.source, **received})
+            self.tickets._move(tx, t, "ack", claim=False, extra={"source": s.source, **received})
         return t["id"], "acknowledged"
-
-    @staticmethod
-    def _open_fingerprints(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, list]:
-        """fingerprint -> [id, occurrences, suppressed] of the open tickets that carry one of them."""
-        found: dict[str, list] = {}
-        chunk = list(fingerprints)
-        for i in range(0, len(chunk), 500):
-            part = chunk[i:i + 500]
-            rows = conn.execute(
-                f"SELECT fingerprint, id, occurrences, suppressed FROM tickets "
-                f"WHERE fingerprint IN ({','.join('?' * len(part))}) AND {OPEN_SQL}", part)
-            found.update((fp, [tid, n, sup]) for fp, tid, n, sup in rows)
-        return found
-
-    def move(self, *, ticket_id: int, action: str, actor: str, assignee: str | None = None,
-             resolution: str | None = None, code: str | None = None) -> dict[str, Any]:
-        """Apply a lifecycle action (see lifecycle.MOVES) and record why."""
-        with self._write(actor) as tx:
-            self._move(tx, self._current(tx, ticket_id), action, assignee=assignee, resolution=resolution, code=code)
-        return self.get_or_raise(ticket_id=ticket_id)
-
-    def _move(self, tx: _Tx, t: dict[str, Any], action: str, *, assignee: str | None = None,
-              resolution: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None,
-              claim: bool = True) -> None:
-        """`claim`: an ack or start by a person assigns an unassigned ticket to them; False for a
-        source's ack, which leaves it unassigned."""
-        ticket_id = t["id"]
-        target = lifecycle.next_status(t["status"], action, ticket_id=ticket_id)
-        at = tx.at
-        sets: dict[str, Any] = {"status": target, "updated_at": at}
-        data: dict[str, Any] = {"from": t["status"], "to": target, "action": action}
-        if action == "assign":
-            if not assignee:
-                raise BadInput("assign: a user is required")
-            # Every way to assign (the CLI with or without --force, --auto, the TUI) ends here.
-            assignee = lifecycle.check_name(assignee, "assign")
-            sets["assignee"] = assignee
-            data["assignee"] = assignee
-            if t["assignee"]:
-                data["previous_assignee"] = t["assignee"]
-        if action in ("ack", "start"):
-            sets["acknowledged_at"] = t["acknowledged_at"] or at
-            if not t["assignee"]:
-                sets["assignee"] = tx.actor if claim else None
-                data["assignee"] = sets["assignee"]  # the event says whom it assigned (audit verify rebuilds it)
-        if action == "resolve":
-            if not resolution or lifecycle.blank(resolution):
-                raise BadInput("resolve: --resolution must say what fixed it")
-            resolution = tx.clean(resolution.strip(), ticket_id)
-            sets.update(resolved_at=at, resolution=resolution, resolution_code=code)
-            data.update(resolution=resolution, code=code)
-        if action == "close":
-            sets["closed_at"] = at
-        if action == "reopen":
-            if t["fingerprint"]:
-                holder = self._open_fingerprints(tx.conn, {t["fingerprint"]}).get(t["fingerprint"])
-                if holder:
-                    raise Conflict(f"cannot reopen {lifecycle.ref(ticket_id)}: {lifecycle.ref(holder[0])} is open "
-                                   "with the same fingerprint; work that one (or link this one under it)")
-            sets.update(reopen_count=t["reopen_count"] + 1, resolved_at=None, closed_at=None)
-        self._set(tx, ticket_id, sets)
-        tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", {**data, **(extra or {})})
-        if action == "reopen":
-            self.runbooks._reopened_after_runbook(tx, ticket_id)
-
-    def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
-        if lifecycle.blank(text):  # only spaces, or only U+FEFF: nothing to read
-            raise BadInput("comment: the text is empty")
-        with self._write(actor) as tx:
-            self._current(tx, ticket_id)
-            self._set(tx, ticket_id, {"updated_at": tx.at})
-            tx.event(ticket_id, "commented", {"text": tx.clean(text, ticket_id)})
-
-    def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str) -> dict[str, Any]:
-        """Change fields; records old and new values of what really changed (nothing, no event)."""
-        unknown = set(changes) - set(UPDATE_FIELDS)
-        if unknown:
-            raise BadInput(f"update: unknown field {sorted(unknown)[0]!r}")
-        with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
-            changes = tx.clean(changes, ticket_id)
-            diff = {f: [t[f], v] for f, v in changes.items() if t[f] != v}
-            if diff:
-                sets = {f: to_json(v) if f in JSON_FIELDS else v
-                        for f, (_, v) in diff.items()}
-                self._set(tx, ticket_id, {**sets, "updated_at": tx.at})
-                tx.event(ticket_id, "updated", diff)
-                if "priority" in diff:
-                    self.triage.raise_parent(tx, ticket_id)
-                corrected = {f: diff[f] for f in ("category", "queue") if f in diff and diff[f][0] is not None}
-                if corrected and self._was_triaged(tx, ticket_id):
-                    # A person overruling triage: the reassignment rate is how often triage is wrong.
-                    tx.event(ticket_id, "triage_corrected", corrected)
-        return self.get_or_raise(ticket_id=ticket_id)
-
-    @staticmethod
-    def _was_triaged(tx: _Tx, ticket_id: int) -> bool:
-        return tx.conn.execute(
-            "SELECT 1 FROM events WHERE ticket_id = ? AND (kind = 'triaged' OR (kind = 'created' "
-            "AND json_extract(data, '$.triage') IS NOT NULL)) LIMIT 1", (ticket_id,)).fetchone() is not None
-
-    def link(self, *, ticket_id: int, parent_id: int, actor: str) -> None:
-        if ticket_id == parent_id:
-            raise BadInput(f"cannot link {lifecycle.ref(ticket_id)} to itself")
-        with self._write(actor) as tx:
-            t = self._current(tx, ticket_id)
-            self._current(tx, parent_id)
-            ancestor: int | None = parent_id
-            while ancestor is not None:
-                if ancestor == ticket_id:
-                    raise Conflict(f"cannot link {lifecycle.ref(ticket_id)} under {lifecycle.ref(parent_id)}: "
-                                   "that would make a cycle")
-                ancestor = tx.conn.execute("SELECT parent_id FROM tickets WHERE id = ?", (ancestor,)).fetchone()[0]
-            self._set(tx, ticket_id, {"parent_id": parent_id, "updated_at": tx.at})
-            tx.event(ticket_id, "linked", {"parent_id": parent_id, "previous_parent_id": t["parent_id"]})
-            self.triage.raise_parent(tx, ticket_id)
-
-    def _current(self, tx: _Tx, ticket_id: int) -> dict[str, Any]:
-        """The ticket a write changes; the actor's role on its queue must allow the write."""
-        row = tx.conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
-        tx.check(row["queue"], ticket_id)
-        return _ticket(row)
-
-    @staticmethod
-    def _set(tx: _Tx, ticket_id: int, sets: dict[str, Any]) -> None:
-        # Identifier columns too (an assignee given as free text): the event saying the change is
-        # redacted, and the row must say the same (audit verify rebuilds it from the events).
-        sets = {c: tx.clean(v, ticket_id) if v.__class__ is str else v for c, v in sets.items()}
-        assignments = ", ".join(f"{column} = ?" for column in sets)
-        tx.conn.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", (*sets.values(), ticket_id))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from itertools import groupby
 from operator import itemgetter
@@ -24,9 +24,10 @@ import orjson
 
 from . import clock
 from .errors import AuditBroken
+from .store_rows import Db
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store_tickets import TicketStore
 
 
 # Rows kept when their ticket is purged, without it: a message id, so that a mailbox read again
@@ -50,9 +51,12 @@ def _within(ranges_: list[list[int]], i: int) -> bool:
     return at >= 0 and ranges_[at][0] <= i <= ranges_[at][1]
 
 
+
+
 class AuditStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db, *, tickets: TicketStore) -> None:
+        self.db = db
+        self.tickets = tickets
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -60,14 +64,14 @@ class AuditStore:
         desk, whatever other processes commit meanwhile (otherwise an event appended between
         reading the chain and its counter would look like a deleted one). Inside a transaction
         already (import's), that one."""
-        if self.store.conn.in_transaction:
+        if self.db.conn.in_transaction:
             yield
             return
-        self.store.conn.execute("BEGIN")
+        self.db.conn.execute("BEGIN")
         try:
             yield
         finally:
-            self.store.conn.execute("COMMIT")
+            self.db.conn.execute("COMMIT")
 
     def verify_chain(self) -> tuple[int, str, int]:
         """Check every event against the chain: (events checked, head hash, tombstones passed);
@@ -76,10 +80,10 @@ class AuditStore:
             return self._verify_chain()
 
     def _verify_chain(self) -> tuple[int, str, int]:
-        from .store import GENESIS, event_hash
+        from .store_rows import GENESIS, event_hash
 
         purges = [(pid, orjson.loads(data)) for pid, data in
-                  self.store.conn.execute("SELECT id, data FROM events WHERE kind = 'purged' ORDER BY id")]
+                  self.db.conn.execute("SELECT id, data FROM events WHERE kind = 'purged' ORDER BY id")]
         heads = {p["head_before"]["event"]: (pid, p["head_before"]["hash"]) for pid, p in purges}
         gone: dict[int, bool] = {}  # ticket id -> no longer there (as a purged ticket must be)
         prev, expected_id, count, tombstones = GENESIS, 1, 0, 0
@@ -91,7 +95,7 @@ class AuditStore:
             if kind is None:  # a tombstone: its hash is taken as recorded, if a later purge names it
                 if not any(pid > event_id and _within(p["event_ranges"], event_id) and
                            _within(p["ticket_ranges"], ticket_id) and event_id <= p["head_before"]["event"]
-                           for pid, p in purges) or not gone.setdefault(ticket_id, self.store.get(ticket_id=ticket_id) is None):
+                           for pid, p in purges) or not gone.setdefault(ticket_id, self.tickets.get(ticket_id=ticket_id) is None):
                     raise AuditBroken(f"audit chain broken: event {event_id} was deleted without a purge record")
                 tombstones += 1
             elif event_hash(prev, event_id, ticket_id, at, actor, kind, data, login) != stored:
@@ -102,7 +106,7 @@ class AuditStore:
                 raise AuditBroken(f"audit chain broken: purge event {heads[event_id][0]} names a head the chain "
                                   f"never had (event {event_id})")
             prev, expected_id = stored, expected_id + 1
-        seq = self.store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        seq = self.db.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         if seq and seq[0] >= expected_id:
             raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
         return count, prev, tombstones
@@ -162,18 +166,18 @@ class AuditStore:
 
         accounts = p.Accounts()
         kinds = ", ".join(f"'{k}'" for k in p.USER_KINDS)
-        for kind, at, actor, data in self.store.conn.execute(
+        for kind, at, actor, data in self.db.conn.execute(
                 f"SELECT kind, at, actor, data FROM events WHERE ticket_id IS NULL AND kind IN ({kinds}) ORDER BY id"):
             accounts.apply(kind, at, actor, data)
-        users = {r[0]: dict(zip(p.USER_COLUMNS, r[1:])) for r in self.store.conn.execute(
+        users = {r[0]: dict(zip(p.USER_COLUMNS, r[1:])) for r in self.db.conn.execute(
             f"SELECT key, {', '.join(p.USER_COLUMNS)} FROM users")}
-        queue_roles = {(k, q): r for k, q, r in self.store.conn.execute("SELECT key, queue, role FROM user_queue_roles")}
-        tokens = {r[0]: dict(zip(p.TOKEN_COLUMNS, r[1:])) for r in self.store.conn.execute(
+        queue_roles = {(k, q): r for k, q, r in self.db.conn.execute("SELECT key, queue, role FROM user_queue_roles")}
+        tokens = {r[0]: dict(zip(p.TOKEN_COLUMNS, r[1:])) for r in self.db.conn.execute(
             f"SELECT id, {', '.join(p.TOKEN_COLUMNS)} FROM api_tokens")}
         for entry in accounts.differences(users, queue_roles, tokens):
             differ(entry)
         # A column a later migration adds, that the projection was not taught: said, not hidden.
-        for (column,) in self.store.conn.execute("SELECT name FROM pragma_table_info('tickets')"):
+        for (column,) in self.db.conn.execute("SELECT name FROM pragma_table_info('tickets')"):
             if column != "id" and column not in p.TICKET_DEFAULTS and checked:
                 not_compared[column] = checked
         if accounts.unhashed:
@@ -196,29 +200,29 @@ class AuditStore:
 
     def _tuples(self, sql: str) -> sqlite3.Cursor:
         """Rows as plain tuples (the store's sqlite3.Row costs a third more over a whole table)."""
-        cursor = self.store.conn.cursor()
+        cursor = self.db.conn.cursor()
         cursor.row_factory = None
         return cursor.execute(sql)
 
     def _chain(self) -> Iterator[tuple]:
         """Events and tombstones in id order (a tombstone's kind is None)."""
         events = self._tuples("SELECT id, ticket_id, at, actor, kind, data, prev_hash, hash, login FROM events ORDER BY id")
-        if self.store.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
+        if self.db.conn.execute("SELECT 1 FROM event_tombstones LIMIT 1").fetchone() is None:
             yield from events
             return
-        tombstones = self.store.conn.execute(
+        tombstones = self.db.conn.execute(
             "SELECT id, ticket_id, NULL, NULL, NULL, NULL, prev_hash, hash, NULL FROM event_tombstones ORDER BY id")
         yield from heapq.merge(events, tombstones, key=lambda row: row[0])
 
     def chain_hash(self, event_id: int) -> str | None:
         """The hash of event `event_id` (or of its tombstone)."""
-        row = self.store.conn.execute("SELECT hash FROM events WHERE id = ? UNION ALL "
+        row = self.db.conn.execute("SELECT hash FROM events WHERE id = ? UNION ALL "
                                 "SELECT hash FROM event_tombstones WHERE id = ?", (event_id, event_id)).fetchone()
         return row[0] if row else None
 
     def anchor(self) -> dict[str, Any]:
         """The chain's head, for an outside system to keep: proof of the history up to now."""
-        row = self.store.conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        row = self.db.conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
         return {"event": row[0] if row else 0, "hash": row[1] if row else None, "at": clock.now_iso()}
 
     def audit_log(self, *, actor: str | None = None, since: str | None = None, kind: str | None = None,
@@ -236,11 +240,11 @@ class AuditStore:
                f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?")
         from .store import _event
 
-        events = [_event(r) for r in reversed(self.store.conn.execute(sql, (*args, limit)).fetchall())]
+        events = [_event(r) for r in reversed(self.db.conn.execute(sql, (*args, limit)).fetchall())]
         # A permission_denied event stands for every refusal of its actor and login that minute.
         denied = [e for e in events if e["kind"] == "permission_denied"]
         if denied:
-            counts = self.store.refusal_counts([e["id"] for e in denied])
+            counts = self.refusal_counts([e["id"] for e in denied])
             for e in events:
                 if e["kind"] == "permission_denied" and isinstance(e["data"].get("before"), dict):
                     counts.setdefault(e["data"]["before"].get("event"), e["data"]["before"].get("count"))
@@ -254,7 +258,7 @@ class AuditStore:
         """Delete the tickets closed before `before`, with everything that hangs off them, and
         tombstone their events (see the module's docstring). A ticket another kept ticket
         points to (as parent or problem) is kept. With dry_run, only counts."""
-        with self.store._write(actor, "admin", "purging tickets") as tx:
+        with self.db.write(actor, "admin", "purging tickets") as tx:
             conn = tx.conn
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids (id INTEGER PRIMARY KEY)")
             conn.execute("DELETE FROM purge_ids")
@@ -307,3 +311,11 @@ class AuditStore:
         for sql in triggers:
             conn.execute(sql)
         conn.execute("DELETE FROM purge_ids")
+
+    def refusal_counts(self, event_ids: Collection[int]) -> dict[int, int]:
+        """How many refusals each of these permission_denied events stands for, in its minute so
+        far (1 when nothing repeated it)."""
+        ids = list(event_ids)[:500]
+        if not ids:
+            return {}
+        return dict(self.db.conn.execute(f"SELECT event_id, count FROM refusals WHERE event_id IN ({','.join('?' * len(ids))})", ids))

@@ -7,17 +7,16 @@ ticket's own terms (a primary-key lookup per term), never the whole vocabulary.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .errors import BadInput
 from .migrations import DONE_SQL
+from .store_rows import Db
 
 if TYPE_CHECKING:  # imported when first used: every command imports the Store, few classify
     from .classifier import Model
-    from .store import Store
 
 FIELDS = ("category", "queue")
 _CHUNK = 500  # terms per query: well under SQLite's limit on bound parameters
@@ -29,9 +28,12 @@ def check_field(field: str) -> str:
     return field
 
 
+
+
 class ClassifierStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
         self._classifiers: dict = {}
 
 
@@ -40,7 +42,7 @@ class ClassifierStore:
         new one. The audit trail records who trained it, on how much."""
         check_field(field)
         info = model.info()
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             # Terms are deleted explicitly too: ON DELETE CASCADE needs PRAGMA foreign_keys.
             tx.conn.execute("DELETE FROM classifier_terms WHERE field = ?", (field,))
             tx.conn.execute("DELETE FROM classifier_models WHERE field = ?", (field,))
@@ -53,19 +55,19 @@ class ClassifierStore:
         self._classifier_cache().pop(field, None)
 
     def has_classifier(self) -> bool:
-        return bool(self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM classifier_models)").fetchone()[0])
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM classifier_models)").fetchone()[0])
 
     def classifier_info(self, field: str) -> dict[str, Any] | None:
         """The stored model's info (classes, temperature, threshold, counts...) and trained_at."""
-        row = self.store.conn.execute("SELECT trained_at, info FROM classifier_models WHERE field = ?",
+        row = self.db.conn.execute("SELECT trained_at, info FROM classifier_models WHERE field = ?",
                                 (check_field(field),)).fetchone()
         return {**orjson.loads(row["info"]), "field": field, "trained_at": row["trained_at"]} if row else None
 
     def classify(self, field: str, text: str) -> tuple[str, float] | None:
         """(label, confidence in [0, 1]) from the field's model, or None when there is none."""
-        own = not self.store.conn.in_transaction
+        own = not self.db.conn.in_transaction
         if own:  # the info and the terms must come from the same model, even if one is saved meanwhile
-            self.store.conn.execute("BEGIN")
+            self.db.conn.execute("BEGIN")
         try:
             model = self._classifier_model(field)
             if model is None:
@@ -73,7 +75,7 @@ class ClassifierStore:
             return model.predict(text, lambda terms: self._classifier_terms(field, terms))
         finally:
             if own:
-                self.store.conn.execute("COMMIT")
+                self.db.conn.execute("COMMIT")
 
     def training_tickets(self, field: str) -> list[tuple[str, str]]:
         """(title + newline + description, the field's value) of every resolved or closed ticket
@@ -81,14 +83,14 @@ class ClassifierStore:
         the classifier itself applied counts only once a person corrected it, or the model
         would learn its own guesses."""
         column = check_field(field)
-        guessed = {row[0] for row in self.store.conn.execute(
+        guessed = {row[0] for row in self.db.conn.execute(
             "SELECT ticket_id FROM events WHERE kind IN ('created', 'triaged') AND json_extract(data, ?) = 1",
             (f"$.triage.classifier.{column}.applied",))}
         if guessed:
-            guessed -= {row[0] for row in self.store.conn.execute(
+            guessed -= {row[0] for row in self.db.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'triage_corrected' AND json_extract(data, ?) IS NOT NULL",
                 (f"$.{column}",))}
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             f"SELECT id, title, description, {column} FROM tickets "
             f"WHERE {DONE_SQL} AND trim(coalesce({column}, '')) != '' ORDER BY id"
         ).fetchall()
@@ -107,7 +109,7 @@ class ClassifierStore:
         """The field's model info, parsed once per process. PRAGMA data_version changes when
         another connection commits, so a long-running process (serve, tui) sees a retrained model;
         our own saves clear the cache."""
-        version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
         cache = self._classifier_cache()
         cached = cache.get(field)
         if cached is not None and cached[0] == version:
@@ -127,6 +129,6 @@ class ClassifierStore:
             chunk = terms[start:start + _CHUNK]
             sql = (f"SELECT term, weights FROM classifier_terms WHERE field = ? "
                    f"AND term IN ({', '.join('?' * len(chunk))})")
-            for term, blob in self.store.conn.execute(sql, (field, *chunk)):
+            for term, blob in self.db.conn.execute(sql, (field, *chunk)):
                 found[term] = unpack(blob)
         return found

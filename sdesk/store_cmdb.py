@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import BadInput, Conflict, NotFound
+from .store_rows import Db
 
 if TYPE_CHECKING:
     from .cmdb import CI, Reached
-    from .store import _Tx
+    from .store_rows import Tx as _Tx
 
 
 def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
@@ -26,9 +27,11 @@ def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
         yield items[i:i + size]
 
 
+
+
 class CmdbStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db) -> None:
+        self.db = db
 
 
     # -- reads ---------------------------------------------------------------------------
@@ -48,7 +51,7 @@ class CmdbStore:
         if team:
             where.append("team = ?")
             args.append(team)
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             "SELECT id, name, type, tier, team, environment, attributes FROM cis"
             + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY name", args).fetchall()
         ids = [r["id"] for r in rows]
@@ -56,11 +59,11 @@ class CmdbStore:
         relations: dict[int, dict[str, list[str]]] = {}
         for part in _chunks(ids):
             marks = ",".join("?" * len(part))
-            for ci_id, alias in self.store.conn.execute(
+            for ci_id, alias in self.db.conn.execute(
                     f"SELECT a.ci_id, a.alias FROM ci_aliases a JOIN cis c ON c.id = a.ci_id "
                     f"WHERE a.ci_id IN ({marks}) AND a.alias != lower(c.name)", part):
                 aliases.setdefault(ci_id, []).append(alias)
-            for source, kind, target in self.store.conn.execute(
+            for source, kind, target in self.db.conn.execute(
                     f"SELECT r.source_id, r.kind, t.name FROM ci_relations r JOIN cis t ON t.id = r.target_id "
                     f"WHERE r.source_id IN ({marks})", part):
                 relations.setdefault(source, {}).setdefault(kind, []).append(target)
@@ -72,7 +75,7 @@ class CmdbStore:
         row = self._ci_row(name)
         [record] = self.ci_records(names=[row["name"]])
         needed_by: dict[str, list[str]] = {}
-        for kind, source in self.store.conn.execute(
+        for kind, source in self.db.conn.execute(
                 "SELECT r.kind, s.name FROM ci_relations r JOIN cis s ON s.id = r.source_id WHERE r.target_id = ? "
                 "ORDER BY s.name", (row["id"],)):
             needed_by.setdefault(kind, []).append(source)
@@ -82,7 +85,7 @@ class CmdbStore:
         """The CI the first of `keys` (lower-case names or aliases) names, or None."""
         if not keys:
             return None
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             f"SELECT a.alias, c.id, c.name, c.type, c.tier, c.team FROM ci_aliases a JOIN cis c ON c.id = a.ci_id "
             f"WHERE a.alias IN ({','.join('?' * len(keys))})", keys).fetchall()
         by_key = {r["alias"]: r for r in rows}
@@ -103,7 +106,7 @@ class CmdbStore:
             if upstream:
                 near, far = far, near
             for part in _chunks(ids, 5000):
-                rows = self.store.conn.execute(
+                rows = self.db.conn.execute(
                     f"SELECT {near}, kind, {far} FROM ci_relations WHERE {near} IN ({','.join('?' * len(part))}) "
                     f"AND (kind = ?) = ?", [*part, CONTAINS, contains])
                 for a, kind, b in rows:
@@ -114,7 +117,7 @@ class CmdbStore:
         """id -> (name, type, tier, team)."""
         out = {}
         for part in _chunks(ids, 5000):
-            for row in self.store.conn.execute(
+            for row in self.db.conn.execute(
                     f"SELECT id, name, type, tier, team FROM cis WHERE id IN ({','.join('?' * len(part))})", part):
                 out[row[0]] = tuple(row)[1:]
         return out
@@ -138,7 +141,7 @@ class CmdbStore:
         return self._ci_row(name)["name"]
 
     def _ci_row(self, name: str) -> sqlite3.Row:
-        row = self.store.conn.execute(
+        row = self.db.conn.execute(
             "SELECT c.* FROM ci_aliases a JOIN cis c ON c.id = a.ci_id WHERE a.alias = ?",
             (name.strip().lower(),)).fetchone()
         if row is None:
@@ -155,7 +158,7 @@ class CmdbStore:
         if prune and not cis:
             raise BadInput("refusing to prune with an empty estate: that would remove every CI")
         summary: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "removed": []}
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             # Attributes as stored, before they are compared: importing the same file again changes nothing.
             cis = [ci._replace(attributes=tx.clean(ci.attributes)) for ci in cis]
             for ci in cis:
@@ -192,7 +195,7 @@ class CmdbStore:
         return summary
 
     def ci_add(self, ci: CI, *, actor: str) -> None:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             if tx.conn.execute("SELECT 1 FROM cis WHERE name = ?", (ci.name,)).fetchone():
                 raise Conflict(f"CI {ci.name!r} exists; use cmdb import to change it")
             ci = ci._replace(attributes=tx.clean(ci.attributes))
@@ -207,7 +210,7 @@ class CmdbStore:
 
         if kind not in RELATIONS:
             raise BadInput(f"relation {kind!r}: choose from {', '.join(RELATIONS)}")
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             a, b = self._ci_row(source), self._ci_row(target)
             if a["id"] == b["id"]:
                 raise BadInput(f"{a['name']} cannot {kind} itself")
@@ -274,7 +277,7 @@ class CmdbStore:
 
     def change_add(self, *, title: str, ci: str | None, start: str, end: str | None, risk: str | None,
                    status: str, actor: str, data: dict[str, Any] | None = None) -> int:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             name = self.ci_name(ci) if ci else None
             service = name
             title, data = tx.clean(title), tx.clean(data or {})
@@ -289,7 +292,7 @@ class CmdbStore:
         """Move a change along cmdb.CHANGE_MOVES; any other move is refused (InvalidTransition)."""
         from .cmdb import change_next
 
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             before = self.change_get(change_id)
             status = change_next(before["status"], status, change_id)
             tx.conn.execute("UPDATE changes SET status = ? WHERE id = ?", (status, change_id))
@@ -297,7 +300,7 @@ class CmdbStore:
         return self.change_get(change_id)
 
     def change_get(self, change_id: int) -> dict[str, Any]:
-        row = self.store.conn.execute("SELECT * FROM changes WHERE id = ?", (change_id,)).fetchone()
+        row = self.db.conn.execute("SELECT * FROM changes WHERE id = ?", (change_id,)).fetchone()
         if row is None:
             raise NotFound(f"no change CH-{change_id}")
         return _change(row)
@@ -321,7 +324,7 @@ class CmdbStore:
                 params += part + part
             sql = ("SELECT * FROM changes" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
                    + " ORDER BY happened_at DESC, id DESC" + (f" LIMIT {int(limit)}" if limit else ""))
-            out.update((r["id"], _change(r)) for r in self.store.conn.execute(sql, params))
+            out.update((r["id"], _change(r)) for r in self.db.conn.execute(sql, params))
         found = sorted(out.values(), key=lambda c: (c["happened_at"], c["id"]), reverse=True)
         return found[:limit] if limit else found
 

@@ -9,7 +9,6 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from .migrations import OPEN_SQL
 from .store_oncall import COVERED
 
 if TYPE_CHECKING:

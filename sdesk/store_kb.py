@@ -13,9 +13,12 @@ import orjson
 
 from .errors import BadInput, NotFound
 from .lifecycle import parse_ref
+from .store_rows import Db
 
 if TYPE_CHECKING:
-    from .store import _Tx
+    from .store_cmdb import CmdbStore
+    from .store_tickets import TicketStore
+    from .store_rows import Tx as _Tx
 
 CONTENT = ("title", "body", "tags", "cis", "owner", "review_days")
 SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # marks around matched words in snippets
@@ -36,18 +39,22 @@ def parse_kb_id(text: str) -> int:
     return parse_ref(text, "KB-", "an article id")
 
 
+
+
 class KbStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db, *, cmdb: CmdbStore, tickets: TicketStore) -> None:
+        self.db = db
+        self.cmdb = cmdb
+        self.tickets = tickets
 
 
     def kb_add(self, article: dict[str, Any], *, actor: str, slug: str | None = None) -> int:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             return self._kb_insert(tx, article, slug)
 
     def kb_edit(self, article_id: int, changes: dict[str, Any], *, actor: str) -> tuple[dict[str, Any], bool]:
         """Apply `changes` (content fields); a new revision when anything differs."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             before = self.kb_get(article_id)
             changed = self._kb_revise(tx, before, {**{k: before[k] for k in CONTENT}, **changes})
         return self.kb_get(article_id), changed
@@ -55,7 +62,7 @@ class KbStore:
     def kb_sync(self, articles: list[tuple[str, dict[str, Any]]], *, actor: str) -> dict[str, list[str]]:
         """Upsert articles by slug (a file's name in a synced folder), all in one transaction."""
         summary: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             for slug, article in articles:
                 row = tx.conn.execute("SELECT * FROM kb_articles WHERE slug = ?", (slug,)).fetchone()
                 if row is None:
@@ -68,7 +75,7 @@ class KbStore:
         return summary
 
     def kb_get(self, article_id: int) -> dict[str, Any]:
-        row = self.store.conn.execute("SELECT * FROM kb_articles WHERE id = ?", (article_id,)).fetchone()
+        row = self.db.conn.execute("SELECT * FROM kb_articles WHERE id = ?", (article_id,)).fetchone()
         if row is None:
             raise NotFound(f"no article {kb_ref(article_id)}")
         return _article(row)
@@ -84,7 +91,7 @@ class KbStore:
                "FROM kb_articles a" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id")
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [_article(r) for r in self.store.conn.execute(sql, args)]
+        return [_article(r) for r in self.db.conn.execute(sql, args)]
 
     def kb_search(self, match: str, *, tag: str | None = None, ci: str | None = None,
                   limit: int = 10) -> list[dict[str, Any]]:
@@ -99,13 +106,13 @@ class KbStore:
         else:
             top_sql = f"SELECT rowid, {rank} AS score FROM kb_fts WHERE kb_fts MATCH ? ORDER BY score LIMIT ?"
         try:
-            top = self.store.conn.execute(top_sql, [match, *args, limit]).fetchall()
+            top = self.db.conn.execute(top_sql, [match, *args, limit]).fetchall()
             found = []
             for article_id, score in top:
-                snippet = self.store.conn.execute(
+                snippet = self.db.conn.execute(
                     f"SELECT snippet(kb_fts, 1, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 16) FROM kb_fts "
                     f"WHERE kb_fts MATCH ? AND rowid = ?", (match, article_id)).fetchone()[0]
-                row = self.store.conn.execute(
+                row = self.db.conn.execute(
                     "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
                     "WHERE id = ?", (article_id,)).fetchone()
                 found.append({**_article(row), "snippet": snippet, "score": score})
@@ -115,20 +122,20 @@ class KbStore:
 
     def kb_history(self, article_id: int) -> list[dict[str, Any]]:
         self.kb_get(article_id)
-        rows = self.store.conn.execute("SELECT * FROM kb_revisions WHERE article_id = ? ORDER BY revision", (article_id,))
+        rows = self.db.conn.execute("SELECT * FROM kb_revisions WHERE article_id = ? ORDER BY revision", (article_id,))
         return [_article(r) for r in rows]
 
     def kb_review(self, article_id: int, *, actor: str) -> dict[str, Any]:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             self.kb_get(article_id)
             tx.conn.execute("UPDATE kb_articles SET reviewed_at = ? WHERE id = ?", (tx.at, article_id))
             tx.event(None, "kb_reviewed", {"article": article_id})
         return self.kb_get(article_id)
 
     def kb_link(self, article_id: int, ticket_id: int, *, actor: str) -> bool:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             article = self.kb_get(article_id)
-            self.store._current(tx, ticket_id)
+            self.tickets._current(tx, ticket_id)
             done = tx.conn.execute("INSERT OR IGNORE INTO kb_links VALUES (?, ?, ?)",
                                    (article_id, ticket_id, tx.at)).rowcount
             if done:
@@ -136,7 +143,7 @@ class KbStore:
         return bool(done)
 
     def kb_linked(self, ticket_id: int) -> list[dict[str, Any]]:
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             "SELECT a.id, a.title, a.tags, a.cis FROM kb_links l JOIN kb_articles a ON a.id = l.article_id "
             "WHERE l.ticket_id = ? ORDER BY l.at", (ticket_id,))
         return [_article(r) for r in rows]
@@ -146,10 +153,10 @@ class KbStore:
         linked to it: one transaction. Returns the article's id."""
         from .kb import draft_from_ticket
 
-        with self.store._write(actor) as tx:
-            t = self.store._current(tx, ticket_id)
-            draft = draft_from_ticket(t, self.store.context(ticket_id=ticket_id), resolution)
-            self.store._move(tx, t, "resolve", resolution=resolution, code=code)
+        with self.db.write(actor) as tx:
+            t = self.tickets._current(tx, ticket_id)
+            draft = draft_from_ticket(t, self.tickets.context(ticket_id=ticket_id), resolution)
+            self.tickets._move(tx, t, "resolve", resolution=resolution, code=code)
             article_id = self._kb_insert(tx, draft, None)
             tx.conn.execute("INSERT INTO kb_links VALUES (?, ?, ?)", (article_id, ticket_id, tx.at))
             tx.event(ticket_id, "kb_linked", {"article": article_id, "title": draft["title"], "drafted": True})
@@ -175,7 +182,7 @@ class KbStore:
         return clean
 
     def _ci_or_self(self, name: str) -> str:
-        found = self.store.cmdb.ci_find([name.lower()])
+        found = self.cmdb.ci_find([name.lower()])
         return found["name"] if found else name
 
     def _kb_insert(self, tx: _Tx, article: dict[str, Any], slug: str | None) -> int:

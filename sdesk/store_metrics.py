@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from . import clock
 from .errors import BadInput
 from .migrations import covered_sql
+from .store_rows import Db
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store_tickets import TicketStore
 
 _GROUP_SQL = {"priority": "priority", "kind": "kind", "queue": "coalesce(queue, '(none)')",
               "team": "coalesce(team, '(none)')", "service": "coalesce(service, '(none)')",
@@ -61,9 +62,12 @@ def _of_service(service: list[str] | None) -> tuple[str, dict[str, str]]:
             f"OR lower(w.ci) IN ({marks}))"), names
 
 
+
+
 class MetricsStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db, *, tickets: TicketStore) -> None:
+        self.db = db
+        self.tickets = tickets
 
     def ticket_sums(self, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
                     service: list[str] | None = None, ranked: tuple[str | None, ...] | None = None
@@ -78,8 +82,8 @@ class MetricsStore:
             if by is not None and by not in GROUPS:
                 raise BadInput(f"--by: unknown field {by!r}; choose from {', '.join(GROUPS)}")
         keys = ", ".join(f"{_GROUP_SQL[by] if by else chr(39) + 'all' + chr(39)} AS g{i}" for i, by in enumerate(groupings))
-        self.store.conn.execute("DROP TABLE IF EXISTS temp.report_window")
-        self.store.conn.execute(
+        self.db.conn.execute("DROP TABLE IF EXISTS temp.report_window")
+        self.db.conn.execute(
             f"CREATE TEMP TABLE report_window AS SELECT {keys}, "
             "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) - unixepoch(created_at) END AS tta, "
             f"unixepoch({_RESOLVED}) - unixepoch(created_at) AS ttr, {_REOPENED} AS reopened, "
@@ -95,11 +99,11 @@ class MetricsStore:
                         self._percentiles(f"g{i}", metric, sums)
             return out
         finally:
-            self.store.conn.execute("DROP TABLE temp.report_window")
+            self.db.conn.execute("DROP TABLE temp.report_window")
 
     def _sums(self, g: str) -> dict[str, dict[str, Any]]:
         sums: dict[str, dict[str, Any]] = {}
-        for row in self.store.conn.execute(
+        for row in self.db.conn.execute(
                 f"SELECT {g}, count(*), count(ttr), count(tta), sum(reopened), sum(escalated), sum(moved), "
                 "sum(ttr IS NOT NULL AND NOT escalated AND NOT moved), sum(ttr IS NOT NULL AND automated), "
                 f"avg(tta), avg(ttr) FROM report_window GROUP BY {g} ORDER BY {g}"):
@@ -115,27 +119,27 @@ class MetricsStore:
         window functions take seconds over a million rows; this is one sort)."""
         from .metrics import PERCENTILES, nearest_rank
 
-        self.store.conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
-        self.store.conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {g} AS g, {metric} AS v FROM report_window "
+        self.db.conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
+        self.db.conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {g} AS g, {metric} AS v FROM report_window "
                           f"WHERE {metric} IS NOT NULL ORDER BY {g}, {metric}")
         try:
-            for group, first, n in self.store.conn.execute("SELECT g, min(rowid), count(*) FROM report_sorted GROUP BY g").fetchall():
+            for group, first, n in self.db.conn.execute("SELECT g, min(rowid), count(*) FROM report_sorted GROUP BY g").fetchall():
                 stats = sums[str(group)][metric]
                 for label, fraction in PERCENTILES.items():
-                    stats[label] = self.store.conn.execute("SELECT v FROM report_sorted WHERE rowid = ?",
+                    stats[label] = self.db.conn.execute("SELECT v FROM report_sorted WHERE rowid = ?",
                                                      (first + nearest_rank(n, fraction) - 1,)).fetchone()[0]
         finally:
-            self.store.conn.execute("DROP TABLE temp.report_sorted")
+            self.db.conn.execute("DROP TABLE temp.report_sorted")
 
     def misfires(self, since: str, until: str) -> dict[str, int]:
         """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             "SELECT json_extract(data, '$.reason'), count(*) FROM events WHERE kind = 'automation_misfire' "
             "AND at >= ? AND at < ? GROUP BY 1", (since, until)) if self._has_misfires() else []
         return {reason: n for reason, n in rows}
 
     def _has_misfires(self) -> bool:
-        return self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
+        return self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
 
     def sla_window(self, since: str, until: str, pause: frozenset[str], service: list[str] | None = None
                    ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
@@ -145,12 +149,12 @@ class MetricsStore:
         ever paused (found by the events_waiting index when the pause is `waiting`). Streamed:
         a long window is not held in memory."""
         if pause <= {"waiting"}:
-            paused: set[int] | None = {r[0] for r in self.store.conn.execute(
+            paused: set[int] | None = {r[0] for r in self.db.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
         else:
             paused = None  # any status may pause: every ticket's changes are read
-        changes_of = self.store.conn.cursor()
-        for row in self.store.conn.execute(
+        changes_of = self.db.conn.cursor()
+        for row in self.db.conn.execute(
                 "SELECT id, kind, priority, service, unixepoch(created_at), "
                 "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) END, "
                 f"unixepoch({_RESOLVED}) FROM tickets w WHERE created_at >= :since AND created_at < :until "
@@ -165,46 +169,46 @@ class MetricsStore:
 
     def csat_distribution(self, since: str, until: str) -> dict[int, int]:
         """score -> ratings, for tickets created in the window."""
-        return dict(self.store.conn.execute(
+        return dict(self.db.conn.execute(
             f"SELECT c.score, count(*) FROM csat c JOIN tickets w ON w.id = c.ticket_id WHERE w.created_at >= :since "
             f"AND w.created_at < :until AND w.suppressed IS NULL AND c.at < :until AND ({_RESOLVED}) IS NOT NULL "
             "GROUP BY c.score", {"since": since, "until": until}).fetchall())
 
     def kb_freshness(self, since: str, until: str) -> dict[str, int]:
-        articles, stale = self.store.conn.execute(
+        articles, stale = self.db.conn.execute(
             "SELECT count(*), coalesce(sum(julianday(reviewed_at) + review_days < julianday(?)), 0) FROM kb_articles "
             "WHERE created_at < ?", (until, until)).fetchone()
-        edits = self.store.conn.execute("SELECT count(*) FROM kb_revisions WHERE at >= ? AND at < ?",
+        edits = self.db.conn.execute("SELECT count(*) FROM kb_revisions WHERE at >= ? AND at < ?",
                                   (since, until)).fetchone()[0]
         return {"articles": articles, "stale": stale, "edits": edits}
 
     def intake_by_source(self, since: str, until: str) -> tuple[dict[str, int], dict[str, int]]:
         """Alerts received and tickets created in the window, by source."""
-        alerts = dict(self.store.conn.execute("SELECT source, count(*) FROM alerts WHERE received_at >= ? AND received_at < ? "
+        alerts = dict(self.db.conn.execute("SELECT source, count(*) FROM alerts WHERE received_at >= ? AND received_at < ? "
                                         "GROUP BY source", (since, until)).fetchall())
-        tickets = dict(self.store.conn.execute("SELECT source, count(*) FROM tickets WHERE created_at >= ? AND created_at < ? "
+        tickets = dict(self.db.conn.execute("SELECT source, count(*) FROM tickets WHERE created_at >= ? AND created_at < ? "
                                          "AND suppressed IS NULL GROUP BY source", (since, until)).fetchall())
         return alerts, tickets
 
     def pages_sent(self, since: str, until: str) -> list[tuple[str, str]]:
         """(user, when) of the pages due in the window that were not cancelled, nor undeliverable
         (nobody to page, or no notifier: nobody's pager rang)."""
-        return self.store.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
+        return self.db.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
                                  "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
 
     def pages_unreached(self, since: str, until: str) -> int:
         """The pages due in the window that reached nobody (nobody to page, or no notifier)."""
-        return self.store.conn.execute("SELECT count(*) FROM pages WHERE due_at >= ? AND due_at < ? "
+        return self.db.conn.execute("SELECT count(*) FROM pages WHERE due_at >= ? AND due_at < ? "
                                  "AND status = 'undeliverable'", (since, until)).fetchone()[0]
 
     def minutes_worked(self, since: str, until: str) -> int:
-        return self.store.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
+        return self.db.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
                                  (since, until)).fetchone()[0]
 
     def service_alerts(self, service: list[str], since: str, until: str) -> dict[str, int]:
         """Alerts received in the window for tickets on a service (see _of_service), by status."""
         sql, names = _of_service(service)
-        return dict(self.store.conn.execute(
+        return dict(self.db.conn.execute(
             "SELECT a.status, count(*) FROM alerts a JOIN tickets w ON w.id = a.ticket_id WHERE "
             "a.received_at >= :since AND a.received_at < :until" + sql + " GROUP BY a.status",
             {"since": since, "until": until, **names}).fetchall())
@@ -212,12 +216,12 @@ class MetricsStore:
     def service_known(self, service: list[str]) -> bool:
         """Whether any ticket, at any time, is of the service (see _of_service)."""
         sql, names = _of_service(service)
-        return bool(self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE 1" + sql + ")", names).fetchone()[0])
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE 1" + sql + ")", names).fetchone()[0])
 
     def service_names(self, limit: int = 5000) -> list[str]:
         """Names a report could mean (tickets' services and CIs, CMDB names and aliases), at most
         `limit` of each: the candidates for "did you mean"."""
-        return [r[0] for r in self.store.conn.execute(
+        return [r[0] for r in self.db.conn.execute(
             "SELECT * FROM (SELECT DISTINCT lower(service) FROM tickets WHERE service IS NOT NULL LIMIT :n) UNION "
             "SELECT * FROM (SELECT DISTINCT lower(ci) FROM tickets WHERE ci IS NOT NULL LIMIT :n) UNION "
             "SELECT * FROM (SELECT alias FROM ci_aliases LIMIT :n)", {"n": limit})]
@@ -225,7 +229,7 @@ class MetricsStore:
     def ticket_alerts(self, ids: list[int]) -> list[dict[str, Any]]:
         """The alerts of some tickets: how many of each source and status, first and last seen."""
         marks = ",".join("?" * len(ids))
-        return [dict(zip(("ticket_id", "source", "status", "count", "first", "last"), r)) for r in self.store.conn.execute(
+        return [dict(zip(("ticket_id", "source", "status", "count", "first", "last"), r)) for r in self.db.conn.execute(
             f"SELECT ticket_id, source, status, count(*), min(received_at), max(received_at) FROM alerts "
             f"WHERE ticket_id IN ({marks}) GROUP BY ticket_id, source, status ORDER BY ticket_id, min(received_at)", ids)]
 
@@ -238,8 +242,8 @@ class MetricsStore:
 
         if not 1 <= score <= 5:
             raise BadInput(f"csat: score {score} is not from 1 to 5")
-        with self.store._write(actor) as tx:
-            t = self.store._current(tx, ticket_id)
+        with self.db.write(actor) as tx:
+            t = self.tickets._current(tx, ticket_id)
             comment = tx.clean(comment or None, ticket_id)
             if t["status"] not in lifecycle.DONE:
                 raise Conflict(f"csat: {lifecycle.ref(ticket_id)} is {t['status']}: rate it once it is resolved")
@@ -250,8 +254,8 @@ class MetricsStore:
     def worklog_add(self, *, ticket_id: int, minutes: int, note: str | None, actor: str) -> None:
         if not 0 < minutes <= 24 * 60:
             raise BadInput("worklog: the time must be more than 0 and at most 24h")
-        with self.store._write(actor) as tx:
-            self.store._current(tx, ticket_id)
+        with self.db.write(actor) as tx:
+            self.tickets._current(tx, ticket_id)
             note = tx.clean(note or None, ticket_id)
             tx.conn.execute("INSERT INTO worklog (ticket_id, minutes, actor, at, note) VALUES (?, ?, ?, ?, ?)",
                             (ticket_id, minutes, actor, tx.at, note))

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .migrations import OPEN_SQL, covered_sql
+from .store_rows import Db
 
 if TYPE_CHECKING:
+    from .store_tickets import TicketStore
     from .routing import OnCall, Override
-    from .store import Store
 
 
 # A child whose parent covers it does not page: the parent is at least as urgent and is
@@ -25,9 +26,12 @@ def _step(step: int, levels: int) -> str:
     return f"{round_ + 1}.{level + 1}"
 
 
+
+
 class OnCallStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db, *, tickets: TicketStore) -> None:
+        self.db = db
+        self.tickets = tickets
 
     def overrides(self, *, schedule: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Override]:
@@ -41,13 +45,13 @@ class OnCallStore:
             sql, args = sql + " AND starts_at < ?", [*args, clock.iso(until)]
         from .routing import Override
 
-        return [Override(s, u, clock.parse(a), clock.parse(b)) for s, u, a, b in self.store.conn.execute(sql + " ORDER BY starts_at", args)]
+        return [Override(s, u, clock.parse(a), clock.parse(b)) for s, u, a, b in self.db.conn.execute(sql + " ORDER BY starts_at", args)]
 
     def override_add(self, override: Override, config: OnCall, *, reason: str | None,
                      actor: str) -> dict[str, Any]:
         from .routing import check_override
 
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             check_override(override, config, self.overrides(schedule=override.schedule, since=override.start,
                                                             until=override.end))
             reason = tx.clean(reason)
@@ -98,7 +102,7 @@ class OnCallStore:
         # A ticket no policy covers still pages by default (P1, P2): it pages nobody, loudly.
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
         new: list[dict[str, Any]] = []
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             # OPEN_SQL as the open-queue index states it, so that the scan is of open tickets only.
             rows = tx.conn.execute(
                 f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
@@ -157,7 +161,7 @@ class OnCallStore:
 
     def pages_undeliverable(self, pages: list[dict[str, Any]], why: str, *, actor: str) -> None:
         """Pages raised for people that no channel can carry (no notifier): on record as such."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             for page in pages:
                 if tx.conn.execute("UPDATE pages SET status = 'undeliverable', error = ?, claim = NULL "
                                    "WHERE id = ? AND status IN ('pending', 'sending')", (why, page["id"])).rowcount:
@@ -173,7 +177,7 @@ class OnCallStore:
 
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
         # The open tickets that page (as page_due scans them), then each one's pages by its id.
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             f"SELECT id, priority, (SELECT error FROM pages WHERE ticket_id = tickets.id AND status = 'undeliverable' "
             f"ORDER BY id DESC LIMIT 1) AS reason FROM tickets WHERE {OPEN_SQL} AND acknowledged_at IS NULL "
             f"AND status IN ('new', 'triaged', 'assigned') AND suppressed IS NULL "
@@ -191,8 +195,8 @@ class OnCallStore:
         from .escalation import policy_for
         from .lifecycle import ref
 
-        with self.store._write(actor) as tx:
-            t = self.store._current(tx, ticket_id)
+        with self.db.write(actor) as tx:
+            t = self.tickets._current(tx, ticket_id)
             if t["acknowledged_at"] or t["status"] in ("resolved", "closed"):
                 raise Conflict(f"{ref(ticket_id)} is {t['status']}: nothing to escalate")
             policy = policy_for(t, config)
@@ -213,7 +217,7 @@ class OnCallStore:
                                f"policy {policy.name}: there is no level to escalate to")
             step = current + 1
             round_, level = divmod(step - 1, levels)
-            self.store._set(tx, ticket_id, {"escalation_level": step, "updated_at": tx.at})
+            self.tickets._set(tx, ticket_id, {"escalation_level": step, "updated_at": tx.at})
             tx.event(ticket_id, "escalation_requested", {"step": step, "round": round_ + 1, "level": level + 1})
         return round_ + 1, level + 1
 
@@ -223,7 +227,7 @@ class OnCallStore:
         from .escalation import MAX_ATTEMPTS
 
         at = clock.iso(now)
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             # Per pending page, its ticket by id: never a scan of the tickets.
             tx.conn.execute(
                 "UPDATE pages SET status = 'cancelled' WHERE status IN ('pending', 'sending') AND EXISTS "
@@ -265,7 +269,7 @@ class OnCallStore:
         from .routing import DEFAULT_PAGE
 
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             "SELECT pages.id, pages.ticket_id, tickets.priority, pages.user, pages.round, pages.level, pages.attempts, "
             "pages.error, pages.status FROM pages JOIN tickets ON tickets.id = pages.ticket_id "
             "WHERE pages.status IN ('pending', 'sending', 'failed') AND pages.attempts > 0 AND pages.error IS NOT NULL "
@@ -281,7 +285,7 @@ class OnCallStore:
         from datetime import timedelta
 
         at, until = clock.iso(now), clock.iso(now + timedelta(seconds=hold))
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             marks = ",".join("?" * len(ids))
             tx.conn.execute(
                 f"UPDATE pages SET status = 'sending', claim = ?, next_attempt_at = ? WHERE id IN ({marks}) "
@@ -296,7 +300,7 @@ class OnCallStore:
         channels that took it so a retry goes to the others only."""
         from .escalation import backoff
 
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             row = tx.conn.execute("SELECT attempts, sent_to FROM pages WHERE id = ? AND claim = ? AND status = 'sending'",
                                   (page["id"], token)).fetchone()
             if row is None:
@@ -319,12 +323,12 @@ class OnCallStore:
 
     def pages(self, *, ticket_id: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM pages" + (" WHERE ticket_id = ?" if ticket_id is not None else "") + " ORDER BY id"
-        return [dict(r) for r in self.store.conn.execute(sql, (ticket_id,) if ticket_id is not None else ())]
+        return [dict(r) for r in self.db.conn.execute(sql, (ticket_id,) if ticket_id is not None else ())]
 
     def release_ended_silences(self, now: datetime, *, actor: str) -> int:
         """Open tickets held by silences that have ended come back to the queue."""
         at = clock.iso(now)
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             rows = tx.conn.execute(
                 "SELECT t.id, t.suppressed FROM tickets t JOIN silences s ON t.suppressed = 'silence ' || s.id "
                 "WHERE (s.ends_at <= ? OR s.expired_at IS NOT NULL) AND t.status NOT IN ('resolved', 'closed')",
@@ -341,12 +345,12 @@ class OnCallStore:
         from .errors import BadInput
         from .lifecycle import ref
 
-        with self.store._write(actor) as tx:
-            t = self.store._current(tx, ticket_id)
+        with self.db.write(actor) as tx:
+            t = self.tickets._current(tx, ticket_id)
             user, why = self.pick_for_queue(t["queue"], config, clock.parse(tx.at))
             if user is None:
                 raise BadInput(f"{ref(ticket_id)}: {why}; give a user")
-            self.store._move(tx, t, "assign", assignee=user)
+            self.tickets._move(tx, t, "assign", assignee=user)
             tx.event(ticket_id, "auto_assigned", {"assignee": user, "queue": t["queue"], "why": why})
         return {"id": ticket_id, "assignee": user, "strategy": config.queues[t["queue"]].strategy, "why": why}
 
@@ -359,10 +363,10 @@ class OnCallStore:
             return None, f"its queue {queue_name!r} is not in oncall.yaml `queues`"
         members = list(config.teams[queue.team].members)
         weight = " ".join(f"WHEN '{p}' THEN {w}" for p, w in LOAD_WEIGHTS.items())
-        load = dict(self.store.conn.execute(
+        load = dict(self.db.conn.execute(
             f"SELECT assignee, sum(CASE priority {weight} ELSE 1 END) FROM tickets WHERE assignee IN "
             f"({','.join('?' * len(members))}) AND status NOT IN ('resolved', 'closed') GROUP BY assignee", members))
-        last = self.store.conn.execute("SELECT assignee FROM tickets WHERE queue = ? AND assignee IS NOT NULL "
+        last = self.db.conn.execute("SELECT assignee FROM tickets WHERE queue = ? AND assignee IS NOT NULL "
                                  "ORDER BY id DESC LIMIT 1", (queue.name,)).fetchone()
         schedule = config.teams[queue.team].schedule
         overrides = self.overrides(schedule=schedule, since=now, until=now) if schedule else []
@@ -370,13 +374,13 @@ class OnCallStore:
 
     def deliveries_since(self, user: str, since: datetime) -> tuple[int, datetime]:
         """How many deliveries `user` got since `since` (a batch counts once), and the oldest."""
-        row = self.store.conn.execute(
+        row = self.db.conn.execute(
             "SELECT count(DISTINCT delivery), min(delivered_at) FROM pages WHERE user = ? AND status = 'delivered' "
             "AND delivered_at > ?", (user, clock.iso(since))).fetchone()
         return row[0], clock.parse(row[1]) if row[1] else since
 
     def hold_pages(self, ids: list[int], *, until: datetime, actor: str) -> None:
         """Pages over a person's hourly limit: back to pending, to go when the hour allows."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             tx.conn.executemany("UPDATE pages SET status = 'pending', next_attempt_at = ? WHERE id = ?",
                                 [(clock.iso(until), page_id) for page_id in ids])

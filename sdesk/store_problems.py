@@ -6,28 +6,32 @@ known-error flag, fix); the incidents it explains point at it with `tickets.prob
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from . import lifecycle
 from .errors import BadInput, Conflict, NotFound
 from .fields import check_ticket
+from .store_rows import Db
 
 if TYPE_CHECKING:
-    from .store import _Tx
+    from .store_tickets import TicketStore
+    from .store_rows import Tx as _Tx
+
+
 
 
 class ProblemStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db, *, tickets: TicketStore) -> None:
+        self.db = db
+        self.tickets = tickets
 
 
     def problem_new(self, incidents: list[int], *, title: str | None, root_cause: str | None, workaround: str | None,
                     known_error: bool, actor: str) -> int:
         from .store import _Triggers
 
-        with self.store._write(actor) as tx:
-            first = [self.store._current(tx, i) for i in incidents]
+        with self.db.write(actor) as tx:
+            first = [self.tickets._current(tx, i) for i in incidents]
             worst = min(t["priority"] for t in first)
             ticket = check_ticket({"title": title or f"Problem: {first[0]['title']}", "kind": "problem", "priority": worst,
                                    "service": first[0]["service"], "ci": first[0]["ci"]}) | {"team": first[0]["team"]}
@@ -41,9 +45,9 @@ class ProblemStore:
 
     def problem_update(self, problem_id: int, *, link: list[int], root_cause: str | None, workaround: str | None,
                        known_error: bool | None, actor: str) -> None:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             self._problem_row(tx, problem_id)
-            self.store._current(tx, problem_id)  # the actor's role on its queue
+            self.tickets._current(tx, problem_id)  # the actor's role on its queue
             cause, fix = self._problem_texts(tx, root_cause, workaround)
             sets = {k: v for k, v in (("root_cause", cause), ("workaround", fix),
                                       ("known_error", None if known_error is None else int(known_error))) if v is not None}
@@ -51,15 +55,15 @@ class ProblemStore:
                 tx.conn.execute(f"UPDATE problems SET {', '.join(f'{k} = ?' for k in sets)} WHERE ticket_id = ?",
                                 (*sets.values(), problem_id))
                 tx.event(problem_id, "problem_updated", sets)
-            self._link_incidents(tx, problem_id, [self.store._current(tx, i) for i in link])
+            self._link_incidents(tx, problem_id, [self.tickets._current(tx, i) for i in link])
 
     def problem_resolve(self, problem_id: int, *, fix: str, note_linked: bool, actor: str) -> int:
         if lifecycle.blank(fix):
             raise BadInput("--fix: must not be empty")
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             self._problem_row(tx, problem_id)
             fix = tx.clean(fix.strip(), problem_id)
-            self.store._move(tx, self.store._current(tx, problem_id), "resolve", resolution=fix, code="fixed")
+            self.tickets._move(tx, self.tickets._current(tx, problem_id), "resolve", resolution=fix, code="fixed")
             tx.conn.execute("UPDATE problems SET fix = ? WHERE ticket_id = ?", (fix, problem_id))
             noted = 0
             if note_linked:
@@ -69,17 +73,17 @@ class ProblemStore:
         return noted
 
     def problem_get(self, problem_id: int) -> dict[str, Any]:
-        t = self.store.get_or_raise(ticket_id=problem_id)
-        row = self.store.conn.execute("SELECT * FROM problems WHERE ticket_id = ?", (problem_id,)).fetchone()
+        t = self.tickets.get_or_raise(ticket_id=problem_id)
+        row = self.db.conn.execute("SELECT * FROM problems WHERE ticket_id = ?", (problem_id,)).fetchone()
         if row is None:
             raise NotFound(f"{lifecycle.ref(problem_id)} is not a problem")
-        incidents = self.store.list(problem_id=problem_id, open_only=False, limit=None)
+        incidents = self.tickets.list(problem_id=problem_id, open_only=False, limit=None)
         record = dict(row)
         record["known_error"] = bool(record["known_error"])
         return {**t, **record, "incidents": incidents}
 
     def problem_list(self) -> list[dict[str, Any]]:
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             "SELECT t.id, t.title, t.status, t.priority, p.known_error, "
             "(SELECT count(*) FROM tickets i WHERE i.problem_id = t.id) AS incidents "
             "FROM problems p JOIN tickets t ON t.id = p.ticket_id "
@@ -105,5 +109,5 @@ class ProblemStore:
             if t["problem_id"] not in (None, problem_id):
                 raise Conflict(f"{lifecycle.ref(t['id'])} is already linked to problem {lifecycle.ref(t['problem_id'])}")
             if t["problem_id"] is None:
-                self.store._set(tx, t["id"], {"problem_id": problem_id, "updated_at": tx.at})
+                self.tickets._set(tx, t["id"], {"problem_id": problem_id, "updated_at": tx.at})
                 tx.event(t["id"], "problem_linked", {"problem_id": problem_id})

@@ -14,9 +14,11 @@ from . import clock, lifecycle
 from .errors import Conflict, NotFound, PermissionDenied
 from .roles import user_key
 from .redact import redact_strings
+from .store_rows import Db
 
 if TYPE_CHECKING:
-    from .store import Store, _Tx
+    from .store_tickets import TicketStore
+    from .store_rows import Tx as _Tx
 
 ACTIVE = ("running", "waiting")  # the statuses that hold their CI's lock
 ENDED = ("succeeded", "stopped", "failed", "interrupted", "rejected", "refused")
@@ -116,9 +118,12 @@ def _run(row: Any) -> dict[str, Any]:
     return run
 
 
+
+
 class RunbookStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db, *, tickets: TicketStore) -> None:
+        self.db = db
+        self.tickets = tickets
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -127,8 +132,8 @@ class RunbookStore:
                  queued_id: int | None = None) -> tuple[int, str | None]:
         """Start a run (or the queued one): (run id, None), or (run id, why it was refused) when
         the kill switch, the CI's lock or the throttle says no. A refusal is recorded too."""
-        with self.store._write(actor, "agent", "running a runbook") as tx:
-            self.store._current(tx, ticket_id)  # the actor's role on the ticket's queue must allow it
+        with self.db.write(actor, "agent", "running a runbook") as tx:
+            self.tickets._current(tx, ticket_id)  # the actor's role on the ticket's queue must allow it
             self._reap(tx)
             reason = None if dry_run else (self.run_disabled(runbook) or self._locked(tx, lock_key)
                                            or self._throttled(tx, runbook, lock_key, throttle))
@@ -190,7 +195,7 @@ class RunbookStore:
     def run_step_begin(self, run_id: int, seq: int, step: dict[str, Any], phase: str, command: str | None,
                        *, actor: str) -> None:
         """A step starting (committed first, so that a run killed mid-step shows where)."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             self._run_row(tx, run_id)
             tx.conn.execute("INSERT INTO runbook_steps (run_id, seq, step_id, kind, phase, status, command, started_at, "
                             "actor) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
@@ -198,14 +203,14 @@ class RunbookStore:
 
     def run_step_process(self, run_id: int, seq: int, pid: int, *, actor: str) -> None:
         """The process a step's command runs as: a run found dead stops it (`_reap`)."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             self._run_row(tx, run_id)
             tx.conn.execute("UPDATE runbook_steps SET pid = ?, proc_start = ? WHERE run_id = ? AND seq = ?",
                             (pid, _proc_start(pid), run_id, seq))
 
     def run_disabled(self, runbook: str) -> str | None:
         """Why the kill switch stops this runbook now, or None."""
-        row = self.store.conn.execute("SELECT name, disabled_by, reason FROM runbook_switches WHERE name IN ('*', ?) "
+        row = self.db.conn.execute("SELECT name, disabled_by, reason FROM runbook_switches WHERE name IN ('*', ?) "
                                 "ORDER BY name = '*' DESC", (runbook,)).fetchone()
         return _disabled_reason(row, runbook)
 
@@ -213,7 +218,7 @@ class RunbookStore:
                      attempts: int = 0, duration_ms: int | None = None, output: str = "", next_step: int | None = None,
                      actor: str) -> None:
         """A step's result, on the run and on the ticket's timeline."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             output = tx.clean(output)
             tx.conn.execute("UPDATE runbook_steps SET status = ?, exit_code = ?, attempts = ?, ended_at = ?, "
                             "duration_ms = ?, output = ? WHERE run_id = ? AND seq = ?",
@@ -245,12 +250,12 @@ class RunbookStore:
     def run_resolve(self, run_id: int, text: str, code: str, *, actor: str) -> bool:
         """The ticket resolved by the run's resolve step (an automated resolution); False when it
         was already resolved or closed."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             run = self._run_row(tx, run_id)
-            t = self.store._current(tx, run["ticket_id"])
+            t = self.tickets._current(tx, run["ticket_id"])
             if t["status"] in lifecycle.DONE:
                 return False
-            self.store._move(tx, t, "resolve", resolution=text, code=code,
+            self.tickets._move(tx, t, "resolve", resolution=text, code=code,
                        extra={"run": run_id, "runbook": run["runbook"], "automated": True})
             tx.conn.execute("UPDATE runbook_runs SET resolved = 1 WHERE id = ?", (run_id,))
         return True
@@ -258,7 +263,7 @@ class RunbookStore:
     # -- waiting, approving, ending -------------------------------------------------------------------
 
     def run_wait(self, run_id: int, step: int, waiting_for: str, *, actor: str) -> None:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             run = self._run_row(tx, run_id)
             waiting_for = tx.clean(waiting_for)
             tx.conn.execute("UPDATE runbook_runs SET status = 'waiting', waiting_for = ?, step = ?, pid = NULL "
@@ -271,7 +276,7 @@ class RunbookStore:
         take the run over in this process. An approval must come from someone other than the
         user who started the run; a refused approval is recorded."""
         refused = None
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             self._reap(tx)
             run = self._run_row(tx, run_id)
             if run["status"] != "waiting":
@@ -305,9 +310,9 @@ class RunbookStore:
         return self.run_get(run_id)
 
     def run_reject(self, run_id: int, *, reason: str | None, actor: str) -> None:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             run = self._run_row(tx, run_id)
-            self.store._current(tx, run["ticket_id"])  # the actor's role on its queue
+            self.tickets._current(tx, run["ticket_id"])  # the actor's role on its queue
             if run["status"] not in ("waiting", "queued"):
                 raise Conflict(f"run {run_id} is {run['status']}: only a waiting or queued run can be rejected")
             reason = tx.clean(reason, run["ticket_id"])
@@ -319,7 +324,7 @@ class RunbookStore:
                    actor: str) -> None:
         """End a run; its CI's lock goes with it. A real run that failed or was interrupted is an
         automation misfire."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             self._end(tx, self._run_row(tx, run_id), status, reason, rollback)
 
     def _end(self, tx: _Tx, run: Any, status: str, reason: str | None, rollback: str | None = None) -> None:
@@ -338,21 +343,13 @@ class RunbookStore:
             tx.event(run["ticket_id"], "automation_misfire", {"run": run["id"], "runbook": run["runbook"],
                                                               "reason": misfire})
 
-    def _reopened_after_runbook(self, tx: _Tx, ticket_id: int) -> None:
-        """A ticket that a runbook resolved, reopened: that run misfired."""
-        row = tx.conn.execute("SELECT id, runbook FROM runbook_runs WHERE ticket_id = ? AND resolved = 1 "
-                              "AND misfire IS NULL ORDER BY id DESC LIMIT 1", (ticket_id,)).fetchone()
-        if row is not None:
-            tx.conn.execute("UPDATE runbook_runs SET misfire = 'reopened' WHERE id = ?", (row[0],))
-            tx.event(ticket_id, "automation_misfire", {"run": row[0], "runbook": row[1], "reason": "reopened"})
-
     def reap_runs(self, *, actor: str) -> int:
         """End the runs whose process died (killed, crashed): they are interrupted, and their
         locks released. Returns how many."""
-        if not _dead_runs(self.store.conn):  # a read first: read commands reap too, and seldom find any
+        if not _dead_runs(self.db.conn):  # a read first: read commands reap too, and seldom find any
             return 0
         # Recording that a dead process is dead is housekeeping: a viewer's read may do it.
-        with self.store._write(actor, "viewer") as tx:
+        with self.db.write(actor, "viewer") as tx:
             return self._reap(tx)
 
     def _reap(self, tx: _Tx) -> int:
@@ -379,7 +376,7 @@ class RunbookStore:
 
     def run_refuse_queued(self, run_id: int, reason: str, *, actor: str) -> None:
         """A queued run that cannot start (its runbook gone or broken, a parameter missing)."""
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             run = self._run_row(tx, run_id)
             if run["status"] == "queued":
                 reason = tx.clean(reason, run["ticket_id"])
@@ -388,7 +385,7 @@ class RunbookStore:
                 tx.event(run["ticket_id"], "runbook_refused", {"run": run_id, "runbook": run["runbook"], "reason": reason})
 
     def queued_runs(self) -> list[dict[str, Any]]:
-        return [_run(r) for r in self.store.conn.execute("SELECT * FROM runbook_runs WHERE status = 'queued' ORDER BY id")]
+        return [_run(r) for r in self.db.conn.execute("SELECT * FROM runbook_runs WHERE status = 'queued' ORDER BY id")]
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -402,11 +399,11 @@ class RunbookStore:
         return row
 
     def run_get(self, run_id: int) -> dict[str, Any]:
-        row = self.store.conn.execute("SELECT * FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.conn.execute("SELECT * FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFound(f"no runbook run {run_id}")
         run = _run(row)
-        run["steps"] = [dict(r) for r in self.store.conn.execute(
+        run["steps"] = [dict(r) for r in self.db.conn.execute(
             "SELECT seq, step_id, kind, phase, status, command, exit_code, attempts, started_at, ended_at, "
             "duration_ms, output, actor, pid FROM runbook_steps WHERE run_id = ? ORDER BY seq", (run_id,))]
         return run
@@ -415,14 +412,14 @@ class RunbookStore:
         sql, args = "SELECT * FROM runbook_runs", []
         if ticket_id is not None:
             sql, args = sql + " WHERE ticket_id = ?", [ticket_id]
-        rows = self.store.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [{k: v for k, v in _run(r).items() if k != "plan"} for r in rows]
 
     # -- the kill switch -------------------------------------------------------------------------------
 
     def runbook_switch(self, name: str, *, disabled: bool, reason: str | None, actor: str) -> bool:
         """Disable (or enable again) one runbook, or all with '*'. False when nothing changed."""
-        with self.store._write(actor, "admin", "disabling or enabling automation") as tx:
+        with self.db.write(actor, "admin", "disabling or enabling automation") as tx:
             reason = tx.clean(reason)
             if disabled:
                 changed = tx.conn.execute("INSERT OR IGNORE INTO runbook_switches (name, reason, disabled_by, "
@@ -435,4 +432,4 @@ class RunbookStore:
         return bool(changed)
 
     def runbook_switches(self) -> dict[str, dict[str, Any]]:
-        return {r["name"]: dict(r) for r in self.store.conn.execute("SELECT * FROM runbook_switches ORDER BY name")}
+        return {r["name"]: dict(r) for r in self.db.conn.execute("SELECT * FROM runbook_switches ORDER BY name")}

@@ -9,15 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .migrations import OPEN_SQL, covered_sql
+from .store_rows import Db
 
 if TYPE_CHECKING:
     from .sla import SlaConfig, Slo
-    from .store import Store
+
+
 
 
 class SlaStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db) -> None:
+        self.db = db
 
     def sla_tickets(self, pause: frozenset[str]) -> list[tuple[dict[str, Any], list[tuple[datetime, str]]]]:
         """Open tickets in the queue (not suppressed, not the child of an acknowledged incident),
@@ -25,16 +27,16 @@ class SlaStore:
         `pause`); from indexes alone when the pause is `waiting`, the default."""
         # A correlated child of an incident someone acknowledged runs on its parent's clock:
         # the parent's response is its response, and the parent is the one listed and counted.
-        covered = {row[0] for row in self.store.conn.execute(
+        covered = {row[0] for row in self.db.conn.execute(
             "SELECT c.id FROM tickets c INDEXED BY tickets_parent "
             f"WHERE c.parent_id IS NOT NULL AND c.{OPEN_SQL} AND {covered_sql('c')}")}
         tickets = [dict(zip(("id", "kind", "priority", "status", "created_at", "acknowledged_at"), row))
-                   for row in self.store.conn.execute(
+                   for row in self.db.conn.execute(
                        f"SELECT id, kind, priority, status, created_at, acknowledged_at FROM tickets "
                        f"INDEXED BY tickets_open_queue WHERE {OPEN_SQL} AND suppressed IS NULL")
                    if row[0] not in covered]
         if pause <= {"waiting"}:
-            paused = {row[0] for row in self.store.conn.execute(
+            paused = {row[0] for row in self.db.conn.execute(
                 "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
             paused &= {t["id"] for t in tickets}
         else:
@@ -48,7 +50,7 @@ class SlaStore:
         changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
-            for ticket_id, at, status in self.store.conn.execute(
+            for ticket_id, at, status in self.db.conn.execute(
                     f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', "
                     f"'assigned') AND ticket_id IN ({','.join('?' * len(part))}) ORDER BY id", part):
                 changes[ticket_id].append((clock.parse(at), status))
@@ -56,7 +58,7 @@ class SlaStore:
 
     def sla_details(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Title, queue and assignee of the tickets `sdesk sla` shows."""
-        rows = self.store.conn.execute(f"SELECT id, title, queue, assignee FROM tickets WHERE id IN ({','.join('?' * len(ids))})",
+        rows = self.db.conn.execute(f"SELECT id, title, queue, assignee FROM tickets WHERE id IN ({','.join('?' * len(ids))})",
                                  ids) if ids else []
         return {row["id"]: dict(row) for row in rows}
 
@@ -65,7 +67,7 @@ class SlaStore:
         also a response acknowledged late), once per ticket and target."""
         from .sla import assess, pauses
 
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             seen = {(ticket_id, kind, target) for ticket_id, kind, target in tx.conn.execute(
                 f"SELECT ticket_id, kind, json_extract(data, '$.target') FROM events "
                 f"WHERE kind IN ('sla_warning', 'sla_breached') AND ticket_id IN (SELECT id FROM tickets WHERE {OPEN_SQL})")}
@@ -86,7 +88,7 @@ class SlaStore:
         touch its window (by the CI index: a CI's tickets, not the desk's)."""
         since = clock.iso(now - slo.window)
         counts = sorted(slo.counts)
-        rows = self.store.conn.execute(
+        rows = self.db.conn.execute(
             f"SELECT created_at, resolved_at FROM tickets WHERE ci = ? AND kind = 'incident' AND parent_id IS NULL "
             f"AND suppressed IS NULL AND priority IN ({','.join('?' * len(counts))}) "
             f"AND (resolved_at IS NULL OR resolved_at >= ?) AND created_at <= ?",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -13,14 +15,20 @@ from . import clock, lifecycle
 from .errors import BadInput, NotFound
 from .migrations import DONE_SQL, OPEN_SQL
 from .signals import Alert
+from .lifecycle import more_urgent
+from .store_rows import Db, to_json
 from .triage import TICKET_FIELDS, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
 
 if TYPE_CHECKING:
+    from .store_classifier import ClassifierStore
+    from .store_sla import SlaStore
+    from .store_tickets import TicketStore
     from .enrich import Enricher
     from .store import Store
 
 
 RECENT_PER_CI = 200  # a CI's newest tickets that correlation looks at: a storm's, not its history
+
 
 
 class _Annotations(Mapping[str, str]):
@@ -116,7 +124,7 @@ class Triager:
         it (see apply; the others cost no query, a storm's children are many)."""
         for ticket_id in made:
             if ticket_id in self._raising:
-                self.store.triage.raise_parent(tx, ticket_id)
+                self.store.tickets.raise_parent(tx, ticket_id)
         self._raising.clear()
 
     def burn(self, ci: str) -> float:
@@ -196,11 +204,6 @@ class Triager:
         return None
 
 
-def more_urgent(priority: str | None, than: str | None) -> bool:
-    """P1 is more urgent than P2 (and than no priority: a parent without one is not raised)."""
-    return bool(priority and than and priority < than)
-
-
 # Why an incident takes the priority of a more urgent child rather than the child paging on its
 # own: one incident, one page, one clock (as PagerDuty and Opsgenie raise the incident's priority).
 RAISE_REASON = "an incident is as urgent as its most urgent open child, so it pages for it"
@@ -229,8 +232,11 @@ COARSE_KEYS = frozenset({"kind", "status", "priority", "source", "impact", "urge
 
 
 class TriageStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db, *, classifier: ClassifierStore, sla: SlaStore, tickets: TicketStore) -> None:
+        self.db = db
+        self.classifier = classifier
+        self.sla = sla
+        self.tickets = tickets
 
     """Silences, flapping lookups, re-triage and explanations."""
 
@@ -248,7 +254,7 @@ class TriageStore:
         if ends <= clock.now():
             raise BadInput(f"silence: it would already be over (ends {clock.iso(ends)})")
         broad = not any(m.op == "=" and m.value and m.name not in COARSE_KEYS for m in matchers)
-        with self.store._write(actor, "admin" if broad else "agent",
+        with self.db.write(actor, "admin" if broad else "agent",
                          "a silence without an exact match on a label such as alertname or instance" if broad
                          else "adding a silence") as tx:
             comment = tx.clean(comment)
@@ -264,7 +270,7 @@ class TriageStore:
         return silence_id
 
     def silence_expire(self, silence_id: int, *, actor: str) -> dict[str, Any]:
-        with self.store._write(actor) as tx:
+        with self.db.write(actor) as tx:
             tx.check()  # a desk-wide act, whatever tickets it brings back
             row = tx.conn.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
             if row is None:
@@ -288,10 +294,10 @@ class TriageStore:
             sql, args = sql + " WHERE id = ?", [silence_id]
         elif not include_expired:
             sql, args = sql + " WHERE expired_at IS NULL AND ends_at > ?", [at]
-        counts = dict(self.store.conn.execute(
+        counts = dict(self.db.conn.execute(
             "SELECT suppressed, count(*) FROM tickets WHERE suppressed LIKE 'silence %' GROUP BY suppressed"))
         out = []
-        for row in self.store.conn.execute(sql + " ORDER BY id", args):
+        for row in self.db.conn.execute(sql + " ORDER BY id", args):
             s = dict(row)
             s["matchers"] = ["".join(m) for m in orjson.loads(s["matchers"])]
             s["state"] = "expired" if s["expired_at"] or s["ends_at"] <= at else "pending" if s["starts_at"] > at else "active"
@@ -301,7 +307,7 @@ class TriageStore:
 
     def active_silences(self, now: datetime) -> list[tuple[int, list[Matcher]]]:
         at = clock.iso(now)
-        rows = self.store.conn.execute("SELECT id, matchers FROM silences WHERE expired_at IS NULL AND starts_at <= ? "
+        rows = self.db.conn.execute("SELECT id, matchers FROM silences WHERE expired_at IS NULL AND starts_at <= ? "
                                  "AND ends_at > ? ORDER BY id", (at, at))
         return [(silence_id, [Matcher(*m) for m in orjson.loads(text)]) for silence_id, text in rows]
 
@@ -313,7 +319,7 @@ class TriageStore:
         chunk = list(fingerprints)
         for i in range(0, len(chunk), 500):
             part = chunk[i:i + 500]
-            rows = self.store.conn.execute(
+            rows = self.db.conn.execute(
                 f"SELECT fingerprint, max(id) FROM tickets WHERE fingerprint IN ({','.join('?' * len(part))}) "
                 f"AND {DONE_SQL} AND resolved_at >= ? GROUP BY fingerprint", (*part, since))
             found.update(rows)
@@ -335,11 +341,11 @@ class TriageStore:
                "json_extract(c.data, '$.ci') AS _ci "
                "FROM tickets t LEFT JOIN ticket_context c ON c.ticket_id = t.id")
         if ticket_id is not None:
-            rows = self.store.conn.execute(sql + " WHERE t.id = ?", (ticket_id,))
+            rows = self.db.conn.execute(sql + " WHERE t.id = ?", (ticket_id,))
         elif since:
-            rows = self.store.conn.execute(sql + " WHERE t.created_at >= ? ORDER BY t.id", (since,))
+            rows = self.db.conn.execute(sql + " WHERE t.created_at >= ? ORDER BY t.id", (since,))
         else:
-            rows = self.store.conn.execute(sql + " ORDER BY t.id")
+            rows = self.db.conn.execute(sql + " ORDER BY t.id")
         for row in rows:
             t = dict(row)
             created = orjson.loads(t.pop("_created")) if t["_created"] else {}
@@ -357,17 +363,15 @@ class TriageStore:
         Silences, correlation and `assignee: auto` are not re-run: they belong to the moment of
         arrival, and their explanation is kept while the ticket still shows their effect. A
         parent keeps the priority of its most urgent open child."""
-        from .store import to_json
-
-        with self.store._write(actor) as tx:
-            self.store._current(tx, ticket_id)  # the actor's role on its queue
+        with self.db.write(actor) as tx:
+            self.tickets._current(tx, ticket_id)  # the actor's role on its queue
             stored = next(self.replay_tickets(ticket_id=ticket_id), None)
             if stored is None:
                 raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
             now = clock.parse(tx.at)
-            burn = Triager(self.store, config, now, None, []).burn if config.slos else None
+            burn = functools.partial(_burn, config, self.sla, now) if config.slos else None
             decision = decide(config, stored.arrived, annotations=stored.annotations, context=stored.context,
-                              now=now, classify=self.store.classifier.classify if self.store.classifier.has_classifier() else None, burn=burn)
+                              now=now, classify=self.classifier.classify if self.classifier.has_classifier() else None, burn=burn)
             explanation = {**decision.explanation, **_still_holding(self.why(ticket_id=ticket_id)["triage"],
                                                                     stored.current)}
             diff = changes(stored, decision)
@@ -380,29 +384,12 @@ class TriageStore:
                 if top[0] != stored.current["priority"]:
                     diff["priority"] = [stored.current["priority"], top[0]]
             if diff:
-                self.store._set(tx, ticket_id, {**{k: to_json(new) if k == "tags" else new for k, (_, new) in diff.items()},
+                self.tickets._set(tx, ticket_id, {**{k: to_json(new) if k == "tags" else new for k, (_, new) in diff.items()},
                                           "updated_at": tx.at})
             tx.event(ticket_id, "triaged", {"triage": explanation, "changes": diff})
             if "priority" in diff:
-                self.raise_parent(tx, ticket_id)
+                self.tickets.raise_parent(tx, ticket_id)
         return {"id": ticket_id, "changes": diff, "triage": explanation}
-
-    def raise_parent(self, tx: Any, ticket_id: int) -> None:
-        """Raise the open, unacknowledged incidents above a ticket to its priority where it is more
-        urgent (a `priority_raised` event on each), after intake, a link, or a change of its
-        priority. An acknowledged parent stops the climb: the child pages on its own."""
-        child = tx.conn.execute("SELECT priority, parent_id FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-        priority, parent, seen = child[0], child[1], {ticket_id}
-        while parent is not None and parent not in seen:  # (link refuses cycles; bounded all the same)
-            seen.add(parent)
-            row = tx.conn.execute(f"SELECT priority, parent_id FROM tickets WHERE id = ? AND {OPEN_SQL} "
-                                  "AND acknowledged_at IS NULL", (parent,)).fetchone()
-            if row is None:
-                return
-            if more_urgent(priority, row[0]):
-                tx.conn.execute("UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?", (priority, tx.at, parent))
-                tx.event(parent, "priority_raised", {"priority": [row[0], priority], "child": ticket_id})
-            parent = row[1]
 
     def _most_urgent_child(self, tx: Any, ticket_id: int) -> tuple[str, int] | None:
         """The priority of the ticket's most urgent open child, and that child (the first such)."""
@@ -415,9 +402,9 @@ class TriageStore:
     def why(self, *, ticket_id: int) -> dict[str, Any]:
         """The ticket's category, queue and priority and what decided each: the last triage
         (at intake or re-run), and the people who changed them since."""
-        t = self.store.get_or_raise(ticket_id=ticket_id)
+        t = self.tickets.get_or_raise(ticket_id=ticket_id)
         triage, triaged_at, corrections, raised, linked = None, None, [], [], None
-        for e in self.store.events(ticket_id=ticket_id):
+        for e in self.tickets.events(ticket_id=ticket_id):
             if e["kind"] == "created" and "triage" in e["data"]:
                 triage, triaged_at, corrections, raised = e["data"]["triage"], e["at"], [], []
             elif e["kind"] == "triaged":
@@ -446,3 +433,11 @@ class TriageStore:
         if linked and linked["parent"] == t["parent_id"]:
             out["linked"] = linked  # by hand (sdesk link), not by triage's correlation
         return out
+
+
+def _burn(config: TriageConfig, sla: SlaStore, now: datetime, ci: str) -> float:
+    """The CI's 6-hour error-budget burn now, as a share of its pace (Triager.burn at intake)."""
+    from .sla import budget
+
+    slo = config.slos[ci]
+    return budget(slo, sla.slo_incidents(slo, now), now)["burn"]["6h"]

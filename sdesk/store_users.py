@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import BadInput, Conflict, NotFound
 from .lifecycle import NAME_MAX, blank, check_name
 from .roles import Access, check_role, desk_role_of_queue_user, user_key
-
-if TYPE_CHECKING:
-    from .store import Store
+from .store_rows import Db
 
 TOKEN_PREFIX = "sdk_"
 
@@ -20,37 +18,39 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+
+
 class UsersStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store  # the connection, transactions, the hash chain and the role check
+    def __init__(self, db: Db) -> None:
+        self.db = db
 
 
     def access(self, actor: str, conn: sqlite3.Connection | None = None) -> Access:
         """Who `actor` is to this desk (see roles.py)."""
-        conn = conn or self.store.conn
+        conn = conn or self.db.conn
         key = user_key(actor)
         row = conn.execute("SELECT role FROM users WHERE key = ?", (key,)).fetchone()
         if row is None:
             if conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None:
                 return Access(actor, "admin", listed=False)  # an open desk: no users yet
-            return Access(actor, self.store.default_role, listed=False)
+            return Access(actor, self.db.default_role, listed=False)
         queues = dict(conn.execute("SELECT queue, role FROM user_queue_roles WHERE key = ?", (key,)).fetchall())
         return Access(actor, row[0], queues)
 
     def user_of_login(self, login: str) -> str | None:
         """The name of the user whose OS login this is, if any."""
-        row = self.store.conn.execute("SELECT name FROM users WHERE login = ?", (user_key(login),)).fetchone()
+        row = self.db.conn.execute("SELECT name FROM users WHERE login = ?", (user_key(login),)).fetchone()
         return row[0] if row else None
 
     def users(self) -> list[dict[str, Any]]:
         queues: dict[str, dict[str, str]] = {}
-        for key, queue, role in self.store.conn.execute("SELECT key, queue, role FROM user_queue_roles ORDER BY queue"):
+        for key, queue, role in self.db.conn.execute("SELECT key, queue, role FROM user_queue_roles ORDER BY queue"):
             queues.setdefault(key, {})[queue] = role
-        tokens = dict(self.store.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
+        tokens = dict(self.db.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
         return [{"name": r["name"], "role": r["role"], "team": r["team"], "queues": queues.get(r["key"], {}),
                  "login": r["login"], "email": r["email"],
                  "tokens": tokens.get(r["key"], 0), "added_by": r["added_by"], "added_at": r["added_at"]}
-                for r in self.store.conn.execute("SELECT * FROM users ORDER BY key")]
+                for r in self.db.conn.execute("SELECT * FROM users ORDER BY key")]
 
     def user_add(self, name: str, *, role: str, team: str | None, queue: str | None,
                  actor: str, login: str | None = None, email: str | None = None) -> dict[str, Any]:
@@ -67,7 +67,7 @@ class UsersStore:
         login = user_key(login) if login is not None else None
         email = email.strip().casefold() if email is not None else None
         key = user_key(name)
-        with self.store._write(actor, "admin", "managing users") as tx:
+        with self.db.write(actor, "admin", "managing users") as tx:
             # Names are identifiers, kept as given, while every event is redacted (_Tx.event): a
             # name that holds a secret would be stored, and be another name in its event.
             for what, value in (("name", name), ("--login", login), ("--email", email), ("--team", team)):
@@ -85,7 +85,7 @@ class UsersStore:
                     raise Conflict(f"{column} {value} is already {other[0]}'s")
             if row is None:
                 # A role on one queue is that queue only (roles.py): the desk role is not the default.
-                desk_role = desk_role_of_queue_user(role, self.store.default_role) if queue else role
+                desk_role = desk_role_of_queue_user(role, self.db.default_role) if queue else role
                 login = login or (user_key(tx.login) if first else key)
                 if tx.conn.execute("SELECT name FROM users WHERE login = ?", (login,)).fetchone():
                     raise Conflict(f"login {login} is already another user's: give {name} theirs with --login")
@@ -112,7 +112,7 @@ class UsersStore:
 
     def user_remove(self, name: str, *, actor: str) -> None:
         key = user_key(name)
-        with self.store._write(actor, "admin", "managing users") as tx:
+        with self.db.write(actor, "admin", "managing users") as tx:
             row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
             if row is None:
                 raise NotFound(f"no user {name!r}")
@@ -135,7 +135,7 @@ class UsersStore:
         import secrets  # here: it imports random, base64 and hmac, which no other command needs
 
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self.store._write(actor, "admin", "managing API tokens") as tx:
+        with self.db.write(actor, "admin", "managing API tokens") as tx:
             row = tx.conn.execute("SELECT name FROM users WHERE key = ?", (user_key(name),)).fetchone()
             if row is None:
                 raise NotFound(f"no user {name!r}: add them first (sdesk user add {name} --role agent)")
@@ -150,7 +150,7 @@ class UsersStore:
         return token_id, token
 
     def token_revoke(self, token_id: int, *, actor: str) -> None:
-        with self.store._write(actor, "admin", "managing API tokens") as tx:
+        with self.db.write(actor, "admin", "managing API tokens") as tx:
             row = tx.conn.execute("SELECT revoked_at FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no API token {token_id}")
@@ -159,16 +159,16 @@ class UsersStore:
                 tx.event(None, "token_revoked", {"token": token_id})
 
     def tokens(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.store.conn.execute(
+        return [dict(r) for r in self.db.conn.execute(
             "SELECT t.id, u.name AS user, t.label, t.created_by, t.created_at, t.revoked_at "
             "FROM api_tokens t JOIN users u USING (key) ORDER BY t.id")]
 
     def any_tokens(self) -> bool:
         """Whether an API token was ever made (revoked ones count: revoking the last must not
         open the receiver to anyone)."""
-        return self.store.conn.execute("SELECT 1 FROM api_tokens LIMIT 1").fetchone() is not None
+        return self.db.conn.execute("SELECT 1 FROM api_tokens LIMIT 1").fetchone() is not None
 
     def live_tokens(self) -> dict[str, str]:
         """sha256 of each live token -> its user's name."""
-        return dict(self.store.conn.execute("SELECT t.hash, u.name FROM api_tokens t JOIN users u USING (key) "
+        return dict(self.db.conn.execute("SELECT t.hash, u.name FROM api_tokens t JOIN users u USING (key) "
                                       "WHERE t.revoked_at IS NULL"))

@@ -127,7 +127,7 @@ def test_the_store_query_plans_match(db_path):
         store.intake([{"title": "x", "kind": "incident", "priority": "P1"}], actor="t", source="t")
         seen = []
         store.conn.set_trace_callback(seen.append)
-        store.list(limit=50)
+        store.tickets.list(limit=50)
         store.conn.set_trace_callback(None)
         [sql] = [s for s in seen if s.startswith("SELECT")]
         plan = " ".join(r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql))
@@ -171,10 +171,10 @@ def test_a_batch_of_varied_tickets_is_stored_whole(db_path):
         ids = [ticket_id for ticket_id, _ in results]
         assert ids == list(range(ids[0], ids[0] + 1000))
         for ticket_id, given in zip(ids, tickets):
-            stored = store.get(ticket_id=ticket_id)
+            stored = store.tickets.get(ticket_id=ticket_id)
             assert {k: stored[k] for k in given} == given
             assert stored["description"] == given.get("description") and stored["impact"] == given.get("impact")
-            assert [e["kind"] for e in store.events(ticket_id=ticket_id)] == ["created"]
+            assert [e["kind"] for e in store.tickets.events(ticket_id=ticket_id)] == ["created"]
         assert store.audit.verify_chain()[0] == 1000
 
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
-from sdesk.store import GENESIS, Store, event_hash
+from sdesk.store import Store
+from sdesk.store_rows import GENESIS, event_hash
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -390,13 +391,13 @@ def test_any_sequence_of_writes_verifies_clean(tmp_path_factory, ops):
                 elif pick is None:
                     continue
                 elif op == "move":
-                    store.move(ticket_id=pick, action=b, actor="tester", assignee="bob", resolution="fixed")
+                    store.tickets.move(ticket_id=pick, action=b, actor="tester", assignee="bob", resolution="fixed")
                 elif op == "update":
-                    store.update(ticket_id=pick, changes=b, actor="tester")
+                    store.tickets.update(ticket_id=pick, changes=b, actor="tester")
                 elif op == "comment":
-                    store.comment(ticket_id=pick, text=b, actor="tester")
+                    store.tickets.comment(ticket_id=pick, text=b, actor="tester")
                 elif op == "link":
-                    store.link(ticket_id=pick, parent_id=ids[b % len(ids)], actor="tester")
+                    store.tickets.link(ticket_id=pick, parent_id=ids[b % len(ids)], actor="tester")
             except SdeskError:
                 pass  # an impossible move or link is refused and changes nothing
         tables = store.audit.verify_tables()
@@ -419,7 +420,7 @@ def test_verify_while_others_write_sees_one_consistent_desk(db_path):
         f"s = Store({str(db_path)!r})\n"
         "for i in range(400):\n"
         "    [(t, _)] = s.intake([{'title': f'w{i}', 'kind': 'incident', 'priority': 'P2'}], actor='w', source='cli')\n"
-        "    s.move(ticket_id=t, action='ack', actor='w')\n"
+        "    s.tickets.move(ticket_id=t, action='ack', actor='w')\n"
         "    if i == 0: print('writing', flush=True)\n")], stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline() == "writing\n"
     rounds = 0

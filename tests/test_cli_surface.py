@@ -410,7 +410,7 @@ class TestEveryEventKindReadsAsASentence:
 
         monkeypatch.setenv("COLUMNS", "80")
         ticket = cli.new("Disk full on db-1")
-        with Store(db_path) as store, store._write("tester") as tx:
+        with Store(db_path) as store, store.write("tester") as tx:
             for kind, data in SAMPLES.items():
                 tx.event(ticket, kind, data)
         shown = cli("show", f"SD-{ticket}").stdout

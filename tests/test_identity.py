@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from sdesk import migrations
 from sdesk.errors import ExitCode, PermissionDenied
 from sdesk.roles import ROLES, Access, claim_refusal, refusal
-from sdesk.store import Store, event_hash
+from sdesk.store import Store
+from sdesk.store_rows import event_hash
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # the OS login these tests run as
 NOW = "2026-11-26T09:00:00Z"
@@ -264,11 +265,11 @@ def test_a_thousand_refusals_make_one_event_per_actor_login_and_minute(shell, db
     with Store(db_path) as store:
         for _ in range(1000):
             with pytest.raises(PermissionDenied):
-                store.comment(ticket_id=ticket, text="x", actor="vic")
+                store.tickets.comment(ticket_id=ticket, text="x", actor="vic")
         monkeypatch.setenv("SDESK_NOW", "2026-11-26T09:01:00Z")
         for _ in range(3):
             with pytest.raises(PermissionDenied):
-                store.comment(ticket_id=ticket, text="x", actor="vic")
+                store.tickets.comment(ticket_id=ticket, text="x", actor="vic")
     denied = shell.json("audit", "log", "--kind", "permission_denied")
     assert [(e["actor"], e["count"]) for e in denied] == [("vic", 1000), ("vic", 3)]
     # The next window's event carries the last one's final count, on the chain.

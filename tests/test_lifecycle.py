@@ -145,16 +145,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         current = self.model[tid]["status"]
         kwargs = {"assignee": "carol"} if action == "assign" else {"resolution": "done"} if action == "resolve" else {}
         try:
-            t = self.store.move(ticket_id=tid, action=action, actor=actor, **kwargs)
+            t = self.store.tickets.move(ticket_id=tid, action=action, actor=actor, **kwargs)
         except InvalidTransition:
             assert action not in lifecycle.allowed_actions(current)
-            assert self.store.get(ticket_id=tid)["status"] == current
+            assert self.store.tickets.get(ticket_id=tid)["status"] == current
             return
         except Conflict:
             # Reopening a ticket whose fingerprint another open ticket now carries.
-            fp = self.store.get(ticket_id=tid)["fingerprint"]
+            fp = self.store.tickets.get(ticket_id=tid)["fingerprint"]
             assert action == "reopen" and fp is not None
-            assert any(self.store.get(ticket_id=o)["fingerprint"] == fp for o, m in self.model.items()
+            assert any(self.store.tickets.get(ticket_id=o)["fingerprint"] == fp for o, m in self.model.items()
                        if o != tid and m["status"] not in ("resolved", "closed"))
             return
         assert action in lifecycle.allowed_actions(current)
@@ -168,7 +168,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def comment(self, data, text):
         tid = data.draw(st.sampled_from(sorted(self.model)))
         try:
-            self.store.comment(ticket_id=tid, text=text, actor="ann")
+            self.store.tickets.comment(ticket_id=tid, text=text, actor="ann")
             self.events += 1
         except BadInput:
             assert blank(text)  # empty to the eye: white space, controls, U+FEFF and the like
@@ -176,12 +176,12 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(tid=st.integers(min_value=1000, max_value=2000))
     def unknown(self, tid):
         with pytest.raises(NotFound):
-            self.store.move(ticket_id=tid, action="ack", actor="ann")
+            self.store.tickets.move(ticket_id=tid, action="ack", actor="ann")
 
     @invariant()
     def store_agrees_and_chain_holds(self):
         for tid, m in self.model.items():
-            t = self.store.get(ticket_id=tid)
+            t = self.store.tickets.get(ticket_id=tid)
             assert t["status"] == m["status"] and t["reopen_count"] == m["reopens"]
             assert (t["resolved_at"] is not None) == (t["status"] in ("resolved", "closed"))
         count, _, _ = self.store.audit.verify_chain()
@@ -270,7 +270,7 @@ def test_an_assignee_name_is_held_to_a_user_names_rules(cli, db_path, desk, forc
     after = cli.json("show", str(t))
     assert (after["assignee"], len(after["events"])) == (None, before)
     with Store(db_path) as store, pytest.raises(BadInput):
-        store.move(ticket_id=t, action="assign", actor="tester", assignee=name)
+        store.tickets.move(ticket_id=t, action="assign", actor="tester", assignee=name)
     assert cli("user", "add", name, "--role", "agent", ok=False).exit_code == ExitCode.BAD_INPUT
 
 

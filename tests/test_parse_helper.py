@@ -200,7 +200,7 @@ def test_records_read_before_the_helper_died_are_stored(tmp_path, bulk):
                                command=[sys.executable, "-c", code])
         with pytest.raises(SdeskError, match="exit 3"):
             ingest(store, chunks, actor="t", on_stored=lambda r, i, o: stored.append(o), on_rejected=lambda r: None)
-        assert len(stored) == 9 and store.count_alerts() == 9  # line 8 of the ten is the bad one
+        assert len(stored) == 9 and store.tickets.count_alerts() == 9  # line 8 of the ten is the bad one
 
 
 class _Trickle:

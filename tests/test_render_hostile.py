@@ -165,7 +165,7 @@ def test_the_tui_starts_over_a_ticket_with_markup_in_a_field(db_path, field):
 def test_the_tui_starts_for_an_actor_with_markup_and_shows_a_markup_actor(db_path):
     ticket = hostile_ticket(db_path)
     with Store(db_path) as store:
-        store.comment(ticket_id=ticket, text="[/c]", actor="[/x]")
+        store.tickets.comment(ticket_id=ticket, text="[/c]", actor="[/x]")
     [queue, shown] = run_tui(db_path, "[/me]", [("enter",)])
     assert "[/me]" in queue
     assert "[/x]" in shown and "[/c]" in shown

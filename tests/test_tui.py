@@ -65,7 +65,7 @@ async def settle_until(pilot, app, check, what: str):
 
 def status_of(db_path, ticket):
     with Store(db_path) as store:
-        return store.get_or_raise(ticket_id=ticket)
+        return store.tickets.get_or_raise(ticket_id=ticket)
 
 
 @pilot_test
@@ -87,7 +87,7 @@ async def test_the_queue_opens_sorted_and_a_ticket_is_worked_end_to_end(db_path)
         await settle(pilot, app)
         assert status_of(db_path, ids[1])["status"] == "new"
         with Store(db_path) as store:
-            assert store.events(ticket_id=ids[1])[-1]["data"]["text"] == "rolled back"
+            assert store.tickets.events(ticket_id=ids[1])[-1]["data"]["text"] == "rolled back"
         await pilot.press("r", *"restarted the pod", "enter", *"fixed", "enter", "y", "enter")
         await settle(pilot, app)
         t = status_of(db_path, ids[1])
@@ -394,7 +394,7 @@ async def test_review_fixes_unassigned_view_odd_input_and_one_real_run(db_path, 
     free = tickets(db_path, 5, priority="P3")
     with Store(db_path) as store:
         for t in assigned:
-            store.move(ticket_id=t, action="assign", assignee="bob", actor="t")
+            store.tickets.move(ticket_id=t, action="assign", assignee="bob", actor="t")
     app = make_app(db_path, "alice", poll=5)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app, 100)
@@ -418,7 +418,7 @@ async def test_a_non_ascii_digit_for_csat_is_refused_and_y_runs_a_runbook_once(d
     (config / "runbooks" / "say.yaml").write_text("steps:\n  - run: [echo, hi]\n")
     [ticket] = tickets(db_path, 1)
     with Store(db_path) as store:
-        store.move(ticket_id=ticket, action="resolve", resolution="done", actor="t")
+        store.tickets.move(ticket_id=ticket, action="resolve", resolution="done", actor="t")
     app = make_app(db_path, "alice", config, poll=5)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app, 0)  # resolved: not in the open queue

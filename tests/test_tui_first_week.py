@@ -51,8 +51,8 @@ def desk(db_path):
             {"title": f"ticket {i} " + "a very long title that goes on " * 4, "kind": "incident", "priority": p,
              "service": "checkout-api", "queue": q} for i, (p, q) in enumerate(
                 [("P1", "payments"), ("P2", "dba"), ("P3", "frontend-web")])], actor="t", source="cli")]
-        store.move(ticket_id=ids[0], action="assign", assignee="bartholomew", actor="t")
-        store.move(ticket_id=ids[0], action="ack", actor="bartholomew")
+        store.tickets.move(ticket_id=ids[0], action="assign", assignee="bartholomew", actor="t")
+        store.tickets.move(ticket_id=ids[0], action="ack", actor="bartholomew")
     return ids
 
 
@@ -121,7 +121,7 @@ async def test_j_and_k_scroll_the_ticket_screen(db_path):
     [ticket] = tickets(db_path, 1)
     with Store(db_path) as store:  # a timeline three screens long
         for i in range(60):
-            store.comment(ticket_id=ticket, text=f"note {i}", actor="t")
+            store.tickets.comment(ticket_id=ticket, text=f"note {i}", actor="t")
     app = make_app(db_path, "alice", poll=5)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app, 1)
@@ -281,11 +281,11 @@ async def test_the_sla_column_agrees_with_sdesk_sla(db_path, tmp_path, monkeypat
     monkeypatch.setenv("SDESK_NOW", "2026-11-02T09:00:00Z")
     waited, plain, late = tickets(db_path, 3, priority="P2")
     with Store(db_path) as store:
-        store.move(ticket_id=waited, action="ack", actor="t")
-        store.move(ticket_id=waited, action="wait", actor="t")
+        store.tickets.move(ticket_id=waited, action="ack", actor="t")
+        store.tickets.move(ticket_id=waited, action="wait", actor="t")
         monkeypatch.setenv("SDESK_NOW", "2026-11-02T10:00:00Z")
-        store.move(ticket_id=waited, action="assign", assignee="bob", actor="t")  # the clock runs again
-        store.move(ticket_id=late, action="assign", assignee="bob", actor="t")
+        store.tickets.move(ticket_id=waited, action="assign", assignee="bob", actor="t")  # the clock runs again
+        store.tickets.move(ticket_id=late, action="assign", assignee="bob", actor="t")
     monkeypatch.setenv("SDESK_NOW", "2026-11-02T13:00:00Z")
     expected = {f"SD-{r['id']}": ("-" if r["left_seconds"] < 0 else "") + _short(abs(r["left_seconds"]))
                 for r in cli.json("sla", "--config", str(tmp_path / "config"))}
@@ -323,7 +323,7 @@ async def test_a_page_that_widens_a_column_keeps_the_cursor_and_every_row(db_pat
     """The next page brings a longer assignee: the columns are laid out again, rows kept in order."""
     ids = tickets(db_path, 150, priority="P3")
     with Store(db_path) as store:
-        store.move(ticket_id=ids[-1], action="assign", assignee="maximiliana", actor="t")
+        store.tickets.move(ticket_id=ids[-1], action="assign", assignee="maximiliana", actor="t")
     app = make_app(db_path, "alice", page=100, poll=5)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app, 100)

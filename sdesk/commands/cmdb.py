@@ -154,7 +154,7 @@ def show(ctx: typer.Context, name: NameArg,
     """
     store = store_of(ctx)
     ci = store.cmdb.ci_get(name=name)
-    tickets = store.list(statuses=[], open_only=True, ci=ci["name"], limit=20)
+    tickets = store.tickets.list(statuses=[], open_only=True, ci=ci["name"], limit=20)
     changes = store.cmdb.change_list(cis=[ci["name"]], limit=10)
     if as_json:
         print_json({**ci, "open_tickets": tickets, "changes": changes})

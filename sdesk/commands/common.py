@@ -332,7 +332,8 @@ class Settings:
         found or a bad roles.yaml does not stop the open; non-users are then viewers."""
         if self._store is None:
             from ..redact import redact
-            from ..store import Store, os_login
+            from ..store import Store
+            from ..store_rows import os_login
 
             # The actor is an identifier, on every event and row, kept as given (events redact
             # their data, not who wrote them): one that holds a secret would be stored as it is.

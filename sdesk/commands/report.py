@@ -124,7 +124,7 @@ def oncall(ctx: typer.Context, as_json: JsonOption = False) -> None:
     store = settings.store()
     now = clock.now()
     since = clock.iso(now - timedelta(hours=24))
-    urgent = store.list(priorities=["P1", "P2"], suppressed=False, limit=None)
+    urgent = store.tickets.list(priorities=["P1", "P2"], suppressed=False, limit=None)
     cis = sorted({t["ci"] for t in urgent if t["ci"]})
     data = {"open": [{k: t[k] for k in ("id", "priority", "status", "title", "ci", "service", "assignee", "created_at")}
                      for t in urgent],

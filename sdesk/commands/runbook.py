@@ -233,7 +233,7 @@ def approve(
     waiting = store.runbooks.run_get(run_id)
     runbook = find(_folder(ctx), waiting["runbook"])
     if waiting["status"] == "waiting":
-        print_plan(console(stderr=True), waiting["plan"], store.get_or_raise(ticket_id=waiting["ticket_id"]), False)
+        print_plan(console(stderr=True), waiting["plan"], store.tickets.get_or_raise(ticket_id=waiting["ticket_id"]), False)
         note(f"run {run_id} waits for {waiting['waiting_for']} at step {waiting['step'] + 1}")
         if not yes and _interactive() and not typer.confirm("Approve and go on?", default=False, err=True):
             note("not approved")

@@ -249,13 +249,13 @@ class QueueScreen(Screen):
         sla = self.app.sla_config()
         try:
             with self.app.store() as store:
-                seen = store.last_event_id()
+                seen = store.tickets.last_event_id()
                 may = _may_act(store, self.app.actor) if self.app.may_act is None else None
                 paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
                 if breaching:
                     rows = _breaching(store, sla, limit)
                 else:
-                    rows = store.list(**args, suppressed=False, limit=limit + 1,
+                    rows = store.tickets.list(**args, suppressed=False, limit=limit + 1,
                                       **({"after": after} if after and paged else {}))
                 clocks = _sla_left(store, sla, rows[:limit])
         except SdeskError as e:
@@ -355,7 +355,7 @@ class QueueScreen(Screen):
     def _check(self) -> None:
         try:
             with self.app.store() as store:
-                last = store.last_event_id()
+                last = store.tickets.last_event_id()
         except Exception:  # a locked or busy database: the next poll tries again
             return
         if self.seen is not None and last != self.seen:
@@ -504,7 +504,7 @@ def _breaching(store: Any, sla: Any, limit: int) -> list[dict[str, Any]]:
     assessed = assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now())
     found = sorted((row(t, policy, targets) for t, policy, targets in assessed), key=lambda r: r["left_seconds"])
     urgent = [r["id"] for r in found if r["state"] in ("breached", "at_risk")][:limit]
-    return [t for t in (store.get(ticket_id=i) for i in urgent) if t is not None]
+    return [t for t in (store.tickets.get(ticket_id=i) for i in urgent) if t is not None]
 
 
 # -- a ticket ---------------------------------------------------------------------------------------
@@ -566,9 +566,9 @@ class TicketScreen(Page):
 
 def ticket_data(store: Any, ticket_id: int, sla: Any) -> tuple:
     """What the ticket screen shows, read in one go (TicketScreen.draw)."""
-    t = store.get_or_raise(ticket_id=ticket_id)
-    children = store.children(ticket_id=ticket_id)
-    return (t, store.events(ticket_id=ticket_id), children, store.context(ticket_id=ticket_id),
+    t = store.tickets.get_or_raise(ticket_id=ticket_id)
+    children = store.tickets.children(ticket_id=ticket_id)
+    return (t, store.tickets.events(ticket_id=ticket_id), children, store.tickets.context(ticket_id=ticket_id),
             store.kb.kb_linked(ticket_id), store.triage.why(ticket_id=ticket_id), store.runbooks.runs(ticket_id=ticket_id),
             store.metrics.ticket_alerts([ticket_id, *(c["id"] for c in children)]),
             _sla_left(store, sla, [t], detail=True).get(t["id"]))
@@ -590,7 +590,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
                 again)
         return
     if action in ("ack", "start", "reopen"):
-        app.act(lambda s: s.move(ticket_id=ticket, action=action, actor=actor), f"{name}: {action}", refresh)
+        app.act(lambda s: s.tickets.move(ticket_id=ticket, action=action, actor=actor), f"{name}: {action}", refresh)
         return
     if action == "escalate":
         def escalate(s):
@@ -643,9 +643,9 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     if not first:
         raise BadInput(f"{action}: a value is required")
     if action == "comment":
-        return lambda s: s.comment(ticket_id=ticket, text=first, actor=actor)
+        return lambda s: s.tickets.comment(ticket_id=ticket, text=first, actor=actor)
     if action == "assign":  # from the picker when oncall.yaml has teams; anyone's name when it has none
-        return lambda s: s.move(ticket_id=ticket, action="assign", assignee=first, actor=actor)
+        return lambda s: s.tickets.move(ticket_id=ticket, action="assign", assignee=first, actor=actor)
     if action == "resolve":
         code = values[1].strip() or None
         draft = values[2].strip().lower()
@@ -653,16 +653,16 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
             raise BadInput(f"resolve: draft a KB article? answer y or n, not {values[2].strip()!r}")
         if draft.startswith("y"):
             return lambda s: s.kb.resolve_with_draft(ticket, resolution=first, code=code, actor=actor)
-        return lambda s: s.move(ticket_id=ticket, action="resolve", resolution=first, code=code, actor=actor)
+        return lambda s: s.tickets.move(ticket_id=ticket, action="resolve", resolution=first, code=code, actor=actor)
     if action == "priority":
         if first.upper() not in Priority.__members__:
             raise BadInput(f"priority: {first!r} is not P1-P4")
-        return lambda s: s.update(ticket_id=ticket, changes={"priority": first.upper()}, actor=actor)
+        return lambda s: s.tickets.update(ticket_id=ticket, changes={"priority": first.upper()}, actor=actor)
     if action == "queue":
-        return lambda s: s.update(ticket_id=ticket, changes={"queue": first}, actor=actor)
+        return lambda s: s.tickets.update(ticket_id=ticket, changes={"queue": first}, actor=actor)
     if action == "link":
         parent = parse_id(first)
-        return lambda s: s.link(ticket_id=ticket, parent_id=parent, actor=actor)
+        return lambda s: s.tickets.link(ticket_id=ticket, parent_id=parent, actor=actor)
     if not (first.isascii() and first.isdigit()):
         raise BadInput(f"csat: {first!r} is not a score from 1 to 5")
     return lambda s: s.metrics.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
@@ -686,8 +686,8 @@ def _read_runbooks(app: SdeskApp, ticket: int) -> None:
     runbooks, broken = load_folder(folder)  # read again each time: runbooks are edited while the TUI runs
     try:
         with app.store() as store:
-            t = store.get_or_raise(ticket_id=ticket)
-            values = values_of(t, {}, store.context(ticket_id=ticket) or {}, clock.now())
+            t = store.tickets.get_or_raise(ticket_id=ticket)
+            values = values_of(t, {}, store.tickets.context(ticket_id=ticket) or {}, clock.now())
     except SdeskError as e:
         app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
         return
