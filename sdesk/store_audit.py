@@ -24,7 +24,7 @@ import orjson
 
 from . import clock
 from .errors import AuditBroken
-from .store_rows import Db
+from .store_rows import Db, event_row
 
 if TYPE_CHECKING:
     from .store_tickets import TicketStore
@@ -238,9 +238,7 @@ class AuditStore:
             args.append(since)
         sql = (f"SELECT id, ticket_id, at, actor, login, kind, data FROM events "
                f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?")
-        from .store import _event
-
-        events = [_event(r) for r in reversed(self.db.conn.execute(sql, (*args, limit)).fetchall())]
+        events = [event_row(r) for r in reversed(self.db.conn.execute(sql, (*args, limit)).fetchall())]
         # A permission_denied event stands for every refusal of its actor and login that minute.
         denied = [e for e in events if e["kind"] == "permission_denied"]
         if denied:
