@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from sdesk.intake_service import Intake
 
 ROOT = Path(__file__).resolve().parent.parent
 DESK = ROOT / "examples" / "desk"  # the example desk config: triage rules, intake settings
@@ -68,7 +69,7 @@ def build_store(size: int, rebuild: bool) -> Path:
     with Store(path) as store:
         batch = 20_000
         for start in range(0, size, batch):
-            store.intake([fake_ticket(rng, i) for i in range(start, min(size, start + batch))],
+            Intake(store).intake([fake_ticket(rng, i) for i in range(start, min(size, start + batch))],
                          actor="bench", source="bench")
             print(f"\r  building {size:,}: {min(size, start + batch):,}", end="", file=sys.stderr)
         # Most history is closed: keep ~3% open, like a real desk. Closed with an event each on

@@ -254,7 +254,9 @@ def new(
                        if not args else f"one title, got {plural(len(args), 'word')}: quote it")
     ticket = ticket_from_flags(args[0], labels=label, tags=tag, **flags)
     _, options = settings.intake_options()
-    [(ticket_id, outcome)] = settings.store().receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
+    from .intake_service import Intake
+
+    [(ticket_id, outcome)] = Intake(settings.store()).receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
                                                       **options)
     created = outcome == "created"
     run_automation(settings, options.get("automate", frozenset()))

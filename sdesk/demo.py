@@ -15,6 +15,7 @@ from .lifecycle import ref
 from .starter import examples_dir  # noqa: F401 (also imported from here)
 from .store import Store
 from .triage import TriageConfig
+from .intake_service import Intake
 
 
 def _triage() -> TriageConfig:
@@ -38,7 +39,7 @@ def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | 
             records = list(parse_jsonl(f))
     else:
         _, records = document_records(path.read_bytes(), fmt)
-    return store.receive([r.signal for r in records if r.signal is not None], actor=actor, triage=_triage())
+    return Intake(store).receive([r.signal for r in records if r.signal is not None], actor=actor, triage=_triage())
 
 
 def _load(store: Store, name: str) -> list[int]:

@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from .files import more_ready
 from .intake import SEVERITY, Record, parse_document, parse_jsonl
 from .redact import redact
+from .intake_service import Intake
 
 if TYPE_CHECKING:
     from .signals import Signal
@@ -136,7 +137,7 @@ def ingest(
     summary = Summary()
 
     def receive(signals: list[Signal]) -> list[Result]:
-        return store.receive(signals, actor=actor, **(options or {}))
+        return Intake(store).receive(signals, actor=actor, **(options or {}))
 
     def store_batch(batch: list[Record]) -> list[Result | None]:
         good = [r.signal for r in batch if r.signal is not None]

@@ -34,6 +34,7 @@ from .intake import SEVERITY, Record
 from .store import Store, StoreFault
 from .roles import DEFAULT_ROLE
 from .store_users import token_hash
+from .intake_service import Intake
 
 ROUTES = {"/alertmanager": "alertmanager", "/grafana": "grafana", "/tickets": "json", "/email": "email",
           "/v2/enqueue": "pagerduty", "/v2/change/enqueue": "pagerduty"}
@@ -207,14 +208,14 @@ class Writer:
 
     def _store(self, store: Store, actor: str, requests: list[tuple[list[Any], Future]]) -> None:
         try:
-            results = store.receive([s for signals, _ in requests for s in signals], actor=actor, **self.options)
+            results = Intake(store).receive([s for signals, _ in requests for s in signals], actor=actor, **self.options)
         except PermissionDenied as e:  # the same actor for all of them: each would be refused (and recorded) again
             for _, future in requests:
                 future.set_exception(e)
             return
         except Exception:  # noqa: BLE001 - find the request that failed; the others still land
             def receive(signals: list[Any]) -> list[tuple[int | None, str]]:
-                return store.receive(signals, actor=actor, **self.options)
+                return Intake(store).receive(signals, actor=actor, **self.options)
 
             for signals, future in requests:
                 try:  # and within it, the signals that cannot be stored (None), if that was it

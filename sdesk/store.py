@@ -8,54 +8,40 @@ writes the ticket and appends the events explaining it to the hash chain.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import shlex
 import sqlite3
 import stat
-from datetime import timedelta
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 
-from . import clock, lifecycle, migrations
-from .errors import BadInput, Conflict, ExitCode, NotFound, PermissionDenied, SdeskError
-from .redact import might_hold_secrets, redact_strings
-from .roles import DEFAULT_ROLE, RANK, claim_refusal, user_key
-from .signals import Signal
+from . import migrations
+from .errors import BadInput, ExitCode, NotFound, PermissionDenied, SdeskError
+from .roles import DEFAULT_ROLE, claim_refusal, user_key
 from .store_audit import AuditStore
 from .store_classifier import ClassifierStore
 from .store_cmdb import CmdbStore
 from .store_kb import KbStore
+from .store_mail import MailStore
 from .store_metrics import MetricsStore
 from .store_oncall import OnCallStore
 from .store_problems import ProblemStore
-from .store_rows import Refused, Tx, insert_rows, to_json
-from .store_runbooks import RunbookStore, lock_key
+from .store_rows import Refused, Tx
+from .store_runbooks import RunbookStore
 from .store_sla import SlaStore
-from .store_tickets import _SETTABLE, CREATE_FIELDS, TicketStore, _ticket_columns
+from .store_tickets import TicketStore
 from .store_triage import TriageStore
 from .store_users import UsersStore
 
 if TYPE_CHECKING:
-    from .enrich import EnrichOptions, Enricher
-    from .signals import Alert
-    from .store_triage import Triager
-    from .triage import TriageConfig
+    pass
 
 
 # Columns a new ticket may set, in insert order (team comes from enrichment; the last five
 # from triage only).
-
-
-
-ALERT_COLUMNS = ("alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id)",
-                 "(?, ?, ?, ?, ?, ?, ?, ?)")
-
-
 
 
 
@@ -293,174 +279,6 @@ def default_db_path() -> Path:
 
 
 
-def _ticket_text(t: dict[str, Any]) -> str:
-    """The free text of a new ticket, in one string for the secrets pre-check (a flat join is
-    cheaper than walking the dict, at one call per ticket stored)."""
-    parts = [v for v in t.values() if v.__class__ is str]
-    labels = t.get("labels")
-    if labels:
-        parts += labels  # the keys: a label's name can hold a secret too
-        parts += labels.values()
-    parts += t.get("tags") or ()
-    return "\n".join(parts)
-
-
-@functools.lru_cache(maxsize=4096)
-def _redacted_json(text: str, mask_pii: bool) -> str:
-    """An alert's labels or annotations as stored: repeats of an alert send the same ones, so
-    the answer is cached by their JSON."""
-    if not mask_pii and not might_hold_secrets(text):
-        return text
-    return to_json(redact_strings(orjson.loads(text), mask_pii)[0])
-
-
-
-
-
-
-
-
-
-
-
-
-class _Triggers:
-    """The tickets a batch opens or bumps, written at flush with one executemany per table and
-    one event per ticket: `created` (with how often it arrived in the batch) or `occurrence`
-    (how many more times it arrived). Monitoring resends a firing alert every few minutes; one
-    event per resend would bury a ticket's history, and the alerts table keeps every arrival."""
-
-    def __init__(self, tx: Tx, open_by_fingerprint: dict[str, list], mask_pii: bool = False,
-                 enricher: Enricher | None = None, triager: Triager | None = None, silences: set[str] = frozenset(),
-                 automate: Collection[str] = ()):
-        self.tx = tx
-        self.automate = automate  # runbooks safe for automation: run when triage attaches them
-        self.mask_pii = mask_pii
-        self.enricher = enricher
-        self.triager = triager
-        self.silences = silences  # "silence N" of the silences in force
-        self.open = open_by_fingerprint  # fingerprint -> [ticket id, occurrences, suppressed]
-        # id -> ticket, source, redactions, the alert it came from
-        self.new: dict[int, tuple[dict[str, Any], str, list[str], Alert | None]] = {}
-        self.bumped: dict[int, list] = {}  # id -> [occurrences, repeats in this batch, last source, its actor]
-        self.actors: dict[int, str] = {}  # id -> the source that opened it, when not the account (Signal.actor)
-        seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
-        self.next_id = (seq[0] if seq else 0) + 1  # ids are ours to give: we hold the write lock
-
-    def add(self, t: dict[str, Any], source: str, secret_free: bool = False,
-            alert: Alert | None = None, actor: str | None = None) -> tuple[int, str]:
-        fingerprint = t.get("fingerprint")
-        hit = self.open.get(fingerprint) if fingerprint else None
-        if hit:
-            hit[1] += 1
-            bump = self.bumped.get(hit[0])
-            if bump:
-                bump[0], bump[1], bump[2], bump[3] = hit[1], bump[1] + 1, source, actor
-            else:
-                self.bumped[hit[0]] = [hit[1], 1, source, actor]
-            return hit[0], "deduplicated"
-        ticket_id, self.next_id = self.next_id, self.next_id + 1
-        if actor:
-            self.actors[ticket_id] = actor
-        redacted: list[str] = []
-        if self.mask_pii or (not secret_free and might_hold_secrets(_ticket_text(t))):
-            clean, redacted = redact_strings(t, self.mask_pii)
-        if redacted:
-            # The fingerprint is the dedup key and the requester the address replies go to: both
-            # are kept as sent.
-            t = {**clean, "fingerprint": fingerprint, "requester": t.get("requester")}
-        self.new[ticket_id] = (t, source, redacted, alert)
-        if fingerprint:
-            self.open[fingerprint] = [ticket_id, 1, None]
-        return ticket_id, "created"
-
-    def flush(self) -> None:
-        tx, made, contexts, runs = self.tx, [], [], []
-        present: set[str] = set()  # the fields some new ticket of the batch sets
-        for ticket_id, (t, source, redacted, alert) in self.new.items():
-            bump = self.bumped.pop(ticket_id, None)
-            # The created event carries the whole input, so history can be rebuilt from events,
-            # and triage's explanation of what it made of it.
-            created = {k: v for k, v in t.items() if v is not None}
-            present.update(created)
-            created["source"] = source
-            actor = self.actors.get(ticket_id)
-            if actor:
-                created["received_by"] = tx.actor
-            if bump:
-                created["occurrences"] = bump[0]
-            context = self.enricher.context(t, ticket_id) if self.enricher else None
-            enriched = None
-            if context:
-                t, enriched = self._apply(t, context)
-                contexts.append((ticket_id, to_json(context)))
-            if self.triager is not None:
-                t, created["triage"] = self.triager.apply(ticket_id, {**t, "source": source}, alert, context or {})
-                # What the row holds beyond the input (enrichment's and triage's choices), so that
-                # `audit verify` can rebuild it from this event.
-                created["set"] = {k: v for k, v in t.items() if k in _SETTABLE and created.get(k) != v}
-            if context or self.triager is not None:
-                present.update(t)
-            tx.check(t.get("queue"))  # (no queue: the desk's role; no ticket id on a refusal: it will not exist)
-            # Clean already: add() redacted the ticket (or its parser found no hint of a secret);
-            # the rest is the source's name, triage's explanation and counts.
-            tx.event(ticket_id, "created", created, clean=True, actor=actor)
-            if redacted:
-                tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))}, clean=True)
-            if enriched:
-                tx.event(ticket_id, "enriched", enriched)
-            if t.get("runbook") in self.automate and not t.get("suppressed"):
-                runs.append((t["runbook"], ticket_id, lock_key(t.get("ci"), t.get("fingerprint"), ticket_id)))
-            made.append((ticket_id, t, source, bump[0] if bump else 1))
-        # The INSERT names only the columns the batch sets: Python's sqlite3 binds each None
-        # through an adapter lookup, which cost more than the rest of an alert's ticket row
-        # (9 of them; measured with callgrind).
-        fields = tuple(f for f in CREATE_FIELDS if f in present)
-        insert_rows(tx.conn, _ticket_columns(fields), [
-            (ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}), to_json(t.get("tags") or []), source,
-             tx.at, tx.at, occurrences) for ticket_id, t, source, occurrences in made])
-        tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
-        if self.triager is not None:
-            self.triager.raise_parents(tx, [ticket_id for ticket_id, t, _, _ in made if t.get("parent_id")])
-        if runs:
-            RunbookStore.queue_runs(tx, runs)
-        for ticket_id, (occurrences, repeats, source, actor) in self.bumped.items():
-            # Counts and the source's and account's names (as intake names them): nothing to redact.
-            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": repeats, "source": source,
-                                               **({"received_by": tx.actor} if actor else {})}, clean=True, actor=actor)
-        tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
-                            [(n, tx.at, ticket_id) for ticket_id, (n, *_) in self.bumped.items()])
-        self._release(list(self.bumped))
-        self.new.clear()
-        self.bumped.clear()
-        self.actors.clear()
-
-    def _release(self, bumped: list[int]) -> None:
-        """A silenced alert firing after its silence ended joins the queue, as Alertmanager
-        notifies again once a silence is over."""
-        for hit in self.open.values():
-            if hit[2] and hit[0] in bumped and hit[2].startswith("silence ") and hit[2] not in self.silences:
-                self.tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (hit[0],))
-                self.tx.event(hit[0], "unsuppressed", {"was": hit[2], "reason": "the silence is over"})
-                hit[2] = None
-
-    @staticmethod
-    def _apply(t: dict[str, Any], context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The CI, its owner team, and that team's queue when nothing set one, from the context;
-        and the summary the `enriched` event records."""
-        sets = {}
-        if context.get("ci") and t.get("ci") != context["ci"]:  # the CI's own name, not an alias
-            sets["ci"] = context["ci"]
-        if context.get("team") and not t.get("team"):
-            sets["team"] = context["team"]
-            if not t.get("queue"):
-                sets["queue"] = context["team"]
-        summary = {k: context[k] for k in ("ci", "tier", "dependents_total") if context.get(k) is not None}
-        summary |= {"changes": len(context.get("changes", ())), "kb": [a["id"] for a in context.get("kb", ())],
-                    "similar": [s["id"] for s in context.get("similar", ())], "set": sets}
-        return {**t, **sets}, summary
-
-
 class Store:
     # The actor a command line claims (`--as`, SDESK_USER, or the login by default), set by the
     # CLI: its writes are checked against the OS login (_check_claim). None (serve, whose actors
@@ -481,6 +299,7 @@ class Store:
         self.audit = AuditStore(self, tickets=tickets)
         self.classifier = ClassifierStore(self)
         self.cmdb = CmdbStore(self)
+        self.mail = MailStore()
         self.kb = KbStore(self, cmdb=self.cmdb, tickets=tickets)
         self.metrics = MetricsStore(self, tickets=tickets)
         self.oncall = OnCallStore(self, tickets=tickets)
@@ -715,251 +534,4 @@ class Store:
 
 
     # -- writes --------------------------------------------------------------------------
-
-    def intake(self, tickets: Iterable[dict[str, Any]], *, actor: str, source: str) -> list[tuple[int, bool]]:
-        """Open validated tickets (deduplicated by fingerprint, see `receive`); returns
-        (ticket id, created) for each, in order."""
-        results = self.receive([Signal(source, "trigger", ticket=t) for t in tickets], actor=actor)
-        return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
-
-    def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
-                reopen_days: int = 14, mask_pii: bool = False, enrich: EnrichOptions | bool = True,
-                triage: TriageConfig | None = None, automate: Collection[str] = ()) -> list[tuple[int | None, str]]:
-        """Apply what sources sent, in order and in one transaction, and keep every alert.
-
-        A trigger opens a ticket, unless an open ticket (stored, or earlier in this batch) has
-        its fingerprint: then that ticket's occurrences go up (one event per ticket and batch).
-        A resolve resolves the open ticket with its fingerprint (or only records it on the ticket,
-        for the sources in record_resolved; "*" is every source); an acknowledge acknowledges
-        it; a change is kept for
-        enrichment. An email that replies to a ticket is a comment on it, and reopens it when it
-        was resolved or closed less than reopen_days ago. Returns (ticket id or None, outcome)
-        for each signal: created, deduplicated, resolved, acknowledged, commented, reopened,
-        recorded or ignored. With mask_pii, email addresses and phone numbers are masked too.
-        A new ticket is enriched from the CMDB, changes and KB (enrich.py) unless enrich is False,
-        then triaged (triage.py, store_triage.py) when a triage config is given: rules, the
-        priority matrix, the classifier, silences and correlation. With triage, a trigger whose
-        ticket was resolved within the flap window reopens it (outcome reopened). A runbook
-        triage attaches is queued to run when it is in `automate` (safe for automation).
-
-        Streams run through here at tens of thousands of alerts a second, so triggers are set
-        based: one lookup of the batch's fingerprints, then one executemany per table."""
-        signals = list(signals)
-        results: list[tuple[int | None, str]] = []
-        with self.write(actor, "agent", "taking in tickets and alerts") as tx:
-            # Intake needs the agent role on the desk, and on each new ticket's queue (flush). Someone
-            # with roles on particular queues (an agent on dba, a viewer elsewhere) needs it on the
-            # queue of each ticket they open or touch instead, and on the desk for anything else.
-            per_queue = tx.access is not None and bool(tx.access.queues)
-            if not per_queue or tx.access.allows(tx.need):
-                tx.check()
-                per_queue = per_queue and any(RANK[role] < RANK[tx.need] for role in tx.access.queues.values())
-            triggers = any(s.action == "trigger" for s in signals)
-            enricher = self._enricher(enrich) if triggers else None
-            signal_keys = [s.key for s in signals]  # (a property: read once, for the lookup and the rows)
-            keys = set(signal_keys) - {None}
-            open_now = self.tickets.open_fingerprints(tx.conn, keys)
-            triager, flapping = None, {}
-            now = clock.parse(tx.at)
-            silences = self.triage.active_silences(now) if triggers else []
-            if triage is None and triggers and (silences or self.classifier.has_classifier()):
-                from .triage import UNCONFIGURED
-
-                triage = UNCONFIGURED  # silences and a trained model apply on any desk
-            if triage is not None and triggers:
-                from .store_triage import Triager
-
-                triager = Triager(self, triage, now, enricher, silences)
-                if triage.flap_minutes and keys - open_now.keys():
-                    flapping = self.triage.recently_resolved(keys - open_now.keys(),
-                                                      clock.iso(now - timedelta(minutes=triage.flap_minutes)))
-            batch = _Triggers(tx, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences}, automate)
-            alert_rows = []
-            for s, key in zip(signals, signal_keys):
-                if s.thread is not None:
-                    result = self._mail(tx, batch, s, reopen_days, mask_pii)
-                elif s.action == "trigger" and flapping and key in flapping and key not in batch.open:
-                    result = self._reopen_flapping(tx, batch, flapping.pop(key), s)
-                elif s.action == "trigger":
-                    result = batch.add(s.ticket, s.source, s.secret_free, s.alert, s.actor)
-                elif s.action in ("resolve", "acknowledge"):
-                    only_record = "*" in record_resolved or s.source in record_resolved
-                    result = self._resolve_or_ack(tx, batch, s, only_record)
-                elif s.action == "change":
-                    self._change(tx, s, mask_pii)
-                    result = (None, "recorded")
-                else:
-                    result = (None, "ignored")
-                if per_queue:
-                    self._check_intake(tx, batch, result)
-                results.append(result)
-                if s.alert is not None:
-                    labels, annotations = s.alert.labels, s.alert.annotations
-                    if mask_pii or not s.secret_free:
-                        labels, annotations = _redacted_json(labels, mask_pii), _redacted_json(annotations, mask_pii)
-                    alert_rows.append((s.source, key, s.alert.status, result[1], labels, annotations, tx.at, result[0]))
-            batch.flush()
-            insert_rows(tx.conn, ALERT_COLUMNS, alert_rows)
-        return results
-
-    @staticmethod
-    def _check_intake(tx: Tx, batch: _Triggers, result: tuple[int | None, str]) -> None:
-        """For an actor whose role differs by queue: what one signal did needs their role on the
-        queue of the ticket it touched (a new one's is checked when it is written, after triage
-        chose it), or on the desk when it touched none."""
-        ticket_id, _ = result
-        if ticket_id is None:
-            tx.check()
-        elif ticket_id not in batch.new:  # (a stored ticket: those moved were checked by _current)
-            row = tx.conn.execute("SELECT queue FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-            tx.check(row[0] if row else None, ticket_id)
-
-    def _reopen_flapping(self, tx: Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
-        """A resolved alert firing again within the flap window: its ticket, reopened (and kept
-        out of the queue if a silence matches it now)."""
-        t = self.tickets._current(tx, ticket_id)
-        with tx.acting(s.actor) as received:
-            self.tickets._move(tx, t, "reopen", extra=received)
-            occurrences = t["occurrences"] + 1
-            silenced = batch.triager.silenced(t) if batch.triager is not None else None
-            self.tickets._set(tx, ticket_id, {"occurrences": occurrences, "suppressed": silenced})
-            tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
-                                               "flapping": True, **({"suppressed": silenced} if silenced else {}),
-                                               **received})
-        batch.open[s.key] = [ticket_id, occurrences, silenced]
-        return ticket_id, "reopened"
-
-    def _enricher(self, enrich: EnrichOptions | bool) -> Enricher | None:
-        """An enricher when there is something to enrich from (a CMDB or a KB)."""
-        if enrich is False:
-            return None
-        has_cmdb, has_kb = self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM cis), EXISTS (SELECT 1 FROM kb_articles)").fetchone()
-        if not (has_cmdb or has_kb):
-            return None
-        from .enrich import EnrichOptions, Enricher
-
-        return Enricher(self, enrich if isinstance(enrich, EnrichOptions) else EnrichOptions(),
-                        has_cmdb=bool(has_cmdb), has_kb=bool(has_kb))
-
-
-
-    def _change(self, tx: Tx, s: Signal, mask_pii: bool) -> None:
-        summary, data = tx.clean([s.change["summary"], s.change.get("data") or {}], None, mask_pii)
-        service = s.change.get("service")
-        # A source names the service as it knows it: the CI it is, when the CMDB knows that name.
-        ci = s.change.get("ci") or (found["name"] if service and (found := self.cmdb.ci_find([service.strip().lower()])) else None)
-        tx.conn.execute(
-            "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (s.source, summary, service, ci, s.change.get("happened_at") or tx.at, tx.at, to_json(data)))
-
-    def _mail(self, tx: Tx, batch: _Triggers, s: Signal, reopen_days: int, mask_pii: bool) -> tuple[int | None, str]:
-        th = s.thread or {}
-        conn = tx.conn
-        message_id = th.get("message_id")
-        # A message without a Message-ID is known by a digest of it (mail.message_digest).
-        seen = message_id or th.get("digest")
-        if seen and conn.execute("SELECT 1 FROM mail_messages WHERE message_id = ?", (seen,)).fetchone():
-            return None, "ignored"  # seen before: an mbox read twice takes nothing twice
-        if s.action == "ignore":
-            self._remember_mail(tx, message_id, None, [], seen)
-            return None, "ignored"
-        batch.flush()
-        target = None
-        if th.get("ticket"):
-            target = conn.execute("SELECT id FROM tickets WHERE id = ?", (th["ticket"],)).fetchone()
-        if target is None and th.get("references"):
-            refs = th["references"][-500:]
-            target = conn.execute(
-                f"SELECT ticket_id FROM mail_messages WHERE message_id IN ({','.join('?' * len(refs))}) "
-                "AND ticket_id IS NOT NULL ORDER BY rowid DESC LIMIT 1", refs).fetchone()
-        parent, why = None, None
-        if target is not None:
-            t = self.tickets._current(tx, target[0])
-            # What a reply does is the sender's doing: its comment and reopening show them, not the
-            # account that runs intake.
-            with tx.acting(s.actor) as received:
-                outcome = "commented"
-                if not self._may_reply(conn, t, th.get("from")):
-                    # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
-                    # requester and the desk's users (by email) speak on a ticket; others open their own.
-                    parent, why, outcome = t["id"], "a reply from someone not on the ticket", None
-                elif t["status"] in lifecycle.DONE:
-                    done_at = clock.parse(t["closed_at"] or t["resolved_at"])
-                    if (clock.parse(tx.at) - done_at).days < reopen_days:
-                        try:
-                            self.tickets._move(tx, t, "reopen", extra=received)
-                            outcome = "reopened"
-                        except Conflict:
-                            pass  # its fingerprint is open elsewhere: the reply is still kept
-                    else:
-                        parent, outcome = t["id"], None  # too old: a new ticket, linked to the old one
-                if outcome:
-                    text = tx.clean(th.get("body") or "(empty message)", t["id"], mask_pii)
-                    self.tickets._set(tx, t["id"], {"updated_at": tx.at})
-                    tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
-                                                    "message_id": message_id, **received})
-                    self._remember_mail(tx, message_id, t["id"], th.get("attachments") or [], seen)
-                    return t["id"], outcome
-                elif why is None:
-                    why = "a reply to a ticket done too long ago"
-        ticket_id, _ = batch.add(s.ticket, s.source, actor=s.actor)
-        batch.flush()
-        if parent is not None:
-            self.tickets._set(tx, ticket_id, {"parent_id": parent})
-            tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
-        self._remember_mail(tx, message_id, ticket_id, th.get("attachments") or [], seen)
-        return ticket_id, "created"
-
-    @staticmethod
-    def _may_reply(conn: sqlite3.Connection, t: dict[str, Any], sender: str | None) -> bool:
-        """Whether an email from `sender` may comment on (and reopen) ticket `t`: its requester,
-        or a user of the desk with that email address. (Watchers too, once tickets have them.)"""
-        sender = (sender or "").strip().casefold()
-        if "@" not in sender:  # no one mailbox's address (mail.py): a stranger, whatever the text
-            return False
-        if (t.get("requester") or "").strip().casefold() == sender:
-            return True
-        return conn.execute("SELECT 1 FROM users WHERE email = ?", (sender,)).fetchone() is not None
-
-    @staticmethod
-    def _remember_mail(tx: Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict],
-                       seen: str | None = None) -> None:
-        """`seen`: the key the message is known by (its Message-ID, or its digest without one)."""
-        if seen or message_id:
-            tx.conn.execute("INSERT OR IGNORE INTO mail_messages (message_id, ticket_id, received_at) VALUES (?, ?, ?)",
-                            (seen or message_id, ticket_id, tx.at))
-        if ticket_id is not None and attachments:
-            files = [{"name": a["name"], "content_type": a["content_type"], "size": a["size"], "sha256": a["sha256"]}
-                     for a in attachments]
-            files = tx.clean(files, ticket_id)
-            tx.conn.executemany(
-                "INSERT INTO attachments (ticket_id, message_id, name, content_type, size, sha256, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(ticket_id, message_id, f["name"], f["content_type"], f["size"], f["sha256"], tx.at) for f in files])
-            tx.event(ticket_id, "attachments", {"files": files})
-
-    def _resolve_or_ack(self, tx: Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
-        batch.flush()  # a ticket opened earlier in this batch must exist before it can move
-        hit = batch.open.get(s.fingerprint)
-        if hit is None:
-            return None, "ignored"
-        t = self.tickets._current(tx, hit[0])
-        # What a source does is its doing (Signal.actor), as a mail reply is its sender's (_mail),
-        # not that of whoever runs `serve` or `sdesk new`; who delivered it is kept too.
-        with tx.acting(s.actor) as received:
-            if s.action == "resolve":
-                if only_record:
-                    tx.event(t["id"], "alert_resolved", {"source": s.source, **received})
-                    return t["id"], "recorded"
-                self.tickets._move(tx, t, "resolve", resolution=f"Resolved by {s.source}: the alert stopped firing",
-                           code="auto-resolved", extra={"source": s.source, **received})
-                del batch.open[s.fingerprint]
-                return t["id"], "resolved"
-            if "ack" not in lifecycle.allowed_actions(t["status"]):
-                return t["id"], "ignored"
-            # A source's acknowledgement (PagerDuty's) says someone saw it there, not who: the
-            # ticket keeps its assignee (none is invented from the delivering account).
-            self.tickets._move(tx, t, "ack", claim=False, extra={"source": s.source, **received})
-        return t["id"], "acknowledged"
 

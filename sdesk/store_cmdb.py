@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import BadInput, Conflict, NotFound
-from .store_rows import Db
+from .store_rows import Db, to_json
 
 if TYPE_CHECKING:
     from .cmdb import CI, Reached
@@ -274,6 +274,17 @@ class CmdbStore:
                                  for t in targets])
 
     # -- change records --------------------------------------------------------------------
+
+    def has_cis(self) -> bool:
+        return self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM cis)").fetchone()[0] == 1
+
+    @staticmethod
+    def record_change(tx: _Tx, *, source: str, summary: str, service: str | None, ci: str | None, happened_at: str,
+                      data: dict[str, Any]) -> None:
+        """A change a source reported (a deploy), kept for enrichment."""
+        tx.conn.execute(
+            "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (source, summary, service, ci, happened_at, tx.at, to_json(data)))
 
     def change_add(self, *, title: str, ci: str | None, start: str, end: str | None, risk: str | None,
                    status: str, actor: str, data: dict[str, Any] | None = None) -> int:

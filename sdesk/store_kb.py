@@ -48,6 +48,9 @@ class KbStore:
         self.tickets = tickets
 
 
+    def has_articles(self) -> bool:
+        return self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM kb_articles)").fetchone()[0] == 1
+
     def kb_add(self, article: dict[str, Any], *, actor: str, slug: str | None = None) -> int:
         with self.db.write(actor) as tx:
             return self._kb_insert(tx, article, slug)

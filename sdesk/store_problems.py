@@ -28,16 +28,12 @@ class ProblemStore:
 
     def problem_new(self, incidents: list[int], *, title: str | None, root_cause: str | None, workaround: str | None,
                     known_error: bool, actor: str) -> int:
-        from .store import _Triggers
-
         with self.db.write(actor) as tx:
             first = [self.tickets._current(tx, i) for i in incidents]
             worst = min(t["priority"] for t in first)
             ticket = check_ticket({"title": title or f"Problem: {first[0]['title']}", "kind": "problem", "priority": worst,
                                    "service": first[0]["service"], "ci": first[0]["ci"]}) | {"team": first[0]["team"]}
-            batch = _Triggers(tx, {})
-            problem_id, _ = batch.add(ticket, "sdesk")
-            batch.flush()
+            problem_id = self.tickets.create(tx, ticket, "sdesk")
             tx.conn.execute("INSERT INTO problems (ticket_id, root_cause, workaround, known_error) VALUES (?, ?, ?, ?)",
                             (problem_id, *self._problem_texts(tx, root_cause, workaround), int(known_error)))
             self._link_incidents(tx, problem_id, first)

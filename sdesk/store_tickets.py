@@ -15,7 +15,8 @@ from . import lifecycle
 from .errors import BadInput, Conflict, NotFound
 from .migrations import OPEN_SQL
 from .lifecycle import more_urgent
-from .store_rows import JSON_FIELDS, Db, Tx, event_row, ticket_row, to_json
+from .redact import might_hold_secrets, redact_strings
+from .store_rows import JSON_FIELDS, Db, Tx, event_row, insert_rows, ticket_row, to_json
 
 CREATE_FIELDS = (
     "kind", "title", "description", "priority", "impact", "urgency", "category", "service",
@@ -41,6 +42,22 @@ SORT_COLUMNS = {
     "updated": "updated_at", "title": "title", "assignee": "assignee", "queue": "queue",
     "service": "service", "kind": "kind",
 }
+
+
+ALERT_COLUMNS = ("alerts (source, fingerprint, status, action, labels, annotations, received_at, ticket_id)",
+                 "(?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def ticket_text(t: dict[str, Any]) -> str:
+    """The free text of a new ticket, in one string for the secrets pre-check (a flat join is
+    cheaper than walking the dict, at one call per ticket stored)."""
+    parts = [v for v in t.values() if v.__class__ is str]
+    labels = t.get("labels")
+    if labels:
+        parts += labels  # the keys: a label's name can hold a secret too
+        parts += labels.values()
+    parts += t.get("tags") or ()
+    return "\n".join(parts)
 
 
 class TicketStore:
@@ -315,3 +332,61 @@ class TicketStore:
                 f"WHERE fingerprint IN ({','.join('?' * len(part))}) AND {OPEN_SQL}", part)
             found.update((fp, [tid, n, sup]) for fp, tid, n, sup in rows)
         return found
+
+    # -- intake's writes: the intake service decides, these write (inside its transaction) ----
+
+    @staticmethod
+    def next_id(tx: Tx) -> int:
+        """The id the next new ticket gets: ids are intake's to give while it holds the write lock."""
+        seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
+        return (seq[0] if seq else 0) + 1
+
+    @staticmethod
+    def insert_new(tx: Tx, fields: tuple[str, ...], rows: list[tuple]) -> None:
+        """New tickets' rows: (id, *fields, labels, tags, source, created_at, updated_at, occurrences).
+        The INSERT names only the columns the batch sets: Python's sqlite3 binds each None
+        through an adapter lookup, which cost more than the rest of an alert's ticket row."""
+        insert_rows(tx.conn, _ticket_columns(fields), rows)
+
+    @staticmethod
+    def add_contexts(tx: Tx, contexts: list[tuple[int, str]]) -> None:
+        """(ticket id, context JSON): what enrichment found for new tickets."""
+        tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
+
+    @staticmethod
+    def count_occurrences(tx: Tx, counts: list[tuple[int, int]]) -> None:
+        """(ticket id, occurrences so far) for open tickets an alert arrived for again."""
+        tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
+                            [(n, tx.at, ticket_id) for ticket_id, n in counts])
+
+    @staticmethod
+    def insert_alerts(tx: Tx, rows: list[tuple]) -> None:
+        """Every alert as it arrived (ALERT_COLUMNS), with what intake did with it."""
+        insert_rows(tx.conn, ALERT_COLUMNS, rows)
+
+    @staticmethod
+    def queue_of(tx: Tx, ticket_id: int) -> str | None:
+        row = tx.conn.execute("SELECT queue FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        return row[0] if row else None
+
+    def exists(self, ticket_id: int) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM tickets WHERE id = ?", (ticket_id,)).fetchone() is not None
+
+    def create(self, tx: Tx, t: dict[str, Any], source: str) -> int:
+        """Open one ticket as given, without enrichment or triage (a problem record), with the
+        `created` event audit verify rebuilds it from, as intake writes it."""
+        ticket_id = self.next_id(tx)
+        redacted: list[str] = []
+        if might_hold_secrets(ticket_text(t)):
+            clean, redacted = redact_strings(t, False)
+            if redacted:
+                t = {**clean, "fingerprint": t.get("fingerprint"), "requester": t.get("requester")}
+        created = {k: v for k, v in t.items() if v is not None}
+        tx.check(t.get("queue"))
+        tx.event(ticket_id, "created", {**created, "source": source}, clean=True)
+        if redacted:
+            tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))}, clean=True)
+        fields = tuple(f for f in CREATE_FIELDS if f in created)
+        self.insert_new(tx, fields, [(ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}),
+                                      to_json(t.get("tags") or []), source, tx.at, tx.at, 1)])
+        return ticket_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,194 +14,14 @@ import orjson
 from . import clock, lifecycle
 from .errors import BadInput, NotFound
 from .migrations import DONE_SQL, OPEN_SQL
-from .signals import Alert
 from .lifecycle import more_urgent
 from .store_rows import Db, to_json
-from .triage import TICKET_FIELDS, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
+from .triage import TICKET_FIELDS, Annotations, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
 
 if TYPE_CHECKING:
     from .store_classifier import ClassifierStore
     from .store_sla import SlaStore
     from .store_tickets import TicketStore
-    from .enrich import Enricher
-    from .store import Store
-
-
-RECENT_PER_CI = 200  # a CI's newest tickets that correlation looks at: a storm's, not its history
-
-
-
-class _Annotations(Mapping[str, str]):
-    """An alert's annotations, parsed only if triage reads them (most rules never do)."""
-
-    def __init__(self, text: str):
-        self._text = text
-        self._map: dict[str, str] | None = None
-
-    def _parsed(self) -> dict[str, str]:
-        if self._map is None:
-            self._map = orjson.loads(self._text) if self._text != "{}" else {}
-        return self._map
-
-    def __getitem__(self, key: str) -> str:
-        return self._parsed()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._parsed())
-
-    def __len__(self) -> int:
-        return len(self._parsed())
-
-
-class Triager:
-    """Triage inside the intake transaction. Lookups are cached for the length of a batch, and
-    the incidents a batch opens are correlation targets for the rest of it (a storm arrives in
-    one batch)."""
-
-    def __init__(self, store: Store, config: TriageConfig, now: datetime, enricher: Enricher | None,
-                 silences: list[tuple[int, list[Matcher]]]):
-        self.store = store
-        self.config = config
-        self.now = now
-        self.enricher = enricher
-        self.since = clock.iso(now - timedelta(minutes=config.correlation_minutes))
-        self.silences = silences
-        self.classify = store.classifier.classify if store.classifier.has_classifier() else None
-        self._burns: dict[str, float] = {}
-        self._roots_by_ci: dict[str, int | None] = {}
-        self._roots_by_group: dict[str, int | None] = {}
-        self._priority: dict[int, str | None] = {}  # open parents' priorities as this batch leaves them
-        self._raising: set[int] = set()  # children that raise their parent (written once the batch is stored)
-
-    def apply(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
-              context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The ticket as triage leaves it, and the explanation of every decision."""
-        annotations = _Annotations(alert.annotations if alert is not None else "{}")
-        decision = decide(self.config, t, annotations=annotations, context=context, now=self.now,
-                          classify=self.classify, burn=self.burn)
-        t = {**t, **decision.sets}
-        explanation = decision.explanation
-        if t.get("assignee") == "auto":  # a rule asked for the queue's strategy
-            user, why = self.store.oncall.pick_for_queue(t.get("queue"), self.config.oncall, self.now) \
-                if self.config.oncall is not None else (None, "no oncall.yaml")
-            t["assignee"] = user
-            explanation["assigned"] = {"assignee": user, "why": why}
-        if decision.runbook:
-            t["runbook"] = decision.runbook
-        suppressed = decision.suppress or self.silenced(t)
-        if suppressed:
-            t["suppressed"] = suppressed
-            explanation["suppressed"] = suppressed
-        parent = self._parent(decision.parent, explanation) if decision.parent else None
-        if parent is None and not suppressed and self.config.correlation_minutes:
-            parent = self._correlate(ticket_id, t, alert, explanation)
-        if parent is not None:
-            t["parent_id"] = parent
-            raised = self._raises(parent, t.get("priority"))
-            if raised:
-                explanation.setdefault("correlation", {"parent": parent})["raised"] = raised
-                self._raising.add(ticket_id)
-        elif not suppressed:
-            self._priority[ticket_id] = t.get("priority")  # a root this batch's later tickets may join
-        return t, explanation
-
-    def _raises(self, parent: int, priority: str | None) -> dict[str, str] | None:
-        """What a child this urgent does to its parent (raise_parent writes it once the batch is
-        stored): {from, to} when it is more urgent than the open parent nobody acknowledged yet
-        (an acknowledged one was taken as less urgent: the child pages itself, see covered_sql)."""
-        if parent not in self._priority:
-            row = self.store.conn.execute(f"SELECT priority FROM tickets WHERE id = ? AND {OPEN_SQL} "
-                                          "AND acknowledged_at IS NULL", (parent,)).fetchone()
-            self._priority[parent] = row[0] if row else None
-        current = self._priority[parent]
-        if not more_urgent(priority, current):
-            return None
-        self._priority[parent] = priority
-        return {"from": current, "to": priority}
-
-    def raise_parents(self, tx: Any, made: list[int]) -> None:
-        """Once the batch's rows are stored: each new child more urgent than its parent raises
-        it (see apply; the others cost no query, a storm's children are many)."""
-        for ticket_id in made:
-            if ticket_id in self._raising:
-                self.store.tickets.raise_parent(tx, ticket_id)
-        self._raising.clear()
-
-    def burn(self, ci: str) -> float:
-        """The CI's 6-hour error-budget burn, as a share of its pace (once per batch)."""
-        if ci not in self._burns:
-            from .sla import budget
-
-            slo = self.config.slos[ci]
-            self._burns[ci] = budget(slo, self.store.sla.slo_incidents(slo, self.now), self.now)["burn"]["6h"]
-        return self._burns[ci]
-
-    def silenced(self, t: dict[str, Any]) -> str | None:
-        """Why the ticket is kept out of the queue: the first silence in force that matches it."""
-        for silence_id, matchers in self.silences:
-            if matches(matchers, t):
-                return f"silence {silence_id}"
-        return None
-
-    def _parent(self, parent: int, explanation: dict[str, Any]) -> int | None:
-        if self.store.conn.execute("SELECT 1 FROM tickets WHERE id = ?", (parent,)).fetchone() is None:
-            explanation["parent"] = f"{lifecycle.ref(parent)} does not exist: not linked"
-            return None
-        explanation["correlation"] = {"parent": parent, "reason": "set by a rule"}
-        return parent
-
-    def _correlate(self, ticket_id: int, t: dict[str, Any], alert: Alert | None,
-                   explanation: dict[str, Any]) -> int | None:
-        """The incident this ticket belongs under: the open incident of its alert group, else the
-        latest open incident on its CI or on what the CI depends on, opened within the window.
-        Otherwise the ticket is a root others may join."""
-        group = self._group_key(t, alert)
-        if group is not None:
-            if group not in self._roots_by_group:
-                row = self.store.conn.execute(
-                    f"SELECT id FROM tickets WHERE group_key = ? AND {OPEN_SQL} AND created_at >= ? "
-                    "ORDER BY id LIMIT 1", (group, self.since)).fetchone()
-                self._roots_by_group[group] = row[0] if row else None
-            root = self._roots_by_group[group]
-            if root is not None and root != ticket_id:
-                explanation["correlation"] = {"parent": root, "reason": "alert group", "group": group}
-                return root
-        ci = t.get("ci")
-        if ci and self.enricher is not None and t.get("kind", "incident") == "incident":
-            reach = [(ci, 0), *self.enricher.upstream(ci)]
-            self._look_up_roots([name for name, _ in reach])
-            # The most recent incident wins: in a storm that is the storm's own first alert,
-            # not an older, unrelated incident further along the same dependencies.
-            found = [(root, name, hops) for name, hops in reach if (root := self._roots_by_ci.get(name))]
-            if found:
-                root, name, hops = max(found)
-                explanation["correlation"] = {"parent": root, "reason": "topology", "via": name, "hops": hops}
-                return root
-            self._roots_by_ci[ci] = ticket_id
-        if group is not None:
-            self._roots_by_group[group] = ticket_id
-            t["group_key"] = group
-        return None
-
-    def _look_up_roots(self, cis: list[str]) -> None:
-        """The latest open root incident opened within the window on each CI not yet known.
-        A CI's tickets are read newest first and only the window's few, never its history."""
-        for ci in cis:
-            if ci not in self._roots_by_ci:
-                row = self.store.conn.execute(
-                    f"SELECT max(id) FROM (SELECT * FROM tickets WHERE ci = ? ORDER BY id DESC LIMIT {RECENT_PER_CI}) "
-                    f"WHERE created_at >= ? AND {OPEN_SQL} AND parent_id IS NULL AND suppressed IS NULL "
-                    "AND kind = 'incident'", (ci, self.since)).fetchone()
-                self._roots_by_ci[ci] = row[0]
-
-    def _group_key(self, t: dict[str, Any], alert: Alert | None) -> str | None:
-        if self.config.group_by:
-            labels = t.get("labels") or {}
-            if all(labels.get(name) for name in self.config.group_by):
-                return "labels:" + orjson.dumps([labels[name] for name in self.config.group_by]).decode()
-        if self.config.group_key and alert is not None and alert.group:
-            return f"{t.get('source') or 'alert'}:{alert.group}"
-        return None
 
 
 # Why an incident takes the priority of a more urgent child rather than the child paging on its
@@ -231,6 +51,9 @@ COARSE_KEYS = frozenset({"kind", "status", "priority", "source", "impact", "urge
                          "severity"})
 
 
+RECENT_PER_CI = 200  # a CI's newest tickets that correlation looks at: a storm's, not its history
+
+
 class TriageStore:
     def __init__(self, db: Db, *, classifier: ClassifierStore, sla: SlaStore, tickets: TicketStore) -> None:
         self.db = db
@@ -241,6 +64,26 @@ class TriageStore:
     """Silences, flapping lookups, re-triage and explanations."""
 
     # -- silences -------------------------------------------------------------------------
+
+    def raisable_priority(self, ticket_id: int) -> str | None:
+        """The priority of an open incident nobody acknowledged yet (one a child may raise)."""
+        row = self.db.conn.execute(f"SELECT priority FROM tickets WHERE id = ? AND {OPEN_SQL} "
+                                   "AND acknowledged_at IS NULL", (ticket_id,)).fetchone()
+        return row[0] if row else None
+
+    def group_root(self, group: str, *, since: str) -> int | None:
+        """The first open ticket of an alert group opened since `since`."""
+        row = self.db.conn.execute(f"SELECT id FROM tickets WHERE group_key = ? AND {OPEN_SQL} AND created_at >= ? "
+                                   "ORDER BY id LIMIT 1", (group, since)).fetchone()
+        return row[0] if row else None
+
+    def ci_root(self, ci: str, *, since: str) -> int | None:
+        """The latest open root incident on a CI opened since `since`. A CI's tickets are read
+        newest first and only the window's few, never its history."""
+        return self.db.conn.execute(
+            f"SELECT max(id) FROM (SELECT * FROM tickets WHERE ci = ? ORDER BY id DESC LIMIT {RECENT_PER_CI}) "
+            f"WHERE created_at >= ? AND {OPEN_SQL} AND parent_id IS NULL AND suppressed IS NULL "
+            "AND kind = 'incident'", (ci, since)).fetchone()[0]
 
     def silence_add(self, matchers: list[Matcher], *, starts: datetime, ends: datetime, comment: str | None,
                     actor: str) -> int:
@@ -351,7 +194,7 @@ class TriageStore:
             created = orjson.loads(t.pop("_created")) if t["_created"] else {}
             enriched = orjson.loads(t.pop("_enriched")) if t["_enriched"] else None
             context = {"tier": t.pop("_tier"), "dependents_total": t.pop("_dependents"), "ci": t.pop("_ci")}
-            annotations = _Annotations(t.pop("_annotations") or "{}")
+            annotations = Annotations(t.pop("_annotations") or "{}")
             t["labels"], t["tags"] = orjson.loads(t["labels"]), orjson.loads(t["tags"])
             arrived = arrival(created, enriched) if created else {k: t[k] for k in (*TICKET_FIELDS, "labels")}
             yield Stored(t, arrived, context if context["tier"] is not None else {}, annotations,

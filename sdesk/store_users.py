@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, Conflict, NotFound
 from .lifecycle import NAME_MAX, blank, check_name
 from .roles import Access, check_role, desk_role_of_queue_user, user_key
 from .store_rows import Db
+
+if TYPE_CHECKING:
+    from .store_rows import Tx as _Tx
 
 TOKEN_PREFIX = "sdk_"
 
@@ -41,6 +44,11 @@ class UsersStore:
         """The name of the user whose OS login this is, if any."""
         row = self.db.conn.execute("SELECT name FROM users WHERE login = ?", (user_key(login),)).fetchone()
         return row[0] if row else None
+
+    @staticmethod
+    def has_email(tx: _Tx, address: str) -> bool:
+        """Whether a user of the desk has this email address (casefolded)."""
+        return tx.conn.execute("SELECT 1 FROM users WHERE email = ?", (address,)).fetchone() is not None
 
     def users(self) -> list[dict[str, Any]]:
         queues: dict[str, dict[str, str]] = {}

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
+
+import orjson
 
 from . import clock, patterns
 from .clock import WEEKDAYS
@@ -727,3 +729,25 @@ def replay(config: TriageConfig, tickets: Iterable[Stored]) -> dict[str, Any]:
 # A desk without triage.yaml that has silences or a trained model: those apply, nothing else
 # (no matrix, no correlation, no flapping).
 UNCONFIGURED = TriageConfig(matrix=None, correlation_minutes=0, flap_minutes=0)
+
+
+class Annotations(Mapping[str, str]):
+    """An alert's annotations, parsed only if triage reads them (most rules never do)."""
+
+    def __init__(self, text: str):
+        self._text = text
+        self._map: dict[str, str] | None = None
+
+    def _parsed(self) -> dict[str, str]:
+        if self._map is None:
+            self._map = orjson.loads(self._text) if self._text != "{}" else {}
+        return self._map
+
+    def __getitem__(self, key: str) -> str:
+        return self._parsed()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed())
+
+    def __len__(self) -> int:
+        return len(self._parsed())

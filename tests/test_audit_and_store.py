@@ -8,6 +8,7 @@ import pytest
 from sdesk import migrations
 from sdesk.errors import ExitCode
 from sdesk.store import Store
+from sdesk.intake_service import Intake
 
 
 def _tamper(db_path, sql, *args):
@@ -124,7 +125,7 @@ def test_hot_queries_use_an_index(db_path, query, index):
 def test_the_store_query_plans_match(db_path):
     """The store's own queue query, not a copy of it, is served by the partial index."""
     with Store(db_path) as store:
-        store.intake([{"title": "x", "kind": "incident", "priority": "P1"}], actor="t", source="t")
+        Intake(store).intake([{"title": "x", "kind": "incident", "priority": "P1"}], actor="t", source="t")
         seen = []
         store.conn.set_trace_callback(seen.append)
         store.tickets.list(limit=50)
@@ -166,7 +167,7 @@ def test_a_batch_of_varied_tickets_is_stored_whole(db_path):
             t["impact"] = 1 + i % 3
         tickets.append(check_ticket(t))
     with Store(db_path) as store:
-        results = store.intake(tickets, actor="alice", source="json")
+        results = Intake(store).intake(tickets, actor="alice", source="json")
         assert [created for _, created in results] == [True] * 1000
         ids = [ticket_id for ticket_id, _ in results]
         assert ids == list(range(ids[0], ids[0] + 1000))

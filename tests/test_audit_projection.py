@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sdesk.errors import ExitCode
 from sdesk.store import Store
 from sdesk.store_rows import GENESIS, event_hash
+from sdesk.intake_service import Intake
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -384,10 +385,10 @@ def test_any_sequence_of_writes_verifies_clean(tmp_path_factory, ops):
                 if op == "new":
                     ticket = {"title": f"ticket {len(ids)}", "kind": "incident", "priority": a,
                               **({"fingerprint": b} if b else {})}
-                    [(ticket_id, _)] = store.receive([Signal("bench", "trigger", ticket=ticket)], actor="tester")
+                    [(ticket_id, _)] = Intake(store).receive([Signal("bench", "trigger", ticket=ticket)], actor="tester")
                     ids.append(ticket_id)
                 elif op == "resolve_alert":
-                    store.receive([Signal("bench", "resolve", fingerprint=a)], actor="tester")
+                    Intake(store).receive([Signal("bench", "resolve", fingerprint=a)], actor="tester")
                 elif pick is None:
                     continue
                 elif op == "move":
@@ -413,13 +414,13 @@ def test_verify_while_others_write_sees_one_consistent_desk(db_path):
     import sys
 
     with Store(db_path) as store:
-        store.intake([{"title": f"t{i}", "kind": "incident", "priority": "P3"} for i in range(2000)],
+        Intake(store).intake([{"title": f"t{i}", "kind": "incident", "priority": "P3"} for i in range(2000)],
                      actor="tester", source="cli")
     writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom sdesk.store import Store\n"
+        "import sys\nfrom sdesk.store import Store\nfrom sdesk.intake_service import Intake\n"
         f"s = Store({str(db_path)!r})\n"
         "for i in range(400):\n"
-        "    [(t, _)] = s.intake([{'title': f'w{i}', 'kind': 'incident', 'priority': 'P2'}], actor='w', source='cli')\n"
+        "    [(t, _)] = Intake(s).intake([{'title': f'w{i}', 'kind': 'incident', 'priority': 'P2'}], actor='w', source='cli')\n"
         "    s.tickets.move(ticket_id=t, action='ack', actor='w')\n"
         "    if i == 0: print('writing', flush=True)\n")], stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline() == "writing\n"

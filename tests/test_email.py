@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
 from sdesk.mail import html_to_text, parse_mail, parse_message, split_mbox
+from sdesk.intake_service import Intake
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 IGNORED = {"cpython_msg_02_mailman_digest.eml", "cpython_msg_16_dsn_delivery_failed.eml",
@@ -318,8 +319,8 @@ def test_no_display_name_in_front_of_a_strangers_address_comments_on_a_ticket(tm
         store.users.user_add("root", role="admin", team=None, queue=None, actor="root")
         store.users.user_add("bob", role="agent", team=None, queue=None, actor="root", email="bob@example.com")
         [first] = parse_mail(b"From: ann@example.com\r\nSubject: laptop\r\nMessage-ID: <first@x>\r\n\r\nbroken\r\n")
-        [(ticket, _)] = store.receive([first.signal], actor="root")
-        [(other, outcome)] = store.receive([record.signal], actor="root")
+        [(ticket, _)] = Intake(store).receive([first.signal], actor="root")
+        [(other, outcome)] = Intake(store).receive([record.signal], actor="root")
         assert (outcome, other != ticket) == ("created", True)
         kinds = [k for (k,) in store.conn.execute("SELECT kind FROM events WHERE ticket_id = ?", (ticket,))]
         assert kinds == ["created"]

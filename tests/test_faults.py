@@ -24,6 +24,7 @@ from sdesk.cli import app
 from sdesk.errors import ExitCode
 from sdesk.signals import Signal
 from sdesk.store import ReadOnly, Store, StoreFault
+from sdesk.intake_service import Intake
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89" + b"\x00" * 64
 
@@ -116,7 +117,7 @@ def test_files_deleted_or_replaced_under_a_writer_stop_it(db_path, fault):
     """The class: any of the three files the writer has open is no longer the one at its path."""
     store = Store(db_path)
     try:
-        [(first, _)] = store.receive([_ticket("before")], actor="t")
+        [(first, _)] = Intake(store).receive([_ticket("before")], actor="t")
         if fault == "wal deleted":
             os.unlink(f"{db_path}-wal")
         elif fault == "wal replaced":
@@ -130,9 +131,9 @@ def test_files_deleted_or_replaced_under_a_writer_stop_it(db_path, fault):
         else:
             os.rename(db_path, f"{db_path}-moved")
         with pytest.raises(StoreFault, match="deleted or replaced while sdesk was writing"):
-            store.receive([_ticket("after")], actor="t")
+            Intake(store).receive([_ticket("after")], actor="t")
         with pytest.raises(StoreFault):  # and every write after it: nothing more acknowledged
-            store.receive([_ticket("later")], actor="t")
+            Intake(store).receive([_ticket("later")], actor="t")
     finally:
         store.close()
     if fault != "database moved":  # SQLite itself refuses a moved file's writes (SQLITE_READONLY_DBMOVED)
@@ -144,7 +145,7 @@ def test_checking_the_files_costs_three_stats_per_transaction_not_per_row(db_pat
     real_stat = os.stat
     with Store(db_path) as store:
         monkeypatch.setattr(os, "stat", lambda *a, **k: calls.append(a[0]) or real_stat(*a, **k))
-        store.receive([_ticket(f"t{i}") for i in range(500)], actor="t")
+        Intake(store).receive([_ticket(f"t{i}") for i in range(500)], actor="t")
         monkeypatch.undo()
     assert len([c for c in calls if str(c).startswith(str(db_path))]) == 3
 
@@ -211,7 +212,7 @@ def test_running_out_of_room_anywhere_in_a_write_keeps_the_desk_whole(tmp_path, 
         store.conn.execute(f"PRAGMA max_page_count = {pages + room}")
         for n in batches:
             try:
-                store.receive([_ticket(f"t{stored + i}") for i in range(n)], actor="t")
+                Intake(store).receive([_ticket(f"t{stored + i}") for i in range(n)], actor="t")
             except StoreFault as e:
                 assert str(e).startswith("disk full: ")
                 assert not store.conn.in_transaction
@@ -367,14 +368,14 @@ def test_a_read_only_open_shows_the_whole_desk_or_refuses(folder, shm):
 
 def test_a_read_only_store_refuses_writes_before_touching_anything(db_path):
     with Store(db_path) as store:
-        store.receive([_ticket("x")], actor="t")
+        Intake(store).receive([_ticket("x")], actor="t")
     os.chmod(db_path, 0o444)
     store = Store(f"{db_path}")
     try:
         if not store.read_only:
             pytest.skip("this process can write a file chmod 444 (root)")
         with pytest.raises(ReadOnly, match="the database is read-only"):
-            store.receive([_ticket("y")], actor="t")
+            Intake(store).receive([_ticket("y")], actor="t")
     finally:
         store.close()
 
@@ -578,8 +579,8 @@ def test_a_desk_behind_a_symlink_is_made_where_it_points_and_its_wal_is_watched(
     link = tmp_path / "link.db"
     link.symlink_to("real.db")  # dangling: the desk is made at real.db, the link left as it is
     with Store(link) as store:
-        store.receive([_ticket("x")], actor="t")
+        Intake(store).receive([_ticket("x")], actor="t")
         assert link.is_symlink() and (tmp_path / "real.db").is_file()
         os.unlink(tmp_path / "real.db-wal")  # SQLite's log is named after the real file
         with pytest.raises(StoreFault, match="real.db-wal was deleted or replaced"):
-            store.receive([_ticket("y")], actor="t")
+            Intake(store).receive([_ticket("y")], actor="t")

@@ -11,6 +11,7 @@ from sdesk import lifecycle
 from sdesk.errors import BadInput, Conflict, ExitCode, InvalidTransition, NotFound
 from sdesk.lifecycle import MOVES, Status, blank
 from sdesk.store import Store
+from sdesk.intake_service import Intake
 
 
 def test_a_ticket_walks_the_whole_lifecycle(cli):
@@ -130,7 +131,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule(title=st.text(min_size=1, max_size=30).filter(str.strip), fp=st.sampled_from([None, "a", "b"]))
     def new(self, title, fp):
-        [(tid, created)] = self.store.intake([{"title": title, "fingerprint": fp, "kind": "incident",
+        [(tid, created)] = Intake(self.store).intake([{"title": title, "fingerprint": fp, "kind": "incident",
                                                 "priority": "P3"}], actor="u", source="test")
         self.events += 1
         if created:

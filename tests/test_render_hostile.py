@@ -12,6 +12,7 @@ import pytest
 
 from sdesk.plain import controls, csv_cell
 from sdesk.store import Store
+from sdesk.intake_service import Intake
 
 ESC = "\x1b"
 RETITLE = "\x1b]0;pwned\x07"
@@ -85,7 +86,7 @@ def test_json_output_keeps_the_exact_text(cli):
 def test_csv_cells_cannot_become_formulas(cli, db_path, start):
     formula = start + 'HYPERLINK("https://evil.example","x")'
     with Store(db_path) as store:
-        store.intake([{"title": formula, "service": formula, "requester": start + "cmd|' /C calc'!A0",
+        Intake(store).intake([{"title": formula, "service": formula, "requester": start + "cmd|' /C calc'!A0",
                        "kind": "incident", "priority": "P3"}], actor="t", source="cli")
     out = cli("list", "--csv").stdout
     [row] = list(csv.DictReader(io.StringIO(out)))
@@ -150,7 +151,7 @@ def screen_text(app) -> str:
 
 def hostile_ticket(db_path, **fields):
     with Store(db_path) as store:
-        [(ticket, _)] = store.intake([{"title": "hostile", "kind": "incident", "priority": "P2", **fields}],
+        [(ticket, _)] = Intake(store).intake([{"title": "hostile", "kind": "incident", "priority": "P2", **fields}],
                                      actor="t", source="cli")
     return ticket
 

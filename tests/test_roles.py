@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
 from sdesk.roles import RANK, ROLES, Access
+from sdesk.intake_service import Intake
 
 from test_serve import Server
 
@@ -221,13 +222,13 @@ def test_opening_a_ticket_needs_the_agent_role_on_its_queue(tmp_path_factory, de
         access = store.users.access("dana")
         ticket = check_ticket({"title": "x", "queue": queue})
         if duplicate_of:
-            store.receive([Signal("cli", "trigger", ticket=check_ticket(
+            Intake(store).receive([Signal("cli", "trigger", ticket=check_ticket(
                 {"title": "first", "queue": duplicate_of, "fingerprint": "fp"}))], actor="root")
             ticket["fingerprint"] = "fp"
         before = store.conn.execute("SELECT count(*), sum(occurrences) FROM tickets").fetchone()
         touched = duplicate_of or queue
         try:
-            [(_, outcome)] = store.receive([Signal("cli", "trigger", ticket=ticket)], actor="dana")
+            [(_, outcome)] = Intake(store).receive([Signal("cli", "trigger", ticket=ticket)], actor="dana")
         except PermissionDenied as refused:
             assert not access.allows("agent", touched), refused
             assert store.conn.execute("SELECT count(*), sum(occurrences) FROM tickets").fetchone() == before

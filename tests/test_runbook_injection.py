@@ -19,6 +19,7 @@ from sdesk.runbook_argv import DATA_PROGRAMS, known, program_name
 from sdesk.runbooks import parse
 from sdesk.runner import prepare, start
 from sdesk.store import Store
+from sdesk.intake_service import Intake
 
 
 @pytest.fixture
@@ -331,7 +332,7 @@ def attempt(argv: list[str], title: str, folder: Path, timeout: str = "20s") -> 
         return "refused"
     store = Store(folder / "desk.db")
     try:
-        [(ticket, _)] = store.intake([{"title": "printer", "kind": "incident", "priority": "P3"}], actor="t",
+        [(ticket, _)] = Intake(store).intake([{"title": "printer", "kind": "incident", "priority": "P3"}], actor="t",
                                      source="cli")
         try:
             prepared = prepare(store, runbook, ticket, {"t": title})

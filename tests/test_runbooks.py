@@ -22,6 +22,7 @@ from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
 from sdesk.runbooks import parse, resolve_params
 from sdesk.runner import prepare, resume, start
 from sdesk.store import Store
+from sdesk.intake_service import Intake
 
 PY = json.dumps(sys.executable)
 
@@ -548,7 +549,7 @@ class RunLifecycle(RuleBasedStateMachine):
         self.store = Store(Path(self.dir.name) / "desk.db")
         self.runbook = parse("throttle: {runs: 4, per: 1h}\nsteps:\n  - approve: Go?\n  - run: [true]\n"
                              "  - resolve: done\n", "gated.yaml", "gated")
-        self.tickets = [tid for tid, _ in self.store.intake(
+        self.tickets = [tid for tid, _ in Intake(self.store).intake(
             [{"title": t, "kind": "incident", "priority": "P3", "ci": ci} for t, ci in (("a", "db-1"), ("b", "db-1"), ("c", "web-1"))],
             actor="t", source="cli")]
 

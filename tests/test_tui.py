@@ -18,6 +18,7 @@ from sdesk.errors import BadInput
 from sdesk.store import Store
 from sdesk.tui.app import HelpScreen, TicketScreen, make_app
 from sdesk.tui.filters import parse
+from sdesk.intake_service import Intake
 
 
 def pilot_test(body):
@@ -31,7 +32,7 @@ def pilot_test(body):
 
 def tickets(db_path, n=3, **fields):
     with Store(db_path) as store:
-        return [i for i, _ in store.intake([{"title": f"ticket {i}", "kind": "incident", "priority": fields.get(
+        return [i for i, _ in Intake(store).intake([{"title": f"ticket {i}", "kind": "incident", "priority": fields.get(
             "priority", ["P1", "P2", "P3"][i % 3]), **{k: v for k, v in fields.items() if k != "priority"}}
             for i in range(n)], actor="t", source="cli")]
 

@@ -13,6 +13,7 @@ from textual.widgets import DataTable
 from sdesk.store import Store
 from sdesk.tui.app import make_app
 from sdesk.tui.columns import PAD, TITLE_MIN, important, layout
+from sdesk.intake_service import Intake
 from test_tui import pilot_test, settle, status_of, tickets
 
 IMPORTANT = ("ID", "PRI", "STATUS", "ASSIGNEE", "AGE", "SLA")
@@ -47,7 +48,7 @@ def test_every_width_from_60_to_200_keeps_the_important_columns_and_fits(width, 
 def desk(db_path):
     """Tickets with everything long: a title of 100 characters, services and assignees of 12."""
     with Store(db_path) as store:
-        ids = [i for i, _ in store.intake([
+        ids = [i for i, _ in Intake(store).intake([
             {"title": f"ticket {i} " + "a very long title that goes on " * 4, "kind": "incident", "priority": p,
              "service": "checkout-api", "queue": q} for i, (p, q) in enumerate(
                 [("P1", "payments"), ("P2", "dba"), ("P3", "frontend-web")])], actor="t", source="cli")]
@@ -213,7 +214,7 @@ async def test_R_picks_from_the_runbooks_that_apply_and_a_refused_run_leaves_no_
     config = tmp_path / "config"
     runbooks(config)
     with Store(db_path) as store:
-        [(disk, _)] = store.intake([{"title": "disk full", "kind": "incident", "priority": "P1", "labels": {"alertname": "DiskFull"}}],
+        [(disk, _)] = Intake(store).intake([{"title": "disk full", "kind": "incident", "priority": "P1", "labels": {"alertname": "DiskFull"}}],
                                    actor="t", source="cli")
     [plain] = tickets(db_path, 1, priority="P2")
     app = make_app(db_path, "alice", config, poll=5)
