@@ -182,13 +182,23 @@ def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
             attachments.append({"name": _safe_name(_text_of(filename)), "content_type": _plain(ctype), "size": len(data),
                                 "sha256": hashlib.sha256(data).hexdigest()})
             continue
-        text = _decode(_payload(part), part.get_content_charset())
+        text = _decode(_payload(part), _charset(part))
         if ctype == "text/plain" and plain is None:
             plain = text
         elif ctype == "text/html" and markup is None:
             markup = text
     body = plain if plain and plain.strip() else html_to_text(markup) if markup else (plain or "")
     return body.strip()[:BODY_MAX], attachments
+
+
+def _charset(part: Message) -> str | None:
+    """The part's charset parameter, or None when reading it fails: an RFC 2231 value naming
+    a charset with a NUL in it made the stdlib raise ValueError (found by the fuzzer); the text
+    is then decoded as unknown (_decode), never a crash."""
+    try:
+        return part.get_content_charset()
+    except (ValueError, LookupError, UnicodeError):
+        return None
 
 
 def _safe_name(name: str | None) -> str:

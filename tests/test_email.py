@@ -182,6 +182,15 @@ def test_a_charset_name_with_a_nul_in_it_is_not_a_crash():
     assert record.signal is not None and "caf" in record.signal.ticket["title"]
 
 
+@pytest.mark.parametrize("charset", [b"charset*=us-asc\x00ii''abc", b"charset*0*=us\x00ascii''a; charset*1*=b",
+                                     b"charset=\"utf\x00-8\"", b"charset*=\x00''x"])
+def test_a_charset_parameter_with_a_nul_in_it_is_not_a_crash(charset):
+    """Found by the fuzzer on a CI run: a Content-Type charset (RFC 2231 encoded) naming a
+    charset with a NUL made the stdlib raise ValueError while reading the parameter."""
+    [record] = parse_mail(b"From: a@example.com\nSubject: x\nContent-Type: text/plain; " + charset + b"\n\nhello\n")
+    assert record.signal is not None and record.signal.ticket["description"] == "hello"
+
+
 # -- who may speak on a ticket by email ----------------------------------------------------------
 
 
