@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import clock, lifecycle, migrations
-from .errors import BadInput, Conflict, ExitCode, NotFound, PermissionDenied, SdeskError
+from .errors import BadInput, Conflict, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
 from .migrations import OPEN_SQL
 from .redact import might_hold_secrets, redact_strings
 from .roles import DEFAULT_ROLE, RANK, Access, claim_refusal, refusal, user_key
@@ -94,19 +94,6 @@ def insert_rows(conn: sqlite3.Connection, columns: tuple[str, str], rows: list[t
                          [list(chain.from_iterable(rows[i:i + per])) for i in range(0, whole, per)])
     if whole < len(rows):
         conn.executemany(f"INSERT INTO {target} VALUES {template}", rows[whole:])
-
-
-class StoreFault(SdeskError):
-    """The database file cannot take this write: the disk is full, it is damaged, or its files
-    were deleted or replaced under this process."""
-
-
-class ReadOnly(StoreFault):
-    code = ExitCode.PERMISSION
-
-
-class NotSdesk(SdeskError):
-    pass
 
 
 # The application_id of a desk that `sdesk doctor` found damaged: every open reads it anyway (no

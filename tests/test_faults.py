@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from sdesk import migrations
 from sdesk.cli import app
-from sdesk.errors import ExitCode
+from sdesk.errors import ExitCode, ReadOnly, StoreFault
 from sdesk.signals import Signal
-from sdesk.store import ReadOnly, Store, StoreFault
+from sdesk.store import Store
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89" + b"\x00" * 64
 
