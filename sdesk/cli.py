@@ -274,7 +274,7 @@ def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str
     line; report each record as it is stored."""
     from . import files
     from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
-    from .store import StoreFault
+    from .errors import StoreFault
 
     severity, options = settings.intake_options(record_all=record_resolved, reopen_days=reopen_days)
 

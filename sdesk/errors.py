@@ -1,4 +1,6 @@
-"""Errors a user can cause, each with the exit code the CLI reports."""
+"""Errors a user can cause, each with the exit code the CLI reports and the HTTP status `sdesk
+serve` answers with. Every user-facing error class lives here (one tree), so that each face
+maps a failure the same way."""
 
 from enum import IntEnum
 
@@ -10,24 +12,37 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     CONFLICT = 4
     PERMISSION = 5
+    INTERRUPTED = 130  # Ctrl-C (SIGINT) or SIGTERM: 128 + SIGINT, as a shell reports it
 
 
 class SdeskError(Exception):
-    """An expected failure: the CLI prints `error: <message>` and exits with `code`."""
+    """An expected failure: the CLI prints `error: <message>` and exits with `code`; `serve`
+    answers `http_status` with the message as JSON."""
 
     code = ExitCode.ERROR
+    # An sdesk error is expected, so not a 500: something the request asked for that cannot be
+    # done. Classes that the client did not cause say so with their own status.
+    http_status = 400
 
 
 class BadInput(SdeskError):
     code = ExitCode.BAD_INPUT
+    http_status = 400
+
+
+class PatternError(BadInput):
+    """A pattern RE2 cannot compile, or too long; the message says why, without the pattern
+    (callers name it and where it was written)."""
 
 
 class NotFound(SdeskError):
     code = ExitCode.NOT_FOUND
+    http_status = 404
 
 
 class Conflict(SdeskError):
     code = ExitCode.CONFLICT
+    http_status = 409
 
 
 class InvalidTransition(Conflict):
@@ -36,8 +51,33 @@ class InvalidTransition(Conflict):
 
 class PermissionDenied(SdeskError):
     code = ExitCode.PERMISSION
+    http_status = 403
 
 
 class AuditBroken(SdeskError):
     """The event hash chain does not verify."""
 
+    http_status = 500  # the desk's own records, not the request: retrying does not help
+
+
+class StoreFault(SdeskError):
+    """The database file cannot take this write: the disk is full, it is damaged, or its files
+    were deleted or replaced under this process."""
+
+    http_status = 503  # the server's database, not the request: a sender retries (Retry-After)
+
+
+class ReadOnly(StoreFault):
+    code = ExitCode.PERMISSION
+
+
+class NotSdesk(SdeskError):
+    """The database path holds another program's file (or an empty one)."""
+
+    http_status = 503
+
+
+class SchemaTooNew(SdeskError):
+    """A newer sdesk wrote this database; this one must not read or change it."""
+
+    http_status = 503

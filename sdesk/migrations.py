@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from .errors import SdeskError
+from .errors import SchemaTooNew
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -497,10 +497,6 @@ SCHEMA_VERSION = len(STEPS)
 # tells an sdesk file from another program's SQLite database from the header alone, on every
 # open. Files made before it was set are recognised by their tables and stamped once.
 APPLICATION_ID = 0x5344534B
-
-
-class SchemaTooNew(SdeskError):
-    pass
 
 
 def check_version(conn: sqlite3.Connection, version: int | None = None) -> bool:

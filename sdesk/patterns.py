@@ -11,14 +11,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .errors import BadInput
+from .errors import PatternError
 
 MAX_LENGTH = 4096  # characters of one pattern: a long list of host names fits; a pasted file does not
-
-
-class PatternError(BadInput):
-    """A pattern RE2 cannot compile, or too long; the message says why, without the pattern
-    (callers name it and where it was written)."""
 
 
 class Pattern:

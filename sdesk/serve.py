@@ -24,14 +24,15 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.routing import Route
 
-from .errors import PermissionDenied, SdeskError
+from .errors import NotFound, PermissionDenied, SdeskError, StoreFault
 from .ingest import UNSTORABLE, document_records, kept_copy, receive_apart
 from .intake import SEVERITY, Record
-from .store import Store, StoreFault
+from .store import Store
 from .roles import DEFAULT_ROLE
 from .store_users import token_hash
 from .intake_service import Intake
@@ -48,6 +49,7 @@ TOKENS_TTL = 2.0  # seconds: how soon a revoked API token is refused
 REJECTS_MAX_FILES = 1000
 REJECTS_MAX_BYTES = 8 << 20
 LOG_EVERY = 60.0  # seconds: the least time between two log lines about dropped rejects
+RETRY_AFTER = "5"  # seconds a sender is told to wait after a 503 (the database busy, unopenable or stopped)
 
 
 def log(message: str) -> None:
@@ -272,9 +274,9 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
         try:
             await writer.check_intake(actor)
         except PermissionDenied as e:
-            return JSONResponse({"error": str(e)}, status_code=403)
-        except SdeskError as e:  # the database cannot be opened now: a sender retries
-            return JSONResponse({"error": str(e)}, status_code=503)
+            return failed(e)
+        except SdeskError as e:  # the database cannot be opened now (whatever the reason): a sender retries
+            return failed(e, status=503)
         try:
             if len(body) <= INLINE_BODY:
                 used, records = document_records(body, ROUTES[path], severity)
@@ -282,9 +284,7 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
                 used, records = await asyncio.to_thread(document_records, body, ROUTES[path], severity)
         except SdeskError as e:
             await keep_rejected(path, body)
-            if pagerduty:
-                return JSONResponse({"status": "invalid event", "message": str(e), "errors": [str(e)]}, 400)
-            return JSONResponse({"error": str(e)}, status_code=400)
+            return failed(e, pagerduty=pagerduty)
         good = [r for r in records if r.signal is not None]
         if len(good) < len(records):
             await keep_rejected(path, body)
@@ -292,10 +292,8 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
             return _invalid([f"{r.where}: {r.error}" for r in records], pagerduty)
         try:
             outcomes = iter(await asyncio.wrap_future(writer.submit([r.signal for r in good], actor)))
-        except PermissionDenied as e:
-            return JSONResponse({"error": str(e)}, status_code=403)
-        except StoreFault as e:
-            return JSONResponse({"error": str(e)}, status_code=503)
+        except SdeskError as e:  # refused (403), the database stopped (503), ...: as its class says
+            return failed(e)
         results = [_result(r, used, outcomes) for r in records]
         # A partly bad request is answered 200 (202) for what was stored, each rejected record
         # named in results: a sender that retries on errors would otherwise send it all again,
@@ -313,10 +311,37 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
+    async def no_route(request: Request, exc: Exception) -> JSONResponse:
+        # JSON as every other answer, naming the routes there are (a sender's URL is wrong)
+        return failed(NotFound(f"no route {request.url.path}: sdesk serve takes POST to "
+                               f"{', '.join(ROUTES)} (and GET /healthz)"))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        status = getattr(exc, "status_code", 500)
+        return JSONResponse({"error": str(getattr(exc, "detail", "") or status)}, status_code=status,
+                            headers=getattr(exc, "headers", None))
+
+    async def sdesk_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SdeskError)
+        return failed(exc)
+
     routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
-    app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])])
+    app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])],
+                    exception_handlers={404: no_route, HTTPException: http_error, SdeskError: sdesk_error})
     app.state.writer = writer
     return app
+
+
+def failed(e: SdeskError, *, pagerduty: bool = False, status: int | None = None) -> JSONResponse:
+    """The answer to a request an sdesk error stopped: the error class's http_status (BadInput
+    400, NotFound 404, PermissionDenied 403, Conflict 409, StoreFault 503, ...) unless `status`
+    says otherwise, with its message; a 503 says when to try again. A PagerDuty sender gets its
+    own shape for a 400."""
+    status = status or e.http_status
+    if pagerduty and status == 400:
+        return _invalid([str(e)], pagerduty)
+    return JSONResponse({"error": str(e)}, status_code=status,
+                        headers={"Retry-After": RETRY_AFTER} if status == 503 else None)
 
 
 def _invalid(errors: list[str], pagerduty: bool) -> JSONResponse:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from . import migrations
-from .errors import BadInput, ExitCode, NotFound, PermissionDenied, SdeskError
+from .errors import BadInput, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
 from .roles import DEFAULT_ROLE, claim_refusal, user_key
 from .store_audit import AuditStore
 from .store_classifier import ClassifierStore
@@ -43,19 +43,6 @@ if TYPE_CHECKING:
 # Columns a new ticket may set, in insert order (team comes from enrichment; the last five
 # from triage only).
 
-
-
-class StoreFault(SdeskError):
-    """The database file cannot take this write: the disk is full, it is damaged, or its files
-    were deleted or replaced under this process."""
-
-
-class ReadOnly(StoreFault):
-    code = ExitCode.PERMISSION
-
-
-class NotSdesk(SdeskError):
-    pass
 
 
 # The application_id of a desk that `sdesk doctor` found damaged: every open reads it anyway (no

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from sdesk import migrations
 from sdesk.cli import app
-from sdesk.errors import ExitCode
+from sdesk.errors import ExitCode, ReadOnly, StoreFault
 from sdesk.signals import Signal
-from sdesk.store import ReadOnly, Store, StoreFault
+from sdesk.store import Store
 from sdesk.intake_service import Intake
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89" + b"\x00" * 64
@@ -516,21 +516,22 @@ def test_a_deleted_wal_stops_serve_which_answers_503_and_exits_1(db_path):
                 assert proc.poll() is None, proc.stderr.read()
                 time.sleep(0.1)
 
-        def post(instance: str) -> tuple[int, dict]:
+        def post(instance: str) -> tuple[int, dict, object]:
             body = json.dumps({"alerts": [{"status": "firing", "labels": {"alertname": "Down", "instance": instance}}]})
             request = urllib.request.Request(f"http://127.0.0.1:{port}/alertmanager", data=body.encode(), method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=60) as r:
-                    return r.status, json.loads(r.read())
+                    return r.status, json.loads(r.read()), r.headers
             except urllib.error.HTTPError as e:
-                return e.code, json.loads(e.read())
+                return e.code, json.loads(e.read()), e.headers
 
-        status, answer = post("h1")
+        status, answer, _ = post("h1")
         assert status == 200
         acknowledged = answer["results"][0]["ticket"]
         os.unlink(f"{db_path}-wal")
-        status, answer = post("h2")
+        status, answer, headers = post("h2")
         assert status == 503 and "-wal was deleted or replaced" in answer["error"]
+        assert headers["Retry-After"] == "5"  # a sender is told when to try again (the restarted server)
         assert proc.wait(timeout=120) == ExitCode.ERROR
     finally:
         proc.kill()

@@ -502,9 +502,22 @@ steps:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_step(db_path, "running", run_id=run["id"] + 1)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 130 and "Traceback" not in proc.stderr.read()
+    assert proc.wait(timeout=15) == ExitCode.INTERRUPTED == 130 and "Traceback" not in proc.stderr.read()
     latest = desk.json("runbook", "log", str(run["id"] + 1))
     assert latest["status"] == "interrupted" and "during step hang" in latest["reason"]
+    # Ctrl-C (SIGINT) ends a run the same way: recorded, one line, exit 130 as a shell reports it.
+    third = desk.new("c", "--ci", "db-1")
+    proc = subprocess.Popen([sys.executable, "-m", "sdesk", "runbook", "run", "hang", "--ticket", str(third), "--yes"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # SIGINT not ignored, whatever started pytest (a background job ignores it)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _wait_for_step(db_path, "running", run_id=run["id"] + 2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == ExitCode.INTERRUPTED and "Traceback" not in stderr, stderr
+    assert "interrupted: the run is recorded as interrupted" in stderr
+    last = desk.json("runbook", "log", str(run["id"] + 2))
+    assert last["status"] == "interrupted" and last["steps"][0]["status"] == "interrupted"
 
 
 def _gone(pid):

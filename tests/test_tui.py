@@ -472,3 +472,45 @@ async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(
         await pilot.press("Q", *"dba", "enter")
         await settle(pilot, app)
         assert status_of(db_path, ticket)["queue"] == "dba"
+
+
+@pilot_test
+async def test_a_failing_action_shows_the_clis_error_line_and_the_tui_goes_on(db_path, cli, monkeypatch):
+    """Every sdesk error in the TUI goes through one handler (SdeskApp.report, @reported): the
+    notification is the line the CLI prints for the same failure (each screen had its own way,
+    without the `error: `), and the app keeps running: the next action works."""
+    [ticket] = tickets(db_path, 1)
+    with Store(db_path) as store:
+        store.users.user_add("root", role="admin", team=None, queue=None, actor="root")
+        store.users.user_add("alice", role="agent", team=None, queue=None, actor="root")
+        store.users.user_add("vic", role="viewer", team=None, queue=None, actor="root")
+
+    def cli_line(who, *args):
+        monkeypatch.setenv("SDESK_USER", who)
+        result = cli(*args, ok=False)
+        assert result.exit_code != 0 and result.stderr.count("\n") == 1, result.stderr
+        return result.stderr.strip()
+
+    # A viewer is refused before any form (ticket_action), naming the action: the CLI's refusal
+    # of `sdesk ack` comes from the write itself and says "changing the desk" instead.
+    viewer = f"error: permission denied: vic is a viewer; ack on SD-{ticket} needs the agent role"
+    for who, key, line, after in (("alice", "o", cli_line("alice", "reopen", f"SD-{ticket}"), "acknowledged"),
+                                  ("vic", "a", viewer, None)):
+        app = make_app(db_path, who, poll=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app, 1)
+            before = status_of(db_path, ticket)
+            await pilot.press(key)
+            await settle(pilot, app)
+            errors = [(n.message, n.severity) for n in app._notifications if n.severity == "error"]
+            assert errors == [(line, "error")], errors
+            assert errors[0][0].startswith("error: ") and app.is_running
+            assert status_of(db_path, ticket) == before
+            if after:
+                await pilot.press("a")
+                await settle(pilot, app)
+                assert app.is_running and status_of(db_path, ticket)["status"] == after
+                # refused in the app's own thread (a modal's value), not a worker's: the same way
+                await pilot.press("c", "enter")
+                await settle(pilot, app)
+                assert list(app._notifications)[-1].message == "error: comment: a value is required" and app.is_running

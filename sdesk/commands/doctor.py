@@ -91,7 +91,7 @@ def doctor(
         _print(findings, store.path if store is not None else None, problems)
     failed = [f for f in findings if f.status == "fail"]
     if problems:
-        from ..store import StoreFault
+        from ..errors import StoreFault
 
         raise StoreFault(f"the database is damaged (integrity check failed: {problems[0]}): {store.path}; writes "
                          "are refused from now on. Restore a backup (sdesk restore)")

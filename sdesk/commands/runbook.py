@@ -195,7 +195,7 @@ def run(
                        confirm=_confirm_step if _interactive() else None)
     except KeyboardInterrupt:
         note("interrupted: the run is recorded as interrupted")
-        raise typer.Exit(130) from None
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     _finish(result, as_json)
 
 
@@ -209,7 +209,7 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
     if result["status"] == "failed":
         raise typer.Exit(int(ExitCode.ERROR))
     if result["status"] == "interrupted":
-        raise typer.Exit(130)
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
 @app.command("approve")
@@ -243,7 +243,7 @@ def approve(
                         confirm=_confirm_step if _interactive() else None)
     except KeyboardInterrupt:
         note("interrupted: the run is recorded as interrupted")
-        raise typer.Exit(130) from None
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     _finish(result, as_json)
 
 

@@ -8,6 +8,7 @@ and refreshes when the events table grows (every change appends an event).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ..plain import controls, plural
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
 from .columns import layout
 from .keybar import KeyBar
+from .reported import reported
 from .screens import LINE_BINDINGS, Page
 
 PAGE = 100  # rows a page of the queue loads
@@ -89,6 +91,16 @@ class SdeskApp(App):
         super().notify(controls(message), title=controls(title, one_line=True), severity=severity, timeout=timeout,
                        markup=False)
 
+    def report(self, error: SdeskError, *, title: str = "", severity: Any = "error", then: str = "") -> None:
+        """The one way the TUI shows an sdesk error, from its own thread or a worker's: a
+        notification with the line the CLI prints (`error: <message>`; `then` says what the TUI
+        does instead), and the app goes on. Actions and workers get it with @reported."""
+        message = f"error: {error}" + (f"; {then}" if then else "")
+        if threading.get_ident() == self._thread_id:
+            self.notify(message, title=title, severity=severity)
+        else:
+            self.call_from_thread(self.notify, message, title=title, severity=severity)
+
     def sla_config(self):
         """sla.yaml of the desk config, once (a broken file: no SLA column, and a notification)."""
         if not hasattr(self, "_sla"):
@@ -97,7 +109,7 @@ class SdeskApp(App):
             try:
                 self._sla = self.settings.sla_config()
             except SdeskError as e:
-                self.notify(f"{e}; SLA clocks left out", severity="warning")
+                self.report(e, severity="warning", then="SLA clocks left out")
                 self._sla = SlaConfig()
         return self._sla
 
@@ -122,13 +134,10 @@ class SdeskApp(App):
         self._fetch_ticket(ticket_id, self.screen, closed)
 
     @work(thread=True, exclusive=True, group="open-ticket")
+    @reported()
     def _fetch_ticket(self, ticket_id: int, asked_from: Screen, closed: Callable[[Any], None]) -> None:
-        try:
-            with self.store() as store:
-                data = ticket_data(store, ticket_id, self.sla_config())
-        except SdeskError as e:
-            self.call_from_thread(self.notify, str(e), severity="error")
-            return
+        with self.store() as store:
+            data = ticket_data(store, ticket_id, self.sla_config())
         if not get_current_worker().is_cancelled:  # a later open replaced this one
             self.call_from_thread(self._show_ticket, asked_from, data, closed)
 
@@ -152,7 +161,7 @@ class SdeskApp(App):
             try:
                 schedules = self.settings.oncall_config().schedules
             except SdeskError as e:
-                self.notify(str(e), severity="error", title="on call")
+                self.report(e, title="on call")
                 return
             if not schedules:
                 where = self.settings.config
@@ -167,13 +176,10 @@ class SdeskApp(App):
         self._act(what, done, after)
 
     @work(thread=True, group="writes")
+    @reported(title="not done")
     def _act(self, what: Callable[[Any], Any], done: str, after: Callable[[], None] | None) -> None:
-        try:
-            with self.store() as store:
-                what(store)
-        except SdeskError as e:
-            self.call_from_thread(self.notify, str(e), severity="error", title="not done")
-            return
+        with self.store() as store:
+            what(store)
         self.call_from_thread(self.notify, done)
         if after is not None:
             self.call_from_thread(after)
@@ -232,7 +238,7 @@ class QueueScreen(Screen):
         try:
             args = self.filters()
         except SdeskError as e:
-            self.app.notify(str(e), severity="error", title="filter")
+            self.app.report(e, title="filter")
             return
         self._load(args, max(len(self.rows), self.app.page), keep, None, self.generation)
 
@@ -243,24 +249,21 @@ class QueueScreen(Screen):
         self.more = False
 
     @work(thread=True, exclusive=True, group="queue")
+    @reported()
     def _load(self, args: dict[str, Any], limit: int, keep: int | None, after: tuple[str, int] | None,
               generation: int) -> None:
         breaching = args.pop("sla:breaching", False)
         sla = self.app.sla_config()
-        try:
-            with self.app.store() as store:
-                seen = store.tickets.last_event_id()
-                may = _may_act(store, self.app.actor) if self.app.may_act is None else None
-                paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
-                if breaching:
-                    rows = _breaching(store, sla, limit)
-                else:
-                    rows = store.tickets.list(**args, suppressed=False, limit=limit + 1,
-                                      **({"after": after} if after and paged else {}))
-                clocks = _sla_left(store, sla, rows[:limit])
-        except SdeskError as e:
-            self.app.call_from_thread(self.app.notify, str(e), severity="error")
-            return
+        with self.app.store() as store:
+            seen = store.tickets.last_event_id()
+            may = _may_act(store, self.app.actor) if self.app.may_act is None else None
+            paged = not breaching and "sort" not in args and args.get("open_only", True) and not args.get("statuses")
+            if breaching:
+                rows = _breaching(store, sla, limit)
+            else:
+                rows = store.tickets.list(**args, suppressed=False, limit=limit + 1,
+                                  **({"after": after} if after and paged else {}))
+            clocks = _sla_left(store, sla, rows[:limit])
         more = len(rows) > limit
         self.app.call_from_thread(self._show, rows[:limit], clocks, more, paged, keep, after is not None,
                                   seen, generation, may)
@@ -376,7 +379,8 @@ class QueueScreen(Screen):
             last = self.rows[-1]
             try:
                 args = self.filters()
-            except SdeskError:
+            except SdeskError as e:  # (the filter was read when it was set: not seen)
+                self.app.report(e, title="filter")
                 return
             self._load(args, self.app.page, None, (last["priority"], last["id"]), self.generation)
 
@@ -419,7 +423,7 @@ class QueueScreen(Screen):
         try:
             filters_of(event.value, self.app.actor)  # the same reading the load makes
         except SdeskError as e:
-            self.app.notify(str(e), severity="error", title="filter")  # nothing changes
+            self.app.report(e, title="filter")  # nothing changes
             return
         self.filter_text = event.value.strip()
         event.input.remove_class("shown")
@@ -622,7 +626,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
         try:
             what = _write(app, ticket, action, values)
         except SdeskError as e:
-            app.notify(str(e), severity="error", title="not done")
+            app.report(e, title="not done")
             return
         app.act(what, f"{name}: {action} done", refresh)
 
@@ -689,7 +693,7 @@ def _read_runbooks(app: SdeskApp, ticket: int) -> None:
             t = store.tickets.get_or_raise(ticket_id=ticket)
             values = values_of(t, {}, store.tickets.context(ticket_id=ticket) or {}, clock.now())
     except SdeskError as e:
-        app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
+        app.report(e, title="runbook")
         return
     fits = [(name, rb.description) for name, rb in sorted(runbooks.items())
             if rb.applies is None or rb.applies(values)]

@@ -20,6 +20,7 @@ from ..errors import SdeskError
 from ..lifecycle import ref
 from ..plain import controls
 from .keybar import KeyBar
+from .reported import reported
 
 
 def _printed(width: int, draw: Callable[[Any], None]) -> Text:
@@ -59,13 +60,10 @@ class Page(Screen):
         self.query_one(VerticalScroll).scroll_relative(y=step, animate=False)
 
     @work(thread=True, exclusive=True)
+    @reported()
     def _load(self) -> None:
-        try:
-            with self.app.store() as store:
-                data = self.fetch(store)
-        except SdeskError as e:
-            self.app.call_from_thread(self.app.notify, str(e), severity="error")
-            return
+        with self.app.store() as store:
+            data = self.fetch(store)
         self.app.call_from_thread(self._show, data)
 
     def _show(self, data: Any) -> None:
@@ -160,19 +158,16 @@ class KbScreen(Screen):
         self._search(event.value)
 
     @work(thread=True, exclusive=True)
+    @reported(title="search")
     def _search(self, text: str) -> None:
         from ..errors import BadInput
         from ..kb import fts_query
 
-        try:
-            every = fts_query(text)
-            if every is None:
-                raise BadInput(f"search: {text!r} has no word to look for")
-            with self.app.store() as store:
-                found = store.kb.kb_search(every) or store.kb.kb_search(fts_query(text, any_term=True) or every)
-        except SdeskError as e:
-            self.app.call_from_thread(self.app.notify, str(e), severity="error")
-            return
+        every = fts_query(text)
+        if every is None:
+            raise BadInput(f"search: {text!r} has no word to look for")
+        with self.app.store() as store:
+            found = store.kb.kb_search(every) or store.kb.kb_search(fts_query(text, any_term=True) or every)
         self.app.call_from_thread(self._show, found)
 
     def _show(self, found: list[dict[str, Any]]) -> None:
@@ -260,7 +255,7 @@ class RunbookScreen(Screen):
                     self.prepared = None  # a real run runs once; another needs a new dry run
                 result = start(store, prepared, actor=app.actor, dry_run=dry_run, echo=self.lines.append)
         except SdeskError as e:
-            app.call_from_thread(app.notify, str(e), severity="error", title="runbook")
+            app.report(e, title="runbook")
             if dry_run:  # refused before anything ran: no screen to run it from
                 app.call_from_thread(self._leave)
             else:
