@@ -505,9 +505,8 @@ def assign(
         raise BadInput("assign: give a user, or --auto")
     user = user.strip()
     if not force:
-        from .commands.work import known_assignee
-
-        user = known_assignee(settings_of(ctx), user)
+        settings = settings_of(ctx)
+        user = settings.store().known_assignee(user, config=settings.oncall_config())
     _move(ctx, ticket, "assign", assignee=user)
 
 
