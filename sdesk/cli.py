@@ -680,7 +680,7 @@ def serve(
     severity, options = settings.intake_options()
     server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
                rejects=rejects or db.parent / "rejects", severity=severity, options=options,
-               default_role=settings.default_role())
+               default_role=settings.default_role(), runbooks=settings.runbooks()[0] if options.get("automate") else None)
 
 
 # -- demo --------------------------------------------------------------------------

@@ -500,24 +500,13 @@ def check_config_folder(path: Path, named_by: str = "--config") -> Path:
 
 
 def run_automation(settings: Settings, automate: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """Run the runbooks triage queued for new tickets: after an intake that could queue some
-    (`automate`: the runbooks it may run; empty: none, nothing to look for), or whatever is
-    queued (None, for `sdesk tick`). Not from inside a runbook step: a runbook whose command
-    re-fires its own alert must not start itself again from within; its queued run waits for the
-    next `sdesk tick`, where the throttle sees it."""
-    import os
+    """runner.run_automation for a command: after its intake (`automate`, as Store.receive's),
+    or all that is queued (None, for `sdesk tick`); each run said on stderr."""
+    from ..runner import run_automation as run
 
-    if os.environ.get("SDESK_RUN") or automate is not None and not automate:
+    if automate is not None and not automate:  # nothing to look for: the runner stays unimported
         return []
-    store = settings.store()
-    if not store.queued_runs():
-        return []
-    from ..runner import run_queued
-
-    done = run_queued(store, settings.runbooks()[0], actor="automation", echo=note)
-    for run in done:
-        note(f"automation: run {run['id']} ({run['runbook']}) on SD-{run['ticket_id']}: {run['status']}")
-    return done
+    return run(settings.store(), lambda: settings.runbooks()[0], automate, echo=note)
 
 
 def read_text(path: Path, limit: int | None = None) -> str:
