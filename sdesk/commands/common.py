@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 from typer.core import TyperGroup
@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from ..routing import OnCall
     from ..sla import SlaConfig
     from ..triage import TriageConfig
+
+
+class DeskFile(NamedTuple):
+    """A desk file as Settings.desk_files loaded it: its value, or the error that stops it."""
+
+    path: Path
+    value: Any
+    error: str | None
 
 
 GLOBAL_OPTIONS = ("--db", "--as", "--config")
@@ -415,6 +423,40 @@ class Settings:
         if options["triage"] is not None and any("runbook" in rule.sets for rule in options["triage"].rules):
             options["automate"] = self.automatic_runbooks()
         return (severity_table(config.severity) if config else SEVERITY), options
+
+    def desk_files(self, names: tuple[str, ...] | None = None) -> dict[str, DeskFile]:
+        """Each desk file (intake, oncall, sla, triage, metrics, roles; or `names` of them, in that
+        order) the config folder holds, loaded as the commands load it, or why it does not load:
+        what `sdesk doctor` and `sdesk tick` both report. A bug in a loader is a file that does not
+        load, said so: it must not hide the other files. triage.yaml is loaded alone (triage_config
+        borrows from sla and oncall, with warnings)."""
+        from ..starter import DESK_FILES
+
+        folder = self.config
+        found: dict[str, DeskFile] = {}
+        for name in names or DESK_FILES:
+            path = folder / f"{name}.yaml" if folder is not None else None
+            if path is None or not path.is_file():
+                continue
+            try:
+                found[name] = DeskFile(path, self._desk_file(name, path), None)
+            except SdeskError as e:
+                found[name] = DeskFile(path, None, str(e))
+            except Exception as e:  # noqa: BLE001
+                found[name] = DeskFile(path, None, f"{path}: cannot be read ({type(e).__name__}: {e})")
+        return found
+
+    def _desk_file(self, name: str, path: Path) -> Any:
+        if name == "intake":
+            from ..config import IntakeConfig, load
+
+            return load(path.parent, "intake", IntakeConfig)
+        if name == "triage":
+            from ..triage import load
+
+            return load(read_text(path), str(path))
+        return {"oncall": self.oncall_config, "sla": self.sla_config, "metrics": self.metrics_config,
+                "roles": self.default_role}[name]()
 
     def runbooks_folder(self) -> Path | None:
         """runbooks/ of the desk config (one runbook per YAML file)."""
