@@ -1350,7 +1350,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
 
     def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str,
                set_labels: dict[str, str] | None = None, remove_labels: Collection[str] = (),
-               add_tags: Iterable[str] = (), remove_tags: Collection[str] = ()) -> tuple[dict[str, Any], list[str]]:
+               add_tags: Iterable[str] = (), remove_tags: Collection[str] = ()) -> tuple[dict[str, Any], tuple[str, ...]]:
         """Change fields; records old and new values of what really changed (nothing, no event).
         Labels and tags may be edited rather than replaced: the edits apply to the ticket as this
         transaction reads it, so two concurrent edits both stay. Returns the ticket and the fields
@@ -1382,7 +1382,7 @@ class Store(CmdbStore, KbStore, ProblemStore, TriageStore, ClassifierStore, OnCa
                 if corrected and self._was_triaged(tx, ticket_id):
                     # A person overruling triage: the reassignment rate is how often triage is wrong.
                     tx.event(ticket_id, "triage_corrected", corrected)
-        return self.get_or_raise(ticket_id=ticket_id), list(diff)
+        return self.get_or_raise(ticket_id=ticket_id), tuple(diff)
 
     @staticmethod
     def _was_triaged(tx: _Tx, ticket_id: int) -> bool:

@@ -448,13 +448,13 @@ class Settings:
 
     def _desk_file(self, name: str, path: Path) -> Any:
         if name == "intake":
-            from ..config import IntakeConfig, load
+            from ..config import IntakeConfig, load as load_intake
 
-            return load(path.parent, "intake", IntakeConfig)
+            return load_intake(path.parent, "intake", IntakeConfig)
         if name == "triage":
-            from ..triage import load
+            from ..triage import load as load_triage
 
-            return load(read_text(path), str(path))
+            return load_triage(read_text(path), str(path))
         return {"oncall": self.oncall_config, "sla": self.sla_config, "metrics": self.metrics_config,
                 "roles": self.default_role}[name]()
 
