@@ -270,7 +270,7 @@ class Automation:
                     run_automation(store, lambda: self.runbooks, self.automate, echo=log)
             except Exception as e:  # noqa: BLE001 - said, and the next arrival tries again; intake goes on
                 log(f"automation: {e}")
-            if self.closing:
+            if self.closing and not self.due.is_set():  # a last look after the last poke, then stop
                 return
 
 
