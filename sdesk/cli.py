@@ -507,9 +507,8 @@ def assign(
         raise BadInput("assign: give a user, or --auto")
     user = user.strip()
     if not force:
-        from .commands.work import known_assignee
-
-        user = known_assignee(settings_of(ctx), user)
+        settings = settings_of(ctx)
+        user = settings.store().users.known_assignee(user, config=settings.oncall_config())
     _move(ctx, ticket, "assign", assignee=user)
 
 
@@ -608,35 +607,32 @@ def update(
                           "ci": ci, "queue": queue, "team": team, "requester": requester}.items()
         if v is not None
     }
-    current = store.tickets.get_or_raise(ticket_id=ticket_id)
-    if label:
-        labels = dict(current["labels"])
-        for key, value in _parse_labels(label).items():
-            if value:
-                labels[key] = value
-            else:
-                labels.pop(key, None)
-        changes["labels"] = labels
-    if tag:
-        tags = list(current["tags"])
-        for t in tag:
-            if t.startswith("-"):
-                tags = [x for x in tags if x != t[1:]]
-            elif t not in tags:
-                tags.append(t)
-        changes["tags"] = tags
-    if not changes:
+    # The edits, not the merged lists: the store merges them inside its write transaction, so a
+    # concurrent update's labels and tags stay. A label given empty (KEY=) removes it; the last
+    # mention of a tag (TAG or -TAG) says whether it stays.
+    labels = _parse_labels(label)
+    tag_edits: dict[str, bool] = {}
+    for t in tag:
+        name = t[1:] if t.startswith("-") else t
+        tag_edits.pop(name, None)
+        tag_edits[name] = not t.startswith("-")
+    if not changes and not label and not tag:
         raise BadInput("nothing to update: give at least one field option")
     try:
-        valid = TicketUpdate.model_validate(changes).model_dump(mode="json", exclude_unset=True)
+        valid = TicketUpdate.model_validate(
+            {**changes, "labels": labels, "tags": [t for t, add in tag_edits.items() if add]}
+        ).model_dump(mode="json", exclude_unset=True)
     except ValidationError as e:
         raise BadInput(describe(e)) from None
-    t = store.tickets.update(ticket_id=ticket_id, changes=valid, actor=settings.actor)
-    changed = [f for f in valid if current.get(f) != t.get(f)]
+    labels, add_tags = valid.pop("labels"), valid.pop("tags")
+    ticket, changed = store.tickets.update(
+        ticket_id=ticket_id, changes=valid, actor=settings.actor,
+        set_labels={k: v for k, v in labels.items() if v}, remove_labels={k for k, v in labels.items() if not v},
+        add_tags=add_tags, remove_tags={t for t, add in tag_edits.items() if not add})
     note(f"{lifecycle.ref(ticket_id)} updated: {', '.join(changed)}" if changed
          else f"{lifecycle.ref(ticket_id)}: nothing changed (the values given are the current ones)")
     if as_json:
-        print_json(t)
+        print_json(ticket)
 
 
 @app.command()
@@ -686,7 +682,7 @@ def serve(
     severity, options = settings.intake_options()
     server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
                rejects=rejects or db.parent / "rejects", severity=severity, options=options,
-               default_role=settings.default_role())
+               default_role=settings.default_role(), runbooks=settings.runbooks()[0] if options.get("automate") else None)
 
 
 # -- demo --------------------------------------------------------------------------

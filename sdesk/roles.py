@@ -20,10 +20,10 @@ OS login that runs it: each user has a login (their name unless set), and acting
 the user your login is needs your login to be an admin's.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from .errors import BadInput
+from .errors import BadInput, NotFound
 
 ROLES = ("viewer", "agent", "approver", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -33,6 +33,28 @@ DEFAULT_ROLE = "agent"
 def user_key(name: str) -> str:
     """How names compare: trimmed and case-folded ("Alice " is alice), as approvals compare them."""
     return name.strip().casefold()
+
+
+def known_assignee(user: str, names: Iterable[str]) -> str:
+    """`user` as one of `names` spells it (the desk's users, then its on-call team members;
+    names compare as user_key does), or NotFound naming the closest and the known ones. No
+    names at all: the desk knows no one yet, so any name is taken, as given."""
+    import difflib
+
+    from .plain import plural
+
+    known: dict[str, str] = {}
+    for name in names:
+        known.setdefault(user_key(name), name)
+    if not known or user_key(user) in known:
+        return known.get(user_key(user), user)
+    close = difflib.get_close_matches(user_key(user), list(known), n=1)
+    hint = f"did you mean {known[close[0]]}? " if close else ""
+    listed = sorted(known.values(), key=user_key)
+    shown = ", ".join(listed[:12]) + (f" and {plural(len(listed) - 12, 'other')}" if len(listed) > 12 else "")
+    shown_user = user if len(user) <= 60 else user[:60] + "…"
+    raise NotFound(f"assign: no user {shown_user!r} on this desk or in oncall.yaml; {hint}known: {shown} "
+                   "(add them with sdesk user add, or give --force)")
 
 
 def check_role(role: str) -> str:

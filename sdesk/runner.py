@@ -449,3 +449,21 @@ def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, ech
                 echo(f"automation: {queued['runbook']} on {lifecycle.ref(queued['ticket_id'])}: {e}")
             done.append(store.runbooks.run_get(queued["id"]))
     return done
+
+
+def run_automation(store: Store, runbooks: Callable[[], Mapping[str, Runbook]], automate: frozenset[str] | None = None,
+                   *, echo: Echo) -> list[dict[str, Any]]:
+    """Run the runbooks triage queued for arriving tickets, whichever way they came in (the
+    CLI, `serve`): after an intake that could queue some (`automate`: the runbooks it may run;
+    empty: none, nothing to look for), or whatever is queued (None, for `sdesk tick`).
+    `runbooks` loads the desk's runbooks, only when something is queued. Not from inside a
+    runbook step: a runbook whose command re-fires its own alert must not start itself again
+    from within; its queued run waits for the next `sdesk tick`, where the throttle sees it."""
+    if os.environ.get("SDESK_RUN") or automate is not None and not automate:
+        return []
+    if not store.runbooks.queued_runs():
+        return []
+    done = run_queued(store, runbooks(), actor="automation", echo=echo)
+    for run in done:
+        echo(f"automation: run {run['id']} ({run['runbook']}) on {lifecycle.ref(run['ticket_id'])}: {run['status']}")
+    return done

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hmac
 import json
 import queue
@@ -19,7 +20,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -151,6 +152,7 @@ class Writer:
         self.error: Exception | None = None
         self.stopped: StoreFault | None = None  # the database cannot take writes: the server stops
         self.on_stop: Any = lambda: None  # ends the server (run() sets it)
+        self.on_stored: Any = lambda: None  # after each commit: automation looks for queued runs
         threading.Thread(target=self._run, name="sdesk-writer", daemon=True).start()
         self.ready.wait()
         if self.error:
@@ -221,7 +223,9 @@ class Writer:
 
             for signals, future in requests:
                 try:  # and within it, the signals that cannot be stored (None), if that was it
-                    future.set_result(receive_apart(receive, signals))
+                    stored = receive_apart(receive, signals)
+                    self.on_stored()
+                    future.set_result(stored)
                 except Exception as e:  # noqa: BLE001
                     future.set_exception(e)
             if store.stopped and self.stopped is None:
@@ -231,16 +235,58 @@ class Writer:
                 self.stopped = StoreFault(store.stopped)
                 self.on_stop()
             return
+        self.on_stored()  # before the answers: what a sender sees stored is already in automation's hands
         for signals, future in requests:
             future.set_result(results[:len(signals)])
             results = results[len(signals):]
 
 
+class Automation:
+    """Runs the runbooks that arrivals queued (runner.run_automation, as the CLI does after its
+    intake), on a thread of its own with its own connection: a runbook may run for minutes, and
+    intake does not wait for it. Pokes while it runs make one more look, not one each."""
+
+    def __init__(self, db: Path, default_role: str, runbooks: Mapping[str, Any], automate: frozenset[str]):
+        self.db, self.default_role, self.runbooks, self.automate = db, default_role, runbooks, automate
+        self.due = threading.Event()
+        self.closing = False
+        self.thread = threading.Thread(target=self._run, name="sdesk-automation", daemon=True)
+        self.thread.start()
+
+    def poke(self) -> None:
+        self.due.set()
+
+    def close(self) -> None:
+        """Run what is queued still, then stop: a run is not cut off by the server stopping."""
+        self.closing = True
+        self.due.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        from .runner import run_automation
+
+        while True:
+            self.due.wait()
+            self.due.clear()  # before the look: an arrival committed during a run pokes again
+            try:
+                with Store(self.db, self.default_role) as store:
+                    run_automation(store, lambda: self.runbooks, self.automate, echo=log)
+            except Exception as e:  # noqa: BLE001 - said, and the next arrival tries again; intake goes on
+                log(f"automation: {e}")
+            if self.closing and not self.due.is_set():  # a last look after the last poke, then stop
+                return
+
+
 def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects: Path,
              severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None,
-             default_role: str = DEFAULT_ROLE) -> Starlette:
-    """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days)."""
+             default_role: str = DEFAULT_ROLE, runbooks: Mapping[str, Any] | None = None) -> Starlette:
+    """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days,
+    automate); `runbooks`, the desk's, run the ones triage queues (when `automate` names any)."""
     writer = Writer(db, options or {}, default_role)
+    automate = (options or {}).get("automate")
+    automation = Automation(db, default_role, runbooks or {}, automate) if automate else None
+    if automation is not None:
+        writer.on_stored = automation.poke
     actor_default = actor
     kept = Rejects(rejects)
 
@@ -325,8 +371,14 @@ def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects:
         assert isinstance(exc, SdeskError)
         return failed(exc)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if automation is not None:  # stopping: the runs arrivals queued finish first
+            await asyncio.to_thread(automation.close)
+
     routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
-    app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])],
+    app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])], lifespan=lifespan,
                     exception_handlers={404: no_route, HTTPException: http_error, SdeskError: sdesk_error})
     app.state.writer = writer
     return app
@@ -424,11 +476,12 @@ def check_token(token: str | None) -> None:
 
 
 def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
-        severity: Mapping[str, str], options: dict[str, Any], default_role: str) -> None:
+        severity: Mapping[str, str], options: dict[str, Any], default_role: str,
+        runbooks: Mapping[str, Any] | None = None) -> None:
     import uvicorn
 
     app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
-                   options=options, default_role=default_role)
+                   options=options, default_role=default_role, runbooks=runbooks)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:

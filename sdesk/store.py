@@ -12,10 +12,10 @@ import os
 import shlex
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 
 from . import migrations
@@ -464,6 +464,48 @@ class Store:
                             "DO UPDATE SET value = excluded.value, at = excluded.at", (key, tx.clean(value), tx.at))
             if event:
                 tx.event(None, event, {key: value})
+
+    # -- the desk as files: the face picks the file and asks; the store reads and writes ------------
+
+    def backup_to(self, target: Path) -> None:
+        """A checked copy of the live database at `target` (see desk_file.backup)."""
+        from .desk_file import backup
+
+        backup(self.conn, target)
+
+    def restore_from(self, backup: Store, *, source: str, events: int, head: str, actor: str) -> None:
+        """Replace this database with `backup` (an open, verified copy: events and head are what
+        its verify said), and record the restore on the restored chain."""
+        backup.conn.backup(self.conn)
+        self.record(actor, "restored", {"from": source, "events": events, "head": head})
+
+    def export_to(self, out: IO[bytes], *, since: str | None = None) -> int:
+        """Write the desk (or the rows changed since `since`) to `out` as JSON lines, from one
+        read snapshot whatever others write meanwhile; returns the table rows written (not the
+        header line nor the id counters, as import counts them)."""
+        from .desk_file import export_lines, write_lines
+
+        rows = 0
+
+        def counted(lines: Iterable[bytes]) -> Iterator[bytes]:
+            nonlocal rows
+            for line in lines:
+                rows += line.startswith(b'{"row"')  # keys are sorted: a row line starts so, no other does
+                yield line
+
+        self.conn.execute("BEGIN")
+        try:
+            write_lines(counted(export_lines(self.conn, migrations.SCHEMA_VERSION, since)), out)
+        finally:
+            self.conn.execute("COMMIT")
+        return rows
+
+    def import_from(self, lines: Iterable[bytes]) -> dict[str, int]:
+        """Load an export into this empty database in one transaction, checked as `audit verify`
+        checks before it commits (see desk_file.import_lines); returns rows per table."""
+        from .desk_file import import_lines
+
+        return import_lines(self.conn, lines, migrations.SCHEMA_VERSION, self.audit.verify)
 
     def check_claim(self, actor: str) -> None:
         """Refuse (and record) unless this process's OS login may act as `actor` (_check_claim),

@@ -4,7 +4,7 @@ link), each in one transaction of the store that appends the events explaining i
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
@@ -239,13 +239,27 @@ class TicketStore:
             self._current(tx, ticket_id)
             self._set(tx, ticket_id, {"updated_at": tx.at})
             tx.event(ticket_id, "commented", {"text": tx.clean(text, ticket_id)})
-    def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str) -> dict[str, Any]:
-        """Change fields; records old and new values of what really changed (nothing, no event)."""
+    def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str,
+               set_labels: dict[str, str] | None = None, remove_labels: Collection[str] = (),
+               add_tags: Iterable[str] = (), remove_tags: Collection[str] = ()) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Change fields; records old and new values of what really changed (nothing, no event).
+        Labels and tags may be edited rather than replaced: the edits apply to the ticket as this
+        transaction reads it, so two concurrent edits both stay. Returns the ticket and the fields
+        that changed."""
         unknown = set(changes) - set(UPDATE_FIELDS)
         if unknown:
             raise BadInput(f"update: unknown field {sorted(unknown)[0]!r}")
+        edits_labels, edits_tags = bool(set_labels or remove_labels), bool(add_tags or remove_tags)
+        if (edits_labels and "labels" in changes) or (edits_tags and "tags" in changes):
+            raise BadInput("update: labels or tags are either replaced or edited, not both")
         with self.db.write(actor) as tx:
             t = self._current(tx, ticket_id)
+            if edits_labels:
+                labels = {k: v for k, v in t["labels"].items() if k not in remove_labels}
+                changes = {**changes, "labels": {**labels, **(set_labels or {})}}
+            if edits_tags:
+                tags = [x for x in t["tags"] if x not in remove_tags]
+                changes = {**changes, "tags": tags + [x for x in dict.fromkeys(add_tags) if x not in tags]}
             changes = tx.clean(changes, ticket_id)
             diff = {f: [t[f], v] for f, v in changes.items() if t[f] != v}
             if diff:
@@ -259,7 +273,7 @@ class TicketStore:
                 if corrected and self._was_triaged(tx, ticket_id):
                     # A person overruling triage: the reassignment rate is how often triage is wrong.
                     tx.event(ticket_id, "triage_corrected", corrected)
-        return self.get_or_raise(ticket_id=ticket_id)
+        return self.get_or_raise(ticket_id=ticket_id), tuple(diff)
     @staticmethod
     def _was_triaged(tx: Tx, ticket_id: int) -> bool:
         return tx.conn.execute(

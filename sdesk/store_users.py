@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, Conflict, NotFound
 from .lifecycle import NAME_MAX, blank, check_name
-from .roles import Access, check_role, desk_role_of_queue_user, user_key
+from .roles import Access, check_role, desk_role_of_queue_user, known_assignee, user_key
 from .store_rows import Db
 
 if TYPE_CHECKING:
+    from .routing import OnCall
     from .store_rows import Tx as _Tx
 
 TOKEN_PREFIX = "sdk_"
@@ -59,6 +61,13 @@ class UsersStore:
                  "login": r["login"], "email": r["email"],
                  "tokens": tokens.get(r["key"], 0), "added_by": r["added_by"], "added_at": r["added_at"]}
                 for r in self.db.conn.execute("SELECT * FROM users ORDER BY key")]
+
+    def known_assignee(self, user: str, *, config: OnCall) -> str:
+        """`user` as the desk knows them: a desk user, or a member of a team in oncall.yaml
+        (roles.known_assignee decides); bad input (exit 2) before "no such user" (exit 3)."""
+        user = check_name(user, "assign")
+        desk = [name for (name,) in self.db.conn.execute("SELECT name FROM users ORDER BY key")]
+        return known_assignee(user, chain(desk, *(team.members for team in config.teams.values())))
 
     def user_add(self, name: str, *, role: str, team: str | None, queue: str | None,
                  actor: str, login: str | None = None, email: str | None = None) -> dict[str, Any]:

@@ -258,6 +258,21 @@ def test_one_broken_file_is_one_config_line_and_one_file_loads(cli, tmp_path):
                                           f"{len(warned)} warned: {warned[0]}"), out
 
 
+@pytest.mark.parametrize("name", ["sla", "triage", "metrics", "intake"])
+def test_tick_and_doctor_say_the_same_of_a_desk_file_that_does_not_load(cli, tmp_path, name):
+    """One loading of the desk files (Settings.desk_files) for both: the line tick warns of (and
+    exits 1 for, the pages still go) is the line doctor fails the config check with."""
+    import json
+
+    cli("init")
+    (tmp_path / "config" / f"{name}.yaml").write_text("nonsense: [\n")
+    ticked = cli("tick", "--json", ok=False)
+    assert ticked.exit_code == ExitCode.ERROR and "Traceback" not in ticked.stderr
+    [error] = json.loads(ticked.stdout)["config_errors"]
+    failed = [detail for s, detail in checks(cli, ok=False)["config"] if s == "fail"]
+    assert failed == [error.rsplit("; ", 1)[0]] and f"{name}.yaml" in error, (failed, error)
+
+
 def test_tick_backup_and_anchor_record_when_they_ran(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("SDESK_NOW", T0)
     cli("init")

@@ -375,3 +375,34 @@ def test_an_api_list_with_junk_stores_its_alerts_and_names_each_bad_item(server)
         ("rejected", "[2]: expected an alert object, got text"), ("rejected", "[3]: expected an alert object, got null"),
         ("rejected", "[4]: expected an alert object, got an object without labels")]
     assert count(server.db, "SELECT count(*) FROM tickets") == 1
+
+
+def test_automation_that_an_alert_over_http_queues_runs_as_after_the_command_line(tmp_path):
+    """A triage rule attaches a runbook safe for automation: the alert that arrives over HTTP has
+    it run (by `automation`, resolving the ticket) as `sdesk new` does, not left queued for the
+    next `sdesk tick`. serve, stopped, finishes the runs arrivals queued: no waiting on a clock."""
+    config = tmp_path / "config"
+    (config / "runbooks").mkdir(parents=True, exist_ok=True)
+    (config / "triage.yaml").write_text(
+        "rules:\n  - id: disk\n    match: {labels.alertname: DiskFull}\n    set: {runbook: cleanup}\n")
+    (config / "runbooks" / "cleanup.yaml").write_text(
+        "safe_for_automation: true\nsteps:\n  - run: [echo, cleaned]\n  - resolve: Cleaned up\n")
+    s = Server(tmp_path / "desk.db", env={"SDESK_CONFIG": str(config)})
+    try:
+        alert = {"version": "4", "status": "firing", "alerts": [
+            {"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db-1"},
+             "annotations": {"summary": "Disk full on db-1"}}]}
+        status, body = s.post("/alertmanager", json.dumps(alert).encode())
+        assert status == 200 and body["results"][0]["action"] == "created", body
+        ticket = body["results"][0]["ticket"]
+    finally:
+        s.stop()
+    err = s.proc.stderr.read().decode()
+    assert f"automation: run 1 (cleanup) on SD-{ticket}: succeeded" in err
+    db = str(tmp_path / "desk.db")
+    t = json.loads(subprocess.run([sys.executable, "-m", "sdesk", "--db", db, "show", str(ticket), "--json"],
+                                  capture_output=True, text=True, check=True).stdout)
+    assert t["status"] == "resolved" and t["resolution_code"] == "automated", t["status"]
+    [run] = json.loads(subprocess.run([sys.executable, "-m", "sdesk", "--db", db, "runbook", "runs", "--ticket",
+                                       str(ticket), "--json"], capture_output=True, text=True, check=True).stdout)
+    assert run["automated"] and run["actor"] == "automation" and run["status"] == "succeeded"

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 from typer.core import TyperGroup
@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from ..routing import OnCall
     from ..sla import SlaConfig
     from ..triage import TriageConfig
+
+
+class DeskFile(NamedTuple):
+    """A desk file as Settings.desk_files loaded it: its value, or the error that stops it."""
+
+    path: Path
+    value: Any
+    error: str | None
 
 
 GLOBAL_OPTIONS = ("--db", "--as", "--config")
@@ -417,6 +425,40 @@ class Settings:
             options["automate"] = self.automatic_runbooks()
         return (severity_table(config.severity) if config else SEVERITY), options
 
+    def desk_files(self, names: tuple[str, ...] | None = None) -> dict[str, DeskFile]:
+        """Each desk file (intake, oncall, sla, triage, metrics, roles; or `names` of them, in that
+        order) the config folder holds, loaded as the commands load it, or why it does not load:
+        what `sdesk doctor` and `sdesk tick` both report. A bug in a loader is a file that does not
+        load, said so: it must not hide the other files. triage.yaml is loaded alone (triage_config
+        borrows from sla and oncall, with warnings)."""
+        from ..starter import DESK_FILES
+
+        folder = self.config
+        found: dict[str, DeskFile] = {}
+        for name in names or DESK_FILES:
+            path = folder / f"{name}.yaml" if folder is not None else None
+            if path is None or not path.is_file():
+                continue
+            try:
+                found[name] = DeskFile(path, self._desk_file(name, path), None)
+            except SdeskError as e:
+                found[name] = DeskFile(path, None, str(e))
+            except Exception as e:  # noqa: BLE001
+                found[name] = DeskFile(path, None, f"{path}: cannot be read ({type(e).__name__}: {e})")
+        return found
+
+    def _desk_file(self, name: str, path: Path) -> Any:
+        if name == "intake":
+            from ..config import IntakeConfig, load as load_intake
+
+            return load_intake(path.parent, "intake", IntakeConfig)
+        if name == "triage":
+            from ..triage import load as load_triage
+
+            return load_triage(read_text(path), str(path))
+        return {"oncall": self.oncall_config, "sla": self.sla_config, "metrics": self.metrics_config,
+                "roles": self.default_role}[name]()
+
     def runbooks_folder(self) -> Path | None:
         """runbooks/ of the desk config (one runbook per YAML file)."""
         return self.config / "runbooks" if self.config is not None else None
@@ -501,24 +543,13 @@ def check_config_folder(path: Path, named_by: str = "--config") -> Path:
 
 
 def run_automation(settings: Settings, automate: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """Run the runbooks triage queued for new tickets: after an intake that could queue some
-    (`automate`: the runbooks it may run; empty: none, nothing to look for), or whatever is
-    queued (None, for `sdesk tick`). Not from inside a runbook step: a runbook whose command
-    re-fires its own alert must not start itself again from within; its queued run waits for the
-    next `sdesk tick`, where the throttle sees it."""
-    import os
+    """runner.run_automation for a command: after its intake (`automate`, as Store.receive's),
+    or all that is queued (None, for `sdesk tick`); each run said on stderr."""
+    from ..runner import run_automation as run
 
-    if os.environ.get("SDESK_RUN") or automate is not None and not automate:
+    if automate is not None and not automate:  # nothing to look for: the runner stays unimported
         return []
-    store = settings.store()
-    if not store.runbooks.queued_runs():
-        return []
-    from ..runner import run_queued
-
-    done = run_queued(store, settings.runbooks()[0], actor="automation", echo=note)
-    for run in done:
-        note(f"automation: run {run['id']} ({run['runbook']}) on SD-{run['ticket_id']}: {run['status']}")
-    return done
+    return run(settings.store(), lambda: settings.runbooks()[0], automate, echo=note)
 
 
 def read_text(path: Path, limit: int | None = None) -> str:

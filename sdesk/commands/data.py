@@ -30,8 +30,6 @@ def backup(
     Example: sdesk backup /backups/sdesk-$(date +%F).db
     Example: sdesk backup - | ssh vault 'cat > sdesk.db'
     """
-    from ..desk_file import backup as copy
-
     if str(target) == "-":
         _backup_to_stdout(ctx)
         return
@@ -45,7 +43,7 @@ def backup(
     store = store_of(ctx)
     if os.path.realpath(target) == os.path.realpath(store.path):
         raise BadInput("the backup must go to another file than the database itself")
-    copy(store.conn, target)
+    store.backup_to(target)
     note(f"backed up {store.path} to {target} ({target.stat().st_size:,} bytes)")
     _ran(ctx, store, os.path.realpath(target))
 
@@ -54,14 +52,12 @@ def _backup_to_stdout(ctx: typer.Context) -> None:
     import shutil
     import tempfile
 
-    from ..desk_file import backup as copy
-
     if sys.stdout.isatty():
         raise BadInput("backup -: stdout is a terminal; redirect it to a file or a pipe")
     store = store_of(ctx)
     with tempfile.TemporaryDirectory(prefix="sdesk-backup-") as folder:
         checked = Path(folder) / "backup.db"
-        copy(store.conn, checked)
+        store.backup_to(checked)
         size = checked.stat().st_size
         sys.stdout.flush()
         with open(checked, "rb") as f:
@@ -128,8 +124,7 @@ def restore(
                 if not sys.stdin.isatty():
                     raise BadInput("restore replaces the whole desk: give --yes")
                 typer.confirm(f"Replace {store.path} with {source} ({plural(events, 'event')})?", abort=True)
-            backup.conn.backup(store.conn)
-    store.record(settings.actor, "restored", {"from": str(source), "events": events, "head": head})
+            store.restore_from(backup, source=str(source), events=events, head=head, actor=settings.actor)
     note(f"restored {store.path} from {source}: {plural(events, 'event')}, chain intact")
 
 
@@ -149,38 +144,22 @@ def export(
 
     Example: sdesk export --jsonl > desk.jsonl
     """
-    from .. import clock, migrations
-    from ..desk_file import export_lines, write_lines
-
+    from .. import clock
     from ..plain import plural
 
     store = store_of(ctx)
-    rows = 0
+    changed_since = clock.iso(clock.back(since, "--since")) if since else None
+    if out is None or str(out) == "-":
+        rows = store.export_to(sys.stdout.buffer, since=changed_since)
+        sys.stdout.buffer.flush()
+    else:  # a failed export leaves no partial file under the name
+        from ..atomic import replaced
+        from ..files import status
 
-    def counted(lines):
-        # Rows of tables, as import counts them: not the header line nor the id counters.
-        nonlocal rows
-        for line in lines:
-            rows += line.startswith(b'{"row"')  # keys are sorted: a row line starts so, no other does
-            yield line
+        status(out, f"cannot write {out}")  # a name too long, a loop of links: one line
 
-    lines = counted(export_lines(store.conn, migrations.SCHEMA_VERSION,
-                                 clock.iso(clock.back(since, "--since")) if since else None))
-    store.conn.execute("BEGIN")  # one read snapshot, whatever others write meanwhile
-    try:
-        if out is None or str(out) == "-":
-            write_lines(lines, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        else:  # a failed export leaves no partial file under the name
-            from ..atomic import replaced
-            from ..files import status
-
-            status(out, f"cannot write {out}")  # a name too long, a loop of links: one line
-
-            with replaced(out) as partial, partial.open("wb") as f:
-                write_lines(lines, f)
-    finally:
-        store.conn.execute("COMMIT")
+        with replaced(out) as partial, partial.open("wb") as f:
+            rows = store.export_to(f, since=changed_since)
     note(f"exported {plural(rows, 'table row')}" + (f" to {out}" if out and str(out) != "-" else ""))
 
 
@@ -196,9 +175,6 @@ def import_(
 
     Example: sdesk --db new.db import desk.jsonl
     """
-    from .. import migrations
-    from ..desk_file import import_lines
-
     settings = settings_of(ctx)
     store = settings.store()
     store.require(settings.actor, "admin", "importing a desk")
@@ -206,7 +182,7 @@ def import_(
 
     stream = sys.stdin.buffer if str(source) == "-" else open_file(source, streams=True)  # never /dev/zero
     with stream:
-        counts = import_lines(store.conn, stream, migrations.SCHEMA_VERSION, store.audit.verify)
+        counts = store.import_from(stream)
     if as_json:
         print_json(counts)
     from ..plain import plural

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import SdeskError
-from ..starter import DESK_FILES, config_files
-from .common import print_json, read_text, settings_of
+from ..starter import config_files
+from .common import print_json, settings_of
 
 if TYPE_CHECKING:
     from ..health import Finding
@@ -176,23 +176,15 @@ def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
                              loaded=[], broken=[], unknown=[]), None, []
     loaded, broken, zones = [], [], set()
     oncall = None
-    for name in DESK_FILES:
-        path = folder / f"{name}.yaml"
-        if not path.is_file():
-            continue
-        try:
-            value = _load(settings, name, path)
-        except SdeskError as e:
-            broken.append(str(e))
+    for name, file in settings.desk_files().items():
+        if file.error is not None:
+            broken.append(file.error)
             oncall = False if name == "oncall" else oncall
             if name == "roles":
                 _default_role_only(settings)
             continue
-        except Exception as e:  # a bug in a loader must not hide the other checks
-            broken.append(f"{path}: cannot be read ({type(e).__name__}: {e})")
-            oncall = False if name == "oncall" else oncall
-            continue
-        loaded.append(path.name)
+        loaded.append(file.path.name)
+        value = file.value
         if name == "oncall":
             oncall = value
             zones |= {str(s.zone) for s in value.schedules.values()}
@@ -228,19 +220,6 @@ def _default_role_only(settings: Settings) -> None:
     from ..roles import DEFAULT_ROLE
 
     settings.default_role = lambda: DEFAULT_ROLE  # type: ignore[method-assign]
-
-
-def _load(settings: Settings, name: str, path: Path) -> Any:
-    if name == "intake":
-        from ..config import IntakeConfig, load
-
-        return load(path.parent, "intake", IntakeConfig)
-    if name == "triage":  # the file alone: Settings.triage_config borrows from sla and oncall, with warnings
-        from ..triage import load
-
-        return load(read_text(path), str(path))
-    return {"oncall": settings.oncall_config, "sla": settings.sla_config, "metrics": settings.metrics_config,
-            "roles": settings.default_role}[name]()
 
 
 def _zone() -> dict[str, Any]:

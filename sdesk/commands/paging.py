@@ -87,36 +87,16 @@ def _tick_once(settings) -> dict:
 
 def _config_problems(settings) -> tuple:
     """sla.yaml (an empty one when it does not load: no SLA is recorded meanwhile) and one line
-    for each desk file that does not load. Paging needs only oncall.yaml: a typo in another file
-    must not stop the pages, and tick, which cron runs every minute, is where it is heard of."""
-    from ..errors import SdeskError
+    for each desk file that does not load (Settings.desk_files, as doctor reads them). Paging
+    needs only oncall.yaml: a typo in another file must not stop the pages, and tick, which cron
+    runs every minute, is where it is heard of."""
     from ..sla import SlaConfig
-    from .common import read_text
 
-    problems = []
-    try:
-        sla = settings.sla_config()
-    except SdeskError as e:
-        sla = SlaConfig()
-        problems.append(f"{e}; no SLA warnings or breaches are recorded until it loads")
-    folder = settings.config
-    for name in ("triage", "metrics", "intake"):
-        path = folder / f"{name}.yaml" if folder is not None else None
-        if path is None or not path.is_file():
-            continue
-        try:
-            if name == "triage":
-                from ..triage import load
-
-                load(read_text(path), str(path))
-            elif name == "metrics":
-                settings.metrics_config()
-            else:
-                from ..config import IntakeConfig, load as load_config
-
-                load_config(folder, "intake", IntakeConfig)
-        except SdeskError as e:
-            problems.append(f"{e}; the commands that read it fail until it loads")
+    files = settings.desk_files(("sla", "triage", "metrics", "intake"))
+    sla = files["sla"].value if "sla" in files and files["sla"].error is None else SlaConfig()
+    problems = [f"{f.error}; " + ("no SLA warnings or breaches are recorded until it loads" if name == "sla"
+                                  else "the commands that read it fail until it loads")
+                for name, f in files.items() if f.error is not None]
     problems += [f"{e}; that runbook cannot run until it loads" for e in settings.runbooks()[1]]
     return sla, problems
 

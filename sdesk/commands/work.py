@@ -155,37 +155,6 @@ def change_status(ctx: typer.Context, change: ChangeArg, status: Annotated[Chang
     note(f"CH-{c['id']} is {c['status']}")
 
 
-
-
-# -- assign: to whom ------------------------------------------------------------------------------
-
-
-def known_assignee(settings, user: str) -> str:
-    """`user` as the desk knows them (a desk user, or a member of a team in oncall.yaml; names
-    compare as roles.user_key does), or NotFound naming the closest and the known ones. A desk
-    with no users and no teams knows no one yet, so any name is taken there, as before."""
-    import difflib
-
-    from ..errors import NotFound
-    from ..lifecycle import check_name
-    from ..plain import plural
-    from ..roles import user_key
-
-    user = check_name(user, "assign")  # bad input (exit 2) before "no such user" (exit 3)
-    known = {user_key(u["name"]): u["name"] for u in settings.store().users.users()}
-    for team in settings.oncall_config().teams.values():
-        known.update((user_key(name), name) for name in team.members if user_key(name) not in known)
-    if not known or user_key(user) in known:
-        return known.get(user_key(user), user)
-    close = difflib.get_close_matches(user_key(user), list(known), n=1)
-    hint = f"did you mean {known[close[0]]}? " if close else ""
-    names = sorted(known.values(), key=user_key)
-    shown = ", ".join(names[:12]) + (f" and {plural(len(names) - 12, 'other')}" if len(names) > 12 else "")
-    shown_user = user if len(user) <= 60 else user[:60] + "…"
-    raise NotFound(f"assign: no user {shown_user!r} on this desk or in oncall.yaml; {hint}known: {shown} "
-                   "(add them with sdesk user add, or give --force)")
-
-
 # -- problems ------------------------------------------------------------------------------------
 
 
