@@ -17,7 +17,8 @@ from . import __version__, lifecycle
 from .errors import BadInput, ExitCode, SdeskError
 from .lifecycle import Kind, Priority, Status
 from .signals import FORMATS, Signal
-from .commands.common import COMMAND_PATH, RootGroup, Settings, note, print_json, run_automation, settings_of, store_of
+from .desk import Desk
+from .commands.common import COMMAND_PATH, RootGroup, note, print_json, run_automation, settings_of, store_of
 from .plain import controls
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def main(
     Example: sdesk new "Checkout returns 502" --priority P1 --service checkout
     """
     source, db_source = ctx.get_parameter_source("config"), ctx.get_parameter_source("db")
-    settings = Settings(db, actor, config, "SDESK_CONFIG" if source is not None and source.name == "ENVIRONMENT" else "--config",
+    settings = Desk(db, actor, config, "SDESK_CONFIG" if source is not None and source.name == "ENVIRONMENT" else "--config",
                         "SDESK_DB" if db_source is not None and db_source.name == "ENVIRONMENT" else "--db")
     settings.command = ctx.meta.setdefault(COMMAND_PATH, [])  # the same list, filled in as the groups resolve
     ctx.obj = settings
@@ -268,7 +269,7 @@ def new(
         print(lifecycle.ref(ticket_id))
 
 
-def _new_from_payloads(settings: Settings, paths: list[Path | None], *, fmt: str, line_mode: bool,
+def _new_from_payloads(settings: Desk, paths: list[Path | None], *, fmt: str, line_mode: bool,
                        record_resolved: bool, reopen_days: int | None, rejects: Path | None, as_json: bool) -> None:
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
@@ -680,9 +681,9 @@ def serve(
     settings.store().check_claim(settings.actor)  # requests without a token act as this actor: the claim must hold
     settings.close()
     severity, options = settings.intake_options()
-    server.run(db, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
+    server.run(settings, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
                rejects=rejects or db.parent / "rejects", severity=severity, options=options,
-               default_role=settings.default_role(), runbooks=settings.runbooks()[0] if options.get("automate") else None)
+               runbooks=settings.runbooks()[0] if options.get("automate") else None)
 
 
 # -- demo --------------------------------------------------------------------------

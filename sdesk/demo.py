@@ -15,6 +15,7 @@ from .lifecycle import ref
 from .starter import examples_dir  # noqa: F401 (also imported from here)
 from .store import Store
 from .triage import TriageConfig
+from .desk import Desk
 from .intake_service import Intake
 
 
@@ -218,7 +219,8 @@ def run_demo(db: Path | None) -> None:
         out.print(f"[dim]{clock.now().astimezone():%H:%M}[/]  {message}")
 
     try:
-        with Store(db) as store:
+        # The demo's people act through it (actor=...): no one of them is this OS login.
+        with Desk(db, None, claim=False).store(create=True) as store:
             at(-60)
             summary = _load_estate(store)
             say(f"the desk knows its estate: {summary}")

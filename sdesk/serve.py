@@ -30,11 +30,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.routing import Route
 
+from .desk import Desk
 from .errors import NotFound, PermissionDenied, SdeskError, StoreFault
 from .ingest import UNSTORABLE, document_records, kept_copy, receive_apart
 from .intake import SEVERITY, Record
 from .store import Store
-from .roles import DEFAULT_ROLE
 from .store_users import token_hash
 from .intake_service import Intake
 
@@ -141,8 +141,8 @@ class Rejects:
 class Writer:
     """The one thread that writes: group commit of whatever requests are waiting."""
 
-    def __init__(self, db: Path, options: dict[str, Any], default_role: str):
-        self.db, self.options, self.default_role = db, options, default_role
+    def __init__(self, desk: Desk, options: dict[str, Any]):
+        self.desk, self.options = desk, options
         self.queue: queue.Queue[tuple[list[Any], str, Future]] = queue.Queue()
         self._tokens: dict[str, str] = {}
         self._any_tokens = False  # once a token was made, requests need one, even after all are revoked
@@ -167,7 +167,7 @@ class Writer:
         """sha256 of each live API token -> its user, read again at most every TOKENS_TTL seconds."""
         now = time.monotonic()
         if now - self._tokens_read > TOKENS_TTL:
-            with Store(self.db) as store:
+            with self.desk.connect(claimed=False) as store:
                 self._tokens, self._any_tokens = store.users.live_tokens(), store.users.any_tokens()
             self._tokens_read, self._intake = now, {}
         return self._tokens
@@ -180,7 +180,7 @@ class Writer:
         self.tokens()
         allowed = self._intake.get(actor)
         if allowed is None:
-            with Store(self.db, self.default_role) as store:
+            with self.desk.connect(claimed=False) as store:
                 allowed = self._intake[actor] = store.users.access(actor).allows("agent")
         if not allowed:
             await asyncio.wrap_future(self.submit([], actor))
@@ -191,7 +191,7 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            store = Store(self.db, self.default_role)
+            store = self.desk.connect(claimed=False)
         except SdeskError as e:
             self.error = e
             self.ready.set()
@@ -246,8 +246,8 @@ class Automation:
     intake), on a thread of its own with its own connection: a runbook may run for minutes, and
     intake does not wait for it. Pokes while it runs make one more look, not one each."""
 
-    def __init__(self, db: Path, default_role: str, runbooks: Mapping[str, Any], automate: frozenset[str]):
-        self.db, self.default_role, self.runbooks, self.automate = db, default_role, runbooks, automate
+    def __init__(self, desk: Desk, runbooks: Mapping[str, Any], automate: frozenset[str]):
+        self.desk, self.runbooks, self.automate = desk, runbooks, automate
         self.due = threading.Event()
         self.closing = False
         self.thread = threading.Thread(target=self._run, name="sdesk-automation", daemon=True)
@@ -269,7 +269,7 @@ class Automation:
             self.due.wait()
             self.due.clear()  # before the look: an arrival committed during a run pokes again
             try:
-                with Store(self.db, self.default_role) as store:
+                with self.desk.connect(claimed=False) as store:
                     run_automation(store, lambda: self.runbooks, self.automate, echo=log)
             except Exception as e:  # noqa: BLE001 - said, and the next arrival tries again; intake goes on
                 log(f"automation: {e}")
@@ -277,14 +277,14 @@ class Automation:
                 return
 
 
-def make_app(db: Path, *, actor: str, token: str | None, max_body: int, rejects: Path,
+def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, rejects: Path,
              severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None,
-             default_role: str = DEFAULT_ROLE, runbooks: Mapping[str, Any] | None = None) -> Starlette:
+             runbooks: Mapping[str, Any] | None = None) -> Starlette:
     """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days,
     automate); `runbooks`, the desk's, run the ones triage queues (when `automate` names any)."""
-    writer = Writer(db, options or {}, default_role)
+    writer = Writer(desk, options or {})
     automate = (options or {}).get("automate")
-    automation = Automation(db, default_role, runbooks or {}, automate) if automate else None
+    automation = Automation(desk, runbooks or {}, automate) if automate else None
     if automation is not None:
         writer.on_stored = automation.poke
     actor_default = actor
@@ -475,13 +475,13 @@ def check_token(token: str | None) -> None:
                        "which no client can send in an Authorization header: use letters, digits and punctuation")
 
 
-def run(db: Path, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
-        severity: Mapping[str, str], options: dict[str, Any], default_role: str,
-        runbooks: Mapping[str, Any] | None = None) -> None:
+def run(desk: Desk, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
+        severity: Mapping[str, str], options: dict[str, Any], runbooks: Mapping[str, Any] | None = None) -> None:
     import uvicorn
 
-    app = make_app(db, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
-                   options=options, default_role=default_role, runbooks=runbooks)
+    db = desk.store().path
+    app = make_app(desk, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
+                   options=options, runbooks=runbooks)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:

@@ -260,7 +260,7 @@ def test_one_broken_file_is_one_config_line_and_one_file_loads(cli, tmp_path):
 
 @pytest.mark.parametrize("name", ["sla", "triage", "metrics", "intake"])
 def test_tick_and_doctor_say_the_same_of_a_desk_file_that_does_not_load(cli, tmp_path, name):
-    """One loading of the desk files (Settings.desk_files) for both: the line tick warns of (and
+    """One loading of the desk files (Desk.desk_files) for both: the line tick warns of (and
     exits 1 for, the pages still go) is the line doctor fails the config check with."""
     import json
 

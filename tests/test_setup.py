@@ -12,7 +12,7 @@ import pytest
 import typer.main
 
 from sdesk.cli import app
-from sdesk.commands.common import CREATES
+from sdesk.desk import CREATES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -377,12 +377,12 @@ def test_the_wheel_carries_the_starter_config(tmp_path):
 
 
 def test_a_lenient_open_for_doctor_still_reports_the_config_later(tmp_path, db_path):
-    """Settings.store(strict_config=False): doctor opens the desk whatever the config, non-users
+    """Desk.store(strict_config=False): doctor opens the desk whatever the config, non-users
     as viewers, and reads settings.config to report what is wrong with it."""
-    from sdesk.commands.common import Settings
+    from sdesk.desk import Desk
     from sdesk.errors import NotFound
 
-    settings = Settings(db_path, "tester", tmp_path / "gone")
+    settings = Desk(db_path, "tester", tmp_path / "gone")
     store = settings.store(create=True, strict_config=False)
     assert store.default_role == "viewer"
     with pytest.raises(NotFound, match="gone: no such folder"):

@@ -446,7 +446,7 @@ async def test_a_non_ascii_digit_for_csat_is_refused_and_y_runs_a_runbook_once(d
 async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(db_path, tmp_path):
     from pathlib import Path
 
-    from sdesk.commands.common import Settings
+    from sdesk.desk import Desk
     from sdesk.tui.app import PickModal
 
     config = tmp_path / "config"
@@ -454,7 +454,7 @@ async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(
     examples = Path(__file__).resolve().parents[1] / "examples" / "desk"
     (config / "oncall.yaml").write_text((examples / "oncall.yaml").read_text())
     [ticket] = tickets(db_path, 1)
-    oncall = Settings(db_path, "t", config).oncall_config()
+    oncall = Desk(db_path, "t", config).oncall_config()
     with Store(db_path) as store:
         from sdesk import clock
 

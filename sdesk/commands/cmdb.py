@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Group, note, print_json, read_text, settings_of, store_of
+from ..desk import read_text
+from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="cmdb", no_args_is_help=True,
                   help="The CMDB: configuration items, how they depend on each other, and what fails with them.\n\n"

@@ -17,7 +17,7 @@ from .common import print_json, settings_of
 
 if TYPE_CHECKING:
     from ..health import Finding
-    from .common import Settings
+    from ..desk import Desk
 
 app = typer.Typer(add_completion=False)
 
@@ -157,7 +157,7 @@ def _facts(store: Any, since: str) -> tuple[dict[str, Any] | None, str]:
         return None, f"cannot read the desk: {explain(e, store.path)}"
 
 
-def _config(settings: Settings) -> tuple[list[Finding], Any, list[str]]:
+def _config(settings: Desk) -> tuple[list[Finding], Any, list[str]]:
     """The config findings, the on-call config (None when there is none, False when it does not
     load) and the time zones the config names."""
     from .. import health
@@ -214,7 +214,7 @@ def _found(oncall: Any) -> bool:
         return False
 
 
-def _default_role_only(settings: Settings) -> None:
+def _default_role_only(settings: Desk) -> None:
     """Open the desk with the built-in default role when roles.yaml (or the folder holding it)
     cannot be read: the config check reports that, and the desk's own checks still run."""
     from ..roles import DEFAULT_ROLE

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import BadInput, ExitCode, SdeskError
-from .common import Group, note, print_json, read_text, settings_of, store_of
+from ..desk import read_text
+from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="kb", no_args_is_help=True,
                   help="The knowledge base: Markdown articles with revisions, full-text search and review dates.\n\n"

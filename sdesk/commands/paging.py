@@ -87,7 +87,7 @@ def _tick_once(settings) -> dict:
 
 def _config_problems(settings) -> tuple:
     """sla.yaml (an empty one when it does not load: no SLA is recorded meanwhile) and one line
-    for each desk file that does not load (Settings.desk_files, as doctor reads them). Paging
+    for each desk file that does not load (Desk.desk_files, as doctor reads them). Paging
     needs only oncall.yaml: a typo in another file must not stop the pages, and tick, which cron
     runs every minute, is where it is heard of."""
     from ..sla import SlaConfig

@@ -19,9 +19,8 @@ def tui(
 
     Example: sdesk --db desk.db --as alice tui
     """
-    from ..store import default_db_path
-    from ..tui.app import make_app
+    from ..tui.app import SdeskApp
 
-    settings = settings_of(ctx)
-    settings.store()  # creates or upgrades the database first, with the CLI's error handling
-    make_app(settings.db or default_db_path(), settings.actor, settings.config, page=page).run()
+    desk = settings_of(ctx)
+    desk.store()  # creates or upgrades the database first, with the CLI's error handling
+    SdeskApp(desk, page=page).run()

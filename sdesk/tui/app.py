@@ -22,6 +22,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Input, Label, Static
 
+from ..desk import Desk
 from ..errors import SdeskError
 from ..lifecycle import ref
 from ..plain import controls, plural
@@ -64,18 +65,13 @@ class SdeskApp(App):
                 Binding("K", "screen('kb')", "KB", show=False), Binding("O", "screen('oncall')", "On call", show=False),
                 Binding("D", "screen('dashboard')", "Dashboard", show=False)]
 
-    def __init__(self, db: Path, actor: str, config: Path | None = None, page: int = PAGE,
-                 poll: float = POLL_SECONDS):
+    def __init__(self, desk: Desk, page: int = PAGE, poll: float = POLL_SECONDS):
         super().__init__()
-        self.db = db
-        self.actor = actor
-        self.config = config
+        self.settings = desk  # the desk and its config files, as the CLI reads them
+        desk.store()  # opened here, in the app's own thread; each worker connects on its own (store())
+        self.actor = desk.actor
         self.page = page
         self.poll = poll
-        from ..commands.common import Settings
-
-        self.settings = Settings(db, actor, config)  # the desk config's files, as the CLI reads them
-        self.default_role = self.settings.default_role()
         self.may_act: bool | None = None  # may the actor work tickets anywhere (agent or more); read with the queue
 
     def offers(self, action: str) -> bool:
@@ -115,11 +111,7 @@ class SdeskApp(App):
 
     def store(self):
         """A store for the calling thread (a connection is used by the thread that made it)."""
-        from ..store import Store
-
-        store = Store(self.db, self.default_role)
-        store.claimed = self.actor  # the TUI's writes are held to the OS login check, as the CLI's
-        return store
+        return self.settings.connect()  # the TUI's writes are held to the OS login check, as the CLI's
 
     def on_mount(self) -> None:
         self.push_screen(QueueScreen())
@@ -186,7 +178,10 @@ class SdeskApp(App):
 
 
 def make_app(db: Path, actor: str, config: Path | None = None, **options: Any) -> SdeskApp:
-    return SdeskApp(db, actor, config, **options)
+    """The app on the desk at `db` (tests and tools; `sdesk tui` passes the CLI's own Desk)."""
+    from ..desk import Desk
+
+    return SdeskApp(Desk(db, actor, config), **options)
 
 
 # -- the queue --------------------------------------------------------------------------------------
