@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 
 ROOT = Path(__file__).resolve().parent.parent
 DESK = ROOT / "examples" / "desk"  # the example desk config: triage rules, intake settings
@@ -85,7 +85,7 @@ def _close_on_the_chain(conn: sqlite3.Connection, where: str) -> None:
     """Close the tickets `where` selects at their creation time, as a `close` would: the row and
     a `status_changed` event on the hash chain (written with SQL: a million moves through the
     store would take minutes)."""
-    from sdesk.store_rows import EVENT_COLUMNS, event_hash, insert_rows, to_json
+    from sdesk.storage.rows import EVENT_COLUMNS, event_hash, insert_rows, to_json
 
     data = to_json({"from": "new", "to": "closed", "action": "close"})
     conn.execute("BEGIN IMMEDIATE")
@@ -105,7 +105,7 @@ def _close_on_the_chain(conn: sqlite3.Connection, where: str) -> None:
 
 def _fresh(path: Path, rebuild: bool, check: str, size: int) -> bool:
     """Whether `path` holds a current store where `check` counts at least `size` rows."""
-    from sdesk import migrations
+    from sdesk.storage import migrations
 
     if not path.exists() or rebuild:
         return False
@@ -162,7 +162,7 @@ def build_cmdb(cis: int, rebuild: bool) -> Path:
     """An estate of `cis` CIs in ten layers, each CI needing three of the layer below
     (3 relations per CI), through cmdb import."""
     sys.path.insert(0, str(ROOT))
-    from sdesk.cmdb import CI
+    from sdesk.domain.cmdb import CI
     from sdesk.store import Store
 
     path = STORES / f"cmdb{cis}.db"
@@ -190,8 +190,8 @@ def build_enriched(size: int, rebuild: bool) -> Path:
     """The store of `size` tickets plus the example CMDB, KB and a recent change: `new` on it
     pays for enrichment, `new` on the plain store does not."""
     sys.path.insert(0, str(ROOT))
-    from sdesk.cmdb import parse_estate
-    from sdesk.kb import check_article, parse_article
+    from sdesk.domain.cmdb import parse_estate
+    from sdesk.domain.kb import check_article, parse_article
     from sdesk.store import Store
 
     path = STORES / f"{size}-enriched.db"
@@ -205,7 +205,7 @@ def build_enriched(size: int, rebuild: bool) -> Path:
         store.cmdb.cmdb_import(parse_estate(estate.read_text(), "yaml", str(estate)), actor="bench")
         store.kb.kb_sync([(f.stem, check_article(parse_article(f.read_text()))) for f in sorted((ROOT / "examples" / "kb").glob("*.md"))],
                       actor="bench")
-        from sdesk import clock
+        from sdesk.domain import clock
         store.cmdb.change_add(title="Deploy checkout-api", ci="checkout-api", start=clock.now_iso(), end=None, risk="low",
                          status="completed", actor="bench")
     return path
@@ -217,9 +217,9 @@ def build_history(size: int, rebuild: bool, days: int = 730) -> Path:
     tenth resolved by a runbook), with their events on the hash chain, an alert stream, pages,
     CSAT ratings and worklogs. Written with plain SQL: the intake path is measured elsewhere."""
     sys.path.insert(0, str(ROOT))
-    from sdesk import clock
+    from sdesk.domain import clock
     from sdesk.store import Store
-    from sdesk.store_rows import GENESIS, event_hash, to_json
+    from sdesk.storage.rows import GENESIS, event_hash, to_json
 
     path = STORES / f"history{size}.db"
     if _fresh(path, rebuild, "SELECT count(*) FROM tickets", size):

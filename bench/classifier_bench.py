@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sdesk import classifier
-from sdesk.labelled import read_labelled
+from sdesk.domain import classifier
+from sdesk.domain.labelled import read_labelled
 from sdesk.store import Store
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "tickets" / "it_service_ticket_classification_v3_kaggle_cc0.zip"

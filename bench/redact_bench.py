@@ -21,7 +21,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from secrets_labelled import CORPUS, ORDINARY, corpus_texts, leaked, plant_all  # noqa: E402
 
-from sdesk.redact import redact  # noqa: E402
+from sdesk.domain.redact import redact  # noqa: E402
 
 
 def measure(name: str, fn: Callable[[str], str], planted: list[tuple[str, str, str]], ordinary: list[str]) -> dict:
@@ -68,7 +68,7 @@ def main() -> None:
     if args.sample:
         random.Random(1).shuffle(ordinary)
         ordinary = ordinary[:args.sample]
-    print(json.dumps(measure("sdesk.redact", lambda t: redact(t)[0], planted, ordinary)))
+    print(json.dumps(measure("sdesk.domain.redact", lambda t: redact(t)[0], planted, ordinary)))
     other = detect_secrets_redactor()
     if other is None:
         print("detect-secrets is not installed: not measured", file=sys.stderr)

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from . import __version__, lifecycle
+from . import __version__
+from .domain import lifecycle
 from .errors import BadInput, ExitCode, SdeskError
-from .lifecycle import Kind, Priority, Status
-from .signals import FORMATS, Signal
+from .domain.lifecycle import Kind, Priority, Status
+from .domain.signals import FORMATS, Signal
 from .desk import Desk
 from .commands.common import COMMAND_PATH, RootGroup, note, print_json, run_automation, settings_of, store_of
-from .plain import controls
+from .domain.plain import controls
 
 if TYPE_CHECKING:
-    from .intake import Record
+    from .intake.formats import Record
 
 # sdesk uses no pydantic plugins; skipping their entry-point scan saves ~10 ms per command
 # that imports pydantic.
@@ -112,7 +113,7 @@ def init(
     settings = settings_of(ctx)
     given = ctx.find_root().get_parameter_source("config")
     if example is not None:
-        from .starter import write_starter
+        from .services.starter import write_starter
 
         written = write_starter(example)
         print(controls(example, one_line=True))  # a name is data: its escapes are shown, not run
@@ -136,8 +137,8 @@ def _warn_of_config_files(folder: Path) -> None:
     """An empty folder may be recorded on purpose (to fill in later); a folder with no desk files,
     or with files sdesk never reads (oncall.yml, SLA.yaml), is said so: otherwise nothing pages
     and nobody is told why."""
-    from .plain import plural
-    from .starter import config_files, meant
+    from .domain.plain import plural
+    from .services.starter import config_files, meant
 
     found, unknown = config_files(folder)
     if not found:
@@ -157,7 +158,7 @@ def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-updat
 
     Example: sdesk schema ticket-create
     """
-    from .models import SCHEMAS
+    from .domain.models import SCHEMAS
 
     if name not in SCHEMAS:
         raise BadInput(f"unknown schema {name!r}; choose from {', '.join(SCHEMAS)}")
@@ -180,7 +181,7 @@ def _parse_labels(pairs: Iterable[str]) -> dict[str, str]:
 
 def ticket_from_flags(title: str, *, labels: list[str], **fields: Any) -> dict[str, Any]:
     """The ticket `sdesk new TITLE --flag ...` describes (checked without pydantic)."""
-    from .fields import check_ticket
+    from .domain.fields import check_ticket
 
     return check_ticket({"title": title, "labels": _parse_labels(labels), **fields})
 
@@ -250,12 +251,12 @@ def new(
                            rejects=rejects, as_json=as_json)
         return
     if len(args) != 1:
-        from .plain import plural
+        from .domain.plain import plural
         raise BadInput("a title is required (quote it if it has spaces), or '-' to read JSON from stdin"
                        if not args else f"one title, got {plural(len(args), 'word')}: quote it")
     ticket = ticket_from_flags(args[0], labels=label, tags=tag, **flags)
     _, options = settings.intake_options()
-    from .intake_service import Intake
+    from .intake.service import Intake
 
     [(ticket_id, outcome)] = Intake(settings.store()).receive([Signal("cli", "trigger", ticket=ticket)], actor=settings.actor,
                                                       **options)
@@ -274,7 +275,7 @@ def _new_from_payloads(settings: Desk, paths: list[Path | None], *, fmt: str, li
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
     from . import files
-    from .ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
+    from .intake.ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
     from .errors import StoreFault
 
     severity, options = settings.intake_options(record_all=record_resolved, reopen_days=reopen_days)
@@ -386,7 +387,7 @@ def list_(
     if as_json:
         print_json(tickets)
     elif as_jsonl:
-        from .plain import json_text  # C1 and bidi controls as \u escapes: the same JSON, inert on a terminal
+        from .domain.plain import json_text  # C1 and bidi controls as \u escapes: the same JSON, inert on a terminal
 
         sys.stdout.writelines(json_text(json.dumps(t, ensure_ascii=False)) + "\n" for t in tickets)
     elif as_csv:
@@ -405,7 +406,7 @@ def _capped(ctx: typer.Context, store: Any, filters: dict[str, Any], limit: int,
     points at --limit; a limit the user gave is named as given."""
     if not limit or shown != limit:
         return
-    from .plain import plural
+    from .domain.plain import plural
 
     total = store.tickets.count(**filters)
     if total > limit:
@@ -597,7 +598,7 @@ def update(
     """
     from pydantic import ValidationError
 
-    from .models import TicketUpdate, describe
+    from .domain.models import TicketUpdate, describe
 
     settings = settings_of(ctx)
     store = settings.store()

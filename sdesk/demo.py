@@ -8,21 +8,21 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from . import clock
+from .domain import clock
 from .errors import BadInput, Conflict, PermissionDenied
-from .intake import parse_jsonl
-from .lifecycle import ref
-from .starter import examples_dir  # noqa: F401 (also imported from here)
+from .intake.formats import parse_jsonl
+from .domain.lifecycle import ref
+from .services.starter import examples_dir  # noqa: F401 (also imported from here)
 from .store import Store
 from .triage import TriageConfig
 from .desk import Desk
-from .intake_service import Intake
+from .intake.service import Intake
 
 
 def _triage() -> TriageConfig:
     from .triage import load
 
-    from .sla import load as load_sla
+    from .domain.sla import load as load_sla
 
     path, sla = examples_dir() / "desk" / "triage.yaml", examples_dir() / "desk" / "sla.yaml"
     return load(path.read_text(encoding="utf-8"), str(path))._replace(
@@ -32,7 +32,7 @@ def _triage() -> TriageConfig:
 def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | None, str]]:
     """A file from examples/demo through the same intake as `sdesk new --format` (`jsonl`:
     one ticket per line, as `sdesk new --jsonl`), triaged by the example desk's rules."""
-    from .ingest import document_records
+    from .intake.ingest import document_records
 
     path = examples_dir() / "demo" / name
     if fmt == "jsonl":
@@ -49,8 +49,8 @@ def _load(store: Store, name: str) -> list[int]:
 
 def _load_estate(store: Store) -> str:
     """examples/desk/cmdb.yaml and examples/kb/, as `sdesk cmdb import` and `sdesk kb import` load them."""
-    from .cmdb import parse_estate
-    from .kb import check_article, parse_article
+    from .domain.cmdb import parse_estate
+    from .domain.kb import check_article, parse_article
 
     estate = examples_dir() / "desk" / "cmdb.yaml"
     cis = store.cmdb.cmdb_import(parse_estate(estate.read_text(encoding="utf-8"), "yaml", str(estate)), actor="demo")
@@ -64,7 +64,7 @@ def _oncall_and_sla(pager_log: Path | None = None):
     """The example desk's on-call and SLA config; `pager_log`: the demo's pager, a file each page
     is appended to (the starter config has no notifier, and a page that reaches nobody is
     `undeliverable`, as it should be on a real desk)."""
-    from . import routing, sla
+    from .domain import routing, sla
 
     desk = examples_dir() / "desk"
     oncall = routing.load((desk / "oncall.yaml").read_text(encoding="utf-8"), str(desk / "oncall.yaml"))
@@ -76,7 +76,7 @@ def _oncall_and_sla(pager_log: Path | None = None):
 
 def _tick(store: Store, oncall, sla) -> list[str]:
     """`sdesk tick` as cron would run it now; who it paged."""
-    from .tick import tick
+    from .services.tick import tick
 
     return [user for page in tick(store, oncall, sla, clock.now(), actor="cron")["paged"] for user in page["users"]]
 
@@ -96,8 +96,8 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
 
     from rich.markup import escape
 
-    from .runbooks import find
-    from .runner import prepare, resume, start
+    from .domain.runbooks import find
+    from .services.runner import prepare, resume, start
 
     def echo(message: str) -> None:
         out.print("    " + escape(message), style="dim")
@@ -132,9 +132,9 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
 
 def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
     """`sdesk report` over the morning, and the P1's postmortem draft written beside the database."""
-    from . import metrics
+    from .domain import metrics
     from .render_report import print_report
-    from .reports import build, postmortem
+    from .services.reports import build, postmortem
 
     desk = examples_dir() / "desk"
     config = metrics.load((desk / "metrics.yaml").read_text(encoding="utf-8"), str(desk / "metrics.yaml"))
@@ -328,7 +328,7 @@ def run_demo(db: Path | None) -> None:
             say(f"{acker} acknowledges {ref(root)}: the escalation stops")
             out.print("\n[bold]sdesk sla[/] (the storm's incident: responded in 7 minutes of 15)")
             from .render import print_sla
-            from .sla import assess, pauses, row
+            from .domain.sla import assess, pauses, row
 
             rows = [row(store.tickets.get_or_raise(ticket_id=root), policy, targets)
                     for t, policy, targets in assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import BadInput, NotFound, SdeskError
 
 if TYPE_CHECKING:
-    from .metrics import MetricsConfig
-    from .routing import OnCall
-    from .sla import SlaConfig
+    from .domain.metrics import MetricsConfig
+    from .domain.routing import OnCall
+    from .domain.sla import SlaConfig
     from .store import Store
     from .triage import TriageConfig
 
 
 def _stderr(message: str) -> None:
-    from .plain import controls  # a message may quote stored or typed text: its escapes are shown, not run
+    from .domain.plain import controls  # a message may quote stored or typed text: its escapes are shown, not run
 
     print(controls(message), file=sys.stderr)
 
@@ -165,9 +165,9 @@ class Desk:
         `strict_config=False` (sdesk doctor, which reports it): a config folder that cannot be
         found or a bad roles.yaml does not stop the open; non-users are then viewers."""
         if self._store is None:
-            from .redact import redact
+            from .domain.redact import redact
             from .store import Store
-            from .store_rows import os_login
+            from .storage.rows import os_login
 
             # The actor is an identifier, on every event and row, kept as given (events redact
             # their data, not who wrote them): one that holds a secret would be stored as it is.
@@ -217,14 +217,14 @@ class Desk:
 
     def default_role(self) -> str:
         """roles.yaml `default_role` of the desk config: the role of someone who is not a user."""
-        from .roles import DEFAULT_ROLE, check_role
+        from .domain.roles import DEFAULT_ROLE, check_role
 
         path = self.config / "roles.yaml" if self.config is not None else None
         if self._config_gone:
             return "viewer"  # what roles.yaml said is not known: the least a role allows, for a read
         if path is None or not path.is_file():
             return DEFAULT_ROLE
-        from . import yamlfile
+        from .domain import yamlfile
 
         try:
             data, _ = yamlfile.parse(read_text(path), str(path))
@@ -248,11 +248,11 @@ class Desk:
                        reopen_days: int | None = None) -> tuple[Mapping[str, str], dict[str, Any]]:
         """The severity table and Store.receive's options, from intake.yaml of the desk config
         (pydantic and YAML are imported only when there is such a file) and the command line."""
-        from .intake import SEVERITY, severity_table
+        from .intake.formats import SEVERITY, severity_table
 
         config = None
         if self.config is not None and (self.config / "intake.yaml").is_file():
-            from .config import IntakeConfig, load
+            from .intake.config import IntakeConfig, load
 
             config = load(self.config, "intake", IntakeConfig)
         record_resolved = {"*"} if record_all else set(config.record_resolved) if config else set()
@@ -270,7 +270,7 @@ class Desk:
         what `sdesk doctor` and `sdesk tick` both report. A bug in a loader is a file that does not
         load, said so: it must not hide the other files. triage.yaml is loaded alone (triage_config
         borrows from sla and oncall, with warnings)."""
-        from .starter import DESK_FILES
+        from .services.starter import DESK_FILES
 
         folder = self.config
         found: dict[str, DeskFile] = {}
@@ -288,7 +288,7 @@ class Desk:
 
     def _desk_file(self, name: str, path: Path) -> Any:
         if name == "intake":
-            from .config import IntakeConfig, load as load_intake
+            from .intake.config import IntakeConfig, load as load_intake
 
             return load_intake(path.parent, "intake", IntakeConfig)
         if name == "triage":
@@ -305,7 +305,7 @@ class Desk:
     def runbooks(self) -> tuple[dict[str, Any], list[str]]:
         """The runbooks of the desk config and the errors of broken files, read once a command."""
         if self._runbooks is None:
-            from .runbooks import load_folder
+            from .domain.runbooks import load_folder
 
             self._runbooks = load_folder(self.runbooks_folder())
         return self._runbooks
@@ -320,7 +320,7 @@ class Desk:
 
     def oncall_config(self) -> OnCall:
         """oncall.yaml of the desk config: teams and schedules (none when there is no file)."""
-        from .routing import OnCall, load
+        from .domain.routing import OnCall, load
 
         path = self.config / "oncall.yaml" if self.config is not None else None
         if path is None or not path.is_file():
@@ -329,7 +329,7 @@ class Desk:
 
     def sla_config(self) -> SlaConfig:
         """sla.yaml of the desk config: calendars and policies (none when there is no file)."""
-        from .sla import SlaConfig, load
+        from .domain.sla import SlaConfig, load
 
         path = self.config / "sla.yaml" if self.config is not None else None
         if path is None or not path.is_file():
@@ -338,7 +338,7 @@ class Desk:
 
     def metrics_config(self) -> MetricsConfig:
         """metrics.yaml of the desk config: targets and the cost model (defaults when there is none)."""
-        from .metrics import MetricsConfig, load
+        from .domain.metrics import MetricsConfig, load
 
         path = self.config / "metrics.yaml" if self.config is not None else None
         return load(read_text(path), str(path)) if path is not None and path.is_file() else MetricsConfig()

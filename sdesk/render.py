@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import clock
-from .lifecycle import ref
-from .plain import controls, plural, readable
+from .domain import clock
+from .domain.lifecycle import ref
+from .domain.plain import controls, plural, readable
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
 STATUS_STYLE = {"new": "bold", "resolved": "green", "closed": "dim", "waiting": "magenta"}
@@ -372,7 +372,7 @@ def write_csv(tickets: list[dict[str, Any]], stream: IO[str]) -> None:
     newline are written out (`\\x1b`); --json keeps the exact text."""
     import json
 
-    from .plain import csv_cell
+    from .domain.plain import csv_cell
 
     writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -463,7 +463,7 @@ def print_article(a: dict[str, Any]) -> None:
 
 
 def print_search(found: list[dict[str, Any]]) -> None:
-    from .store_kb import SNIPPET_CLOSE, SNIPPET_OPEN
+    from .storage.kb import SNIPPET_CLOSE, SNIPPET_OPEN
 
     out = console()
     if not found:
@@ -538,7 +538,7 @@ def text_line(*parts: Any) -> Text:
 def print_why(w: dict[str, Any]) -> None:
     """`sdesk why`: each decision about a ticket on a line of its own, with what decided it. Every
     part of `why --json` has its line (test_why_text_shows_every_part_of_the_json)."""
-    from .lifecycle import ref
+    from .domain.lifecycle import ref
 
     out = console()
     say = lambda *parts: out.print(text_line(*parts))  # noqa: E731 (what people and payloads wrote is text)
@@ -648,7 +648,7 @@ TITLE_MAX = 60  # the sla table's title column at most: the clocks are what it i
 
 def print_sla(rows: list[dict[str, Any]]) -> None:
     """`sdesk sla`: the most urgent target of each open ticket (the policy is in --json)."""
-    from .lifecycle import ref
+    from .domain.lifecycle import ref
 
     styles = {"breached": "bold red", "at_risk": "yellow", "ok": "green"}
     out = console()
@@ -677,7 +677,7 @@ def print_sla(rows: list[dict[str, Any]]) -> None:
 
 def print_plan(out: Console, plan: dict[str, Any], ticket: dict[str, Any], dry_run: bool) -> None:
     """What a run will do, every parameter resolved."""
-    from .runbooks import describe
+    from .domain.runbooks import describe
 
     out.print(text_line(("Dry run" if dry_run else "Plan", "bold"), f": runbook {plan['runbook']} on "
                     f"{ref(ticket['id'])} {ticket['title']}"))

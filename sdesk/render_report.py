@@ -9,10 +9,10 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .lifecycle import ref
-from .plain import controls, plural
+from .domain.lifecycle import ref
+from .domain.plain import controls, plural
 from .render import PRIORITY_STYLE, age, console, local, plain, text_line
-from .reports import _span
+from .services.reports import _span
 
 BAR = "█"
 

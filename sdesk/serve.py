@@ -32,11 +32,11 @@ from starlette.routing import Route
 
 from .desk import Desk
 from .errors import NotFound, PermissionDenied, SdeskError, StoreFault
-from .ingest import UNSTORABLE, document_records, kept_copy, receive_apart
-from .intake import SEVERITY, Record
+from .intake.ingest import UNSTORABLE, document_records, kept_copy, receive_apart
+from .intake.formats import SEVERITY, Record
 from .store import Store
-from .store_users import token_hash
-from .intake_service import Intake
+from .storage.users import token_hash
+from .intake.service import Intake
 
 ROUTES = {"/alertmanager": "alertmanager", "/grafana": "grafana", "/tickets": "json", "/email": "email",
           "/v2/enqueue": "pagerduty", "/v2/change/enqueue": "pagerduty"}
@@ -263,7 +263,7 @@ class Automation:
         self.thread.join()
 
     def _run(self) -> None:
-        from .runner import run_automation
+        from .services.runner import run_automation
 
         while True:
             self.due.wait()

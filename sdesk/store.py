@@ -18,23 +18,23 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 
-from . import migrations
+from .storage import migrations
 from .errors import BadInput, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
-from .roles import DEFAULT_ROLE, claim_refusal, user_key
-from .store_audit import AuditStore
-from .store_classifier import ClassifierStore
-from .store_cmdb import CmdbStore
-from .store_kb import KbStore
-from .store_mail import MailStore
-from .store_metrics import MetricsStore
-from .store_oncall import OnCallStore
-from .store_problems import ProblemStore
-from .store_rows import Refused, Tx
-from .store_runbooks import RunbookStore
-from .store_sla import SlaStore
-from .store_tickets import TicketStore
-from .store_triage import TriageStore
-from .store_users import UsersStore
+from .domain.roles import DEFAULT_ROLE, claim_refusal, user_key
+from .storage.audit import AuditStore
+from .storage.classifier import ClassifierStore
+from .storage.cmdb import CmdbStore
+from .storage.kb import KbStore
+from .storage.mail import MailStore
+from .storage.metrics import MetricsStore
+from .storage.oncall import OnCallStore
+from .storage.problems import ProblemStore
+from .storage.rows import Refused, Tx
+from .storage.runbooks import RunbookStore
+from .storage.sla import SlaStore
+from .storage.tickets import TicketStore
+from .storage.triage import TriageStore
+from .storage.users import UsersStore
 
 if TYPE_CHECKING:
     pass
@@ -469,7 +469,7 @@ class Store:
 
     def backup_to(self, target: Path) -> None:
         """A checked copy of the live database at `target` (see desk_file.backup)."""
-        from .desk_file import backup
+        from .storage.desk_file import backup
 
         backup(self.conn, target)
 
@@ -483,7 +483,7 @@ class Store:
         """Write the desk (or the rows changed since `since`) to `out` as JSON lines, from one
         read snapshot whatever others write meanwhile; returns the table rows written (not the
         header line nor the id counters, as import counts them)."""
-        from .desk_file import export_lines, write_lines
+        from .storage.desk_file import export_lines, write_lines
 
         rows = 0
 
@@ -503,7 +503,7 @@ class Store:
     def import_from(self, lines: Iterable[bytes]) -> dict[str, int]:
         """Load an export into this empty database in one transaction, checked as `audit verify`
         checks before it commits (see desk_file.import_lines); returns rows per table."""
-        from .desk_file import import_lines
+        from .storage.desk_file import import_lines
 
         return import_lines(self.conn, lines, migrations.SCHEMA_VERSION, self.audit.verify)
 

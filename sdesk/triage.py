@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from . import clock, patterns
-from .clock import WEEKDAYS
+from .domain import clock, patterns
+from .domain.clock import WEEKDAYS
 from .errors import BadInput
-from .lifecycle import MAX_SETTING_DAYS, NAME_MAX, Kind, Priority
+from .domain.lifecycle import MAX_SETTING_DAYS, NAME_MAX, Kind, Priority
 
 TICKET_FIELDS = ("kind", "title", "description", "priority", "impact", "urgency", "category", "queue", "team",
                  "assignee", "service", "ci", "requester", "source", "fingerprint", "tags")
@@ -135,7 +135,7 @@ def values_of(ticket: Mapping[str, Any], annotations: Mapping[str, str], context
 
 def load(text: str, where: str) -> TriageConfig:
     """`triage.yaml`: every mistake is one BadInput naming the file, line and rule id."""
-    from . import yamlfile
+    from .domain import yamlfile
 
     data, node = yamlfile.parse(text, where)
     if data is None:
@@ -372,7 +372,7 @@ def _actions(node: Any, fail: Callable) -> dict[str, Any]:
                 raise fail(loc, "tags: expected a tag or a list of tags")
             value = [t.strip() for t in value]
         elif key == "parent":
-            from .lifecycle import parse_ref
+            from .domain.lifecycle import parse_ref
 
             try:
                 value = parse_ref(str(value), "SD-", "parent")

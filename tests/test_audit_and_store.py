@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from sdesk import migrations
+from sdesk.storage import migrations
 from sdesk.errors import ExitCode
 from sdesk.store import Store
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 
 
 def _tamper(db_path, sql, *args):
@@ -154,7 +154,7 @@ def test_python_dash_m(db_path):
 def test_a_batch_of_varied_tickets_is_stored_whole(db_path):
     """One batch, spanning several multi-row statements and a remainder, where each ticket
     sets its own mix of fields (a column some tickets leave unset is NULL for them)."""
-    from sdesk.fields import check_ticket
+    from sdesk.domain.fields import check_ticket
 
     tickets = []
     for i in range(1000):

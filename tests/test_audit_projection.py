@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
 from sdesk.store import Store
-from sdesk.store_rows import GENESIS, event_hash
-from sdesk.intake_service import Intake
+from sdesk.storage.rows import GENESIS, event_hash
+from sdesk.intake.service import Intake
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -303,7 +303,7 @@ def mixed_desk(tmp_path_factory):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_edit_of_any_ticket_column_is_detected(mixed_desk, data):
-    from sdesk.projection import TICKET_COLUMNS
+    from sdesk.domain.projection import TICKET_COLUMNS
 
     with Store(mixed_desk) as store:
         conn = store.conn
@@ -375,7 +375,7 @@ def test_any_sequence_of_writes_verifies_clean(tmp_path_factory, ops):
     """The class of the defect: a write whose events do not say what it set. Random sequences of
     intake (with repeats: occurrences), moves, updates, comments and links always verify."""
     from sdesk.errors import SdeskError
-    from sdesk.signals import Signal
+    from sdesk.domain.signals import Signal
 
     with Store(tmp_path_factory.mktemp("ops") / "desk.db") as store:
         ids: list[int] = []
@@ -417,7 +417,7 @@ def test_verify_while_others_write_sees_one_consistent_desk(db_path):
         Intake(store).intake([{"title": f"t{i}", "kind": "incident", "priority": "P3"} for i in range(2000)],
                      actor="tester", source="cli")
     writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom sdesk.store import Store\nfrom sdesk.intake_service import Intake\n"
+        "import sys\nfrom sdesk.store import Store\nfrom sdesk.intake.service import Intake\n"
         f"s = Store({str(db_path)!r})\n"
         "for i in range(400):\n"
         "    [(t, _)] = Intake(s).intake([{'title': f'w{i}', 'kind': 'incident', 'priority': 'P2'}], actor='w', source='cli')\n"

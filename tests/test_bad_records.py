@@ -82,10 +82,10 @@ def test_a_lone_surrogate_in_bulk_input_costs_only_its_line(tmp_path, via):
 def test_text_that_no_parser_caught_is_found_in_its_batch_and_rejected_alone(db_path):
     """The store refuses a lone surrogate mid-batch (sqlite3, orjson, hashing); ingest then finds
     the records that cannot be stored by halves and keeps the rest."""
-    from sdesk.fields import check_ticket
-    from sdesk.ingest import UNSTORABLE, ingest
-    from sdesk.intake import Record
-    from sdesk.signals import Signal
+    from sdesk.domain.fields import check_ticket
+    from sdesk.intake.ingest import UNSTORABLE, ingest
+    from sdesk.intake.formats import Record
+    from sdesk.domain.signals import Signal
     from sdesk.store import Store
 
     titles = [f"ticket {n}" for n in range(9)]
@@ -111,7 +111,7 @@ def test_a_rejected_records_reason_is_redacted_where_it_is_printed(tmp_path):
 
 def test_a_parser_that_fails_on_one_line_costs_only_that_line(monkeypatch):
     """A fault no input is known to cause (a parser's bug), so the parser is replaced."""
-    from sdesk import intake
+    from sdesk.intake.formats import intake
 
     real = intake.PARSERS["opsgenie"]
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdesk import classifier
+from sdesk.domain import classifier
 from sdesk.errors import BadInput, ExitCode
-from sdesk.labelled import read_labelled
+from sdesk.domain.labelled import read_labelled
 from sdesk.store import Store
 
 pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from sdesk import __version__
 from sdesk.cli import app, ticket_from_flags
 from sdesk.errors import BadInput
-from sdesk.lifecycle import WHITESPACE
-from sdesk.models import TicketCreate
+from sdesk.domain.lifecycle import WHITESPACE
+from sdesk.domain.models import TicketCreate
 
 ROOT = Path(__file__).resolve().parent.parent
 

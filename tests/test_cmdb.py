@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdesk.cmdb import Reached, match_keys, walk
+from sdesk.domain.cmdb import Reached, match_keys, walk
 from sdesk.errors import ExitCode
 
 ESTATE = Path(__file__).resolve().parents[1] / "examples" / "desk" / "cmdb.yaml"

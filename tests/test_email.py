@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
-from sdesk.mail import html_to_text, parse_mail, parse_message, split_mbox
-from sdesk.intake_service import Intake
+from sdesk.intake.mail import html_to_text, parse_mail, parse_message, split_mbox
+from sdesk.intake.service import Intake
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 IGNORED = {"cpython_msg_02_mailman_digest.eml", "cpython_msg_16_dsn_delivery_failed.eml",

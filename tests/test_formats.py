@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.intake import SEVERITY, alertmanager_fingerprint, parse_document, parse_jsonl
+from sdesk.intake.formats import SEVERITY, alertmanager_fingerprint, parse_document, parse_jsonl
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdesk import migrations
+from sdesk.storage import migrations
 from sdesk.errors import ExitCode, PermissionDenied
-from sdesk.roles import ROLES, Access, claim_refusal, refusal
+from sdesk.domain.roles import ROLES, Access, claim_refusal, refusal
 from sdesk.store import Store
-from sdesk.store_rows import event_hash
+from sdesk.storage.rows import event_hash
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # the OS login these tests run as
 NOW = "2026-11-26T09:00:00Z"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
-from sdesk.kb import fts_query, parse_article
+from sdesk.domain.kb import fts_query, parse_article
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ARTICLE = """---

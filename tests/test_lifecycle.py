@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sdesk import lifecycle
+from sdesk.domain import lifecycle
 from sdesk.errors import BadInput, Conflict, ExitCode, InvalidTransition, NotFound
-from sdesk.lifecycle import MOVES, Status, blank
+from sdesk.domain.lifecycle import MOVES, Status, blank
 from sdesk.store import Store
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 
 
 def test_a_ticket_walks_the_whole_lifecycle(cli):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdesk import patterns
+from sdesk.domain import patterns
 from sdesk.errors import BadInput, ExitCode
 from sdesk.triage import Matcher, matches, parse_matcher
 
@@ -98,7 +98,7 @@ def test_any_pattern_the_desk_accepts_compiles_with_re2(pattern, value):
     matching it against any value answers (a lone surrogate included)."""
     import re2
 
-    from sdesk.runbooks import parse as parse_runbook
+    from sdesk.domain.runbooks import parse as parse_runbook
     from sdesk.triage import load
 
     accepted = []
@@ -147,7 +147,7 @@ def test_an_alias_bomb_in_a_cmdb_import_is_refused_and_nothing_stored(cli, tmp_p
 
 
 def test_yaml_limits_in_one_line():
-    from sdesk.yamlfile import MAX_CHARS, MAX_DEPTH, parse
+    from sdesk.domain.yamlfile import MAX_CHARS, MAX_DEPTH, parse
 
     cases = {
         "a: &a [1, *a]\n": "1: an alias refers to a collection it is inside",
@@ -179,7 +179,7 @@ def _values(data) -> int:
 def test_any_aliased_yaml_is_read_bounded_or_refused(levels):
     """Random anchor graphs (each level aliases earlier ones): what parses holds at most twice
     what was written plus ALIASED_MIN values; the rest is one line naming the file."""
-    from sdesk.yamlfile import ALIASED_MIN, parse
+    from sdesk.domain.yamlfile import ALIASED_MIN, parse
 
     lines = ["a0: &a0 [x, y]"]
     for i, refs in enumerate(levels, start=1):
@@ -456,7 +456,7 @@ def test_a_filler_that_draws_nothing_is_empty(cli, command, filler):
 def test_blank_is_empty_after_removing_white_space_and_invisible_characters(text):
     import unicodedata
 
-    from sdesk.lifecycle import blank
+    from sdesk.domain.lifecycle import blank
 
     ignorable = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810), 0x2800, 0x3164, *range(0xFE00, 0xFE10),
                  0xFFA0, *range(0xFFF0, 0xFFF9), *range(0x1BCA0, 0x1BCA4), *range(0x1D173, 0x1D17B), *range(0xE0000, 0xE1000)}
@@ -472,8 +472,8 @@ def test_the_models_title_agrees_with_blank(text):
     """The JSON models and lifecycle.blank (what `new TITLE` uses) say the same text is empty."""
     from pydantic import TypeAdapter, ValidationError
 
-    from sdesk.lifecycle import WHITESPACE, blank
-    from sdesk.models import Title
+    from sdesk.domain.lifecycle import WHITESPACE, blank
+    from sdesk.domain.models import Title
 
     text = text.strip(WHITESPACE)
     try:
@@ -522,7 +522,7 @@ def test_a_runbook_secret_file_that_is_a_fifo_or_a_device_is_refused(tmp_path):
     fifo = tmp_path / "token"
     os.mkfifo(fifo)
     for ref in (str(fifo), "/dev/zero"):
-        code = ("from sdesk.runner import load_secrets\n"
+        code = ("from sdesk.services.runner import load_secrets\n"
                 f"load_secrets({{'secrets': {{'token': ('file', {ref!r})}}}})")
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=NEVER)
         assert f"BadInput: secret token: cannot read {ref}: " in run.stderr and "not a regular file" in run.stderr
@@ -552,7 +552,8 @@ def test_an_email_tagged_with_a_huge_ticket_number_is_a_new_ticket(cli, n):
 @pytest.mark.parametrize("name, text", [("triage.yaml", "timezone: {zone}\n"),
                                         ("oncall.yaml", "schedules:\n  - name: s\n    timezone: {zone}\n")])
 def test_a_time_zone_name_too_long_for_a_file_name_is_one_line(name, text):
-    from sdesk import routing, triage
+    from sdesk.domain import routing
+    from sdesk import triage
 
     load = triage.load if name == "triage.yaml" else routing.load
     with pytest.raises(BadInput) as e:
@@ -640,7 +641,7 @@ def test_a_message_over_32_mib_in_an_mbox_is_rejected_alone_by_its_number(tmp_pa
     now refused by its number before it is parsed, and the messages around it are taken."""
     from email.message import EmailMessage
 
-    from sdesk.mail import MESSAGE_MAX
+    from sdesk.intake.mail import MESSAGE_MAX
 
     def mail(subject, body, n):
         msg = EmailMessage()

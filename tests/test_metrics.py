@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sdesk.errors import ExitCode
-from sdesk.metrics import nearest_rank
+from sdesk.domain.metrics import nearest_rank
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 WINDOW = ["--since", "2026-11-02T00:00:00Z", "--until", "2026-11-03T00:00:00Z"]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.routing import Override, load, on_call, shifts
+from sdesk.domain.routing import Override, load, on_call, shifts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 UTC = timezone.utc

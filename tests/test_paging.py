@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.routing import load
+from sdesk.domain.routing import load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 

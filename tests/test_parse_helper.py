@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import SdeskError
-from sdesk.ingest import READ_SIZE, jsonl_chunks
-from sdesk.intake import SEVERITY
-from sdesk.parse_helper import PIECE, _feed, helper_chunks, parse_piece
+from sdesk.intake.ingest import READ_SIZE, jsonl_chunks
+from sdesk.intake.formats import SEVERITY
+from sdesk.intake.parse_helper import PIECE, _feed, helper_chunks, parse_piece
 
 
 def _alert_lines(n: int) -> list[str]:
@@ -77,7 +77,7 @@ def test_input_is_numbered_from_where_it_stands(bulk):
 
 
 def test_bulk_input_goes_to_helpers_and_small_input_does_not(bulk, tmp_path, monkeypatch):
-    import sdesk.parse_helper as helper
+    import sdesk.intake.parse_helper as helper
 
     used = []
     real = helper.helper_chunks
@@ -128,7 +128,7 @@ class _SlowStart:
 def test_a_pipe_that_starts_slowly_goes_to_helpers_once_it_is_bulk(bulk, monkeypatch):
     """A producer that trickles a few lines, then floods: parsed here, then by helpers, with
     a line cut between the two and the numbering carried over."""
-    import sdesk.parse_helper as helper
+    import sdesk.intake.parse_helper as helper
 
     handed = []
     real = helper.helper_chunks
@@ -185,11 +185,11 @@ def test_a_folder_named_sdesk_where_the_user_stands_is_never_imported(bulk, tmp_
 
 def test_records_read_before_the_helper_died_are_stored(tmp_path, bulk):
     """A helper that sends one frame and dies: that frame's records are stored, then the error."""
-    from sdesk.ingest import ingest
+    from sdesk.intake.ingest import ingest
     from sdesk.store import Store
 
     code = ("import pickle, struct, sys\n"
-            "from sdesk.intake import parse_jsonl\n"
+            "from sdesk.intake.formats import parse_jsonl\n"
             f"records = list(parse_jsonl(open({str(bulk)!r}).read().splitlines()[:10], fmt='alertmanager'))\n"
             "payload = pickle.dumps((records, True))\n"
             "sys.stdout.buffer.write(struct.pack('<QQ', len(payload), 100) + payload); sys.stdout.flush()\n"

@@ -81,7 +81,7 @@ def test_bad_sort_and_conflicting_formats(desk):
 
 
 def test_show_json_includes_events_and_validates_against_the_model(desk):
-    from sdesk.models import Ticket, TicketShown
+    from sdesk.domain.models import Ticket, TicketShown
 
     t = desk.json("show", "SD-3")
     assert [e["kind"] for e in t["events"]] == ["created", "assigned"]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdesk.redact import _PATTERNS, _scan, might_hold_secrets, redact, redact_strings
+from sdesk.domain.redact import _PATTERNS, _scan, might_hold_secrets, redact, redact_strings
 from secrets_labelled import ORDINARY, PHRASINGS, _b64url, _luhn, corpus_texts, leaked, plant_all
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -256,7 +256,7 @@ def test_no_text_of_the_shared_corpus_is_changed():
 
 def test_every_hint_a_pattern_is_chosen_by_passes_the_prefilter():
     """The prefilter's grouped hints cover every pattern's own: a text holding any of them is scanned."""
-    from sdesk.redact import _CASED_KINDS, _KIND_HINTS, _PAIRED_KINDS
+    from sdesk.domain.redact import _CASED_KINDS, _KIND_HINTS, _PAIRED_KINDS
 
     hints = [h for hs in (*_KIND_HINTS.values(), *_CASED_KINDS.values()) for h in hs]
     hints += [f"{a} {b}" for pairs in _PAIRED_KINDS.values() for a, b in pairs]

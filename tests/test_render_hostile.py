@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from sdesk.plain import controls, csv_cell
+from sdesk.domain.plain import controls, csv_cell
 from sdesk.store import Store
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 
 ESC = "\x1b"
 RETITLE = "\x1b]0;pwned\x07"
@@ -402,7 +402,7 @@ def test_json_output_writes_c1_and_bidi_controls_as_escapes_and_keeps_the_value(
 @pytest.mark.parametrize("count, text", [(0, "0 pages"), (1, "1 page"), (2, "2 pages"), (1200, "1,200 pages"),
                                          (1.0, "1 page"), (1.5, "1.5 pages")])
 def test_a_count_and_its_noun_agree(count, text):
-    from sdesk.plain import plural
+    from sdesk.domain.plain import plural
 
     assert plural(count, "page") == text
     assert plural(count, "reply", "replies").endswith("reply" if count == 1 else "replies")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sdesk.errors import ExitCode
-from sdesk.metrics import Targets, pager_kpis
+from sdesk.domain.metrics import Targets, pager_kpis
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 

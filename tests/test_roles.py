@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import ExitCode
-from sdesk.roles import RANK, ROLES, Access
-from sdesk.intake_service import Intake
+from sdesk.domain.roles import RANK, ROLES, Access
+from sdesk.intake.service import Intake
 
 from test_serve import Server
 
@@ -210,8 +210,8 @@ def test_opening_a_ticket_needs_the_agent_role_on_its_queue(tmp_path_factory, de
     """A new ticket: the role on the queue it is filed into (the desk's role when none). An
     alert arriving again for an open ticket touches that ticket: the role on its queue."""
     from sdesk.errors import PermissionDenied
-    from sdesk.fields import check_ticket
-    from sdesk.signals import Signal
+    from sdesk.domain.fields import check_ticket
+    from sdesk.domain.signals import Signal
     from sdesk.store import Store
 
     with Store(tmp_path_factory.mktemp("desk") / "sdesk.db") as store:

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.runbook_argv import DATA_PROGRAMS, known, program_name
-from sdesk.runbooks import parse
-from sdesk.runner import prepare, start
+from sdesk.domain.runbook_argv import DATA_PROGRAMS, known, program_name
+from sdesk.domain.runbooks import parse
+from sdesk.services.runner import prepare, start
 from sdesk.store import Store
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 
 
 @pytest.fixture
@@ -442,7 +442,7 @@ _TOKENS = ["sh", "bash", "python3", "perl", "node", "awk", "sed", "env", "sudo",
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=12))
 def test_reading_any_command_never_fails_and_never_allows_the_program_position(argv):
-    from sdesk.runbook_argv import verdicts
+    from sdesk.domain.runbook_argv import verdicts
 
     why, starts = verdicts(tuple(argv))
     assert len(why) == len(argv) and why[0] and 0 in starts and all(0 <= s < len(argv) for s in starts)

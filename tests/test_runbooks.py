@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
-from sdesk.runbooks import parse, resolve_params
-from sdesk.runner import prepare, resume, start
+from sdesk.domain.runbooks import parse, resolve_params
+from sdesk.services.runner import prepare, resume, start
 from sdesk.store import Store
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 
 PY = json.dumps(sys.executable)
 

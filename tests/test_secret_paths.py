@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sdesk.redact import redact
+from sdesk.domain.redact import redact
 from secrets_labelled import leaked, plant_all
 
 Planted = list[tuple[str, str, str]]  # (phrasing, text, value)

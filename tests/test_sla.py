@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.sla import clocks, load, working_time
+from sdesk.domain.sla import clocks, load, working_time
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 UTC = timezone.utc
@@ -131,7 +131,7 @@ def test_sla_without_policies_says_where_to_put_them(cli):
 # -- SLOs and error budgets -----------------------------------------------------------------------
 
 
-from sdesk.sla import Slo, budget, impact_time  # noqa: E402
+from sdesk.domain.sla import Slo, budget, impact_time  # noqa: E402
 
 
 def test_impact_time_counts_overlapping_incidents_once():

@@ -136,7 +136,7 @@ def test_unknown_impact_keeps_the_priority_given_and_a_rule_overrides_all():
 
 
 def test_burn_rate_counts_only_for_services_with_an_slo():
-    from sdesk.sla import load as load_sla
+    from sdesk.domain.sla import load as load_sla
 
     config = TriageConfig(slos=load_sla("slos:\n  - {ci: checkout-api, objective: 99.9}\n", "sla.yaml").slos)
     hot = {"title": "errors", "priority": "P3", "labels": {"burn_rate": "15"}, "service": "checkout-api"}

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from sdesk.errors import ExitCode
-from sdesk.store_audit import ranges
+from sdesk.storage.audit import ranges
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ def test_audit_log_and_anchors(demo_db, tmp_path):
     assert len(anchors.read_text().splitlines()) == 2
     assert json.loads(sdesk(demo_db, "audit", "verify", "--anchors", str(anchors), "--json").stdout)["anchors"] == 2
     # History rewritten and re-hashed from scratch verifies on its own, but not against an anchor.
-    from sdesk.store_rows import GENESIS, event_hash
+    from sdesk.storage.rows import GENESIS, event_hash
 
     conn = sqlite3.connect(demo_db)
     conn.execute("DROP TRIGGER events_no_update")

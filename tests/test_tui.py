@@ -18,7 +18,7 @@ from sdesk.errors import BadInput
 from sdesk.store import Store
 from sdesk.tui.app import HelpScreen, TicketScreen, make_app
 from sdesk.tui.filters import parse
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 
 
 def pilot_test(body):
@@ -358,7 +358,7 @@ async def test_runbook_kb_oncall_and_dashboard_screens(db_path, tmp_path, monkey
         f"steps:\n  - run: [touch, {str(marker)!r}]\n    dry_run: [echo, would touch]\n  - resolve: Touched it\n")
     [ticket] = tickets(db_path, 1)
     with Store(db_path) as store:
-        from sdesk.kb import check_article, parse_article
+        from sdesk.domain.kb import check_article, parse_article
 
         store.kb.kb_sync([(p.stem, check_article(parse_article(p.read_text()))) for p in sorted((examples / "kb").glob("*.md"))],
                       actor="t")
@@ -456,7 +456,7 @@ async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(
     [ticket] = tickets(db_path, 1)
     oncall = Desk(db_path, "t", config).oncall_config()
     with Store(db_path) as store:
-        from sdesk import clock
+        from sdesk.domain import clock
 
         holders = {r["user"] for r in store.oncall.on_call_now(oncall, list(oncall.schedules.values()), clock.now())}
     app = make_app(db_path, "alice", config, poll=5)

@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 from sdesk.store import Store
 from sdesk.tui.app import make_app
 from sdesk.tui.columns import PAD, TITLE_MIN, important, layout
-from sdesk.intake_service import Intake
+from sdesk.intake.service import Intake
 from test_tui import pilot_test, settle, status_of, tickets
 
 IMPORTANT = ("ID", "PRI", "STATUS", "ASSIGNEE", "AGE", "SLA")

@@ -68,8 +68,8 @@ def verify(
                     "tokens": tables["tokens"], "differences": tables["differences"],
                     "differences_total": tables["count"], "not_compared": tables["not_compared"]})
     else:
-        from ..plain import plural
-        from ..projection import describe
+        from ..domain.plain import plural
+        from ..domain.projection import describe
 
         for d in tables["differences"]:
             print(describe(d))
@@ -104,7 +104,7 @@ def log(
 
     Example: sdesk audit log --actor bob --since 7d
     """
-    from .. import clock, lifecycle
+    from ..domain import clock, lifecycle
 
     store = store_of(ctx)
     events = store.audit.audit_log(actor=actor, kind=kind, limit=limit,

@@ -42,7 +42,7 @@ def import_(
 
     Example: discover-hosts --csv | sdesk cmdb import - --format csv --prune
     """
-    from ..cmdb import parse_estate
+    from ..domain.cmdb import parse_estate
 
     stdin = str(path) == "-"
     if stdin:
@@ -66,7 +66,7 @@ def export(ctx: typer.Context) -> None:
 
     Example: sdesk cmdb export > cmdb-backup.yaml
     """
-    from ..cmdb import estate_yaml
+    from ..domain.cmdb import estate_yaml
 
     sys.stdout.write(estate_yaml(store_of(ctx).cmdb.ci_records()))
 
@@ -87,7 +87,7 @@ def add(
     Example: sdesk cmdb add orders-api --type service --tier 2 --team payments --alias orders
     """
     from ..cli import _parse_labels
-    from ..cmdb import check_ci
+    from ..domain.cmdb import check_ci
 
     ci = check_ci({"name": name, "type": type_, "tier": tier, "team": team, "environment": environment,
                    "aliases": alias, "attributes": _parse_labels(attribute)})
@@ -181,7 +181,7 @@ def impact(
 
     Example: sdesk cmdb impact payments-db --format dot | dot -Tsvg > impact.svg
     """
-    from ..cmdb import to_dot, to_mermaid
+    from ..domain.cmdb import to_dot, to_mermaid
 
     ci, reached, info = store_of(ctx).cmdb.ci_walk(name, upstream=upstream, depth=depth)
     start = ci["name"]

@@ -202,7 +202,7 @@ def _db_path(ctx: typer.Context) -> Path | None:
 
 
 def _fail(message: str, code: int) -> None:
-    from ..plain import controls  # a message may quote stored or typed text: its escapes are shown, not run
+    from ..domain.plain import controls  # a message may quote stored or typed text: its escapes are shown, not run
 
     print(f"error: {controls(message)}", file=sys.stderr)
     raise typer.Exit(int(code))
@@ -211,7 +211,7 @@ def _fail(message: str, code: int) -> None:
 def run_automation(settings: Desk, automate: frozenset[str] | None = None) -> list[dict[str, Any]]:
     """runner.run_automation for a command: after its intake (`automate`, as Store.receive's),
     or all that is queued (None, for `sdesk tick`); each run said on stderr."""
-    from ..runner import run_automation as run
+    from ..services.runner import run_automation as run
 
     if automate is not None and not automate:  # nothing to look for: the runner stays unimported
         return []
@@ -230,7 +230,7 @@ def print_json(value: Any) -> None:
     """Indented JSON on stdout (orjson: the json module indents in pure Python, 10x slower)."""
     import orjson
 
-    from ..plain import json_bytes  # C1 and bidi controls as \u escapes: the same JSON, inert on a terminal
+    from ..domain.plain import json_bytes  # C1 and bidi controls as \u escapes: the same JSON, inert on a terminal
 
     sys.stdout.flush()
     sys.stdout.buffer.write(json_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)) + b"\n")
@@ -238,7 +238,7 @@ def print_json(value: Any) -> None:
 
 
 def note(message: str) -> None:
-    from ..plain import controls
+    from ..domain.plain import controls
 
     print(controls(message), file=sys.stderr)
 

@@ -88,9 +88,9 @@ def restore(
     import shutil
     import tempfile
 
-    from .. import migrations
-    from ..desk_file import check_file
-    from ..plain import plural
+    from ..storage import migrations
+    from ..storage.desk_file import check_file
+    from ..domain.plain import plural
     from ..store import Store
 
     settings = settings_of(ctx)
@@ -144,8 +144,8 @@ def export(
 
     Example: sdesk export --jsonl > desk.jsonl
     """
-    from .. import clock
-    from ..plain import plural
+    from ..domain import clock
+    from ..domain.plain import plural
 
     store = store_of(ctx)
     changed_since = clock.iso(clock.back(since, "--since")) if since else None
@@ -185,7 +185,7 @@ def import_(
         counts = store.import_from(stream)
     if as_json:
         print_json(counts)
-    from ..plain import plural
+    from ..domain.plain import plural
 
     # The same count as export's: table rows (the export's id counters are not rows).
     note(f"imported {plural(sum(counts.values()), 'table row')} into {store.path}; audit chain intact, "
@@ -207,12 +207,12 @@ def purge(
 
     Example: sdesk purge --older-than 365d --dry-run
     """
-    from .. import clock
+    from ..domain import clock
 
     settings = settings_of(ctx)
     store = settings.store()
     before = clock.iso(clock.back(older_than, "--older-than"))
-    from ..plain import plural
+    from ..domain.plain import plural
 
     if not dry_run and not yes:
         counted = store.audit.purge(before=before, dry_run=True, actor=settings.actor)

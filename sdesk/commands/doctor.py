@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import SdeskError
-from ..starter import config_files
+from ..services.starter import config_files
 from .common import print_json, settings_of
 
 if TYPE_CHECKING:
-    from ..health import Finding
+    from ..domain.health import Finding
     from ..desk import Desk
 
 app = typer.Typer(add_completion=False)
@@ -45,7 +45,7 @@ def doctor(
 
     Example: sdesk doctor --json | jq '.[] | select(.status != "ok")'
     """
-    from .. import clock, health
+    from ..domain import clock, health
 
     settings = settings_of(ctx)
     now = clock.now()
@@ -66,7 +66,7 @@ def doctor(
                                          read_only=None, size=0, free=None)[0],
                          health.Finding("database", "fail", read_error)]
         else:
-            from ..migrations import SCHEMA_VERSION
+            from ..storage.migrations import SCHEMA_VERSION
 
             findings += health.database(path=str(store.path), problems=problems, schema=facts["schema"],
                                         current=SCHEMA_VERSION, journal=facts["journal"], read_only=store.read_only,
@@ -96,7 +96,7 @@ def doctor(
         raise StoreFault(f"the database is damaged (integrity check failed: {problems[0]}): {store.path}; writes "
                          "are refused from now on. Restore a backup (sdesk restore)")
     if failed:
-        from ..plain import plural
+        from ..domain.plain import plural
 
         names = list(dict.fromkeys(f.check for f in failed))
         raise SdeskError(f"{plural(len(failed), 'check')} failed: {', '.join(names)}")
@@ -107,7 +107,7 @@ def _print(findings: list[Finding], path: Path | None, problems: list[str]) -> N
     check: status, check, and what was found, wrapped at 80 columns under itself."""
     import textwrap
 
-    from ..plain import controls, plural
+    from ..domain.plain import controls, plural
 
     worst: dict[str, str] = {}  # a check's worst finding is its status
     for f in findings:
@@ -149,7 +149,7 @@ def _facts(store: Any, since: str) -> tuple[dict[str, Any] | None, str]:
     import sqlite3
 
     from ..store import explain
-    from ..store_health import facts
+    from ..storage.health import facts
 
     try:
         return facts(store, since=since), ""
@@ -160,8 +160,8 @@ def _facts(store: Any, since: str) -> tuple[dict[str, Any] | None, str]:
 def _config(settings: Desk) -> tuple[list[Finding], Any, list[str]]:
     """The config findings, the on-call config (None when there is none, False when it does not
     load) and the time zones the config names."""
-    from .. import health
-    from ..plain import plural
+    from ..domain import health
+    from ..domain.plain import plural
 
     try:
         folder = settings.config
@@ -217,7 +217,7 @@ def _found(oncall: Any) -> bool:
 def _default_role_only(settings: Desk) -> None:
     """Open the desk with the built-in default role when roles.yaml (or the folder holding it)
     cannot be read: the config check reports that, and the desk's own checks still run."""
-    from ..roles import DEFAULT_ROLE
+    from ..domain.roles import DEFAULT_ROLE
 
     settings.default_role = lambda: DEFAULT_ROLE  # type: ignore[method-assign]
 

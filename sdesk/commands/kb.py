@@ -21,12 +21,12 @@ IdArg = Annotated[str, typer.Argument(help="KB-12 or 12.", show_default=False)]
 def _read_source(path: Optional[Path], initial: str) -> tuple[str, str]:
     """Text from a file, stdin (-, or piped), or $EDITOR on a terminal; and where it came from."""
     if path is not None and str(path) != "-":
-        from ..kb import MAX_BYTES
+        from ..domain.kb import MAX_BYTES
 
         return read_text(path, MAX_BYTES), str(path)
     if path is not None or not sys.stdin.isatty():
         from ..files import stdin_text
-        from ..kb import MAX_BYTES
+        from ..domain.kb import MAX_BYTES
 
         return stdin_text(MAX_BYTES), "stdin"
     return _edit(initial), "editor"
@@ -83,7 +83,7 @@ def add(
 
     Example: sdesk kb add docs/disk-full.md --tag disk --ci db-billing-2
     """
-    from ..kb import check_article, parse_article
+    from ..domain.kb import check_article, parse_article
 
     text, where = _read_source(path, "---\ntitle: \ntags: []\n---\n\n")
     article = check_article({**parse_article(text, where), **_overrides(title, tag, ci, owner, review_days)}, where)
@@ -105,8 +105,8 @@ def edit(
 
     Example: sdesk kb edit KB-3 new-text.md
     """
-    from ..kb import FIELDS, check_article, parse_article, to_markdown
-    from ..store_kb import parse_kb_id
+    from ..domain.kb import FIELDS, check_article, parse_article, to_markdown
+    from ..storage.kb import parse_kb_id
 
     settings = settings_of(ctx)
     store = settings.store()
@@ -133,7 +133,7 @@ def show(ctx: typer.Context, article: IdArg,
 
     Example: sdesk kb show KB-3
     """
-    from ..store_kb import parse_kb_id
+    from ..storage.kb import parse_kb_id
 
     a = store_of(ctx).kb.kb_get(parse_kb_id(article))
     if as_json:
@@ -174,7 +174,7 @@ def search(
 
     Example: sdesk kb search "disk full" --ci db-billing-2 --json
     """
-    from ..kb import fts_query
+    from ..domain.kb import fts_query
 
     text = " ".join(query)
     store = store_of(ctx)
@@ -185,7 +185,7 @@ def search(
     if not found:
         found = store.kb.kb_search(fts_query(text, any_term=True) or every, tag=tag, ci=ci, limit=limit)
     if as_json:
-        from ..store_kb import SNIPPET_CLOSE, SNIPPET_OPEN
+        from ..storage.kb import SNIPPET_CLOSE, SNIPPET_OPEN
 
         print_json([{**a, "snippet": a["snippet"].replace(SNIPPET_OPEN, "«").replace(SNIPPET_CLOSE, "»")} for a in found])
         return
@@ -200,8 +200,8 @@ def review(ctx: typer.Context, article: IdArg) -> None:
 
     Example: sdesk kb review KB-3
     """
-    from ..plain import plural
-    from ..store_kb import parse_kb_id
+    from ..domain.plain import plural
+    from ..storage.kb import parse_kb_id
 
     settings = settings_of(ctx)
     a = settings.store().kb.kb_review(parse_kb_id(article), actor=settings.actor)
@@ -214,7 +214,7 @@ def stale(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
 
     Example: sdesk kb stale
     """
-    from .. import clock
+    from ..domain import clock
 
     found = store_of(ctx).kb.kb_list(due_before=clock.now_iso())
     found.sort(key=lambda a: a["reviewed_at"])
@@ -228,8 +228,8 @@ def link(ctx: typer.Context, article: IdArg,
 
     Example: sdesk kb link KB-3 --ticket SD-42
     """
-    from ..lifecycle import parse_id, ref
-    from ..store_kb import parse_kb_id
+    from ..domain.lifecycle import parse_id, ref
+    from ..storage.kb import parse_kb_id
 
     settings = settings_of(ctx)
     ticket_id = parse_id(ticket)
@@ -243,7 +243,7 @@ def history(ctx: typer.Context, article: IdArg, as_json: Annotated[bool, typer.O
 
     Example: sdesk kb history KB-3
     """
-    from ..store_kb import parse_kb_id
+    from ..storage.kb import parse_kb_id
 
     revisions = store_of(ctx).kb.kb_history(parse_kb_id(article))
     if as_json:
@@ -266,8 +266,8 @@ def diff(
 
     Example: sdesk kb diff KB-3 1 4
     """
-    from ..kb import diff as unified
-    from ..store_kb import parse_kb_id
+    from ..domain.kb import diff as unified
+    from ..storage.kb import parse_kb_id
 
     revisions = {r["revision"]: r for r in store_of(ctx).kb.kb_history(parse_kb_id(article))}
     new = new if new is not None else max(revisions)
@@ -275,7 +275,7 @@ def diff(
     for n in (old, new):
         if n not in revisions:
             raise BadInput(f"{article}: no revision {n} (it has 1 to {max(revisions)})")
-    from ..plain import controls
+    from ..domain.plain import controls
 
     sys.stdout.write(controls(unified(revisions[old], revisions[new], f"revision {old}", f"revision {new}")))
 
@@ -292,7 +292,7 @@ def import_(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A f
     Example: sdesk kb import ./runbooks
     """
     from .. import files
-    from ..kb import MAX_BYTES, check_article, parse_article
+    from ..domain.kb import MAX_BYTES, check_article, parse_article
 
     if not folder.is_dir():
         raise BadInput(f"{folder}: not a folder")
@@ -323,8 +323,8 @@ def _print_articles(articles: list[dict[str, Any]], as_json: bool, empty: str = 
     if as_json:
         print_json(articles)
         return
-    from .. import clock
-    from ..kb import review_due
+    from ..domain import clock
+    from ..domain.kb import review_due
     from ..render import local, table
 
     now = clock.now()

@@ -30,7 +30,7 @@ def _schedules(config, team: Optional[str], schedule: Optional[str]) -> list:
 
 
 def _when(text: Optional[str], what: str):
-    from .. import clock
+    from ..domain import clock
 
     return clock.parse(text, what=what) if text else clock.now()
 
@@ -73,8 +73,8 @@ def show(
     """
     from datetime import timedelta
 
-    from .. import clock
-    from ..routing import shifts
+    from ..domain import clock
+    from ..domain.routing import shifts
 
     settings = settings_of(ctx)
     config = settings.oncall_config()
@@ -118,8 +118,8 @@ def override(
 
     Example: sdesk oncall override --team platform --user erin --from 2026-12-24T18:00Z --to 2026-12-27T09:00Z -r "covering alice"
     """
-    from .. import clock
-    from ..routing import Override
+    from ..domain import clock
+    from ..domain.routing import Override
 
     if (schedule is None) == (team is None):
         raise BadInput("give --schedule or --team")

@@ -33,8 +33,8 @@ def tick(
     """
     import time
 
-    from ..lifecycle import ref
-    from ..plain import plural
+    from ..domain.lifecycle import ref
+    from ..domain.plain import plural
 
     settings = settings_of(ctx)
     while True:
@@ -68,8 +68,8 @@ def tick(
 
 
 def _tick_once(settings) -> dict:
-    from .. import clock
-    from ..tick import tick as run
+    from ..domain import clock
+    from ..services.tick import tick as run
 
     if settings.roles_fallback is None:
         settings.roles_fallback = []  # a broken roles.yaml: the built-in default role, and a warning
@@ -90,7 +90,7 @@ def _config_problems(settings) -> tuple:
     for each desk file that does not load (Desk.desk_files, as doctor reads them). Paging
     needs only oncall.yaml: a typo in another file must not stop the pages, and tick, which cron
     runs every minute, is where it is heard of."""
-    from ..sla import SlaConfig
+    from ..domain.sla import SlaConfig
 
     files = settings.desk_files(("sla", "triage", "metrics", "intake"))
     sla = files["sla"].value if "sla" in files and files["sla"].error is None else SlaConfig()
@@ -110,7 +110,7 @@ def escalate(
 
     Example: sdesk escalate SD-42 && sdesk tick
     """
-    from ..lifecycle import parse_id, ref
+    from ..domain.lifecycle import parse_id, ref
 
     settings = settings_of(ctx)
     round_, level = settings.store().oncall.escalate(ticket_id=parse_id(ticket), config=settings.oncall_config(),
@@ -132,7 +132,7 @@ def pages(
 
     Example: sdesk pages --ticket SD-42
     """
-    from ..lifecycle import parse_id, ref
+    from ..domain.lifecycle import parse_id, ref
 
     found = settings_of(ctx).store().oncall.pages(ticket_id=parse_id(ticket) if ticket else None)
     if as_json:

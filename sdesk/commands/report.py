@@ -27,7 +27,7 @@ JsonOption = Annotated[bool, typer.Option("--json")]
 def _window(since: str, until: Optional[str]):
     from datetime import timedelta
 
-    from .. import clock
+    from ..domain import clock
 
     # The window ends after now, so that what happens in this second counts.
     end = clock.back(until, "--until") if until else clock.now() + timedelta(seconds=1)
@@ -35,7 +35,7 @@ def _window(since: str, until: Optional[str]):
 
 
 def _build(ctx: typer.Context, since: str, until: Optional[str], by: str = "priority", **options: Any):
-    from ..reports import build
+    from ..services.reports import build
 
     settings = settings_of(ctx)
     config, sla = settings.metrics_config(), settings.sla_config()
@@ -46,8 +46,8 @@ def _build(ctx: typer.Context, since: str, until: Optional[str], by: str = "prio
 def _csv(report: dict) -> None:
     import csv
 
-    from ..plain import csv_cell
-    from ..reports import rows
+    from ..domain.plain import csv_cell
+    from ..services.reports import rows
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["section", "group", "kpi", "labels", "value", "unit", "target", "ok"])
@@ -118,7 +118,7 @@ def oncall(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
     from datetime import timedelta
 
-    from .. import clock
+    from ..domain import clock
 
     settings = settings_of(ctx)
     store = settings.store()
@@ -147,9 +147,9 @@ def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A serv
 
     Example: sdesk report service checkout --since 14d
     """
-    from .. import clock
+    from ..domain import clock
 
-    from ..reports import service_scope
+    from ..services.reports import service_scope
 
     settings = settings_of(ctx)
     store = settings.store()
@@ -162,7 +162,7 @@ def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A serv
     data["changes"] = store.cmdb.change_list(cis=sorted({shown, name, *names}), since=a, until=b)
     slo = settings.sla_config().slos.get(shown)
     if slo is not None:
-        from ..sla import budget
+        from ..domain.sla import budget
 
         data["slo"] = [budget(slo, store.sla.slo_incidents(slo, clock.parse(b)), clock.parse(b))]
     if as_json:
@@ -185,8 +185,8 @@ def metrics_command(
 
     Example: sdesk metrics --prom /var/lib/node_exporter/textfile/sdesk.prom
     """
-    from ..metrics import prometheus
-    from ..reports import rows
+    from ..domain.metrics import prometheus
+    from ..services.reports import rows
 
     if prom and as_json:
         raise BadInput("--prom and --json: choose one")
@@ -216,7 +216,7 @@ def csat(
 
     Example: sdesk csat SD-42 5 --comment "fixed before I noticed"
     """
-    from ..lifecycle import parse_id, ref
+    from ..domain.lifecycle import parse_id, ref
 
     settings, ticket_id = settings_of(ctx), parse_id(ticket)
     settings.store().metrics.csat_record(ticket_id=ticket_id, score=score, comment=comment, actor=settings.actor)
@@ -236,7 +236,7 @@ def worklog(
     """
     import re
 
-    from ..lifecycle import parse_id, ref
+    from ..domain.lifecycle import parse_id, ref
 
     found = re.fullmatch(r"\s*(?:(\d{1,3})h)?\s*(?:(\d{1,4})m)?\s*", spent)
     if not found or not any(found.groups()):
@@ -244,7 +244,7 @@ def worklog(
     minutes = int(found.group(1) or 0) * 60 + int(found.group(2) or 0)
     settings, ticket_id = settings_of(ctx), parse_id(ticket)
     settings.store().metrics.worklog_add(ticket_id=ticket_id, minutes=minutes, note=note_text, actor=settings.actor)
-    from ..plain import plural
+    from ..domain.plain import plural
     note(f"{ref(ticket_id)}: {plural(minutes, 'minute')} worked")
 
 
@@ -259,8 +259,8 @@ def postmortem(
 
     Example: sdesk postmortem SD-42 -o postmortems/SD-42.md
     """
-    from ..lifecycle import parse_id
-    from ..reports import postmortem as draft
+    from ..domain.lifecycle import parse_id
+    from ..services.reports import postmortem as draft
 
     settings = settings_of(ctx)
     sla = settings.sla_config()

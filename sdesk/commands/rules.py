@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import clock
+from ..domain import clock
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
@@ -38,7 +38,7 @@ def check(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     if as_json:
         print_json({"ok": True, "rules": rules})
         return
-    from ..plain import plural, readable
+    from ..domain.plain import plural, readable
     from ..render import table
 
     table(["line", "rule", "sets", "stop"],
@@ -61,7 +61,7 @@ def test(
 
     Example: sdesk rules test --replay --since 30d
     """
-    from ..plain import plural
+    from ..domain.plain import plural
 
     if not replay:
         raise BadInput("rules test needs --replay (re-run the rules over stored tickets)")
@@ -76,7 +76,7 @@ def test(
     if as_json:
         print_json(result)
         return
-    from ..lifecycle import ref
+    from ..domain.lifecycle import ref
     from ..render import table
 
     table(["rule", "matches"], [[rule, n] for rule, n in result["rules"].items()], empty="no rules")

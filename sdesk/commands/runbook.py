@@ -23,7 +23,7 @@ def _folder(ctx: typer.Context):
 
 
 def _summary(rb: Any, disabled: dict) -> dict[str, Any]:
-    from ..runbooks import window_text
+    from ..domain.runbooks import window_text
 
     return {"name": rb.name, "description": rb.description, "file": rb.path, "applies_to": rb.applies_to,
             "safe_for_automation": rb.automatic, "throttle": {"runs": rb.throttle[0], "per": window_text(rb.throttle[1])},
@@ -52,7 +52,7 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
 
     Example: sdesk --config examples/desk runbook list
     """
-    from ..runbooks import load_folder
+    from ..domain.runbooks import load_folder
 
     runbooks, errors = load_folder(_folder(ctx))
     for error in errors:
@@ -82,7 +82,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The runbo
 
     Example: sdesk --config examples/desk runbook show clean-tmp
     """
-    from ..runbooks import find
+    from ..domain.runbooks import find
 
     summary = _summary(find(_folder(ctx), name), settings_of(ctx).store().runbooks.runbook_switches())
     if as_json:
@@ -102,7 +102,7 @@ def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(h
 
     Example: sdesk --config examples/desk runbook validate
     """
-    from ..runbooks import find, load_folder, missing_commands
+    from ..domain.runbooks import find, load_folder, missing_commands
 
     if name is not None:
         runbooks, errors = {name: find(_folder(ctx), name)}, []
@@ -124,7 +124,7 @@ def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(h
         for problem in problems:
             note(f"error: {problem}")
         if not problems:
-            from ..plain import plural
+            from ..domain.plain import plural
             note(f"{plural(len(runbooks), 'runbook')} OK: {', '.join(sorted(runbooks)) or 'none'}")
     if problems:
         raise typer.Exit(int(ExitCode.BAD_INPUT))
@@ -141,13 +141,13 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def _echo(message: str) -> None:
-    from ..plain import controls  # a step's output is data: its escape sequences are shown, not run
+    from ..domain.plain import controls  # a step's output is data: its escape sequences are shown, not run
 
     print(controls(message), file=sys.stderr, flush=True)
 
 
 def _confirm_step(text: str) -> bool:
-    from ..plain import controls  # the step's text may hold a ticket's title
+    from ..domain.plain import controls  # the step's text may hold a ticket's title
 
     return typer.confirm(f"manual step: {controls(text)}\nDone?", default=False, err=True)
 
@@ -174,10 +174,10 @@ def run(
 
     Example: sdesk runbook run clean-tmp --ticket SD-42 --param days=3 --yes
     """
-    from ..lifecycle import parse_id
+    from ..domain.lifecycle import parse_id
     from ..render import print_plan, console
-    from ..runbooks import find
-    from ..runner import prepare, start
+    from ..domain.runbooks import find
+    from ..services.runner import prepare, start
 
     settings = settings_of(ctx)
     store = settings.store()
@@ -203,7 +203,7 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(result)
     else:
-        from ..plain import controls
+        from ..domain.plain import controls
 
         print(controls(f"run {result['id']}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else "")))
     if result["status"] == "failed":
@@ -225,8 +225,8 @@ def approve(
     Example: sdesk runbook approve 7   (run by an approver other than who started it)
     """
     from ..render import console, print_plan
-    from ..runbooks import find
-    from ..runner import resume
+    from ..domain.runbooks import find
+    from ..services.runner import resume
 
     settings = settings_of(ctx)
     store = settings.store()
@@ -270,7 +270,7 @@ def runs(
 
     Example: sdesk runbook runs --ticket SD-42
     """
-    from ..lifecycle import parse_id, ref
+    from ..domain.lifecycle import parse_id, ref
 
     settings = settings_of(ctx)
     store = settings.store()
@@ -313,7 +313,7 @@ def _switch(ctx: typer.Context, name: Optional[str], every: bool, disabled: bool
     settings = settings_of(ctx)
     target = "*" if every else name
     if disabled and not every:
-        from ..runbooks import find
+        from ..domain.runbooks import find
 
         find(_folder(ctx), name)
     changed = settings.store().runbooks.runbook_switch(target, disabled=disabled, reason=reason, actor=settings.actor)

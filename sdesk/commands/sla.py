@@ -27,8 +27,8 @@ def sla(
 
     Example: sdesk sla --breached --json
     """
-    from .. import clock
-    from ..sla import assess, pauses, row
+    from ..domain import clock
+    from ..domain.sla import assess, pauses, row
 
     settings = settings_of(ctx)
     config = settings.sla_config()
@@ -70,8 +70,8 @@ def slo(
 
     Example: sdesk slo --json
     """
-    from .. import clock
-    from ..sla import budget
+    from ..domain import clock
+    from ..domain.sla import budget
 
     settings = settings_of(ctx)
     config = settings.sla_config()

@@ -36,7 +36,7 @@ def ticket(
 
     Example: sdesk triage ticket 42 --json
     """
-    from ..lifecycle import parse_id, ref
+    from ..domain.lifecycle import parse_id, ref
     from ..triage import TriageConfig
 
     settings = settings_of(ctx)
@@ -60,7 +60,7 @@ LabelOpt = Annotated[Optional[str], typer.Option("--label", help="The column wit
 
 
 def _read_csv(path: Path, text: list[str], label: Optional[str]) -> Any:
-    from ..labelled import read_labelled
+    from ..domain.labelled import read_labelled
 
     if not text:
         raise BadInput("--from-csv needs --text COLUMN (the ticket text)")
@@ -72,7 +72,7 @@ def _read_csv(path: Path, text: list[str], label: Optional[str]) -> Any:
 
 
 def _enough(examples: list[tuple[str, str]]) -> bool:
-    from ..classifier import MIN_CLASSES, MIN_DOCS
+    from ..domain.classifier import MIN_CLASSES, MIN_DOCS
 
     return len(examples) >= MIN_DOCS and len({label for _, label in examples}) >= MIN_CLASSES
 
@@ -100,7 +100,7 @@ def train(
 
     Example: sdesk triage train --from-csv tickets.zip --text Document --label Topic_group
     """
-    from ..classifier import MIN_CLASSES, MIN_DOCS
+    from ..domain.classifier import MIN_CLASSES, MIN_DOCS
 
     store = store_of(ctx)
     if from_csv is None:
@@ -135,7 +135,7 @@ def train(
 
     for t in trained.values():
         h = t["holdout"]
-        from ..plain import plural
+        from ..domain.plain import plural
         print(f"{t['field']}: {plural(len(t['classes']), 'class', 'classes')} from {plural(t['docs'], 'ticket')}, "
               f"{plural(t['terms'], 'term')}")
         print(f"  held out {h['n']:,}: accuracy {h['accuracy']:.3f}, macro-F1 {h['macro_f1']:.3f}; at confidence "
@@ -144,9 +144,9 @@ def train(
 
 
 def _train(field: str, texts: list[str], labels: list[str]) -> Any:
-    from ..classifier import train as fit
+    from ..domain.classifier import train as fit
 
-    from ..plain import plural
+    from ..domain.plain import plural
     note(f"{field}: training on {plural(len(texts), 'ticket')}")
     return fit(texts, labels, progress=lambda message: note(f"{field}: {message}"))
 
@@ -174,7 +174,7 @@ def eval_(
 
     Example: sdesk triage eval --from-csv tickets.csv --text title --text body --label queue --json
     """
-    from ..classifier import evaluate, split
+    from ..domain.classifier import evaluate, split
 
     data = _read_csv(from_csv, text, label)
     train_idx, test_idx = split(data.labels, test_share, seed)
@@ -194,7 +194,7 @@ def eval_(
 
 
 def _print_report(r: dict[str, Any]) -> None:
-    from ..plain import plural
+    from ..domain.plain import plural
     from ..render import table
 
     print(f"train {r['train']:,} / test {plural(r['test'], 'ticket')} (seed {r['seed']})"

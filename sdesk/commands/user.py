@@ -40,7 +40,7 @@ def add(
         print_json(user)
     else:
         where = f" on queue {queue}" if queue else ""
-        from ..plain import controls
+        from ..domain.plain import controls
 
         print(controls(f"{user['name']}: {user['queues'][queue] if queue else user['role']}{where}"))
 

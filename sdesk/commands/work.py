@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import clock
+from ..domain import clock
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
@@ -34,7 +34,7 @@ class Risk(str, Enum):
 
 
 def _change_id(text: str) -> int:
-    from ..lifecycle import parse_ref
+    from ..domain.lifecycle import parse_ref
 
     return parse_ref(text, "CH-", "a change id")
 
@@ -59,7 +59,7 @@ def change_new(
 
     Example: sdesk change new --ci payments-db --title "Postgres 16 upgrade" --start 2026-12-01T22:00Z --end 2026-12-01T23:30Z --status planned
     """
-    from ..lifecycle import blank
+    from ..domain.lifecycle import blank
 
     title = title.strip()
     if blank(title):
@@ -80,7 +80,7 @@ def _check_freeze(settings, ci: str, force: bool) -> None:
     """A CI whose SLO's error budget is spent (or burning at twice its pace) is frozen: by its
     `freeze` setting, a change on it is refused (unless --force) or warned about."""
     from ..errors import Conflict
-    from ..sla import budget
+    from ..domain.sla import budget
 
     config = settings.sla_config()
     if not config.slos:
@@ -159,7 +159,7 @@ def change_status(ctx: typer.Context, change: ChangeArg, status: Annotated[Chang
 
 
 def _ids(text: str) -> list[int]:
-    from ..lifecycle import parse_id
+    from ..domain.lifecycle import parse_id
 
     ids = [parse_id(part) for part in text.replace(" ", ",").split(",") if part.strip()]
     if not ids:
@@ -183,7 +183,7 @@ def problem_new(
     settings = settings_of(ctx)
     problem_id = settings.store().problems.problem_new(_ids(from_), title=title, root_cause=root_cause, workaround=workaround,
                                               known_error=known_error, actor=settings.actor)
-    from ..lifecycle import ref
+    from ..domain.lifecycle import ref
 
     print(ref(problem_id))
 
@@ -201,7 +201,7 @@ def problem_update(
 
     Example: sdesk problem update SD-50 --root-cause "Nightly batch saturates replica IO" --known-error
     """
-    from ..lifecycle import parse_id
+    from ..domain.lifecycle import parse_id
 
     settings = settings_of(ctx)
     settings.store().problems.problem_update(parse_id(problem), link=_ids(link) if link else [], root_cause=root_cause,
@@ -220,11 +220,11 @@ def problem_resolve(
 
     Example: sdesk problem resolve SD-50 --fix "Moved the batch to the analytics replica"
     """
-    from ..lifecycle import parse_id
+    from ..domain.lifecycle import parse_id
 
     settings = settings_of(ctx)
     noted = settings.store().problems.problem_resolve(parse_id(problem), fix=fix, note_linked=note_linked, actor=settings.actor)
-    from ..plain import plural
+    from ..domain.plain import plural
     note(f"problem resolved; fix noted on {plural(noted, 'incident')}")
 
 
@@ -235,7 +235,7 @@ def problem_show(ctx: typer.Context, problem: Annotated[str, typer.Argument(help
 
     Example: sdesk problem show SD-50
     """
-    from ..lifecycle import parse_id
+    from ..domain.lifecycle import parse_id
 
     store = store_of(ctx)
     p = store.problems.problem_get(parse_id(problem))
@@ -257,7 +257,7 @@ def problem_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
     if as_json:
         print_json(problems)
         return
-    from ..lifecycle import ref
+    from ..domain.lifecycle import ref
     from ..render import table
 
     table(["id", "status", "known error", "incidents", "title"],

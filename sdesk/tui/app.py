@@ -24,8 +24,8 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 
 from ..desk import Desk
 from ..errors import SdeskError
-from ..lifecycle import ref
-from ..plain import controls, plural
+from ..domain.lifecycle import ref
+from ..domain.plain import controls, plural
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
 from .columns import layout
 from .keybar import KeyBar
@@ -100,7 +100,7 @@ class SdeskApp(App):
     def sla_config(self):
         """sla.yaml of the desk config, once (a broken file: no SLA column, and a notification)."""
         if not hasattr(self, "_sla"):
-            from ..sla import SlaConfig
+            from ..domain.sla import SlaConfig
 
             try:
                 self._sla = self.settings.sla_config()
@@ -316,7 +316,7 @@ class QueueScreen(Screen):
     def _draw(self, table: DataTable, added: list[dict[str, Any]] | None = None) -> None:
         """Lay the rows out: all of them again when the columns change or `added` is None, else
         only the page just loaded (appended; the widths so far are kept, not measured again)."""
-        from .. import clock
+        from ..domain import clock
 
         now = clock.now()
         cells = [self._cells(t, now) for t in (self.rows if added is None else added)]
@@ -457,7 +457,7 @@ def filters_of(text: str, me: str) -> dict[str, Any]:
 
 def _may_act(store: Any, actor: str) -> bool:
     """Whether `actor` is an agent (or more) on the desk or on some queue of it."""
-    from ..roles import RANK
+    from ..domain.roles import RANK
 
     access = store.users.access(actor)
     return any(RANK[role] >= RANK["agent"] for role in (access.role, *access.queues.values()))
@@ -467,8 +467,8 @@ def _sla_left(store: Any, sla: Any, rows: list[dict[str, Any]], detail: bool = F
     """Time left on each open ticket's most urgent running SLA target (red when breached);
     with `detail`, every target of its policy, used and left. The clocks are sla.assess's, from
     the same events as `sdesk sla` (status changes and assignments), so both show one time."""
-    from .. import clock
-    from ..sla import assess, row
+    from ..domain import clock
+    from ..domain.sla import assess, row
 
     rows = [t for t in rows if t["status"] not in ("resolved", "closed")]
     if not sla.policies or not rows:
@@ -497,8 +497,8 @@ def _short(seconds: int) -> str:
 
 def _breaching(store: Any, sla: Any, limit: int) -> list[dict[str, Any]]:
     """Open tickets whose SLA target is breached or at risk, the least time left first."""
-    from .. import clock
-    from ..sla import assess, pauses, row
+    from ..domain import clock
+    from ..domain.sla import assess, pauses, row
 
     assessed = assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now())
     found = sorted((row(t, policy, targets) for t, policy, targets in assessed), key=lambda r: r["left_seconds"])
@@ -635,7 +635,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
 def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callable[[Any], Any]:
     """The store call for a modal's values, checked first (BadInput: nothing is sent)."""
     from ..errors import BadInput
-    from ..lifecycle import Priority, parse_id
+    from ..domain.lifecycle import Priority, parse_id
 
     actor = app.actor
     first = values[0].strip()
@@ -677,8 +677,8 @@ def _runbooks_for(app: SdeskApp, ticket: int) -> None:
 
 
 def _read_runbooks(app: SdeskApp, ticket: int) -> None:
-    from .. import clock
-    from ..runbooks import load_folder
+    from ..domain import clock
+    from ..domain.runbooks import load_folder
     from ..triage import values_of
 
     folder = app.settings.runbooks_folder()
@@ -712,7 +712,7 @@ def _read_runbooks(app: SdeskApp, ticket: int) -> None:
 def _people(app: SdeskApp) -> list[tuple[str, str]]:
     """(user, what they are) for the people oncall.yaml knows, whoever is on call now first
     (empty: no teams, and anyone may be assigned)."""
-    from .. import clock
+    from ..domain import clock
 
     try:
         oncall = app.settings.oncall_config()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadInput
-from ..lifecycle import Kind, Priority, Status
+from ..domain.lifecycle import Kind, Priority, Status
 
 KEYS = {"p": "priority", "priority": "priority", "s": "status", "status": "status", "q": "queue", "queue": "queue",
         "a": "assignee", "assignee": "assignee", "service": "service", "ci": "ci", "t": "tag", "tag": "tag",

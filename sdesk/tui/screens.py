@@ -17,8 +17,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Log, Static
 
 from ..errors import SdeskError
-from ..lifecycle import ref
-from ..plain import controls
+from ..domain.lifecycle import ref
+from ..domain.plain import controls
 from .keybar import KeyBar
 from .reported import reported
 
@@ -80,7 +80,7 @@ class OnCallScreen(Page):
     TITLE = "on call now"
 
     def fetch(self, store: Any) -> Any:
-        from .. import clock
+        from ..domain import clock
 
         config = self.app.settings.oncall_config()
         if not config.schedules:
@@ -101,8 +101,8 @@ class DashboardScreen(Page):
     def fetch(self, store: Any) -> Any:
         from datetime import timedelta
 
-        from .. import clock
-        from ..reports import build
+        from ..domain import clock
+        from ..services.reports import build
 
         now = clock.now()
         return build(store, self.app.settings.metrics_config(), self.app.settings.sla_config(), now - timedelta(days=7),
@@ -161,7 +161,7 @@ class KbScreen(Screen):
     @reported(title="search")
     def _search(self, text: str) -> None:
         from ..errors import BadInput
-        from ..kb import fts_query
+        from ..domain.kb import fts_query
 
         every = fts_query(text)
         if every is None:
@@ -237,8 +237,8 @@ class RunbookScreen(Screen):
     @work(thread=True, exclusive=True)
     def _run(self, dry_run: bool) -> None:
         from ..render import print_plan
-        from ..runbooks import find
-        from ..runner import prepare, start
+        from ..domain.runbooks import find
+        from ..services.runner import prepare, start
 
         app = self.app  # the runner's thread must not look it up (the screen may be gone by then)
         self.running = True

@@ -1,0 +1,269 @@
+"""The Store's KPI aggregates (a part of `Store`): sums, means and nearest-rank percentiles
+computed in SQL over the window's tickets, so that a report over a million tickets reads no
+row into Python that it does not need. The arithmetic on the sums is in metrics.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..domain import clock
+from ..errors import BadInput
+from .migrations import covered_sql
+from .rows import Db
+
+if TYPE_CHECKING:
+    from .tickets import TicketStore
+
+_GROUP_SQL = {"priority": "priority", "kind": "kind", "queue": "coalesce(queue, '(none)')",
+              "team": "coalesce(team, '(none)')", "service": "coalesce(service, '(none)')",
+              "assignee": "coalesce(assignee, '(none)')",
+              "week": "date(created_at, 'weekday 0', '-6 days')"}  # the Monday (UTC) starting its week
+# What a ticket was at the window's end (:until), not now: a ticket reopened or escalated
+# since counts as it stood then. Only tickets ever reopened (reopen_count) read their events for
+# their resolution; the others' resolved_at is the one.
+# Moved to another assignee, or triage's queue or category corrected: the partial index
+# events_reassigned holds these (its condition is repeated whole, so that the planner uses it).
+_MOVED = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND (kind = 'triage_corrected' "
+          "OR (kind = 'assigned' AND json_extract(data, '$.previous_assignee') IS NOT NULL)) "
+          "AND NOT (kind = 'assigned' AND json_extract(data, '$.previous_assignee') = json_extract(data, '$.assignee')) "
+          "AND at < :until)")
+_AUTOMATED = "EXISTS (SELECT 1 FROM runbook_runs WHERE ticket_id = w.id AND resolved = 1 AND misfire IS NULL)"
+# The planner would walk each ticket's events; the partial index holds only escalations.
+_ESCALATED = ("EXISTS (SELECT 1 FROM events INDEXED BY events_escalated WHERE ticket_id = w.id "
+              "AND kind IN ('escalated', 'escalation_requested') AND at < :until)")
+_REOPENED = ("CASE WHEN reopen_count > 0 THEN EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id "
+             "AND kind = 'status_changed' AND json_extract(data, '$.action') = 'reopen' AND at < :until) ELSE 0 END")
+# When the ticket was resolved, if it was resolved at :until.
+_RESOLVED = ("CASE WHEN reopen_count = 0 THEN CASE WHEN resolved_at < :until THEN resolved_at END "
+             "ELSE (SELECT CASE WHEN json_extract(e.data, '$.to') IN ('resolved', 'closed') THEN "
+             "(SELECT max(r.at) FROM events r WHERE r.ticket_id = w.id AND r.kind = 'status_changed' "
+             "AND json_extract(r.data, '$.to') = 'resolved' AND r.at < :until) END "
+             "FROM events e WHERE e.ticket_id = w.id AND e.kind = 'status_changed' AND e.at < :until "
+             "ORDER BY e.id DESC LIMIT 1) END")
+
+
+# A correlated child of an incident acknowledged by :until runs on its parent's clock: the
+# incident counts once in SLA compliance, as its parent (store_sla leaves it out the same way).
+_COVERED = f"(w.parent_id IS NOT NULL AND {covered_sql('w', 'parent.acknowledged_at < :until')})"
+
+
+# A service's tickets: those whose service or CI (as is or lower-cased) is one of the given names,
+# which are a service's or CI's name and aliases (reports.service_scope): `report service
+# checkout` finds the tickets on CI checkout-api, whose alias is checkout. Bound one by one (a
+# CI has a few aliases), not as a JSON list: SQLite's JSON functions cut text at a NUL.
+def _of_service(service: list[str] | None) -> tuple[str, dict[str, str]]:
+    if service is None:
+        return "", {}
+    names = {f"service{i}": name for i, name in enumerate(sorted(service))}
+    marks = ", ".join(f":{key}" for key in names) or "NULL"
+    return (f" AND (w.service IN ({marks}) OR lower(w.service) IN ({marks}) OR w.ci IN ({marks}) "
+            f"OR lower(w.ci) IN ({marks}))"), names
+
+
+
+
+class MetricsStore:
+    def __init__(self, db: Db, *, tickets: TicketStore) -> None:
+        self.db = db
+        self.tickets = tickets
+
+    def ticket_sums(self, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
+                    service: list[str] | None = None, ranked: tuple[str | None, ...] | None = None
+                    ) -> dict[str | None, dict[str, dict[str, Any]]]:
+        """For each grouping (None: the desk), group -> the sums metrics.ticket_kpis reads, for
+        tickets created in [since, until) (of one service: see _of_service); percentiles only
+        for the groupings in `ranked` (default: all). The window is read once into a temporary table; each
+        grouping's figures are computed from it."""
+        from ..domain.metrics import GROUPS
+
+        for by in groupings:
+            if by is not None and by not in GROUPS:
+                raise BadInput(f"--by: unknown field {by!r}; choose from {', '.join(GROUPS)}")
+        keys = ", ".join(f"{_GROUP_SQL[by] if by else chr(39) + 'all' + chr(39)} AS g{i}" for i, by in enumerate(groupings))
+        self.db.conn.execute("DROP TABLE IF EXISTS temp.report_window")
+        self.db.conn.execute(
+            f"CREATE TEMP TABLE report_window AS SELECT {keys}, "
+            "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) - unixepoch(created_at) END AS tta, "
+            f"unixepoch({_RESOLVED}) - unixepoch(created_at) AS ttr, {_REOPENED} AS reopened, "
+            f"{_ESCALATED} AS escalated, {_MOVED} AS moved, {_AUTOMATED} AS automated "
+            "FROM tickets w WHERE created_at >= :since AND created_at < :until AND suppressed IS NULL"
+            + _of_service(service)[0], {"since": since, "until": until, **_of_service(service)[1]})
+        try:
+            out = {}
+            for i, by in enumerate(groupings):
+                out[by] = sums = self._sums(f"g{i}")
+                if ranked is None or by in ranked:
+                    for metric in ("tta", "ttr"):
+                        self._percentiles(f"g{i}", metric, sums)
+            return out
+        finally:
+            self.db.conn.execute("DROP TABLE temp.report_window")
+
+    def _sums(self, g: str) -> dict[str, dict[str, Any]]:
+        sums: dict[str, dict[str, Any]] = {}
+        for row in self.db.conn.execute(
+                f"SELECT {g}, count(*), count(ttr), count(tta), sum(reopened), sum(escalated), sum(moved), "
+                "sum(ttr IS NOT NULL AND NOT escalated AND NOT moved), sum(ttr IS NOT NULL AND automated), "
+                f"avg(tta), avg(ttr) FROM report_window GROUP BY {g} ORDER BY {g}"):
+            group, created, resolved, acked, reopened, escalated, reassigned, fcr, automated, mean_tta, mean_ttr = row
+            sums[str(group)] = {"created": created, "resolved": resolved, "reopened": reopened, "escalated": escalated,
+                                "reassigned": reassigned, "fcr": fcr, "automated": automated,
+                                "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
+        return sums
+
+    def _percentiles(self, g: str, metric: str, sums: dict[str, dict[str, Any]]) -> None:
+        """Nearest-rank percentiles of `metric` by group: the values copied once in sorted order
+        into a table whose rowids are their ranks, then each percentile read by rowid (SQLite's
+        window functions take seconds over a million rows; this is one sort)."""
+        from ..domain.metrics import PERCENTILES, nearest_rank
+
+        self.db.conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
+        self.db.conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {g} AS g, {metric} AS v FROM report_window "
+                          f"WHERE {metric} IS NOT NULL ORDER BY {g}, {metric}")
+        try:
+            for group, first, n in self.db.conn.execute("SELECT g, min(rowid), count(*) FROM report_sorted GROUP BY g").fetchall():
+                stats = sums[str(group)][metric]
+                for label, fraction in PERCENTILES.items():
+                    stats[label] = self.db.conn.execute("SELECT v FROM report_sorted WHERE rowid = ?",
+                                                     (first + nearest_rank(n, fraction) - 1,)).fetchone()[0]
+        finally:
+            self.db.conn.execute("DROP TABLE temp.report_sorted")
+
+    def misfires(self, since: str, until: str) -> dict[str, int]:
+        """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
+        rows = self.db.conn.execute(
+            "SELECT json_extract(data, '$.reason'), count(*) FROM events WHERE kind = 'automation_misfire' "
+            "AND at >= ? AND at < ? GROUP BY 1", (since, until)) if self._has_misfires() else []
+        return {reason: n for reason, n in rows}
+
+    def _has_misfires(self) -> bool:
+        return self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
+
+    def sla_window(self, since: str, until: str, pause: frozenset[str], service: list[str] | None = None
+                   ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
+        """The window's tickets (of one service; not a child of an incident acknowledged by
+        `until`) as (id, kind, priority, service, created, acknowledged, resolved) with times
+        in epoch seconds, as they stood at `until`; and the status changes of those that were
+        ever paused (found by the events_waiting index when the pause is `waiting`). Streamed:
+        a long window is not held in memory."""
+        if pause <= {"waiting"}:
+            paused: set[int] | None = {r[0] for r in self.db.conn.execute(
+                "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
+        else:
+            paused = None  # any status may pause: every ticket's changes are read
+        changes_of = self.db.conn.cursor()
+        for row in self.db.conn.execute(
+                "SELECT id, kind, priority, service, unixepoch(created_at), "
+                "CASE WHEN acknowledged_at < :until THEN unixepoch(acknowledged_at) END, "
+                f"unixepoch({_RESOLVED}) FROM tickets w WHERE created_at >= :since AND created_at < :until "
+                f"AND suppressed IS NULL AND NOT {_COVERED}" + _of_service(service)[0],
+                {"since": since, "until": until, **_of_service(service)[1]}):
+            changes = []
+            if paused is None or row[0] in paused:
+                changes = [(clock.parse(at), status) for at, status in changes_of.execute(
+                    "SELECT at, json_extract(data, '$.to') FROM events WHERE ticket_id = ? AND kind = 'status_changed'",
+                    (row[0],))]
+            yield row, changes
+
+    def csat_distribution(self, since: str, until: str) -> dict[int, int]:
+        """score -> ratings, for tickets created in the window."""
+        return dict(self.db.conn.execute(
+            f"SELECT c.score, count(*) FROM csat c JOIN tickets w ON w.id = c.ticket_id WHERE w.created_at >= :since "
+            f"AND w.created_at < :until AND w.suppressed IS NULL AND c.at < :until AND ({_RESOLVED}) IS NOT NULL "
+            "GROUP BY c.score", {"since": since, "until": until}).fetchall())
+
+    def kb_freshness(self, since: str, until: str) -> dict[str, int]:
+        articles, stale = self.db.conn.execute(
+            "SELECT count(*), coalesce(sum(julianday(reviewed_at) + review_days < julianday(?)), 0) FROM kb_articles "
+            "WHERE created_at < ?", (until, until)).fetchone()
+        edits = self.db.conn.execute("SELECT count(*) FROM kb_revisions WHERE at >= ? AND at < ?",
+                                  (since, until)).fetchone()[0]
+        return {"articles": articles, "stale": stale, "edits": edits}
+
+    def intake_by_source(self, since: str, until: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Alerts received and tickets created in the window, by source."""
+        alerts = dict(self.db.conn.execute("SELECT source, count(*) FROM alerts WHERE received_at >= ? AND received_at < ? "
+                                        "GROUP BY source", (since, until)).fetchall())
+        tickets = dict(self.db.conn.execute("SELECT source, count(*) FROM tickets WHERE created_at >= ? AND created_at < ? "
+                                         "AND suppressed IS NULL GROUP BY source", (since, until)).fetchall())
+        return alerts, tickets
+
+    def pages_sent(self, since: str, until: str) -> list[tuple[str, str]]:
+        """(user, when) of the pages due in the window that were not cancelled, nor undeliverable
+        (nobody to page, or no notifier: nobody's pager rang)."""
+        return self.db.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
+                                 "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
+
+    def pages_unreached(self, since: str, until: str) -> int:
+        """The pages due in the window that reached nobody (nobody to page, or no notifier)."""
+        return self.db.conn.execute("SELECT count(*) FROM pages WHERE due_at >= ? AND due_at < ? "
+                                 "AND status = 'undeliverable'", (since, until)).fetchone()[0]
+
+    def minutes_worked(self, since: str, until: str) -> int:
+        return self.db.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
+                                 (since, until)).fetchone()[0]
+
+    def service_alerts(self, service: list[str], since: str, until: str) -> dict[str, int]:
+        """Alerts received in the window for tickets on a service (see _of_service), by status."""
+        sql, names = _of_service(service)
+        return dict(self.db.conn.execute(
+            "SELECT a.status, count(*) FROM alerts a JOIN tickets w ON w.id = a.ticket_id WHERE "
+            "a.received_at >= :since AND a.received_at < :until" + sql + " GROUP BY a.status",
+            {"since": since, "until": until, **names}).fetchall())
+
+    def service_known(self, service: list[str]) -> bool:
+        """Whether any ticket, at any time, is of the service (see _of_service)."""
+        sql, names = _of_service(service)
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE 1" + sql + ")", names).fetchone()[0])
+
+    def service_names(self, limit: int = 5000) -> list[str]:
+        """Names a report could mean (tickets' services and CIs, CMDB names and aliases), at most
+        `limit` of each: the candidates for "did you mean"."""
+        return [r[0] for r in self.db.conn.execute(
+            "SELECT * FROM (SELECT DISTINCT lower(service) FROM tickets WHERE service IS NOT NULL LIMIT :n) UNION "
+            "SELECT * FROM (SELECT DISTINCT lower(ci) FROM tickets WHERE ci IS NOT NULL LIMIT :n) UNION "
+            "SELECT * FROM (SELECT alias FROM ci_aliases LIMIT :n)", {"n": limit})]
+
+    def ticket_alerts(self, ids: list[int]) -> list[dict[str, Any]]:
+        """The alerts of some tickets: how many of each source and status, first and last seen."""
+        marks = ",".join("?" * len(ids))
+        return [dict(zip(("ticket_id", "source", "status", "count", "first", "last"), r)) for r in self.db.conn.execute(
+            f"SELECT ticket_id, source, status, count(*), min(received_at), max(received_at) FROM alerts "
+            f"WHERE ticket_id IN ({marks}) GROUP BY ticket_id, source, status ORDER BY ticket_id, min(received_at)", ids)]
+
+    # -- recording ------------------------------------------------------------------------------------
+
+    def csat_record(self, *, ticket_id: int, score: int, comment: str | None, actor: str) -> None:
+        """A 1-5 rating of a resolved or closed ticket (a new one replaces the last)."""
+        from ..domain import lifecycle
+        from ..errors import Conflict
+
+        if not 1 <= score <= 5:
+            raise BadInput(f"csat: score {score} is not from 1 to 5")
+        with self.db.write(actor) as tx:
+            t = self.tickets._current(tx, ticket_id)
+            comment = tx.clean(comment or None, ticket_id)
+            if t["status"] not in lifecycle.DONE:
+                raise Conflict(f"csat: {lifecycle.ref(ticket_id)} is {t['status']}: rate it once it is resolved")
+            tx.conn.execute("INSERT OR REPLACE INTO csat (ticket_id, score, comment, actor, at) VALUES (?, ?, ?, ?, ?)",
+                            (ticket_id, score, comment, actor, tx.at))
+            tx.event(ticket_id, "csat", {"score": score, **({"comment": comment} if comment else {})})
+
+    def worklog_add(self, *, ticket_id: int, minutes: int, note: str | None, actor: str) -> None:
+        if not 0 < minutes <= 24 * 60:
+            raise BadInput("worklog: the time must be more than 0 and at most 24h")
+        with self.db.write(actor) as tx:
+            self.tickets._current(tx, ticket_id)
+            note = tx.clean(note or None, ticket_id)
+            tx.conn.execute("INSERT INTO worklog (ticket_id, minutes, actor, at, note) VALUES (?, ?, ?, ?, ?)",
+                            (ticket_id, minutes, actor, tx.at, note))
+            tx.event(ticket_id, "worked", {"minutes": minutes, **({"note": note} if note else {})})
+
+
+def _stats(n: int, mean: float | None) -> dict[str, Any]:
+    from ..domain.metrics import PERCENTILES
+
+    return {"n": n, "mean": round(mean, 1) if mean is not None else None,
+            **{label: None for label in PERCENTILES}}
