@@ -111,7 +111,7 @@ def test_a_rejected_records_reason_is_redacted_where_it_is_printed(tmp_path):
 
 def test_a_parser_that_fails_on_one_line_costs_only_that_line(monkeypatch):
     """A fault no input is known to cause (a parser's bug), so the parser is replaced."""
-    from sdesk.intake.formats import intake
+    from sdesk.intake import formats as intake
 
     real = intake.PARSERS["opsgenie"]
 
