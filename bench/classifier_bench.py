@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sdesk.domain import classifier
-from sdesk.domain.labelled import read_labelled
-from sdesk.store import Store
+from sdesk.domain import classifier  # noqa: E402 - after the path is set
+from sdesk.domain.labelled import read_labelled  # noqa: E402
+from sdesk.store import Store  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "tickets" / "it_service_ticket_classification_v3_kaggle_cc0.zip"
 

@@ -7,7 +7,6 @@ commands that need them, never at the top of this module.
 import json
 import os
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -19,7 +18,7 @@ from .errors import BadInput, ExitCode, SdeskError
 from .domain.lifecycle import Kind, Priority, Status
 from .domain.signals import FORMATS, Signal
 from .desk import Desk
-from .commands.common import COMMAND_PATH, RootGroup, note, print_json, run_automation, settings_of, store_of
+from .commands.common import COMMAND_PATH, RootGroup, note, parse_labels, print_json, run_automation, settings_of, store_of
 from .domain.plain import controls
 
 if TYPE_CHECKING:
@@ -168,22 +167,11 @@ def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-updat
 # -- intake ----------------------------------------------------------------------------------
 
 
-def _parse_labels(pairs: Iterable[str]) -> dict[str, str]:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip(lifecycle.WHITESPACE)
-        if not sep or not key:
-            raise BadInput(f"--label {pair!r}: expected KEY=VALUE")
-        labels[key] = value.strip(lifecycle.WHITESPACE)
-    return labels
-
-
 def ticket_from_flags(title: str, *, labels: list[str], **fields: Any) -> dict[str, Any]:
     """The ticket `sdesk new TITLE --flag ...` describes (checked without pydantic)."""
     from .domain.fields import check_ticket
 
-    return check_ticket({"title": title, "labels": _parse_labels(labels), **fields})
+    return check_ticket({"title": title, "labels": parse_labels(labels), **fields})
 
 
 def _progress_bar(total: int | None):
@@ -612,7 +600,7 @@ def update(
     # The edits, not the merged lists: the store merges them inside its write transaction, so a
     # concurrent update's labels and tags stay. A label given empty (KEY=) removes it; the last
     # mention of a tag (TAG or -TAG) says whether it stays.
-    labels = _parse_labels(label)
+    labels = parse_labels(label)
     tag_edits: dict[str, bool] = {}
     for t in tag:
         name = t[1:] if t.startswith("-") else t

@@ -24,6 +24,7 @@ from .domain.roles import DEFAULT_ROLE, claim_refusal, user_key
 from .storage.audit import AuditStore
 from .storage.classifier import ClassifierStore
 from .storage.cmdb import CmdbStore
+from .storage.health import HealthStore
 from .storage.kb import KbStore
 from .storage.mail import MailStore
 from .storage.metrics import MetricsStore
@@ -287,6 +288,7 @@ class Store:
         self.classifier = ClassifierStore(self)
         self.cmdb = CmdbStore(self)
         self.mail = MailStore()
+        self.health = HealthStore(self)
         self.kb = KbStore(self, cmdb=self.cmdb, tickets=tickets)
         self.metrics = MetricsStore(self, tickets=tickets)
         self.oncall = OnCallStore(self, tickets=tickets)

@@ -387,11 +387,11 @@ class TestEveryEventKindReadsAsASentence:
     def test_every_kind_the_code_writes_is_known_here(self):
         assert not UNKNOWN_SITES, f"add these call sites to DYNAMIC_KINDS: {UNKNOWN_SITES}"
         assert len(KINDS) > 50  # the scan found the call sites
-        assert KINDS <= set(SAMPLES), f"add a sample (and a sentence in render.describe_event) for {KINDS - set(SAMPLES)}"
+        assert KINDS <= set(SAMPLES), f"add a sample (and a sentence in domain/events.py describe_event) for {KINDS - set(SAMPLES)}"
 
     @pytest.mark.parametrize("kind", sorted(SAMPLES))
     def test_each_kind_has_its_own_sentence(self, kind):
-        from sdesk.render import describe_event, event_sentence_fallback
+        from sdesk.domain.events import describe_event, event_sentence_fallback
 
         sentence = describe_event({"kind": kind, "data": SAMPLES[kind]})
         assert sentence != event_sentence_fallback(kind, SAMPLES[kind]), f"{kind} has no sentence of its own"
@@ -400,7 +400,7 @@ class TestEveryEventKindReadsAsASentence:
         assert isinstance(describe_event({"kind": kind, "data": {}}), str)
 
     def test_a_kind_from_a_newer_sdesk_is_words_too(self):
-        from sdesk.render import describe_event
+        from sdesk.domain.events import describe_event
 
         assert describe_event({"kind": "desk_moved", "data": {"config": ["/a", "/b"], "n": {"x": 1}}}) == \
             "desk moved: config: /a, /b; n: (x=1)"

@@ -31,3 +31,77 @@ def test_faces_run_no_sql():
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if re.search(r"\.conn\b|\.execute\(", line)]
     assert offenders == []
+
+
+def _imports(path: Path, module: str, package: str) -> set[str]:
+    """The sdesk modules a file imports at run time (lazy imports inside functions too; what
+    `if TYPE_CHECKING:` imports is an annotation, not a dependency)."""
+    import ast
+
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for other in child.orelse:
+                    visit(other)
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names if a.name.startswith("sdesk"))
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")[:len(package.split(".")) - child.level + 1]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                if target.startswith("sdesk"):
+                    found.add(target)
+                    found.update(f"{target}.{a.name}" for a in child.names)  # `from . import x`: a module x
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def test_the_import_graph_has_no_circle():
+    """Arrows point down: no module of sdesk imports, directly or through others, one that
+    imports it (issue 20; import-linter's layers in CI say which way down is)."""
+    root = Path(__file__).resolve().parents[1]
+    modules = {}
+    for path in sorted((root / "sdesk").rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        modules[name] = (path, name if is_package else name.rsplit(".", 1)[0])
+    assert len(modules) > 50  # the package was found
+    graph = {name: {m for m in _imports(path, name, package) if m in modules and m != name}
+             for name, (path, package) in modules.items()}
+    # Tarjan's strongly connected components: any of more than one module is a circle.
+    index, low, stack, on_stack, circles, counter = {}, {}, [], set(), [], [0]
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            connect(v)
+    assert circles == []

@@ -113,7 +113,8 @@ def log(
     if as_json:
         print_json(events)
         return
-    from ..render import describe_event, local, table
+    from ..domain.events import describe_event
+    from ..render import local, table
 
     table(["event", "at", "actor", "login", "ticket", "what"],
           [[e["id"], local(e["at"]), e["actor"], e["login"] or "", lifecycle.ref(e["ticket_id"]) if e["ticket_id"] else "",

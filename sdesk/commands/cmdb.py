@@ -86,11 +86,11 @@ def add(
 
     Example: sdesk cmdb add orders-api --type service --tier 2 --team payments --alias orders
     """
-    from ..cli import _parse_labels
+    from .common import parse_labels
     from ..domain.cmdb import check_ci
 
     ci = check_ci({"name": name, "type": type_, "tier": tier, "team": team, "environment": environment,
-                   "aliases": alias, "attributes": _parse_labels(attribute)})
+                   "aliases": alias, "attributes": parse_labels(attribute)})
     settings = settings_of(ctx)
     settings.store().cmdb.ci_add(ci, actor=settings.actor)
     note(f"added {ci.name}")

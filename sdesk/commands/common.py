@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from ..desk import Desk
-from ..errors import ExitCode, SdeskError
+from ..domain.lifecycle import WHITESPACE
+from ..errors import BadInput, ExitCode, SdeskError
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -243,3 +245,13 @@ def note(message: str) -> None:
     print(controls(message), file=sys.stderr)
 
 
+def parse_labels(pairs: Iterable[str]) -> dict[str, str]:
+    """--label KEY=VALUE options as a dict (KEY= is an empty value: for update, a removal)."""
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip(WHITESPACE)
+        if not sep or not key:
+            raise BadInput(f"--label {pair!r}: expected KEY=VALUE")
+        labels[key] = value.strip(WHITESPACE)
+    return labels

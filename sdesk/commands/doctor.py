@@ -149,10 +149,9 @@ def _facts(store: Any, since: str) -> tuple[dict[str, Any] | None, str]:
     import sqlite3
 
     from ..store import explain
-    from ..storage.health import facts
 
     try:
-        return facts(store, since=since), ""
+        return store.health.facts(since=since), ""
     except sqlite3.Error as e:
         return None, f"cannot read the desk: {explain(e, store.path)}"
 

@@ -76,7 +76,10 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     a, b = clock.iso(since), clock.iso(until)
     window = until - since
     targets = config.targets
-    want = (lambda name: "all" in sections or name in sections)
+
+    def want(name: str) -> bool:
+        return "all" in sections or name in sections
+
     report: dict[str, Any] = {"window": {"since": a, "until": b, "days": round(window / timedelta(days=1), 2)},
                               "by": by, "targets": targets._asdict()}
     # Weeks are for the trend charts: their means, not percentiles (each is a sort of the window).
@@ -180,7 +183,7 @@ def postmortem(store: Store, ticket_id: int, sla: SlaConfig) -> str:
     """A Markdown draft for an incident's postmortem, from what the desk recorded."""
     from ..domain.lifecycle import ref
     from ..domain.plain import plural
-    from ..render import describe_event, reopened_at
+    from ..domain.events import describe_event, reopened_at
     from ..domain.sla import clocks
 
     t = store.tickets.get_or_raise(ticket_id=ticket_id)

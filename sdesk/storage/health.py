@@ -1,22 +1,27 @@
 """What `sdesk doctor` reads of a desk besides its integrity check (Store.integrity): the
 schema, journal mode and size of the file, when the timed jobs last ran, open urgent tickets,
-users and API tokens. Reads only; a function of the store rather than a method, so the Store
-class stays as it is."""
+users and API tokens. Reads only."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .oncall import COVERED
-
-if TYPE_CHECKING:
-    from ..store import Store
+from .rows import Db
 
 
-def facts(store: Store, *, since: str = "") -> dict[str, Any]:
-    """`since`: an ISO time; P1/P2 pages due from then that did not get through are counted."""
+class HealthStore:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    def facts(self, *, since: str = "") -> dict[str, Any]:
+        """`since`: an ISO time; P1/P2 pages due from then that did not get through are counted."""
+        return _facts(self.db, since)
+
+
+def _facts(store: Db, since: str) -> dict[str, Any]:
     conn = store.conn
     one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
     size = sum(os.path.getsize(p) for p in (store.path, f"{store.path}-wal") if os.path.exists(p))

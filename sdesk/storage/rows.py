@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -24,6 +25,9 @@ class Db(Protocol):
 
     conn: sqlite3.Connection
     default_role: str
+    path: Path
+
+    def desk_state(self) -> dict[str, tuple[str, str]]: ...
 
     def write(self, actor: str, need: str = "agent", what: str = "changing the desk", claim: bool = True,
               damaged_ok: bool = False) -> AbstractContextManager[Tx]: ...
