@@ -479,6 +479,7 @@ steps:
     assert len(desk.json("list", "--all")) == 4  # the loop made 4 tickets, then stopped
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_step_is_interrupted_and_its_lock_released(desk, db_path):
     desk.runbook("hang", """
 steps:
@@ -492,8 +493,10 @@ steps:
     _wait_for_step(db_path, "running")
     proc.kill()
     proc.wait()
-    [run] = runs(desk)  # the next command finds the dead run, and stops the command it left
+    [run] = runs(desk)  # a read shows the dead run as ended (and records nothing: tests/test_reads_never_write.py)
     assert run["status"] == "interrupted" and f"pid {proc.pid}" in run["reason"]
+    desk("tick")  # records it, and stops the command it left
+    assert [(r["status"], r["reason"]) for r in runs(desk)] == [(run["status"], run["reason"])]
     [step] = desk.json("runbook", "log", str(run["id"]))["steps"]
     assert step["status"] == "interrupted" and _gone(step["pid"])
     # The CI's lock went with it: a new run there starts (and SIGTERM ends it, recorded).
