@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from conftest import examples
 
 from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
 from sdesk.runbooks import parse, resolve_params
@@ -288,7 +289,7 @@ def test_a_malformed_runbook_is_one_error_with_its_line(text, message):
         parse(text, "rb.yaml", "rb")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
                         st.sampled_from(["name", "steps", "run", "check", "params", "default", "type", "shell",
@@ -604,7 +605,7 @@ class RunLifecycle(RuleBasedStateMachine):
 
 
 TestRunLifecycle = RunLifecycle.TestCase
-TestRunLifecycle.settings = settings(max_examples=25, stateful_step_count=12, deadline=None)
+TestRunLifecycle.settings = settings(max_examples=examples(25), stateful_step_count=12, deadline=None)
 
 
 def test_a_rejected_queued_run_never_runs(desk, monkeypatch):
