@@ -11,7 +11,23 @@ from sdesk.cli import app
 # its examples was slow (a time limit measures the machine, not sdesk). Tests that set their own
 # `suppress_health_check` list too_slow as well.
 settings.register_profile("sdesk", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The quick run (`-m "not slow"`, README) draws a fifth of the examples: the property tests stay
+# in it, cheap enough to run while working; the full run (CI) draws them all.
+settings.register_profile("quick", settings.get_profile("sdesk"), max_examples=20)
 settings.load_profile("sdesk")
+QUICK = False
+
+
+def pytest_configure(config):
+    global QUICK
+    QUICK = "not slow" in (config.option.markexpr or "")
+    settings.load_profile("quick" if QUICK else "sdesk")
+
+
+def examples(n: int) -> int:
+    """`max_examples` for a property test that sets its own: all n in the full run, a fifth
+    (at least 5) in the quick run. Runs at import, after pytest_configure."""
+    return min(n, max(5, n // 5)) if QUICK else n
 
 
 @pytest.fixture(autouse=True)

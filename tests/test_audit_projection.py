@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.errors import ExitCode
 from sdesk.store import Store
@@ -300,7 +301,7 @@ def mixed_desk(tmp_path_factory):
     return root / "desk.db"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_edit_of_any_ticket_column_is_detected(mixed_desk, data):
     from sdesk.domain.projection import TICKET_COLUMNS
@@ -369,7 +370,7 @@ OPS = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(ops=st.lists(OPS, min_size=1, max_size=25))
 def test_any_sequence_of_writes_verifies_clean(tmp_path_factory, ops):
     """The class of the defect: a write whose events do not say what it set. Random sequences of

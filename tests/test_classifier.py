@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.domain import classifier
 from sdesk.errors import BadInput, ExitCode
@@ -93,7 +94,7 @@ def test_tokenizer_is_sklearns_analyzer_words_and_pairs(text):
         assert classifier.tokenize(text) == _sklearn_analyzer(n_docs)(text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200)
        | st.lists(st.sampled_from(["disk", "Full", "DB-3", "é", " ", "\n", "_", "42", "x", "ΣΑ", "'", "-"]))
        .map("".join))
@@ -203,7 +204,7 @@ def test_evaluate_on_a_hand_made_example():
 
 
 @pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from("abcde")), min_size=1, max_size=60))
 def test_evaluate_agrees_with_sklearn_metrics(pairs):
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -219,7 +220,7 @@ def test_evaluate_agrees_with_sklearn_metrics(pairs):
     assert r["confusion"] == confusion_matrix(true, predicted, labels=r["classes"]).tolist()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.sampled_from("abcde"), max_size=200), st.floats(0.05, 0.95), st.integers(0, 5))
 def test_split_is_stratified_seeded_and_complete(labels, share, seed):
     train, test = classifier.split(labels, share, seed)
@@ -270,7 +271,7 @@ def _zip(path: Path, files: dict[str, str]) -> Path:
 cell = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.tuples(cell, cell, cell), max_size=20), st.booleans())
 def test_read_labelled_round_trips_any_csv(tmp_path_factory, rows, bom):
     path = write_csv(tmp_path_factory.mktemp("csv") / "t.csv", [["t1", "t2", "label"], *map(list, rows)], bom=bom)
@@ -365,7 +366,7 @@ def test_eval_json_on_the_corpus_sample(cli, db_path):
 @needs_corpus
 def test_slow_full_corpus_reaches_macro_f1_086(cli):
     """The issue's bar, on all 47,837 tickets (80/20, seed 1). Slow: about 20-40 s.
-    Deselect with -k 'not slow'."""
+    Deselect with -m 'not slow'."""
     r = cli.json("triage", "eval", "--from-csv", str(FULL), "--text", "Document", "--label", "Topic_group")
     assert (r["train"], r["test"]) == (38270, 9567)
     assert r["macro_f1"] >= 0.86

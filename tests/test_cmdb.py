@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.domain.cmdb import Reached, match_keys, walk
 from sdesk.errors import ExitCode
@@ -125,7 +126,7 @@ def test_cycles_terminate(cli):
     assert sorted(r["name"] for r in cli.json("cmdb", "impact", "a")["reached"]) == ["b", "c"]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=30))
 def test_walk_reaches_exactly_what_is_reachable_at_shortest_depth(edges):
     graph: dict[str, list[tuple[str, str]]] = {}

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 WORKER = """
 import sys
 from sdesk.cli import app
@@ -20,6 +22,7 @@ for i in range(200):
 """
 
 
+@pytest.mark.slow
 def test_four_writers_lose_nothing_and_keep_the_chain(db_path):
     """Each iteration is a whole `sdesk new` (parse, open the store, migrate if needed, one
     transaction), run in-process so that 800 invocations fit in a test; the processes are real."""

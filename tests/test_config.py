@@ -5,6 +5,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.errors import ExitCode
 
@@ -149,7 +150,7 @@ def test_a_correlation_window_too_long_is_refused_when_the_file_is_read(cli, con
     cli.new("y")
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(setting=st.sampled_from(NUMERIC_SETTINGS), value=NUMBERS)
 def test_every_numeric_setting_is_accepted_or_one_bad_input_line(cli, config, setting, value):
     name, template, commands = setting

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.errors import ExitCode
 from sdesk.intake.mail import html_to_text, parse_mail, parse_message, split_mbox
@@ -148,14 +149,14 @@ def test_html_to_text():
                         "<script>x()</script>line<br>two</body></html>") == "Hello world\nline\ntwo"
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(st.binary(max_size=600))
 def test_arbitrary_bytes_never_crash_the_mail_parser(data):
     for record in parse_mail(data):
         assert (record.signal is None) != (record.error is None)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.data())
 def test_mutated_real_mail_never_crashes(data):
     if not CORPUS.is_dir():
@@ -237,7 +238,7 @@ def test_the_requester_and_known_users_comment_as_themselves(cli, tmp_path, monk
     assert cli("audit", "verify").exit_code == 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sender=st.emails(), tagged=st.booleans())
 def test_no_one_but_the_requester_or_a_user_ever_comments(cli, tmp_path, sender, tagged):
     """Whatever the address (and however it is cased), a reply from outside never reaches the ticket."""
@@ -311,7 +312,7 @@ _NAME_PARTS = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(name=st.lists(_NAME_PARTS, max_size=6).map("".join), tagged=st.booleans())
 def test_no_display_name_in_front_of_a_strangers_address_comments_on_a_ticket(tmp_path_factory, name, tagged):
     """Whatever stands before `<evil@x.y>` (addresses, encoded-words, quotes, commas, folding),
@@ -369,7 +370,7 @@ def test_reading_the_whole_corpus_again_opens_no_ticket(cli, db_path, corpus):
 _HEADER_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(subject=_HEADER_TEXT, body=st.text(max_size=300), sender=st.emails(), crlf=st.booleans(),
        date=st.none() | st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S +0000")))
 def test_any_message_without_a_message_id_read_twice_makes_one_ticket(cli, subject, body, sender, crlf, date):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import examples
 from typer.testing import CliRunner
 
 from sdesk.storage import migrations
@@ -200,7 +201,7 @@ def test_init_on_a_nearly_full_disk_leaves_no_file_or_a_whole_desk(size):
             assert sdesk(db, "list", "--all").returncode == 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(room=st.integers(0, 40), batches=st.lists(st.integers(1, 300), min_size=1, max_size=6))
 def test_running_out_of_room_anywhere_in_a_write_keeps_the_desk_whole(tmp_path, room, batches):
     """The class in-process: SQLITE_FULL at any page of any transaction (max_page_count is
@@ -422,7 +423,7 @@ def test_a_file_that_is_not_an_sdesk_database_is_refused_and_left_alone(tmp_path
     _check_refused(tmp_path, path, f"{path} is not an sdesk database")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(data=st.binary(max_size=3000), sqlite_header=st.booleans())
 def test_any_bytes_that_are_not_an_sdesk_database_are_refused_and_left_alone(data, sqlite_header):
     folder = Path(tempfile.mkdtemp())
@@ -474,8 +475,8 @@ def test_a_desk_made_before_the_application_id_opens_and_is_stamped(cli, db_path
 
 
 def test_a_damaged_database_refuses_writes_in_one_line(cli, db_path):
-    for i in range(200):
-        cli.new(f"ticket {i} " + "x" * 200)
+    cli("new", "--format", "jsonl", "-", input="".join(json.dumps({"title": f"ticket {i} " + "x" * 200}) + "\n"
+                                                       for i in range(200)))
     cli("user", "add", "alice", "--role", "admin")
     conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -556,8 +557,9 @@ def _corrupt_a_middle_leaf_of_tickets(db_path: Path) -> None:
 
 
 def test_doctor_finds_damage_no_command_met_and_writes_are_refused_until_a_restore(cli, db_path, tmp_path):
-    for i in range(300):
-        cli.new(f"ticket {i} " + "x" * 300)
+    # 300 tickets in one intake (not 300 commands): enough pages that a middle leaf is damaged
+    cli("new", "--format", "jsonl", "-", input="".join(json.dumps({"title": f"ticket {i} " + "x" * 300}) + "\n"
+                                                       for i in range(300)))
     assert cli("doctor").stdout.startswith("ok: ")
     cli("backup", str(tmp_path / "good.db"))
     _corrupt_a_middle_leaf_of_tickets(db_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.errors import BadInput, ExitCode
 from sdesk.intake.formats import SEVERITY, alertmanager_fingerprint, parse_document, parse_jsonl
@@ -213,7 +214,7 @@ def _holds_no_text(value) -> bool:
     return isinstance(value, list) and any(_holds_no_text(v) for v in value)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(items=st.lists(st.tuples(st.sampled_from(["good", "junk", "nul", "surrogate"]), JUNK), min_size=1, max_size=8),
        fmt=st.sampled_from(["auto", "alertmanager"]))
 @example(items=[("junk", {"\x00": 0})], fmt="auto")  # found on a CI run: a NUL in a junk item's key
@@ -378,7 +379,7 @@ def test_arbitrary_json_never_crashes_a_parser(value):
             assert (r.signal is None) != (r.error is None)
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(st.data())
 def test_mutated_real_payloads_never_crash(data):
     if not CORPUS.is_dir():

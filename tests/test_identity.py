@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.storage import migrations
 from sdesk.errors import ExitCode, PermissionDenied
@@ -183,7 +184,7 @@ def test_serve_acting_as_a_claimed_user_is_checked(bobs_shell, db_path):
     assert r.exit_code == ExitCode.PERMISSION and "acting as dave" in r.stderr
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(my_role=st.sampled_from([*ROLES, None]), claim=st.sampled_from(["me", "ann", "zed", "nobody"]),
        ann_role=st.sampled_from(ROLES))
 def test_a_claim_is_allowed_exactly_when_it_is_you_or_you_are_an_admin(my_role, claim, ann_role):
@@ -206,7 +207,7 @@ def test_a_claim_is_allowed_exactly_when_it_is_you_or_you_are_an_admin(my_role, 
             assert "--as" not in str(e) and "SDESK_USER" not in str(e)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(name=st.text(max_size=20), role=st.sampled_from(ROLES), need=st.sampled_from(ROLES),
        what=st.text(max_size=20), queue=st.one_of(st.none(), st.text(max_size=8)),
        me=st.one_of(st.none(), st.tuples(st.text(max_size=8), st.sampled_from(ROLES))))

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from conftest import examples
 
 from sdesk.domain import lifecycle
 from sdesk.errors import BadInput, Conflict, ExitCode, InvalidTransition, NotFound
@@ -190,7 +191,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 
 TestLifecycle = LifecycleMachine.TestCase
-TestLifecycle.settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
+TestLifecycle.settings = settings(max_examples=examples(40), stateful_step_count=25, deadline=None,
                                   suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -249,7 +250,7 @@ HOSTILE_NAMES = st.one_of(
     st.text(" \t\u200b\u3164\ufeff", min_size=1, max_size=5))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @pytest.mark.parametrize("desk", ["empty", "users"])
 @pytest.mark.parametrize("force", [False, True])
 @hypothesis.given(name=HOSTILE_NAMES)

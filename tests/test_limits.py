@@ -11,6 +11,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.domain import patterns
 from sdesk.errors import BadInput, ExitCode
@@ -91,7 +92,7 @@ def test_a_stored_silence_re2_cannot_compile_silences_nothing():
 _REGEX_TEXT = st.text(alphabet=st.sampled_from(list("ab.*+?|()[]{}^$\\-,0123456789dwsSPbB<>=!:&~é\x00")), max_size=24)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(_REGEX_TEXT, st.text(max_size=40))
 def test_any_pattern_the_desk_accepts_compiles_with_re2(pattern, value):
     """Whatever a silence, a triage rule or a runbook parameter accepts is an RE2 program, and
@@ -174,7 +175,7 @@ def _values(data) -> int:
     return 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), min_size=1, max_size=10))
 def test_any_aliased_yaml_is_read_bounded_or_refused(levels):
     """Random anchor graphs (each level aliases earlier ones): what parses holds at most twice
@@ -355,7 +356,7 @@ ID_COMMANDS = [
 ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
 @given(st.sampled_from(ID_COMMANDS),
        st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(2**64, 10**40), st.integers(-(10**30), 0)))
 def test_a_number_beyond_sqlite_is_bad_input_or_not_found(cli, command, n):
@@ -434,7 +435,7 @@ def test_a_comment_of_only_a_byte_order_mark_is_empty(cli):
     assert [e["kind"] for e in cli.json("show", "1")["events"]].count("commented") == 0
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
 @given(st.sampled_from(EMPTY_REFUSED), INVISIBLE)
 def test_text_that_shows_nothing_is_refused_as_empty(cli, command, text):
     if cli("list", "--all", "--limit", "1", "--json", ok=False).stdout.strip() in ("", "[]"):
@@ -538,7 +539,7 @@ def test_kb_import_of_a_folder_named_through_a_link_reads_it(cli, tmp_path):
 _MAILS = itertools.count()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[__import__("hypothesis").HealthCheck.function_scoped_fixture, __import__("hypothesis").HealthCheck.too_slow])
 @given(st.one_of(st.integers(2**63 - 2, 2**64 + 2), st.integers(10**19, 10**60)))
 def test_an_email_tagged_with_a_huge_ticket_number_is_a_new_ticket(cli, n):
     """Any sender can write `Re: [SD-99999999999999999999]`: it was an OverflowError that stopped intake."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.errors import SdeskError
 from sdesk.intake.ingest import READ_SIZE, jsonl_chunks
@@ -226,7 +227,7 @@ _LINES = [json.dumps({"alerts": [{"labels": {"alertname": "A", "n": str(i)}}, {"
     ["", "   ", '{"alerts": [ nope', "[1, 2]", json.dumps({"alerts": [{"labels": {"pad": "é" * 40}}]}), "\u00e9x"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(lines=st.lists(st.sampled_from(_LINES), max_size=30), end=st.sampled_from(["", "\n", "\r\n"]),
        sizes=st.lists(st.integers(1, 200), min_size=1, max_size=20), helpers=st.integers(1, 4),
        already=st.integers(0, 2))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.domain.redact import _PATTERNS, _scan, might_hold_secrets, redact, redact_strings
 from secrets_labelled import ORDINARY, PHRASINGS, _b64url, _luhn, corpus_texts, leaked
@@ -173,7 +174,7 @@ _FRAGMENTS = ["redis://admin:pw12@", "AccountKey=abcd1234", "password=hunter22",
               ".webhook.office.com/webhookb2/", "AKIAABCDEFGHIJKLMNOP,", "j" * 40]
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.sampled_from(_FRAGMENTS), st.text(max_size=4)),
                min_size=2, max_size=8).map("".join))
 def test_the_prefilter_never_hides_a_secret(text):
@@ -210,7 +211,7 @@ _WORDS = ["the", "deploy", "failed", "on", "db-orders-2", "please", "rotate", "s
           "FYI", "config", "dump", "from", "staging", "\n", "https://grafana.example.com/d/x?orgId=1", "42", "ok."]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.sampled_from(list(PHRASINGS)), st.integers(0, 10**6), st.lists(st.sampled_from(_WORDS), max_size=8),
        st.lists(st.sampled_from(_WORDS), max_size=8), st.sampled_from([" ", "\n", "\t", ": ", " -- "]))
 def test_a_secret_is_caught_whatever_ordinary_text_surrounds_it(kind, seed, before, after, gap):
@@ -219,7 +220,7 @@ def test_a_secret_is_caught_whatever_ordinary_text_surrounds_it(kind, seed, befo
     assert not leaked(value, clean), clean
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=6)), min_size=1, max_size=8),
        st.sampled_from([" ", "\n", "_", ", "]))
 def test_redacting_twice_changes_nothing(parts, sep):

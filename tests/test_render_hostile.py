@@ -176,6 +176,7 @@ def test_the_tui_starts_for_an_actor_with_markup_and_shows_a_markup_actor(db_pat
 
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from conftest import examples
 
 PIECES = ["[", "]", "[/x]", "[/]", "[bold]", "[red]", "[link=https://evil.example]", "[@click=app.quit]",
           "[@click=screen.dismiss]", ":fire:", "\\", "\\[", "*", "`", "#", "|", "%s", "=", "@", "-",
@@ -316,7 +317,7 @@ SEEN = ["Q[/x]" + HOSTILE + "\n\t[@click=app.quit]:fire:Z",  # each reproduction
         "Q\\[Z"]  # rich's markup escape keeps this, then its parser drops the backslash: found by this test
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(s=hostile)
 @example(s=SEEN[0])
 @example(s=SEEN[1])
@@ -378,7 +379,7 @@ def tui_failures(db_path, config, actor, s):
 
 
 @pytest.mark.slow
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(s=hostile)
 @example(s=SEEN[0])
 def test_every_tui_screen_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch, s):

@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.errors import ExitCode
 from sdesk.domain.roles import RANK, ROLES, Access
@@ -194,7 +195,7 @@ def test_approving_needs_an_approver_other_than_the_requester(desk, db_path, tmp
     assert desk.json("runbook", "runs", "--ticket", str(ticket))[0]["status"] == "succeeded"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(role=st.sampled_from(ROLES), queues=st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(ROLES)),
        need=st.sampled_from(ROLES), queue=st.sampled_from([None, "a", "b", "c"]))
 def test_a_role_allows_exactly_what_its_rank_reaches(role, queues, need, queue):
@@ -203,7 +204,7 @@ def test_a_role_allows_exactly_what_its_rank_reaches(role, queues, need, queue):
     assert access.allows(need, queue) == (RANK[effective] >= RANK[need])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(desk_role=st.sampled_from(ROLES), queue_roles=st.dictionaries(st.sampled_from(["dba", "net"]), st.sampled_from(ROLES)),
        queue=st.sampled_from(["dba", "net", "desk", None]), duplicate_of=st.sampled_from([None, "dba", "net", "desk"]))
 def test_opening_a_ticket_needs_the_agent_role_on_its_queue(tmp_path_factory, desk_role, queue_roles, queue, duplicate_of):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import examples
 
 from sdesk.errors import BadInput, ExitCode
 from sdesk.domain.runbook_argv import DATA_PROGRAMS, known, program_name
@@ -353,7 +354,7 @@ def hostile(folder: Path, template: str) -> tuple[str, Path]:
     return template.replace("@M@", str(marker)).replace("@S@", str(script)), marker
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(commands())
 def test_no_command_validate_accepts_runs_anything_from_a_title(shape):
     """Random commands of interpreters, wrappers, flags and placeholders, with hostile titles:
@@ -396,7 +397,7 @@ def unknown_commands(draw) -> tuple[list[str], str]:
     return argv + rest, title
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(unknown_commands())
 def test_no_unknown_program_validate_accepts_runs_a_title(shape):
     """Whatever program sdesk does not know takes no parameter: validate refuses it, and a
@@ -439,7 +440,7 @@ _TOKENS = ["sh", "bash", "python3", "perl", "node", "awk", "sed", "env", "sudo",
            "--rcfile", "--to-command", "-oProxyCommand=x", "-W", "--require", "-lne"]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=12))
 def test_reading_any_command_never_fails_and_never_allows_the_program_position(argv):
     from sdesk.domain.runbook_argv import verdicts

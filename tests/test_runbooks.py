@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from conftest import examples
 
 from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
 from sdesk.domain.runbooks import parse, resolve_params
@@ -289,7 +290,7 @@ def test_a_malformed_runbook_is_one_error_with_its_line(text, message):
         parse(text, "rb.yaml", "rb")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
                         st.sampled_from(["name", "steps", "run", "check", "params", "default", "type", "shell",
@@ -480,6 +481,7 @@ steps:
     assert len(desk.json("list", "--all")) == 4  # the loop made 4 tickets, then stopped
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_step_is_interrupted_and_its_lock_released(desk, db_path):
     desk.runbook("hang", """
 steps:
@@ -493,8 +495,10 @@ steps:
     _wait_for_step(db_path, "running")
     proc.kill()
     proc.wait()
-    [run] = runs(desk)  # the next command finds the dead run, and stops the command it left
+    [run] = runs(desk)  # a read shows the dead run as ended (and records nothing: tests/test_reads_never_write.py)
     assert run["status"] == "interrupted" and f"pid {proc.pid}" in run["reason"]
+    desk("tick")  # records it, and stops the command it left
+    assert [(r["status"], r["reason"]) for r in runs(desk)] == [(run["status"], run["reason"])]
     [step] = desk.json("runbook", "log", str(run["id"]))["steps"]
     assert step["status"] == "interrupted" and _gone(step["pid"])
     # The CI's lock went with it: a new run there starts (and SIGTERM ends it, recorded).
@@ -615,7 +619,7 @@ class RunLifecycle(RuleBasedStateMachine):
 
 
 TestRunLifecycle = RunLifecycle.TestCase
-TestRunLifecycle.settings = settings(max_examples=25, stateful_step_count=12, deadline=None)
+TestRunLifecycle.settings = settings(max_examples=examples(25), stateful_step_count=12, deadline=None)
 
 
 def test_a_rejected_queued_run_never_runs(desk, monkeypatch):

@@ -13,11 +13,22 @@ from sdesk.errors import ExitCode
 from sdesk.storage.audit import ranges
 
 
+@pytest.fixture(scope="module")
+def demo_desk(tmp_path_factory):
+    """The demo's desk: every kind of row (alerts, mail, KB revisions, CMDB, runs, pages). Made
+    once: the demo takes seconds, and a copy of it is the same desk."""
+    where = tmp_path_factory.mktemp("demo")
+    db = where / "demo.db"
+    subprocess.run([sys.executable, "-m", "sdesk", "demo", "--db", str(db)], check=True, capture_output=True, cwd=where)
+    return db
+
+
 @pytest.fixture
-def demo_db(tmp_path):
-    """The demo's desk: every kind of row (alerts, mail, KB revisions, CMDB, runs, pages)."""
+def demo_db(demo_desk, tmp_path):
+    """A copy of the demo's desk for one test (SQLite's backup: whole, WAL and all)."""
     db = tmp_path / "demo.db"
-    subprocess.run([sys.executable, "-m", "sdesk", "demo", "--db", str(db)], check=True, capture_output=True)
+    with sqlite3.connect(demo_desk) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
     return db
 
 

@@ -22,43 +22,19 @@ def _folder(ctx: typer.Context):
     return settings_of(ctx).runbooks_folder()
 
 
-def _summary(rb: Any, disabled: dict) -> dict[str, Any]:
-    from ..domain.runbooks import window_text
-
-    return {"name": rb.name, "description": rb.description, "file": rb.path, "applies_to": rb.applies_to,
-            "safe_for_automation": rb.automatic, "throttle": {"runs": rb.throttle[0], "per": window_text(rb.throttle[1])},
-            "params": {p.name: {"type": p.type, "from": p.source, "default": p.default, "required": p.required,
-                                "pattern": p.pattern.pattern if p.pattern else None, "description": p.description}
-                       for p in rb.params.values()},
-            "secrets": {name: {kind: ref} for name, (kind, ref) in rb.secrets.items()},
-            "steps": [_step(s) for s in rb.steps], "on_failure": [_step(s) for s in rb.on_failure],
-            "disabled": bool(disabled.get(rb.name) or disabled.get("*"))}
-
-
-def _step(s: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": s.id, "kind": s.kind}
-    if s.kind in ("run", "check"):
-        out |= {"argv": list(s.argv) if s.argv else None, "shell": s.shell,
-                "dry_run": (list(s.dry_run[0]) if s.dry_run[0] else s.dry_run[1]) if s.dry_run else None,
-                "timeout": s.timeout, "retries": s.retries, "exit_codes": sorted(s.exit_codes)}
-    else:
-        out["text"] = s.text
-    return out
-
-
 @app.command("list")
 def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The runbooks in the desk config (runbooks/*.yaml), and which are safe for automation or disabled.
 
     Example: sdesk --config examples/desk runbook list
     """
-    from ..domain.runbooks import load_folder
+    from ..domain.runbooks import load_folder, summary
 
     runbooks, errors = load_folder(_folder(ctx))
     for error in errors:
         note(f"error: {error}")
     disabled = settings_of(ctx).store().runbooks.runbook_switches()
-    found = [_summary(rb, disabled) for rb in runbooks.values()]
+    found = [summary(rb, disabled) for rb in runbooks.values()]
     if as_json:
         print_json(found)
     else:
@@ -82,15 +58,15 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The runbo
 
     Example: sdesk --config examples/desk runbook show clean-tmp
     """
-    from ..domain.runbooks import find
+    from ..domain.runbooks import find, summary
 
-    summary = _summary(find(_folder(ctx), name), settings_of(ctx).store().runbooks.runbook_switches())
+    found = summary(find(_folder(ctx), name), settings_of(ctx).store().runbooks.runbook_switches())
     if as_json:
-        print_json(summary)
+        print_json(found)
         return
     from ..render import console, print_runbook
 
-    print_runbook(console(), summary)
+    print_runbook(console(), found)
 
 
 @app.command("validate")
@@ -272,10 +248,7 @@ def runs(
     """
     from ..domain.lifecycle import parse_id, ref
 
-    settings = settings_of(ctx)
-    store = settings.store()
-    store.runbooks.reap_runs(actor=settings.actor)
-    found = store.runbooks.runs(ticket_id=parse_id(ticket) if ticket else None, limit=limit)
+    found = settings_of(ctx).store().runbooks.runs(ticket_id=parse_id(ticket) if ticket else None, limit=limit)
     if as_json:
         print_json(found)
         return
@@ -295,10 +268,7 @@ def log(ctx: typer.Context, run_id: RunArg, as_json: Annotated[bool, typer.Optio
 
     Example: sdesk runbook log 7
     """
-    settings = settings_of(ctx)
-    store = settings.store()
-    store.runbooks.reap_runs(actor=settings.actor)
-    run = store.runbooks.run_get(run_id)
+    run = settings_of(ctx).store().runbooks.run_get(run_id)
     if as_json:
         print_json(run)
         return

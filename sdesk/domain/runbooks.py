@@ -484,6 +484,30 @@ def window_text(window: timedelta) -> str:
 # -- validation ------------------------------------------------------------------------------------
 
 
+def summary(rb: Runbook, disabled: Mapping[str, Any]) -> dict[str, Any]:
+    """A runbook as `runbook list --json` and `runbook show --json` print it (the contract the
+    faces render); `disabled` is the kill switch's rows by runbook name, '*' for all."""
+    return {"name": rb.name, "description": rb.description, "file": rb.path, "applies_to": rb.applies_to,
+            "safe_for_automation": rb.automatic, "throttle": {"runs": rb.throttle[0], "per": window_text(rb.throttle[1])},
+            "params": {p.name: {"type": p.type, "from": p.source, "default": p.default, "required": p.required,
+                                "pattern": p.pattern.pattern if p.pattern else None, "description": p.description}
+                       for p in rb.params.values()},
+            "secrets": {name: {kind: ref} for name, (kind, ref) in rb.secrets.items()},
+            "steps": [_step_summary(s) for s in rb.steps], "on_failure": [_step_summary(s) for s in rb.on_failure],
+            "disabled": bool(disabled.get(rb.name) or disabled.get("*"))}
+
+
+def _step_summary(s: Step) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": s.id, "kind": s.kind}
+    if s.kind in ("run", "check"):
+        out |= {"argv": list(s.argv) if s.argv else None, "shell": s.shell,
+                "dry_run": (list(s.dry_run[0]) if s.dry_run[0] else s.dry_run[1]) if s.dry_run else None,
+                "timeout": s.timeout, "retries": s.retries, "exit_codes": sorted(s.exit_codes)}
+    else:
+        out["text"] = s.text
+    return out
+
+
 def missing_commands(runbook: Runbook) -> list[str]:
     """The commands of its steps (and their dry-run and rollback variants) not found on PATH."""
     missing = []

@@ -111,6 +111,21 @@ def _dead_runs(conn: Any) -> list[Any]:
             and not _alive(row["pid"], row["proc_start"])]
 
 
+def _died(run: Any) -> str:
+    return f"its process (pid {run['pid']}) ended mid-run: killed or crashed"
+
+
+def _as_recorded(run: dict[str, Any], dead: set[int]) -> dict[str, Any]:
+    """A run as it reads once its death is recorded (by `tick` or the next run, which also stop
+    the command it left): a read shows a dead run as interrupted, and writes nothing."""
+    if run["id"] in dead:
+        run |= {"status": "interrupted", "reason": _died(run), "pid": None}
+        for step in run.get("steps", ()):
+            if step["status"] == "running":
+                step["status"] = "interrupted"
+    return run
+
+
 def _run(row: Any) -> dict[str, Any]:
     run = dict(row)
     run["plan"] = orjson.loads(run["plan"]) if run["plan"] else None
@@ -345,10 +360,10 @@ class RunbookStore:
 
     def reap_runs(self, *, actor: str) -> int:
         """End the runs whose process died (killed, crashed): they are interrupted, and their
-        locks released. Returns how many."""
-        if not _dead_runs(self.db.conn):  # a read first: read commands reap too, and seldom find any
+        locks released. Returns how many. `tick` calls it; reads only show such runs as ended."""
+        if not _dead_runs(self.db.conn):  # a read first: tick runs every minute, and seldom finds any
             return 0
-        # Recording that a dead process is dead is housekeeping: a viewer's read may do it.
+        # Recording that a dead process is dead is housekeeping: any role's tick may do it.
         with self.db.write(actor, "viewer") as tx:
             return self._reap(tx)
 
@@ -360,7 +375,7 @@ class RunbookStore:
                 _stop_group(pid, start)  # its command outlived it: stop it before the lock goes
             tx.conn.execute("UPDATE runbook_steps SET status = 'interrupted', ended_at = ? WHERE run_id = ? "
                             "AND status = 'running'", (tx.at, run["id"]))
-            self._end(tx, run, "interrupted", f"its process (pid {run['pid']}) ended mid-run: killed or crashed")
+            self._end(tx, run, "interrupted", _died(run))
         return len(dead)
 
     # -- queued runs (automation from triage) ------------------------------------------------------------
@@ -406,14 +421,15 @@ class RunbookStore:
         run["steps"] = [dict(r) for r in self.db.conn.execute(
             "SELECT seq, step_id, kind, phase, status, command, exit_code, attempts, started_at, ended_at, "
             "duration_ms, output, actor, pid FROM runbook_steps WHERE run_id = ? ORDER BY seq", (run_id,))]
-        return run
+        return _as_recorded(run, {r["id"] for r in _dead_runs(self.db.conn)} if run["status"] == "running" else set())
 
     def runs(self, *, ticket_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM runbook_runs", []
         if ticket_id is not None:
             sql, args = sql + " WHERE ticket_id = ?", [ticket_id]
-        rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
-        return [{k: v for k, v in _run(r).items() if k != "plan"} for r in rows]
+        rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        dead = {r["id"] for r in _dead_runs(self.db.conn)} if any(r["status"] == "running" for r in rows) else set()
+        return [_as_recorded({k: v for k, v in _run(r).items() if k != "plan"}, dead) for r in rows]
 
     # -- the kill switch -------------------------------------------------------------------------------
 
