@@ -1,6 +1,9 @@
 """The desk config (intake.yaml) changes intake as documented; a bad file is one clear line."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -166,3 +169,48 @@ def test_every_numeric_setting_is_accepted_or_one_bad_input_line(cli, config, se
         assert result.exit_code in (0, ExitCode.BAD_INPUT), (name, value, command, result.exit_code, result.stderr)
         if result.exit_code:
             assert result.stderr.startswith(f"error: {config / name}:") and result.stderr.count("\n") == 1, result.stderr
+
+
+# -- issue 20: every desk file is validated one way (its pydantic model in config.py) ------------
+
+DESK_FILE_ERRORS = [
+    # (file, text, what it is read by, the error's file line, setting and message)
+    ("roles.yaml", "# who is not a user\ndefault_role: boss\n", ("list",),
+     "roles.yaml:2: default_role: unknown role 'boss': expected one of viewer, agent, approver, admin"),
+    ("roles.yaml", "default_role: viewer\ndefualt_role: agent\n", ("list",), "roles.yaml:2: defualt_role: unknown setting"),
+    ("roles.yaml", "- viewer\n", ("list",), "roles.yaml:1: file: expected a mapping of settings"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "command", "message"), DESK_FILE_ERRORS,
+                         ids=[f"{case[0]}-{i}" for i, case in enumerate(DESK_FILE_ERRORS)])
+def test_a_bad_desk_file_is_one_line_naming_file_line_and_setting(cli, config, name, text, command, message):
+    (config / name).write_text(text)
+    result = cli(*command, ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.stderr.startswith(f"error: {config / message}") and result.stderr.count("\n") == 1
+
+
+HOT_FILES = {"roles.yaml": "default_role: agent\n"}
+
+
+def test_new_with_desk_files_skips_pydantic_once_they_were_validated(tmp_path, config):
+    """`sdesk new` reads the desk files that shape a ticket; pydantic (1.3 F of new's 1.5 F) is
+    imported to validate a file the first time its text is seen, not on each new."""
+    for name, text in HOT_FILES.items():
+        (config / name).write_text(text)
+    code = ("import sys; from sdesk.cli import app\n"
+            "try: app(['new', 'x'])\n"
+            "except SystemExit as e: print(e.code, file=sys.stderr)\n"
+            "print('pydantic' in sys.modules, file=sys.stderr)\n")
+    env = {**os.environ, "SDESK_DB": str(tmp_path / "desk.db"), "SDESK_CONFIG": str(config)}
+
+    def run():
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return proc.stderr.strip().splitlines()
+
+    assert run()[-2:] == ["0", "True"]  # validated, and remembered
+    assert run()[-2:] == ["0", "False"]
+    (config / "roles.yaml").write_text("default_role: boss\n")  # changed: validated again
+    lines = run()
+    assert lines[-2:] == ["2", "True"] and "roles.yaml:1: default_role: unknown role 'boss'" in lines[0]

@@ -376,16 +376,11 @@ class Settings:
             return "viewer"  # what roles.yaml said is not known: the least a role allows, for a read
         if path is None or not path.is_file():
             return DEFAULT_ROLE
-        from .. import yamlfile
+        from .. import validated
 
         try:
-            data, _ = yamlfile.parse(read_text(path), str(path))
-            if not isinstance(data, dict) or set(data) - {"default_role"}:
-                raise BadInput(f"{path}: expected only `default_role: viewer|agent|approver|admin`")
-            try:
-                return check_role(str(data.get("default_role", DEFAULT_ROLE)))
-            except BadInput as e:
-                raise BadInput(f"{path}: default_role: {e}") from None
+            return validated.read(path, "roles", lambda data: check_role((data or {}).get("default_role", DEFAULT_ROLE)),
+                                  text=read_text(path))
         except SdeskError as e:
             if self.roles_fallback is None:
                 raise
