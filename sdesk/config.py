@@ -7,15 +7,17 @@ A missing folder or file means the defaults: a fresh desk just works.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import files, yamlfile
 from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
 from .lifecycle import MAX_SETTING_DAYS, Priority
+from .metrics import MAX_RATE, share
 from .roles import DEFAULT_ROLE, check_role
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,6 +49,51 @@ def domain(check: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         return check(value, *args, **kwargs)
     except BadInput as e:
         raise ValueError(str(e)) from None
+
+
+def _fail(message: str) -> ValueError:
+    """The `fail` a domain check takes, for a validator: its message without the setting's name
+    (the error line names the setting)."""
+    return ValueError(message.split(": ", 1)[1] if message.startswith(": ") else message)
+
+
+def _duration(value: Any, zero: bool = False) -> Any:
+    from .sla import duration
+
+    duration(value, "", _fail, zero=zero)
+    return value
+
+
+def Number(low: float, high: float, message: str) -> Any:
+    """A number from `low` to `high` (not true/false, not NaN); else `message`."""
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(message)
+        return value
+
+    return Annotated[Any, AfterValidator(check)]
+
+
+def _share(value: Any) -> Any:
+    share(value, _fail)
+    return value
+
+
+Duration = Annotated[Any, AfterValidator(_duration)]
+Share = Annotated[Any, AfterValidator(_share)]
+PRIORITIES = ("P1", "P2", "P3", "P4")
+
+
+def _times(value: Any) -> Any:
+    """`{P1: 15m, P2: 1h}`: a time by priority."""
+    if not isinstance(value, dict) or not set(map(str, value)) <= set(PRIORITIES):
+        raise ValueError("expected priorities and times, e.g. {P1: 15m}")
+    for priority, time in value.items():
+        try:
+            _duration(time)
+        except ValueError as e:
+            raise At([priority], str(e)) from None
+    return value
 
 
 class RolesFile(DeskFile):
@@ -98,8 +145,50 @@ class IntakeConfig(BaseModel):
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
 
 
+class MetricsTargets(DeskFile):
+    """`metrics.yaml` `targets:`, each a figure's goal (metrics.Targets has the defaults)."""
+
+    acknowledge: Annotated[Any, AfterValidator(_times)] = None
+    resolve: Annotated[Any, AfterValidator(_times)] = None
+    fcr: Share = None
+    automated_resolution: Share = None
+    reopen: Share = None
+    escalation: Share = None
+    sla: Share = None
+    csat: Number(1, 5, "expected a number from 1 to 5") = None
+    pages_per_responder_week: Number(0, 10_000, "expected a number from 0 to 10000") = None
+
+
+Rate = Number(0, MAX_RATE, "expected a number, 0 or more")
+
+
+class MetricsCost(DeskFile):
+    """`metrics.yaml` `cost:`: what an hour of an agent, a page and the tooling cost."""
+
+    agent_hour: Rate
+    page: Rate
+    monthly_tooling: Rate
+
+    @model_validator(mode="before")
+    @classmethod
+    def _all_three(cls, data: Any) -> Any:
+        for key in cls.model_fields:
+            if isinstance(data, dict) and data.get(key) is None:
+                raise At([key], "missing (the cost model needs agent_hour, page and monthly_tooling)")
+        return data
+
+
+class MetricsFile(DeskFile):
+    """`metrics.yaml`: targets, the cost model and the business hours (metrics.build)."""
+
+    targets: MetricsTargets | None = None
+    cost: MetricsCost | None = None
+    # A calendar of sla.yaml: pages outside it are out of hours.
+    out_of_hours: str | None = None
+
+
 # Each desk file's model, by its name (sdesk/validated.py reads a file through these).
-MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile}
+MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile}
 
 
 def load(config_dir: Path | None, name: str, model: type[M]) -> M:
@@ -130,20 +219,49 @@ def validate(data: Any, node: Any, where: str, model: type[M]) -> M:
     try:
         return model.model_validate({} if data is None else data)
     except ValidationError as e:
-        raise BadInput(error_line(e, node, where)) from None
+        raise BadInput(error_line(e, node, where, model)) from None
 
 
-def error_line(e: ValidationError, node: Any, where: str) -> str:
+def error_line(e: ValidationError, node: Any, where: str, model: type[BaseModel] | None = None) -> str:
     first = e.errors(include_url=False)[0]
     loc = [str(part) for part in first["loc"]]
     error = (first.get("ctx") or {}).get("error")
     if isinstance(error, At):
         loc, msg = loc + error.loc, error.message
     elif first["type"] == "extra_forbidden":
-        msg = "unknown setting"
+        known = _settings_at(model, loc[:-1])
+        msg = f"unknown setting (expected {', '.join(known[:-1])} or {known[-1]})" if len(known) > 1 else \
+            "unknown setting"
     elif first["type"] == "value_error":
         msg = str(error) if error is not None else first["msg"].removeprefix("Value error, ")
     else:
         msg = first["msg"]
     msg = msg.replace("\r", "\\r").replace("\n", "\\n")  # what the user wrote is shown, not kept
     return f"{where}:{yamlfile.line_of(node, loc)}: {'.'.join(loc) or 'file'}: {msg}"
+
+
+def _settings_at(model: Any, loc: list[str]) -> list[str]:
+    """The settings the model has at `loc` (for "unknown setting"), or none when that is not a
+    model's mapping."""
+    for part in loc:
+        model = _inner(model)
+        if get_origin(model) in (list, tuple):
+            model = get_args(model)[0]
+        elif get_origin(model) is dict:
+            model = get_args(model)[1]
+        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = model.model_fields[part].annotation
+        else:
+            return []
+    model = _inner(model)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _inner(kind: Any) -> Any:
+    """X of `X | None` and of `Annotated[X, ...]`."""
+    if get_origin(kind) is Annotated:
+        return _inner(get_args(kind)[0])
+    if get_origin(kind) in (Union, UnionType):
+        kinds = [k for k in get_args(kind) if k is not type(None)]
+        return _inner(kinds[0]) if len(kinds) == 1 else kind
+    return kind

@@ -179,6 +179,11 @@ DESK_FILE_ERRORS = [
      "roles.yaml:2: default_role: unknown role 'boss': expected one of viewer, agent, approver, admin"),
     ("roles.yaml", "default_role: viewer\ndefualt_role: agent\n", ("list",), "roles.yaml:2: defualt_role: unknown setting"),
     ("roles.yaml", "- viewer\n", ("list",), "roles.yaml:1: file: expected a mapping of settings"),
+    ("metrics.yaml", "targets:\n  acknowledge:\n    P1: 15m\n    P2: soon\n", ("report",),
+     "metrics.yaml:4: targets.acknowledge.P2: expected a duration like 30m, 4h, 2d, 1w"),
+    ("metrics.yaml", "cost:\n  agent_hour: 60\n  page: 10\n  monthly_tooling: 300\n  coffee: 2\n", ("report",),
+     "metrics.yaml:5: cost.coffee: unknown setting (expected agent_hour, page or monthly_tooling)"),
+    ("metrics.yaml", "targets:\n  csat: true\n", ("report",), "metrics.yaml:2: targets.csat: expected a number from 1 to 5"),
 ]
 
 
