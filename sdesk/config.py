@@ -6,6 +6,7 @@ A missing folder or file means the defaults: a fresh desk just works.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -13,10 +14,12 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import files, yamlfile
+from .validated import At
 from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
-from .lifecycle import MAX_SETTING_DAYS, Priority
+from . import sla
+from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 from .metrics import MAX_RATE, share
 from .roles import DEFAULT_ROLE, check_role
 
@@ -80,6 +83,12 @@ def _share(value: Any) -> Any:
 
 
 Duration = Annotated[Any, AfterValidator(_duration)]
+
+
+def _freeze(value: Any) -> Any:
+    if value not in ("off", "warn", "refuse"):
+        raise ValueError("expected off, warn or refuse")
+    return value
 Share = Annotated[Any, AfterValidator(_share)]
 PRIORITIES = ("P1", "P2", "P3", "P4")
 
@@ -187,8 +196,92 @@ class MetricsFile(DeskFile):
     out_of_hours: str | None = None
 
 
+def check(fn: Any) -> Any:
+    """Any YAML value, checked by `fn` (a domain check raising ValueError or At)."""
+    return Annotated[Any, AfterValidator(fn)]
+
+
+def _name(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+        raise ValueError("expected a name")
+    return value
+
+
+def _zone(value: Any) -> Any:
+    from .clock import zone_of
+
+    zone_of(value, lambda message: ValueError(message.removeprefix("timezone: ")))
+    return value
+
+
+Name = check(_name)
+Zone = Annotated[Any, AfterValidator(_zone), Field(validate_default=True)]  # required, with its own message
+
+
+class SlaCalendar(DeskFile):
+    """`sla.yaml` `calendars:` item: when the clock runs."""
+
+    name: Name
+    timezone: Zone = None
+    hours: check(sla.hours)
+    holidays: check(sla.holidays) = None
+
+
+class SlaPolicy(DeskFile):
+    """`sla.yaml` `policies:` item (the first that matches a ticket's kind and priority applies)."""
+
+    name: Name
+    kind: check(sla.one_of(Kind)) = None
+    priority: check(sla.one_of(Priority)) = None
+    respond: Duration = None
+    resolve: Duration = None
+    calendar: Name | None = None
+    pause: check(sla.one_of(Status)) = None
+    warn_at: check(sla.warn_at) = 0.8
+
+    @model_validator(mode="after")
+    def _a_target(self) -> SlaPolicy:
+        if self.respond is None and self.resolve is None:
+            raise ValueError("needs a respond or a resolve target")
+        return self
+
+
+class SlaSlo(DeskFile):
+    """`sla.yaml` `slos:` item: a CI's service level objective."""
+
+    ci: Name
+    objective: Annotated[Any, AfterValidator(sla.objective), Field(validate_default=True)] = None
+    window: Duration = "30d"
+    counts: check(sla.counts) = None
+    freeze: check(_freeze) = "warn"
+
+
+class SlaFile(DeskFile):
+    """`sla.yaml`: calendars, policies and SLOs (sla.build)."""
+
+    calendars: list[SlaCalendar] | None = None
+    policies: list[SlaPolicy] | None = None
+    slos: list[SlaSlo] | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> SlaFile:
+        calendars: set[str] = set()
+        for i, c in enumerate(self.calendars or []):
+            if str(c.name) in calendars:
+                raise At(["calendars", i, "name"], "the name is used twice")
+            calendars.add(str(c.name))
+        policies: set[str] = set()
+        for i, p in enumerate(self.policies or []):
+            if str(p.name) in policies:
+                raise At(["policies", i, "name"], "the name is used twice")
+            policies.add(str(p.name))
+            if p.calendar is not None and str(p.calendar) not in calendars:
+                raise At(["policies", i, "calendar"], f"unknown calendar {p.calendar!r}")
+        return self
+
+
 # Each desk file's model, by its name (sdesk/validated.py reads a file through these).
-MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile}
+MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile, "sla": SlaFile}
 
 
 def load(config_dir: Path | None, name: str, model: type[M]) -> M:
@@ -201,17 +294,6 @@ def load(config_dir: Path | None, name: str, model: type[M]) -> M:
     return validate(data, node, str(path), model)
 
 
-class At(ValueError):
-    """A validator's error about a setting below the one it validates (`loc`, keys and list
-    indexes from there), so that the message names that setting and its line: a model
-    validator checking that a team's schedule exists raises At(["teams", "db", "schedule"], ...)."""
-
-    def __init__(self, loc: list[str | int], message: str) -> None:
-        super().__init__(message)
-        self.loc = [str(part) for part in loc]
-        self.message = message
-
-
 def validate(data: Any, node: Any, where: str, model: type[M]) -> M:
     """`data` (YAML read from `where`, with its node tree) as `model`, or one BadInput
     `FILE:LINE: setting.path: message` for the first thing wrong: the one way every desk file is
@@ -219,10 +301,10 @@ def validate(data: Any, node: Any, where: str, model: type[M]) -> M:
     try:
         return model.model_validate({} if data is None else data)
     except ValidationError as e:
-        raise BadInput(error_line(e, node, where, model)) from None
+        raise BadInput(error_line(e, data, node, where, model)) from None
 
 
-def error_line(e: ValidationError, node: Any, where: str, model: type[BaseModel] | None = None) -> str:
+def error_line(e: ValidationError, data: Any, node: Any, where: str, model: type[BaseModel] | None = None) -> str:
     first = e.errors(include_url=False)[0]
     loc = [str(part) for part in first["loc"]]
     error = (first.get("ctx") or {}).get("error")
@@ -232,12 +314,39 @@ def error_line(e: ValidationError, node: Any, where: str, model: type[BaseModel]
         known = _settings_at(model, loc[:-1])
         msg = f"unknown setting (expected {', '.join(known[:-1])} or {known[-1]})" if len(known) > 1 else \
             "unknown setting"
+    elif first["type"] == "missing":
+        msg = "missing (required)"
+    elif first["type"] in _PLAIN:
+        msg = _PLAIN[first["type"]]
     elif first["type"] == "value_error":
         msg = str(error) if error is not None else first["msg"].removeprefix("Value error, ")
     else:
         msg = first["msg"]
     msg = msg.replace("\r", "\\r").replace("\n", "\\n")  # what the user wrote is shown, not kept
-    return f"{where}:{yamlfile.line_of(node, loc)}: {'.'.join(loc) or 'file'}: {msg}"
+    return f"{where}:{yamlfile.line_of(node, loc)}: {setting_path(data, loc) or 'file'}: {msg}"
+
+
+# pydantic's words for a value of the wrong type, as the desk says them
+_PLAIN = {"list_type": "expected a list", "dict_type": "expected a mapping", "model_type": "expected a mapping",
+          "string_type": "expected text", "bool_type": "expected true or false", "int_type": "expected a whole number",
+          "float_type": "expected a number"}
+_LABEL = re.compile(r"[\w.@:/+-]{1,40}")
+
+
+def setting_path(data: Any, loc: list[str]) -> str:
+    """`policies[gold].respond`: keys joined by dots, a list's item by its name (or ci) when it
+    has a short plain one, else by its index."""
+    out = ""
+    for part in loc:
+        if isinstance(data, list) and part.isascii() and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+            label = next((str(data[k]) for k in ("name", "ci") if isinstance(data, dict)
+                          and isinstance(data.get(k), (str, int)) and not isinstance(data.get(k), bool)), "")
+            out += f"[{label if _LABEL.fullmatch(label) else part}]"
+            continue
+        data = next((v for k, v in data.items() if str(k) == part), None) if isinstance(data, dict) else None
+        out += f".{part}" if out else part
+    return out
 
 
 def _settings_at(model: Any, loc: list[str]) -> list[str]:

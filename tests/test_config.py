@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -183,6 +185,14 @@ DESK_FILE_ERRORS = [
      "metrics.yaml:4: targets.acknowledge.P2: expected a duration like 30m, 4h, 2d, 1w"),
     ("metrics.yaml", "cost:\n  agent_hour: 60\n  page: 10\n  monthly_tooling: 300\n  coffee: 2\n", ("report",),
      "metrics.yaml:5: cost.coffee: unknown setting (expected agent_hour, page or monthly_tooling)"),
+    ("sla.yaml", "calendars:\n  - name: office\n    timezone: UTC\n    hours: {mon-fri: '09:00-17:00'}\n"
+                 "    holidays: [2026-12-25, xmas]\n", ("sla",),
+     "sla.yaml:5: calendars[office].holidays[1]: expected dates, e.g. 2026-12-25"),
+    ("sla.yaml", "policies:\n  - name: gold\n    respond: 1h\n  - name: gold\n    resolve: 1d\n", ("sla",),
+     "sla.yaml:4: policies[gold].name: the name is used twice"),
+    ("sla.yaml", "policies:\n  - name: gold\n    respond: 1h\n    colour: red\n", ("sla",),
+     "sla.yaml:4: policies[gold].colour: unknown setting (expected name, kind, priority, respond, resolve, calendar, "
+     "pause or warn_at)"),
     ("metrics.yaml", "targets:\n  csat: true\n", ("report",), "metrics.yaml:2: targets.csat: expected a number from 1 to 5"),
 ]
 
@@ -196,14 +206,12 @@ def test_a_bad_desk_file_is_one_line_naming_file_line_and_setting(cli, config, n
     assert result.stderr.startswith(f"error: {config / message}") and result.stderr.count("\n") == 1
 
 
-HOT_FILES = {"roles.yaml": "default_role: agent\n"}
-
-
 def test_new_with_desk_files_skips_pydantic_once_they_were_validated(tmp_path, config):
-    """`sdesk new` reads the desk files that shape a ticket; pydantic (1.3 F of new's 1.5 F) is
-    imported to validate a file the first time its text is seen, not on each new."""
-    for name, text in HOT_FILES.items():
-        (config / name).write_text(text)
+    """`sdesk new` reads the desk files that shape a ticket (roles, triage and what it borrows:
+    sla, oncall, runbooks); pydantic (1.3 F of new's 1.5 F) is imported to validate a file the
+    first time its text is seen, not on each new."""
+    example = Path(__file__).parent.parent / "examples" / "desk"
+    shutil.copytree(example, config, dirs_exist_ok=True, ignore=shutil.ignore_patterns("intake.yaml"))
     code = ("import sys; from sdesk.cli import app\n"
             "try: app(['new', 'x'])\n"
             "except SystemExit as e: print(e.code, file=sys.stderr)\n"
@@ -219,3 +227,8 @@ def test_new_with_desk_files_skips_pydantic_once_they_were_validated(tmp_path, c
     (config / "roles.yaml").write_text("default_role: boss\n")  # changed: validated again
     lines = run()
     assert lines[-2:] == ["2", "True"] and "roles.yaml:1: default_role: unknown role 'boss'" in lines[0]
+    (config / "roles.yaml").write_text("default_role: agent\n")
+    with (config / "sla.yaml").open("a") as f:
+        f.write("  - {ci: db, objective: 100}\n")  # what triage borrows is checked too, and only warns
+    lines = run()
+    assert lines[-2:] == ["0", "True"] and any("objective: expected a percentage" in line for line in lines)
