@@ -18,7 +18,7 @@ from .validated import At
 from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
-from . import sla
+from . import routing, sla
 from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 from .metrics import MAX_RATE, share
 from .roles import DEFAULT_ROLE, check_role
@@ -280,8 +280,194 @@ class SlaFile(DeskFile):
         return self
 
 
+OnCallName = check(routing.name)
+
+
+def _int_range(low: int, high: int, message: str) -> Any:
+    def check_int(value: Any) -> Any:
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(message)
+        return value
+
+    return check(check_int)
+
+
+def _layer_start(value: Any) -> Any:
+    routing.layer_start(value)
+    return value
+
+
+def _layer_length(value: Any) -> Any:
+    routing.layer_length(value)
+    return value
+
+
+def _clock(value: Any) -> Any:
+    routing.clock_of(value)
+    return value
+
+
+def _users(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise ValueError("a layer needs at least one user (a list)")
+    for i, user in enumerate(value):
+        try:
+            routing.name(user)
+        except ValueError as e:
+            raise At([i], str(e)) from None
+    return value
+
+
+def _targets(value: Any) -> Any:
+    if not value:
+        raise ValueError("a level needs targets: user:NAME, schedule:NAME or team:NAME")
+    return value
+
+
+def _strategy(value: Any) -> Any:
+    if value not in routing.STRATEGIES:
+        raise ValueError(f"expected one of {', '.join(routing.STRATEGIES)}")
+    return value
+
+
+class OnCallWindow(DeskFile):
+    """A layer's restriction: the days and hours it covers."""
+
+    days: check(routing.days) = None
+    from_: Annotated[Any, AfterValidator(_clock), Field(alias="from")]
+    to: check(_clock)
+
+
+class OnCallLayer(DeskFile):
+    """A rotation: users handing off every `length` from `start` (local time in the schedule's zone)."""
+
+    name: Any = None
+    start: Annotated[Any, AfterValidator(_layer_start), Field(validate_default=True)] = None
+    length: Annotated[Any, AfterValidator(_layer_length), Field(validate_default=True)] = None
+    users: Annotated[Any, AfterValidator(_users), Field(validate_default=True)] = None
+    restrictions: list[OnCallWindow] | None = None
+
+
+class OnCallSchedule(DeskFile):
+    name: OnCallName
+    timezone: Zone = None
+    layers: list[OnCallLayer] = Field(default_factory=list, validate_default=True)
+    description: Any = None
+
+    @field_validator("layers")
+    @classmethod
+    def _some(cls, value: list) -> list:
+        if not value:
+            raise ValueError("needs at least one layer")
+        return value
+
+
+class OnCallTeam(DeskFile):
+    name: OnCallName
+    members: Annotated[Any, AfterValidator(routing.members), Field(validate_default=True)] = None
+    schedule: str | None = None
+    escalation: str | None = None
+    description: Any = None
+
+
+class OnCallLevel(DeskFile):
+    targets: Annotated[Any, AfterValidator(_targets), Field(validate_default=True)] = None
+    delay: check(lambda v: _duration(v, zero=True)) = "15m"
+
+
+class OnCallPolicy(DeskFile):
+    """An escalation policy: levels paged in turn until someone acknowledges."""
+
+    name: Name
+    levels: list[OnCallLevel] = Field(default_factory=list, validate_default=True)
+    repeat: _int_range(0, 10, "expected 0 to 10") = 0
+    page: check(sla.counts) = None
+
+    @field_validator("levels")
+    @classmethod
+    def _some(cls, value: list) -> list:
+        if not value:
+            raise ValueError("needs at least one level")
+        return value
+
+
+class OnCallQueue(DeskFile):
+    name: OnCallName
+    team: str
+    strategy: check(_strategy) = "manual"
+
+
+class OnCallNotifier(DeskFile):
+    """How pages leave: a command (the program and its arguments) and/or a webhook."""
+
+    command: check(routing.command) = None
+    webhook: check(routing.webhook) = None
+    # At least a second: a smaller one cannot start a process or open a connection on a busy
+    # machine, so every page would fail (a notifier that can never deliver is a config mistake).
+    timeout: Number(1, 300, "expected seconds, from 1 to 300") = 10
+    # Counted in SQL: a 64-bit int.
+    max_per_hour: _int_range(1, 100_000, "expected a number from 1 to 100000") = None
+
+
+class OnCallFile(DeskFile):
+    """`oncall.yaml`: teams, schedules, escalation policies, queues and the notifier (routing.build)."""
+
+    teams: list[OnCallTeam] | None = None
+    schedules: list[OnCallSchedule] | None = None
+    escalation: list[OnCallPolicy] | None = None
+    default_team: str | None = None
+    notifier: OnCallNotifier | None = None
+    queues: list[OnCallQueue] | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> OnCallFile:
+        """What names another thing names one that exists."""
+        schedules = _unique(self.schedules, "schedules")
+        teams = _unique(self.teams, "teams")
+        policies = _unique(self.escalation, "escalation")
+        members = {routing.member(m)[0] for team in self.teams or [] for m in team.members}
+        for i, schedule in enumerate(self.schedules or []):
+            for j, layer in enumerate(schedule.layers):
+                for k, user in enumerate(layer.users):
+                    if str(user) not in members:
+                        raise At(["schedules", i, "layers", j, "users", k],
+                                 f"unknown user {user!r} (not a member of any team)")
+        for i, team in enumerate(self.teams or []):
+            if team.schedule is not None and team.schedule not in schedules:
+                raise At(["teams", i, "schedule"], f"unknown schedule {team.schedule!r}")
+            if team.escalation is not None and team.escalation not in policies:
+                raise At(["teams", i, "escalation"], f"unknown escalation policy {team.escalation!r}")
+        known = {"user": members, "schedule": schedules, "team": teams}
+        for i, policy in enumerate(self.escalation or []):
+            for j, level in enumerate(policy.levels):
+                for k, target in enumerate(routing._items(level.targets)):
+                    kind, value = routing.target_kind(target)
+                    if value not in known.get(kind, ()):
+                        raise At(["escalation", i, "levels", j, "targets", k],
+                                 f"target {target!r}: expected user:, schedule: or team: with a known name")
+        if self.default_team is not None and self.default_team not in teams:
+            raise At(["default_team"], f"unknown team {self.default_team!r}")
+        for i, queue in enumerate(self.queues or []):
+            if queue.team not in teams:
+                raise At(["queues", i, "team"], f"unknown team {queue.team!r}")
+            if queue.strategy == "oncall" and next(t for t in self.teams or [] if str(t.name) == queue.team).schedule is None:
+                raise At(["queues", i, "strategy"], f"strategy oncall, but team {queue.team} has no schedule")
+        return self
+
+
+def _unique(items: list | None, key: str) -> set[str]:
+    """The names of a list's items, each once."""
+    names: set[str] = set()
+    for i, item in enumerate(items or []):
+        if str(item.name) in names:
+            raise At([key, i, "name"], "the name is used twice")
+        names.add(str(item.name))
+    return names
+
+
 # Each desk file's model, by its name (sdesk/validated.py reads a file through these).
-MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile, "sla": SlaFile}
+MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile, "sla": SlaFile,
+                                       "oncall": OnCallFile}
 
 
 def load(config_dir: Path | None, name: str, model: type[M]) -> M:

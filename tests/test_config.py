@@ -193,6 +193,10 @@ DESK_FILE_ERRORS = [
     ("sla.yaml", "policies:\n  - name: gold\n    respond: 1h\n    colour: red\n", ("sla",),
      "sla.yaml:4: policies[gold].colour: unknown setting (expected name, kind, priority, respond, resolve, calendar, "
      "pause or warn_at)"),
+    ("oncall.yaml", "teams:\n  - name: ops\n    members: [ann]\nqueues:\n  - name: db\n    team: dba\n", ("oncall", "show"),
+     "oncall.yaml:6: queues[db].team: unknown team 'dba'"),
+    ("oncall.yaml", "teams:\n  - name: ops\n    members: [ann, {user: 'b c'}]\n", ("oncall", "show"),
+     "oncall.yaml:3: teams[ops].members[1].user: expected a name (letters, digits, . _ @ + -)"),
     ("metrics.yaml", "targets:\n  csat: true\n", ("report",), "metrics.yaml:2: targets.csat: expected a number from 1 to 5"),
 ]
 
