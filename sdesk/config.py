@@ -18,7 +18,7 @@ from .validated import At
 from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
-from . import routing, sla
+from . import routing, runbooks, sla
 from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 from .metrics import MAX_RATE, share
 from .roles import DEFAULT_ROLE, check_role
@@ -465,9 +465,83 @@ def _unique(items: list | None, key: str) -> set[str]:
     return names
 
 
+def _param_type(value: Any) -> Any:
+    if value not in runbooks.PARAM_TYPES:
+        raise ValueError(f"expected one of {', '.join(runbooks.PARAM_TYPES)}")
+    return value
+
+
+def _pattern(value: Any) -> Any:
+    runbooks.param_pattern(value)
+    return value
+
+
+class RunbookParam(DeskFile):
+    """A runbook's parameter: its type, where its value comes from, its default."""
+
+    type: check(_param_type) = "str"
+    from_: Annotated[Any, AfterValidator(runbooks.param_source), Field(alias="from")] = None
+    default: Any = None
+    required: bool | None = None
+    pattern: check(_pattern) = None  # RE2, compiled: a title must not run away
+    description: Any = None
+
+
+class RunbookThrottle(DeskFile):
+    """At most `runs` runs per runbook and CI in each `per`: stops a loop of alerts and runs."""
+
+    runs: _int_range(1, 1 << 62, "expected a whole number, at least 1")
+    per: Duration = "1h"
+
+
+def _runbook_name(value: Any) -> Any:
+    if value is not None and not runbooks._NAME.match(str(value).strip()):
+        raise ValueError(f"{str(value).strip()!r} is not a runbook name (letters, digits, - _ .)")
+    return value
+
+
+def _steps(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise ValueError("a runbook needs at least one step")
+    return value
+
+
+class RunbookFile(DeskFile):
+    """A runbook (one file in runbooks/): its steps, parameters and secrets (runbooks.build)."""
+
+    name: check(_runbook_name) = None
+    description: Any = None
+    applies_to: Any = None
+    safe_for_automation: bool = False
+    throttle: RunbookThrottle | None = None
+    params: dict[Annotated[Any, AfterValidator(runbooks.param_name)], RunbookParam] | None = None
+    secrets: dict[Annotated[Any, AfterValidator(runbooks.env_name)], check(runbooks.secret)] | None = None
+    steps: Annotated[Any, AfterValidator(_steps), Field(validate_default=True)] = None
+    on_failure: list[Any] | None = None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _defaults_alone(cls, value: Any) -> Any:
+        """`folder: /tmp` is the parameter's default alone."""
+        return {k: runbooks.param_spec(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _whole(self) -> RunbookFile:
+        """What needs the whole runbook: a default its parameter may take, the condition of
+        applies_to, and each step's commands against the parameters it may use (runbooks.build)."""
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        for key, spec in (self.params or {}).items():
+            try:
+                runbooks.param_default(key, spec.model_dump(by_alias=True, exclude_unset=True))
+            except At as e:
+                raise At(["params", key, *e.loc], e.message) from None
+        runbooks.build(data, "", "runbook", fail=lambda loc, message: At(loc, message))
+        return self
+
+
 # Each desk file's model, by its name (sdesk/validated.py reads a file through these).
 MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile, "sla": SlaFile,
-                                       "oncall": OnCallFile}
+                                       "oncall": OnCallFile, "runbook": RunbookFile}
 
 
 def load(config_dir: Path | None, name: str, model: type[M]) -> M:
@@ -492,7 +566,7 @@ def validate(data: Any, node: Any, where: str, model: type[M]) -> M:
 
 def error_line(e: ValidationError, data: Any, node: Any, where: str, model: type[BaseModel] | None = None) -> str:
     first = e.errors(include_url=False)[0]
-    loc = [str(part) for part in first["loc"]]
+    loc = [str(part) for part in first["loc"] if part != "[key]"]  # a mapping's key is named by the key itself
     error = (first.get("ctx") or {}).get("error")
     if isinstance(error, At):
         loc, msg = loc + error.loc, error.message
@@ -520,13 +594,13 @@ _LABEL = re.compile(r"[\w.@:/+-]{1,40}")
 
 
 def setting_path(data: Any, loc: list[str]) -> str:
-    """`policies[gold].respond`: keys joined by dots, a list's item by its name (or ci) when it
+    """`policies[gold].respond`: keys joined by dots, a list's item by its name (or ci, or id) when it
     has a short plain one, else by its index."""
     out = ""
     for part in loc:
         if isinstance(data, list) and part.isascii() and part.isdigit() and int(part) < len(data):
             data = data[int(part)]
-            label = next((str(data[k]) for k in ("name", "ci") if isinstance(data, dict)
+            label = next((str(data[k]) for k in ("name", "ci", "id") if isinstance(data, dict)
                           and isinstance(data.get(k), (str, int)) and not isinstance(data.get(k), bool)), "")
             out += f"[{label if _LABEL.fullmatch(label) else part}]"
             continue

@@ -197,6 +197,10 @@ DESK_FILE_ERRORS = [
      "oncall.yaml:6: queues[db].team: unknown team 'dba'"),
     ("oncall.yaml", "teams:\n  - name: ops\n    members: [ann, {user: 'b c'}]\n", ("oncall", "show"),
      "oncall.yaml:3: teams[ops].members[1].user: expected a name (letters, digits, . _ @ + -)"),
+    ("runbooks/rb.yaml", "params:\n  folder: {from: labels.mount, pattern: '(a'}\nsteps:\n  - run: [ls, '{folder}']\n",
+     ("runbook", "show", "rb"), "runbooks/rb.yaml:2: params.folder.pattern: bad pattern: missing ): (a"),
+    ("runbooks/rb.yaml", "throttle: {runs: 0, per: 1h}\nsteps:\n  - run: [ls]\n", ("runbook", "show", "rb"),
+     "runbooks/rb.yaml:1: throttle.runs: expected a whole number, at least 1"),
     ("metrics.yaml", "targets:\n  csat: true\n", ("report",), "metrics.yaml:2: targets.csat: expected a number from 1 to 5"),
 ]
 
@@ -204,6 +208,7 @@ DESK_FILE_ERRORS = [
 @pytest.mark.parametrize(("name", "text", "command", "message"), DESK_FILE_ERRORS,
                          ids=[f"{case[0]}-{i}" for i, case in enumerate(DESK_FILE_ERRORS)])
 def test_a_bad_desk_file_is_one_line_naming_file_line_and_setting(cli, config, name, text, command, message):
+    (config / name).parent.mkdir(exist_ok=True)
     (config / name).write_text(text)
     result = cli(*command, ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT
