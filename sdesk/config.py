@@ -18,7 +18,7 @@ from .validated import At
 from .errors import BadInput
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
-from . import routing, runbooks, sla
+from . import routing, runbooks, sla, triage
 from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 from .metrics import MAX_RATE, share
 from .roles import DEFAULT_ROLE, check_role
@@ -539,9 +539,79 @@ class RunbookFile(DeskFile):
         return self
 
 
+class TriageRule(DeskFile):
+    """A rule: when its match holds for an arriving ticket, its set applies (triage.py)."""
+
+    id: Annotated[Any, AfterValidator(triage.rule_id), Field(validate_default=True)] = None
+    match: Any
+    set: Any
+    stop: bool = False
+    description: Any = None
+
+    @model_validator(mode="after")
+    def _compiles(self) -> TriageRule:
+        """Its match compiles (fields, operators, RE2 patterns, times) and its set is actions."""
+        triage.check_rule(self.model_dump(exclude_unset=True))
+        return self
+
+
+class TriagePriority(DeskFile):
+    """How impact and urgency make a priority."""
+
+    matrix: check(triage.matrix) = None
+    tier_impact: check(triage.tier_impact) = None
+    blast_radius: _int_range(1, 1 << 62, "expected a positive number of dependents") = None
+    urgent_words: check(triage.urgent_words) = None
+
+
+# Bounded: `now - window` is computed on every new ticket.
+Minutes = _int_range(0, MAX_SETTING_DAYS * 1440,
+                     f"expected minutes, 0 (off) to {MAX_SETTING_DAYS * 1440} ({MAX_SETTING_DAYS} days)")
+
+
+class TriageCorrelation(DeskFile):
+    """Which alerts become one incident, and when a resolved one firing again reopens it."""
+
+    window_minutes: Minutes = None
+    flap_minutes: Minutes = None
+    group_by: check(triage.label_names) = None
+    group_key: bool = False
+
+
+class TriageClassifier(DeskFile):
+    threshold: Number(0, 1, "expected a confidence from 0 to 1") = None
+    triage_queue: check(triage.queue_name) = None
+
+
+def _zone_if_given(value: Any) -> Any:
+    return _zone(str(value)) if value else value
+
+
+class TriageFile(DeskFile):
+    """`triage.yaml`: rules, the priority matrix, correlation and the classifier (triage.build)."""
+
+    rules: list[TriageRule] | None = None
+    priority: TriagePriority | None = None
+    correlation: TriageCorrelation | None = None
+    classifier: TriageClassifier | None = None
+    timezone: check(_zone_if_given) = None
+
+    @model_validator(mode="after")
+    def _whole(self) -> TriageFile:
+        ids: set[str] = set()
+        for i, rule in enumerate(self.rules or []):
+            if str(rule.id).strip() in ids:
+                raise At(["rules", i, "id"], "the id is used twice")
+            ids.add(str(rule.id).strip())
+        if self.rules:  # all of them compile together (a limit of Python's compiler)
+            triage.build(self.model_dump(exclude_unset=True), fail=lambda loc, message: At(loc, message))
+        return self
+
+
 # Each desk file's model, by its name (sdesk/validated.py reads a file through these).
 MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile, "sla": SlaFile,
-                                       "oncall": OnCallFile, "runbook": RunbookFile}
+                                       "oncall": OnCallFile, "runbook": RunbookFile,
+                                       "triage": TriageFile}
 
 
 def load(config_dir: Path | None, name: str, model: type[M]) -> M:

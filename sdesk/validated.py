@@ -60,11 +60,12 @@ def _stamp(kind: str, text: str) -> Path:
     return cache_dir() / "valid" / key[:2] / key
 
 
-def read(path: Path, kind: str, build: Callable[[Any], T], *, text: str | None = None,
-         fast: bool = True) -> T:
+def read(path: Path, kind: str, build: Callable[..., T], *, text: str | None = None,
+         fast: bool = True, with_node: bool = False) -> T:
     """The desk file at `path` (its `text` when already read), of `kind` (a key of
     config.MODELS), validated by its model unless a stamp says it was, then built by `build`
-    from the YAML data. `fast=False` (doctor, rules check): always validate."""
+    from the YAML data (and its node tree, `with_node`, for line numbers). `fast=False`:
+    always validate."""
     if text is None:
         text = files.read_text(path)  # a regular file within a size: never a FIFO's hang
     data, node = yamlfile.parse(text, str(path))
@@ -74,7 +75,7 @@ def read(path: Path, kind: str, build: Callable[[Any], T], *, text: str | None =
 
         config.validate(data, node, str(path), config.MODELS[kind])
         _write_stamp(stamp)
-    return build(data)
+    return build(data, node) if with_node else build(data)
 
 
 def _write_stamp(stamp: Path) -> None:

@@ -201,6 +201,12 @@ DESK_FILE_ERRORS = [
      ("runbook", "show", "rb"), "runbooks/rb.yaml:2: params.folder.pattern: bad pattern: missing ): (a"),
     ("runbooks/rb.yaml", "throttle: {runs: 0, per: 1h}\nsteps:\n  - run: [ls]\n", ("runbook", "show", "rb"),
      "runbooks/rb.yaml:1: throttle.runs: expected a whole number, at least 1"),
+    ("triage.yaml", "rules:\n  - id: db\n    match:\n      labels.alertname: {regex: '(a'}\n    set: {queue: dba}\n",
+     ("rules", "check"), "triage.yaml:4: rules[db].match.labels.alertname.regex: bad regex '(a'"),
+    ("triage.yaml", "correlation:\n  window_minutes: 30\n  flap_minutes: -1\n", ("rules", "check"),
+     "triage.yaml:3: correlation.flap_minutes: expected minutes, 0 (off) to"),
+    ("triage.yaml", "classifier:\n  treshold: 0.5\n", ("rules", "check"),
+     "triage.yaml:2: classifier.treshold: unknown setting (expected threshold or triage_queue)"),
     ("metrics.yaml", "targets:\n  csat: true\n", ("report",), "metrics.yaml:2: targets.csat: expected a number from 1 to 5"),
 ]
 
