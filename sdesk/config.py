@@ -1,7 +1,13 @@
 """Desk configuration: YAML files in a folder the team keeps in git (`--config DIR`,
-`SDESK_CONFIG`), each loaded into a pydantic model. An error names the file and line.
+`SDESK_CONFIG`), each validated by its pydantic model here (MODELS), the one way: an error is
+one line, `FILE:LINE: setting.path: message`.
 
-A missing folder or file means the defaults: a fresh desk just works.
+The models check shape, types and ranges, and run the domain's own checks (a duration, a time
+zone, an RE2 pattern, a rule's match compiled, a runbook's commands) and the cross-references
+(a team's schedule exists) as validators; the domain then builds its objects from the data the
+model accepted (sla.build, routing.build, ...). validated.read is how the desk reads a file:
+sdesk new stays off pydantic once a file's text was checked. A missing folder or file means
+the defaults: a fresh desk just works.
 """
 
 from __future__ import annotations
@@ -13,15 +19,14 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import files, yamlfile
-from .validated import At
-from .errors import BadInput
+from . import files, routing, runbooks, sla, triage, yamlfile
 from .cmdb import DEFAULT_MATCH_LABELS
 from .enrich import EnrichOptions
-from . import routing, runbooks, sla, triage
+from .errors import BadInput
 from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 from .metrics import MAX_RATE, share
 from .roles import DEFAULT_ROLE, check_role
+from .validated import At
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,9 +66,7 @@ def _fail(message: str) -> ValueError:
 
 
 def _duration(value: Any, zero: bool = False) -> Any:
-    from .sla import duration
-
-    duration(value, "", _fail, zero=zero)
+    sla.duration(value, "", _fail, zero=zero)
     return value
 
 
@@ -83,14 +86,14 @@ def _share(value: Any) -> Any:
 
 
 Duration = Annotated[Any, AfterValidator(_duration)]
+Share = Annotated[Any, AfterValidator(_share)]
+PRIORITIES = tuple(Priority)
 
 
 def _freeze(value: Any) -> Any:
     if value not in ("off", "warn", "refuse"):
         raise ValueError("expected off, warn or refuse")
     return value
-Share = Annotated[Any, AfterValidator(_share)]
-PRIORITIES = ("P1", "P2", "P3", "P4")
 
 
 def _times(value: Any) -> Any:

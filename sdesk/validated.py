@@ -6,10 +6,11 @@ Why the stamp: `sdesk new` and streamed intake read roles.yaml, triage.yaml, sla
 oncall.yaml and runbooks, and importing pydantic and building the models costs about 1.3 F of
 the 1.5 F `new` may take (DESIGN.md, the budget). So a file's text, once its model accepted it,
 is remembered as a stamp (an empty file named by a hash of the text, the file's kind and the
-code's version) in the cache folder, and text with a stamp is built without pydantic. Any
-change to the file, or to the code, misses the stamp and is validated again; a cache that
-cannot be written only costs the time. The domain builder trusts what the model accepted, so a
-stamp is only ever written after validation.
+version of the code that checks it) in the user's cache folder, and text with a stamp is built
+without pydantic. Any change to the file, or to the code, misses the stamp and is validated
+again; a cache that cannot be written only costs the time. The domain builder trusts what the
+model accepted, so a stamp is only ever written after validation (and the cache is the user's
+own, as their database is).
 """
 
 from __future__ import annotations
@@ -46,13 +47,21 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("sdesk", appauthor=False))
 
 
-def _version() -> str:
-    """What a stamp depends on besides the text: the package and the models (config.py), so that
-    a rule made stricter validates every file again."""
-    from . import __version__
+# The modules whose checks a desk file's model runs: a change to any of them (a rule made
+# stricter) must validate every file again.
+_CHECKS = ("config", "clock", "metrics", "patterns", "roles", "routing", "runbook_argv", "runbooks", "sla", "triage")
+_versions: list[str] = []
 
-    stat = (Path(__file__).parent / "config.py").stat()
-    return f"{__version__}:{stat.st_mtime_ns}:{stat.st_size}"
+
+def _version() -> str:
+    """What a stamp depends on besides the text: the package's version and its checks' files."""
+    if not _versions:
+        from . import __version__
+
+        folder = Path(__file__).parent
+        stats = [(folder / f"{name}.py").stat() for name in _CHECKS]
+        _versions.append(f"{__version__}:" + ",".join(f"{s.st_mtime_ns}.{s.st_size}" for s in stats))
+    return _versions[0]
 
 
 def _stamp(kind: str, text: str) -> Path:
