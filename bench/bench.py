@@ -506,7 +506,8 @@ def measure_rules(n_rules: int = 200, tickets: int = 5000) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     from datetime import datetime, timezone
 
-    from sdesk.triage import decide, load, run_rules, values_of
+    from sdesk.triage import decide, run_rules, values_of
+    from sdesk.validated import load_triage as load
 
     config = load(realistic_rules(n_rules), "bench-rules.yaml")
     now = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)

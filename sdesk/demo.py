@@ -20,9 +20,7 @@ from .intake.service import Intake
 
 
 def _triage() -> TriageConfig:
-    from .triage import load
-
-    from .domain.sla import load as load_sla
+    from .validated import load_sla, load_triage as load
 
     path, sla = examples_dir() / "desk" / "triage.yaml", examples_dir() / "desk" / "sla.yaml"
     return load(path.read_text(encoding="utf-8"), str(path))._replace(
@@ -64,14 +62,15 @@ def _oncall_and_sla(pager_log: Path | None = None):
     """The example desk's on-call and SLA config; `pager_log`: the demo's pager, a file each page
     is appended to (the starter config has no notifier, and a page that reaches nobody is
     `undeliverable`, as it should be on a real desk)."""
-    from .domain import routing, sla
+    from .domain import routing
+    from .validated import load_oncall, load_sla
 
     desk = examples_dir() / "desk"
-    oncall = routing.load((desk / "oncall.yaml").read_text(encoding="utf-8"), str(desk / "oncall.yaml"))
+    oncall = load_oncall((desk / "oncall.yaml").read_text(encoding="utf-8"), str(desk / "oncall.yaml"))
     if pager_log is not None:
         append = "import sys; open(sys.argv[1], 'a', encoding='utf-8').write(sys.stdin.read() + '\\n')"
         oncall = oncall._replace(notifier=routing.Notifier(command=(sys.executable, "-c", append, str(pager_log))))
-    return oncall, sla.load((desk / "sla.yaml").read_text(encoding="utf-8"), str(desk / "sla.yaml"))
+    return oncall, load_sla((desk / "sla.yaml").read_text(encoding="utf-8"), str(desk / "sla.yaml"))
 
 
 def _tick(store: Store, oncall, sla) -> list[str]:
@@ -96,7 +95,7 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
 
     from rich.markup import escape
 
-    from .domain.runbooks import find
+    from .validated import find_runbook as find
     from .services.runner import prepare, resume, start
 
     def echo(message: str) -> None:
@@ -132,12 +131,12 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
 
 def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
     """`sdesk report` over the morning, and the P1's postmortem draft written beside the database."""
-    from .domain import metrics
     from .render_report import print_report
+    from .validated import load_metrics
     from .services.reports import build, postmortem
 
     desk = examples_dir() / "desk"
-    config = metrics.load((desk / "metrics.yaml").read_text(encoding="utf-8"), str(desk / "metrics.yaml"))
+    config = load_metrics((desk / "metrics.yaml").read_text(encoding="utf-8"), str(desk / "metrics.yaml"))
     _, sla = _oncall_and_sla()
     now = clock.now()
     out.print("\n[bold]sdesk report --since 1d[/]")

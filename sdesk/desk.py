@@ -224,16 +224,11 @@ class Desk:
             return "viewer"  # what roles.yaml said is not known: the least a role allows, for a read
         if path is None or not path.is_file():
             return DEFAULT_ROLE
-        from .domain import yamlfile
+        from . import validated
 
         try:
-            data, _ = yamlfile.parse(read_text(path), str(path))
-            if not isinstance(data, dict) or set(data) - {"default_role"}:
-                raise BadInput(f"{path}: expected only `default_role: viewer|agent|approver|admin`")
-            try:
-                return check_role(str(data.get("default_role", DEFAULT_ROLE)))
-            except BadInput as e:
-                raise BadInput(f"{path}: default_role: {e}") from None
+            return validated.read(path, "roles", lambda data: check_role((data or {}).get("default_role", DEFAULT_ROLE)),
+                                  text=read_text(path))
         except SdeskError as e:
             if self.roles_fallback is None:
                 raise
@@ -252,7 +247,7 @@ class Desk:
 
         config = None
         if self.config is not None and (self.config / "intake.yaml").is_file():
-            from .intake.config import IntakeConfig, load
+            from .config import IntakeConfig, load
 
             config = load(self.config, "intake", IntakeConfig)
         record_resolved = {"*"} if record_all else set(config.record_resolved) if config else set()
@@ -288,11 +283,11 @@ class Desk:
 
     def _desk_file(self, name: str, path: Path) -> Any:
         if name == "intake":
-            from .intake.config import IntakeConfig, load as load_intake
+            from .config import IntakeConfig, load as load_intake
 
             return load_intake(path.parent, "intake", IntakeConfig)
         if name == "triage":
-            from .triage import load as load_triage
+            from .validated import load_triage
 
             return load_triage(read_text(path), str(path))
         return {"oncall": self.oncall_config, "sla": self.sla_config, "metrics": self.metrics_config,
@@ -305,9 +300,9 @@ class Desk:
     def runbooks(self) -> tuple[dict[str, Any], list[str]]:
         """The runbooks of the desk config and the errors of broken files, read once a command."""
         if self._runbooks is None:
-            from .domain.runbooks import load_folder
+            from .validated import load_runbooks
 
-            self._runbooks = load_folder(self.runbooks_folder())
+            self._runbooks = load_runbooks(self.runbooks_folder())
         return self._runbooks
 
     def automatic_runbooks(self) -> frozenset[str]:
@@ -320,7 +315,8 @@ class Desk:
 
     def oncall_config(self) -> OnCall:
         """oncall.yaml of the desk config: teams and schedules (none when there is no file)."""
-        from .domain.routing import OnCall, load
+        from .domain.routing import OnCall
+        from .validated import load_oncall as load
 
         path = self.config / "oncall.yaml" if self.config is not None else None
         if path is None or not path.is_file():
@@ -329,7 +325,8 @@ class Desk:
 
     def sla_config(self) -> SlaConfig:
         """sla.yaml of the desk config: calendars and policies (none when there is no file)."""
-        from .domain.sla import SlaConfig, load
+        from .domain.sla import SlaConfig
+        from .validated import load_sla as load
 
         path = self.config / "sla.yaml" if self.config is not None else None
         if path is None or not path.is_file():
@@ -338,7 +335,8 @@ class Desk:
 
     def metrics_config(self) -> MetricsConfig:
         """metrics.yaml of the desk config: targets and the cost model (defaults when there is none)."""
-        from .domain.metrics import MetricsConfig, load
+        from .domain.metrics import MetricsConfig
+        from .validated import load_metrics as load
 
         path = self.config / "metrics.yaml" if self.config is not None else None
         return load(read_text(path), str(path)) if path is not None and path.is_file() else MetricsConfig()
@@ -348,7 +346,7 @@ class Desk:
         path = self.config / "triage.yaml" if self.config is not None else None
         if path is None or not path.is_file():
             return None
-        from .triage import load
+        from .validated import load_triage as load
 
         config = load(read_text(path), str(path))
         # What triage borrows from the other files must not stop intake when one is broken.

@@ -81,3 +81,14 @@ class SchemaTooNew(SdeskError):
     """A newer sdesk wrote this database; this one must not read or change it."""
 
     http_status = 503
+
+
+class At(ValueError):
+    """A check's error about a setting below the one it checks (`loc`: keys and list indexes
+    from there), so that the error line names that setting and its line: the check that a
+    policy's calendar exists raises At(["policies", 2, "calendar"], ...)."""
+
+    def __init__(self, loc: list[str | int], message: str) -> None:
+        super().__init__(message)
+        self.loc = [str(part) for part in loc]
+        self.message = message

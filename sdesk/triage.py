@@ -26,8 +26,8 @@ import orjson
 
 from .domain import clock, patterns
 from .domain.clock import WEEKDAYS
-from .errors import BadInput
-from .domain.lifecycle import MAX_SETTING_DAYS, NAME_MAX, Kind, Priority
+from .errors import At, BadInput
+from .domain.lifecycle import NAME_MAX, Kind, Priority
 
 TICKET_FIELDS = ("kind", "title", "description", "priority", "impact", "urgency", "category", "queue", "team",
                  "assignee", "service", "ci", "requester", "source", "fingerprint", "tags")
@@ -133,38 +133,26 @@ def values_of(ticket: Mapping[str, Any], annotations: Mapping[str, str], context
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def load(text: str, where: str) -> TriageConfig:
-    """`triage.yaml`: every mistake is one BadInput naming the file, line and rule id."""
+def build(data: Any, node: Any = None, fail: Callable[[list[str], str], Exception] | None = None) -> TriageConfig:
+    """The TriageConfig of triage.yaml's data, which its model accepted: the rules compiled (the
+    model compiles them too, with `fail` raising config's At, so that none fails here)."""
     from .domain import yamlfile
 
-    data, node = yamlfile.parse(text, where)
-    if data is None:
-        return TriageConfig()
-    if not isinstance(data, dict):
-        raise BadInput(f"{where}:1: expected a mapping with rules, priority, correlation, classifier")
-
-    fail = yamlfile.failure(where, node)
-
-    unknown = set(data) - {"rules", "priority", "correlation", "classifier", "timezone"}
-    if unknown:
-        raise fail([sorted(unknown)[0]], f"{sorted(unknown)[0]}: unknown setting")
+    data = data or {}
+    fail = fail or (lambda loc, message: BadInput(f"triage.yaml: {'.'.join(loc)}: {message}"))
     options: dict[str, Any] = {}
     if data.get("timezone"):
-        options["timezone"] = clock.zone_of(str(data["timezone"]), lambda m: fail(["timezone"], m))
-    rules = data.get("rules") or []
-    if not isinstance(rules, list):
-        raise fail(["rules"], "rules: expected a list")
-    seen: set[str] = set()
-    compiled = []
+        options["timezone"] = clock.zone_of(str(data["timezone"]), BadInput)
     code = _Code()
-    for i, raw in enumerate(rules):
-        rule = _rule(raw, ["rules", str(i)], yamlfile.line_of(node, ["rules", str(i)]), fail, seen, code)
-        seen.add(rule.id)
-        compiled.append(rule)
-    options["rules"] = RuleSet(tuple(compiled), code.names, frozenset(code.uses))
-    options.update(_priority(_section(data, "priority", fail), fail))
-    options.update(_correlation(_section(data, "correlation", fail), fail))
-    options.update(_classifier(_section(data, "classifier", fail), fail))
+    compiled = tuple(_rule(raw, ["rules", str(i)], yamlfile.line_of(node, ["rules", str(i)]), fail, code)
+                     for i, raw in enumerate(data.get("rules") or []))
+    try:
+        options["rules"] = RuleSet(compiled, code.names, frozenset(code.uses))
+    except BadInput as e:
+        raise fail(["rules"], str(e)) from None
+    options.update(_priority(data.get("priority") or {}))
+    options.update(_correlation(data.get("correlation") or {}))
+    options.update(_classifier(data.get("classifier") or {}))
     return TriageConfig(**options)
 
 
@@ -176,38 +164,23 @@ def condition(node: Any, loc: list[str], fail: Callable) -> tuple[Callable[[Valu
     return (lambda values: rules.scan(values, 0) == 0), rules.uses
 
 
-def _section(data: dict, name: str, fail: Callable) -> dict:
-    value = data.get(name) or {}
-    if not isinstance(value, dict):
-        raise fail([name], f"{name}: expected a mapping")
+def _rule(raw: dict, loc: list[str], line: int, fail: Callable, code: _Code) -> Rule:
+    def rule_fail(sub: list[str], message: str) -> Exception:
+        return fail([*loc, *sub], message)
+
+    expression = _match(raw["match"], ["match"], rule_fail, code)
+    return Rule(str(raw["id"]).strip(), line, expression, _actions(raw["set"], rule_fail), raw.get("stop", False))
+
+
+def rule_id(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ValueError("an id is required")
     return value
 
 
-def _rule(raw: Any, loc: list[str], line: int, fail: Callable, seen: set[str], code: _Code) -> Rule:
-    if not isinstance(raw, dict):
-        raise fail(loc, "a rule must be a mapping with id, match and set")
-    rule_id = raw.get("id")
-    if not isinstance(rule_id, (str, int)) or not str(rule_id).strip():
-        raise fail(loc, "rule: an id is required")
-    rule_id = str(rule_id).strip()
-    if rule_id in seen:
-        raise fail([*loc, "id"], f"rule {rule_id}: the id is used twice")
-    unknown = set(raw) - {"id", "match", "set", "stop", "description"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise fail([*loc, key], f"rule {rule_id}: unknown key {key!r} (id, match, set, stop, description)")
-    if "match" not in raw or "set" not in raw:
-        raise fail(loc, f"rule {rule_id}: needs both match and set")
-
-    def rule_fail(sub: list[str], message: str) -> BadInput:
-        return fail([*loc, *sub], f"rule {rule_id}: {message}")
-
-    expression = _match(raw["match"], ["match"], rule_fail, code)
-    sets = _actions(raw["set"], rule_fail)
-    stop = raw.get("stop", False)
-    if not isinstance(stop, bool):
-        raise rule_fail(["stop"], "stop: expected true or false")
-    return Rule(rule_id, line, expression, sets, stop)
+def check_rule(raw: dict) -> None:
+    """A rule's match and set compile (config.TriageRule runs this)."""
+    _rule(raw, [], 0, lambda loc, message: At(loc, message), _Code())
 
 
 class _Code:
@@ -229,9 +202,9 @@ MAX_NESTING = 20  # all/any/not levels: deeper is a mistake, and Python's parser
 def _match(node: Any, loc: list[str], fail: Callable, code: _Code) -> str:
     """A mapping of conditions, all of which must hold, as an expression."""
     if not isinstance(node, dict) or not node:
-        raise fail(loc, "match: expected a mapping of conditions")
+        raise fail(loc, "expected a mapping of conditions")
     if sum(part in ("all", "any", "not") for part in loc) > MAX_NESTING:
-        raise fail(loc, f"match: all/any/not nested more than {MAX_NESTING} deep")
+        raise fail(loc, f"all/any/not nested more than {MAX_NESTING} deep")
     return "(" + " and ".join(_condition(str(key), value, [*loc, str(key)], fail, code)
                               for key, value in node.items()) + ")"
 
@@ -240,7 +213,7 @@ def _condition(key: str, value: Any, loc: list[str], fail: Callable, code: _Code
     """A condition as an expression."""
     if key in ("all", "any"):
         if not isinstance(value, list) or not value:
-            raise fail(loc, f"{key}: expected a list of conditions")
+            raise fail(loc, "expected a list of conditions")
         parts = [_match(v, [*loc, str(i)], fail, code) for i, v in enumerate(value)]
         return "(" + f" {'and' if key == 'all' else 'or'} ".join(parts) + ")"
     if key == "not":
@@ -251,14 +224,14 @@ def _condition(key: str, value: Any, loc: list[str], fail: Callable, code: _Code
         days = value if isinstance(value, list) else [value]
         wanted = {str(d).strip().lower()[:3] for d in days}
         if not wanted or not wanted <= set(WEEKDAYS):
-            raise fail(loc, f"weekday: expected names from {', '.join(WEEKDAYS)}")
+            raise fail(loc, f"expected names from {', '.join(WEEKDAYS)}")
         return f"(V[NOW].weekday() in {code.bind(frozenset(WEEKDAYS.index(d) for d in wanted))})"
     if key not in FACTS and not (key.startswith(("labels.", "annotations.")) and key.split(".", 1)[1]):
         raise fail(loc, f"unknown field {key!r} (fields: {', '.join(FACTS)}, labels.NAME, annotations.NAME)")
     if not isinstance(value, dict):
         value = {"in" if isinstance(value, list) else "equals": value}
     if not value:
-        raise fail(loc, f"{key}: expected operators")
+        raise fail(loc, "expected operators")
     return "(" + " and ".join(_operator(key, op, arg, loc, fail, code) for op, arg in value.items()) + ")"
 
 
@@ -266,10 +239,10 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
     """One operator on the value at `key` as an expression (for tags, a list, any tag may
     satisfy it)."""
     if op not in OPERATORS:
-        raise fail([*loc, str(op)], f"{key}: unknown operator {op!r} (operators: {', '.join(OPERATORS)})")
+        raise fail([*loc, str(op)], f"unknown operator {op!r} (operators: {', '.join(OPERATORS)})")
     scalars = arg if op == "in" and isinstance(arg, list) else [arg]
     if any(a is None or isinstance(a, (list, dict)) for a in scalars):
-        raise fail([*loc, op], f"{key}: {op}: expected " + ("a list of values" if op == "in" else "a single value"))
+        raise fail([*loc, op], "expected " + ("a list of values" if op == "in" else "a single value"))
     code.uses.add("annotations." if key.startswith("annotations.") else key)
     get = f"V.get({code.bind(key)})"
     listed = key == "tags"
@@ -278,26 +251,26 @@ def _operator(key: str, op: Any, arg: Any, loc: list[str], fail: Callable, code:
         return f"({want} in ({get} or ()))" if listed else f"({get} == {want})"
     if op == "in":
         if not isinstance(arg, list):
-            raise fail([*loc, op], f"{key}: in: expected a list")
+            raise fail([*loc, op], "expected a list")
         choices = code.bind(frozenset(_text(a) for a in arg))
         return f"(not {choices}.isdisjoint({get} or ()))" if listed else f"({get} in {choices})"
     if op == "regex":
         try:
             search = code.bind(patterns.compile(_text(arg)).search)
         except BadInput as e:
-            raise fail([*loc, op], f"{key}: bad regex {patterns.shown(str(arg))}: {e}") from None
+            raise fail([*loc, op], f"bad regex {patterns.shown(str(arg))}: {e}") from None
         return f"any(map({search}, {get} or ()))" if listed else f"{search}({get} or '')"
     if op == "contains":
         needle = code.bind(_text(arg).lower())
         return f"({needle} in ({get} or ()))" if listed else f"({needle} in ({get} or '').lower())"
     if op in ("present", "missing"):
         if not isinstance(arg, bool):
-            raise fail([*loc, op], f"{key}: {op}: expected true or false")
+            raise fail([*loc, op], "expected true or false")
         return f"bool({get})" if arg == (op == "present") else f"(not {get})"
     try:
         bound = float(arg)
     except (TypeError, ValueError):
-        raise fail([*loc, op], f"{key}: {op}: expected a number") from None
+        raise fail([*loc, op], "expected a number") from None
     symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
     number = code.bind(None)  # a name for the value, unique to this operator
     return f"(({number} := _numeric(V, {code.bind(key)}, {code.bind('#' + key)})) is not None " \
@@ -335,7 +308,7 @@ _CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-
 def _time_window(value: Any, loc: list[str], fail: Callable) -> Callable[[datetime], bool]:
     found = _CLOCK.match(str(value))
     if not found:
-        raise fail(loc, "time: expected HH:MM-HH:MM, e.g. 22:00-06:00")
+        raise fail(loc, "expected HH:MM-HH:MM, e.g. 22:00-06:00")
     h1, m1, h2, m2 = map(int, found.groups())
     start, end = h1 * 60 + m1, h2 * 60 + m2
 
@@ -348,7 +321,7 @@ def _time_window(value: Any, loc: list[str], fail: Callable) -> Callable[[dateti
 
 def _actions(node: Any, fail: Callable) -> dict[str, Any]:
     if not isinstance(node, dict) or not node:
-        raise fail(["set"], "set: expected a mapping of actions")
+        raise fail(["set"], "expected a mapping of actions")
     sets: dict[str, Any] = {}
     for key, value in node.items():
         key = str(key)
@@ -358,18 +331,18 @@ def _actions(node: Any, fail: Callable) -> dict[str, Any]:
         if key == "kind":
             # Problems and changes are records of their own (sdesk problem, sdesk change).
             if value not in (Kind.INCIDENT, Kind.REQUEST):
-                raise fail(loc, "kind: expected incident or request")
+                raise fail(loc, "expected incident or request")
         elif key == "priority":
             value = str(value).upper()
             if value not in PRIORITIES:
-                raise fail(loc, f"priority: expected one of {', '.join(PRIORITIES)}")
+                raise fail(loc, f"expected one of {', '.join(PRIORITIES)}")
         elif key in ("impact", "urgency"):
             if type(value) is not int or not 1 <= value <= 3:
-                raise fail(loc, f"{key}: expected 1, 2 or 3")
+                raise fail(loc, "expected 1, 2 or 3")
         elif key == "tags":
             value = [value] if isinstance(value, str) else value
             if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
-                raise fail(loc, "tags: expected a tag or a list of tags")
+                raise fail(loc, "expected a tag or a list of tags")
             value = [t.strip() for t in value]
         elif key == "parent":
             from .domain.lifecycle import parse_ref
@@ -382,85 +355,83 @@ def _actions(node: Any, fail: Callable) -> dict[str, Any]:
             if value is False:
                 continue
             if value is not True and not (isinstance(value, str) and value.strip()):
-                raise fail(loc, "suppress: expected true or a reason")
+                raise fail(loc, "expected true or a reason")
         elif not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
-            raise fail(loc, f"{key}: expected text of 1 to {NAME_MAX} characters")
+            raise fail(loc, f"expected text of 1 to {NAME_MAX} characters")
         else:
             value = value.strip()
         sets[key] = value
     return sets
 
 
-def _priority(section: dict, fail: Callable) -> dict[str, Any]:
+def _priority(section: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    unknown = set(section) - {"matrix", "tier_impact", "blast_radius", "urgent_words"}
-    if unknown:
-        raise fail(["priority", sorted(unknown)[0]], f"priority.{sorted(unknown)[0]}: unknown setting")
     if "matrix" in section:
-        matrix = section["matrix"]
-        if not (isinstance(matrix, list) and len(matrix) == 3 and all(
-                isinstance(row, list) and len(row) == 3 and all(str(p).upper() in PRIORITIES for p in row) for row in matrix)):
-            raise fail(["priority", "matrix"], "priority.matrix: expected 3 rows (impact 1-3) of 3 priorities (urgency 1-3)")
-        out["matrix"] = tuple(tuple(str(p).upper() for p in row) for row in matrix)
+        out["matrix"] = tuple(tuple(str(p).upper() for p in row) for row in section["matrix"])
     if "tier_impact" in section:
-        table = section["tier_impact"]
-        if not isinstance(table, dict) or not all(
-                type(k) is int and type(v) is int and 1 <= v <= 3 for k, v in table.items()):
-            raise fail(["priority", "tier_impact"], "priority.tier_impact: expected tier: impact (1-3)")
-        out["tier_impact"] = dict(table)
+        out["tier_impact"] = dict(section["tier_impact"])
     if "blast_radius" in section:
-        if type(section["blast_radius"]) is not int or section["blast_radius"] < 1:
-            raise fail(["priority", "blast_radius"], "priority.blast_radius: expected a positive number of dependents")
         out["blast_radius"] = section["blast_radius"]
     if "urgent_words" in section:
-        words = section["urgent_words"]
-        if not isinstance(words, dict) or not all(
-                k in (1, 2) and isinstance(v, list) and all(isinstance(w, str) and w.strip() for w in v)
-                for k, v in words.items()):
-            raise fail(["priority", "urgent_words"], "priority.urgent_words: expected 1: [words] and 2: [words]")
-        out["urgent_words"] = {k: tuple(w.strip().lower() for w in v) for k, v in words.items()}
+        out["urgent_words"] = {k: tuple(w.strip().lower() for w in v) for k, v in section["urgent_words"].items()}
     return out
 
 
-def _correlation(section: dict, fail: Callable) -> dict[str, Any]:
+def _correlation(section: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "group_key" in section:
-        if not isinstance(section["group_key"], bool):
-            raise fail(["correlation", "group_key"], "correlation.group_key: expected true or false")
         out["group_key"] = section["group_key"]
     for name in ("window_minutes", "flap_minutes"):
         if name in section:
-            if type(section[name]) is not int or not 0 <= section[name] <= MAX_SETTING_DAYS * 1440:
-                # bounded here: `now - window` is computed on every new ticket
-                raise fail(["correlation", name], f"correlation.{name}: expected minutes, 0 (off) "
-                                                  f"to {MAX_SETTING_DAYS * 1440} ({MAX_SETTING_DAYS} days)")
             out["correlation_minutes" if name == "window_minutes" else name] = section[name]
     if "group_by" in section:
-        labels = section["group_by"]
-        if not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels):
-            raise fail(["correlation", "group_by"], "correlation.group_by: expected a list of label names")
-        out["group_by"] = tuple(x.strip() for x in labels)
-    unknown = set(section) - {"window_minutes", "flap_minutes", "group_by", "group_key"}
-    if unknown:
-        raise fail(["correlation", sorted(unknown)[0]], f"correlation.{sorted(unknown)[0]}: unknown setting")
+        out["group_by"] = tuple(x.strip() for x in section["group_by"])
     return out
 
 
-def _classifier(section: dict, fail: Callable) -> dict[str, Any]:
+def _classifier(section: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "threshold" in section:
-        value = section["threshold"]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise fail(["classifier", "threshold"], "classifier.threshold: expected a confidence from 0 to 1")
-        out["classifier_threshold"] = float(value)
+        out["classifier_threshold"] = float(section["threshold"])
     if "triage_queue" in section:
-        if not isinstance(section["triage_queue"], str) or not section["triage_queue"].strip():
-            raise fail(["classifier", "triage_queue"], "classifier.triage_queue: expected a queue name")
         out["triage_queue"] = section["triage_queue"].strip()
-    unknown = set(section) - {"threshold", "triage_queue"}
-    if unknown:
-        raise fail(["classifier", sorted(unknown)[0]], f"classifier.{sorted(unknown)[0]}: unknown setting")
     return out
+
+
+# The checks of triage.yaml's settings (config.TriageFile runs them).
+
+
+def matrix(value: Any) -> Any:
+    if not (isinstance(value, list) and len(value) == 3 and all(
+            isinstance(row, list) and len(row) == 3 and all(str(p).upper() in PRIORITIES for p in row) for row in value)):
+        raise ValueError("expected 3 rows (impact 1-3) of 3 priorities (urgency 1-3)")
+    return value
+
+
+def tier_impact(value: Any) -> Any:
+    if not isinstance(value, dict) or not all(type(k) is int and type(v) is int and 1 <= v <= 3 for k, v in value.items()):
+        raise ValueError("expected tier: impact (1-3)")
+    return value
+
+
+def urgent_words(value: Any) -> Any:
+    if not isinstance(value, dict) or not all(
+            k in (1, 2) and type(k) is int and isinstance(v, list) and all(isinstance(w, str) and w.strip() for w in v)
+            for k, v in value.items()):
+        raise ValueError("expected 1: [words] and 2: [words]")
+    return value
+
+
+def label_names(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
+        raise ValueError("expected a list of label names")
+    return value
+
+
+def queue_name(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a queue name")
+    return value
 
 
 # -- deciding ----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def examples(n: int) -> int:
 
 
 @pytest.fixture(autouse=True)
-def hermetic(tmp_path, monkeypatch):
+def hermetic(tmp_path, tmp_path_factory, monkeypatch):
     """Every test gets its own database and config dir, a known actor, and the real clock."""
     monkeypatch.setenv("SDESK_DB", str(tmp_path / "desk.db"))
     # The config folder exists (empty): a --config/SDESK_CONFIG naming no folder is an error.
@@ -39,6 +39,9 @@ def hermetic(tmp_path, monkeypatch):
     monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "config"))
     monkeypatch.setenv("SDESK_USER", "tester")
     monkeypatch.delenv("SDESK_NOW", raising=False)
+    # Stamps of validated desk files (sdesk/validated.py): the test's own, beside its folder
+    # (tests check that a refused command leaves that folder as it was).
+    monkeypatch.setenv("SDESK_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

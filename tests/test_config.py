@@ -1,6 +1,11 @@
 """The desk config (intake.yaml) changes intake as documented; a bad file is one clear line."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -167,3 +172,79 @@ def test_every_numeric_setting_is_accepted_or_one_bad_input_line(cli, config, se
         assert result.exit_code in (0, ExitCode.BAD_INPUT), (name, value, command, result.exit_code, result.stderr)
         if result.exit_code:
             assert result.stderr.startswith(f"error: {config / name}:") and result.stderr.count("\n") == 1, result.stderr
+
+
+# -- issue 20: every desk file is validated one way (its pydantic model in config.py) ------------
+
+DESK_FILE_ERRORS = [
+    # (file, text, what it is read by, the error's file line, setting and message)
+    ("roles.yaml", "# who is not a user\ndefault_role: boss\n", ("list",),
+     "roles.yaml:2: default_role: unknown role 'boss': expected one of viewer, agent, approver, admin"),
+    ("roles.yaml", "default_role: viewer\ndefualt_role: agent\n", ("list",), "roles.yaml:2: defualt_role: unknown setting"),
+    ("roles.yaml", "- viewer\n", ("list",), "roles.yaml:1: file: expected a mapping of settings"),
+    ("metrics.yaml", "targets:\n  acknowledge:\n    P1: 15m\n    P2: soon\n", ("report",),
+     "metrics.yaml:4: targets.acknowledge.P2: expected a duration like 30m, 4h, 2d, 1w"),
+    ("metrics.yaml", "cost:\n  agent_hour: 60\n  page: 10\n  monthly_tooling: 300\n  coffee: 2\n", ("report",),
+     "metrics.yaml:5: cost.coffee: unknown setting (expected agent_hour, page or monthly_tooling)"),
+    ("sla.yaml", "calendars:\n  - name: office\n    timezone: UTC\n    hours: {mon-fri: '09:00-17:00'}\n"
+                 "    holidays: [2026-12-25, xmas]\n", ("sla",),
+     "sla.yaml:5: calendars[office].holidays[1]: expected dates, e.g. 2026-12-25"),
+    ("sla.yaml", "policies:\n  - name: gold\n    respond: 1h\n  - name: gold\n    resolve: 1d\n", ("sla",),
+     "sla.yaml:4: policies[gold].name: the name is used twice"),
+    ("sla.yaml", "policies:\n  - name: gold\n    respond: 1h\n    colour: red\n", ("sla",),
+     "sla.yaml:4: policies[gold].colour: unknown setting (expected name, kind, priority, respond, resolve, calendar, "
+     "pause or warn_at)"),
+    ("oncall.yaml", "teams:\n  - name: ops\n    members: [ann]\nqueues:\n  - name: db\n    team: dba\n", ("oncall", "show"),
+     "oncall.yaml:6: queues[db].team: unknown team 'dba'"),
+    ("oncall.yaml", "teams:\n  - name: ops\n    members: [ann, {user: 'b c'}]\n", ("oncall", "show"),
+     "oncall.yaml:3: teams[ops].members[1].user: expected a name (letters, digits, . _ @ + -)"),
+    ("runbooks/rb.yaml", "params:\n  folder: {from: labels.mount, pattern: '(a'}\nsteps:\n  - run: [ls, '{folder}']\n",
+     ("runbook", "show", "rb"), "runbooks/rb.yaml:2: params.folder.pattern: bad pattern: missing ): (a"),
+    ("runbooks/rb.yaml", "throttle: {runs: 0, per: 1h}\nsteps:\n  - run: [ls]\n", ("runbook", "show", "rb"),
+     "runbooks/rb.yaml:1: throttle.runs: expected a whole number, at least 1"),
+    ("triage.yaml", "rules:\n  - id: db\n    match:\n      labels.alertname: {regex: '(a'}\n    set: {queue: dba}\n",
+     ("rules", "check"), "triage.yaml:4: rules[db].match.labels.alertname.regex: bad regex '(a'"),
+    ("triage.yaml", "correlation:\n  window_minutes: 30\n  flap_minutes: -1\n", ("rules", "check"),
+     "triage.yaml:3: correlation.flap_minutes: expected minutes, 0 (off) to"),
+    ("triage.yaml", "classifier:\n  treshold: 0.5\n", ("rules", "check"),
+     "triage.yaml:2: classifier.treshold: unknown setting (expected threshold or triage_queue)"),
+    ("metrics.yaml", "targets:\n  csat: true\n", ("report",), "metrics.yaml:2: targets.csat: expected a number from 1 to 5"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "command", "message"), DESK_FILE_ERRORS,
+                         ids=[f"{case[0]}-{i}" for i, case in enumerate(DESK_FILE_ERRORS)])
+def test_a_bad_desk_file_is_one_line_naming_file_line_and_setting(cli, config, name, text, command, message):
+    (config / name).parent.mkdir(exist_ok=True)
+    (config / name).write_text(text)
+    result = cli(*command, ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.stderr.startswith(f"error: {config / message}") and result.stderr.count("\n") == 1
+
+
+def test_new_with_desk_files_skips_pydantic_once_they_were_validated(tmp_path, config):
+    """`sdesk new` reads the desk files that shape a ticket (roles, triage and what it borrows:
+    sla, oncall, runbooks); pydantic (1.3 F of new's 1.5 F) is imported to validate a file the
+    first time its text is seen, not on each new."""
+    example = Path(__file__).parent.parent / "examples" / "desk"
+    shutil.copytree(example, config, dirs_exist_ok=True, ignore=shutil.ignore_patterns("intake.yaml"))
+    code = ("import sys; from sdesk.cli import app\n"
+            "try: app(['new', 'x'])\n"
+            "except SystemExit as e: print(e.code, file=sys.stderr)\n"
+            "print('pydantic' in sys.modules, file=sys.stderr)\n")
+    env = {**os.environ, "SDESK_DB": str(tmp_path / "desk.db"), "SDESK_CONFIG": str(config)}
+
+    def run():
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return proc.stderr.strip().splitlines()
+
+    assert run()[-2:] == ["0", "True"]  # validated, and remembered
+    assert run()[-2:] == ["0", "False"]
+    (config / "roles.yaml").write_text("default_role: boss\n")  # changed: validated again
+    lines = run()
+    assert lines[-2:] == ["2", "True"] and "roles.yaml:1: default_role: unknown role 'boss'" in lines[0]
+    (config / "roles.yaml").write_text("default_role: agent\n")
+    with (config / "sla.yaml").open("a") as f:
+        f.write("  - {ci: db, objective: 100}\n")  # what triage borrows is checked too, and only warns
+    lines = run()
+    assert lines[-2:] == ["0", "True"] and any("objective: expected a percentage" in line for line in lines)

@@ -99,8 +99,8 @@ def test_any_pattern_the_desk_accepts_compiles_with_re2(pattern, value):
     matching it against any value answers (a lone surrogate included)."""
     import re2
 
-    from sdesk.domain.runbooks import parse as parse_runbook
-    from sdesk.triage import load
+    from sdesk.validated import parse_runbook
+    from sdesk.validated import load_triage as load
 
     accepted = []
     try:
@@ -553,10 +553,9 @@ def test_an_email_tagged_with_a_huge_ticket_number_is_a_new_ticket(cli, n):
 @pytest.mark.parametrize("name, text", [("triage.yaml", "timezone: {zone}\n"),
                                         ("oncall.yaml", "schedules:\n  - name: s\n    timezone: {zone}\n")])
 def test_a_time_zone_name_too_long_for_a_file_name_is_one_line(name, text):
-    from sdesk.domain import routing
-    from sdesk import triage
+    from sdesk.validated import load_oncall, load_triage
 
-    load = triage.load if name == "triage.yaml" else routing.load
+    load = load_triage if name == "triage.yaml" else load_oncall
     with pytest.raises(BadInput) as e:
         load(text.format(zone="Europe/" + "x" * 300), name)
     assert "unknown time zone" in str(e.value) and "\n" not in str(e.value)

@@ -184,7 +184,7 @@ def test_bad_input_is_one_line_and_records_nothing(history, tmp_path):
     assert history.json("show", str(ids["t8"]))["events"][-1]["kind"] == "created"
     (tmp_path / "config" / "metrics.yaml").write_text("cost:\n  agent_hour: 60\n  monthly_tooling: 300\n")
     out = history("report", ok=False)
-    assert out.exit_code == ExitCode.BAD_INPUT and "metrics.yaml:1: cost: page: missing" in out.stderr
+    assert out.exit_code == ExitCode.BAD_INPUT and "metrics.yaml:1: cost.page: missing" in out.stderr
 
 
 def test_a_postmortem_draft_from_the_record(history):
@@ -232,11 +232,11 @@ def test_escalations_by_tick_count_and_a_future_end_is_now(history, tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("targets: {fcr: 150%}\n", "metrics.yaml:1: targets: fcr: expected a share from 0% to 100%"),
-    ("targets: {reopen: 5}\n", "metrics.yaml:1: targets: reopen: expected a share from 0% to 100%"),
-    ("cost: {agent_hour: .nan, page: 1, monthly_tooling: 1}\n", "cost: agent_hour: expected a number, 0 or more"),
-    ("targets: {csat: 9}\n", "targets: csat: expected a number from 1 to 5"),
-    ("colour: red\n", "metrics.yaml:1: colour: expected targets, cost and out_of_hours"),
+    ("targets: {fcr: 150%}\n", "metrics.yaml:1: targets.fcr: expected a share from 0% to 100%"),
+    ("targets: {reopen: 5}\n", "metrics.yaml:1: targets.reopen: expected a share from 0% to 100%"),
+    ("cost: {agent_hour: .nan, page: 1, monthly_tooling: 1}\n", "metrics.yaml:1: cost.agent_hour: expected a number, 0 or more"),
+    ("targets: {csat: 9}\n", "metrics.yaml:1: targets.csat: expected a number from 1 to 5"),
+    ("colour: red\n", "metrics.yaml:1: colour: unknown setting (expected targets, cost or out_of_hours)"),
 ])
 def test_a_bad_metrics_file_is_one_error_with_its_line(history, tmp_path, text, message):
     (tmp_path / "config" / "metrics.yaml").write_text(text)

@@ -1,6 +1,7 @@
 """On call: rotations that hand off at the same wall-clock time across DST changes, layers and
 restrictions, overrides, and line-numbered errors in oncall.yaml."""
 
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.domain.routing import Override, load, on_call, shifts
+from sdesk.domain.routing import Override, on_call, shifts
+from sdesk.validated import load_oncall as load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 UTC = timezone.utc
@@ -82,18 +84,18 @@ def test_shifts_agree_with_who_is_on_call_at_every_minute(minute):
 
 @pytest.mark.parametrize("text, message", [
     ("teams:\n  - name: ops\n    members: [ann]\nschedules:\n  - name: s\n    timezone: Mars/Olympus\n    layers: []\n",
-     "oncall.yaml:6: schedule s: timezone: unknown time zone 'Mars/Olympus'"),
+     "oncall.yaml:6: schedules[s].timezone: unknown time zone 'Mars/Olympus'"),
     ("teams:\n  - name: ops\n    members: [ann]\nschedules:\n  - name: s\n    timezone: UTC\n    layers: []\n",
-     "oncall.yaml:5: schedule s: needs at least one layer"),
+     "oncall.yaml:7: schedules[s].layers: needs at least one layer"),
     ("teams:\n  - name: ops\n    members: [ann]\nschedules:\n  - name: s\n    timezone: UTC\n    layers:\n"
      "      - start: 2026-01-01T00:00\n        length: 1d\n        users: [ann, zed]\n",
-     "oncall.yaml:10: schedule s: unknown user 'zed'"),
-    ("teams:\n  - name: ops\n    members: [ann]\n    schedule: nope\n", "oncall.yaml:4: team ops: unknown schedule 'nope'"),
+     "oncall.yaml:10: schedules[s].layers[0].users[1]: unknown user 'zed' (not a member of any team)"),
+    ("teams:\n  - name: ops\n    members: [ann]\n    schedule: nope\n", "oncall.yaml:4: teams[ops].schedule: unknown schedule 'nope'"),
     ("teams:\n  - name: ops\n    members: [ann]\nschedules:\n  - name: s\n    timezone: UTC\n    layers:\n"
-     "      - start: 2026-01-01T00:00\n        length: 0d\n        users: [ann]\n", "oncall.yaml:9: schedule s: length"),
+     "      - start: 2026-01-01T00:00\n        length: 0d\n        users: [ann]\n", "oncall.yaml:9: schedules[s].layers[0].length: expected hours, days or weeks"),
 ])
 def test_bad_oncall_files_name_the_line(text, message):
-    with pytest.raises(BadInput, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(BadInput, match="^" + re.escape(message)):
         load(text, "oncall.yaml")
 
 

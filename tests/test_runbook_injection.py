@@ -17,7 +17,7 @@ from conftest import examples
 
 from sdesk.errors import BadInput, ExitCode
 from sdesk.domain.runbook_argv import DATA_PROGRAMS, known, program_name
-from sdesk.domain.runbooks import parse
+from sdesk.validated import parse_runbook as parse
 from sdesk.services.runner import prepare, start
 from sdesk.store import Store
 from sdesk.intake.service import Intake
@@ -59,7 +59,7 @@ def test_the_printer_queue_email_runs_no_command_from_its_subject(desk):
     assert all(run["status"] == "refused" for run in desk.json("runbook", "runs"))
     out = desk("runbook", "validate", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT
-    assert "printer-queue.yaml:7: step show-queue: run: {subject}" in out.stderr
+    assert re.search(r"printer-queue\.yaml:7: steps\[show-queue\]\.run\[\d+\]: \{subject\}", out.stderr)
     assert '"$SDESK_PARAM_SUBJECT"' in out.stderr
     assert """[bash, -o, pipefail, -c, 'echo checking "$1" | tr a-z A-Z', bash, "{subject}"]""" in out.stderr
 
@@ -91,7 +91,7 @@ def test_each_shape_of_the_issue_is_refused_with_its_line_and_never_runs(desk, s
     (desk.config / "runbooks" / "rb.yaml").write_text(
         f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {shape}\n")
     out = desk("runbook", "validate", ok=False)
-    assert out.exit_code == ExitCode.BAD_INPUT and "rb.yaml:5: step go: run: {t}" in out.stderr, out.stderr
+    assert out.exit_code == ExitCode.BAD_INPUT and re.search(r"rb\.yaml:5: steps\[go\]\.run\[\d+\]: \{t\}", out.stderr), out.stderr
     ticket = desk.new(f"x; touch {marker}; $(touch {marker}); print(__import__('os').system('touch {marker}'))")
     out = desk("runbook", "run", "rb", "--ticket", str(ticket), "--yes", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT and "rb.yaml:5:" in out.stderr
@@ -115,7 +115,7 @@ def test_each_program_the_tester_found_takes_no_parameter(shape, declared):
     """Not on the allow-list, and these run their arguments: refused with the file, the line
     and the program; data_args (the author's word) does not open them either."""
     text = f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {shape}\n" + ("    data_args: true\n" * declared)
-    with pytest.raises(BadInput, match=r"^rb\.yaml:5: step go: run: \{t\} would be ") as e:
+    with pytest.raises(BadInput, match=r"^rb\.yaml:5: steps\[go\]\.run\[\d+\]: \{t\} would be ") as e:
         parse(text, "rb.yaml", "rb")
     assert "SDESK_PARAM_T" in str(e.value) or "argument of its own after the code" in str(e.value)
 
@@ -133,7 +133,7 @@ def test_the_printer_queue_email_through_capsh_runs_nothing(desk):
             f"  - id: show-queue\n    run: {shape}\n")
         out = desk("runbook", "validate", ok=False)
         assert out.exit_code == ExitCode.BAD_INPUT
-        assert "printer-queue.yaml:7: step show-queue: run: {subject} would be an argument of capsh" in out.stderr
+        assert re.search(r"printer-queue\.yaml:7: steps\[show-queue\]\.run\[\d+\]: \{subject\} would be an argument of capsh", out.stderr)
         assert '"$SDESK_PARAM_SUBJECT"' in out.stderr
         email = (f"From: stranger@internet.example\r\nSubject: printer broken; touch {marker} #\r\n"
                  f"Message-ID: <p{len(shape)}@x>\r\n\r\nhelp\r\n")
@@ -152,7 +152,8 @@ def test_an_unknown_program_takes_a_parameter_only_when_the_step_declares_data_a
     (desk.config / "runbooks" / "rb.yaml").write_text(step)
     out = desk("runbook", "validate", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT
-    assert "rb.yaml:5: step go: run: {t} would be an argument of show-args, a program sdesk does not know" in out.stderr
+    assert re.search(r"rb\.yaml:5: steps\[go\]\.run\[\d+\]: \{t\} would be an argument of show-args, a program sdesk does "
+                     "not know", out.stderr)
     assert "declare the step data_args: true" in out.stderr and '"$SDESK_PARAM_T"' in out.stderr
     (desk.config / "runbooks" / "rb.yaml").write_text(step + "    data_args: true\n")
     out = desk("runbook", "validate")
@@ -188,7 +189,7 @@ SIBLINGS = [
 
 @pytest.mark.parametrize("shape", SIBLINGS)
 def test_every_sibling_shape_is_refused_with_its_line(shape):
-    with pytest.raises(BadInput, match=r"^rb\.yaml:5: step go: run: (the command itself|\{t\} )"):
+    with pytest.raises(BadInput, match=r"^rb\.yaml:5: steps\[go\]\.run\[\d+\]: (the command itself|\{t\} )"):
         parse(f"params:\n  t: {{from: title}}\nsteps:\n  - id: go\n    run: {shape}\n", "rb.yaml", "rb")
 
 
@@ -196,7 +197,8 @@ def test_every_sibling_shape_is_refused_with_its_line(shape):
 def test_dry_run_variants_and_rollback_steps_are_held_to_the_same_rule(where):
     steps = ('steps:\n  - run: [echo, "{t}"]\n    dry_run: [sh, -c, "echo {t}"]\n' if where == "dry_run" else
              'steps:\n  - run: ["true"]\non_failure:\n  - run: [sh, -c, "echo {t}"]\n')
-    with pytest.raises(BadInput, match=rf"{where if where == 'dry_run' else 'run'}: \{{t\}} is inside a longer"):
+    path = r"steps\[0\]\.dry_run\[2\]" if where == "dry_run" else r"on_failure\[0\]\.run\[2\]"
+    with pytest.raises(BadInput, match=rf"{path}: \{{t\}} is inside a longer"):
         parse("params:\n  t: {from: title}\n" + steps, "rb.yaml", "rb")
 
 
@@ -249,7 +251,7 @@ def test_line_breaks_and_control_characters_in_a_value_are_refused(desk):
 def test_a_step_env_may_not_set_a_variable_from_ticket_text(desk):
     """GIT_SSH_COMMAND, BASH_ENV, LD_PRELOAD, PAGER...: what a variable means is the program's;
     text parameters reach steps as SDESK_PARAM_* only. Numbers and {ticket} may be set."""
-    with pytest.raises(BadInput, match=r"rb.yaml:6: step run-1: env: \{t\} would set GIT_SSH_COMMAND .*SDESK_PARAM_T"):
+    with pytest.raises(BadInput, match=r"rb.yaml:6: steps\[0\]\.env\.GIT_SSH_COMMAND: \{t\} would set GIT_SSH_COMMAND .*SDESK_PARAM_T"):
         parse("params:\n  t: {from: title}\nsteps:\n  - run: [git, fetch]\n    env:\n      GIT_SSH_COMMAND: '{t}'\n",
               "rb.yaml", "rb")
     parse("params:\n  n: {type: int, default: 3}\nsteps:\n  - run: [git, fetch]\n    env: {RETRIES: '{n}', T: '{ticket}'}\n",

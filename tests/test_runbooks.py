@@ -20,7 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from conftest import examples
 
 from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
-from sdesk.domain.runbooks import parse, resolve_params
+from sdesk.domain.runbooks import resolve_params
+from sdesk.validated import parse_runbook as parse
 from sdesk.services.runner import prepare, resume, start
 from sdesk.store import Store
 from sdesk.intake.service import Intake
@@ -275,15 +276,15 @@ def test_shell_strings_may_not_paste_parameters():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("steps:\n  - run: [echo, '{nope}']\n", r"rb.yaml:2: step run-1: run: unknown parameter \{nope\}"),
+    ("steps:\n  - run: [echo, '{nope}']\n", r"rb.yaml:2: steps\[0\]\.run\[1\]: unknown parameter \{nope\}"),
     ("steps:\n  - run: echo hi\n", r"rb.yaml:2: .*a string runs only with shell: true"),
-    ("steps:\n  - run: [echo]\n    retry: 3\n", r"rb.yaml:3: step run-1: unknown key 'retry'"),
+    ("steps:\n  - run: [echo]\n    retry: 3\n", r"rb.yaml:3: steps\[0\]\.retry: unknown setting for a run step"),
     ("steps:\n  - run: ['{x}']\nparams: {x: {default: ls}}\n", r"rb.yaml:2: .*the command itself cannot come"),
     ("steps: []\n", r"rb.yaml:1: steps: a runbook needs at least one step"),
-    ("name: x\nsteps:\n  - run: [true]\n    timeout: forever\n", r"rb.yaml:4: step run-1: timeout: expected"),
+    ("name: x\nsteps:\n  - run: [true]\n    timeout: forever\n", r"rb.yaml:4: steps\[0\]\.timeout: expected seconds"),
     ("steps:\n  - run: [true]\n  foo: [", r"rb.yaml:3: "),
-    ("params:\n  n: {type: int, default: many}\nsteps:\n  - run: [true]\n", r"rb.yaml:2: default: parameter n"),
-    ("secrets:\n  TOKEN: hunter2\nsteps:\n  - run: [true]\n", r"rb.yaml:2: secret TOKEN: expected \{env"),
+    ("params:\n  n: {type: int, default: many}\nsteps:\n  - run: [true]\n", r"rb.yaml:2: params\.n\.default: parameter n: 'many' is not an integer"),
+    ("secrets:\n  TOKEN: hunter2\nsteps:\n  - run: [true]\n", r"rb.yaml:2: secrets\.TOKEN: expected \{env"),
 ])
 def test_a_malformed_runbook_is_one_error_with_its_line(text, message):
     with pytest.raises(BadInput, match=message):
@@ -316,7 +317,7 @@ steps:
     out = desk("runbook", "run", "missing", "--ticket", str(ticket), "--yes", ok=False)
     assert out.exit_code == ExitCode.BAD_INPUT and "command not found: step run-2: no-such-command-sdesk" in out.stderr
     out = desk("runbook", "run", "broken", "--ticket", str(ticket), "--yes", ok=False)
-    assert out.exit_code == ExitCode.BAD_INPUT and "broken.yaml:3: step run-1: unknown key 'bogus'" in out.stderr
+    assert out.exit_code == ExitCode.BAD_INPUT and "broken.yaml:3: steps[0].bogus: unknown setting for a run step" in out.stderr
     assert not marker.exists() and runs(desk) == []
     check = desk("runbook", "validate", "--json", ok=False)
     assert check.exit_code == ExitCode.BAD_INPUT

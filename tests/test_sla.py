@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.domain.sla import clocks, load, working_time
+from sdesk.domain.sla import clocks, working_time
+from sdesk.validated import load_sla as load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 UTC = timezone.utc
@@ -62,14 +63,14 @@ def test_first_matching_policy_applies():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("policies:\n  - name: x\n    kind: incdent\n    respond: 1h\n", "sla.yaml:3: policy x: kind: 'incdent' is not one of"),
-    ("policies:\n  - name: x\n    respond: soon\n", "sla.yaml:3: policy x: respond: expected a duration"),
-    ("policies:\n  - name: x\n", "sla.yaml:2: policy x: needs a respond or a resolve target"),
-    ("policies:\n  - name: x\n    respond: 1h\n    calendar: office\n", "sla.yaml:4: policy x: unknown calendar 'office'"),
+    ("policies:\n  - name: x\n    kind: incdent\n    respond: 1h\n", "sla.yaml:3: policies[x].kind: 'incdent' is not one of incident, request"),
+    ("policies:\n  - name: x\n    respond: soon\n", "sla.yaml:3: policies[x].respond: expected a duration"),
+    ("policies:\n  - name: x\n", "sla.yaml:2: policies[x]: needs a respond or a resolve target"),
+    ("policies:\n  - name: x\n    respond: 1h\n    calendar: office\n", "sla.yaml:4: policies[x].calendar: unknown calendar 'office'"),
     ("calendars:\n  - name: c\n    timezone: Nowhere/Land\n    hours: {mon-fri: '09:00-17:00'}\n",
-     "sla.yaml:3: calendar c: timezone: unknown time zone"),
-    ("calendars:\n  - name: c\n    timezone: UTC\n    hours: {mon-fry: '09:00-17:00'}\n", "sla.yaml:4: calendar c: hours:"),
-    ("policies:\n  - name: x\n    respond: 1h\n    warn_at: 2\n", "sla.yaml:4: policy x: warn_at"),
+     "sla.yaml:3: calendars[c].timezone: unknown time zone 'Nowhere/Land'"),
+    ("calendars:\n  - name: c\n    timezone: UTC\n    hours: {mon-fry: '09:00-17:00'}\n", "sla.yaml:4: calendars[c].hours.mon-fry: expected days like mon-fri or sat,sun"),
+    ("policies:\n  - name: x\n    respond: 1h\n    warn_at: 2\n", "sla.yaml:4: policies[x].warn_at: expected a share of the target"),
 ])
 def test_bad_sla_files_name_the_line(text, message):
     with pytest.raises(BadInput) as e:
@@ -194,9 +195,9 @@ def test_a_burning_ci_is_frozen_for_changes_and_raises_urgency(slo_desk, monkeyp
 
 
 def test_bad_slos_name_the_line():
-    for text, message in [("slos:\n  - {ci: x, objective: 100}\n", "sla.yaml:2: slo x: objective"),
-                          ("slos:\n  - {ci: x, objective: 99, freeze: maybe}\n", "sla.yaml:2: slo x: freeze"),
-                          ("slos:\n  - {objective: 99}\n", "sla.yaml:2: an SLO has")]:
+    for text, message in [("slos:\n  - {ci: x, objective: 100}\n", "sla.yaml:2: slos[x].objective: expected a percentage"),
+                          ("slos:\n  - {ci: x, objective: 99, freeze: maybe}\n", "sla.yaml:2: slos[x].freeze: expected off, warn or refuse"),
+                          ("slos:\n  - {objective: 99}\n", "sla.yaml:2: slos[0].ci: missing (required)")]:
         with pytest.raises(BadInput) as e:
             load(text, "sla.yaml")
         assert str(e.value).startswith(message)

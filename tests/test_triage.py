@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.errors import BadInput, ExitCode
-from sdesk.triage import Stored, TriageConfig, decide, load, matches, parse_matcher, replay
+from sdesk.triage import Stored, TriageConfig, decide, matches, parse_matcher, replay
+from sdesk.validated import load_triage as load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # a Thursday
@@ -84,15 +85,15 @@ def test_later_rules_see_and_override_earlier_ones_and_stop_ends():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("  - id: a\n    match: {colour: red}\n    set: {queue: q}\n", "triage.yaml:4: rule a: unknown field 'colour'"),
-    ("  - id: a\n    match:\n      title: {regex: '('}\n    set: {queue: q}\n", "triage.yaml:5: rule a: title: bad regex"),
-    ("  - id: a\n    match: {title: x}\n    set:\n      page: yes\n", "triage.yaml:6: rule a: unknown action 'page'"),
-    ("  - id: a\n    match: {title: {like: x}}\n    set: {queue: q}\n", "rule a: title: unknown operator 'like'"),
-    ("  - id: a\n    match: {title: x}\n    set: {priority: P9}\n", "rule a: priority: expected one of"),
-    ("  - id: a\n    match: {time: '25:00-01:00'}\n    set: {queue: q}\n", "rule a: time: expected HH:MM-HH:MM"),
+    ("  - id: a\n    match: {colour: red}\n    set: {queue: q}\n", "triage.yaml:4: rules[a].match.colour: unknown field 'colour'"),
+    ("  - id: a\n    match:\n      title: {regex: '('}\n    set: {queue: q}\n", "triage.yaml:5: rules[a].match.title.regex: bad regex '('"),
+    ("  - id: a\n    match: {title: x}\n    set:\n      page: yes\n", "triage.yaml:6: rules[a].set.page: unknown action 'page'"),
+    ("  - id: a\n    match: {title: {like: x}}\n    set: {queue: q}\n", "triage.yaml:4: rules[a].match.title.like: unknown operator 'like'"),
+    ("  - id: a\n    match: {title: x}\n    set: {priority: P9}\n", "triage.yaml:5: rules[a].set.priority: expected one of P1, P2, P3, P4"),
+    ("  - id: a\n    match: {time: '25:00-01:00'}\n    set: {queue: q}\n", "triage.yaml:4: rules[a].match.time: expected HH:MM-HH:MM"),
     ("  - id: a\n    match: {title: x}\n    set: {queue: q}\n  - id: a\n    match: {title: y}\n    set: {queue: q}\n",
-     "triage.yaml:6: rule a: the id is used twice"),
-    ("  - match: {title: x}\n    set: {queue: q}\n", "triage.yaml:3: rule: an id is required"),
+     "triage.yaml:6: rules[a].id: the id is used twice"),
+    ("  - match: {title: x}\n    set: {queue: q}\n", "triage.yaml:3: rules[0].id: an id is required"),
 ])
 def test_bad_rules_name_file_line_and_rule(text, message):
     with pytest.raises(BadInput) as e:
@@ -136,7 +137,7 @@ def test_unknown_impact_keeps_the_priority_given_and_a_rule_overrides_all():
 
 
 def test_burn_rate_counts_only_for_services_with_an_slo():
-    from sdesk.domain.sla import load as load_sla
+    from sdesk.validated import load_sla
 
     config = TriageConfig(slos=load_sla("slos:\n  - {ci: checkout-api, objective: 99.9}\n", "sla.yaml").slos)
     hot = {"title": "errors", "priority": "P3", "labels": {"burn_rate": "15"}, "service": "checkout-api"}
@@ -256,7 +257,7 @@ def test_rules_check_and_a_broken_file(desk, tmp_path):
     (tmp_path / "triage.yaml").write_text("rules:\n  - id: x\n    match: {nope: 1}\n    set: {queue: q}\n")
     result = desk("--config", str(tmp_path), "rules", "check", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT
-    assert result.stderr.strip().startswith("error: ") and "triage.yaml:3: rule x: unknown field 'nope'" in result.stderr
+    assert result.stderr.strip().startswith("error: ") and "triage.yaml:3: rules[x].match.nope: unknown field 'nope'" in result.stderr
 
 
 def test_replay_shows_what_new_rules_would_change_and_writes_nothing(desk, tmp_path, db_path):

@@ -28,7 +28,8 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
 
     Example: sdesk --config examples/desk runbook list
     """
-    from ..domain.runbooks import load_folder, summary
+    from ..domain.runbooks import summary
+    from ..validated import load_runbooks as load_folder
 
     runbooks, errors = load_folder(_folder(ctx))
     for error in errors:
@@ -58,7 +59,8 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The runbo
 
     Example: sdesk --config examples/desk runbook show clean-tmp
     """
-    from ..domain.runbooks import find, summary
+    from ..domain.runbooks import summary
+    from ..validated import find_runbook as find
 
     found = summary(find(_folder(ctx), name), settings_of(ctx).store().runbooks.runbook_switches())
     if as_json:
@@ -78,7 +80,8 @@ def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(h
 
     Example: sdesk --config examples/desk runbook validate
     """
-    from ..domain.runbooks import find, load_folder, missing_commands
+    from ..domain.runbooks import missing_commands
+    from ..validated import find_runbook as find, load_runbooks as load_folder
 
     if name is not None:
         runbooks, errors = {name: find(_folder(ctx), name)}, []
@@ -152,7 +155,7 @@ def run(
     """
     from ..domain.lifecycle import parse_id
     from ..render import print_plan, console
-    from ..domain.runbooks import find
+    from ..validated import find_runbook as find
     from ..services.runner import prepare, start
 
     settings = settings_of(ctx)
@@ -201,7 +204,7 @@ def approve(
     Example: sdesk runbook approve 7   (run by an approver other than who started it)
     """
     from ..render import console, print_plan
-    from ..domain.runbooks import find
+    from ..validated import find_runbook as find
     from ..services.runner import resume
 
     settings = settings_of(ctx)
@@ -283,7 +286,7 @@ def _switch(ctx: typer.Context, name: Optional[str], every: bool, disabled: bool
     settings = settings_of(ctx)
     target = "*" if every else name
     if disabled and not every:
-        from ..domain.runbooks import find
+        from ..validated import find_runbook as find
 
         find(_folder(ctx), name)
     changed = settings.store().runbooks.runbook_switch(target, disabled=disabled, reason=reason, actor=settings.actor)

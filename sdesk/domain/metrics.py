@@ -67,69 +67,26 @@ class MetricsConfig(NamedTuple):
     out_of_hours: str | None = None  # a calendar of sla.yaml: pages outside it are out of hours
 
 
-def load(text: str, where: str) -> MetricsConfig:
-    """`metrics.yaml`: targets, the cost model and the business hours. One BadInput per mistake,
-    with the file and line."""
-    from . import yamlfile
+def build(data: Any) -> MetricsConfig:
+    """The MetricsConfig of metrics.yaml's data, which its model accepted."""
     from .sla import duration
 
-    data, node = yamlfile.parse(text, where)
-    if data is None:
-        return MetricsConfig()
-    fail = yamlfile.failure(where, node)
-    if not isinstance(data, dict) or set(data) - {"targets", "cost", "out_of_hours"}:
-        key = sorted(set(data) - {"targets", "cost", "out_of_hours"})[0] if isinstance(data, dict) else ""
-        raise fail([key] if key else [], f"{key or 'file'}: expected targets, cost and out_of_hours")
+    data = data or {}
     raw = data.get("targets") or {}
-    if not isinstance(raw, dict):
-        raise fail(["targets"], "targets: expected a mapping")
     targets: dict[str, Any] = {}
     for name in ("acknowledge", "resolve"):
-        if name in raw:
-            times = raw[name]
-            if not isinstance(times, dict) or not set(map(str, times)) <= {"P1", "P2", "P3", "P4"}:
-                raise fail(["targets", name], f"targets: {name}: expected priorities and times, e.g. {{P1: 15m}}")
-            targets[name] = {str(p): duration(v, name, lambda m, p=p, name=name: fail(["targets", name, str(p)], m)).total_seconds()
-                             for p, v in times.items()}
+        if raw.get(name) is not None:
+            targets[name] = {str(p): duration(v, name, BadInput).total_seconds() for p, v in raw[name].items()}
     names = {"fcr": "fcr", "automated_resolution": "automated", "reopen": "reopen", "escalation": "escalation",
-             "sla": "sla"}
+             "sla": "sla", "csat": "csat", "pages_per_responder_week": "pages_per_week"}
     for key, field in names.items():
-        if key in raw:
-            targets[field] = _share(raw[key], lambda m, key=key: fail(["targets", key], f"targets: {key}: {m}"))
-    for key, field, low, high in (("csat", "csat", 1, 5), ("pages_per_responder_week", "pages_per_week", 0, 10_000)):
-        if key in raw:
-            value = raw[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise fail(["targets", key], f"targets: {key}: expected a number from {low} to {high}")
-            targets[field] = float(value)
-    unknown = set(raw) - {"acknowledge", "resolve", *names, "csat", "pages_per_responder_week"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise fail(["targets", key], f"targets: {key}: unknown target")
-    cost = None
-    if data.get("cost") is not None:
-        raw_cost = data["cost"]
-        if not isinstance(raw_cost, dict):
-            raise fail(["cost"], "cost: expected agent_hour, page and monthly_tooling")
-        rates = {}
-        for key in ("agent_hour", "page", "monthly_tooling"):
-            value = raw_cost.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_RATE:
-                raise fail(["cost", key] if key in raw_cost else ["cost"],
-                           f"cost: {key}: {'missing' if value is None else 'expected a number, 0 or more'} "
-                           "(the cost model needs agent_hour, page and monthly_tooling)")
-            rates[key] = float(value)
-        if set(raw_cost) - set(rates):
-            key = sorted(set(raw_cost) - set(rates))[0]
-            raise fail(["cost", key], f"cost: {key}: unknown rate")
-        cost = CostModel(**rates)
-    out_of_hours = data.get("out_of_hours")
-    if out_of_hours is not None and not isinstance(out_of_hours, str):
-        raise fail(["out_of_hours"], "out_of_hours: expected the name of a calendar in sla.yaml")
-    return MetricsConfig(Targets()._replace(**targets), cost, out_of_hours)
+        if raw.get(key) is not None:
+            targets[field] = share(raw[key], BadInput) if field not in ("csat", "pages_per_week") else float(raw[key])
+    cost = CostModel(**{k: float(data["cost"][k]) for k in CostModel._fields}) if data.get("cost") is not None else None
+    return MetricsConfig(Targets()._replace(**targets), cost, data.get("out_of_hours"))
 
 
-def _share(value: Any, fail: Callable[[str], BadInput]) -> float:
+def share(value: Any, fail: Callable[[str], BadInput]) -> float:
     """60% or 0.6 as a share (a bare 60 is refused: 60 what?)."""
     text = str(value).strip()
     try:

@@ -11,14 +11,14 @@ wins over an earlier one; an override wins over every layer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 from .clock import WEEKDAYS, zone_of
 from ..errors import BadInput
 from .lifecycle import MAX_SETTING_DAYS
-from .yamlfile import as_list
+from ..errors import At
 
 WEEKDAY_NAMES = frozenset([*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
 _LENGTH = re.compile(r"^\s*([0-9]+)\s*([hdw])\s*$")
@@ -111,228 +111,140 @@ class Policy(NamedTuple):
     page: frozenset[str]
 
 
-def load_policies(raw: Any, oncall: OnCall, fail: Callable[[list[str], str], BadInput]) -> dict[str, Policy]:
-    """`escalation:` of oncall.yaml, checked against its teams and schedules."""
-    from .sla import duration  # (sla.py reads SLA files; only this loader needs its durations)
+def build(data: Any) -> OnCall:
+    """The OnCall of oncall.yaml's data, which its model accepted (the checks below are the
+    ones the model runs, so none fails here)."""
+    from .sla import duration
 
-    policies: dict[str, Policy] = {}
-    for i, item in enumerate(raw or []):
-        loc = ["escalation", str(i)]
-        if isinstance(item, dict) and not isinstance(item.get("levels", []), list):
-            raise fail([*loc, "levels"], "levels: expected a list")
-        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "levels", "repeat", "page"}:
-            raise fail(loc, "an escalation policy has a name, levels, repeat and page")
-        name = str(item["name"])
-        levels = []
-        for j, level in enumerate(item.get("levels") or []):
-            where = [*loc, "levels", str(j)]
-            if not isinstance(level, dict) or set(level) - {"targets", "delay"} or not level.get("targets"):
-                raise fail(where, f"policy {name}: a level has targets and a delay")
-            targets = level["targets"] if isinstance(level["targets"], list) else [level["targets"]]
-            for k, target in enumerate(targets):
-                kind, _, value = str(target).partition(":")
-                known = {"user": {u for t in oncall.teams.values() for u in t.members}, "schedule": oncall.schedules,
-                         "team": oncall.teams}.get(kind)
-                if known is None or value not in known:
-                    raise fail([*where, "targets", str(k)],
-                               f"policy {name}: target {target!r}: expected user:, schedule: or team: with a known name")
-            delay = duration(level.get("delay", "15m"), "delay", lambda m: fail([*where, "delay"], f"policy {name}: {m}"),
-                             zero=True)
-            levels.append(Level(tuple(str(t) for t in targets), delay))
-        if not levels:
-            raise fail(loc, f"policy {name}: needs at least one level")
-        repeat = item.get("repeat", 0)
-        if type(repeat) is not int or not 0 <= repeat <= 10:
-            raise fail([*loc, "repeat"], f"policy {name}: repeat: expected 0 to 10")
-        page = item.get("page", sorted(DEFAULT_PAGE))
-        page = page if isinstance(page, list) else [page]
-        if not set(map(str, page)) <= {"P1", "P2", "P3", "P4"}:
-            raise fail([*loc, "page"], f"policy {name}: page: expected priorities, e.g. [P1, P2]")
-        policies[name] = Policy(name, tuple(levels), repeat, frozenset(map(str, page)))
-    return policies
+    data = data or {}
+    schedules = {}
+    for raw in data.get("schedules") or []:
+        schedules[str(raw["name"])] = Schedule(str(raw["name"]), zone_of(raw.get("timezone"), BadInput), tuple(
+            layer(item, i) for i, item in enumerate(raw["layers"])))
+    teams = {}
+    for raw in data.get("teams") or []:
+        teams[str(raw["name"])] = Team(str(raw["name"]), dict(member(m) for m in raw["members"]), raw.get("schedule"),
+                                       raw.get("escalation"))
+    policies = {}
+    for raw in data.get("escalation") or []:
+        levels = tuple(Level(tuple(str(t) for t in _items(level["targets"])),
+                             duration(level.get("delay", "15m"), "delay", BadInput, zero=True))
+                       for level in raw["levels"])
+        policies[str(raw["name"])] = Policy(str(raw["name"]), levels, raw.get("repeat", 0),
+                                            frozenset(map(str, _items(raw.get("page", sorted(DEFAULT_PAGE))))))
+    queues = {str(raw["name"]): Queue(str(raw["name"]), raw["team"], raw.get("strategy", "manual"))
+              for raw in data.get("queues") or []}
+    raw = data.get("notifier") or {}
+    notifier = Notifier(tuple(raw.get("command") or ()), raw.get("webhook"), float(raw.get("timeout", 10)),
+                        raw.get("max_per_hour"))
+    return OnCall(teams, schedules, policies, data.get("default_team"), notifier, queues)
 
 
-# -- loading -----------------------------------------------------------------------------------
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
-def load(text: str, where: str) -> OnCall:
-    """`oncall.yaml`: teams (members with roles, a schedule) and schedules. Every mistake is
-    one BadInput naming the file and line."""
-    from . import yamlfile
-
-    data, node = yamlfile.parse(text, where)
-    if data is None:
-        return OnCall({}, {})
-
-    fail = yamlfile.failure(where, node)
-
-    if not isinstance(data, dict) or set(data) - {"teams", "schedules", "escalation", "default_team", "notifier", "queues"}:
-        raise fail([], "expected a mapping with teams, schedules, queues, escalation, default_team and notifier")
-    schedules: dict[str, Schedule] = {}
-    for i, raw in enumerate(as_list(data.get("schedules"), ["schedules"], fail)):
-        schedule = _schedule(raw, ["schedules", str(i)], fail)
-        if schedule.name in schedules:
-            raise fail(["schedules", str(i)], f"schedule {schedule.name}: the name is used twice")
-        schedules[schedule.name] = schedule
-    teams: dict[str, Team] = {}
-    for i, raw in enumerate(as_list(data.get("teams"), ["teams"], fail)):
-        team = _team(raw, ["teams", str(i)], fail, schedules)
-        if team.name in teams:
-            raise fail(["teams", str(i)], f"team {team.name}: the name is used twice")
-        teams[team.name] = team
-    members = {user for team in teams.values() for user in team.members}
-    for s_i, schedule in enumerate(schedules.values()):
-        for l_i, layer in enumerate(schedule.layers):
-            for u_i, user in enumerate(layer.users):
-                if user not in members:
-                    raise fail(["schedules", str(s_i), "layers", str(l_i), "users", str(u_i)],
-                               f"schedule {schedule.name}: unknown user {user!r} (not a member of any team)")
-    policies = load_policies(as_list(data.get("escalation"), ["escalation"], fail), OnCall(teams, schedules), fail)
-    for i, team in enumerate(teams.values()):
-        if team.escalation is not None and team.escalation not in policies:
-            raise fail(["teams", str(i), "escalation"], f"team {team.name}: unknown escalation policy {team.escalation!r}")
-    default_team = data.get("default_team")
-    if default_team is not None and (not isinstance(default_team, str) or default_team not in teams):
-        raise fail(["default_team"], f"default_team: unknown team {default_team!r}")
-    queues: dict[str, Queue] = {}
-    for i, raw in enumerate(as_list(data.get("queues"), ["queues"], fail)):
-        loc = ["queues", str(i)]
-        if not isinstance(raw, dict) or "name" not in raw or set(raw) - {"name", "team", "strategy"}:
-            raise fail(loc, "a queue has a name, a team and a strategy")
-        name = _name(raw["name"], [*loc, "name"], fail, "queue")
-        if not isinstance(raw.get("team"), str) or raw["team"] not in teams:
-            raise fail([*loc, "team"], f"queue {name}: unknown team {raw.get('team')!r}")
-        strategy = raw.get("strategy", "manual")
-        if strategy not in STRATEGIES:
-            raise fail([*loc, "strategy"], f"queue {name}: strategy: expected one of {', '.join(STRATEGIES)}")
-        if strategy == "oncall" and teams[raw["team"]].schedule is None:
-            raise fail([*loc, "strategy"], f"queue {name}: strategy oncall, but team {raw['team']} has no schedule")
-        queues[name] = Queue(name, raw["team"], strategy)
-    return OnCall(teams, schedules, policies, default_team, _notifier(data.get("notifier"), fail), queues)
+# The checks of oncall.yaml's values (config.OnCallFile runs them; `build` converts with them).
 
 
-def _notifier(raw: Any, fail: Callable) -> Notifier:
-    if raw is None:
-        return Notifier()
-    if not isinstance(raw, dict) or set(raw) - {"command", "webhook", "timeout", "max_per_hour"}:
-        raise fail(["notifier"], "notifier: expected command (a list: the program and its arguments), webhook, "
-                                 "timeout and max_per_hour")
-    command = raw.get("command") or []
-    if not isinstance(command, list) or not all(isinstance(c, str) and c for c in command):
-        raise fail(["notifier", "command"], "notifier: command: expected a list, e.g. [./notify.sh, --channel, ops]")
-    timeout = raw.get("timeout", 10)
-    # At least a second: a smaller one cannot start a process or open a connection on a busy
-    # machine, so every page would fail (a notifier that can never deliver is a config mistake).
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
-        raise fail(["notifier", "timeout"], "notifier: timeout: expected seconds, from 1 to 300")
-    webhook = raw.get("webhook")
-    if webhook is not None and not (isinstance(webhook, str) and re.match(r"^https?://\S+$", webhook)):
-        raise fail(["notifier", "webhook"], "notifier: webhook: expected an http(s) URL")
-    limit = raw.get("max_per_hour")
-    if limit is not None and (type(limit) is not int or not 1 <= limit <= 100_000):  # counted in SQL: a 64-bit int
-        raise fail(["notifier", "max_per_hour"], "notifier: max_per_hour: expected a number from 1 to 100000")
-    return Notifier(tuple(command), webhook, float(timeout), limit)
+def name(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not _NAME.match(str(value)):
+        raise ValueError("expected a name (letters, digits, . _ @ + -)")
+    return value
 
 
-def _name(value: Any, loc: list[str], fail: Callable, what: str) -> str:
-    if not isinstance(value, (str, int)) or not _NAME.match(str(value)):
-        raise fail(loc, f"{what}: expected a name (letters, digits, . _ @ + -)")
-    return str(value)
+def member(value: Any) -> tuple[str, str]:
+    """A team member, `ann` or `{user: ann, role: lead}`, as (user, role)."""
+    if isinstance(value, dict):
+        if set(value) - {"user", "role"} or "user" not in value:
+            raise ValueError("a member is a user name, or user and role")
+        try:
+            name(value["user"])
+        except ValueError as e:
+            raise At(["user"], str(e)) from None
+        return str(value["user"]), str(value.get("role") or "responder")
+    name(value)
+    return str(value), "responder"
 
 
-def _team(raw: Any, loc: list[str], fail: Callable, schedules: dict[str, Schedule]) -> Team:
-    if not isinstance(raw, dict) or "name" not in raw:
-        raise fail(loc, "a team needs a name and members")
-    name = _name(raw["name"], [*loc, "name"], fail, "team")
-    unknown = set(raw) - {"name", "members", "schedule", "escalation", "description"}
-    if unknown:
-        raise fail([*loc, sorted(unknown)[0]], f"team {name}: unknown key {sorted(unknown)[0]!r}")
-    members: dict[str, str] = {}
-    for i, member in enumerate(as_list(raw.get("members"), [*loc, "members"], fail)):
-        where = [*loc, "members", str(i)]
-        if isinstance(member, dict):
-            if set(member) - {"user", "role"} or "user" not in member:
-                raise fail(where, f"team {name}: a member is a user name, or user and role")
-            user, role = _name(member["user"], where, fail, "user"), str(member.get("role") or "responder")
-        else:
-            user, role = _name(member, where, fail, "user"), "responder"
-        members[user] = role
-    if not members:
-        raise fail(loc, f"team {name}: needs at least one member")
-    schedule = raw.get("schedule")
-    if schedule is not None and (not isinstance(schedule, str) or schedule not in schedules):
-        raise fail([*loc, "schedule"], f"team {name}: unknown schedule {schedule!r}")
-    escalation = raw.get("escalation")
-    if escalation is not None and not isinstance(escalation, str):
-        raise fail([*loc, "escalation"], f"team {name}: escalation: expected a policy name")
-    return Team(name, members, schedule, escalation)
+def members(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise ValueError("needs at least one member (a list of users)")
+    for i, item in enumerate(value):
+        try:
+            member(item)
+        except At as e:
+            raise At([i, *e.loc], e.message) from None
+        except ValueError as e:
+            raise At([i], str(e)) from None
+    return value
 
 
-def _schedule(raw: Any, loc: list[str], fail: Callable) -> Schedule:
-    if not isinstance(raw, dict) or "name" not in raw:
-        raise fail(loc, "a schedule needs a name, a timezone and layers")
-    name = _name(raw["name"], [*loc, "name"], fail, "schedule")
-    unknown = set(raw) - {"name", "timezone", "layers", "description"}
-    if unknown:
-        raise fail([*loc, sorted(unknown)[0]], f"schedule {name}: unknown key {sorted(unknown)[0]!r}")
-    zone = zone_of(raw.get("timezone"), lambda message: fail([*loc, "timezone"], f"schedule {name}: {message}"))
-    layers = tuple(_layer(layer, [*loc, "layers", str(i)], fail, name)
-                   for i, layer in enumerate(as_list(raw.get("layers"), [*loc, "layers"], fail)))
-    if not layers:
-        raise fail(loc, f"schedule {name}: needs at least one layer")
-    return Schedule(name, zone, layers)
+def layer(raw: dict, index: int) -> Layer:
+    return Layer(str(raw.get("name") or f"layer {index + 1}"), layer_start(raw["start"]), layer_length(raw["length"]),
+                 tuple(str(u) for u in raw["users"]), tuple(window(w) for w in raw.get("restrictions") or []))
 
 
-def _layer(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Layer:
-    if not isinstance(raw, dict):
-        raise fail(loc, f"schedule {schedule}: a layer needs start, length and users")
-    unknown = set(raw) - {"name", "start", "length", "users", "restrictions"}
-    if unknown:
-        raise fail([*loc, sorted(unknown)[0]], f"schedule {schedule}: unknown layer key {sorted(unknown)[0]!r}")
-    name = str(raw.get("name") or f"layer {int(loc[-1]) + 1}")
-    start = raw.get("start")
+def layer_start(start: Any) -> datetime:
     if isinstance(start, str):
         try:
             start = datetime.fromisoformat(start.strip())
         except ValueError:
             start = None
     if isinstance(start, datetime) and start.tzinfo is not None:
-        raise fail([*loc, "start"], f"schedule {schedule}: start is local time in the schedule's zone; leave out the offset")
+        raise ValueError("local time in the schedule's zone: leave out the offset")
     if not isinstance(start, datetime):
-        raise fail([*loc, "start"], f"schedule {schedule}: start: expected a local date and time, e.g. 2026-11-02T09:00")
-    found = _LENGTH.match(str(raw.get("length", ""))[:100])
+        raise ValueError("expected a local date and time, e.g. 2026-11-02T09:00")
+    return start
+
+
+def layer_length(value: Any) -> timedelta:
+    found = _LENGTH.match(str(value if value is not None else "")[:100])
     if not found or found.group(1).strip("0") == "":
-        raise fail([*loc, "length"], f"schedule {schedule}: length: expected hours, days or weeks, e.g. 12h, 1d, 1w")
+        raise ValueError("expected hours, days or weeks, e.g. 12h, 1d, 1w")
     digits, unit = found.group(1), found.group(2)
     count = int(digits) if len(digits.lstrip("0")) <= 9 else 10**9  # over the limit either way
     hours = count * {"h": 1, "d": 24, "w": 168}[unit]
     if hours > MAX_SETTING_DAYS * 24:  # a rotation is walked from its start: a longer one overflows the date
-        raise fail([*loc, "length"], f"schedule {schedule}: length: at most {MAX_SETTING_DAYS} days")
-    length = timedelta(hours=hours)
-    users = tuple(_name(u, [*loc, "users", str(i)], fail, "user") for i, u in enumerate(as_list(raw.get("users"), [*loc, "users"], fail)))
-    if not users:
-        raise fail([*loc, "users"], f"schedule {schedule}: a layer needs at least one user")
-    restrictions = tuple(_window(w, [*loc, "restrictions", str(i)], fail, schedule)
-                         for i, w in enumerate(as_list(raw.get("restrictions"), [*loc, "restrictions"], fail)))
-    return Layer(name, start, length, users, restrictions)
+        raise ValueError(f"at most {MAX_SETTING_DAYS} days")
+    return timedelta(hours=hours)
 
 
-def _window(raw: Any, loc: list[str], fail: Callable, schedule: str) -> Window:
-    if not isinstance(raw, dict) or set(raw) - {"days", "from", "to"}:
-        raise fail(loc, f"schedule {schedule}: a restriction has days, from and to")
-    days = raw.get("days", list(WEEKDAYS))
-    days = days if isinstance(days, list) else [days]
-    names = [str(d).strip().lower() for d in days]
+def window(raw: dict) -> Window:
+    days = [str(d).strip().lower() for d in _items(raw.get("days", list(WEEKDAYS)))]
+    return Window(frozenset(WEEKDAYS.index(d[:3]) for d in days), clock_of(raw["from"]), clock_of(raw["to"]))
+
+
+def days(value: Any) -> Any:
+    names = [str(d).strip().lower() for d in _items(value)]
     names = [n[:3] if n in WEEKDAY_NAMES else n for n in names]
     if not names or not set(names) <= set(WEEKDAYS):
-        raise fail([*loc, "days"], f"schedule {schedule}: days: expected names from {', '.join(WEEKDAYS)}")
-    clocks = []
-    for key in ("from", "to"):
-        found = _CLOCK.match(str(raw.get(key, "")))
-        if not found:
-            raise fail([*loc, key], f"schedule {schedule}: {key}: expected HH:MM")
-        clocks.append(time(int(found.group(1)), int(found.group(2))))
-    return Window(frozenset(WEEKDAYS.index(d) for d in names), clocks[0], clocks[1])
+        raise ValueError(f"expected names from {', '.join(WEEKDAYS)}")
+    return value
+
+
+def clock_of(value: Any) -> time:
+    found = _CLOCK.match(str(value))
+    if not found:
+        raise ValueError("expected HH:MM")
+    return time(int(found.group(1)), int(found.group(2)))
+
+
+def target_kind(target: Any) -> tuple[str, str]:
+    kind, _, value = str(target).partition(":")
+    return kind, value
+
+
+def webhook(value: Any) -> Any:
+    if value is not None and not (isinstance(value, str) and re.match(r"^https?://\S+$", value)):
+        raise ValueError("expected an http(s) URL")
+    return value
+
+
+def command(value: Any) -> Any:
+    if value is not None and (not isinstance(value, list) or not all(isinstance(c, str) and c for c in value)):
+        raise ValueError("expected a list, e.g. [./notify.sh, --channel, ops]")
+    return value
 
 
 # -- who is on call ---------------------------------------------------------------------------------

@@ -29,10 +29,10 @@ import re
 import shutil
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import BadInput, NotFound
+from ..errors import BadInput
+from ..errors import At
 from .runbook_argv import LANGS, MAX_ARGS, is_placeholder, verdicts
 
 STEP_KINDS = ("run", "check", "manual", "approve", "resolve")
@@ -102,132 +102,105 @@ class Runbook(NamedTuple):
 # -- loading -------------------------------------------------------------------------------------
 
 
-def load_folder(folder: Path | None) -> tuple[dict[str, Runbook], list[str]]:
-    """Every runbook in `folder` (the desk config's runbooks/), by name, and one error line for
-    each file that does not load (the others still do)."""
-    runbooks: dict[str, Runbook] = {}
-    errors: list[str] = []
-    if folder is None or not folder.is_dir():
-        return runbooks, errors
-    from ..files import read_text
-
-    for path in sorted(folder.glob("*.y*ml")):
-        try:
-            runbook = parse(read_text(path), str(path), path.stem)  # a regular file within a size
-        except (OSError, UnicodeDecodeError) as e:
-            errors.append(f"{path}: {getattr(e, 'strerror', None) or e}")
-            continue
-        except BadInput as e:
-            errors.append(str(e))
-            continue
-        if runbook.name in runbooks:
-            errors.append(f"{path}:1: runbook {runbook.name} is also defined in {runbooks[runbook.name].path}")
-            continue
-        runbooks[runbook.name] = runbook
-    return runbooks, errors
-
-
-def find(folder: Path | None, name: str) -> Runbook:
-    """The runbook called `name`, refusing it (with the file and line) when its file is broken."""
-    runbooks, errors = load_folder(folder)
-    if name in runbooks:
-        return runbooks[name]
-    for error in errors:
-        path = error.split(":", 1)[0]
-        if Path(path).stem == name:
-            raise BadInput(error)
-    known = ", ".join(sorted(runbooks)) or f"none in {folder or 'the desk config (--config DIR)/runbooks'}"
-    raise NotFound(f"no runbook {name!r} (known: {known})")
-
-
-def parse(text: str, where: str, default_name: str) -> Runbook:
-    """One runbook file; every mistake is one BadInput naming the file and line."""
-    from . import yamlfile
-
-    data, node = yamlfile.parse(text, where)
-    fail = yamlfile.failure(where, node)
-    if not isinstance(data, dict):
-        raise fail([], "a runbook is a mapping with name, steps and optionally params")
-    unknown = set(data) - {"name", "description", "applies_to", "safe_for_automation", "throttle", "params",
-                           "secrets", "steps", "on_failure"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise fail([key], f"{key}: unknown setting (name, description, applies_to, safe_for_automation, "
-                          "throttle, params, secrets, steps, on_failure)")
+def build(data: Any, where: str, default_name: str,
+          fail: Callable[[list[str], str], Exception] | None = None) -> Runbook:
+    """The Runbook of a runbook file's data, which its model accepted. The checks that need the
+    whole runbook (a step's command against the parameters it may use, ids used twice) are made
+    here; the model runs them with `fail` raising config's At, so that none fails on data it
+    accepted."""
+    fail = fail or (lambda loc, message: BadInput(f"{where}:1: {'.'.join(loc)}: {message}"))
     name = str(data.get("name") or default_name).strip()
-    if not _NAME.match(name):
-        raise fail(["name"], f"name: {name!r} is not a runbook name (letters, digits, - _ .)")
+    if not _NAME.match(name):  # the file's name when the runbook names none: checked here, not by the model
+        raise fail(["name"], f"{name!r} is not a runbook name (letters, digits, - _ .)")
     applies = None
     if data.get("applies_to") is not None:
         from ..triage import condition
 
         applies, _ = condition(data["applies_to"], ["applies_to"], fail)
-    automatic = data.get("safe_for_automation", False)
-    if not isinstance(automatic, bool):
-        raise fail(["safe_for_automation"], "safe_for_automation: expected true or false")
-    params = _params(data.get("params"), fail)
-    secrets = _secrets(data.get("secrets"), fail)
+    params = {key: _param(key, spec) for key, spec in (data.get("params") or {}).items()}
+    secrets = {key: next(iter(spec.items())) for key, spec in (data.get("secrets") or {}).items()}
     known = set(params) | set(BUILTINS)
     # What a step's env: may set from a parameter: values that cannot be code (numbers, booleans,
     # the ticket's reference); a variable's meaning is the program's (BASH_ENV, GIT_SSH_COMMAND).
     safe = {name for name, p in params.items() if p.type != "str"} | set(BUILTINS)
-    steps = tuple(_step(raw, ["steps", str(i)], i, fail, known, safe)
-                  for i, raw in enumerate(yamlfile.as_list(data.get("steps"), ["steps"], fail)))
-    if not steps:
-        raise fail(["steps"], "steps: a runbook needs at least one step")
+    steps = tuple(_step(raw, ["steps", str(i)], i, fail, known, safe) for i, raw in enumerate(data["steps"]))
     rollback = tuple(_step(raw, ["on_failure", str(i)], i, fail, known, safe)
-                     for i, raw in enumerate(yamlfile.as_list(data.get("on_failure"), ["on_failure"], fail)))
+                     for i, raw in enumerate(data.get("on_failure") or []))
     for i, step in enumerate(rollback):
         if step.kind not in ("run", "check"):
-            raise fail(["on_failure", str(i)], f"on_failure: step {step.id}: rollback steps are run or check")
+            raise fail(["on_failure", str(i)], "rollback steps are run or check")
     ids = [s.id for s in steps]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise fail(["steps", str(len(ids) - 1 - ids[::-1].index(dup))], f"steps: the id {dup!r} is used twice")
+        raise fail(["steps", str(len(ids) - 1 - ids[::-1].index(dup))], f"the id {dup!r} is used twice")
+    throttle = DEFAULT_THROTTLE
+    if data.get("throttle") is not None:
+        from .sla import duration
+
+        throttle = data["throttle"]["runs"], duration(data["throttle"].get("per", "1h"), "", BadInput)
     return Runbook(name, where, str(data.get("description") or "").strip(), applies, data.get("applies_to"),
-                   automatic, _throttle(data.get("throttle"), fail), params, secrets, steps, rollback)
+                   data.get("safe_for_automation", False), throttle, params, secrets, steps, rollback)
 
 
-def _params(raw: Any, fail: Callable) -> dict[str, Param]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise fail(["params"], "params: expected a mapping of parameter names")
-    params = {}
-    for name, spec in raw.items():
-        loc = ["params", str(name)]
-        if not isinstance(name, str) or not _PARAM.match(name) or name in BUILTINS:
-            raise fail(loc, f"params: {name!r} is not a parameter name (letters, digits, _; not {', '.join(BUILTINS)})")
-        spec = spec if isinstance(spec, dict) else {"default": spec} if spec is not None else {}
-        unknown = set(spec) - {"type", "from", "default", "required", "pattern", "description"}
-        if unknown:
-            raise fail([*loc, sorted(unknown)[0]], f"param {name}: unknown key {sorted(unknown)[0]!r} "
-                                                   "(type, from, default, required, pattern, description)")
-        kind = spec.get("type", "str")
-        if kind not in PARAM_TYPES:
-            raise fail([*loc, "type"], f"param {name}: type: expected one of {', '.join(PARAM_TYPES)}")
-        source = spec.get("from")
-        if source is not None and (not isinstance(source, str) or not _valid_source(source)):
-            raise fail([*loc, "from"], f"param {name}: from: expected a ticket field, labels.NAME or ci.NAME")
-        pattern = None
-        if spec.get("pattern") is not None:
-            from . import patterns
+# The checks of a runbook's values (config.RunbookFile runs them; `build` converts with them).
 
-            try:
-                pattern = patterns.compile(str(spec["pattern"]))  # RE2: a title must not run away (DoS)
-            except BadInput as e:
-                raise fail([*loc, "pattern"], f"param {name}: bad pattern: {e}") from None
-        default = spec.get("default")
-        if default is not None:
-            try:
-                default = convert(Param(name, kind, None, None, False, pattern, ""), default)
-            except BadInput as e:
-                raise fail([*loc, "default"], f"default: {e}") from None
-        required = spec.get("required", default is None)
-        if not isinstance(required, bool):
-            raise fail([*loc, "required"], f"param {name}: required: expected true or false")
-        params[name] = Param(name, kind, source, default, required, pattern, str(spec.get("description") or ""))
-    return params
+
+def param_spec(spec: Any) -> dict:
+    """A parameter as written: its settings, or its default alone (`folder: /tmp`)."""
+    return spec if isinstance(spec, dict) else {"default": spec} if spec is not None else {}
+
+
+def param_name(name: Any) -> Any:
+    if not isinstance(name, str) or not _PARAM.match(name) or name in BUILTINS:
+        raise ValueError(f"{name!r} is not a parameter name (letters, digits, _; not {', '.join(BUILTINS)})")
+    return name
+
+
+def param_source(source: Any) -> Any:
+    if source is not None and (not isinstance(source, str) or not _valid_source(source)):
+        raise ValueError("expected a ticket field, labels.NAME or ci.NAME")
+    return source
+
+
+def param_pattern(pattern: Any) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    from . import patterns
+
+    try:
+        return patterns.compile(str(pattern))  # RE2: a title must not run away (DoS)
+    except BadInput as e:
+        raise ValueError(f"bad pattern: {e}") from None
+
+
+def _param(name: str, spec: Any) -> Param:
+    spec = param_spec(spec)
+    kind, pattern, default = spec.get("type", "str"), param_pattern(spec.get("pattern")), spec.get("default")
+    if default is not None:
+        default = convert(Param(name, kind, None, None, False, pattern, ""), default)
+    return Param(name, kind, spec.get("from"), default, spec.get("required", default is None), pattern,
+                 str(spec.get("description") or ""))
+
+
+def param_default(name: str, spec: dict) -> None:
+    """A parameter's default is a value it may take (its type, its pattern)."""
+    try:
+        _param(name, spec)
+    except BadInput as e:
+        raise At(["default"], str(e)) from None
+
+
+def secret(spec: Any) -> Any:
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("env", "file") \
+            or not isinstance(next(iter(spec.values())), str):
+        raise ValueError("expected {env: VARIABLE} or {file: PATH} (the value is never written in a runbook)")
+    return spec
+
+
+def env_name(name: Any) -> Any:
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
+        raise ValueError(f"{name!r} is not an environment variable name")
+    return name
 
 
 def _valid_source(source: str) -> bool:
@@ -237,98 +210,67 @@ def _valid_source(source: str) -> bool:
     return source in (*TICKET_FIELDS, "id") or (head in ("labels", "ci") and bool(rest)) or source == "ci"
 
 
-def _secrets(raw: Any, fail: Callable) -> dict[str, tuple[str, str]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise fail(["secrets"], "secrets: expected a mapping: NAME: {env: VARIABLE} or NAME: {file: PATH}")
-    secrets = {}
-    for name, spec in raw.items():
-        loc = ["secrets", str(name)]
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise fail(loc, f"secrets: {name!r} is not an environment variable name")
-        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("env", "file") \
-                or not isinstance(next(iter(spec.values())), str):
-            raise fail(loc, f"secret {name}: expected {{env: VARIABLE}} or {{file: PATH}} (the value is never "
-                            "written in a runbook)")
-        [(kind, ref)] = spec.items()
-        secrets[name] = (kind, ref)
-    return secrets
-
-
-def _throttle(raw: Any, fail: Callable) -> tuple[int, timedelta]:
-    if raw is None:
-        return DEFAULT_THROTTLE
-    from .sla import duration
-
-    if not isinstance(raw, dict) or set(raw) - {"runs", "per"} or not isinstance(raw.get("runs"), int) \
-            or isinstance(raw.get("runs"), bool) or raw["runs"] < 1:
-        raise fail(["throttle"], "throttle: expected {runs: N, per: 1h} (N at least 1)")
-    return raw["runs"], duration(raw.get("per", "1h"), "throttle: per", lambda m: fail(["throttle", "per"], m))
-
-
 def _step(raw: Any, loc: list[str], index: int, fail: Callable, known: set[str], safe: set[str]) -> Step:
 
     if not isinstance(raw, dict):
-        raise fail(loc, f"step {index + 1}: expected a mapping with one of {', '.join(STEP_KINDS)}")
+        raise fail(loc, f"expected a mapping with one of {', '.join(STEP_KINDS)}")
     kinds = [k for k in STEP_KINDS if k in raw]
     if len(kinds) != 1:
-        raise fail(loc, f"step {index + 1}: needs exactly one of {', '.join(STEP_KINDS)}")
+        raise fail(loc, f"needs exactly one of {', '.join(STEP_KINDS)}")
     kind = kinds[0]
     step_id = str(raw.get("id") or f"{kind}-{index + 1}")
     unknown = set(raw) - STEP_KEYS[kind]
     if unknown:
         key = sorted(unknown)[0]
-        raise fail([*loc, key], f"step {step_id}: unknown key {key!r} for a {kind} step "
-                                f"({', '.join(sorted(STEP_KEYS[kind]))})")
+        raise fail([*loc, key], f"unknown setting for a {kind} step ({', '.join(sorted(STEP_KEYS[kind]))})")
 
     def step_fail(sub: list[str], message: str) -> BadInput:
-        return fail([*loc, *sub], f"step {step_id}: {message}")
+        return fail([*loc, *sub], message)
 
     if kind in ("manual", "approve", "resolve"):
         text = raw[kind]
         if not isinstance(text, str) or not text.strip():
-            raise step_fail([kind], f"{kind}: expected the text to show")
+            raise step_fail([kind], "expected the text to show")
         _check_template(text, known, lambda m: step_fail([kind], m))
         code = raw.get("code", "automated")
         if not isinstance(code, str) or not code.strip():
-            raise step_fail(["code"], "code: expected a resolution code")
+            raise step_fail(["code"], "expected a resolution code")
         return Step(step_id, kind, text=text.strip(), code=code.strip())
     shell = raw.get("shell", False)
     if not isinstance(shell, bool):
-        raise step_fail(["shell"], "shell: expected true or false")
+        raise step_fail(["shell"], "expected true or false")
     data_args = raw.get("data_args", False)
     if not isinstance(data_args, bool):
-        raise step_fail(["data_args"], "data_args: expected true or false")
+        raise step_fail(["data_args"], "expected true or false")
     argv, script = _command(raw[kind], shell, known,
-                            lambda m, i=None: step_fail([kind, *([str(i)] if i is not None else [])], f"{kind}: {m}"),
+                            lambda m, i=None: step_fail([kind, *([str(i)] if i is not None else [])], m),
                             data_args)
     dry_run = None
     if raw.get("dry_run") is not None:
         dry_run = _command(raw["dry_run"], shell, known,
-                           lambda m, i=None: step_fail(["dry_run", *([str(i)] if i is not None else [])], f"dry_run: {m}"),
+                           lambda m, i=None: step_fail(["dry_run", *([str(i)] if i is not None else [])], m),
                            data_args)
     env = raw.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, (str, int, float))
                                             for k, v in env.items()):
-        raise step_fail(["env"], "env: expected NAME: value pairs")
+        raise step_fail(["env"], "expected NAME: value pairs")
     env = {k: str(v) for k, v in env.items()}
     for key, value in env.items():
-        _check_template(value, known, lambda m: step_fail(["env", key], f"env: {m}"))
+        _check_template(value, known, lambda m: step_fail(["env", key], m))
         for m in _PLACEHOLDER.finditer(value):
             if m.group(1) and m.group(1) not in safe:
-                raise step_fail(["env", key], f"env: {{{m.group(1)}}} would set {key} to text from outside, and what "
+                raise step_fail(["env", key], f"{{{m.group(1)}}} would set {key} to text from outside, and what "
                                 f"{key} means is the program's; every parameter is already in the environment as "
                                 f"SDESK_PARAM_{m.group(1).upper()}: read that")
     codes = raw.get("exit_codes", [0])
     codes = codes if isinstance(codes, list) else [codes]
     if not codes or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes):
-        raise step_fail(["exit_codes"], "exit_codes: expected a list of exit codes (0-255)")
+        raise step_fail(["exit_codes"], "expected a list of exit codes (0-255)")
     retries = raw.get("retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
-        raise step_fail(["retries"], f"retries: expected 0 to {MAX_RETRIES}")
-    timeout = seconds(raw.get("timeout", DEFAULT_TIMEOUT), lambda m: step_fail(["timeout"], f"timeout: {m}"))
-    backoff = seconds(raw.get("backoff", 1), lambda m: step_fail(["backoff"], f"backoff: {m}"), zero=True)
+        raise step_fail(["retries"], f"expected 0 to {MAX_RETRIES}")
+    timeout = seconds(raw.get("timeout", DEFAULT_TIMEOUT), lambda m: step_fail(["timeout"], m))
+    backoff = seconds(raw.get("backoff", 1), lambda m: step_fail(["backoff"], m), zero=True)
     return Step(step_id, kind, argv, script, dry_run, env, timeout, frozenset(codes), retries, backoff,
                 str(raw.get("description") or ""), data_args=data_args)
 

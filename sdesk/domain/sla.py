@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 from .clock import WEEKDAYS, zone_of
 from ..errors import BadInput
-from .yamlfile import as_list
-from .lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
+from ..errors import At
+from .lifecycle import MAX_SETTING_DAYS, Priority, Status
 
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([mhdw])\s*$")
 _HOURS = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*$")
@@ -79,54 +79,42 @@ class Target(NamedTuple):
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load(text: str, where: str) -> SlaConfig:
-    """`sla.yaml`: calendars and policies; every mistake is one BadInput naming file and line."""
-    from . import yamlfile
-
-    data, node = yamlfile.parse(text, where)
-    if data is None:
-        return SlaConfig()
-
-    fail = yamlfile.failure(where, node)
-
-    if not isinstance(data, dict) or set(data) - {"calendars", "policies", "slos"}:
-        raise fail([], "expected a mapping with calendars, policies and slos")
-    calendars: dict[str, Calendar] = {}
-    for i, raw in enumerate(as_list(data.get("calendars"), ["calendars"], fail)):
-        calendar = _calendar(raw, ["calendars", str(i)], fail)
-        if calendar.name in calendars:
-            raise fail(["calendars", str(i)], f"calendar {calendar.name}: the name is used twice")
-        calendars[calendar.name] = calendar
-    policies = tuple(_policy(raw, ["policies", str(i)], fail, calendars)
-                     for i, raw in enumerate(as_list(data.get("policies"), ["policies"], fail)))
-    names = [p.name for p in policies]
-    if len(set(names)) < len(names):
-        twice = next(n for n in names if names.count(n) > 1)
-        raise fail(["policies", str(names.index(twice, names.index(twice) + 1))], f"policy {twice}: the name is used twice")
-    slos = [_slo(raw, ["slos", str(i)], fail) for i, raw in enumerate(as_list(data.get("slos"), ["slos"], fail))]
-    return SlaConfig(policies, {slo.ci: slo for slo in slos})
+def build(data: Any) -> SlaConfig:
+    """The SlaConfig of sla.yaml's data, which its model accepted (the checks below are the
+    ones the model runs, so none fails here)."""
+    data = data or {}
+    calendars = {str(raw["name"]): calendar(raw) for raw in data.get("calendars") or []}
+    policies = tuple(policy(raw, calendars) for raw in data.get("policies") or [])
+    slos = [slo(raw) for raw in data.get("slos") or []]
+    return SlaConfig(policies, {s.ci: s for s in slos})
 
 
-def _slo(raw: Any, loc: list[str], fail: Callable) -> Slo:
-    keys = {"ci", "objective", "window", "counts", "freeze"}
-    if not isinstance(raw, dict) or "ci" not in raw or set(raw) - keys:
-        raise fail(loc, f"an SLO has {', '.join(sorted(keys))} (ci and objective required)")
+def _fail(message: str) -> ValueError:
+    return ValueError(message.split(": ", 1)[1] if message.startswith(": ") else message)
+
+
+def slo(raw: dict) -> Slo:
     ci = str(raw["ci"]).strip()
-    objective = raw.get("objective")
-    if not isinstance(objective, (int, float)) or isinstance(objective, bool) or not 0 < objective < 100:
-        raise fail([*loc, "objective"], f"slo {ci}: objective: expected a percentage, e.g. 99.9")
-    window = duration(raw.get("window", "30d"), "window", lambda m: fail([*loc, "window"], f"slo {ci}: {m}"))
+    window = duration(raw.get("window", "30d"), "", _fail)
     counts = raw.get("counts", ["P1", "P2"])
-    counts = counts if isinstance(counts, list) else [counts]
-    if not counts or not set(map(str, counts)) <= set(Priority):
-        raise fail([*loc, "counts"], f"slo {ci}: counts: expected priorities, e.g. [P1, P2]")
-    freeze = raw.get("freeze", "warn")
-    if freeze not in ("off", "warn", "refuse"):
-        raise fail([*loc, "freeze"], f"slo {ci}: freeze: expected off, warn or refuse")
-    return Slo(ci, float(objective), window, frozenset(map(str, counts)), freeze)
+    return Slo(ci, float(raw["objective"]), window, frozenset(map(str, counts if isinstance(counts, list) else [counts])),
+               raw.get("freeze", "warn"))
 
 
-def duration(text: Any, what: str, fail: Callable[[str], BadInput], *, zero: bool = False) -> timedelta:
+def objective(value: Any) -> Any:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 100:
+        raise ValueError("expected a percentage, e.g. 99.9")
+    return value
+
+
+def counts(value: Any) -> Any:
+    items = value if isinstance(value, list) else [value]
+    if not items or not set(map(str, items)) <= set(Priority):
+        raise ValueError("expected priorities, e.g. [P1, P2]")
+    return value
+
+
+def duration(text: Any, what: str, fail: Callable[[str], BadInput | ValueError], *, zero: bool = False) -> timedelta:
     found = _DURATION.match(str(text)[:100])
     if not found or (found.group(1).strip("0") == "" and not zero):
         raise fail(f"{what}: expected a duration like 30m, 4h, 2d, 1w")
@@ -140,80 +128,88 @@ def duration(text: Any, what: str, fail: Callable[[str], BadInput], *, zero: boo
     return span
 
 
-def _calendar(raw: Any, loc: list[str], fail: Callable) -> Calendar:
-    if not isinstance(raw, dict) or "name" not in raw or set(raw) - {"name", "timezone", "hours", "holidays"}:
-        raise fail(loc, "a calendar has a name, a timezone, hours and holidays")
-    name = str(raw["name"])
-    zone = zone_of(raw.get("timezone"), lambda m: fail([*loc, "timezone"], f"calendar {name}: {m}"))
-    hours: dict[int, tuple[time, time]] = {}
-    table = raw.get("hours") or {}
+def calendar(raw: dict) -> Calendar:
+    return Calendar(str(raw["name"]), zone_of(raw.get("timezone"), _fail), hours(raw["hours"]),
+                    holidays(raw.get("holidays")))
+
+
+def hours(table: Any) -> tuple[tuple[time, time] | None, ...]:
+    """`{mon-fri: 09:00-17:00}`: working hours by weekday, Monday first (None: a day off)."""
     if not isinstance(table, dict) or not table:
-        raise fail([*loc, "hours"], f"calendar {name}: hours: expected days: HH:MM-HH:MM, e.g. mon-fri: 09:00-17:00")
+        raise ValueError("expected days: HH:MM-HH:MM, e.g. mon-fri: 09:00-17:00")
+    by_day: dict[int, tuple[time, time]] = {}
     for days, span in table.items():
         found = _HOURS.match(str(span))
         if not found:
-            raise fail([*loc, "hours", str(days)], f"calendar {name}: hours: expected HH:MM-HH:MM")
+            raise At([days], "expected HH:MM-HH:MM")
         h1, m1, h2, m2 = map(int, found.groups())
         start, end = time(h1, m1), time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
         if end <= start:
-            raise fail([*loc, "hours", str(days)], f"calendar {name}: hours must end after they start")
-        for day in _days(str(days), lambda m: fail([*loc, "hours", str(days)], f"calendar {name}: {m}")):
-            hours[day] = (start, end)
-    holidays = set()
-    for i, day in enumerate(as_list(raw.get("holidays"), [*loc, "holidays"], fail)):
+            raise At([days], "hours must end after they start")
+        for day in _days(str(days), lambda m, days=days: At([days], m)):
+            by_day[day] = (start, end)
+    return tuple(by_day.get(day) for day in range(7))
+
+
+def holidays(items: Any) -> frozenset[date]:
+    if items is not None and not isinstance(items, list):
+        raise ValueError("expected a list of dates, e.g. [2026-12-25]")
+    out = set()
+    for i, day in enumerate(items or []):
         try:
-            holidays.add(day.date() if isinstance(day, datetime) else day if isinstance(day, date)
-                         else date.fromisoformat(str(day)))
+            out.add(day.date() if isinstance(day, datetime) else day if isinstance(day, date)
+                    else date.fromisoformat(str(day)))
         except ValueError:
-            raise fail([*loc, "holidays", str(i)], f"calendar {name}: holidays: expected dates, e.g. 2026-12-25") from None
-    return Calendar(name, zone, tuple(hours.get(day) for day in range(7)), frozenset(holidays))
+            raise At([i], "expected dates, e.g. 2026-12-25") from None
+    return frozenset(out)
 
 
-def _days(text: str, fail: Callable[[str], BadInput]) -> list[int]:
+def _days(text: str, fail: Callable[[str], Exception]) -> list[int]:
     """`mon-fri`, `sat`, `mon,wed,fri` as weekday numbers."""
     out: list[int] = []
     for part in text.lower().replace(" ", "").split(","):
         first, _, last = part.partition("-")
         if first[:3] not in WEEKDAYS or (last and last[:3] not in WEEKDAYS):
-            raise fail(f"hours: {text!r}: expected days like mon-fri or sat,sun")
+            raise fail("expected days like mon-fri or sat,sun")
         a, b = WEEKDAYS.index(first[:3]), WEEKDAYS.index((last or first)[:3])
         out += [d % 7 for d in range(a, b + 1 if b >= a else b + 8)]
     return out
 
 
-def _policy(raw: Any, loc: list[str], fail: Callable, calendars: dict[str, Calendar]) -> Policy:
-    keys = {"name", "kind", "priority", "respond", "resolve", "calendar", "pause", "warn_at"}
-    if not isinstance(raw, dict) or "name" not in raw or set(raw) - keys:
-        extra = sorted(set(raw) - keys)[0] if isinstance(raw, dict) and set(raw) - keys else None
-        raise fail([*loc, extra] if extra else loc, f"a policy has {', '.join(sorted(keys))}"
-                   + (f"; unknown key {extra!r}" if extra else ""))
-    name = str(raw["name"])
+def one_of(allowed: Iterable[str]) -> Callable[[Any], Any]:
+    """A check of `kind: incident` or `[P1, P2]`: each value one of `allowed`."""
+    allowed = list(allowed)
 
-    def values(key: str, allowed: Iterable[str]) -> frozenset[str]:
-        value = raw.get(key) or []
-        items = [str(v) for v in (value if isinstance(value, list) else [value])]
-        wrong = [v for v in items if v not in allowed]
+    def check(value: Any) -> Any:
+        wrong = [str(v) for v in _items(value) if str(v) not in allowed]
         if wrong:
-            raise fail([*loc, key], f"policy {name}: {key}: {wrong[0]!r} is not one of {', '.join(allowed)}")
-        return frozenset(items)
+            raise ValueError(f"{wrong[0]!r} is not one of {', '.join(allowed)}")
+        return value
 
-    kinds, priorities = values("kind", list(Kind)), values("priority", list(Priority))
-    respond = duration(raw["respond"], "respond", lambda m: fail([*loc, "respond"], f"policy {name}: {m}")) \
-        if raw.get("respond") is not None else None
-    resolve = duration(raw["resolve"], "resolve", lambda m: fail([*loc, "resolve"], f"policy {name}: {m}")) \
-        if raw.get("resolve") is not None else None
-    if respond is None and resolve is None:
-        raise fail(loc, f"policy {name}: needs a respond or a resolve target")
-    calendar = None
-    if raw.get("calendar") is not None:
-        calendar = calendars.get(str(raw["calendar"]))
-        if calendar is None:
-            raise fail([*loc, "calendar"], f"policy {name}: unknown calendar {raw['calendar']!r}")
-    pause = values("pause", list(Status)) if "pause" in raw else frozenset({Status.WAITING.value})
-    warn_at = raw.get("warn_at", 0.8)
-    if not isinstance(warn_at, (int, float)) or isinstance(warn_at, bool) or not 0 < warn_at < 1:
-        raise fail([*loc, "warn_at"], f"policy {name}: warn_at: expected a share of the target, e.g. 0.8")
-    return Policy(name, kinds, priorities, respond, resolve, calendar, pause, float(warn_at))
+    return check
+
+
+def _items(value: Any) -> list[Any]:
+    value = value or []
+    return value if isinstance(value, list) else [value]
+
+
+def policy(raw: dict, calendars: dict[str, Calendar]) -> Policy:
+    def values(key: str) -> frozenset[str]:
+        return frozenset(str(v) for v in _items(raw.get(key)))
+
+    respond = duration(raw["respond"], "", _fail) if raw.get("respond") is not None else None
+    resolve = duration(raw["resolve"], "", _fail) if raw.get("resolve") is not None else None
+    pause = values("pause") if "pause" in raw else frozenset({Status.WAITING.value})
+    return Policy(str(raw["name"]), values("kind"), values("priority"), respond, resolve,
+                  calendars[str(raw["calendar"])] if raw.get("calendar") is not None else None,
+                  pause, float(raw.get("warn_at", 0.8)))
+
+
+def warn_at(value: Any) -> Any:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+        raise ValueError("expected a share of the target, e.g. 0.8")
+    return value
 
 
 # -- clocks -------------------------------------------------------------------------------------------
