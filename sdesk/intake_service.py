@@ -136,7 +136,7 @@ class _Triggers:
         # through an adapter lookup, which cost more than the rest of an alert's ticket row
         # (9 of them; measured with callgrind).
         fields = tuple(f for f in CREATE_FIELDS if f in present)
-        self.tickets.insert_new(tx, fields, [
+        self.tickets.insert_new(tx, fields, rows=[
             (ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}), to_json(t.get("tags") or []), source,
              tx.at, tx.at, occurrences) for ticket_id, t, source, occurrences in made])
         self.tickets.add_contexts(tx, contexts)
@@ -211,7 +211,7 @@ class Triager:
         t = {**t, **decision.sets}
         explanation = decision.explanation
         if t.get("assignee") == "auto":  # a rule asked for the queue's strategy
-            user, why = self.store.oncall.pick_for_queue(t.get("queue"), self.config.oncall, self.now) \
+            user, why = self.store.oncall.pick_for_queue(t.get("queue"), config=self.config.oncall, now=self.now) \
                 if self.config.oncall is not None else (None, "no oncall.yaml")
             t["assignee"] = user
             explanation["assigned"] = {"assignee": user, "why": why}
@@ -260,7 +260,7 @@ class Triager:
             from .sla import budget
 
             slo = self.config.slos[ci]
-            self._burns[ci] = budget(slo, self.store.sla.slo_incidents(slo, self.now), self.now)["burn"]["6h"]
+            self._burns[ci] = budget(slo, self.store.sla.slo_incidents(slo, now=self.now), self.now)["burn"]["6h"]
         return self._burns[ci]
 
     def silenced(self, t: dict[str, Any]) -> str | None:
@@ -358,7 +358,7 @@ class Intake:
         based: one lookup of the batch's fingerprints, then one executemany per table."""
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
-        with self.store.write(actor, "agent", "taking in tickets and alerts") as tx:
+        with self.store.write(actor, need="agent", what="taking in tickets and alerts") as tx:
             # Intake needs the agent role on the desk, and on each new ticket's queue (flush). Someone
             # with roles on particular queues (an agent on dba, a viewer elsewhere) needs it on the
             # queue of each ticket they open or touch instead, and on the desk for anything else.
@@ -370,7 +370,7 @@ class Intake:
             enricher = self._enricher(enrich) if triggers else None
             signal_keys = [s.key for s in signals]  # (a property: read once, for the lookup and the rows)
             keys = set(signal_keys) - {None}
-            open_now = self.store.tickets.open_fingerprints(tx.conn, keys)
+            open_now = self.store.tickets.open_fingerprints(tx.conn, fingerprints=keys)
             triager, flapping = None, {}
             now = clock.parse(tx.at)
             silences = self.store.triage.active_silences(now) if triggers else []
@@ -382,7 +382,7 @@ class Intake:
                 triager = Triager(self.store, triage, now, enricher, silences)
                 if triage.flap_minutes and keys - open_now.keys():
                     flapping = self.store.triage.recently_resolved(keys - open_now.keys(),
-                                                      clock.iso(now - timedelta(minutes=triage.flap_minutes)))
+                                                      since=clock.iso(now - timedelta(minutes=triage.flap_minutes)))
             batch = _Triggers(tx, self.store.tickets, self.store.runbooks, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences}, automate)
             alert_rows = []
             for s, key in zip(signals, signal_keys):
@@ -468,7 +468,7 @@ class Intake:
         if seen and mail.seen(tx, seen):
             return None, "ignored"  # seen before: an mbox read twice takes nothing twice
         if s.action == "ignore":
-            mail.remember(tx, message_id, None, [], seen)
+            mail.remember(tx, message_id, ticket_id=None, attachments=[], seen=seen)
             return None, "ignored"
         batch.flush()
         target = None
@@ -502,7 +502,7 @@ class Intake:
                     self.store.tickets._set(tx, t["id"], {"updated_at": tx.at})
                     tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
                                                     "message_id": message_id, **received})
-                    mail.remember(tx, message_id, t["id"], th.get("attachments") or [], seen)
+                    mail.remember(tx, message_id, ticket_id=t["id"], attachments=th.get("attachments") or [], seen=seen)
                     return t["id"], outcome
                 elif why is None:
                     why = "a reply to a ticket done too long ago"
@@ -511,7 +511,7 @@ class Intake:
         if parent is not None:
             self.store.tickets._set(tx, ticket_id, {"parent_id": parent})
             tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
-        mail.remember(tx, message_id, ticket_id, th.get("attachments") or [], seen)
+        mail.remember(tx, message_id, ticket_id=ticket_id, attachments=th.get("attachments") or [], seen=seen)
         return ticket_id, "created"
 
     def _may_reply(self, tx: Tx, t: dict[str, Any], sender: str | None) -> bool:

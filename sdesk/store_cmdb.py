@@ -204,7 +204,7 @@ class CmdbStore:
             self._ci_relink(tx, [ci])
             tx.event(None, "ci_added", ci.record())
 
-    def ci_link(self, source: str, kind: str, target: str, *, actor: str, unlink: bool = False) -> bool:
+    def ci_link(self, source: str, *, kind: str, target: str, actor: str, unlink: bool = False) -> bool:
         """Add (or remove) `source kind target`; False when there was nothing to do."""
         from .cmdb import RELATIONS
 
@@ -299,7 +299,7 @@ class CmdbStore:
             tx.event(None, "change_recorded", {"change": cur.lastrowid, "title": title, "ci": name, "status": status})
             return cur.lastrowid
 
-    def change_status(self, change_id: int, status: str, *, actor: str) -> dict[str, Any]:
+    def change_status(self, change_id: int, *, status: str, actor: str) -> dict[str, Any]:
         """Move a change along cmdb.CHANGE_MOVES; any other move is refused (InvalidTransition)."""
         from .cmdb import change_next
 

@@ -55,7 +55,7 @@ class KbStore:
         with self.db.write(actor) as tx:
             return self._kb_insert(tx, article, slug)
 
-    def kb_edit(self, article_id: int, changes: dict[str, Any], *, actor: str) -> tuple[dict[str, Any], bool]:
+    def kb_edit(self, article_id: int, *, changes: dict[str, Any], actor: str) -> tuple[dict[str, Any], bool]:
         """Apply `changes` (content fields); a new revision when anything differs."""
         with self.db.write(actor) as tx:
             before = self.kb_get(article_id)
@@ -135,7 +135,7 @@ class KbStore:
             tx.event(None, "kb_reviewed", {"article": article_id})
         return self.kb_get(article_id)
 
-    def kb_link(self, article_id: int, ticket_id: int, *, actor: str) -> bool:
+    def kb_link(self, article_id: int, *, ticket_id: int, actor: str) -> bool:
         with self.db.write(actor) as tx:
             article = self.kb_get(article_id)
             self.tickets._current(tx, ticket_id)

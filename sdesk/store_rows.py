@@ -25,7 +25,7 @@ class Db(Protocol):
     conn: sqlite3.Connection
     default_role: str
 
-    def write(self, actor: str, need: str = "agent", what: str = "changing the desk", claim: bool = True,
+    def write(self, actor: str, *, need: str = "agent", what: str = "changing the desk", claim: bool = True,
               damaged_ok: bool = False) -> AbstractContextManager[Tx]: ...
 
 

@@ -223,7 +223,7 @@ class TicketStore:
             sets["closed_at"] = at
         if action == "reopen":
             if t["fingerprint"]:
-                holder = self.open_fingerprints(tx.conn, {t["fingerprint"]}).get(t["fingerprint"])
+                holder = self.open_fingerprints(tx.conn, fingerprints={t["fingerprint"]}).get(t["fingerprint"])
                 if holder:
                     raise Conflict(f"cannot reopen {lifecycle.ref(ticket_id)}: {lifecycle.ref(holder[0])} is open "
                                    "with the same fingerprint; work that one (or link this one under it)")
@@ -335,7 +335,7 @@ class TicketStore:
             tx.event(ticket_id, "automation_misfire", {"run": row[0], "runbook": row[1], "reason": "reopened"})
 
     @staticmethod
-    def open_fingerprints(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, list]:
+    def open_fingerprints(conn: sqlite3.Connection, *, fingerprints: set[str]) -> dict[str, list]:
         """fingerprint -> [id, occurrences, suppressed] of the open tickets that carry one of them."""
         found: dict[str, list] = {}
         chunk = list(fingerprints)
@@ -356,7 +356,7 @@ class TicketStore:
         return (seq[0] if seq else 0) + 1
 
     @staticmethod
-    def insert_new(tx: Tx, fields: tuple[str, ...], rows: list[tuple]) -> None:
+    def insert_new(tx: Tx, fields: tuple[str, ...], *, rows: list[tuple]) -> None:
         """New tickets' rows: (id, *fields, labels, tags, source, created_at, updated_at, occurrences).
         The INSERT names only the columns the batch sets: Python's sqlite3 binds each None
         through an adapter lookup, which cost more than the rest of an alert's ticket row."""
@@ -386,7 +386,7 @@ class TicketStore:
     def exists(self, ticket_id: int) -> bool:
         return self.db.conn.execute("SELECT 1 FROM tickets WHERE id = ?", (ticket_id,)).fetchone() is not None
 
-    def create(self, tx: Tx, t: dict[str, Any], source: str) -> int:
+    def create(self, tx: Tx, t: dict[str, Any], *, source: str) -> int:
         """Open one ticket as given, without enrichment or triage (a problem record), with the
         `created` event audit verify rebuilds it from, as intake writes it."""
         ticket_id = self.next_id(tx)
@@ -401,6 +401,6 @@ class TicketStore:
         if redacted:
             tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))}, clean=True)
         fields = tuple(f for f in CREATE_FIELDS if f in created)
-        self.insert_new(tx, fields, [(ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}),
+        self.insert_new(tx, fields, rows=[(ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}),
                                       to_json(t.get("tags") or []), source, tx.at, tx.at, 1)])
         return ticket_id

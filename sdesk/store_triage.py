@@ -97,8 +97,8 @@ class TriageStore:
         if ends <= clock.now():
             raise BadInput(f"silence: it would already be over (ends {clock.iso(ends)})")
         broad = not any(m.op == "=" and m.value and m.name not in COARSE_KEYS for m in matchers)
-        with self.db.write(actor, "admin" if broad else "agent",
-                         "a silence without an exact match on a label such as alertname or instance" if broad
+        with self.db.write(actor, need="admin" if broad else "agent",
+                         what="a silence without an exact match on a label such as alertname or instance" if broad
                          else "adding a silence") as tx:
             comment = tx.clean(comment)
             cursor = tx.conn.execute(
@@ -156,7 +156,7 @@ class TriageStore:
 
     # -- flapping -------------------------------------------------------------------------
 
-    def recently_resolved(self, fingerprints: set[str], since: str) -> dict[str, int]:
+    def recently_resolved(self, fingerprints: set[str], *, since: str) -> dict[str, int]:
         """fingerprint -> the latest ticket with it resolved or closed since `since`."""
         found: dict[str, int] = {}
         chunk = list(fingerprints)
@@ -168,7 +168,7 @@ class TriageStore:
             found.update(rows)
         return found
 
-    def replay_tickets(self, since: str | None = None, ticket_id: int | None = None) -> Iterator[Stored]:
+    def replay_tickets(self, since: str | None = None, *, ticket_id: int | None = None) -> Iterator[Stored]:
         """Stored tickets (created since `since`, or one) as triage saw them on arrival: the
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
         last alert's annotations, and when they arrived; and each row as it is now. One at a
@@ -283,4 +283,4 @@ def _burn(config: TriageConfig, sla: SlaStore, now: datetime, ci: str) -> float:
     from .sla import budget
 
     slo = config.slos[ci]
-    return budget(slo, sla.slo_incidents(slo, now), now)["burn"]["6h"]
+    return budget(slo, sla.slo_incidents(slo, now=now), now)["burn"]["6h"]
