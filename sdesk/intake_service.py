@@ -50,7 +50,7 @@ class _Triggers:
 
     def __init__(self, tx: Tx, tickets: TicketStore, runbooks: RunbookStore, open_by_fingerprint: dict[str, list],
                  mask_pii: bool = False,
-                 enricher: Enricher | None = None, triager: Triager | None = None, silences: set[str] = frozenset(),
+                 enricher: Enricher | None = None, triager: Triager | None = None, silences: Collection[str] = frozenset(),
                  automate: Collection[str] = ()):
         self.tx = tx
         self.automate = automate  # runbooks safe for automation: run when triage attaches them
@@ -234,7 +234,7 @@ class Triager:
             self._priority[ticket_id] = t.get("priority")  # a root this batch's later tickets may join
         return t, explanation
 
-    def _raises(self, parent: int, priority: str | None) -> dict[str, str] | None:
+    def _raises(self, parent: int, priority: str | None) -> dict[str, str | None] | None:
         """What a child this urgent does to its parent (raise_parent writes it once the batch is
         stored): {from, to} when it is more urgent than the open parent nobody acknowledged yet
         (an acknowledged one was taken as less urgent: the child pages itself, see covered_sql)."""
@@ -332,7 +332,11 @@ class Intake:
         """Open validated tickets (deduplicated by fingerprint, see `receive`); returns
         (ticket id, created) for each, in order."""
         results = self.receive([Signal(source, "trigger", ticket=t) for t in tickets], actor=actor)
-        return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
+        opened = []
+        for ticket_id, outcome in results:
+            assert ticket_id is not None  # a trigger always lands on a ticket (created, deduplicated, reopened)
+            opened.append((ticket_id, outcome == "created"))
+        return opened
 
     def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
                 reopen_days: int = 14, mask_pii: bool = False, enrich: EnrichOptions | bool = True,
@@ -362,14 +366,16 @@ class Intake:
             # Intake needs the agent role on the desk, and on each new ticket's queue (flush). Someone
             # with roles on particular queues (an agent on dba, a viewer elsewhere) needs it on the
             # queue of each ticket they open or touch instead, and on the desk for anything else.
-            per_queue = tx.access is not None and bool(tx.access.queues)
-            if not per_queue or tx.access.allows(tx.need):
+            access = tx.access
+            per_queue = access is not None and bool(access.queues)
+            if access is None or not per_queue or access.allows(tx.need):
                 tx.check()
-                per_queue = per_queue and any(RANK[role] < RANK[tx.need] for role in tx.access.queues.values())
+                per_queue = per_queue and access is not None and any(RANK[role] < RANK[tx.need]
+                                                                     for role in access.queues.values())
             triggers = any(s.action == "trigger" for s in signals)
             enricher = self._enricher(enrich) if triggers else None
             signal_keys = [s.key for s in signals]  # (a property: read once, for the lookup and the rows)
-            keys = set(signal_keys) - {None}
+            keys = {key for key in signal_keys if key is not None}
             open_now = self.store.tickets.open_fingerprints(tx.conn, fingerprints=keys)
             triager, flapping = None, {}
             now = clock.parse(tx.at)
@@ -389,8 +395,9 @@ class Intake:
                 if s.thread is not None:
                     result = self._mail(tx, batch, s, reopen_days, mask_pii)
                 elif s.action == "trigger" and flapping and key in flapping and key not in batch.open:
-                    result = self._reopen_flapping(tx, batch, flapping.pop(key), s)
+                    result = self._reopen_flapping(tx, batch, flapping.pop(key), s, key)
                 elif s.action == "trigger":
+                    assert s.ticket is not None  # a trigger carries its ticket (signals.py)
                     result = batch.add(s.ticket, s.source, s.secret_free, s.alert, s.actor)
                 elif s.action in ("resolve", "acknowledge"):
                     only_record = "*" in record_resolved or s.source in record_resolved
@@ -422,7 +429,7 @@ class Intake:
         elif ticket_id not in batch.new:  # (a stored ticket: those moved were checked by _current)
             tx.check(self.store.tickets.queue_of(tx, ticket_id), ticket_id)
 
-    def _reopen_flapping(self, tx: Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
+    def _reopen_flapping(self, tx: Tx, batch: _Triggers, ticket_id: int, s: Signal, key: str) -> tuple[int, str]:
         """A resolved alert firing again within the flap window: its ticket, reopened (and kept
         out of the queue if a silence matches it now)."""
         t = self.store.tickets._current(tx, ticket_id)
@@ -434,7 +441,7 @@ class Intake:
             tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
                                                "flapping": True, **({"suppressed": silenced} if silenced else {}),
                                                **received})
-        batch.open[s.key] = [ticket_id, occurrences, silenced]
+        batch.open[key] = [ticket_id, occurrences, silenced]
         return ticket_id, "reopened"
 
     def _enricher(self, enrich: EnrichOptions | bool) -> Enricher | None:
@@ -452,6 +459,7 @@ class Intake:
 
 
     def _change(self, tx: Tx, s: Signal, mask_pii: bool) -> None:
+        assert s.change is not None  # a change signal carries the change (signals.py)
         summary, data = tx.clean([s.change["summary"], s.change.get("data") or {}], None, mask_pii)
         service = s.change.get("service")
         # A source names the service as it knows it: the CI it is, when the CMDB knows that name.
@@ -482,7 +490,7 @@ class Intake:
             # What a reply does is the sender's doing: its comment and reopening show them, not the
             # account that runs intake.
             with tx.acting(s.actor) as received:
-                outcome = "commented"
+                outcome: str | None = "commented"
                 if not self._may_reply(tx, t, th.get("from")):
                     # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
                     # requester and the desk's users (by email) speak on a ticket; others open their own.
@@ -506,6 +514,7 @@ class Intake:
                     return t["id"], outcome
                 elif why is None:
                     why = "a reply to a ticket done too long ago"
+        assert s.ticket is not None  # an email that is no reply (or may not be one) opens a ticket (signals.py)
         ticket_id, _ = batch.add(s.ticket, s.source, actor=s.actor)
         batch.flush()
         if parent is not None:
@@ -526,8 +535,7 @@ class Intake:
 
     def _resolve_or_ack(self, tx: Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move
-        hit = batch.open.get(s.fingerprint)
-        if hit is None:
+        if s.fingerprint is None or (hit := batch.open.get(s.fingerprint)) is None:
             return None, "ignored"
         t = self.store.tickets._current(tx, hit[0])
         # What a source does is its doing (Signal.actor), as a mail reply is its sender's (_mail),

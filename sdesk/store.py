@@ -246,7 +246,7 @@ def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_onl
 
 
 def _file_ids(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    ids = []
+    ids: list[tuple[int, int] | None] = []
     for name in (str(path), f"{path}-wal", f"{path}-shm"):
         try:
             st = os.stat(name)
@@ -540,7 +540,8 @@ class Store:
             if last is not None and last[0] == minute:
                 tx.conn.execute("UPDATE refusals SET count = count + 1 WHERE actor = ? AND login = ?", (actor, tx.login))
                 return
-            data = {"need": refused.need, "what": refused.what, "queue": refused.queue, "message": str(refused)}
+            data: dict[str, Any] = {"need": refused.need, "what": refused.what, "queue": refused.queue,
+                                    "message": str(refused)}
             if last is not None and last[1] > 1:
                 data["before"] = {"event": last[2], "minute": last[0], "count": last[1]}
             event_id = tx._next_id

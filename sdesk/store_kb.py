@@ -13,7 +13,7 @@ import orjson
 
 from .errors import BadInput, NotFound
 from .lifecycle import parse_ref
-from .store_rows import Db
+from .store_rows import Db, new_id
 
 if TYPE_CHECKING:
     from .store_cmdb import CmdbStore
@@ -195,7 +195,7 @@ class KbStore:
             "INSERT INTO kb_articles (slug, title, body, tags, cis, owner, review_days, revision, created_at, "
             "updated_at, reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (slug, a["title"], a["body"], tags, cis, a["owner"], a["review_days"], tx.at, tx.at, tx.at))
-        article_id = cur.lastrowid
+        article_id = new_id(cur)
         self._kb_index(tx, article_id, a, tags, cis, revision=1)
         tx.event(None, "kb_created", {"article": article_id, "title": a["title"], "slug": slug})
         return article_id

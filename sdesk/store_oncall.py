@@ -36,6 +36,7 @@ class OnCallStore:
     def overrides(self, *, schedule: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Override]:
         """Overrides (of one schedule) that end after `since` and start before `until`."""
+        args: list[Any]
         sql, args = "SELECT schedule, user, starts_at, ends_at FROM oncall_overrides WHERE 1", []
         if schedule is not None:
             sql, args = sql + " AND schedule = ?", [*args, schedule]

@@ -59,6 +59,15 @@ def to_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def new_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid the INSERT just run on `cursor` gave its row (sqlite3 types `lastrowid` as
+    optional: it is None only on a cursor that has inserted nothing)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise TypeError("new_id: the cursor inserted no row")
+    return rowid
+
+
 def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, actor: str, kind: str,
                data: str, login: str | None = None) -> str:
     """sha256 over the previous hash and the event's row. Text fields are length-prefixed so

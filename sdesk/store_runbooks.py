@@ -14,7 +14,7 @@ from . import clock, lifecycle
 from .errors import Conflict, NotFound, PermissionDenied
 from .roles import user_key
 from .redact import redact_strings
-from .store_rows import Db
+from .store_rows import Db, new_id
 
 if TYPE_CHECKING:
     from .store_tickets import TicketStore
@@ -150,9 +150,9 @@ class RunbookStore:
                     raise Conflict(f"run {queued_id} is no longer queued")
                 run_id = queued_id
             else:
-                run_id = tx.conn.execute(
+                run_id = new_id(tx.conn.execute(
                     f"INSERT INTO runbook_runs ({', '.join(columns)}, created_at) "
-                    f"VALUES ({', '.join('?' * len(columns))}, ?)", (*columns.values(), tx.at)).lastrowid
+                    f"VALUES ({', '.join('?' * len(columns))}, ?)", (*columns.values(), tx.at)))
             if reason:
                 tx.event(ticket_id, "runbook_refused", {"run": run_id, "runbook": runbook, "reason": reason})
             else:
@@ -176,6 +176,7 @@ class RunbookStore:
         since = clock.iso(clock.parse(tx.at) - window)
         # Tickets that name no CI and no alert are counted together: each new ticket would
         # otherwise start a count of its own, and a loop that opens tickets would never stop.
+        args: tuple[str, ...]
         if lock_key.startswith("ticket:"):
             on, args, target = "lock_key LIKE 'ticket:%'", (), "tickets without a CI"
         else:

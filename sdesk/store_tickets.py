@@ -3,6 +3,7 @@ link), each in one transaction of the store that appends the events explaining i
 
 from __future__ import annotations
 
+import builtins  # `list` in this class's annotations is its method
 import functools
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -174,7 +175,7 @@ class TicketStore:
         column = SORT_COLUMNS[field]
         rows = self.db.conn.execute(f"SELECT {column}, count(*) FROM tickets GROUP BY {column} ORDER BY {column}")
         return {str(k): n for k, n in rows}
-    def recent_on(self, *, ci: str, since: str, limit: int) -> list[dict[str, Any]]:
+    def recent_on(self, *, ci: str, since: str, limit: int) -> builtins.list[dict[str, Any]]:
         """Tickets on a CI that are open or were resolved since `since`, newest first."""
         rows = self.db.conn.execute(
             f"SELECT id, title, status, resolved_at FROM tickets WHERE ci = ? "
@@ -269,7 +270,8 @@ class TicketStore:
                 tx.event(ticket_id, "updated", diff)
                 if "priority" in diff:
                     self.raise_parent(tx, ticket_id)
-                corrected = {f: diff[f] for f in ("category", "queue") if f in diff and diff[f][0] is not None}
+                corrected: dict[str, Any] = {f: diff[f] for f in ("category", "queue")
+                                             if f in diff and diff[f][0] is not None}
                 if corrected and self._was_triaged(tx, ticket_id):
                     # A person overruling triage: the reassignment rate is how often triage is wrong.
                     tx.event(ticket_id, "triage_corrected", corrected)
@@ -335,7 +337,7 @@ class TicketStore:
             tx.event(ticket_id, "automation_misfire", {"run": row[0], "runbook": row[1], "reason": "reopened"})
 
     @staticmethod
-    def open_fingerprints(conn: sqlite3.Connection, *, fingerprints: set[str]) -> dict[str, list]:
+    def open_fingerprints(conn: sqlite3.Connection, *, fingerprints: set[str]) -> dict[str, builtins.list]:
         """fingerprint -> [id, occurrences, suppressed] of the open tickets that carry one of them."""
         found: dict[str, list] = {}
         chunk = list(fingerprints)
@@ -356,25 +358,25 @@ class TicketStore:
         return (seq[0] if seq else 0) + 1
 
     @staticmethod
-    def insert_new(tx: Tx, fields: tuple[str, ...], *, rows: list[tuple]) -> None:
+    def insert_new(tx: Tx, fields: tuple[str, ...], *, rows: builtins.list[tuple]) -> None:
         """New tickets' rows: (id, *fields, labels, tags, source, created_at, updated_at, occurrences).
         The INSERT names only the columns the batch sets: Python's sqlite3 binds each None
         through an adapter lookup, which cost more than the rest of an alert's ticket row."""
         insert_rows(tx.conn, _ticket_columns(fields), rows)
 
     @staticmethod
-    def add_contexts(tx: Tx, contexts: list[tuple[int, str]]) -> None:
+    def add_contexts(tx: Tx, contexts: builtins.list[tuple[int, str]]) -> None:
         """(ticket id, context JSON): what enrichment found for new tickets."""
         tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
 
     @staticmethod
-    def count_occurrences(tx: Tx, counts: list[tuple[int, int]]) -> None:
+    def count_occurrences(tx: Tx, counts: builtins.list[tuple[int, int]]) -> None:
         """(ticket id, occurrences so far) for open tickets an alert arrived for again."""
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
                             [(n, tx.at, ticket_id) for ticket_id, n in counts])
 
     @staticmethod
-    def insert_alerts(tx: Tx, rows: list[tuple]) -> None:
+    def insert_alerts(tx: Tx, rows: builtins.list[tuple]) -> None:
         """Every alert as it arrived (ALERT_COLUMNS), with what intake did with it."""
         insert_rows(tx.conn, ALERT_COLUMNS, rows)
 

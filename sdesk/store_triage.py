@@ -15,7 +15,7 @@ from . import clock, lifecycle
 from .errors import BadInput, NotFound
 from .migrations import DONE_SQL, OPEN_SQL
 from .lifecycle import more_urgent
-from .store_rows import Db, to_json
+from .store_rows import Db, new_id, to_json
 from .triage import TICKET_FIELDS, Annotations, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class TriageStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (orjson.dumps([list(m) for m in matchers]).decode(), clock.iso(starts), clock.iso(ends), comment,
                  actor, tx.at))
-            silence_id = cursor.lastrowid
+            silence_id = new_id(cursor)
             tx.event(None, "silence_added", {"silence": silence_id, "matchers": [list(m) for m in matchers],
                                              "starts_at": clock.iso(starts), "ends_at": clock.iso(ends),
                                              "comment": comment})
@@ -132,6 +132,7 @@ class TriageStore:
     def silence_list(self, *, include_expired: bool = False, silence_id: int | None = None,
                      now: datetime | None = None) -> list[dict[str, Any]]:
         at = clock.iso(now or clock.now())
+        args: list[Any]
         sql, args = "SELECT * FROM silences", []
         if silence_id is not None:
             sql, args = sql + " WHERE id = ?", [silence_id]
@@ -246,6 +247,8 @@ class TriageStore:
         """The ticket's category, queue and priority and what decided each: the last triage
         (at intake or re-run), and the people who changed them since."""
         t = self.tickets.get_or_raise(ticket_id=ticket_id)
+        corrections: list[dict[str, Any]]
+        raised: list[dict[str, Any]]
         triage, triaged_at, corrections, raised, linked = None, None, [], [], None
         for e in self.tickets.events(ticket_id=ticket_id):
             if e["kind"] == "created" and "triage" in e["data"]:
