@@ -246,7 +246,7 @@ class Triager:
         self._priority[parent] = priority
         return {"from": current, "to": priority}
 
-    def raise_parents(self, tx: Any, made: list[int]) -> None:
+    def raise_parents(self, tx: Tx, made: list[int]) -> None:
         """Once the batch's rows are stored: each new child more urgent than its parent raises
         it (see apply; the others cost no query, a storm's children are many)."""
         for ticket_id in made:

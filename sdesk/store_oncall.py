@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .migrations import OPEN_SQL, covered_sql
-from .store_rows import Db
+from .store_rows import Db, Tx
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from .store_tickets import TicketStore
     from .routing import OnCall, Override
 
@@ -151,7 +153,7 @@ class OnCallStore:
                         new.append({"ticket": t["id"], **data})
         return new
 
-    def _undeliverable(self, tx: Any, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
+    def _undeliverable(self, tx: Tx, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
         """A page that has nobody to go to, on record once (as `pages` shows it); whether it is new."""
         if tx.conn.execute("INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, error) "
                            "VALUES (?, ?, ?, '', ?, 'undeliverable', ?)",
@@ -246,7 +248,7 @@ class OnCallStore:
                 page["raised_by"] = raised[page["ticket_id"]]
             return pages
 
-    def _raised_by(self, conn: Any, ticket_id: int, priority: str) -> dict[str, Any] | None:
+    def _raised_by(self, conn: sqlite3.Connection, ticket_id: int, priority: str) -> dict[str, Any] | None:
         """The child whose priority the ticket has (a `priority_raised` event that nobody's change
         of priority followed), with its title: the page of an incident raised by a child says what
         is wrong, which the incident's own title (a P3 warning, say) does not."""

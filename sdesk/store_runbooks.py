@@ -17,6 +17,8 @@ from .redact import redact_strings
 from .store_rows import Db, new_id
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from .store_tickets import TicketStore
     from .store_rows import Tx as _Tx
 
@@ -101,7 +103,7 @@ def _disabled_reason(row: Any, runbook: str) -> str | None:
     return f"{what} (by {row[1]}{': ' + row[2] if row[2] else ''})"
 
 
-def _dead_runs(conn: Any) -> list[Any]:
+def _dead_runs(conn: sqlite3.Connection) -> list[Any]:
     """Runs recorded as running on this host whose process is gone."""
     import socket
 

@@ -311,7 +311,7 @@ class TicketStore:
         assignments = ", ".join(f"{column} = ?" for column in sets)
         tx.conn.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", (*sets.values(), ticket_id))
 
-    def raise_parent(self, tx: Any, ticket_id: int) -> None:
+    def raise_parent(self, tx: Tx, ticket_id: int) -> None:
         """Raise the open, unacknowledged incidents above a ticket to its priority where it is more
         urgent (a `priority_raised` event on each), after intake, a link, or a change of its
         priority. An acknowledged parent stops the climb: the child pages on its own."""

@@ -15,7 +15,7 @@ from . import clock, lifecycle
 from .errors import BadInput, NotFound
 from .migrations import DONE_SQL, OPEN_SQL
 from .lifecycle import more_urgent
-from .store_rows import Db, new_id, to_json
+from .store_rows import Db, Tx, new_id, to_json
 from .triage import TICKET_FIELDS, Annotations, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ class TriageStore:
                 self.tickets.raise_parent(tx, ticket_id)
         return {"id": ticket_id, "changes": diff, "triage": explanation}
 
-    def _most_urgent_child(self, tx: Any, ticket_id: int) -> tuple[str, int] | None:
+    def _most_urgent_child(self, tx: Tx, ticket_id: int) -> tuple[str, int] | None:
         """The priority of the ticket's most urgent open child, and that child (the first such)."""
         row = tx.conn.execute(f"SELECT priority, id FROM tickets WHERE parent_id = ? AND {OPEN_SQL} "
                               "AND priority IS NOT NULL ORDER BY priority, id LIMIT 1", (ticket_id,)).fetchone()

@@ -379,7 +379,7 @@ def test_classifying_imports_no_numpy_scipy_or_sklearn(cli, tmp_path, db_path):
     code = (
         "import sys\n"
         "from sdesk.store import Store\n"
-        f"label, confidence = Store({str(db_path)!r}).classifier.classify('category', 'printer screen broken')\n"
+        f"label, confidence = Store({str(db_path)!r}).classifier.classify('category', text='printer screen broken')\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy', 'sklearn'})\n"
         "print(label, heavy)\n"
     )
