@@ -43,13 +43,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         started = time.perf_counter()
-        store.classifier.save_classifier("category", model, actor="bench")
+        store.classifier.save_classifier("category", model=model, actor="bench")
         save_s = time.perf_counter() - started
         db_mib = (Path(tmp) / "bench.db").stat().st_size / 2**20
         times, predicted, confidences = [], [], []
         for i in test_idx:
             t0 = time.perf_counter()
-            label, confidence = store.classifier.classify("category", data.texts[i])
+            label, confidence = store.classifier.classify("category", text=data.texts[i])
             times.append(time.perf_counter() - t0)
             predicted.append(label)
             confidences.append(confidence)

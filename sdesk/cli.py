@@ -126,7 +126,7 @@ def init(
     if given is not None and given.name == "COMMANDLINE" and settings.config is not None:
         folder = settings.config.resolve()
         if store.desk_state().get("config", (None,))[0] != str(folder):
-            store.set_desk_state("config", str(folder), actor=settings.actor, need="admin", event="desk_configured")
+            store.set_desk_state("config", value=str(folder), actor=settings.actor, need="admin", event="desk_configured")
         note(f"the desk's config folder is {folder}: commands use it without --config "
              "(--config or SDESK_CONFIG override it)")
         _warn_of_config_files(folder)

@@ -247,7 +247,7 @@ def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_onl
 
 
 def _file_ids(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    ids = []
+    ids: list[tuple[int, int] | None] = []
     for name in (str(path), f"{path}-wal", f"{path}-shm"):
         try:
             st = os.stat(name)
@@ -379,7 +379,7 @@ class Store:
         self.close()
 
     @contextmanager
-    def write(self, actor: str, need: str = "agent", what: str = "changing the desk",
+    def write(self, actor: str, *, need: str = "agent", what: str = "changing the desk",
                claim: bool = True, damaged_ok: bool = False) -> Iterator[Tx]:
         """One write transaction by `actor`, whose role must be at least `need` (roles.py); on a
         ticket, their role on its queue (see _current). A refusal is recorded, with `what` they
@@ -394,7 +394,7 @@ class Store:
             raise _damaged(self.path)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            tx = Tx(self.conn, actor, self.users.access(actor, self.conn), need, what)
+            tx = Tx(self.conn, actor, self.users.access(actor, conn=self.conn), need, what)
             if claim and self.claimed is not None and user_key(actor) == user_key(self.claimed):
                 self._check_claim(tx.conn, actor, tx.login)
             yield tx
@@ -442,26 +442,26 @@ class Store:
             self.stopped = f"{which} was deleted or replaced while sdesk was writing: stopped; {kept}"
         raise StoreFault(self.stopped)
 
-    def require(self, actor: str, need: str, what: str) -> None:
+    def require(self, actor: str, *, need: str, what: str) -> None:
         """Refuse (and record) unless `actor` has at least role `need` on the desk, for work
         that is not a store write of its own (a restore, an import)."""
-        with self.write(actor, need, what, damaged_ok=True):
+        with self.write(actor, need=need, what=what, damaged_ok=True):
             pass
 
-    def record(self, actor: str, kind: str, data: dict[str, Any]) -> None:
+    def record(self, actor: str, *, kind: str, data: dict[str, Any]) -> None:
         """An event about the whole desk (a restore), on the chain."""
-        with self.write(actor, "viewer") as tx:
+        with self.write(actor, need="viewer") as tx:
             tx.event(None, kind, data)
 
     def desk_state(self) -> dict[str, tuple[str, str]]:
         """What the desk remembers about itself: key -> (value, when it was set)."""
         return {key: (value, at) for key, value, at in self.conn.execute("SELECT key, value, at FROM desk_state")}
 
-    def set_desk_state(self, key: str, value: str, *, actor: str, need: str = "viewer",
+    def set_desk_state(self, key: str, *, value: str, actor: str, need: str = "viewer",
                        event: str | None = None) -> None:
         """Remember `value` under `key` (a time stamp for "tick ran", a path for the config);
         `event`: also record it on the chain as that kind (a change people should see)."""
-        with self.write(actor, need, f"setting {key}") as tx:
+        with self.write(actor, need=need, what=f"setting {key}") as tx:
             tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
                             "DO UPDATE SET value = excluded.value, at = excluded.at", (key, tx.clean(value), tx.at))
             if event:
@@ -479,7 +479,7 @@ class Store:
         """Replace this database with `backup` (an open, verified copy: events and head are what
         its verify said), and record the restore on the restored chain."""
         backup.conn.backup(self.conn)
-        self.record(actor, "restored", {"from": source, "events": events, "head": head})
+        self.record(actor, kind="restored", data={"from": source, "events": events, "head": head})
 
     def export_to(self, out: IO[bytes], *, since: str | None = None) -> int:
         """Write the desk (or the rows changed since `since`) to `out` as JSON lines, from one
@@ -512,7 +512,7 @@ class Store:
     def check_claim(self, actor: str) -> None:
         """Refuse (and record) unless this process's OS login may act as `actor` (_check_claim),
         for work whose writes happen elsewhere (serve acting as `actor` for untokened requests)."""
-        with self.write(actor, "viewer"):
+        with self.write(actor, need="viewer"):
             pass
 
     def _check_claim(self, conn: sqlite3.Connection, actor: str, login: str) -> None:
@@ -535,14 +535,15 @@ class Store:
         the minute only counts, in `refusals`, so a loop of refused requests cannot flood the
         chain. The next window's event carries the previous window's final count, so every count
         but the current minute's is on the chain."""
-        with self.write(actor, "viewer", claim=False) as tx:
+        with self.write(actor, need="viewer", claim=False) as tx:
             minute = tx.at[:16]  # YYYY-MM-DDTHH:MM
             last = tx.conn.execute("SELECT minute, count, event_id FROM refusals WHERE actor = ? AND login = ?",
                                    (actor, tx.login)).fetchone()
             if last is not None and last[0] == minute:
                 tx.conn.execute("UPDATE refusals SET count = count + 1 WHERE actor = ? AND login = ?", (actor, tx.login))
                 return
-            data = {"need": refused.need, "what": refused.what, "queue": refused.queue, "message": str(refused)}
+            data: dict[str, Any] = {"need": refused.need, "what": refused.what, "queue": refused.queue,
+                                    "message": str(refused)}
             if last is not None and last[1] > 1:
                 data["before"] = {"event": last[2], "minute": last[0], "count": last[1]}
             event_id = tx._next_id

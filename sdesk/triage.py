@@ -20,7 +20,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, tzinfo
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -527,9 +527,15 @@ def _words(urgent: tuple[str, ...], high: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"\b(?:{group(urgent)}|{group(high)})\b")
 
 
+class Classify(Protocol):
+    """A classifier's guess at a field from a ticket's text (ClassifierStore.classify)."""
+
+    def __call__(self, field: str, *, text: str) -> tuple[str, float] | None: ...
+
+
 def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping[str, str] = {},
            context: Mapping[str, Any] = {}, now: datetime,
-           classify: Callable[[str, str], tuple[str, float] | None] | None = None,
+           classify: Classify | None = None,
            burn: Callable[[str], float | None] | None = None) -> Decision:
     """Rules, then the priority matrix, then the classifier for what no rule or source set."""
     local = _local(now, config.timezone)
@@ -567,7 +573,7 @@ def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping
         for field in ("category", "queue"):
             if merged.get(field):
                 continue
-            guess = classify(field, text)
+            guess = classify(field, text=text)
             if guess is None:
                 continue
             label, confidence = guess

@@ -186,9 +186,9 @@ def test_the_desk_remembers_state_beside_its_tickets(tmp_path):
 
     with Store(tmp_path / "d.db") as store:
         assert store.desk_state() == {}
-        store.set_desk_state("tick", "first", actor="cron")
-        store.set_desk_state("tick", "second", actor="cron")
-        store.set_desk_state("config", "/etc/desk token=ghp_" + "a" * 36, actor="admin", event="desk_configured")
+        store.set_desk_state("tick", value="first", actor="cron")
+        store.set_desk_state("tick", value="second", actor="cron")
+        store.set_desk_state("config", value="/etc/desk token=ghp_" + "a" * 36, actor="admin", event="desk_configured")
         state = store.desk_state()
         assert state["tick"][0] == "second" and state["tick"][1].endswith("Z")
         assert "ghp_" not in state["config"][0]

@@ -126,13 +126,13 @@ def test_stored_model_decides_as_sklearn_does(tmp_path, texts, labels):
     train_texts, train_labels = [texts[i] for i in train_idx], [labels[i] for i in train_idx]
     model = classifier.train(train_texts, train_labels)
     with Store(tmp_path / "m.db") as store:
-        store.classifier.save_classifier("category", model, actor="tester")
+        store.classifier.save_classifier("category", model=model, actor="tester")
     vectorizer, svm = sklearn_model(train_texts, train_labels)
     held = [texts[i] for i in test_idx]
     expected = svm.predict(vectorizer.transform(held))
     decisions = svm.decision_function(vectorizer.transform(held))
     with Store(tmp_path / "m.db") as store:  # a new process's view: info and terms from disk
-        got = [store.classifier.classify("category", text) for text in held]
+        got = [store.classifier.classify("category", text=text) for text in held]
     assert all(0.0 <= confidence <= 1.0 for _, confidence in got)
     for text, (label, _), want, decision in zip(held, got, expected, decisions):
         ours = model.scores(text, model.lookup)
@@ -150,11 +150,11 @@ def test_a_long_running_process_sees_a_model_retrained_elsewhere(tmp_path):
     first = classifier.train(*synthetic(100, ["Access", "Hardware"]))
     second = classifier.train(*synthetic(100, ["Storage", "Purchase"]))
     with Store(tmp_path / "m.db") as serving, Store(tmp_path / "m.db") as training:
-        assert serving.classifier.classify("category", "disk quota full") is None
-        training.classifier.save_classifier("category", first, actor="tester")
-        assert serving.classifier.classify("category", "disk quota full")[0] in ("Access", "Hardware")
-        training.classifier.save_classifier("category", second, actor="tester")  # same second
-        assert serving.classifier.classify("category", "disk quota full")[0] == "Storage"
+        assert serving.classifier.classify("category", text="disk quota full") is None
+        training.classifier.save_classifier("category", model=first, actor="tester")
+        assert serving.classifier.classify("category", text="disk quota full")[0] in ("Access", "Hardware")
+        training.classifier.save_classifier("category", model=second, actor="tester")  # same second
+        assert serving.classifier.classify("category", text="disk quota full")[0] == "Storage"
         assert serving.classifier.classifier_info("category")["classes"] == ["Purchase", "Storage"]
 
 
@@ -294,9 +294,9 @@ def test_train_from_csv_then_classify(cli, tmp_path, db_path):
     assert (q["docs"], q["skipped"], q["classes"], q["source"]) == (300, 1, sorted(VOCAB), str(path))
     assert q["terms"] > 40 and 0 < q["holdout"]["accuracy"] <= 1 and q["threshold"] == classifier.DEFAULT_THRESHOLD
     with Store(db_path) as store:
-        label, confidence = store.classifier.classify("queue", "my laptop battery and charger are broken")
+        label, confidence = store.classifier.classify("queue", text="my laptop battery and charger are broken")
         assert label == "Hardware" and confidence >= classifier.DEFAULT_THRESHOLD
-        assert store.classifier.classify("category", "anything") is None  # no model for that field
+        assert store.classifier.classify("category", text="anything") is None  # no model for that field
         info = store.classifier.classifier_info("queue")
         assert info["n_docs"] == 300 and info["classes"] == sorted(VOCAB)
         terms = store.conn.execute("SELECT count(*) FROM classifier_terms WHERE field = 'queue'").fetchone()[0]
@@ -328,7 +328,7 @@ def test_train_from_the_desks_resolved_tickets(cli, db_path):
     assert json.loads(out.stdout)["category"]["docs"] == 30
     with Store(db_path) as store:
         assert store.classifier.training_tickets("category")[0] == (tickets[0]["title"] + "\n" + texts[0], labels[0])
-        assert store.classifier.classify("category", "password reset for my locked account")[0] == "Access"
+        assert store.classifier.classify("category", text="password reset for my locked account")[0] == "Access"
     result = cli("triage", "train", "--field", "queue", ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and "queue has 1 resolved ticket in 1 class" in result.stderr
 
@@ -380,7 +380,7 @@ def test_classifying_imports_no_numpy_scipy_or_sklearn(cli, tmp_path, db_path):
     code = (
         "import sys\n"
         "from sdesk.store import Store\n"
-        f"label, confidence = Store({str(db_path)!r}).classifier.classify('category', 'printer screen broken')\n"
+        f"label, confidence = Store({str(db_path)!r}).classifier.classify('category', text='printer screen broken')\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy', 'sklearn'})\n"
         "print(label, heavy)\n"
     )

@@ -276,9 +276,9 @@ def test_two_ticks_never_claim_the_same_page(desk, db_path):
     now = datetime(2026, 11, 10, 13, tzinfo=timezone.utc)
     with Store(db_path) as a, Store(db_path) as b:
         [page] = a.oncall.pages_to_send(now, actor="t")
-        assert a.oncall.claim_pages([page["id"]], "first", now, 60, actor="t") == [page["id"]]
-        assert b.oncall.claim_pages([page["id"]], "second", now, 60, actor="t") == []
-        b.oncall.page_result(page, None, {"command"}, now, token="second", actor="t")  # not its claim: ignored
+        assert a.oncall.claim_pages([page["id"]], token="first", now=now, hold=60, actor="t") == [page["id"]]
+        assert b.oncall.claim_pages([page["id"]], token="second", now=now, hold=60, actor="t") == []
+        b.oncall.page_result(page, error=None, sent_to={"command"}, now=now, token="second", actor="t")  # not its claim: ignored
         assert a.oncall.pages()[0]["status"] == "sending"
 
 

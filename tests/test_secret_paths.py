@@ -293,7 +293,7 @@ def test_an_event_is_redacted_whatever_the_write_forgot(db_path):
 
     planted = plant_all("record")
     with Store(db_path) as store:
-        store.record("tester", "restored", {"note": _all(planted), **{text: "v" for _, text, _ in _short(planted)}})
+        store.record("tester", kind="restored", data={"note": _all(planted), **{text: "v" for _, text, _ in _short(planted)}})
     raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     assert [kind for kind, _, value in planted if leaked(value, raw)] == []
     with Store(db_path) as store:

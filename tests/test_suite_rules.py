@@ -105,3 +105,29 @@ def test_the_import_graph_has_no_circle():
         if v not in index:
             connect(v)
     assert circles == []
+
+
+def test_store_methods_take_one_argument_by_position(tmp_path):
+    """Past its first argument, every public method of the Store and of its parts takes its
+    arguments by name (issue 20): `store.runbooks.run_finish(run, status="failed")`, never a row
+    of bare values whose order a reader must look up. A method whose first argument is the write
+    transaction (`tx`) may take one more by position."""
+    import inspect
+
+    from sdesk.store import Store
+
+    with Store(tmp_path / "desk.db") as store:
+        parts = [store, *(part for part in vars(store).values()
+                          if type(part).__module__.startswith(("sdesk.store", "sdesk.storage")))]
+        assert len(parts) > 10  # the parts were found
+        offenders = []
+        for part in parts:
+            for name, member in inspect.getmembers(type(part)):
+                if name.startswith("_") or not callable(inspect.getattr_static(part, name)):
+                    continue
+                params = inspect.signature(getattr(part, name)).parameters.values()
+                positional = [p.name for p in params
+                              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+                if len(positional) > (2 if positional[:1] == ["tx"] else 1):
+                    offenders.append(f"{type(part).__name__}.{name}({', '.join(positional)})")
+    assert offenders == []

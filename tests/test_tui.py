@@ -458,7 +458,8 @@ async def test_assign_picks_from_the_people_on_call_first_and_q_moves_the_queue(
     with Store(db_path) as store:
         from sdesk.domain import clock
 
-        holders = {r["user"] for r in store.oncall.on_call_now(oncall, list(oncall.schedules.values()), clock.now())}
+        holders = {r["user"] for r in store.oncall.on_call_now(oncall, schedules=list(oncall.schedules.values()),
+                                                               when=clock.now())}
     app = make_app(db_path, "alice", config, poll=5)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app, 1)

@@ -152,4 +152,4 @@ def anchor(
         note(f"anchor appended to {out}")
     print(line)
     if not store.read_only:  # for sdesk doctor; a read-only desk is anchored all the same
-        store.set_desk_state("anchor", str(head["event"]), actor=settings_of(ctx).actor)
+        store.set_desk_state("anchor", value=str(head["event"]), actor=settings_of(ctx).actor)

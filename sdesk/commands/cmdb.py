@@ -98,7 +98,7 @@ def add(
 
 def _relate(ctx: typer.Context, source: str, kind: str, target: str, unlink: bool) -> None:
     settings = settings_of(ctx)
-    done = settings.store().cmdb.ci_link(source, kind, target, actor=settings.actor, unlink=unlink)
+    done = settings.store().cmdb.ci_link(source, kind=kind, target=target, actor=settings.actor, unlink=unlink)
     verb = "unlinked" if unlink else "linked"
     note(f"{verb}: {source} {kind} {target}" if done else f"nothing to do: {source} {kind} {target} "
          + ("is not recorded" if unlink else "is already recorded"))

@@ -70,7 +70,7 @@ def _backup_to_stdout(ctx: typer.Context) -> None:
 def _ran(ctx: typer.Context, store, target: str) -> None:
     """Record the backup for sdesk doctor; a read-only desk is backed up all the same."""
     if not store.read_only:
-        store.set_desk_state("backup", target, actor=settings_of(ctx).actor)
+        store.set_desk_state("backup", value=target, actor=settings_of(ctx).actor)
 
 
 @restore_app.command("restore")
@@ -95,7 +95,7 @@ def restore(
 
     settings = settings_of(ctx)
     store = settings.store()
-    store.require(settings.actor, "admin", "restoring a backup")
+    store.require(settings.actor, need="admin", what="restoring a backup")
     import stat
 
     from ..files import kind, status
@@ -177,7 +177,7 @@ def import_(
     """
     settings = settings_of(ctx)
     store = settings.store()
-    store.require(settings.actor, "admin", "importing a desk")
+    store.require(settings.actor, need="admin", what="importing a desk")
     from ..files import open_file
 
     stream = sys.stdin.buffer if str(source) == "-" else open_file(source, streams=True)  # never /dev/zero

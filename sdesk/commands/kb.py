@@ -122,7 +122,8 @@ def edit(
         base = {**kept, **{k: v for k, v in base.items() if v is not None}}
     else:
         base, where = {k: current[k] for k in ("title", "body", "tags", "cis", "owner", "review_days")}, "article"
-    updated, changed = store.kb.kb_edit(article_id, check_article({**base, **overrides}, where), actor=settings.actor)
+    updated, changed = store.kb.kb_edit(article_id, changes=check_article({**base, **overrides}, where),
+                                        actor=settings.actor)
     note(f"KB-{article_id} is at revision {updated['revision']}" if changed else f"KB-{article_id}: no change")
 
 
@@ -233,7 +234,7 @@ def link(ctx: typer.Context, article: IdArg,
 
     settings = settings_of(ctx)
     ticket_id = parse_id(ticket)
-    done = settings.store().kb.kb_link(parse_kb_id(article), ticket_id, actor=settings.actor)
+    done = settings.store().kb.kb_link(parse_kb_id(article), ticket_id=ticket_id, actor=settings.actor)
     note(f"linked {article.upper()} to {ref(ticket_id)}" if done else "already linked")
 
 

@@ -48,7 +48,7 @@ def now(
     """
     settings = settings_of(ctx)
     config = settings.oncall_config()
-    rows = settings.store().oncall.on_call_now(config, _schedules(config, team, None), _when(at, "--at"))
+    rows = settings.store().oncall.on_call_now(config, schedules=_schedules(config, team, None), when=_when(at, "--at"))
     if as_json:
         print_json(rows)
         return
@@ -127,7 +127,7 @@ def override(
     config = settings.oncall_config()
     [target] = _schedules(config, team, schedule)
     data = settings.store().oncall.override_add(
-        Override(target.name, user, clock.parse(since, what="--from"), clock.parse(until, what="--to")), config,
+        Override(target.name, user, clock.parse(since, what="--from"), clock.parse(until, what="--to")), config=config,
         reason=reason, actor=settings.actor)
     if as_json:
         print_json(data)

@@ -81,7 +81,7 @@ def _tick_once(settings) -> dict:
                              for r in run_automation(settings)]
     summary["config_errors"] = problems + [f"{e}; anyone not a user has the built-in default role meanwhile"
                                            for e in settings.roles_fallback]
-    settings.store().set_desk_state("tick", clock.now_iso(), actor=settings.actor)  # for sdesk doctor: cron alive
+    settings.store().set_desk_state("tick", value=clock.now_iso(), actor=settings.actor)  # for sdesk doctor: cron alive
     return summary
 
 

@@ -128,7 +128,8 @@ def oncall(ctx: typer.Context, as_json: JsonOption = False) -> None:
     cis = sorted({t["ci"] for t in urgent if t["ci"]})
     data = {"open": [{k: t[k] for k in ("id", "priority", "status", "title", "ci", "service", "assignee", "created_at")}
                      for t in urgent],
-            "pages": [{"user": u, "due_at": d} for u, d in store.metrics.pages_sent(since, clock.iso(now + timedelta(seconds=1)))],
+            "pages": [{"user": u, "due_at": d}
+                      for u, d in store.metrics.pages_sent(since, until=clock.iso(now + timedelta(seconds=1)))],
             "changes": store.cmdb.change_list(cis=cis, since=since) if cis else []}
     if as_json:
         print_json(data)
@@ -158,13 +159,13 @@ def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A serv
     a, b = data["window"]["since"], data["window"]["until"]
     data["service"] = shown
     data["matched"] = names  # the service, CI names and aliases a ticket's service or CI matched
-    data["alerts_received"] = store.metrics.service_alerts(names, a, b)
+    data["alerts_received"] = store.metrics.service_alerts(names, since=a, until=b)
     data["changes"] = store.cmdb.change_list(cis=sorted({shown, name, *names}), since=a, until=b)
     slo = settings.sla_config().slos.get(shown)
     if slo is not None:
         from ..domain.sla import budget
 
-        data["slo"] = [budget(slo, store.sla.slo_incidents(slo, clock.parse(b)), clock.parse(b))]
+        data["slo"] = [budget(slo, store.sla.slo_incidents(slo, now=clock.parse(b)), clock.parse(b))]
     if as_json:
         print_json(data)
         return

@@ -79,7 +79,7 @@ def slo(
         raise BadInput("no SLOs: add `slos` to sla.yaml in the desk config (--config DIR or SDESK_CONFIG)")
     now = clock.parse(at, what="--at") if at else clock.now()
     store = settings.store()
-    rows = [budget(s, store.sla.slo_incidents(s, now), now) for s in config.slos.values()]
+    rows = [budget(s, store.sla.slo_incidents(s, now=now), now) for s in config.slos.values()]
     if as_json:
         print_json(rows)
         return

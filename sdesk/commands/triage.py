@@ -122,7 +122,7 @@ def train(
     trained = {}
     for f, (texts, labels, skipped, source) in sources.items():
         model = _train(f, texts, labels)
-        store.classifier.save_classifier(f, model, actor=settings_of(ctx).actor)
+        store.classifier.save_classifier(f, model=model, actor=settings_of(ctx).actor)
         trained[f] = {"field": f, "source": source, "trained_at": store.classifier.classifier_info(f)["trained_at"],
                       "docs": model.n_docs,
                       "skipped": skipped, "terms": model.n_terms, "classes": model.classes,

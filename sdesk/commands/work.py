@@ -91,7 +91,7 @@ def _check_freeze(settings, ci: str, force: bool) -> None:
     if slo is None or slo.freeze == "off":
         return
     now = clock.now()
-    state = budget(slo, store.sla.slo_incidents(slo, now), now)
+    state = budget(slo, store.sla.slo_incidents(slo, now=now), now)
     if state["status"] != "frozen":
         return
     why = (f"{slo.ci} is frozen: {state['used_share']:.0%} of its error budget spent, "
@@ -151,7 +151,7 @@ def change_status(ctx: typer.Context, change: ChangeArg, status: Annotated[Chang
     Example: sdesk change status CH-7 rolled_back
     """
     settings = settings_of(ctx)
-    c = settings.store().cmdb.change_status(_change_id(change), status.value, actor=settings.actor)
+    c = settings.store().cmdb.change_status(_change_id(change), status=status.value, actor=settings.actor)
     note(f"CH-{c['id']} is {c['status']}")
 
 

@@ -50,7 +50,7 @@ class _Triggers:
 
     def __init__(self, tx: Tx, tickets: TicketStore, runbooks: RunbookStore, open_by_fingerprint: dict[str, list],
                  mask_pii: bool = False,
-                 enricher: Enricher | None = None, triager: Triager | None = None, silences: set[str] = frozenset(),
+                 enricher: Enricher | None = None, triager: Triager | None = None, silences: Collection[str] = frozenset(),
                  automate: Collection[str] = ()):
         self.tx = tx
         self.automate = automate  # runbooks safe for automation: run when triage attaches them
@@ -136,7 +136,7 @@ class _Triggers:
         # through an adapter lookup, which cost more than the rest of an alert's ticket row
         # (9 of them; measured with callgrind).
         fields = tuple(f for f in CREATE_FIELDS if f in present)
-        self.tickets.insert_new(tx, fields, [
+        self.tickets.insert_new(tx, fields, rows=[
             (ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}), to_json(t.get("tags") or []), source,
              tx.at, tx.at, occurrences) for ticket_id, t, source, occurrences in made])
         self.tickets.add_contexts(tx, contexts)
@@ -211,7 +211,7 @@ class Triager:
         t = {**t, **decision.sets}
         explanation = decision.explanation
         if t.get("assignee") == "auto":  # a rule asked for the queue's strategy
-            user, why = self.store.oncall.pick_for_queue(t.get("queue"), self.config.oncall, self.now) \
+            user, why = self.store.oncall.pick_for_queue(t.get("queue"), config=self.config.oncall, now=self.now) \
                 if self.config.oncall is not None else (None, "no oncall.yaml")
             t["assignee"] = user
             explanation["assigned"] = {"assignee": user, "why": why}
@@ -234,7 +234,7 @@ class Triager:
             self._priority[ticket_id] = t.get("priority")  # a root this batch's later tickets may join
         return t, explanation
 
-    def _raises(self, parent: int, priority: str | None) -> dict[str, str] | None:
+    def _raises(self, parent: int, priority: str | None) -> dict[str, str | None] | None:
         """What a child this urgent does to its parent (raise_parent writes it once the batch is
         stored): {from, to} when it is more urgent than the open parent nobody acknowledged yet
         (an acknowledged one was taken as less urgent: the child pages itself, see covered_sql)."""
@@ -246,7 +246,7 @@ class Triager:
         self._priority[parent] = priority
         return {"from": current, "to": priority}
 
-    def raise_parents(self, tx: Any, made: list[int]) -> None:
+    def raise_parents(self, tx: Tx, made: list[int]) -> None:
         """Once the batch's rows are stored: each new child more urgent than its parent raises
         it (see apply; the others cost no query, a storm's children are many)."""
         for ticket_id in made:
@@ -260,7 +260,7 @@ class Triager:
             from ..domain.sla import budget
 
             slo = self.config.slos[ci]
-            self._burns[ci] = budget(slo, self.store.sla.slo_incidents(slo, self.now), self.now)["burn"]["6h"]
+            self._burns[ci] = budget(slo, self.store.sla.slo_incidents(slo, now=self.now), self.now)["burn"]["6h"]
         return self._burns[ci]
 
     def silenced(self, t: dict[str, Any]) -> str | None:
@@ -332,7 +332,11 @@ class Intake:
         """Open validated tickets (deduplicated by fingerprint, see `receive`); returns
         (ticket id, created) for each, in order."""
         results = self.receive([Signal(source, "trigger", ticket=t) for t in tickets], actor=actor)
-        return [(ticket_id, outcome == "created") for ticket_id, outcome in results]
+        opened = []
+        for ticket_id, outcome in results:
+            assert ticket_id is not None  # a trigger always lands on a ticket (created, deduplicated, reopened)
+            opened.append((ticket_id, outcome == "created"))
+        return opened
 
     def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
                 reopen_days: int = 14, mask_pii: bool = False, enrich: EnrichOptions | bool = True,
@@ -358,19 +362,21 @@ class Intake:
         based: one lookup of the batch's fingerprints, then one executemany per table."""
         signals = list(signals)
         results: list[tuple[int | None, str]] = []
-        with self.store.write(actor, "agent", "taking in tickets and alerts") as tx:
+        with self.store.write(actor, need="agent", what="taking in tickets and alerts") as tx:
             # Intake needs the agent role on the desk, and on each new ticket's queue (flush). Someone
             # with roles on particular queues (an agent on dba, a viewer elsewhere) needs it on the
             # queue of each ticket they open or touch instead, and on the desk for anything else.
-            per_queue = tx.access is not None and bool(tx.access.queues)
-            if not per_queue or tx.access.allows(tx.need):
+            access = tx.access
+            per_queue = access is not None and bool(access.queues)
+            if access is None or not per_queue or access.allows(tx.need):
                 tx.check()
-                per_queue = per_queue and any(RANK[role] < RANK[tx.need] for role in tx.access.queues.values())
+                per_queue = per_queue and access is not None and any(RANK[role] < RANK[tx.need]
+                                                                     for role in access.queues.values())
             triggers = any(s.action == "trigger" for s in signals)
             enricher = self._enricher(enrich) if triggers else None
             signal_keys = [s.key for s in signals]  # (a property: read once, for the lookup and the rows)
-            keys = set(signal_keys) - {None}
-            open_now = self.store.tickets.open_fingerprints(tx.conn, keys)
+            keys = {key for key in signal_keys if key is not None}
+            open_now = self.store.tickets.open_fingerprints(tx.conn, fingerprints=keys)
             triager, flapping = None, {}
             now = clock.parse(tx.at)
             silences = self.store.triage.active_silences(now) if triggers else []
@@ -382,15 +388,16 @@ class Intake:
                 triager = Triager(self.store, triage, now, enricher, silences)
                 if triage.flap_minutes and keys - open_now.keys():
                     flapping = self.store.triage.recently_resolved(keys - open_now.keys(),
-                                                      clock.iso(now - timedelta(minutes=triage.flap_minutes)))
+                                                      since=clock.iso(now - timedelta(minutes=triage.flap_minutes)))
             batch = _Triggers(tx, self.store.tickets, self.store.runbooks, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences}, automate)
             alert_rows = []
             for s, key in zip(signals, signal_keys):
                 if s.thread is not None:
                     result = self._mail(tx, batch, s, reopen_days, mask_pii)
                 elif s.action == "trigger" and flapping and key in flapping and key not in batch.open:
-                    result = self._reopen_flapping(tx, batch, flapping.pop(key), s)
+                    result = self._reopen_flapping(tx, batch, flapping.pop(key), s, key)
                 elif s.action == "trigger":
+                    assert s.ticket is not None  # a trigger carries its ticket (signals.py)
                     result = batch.add(s.ticket, s.source, s.secret_free, s.alert, s.actor)
                 elif s.action in ("resolve", "acknowledge"):
                     only_record = "*" in record_resolved or s.source in record_resolved
@@ -422,7 +429,7 @@ class Intake:
         elif ticket_id not in batch.new:  # (a stored ticket: those moved were checked by _current)
             tx.check(self.store.tickets.queue_of(tx, ticket_id), ticket_id)
 
-    def _reopen_flapping(self, tx: Tx, batch: _Triggers, ticket_id: int, s: Signal) -> tuple[int, str]:
+    def _reopen_flapping(self, tx: Tx, batch: _Triggers, ticket_id: int, s: Signal, key: str) -> tuple[int, str]:
         """A resolved alert firing again within the flap window: its ticket, reopened (and kept
         out of the queue if a silence matches it now)."""
         t = self.store.tickets._current(tx, ticket_id)
@@ -434,7 +441,7 @@ class Intake:
             tx.event(ticket_id, "occurrence", {"occurrences": occurrences, "repeats": 1, "source": s.source,
                                                "flapping": True, **({"suppressed": silenced} if silenced else {}),
                                                **received})
-        batch.open[s.key] = [ticket_id, occurrences, silenced]
+        batch.open[key] = [ticket_id, occurrences, silenced]
         return ticket_id, "reopened"
 
     def _enricher(self, enrich: EnrichOptions | bool) -> Enricher | None:
@@ -452,6 +459,7 @@ class Intake:
 
 
     def _change(self, tx: Tx, s: Signal, mask_pii: bool) -> None:
+        assert s.change is not None  # a change signal carries the change (signals.py)
         summary, data = tx.clean([s.change["summary"], s.change.get("data") or {}], None, mask_pii)
         service = s.change.get("service")
         # A source names the service as it knows it: the CI it is, when the CMDB knows that name.
@@ -468,7 +476,7 @@ class Intake:
         if seen and mail.seen(tx, seen):
             return None, "ignored"  # seen before: an mbox read twice takes nothing twice
         if s.action == "ignore":
-            mail.remember(tx, message_id, None, [], seen)
+            mail.remember(tx, message_id, ticket_id=None, attachments=[], seen=seen)
             return None, "ignored"
         batch.flush()
         target = None
@@ -482,7 +490,7 @@ class Intake:
             # What a reply does is the sender's doing: its comment and reopening show them, not the
             # account that runs intake.
             with tx.acting(s.actor) as received:
-                outcome = "commented"
+                outcome: str | None = "commented"
                 if not self._may_reply(tx, t, th.get("from")):
                     # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
                     # requester and the desk's users (by email) speak on a ticket; others open their own.
@@ -502,16 +510,17 @@ class Intake:
                     self.store.tickets._set(tx, t["id"], {"updated_at": tx.at})
                     tx.event(t["id"], "commented", {"text": text, "from": th.get("from"), "via": "email",
                                                     "message_id": message_id, **received})
-                    mail.remember(tx, message_id, t["id"], th.get("attachments") or [], seen)
+                    mail.remember(tx, message_id, ticket_id=t["id"], attachments=th.get("attachments") or [], seen=seen)
                     return t["id"], outcome
                 elif why is None:
                     why = "a reply to a ticket done too long ago"
+        assert s.ticket is not None  # an email that is no reply (or may not be one) opens a ticket (signals.py)
         ticket_id, _ = batch.add(s.ticket, s.source, actor=s.actor)
         batch.flush()
         if parent is not None:
             self.store.tickets._set(tx, ticket_id, {"parent_id": parent})
             tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
-        mail.remember(tx, message_id, ticket_id, th.get("attachments") or [], seen)
+        mail.remember(tx, message_id, ticket_id=ticket_id, attachments=th.get("attachments") or [], seen=seen)
         return ticket_id, "created"
 
     def _may_reply(self, tx: Tx, t: dict[str, Any], sender: str | None) -> bool:
@@ -526,8 +535,7 @@ class Intake:
 
     def _resolve_or_ack(self, tx: Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move
-        hit = batch.open.get(s.fingerprint)
-        if hit is None:
+        if s.fingerprint is None or (hit := batch.open.get(s.fingerprint)) is None:
             return None, "ignored"
         t = self.store.tickets._current(tx, hit[0])
         # What a source does is its doing (Signal.actor), as a mail reply is its sender's (_mail),

@@ -83,13 +83,13 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
     report: dict[str, Any] = {"window": {"since": a, "until": b, "days": round(window / timedelta(days=1), 2)},
                               "by": by, "targets": targets._asdict()}
     # Weeks are for the trend charts: their means, not percentiles (each is a sort of the window).
-    sums = store.metrics.ticket_sums(a, b, (None, by, *(["week"] if want("trend") else [])), service=service,
-                             ranked=(None, by))
+    sums = store.metrics.ticket_sums(a, until=b, groupings=(None, by, *(["week"] if want("trend") else [])),
+                                     service=service, ranked=(None, by))
     desk = sums[None].get("all") or _empty_sums()
     report["tickets"] = {"all": metrics.ticket_kpis(desk, targets)}
     report["tickets"].update({g: metrics.ticket_kpis(s, targets, g if by == "priority" else None)
                               for g, s in sums[by].items()})
-    report["automation"] = {"misfires": store.metrics.misfires(a, b)}
+    report["automation"] = {"misfires": store.metrics.misfires(a, until=b)}
     if want("trend"):
         weeks = sums["week"]
         report["trend"] = [{"week": week, "created": weeks[week]["created"] if week in weeks else 0,
@@ -97,16 +97,17 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
                             "ttr_mean": weeks[week]["ttr"]["mean"] if week in weeks else None}
                            for week in _mondays(since, until)]
     if want("sla"):
-        by_policy, by_service = metrics.sla_counts(sla, store.metrics.sla_window(a, b, pauses(sla), service), since, until)
+        sla_rows = store.metrics.sla_window(a, until=b, pause=pauses(sla), service=service)
+        by_policy, by_service = metrics.sla_counts(sla, sla_rows, since, until)
         report["sla"] = metrics.sla_kpis(by_policy, targets)
         report["sla_by_service"] = metrics.sla_kpis(by_service, targets, "service")[1:]
     if want("csat"):
-        report["csat"] = metrics.csat_kpis(store.metrics.csat_distribution(a, b), desk["resolved"], targets)
+        report["csat"] = metrics.csat_kpis(store.metrics.csat_distribution(a, until=b), desk["resolved"], targets)
     if want("kb"):
-        report["kb"] = metrics.kb_kpis(store.metrics.kb_freshness(a, b))
+        report["kb"] = metrics.kb_kpis(store.metrics.kb_freshness(a, until=b))
     if want("alerts"):
-        report["alerts"] = metrics.alert_kpis(*store.metrics.intake_by_source(a, b))
-    pages = store.metrics.pages_sent(a, b) if want("pager") or want("cost") else []
+        report["alerts"] = metrics.alert_kpis(*store.metrics.intake_by_source(a, until=b))
+    pages = store.metrics.pages_sent(a, until=b) if want("pager") or want("cost") else []
     if want("pager"):
         hours = business_hours(config, sla)
         by_user: dict[str, list[int]] = {}
@@ -115,11 +116,11 @@ def build(store: Store, config: metrics.MetricsConfig, sla: SlaConfig, since: da
             counts[0] += 1
             counts[1] += not working_at(hours, clock.parse(due))
         report["pager"] = metrics.pager_kpis({u: (n, o) for u, (n, o) in by_user.items()}, window, targets,
-                                             undeliverable=store.metrics.pages_unreached(a, b))
+                                             undeliverable=store.metrics.pages_unreached(a, until=b))
     if want("slo"):
-        report["slo"] = [budget(slo, store.sla.slo_incidents(slo, until), until) for slo in sla.slos.values()]
+        report["slo"] = [budget(slo, store.sla.slo_incidents(slo, now=until), until) for slo in sla.slos.values()]
     if want("cost"):
-        report["cost"] = metrics.cost_kpis(config.cost, store.metrics.minutes_worked(a, b), len(pages), window,
+        report["cost"] = metrics.cost_kpis(config.cost, store.metrics.minutes_worked(a, until=b), len(pages), window,
                                            desk["created"])
     return report
 

@@ -272,19 +272,20 @@ class Execution:
                     self.say(f"[{index + 1}/{len(steps)}] {current['id']}: {describe(current, self.dry)}")
                     if not self._step(index, current):
                         return self.store.runbooks.run_get(self.id)
-                self.store.runbooks.run_finish(self.id, "succeeded", actor=self.actor)
+                self.store.runbooks.run_finish(self.id, status="succeeded", actor=self.actor)
             except _Stopped as e:
-                self.store.runbooks.run_finish(self.id, "stopped", reason=str(e), actor=self.actor)
+                self.store.runbooks.run_finish(self.id, status="stopped", reason=str(e), actor=self.actor)
                 self.say(f"stopped: {e}")
             except KeyboardInterrupt:
                 where = f" during step {current['id']}" if current else ""
-                self.store.runbooks.run_finish(self.id, "interrupted", reason=f"interrupted (Ctrl-C or SIGTERM){where}",
-                                      actor=self.actor)
+                self.store.runbooks.run_finish(self.id, status="interrupted",
+                                               reason=f"interrupted (Ctrl-C or SIGTERM){where}", actor=self.actor)
                 raise
             except Exception as e:
                 # Recorded as what it is, not left running until a later command reaps it.
-                self.store.runbooks.run_finish(self.id, "failed", reason=f"error in step {current['id'] if current else '?'}: "
-                                                                  f"{e}", actor=self.actor)
+                self.store.runbooks.run_finish(self.id, status="failed",
+                                               reason=f"error in step {current['id'] if current else '?'}: {e}",
+                                               actor=self.actor)
                 raise
         return self.store.runbooks.run_get(self.id)
 
@@ -300,21 +301,21 @@ class Execution:
             if result.status == "ok":
                 return True
             if kind == "check" and result.status == "failed" and result.exit_code != 127:
-                self.store.runbooks.run_finish(self.id, "stopped", actor=self.actor,
+                self.store.runbooks.run_finish(self.id, status="stopped", actor=self.actor,
                                       reason=f"check {step['id']} did not pass (exit {result.exit_code}): "
                                              "nothing more to do")
                 self.say(f"stopped: check {step['id']} did not pass")
                 return False
             why = f"timed out after {step['timeout']:g}s" if result.status == "timeout" else f"exit {result.exit_code}"
             rollback = self._rollback()
-            self.store.runbooks.run_finish(self.id, "failed", reason=f"step {step['id']} failed ({why})", rollback=rollback,
-                                  actor=self.actor)
+            self.store.runbooks.run_finish(self.id, status="failed", reason=f"step {step['id']} failed ({why})",
+                                           rollback=rollback, actor=self.actor)
             self.say(f"failed: step {step['id']} ({why})" + (f"; rollback {rollback}" if rollback else ""))
             return False
         if kind == "resolve":
             if self.dry:
                 self._record(step, "skipped", index, output=f"would resolve ({step['code']}): {step['text']}")
-            elif self.store.runbooks.run_resolve(self.id, step["text"], step["code"], actor=self.actor):
+            elif self.store.runbooks.run_resolve(self.id, text=step["text"], code=step["code"], actor=self.actor):
                 self._record(step, "ok", index, output=f"resolved ({step['code']}): {step['text']}")
                 self.say(f"resolved {lifecycle.ref(self.run['ticket_id'])}")
             else:
@@ -328,10 +329,11 @@ class Execution:
             if self.confirm(step["text"]):
                 self._record(step, "confirmed", index)
                 return True
-            self.store.runbooks.run_finish(self.id, "stopped", reason=f"step {step['id']} was not confirmed", actor=self.actor)
+            self.store.runbooks.run_finish(self.id, status="stopped", reason=f"step {step['id']} was not confirmed",
+                                           actor=self.actor)
             return False
         waiting_for = "approval" if kind == "approve" else "confirmation"
-        self.store.runbooks.run_wait(self.id, index, waiting_for, actor=self.actor)
+        self.store.runbooks.run_wait(self.id, step=index, waiting_for=waiting_for, actor=self.actor)
         self.say(f"waiting for {waiting_for}: sdesk runbook approve {self.id}"
                  + (f" (by someone other than {self.run['actor']})" if kind == "approve" else ""))
         return False
@@ -342,13 +344,14 @@ class Execution:
             raise _Stopped(f"stopped by the kill switch: {reason}")
 
     def _record(self, step: dict[str, Any], status: str, index: int, output: str = "") -> None:
-        self.store.runbooks.run_step(self.id, self.seq, step, status, next_step=index + 1, actor=self.actor, output=output)
+        self.store.runbooks.run_step(self.id, seq=self.seq, step=step, status=status, next_step=index + 1,
+                                     actor=self.actor, output=output)
         self.seq += 1
 
     def _command(self, step: dict[str, Any], command: dict[str, Any], phase: str, index: int | None) -> _Result:
         seq, self.seq = self.seq, self.seq + 1
         shown = describe({**step, "dry_run": command}, dry_run=True).split(": ", 1)[1]
-        self.store.runbooks.run_step_begin(self.id, seq, step, phase, shown, actor=self.actor)
+        self.store.runbooks.run_step_begin(self.id, seq=seq, step=step, phase=phase, command=shown, actor=self.actor)
         env = {**self.env, **step["env"], **self.secrets}
         attempts = step["retries"] + 1
         started = time.monotonic()
@@ -356,7 +359,7 @@ class Execution:
         status, code, attempt = "failed", None, 0
 
         def running(pid: int) -> None:
-            self.store.runbooks.run_step_process(self.id, seq, pid, actor=self.actor)
+            self.store.runbooks.run_step_process(self.id, seq=seq, pid=pid, actor=self.actor)
 
         try:
             for attempt in range(1, attempts + 1):
@@ -369,13 +372,14 @@ class Execution:
                 if status == "ok":
                     break
         except (KeyboardInterrupt, _Stopped) as e:
-            self.store.runbooks.run_step_end(self.id, seq, status="interrupted" if isinstance(e, KeyboardInterrupt) else "stopped",
-                                    attempts=attempt, duration_ms=int((time.monotonic() - started) * 1000),
-                                    output=_redacted(output.text(), self.secrets), actor=self.actor)
+            self.store.runbooks.run_step_end(self.id, seq=seq,
+                                             status="interrupted" if isinstance(e, KeyboardInterrupt) else "stopped",
+                                             attempts=attempt, duration_ms=int((time.monotonic() - started) * 1000),
+                                             output=_redacted(output.text(), self.secrets), actor=self.actor)
             raise
         result = _Result(status, code, attempt, int((time.monotonic() - started) * 1000),
                          _redacted(output.text(), self.secrets))
-        self.store.runbooks.run_step_end(self.id, seq, status=status, exit_code=code, attempts=attempt,
+        self.store.runbooks.run_step_end(self.id, seq=seq, status=status, exit_code=code, attempts=attempt,
                                 duration_ms=result.duration_ms, output=result.output,
                                 next_step=index + 1 if index is not None and status == "ok" else None, actor=self.actor)
         mark = "ok" if status == "ok" else status
@@ -444,7 +448,7 @@ def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, ech
             done.append(start(store, prepared, actor=actor, dry_run=False, automated=True, queued_id=queued["id"],
                               echo=echo))
         except (BadInput, Conflict) as e:
-            store.runbooks.run_refuse_queued(queued["id"], str(e), actor=actor)
+            store.runbooks.run_refuse_queued(queued["id"], reason=str(e), actor=actor)
             if echo is not None:
                 echo(f"automation: {queued['runbook']} on {lifecycle.ref(queued['ticket_id'])}: {e}")
             done.append(store.runbooks.run_get(queued["id"]))

@@ -22,7 +22,7 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     `reached`: the people a delivery reached now. `undeliverable`: the tickets that would page
     and reach nobody (no policy, nobody on call, no notifier), with why; `failing`: pages whose
     delivery failed (a retry waits, or they were given up), until delivered or acknowledged."""
-    new = store.oncall.page_due(oncall, now, actor=actor)
+    new = store.oncall.page_due(oncall, now=now, actor=actor)
     paged = [p for p in new if "undeliverable" not in p]
     raised = sum(len(p["users"]) for p in paged)
     nobody = len(new) - len(paged)
@@ -35,23 +35,24 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     waiting = store.oncall.pages_to_send(now, actor=actor)
     if not (oncall.notifier.command or oncall.notifier.webhook):
         # No channel reaches a person: the pages are on record as undeliverable, never "delivered".
-        store.oncall.pages_undeliverable(waiting, "no notifier in oncall.yaml (a command or a webhook)", actor=actor)
+        store.oncall.pages_undeliverable(waiting, why="no notifier in oncall.yaml (a command or a webhook)", actor=actor)
         waiting = []
         nobody += raised  # this tick's pages among them
     for group in _sendable(store, oncall.notifier, waiting, now, actor):
-        claimed = set(store.oncall.claim_pages([p["id"] for p in group], token, now, hold, actor=actor))
+        claimed = set(store.oncall.claim_pages([p["id"] for p in group], token=token, now=now, hold=hold, actor=actor))
         group = [p for p in group if p["id"] in claimed]
         if not group:
             continue
         done = set.intersection(*(set(filter(None, p["sent_to"].split(","))) for p in group))
         error, took = deliver(oncall.notifier, message(group), done)
         for page in group:
-            store.oncall.page_result(page, error, took, now, token=token, actor=actor, delivery=group[0]["id"])
+            store.oncall.page_result(page, error=error, sent_to=took, now=now, token=token, actor=actor,
+                                     delivery=group[0]["id"])
         delivered, failed = delivered + (error is None) * len(group), failed + (error is not None) * len(group)
         if error is None:
             reached.add(group[0]["user"])
     unsuppressed = store.oncall.release_ended_silences(now, actor=actor)
-    recorded = store.sla.sla_record(sla, now, actor=actor) if sla.policies else {}
+    recorded = store.sla.sla_record(sla, now=now, actor=actor) if sla.policies else {}
     return {"at": clock.iso(now), "paged": paged, "raised": raised + len(new) - len(paged),
             "raised_undeliverable": nobody, "delivered": delivered, "reached": len(reached), "failed": failed,
             "undeliverable": store.oncall.unreached(oncall), "failing": store.oncall.failing(oncall),
@@ -71,7 +72,7 @@ def _sendable(store: Store, notifier: Notifier, pages: list[dict[str, Any]], now
         by_user.setdefault(page["user"], []).append(page)
     out: list[list[dict[str, Any]]] = []
     for user, waiting in by_user.items():
-        sent, oldest = store.oncall.deliveries_since(user, now - timedelta(hours=1))
+        sent, oldest = store.oncall.deliveries_since(user, since=now - timedelta(hours=1))
         allowed = notifier.max_per_hour - sent
         if allowed <= 0:
             store.oncall.hold_pages([p["id"] for p in waiting], until=oldest + timedelta(hours=1), actor=actor)

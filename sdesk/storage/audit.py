@@ -256,7 +256,7 @@ class AuditStore:
         """Delete the tickets closed before `before`, with everything that hangs off them, and
         tombstone their events (see the module's docstring). A ticket another kept ticket
         points to (as parent or problem) is kept. With dry_run, only counts."""
-        with self.db.write(actor, "admin", "purging tickets") as tx:
+        with self.db.write(actor, need="admin", what="purging tickets") as tx:
             conn = tx.conn
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids (id INTEGER PRIMARY KEY)")
             conn.execute("DELETE FROM purge_ids")

@@ -37,7 +37,7 @@ class ClassifierStore:
         self._classifiers: dict = {}
 
 
-    def save_classifier(self, field: str, model: Model, *, actor: str) -> None:
+    def save_classifier(self, field: str, *, model: Model, actor: str) -> None:
         """Replace the field's model, all in one transaction: a reader sees the old one or the
         new one. The audit trail records who trained it, on how much."""
         check_field(field)
@@ -63,7 +63,7 @@ class ClassifierStore:
                                 (check_field(field),)).fetchone()
         return {**orjson.loads(row["info"]), "field": field, "trained_at": row["trained_at"]} if row else None
 
-    def classify(self, field: str, text: str) -> tuple[str, float] | None:
+    def classify(self, field: str, *, text: str) -> tuple[str, float] | None:
         """(label, confidence in [0, 1]) from the field's model, or None when there is none."""
         own = not self.db.conn.in_transaction
         if own:  # the info and the terms must come from the same model, even if one is saved meanwhile

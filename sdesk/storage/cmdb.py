@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import BadInput, Conflict, NotFound
-from .rows import Db, to_json
+from .rows import Db, new_id, to_json
 
 if TYPE_CHECKING:
     from ..domain.cmdb import CI, Reached
@@ -204,7 +204,7 @@ class CmdbStore:
             self._ci_relink(tx, [ci])
             tx.event(None, "ci_added", ci.record())
 
-    def ci_link(self, source: str, kind: str, target: str, *, actor: str, unlink: bool = False) -> bool:
+    def ci_link(self, source: str, *, kind: str, target: str, actor: str, unlink: bool = False) -> bool:
         """Add (or remove) `source kind target`; False when there was nothing to do."""
         from ..domain.cmdb import RELATIONS
 
@@ -239,7 +239,7 @@ class CmdbStore:
             "INSERT INTO cis (name, type, tier, team, environment, attributes, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (ci.name, ci.type, ci.tier, ci.team, ci.environment, orjson.dumps(ci.attributes).decode(), tx.at, tx.at))
-        self._ci_aliases(tx, cur.lastrowid, ci)
+        self._ci_aliases(tx, new_id(cur), ci)
 
     def _ci_update(self, tx: _Tx, ci: CI) -> None:
         """Fields and aliases (the caller has removed the old aliases)."""
@@ -296,10 +296,11 @@ class CmdbStore:
                 "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data, ends_at, risk, status, "
                 "created_by) VALUES ('sdesk', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (title, service, name, start, tx.at, orjson.dumps(data or {}).decode(), end, risk, status, actor))
-            tx.event(None, "change_recorded", {"change": cur.lastrowid, "title": title, "ci": name, "status": status})
-            return cur.lastrowid
+            change_id = new_id(cur)
+            tx.event(None, "change_recorded", {"change": change_id, "title": title, "ci": name, "status": status})
+            return change_id
 
-    def change_status(self, change_id: int, status: str, *, actor: str) -> dict[str, Any]:
+    def change_status(self, change_id: int, *, status: str, actor: str) -> dict[str, Any]:
         """Move a change along cmdb.CHANGE_MOVES; any other move is refused (InvalidTransition)."""
         from ..domain.cmdb import change_next
 

@@ -53,7 +53,8 @@ def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None
     yield _line(header)
     for table in _tables(conn):
         columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
-        where, args = "", ()
+        where: str = ""
+        args: tuple[str, ...] = ()
         times = [c for c in ("updated_at", "at", "received_at", "created_at", "started_at") if c in columns]
         if since and times:
             where, args = f' WHERE "{times[0]}" >= ?', (since,)

@@ -13,7 +13,7 @@ import orjson
 
 from ..errors import BadInput, NotFound
 from ..domain.lifecycle import parse_ref
-from .rows import Db
+from .rows import Db, new_id
 
 if TYPE_CHECKING:
     from .cmdb import CmdbStore
@@ -55,7 +55,7 @@ class KbStore:
         with self.db.write(actor) as tx:
             return self._kb_insert(tx, article, slug)
 
-    def kb_edit(self, article_id: int, changes: dict[str, Any], *, actor: str) -> tuple[dict[str, Any], bool]:
+    def kb_edit(self, article_id: int, *, changes: dict[str, Any], actor: str) -> tuple[dict[str, Any], bool]:
         """Apply `changes` (content fields); a new revision when anything differs."""
         with self.db.write(actor) as tx:
             before = self.kb_get(article_id)
@@ -135,7 +135,7 @@ class KbStore:
             tx.event(None, "kb_reviewed", {"article": article_id})
         return self.kb_get(article_id)
 
-    def kb_link(self, article_id: int, ticket_id: int, *, actor: str) -> bool:
+    def kb_link(self, article_id: int, *, ticket_id: int, actor: str) -> bool:
         with self.db.write(actor) as tx:
             article = self.kb_get(article_id)
             self.tickets._current(tx, ticket_id)
@@ -195,7 +195,7 @@ class KbStore:
             "INSERT INTO kb_articles (slug, title, body, tags, cis, owner, review_days, revision, created_at, "
             "updated_at, reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (slug, a["title"], a["body"], tags, cis, a["owner"], a["review_days"], tx.at, tx.at, tx.at))
-        article_id = cur.lastrowid
+        article_id = new_id(cur)
         self._kb_index(tx, article_id, a, tags, cis, revision=1)
         tx.event(None, "kb_created", {"article": article_id, "title": a["title"], "slug": slug})
         return article_id

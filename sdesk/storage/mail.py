@@ -24,7 +24,7 @@ class MailStore:
         return row[0] if row else None
 
     @staticmethod
-    def remember(tx: Tx, message_id: str | None, ticket_id: int | None, attachments: list[dict],
+    def remember(tx: Tx, message_id: str | None, *, ticket_id: int | None, attachments: list[dict],
                        seen: str | None = None) -> None:
         """`seen`: the key the message is known by (its Message-ID, or its digest without one)."""
         if seen or message_id:

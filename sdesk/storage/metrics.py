@@ -69,7 +69,7 @@ class MetricsStore:
         self.db = db
         self.tickets = tickets
 
-    def ticket_sums(self, since: str, until: str, groupings: tuple[str | None, ...] = (None,), *,
+    def ticket_sums(self, since: str, *, until: str, groupings: tuple[str | None, ...] = (None,),
                     service: list[str] | None = None, ranked: tuple[str | None, ...] | None = None
                     ) -> dict[str | None, dict[str, dict[str, Any]]]:
         """For each grouping (None: the desk), group -> the sums metrics.ticket_kpis reads, for
@@ -131,7 +131,7 @@ class MetricsStore:
         finally:
             self.db.conn.execute("DROP TABLE temp.report_sorted")
 
-    def misfires(self, since: str, until: str) -> dict[str, int]:
+    def misfires(self, since: str, *, until: str) -> dict[str, int]:
         """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
         rows = self.db.conn.execute(
             "SELECT json_extract(data, '$.reason'), count(*) FROM events WHERE kind = 'automation_misfire' "
@@ -141,7 +141,7 @@ class MetricsStore:
     def _has_misfires(self) -> bool:
         return self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM runbook_runs WHERE misfire IS NOT NULL)").fetchone()[0]
 
-    def sla_window(self, since: str, until: str, pause: frozenset[str], service: list[str] | None = None
+    def sla_window(self, since: str, *, until: str, pause: frozenset[str], service: list[str] | None = None
                    ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
         """The window's tickets (of one service; not a child of an incident acknowledged by
         `until`) as (id, kind, priority, service, created, acknowledged, resolved) with times
@@ -167,14 +167,14 @@ class MetricsStore:
                     (row[0],))]
             yield row, changes
 
-    def csat_distribution(self, since: str, until: str) -> dict[int, int]:
+    def csat_distribution(self, since: str, *, until: str) -> dict[int, int]:
         """score -> ratings, for tickets created in the window."""
         return dict(self.db.conn.execute(
             f"SELECT c.score, count(*) FROM csat c JOIN tickets w ON w.id = c.ticket_id WHERE w.created_at >= :since "
             f"AND w.created_at < :until AND w.suppressed IS NULL AND c.at < :until AND ({_RESOLVED}) IS NOT NULL "
             "GROUP BY c.score", {"since": since, "until": until}).fetchall())
 
-    def kb_freshness(self, since: str, until: str) -> dict[str, int]:
+    def kb_freshness(self, since: str, *, until: str) -> dict[str, int]:
         articles, stale = self.db.conn.execute(
             "SELECT count(*), coalesce(sum(julianday(reviewed_at) + review_days < julianday(?)), 0) FROM kb_articles "
             "WHERE created_at < ?", (until, until)).fetchone()
@@ -182,7 +182,7 @@ class MetricsStore:
                                   (since, until)).fetchone()[0]
         return {"articles": articles, "stale": stale, "edits": edits}
 
-    def intake_by_source(self, since: str, until: str) -> tuple[dict[str, int], dict[str, int]]:
+    def intake_by_source(self, since: str, *, until: str) -> tuple[dict[str, int], dict[str, int]]:
         """Alerts received and tickets created in the window, by source."""
         alerts = dict(self.db.conn.execute("SELECT source, count(*) FROM alerts WHERE received_at >= ? AND received_at < ? "
                                         "GROUP BY source", (since, until)).fetchall())
@@ -190,22 +190,22 @@ class MetricsStore:
                                          "AND suppressed IS NULL GROUP BY source", (since, until)).fetchall())
         return alerts, tickets
 
-    def pages_sent(self, since: str, until: str) -> list[tuple[str, str]]:
+    def pages_sent(self, since: str, *, until: str) -> list[tuple[str, str]]:
         """(user, when) of the pages due in the window that were not cancelled, nor undeliverable
         (nobody to page, or no notifier: nobody's pager rang)."""
         return self.db.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
                                  "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
 
-    def pages_unreached(self, since: str, until: str) -> int:
+    def pages_unreached(self, since: str, *, until: str) -> int:
         """The pages due in the window that reached nobody (nobody to page, or no notifier)."""
         return self.db.conn.execute("SELECT count(*) FROM pages WHERE due_at >= ? AND due_at < ? "
                                  "AND status = 'undeliverable'", (since, until)).fetchone()[0]
 
-    def minutes_worked(self, since: str, until: str) -> int:
+    def minutes_worked(self, since: str, *, until: str) -> int:
         return self.db.conn.execute("SELECT coalesce(sum(minutes), 0) FROM worklog WHERE at >= ? AND at < ?",
                                  (since, until)).fetchone()[0]
 
-    def service_alerts(self, service: list[str], since: str, until: str) -> dict[str, int]:
+    def service_alerts(self, service: list[str], *, since: str, until: str) -> dict[str, int]:
         """Alerts received in the window for tickets on a service (see _of_service), by status."""
         sql, names = _of_service(service)
         return dict(self.db.conn.execute(

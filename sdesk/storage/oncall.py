@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..domain import clock
 from .migrations import OPEN_SQL, covered_sql
-from .rows import Db
+from .rows import Db, Tx
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from .tickets import TicketStore
     from ..domain.routing import OnCall, Override
 
@@ -36,6 +38,7 @@ class OnCallStore:
     def overrides(self, *, schedule: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Override]:
         """Overrides (of one schedule) that end after `since` and start before `until`."""
+        args: list[Any]
         sql, args = "SELECT schedule, user, starts_at, ends_at FROM oncall_overrides WHERE 1", []
         if schedule is not None:
             sql, args = sql + " AND schedule = ?", [*args, schedule]
@@ -47,7 +50,7 @@ class OnCallStore:
 
         return [Override(s, u, clock.parse(a), clock.parse(b)) for s, u, a, b in self.db.conn.execute(sql + " ORDER BY starts_at", args)]
 
-    def override_add(self, override: Override, config: OnCall, *, reason: str | None,
+    def override_add(self, override: Override, *, config: OnCall, reason: str | None,
                      actor: str) -> dict[str, Any]:
         from ..domain.routing import check_override
 
@@ -65,7 +68,7 @@ class OnCallStore:
             tx.event(None, "oncall_override", data)
         return data
 
-    def on_call_now(self, config: OnCall, schedules: list[Any], when: datetime) -> list[dict[str, Any]]:
+    def on_call_now(self, config: OnCall, *, schedules: list[Any], when: datetime) -> list[dict[str, Any]]:
         """Who holds each schedule's pager at `when`, by which layer or override, and until when
         the pager changes hands (a layer changing under the same person is no handoff)."""
         from datetime import timedelta
@@ -87,7 +90,7 @@ class OnCallStore:
 
     # -- paging ---------------------------------------------------------------------------
 
-    def page_due(self, oncall: OnCall, now: datetime, *, actor: str) -> list[dict[str, Any]]:
+    def page_due(self, oncall: OnCall, *, now: datetime, actor: str) -> list[dict[str, Any]]:
         """Record the pages that are due by `now` for open, unacknowledged tickets that page
         (not suppressed, not a child its parent covers), each once: a `paged` event per level
         fired. A P1 or P2 no policy covers, or a level that finds nobody on call, is recorded
@@ -150,7 +153,7 @@ class OnCallStore:
                         new.append({"ticket": t["id"], **data})
         return new
 
-    def _undeliverable(self, tx: Any, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
+    def _undeliverable(self, tx: Tx, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
         """A page that has nobody to go to, on record once (as `pages` shows it); whether it is new."""
         if tx.conn.execute("INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, error) "
                            "VALUES (?, ?, ?, '', ?, 'undeliverable', ?)",
@@ -159,7 +162,7 @@ class OnCallStore:
             return True
         return False
 
-    def pages_undeliverable(self, pages: list[dict[str, Any]], why: str, *, actor: str) -> None:
+    def pages_undeliverable(self, pages: list[dict[str, Any]], *, why: str, actor: str) -> None:
         """Pages raised for people that no channel can carry (no notifier): on record as such."""
         with self.db.write(actor) as tx:
             for page in pages:
@@ -245,7 +248,7 @@ class OnCallStore:
                 page["raised_by"] = raised[page["ticket_id"]]
             return pages
 
-    def _raised_by(self, conn: Any, ticket_id: int, priority: str) -> dict[str, Any] | None:
+    def _raised_by(self, conn: sqlite3.Connection, ticket_id: int, priority: str) -> dict[str, Any] | None:
         """The child whose priority the ticket has (a `priority_raised` event that nobody's change
         of priority followed), with its title: the page of an incident raised by a child says what
         is wrong, which the incident's own title (a P3 warning, say) does not."""
@@ -279,7 +282,7 @@ class OnCallStore:
         return [{"page": r[0], "ticket": r[1], "priority": r[2], "user": r[3], "round": r[4], "level": r[5],
                  "attempts": r[6], "error": r[7], "retrying": r[8] != "failed"} for r in rows]
 
-    def claim_pages(self, ids: list[int], token: str, now: datetime, hold: float, *, actor: str) -> list[int]:
+    def claim_pages(self, ids: list[int], *, token: str, now: datetime, hold: float, actor: str) -> list[int]:
         """Mark pages as being sent by this tick (`token`) for `hold` seconds; the ids claimed:
         a page another tick claimed meanwhile is not sent twice."""
         from datetime import timedelta
@@ -293,7 +296,7 @@ class OnCallStore:
             return [row[0] for row in tx.conn.execute(f"SELECT id FROM pages WHERE id IN ({marks}) AND claim = ? "
                                                       f"AND status = 'sending'", (*ids, token))]
 
-    def page_result(self, page: dict[str, Any], error: str | None, sent_to: set[str], now: datetime, *,
+    def page_result(self, page: dict[str, Any], *, error: str | None, sent_to: set[str], now: datetime,
                     token: str, actor: str, delivery: int | None = None) -> None:
         """A delivery's outcome, if this tick still holds the page: delivered (in the message
         that `delivery`, a page id, names), or pending again after a backoff, remembering the
@@ -347,14 +350,14 @@ class OnCallStore:
 
         with self.db.write(actor) as tx:
             t = self.tickets._current(tx, ticket_id)
-            user, why = self.pick_for_queue(t["queue"], config, clock.parse(tx.at))
+            user, why = self.pick_for_queue(t["queue"], config=config, now=clock.parse(tx.at))
             if user is None:
                 raise BadInput(f"{ref(ticket_id)}: {why}; give a user")
             self.tickets._move(tx, t, "assign", assignee=user)
             tx.event(ticket_id, "auto_assigned", {"assignee": user, "queue": t["queue"], "why": why})
         return {"id": ticket_id, "assignee": user, "strategy": config.queues[t["queue"]].strategy, "why": why}
 
-    def pick_for_queue(self, queue_name: str | None, config: OnCall, now: datetime) -> tuple[str | None, str]:
+    def pick_for_queue(self, queue_name: str | None, *, config: OnCall, now: datetime) -> tuple[str | None, str]:
         """Who the queue's strategy gives its next ticket to (None, and why, when nobody)."""
         from ..domain.routing import LOAD_WEIGHTS, pick_assignee
 
@@ -372,7 +375,7 @@ class OnCallStore:
         overrides = self.overrides(schedule=schedule, since=now, until=now) if schedule else []
         return pick_assignee(queue, config, overrides, now, load, last[0] if last else None)
 
-    def deliveries_since(self, user: str, since: datetime) -> tuple[int, datetime]:
+    def deliveries_since(self, user: str, *, since: datetime) -> tuple[int, datetime]:
         """How many deliveries `user` got since `since` (a batch counts once), and the oldest."""
         row = self.db.conn.execute(
             "SELECT count(DISTINCT delivery), min(delivered_at) FROM pages WHERE user = ? AND status = 'delivered' "

@@ -33,7 +33,7 @@ class ProblemStore:
             worst = min(t["priority"] for t in first)
             ticket = check_ticket({"title": title or f"Problem: {first[0]['title']}", "kind": "problem", "priority": worst,
                                    "service": first[0]["service"], "ci": first[0]["ci"]}) | {"team": first[0]["team"]}
-            problem_id = self.tickets.create(tx, ticket, "sdesk")
+            problem_id = self.tickets.create(tx, ticket, source="sdesk")
             tx.conn.execute("INSERT INTO problems (ticket_id, root_cause, workaround, known_error) VALUES (?, ?, ?, ?)",
                             (problem_id, *self._problem_texts(tx, root_cause, workaround), int(known_error)))
             self._link_incidents(tx, problem_id, first)

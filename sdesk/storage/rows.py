@@ -29,7 +29,7 @@ class Db(Protocol):
 
     def desk_state(self) -> dict[str, tuple[str, str]]: ...
 
-    def write(self, actor: str, need: str = "agent", what: str = "changing the desk", claim: bool = True,
+    def write(self, actor: str, *, need: str = "agent", what: str = "changing the desk", claim: bool = True,
               damaged_ok: bool = False) -> AbstractContextManager[Tx]: ...
 
 
@@ -61,6 +61,15 @@ def insert_rows(conn: sqlite3.Connection, columns: tuple[str, str], rows: list[t
 def to_json(value: Any) -> str:
     """Compact JSON as stored (the event hash covers this exact text)."""
     return orjson.dumps(value).decode()
+
+
+def new_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid the INSERT just run on `cursor` gave its row (sqlite3 types `lastrowid` as
+    optional: it is None only on a cursor that has inserted nothing)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise TypeError("new_id: the cursor inserted no row")
+    return rowid
 
 
 def event_hash(prev_hash: str, event_id: int, ticket_id: int | None, at: str, actor: str, kind: str,

@@ -14,9 +14,11 @@ from ..domain import clock, lifecycle
 from ..errors import Conflict, NotFound, PermissionDenied
 from ..domain.roles import user_key
 from ..domain.redact import redact_strings
-from .rows import Db
+from .rows import Db, new_id
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from .tickets import TicketStore
     from .rows import Tx as _Tx
 
@@ -101,7 +103,7 @@ def _disabled_reason(row: Any, runbook: str) -> str | None:
     return f"{what} (by {row[1]}{': ' + row[2] if row[2] else ''})"
 
 
-def _dead_runs(conn: Any) -> list[Any]:
+def _dead_runs(conn: sqlite3.Connection) -> list[Any]:
     """Runs recorded as running on this host whose process is gone."""
     import socket
 
@@ -147,7 +149,7 @@ class RunbookStore:
                  queued_id: int | None = None) -> tuple[int, str | None]:
         """Start a run (or the queued one): (run id, None), or (run id, why it was refused) when
         the kill switch, the CI's lock or the throttle says no. A refusal is recorded too."""
-        with self.db.write(actor, "agent", "running a runbook") as tx:
+        with self.db.write(actor, need="agent", what="running a runbook") as tx:
             self.tickets._current(tx, ticket_id)  # the actor's role on the ticket's queue must allow it
             self._reap(tx)
             reason = None if dry_run else (self.run_disabled(runbook) or self._locked(tx, lock_key)
@@ -165,9 +167,9 @@ class RunbookStore:
                     raise Conflict(f"run {queued_id} is no longer queued")
                 run_id = queued_id
             else:
-                run_id = tx.conn.execute(
+                run_id = new_id(tx.conn.execute(
                     f"INSERT INTO runbook_runs ({', '.join(columns)}, created_at) "
-                    f"VALUES ({', '.join('?' * len(columns))}, ?)", (*columns.values(), tx.at)).lastrowid
+                    f"VALUES ({', '.join('?' * len(columns))}, ?)", (*columns.values(), tx.at)))
             if reason:
                 tx.event(ticket_id, "runbook_refused", {"run": run_id, "runbook": runbook, "reason": reason})
             else:
@@ -191,6 +193,7 @@ class RunbookStore:
         since = clock.iso(clock.parse(tx.at) - window)
         # Tickets that name no CI and no alert are counted together: each new ticket would
         # otherwise start a count of its own, and a loop that opens tickets would never stop.
+        args: tuple[str, ...]
         if lock_key.startswith("ticket:"):
             on, args, target = "lock_key LIKE 'ticket:%'", (), "tickets without a CI"
         else:
@@ -207,8 +210,8 @@ class RunbookStore:
 
     # -- steps --------------------------------------------------------------------------------------
 
-    def run_step_begin(self, run_id: int, seq: int, step: dict[str, Any], phase: str, command: str | None,
-                       *, actor: str) -> None:
+    def run_step_begin(self, run_id: int, *, seq: int, step: dict[str, Any], phase: str, command: str | None,
+                       actor: str) -> None:
         """A step starting (committed first, so that a run killed mid-step shows where)."""
         with self.db.write(actor) as tx:
             self._run_row(tx, run_id)
@@ -216,7 +219,7 @@ class RunbookStore:
                             "actor) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                             (run_id, seq, step["id"], step["kind"], phase, tx.clean(command), tx.at, actor))
 
-    def run_step_process(self, run_id: int, seq: int, pid: int, *, actor: str) -> None:
+    def run_step_process(self, run_id: int, *, seq: int, pid: int, actor: str) -> None:
         """The process a step's command runs as: a run found dead stops it (`_reap`)."""
         with self.db.write(actor) as tx:
             self._run_row(tx, run_id)
@@ -229,7 +232,7 @@ class RunbookStore:
                                 "ORDER BY name = '*' DESC", (runbook,)).fetchone()
         return _disabled_reason(row, runbook)
 
-    def run_step_end(self, run_id: int, seq: int, *, status: str, exit_code: int | None = None,
+    def run_step_end(self, run_id: int, *, seq: int, status: str, exit_code: int | None = None,
                      attempts: int = 0, duration_ms: int | None = None, output: str = "", next_step: int | None = None,
                      actor: str) -> None:
         """A step's result, on the run and on the ticket's timeline."""
@@ -256,13 +259,13 @@ class RunbookStore:
                 data["output"] = output[-EVENT_OUTPUT:]
             tx.event(ticket_id, "runbook_step", data)
 
-    def run_step(self, run_id: int, seq: int, step: dict[str, Any], status: str, *, next_step: int,
+    def run_step(self, run_id: int, *, seq: int, step: dict[str, Any], status: str, next_step: int,
                  actor: str, output: str = "") -> None:
         """A step that runs no command (skipped in a dry run, confirmed, approved)."""
-        self.run_step_begin(run_id, seq, step, "main", None, actor=actor)
-        self.run_step_end(run_id, seq, status=status, output=output, next_step=next_step, actor=actor)
+        self.run_step_begin(run_id, seq=seq, step=step, phase="main", command=None, actor=actor)
+        self.run_step_end(run_id, seq=seq, status=status, output=output, next_step=next_step, actor=actor)
 
-    def run_resolve(self, run_id: int, text: str, code: str, *, actor: str) -> bool:
+    def run_resolve(self, run_id: int, *, text: str, code: str, actor: str) -> bool:
         """The ticket resolved by the run's resolve step (an automated resolution); False when it
         was already resolved or closed."""
         with self.db.write(actor) as tx:
@@ -277,7 +280,7 @@ class RunbookStore:
 
     # -- waiting, approving, ending -------------------------------------------------------------------
 
-    def run_wait(self, run_id: int, step: int, waiting_for: str, *, actor: str) -> None:
+    def run_wait(self, run_id: int, *, step: int, waiting_for: str, actor: str) -> None:
         with self.db.write(actor) as tx:
             run = self._run_row(tx, run_id)
             waiting_for = tx.clean(waiting_for)
@@ -335,7 +338,7 @@ class RunbookStore:
                             "WHERE id = ?", (reason or f"rejected by {actor}", tx.at, run_id))
             tx.event(run["ticket_id"], "runbook_rejected", {"run": run_id, "reason": reason})
 
-    def run_finish(self, run_id: int, status: str, *, reason: str | None = None, rollback: str | None = None,
+    def run_finish(self, run_id: int, *, status: str, reason: str | None = None, rollback: str | None = None,
                    actor: str) -> None:
         """End a run; its CI's lock goes with it. A real run that failed or was interrupted is an
         automation misfire."""
@@ -364,7 +367,7 @@ class RunbookStore:
         if not _dead_runs(self.db.conn):  # a read first: tick runs every minute, and seldom finds any
             return 0
         # Recording that a dead process is dead is housekeeping: any role's tick may do it.
-        with self.db.write(actor, "viewer") as tx:
+        with self.db.write(actor, need="viewer") as tx:
             return self._reap(tx)
 
     def _reap(self, tx: _Tx) -> int:
@@ -389,7 +392,7 @@ class RunbookStore:
                 "VALUES (?, ?, ?, 'queued', 1, ?, ?)", (runbook, ticket_id, lock_key, tx.actor, tx.at)).lastrowid
             tx.event(ticket_id, "runbook_queued", {"run": run_id, "runbook": runbook})
 
-    def run_refuse_queued(self, run_id: int, reason: str, *, actor: str) -> None:
+    def run_refuse_queued(self, run_id: int, *, reason: str, actor: str) -> None:
         """A queued run that cannot start (its runbook gone or broken, a parameter missing)."""
         with self.db.write(actor) as tx:
             run = self._run_row(tx, run_id)
@@ -435,7 +438,7 @@ class RunbookStore:
 
     def runbook_switch(self, name: str, *, disabled: bool, reason: str | None, actor: str) -> bool:
         """Disable (or enable again) one runbook, or all with '*'. False when nothing changed."""
-        with self.db.write(actor, "admin", "disabling or enabling automation") as tx:
+        with self.db.write(actor, need="admin", what="disabling or enabling automation") as tx:
             reason = tx.clean(reason)
             if disabled:
                 changed = tx.conn.execute("INSERT OR IGNORE INTO runbook_switches (name, reason, disabled_by, "

@@ -62,7 +62,7 @@ class SlaStore:
                                  ids) if ids else []
         return {row["id"]: dict(row) for row in rows}
 
-    def sla_record(self, config: SlaConfig, now: datetime, *, actor: str) -> dict[str, int]:
+    def sla_record(self, config: SlaConfig, *, now: datetime, actor: str) -> dict[str, int]:
         """Record each target that became at risk (`sla_warning`) or breached (`sla_breached`,
         also a response acknowledged late), once per ticket and target."""
         from ..domain.sla import assess, pauses
@@ -83,7 +83,7 @@ class SlaStore:
                     counts[kind] += 1
         return counts
 
-    def slo_incidents(self, slo: Slo, now: datetime) -> list[tuple[datetime, datetime | None]]:
+    def slo_incidents(self, slo: Slo, *, now: datetime) -> list[tuple[datetime, datetime | None]]:
         """(opened, resolved or None) of the root incidents on the SLO's CI that count and
         touch its window (by the CI index: a CI's tickets, not the desk's)."""
         since = clock.iso(now - slo.window)

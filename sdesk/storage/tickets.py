@@ -3,6 +3,7 @@ link), each in one transaction of the store that appends the events explaining i
 
 from __future__ import annotations
 
+import builtins  # `list` in this class's annotations is its method
 import functools
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -174,7 +175,7 @@ class TicketStore:
         column = SORT_COLUMNS[field]
         rows = self.db.conn.execute(f"SELECT {column}, count(*) FROM tickets GROUP BY {column} ORDER BY {column}")
         return {str(k): n for k, n in rows}
-    def recent_on(self, *, ci: str, since: str, limit: int) -> list[dict[str, Any]]:
+    def recent_on(self, *, ci: str, since: str, limit: int) -> builtins.list[dict[str, Any]]:
         """Tickets on a CI that are open or were resolved since `since`, newest first."""
         rows = self.db.conn.execute(
             f"SELECT id, title, status, resolved_at FROM tickets WHERE ci = ? "
@@ -223,7 +224,7 @@ class TicketStore:
             sets["closed_at"] = at
         if action == "reopen":
             if t["fingerprint"]:
-                holder = self.open_fingerprints(tx.conn, {t["fingerprint"]}).get(t["fingerprint"])
+                holder = self.open_fingerprints(tx.conn, fingerprints={t["fingerprint"]}).get(t["fingerprint"])
                 if holder:
                     raise Conflict(f"cannot reopen {lifecycle.ref(ticket_id)}: {lifecycle.ref(holder[0])} is open "
                                    "with the same fingerprint; work that one (or link this one under it)")
@@ -269,7 +270,8 @@ class TicketStore:
                 tx.event(ticket_id, "updated", diff)
                 if "priority" in diff:
                     self.raise_parent(tx, ticket_id)
-                corrected = {f: diff[f] for f in ("category", "queue") if f in diff and diff[f][0] is not None}
+                corrected: dict[str, Any] = {f: diff[f] for f in ("category", "queue")
+                                             if f in diff and diff[f][0] is not None}
                 if corrected and self._was_triaged(tx, ticket_id):
                     # A person overruling triage: the reassignment rate is how often triage is wrong.
                     tx.event(ticket_id, "triage_corrected", corrected)
@@ -309,7 +311,7 @@ class TicketStore:
         assignments = ", ".join(f"{column} = ?" for column in sets)
         tx.conn.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", (*sets.values(), ticket_id))
 
-    def raise_parent(self, tx: Any, ticket_id: int) -> None:
+    def raise_parent(self, tx: Tx, ticket_id: int) -> None:
         """Raise the open, unacknowledged incidents above a ticket to its priority where it is more
         urgent (a `priority_raised` event on each), after intake, a link, or a change of its
         priority. An acknowledged parent stops the climb: the child pages on its own."""
@@ -335,7 +337,7 @@ class TicketStore:
             tx.event(ticket_id, "automation_misfire", {"run": row[0], "runbook": row[1], "reason": "reopened"})
 
     @staticmethod
-    def open_fingerprints(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, list]:
+    def open_fingerprints(conn: sqlite3.Connection, *, fingerprints: set[str]) -> dict[str, builtins.list]:
         """fingerprint -> [id, occurrences, suppressed] of the open tickets that carry one of them."""
         found: dict[str, list] = {}
         chunk = list(fingerprints)
@@ -356,25 +358,25 @@ class TicketStore:
         return (seq[0] if seq else 0) + 1
 
     @staticmethod
-    def insert_new(tx: Tx, fields: tuple[str, ...], rows: list[tuple]) -> None:
+    def insert_new(tx: Tx, fields: tuple[str, ...], *, rows: builtins.list[tuple]) -> None:
         """New tickets' rows: (id, *fields, labels, tags, source, created_at, updated_at, occurrences).
         The INSERT names only the columns the batch sets: Python's sqlite3 binds each None
         through an adapter lookup, which cost more than the rest of an alert's ticket row."""
         insert_rows(tx.conn, _ticket_columns(fields), rows)
 
     @staticmethod
-    def add_contexts(tx: Tx, contexts: list[tuple[int, str]]) -> None:
+    def add_contexts(tx: Tx, contexts: builtins.list[tuple[int, str]]) -> None:
         """(ticket id, context JSON): what enrichment found for new tickets."""
         tx.conn.executemany("INSERT INTO ticket_context (ticket_id, data) VALUES (?, ?)", contexts)
 
     @staticmethod
-    def count_occurrences(tx: Tx, counts: list[tuple[int, int]]) -> None:
+    def count_occurrences(tx: Tx, counts: builtins.list[tuple[int, int]]) -> None:
         """(ticket id, occurrences so far) for open tickets an alert arrived for again."""
         tx.conn.executemany("UPDATE tickets SET occurrences = ?, updated_at = ? WHERE id = ?",
                             [(n, tx.at, ticket_id) for ticket_id, n in counts])
 
     @staticmethod
-    def insert_alerts(tx: Tx, rows: list[tuple]) -> None:
+    def insert_alerts(tx: Tx, rows: builtins.list[tuple]) -> None:
         """Every alert as it arrived (ALERT_COLUMNS), with what intake did with it."""
         insert_rows(tx.conn, ALERT_COLUMNS, rows)
 
@@ -386,7 +388,7 @@ class TicketStore:
     def exists(self, ticket_id: int) -> bool:
         return self.db.conn.execute("SELECT 1 FROM tickets WHERE id = ?", (ticket_id,)).fetchone() is not None
 
-    def create(self, tx: Tx, t: dict[str, Any], source: str) -> int:
+    def create(self, tx: Tx, t: dict[str, Any], *, source: str) -> int:
         """Open one ticket as given, without enrichment or triage (a problem record), with the
         `created` event audit verify rebuilds it from, as intake writes it."""
         ticket_id = self.next_id(tx)
@@ -401,6 +403,6 @@ class TicketStore:
         if redacted:
             tx.event(ticket_id, "redacted", {"kinds": sorted(set(redacted))}, clean=True)
         fields = tuple(f for f in CREATE_FIELDS if f in created)
-        self.insert_new(tx, fields, [(ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}),
+        self.insert_new(tx, fields, rows=[(ticket_id, *map(t.get, fields), to_json(t.get("labels") or {}),
                                       to_json(t.get("tags") or []), source, tx.at, tx.at, 1)])
         return ticket_id

@@ -15,7 +15,7 @@ from ..domain import clock, lifecycle
 from ..errors import BadInput, NotFound
 from .migrations import DONE_SQL, OPEN_SQL
 from ..domain.lifecycle import more_urgent
-from .rows import Db, to_json
+from .rows import Db, Tx, new_id, to_json
 from ..triage import TICKET_FIELDS, Annotations, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
 
 if TYPE_CHECKING:
@@ -97,8 +97,8 @@ class TriageStore:
         if ends <= clock.now():
             raise BadInput(f"silence: it would already be over (ends {clock.iso(ends)})")
         broad = not any(m.op == "=" and m.value and m.name not in COARSE_KEYS for m in matchers)
-        with self.db.write(actor, "admin" if broad else "agent",
-                         "a silence without an exact match on a label such as alertname or instance" if broad
+        with self.db.write(actor, need="admin" if broad else "agent",
+                         what="a silence without an exact match on a label such as alertname or instance" if broad
                          else "adding a silence") as tx:
             comment = tx.clean(comment)
             cursor = tx.conn.execute(
@@ -106,7 +106,7 @@ class TriageStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (orjson.dumps([list(m) for m in matchers]).decode(), clock.iso(starts), clock.iso(ends), comment,
                  actor, tx.at))
-            silence_id = cursor.lastrowid
+            silence_id = new_id(cursor)
             tx.event(None, "silence_added", {"silence": silence_id, "matchers": [list(m) for m in matchers],
                                              "starts_at": clock.iso(starts), "ends_at": clock.iso(ends),
                                              "comment": comment})
@@ -132,6 +132,7 @@ class TriageStore:
     def silence_list(self, *, include_expired: bool = False, silence_id: int | None = None,
                      now: datetime | None = None) -> list[dict[str, Any]]:
         at = clock.iso(now or clock.now())
+        args: list[Any]
         sql, args = "SELECT * FROM silences", []
         if silence_id is not None:
             sql, args = sql + " WHERE id = ?", [silence_id]
@@ -156,7 +157,7 @@ class TriageStore:
 
     # -- flapping -------------------------------------------------------------------------
 
-    def recently_resolved(self, fingerprints: set[str], since: str) -> dict[str, int]:
+    def recently_resolved(self, fingerprints: set[str], *, since: str) -> dict[str, int]:
         """fingerprint -> the latest ticket with it resolved or closed since `since`."""
         found: dict[str, int] = {}
         chunk = list(fingerprints)
@@ -168,7 +169,7 @@ class TriageStore:
             found.update(rows)
         return found
 
-    def replay_tickets(self, since: str | None = None, ticket_id: int | None = None) -> Iterator[Stored]:
+    def replay_tickets(self, since: str | None = None, *, ticket_id: int | None = None) -> Iterator[Stored]:
         """Stored tickets (created since `since`, or one) as triage saw them on arrival: the
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
         last alert's annotations, and when they arrived; and each row as it is now. One at a
@@ -234,7 +235,7 @@ class TriageStore:
                 self.tickets.raise_parent(tx, ticket_id)
         return {"id": ticket_id, "changes": diff, "triage": explanation}
 
-    def _most_urgent_child(self, tx: Any, ticket_id: int) -> tuple[str, int] | None:
+    def _most_urgent_child(self, tx: Tx, ticket_id: int) -> tuple[str, int] | None:
         """The priority of the ticket's most urgent open child, and that child (the first such)."""
         row = tx.conn.execute(f"SELECT priority, id FROM tickets WHERE parent_id = ? AND {OPEN_SQL} "
                               "AND priority IS NOT NULL ORDER BY priority, id LIMIT 1", (ticket_id,)).fetchone()
@@ -246,6 +247,8 @@ class TriageStore:
         """The ticket's category, queue and priority and what decided each: the last triage
         (at intake or re-run), and the people who changed them since."""
         t = self.tickets.get_or_raise(ticket_id=ticket_id)
+        corrections: list[dict[str, Any]]
+        raised: list[dict[str, Any]]
         triage, triaged_at, corrections, raised, linked = None, None, [], [], None
         for e in self.tickets.events(ticket_id=ticket_id):
             if e["kind"] == "created" and "triage" in e["data"]:
@@ -283,4 +286,4 @@ def _burn(config: TriageConfig, sla: SlaStore, now: datetime, ci: str) -> float:
     from ..domain.sla import budget
 
     slo = config.slos[ci]
-    return budget(slo, sla.slo_incidents(slo, now), now)["burn"]["6h"]
+    return budget(slo, sla.slo_incidents(slo, now=now), now)["burn"]["6h"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BadInput, Conflict, NotFound
 from ..domain.lifecycle import NAME_MAX, blank, check_name
 from ..domain.roles import Access, check_role, desk_role_of_queue_user, known_assignee, user_key
-from .rows import Db
+from .rows import Db, new_id
 
 if TYPE_CHECKING:
     from ..domain.routing import OnCall
@@ -30,7 +30,7 @@ class UsersStore:
         self.db = db
 
 
-    def access(self, actor: str, conn: sqlite3.Connection | None = None) -> Access:
+    def access(self, actor: str, *, conn: sqlite3.Connection | None = None) -> Access:
         """Who `actor` is to this desk (see roles.py)."""
         conn = conn or self.db.conn
         key = user_key(actor)
@@ -84,7 +84,7 @@ class UsersStore:
         login = user_key(login) if login is not None else None
         email = email.strip().casefold() if email is not None else None
         key = user_key(name)
-        with self.db.write(actor, "admin", "managing users") as tx:
+        with self.db.write(actor, need="admin", what="managing users") as tx:
             # Names are identifiers, kept as given, while every event is redacted (_Tx.event): a
             # name that holds a secret would be stored, and be another name in its event.
             for what, value in (("name", name), ("--login", login), ("--email", email), ("--team", team)):
@@ -129,7 +129,7 @@ class UsersStore:
 
     def user_remove(self, name: str, *, actor: str) -> None:
         key = user_key(name)
-        with self.db.write(actor, "admin", "managing users") as tx:
+        with self.db.write(actor, need="admin", what="managing users") as tx:
             row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
             if row is None:
                 raise NotFound(f"no user {name!r}")
@@ -152,14 +152,14 @@ class UsersStore:
         import secrets  # here: it imports random, base64 and hmac, which no other command needs
 
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self.db.write(actor, "admin", "managing API tokens") as tx:
+        with self.db.write(actor, need="admin", what="managing API tokens") as tx:
             row = tx.conn.execute("SELECT name FROM users WHERE key = ?", (user_key(name),)).fetchone()
             if row is None:
                 raise NotFound(f"no user {name!r}: add them first (sdesk user add {name} --role agent)")
             label = tx.clean(label)
-            token_id = tx.conn.execute(
+            token_id = new_id(tx.conn.execute(
                 "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-                (user_key(name), label, token_hash(token), actor, tx.at)).lastrowid
+                (user_key(name), label, token_hash(token), actor, tx.at)))
             # The token's sha256 (as the table keeps it, never the token): audit verify rebuilds
             # the table from these events, so a token row inserted by hand is caught.
             tx.event(None, "token_added", {"token": token_id, "user": row[0], "label": label,
@@ -167,7 +167,7 @@ class UsersStore:
         return token_id, token
 
     def token_revoke(self, token_id: int, *, actor: str) -> None:
-        with self.db.write(actor, "admin", "managing API tokens") as tx:
+        with self.db.write(actor, need="admin", what="managing API tokens") as tx:
             row = tx.conn.execute("SELECT revoked_at FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no API token {token_id}")

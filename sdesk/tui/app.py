@@ -585,7 +585,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
             app.may_act = None  # allowed after all: the role changed since the queue read it
             refresh()
 
-        app.act(lambda s: s.require(actor, "agent", f"{action} on {name}"), "your role changed: press the key again",
+        app.act(lambda s: s.require(actor, need="agent", what=f"{action} on {name}"), "your role changed: press the key again",
                 again)
         return
     if action in ("ack", "start", "reopen"):
@@ -717,7 +717,7 @@ def _people(app: SdeskApp) -> list[tuple[str, str]]:
     try:
         oncall = app.settings.oncall_config()
         with app.store() as store:
-            now = store.oncall.on_call_now(oncall, list(oncall.schedules.values()), clock.now())
+            now = store.oncall.on_call_now(oncall, schedules=list(oncall.schedules.values()), when=clock.now())
     except SdeskError:
         return []
     holding = {r["user"]: r["schedule"] for r in now if r["user"]}

@@ -85,7 +85,7 @@ class OnCallScreen(Page):
         config = self.app.settings.oncall_config()
         if not config.schedules:
             raise SdeskError("no on-call schedules: add oncall.yaml to the desk config")
-        return store.oncall.on_call_now(config, list(config.schedules.values()), clock.now())
+        return store.oncall.on_call_now(config, schedules=list(config.schedules.values()), when=clock.now())
 
     def draw(self, rows: Any) -> None:
         from ..render import local, table
