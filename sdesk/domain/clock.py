@@ -77,7 +77,7 @@ def set_override(dt: datetime | None) -> None:
     _override = dt
 
 
-def zone_of(name: Any, fail: Callable[[str], BadInput]) -> tzinfo:
+def zone_of(name: Any, fail: Callable[[str], Exception]) -> tzinfo:
     """The time zone a desk file names (`timezone:` of triage, SLA calendars, on-call
     schedules), or `fail(message)`."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -139,7 +139,7 @@ def _yaml_entries(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
     items = data.get("cis") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise BadInput(f"{where}:1: expected a list of CIs under 'cis:'")
-    seq = node.value if isinstance(node, yaml.SequenceNode) else next(
+    seq = node.value if isinstance(node, yaml.SequenceNode) else [] if node is None else next(
         (v.value for k, v in node.value if k.value == "cis" and isinstance(v, yaml.SequenceNode)), [])
     out = []
     for i, item in enumerate(items):

@@ -3,6 +3,7 @@ CLI's `show`, the TUI, postmortems and reports all tell the history in these wor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import clock
@@ -40,7 +41,7 @@ def describe_event(e: dict[str, Any]) -> str:
     """One sentence for an event of any kind (the timeline, `audit log`, postmortems). Events
     hold data from outside: keys may be missing in old events, values are only ever shown."""
     d = e["data"] if isinstance(e["data"], dict) else {"data": e["data"]}
-    g = d.get
+    g: Callable[..., Any] = d.get  # a value as the event recorded it (Any: events are JSON)
     match e["kind"]:
         case "created":
             times = f" (arrived {d['occurrences']} times)" if (g("occurrences") or 1) > 1 else ""

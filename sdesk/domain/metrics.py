@@ -147,9 +147,11 @@ def sla_kpis(counts: Mapping[tuple[str, str], Mapping[str, int]], targets: Targe
     name = "sla_compliance" if by == "policy" else f"sla_{by}_compliance"
     for (key, target), c in sorted(counts.items()):
         met, decided = met + c["met"], decided + c["met"] + c["missed"]
+        group: dict[str, Any] = {by: key}
         out.append(kpi(name, ratio(c["met"], c["met"] + c["missed"]), "ratio", targets.sla,
-                       **{by: key}, target_name=target, met=c["met"], missed=c["missed"]))
-    out.insert(0, kpi(name, ratio(met, decided), "ratio", targets.sla, **{by: "all"}, target_name="all",
+                       **group, target_name=target, met=c["met"], missed=c["missed"]))
+    every: dict[str, Any] = {by: "all"}
+    out.insert(0, kpi(name, ratio(met, decided), "ratio", targets.sla, **every, target_name="all",
                       met=met, missed=decided - met))
     return out
 
@@ -252,7 +254,7 @@ def sla_counts(config: Any, tickets: Iterable[tuple[tuple, list]], since: Any, u
         policy, targets, total = found
         if changes:
             outcomes = [(name, "met" if x.state == "met" else "missed" if x.state in ("missed", "breached") else None)
-                        for name, x in clocks(policy, created=when(created), acknowledged=when(acked),
+                        for name, x in clocks(policy, created=datetime.fromtimestamp(created, UTC), acknowledged=when(acked),
                                               resolved=when(resolved), changes=changes, now=until).items()]
         else:
             outcomes = []

@@ -257,9 +257,9 @@ class Accounts:
         out: list[dict[str, Any]] = []
         for key in sorted(users.keys() | self.users.keys()):
             out += _rows("users", key, users.get(key), self.users.get(key), USER_COLUMNS)
-        for key in sorted(queue_roles.keys() | self.queue_roles.keys()):
-            out += _rows("user_queue_roles", f"{key[0]} on {key[1]}", _role(queue_roles.get(key)),
-                         _role(self.queue_roles.get(key)), ("role",))
+        for pair in sorted(queue_roles.keys() | self.queue_roles.keys()):
+            out += _rows("user_queue_roles", f"{pair[0]} on {pair[1]}", _role(queue_roles.get(pair)),
+                         _role(self.queue_roles.get(pair)), ("role",))
         for token_id in sorted(tokens.keys() | self.tokens.keys()):
             columns = tuple(c for c in TOKEN_COLUMNS if c != "hash" or token_id not in self.unhashed)
             out += _rows("api_tokens", token_id, tokens.get(token_id), self.tokens.get(token_id), columns)

@@ -360,6 +360,7 @@ def pick_assignee(queue: Queue, config: OnCall, overrides: Iterable[Override], a
         return None, f"queue {queue.name} assigns by hand"
     if queue.strategy == "oncall":
         schedule = config.teams[queue.team].schedule
+        assert schedule is not None  # the model refuses an oncall queue whose team has no schedule
         user, layer = on_call(config.schedules[schedule], overrides, at)
         if user is not None:
             return user, f"on call for {schedule} ({layer})"

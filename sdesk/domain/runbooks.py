@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from ..errors import BadInput
-from ..errors import At
+from ..errors import At, BadInput
+from .patterns import Pattern
 from .runbook_argv import LANGS, MAX_ARGS, is_placeholder, verdicts
 
 STEP_KINDS = ("run", "check", "manual", "approve", "resolve")
@@ -65,7 +65,7 @@ class Param(NamedTuple):
     source: str | None  # "title", "labels.instance", "ci.ip"... (None: only --param or default)
     default: Any
     required: bool
-    pattern: re.Pattern[str] | None
+    pattern: Pattern | None  # RE2 (patterns.compile)
     description: str
 
 
@@ -162,7 +162,7 @@ def param_source(source: Any) -> Any:
     return source
 
 
-def param_pattern(pattern: Any) -> re.Pattern[str] | None:
+def param_pattern(pattern: Any) -> Pattern | None:
     if pattern is None:
         return None
     from . import patterns
@@ -308,9 +308,9 @@ def _command(value: Any, shell: bool, known: set[str], fail: Callable[..., BadIn
             where = f", and that argument is {why[i]}" if why[i] else ""
             raise fail(f"{{{names[0]}}} is inside a longer argument ({item!r}){where}: a parameter may only be a "
                        f"whole argument. {_advice(argv, i, why[i], names)}", i)
-        if why[i]:
+        if (reason := why[i]):
             declare = (f"; or, if you know {program} takes its arguments as data, declare the step data_args: true "
-                       "(your word, outside sdesk's guarantee)" if (program := _unknown_program(why[i])) else "")
+                       "(your word, outside sdesk's guarantee)" if (program := _unknown_program(reason)) else "")
             raise fail(f"{{{names[0]}}} would be {why[i]}. {_advice(argv, i, why[i], names)}{declare}", i)
     return argv, None
 
@@ -375,7 +375,8 @@ def _script_with_arguments(script: str, number: Callable[[str], str]) -> str:
     """A shell script with each {name} replaced by its positional argument, quoted for where it
     stands: "$1" outside quotes (or for a quoted '{name}'), '"$1"' inside single quotes, and
     ${1} inside double quotes."""
-    out, quote, k = [], "", 0
+    out: list[str] = []
+    quote, k = "", 0
     while k < len(script):
         m = _PLACEHOLDER.match(script, k)
         if m is not None and m.group(1):

@@ -146,7 +146,7 @@ def hours(table: Any) -> tuple[tuple[time, time] | None, ...]:
         start, end = time(h1, m1), time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
         if end <= start:
             raise At([days], "hours must end after they start")
-        for day in _days(str(days), lambda m, days=days: At([days], m)):
+        for day in _days(str(days), functools.partial(At, [days])):
             by_day[day] = (start, end)
     return tuple(by_day.get(day) for day in range(7))
 
