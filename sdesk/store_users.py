@@ -158,8 +158,8 @@ class UsersStore:
                 raise NotFound(f"no user {name!r}: add them first (sdesk user add {name} --role agent)")
             label = tx.clean(label)
             token_id = tx.conn.execute(
-                "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-                (user_key(name), label, token_hash(token), actor, tx.at)).lastrowid
+                "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (user_key(name), label, token_hash(token), actor, tx.at)).fetchone()[0]
             # The token's sha256 (as the table keeps it, never the token): audit verify rebuilds
             # the table from these events, so a token row inserted by hand is caught.
             tx.event(None, "token_added", {"token": token_id, "user": row[0], "label": label,
