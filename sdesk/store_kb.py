@@ -1,7 +1,7 @@
 """The Store's knowledge base (a part of `Store`, split out to keep files small).
 
 Each article's current text is in `kb_articles`, every version in `kb_revisions`, and its words
-in the FTS5 table `kb_fts` (rowid = article id), kept in step in the same transaction.
+in the full-text table `kb_fts` (keyed by article id), kept in step in the same transaction.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ class KbStore:
 
     def kb_search(self, match: str, *, tag: str | None = None, ci: str | None = None,
                   limit: int = 10) -> list[dict[str, Any]]:
-        """Articles matching an FTS5 expression, best first (bm25: a word in the title or tags
-        counts more than one in the body), each with a snippet of its body. Ranks first and
+        """Articles matching an FTS5 expression, best first (the dialect's rank: a word in the title
+        or tags counts more than one in the body), each with a snippet of its body. Ranks first and
         makes snippets only for the articles shown: a common word matches thousands."""
         where, args = self._kb_filters(tag, ci)
         d = self.db.dialect
