@@ -409,7 +409,7 @@ def _capped(ctx: typer.Context, store: Any, filters: dict[str, Any], limit: int,
 
     total = store.tickets.count(**filters)
     if total > limit:
-        many = f"{store.COUNT_CAP:,}+ tickets" if total > store.COUNT_CAP else plural(total, "ticket")
+        many = f"{store.tickets.COUNT_CAP:,}+ tickets" if total > store.tickets.COUNT_CAP else plural(total, "ticket")
         source = ctx.get_parameter_source("limit")
         given = source is not None and source.name != "DEFAULT"
         note(f"{limit:,} of {many} shown " + (f"(--limit {limit}; 0 for all)" if given else "(use --limit)"))
