@@ -226,7 +226,7 @@ def check_file(path: Path, shown: Path | None = None) -> int:
                 raise BadInput(f"{shown}: not an SQLite database")
         conn = sqlite3.connect(path)
         try:
-            result = SQLITE.integrity_check(conn, 1)[0]
+            result = SQLITE.integrity_check(conn)[0]
             if result != "ok":
                 raise BadInput(f"{shown}: failed its integrity check: {result}")
             if "events" not in SQLITE.tables(conn):

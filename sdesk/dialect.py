@@ -105,7 +105,7 @@ class Dialect:
         """A number that changes when another connection committed (a cache key)."""
         raise NotImplementedError
 
-    def integrity_check(self, conn: Any, limit: int = 20) -> list[str]:
+    def integrity_check(self, conn: Any, limit: int = 100) -> list[str]:
         """The database's own consistency check: ["ok"] or its first `limit` findings."""
         raise NotImplementedError
 
@@ -268,7 +268,7 @@ class SQLite(Dialect):
     def data_version(self, conn: sqlite3.Connection) -> int:
         return conn.execute("PRAGMA data_version").fetchone()[0]
 
-    def integrity_check(self, conn: sqlite3.Connection, limit: int = 20) -> list[str]:
+    def integrity_check(self, conn: sqlite3.Connection, limit: int = 100) -> list[str]:
         return [r[0] for r in conn.execute(f"PRAGMA integrity_check({int(limit)})")]
 
     def columns(self, conn: sqlite3.Connection, table: str) -> list[tuple]:
