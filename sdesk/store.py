@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 
 from .storage import migrations
+from .storage.dialect import SQLITE, Dialect
 from .errors import BadInput, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
 from .domain.roles import DEFAULT_ROLE, claim_refusal, user_key
 from .storage.audit import AuditStore
@@ -94,14 +95,13 @@ def _create(path: Path) -> None:
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes them, less the umask
         conn = sqlite3.connect(name, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            SQLITE.use_wal(conn)
             migrations.apply(conn)
             # The schema is committed to the -wal, not the file: copy it into the file here, where
             # a failure raises (close() checkpoints too but swallows SQLITE_FULL, and a file
             # linked into place without its -wal is a desk half made that reads as damaged).
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            pages, size = conn.execute("SELECT * FROM pragma_page_count, pragma_page_size").fetchone()
-            if busy or os.path.getsize(name) != pages * size or os.path.getsize(f"{name}-wal"):
+            busy, _, _ = SQLITE.checkpoint(conn, "TRUNCATE")
+            if busy or os.path.getsize(name) != SQLITE.file_size(conn) or os.path.getsize(f"{name}-wal"):
                 raise SdeskError(f"cannot make a new desk at {path}: its write-ahead log could not be "
                                  "copied into the file; nothing was left there")
         finally:
@@ -147,7 +147,7 @@ def holds_a_desk(path: Path) -> bool:
     mode = "mode=ro" if os.path.exists(f"{real}-wal") else "immutable=1"
     conn = sqlite3.connect(f"file:{quote(real)}?{mode}", uri=True, timeout=30)
     try:
-        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = [name for name in SQLITE.tables(conn)
                   if not name.startswith(("sqlite_", "_sqlite_")) and "_fts" not in name]
         return any(conn.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() for name in tables)
     except sqlite3.DatabaseError:
@@ -201,7 +201,7 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
     uri = "file:" + quote(str(path.resolve()))
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
     try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        SQLITE.tables(conn)  # reads the schema: fails here when the -shm cannot be made
     except sqlite3.OperationalError:
         conn.close()
         # An immutable read ignores the -wal: commits left there (by a writer killed before it
@@ -223,8 +223,7 @@ def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_onl
     empty file `init_empty` allows, to upgrade), and whether doctor marked it damaged; raises
     NotSdesk for any other file. One query of the header on every open."""
     try:
-        app_id, version, pages = conn.execute(
-            "SELECT * FROM pragma_application_id, pragma_user_version, pragma_page_count").fetchone()
+        app_id, version, pages = SQLITE.header(conn)
     except sqlite3.DatabaseError as e:
         if (getattr(e, "sqlite_errorcode", 0) & 0xFF) == 26:  # SQLITE_NOTADB: no SQLite header
             raise NotSdesk(f"{path} is not an sdesk database") from None
@@ -236,13 +235,12 @@ def _is_current(conn: sqlite3.Connection, path: Path, init_empty: bool, read_onl
             return False, False
         raise NotSdesk(f"{path} is not an sdesk database (it is an empty file; "
                        "`sdesk init --empty-ok` makes a desk in it)")
-    legacy = app_id == 0 and version > 0 and conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('tickets', 'events')").fetchone()[0] == 2
+    legacy = app_id == 0 and version > 0 and {"tickets", "events"} <= set(SQLITE.tables(conn))
     if not legacy:
         raise NotSdesk(f"{path} is not an sdesk database")
     current = migrations.check_version(conn, version)
     if current and not read_only:  # made before the id was set: stamped once (apply does it on upgrade)
-        conn.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
+        SQLITE.set_application_id(conn, migrations.APPLICATION_ID)
     return current, False
 
 
@@ -280,6 +278,7 @@ class Store:
         unless `init_empty`) is refused, never initialised. A file this process cannot write is
         opened read-only: reads work and writes are refused."""
         self.path = Path(path)
+        self.dialect: Dialect = SQLITE  # what is SQLite's own in the SQL (dialect.py); parts reach it as db.dialect
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
         # The parts, one per area of the desk: each runs its SQL through this store's connection
         # and transactions (store.kb.kb_search(...), store.oncall.pages(...)).
@@ -317,7 +316,7 @@ class Store:
                 _create_or_explain(self.path)
             self.conn, self.read_only = _connect(self.path)
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.dialect.foreign_keys(self.conn, True)
             try:
                 current, self.damaged = _is_current(self.conn, self.path, init_empty, self.read_only)
             except BaseException:
@@ -327,14 +326,9 @@ class Store:
                 if self.read_only:
                     raise ReadOnly(f"the database is read-only ({self.read_only}) and needs the upgrade "
                                    f"a writable copy gets on open: {self.path}")
-                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.dialect.use_wal(self.conn)
                 migrations.apply(self.conn)
-            # WAL with synchronous=NORMAL is durable across application crashes, and only the
-            # last commits can be lost on power failure; it keeps a commit off the fsync path.
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            # 16 MiB of page cache (the default is 2): big stores keep their index pages hot
-            # during a stream. It fills only with pages actually read.
-            self.conn.execute("PRAGMA cache_size = -16384")
+            self.dialect.configure(self.conn)  # durability and cache
             # The files written: a commit into a log or a file that someone deleted or replaced
             # is lost at exit, so each commit checks that they are still these (_check_files).
             # SQLite names the -wal and -shm after the file a symlink points to.
@@ -356,20 +350,20 @@ class Store:
         commands meet damage as SQLITE_CORRUPT on the pages they touch (explain). A damaged desk
         is marked so that every later write is refused (DAMAGED_ID); a whole one is unmarked."""
         try:
-            found = [r[0] for r in self.conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+            found = self.dialect.integrity_check(self.conn, limit)
         except sqlite3.DatabaseError as e:
             found = [str(e)]
         problems = [] if found == ["ok"] else found
         if bool(problems) != self.damaged and not self.read_only:
             with suppress(sqlite3.Error):  # the header page may be what is damaged
-                self.conn.execute(f"PRAGMA application_id = {DAMAGED_ID if problems else migrations.APPLICATION_ID}")
+                self.dialect.set_application_id(self.conn, DAMAGED_ID if problems else migrations.APPLICATION_ID)
                 self.damaged = bool(problems)
         return problems
 
     def _still_marked(self) -> bool:
         """Whether the damaged mark is still in the header: a restore by another connection (or
         process) replaces the header with the backup's."""
-        self.damaged = self.conn.execute("PRAGMA application_id").fetchone()[0] == DAMAGED_ID
+        self.damaged = self.dialect.application_id(self.conn) == DAMAGED_ID
         return self.damaged
 
     def __enter__(self) -> Store:
@@ -394,7 +388,7 @@ class Store:
             raise _damaged(self.path)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            tx = Tx(self.conn, actor, self.users.access(actor, conn=self.conn), need, what)
+            tx = Tx(self.conn, actor, self.users.access(actor, conn=self.conn), need, what, dialect=self.dialect)
             if claim and self.claimed is not None and user_key(actor) == user_key(self.claimed):
                 self._check_claim(tx.conn, actor, tx.login)
             yield tx
@@ -433,7 +427,7 @@ class Store:
         else:
             which = f"{self._real}-wal" if wal != self._files[1] else f"{self._real}-shm"
             try:
-                busy, log, done = self.conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+                busy, log, done = self.dialect.checkpoint(self.conn, "FULL")
                 saved = not busy and log == done
             except sqlite3.Error:
                 saved = False
@@ -473,12 +467,12 @@ class Store:
         """A checked copy of the live database at `target` (see desk_file.backup)."""
         from .storage.desk_file import backup
 
-        backup(self.conn, target)
+        backup(self.conn, target, self.dialect)
 
     def restore_from(self, backup: Store, *, source: str, events: int, head: str, actor: str) -> None:
         """Replace this database with `backup` (an open, verified copy: events and head are what
         its verify said), and record the restore on the restored chain."""
-        backup.conn.backup(self.conn)
+        self.dialect.backup(backup.conn, self.conn)
         self.record(actor, kind="restored", data={"from": source, "events": events, "head": head})
 
     def export_to(self, out: IO[bytes], *, since: str | None = None) -> int:
@@ -497,7 +491,7 @@ class Store:
 
         self.conn.execute("BEGIN")
         try:
-            write_lines(counted(export_lines(self.conn, migrations.SCHEMA_VERSION, since)), out)
+            write_lines(counted(export_lines(self.conn, migrations.SCHEMA_VERSION, since, dialect=self.dialect)), out)
         finally:
             self.conn.execute("COMMIT")
         return rows
@@ -507,7 +501,7 @@ class Store:
         checks before it commits (see desk_file.import_lines); returns rows per table."""
         from .storage.desk_file import import_lines
 
-        return import_lines(self.conn, lines, migrations.SCHEMA_VERSION, self.audit.verify)
+        return import_lines(self.conn, lines, migrations.SCHEMA_VERSION, self.audit.verify, dialect=self.dialect)
 
     def check_claim(self, actor: str) -> None:
         """Refuse (and record) unless this process's OS login may act as `actor` (_check_claim),

@@ -27,6 +27,7 @@ from ..errors import AuditBroken
 from .rows import Db, event_row
 
 if TYPE_CHECKING:
+    from .dialect import Dialect
     from .tickets import TicketStore
 
 
@@ -106,8 +107,7 @@ class AuditStore:
                 raise AuditBroken(f"audit chain broken: purge event {heads[event_id][0]} names a head the chain "
                                   f"never had (event {event_id})")
             prev, expected_id = stored, expected_id + 1
-        seq = self.db.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        if seq and seq[0] >= expected_id:
+        if self.db.dialect.last_id(self.db.conn, "events") >= expected_id:
             raise AuditBroken(f"audit chain broken: event {expected_id} is missing (deleted)")
         return count, prev, tombstones
 
@@ -177,7 +177,7 @@ class AuditStore:
         for entry in accounts.differences(users, queue_roles, tokens):
             differ(entry)
         # A column a later migration adds, that the projection was not taught: said, not hidden.
-        for (column,) in self.db.conn.execute("SELECT name FROM pragma_table_info('tickets')"):
+        for column in self.db.dialect.table_columns(self.db.conn, "tickets"):
             if column != "id" and column not in p.TICKET_DEFAULTS and checked:
                 not_compared[column] = checked
         if accounts.unhashed:
@@ -263,12 +263,12 @@ class AuditStore:
             conn.execute("INSERT INTO purge_ids SELECT id FROM tickets WHERE status = 'closed' AND closed_at < ?",
                          (before,))
             while conn.execute(  # keep what a kept ticket points to, until nothing changes
-                    "DELETE FROM purge_ids WHERE id IN (SELECT parent_id FROM tickets WHERE id NOT IN purge_ids "
-                    "UNION SELECT problem_id FROM tickets WHERE id NOT IN purge_ids)").rowcount:
+                    "DELETE FROM purge_ids WHERE id IN (SELECT parent_id FROM tickets WHERE id NOT IN (SELECT id FROM purge_ids) "
+                    "UNION SELECT problem_id FROM tickets WHERE id NOT IN (SELECT id FROM purge_ids))").rowcount:
                 pass
             tickets = [r[0] for r in conn.execute("SELECT id FROM purge_ids ORDER BY id")]
             events = [r[0] for r in conn.execute(
-                "SELECT id FROM events WHERE ticket_id IN purge_ids ORDER BY id")]
+                "SELECT id FROM events WHERE ticket_id IN (SELECT id FROM purge_ids) ORDER BY id")]
             head = self.anchor()
             summary = {"before": before, "tickets": len(tickets), "events": len(events), "dry_run": dry_run,
                        "ticket_ranges": ranges(tickets), "event_ranges": ranges(events),
@@ -276,38 +276,37 @@ class AuditStore:
             if dry_run or not tickets:
                 conn.execute("DELETE FROM purge_ids")
                 return summary
-            self._delete_purged(conn)
+            self._delete_purged(conn, tx.dialect)
             tx.event(None, "purged", {k: v for k, v in summary.items() if k != "dry_run"})
         return summary
 
     @staticmethod
-    def _delete_purged(conn: sqlite3.Connection) -> None:
+    def _delete_purged(conn: sqlite3.Connection, dialect: Dialect) -> None:
         """Every row that refers to a ticket in purge_ids (found from the schema's foreign keys,
         so a table added later is covered), then the tickets; events become tombstones."""
         conn.execute("INSERT INTO event_tombstones SELECT id, ticket_id, prev_hash, hash FROM events "
-                     "WHERE ticket_id IN purge_ids")
-        triggers = [sql for (sql,) in conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'")]
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"):
-            conn.execute(f'DROP TRIGGER "{name}"')
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        refs = {t: [(fk[2], fk[3], fk[4]) for fk in conn.execute(f'PRAGMA foreign_key_list("{t}")')] for t in tables}
+                     "WHERE ticket_id IN (SELECT id FROM purge_ids)")
+        with dialect.triggers_off(conn, "events"):
+            AuditStore._delete_rows(conn, dialect)
+
+    @staticmethod
+    def _delete_rows(conn: sqlite3.Connection, dialect: Dialect) -> None:
+        purged = "(SELECT id FROM purge_ids)"
+        refs = {t: dialect.foreign_keys_of(conn, t) for t in dialect.tables(conn)}
         for table, keys in refs.items():
             for target, column, _ in keys:
                 if target != "tickets" or table == "tickets":
                     continue
                 if table in UNLINKED:
-                    conn.execute(f'UPDATE "{table}" SET "{column}" = NULL WHERE "{column}" IN purge_ids')
+                    conn.execute(f'UPDATE "{table}" SET "{column}" = NULL WHERE "{column}" IN {purged}')
                     continue
                 for child, child_keys in refs.items():  # rows that hang off these rows
                     for child_target, child_column, parent_column in child_keys:
                         if child_target == table and child != "tickets":
                             conn.execute(f'DELETE FROM "{child}" WHERE "{child_column}" IN '
-                                         f'(SELECT "{parent_column or "rowid"}" FROM "{table}" WHERE "{column}" IN purge_ids)')
-                conn.execute(f'DELETE FROM "{table}" WHERE "{column}" IN purge_ids')
-        conn.execute("DELETE FROM tickets WHERE id IN purge_ids")
-        for sql in triggers:
-            conn.execute(sql)
+                                         f'(SELECT "{parent_column or "rowid"}" FROM "{table}" WHERE "{column}" IN {purged})')
+                conn.execute(f'DELETE FROM "{table}" WHERE "{column}" IN {purged}')
+        conn.execute(f"DELETE FROM tickets WHERE id IN {purged}")
         conn.execute("DELETE FROM purge_ids")
 
     def refusal_counts(self, event_ids: Collection[int]) -> dict[int, int]:

@@ -43,7 +43,7 @@ class ClassifierStore:
         check_field(field)
         info = model.info()
         with self.db.write(actor) as tx:
-            # Terms are deleted explicitly too: ON DELETE CASCADE needs PRAGMA foreign_keys.
+            # Terms are deleted explicitly too: ON DELETE CASCADE needs foreign keys enforced.
             tx.conn.execute("DELETE FROM classifier_terms WHERE field = ?", (field,))
             tx.conn.execute("DELETE FROM classifier_models WHERE field = ?", (field,))
             tx.conn.execute("INSERT INTO classifier_models (field, trained_at, info) VALUES (?, ?, ?)",
@@ -84,11 +84,12 @@ class ClassifierStore:
         would learn its own guesses."""
         column = check_field(field)
         guessed = {row[0] for row in self.db.conn.execute(
-            "SELECT ticket_id FROM events WHERE kind IN ('created', 'triaged') AND json_extract(data, ?) = 1",
+            f"SELECT ticket_id FROM events WHERE kind IN ('created', 'triaged') AND {self.db.dialect.json_get('data', '?')} = 1",
             (f"$.triage.classifier.{column}.applied",))}
         if guessed:
             guessed -= {row[0] for row in self.db.conn.execute(
-                "SELECT ticket_id FROM events WHERE kind = 'triage_corrected' AND json_extract(data, ?) IS NOT NULL",
+                f"SELECT ticket_id FROM events WHERE kind = 'triage_corrected' AND {self.db.dialect.json_get('data', '?')} "
+                "IS NOT NULL",
                 (f"$.{column}",))}
         rows = self.db.conn.execute(
             f"SELECT id, title, description, {column} FROM tickets "
@@ -106,10 +107,10 @@ class ClassifierStore:
         return cache
 
     def _classifier_model(self, field: str) -> Model | None:
-        """The field's model info, parsed once per process. PRAGMA data_version changes when
+        """The field's model info, parsed once per process. The data version changes when
         another connection commits, so a long-running process (serve, tui) sees a retrained model;
         our own saves clear the cache."""
-        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.db.dialect.data_version(self.db.conn)
         cache = self._classifier_cache()
         cached = cache.get(field)
         if cached is not None and cached[0] == version:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import BadInput, Conflict, NotFound
-from .rows import Db, new_id, to_json
+from .rows import Db, to_json
 
 if TYPE_CHECKING:
     from ..domain.cmdb import CI, Reached
@@ -27,6 +27,7 @@ def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
         yield items[i:i + size]
 
 
+_RELATE = "INSERT INTO ci_relations VALUES (?, ?, ?) ON CONFLICT (source_id, kind, target_id) DO NOTHING"
 
 
 class CmdbStore:
@@ -218,7 +219,7 @@ class CmdbStore:
                 done = tx.conn.execute("DELETE FROM ci_relations WHERE source_id = ? AND kind = ? AND target_id = ?",
                                        (a["id"], kind, b["id"])).rowcount
             else:
-                done = tx.conn.execute("INSERT OR IGNORE INTO ci_relations VALUES (?, ?, ?)",
+                done = tx.conn.execute(_RELATE,
                                        (a["id"], kind, b["id"])).rowcount
             if done:
                 tx.event(None, "ci_unlinked" if unlink else "ci_linked",
@@ -237,9 +238,9 @@ class CmdbStore:
     def _ci_insert(self, tx: _Tx, ci: CI) -> None:
         cur = tx.conn.execute(
             "INSERT INTO cis (name, type, tier, team, environment, attributes, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (ci.name, ci.type, ci.tier, ci.team, ci.environment, orjson.dumps(ci.attributes).decode(), tx.at, tx.at))
-        self._ci_aliases(tx, new_id(cur), ci)
+        self._ci_aliases(tx, cur.fetchone()[0], ci)
 
     def _ci_update(self, tx: _Tx, ci: CI) -> None:
         """Fields and aliases (the caller has removed the old aliases)."""
@@ -269,7 +270,7 @@ class CmdbStore:
             ids.update(tx.conn.execute(f"SELECT name, id FROM cis WHERE name IN ({','.join('?' * len(part))})", part))
         for ci in cis:
             tx.conn.execute("DELETE FROM ci_relations WHERE source_id = ?", (ids[ci.name],))
-            tx.conn.executemany("INSERT OR IGNORE INTO ci_relations VALUES (?, ?, ?)",
+            tx.conn.executemany(_RELATE,
                                 [(ids[ci.name], kind, ids[t]) for kind, targets in ci.relations.items()
                                  for t in targets])
 
@@ -294,9 +295,9 @@ class CmdbStore:
             title, data = tx.clean(title), tx.clean(data or {})
             cur = tx.conn.execute(
                 "INSERT INTO changes (source, summary, service, ci, happened_at, received_at, data, ends_at, risk, status, "
-                "created_by) VALUES ('sdesk', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_by) VALUES ('sdesk', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (title, service, name, start, tx.at, orjson.dumps(data or {}).decode(), end, risk, status, actor))
-            change_id = new_id(cur)
+            change_id = cur.fetchone()[0]
             tx.event(None, "change_recorded", {"change": change_id, "title": title, "ci": name, "status": status})
             return change_id
 

@@ -18,18 +18,19 @@ from typing import IO, Any
 import orjson
 
 from ..errors import BadInput, Conflict
+from .dialect import SQLITE, Dialect
 
 FORMAT = 1
 SKIPPED = ("_sqlite_migrations", "sqlite_stat1", "sqlite_stat4")
 BATCH = 5000
 
 
-def _tables(conn: sqlite3.Connection) -> list[str]:
+def _tables(conn: sqlite3.Connection, dialect: Dialect) -> list[str]:
     """The tables an export holds: real tables and FTS5 tables, not FTS5's shadow tables."""
-    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+    rows = dialect.definitions(conn)
     virtual = [name for name, sql in rows if sql and sql.upper().startswith("CREATE VIRTUAL TABLE")]
     shadow = {name for name, _ in rows for v in virtual if name.startswith(f"{v}_")}
-    return [name for name, _ in rows if name not in SKIPPED and name not in shadow and name != "sqlite_sequence"]
+    return [name for name, _ in rows if name not in SKIPPED and name not in shadow]
 
 
 def _value(v: Any) -> Any:
@@ -46,13 +47,15 @@ def _unvalue(v: Any) -> Any:
     return v
 
 
-def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None) -> Iterator[bytes]:
+def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None, *,
+                 dialect: Dialect = SQLITE) -> Iterator[bytes]:
     """The export, line by line. With `since`, only rows whose time columns say they changed
     since then (for feeding other systems; such an export does not import)."""
     header = {"sdesk_export": FORMAT, "schema": schema, "since": since}
     yield _line(header)
-    for table in _tables(conn):
-        columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+    for table in _tables(conn, dialect):
+        info = dialect.columns(conn, table)
+        columns = [r[1] for r in info]
         where: str = ""
         args: tuple[str, ...] = ()
         times = [c for c in ("updated_at", "at", "received_at", "created_at", "started_at") if c in columns]
@@ -60,9 +63,8 @@ def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None
             where, args = f' WHERE "{times[0]}" >= ?', (since,)
         elif since:
             continue
-        info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
         keyed = [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5]]
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0] or ""
+        sql = dict(dialect.definitions(conn))[table] or ""
         if "WITHOUT ROWID" in sql.upper():  # no rowid: ordered by its primary key
             order = ", ".join(f'"{c}"' for c in keyed)
             for row in conn.execute(f'SELECT * FROM "{table}"{where} ORDER BY {order}', args):
@@ -70,7 +72,7 @@ def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None
             continue
         for row in conn.execute(f'SELECT rowid, * FROM "{table}"{where} ORDER BY rowid', args):
             yield _line({"table": table, "rowid": row[0], "row": dict(zip(columns, map(_value, row[1:])))})
-    for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence ORDER BY name"):
+    for name, seq in dialect.sequences(conn):
         yield _line({"sequence": name, "seq": seq})
 
 
@@ -79,7 +81,7 @@ def _line(record: dict[str, Any]) -> bytes:
 
 
 def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
-                 check: Callable[[], object] = lambda: None) -> dict[str, int]:
+                 check: Callable[[], object] = lambda: None, *, dialect: Dialect = SQLITE) -> dict[str, int]:
     """Load an export into this (empty) database in one transaction; returns rows per table.
     Foreign keys are checked once at the end, since tables arrive in name order, and `check`
     (the audit chain, and the tables rebuilt from it) before the commit: a tampered export leaves
@@ -90,8 +92,8 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
     pending: dict[str, list[tuple]] = {}
     statements: dict[str, str] = {}
     sequences: list[tuple[str, int]] = []
-    tables = {t: {r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')} for t in _tables(conn)}
-    conn.execute("PRAGMA foreign_keys = OFF")  # only outside a transaction; checked at the end
+    tables = {t: {r[1] for r in dialect.columns(conn, t)} for t in _tables(conn, dialect)}
+    dialect.foreign_keys(conn, False)  # only outside a transaction; checked at the end
     conn.execute("BEGIN IMMEDIATE")
     try:
         lines = iter(lines)
@@ -129,9 +131,8 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
         _check_imported(conn, sequences)
         # Inserting with AUTOINCREMENT made rows here; the export's counters replace them (ids
         # once used and deleted are never given again).
-        conn.execute("DELETE FROM sqlite_sequence")
-        conn.executemany("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", sequences)
-        broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+        dialect.set_sequences(conn, sequences)
+        broken = dialect.foreign_key_violation(conn)
         if broken:
             raise BadInput(f"the export is not whole: a row of {broken[0]} refers to a missing row of {broken[2]}")
         check()
@@ -140,7 +141,7 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
         conn.execute("ROLLBACK")
         raise
     finally:
-        conn.execute("PRAGMA foreign_keys = ON")
+        dialect.foreign_keys(conn, True)
     return counts
 
 
@@ -198,7 +199,7 @@ def _json(line: bytes, number: int) -> Any:
 # -- backups ---------------------------------------------------------------------------------
 
 
-def backup(conn: sqlite3.Connection, target: Path) -> None:
+def backup(conn: sqlite3.Connection, target: Path, dialect: Dialect = SQLITE) -> None:
     """A consistent copy of the live database (SQLite's online backup: other processes keep
     writing), written beside `target` and renamed into place only once complete and checked."""
     from ..atomic import replaced
@@ -206,8 +207,8 @@ def backup(conn: sqlite3.Connection, target: Path) -> None:
     with replaced(target) as partial:
         copy = sqlite3.connect(partial)
         try:
-            conn.backup(copy)
-            copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            dialect.backup(conn, copy)
+            dialect.single_file(copy)
         finally:
             copy.close()
         check_file(partial, target)
@@ -226,12 +227,12 @@ def check_file(path: Path, shown: Path | None = None) -> int:
                 raise BadInput(f"{shown}: not an SQLite database")
         conn = sqlite3.connect(path)
         try:
-            result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            result = SQLITE.integrity_check(conn)[0]
             if result != "ok":
                 raise BadInput(f"{shown}: failed its integrity check: {result}")
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+            if "events" not in SQLITE.tables(conn):
                 raise BadInput(f"{shown}: not an sdesk database (no events table)")
-            return conn.execute("PRAGMA user_version").fetchone()[0]
+            return SQLITE.schema_version(conn)
         finally:
             conn.close()
     except sqlite3.Error as e:

@@ -30,8 +30,8 @@ def _facts(store: Db, since: str) -> dict[str, Any]:
     except OSError:
         free = None
     return {
-        "schema": one("PRAGMA user_version"),
-        "journal": str(one("PRAGMA journal_mode")),
+        "schema": store.dialect.schema_version(conn),
+        "journal": store.dialect.journal_mode(conn),
         "size": size,
         "free": free,
         "state": store.desk_state(),

@@ -1,7 +1,7 @@
 """The Store's knowledge base (a part of `Store`, split out to keep files small).
 
 Each article's current text is in `kb_articles`, every version in `kb_revisions`, and its words
-in the FTS5 table `kb_fts` (rowid = article id), kept in step in the same transaction.
+in the full-text table `kb_fts` (keyed by article id), kept in step in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import orjson
 
 from ..errors import BadInput, NotFound
 from ..domain.lifecycle import parse_ref
-from .rows import Db, new_id
+from .rows import Db
 
 if TYPE_CHECKING:
     from .cmdb import CmdbStore
@@ -88,7 +88,8 @@ class KbStore:
         """Articles (without bodies), by id; due_before: only those whose review falls due before then."""
         where, args = self._kb_filters(tag, ci)
         if due_before:
-            where.append("datetime(reviewed_at, '+' || review_days || ' days') < datetime(?)")
+            d = self.db.dialect
+            where.append(f"{d.plus_days('reviewed_at', 'review_days')} < {d.stamp('?')}")
             args.append(due_before)
         sql = ("SELECT id, slug, title, tags, cis, owner, review_days, revision, created_at, updated_at, reviewed_at "
                "FROM kb_articles a" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id")
@@ -98,23 +99,24 @@ class KbStore:
 
     def kb_search(self, match: str, *, tag: str | None = None, ci: str | None = None,
                   limit: int = 10) -> list[dict[str, Any]]:
-        """Articles matching an FTS5 expression, best first (bm25: a word in the title or tags
-        counts more than one in the body), each with a snippet of its body. Ranks first and
+        """Articles matching an FTS5 expression, best first (the dialect's rank: a word in the title
+        or tags counts more than one in the body), each with a snippet of its body. Ranks first and
         makes snippets only for the articles shown: a common word matches thousands."""
         where, args = self._kb_filters(tag, ci)
-        rank = "bm25(kb_fts, 10.0, 1.0, 5.0, 3.0)"
+        d = self.db.dialect
+        rank, key, matches = d.fts_rank(), d.fts_key(), d.fts_match()
         if where:
-            top_sql = (f"SELECT kb_fts.rowid, {rank} AS score FROM kb_fts JOIN kb_articles a ON a.id = kb_fts.rowid "
-                       f"WHERE kb_fts MATCH ? AND {' AND '.join(where)} ORDER BY score LIMIT ?")
+            top_sql = (f"SELECT kb_fts.{key}, {rank} AS score FROM kb_fts JOIN kb_articles a ON a.id = kb_fts.{key} "
+                       f"WHERE {matches} AND {' AND '.join(where)} ORDER BY score LIMIT ?")
         else:
-            top_sql = f"SELECT rowid, {rank} AS score FROM kb_fts WHERE kb_fts MATCH ? ORDER BY score LIMIT ?"
+            top_sql = f"SELECT {key}, {rank} AS score FROM kb_fts WHERE {matches} ORDER BY score LIMIT ?"
         try:
             top = self.db.conn.execute(top_sql, [match, *args, limit]).fetchall()
             found = []
             for article_id, score in top:
                 snippet = self.db.conn.execute(
-                    f"SELECT snippet(kb_fts, 1, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 16) FROM kb_fts "
-                    f"WHERE kb_fts MATCH ? AND rowid = ?", (match, article_id)).fetchone()[0]
+                    f"SELECT {d.fts_snippet(SNIPPET_OPEN, SNIPPET_CLOSE)} FROM kb_fts "
+                    f"WHERE {matches} AND {key} = ?", (match, article_id)).fetchone()[0]
                 row = self.db.conn.execute(
                     "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
                     "WHERE id = ?", (article_id,)).fetchone()
@@ -139,7 +141,7 @@ class KbStore:
         with self.db.write(actor) as tx:
             article = self.kb_get(article_id)
             self.tickets._current(tx, ticket_id)
-            done = tx.conn.execute("INSERT OR IGNORE INTO kb_links VALUES (?, ?, ?)",
+            done = tx.conn.execute("INSERT INTO kb_links VALUES (?, ?, ?) ON CONFLICT (article_id, ticket_id) DO NOTHING",
                                    (article_id, ticket_id, tx.at)).rowcount
             if done:
                 tx.event(ticket_id, "kb_linked", {"article": article_id, "title": article["title"]})
@@ -170,10 +172,10 @@ class KbStore:
     def _kb_filters(self, tag: str | None, ci: str | None) -> tuple[list[str], list[Any]]:
         where, args = [], []
         if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(a.tags) WHERE value = ?)")
+            where.append(self.db.dialect.json_array_has("a.tags", "?"))
             args.append(tag)
         if ci:
-            where.append("EXISTS (SELECT 1 FROM json_each(a.cis) WHERE lower(value) = lower(?))")
+            where.append(self.db.dialect.json_array_has("a.cis", "?", lower=True))
             args.append(self._ci_or_self(ci))
         return where, args
 
@@ -191,11 +193,10 @@ class KbStore:
     def _kb_insert(self, tx: _Tx, article: dict[str, Any], slug: str | None) -> int:
         a = self._kb_clean(tx, article)
         tags, cis = orjson.dumps(a["tags"]).decode(), orjson.dumps(a["cis"]).decode()
-        cur = tx.conn.execute(
+        article_id = tx.conn.execute(
             "INSERT INTO kb_articles (slug, title, body, tags, cis, owner, review_days, revision, created_at, "
-            "updated_at, reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
-            (slug, a["title"], a["body"], tags, cis, a["owner"], a["review_days"], tx.at, tx.at, tx.at))
-        article_id = new_id(cur)
+            "updated_at, reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING id",
+            (slug, a["title"], a["body"], tags, cis, a["owner"], a["review_days"], tx.at, tx.at, tx.at)).fetchone()[0]
         self._kb_index(tx, article_id, a, tags, cis, revision=1)
         tx.event(None, "kb_created", {"article": article_id, "title": a["title"], "slug": slug})
         return article_id
@@ -211,7 +212,7 @@ class KbStore:
             "UPDATE kb_articles SET title = ?, body = ?, tags = ?, cis = ?, owner = ?, review_days = ?, revision = ?, "
             "updated_at = ?, reviewed_at = ? WHERE id = ?",
             (a["title"], a["body"], tags, cis, a["owner"], a["review_days"], revision, tx.at, tx.at, before["id"]))
-        tx.conn.execute("DELETE FROM kb_fts WHERE rowid = ?", (before["id"],))
+        tx.conn.execute(f"DELETE FROM kb_fts WHERE {tx.dialect.fts_key()} = ?", (before["id"],))
         self._kb_index(tx, before["id"], a, tags, cis, revision)
         tx.event(None, "kb_revised", {"article": before["id"], "revision": revision,
                                       "fields": [k for k in CONTENT if a[k] != before[k]]})
@@ -219,7 +220,7 @@ class KbStore:
 
     @staticmethod
     def _kb_index(tx: _Tx, article_id: int, a: dict[str, Any], tags: str, cis: str, revision: int) -> None:
-        tx.conn.execute("INSERT INTO kb_fts (rowid, title, body, tags, cis) VALUES (?, ?, ?, ?, ?)",
+        tx.conn.execute(f"INSERT INTO kb_fts ({tx.dialect.fts_key()}, title, body, tags, cis) VALUES (?, ?, ?, ?, ?)",
                         (article_id, a["title"], a["body"], " ".join(a["tags"]), " ".join(a["cis"])))
         tx.conn.execute("INSERT INTO kb_revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (article_id, revision, tx.at, tx.actor, a["title"], a["body"], tags, cis, a["owner"],

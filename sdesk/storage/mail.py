@@ -28,7 +28,8 @@ class MailStore:
                        seen: str | None = None) -> None:
         """`seen`: the key the message is known by (its Message-ID, or its digest without one)."""
         if seen or message_id:
-            tx.conn.execute("INSERT OR IGNORE INTO mail_messages (message_id, ticket_id, received_at) VALUES (?, ?, ?)",
+            tx.conn.execute("INSERT INTO mail_messages (message_id, ticket_id, received_at) VALUES (?, ?, ?) "
+                            "ON CONFLICT (message_id) DO NOTHING",
                             (seen or message_id, ticket_id, tx.at))
         if ticket_id is not None and attachments:
             files = [{"name": a["name"], "content_type": a["content_type"], "size": a["size"], "sha256": a["sha256"]}

@@ -62,7 +62,7 @@ class OnCallStore:
                    actor, tx.at)
             override_id = tx.conn.execute(
                 "INSERT INTO oncall_overrides (schedule, user, starts_at, ends_at, reason, created_by, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", row).lastrowid
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id", row).fetchone()[0]
             data = {"id": override_id, "schedule": override.schedule, "user": override.user,
                     "starts_at": row[2], "ends_at": row[3], "reason": reason}
             tx.event(None, "oncall_override", data)
@@ -143,8 +143,8 @@ class OnCallStore:
                                         "users": [], "due_at": clock.iso(d.at), "undeliverable": why})
                         continue
                     paged = [user for user in d.users if tx.conn.execute(
-                        "INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, next_attempt_at) "
-                        "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                        "INSERT INTO pages (ticket_id, round, level, user, due_at, status, next_attempt_at) "
+                        "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (ticket_id, round, level, user) DO NOTHING",
                         (t["id"], d.round, d.level, user, clock.iso(d.at), clock.iso(d.at))).rowcount]
                     if paged:
                         data = {"policy": policy.name, "round": d.round, "level": d.level, "users": paged,
@@ -155,8 +155,8 @@ class OnCallStore:
 
     def _undeliverable(self, tx: Tx, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
         """A page that has nobody to go to, on record once (as `pages` shows it); whether it is new."""
-        if tx.conn.execute("INSERT OR IGNORE INTO pages (ticket_id, round, level, user, due_at, status, error) "
-                           "VALUES (?, ?, ?, '', ?, 'undeliverable', ?)",
+        if tx.conn.execute("INSERT INTO pages (ticket_id, round, level, user, due_at, status, error) "
+                           "VALUES (?, ?, ?, '', ?, 'undeliverable', ?) ON CONFLICT (ticket_id, round, level, user) DO NOTHING",
                            (ticket_id, round_, level, clock.iso(at), why)).rowcount:
             tx.event(ticket_id, "page_undeliverable", {"round": round_, "level": level, "user": None, "reason": why})
             return True
@@ -252,14 +252,15 @@ class OnCallStore:
         """The child whose priority the ticket has (a `priority_raised` event that nobody's change
         of priority followed), with its title: the page of an incident raised by a child says what
         is wrong, which the incident's own title (a P3 warning, say) does not."""
-        row = conn.execute("SELECT id, json_extract(data, '$.child'), json_extract(data, '$.priority[1]') FROM events "
+        j = self.db.dialect.json_get
+        row = conn.execute(f"SELECT id, {j('data', '$.child')}, {j('data', '$.priority[1]')} FROM events "
                            "WHERE ticket_id = ? AND kind = 'priority_raised' ORDER BY id DESC LIMIT 1",
                            (ticket_id,)).fetchone()
         if row is None or row[2] != priority:
             return None
         if conn.execute("SELECT 1 FROM events WHERE ticket_id = ? AND id > ? AND ((kind = 'updated' AND "
-                        "json_extract(data, '$.priority') IS NOT NULL) OR (kind = 'triaged' AND "
-                        "json_extract(data, '$.changes.priority') IS NOT NULL)) LIMIT 1", (ticket_id, row[0])).fetchone():
+                        f"{j('data', '$.priority')} IS NOT NULL) OR (kind = 'triaged' AND "
+                        f"{j('data', '$.changes.priority')} IS NOT NULL)) LIMIT 1", (ticket_id, row[0])).fetchone():
             return None
         child = conn.execute("SELECT title, priority FROM tickets WHERE id = ?", (row[1],)).fetchone()
         return {"ticket": row[1], "title": child[0], "priority": child[1]} if child else None

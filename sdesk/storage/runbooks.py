@@ -14,7 +14,7 @@ from ..domain import clock, lifecycle
 from ..errors import Conflict, NotFound, PermissionDenied
 from ..domain.roles import user_key
 from ..domain.redact import redact_strings
-from .rows import Db, new_id
+from .rows import Db
 
 if TYPE_CHECKING:
     import sqlite3
@@ -167,9 +167,9 @@ class RunbookStore:
                     raise Conflict(f"run {queued_id} is no longer queued")
                 run_id = queued_id
             else:
-                run_id = new_id(tx.conn.execute(
+                run_id = tx.conn.execute(
                     f"INSERT INTO runbook_runs ({', '.join(columns)}, created_at) "
-                    f"VALUES ({', '.join('?' * len(columns))}, ?)", (*columns.values(), tx.at)))
+                    f"VALUES ({', '.join('?' * len(columns))}, ?) RETURNING id", (*columns.values(), tx.at)).fetchone()[0]
             if reason:
                 tx.event(ticket_id, "runbook_refused", {"run": run_id, "runbook": runbook, "reason": reason})
             else:
@@ -389,7 +389,7 @@ class RunbookStore:
         for runbook, ticket_id, lock_key in runs:
             run_id = tx.conn.execute(
                 "INSERT INTO runbook_runs (runbook, ticket_id, lock_key, status, automated, actor, created_at) "
-                "VALUES (?, ?, ?, 'queued', 1, ?, ?)", (runbook, ticket_id, lock_key, tx.actor, tx.at)).lastrowid
+                "VALUES (?, ?, ?, 'queued', 1, ?, ?) RETURNING id", (runbook, ticket_id, lock_key, tx.actor, tx.at)).fetchone()[0]
             tx.event(ticket_id, "runbook_queued", {"run": run_id, "runbook": runbook})
 
     def run_refuse_queued(self, run_id: int, *, reason: str, actor: str) -> None:
@@ -441,8 +441,9 @@ class RunbookStore:
         with self.db.write(actor, need="admin", what="disabling or enabling automation") as tx:
             reason = tx.clean(reason)
             if disabled:
-                changed = tx.conn.execute("INSERT OR IGNORE INTO runbook_switches (name, reason, disabled_by, "
-                                          "disabled_at) VALUES (?, ?, ?, ?)", (name, reason, actor, tx.at)).rowcount
+                changed = tx.conn.execute("INSERT INTO runbook_switches (name, reason, disabled_by, disabled_at) "
+                                          "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                                          (name, reason, actor, tx.at)).rowcount
             else:
                 changed = tx.conn.execute("DELETE FROM runbook_switches WHERE name = ?", (name,)).rowcount
             if changed:

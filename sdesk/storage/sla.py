@@ -28,16 +28,17 @@ class SlaStore:
         # A correlated child of an incident someone acknowledged runs on its parent's clock:
         # the parent's response is its response, and the parent is the one listed and counted.
         covered = {row[0] for row in self.db.conn.execute(
-            "SELECT c.id FROM tickets c INDEXED BY tickets_parent "
+            "SELECT c.id FROM tickets c "
             f"WHERE c.parent_id IS NOT NULL AND c.{OPEN_SQL} AND {covered_sql('c')}")}
         tickets = [dict(zip(("id", "kind", "priority", "status", "created_at", "acknowledged_at"), row))
                    for row in self.db.conn.execute(
                        f"SELECT id, kind, priority, status, created_at, acknowledged_at FROM tickets "
-                       f"INDEXED BY tickets_open_queue WHERE {OPEN_SQL} AND suppressed IS NULL")
+                       f"WHERE {OPEN_SQL} AND suppressed IS NULL")
                    if row[0] not in covered]
         if pause <= {"waiting"}:
             paused = {row[0] for row in self.db.conn.execute(
-                "SELECT ticket_id FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.to') = 'waiting'")}
+                "SELECT ticket_id FROM events WHERE kind = 'status_changed' "
+                f"AND {self.db.dialect.json_get('data', '$.to')} = 'waiting'")}
             paused &= {t["id"] for t in tickets}
         else:
             paused = {t["id"] for t in tickets}
@@ -51,7 +52,7 @@ class SlaStore:
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
             for ticket_id, at, status in self.db.conn.execute(
-                    f"SELECT ticket_id, at, json_extract(data, '$.to') FROM events WHERE kind IN ('status_changed', "
+                    f"SELECT ticket_id, at, {self.db.dialect.json_get('data', '$.to')} FROM events WHERE kind IN ('status_changed', "
                     f"'assigned') AND ticket_id IN ({','.join('?' * len(part))}) ORDER BY id", part):
                 changes[ticket_id].append((clock.parse(at), status))
         return changes
@@ -69,7 +70,7 @@ class SlaStore:
 
         with self.db.write(actor) as tx:
             seen = {(ticket_id, kind, target) for ticket_id, kind, target in tx.conn.execute(
-                f"SELECT ticket_id, kind, json_extract(data, '$.target') FROM events "
+                f"SELECT ticket_id, kind, {tx.dialect.json_get('data', '$.target')} FROM events "
                 f"WHERE kind IN ('sla_warning', 'sla_breached') AND ticket_id IN (SELECT id FROM tickets WHERE {OPEN_SQL})")}
             counts = {"sla_warning": 0, "sla_breached": 0}
             for t, policy, targets in assess(config, self.sla_tickets(pauses(config)), now):

@@ -78,9 +78,8 @@ class TicketStore:
         return [event_row(r) for r in rows]
     def last_event_id(self) -> int:
         """The id of the newest event ever written (0 on a new desk): a cheap "has anything
-        changed?" for screens that poll (one row of sqlite_sequence)."""
-        seq = self.db.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return seq[0] if seq else 0
+        changed?" for screens that poll (one row read)."""
+        return self.db.dialect.last_id(self.db.conn, "events")
     def children(self, *, ticket_id: int) -> list[dict[str, Any]]:
         rows = self.db.conn.execute("SELECT * FROM tickets WHERE parent_id = ? ORDER BY id", (ticket_id,))
         return [ticket_row(r) for r in rows]
@@ -127,7 +126,7 @@ class TicketStore:
                 where.append(f"{column} = ?")
                 args.append(value)
         if tag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(tickets.tags) WHERE value = ?)")
+            where.append(self.db.dialect.json_array_has("tickets.tags", "?"))
             args.append(tag)
         if text:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -280,7 +279,8 @@ class TicketStore:
     def _was_triaged(tx: Tx, ticket_id: int) -> bool:
         return tx.conn.execute(
             "SELECT 1 FROM events WHERE ticket_id = ? AND (kind = 'triaged' OR (kind = 'created' "
-            "AND json_extract(data, '$.triage') IS NOT NULL)) LIMIT 1", (ticket_id,)).fetchone() is not None
+            f"AND {tx.dialect.json_get('data', '$.triage')} IS NOT NULL)) LIMIT 1",
+            (ticket_id,)).fetchone() is not None
     def link(self, *, ticket_id: int, parent_id: int, actor: str) -> None:
         if ticket_id == parent_id:
             raise BadInput(f"cannot link {lifecycle.ref(ticket_id)} to itself")
@@ -354,8 +354,7 @@ class TicketStore:
     @staticmethod
     def next_id(tx: Tx) -> int:
         """The id the next new ticket gets: ids are intake's to give while it holds the write lock."""
-        seq = tx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
-        return (seq[0] if seq else 0) + 1
+        return tx.dialect.last_id(tx.conn, "tickets") + 1
 
     @staticmethod
     def insert_new(tx: Tx, fields: tuple[str, ...], *, rows: builtins.list[tuple]) -> None:

@@ -15,7 +15,7 @@ from ..domain import clock, lifecycle
 from ..errors import BadInput, NotFound
 from .migrations import DONE_SQL, OPEN_SQL
 from ..domain.lifecycle import more_urgent
-from .rows import Db, Tx, new_id, to_json
+from .rows import Db, Tx, to_json
 from ..triage import TICKET_FIELDS, Annotations, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
 
 if TYPE_CHECKING:
@@ -103,10 +103,10 @@ class TriageStore:
             comment = tx.clean(comment)
             cursor = tx.conn.execute(
                 "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (orjson.dumps([list(m) for m in matchers]).decode(), clock.iso(starts), clock.iso(ends), comment,
                  actor, tx.at))
-            silence_id = new_id(cursor)
+            silence_id = cursor.fetchone()[0]
             tx.event(None, "silence_added", {"silence": silence_id, "matchers": [list(m) for m in matchers],
                                              "starts_at": clock.iso(starts), "ends_at": clock.iso(ends),
                                              "comment": comment})
@@ -174,15 +174,16 @@ class TriageStore:
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
         last alert's annotations, and when they arrived; and each row as it is now. One at a
         time: a replay over a million tickets holds one."""
+        j = self.db.dialect.json_get
         columns = ", ".join(f"t.{c}" for c in (*TICKET_FIELDS, "id", "labels", "suppressed", "runbook", "parent_id", "created_at")
                             if c != "tags")
         sql = (f"SELECT {columns}, t.tags, "
                "(SELECT data FROM events WHERE ticket_id = t.id AND kind = 'created' ORDER BY id LIMIT 1) AS _created, "
-               "(SELECT json_extract(data, '$.set') FROM events WHERE ticket_id = t.id AND kind = 'enriched' "
+               f"(SELECT {j('data', '$.set')} FROM events WHERE ticket_id = t.id AND kind = 'enriched' "
                "ORDER BY id LIMIT 1) AS _enriched, "
                "(SELECT annotations FROM alerts WHERE ticket_id = t.id ORDER BY id DESC LIMIT 1) AS _annotations, "
-               "json_extract(c.data, '$.tier') AS _tier, json_extract(c.data, '$.dependents_total') AS _dependents, "
-               "json_extract(c.data, '$.ci') AS _ci "
+               f"{j('c.data', '$.tier')} AS _tier, {j('c.data', '$.dependents_total')} AS _dependents, "
+               f"{j('c.data', '$.ci')} AS _ci "
                "FROM tickets t LEFT JOIN ticket_context c ON c.ticket_id = t.id")
         if ticket_id is not None:
             rows = self.db.conn.execute(sql + " WHERE t.id = ?", (ticket_id,))

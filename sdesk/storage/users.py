@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BadInput, Conflict, NotFound
 from ..domain.lifecycle import NAME_MAX, blank, check_name
 from ..domain.roles import Access, check_role, desk_role_of_queue_user, known_assignee, user_key
-from .rows import Db, new_id
+from .rows import Db
 
 if TYPE_CHECKING:
     from ..domain.routing import OnCall
@@ -157,9 +157,9 @@ class UsersStore:
             if row is None:
                 raise NotFound(f"no user {name!r}: add them first (sdesk user add {name} --role agent)")
             label = tx.clean(label)
-            token_id = new_id(tx.conn.execute(
-                "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-                (user_key(name), label, token_hash(token), actor, tx.at)))
+            token_id = tx.conn.execute(
+                "INSERT INTO api_tokens (key, label, hash, created_by, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (user_key(name), label, token_hash(token), actor, tx.at)).fetchone()[0]
             # The token's sha256 (as the table keeps it, never the token): audit verify rebuilds
             # the table from these events, so a token row inserted by hand is caught.
             tx.event(None, "token_added", {"token": token_id, "user": row[0], "label": label,
