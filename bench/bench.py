@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from sdesk.intake.service import Intake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,8 +219,8 @@ def build_history(size: int, rebuild: bool, days: int = 730) -> Path:
     CSAT ratings and worklogs. Written with plain SQL: the intake path is measured elsewhere."""
     sys.path.insert(0, str(ROOT))
     from sdesk.domain import clock
-    from sdesk.store import Store
     from sdesk.storage.rows import GENESIS, event_hash, to_json
+    from sdesk.store import Store
 
     path = STORES / f"history{size}.db"
     if _fresh(path, rebuild, "SELECT count(*) FROM tickets", size):

@@ -13,13 +13,22 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import __version__
-from .domain import lifecycle
-from .errors import BadInput, ExitCode, SdeskError
-from .domain.lifecycle import Kind, Priority, Status
-from .domain.signals import FORMATS, Signal
+from .commands.common import (
+    COMMAND_PATH,
+    RootGroup,
+    note,
+    parse_labels,
+    print_json,
+    run_automation,
+    settings_of,
+    store_of,
+)
 from .desk import Desk
-from .commands.common import COMMAND_PATH, RootGroup, note, parse_labels, print_json, run_automation, settings_of, store_of
+from .domain import lifecycle
+from .domain.lifecycle import Kind, Priority, Status
 from .domain.plain import controls
+from .domain.signals import FORMATS, Signal
+from .errors import BadInput, ExitCode, SdeskError
 
 if TYPE_CHECKING:
     from .intake.formats import Record
@@ -263,8 +272,8 @@ def _new_from_payloads(settings: Desk, paths: list[Path | None], *, fmt: str, li
     """Read each path (None: stdin; a folder: its messages) in `fmt`, whole or a document per
     line; report each record as it is stored."""
     from . import files
-    from .intake.ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
     from .errors import StoreFault
+    from .intake.ingest import Summary, document_records, expand_paths, ingest, jsonl_chunks
 
     severity, options = settings.intake_options(record_all=record_resolved, reopen_days=reopen_days)
 

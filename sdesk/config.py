@@ -22,11 +22,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from . import files, triage
 from .domain import routing, runbooks, sla, yamlfile
 from .domain.cmdb import DEFAULT_MATCH_LABELS
-from .intake.enrich import EnrichOptions
-from .errors import At, BadInput
 from .domain.lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 from .domain.metrics import MAX_RATE, share
 from .domain.roles import DEFAULT_ROLE, check_role
+from .errors import At, BadInput
+from .intake.enrich import EnrichOptions
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -8,19 +8,20 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+from .desk import Desk
 from .domain import clock
+from .domain.lifecycle import ref
 from .errors import BadInput, Conflict, PermissionDenied
 from .intake.formats import parse_jsonl
-from .domain.lifecycle import ref
+from .intake.service import Intake
 from .services.starter import examples_dir  # noqa: F401 (also imported from here)
 from .store import Store
 from .triage import TriageConfig
-from .desk import Desk
-from .intake.service import Intake
 
 
 def _triage() -> TriageConfig:
-    from .validated import load_sla, load_triage as load
+    from .validated import load_sla
+    from .validated import load_triage as load
 
     path, sla = examples_dir() / "desk" / "triage.yaml", examples_dir() / "desk" / "sla.yaml"
     return load(path.read_text(encoding="utf-8"), str(path))._replace(
@@ -95,8 +96,8 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
 
     from rich.markup import escape
 
-    from .validated import find_runbook as find
     from .services.runner import prepare, resume, start
+    from .validated import find_runbook as find
 
     def echo(message: str) -> None:
         out.print("    " + escape(message), style="dim")
@@ -132,8 +133,8 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
 def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
     """`sdesk report` over the morning, and the P1's postmortem draft written beside the database."""
     from .render_report import print_report
-    from .validated import load_metrics
     from .services.reports import build, postmortem
+    from .validated import load_metrics
 
     desk = examples_dir() / "desk"
     config = load_metrics((desk / "metrics.yaml").read_text(encoding="utf-8"), str(desk / "metrics.yaml"))
@@ -326,8 +327,8 @@ def run_demo(db: Path | None) -> None:
             _tick(store, oncall, sla)
             say(f"{acker} acknowledges {ref(root)}: the escalation stops")
             out.print("\n[bold]sdesk sla[/] (the storm's incident: responded in 7 minutes of 15)")
-            from .render import print_sla
             from .domain.sla import assess, pauses, row
+            from .render import print_sla
 
             rows = [row(store.tickets.get_or_raise(ticket_id=root), policy, targets)
                     for t, policy, targets in assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]

@@ -166,8 +166,8 @@ class Desk:
         found or a bad roles.yaml does not stop the open; non-users are then viewers."""
         if self._store is None:
             from .domain.redact import redact
-            from .store import Store
             from .storage.rows import os_login
+            from .store import Store
 
             # The actor is an identifier, on every event and row, kept as given (events redact
             # their data, not who wrote them): one that holds a secret would be stored as it is.
@@ -284,7 +284,8 @@ class Desk:
 
     def _desk_file(self, name: str, path: Path) -> Any:
         if name == "intake":
-            from .config import IntakeConfig, load as load_intake
+            from .config import IntakeConfig
+            from .config import load as load_intake
 
             return load_intake(path.parent, "intake", IntakeConfig)
         if name == "triage":

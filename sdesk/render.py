@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .domain import clock
-from .domain.lifecycle import ref
 from .domain.events import _changes, _quoted, describe_event, event_sentence_fallback, local, reopened_at  # noqa: F401 - the faces' names for them
+from .domain.lifecycle import ref
 from .domain.plain import controls, plural, readable
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}

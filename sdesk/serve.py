@@ -18,9 +18,9 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -32,11 +32,11 @@ from starlette.routing import Route
 
 from .desk import Desk
 from .errors import NotFound, PermissionDenied, SdeskError, StoreFault
-from .intake.ingest import UNSTORABLE, document_records, kept_copy, receive_apart
 from .intake.formats import SEVERITY, Record
-from .store import Store
-from .storage.users import token_hash
+from .intake.ingest import UNSTORABLE, document_records, kept_copy, receive_apart
 from .intake.service import Intake
+from .storage.users import token_hash
+from .store import Store
 
 ROUTES = {"/alertmanager": "alertmanager", "/grafana": "grafana", "/tickets": "json", "/email": "email",
           "/v2/enqueue": "pagerduty", "/v2/change/enqueue": "pagerduty"}

@@ -17,14 +17,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-
-from .storage import migrations
-from .storage.dialect import SQLITE, Dialect
-from .errors import BadInput, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
 from .domain.roles import DEFAULT_ROLE, claim_refusal, user_key
+from .errors import BadInput, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
+from .storage import migrations
 from .storage.audit import AuditStore
 from .storage.classifier import ClassifierStore
 from .storage.cmdb import CmdbStore
+from .storage.dialect import SQLITE, Dialect
 from .storage.health import HealthStore
 from .storage.kb import KbStore
 from .storage.mail import MailStore

@@ -26,8 +26,8 @@ import orjson
 
 from .domain import clock, patterns
 from .domain.clock import WEEKDAYS
-from .errors import At, BadInput
 from .domain.lifecycle import NAME_MAX, Kind, Priority
+from .errors import At, BadInput
 
 TICKET_FIELDS = ("kind", "title", "description", "priority", "impact", "urgency", "category", "queue", "team",
                  "assignee", "service", "ci", "requester", "source", "fingerprint", "tags")

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from sdesk.storage import migrations
 from sdesk.errors import ExitCode
-from sdesk.store import Store
 from sdesk.intake.service import Intake
+from sdesk.storage import migrations
+from sdesk.store import Store
 
 
 def _tamper(db_path, sql, *args):

@@ -9,14 +9,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
 from sdesk.errors import ExitCode
-from sdesk.store import Store
-from sdesk.storage.rows import GENESIS, event_hash
 from sdesk.intake.service import Intake
+from sdesk.storage.rows import GENESIS, event_hash
+from sdesk.store import Store
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -375,8 +375,8 @@ OPS = st.one_of(
 def test_any_sequence_of_writes_verifies_clean(tmp_path_factory, ops):
     """The class of the defect: a write whose events do not say what it set. Random sequences of
     intake (with repeats: occurrences), moves, updates, comments and links always verify."""
-    from sdesk.errors import SdeskError
     from sdesk.domain.signals import Signal
+    from sdesk.errors import SdeskError
 
     with Store(tmp_path_factory.mktemp("ops") / "desk.db") as store:
         ids: list[int] = []

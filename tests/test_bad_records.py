@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import examples
-
 from test_serve import Server, count
 
 RUNS = itertools.count()
@@ -84,9 +83,9 @@ def test_text_that_no_parser_caught_is_found_in_its_batch_and_rejected_alone(db_
     """The store refuses a lone surrogate mid-batch (sqlite3, orjson, hashing); ingest then finds
     the records that cannot be stored by halves and keeps the rest."""
     from sdesk.domain.fields import check_ticket
-    from sdesk.intake.ingest import UNSTORABLE, ingest
-    from sdesk.intake.formats import Record
     from sdesk.domain.signals import Signal
+    from sdesk.intake.formats import Record
+    from sdesk.intake.ingest import UNSTORABLE, ingest
     from sdesk.store import Store
 
     titles = [f"ticket {n}" for n in range(9)]

@@ -12,13 +12,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
 from sdesk.domain import classifier
-from sdesk.errors import BadInput, ExitCode
 from sdesk.domain.labelled import read_labelled
+from sdesk.errors import BadInput, ExitCode
 from sdesk.store import Store
 
 pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")

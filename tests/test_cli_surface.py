@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from sdesk import __version__
 from sdesk.cli import app, ticket_from_flags
-from sdesk.errors import BadInput
 from sdesk.domain.lifecycle import WHITESPACE
 from sdesk.domain.models import TicketCreate
+from sdesk.errors import BadInput
 
 ROOT = Path(__file__).resolve().parent.parent
 

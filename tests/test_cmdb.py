@@ -5,9 +5,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
 from sdesk.domain.cmdb import Reached, match_keys, walk
 from sdesk.errors import ExitCode

@@ -7,9 +7,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
 from sdesk.errors import ExitCode
 from sdesk.intake.mail import html_to_text, parse_mail, parse_message, split_mbox

@@ -15,17 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import examples
 from typer.testing import CliRunner
 
-from sdesk.storage import migrations
 from sdesk.cli import app
-from sdesk.errors import ExitCode, ReadOnly, StoreFault
 from sdesk.domain.signals import Signal
-from sdesk.store import Store
+from sdesk.errors import ExitCode, ReadOnly, StoreFault
 from sdesk.intake.service import Intake
+from sdesk.storage import migrations
+from sdesk.store import Store
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89" + b"\x00" * 64
 

@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
 from sdesk.errors import BadInput, ExitCode
 from sdesk.intake.formats import SEVERITY, alertmanager_fingerprint, parse_document, parse_jsonl

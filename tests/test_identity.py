@@ -9,15 +9,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
-from sdesk.storage import migrations
-from sdesk.errors import ExitCode, PermissionDenied
 from sdesk.domain.roles import ROLES, Access, claim_refusal, refusal
-from sdesk.store import Store
+from sdesk.errors import ExitCode, PermissionDenied
+from sdesk.storage import migrations
 from sdesk.storage.rows import event_hash
+from sdesk.store import Store
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # the OS login these tests run as
 NOW = "2026-11-26T09:00:00Z"

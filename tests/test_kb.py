@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdesk.errors import ExitCode
 from sdesk.domain.kb import fts_query, parse_article
+from sdesk.errors import ExitCode
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ARTICLE = """---

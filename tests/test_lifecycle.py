@@ -1,18 +1,17 @@
 import sqlite3
 
 import hypothesis
-
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from conftest import examples
 
 from sdesk.domain import lifecycle
-from sdesk.errors import BadInput, Conflict, ExitCode, InvalidTransition, NotFound
 from sdesk.domain.lifecycle import MOVES, Status, blank
-from sdesk.store import Store
+from sdesk.errors import BadInput, Conflict, ExitCode, InvalidTransition, NotFound
 from sdesk.intake.service import Intake
+from sdesk.store import Store
 
 
 def test_a_ticket_walks_the_whole_lifecycle(cli):

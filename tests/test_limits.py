@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
 from sdesk.domain import patterns
 from sdesk.errors import BadInput, ExitCode
@@ -99,8 +99,8 @@ def test_any_pattern_the_desk_accepts_compiles_with_re2(pattern, value):
     matching it against any value answers (a lone surrogate included)."""
     import re2
 
-    from sdesk.validated import parse_runbook
     from sdesk.validated import load_triage as load
+    from sdesk.validated import parse_runbook
 
     accepted = []
     try:

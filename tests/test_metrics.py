@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sdesk.errors import ExitCode
 from sdesk.domain.metrics import nearest_rank
+from sdesk.errors import ExitCode
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 WINDOW = ["--since", "2026-11-02T00:00:00Z", "--until", "2026-11-03T00:00:00Z"]

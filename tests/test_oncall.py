@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdesk.errors import BadInput, ExitCode
 from sdesk.domain.routing import Override, on_call, shifts
+from sdesk.errors import BadInput, ExitCode
 from sdesk.validated import load_oncall as load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"

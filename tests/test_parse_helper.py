@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
 from sdesk.errors import SdeskError
-from sdesk.intake.ingest import READ_SIZE, jsonl_chunks
 from sdesk.intake.formats import SEVERITY
+from sdesk.intake.ingest import READ_SIZE, jsonl_chunks
 from sdesk.intake.parse_helper import PIECE, _feed, helper_chunks, parse_piece
 
 

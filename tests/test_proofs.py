@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import examples
-
 from test_serve import Server
 
 LOAD_SECONDS = float(os.environ.get("SDESK_PROOF_SECONDS", "30"))

@@ -12,12 +12,12 @@ from email import policy
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import examples
+from secrets_labelled import ORDINARY, PHRASINGS, _b64url, _luhn, corpus_texts, leaked
 
 from sdesk.domain.redact import _PATTERNS, _scan, might_hold_secrets, redact, redact_strings
-from secrets_labelled import ORDINARY, PHRASINGS, _b64url, _luhn, corpus_texts, leaked
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 rng = random.Random(42)

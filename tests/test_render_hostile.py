@@ -11,8 +11,8 @@ import json
 import pytest
 
 from sdesk.domain.plain import controls, csv_cell
-from sdesk.store import Store
 from sdesk.intake.service import Intake
+from sdesk.store import Store
 
 ESC = "\x1b"
 RETITLE = "\x1b]0;pwned\x07"
@@ -174,9 +174,9 @@ def test_the_tui_starts_for_an_actor_with_markup_and_shows_a_markup_actor(db_pat
 
 # -- the class: random markup and control characters through every renderer ------------------------
 
+from conftest import examples  # noqa: E402
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from conftest import examples
 
 PIECES = ["[", "]", "[/x]", "[/]", "[bold]", "[red]", "[link=https://evil.example]", "[@click=app.quit]",
           "[@click=screen.dismiss]", ":fire:", "\\", "\\[", "*", "`", "#", "|", "%s", "=", "@", "-",

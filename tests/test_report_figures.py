@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sdesk.errors import ExitCode
 from sdesk.domain.metrics import Targets, pager_kpis
+from sdesk.errors import ExitCode
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"
 

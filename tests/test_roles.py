@@ -4,15 +4,14 @@ import json
 import sqlite3
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import examples
-
-from sdesk.errors import ExitCode
-from sdesk.domain.roles import RANK, ROLES, Access
-from sdesk.intake.service import Intake
-
 from test_serve import Server
+
+from sdesk.domain.roles import RANK, ROLES, Access
+from sdesk.errors import ExitCode
+from sdesk.intake.service import Intake
 
 
 def refusals(db):
@@ -210,9 +209,9 @@ def test_a_role_allows_exactly_what_its_rank_reaches(role, queues, need, queue):
 def test_opening_a_ticket_needs_the_agent_role_on_its_queue(tmp_path_factory, desk_role, queue_roles, queue, duplicate_of):
     """A new ticket: the role on the queue it is filed into (the desk's role when none). An
     alert arriving again for an open ticket touches that ticket: the role on its queue."""
-    from sdesk.errors import PermissionDenied
     from sdesk.domain.fields import check_ticket
     from sdesk.domain.signals import Signal
+    from sdesk.errors import PermissionDenied
     from sdesk.store import Store
 
     with Store(tmp_path_factory.mktemp("desk") / "sdesk.db") as store:

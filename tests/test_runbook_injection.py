@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import examples
 
-from sdesk.errors import BadInput, ExitCode
 from sdesk.domain.runbook_argv import DATA_PROGRAMS, known, program_name
-from sdesk.validated import parse_runbook as parse
+from sdesk.errors import BadInput, ExitCode
+from sdesk.intake.service import Intake
 from sdesk.services.runner import prepare, start
 from sdesk.store import Store
-from sdesk.intake.service import Intake
+from sdesk.validated import parse_runbook as parse
 
 
 @pytest.fixture

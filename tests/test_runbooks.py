@@ -13,18 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from conftest import examples
 
-from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
 from sdesk.domain.runbooks import resolve_params
-from sdesk.validated import parse_runbook as parse
+from sdesk.errors import BadInput, Conflict, ExitCode, PermissionDenied
+from sdesk.intake.service import Intake
 from sdesk.services.runner import prepare, resume, start
 from sdesk.store import Store
-from sdesk.intake.service import Intake
+from sdesk.validated import parse_runbook as parse
 
 PY = json.dumps(sys.executable)
 

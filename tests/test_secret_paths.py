@@ -17,9 +17,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from secrets_labelled import leaked, plant_all
 
 from sdesk.domain.redact import redact
-from secrets_labelled import leaked, plant_all
 
 Planted = list[tuple[str, str, str]]  # (phrasing, text, value)
 PATHS: dict[str, Callable[..., None]] = {}

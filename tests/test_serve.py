@@ -16,8 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from sdesk.errors import (AuditBroken, BadInput, Conflict, InvalidTransition, NotFound, NotSdesk, PatternError,
-                          PermissionDenied, ReadOnly, SchemaTooNew, SdeskError, StoreFault)
+from sdesk.errors import (
+    AuditBroken,
+    BadInput,
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    NotSdesk,
+    PatternError,
+    PermissionDenied,
+    ReadOnly,
+    SchemaTooNew,
+    SdeskError,
+    StoreFault,
+)
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdesk.errors import BadInput, ExitCode
 from sdesk.domain.sla import clocks, working_time
+from sdesk.errors import BadInput, ExitCode
 from sdesk.validated import load_sla as load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "desk"

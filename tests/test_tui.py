@@ -15,10 +15,10 @@ from textual.widgets import DataTable, Static
 from textual.worker import WorkerCancelled
 
 from sdesk.errors import BadInput
+from sdesk.intake.service import Intake
 from sdesk.store import Store
 from sdesk.tui.app import HelpScreen, TicketScreen, make_app
 from sdesk.tui.filters import parse
-from sdesk.intake.service import Intake
 
 
 def pilot_test(body):

@@ -8,13 +8,13 @@ import re
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+from test_tui import pilot_test, settle, status_of, tickets
 from textual.widgets import DataTable
 
+from sdesk.intake.service import Intake
 from sdesk.store import Store
 from sdesk.tui.app import make_app
 from sdesk.tui.columns import PAD, TITLE_MIN, important, layout
-from sdesk.intake.service import Intake
-from test_tui import pilot_test, settle, status_of, tickets
 
 IMPORTANT = ("ID", "PRI", "STATUS", "ASSIGNEE", "AGE", "SLA")
 

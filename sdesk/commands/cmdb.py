@@ -86,8 +86,8 @@ def add(
 
     Example: sdesk cmdb add orders-api --type service --tier 2 --team payments --alias orders
     """
-    from .common import parse_labels
     from ..domain.cmdb import check_ci
+    from .common import parse_labels
 
     ci = check_ci({"name": name, "type": type_, "tier": tier, "team": team, "environment": environment,
                    "aliases": alias, "attributes": parse_labels(attribute)})

@@ -88,9 +88,9 @@ def restore(
     import shutil
     import tempfile
 
+    from ..domain.plain import plural
     from ..storage import migrations
     from ..storage.desk_file import check_file
-    from ..domain.plain import plural
     from ..store import Store
 
     settings = settings_of(ctx)

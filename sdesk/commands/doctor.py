@@ -16,8 +16,8 @@ from ..services.starter import config_files
 from .common import print_json, settings_of
 
 if TYPE_CHECKING:
-    from ..domain.health import Finding
     from ..desk import Desk
+    from ..domain.health import Finding
 
 app = typer.Typer(add_completion=False)
 

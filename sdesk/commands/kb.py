@@ -7,8 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import BadInput, ExitCode, SdeskError
 from ..desk import read_text
+from ..errors import BadInput, ExitCode, SdeskError
 from .common import Group, note, print_json, settings_of, store_of
 
 app = typer.Typer(cls=Group, name="kb", no_args_is_help=True,
@@ -25,8 +25,8 @@ def _read_source(path: Optional[Path], initial: str) -> tuple[str, str]:
 
         return read_text(path, MAX_BYTES), str(path)
     if path is not None or not sys.stdin.isatty():
-        from ..files import stdin_text
         from ..domain.kb import MAX_BYTES
+        from ..files import stdin_text
 
         return stdin_text(MAX_BYTES), "stdin"
     return _edit(initial), "editor"

@@ -149,7 +149,6 @@ def service(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A serv
     Example: sdesk report service checkout --since 14d
     """
     from ..domain import clock
-
     from ..services.reports import service_scope
 
     settings = settings_of(ctx)

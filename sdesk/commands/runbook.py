@@ -81,7 +81,8 @@ def validate(ctx: typer.Context, name: Annotated[Optional[str], typer.Argument(h
     Example: sdesk --config examples/desk runbook validate
     """
     from ..domain.runbooks import missing_commands
-    from ..validated import find_runbook as find, load_runbooks as load_folder
+    from ..validated import find_runbook as find
+    from ..validated import load_runbooks as load_folder
 
     if name is not None:
         runbooks, errors = {name: find(_folder(ctx), name)}, []
@@ -154,9 +155,9 @@ def run(
     Example: sdesk runbook run clean-tmp --ticket SD-42 --param days=3 --yes
     """
     from ..domain.lifecycle import parse_id
-    from ..render import print_plan, console
-    from ..validated import find_runbook as find
+    from ..render import console, print_plan
     from ..services.runner import prepare, start
+    from ..validated import find_runbook as find
 
     settings = settings_of(ctx)
     store = settings.store()
@@ -204,8 +205,8 @@ def approve(
     Example: sdesk runbook approve 7   (run by an approver other than who started it)
     """
     from ..render import console, print_plan
-    from ..validated import find_runbook as find
     from ..services.runner import resume
+    from ..validated import find_runbook as find
 
     settings = settings_of(ctx)
     store = settings.store()

@@ -10,6 +10,7 @@ import typer
 from ..errors import BadInput
 from .common import Group, note, print_json, settings_of, store_of
 
+
 class TriageGroup(Group):
     """`sdesk triage ID` re-triages a ticket; `train` and `eval` are the classifier's."""
 
@@ -145,7 +146,6 @@ def train(
 
 def _train(field: str, texts: list[str], labels: list[str]) -> Any:
     from ..domain.classifier import train as fit
-
     from ..domain.plain import plural
     note(f"{field}: training on {plural(len(texts), 'ticket')}")
     return fit(texts, labels, progress=lambda message: note(f"{field}: {message}"))

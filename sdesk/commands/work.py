@@ -79,8 +79,8 @@ def change_new(
 def _check_freeze(settings, ci: str, force: bool) -> None:
     """A CI whose SLO's error budget is spent (or burning at twice its pace) is frozen: by its
     `freeze` setting, a change on it is refused (unless --force) or warned about."""
-    from ..errors import Conflict
     from ..domain.sla import budget
+    from ..errors import Conflict
 
     config = settings.sla_config()
     if not config.slos:

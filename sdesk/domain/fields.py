@@ -10,7 +10,15 @@ from typing import Any
 
 from ..errors import BadInput
 from .lifecycle import (
-    DEFAULT_KIND, DEFAULT_PRIORITY, FINGERPRINT_MAX, NAME_MAX, TITLE_MAX, WHITESPACE, Kind, Priority, blank,
+    DEFAULT_KIND,
+    DEFAULT_PRIORITY,
+    FINGERPRINT_MAX,
+    NAME_MAX,
+    TITLE_MAX,
+    WHITESPACE,
+    Kind,
+    Priority,
+    blank,
 )
 
 NAMES = ("category", "service", "ci", "queue", "requester")

@@ -171,8 +171,8 @@ def _paging(oncall: OnCall | None, *, urgent_open: int, broken: bool, command_fo
 
 
 def _last_ran(state: Mapping[str, tuple[str, str]], key: str) -> datetime | None:
-    from . import clock
     from ..errors import BadInput
+    from . import clock
 
     if key not in state:
         return None

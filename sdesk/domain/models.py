@@ -10,7 +10,17 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from .lifecycle import DEFAULT_KIND, DEFAULT_PRIORITY, FINGERPRINT_MAX, NAME_MAX, TITLE_MAX, Kind, Priority, Status, blank
+from .lifecycle import (
+    DEFAULT_KIND,
+    DEFAULT_PRIORITY,
+    FINGERPRINT_MAX,
+    NAME_MAX,
+    TITLE_MAX,
+    Kind,
+    Priority,
+    Status,
+    blank,
+)
 
 
 def _shows(text: str) -> str:

@@ -15,10 +15,9 @@ from collections.abc import Iterable
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
 
+from ..errors import At, BadInput
 from .clock import WEEKDAYS, zone_of
-from ..errors import BadInput
 from .lifecycle import MAX_SETTING_DAYS
-from ..errors import At
 
 WEEKDAY_NAMES = frozenset([*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
 _LENGTH = re.compile(r"^\s*([0-9]+)\s*([hdw])\s*$")

@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, NamedTuple
 
+from ..errors import At, BadInput
 from .clock import WEEKDAYS, zone_of
-from ..errors import BadInput
-from ..errors import At
 from .lifecycle import MAX_SETTING_DAYS, Priority, Status
 
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([mhdw])\s*$")

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..domain import clock
-from ..errors import BadInput
 from ..domain.cmdb import DEFAULT_MATCH_LABELS, match_keys
 from ..domain.kb import fts_query, terms
+from ..errors import BadInput
 
 if TYPE_CHECKING:
     from ..store import Store

@@ -13,17 +13,17 @@ v2 (and its v1 webhooks), Grafana (unified alerting and legacy), Opsgenie alert 
 import functools
 import hashlib
 import json
-
-import orjson
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+import orjson
+
 from ..domain import clock
-from ..errors import BadInput
 from ..domain.fields import check_ticket
 from ..domain.lifecycle import TITLE_MAX
 from ..domain.redact import might_hold_secrets
 from ..domain.signals import Alert, Signal
+from ..errors import BadInput
 
 # Severity words as monitoring tools spell them -> priority. Unknown words give P3.
 SEVERITY = {

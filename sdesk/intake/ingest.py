@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from ..domain.redact import redact
 from ..files import more_ready
 from .formats import SEVERITY, Record, parse_document, parse_jsonl
-from ..domain.redact import redact
 from .service import Intake
 
 if TYPE_CHECKING:

@@ -19,10 +19,10 @@ from email.utils import getaddresses, parseaddr
 from html.parser import HTMLParser
 from typing import Any
 
-from .formats import Record, ticket_record
 from ..domain.lifecycle import TITLE_MAX, blank
 from ..domain.redact import redact
 from ..domain.signals import Signal
+from .formats import Record, ticket_record
 
 TICKET_TAG = re.compile(r"\[SD-(\d{1,18})\]", re.IGNORECASE)  # 19 digits and more: no ticket SQLite can hold
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|antw|antwort|sv|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)

@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import IO, TYPE_CHECKING, BinaryIO
 
+from ..domain.signals import Alert, Signal
 from ..errors import SdeskError
 from ..files import more_ready
 from .formats import Record, parse_jsonl
-from ..domain.signals import Alert, Signal
 
 if TYPE_CHECKING:
     import subprocess

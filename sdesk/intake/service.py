@@ -16,21 +16,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..domain import clock, lifecycle
-from ..errors import Conflict
 from ..domain.lifecycle import more_urgent
 from ..domain.redact import might_hold_secrets, redact_strings
 from ..domain.roles import RANK
 from ..domain.signals import Alert, Signal
+from ..errors import Conflict
 from ..storage.rows import Tx, to_json
 from ..storage.runbooks import lock_key
 from ..storage.tickets import _SETTABLE, CREATE_FIELDS, ticket_text
 from ..triage import Annotations, Matcher, TriageConfig, decide, matches
 
 if TYPE_CHECKING:
-    from .enrich import EnrichOptions, Enricher
-    from ..store import Store
     from ..storage.runbooks import RunbookStore
     from ..storage.tickets import TicketStore
+    from ..store import Store
+    from .enrich import Enricher, EnrichOptions
 
 
 @functools.lru_cache(maxsize=4096)
@@ -451,7 +451,7 @@ class Intake:
         has_cmdb, has_kb = self.store.cmdb.has_cis(), self.store.kb.has_articles()
         if not (has_cmdb or has_kb):
             return None
-        from .enrich import EnrichOptions, Enricher
+        from .enrich import Enricher, EnrichOptions
 
         return Enricher(self.store, enrich if isinstance(enrich, EnrichOptions) else EnrichOptions(),
                         has_cmdb=bool(has_cmdb), has_kb=bool(has_kb))

@@ -8,8 +8,8 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..domain import clock, metrics
-from ..errors import BadInput, NotFound
 from ..domain.plain import controls
+from ..errors import BadInput, NotFound
 
 if TYPE_CHECKING:
     from ..domain.sla import Calendar, SlaConfig
@@ -182,9 +182,9 @@ def _linked_by(events: list[dict[str, Any]], parent: int) -> str | None:
 
 def postmortem(store: Store, ticket_id: int, sla: SlaConfig) -> str:
     """A Markdown draft for an incident's postmortem, from what the desk recorded."""
+    from ..domain.events import describe_event, reopened_at
     from ..domain.lifecycle import ref
     from ..domain.plain import plural
-    from ..domain.events import describe_event, reopened_at
     from ..domain.sla import clocks
 
     t = store.tickets.get_or_raise(ticket_id=ticket_id)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..domain import clock, lifecycle
-from ..errors import BadInput, Conflict
 from ..domain.redact import redact
 from ..domain.runbooks import Runbook, check_runnable, describe, params_env, plan, resolve_params
+from ..errors import BadInput, Conflict
 from ..storage.runbooks import lock_key
 
 if TYPE_CHECKING:

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import BadInput, NotFound
 from ..domain.lifecycle import parse_ref
+from ..errors import BadInput, NotFound
 from .rows import Db
 
 if TYPE_CHECKING:
     from .cmdb import CmdbStore
-    from .tickets import TicketStore
     from .rows import Tx as _Tx
+    from .tickets import TicketStore
 
 CONTENT = ("title", "body", "tags", "cis", "owner", "review_days")
 SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # marks around matched words in snippets

@@ -13,8 +13,8 @@ from .rows import Db, Tx
 if TYPE_CHECKING:
     import sqlite3
 
-    from .tickets import TicketStore
     from ..domain.routing import OnCall, Override
+    from .tickets import TicketStore
 
 
 # A child whose parent covers it does not page: the parent is at least as urgent and is
@@ -194,9 +194,9 @@ class OnCallStore:
         """Move a ticket to its next escalation level now (`sdesk tick` pages it): that step as
         (round, level), as `pages` numbers it. Past the policy's last step (its levels, repeated)
         there is none: a Conflict, and nothing is recorded."""
-        from ..errors import Conflict
         from ..domain.escalation import policy_for
         from ..domain.lifecycle import ref
+        from ..errors import Conflict
 
         with self.db.write(actor) as tx:
             t = self.tickets._current(tx, ticket_id)
@@ -346,8 +346,8 @@ class OnCallStore:
 
     def assign_auto(self, *, ticket_id: int, config: OnCall, actor: str) -> dict[str, Any]:
         """Assign a ticket by its queue's strategy (oncall, round_robin, least_loaded)."""
-        from ..errors import BadInput
         from ..domain.lifecycle import ref
+        from ..errors import BadInput
 
         with self.db.write(actor) as tx:
             t = self.tickets._current(tx, ticket_id)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..domain import lifecycle
-from ..errors import BadInput, Conflict, NotFound
 from ..domain.fields import check_ticket
+from ..errors import BadInput, Conflict, NotFound
 from .rows import Db
 
 if TYPE_CHECKING:
-    from .tickets import TicketStore
     from .rows import Tx as _Tx
+    from .tickets import TicketStore
 
 
 

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..domain import clock, lifecycle
-from ..errors import Conflict, NotFound, PermissionDenied
-from ..domain.roles import user_key
 from ..domain.redact import redact_strings
+from ..domain.roles import user_key
+from ..errors import Conflict, NotFound, PermissionDenied
 from .rows import Db
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from .tickets import TicketStore
     from .rows import Tx as _Tx
+    from .tickets import TicketStore
 
 ACTIVE = ("running", "waiting")  # the statuses that hold their CI's lock
 ENDED = ("succeeded", "stopped", "failed", "interrupted", "rejected", "refused")

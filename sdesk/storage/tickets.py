@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import builtins  # `list` in this class's annotations is its method
 import functools
+import sqlite3
 from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
 
-import sqlite3
-
 from ..domain import lifecycle
-from ..errors import BadInput, Conflict, NotFound
-from .migrations import OPEN_SQL
 from ..domain.lifecycle import more_urgent
 from ..domain.redact import might_hold_secrets, redact_strings
+from ..errors import BadInput, Conflict, NotFound
+from .migrations import OPEN_SQL
 from .rows import JSON_FIELDS, Db, Tx, event_row, insert_rows, ticket_row, to_json
 
 CREATE_FIELDS = (

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..domain import clock, lifecycle
-from ..errors import BadInput, NotFound
-from .migrations import DONE_SQL, OPEN_SQL
 from ..domain.lifecycle import more_urgent
-from .rows import Db, Tx, to_json
+from ..errors import BadInput, NotFound
 from ..triage import TICKET_FIELDS, Annotations, Matcher, Stored, TriageConfig, arrival, changes, decide, matches
+from .migrations import DONE_SQL, OPEN_SQL
+from .rows import Db, Tx, to_json
 
 if TYPE_CHECKING:
     from .classifier import ClassifierStore

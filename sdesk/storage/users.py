@@ -7,9 +7,9 @@ import sqlite3
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadInput, Conflict, NotFound
 from ..domain.lifecycle import NAME_MAX, blank, check_name
 from ..domain.roles import Access, check_role, desk_role_of_queue_user, known_assignee, user_key
+from ..errors import BadInput, Conflict, NotFound
 from .rows import Db
 
 if TYPE_CHECKING:

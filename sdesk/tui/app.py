@@ -15,17 +15,17 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.worker import get_current_worker
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Input, Label, Static
+from textual.worker import get_current_worker
 
 from ..desk import Desk
-from ..errors import SdeskError
 from ..domain.lifecycle import ref
 from ..domain.plain import controls, plural
+from ..errors import SdeskError
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
 from .columns import layout
 from .keybar import KeyBar
@@ -634,8 +634,8 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
 
 def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callable[[Any], Any]:
     """The store call for a modal's values, checked first (BadInput: nothing is sent)."""
-    from ..errors import BadInput
     from ..domain.lifecycle import Priority, parse_id
+    from ..errors import BadInput
 
     actor = app.actor
     first = values[0].strip()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BadInput
 from ..domain.lifecycle import Kind, Priority, Status
+from ..errors import BadInput
 
 KEYS = {"p": "priority", "priority": "priority", "s": "status", "status": "status", "q": "queue", "queue": "queue",
         "a": "assignee", "assignee": "assignee", "service": "service", "ci": "ci", "t": "tag", "tag": "tag",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+
 class KeyBar(Static):
     # Up to seven lines: an 80-column terminal needs five for the queue's keys, a 60-column one seven.
     DEFAULT_CSS = """

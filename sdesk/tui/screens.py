@@ -16,9 +16,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Log, Static
 
-from ..errors import SdeskError
 from ..domain.lifecycle import ref
 from ..domain.plain import controls
+from ..errors import SdeskError
 from .keybar import KeyBar
 from .reported import reported
 
@@ -160,8 +160,8 @@ class KbScreen(Screen):
     @work(thread=True, exclusive=True)
     @reported(title="search")
     def _search(self, text: str) -> None:
-        from ..errors import BadInput
         from ..domain.kb import fts_query
+        from ..errors import BadInput
 
         every = fts_query(text)
         if every is None:
@@ -236,8 +236,8 @@ class RunbookScreen(Screen):
 
     @work(thread=True, exclusive=True)
     def _run(self, dry_run: bool) -> None:
-        from ..render import print_plan
         from ..domain.runbooks import find
+        from ..render import print_plan
         from ..services.runner import prepare, start
 
         app = self.app  # the runner's thread must not look it up (the screen may be gone by then)
