@@ -187,3 +187,19 @@ def test_the_sqlite_only_scan_sees_each_construct():
     rules = [re.compile(pattern) for pattern in SQLITE_ONLY.values()]
     assert [line for line in caught if not any(rule.search(line) for rule in rules)] == []
     assert [line for line in portable if any(rule.search(line) for rule in rules)] == []
+
+
+def test_the_architecture_page_names_every_package_and_only_what_exists():
+    """docs/architecture.md is kept true (issue 20): every package and top-level module of sdesk
+    is on it, and every sdesk path it names exists."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`(sdesk/[\w/.]*)`", page))
+    assert named, "the page names no sdesk path"
+    missing = sorted(p for p in named if not (root / p.rstrip("/")).exists())
+    assert missing == []
+    sdesk = root / "sdesk"
+    rooms = [f"sdesk/{p.name}/" for p in sdesk.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
+    rooms += [f"sdesk/{p.name}" for p in sdesk.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    unnamed = sorted(r for r in rooms if f"`{r}`" not in page and f"`{r.rstrip('/')}`" not in page)
+    assert unnamed == []
