@@ -176,7 +176,9 @@ class Desk:
             path = self.db_path()
             # A config folder named wrong (or a bad roles.yaml in it) is refused before a new desk is made.
             role = self._default_role(strict_config) if self._given is not None else None
-            store = Store(path, init_empty=init_empty,
+            from .services.processes import LOCAL
+
+            store = Store(path, init_empty=init_empty, processes=LOCAL,
                           create=create if create is not None else " ".join(self.command) in CREATES)
             self._store = store
             try:
@@ -196,10 +198,11 @@ class Desk:
         stay in theirs), acting as store() does (the face opened that first, in its own thread);
         `claimed=False`: writes are not held to the OS login (serve's actors come from tokens).
         The caller closes it."""
+        from .services.processes import LOCAL
         from .store import Store
 
         main = self.store()
-        store = Store(self.db_path(), main.default_role, create=False)
+        store = Store(self.db_path(), main.default_role, create=False, processes=LOCAL)
         store.claimed = main.claimed if claimed else None
         return store
 

@@ -31,7 +31,7 @@ from .storage.metrics import MetricsStore
 from .storage.oncall import OnCallStore
 from .storage.problems import ProblemStore
 from .storage.rows import Refused, Tx
-from .storage.runbooks import RunbookStore
+from .storage.runbooks import Processes, RunbookStore
 from .storage.sla import SlaStore
 from .storage.tickets import TicketStore
 from .storage.triage import TriageStore
@@ -271,11 +271,13 @@ class Store:
     claimed: str | None = None
 
     def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE, *, init_empty: bool = False,
-                 create: bool = True):
+                 create: bool = True, processes: Processes | None = None):
         """Open the sdesk database at `path`, making it when there is no file there (unless not
         `create`: then that is NotFound, and nothing is made). Any other file (an empty one too,
         unless `init_empty`) is refused, never initialised. A file this process cannot write is
-        opened read-only: reads work and writes are refused."""
+        opened read-only: reads work and writes are refused. `processes`: the runner's view of
+        this host's processes (services/processes.LOCAL), for runs whose process died; without
+        it no run is known to have died (storage/runbooks.NoProcesses)."""
         self.path = Path(path)
         self.dialect: Dialect = SQLITE  # what is SQLite's own in the SQL (dialect.py); parts reach it as db.dialect
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
@@ -291,7 +293,7 @@ class Store:
         self.metrics = MetricsStore(self, tickets=tickets)
         self.oncall = OnCallStore(self, tickets=tickets)
         self.problems = ProblemStore(self, tickets=tickets)
-        self.runbooks = RunbookStore(self, tickets=tickets)
+        self.runbooks = RunbookStore(self, tickets=tickets, processes=processes)
         self.sla = SlaStore(self)
         self.triage = TriageStore(self, classifier=self.classifier, sla=self.sla, tickets=tickets)
         self.users = UsersStore(self)

@@ -21,6 +21,7 @@ from ..domain.redact import redact
 from ..domain.runbooks import Runbook, check_runnable, describe, params_env, plan, resolve_params
 from ..errors import BadInput, Conflict
 from ..storage.runbooks import lock_key
+from .processes import proc_start
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -359,7 +360,7 @@ class Execution:
         status, code, attempt = "failed", None, 0
 
         def running(pid: int) -> None:
-            self.store.runbooks.run_step_process(self.id, seq=seq, pid=pid, actor=self.actor)
+            self.store.runbooks.run_step_process(self.id, seq=seq, pid=pid, start=proc_start(pid), actor=self.actor)
 
         try:
             for attempt in range(1, attempts + 1):

@@ -4,9 +4,8 @@ process died. Every change is one transaction that also writes the ticket's time
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -44,56 +43,35 @@ def lock_key(ci: str | None, fingerprint: str | None, ticket_id: int) -> str:
     return f"ci:{ci}" if ci else f"alert:{fingerprint}" if fingerprint else f"ticket:{ticket_id}"
 
 
-def _proc_start(pid: int) -> str | None:
-    """When a process started (Linux: clock ticks since boot), to tell it from a later process
-    that reuses its pid; None where /proc does not say."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+class Processes(Protocol):
+    """The operating system's side of runs, which the runner owns (services/processes.py) and
+    hands to the store (Store(processes=...)): whether a run's recorded process still lives,
+    stopping the command a dead run left behind, and who this process is. The store records
+    runs; it never reads /proc or sends a signal itself."""
+
+    host: str
+
+    def alive(self, pid: int, start: str | None) -> bool: ...
+
+    def stop_group(self, pgid: int, start: str | None) -> None: ...
+
+    def this_process(self) -> dict[str, Any]: ...
+
+
+class NoProcesses:
+    """A store opened without the runner's view of processes (a library user, a backup being
+    checked): no run is known to have died, and a run opened records no process."""
+
+    host = ""
+
+    def alive(self, pid: int, start: str | None) -> bool:
+        return True
+
+    def stop_group(self, pgid: int, start: str | None) -> None:
         return None
 
-
-def _alive(pid: int, start: str | None) -> bool:
-    if start is not None:
-        return _proc_start(pid) == start
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stop_group(pgid: int, start: str | None) -> None:
-    """Stop the process group a dead run's command led, if it is still that group: its
-    leader alive with the same start time, or gone while the group lives on (a pid is not
-    reused while a group bears it)."""
-    import signal
-    import time
-
-    leader = _proc_start(pgid)
-    if leader is not None and start is not None and leader != start:
-        return  # the pid belongs to another process now
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        for _ in range(20):
-            time.sleep(0.05)
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
-                return
-
-
-def this_process() -> dict[str, Any]:
-    import socket
-
-    pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "proc_start": _proc_start(pid)}
+    def this_process(self) -> dict[str, Any]:
+        return {"pid": None, "host": None, "proc_start": None}
 
 
 def _disabled_reason(row: Any, runbook: str) -> str | None:
@@ -101,16 +79,6 @@ def _disabled_reason(row: Any, runbook: str) -> str | None:
         return None
     what = "all runbooks are disabled" if row[0] == "*" else f"runbook {runbook} is disabled"
     return f"{what} (by {row[1]}{': ' + row[2] if row[2] else ''})"
-
-
-def _dead_runs(conn: sqlite3.Connection) -> list[Any]:
-    """Runs recorded as running on this host whose process is gone."""
-    import socket
-
-    host = socket.gethostname()
-    return [row for row in conn.execute("SELECT * FROM runbook_runs WHERE status = 'running'").fetchall()
-            if row["pid"] is not None and row["host"] == host and row["pid"] != os.getpid()
-            and not _alive(row["pid"], row["proc_start"])]
 
 
 def _died(run: Any) -> str:
@@ -138,9 +106,17 @@ def _run(row: Any) -> dict[str, Any]:
 
 
 class RunbookStore:
-    def __init__(self, db: Db, *, tickets: TicketStore) -> None:
+    def __init__(self, db: Db, *, tickets: TicketStore, processes: Processes | None = None) -> None:
         self.db = db
         self.tickets = tickets
+        self.processes: Processes = processes or NoProcesses()
+
+    def _dead_runs(self, conn: sqlite3.Connection) -> list[Any]:
+        """Runs recorded as running on this host whose process is gone (the runner says which)."""
+        me = self.processes.this_process()["pid"]
+        return [row for row in conn.execute("SELECT * FROM runbook_runs WHERE status = 'running'").fetchall()
+                if row["pid"] is not None and row["host"] == self.processes.host and row["pid"] != me
+                and not self.processes.alive(row["pid"], row["proc_start"])]
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -159,7 +135,7 @@ class RunbookStore:
                        "dry_run": int(dry_run), "automated": int(automated), "actor": actor,
                        "plan": orjson.dumps(tx.clean(plan, ticket_id)).decode(), "reason": tx.clean(reason, ticket_id),
                        "started_at": tx.at,
-                       "ended_at": tx.at if reason else None, **({} if reason else this_process())}
+                       "ended_at": tx.at if reason else None, **({} if reason else self.processes.this_process())}
             if queued_id is not None:
                 claimed = tx.conn.execute(f"UPDATE runbook_runs SET {', '.join(f'{c} = ?' for c in columns)} "
                                           "WHERE id = ? AND status = 'queued'", (*columns.values(), queued_id)).rowcount
@@ -219,12 +195,13 @@ class RunbookStore:
                             "actor) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                             (run_id, seq, step["id"], step["kind"], phase, tx.clean(command), tx.at, actor))
 
-    def run_step_process(self, run_id: int, *, seq: int, pid: int, actor: str) -> None:
-        """The process a step's command runs as: a run found dead stops it (`_reap`)."""
+    def run_step_process(self, run_id: int, *, seq: int, pid: int, start: str | None, actor: str) -> None:
+        """The process a step's command runs as (`start`: when it started, as the runner reads
+        it): a run found dead stops it (`_reap`)."""
         with self.db.write(actor) as tx:
             self._run_row(tx, run_id)
             tx.conn.execute("UPDATE runbook_steps SET pid = ?, proc_start = ? WHERE run_id = ? AND seq = ?",
-                            (pid, _proc_start(pid), run_id, seq))
+                            (pid, start, run_id, seq))
 
     def run_disabled(self, runbook: str) -> str | None:
         """Why the kill switch stops this runbook now, or None."""
@@ -318,7 +295,7 @@ class RunbookStore:
                 tx.conn.execute("INSERT INTO runbook_steps (run_id, seq, step_id, kind, phase, status, started_at, "
                                 "ended_at, actor) VALUES (?, ?, ?, ?, 'main', ?, ?, ?, ?)",
                                 (run_id, seq, step["id"], step["kind"], status, tx.at, tx.at, actor))
-                process = this_process()
+                process = self.processes.this_process()
                 tx.conn.execute("UPDATE runbook_runs SET status = 'running', waiting_for = NULL, step = step + 1, "
                                 "pid = ?, host = ?, proc_start = ? WHERE id = ?",
                                 (process["pid"], process["host"], process["proc_start"], run_id))
@@ -364,18 +341,18 @@ class RunbookStore:
     def reap_runs(self, *, actor: str) -> int:
         """End the runs whose process died (killed, crashed): they are interrupted, and their
         locks released. Returns how many. `tick` calls it; reads only show such runs as ended."""
-        if not _dead_runs(self.db.conn):  # a read first: tick runs every minute, and seldom finds any
+        if not self._dead_runs(self.db.conn):  # a read first: tick runs every minute, and seldom finds any
             return 0
         # Recording that a dead process is dead is housekeeping: any role's tick may do it.
         with self.db.write(actor, need="viewer") as tx:
             return self._reap(tx)
 
     def _reap(self, tx: _Tx) -> int:
-        dead = _dead_runs(tx.conn)
+        dead = self._dead_runs(tx.conn)
         for run in dead:
             for pid, start in tx.conn.execute("SELECT pid, proc_start FROM runbook_steps WHERE run_id = ? "
                                               "AND status = 'running' AND pid IS NOT NULL", (run["id"],)).fetchall():
-                _stop_group(pid, start)  # its command outlived it: stop it before the lock goes
+                self.processes.stop_group(pid, start)  # its command outlived it: stop it before the lock goes
             tx.conn.execute("UPDATE runbook_steps SET status = 'interrupted', ended_at = ? WHERE run_id = ? "
                             "AND status = 'running'", (tx.at, run["id"]))
             self._end(tx, run, "interrupted", _died(run))
@@ -424,14 +401,14 @@ class RunbookStore:
         run["steps"] = [dict(r) for r in self.db.conn.execute(
             "SELECT seq, step_id, kind, phase, status, command, exit_code, attempts, started_at, ended_at, "
             "duration_ms, output, actor, pid FROM runbook_steps WHERE run_id = ? ORDER BY seq", (run_id,))]
-        return _as_recorded(run, {r["id"] for r in _dead_runs(self.db.conn)} if run["status"] == "running" else set())
+        return _as_recorded(run, {r["id"] for r in self._dead_runs(self.db.conn)} if run["status"] == "running" else set())
 
     def runs(self, *, ticket_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM runbook_runs", []
         if ticket_id is not None:
             sql, args = sql + " WHERE ticket_id = ?", [ticket_id]
         rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        dead = {r["id"] for r in _dead_runs(self.db.conn)} if any(r["status"] == "running" for r in rows) else set()
+        dead = {r["id"] for r in self._dead_runs(self.db.conn)} if any(r["status"] == "running" for r in rows) else set()
         return [_as_recorded({k: v for k, v in _run(r).items() if k != "plan"}, dead) for r in rows]
 
     # -- the kill switch -------------------------------------------------------------------------------
