@@ -678,7 +678,7 @@ def _runbooks_for(app: SdeskApp, ticket: int) -> None:
 
 def _read_runbooks(app: SdeskApp, ticket: int) -> None:
     from ..domain import clock
-    from ..domain.runbooks import load_folder
+    from ..validated import load_runbooks as load_folder
     from ..triage import values_of
 
     folder = app.settings.runbooks_folder()

@@ -236,7 +236,7 @@ class RunbookScreen(Screen):
 
     @work(thread=True, exclusive=True)
     def _run(self, dry_run: bool) -> None:
-        from ..domain.runbooks import find
+        from ..validated import find_runbook as find
         from ..render import print_plan
         from ..services.runner import prepare, start
 
