@@ -171,7 +171,7 @@ _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1
 
 
 class SQLite(Dialect):
-    """SQLite >= 3.38 (unixepoch; RETURNING and ON CONFLICT ... DO UPDATE are older)."""
+    """SQLite >= 3.38 (unixepoch; RETURNING and ON CONFLICT upserts are older)."""
 
     name = "sqlite"
 
