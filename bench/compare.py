@@ -275,7 +275,7 @@ def main() -> None:
         }
         quick = {k: v for k, v in quick.items() if wanted(k)}
         # Quick commands: F, then every command on both sides, round after round.
-        for r in range(args.rounds + 1):
+        for r in range(args.rounds + 1 if quick else 0):
             floor_run = run([PY, "-c", "import typer, sqlite3"], {**ENV})
             if r:
                 floor.append(floor_run["wall"])
@@ -291,7 +291,10 @@ def main() -> None:
         if wanted(f"serve ({size_name})"):
             heavy[f"serve ({size_name})"] = "serve"
         scratch = args.work / "scratch.db"
-        for r in range(args.heavy_rounds + 1):
+        for r in range(args.heavy_rounds + 1 if heavy else 0):
+            floor_run = run([PY, "-c", "import typer, sqlite3"], {**ENV})
+            if r:
+                floor.append(floor_run["wall"])
             for name, kind in heavy.items():
                 for side in sides if r % 2 == 0 else sides[::-1]:
                     copy_store(side.stores[size], scratch)
