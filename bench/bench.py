@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from sdesk.intake.service import Intake
 
 ROOT = Path(__file__).resolve().parent.parent
 DESK = ROOT / "examples" / "desk"  # the example desk config: triage rules, intake settings
@@ -57,6 +56,7 @@ def build_store(size: int, rebuild: bool) -> Path:
     """Runs in a child process (see main): the measuring parent stays small, because a child's
     peak RSS as the kernel reports it starts from its parent's size at fork."""
     sys.path.insert(0, str(ROOT))
+    from sdesk.intake.service import Intake
     from sdesk.store import Store
 
     STORES.mkdir(exist_ok=True)
@@ -218,8 +218,8 @@ def build_history(size: int, rebuild: bool, days: int = 730) -> Path:
     CSAT ratings and worklogs. Written with plain SQL: the intake path is measured elsewhere."""
     sys.path.insert(0, str(ROOT))
     from sdesk.domain import clock
-    from sdesk.store import Store
     from sdesk.storage.rows import GENESIS, event_hash, to_json
+    from sdesk.store import Store
 
     path = STORES / f"history{size}.db"
     if _fresh(path, rebuild, "SELECT count(*) FROM tickets", size):

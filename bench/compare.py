@@ -335,7 +335,7 @@ def main() -> None:
     result = {"started": started_at, "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "old": {"src": str(sides[0].src), "commit": describe["old"]},
               "new": {"src": str(sides[1].src), "commit": describe["new"]},
-              "python": PY, "cores": os.cpu_count(), "load": [[round(x, 2) for x in l] for l in load],
+              "python": PY, "cores": os.cpu_count(), "load": [[round(x, 2) for x in avg] for avg in load],
               "F_s": f, "F_walls_s": [round(w, 4) for w in floor], "posts_per_serve_round": args.posts,
               "alert_lines": args.alert_lines, "rows": rows}
 
@@ -353,7 +353,7 @@ def main() -> None:
 
 
 def markdown(result: dict) -> str:
-    loads = [l[0] for l in result["load"]]
+    loads = [avg[0] for avg in result["load"]]
     lines = [f"OLD `{result['old']['commit']}`  ",
              f"NEW `{result['new']['commit']}`  ",
              f"{result['started']} to {result['ended']}, {result['cores']} cores, load average (1 min) "
