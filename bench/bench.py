@@ -26,8 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from sdesk.intake.service import Intake
-
 ROOT = Path(__file__).resolve().parent.parent
 DESK = ROOT / "examples" / "desk"  # the example desk config: triage rules, intake settings
 STORES = Path(__file__).resolve().parent / ".stores"
@@ -58,6 +56,7 @@ def build_store(size: int, rebuild: bool) -> Path:
     """Runs in a child process (see main): the measuring parent stays small, because a child's
     peak RSS as the kernel reports it starts from its parent's size at fork."""
     sys.path.insert(0, str(ROOT))
+    from sdesk.intake.service import Intake
     from sdesk.store import Store
 
     STORES.mkdir(exist_ok=True)
