@@ -678,8 +678,8 @@ def _runbooks_for(app: SdeskApp, ticket: int) -> None:
 
 def _read_runbooks(app: SdeskApp, ticket: int) -> None:
     from ..domain import clock
-    from ..validated import load_runbooks as load_folder
     from ..triage import values_of
+    from ..validated import load_runbooks as load_folder
 
     folder = app.settings.runbooks_folder()
     runbooks, broken = load_folder(folder)  # read again each time: runbooks are edited while the TUI runs

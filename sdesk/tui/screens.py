@@ -236,9 +236,9 @@ class RunbookScreen(Screen):
 
     @work(thread=True, exclusive=True)
     def _run(self, dry_run: bool) -> None:
-        from ..validated import find_runbook as find
         from ..render import print_plan
         from ..services.runner import prepare, start
+        from ..validated import find_runbook as find
 
         app = self.app  # the runner's thread must not look it up (the screen may be gone by then)
         self.running = True
