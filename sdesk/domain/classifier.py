@@ -6,7 +6,7 @@ its idf and one weight per class. Classifying a ticket (`Model.predict`) is pure
 ticket's own terms, fetched through a `lookup` callable, so intake never imports numpy and never
 loads the whole vocabulary.
 
-Pure: no file or database I/O here (`labelled.py` reads CSV files, `store_classifier.py` the store).
+Pure: no file or database I/O here (`labelled.py` reads CSV files, `storage/classifier.py` the store).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Service-desk KPIs: what each one means, its target, and the arithmetic from the sums the
-store aggregates in SQL (store_metrics.py). Pure: no I/O.
+store aggregates in SQL (storage/metrics.py). Pure: no I/O.
 
 Definitions (also in the README, next to `sdesk report`):
 - The window selects tickets *created* in it (suppressed tickets left out); what happened to

@@ -353,7 +353,7 @@ class Intake:
         for each signal: created, deduplicated, resolved, acknowledged, commented, reopened,
         recorded or ignored. With mask_pii, email addresses and phone numbers are masked too.
         A new ticket is enriched from the CMDB, changes and KB (enrich.py) unless enrich is False,
-        then triaged (triage.py, store_triage.py) when a triage config is given: rules, the
+        then triaged (triage.py, and storage/triage.py for silences) when a triage config is given: rules, the
         priority matrix, the classifier, silences and correlation. With triage, a trigger whose
         ticket was resolved within the flap window reopens it (outcome reopened). A runbook
         triage attaches is queued to run when it is in `automate` (safe for automation).
@@ -389,7 +389,8 @@ class Intake:
                 if triage.flap_minutes and keys - open_now.keys():
                     flapping = self.store.triage.recently_resolved(keys - open_now.keys(),
                                                       since=clock.iso(now - timedelta(minutes=triage.flap_minutes)))
-            batch = _Triggers(tx, self.store.tickets, self.store.runbooks, open_now, mask_pii, enricher, triager, {f"silence {i}" for i, _ in silences}, automate)
+            batch = _Triggers(tx, self.store.tickets, self.store.runbooks, open_now, mask_pii, enricher, triager,
+                              {f"silence {i}" for i, _ in silences}, automate)
             alert_rows = []
             for s, key in zip(signals, signal_keys):
                 if s.thread is not None:

@@ -1,4 +1,4 @@
-"""Reports: the KPIs of a window gathered from the store (store_metrics.py) and computed by
+"""Reports: the KPIs of a window gathered from the store (storage/metrics.py) and computed by
 metrics.py, as one dict that the CLI renders as tables and charts, JSON, CSV or Prometheus
 text; and the postmortem draft of an incident."""
 

@@ -34,7 +34,7 @@ class ClassifierStore:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-        self._classifiers: dict = {}
+        self._classifiers: dict[str, tuple[int, Model | None]] = {}  # field -> (model id, model), read once
 
 
     def save_classifier(self, field: str, *, model: Model, actor: str) -> None:
@@ -101,10 +101,7 @@ class ClassifierStore:
     # -- helpers -------------------------------------------------------------------------
 
     def _classifier_cache(self) -> dict[str, tuple[int, Model | None]]:
-        cache = getattr(self, "_classifiers", None)
-        if cache is None:  # a mixin has no __init__ of its own
-            cache = self._classifiers = {}
-        return cache
+        return self._classifiers
 
     def _classifier_model(self, field: str) -> Model | None:
         """The field's model info, parsed once per process. The data version changes when

@@ -2,7 +2,7 @@
 (`ON CONFLICT`, `RETURNING`, `CASE`, subqueries) and asks its dialect for the rest. `Dialect`
 says what a backend must provide; `SQLite` is the one there is (PostgreSQL comes next on this
 seam). Methods return SQL fragments or do the operation; no query building beyond that.
-Below the store (store_rows.py, store*.py, desk_file.py); imports nothing of theirs."""
+Below the store (store.py, storage/rows.py, the parts, desk_file.py); imports nothing of theirs."""
 
 from __future__ import annotations
 
