@@ -1,7 +1,7 @@
 """The intake service: what an arriving signal does. Deduplication, redaction, enrichment,
 triage, correlation, flapping, mail threading and the queueing of automation are decided here,
 in one write transaction the store opens; the store only writes what is decided (its narrow
-methods take the transaction). Every way in (the CLI, `serve`, the TUI, the demo) comes here.
+methods take the transaction). Every way in (the CLI, `serve`, the demo) comes here.
 
 Streams run through here at tens of thousands of alerts a second, so triggers are set based:
 one lookup of the batch's fingerprints, then one executemany per table."""
@@ -23,7 +23,7 @@ from ..domain.signals import Alert, Signal
 from ..errors import Conflict
 from ..storage.rows import Tx, to_json
 from ..storage.runbooks import lock_key
-from ..storage.tickets import _SETTABLE, CREATE_FIELDS, ticket_text
+from ..storage.tickets import CREATE_FIELDS, SETTABLE, ticket_text
 from ..triage import Annotations, Matcher, TriageConfig, decide, matches
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class _Triggers:
                 t, created["triage"] = self.triager.apply(ticket_id, {**t, "source": source}, alert, context or {})
                 # What the row holds beyond the input (enrichment's and triage's choices), so that
                 # `audit verify` can rebuild it from this event.
-                created["set"] = {k: v for k, v in t.items() if k in _SETTABLE and created.get(k) != v}
+                created["set"] = {k: v for k, v in t.items() if k in SETTABLE and created.get(k) != v}
             if context or self.triager is not None:
                 present.update(t)
             tx.check(t.get("queue"))  # (no queue: the desk's role; no ticket id on a refusal: it will not exist)

@@ -30,7 +30,7 @@ UPDATE_FIELDS = (
     "ci", "queue", "team", "requester", "labels", "tags",
 )
 
-_SETTABLE = frozenset((*CREATE_FIELDS, *JSON_FIELDS))  # what a created event's `set` may hold
+SETTABLE = frozenset((*CREATE_FIELDS, *JSON_FIELDS))  # what a created event's `set` may hold
 
 @functools.lru_cache(maxsize=64)
 def _ticket_columns(fields: tuple[str, ...]) -> tuple[str, str]:
