@@ -14,30 +14,31 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .domain.roles import DEFAULT_ROLE, claim_refusal, user_key
 from .errors import BadInput, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
 from .storage import migrations
-from .storage.audit import AuditStore
-from .storage.classifier import ClassifierStore
-from .storage.cmdb import CmdbStore
 from .storage.dialect import SQLITE, Dialect
-from .storage.health import HealthStore
-from .storage.kb import KbStore
-from .storage.mail import MailStore
-from .storage.metrics import MetricsStore
-from .storage.oncall import OnCallStore
-from .storage.problems import ProblemStore
 from .storage.rows import Refused, Tx
-from .storage.runbooks import Processes, RunbookStore
-from .storage.sla import SlaStore
 from .storage.tickets import TicketStore
-from .storage.triage import TriageStore
 from .storage.users import UsersStore
 
 if TYPE_CHECKING:
+    from .storage.audit import AuditStore
+    from .storage.classifier import ClassifierStore
+    from .storage.cmdb import CmdbStore
+    from .storage.health import HealthStore
+    from .storage.kb import KbStore
+    from .storage.mail import MailStore
+    from .storage.metrics import MetricsStore
+    from .storage.oncall import OnCallStore
+    from .storage.problems import ProblemStore
+    from .storage.runbooks import Processes, RunbookStore
+    from .storage.sla import SlaStore
+    from .storage.triage import TriageStore
     pass
 
 
@@ -283,20 +284,11 @@ class Store:
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
         # The parts, one per area of the desk: each runs its SQL through this store's connection
         # and transactions (store.kb.kb_search(...), store.oncall.pages(...)).
-        tickets = self.tickets = TicketStore(self)
-        self.audit = AuditStore(self, tickets=tickets)
-        self.classifier = ClassifierStore(self)
-        self.cmdb = CmdbStore(self)
-        self.mail = MailStore()
-        self.health = HealthStore(self)
-        self.kb = KbStore(self, cmdb=self.cmdb, tickets=tickets)
-        self.metrics = MetricsStore(self, tickets=tickets)
-        self.oncall = OnCallStore(self, tickets=tickets)
-        self.problems = ProblemStore(self, tickets=tickets)
-        self.runbooks = RunbookStore(self, tickets=tickets, processes=processes)
-        self.sla = SlaStore(self)
-        self.triage = TriageStore(self, classifier=self.classifier, sla=self.sla, tickets=tickets)
+        # Every command needs tickets and users (the role check); the other parts are made, and
+        # their modules imported, when first used (below): `show` and `list` load two of fourteen.
+        self.tickets = TicketStore(self)
         self.users = UsersStore(self)
+        self._processes = processes
         self.stopped: str | None = None  # why writes stop for good (the files changed under us)
         self.damaged = False  # marked so by sdesk doctor (DAMAGED_ID)
         from .files import kind, status
@@ -341,6 +333,83 @@ class Store:
             raise explain(e, self.path, f"cannot open database {self.path}") from None
         except OSError as e:
             raise SdeskError(f"cannot open database {self.path}: {e.strerror or e}") from None
+
+    # -- the parts made when first used (PARTS names them all) ---------------------------------
+
+    PARTS = ("tickets", "users", "audit", "classifier", "cmdb", "health", "kb", "mail", "metrics", "oncall",
+             "problems", "runbooks", "sla", "triage")
+
+    @cached_property
+    def audit(self) -> AuditStore:
+        from .storage.audit import AuditStore
+
+        return AuditStore(self, tickets=self.tickets)
+
+    @cached_property
+    def classifier(self) -> ClassifierStore:
+        from .storage.classifier import ClassifierStore
+
+        return ClassifierStore(self)
+
+    @cached_property
+    def cmdb(self) -> CmdbStore:
+        from .storage.cmdb import CmdbStore
+
+        return CmdbStore(self)
+
+    @cached_property
+    def health(self) -> HealthStore:
+        from .storage.health import HealthStore
+
+        return HealthStore(self)
+
+    @cached_property
+    def kb(self) -> KbStore:
+        from .storage.kb import KbStore
+
+        return KbStore(self, cmdb=self.cmdb, tickets=self.tickets)
+
+    @cached_property
+    def mail(self) -> MailStore:
+        from .storage.mail import MailStore
+
+        return MailStore()
+
+    @cached_property
+    def metrics(self) -> MetricsStore:
+        from .storage.metrics import MetricsStore
+
+        return MetricsStore(self, tickets=self.tickets)
+
+    @cached_property
+    def oncall(self) -> OnCallStore:
+        from .storage.oncall import OnCallStore
+
+        return OnCallStore(self, tickets=self.tickets)
+
+    @cached_property
+    def problems(self) -> ProblemStore:
+        from .storage.problems import ProblemStore
+
+        return ProblemStore(self, tickets=self.tickets)
+
+    @cached_property
+    def runbooks(self) -> RunbookStore:
+        from .storage.runbooks import RunbookStore
+
+        return RunbookStore(self, tickets=self.tickets, processes=self._processes)
+
+    @cached_property
+    def sla(self) -> SlaStore:
+        from .storage.sla import SlaStore
+
+        return SlaStore(self)
+
+    @cached_property
+    def triage(self) -> TriageStore:
+        from .storage.triage import TriageStore
+
+        return TriageStore(self, classifier=self.classifier, sla=self.sla, tickets=self.tickets)
 
     def close(self) -> None:
         self.conn.close()

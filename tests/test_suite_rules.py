@@ -120,10 +120,8 @@ def test_store_methods_take_one_argument_by_position(tmp_path):
         from sdesk.storage.dialect import Dialect
 
         # (The dialect is not a part: its methods are SQL's own, the connection first.)
-        parts = [store, *(part for part in vars(store).values()
-                          if type(part).__module__.startswith(("sdesk.store", "sdesk.storage"))
-                          and not isinstance(part, Dialect))]
-        assert len(parts) > 10  # the parts were found
+        parts = [store, *(getattr(store, name) for name in Store.PARTS)]
+        assert len(parts) > 10 and not any(isinstance(part, Dialect) for part in parts)
         offenders = []
         for part in parts:
             for name, member in inspect.getmembers(type(part)):

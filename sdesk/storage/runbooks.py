@@ -49,7 +49,8 @@ class Processes(Protocol):
     stopping the command a dead run left behind, and who this process is. The store records
     runs; it never reads /proc or sends a signal itself."""
 
-    host: str
+    @property
+    def host(self) -> str: ...
 
     def alive(self, pid: int, start: str | None) -> bool: ...
 
