@@ -128,7 +128,7 @@ class Desk:
     def recorded_config(self) -> tuple[Path, str] | None:
         """The config folder `sdesk init --config` recorded in the database and when, or None
         (none recorded, or no database yet: looking makes none)."""
-        if self._store is None and not os.path.exists(self.db_path()):
+        if self._store is None and not self.on_server and not os.path.exists(self.db_path()):
             return None
         recorded = self.store().desk_state().get("config")
         return (Path(recorded[0]), recorded[1]) if recorded else None
@@ -142,21 +142,32 @@ class Desk:
         assert self._actor is not None
         return self._actor
 
-    def db_path(self) -> Path:
-        """The database file: --db, else SDESK_DB, else the platform's user data dir. A URL is
-        refused: a file path is all a desk can be today."""
+    def db_path(self) -> Path | str:
+        """The database: --db, else SDESK_DB, else the platform's user data dir; a file's path, or a
+        PostgreSQL URL (postgresql://...) as given. Any other URL is refused, and no file made."""
         from .store import default_db_path
+        from .storage.pg import check_url, is_url
 
         given = self.db_given
         if given is not None and not given.strip():
             raise BadInput(f"{self._db_from} is empty: give the database file's path; nothing was created")
+        if given is not None and is_url(given):
+            return check_url(given, f"{self._db_from} {given}")
         if given is not None and _POSTGRES.match(given):
-            raise BadInput(f"{self._db_from} {given} is a PostgreSQL URL: a desk is one SQLite file today (a "
-                           "PostgreSQL backend is a later issue); give a file path; nothing was created")
-        if given is not None and _URL.match(given):
-            raise BadInput(f"{self._db_from} {given} is not a supported database URL; give a file path; "
+            raise BadInput(f"{self._db_from} {given} is not a PostgreSQL URL sdesk can read: write it "
+                           "postgresql://HOST/DB, postgresql:///DB (the local socket) or postgresql://?service=NAME; "
                            "nothing was created")
+        if given is not None and _URL.match(given):
+            raise BadInput(f"{self._db_from} {given} is not a database sdesk can open: give a file's path (SQLite) "
+                           "or a postgresql:// URL; nothing was created")
         return self.db or default_db_path()
+
+    @property
+    def on_server(self) -> bool:
+        """Whether the desk is a PostgreSQL database (not a file)."""
+        from .storage.pg import is_url
+
+        return self.db_given is not None and is_url(self.db_given)
 
     def store(self, init_empty: bool = False, create: bool | None = None, strict_config: bool = True) -> Store:
         """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk

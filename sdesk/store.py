@@ -59,9 +59,20 @@ def _damaged(path: Path | str) -> StoreFault:
                       "are refused. Restore a backup (sdesk restore), or repair it and run sdesk doctor again")
 
 
+def _is_url(text: str) -> bool:
+    from .storage.pg import is_url
+
+    return is_url(text)
+
+
 def explain(e: sqlite3.Error, path: Path | str | None, context: str = "database") -> SdeskError:
-    """An SQLite error as the one line a user can act on (its primary result code decides)."""
+    """An SQLite error as the one line a user can act on (its primary result code decides); a
+    PostgreSQL server's (it has an SQLSTATE) as pg.explain says."""
     where = path or "the database"
+    if hasattr(e, "sqlstate"):
+        from .storage.pg import explain as explain_pg
+
+        return explain_pg(e.__cause__ or e, str(where))
     code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
     if code == 13:  # SQLITE_FULL: the file system (or max_page_count) has no room
         return StoreFault(f"disk full: the database {where} could not grow; the write in progress was undone "
@@ -278,7 +289,11 @@ class Store:
         unless `init_empty`) is refused, never initialised. A file this process cannot write is
         opened read-only: reads work and writes are refused. `processes`: the runner's view of
         this host's processes (services/processes.LOCAL), for runs whose process died; without
-        it no run is known to have died (storage/runbooks.NoProcesses)."""
+        it no run is known to have died (storage/runbooks.NoProcesses). A `postgresql://` URL
+        opens a desk on that server instead (_open_postgres)."""
+        if isinstance(path, str) and _is_url(path):
+            self._open_postgres(path, default_role, init_empty=init_empty, create=create, processes=processes)
+            return
         self.path = Path(path)
         self.dialect: Dialect = SQLITE  # what is SQLite's own in the SQL (dialect.py); parts reach it as db.dialect
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
@@ -333,6 +348,43 @@ class Store:
             raise explain(e, self.path, f"cannot open database {self.path}") from None
         except OSError as e:
             raise SdeskError(f"cannot open database {self.path}: {e.strerror or e}") from None
+
+    def _open_postgres(self, url: str, default_role: str, *, init_empty: bool, create: bool,
+                       processes: Processes | None) -> None:
+        """Open the desk in the PostgreSQL database `url` names. sdesk never makes a database on a
+        server (its administrator does: createdb); it makes the schema in an empty one when the
+        command may create a desk (`create`), as it makes a file. A database with tables of its
+        own and no sdesk schema is refused; a newer schema too."""
+        from .storage import pg
+        from .storage.dialect import POSTGRESQL
+
+        self.path = url  # type: ignore[assignment]  # shown in messages (never holds a password: pg.check_url)
+        self.dialect = POSTGRESQL
+        self.default_role = default_role
+        self.tickets = TicketStore(self)
+        self.users = UsersStore(self)
+        self._processes = processes
+        self.stopped = None
+        self.damaged = False
+        self.read_only = None
+        self._files = None
+        self.conn = pg.connect(url)  # type: ignore[assignment]
+        try:
+            app_id, version, tables = POSTGRESQL.header(self.conn)
+            if app_id == 0 and tables and version == 0:
+                raise pg.not_sdesk(url)
+            if app_id == 0 and not tables and not (create or init_empty):
+                raise NotFound(f"no sdesk desk in {url} (the database is empty): nothing was made (check --db or "
+                               f"SDESK_DB; to start a desk there: sdesk --db {shlex.quote(url)} init)")
+            self.damaged = app_id == DAMAGED_ID
+            if not migrations.check_version(self.conn, version):  # type: ignore[arg-type]
+                migrations.apply_postgres(self.conn)  # type: ignore[arg-type]
+        except sqlite3.Error as e:
+            self.conn.close()
+            raise explain(e, url, f"cannot open database {url}") from None
+        except BaseException:
+            self.conn.close()
+            raise
 
     # -- the parts made when first used (PARTS names them all) ---------------------------------
 
@@ -456,7 +508,7 @@ class Store:
             raise StoreFault(self.stopped)
         if self.damaged and not damaged_ok and self._still_marked():
             raise _damaged(self.path)
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.dialect.begin_write(self.conn)
         try:
             tx = Tx(self.conn, actor, self.users.access(actor, conn=self.conn), need, what, dialect=self.dialect)
             if claim and self.claimed is not None and user_key(actor) == user_key(self.claimed):
@@ -559,7 +611,7 @@ class Store:
                 rows += line.startswith(b'{"row"')  # keys are sorted: a row line starts so, no other does
                 yield line
 
-        self.conn.execute("BEGIN")
+        self.dialect.begin_read(self.conn)
         try:
             write_lines(counted(export_lines(self.conn, migrations.SCHEMA_VERSION, since, dialect=self.dialect)), out)
         finally:

@@ -1,4 +1,6 @@
+import itertools
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,10 +32,75 @@ def examples(n: int) -> int:
     return min(n, max(5, n // 5)) if QUICK else n
 
 
+# The backend the suite runs on: sqlite (a file per test), or postgresql (SDESK_TEST_BACKEND=postgresql:
+# a database per test on the server SDESK_TEST_PG names, a libpq conninfo of a role that may
+# create databases; without it, a throwaway cluster this session starts). .ci/run runs both.
+POSTGRES = os.environ.get("SDESK_TEST_BACKEND", "sqlite") == "postgresql"
+_numbers = itertools.count(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    if POSTGRES:
+        for item in items:
+            marker = item.get_closest_marker("sqlite_only")
+            if marker is not None:
+                item.add_marker(pytest.mark.skip(reason=f"SQLite only: {marker.args[0]}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A libpq conninfo of a PostgreSQL server the tests may create databases on."""
+    given = os.environ.get("SDESK_TEST_PG")
+    if given:
+        yield given
+        return
+    from tests import pg_cluster
+
+    if pg_cluster.binaries() is None:
+        pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
+    conninfo, folder = pg_cluster.start()
+    try:
+        yield conninfo
+    finally:
+        pg_cluster.stop(folder)
+
+
+def pg_url(conninfo: str, database: str) -> str:
+    """postgresql:///DATABASE?host=...&user=... for a conninfo of the form key=value ..."""
+    from urllib.parse import quote, urlencode
+
+    params = dict(part.split("=", 1) for part in conninfo.split())
+    params.pop("dbname", None)
+    return f"postgresql:///{quote(database)}" + (f"?{urlencode(params)}" if params else "")
+
+
+@pytest.fixture
+def fresh_pg(pg_server):
+    """Make new empty databases on the server; dropped after the test. Returns a maker of URLs."""
+    import psycopg
+
+    made = []
+    admin = psycopg.connect(pg_server, autocommit=True)
+
+    def make() -> str:
+        name = f"t{os.getpid()}_{next(_numbers)}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return pg_url(pg_server, name)
+
+    yield make
+    for name in made:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
 @pytest.fixture(autouse=True)
-def hermetic(tmp_path, tmp_path_factory, monkeypatch):
+def hermetic(request, tmp_path, tmp_path_factory, monkeypatch):
     """Every test gets its own database and config dir, a known actor, and the real clock."""
-    monkeypatch.setenv("SDESK_DB", str(tmp_path / "desk.db"))
+    if POSTGRES:
+        monkeypatch.setenv("SDESK_DB", request.getfixturevalue("fresh_pg")())
+    else:
+        monkeypatch.setenv("SDESK_DB", str(tmp_path / "desk.db"))
     # The config folder exists (empty): a --config/SDESK_CONFIG naming no folder is an error.
     (tmp_path / "config").mkdir(exist_ok=True)
     monkeypatch.setenv("SDESK_CONFIG", str(tmp_path / "config"))
@@ -46,7 +113,8 @@ def hermetic(tmp_path, tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def db_path(tmp_path) -> Path:
-    return tmp_path / "desk.db"
+    """The test's database: its file, or on the PostgreSQL run its URL (a str)."""
+    return os.environ["SDESK_DB"] if POSTGRES else tmp_path / "desk.db"
 
 
 class Cli:

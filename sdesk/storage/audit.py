@@ -68,7 +68,7 @@ class AuditStore:
         if self.db.conn.in_transaction:
             yield
             return
-        self.db.conn.execute("BEGIN")
+        self.db.dialect.begin_read(self.db.conn)
         try:
             yield
         finally:

@@ -67,7 +67,7 @@ class ClassifierStore:
         """(label, confidence in [0, 1]) from the field's model, or None when there is none."""
         own = not self.db.conn.in_transaction
         if own:  # the info and the terms must come from the same model, even if one is saved meanwhile
-            self.db.conn.execute("BEGIN")
+            self.db.dialect.begin_read(self.db.conn)
         try:
             model = self._classifier_model(field)
             if model is None:

@@ -94,7 +94,8 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
     sequences: list[tuple[str, int]] = []
     tables = {t: {r[1] for r in dialect.columns(conn, t)} for t in _tables(conn, dialect)}
     dialect.foreign_keys(conn, False)  # only outside a transaction; checked at the end
-    conn.execute("BEGIN IMMEDIATE")
+    dialect.begin_write(conn)
+    dialect.defer_constraints(conn)
     try:
         lines = iter(lines)
         header = _json(next(lines, b""), 1)

@@ -24,6 +24,31 @@ class Dialect:
         """The largest id ever given in `table` (0 if none), deleted rows included: ids are never reused."""
         raise NotImplementedError
 
+    def ids_given(self, conn: Any, table: str, last: int) -> None:
+        """Rows of `table` were inserted with ids of their own up to `last` (the hash chain's
+        events): the next id given must be above it."""
+        raise NotImplementedError
+
+    # -- transactions
+    def begin_write(self, conn: Any) -> None:
+        """Begin a write transaction that holds the desk's one write lock until it ends: writers
+        take turns, so the hash chain's next id and previous hash stay theirs."""
+        raise NotImplementedError
+
+    def begin_read(self, conn: Any) -> None:
+        """Begin a read transaction that sees one snapshot whatever others commit meanwhile."""
+        raise NotImplementedError
+
+    def defer_constraints(self, conn: Any) -> None:
+        """Inside a transaction: foreign keys are checked at foreign_key_violation or the commit,
+        not row by row (an import loads tables in name order)."""
+        raise NotImplementedError
+
+    def rowid(self, conn: Any, table: str) -> str | None:
+        """The column an export orders `table` by and keeps as each row's rowid, or None (a
+        table keyed by its primary key alone)."""
+        raise NotImplementedError
+
     # -- JSON
     def json_get(self, column: str, path: str) -> str:
         """The scalar at `path` in JSON `column`: a path of ours ('$.a.b', '$.a[1]', inlined
@@ -67,6 +92,9 @@ class Dialect:
     def fts_key(self) -> str:
         """The column of kb_fts that is the article id."""
         raise NotImplementedError
+
+    # How many times fts_rank() and fts_snippet() each bind the query (before fts_match's own).
+    fts_binds = 0
 
     # -- percentiles
     def percentiles(self, conn: Any, table: str, group: str, value: str,
@@ -179,6 +207,22 @@ class SQLite(Dialect):
         # AUTOINCREMENT keeps the high-water mark here: one row, cheaper than max(id)
         seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
         return seq[0] if seq else 0
+
+    def ids_given(self, conn: sqlite3.Connection, table: str, last: int) -> None:
+        pass  # AUTOINCREMENT keeps sqlite_sequence at the highest id inserted
+
+    def begin_write(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # the database's write lock, taken now
+
+    def begin_read(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN")  # WAL: a read transaction is a snapshot from its first read
+
+    def defer_constraints(self, conn: sqlite3.Connection) -> None:
+        pass  # import_lines turned foreign keys off before its transaction (foreign_keys)
+
+    def rowid(self, conn: sqlite3.Connection, table: str) -> str | None:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        return None if sql and sql[0] and "WITHOUT ROWID" in sql[0].upper() else "rowid"
 
     def json_get(self, column: str, path: str) -> str:
         literal = path if path == "?" else "'" + path.replace("'", "''") + "'"
@@ -316,3 +360,225 @@ class SQLite(Dialect):
 
 
 SQLITE = SQLite()
+
+
+# The one advisory lock every write transaction of a PostgreSQL desk takes (SQLite's write lock):
+# "SDSK" as a number. Held until the transaction ends.
+WRITE_LOCK = 0x5344534B
+
+
+class PostgreSQL(Dialect):
+    """PostgreSQL >= 13 through psycopg 3 (storage/pg.py): time stamps are timestamptz (read back as
+    the ISO text SQLite stores), JSON columns hold the writer's JSON text (the hash chain covers
+    those exact bytes, and an export must give them back as written; jsonb would reorder keys), read
+    as jsonb where a query looks inside. Full-text search is PostgreSQL's own (tsvector, GIN)."""
+
+    name = "postgresql"
+    fts_binds = 1
+
+    def last_id(self, conn: Any, table: str) -> int:
+        last, called = conn.execute(f'SELECT last_value, is_called FROM "{table}_id_seq"').fetchone()
+        return last if called else 0
+
+    def ids_given(self, conn: Any, table: str, last: int) -> None:
+        conn.execute(f"SELECT setval('\"{table}_id_seq\"', ?)", (last,))
+
+    def begin_write(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+        conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+
+    def begin_read(self, conn: Any) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def defer_constraints(self, conn: Any) -> None:
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
+
+    def rowid(self, conn: Any, table: str) -> str | None:
+        columns = {c for (c,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ?", (table,))}
+        return "rowid" if "rowid" in columns else "id" if "id" in columns and self._serial(conn, table) else None
+
+    @staticmethod
+    def _serial(conn: Any, table: str) -> bool:
+        return conn.execute("SELECT pg_get_serial_sequence(?, 'id') IS NOT NULL", (f'"{table}"',)).fetchone()[0]
+
+    def json_get(self, column: str, path: str) -> str:
+        if path == "?":
+            return f"(jsonb_path_query_first(({column})::jsonb, CAST(? AS jsonpath)) #>> '{{}}')"
+        literal = "'" + path.replace("'", "''") + "'"
+        return f"(jsonb_path_query_first(({column})::jsonb, {literal}) #>> '{{}}')"
+
+    def json_array_has(self, column: str, value: str, *, lower: bool = False) -> str:
+        item, wanted = ("lower(value)", f"lower({value})") if lower else ("value", value)
+        return f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(({column})::jsonb) AS item(value) WHERE {item} = {wanted})"
+
+    def epoch(self, expr: str) -> str:
+        return f"floor(extract(epoch FROM CAST({expr} AS timestamptz)))::bigint"
+
+    def plus_days(self, expr: str, days: str) -> str:
+        return f"(CAST({expr} AS timestamptz) + ({days}) * interval '1 day')"
+
+    def stamp(self, expr: str) -> str:
+        return f"CAST({expr} AS timestamptz)"
+
+    def week_start(self, expr: str) -> str:
+        return f"(date_trunc('week', CAST({expr} AS timestamptz) AT TIME ZONE 'UTC'))::date"
+
+    # kb_fts.doc: title (A), tags and CIs (B) and body (D), english stemming (FTS5's porter).
+    def fts_rank(self) -> str:
+        return "(-ts_rank(kb_fts.doc, websearch_to_tsquery('english', ?), 1))"
+
+    def fts_match(self) -> str:
+        return "kb_fts.doc @@ websearch_to_tsquery('english', ?)"
+
+    def fts_snippet(self, open_mark: str, close_mark: str) -> str:
+        options = f"StartSel={open_mark}, StopSel={close_mark}, MaxWords=16, MinWords=8, FragmentDelimiter=…"
+        return f"ts_headline('english', kb_fts.body, websearch_to_tsquery('english', ?), '{options}')"
+
+    def fts_key(self) -> str:
+        return "rowid"
+
+    def percentiles(self, conn: Any, table: str, group: str, value: str,
+                    ranks: Callable[[int], Mapping[str, int]]) -> dict[Any, dict[str, Any]]:
+        out: dict[Any, dict[str, Any]] = {}
+        counts = conn.execute(f"SELECT {group}, count(*) FROM {table} WHERE {value} IS NOT NULL GROUP BY 1").fetchall()
+        for g, n in counts:
+            wanted = ranks(n)
+            picks = ", ".join(f"a[{int(rank)}]" for rank in wanted.values())
+            row = conn.execute(f"SELECT {picks} FROM (SELECT array_agg({value} ORDER BY {value}) AS a FROM {table} "
+                               f"WHERE {value} IS NOT NULL AND {group} IS NOT DISTINCT FROM ?) AS s", (g,)).fetchone()
+            out[g] = dict(zip(wanted, row))
+        return out
+
+    def configure(self, conn: Any) -> None:
+        pass  # durability is the server's (synchronous_commit); the session is in UTC (pg.connect)
+
+    def foreign_keys(self, conn: Any, on: bool) -> None:
+        pass  # always enforced; an import defers them (defer_constraints)
+
+    def foreign_key_violation(self, conn: Any) -> Any:
+        import re
+
+        try:
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        except sqlite3.IntegrityError as e:
+            tables = re.findall(r'table "([^"]+)"', str(e.__cause__ or e))
+            return (tables[0] if tables else "a table", None, tables[-1] if len(tables) > 1 else "another table")
+        return None
+
+    def use_wal(self, conn: Any) -> None:
+        pass
+
+    def single_file(self, conn: Any) -> None:
+        pass
+
+    def checkpoint(self, conn: Any, mode: str = "FULL") -> tuple[int, int, int]:
+        return (0, 0, 0)  # the server's own
+
+    def application_id(self, conn: Any) -> int:
+        return self.header(conn)[0]
+
+    def set_application_id(self, conn: Any, value: int) -> None:
+        conn.execute("UPDATE sdesk_schema SET application_id = ?", (int(value),))
+
+    def schema_version(self, conn: Any) -> int:
+        return self.header(conn)[1]
+
+    def journal_mode(self, conn: Any) -> str:
+        return "postgresql"
+
+    def data_version(self, conn: Any) -> int:
+        # The newest transaction id the server has handed out: it moves when anyone writes.
+        return conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()[0]
+
+    def integrity_check(self, conn: Any, limit: int = 100) -> list[str]:
+        return ["ok"]  # the server checks its own pages (data checksums, amcheck): not sdesk's to read
+
+    def columns(self, conn: Any, table: str) -> list[tuple]:
+        # As SQLite's table_info: (position, name, type, not null, default, primary key position);
+        # the rowid column a table has for its export order is not one of its columns there.
+        return conn.execute(
+            "SELECT c.ordinal_position - 1, c.column_name, c.data_type, (c.is_nullable = 'NO')::int, "
+            "c.column_default, coalesce(k.ordinal_position, 0) FROM information_schema.columns c "
+            "LEFT JOIN (SELECT kcu.column_name, kcu.ordinal_position FROM information_schema.table_constraints tc "
+            "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name "
+            "AND kcu.table_schema = tc.table_schema AND kcu.table_name = tc.table_name "
+            "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema() AND tc.table_name = ?) k "
+            "ON k.column_name = c.column_name WHERE c.table_schema = current_schema() AND c.table_name = ? "
+            "AND c.column_name <> 'rowid' AND c.is_generated = 'NEVER' ORDER BY c.ordinal_position",
+            (table, table)).fetchall()
+
+    def foreign_keys_of(self, conn: Any, table: str) -> list[tuple[str, str, str | None]]:
+        return conn.execute(
+            "SELECT ccu.table_name, kcu.column_name, ccu.column_name FROM information_schema.table_constraints tc "
+            "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name "
+            "AND kcu.table_schema = tc.table_schema "
+            "JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = tc.constraint_name "
+            "AND ccu.table_schema = tc.table_schema "
+            "WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = current_schema() AND tc.table_name = ?",
+            (table,)).fetchall()
+
+    def tables(self, conn: Any) -> list[str]:
+        return [t for t, _ in self.definitions(conn)]
+
+    def definitions(self, conn: Any) -> list[tuple[str, str | None]]:
+        # No CREATE statement is kept; a table without a rowid column is keyed by its primary key
+        # alone (SQLite's WITHOUT ROWID), which is what an export asks of the definition.
+        return [(t, None) for (t,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'sdesk_schema' "
+            "ORDER BY tablename COLLATE \"C\"")]
+
+    def header(self, conn: Any) -> tuple[int, int, int]:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()").fetchone()[0]
+        if not conn.execute("SELECT to_regclass('sdesk_schema') IS NOT NULL").fetchone()[0]:
+            return (0, 0, tables)
+        row = conn.execute("SELECT application_id, version FROM sdesk_schema").fetchone()
+        return (row[0], row[1], tables) if row else (0, 0, tables)
+
+    def file_size(self, conn: Any) -> int:
+        return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+    def table_columns(self, conn: Any, table: str) -> list[str]:
+        return [c[1] for c in self.columns(conn, table)]
+
+    @contextmanager
+    def triggers_off(self, conn: Any, table: str) -> Iterator[None]:
+        # Inside the caller's transaction: undone with it if it fails (the table's owner only).
+        conn.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')
+        yield
+        conn.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER USER')
+
+    def sequences(self, conn: Any) -> list[tuple[str, int]]:
+        # The tables SQLite keeps a counter for (AUTOINCREMENT: a serial here) once an id was given.
+        out = []
+        for table, sequence in conn.execute(
+                "SELECT t.relname, s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
+                "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = s.relnamespace "
+                "WHERE s.relkind = 'S' AND d.deptype = 'a' AND n.nspname = current_schema() "
+                "ORDER BY t.relname COLLATE \"C\"").fetchall():
+            last, called = conn.execute(f'SELECT last_value, is_called FROM "{sequence}"').fetchone()
+            if called:
+                out.append((table, last))
+        return out
+
+    def set_sequences(self, conn: Any, sequences: list[tuple[str, int]]) -> None:
+        given = dict(sequences)
+        for table, sequence, deptype in conn.execute(
+                "SELECT t.relname, s.relname, d.deptype FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
+                "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = s.relnamespace "
+                "WHERE s.relkind = 'S' AND d.deptype IN ('a', 'i') AND n.nspname = current_schema()").fetchall():
+            column = "rowid" if self.rowid(conn, table) == "rowid" else "id"
+            top = conn.execute(f'SELECT max("{column}") FROM "{table}"').fetchone()[0]
+            if deptype == "a" and table in given:
+                conn.execute(f"SELECT setval('\"{sequence}\"', ?)", (given[table],))
+            elif deptype == "a" and column == "id":  # no counter: no id was ever given
+                conn.execute(f"SELECT setval('\"{sequence}\"', 1, false)")
+            elif top is not None:
+                conn.execute(f"SELECT setval('\"{sequence}\"', ?)", (top,))
+
+    def backup(self, source: Any, target: Any) -> None:
+        raise NotImplementedError("a PostgreSQL desk is backed up by its server (pg_dump) or moved by export")
+
+
+POSTGRESQL = PostgreSQL()

@@ -17,6 +17,8 @@ from ..errors import SchemaTooNew
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
+    from .pg import Connection
+
 # The predicate of an open ticket. Queries repeat it word for word so that SQLite can use the
 # partial indexes below (it matches a partial index's WHERE by expression).
 OPEN_SQL = "status NOT IN ('resolved', 'closed')"
@@ -92,6 +94,13 @@ def m001_tickets_and_events(db: Database) -> None:
     )
     db.execute("CREATE INDEX events_ticket ON events(ticket_id, id)")
     # Append-only by construction; the hash chain catches whoever drops these triggers.
+    if getattr(db, "postgres", False):
+        db.execute("CREATE FUNCTION sdesk_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$BEGIN RAISE EXCEPTION 'events are append-only'; END$$")
+        for op in ("UPDATE", "DELETE"):
+            db.execute(f"CREATE TRIGGER events_no_{op.lower()} BEFORE {op} ON events "
+                       "FOR EACH ROW EXECUTE FUNCTION sdesk_append_only()")
+        return
     for op in ("UPDATE", "DELETE"):
         db.execute(
             f"CREATE TRIGGER events_no_{op.lower()} BEFORE {op} ON events "
@@ -252,7 +261,18 @@ def m004_cmdb_kb_problems(db: Database) -> None:
         ) WITHOUT ROWID
         """
     )
-    db.execute("CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
+    if getattr(db, "postgres", False):
+        # PostgreSQL's own full-text search: the words of the title weigh most, then tags and CIs,
+        # then the body (FTS5's bm25 weights below), english stemming as FTS5's porter tokenizer.
+        db.execute("CREATE TABLE kb_fts (rowid BIGINT PRIMARY KEY, title TEXT, body TEXT, tags TEXT, cis TEXT, "
+                   "doc tsvector GENERATED ALWAYS AS ("
+                   "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
+                   "setweight(to_tsvector('english', coalesce(tags, '')), 'B') || "
+                   "setweight(to_tsvector('english', coalesce(cis, '')), 'C') || "
+                   "setweight(to_tsvector('english', coalesce(body, '')), 'D')) STORED)")
+        db.execute("CREATE INDEX kb_fts_doc ON kb_fts USING GIN (doc)")
+    else:
+        db.execute("CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
     db.execute(
         "CREATE TABLE kb_links (article_id INTEGER NOT NULL REFERENCES kb_articles(id), "
         "ticket_id INTEGER NOT NULL REFERENCES tickets(id), at TEXT NOT NULL, PRIMARY KEY (article_id, ticket_id)) WITHOUT ROWID"
@@ -352,7 +372,8 @@ def m007_oncall(db: Database) -> None:
     db.execute("DROP INDEX tickets_open_queue")
     db.execute(f"CREATE INDEX tickets_open_queue ON tickets(priority, id, kind, status, created_at, acknowledged_at, "
                f"suppressed) WHERE {OPEN_SQL}")
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+    if not getattr(db, "postgres", False) and \
+            db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
         # Statistics from an earlier ANALYZE would lack the new index, and the planner would
         # then sort the whole open queue for `sdesk list` rather than read it in order.
         db.execute("ANALYZE tickets_open_queue")
@@ -444,7 +465,8 @@ def m009_metrics(db: Database) -> None:
     # range of this index, not a scan of every ticket. Times only grow, so each insert lands
     # at the index's end.
     db.execute("CREATE INDEX tickets_created ON tickets(created_at)")
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+    if not getattr(db, "postgres", False) and \
+            db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
         db.execute("ANALYZE tickets_created")
 
 
@@ -509,6 +531,36 @@ def check_version(conn: sqlite3.Connection, version: int | None = None) -> bool:
             f"({SCHEMA_VERSION}); upgrade sdesk"
         )
     return version == SCHEMA_VERSION
+
+
+def apply_postgres(conn: Connection) -> list[str]:
+    """The pending steps on PostgreSQL, each read as PostgreSQL's (pg.ddl), in one transaction under
+    the desk's write lock: DDL is transactional there, so a failed upgrade leaves the schema as it
+    was, and several first opens at once make it once. `sdesk_schema` holds what SQLite's header
+    holds (the application id, the steps applied)."""
+    from .dialect import POSTGRESQL
+    from .pg import Schema
+
+    POSTGRESQL.begin_write(conn)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS sdesk_schema (application_id BIGINT NOT NULL, version INT NOT NULL)")
+        row = conn.execute("SELECT version FROM sdesk_schema").fetchone()
+        done = row[0] if row else 0
+        if check_version(conn, done):
+            conn.execute("ROLLBACK")
+            return []
+        if row is None:
+            conn.execute("INSERT INTO sdesk_schema VALUES (?, 0)", (APPLICATION_ID,))
+        db = Schema(conn)
+        for step in STEPS[done:]:
+            step(db)  # type: ignore[arg-type]
+        conn.execute("UPDATE sdesk_schema SET version = ?, application_id = ?", (SCHEMA_VERSION, APPLICATION_ID))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return [step.__name__ for step in STEPS[done:]]
 
 
 def apply(conn: sqlite3.Connection) -> list[str]:

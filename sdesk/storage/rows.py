@@ -190,6 +190,8 @@ class Tx:
         for ticket_id, kinds in self.redacted.items():
             self.event(ticket_id, "redacted", {"kinds": sorted(kinds)}, clean=True)
         self.redacted.clear()
-        insert_rows(self.conn, EVENT_COLUMNS, self.events)
+        if self.events:
+            insert_rows(self.conn, EVENT_COLUMNS, self.events)
+            self.dialect.ids_given(self.conn, "events", self.events[-1][0])
         self.events.clear()
 

@@ -361,6 +361,8 @@ class TicketStore:
         The INSERT names only the columns the batch sets: Python's sqlite3 binds each None
         through an adapter lookup, which cost more than the rest of an alert's ticket row."""
         insert_rows(tx.conn, _ticket_columns(fields), rows)
+        if rows:
+            tx.dialect.ids_given(tx.conn, "tickets", max(row[0] for row in rows))
 
     @staticmethod
     def add_contexts(tx: Tx, contexts: builtins.list[tuple[int, str]]) -> None:

@@ -1,0 +1,317 @@
+"""A desk on PostgreSQL: what `--db postgresql://...` opens. psycopg 3 (the `pg` extra) is
+imported here and only here, when a URL is given; the store's SQL reaches the server through
+`Connection`, which takes the store's portable SQL as it is written for SQLite's driver (`?`
+placeholders, rows read by name or position, `BEGIN`/`COMMIT` by hand) and gives back the same
+Python values (time stamps as ISO 8601 text in UTC, whole numbers as int). Errors come out as
+the DB-API classes the store already catches (sqlite3's), carrying the server's SQLSTATE, so the
+store has one way to meet a database error. Below the store; imports nothing of its parts."""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from ..errors import BadInput, NotFound, NotSdesk, PermissionDenied, SdeskError, StoreFault
+
+# What --db may name on a server: a libpq URI (postgresql://host/db, postgresql:///db over the
+# local socket, postgresql://?service=desk). postgres:// is libpq's other spelling.
+_SCHEME = re.compile(r"postgres(?:ql)?://", re.I)
+# A password written into the URL: `user:secret@` or a password= parameter.
+_PASSWORD_IN_URL = re.compile(r"^[^/]*//[^/@?#]*:[^/@?#]*@|[?&]password=", re.I)
+
+
+def is_url(text: str) -> bool:
+    """Whether --db names a PostgreSQL database (and not a file)."""
+    return bool(_SCHEME.match(text))
+
+
+def check_url(url: str, given_as: str) -> str:
+    """The URL, or BadInput when it carries a password: a command line is seen by everyone on the
+    machine (ps, shell history); libpq reads it from ~/.pgpass, PGPASSWORD or the service file."""
+    if _PASSWORD_IN_URL.search(url):
+        raise BadInput(f"{given_as}: the PostgreSQL URL holds a password, which anyone on this machine could read "
+                       "(ps, shell history): put it in ~/.pgpass, PGPASSWORD or a service file "
+                       "(postgresql://?service=NAME) and leave it out of the URL; nothing was opened")
+    return url
+
+
+def _driver() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise SdeskError("a PostgreSQL desk needs psycopg: pip install 'sdesk[pg]'") from None
+    return psycopg
+
+
+# -- rows: read by position or by name, as sqlite3.Row ---------------------------------------------
+
+class Row(tuple):
+    """A row that answers row[0] and row["name"], and dict(row) (keys()), like sqlite3.Row."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}})
+
+
+def _named_rows(cursor: Any) -> Any:
+    names = tuple(c.name for c in cursor.description or ())
+    cls = _row_class(names)
+    return lambda values: tuple.__new__(cls, values)
+
+
+# -- the SQL: '?' placeholders become psycopg's '%s' ------------------------------------------------
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+
+
+@functools.lru_cache(maxsize=2048)
+def placeholders(sql: str) -> str:
+    """`sql` with each `?` outside quotes as `%s`, and each `%` as `%%` (the store's SQL is its own
+    text, never a user's: user text is always a bound value)."""
+    return _TOKENS.sub(lambda m: "%s" if m.group() == "?" else "%%" if m.group() == "%" else m.group(), sql)
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+def _as_dbapi(e: Exception) -> sqlite3.Error:
+    """A psycopg error as the DB-API class the store catches (sqlite3's), its SQLSTATE kept."""
+    state = getattr(e, "sqlstate", None) or ""
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    cls: type[sqlite3.Error]
+    if state.startswith("23"):
+        cls = sqlite3.IntegrityError
+    elif state.startswith(("22", "42")):
+        cls = sqlite3.ProgrammingError if state.startswith("42") else sqlite3.DataError
+    else:
+        cls = sqlite3.OperationalError
+    error = cls(message)
+    error.sqlstate = state  # type: ignore[attr-defined]
+    return error
+
+
+def explain(e: BaseException, where: str) -> SdeskError:
+    """A server's refusal or fault as one line a user can act on (its SQLSTATE decides)."""
+    state = getattr(e, "sqlstate", None) or ""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if state == "3D000":
+        return NotFound(f"{first} on the PostgreSQL server ({where}): sdesk never makes a database on a server; "
+                        "an administrator makes it (createdb NAME), then `sdesk --db URL init` fills it")
+    if state in ("28P01", "28000"):
+        return PermissionDenied(f"PostgreSQL refused the login ({where}): {first}")
+    if state.startswith("42501") or state == "42501":
+        return PermissionDenied(f"PostgreSQL refused it ({where}): {first}")
+    if state in ("57P01", "57P02", "57P03", "08006", "08003", "08000", "08001") or not state:
+        lowered = text.lower()
+        if "password" in lowered and ("authentication" in lowered or "no password" in lowered):
+            return PermissionDenied(f"PostgreSQL refused the login ({where}): {first}")
+        if "does not exist" in lowered and "database" in lowered:
+            return NotFound(f"{first} on the PostgreSQL server ({where}): sdesk never makes a database on a server; "
+                            "an administrator makes it (createdb NAME), then `sdesk --db URL init` fills it")
+        return StoreFault(f"cannot reach the PostgreSQL server ({where}): {first}; the write in progress, if any, "
+                          "was undone and everything stored before it was kept (run it again once the server is back)")
+    if state.startswith("53"):
+        return StoreFault(f"the PostgreSQL server is out of resources ({where}): {first}; the write in progress "
+                          "was undone")
+    return SdeskError(f"database ({where}): {first}")
+
+
+# -- the connection -------------------------------------------------------------------------------
+
+class Cursor:
+    """A psycopg cursor read as sqlite3's: fetchone, fetchall, iteration, rowcount."""
+
+    def __init__(self, cursor: Any):
+        self._cursor = cursor
+
+    @property
+    def row_factory(self) -> Any:
+        return self._cursor.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        from psycopg.rows import tuple_row
+
+        self._cursor.row_factory = tuple_row if factory is None else _named_rows
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        try:
+            self._cursor.execute(placeholders(sql) if params else sql, params or None)
+        except _driver().Error as e:
+            raise _as_dbapi(e) from e
+        return self
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self._cursor.fetchmany(size) if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor) if self._cursor.description else iter(())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class Connection:
+    """One session with the server, in autocommit mode: the store opens and ends its
+    transactions with BEGIN/COMMIT/ROLLBACK, as it does on SQLite."""
+
+    def __init__(self, raw: Any, where: str):
+        self.raw = raw
+        self.where = where  # the URL as shown in messages (it never holds a password: check_url)
+        self.row_factory: Any = sqlite3.Row
+
+    def cursor(self) -> Cursor:
+        cursor = self.raw.cursor(row_factory=_named_rows)
+        return Cursor(cursor)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        return self.cursor().execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        cursor = self.cursor()
+        try:
+            cursor._cursor.executemany(placeholders(sql), list(rows))
+        except _driver().Error as e:
+            raise _as_dbapi(e) from e
+        return cursor
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def commit(self) -> None:  # DB-API; the store commits by statement
+        if self.in_transaction:
+            self.execute("COMMIT")
+
+
+def _iso(text: str) -> str:
+    """timestamptz in the server's text form, the session in UTC ('2026-12-07 11:16:18+00'), as the
+    store writes time stamps ('2026-12-07T11:16:18Z', clock.iso)."""
+    if len(text) == 22 and text.endswith("+00"):
+        return f"{text[:10]}T{text[11:19]}Z"
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _loaders(raw: Any) -> None:
+    """Values as the store reads them from SQLite: time stamps as ISO text, numbers as int where
+    whole (sum() of integers is numeric on PostgreSQL), dates as 'YYYY-MM-DD'."""
+    from psycopg.adapt import Loader
+
+    class Stamp(Loader):
+        def load(self, data: Any) -> str:
+            return _iso(bytes(data).decode())
+
+    class Number(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data).decode()
+            if "." in text or "e" in text.lower() or text in ("NaN", "Infinity", "-Infinity"):
+                return float(text)
+            return int(text)
+
+    class Day(Loader):
+        def load(self, data: Any) -> str:
+            return bytes(data).decode()
+
+    raw.adapters.register_loader("timestamptz", Stamp)
+    raw.adapters.register_loader("numeric", Number)
+    raw.adapters.register_loader("date", Day)
+
+
+def connect(url: str) -> Connection:
+    """A session with the server `url` names, in UTC; faults as one line (explain)."""
+    psycopg = _driver()
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
+                              options="-c TimeZone=UTC -c client_min_messages=warning")
+    except psycopg.Error as e:
+        raise explain(e, url) from None
+    except (ValueError, TypeError) as e:  # a URL libpq cannot parse: said before any connection
+        raise BadInput(f"cannot read the PostgreSQL URL {url}: {e}") from None
+    _loaders(raw)
+    return Connection(raw, url)
+
+
+def not_sdesk(where: str) -> NotSdesk:
+    return NotSdesk(f"{where} is not an sdesk database (it has tables of its own and no sdesk schema)")
+
+
+# -- the schema: migrations' SQLite DDL, read as PostgreSQL's ---------------------------------------
+
+_RULES = [
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGSERIAL PRIMARY KEY"),  # a counter export keeps
+    (re.compile(r"\bid INTEGER PRIMARY KEY\b"), "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\b(at|\w+_at) TEXT\b"), r"\1 TIMESTAMPTZ"),  # time stamps: every column named at or *_at
+    (re.compile(r'(?<!["\w.])user\b(?!["\w])'), '"user"'),  # a reserved word on PostgreSQL
+    (re.compile(r"(REFERENCES \w+\(\w+\)(?: ON DELETE CASCADE)?)"), r"\1 DEFERRABLE"),  # an import defers them
+    (re.compile(r"json_extract\((\w+), '\$\.(\w+)'\)"), r"(\1::jsonb #>> '{\2}')"),
+]
+_INTEGER_KEY = re.compile(r"\b\w+ (?:BIGSERIAL|BIGINT)(?: GENERATED BY DEFAULT AS IDENTITY)? PRIMARY KEY")
+_CREATE_TABLE = re.compile(r"^\s*CREATE TABLE (\w+) \((.*)\)\s*(WITHOUT ROWID)?\s*$", re.S)
+
+
+def ddl(sql: str) -> str:
+    """One of migrations.py's statements (its own text, SQLite's dialect) as PostgreSQL's. A table
+    SQLite gives a hidden rowid and that has no integer key of its own gets a `rowid` column, so
+    that an export orders and numbers its rows as SQLite's does; WITHOUT ROWID tables have none."""
+    for pattern, replacement in _RULES:
+        sql = pattern.sub(replacement, sql)
+    table = _CREATE_TABLE.match(sql)
+    if table:
+        name, body, without_rowid = table.groups()
+        if not without_rowid and not _INTEGER_KEY.search(body):
+            body = body.rstrip() + ",\n    rowid BIGINT GENERATED BY DEFAULT AS IDENTITY UNIQUE"
+        sql = f"CREATE TABLE {name} ({body})"
+    return sql
+
+
+class Schema:
+    """What a migration step is given on PostgreSQL in place of sqlite_utils' Database: execute()
+    takes the step's SQLite DDL and runs it as PostgreSQL's (ddl); `postgres` tells the few steps
+    whose SQL has no such reading (triggers, full-text search, ANALYZE) to run their own."""
+
+    postgres = True
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        return self.conn.execute(ddl(sql), params)

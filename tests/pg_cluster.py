@@ -1,0 +1,67 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb in a temporary folder, a Unix socket in
+it, no TCP port, run as an unprivileged user when this process is root (initdb refuses root),
+stopped at exit. `.ci/run` starts one for the PostgreSQL run of the suite (python -m tests.pg_cluster);
+a test session started without one (SDESK_TEST_PG) starts its own."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def binaries() -> Path | None:
+    """The folder of initdb and pg_ctl (Debian keeps them out of PATH), or None."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    return Path(versions[-1]).parent if versions else None
+
+
+def _as_owner(argv: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return argv
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def start(folder: Path | None = None) -> tuple[str, Path]:
+    """Start a cluster; returns (a libpq conninfo to it as its superuser, its folder)."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL's server is not installed (Debian: apt-get install postgresql)")
+    folder = Path(folder or tempfile.mkdtemp(prefix="sdesk-pg-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    run = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    subprocess.run(_as_owner([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                              "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]), **run)
+    # No TCP, the socket in the folder; no fsync (a throwaway cluster); enough connections for
+    # the 50-agent test and two test workers.
+    options = f"-k {folder} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off " \
+              "-c max_connections=200"
+    subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
+                              "-w", "-t", "120", "start"]), **run)
+    return f"host={folder} user=postgres dbname=postgres", folder
+
+
+def stop(folder: Path) -> None:
+    bin_dir = binaries()
+    if bin_dir is not None and (folder / "data").exists():
+        subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "-w", "stop"]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":  # python -m tests.pg_cluster start DIR | stop DIR
+    command, where = sys.argv[1], Path(sys.argv[2])
+    if command == "start":
+        print(start(where)[0])
+    else:
+        stop(where)
