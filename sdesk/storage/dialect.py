@@ -95,6 +95,8 @@ class Dialect:
 
     # How many times fts_rank() and fts_snippet() each bind the query (before fts_match's own).
     fts_binds = 0
+    # The operator that matches a LIKE pattern with ASCII letters in either case.
+    like = "LIKE"
 
     # -- percentiles
     def percentiles(self, conn: Any, table: str, group: str, value: str,
@@ -375,6 +377,7 @@ class PostgreSQL(Dialect):
 
     name = "postgresql"
     fts_binds = 1
+    like = "ILIKE"
 
     def last_id(self, conn: Any, table: str) -> int:
         last, called = conn.execute(f'SELECT last_value, is_called FROM "{table}_id_seq"').fetchone()

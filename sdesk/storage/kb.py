@@ -111,12 +111,13 @@ class KbStore:
         else:
             top_sql = f"SELECT {key}, {rank} AS score FROM kb_fts WHERE {matches} ORDER BY score LIMIT ?"
         try:
-            top = self.db.conn.execute(top_sql, [match, *args, limit]).fetchall()
+            ranked = [match] * d.fts_binds  # the rank's own binding of the query, where it has one
+            top = self.db.conn.execute(top_sql, [*ranked, match, *args, limit]).fetchall()
             found = []
             for article_id, score in top:
                 snippet = self.db.conn.execute(
                     f"SELECT {d.fts_snippet(SNIPPET_OPEN, SNIPPET_CLOSE)} FROM kb_fts "
-                    f"WHERE {matches} AND {key} = ?", (match, article_id)).fetchone()[0]
+                    f"WHERE {matches} AND {key} = ?", (*ranked, match, article_id)).fetchone()[0]
                 row = self.db.conn.execute(
                     "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
                     "WHERE id = ?", (article_id,)).fetchone()

@@ -234,9 +234,9 @@ class MetricsStore:
         """Names a report could mean (tickets' services and CIs, CMDB names and aliases), at most
         `limit` of each: the candidates for "did you mean"."""
         return [r[0] for r in self.db.conn.execute(
-            "SELECT * FROM (SELECT DISTINCT lower(service) FROM tickets WHERE service IS NOT NULL LIMIT :n) UNION "
-            "SELECT * FROM (SELECT DISTINCT lower(ci) FROM tickets WHERE ci IS NOT NULL LIMIT :n) UNION "
-            "SELECT * FROM (SELECT alias FROM ci_aliases LIMIT :n)", {"n": limit})]
+            "SELECT * FROM (SELECT DISTINCT lower(service) FROM tickets WHERE service IS NOT NULL LIMIT ?) AS s UNION "
+            "SELECT * FROM (SELECT DISTINCT lower(ci) FROM tickets WHERE ci IS NOT NULL LIMIT ?) AS c UNION "
+            "SELECT * FROM (SELECT alias FROM ci_aliases LIMIT ?) AS a", (limit, limit, limit))]
 
     def ticket_alerts(self, ids: list[int]) -> list[dict[str, Any]]:
         """The alerts of some tickets: how many of each source and status, first and last seen."""

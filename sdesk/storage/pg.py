@@ -206,9 +206,12 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
+        """Whether a transaction is open (a failed one too: it needs its ROLLBACK); not on a lost
+        connection, where a ROLLBACK would only hide the error that lost it."""
         from psycopg.pq import TransactionStatus
 
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        return self.raw.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR,
+                                                    TransactionStatus.ACTIVE)
 
     def close(self) -> None:
         self.raw.close()
@@ -231,7 +234,7 @@ def _iso(text: str) -> str:
 def _loaders(raw: Any) -> None:
     """Values as the store reads them from SQLite: time stamps as ISO text, numbers as int where
     whole (sum() of integers is numeric on PostgreSQL), dates as 'YYYY-MM-DD'."""
-    from psycopg.adapt import Loader
+    from psycopg.adapt import Dumper, Loader
 
     class Stamp(Loader):
         def load(self, data: Any) -> str:
@@ -248,6 +251,13 @@ def _loaders(raw: Any) -> None:
         def load(self, data: Any) -> str:
             return bytes(data).decode()
 
+    class Flag(Dumper):  # True and False are stored as 1 and 0 (INTEGER columns), as sqlite3 binds them
+        oid = 20  # int8
+
+        def dump(self, obj: Any) -> bytes:
+            return b"1" if obj else b"0"
+
+    raw.adapters.register_dumper(bool, Flag)
     raw.adapters.register_loader("timestamptz", Stamp)
     raw.adapters.register_loader("numeric", Number)
     raw.adapters.register_loader("date", Day)

@@ -129,7 +129,8 @@ class TicketStore:
             args.append(tag)
         if text:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
+            like = self.db.dialect.like  # ASCII letters in any case, as SQLite's LIKE
+            where.append(f"(title {like} ? ESCAPE '\\' OR description {like} ? ESCAPE '\\')")
             args += [pattern, pattern]
         if unassigned:
             where.append("assignee IS NULL")
@@ -138,7 +139,7 @@ class TicketStore:
             args += list(after)
         if count_only:  # count(): how many match (up to `limit`), not which
             return self.db.conn.execute("SELECT count(*) FROM (SELECT 1 FROM tickets" + (
-                " WHERE " + " AND ".join(where) if where else "") + " LIMIT ?)", [*args, limit]).fetchone()[0]
+                " WHERE " + " AND ".join(where) if where else "") + " LIMIT ?) AS matched", [*args, limit]).fetchone()[0]
         queue_view = all(s in lifecycle.OPEN for s in statuses) if statuses else open_only
         order = self._order_by(sort or ("priority,id" if queue_view else "-id"))
         sql = "SELECT * FROM tickets"

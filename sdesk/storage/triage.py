@@ -80,7 +80,7 @@ class TriageStore:
         """The latest open root incident on a CI opened since `since`. A CI's tickets are read
         newest first and only the window's few, never its history."""
         return self.db.conn.execute(
-            f"SELECT max(id) FROM (SELECT * FROM tickets WHERE ci = ? ORDER BY id DESC LIMIT {RECENT_PER_CI}) "
+            f"SELECT max(id) FROM (SELECT * FROM tickets WHERE ci = ? ORDER BY id DESC LIMIT {RECENT_PER_CI}) AS recent "
             f"WHERE created_at >= ? AND {OPEN_SQL} AND parent_id IS NULL AND suppressed IS NULL "
             "AND kind = 'incident'", (ci, since)).fetchone()[0]
 
