@@ -65,32 +65,52 @@ def pg_server():
         pg_cluster.stop(folder)
 
 
-def pg_url(conninfo: str, database: str) -> str:
-    """postgresql:///DATABASE?host=...&user=... for a conninfo of the form key=value ..."""
+def pg_url(conninfo: str, database: str, schema: str | None = None) -> str:
+    """postgresql:///DATABASE?host=...&user=... for a conninfo of the form key=value ..., its
+    search_path `schema` when given."""
     from urllib.parse import quote, urlencode
 
     params = dict(part.split("=", 1) for part in conninfo.split())
     params.pop("dbname", None)
+    if schema:
+        params["options"] = f"-csearch_path={schema}"
     return f"postgresql:///{quote(database)}" + (f"?{urlencode(params)}" if params else "")
 
 
+@pytest.fixture(scope="session")
+def pg_tests_database(pg_server):
+    """This test process's database on the server (xdist workers each have one), made once."""
+    import psycopg
+
+    name = f"sdesk_tests_{os.getpid()}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def fresh_pg(pg_server):
-    """Make new empty databases on the server; dropped after the test. Returns a maker of URLs."""
+def fresh_pg(pg_server, pg_tests_database):
+    """A maker of empty desks on the server: each a URL naming a new schema (its search_path) of
+    this process's database, as empty as a new database to sdesk and far cheaper to make (a
+    database is a copy of template1); dropped after the test."""
     import psycopg
 
     made = []
-    admin = psycopg.connect(pg_server, autocommit=True)
+    admin = psycopg.connect(pg_server.replace("dbname=postgres", "") + f" dbname={pg_tests_database}",
+                            autocommit=True)
 
     def make() -> str:
-        name = f"t{os.getpid()}_{next(_numbers)}"
-        admin.execute(f'CREATE DATABASE "{name}"')
+        name = f"t{next(_numbers)}"
+        admin.execute(f'CREATE SCHEMA "{name}"')
         made.append(name)
-        return pg_url(pg_server, name)
+        return pg_url(pg_server, pg_tests_database, name)
 
     yield make
     for name in made:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     admin.close()
 
 

@@ -267,8 +267,12 @@ def connect(url: str) -> Connection:
     """A session with the server `url` names, in UTC; faults as one line (explain)."""
     psycopg = _driver()
     try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        # The session in UTC, beside the URL's own options (a search_path, say), which it keeps.
+        own = conninfo_to_dict(url).get("options") or ""
         raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
-                              options="-c TimeZone=UTC -c client_min_messages=warning")
+                              options=f"-c TimeZone=UTC -c client_min_messages=warning {own}".strip())
     except psycopg.Error as e:
         raise explain(e, url) from None
     except (ValueError, TypeError) as e:  # a URL libpq cannot parse: said before any connection
