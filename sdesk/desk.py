@@ -145,8 +145,8 @@ class Desk:
     def db_path(self) -> Path | str:
         """The database: --db, else SDESK_DB, else the platform's user data dir; a file's path, or a
         PostgreSQL URL (postgresql://...) as given. Any other URL is refused, and no file made."""
-        from .store import default_db_path
         from .storage.pg import check_url, is_url
+        from .store import default_db_path
 
         given = self.db_given
         if given is not None and not given.strip():
