@@ -57,6 +57,8 @@ def pg_server():
     from tests import pg_cluster
 
     if pg_cluster.binaries() is None:
+        if os.environ.get("SDESK_REQUIRE_POSTGRES"):  # CI: the server must be there
+            pytest.fail("SDESK_REQUIRE_POSTGRES is set and PostgreSQL's server is not installed")
         pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
     conninfo, folder = pg_cluster.start()
     try:
