@@ -64,6 +64,12 @@ async def settle_until(pilot, app, check, what: str):
     raise AssertionError(f"never: {what}")
 
 
+async def notified(pilot, app, text: str) -> None:
+    """settle() until a notification holds `text`: a worker's notice arrives a message after its
+    worker is done, which a busy machine may delay past the settling."""
+    await settle_until(pilot, app, lambda: any(text in n.message for n in app._notifications), f"a notice of {text!r}")
+
+
 def status_of(db_path, ticket):
     with Store(db_path) as store:
         return store.tickets.get_or_raise(ticket_id=ticket)
@@ -124,11 +130,15 @@ async def test_what_the_state_does_not_allow_is_a_notification_and_nothing_chang
         await settle(pilot, app, 1)
         before = status_of(db_path, ticket)
         await pilot.press("o")  # reopen a new ticket
-        await pilot.press("r", "enter", "enter", "enter")  # an empty resolution
-        await pilot.press("P", "escape")  # the priority picker, left
+        await notified(pilot, app, "reopen")
+        for key in ("r", "enter", "enter", "enter"):  # an empty resolution, each key on the screen it is for
+            await pilot.press(key)
+            await settle(pilot, app)
+        await notified(pilot, app, "a value is required")
+        await pilot.press("P")  # the priority picker, left
         await settle(pilot, app)
-        messages = [n.message for n in app._notifications]
-        assert any("reopen" in m for m in messages) and any("a value is required" in m for m in messages)
+        await pilot.press("escape")
+        await settle(pilot, app)
         assert status_of(db_path, ticket) == before
 
 
@@ -203,7 +213,7 @@ async def test_start_and_escalate_by_key(db_path):
         await settle(pilot, app, 1)
         await pilot.press("e")  # no oncall.yaml: no policy to escalate by
         await settle(pilot, app)
-        assert any("no escalation policy covers it" in n.message for n in app._notifications)
+        await notified(pilot, app, "no escalation policy covers it")
         assert status_of(db_path, ticket)["escalation_level"] == 0
         await pilot.press("s")
         await settle(pilot, app)
@@ -233,9 +243,7 @@ async def test_the_tui_honours_roles(db_path, tmp_path):
         await settle(pilot, app, 1)
         before = status_of(db_path, ticket)
         await pilot.press("a")  # acknowledge
-        await settle(pilot, app)
-        messages = [n.message for n in app._notifications]
-        assert any("vic is a viewer" in m for m in messages), messages
+        await notified(pilot, app, "vic is a viewer")
         assert status_of(db_path, ticket) == before
     with Store(db_path) as store:
         assert [e["actor"] for e in store.audit.audit_log(kind="permission_denied")] == ["vic"]
@@ -248,7 +256,7 @@ async def test_the_tui_honours_roles(db_path, tmp_path):
         await settle(pilot, app, 1)
         await pilot.press("a")
         await settle(pilot, app)
-        assert any("stranger is a viewer" in n.message for n in app._notifications)
+        await notified(pilot, app, "stranger is a viewer")
         assert status_of(db_path, ticket) == before
 
 
@@ -262,7 +270,7 @@ async def test_the_filter_bar_and_views(db_path):
         await settle(pilot, app, 2)
         await pilot.press("slash", *"x:1", "enter")  # does not parse: a notification, the rows stay
         await settle(pilot, app, 2)
-        assert any("unknown key 'x'" in n.message for n in app._notifications)
+        await notified(pilot, app, "unknown key 'x'")
         await pilot.press("escape", "escape")
         await settle(pilot, app, 6)
         await pilot.press("2")  # my tickets: none yet
@@ -406,7 +414,7 @@ async def test_review_fixes_unassigned_view_odd_input_and_one_real_run(db_path, 
         await settle(pilot, app, 0)
         await pilot.press("slash", *"p:P1sort:queue", "enter")
         await settle(pilot, app)
-        assert any("priority 'P1sort:queue'" in n.message for n in app._notifications)
+        await notified(pilot, app, "priority 'P1sort:queue'")
         assert app.is_running
 
 
@@ -427,7 +435,8 @@ async def test_a_non_ascii_digit_for_csat_is_refused_and_y_runs_a_runbook_once(d
         await settle(pilot, app, 1)
         await pilot.press("C", "²", "enter")
         await settle(pilot, app)
-        assert app.is_running and any("is not a score" in n.message for n in app._notifications)
+        await notified(pilot, app, "is not a score")
+        assert app.is_running
         await pilot.press("R")
         await settle(pilot, app)
         await pilot.press("enter")

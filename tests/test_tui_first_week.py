@@ -8,7 +8,7 @@ import re
 
 from hypothesis import example, given
 from hypothesis import strategies as st
-from test_tui import pilot_test, settle, status_of, tickets
+from test_tui import notified, pilot_test, settle, settle_until, status_of, tickets
 from textual.widgets import DataTable
 
 from sdesk.intake.service import Intake
@@ -166,6 +166,7 @@ async def test_a_viewer_is_not_offered_the_keys_of_an_agent(db_path):
             await pilot.press(key)
             await settle(pilot, app)
             assert isinstance(app.screen, QueueScreen)
+        await settle_until(pilot, app, lambda: len(app._notifications) >= 3, "three refusals")
         messages = [n.message for n in app._notifications]
         assert len(messages) == 3 and all("vic is a viewer" in m for m in messages), messages
         await pilot.press("enter")
@@ -227,7 +228,7 @@ async def test_R_picks_from_the_runbooks_that_apply_and_a_refused_run_leaves_no_
         await pilot.press("down", "down", "enter")  # needs-host: its dry run is refused
         await settle(pilot, app)
         assert isinstance(app.screen, QueueScreen)  # no empty "run it for real" screen left behind
-        assert any("parameter host: no value" in n.message for n in app._notifications)
+        await notified(pilot, app, "parameter host: no value")
         await pilot.press("j", "R")  # the plain ticket: only the runbook for any ticket
         await settle(pilot, app)
         assert [name for name, _ in app.screen.people] == ["any"]
@@ -253,7 +254,7 @@ async def test_R_with_no_runbook_that_applies_says_so(db_path, tmp_path):
         await pilot.press("R")
         await settle(pilot, app)
         assert isinstance(app.screen, QueueScreen)
-        assert any("none of the 1 runbook in" in n.message for n in app._notifications)
+        await notified(pilot, app, "none of the 1 runbook in")
 
 
 @pilot_test
