@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import rawdb
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,7 +46,7 @@ def test_title_from_heading_or_flag_and_bad_articles(cli, db_path):
                           ("---\ntitle: [unclosed\n---\nbody", "front matter"), ("---\ncolour: red\n---\nbody", "colour: unknown")]:
         result = cli("kb", "add", "-", input=text, ok=False)
         assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr, (text, result.stderr)
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM kb_articles").fetchone()[0] == 2
+    assert rawdb.connect(db_path).execute("SELECT count(*) FROM kb_articles").fetchone()[0] == 2
 
 
 def test_edits_are_revisions_with_history_and_diff(cli):
@@ -133,8 +134,7 @@ def test_link_and_resolve_drafts_an_article(cli):
 
 def test_secrets_never_reach_the_kb(cli, db_path):
     add(cli, "# Connect\n\nUse postgres://admin:hunter2pw@db:5432/app to connect.")
-    with sqlite3.connect(db_path) as conn:
-        assert "hunter2pw" not in "\n".join(conn.iterdump())
+    assert "hunter2pw" not in "\n".join(rawdb.content(db_path))
 
 
 # -- enrichment -----------------------------------------------------------------------------------
