@@ -70,7 +70,7 @@ def _lex(text: str) -> list[tuple[str, str]]:
             j, part = i + 1, []
             while True:
                 if j >= n:
-                    raise _error(text[i:])
+                    raise BadInput("search: fts5: unterminated string")
                 if text[j] == '"':
                     if j + 1 < n and text[j + 1] == '"':
                         part.append('"')
