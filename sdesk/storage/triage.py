@@ -122,8 +122,8 @@ class TriageStore:
                 tx.event(None, "silence_expired", {"silence": silence_id})
                 # What it kept out of the queue and is still open comes back, as after its end.
                 why = f"silence {silence_id}"
-                for (ticket_id,) in tx.conn.execute(f"SELECT id FROM tickets WHERE suppressed = ? AND {OPEN_SQL}",
-                                                    (why,)).fetchall():
+                for (ticket_id,) in tx.conn.execute(f"SELECT id FROM tickets WHERE suppressed = ? AND {OPEN_SQL} "
+                                                    "ORDER BY id", (why,)).fetchall():
                     tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (ticket_id,))
                     tx.event(ticket_id, "unsuppressed", {"was": why, "reason": "the silence was expired"})
         return self.silence_list(include_expired=True, silence_id=silence_id)[0]
