@@ -1,10 +1,10 @@
 """The CMDB: importing an estate (idempotent, one transaction, line-numbered errors), relations,
 impact analysis in both directions with cycles, pictures, and change and problem records."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
+import rawdb
 from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,12 +67,12 @@ def test_csv_import_with_attributes(cli, tmp_path):
 ])
 def test_bad_estates_are_refused_whole_with_the_line(cli, db_path, tmp_path, text, message):
     cli("cmdb", "import", str(ESTATE))
-    before = sqlite3.connect(db_path).execute("SELECT count(*), max(updated_at) FROM cis").fetchone()
+    before = rawdb.connect(db_path).execute("SELECT count(*), max(updated_at) FROM cis").fetchone()
     (tmp_path / "bad.yaml").write_text(text)
     result = cli("cmdb", "import", str(tmp_path / "bad.yaml"), ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert sqlite3.connect(db_path).execute("SELECT count(*), max(updated_at) FROM cis").fetchone() == before
+    assert rawdb.connect(db_path).execute("SELECT count(*), max(updated_at) FROM cis").fetchone() == before
 
 
 def test_a_bad_csv_line_is_named(cli, tmp_path):
@@ -180,7 +180,7 @@ def test_every_change_status_move_is_allowed_or_refused_with_the_ways_out(cli, d
             assert line.startswith(f"error: cannot move CH-{n} to {after}: it is") and before in line
             assert all(w in line for w in ways_out) and (ways_out or "final" in line), line
             assert cli.json("change", "show", str(n))["status"] == before
-    moved = sqlite3.connect(db_path).execute("SELECT count(*) FROM events WHERE kind = 'change_status'").fetchone()[0]
+    moved = rawdb.connect(db_path).execute("SELECT count(*) FROM events WHERE kind = 'change_status'").fetchone()[0]
     assert moved == len(CHANGE_MOVES)
 
 

@@ -6,11 +6,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import rawdb
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sdesk.domain.kb import fts_query, parse_article
-from sdesk.errors import ExitCode
+from sdesk.errors import BadInput, ExitCode
+from sdesk.storage import fts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ARTICLE = """---
@@ -45,7 +47,7 @@ def test_title_from_heading_or_flag_and_bad_articles(cli, db_path):
                           ("---\ntitle: [unclosed\n---\nbody", "front matter"), ("---\ncolour: red\n---\nbody", "colour: unknown")]:
         result = cli("kb", "add", "-", input=text, ok=False)
         assert result.exit_code == ExitCode.BAD_INPUT and message in result.stderr, (text, result.stderr)
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM kb_articles").fetchone()[0] == 2
+    assert rawdb.connect(db_path).execute("SELECT count(*) FROM kb_articles").fetchone()[0] == 2
 
 
 def test_edits_are_revisions_with_history_and_diff(cli):
@@ -81,6 +83,52 @@ def test_search_ranks_highlights_and_filters(cli):
     assert cli("kb", "search", "--", "***", ok=False).exit_code == ExitCode.BAD_INPUT
 
 
+# FTS5 expressions kb_search takes, and what the two backends must agree on: the articles found
+# (not their order: bm25 and ts_rank weigh alike but differ; nor words whose stems differ between
+# SQLite's porter and PostgreSQL's snowball, as FTS5's "one" -> "on" or a stemmed prefix "dis*").
+SAME_QUERIES = ["replica lag", "replica OR lag", "replica NOT lag", "disk", "disk*", '"disk full"', '"replica lag"',
+                "title: disk", "{title tags}: disk", "-body: disk", "body: restart", "restart OR rotate",
+                "(disk OR replica) AND restart", "log*", "rotat*", "db", "billing", "db + billing", "checkout",
+                "example", "var", "the", "out", "and", "restarting", "postgres", "cis: db", "tags: postgres",
+                "2", "9100", "full NOT disk", "restart NOT disk", '""', '"" OR disk', 'disk NOT ""', "zebra",
+                "replica lag OR disk NOT full", "Disk AND (NOT_A_WORD OR gateway)", "vpn*  OR  \"payment gateway\""]
+BAD_QUERIES = ["NOT disk", "disk AND NOT full", "(disk", "disk)", '"disk', "disk OR", "db-billing", "x.y", "*",
+               "disk**", "colour: red", "{title colour}: x", "o'k", ""]
+
+
+def _searches(db, queries):
+    from sdesk.store import Store
+
+    out = []
+    with Store(db) as store:
+        for q in queries:
+            try:
+                out.append(sorted(a["id"] for a in store.kb.kb_search(q, limit=1000)))
+            except BadInput as e:
+                out.append(str(e))
+    return out
+
+
+def test_search_reads_the_same_queries_as_sqlites_fts5(cli, tmp_path, db_path):
+    """The query language of kb_search is FTS5's on both backends: the test's desk (PostgreSQL on
+    that run) finds what a SQLite desk finds for the same articles, and refuses the same
+    malformed queries with the same line."""
+    reference = tmp_path / "reference.db"
+    host = "# Checkout host\n\nLogs at /var/log/checkout.log on checkout.example.com, db-billing-2:9100.\n" \
+           "Disk out of space; restarting the writer."
+    for db in (str(db_path), str(reference)):
+        cli("--db", db, "kb", "import", str(EXAMPLES / "kb"))
+        cli("--db", db, "kb", "add", "-", "--tag", "postgres", input=host)
+    found = _searches(db_path, SAME_QUERIES)
+    assert found == _searches(reference, SAME_QUERIES)
+    assert all(isinstance(f, list) for f in found) and found[SAME_QUERIES.index('""')] == []
+    assert found[SAME_QUERIES.index("checkout")] and found[SAME_QUERIES.index("9100")] == [8]
+    assert found[SAME_QUERIES.index("restart NOT disk")] and found[SAME_QUERIES.index("-body: disk")]
+    refused = _searches(db_path, BAD_QUERIES)
+    assert refused == _searches(reference, BAD_QUERIES)
+    assert all(isinstance(r, str) and r.startswith("search: ") and "\n" not in r for r in refused), refused
+
+
 @given(st.text(max_size=60))
 def test_any_text_is_a_safe_query(text):
     query = fts_query(text)
@@ -89,6 +137,30 @@ def test_any_text_is_a_safe_query(text):
     conn.execute("INSERT INTO t VALUES ('some body text')")
     if query is not None:
         conn.execute("SELECT * FROM t WHERE t MATCH ?", (query,)).fetchall()
+        assert fts.to_tsquery(query)  # and PostgreSQL's reading of it has a word to look for
+
+
+_PIECES = ["one", "two", "AND", "OR", "NOT", "NEAR", "(", ")", '"one two"', '"x"', '""', "*", "+", ":", "{", "}", "-",
+           "^", ",", "5", "title", "body", "tags", "cis", "Tags", "colour", "and", "é", ".", "'"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=7), st.booleans())
+def test_the_query_parser_accepts_what_fts5_accepts(pieces, glued):
+    """storage/fts.py reads FTS5's grammar (both backends refuse a query with its line): it
+    accepts exactly what SQLite's FTS5 accepts."""
+    text = ("" if glued else " ").join(pieces)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
+    try:
+        conn.execute("SELECT * FROM kb_fts WHERE kb_fts MATCH ?", (text,)).fetchall()
+        accepted = True
+    except sqlite3.OperationalError:
+        accepted = False
+    try:
+        fts.parse(text)
+        assert accepted, text
+    except BadInput as e:
+        assert not accepted and str(e).startswith("search: ") and "\n" not in str(e), (text, str(e))
 
 
 def test_folder_sync_is_idempotent_and_revises_changed_files(cli, tmp_path):
@@ -133,8 +205,7 @@ def test_link_and_resolve_drafts_an_article(cli):
 
 def test_secrets_never_reach_the_kb(cli, db_path):
     add(cli, "# Connect\n\nUse postgres://admin:hunter2pw@db:5432/app to connect.")
-    with sqlite3.connect(db_path) as conn:
-        assert "hunter2pw" not in "\n".join(conn.iterdump())
+    assert "hunter2pw" not in "\n".join(rawdb.content(db_path))
 
 
 # -- enrichment -----------------------------------------------------------------------------------

@@ -2,12 +2,12 @@
 correlation (one incident with children for a storm), flapping, replay, re-triage and `why`."""
 
 import json
-import sqlite3
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import rawdb
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -266,11 +266,11 @@ def test_replay_shows_what_new_rules_would_change_and_writes_nothing(desk, tmp_p
     config = tmp_path / "cfg"
     config.mkdir(exist_ok=True)
     (config / "triage.yaml").write_text((EXAMPLES / "triage.yaml").read_text().replace("set: {queue: dba,", "set: {queue: storage,"))
-    before = sqlite3.connect(db_path).execute("SELECT count(*), max(id) FROM events").fetchone()
+    before = rawdb.connect(db_path).execute("SELECT count(*), max(id) FROM events").fetchone()
     result = desk.json("--config", str(config), "rules", "test", "--replay")
     assert result["tickets"] == 2 and result["rules"]["database-alerts-to-dba"] == 2
     assert {c["changes"]["queue"][1] for c in result["changed"]} == {"storage"}
-    assert sqlite3.connect(db_path).execute("SELECT count(*), max(id) FROM events").fetchone() == before
+    assert rawdb.connect(db_path).execute("SELECT count(*), max(id) FROM events").fetchone() == before
     assert desk("rules", "test", ok=False).exit_code == ExitCode.BAD_INPUT  # --replay is required
 
 

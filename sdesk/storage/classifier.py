@@ -84,7 +84,8 @@ class ClassifierStore:
         would learn its own guesses."""
         column = check_field(field)
         guessed = {row[0] for row in self.db.conn.execute(
-            f"SELECT ticket_id FROM events WHERE kind IN ('created', 'triaged') AND {self.db.dialect.json_get('data', '?')} = 1",
+            f"SELECT ticket_id FROM events WHERE kind IN ('created', 'triaged') "
+            f"AND CAST({self.db.dialect.json_get('data', '?')} AS TEXT) IN ('1', 'true')",  # true: 1 in SQLite's JSON
             (f"$.triage.classifier.{column}.applied",))}
         if guessed:
             guessed -= {row[0] for row in self.db.conn.execute(

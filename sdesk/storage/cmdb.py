@@ -106,10 +106,13 @@ class CmdbStore:
         for near, far, contains in (("target_id", "source_id", False), ("source_id", "target_id", True)):
             if upstream:
                 near, far = far, near
+            # In the order of the index read (SQLite's without a sort), named for PostgreSQL: the
+            # walk keeps the first shortest path it meets.
+            order = f"{near}, kind, {far}" if near == "source_id" else f"{near}, {far}, kind"
             for part in _chunks(ids, 5000):
                 rows = self.db.conn.execute(
                     f"SELECT {near}, kind, {far} FROM ci_relations WHERE {near} IN ({','.join('?' * len(part))}) "
-                    f"AND (kind = ?) = ?", [*part, CONTAINS, contains])
+                    f"AND kind {'=' if contains else '<>'} ? ORDER BY {order}", [*part, CONTAINS])
                 for a, kind, b in rows:
                     out.setdefault(a, []).append((kind, b))
         return out

@@ -196,6 +196,13 @@ class Dialect:
         """Set the high-water marks `sequences` says, and only those (an import)."""
         raise NotImplementedError
 
+    # -- knowledge (the KB's search): the query as the backend reads it
+    def fts_query(self, match: str) -> str | None:
+        """What fts_match, fts_rank and fts_snippet bind for the FTS5 expression `match` (the
+        query language of kb_search on both backends), or None when it can match nothing.
+        BadInput when it is malformed or has no reading here."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -360,6 +367,13 @@ class SQLite(Dialect):
     def backup(self, source: sqlite3.Connection, target: sqlite3.Connection) -> None:
         source.backup(target)
 
+    # -- knowledge
+    def fts_query(self, match: str) -> str | None:
+        from .fts import parse
+
+        parse(match)  # refused here as on PostgreSQL, in the same words
+        return match
+
 
 SQLITE = SQLite()
 
@@ -428,16 +442,18 @@ class PostgreSQL(Dialect):
     def week_start(self, expr: str) -> str:
         return f"(date_trunc('week', CAST({expr} AS timestamptz) AT TIME ZONE 'UTC'))::date"
 
-    # kb_fts.doc: title (A), tags and CIs (B) and body (D), english stemming (FTS5's porter).
+    # kb_fts.doc: title (A), tags (B), CIs (C) and body (D), english stemming without stop words
+    # (sdesk_english: FTS5's porter unicode61 has none); the query is fts_query's to_tsquery text.
+    # The weights in the rank are bm25's in SQLite (title 10, tags 5, CIs 3, body 1).
     def fts_rank(self) -> str:
-        return "(-ts_rank(kb_fts.doc, websearch_to_tsquery('english', ?), 1))"
+        return "(-ts_rank('{0.1, 0.3, 0.5, 1.0}', kb_fts.doc, to_tsquery('sdesk_english', ?), 1))"
 
     def fts_match(self) -> str:
-        return "kb_fts.doc @@ websearch_to_tsquery('english', ?)"
+        return "kb_fts.doc @@ to_tsquery('sdesk_english', ?)"
 
     def fts_snippet(self, open_mark: str, close_mark: str) -> str:
         options = f"StartSel={open_mark}, StopSel={close_mark}, MaxWords=16, MinWords=8, FragmentDelimiter=…"
-        return f"ts_headline('english', kb_fts.body, websearch_to_tsquery('english', ?), '{options}')"
+        return f"ts_headline('sdesk_english', kb_fts.body, to_tsquery('sdesk_english', ?), '{options}')"
 
     def fts_key(self) -> str:
         return "rowid"
@@ -582,6 +598,12 @@ class PostgreSQL(Dialect):
 
     def backup(self, source: Any, target: Any) -> None:
         raise NotImplementedError("a PostgreSQL desk is backed up by its server (pg_dump) or moved by export")
+
+    # -- knowledge
+    def fts_query(self, match: str) -> str | None:
+        from .fts import to_tsquery
+
+        return to_tsquery(match)
 
 
 POSTGRESQL = PostgreSQL()

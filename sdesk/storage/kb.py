@@ -105,11 +105,15 @@ class KbStore:
         where, args = self._kb_filters(tag, ci)
         d = self.db.dialect
         rank, key, matches = d.fts_rank(), d.fts_key(), d.fts_match()
+        match = d.fts_query(match)  # BadInput when malformed, the same on both backends
+        if match is None:
+            return []  # an empty phrase: FTS5's "" matches nothing
+        # Equal scores in article order: the same order on both backends.
         if where:
             top_sql = (f"SELECT kb_fts.{key}, {rank} AS score FROM kb_fts JOIN kb_articles a ON a.id = kb_fts.{key} "
-                       f"WHERE {matches} AND {' AND '.join(where)} ORDER BY score LIMIT ?")
+                       f"WHERE {matches} AND {' AND '.join(where)} ORDER BY score, kb_fts.{key} LIMIT ?")
         else:
-            top_sql = f"SELECT {key}, {rank} AS score FROM kb_fts WHERE {matches} ORDER BY score LIMIT ?"
+            top_sql = f"SELECT {key}, {rank} AS score FROM kb_fts WHERE {matches} ORDER BY score, {key} LIMIT ?"
         try:
             ranked = [match] * d.fts_binds  # the rank's own binding of the query, where it has one
             top = self.db.conn.execute(top_sql, [*ranked, match, *args, limit]).fetchall()

@@ -264,12 +264,21 @@ def m004_cmdb_kb_problems(db: Database) -> None:
     if getattr(db, "postgres", False):
         # PostgreSQL's own full-text search: the words of the title weigh most, then tags and CIs,
         # then the body (FTS5's bm25 weights below), english stemming as FTS5's porter tokenizer.
+        # FTS5's `porter unicode61` has no stop words and splits on every character that is not a
+        # letter or digit (db-billing-2, checkout.example.com, /var/log are words to it): the same
+        # here, english stemming (snowball) without a stop list, on the text cut at non-alnums.
+        db.execute("CREATE TEXT SEARCH DICTIONARY sdesk_english_stem (TEMPLATE = snowball, Language = english)")
+        db.execute("CREATE TEXT SEARCH CONFIGURATION sdesk_english (COPY = english)")
+        db.execute("ALTER TEXT SEARCH CONFIGURATION sdesk_english ALTER MAPPING FOR asciiword, asciihword, "
+                   "hword_asciipart, word, hword, hword_part WITH sdesk_english_stem")
+
+        def words(column: str) -> str:
+            return f"to_tsvector('sdesk_english', regexp_replace(coalesce({column}, ''), '[^[:alnum:]]+', ' ', 'g'))"
+
         db.execute("CREATE TABLE kb_fts (rowid BIGINT PRIMARY KEY, title TEXT, body TEXT, tags TEXT, cis TEXT, "
                    "doc tsvector GENERATED ALWAYS AS ("
-                   "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
-                   "setweight(to_tsvector('english', coalesce(tags, '')), 'B') || "
-                   "setweight(to_tsvector('english', coalesce(cis, '')), 'C') || "
-                   "setweight(to_tsvector('english', coalesce(body, '')), 'D')) STORED)")
+                   f"setweight({words('title')}, 'A') || setweight({words('tags')}, 'B') || "
+                   f"setweight({words('cis')}, 'C') || setweight({words('body')}, 'D')) STORED)")
         db.execute("CREATE INDEX kb_fts_doc ON kb_fts USING GIN (doc)")
     else:
         db.execute("CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")

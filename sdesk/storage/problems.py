@@ -63,7 +63,7 @@ class ProblemStore:
             tx.conn.execute("UPDATE problems SET fix = ? WHERE ticket_id = ?", (fix, problem_id))
             noted = 0
             if note_linked:
-                for (incident,) in tx.conn.execute("SELECT id FROM tickets WHERE problem_id = ?", (problem_id,)).fetchall():
+                for (incident,) in tx.conn.execute("SELECT id FROM tickets WHERE problem_id = ? ORDER BY id", (problem_id,)).fetchall():
                     tx.event(incident, "problem_fixed", {"problem_id": problem_id, "fix": fix})
                     noted += 1
         return noted

@@ -122,8 +122,8 @@ class TriageStore:
                 tx.event(None, "silence_expired", {"silence": silence_id})
                 # What it kept out of the queue and is still open comes back, as after its end.
                 why = f"silence {silence_id}"
-                for (ticket_id,) in tx.conn.execute(f"SELECT id FROM tickets WHERE suppressed = ? AND {OPEN_SQL}",
-                                                    (why,)).fetchall():
+                for (ticket_id,) in tx.conn.execute(f"SELECT id FROM tickets WHERE suppressed = ? AND {OPEN_SQL} "
+                                                    "ORDER BY id", (why,)).fetchall():
                     tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (ticket_id,))
                     tx.event(ticket_id, "unsuppressed", {"was": why, "reason": "the silence was expired"})
         return self.silence_list(include_expired=True, silence_id=silence_id)[0]
@@ -173,16 +173,14 @@ class TriageStore:
         `created` event's input with what enrichment set, the CI's tier and blast radius, the
         last alert's annotations, and when they arrived; and each row as it is now. One at a
         time: a replay over a million tickets holds one."""
-        j = self.db.dialect.json_get
         columns = ", ".join(f"t.{c}" for c in (*TICKET_FIELDS, "id", "labels", "suppressed", "runbook", "parent_id", "created_at")
                             if c != "tags")
         sql = (f"SELECT {columns}, t.tags, "
                "(SELECT data FROM events WHERE ticket_id = t.id AND kind = 'created' ORDER BY id LIMIT 1) AS _created, "
-               f"(SELECT {j('data', '$.set')} FROM events WHERE ticket_id = t.id AND kind = 'enriched' "
+               "(SELECT data FROM events WHERE ticket_id = t.id AND kind = 'enriched' "
                "ORDER BY id LIMIT 1) AS _enriched, "
                "(SELECT annotations FROM alerts WHERE ticket_id = t.id ORDER BY id DESC LIMIT 1) AS _annotations, "
-               f"{j('c.data', '$.tier')} AS _tier, {j('c.data', '$.dependents_total')} AS _dependents, "
-               f"{j('c.data', '$.ci')} AS _ci "
+               "c.data AS _context "
                "FROM tickets t LEFT JOIN ticket_context c ON c.ticket_id = t.id")
         if ticket_id is not None:
             rows = self.db.conn.execute(sql + " WHERE t.id = ?", (ticket_id,))
@@ -193,8 +191,11 @@ class TriageStore:
         for row in rows:
             t = dict(row)
             created = orjson.loads(t.pop("_created")) if t["_created"] else {}
-            enriched = orjson.loads(t.pop("_enriched")) if t["_enriched"] else None
-            context = {"tier": t.pop("_tier"), "dependents_total": t.pop("_dependents"), "ci": t.pop("_ci")}
+            # The JSON is read here, not by the database: its values keep their types and its
+            # objects their key order on both backends (PostgreSQL's jsonb gives neither).
+            enriched = orjson.loads(t.pop("_enriched")).get("set") if t["_enriched"] else None
+            stored_context = orjson.loads(t.pop("_context") or "{}")
+            context = {k: stored_context.get(k) for k in ("tier", "dependents_total", "ci")}
             annotations = Annotations(t.pop("_annotations") or "{}")
             t["labels"], t["tags"] = orjson.loads(t["labels"]), orjson.loads(t["tags"])
             arrived = arrival(created, enriched) if created else {k: t[k] for k in (*TICKET_FIELDS, "labels")}
