@@ -128,7 +128,8 @@ class MetricsStore:
             sums[str(group)] = {"created": created, "resolved": resolved, "reopened": reopened, "escalated": escalated,
                                 "reassigned": reassigned, "fcr": fcr, "automated": automated,
                                 "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
-        return sums
+        # Groups in code-point order (SQLite's BINARY) whatever the server's collation says.
+        return dict(sorted(sums.items()))
 
     def _percentiles(self, g: str, metric: str, sums: dict[str, dict[str, Any]]) -> None:
         """Nearest-rank percentiles of `metric` by group (the dialect's one sort of the window)."""
@@ -142,7 +143,7 @@ class MetricsStore:
         """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
         rows = self.db.conn.execute(
             f"SELECT {self.db.dialect.json_get('data', '$.reason')}, count(*) FROM events WHERE kind = 'automation_misfire' "
-            "AND at >= ? AND at < ? GROUP BY 1", (since, until)) if self._has_misfires() else []
+            "AND at >= ? AND at < ? GROUP BY 1 ORDER BY 1", (since, until)) if self._has_misfires() else []
         return {reason: n for reason, n in rows}
 
     def _has_misfires(self) -> bool:
@@ -173,7 +174,8 @@ class MetricsStore:
             changes = []
             if paused is None or row[0] in paused:
                 changes = [(clock.parse(at), status) for at, status in changes_of.execute(
-                    f"SELECT at, {d.json_get('data', '$.to')} FROM events WHERE ticket_id = ? AND kind = 'status_changed'",
+                    f"SELECT at, {d.json_get('data', '$.to')} FROM events WHERE ticket_id = ? AND kind = 'status_changed' "
+                    "ORDER BY id",
                     (row[0],))]
             yield row, changes
 

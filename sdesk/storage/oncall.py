@@ -110,8 +110,8 @@ class OnCallStore:
             rows = tx.conn.execute(
                 f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
                 f"WHERE {OPEN_SQL} AND status IN ('new', 'triaged', 'assigned') AND acknowledged_at IS NULL "
-                f"AND suppressed IS NULL AND NOT {COVERED} AND priority IN ({','.join('?' * len(priorities))})",
-                priorities).fetchall()
+                f"AND suppressed IS NULL AND NOT {COVERED} AND priority IN ({','.join('?' * len(priorities))}) "
+                "ORDER BY priority, id", priorities).fetchall()
             overrides = self.overrides(since=now - timedelta(days=30), until=now) if rows else []
             fired: dict[int, dict[tuple[int, int], datetime]] = {}
             ids = [t["id"] for t in rows]
@@ -336,7 +336,8 @@ class OnCallStore:
         with self.db.write(actor) as tx:
             rows = tx.conn.execute(
                 "SELECT t.id, t.suppressed FROM tickets t JOIN silences s ON t.suppressed = 'silence ' || s.id "
-                "WHERE (s.ends_at <= ? OR s.expired_at IS NOT NULL) AND t.status NOT IN ('resolved', 'closed')",
+                "WHERE (s.ends_at <= ? OR s.expired_at IS NOT NULL) AND t.status NOT IN ('resolved', 'closed') "
+                "ORDER BY s.id, t.id",
                 (at,)).fetchall()
             for ticket_id, why in rows:
                 tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (ticket_id,))
