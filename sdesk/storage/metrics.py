@@ -42,7 +42,7 @@ def _fragments(d: Dialect) -> tuple[str, str, str, str]:
     # Only tickets ever reopened (reopen_count) read their events for their resolution; the
     # others' resolved_at is the one.
     reopened = ("CASE WHEN reopen_count > 0 THEN EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id "
-                f"AND kind = 'status_changed' AND {j('data', '$.action')} = 'reopen' AND at < :until) ELSE 0 END")
+                f"AND kind = 'status_changed' AND {j('data', '$.action')} = 'reopen' AND at < :until) ELSE FALSE END")
     # When the ticket was resolved, if it was resolved at :until.
     resolved = ("CASE WHEN reopen_count = 0 THEN CASE WHEN resolved_at < :until THEN resolved_at END "
                 f"ELSE (SELECT CASE WHEN {j('e.data', '$.to')} IN ('resolved', 'closed') THEN "
@@ -97,7 +97,7 @@ class MetricsStore:
         group_sql = _group_sql(d)
         moved, escalated, reopened, resolved = _fragments(d)
         keys = ", ".join(f"{group_sql[by] if by else chr(39) + 'all' + chr(39)} AS g{i}" for i, by in enumerate(groupings))
-        self.db.conn.execute("DROP TABLE IF EXISTS temp.report_window")
+        self.db.conn.execute("DROP TABLE IF EXISTS report_window")
         self.db.conn.execute(
             f"CREATE TEMP TABLE report_window AS SELECT {keys}, "
             f"CASE WHEN acknowledged_at < :until THEN {d.epoch('acknowledged_at')} - {d.epoch('created_at')} END AS tta, "
@@ -114,7 +114,7 @@ class MetricsStore:
                         self._percentiles(f"g{i}", metric, sums)
             return out
         finally:
-            self.db.conn.execute("DROP TABLE temp.report_window")
+            self.db.conn.execute("DROP TABLE report_window")
 
     def _sums(self, g: str) -> dict[str, dict[str, Any]]:
         sums: dict[str, dict[str, Any]] = {}
@@ -128,7 +128,8 @@ class MetricsStore:
             sums[str(group)] = {"created": created, "resolved": resolved, "reopened": reopened, "escalated": escalated,
                                 "reassigned": reassigned, "fcr": fcr, "automated": automated,
                                 "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
-        return sums
+        # Groups in code-point order (SQLite's BINARY) whatever the server's collation says.
+        return dict(sorted(sums.items()))
 
     def _percentiles(self, g: str, metric: str, sums: dict[str, dict[str, Any]]) -> None:
         """Nearest-rank percentiles of `metric` by group (the dialect's one sort of the window)."""
@@ -142,7 +143,7 @@ class MetricsStore:
         """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
         rows = self.db.conn.execute(
             f"SELECT {self.db.dialect.json_get('data', '$.reason')}, count(*) FROM events WHERE kind = 'automation_misfire' "
-            "AND at >= ? AND at < ? GROUP BY 1", (since, until)) if self._has_misfires() else []
+            "AND at >= ? AND at < ? GROUP BY 1 ORDER BY 1", (since, until)) if self._has_misfires() else []
         return {reason: n for reason, n in rows}
 
     def _has_misfires(self) -> bool:
@@ -173,7 +174,8 @@ class MetricsStore:
             changes = []
             if paused is None or row[0] in paused:
                 changes = [(clock.parse(at), status) for at, status in changes_of.execute(
-                    f"SELECT at, {d.json_get('data', '$.to')} FROM events WHERE ticket_id = ? AND kind = 'status_changed'",
+                    f"SELECT at, {d.json_get('data', '$.to')} FROM events WHERE ticket_id = ? AND kind = 'status_changed' "
+                    "ORDER BY id",
                     (row[0],))]
             yield row, changes
 
@@ -205,7 +207,7 @@ class MetricsStore:
     def pages_sent(self, since: str, *, until: str) -> list[tuple[str, str]]:
         """(user, when) of the pages due in the window that were not cancelled, nor undeliverable
         (nobody to page, or no notifier: nobody's pager rang)."""
-        return self.db.conn.execute("SELECT user, due_at FROM pages WHERE due_at >= ? AND due_at < ? "
+        return self.db.conn.execute('SELECT "user", due_at FROM pages WHERE due_at >= ? AND due_at < ? '
                                  "AND status NOT IN ('cancelled', 'undeliverable')", (since, until)).fetchall()
 
     def pages_unreached(self, since: str, *, until: str) -> int:
@@ -228,7 +230,7 @@ class MetricsStore:
     def service_known(self, service: list[str]) -> bool:
         """Whether any ticket, at any time, is of the service (see _of_service)."""
         sql, names = _of_service(service)
-        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE 1" + sql + ")", names).fetchone()[0])
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM tickets w WHERE TRUE" + sql + ")", names).fetchone()[0])
 
     def service_names(self, limit: int = 5000) -> list[str]:
         """Names a report could mean (tickets' services and CIs, CMDB names and aliases), at most

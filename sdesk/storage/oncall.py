@@ -39,7 +39,7 @@ class OnCallStore:
                   until: datetime | None = None) -> list[Override]:
         """Overrides (of one schedule) that end after `since` and start before `until`."""
         args: list[Any]
-        sql, args = "SELECT schedule, user, starts_at, ends_at FROM oncall_overrides WHERE 1", []
+        sql, args = "SELECT schedule, \"user\", starts_at, ends_at FROM oncall_overrides WHERE TRUE", []
         if schedule is not None:
             sql, args = sql + " AND schedule = ?", [*args, schedule]
         if since is not None:
@@ -61,7 +61,7 @@ class OnCallStore:
             row = (override.schedule, override.user, clock.iso(override.start), clock.iso(override.end), reason,
                    actor, tx.at)
             override_id = tx.conn.execute(
-                "INSERT INTO oncall_overrides (schedule, user, starts_at, ends_at, reason, created_by, created_at) "
+                'INSERT INTO oncall_overrides (schedule, "user", starts_at, ends_at, reason, created_by, created_at) '
                 "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id", row).fetchone()[0]
             data = {"id": override_id, "schedule": override.schedule, "user": override.user,
                     "starts_at": row[2], "ends_at": row[3], "reason": reason}
@@ -110,8 +110,8 @@ class OnCallStore:
             rows = tx.conn.execute(
                 f"SELECT id, priority, team, queue, created_at, escalation_level FROM tickets "
                 f"WHERE {OPEN_SQL} AND status IN ('new', 'triaged', 'assigned') AND acknowledged_at IS NULL "
-                f"AND suppressed IS NULL AND NOT {COVERED} AND priority IN ({','.join('?' * len(priorities))})",
-                priorities).fetchall()
+                f"AND suppressed IS NULL AND NOT {COVERED} AND priority IN ({','.join('?' * len(priorities))}) "
+                "ORDER BY priority, id", priorities).fetchall()
             overrides = self.overrides(since=now - timedelta(days=30), until=now) if rows else []
             fired: dict[int, dict[tuple[int, int], datetime]] = {}
             ids = [t["id"] for t in rows]
@@ -143,8 +143,8 @@ class OnCallStore:
                                         "users": [], "due_at": clock.iso(d.at), "undeliverable": why})
                         continue
                     paged = [user for user in d.users if tx.conn.execute(
-                        "INSERT INTO pages (ticket_id, round, level, user, due_at, status, next_attempt_at) "
-                        "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (ticket_id, round, level, user) DO NOTHING",
+                        'INSERT INTO pages (ticket_id, round, level, "user", due_at, status, next_attempt_at) '
+                        "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (ticket_id, round, level, \"user\") DO NOTHING",
                         (t["id"], d.round, d.level, user, clock.iso(d.at), clock.iso(d.at))).rowcount]
                     if paged:
                         data = {"policy": policy.name, "round": d.round, "level": d.level, "users": paged,
@@ -155,8 +155,8 @@ class OnCallStore:
 
     def _undeliverable(self, tx: Tx, ticket_id: int, round_: int, level: int, at: datetime, why: str) -> bool:
         """A page that has nobody to go to, on record once (as `pages` shows it); whether it is new."""
-        if tx.conn.execute("INSERT INTO pages (ticket_id, round, level, user, due_at, status, error) "
-                           "VALUES (?, ?, ?, '', ?, 'undeliverable', ?) ON CONFLICT (ticket_id, round, level, user) DO NOTHING",
+        if tx.conn.execute('INSERT INTO pages (ticket_id, round, level, "user", due_at, status, error) '
+                           "VALUES (?, ?, ?, '', ?, 'undeliverable', ?) ON CONFLICT (ticket_id, round, level, \"user\") DO NOTHING",
                            (ticket_id, round_, level, clock.iso(at), why)).rowcount:
             tx.event(ticket_id, "page_undeliverable", {"round": round_, "level": level, "user": None, "reason": why})
             return True
@@ -253,7 +253,8 @@ class OnCallStore:
         of priority followed), with its title: the page of an incident raised by a child says what
         is wrong, which the incident's own title (a P3 warning, say) does not."""
         j = self.db.dialect.json_get
-        row = conn.execute(f"SELECT id, {j('data', '$.child')}, {j('data', '$.priority[1]')} FROM events "
+        # The child's id as a number on both (PostgreSQL's json_get reads every scalar as text).
+        row = conn.execute(f"SELECT id, CAST({j('data', '$.child')} AS BIGINT), {j('data', '$.priority[1]')} FROM events "
                            "WHERE ticket_id = ? AND kind = 'priority_raised' ORDER BY id DESC LIMIT 1",
                            (ticket_id,)).fetchone()
         if row is None or row[2] != priority:
@@ -274,7 +275,7 @@ class OnCallStore:
 
         priorities = sorted(DEFAULT_PAGE.union(*(p.page for p in oncall.escalation.values())))
         rows = self.db.conn.execute(
-            "SELECT pages.id, pages.ticket_id, tickets.priority, pages.user, pages.round, pages.level, pages.attempts, "
+            'SELECT pages.id, pages.ticket_id, tickets.priority, pages."user", pages.round, pages.level, pages.attempts, '
             "pages.error, pages.status FROM pages JOIN tickets ON tickets.id = pages.ticket_id "
             "WHERE pages.status IN ('pending', 'sending', 'failed') AND pages.attempts > 0 AND pages.error IS NOT NULL "
             "AND tickets.status IN ('new', 'triaged', 'assigned') AND tickets.acknowledged_at IS NULL "
@@ -335,7 +336,8 @@ class OnCallStore:
         with self.db.write(actor) as tx:
             rows = tx.conn.execute(
                 "SELECT t.id, t.suppressed FROM tickets t JOIN silences s ON t.suppressed = 'silence ' || s.id "
-                "WHERE (s.ends_at <= ? OR s.expired_at IS NOT NULL) AND t.status NOT IN ('resolved', 'closed')",
+                "WHERE (s.ends_at <= ? OR s.expired_at IS NOT NULL) AND t.status NOT IN ('resolved', 'closed') "
+                "ORDER BY s.id, t.id",
                 (at,)).fetchall()
             for ticket_id, why in rows:
                 tx.conn.execute("UPDATE tickets SET suppressed = NULL WHERE id = ?", (ticket_id,))
@@ -379,7 +381,7 @@ class OnCallStore:
     def deliveries_since(self, user: str, *, since: datetime) -> tuple[int, datetime]:
         """How many deliveries `user` got since `since` (a batch counts once), and the oldest."""
         row = self.db.conn.execute(
-            "SELECT count(DISTINCT delivery), min(delivered_at) FROM pages WHERE user = ? AND status = 'delivered' "
+            "SELECT count(DISTINCT delivery), min(delivered_at) FROM pages WHERE \"user\" = ? AND status = 'delivered' "
             "AND delivered_at > ?", (user, clock.iso(since))).fetchone()
         return row[0], clock.parse(row[1]) if row[1] else since
 

@@ -33,7 +33,7 @@ class SlaStore:
         tickets = [dict(zip(("id", "kind", "priority", "status", "created_at", "acknowledged_at"), row))
                    for row in self.db.conn.execute(
                        f"SELECT id, kind, priority, status, created_at, acknowledged_at FROM tickets "
-                       f"WHERE {OPEN_SQL} AND suppressed IS NULL")
+                       f"WHERE {OPEN_SQL} AND suppressed IS NULL ORDER BY priority, id")
                    if row[0] not in covered]
         if pause <= {"waiting"}:
             paused = {row[0] for row in self.db.conn.execute(
