@@ -397,10 +397,18 @@ class PostgreSQL(Dialect):
         conn.execute("SET CONSTRAINTS ALL DEFERRED")
 
     def rowid(self, conn: Any, table: str) -> str | None:
-        columns = {c for (c,) in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-            "AND table_name = ?", (table,))}
-        return "rowid" if "rowid" in columns else "id" if "id" in columns and self._serial(conn, table) else None
+        # The hidden rowid column pg.ddl gives a table SQLite gives a rowid to; else its key when
+        # that is one whole-number column (SQLite's INTEGER PRIMARY KEY is the rowid itself: id,
+        # ticket_id); else none (SQLite's WITHOUT ROWID tables).
+        keys = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "WHERE a.attrelid = CAST(? AS regclass) AND a.attnum > 0 AND NOT a.attisdropped AND (a.attname = 'rowid' "
+            "OR a.attnum IN (SELECT unnest(i.indkey) FROM pg_index i WHERE i.indrelid = a.attrelid "
+            "AND i.indisprimary AND i.indnatts = 1)) ORDER BY a.attname = 'rowid' DESC",
+            (f'"{table}"',)).fetchall()
+        if keys and (keys[0][0] == "rowid" or keys[0][1] == "bigint"):
+            return keys[0][0]
+        return None
 
     @staticmethod
     def _serial(conn: Any, table: str) -> bool:
