@@ -586,15 +586,43 @@ class Store:
     # -- the desk as files: the face picks the file and asks; the store reads and writes ------------
 
     def backup_to(self, target: Path) -> None:
-        """A checked copy of the live database at `target` (see desk_file.backup)."""
-        from .storage.desk_file import backup
+        """A checked copy of the live database at `target` (see desk_file.backup). A desk on a
+        server is copied into a new SQLite desk there: one snapshot of it, exported and imported
+        (the import verifies the chain and the rows), so a backup is one file wherever the desk
+        lives, that `sdesk --db FILE` reads and `sdesk restore` restores into either."""
+        if self.dialect is SQLITE:
+            from .storage.desk_file import backup
 
-        backup(self.conn, target, self.dialect)
+            backup(self.conn, target, self.dialect)
+            return
+        from .atomic import replaced
+        from .storage.desk_file import check_file, export_lines
+
+        with replaced(target) as partial:
+            with Store(partial, init_empty=True) as copy:
+                self.dialect.begin_read(self.conn)
+                try:
+                    copy.import_from(export_lines(self.conn, migrations.SCHEMA_VERSION, dialect=self.dialect))
+                finally:
+                    self.conn.execute("COMMIT")
+                SQLITE.single_file(copy.conn)
+            check_file(partial, target)
 
     def restore_from(self, backup: Store, *, source: str, events: int, head: str, actor: str) -> None:
         """Replace this database with `backup` (an open, verified copy: events and head are what
-        its verify said), and record the restore on the restored chain."""
-        self.dialect.backup(backup.conn, self.conn)
+        its verify said), and record the restore on the restored chain. On a server, the desk's
+        rows are replaced by the backup's in one transaction, checked as an import is."""
+        if self.dialect is SQLITE:
+            self.dialect.backup(backup.conn, self.conn)
+        else:
+            from .storage.desk_file import export_lines, import_lines
+
+            backup.dialect.begin_read(backup.conn)
+            try:
+                import_lines(self.conn, export_lines(backup.conn, migrations.SCHEMA_VERSION, dialect=backup.dialect),
+                             migrations.SCHEMA_VERSION, self.audit.verify, dialect=self.dialect, replace=True)
+            finally:
+                backup.conn.execute("COMMIT")
         self.record(actor, kind="restored", data={"from": source, "events": events, "head": head})
 
     def export_to(self, out: IO[bytes], *, since: str | None = None) -> int:

@@ -83,12 +83,14 @@ def _line(record: dict[str, Any]) -> bytes:
 
 
 def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
-                 check: Callable[[], object] = lambda: None, *, dialect: Dialect = SQLITE) -> dict[str, int]:
+                 check: Callable[[], object] = lambda: None, *, dialect: Dialect = SQLITE,
+                 replace: bool = False) -> dict[str, int]:
     """Load an export into this (empty) database in one transaction; returns rows per table.
     Foreign keys are checked once at the end, since tables arrive in name order, and `check`
     (the audit chain, and the tables rebuilt from it) before the commit: a tampered export leaves
-    nothing behind."""
-    if conn.execute("SELECT (SELECT count(*) FROM tickets) + (SELECT count(*) FROM events)").fetchone()[0]:
+    nothing behind. `replace`: every row there is goes first, in the same transaction (a restore
+    into a server's desk)."""
+    if not replace and conn.execute("SELECT (SELECT count(*) FROM tickets) + (SELECT count(*) FROM events)").fetchone()[0]:
         raise Conflict("import goes into an empty desk: this database already has tickets or events")
     counts: dict[str, int] = {}
     pending: dict[str, list[tuple]] = {}
@@ -99,6 +101,8 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
     dialect.begin_write(conn)
     dialect.defer_constraints(conn)
     try:
+        if replace:
+            dialect.clear_tables(conn, list(tables))
         lines = iter(lines)
         header = _json(next(lines, b""), 1)
         if not isinstance(header, dict) or header.get("sdesk_export") != FORMAT:
