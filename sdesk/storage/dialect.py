@@ -202,6 +202,10 @@ class Dialect:
         append-only guard passed by (a restore replaces the whole desk), id counters too."""
         raise NotImplementedError
 
+    def server_version(self, conn: Any) -> str | None:
+        """The server's version, or None for a database in a file (sdesk doctor)."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -372,6 +376,9 @@ class SQLite(Dialect):
             for table in tables:
                 conn.execute(f'DELETE FROM "{table}"')
         conn.execute("DELETE FROM sqlite_sequence")
+
+    def server_version(self, conn: sqlite3.Connection) -> str | None:
+        return None
 
 
 SQLITE = SQLite()
@@ -638,6 +645,9 @@ class PostgreSQL(Dialect):
         # undone with the transaction; the table's owner only.
         if tables:
             conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
+
+    def server_version(self, conn: Any) -> str | None:
+        return conn.execute("SELECT current_setting('server_version')").fetchone()[0]
 
 
 POSTGRESQL = PostgreSQL()
