@@ -147,12 +147,27 @@ def _create_or_explain(path: Path) -> None:
                          "(free some space and run it again)") from None
 
 
-def holds_a_desk(path: Path) -> bool:
+def holds_a_desk(path: Path | str) -> bool:
     """Whether the database at `path` holds anything a desk was given (tickets, users, events,
     remembered state...): a fresh `sdesk init` holds nothing. Read through a read-only
     connection, so the file is left as it is (even one of an older schema, not upgraded), and
-    no -wal or -shm is left beside it: immutable unless a -wal is there (a writer's, to be read)."""
+    no -wal or -shm is left beside it: immutable unless a -wal is there (a writer's, to be read).
+    A PostgreSQL URL: its tables read in a read-only transaction."""
     from urllib.parse import quote
+
+    if isinstance(path, str) and _is_url(path):
+        from .storage import pg
+        from .storage.dialect import POSTGRESQL
+
+        conn = pg.connect(path)
+        try:
+            conn.execute("BEGIN READ ONLY")
+            tables = [t for t in POSTGRESQL.tables(conn) if t != "sdesk_schema"]
+            return any(conn.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() for name in tables)
+        except sqlite3.Error as e:
+            raise explain(e, path, f"cannot open database {path}") from None
+        finally:
+            conn.close()
 
     real = os.path.realpath(path)
     mode = "mode=ro" if os.path.exists(f"{real}-wal") else "immutable=1"
@@ -374,7 +389,7 @@ class Store:
             if app_id == 0 and tables and version == 0:
                 raise pg.not_sdesk(url)
             if app_id == 0 and not tables and not (create or init_empty):
-                raise NotFound(f"no sdesk desk in {url} (the database is empty): nothing was made (check --db or "
+                raise NotFound(f"no sdesk database at {url} (the database there is empty): nothing was made (check --db or "
                                f"SDESK_DB; to start a desk there: sdesk --db {shlex.quote(url)} init)")
             self.damaged = app_id == DAMAGED_ID
             if not migrations.check_version(self.conn, version):  # type: ignore[arg-type]
