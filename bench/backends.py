@@ -71,7 +71,7 @@ def pg_desk(conninfo: str, base: Path, size: int, work: Path, fresh: bool) -> st
     with open(export, "wb") as out:
         subprocess.run(sdesk("--db", str(base), "export", "--jsonl"), env=ENV, stdout=out, check=True)
     with open(export, "rb") as lines:
-        subprocess.run(sdesk("--db", url, "import"), env=ENV, stdin=lines, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(sdesk("--db", url, "import", "-"), env=ENV, stdin=lines, check=True, stdout=subprocess.DEVNULL)
     print(f"moved the {label(size)} desk to PostgreSQL in {time.monotonic() - started:.0f} s", file=sys.stderr)
     export.unlink()
     admin(conninfo.replace("dbname=postgres", f"dbname={name}"), "VACUUM ANALYZE")

@@ -179,7 +179,7 @@ def _near(path: str) -> str:
     return relative if not relative.startswith("..") else absolute
 
 
-def refuse_a_desk(db: Path) -> None:
+def refuse_a_desk(db: Path | str) -> None:
     """The demo writes a morning into `db`: only a new database or an empty one (just made by
     `sdesk init`), never into a desk with anything in it, which it would fill with duplicates.
     Checked before the file is opened for writing, so a refused one is left byte for byte."""
@@ -188,6 +188,11 @@ def refuse_a_desk(db: Path) -> None:
     from .files import kind, status
     from .store import holds_a_desk
 
+    if isinstance(db, str):  # a PostgreSQL URL: a desk on a server, looked into without writing
+        if holds_a_desk(db):
+            raise Conflict(f"{db} already holds a desk: the demo writes only to a new or empty database, and "
+                           "leaves this one as it is (give another --db, or none for a temporary one)")
+        return
     found = status(db, f"cannot open database {db}")  # a name too long, a loop of links: said so
     if found is None:
         return
@@ -199,7 +204,7 @@ def refuse_a_desk(db: Path) -> None:
                        "leaves this one as it is (give another --db, or none for a temporary one)")
 
 
-def run_demo(db: Path | None) -> None:
+def run_demo(db: Path | str | None) -> None:
     from .render import console, print_tickets
 
     tmp = None

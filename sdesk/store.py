@@ -147,12 +147,27 @@ def _create_or_explain(path: Path) -> None:
                          "(free some space and run it again)") from None
 
 
-def holds_a_desk(path: Path) -> bool:
+def holds_a_desk(path: Path | str) -> bool:
     """Whether the database at `path` holds anything a desk was given (tickets, users, events,
     remembered state...): a fresh `sdesk init` holds nothing. Read through a read-only
     connection, so the file is left as it is (even one of an older schema, not upgraded), and
-    no -wal or -shm is left beside it: immutable unless a -wal is there (a writer's, to be read)."""
+    no -wal or -shm is left beside it: immutable unless a -wal is there (a writer's, to be read).
+    A PostgreSQL URL: its tables read in a read-only transaction."""
     from urllib.parse import quote
+
+    if isinstance(path, str) and _is_url(path):
+        from .storage import pg
+        from .storage.dialect import POSTGRESQL
+
+        conn = pg.connect(path)
+        try:
+            conn.execute("BEGIN READ ONLY")
+            tables = [t for t in POSTGRESQL.tables(conn) if t != "sdesk_schema"]
+            return any(conn.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() for name in tables)
+        except sqlite3.Error as e:
+            raise explain(e, path, f"cannot open database {path}") from None
+        finally:
+            conn.close()
 
     real = os.path.realpath(path)
     mode = "mode=ro" if os.path.exists(f"{real}-wal") else "immutable=1"
@@ -374,7 +389,7 @@ class Store:
             if app_id == 0 and tables and version == 0:
                 raise pg.not_sdesk(url)
             if app_id == 0 and not tables and not (create or init_empty):
-                raise NotFound(f"no sdesk desk in {url} (the database is empty): nothing was made (check --db or "
+                raise NotFound(f"no sdesk database at {url} (the database there is empty): nothing was made (check --db or "
                                f"SDESK_DB; to start a desk there: sdesk --db {shlex.quote(url)} init)")
             self.damaged = app_id == DAMAGED_ID
             if not migrations.check_version(self.conn, version):  # type: ignore[arg-type]
@@ -586,15 +601,43 @@ class Store:
     # -- the desk as files: the face picks the file and asks; the store reads and writes ------------
 
     def backup_to(self, target: Path) -> None:
-        """A checked copy of the live database at `target` (see desk_file.backup)."""
-        from .storage.desk_file import backup
+        """A checked copy of the live database at `target` (see desk_file.backup). A desk on a
+        server is copied into a new SQLite desk there: one snapshot of it, exported and imported
+        (the import verifies the chain and the rows), so a backup is one file wherever the desk
+        lives, that `sdesk --db FILE` reads and `sdesk restore` restores into either."""
+        if self.dialect is SQLITE:
+            from .storage.desk_file import backup
 
-        backup(self.conn, target, self.dialect)
+            backup(self.conn, target, self.dialect)
+            return
+        from .atomic import replaced
+        from .storage.desk_file import check_file, export_lines
+
+        with replaced(target) as partial:
+            with Store(partial, init_empty=True) as copy:
+                self.dialect.begin_read(self.conn)
+                try:
+                    copy.import_from(export_lines(self.conn, migrations.SCHEMA_VERSION, dialect=self.dialect))
+                finally:
+                    self.conn.execute("COMMIT")
+                SQLITE.single_file(copy.conn)
+            check_file(partial, target)
 
     def restore_from(self, backup: Store, *, source: str, events: int, head: str, actor: str) -> None:
         """Replace this database with `backup` (an open, verified copy: events and head are what
-        its verify said), and record the restore on the restored chain."""
-        self.dialect.backup(backup.conn, self.conn)
+        its verify said), and record the restore on the restored chain. On a server, the desk's
+        rows are replaced by the backup's in one transaction, checked as an import is."""
+        if self.dialect is SQLITE:
+            self.dialect.backup(backup.conn, self.conn)
+        else:
+            from .storage.desk_file import export_lines, import_lines
+
+            backup.dialect.begin_read(backup.conn)
+            try:
+                import_lines(self.conn, export_lines(backup.conn, migrations.SCHEMA_VERSION, dialect=backup.dialect),
+                             migrations.SCHEMA_VERSION, self.audit.verify, dialect=self.dialect, replace=True)
+            finally:
+                backup.conn.execute("COMMIT")
         self.record(actor, kind="restored", data={"from": source, "events": events, "head": head})
 
     def export_to(self, out: IO[bytes], *, since: str | None = None) -> int:

@@ -48,9 +48,12 @@ def opened(db: Path | str):
 
 
 def tamper(db: Path | str, *statements: str, params: tuple = (), guards_off: bool = False) -> None:
-    """Run `statements` straight against the desk, behind sdesk's back; `guards_off`: with the
+    """Run `statements` straight against the desk, behind sdesk's back, foreign keys unchecked
+    (sqlite3's default; on PostgreSQL a superuser's replica session); `guards_off`: with the
     events table's append-only triggers dropped (SQLite) or disabled (PostgreSQL) first."""
     with opened(db) as conn:
+        if is_pg(db):  # foreign keys unchecked, as sqlite3 leaves them by default (a superuser's session)
+            conn.execute("SET session_replication_role = replica")
         if guards_off:
             triggers_off(conn)
         for sql in statements:

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import rawdb
 from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,13 +23,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def tamper(db, *statements, params=()):
-    """SQL straight into the file, as someone with write access to it would (no triggers
-    bypassed, foreign keys off as sqlite3 has them by default)."""
-    conn = sqlite3.connect(db)
-    for sql in statements:
-        conn.execute(sql, params)
-    conn.commit()
-    conn.close()
+    """SQL straight into the file (or the server's database), as someone with write access to it
+    would (no triggers bypassed, foreign keys off as sqlite3 has them by default)."""
+    rawdb.tamper(db, *statements, params=params)
 
 
 def verify(cli, *args):
@@ -141,7 +138,8 @@ def test_a_ticket_edited_in_the_file_fails_verify_and_names_the_columns(desk, db
 
 ACCOUNT_TAMPERING = {
     "a viewer made an admin": ("UPDATE users SET role = 'admin' WHERE key = 'vic'", "users vic: role is 'admin'"),
-    "a user inserted": ("INSERT INTO users VALUES ('mallory', 'mallory', 'admin', NULL, 'tester', '2026-01-01', 'mallory', NULL)",
+    "a user inserted": ("INSERT INTO users (key, name, role, team, added_by, added_at, login, email) VALUES "
+                        "('mallory', 'mallory', 'admin', NULL, 'tester', '2026-01-01', 'mallory', NULL)",
                         "users mallory: exists, but no event made it"),
     "a user deleted": ("DELETE FROM users WHERE key = 'vic'", "users vic: was deleted"),
     "a queue role inserted": ("INSERT INTO user_queue_roles VALUES ('vic', 'payments', 'admin')",
@@ -163,8 +161,8 @@ def test_users_roles_and_tokens_edited_in_the_file_fail_verify(cli, db_path, wha
     cli("user", "add", "vic", "--role", "viewer")
     token = cli("user", "token", "vic").stdout.strip()
     # The token's event names it by id (and sha256), never by the token itself.
-    assert token.startswith("sdk_") and token not in sqlite3.connect(db_path).execute(
-        "SELECT group_concat(data) FROM events").fetchone()[0]
+    with rawdb.opened(db_path) as conn:
+        assert token.startswith("sdk_") and token not in "".join(r[0] for r in conn.execute("SELECT data FROM events"))
     if what == "a revoked token revived":
         cli("user", "revoke", "1")
     assert verify(cli).exit_code == 0
@@ -225,8 +223,8 @@ def _rehash(db, change):
     """Rewrite every event's data with `change(kind, data)` and re-hash the chain: what a desk
     made before events said everything looks like (and what a forger who knows the format can
     do, which only anchors kept elsewhere catch)."""
-    conn = sqlite3.connect(db)
-    conn.execute("DROP TRIGGER events_no_update")
+    conn = rawdb.connect(db)
+    rawdb.triggers_off(conn, "events")
     prev = GENESIS
     for event_id, ticket_id, at, actor, kind, data, login in conn.execute(
             "SELECT id, ticket_id, at, actor, kind, data, login FROM events ORDER BY id").fetchall():
@@ -329,6 +327,7 @@ def test_any_edit_of_any_ticket_column_is_detected(mixed_desk, data):
     json.dumps(tables)  # what `audit verify --json` prints, whatever the file holds
 
 
+@pytest.mark.sqlite_only("SQLite's dynamic typing: a BLOB stored in a TEXT column")
 def test_verify_json_shows_a_blob_written_by_hand(cli, db_path):
     ticket = cli.new("Checkout returns 502")
     tamper(db_path, f"UPDATE tickets SET title = X'1b5d303b' WHERE id = {ticket}")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import rawdb
 import typer
 
 from sdesk.cli import app
@@ -108,7 +109,10 @@ def populated(tmp_path_factory):
     proc.wait()
     with sqlite3.connect(db) as conn:
         [(problem,)] = conn.execute("SELECT id FROM tickets WHERE kind = 'problem'").fetchall()
-    yield {"db": db, "config": config, "run": str(_dead_run(db)), "problem": f"SD-{problem}"}
+    # The same desk as an export, for the PostgreSQL run: imported into each test's database.
+    _sdesk(env, "export", "--out", str(where / "desk.jsonl"))
+    yield {"db": db, "config": config, "run": str(_dead_run(db)), "problem": f"SD-{problem}",
+           "export": where / "desk.jsonl"}
     try:
         os.killpg(step_pid, signal.SIGKILL)  # the step's command, which nobody reaped
     except ProcessLookupError:
@@ -135,13 +139,20 @@ def _dead_run(db) -> int:
 
 
 def _content(db) -> list[str]:
-    """What the database holds, as SQL. Not `PRAGMA data_version`: it also moves when a reader's
-    connection checkpoints the WAL, which changes no content."""
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+    """What the database holds, as SQL (on PostgreSQL: every row, every sequence). Not `PRAGMA
+    data_version`: it also moves when a reader's connection checkpoints the WAL, which changes
+    no content."""
+    return rawdb.content(db)
+
+
+def _copy(populated, db_path, cli):
+    """The populated desk, as this test's database: a copy of the file, or on the PostgreSQL run
+    the desk moved there (export, import)."""
+    if rawdb.is_pg(db_path):
+        cli("--db", db_path, "import", str(populated["export"]))
+        return
+    with sqlite3.connect(populated["db"]) as source, sqlite3.connect(db_path) as copy:
+        source.backup(copy)
 
 
 def _cases():
@@ -157,8 +168,7 @@ def _given(args, populated):
 
 @pytest.mark.parametrize(("name", "args"), list(_cases()))
 def test_a_read_command_leaves_the_database_as_it_was(cli, populated, db_path, tmp_path, monkeypatch, name, args):
-    with sqlite3.connect(populated["db"]) as source, sqlite3.connect(db_path) as copy:
-        source.backup(copy)
+    _copy(populated, db_path, cli)
     monkeypatch.setenv("SDESK_CONFIG", str(populated["config"]))
     monkeypatch.chdir(tmp_path)
     before = _content(db_path)
@@ -171,8 +181,7 @@ def test_a_read_command_leaves_the_database_as_it_was(cli, populated, db_path, t
 def test_a_run_whose_process_died_reads_as_interrupted_until_tick_records_it(cli, populated, db_path, monkeypatch):
     """Reads compute it (the run's process is gone); `tick` writes it, and stops the command the
     run left behind."""
-    with sqlite3.connect(populated["db"]) as source, sqlite3.connect(db_path) as copy:
-        source.backup(copy)
+    _copy(populated, db_path, cli)
     monkeypatch.setenv("SDESK_CONFIG", str(populated["config"]))
     run_id = int(populated["run"])
     [shown] = [r for r in cli.json("runbook", "runs") if r["id"] == run_id]
@@ -180,10 +189,10 @@ def test_a_run_whose_process_died_reads_as_interrupted_until_tick_records_it(cli
     for run in (shown, logged):
         assert run["status"] == "interrupted" and "ended mid-run" in run["reason"], run
     assert [s["status"] for s in logged["steps"]] == ["interrupted"]
-    with sqlite3.connect(db_path) as conn:  # nothing recorded yet
+    with rawdb.opened(db_path) as conn:  # nothing recorded yet
         assert conn.execute("SELECT status FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()[0] == "running"
     cli("tick", ok=False)  # the demo's pages may fail to deliver: tick says so with exit 1
-    with sqlite3.connect(db_path) as conn:
+    with rawdb.opened(db_path) as conn:
         assert conn.execute("SELECT status FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()[0] == "interrupted"
-        assert conn.execute("SELECT count(*) FROM events WHERE kind = 'runbook_finished' "
-                            "AND json_extract(data, '$.run') = ?", (run_id,)).fetchone()[0] == 1
+        finished = [json.loads(data) for (data,) in conn.execute("SELECT data FROM events WHERE kind = 'runbook_finished'")]
+        assert [e["run"] for e in finished].count(run_id) == 1

@@ -70,7 +70,7 @@ def doctor(
 
             findings += health.database(path=str(store.path), problems=problems, schema=facts["schema"],
                                         current=SCHEMA_VERSION, journal=facts["journal"], read_only=store.read_only,
-                                        size=facts["size"], free=facts["free"])
+                                        size=facts["size"], free=facts["free"], server=facts.get("server"))
     findings += config_findings
     urgent = facts["urgent_open"] if facts is not None else 0
     findings += health.paging(oncall, urgent_open=urgent, broken=oncall_broken, command_found=_found(oncall),

@@ -50,8 +50,13 @@ def _ago(then: datetime, now: datetime) -> str:
 
 
 def database(*, path: str, problems: list[str], schema: int, current: int, journal: str, read_only: str | None,
-             size: int, free: int | None) -> list[Finding]:
-    """The file: SQLite's integrity check, its schema, WAL, its size and the room beside it."""
+             size: int, free: int | None, server: str | None = None) -> list[Finding]:
+    """The file: SQLite's integrity check, its schema, WAL, its size and the room beside it. On a
+    PostgreSQL server (`server`: its version), the same checks of what is sdesk's to check: the
+    server keeps its own pages (checksums), log and disk."""
+    if server is not None:
+        return _database_on_a_server(path=path, server=server, schema=schema, current=current, read_only=read_only,
+                                     size=size)
     found = []
     if problems:
         found.append(Finding("database", "fail", f"{path} failed SQLite's integrity check: {problems[0]}; restore a "
@@ -79,6 +84,23 @@ def database(*, path: str, problems: list[str], schema: int, current: int, journ
     else:
         room = f", {_size(free)} free beside it" if free is not None else ""
         found.append(Finding("size", "ok", _size(size) + room))
+    return found
+
+
+def _database_on_a_server(*, path: str, server: str, schema: int, current: int, read_only: str | None,
+                          size: int) -> list[Finding]:
+    found = [Finding("database", "ok", f"{path}: an sdesk desk on PostgreSQL {server}, which checks its own pages")]
+    if schema != current:
+        found.append(Finding("schema", "warn", f"schema version {schema}, this sdesk's is {current}: open the desk "
+                                               "once as its owner to upgrade it"))
+    else:
+        found.append(Finding("schema", "ok", f"schema version {schema}, this sdesk's"))
+    found.append(Finding("wal", "ok", "the server's write-ahead log: many readers and writers at once"))
+    if read_only:
+        found.append(Finding("writable", "warn", f"read-only ({read_only}): every write is refused"))
+    else:
+        found.append(Finding("writable", "ok", "this login may write the desk"))
+    found.append(Finding("size", "ok", f"{_size(size)} on the server (its disk is the server's to watch)"))
     return found
 
 

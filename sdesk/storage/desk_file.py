@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,14 +63,16 @@ def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None
             where, args = f' WHERE "{times[0]}" >= ?', (since,)
         elif since:
             continue
-        keyed = [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5]]
-        sql = dict(dialect.definitions(conn))[table] or ""
-        if "WITHOUT ROWID" in sql.upper():  # no rowid: ordered by its primary key
-            order = ", ".join(f'"{c}"' for c in keyed)
-            for row in conn.execute(f'SELECT * FROM "{table}"{where} ORDER BY {order}', args):
+        key = dialect.rowid(conn, table)
+        listed = ", ".join(f'"{c}"' for c in columns)
+        if key is None:  # no rowid (SQLite's WITHOUT ROWID): ordered by its primary key
+            order = ", ".join(f'"{r[1]}"' for r in sorted(info, key=lambda r: r[5]) if r[5])
+            for row in conn.execute(f'SELECT {listed} FROM "{table}"{where} ORDER BY {order}', args):
                 yield _line({"table": table, "row": dict(zip(columns, map(_value, row)))})
             continue
-        for row in conn.execute(f'SELECT rowid, * FROM "{table}"{where} ORDER BY rowid', args):
+        # The rowid: SQLite's own, or the column that stands for it on another backend (an
+        # integer key, or a hidden rowid column), so both export the same lines.
+        for row in conn.execute(f'SELECT {key}, {listed} FROM "{table}"{where} ORDER BY {key}', args):
             yield _line({"table": table, "rowid": row[0], "row": dict(zip(columns, map(_value, row[1:])))})
     for name, seq in dialect.sequences(conn):
         yield _line({"sequence": name, "seq": seq})
@@ -81,12 +83,14 @@ def _line(record: dict[str, Any]) -> bytes:
 
 
 def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
-                 check: Callable[[], object] = lambda: None, *, dialect: Dialect = SQLITE) -> dict[str, int]:
+                 check: Callable[[], object] = lambda: None, *, dialect: Dialect = SQLITE,
+                 replace: bool = False) -> dict[str, int]:
     """Load an export into this (empty) database in one transaction; returns rows per table.
     Foreign keys are checked once at the end, since tables arrive in name order, and `check`
     (the audit chain, and the tables rebuilt from it) before the commit: a tampered export leaves
-    nothing behind."""
-    if conn.execute("SELECT (SELECT count(*) FROM tickets) + (SELECT count(*) FROM events)").fetchone()[0]:
+    nothing behind. `replace`: every row there is goes first, in the same transaction (a restore
+    into a server's desk)."""
+    if not replace and conn.execute("SELECT (SELECT count(*) FROM tickets) + (SELECT count(*) FROM events)").fetchone()[0]:
         raise Conflict("import goes into an empty desk: this database already has tickets or events")
     counts: dict[str, int] = {}
     pending: dict[str, list[tuple]] = {}
@@ -97,6 +101,8 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
     dialect.begin_write(conn)
     dialect.defer_constraints(conn)
     try:
+        if replace:
+            dialect.clear_tables(conn, list(tables))
         lines = iter(lines)
         header = _json(next(lines, b""), 1)
         if not isinstance(header, dict) or header.get("sdesk_export") != FORMAT:
@@ -108,6 +114,7 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
             raise BadInput(f"this export is of schema {header.get('schema')}, this sdesk writes {schema}: "
                            "export again with this version of sdesk")
         columns: dict[str, tuple[str, ...]] = {}
+        keys: dict[str, str | None] = {}  # table -> what holds its rowid (dialect.rowid)
         for number, line in enumerate(lines, start=2):
             record = _json(line, number)
             if isinstance(record, dict) and set(record) == {"sequence", "seq"}:
@@ -117,6 +124,15 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
                 continue
             table, values = _row(record, number, tables)
             names = ("rowid", *record["row"]) if "rowid" in record else tuple(record["row"])
+            if "rowid" in record:
+                if table not in keys:
+                    keys[table] = dialect.rowid(conn, table)
+                if keys[table] is None:
+                    raise BadInput(f"line {number}: {table} has no rowid")
+                if keys[table] != "rowid":  # the rowid is a column here (the integer key): given once
+                    if record["row"].get(keys[table]) != values[0]:
+                        raise BadInput(f"line {number}: its rowid is not its {keys[table]}")
+                    names, values = names[1:], values[1:]
             if table not in statements:
                 _flush(conn, pending, statements)
                 columns[table] = names
@@ -129,7 +145,7 @@ def import_lines(conn: sqlite3.Connection, lines: Iterable[bytes], schema: int,
             if len(pending[table]) >= BATCH:
                 _flush(conn, pending, statements)
         _flush(conn, pending, statements)
-        _check_imported(conn, sequences)
+        _check_imported(conn, sequences, tables, dialect)
         # Inserting with AUTOINCREMENT made rows here; the export's counters replace them (ids
         # once used and deleted are never given again).
         dialect.set_sequences(conn, sequences)
@@ -164,7 +180,8 @@ def _row(record: Any, number: int, tables: dict[str, set[str]]) -> tuple[str, tu
     return record["table"], ((rowid,) if "rowid" in record else ()) + values
 
 
-def _check_imported(conn: sqlite3.Connection, sequences: list[tuple[str, int]]) -> None:
+def _check_imported(conn: sqlite3.Connection, sequences: list[tuple[str, int]], tables: Collection[str],
+                    dialect: Dialect) -> None:
     """What the rows alone do not show: roles this sdesk knows, and id counters beyond every id."""
     from ..domain.roles import RANK
 
@@ -172,10 +189,10 @@ def _check_imported(conn: sqlite3.Connection, sequences: list[tuple[str, int]]) 
         if role not in RANK:
             raise BadInput(f"the export gives a user the unknown role {role!r}")
     for name, seq in sequences:
-        try:
-            top = conn.execute(f'SELECT max(rowid) FROM "{name}"').fetchone()[0]
-        except sqlite3.Error:
-            raise BadInput(f"the export has an id counter for {name!r}, which is not a table") from None
+        key = dialect.rowid(conn, name) if name in tables else None
+        if key is None:
+            raise BadInput(f"the export has an id counter for {name!r}, which is not a table with ids")
+        top = conn.execute(f'SELECT max({key}) FROM "{name}"').fetchone()[0]
         if top is not None and seq < top:
             raise BadInput(f"the export's id counter for {name} ({seq}) is below its highest id ({top})")
 

@@ -203,6 +203,16 @@ class Dialect:
         BadInput when it is malformed or has no reading here."""
         raise NotImplementedError
 
+    # -- desk files (export, import, backup, restore): area deskfiles
+    def clear_tables(self, conn: Any, tables: list[str]) -> None:
+        """Inside the caller's write transaction: every row of `tables` deleted, the events'
+        append-only guard passed by (a restore replaces the whole desk), id counters too."""
+        raise NotImplementedError
+
+    def server_version(self, conn: Any) -> str | None:
+        """The server's version, or None for a database in a file (sdesk doctor)."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -374,6 +384,16 @@ class SQLite(Dialect):
         parse(match)  # refused here as on PostgreSQL, in the same words
         return match
 
+    # -- desk files (export, import, backup, restore): area deskfiles
+    def clear_tables(self, conn: sqlite3.Connection, tables: list[str]) -> None:
+        with self.triggers_off(conn, "events"):
+            for table in tables:
+                conn.execute(f'DELETE FROM "{table}"')
+        conn.execute("DELETE FROM sqlite_sequence")
+
+    def server_version(self, conn: sqlite3.Connection) -> str | None:
+        return None
+
 
 SQLITE = SQLite()
 
@@ -394,6 +414,9 @@ class PostgreSQL(Dialect):
     like = "ILIKE"
 
     def last_id(self, conn: Any, table: str) -> int:
+        counters = self._snapshot_counters(conn)
+        if counters is not None:
+            return counters.get(table, 0)
         last, called = conn.execute(f'SELECT last_value, is_called FROM "{table}_id_seq"').fetchone()
         return last if called else 0
 
@@ -401,20 +424,49 @@ class PostgreSQL(Dialect):
         conn.execute(f"SELECT setval('\"{table}_id_seq\"', ?)", (last,))
 
     def begin_write(self, conn: Any) -> None:
+        conn.__dict__.pop("snapshot_counters", None)
         conn.execute("BEGIN")
         conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
     def begin_read(self, conn: Any) -> None:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # A sequence is outside every snapshot (its value is the newest, whoever committed since):
+        # the counters are read with the snapshot, while no writer is mid-transaction (the write
+        # lock held a moment), and last_id and sequences answer from them until the next
+        # transaction, so that verify and export see the counters of the rows they read.
+        conn.__dict__.pop("snapshot_counters", None)
+        conn.execute(f"SELECT pg_advisory_lock({WRITE_LOCK})")
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            counters = dict(self._sequences(conn))  # its first statement takes the snapshot
+        finally:
+            conn.execute(f"SELECT pg_advisory_unlock({WRITE_LOCK})")
+        conn.__dict__["snapshot_counters"] = counters
+
+    @staticmethod
+    def _snapshot_counters(conn: Any) -> dict[str, int] | None:
+        """The counters begin_read read, while in that read transaction (None: read them live)."""
+        counters = conn.__dict__.get("snapshot_counters")
+        if counters is not None and not conn.in_transaction:
+            conn.__dict__.pop("snapshot_counters", None)
+            return None
+        return counters
 
     def defer_constraints(self, conn: Any) -> None:
         conn.execute("SET CONSTRAINTS ALL DEFERRED")
 
     def rowid(self, conn: Any, table: str) -> str | None:
-        columns = {c for (c,) in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-            "AND table_name = ?", (table,))}
-        return "rowid" if "rowid" in columns else "id" if "id" in columns and self._serial(conn, table) else None
+        # The hidden rowid column pg.ddl gives a table SQLite gives a rowid to; else its key when
+        # that is one whole-number column (SQLite's INTEGER PRIMARY KEY is the rowid itself: id,
+        # ticket_id); else none (SQLite's WITHOUT ROWID tables).
+        keys = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "WHERE a.attrelid = CAST(? AS regclass) AND a.attnum > 0 AND NOT a.attisdropped AND (a.attname = 'rowid' "
+            "OR a.attnum IN (SELECT unnest(i.indkey) FROM pg_index i WHERE i.indrelid = a.attrelid "
+            "AND i.indisprimary AND i.indnatts = 1)) ORDER BY a.attname = 'rowid' DESC",
+            (f'"{table}"',)).fetchall()
+        if keys and (keys[0][0] == "rowid" or keys[0][1] == "bigint"):
+            return keys[0][0]
+        return None
 
     @staticmethod
     def _serial(conn: Any, table: str) -> bool:
@@ -569,6 +621,10 @@ class PostgreSQL(Dialect):
         conn.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER USER')
 
     def sequences(self, conn: Any) -> list[tuple[str, int]]:
+        counters = self._snapshot_counters(conn)
+        return sorted(counters.items()) if counters is not None else self._sequences(conn)
+
+    def _sequences(self, conn: Any) -> list[tuple[str, int]]:
         # The tables SQLite keeps a counter for (AUTOINCREMENT: a serial here) once an id was given.
         out = []
         for table, sequence in conn.execute(
@@ -597,7 +653,17 @@ class PostgreSQL(Dialect):
                 conn.execute(f"SELECT setval('\"{sequence}\"', ?)", (top,))
 
     def backup(self, source: Any, target: Any) -> None:
-        raise NotImplementedError("a PostgreSQL desk is backed up by its server (pg_dump) or moved by export")
+        raise NotImplementedError("a PostgreSQL desk is backed up as an export into an SQLite file (Store.backup_to)")
+
+    # -- desk files (export, import, backup, restore): area deskfiles
+    def clear_tables(self, conn: Any, tables: list[str]) -> None:
+        # TRUNCATE fires no row trigger (the append-only guard is on UPDATE and DELETE) and is
+        # undone with the transaction; the table's owner only.
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
+
+    def server_version(self, conn: Any) -> str | None:
+        return conn.execute("SELECT current_setting('server_version')").fetchone()[0]
 
     # -- knowledge
     def fts_query(self, match: str) -> str | None:

@@ -24,12 +24,18 @@ class HealthStore:
 def _facts(store: Db, since: str) -> dict[str, Any]:
     conn = store.conn
     one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
-    size = sum(os.path.getsize(p) for p in (store.path, f"{store.path}-wal") if os.path.exists(p))
-    try:
-        free: int | None = shutil.disk_usage(os.path.dirname(os.path.realpath(store.path)) or ".").free
-    except OSError:
-        free = None
+    server = store.dialect.server_version(conn)
+    free: int | None = None
+    if server is None:  # a file
+        size = sum(os.path.getsize(p) for p in (store.path, f"{store.path}-wal") if os.path.exists(p))
+        try:
+            free = shutil.disk_usage(os.path.dirname(os.path.realpath(store.path)) or ".").free
+        except OSError:
+            free = None
+    else:  # a server's: the database's size, its disk not ours to see
+        size = store.dialect.file_size(conn)
     return {
+        "server": server,
         "schema": store.dialect.schema_version(conn),
         "journal": store.dialect.journal_mode(conn),
         "size": size,

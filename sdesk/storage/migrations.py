@@ -96,7 +96,7 @@ def m001_tickets_and_events(db: Database) -> None:
     # Append-only by construction; the hash chain catches whoever drops these triggers.
     if getattr(db, "postgres", False):
         db.execute("CREATE FUNCTION sdesk_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-                   "$$BEGIN RAISE EXCEPTION 'events are append-only'; END$$")
+                   "$$BEGIN RAISE EXCEPTION 'events are append-only' USING ERRCODE = 'restrict_violation'; END$$")
         for op in ("UPDATE", "DELETE"):
             db.execute(f"CREATE TRIGGER events_no_{op.lower()} BEFORE {op} ON events "
                        "FOR EACH ROW EXECUTE FUNCTION sdesk_append_only()")
