@@ -231,6 +231,7 @@ def test_a_connection_ended_mid_stream_stops_it_and_a_rerun_completes_it(pg_serv
     _rerun_completes(url, STREAM)
 
 
+@pytest.mark.slow
 def test_a_connection_ended_inside_a_big_batch_keeps_whole_batches_only(pg_server, fresh_pg, tmp_path):
     """A fast stream (a file): batches of many records per transaction. The session is ended while
     the process is inside one: the batches before it are kept whole, nothing of that one."""
