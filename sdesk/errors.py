@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     CONFLICT = 4
     PERMISSION = 5
+    UNAVAILABLE = 6  # the database server cannot be reached or dropped the connection: run it again later
     INTERRUPTED = 130  # Ctrl-C (SIGINT) or SIGTERM: 128 + SIGINT, as a shell reports it
 
 
@@ -69,6 +70,14 @@ class StoreFault(SdeskError):
 
 class ReadOnly(StoreFault):
     code = ExitCode.PERMISSION
+
+
+class ServerUnavailable(StoreFault):
+    """A PostgreSQL desk's server cannot be reached, is starting or stopping, or ended the
+    connection mid-command: a write in progress was kept whole or not at all (one transaction),
+    so running the same command again once the server is back completes it."""
+
+    code = ExitCode.UNAVAILABLE
 
 
 class NotSdesk(SdeskError):

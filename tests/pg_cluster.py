@@ -59,6 +59,17 @@ def stop(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def ctl(folder: Path, action: str) -> None:
+    """pg_ctl ACTION (restart, reload, stop, start) on the cluster in `folder`, waiting for it (a
+    restart keeps the options it was started with; a start gives the socket folder again)."""
+    bin_dir = binaries()
+    assert bin_dir is not None
+    options = ["-o", f"-k {folder} -c listen_addresses='' -c fsync=off -c max_connections=200"] if action == "start" else []
+    subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "-w", "-t", "120",
+                              "-l", str(folder / "log"), *options, action]), check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+
+
 if __name__ == "__main__":  # python -m tests.pg_cluster start DIR | stop DIR
     command, where = sys.argv[1], Path(sys.argv[2])
     if command == "start":

@@ -195,6 +195,25 @@ def plant_all(seed: str) -> list[tuple[str, str, str]]:
     return [(kind, *plant(rng)) for kind, plant in PHRASINGS.items()]
 
 
+def stored_bytes(db: Path | str) -> bytes:
+    """Everything a desk holds, to search for a secret: a SQLite desk's file with its -wal and
+    -shm as bytes; a PostgreSQL desk's (a URL) every value of every row of every table in its
+    schema, as text (bytea as its bytes), one value a line."""
+    if isinstance(db, Path):
+        return b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+    import psycopg
+
+    out: list[bytes] = []
+    with psycopg.connect(db, autocommit=True) as conn:
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                              "ORDER BY tablename")]
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                out += [v if isinstance(v, bytes) else bytes(v) if isinstance(v, memoryview) else str(v).encode()
+                        for v in row if v is not None]
+    return b"\n".join(out)
+
+
 def leaked(value: str, stored: str | bytes) -> bool:
     """Whether value survives in stored, whole or in part: any 12 characters of it in a row, or
     any piece of it between separators ("@", ":", "."...) of 5 characters or more (a secret cut

@@ -74,6 +74,7 @@ def mounted(*options: str):
 # -- the write-ahead log deleted under a running writer ------------------------------------------
 
 
+@pytest.mark.sqlite_only("the -wal file is SQLite's; a dropped PostgreSQL connection mid-stream is tests/test_postgres_faults.py")
 def test_a_deleted_wal_stops_a_stream_and_every_printed_id_is_kept(tmp_path, db_path):
     """`sdesk new --jsonl` reading a pipe a line at a time; the -wal is deleted mid-stream. The
     writer used to keep printing ids for tickets written to the deleted log, lost at a kill."""
@@ -113,6 +114,7 @@ def _ticket(title: str) -> Signal:
     return Signal("cli", "trigger", ticket={"title": title, "kind": "incident", "priority": "P3"})
 
 
+@pytest.mark.sqlite_only("the database's files (-wal, -shm, the file itself) replaced under a writer")
 @pytest.mark.parametrize("fault", ["wal deleted", "wal replaced", "shm deleted", "database replaced", "database moved"])
 def test_files_deleted_or_replaced_under_a_writer_stop_it(db_path, fault):
     """The class: any of the three files the writer has open is no longer the one at its path."""
@@ -141,6 +143,7 @@ def test_files_deleted_or_replaced_under_a_writer_stop_it(db_path, fault):
         assert first in ticket_ids(db_path)
 
 
+@pytest.mark.sqlite_only("the stat calls on the database's files")
 def test_checking_the_files_costs_three_stats_per_transaction_not_per_row(db_path, monkeypatch):
     calls = []
     real_stat = os.stat
@@ -367,6 +370,7 @@ def test_a_read_only_open_shows_the_whole_desk_or_refuses(folder, shm):
         shutil.rmtree(home)
 
 
+@pytest.mark.sqlite_only("a database file chmod 444")
 def test_a_read_only_store_refuses_writes_before_touching_anything(db_path):
     with Store(db_path) as store:
         Intake(store).receive([_ticket("x")], actor="t")
@@ -436,6 +440,7 @@ def test_any_bytes_that_are_not_an_sdesk_database_are_refused_and_left_alone(dat
         shutil.rmtree(folder)
 
 
+@pytest.mark.sqlite_only("an empty file at the database path")
 def test_init_makes_a_desk_in_an_empty_file_only_when_asked(cli, db_path):
     db_path.write_bytes(b"")
     assert "sdesk init --empty-ok" in cli("init", ok=False).stderr
@@ -459,6 +464,7 @@ def test_a_new_desk_is_never_seen_half_made(tmp_path):
     assert db.stat().st_mode & 0o777 == 0o644 & ~umask
 
 
+@pytest.mark.sqlite_only("the file header's application_id")
 def test_a_desk_made_before_the_application_id_opens_and_is_stamped(cli, db_path):
     cli.new("old desk")
     conn = sqlite3.connect(db_path)
@@ -474,6 +480,7 @@ def test_a_desk_made_before_the_application_id_opens_and_is_stamped(cli, db_path
 # -- a damaged database -------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("garbage written over the file's pages")
 def test_a_damaged_database_refuses_writes_in_one_line(cli, db_path):
     cli("new", "--format", "jsonl", "-", input="".join(json.dumps({"title": f"ticket {i} " + "x" * 200}) + "\n"
                                                        for i in range(200)))
@@ -495,6 +502,7 @@ def test_a_damaged_database_refuses_writes_in_one_line(cli, db_path):
     assert "alice" in cli("user", "list").stdout  # what SQLite can still read is read
 
 
+@pytest.mark.sqlite_only("the -wal file is SQLite's")
 def test_a_deleted_wal_stops_serve_which_answers_503_and_exits_1(db_path):
     """The same fault under `sdesk serve`'s writer thread: the post after it is not acknowledged
     (503, senders retry), the server ends with the one line, and what it acknowledged is kept."""
@@ -556,6 +564,7 @@ def _corrupt_a_middle_leaf_of_tickets(db_path: Path) -> None:
         f.write(bytes(range(256)) * (page // 256))
 
 
+@pytest.mark.sqlite_only("garbage written over the file's pages")
 def test_doctor_finds_damage_no_command_met_and_writes_are_refused_until_a_restore(cli, db_path, tmp_path):
     # 300 tickets in one intake (not 300 commands): enough pages that a middle leaf is damaged
     cli("new", "--format", "jsonl", "-", input="".join(json.dumps({"title": f"ticket {i} " + "x" * 300}) + "\n"

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from secrets_labelled import leaked, plant_all
+from secrets_labelled import leaked, plant_all, stored_bytes
 
 from sdesk.domain.redact import redact
 
@@ -260,6 +260,7 @@ WRITTEN = {
     "runbook_switches": "reasons through _Tx.clean",
     "silences": "comments through _Tx.clean; matchers are patterns",
     "sqlite_sequence": "ids",
+    "sdesk_schema": "the schema's version and application id (PostgreSQL's stand-in for SQLite's header)",
     "ticket_context": "derived from stored, redacted rows (CMDB, KB, tickets)",
     "users": "identifiers",
     "user_queue_roles": "identifiers",
@@ -294,7 +295,7 @@ def test_an_event_is_redacted_whatever_the_write_forgot(db_path):
     planted = plant_all("record")
     with Store(db_path) as store:
         store.record("tester", kind="restored", data={"note": _all(planted), **{text: "v" for _, text, _ in _short(planted)}})
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    raw = stored_bytes(db_path)
     assert [kind for kind, _, value in planted if leaked(value, raw)] == []
     with Store(db_path) as store:
         kinds = store.conn.execute("SELECT data FROM events WHERE kind = 'redacted'").fetchone()[0]
@@ -326,7 +327,7 @@ def test_training_rows_are_redacted_before_terms_are_made(cli, tmp_path, db_path
     assert out["category"]["docs"] == 2 * len(planted) and "Hardware" in out["category"]["classes"]
     export = tmp_path / "export.jsonl"
     cli("export", "--jsonl", "--out", str(export))
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    raw = stored_bytes(db_path)
     assert [kind for kind, _, value in planted if leaked(value, raw) or leaked(value, export.read_bytes())] == []
     assert b"classifier_terms" in export.read_bytes() and b"printer" in export.read_bytes()  # the terms are exported
 
@@ -347,8 +348,7 @@ def desk(cli, tmp_path, monkeypatch):
 def _stored(desk, db: Path) -> dict[str, bytes]:
     """Everything the desk keeps or hands out: the file and its WAL, an export, a backup, and
     the postmortem of every ticket."""
-    out = {"database file": db.read_bytes(), "WAL": (db.parent / (db.name + "-wal")).read_bytes()
-           if (db.parent / (db.name + "-wal")).exists() else b""}
+    out = {"database": stored_bytes(db)}  # the file, its WAL and -shm; or on PostgreSQL every stored value
     export = desk.tmp / "export.jsonl"
     desk("export", "--jsonl", "--out", str(export))
     out["export"] = export.read_bytes()
@@ -402,7 +402,7 @@ def test_a_ci_team_or_alias_that_holds_a_secret_is_refused(cli, tmp_path, db_pat
     assert refused >= 15  # ghp_..., xoxb-..., AKIA..., hvs...., sk-..., whsec_...
     cli("cmdb", "add", "web-ok", "--type", "host", "--team", "payments", "--alias", "web-ok-1")
     assert [c["name"] for c in cli.json("cmdb", "list")] == ["web-ok"]
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    raw = stored_bytes(db_path)
     assert [kind for kind, _, value in planted if leaked(value, raw)] == []
 
 
@@ -414,7 +414,7 @@ def test_an_actor_that_holds_a_secret_is_refused(cli, db_path):
         _one_line_refusal(cli("--as", text, "comment", "SD-1", "hello", ok=False))
         _one_line_refusal(cli("--as", text, "new", "a ticket", ok=False))
     assert cli("--as", "dave", "comment", "SD-1", "hello").exit_code == 0
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    raw = stored_bytes(db_path)
     assert [kind for kind, _, value in planted if leaked(value, raw)] == []
 
 
@@ -429,5 +429,5 @@ def test_a_message_id_that_holds_a_secret_is_stored_as_its_hash_and_still_thread
         again = cli.json("new", "--format", "email", "-", input=_mail(f"Re: Printer {i}", "still jams", f"r{i}@x",
                                                                       reply_to=msgid))
         assert (first["action"], again["action"], again["ticket"]) == ("created", "commented", first["ticket"]), again
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    raw = stored_bytes(db_path)
     assert [kind for kind, _, value in planted if leaked(value, raw)] == []

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..errors import BadInput, NotFound, NotSdesk, PermissionDenied, SdeskError, StoreFault
+from ..errors import BadInput, NotFound, NotSdesk, PermissionDenied, SdeskError, ServerUnavailable, StoreFault
 
 # What --db may name on a server: a libpq URI (postgresql://host/db, postgresql:///db over the
 # local socket, postgresql://?service=desk). postgres:// is libpq's other spelling.
@@ -104,27 +104,59 @@ def _as_dbapi(e: Exception) -> sqlite3.Error:
     return error
 
 
-def explain(e: BaseException, where: str) -> SdeskError:
-    """A server's refusal or fault as one line a user can act on (its SQLSTATE decides)."""
+# The server's own words wrapped by libpq and psycopg around the reason ("connection failed:
+# connection to server on socket "/run/...s.PGSQL.5432" failed: FATAL:  ..."): the reason alone.
+_WRAPPING = re.compile(r"^(?:connection (?:failed|is bad):\s*|connection to server .*? failed:\s*|(?:FATAL|ERROR):\s+)",
+                       re.I)
+# A session the server ended, or one that cannot start (no server at the address, the server
+# starting up or shutting down): the connection's fault, not the command's.
+_LOST = ("57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006")
+_UNREACHABLE = ("no such file or directory", "connection refused", "could not connect", "could not translate host",
+                "timeout expired", "network is unreachable", "no route to host", "is the server running")
+_GONE = ("server closed the connection", "terminating connection", "connection is closed", "consuming input failed",
+         "the connection is lost", "the database system is", "connection already closed", "ssl syscall",
+         "server conn crashed", "lost synchronization", "sending query failed", "connection is bad")
+
+
+def _reason(text: str) -> str:
+    """The first line of a server's or libpq's message, without the wrapping of the connection."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    for _ in range(3):  # "connection is bad: connection to server ... failed: FATAL:  ..."
+        shorter = _WRAPPING.sub("", first, count=1).strip()
+        if shorter == first:
+            break
+        first = shorter
+    return first.rstrip(".") or "the connection failed"
+
+
+def explain(e: BaseException, where: str, *, connecting: bool = False) -> SdeskError:
+    """A server's refusal or fault as one line a user can act on (its SQLSTATE decides, or, for
+    what libpq says before a session has one, its words). `connecting`: before any command ran."""
     state = getattr(e, "sqlstate", None) or ""
     text = str(e).strip()
-    first = text.splitlines()[0] if text else type(e).__name__
-    if state == "3D000":
+    first = _reason(text) if text else type(e).__name__
+    lowered = text.lower()
+    connecting = connecting and isinstance(e, _driver().OperationalError)  # not a URL libpq refused to read
+    if state == "3D000" or (not state and "database" in lowered and "does not exist" in lowered):
         return NotFound(f"{first} on the PostgreSQL server ({where}): sdesk never makes a database on a server; "
                         "an administrator makes it (createdb NAME), then `sdesk --db URL init` fills it")
-    if state in ("28P01", "28000"):
-        return PermissionDenied(f"PostgreSQL refused the login ({where}): {first}")
+    if state in ("28P01", "28000") or (not state and (
+            "password authentication failed" in lowered or "no password supplied" in lowered
+            or ("role" in lowered and "does not exist" in lowered) or "no pg_hba.conf entry" in lowered
+            or "authentication failed" in lowered)):
+        hint = ("; the password comes from ~/.pgpass, PGPASSWORD or the service file, never the URL"
+                if "password" in lowered else "")
+        return PermissionDenied(f"PostgreSQL refused the login ({where}): {first}{hint}")
     if state.startswith("42501") or state == "42501":
         return PermissionDenied(f"PostgreSQL refused it ({where}): {first}")
-    if state in ("57P01", "57P02", "57P03", "08006", "08003", "08000", "08001") or not state:
-        lowered = text.lower()
-        if "password" in lowered and ("authentication" in lowered or "no password" in lowered):
-            return PermissionDenied(f"PostgreSQL refused the login ({where}): {first}")
-        if "does not exist" in lowered and "database" in lowered:
-            return NotFound(f"{first} on the PostgreSQL server ({where}): sdesk never makes a database on a server; "
-                            "an administrator makes it (createdb NAME), then `sdesk --db URL init` fills it")
-        return StoreFault(f"cannot reach the PostgreSQL server ({where}): {first}; the write in progress, if any, "
-                          "was undone and everything stored before it was kept (run it again once the server is back)")
+    if state in _LOST or (not state and (connecting or any(w in lowered for w in _UNREACHABLE + _GONE))):
+        if connecting or (not state and any(w in lowered for w in _UNREACHABLE)):
+            where_to = re.sub(r"^connection (?:failed|is bad):\s*", "", text.splitlines()[0] if text else first)
+            return ServerUnavailable(f"cannot reach the PostgreSQL server ({where}): {where_to}; nothing was read or "
+                                     "written (is the server running, and is the URL's host right?)")
+        return ServerUnavailable(f"the PostgreSQL server ended the connection ({where}): {first}; the write in "
+                                 "progress, if any, was undone, and what was reported done is kept "
+                                 "(run it again once the server is back: repeats are recognised)")
     if state.startswith("53"):
         return StoreFault(f"the PostgreSQL server is out of resources ({where}): {first}; the write in progress "
                           "was undone")
@@ -273,8 +305,10 @@ def connect(url: str) -> Connection:
         own = conninfo_to_dict(url).get("options") or ""
         raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
                               options=f"-c TimeZone=UTC -c client_min_messages=warning {own}".strip())
+    except psycopg.ProgrammingError as e:  # a URL libpq reads but refuses (an unknown parameter)
+        raise BadInput(f"cannot read the PostgreSQL URL {url}: {_reason(str(e))}") from None
     except psycopg.Error as e:
-        raise explain(e, url) from None
+        raise explain(e, url, connecting=True) from None
     except (ValueError, TypeError) as e:  # a URL libpq cannot parse: said before any connection
         raise BadInput(f"cannot read the PostgreSQL URL {url}: {e}") from None
     _loaders(raw)
