@@ -39,7 +39,7 @@ class OnCallStore:
                   until: datetime | None = None) -> list[Override]:
         """Overrides (of one schedule) that end after `since` and start before `until`."""
         args: list[Any]
-        sql, args = "SELECT schedule, user, starts_at, ends_at FROM oncall_overrides WHERE 1", []
+        sql, args = "SELECT schedule, \"user\", starts_at, ends_at FROM oncall_overrides WHERE TRUE", []
         if schedule is not None:
             sql, args = sql + " AND schedule = ?", [*args, schedule]
         if since is not None:
