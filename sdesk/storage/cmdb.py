@@ -109,7 +109,7 @@ class CmdbStore:
             for part in _chunks(ids, 5000):
                 rows = self.db.conn.execute(
                     f"SELECT {near}, kind, {far} FROM ci_relations WHERE {near} IN ({','.join('?' * len(part))}) "
-                    f"AND (kind = ?) = ?", [*part, CONTAINS, contains])
+                    f"AND kind {'=' if contains else '<>'} ?", [*part, CONTAINS])
                 for a, kind, b in rows:
                     out.setdefault(a, []).append((kind, b))
         return out
