@@ -147,13 +147,29 @@ def _create_or_explain(path: Path) -> None:
                          "(free some space and run it again)") from None
 
 
-def holds_a_desk(path: Path) -> bool:
+def holds_a_desk(path: Path | str) -> bool:
     """Whether the database at `path` holds anything a desk was given (tickets, users, events,
     remembered state...): a fresh `sdesk init` holds nothing. Read through a read-only
     connection, so the file is left as it is (even one of an older schema, not upgraded), and
-    no -wal or -shm is left beside it: immutable unless a -wal is there (a writer's, to be read)."""
+    no -wal or -shm is left beside it: immutable unless a -wal is there (a writer's, to be read).
+    A `postgresql://` URL: the same question of that database, in a read-only transaction (one
+    with tables and no sdesk schema is not a desk: opening it refuses it, naming what it is)."""
     from urllib.parse import quote
 
+    if isinstance(path, str) and _is_url(path):
+        from .storage import pg
+        from .storage.dialect import POSTGRESQL
+
+        server = pg.connect(path)
+        try:
+            server.execute("BEGIN READ ONLY")
+            app_id, _, _ = POSTGRESQL.header(server)
+            return app_id != 0 and any(server.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone()
+                                       for name in POSTGRESQL.tables(server))
+        except sqlite3.Error as e:
+            raise explain(e, path, f"cannot open database {path}") from None
+        finally:
+            server.close()
     real = os.path.realpath(path)
     mode = "mode=ro" if os.path.exists(f"{real}-wal") else "immutable=1"
     conn = sqlite3.connect(f"file:{quote(real)}?{mode}", uri=True, timeout=30)
