@@ -131,6 +131,21 @@ def test_demo_keeps_its_database_with_db(cli, tmp_path):
     assert cli.json("audit", "verify", "--db", str(kept))["ok"]
 
 
+def test_demo_fills_the_empty_database_given_and_refuses_one_that_holds_a_desk(cli, db_path):
+    """--db naming the test's database (a new file, or on the PostgreSQL run an empty database on
+    the server): the demo's morning is written there, its chain verifies, and a second demo into
+    it is refused, leaving it as it was."""
+    cli("demo", "--db", str(db_path))
+    p1 = cli.json("show", "SD-1", "--db", str(db_path))
+    assert p1["status"] == "resolved" and p1["occurrences"] == 3 and p1["team"] == "payments"
+    assert p1["context"]["kb"][0]["title"] == "Checkout API returns 5xx"
+    verified = cli.json("audit", "verify", "--db", str(db_path))
+    assert verified["ok"]
+    again = cli("demo", "--db", str(db_path), ok=False)
+    assert again.exit_code == 4 and "already holds a desk" in again.stderr and "Traceback" not in again.stderr
+    assert cli.json("audit", "verify", "--db", str(db_path)) == verified
+
+
 labels = st.dictionaries(st.text(min_size=1).filter(lambda k: "=" not in k and k.strip(WHITESPACE)), st.text(),
                          max_size=3)
 
