@@ -657,7 +657,7 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
     token: Annotated[Optional[str], typer.Option(envvar="SDESK_SERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN'.", show_default=False)] = None,
     max_body: Annotated[int, typer.Option(min=1, help="Largest request body, in bytes (413 beyond).")] = 1 << 20,
-    rejects: Annotated[Optional[Path], typer.Option(help="Folder for the raw bodies of rejected requests (default: beside the database).", show_default=False)] = None,
+    rejects: Annotated[Optional[Path], typer.Option(help="Folder for the raw bodies of rejected requests (default: beside the database file; for a PostgreSQL desk, in sdesk's data folder).", show_default=False)] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Listen on an address other than loopback with no token at all (refused otherwise).")] = False,
 ) -> None:
     """Receive webhooks over HTTP: Alertmanager, Grafana, PagerDuty Events v2, tickets and email.
@@ -680,8 +680,19 @@ def serve(
     settings.close()
     severity, options = settings.intake_options()
     server.run(settings, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
-               rejects=rejects or db.parent / "rejects", severity=severity, options=options,
+               rejects=rejects or _default_rejects(db), severity=severity, options=options,
                runbooks=settings.runbooks()[0] if options.get("automate") else None)
+
+
+def _default_rejects(db: Path | str) -> Path:
+    """Where serve keeps rejected bodies unless --rejects: `rejects` beside the database file; a
+    desk on a server (a postgresql:// URL) has no "beside": sdesk's data folder, where the default
+    desk file would be."""
+    if isinstance(db, Path):
+        return db.parent / "rejects"
+    from .store import default_db_path
+
+    return default_db_path().parent / "rejects"
 
 
 # -- demo --------------------------------------------------------------------------

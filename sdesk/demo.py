@@ -130,8 +130,9 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
             f"{store.tickets.get_or_raise(ticket_id=disk)['status']} by automation (run {run['id']}: {done['status']})")
 
 
-def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
-    """`sdesk report` over the morning, and the P1's postmortem draft written beside the database."""
+def _report_and_postmortem(store: Store, p1: int, db: Path | None, out) -> None:
+    """`sdesk report` over the morning, and the P1's postmortem draft written beside the database
+    (`db`: its file; None, a desk on a server: the draft is shown, not written)."""
     from .render_report import print_report
     from .services.reports import build, postmortem
     from .validated import load_metrics
@@ -142,11 +143,12 @@ def _report_and_postmortem(store: Store, p1: int, db: Path, out) -> None:
     now = clock.now()
     out.print("\n[bold]sdesk report --since 1d[/]")
     print_report(build(store, config, sla, now - timedelta(days=1), now + timedelta(seconds=1)))
-    path = db.with_name(f"postmortem-{ref(p1)}.md")
+    path = db.with_name(f"postmortem-{ref(p1)}.md") if db is not None else None
     text = postmortem(store, p1, sla)
-    path.write_text(text, encoding="utf-8")
+    if path is not None:
+        path.write_text(text, encoding="utf-8")
     out.print(f"\n[bold]sdesk postmortem {ref(p1)}[/] (the draft starts; {len(text.splitlines())} lines"
-              + (f" in {path}" if "sdesk-demo-" not in str(path) else "") + "):")
+              + (f" in {path}" if path is not None and "sdesk-demo-" not in str(path) else "") + "):")
     for line in text.splitlines()[:14]:
         out.print(line, markup=False, highlight=False)
 
@@ -181,17 +183,18 @@ def _near(path: str) -> str:
 
 def refuse_a_desk(db: Path | str) -> None:
     """The demo writes a morning into `db`: only a new database or an empty one (just made by
-    `sdesk init`), never into a desk with anything in it, which it would fill with duplicates.
-    Checked before the file is opened for writing, so a refused one is left byte for byte."""
+    `sdesk init`, or by createdb on a server), never into a desk with anything in it, which it
+    would fill with duplicates. Checked before the file is opened for writing, so a refused one is
+    left byte for byte."""
     import stat
 
     from .files import kind, status
     from .store import holds_a_desk
 
-    if isinstance(db, str):  # a PostgreSQL URL: a desk on a server, looked into without writing
+    if isinstance(db, str):  # a postgresql:// URL (Desk.db_path): a database on a server, no file
         if holds_a_desk(db):
-            raise Conflict(f"{db} already holds a desk: the demo writes only to a new or empty database, and "
-                           "leaves this one as it is (give another --db, or none for a temporary one)")
+            raise Conflict(f"{db} already holds a desk: the demo writes only to an empty database, and leaves "
+                           "this one as it is (give another --db, or none for a temporary one)")
         return
     found = status(db, f"cannot open database {db}")  # a name too long, a loop of links: said so
     if found is None:
@@ -205,6 +208,8 @@ def refuse_a_desk(db: Path | str) -> None:
 
 
 def run_demo(db: Path | str | None) -> None:
+    """The demo's morning in `db` (a new or empty database: a file, or a postgresql:// URL), or
+    in a temporary SQLite file when None."""
     from .render import console, print_tickets
 
     tmp = None
@@ -352,7 +357,7 @@ def run_demo(db: Path | str | None) -> None:
             out.print(f"{ref(checkout)} (P1): acknowledged in {int(tta.total_seconds() // 60)} min, "
                       f"resolved in {int(ttr.total_seconds() // 60)} min.")
             out.print(f"Audit: {events} events, hash chain intact. Database: {db if tmp is None else '(temporary)'}")
-            _report_and_postmortem(store, checkout, db, out)
+            _report_and_postmortem(store, checkout, db if isinstance(db, Path) else None, out)
             sdesk = how_to_run_sdesk()
             keep = f"{sdesk} --db {shlex.quote(str(db))} tui" if tmp is None else \
                 f"{sdesk} demo --db demo.db, then {sdesk} --db demo.db tui (or show {ref(checkout)})"

@@ -105,7 +105,17 @@ def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_pat
     report = out.split("sdesk report --since 1d")[1]
     assert "desk 14 7m" in report and "CSAT: 4.50 ✓ from 2 ratings" in report and "SLA compliance" in report
     assert "sdesk postmortem SD-1" in out and "# Postmortem: SD-1 Checkout API 5xx rate above 5% for 5m" in out
-    assert not db_path.exists()
+    if isinstance(db_path, str):  # SDESK_DB names a PostgreSQL database: the demo made no table in it
+        from sdesk.storage import pg
+        from sdesk.storage.dialect import POSTGRESQL
+
+        conn = pg.connect(db_path)
+        try:
+            assert POSTGRESQL.header(conn)[2] == 0
+        finally:
+            conn.close()
+    else:
+        assert not db_path.exists()
 
 
 def test_demo_keeps_its_database_with_db(cli, tmp_path):
@@ -119,6 +129,21 @@ def test_demo_keeps_its_database_with_db(cli, tmp_path):
     assert ctx["changes"][0]["summary"] == "Deploy checkout-api 2026.11.3" and ctx["changes"][0]["minutes_before"] == 18
     assert ctx["kb"][0]["title"] == "Checkout API returns 5xx"
     assert cli.json("audit", "verify", "--db", str(kept))["ok"]
+
+
+def test_demo_fills_the_empty_database_given_and_refuses_one_that_holds_a_desk(cli, db_path):
+    """--db naming the test's database (a new file, or on the PostgreSQL run an empty database on
+    the server): the demo's morning is written there, its chain verifies, and a second demo into
+    it is refused, leaving it as it was."""
+    cli("demo", "--db", str(db_path))
+    p1 = cli.json("show", "SD-1", "--db", str(db_path))
+    assert p1["status"] == "resolved" and p1["occurrences"] == 3 and p1["team"] == "payments"
+    assert p1["context"]["kb"][0]["title"] == "Checkout API returns 5xx"
+    verified = cli.json("audit", "verify", "--db", str(db_path))
+    assert verified["ok"]
+    again = cli("demo", "--db", str(db_path), ok=False)
+    assert again.exit_code == 4 and "already holds a desk" in again.stderr and "Traceback" not in again.stderr
+    assert cli.json("audit", "verify", "--db", str(db_path)) == verified
 
 
 labels = st.dictionaries(st.text(min_size=1).filter(lambda k: "=" not in k and k.strip(WHITESPACE)), st.text(),

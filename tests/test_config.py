@@ -155,13 +155,31 @@ def test_a_correlation_window_too_long_is_refused_when_the_file_is_read(cli, con
     cli.new("y")
 
 
+def _no_desk(file: Path) -> None:
+    """The test's desk gone: its SQLite file (and -wal, -shm), or on the PostgreSQL run its schema
+    emptied (dropped and made again, as the test's fixture made it)."""
+    db = os.environ["SDESK_DB"]
+    if not db.startswith("postgresql:"):
+        for old in file.parent.glob(file.name + "*"):
+            old.unlink()
+        return
+    from sdesk.storage import pg
+
+    conn = pg.connect(db)
+    try:
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        conn.close()
+
+
 @settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(setting=st.sampled_from(NUMERIC_SETTINGS), value=NUMBERS)
 def test_every_numeric_setting_is_accepted_or_one_bad_input_line(cli, config, setting, value):
     name, template, commands = setting
     # Each example gets a new desk: a page one example left failing must not fail the next.
-    for old in config.parent.glob("desk.db*"):
-        old.unlink()
+    _no_desk(config.parent / "desk.db")
     cli("init")  # a read (metrics) may be drawn before any write made the desk: a missing one is an error
     for old in config.iterdir():
         old.unlink()
@@ -232,7 +250,7 @@ def test_new_with_desk_files_skips_pydantic_once_they_were_validated(tmp_path, c
             "try: app(['new', 'x'])\n"
             "except SystemExit as e: print(e.code, file=sys.stderr)\n"
             "print('pydantic' in sys.modules, file=sys.stderr)\n")
-    env = {**os.environ, "SDESK_DB": str(tmp_path / "desk.db"), "SDESK_CONFIG": str(config)}
+    env = {**os.environ, "SDESK_CONFIG": str(config)}  # SDESK_DB: the test's desk, on its backend
 
     def run():
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

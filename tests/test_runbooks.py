@@ -420,7 +420,7 @@ steps:
     assert "s3cr3t-value-1234" not in leak["output"] and "[REDACTED:secret]" in leak["output"]
     assert "AKIAIOSFODNN7EXAMPLE" not in leak["output"] and "hunter2secret" not in leak["output"]
     assert len(flood["output"]) <= 64 * 1024 + 100
-    dump = "\n".join(sqlite3.connect(desk.tmp / "desk.db").iterdump())
+    dump = _dump(os.environ["SDESK_DB"])
     assert "s3cr3t-value-1234" not in dump and "hunter2secret" not in dump
     monkeypatch.delenv("DEPLOY_TOKEN_SOURCE")
     out = desk("runbook", "run", "leaky", "--ticket", str(ticket), "--yes", ok=False)
@@ -532,15 +532,41 @@ def _gone(pid):
         return True
 
 
+def _connect(db):
+    """A connection to the desk `db`: its SQLite file, or its PostgreSQL database (a URL, as
+    db_path is on the PostgreSQL run) through sdesk's adapter, which takes the same SQL."""
+    if isinstance(db, str) and db.startswith("postgresql:"):
+        from sdesk.storage import pg
+
+        return pg.connect(db)
+    return sqlite3.connect(db)
+
+
+def _dump(db) -> str:
+    """All the desk holds, as text: SQLite's dump; on PostgreSQL every row of every table."""
+    conn = _connect(db)
+    try:
+        if isinstance(conn, sqlite3.Connection):
+            return "\n".join(conn.iterdump())
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+        assert "runbook_steps" in tables
+        return "\n".join(row[0] for table in tables for row in conn.execute(f'SELECT t::text FROM "{table}" AS t'))
+    finally:
+        conn.close()
+
+
 def _wait_for_step(db_path, status, run_id=1):
     """Until the run's step has that status and its command's process is recorded."""
     for _ in range(200):
         try:
-            with sqlite3.connect(db_path) as conn:
+            conn = _connect(db_path)
+            try:
                 if conn.execute("SELECT 1 FROM runbook_steps WHERE run_id = ? AND status = ? AND pid IS NOT NULL",
                                 (run_id, status)).fetchone():
                     return
-        except sqlite3.OperationalError:
+            finally:
+                conn.close()
+        except (sqlite3.OperationalError, sqlite3.ProgrammingError):  # not made yet
             pass
         time.sleep(0.05)
     raise AssertionError("the step never started")

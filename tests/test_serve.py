@@ -89,14 +89,39 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path / "desk.db")
+def server(db_path, tmp_path):
+    # Rejected bodies go beside the database file; a desk on a server has no "beside" (they would
+    # go to sdesk's data folder): the test's own folder, named.
+    s = Server(db_path, *(("--rejects", str(tmp_path / "rejects")) if isinstance(db_path, str) else ()))
     yield s
     s.stop()
 
 
+def rows(db, sql):
+    """The rows `sql` reads from the desk `db`: its SQLite file, or its PostgreSQL database (a URL),
+    through sdesk's adapter (the same SQL, `?` placeholders)."""
+    if isinstance(db, str) and db.startswith("postgresql:"):
+        from sdesk.storage import pg
+
+        conn = pg.connect(db)
+    else:
+        conn = sqlite3.connect(db)
+    try:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
+
+
+def json_get(db, column, path):
+    """SQL for a JSON field of `column` on the desk's backend (the dialect's own)."""
+    from sdesk.storage.dialect import POSTGRESQL, SQLITE
+
+    postgres = isinstance(db, str) and db.startswith("postgresql:")
+    return (POSTGRESQL if postgres else SQLITE).json_get(column, path)
+
+
 def count(db, sql):
-    return sqlite3.connect(db).execute(sql).fetchone()[0]
+    return rows(db, sql)[0][0]
 
 
 def test_routes_take_each_format(server):
@@ -125,11 +150,11 @@ def test_pagerduty_compatible_enqueue(server):
     assert status == 400 and body["status"] == "invalid event" and "dedup_key" in body["message"]
 
 
-def test_pagerduty_acknowledge_assigns_nobody_and_names_its_source(tmp_path):
+def test_pagerduty_acknowledge_assigns_nobody_and_names_its_source(tmp_path, db_path):
     """An acknowledge sent through `serve` says someone saw it in PagerDuty, not who: the ticket
     is acknowledged, stays unassigned (not given to the user `serve` runs as), and its history
     shows PagerDuty as who acknowledged it; audit verify rebuilds the same row from the events."""
-    db = tmp_path / "desk.db"
+    db = db_path
     s = Server(db, env={"SDESK_USER": "root"})
     try:
         def send(action, **extra):
@@ -146,8 +171,8 @@ def test_pagerduty_acknowledge_assigns_nobody_and_names_its_source(tmp_path):
     t = json.loads(shown.stdout)
     assert t["status"] == "acknowledged" and t["acknowledged_at"]
     assert t["assignee"] is None, f"acknowledged through serve and assigned to {t['assignee']}"
-    [(actor, data)] = [(actor, json.loads(d)) for actor, d in sqlite3.connect(db).execute(
-        "SELECT actor, data FROM events WHERE kind = 'status_changed' AND json_extract(data, '$.action') = 'ack'")]
+    [(actor, data)] = [(actor, json.loads(d)) for actor, d in rows(db,
+        f"SELECT actor, data FROM events WHERE kind = 'status_changed' AND {json_get(db, 'data', '$.action')} = 'ack'")]
     assert actor == "pagerduty" and data["assignee"] is None and data["received_by"] == "root"
     verified = subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), "audit", "verify"],
                               env=env, capture_output=True, text=True)
@@ -162,11 +187,11 @@ def test_malformed_bodies_get_400_and_are_kept_for_replay(server, tmp_path):
     assert count(server.db, "SELECT count(*) FROM tickets") == 0
 
 
-def test_each_refusal_answers_its_error_classs_status_and_message_as_json(tmp_path):
+def test_each_refusal_answers_its_error_classs_status_and_message_as_json(tmp_path, db_path):
     """serve answered 400 for every refusal it made, plain text for a wrong URL, and a 500 for an
     sdesk error it did not expect: each answer is now the error class's http_status (errors.py)
     with the message the CLI would print, as JSON."""
-    db = tmp_path / "desk.db"
+    db = db_path
     def sdesk(*args):
         return subprocess.run([sys.executable, "-m", "sdesk", "--db", str(db), *args], env={**os.environ,
                               "SDESK_USER": "tester"}, check=True, capture_output=True, text=True).stdout.strip()
@@ -208,8 +233,8 @@ def test_every_error_class_has_the_status_serve_answers(error, status):
     assert answer.headers.get("retry-after") == ("5" if status == 503 else None)
 
 
-def test_token_and_size_limit(tmp_path):
-    s = Server(tmp_path / "desk.db", "--max-body", "1000", env={"SDESK_SERVE_TOKEN": "s3cret"})
+def test_token_and_size_limit(tmp_path, db_path):
+    s = Server(db_path, "--max-body", "1000", env={"SDESK_SERVE_TOKEN": "s3cret"})
     try:
         body = json.dumps({"title": "x"}).encode()
         assert s.post("/tickets", body)[0] == 401
@@ -297,7 +322,7 @@ receivers:
         post_alerts((datetime.now(UTC) - timedelta(seconds=1)).isoformat())
         wait_for(lambda: count(server.db, "SELECT count(*) FROM tickets WHERE status = 'resolved'") == 2, 60,
                  "Alertmanager's resolved notifications to resolve them")
-        titles = {r[0] for r in sqlite3.connect(server.db).execute("SELECT title FROM tickets")}
+        titles = {r[0] for r in rows(server.db, "SELECT title FROM tickets")}
         assert titles == {"Disk full on db-1", "Disk full on db-2"}
         assert count(server.db, "SELECT count(*) FROM alerts WHERE status = 'resolved'") >= 2
     finally:
@@ -307,18 +332,16 @@ receivers:
 
 def source_events(db):
     """(kind, action, actor, received_by) of every event a source's signal wrote, in order."""
-    rows = sqlite3.connect(db).execute(
-        "SELECT kind, json_extract(data, '$.action'), actor, json_extract(data, '$.received_by') FROM events "
-        "WHERE kind IN ('created', 'occurrence', 'status_changed', 'alert_resolved') ORDER BY id").fetchall()
-    return [tuple(r) for r in rows]
+    return rows(db, f"SELECT kind, {json_get(db, 'data', '$.action')}, actor, {json_get(db, 'data', '$.received_by')} "
+                "FROM events WHERE kind IN ('created', 'occurrence', 'status_changed', 'alert_resolved') ORDER BY id")
 
 
-def test_every_action_from_a_source_is_the_sources_and_received_by_the_account(tmp_path):
+def test_every_action_from_a_source_is_the_sources_and_received_by_the_account(tmp_path, db_path):
     """Trigger, repeat, acknowledge and resolve from PagerDuty, and firing, repeat and resolved from
     Alertmanager, through a real `serve`: each event names the source as its actor and the account
     `serve` runs as as received_by (none is recorded as that account's own doing), a typed ticket
     posted to /tickets stays the account's, and audit verify rebuilds the desk from the events."""
-    db = tmp_path / "desk.db"
+    db = db_path
     s = Server(db, env={"SDESK_USER": "root"})
     try:
         def pd(action, **extra):
@@ -353,10 +376,10 @@ def test_every_action_from_a_source_is_the_sources_and_received_by_the_account(t
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def test_the_command_line_records_a_sources_actions_as_serve_does(tmp_path):
+def test_the_command_line_records_a_sources_actions_as_serve_does(tmp_path, db_path):
     """`sdesk new --format pagerduty` from a terminal records the same actors as `serve`: the
     source, received by the person who ran it; a ticket they type is theirs."""
-    db = tmp_path / "desk.db"
+    db = db_path
     env = {**os.environ, "SDESK_USER": "ann"}
 
     def sdesk(*args, stdin=None):
@@ -389,7 +412,7 @@ def test_an_api_list_with_junk_stores_its_alerts_and_names_each_bad_item(server)
     assert count(server.db, "SELECT count(*) FROM tickets") == 1
 
 
-def test_automation_that_an_alert_over_http_queues_runs_as_after_the_command_line(tmp_path):
+def test_automation_that_an_alert_over_http_queues_runs_as_after_the_command_line(tmp_path, db_path):
     """A triage rule attaches a runbook safe for automation: the alert that arrives over HTTP has
     it run (by `automation`, resolving the ticket) as `sdesk new` does, not left queued for the
     next `sdesk tick`. serve, stopped, finishes the runs arrivals queued: no waiting on a clock."""
@@ -399,7 +422,7 @@ def test_automation_that_an_alert_over_http_queues_runs_as_after_the_command_lin
         "rules:\n  - id: disk\n    match: {labels.alertname: DiskFull}\n    set: {runbook: cleanup}\n")
     (config / "runbooks" / "cleanup.yaml").write_text(
         "safe_for_automation: true\nsteps:\n  - run: [echo, cleaned]\n  - resolve: Cleaned up\n")
-    s = Server(tmp_path / "desk.db", env={"SDESK_CONFIG": str(config)})
+    s = Server(db_path, env={"SDESK_CONFIG": str(config)})
     try:
         alert = {"version": "4", "status": "firing", "alerts": [
             {"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db-1"},
@@ -411,7 +434,7 @@ def test_automation_that_an_alert_over_http_queues_runs_as_after_the_command_lin
         s.stop()
     err = s.proc.stderr.read().decode()
     assert f"automation: run 1 (cleanup) on SD-{ticket}: succeeded" in err
-    db = str(tmp_path / "desk.db")
+    db = str(db_path)
     t = json.loads(subprocess.run([sys.executable, "-m", "sdesk", "--db", db, "show", str(ticket), "--json"],
                                   capture_output=True, text=True, check=True).stdout)
     assert t["status"] == "resolved" and t["resolution_code"] == "automated", t["status"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import BadInput, NotFound, NotSdesk, PermissionDenied, SdeskError, ServerUnavailable, StoreFault
@@ -81,9 +81,20 @@ _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 
 @functools.lru_cache(maxsize=2048)
 def placeholders(sql: str) -> str:
-    """`sql` with each `?` outside quotes as `%s`, and each `%` as `%%` (the store's SQL is its own
-    text, never a user's: user text is always a bound value)."""
-    return _TOKENS.sub(lambda m: "%s" if m.group() == "?" else "%%" if m.group() == "%" else m.group(), sql)
+    """`sql` with each `?` outside quotes as `%s`, and each `%` as `%%`, inside quotes too: psycopg
+    reads `%` everywhere (the store's SQL is its own text, never a user's: user text is always a
+    bound value)."""
+    return _TOKENS.sub(lambda m: "%s" if m.group() == "?" else m.group().replace("%", "%%"), sql)
+
+
+_NAMED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(?<![:\w]):([A-Za-z_]\w*)|%")
+
+
+@functools.lru_cache(maxsize=512)
+def named(sql: str) -> str:
+    """`sql` with each `:name` outside quotes (sqlite3's named style, bound from a dict) as
+    psycopg's `%(name)s`, and each `%` as `%%` (a `::type` cast is not a name)."""
+    return _NAMED.sub(lambda m: f"%({m.group(1)})s" if m.group(1) else m.group().replace("%", "%%"), sql)
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -181,9 +192,10 @@ class Cursor:
 
         self._cursor.row_factory = tuple_row if factory is None else _named_rows
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Cursor:
         try:
-            self._cursor.execute(placeholders(sql) if params else sql, params or None)
+            query = (named(sql) if isinstance(params, Mapping) else placeholders(sql)) if params else sql
+            self._cursor.execute(query, params or None)
         except _driver().Error as e:
             raise _as_dbapi(e) from e
         return self
