@@ -196,6 +196,21 @@ class Dialect:
         """Set the high-water marks `sequences` says, and only those (an import)."""
         raise NotImplementedError
 
+    # -- identity (issue 21's identity and roles): who is writing, and the server's roles
+    login_kind = "OS login"  # what the login an event records is, in messages
+
+    def session_login(self, conn: Any) -> str | None:
+        """The login the database itself authenticated for this connection (PostgreSQL's
+        session_user), recorded on each event and checked against the actor claimed; None when
+        the database has none (SQLite: the OS login is the identity)."""
+        raise NotImplementedError
+
+    def grant_login(self, conn: Any, login: str, role: str | None) -> list[str] | None:
+        """Inside a write transaction: give database login `login` the database role of sdesk
+        role `role` (None: take them away), where the database has roles (storage/pg_roles.py).
+        Returns the SQL an administrator must run when this login may not, else None."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -359,6 +374,13 @@ class SQLite(Dialect):
 
     def backup(self, source: sqlite3.Connection, target: sqlite3.Connection) -> None:
         source.backup(target)
+
+    # -- identity (issue 21's identity and roles)
+    def session_login(self, conn: sqlite3.Connection) -> str | None:
+        return None  # a file has no logins: the OS login is who writes
+
+    def grant_login(self, conn: sqlite3.Connection, login: str, role: str | None) -> list[str] | None:
+        return None  # no roles in a file: sdesk's role check is the only one
 
 
 SQLITE = SQLite()
@@ -582,6 +604,17 @@ class PostgreSQL(Dialect):
 
     def backup(self, source: Any, target: Any) -> None:
         raise NotImplementedError("a PostgreSQL desk is backed up by its server (pg_dump) or moved by export")
+
+    # -- identity (issue 21's identity and roles)
+    login_kind = "database login"
+
+    def session_login(self, conn: Any) -> str | None:
+        return conn.execute("SELECT session_user").fetchone()[0]
+
+    def grant_login(self, conn: Any, login: str, role: str | None) -> list[str] | None:
+        from .pg_roles import grant_login
+
+        return grant_login(conn, login, role)
 
 
 POSTGRESQL = PostgreSQL()
