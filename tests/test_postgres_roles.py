@@ -142,6 +142,8 @@ def test_a_login_without_createrole_prints_the_sql_an_administrator_runs(cli, te
     assert server_says(team["owner"], "\n".join(r.stdout.splitlines())) is None  # the administrator runs it
     assert members_of(team["owner"], carol) == {"sdesk_viewer"}
     assert cli("--db", as_login(team["owner"], carol), "list").exit_code == 0
+    again = cli("--db", team["alice"], "user", "add", "carol", "--role", "viewer")  # granted already: nothing to run
+    assert (again.stdout, again.stderr) == ("carol: viewer\n", "")
 
 
 def test_a_role_change_or_removal_moves_the_login_between_groups(cli, team):

@@ -156,6 +156,13 @@ def member_statements(conn: Any, login: str, role: str | None, *, create: bool) 
     return [_text(conn, s) for s in out]
 
 
+def groups_of(conn: Any, login: str) -> set[str]:
+    """The sdesk groups `login` is directly a member of."""
+    return {name for (name,) in conn.execute(
+        "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = ?", (login,)).fetchall()} & set(GROUPS.values())
+
+
 def grant_login(conn: Any, login: str, role: str | None) -> list[str] | None:
     """Inside the caller's transaction: make database login `login` a member of the group of
     sdesk role `role` (None: of none), creating the login when absent and this login may. When
@@ -164,6 +171,8 @@ def grant_login(conn: Any, login: str, role: str | None) -> list[str] | None:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = ?", (login,)).fetchone() is not None
     if role is None and not exists:
         return None
+    if exists and groups_of(conn, login) == ({GROUPS[role]} if role else set()):
+        return None  # already so: nothing to grant (nor to print)
     needed: list[str] = [] if groups_exist(conn) else setup_sql(conn)
     statements = member_statements(conn, login, role, create=not exists)
     if needed or (not exists and not may_create_roles(conn)):
