@@ -177,7 +177,6 @@ class Desk:
         found or a bad roles.yaml does not stop the open; non-users are then viewers."""
         if self._store is None:
             from .domain.redact import redact
-            from .storage.rows import os_login
             from .store import Store
 
             # The actor is an identifier, on every event and row, kept as given (events redact
@@ -199,9 +198,10 @@ class Desk:
                 self._store = None
                 store.close()
                 raise
-            self._actor = self._claim or store.users.user_of_login(os_login()) or os_login()
+            # The login: the OS login, or on PostgreSQL the database login (Store.login).
+            self._actor = self._claim or store.users.user_of_login(store.login) or store.login
             if self.claim:
-                store.claimed = self._actor  # its writes are checked against the OS login (Store._check_claim)
+                store.claimed = self._actor  # its writes are checked against the login (Store._check_claim)
         return self._store
 
     def connect(self, *, claimed: bool = True) -> Store:

@@ -22,7 +22,7 @@ from .domain.roles import DEFAULT_ROLE, claim_refusal, user_key
 from .errors import BadInput, NotFound, NotSdesk, PermissionDenied, ReadOnly, SdeskError, StoreFault
 from .storage import migrations
 from .storage.dialect import SQLITE, Dialect
-from .storage.rows import Refused, Tx
+from .storage.rows import Refused, Tx, os_login
 from .storage.tickets import TicketStore
 from .storage.users import UsersStore
 
@@ -310,6 +310,9 @@ class Store:
             self._open_postgres(path, default_role, init_empty=init_empty, create=create, processes=processes)
             return
         self.path = Path(path)
+        # Who is really writing, recorded on each event beside the actor and checked against the
+        # actor claimed (_check_claim): the OS login here; on PostgreSQL, the database login.
+        self.login = os_login()
         self.dialect: Dialect = SQLITE  # what is SQLite's own in the SQL (dialect.py); parts reach it as db.dialect
         self.default_role = default_role  # of someone who is not a user (roles.yaml)
         # The parts, one per area of the desk: each runs its SQL through this store's connection
@@ -394,6 +397,8 @@ class Store:
             self.damaged = app_id == DAMAGED_ID
             if not migrations.check_version(self.conn, version):  # type: ignore[arg-type]
                 migrations.apply_postgres(self.conn)  # type: ignore[arg-type]
+            # The database login, whatever the OS account: the server authenticated it (identity).
+            self.login = POSTGRESQL.session_login(self.conn) or os_login()
         except sqlite3.Error as e:
             self.conn.close()
             raise explain(e, url, f"cannot open database {url}") from None
@@ -525,7 +530,8 @@ class Store:
             raise _damaged(self.path)
         self.dialect.begin_write(self.conn)
         try:
-            tx = Tx(self.conn, actor, self.users.access(actor, conn=self.conn), need, what, dialect=self.dialect)
+            tx = Tx(self.conn, actor, self.users.access(actor, conn=self.conn), need, what, dialect=self.dialect,
+                    login=self.login)
             if claim and self.claimed is not None and user_key(actor) == user_key(self.claimed):
                 self._check_claim(tx.conn, actor, tx.login)
             yield tx
@@ -686,7 +692,8 @@ class Store:
         if me is None and user_key(actor) == user_key(login) and \
                 conn.execute("SELECT 1 FROM users WHERE key = ?", (user_key(actor),)).fetchone() is None:
             return
-        raise Refused(claim_refusal(login, tuple(me) if me else None, actor), None, None, "admin",
+        raise Refused(claim_refusal(login, tuple(me) if me else None, actor, kind=self.dialect.login_kind),
+                      None, None, "admin",
                        f"acting as {actor}", record_as=me[0] if me else f"login:{login}")
 
     def _record_refusal(self, actor: str, refused: Refused) -> None:

@@ -1,7 +1,6 @@
 """Roles: who may do what, refusals recorded, per-queue roles, API tokens for sdesk serve."""
 
 import json
-import sqlite3
 
 import pytest
 from conftest import examples
@@ -12,11 +11,22 @@ from test_serve import Server
 from sdesk.domain.roles import RANK, ROLES, Access
 from sdesk.errors import ExitCode
 from sdesk.intake.service import Intake
+from sdesk.store import Store
 
 
 def refusals(db):
-    return [json.loads(d) for (d,) in sqlite3.connect(db).execute(
-        "SELECT data FROM events WHERE kind = 'permission_denied' ORDER BY id")]
+    with Store(db) as store:  # (a file, or on the PostgreSQL run a URL)
+        return [json.loads(d) for (d,) in store.conn.execute(
+            "SELECT data FROM events WHERE kind = 'permission_denied' ORDER BY id")]
+
+
+def stored_text(db) -> str:
+    """Everything the database holds, as text: the file's bytes, or every row of every table."""
+    if not isinstance(db, str):
+        return db.read_bytes().decode("latin-1")
+    with Store(db) as store:
+        return "\n".join(repr(tuple(row)) for table in store.dialect.tables(store.conn)
+                         for row in store.conn.execute(f'SELECT * FROM "{table}"'))
 
 
 @pytest.fixture
@@ -155,7 +165,7 @@ def test_the_last_admin_cannot_leave(desk):
 def test_api_tokens_map_requests_to_users(desk, db_path):
     agent_token = desk("--as", "root", "user", "token", "amy", "--label", "alertmanager").stdout.strip()
     viewer_token = desk("--as", "root", "user", "token", "vic").stdout.strip()
-    assert agent_token.startswith("sdk_") and agent_token not in db_path.read_bytes().decode("latin-1")
+    assert agent_token.startswith("sdk_") and agent_token not in stored_text(db_path)
     server = Server(db_path)
     try:
         body = json.dumps({"title": "from a script"}).encode()

@@ -23,7 +23,8 @@ def add(
         "user's is viewer, or the default role when this role is viewer).",
         show_default=False)] = None,
     login: Annotated[Optional[str], typer.Option(
-        "--login", help="Their OS login, when it is not their name (the first user's: the login adding them).",
+        "--login", help="Their OS login (on PostgreSQL: their database login), when it is not their name "
+        "(the first user's: the login adding them).",
         show_default=False)] = None,
     email: Annotated[Optional[str], typer.Option(
         "--email", help="Their email address: their replies may comment on any ticket.", show_default=False)] = None,
@@ -34,15 +35,25 @@ def add(
 
     Example: sdesk user add alice --role admin --team sre
     """
-    user = store_of(ctx).users.user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
-                                     login=login, email=email)
+    store = store_of(ctx)
+    user = store.users.user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
+                                login=login, email=email)
     if as_json:
         print_json(user)
-    else:
-        where = f" on queue {queue}" if queue else ""
-        from ..domain.plain import controls
+        return
+    where = f" on queue {queue}" if queue else ""
+    from ..domain.plain import controls
 
-        print(controls(f"{user['name']}: {user['queues'][queue] if queue else user['role']}{where}"))
+    said = controls(f"{user['name']}: {user['queues'][queue] if queue else user['role']}{where}")
+    if not user.get("database_sql"):
+        print(said)
+        return
+    # On PostgreSQL, by a login that may not make logins or grant roles: the SQL on stdout (to
+    # give an administrator, or pipe to psql), what it is on stderr.
+    note(f"{said} on the desk; the database login {store.login} may not create or grant database roles: "
+         "an administrator must run the SQL printed on stdout (psql ... -f FILE) for the server to allow it")
+    for statement in user["database_sql"]:
+        print(statement + ";")
 
 
 @app.command("remove")
@@ -51,8 +62,14 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The use
 
     Example: sdesk user remove bob
     """
-    store_of(ctx).users.user_remove(name, actor=settings_of(ctx).actor)
+    store = store_of(ctx)
+    sql = store.users.user_remove(name, actor=settings_of(ctx).actor)
     note(f"removed {name}")
+    if sql:
+        note(f"the database login {store.login} may not revoke database roles: an administrator must run the "
+             "SQL printed on stdout")
+        for statement in sql:
+            print(statement + ";")
 
 
 @app.command("list")

@@ -16,8 +16,10 @@ everywhere else (`--role agent --queue dba`: works dba, only reads the rest); a 
 there leaves them the desk's default role elsewhere.
 
 On a desk with users, the actor a command claims (`--as`, SDESK_USER) is checked against the
-OS login that runs it: each user has a login (their name unless set), and acting as anyone but
-the user your login is needs your login to be an admin's.
+OS login that runs it (on PostgreSQL: the database login the server authenticated, its
+session_user): each user has a login (their name unless set), and acting as anyone but the user
+your login is needs your login to be an admin's. On PostgreSQL the server enforces the roles
+too: each is a database role with grants (storage/pg_roles.py).
 """
 
 from collections.abc import Iterable, Mapping
@@ -84,12 +86,12 @@ def desk_role_of_queue_user(queue_role: str, default_role: str) -> str:
     return "viewer" if RANK[queue_role] > RANK["viewer"] else default_role
 
 
-def claim_refusal(login: str, me: tuple[str, str] | None, actor: str) -> str:
-    """The one line for acting as `actor` from OS login `login`, which is user me = (name,
-    role), or no user. It names who the login is and what would be needed; never another name
-    to act as."""
+def claim_refusal(login: str, me: tuple[str, str] | None, actor: str, *, kind: str = "OS login") -> str:
+    """The one line for acting as `actor` from `kind` (OS login, or on PostgreSQL database login)
+    `login`, which is user me = (name, role), or no user. It names who the login is and what
+    would be needed; never another name to act as."""
     who = f"{me[0]}, {_a(me[1])} {me[1]}" if me else "not any user's login on this desk"
-    return (f"permission denied: OS login {login} is {who}; acting as {actor} needs an admin's login "
+    return (f"permission denied: {kind} {login} is {who}; acting as {actor} needs an admin's login "
             "(an admin maps logins: sdesk user add NAME --login LOGIN)")
 
 

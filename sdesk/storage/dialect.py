@@ -213,6 +213,21 @@ class Dialect:
         """The server's version, or None for a database in a file (sdesk doctor)."""
         raise NotImplementedError
 
+    # -- identity (issue 21's identity and roles): who is writing, and the server's roles
+    login_kind = "OS login"  # what the login an event records is, in messages
+
+    def session_login(self, conn: Any) -> str | None:
+        """The login the database itself authenticated for this connection (PostgreSQL's
+        session_user), recorded on each event and checked against the actor claimed; None when
+        the database has none (SQLite: the OS login is the identity)."""
+        raise NotImplementedError
+
+    def grant_login(self, conn: Any, login: str, role: str | None) -> list[str] | None:
+        """Inside a write transaction: give database login `login` the database role of sdesk
+        role `role` (None: take them away), where the database has roles (storage/pg_roles.py).
+        Returns the SQL an administrator must run when this login may not, else None."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -393,6 +408,13 @@ class SQLite(Dialect):
 
     def server_version(self, conn: sqlite3.Connection) -> str | None:
         return None
+
+    # -- identity (issue 21's identity and roles)
+    def session_login(self, conn: sqlite3.Connection) -> str | None:
+        return None  # a file has no logins: the OS login is who writes
+
+    def grant_login(self, conn: sqlite3.Connection, login: str, role: str | None) -> list[str] | None:
+        return None  # no roles in a file: sdesk's role check is the only one
 
 
 SQLITE = SQLite()
@@ -670,6 +692,17 @@ class PostgreSQL(Dialect):
         from .fts import to_tsquery
 
         return to_tsquery(match)
+
+    # -- identity (issue 21's identity and roles)
+    login_kind = "database login"
+
+    def session_login(self, conn: Any) -> str | None:
+        return conn.execute("SELECT session_user").fetchone()[0]
+
+    def grant_login(self, conn: Any, login: str, role: str | None) -> list[str] | None:
+        from .pg_roles import grant_login
+
+        return grant_login(conn, login, role)
 
 
 POSTGRESQL = PostgreSQL()

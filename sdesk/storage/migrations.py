@@ -563,6 +563,11 @@ def apply_postgres(conn: Connection) -> list[str]:
         db = Schema(conn)
         for step in STEPS[done:]:
             step(db)  # type: ignore[arg-type]
+        # sdesk's roles as the server's, granted every table the steps made (pg_roles): after
+        # each upgrade, so a table a later step adds is granted too.
+        from .pg_roles import setup
+
+        setup(conn)
         conn.execute("UPDATE sdesk_schema SET version = ?, application_id = ?", (SCHEMA_VERSION, APPLICATION_ID))
         conn.execute("COMMIT")
     except BaseException:

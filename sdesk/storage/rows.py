@@ -122,11 +122,13 @@ class Tx:
     """One write transaction: the connection, its time, and the events it appends."""
 
     def __init__(self, conn: sqlite3.Connection, actor: str, access: Access | None = None, need: str = "agent",
-                 what: str = "", *, dialect: Dialect = SQLITE):
+                 what: str = "", *, dialect: Dialect = SQLITE, login: str | None = None):
         self.conn = conn
         self.dialect = dialect
         self.actor = actor
-        self.login = os_login()  # recorded on each event beside the actor
+        # Recorded on each event beside the actor: the OS login, or on PostgreSQL the database
+        # login (the store's `login`).
+        self.login = login or os_login()
         self.access, self.need, self.what = access, need, what
         # Whether the role was checked on what this transaction changes: on each ticket it
         # touches (Store._current, new tickets), or on the desk for writes beside tickets.

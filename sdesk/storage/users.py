@@ -8,7 +8,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from ..domain.lifecycle import NAME_MAX, blank, check_name
-from ..domain.roles import Access, check_role, desk_role_of_queue_user, known_assignee, user_key
+from ..domain.roles import RANK, Access, check_role, desk_role_of_queue_user, known_assignee, user_key
 from ..errors import BadInput, Conflict, NotFound
 from .rows import Db
 
@@ -72,8 +72,11 @@ class UsersStore:
     def user_add(self, name: str, *, role: str, team: str | None, queue: str | None,
                  actor: str, login: str | None = None, email: str | None = None) -> dict[str, Any]:
         """Add a user, or change their role (on the desk, or with `queue` on that queue), team,
-        OS login and email. A new user's login is their name, except the desk's first user's:
-        the OS login adding them (else nobody could act as them and manage the desk after)."""
+        login (OS, or on PostgreSQL database) and email. A new user's login is their name, except
+        the desk's first user's: the login adding them (else nobody could act as them and manage
+        the desk after). On PostgreSQL the login gets the matching database role (pg_roles); the
+        returned user then holds `database_sql` when this login may not grant it: what an
+        administrator must run."""
         name, role = name.strip(), check_role(role)
         name = check_name(name, "user")  # (the same rule as an assignee's)
         for what, value in (("--login", login), ("--email", email)):
@@ -84,6 +87,7 @@ class UsersStore:
         login = user_key(login) if login is not None else None
         email = email.strip().casefold() if email is not None else None
         key = user_key(name)
+        old_sql: list[str] | None = None
         with self.db.write(actor, need="admin", what="managing users") as tx:
             # Names are identifiers, kept as given, while every event is redacted (_Tx.event): a
             # name that holds a secret would be stored, and be another name in its event.
@@ -119,15 +123,34 @@ class UsersStore:
             if row is not None:
                 for column, value in (("login", login), ("email", email)):
                     if value is not None and row[column] != value:
+                        if column == "login" and row[column]:  # the old login leaves the database roles
+                            old_sql = tx.dialect.grant_login(tx.conn, row[column], None)
                         tx.conn.execute(f"UPDATE users SET {column} = ? WHERE key = ?", (value, key))
                         tx.event(None, "user_changed", {"user": row["name"], column: [row[column], value]})
             if queue:
                 tx.conn.execute("INSERT INTO user_queue_roles (key, queue, role) VALUES (?, ?, ?) "
                                 "ON CONFLICT (key, queue) DO UPDATE SET role = excluded.role", (key, queue, role))
                 tx.event(None, "user_queue_role", {"user": name, "queue": queue, "role": role})
-        return next(u for u in self.users() if user_key(u["name"]) == key)
+            sql = (old_sql or []) + (self._grant(tx, key) or [])
+        user = next(u for u in self.users() if user_key(u["name"]) == key)
+        if sql:
+            user["database_sql"] = sql
+        return user
 
-    def user_remove(self, name: str, *, actor: str) -> None:
+    @staticmethod
+    def _grant(tx: _Tx, key: str, *, remove: bool = False) -> list[str] | None:
+        """Where the database has roles (PostgreSQL): the user's login gets the database role of
+        the highest of their roles (the server's grants are per table; sdesk's roles per queue),
+        or none when they leave. The SQL an administrator must run when this login may not."""
+        row = tx.conn.execute("SELECT login, role FROM users WHERE key = ?", (key,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        roles = [row[1], *(r for (r,) in tx.conn.execute("SELECT role FROM user_queue_roles WHERE key = ?", (key,)))]
+        return tx.dialect.grant_login(tx.conn, row[0], None if remove else max(roles, key=RANK.__getitem__))
+
+    def user_remove(self, name: str, *, actor: str) -> list[str] | None:
+        """Remove a user; on PostgreSQL their login leaves the desk's database roles (the SQL an
+        administrator must run for that when this login may not; else None)."""
         key = user_key(name)
         with self.db.write(actor, need="admin", what="managing users") as tx:
             row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
@@ -135,8 +158,10 @@ class UsersStore:
                 raise NotFound(f"no user {name!r}")
             if row["role"] == "admin":
                 self._keep_an_admin(tx.conn, key)
+            sql = self._grant(tx, key, remove=True)
             tx.conn.execute("DELETE FROM users WHERE key = ?", (key,))
             tx.event(None, "user_removed", {"user": row["name"], "role": row["role"]})
+        return sql
 
     @staticmethod
     def _keep_an_admin(conn: sqlite3.Connection, leaving: str) -> None:
