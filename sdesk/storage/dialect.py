@@ -196,6 +196,21 @@ class Dialect:
         """Set the high-water marks `sequences` says, and only those (an import)."""
         raise NotImplementedError
 
+    # -- live updates (issue 21, live): a screen told of ticket changes instead of polling for them
+    # Whether the backend tells a listening connection of the ticket changes others commit (listen,
+    # changes); where it does not, a screen polls (tickets.last_event_id).
+    pushes_changes = False
+
+    def listen(self, conn: Any) -> None:
+        """From now until `conn` closes, have it told of every ticket made, changed or purged and
+        every event about one that any connection commits (read with changes())."""
+        raise NotImplementedError(f"{self.name} does not tell of changes: poll tickets.last_event_id")
+
+    def changes(self, conn: Any, timeout: float) -> set[int]:
+        """The ids of the tickets changed since the last call on `conn` (after listen), waiting up to
+        `timeout` seconds for the first change; empty when none came."""
+        raise NotImplementedError(f"{self.name} does not tell of changes: poll tickets.last_event_id")
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -359,6 +374,9 @@ class SQLite(Dialect):
 
     def backup(self, source: sqlite3.Connection, target: sqlite3.Connection) -> None:
         source.backup(target)
+
+    # -- live updates (issue 21, live): no server to tell of a change; the TUI polls last_event_id
+    pushes_changes = False
 
 
 SQLITE = SQLite()
@@ -582,6 +600,18 @@ class PostgreSQL(Dialect):
 
     def backup(self, source: Any, target: Any) -> None:
         raise NotImplementedError("a PostgreSQL desk is backed up by its server (pg_dump) or moved by export")
+
+    # -- live updates (issue 21, live): LISTEN/NOTIFY. The triggers of migrations' m013 notify, at
+    # commit, on the channel 'sdesk:' || the desk's schema (cut to 63 bytes), with the ticket's id.
+    pushes_changes = True
+
+    def listen(self, conn: Any) -> None:
+        # Outside a transaction (the session autocommits): told of changes as each commits.
+        channel = conn.execute("SELECT left('sdesk:' || current_schema(), 63)").fetchone()[0]
+        conn.execute('LISTEN "' + channel.replace('"', '""') + '"')
+
+    def changes(self, conn: Any, timeout: float) -> set[int]:
+        return {int(p) for p in conn.notifications(timeout) if p.isdigit()}
 
 
 POSTGRESQL = PostgreSQL()

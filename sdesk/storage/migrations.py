@@ -511,8 +511,31 @@ def m012_desk_state(db: Database) -> None:
     db.execute("CREATE TABLE desk_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, at TEXT NOT NULL)")
 
 
+def m013_ticket_changes_told(db: Database) -> None:
+    # PostgreSQL tells the desk's listeners (the TUI's queue: dialect.listen) of every ticket made,
+    # changed or purged and of every event about one, at the commit of the transaction that wrote it
+    # and never for one rolled back, whoever wrote it (sdesk, an import, psql). The payload is the
+    # ticket's id only, never its text. The channel is the desk's schema's (two desks may share a
+    # database): 'sdesk:' and the schema's name, cut to an identifier's 63 bytes, as
+    # dialect.PostgreSQL.listen names it. The server sends one notification per ticket and
+    # transaction however many rows named it. SQLite has no server to tell: its TUI polls.
+    if not getattr(db, "postgres", False):
+        return
+    db.execute("CREATE FUNCTION sdesk_ticket_changed() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+               "IF TG_OP = 'DELETE' THEN PERFORM pg_notify(left('sdesk:' || TG_TABLE_SCHEMA, 63), OLD.id::text); "
+               "ELSE PERFORM pg_notify(left('sdesk:' || TG_TABLE_SCHEMA, 63), NEW.id::text); END IF; "
+               "RETURN NULL; END$$")
+    db.execute("CREATE TRIGGER tickets_changed_told AFTER INSERT OR UPDATE OR DELETE ON tickets "
+               "FOR EACH ROW EXECUTE FUNCTION sdesk_ticket_changed()")
+    db.execute("CREATE FUNCTION sdesk_ticket_event() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+               "PERFORM pg_notify(left('sdesk:' || TG_TABLE_SCHEMA, 63), NEW.ticket_id::text); RETURN NULL; END$$")
+    db.execute("CREATE TRIGGER events_told AFTER INSERT ON events FOR EACH ROW WHEN (NEW.ticket_id IS NOT NULL) "
+               "EXECUTE FUNCTION sdesk_ticket_event()")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state]
+         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state,
+         m013_ticket_changes_told]
 SCHEMA_VERSION = len(STEPS)
 
 # `PRAGMA application_id` of an sdesk database ("SDSK" in ASCII), set with the schema version: it
