@@ -252,3 +252,18 @@ def test_another_desk_in_the_same_database_is_not_heard(fresh_pg):
         assert listener.tickets.changes(timeout=0.5) == set()
         tickets(one, 1)
         assert listener.tickets.changes(timeout=WAIT) == {1}
+
+
+def test_a_batch_of_tickets_is_told_in_few_notifications_and_every_id_in_them(fresh_pg):
+    """A stream's batch (many rows a statement) is told per statement, up to 400 ids a notification
+    (a payload holds at most 8000 bytes), and every id is in one."""
+    url = fresh_pg()
+    with Store(url) as listener:
+        listener.tickets.listen()
+        made = set(tickets(url, 1000))
+        raw = listener.conn.raw
+        payloads = [n.payload for n in raw.notifies(timeout=WAIT, stop_after=1)]
+        payloads += [n.payload for n in raw.notifies(timeout=1.0)]
+        told = {int(i) for p in payloads for i in p.split(",")}
+        assert told == made and max(len(p) for p in payloads) < 8000
+        assert len(payloads) < 50  # not one per ticket (3 statements of tickets and events, 400 ids each)

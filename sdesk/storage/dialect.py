@@ -602,7 +602,8 @@ class PostgreSQL(Dialect):
         raise NotImplementedError("a PostgreSQL desk is backed up by its server (pg_dump) or moved by export")
 
     # -- live updates (issue 21, live): LISTEN/NOTIFY. The triggers of migrations' m013 notify, at
-    # commit, on the channel 'sdesk:' || the desk's schema (cut to 63 bytes), with the ticket's id.
+    # commit, on the channel 'sdesk:' || the desk's schema (cut to 63 bytes), with ticket ids (one,
+    # or several separated by commas).
     pushes_changes = True
 
     def listen(self, conn: Any) -> None:
@@ -611,7 +612,7 @@ class PostgreSQL(Dialect):
         conn.execute('LISTEN "' + channel.replace('"', '""') + '"')
 
     def changes(self, conn: Any, timeout: float) -> set[int]:
-        return {int(p) for p in conn.notifications(timeout) if p.isdigit()}
+        return {int(i) for payload in conn.notifications(timeout) for i in payload.split(",") if i.isdigit()}
 
 
 POSTGRESQL = PostgreSQL()
