@@ -228,6 +228,21 @@ class Dialect:
         Returns the SQL an administrator must run when this login may not, else None."""
         raise NotImplementedError
 
+    # -- live updates (issue 21, live): a screen told of ticket changes instead of polling for them
+    # Whether the backend tells a listening connection of the ticket changes others commit (listen,
+    # changes); where it does not, a screen polls (tickets.last_event_id).
+    pushes_changes = False
+
+    def listen(self, conn: Any) -> None:
+        """From now until `conn` closes, have it told of every ticket made, changed or purged and
+        every event about one that any connection commits (read with changes())."""
+        raise NotImplementedError(f"{self.name} does not tell of changes: poll tickets.last_event_id")
+
+    def changes(self, conn: Any, timeout: float) -> set[int]:
+        """The ids of the tickets changed since the last call on `conn` (after listen), waiting up to
+        `timeout` seconds for the first change; empty when none came."""
+        raise NotImplementedError(f"{self.name} does not tell of changes: poll tickets.last_event_id")
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -415,6 +430,9 @@ class SQLite(Dialect):
 
     def grant_login(self, conn: sqlite3.Connection, login: str, role: str | None) -> list[str] | None:
         return None  # no roles in a file: sdesk's role check is the only one
+
+    # -- live updates (issue 21, live): no server to tell of a change; the TUI polls last_event_id
+    pushes_changes = False
 
 
 SQLITE = SQLite()
@@ -703,6 +721,19 @@ class PostgreSQL(Dialect):
         from .pg_roles import grant_login
 
         return grant_login(conn, login, role)
+
+    # -- live updates (issue 21, live): LISTEN/NOTIFY. The triggers of migrations' m013 notify, at
+    # commit, on the channel 'sdesk:' || the desk's schema (cut to 63 bytes), with ticket ids (one,
+    # or several separated by commas).
+    pushes_changes = True
+
+    def listen(self, conn: Any) -> None:
+        # Outside a transaction (the session autocommits): told of changes as each commits.
+        channel = conn.execute("SELECT left('sdesk:' || current_schema(), 63)").fetchone()[0]
+        conn.execute('LISTEN "' + channel.replace('"', '""') + '"')
+
+    def changes(self, conn: Any, timeout: float) -> set[int]:
+        return {int(i) for payload in conn.notifications(timeout) for i in payload.split(",") if i.isdigit()}
 
 
 POSTGRESQL = PostgreSQL()

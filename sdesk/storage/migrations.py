@@ -520,8 +520,40 @@ def m012_desk_state(db: Database) -> None:
     db.execute("CREATE TABLE desk_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, at TEXT NOT NULL)")
 
 
+def m013_ticket_changes_told(db: Database) -> None:
+    # PostgreSQL tells the desk's listeners (the TUI's queue: dialect.listen) of every ticket made,
+    # changed or purged and of every event about one, at the commit of the transaction that wrote it
+    # and never for one rolled back, whoever wrote it (sdesk, an import, psql). The payload is ticket
+    # ids only, never their text: one id, or up to 400 (under the 8000 bytes a payload may hold)
+    # separated by commas. The channel is the desk's schema's (two desks may share a database):
+    # 'sdesk:' and the schema's name, cut to an identifier's 63 bytes, as dialect.PostgreSQL.listen
+    # names it; the server sends each payload once per transaction however often it was notified.
+    # Inserts and deletes are told per statement (a stream inserts hundreds of rows a statement: one
+    # notification per 400 rows, not one each); updates per row (they come one row a statement).
+    # SQLite has no server to tell: its TUI polls.
+    if not getattr(db, "postgres", False):
+        return
+    channel = "left('sdesk:' || TG_TABLE_SCHEMA, 63)"
+    db.execute("CREATE FUNCTION sdesk_tickets_told() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+               f"PERFORM pg_notify({channel}, string_agg(id::text, ',')) FROM changed GROUP BY id / 400; "
+               "RETURN NULL; END$$")
+    for op, rows in (("INSERT", "NEW"), ("DELETE", "OLD")):
+        db.execute(f"CREATE TRIGGER tickets_{op.lower()}_told AFTER {op} ON tickets REFERENCING {rows} TABLE AS changed "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION sdesk_tickets_told()")
+    db.execute("CREATE FUNCTION sdesk_ticket_told() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+               f"PERFORM pg_notify({channel}, NEW.id::text); RETURN NULL; END$$")
+    db.execute("CREATE TRIGGER tickets_update_told AFTER UPDATE ON tickets FOR EACH ROW "
+               "EXECUTE FUNCTION sdesk_ticket_told()")
+    db.execute("CREATE FUNCTION sdesk_events_told() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+               f"PERFORM pg_notify({channel}, string_agg(ticket_id::text, ',')) FROM (SELECT DISTINCT ticket_id "
+               "FROM changed WHERE ticket_id IS NOT NULL) AS told GROUP BY ticket_id / 400; RETURN NULL; END$$")
+    db.execute("CREATE TRIGGER events_insert_told AFTER INSERT ON events REFERENCING NEW TABLE AS changed "
+               "FOR EACH STATEMENT EXECUTE FUNCTION sdesk_events_told()")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
-         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state]
+         m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state,
+         m013_ticket_changes_told]
 SCHEMA_VERSION = len(STEPS)
 
 # `PRAGMA application_id` of an sdesk database ("SDSK" in ASCII), set with the schema version: it

@@ -264,6 +264,18 @@ class Connection:
         if self.in_transaction:
             self.execute("COMMIT")
 
+    def notifications(self, timeout: float) -> list[str]:
+        """The payloads of the notifications (LISTEN) this session was sent, waiting up to
+        `timeout` seconds for the first, then taking those already here; [] when none came.
+        (Live updates: dialect.PostgreSQL.changes.)"""
+        try:
+            payloads = [n.payload for n in self.raw.notifies(timeout=timeout, stop_after=1)]
+            if payloads:
+                payloads += [n.payload for n in self.raw.notifies(timeout=0)]
+        except _driver().Error as e:
+            raise _as_dbapi(e) from e
+        return payloads
+
 
 def _iso(text: str) -> str:
     """timestamptz in the server's text form, the session in UTC ('2026-12-07 11:16:18+00'), as the

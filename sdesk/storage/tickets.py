@@ -79,6 +79,23 @@ class TicketStore:
         """The id of the newest event ever written (0 on a new desk): a cheap "has anything
         changed?" for screens that poll (one row read)."""
         return self.db.dialect.last_id(self.db.conn, "events")
+    @property
+    def pushes_changes(self) -> bool:
+        """Whether this desk tells a listening store of ticket changes (PostgreSQL: listen, then
+        changes); else a screen polls last_event_id (SQLite)."""
+        return self.db.dialect.pushes_changes
+    def listen(self) -> int:
+        """From now on, have this store told of every ticket made, changed or purged and every event
+        about one that anyone commits (read with changes(); where pushes_changes). Returns
+        last_event_id() as of then: a screen that loaded at an older one missed a change. The store
+        is then for waiting only: give it a connection of its own (Desk.connect)."""
+        self.db.dialect.listen(self.db.conn)
+        return self.last_event_id()
+    def changes(self, *, timeout: float) -> set[int]:
+        """The ids of the tickets changed since the last call (after listen()), waiting up to
+        `timeout` seconds for the first change; empty when none came. The ids only: read the
+        tickets for anything else."""
+        return self.db.dialect.changes(self.db.conn, timeout)
     def children(self, *, ticket_id: int) -> list[dict[str, Any]]:
         rows = self.db.conn.execute("SELECT * FROM tickets WHERE parent_id = ? ORDER BY id", (ticket_id,))
         return [ticket_row(r) for r in rows]

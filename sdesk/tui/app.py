@@ -3,7 +3,8 @@
 Every read and write runs in a thread worker with its own connection (a database another
 process is writing never freezes the screen); errors from the domain come back as
 notifications. The queue loads a page at a time in the queue order (priority, then oldest),
-and refreshes when the events table grows (every change appends an event).
+and refreshes when a ticket changes: told so by the database where it tells (PostgreSQL's
+LISTEN/NOTIFY: live.py), else when a poll sees the events table grow (every change appends one).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..errors import SdeskError
 from ..render import PRIORITY_STYLE, STATUS_STYLE, age
 from .columns import layout
 from .keybar import KeyBar
+from .live import Listener
 from .reported import reported
 from .screens import LINE_BINDINGS, Page
 
@@ -206,6 +208,8 @@ class QueueScreen(Screen):
         self.widest: dict[str, int] = {}  # each column's widest cell among the rows shown
         self.more = False
         self.seen = None  # the events sequence last loaded at
+        self.listener: Listener | None = None  # where the desk tells of changes (live.py); else a poll
+        self.told_from: int | None = None  # the events sequence as of when the listener began
         self.generation = 0  # loads for an older filter or view are dropped when they arrive
 
     def compose(self) -> ComposeResult:
@@ -221,7 +225,15 @@ class QueueScreen(Screen):
         self._columns(table, layout(self._width(table), {}, "sort:queue" in self.filter_text.split()))
         table.focus()
         self.load()
-        self.set_interval(self.app.poll, self.check_changes)
+        if self.app.settings.store().tickets.pushes_changes:  # PostgreSQL: told of each change, no poll
+            self.listener = Listener(self.app, self.load, self._listening)
+            self.listener.start()
+        else:
+            self.set_interval(self.app.poll, self.check_changes)
+
+    def on_unmount(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
 
     # loading
 
@@ -280,6 +292,8 @@ class QueueScreen(Screen):
         self._draw(table, rows if append else None)
         self.more = more and paged
         self.seen = seen
+        if self.told_from is not None and seen < self.told_from:
+            self.load()  # read before the listener began: a change it was not told of may be missing
         if current is not None and not append and self.rows:
             # The same ticket; if it left the queue, the row where it was.
             at = next((i for i, t in enumerate(self.rows) if t["id"] == current), min(index, len(self.rows) - 1))
@@ -346,7 +360,15 @@ class QueueScreen(Screen):
         self._draw(table)
         table.move_cursor(row=at)
 
+    def _listening(self, last: int) -> None:
+        """The listener is told of changes from now on (again, after a lost connection): one it was
+        not told of (before it listened) is read now, or once the load under way has landed."""
+        self.told_from = last
+        if self.seen is not None and self.seen < last:
+            self.load()
+
     def check_changes(self) -> None:
+        """Poll (SQLite): reload when the events table grew."""
         self._check()
 
     @work(thread=True, exclusive=True, group="poll")
