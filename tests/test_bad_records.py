@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import rawdb
 from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -100,7 +101,7 @@ def test_text_that_no_parser_caught_is_found_in_its_batch_and_rejected_alone(db_
     assert rejected == [("line 3", UNSTORABLE), ("line 7", UNSTORABLE)]
     assert len(stored) == 7 and summary.outcomes == {"created": 7}
     assert kept.getvalue() == "raw 3\nraw 7\n"
-    assert count(db_path, "SELECT count(*) FROM tickets") == 7
+    assert rawdb.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == 7
 
 
 def test_a_rejected_records_reason_is_redacted_where_it_is_printed(tmp_path):

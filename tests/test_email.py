@@ -2,11 +2,11 @@
 replies as comments, reopening, machine mail ignored, mbox and Maildir, nothing raised."""
 
 import json
-import sqlite3
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import rawdb
 from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -70,7 +70,7 @@ def test_headers_and_bodies_are_decoded(corpus):
 
 def test_attachments_are_recorded_with_name_type_size_and_hash(cli, db_path, corpus):
     [result] = take(cli, corpus / "email" / "flanker_attached_pdf.eml")
-    [(name, ctype, size, digest)] = sqlite3.connect(db_path).execute(
+    [(name, ctype, size, digest)] = rawdb.connect(db_path).execute(
         "SELECT name, content_type, size, sha256 FROM attachments WHERE ticket_id = ?", (result["ticket"],)).fetchall()
     assert ctype == "application/pdf" and size > 0 and len(digest) == 64 and name
     assert any(e["kind"] == "attachments" for e in cli.json("show", str(result["ticket"]))["events"])
@@ -361,10 +361,10 @@ def test_reading_the_whole_corpus_again_opens_no_ticket(cli, db_path, corpus):
     another ticket every time the mailbox was read again: now each is known by a digest of it."""
     paths = sorted((corpus / "email").glob("*.eml"))
     assert sum(r["action"] == "created" for r in take(cli, *paths)) > 30
-    tickets = sqlite3.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0]
+    tickets = rawdb.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0]
     again = take(cli, *paths)
     assert [p.name for p, r in zip(paths, again) if r["action"] != "ignored"] == []
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == tickets
+    assert rawdb.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == tickets
 
 
 _HEADER_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40)

@@ -1,7 +1,7 @@
 import json
-import sqlite3
 
 import pytest
+import rawdb
 
 from sdesk.errors import ExitCode
 
@@ -106,7 +106,7 @@ def test_a_slow_producer_gets_each_ticket_stored_as_it_arrives(db_path):
             proc.stdin.write(json.dumps({"title": f"alert {i}"}).encode() + b"\n")
             proc.stdin.flush()
             assert proc.stdout.readline() == f"SD-{i}\n".encode()
-            assert sqlite3.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == i
+            assert rawdb.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == i
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
@@ -137,7 +137,7 @@ def test_bad_json_document_stores_nothing(cli, db_path):
     result = cli("new", "-", input='{"title": "a",}', ok=False)
     assert result.exit_code == ExitCode.BAD_INPUT
     assert result.stderr.startswith("error: invalid JSON at line 1")
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == 0
+    assert rawdb.connect(db_path).execute("SELECT count(*) FROM tickets").fetchone()[0] == 0
 
 
 def test_unknown_priority_choice_is_a_usage_error(cli):

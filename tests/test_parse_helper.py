@@ -3,12 +3,12 @@
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import rawdb
 from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -166,7 +166,7 @@ def test_bulk_input_into_sdesk_stores_every_alert(bulk, db_path, via):
     actions = [r["action"] for r in results]
     assert actions.count("rejected") == 2 and actions[-1] == "resolved"
     assert actions.count("created") == 1500 and actions.count("deduplicated") == 1497
-    with sqlite3.connect(db_path) as db:
+    with rawdb.opened(db_path) as db:
         assert db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 2998
 
 

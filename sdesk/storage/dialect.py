@@ -243,6 +243,18 @@ class Dialect:
         `timeout` seconds for the first change; empty when none came."""
         raise NotImplementedError(f"{self.name} does not tell of changes: poll tickets.last_event_id")
 
+    # -- intake (area: intake): a stream's rows in bulk
+    def bulk_insert(self, conn: Any, columns: tuple[str, str], rows: list[tuple]) -> bool:
+        """Insert `rows` into `columns` (rows.insert_rows': the target "table (col, ...)" and the
+        template of one row, "(?, ?, 'literal', ...)") the backend's fastest way and say True; False
+        leaves them to rows.insert_rows' multi-row INSERTs (SQLite: those are its fastest way)."""
+        return False
+
+    def one_of(self, column: str, values: list[Any]) -> list[tuple[str, list[Any]]]:
+        """`column` is one of `values` (a stream's fingerprints), as conditions with their
+        parameters: one per chunk of values the backend takes in one statement."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -433,6 +445,12 @@ class SQLite(Dialect):
 
     # -- live updates (issue 21, live): no server to tell of a change; the TUI polls last_event_id
     pushes_changes = False
+
+    # -- intake (area: intake)
+    def one_of(self, column: str, values: list[Any]) -> list[tuple[str, list[Any]]]:
+        # IN lists of 500: SQLite before 3.32 takes at most 999 variables a statement
+        return [(f"{column} IN ({','.join('?' * len(values[i:i + 500]))})", values[i:i + 500])
+                for i in range(0, len(values), 500)]
 
 
 SQLITE = SQLite()
@@ -734,6 +752,22 @@ class PostgreSQL(Dialect):
 
     def changes(self, conn: Any, timeout: float) -> set[int]:
         return {int(i) for payload in conn.notifications(timeout) for i in payload.split(",") if i.isdigit()}
+
+    # -- intake (area: intake)
+    def bulk_insert(self, conn: Any, columns: tuple[str, str], rows: list[tuple]) -> bool:
+        # COPY: no statement to parse nor parameters to bind per row (a stream's 100k alerts)
+        conn.copy_rows(columns[0], columns[1], rows)
+        return True
+
+    def one_of(self, column: str, values: list[Any]) -> list[tuple[str, list[Any]]]:
+        # One JSON array, one statement: 500 placeholders are parsed again at each call (psycopg
+        # caches statements of at most 50), and a list bound as an array is dumped value by value
+        # in Python; both cost a stream more than the query. ARRAY(SELECT ...) keeps the index
+        # (the planner cannot count the array's values: it expects few).
+        import orjson
+
+        return [(f"{column} = ANY(ARRAY(SELECT json_array_elements_text(?::json)))",
+                 [orjson.dumps(values).decode()])] if values else []
 
 
 POSTGRESQL = PostgreSQL()

@@ -224,6 +224,39 @@ class Cursor:
         self._cursor.close()
 
 
+_TEMPLATE_ITEM = re.compile(r"\s*(\?|'(?:[^']|'')*'|NULL|-?\d+)\s*(?:,|$)")
+
+
+@functools.lru_cache(maxsize=64)
+def _copy_template(template: str) -> tuple[slice | tuple[Any, ...], ...] | None:
+    """One row's template "(?, ?, 'new', ?)" as the pieces of the row COPY is given: slices of
+    the bound row and tuples of the literals' values between them ((slice(0, 2), ('new',),
+    slice(2, None))); None when every column is bound (the row as it is)."""
+    body = template.strip()
+    if not (body.startswith("(") and body.endswith(")")):
+        raise ValueError(f"not a row template: {template}")
+    pieces: list[slice | tuple[Any, ...]] = []
+    body, at, bound, start = body[1:-1], 0, 0, 0
+    while at < len(body):
+        item = _TEMPLATE_ITEM.match(body, at)
+        if item is None:
+            raise ValueError(f"a row template holds only ?, 'text', NULL and whole numbers: {template}")
+        text = item.group(1)
+        if text == "?":
+            bound += 1
+        else:
+            if bound > start:
+                pieces.append(slice(start, bound))
+            start = bound
+            value = None if text == "NULL" else text[1:-1].replace("''", "'") if text.startswith("'") else int(text)
+            pieces.append((value,))
+        at = item.end()
+    if start == 0 and not pieces:
+        return None
+    pieces.append(slice(start, None))
+    return tuple(pieces)
+
+
 class Connection:
     """One session with the server, in autocommit mode: the store opens and ends its
     transactions with BEGIN/COMMIT/ROLLBACK, as it does on SQLite."""
@@ -247,6 +280,29 @@ class Connection:
         except _driver().Error as e:
             raise _as_dbapi(e) from e
         return cursor
+
+    def copy_rows(self, target: str, template: str, rows: Iterable[Sequence[Any]]) -> None:
+        """The rows into `target` ("table (col, ...)") by COPY, each row bound to `template` (one
+        row of a multi-row INSERT: "(?, ?, 'literal', ...)"), as rows.insert_rows would insert them.
+        No statement is parsed and no parameter bound per row: a stream's bulk (Dialect.bulk_insert)."""
+        pieces = _copy_template(template)
+        try:
+            with self.raw.cursor().copy(f"COPY {target} FROM STDIN") as copy:
+                write = copy.write_row
+                if pieces is None:
+                    for row in rows:
+                        write(row)
+                elif len(pieces) == 3 and isinstance(pieces[1], tuple):  # one literal among bound values
+                    head, literal, tail = pieces
+                    for row in rows:
+                        row = tuple(row)
+                        write(row[head] + literal + row[tail])  # type: ignore[index,operator]
+                else:
+                    for row in rows:
+                        row = tuple(row)
+                        write(sum((row[p] if isinstance(p, slice) else p for p in pieces), ()))
+        except _driver().Error as e:
+            raise _as_dbapi(e) from e
 
     @property
     def in_transaction(self) -> bool:

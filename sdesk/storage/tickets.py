@@ -353,16 +353,12 @@ class TicketStore:
             tx.conn.execute("UPDATE runbook_runs SET misfire = 'reopened' WHERE id = ?", (row[0],))
             tx.event(ticket_id, "automation_misfire", {"run": row[0], "runbook": row[1], "reason": "reopened"})
 
-    @staticmethod
-    def open_fingerprints(conn: sqlite3.Connection, *, fingerprints: set[str]) -> dict[str, builtins.list]:
+    def open_fingerprints(self, conn: sqlite3.Connection, *, fingerprints: set[str]) -> dict[str, builtins.list]:
         """fingerprint -> [id, occurrences, suppressed] of the open tickets that carry one of them."""
         found: dict[str, list] = {}
-        chunk = list(fingerprints)
-        for i in range(0, len(chunk), 500):
-            part = chunk[i:i + 500]
+        for condition, part in self.db.dialect.one_of("fingerprint", list(fingerprints)):
             rows = conn.execute(
-                f"SELECT fingerprint, id, occurrences, suppressed FROM tickets "
-                f"WHERE fingerprint IN ({','.join('?' * len(part))}) AND {OPEN_SQL}", part)
+                f"SELECT fingerprint, id, occurrences, suppressed FROM tickets WHERE {condition} AND {OPEN_SQL}", part)
             found.update((fp, [tid, n, sup]) for fp, tid, n, sup in rows)
         return found
 
@@ -378,7 +374,7 @@ class TicketStore:
         """New tickets' rows: (id, *fields, labels, tags, source, created_at, updated_at, occurrences).
         The INSERT names only the columns the batch sets: Python's sqlite3 binds each None
         through an adapter lookup, which cost more than the rest of an alert's ticket row."""
-        insert_rows(tx.conn, _ticket_columns(fields), rows)
+        insert_rows(tx.conn, _ticket_columns(fields), rows, tx.dialect)
         if rows:
             tx.dialect.ids_given(tx.conn, "tickets", max(row[0] for row in rows))
 
@@ -396,7 +392,7 @@ class TicketStore:
     @staticmethod
     def insert_alerts(tx: Tx, rows: builtins.list[tuple]) -> None:
         """Every alert as it arrived (ALERT_COLUMNS), with what intake did with it."""
-        insert_rows(tx.conn, ALERT_COLUMNS, rows)
+        insert_rows(tx.conn, ALERT_COLUMNS, rows, tx.dialect)
 
     @staticmethod
     def queue_of(tx: Tx, ticket_id: int) -> str | None:
