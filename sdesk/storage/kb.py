@@ -105,8 +105,8 @@ class KbStore:
         where, args = self._kb_filters(tag, ci)
         d = self.db.dialect
         rank, key, matches = d.fts_rank(), d.fts_key(), d.fts_match()
-        match = d.fts_query(match)  # BadInput when malformed, the same on both backends
-        if match is None:
+        query = d.fts_query(match)  # BadInput when malformed, the same on both backends
+        if query is None:
             return []  # an empty phrase: FTS5's "" matches nothing
         # Equal scores in article order: the same order on both backends.
         if where:
@@ -115,13 +115,13 @@ class KbStore:
         else:
             top_sql = f"SELECT {key}, {rank} AS score FROM kb_fts WHERE {matches} ORDER BY score, {key} LIMIT ?"
         try:
-            ranked = [match] * d.fts_binds  # the rank's own binding of the query, where it has one
-            top = self.db.conn.execute(top_sql, [*ranked, match, *args, limit]).fetchall()
+            ranked = [query] * d.fts_binds  # the rank's own binding of the query, where it has one
+            top = self.db.conn.execute(top_sql, [*ranked, query, *args, limit]).fetchall()
             found = []
             for article_id, score in top:
                 snippet = self.db.conn.execute(
                     f"SELECT {d.fts_snippet(SNIPPET_OPEN, SNIPPET_CLOSE)} FROM kb_fts "
-                    f"WHERE {matches} AND {key} = ?", (*ranked, match, article_id)).fetchone()[0]
+                    f"WHERE {matches} AND {key} = ?", (*ranked, query, article_id)).fetchone()[0]
                 row = self.db.conn.execute(
                     "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
                     "WHERE id = ?", (article_id,)).fetchone()

@@ -562,7 +562,7 @@ SCHEMA_VERSION = len(STEPS)
 APPLICATION_ID = 0x5344534B
 
 
-def check_version(conn: sqlite3.Connection, version: int | None = None) -> bool:
+def check_version(conn: sqlite3.Connection | Connection, version: int | None = None) -> bool:
     """True when the schema is current; raises when a newer sdesk wrote this file."""
     if version is None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]

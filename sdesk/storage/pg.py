@@ -111,7 +111,7 @@ def _as_dbapi(e: Exception) -> sqlite3.Error:
     else:
         cls = sqlite3.OperationalError
     error = cls(message)
-    error.sqlstate = state  # type: ignore[attr-defined]
+    error.sqlstate = state  # type: ignore[union-attr]
     return error
 
 
