@@ -6,6 +6,7 @@ in the full-text table `kb_fts` (keyed by article id), kept in step in the same 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 CONTENT = ("title", "body", "tags", "cis", "owner", "review_days")
 SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # marks around matched words in snippets
+_WORDY = re.compile(r"[^\W_]")
 
 
 def _article(row: sqlite3.Row) -> dict[str, Any]:
@@ -39,6 +41,20 @@ def parse_kb_id(text: str) -> int:
     return parse_ref(text, "KB-", "an article id")
 
 
+
+
+def _cut_marks(snippet: str, article_id: int, conn: Any) -> str:
+    """The snippet with `…` where it cuts the body short, as FTS5's snippet() gives it
+    (PostgreSQL's ts_headline does not mark a cut); one FTS5 made is left as it is."""
+    plain = snippet.replace(SNIPPET_OPEN, "").replace(SNIPPET_CLOSE, "")
+    if plain.startswith("…") or plain.endswith("…") or not plain.strip():
+        return snippet
+    body = conn.execute("SELECT body FROM kb_articles WHERE id = ?", (article_id,)).fetchone()[0]
+    at = body.find(plain)
+    if at < 0:
+        return snippet
+    before, after = body[:at], body[at + len(plain):]
+    return ("…" if _WORDY.search(before) else "") + snippet + ("…" if _WORDY.search(after) else "")
 
 
 class KbStore:
@@ -125,7 +141,7 @@ class KbStore:
                 row = self.db.conn.execute(
                     "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
                     "WHERE id = ?", (article_id,)).fetchone()
-                found.append({**_article(row), "snippet": snippet, "score": score})
+                found.append({**_article(row), "snippet": _cut_marks(snippet, article_id, self.db.conn), "score": score})
         except sqlite3.OperationalError as e:
             raise BadInput(f"search: {e}") from None
         return found
