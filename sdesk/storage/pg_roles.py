@@ -120,7 +120,7 @@ def _racing(conn: Any, statement: str) -> None:
     groups and logins are the cluster's, shared by every desk on it): what the other made first
     is as good, and a catalog row it changed meanwhile is tried again (a savepoint keeps the
     transaction)."""
-    for attempt in range(5):
+    for attempt in range(10):
         conn.execute("SAVEPOINT sdesk_groups")
         try:
             conn.execute(statement)
@@ -129,7 +129,9 @@ def _racing(conn: Any, statement: str) -> None:
             state = getattr(e, "sqlstate", None) or ""
             if state in ("23505", "42710"):  # made meanwhile
                 return
-            if state != "XX000" or attempt == 4:  # "tuple concurrently updated" (or deleted): again
+            if state == "XX000" and statement.startswith("REVOKE"):  # taken away meanwhile: as wanted
+                return
+            if state != "XX000" or attempt == 9:  # "tuple concurrently updated": again
                 raise
             import time
 
