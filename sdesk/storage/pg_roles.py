@@ -111,14 +111,16 @@ def setup(conn: Any) -> bool:
         for statement in group_statements(conn):
             _racing(conn, statement)
     for statement in grant_statements(conn):
-        conn.execute(statement)
+        _racing(conn, statement)
     return True
 
 
 def _racing(conn: Any, statement: str) -> None:
-    """Run a statement another desk's first open may be running at the same moment (the groups
-    are the cluster's): what the other made first is as good (a savepoint keeps the transaction)."""
-    for attempt in range(5):
+    """Run a statement another session may be running on the same roles at the same moment (the
+    groups and logins are the cluster's, shared by every desk on it): what the other made first
+    is as good, and a catalog row it changed meanwhile is tried again (a savepoint keeps the
+    transaction)."""
+    for attempt in range(10):
         conn.execute("SAVEPOINT sdesk_groups")
         try:
             conn.execute(statement)
@@ -127,8 +129,13 @@ def _racing(conn: Any, statement: str) -> None:
             state = getattr(e, "sqlstate", None) or ""
             if state in ("23505", "42710"):  # made meanwhile
                 return
-            if state != "XX000" or attempt == 4:  # "tuple concurrently updated": again
+            if state == "XX000" and statement.startswith("REVOKE"):  # taken away meanwhile: as wanted
+                return
+            if state != "XX000" or attempt == 9:  # "tuple concurrently updated": again
                 raise
+            import time
+
+            time.sleep(0.05 * (attempt + 1))
         else:
             conn.execute("RELEASE SAVEPOINT sdesk_groups")
             return
