@@ -196,6 +196,11 @@ class Dialect:
         """Set the high-water marks `sequences` says, and only those (an import)."""
         raise NotImplementedError
 
+    # -- clocks (on-call, SLA, KPIs)
+    # What ends a correlated EXISTS subquery that should run per row by its index: PostgreSQL
+    # otherwise may hash it over the whole table once (a report's window reads all history).
+    per_row = ""
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -360,8 +365,21 @@ class SQLite(Dialect):
     def backup(self, source: sqlite3.Connection, target: sqlite3.Connection) -> None:
         source.backup(target)
 
+    # -- clocks (on-call, SLA, KPIs)
+    per_row = ""  # SQLite runs a correlated subquery per row
+
 
 SQLITE = SQLite()
+
+
+def _json_steps(path: str) -> list[str] | None:
+    """A path of ours ('$.a.b', '$.a[1]') as the keys and indexes of PostgreSQL's #>> (['a', '1']),
+    or None when it is anything else."""
+    import re
+
+    if not re.fullmatch(r"\$(?:\.\w+|\[\d+\])+", path):
+        return None
+    return re.findall(r"\w+", path[1:])
 
 
 # The one advisory lock every write transaction of a PostgreSQL desk takes (SQLite's write lock):
@@ -409,6 +427,9 @@ class PostgreSQL(Dialect):
     def json_get(self, column: str, path: str) -> str:
         if path == "?":
             return f"(jsonb_path_query_first(({column})::jsonb, CAST(? AS jsonpath)) #>> '{{}}')"
+        steps = _json_steps(path)
+        if steps is not None:  # as the partial indexes on JSON say it (pg.ddl), so that a query uses them
+            return f"(({column})::jsonb #>> '{{{','.join(steps)}}}')"
         literal = "'" + path.replace("'", "''") + "'"
         return f"(jsonb_path_query_first(({column})::jsonb, {literal}) #>> '{{}}')"
 
@@ -582,6 +603,9 @@ class PostgreSQL(Dialect):
 
     def backup(self, source: Any, target: Any) -> None:
         raise NotImplementedError("a PostgreSQL desk is backed up by its server (pg_dump) or moved by export")
+
+    # -- clocks (on-call, SLA, KPIs)
+    per_row = " LIMIT 1 OFFSET 0"  # an OFFSET keeps the planner from hashing an EXISTS subquery
 
 
 POSTGRESQL = PostgreSQL()
