@@ -268,7 +268,7 @@ def connect(url: str) -> Connection:
     psycopg = _driver()
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
-                              options="-c TimeZone=UTC -c client_min_messages=warning")
+                              options="-c TimeZone=UTC -c client_min_messages=warning -c jit=off")
     except psycopg.Error as e:
         raise explain(e, url) from None
     except (ValueError, TypeError) as e:  # a URL libpq cannot parse: said before any connection
