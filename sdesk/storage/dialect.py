@@ -255,6 +255,11 @@ class Dialect:
         parameters: one per chunk of values the backend takes in one statement."""
         raise NotImplementedError
 
+    # -- clocks (on-call, SLA, KPIs)
+    # What ends a correlated EXISTS subquery that should run per row by its index: PostgreSQL
+    # otherwise may hash it over the whole table once (a report's window reads all history).
+    per_row = ""
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -452,8 +457,21 @@ class SQLite(Dialect):
         return [(f"{column} IN ({','.join('?' * len(values[i:i + 500]))})", values[i:i + 500])
                 for i in range(0, len(values), 500)]
 
+    # -- clocks (on-call, SLA, KPIs)
+    per_row = ""  # SQLite runs a correlated subquery per row
+
 
 SQLITE = SQLite()
+
+
+def _json_steps(path: str) -> list[str] | None:
+    """A path of ours ('$.a.b', '$.a[1]') as the keys and indexes of PostgreSQL's #>> (['a', '1']),
+    or None when it is anything else."""
+    import re
+
+    if not re.fullmatch(r"\$(?:\.\w+|\[\d+\])+", path):
+        return None
+    return re.findall(r"\w+", path[1:])
 
 
 # The one advisory lock every write transaction of a PostgreSQL desk takes (SQLite's write lock):
@@ -533,6 +551,9 @@ class PostgreSQL(Dialect):
     def json_get(self, column: str, path: str) -> str:
         if path == "?":
             return f"(jsonb_path_query_first(({column})::jsonb, CAST(? AS jsonpath)) #>> '{{}}')"
+        steps = _json_steps(path)
+        if steps is not None:  # as the partial indexes on JSON say it (pg.ddl), so that a query uses them
+            return f"(({column})::jsonb #>> '{{{','.join(steps)}}}')"
         literal = "'" + path.replace("'", "''") + "'"
         return f"(jsonb_path_query_first(({column})::jsonb, {literal}) #>> '{{}}')"
 
@@ -768,6 +789,9 @@ class PostgreSQL(Dialect):
 
         return [(f"{column} = ANY(ARRAY(SELECT json_array_elements_text(?::json)))",
                  [orjson.dumps(values).decode()])] if values else []
+
+    # -- clocks (on-call, SLA, KPIs)
+    per_row = " LIMIT 1 OFFSET 0"  # an OFFSET keeps the planner from hashing an EXISTS subquery
 
 
 POSTGRESQL = PostgreSQL()

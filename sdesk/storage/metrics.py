@@ -35,14 +35,14 @@ def _fragments(d: Dialect) -> tuple[str, str, str, str]:
     moved = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND (kind = 'triage_corrected' "
              f"OR (kind = 'assigned' AND {j('data', '$.previous_assignee')} IS NOT NULL)) "
              f"AND NOT (kind = 'assigned' AND {j('data', '$.previous_assignee')} = {j('data', '$.assignee')}) "
-             "AND at < :until)")
+             f"AND at < :until{d.per_row})")
     # The escalated tickets read once from the partial index events_escalated (a correlated
     # EXISTS walks each ticket's events by events_ticket: twice as slow at 100k tickets).
     escalated = "w.id IN (SELECT ticket_id FROM events WHERE kind IN ('escalated', 'escalation_requested') AND at < :until)"
     # Only tickets ever reopened (reopen_count) read their events for their resolution; the
     # others' resolved_at is the one.
     reopened = ("CASE WHEN reopen_count > 0 THEN EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id "
-                f"AND kind = 'status_changed' AND {j('data', '$.action')} = 'reopen' AND at < :until) ELSE FALSE END")
+                f"AND kind = 'status_changed' AND {j('data', '$.action')} = 'reopen' AND at < :until{d.per_row}) ELSE FALSE END")
     # When the ticket was resolved, if it was resolved at :until.
     resolved = ("CASE WHEN reopen_count = 0 THEN CASE WHEN resolved_at < :until THEN resolved_at END "
                 f"ELSE (SELECT CASE WHEN {j('e.data', '$.to')} IN ('resolved', 'closed') THEN "
