@@ -159,15 +159,15 @@ def holds_a_desk(path: Path | str) -> bool:
         from .storage import pg
         from .storage.dialect import POSTGRESQL
 
-        conn = pg.connect(path)
+        server = pg.connect(path)
         try:
-            conn.execute("BEGIN READ ONLY")
-            tables = [t for t in POSTGRESQL.tables(conn) if t != "sdesk_schema"]
-            return any(conn.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() for name in tables)
+            server.execute("BEGIN READ ONLY")
+            tables = [t for t in POSTGRESQL.tables(server) if t != "sdesk_schema"]
+            return any(server.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() for name in tables)
         except sqlite3.Error as e:
             raise explain(e, path, f"cannot open database {path}") from None
         finally:
-            conn.close()
+            server.close()
 
     real = os.path.realpath(path)
     mode = "mode=ro" if os.path.exists(f"{real}-wal") else "immutable=1"
