@@ -206,6 +206,11 @@ class Dialect:
         """The server's version, or None for a database in a file (sdesk doctor)."""
         raise NotImplementedError
 
+    def stream(self, conn: Any, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        """The rows of a query as tuples, read as they are consumed rather than all at once
+        (an export of a million rows), inside the caller's transaction."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -379,6 +384,9 @@ class SQLite(Dialect):
 
     def server_version(self, conn: sqlite3.Connection) -> str | None:
         return None
+
+    def stream(self, conn: sqlite3.Connection, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        yield from conn.execute(sql, params)  # SQLite steps through the rows as they are read
 
 
 SQLITE = SQLite()
@@ -648,6 +656,21 @@ class PostgreSQL(Dialect):
 
     def server_version(self, conn: Any) -> str | None:
         return conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+
+    def stream(self, conn: Any, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        # A server-side cursor (a client-side one holds the whole result in memory), fetched in
+        # batches; its errors as the store's DB-API classes, as pg.Connection raises them.
+        import psycopg
+
+        from .pg import _as_dbapi, placeholders
+
+        try:
+            with conn.raw.cursor(name="sdesk_stream") as cursor:
+                cursor.itersize = 2000
+                cursor.execute(placeholders(sql) if params else sql, params or None)
+                yield from cursor
+        except psycopg.Error as e:
+            raise _as_dbapi(e) from e
 
 
 POSTGRESQL = PostgreSQL()
