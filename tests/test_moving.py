@@ -95,17 +95,25 @@ def _counter(export: bytes, table: str) -> int:
     return 0
 
 
-def test_a_postgresql_desk_moves_to_sqlite_and_exports_the_identical_file(cli, moving, demo_desk, tmp_path):
+def test_a_postgresql_desk_moves_to_sqlite_and_exports_the_identical_file(cli, moving, demo_desk, tmp_path,
+                                                                           monkeypatch):
     url = moving()
     cli("--db", str(demo_desk["db"]), "export", "--out", str(tmp_path / "start.jsonl"))
     cli("--db", url, "import", str(tmp_path / "start.jsonl"))
-    # Rows made on PostgreSQL itself: tickets, events, a comment, a KB article, a user and token.
+    # Rows made on PostgreSQL itself: tickets, events, a comment, a KB article, a user and token,
+    # and a purge (tombstones, deleted ids).
     ticket = cli.json("--db", url, "new", "made on the server", "-p", "P2")["id"]
     cli("--db", url, "comment", str(ticket), "written on PostgreSQL")
     cli("--db", url, "ack", str(ticket))
     cli("--db", url, "kb", "add", "-", "--title", "Server-side article", input="Restart the pod.\n")
     cli("--db", url, "user", "add", "dana", "--role", "agent")
     cli("--db", url, "user", "token", "dana")
+    gone = cli.json("--db", url, "new", "purged on the server")["id"]
+    cli("--db", url, "resolve", str(gone), "-r", "done")
+    cli("--db", url, "close", str(gone))
+    monkeypatch.setenv("SDESK_NOW", "2099-01-01T00:00:00Z")
+    assert cli.json("--db", url, "purge", "--older-than", "1d", "--yes")["tickets"] >= 1  # tombstones made here
+    monkeypatch.delenv("SDESK_NOW")
     _verified(cli, url)
     first = _export(cli, url, tmp_path, "pg.jsonl")
     target = tmp_path / "moved.db"

@@ -67,12 +67,12 @@ def export_lines(conn: sqlite3.Connection, schema: int, since: str | None = None
         listed = ", ".join(f'"{c}"' for c in columns)
         if key is None:  # no rowid (SQLite's WITHOUT ROWID): ordered by its primary key
             order = ", ".join(f'"{r[1]}"' for r in sorted(info, key=lambda r: r[5]) if r[5])
-            for row in conn.execute(f'SELECT {listed} FROM "{table}"{where} ORDER BY {order}', args):
+            for row in dialect.stream(conn, f'SELECT {listed} FROM "{table}"{where} ORDER BY {order}', args):
                 yield _line({"table": table, "row": dict(zip(columns, map(_value, row)))})
             continue
         # The rowid: SQLite's own, or the column that stands for it on another backend (an
         # integer key, or a hidden rowid column), so both export the same lines.
-        for row in conn.execute(f'SELECT {key}, {listed} FROM "{table}"{where} ORDER BY {key}', args):
+        for row in dialect.stream(conn, f'SELECT {key}, {listed} FROM "{table}"{where} ORDER BY {key}', args):
             yield _line({"table": table, "rowid": row[0], "row": dict(zip(columns, map(_value, row[1:])))})
     for name, seq in dialect.sequences(conn):
         yield _line({"sequence": name, "seq": seq})

@@ -260,6 +260,11 @@ class Dialect:
     # otherwise may hash it over the whole table once (a report's window reads all history).
     per_row = ""
 
+    def stream(self, conn: Any, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        """The rows of a query as tuples, read as they are consumed rather than all at once
+        (an export of a million rows), inside the caller's transaction."""
+        raise NotImplementedError
+
 
 _OURS = r"name NOT LIKE 'sqlite\_%' ESCAPE '\'"  # sqlite_sequence, sqlite_stat1: SQLite's own tables
 
@@ -459,6 +464,9 @@ class SQLite(Dialect):
 
     # -- clocks (on-call, SLA, KPIs)
     per_row = ""  # SQLite runs a correlated subquery per row
+
+    def stream(self, conn: sqlite3.Connection, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        yield from conn.execute(sql, params)  # SQLite steps through the rows as they are read
 
 
 SQLITE = SQLite()
@@ -792,6 +800,21 @@ class PostgreSQL(Dialect):
 
     # -- clocks (on-call, SLA, KPIs)
     per_row = " LIMIT 1 OFFSET 0"  # an OFFSET keeps the planner from hashing an EXISTS subquery
+
+    def stream(self, conn: Any, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        # A server-side cursor (a client-side one holds the whole result in memory), fetched in
+        # batches; its errors as the store's DB-API classes, as pg.Connection raises them.
+        import psycopg
+
+        from .pg import _as_dbapi, placeholders
+
+        try:
+            with conn.raw.cursor(name="sdesk_stream") as cursor:
+                cursor.itersize = 2000
+                cursor.execute(placeholders(sql) if params else sql, params or None)
+                yield from cursor
+        except psycopg.Error as e:
+            raise _as_dbapi(e) from e
 
 
 POSTGRESQL = PostgreSQL()
