@@ -228,6 +228,12 @@ class Dialect:
         Returns the SQL an administrator must run when this login may not, else None."""
         raise NotImplementedError
 
+    def login_above_roles(self, conn: Any) -> bool:
+        """Whether this connection's login may change anything in the database whatever sdesk's
+        roles say (PostgreSQL's superuser): holding it to them would guard nothing, and it is how
+        the logins of a desk just moved there get mapped (user add NAME --login LOGIN)."""
+        return False
+
     # -- live updates (issue 21, live): a screen told of ticket changes instead of polling for them
     # Whether the backend tells a listening connection of the ticket changes others commit (listen,
     # changes); where it does not, a screen polls (tickets.last_event_id).
@@ -501,11 +507,21 @@ class PostgreSQL(Dialect):
         counters = self._snapshot_counters(conn)
         if counters is not None:
             return counters.get(table, 0)
+        given = conn.execute("SELECT last FROM sdesk_counters WHERE name = ?", (table,)).fetchone()
+        if given is not None:
+            return given[0]
         last, called = conn.execute(f'SELECT last_value, is_called FROM "{table}_id_seq"').fetchone()
         return last if called else 0
 
     def ids_given(self, conn: Any, table: str, last: int) -> None:
-        conn.execute(f"SELECT setval('\"{table}_id_seq\"', ?)", (last,))
+        # The counter of ids sdesk gives itself (the chain's events, intake's tickets) is a row,
+        # written in the transaction: a sequence is not, and a commit lost after setval would
+        # leave it ahead of the rows, an id "missing" from the chain that nobody deleted. The
+        # sequence follows too, for the rows numbered by default (never below: no id twice).
+        conn.execute("INSERT INTO sdesk_counters (name, last) VALUES (?, ?) ON CONFLICT (name) "
+                     "DO UPDATE SET last = greatest(sdesk_counters.last, excluded.last)", (table, last))
+        conn.execute(f"SELECT setval('\"{table}_id_seq\"', greatest(?, (SELECT last_value FROM \"{table}_id_seq\")))",
+                     (last,))
 
     def begin_write(self, conn: Any) -> None:
         conn.__dict__.pop("snapshot_counters", None)
@@ -684,7 +700,8 @@ class PostgreSQL(Dialect):
         # No CREATE statement is kept; a table without a rowid column is keyed by its primary key
         # alone (SQLite's WITHOUT ROWID), which is what an export asks of the definition.
         return [(t, None) for (t,) in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'sdesk_schema' "
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename NOT IN ('sdesk_schema', 'sdesk_counters') "
             "ORDER BY tablename COLLATE \"C\"")]
 
     def header(self, conn: Any) -> tuple[int, int, int]:
@@ -722,10 +739,15 @@ class PostgreSQL(Dialect):
             last, called = conn.execute(f'SELECT last_value, is_called FROM "{sequence}"').fetchone()
             if called:
                 out.append((table, last))
-        return out
+        given = dict(conn.execute("SELECT name, last FROM sdesk_counters").fetchall())  # where sdesk gave the ids
+        return sorted({**dict(out), **given}.items())
 
     def set_sequences(self, conn: Any, sequences: list[tuple[str, int]]) -> None:
         given = dict(sequences)
+        conn.execute("DELETE FROM sdesk_counters")
+        for table in ("events", "tickets"):  # the ids sdesk gives itself (ids_given)
+            if table in given:
+                conn.execute("INSERT INTO sdesk_counters (name, last) VALUES (?, ?)", (table, given[table]))
         for table, sequence, deptype in conn.execute(
                 "SELECT t.relname, s.relname, d.deptype FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
                 "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = s.relnamespace "
@@ -747,7 +769,7 @@ class PostgreSQL(Dialect):
         # TRUNCATE fires no row trigger (the append-only guard is on UPDATE and DELETE) and is
         # undone with the transaction; the table's owner only.
         if tables:
-            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in [*tables, "sdesk_counters"]) + " RESTART IDENTITY")
 
     def server_version(self, conn: Any) -> str | None:
         return conn.execute("SELECT current_setting('server_version')").fetchone()[0]
@@ -760,6 +782,9 @@ class PostgreSQL(Dialect):
 
     # -- identity (issue 21's identity and roles)
     login_kind = "database login"
+
+    def login_above_roles(self, conn: Any) -> bool:
+        return bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = session_user").fetchone()[0])
 
     def session_login(self, conn: Any) -> str | None:
         return conn.execute("SELECT session_user").fetchone()[0]

@@ -585,6 +585,9 @@ def apply_postgres(conn: Connection) -> list[str]:
     POSTGRESQL.begin_write(conn)
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS sdesk_schema (application_id BIGINT NOT NULL, version INT NOT NULL)")
+        # The ids sdesk gives itself (events, intake's tickets): SQLite's sqlite_sequence, in the
+        # transaction (dialect.PostgreSQL.ids_given).
+        conn.execute("CREATE TABLE IF NOT EXISTS sdesk_counters (name TEXT PRIMARY KEY, last BIGINT NOT NULL)")
         row = conn.execute("SELECT version FROM sdesk_schema").fetchone()
         done = row[0] if row else 0
         if check_version(conn, done):

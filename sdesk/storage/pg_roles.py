@@ -30,7 +30,8 @@ from ..domain.roles import ROLES
 GROUPS = {role: f"sdesk_{role}" for role in ROLES}
 # Tables only an admin's commands write (user add/remove, tokens); the schema's own table: the owner's.
 ADMIN_TABLES = ("users", "user_queue_roles", "api_tokens", "event_tombstones")
-VIEWER_WRITES = ("refusals", "desk_state")  # a refusal counted; `tick` and `backup` remembered
+# a refusal counted; `tick` and `backup` remembered; the chain's id counter (an event's)
+VIEWER_WRITES = ("refusals", "desk_state", "sdesk_counters")
 OWNER_ONLY = ("sdesk_schema",)
 INSUFFICIENT_PRIVILEGE = "42501"
 
