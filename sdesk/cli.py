@@ -702,7 +702,8 @@ def _default_rejects(db: Path | str) -> Path:
 def demo(ctx: typer.Context) -> None:
     """Walk a realistic desk from examples/ through intake and the lifecycle, then print the queue.
 
-    Uses a fresh temporary database unless --db is given.
+    Uses a fresh temporary database unless --db is given: a new or empty file, or an empty
+    PostgreSQL database (--db postgresql:///demo after createdb demo).
 
     Example: sdesk demo
     """

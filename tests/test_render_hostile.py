@@ -317,15 +317,24 @@ SEEN = ["Q[/x]" + HOSTILE + "\n\t[@click=app.quit]:fire:Z",  # each reproduction
         "Q\\[Z"]  # rich's markup escape keeps this, then its parser drops the backslash: found by this test
 
 
+def new_desk(request, root) -> str:
+    """A new desk for one example, on the suite's backend: a file in `root`, or on the PostgreSQL
+    run a new schema on the server (conftest's fresh_pg)."""
+    from conftest import POSTGRES
+
+    return request.getfixturevalue("fresh_pg")() if POSTGRES else str(root / "desk.db")
+
+
 @settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(s=hostile)
 @example(s=SEEN[0])
 @example(s=SEEN[1])
-def test_every_cli_renderer_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch, s):
+def test_every_cli_renderer_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch,
+                                                                               request, s):
     """42 read commands over a desk whose every text field holds `s`: none fails, none lets a
     control character through, and those that show the field whole show it escaped, as written."""
     root = tmp_path_factory.mktemp("desk")
-    monkeypatch.setenv("SDESK_DB", str(root / "desk.db"))
+    monkeypatch.setenv("SDESK_DB", new_desk(request, root))
     monkeypatch.setenv("SDESK_CONFIG", str(root / "config"))
     monkeypatch.setenv("COLUMNS", "400")  # wide enough that nothing is cut: the whole text can be looked for
     assert renderer_failures(cli, root, s) == []
@@ -382,12 +391,14 @@ def tui_failures(db_path, config, actor, s):
 @settings(max_examples=examples(4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(s=hostile)
 @example(s=SEEN[0])
-def test_every_tui_screen_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch, s):
+def test_every_tui_screen_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch,
+                                                                           request, s):
     root = tmp_path_factory.mktemp("desk")
-    monkeypatch.setenv("SDESK_DB", str(root / "desk.db"))
+    db = new_desk(request, root)
+    monkeypatch.setenv("SDESK_DB", db)
     monkeypatch.setenv("SDESK_CONFIG", str(root / "config"))
     hostile_desk(cli, root, s)
-    assert tui_failures(root / "desk.db", root / "config", s, s) == []
+    assert tui_failures(db, root / "config", s, s) == []
 
 
 def test_json_output_writes_c1_and_bidi_controls_as_escapes_and_keeps_the_value(cli):

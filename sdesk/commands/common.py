@@ -197,10 +197,14 @@ def _named_by_user(ctx: typer.Context, *filenames: object) -> bool:
     return False
 
 
-def _db_path(ctx: typer.Context) -> Path | None:
+def _db_path(ctx: typer.Context) -> Path | str | None:
     settings = ctx.find_root().obj
     store = getattr(settings, "_store", None)
-    return store.path if store is not None else getattr(settings, "db", None)
+    if store is not None:
+        return store.path
+    if getattr(settings, "on_server", False):
+        return settings.db_given  # a postgresql:// URL as typed (a Path would fold its //)
+    return getattr(settings, "db", None)
 
 
 def _fail(message: str, code: int) -> None:
