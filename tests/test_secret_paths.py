@@ -261,6 +261,7 @@ WRITTEN = {
     "silences": "comments through _Tx.clean; matchers are patterns",
     "sqlite_sequence": "ids",
     "sdesk_schema": "the schema's version and application id (PostgreSQL's stand-in for SQLite's header)",
+    "sdesk_counters": "table names and ids only (PostgreSQL's stand-in for sqlite_sequence)",
     "ticket_context": "derived from stored, redacted rows (CMDB, KB, tickets)",
     "users": "identifiers",
     "user_queue_roles": "identifiers",

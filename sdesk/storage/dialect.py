@@ -766,7 +766,7 @@ class PostgreSQL(Dialect):
 
     # -- desk files (export, import, backup, restore): area deskfiles
     def clear_tables(self, conn: Any, tables: list[str]) -> None:
-        # TRUNCATE fires no row trigger (the append-only guard is on UPDATE and DELETE) and is
+        # TRUNCATE fires no row trigger (the append-only guard is on updates and deletes) and is
         # undone with the transaction; the table's owner only.
         if tables:
             conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in [*tables, "sdesk_counters"]) + " RESTART IDENTITY")
