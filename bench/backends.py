@@ -129,7 +129,7 @@ def agents_round(url: str, agents: int, seconds: float) -> dict:
     from sdesk.store import Store
 
     with Store(url) as store:
-        ids = [tid for tid, _ in Intake(store).intake([{"title": f"agents {n}", "priority": "P3"}
+        ids = [tid for tid, _ in Intake(store).intake([{"title": f"agents {n}", "kind": "incident", "priority": "P3"}
                                                       for n in range(agents * 4)], actor="bench", source="bench")]
     queue: multiprocessing.Queue = multiprocessing.Queue()
     workers = [multiprocessing.Process(target=agent, args=(url, ids[n * 4:(n + 1) * 4], seconds, queue))
