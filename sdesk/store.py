@@ -692,8 +692,6 @@ class Store:
         if me is None and user_key(actor) == user_key(login) and \
                 conn.execute("SELECT 1 FROM users WHERE key = ?", (user_key(actor),)).fetchone() is None:
             return
-        if self.dialect.login_above_roles(conn):
-            return  # a PostgreSQL superuser: it could change the tables themselves
         raise Refused(claim_refusal(login, tuple(me) if me else None, actor, kind=self.dialect.login_kind),
                       None, None, "admin",
                        f"acting as {actor}", record_as=me[0] if me else f"login:{login}")

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import rawdb
@@ -50,10 +51,22 @@ def demo_desk(tmp_path_factory):
 
 
 @pytest.fixture
-def moving(cli, monkeypatch, demo_desk, fresh_pg):
+def moving(cli, monkeypatch, demo_desk, fresh_pg, pg_server):
+    """Desks on the server reached as a database login named as this OS login: the demo's admin
+    (alice) has this OS login as hers, and on PostgreSQL the login an actor is held to is the
+    database's, so a team moving its desk gives its people logins of the same names."""
+    import psycopg
+    from psycopg import sql
+
+    from sdesk.storage.rows import os_login
+
     monkeypatch.setenv("SDESK_CONFIG", str(demo_desk["config"]))
     monkeypatch.setenv("SDESK_USER", "alice")  # the demo's admin
-    return fresh_pg
+    login = os_login()
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("DO $$BEGIN CREATE ROLE {} LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object "
+                              "OR unique_violation THEN NULL; END$$").format(sql.Identifier(login)))
+    return lambda: fresh_pg().replace("user=postgres", f"user={quote(login)}")
 
 
 def _export(cli, db, tmp_path, name):

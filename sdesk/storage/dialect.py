@@ -228,12 +228,6 @@ class Dialect:
         Returns the SQL an administrator must run when this login may not, else None."""
         raise NotImplementedError
 
-    def login_above_roles(self, conn: Any) -> bool:
-        """Whether this connection's login may change anything in the database whatever sdesk's
-        roles say (PostgreSQL's superuser): holding it to them would guard nothing, and it is how
-        the logins of a desk just moved there get mapped (user add NAME --login LOGIN)."""
-        return False
-
     # -- live updates (issue 21, live): a screen told of ticket changes instead of polling for them
     # Whether the backend tells a listening connection of the ticket changes others commit (listen,
     # changes); where it does not, a screen polls (tickets.last_event_id).
@@ -782,9 +776,6 @@ class PostgreSQL(Dialect):
 
     # -- identity (issue 21's identity and roles)
     login_kind = "database login"
-
-    def login_above_roles(self, conn: Any) -> bool:
-        return bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = session_user").fetchone()[0])
 
     def session_login(self, conn: Any) -> str | None:
         return conn.execute("SELECT session_user").fetchone()[0]
