@@ -205,6 +205,20 @@ def test_a_missing_database_is_not_found_and_is_not_made(pg_server):
         assert admin.execute("SELECT count(*) FROM pg_database WHERE datname = 'sdesk_no_such_desk'").fetchone()[0] == 0
 
 
+def test_a_nul_in_any_text_is_one_line_and_nothing_is_written(fresh_pg):
+    """PostgreSQL's text cannot hold a NUL: a title, a description, a label with one is bad input,
+    said in one line, and the desk is left as it was."""
+    url = fresh_pg()
+    assert sdesk(url, "new", "first").returncode == 0
+    for ticket in [{"title": "a\x00b"}, {"title": "t", "description": "x\x00"}, {"title": "t", "labels": {"k": "v\x00"}}]:
+        run = sdesk(url, "new", "-", input=json.dumps(ticket))  # (an argument cannot hold a NUL)
+        assert run.returncode == ExitCode.BAD_INPUT, (ticket, run.stderr)
+        assert run.stderr.count("\n") == 1 and "NUL character" in run.stderr, run.stderr
+    events = sdesk(url, "show", "SD-1", "--json")
+    assert events.returncode == 0 and len(json.loads(events.stdout)["events"]) == 1
+    assert sdesk(url, "show", "SD-2").returncode == ExitCode.NOT_FOUND
+
+
 # -- the connection ended mid-stream ----------------------------------------------------------------
 
 def _terminate(pg_server: str, name: str) -> int:

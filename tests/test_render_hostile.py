@@ -200,6 +200,14 @@ def yaml_str(s: str) -> str:
     return '"' + "".join(map(one, s)) + '"'
 
 
+def storable(s: str) -> str:
+    """`s` as the backend can store it: PostgreSQL's text holds no NUL (a text with one is refused
+    there in one line: test_postgres_faults), SQLite's keeps it."""
+    from conftest import POSTGRES
+
+    return s.replace("\x00", "") if POSTGRES else s
+
+
 def hostile_desk(cli, root, s):
     """A desk whose every kind of stored text holds `s`: tickets and their fields, actors,
     comments, resolutions, KB articles, CIs, changes, problems, silences, on-call names, a
@@ -333,6 +341,7 @@ def test_every_cli_renderer_shows_hostile_text_escaped_and_never_interprets_it(c
                                                                                request, s):
     """42 read commands over a desk whose every text field holds `s`: none fails, none lets a
     control character through, and those that show the field whole show it escaped, as written."""
+    s = storable(s)
     root = tmp_path_factory.mktemp("desk")
     monkeypatch.setenv("SDESK_DB", new_desk(request, root))
     monkeypatch.setenv("SDESK_CONFIG", str(root / "config"))
@@ -393,6 +402,7 @@ def tui_failures(db_path, config, actor, s):
 @example(s=SEEN[0])
 def test_every_tui_screen_shows_hostile_text_escaped_and_never_interprets_it(cli, tmp_path_factory, monkeypatch,
                                                                            request, s):
+    s = storable(s)
     root = tmp_path_factory.mktemp("desk")
     db = new_desk(request, root)
     monkeypatch.setenv("SDESK_DB", db)

@@ -148,6 +148,9 @@ def explain(e: BaseException, where: str, *, connecting: bool = False) -> SdeskE
     first = _reason(text) if text else type(e).__name__
     lowered = text.lower()
     connecting = connecting and isinstance(e, _driver().OperationalError)  # not a URL libpq refused to read
+    if not state and "cannot contain nul" in lowered:  # said by psycopg before anything was sent
+        return BadInput("a text holds a NUL character (0x00), which PostgreSQL cannot store in text (an SQLite "
+                        f"desk keeps it): take it out; nothing was written ({where})")
     if state == "3D000" or (not state and "database" in lowered and "does not exist" in lowered):
         return NotFound(f"{first} on the PostgreSQL server ({where}): sdesk never makes a database on a server; "
                         "an administrator makes it (createdb NAME), then `sdesk --db URL init` fills it")
