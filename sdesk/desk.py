@@ -51,6 +51,7 @@ CREATES = frozenset({"init", "demo", "new", "import", "restore", "serve", "cmdb 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/|(?:postgres|postgresql|pg|mysql|mariadb|sqlite|sqlite3|file)(?:\+\w+)?:",
                   re.I)
 _POSTGRES = re.compile(r"(?:postgres|postgresql|pg)(?:\+\w+)?:", re.I)
+_SERVER = re.compile(r"postgres(?:ql)?://", re.I)  # what storage/pg.is_url opens
 
 # Reads of what is stored, whose answer no config file changes: when the config folder `sdesk
 # init --config` recorded has gone (moved, a share not mounted) they warn and carry on, so the
@@ -145,13 +146,14 @@ class Desk:
     def db_path(self) -> Path | str:
         """The database: --db, else SDESK_DB, else the platform's user data dir; a file's path, or a
         PostgreSQL URL (postgresql://...) as given. Any other URL is refused, and no file made."""
-        from .storage.pg import check_url, is_url
         from .store import default_db_path
 
         given = self.db_given
         if given is not None and not given.strip():
             raise BadInput(f"{self._db_from} is empty: give the database file's path; nothing was created")
-        if given is not None and is_url(given):
+        if given is not None and _SERVER.match(given):
+            from .storage.pg import check_url  # (storage/pg.py only for a server: its import is a file's cost)
+
             return check_url(given, f"{self._db_from} {given}")
         if given is not None and _POSTGRES.match(given):
             raise BadInput(f"{self._db_from} {given} is not a PostgreSQL URL sdesk can read: write it "
@@ -165,9 +167,7 @@ class Desk:
     @property
     def on_server(self) -> bool:
         """Whether the desk is a PostgreSQL database (not a file)."""
-        from .storage.pg import is_url
-
-        return self.db_given is not None and is_url(self.db_given)
+        return self.db_given is not None and bool(_SERVER.match(self.db_given))
 
     def store(self, init_empty: bool = False, create: bool | None = None, strict_config: bool = True) -> Store:
         """The desk's store, opened once; `init_empty`: an empty file may become the desk (sdesk
