@@ -79,21 +79,12 @@ def pg_desk(conninfo: str, base: Path, size: int, work: Path, fresh: bool) -> st
 
 
 def alerts_file(work: Path) -> Path:
-    """100k Alertmanager webhook bodies of one alert each, every alert sent twice (half repeats):
-    bench.py's stream, as compare.py sends it."""
+    """100k Alertmanager bodies, half of them repeats: bench.py's stream, as compare.py sends it."""
+    import bench
+
     path = work / "alerts.jsonl"
-    if path.exists():
-        return path
-    with path.open("w") as f:
-        for i in range(ALERTS):
-            n = i // 2
-            labels = {"alertname": ["HighErrorRate", "DiskFull", "Down"][n % 3], "instance": f"host-{n}:9100",
-                      "severity": ["critical", "warning"][n % 2], "job": "node"}
-            f.write(json.dumps({"version": "4", "status": "firing", "receiver": "sdesk", "groupKey": "{}:{}",
-                                "alerts": [{"status": "firing", "labels": labels, "fingerprint": f"{n:016x}",
-                                            "annotations": {"summary": f"{labels['alertname']} on host-{n}"},
-                                            "startsAt": "2026-11-26T10:00:00Z",
-                                            "endsAt": "0001-01-01T00:00:00Z"}]}) + "\n")
+    if not path.exists():
+        bench.write_alert_stream(path, ALERTS)
     return path
 
 

@@ -437,23 +437,28 @@ def measure_jsonl(size: int, db: Path, lines: int) -> dict:
     return _into_copy(size, db, f"new --jsonl ({lines:,} tickets, half repeats)", ["--jsonl"], write)
 
 
+def write_alert_stream(path: Path, alerts: int) -> int:
+    """Alertmanager webhook bodies of one alert each, every alert sent twice (half repeats)."""
+    with path.open("w") as f:
+        for i in range(alerts):
+            n = i // 2
+            labels = {"alertname": ["HighErrorRate", "DiskFull", "Down"][n % 3], "instance": f"host-{n}:9100",
+                      "severity": ["critical", "warning"][n % 2], "job": "node"}
+            f.write(json.dumps({"version": "4", "status": "firing", "receiver": "sdesk", "groupKey": "{}:{}",
+                                "alerts": [{"status": "firing", "labels": labels, "fingerprint": f"{n:016x}",
+                                            "annotations": {"summary": f"{labels['alertname']} on host-{n}"},
+                                            "startsAt": "2026-11-26T10:00:00Z",
+                                            "endsAt": "0001-01-01T00:00:00Z"}]}) + "\n")
+    return alerts
+
+
 def measure_alertmanager_stream(size: int, db: Path, alerts: int, config: Path | None = None,
                                 piped: bool = False) -> dict:
     """Alertmanager webhook bodies, one alert each, every alert sent twice (half repeats);
     with a desk config, triaged by its rules (and grouped: they share a groupKey). From a file
     (parsed by a helper per core) or `piped` (one helper)."""
     def write(path: Path) -> int:
-        with path.open("w") as f:
-            for i in range(alerts):
-                n = i // 2
-                labels = {"alertname": ["HighErrorRate", "DiskFull", "Down"][n % 3], "instance": f"host-{n}:9100",
-                          "severity": ["critical", "warning"][n % 2], "job": "node"}
-                f.write(json.dumps({"version": "4", "status": "firing", "receiver": "sdesk", "groupKey": "{}:{}",
-                                    "alerts": [{"status": "firing", "labels": labels, "fingerprint": f"{n:016x}",
-                                                "annotations": {"summary": f"{labels['alertname']} on host-{n}"},
-                                                "startsAt": "2026-11-26T10:00:00Z",
-                                                "endsAt": "0001-01-01T00:00:00Z"}]}) + "\n")
-        return alerts
+        return write_alert_stream(path, alerts)
 
     name = f"new --jsonl --format alertmanager ({alerts:,} alerts{', piped' if piped else ''})"
     return _into_copy(size, db, name + (", triaged" if config else ""), ["--jsonl", "--format", "alertmanager"], write,

@@ -562,10 +562,6 @@ class PostgreSQL(Dialect):
             return keys[0][0]
         return None
 
-    @staticmethod
-    def _serial(conn: Any, table: str) -> bool:
-        return conn.execute("SELECT pg_get_serial_sequence(?, 'id') IS NOT NULL", (f'"{table}"',)).fetchone()[0]
-
     def json_get(self, column: str, path: str) -> str:
         if path == "?":
             return f"(jsonb_path_query_first(({column})::jsonb, CAST(? AS jsonpath)) #>> '{{}}')"

@@ -209,9 +209,6 @@ class Cursor:
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall() if self._cursor.description else []
 
-    def fetchmany(self, size: int) -> list[Any]:
-        return self._cursor.fetchmany(size) if self._cursor.description else []
-
     def __iter__(self) -> Iterator[Any]:
         return iter(self._cursor) if self._cursor.description else iter(())
 
