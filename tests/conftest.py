@@ -62,7 +62,7 @@ def pg_server():
         pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
     conninfo, folder = pg_cluster.start()
     try:
-        yield conninfo
+        yield pg_cluster.login_as_os_user(conninfo)
     finally:
         pg_cluster.stop(folder)
 

@@ -51,6 +51,22 @@ def start(folder: Path | None = None) -> tuple[str, Path]:
     return f"host={folder} user=postgres dbname=postgres", folder
 
 
+def login_as_os_user(conninfo: str) -> str:
+    """`conninfo` as a superuser login named as this OS login (made if missing): a desk's users
+    have their OS logins as logins, and on PostgreSQL the login an actor is held to is the
+    database's, so the suite connects as a team moving its desk would give its people logins."""
+    import pwd
+
+    import psycopg
+    from psycopg import sql
+
+    login = pwd.getpwuid(os.getuid()).pw_name
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(sql.SQL("DO $$BEGIN CREATE ROLE {} LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object "
+                              "OR unique_violation THEN NULL; END$$").format(sql.Identifier(login)))
+    return " ".join(f"user={login}" if part.startswith("user=") else part for part in conninfo.split())
+
+
 def stop(folder: Path) -> None:
     bin_dir = binaries()
     if bin_dir is not None and (folder / "data").exists():

@@ -21,8 +21,8 @@ from sdesk.store import Store
 
 OS_LOGIN = pwd.getpwuid(os.getuid()).pw_name  # the OS login these tests run as
 # The login a desk records and checks: the OS login; on PostgreSQL the database login the tests
-# connect as (SDESK_TEST_PG's user).
-ME = dict(part.split("=", 1) for part in os.environ.get("SDESK_TEST_PG", "").split()).get("user", "postgres") \
+# connect as (SDESK_TEST_PG's user; on a cluster the tests start, a login named as the OS login).
+ME = dict(part.split("=", 1) for part in os.environ.get("SDESK_TEST_PG", "").split()).get("user", OS_LOGIN) \
     if POSTGRES else OS_LOGIN
 KIND = "database login" if POSTGRES else "OS login"
 NOW = "2026-11-26T09:00:00Z"

@@ -187,13 +187,12 @@ async def test_the_queue_listens_again_when_its_connection_is_lost(fresh_pg, pg_
             finally:
                 database.close()
             with psycopg.connect(pg_server, autocommit=True) as admin:
-                # The queue's listener: the session idle since it read the last event id (its counter), once it had
-                # sent LISTEN (the loads' sessions are closed once read); the watcher's is spared.
+                # The queue's listener: its session names itself "sdesk live"; the watcher's (listening too) is
+                # spared.
                 mine = watcher.store.conn.raw.info.backend_pid
                 ended = admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s "
-                    "AND state = 'idle' AND (query LIKE '%%sdesk_counters%%' OR query LIKE '%%events_id_seq%%')",
-                    (name, mine)).fetchall()
+                    "AND application_name = 'sdesk live'", (name, mine)).fetchall()
             assert ended == [(True,)]
             deadline = time.monotonic() + WAIT
             while listener.up.is_set():  # it notices within one wait

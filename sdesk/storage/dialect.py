@@ -788,7 +788,11 @@ class PostgreSQL(Dialect):
 
     def listen(self, conn: Any) -> None:
         # Outside a transaction (the session autocommits): told of changes as each commits.
-        channel = conn.execute("SELECT left('sdesk:' || current_schema(), 63)").fetchone()[0]
+        # The listening session says so in pg_stat_activity (its application_name, "sdesk live"),
+        # for whoever looks at the server's sessions.
+        channel = conn.execute("SELECT left('sdesk:' || current_schema(), 63), "
+                               "set_config('application_name', left(current_setting('application_name') "
+                               "|| ' live', 63), false)").fetchone()[0]
         conn.execute('LISTEN "' + channel.replace('"', '""') + '"')
 
     def changes(self, conn: Any, timeout: float) -> set[int]:

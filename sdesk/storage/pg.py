@@ -383,7 +383,8 @@ def connect(url: str) -> Connection:
 
         # The session in UTC, beside the URL's own options (a search_path, say), which it keeps.
         own = conninfo_to_dict(url).get("options") or ""
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
+        # The sessions show as sdesk's in pg_stat_activity unless the URL names them otherwise.
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=10, fallback_application_name="sdesk",
                               options=f"-c TimeZone=UTC -c client_min_messages=warning -c jit=off {own}".strip())
     except psycopg.ProgrammingError as e:  # a URL libpq reads but refuses (an unknown parameter)
         raise BadInput(f"cannot read the PostgreSQL URL {url}: {_reason(str(e))}") from None
