@@ -162,7 +162,7 @@ def main() -> None:
     if not args.pg:
         from tests import pg_cluster
 
-        args.pg, cluster = pg_cluster.start(work / "pg")
+        args.pg, cluster = pg_cluster.start(work / "pg", durable=True)
     try:
         result = measure(args, work)
     finally:

@@ -29,8 +29,9 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
-def start(folder: Path | None = None) -> tuple[str, Path]:
-    """Start a cluster; returns (a libpq conninfo to it as its superuser, its folder)."""
+def start(folder: Path | None = None, durable: bool = False) -> tuple[str, Path]:
+    """Start a cluster; returns (a libpq conninfo to it as its superuser, its folder). `durable`:
+    the server's own defaults (fsync, commits flushed), as a team's server runs (the benchmarks)."""
     bin_dir = binaries()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL's server is not installed (Debian: apt-get install postgresql)")
@@ -44,8 +45,8 @@ def start(folder: Path | None = None) -> tuple[str, Path]:
                               "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]), **run)
     # No TCP, the socket in the folder; no fsync (a throwaway cluster); enough connections for
     # the 50-agent test and two test workers.
-    options = f"-k {folder} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off " \
-              "-c max_connections=200"
+    options = f"-k {folder} -c listen_addresses='' -c max_connections=200" + \
+        ("" if durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
     subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
                               "-w", "-t", "120", "start"]), **run)
     return f"host={folder} user=postgres dbname=postgres", folder
@@ -86,9 +87,9 @@ def ctl(folder: Path, action: str) -> None:
                    stderr=subprocess.PIPE)
 
 
-if __name__ == "__main__":  # python -m tests.pg_cluster start DIR | stop DIR
+if __name__ == "__main__":  # python -m tests.pg_cluster start|start-durable DIR | stop DIR
     command, where = sys.argv[1], Path(sys.argv[2])
-    if command == "start":
-        print(start(where)[0])
+    if command in ("start", "start-durable"):
+        print(start(where, durable=command == "start-durable")[0])
     else:
         stop(where)

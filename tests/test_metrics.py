@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from sdesk.domain.metrics import nearest_rank
@@ -270,3 +272,54 @@ def test_a_one_day_report_says_1_day(history):
     assert "(1 day)," in history("report", *day).stdout.splitlines()[0]
     assert "(1 day)" in history("report", "executive", *day).stdout.splitlines()[0]
     assert "(2 days)," in history("report", "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-03T00:00:00Z").stdout
+
+
+_windows = __import__("itertools").count()
+
+
+@pytest.fixture
+def desk_store(db_path):
+    from sdesk.store import Store
+
+    with Store(db_path) as store:
+        yield store
+
+
+# One desk for every example (each example's tickets are in a window of their own).
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(tickets=st.lists(st.tuples(st.sampled_from(["P1", "P2", "P3"]), st.none() | st.integers(0, 50_000),
+                                  st.none() | st.integers(0, 50_000)), max_size=40))
+def test_the_sums_and_percentiles_of_every_group_are_those_of_its_tickets(desk_store, tickets, monkeypatch):
+    """The whole desk's and each priority's counts, means and nearest-rank percentiles of the time
+    to acknowledge and to resolve, as SQL gives them (one pass on PostgreSQL: grouping sets and a
+    window over every group at once), equal those computed here from the tickets' own times."""
+    from datetime import datetime, timedelta, timezone
+
+    from sdesk.domain.metrics import PERCENTILES
+    from sdesk.intake.service import Intake
+
+    day = datetime(2020, 1, 1, tzinfo=timezone.utc) + timedelta(days=next(_windows))  # each example its own window
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    monkeypatch.setenv("SDESK_NOW", stamp(day))
+    made = Intake(desk_store).intake([{"title": f"t{n}", "kind": "incident", "priority": p} for n, (p, _, _) in enumerate(tickets)],
+                                     actor="tester", source="test")
+    for (tid, _), (_, tta, ttr) in zip(made, tickets):
+        desk_store.conn.execute(
+            "UPDATE tickets SET acknowledged_at = ?, resolved_at = ?, status = ? WHERE id = ?",
+            (None if tta is None else stamp(day + timedelta(seconds=tta)),
+             None if ttr is None else stamp(day + timedelta(seconds=ttr)), "new" if ttr is None else "resolved", tid))
+    desk_store.conn.commit()
+    sums = desk_store.metrics.ticket_sums(stamp(day), until=stamp(day + timedelta(days=1)),
+                                          groupings=(None, "priority"))
+    groups = {"all": tickets, **{p: [t for t in tickets if t[0] == p] for p in {t[0] for t in tickets}}} \
+        if tickets else {}
+    assert set(sums[None]) == set(groups) & {"all"} and set(sums["priority"]) == set(groups) - {"all"}
+    for group, members in groups.items():
+        got = sums[None if group == "all" else "priority"][group]
+        assert got["created"] == len(members)
+        for metric, at in (("tta", 1), ("ttr", 2)):
+            values = sorted(t[at] for t in members if t[at] is not None)
+            assert got[metric]["n"] == len(values)
+            for label, fraction in PERCENTILES.items():
+                assert got[metric][label] == (values[nearest_rank(len(values), fraction) - 1] if values else None), \
+                    (group, metric, label)

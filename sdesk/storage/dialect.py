@@ -7,7 +7,7 @@ Below the store (store.py, storage/rows.py, the parts, desk_file.py); imports no
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -99,10 +99,14 @@ class Dialect:
     like = "LIKE"
 
     # -- percentiles
+    # Whether GROUP BY GROUPING SETS is understood: several groupings' sums in one pass.
+    grouping_sets = False
+
     def percentiles(self, conn: Any, table: str, group: str, value: str,
-                    ranks: Callable[[int], Mapping[str, int]]) -> dict[Any, dict[str, Any]]:
-        """Nearest-rank percentiles of `value` in `table` by `group`: group -> label -> value,
-        where `ranks(n)` says which 1-based ranks of n sorted values to read (label -> rank)."""
+                    wanted: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]]:
+        """Nearest-rank percentiles of `value` (not NULL) in `table` by `group`: group -> label ->
+        value, where `wanted` says which 1-based ranks of each group's sorted values to read
+        (group, as text -> label -> rank; a group not in it is not read)."""
         raise NotImplementedError
 
     # -- settings and the file
@@ -260,9 +264,10 @@ class Dialect:
     # otherwise may hash it over the whole table once (a report's window reads all history).
     per_row = ""
 
-    def stream(self, conn: Any, sql: str, params: tuple = ()) -> Iterator[tuple]:
+    def stream(self, conn: Any, sql: str, params: tuple | Mapping[str, Any] = ()) -> Iterator[tuple]:
         """The rows of a query as tuples, read as they are consumed rather than all at once
-        (an export of a million rows), inside the caller's transaction."""
+        (an export of a million rows), inside the caller's transaction; the connection runs no
+        other query until the last row is read."""
         raise NotImplementedError
 
 
@@ -328,17 +333,20 @@ class SQLite(Dialect):
         return "rowid"
 
     def percentiles(self, conn: sqlite3.Connection, table: str, group: str, value: str,
-                    ranks: Callable[[int], Mapping[str, int]]) -> dict[Any, dict[str, Any]]:
+                    wanted: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]]:
         # The values copied once in sorted order into a table whose rowids are their ranks, then
         # each percentile read by rowid (SQLite's window functions take seconds over a million rows).
+        if not wanted:
+            return {}
         conn.execute("DROP TABLE IF EXISTS temp.report_sorted")
         conn.execute(f"CREATE TEMP TABLE report_sorted AS SELECT {group} AS g, {value} AS v FROM {table} "
                      f"WHERE {value} IS NOT NULL ORDER BY {group}, {value}")
         try:
-            out: dict[Any, dict[str, Any]] = {}
-            for g, first, n in conn.execute("SELECT g, min(rowid), count(*) FROM report_sorted GROUP BY g").fetchall():
-                out[g] = {label: conn.execute("SELECT v FROM report_sorted WHERE rowid = ?", (first + rank - 1,)).fetchone()[0]
-                          for label, rank in ranks(n).items()}
+            out: dict[str, dict[str, Any]] = {}
+            for g, first in conn.execute("SELECT g, min(rowid) FROM report_sorted GROUP BY g").fetchall():
+                out[str(g)] = {label: conn.execute("SELECT v FROM report_sorted WHERE rowid = ?",
+                                                   (first + rank - 1,)).fetchone()[0]
+                               for label, rank in wanted.get(str(g), {}).items()}
             return out
         finally:
             conn.execute("DROP TABLE temp.report_sorted")
@@ -465,7 +473,7 @@ class SQLite(Dialect):
     # -- clocks (on-call, SLA, KPIs)
     per_row = ""  # SQLite runs a correlated subquery per row
 
-    def stream(self, conn: sqlite3.Connection, sql: str, params: tuple = ()) -> Iterator[tuple]:
+    def stream(self, conn: sqlite3.Connection, sql: str, params: tuple | Mapping[str, Any] = ()) -> Iterator[tuple]:
         yield from conn.execute(sql, params)  # SQLite steps through the rows as they are read
 
 
@@ -603,16 +611,22 @@ class PostgreSQL(Dialect):
     def fts_key(self) -> str:
         return "rowid"
 
+    grouping_sets = True
+
     def percentiles(self, conn: Any, table: str, group: str, value: str,
-                    ranks: Callable[[int], Mapping[str, int]]) -> dict[Any, dict[str, Any]]:
-        out: dict[Any, dict[str, Any]] = {}
-        counts = conn.execute(f"SELECT {group}, count(*) FROM {table} WHERE {value} IS NOT NULL GROUP BY 1").fetchall()
-        for g, n in counts:
-            wanted = ranks(n)
-            picks = ", ".join(f"a[{int(rank)}]" for rank in wanted.values())
-            row = conn.execute(f"SELECT {picks} FROM (SELECT array_agg({value} ORDER BY {value}) AS a FROM {table} "
-                               f"WHERE {value} IS NOT NULL AND {group} IS NOT DISTINCT FROM ?) AS s", (g,)).fetchone()
-            out[g] = dict(zip(wanted, row))
+                    wanted: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]]:
+        # One sort of the values of every group (a window numbering each group's values), the
+        # ranks any group wants read from it: one pass, not one per group.
+        if not wanted:
+            return {}
+        ranks = sorted({rank for by_label in wanted.values() for rank in by_label.values()})
+        out: dict[str, dict[str, Any]] = {}
+        for g, rank, v in conn.execute(
+                f"SELECT g, r, v FROM (SELECT {group} AS g, {value} AS v, row_number() OVER (PARTITION BY {group} "
+                f"ORDER BY {value}) AS r FROM {table} WHERE {value} IS NOT NULL) AS s WHERE r = ANY(?)", (ranks,)):
+            for label, want in wanted.get(str(g), {}).items():
+                if want == rank:
+                    out.setdefault(str(g), {})[label] = v
         return out
 
     def configure(self, conn: Any) -> None:
@@ -817,18 +831,19 @@ class PostgreSQL(Dialect):
     # -- clocks (on-call, SLA, KPIs)
     per_row = " LIMIT 1 OFFSET 0"  # an OFFSET keeps the planner from hashing an EXISTS subquery
 
-    def stream(self, conn: Any, sql: str, params: tuple = ()) -> Iterator[tuple]:
-        # A server-side cursor (a client-side one holds the whole result in memory), fetched in
-        # batches; its errors as the store's DB-API classes, as pg.Connection raises them.
+    def stream(self, conn: Any, sql: str, params: tuple | Mapping[str, Any] = ()) -> Iterator[tuple]:
+        # libpq's chunked rows (a client-side cursor holds the whole result in memory before its
+        # first row): the server goes on computing while the rows are read, and a FETCH's round
+        # trip per batch is saved. libpq before 17 has only single rows. Its errors as the store's
+        # DB-API classes, as pg.Connection raises them.
         import psycopg
 
-        from .pg import _as_dbapi, placeholders
+        from .pg import _as_dbapi, named, placeholders
 
+        query = (named(sql) if isinstance(params, Mapping) else placeholders(sql)) if params else sql
         try:
-            with conn.raw.cursor(name="sdesk_stream") as cursor:
-                cursor.itersize = 2000
-                cursor.execute(placeholders(sql) if params else sql, params or None)
-                yield from cursor
+            with conn.raw.cursor() as cursor:
+                yield from cursor.stream(query, params or None, size=2000 if psycopg.pq.version() >= 170000 else 1)
         except psycopg.Error as e:
             raise _as_dbapi(e) from e
 

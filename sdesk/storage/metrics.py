@@ -31,14 +31,18 @@ def _fragments(d: Dialect) -> tuple[str, str, str, str]:
     not now: a ticket reopened or escalated since counts as it stood then. Made once per dialect."""
     j = d.json_get
     # Moved to another assignee, or triage's queue or category corrected: the partial index
-    # events_reassigned holds these (its condition is repeated whole, so that the planner uses it).
-    moved = ("EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id AND (kind = 'triage_corrected' "
+    # events_reassigned holds these (its condition is repeated whole, so that the planner uses it),
+    # read once into a set (a correlated EXISTS probes that index once per ticket: a second of a
+    # million-ticket report on PostgreSQL). ticket_id IS NOT NULL: an IN over a set holding NULL
+    # is NULL, not false, for the tickets not in it.
+    moved = ("w.id IN (SELECT ticket_id FROM events WHERE (kind = 'triage_corrected' "
              f"OR (kind = 'assigned' AND {j('data', '$.previous_assignee')} IS NOT NULL)) "
              f"AND NOT (kind = 'assigned' AND {j('data', '$.previous_assignee')} = {j('data', '$.assignee')}) "
-             f"AND at < :until{d.per_row})")
+             "AND at < :until AND ticket_id IS NOT NULL)")
     # The escalated tickets read once from the partial index events_escalated (a correlated
     # EXISTS walks each ticket's events by events_ticket: twice as slow at 100k tickets).
-    escalated = "w.id IN (SELECT ticket_id FROM events WHERE kind IN ('escalated', 'escalation_requested') AND at < :until)"
+    escalated = ("w.id IN (SELECT ticket_id FROM events WHERE kind IN ('escalated', 'escalation_requested') "
+                 "AND at < :until AND ticket_id IS NOT NULL)")
     # Only tickets ever reopened (reopen_count) read their events for their resolution; the
     # others' resolved_at is the one.
     reopened = ("CASE WHEN reopen_count > 0 THEN EXISTS (SELECT 1 FROM events WHERE ticket_id = w.id "
@@ -53,7 +57,8 @@ def _fragments(d: Dialect) -> tuple[str, str, str, str]:
     return moved, escalated, reopened, resolved
 
 
-_AUTOMATED = "EXISTS (SELECT 1 FROM runbook_runs WHERE ticket_id = w.id AND resolved = 1 AND misfire IS NULL)"
+# The tickets a runbook resolved, read once into a set (as `moved`).
+_AUTOMATED = "w.id IN (SELECT ticket_id FROM runbook_runs WHERE resolved = 1 AND misfire IS NULL AND ticket_id IS NOT NULL)"
 
 
 # A correlated child of an incident acknowledged by :until runs on its parent's clock: the
@@ -106,38 +111,55 @@ class MetricsStore:
             "FROM tickets w WHERE created_at >= :since AND created_at < :until AND suppressed IS NULL"
             + _of_service(service)[0], {"since": since, "until": until, **_of_service(service)[1]})
         try:
-            out = {}
+            out = self._sums(len(groupings))
             for i, by in enumerate(groupings):
-                out[by] = sums = self._sums(f"g{i}")
                 if ranked is None or by in ranked:
                     for metric in ("tta", "ttr"):
-                        self._percentiles(f"g{i}", metric, sums)
-            return out
+                        self._percentiles(f"g{i}", metric, out[i])
+            return {by: out[i] for i, by in enumerate(groupings)}
         finally:
             self.db.conn.execute("DROP TABLE report_window")
 
-    def _sums(self, g: str) -> dict[str, dict[str, Any]]:
-        sums: dict[str, dict[str, Any]] = {}
-        for row in self.db.conn.execute(
-                f"SELECT {g}, count(*), count(ttr), count(tta), count(*) FILTER (WHERE reopened), "
-                "count(*) FILTER (WHERE escalated), count(*) FILTER (WHERE moved), "
-                "count(*) FILTER (WHERE ttr IS NOT NULL AND NOT escalated AND NOT moved), "
-                "count(*) FILTER (WHERE ttr IS NOT NULL AND automated), "
-                f"avg(tta), avg(ttr) FROM report_window GROUP BY {g} ORDER BY {g}"):
-            group, created, resolved, acked, reopened, escalated, reassigned, fcr, automated, mean_tta, mean_ttr = row
-            sums[str(group)] = {"created": created, "resolved": resolved, "reopened": reopened, "escalated": escalated,
-                                "reassigned": reassigned, "fcr": fcr, "automated": automated,
-                                "tta": _stats(acked, mean_tta), "ttr": _stats(resolved, mean_ttr)}
-        # Groups in code-point order (SQLite's BINARY) whatever the server's collation says.
-        return dict(sorted(sums.items()))
+    def _sums(self, groupings: int) -> list[dict[str, dict[str, Any]]]:
+        """Each grouping's (g0, g1, ...) sums of report_window: in one pass where the dialect
+        groups by several sets at once, else a pass each."""
+        figures = ("count(*), count(ttr), count(tta), count(*) FILTER (WHERE reopened), "
+                   "count(*) FILTER (WHERE escalated), count(*) FILTER (WHERE moved), "
+                   "count(*) FILTER (WHERE ttr IS NOT NULL AND NOT escalated AND NOT moved), "
+                   "count(*) FILTER (WHERE ttr IS NOT NULL AND automated), avg(tta), avg(ttr)")
+        keys = [f"g{i}" for i in range(groupings)]
+        if self.db.dialect.grouping_sets:
+            # GROUPING(gi) is 0 on the rows of gi's set.
+            rows = self.db.conn.execute(
+                f"SELECT {', '.join(f'GROUPING({k}), {k}' for k in keys)}, {figures} FROM report_window "
+                f"GROUP BY GROUPING SETS ({', '.join(f'({k})' for k in keys)})").fetchall()
+            by_set = [[(row[2 * i + 1], *row[2 * groupings:]) for row in rows if row[2 * i] == 0]
+                      for i in range(groupings)]
+        else:
+            by_set = [self.db.conn.execute(f"SELECT {k}, {figures} FROM report_window GROUP BY {k}").fetchall()
+                      for k in keys]
+        out = []
+        for rows in by_set:
+            sums: dict[str, dict[str, Any]] = {}
+            for group, created, resolved, acked, reopened, escalated, reassigned, fcr, automated, mean_tta, mean_ttr \
+                    in rows:
+                sums[str(group)] = {"created": created, "resolved": resolved, "reopened": reopened,
+                                    "escalated": escalated, "reassigned": reassigned, "fcr": fcr,
+                                    "automated": automated, "tta": _stats(acked, mean_tta),
+                                    "ttr": _stats(resolved, mean_ttr)}
+            # Groups in code-point order (SQLite's BINARY) whatever the server's collation says.
+            out.append(dict(sorted(sums.items())))
+        return out
 
     def _percentiles(self, g: str, metric: str, sums: dict[str, dict[str, Any]]) -> None:
-        """Nearest-rank percentiles of `metric` by group (the dialect's one sort of the window)."""
+        """Nearest-rank percentiles of `metric` by group (the dialect's one sort of the window),
+        for the groups where it has values (their counts are the sums')."""
         from ..domain.metrics import PERCENTILES, nearest_rank
 
-        ranks = lambda n: {label: nearest_rank(n, fraction) for label, fraction in PERCENTILES.items()}  # noqa: E731
-        for group, found in self.db.dialect.percentiles(self.db.conn, "report_window", g, metric, ranks).items():
-            sums[str(group)][metric].update(found)
+        wanted = {group: {label: nearest_rank(s[metric]["n"], fraction) for label, fraction in PERCENTILES.items()}
+                  for group, s in sums.items() if s[metric]["n"]}
+        for group, found in self.db.dialect.percentiles(self.db.conn, "report_window", g, metric, wanted).items():
+            sums[group][metric].update(found)
 
     def misfires(self, since: str, *, until: str) -> dict[str, int]:
         """Automation misfires recorded in the window, by reason (failed, interrupted, reopened)."""
@@ -151,33 +173,36 @@ class MetricsStore:
 
     def sla_window(self, since: str, *, until: str, pause: frozenset[str], service: list[str] | None = None
                    ) -> Iterator[tuple[tuple, list[tuple[datetime, str]]]]:
-        d = self.db.dialect
-        resolved = _fragments(d)[3]
         """The window's tickets (of one service; not a child of an incident acknowledged by
         `until`) as (id, kind, priority, service, created, acknowledged, resolved) with times
         in epoch seconds, as they stood at `until`; and the status changes of those that were
         ever paused (found by the events_waiting index when the pause is `waiting`). Streamed:
         a long window is not held in memory."""
+        d = self.db.dialect
+        resolved = _fragments(d)[3]
+        to = d.json_get("data", "$.to")
+        where = ("FROM tickets w WHERE created_at >= :since AND created_at < :until AND suppressed IS NULL "
+                 f"AND NOT {_COVERED}" + _of_service(service)[0])
+        params = {"since": since, "until": until, **_of_service(service)[1]}
+        tickets = (f"SELECT id, kind, priority, service, {d.epoch('created_at')}, "
+                   f"CASE WHEN acknowledged_at < :until THEN {d.epoch('acknowledged_at')} END, {d.epoch(resolved)} {where}")
         if pause <= {"waiting"}:
-            paused: set[int] | None = {r[0] for r in self.db.conn.execute(
-                "SELECT ticket_id FROM events WHERE kind = 'status_changed' "
-                f"AND {d.json_get('data', '$.to')} = 'waiting'")}
-        else:
-            paused = None  # any status may pause: every ticket's changes are read
-        changes_of = self.db.conn.cursor()
-        for row in self.db.conn.execute(
-                f"SELECT id, kind, priority, service, {d.epoch('created_at')}, "
-                f"CASE WHEN acknowledged_at < :until THEN {d.epoch('acknowledged_at')} END, "
-                f"{d.epoch(resolved)} FROM tickets w WHERE created_at >= :since AND created_at < :until "
-                f"AND suppressed IS NULL AND NOT {_COVERED}" + _of_service(service)[0],
-                {"since": since, "until": until, **_of_service(service)[1]}):
-            changes = []
-            if paused is None or row[0] in paused:
-                changes = [(clock.parse(at), status) for at, status in changes_of.execute(
-                    f"SELECT at, {d.json_get('data', '$.to')} FROM events WHERE ticket_id = ? AND kind = 'status_changed' "
-                    "ORDER BY id",
-                    (row[0],))]
-            yield row, changes
+            # The changes of the window's tickets that ever waited, read first in one query: the
+            # tickets then come as a stream (on a server, computed while they are read), which
+            # leaves the connection no room for a query per ticket.
+            changes: dict[int, list[tuple[datetime, str]]] = {}
+            for ticket, at, status in self.db.conn.execute(
+                    f"SELECT ticket_id, at, {to} FROM events WHERE kind = 'status_changed' AND ticket_id IN "
+                    f"(SELECT ticket_id FROM events WHERE kind = 'status_changed' AND {to} = 'waiting') "
+                    f"AND ticket_id IN (SELECT id {where}) ORDER BY ticket_id, id", params):
+                changes.setdefault(ticket, []).append((clock.parse(at), status))
+            for row in d.stream(self.db.conn, tickets, params):
+                yield row, changes.get(row[0], [])
+            return
+        changes_of = self.db.conn.cursor()  # any status may pause: every ticket's changes are read
+        for row in self.db.conn.execute(tickets, params):
+            yield row, [(clock.parse(at), status) for at, status in changes_of.execute(
+                f"SELECT at, {to} FROM events WHERE ticket_id = ? AND kind = 'status_changed' ORDER BY id", (row[0],))]
 
     def csat_distribution(self, since: str, *, until: str) -> dict[int, int]:
         """score -> ratings, for tickets created in the window."""
