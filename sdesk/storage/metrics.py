@@ -33,7 +33,7 @@ def _fragments(d: Dialect) -> tuple[str, str, str, str]:
     # Moved to another assignee, or triage's queue or category corrected: the partial index
     # events_reassigned holds these (its condition is repeated whole, so that the planner uses it),
     # read once into a set (a correlated EXISTS probes that index once per ticket: a second of a
-    # million-ticket report on PostgreSQL). ticket_id IS NOT NULL: an IN over a set holding NULL
+    # million-ticket report on PostgreSQL). ticket_id IS NOT NULL: where the set holds a NULL, IN
     # is NULL, not false, for the tickets not in it.
     moved = ("w.id IN (SELECT ticket_id FROM events WHERE (kind = 'triage_corrected' "
              f"OR (kind = 'assigned' AND {j('data', '$.previous_assignee')} IS NOT NULL)) "
