@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+")
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--md", type=Path, help="also write the figures as a Markdown table")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="sdesk-backends-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -174,6 +175,31 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
+    if args.md:
+        args.md.write_text(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """The figures beside the issue 21 budgets, one table."""
+    F = result["F_ms"]
+    lines = [f"F = {F:.0f} ms (median of the rounds), load average (1 min) at the end {result['load']:.2f}, "
+             f"{os.cpu_count()} cores, {label(result['size'])} tickets", "",
+             "| what | SQLite | PostgreSQL | budget (PostgreSQL) |", "|---|---:|---:|---|"]
+    for row in result["rows"]:
+        budget = "<= 3 s" if row["scenario"].startswith("report") else "<= 3 F"
+        lines.append(f"| `{row['scenario']}` ({row['rounds']} rounds) | {row['sqlite_ms']:.0f} ms ({row['sqlite_xF']:.2f} F) "
+                     f"| {row['pg_ms']:.0f} ms ({row['pg_xF']:.2f} F, spread {row['pg_spread']:.0%}) | {budget} |")
+    if "stream" in result:
+        lite, pg = result["stream"]["sqlite"], result["stream"]["postgresql"]
+        lines.append(f"| stream, {ALERTS:,} Alertmanager alerts, half repeats | {lite['alerts_per_s']:,.0f}/s "
+                     f"| {pg['alerts_per_s']:,.0f}/s | >= 20,000/s |")
+    for key, what in (("agents", "a write a second each"), ("agents_back_to_back", "back to back")):
+        if key in result:
+            a = result[key]
+            lines.append(f"| 50 agents, {what} ({a['writes']:,} writes, {a['writes_per_s']:.0f}/s) | "
+                         f"| p50 {a['p50_ms']:.1f} ms, p95 {a['p95_ms']:.1f} ms, max {a['max_ms']:.0f} ms "
+                         f"| p95 <= 50 ms |")
+    return "\n".join(lines) + "\n"
 
 
 def measure(args: argparse.Namespace, work: Path) -> dict:
