@@ -3,11 +3,13 @@
     python bench/backends.py --stores /path/to/stores --size 1000000 --rounds 7
     python bench/backends.py --pg "host=/tmp/pg user=postgres dbname=postgres" --only new list
 
-The SQLite side works on a copy of --stores' base store (base1m.db: bench.py builds one); the
+The SQLite side works on a copy of --stores' base store (base1m.db), or of one built once into
+--work by bench.py's builder; the
 PostgreSQL side on the same desk moved there the documented way (`sdesk export --jsonl`, then
 `sdesk --db postgresql://... import`), made once per size and kept in the database
-bench_<size> (--fresh makes it again). Without --pg a throwaway cluster is started (tests/pg_cluster.py)
-and stopped at the end: its database is then made each run.
+bench_<size> (--fresh makes it again). Without --pg a throwaway cluster with the server's default
+settings (fsync, commits flushed) is started in --work (tests/pg_cluster.py) and stopped at the
+end: its database is then made each run.
 
 Every command is a whole process (`python -m sdesk ...`), both backends back to back in each
 round (who goes first alternates), the first round dropped, medians compared; F (DESIGN.md: the
