@@ -137,8 +137,7 @@ def test_acting_as_someone_else_needs_an_admins_login(bobs_shell, db_path):
     r = bobs_shell("--as", "dave", "runbook", "approve", str(run["id"]), "--yes", ok=False)
     assert r.exit_code == ExitCode.PERMISSION
     [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]  # (after the plan it shows)
-    assert line == (f"error: permission denied: {KIND} {ME} is bob, an approver; acting as dave needs an admin's "
-                    "login (an admin maps logins: sdesk user add NAME --login LOGIN)")
+    assert line == f"error: permission denied: {KIND} {ME} is bob, an approver; acting as dave needs an admin's login"
     assert bobs_shell.json("runbook", "runs", "--ticket", str(ticket))[0]["status"] == "waiting"
     denied = bobs_shell.json("audit", "log", "--kind", "permission_denied")
     [denied] = denied
@@ -164,6 +163,7 @@ def test_a_login_that_is_nobodys_acts_only_as_itself(bobs_shell, db_path):
     for name in ("alice", "bob", "dave", "anyone"):
         r = bobs_shell("--as", name, "comment", str(ticket), "hi", ok=False)
         assert r.exit_code == ExitCode.PERMISSION and "is not any user's login on this desk" in r.stderr
+        assert "sdesk user add NAME --login LOGIN" in r.stderr  # how a login becomes a user's
     assert bobs_shell("--as", name, "list").exit_code == 0  # reading is anyone's
 
 

@@ -166,6 +166,66 @@ def test_no_server_at_the_address_is_one_line_and_unavailable(pg_server, tmp_pat
         empty.rmdir()
 
 
+# -- a URL or TLS set-up that cannot work ---------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["sslmode=verify_full", "port=54x32", "connect_timeout=soon"])
+def test_a_value_libpq_cannot_read_is_bad_input_not_unavailable(option, tmp_path):
+    """A misspelt value in the URL is the command's mistake (exit 2), not a server to wait for."""
+    url = f"postgresql:///desk?host={tmp_path}&{option}"
+    run = sdesk(url, "list")
+    assert run.returncode == ExitCode.BAD_INPUT, run.stderr
+    one_line(run.stderr, f"cannot read the PostgreSQL URL {url}: ")
+    assert option.split("=")[1] in run.stderr  # the value it could not read
+
+
+@pytest.fixture
+def answering():
+    """A loopback TCP listener that answers libpq's TLS request with one byte ('S': go ahead, 'N':
+    no TLS here) and then holds the connection: a server whose certificate libpq must check."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    answer = [b"N"]
+    held = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(8)  # the SSLRequest
+            conn.sendall(answer[0])
+            held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], answer
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.parametrize("reply, extra, words", [
+    (b"N", "", "server does not support SSL, but SSL was required"),
+    (b"S", "&sslrootcert={tmp}/no-such-root.crt", "root certificate file"),
+])
+def test_a_server_whose_certificate_cannot_be_checked_is_refused_not_unavailable(answering, tmp_path, reply, extra,
+                                                                                  words):
+    """sslmode=verify-full against a server without TLS, or with no CA to check its certificate
+    against: exit PERMISSION with the reason and where the CA goes, never "is the server running"."""
+    port, answer = answering
+    answer[0] = reply
+    url = (f"postgresql://agent@127.0.0.1:{port}/desk?sslmode=verify-full&gssencmode=disable"
+           + extra.format(tmp=tmp_path))
+    run = sdesk(url, "list")
+    assert run.returncode == ExitCode.PERMISSION, run.stderr
+    one_line(run.stderr, f"cannot verify the PostgreSQL server ({url}): ")
+    assert words in run.stderr and "root.crt" in run.stderr and "is the server running" not in run.stderr
+
+
 # -- wrong password --------------------------------------------------------------------------------
 
 def test_a_wrong_or_missing_password_is_refused_in_one_line(own_cluster, tmp_path):

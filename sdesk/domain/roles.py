@@ -91,8 +91,9 @@ def claim_refusal(login: str, me: tuple[str, str] | None, actor: str, *, kind: s
     `login`, which is user me = (name, role), or no user. It names who the login is and what
     would be needed; never another name to act as."""
     who = f"{me[0]}, {_a(me[1])} {me[1]}" if me else "not any user's login on this desk"
-    return (f"permission denied: {kind} {login} is {who}; acting as {actor} needs an admin's login "
-            "(an admin maps logins: sdesk user add NAME --login LOGIN)")
+    # How a login becomes a user's, said only to a login that is none yet.
+    hint = "" if me else " (an admin maps logins: sdesk user add NAME --login LOGIN)"
+    return f"permission denied: {kind} {login} is {who}; acting as {actor} needs an admin's login{hint}"
 
 
 def refusal(access: Access, need: str, what: str, queue: str | None = None) -> str:

@@ -121,6 +121,9 @@ _WRAPPING = re.compile(r"^(?:connection (?:failed|is bad):\s*|connection to serv
 # A session the server ended, or one that cannot start (no server at the address, the server
 # starting up or shutting down): the connection's fault, not the command's.
 _LOST = ("57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006")
+_BAD_VALUE = re.compile(r"invalid \w+ (?:value|number)")
+_UNTRUSTED = ("root certificate file", "certificate verify failed", "does not match host name",
+              "server does not support ssl", "could not read root certificate", "certificate present, but not private key")
 _UNREACHABLE = ("no such file or directory", "connection refused", "could not connect", "could not translate host",
                 "timeout expired", "network is unreachable", "no route to host", "is the server running")
 _GONE = ("server closed the connection", "terminating connection", "connection is closed", "consuming input failed",
@@ -161,7 +164,17 @@ def explain(e: BaseException, where: str, *, connecting: bool = False) -> SdeskE
                 if "password" in lowered else "")
         return PermissionDenied(f"PostgreSQL refused the login ({where}): {first}{hint}")
     if state.startswith("42501") or state == "42501":
-        return PermissionDenied(f"PostgreSQL refused it ({where}): {first}")
+        hint = (" (the desk's schema is made by the database's owner: createdb --owner LOGIN NAME, or GRANT CREATE "
+                "ON SCHEMA public TO LOGIN)" if "permission denied for schema" in lowered else "")
+        return PermissionDenied(f"PostgreSQL refused it ({where}): {first}{hint}")
+    # Mistakes in the URL or the TLS set-up, which running the command again would not mend (not
+    # UNAVAILABLE): a value libpq cannot read, a server whose certificate cannot be checked.
+    if connecting and _BAD_VALUE.search(lowered):
+        return BadInput(f"cannot read the PostgreSQL URL {where}: {first}")
+    if connecting and any(w in lowered for w in _UNTRUSTED):
+        return PermissionDenied(f"cannot verify the PostgreSQL server ({where}): {first} (sslmode=verify-full checks "
+                                "the server's certificate against ~/.postgresql/root.crt or the URL's sslrootcert, "
+                                "and that it names the URL's host)")
     if state in _LOST or (not state and (connecting or any(w in lowered for w in _UNREACHABLE + _GONE))):
         if connecting or (not state and any(w in lowered for w in _UNREACHABLE)):
             where_to = re.sub(r"^connection (?:failed|is bad):\s*", "", text.splitlines()[0] if text else first)
@@ -388,9 +401,12 @@ def connect(url: str) -> Connection:
         from psycopg.conninfo import conninfo_to_dict
 
         # The session in UTC, beside the URL's own options (a search_path, say), which it keeps.
-        own = conninfo_to_dict(url).get("options") or ""
-        # The sessions show as sdesk's in pg_stat_activity unless the URL names them otherwise.
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=10, fallback_application_name="sdesk",
+        given = conninfo_to_dict(url)
+        own = given.get("options") or ""
+        # Ten seconds to connect unless the URL says; the sessions show as sdesk's in
+        # pg_stat_activity unless the URL names them otherwise.
+        timeout = {} if "connect_timeout" in given else {"connect_timeout": 10}
+        raw = psycopg.connect(url, autocommit=True, fallback_application_name="sdesk", **timeout,
                               options=f"-c TimeZone=UTC -c client_min_messages=warning -c jit=off {own}".strip())
     except psycopg.ProgrammingError as e:  # a URL libpq reads but refuses (an unknown parameter)
         raise BadInput(f"cannot read the PostgreSQL URL {url}: {_reason(str(e))}") from None
