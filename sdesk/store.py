@@ -621,11 +621,8 @@ class Store:
 
         with replaced(target) as partial:
             with Store(partial, init_empty=True) as copy:
-                self.dialect.begin_read(self.conn)
-                try:
+                with self.dialect.reading(self.conn):
                     copy.import_from(export_lines(self.conn, migrations.SCHEMA_VERSION, dialect=self.dialect))
-                finally:
-                    self.conn.execute("COMMIT")
                 SQLITE.single_file(copy.conn)
             check_file(partial, target)
 
@@ -638,12 +635,9 @@ class Store:
         else:
             from .storage.desk_file import export_lines, import_lines
 
-            backup.dialect.begin_read(backup.conn)
-            try:
+            with backup.dialect.reading(backup.conn):
                 import_lines(self.conn, export_lines(backup.conn, migrations.SCHEMA_VERSION, dialect=backup.dialect),
                              migrations.SCHEMA_VERSION, self.audit.verify, dialect=self.dialect, replace=True)
-            finally:
-                backup.conn.execute("COMMIT")
         self.record(actor, kind="restored", data={"from": source, "events": events, "head": head})
 
     def export_to(self, out: IO[bytes], *, since: str | None = None) -> int:
@@ -660,11 +654,8 @@ class Store:
                 rows += line.startswith(b'{"row"')  # keys are sorted: a row line starts so, no other does
                 yield line
 
-        self.dialect.begin_read(self.conn)
-        try:
+        with self.dialect.reading(self.conn):
             write_lines(counted(export_lines(self.conn, migrations.SCHEMA_VERSION, since, dialect=self.dialect)), out)
-        finally:
-            self.conn.execute("COMMIT")
         return rows
 
     def import_from(self, lines: Iterable[bytes]) -> dict[str, int]:

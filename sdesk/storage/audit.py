@@ -65,14 +65,8 @@ class AuditStore:
         desk, whatever other processes commit meanwhile (otherwise an event appended between
         reading the chain and its counter would look like a deleted one). Inside a transaction
         already (import's), that one."""
-        if self.db.conn.in_transaction:
+        with self.db.dialect.reading(self.db.conn):
             yield
-            return
-        self.db.dialect.begin_read(self.db.conn)
-        try:
-            yield
-        finally:
-            self.db.conn.execute("COMMIT")
 
     def verify_chain(self) -> tuple[int, str, int]:
         """Check every event against the chain: (events checked, head hash, tombstones passed);

@@ -65,17 +65,12 @@ class ClassifierStore:
 
     def classify(self, field: str, *, text: str) -> tuple[str, float] | None:
         """(label, confidence in [0, 1]) from the field's model, or None when there is none."""
-        own = not self.db.conn.in_transaction
-        if own:  # the info and the terms must come from the same model, even if one is saved meanwhile
-            self.db.dialect.begin_read(self.db.conn)
-        try:
+        # The info and the terms must come from the same model, even if one is saved meanwhile.
+        with self.db.dialect.reading(self.db.conn):
             model = self._classifier_model(field)
             if model is None:
                 return None
             return model.predict(text, lambda terms: self._classifier_terms(field, terms))
-        finally:
-            if own:
-                self.db.conn.execute("COMMIT")
 
     def training_tickets(self, field: str) -> list[tuple[str, str]]:
         """(title + newline + description, the field's value) of every resolved or closed ticket

@@ -39,6 +39,19 @@ class Dialect:
         """Begin a read transaction that sees one snapshot whatever others commit meanwhile."""
         raise NotImplementedError
 
+    @contextmanager
+    def reading(self, conn: Any) -> Iterator[None]:
+        """The block's reads in one snapshot (begin_read), ended after it; inside a transaction
+        already, that one."""
+        if conn.in_transaction:
+            yield
+            return
+        self.begin_read(conn)
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
     def defer_constraints(self, conn: Any) -> None:
         """Inside a transaction: foreign keys are checked at foreign_key_violation or the commit,
         not row by row (an import loads tables in name order)."""
@@ -471,8 +484,6 @@ class SQLite(Dialect):
                 for i in range(0, len(values), 500)]
 
     # -- clocks (on-call, SLA, KPIs)
-    per_row = ""  # SQLite runs a correlated subquery per row
-
     def stream(self, conn: sqlite3.Connection, sql: str, params: tuple | Mapping[str, Any] = ()) -> Iterator[tuple]:
         yield from conn.execute(sql, params)  # SQLite steps through the rows as they are read
 
@@ -838,12 +849,11 @@ class PostgreSQL(Dialect):
         # DB-API classes, as pg.Connection raises them.
         import psycopg
 
-        from .pg import _as_dbapi, named, placeholders
+        from .pg import _as_dbapi, for_psycopg
 
-        query = (named(sql) if isinstance(params, Mapping) else placeholders(sql)) if params else sql
         try:
             with conn.raw.cursor() as cursor:
-                yield from cursor.stream(query, params or None, size=2000 if psycopg.pq.version() >= 170000 else 1)
+                yield from cursor.stream(for_psycopg(sql, params), params or None, size=2000 if psycopg.pq.version() >= 170000 else 1)
         except psycopg.Error as e:
             raise _as_dbapi(e) from e
 

@@ -123,25 +123,16 @@ class _Parser:
             raise _error(self.tokens[self.at][1])
         return node
 
-    def expr_or(self) -> Node:
-        node = self.expr_and()
-        while self.peek() == "OR":
-            self.at += 1
-            node = Op("OR", node, self.expr_and())
-        return node
+    # FTS5's operators, loosest first: OR, then AND, then NOT, each left-associative.
+    _LEVELS = ("OR", "AND", "NOT")
 
-    def expr_and(self) -> Node:
-        node = self.expr_not()
-        while self.peek() == "AND":
+    def expr_or(self, level: int = 0) -> Node:
+        if level == len(self._LEVELS):
+            return self.primary()
+        node = self.expr_or(level + 1)
+        while self.peek() == self._LEVELS[level]:
             self.at += 1
-            node = Op("AND", node, self.expr_not())
-        return node
-
-    def expr_not(self) -> Node:
-        node = self.primary()
-        while self.peek() == "NOT":
-            self.at += 1
-            node = Op("NOT", node, self.primary())
+            node = Op(self._LEVELS[level], node, self.expr_or(level + 1))
         return node
 
     def primary(self) -> Node:

@@ -96,6 +96,13 @@ def named(sql: str) -> str:
     return _NAMED.sub(lambda m: f"%({m.group(1)})s" if m.group(1) else m.group().replace("%", "%%"), sql)
 
 
+def for_psycopg(sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> str:
+    """The store's SQL as psycopg reads it: named (`:name`) for a dict of parameters, else `?`."""
+    if not params:
+        return sql
+    return named(sql) if isinstance(params, Mapping) else placeholders(sql)
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 def _as_dbapi(e: Exception) -> sqlite3.Error:
@@ -209,8 +216,7 @@ class Cursor:
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Cursor:
         try:
-            query = (named(sql) if isinstance(params, Mapping) else placeholders(sql)) if params else sql
-            self._cursor.execute(query, params or None)
+            self._cursor.execute(for_psycopg(sql, params), params or None)
         except _driver().Error as e:
             raise _as_dbapi(e) from e
         return self
