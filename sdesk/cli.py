@@ -59,13 +59,18 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "user": ("sdesk.commands.user", "app"), "audit": ("sdesk.commands.audit", "app"),
                   "backup": ("sdesk.commands.data", "backup_app"), "restore": ("sdesk.commands.data", "restore_app"),
                   "export": ("sdesk.commands.data", "export_app"), "import": ("sdesk.commands.data", "import_app"),
-                  "purge": ("sdesk.commands.data", "purge_app"), "doctor": ("sdesk.commands.doctor", "app")}
+                  "purge": ("sdesk.commands.data", "purge_app"), "doctor": ("sdesk.commands.doctor", "app"),
+                  "reply": ("sdesk.commands.talk", "reply_app"), "watch": ("sdesk.commands.talk", "watch_app"),
+                  "unwatch": ("sdesk.commands.talk", "unwatch_app"), "status": ("sdesk.commands.talk", "status_app"),
+                  "status-page": ("sdesk.commands.talk", "status_page_app"), "outbox": ("sdesk.commands.talk", "outbox_app"),
+                  "notify": ("sdesk.commands.talk", "notify_app")}
 
 # `sdesk --help` lists the commands in these panels, in this order (a command not named here,
 # such as a new one, is listed under "Commands" first).
 RootGroup.panels = {
     **dict.fromkeys(("list", "show", "assign", "ack", "start", "wait", "resolve", "close", "reopen", "comment",
                      "update", "link", "tui"), "Tickets"),
+    **dict.fromkeys(("reply", "watch", "unwatch", "status", "status-page", "outbox", "notify"), "Talking back"),
     **dict.fromkeys(("new", "serve", "silence"), "Intake"),
     **dict.fromkeys(("why", "triage", "rules"), "Triage & routing"),
     **dict.fromkeys(("oncall", "tick", "escalate", "pages", "sla", "slo"), "On-call & SLA"),

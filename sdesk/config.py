@@ -401,9 +401,11 @@ class OnCallQueue(DeskFile):
 
 
 class OnCallNotifier(DeskFile):
-    """How pages leave: a command (the program and its arguments) and/or a webhook."""
+    """How pages leave: a command (the program and its arguments), a webhook, and/or channels of
+    notify.yaml (email, Slack, ...: each reaches the person by their email or chat handle)."""
 
     command: check(routing.command) = None
+    channels: check(routing.channel_names) = None
     webhook: check(routing.webhook) = None
     # At least a second: a smaller one cannot start a process or open a connection on a busy
     # machine, so every page would fail (a notifier that can never deliver is a config mistake).

@@ -16,6 +16,7 @@ from .errors import BadInput, NotFound, SdeskError
 
 if TYPE_CHECKING:
     from .domain.metrics import MetricsConfig
+    from .domain.notify import NotifyConfig
     from .domain.routing import OnCall
     from .domain.sla import SlaConfig
     from .store import Store
@@ -86,6 +87,7 @@ class Desk:
         self._actor: str | None = None
         self._store: Store | None = None
         self._runbooks: tuple[dict[str, Any], list[str]] | None = None
+        self._notify: NotifyConfig | None = None
         self.command: list[str] = []  # the command running (["cmdb", "import"]), filled in as it is resolved
         self._given = config
         self._given_from = config_from or "--config"
@@ -198,6 +200,13 @@ class Desk:
                 self._store = None
                 store.close()
                 raise
+            # Every write queues the messages notify.yaml calls for. A broken file must not stop
+            # intake or an agent's work: it is a warning here (and in tick, doctor), and nothing
+            # is queued until it loads.
+            try:
+                store.notify = self.notify_config()
+            except SdeskError as e:
+                self.warn(f"warning: {e}; no messages are queued until it loads (sdesk notify check)")
             # The login: the OS login, or on PostgreSQL the database login (Store.login).
             self._actor = self._claim or store.users.user_of_login(store.login) or store.login
             if self.claim:
@@ -215,6 +224,7 @@ class Desk:
         main = self.store()
         store = Store(self.db_path(), main.default_role, create=False, processes=LOCAL)
         store.claimed = main.claimed if claimed else None
+        store.notify = main.notify
         return store
 
     def _default_role(self, strict: bool) -> str:
@@ -307,7 +317,7 @@ class Desk:
 
             return load_triage(read_text(path), str(path))
         return {"oncall": self.oncall_config, "sla": self.sla_config, "metrics": self.metrics_config,
-                "roles": self.default_role}[name]()
+                "roles": self.default_role, "notify": self.notify_config}[name]()
 
     def runbooks_folder(self) -> Path | None:
         """runbooks/ of the desk config (one runbook per YAML file)."""
@@ -338,6 +348,20 @@ class Desk:
         if path is None or not path.is_file():
             return OnCall({}, {})
         return load(read_text(path), str(path))
+
+    def notify_config(self) -> NotifyConfig | None:
+        """notify.yaml of the desk config (None when there is none), its templates in templates/
+        beside it. Not through validated.read: its builder checks it (no pydantic on `new`'s path)."""
+        path = self.config / "notify.yaml" if self.config is not None else None
+        if path is None or not path.is_file():
+            return None
+        if self._notify is None:
+            from .domain import yamlfile
+            from .domain.notify import build
+
+            data, node = yamlfile.parse(read_text(path), str(path))
+            self._notify = build(data, node, str(path), templates=str(path.parent / "templates"))
+        return self._notify
 
     def sla_config(self) -> SlaConfig:
         """sla.yaml of the desk config: calendars and policies (none when there is no file)."""

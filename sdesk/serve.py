@@ -277,6 +277,46 @@ class Automation:
                 return
 
 
+class Courier:
+    """Sends the outbox's messages (notify.yaml) as they are queued, by anyone (this server's
+    intake, another process's `sdesk reply`): a look every POLL seconds, and at once when this
+    server stored something. A thread with its own connection; a message never waits on intake."""
+
+    POLL = 0.2
+
+    def __init__(self, desk: Desk, config: Any, actor: str):
+        self.desk, self.config, self.actor = desk, config, actor
+        self.due = threading.Event()
+        self.closing = False
+        self.thread = threading.Thread(target=self._run, name="sdesk-courier", daemon=True)
+        self.thread.start()
+
+    def poke(self) -> None:
+        self.due.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self.due.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        from .services.outbound import deliver
+
+        failures = 0
+        with self.desk.connect(claimed=False) as store:
+            while not self.closing:
+                self.due.wait(self.POLL)
+                self.due.clear()
+                try:
+                    while deliver(store, self.config, actor=self.actor)["sent"] and not self.closing:
+                        pass
+                    failures = 0
+                except Exception as e:  # noqa: BLE001 - said (once a minute at most), and the next look tries again
+                    if failures % 300 == 0:
+                        log(f"outbox: {e}")
+                    failures += 1
+
+
 def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, rejects: Path,
              severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None,
              runbooks: Mapping[str, Any] | None = None) -> Starlette:
@@ -285,8 +325,11 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
     writer = Writer(desk, options or {})
     automate = (options or {}).get("automate")
     automation = Automation(desk, runbooks or {}, automate) if automate else None
-    if automation is not None:
-        writer.on_stored = automation.poke
+    config = desk.store().notify
+    courier = Courier(desk, config, actor) if config is not None else None
+    pokes = [c.poke for c in (automation, courier) if c is not None]
+    if pokes:
+        writer.on_stored = lambda: [poke() for poke in pokes]
     actor_default = actor
     kept = Rejects(rejects)
 
@@ -376,6 +419,8 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
         yield
         if automation is not None:  # stopping: the runs arrivals queued finish first
             await asyncio.to_thread(automation.close)
+        if courier is not None:
+            await asyncio.to_thread(courier.close)
 
     routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
     app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])], lifespan=lifespan,

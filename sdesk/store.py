@@ -27,6 +27,7 @@ from .storage.tickets import TicketStore
 from .storage.users import UsersStore
 
 if TYPE_CHECKING:
+    from .domain.notify import NotifyConfig
     from .storage.audit import AuditStore
     from .storage.classifier import ClassifierStore
     from .storage.cmdb import CmdbStore
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .storage.mail import MailStore
     from .storage.metrics import MetricsStore
     from .storage.oncall import OnCallStore
+    from .storage.outbox import OutboxStore
     from .storage.problems import ProblemStore
     from .storage.runbooks import Processes, RunbookStore
     from .storage.sla import SlaStore
@@ -296,6 +298,9 @@ class Store:
     # CLI: its writes are checked against the OS login (_check_claim). None (serve, whose actors
     # come from API tokens, and the library): not checked.
     claimed: str | None = None
+    # notify.yaml (domain/notify.py), when the desk has one: every write queues the messages its
+    # events call for in the outbox, in the same transaction (storage/outbox.enqueue).
+    notify: NotifyConfig | None = None
 
     def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE, *, init_empty: bool = False,
                  create: bool = True, processes: Processes | None = None):
@@ -442,6 +447,12 @@ class Store:
         return KbStore(self, cmdb=self.cmdb, tickets=self.tickets)
 
     @cached_property
+    def outbox(self) -> OutboxStore:
+        from .storage.outbox import OutboxStore
+
+        return OutboxStore(self)
+
+    @cached_property
     def mail(self) -> MailStore:
         from .storage.mail import MailStore
 
@@ -537,6 +548,10 @@ class Store:
             yield tx
             if not tx.checked:  # it touched no ticket: the role on the desk decides
                 tx.check()
+            if self.notify is not None and tx.events:
+                from .storage.outbox import enqueue
+
+                tx.queued = enqueue(tx, self.notify)
             tx.flush()
             self.conn.execute("COMMIT")
             self._check_files()

@@ -338,6 +338,10 @@ SAMPLES: dict[str, dict] = {
     "assigned": {"assignee": "bob", "previous_assignee": H},
     "auto_assigned": {"assignee": "bob", "queue": "sre", "why": "on call in primary"},
     "commented": {"text": H},
+    "replied": {"text": H},
+    "watched": {"who": H},
+    "unwatched": {"who": H},
+    "incident_update": {"state": "identified", "text": H},
     "updated": {"title": ["old one", H], "labels": [{"a": "b"}, {"a": "c", "host": H}], "tags": [["x"], ["x", "y"]],
                 "priority": ["P3", "P1"], "queue": [None, "sre"]},
     "triage_corrected": {"queue": ["dba", "sre"], "category": ["db", {"k": "v"}]},
@@ -511,8 +515,8 @@ class TestHelpAt80Columns:
         assert panels[:2] == ["Options", "Tickets"] and len(panels) >= 8 and "Commands" not in panels, panels
         # No sentence broken where the docstring's source line ended: each row continues one.
         rows = [line.strip("│ ") for line in out.split("╭─ Tickets")[1].splitlines() if line.startswith("│")]
-        assert "show        Show a ticket: its fields, its context (CI, blast radius, recent" in rows
-        assert "changes, KB articles, similar tickets) and the timeline of" in rows
+        assert "show         Show a ticket: its fields, its context (CI, blast radius," in rows
+        assert "recent changes, KB articles, similar tickets) and the timeline" in rows
 
 
 def test_counts_of_one_are_singular(cli, monkeypatch):

@@ -50,7 +50,7 @@ def desk(cli, tmp_path, monkeypatch):
     if not re.search(r"^notifier:", oncall.read_text(), re.M):
         oncall.write_text(oncall.read_text() + "\nnotifier:\n  command: [/bin/true]\n")
     monkeypatch.setenv("TZ", "Europe/London")
-    cli("user", "add", "tester", "--role", "admin")
+    cli("user", "add", "tester", "--role", "admin", "--email", "tester@example.com")
     cli("tick")
     cli("backup", str(tmp_path / "backup.db"))
     return config

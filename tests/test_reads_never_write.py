@@ -34,6 +34,8 @@ READS = {
     "report": [], "report executive": [], "report oncall": [], "report service": ["checkout-api"],
     "metrics": [], "postmortem": ["SD-1", "-o", "postmortem.md"], "schema": ["ticket"],
     "audit verify": [], "audit log": [], "export": [], "doctor": [], "user list": [], "user tokens": [],
+    "outbox list": [], "outbox show": ["1"], "notify check": [], "notify preview": ["SD-1", "--event", "resolved"],
+    "status-page": ["--out", "status"],
 }
 # `doctor` exits 1 when a check fails (the demo's desk has no tick from cron, and pages that failed).
 EXIT = {"doctor": 1}
@@ -47,10 +49,12 @@ WRITES = {
     "csat", "worklog", "init", "user add", "user remove", "user token", "user revoke", "audit anchor",
     "restore", "import", "purge",
     "backup",  # records when the last backup was made, which `doctor` reports
+    "reply", "watch", "unwatch", "status", "outbox retry", "outbox drop", "outbox send",
 }
 # Not run here: the TUI and the HTTP receiver have their own tests (and serve is a write);
 # `demo` runs on a temporary database of its own; `triage eval` reads a labelled file, not the desk.
-ELSEWHERE = {"tui", "serve", "demo", "triage eval"}
+# `notify test` sends over a channel (tests/test_talking_back.py), without touching the desk.
+ELSEWHERE = {"tui", "serve", "demo", "triage eval", "notify test"}
 
 
 def _commands(group=None, prefix=()):

@@ -269,6 +269,9 @@ WRITTEN = {
     "api_tokens": "labels through _Tx.clean; the token's hash",
     "worklog": "notes through _Tx.clean",
     "desk_state": "values through _Tx.clean (a config path, time stamps)",
+    "outbox": "contexts made from the events as redacted; the rendered text redacted again as it is sent",
+    "watchers": "email addresses and user names (identifiers)",
+    "incident_updates": "texts through _Tx.clean",
 }
 
 

@@ -43,6 +43,10 @@ READS: dict[str, list[str] | None] = {
     "audit verify": [], "audit log": [], "audit anchor": [],
     "backup": ["copy.db"], "export": [], "purge": ["--older-than", "365d"],
     "schema": None, "rules check": None, "runbook validate": None, "triage eval": None,
+    "reply": ["SD-1", "thanks"], "watch": ["SD-1", "a@example.com"], "unwatch": ["SD-1", "a@example.com"],
+    "status": ["SD-1", "identified", "found it"], "status-page": ["--out", "page"],
+    "outbox list": [], "outbox show": ["1"], "outbox retry": ["--dead"], "outbox drop": ["1"], "outbox send": [],
+    "notify preview": ["SD-1"], "notify check": None, "notify test": None,
 }
 
 

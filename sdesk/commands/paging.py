@@ -21,10 +21,12 @@ def tick(
 ) -> None:
     """Do what time makes due: page and escalate unacknowledged tickets, deliver pages (retrying
     failed ones), bring back tickets whose silence ended, record SLA warnings and breaches, end
-    runbook runs whose process died, and run the runbooks triage queued for automation.
+    runbook runs whose process died, run the runbooks triage queued for automation, and send the
+    outbox's due messages (notify.yaml: replies, notices, stakeholder updates).
     Idempotent: safe from cron every minute. A P1 or P2 that can reach nobody (no oncall.yaml,
     no policy for it, nobody on call, no notifier), or whose page's delivery fails, is a warning
-    on stderr and exit 1, every tick until it is delivered or acknowledged. So is a desk file
+    on stderr and exit 1, every tick until it is delivered or acknowledged; so is a message dead
+    after its tries (until sdesk outbox retry or drop). So is a desk file
     other than oncall.yaml that does not load: the pages still go.
 
     Example: sdesk tick --json
@@ -49,9 +51,14 @@ def tick(
                  f"{plural(summary['unsuppressed'], 'ticket')} back from silences, "
                  f"{plural(summary['sla_warnings'], 'SLA warning')}, "
                  f"{plural(summary['sla_breaches'], 'breach', 'breaches')}, "
-                 f"{plural(len(summary['automation']), 'automated runbook run')}")
+                 f"{plural(len(summary['automation']), 'automated runbook run')}, "
+                 f"{plural(summary['messages']['sent'], 'message')} sent")
         for problem in summary["config_errors"]:
             note(f"warning: {problem}")
+        for m in summary["messages"]["dead"]:
+            note(f"warning: message {m['id']} ({m['event']} on {m['ref']} to {m['recipient']} over {m['channel']}) "
+                 f"is dead after {plural(m['attempts'], 'try', 'tries')}: {m['error']}; fix it, then sdesk outbox retry "
+                 f"{m['id']} (or drop it)")
         for t in summary["undeliverable"]:
             note(f"warning: {ref(t['ticket'])} ({t['priority']}) pages nobody: {t['reason']}")
         for p in summary["failing"]:
@@ -61,7 +68,7 @@ def tick(
         if watch is None:
             break
         time.sleep(watch)
-    if summary["undeliverable"] or summary["failing"] or summary["config_errors"]:
+    if summary["undeliverable"] or summary["failing"] or summary["config_errors"] or summary["messages"]["dead"]:
         # Not an error in the input: the desk cannot reach a person for a P1/P2 (or a config file
         # it needs is broken), and cron (or whoever runs tick) must hear of it: the general failure.
         raise typer.Exit(ExitCode.ERROR)
@@ -75,14 +82,42 @@ def _tick_once(settings) -> dict:
         settings.roles_fallback = []  # a broken roles.yaml: the built-in default role, and a warning
     oncall = settings.oncall_config()  # a broken oncall.yaml stops tick: nothing can page from it
     sla, problems = _config_problems(settings)
-    summary = run(settings.store(), oncall, sla, clock.now(), actor=settings.actor)
+    notify = _notify_config(settings, problems)
+    summary = run(settings.store(), oncall, sla, clock.now(), actor=settings.actor, notify=notify)
     settings.store().runbooks.reap_runs(actor=settings.actor)
     summary["automation"] = [{"run": r["id"], "runbook": r["runbook"], "ticket": r["ticket_id"], "status": r["status"]}
                              for r in run_automation(settings)]
     summary["config_errors"] = problems + [f"{e}; anyone not a user has the built-in default role meanwhile"
                                            for e in settings.roles_fallback]
+    summary["messages"] = _deliver_messages(settings, notify)
     settings.store().set_desk_state("tick", value=clock.now_iso(), actor=settings.actor)  # for sdesk doctor: cron alive
     return summary
+
+
+def _notify_config(settings, problems: list[str]):
+    """notify.yaml, or None (none, or broken: then one more problem, and pages still go by the rest)."""
+    from ..errors import SdeskError
+
+    try:
+        return settings.notify_config()
+    except SdeskError as e:
+        problems.append(f"{e}; no messages are queued or sent, nor pages over its channels, until it loads")
+        return None
+
+
+def _deliver_messages(settings, config) -> dict:
+    """The outbox's due messages sent (notify.yaml); what is dead is said every tick until retried or dropped."""
+    from ..services.outbound import deliver
+
+    store = settings.store()
+    sent = failed = 0
+    if config is not None:
+        for _ in range(200):  # 500 a pass; a tick that finds more leaves them to the next one
+            done = deliver(store, config, actor=settings.actor)
+            sent, failed = sent + done["sent"], failed + done["failed"]
+            if not done["sent"]:
+                break
+    return {"sent": sent, "failed": failed, "dead": store.outbox.dead()}
 
 
 def _config_problems(settings) -> tuple:

@@ -27,17 +27,21 @@ def add(
         "(the first user's: the login adding them).",
         show_default=False)] = None,
     email: Annotated[Optional[str], typer.Option(
-        "--email", help="Their email address: their replies may comment on any ticket.", show_default=False)] = None,
+        "--email", help="Their email address: their replies may comment on any ticket, and email channels "
+        "reach them there (notify.yaml).", show_default=False)] = None,
+    chat: Annotated[Optional[str], typer.Option(
+        "--chat", help="Their chat handle (Slack member id U0123, or @name on Mattermost or Teams): chat "
+        "channels mention them, and pages reach them there.", show_default=False)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add a user, or change their role or team. Admins only, except on a desk with no users
     yet, whose first user must be an admin.
 
-    Example: sdesk user add alice --role admin --team sre
+    Example: sdesk user add alice --role admin --team sre --email alice@example.com --chat U024BE7LH
     """
     store = store_of(ctx)
     user = store.users.user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
-                                login=login, email=email)
+                                login=login, email=email, chat=chat)
     if as_json:
         print_json(user)
         return
@@ -85,9 +89,10 @@ def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     from ..render import table
 
-    table(["user", "role", "queues", "team", "tokens", "added"],
+    table(["user", "role", "queues", "team", "contact", "tokens", "added"],
           [[u["name"], u["role"], ", ".join(f"{q}: {r}" for q, r in u["queues"].items()), u["team"] or "",
-            u["tokens"] or "", u["added_at"][:10]] for u in users],
+            " ".join(filter(None, (u["email"], u["chat"]))) or "(none)", u["tokens"] or "", u["added_at"][:10]]
+           for u in users],
           empty=f"no users: everyone acts as admin (default role once there are users: {store.default_role})")
 
 

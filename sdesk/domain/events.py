@@ -62,6 +62,12 @@ def describe_event(e: dict[str, Any]) -> str:
             return f"assigned to {g('assignee') or 'nobody'} by queue {g('queue') or '-'}: {g('why', '')}"
         case "commented":
             return str(g("text", ""))
+        case "replied":
+            return f"replied to the requester: {g('text', '')}"
+        case "watched" | "unwatched":
+            return f"{g('who')} {'watches' if e['kind'] == 'watched' else 'no longer watches'} it"
+        case "incident_update":
+            return f"stakeholder update ({g('state')}): {g('text', '')}"
         case "updated":
             return "changed " + _changes(d)
         case "triage_corrected":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .plain import plural
 
@@ -163,15 +163,15 @@ def _paging(oncall: OnCall | None, *, urgent_open: int, broken: bool, command_fo
                         + "; add teams, schedules, escalation and a notifier (examples/desk/oncall.yaml)")]
     found = []
     notifier = oncall.notifier
-    if not notifier.command and not notifier.webhook:
+    if not notifier.command and not notifier.webhook and not notifier.channels:
         found.append(Finding("paging", "fail", "oncall.yaml has no notifier: pages are recorded but reach nobody; "
-                                               "add notifier: command or webhook"))
+                                               "add notifier: command, webhook or channels"))
     elif notifier.command and not command_found:
         found.append(Finding("paging", "fail", f"the notifier command {notifier.command[0]} is not found or not "
                                                "executable: every page fails; fix notifier: command in oncall.yaml"))
     else:
-        how = " and ".join(x for x in ("a command" if notifier.command else "", "a webhook" if notifier.webhook else "")
-                           if x)
+        how = " and ".join(x for x in ("a command" if notifier.command else "", "a webhook" if notifier.webhook else "",
+                                       f"channels {', '.join(notifier.channels)}" if notifier.channels else "") if x)
         found.append(Finding("paging", "ok", f"pages go out by {how}"))
     for team in oncall.teams.values():
         policy = oncall.escalation.get(team.escalation) if team.escalation else None
@@ -190,6 +190,31 @@ def _paging(oncall: OnCall | None, *, urgent_open: int, broken: bool, command_fo
         found[0] = found[0]._replace(detail=found[0].detail + f"; {plural(len(teams), 'team')} with escalation, each "
                                                               "level with someone to page")
     return found
+
+
+def contacts(users: list[dict[str, Any]], *, channels: bool) -> list[Finding]:
+    """Every user can be reached: an email address or a chat handle (`channels`: notify.yaml has
+    channels that would need one)."""
+    if not users:
+        return []
+    none = [u["name"] for u in users if not u.get("email") and not u.get("chat")]
+    if not none:
+        return [Finding("contacts", "ok", f"every user has an email address or a chat handle ({plural(len(users), 'user')})")]
+    return [Finding("contacts", "warn" if channels else "ok",
+                    f"{plural(len(none), 'user')} without an email address or chat handle: {', '.join(none[:10])}"
+                    + (" and more" if len(none) > 10 else "")
+                    + "; pages and notices cannot reach them (sdesk user add NAME --role ROLE --email ... --chat ...)")]
+
+
+def outbox(counts: Mapping[str, int]) -> list[Finding]:
+    """Messages that will not go by themselves: dead after their tries."""
+    dead = counts.get("dead", 0)
+    if dead:
+        return [Finding("outbox", "fail", f"{plural(dead, 'message')} dead after their tries: see sdesk outbox list "
+                                          "--status dead; fix the channel or template, then sdesk outbox retry --dead")]
+    if not counts:
+        return []
+    return [Finding("outbox", "ok", f"{counts.get('delivered', 0):,} delivered, {counts.get('pending', 0):,} waiting")]
 
 
 def _last_ran(state: Mapping[str, tuple[str, str]], key: str) -> datetime | None:

@@ -43,13 +43,13 @@ _CREATED = frozenset(TICKET_COLUMNS) - {"status", "created_at", "updated_at", "r
 _DECIDED = frozenset({"kind", "priority", "impact", "urgency", "category", "queue", "team", "assignee", "tags"})
 # Events that change a ticket's row (the others, e.g. comments' text or pages, only explain). A
 # write that sets a column writes updated_at too, except where noted in `apply`.
-TICKET_KINDS = ("created", "enriched", "occurrence", "unsuppressed", "status_changed", "assigned", "commented",
+TICKET_KINDS = ("created", "enriched", "occurrence", "unsuppressed", "status_changed", "assigned", "commented", "replied",
                 "updated", "linked", "escalation_requested", "problem_linked", "triaged",
                 "priority_raised")
-_NO_DATA = frozenset({"commented", "unsuppressed"})  # their data need not be read (a comment can be long)
+_NO_DATA = frozenset({"commented", "replied", "unsuppressed"})  # their data need not be read (a comment can be long)
 
 USER_KINDS = ("user_added", "user_changed", "user_queue_role", "user_removed", "token_added", "token_revoked")
-USER_COLUMNS = ("name", "role", "team", "added_by", "added_at", "login", "email")
+USER_COLUMNS = ("name", "role", "team", "added_by", "added_at", "login", "email", "chat")
 TOKEN_COLUMNS = ("key", "label", "hash", "created_by", "created_at", "revoked_at")
 
 
@@ -226,11 +226,12 @@ class Accounts:
             key = user_key(d["user"])
             # A user added before logins were recorded got their key as login (migration m011).
             self.users[key] = {"name": d["user"], "role": d["role"], "team": d.get("team"), "added_by": actor,
-                               "added_at": at, "login": d.get("login", key), "email": d.get("email")}
+                               "added_at": at, "login": d.get("login", key), "email": d.get("email"),
+                               "chat": d.get("chat")}
         elif kind == "user_changed":
             user = self.users.get(user_key(d["user"]))
             if user is not None:
-                for column in ("role", "team", "login", "email"):  # each change is [old, new]
+                for column in ("role", "team", "login", "email", "chat"):  # each change is [old, new]
                     if column in d:
                         user[column] = d[column][1]
         elif kind == "user_queue_role":

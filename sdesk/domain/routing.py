@@ -67,6 +67,7 @@ class Notifier(NamedTuple):
     webhook: str | None = None  # gets each page as a JSON POST
     timeout: float = 10.0
     max_per_hour: int | None = None  # pages to one person an hour; more are sent as one batch
+    channels: tuple[str, ...] = ()  # notify.yaml's channels, reaching the person by their email or chat handle
 
 
 class OnCall(NamedTuple):
@@ -135,7 +136,7 @@ def build(data: Any) -> OnCall:
               for raw in data.get("queues") or []}
     raw = data.get("notifier") or {}
     notifier = Notifier(tuple(raw.get("command") or ()), raw.get("webhook"), float(raw.get("timeout", 10)),
-                        raw.get("max_per_hour"))
+                        raw.get("max_per_hour"), tuple(str(c) for c in raw.get("channels") or ()))
     return OnCall(teams, schedules, policies, data.get("default_team"), notifier, queues)
 
 
@@ -237,6 +238,12 @@ def target_kind(target: Any) -> tuple[str, str]:
 def webhook(value: Any) -> Any:
     if value is not None and not (isinstance(value, str) and re.match(r"^https?://\S+$", value)):
         raise ValueError("expected an http(s) URL")
+    return value
+
+
+def channel_names(value: Any) -> Any:
+    if value is not None and (not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value)):
+        raise ValueError("expected a list of notify.yaml's channels, e.g. [email, ops-slack]")
     return value
 
 

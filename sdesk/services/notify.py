@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from ..domain.routing import Notifier
@@ -29,22 +30,82 @@ def message(pages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"user": pages[0]["user"], "batch": [one(p) for p in pages]}
 
 
-def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset()) -> tuple[str | None, set[str]]:
+def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset(),
+            via: Callable[[str, dict[str, Any]], str | None] | None = None) -> tuple[str | None, set[str]]:
     """(None when delivered, else why not in one line; the channels that took it), skipping
-    the channels in `done` (a retry goes only where it failed). With no channel configured
-    nothing is delivered: tick records such pages as undeliverable and never calls this."""
+    the channels in `done` (a retry goes only where it failed). `via(channel, body)`: sends over
+    one of notify.yaml's channels (channel_sender). With no channel configured nothing is
+    delivered: tick records such pages as undeliverable and never calls this."""
     text = json.dumps(body)
     took: set[str] = set()
-    for channel, send in (("command", _run if notifier.command else None), ("webhook", _post if notifier.webhook else None)):
-        if send is None or channel in done:
+    senders: list[tuple[str, Callable[[], str | None]]] = []
+    if notifier.command:
+        senders.append(("command", lambda: _run(notifier, text)))
+    if notifier.webhook:
+        senders.append(("webhook", lambda: _post(notifier, text)))
+    for name in notifier.channels:
+        senders.append((name, lambda name=name: via(name, body) if via else f"channel {name}: no notify.yaml"))
+    for channel, send in senders:
+        if channel in done:
             continue
-        error = send(notifier, text)
+        error = send()
         if error:
             return error, took
         took.add(channel)
     if not took and not done:
-        return "no notifier in oncall.yaml (a command or a webhook)", took
+        return "no notifier in oncall.yaml (a command, a webhook or channels)", took
     return None, took
+
+
+def channel_sender(store: Any, config: Any) -> Callable[[str, dict[str, Any]], str | None]:
+    """Sends a page over one of notify.yaml's channels (`config`: its NotifyConfig, or None when
+    there is none): by email to the person's address, or in a chat channel mentioning their
+    handle. A person the channel cannot reach (no email, no handle) is an error saying so:
+    the page is not delivered, and tick says who cannot be reached."""
+    from ..domain.messages import Rendered
+    from .outbound import Failure, Senders
+
+    contacts = {u["name"].casefold(): u for u in store.users.users()}
+
+    def send(name: str, body: dict[str, Any]) -> str | None:
+        channel = config.channels.get(name) if config is not None else None
+        if channel is None:
+            return f"oncall.yaml's notifier names channel {name!r}, which notify.yaml does not define"
+        pages = body.get("batch") or [body]
+        user = str(body["user"])
+        contact = contacts.get(user.casefold()) or {}
+        first = pages[0]
+        ref = f"SD-{first['ticket']}"
+        lines = [p.get("summary") or f"SD-{p['ticket']} ({p['priority']}): {p['title']}" for p in pages]
+        text = "\n".join(lines) + f"\n\nAcknowledge it: sdesk ack {ref}" + (
+            f"\n{config.desk_url}/tickets/{first['ticket']}" if config.desk_url else "")
+        if channel.email:
+            if not contact.get("email"):
+                return f"{user} has no email address for channel {name} (sdesk user add {user} --email ...)"
+            recipient = contact["email"]
+        else:
+            if not contact.get("chat"):
+                return f"{user} has no chat handle for channel {name} (sdesk user add {user} --chat ...)"
+            handle = str(contact["chat"]).strip()
+            # Slack's mention is its markup, which the payload adds; the others read @name as text.
+            text = ("you are paged.\n" if channel.type == "slack" else f"@{handle.lstrip('@')} you are paged.\n") + text
+            recipient = name
+        subject = f"[{ref}] PAGE {first['priority']}: {first['title']}" if len(pages) == 1 else \
+            f"[{ref}] PAGE: {len(pages)} tickets need you"
+        row = {"ticket_id": first["ticket"], "event": "paged", "rule": "oncall.yaml notifier", "recipient": recipient,
+               "mention": contact.get("chat") if not channel.email else None,
+               "context": {"ticket": {"ref": ref, "title": first["title"], "priority": first["priority"],
+                                      "url": f"{config.desk_url}/tickets/{first['ticket']}" if config.desk_url else ""}}}
+        senders = Senders(config)
+        try:
+            senders.send(channel, [row], Rendered(subject, text, text), key=f"page-{first['page']}", threading=[])
+        except Failure as e:
+            return str(e)
+        finally:
+            senders.close()
+        return None
+
+    return send
 
 
 def _run(notifier: Notifier, text: str) -> str | None:

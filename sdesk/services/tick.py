@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..domain import clock
-from .notify import deliver, message
+from .notify import channel_sender, deliver, message
 
 if TYPE_CHECKING:
     from ..domain.routing import Notifier, OnCall
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from ..store import Store
 
 
-def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: str) -> dict[str, Any]:
+def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: str,
+         notify: Any = None) -> dict[str, Any]:
     """Raise due pages, deliver pending ones, bring back tickets whose silence ended, and
     record SLA warnings and breaches. Each step is idempotent. `raised`: the page records made
     now, a person each, `raised_undeliverable` of them with nobody or no channel to reach;
@@ -33,7 +34,8 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     # while this one is still sending finds the page taken, never sends it again.
     hold = 2 * oncall.notifier.timeout + 60
     waiting = store.oncall.pages_to_send(now, actor=actor)
-    if not (oncall.notifier.command or oncall.notifier.webhook):
+    via = channel_sender(store, notify) if oncall.notifier.channels else None
+    if not (oncall.notifier.command or oncall.notifier.webhook or oncall.notifier.channels):
         # No channel reaches a person: the pages are on record as undeliverable, never "delivered".
         store.oncall.pages_undeliverable(waiting, why="no notifier in oncall.yaml (a command or a webhook)", actor=actor)
         waiting = []
@@ -44,7 +46,7 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
         if not group:
             continue
         done = set.intersection(*(set(filter(None, p["sent_to"].split(","))) for p in group))
-        error, took = deliver(oncall.notifier, message(group), done)
+        error, took = deliver(oncall.notifier, message(group), done, via)
         for page in group:
             store.oncall.page_result(page, error=error, sent_to=took, now=now, token=token, actor=actor,
                                      delivery=group[0]["id"])

@@ -131,7 +131,7 @@ class AuditStore:
 
         kinds = ", ".join(f"'{k}'" for k in p.TICKET_KINDS)
         events = self._tuples(
-            "SELECT ticket_id, kind, at, actor, CASE WHEN kind IN ('commented', 'unsuppressed') THEN NULL "
+            "SELECT ticket_id, kind, at, actor, CASE WHEN kind IN ('commented', 'replied', 'unsuppressed') THEN NULL "
             f"ELSE data END FROM events WHERE ticket_id IS NOT NULL AND kind IN ({kinds}) ORDER BY ticket_id, id")
         columns = ", ".join(p.TICKET_COLUMNS)
         tickets = self._tuples(f"SELECT id, {columns} FROM tickets ORDER BY id")

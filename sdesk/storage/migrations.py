@@ -551,9 +551,36 @@ def m013_ticket_changes_told(db: Database) -> None:
                "FOR EACH STATEMENT EXECUTE FUNCTION sdesk_events_told()")
 
 
+def m014_outbox(db: Database) -> None:
+    # Talking back (issue 22). Every message to send is a row here, written in the transaction of
+    # the event that caused it (storage/outbox.py): pending -> delivered, or dead after its tries
+    # (sdesk outbox retry), or dropped. `batch`: the message that carries it (its first row's
+    # id), fixed when first claimed, so that a retry resends the same message with the same
+    # Message-ID and idempotency key; `lease_at`/`token`: a delivery's claim on it.
+    db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, ticket_id INTEGER, event_id INTEGER, "
+               "event TEXT NOT NULL, rule TEXT NOT NULL, channel TEXT NOT NULL, recipient TEXT NOT NULL, "
+               "audience TEXT NOT NULL, template TEXT, context TEXT NOT NULL, status TEXT NOT NULL, batch INTEGER, "
+               "attempts INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, due_at TEXT NOT NULL, lease_at TEXT, "
+               "token TEXT, sent_at TEXT, error TEXT, message_id TEXT)")
+    db.execute("CREATE INDEX outbox_pending ON outbox (due_at) WHERE status = 'pending'")
+    db.execute("CREATE INDEX outbox_key ON outbox (ticket_id, channel, recipient, status)")
+    db.execute("CREATE INDEX outbox_recipient ON outbox (recipient, sent_at)")
+    # Who else hears of a ticket's public updates: an email address or a user's name.
+    db.execute("CREATE TABLE watchers (ticket_id INTEGER NOT NULL, who TEXT NOT NULL, added_by TEXT NOT NULL, "
+               "added_at TEXT NOT NULL, PRIMARY KEY (ticket_id, who))")
+    # A user's chat handle (Slack, Mattermost, Teams), beside their email address.
+    db.execute("ALTER TABLE users ADD COLUMN chat TEXT")
+    # Stakeholder updates on incidents (investigating -> identified -> monitoring -> resolved):
+    # what `sdesk status-page` publishes.
+    db.execute("CREATE TABLE incident_updates (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL, at TEXT NOT NULL, "
+               "state TEXT NOT NULL, text TEXT NOT NULL, actor TEXT NOT NULL)")
+    db.execute("CREATE INDEX incident_updates_at ON incident_updates (at)")
+    db.execute("CREATE INDEX incident_updates_ticket ON incident_updates (ticket_id, at)")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
          m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state,
-         m013_ticket_changes_told]
+         m013_ticket_changes_told, m014_outbox]
 SCHEMA_VERSION = len(STEPS)
 
 # `PRAGMA application_id` of an sdesk database ("SDSK" in ASCII), set with the schema version: it

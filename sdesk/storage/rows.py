@@ -143,6 +143,7 @@ class Tx:
         self._next_id = dialect.last_id(conn, "events") + 1
         self.events: list[tuple] = []
         self.redacted: dict[int | None, set[str]] = {}  # ticket (None: the desk) -> kinds of secret taken out
+        self.queued = 0  # messages its events queued in the outbox (Store.write, notify.yaml)
 
     def event(self, ticket_id: int | None, kind: str, data: dict[str, Any], *, clean: bool = False,
               actor: str | None = None) -> None:

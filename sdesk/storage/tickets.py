@@ -256,6 +256,18 @@ class TicketStore:
             self._current(tx, ticket_id)
             self._set(tx, ticket_id, {"updated_at": tx.at})
             tx.event(ticket_id, "commented", {"text": tx.clean(text, ticket_id)})
+
+    def reply(self, *, ticket_id: int, text: str, actor: str) -> int:
+        """A public answer (a `replied` event): notify.yaml's rules send it to the requester and
+        watchers, in this transaction's outbox rows. Returns how many messages it queued."""
+        if lifecycle.blank(text):
+            raise BadInput("reply: the text is empty")
+        with self.db.write(actor) as tx:
+            self._current(tx, ticket_id)
+            self._set(tx, ticket_id, {"updated_at": tx.at})
+            tx.event(ticket_id, "replied", {"text": tx.clean(text, ticket_id)})
+        return tx.queued
+
     def update(self, *, ticket_id: int, changes: dict[str, Any], actor: str,
                set_labels: dict[str, str] | None = None, remove_labels: Collection[str] = (),
                add_tags: Iterable[str] = (), remove_tags: Collection[str] = ()) -> tuple[dict[str, Any], tuple[str, ...]]:

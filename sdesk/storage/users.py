@@ -58,7 +58,7 @@ class UsersStore:
             queues.setdefault(key, {})[queue] = role
         tokens = dict(self.db.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
         return [{"name": r["name"], "role": r["role"], "team": r["team"], "queues": queues.get(r["key"], {}),
-                 "login": r["login"], "email": r["email"],
+                 "login": r["login"], "email": r["email"], "chat": r["chat"],
                  "tokens": tokens.get(r["key"], 0), "added_by": r["added_by"], "added_at": r["added_at"]}
                 for r in self.db.conn.execute("SELECT * FROM users ORDER BY key")]
 
@@ -70,20 +70,25 @@ class UsersStore:
         return known_assignee(user, chain(desk, *(team.members for team in config.teams.values())))
 
     def user_add(self, name: str, *, role: str, team: str | None, queue: str | None,
-                 actor: str, login: str | None = None, email: str | None = None) -> dict[str, Any]:
+                 actor: str, login: str | None = None, email: str | None = None,
+                 chat: str | None = None) -> dict[str, Any]:
         """Add a user, or change their role (on the desk, or with `queue` on that queue), team,
-        login (OS, or on PostgreSQL database) and email. A new user's login is their name, except
+        login (OS, or on PostgreSQL database), email and chat handle. A new user's login is their name, except
         the desk's first user's: the login adding them (else nobody could act as them and manage
         the desk after). On PostgreSQL the login gets the matching database role (pg_roles); the
         returned user then holds `database_sql` when this login may not grant it: what an
         administrator must run."""
         name, role = name.strip(), check_role(role)
         name = check_name(name, "user")  # (the same rule as an assignee's)
-        for what, value in (("--login", login), ("--email", email)):
+        for what, value in (("--login", login), ("--email", email), ("--chat", chat)):
             if value is not None and (blank(value) or len(value) > NAME_MAX or not value.isprintable()):
                 raise BadInput(f"user: {what} must be 1 to {NAME_MAX} printable characters")
-        if email is not None and "@" not in email:
-            raise BadInput(f"user: --email {email!r} is not an email address")
+        if email is not None:
+            from ..domain.notify import ADDRESS
+
+            if not ADDRESS.match(email.strip()):
+                raise BadInput(f"user: --email {email!r} is not an email address")
+        chat = chat.strip() if chat is not None else None
         login = user_key(login) if login is not None else None
         email = email.strip().casefold() if email is not None else None
         key = user_key(name)
@@ -91,7 +96,8 @@ class UsersStore:
         with self.db.write(actor, need="admin", what="managing users") as tx:
             # Names are identifiers, kept as given, while every event is redacted (_Tx.event): a
             # name that holds a secret would be stored, and be another name in its event.
-            for what, value in (("name", name), ("--login", login), ("--email", email), ("--team", team)):
+            for what, value in (("name", name), ("--login", login), ("--email", email), ("--chat", chat),
+                                ("--team", team)):
                 if value and tx.clean(value) != value:
                     raise BadInput(f"user: the {what} looks like it holds a secret; choose another")
             row = tx.conn.execute("SELECT * FROM users WHERE key = ?", (key,)).fetchone()
@@ -110,10 +116,11 @@ class UsersStore:
                 login = login or (user_key(tx.login) if first else key)
                 if tx.conn.execute("SELECT name FROM users WHERE login = ?", (login,)).fetchone():
                     raise Conflict(f"login {login} is already another user's: give {name} theirs with --login")
-                tx.conn.execute("INSERT INTO users (key, name, role, team, added_by, added_at, login, email) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, name, desk_role, team, actor, tx.at, login, email))
+                tx.conn.execute("INSERT INTO users (key, name, role, team, added_by, added_at, login, email, chat) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (key, name, desk_role, team, actor, tx.at, login, email, chat))
                 tx.event(None, "user_added", {"user": name, "role": desk_role, "team": team, "login": login,
-                                              "email": email})
+                                              "email": email, **({"chat": chat} if chat else {})})
             elif not queue and (row["role"] != role or (team is not None and row["team"] != team)):
                 if row["role"] == "admin" and role != "admin":
                     self._keep_an_admin(tx.conn, key)
@@ -121,7 +128,7 @@ class UsersStore:
                 tx.event(None, "user_changed", {"user": row["name"], "role": [row["role"], role],
                                                 "team": [row["team"], team if team is not None else row["team"]]})
             if row is not None:
-                for column, value in (("login", login), ("email", email)):
+                for column, value in (("login", login), ("email", email), ("chat", chat)):
                     if value is not None and row[column] != value:
                         if column == "login" and row[column]:  # the old login leaves the database roles
                             old_sql = tx.dialect.grant_login(tx.conn, row[column], None)

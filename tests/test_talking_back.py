@@ -1,0 +1,495 @@
+"""Talking back (issue 22), against real servers on loopback: a real SMTP server (aiosmtpd) takes
+every mail, a real HTTP receiver stands in for Slack, Teams and webhooks (and fails when told).
+The email round trip, loop protection, the outbox's exactly-once delivery and its CLI,
+coalescing and digests, stakeholder updates and the status page, pages over channels."""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import hmac
+import json
+import os
+import random
+import threading
+from email import policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from sdesk.errors import ExitCode
+
+
+class Mailbox:
+    """A real SMTP server on loopback (aiosmtpd); `messages` are what it accepted, parsed."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[email.message.EmailMessage] = []
+        self.lock = threading.Lock()
+        box = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                with box.lock:
+                    box.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+                return "250 OK"
+
+        import socket
+
+        with socket.socket() as probe:  # a free port (aiosmtpd's readiness check cannot use port 0)
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, ready_timeout=30)
+        self.controller.start()
+
+    def to(self, address: str) -> list:
+        return [m for m in self.messages if m["To"] == address]
+
+    def close(self):
+        self.controller.stop()
+
+
+class Receiver:
+    """A real HTTP receiver: answers 503 to a share of posts (seeded), keeps what it accepted."""
+
+    def __init__(self, fail: float = 0.0, seed: int = 7):
+        self.accepted: list[tuple[dict, dict, bytes]] = []  # (headers, body, raw)
+        self.refused = 0
+        rng = random.Random(seed)
+        box = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    failing = rng.random() < box.fail
+                    if failing:
+                        box.refused += 1
+                    else:
+                        box.accepted.append((dict(self.headers), json.loads(raw), raw))
+                answer = b"busy" if failing else b"ok"
+                self.send_response(503 if failing else 200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        lock = threading.Lock()
+        self.fail = fail
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(fail: float = 0.0) -> Receiver:
+        made.append(Receiver(fail))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def notify_yaml(config: Path, *, smtp_port: int = 9, hook: str | None = None, hook_type: str = "webhook",
+                coalesce: str = "0", per_hour: int = 1000, attempts: int = 5, retry: str = "0", rules: str = "",
+                extra: str = "") -> None:
+    hook_channel = (f"  hook:\n    type: {hook_type}\n    url: {hook}\n"
+                    + ("    secret_env: HOOK_SECRET\n" if hook_type == "webhook" else "")) if hook else ""
+    (config / "notify.yaml").write_text(f"""
+desk:
+  name: Test Desk
+  url: https://desk.example.com
+  from: "Test Desk <desk@example.com>"
+channels:
+  email:
+    type: smtp
+    host: 127.0.0.1
+    port: ${{TEST_SMTP_PORT:-{smtp_port}}}
+{hook_channel}limits:
+  coalesce: {coalesce}
+  per_hour: {per_hour}
+  attempts: {attempts}
+  retry: {retry}
+{extra}
+rules:
+{rules or '''  - name: acks
+    on: created
+    to: [requester]
+    channel: email
+  - name: public
+    on: [replied, resolved, reopened, incident_update]
+    to: [requester, watchers, subscribers]
+    channel: email
+'''}""", encoding="utf-8")
+
+
+MAIL = """From: Bob Requester <bob@example.com>
+To: desk@example.com
+Subject: {subject}
+Message-ID: <{mid}@example.com>
+{headers}
+{body}
+"""
+
+
+def mail(cli, subject="VPN drops every hour", mid="bob-1", headers="", body="It drops.", sender=None):
+    text = MAIL.format(subject=subject, mid=mid, headers=headers, body=body)
+    if sender:
+        text = text.replace("Bob Requester <bob@example.com>", sender)
+    return [json.loads(line) for line in cli("new", "--format", "email", "--json", input=text).stdout.splitlines()]
+
+
+def test_the_email_round_trip_threads_back(cli, tmp_path, mailbox):
+    """A requester's mail opens a ticket; the auto-acknowledgement reaches them with [SD-N] and
+    the desk's Message-ID; an agent's reply too, threaded; their answer to that reply, whatever
+    its subject, comes back as a comment on the same ticket."""
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
+    [arrived] = mail(cli)
+    ticket = arrived["ticket"]
+    cli("tick")
+    [ack] = mailbox.to("bob@example.com")
+    assert f"[SD-{ticket}]" in ack["Subject"] and "VPN drops" in ack["Subject"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["In-Reply-To"] == "<bob-1@example.com>"  # the requester's own thread
+    assert ack["Message-ID"].endswith("@example.com>") and ack["Message-ID"].startswith("<sdesk.")
+    plain = ack.get_body(("plain",)).get_content()
+    html = ack.get_body(("html",)).get_content()
+    assert f"SD-{ticket}" in plain and f"SD-{ticket}" in html and "<strong>" in html
+
+    cli("reply", str(ticket), "Please reinstall the VPN client 4.2 and tell us.")
+    cli("outbox", "send")
+    reply = mailbox.to("bob@example.com")[-1]
+    assert "reinstall the VPN client 4.2" in reply.get_body(("plain",)).get_content()
+    assert "Auto-Submitted" not in reply  # a person's answer, which an auto-responder may answer
+    assert ack["Message-ID"] in reply["References"]
+
+    # Bob answers the reply from a mail client that dropped the [SD-N] tag.
+    [answer] = mail(cli, subject="Re: your answer", mid="bob-2", headers=f"In-Reply-To: {reply['Message-ID']}",
+                    body="Reinstalled, works now. Thanks!")
+    assert answer == {**answer, "action": "commented", "ticket": ticket}
+    timeline = cli.json("show", str(ticket))["events"]
+    assert [e["kind"] for e in timeline].count("commented") == 1
+    assert "Reinstalled, works now" in json.dumps(timeline)
+    assert len(mailbox.messages) == 2  # the requester's own answer is not echoed back to them
+
+
+def test_machine_mail_and_the_desks_own_address_get_no_answer(cli, tmp_path, mailbox):
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
+    mail(cli, subject="Out of office", mid="ooo", headers="Auto-Submitted: auto-replied")
+    mail(cli, subject="Undelivered Mail Returned to Sender", mid="bounce",
+         sender="MAILER-DAEMON@mx.example.com")
+    [own] = mail(cli, subject="Loop?", mid="own", sender="Test Desk <desk@example.com>")
+    assert own["action"] == "created"  # kept as a ticket, but never answered: that would be a mail loop
+    cli("tick")
+    assert mailbox.messages == []
+    assert cli.json("outbox", "list") == []
+
+
+def test_a_comment_is_internal_and_a_reply_is_public(cli, tmp_path, mailbox):
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port, rules="""  - on: [replied]
+    to: [requester, watchers]
+    channel: email
+  - on: [commented]
+    to: [assignee]
+    channel: email
+""")
+    cli("user", "add", "tester", "--role", "admin", "--email", "tester@example.com")
+    cli("user", "add", "alice", "--role", "agent", "--email", "alice@example.com")
+    ticket = cli.new("Printer", "--requester", "bob@example.com")
+    cli("assign", str(ticket), "alice")
+    cli("watch", str(ticket), "carol@example.com")
+    cli("comment", str(ticket), "Internal: the printer's vendor contract lapsed")
+    cli("reply", str(ticket), "A technician comes at 3pm.")
+    cli("outbox", "send")
+    assert {m["To"] for m in mailbox.messages} == {"bob@example.com", "carol@example.com", "alice@example.com"}
+    for public in ("bob@example.com", "carol@example.com"):
+        [m] = mailbox.to(public)
+        assert "technician" in m.get_body(("plain",)).get_content()
+        assert "vendor contract" not in m.as_string() and "alice" not in m.as_string()
+    [note] = mailbox.to("alice@example.com")
+    assert "vendor contract" in note.get_body(("plain",)).get_content()
+    # Each message is to its one recipient: nobody sees another requester's or watcher's address.
+    assert all(len(m.get_all("To")) == 1 and not m["Cc"] and not m["Bcc"] for m in mailbox.messages)
+
+
+def test_an_internal_note_to_the_public_is_refused_with_its_line(cli, tmp_path):
+    notify_yaml(tmp_path / "config", rules="""  - on: [created]
+    to: [requester]
+    channel: email
+  - on: [commented]
+    to: [requester]
+    channel: email
+""")
+    result = cli("notify", "check", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "notify.yaml:" in result.stderr and "rules.1.to" in result.stderr and "internal" in result.stderr
+    line = int(result.stderr.split("notify.yaml:")[1].split(":")[0])
+    assert (tmp_path / "config" / "notify.yaml").read_text().splitlines()[line - 1].strip().startswith("to:")
+
+
+def test_environment_variables_fill_values_and_an_unset_one_is_named(cli, tmp_path, mailbox, monkeypatch):
+    notify_yaml(tmp_path / "config")  # port: ${TEST_SMTP_PORT:-9}
+    monkeypatch.setenv("TEST_SMTP_PORT", str(mailbox.port))
+    cli.new("Hello", "--requester", "bob@example.com")
+    cli("outbox", "send")
+    assert len(mailbox.to("bob@example.com")) == 1
+    config = tmp_path / "config" / "notify.yaml"
+    config.write_text(config.read_text().replace("${TEST_SMTP_PORT:-9}", "${TEST_SMTP_PORT_UNSET}"))
+    result = cli("notify", "check", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "${TEST_SMTP_PORT_UNSET} is not set" in result.stderr
+    # A broken notify.yaml never stops intake: the ticket is taken, with a warning.
+    result = cli("new", "Still taken", "--requester", "bob@example.com")
+    assert "warning:" in result.stderr and "TEST_SMTP_PORT_UNSET" in result.stderr
+
+
+def test_no_secret_leaves_in_a_reply(cli, tmp_path, mailbox):
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
+    ticket = cli.new("Access", "--requester", "bob@example.com")
+    cli("reply", str(ticket), "Your new password is hunter2-Zq9x! and the key AKIAIOSFODNN7EXAMPLE")
+    cli("outbox", "send")
+    sent = mailbox.to("bob@example.com")[-1].as_string()
+    assert "hunter2-Zq9x" not in sent and "AKIAIOSFODNN7EXAMPLE" not in sent and "[REDACTED" in sent
+
+
+def test_every_message_reaches_a_flaky_receiver_exactly_once_in_order(cli, tmp_path, receiver, monkeypatch):
+    """A receiver that fails 30% of posts with 503: every message is accepted once (no key twice,
+    none missing), each ticket's in the order of its events, each signed."""
+    monkeypatch.setenv("HOOK_SECRET", "s3cret-for-tests")
+    hook = receiver(fail=0.3)
+    notify_yaml(tmp_path / "config", hook=hook.url, attempts=50, rules="""  - on: [created, replied]
+    channel: hook
+""")
+    tickets = [cli.new(f"Ticket {i}") for i in range(6)]
+    for round_ in range(8):
+        for t in tickets:
+            cli("reply", str(t), f"update {round_}")
+    expected = len(tickets) * 9
+    for _ in range(60):
+        cli("outbox", "send", ok=False)
+        if len(hook.accepted) >= expected and not cli.json("outbox", "list", "--status", "pending"):
+            break
+    keys = [headers["Idempotency-Key"] for headers, _, _ in hook.accepted]
+    assert len(keys) == expected == len(set(keys)), "a message was lost or sent twice"
+    assert hook.refused > 0  # the receiver did fail some
+    for t in tickets:
+        texts = [body["text"] for _, body, _ in hook.accepted if body["ticket"]["id"] == t]
+        assert [x for x in texts if "update" in x] == [f"update {i}\n" for i in range(8)] or \
+            [x.split("update ")[1][0] for x in texts if "update" in x] == [str(i) for i in range(8)]
+    for headers, _, raw in hook.accepted:
+        signed = headers["X-Sdesk-Timestamp"].encode() + b"." + raw
+        assert headers["X-Sdesk-Signature"] == "sha256=" + hmac.new(b"s3cret-for-tests", signed,
+                                                                     hashlib.sha256).hexdigest()
+
+
+def test_a_crash_between_sending_and_recording_resends_the_same_message(cli, tmp_path, mailbox, monkeypatch):
+    """Sent, then the process died before recording it: after the lease, the same message goes
+    again with the same Message-ID (a receiver that keeps them sees one), and nothing is lost."""
+    from datetime import timedelta
+
+    from sdesk.desk import Desk
+    from sdesk.domain import clock
+    from sdesk.services import outbound
+
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
+    cli.new("Crash", "--requester", "bob@example.com")
+    desk = Desk(os.environ["SDESK_DB"], "tester", tmp_path / "config")
+    store = desk.store()
+    config = store.notify
+    batches = store.outbox.claim(config, now=clock.now(), token="dying", lease=timedelta(seconds=1), actor="tester")
+    rendered = outbound.render_batch(batches[0]["rows"], config)
+    senders = outbound.Senders(config)
+    senders.send(config.channels["email"], batches[0]["rows"], rendered,
+                 key=f"{outbound.desk_tag(store)}-{batches[0]['batch']}", threading=[])
+    senders.close()  # ... and the process dies here: no result recorded
+    desk.close()
+    monkeypatch.setenv("SDESK_NOW", clock.iso(clock.now() + timedelta(minutes=6)))
+    cli("outbox", "send")
+    first, again = mailbox.to("bob@example.com")
+    assert first["Message-ID"] == again["Message-ID"]
+    assert cli.json("outbox", "list", "--status", "delivered")[0]["attempts"] == 1
+
+
+def test_a_storm_on_one_ticket_reaches_each_recipient_once_a_window(cli, tmp_path, mailbox, monkeypatch):
+    from datetime import timedelta
+
+    from sdesk.domain import clock
+
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port, coalesce="60s", per_hour=1000)
+    start = clock.parse("2026-12-07T10:00:00Z")
+    monkeypatch.setenv("SDESK_NOW", clock.iso(start))
+    ticket = cli.new("Storm", "--requester", "bob@example.com")
+    cli("outbox", "send")
+    assert len(mailbox.messages) == 1  # the acknowledgement at once
+    for i in range(40):
+        monkeypatch.setenv("SDESK_NOW", clock.iso(start + timedelta(seconds=1 + i)))
+        cli("reply", str(ticket), f"step {i}")
+        cli("outbox", "send")
+    assert len(mailbox.messages) == 1  # within the window: held
+    monkeypatch.setenv("SDESK_NOW", clock.iso(start + timedelta(seconds=61)))
+    cli("outbox", "send")
+    assert len(mailbox.messages) == 2
+    digest = mailbox.messages[-1]
+    text = digest.get_body(("plain",)).get_content()
+    assert "40 updates" in digest["Subject"] and "step 0" in text and "step 39" in text
+
+
+def test_an_hourly_cap_turns_the_rest_into_one_digest(cli, tmp_path, mailbox, monkeypatch):
+    from datetime import timedelta
+
+    from sdesk.domain import clock
+
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port, coalesce="0", per_hour=3)
+    start = clock.parse("2026-12-07T10:00:00Z")
+    for i in range(8):
+        monkeypatch.setenv("SDESK_NOW", clock.iso(start + timedelta(minutes=i)))
+        cli.new(f"Request {i}", "--requester", "bob@example.com")
+        cli("outbox", "send")
+    assert len(mailbox.messages) == 3
+    monkeypatch.setenv("SDESK_NOW", clock.iso(start + timedelta(minutes=61)))
+    cli("outbox", "send")
+    # The hour allows one more: the last allowed carries what waits, ticket by ticket.
+    assert 3 < len(mailbox.messages) <= 3 + 5
+    assert not cli.json("outbox", "list", "--status", "pending") or len(mailbox.messages) < 8
+
+
+def test_dead_messages_fail_tick_loudly_until_retried(cli, tmp_path, receiver):
+    hook = receiver(fail=1.0)
+    notify_yaml(tmp_path / "config", hook=hook.url, hook_type="slack", attempts=2, rules="""  - on: [created]
+    channel: hook
+""")
+    ticket = cli.new("Nobody hears")
+    cli("outbox", "send", ok=False)
+    result = cli("tick", ok=False)
+    assert result.exit_code == ExitCode.ERROR
+    assert "is dead after 2 tries" in result.stderr and "503" in result.stderr and f"SD-{ticket}" in result.stderr
+    [dead] = cli.json("outbox", "list", "--status", "dead")
+    shown = cli.json("outbox", "show", str(dead["id"]))
+    assert shown["rendered"]["payload"]["blocks"]  # Slack's own format, not sdesk's JSON
+    hook.fail = 0.0
+    cli("outbox", "retry", "--dead")
+    assert cli("tick").exit_code == 0
+    [(_, body, _)] = hook.accepted
+    assert "Nobody hears" in json.dumps(body) and "blocks" in body
+    cli("outbox", "drop", str(dead["id"]), ok=True)  # delivered: nothing to drop, no error
+    assert cli("outbox", "drop", "999", ok=False).exit_code == ExitCode.NOT_FOUND
+
+
+def test_chat_formats_carry_the_ticket_link_priority_and_service(cli, tmp_path, receiver):
+    for kind, check in (("slack", lambda b: b["blocks"][2]["elements"][0]["text"]),
+                        ("mattermost", lambda b: json.dumps(b["attachments"][0])),
+                        ("teams", lambda b: json.dumps(b["attachments"][0]["content"]))):
+        hook = receiver()
+        notify_yaml(tmp_path / "config", hook=hook.url, hook_type=kind, rules="""  - on: [created]
+    channel: hook
+""")
+        ticket = cli.new(f"Checkout down {kind}", "--priority", "P1", "--service", "checkout")
+        cli("outbox", "send")
+        [(_, body, _)] = hook.accepted
+        shown = check(body)
+        assert "P1" in shown and "checkout" in shown and f"https://desk.example.com/tickets/{ticket}" in shown
+
+
+def test_stakeholder_updates_reach_subscribers_and_the_status_page(cli, tmp_path, mailbox):
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port, extra="""subscribers:
+  services:
+    checkout: [cfo@example.com]
+""")
+    ticket = cli.new("Checkout <b>down</b>", "--priority", "P1", "--service", "checkout")
+    cli("watch", str(ticket), "pm@example.com")
+    cli("status", str(ticket), "investigating", "We see errors on checkout")
+    cli("status", str(ticket), "identified", "Root cause: an expired certificate <script>alert(1)</script>")
+    cli("outbox", "send")
+    assert {m["To"] for m in mailbox.messages} == {"cfo@example.com", "pm@example.com"}
+    assert any("Identified" in m["Subject"] for m in mailbox.to("cfo@example.com"))
+    out = tmp_path / "status"
+    cli("status-page", "--out", str(out))
+    page = (out / "index.html").read_text()
+    assert "1 current incident" in page and "expired certificate" in page and "checkout" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<b>down" not in page
+    assert cli("status", str(ticket), "fixed", "x", ok=False).exit_code == ExitCode.BAD_INPUT
+    cli("status", str(ticket), "resolved", "Certificate renewed")
+    cli("status-page", "--out", str(out))
+    assert "All systems operational" in (out / "index.html").read_text()
+    [incident] = cli.json("status-page", "--out", str(out))["incidents"]
+    assert [u["state"] for u in incident["updates"]] == ["resolved", "identified", "investigating"]
+
+
+def test_notify_preview_shows_each_recipient_exactly_and_sends_nothing(cli, tmp_path, mailbox):
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
+    ticket = cli.new("Laptop", "--requester", "bob@example.com")
+    cli("watch", str(ticket), "carol@example.com")
+    before = len(cli.json("outbox", "list"))
+    shown = cli.json("notify", "preview", str(ticket), "--event", "resolved")
+    assert {m["to"] for m in shown} == {"bob@example.com", "carol@example.com"}
+    assert all(m["subject"].startswith(f"[SD-{ticket}] resolved") and "reply with one digit" in m["text"].lower()
+               for m in shown)
+    assert len(cli.json("outbox", "list")) == before and mailbox.messages == []
+
+
+def test_notify_test_sends_one_message_now(cli, tmp_path, mailbox):
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
+    cli("notify", "test", "email", "--to", "me@example.com")
+    [m] = mailbox.to("me@example.com")
+    assert "test message" in m["Subject"]
+    bad = cli("notify", "test", "nope", ok=False)
+    assert bad.exit_code == ExitCode.BAD_INPUT and "no channel 'nope'" in bad.stderr
+
+
+def test_pages_go_through_channels_and_fail_loudly_for_who_cannot_be_reached(cli, tmp_path, receiver, monkeypatch):
+    hook = receiver()
+    notify_yaml(tmp_path / "config", hook=hook.url, hook_type="slack", rules="""  - on: [created]
+    to: [requester]
+    channel: email
+""")
+    (tmp_path / "config" / "oncall.yaml").write_text("""
+default_team: sre
+teams:
+  - name: sre
+    members: [alice, bob]
+    escalation: sre
+escalation:
+  - name: sre
+    levels:
+      - targets: [user:alice, user:bob]
+notifier:
+  channels: [hook]
+""")
+    cli("user", "add", "tester", "--role", "admin")
+    cli("user", "add", "alice", "--role", "agent", "--chat", "U024BE7LH")
+    cli("user", "add", "bob", "--role", "agent")
+    ticket = cli.new("Database down", "--priority", "P1")
+    result = cli("tick", ok=False)
+    assert result.exit_code == ExitCode.ERROR
+    assert "bob has no chat handle" in result.stderr and f"SD-{ticket}" in result.stderr
+    [(_, body, _)] = hook.accepted
+    assert "<@U024BE7LH>" in json.dumps(body) and "Database down" in json.dumps(body)
+
+
+def test_doctor_lists_users_without_a_contact(cli, tmp_path):
+    notify_yaml(tmp_path / "config")
+    cli("user", "add", "tester", "--role", "admin", "--email", "t@example.com")
+    cli("user", "add", "dave", "--role", "agent")
+    found = {f["check"]: f for f in json.loads(cli("doctor", "--json", ok=False).stdout)}
+    assert found["contacts"]["status"] == "warn" and "dave" in found["contacts"]["detail"]
