@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import tempfile
@@ -42,6 +43,17 @@ def _receive(store: Store, name: str, fmt: str, actor: str) -> list[tuple[int | 
     return Intake(store).receive([r.signal for r in records if r.signal is not None], actor=actor, triage=_triage())
 
 
+def _receive_reply(store: Store, message_id: str | None) -> None:
+    """Priya's answer (examples/demo/mail-reply.eml) to bob's mail: In-Reply-To its Message-ID, as her mail client sets it."""
+    from .intake.ingest import document_records
+
+    raw = (examples_dir() / "demo" / "mail-reply.eml").read_bytes()
+    if message_id:
+        raw = raw.replace(b"In-Reply-To: <q4-budget-1@mail.example.com>", f"In-Reply-To: {message_id}".encode())
+    _, records = document_records(raw, "email")
+    Intake(store).receive([r.signal for r in records if r.signal is not None], actor="mail", triage=_triage())
+
+
 def _load(store: Store, name: str) -> list[int]:
     return [ticket_id for ticket_id, _ in _receive(store, name, "jsonl", "alertmanager")]
 
@@ -70,7 +82,8 @@ def _oncall_and_sla(pager_log: Path | None = None):
     oncall = load_oncall((desk / "oncall.yaml").read_text(encoding="utf-8"), str(desk / "oncall.yaml"))
     if pager_log is not None:
         append = "import sys; open(sys.argv[1], 'a', encoding='utf-8').write(sys.stdin.read() + '\\n')"
-        oncall = oncall._replace(notifier=routing.Notifier(command=(sys.executable, "-c", append, str(pager_log))))
+        oncall = oncall._replace(notifier=routing.Notifier(command=(sys.executable, "-c", append, str(pager_log)),
+                                                           channels=("ops-slack",)))
     return oncall, load_sla((desk / "sla.yaml").read_text(encoding="utf-8"), str(desk / "sla.yaml"))
 
 
@@ -78,7 +91,96 @@ def _tick(store: Store, oncall, sla) -> list[str]:
     """`sdesk tick` as cron would run it now; who it paged."""
     from .services.tick import tick
 
-    return [user for page in tick(store, oncall, sla, clock.now(), actor="cron")["paged"] for user in page["users"]]
+    return [user for page in tick(store, oncall, sla, clock.now(), actor="cron", notify=store.notify)["paged"]
+            for user in page["users"]]
+
+
+class _Receivers:
+    """The demo's loopback receivers, started and stopped by it: a mail server (the least of SMTP,
+    on the standard library: the demo needs nothing installed beyond the package) and a webhook
+    that takes Slack's format. What they took is shown as the story goes."""
+
+    def __init__(self) -> None:
+        import socketserver
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.mails: list[bytes] = []
+        self.posts: list[dict] = []
+        receivers = self
+
+        class Smtp(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 demo ESMTP\r\n")
+                data: list[bytes] | None = None
+                while line := self.rfile.readline(1 << 16):
+                    if data is not None:
+                        if line.rstrip(b"\r\n") == b".":
+                            receivers.mails.append(b"".join(data))
+                            data = None
+                            self.wfile.write(b"250 OK\r\n")
+                        else:
+                            data.append(line[1:] if line.startswith(b"..") else line)
+                        continue
+                    verb = line.strip().upper()[:4]
+                    self.wfile.write({b"EHLO": b"250 demo\r\n", b"DATA": b"354 go on\r\n",
+                                      b"QUIT": b"221 bye\r\n"}.get(verb, b"250 OK\r\n"))
+                    if verb == b"DATA":
+                        data = []
+                    if verb == b"QUIT":
+                        return
+
+        class Hook(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                import json
+
+                receivers.posts.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.smtp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Smtp)
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        for server in (self.smtp, self.http):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def config(self):
+        """The demo's notify.yaml with these receivers' ports."""
+        from .domain import yamlfile
+        from .domain.notify import build
+
+        path = examples_dir() / "demo" / "notify.yaml"
+        data, node = yamlfile.parse(path.read_text(encoding="utf-8"), str(path))
+        env = {"DEMO_SMTP_PORT": str(self.smtp.server_address[1]),
+               "DEMO_SLACK_URL": f"http://127.0.0.1:{self.http.server_address[1]}/ops"}
+        return build(data, node, str(path), env=env)
+
+    def last_mail(self, to: str):
+        import email
+        from email import policy
+
+        found = [m for m in (email.message_from_bytes(raw, policy=policy.default) for raw in self.mails) if m["To"] == to]
+        return found[-1] if found else None
+
+    def close(self) -> None:
+        for server in (self.smtp, self.http):
+            server.shutdown()
+            server.server_close()
+
+
+def _send(store: Store) -> int:
+    """The outbox's due messages delivered, as `sdesk tick` (or `serve`, continuously) does."""
+    from .services.outbound import deliver
+
+    sent = 0
+    while (done := deliver(store, store.notify, actor="cron"))["sent"]:
+        sent += done["sent"]
+    return sent
 
 
 def _print_context(store: Store, ticket_id: int) -> None:
@@ -221,6 +323,7 @@ def run_demo(db: Path | str | None) -> None:
     start = clock.now() - timedelta(hours=2)
 
     out = console()
+    receivers = _Receivers()
 
     def at(minutes: int) -> None:
         clock.set_override(start + timedelta(minutes=minutes))
@@ -234,11 +337,16 @@ def run_demo(db: Path | str | None) -> None:
             at(-60)
             summary = _load_estate(store)
             say(f"the desk knows its estate: {summary}")
-            for name, role in (("alice", "admin"), ("dave", "approver"), ("bob", "agent"), ("carol", "agent"),
-                               ("sam", "agent"), ("guest", "viewer")):
-                store.users.user_add(name, role=role, team=None, queue=None, actor="alice")
-            say("alice sets up the desk's users: herself as admin, dave as approver, bob, carol and sam as agents, "
-                "guest as a viewer (anyone else: agent)")
+            for name, role, chat in (("alice", "admin", "U01ALICE"), ("dave", "approver", "U02DAVE"),
+                                     ("bob", "agent", "U03BOB"), ("carol", "agent", "U04CAROL"),
+                                     ("sam", "agent", "U05SAM"), ("erin", "agent", "U06ERIN"),
+                                     ("frank", "agent", "U07FRANK"), ("grace", "agent", "U08GRACE"),
+                                     ("heidi", "agent", "U09HEIDI"), ("guest", "viewer", None)):
+                store.users.user_add(name, role=role, team=None, queue=None, actor="alice",
+                                     email=f"{name}@example.com", chat=chat)
+            say("alice sets up the desk's users: herself as admin, dave as approver, the on-call engineers as agents, "
+                "guest as a viewer (anyone else: agent), each with an email address and a chat handle")
+            store.notify = receivers.config()  # examples/demo/notify.yaml: what the desk tells whom
             at(-18)
             store.cmdb.change_add(title="Deploy checkout-api 2026.11.3", ci="checkout-api", start=clock.now_iso(), end=None,
                              risk="medium", status="completed", actor="ci-bot")
@@ -264,6 +372,14 @@ def run_demo(db: Path | str | None) -> None:
             store.tickets.move(ticket_id=checkout, action="start", actor="alice")
             store.tickets.move(ticket_id=replica, action="ack", actor="dave")
             say(f"alice acknowledges {ref(checkout)}; sam links the customer report {ref(pay_hangs)} under it")
+            at(8)
+            store.outbox.incident_update(checkout, "identified", "Errors started with the deploy of checkout-api "
+                                         "2026.11.3; we are rolling it back.", actor="alice")
+            _send(store)
+            cfo = receivers.last_mail("cfo@example.com")
+            say(f"alice posts a stakeholder update on {ref(checkout)} (sdesk status {ref(checkout)} identified ...): "
+                f"mailed to the checkout-api subscribers (cfo@example.com, sam) as “{cfo['Subject'] if cfo else '?'}”, "
+                "and posted to the ops channel")
             at(9)
             store.tickets.move(ticket_id=mfa, action="assign", assignee="bob", actor="sam")
             store.tickets.move(ticket_id=mfa, action="start", actor="bob")
@@ -275,7 +391,11 @@ def run_demo(db: Path | str | None) -> None:
                        resolution="Rolled back checkout-api to 2026.11.2; 5xx rate back under 0.1%")
             store.tickets.move(ticket_id=pay_hangs, action="resolve", actor="sam", code="duplicate",
                        resolution=f"Caused by {ref(checkout)}; fixed by its rollback")
-            say(f"alice rolls back the deploy and resolves {ref(checkout)} (and {ref(pay_hangs)} with it)")
+            store.outbox.incident_update(checkout, "resolved", "Rolled back to 2026.11.2; checkout works normally.",
+                                         actor="alice")
+            _send(store)
+            say(f"alice rolls back the deploy and resolves {ref(checkout)} (and {ref(pay_hangs)} with it); her "
+                "'resolved' update reaches the subscribers, and sdesk status-page --out DIR would publish it")
             at(35)
             store.tickets.move(ticket_id=mfa, action="resolve", actor="bob", code="fixed",
                        resolution="Identity verified at the front desk; authenticator re-enrolled")
@@ -292,9 +412,20 @@ def run_demo(db: Path | str | None) -> None:
             at(44)
             [(budget, _)] = _receive(store, "mail-new.eml", "email", "mail")
             store.tickets.move(ticket_id=budget, action="assign", assignee="bob", actor="sam")
-            say(f"an email from Priya opens {ref(budget)}; sam assigns it to bob")
+            _send(store)
+            priya = "priya.natarajan@example.com"
+            ack = receivers.last_mail(priya)
+            say(f"an email from Priya opens {ref(budget)}; sam assigns it to bob. The acknowledgement reaches her: "
+                f"“{ack['Subject'] if ack else '?'}” (Auto-Submitted: {ack['Auto-Submitted'] if ack else '?'})")
+            at(47)
+            store.tickets.reply(ticket_id=budget, text="I have re-added you to the finance group. Could you try "
+                                "the Q4 sheet again?", actor="bob")
+            _send(store)
+            answer = receivers.last_mail(priya)
+            say(f"bob replies (sdesk reply {ref(budget)} ...): mailed to Priya as “{answer['Subject'] if answer else '?'}”, "
+                f"threaded on her mail (In-Reply-To {answer['In-Reply-To'] if answer else '?'})")
             at(51)
-            _receive(store, "mail-reply.eml", "email", "mail")
+            _receive_reply(store, answer["Message-ID"] if answer else None)
             store.tickets.move(ticket_id=budget, action="resolve", actor="bob", code="fixed",
                        resolution="Re-added to the finance group")
             store.metrics.csat_record(ticket_id=budget, score=5, comment="Thanks, quick!", actor="priya@example.com")
@@ -302,8 +433,9 @@ def run_demo(db: Path | str | None) -> None:
             store.metrics.worklog_add(ticket_id=checkout, minutes=45, note="rollback and verification", actor="alice")
             at(55)
             _receive(store, "alertmanager-resolved.json", "alertmanager", "alertmanager")
-            say(f"Priya's reply lands as a comment on {ref(budget)}, bob resolves it; the latency alert "
-                f"resolves and so does {ref(search)}")
+            _send(store)
+            say(f"Priya answers bob's mail: it threads back as a comment on {ref(budget)}, bob resolves it (she gets "
+                f"the resolution with how to reopen and rate it); the latency alert resolves and so does {ref(search)}")
             at(58)
             from .triage import parse_matcher
 
@@ -328,9 +460,12 @@ def run_demo(db: Path | str | None) -> None:
             first = _tick(store, oncall, sla)
             at(70)
             second = _tick(store, oncall, sla)
+            pages = [p for p in receivers.posts if "you are paged" in json.dumps(p)]
+            post = pages[-1]["blocks"][1]["text"]["text"].split("\n")[0] if pages else "?"
             say(f"sdesk tick (cron): {ref(root)} pages {', '.join(first)} on call for the data team; nobody "
-                f"acknowledges in 5 minutes, so it escalates to {', '.join(second)} on call for platform (the "
-                "demo's notifier writes pages to a file; a desk's is set in oncall.yaml)")
+                f"acknowledges in 5 minutes, so it escalates to {', '.join(second)} on call for platform. Each page "
+                f"reaches the ops channel in Slack's format (“{post}”) and the demo's pager file "
+                "(oncall.yaml's notifier)")
             at(72)
             acker = second[0] if second else "alice"
             store.tickets.move(ticket_id=root, action="ack", actor=acker)
@@ -356,6 +491,9 @@ def run_demo(db: Path | str | None) -> None:
                       f"{store.tickets.count_alerts()} alerts and 2 emails came in; repeats were deduplicated.")
             out.print(f"{ref(checkout)} (P1): acknowledged in {int(tta.total_seconds() // 60)} min, "
                       f"resolved in {int(ttr.total_seconds() // 60)} min.")
+            out.print(f"Talking back: {len(receivers.mails)} emails reached the demo's mail server and "
+                      f"{len(receivers.posts)} posts its Slack-format webhook (the pages among them); sdesk outbox "
+                      "list shows what the desk sent.")
             out.print(f"Audit: {events} events, hash chain intact. Database: {db if tmp is None else '(temporary)'}")
             _report_and_postmortem(store, checkout, db if isinstance(db, Path) else None, out)
             sdesk = how_to_run_sdesk()
@@ -364,5 +502,6 @@ def run_demo(db: Path | str | None) -> None:
             out.print(f"Next: {keep}", style="dim", markup=False, highlight=False)
     finally:
         clock.set_override(None)
+        receivers.close()
         if tmp is not None:
             tmp.cleanup()

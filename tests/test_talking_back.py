@@ -493,3 +493,59 @@ def test_doctor_lists_users_without_a_contact(cli, tmp_path):
     cli("user", "add", "dave", "--role", "agent")
     found = {f["check"]: f for f in json.loads(cli("doctor", "--json", ok=False).stdout)}
     assert found["contacts"]["status"] == "warn" and "dave" in found["contacts"]["detail"]
+
+
+def test_the_tui_has_a_reply_apart_from_an_internal_note(cli, tmp_path, db_path):
+    import asyncio
+
+    from test_tui import settle
+
+    from sdesk.store import Store
+    from sdesk.tui.app import make_app
+
+    notify_yaml(tmp_path / "config")
+    ticket = cli.new("Printer", "--requester", "bob@example.com")
+    before = len(cli.json("outbox", "list"))
+
+    async def drive():
+        app = make_app(db_path, "tester", tmp_path / "config", poll=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app, 1)
+            await pilot.press("enter")
+            await settle(pilot, app)
+            await pilot.press("c", *"vendor lapsed", "enter")
+            await settle(pilot, app)
+            await pilot.press("m", *"on our way", "enter")
+            await settle(pilot, app)
+
+    asyncio.run(drive())
+    with Store(db_path) as store:
+        kinds = [(e["kind"], e["data"].get("text")) for e in store.tickets.events(ticket_id=ticket)]
+    assert ("commented", "vendor lapsed") in kinds and ("replied", "on our way") in kinds
+    queued = cli.json("outbox", "list")[: len(cli.json("outbox", "list")) - before]
+    assert [(m["event"], m["recipient"]) for m in queued] == [("replied", "bob@example.com")]
+
+
+def test_sla_warnings_at_each_share_reach_the_assignee(cli, tmp_path, mailbox, monkeypatch):
+    from datetime import timedelta
+
+    from sdesk.domain import clock
+
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port, coalesce="0", rules="""  - on: [sla_warning, sla_breached]
+    to: [assignee]
+    channel: email
+""")
+    (tmp_path / "config" / "sla.yaml").write_text("policies:\n  - name: fast\n    respond: 1h\n    warn_at: [0.5, 0.9]\n")
+    cli("user", "add", "tester", "--role", "admin")
+    cli("user", "add", "alice", "--role", "agent", "--email", "alice@example.com")
+    start = clock.parse("2026-12-07T10:00:00Z")
+    monkeypatch.setenv("SDESK_NOW", clock.iso(start))
+    ticket = cli.new("Slow", "--priority", "P3")
+    cli("assign", str(ticket), "alice")
+    for minutes, expected in ((20, 0), (31, 1), (40, 1), (55, 2), (58, 2), (61, 3)):
+        monkeypatch.setenv("SDESK_NOW", clock.iso(start + timedelta(minutes=minutes)))
+        cli("tick", ok=False)
+        assert len(mailbox.to("alice@example.com")) == expected, minutes
+    subjects = [m["Subject"] for m in mailbox.to("alice@example.com")]
+    assert "SLA at risk" in subjects[0] and "SLA at risk" in subjects[1] and "SLA breached" in subjects[2]
+    assert "52%" in mailbox.to("alice@example.com")[0].get_body(("plain",)).get_content()

@@ -299,8 +299,11 @@ def notify_check(ctx: typer.Context) -> None:
     """
     from ..domain.messages import check
 
+    from ..services.outbound import template_of
+
     config = _config(ctx)
-    names = {rule.template or f"{event}.md" for rule in config.rules for event in rule.on}
+    names = {template_of({"template": rule.template, "event": event, "audience": audience}, config)
+             for rule in config.rules for event in rule.on for audience in ("public", "internal")}
     for name in sorted(names):
         check(name, config.templates)
     note(f"notify.yaml: {len(config.rules)} rules, {len(config.channels)} channels, {len(names)} templates: fine")

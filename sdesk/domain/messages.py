@@ -68,6 +68,10 @@ def source(name: str, folder: str | None) -> tuple[str, str]:
     raise TemplateError(f"no template {name!r} (in {folder or 'the desk config'}/ or built in)")
 
 
+def exists(name: str, folder: str | None) -> bool:
+    return any(base and os.path.isfile(os.path.join(base, name)) for base in (folder, BUILTIN))
+
+
 @functools.cache
 def _compiled(text: str, path: str, target: str) -> Any:
     from jinja2 import TemplateSyntaxError

@@ -39,7 +39,7 @@ class Policy(NamedTuple):
     resolve: timedelta | None
     calendar: Calendar | None  # None: around the clock
     pause: frozenset[str]
-    warn_at: float  # the share of a target used that makes it at risk
+    warn_at: tuple[float, ...]  # the shares of a target used that warn (the first makes it at risk), ascending
 
 
 class Slo(NamedTuple):
@@ -202,12 +202,19 @@ def policy(raw: dict, calendars: dict[str, Calendar]) -> Policy:
     pause = values("pause") if "pause" in raw else frozenset({Status.WAITING.value})
     return Policy(str(raw["name"]), values("kind"), values("priority"), respond, resolve,
                   calendars[str(raw["calendar"])] if raw.get("calendar") is not None else None,
-                  pause, float(raw.get("warn_at", 0.8)))
+                  pause, shares(raw.get("warn_at", 0.8)))
+
+
+def shares(value: Any) -> tuple[float, ...]:
+    return tuple(sorted({float(v) for v in (value if isinstance(value, list) else [value])}))
 
 
 def warn_at(value: Any) -> Any:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
-        raise ValueError("expected a share of the target, e.g. 0.8")
+    """A share of the target (0.8), or a list of them ([0.75, 0.9]: a warning at each)."""
+    values = value if isinstance(value, list) else [value]
+    if not values or len(values) > 10 or any(
+            not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1 for v in values):
+        raise ValueError("expected a share of the target, e.g. 0.8, or up to 10 of them, e.g. [0.75, 0.9]")
     return value
 
 
@@ -318,7 +325,7 @@ def clocks(policy: Policy, *, created: datetime, acknowledged: datetime | None, 
         if done:
             state = "met" if used <= target else "missed"
         else:
-            state = "breached" if used > target else "at_risk" if used >= target * policy.warn_at else "ok"
+            state = "breached" if used > target else "at_risk" if used >= target * policy.warn_at[0] else "ok"
         out[name] = Target(target, used, done, state)
     return out
 

@@ -526,13 +526,13 @@ class Intake:
 
     def _may_reply(self, tx: Tx, t: dict[str, Any], sender: str | None) -> bool:
         """Whether an email from `sender` may comment on (and reopen) ticket `t`: its requester,
-        or a user of the desk with that email address. (Watchers too, once tickets have them.)"""
+        a watcher (`sdesk watch`), or a user of the desk with that email address."""
         sender = (sender or "").strip().casefold()
         if "@" not in sender:  # no one mailbox's address (mail.py): a stranger, whatever the text
             return False
         if (t.get("requester") or "").strip().casefold() == sender:
             return True
-        return self.store.users.has_email(tx, sender)
+        return self.store.users.has_email(tx, sender) or self.store.outbox.watches(tx, t["id"], sender)
 
     def _resolve_or_ack(self, tx: Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move

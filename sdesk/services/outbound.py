@@ -94,8 +94,19 @@ def render_batch(rows: list[dict[str, Any]], config: NotifyConfig) -> Rendered:
     for r in rows:
         context = orjson.loads(r["context"]) if isinstance(r["context"], str) else r["context"]
         first = first or context
-        parts.append(render(r["template"] or f"{r['event']}.md", config.templates, context))
+        parts.append(render(template_of(r, config), config.templates, context))
     return parts[0] if len(parts) == 1 else digest(parts, first or {})
+
+
+def template_of(row: dict[str, Any], config: NotifyConfig) -> str:
+    """A rule's template, else the event's: `EVENT.internal.md` for the desk's own people where
+    there is one (an acknowledgement to a requester is no notice for an ops channel), else `EVENT.md`."""
+    from ..domain.messages import exists
+
+    if row["template"]:
+        return str(row["template"])
+    internal = f"{row['event']}.internal.md"
+    return internal if row.get("audience") == "internal" and exists(internal, config.templates) else f"{row['event']}.md"
 
 
 def preview(rows: list[dict[str, Any]], config: NotifyConfig) -> list[dict[str, Any]]:

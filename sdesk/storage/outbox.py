@@ -332,6 +332,11 @@ class OutboxStore:
                 tx.event(ticket_id, "unwatched" if remove else "watched", {"who": who})
         return bool(changed)
 
+    @staticmethod
+    def watches(tx: Tx, ticket_id: int, address: str) -> bool:
+        return tx.conn.execute("SELECT 1 FROM watchers WHERE ticket_id = ? AND who = ?",
+                               (ticket_id, address.casefold())).fetchone() is not None
+
     def watchers(self, ticket_id: int) -> list[str]:
         return [r[0] for r in self.db.conn.execute("SELECT who FROM watchers WHERE ticket_id = ? ORDER BY added_at, who",
                                                    (ticket_id,))]

@@ -69,19 +69,32 @@ class SlaStore:
         from ..domain.sla import assess, pauses
 
         with self.db.write(actor) as tx:
-            seen = {(ticket_id, kind, target) for ticket_id, kind, target in tx.conn.execute(
-                f"SELECT ticket_id, kind, {tx.dialect.json_get('data', '$.target')} FROM events "
-                f"WHERE kind IN ('sla_warning', 'sla_breached') AND ticket_id IN (SELECT id FROM tickets WHERE {OPEN_SQL})")}
+            # A warning per share of warn_at crossed ([0.75, 0.9]: two); one recorded before
+            # warnings had shares is the first share's.
+            seen = {(ticket_id, kind, target, float(share) if share is not None else None)
+                    for ticket_id, kind, target, share in tx.conn.execute(
+                        f"SELECT ticket_id, kind, {tx.dialect.json_get('data', '$.target')}, "
+                        f"{tx.dialect.json_get('data', '$.share')} FROM events WHERE kind IN ('sla_warning', "
+                        f"'sla_breached') AND ticket_id IN (SELECT id FROM tickets WHERE {OPEN_SQL})")}
             counts = {"sla_warning": 0, "sla_breached": 0}
             for t, policy, targets in assess(config, self.sla_tickets(pauses(config)), now):
                 for name, x in targets.items():
                     kind = {"at_risk": "sla_warning", "breached": "sla_breached", "missed": "sla_breached"}.get(x.state)
-                    if kind is None or (t["id"], kind, name) in seen:
+                    if kind is None:
                         continue
-                    tx.event(t["id"], kind, {"target": name, "policy": policy.name,
-                                             "target_seconds": int(x.target.total_seconds()),
-                                             "used_seconds": int(x.used.total_seconds())})
-                    counts[kind] += 1
+                    data = {"target": name, "policy": policy.name, "target_seconds": int(x.target.total_seconds()),
+                            "used_seconds": int(x.used.total_seconds())}
+                    if kind == "sla_breached":
+                        if (t["id"], kind, name, None) not in seen:
+                            tx.event(t["id"], kind, data)
+                            counts[kind] += 1
+                        continue
+                    for share in policy.warn_at:
+                        if x.used < x.target * share or (t["id"], kind, name, share) in seen or (
+                                share == policy.warn_at[0] and (t["id"], kind, name, None) in seen):
+                            continue
+                        tx.event(t["id"], kind, {**data, "share": share})
+                        counts[kind] += 1
         return counts
 
     def slo_incidents(self, slo: Slo, *, now: datetime) -> list[tuple[datetime, datetime | None]]:

@@ -38,7 +38,8 @@ PAGE = 100  # rows a page of the queue loads
 POLL_SECONDS = 2.0
 
 ACTION_BINDINGS = [Binding(key, f"ticket_action('{action}')", label) for key, action, label in (
-    ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Comment"), ("A", "assign", "Assign"),
+    ("a", "ack", "Ack"), ("s", "start", "Start"), ("c", "comment", "Note"), ("m", "reply", "Reply"),
+    ("A", "assign", "Assign"),
     ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
     ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"), ("R", "runbook", "Runbook"),
     ("Q", "queue", "Queue"))]
@@ -628,7 +629,8 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
                                                           f"{values[0]}", refresh))
         return
     prompts = {
-        "comment": ("Comment", ["text"]),
+        "comment": ("Internal note (never sent) on", ["text"]),
+        "reply": ("Reply to the requester (sent to them and the watchers) on", ["text"]),
         "assign": ("Assign to", ["user"]),
         "resolve": ("Resolve", ["what fixed it", "code (optional)", "draft a KB article from it? y/N"]),
         "queue": ("Move to queue", ["queue"]),
@@ -665,6 +667,8 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
         raise BadInput(f"{action}: a value is required")
     if action == "comment":
         return lambda s: s.tickets.comment(ticket_id=ticket, text=first, actor=actor)
+    if action == "reply":
+        return lambda s: s.tickets.reply(ticket_id=ticket, text=first, actor=actor)
     if action == "assign":  # from the picker when oncall.yaml has teams; anyone's name when it has none
         return lambda s: s.tickets.move(ticket_id=ticket, action="assign", assignee=first, actor=actor)
     if action == "resolve":
@@ -812,7 +816,8 @@ class HelpScreen(ModalScreen[None]):
                 ("enter", "open the ticket"),
                 ("escape", "back"), ("/", "filter (p:P1 q:dba a:me s:waiting service:x t:tag all, words)"),
                 *[(key, f"view: {name}") for key, (name, _) in VIEWS.items()],
-                ("a", "acknowledge"), ("s", "start"), ("c", "comment"), ("A", "assign"), ("r", "resolve"),
+                ("a", "acknowledge"), ("s", "start"), ("c", "internal note (never sent)"),
+                ("m", "reply to the requester (sent)"), ("A", "assign"), ("r", "resolve"),
                 ("o", "reopen"), ("P", "priority (a list)"), ("Q", "move to a queue"), ("e", "escalate"),
                 ("L", "link under a parent"),
                 ("C", "record CSAT"), ("R", "run a runbook that applies (dry run first, y for real)"),
