@@ -298,7 +298,6 @@ def notify_check(ctx: typer.Context) -> None:
     Example: sdesk notify check
     """
     from ..domain.messages import check
-
     from ..services.outbound import template_of
 
     config = _config(ctx)
