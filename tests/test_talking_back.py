@@ -549,3 +549,34 @@ def test_sla_warnings_at_each_share_reach_the_assignee(cli, tmp_path, mailbox, m
     subjects = [m["Subject"] for m in mailbox.to("alice@example.com")]
     assert "SLA at risk" in subjects[0] and "SLA at risk" in subjects[1] and "SLA breached" in subjects[2]
     assert "52%" in mailbox.to("alice@example.com")[0].get_body(("plain",)).get_content()
+
+
+def test_a_requester_rates_by_answering_the_resolution_with_a_digit(cli, tmp_path, mailbox):
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
+    [arrived] = mail(cli)
+    ticket = arrived["ticket"]
+    cli("resolve", str(ticket), "-r", "Reinstalled the client")
+    cli("outbox", "send")
+    resolved = mailbox.to("bob@example.com")[-1]
+    assert "one digit" in resolved.get_body(("plain",)).get_content()
+    [rated] = mail(cli, subject=f"Re: {resolved['Subject']}", mid="bob-rate",
+                   headers=f"In-Reply-To: {resolved['Message-ID']}",
+                   body="4 - quick, thanks\n\nOn Mon, Dec 7, 2026 Test Desk wrote:\n> How did we do? 1")
+    assert rated == {**rated, "action": "rated", "ticket": ticket}
+    t = cli.json("show", str(ticket))
+    assert t["status"] == "resolved"  # a rating does not reopen it
+    assert [e["data"] for e in t["events"] if e["kind"] == "csat"] == [{"score": 4, "comment": "quick, thanks"}]
+    # Anything else reopens it, as before.
+    [again] = mail(cli, subject="Re: still broken", mid="bob-3", headers=f"In-Reply-To: {resolved['Message-ID']}",
+                   body="It is broken again.")
+    assert again["action"] == "reopened"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("5", (5, None)), ("  3!  ", (3, None)), ("4 - great", (4, "great")), ("2/5 slow", (2, "slow")),
+    ("1\nNobody called back.", (1, "Nobody called back.")), ("6", None), ("10", None), ("45 minutes later", None),
+    ("> 5\nno", None), ("Thanks! 5", None), ("", None), ("On Mon, Bob wrote:\n5", None)])
+def test_a_rating_is_one_digit_from_1_to_5_in_the_requesters_own_words(body, expected):
+    from sdesk.intake.mail import rating
+
+    assert rating(body) == expected

@@ -38,6 +38,28 @@ MESSAGE_MAX = 32 << 20
 KEPT_MAX = 16 << 10
 
 
+_RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*(?:$|[-.!:,)]\s*(.*)$|\s+(.*)$)")
+
+
+def rating(body: str | None) -> tuple[int, str | None] | None:
+    """(score, comment) when a reply's own text starts with one digit from 1 to 5 (a resolved
+    ticket's notice asks for one), else None. Quoted lines (`> ...`) and what follows a reply
+    header (`On ... wrote:`) are not the requester's words."""
+    own = []
+    for line in (body or "").splitlines():
+        if line.startswith(">") or re.match(r"^\s*(On .{0,200} wrote:|-{2,} ?Original Message ?-{2,})\s*$", line):
+            break
+        own.append(line)
+    lines = [line for line in own if line.strip()]
+    if not lines:
+        return None
+    match = _RATING.match(lines[0])
+    if match is None:
+        return None
+    rest = " ".join(filter(None, [(match.group(2) or match.group(3) or "").strip(), *map(str.strip, lines[1:])]))
+    return int(match.group(1)), rest[:2000] or None
+
+
 def split_mbox(data: bytes) -> Iterator[bytes]:
     """The messages of an mbox (`From ` separator lines; `>From ` unquoted)."""
     message: list[bytes] = []

@@ -25,6 +25,7 @@ from ..storage.rows import Tx, to_json
 from ..storage.runbooks import lock_key
 from ..storage.tickets import CREATE_FIELDS, SETTABLE, ticket_text
 from ..triage import Annotations, Matcher, TriageConfig, decide, matches
+from .mail import rating
 
 if TYPE_CHECKING:
     from ..storage.runbooks import RunbookStore
@@ -498,6 +499,12 @@ class Intake:
                     parent, why, outcome = t["id"], "a reply from someone not on the ticket", None
                 elif t["status"] in lifecycle.DONE:
                     done_at = clock.parse(t["closed_at"] or t["resolved_at"])
+                    rated = rating(th.get("body")) if (t.get("requester") or "").casefold() == th.get("from") else None
+                    if rated is not None:
+                        # The resolution's notice asks the requester for one digit: a rating, not a reopening.
+                        self.store.metrics.rate(tx, t["id"], rated[0], rated[1])
+                        mail.remember(tx, message_id, ticket_id=t["id"], attachments=[], seen=seen)
+                        return t["id"], "rated"
                     if (clock.parse(tx.at) - done_at).days < reopen_days:
                         try:
                             self.store.tickets._move(tx, t, "reopen", extra=received)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..domain import clock
 from ..errors import BadInput
 from .migrations import covered_sql
-from .rows import Db
+from .rows import Db, Tx
 
 if TYPE_CHECKING:
     from .dialect import Dialect
@@ -283,14 +283,19 @@ class MetricsStore:
             raise BadInput(f"csat: score {score} is not from 1 to 5")
         with self.db.write(actor) as tx:
             t = self.tickets._current(tx, ticket_id)
-            comment = tx.clean(comment or None, ticket_id)
             if t["status"] not in lifecycle.DONE:
                 raise Conflict(f"csat: {lifecycle.ref(ticket_id)} is {t['status']}: rate it once it is resolved")
-            tx.conn.execute("INSERT INTO csat (ticket_id, score, comment, actor, at) VALUES (?, ?, ?, ?, ?) "
-                            "ON CONFLICT (ticket_id) DO UPDATE SET score = excluded.score, comment = excluded.comment, "
-                            "actor = excluded.actor, at = excluded.at",
-                            (ticket_id, score, comment, actor, tx.at))
-            tx.event(ticket_id, "csat", {"score": score, **({"comment": comment} if comment else {})})
+            self.rate(tx, ticket_id, score, comment)
+
+    @staticmethod
+    def rate(tx: Tx, ticket_id: int, score: int, comment: str | None) -> None:
+        """Record a rating of a done ticket in `tx` (csat_record, and a requester's answer by mail)."""
+        comment = tx.clean(comment or None, ticket_id)
+        tx.conn.execute("INSERT INTO csat (ticket_id, score, comment, actor, at) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (ticket_id) DO UPDATE SET score = excluded.score, comment = excluded.comment, "
+                        "actor = excluded.actor, at = excluded.at",
+                        (ticket_id, score, comment, tx.actor, tx.at))
+        tx.event(ticket_id, "csat", {"score": score, **({"comment": comment} if comment else {})})
 
     def worklog_add(self, *, ticket_id: int, minutes: int, note: str | None, actor: str) -> None:
         if not 0 < minutes <= 24 * 60:
