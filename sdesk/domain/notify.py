@@ -13,6 +13,7 @@ never sent to them at all (a rule that tries is refused when the file loads).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -381,19 +382,21 @@ def context(ticket: Mapping[str, Any], event: str, data: Mapping[str, Any], acto
 
 
 def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: str, at: str,
-         ticket: Mapping[str, Any], values: Mapping[str, Any], watchers: list[str],
+         ticket: Mapping[str, Any], values: Callable[[], Mapping[str, Any]], watchers: list[str],
          contacts: Mapping[str, Mapping[str, str | None]], actor_addresses: frozenset[str] = frozenset()
          ) -> list[Planned]:
     """The messages `event` on `ticket` queues: each rule on the event whose condition holds
-    for the ticket's `values` (triage.values_of), to each of its recipients, once per recipient
-    and channel (the first rule wins). Nobody is told of their own doing (`actor_addresses`:
-    the actor's name and addresses), the desk's own address never, and a public recipient
-    never of an internal comment."""
+    for the ticket's `values()` (triage.values_of; asked for only when a rule has someone to
+    tell: most alerts have no requester to acknowledge), to each of its recipients, once per
+    recipient and channel (the first rule wins). Nobody is told of their own doing
+    (`actor_addresses`: the actor's name and addresses), the desk's own address never, and a
+    public recipient never of an internal comment."""
     out: list[Planned] = []
     taken: set[tuple[str, str]] = set()
     own = {config.desk_address.casefold()} if config.desk_address else set()
+    values = functools.cache(values)
     for rule in config.rules:
-        if event not in rule.on or (rule.test is not None and not rule.test(values)):
+        if event not in rule.on:
             continue
         channel = config.channels[rule.channel]
         targets: list[tuple[str, str]] = []
@@ -401,6 +404,8 @@ def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: st
             targets.append((rule.channel, "internal"))
         for who in rule.to:
             targets += _expand(who, config, ticket, watchers, contacts, channel.email)
+        if not targets or (rule.test is not None and not rule.test(values())):
+            continue
         for recipient, audience in targets[:MAX_RECIPIENTS]:
             if (rule.channel, recipient) in taken or recipient in own or recipient.casefold() in actor_addresses:
                 continue
@@ -410,6 +415,23 @@ def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: st
             out.append(Planned(rule.name, event, rule.channel, recipient, audience, rule.template,
                                context(ticket, event, data, actor, at, audience, config)))
     return out
+
+
+# What a rule's recipients are found from, when the ticket is all that says who they are.
+RECIPIENT_FIELDS = ("id", "requester", "assignee", "service", "ci")
+
+
+def may_tell(config: NotifyConfig, event: str, ticket: Mapping[str, Any], watchers: list[str],
+             contacts: Mapping[str, Mapping[str, str | None]]) -> bool:
+    """Whether any rule on `event` has someone to tell about this ticket (its RECIPIENT_FIELDS
+    are enough to know): a stream of alerts with no requester need not be read back whole."""
+    for rule in config.rules:
+        if event not in rule.on:
+            continue
+        channel = config.channels[rule.channel]
+        if not channel.email or any(_expand(who, config, ticket, watchers, contacts, True) for who in rule.to):
+            return True
+    return False
 
 
 def _expand(who: str, config: NotifyConfig, ticket: Mapping[str, Any], watchers: list[str],

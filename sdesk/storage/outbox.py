@@ -13,7 +13,7 @@ import orjson
 
 from ..domain import clock
 from ..domain.lifecycle import ref
-from ..domain.notify import NotifyConfig, backoff, due, notify_event, plan
+from ..domain.notify import RECIPIENT_FIELDS, NotifyConfig, backoff, due, may_tell, notify_event, plan
 from ..errors import BadInput, NotFound
 from .rows import Db, Tx, to_json
 
@@ -35,8 +35,10 @@ def enqueue(tx: Tx, config: NotifyConfig) -> int:
         ticket_id, kind = event[1], event[4]
         if ticket_id is None or (kind not in kinds and kind != "status_changed"):
             continue
-        data = orjson.loads(event[5])
-        name = notify_event(kind, data)
+        # Only a status change needs its data to say which event it is; the others' is read once
+        # someone is to be told (planned).
+        data = orjson.loads(event[5]) if kind == "status_changed" else event[5]
+        name = notify_event(kind, data if kind == "status_changed" else {})
         if name in kinds:
             wanted.append((event[0], ticket_id, name, data, event[3], event[2]))
     rows = planned(tx.conn, config, wanted, tx.at)
@@ -49,37 +51,48 @@ def enqueue(tx: Tx, config: NotifyConfig) -> int:
 
 
 def planned(conn: Any, config: NotifyConfig, wanted: list[tuple], at: str) -> list[dict[str, Any]]:
-    """The outbox rows for `wanted` events, each (event id, ticket id, notify event, data, actor,
-    at): the ticket as it stands in this transaction, its watchers, and the people's contacts."""
+    """The outbox rows for `wanted` events, each (event id, ticket id, notify event, data (or its
+    JSON text), actor, at): the ticket as it stands in this transaction, its watchers, and the
+    people's contacts."""
     if not wanted:
         return []
     from ..triage import values_of
 
     ids = sorted({w[1] for w in wanted})
     marks = ",".join("?" * len(ids))
-    tickets = {row["id"]: _ticket(row) for row in conn.execute(f"SELECT * FROM tickets WHERE id IN ({marks})", ids)}
     watchers: dict[int, list[str]] = {}
     for ticket_id, who in conn.execute(f"SELECT ticket_id, who FROM watchers WHERE ticket_id IN ({marks}) "
                                        "ORDER BY added_at, who", ids):
         watchers.setdefault(ticket_id, []).append(who)
-    names = {str(n).strip().casefold() for t in tickets.values() for n in (t.get("assignee"), t.get("requester")) if n}
+    # Who each ticket could tell, from a few columns; the whole row only of those with someone.
+    narrow = {row["id"]: dict(row) for row in conn.execute(
+        f"SELECT {', '.join(RECIPIENT_FIELDS)} FROM tickets WHERE id IN ({marks})", ids)}
+    names = {str(n).strip().casefold() for t in narrow.values() for n in (t.get("assignee"), t.get("requester")) if n}
     names |= {w.casefold() for ws in watchers.values() for w in ws if "@" not in w}
     names |= {who[5:].casefold() for rule in config.rules for who in rule.to if who.startswith("user:")}
     names |= {str(w[4]).casefold() for w in wanted}
     names |= {str(s).removeprefix("user:").casefold() for group in config.subscribers.values()
               for who in group.values() for s in who if "@" not in s}
     contacts = _contacts(conn, names)
+    wanted = [w for w in wanted if w[1] in narrow and may_tell(config, w[2], narrow[w[1]], watchers.get(w[1], []),
+                                                                contacts)]
+    ids = sorted({w[1] for w in wanted})
+    marks = ",".join("?" * len(ids))
+    tickets = {row["id"]: dict(row) for row in conn.execute(f"SELECT * FROM tickets WHERE id IN ({marks})", ids)} \
+        if ids else {}
     now = clock.parse(at)
     rows = []
     for event_id, ticket_id, name, data, actor, event_at in wanted:
         ticket = tickets.get(ticket_id)
         if ticket is None:
             continue
+        if isinstance(data, str):
+            data = orjson.loads(data)
         mine = contacts.get(actor.casefold(), {})
         actor_addresses = frozenset(filter(None, (actor.casefold(), str(mine.get("email") or "").casefold() or None,
                                                   str(data.get("from") or "").casefold() or None)))
-        values = values_of(ticket, {}, {}, now) if any(r.test for r in config.rules) else {}
-        for m in plan(config, name, data, actor=actor, at=event_at, ticket=ticket, values=values,
+        for m in plan(config, name, data, actor=actor, at=event_at, ticket=_Ticket(ticket),
+                      values=lambda t=ticket: values_of(_ticket(t), {}, {}, now),
                       watchers=watchers.get(ticket_id, []), contacts=contacts, actor_addresses=actor_addresses):
             rows.append({"ticket_id": ticket_id, "event_id": event_id, "event": m.event, "rule": m.rule,
                          "channel": m.channel, "recipient": m.recipient, "audience": m.audience,
@@ -93,6 +106,17 @@ def _ticket(row: Any) -> dict[str, Any]:
         if isinstance(t.get(name), str):
             t[name] = orjson.loads(t[name])
     return t
+
+
+class _Ticket(dict):
+    """A ticket's row whose JSON columns (labels, tags) are read when first asked for: a message's
+    context for the desk's own people shows them, most plans never look."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, default)
+        if key in ("labels", "tags") and isinstance(value, str):
+            value = self[key] = orjson.loads(value)
+        return value
 
 
 def _contacts(conn: Any, names: Iterable[str]) -> dict[str, dict[str, Any]]:
