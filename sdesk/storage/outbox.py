@@ -5,6 +5,7 @@ updates on incidents, which are what the outbox mostly carries."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -56,8 +57,6 @@ def planned(conn: Any, config: NotifyConfig, wanted: list[tuple], at: str) -> li
     people's contacts."""
     if not wanted:
         return []
-    from ..triage import values_of
-
     ids = sorted({w[1] for w in wanted})
     marks = ",".join("?" * len(ids))
     watchers: dict[int, list[str]] = {}
@@ -92,7 +91,7 @@ def planned(conn: Any, config: NotifyConfig, wanted: list[tuple], at: str) -> li
         actor_addresses = frozenset(filter(None, (actor.casefold(), str(mine.get("email") or "").casefold() or None,
                                                   str(data.get("from") or "").casefold() or None)))
         for m in plan(config, name, data, actor=actor, at=event_at, ticket=_Ticket(ticket),
-                      values=lambda t=ticket: values_of(_ticket(t), {}, {}, now),
+                      values=functools.partial(_values, ticket, now),
                       watchers=watchers.get(ticket_id, []), contacts=contacts, actor_addresses=actor_addresses):
             rows.append({"ticket_id": ticket_id, "event_id": event_id, "event": m.event, "rule": m.rule,
                          "channel": m.channel, "recipient": m.recipient, "audience": m.audience,
@@ -106,6 +105,13 @@ def _ticket(row: Any) -> dict[str, Any]:
         if isinstance(t.get(name), str):
             t[name] = orjson.loads(t[name])
     return t
+
+
+def _values(ticket: dict[str, Any], now: datetime) -> Any:
+    """What a rule's condition reads of a ticket (triage's values)."""
+    from ..triage import values_of
+
+    return values_of(_ticket(ticket), {}, {}, now)
 
 
 class _Ticket(dict):
