@@ -580,3 +580,31 @@ def test_a_rating_is_one_digit_from_1_to_5_in_the_requesters_own_words(body, exp
     from sdesk.intake.mail import rating
 
     assert rating(body) == expected
+
+
+@pytest.mark.slow
+def test_serve_delivers_as_messages_are_queued_by_anyone(cli, tmp_path, db_path, mailbox, receiver):
+    """`sdesk serve` sends continuously: an alert it takes, and a reply another process writes,
+    reach their receivers without a tick (the bench times it: bench/notify.py)."""
+    from test_serve import Server, wait_for
+
+    hook = receiver()
+    notify_yaml(tmp_path / "config", smtp_port=mailbox.port, hook=hook.url, hook_type="mattermost", rules="""  - on: [created]
+    when: {priority: P1}
+    channel: hook
+  - on: [replied]
+    to: [requester]
+    channel: email
+""")
+    ticket = cli.new("Printer", "--requester", "bob@example.com")
+    server = Server(db_path, *(("--rejects", str(tmp_path / "rejects")) if isinstance(db_path, str) else ()))
+    try:
+        alert = json.dumps({"title": "Checkout down", "priority": "P1"}).encode()
+        assert server.post("/tickets", alert, {"Content-Type": "application/json"})[0] in (200, 201, 202)
+        wait_for(lambda: len(hook.accepted) == 1, what="the P1's post")
+        cli("reply", str(ticket), "On our way")
+        wait_for(lambda: len(mailbox.to("bob@example.com")) == 1, what="the reply's mail")
+    finally:
+        server.stop()
+    assert "Checkout down" in json.dumps(hook.accepted[0][1])
+    assert cli.json("outbox", "list", "--status", "pending") == []
