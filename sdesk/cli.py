@@ -432,6 +432,7 @@ def show(
     store = store_of(ctx)
     ticket_id = lifecycle.parse_id(ticket)
     t = store.tickets.get_or_raise(ticket_id=ticket_id)
+    t["watchers"] = store.outbox.watchers(ticket_id)  # who is copied on its public updates (sdesk watch)
     events = store.tickets.events(ticket_id=ticket_id)
     context, linked = store.tickets.context(ticket_id=ticket_id), store.kb.kb_linked(ticket_id)
     if as_json:

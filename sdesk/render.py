@@ -135,7 +135,8 @@ def print_ticket(t: dict[str, Any], events: list[dict[str, Any]], children: list
     fields.add_column()
     rows = [
         ("kind", t["kind"]), ("service", t["service"]), ("ci", t["ci"]), ("queue", t["queue"]), ("team", t["team"]),
-        ("assignee", t["assignee"]), ("requester", t["requester"]), ("category", t["category"]),
+        ("assignee", t["assignee"]), ("requester", t["requester"]), ("watchers", ", ".join(t.get("watchers") or ())),
+        ("category", t["category"]),
         ("source", t["source"]), ("fingerprint", t["fingerprint"]),
         ("occurrences", t["occurrences"] if t["occurrences"] > 1 else None),
         ("labels", ", ".join(f"{k}={v}" for k, v in t["labels"].items())), ("tags", ", ".join(t["tags"])),

@@ -440,6 +440,7 @@ def test_notify_preview_shows_each_recipient_exactly_and_sends_nothing(cli, tmp_
     notify_yaml(tmp_path / "config", smtp_port=mailbox.port)
     ticket = cli.new("Laptop", "--requester", "bob@example.com")
     cli("watch", str(ticket), "carol@example.com")
+    assert cli.json("show", str(ticket))["watchers"] == ["carol@example.com"]
     before = len(cli.json("outbox", "list"))
     shown = cli.json("notify", "preview", str(ticket), "--event", "resolved")
     assert {m["to"] for m in shown} == {"bob@example.com", "carol@example.com"}

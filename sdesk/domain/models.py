@@ -162,9 +162,10 @@ class Ticket(BaseModel):
 
 
 class TicketShown(Ticket):
-    """A ticket as `sdesk show --json` prints it: the listed keys, then its intake context, the
-    KB articles linked to it and its timeline."""
+    """A ticket as `sdesk show --json` prints it: the listed keys, then who watches it, its intake
+    context, the KB articles linked to it and its timeline."""
 
+    watchers: list[str]  # email addresses and users copied on its public updates (sdesk watch)
     context: dict[str, Any] | None
     kb_linked: list[dict[str, Any]]
     events: list[Event]
