@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -17,9 +17,6 @@ from ..domain.lifecycle import ref
 from ..domain.notify import RECIPIENT_FIELDS, NotifyConfig, backoff, due, may_tell, notify_event, plan
 from ..errors import BadInput, NotFound
 from .rows import Db, Tx, to_json
-
-if TYPE_CHECKING:
-    pass
 
 OUTBOX_COLUMNS = ("id, ticket_id, event_id, event, rule, channel, recipient, audience, template, context, status, "
                   "batch, attempts, created_at, due_at, lease_at, token, sent_at, error, message_id")
@@ -147,9 +144,12 @@ class OutboxStore:
         per ticket and recipient in the order they were queued. A key whose earliest message
         waits (a retry's backoff, the coalescing window, the hourly cap) sends nothing; its
         later messages wait behind it, so no one is told out of order."""
-        limits = config.limits
         at = clock.iso(now)
         out: list[dict[str, Any]] = []
+        # A look before the write lock: serve looks five times a second, mostly at nothing due.
+        if self.db.conn.execute("SELECT 1 FROM outbox WHERE status = 'pending' AND due_at <= ? LIMIT 1",
+                                (at,)).fetchone() is None:
+            return out
         with self.db.write(actor, need="agent", what="delivering messages") as tx:
             keys = list(dict.fromkeys(
                 (r[0], r[1], r[2]) for r in tx.conn.execute(
@@ -174,7 +174,6 @@ class OutboxStore:
                 out += batches
                 if sum(len(b["rows"]) for b in out) >= limit:
                     break
-        del limits
         return out
 
     def _batches(self, tx: Tx, key: tuple, rows: list[dict[str, Any]], config: NotifyConfig,
