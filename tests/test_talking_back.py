@@ -481,11 +481,20 @@ notifier:
     cli("user", "add", "alice", "--role", "agent", "--chat", "U024BE7LH")
     cli("user", "add", "bob", "--role", "agent")
     ticket = cli.new("Database down", "--priority", "P1")
-    result = cli("tick", ok=False)
-    assert result.exit_code == ExitCode.ERROR
-    assert "bob has no chat handle" in result.stderr and f"SD-{ticket}" in result.stderr
+    result = cli("tick")  # alice is reached: the ticket pages someone; bob's page is on record as undeliverable
+    assert f"SD-{ticket}: the page to bob is undeliverable: bob has no email address or chat handle" in result.stderr
     [(_, body, _)] = hook.accepted
     assert "<@U024BE7LH>" in json.dumps(body) and "Database down" in json.dumps(body)
+    assert {(p["user"], p["status"]) for p in cli.json("pages")} == {("alice", "delivered"), ("bob", "undeliverable")}
+    # A ticket whose pages reach nobody: tick says who could not be reached, and fails, every tick.
+    cli("user", "add", "alice", "--role", "agent", "--chat", "", ok=False)
+    (tmp_path / "config" / "oncall.yaml").write_text((tmp_path / "config" / "oncall.yaml").read_text().replace(
+        "targets: [user:alice, user:bob]", "targets: [user:bob]"))
+    other = cli.new("Queue stuck", "--priority", "P1")
+    for _ in range(2):
+        result = cli("tick", ok=False)
+        assert result.exit_code == ExitCode.ERROR
+        assert f"SD-{other} (P1) pages nobody: bob has no email address or chat handle" in result.stderr
 
 
 def test_doctor_lists_users_without_a_contact(cli, tmp_path):

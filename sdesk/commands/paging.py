@@ -59,6 +59,8 @@ def tick(
             note(f"warning: message {m['id']} ({m['event']} on {m['ref']} to {m['recipient']} over {m['channel']}) "
                  f"is dead after {plural(m['attempts'], 'try', 'tries')}: {m['error']}; fix it, then sdesk outbox retry "
                  f"{m['id']} (or drop it)")
+        for u in summary["unreachable"]:
+            note(f"warning: {ref(u['ticket'])}: the page to {u['user']} is undeliverable: {u['reason']}")
         for t in summary["undeliverable"]:
             note(f"warning: {ref(t['ticket'])} ({t['priority']}) pages nobody: {t['reason']}")
         for p in summary["failing"]:

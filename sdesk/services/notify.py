@@ -31,11 +31,12 @@ def message(pages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset(),
-            via: Callable[[str, dict[str, Any]], str | None] | None = None) -> tuple[str | None, set[str]]:
+            via: PageChannels | None = None) -> tuple[str | None, set[str]]:
     """(None when delivered, else why not in one line; the channels that took it), skipping
-    the channels in `done` (a retry goes only where it failed). `via(channel, body)`: sends over
-    one of notify.yaml's channels (channel_sender). With no channel configured nothing is
-    delivered: tick records such pages as undeliverable and never calls this."""
+    the channels in `done` (a retry goes only where it failed) and notify.yaml's channels that
+    cannot reach this person (no email for an email channel, no handle for a chat one: the
+    others carry the page). With no channel configured nothing is delivered: tick records such
+    pages as undeliverable and never calls this."""
     text = json.dumps(body)
     took: set[str] = set()
     senders: list[tuple[str, Callable[[], str | None]]] = []
@@ -44,7 +45,8 @@ def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset
     if notifier.webhook:
         senders.append(("webhook", lambda: _post(notifier, text)))
     for name in notifier.channels:
-        senders.append((name, lambda name=name: via(name, body) if via else f"channel {name}: no notify.yaml"))
+        if via is not None and via.reaches(name, str(body["user"])):
+            senders.append((name, lambda name=name: via.send(name, body)))
     for channel, send in senders:
         if channel in done:
             continue
@@ -53,49 +55,57 @@ def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset
             return error, took
         took.add(channel)
     if not took and not done:
-        return "no notifier in oncall.yaml (a command, a webhook or channels)", took
+        return "no notifier in oncall.yaml reaches them (a command, a webhook or channels)", took
     return None, took
 
 
-def channel_sender(store: Any, config: Any) -> Callable[[str, dict[str, Any]], str | None]:
-    """Sends a page over one of notify.yaml's channels (`config`: its NotifyConfig, or None when
-    there is none): by email to the person's address, or in a chat channel mentioning their
-    handle. A person the channel cannot reach (no email, no handle) is an error saying so:
-    the page is not delivered, and tick says who cannot be reached."""
-    from ..domain.messages import Rendered
-    from .outbound import Failure, Senders
+class PageChannels:
+    """Pages over notify.yaml's channels (`config`: its NotifyConfig, or None when there is
+    none): by email to the person's address, or in a chat channel mentioning their handle."""
 
-    contacts = {u["name"].casefold(): u for u in store.users.users()}
+    def __init__(self, store: Any, config: Any):
+        self.config = config
+        self.contacts = {u["name"].casefold(): u for u in store.users.users()}
 
-    def send(name: str, body: dict[str, Any]) -> str | None:
+    def reaches(self, name: str, user: str) -> bool:
+        """Whether channel `name` can reach `user` (a channel notify.yaml does not define: yes,
+        so that sending it fails, loudly)."""
+        channel = self.config.channels.get(name) if self.config is not None else None
+        contact = self.contacts.get(user.casefold()) or {}
+        return channel is None or bool(contact.get("email") if channel.email else contact.get("chat"))
+
+    def unreachable(self, user: str, names: tuple[str, ...]) -> str | None:
+        """Why no channel of `names` can reach `user`, or None when one can."""
+        if any(self.reaches(name, user) for name in names):
+            return None
+        return (f"{user} has no email address or chat handle for channels {', '.join(names)} (sdesk user add "
+                f"{user} --role ROLE --email ... --chat ...)")
+
+    def send(self, name: str, body: dict[str, Any]) -> str | None:
+        from ..domain.messages import Rendered
+        from .outbound import Failure, Senders
+
+        config = self.config
         channel = config.channels.get(name) if config is not None else None
         if channel is None:
             return f"oncall.yaml's notifier names channel {name!r}, which notify.yaml does not define"
         pages = body.get("batch") or [body]
-        user = str(body["user"])
-        contact = contacts.get(user.casefold()) or {}
+        contact = self.contacts.get(str(body["user"]).casefold()) or {}
         first = pages[0]
         ref = f"SD-{first['ticket']}"
+        link = f"{config.desk_url}/tickets/{first['ticket']}" if config.desk_url else ""
         lines = [p.get("summary") or f"SD-{p['ticket']} ({p['priority']}): {p['title']}" for p in pages]
-        text = "\n".join(lines) + f"\n\nAcknowledge it: sdesk ack {ref}" + (
-            f"\n{config.desk_url}/tickets/{first['ticket']}" if config.desk_url else "")
-        if channel.email:
-            if not contact.get("email"):
-                return f"{user} has no email address for channel {name} (sdesk user add {user} --email ...)"
-            recipient = contact["email"]
-        else:
-            if not contact.get("chat"):
-                return f"{user} has no chat handle for channel {name} (sdesk user add {user} --chat ...)"
-            handle = str(contact["chat"]).strip()
+        text = "\n".join(lines) + f"\n\nAcknowledge it: sdesk ack {ref}" + (f"\n{link}" if link else "")
+        if not channel.email:
             # Slack's mention is its markup, which the payload adds; the others read @name as text.
+            handle = str(contact["chat"]).strip()
             text = ("you are paged.\n" if channel.type == "slack" else f"@{handle.lstrip('@')} you are paged.\n") + text
-            recipient = name
-        subject = f"[{ref}] PAGE {first['priority']}: {first['title']}" if len(pages) == 1 else \
-            f"[{ref}] PAGE: {len(pages)} tickets need you"
-        row = {"ticket_id": first["ticket"], "event": "paged", "rule": "oncall.yaml notifier", "recipient": recipient,
-               "mention": contact.get("chat") if not channel.email else None,
-               "context": {"ticket": {"ref": ref, "title": first["title"], "priority": first["priority"],
-                                      "url": f"{config.desk_url}/tickets/{first['ticket']}" if config.desk_url else ""}}}
+        subject = (f"[{ref}] PAGE {first['priority']}: {first['title']}" if len(pages) == 1
+                   else f"[{ref}] PAGE: {len(pages)} tickets need you")
+        row = {"ticket_id": first["ticket"], "event": "paged", "rule": "oncall.yaml notifier",
+               "recipient": contact["email"] if channel.email else name,
+               "mention": None if channel.email else contact.get("chat"),
+               "context": {"ticket": {"ref": ref, "title": first["title"], "priority": first["priority"], "url": link}}}
         senders = Senders(config)
         try:
             senders.send(channel, [row], Rendered(subject, text, text), key=f"page-{first['page']}", threading=[])
@@ -104,8 +114,6 @@ def channel_sender(store: Any, config: Any) -> Callable[[str, dict[str, Any]], s
         finally:
             senders.close()
         return None
-
-    return send
 
 
 def _run(notifier: Notifier, text: str) -> str | None:

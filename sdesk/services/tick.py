@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..domain import clock
-from .notify import channel_sender, deliver, message
+from .notify import PageChannels, deliver, message
 
 if TYPE_CHECKING:
     from ..domain.routing import Notifier, OnCall
@@ -22,7 +22,8 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     now, a person each, `raised_undeliverable` of them with nobody or no channel to reach;
     `reached`: the people a delivery reached now. `undeliverable`: the tickets that would page
     and reach nobody (no policy, nobody on call, no notifier), with why; `failing`: pages whose
-    delivery failed (a retry waits, or they were given up), until delivered or acknowledged."""
+    delivery failed (a retry waits, or they were given up), until delivered or acknowledged;
+    `unreachable`: the people this tick's pages could not reach over any channel (no contact)."""
     new = store.oncall.page_due(oncall, now=now, actor=actor)
     paged = [p for p in new if "undeliverable" not in p]
     raised = sum(len(p["users"]) for p in paged)
@@ -34,13 +35,21 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     # while this one is still sending finds the page taken, never sends it again.
     hold = 2 * oncall.notifier.timeout + 60
     waiting = store.oncall.pages_to_send(now, actor=actor)
-    via = channel_sender(store, notify) if oncall.notifier.channels else None
+    via = PageChannels(store, notify) if oncall.notifier.channels else None
+    only_channels = not (oncall.notifier.command or oncall.notifier.webhook)
+    unreachable: list[dict[str, Any]] = []
     if not (oncall.notifier.command or oncall.notifier.webhook or oncall.notifier.channels):
         # No channel reaches a person: the pages are on record as undeliverable, never "delivered".
         store.oncall.pages_undeliverable(waiting, why="no notifier in oncall.yaml (a command or a webhook)", actor=actor)
         waiting = []
         nobody += raised  # this tick's pages among them
     for group in _sendable(store, oncall.notifier, waiting, now, actor):
+        why = via.unreachable(group[0]["user"], oncall.notifier.channels) if via is not None and only_channels else None
+        if why:  # no channel can carry it to them: on record as such, and tick says who
+            store.oncall.pages_undeliverable(group, why=why, actor=actor)
+            nobody += len(group)
+            unreachable += [{"ticket": p["ticket_id"], "user": p["user"], "reason": why} for p in group]
+            continue
         claimed = set(store.oncall.claim_pages([p["id"] for p in group], token=token, now=now, hold=hold, actor=actor))
         group = [p for p in group if p["id"] in claimed]
         if not group:
@@ -58,6 +67,7 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     return {"at": clock.iso(now), "paged": paged, "raised": raised + len(new) - len(paged),
             "raised_undeliverable": nobody, "delivered": delivered, "reached": len(reached), "failed": failed,
             "undeliverable": store.oncall.unreached(oncall), "failing": store.oncall.failing(oncall),
+            "unreachable": unreachable,
             "unsuppressed": unsuppressed, "sla_warnings": recorded.get("sla_warning", 0),
             "sla_breaches": recorded.get("sla_breached", 0)}
 
