@@ -618,3 +618,71 @@ def test_serve_delivers_as_messages_are_queued_by_anyone(cli, tmp_path, db_path,
         server.stop()
     assert "Checkout down" in json.dumps(hook.accepted[0][1])
     assert cli.json("outbox", "list", "--status", "pending") == []
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (the mail server's), made by openssl."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate for the TLS mail server")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+def test_mail_goes_over_starttls_with_a_login_whose_password_is_never_in_the_file(cli, tmp_path, certificate,
+                                                                                  monkeypatch):
+    import socket
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    key, cert = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    got, logins = [], []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append((session.authenticated, envelope.content))
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.login == b"sdesk" and auth_data.password == b"s3cret pass")
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
+                        auth_require_tls=True, authenticator=authenticator, ready_timeout=30)
+    server.start()
+    try:
+        (tmp_path / "smtp-password").write_text("s3cret pass\n")
+        notify_yaml(tmp_path / "config", smtp_port=port)
+        config = tmp_path / "config" / "notify.yaml"
+        config.write_text(config.read_text().replace("    host: 127.0.0.1\n", f"""    host: 127.0.0.1
+    security: starttls
+    username: sdesk
+    password_file: {tmp_path / 'smtp-password'}
+    ca_file: {cert}
+"""))
+        cli.new("Over TLS", "--requester", "bob@example.com")
+        cli("outbox", "send")
+        assert len(got) == 1 and got[0][0] and b"Over TLS" in got[0][1]
+        assert logins == [(b"sdesk", b"s3cret pass")]
+        # Without the CA to check the server's certificate by, nothing is sent: it stays queued, said why.
+        config.write_text(config.read_text().replace(f"    ca_file: {cert}\n", ""))
+        cli.new("Unchecked", "--requester", "bob@example.com")
+        result = cli("outbox", "send", ok=False)
+        assert "CERTIFICATE_VERIFY_FAILED" in result.stderr or "certificate verify failed" in result.stderr
+        assert len(got) == 1
+    finally:
+        server.stop()
+    assert "s3cret" not in config.read_text()

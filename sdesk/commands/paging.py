@@ -55,6 +55,8 @@ def tick(
                  f"{plural(summary['messages']['sent'], 'message')} sent")
         for problem in summary["config_errors"]:
             note(f"warning: {problem}")
+        for e in summary["messages"]["errors"]:
+            note(f"warning: message {e['message']} to {e['to']} over {e['channel']} not sent: {e['error']}")
         for m in summary["messages"]["dead"]:
             note(f"warning: message {m['id']} ({m['event']} on {m['ref']} to {m['recipient']} over {m['channel']}) "
                  f"is dead after {plural(m['attempts'], 'try', 'tries')}: {m['error']}; fix it, then sdesk outbox retry "
@@ -112,14 +114,14 @@ def _deliver_messages(settings, config) -> dict:
     from ..services.outbound import deliver
 
     store = settings.store()
-    sent = failed = 0
+    sent, errors = 0, []
     if config is not None:
         for _ in range(200):  # 500 a pass; a tick that finds more leaves them to the next one
             done = deliver(store, config, actor=settings.actor)
-            sent, failed = sent + done["sent"], failed + done["failed"]
+            sent, errors = sent + done["sent"], errors + done["errors"]
             if not done["sent"]:
                 break
-    return {"sent": sent, "failed": failed, "dead": store.outbox.dead()}
+    return {"sent": sent, "failed": len(errors), "errors": errors, "dead": store.outbox.dead()}
 
 
 def _config_problems(settings) -> tuple:

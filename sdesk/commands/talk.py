@@ -272,12 +272,14 @@ def outbox_send(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     settings = settings_of(ctx)
     config = _config(ctx)
-    total = {"sent": 0, "failed": 0}
+    total: dict = {"sent": 0, "failed": 0, "errors": []}
     while True:
         done = deliver(settings.store(), config, actor=settings.actor)
         total = {k: total[k] + done[k] for k in total}
         if not done["sent"]:
             break
+    if not as_json:
+        _failures(total["errors"])
     counts = settings.store().outbox.counts()
     if as_json:
         print_json({**total, "pending": counts.get("pending", 0), "dead": counts.get("dead", 0)})
@@ -286,6 +288,12 @@ def outbox_send(ctx: typer.Context, as_json: JsonOption = False) -> None:
              f"{counts.get('dead', 0)} dead")
     if counts.get("dead"):
         raise typer.Exit(ExitCode.ERROR)
+
+
+def _failures(errors: list[dict]) -> None:
+    for e in errors:
+        note(f"warning: message {e['message']} to {e['to']} over {e['channel']} not sent (retried later, "
+             f"or dead after its tries): {e['error']}")
 
 
 # -- notify ---------------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ def _channel(name: str, raw: dict, loc: list[str], fail: Callable, desk_from: st
     settings: dict[str, Any] = {"timeout": _number(raw.get("timeout", 10), [*loc, "timeout"], fail, 0.1, 300)}
     if kind == "smtp":
         _known(raw, ("type", "host", "port", "security", "username", "password_env", "password_file", "from",
-                     "timeout"), loc, fail)
+                     "ca_file", "timeout"), loc, fail)
         security = raw.get("security", "none")
         if security not in ("none", "starttls", "tls"):
             raise fail([*loc, "security"], "expected none, starttls or tls")
@@ -286,7 +286,11 @@ def _channel(name: str, raw: dict, loc: list[str], fail: Callable, desk_from: st
                         security=security, sender=str(sender),
                         username=str(raw["username"]) if raw.get("username") else None,
                         password_env=str(raw["password_env"]) if raw.get("password_env") else None,
-                        password_file=str(raw["password_file"]) if raw.get("password_file") else None)
+                        password_file=str(raw["password_file"]) if raw.get("password_file") else None,
+                        # A private CA's certificates (PEM) to trust besides the system's: a company's own mail relay.
+                        ca_file=str(raw["ca_file"]) if raw.get("ca_file") else None)
+        if settings["username"] and not (settings["password_env"] or settings["password_file"]):
+            raise fail([*loc, "username"], "a login needs password_env or password_file (never the password itself)")
     elif kind == "command":
         _known(raw, ("type", "argv", "timeout"), loc, fail)
         argv = raw.get("argv")

@@ -38,13 +38,14 @@ class Failure(Exception):
 
 
 def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | None = None,
-            limit: int = 500) -> dict[str, int]:
-    """One pass: claim what is due, send it, record it. Returns counts of messages (not rows)."""
+            limit: int = 500) -> dict[str, Any]:
+    """One pass: claim what is due, send it, record it. Returns counts of messages (not rows),
+    and the failures: {"message" (its first row's id), "to", "channel", "error"}."""
     now = now or clock.now()
     token = uuid.uuid4().hex
     batches = store.outbox.claim(config, now=now, token=token, lease=LEASE, limit=limit, actor=actor)
     if not batches:
-        return {"sent": 0, "failed": 0}
+        return {"sent": 0, "failed": 0, "errors": []}
     tag = desk_tag(store)
     senders = Senders(config)
     done: list[dict[str, Any]] = []
@@ -54,7 +55,8 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
             if b["key"] in stopped:
                 continue  # an earlier message to them failed: this one waits behind it
             ticket_id = b["rows"][0]["ticket_id"]
-            result = {"batch": b["batch"], "ids": [r["id"] for r in b["rows"]], "ticket_id": ticket_id, "error": None}
+            result = {"batch": b["batch"], "ids": [r["id"] for r in b["rows"]], "ticket_id": ticket_id, "error": None,
+                      "to": b["rows"][0]["recipient"], "channel": b["rows"][0]["channel"]}
             try:
                 rendered = render_batch(b["rows"], config)
                 channel = config.channels.get(b["rows"][0]["channel"])
@@ -74,8 +76,9 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
         senders.close()
         store.outbox.results(done, config, now=clock.now() if now is None else max(now, clock.now()), token=token,
                              actor=actor)
-    failed = sum(d["error"] is not None for d in done)
-    return {"sent": len(done) - failed, "failed": failed}
+    errors = [{"message": d["batch"], "to": d["to"], "channel": d["channel"], "error": d["error"]}
+              for d in done if d["error"] is not None]
+    return {"sent": len(done) - len(errors), "failed": len(errors), "errors": errors}
 
 
 def desk_tag(store: Store) -> str:
@@ -212,12 +215,19 @@ class Senders:
         import ssl
 
         s = channel.settings
+        # The server's certificate is always checked (against the system's CAs, or ca_file's too).
+        context = ssl.create_default_context()
+        if s.get("ca_file"):
+            try:
+                context.load_verify_locations(cafile=s["ca_file"])
+            except (OSError, ssl.SSLError) as e:
+                raise Failure(f"{channel.name}: cannot read ca_file {s['ca_file']}: {e}") from None
         if s["security"] == "tls":
-            session = smtplib.SMTP_SSL(s["host"], s["port"], timeout=s["timeout"], context=ssl.create_default_context())
+            session = smtplib.SMTP_SSL(s["host"], s["port"], timeout=s["timeout"], context=context)
         else:
             session = smtplib.SMTP(s["host"], s["port"], timeout=s["timeout"])
             if s["security"] == "starttls":
-                session.starttls(context=ssl.create_default_context())
+                session.starttls(context=context)
         if s.get("username"):
             session.login(s["username"], secret(s, "password"))
         return session
