@@ -65,7 +65,7 @@ desk: {{name: Bench Desk, url: http://desk.local, from: "Bench Desk <desk@exampl
 channels:
   email: {{type: smtp, host: 127.0.0.1, port: 2525}}
   hook:  {{type: webhook, url: "http://127.0.0.1:{port}/hook", secret_env: HOOK_SECRET}}
-limits: {{coalesce: 0, per_hour: 100000, attempts: 20, retry: 100ms}}
+limits: {{coalesce: 0, per_hour: 100000, attempts: 20, retry: 1s}}
 rules:
   - {{name: acks, on: created, to: [requester], channel: email}}
   - {{name: all, on: [created, replied, commented, assigned, status_changed], channel: hook}}

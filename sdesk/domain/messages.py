@@ -148,9 +148,18 @@ def html(markdown: str) -> str:
             f"<body style=\"font-family: sans-serif; line-height: 1.4\">{body}</body></html>")
 
 
-def digest(parts: list[Rendered], context: dict[str, Any]) -> Rendered:
-    """Several messages for one recipient as one: the first one's subject with a count, each body in turn."""
-    ref = context.get("ticket", {}).get("ref", "")
-    subject = f"{len(parts)} updates" + (f" on {ref}: {context['ticket'].get('title', '')}" if ref else "")
+def digest(parts: list[Rendered], contexts: list[dict[str, Any]]) -> Rendered:
+    """Several messages for one recipient as one: a subject that counts them, each body in turn
+    (each headed by its own subject when they are about several tickets)."""
+    refs = list(dict.fromkeys(c.get("ticket", {}).get("ref", "") for c in contexts))
+    if len(refs) == 1:
+        subject = f"{len(parts)} updates on {refs[0]}: {contexts[0].get('ticket', {}).get('title', '')}"
+    else:
+        subject = f"{len(parts)} updates on {len(refs)} tickets: {', '.join(refs[:5])}{' ...' if len(refs) > 5 else ''}"
     rule = "\n\n---\n\n"
-    return Rendered(_plain(subject)[:300], rule.join(p.text for p in parts), rule.join(p.markdown for p in parts))
+
+    def body(p: Rendered, text: str) -> str:
+        return f"{p.subject}\n\n{text}" if len(refs) > 1 and p.subject else text
+
+    return Rendered(_plain(subject)[:300], rule.join(body(p, p.text) for p in parts),
+                    rule.join(body(p, p.markdown) for p in parts))

@@ -63,7 +63,7 @@ class Rule:
 @dataclass(frozen=True)
 class Limits:
     coalesce: timedelta = timedelta(seconds=60)  # per ticket and recipient: later updates in this window join one
-    per_hour: int = 20  # messages a recipient gets in an hour; the rest wait as one digest
+    per_hour: int = 20  # messages a person gets in an hour; the rest wait as one digest (not a chat channel's)
     attempts: int = 8  # tries before a message is dead (sdesk outbox retry brings it back)
     retry: timedelta = timedelta(seconds=30)  # the first wait after a failure; doubled each try, to an hour
 
@@ -128,7 +128,6 @@ def expand(value: Any, loc: list[str], fail: Callable[[list[str], str], Exceptio
 def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: str | None = None,
           env: Mapping[str, str] | None = None) -> NotifyConfig:
     """notify.yaml's data as a NotifyConfig; the first mistake is one BadInput naming its line."""
-    from ..triage import condition
     from . import yamlfile
 
     def fail(loc: list[str], message: str) -> Exception:
@@ -193,6 +192,8 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
         test: Callable[[Any], bool] | None = None
         uses: frozenset[str] = frozenset()
         if raw.get("when") is not None:
+            from ..triage import condition
+
             test, uses = condition(raw["when"], [*loc, "when"], fail)
         template = raw.get("template")
         if template is not None:
@@ -337,10 +338,13 @@ def _limits(raw: dict, fail: Callable) -> Limits:
             raise fail(["limits", key], f"expected a duration up to {high}")
         return timedelta(seconds=seconds)
 
+    retry = duration("retry", Limits.retry, timedelta(hours=1))
+    if retry < timedelta(seconds=1):  # due times are kept to the second
+        raise fail(["limits", "retry"], "expected at least 1s")
     return Limits(coalesce=duration("coalesce", Limits.coalesce, timedelta(days=1)),
                   per_hour=int(_number(raw.get("per_hour", Limits.per_hour), ["limits", "per_hour"], fail, 1, 100_000)),
                   attempts=int(_number(raw.get("attempts", Limits.attempts), ["limits", "attempts"], fail, 1, 100)),
-                  retry=duration("retry", Limits.retry, timedelta(hours=1)))
+                  retry=retry)
 
 
 def address_of(text: str) -> str:
@@ -472,14 +476,9 @@ def backoff(attempts: int, limits: Limits) -> timedelta:
     return min(limits.retry * (2 ** max(0, attempts - 1)), timedelta(hours=1))
 
 
-def due(first_at: datetime, last_sent: datetime | None, sent_in_hour: int, oldest_in_hour: datetime | None,
-        limits: Limits) -> datetime:
+def due(first_at: datetime, last_sent: datetime | None, limits: Limits) -> datetime:
     """When a recipient's waiting messages on one ticket may go: at once, unless they were told
-    within the coalescing window (then at its end, as one message), or had their hourly
-    share (then when the oldest of the hour is an hour old, as one digest)."""
-    when = first_at
+    within the coalescing window (then at its end, as one message)."""
     if last_sent is not None and limits.coalesce:
-        when = max(when, last_sent + limits.coalesce)
-    if sent_in_hour >= limits.per_hour and oldest_in_hour is not None:
-        when = max(when, oldest_in_hour + timedelta(hours=1))
-    return when
+        return max(first_at, last_sent + limits.coalesce)
+    return first_at

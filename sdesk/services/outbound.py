@@ -63,7 +63,10 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
                 if channel is None:
                     raise Failure(f"channel {b['rows'][0]['channel']!r} is not in notify.yaml any more", final=True)
                 key = f"{tag}-{b['batch']}"
-                threading = store.outbox.threading(ticket_id) if channel.email else []
+                one_ticket = len({r["ticket_id"] for r in b["rows"]}) == 1
+                threading = store.outbox.threading(ticket_id) if channel.email and one_ticket else []
+                if not one_ticket:
+                    result["ticket_id"] = None  # an answer to a digest of several tickets threads to none of them
                 result["message_id"] = senders.send(channel, b["rows"], rendered, key=key, threading=threading)
             except TemplateError as e:
                 result.update(error=str(e), final=True)
@@ -92,13 +95,9 @@ def render_batch(rows: list[dict[str, Any]], config: NotifyConfig) -> Rendered:
     """The message a batch of queued rows makes: one row's template, or a digest of several."""
     import orjson
 
-    parts = []
-    first = None
-    for r in rows:
-        context = orjson.loads(r["context"]) if isinstance(r["context"], str) else r["context"]
-        first = first or context
-        parts.append(render(template_of(r, config), config.templates, context))
-    return parts[0] if len(parts) == 1 else digest(parts, first or {})
+    contexts = [orjson.loads(r["context"]) if isinstance(r["context"], str) else r["context"] for r in rows]
+    parts = [render(template_of(r, config), config.templates, c) for r, c in zip(rows, contexts)]
+    return parts[0] if len(parts) == 1 else digest(parts, contexts)
 
 
 def template_of(row: dict[str, Any], config: NotifyConfig) -> str:
@@ -129,9 +128,10 @@ def preview(rows: list[dict[str, Any]], config: NotifyConfig) -> list[dict[str, 
     return out
 
 
-def _subject(rendered: Rendered, row: dict[str, Any]) -> str:
+def _subject(rendered: Rendered, row: dict[str, Any], tickets: int = 1) -> str:
+    """The subject, `[SD-N]` in it (so that an answer threads back), unless it is about several tickets."""
     subject = rendered.subject or "(no subject)"
-    ref = f"SD-{row['ticket_id']}" if row.get("ticket_id") is not None else None
+    ref = f"SD-{row['ticket_id']}" if row.get("ticket_id") is not None and tickets == 1 else None
     if ref and f"[{ref}]".lower() not in subject.lower():
         subject = f"[{ref}] {subject}"
     return subject
@@ -162,9 +162,10 @@ class Senders:
                     self._post(channel, rows, rendered, key)
                 return None
             except Failure as e:
+                # Again at once: a receiver's 503 is mostly a moment's; waiting here would hold up
+                # every message behind it (one pass sends one at a time). Then the outbox's backoff.
                 if e.final or attempt == QUICK_TRIES - 1:
                     raise
-                time.sleep(0.02 * (attempt + 1))
         return None
 
     def close(self) -> None:
@@ -333,7 +334,8 @@ def email_message(channel: Channel, rows: list[dict[str, Any]], rendered: Render
     message = EmailMessage()
     message["From"] = sender
     message["To"] = rows[0]["recipient"]
-    message["Subject"] = _subject(rendered, rows[0])
+    tickets = len({r["ticket_id"] for r in rows})
+    message["Subject"] = _subject(rendered, rows[0], tickets)
     message["Date"] = format_datetime(clock.now())
     message["Message-ID"] = f"<{message_id}>"
     if threading:
@@ -342,7 +344,7 @@ def email_message(channel: Channel, rows: list[dict[str, Any]], rendered: Render
     if not all(r["event"] in ("replied", "incident_update") for r in rows):
         # What the desk sends by itself (an acknowledgement, a notice): an auto-responder must not answer it (RFC 3834).
         message["Auto-Submitted"] = "auto-replied" if any(r["event"] == "created" for r in rows) else "auto-generated"
-    if rows[0].get("ticket_id") is not None:
+    if rows[0].get("ticket_id") is not None and tickets == 1:
         message["X-Sdesk-Ticket"] = f"SD-{rows[0]['ticket_id']}"
     message.set_content(rendered.text or "\n")
     message.add_alternative(html(rendered.markdown), subtype="html")

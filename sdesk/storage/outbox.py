@@ -139,11 +139,12 @@ class OutboxStore:
 
     def claim(self, config: NotifyConfig, *, now: datetime, token: str, lease: timedelta, limit: int = 500,
               actor: str) -> list[dict[str, Any]]:
-        """The messages to send now, claimed for `lease` under `token`: a list of batches in
-        order, each {"key": (ticket, channel, recipient), "batch": id, "rows": [...], "digest"},
-        per ticket and recipient in the order they were queued. A key whose earliest message
-        waits (a retry's backoff, the coalescing window, the hourly cap) sends nothing; its
-        later messages wait behind it, so no one is told out of order."""
+        """The messages to send now, claimed for `lease` under `token`: a list of batches, each
+        {"key": (ticket, channel, recipient), "batch": id, "rows": [...]}, each ticket's in the
+        order they were queued. A ticket whose earliest message to someone waits (a retry's
+        backoff, the coalescing window, the hourly cap) sends them nothing: its later messages
+        wait behind it, so no one is told out of order. A batch claimed before is resent as it
+        was (its Message-ID and idempotency key are its first row's)."""
         at = clock.iso(now)
         out: list[dict[str, Any]] = []
         # A look before the write lock: serve looks five times a second, mostly at nothing due.
@@ -155,61 +156,83 @@ class OutboxStore:
                 (r[0], r[1], r[2]) for r in tx.conn.execute(
                     "SELECT ticket_id, channel, recipient FROM outbox WHERE status = 'pending' AND due_at <= ? "
                     "AND (lease_at IS NULL OR lease_at < ?) ORDER BY id LIMIT ?", (at, at, limit))))
+            by_recipient: dict[tuple[str, str], list[tuple]] = {}
             for key in keys:
-                rows = [dict(r) for r in tx.conn.execute(
-                    f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND ticket_id = ? AND channel = ? "
-                    "AND recipient = ? ORDER BY id LIMIT 1000", key)]
-                if not rows or clock.parse(rows[0]["due_at"]) > now or (
-                        rows[0]["lease_at"] and clock.parse(rows[0]["lease_at"]) >= now):
-                    continue
-                batches = self._batches(tx, key, rows, config, now)
-                if not batches:
-                    continue
-                ids = [r["id"] for b in batches for r in b["rows"]]
+                by_recipient.setdefault((key[1], key[2]), []).append(key)
+            for (channel, recipient), their_keys in by_recipient.items():
+                batches = self._recipients_batches(tx, channel, recipient, their_keys, config, now)
                 for b in batches:
-                    tx.conn.execute(f"UPDATE outbox SET batch = ? WHERE id IN ({','.join('?' * len(b['rows']))})",
-                                    [b["batch"], *[r["id"] for r in b["rows"]]])
-                tx.conn.execute(f"UPDATE outbox SET lease_at = ?, token = ? WHERE id IN ({','.join('?' * len(ids))})",
-                                [clock.iso(now + lease), token, *ids])
+                    tx.conn.execute(f"UPDATE outbox SET batch = ?, lease_at = ?, token = ? WHERE id IN "
+                                    f"({','.join('?' * len(b['rows']))})",
+                                    [b["batch"], clock.iso(now + lease), token, *[r["id"] for r in b["rows"]]])
                 out += batches
                 if sum(len(b["rows"]) for b in out) >= limit:
                     break
         return out
 
-    def _batches(self, tx: Tx, key: tuple, rows: list[dict[str, Any]], config: NotifyConfig,
-                 now: datetime) -> list[dict[str, Any]]:
-        """The key's pending rows as messages: the batches claimed before (resent as they were),
-        then the rest: one message when coalescing (or the recipient's last one this hour), else
-        one each. Delayed instead (due_at moved) when the window or the hourly cap says wait."""
+    def _recipients_batches(self, tx: Tx, channel: str, recipient: str, keys: list[tuple], config: NotifyConfig,
+                            now: datetime) -> list[dict[str, Any]]:
+        """One recipient's messages to send now, over one channel, from the tickets `keys` name:
+        per ticket, the batches claimed before, then what waits: one message when coalescing,
+        else one each. A person (an email recipient; a chat channel has no share) gets at most
+        `per_hour` messages an hour: the last one allowed carries all the rest, every ticket's,
+        as one digest, and with none left they wait for the hour (due_at moved, as for the
+        coalescing window)."""
         limits = config.limits
-        batches: list[dict[str, Any]] = []
-        fresh = [r for r in rows if r["batch"] is None]
-        for r in rows:
-            if r["batch"] is not None:
-                if batches and batches[-1]["batch"] == r["batch"]:
-                    batches[-1]["rows"].append(r)
+        person = channel in config.channels and config.channels[channel].email
+        sent, oldest = 0, None
+        if person:
+            sent, oldest = tx.conn.execute(
+                "SELECT count(DISTINCT batch), min(sent_at) FROM outbox WHERE recipient = ? AND channel = ? "
+                "AND status = 'delivered' AND sent_at >= ?",
+                (recipient, channel, clock.iso(now - timedelta(hours=1)))).fetchone()
+            sent = sent or 0
+        again: list[dict[str, Any]] = []  # batches claimed before: resent as they were
+        fresh: list[list[dict[str, Any]]] = []  # each ticket's rows that no message carried yet
+        for key in keys:
+            rows = [dict(r) for r in tx.conn.execute(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND ticket_id = ? AND channel = ? "
+                "AND recipient = ? ORDER BY id LIMIT 1000", key)]
+            if not rows or clock.parse(rows[0]["due_at"]) > now or (
+                    rows[0]["lease_at"] and clock.parse(rows[0]["lease_at"]) >= now):
+                continue
+            for r in rows:
+                if r["batch"] is None:
+                    continue
+                if again and again[-1]["batch"] == r["batch"]:
+                    again[-1]["rows"].append(r)
                 else:
-                    batches.append({"key": key, "batch": r["batch"], "rows": [r]})
-        if fresh and not batches:
-            ticket_id, channel, recipient = key
-            last = tx.conn.execute("SELECT max(sent_at) FROM outbox WHERE ticket_id = ? AND channel = ? AND recipient = ? "
-                                   "AND status = 'delivered'", key).fetchone()[0]
-            hour = tx.conn.execute("SELECT count(DISTINCT batch), min(sent_at) FROM outbox WHERE recipient = ? "
-                                   "AND channel = ? AND status = 'delivered' AND sent_at >= ?",
-                                   (recipient, channel, clock.iso(now - timedelta(hours=1)))).fetchone()
-            sent, oldest = hour[0] or 0, hour[1]
-            when = due(clock.parse(fresh[0]["due_at"]), clock.parse(last) if last else None, sent,
-                       clock.parse(oldest) if oldest else None, limits)
+                    again.append({"key": key, "batch": r["batch"], "rows": [r]})
+            if any(b["key"] == key for b in again):
+                continue  # the new ones go after those are through
+            last = tx.conn.execute("SELECT max(sent_at) FROM outbox WHERE ticket_id = ? AND channel = ? AND "
+                                   "recipient = ? AND status = 'delivered'", key).fetchone()[0]
+            waiting = [r for r in rows if r["batch"] is None]
+            when = due(clock.parse(waiting[0]["due_at"]), clock.parse(last) if last else None, limits)
             if when > now:
-                tx.conn.execute("UPDATE outbox SET due_at = ? WHERE status = 'pending' AND ticket_id = ? AND channel = ? "
-                                "AND recipient = ? AND batch IS NULL", (clock.iso(when), *key))
-                return []
-            if limits.coalesce or sent >= limits.per_hour - 1:
-                for i in range(0, len(fresh), MAX_BATCH):
-                    batches.append({"key": key, "batch": fresh[i]["id"], "rows": fresh[i:i + MAX_BATCH]})
-            else:
-                batches += [{"key": key, "batch": r["id"], "rows": [r]} for r in fresh]
-        return batches
+                self._hold(tx, key, when)
+                continue
+            fresh.append(waiting)
+        messages = [[r] for rows in fresh for r in rows] if not limits.coalesce else fresh
+        allowed = limits.per_hour - sent - len(again) if person else len(messages)
+        if messages and allowed <= 0:
+            until = clock.parse(oldest) + timedelta(hours=1) if oldest else now + timedelta(hours=1)
+            for rows in fresh:
+                self._hold(tx, (rows[0]["ticket_id"], channel, recipient), until)
+            return again
+        if len(messages) > allowed:  # the last message allowed this hour carries the rest
+            messages = [*messages[:allowed - 1], [r for m in messages[allowed - 1:] for r in m]]
+        out = list(again)
+        for rows in messages:
+            for i in range(0, len(rows), MAX_BATCH):
+                out.append({"key": (rows[i]["ticket_id"], channel, recipient), "batch": rows[i]["id"],
+                            "rows": rows[i:i + MAX_BATCH]})
+        return out
+
+    @staticmethod
+    def _hold(tx: Tx, key: tuple, until: datetime) -> None:
+        tx.conn.execute("UPDATE outbox SET due_at = ? WHERE status = 'pending' AND ticket_id = ? AND channel = ? "
+                        "AND recipient = ? AND batch IS NULL", (clock.iso(until), *key))
 
     def threading(self, ticket_id: int | None) -> list[str]:
         """The Message-IDs a message on the ticket refers to: the one that opened it (the requester's
