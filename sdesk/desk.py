@@ -271,15 +271,16 @@ class Desk:
 
         config = None
         if self.config is not None and (self.config / "intake.yaml").is_file():
-            from .config import IntakeConfig, load
+            from .validated import load_intake
 
-            config = load(self.config, "intake", IntakeConfig)
+            path = self.config / "intake.yaml"
+            config = load_intake(read_text(path), str(path))
         record_resolved = {"*"} if record_all else set(config.record_resolved) if config else set()
         triage = self.triage_config()
         options: dict[str, Any] = {"record_resolved": record_resolved, "mask_pii": bool(config and config.mask_pii),
                                    "reopen_days": reopen_days if reopen_days is not None
                                    else config.reopen_within_days if config else 14,
-                                   "enrich": config.enrich.options() if config else True, "triage": triage}
+                                   "enrich": config.enrich if config else True, "triage": triage}
         if triage is not None and any("runbook" in rule.sets for rule in triage.rules):
             options["automate"] = self.automatic_runbooks()
         return (severity_table(config.severity) if config else SEVERITY), options

@@ -19,7 +19,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .errors import BadInput, NotFound
 
@@ -70,13 +70,16 @@ def _stamp(kind: str, text: str) -> Path:
 
 
 def read(path: Path, kind: str, build: Callable[..., T], *, text: str | None = None,
-         fast: bool = True, with_node: bool = False) -> T:
+         fast: bool = True, with_node: bool = False, normalized: bool = False) -> T:
     """The desk file at `path` (its `text` when already read), of `kind` (a key of
     config.MODELS), validated by its model unless a stamp says it was, then built by `build`
     from the YAML data (and its node tree, `with_node`, for line numbers). `fast=False`:
-    always validate."""
+    always validate. `normalized`: `build` gets the data as the model made it (its defaults
+    filled in, its values converted), which the stamp then holds as JSON."""
     if text is None:
         text = files.read_text(path)  # a regular file within a size: never a FIFO's hang
+    if normalized:
+        return build(_normalized(path, kind, text, fast))
     data, node = yamlfile.parse(text, str(path))
     stamp = _stamp(kind, text)
     if not (fast and stamp.exists()):
@@ -85,6 +88,31 @@ def read(path: Path, kind: str, build: Callable[..., T], *, text: str | None = N
         config.validate(data, node, str(path), config.MODELS[kind])
         _write_stamp(stamp)
     return build(data, node) if with_node else build(data)
+
+
+def _normalized(path: Path, kind: str, text: str, fast: bool) -> dict:
+    """The file's data as its model made it: from its stamp, else validated (and stamped)."""
+    import orjson
+
+    stamp = _stamp(kind, text)
+    if fast:
+        try:
+            return orjson.loads(stamp.read_bytes())
+        except (OSError, ValueError):
+            pass  # no stamp, or one being written: validate
+    from . import config
+
+    data, node = yamlfile.parse(text, str(path))
+    dumped = config.validate(data, node, str(path), config.MODELS[kind]).model_dump(mode="json")
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        from .atomic import replaced
+
+        with replaced(stamp) as tmp:
+            tmp.write_bytes(orjson.dumps(dumped))
+    except (OSError, BadInput):
+        pass  # a read-only or full cache: the next read validates again
+    return dumped
 
 
 def _write_stamp(stamp: Path) -> None:
@@ -104,6 +132,32 @@ def load_oncall(text: str, where: str) -> OnCall:
     from .domain.routing import build
 
     return read(Path(where), "oncall", build, text=text)
+
+
+class IntakeSettings(NamedTuple):
+    """`intake.yaml` as intake uses it (model: config.IntakeConfig)."""
+
+    severity: dict[str, str]
+    record_resolved: list[str]
+    mask_pii: bool
+    reopen_within_days: int
+    enrich: Any  # intake.enrich.EnrichOptions, or False: no enrichment
+
+
+def load_intake(text: str, where: str) -> IntakeSettings:
+    """`intake.yaml`, validated once a text (`new` reads it on every ticket; its model would
+    cost pydantic's import each time)."""
+    def build(data: dict) -> IntakeSettings:
+        from .intake.enrich import EnrichOptions
+
+        e = data["enrich"]
+        enrich = EnrichOptions(labels=tuple(e["labels"]), change_window_hours=e["change_window_hours"],
+                               kb_articles=e["kb_articles"], similar_tickets=e["similar_tickets"],
+                               similar_within_days=e["similar_within_days"]) if e["enabled"] else False
+        return IntakeSettings(data["severity"], data["record_resolved"], data["mask_pii"], data["reopen_within_days"],
+                              enrich)
+
+    return read(Path(where), "intake", build, text=text, normalized=True)
 
 
 def load_sla(text: str, where: str) -> SlaConfig:

@@ -17,9 +17,8 @@ import functools
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import BadInput
 
@@ -37,8 +36,7 @@ ADDRESS = re.compile(r"^[^@\s<>(),;:\\\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-@dataclass(frozen=True)
-class Channel:
+class Channel(NamedTuple):
     name: str
     type: str
     settings: Mapping[str, Any]  # as the file gave them, ${ENV} expanded
@@ -48,8 +46,7 @@ class Channel:
         return self.type in EMAIL_TYPES
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     name: str
     line: int
     on: frozenset[str]
@@ -60,23 +57,24 @@ class Rule:
     template: str | None  # a file of the templates folder, or the built-in one for the event
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     coalesce: timedelta = timedelta(seconds=60)  # per ticket and recipient: later updates in this window join one
     per_hour: int = 20  # messages a person gets in an hour; the rest wait as one digest (not a chat channel's)
     attempts: int = 8  # tries before a message is dead (sdesk outbox retry brings it back)
     retry: timedelta = timedelta(seconds=30)  # the first wait after a failure; doubled each try, to an hour
 
 
-@dataclass(frozen=True)
-class NotifyConfig:
+DEFAULT_LIMITS = Limits()
+
+
+class NotifyConfig(NamedTuple):
     rules: tuple[Rule, ...] = ()
-    channels: Mapping[str, Channel] = field(default_factory=dict)
+    channels: Mapping[str, Channel] = {}
     limits: Limits = Limits()
     desk_name: str = "Service Desk"
     desk_url: str = ""
     desk_address: str = ""  # the From address; mail to or from it is never answered
-    subscribers: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)  # services|cis -> name -> who
+    subscribers: Mapping[str, Mapping[str, tuple[str, ...]]] = {}  # services|cis -> name -> who
     templates: str | None = None  # the folder of the desk's own templates
     where: str = "notify.yaml"
 
@@ -85,8 +83,7 @@ class NotifyConfig:
         return frozenset().union(*(r.on for r in self.rules)) if self.rules else frozenset()
 
 
-@dataclass(frozen=True)
-class Planned:
+class Planned(NamedTuple):
     """One message to queue: for one recipient over one channel, because of one event."""
 
     rule: str
@@ -338,12 +335,14 @@ def _limits(raw: dict, fail: Callable) -> Limits:
             raise fail(["limits", key], f"expected a duration up to {high}")
         return timedelta(seconds=seconds)
 
-    retry = duration("retry", Limits.retry, timedelta(hours=1))
+    retry = duration("retry", DEFAULT_LIMITS.retry, timedelta(hours=1))
     if retry < timedelta(seconds=1):  # due times are kept to the second
         raise fail(["limits", "retry"], "expected at least 1s")
-    return Limits(coalesce=duration("coalesce", Limits.coalesce, timedelta(days=1)),
-                  per_hour=int(_number(raw.get("per_hour", Limits.per_hour), ["limits", "per_hour"], fail, 1, 100_000)),
-                  attempts=int(_number(raw.get("attempts", Limits.attempts), ["limits", "attempts"], fail, 1, 100)),
+    return Limits(coalesce=duration("coalesce", DEFAULT_LIMITS.coalesce, timedelta(days=1)),
+                  per_hour=int(_number(raw.get("per_hour", DEFAULT_LIMITS.per_hour), ["limits", "per_hour"], fail, 1,
+                                       100_000)),
+                  attempts=int(_number(raw.get("attempts", DEFAULT_LIMITS.attempts), ["limits", "attempts"], fail, 1,
+                                       100)),
                   retry=retry)
 
 
