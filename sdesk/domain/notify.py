@@ -48,10 +48,8 @@ class Channel(NamedTuple):
 
 class Rule(NamedTuple):
     name: str
-    line: int
     on: frozenset[str]
     test: Callable[[Any], bool] | None  # the `when` condition (triage's language), or always
-    uses: frozenset[str]
     to: tuple[str, ...]  # requester, watchers, subscribers, assignee, user:NAME, an address; () for a chat channel
     channel: str
     template: str | None  # a file of the templates folder, or the built-in one for the event
@@ -76,7 +74,6 @@ class NotifyConfig(NamedTuple):
     desk_address: str = ""  # the From address; mail to or from it is never answered
     subscribers: Mapping[str, Mapping[str, tuple[str, ...]]] = {}  # services|cis -> name -> who
     templates: str | None = None  # the folder of the desk's own templates
-    where: str = "notify.yaml"
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -177,7 +174,7 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
         if not isinstance(events, list) or not events or any(e not in EVENTS for e in events):
             raise fail([*loc, "on"], f"expected events from {', '.join(EVENTS)}")
         channel = raw.get("channel")
-        if channel not in channels:
+        if not isinstance(channel, str) or channel not in channels:
             raise fail([*loc, "channel"], f"expected a channel of `channels` ({', '.join(channels) or 'none defined'})")
         to = tuple(_recipient(w, [*loc, "to", str(j)], fail) for j, w in enumerate(_list(raw.get("to"), [*loc, "to"], fail)))
         if channels[channel].email and not to:
@@ -187,18 +184,17 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
             raise fail([*loc, "to"], "internal comments are never sent to the requester, watchers or subscribers "
                                      "(`replied` is the public answer)")
         test: Callable[[Any], bool] | None = None
-        uses: frozenset[str] = frozenset()
         if raw.get("when") is not None:
             from ..triage import condition
 
-            test, uses = condition(raw["when"], [*loc, "when"], fail)
+            test = condition(raw["when"], [*loc, "when"], fail)[0]
         template = raw.get("template")
         if template is not None:
             template = _template_name(template, [*loc, "template"], fail, templates)
-        rules.append(Rule(name, yamlfile.line_of(node, loc), frozenset(events), test, uses, to, channel, template))
+        rules.append(Rule(name, frozenset(events), test, to, channel, template))
     return NotifyConfig(tuple(rules), channels, limits, str(desk.get("name") or "Service Desk")[:200],
                         str(desk.get("url") or "").rstrip("/"), address_of(address) if address else "", subscribers,
-                        templates, where)
+                        templates)
 
 
 def _known(raw: Mapping[str, Any], keys: tuple[str, ...], loc: list[str], fail: Callable) -> None:
