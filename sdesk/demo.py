@@ -373,7 +373,7 @@ def run_demo(db: Path | str | None) -> None:
             store.tickets.move(ticket_id=replica, action="ack", actor="dave")
             say(f"alice acknowledges {ref(checkout)}; sam links the customer report {ref(pay_hangs)} under it")
             at(8)
-            store.outbox.incident_update(checkout, "identified", "Errors started with the deploy of checkout-api "
+            store.outbox.incident_update(checkout, state="identified", text="Errors started with the deploy of checkout-api "
                                          "2026.11.3; we are rolling it back.", actor="alice")
             _send(store)
             cfo = receivers.last_mail("cfo@example.com")
@@ -391,7 +391,7 @@ def run_demo(db: Path | str | None) -> None:
                        resolution="Rolled back checkout-api to 2026.11.2; 5xx rate back under 0.1%")
             store.tickets.move(ticket_id=pay_hangs, action="resolve", actor="sam", code="duplicate",
                        resolution=f"Caused by {ref(checkout)}; fixed by its rollback")
-            store.outbox.incident_update(checkout, "resolved", "Rolled back to 2026.11.2; checkout works normally.",
+            store.outbox.incident_update(checkout, state="resolved", text="Rolled back to 2026.11.2; checkout works normally.",
                                          actor="alice")
             _send(store)
             say(f"alice rolls back the deploy and resolves {ref(checkout)} (and {ref(pay_hangs)} with it); her "

@@ -413,7 +413,7 @@ class Store:
 
     # -- the parts made when first used (PARTS names them all) ---------------------------------
 
-    PARTS = ("tickets", "users", "audit", "classifier", "cmdb", "health", "kb", "mail", "metrics", "oncall",
+    PARTS = ("tickets", "users", "audit", "classifier", "cmdb", "health", "kb", "mail", "metrics", "oncall", "outbox",
              "problems", "runbooks", "sla", "triage")
 
     @cached_property

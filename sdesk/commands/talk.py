@@ -80,7 +80,7 @@ def _watch(ctx: typer.Context, ticket: str, who: str, remove: bool) -> None:
     from ..domain.lifecycle import parse_id, ref
 
     settings = settings_of(ctx)
-    changed = settings.store().outbox.watch(parse_id(ticket), who, actor=settings.actor, remove=remove)
+    changed = settings.store().outbox.watch(parse_id(ticket), who=who, actor=settings.actor, remove=remove)
     verb = "no longer watches" if remove else "watches"
     note(f"{ref(parse_id(ticket))}: {who} {verb} it" + ("" if changed else " (no change)"))
 
@@ -122,7 +122,7 @@ def status(
 
     settings = settings_of(ctx)
     ticket_id = parse_id(ticket)
-    settings.store().outbox.incident_update(ticket_id, state.strip().lower(), text, actor=settings.actor)
+    settings.store().outbox.incident_update(ticket_id, state=state.strip().lower(), text=text, actor=settings.actor)
     note(f"{ref(ticket_id)}: {state.strip().lower()} update posted")
 
 
@@ -335,7 +335,7 @@ def notify_preview(
         raise BadInput(f"--event {event!r}: expected one of {', '.join(EVENTS)}")
     settings = settings_of(ctx)
     config = _config(ctx)
-    rows = settings.store().outbox.preview(config, parse_id(ticket), event, actor=settings.actor)
+    rows = settings.store().outbox.preview(config, ticket_id=parse_id(ticket), event=event, actor=settings.actor)
     shown = preview(rows, config)
     if as_json:
         print_json(shown)

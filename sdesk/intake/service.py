@@ -502,7 +502,7 @@ class Intake:
                     rated = rating(th.get("body")) if (t.get("requester") or "").casefold() == th.get("from") else None
                     if rated is not None:
                         # The resolution's notice asks the requester for one digit: a rating, not a reopening.
-                        self.store.metrics.rate(tx, t["id"], rated[0], rated[1])
+                        self.store.metrics.rate(tx, t["id"], score=rated[0], comment=rated[1])
                         mail.remember(tx, message_id, ticket_id=t["id"], attachments=[], seen=seen)
                         return t["id"], "rated"
                     if (clock.parse(tx.at) - done_at).days < reopen_days:
@@ -539,7 +539,7 @@ class Intake:
             return False
         if (t.get("requester") or "").strip().casefold() == sender:
             return True
-        return self.store.users.has_email(tx, sender) or self.store.outbox.watches(tx, t["id"], sender)
+        return self.store.users.has_email(tx, sender) or self.store.outbox.watches(tx, t["id"], address=sender)
 
     def _resolve_or_ack(self, tx: Tx, batch: _Triggers, s: Signal, only_record: bool) -> tuple[int | None, str]:
         batch.flush()  # a ticket opened earlier in this batch must exist before it can move

@@ -77,7 +77,7 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
             done.append(result)
     finally:
         senders.close()
-        store.outbox.results(done, config, now=clock.now() if now is None else max(now, clock.now()), token=token,
+        store.outbox.results(done, config=config, now=clock.now() if now is None else max(now, clock.now()), token=token,
                              actor=actor)
     errors = [{"message": d["batch"], "to": d["to"], "channel": d["channel"], "error": d["error"]}
               for d in done if d["error"] is not None]

@@ -285,10 +285,10 @@ class MetricsStore:
             t = self.tickets._current(tx, ticket_id)
             if t["status"] not in lifecycle.DONE:
                 raise Conflict(f"csat: {lifecycle.ref(ticket_id)} is {t['status']}: rate it once it is resolved")
-            self.rate(tx, ticket_id, score, comment)
+            self.rate(tx, ticket_id, score=score, comment=comment)
 
     @staticmethod
-    def rate(tx: Tx, ticket_id: int, score: int, comment: str | None) -> None:
+    def rate(tx: Tx, ticket_id: int, *, score: int, comment: str | None) -> None:
         """Record a rating of a done ticket in `tx` (csat_record, and a requester's answer by mail)."""
         comment = tx.clean(comment or None, ticket_id)
         tx.conn.execute("INSERT INTO csat (ticket_id, score, comment, actor, at) VALUES (?, ?, ?, ?, ?) "

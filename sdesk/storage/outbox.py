@@ -246,7 +246,7 @@ class OutboxStore:
                             (ticket_id,)).fetchone()
         return [m for m in dict.fromkeys(r[0] for r in (first, last) if r) if not m.startswith(("(", "sha256:"))]
 
-    def results(self, done: list[dict[str, Any]], config: NotifyConfig, *, now: datetime, token: str,
+    def results(self, done: list[dict[str, Any]], *, config: NotifyConfig, now: datetime, token: str,
                 actor: str) -> None:
         """Record what became of claimed batches: each {"batch", "ids", "error" (None: delivered),
         "message_id", "final" (a failure no retry mends: a template that does not render)}; a
@@ -275,7 +275,7 @@ class OutboxStore:
 
     # -- what people read and do ---------------------------------------------------------------
 
-    def preview(self, config: NotifyConfig, ticket_id: int, event: str, *, actor: str) -> list[dict[str, Any]]:
+    def preview(self, config: NotifyConfig, *, ticket_id: int, event: str, actor: str) -> list[dict[str, Any]]:
         """The messages `event` on the ticket would queue now, as rows (nothing is written): its data
         made from the ticket (its last reply, its resolution, its last stakeholder update)."""
         conn = self.db.conn
@@ -357,7 +357,7 @@ class OutboxStore:
 
     # -- watchers -------------------------------------------------------------------------------
 
-    def watch(self, ticket_id: int, who: str, *, actor: str, remove: bool = False) -> bool:
+    def watch(self, ticket_id: int, *, who: str, actor: str, remove: bool = False) -> bool:
         """Add (or remove) a watcher: an email address (kept lower-cased) or a user's name."""
         from ..domain.notify import ADDRESS
 
@@ -385,7 +385,7 @@ class OutboxStore:
         return bool(changed)
 
     @staticmethod
-    def watches(tx: Tx, ticket_id: int, address: str) -> bool:
+    def watches(tx: Tx, ticket_id: int, *, address: str) -> bool:
         return tx.conn.execute("SELECT 1 FROM watchers WHERE ticket_id = ? AND who = ?",
                                (ticket_id, address.casefold())).fetchone() is not None
 
@@ -395,7 +395,7 @@ class OutboxStore:
 
     # -- stakeholder updates ----------------------------------------------------------------------
 
-    def incident_update(self, ticket_id: int, state: str, text: str, *, actor: str) -> dict[str, Any]:
+    def incident_update(self, ticket_id: int, *, state: str, text: str, actor: str) -> dict[str, Any]:
         from ..domain.notify import INCIDENT_STATES
 
         if state not in INCIDENT_STATES:
