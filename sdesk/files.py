@@ -139,7 +139,8 @@ def read_text(path: str | os.PathLike, *, shown: object = None, dir_fd: int | No
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise BadInput(f"cannot read {shown}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        line = data.count(b"\n", 0, e.start) + 1
+        raise BadInput(f"{shown}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def read_capped(stream: BinaryIO, shown: object, limit: int) -> bytes:

@@ -26,14 +26,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import examples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import examples
 from sdesk.cli import app
 from sdesk.domain.messages import MAX_OUTPUT, html, render
 
-FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 BREAKS = "\r\n\x85\u2028\u2029"
 
@@ -61,7 +60,8 @@ def one_line_error(stderr: str, where: str) -> bool:
 
 def sink_argv(path: Path) -> list[str]:
     """A `command` channel's program: appends the JSON it is given on stdin to `path`, one a line."""
-    code = f"import sys; open({str(path)!r}, 'a', encoding='utf-8').write(sys.stdin.read().replace(chr(10), ' ') + chr(10))"
+    code = (f"import sys; open({str(path)!r}, 'a', encoding='utf-8')"
+            ".write(sys.stdin.read().replace(chr(10), ' ') + chr(10))")
     return [sys.executable, "-c", code]
 
 
@@ -107,6 +107,13 @@ def write_notify(config: Path, data_or_text) -> Path:
 
 def queued(cli) -> list[dict]:
     return cli.json("outbox", "list", "--limit", "100000")
+
+
+def drain(cli) -> None:
+    """Drop what an earlier example left pending, so that each example is sent on its own."""
+    waiting = [str(m["id"]) for m in queued(cli) if m["status"] == "pending"]
+    if waiting:
+        cli("outbox", "drop", *waiting)
 
 
 class Mailbox:
@@ -217,10 +224,12 @@ def _laughs():
 
 def mutate(data, doc):
     """`doc` with one drawn change: a key or value dropped, replaced, renamed or added, a value
-    made an alias of another part of the document, or the billion laughs."""
+    put in a list or a mapping, made an alias of another part of the document, or the billion
+    laughs."""
     paths = list(_paths(doc))
     path = data.draw(st.sampled_from(paths), label="at")
-    op = data.draw(st.sampled_from(["drop", "replace", "replace", "rename", "add", "alias", "laughs"]), label="op")
+    op = data.draw(st.sampled_from(["drop", "replace", "replace", "wrap", "wrap", "rename", "add", "alias", "laughs"]),
+                   label="op")
     if not path:
         return data.draw(VALUES, label="document") if op in ("replace", "drop") else doc
     parent, key = _get(doc, path[:-1]), path[-1]
@@ -228,6 +237,10 @@ def mutate(data, doc):
         del parent[key]
     elif op == "replace":
         parent[key] = data.draw(VALUES, label="value")
+    elif op == "wrap":  # the same value, in a list or a mapping (`channel: [email]`)
+        value = parent[key]
+        parent[key] = data.draw(st.sampled_from([[value], [[value]], {"x": value}, {value: 1} if isinstance(
+            value, (str, int, type(None))) else [value, value]]), label="wrapped")
     elif op == "laughs":
         parent[key] = _laughs()
     elif op == "alias":
@@ -272,7 +285,7 @@ def mangle(data, text: str, marker: Path) -> bytes:
     return "\n".join(lines).encode("utf-8", "surrogateescape")
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_fuzzed_notify_yaml_is_fine_or_one_line_and_intake_goes_on(cli, config, tmp_path, data):
     doc = copy.deepcopy(base_notify())
@@ -289,11 +302,9 @@ def test_a_fuzzed_notify_yaml_is_fine_or_one_line_and_intake_goes_on(cli, config
     assert crash(checked) is None, crash(checked)
     assert checked.exit_code in (0, 2), (checked.exit_code, checked.stderr)
     if checked.exit_code == 2:
-        try:
-            raw.decode("utf-8")
+        if b"\xff" not in raw:
             assert one_line_error(checked.stderr, str(path)), checked.stderr
-        except UnicodeDecodeError:
-            # Bytes that are not UTF-8: still one line naming the file and the line they are on.
+        else:  # bytes that are not UTF-8: still one line naming the file and the line they are on
             assert one_line_error(checked.stderr, str(path)), checked.stderr
         line = int(re.match(rf"error: {re.escape(str(path))}:(\d+):", checked.stderr).group(1))
         assert 1 <= line <= raw.count(b"\n") + 1, (line, checked.stderr)
@@ -364,10 +375,10 @@ def test_the_billion_laughs_in_notify_yaml_is_refused_at_once(cli, config):
 # -- 2. templates fuzzed ------------------------------------------------------------------------------
 
 CANARY = "CANARY-7f3a-the-file-was-read"
-# What only a working escape from the sandbox prints: a class, a module, a function's globals,
-# a file's content.
-ESCAPED = ("<class ", "<module ", "__builtins__", "mappingproxy", "<slot wrapper", "<method-wrapper", "<bound method",
-           "__globals__", "__subclasses__", "root:x:0:0", CANARY, "uid=")
+# What only a working escape from the sandbox prints (none of it is in any template's text, which
+# a raw block prints as it is): a class, a module, a function's globals, a file, a command's output.
+ESCAPED = ("<class ", "<module ", "__builtins__", "mappingproxy", "<slot wrapper", "<method-wrapper",
+           "<built-in function", "root:x:0:0", CANARY, "uid=")
 FRAGMENTS = [
     "{{", "}}", "{%", "%}", "{#", "#}", "{{ ticket.title }}", "{{ ticket.ref }}", "{{ ticket.assignee }}",
     "{{ event.text }}", "{{ desk.name }}", "{{ ''.__class__ }}", "{{ ''.__class__.__mro__[1].__subclasses__() }}",
@@ -422,8 +433,8 @@ def template(cli, config) -> Path:
     return template_desk(cli, config)
 
 
-def check_template_outcome(cli, template: Path, text: str) -> None:
-    """What `notify check` and `notify preview` say of template `text`: fine, or errors naming
+def check_template_outcome(cli, template: Path) -> None:
+    """What `notify check` and `notify preview` say of the template: fine, or errors naming
     the template and a line; never a traceback, an escape from the sandbox, or unbounded output."""
     where = re.escape(str(template))
     checked = run(cli, "notify", "check")
@@ -462,11 +473,11 @@ def check_template_outcome(cli, template: Path, text: str) -> None:
             assert mark not in out, (mark, out[:3000])
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=TEMPLATES)
 def test_a_fuzzed_template_renders_or_names_its_line_and_never_escapes(cli, template, text):
     template.write_text(text, encoding="utf-8")
-    check_template_outcome(cli, template, text)
+    check_template_outcome(cli, template)
 
 
 @pytest.mark.parametrize("text", [
@@ -477,7 +488,7 @@ def test_a_fuzzed_template_renders_or_names_its_line_and_never_escapes(cli, temp
 ], ids=lambda t: t[:40])
 def test_hostile_templates_fail_alone_with_their_file_and_line(cli, template, text):
     template.write_text(text)
-    check_template_outcome(cli, template, text)
+    check_template_outcome(cli, template)
 
 
 def test_a_template_too_big_to_read_is_one_line(cli, template):
@@ -487,15 +498,20 @@ def test_a_template_too_big_to_read_is_one_line(cli, template):
     assert checked.stderr.startswith("error: ") and str(template) in checked.stderr and checked.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("text", ["{{ ticket.ref * 300000 }}", "{% for i in range(99999) %}{{ ticket.title }}{% endfor %}",
-                                  "{{ 'x' * 10**6 }}", "{{ lipsum(2) }}{{ range(100000)|list }}"], ids=lambda t: t[:30])
-def test_the_output_cap_names_the_line_that_ran_over(cli, template, text):
-    """Output is capped (a loop stops at 256 KiB), and the error names the line, as every other does."""
+@pytest.mark.parametrize("text, why", [
+    ("{{ ticket.ref * 300000 }}", "a repetition this long"),
+    ("{% for i in range(9999) %}{{ ticket.title * 30 }}{% endfor %}", "256 KiB"),
+    ("{% for i in range(99999) %}{{ ticket.title }}{% endfor %}", "the number 99999 is more than"),
+    ("{{ 'x' * 10**6 }}", "a repetition this long"),
+    ("{{ lipsum(2) }}{{ range(100000)|list }}", "the number 100000 is more than")], ids=lambda t: t[:30])
+def test_the_output_cap_names_the_line_that_ran_over(cli, template, text, why):
+    """Output is capped (a loop stops at 256 KiB; a repetition or a range that would pass it is
+    refused before it is made), and the error names the line, as every other does."""
     template.write_text("Subject: big\nfine\n" + text + "\n")
     shown = run(cli, "notify", "preview", "SD-1", "--event", "created")
     assert shown.exit_code == 2
     errors = [line for line in shown.stdout.splitlines() if line.startswith("error: ")]
-    assert len(shown.stdout) < 8 * MAX_OUTPUT and len(errors) == 3 and all("256 KiB" in line for line in errors), errors
+    assert len(shown.stdout) < 8 * MAX_OUTPUT and len(errors) == 3 and all(why in line for line in errors), errors
     assert all(line.startswith(f"error: {template}:3: ") for line in errors), errors
 
 
@@ -506,7 +522,7 @@ def test_the_requester_template_reading_the_assignee_fails_and_is_not_sent(cli, 
     template.write_text("Subject: {{ ticket.title }}\nHello,\n{{ ticket.assignee }} is on it.\n")
     cli.new("second", "--requester", "req@example.com")
     cli("assign", "2", "bob")
-    preview = cli.json("notify", "preview", "SD-2", "--event", "created")
+    preview = json.loads(run(cli, "notify", "preview", "SD-2", "--event", "created", "--json").stdout)
     by = {m["to"]: m for m in preview}
     assert by["req@example.com"]["error"].startswith(f"{template}:3: "), by["req@example.com"]
     assert "bob is on it" in by["ops@example.com"]["text"]
@@ -521,46 +537,68 @@ def test_the_requester_template_reading_the_assignee_fails_and_is_not_sent(cli, 
     assert all(f"{template}:3:" in m["error"] for m in dead), dead
 
 
-# Templates whose cost is not their output: they must stop (a time and a memory budget) with the
-# template's file and line, not hang the command, eat the machine's memory or end in a traceback.
-# Run as a process of its own, its address space capped at 2 GiB and killed after 60 s.
+# Templates whose cost is not their output: checking and previewing them must stop (a time and a
+# memory budget) with an error naming the template, not hang the command, eat the machine's
+# memory or end in a traceback. Jinja computes constant expressions when it compiles, so even
+# `notify check` runs them. Each command runs as a process of its own, its address space capped at
+# 2 GiB (more is taken as "unbounded") and killed after 60 s.
 RUNAWAY = [
     pytest.param("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", id="loops-cpu"),
-    pytest.param("{% for a in range(9999) %}{% for b in range(9999) %}{% set x = a * b %}{% endfor %}{% endfor %}",
-                 id="loops-set"),
+    # Ranges each within bounds, 10**12 turns together: the render's time budget stops it.
+    pytest.param("{% for i in range(9999) %}{% for j in range(9999) %}{% for k in range(9999) %}{% endfor %}"
+                 "{% endfor %}{% endfor %}", id="loops-cpu-small-ranges"),
     pytest.param("{{ 'x' * 10**12 }}", id="string-times-huge"),
+    pytest.param("{{ 'a' * 10**9 }}", id="string-times-a-billion"),
     pytest.param("{{ [1] * 10**9 }}", id="list-times-huge"),
     pytest.param("{{ ticket.ref.zfill(10**9) }}", id="zfill-huge"),
     pytest.param("{{ 'a'|center(10**9) }}", id="center-huge"),
-    pytest.param("{{ (10**100000)|string|length }}", id="bignum"),
+    pytest.param("{{ 10**100000 }}", id="bignum-to-text"),
+    pytest.param("{{ (10**100000000) % 7 }}", id="bignum-power"),
 ]
+BUDGET = 30  # seconds a command may take for one template, all its messages together
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("text", RUNAWAY)
-def test_a_runaway_template_stops_with_its_line(cli, template, text):
-    template.write_text("Subject: x\n" + text + "\n")
+def sdesk_capped(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+    import time
 
     def cap():
         limit = 2 << 30
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
+    started = time.monotonic()
     try:
-        done = subprocess.run([sys.executable, "-m", "sdesk", "notify", "preview", "SD-1", "--event", "created"],
-                              capture_output=True, text=True, timeout=60, preexec_fn=cap, env=os.environ.copy())
+        done = subprocess.run([sys.executable, "-m", "sdesk", *args], capture_output=True, text=True, timeout=60,
+                              preexec_fn=cap, env=os.environ.copy())
     except subprocess.TimeoutExpired:
-        pytest.fail(f"notify preview of {text!r} still ran after 60 s: a template has no time budget")
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert done.returncode == 2, (done.returncode, done.stdout[-1000:], done.stderr[-1000:])
-    errors = [line for line in done.stdout.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 3 and all(line.startswith(f"error: {template}:2: ") for line in errors), errors
+        pytest.fail(f"sdesk {' '.join(args)} still ran after 60 s: a template has no time budget")
+    return done, time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", RUNAWAY)
+def test_a_runaway_template_stops_with_its_file(cli, template, text):
+    template.write_text("Subject: x\n" + text + "\n")
+    checked, took = sdesk_capped("notify", "check")
+    assert "Traceback" not in checked.stderr, checked.stderr[-3000:]
+    assert checked.returncode in (0, 2) and took < BUDGET, (checked.returncode, round(took), checked.stderr[-1000:])
+    if checked.returncode == 2:
+        assert checked.stderr.startswith(f"error: {template}:") and checked.stderr.count("\n") == 1, checked.stderr
+    shown, took = sdesk_capped("notify", "preview", "SD-1", "--event", "created")
+    assert "Traceback" not in shown.stderr, shown.stderr[-3000:]
+    assert shown.returncode in (0, 2) and took < BUDGET, (shown.returncode, round(took), shown.stdout[-1000:],
+                                                          shown.stderr[-1000:])
+    errors = [line for line in shown.stdout.splitlines() if line.startswith("error: ")]
+    assert (shown.returncode == 2) == bool(errors), shown.stdout[-1000:]
+    assert all(line.startswith(f"error: {template}:") for line in errors), errors
+    assert len(shown.stdout) < 8 * MAX_OUTPUT
 
 
 # -- 3. hostile values are data -----------------------------------------------------------------------
 
 HOSTILE = [
     "[click here](javascript:alert(1))", "[x](https://evil.example/phish)", "<script>alert(1)</script>",
-    "<SCRIPT SRC=//evil.example/x.js></SCRIPT>", "<img src=x onerror=alert(1)>", "<a href=\"https://evil.example\">x</a>",
+    "<SCRIPT SRC=//evil.example/x.js></SCRIPT>", "<img src=x onerror=alert(1)>",
+    "<a href=\"https://evil.example\">x</a>",
     "javascript:alert(document.cookie)", "\r\nBcc: victim@example.com\r\n", "\nBcc: victim@example.com",
     "\r\n\r\n<html>", "\nSubject: pwned", "\x00", "\x1b[31m", "\x07", "\u2028", "\u2029", "\x85", "\t",
     "![pixel](https://evil.example/p.png)", "<https://evil.example>", "<victim@example.com>",
@@ -588,7 +626,7 @@ def rendered_html(config, message_id: int, cli) -> tuple[str, str]:
     return rendered.subject, html(rendered.markdown)
 
 
-@settings(max_examples=examples(120), deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(title=HOSTILE_TEXT, reply=HOSTILE_TEXT)
 def test_hostile_titles_and_replies_never_become_headers_links_or_html(cli, config, title, reply):
     if not (config / "notify.yaml").exists():
@@ -601,6 +639,7 @@ def test_hostile_titles_and_replies_never_become_headers_links_or_html(cli, conf
     for event in ("created", "replied"):
         for m in cli.json("notify", "preview", str(ticket), "--event", event):
             assert not m.get("error"), m
+            assert not CONTROLS.search(m["text"]), m["text"]  # escape sequences and the like are left out
             if m["subject"] is not None:
                 assert not any(c in m["subject"] for c in BREAKS), m["subject"]
                 assert not CONTROLS.search(m["subject"]), m["subject"]
@@ -632,6 +671,7 @@ def test_a_value_never_becomes_markup_in_the_html(tmp_path_factory, value):
     (folder / "v.md").write_text("Subject: {{ ticket.title }}\n{{ event.text }}\n")
     context = {"ticket": {"title": value, "ref": "SD-1"}, "event": {"text": value}}
     rendered = render("v.md", str(folder), context)
+    assume("[REDACTED:" not in rendered.markdown)  # what looks like a secret is not shown, rightly
     page = html(rendered.markdown)
     assert _tags(page) <= PLAIN_TAGS, (sorted(_tags(page) - PLAIN_TAGS), rendered.markdown, page)
     import html as htmllib
@@ -652,13 +692,16 @@ def test_a_reply_made_of_plain_lines_shows_as_plain_text(value):
     assert "\\" not in page, page
 
 
-@settings(max_examples=examples(60), deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(title=HOSTILE_TEXT, reply=HOSTILE_TEXT)
 def test_hostile_values_in_delivered_mail_stay_in_the_body(cli, config, mailbox, title, reply):
     """What really arrives: the requester's mail (the acknowledgement and the reply coalesced into
     one) goes to them alone, with one Subject line and no header made of a value."""
     if not (config / "notify.yaml").exists():
         email_desk(config, mailbox.port)
+    else:
+        drain(cli)
+        mailbox.take()
     made = run(cli, "new", f"T {title} end", "--requester", "a@example.com", "--json")
     assume(made.exit_code == 0)
     ticket = json.loads(made.stdout)["id"]
@@ -685,10 +728,10 @@ def test_a_title_with_a_line_break_is_delivered_as_one_subject(cli, config, mail
     assert crash(sent) is None, crash(sent)
     assert sent.exit_code == 0, sent.stderr
     got = mailbox.take()
-    assert [rcpt for rcpt, _ in got] == [["a@example.com"]]
-    (_, m), = got
-    assert m["Bcc"] is None, dict(m.items())
-    assert not any(c in str(m["Subject"]) for c in BREAKS), m["Subject"]
+    assert got and all(rcpt == ["a@example.com"] for rcpt, _ in got), [rcpt for rcpt, _ in got]
+    for _, m in got:
+        assert m["Bcc"] is None and m["To"] == "a@example.com", dict(m.items())
+        assert not any(c in str(m["Subject"]) for c in BREAKS), m["Subject"]
 
 
 # -- 4. no secret leaves ------------------------------------------------------------------------------
@@ -701,7 +744,7 @@ SECRETS = st.one_of(
 )
 
 
-@settings(max_examples=examples(60), deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(secret=SECRETS, around=HOSTILE_TEXT, where=st.sampled_from(["title", "reply", "both"]))
 def test_no_secret_leaves_in_a_preview_the_outbox_or_what_is_sent(cli, config, mailbox, tmp_path, secret, around,
                                                                   where):
@@ -709,8 +752,13 @@ def test_no_secret_leaves_in_a_preview_the_outbox_or_what_is_sent(cli, config, m
     sink = tmp_path / "sent.jsonl"
     if not (config / "notify.yaml").exists():
         email_desk(config, mailbox.port, sink)
+    else:
+        drain(cli)
+        mailbox.take()
+        sink.unlink(missing_ok=True)
     hostile = f"{around} {written} {around}"
-    title = f"T {hostile} end" if where in ("title", "both") else "printer on fire"
+    # A title with a line break is the business of the tests of values above (it breaks sending).
+    title = " ".join(f"T {hostile} end".split()) if where in ("title", "both") else "printer on fire"
     made = run(cli, "new", title, "--requester", "a@example.com", "--json")
     assume(made.exit_code == 0)
     ticket = json.loads(made.stdout)["id"]
@@ -756,7 +804,7 @@ def test_the_named_secrets_never_leave(cli, config, mailbox, tmp_path):
 
 NOTE = "NOTE-only-for-the-desk"
 INTERNAL_TO = [["assignee"], ["user:bob"], ["ops@example.com"], ["assignee", "ops@example.com"]]
-ACTIONS = st.lists(st.sampled_from(["comment", "reply", "assign", "watch", "resolve", "label", "status"]),
+ACTIONS = st.lists(st.sampled_from(["comment", "reply", "assign", "watch", "resolve", "reopen", "label", "status"]),
                    min_size=1, max_size=8)
 
 
@@ -766,12 +814,15 @@ def people(cli) -> None:
     cli("user", "add", "sam", "--role", "agent", "--email", "sam@example.com")
 
 
-@settings(max_examples=examples(50), deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(to=st.sampled_from(INTERNAL_TO), chat=st.booleans(), actions=ACTIONS)
 def test_internal_comments_never_reach_the_public(cli, config, mailbox, tmp_path, to, chat, actions):
     sink = tmp_path / "sent.jsonl"
     if not (config / "notify.yaml").exists():
         people(cli)
+    else:
+        drain(cli)
+        mailbox.take()
     doc = base_notify(smtp_port=mailbox.port, sink=sink)
     doc["rules"] = [r for r in doc["rules"] if r["channel"] == "email" and "commented" not in r.get("on", [])]
     doc["rules"] += [{"name": "notes", "on": ["commented", "assigned"], "to": to, "channel": "email"}]
@@ -779,21 +830,18 @@ def test_internal_comments_never_reach_the_public(cli, config, mailbox, tmp_path
         doc["rules"] += [{"name": "notes in chat", "on": "commented", "channel": "hook"}]
     write_notify(config, doc)
     ticket = cli.new("printer on fire", "--requester", "req@example.com", "--service", "checkout")
+    steps = {"comment": lambda i: ("comment", str(ticket), f"{NOTE} {i}"),
+             "reply": lambda i: ("reply", str(ticket), f"public answer {i}"),
+             "assign": lambda i: ("assign", str(ticket), "bob"),
+             "watch": lambda i: ("watch", str(ticket), "watcher@example.com"),
+             "resolve": lambda i: ("resolve", str(ticket), "-r", f"fixed {i}"),
+             "reopen": lambda i: ("reopen", str(ticket)),
+             "label": lambda i: ("update", str(ticket), "-l", f"secret-label=v{i}"),
+             "status": lambda i: ("status", str(ticket), "identified", f"stakeholder update {i}")}
     for i, action in enumerate(actions):
-        if action == "comment":
-            cli("comment", str(ticket), f"{NOTE} {i}")
-        elif action == "reply":
-            cli("reply", str(ticket), f"public answer {i}")
-        elif action == "assign":
-            cli("assign", str(ticket), "bob")
-        elif action == "watch":
-            run(cli, "watch", str(ticket), "watcher@example.com")
-        elif action == "resolve":
-            run(cli, "resolve", str(ticket), "-r", f"fixed {i}")
-        elif action == "label":
-            cli("update", str(ticket), "-l", f"secret-label=v{i}")
-        elif action == "status":
-            run(cli, "status", str(ticket), "identified", f"stakeholder update {i}")
+        done = run(cli, *steps[action](i))
+        assert crash(done) is None, crash(done)
+        assert done.exit_code in (0, 4), (action, done.stderr)  # 4: not from this status (assign a resolved one)
     public = {"req@example.com", "watcher@example.com", "cfo@example.com"}
     rows = cli.json("outbox", "list", "--ticket", str(ticket), "--limit", "1000")
     assert not [m for m in rows if m["recipient"] in public and m["event"] == "commented"], rows

@@ -339,6 +339,8 @@ def notify_preview(
     shown = preview(rows, config)
     if as_json:
         print_json(shown)
+        if any(m.get("error") for m in shown):
+            raise typer.Exit(ExitCode.BAD_INPUT)
         return
     from ..domain.plain import controls
 

@@ -9,17 +9,19 @@ Idempotency-Key (so a receiver that keeps keys sees it once), and never loses it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..domain import clock
-from ..domain.messages import Rendered, TemplateError, digest, html, render
+from ..domain.messages import Rendered, Runaway, TemplateError, digest, html, render
 from ..domain.notify import Channel, NotifyConfig, address_of
 
 if TYPE_CHECKING:
@@ -72,6 +74,8 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
                 result.update(error=str(e), final=True)
             except Failure as e:
                 result.update(error=str(e), final=e.final)
+            except Exception as e:  # noqa: BLE001 - a message no retry can send must not stop the others
+                result.update(error=f"cannot be sent: {type(e).__name__}: {str(e)[:300]}", final=True)
             if result["error"] is not None:
                 stopped.add(b["key"])
             done.append(result)
@@ -96,8 +100,36 @@ def render_batch(rows: list[dict[str, Any]], config: NotifyConfig) -> Rendered:
     import orjson
 
     contexts = [orjson.loads(r["context"]) if isinstance(r["context"], str) else r["context"] for r in rows]
-    parts = [render(template_of(r, config), config.templates, c) for r, c in zip(rows, contexts)]
+    with deadline(RENDER_SECONDS):
+        parts = [render(template_of(r, config), config.templates, c) for r, c in zip(rows, contexts)]
     return parts[0] if len(parts) == 1 else digest(parts, contexts)
+
+
+RENDER_SECONDS = 5.0  # a template that renders longer loops without end (the sandbox bounds its memory)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Stop what runs inside after `seconds` (messages.Runaway, raised where it is: in a
+    template, the error names its line). A timer signal, so only on the main thread (the CLI's
+    tick, outbox send, preview); serve's courier renders without one."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Runaway(f"renders for more than {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def template_of(row: dict[str, Any], config: NotifyConfig) -> str:
@@ -332,10 +364,10 @@ def email_message(channel: Channel, rows: list[dict[str, Any]], rendered: Render
     domain = address_of(sender).rpartition("@")[2] or "sdesk.invalid"
     message_id = f"sdesk.{key}@{domain}"
     message = EmailMessage()
-    message["From"] = sender
-    message["To"] = rows[0]["recipient"]
+    message["From"] = _header(sender)
+    message["To"] = _header(rows[0]["recipient"])
     tickets = len({r["ticket_id"] for r in rows})
-    message["Subject"] = _subject(rendered, rows[0], tickets)
+    message["Subject"] = _header(_subject(rendered, rows[0], tickets))
     message["Date"] = format_datetime(clock.now())
     message["Message-ID"] = f"<{message_id}>"
     if threading:
@@ -349,6 +381,12 @@ def email_message(channel: Channel, rows: list[dict[str, Any]], rendered: Render
     message.set_content(rendered.text or "\n")
     message.add_alternative(html(rendered.markdown), subtype="html")
     return message, message_id
+
+
+def _header(text: str) -> str:
+    """A header's value on one line: a line break in a value (a title, a digest's subject) would
+    be a header of its own (`Bcc:`), and the email library refuses it."""
+    return " ".join(str(text).split())
 
 
 def payload(channel: Channel, rows: list[dict[str, Any]], rendered: Rendered, key: str) -> tuple[dict[str, Any], dict]:
