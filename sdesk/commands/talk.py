@@ -335,7 +335,7 @@ def notify_preview(
         raise BadInput(f"--event {event!r}: expected one of {', '.join(EVENTS)}")
     settings = settings_of(ctx)
     config = _config(ctx)
-    rows = settings.store().outbox.preview(config, ticket_id=parse_id(ticket), event=event, actor=settings.actor)
+    rows = settings.store().outbox.preview(config, ticket_id=parse_id(ticket), on=event, actor=settings.actor)
     shown = preview(rows, config)
     if as_json:
         print_json(shown)

@@ -275,33 +275,34 @@ class OutboxStore:
 
     # -- what people read and do ---------------------------------------------------------------
 
-    def preview(self, config: NotifyConfig, *, ticket_id: int, event: str, actor: str) -> list[dict[str, Any]]:
-        """The messages `event` on the ticket would queue now, as rows (nothing is written): its data
-        made from the ticket (its last reply, its resolution, its last stakeholder update)."""
+    def preview(self, config: NotifyConfig, *, ticket_id: int, on: str, actor: str) -> list[dict[str, Any]]:
+        """The messages the event `on` (as notify.yaml names it) on the ticket would queue now, as
+        rows (nothing is written): its data made from the ticket (its last reply, its
+        resolution, its last stakeholder update)."""
         conn = self.db.conn
         t = conn.execute("SELECT status, resolution, assignee FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         if t is None:
             raise NotFound(f"no ticket {ref(ticket_id)}")
         data: dict[str, Any] = {}
         last = conn.execute("SELECT data FROM events WHERE ticket_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
-                            (ticket_id, "replied" if event in ("replied", "commented") else event)).fetchone()
+                            (ticket_id, "replied" if on in ("replied", "commented") else on)).fetchone()
         if last is not None:
             data = orjson.loads(last[0])
-        elif event in ("replied", "commented"):
-            data = {"text": "(the text of the " + ("reply" if event == "replied" else "comment") + ")"}
-        elif event == "resolved":
+        elif on in ("replied", "commented"):
+            data = {"text": "(the text of the " + ("reply" if on == "replied" else "comment") + ")"}
+        elif on == "resolved":
             data = {"resolution": t["resolution"] or "(the resolution)", "action": "resolve"}
-        elif event == "incident_update":
+        elif on == "incident_update":
             data = {"state": "investigating", "text": "(the update)"}
-        elif event in ("sla_warning", "sla_breached"):
+        elif on in ("sla_warning", "sla_breached"):
             data = {"target": "resolve", "policy": "(policy)", "target_seconds": 3600, "used_seconds": 2700}
-        elif event in ("paged", "escalated"):
+        elif on in ("paged", "escalated"):
             data = {"users": [t["assignee"] or "(on call)"], "round": 1, "level": 1}
-        elif event in ("status_changed", "reopened", "closed"):
+        elif on in ("status_changed", "reopened", "closed"):
             data = {"from": t["status"], "to": t["status"]}
-        elif event == "assigned":
+        elif on == "assigned":
             data = {"assignee": t["assignee"]}
-        return planned(conn, config, [(None, ticket_id, event, data, actor, clock.now_iso())], clock.now_iso())
+        return planned(conn, config, [(None, ticket_id, on, data, actor, clock.now_iso())], clock.now_iso())
 
     def messages(self, *, status: str | None = None, ticket_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         where: list[str] = []
