@@ -131,7 +131,8 @@ def init(
         written = write_starter(example)
         print(controls(example, one_line=True))  # a name is data: its escapes are shown, not run
         note(f"wrote a starter desk config to {example}: {', '.join(written)}. Edit it (teams and users in "
-             "oncall.yaml, the notifier, sla.yaml's calendars)"
+             "oncall.yaml, the notifier, sla.yaml's calendars, notify.yaml's mail server: SMTP_HOST and "
+             "SMTP_PORT, or edit it)"
              + ("" if given is not None and given.name == "COMMANDLINE" else f", then record it: sdesk init --config {example}"))
         if given is None or given.name != "COMMANDLINE":
             return  # the database is not touched: --example alone only writes the files

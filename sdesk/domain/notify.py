@@ -111,7 +111,10 @@ def expand(value: Any, loc: list[str], fail: Callable[[list[str], str], Exceptio
                 return default
             raise fail(loc, f"${{{name}}} is not set (write ${{{name}:-default}} for a default)")
 
-        return _ENV.sub(one, value)
+        expanded = _ENV.sub(one, value)
+        if "${" in _ENV.sub("", value):
+            raise fail(loc, "a `${` without its closing `}` (write ${NAME} or ${NAME:-default})")
+        return expanded
     if isinstance(value, dict):
         return {k: expand(v, [*loc, str(k)], fail, env) for k, v in value.items()}
     if isinstance(value, list):
@@ -125,8 +128,11 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
     from . import yamlfile
 
     def fail(loc: list[str], message: str) -> Exception:
+        from .plain import controls
+
         line = yamlfile.line_of(node, loc)
-        return BadInput(f"{where}:{line}: {'.'.join(loc) + ': ' if loc else ''}{message}")
+        setting = controls(".".join(loc), one_line=True)[:200]  # a key is the file's text: shown, never run
+        return BadInput(f"{where}:{line}: {setting + ': ' if loc else ''}{message}")
 
     if data is None:
         data = {}
@@ -136,6 +142,10 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
     desk = expand(_mapping(data.get("desk"), ["desk"], fail), ["desk"], fail, env)
     _known(desk, ("name", "url", "from"), ["desk"], fail)
     address = _text(desk.get("from"), ["desk", "from"], fail) if desk.get("from") is not None else ""
+    url = _text(desk["url"], ["desk", "url"], fail) if desk.get("url") is not None else ""
+    if url and not re.match(r"^https?://[^\s/]+\S*$", url):
+        raise fail(["desk", "url"], "expected the desk's address, http:// or https:// (up to 2000 characters)")
+    name = _text(desk["name"], ["desk", "name"], fail, 200) if desk.get("name") is not None else "Service Desk"
     if address and not ADDRESS.match(address_of(address)):
         raise fail(["desk", "from"], f"{address!r} is not an email address")
     channels = {}
@@ -180,6 +190,9 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
         if channels[channel].email and not to:
             raise fail([*loc, "to"], "an email channel needs recipients (requester, watchers, subscribers, assignee, "
                                      "user:NAME or an address)")
+        if not channels[channel].email and any(w != "assignee" and not w.startswith("user:") for w in to):
+            raise fail([*loc, "to"], f"channel {channel} posts to its channel: `to` names the people it mentions "
+                                     "(assignee, user:NAME), not addresses, the requester, watchers or subscribers")
         if "commented" in events and any(w in PUBLIC for w in to):
             raise fail([*loc, "to"], "internal comments are never sent to the requester, watchers or subscribers "
                                      "(`replied` is the public answer)")
@@ -192,9 +205,8 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
         if template is not None:
             template = _template_name(template, [*loc, "template"], fail, templates)
         rules.append(Rule(name, frozenset(events), test, to, channel, template))
-    return NotifyConfig(tuple(rules), channels, limits, str(desk.get("name") or "Service Desk")[:200],
-                        str(desk.get("url") or "").rstrip("/"), address_of(address) if address else "", subscribers,
-                        templates)
+    return NotifyConfig(tuple(rules), channels, limits, name, url.rstrip("/"), address_of(address) if address else "",
+                        subscribers, templates)
 
 
 def _known(raw: Mapping[str, Any], keys: tuple[str, ...], loc: list[str], fail: Callable) -> None:
@@ -402,11 +414,26 @@ def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: st
         if event not in rule.on:
             continue
         channel = config.channels[rule.channel]
-        targets: list[tuple[str, str]] = []
         if not channel.email:
-            targets.append((rule.channel, "internal"))
+            # A chat channel, a webhook or a command: one post, to the channel; `to` names the
+            # people it mentions (by their chat handles), never someone of their own doing.
+            if (rule.channel, rule.channel) in taken or (rule.test is not None and not rule.test(values())):
+                continue
+            taken.add((rule.channel, rule.channel))
+            handles = []
+            for who in rule.to:
+                for name, _ in _expand(who, config, ticket, watchers, contacts, False):
+                    contact = contacts.get(name.casefold()) or {}
+                    if contact.get("chat") and name.casefold() not in actor_addresses:
+                        handles.append(str(contact["chat"]))
+            shown = context(ticket, event, data, actor, at, "internal", config)
+            if handles:
+                shown["mentions"] = list(dict.fromkeys(handles))
+            out.append(Planned(rule.name, event, rule.channel, rule.channel, "internal", rule.template, shown))
+            continue
+        targets: list[tuple[str, str]] = []
         for who in rule.to:
-            targets += _expand(who, config, ticket, watchers, contacts, channel.email)
+            targets += _expand(who, config, ticket, watchers, contacts, True)
         if not targets or (rule.test is not None and not rule.test(values())):
             continue
         for recipient, audience in targets[:MAX_RECIPIENTS]:
@@ -417,6 +444,47 @@ def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: st
             taken.add((rule.channel, recipient))
             out.append(Planned(rule.name, event, rule.channel, recipient, audience, rule.template,
                                context(ticket, event, data, actor, at, audience, config)))
+    return out
+
+
+# What each event's data holds, as an example (notify check renders every template with it, and
+# notify preview where the ticket has no such event yet).
+SAMPLE_DATA: dict[str, dict[str, Any]] = {
+    "created": {"source": "email"}, "replied": {"text": "(the text of the reply)"},
+    "commented": {"text": "(the text of the comment)"}, "assigned": {"assignee": "alice", "from": "new", "to": "assigned"},
+    "status_changed": {"from": "assigned", "to": "in_progress", "action": "start"},
+    "resolved": {"from": "in_progress", "to": "resolved", "action": "resolve", "resolution": "(the resolution)"},
+    "reopened": {"from": "resolved", "to": "in_progress", "action": "reopen"},
+    "closed": {"from": "resolved", "to": "closed", "action": "close"},
+    "sla_warning": {"target": "resolve", "policy": "(policy)", "target_seconds": 3600, "used_seconds": 2700,
+                    "share": 0.75},
+    "sla_breached": {"target": "resolve", "policy": "(policy)", "target_seconds": 3600, "used_seconds": 3700},
+    "escalated": {"users": ["(on call)"], "round": 1, "level": 2, "policy": "(policy)"},
+    "paged": {"users": ["(on call)"], "round": 1, "level": 1, "policy": "(policy)"},
+    "incident_update": {"state": "identified", "text": "(the update)"}, "watched": {"who": "carol@example.com"},
+}
+SAMPLE_TICKET: dict[str, Any] = {
+    "id": 42, "kind": "incident", "title": "(the title)", "status": "in_progress", "priority": "P2",
+    "service": "checkout", "created_at": "2026-12-07T10:00:00Z", "resolved_at": None, "resolution": None,
+    "description": "(the description)", "impact": 2, "urgency": 2, "category": "app", "queue": "sre", "team": "sre",
+    "assignee": "alice", "ci": "checkout-api", "requester": "bob@example.com", "source": "email",
+    "labels": {"env": "prod"}, "tags": ["customer-facing"], "escalation_level": 0, "acknowledged_at": None,
+    "reopen_count": 0}
+
+
+def samples(config: NotifyConfig) -> list[tuple[str, str | None, str, dict[str, Any]]]:
+    """(event, rule's template, audience, context) for every message shape the rules can make:
+    what `notify check` renders, so that a template asking for what its audience is not given
+    (`ticket.assignee` to the requester) is found before a message is."""
+    out = []
+    for rule in config.rules:
+        email = config.channels[rule.channel].email
+        audiences = {"public" if who in PUBLIC else "internal" for who in rule.to} if email else {"internal"}
+        for event in sorted(rule.on):
+            for audience in sorted(audiences):
+                out.append((event, rule.template, audience, context(
+                    SAMPLE_TICKET, event, SAMPLE_DATA.get(event, {}), "alice", "2026-12-07T10:05:00Z", audience,
+                    config)))
     return out
 
 

@@ -47,13 +47,17 @@ def deliver(notifier: Notifier, body: dict[str, Any], done: set[str] = frozenset
     for name in notifier.channels:
         if via is not None and via.reaches(name, str(body["user"])):
             senders.append((name, lambda name=name: via.send(name, body)))
-    for channel, send in senders:
+    errors = []
+    for channel, send in senders:  # each on its own: a mail server down must not hold up the chat
         if channel in done:
             continue
         error = send()
         if error:
-            return error, took
-        took.add(channel)
+            errors.append(error)
+        else:
+            took.add(channel)
+    if errors:
+        return "; ".join(errors), took
     if not took and not done:
         return "no notifier in oncall.yaml reaches them (a command, a webhook or channels)", took
     return None, took
@@ -97,15 +101,13 @@ class PageChannels:
         lines = [p.get("summary") or f"SD-{p['ticket']} ({p['priority']}): {p['title']}" for p in pages]
         text = "\n".join(lines) + f"\n\nAcknowledge it: sdesk ack {ref}" + (f"\n{link}" if link else "")
         if not channel.email:
-            # Slack's mention is its markup, which the payload adds; the others read @name as text.
-            handle = str(contact["chat"]).strip()
-            text = ("you are paged.\n" if channel.type == "slack" else f"@{handle.lstrip('@')} you are paged.\n") + text
+            text = "you are paged.\n" + text  # after the mention the payload puts first
         subject = (f"[{ref}] PAGE {first['priority']}: {first['title']}" if len(pages) == 1
                    else f"[{ref}] PAGE: {len(pages)} tickets need you")
         row = {"ticket_id": first["ticket"], "event": "paged", "rule": "oncall.yaml notifier",
                "recipient": contact["email"] if channel.email else name,
-               "mention": None if channel.email else contact.get("chat"),
-               "context": {"ticket": {"ref": ref, "title": first["title"], "priority": first["priority"], "url": link}}}
+               "context": {"ticket": {"ref": ref, "title": first["title"], "priority": first["priority"], "url": link},
+                           "mentions": [] if channel.email else [contact["chat"]]}}
         senders = Senders(config)
         try:
             senders.send(channel, [row], Rendered(subject, text, text), key=f"page-{first['page']}", threading=[])

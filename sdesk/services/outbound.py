@@ -66,7 +66,8 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
                     raise Failure(f"channel {b['rows'][0]['channel']!r} is not in notify.yaml any more", final=True)
                 key = f"{tag}-{b['batch']}"
                 one_ticket = len({r["ticket_id"] for r in b["rows"]}) == 1
-                threading = store.outbox.threading(ticket_id) if channel.email and one_ticket else []
+                threading = store.outbox.threading(ticket_id, recipient=b["rows"][0]["recipient"]) \
+                    if channel.email and one_ticket else []
                 if not one_ticket:
                     result["ticket_id"] = None  # an answer to a digest of several tickets threads to none of them
                 result["message_id"] = senders.send(channel, b["rows"], rendered, key=key, threading=threading)
@@ -397,6 +398,8 @@ def payload(channel: Channel, rows: list[dict[str, Any]], rendered: Rendered, ke
     first = rows[0]
     context = orjson.loads(first["context"]) if isinstance(first["context"], str) else first["context"]
     ticket = context.get("ticket", {})
+    mentions = [str(m) for m in context.get("mentions") or ()]
+    at = "".join(f"@{m.lstrip('@')} " for m in mentions)  # Mattermost and Teams read @name
     title = rendered.subject or f"{ticket.get('ref', '')} {ticket.get('title', '')}".strip()
     facts = [(name, str(ticket[field])) for name, field in (("Priority", "priority"), ("Status", "status"),
                                                              ("Service", "service"), ("CI", "ci"), ("Assignee", "assignee"))
@@ -406,9 +409,10 @@ def payload(channel: Channel, rows: list[dict[str, Any]], rendered: Rendered, ke
         def esc(text: str) -> str:
             return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
-        link = f"<{esc(url)}|{esc(ticket.get('ref', ''))}>" if url else esc(ticket.get("ref", ""))
-        # A page's mention (<@U024BE7LH>, from the user's --chat) is Slack's markup, made here, not data.
-        mention = f"<@{esc(first['mention'])}> " if first.get("mention") else ""
+        ref = esc(ticket.get("ref", ""))
+        link = f"<{esc(url)}|{ref}>" if url and ref else esc(url) if url else ref
+        # Mentions (<@U024BE7LH>, from the users' --chat) are Slack's markup, made here, not data.
+        mention = "".join(f"<@{esc(handle)}> " for handle in mentions)
         return {"text": esc(title), "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{esc(title)}*"[:3000]}},
             {"type": "section", "text": {"type": "mrkdwn",
@@ -416,14 +420,14 @@ def payload(channel: Channel, rows: list[dict[str, Any]], rendered: Rendered, ke
             {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(
                 [link, *(f"{n}: {esc(v)}" for n, v in facts)])[:3000]}]}]}, {}
     if channel.type == "mattermost":
-        return {"text": f"**{rendered.subject}**" if rendered.subject else "", "attachments": [{
+        return {"text": at + (f"**{rendered.subject}**" if rendered.subject else ""), "attachments": [{
             "fallback": title, "title": title, **({"title_link": url} if url else {}), "text": rendered.markdown[:7000],
             "color": {"P1": "#d00000", "P2": "#ff8c00"}.get(str(ticket.get("priority")), "#888888"),
             "fields": [{"short": True, "title": n, "value": v} for n, v in facts]}]}, {}
     if channel.type == "teams":
         card: dict[str, Any] = {
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
-            "body": [{"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True},
+            "body": [{"type": "TextBlock", "text": at + title, "weight": "Bolder", "size": "Medium", "wrap": True},
                      {"type": "TextBlock", "text": rendered.markdown[:7000] or " ", "wrap": True},
                      {"type": "FactSet", "facts": [{"title": n, "value": v} for n, v in facts]}]}
         if url:
@@ -432,7 +436,7 @@ def payload(channel: Channel, rows: list[dict[str, Any]], rendered: Rendered, ke
                                                      "contentUrl": None, "content": card}]}, {}
     return {"id": key, "event": first["event"], "events": [r["event"] for r in rows], "rule": first["rule"],
             "recipient": first["recipient"], "ticket": ticket, "subject": rendered.subject, "text": rendered.text,
-            "messages": len(rows)}, {}
+            "mentions": mentions, "messages": len(rows)}, {}
 
 
 def test_message(config: NotifyConfig, channel_name: str, to: str | None) -> str:

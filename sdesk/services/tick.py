@@ -40,7 +40,8 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     unreachable: list[dict[str, Any]] = []
     if not (oncall.notifier.command or oncall.notifier.webhook or oncall.notifier.channels):
         # No channel reaches a person: the pages are on record as undeliverable, never "delivered".
-        store.oncall.pages_undeliverable(waiting, why="no notifier in oncall.yaml (a command or a webhook)", actor=actor)
+        store.oncall.pages_undeliverable(waiting, why="no notifier in oncall.yaml (a command, a webhook or channels of "
+                                                      "notify.yaml)", actor=actor)
         waiting = []
         nobody += raised  # this tick's pages among them
     for group in _sendable(store, oncall.notifier, waiting, now, actor):

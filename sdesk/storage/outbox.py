@@ -15,7 +15,7 @@ import orjson
 from ..domain import clock
 from ..domain.lifecycle import ref
 from ..domain.notify import RECIPIENT_FIELDS, NotifyConfig, backoff, due, may_tell, notify_event, plan
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, Conflict, NotFound
 from .rows import Db, Tx, to_json
 
 OUTBOX_COLUMNS = ("id, ticket_id, event_id, event, rule, channel, recipient, audience, template, context, status, "
@@ -234,16 +234,18 @@ class OutboxStore:
         tx.conn.execute("UPDATE outbox SET due_at = ? WHERE status = 'pending' AND ticket_id = ? AND channel = ? "
                         "AND recipient = ? AND batch IS NULL", (clock.iso(until), *key))
 
-    def threading(self, ticket_id: int | None) -> list[str]:
-        """The Message-IDs a message on the ticket refers to: the one that opened it (the requester's
-        mail) and the desk's last one, for In-Reply-To and References."""
+    def threading(self, ticket_id: int | None, *, recipient: str) -> list[str]:
+        """The Message-IDs a message to `recipient` on the ticket refers to (References, the last
+        one In-Reply-To): the mail that opened the ticket, and the desk's last to them on it;
+        never a message someone else was sent."""
         if ticket_id is None:
             return []
         conn = self.db.conn
         first = conn.execute("SELECT message_id FROM mail_messages WHERE ticket_id = ? ORDER BY rowid LIMIT 1",
                              (ticket_id,)).fetchone()
-        last = conn.execute("SELECT message_id FROM mail_messages WHERE ticket_id = ? ORDER BY rowid DESC LIMIT 1",
-                            (ticket_id,)).fetchone()
+        last = conn.execute("SELECT message_id FROM outbox WHERE ticket_id = ? AND recipient = ? AND status = 'delivered' "
+                            "AND message_id IS NOT NULL ORDER BY sent_at DESC, id DESC LIMIT 1",
+                            (ticket_id, recipient)).fetchone()
         return [m for m in dict.fromkeys(r[0] for r in (first, last) if r) if not m.startswith(("(", "sha256:"))]
 
     def results(self, done: list[dict[str, Any]], *, config: NotifyConfig, now: datetime, token: str,
@@ -405,6 +407,9 @@ class OutboxStore:
             row = tx.conn.execute("SELECT kind, queue FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no ticket {ref(ticket_id)}")
+            if row["kind"] != "incident":
+                raise Conflict(f"status: {ref(ticket_id)} is a {row['kind']}: stakeholder updates (and the status page) "
+                               "are for incidents")
             tx.check(row["queue"], ticket_id)
             text = tx.clean(text.strip(), ticket_id)
             tx.conn.execute("INSERT INTO incident_updates (ticket_id, at, state, text, actor) VALUES (?, ?, ?, ?, ?)",
