@@ -714,3 +714,65 @@ def test_mail_goes_over_starttls_with_a_login_whose_password_is_never_in_the_fil
     finally:
         server.stop()
     assert "s3cret" not in config.read_text()
+
+
+def test_a_chat_channel_posts_once_mentioning_whom_its_rule_names(cli, tmp_path, receiver):
+    hook = receiver()
+    notify_yaml(tmp_path / "config", hook=hook.url, hook_type="slack", rules="""  - on: [created]
+    to: [assignee, user:alice, user:nosuch]
+    channel: hook
+""")
+    cli("user", "add", "tester", "--role", "admin", "--chat", "U0TESTER")
+    cli("user", "add", "alice", "--role", "agent", "--chat", "U0ALICE")
+    cli.new("Checkout down", "--priority", "P1")
+    cli("outbox", "send")
+    [(_, body, _)] = hook.accepted  # one post, not one for each name
+    text = body["blocks"][1]["text"]["text"]
+    assert text.startswith("<@U0ALICE> ") and "U0TESTER" not in text  # the actor is not told of their own doing
+    bad = tmp_path / "config" / "notify.yaml"
+    bad.write_text(bad.read_text().replace("to: [assignee, user:alice, user:nosuch]", "to: [requester]"))
+    result = cli("notify", "check", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "posts to its channel" in result.stderr
+
+
+def test_a_reply_that_could_not_be_sent_is_refused_not_lost(cli, tmp_path):
+    notify_yaml(tmp_path / "config")
+    ticket = cli.new("Printer", "--requester", "bob@example.com")
+    config = tmp_path / "config" / "notify.yaml"
+    config.write_text(config.read_text().replace("${TEST_SMTP_PORT:-9}", "${TEST_SMTP_PORT:-9"))
+    result = cli("reply", str(ticket), "On our way", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and "without its closing" in result.stderr
+    assert not [e for e in cli.json("show", str(ticket))["events"] if e["kind"] == "replied"]
+
+
+def test_stakeholder_updates_are_for_incidents(cli, tmp_path):
+    request = cli.new("Laptop for Dana", "--kind", "request")
+    result = cli("status", str(request), "identified", "hmm", ok=False)
+    assert result.exit_code == ExitCode.CONFLICT and "are for incidents" in result.stderr
+
+
+def test_a_pages_channels_each_go_on_their_own(cli, tmp_path, receiver):
+    """The mail server is down: the chat channel still carries the page now; the mail follows on a retry."""
+    hook = receiver()
+    notify_yaml(tmp_path / "config", smtp_port=9, hook=hook.url, hook_type="slack", rules="""  - on: [created]
+    to: [requester]
+    channel: email
+""")
+    (tmp_path / "config" / "oncall.yaml").write_text("""
+default_team: sre
+teams:
+  - {name: sre, members: [alice], escalation: sre}
+escalation:
+  - {name: sre, levels: [{targets: [user:alice]}]}
+notifier:
+  channels: [email, hook]
+""")
+    cli("user", "add", "tester", "--role", "admin")
+    cli("user", "add", "alice", "--role", "agent", "--email", "alice@example.com", "--chat", "U0ALICE")
+    ticket = cli.new("Database down", "--priority", "P1")
+    result = cli("tick", ok=False)
+    assert "cannot reach the mail server" in result.stderr
+    [(_, body, _)] = hook.accepted
+    assert "<@U0ALICE>" in json.dumps(body)
+    [page] = cli.json("pages", "--ticket", str(ticket))
+    assert page["sent_to"] == "hook" and page["status"] in ("pending", "retrying", "failed")
