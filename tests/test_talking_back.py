@@ -523,6 +523,11 @@ notifier:
         result = cli("tick", ok=False)
         assert result.exit_code == ExitCode.ERROR
         assert f"SD-{other} (P1) pages nobody: bob has no email address or chat handle" in result.stderr
+    # Once something reaches him, his pages go: undeliverable is not the end of trying.
+    cli("user", "add", "bob", "--role", "agent", "--chat", "U0BOB")
+    assert cli("tick").exit_code == 0
+    assert {p["status"] for p in cli.json("pages", "--ticket", str(other))} == {"delivered"}
+    assert "<@U0BOB>" in json.dumps(hook.accepted[-1][1]) and "Queue stuck" in json.dumps(hook.accepted[-1][1])
 
 
 def test_doctor_lists_users_without_a_contact(cli, tmp_path):

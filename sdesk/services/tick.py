@@ -34,9 +34,13 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
     # Claimed one message at a time, for longer than sending it can take: a tick that starts
     # while this one is still sending finds the page taken, never sends it again.
     hold = 2 * oncall.notifier.timeout + 60
-    waiting = store.oncall.pages_to_send(now, actor=actor)
     via = PageChannels(store, notify) if oncall.notifier.channels else None
     only_channels = not (oncall.notifier.command or oncall.notifier.webhook)
+    if not only_channels or via is not None:
+        # Pages that reached nobody are tried again once something reaches the person.
+        store.oncall.revive_pages(lambda user: not only_channels or via.unreachable(user, oncall.notifier.channels) is None,
+                                  now=now, actor=actor)
+    waiting = store.oncall.pages_to_send(now, actor=actor)
     unreachable: list[dict[str, Any]] = []
     if not (oncall.notifier.command or oncall.notifier.webhook or oncall.notifier.channels):
         # No channel reaches a person: the pages are on record as undeliverable, never "delivered".

@@ -576,6 +576,8 @@ def m014_outbox(db: Database) -> None:
                "state TEXT NOT NULL, text TEXT NOT NULL, actor TEXT NOT NULL)")
     db.execute("CREATE INDEX incident_updates_at ON incident_updates (at)")
     db.execute("CREATE INDEX incident_updates_ticket ON incident_updates (ticket_id, at)")
+    # Pages that reached nobody, looked at again by each tick (a contact given, a notifier added).
+    db.execute("CREATE INDEX pages_undeliverable ON pages(ticket_id) WHERE status = 'undeliverable'")
 
 
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,

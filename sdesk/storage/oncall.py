@@ -3,6 +3,7 @@ live in the desk config; who covers instead, and when, is history, so it lives h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,21 @@ class OnCallStore:
                     tx.event(page["ticket_id"], "page_undeliverable", {"page": page["id"], "round": page["round"],
                                                                        "level": page["level"], "user": page["user"],
                                                                        "reason": why})
+
+    def revive_pages(self, reachable: Callable[[str], bool], *, now: datetime, actor: str) -> int:
+        """Undeliverable pages to a person whose ticket still pages, due again now where
+        `reachable(user)` says something reaches them since (a notifier added, a contact given):
+        an undeliverable page is not the end of trying. Returns how many."""
+        with self.db.write(actor) as tx:
+            rows = tx.conn.execute(
+                'SELECT p.id, p."user" FROM pages p JOIN tickets t ON t.id = p.ticket_id '
+                "WHERE p.status = 'undeliverable' AND t.acknowledged_at IS NULL "
+                "AND t.status IN ('new', 'triaged', 'assigned') AND t.suppressed IS NULL").fetchall()
+            ids = [r[0] for r in rows if r[1] and reachable(r[1])]
+            if ids:
+                tx.conn.execute(f"UPDATE pages SET status = 'pending', next_attempt_at = ?, error = NULL, claim = NULL "
+                                f"WHERE id IN ({','.join('?' * len(ids))})", [clock.iso(now), *ids])
+        return len(ids)
 
     def unreached(self, oncall: OnCall) -> list[dict[str, Any]]:
         """Tickets that would page now and have reached nobody: open, unacknowledged, not
