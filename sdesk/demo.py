@@ -423,7 +423,7 @@ def run_demo(db: Path | str | None) -> None:
             _send(store)
             answer = receivers.last_mail(priya)
             say(f"bob replies (sdesk reply {ref(budget)} ...): mailed to Priya as “{answer['Subject'] if answer else '?'}”, "
-                f"threaded on her mail (In-Reply-To {answer['In-Reply-To'] if answer else '?'})")
+                f"threaded in her conversation (In-Reply-To {answer['In-Reply-To'] if answer else '?'})")
             at(51)
             _receive_reply(store, answer["Message-ID"] if answer else None)
             store.tickets.move(ticket_id=budget, action="resolve", actor="bob", code="fixed",

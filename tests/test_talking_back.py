@@ -327,7 +327,7 @@ def test_a_crash_between_sending_and_recording_resends_the_same_message(cli, tmp
     rendered = outbound.render_batch(batches[0]["rows"], config)
     senders = outbound.Senders(config)
     senders.send(config.channels["email"], batches[0]["rows"], rendered,
-                 key=f"{outbound.desk_tag(store)}-{batches[0]['batch']}", threading=[])
+                 key=f"{store.outbox.desk_tag()}-{batches[0]['batch']}", threading=[])
     senders.close()  # ... and the process dies here: no result recorded
     desk.close()
     monkeypatch.setenv("SDESK_NOW", clock.iso(clock.now() + timedelta(minutes=6)))

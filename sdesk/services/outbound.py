@@ -48,7 +48,7 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
     batches = store.outbox.claim(config, now=now, token=token, lease=LEASE, limit=limit, actor=actor)
     if not batches:
         return {"sent": 0, "failed": 0, "errors": []}
-    tag = desk_tag(store)
+    tag = store.outbox.desk_tag()
     senders = Senders(config)
     done: list[dict[str, Any]] = []
     stopped: set[tuple] = set()
@@ -82,18 +82,10 @@ def deliver(store: Store, config: NotifyConfig, *, actor: str, now: datetime | N
             done.append(result)
     finally:
         senders.close()
-        store.outbox.results(done, config=config, now=clock.now() if now is None else max(now, clock.now()), token=token,
-                             actor=actor)
+        store.outbox.results(done, config=config, now=max(now, clock.now()), token=token, actor=actor)
     errors = [{"message": d["batch"], "to": d["to"], "channel": d["channel"], "error": d["error"]}
               for d in done if d["error"] is not None]
     return {"sent": len(done) - len(errors), "failed": len(errors), "errors": errors}
-
-
-def desk_tag(store: Store) -> str:
-    """What makes this desk's Message-IDs and idempotency keys its own: the start of its hash chain
-    (the same after a move to another backend)."""
-    row = store.conn.execute("SELECT hash FROM events ORDER BY id LIMIT 1").fetchone()
-    return (row[0] if row else "0" * 16)[:16]
 
 
 def render_batch(rows: list[dict[str, Any]], config: NotifyConfig) -> Rendered:

@@ -234,6 +234,12 @@ class OutboxStore:
         tx.conn.execute("UPDATE outbox SET due_at = ? WHERE status = 'pending' AND ticket_id = ? AND channel = ? "
                         "AND recipient = ? AND batch IS NULL", (clock.iso(until), *key))
 
+    def desk_tag(self) -> str:
+        """What makes this desk's Message-IDs and idempotency keys its own: the start of its hash
+        chain (the same after a move to another backend)."""
+        row = self.db.conn.execute("SELECT hash FROM events ORDER BY id LIMIT 1").fetchone()
+        return (row[0] if row else "0" * 16)[:16]
+
     def threading(self, ticket_id: int | None, *, recipient: str) -> list[str]:
         """The Message-IDs a message to `recipient` on the ticket refers to (References, the last
         one In-Reply-To): the mail that opened the ticket, and the desk's last to them on it;
