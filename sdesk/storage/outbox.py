@@ -14,14 +14,14 @@ import orjson
 
 from ..domain import clock
 from ..domain.lifecycle import ref
-from ..domain.notify import RECIPIENT_FIELDS, NotifyConfig, backoff, due, may_tell, notify_event, plan
+from ..domain.notify import RECIPIENT_FIELDS, SAMPLE_DATA, NotifyConfig, backoff, due, may_tell, notify_event, plan
 from ..errors import BadInput, Conflict, NotFound
 from .rows import Db, Tx, to_json
 
 OUTBOX_COLUMNS = ("id, ticket_id, event_id, event, rule, channel, recipient, audience, template, context, status, "
                   "batch, attempts, created_at, due_at, lease_at, token, sent_at, error, message_id")
 STATUSES = ("pending", "delivered", "dead", "dropped")
-MAX_BATCH = 50  # rows one message carries (a digest of more says how many more)
+MAX_BATCH = 50  # rows one message (a digest) carries; more go in the next one
 
 
 def enqueue(tx: Tx, config: NotifyConfig) -> int:
@@ -291,25 +291,14 @@ class OutboxStore:
         t = conn.execute("SELECT status, resolution, assignee FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         if t is None:
             raise NotFound(f"no ticket {ref(ticket_id)}")
-        data: dict[str, Any] = {}
+        # Its last such event's data (a resolution is a status change), else an example's.
         last = conn.execute("SELECT data FROM events WHERE ticket_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
-                            (ticket_id, "replied" if on in ("replied", "commented") else on)).fetchone()
-        if last is not None:
-            data = orjson.loads(last[0])
-        elif on in ("replied", "commented"):
-            data = {"text": "(the text of the " + ("reply" if on == "replied" else "comment") + ")"}
-        elif on == "resolved":
-            data = {"resolution": t["resolution"] or "(the resolution)", "action": "resolve"}
-        elif on == "incident_update":
-            data = {"state": "investigating", "text": "(the update)"}
-        elif on in ("sla_warning", "sla_breached"):
-            data = {"target": "resolve", "policy": "(policy)", "target_seconds": 3600, "used_seconds": 2700}
-        elif on in ("paged", "escalated"):
-            data = {"users": [t["assignee"] or "(on call)"], "round": 1, "level": 1}
-        elif on in ("status_changed", "reopened", "closed"):
-            data = {"from": t["status"], "to": t["status"]}
-        elif on == "assigned":
-            data = {"assignee": t["assignee"]}
+                            (ticket_id, on)).fetchone()
+        data: dict[str, Any] = orjson.loads(last[0]) if last else dict(SAMPLE_DATA.get(on, {}))
+        if on == "resolved" and t["resolution"]:
+            data["resolution"] = t["resolution"]
+        if on in ("paged", "escalated") and not last:
+            data["users"] = [t["assignee"] or "(on call)"]
         return planned(conn, config, [(None, ticket_id, on, data, actor, clock.now_iso())], clock.now_iso())
 
     def messages(self, *, status: str | None = None, ticket_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
