@@ -200,13 +200,7 @@ class Desk:
                 self._store = None
                 store.close()
                 raise
-            # Every write queues the messages notify.yaml calls for. A broken file must not stop
-            # intake or an agent's work: it is a warning here (and in tick, doctor), and nothing
-            # is queued until it loads.
-            try:
-                store.notify = self.notify_config()
-            except SdeskError as e:
-                self.warn(f"warning: {e}; no messages are queued until it loads (sdesk notify check)")
+            store.notify_source = self._notify_for_writes
             # The login: the OS login, or on PostgreSQL the database login (Store.login).
             self._actor = self._claim or store.users.user_of_login(store.login) or store.login
             if self.claim:
@@ -224,7 +218,7 @@ class Desk:
         main = self.store()
         store = Store(self.db_path(), main.default_role, create=False, processes=LOCAL)
         store.claimed = main.claimed if claimed else None
-        store.notify = main.notify
+        store.notify_source = main.notify_source
         return store
 
     def _default_role(self, strict: bool) -> str:
@@ -349,6 +343,16 @@ class Desk:
         if path is None or not path.is_file():
             return OnCall({}, {})
         return load(read_text(path), str(path))
+
+    def _notify_for_writes(self) -> NotifyConfig | None:
+        """notify.yaml for the store's writes, which queue the messages it calls for. A broken file
+        must not stop intake or an agent's work: a warning (tick and doctor say it too), and
+        nothing is queued until it loads."""
+        try:
+            return self.notify_config()
+        except SdeskError as e:
+            self.warn(f"warning: {e}; no messages are queued until it loads (sdesk notify check)")
+            return None
 
     def notify_config(self) -> NotifyConfig | None:
         """notify.yaml of the desk config (None when there is none), its templates in templates/

@@ -241,26 +241,37 @@ class Writer:
             results = results[len(signals):]
 
 
-class Automation:
-    """Runs the runbooks that arrivals queued (runner.run_automation, as the CLI does after its
-    intake), on a thread of its own with its own connection: a runbook may run for minutes, and
-    intake does not wait for it. Pokes while it runs make one more look, not one each."""
+class _Worker:
+    """A thread of its own beside the writer, woken by `poke` (after each commit); `close` asks
+    it to stop and waits for it. Pokes while it works make one more look, not one each."""
 
-    def __init__(self, desk: Desk, runbooks: Mapping[str, Any], automate: frozenset[str]):
-        self.desk, self.runbooks, self.automate = desk, runbooks, automate
+    def __init__(self, desk: Desk, name: str):
+        self.desk = desk
         self.due = threading.Event()
         self.closing = False
-        self.thread = threading.Thread(target=self._run, name="sdesk-automation", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def poke(self) -> None:
         self.due.set()
 
     def close(self) -> None:
-        """Run what is queued still, then stop: a run is not cut off by the server stopping."""
         self.closing = True
         self.due.set()
         self.thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Automation(_Worker):
+    """Runs the runbooks that arrivals queued (runner.run_automation, as the CLI does after its
+    intake), with its own connection: a runbook may run for minutes, and intake does not wait
+    for it. Closing runs what is queued still: a run is not cut off by the server stopping."""
+
+    def __init__(self, desk: Desk, runbooks: Mapping[str, Any], automate: frozenset[str]):
+        self.runbooks, self.automate = runbooks, automate
+        super().__init__(desk, "sdesk-automation")
 
     def _run(self) -> None:
         from .services.runner import run_automation
@@ -277,27 +288,16 @@ class Automation:
                 return
 
 
-class Courier:
+class Courier(_Worker):
     """Sends the outbox's messages (notify.yaml) as they are queued, by anyone (this server's
     intake, another process's `sdesk reply`): a look every POLL seconds, and at once when this
-    server stored something. A thread with its own connection; a message never waits on intake."""
+    server stored something. Its own connection; a message never waits on intake."""
 
     POLL = 0.2
 
     def __init__(self, desk: Desk, config: Any, actor: str):
-        self.desk, self.config, self.actor = desk, config, actor
-        self.due = threading.Event()
-        self.closing = False
-        self.thread = threading.Thread(target=self._run, name="sdesk-courier", daemon=True)
-        self.thread.start()
-
-    def poke(self) -> None:
-        self.due.set()
-
-    def close(self) -> None:
-        self.closing = True
-        self.due.set()
-        self.thread.join()
+        self.config, self.actor = config, actor
+        super().__init__(desk, "sdesk-courier")
 
     def _run(self) -> None:
         from .services.outbound import deliver

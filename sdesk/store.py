@@ -12,7 +12,7 @@ import os
 import shlex
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
@@ -298,9 +298,22 @@ class Store:
     # CLI: its writes are checked against the OS login (_check_claim). None (serve, whose actors
     # come from API tokens, and the library): not checked.
     claimed: str | None = None
-    # notify.yaml (domain/notify.py), when the desk has one: every write queues the messages its
-    # events call for in the outbox, in the same transaction (storage/outbox.enqueue).
-    notify: NotifyConfig | None = None
+    # Where notify.yaml comes from (the Desk's loader), read at the first write with events: a
+    # read command never parses it. Every write queues the messages its events call for in the
+    # outbox, in the same transaction (storage/outbox.enqueue).
+    notify_source: Callable[[], NotifyConfig | None] | None = None
+    _notify: Any = False  # False: not read yet
+
+    @property
+    def notify(self) -> NotifyConfig | None:
+        """notify.yaml (domain/notify.py), when the desk has one."""
+        if self._notify is False:
+            self._notify = self.notify_source() if self.notify_source is not None else None
+        return self._notify
+
+    @notify.setter
+    def notify(self, value: NotifyConfig | None) -> None:
+        self._notify = value
 
     def __init__(self, path: str | Path, default_role: str = DEFAULT_ROLE, *, init_empty: bool = False,
                  create: bool = True, processes: Processes | None = None):
@@ -548,7 +561,7 @@ class Store:
             yield tx
             if not tx.checked:  # it touched no ticket: the role on the desk decides
                 tx.check()
-            if self.notify is not None and tx.events:
+            if tx.events and self.notify is not None:
                 from .storage.outbox import enqueue
 
                 tx.queued = enqueue(tx, self.notify)

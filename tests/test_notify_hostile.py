@@ -16,12 +16,9 @@ import json
 import os
 import re
 import resource
-import socket
 import subprocess
 import sys
-import threading
 import traceback
-from email import policy
 from pathlib import Path
 
 import pytest
@@ -29,6 +26,7 @@ import yaml
 from conftest import examples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_talking_back import Mailbox
 
 from sdesk.cli import app
 from sdesk.domain.messages import MAX_OUTPUT, html, render
@@ -114,38 +112,6 @@ def drain(cli) -> None:
     waiting = [str(m["id"]) for m in queued(cli) if m["status"] == "pending"]
     if waiting:
         cli("outbox", "drop", *waiting)
-
-
-class Mailbox:
-    """A real SMTP server on loopback (aiosmtpd): what it accepted, parsed, with its envelope."""
-
-    def __init__(self):
-        from aiosmtpd.controller import Controller
-
-        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
-        self.lock = threading.Lock()
-        box = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                with box.lock:
-                    box.messages.append((list(envelope.rcpt_tos),
-                                         email.message_from_bytes(envelope.original_content, policy=policy.default)))
-                return "250 OK"
-
-        with socket.socket() as probe:  # a free port (aiosmtpd's readiness check cannot use port 0)
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, ready_timeout=30)
-        self.controller.start()
-
-    def take(self) -> list[tuple[list[str], email.message.EmailMessage]]:
-        with self.lock:
-            taken, self.messages = self.messages, []
-        return taken
-
-    def close(self):
-        self.controller.stop()
 
 
 @pytest.fixture

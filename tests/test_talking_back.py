@@ -22,19 +22,21 @@ from sdesk.errors import ExitCode
 
 
 class Mailbox:
-    """A real SMTP server on loopback (aiosmtpd); `messages` are what it accepted, parsed."""
+    """A real SMTP server on loopback (aiosmtpd): what it accepted, parsed, with its envelope's
+    recipients (`received`; `messages`, the mails alone). test_notify_hostile uses it too."""
 
     def __init__(self):
         from aiosmtpd.controller import Controller
 
-        self.messages: list[email.message.EmailMessage] = []
+        self.received: list[tuple[list[str], email.message.EmailMessage]] = []
         self.lock = threading.Lock()
         box = self
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
                 with box.lock:
-                    box.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+                    box.received.append((list(envelope.rcpt_tos), email.message_from_bytes(
+                        envelope.original_content, policy=policy.default)))
                 return "250 OK"
 
         import socket
@@ -45,8 +47,18 @@ class Mailbox:
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, ready_timeout=30)
         self.controller.start()
 
+    @property
+    def messages(self) -> list[email.message.EmailMessage]:
+        return [m for _, m in self.received]
+
     def to(self, address: str) -> list:
         return [m for m in self.messages if m["To"] == address]
+
+    def take(self) -> list[tuple[list[str], email.message.EmailMessage]]:
+        """What it received since the last take."""
+        with self.lock:
+            taken, self.received = self.received, []
+        return taken
 
     def close(self):
         self.controller.stop()

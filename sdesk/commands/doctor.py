@@ -82,8 +82,11 @@ def doctor(
         findings += health.roles(users=facts["users"], admins=facts["admins"], default_role=store.default_role)
         findings += health.tokens(live=facts["tokens_live"], revoked=facts["tokens_revoked"],
                                   viewers=facts["viewer_tokens"])
-        findings += health.contacts(store.users.users(), channels=store.notify is not None or bool(
-            oncall and oncall.notifier.channels))
+        try:
+            has_notify = settings.config is not None and (settings.config / "notify.yaml").is_file()
+        except SdeskError:  # (a config folder that is not there: the config check says so)
+            has_notify = False
+        findings += health.contacts(store.users.users(), channels=has_notify or bool(oncall and oncall.notifier.channels))
         findings += health.outbox(store.outbox.counts())
     findings += health.clock(**_zone(), fixed=os.environ.get("SDESK_NOW") or None, config_zones=zones)
 
