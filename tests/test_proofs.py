@@ -109,18 +109,19 @@ def test_eight_writers_at_once_lose_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_bulk_intake_killed_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path):
-    """Each round streams 20,000 alerts, 5,000 of them new since the last round (so every round
+    """Each round streams 60,000 alerts, 5,000 of them new since the last round (so every round
     has work in progress), and is SIGKILLed at a random moment. Then the whole stream once more,
     to its end: every alert is there exactly once."""
     db = tmp_path / "crash.db"
     subprocess.run([sys.executable, "-m", "sdesk", "init"], env=_env(db), check=True, capture_output=True)
-    lines = _alerts("crash", KILLS * 5000 + 15_000).splitlines(keepends=True)
+    # Each round's stream runs past the latest kill (2 s) on a fast machine too: 60,000 alerts.
+    lines = _alerts("crash", KILLS * 5000 + 55_000).splitlines(keepends=True)
     rng = random.Random(20261127)
     reported: set[int] = set()
     midway = 0  # kills that found the intake still running
     for kill in range(KILLS):
         source, out = tmp_path / "alerts.jsonl", tmp_path / f"out{kill}"
-        source.write_text("".join(lines[kill * 5000:kill * 5000 + 20_000]))
+        source.write_text("".join(lines[kill * 5000:kill * 5000 + 60_000]))
         with out.open("wb") as stdout:  # a file, not a pipe: a full pipe would hold the writer still
             proc = subprocess.Popen([sys.executable, "-m", "sdesk", "new", "--jsonl", "--format", "alertmanager",
                                      "--json", str(source)], env=_env(db), stdout=stdout, stderr=subprocess.DEVNULL)
