@@ -28,7 +28,7 @@ from .domain import lifecycle
 from .domain.lifecycle import Kind, Priority, Status
 from .domain.plain import controls
 from .domain.signals import FORMATS, Signal
-from .errors import BadInput, ExitCode, SdeskError
+from .errors import BadInput, ExitCode, NotFound, SdeskError
 
 if TYPE_CHECKING:
     from .intake.formats import Record
@@ -63,7 +63,10 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "reply": ("sdesk.commands.talk", "reply_app"), "watch": ("sdesk.commands.talk", "watch_app"),
                   "unwatch": ("sdesk.commands.talk", "unwatch_app"), "status": ("sdesk.commands.talk", "status_app"),
                   "status-page": ("sdesk.commands.talk", "status_page_app"), "outbox": ("sdesk.commands.talk", "outbox_app"),
-                  "notify": ("sdesk.commands.talk", "notify_app")}
+                  "notify": ("sdesk.commands.talk", "notify_app"), "catalog": ("sdesk.commands.catalog", "app"),
+                  "request": ("sdesk.commands.catalog", "request_app"),
+                  "approvals": ("sdesk.commands.catalog", "approvals_app"),
+                  "approve": ("sdesk.commands.catalog", "approve_app"), "reject": ("sdesk.commands.catalog", "reject_app")}
 
 # `sdesk --help` lists the commands in these panels, in this order (a command not named here,
 # such as a new one, is listed under "Commands" first).
@@ -75,6 +78,7 @@ RootGroup.panels = {
     **dict.fromkeys(("why", "triage", "rules"), "Triage & routing"),
     **dict.fromkeys(("oncall", "tick", "escalate", "pages", "sla", "slo"), "On-call & SLA"),
     "runbook": "Runbooks",
+    **dict.fromkeys(("catalog", "request", "approvals", "approve", "reject"), "Self-service"),
     **dict.fromkeys(("kb", "cmdb", "change", "problem"), "Knowledge & CMDB"),
     **dict.fromkeys(("report", "metrics", "postmortem", "csat", "worklog"), "Reports"),
     **dict.fromkeys(("init", "doctor", "demo", "schema", "user", "audit", "backup", "restore", "export", "import",
@@ -167,15 +171,36 @@ def _warn_of_config_files(folder: Path) -> None:
 
 
 @app.command()
-def schema(name: Annotated[str, typer.Argument(help="ticket-create, ticket-update, ticket (a list --json item), ticket-shown (show --json) or event.")]) -> None:
+def schema(ctx: typer.Context,
+           name: Annotated[str, typer.Argument(help="ticket-create, ticket-update, ticket (a list --json item), ticket-shown (show --json), event, or request TYPE (a catalog request's answers).")],
+           request_type: Annotated[Optional[str], typer.Argument(metavar="[TYPE]", help="With request: the catalog's request type.", show_default=False)] = None) -> None:
     """Print the JSON Schema of what sdesk reads or writes, for integrations.
 
     Example: sdesk schema ticket-create
+
+    Example: sdesk schema request quota-increase
     """
+    if name == "request":
+        if not request_type:
+            raise BadInput("schema request: give the request type (sdesk catalog list)")
+        from .domain.catalog import json_schema
+        from .services.requests import options
+        from .services.requests import request_type as find
+
+        settings: Desk = ctx.obj
+        t = find(settings.catalog(), request_type)
+        try:
+            choices = options(settings.store(), t)
+        except NotFound:  # no database yet: the CMDB's choices are not known
+            choices = {}
+        print_json(json_schema(t, choices))
+        return
     from .domain.models import SCHEMAS
 
     if name not in SCHEMAS:
-        raise BadInput(f"unknown schema {name!r}; choose from {', '.join(SCHEMAS)}")
+        raise BadInput(f"unknown schema {name!r}; choose from {', '.join(SCHEMAS)}, request TYPE")
+    if request_type:
+        raise BadInput(f"schema {name}: takes no TYPE (only schema request TYPE does)")
     print_json(SCHEMAS[name].model_json_schema())
 
 

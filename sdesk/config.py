@@ -614,9 +614,31 @@ class TriageFile(DeskFile):
 
 
 # Each desk file's model, by its name (sdesk/validated.py reads a file through these).
+def _catalog_types(value: Any) -> Any:
+    from .domain import catalog
+
+    catalog.build({"types": value}, lambda loc, message: At(loc[1:], message))
+    return value
+
+
+def _catalog_portal(value: Any) -> Any:
+    from .domain import catalog
+
+    catalog.build({"portal": value}, lambda loc, message: At(loc[1:], message))
+    return value
+
+
+class CatalogFile(DeskFile):
+    """`catalog.yaml`: the request types (domain/catalog.py checks each, naming the setting) and the
+    portal's settings."""
+
+    types: check(_catalog_types) = None
+    portal: check(_catalog_portal) = None
+
+
 MODELS: dict[str, type[BaseModel]] = {"intake": IntakeConfig, "roles": RolesFile, "metrics": MetricsFile, "sla": SlaFile,
                                        "oncall": OnCallFile, "runbook": RunbookFile,
-                                       "triage": TriageFile}
+                                       "triage": TriageFile, "catalog": CatalogFile}
 
 
 def load(config_dir: Path | None, name: str, model: type[M]) -> M:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import BadInput, NotFound, SdeskError
 
 if TYPE_CHECKING:
+    from .domain.catalog import Catalog
     from .domain.metrics import MetricsConfig
     from .domain.notify import NotifyConfig
     from .domain.routing import OnCall
@@ -312,7 +313,7 @@ class Desk:
 
             return load_triage(read_text(path), str(path))
         return {"oncall": self.oncall_config, "sla": self.sla_config, "metrics": self.metrics_config,
-                "roles": self.default_role, "notify": self.notify_config}[name]()
+                "roles": self.default_role, "notify": self.notify_config, "catalog": self.catalog}[name]()
 
     def runbooks_folder(self) -> Path | None:
         """runbooks/ of the desk config (one runbook per YAML file)."""
@@ -367,6 +368,16 @@ class Desk:
             data, node = yamlfile.parse(read_text(path), str(path))
             self._notify = build(data, node, str(path), templates=str(path.parent / "templates"))
         return self._notify
+
+    def catalog(self) -> Catalog:
+        """catalog.yaml of the desk config: request types (an empty catalog when there is none)."""
+        from .domain.catalog import EMPTY
+        from .validated import load_catalog as load
+
+        path = self.config / "catalog.yaml" if self.config is not None else None
+        if path is None or not path.is_file():
+            return EMPTY
+        return load(read_text(path), str(path))
 
     def sla_config(self) -> SlaConfig:
         """sla.yaml of the desk config: calendars and policies (none when there is no file)."""

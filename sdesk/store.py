@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from .storage.metrics import MetricsStore
     from .storage.oncall import OnCallStore
     from .storage.outbox import OutboxStore
+    from .storage.portal import PortalStore
     from .storage.problems import ProblemStore
+    from .storage.requests import RequestStore
     from .storage.runbooks import Processes, RunbookStore
     from .storage.sla import SlaStore
     from .storage.triage import TriageStore
@@ -427,7 +429,7 @@ class Store:
     # -- the parts made when first used (PARTS names them all) ---------------------------------
 
     PARTS = ("tickets", "users", "audit", "classifier", "cmdb", "health", "kb", "mail", "metrics", "oncall", "outbox",
-             "problems", "runbooks", "sla", "triage")
+             "portal", "problems", "requests", "runbooks", "sla", "triage")
 
     @cached_property
     def audit(self) -> AuditStore:
@@ -458,6 +460,18 @@ class Store:
         from .storage.kb import KbStore
 
         return KbStore(self, cmdb=self.cmdb, tickets=self.tickets)
+
+    @cached_property
+    def requests(self) -> RequestStore:
+        from .storage.requests import RequestStore
+
+        return RequestStore(self, tickets=self.tickets, runbooks=self.runbooks)
+
+    @cached_property
+    def portal(self) -> PortalStore:
+        from .storage.portal import PortalStore
+
+        return PortalStore(self)
 
     @cached_property
     def outbox(self) -> OutboxStore:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from .errors import BadInput, NotFound
 
 if TYPE_CHECKING:
+    from .domain.catalog import Catalog
     from .domain.metrics import MetricsConfig
     from .domain.routing import OnCall
     from .domain.runbooks import Runbook
@@ -48,7 +49,7 @@ def cache_dir() -> Path:
 
 # The modules whose checks a desk file's model runs: a change to any of them (a rule made
 # stricter) must validate every file again.
-_CHECKS = ("config", "triage", "domain/clock", "domain/metrics", "domain/patterns", "domain/roles", "domain/routing",
+_CHECKS = ("config", "triage", "domain/catalog", "domain/clock", "domain/metrics", "domain/patterns", "domain/roles", "domain/routing",
            "domain/runbook_argv", "domain/runbooks", "domain/sla")
 _versions: list[str] = []
 
@@ -158,6 +159,13 @@ def load_intake(text: str, where: str) -> IntakeSettings:
                               enrich)
 
     return read(Path(where), "intake", build, text=text, normalized=True)
+
+
+def load_catalog(text: str, where: str) -> Catalog:
+    """`catalog.yaml`: request types and the portal's settings (model: config.CatalogFile)."""
+    from .domain.catalog import build
+
+    return read(Path(where), "catalog", build, text=text)
 
 
 def load_sla(text: str, where: str) -> SlaConfig:

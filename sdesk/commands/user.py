@@ -32,16 +32,24 @@ def add(
     chat: Annotated[Optional[str], typer.Option(
         "--chat", help="Their chat handle (Slack member id U0123, or @name on Mattermost or Teams): chat "
         "channels mention them, and pages reach them there.", show_default=False)] = None,
+    manager: Annotated[Optional[str], typer.Option(
+        "--manager", help="Their manager (a user): the catalog's `approvers: manager` stages ask them.",
+        show_default=False)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add a user, or change their role or team. Admins only, except on a desk with no users
     yet, whose first user must be an admin.
 
     Example: sdesk user add alice --role admin --team sre --email alice@example.com --chat U024BE7LH
+
+    Example: sdesk user add bob --role agent --manager carol
     """
     store = store_of(ctx)
     user = store.users.user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
                                 login=login, email=email, chat=chat)
+    if manager is not None:
+        store.requests.set_manager(user["name"], manager=manager or None, actor=settings_of(ctx).actor)
+        user["manager"] = store.requests.manager_of(user["name"])
     if as_json:
         print_json(user)
         return

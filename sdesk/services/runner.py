@@ -432,7 +432,15 @@ def resume(store: Store, runbook: Runbook, run_id: int, *, actor: str, echo: Ech
     if orjson.loads(orjson.dumps(stored_plan(again))) != waiting["plan"]:
         raise Conflict(f"runbook {runbook.name} changed since run {run_id} was planned: reject it and start a new run")
     store.runbooks.run_approve(run_id, actor=actor)
-    return Execution(store, run_id, again, actor=actor, secrets=load_secrets(again), echo=echo, confirm=confirm).go()
+    return _fulfilled(store, Execution(store, run_id, again, actor=actor, secrets=load_secrets(again), echo=echo,
+                                       confirm=confirm).go(), actor)
+
+
+def _fulfilled(store: Store, run: dict[str, Any], actor: str) -> dict[str, Any]:
+    """A run that ended: the catalog request it fulfils (if any) is fulfilled or failed."""
+    if run.get("status") not in ("queued", "running", "waiting"):
+        store.requests.fulfilment_ended(run, actor=actor)
+    return run
 
 
 def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, echo: Echo | None = None) -> list[dict[str, Any]]:
@@ -445,14 +453,15 @@ def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, ech
             if runbook is None or not runbook.automatic:
                 raise Conflict(f"runbook {queued['runbook']} is not in the desk config as safe_for_automation, or "
                                "does not load (sdesk runbook validate)")
-            prepared = prepare(store, runbook, queued["ticket_id"], {})
-            done.append(start(store, prepared, actor=actor, dry_run=False, automated=True, queued_id=queued["id"],
-                              echo=echo))
+            # A catalog request's run has its parameters from the answers (checked here again).
+            prepared = prepare(store, runbook, queued["ticket_id"], queued.get("params") or {})
+            done.append(_fulfilled(store, start(store, prepared, actor=actor, dry_run=False, automated=True,
+                                                queued_id=queued["id"], echo=echo), actor))
         except (BadInput, Conflict) as e:
             store.runbooks.run_refuse_queued(queued["id"], reason=str(e), actor=actor)
             if echo is not None:
                 echo(f"automation: {queued['runbook']} on {lifecycle.ref(queued['ticket_id'])}: {e}")
-            done.append(store.runbooks.run_get(queued["id"]))
+            done.append(_fulfilled(store, store.runbooks.run_get(queued["id"]), actor))
     return done
 
 

@@ -68,7 +68,7 @@ def write_starter(dest: Path) -> list[str]:
 
 
 # The files sdesk reads from the config folder (cmdb.yaml is read by `sdesk cmdb import` only).
-DESK_FILES = ("intake", "oncall", "sla", "triage", "metrics", "roles", "notify")
+DESK_FILES = ("intake", "oncall", "sla", "triage", "metrics", "roles", "notify", "catalog")
 OTHER_FILES = frozenset({"cmdb.yaml", "cmdb.yml"})
 
 

@@ -69,12 +69,14 @@ def tick(store: Store, oncall: OnCall, sla: SlaConfig, now: datetime, *, actor: 
             reached.add(group[0]["user"])
     unsuppressed = store.oncall.release_ended_silences(now, actor=actor)
     recorded = store.sla.sla_record(sla, now=now, actor=actor) if sla.policies else {}
+    approvals = store.requests.tick(actor=actor)
     return {"at": clock.iso(now), "paged": paged, "raised": raised + len(new) - len(paged),
             "raised_undeliverable": nobody, "delivered": delivered, "reached": len(reached), "failed": failed,
             "undeliverable": store.oncall.unreached(oncall), "failing": store.oncall.failing(oncall),
             "unreachable": unreachable,
             "unsuppressed": unsuppressed, "sla_warnings": recorded.get("sla_warning", 0),
-            "sla_breaches": recorded.get("sla_breached", 0)}
+            "sla_breaches": recorded.get("sla_breached", 0), "approvals_reminded": approvals["reminded"],
+            "approvals_expired": approvals["expired"]}
 
 
 def _sendable(store: Store, notifier: Notifier, pages: list[dict[str, Any]], now: datetime,

@@ -71,6 +71,11 @@ class CmdbStore:
         return [CI(r["name"], r["type"], r["tier"], r["team"], r["environment"], aliases.get(r["id"], []),
                    orjson.loads(r["attributes"]), relations.get(r["id"], {})).record() for r in rows]
 
+    def ci_names(self, *, type_: str | None = None) -> list[str]:
+        """The CIs' names (of one type), by name: a catalog field's choices."""
+        sql = "SELECT name FROM cis" + (" WHERE type = ?" if type_ else "") + " ORDER BY name"
+        return [name for (name,) in self.db.conn.execute(sql, (type_,) if type_ else ())]
+
     def ci_get(self, *, name: str) -> dict[str, Any]:
         """One CI (by name or alias) with its relations both ways."""
         row = self._ci_row(name)

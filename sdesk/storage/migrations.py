@@ -580,9 +580,42 @@ def m014_outbox(db: Database) -> None:
     db.execute("CREATE INDEX pages_undeliverable ON pages(ticket_id) WHERE status = 'undeliverable'")
 
 
+def m015_catalog(db: Database) -> None:
+    # Self-service (issue 23). A request: the ticket a catalog submission opened, its type, the
+    # answers (as checked), and where it is (approval, fulfilling, waiting for a person,
+    # fulfilled, rejected, expired, failed). `stages`: each stage of its approval chain as
+    # found at submission (who may approve, how many must, whether it applies).
+    db.execute("CREATE TABLE requests (ticket_id INTEGER PRIMARY KEY, type TEXT NOT NULL, answers TEXT NOT NULL, "
+               "stages TEXT NOT NULL, stage INTEGER, state TEXT NOT NULL, requester TEXT NOT NULL, run_id INTEGER, "
+               "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX requests_requester ON requests (requester, created_at)")
+    # "My requests" on the portal: a requester's tickets, however they came in (mail, the portal).
+    db.execute("CREATE INDEX tickets_requester ON tickets (requester, id)")
+    # One row per approval asked (a stage of a request): pending until decided or expired.
+    db.execute("CREATE TABLE approvals (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL, stage INTEGER NOT NULL, "
+               "name TEXT NOT NULL, approvers TEXT NOT NULL, need INTEGER NOT NULL, state TEXT NOT NULL, "
+               "created_at TEXT NOT NULL, remind_at TEXT, expires_at TEXT NOT NULL, reminded_at TEXT, "
+               "decided_at TEXT, reason TEXT)")
+    db.execute("CREATE INDEX approvals_pending ON approvals (expires_at) WHERE state = 'pending'")
+    db.execute("CREATE INDEX approvals_ticket ON approvals (ticket_id, stage)")
+    db.execute("CREATE TABLE approval_votes (approval_id INTEGER NOT NULL, approver TEXT NOT NULL, decision TEXT NOT NULL, "
+               "reason TEXT, at TEXT NOT NULL, PRIMARY KEY (approval_id, approver))")
+    # The requester's manager approves some stages (approvers: manager).
+    db.execute("ALTER TABLE users ADD COLUMN manager TEXT")
+    # A queued run's parameters (a request's fulfilment: from its answers).
+    db.execute("ALTER TABLE runbook_runs ADD COLUMN params TEXT")
+    # The portal's sign-in: single-use links (their sha256 only) and sessions (likewise).
+    db.execute("CREATE TABLE portal_links (hash TEXT PRIMARY KEY, email TEXT NOT NULL, client TEXT NOT NULL, "
+               "created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT)")
+    db.execute("CREATE INDEX portal_links_email ON portal_links (email, created_at)")
+    db.execute("CREATE INDEX portal_links_client ON portal_links (client, created_at)")
+    db.execute("CREATE TABLE portal_sessions (hash TEXT PRIMARY KEY, email TEXT, user_name TEXT, csrf TEXT NOT NULL, "
+               "created_at TEXT NOT NULL, expires_at TEXT NOT NULL, ended_at TEXT)")
+
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
          m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state,
-         m013_ticket_changes_told, m014_outbox]
+         m013_ticket_changes_told, m014_outbox, m015_catalog]
 SCHEMA_VERSION = len(STEPS)
 
 # `PRAGMA application_id` of an sdesk database ("SDSK" in ASCII), set with the schema version: it

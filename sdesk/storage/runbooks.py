@@ -100,6 +100,7 @@ def _as_recorded(run: dict[str, Any], dead: set[int]) -> dict[str, Any]:
 def _run(row: Any) -> dict[str, Any]:
     run = dict(row)
     run["plan"] = orjson.loads(run["plan"]) if run["plan"] else None
+    run["params"] = orjson.loads(run["params"]) if run.get("params") else None
     run["dry_run"], run["automated"], run["resolved"] = bool(run["dry_run"]), bool(run["automated"]), bool(run["resolved"])
     return run
 

@@ -58,7 +58,7 @@ class UsersStore:
             queues.setdefault(key, {})[queue] = role
         tokens = dict(self.db.conn.execute("SELECT key, count(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY key"))
         return [{"name": r["name"], "role": r["role"], "team": r["team"], "queues": queues.get(r["key"], {}),
-                 "login": r["login"], "email": r["email"], "chat": r["chat"],
+                 "login": r["login"], "email": r["email"], "chat": r["chat"], "manager": r["manager"],
                  "tokens": tokens.get(r["key"], 0), "added_by": r["added_by"], "added_at": r["added_at"]}
                 for r in self.db.conn.execute("SELECT * FROM users ORDER BY key")]
 
