@@ -713,7 +713,7 @@ def serve(
     severity, options = settings.intake_options()
     server.run(settings, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
                rejects=rejects or _default_rejects(db), severity=severity, options=options,
-               runbooks=settings.runbooks()[0] if options.get("automate") else None)
+               runbooks=settings.runbooks()[0])
 
 
 def _default_rejects(db: Path | str) -> Path:

@@ -324,7 +324,15 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
     automate); `runbooks`, the desk's, run the ones triage queues (when `automate` names any)."""
     writer = Writer(desk, options or {})
     automate = (options or {}).get("automate")
-    automation = Automation(desk, runbooks or {}, automate) if automate else None
+    from .portal import Portal
+
+    portal = Portal(desk, actor=actor)
+    # Automation runs what triage queues (automate) and what the catalog's approvals queue.
+    fulfils = any(t.runbook for t in portal.catalog.types.values())
+    automation = Automation(desk, runbooks or {}, automate if automate and not fulfils else None) \
+        if automate or fulfils else None
+    if automation is not None:
+        portal.poke = automation.poke
     config = desk.store().notify
     courier = Courier(desk, config, actor) if config is not None else None
     pokes = [c.poke for c in (automation, courier) if c is not None]
@@ -400,10 +408,12 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
-    async def no_route(request: Request, exc: Exception) -> JSONResponse:
+    async def no_route(request: Request, exc: Exception) -> Any:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            return await portal.not_found(request)  # a person's browser: the portal's page
         # JSON as every other answer, naming the routes there are (a sender's URL is wrong)
         return failed(NotFound(f"no route {request.url.path}: sdesk serve takes POST to "
-                               f"{', '.join(ROUTES)} (and GET /healthz)"))
+                               f"{', '.join(ROUTES)} (and GET /healthz, and the portal's pages at /)"))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         status = getattr(exc, "status_code", 500)
@@ -423,7 +433,7 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
             await asyncio.to_thread(courier.close)
 
     routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
-    app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"])], lifespan=lifespan,
+    app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"]), *portal.routes()], lifespan=lifespan,
                     exception_handlers={404: no_route, HTTPException: http_error, SdeskError: sdesk_error})
     app.state.writer = writer
     return app

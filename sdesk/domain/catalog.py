@@ -139,6 +139,7 @@ class RequestType(NamedTuple):
 class Catalog(NamedTuple):
     types: Mapping[str, RequestType]
     kb_public: bool = False  # published KB articles readable on the portal without signing in
+    kb_tag: str = "public"  # the KB articles the portal publishes: those with this tag
 
     def categories(self) -> dict[str, list[RequestType]]:
         out: dict[str, list[RequestType]] = {}
@@ -168,8 +169,9 @@ def build(data: Any, fail: Fail = _bad) -> Catalog:
     if unknown:
         raise fail([sorted(map(str, unknown))[0]], "unknown setting (expected types or portal)")
     portal = data.get("portal") or {}
-    if not isinstance(portal, dict) or set(portal) - {"kb_public"} or not isinstance(portal.get("kb_public", False), bool):
-        raise fail(["portal"], "expected {kb_public: true|false}")
+    if not isinstance(portal, dict) or set(portal) - {"kb_public", "kb_tag"} \
+            or not isinstance(portal.get("kb_public", False), bool) or not isinstance(portal.get("kb_tag", ""), str):
+        raise fail(["portal"], "expected {kb_public: true|false, kb_tag: TAG}")
     raw = data.get("types") or []
     if not isinstance(raw, list) or len(raw) > TYPES_MAX:
         raise fail(["types"], f"expected a list of request types (at most {TYPES_MAX})")
@@ -179,7 +181,7 @@ def build(data: Any, fail: Fail = _bad) -> Catalog:
         if t.id in types:
             raise fail(["types", i, "id"], f"the id {t.id!r} is used twice")
         types[t.id] = t
-    return Catalog(types, bool(portal.get("kb_public", False)))
+    return Catalog(types, bool(portal.get("kb_public", False)), str(portal.get("kb_tag") or "public"))
 
 
 TYPE_KEYS = {"id", "title", "description", "category", "queue", "priority", "sla", "summary", "fields", "approval",

@@ -145,7 +145,7 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
     url = _text(desk["url"], ["desk", "url"], fail) if desk.get("url") is not None else ""
     if url and not re.match(r"^https?://[^\s/]+\S*$", url):
         raise fail(["desk", "url"], "expected the desk's address, http:// or https:// (up to 2000 characters)")
-    name = _text(desk["name"], ["desk", "name"], fail, 200) if desk.get("name") is not None else "Service Desk"
+    desk_name = _text(desk["name"], ["desk", "name"], fail, 200) if desk.get("name") is not None else "Service Desk"
     if address and not ADDRESS.match(address_of(address)):
         raise fail(["desk", "from"], f"{address!r} is not an email address")
     channels = {}
@@ -205,7 +205,7 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
         if template is not None:
             template = _template_name(template, [*loc, "template"], fail, templates)
         rules.append(Rule(name, frozenset(events), test, to, channel, template))
-    return NotifyConfig(tuple(rules), channels, limits, name, url.rstrip("/"), address_of(address) if address else "",
+    return NotifyConfig(tuple(rules), channels, limits, desk_name, url.rstrip("/"), address_of(address) if address else "",
                         subscribers, templates)
 
 

@@ -452,3 +452,22 @@ def test_message(config: NotifyConfig, channel_name: str, to: str | None) -> str
     finally:
         senders.close()
     return f"sent a test message over {channel_name} ({channel.type})" + (f" to {to}" if to else "")
+
+
+def sign_in_mail(config: NotifyConfig, channel_name: str, to: str, link: str) -> None:
+    """Mail a portal sign-in link now (not through the outbox, which keeps what it sends: a link
+    signs someone in, so it is kept nowhere but in their mailbox)."""
+    from ..errors import SdeskError
+
+    channel = config.channels[channel_name]
+    context = {"ticket": {"ref": "", "title": "Sign in", "url": config.desk_url}, "event": {"kind": "sign_in", "link": link},
+               "desk": {"name": config.desk_name, "url": config.desk_url, "address": config.desk_address}}
+    rendered = render("sign-in.md", config.templates, context)
+    row = {"ticket_id": None, "event": "sign_in", "rule": "portal", "recipient": to, "context": context}
+    senders = Senders(config)
+    try:
+        senders.send(channel, [row], rendered, key=f"sign-in-{uuid.uuid4().hex[:12]}", threading=[])
+    except Failure as e:
+        raise SdeskError(f"cannot send the sign-in mail: {e}") from None
+    finally:
+        senders.close()

@@ -274,14 +274,16 @@ class MetricsStore:
 
     # -- recording ------------------------------------------------------------------------------------
 
-    def csat_record(self, *, ticket_id: int, score: int, comment: str | None, actor: str) -> None:
-        """A 1-5 rating of a resolved or closed ticket (a new one replaces the last)."""
+    def csat_record(self, *, ticket_id: int, score: int, comment: str | None, actor: str,
+                    acting: str | None = None) -> None:
+        """A 1-5 rating of a resolved or closed ticket (a new one replaces the last); `acting`: the
+        requester's, on the portal."""
         from ..domain import lifecycle
         from ..errors import Conflict
 
         if not 1 <= score <= 5:
             raise BadInput(f"csat: score {score} is not from 1 to 5")
-        with self.db.write(actor) as tx:
+        with self.db.write(actor) as tx, tx.acting(acting):
             t = self.tickets._current(tx, ticket_id)
             if t["status"] not in lifecycle.DONE:
                 raise Conflict(f"csat: {lifecycle.ref(ticket_id)} is {t['status']}: rate it once it is resolved")

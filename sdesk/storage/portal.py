@@ -81,3 +81,20 @@ class PortalStore:
         with self.db.write(actor, need="viewer", what="portal sign-out") as tx:
             tx.conn.execute("UPDATE portal_sessions SET ended_at = ? WHERE hash = ? AND ended_at IS NULL",
                             (tx.at, digest(token)))
+
+    # -- what a requester sees ------------------------------------------------------------------------
+
+    def tickets_of(self, email: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The tickets `email` asked for or watches, newest first (the requester index)."""
+        rows = self.db.conn.execute(
+            "SELECT id, title, status, priority, kind, created_at, updated_at, resolved_at FROM tickets "
+            "WHERE requester = ? UNION SELECT t.id, t.title, t.status, t.priority, t.kind, t.created_at, t.updated_at, "
+            "t.resolved_at FROM tickets t JOIN watchers w ON w.ticket_id = t.id WHERE w.who = ? "
+            "ORDER BY id DESC LIMIT ?", (email, email, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def may_see(self, ticket_id: int, email: str) -> bool:
+        """Whether `email` asked for the ticket or watches it (else the portal answers 404)."""
+        return self.db.conn.execute(
+            "SELECT 1 FROM tickets WHERE id = ? AND requester = ? UNION SELECT 1 FROM watchers WHERE ticket_id = ? "
+            "AND who = ?", (ticket_id, email, ticket_id, email)).fetchone() is not None

@@ -249,13 +249,15 @@ class TicketStore:
         tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", {**data, **(extra or {})})
         if action == "reopen":
             self._reopened_after_runbook(tx, ticket_id)
-    def comment(self, *, ticket_id: int, text: str, actor: str) -> None:
+    def comment(self, *, ticket_id: int, text: str, actor: str, acting: str | None = None) -> None:
+        """A comment; `acting`: a requester's own words on the portal (portal:ADDRESS), written by
+        the serving account, as a mail reply is by the receiving one."""
         if lifecycle.blank(text):  # only spaces, or only U+FEFF: nothing to read
             raise BadInput("comment: the text is empty")
-        with self.db.write(actor) as tx:
+        with self.db.write(actor) as tx, tx.acting(acting) as delivered:
             self._current(tx, ticket_id)
             self._set(tx, ticket_id, {"updated_at": tx.at})
-            tx.event(ticket_id, "commented", {"text": tx.clean(text, ticket_id)})
+            tx.event(ticket_id, "commented", {"text": tx.clean(text, ticket_id), **delivered})
 
     def reply(self, *, ticket_id: int, text: str, actor: str) -> int:
         """A public answer (a `replied` event): notify.yaml's rules send it to the requester and
