@@ -291,6 +291,7 @@ SDESK = Path(__file__).resolve().parent.parent / "sdesk"
 # Call sites whose kind is computed: (file, the kind argument as written) -> the kinds it can be.
 DYNAMIC_KINDS = {
     ("runbooks.py", "f'runbook_{status}'"): {"runbook_approved", "runbook_confirmed"},
+    ("requests.py", "f'request_{state}'"): {"request_rejected", "request_expired"},
     ("sla.py", "kind"): {"sla_warning", "sla_breached"},
     ("store.py", "kind"): set(),  # Store.record(actor, kind, data): its callers name the kind
     ("store.py", "event"): set(),  # Store.set_desk_state(..., event=KIND): its callers name the kind
@@ -342,6 +343,17 @@ SAMPLES: dict[str, dict] = {
     "watched": {"who": H},
     "unwatched": {"who": H},
     "incident_update": {"state": "identified", "text": H},
+    "request_submitted": {"type": "quota-increase", "answers": {"service": H, "extra_gb": 20}},
+    "approval_requested": {"approval": 1, "stage": H, "approvers": ["dave", H], "need": 1, "note": H},
+    "approval_voted": {"approval": 1, "stage": "storage", "approver": "dave", "decision": "rejected", "reason": H,
+                       "approvals": 0, "need": 1},
+    "approval_reminder": {"approval": 1, "stage": "storage", "approvers": [H], "expires_at": "2026-12-10T00:00:00Z"},
+    "approval_expired": {"approval": 1, "stage": H, "approvers": ["dave"]},
+    "request_approved": {"fulfil": "grow-quota"},
+    "request_rejected": {"reason": H},
+    "request_expired": {"reason": H},
+    "request_fulfilled": {"run": 3, "runbook": "grow-quota"},
+    "fulfilment_failed": {"run": 3, "runbook": "grow-quota", "status": "failed", "reason": H, "next": "left in its queue"},
     "updated": {"title": ["old one", H], "labels": [{"a": "b"}, {"a": "c", "host": H}], "tags": [["x"], ["x", "y"]],
                 "priority": ["P3", "P1"], "queue": [None, "sre"]},
     "triage_corrected": {"queue": ["dba", "sre"], "category": ["db", {"k": "v"}]},

@@ -47,6 +47,9 @@ READS: dict[str, list[str] | None] = {
     "status": ["SD-1", "identified", "found it"], "status-page": ["--out", "page"],
     "outbox list": [], "outbox show": ["1"], "outbox retry": ["--dead"], "outbox drop": ["1"], "outbox send": [],
     "notify preview": ["SD-1"], "notify check": None, "notify test": None,
+    "catalog list": None, "catalog show": None, "catalog check": None,
+    "request": ["password-reset", "--field", "account=jdoe"], "approvals": [], "approve": ["SD-1"],
+    "reject": ["SD-1", "--reason", "no"],
 }
 
 

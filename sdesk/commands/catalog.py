@@ -212,8 +212,8 @@ def _decide(ctx: typer.Context, ticket: str, approve: bool, reason: Optional[str
     from ..services.requests import decide, next_step
 
     settings = settings_of(ctx)
-    shown = decide(settings.store(), settings.catalog(), parse_id(ticket), approver=settings.actor, approve=approve,
-                   reason=reason, actor=settings.actor)
+    shown = decide(settings.store(), parse_id(ticket), approver=settings.actor, approve=approve, reason=reason,
+                   actor=settings.actor)
     if shown["state"] == "fulfilling":
         run_automation(settings, None)
         from ..services.requests import shown as again

@@ -68,6 +68,29 @@ def describe_event(e: dict[str, Any]) -> str:
             return f"{g('who')} {'watches' if e['kind'] == 'watched' else 'no longer watches'} it"
         case "incident_update":
             return f"stakeholder update ({g('state')}): {g('text', '')}"
+        case "request_submitted":
+            answers = g("answers") or {}
+            shown = "; ".join(f"{k}={v}" for k, v in answers.items()) if isinstance(answers, dict) else ""
+            return f"catalog request {g('type')} submitted" + (f": {shown}" if shown else "")
+        case "approval_requested":
+            who = ", ".join(map(str, g("approvers") or [])) or "the desk's admins"
+            note = f" ({d['note']})" if g("note") else ""
+            return f"approval asked ({g('stage')}): {g('need')} of {who}{note}"
+        case "approval_voted":
+            reason = f": {d['reason']}" if g("reason") else ""
+            return f"{g('approver')} {g('decision')} at stage {g('stage')} ({g('approvals')} of {g('need')}){reason}"
+        case "approval_reminder":
+            return f"approvers reminded ({g('stage')}): {', '.join(map(str, g('approvers') or [])) or '-'}; expires {g('expires_at')}"
+        case "approval_expired":
+            return f"approval expired at stage {g('stage')}"
+        case "request_approved":
+            return f"request approved; fulfilled by {g('fulfil')}"
+        case "request_rejected" | "request_expired":
+            return f"request {e['kind'].removeprefix('request_')}: {g('reason', '')}"
+        case "request_fulfilled":
+            return f"request fulfilled by runbook {g('runbook')} (run {g('run')})"
+        case "fulfilment_failed":
+            return f"fulfilment by runbook {g('runbook')} failed (run {g('run')}: {g('reason')}); {g('next', '')}"
         case "updated":
             return "changed " + _changes(d)
         case "triage_corrected":

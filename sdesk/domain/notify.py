@@ -24,11 +24,13 @@ from ..errors import BadInput
 
 # The events a rule may be `on`, as named in notify.yaml (notify_event maps the store's events).
 EVENTS = ("created", "replied", "commented", "assigned", "status_changed", "resolved", "reopened", "closed",
-          "sla_warning", "sla_breached", "escalated", "paged", "incident_update", "watched")
+          "sla_warning", "sla_breached", "escalated", "paged", "incident_update", "watched",
+          "approval_requested", "approval_reminder")
 CHANNEL_TYPES = ("smtp", "slack", "mattermost", "teams", "webhook", "command")
 EMAIL_TYPES = ("smtp",)
+APPROVAL_EVENTS = ("approval_requested", "approval_reminder")
 PUBLIC = ("requester", "watchers", "subscribers")  # recipients outside the desk: the public context
-INTERNAL = ("assignee",)
+INTERNAL = ("assignee", "approvers")  # approvers: those a catalog request's stage asks (its event says)
 INCIDENT_STATES = ("investigating", "identified", "monitoring", "resolved")
 MAX_RULES = 500
 MAX_RECIPIENTS = 200  # of one message plan (a rule's `to` after expansion)
@@ -186,11 +188,14 @@ def build(data: Any, node: Any = None, where: str = "notify.yaml", templates: st
         channel = raw.get("channel")
         if not isinstance(channel, str) or channel not in channels:
             raise fail([*loc, "channel"], f"expected a channel of `channels` ({', '.join(channels) or 'none defined'})")
+        if any(w == "approvers" for w in _list(raw.get("to"), [*loc, "to"], fail)) \
+                and set(events) - {"approval_requested", "approval_reminder"}:
+            raise fail([*loc, "to"], "approvers are told of approval_requested and approval_reminder only")
         to = tuple(_recipient(w, [*loc, "to", str(j)], fail) for j, w in enumerate(_list(raw.get("to"), [*loc, "to"], fail)))
         if channels[channel].email and not to:
             raise fail([*loc, "to"], "an email channel needs recipients (requester, watchers, subscribers, assignee, "
                                      "user:NAME or an address)")
-        if not channels[channel].email and any(w != "assignee" and not w.startswith("user:") for w in to):
+        if not channels[channel].email and any(w not in INTERNAL and not w.startswith("user:") for w in to):
             raise fail([*loc, "to"], f"channel {channel} posts to its channel: `to` names the people it mentions "
                                      "(assignee, user:NAME), not addresses, the requester, watchers or subscribers")
         if "commented" in events and any(w in PUBLIC for w in to):
@@ -409,6 +414,7 @@ def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: st
     out: list[Planned] = []
     taken: set[tuple[str, str]] = set()
     own = {config.desk_address.casefold()} if config.desk_address else set()
+    approvers = [str(a) for a in data.get("approvers") or ()] if event in APPROVAL_EVENTS else []
     values = functools.cache(values)
     for rule in config.rules:
         if event not in rule.on:
@@ -422,7 +428,7 @@ def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: st
             taken.add((rule.channel, rule.channel))
             handles = []
             for who in rule.to:
-                for name, _ in _expand(who, config, ticket, watchers, contacts, False):
+                for name, _ in _expand(who, config, ticket, watchers, contacts, False, approvers):
                     contact = contacts.get(name.casefold()) or {}
                     if contact.get("chat") and name.casefold() not in actor_addresses:
                         handles.append(str(contact["chat"]))
@@ -433,7 +439,7 @@ def plan(config: NotifyConfig, event: str, data: Mapping[str, Any], *, actor: st
             continue
         targets: list[tuple[str, str]] = []
         for who in rule.to:
-            targets += _expand(who, config, ticket, watchers, contacts, True)
+            targets += _expand(who, config, ticket, watchers, contacts, True, approvers)
         if not targets or (rule.test is not None and not rule.test(values())):
             continue
         for recipient, audience in targets[:MAX_RECIPIENTS]:
@@ -462,6 +468,8 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "escalated": {"users": ["(on call)"], "round": 1, "level": 2, "policy": "(policy)"},
     "paged": {"users": ["(on call)"], "round": 1, "level": 1, "policy": "(policy)"},
     "incident_update": {"state": "identified", "text": "(the update)"}, "watched": {"who": "carol@example.com"},
+    "approval_requested": {"approval": 1, "stage": "(stage)", "approvers": ["dave"], "need": 1},
+    "approval_reminder": {"approval": 1, "stage": "(stage)", "approvers": ["dave"], "expires_at": "2026-12-10T10:00:00Z"},
 }
 SAMPLE_TICKET: dict[str, Any] = {
     "id": 42, "kind": "incident", "title": "(the title)", "status": "in_progress", "priority": "P2",
@@ -500,13 +508,15 @@ def may_tell(config: NotifyConfig, event: str, ticket: Mapping[str, Any], watche
         if event not in rule.on:
             continue
         channel = config.channels[rule.channel]
-        if not channel.email or any(_expand(who, config, ticket, watchers, contacts, True) for who in rule.to):
+        if not channel.email or "approvers" in rule.to \
+                or any(_expand(who, config, ticket, watchers, contacts, True) for who in rule.to):
             return True
     return False
 
 
 def _expand(who: str, config: NotifyConfig, ticket: Mapping[str, Any], watchers: list[str],
-            contacts: Mapping[str, Mapping[str, str | None]], email: bool) -> list[tuple[str, str]]:
+            contacts: Mapping[str, Mapping[str, str | None]], email: bool,
+            approvers: list[str] = []) -> list[tuple[str, str]]:  # noqa: B006 - read only
     """(recipient, audience) for one entry of a rule's `to`: addresses for an email channel."""
     def reach(name_or_address: str, audience: str) -> list[tuple[str, str]]:
         if "@" in name_or_address:
@@ -526,6 +536,8 @@ def _expand(who: str, config: NotifyConfig, ticket: Mapping[str, Any], watchers:
         return [r for w in [*listed, *watchers] for r in reach(w.removeprefix("user:"), "public")]
     if who == "assignee":
         return reach(str(ticket["assignee"]), "internal") if ticket.get("assignee") else []
+    if who == "approvers":
+        return [r for a in approvers for r in reach(a, "internal")]
     if who.startswith("user:"):
         return reach(who[5:], "internal")
     return reach(who, "internal")

@@ -60,6 +60,28 @@ def rating(body: str | None) -> tuple[int, str | None] | None:
     return int(match.group(1)), rest[:2000] or None
 
 
+_DECISION = re.compile(r"^\s*\**(approved?|reject(?:ed)?)\b\**[\s:,.!-]*(.*)$", re.IGNORECASE)
+
+
+def approval_reply(body: str | None) -> tuple[bool, str | None] | None:
+    """(approve, reason) when a reply's own first line starts with "approve" or "reject" (an
+    approval request asks for one of them), else None. A rejection needs its reason on that line
+    or those after it; quoted lines are not the approver's words."""
+    own = []
+    for line in (body or "").splitlines():
+        if line.startswith(">") or re.match(r"^\s*(On .{0,200} wrote:|-{2,} ?Original Message ?-{2,})\s*$", line):
+            break
+        own.append(line)
+    lines = [line.strip() for line in own if line.strip()]
+    if not lines:
+        return None
+    match = _DECISION.match(lines[0][:2000])
+    if match is None:
+        return None
+    reason = " ".join(filter(None, [match.group(2).strip(), *lines[1:5]]))[:2000] or None
+    return match.group(1).lower().startswith("approve"), reason
+
+
 def split_mbox(data: bytes) -> Iterator[bytes]:
     """The messages of an mbox (`From ` separator lines; `>From ` unquoted)."""
     message: list[bytes] = []

@@ -25,7 +25,7 @@ from ..storage.rows import Tx, to_json
 from ..storage.runbooks import lock_key
 from ..storage.tickets import CREATE_FIELDS, SETTABLE, ticket_text
 from ..triage import Annotations, Matcher, TriageConfig, decide, matches
-from .mail import rating
+from .mail import approval_reply, rating
 
 if TYPE_CHECKING:
     from ..storage.runbooks import RunbookStore
@@ -497,6 +497,9 @@ class Intake:
                     # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
                     # requester and the desk's users (by email) speak on a ticket; others open their own.
                     parent, why, outcome = t["id"], "a reply from someone not on the ticket", None
+                elif (decided := self._approval_reply(tx, t, th)) is not None:
+                    mail.remember(tx, message_id, ticket_id=t["id"], attachments=[], seen=seen)
+                    return t["id"], decided
                 elif t["status"] in lifecycle.DONE:
                     done_at = clock.parse(t["closed_at"] or t["resolved_at"])
                     rated = rating(th.get("body")) if (t.get("requester") or "").casefold() == th.get("from") else None
@@ -530,6 +533,22 @@ class Intake:
             tx.event(ticket_id, "linked", {"parent_id": parent, "previous_parent_id": None, "why": why})
         mail.remember(tx, message_id, ticket_id=ticket_id, attachments=th.get("attachments") or [], seen=seen)
         return ticket_id, "created"
+
+    def _approval_reply(self, tx: Tx, t: dict[str, Any], th: dict[str, Any]) -> str | None:
+        """An approver's answer by mail to a catalog request's approval mail ("approve", or
+        "reject" and a reason, on its first line): decided as theirs; "approved" or "rejected".
+        None (an ordinary reply, commented): not an approver the request waits on, a rejection
+        without its reason, or no decision. The sender is who its From says: a desk that takes
+        approvals by mail should take mail only through a gateway that checks senders (DKIM, SPF)."""
+        decision = approval_reply(th.get("body"))
+        if decision is None or t["status"] in lifecycle.DONE:
+            return None
+        approve, reason = decision
+        user = self.store.requests.user_of(str(th.get("from") or ""))
+        if user is None or (not approve and not reason) or not self.store.requests.waits_on(tx, t["id"], user):
+            return None
+        self.store.requests.decide_in(tx, t["id"], approver=user, approve=approve, reason=reason)
+        return "approved" if approve else "rejected"
 
     def _may_reply(self, tx: Tx, t: dict[str, Any], sender: str | None) -> bool:
         """Whether an email from `sender` may comment on (and reopen) ticket `t`: its requester,

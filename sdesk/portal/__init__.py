@@ -299,7 +299,7 @@ class Portal:
                 if ticket_id is None:
                     raise NotFound("no such request")
                 approve = data.get("decision") == "approve"
-                await self.call(requests_service.decide, self.catalog, ticket_id, approver=who["user"],
+                await self.call(requests_service.decide, ticket_id, approver=who["user"],
                                approve=approve, reason=data.get("reason") or None, actor=who["user"])
                 await self.run(self.fulfil)
                 done = f"{lifecycle.ref(ticket_id)}: {'approved' if approve else 'rejected'}"

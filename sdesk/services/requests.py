@@ -119,17 +119,12 @@ def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, 
             **({"note": note} if note else {})}
 
 
-def decide(store: Store, catalog: Catalog, ticket_id: int, *, approver: str, approve: bool, reason: str | None,
-           actor: str, as_approver: str | None = None) -> dict[str, Any]:
+def decide(store: Store, ticket_id: int, *, approver: str, approve: bool, reason: str | None,
+           actor: str) -> dict[str, Any]:
     """`approver` approves (or rejects, with a reason) the stage request `ticket_id` waits on;
-    after the last approval its fulfilment runbook is queued (automation runs it)."""
-    request = store.requests.get(ticket_id)
-    t = catalog.types.get(request["type"])
-    fulfil = (t.runbook, cat.params(t, request["answers"], request["requester"])) if t and t.runbook else None
-    expires, remind = (t.expires, t.remind) if t else (cat.DEFAULT_EXPIRES, cat.DEFAULT_EXPIRES / 2)
-    store.requests.decide(ticket_id, approver=approver, approve=approve, reason=reason, fulfil=fulfil,
-                          expires=expires.total_seconds(), remind=remind.total_seconds(), actor=actor,
-                          as_approver=as_approver)
+    after the last approval its fulfilment runbook is queued (automation runs it), as the
+    request planned it at submission."""
+    store.requests.decide(ticket_id, approver=approver, approve=approve, reason=reason, actor=actor)
     return shown(store, ticket_id)
 
 

@@ -584,10 +584,12 @@ def m015_catalog(db: Database) -> None:
     # Self-service (issue 23). A request: the ticket a catalog submission opened, its type, the
     # answers (as checked), and where it is (approval, fulfilling, waiting for a person,
     # fulfilled, rejected, expired, failed). `stages`: each stage of its approval chain as
-    # found at submission (who may approve, how many must, whether it applies).
+    # found at submission (who may approve, how many must, whether it applies); `plan`: its
+    # fulfilment (runbook and parameters) and how long an approval waits, fixed at submission too,
+    # so that a request is decided as it was asked whatever catalog.yaml says later.
     db.execute("CREATE TABLE requests (ticket_id INTEGER PRIMARY KEY, type TEXT NOT NULL, answers TEXT NOT NULL, "
-               "stages TEXT NOT NULL, stage INTEGER, state TEXT NOT NULL, requester TEXT NOT NULL, run_id INTEGER, "
-               "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
+               "stages TEXT NOT NULL, plan TEXT NOT NULL, stage INTEGER, state TEXT NOT NULL, requester TEXT NOT NULL, "
+               "run_id INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
     db.execute("CREATE INDEX requests_requester ON requests (requester, created_at)")
     # "My requests" on the portal: a requester's tickets, however they came in (mail, the portal).
     db.execute("CREATE INDEX tickets_requester ON tickets (requester, id)")

@@ -14,7 +14,17 @@ import orjson
 
 from ..domain import clock
 from ..domain.lifecycle import ref
-from ..domain.notify import RECIPIENT_FIELDS, SAMPLE_DATA, NotifyConfig, backoff, due, may_tell, notify_event, plan
+from ..domain.notify import (
+    APPROVAL_EVENTS,
+    RECIPIENT_FIELDS,
+    SAMPLE_DATA,
+    NotifyConfig,
+    backoff,
+    due,
+    may_tell,
+    notify_event,
+    plan,
+)
 from ..errors import BadInput, Conflict, NotFound
 from .rows import Db, Tx, to_json
 
@@ -67,6 +77,10 @@ def planned(conn: Any, config: NotifyConfig, wanted: list[tuple], at: str) -> li
     names |= {w.casefold() for ws in watchers.values() for w in ws if "@" not in w}
     names |= {who[5:].casefold() for rule in config.rules for who in rule.to if who.startswith("user:")}
     names |= {str(w[4]).casefold() for w in wanted}
+    for w in wanted:  # a catalog request's approvers, named in its approval events
+        if w[2] in APPROVAL_EVENTS:
+            data = orjson.loads(w[3]) if isinstance(w[3], str) else w[3]
+            names |= {str(a).casefold() for a in data.get("approvers") or ()}
     names |= {str(s).removeprefix("user:").casefold() for group in config.subscribers.values()
               for who in group.values() for s in who if "@" not in s}
     contacts = _contacts(conn, names)

@@ -1,9 +1,9 @@
 """Catalog requests: the ticket a submission opens, its approval chain (a row per stage asked,
 a vote per approver), and its fulfilment run. Every step is an event on the ticket's chain:
-request_submitted, approval_requested, approval_voted, approved, rejected, approval_reminder,
-approval_expired, fulfilment_queued, fulfilled, fulfilment_failed. What a request type means is
-the domain's (domain/catalog.py); who the approvers are, the service's (services/requests.py),
-which hands each stage here as found."""
+request_submitted, approval_requested, approval_voted, approval_reminder, approval_expired,
+request_approved, request_rejected, request_expired, runbook_queued, request_fulfilled and
+fulfilment_failed. What a request type means is the domain's (domain/catalog.py); who the
+approvers are, the service's (services/requests.py), which hands each stage here as found."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ REASON_MAX = 2000
 
 def _request(row: Any) -> dict[str, Any]:
     r = dict(row)
-    r["answers"], r["stages"] = orjson.loads(r["answers"]), orjson.loads(r["stages"])
+    r["answers"], r["stages"], r["plan"] = orjson.loads(r["answers"]), orjson.loads(r["stages"]), orjson.loads(r["plan"])
     return r
 
 
@@ -51,17 +51,18 @@ class RequestStore:
         events are the requester's (a portal submission, written by the serving account)."""
         with self.db.write(actor) as tx, tx.acting(as_requester) as delivered:
             ticket_id = self.tickets.create(tx, ticket, source=source)
-            tx.conn.execute("INSERT INTO requests (ticket_id, type, answers, stages, stage, state, requester, created_at, "
-                            "updated_at) VALUES (?, ?, ?, ?, NULL, 'approval', ?, ?, ?)",
-                            (ticket_id, type_id, to_json(tx.clean(answers, ticket_id)), to_json(stages),
+            plan = {"fulfil": list(fulfil) if fulfil else None, "expires": expires, "remind": remind}
+            tx.conn.execute("INSERT INTO requests (ticket_id, type, answers, stages, plan, stage, state, requester, "
+                            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, 'approval', ?, ?, ?)",
+                            (ticket_id, type_id, to_json(tx.clean(answers, ticket_id)), to_json(stages), to_json(plan),
                              ticket["requester"], tx.at, tx.at))
             tx.event(ticket_id, "request_submitted", {"type": type_id, "answers": answers, **delivered})
-            self._next_stage(tx, ticket_id, 0, stages, fulfil, expires, remind)
+            self._next_stage(tx, ticket_id, 0, stages, plan)
         return ticket_id
 
-    def _next_stage(self, tx: Tx, ticket_id: int, start: int, stages: list[dict[str, Any]],
-                    fulfil: tuple[str, dict[str, str]] | None, expires: float, remind: float) -> None:
+    def _next_stage(self, tx: Tx, ticket_id: int, start: int, stages: list[dict[str, Any]], plan: dict[str, Any]) -> None:
         """Ask the next stage that applies from `start`, else fulfil (or leave it to a person)."""
+        fulfil, expires, remind = plan["fulfil"], plan["expires"], plan["remind"]
         for index in range(start, len(stages)):
             s = stages[index]
             if not s["applies"]:
@@ -98,58 +99,65 @@ class RequestStore:
 
     # -- deciding ------------------------------------------------------------------------------------
 
-    def decide(self, ticket_id: int, *, approver: str, approve: bool, reason: str | None,
-               fulfil: tuple[str, dict[str, str]] | None, expires: float, remind: float, actor: str,
-               as_approver: str | None = None) -> dict[str, Any]:
+    def decide(self, ticket_id: int, *, approver: str, approve: bool, reason: str | None, actor: str) -> dict[str, Any]:
         """`approver` approves or rejects the stage the request waits on. Refused unless they are
-        one of its approvers and have not voted on it. A rejection ends the request (the ticket
-        resolved, with the reason); enough approvals move it on. `as_approver`: recorded as
-        theirs, written by the serving account (the portal, a mail reply)."""
+        one of its approvers (none found: an admin) and have not voted on it. A rejection ends
+        the request (the ticket resolved, with the reason); enough approvals move it on."""
+        with self.db.write(actor, need="viewer", what="deciding an approval") as tx:
+            self.decide_in(tx, ticket_id, approver=approver, approve=approve, reason=reason)
+        return self.get(ticket_id)
+
+    def decide_in(self, tx: Tx, ticket_id: int, *, approver: str, approve: bool, reason: str | None) -> None:
+        """`decide` within a transaction (a mail reply's, in intake's)."""
         if reason is not None:
             reason = " ".join(reason.split())[:REASON_MAX] or None
         if not approve and not reason:
             raise BadInput("reject: give a --reason (the requester reads it)")
-        with self.db.write(actor, need="viewer", what="deciding an approval") as tx, tx.acting(as_approver):
-            request = self._request_row(tx, ticket_id)
-            pending = tx.conn.execute("SELECT * FROM approvals WHERE ticket_id = ? AND state = 'pending' ORDER BY id DESC "
-                                      "LIMIT 1", (ticket_id,)).fetchone()
-            if pending is None:
-                raise Conflict(f"{lifecycle.ref(ticket_id)} waits on no approval (it is {request['state']})")
-            a = _approval(pending)
-            key = user_key(approver)
-            if not a["approvers"]:  # nobody was found for the stage: the desk's admins decide
-                tx.check(need="admin", what=f"deciding {lifecycle.ref(ticket_id)}'s stage {a['name']!r} (no approver "
-                                            "was found for it, so the desk's admins decide)")
-            elif key not in {user_key(x) for x in a["approvers"]}:
-                raise PermissionDenied(f"permission denied: {approver} is not an approver of {lifecycle.ref(ticket_id)}'s "
-                                       f"stage {a['name']!r} (asked: {', '.join(a['approvers']) or 'nobody'})")
-            if tx.conn.execute("SELECT 1 FROM approval_votes WHERE approval_id = ? AND approver = ?",
-                               (a["id"], key)).fetchone():
-                raise Conflict(f"{approver} has decided on {lifecycle.ref(ticket_id)}'s stage {a['name']!r} already")
-            reason = tx.clean(reason, ticket_id)
-            decision = "approved" if approve else "rejected"
-            tx.conn.execute("INSERT INTO approval_votes (approval_id, approver, decision, reason, at) VALUES (?, ?, ?, ?, ?)",
-                            (a["id"], key, decision, reason, tx.at))
-            approvals = tx.conn.execute("SELECT count(*) FROM approval_votes WHERE approval_id = ? AND decision = 'approved'",
-                                        (a["id"],)).fetchone()[0]
-            tx.event(ticket_id, "approval_voted", {"approval": a["id"], "stage": a["name"], "approver": approver,
-                                                   "decision": decision, **({"reason": reason} if reason else {}),
-                                                   "approvals": approvals, "need": a["need"]})
-            if not approve:
-                self._end_stage(tx, a, "rejected", reason)
-                self._end_request(tx, ticket_id, "rejected", f"Rejected by {approver} at stage {a['name']}: {reason}")
-            elif approvals >= a["need"]:
-                self._end_stage(tx, a, "approved", None)
-                stages = orjson.loads(request["stages"])
-                self._next_stage(tx, ticket_id, a["stage"] + 1, stages, fulfil, expires, remind)
-        return self.get(ticket_id)
+        request = self._request_row(tx, ticket_id)
+        pending = tx.conn.execute("SELECT * FROM approvals WHERE ticket_id = ? AND state = 'pending' ORDER BY id DESC "
+                                  "LIMIT 1", (ticket_id,)).fetchone()
+        if pending is None:
+            raise Conflict(f"{lifecycle.ref(ticket_id)} waits on no approval (it is {request['state']})")
+        a = _approval(pending)
+        key = user_key(approver)
+        if not a["approvers"]:  # nobody was found for the stage: the desk's admins decide
+            tx.check(need="admin", what=f"deciding {lifecycle.ref(ticket_id)}'s stage {a['name']!r} (no approver "
+                                        "was found for it, so the desk's admins decide)")
+        elif key not in {user_key(x) for x in a["approvers"]}:
+            raise PermissionDenied(f"permission denied: {approver} is not an approver of {lifecycle.ref(ticket_id)}'s "
+                                   f"stage {a['name']!r} (asked: {', '.join(a['approvers']) or 'nobody'})")
+        if tx.conn.execute("SELECT 1 FROM approval_votes WHERE approval_id = ? AND approver = ?",
+                           (a["id"], key)).fetchone():
+            raise Conflict(f"{approver} has decided on {lifecycle.ref(ticket_id)}'s stage {a['name']!r} already")
+        reason = tx.clean(reason, ticket_id)
+        decision = "approved" if approve else "rejected"
+        tx.conn.execute("INSERT INTO approval_votes (approval_id, approver, decision, reason, at) VALUES (?, ?, ?, ?, ?)",
+                        (a["id"], key, decision, reason, tx.at))
+        approvals = tx.conn.execute("SELECT count(*) FROM approval_votes WHERE approval_id = ? AND decision = 'approved'",
+                                    (a["id"],)).fetchone()[0]
+        tx.event(ticket_id, "approval_voted", {"approval": a["id"], "stage": a["name"], "approver": approver,
+                                               "decision": decision, **({"reason": reason} if reason else {}),
+                                               "approvals": approvals, "need": a["need"]})
+        if not approve:
+            self._end_stage(tx, a, "rejected", reason)
+            self._end_request(tx, ticket_id, "rejected", f"Rejected by {approver} at stage {a['name']}: {reason}")
+        elif approvals >= a["need"]:
+            self._end_stage(tx, a, "approved", None)
+            self._next_stage(tx, ticket_id, a["stage"] + 1, orjson.loads(request["stages"]), orjson.loads(request["plan"]))
+
+    @staticmethod
+    def waits_on(tx: Tx, ticket_id: int, user: str) -> bool:
+        """Whether the request's pending stage names `user` as an approver who has not decided."""
+        row = tx.conn.execute("SELECT id, approvers FROM approvals WHERE ticket_id = ? AND state = 'pending'",
+                              (ticket_id,)).fetchone()
+        key = user_key(user)
+        return row is not None and key in {user_key(x) for x in orjson.loads(row[1])} and tx.conn.execute(
+            "SELECT 1 FROM approval_votes WHERE approval_id = ? AND approver = ?", (row[0], key)).fetchone() is None
 
     @staticmethod
     def _end_stage(tx: Tx, a: dict[str, Any], state: str, reason: str | None) -> None:
         tx.conn.execute("UPDATE approvals SET state = ?, decided_at = ?, reason = ? WHERE id = ?",
                         (state, tx.at, reason, a["id"]))
-        if state == "approved":
-            tx.event(a["ticket_id"], "stage_approved", {"approval": a["id"], "stage": a["name"]})
 
     def _end_request(self, tx: Tx, ticket_id: int, state: str, resolution: str) -> None:
         tx.conn.execute("UPDATE requests SET state = ?, stage = NULL, updated_at = ? WHERE ticket_id = ?",

@@ -42,7 +42,7 @@ ACTION_BINDINGS = [Binding(key, f"ticket_action('{action}')", label) for key, ac
     ("A", "assign", "Assign"),
     ("r", "resolve", "Resolve"), ("o", "reopen", "Reopen"), ("P", "priority", "Priority"),
     ("e", "escalate", "Escalate"), ("L", "link", "Link"), ("C", "csat", "CSAT"), ("R", "runbook", "Runbook"),
-    ("Q", "queue", "Queue"))]
+    ("Q", "queue", "Queue"), ("V", "decide", "Approve"))]
 
 VIEWS = {  # key -> (name, filter text)
     "1": ("open queue", ""),
@@ -636,6 +636,7 @@ def ticket_action(app: SdeskApp, ticket: int, action: str, refresh: Callable[[],
         "queue": ("Move to queue", ["queue"]),
         "link": ("Link under parent", ["parent ticket (42 or SD-42)"]),
         "csat": ("CSAT", ["score 1-5"]),
+        "decide": ("Approve or reject the request", ["approve or reject", "reason (needed to reject)"]),
     }
     title, fields = prompts[action]
 
@@ -688,6 +689,11 @@ def _write(app: SdeskApp, ticket: int, action: str, values: list[str]) -> Callab
     if action == "link":
         parent = parse_id(first)
         return lambda s: s.tickets.link(ticket_id=ticket, parent_id=parent, actor=actor)
+    if action == "decide":  # a catalog request's approval: its fulfilment runs by serve or the next tick
+        if first.lower() not in ("approve", "reject", "a", "r"):
+            raise BadInput(f"decide: answer approve or reject, not {first!r}")
+        approve, reason = first.lower().startswith("a"), values[1].strip() or None
+        return lambda s: s.requests.decide(ticket, approver=actor, approve=approve, reason=reason, actor=actor)
     if not (first.isascii() and first.isdigit()):
         raise BadInput(f"csat: {first!r} is not a score from 1 to 5")
     return lambda s: s.metrics.csat_record(ticket_id=ticket, score=int(first), comment=None, actor=actor)
@@ -821,6 +827,7 @@ class HelpScreen(ModalScreen[None]):
                 ("o", "reopen"), ("P", "priority (a list)"), ("Q", "move to a queue"), ("e", "escalate"),
                 ("L", "link under a parent"),
                 ("C", "record CSAT"), ("R", "run a runbook that applies (dry run first, y for real)"),
+                ("V", "approve or reject a catalog request waiting for you"),
                 ("K", "knowledge base"),
                 ("O", "on call now"), ("D", "dashboard"), ("?", "this help"), ("q", "quit")]
         with Vertical():

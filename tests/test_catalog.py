@@ -1,0 +1,258 @@
+"""Self-service (issue 23) from the terminal: catalog.yaml read the one way (a mistake is one line
+with its file and line), a request's answers checked as their fields say (a property over any
+text, for every field type), approval chains (k of n, the requester's manager, the CI's owner
+team, nobody found, expiry and reminders, by mail), and fulfilment by the example's own runbooks,
+which really run (they write under the test's folder)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sdesk.domain import catalog as cat
+from sdesk.errors import BadInput, ExitCode
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "desk"
+
+
+@pytest.fixture
+def desk(tmp_path, cli, monkeypatch):
+    """The example desk's catalog, CMDB, on-call teams and SLA policies, its runbooks writing
+    under tmp_path; users: an admin, an approver, a manager and a requester with that manager."""
+    config = tmp_path / "config"
+    for name in ("catalog.yaml", "cmdb.yaml", "oncall.yaml", "sla.yaml"):
+        shutil.copy(EXAMPLE / name, config / name)
+    (config / "runbooks").mkdir()
+    for name in ("reset-password.yaml", "grow-quota.yaml", "grant-access.yaml"):
+        text = (EXAMPLE / "runbooks" / name).read_text().replace("/tmp/sdesk-demo", str(tmp_path / "out"))
+        (config / "runbooks" / name).write_text(text)
+    cli("init")
+    cli("cmdb", "import", str(config / "cmdb.yaml"))
+    cli("user", "add", "tester", "--role", "admin", "--email", "tester@example.com")
+    cli("user", "add", "dave", "--role", "approver", "--email", "dave@example.com")
+    cli("user", "add", "carol", "--role", "agent", "--email", "carol@example.com")
+    cli("user", "add", "bob", "--role", "agent", "--email", "bob@example.com", "--manager", "carol")
+    return config
+
+
+def request(cli, type_id: str, *fields: str, who: str = "bob", ok: bool = True):
+    args = ["--as", who, "request", type_id, *[x for f in fields for x in ("--field", f)]]
+    return cli.json(*args) if ok else cli(*args, ok=False)
+
+
+def test_a_password_reset_is_fulfilled_by_its_runbook_at_once(cli, desk, tmp_path):
+    shown = request(cli, "password-reset", "account=jdoe")
+    assert shown["state"] == "fulfilled" and shown["status"] == "resolved"
+    assert (tmp_path / "out" / "accounts" / "jdoe.reset").is_file()  # the runbook really ran
+    kinds = [e["kind"] for e in cli.json("show", shown["id"])["events"]]
+    assert kinds.index("request_submitted") < kinds.index("runbook_queued") < kinds.index("request_fulfilled")
+    assert shown["requester"] == "bob@example.com"  # the user's address: their mail reaches them
+
+
+def test_a_quota_above_100_gb_needs_the_approver_then_the_manager(cli, desk, tmp_path):
+    shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=200", "justification=peak")
+    assert shown["state"] == "approval" and shown["approvals"][0]["approvers"] == ["dave", "tester"]
+    refused = cli("--as", "carol", "approve", shown["id"], ok=False)  # not this stage's approver
+    assert refused.exit_code == ExitCode.PERMISSION and "not an approver" in refused.stderr
+    assert cli.json("--as", "dave", "approve", shown["id"])["approvals"][1]["approvers"] == ["carol"]
+    again = cli("--as", "dave", "approve", shown["id"], ok=False)
+    assert again.exit_code != 0 and "not an approver" in again.stderr  # the manager's stage now
+    done = cli.json("--as", "carol", "approve", shown["id"])
+    assert done["state"] == "fulfilled" and done["status"] == "resolved"
+    assert (tmp_path / "out" / "quotas" / "shop-checkout").read_text().strip() == "200"
+
+
+def test_a_small_quota_skips_the_manager_and_a_rejection_ends_the_request(cli, desk):
+    small = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
+    assert [s["applies"] for s in small["stages"]] == [True, False]
+    assert cli.json("--as", "dave", "approve", small["id"])["state"] == "fulfilled"
+    other = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
+    no_reason = cli("--as", "dave", "reject", other["id"], "--reason", "  ", ok=False)
+    assert no_reason.exit_code == ExitCode.BAD_INPUT
+    rejected = cli.json("--as", "dave", "reject", other["id"], "--reason", "use the shared bucket")
+    assert rejected["state"] == "rejected" and rejected["status"] == "resolved"
+    assert "use the shared bucket" in rejected["resolution"]
+    late = cli("--as", "tester", "approve", other["id"], ok=False)
+    assert late.exit_code == ExitCode.CONFLICT and "waits on no approval" in late.stderr
+
+
+def test_the_owner_team_of_the_chosen_system_approves_access(cli, desk):
+    shown = request(cli, "access-grant", "system=checkout-api", "level=read", "until=2999-01-01")
+    assert shown["approvals"][0]["approvers"] == ["carol", "frank"]  # payments, less the requester bob
+    assert cli.json("--as", "frank", "approve", shown["id"])["state"] == "fulfilled"
+
+
+def test_nobody_found_means_the_admins_decide_and_no_self_approval(cli, desk):
+    cli("user", "add", "erin", "--role", "agent", "--email", "erin@example.com")  # no manager
+    shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=300", "justification=x", who="erin")
+    cli("--as", "dave", "approve", shown["id"])
+    stage = cli.json("show", shown["id"])["events"][-1]["data"]
+    assert stage["approvers"] == [] and "no manager" in stage["note"]
+    refused = cli("--as", "dave", "approve", shown["id"], ok=False)
+    assert refused.exit_code == ExitCode.PERMISSION
+    assert cli.json("--as", "tester", "approve", shown["id"])["state"] == "fulfilled"
+    # A requester is never among their own approvers (dave asks: the stage asks tester alone).
+    mine = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=5", "justification=x", who="dave")
+    assert mine["approvals"][0]["approvers"] == ["tester"]
+
+
+def test_wrong_answers_are_one_line_naming_every_field_and_nothing_is_written(cli, desk):
+    before = cli.json("list", "--all")
+    result = request(cli, "quota-increase", "service=nope", "extra_gb=900", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and result.stderr.count("\n") == 1
+    for said in ("service: expected one of", "extra_gb: must be at most 500", "justification: is required"):
+        assert said in result.stderr
+    unknown = request(cli, "quota-increase", "colour=red", ok=False)
+    assert "has no field 'colour'" in unknown.stderr
+    missing = cli("request", "quota-increse", ok=False)
+    assert missing.exit_code == ExitCode.NOT_FOUND and "did you mean quota-increase" in missing.stderr
+    assert cli.json("list", "--all") == before
+
+
+def test_answers_on_stdin_as_json_and_the_schema_says_the_same(cli, desk):
+    body = json.dumps({"service": "shop-checkout", "extra_gb": 5, "justification": "json"})
+    shown = json.loads(cli("--as", "bob", "request", "quota-increase", "--stdin", "--json", input=body).stdout)
+    assert shown["answers"] == {"service": "shop-checkout", "extra_gb": 5, "justification": "json"}
+    schema = json.loads(cli("schema", "request", "quota-increase").stdout)
+    assert schema["required"] == ["service", "extra_gb", "justification"]
+    assert schema["properties"]["extra_gb"] == {"title": "Extra storage (GB)", "type": "integer", "minimum": 1,
+                                                "maximum": 500}
+    assert "shop-checkout" in schema["properties"]["service"]["enum"]
+    access = json.loads(cli("schema", "request", "access-grant").stdout)
+    assert access["allOf"][0] == {"if": {"properties": {"level": {"const": "admin"}}, "required": ["level"]},
+                                  "then": {"required": ["reason"]}}
+    for bad in ("[1]", "not json", '{"extra_gb": {"nested": 1}}'):
+        result = cli("request", "quota-increase", "--stdin", input=bad, ok=False)
+        assert result.exit_code == ExitCode.BAD_INPUT and result.stderr.count("\n") == 1
+
+
+def test_an_approval_expires_after_a_reminder(cli, desk, monkeypatch):
+    shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
+    created = shown["approvals"][0]["created_at"]
+    monkeypatch.setenv("SDESK_NOW", created[:10] + "T23:59:59Z")  # before the reminder (1 day)
+    assert cli.json("tick")["approvals_reminded"] == 0
+    monkeypatch.setenv("SDESK_NOW", "2999-01-01T00:00:00Z")  # far past: reminded once, then expired
+    day = cli.json("tick")
+    assert day["approvals_expired"] == 1
+    ended = cli.json("show", shown["id"])
+    assert ended["status"] == "resolved" and "Expired" in ended["resolution"]
+    assert "approval_expired" in [e["kind"] for e in ended["events"]]
+
+
+def test_a_failed_fulfilment_leaves_the_ticket_in_its_queue(cli, desk):
+    rb = desk / "runbooks" / "grow-quota.yaml"
+    rb.write_text(rb.read_text().replace("echo $((old + $3))", "exit 3; echo $((old + $3))"))
+    shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
+    after = cli.json("--as", "dave", "approve", shown["id"])
+    assert after["state"] == "failed" and after["status"] not in ("resolved", "closed")
+    ticket = cli.json("show", shown["id"])
+    assert ticket["queue"] == "platform"
+    assert ticket["events"][-1]["kind"] == "fulfilment_failed"
+
+
+def test_catalog_check_names_what_would_fail(cli, desk):
+    cli("catalog", "check")
+    text = (desk / "catalog.yaml").read_text()
+    (desk / "catalog.yaml").write_text(text.replace("runbook: grow-quota", "runbook: grow-quotas")
+                                       .replace("sla: requests\n    summary: \"{extra_gb}", "sla: nope\n    summary: \"{extra_gb}"))
+    result = cli("catalog", "check", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "quota-increase: fulfil: no runbook 'grow-quotas'" in result.stderr
+    assert "quota-increase: sla: sla.yaml gives a P3 request the policy 'requests', not 'nope'" in result.stderr
+
+
+@pytest.mark.parametrize("mistake,where", [
+    ("type: integer, min: 1, max: 500}", "type: intger, min: 1, max: 500}"),
+    ("approvers: manager,", "approvers: boss,"),
+    ("show_when: {field: level, equals: admin}", "show_when: {field: nope, equals: admin}"),
+])
+def test_a_broken_catalog_is_one_line_with_its_line(cli, desk, mistake, where):
+    path = desk / "catalog.yaml"
+    text = path.read_text()
+    assert mistake in text
+    path.write_text(text.replace(mistake, where))
+    result = cli("catalog", "list", ok=False)
+    assert result.exit_code == ExitCode.BAD_INPUT and result.stderr.count("\n") == 1
+    line = int(result.stderr.split("catalog.yaml:")[1].split(":")[0])
+    assert where.split(",")[0].split("{")[-1].strip() in path.read_text().splitlines()[line - 1]
+
+
+def test_an_approver_answers_by_mail(cli, desk, tmp_path):
+    shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
+    mail = tmp_path / "reply.eml"
+    mail.write_text(f"From: Dave <dave@example.com>\nTo: desk@example.com\nSubject: Re: [{shown['id']}] approval\n"
+                    f"Message-ID: <r1@example.com>\n\nApprove - fine by me\n\n> quoted text\n")
+    cli("new", "--format", "email", str(mail))
+    after = cli.json("show", shown["id"])
+    voted = [e for e in after["events"] if e["kind"] == "approval_voted"]
+    assert voted and voted[0]["actor"] == "mail:dave@example.com" and voted[0]["data"]["reason"] == "fine by me"
+    cli("tick")  # runs what the approval queued (serve's automation would at once)
+    assert cli.json("show", shown["id"])["status"] == "resolved"
+    # A stranger's "approve" is an ordinary mail (a new ticket), never a decision.
+    other = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
+    mail.write_text(f"From: eve@evil.example\nTo: desk@example.com\nSubject: Re: [{other['id']}]\n"
+                    f"Message-ID: <r2@example.com>\n\napprove\n")
+    cli("new", "--format", "email", str(mail))
+    assert cli.json("show", other["id"])["status"] == "new"
+
+
+# -- the answers, as a property: whatever text arrives, a value of the field's type or a message --
+
+FIELDS = [cat.field(spec, [], lambda loc, m: BadInput(m), []) for spec in (
+    {"name": "a", "type": "text", "pattern": "[a-z]{2,8}"}, {"name": "b", "type": "long_text", "max_length": 300},
+    {"name": "c", "type": "choice", "choices": ["x", "y"]}, {"name": "d", "type": "integer", "min": -5, "max": 500},
+    {"name": "e", "type": "number", "min": 0.5, "max": 2.5}, {"name": "f", "type": "date", "min": "today"},
+    {"name": "g", "type": "email"}, {"name": "h", "type": "user"}, {"name": "i", "type": "yes_no"},
+    {"name": "j", "type": "choice", "choices_from": "services"})]
+TODAY = date(2026, 12, 7)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(index=st.integers(0, len(FIELDS) - 1),
+       raw=st.one_of(st.text(max_size=400), st.integers(), st.floats(), st.booleans(), st.none(),
+                     st.lists(st.integers(), max_size=2)))
+def test_any_answer_is_a_valid_value_or_one_message(index, raw):
+    f = FIELDS[index]
+    value, error = cat.check_value(f, raw, today=TODAY, options={"services": ["svc-a"]}, users={"dave": "Dave"})
+    assert (value is None) or error is None
+    if error is not None:
+        assert isinstance(error, str) and 0 < len(error) < 300 and "\n" not in error
+        return
+    if value is None:
+        assert not f.required or raw is None or str(raw).strip() == ""
+        return
+    if f.type in ("text", "long_text", "email", "user", "choice", "date"):
+        assert isinstance(value, str) and len(value) <= f.max_length
+        assert not any(ord(c) < 32 and c not in "\n\r\t" for c in value)
+    if f.type == "text":
+        assert f.pattern.fullmatch(value) and "\n" not in value
+    if f.type == "choice":
+        assert value in (f.choices or ("svc-a",))
+    if f.type in ("integer", "number"):
+        assert not isinstance(value, bool) and float(f.minimum) <= value <= float(f.maximum)
+    if f.type == "date":
+        assert date.fromisoformat(value) >= TODAY
+    if f.type == "yes_no":
+        assert value in (True, False)
+    if f.type == "user":
+        assert value == "Dave"
+
+
+@settings(max_examples=150)
+@given(st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=6))
+def test_a_whole_submission_never_raises_and_never_keeps_an_unknown_field(raw):
+    t = cat.request_type({"id": "t", "title": "T", "fields": [
+        {"name": "level", "type": "choice", "choices": ["read", "admin"]},
+        {"name": "why", "type": "text", "show_when": {"field": "level", "equals": "admin"}}]}, [],
+        lambda loc, m: BadInput(m))
+    values, errors = cat.validate(t, raw, today=TODAY)
+    assert set(values) <= {"level", "why"}
+    assert "why" not in values or values.get("level") == "admin"
+    assert all(isinstance(m, str) and m for m in errors.values())
