@@ -162,3 +162,18 @@ class Cli:
 def cli() -> Cli:
     return Cli()
 
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    """Debian's chromium, headless, under Playwright (tests/browser.py); one per test module, not
+    per session: an open sync Playwright breaks `asyncio.run` on its thread (the TUI's tests...).
+    Skips where chromium is not installed; under SDESK_REQUIRE_BROWSER (CI) that fails instead.
+    (Not `browser`: the name pytest-playwright, which is not used, would give it.)"""
+    from tests import browser
+
+    if browser.chromium_path() is None:
+        if os.environ.get("SDESK_REQUIRE_BROWSER"):  # CI: the browser must be there
+            pytest.fail("SDESK_REQUIRE_BROWSER is set and Debian's chromium is not installed")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with browser.open_browser() as launched:
+        yield launched

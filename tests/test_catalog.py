@@ -214,7 +214,7 @@ FIELDS = [cat.field(spec, [], lambda loc, m: BadInput(m), []) for spec in (
 TODAY = date(2026, 12, 7)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(index=st.integers(0, len(FIELDS) - 1),
        raw=st.one_of(st.text(max_size=400), st.integers(), st.floats(), st.booleans(), st.none(),
                      st.lists(st.integers(), max_size=2)))
@@ -245,7 +245,7 @@ def test_any_answer_is_a_valid_value_or_one_message(index, raw):
         assert value == "Dave"
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=6))
 def test_a_whole_submission_never_raises_and_never_keeps_an_unknown_field(raw):
     t = cat.request_type({"id": "t", "title": "T", "fields": [

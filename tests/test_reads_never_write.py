@@ -36,6 +36,7 @@ READS = {
     "audit verify": [], "audit log": [], "export": [], "doctor": [], "user list": [], "user tokens": [],
     "outbox list": [], "outbox show": ["1"], "notify check": [], "notify preview": ["SD-1", "--event", "resolved"],
     "status-page": ["--out", "status"],
+    "catalog list": [], "catalog show": ["quota-increase"], "catalog check": [], "approvals": ["--user", "dave"],
 }
 # `doctor` exits 1 when a check fails (the demo's desk has no tick from cron, and pages that failed).
 EXIT = {"doctor": 1}
@@ -50,6 +51,7 @@ WRITES = {
     "restore", "import", "purge",
     "backup",  # records when the last backup was made, which `doctor` reports
     "reply", "watch", "unwatch", "status", "outbox retry", "outbox drop", "outbox send",
+    "request", "approve", "reject",
 }
 # Not run here: the TUI and the HTTP receiver have their own tests (and serve is a write);
 # `demo` runs on a temporary database of its own; `triage eval` reads a labelled file, not the desk.

@@ -272,6 +272,11 @@ WRITTEN = {
     "outbox": "contexts made from the events as redacted; the rendered text redacted again as it is sent",
     "watchers": "email addresses and user names (identifiers)",
     "incident_updates": "texts through _Tx.clean",
+    "requests": "answers and the fulfilment plan through _Tx.clean; stages name users (identifiers)",
+    "approvals": "stage names from catalog.yaml, approvers (identifiers); reasons through _Tx.clean",
+    "approval_votes": "approvers (identifiers); reasons through _Tx.clean",
+    "portal_links": "an email address, a client's IP address, the link's sha256 (never the link)",
+    "portal_sessions": "an email address or a user name, the session's sha256, a CSRF token",
 }
 
 

@@ -204,7 +204,7 @@ def test_each_refusal_answers_its_error_classs_status_and_message_as_json(tmp_pa
         status, answer, _ = s.send("/alertmanagr", b"{}", agent)  # a sender's URL with a typo
         assert status == 404
         assert answer == {"error": "no route /alertmanagr: sdesk serve takes POST to /alertmanager, /grafana, "
-                                   "/tickets, /email, /v2/enqueue, /v2/change/enqueue (and GET /healthz)"}
+                                   "/tickets, /email, /v2/enqueue, /v2/change/enqueue (and GET /healthz, and the portal's pages at /)"}
         status, answer, headers = s.send("/tickets", None, method="GET")
         assert status == 405 and answer == {"error": "Method Not Allowed"} and headers["Allow"] == "POST"
         status, answer, _ = s.send("/tickets", b'{"title": "x"}', viewer)

@@ -131,7 +131,7 @@ def ticket_view(store: Store, who: Mapping[str, Any], ticket_id: int) -> dict[st
     rate it. NotFound for a ticket they did not ask for and do not watch, as for one that does
     not exist: an id tells nothing."""
     mine = _addresses(who)
-    if not any(store.portal.may_see(ticket_id, x) for x in mine) or not store.tickets.exists(ticket_id):
+    if not any(store.portal.may_see(ticket_id, email=x) for x in mine) or not store.tickets.exists(ticket_id):
         raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
     t = store.tickets.get_or_raise(ticket_id=ticket_id)
     own = {f"mail:{x}" for x in mine} | {f"portal:{x}" for x in mine}

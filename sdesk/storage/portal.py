@@ -93,7 +93,7 @@ class PortalStore:
             "ORDER BY id DESC LIMIT ?", (email, email, limit)).fetchall()
         return [dict(r) for r in rows]
 
-    def may_see(self, ticket_id: int, email: str) -> bool:
+    def may_see(self, ticket_id: int, *, email: str) -> bool:
         """Whether `email` asked for the ticket or watches it (else the portal answers 404)."""
         return self.db.conn.execute(
             "SELECT 1 FROM tickets WHERE id = ? AND requester = ? UNION SELECT 1 FROM watchers WHERE ticket_id = ? "

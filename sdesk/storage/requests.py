@@ -51,7 +51,7 @@ class RequestStore:
         events are the requester's (a portal submission, written by the serving account)."""
         with self.db.write(actor) as tx, tx.acting(as_requester) as delivered:
             ticket_id = self.tickets.create(tx, ticket, source=source)
-            plan = {"fulfil": list(fulfil) if fulfil else None, "expires": expires, "remind": remind}
+            plan = {"fulfil": tx.clean(list(fulfil), ticket_id) if fulfil else None, "expires": expires, "remind": remind}
             tx.conn.execute("INSERT INTO requests (ticket_id, type, answers, stages, plan, stage, state, requester, "
                             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, 'approval', ?, ?, ?)",
                             (ticket_id, type_id, to_json(tx.clean(answers, ticket_id)), to_json(stages), to_json(plan),
@@ -146,7 +146,7 @@ class RequestStore:
             self._next_stage(tx, ticket_id, a["stage"] + 1, orjson.loads(request["stages"]), orjson.loads(request["plan"]))
 
     @staticmethod
-    def waits_on(tx: Tx, ticket_id: int, user: str) -> bool:
+    def waits_on(tx: Tx, ticket_id: int, *, user: str) -> bool:
         """Whether the request's pending stage names `user` as an approver who has not decided."""
         row = tx.conn.execute("SELECT id, approvers FROM approvals WHERE ticket_id = ? AND state = 'pending'",
                               (ticket_id,)).fetchone()
