@@ -232,6 +232,47 @@ def _runbook_demo(store: Store, disk: int, say, out) -> None:
             f"{store.tickets.get_or_raise(ticket_id=disk)['status']} by automation (run {run['id']}: {done['status']})")
 
 
+def _self_service(store: Store, say, receivers: _Receivers) -> tuple[int, int]:
+    """The catalog (examples/desk/catalog.yaml) from a requester's side: a password reset with no
+    approval, fulfilled at once by its runbook; a quota increase approved by a storage approver,
+    then by the requester's manager (above 100 GB), then fulfilled. The runbooks run for real;
+    the example's write under /tmp/sdesk-demo. Returns the two tickets."""
+    from .services import requests as req
+    from .services.runner import run_queued
+    from .validated import load_catalog, load_runbooks
+
+    desk = examples_dir() / "desk"
+    catalog = load_catalog((desk / "catalog.yaml").read_text(encoding="utf-8"), str(desk / "catalog.yaml"))
+    runbooks, _ = load_runbooks(desk / "runbooks")
+    oncall, _ = _oncall_and_sla()
+    teams = {name: list(team.members) for name, team in oncall.teams.items()}
+    priya = "priya.natarajan@example.com"
+    reset = req.submit(store, catalog, "password-reset", {"account": "priya"}, requester=priya, actor="portal",
+                       teams=teams, source="portal", as_requester=f"portal:{priya}")
+    run_queued(store, runbooks, actor="automation")
+    done = req.shown(store, reset["ticket_id"])
+    say(f"Priya asks for a password reset on the portal ({done['id']}): no approval is needed, so the runbook "
+        f"reset-password runs at once: {done['status']}, “{done['resolution']}”")
+    store.requests.set_manager("bob", manager="carol", actor="alice")
+    quota = req.submit(store, catalog, "quota-increase", {"service": "shop-checkout", "extra_gb": "200",
+                                                          "justification": "Black Friday traffic"},
+                       requester="bob@example.com", actor="bob", teams=teams)
+    _send(store)
+    stage = quota["approvals"][0]
+    asked = receivers.last_mail("dave@example.com")
+    say(f"bob asks for 200 GB more for shop-checkout (sdesk request quota-increase ...; {quota['id']}): stage 1 asks "
+        f"one of {', '.join(stage['approvers'])} (role:approver); dave's mail reads “{asked['Subject'] if asked else '?'}” "
+        "(he may answer it with 'approve', or on the portal); above 100 GB, stage 2 asks bob's manager, carol")
+    req.decide(store, quota["ticket_id"], approver="dave", approve=True, reason=None, actor="dave")
+    _send(store)
+    req.decide(store, quota["ticket_id"], approver="carol", approve=True, reason="fine for the peak", actor="carol")
+    run_queued(store, runbooks, actor="automation")
+    done = req.shown(store, quota["ticket_id"])
+    say(f"dave approves (sdesk approve {done['id']}), then carol; the runbook grow-quota runs: {done['status']}, "
+        f"“{done['resolution']}”")
+    return reset["ticket_id"], quota["ticket_id"]
+
+
 def _report_and_postmortem(store: Store, p1: int, db: Path | None, out) -> None:
     """`sdesk report` over the morning, and the P1's postmortem draft written beside the database
     (`db`: its file; None, a desk on a server: the draft is shown, not written)."""
@@ -401,6 +442,8 @@ def run_demo(db: Path | str | None) -> None:
                        resolution="Identity verified at the front desk; authenticator re-enrolled")
             store.tickets.move(ticket_id=mfa, action="close", actor="bob")
             say(f"bob resets the MFA and closes {ref(mfa)}; carol's laptop {ref(laptop)} waits on hardware")
+            at(36)
+            _self_service(store, say, receivers)
             at(38)
             [(disk, _), (search, _)] = _receive(store, "alertmanager-firing.json", "alertmanager", "alertmanager")
             at(39)
@@ -500,6 +543,12 @@ def run_demo(db: Path | str | None) -> None:
             keep = f"{sdesk} --db {shlex.quote(str(db))} tui" if tmp is None else \
                 f"{sdesk} demo --db demo.db, then {sdesk} --db demo.db tui (or show {ref(checkout)})"
             out.print(f"Next: {keep}", style="dim", markup=False, highlight=False)
+            config = shlex.quote(_near(str(examples_dir() / "desk")))
+            serve = f"{sdesk} --db {shlex.quote(str(db))} --config {config} serve" if tmp is None else \
+                f"{sdesk} --db demo.db --config {config} serve (after {sdesk} demo --db demo.db)"
+            out.print(f"The portal: {serve}, then open http://127.0.0.1:8080/ (requesters sign in by a mailed "
+                      f"link; agents with an API token: {sdesk} --db ... user token alice)", style="dim", markup=False,
+                      highlight=False)
     finally:
         clock.set_override(None)
         receivers.close()
