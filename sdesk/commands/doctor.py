@@ -88,6 +88,7 @@ def doctor(
             has_notify = False
         findings += health.contacts(store.users.users(), channels=has_notify or bool(oncall and oncall.notifier.channels))
         findings += health.outbox(store.outbox.counts())
+        findings += _catalog(settings, store)
     findings += health.clock(**_zone(), fixed=os.environ.get("SDESK_NOW") or None, config_zones=zones)
 
     findings = _once(findings)
@@ -205,6 +206,24 @@ def _config(settings: Desk) -> tuple[list[Finding], Any, list[str]]:
     unknown = config_files(folder)[1]
     return (health.config(folder=str(folder), error=None, loaded=loaded, broken=broken, unknown=unknown), oncall,
             sorted(zones))
+
+
+def _catalog(settings: Desk, store: Any) -> list[Finding]:
+    from ..domain import health
+    from ..services.requests import problems
+
+    loaded = settings.desk_files(("catalog",)).get("catalog")
+    if loaded is None or loaded.value is None or not loaded.value.types:
+        return []  # none, or broken (the config check says so)
+    try:
+        oncall, sla = settings.oncall_config(), settings.sla_config()
+    except SdeskError:
+        return []  # the config check says which file does not load
+    teams = {name: list(team.members) for name, team in oncall.teams.items()}
+    runbooks, errors = settings.runbooks()
+    return health.catalog(len(loaded.value.types), problems(store, loaded.value, runbooks=runbooks,
+                                                            runbook_errors=errors, sla=sla, teams=teams,
+                                                            queues=set(oncall.queues)))
 
 
 def _found(oncall: Any) -> bool:

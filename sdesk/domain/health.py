@@ -217,6 +217,16 @@ def outbox(counts: Mapping[str, int]) -> list[Finding]:
     return [Finding("outbox", "ok", f"{counts.get('delivered', 0):,} delivered, {counts.get('pending', 0):,} waiting")]
 
 
+def catalog(types: int, problems: list[str]) -> list[Finding]:
+    """catalog.yaml against the desk (services/requests.problems): what would fail at run time."""
+    if not types:
+        return []
+    if problems:
+        more = f" (and {len(problems) - 1} more: sdesk catalog check)" if len(problems) > 1 else " (sdesk catalog check)"
+        return [Finding("catalog", "warn", problems[0] + more)]
+    return [Finding("catalog", "ok", f"{plural(types, 'request type')}; runbooks, SLA policies and approvers found")]
+
+
 def _last_ran(state: Mapping[str, tuple[str, str]], key: str) -> datetime | None:
     from ..errors import BadInput
     from . import clock

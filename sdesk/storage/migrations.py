@@ -587,21 +587,22 @@ def m015_catalog(db: Database) -> None:
     # found at submission (who may approve, how many must, whether it applies); `plan`: its
     # fulfilment (runbook and parameters) and how long an approval waits, fixed at submission too,
     # so that a request is decided as it was asked whatever catalog.yaml says later.
-    db.execute("CREATE TABLE requests (ticket_id INTEGER PRIMARY KEY, type TEXT NOT NULL, answers TEXT NOT NULL, "
-               "stages TEXT NOT NULL, plan TEXT NOT NULL, stage INTEGER, state TEXT NOT NULL, requester TEXT NOT NULL, "
+    db.execute("CREATE TABLE requests (ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id), type TEXT NOT NULL, "
+               "answers TEXT NOT NULL, stages TEXT NOT NULL, plan TEXT NOT NULL, stage INTEGER, state TEXT NOT NULL, requester TEXT NOT NULL, "
                "run_id INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
     db.execute("CREATE INDEX requests_requester ON requests (requester, created_at)")
     # "My requests" on the portal: a requester's tickets, however they came in (mail, the portal).
     db.execute("CREATE INDEX tickets_requester ON tickets (requester, id)")
     # One row per approval asked (a stage of a request): pending until decided or expired.
-    db.execute("CREATE TABLE approvals (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL, stage INTEGER NOT NULL, "
+    db.execute("CREATE TABLE approvals (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL REFERENCES tickets(id), "
+               "stage INTEGER NOT NULL, "
                "name TEXT NOT NULL, approvers TEXT NOT NULL, need INTEGER NOT NULL, state TEXT NOT NULL, "
                "created_at TEXT NOT NULL, remind_at TEXT, expires_at TEXT NOT NULL, reminded_at TEXT, "
                "decided_at TEXT, reason TEXT)")
     db.execute("CREATE INDEX approvals_pending ON approvals (expires_at) WHERE state = 'pending'")
     db.execute("CREATE INDEX approvals_ticket ON approvals (ticket_id, stage)")
-    db.execute("CREATE TABLE approval_votes (approval_id INTEGER NOT NULL, approver TEXT NOT NULL, decision TEXT NOT NULL, "
-               "reason TEXT, at TEXT NOT NULL, PRIMARY KEY (approval_id, approver))")
+    db.execute("CREATE TABLE approval_votes (approval_id INTEGER NOT NULL REFERENCES approvals(id), "
+               "approver TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT, at TEXT NOT NULL, PRIMARY KEY (approval_id, approver))")
     # The requester's manager approves some stages (approvers: manager).
     db.execute("ALTER TABLE users ADD COLUMN manager TEXT")
     # A queued run's parameters (a request's fulfilment: from its answers).
