@@ -212,13 +212,13 @@ def _catalog(settings: Desk, store: Any) -> list[Finding]:
     from ..domain import health
     from ..services.requests import problems
 
-    loaded = settings.desk_files(("catalog",)).get("catalog")
-    if loaded is None or loaded.value is None or not loaded.value.types:
-        return []  # none, or broken (the config check says so)
     try:
+        loaded = settings.desk_files(("catalog",)).get("catalog")
+        if loaded is None or loaded.value is None or not loaded.value.types:
+            return []  # none, or broken (the config check says so)
         oncall, sla = settings.oncall_config(), settings.sla_config()
     except SdeskError:
-        return []  # the config check says which file does not load
+        return []  # no config folder, or a file that does not load: the config check says which
     teams = {name: list(team.members) for name, team in oncall.teams.items()}
     runbooks, errors = settings.runbooks()
     return health.catalog(len(loaded.value.types), problems(store, loaded.value, runbooks=runbooks,
