@@ -49,7 +49,7 @@ TICKET_KINDS = ("created", "enriched", "occurrence", "unsuppressed", "status_cha
 _NO_DATA = frozenset({"commented", "replied", "unsuppressed"})  # their data need not be read (a comment can be long)
 
 USER_KINDS = ("user_added", "user_changed", "user_queue_role", "user_removed", "token_added", "token_revoked")
-USER_COLUMNS = ("name", "role", "team", "added_by", "added_at", "login", "email", "chat")
+USER_COLUMNS = ("name", "role", "team", "added_by", "added_at", "login", "email", "chat", "manager")
 TOKEN_COLUMNS = ("key", "label", "hash", "created_by", "created_at", "revoked_at")
 
 
@@ -227,11 +227,11 @@ class Accounts:
             # A user added before logins were recorded got their key as login (migration m011).
             self.users[key] = {"name": d["user"], "role": d["role"], "team": d.get("team"), "added_by": actor,
                                "added_at": at, "login": d.get("login", key), "email": d.get("email"),
-                               "chat": d.get("chat")}
+                               "chat": d.get("chat"), "manager": None}
         elif kind == "user_changed":
             user = self.users.get(user_key(d["user"]))
             if user is not None:
-                for column in ("role", "team", "login", "email", "chat"):  # each change is [old, new]
+                for column in ("role", "team", "login", "email", "chat", "manager"):  # each change is [old, new]
                     if column in d:
                         user[column] = d[column][1]
         elif kind == "user_queue_role":
