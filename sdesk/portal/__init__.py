@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from ..desk import Desk
 from ..domain import lifecycle
+from ..domain.catalog import EMPTY, Catalog
 from ..errors import BadInput, Conflict, NotFound, PermissionDenied, SdeskError
 from ..services import portal as service
 from ..services import requests as requests_service
@@ -65,11 +66,22 @@ class Portal:
                                       trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
         self.env.globals.update(ref=lifecycle.ref, shown_value=requests_service.cat.shown_value)
         self.assets = {name: (HERE / "assets" / name).read_bytes() for name in ASSETS}
-        self.catalog = desk.catalog()
-        notify = desk.notify_config()
+        # Read once, when serve starts. A file that does not load must not stop the webhooks: it is
+        # said once, and the portal goes on without it (no catalog; no sign-in mail).
+        self.catalog: Catalog = EMPTY
+        notify = None
+        try:
+            self.catalog = desk.catalog()
+        except SdeskError as e:
+            _log(f"{e}; the portal shows no catalog: fix it (sdesk catalog check) and restart serve")
+        try:
+            notify = desk.notify_config()
+        except SdeskError as e:
+            _log(f"{e}; the portal sends no sign-in mail: fix it (sdesk notify check) and restart serve")
         self.notify = notify
         self.desk_name = notify.desk_name if notify else "sdesk"
         self._dash: tuple[float, dict[str, Any]] | None = None
+        self.poke: Callable[[], None] | None = None  # serve's automation, when it has one
         self._dash_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -244,6 +256,8 @@ class Portal:
         except SdeskError as e:
             return self.page(request, "form.html", who, status=e.http_status, t=t, values=data,
                              errors={"": str(e)}, **extra)
+        if shown["state"] == "fulfilling":
+            self.fulfil()  # no approval: its runbook runs now
         return RedirectResponse(f"/my/{shown['ticket_id']}?submitted=1", status_code=303)
 
     def teams(self) -> dict[str, list[str]]:
@@ -301,7 +315,7 @@ class Portal:
                 approve = data.get("decision") == "approve"
                 await self.call(requests_service.decide, ticket_id, approver=who["user"],
                                approve=approve, reason=data.get("reason") or None, actor=who["user"])
-                await self.run(self.fulfil)
+                self.fulfil()
                 done = f"{lifecycle.ref(ticket_id)}: {'approved' if approve else 'rejected'}"
             except SdeskError as e:
                 error = str(e)
@@ -309,10 +323,9 @@ class Portal:
         return self.page(request, "approvals.html", who, status=400 if error else 200, rows=rows, error=error, done=done)
 
     def fulfil(self) -> None:
-        """Nothing: serve's automation thread runs queued fulfilment (poked after each commit)."""
-        poke = getattr(self, "poke", None)
-        if poke is not None:
-            poke()
+        """Wake serve's automation thread, which runs the fulfilment a request queued."""
+        if self.poke is not None:
+            self.poke()
 
     async def kb(self, request: Request) -> Response:
         who = await self.who(request)
@@ -385,6 +398,12 @@ class Portal:
                 Route("/my/{id}", self.ticket, methods=both), Route("/approvals", self.approvals, methods=both),
                 Route("/kb", self.kb, methods=["GET"]), Route("/kb/{id}", self.kb, methods=["GET"]),
                 Route("/dash", self.dash, methods=["GET"]), Route("/assets/{name}", self.asset, methods=["GET"])]
+
+
+def _log(message: str) -> None:
+    import sys
+
+    print(f"sdesk serve: {message}", file=sys.stderr, flush=True)
 
 
 def _id(text: str) -> int | None:
