@@ -256,3 +256,32 @@ def test_a_whole_submission_never_raises_and_never_keeps_an_unknown_field(raw):
     assert set(values) <= {"level", "why"}
     assert "why" not in values or values.get("level") == "admin"
     assert all(isinstance(m, str) and m for m in errors.values())
+
+
+def test_an_approver_decides_in_the_tui(cli, desk, db_path):
+    """V on a request that waits for you: reject with the reason the requester reads, or approve."""
+    import asyncio
+
+    from sdesk.tui.app import make_app
+    from tests.test_tui import settle, settle_until
+
+    both = [request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", f"justification={w}")["id"]
+            for w in ("x", "y")]
+
+    async def drive():
+        app = make_app(db_path, "dave", desk, poll=5)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app, 2)
+            await pilot.press("V", *"reject", "tab", *"not this quarter", "enter")
+            await settle_until(pilot, app, lambda: len(decided()) == 1, "a decision")
+            await pilot.press("j", "V", *"approve", "enter", "enter")  # the other one; no reason
+            await settle_until(pilot, app, lambda: len(decided()) == 2, "both decisions")
+
+    def decided():
+        return [e for ref in both for e in cli.json("show", ref)["events"] if e["kind"] == "approval_voted"]
+
+    asyncio.run(drive())
+    shown = [cli.json("show", ref) for ref in both]
+    rejected = [t for t in shown if t["status"] == "resolved"]
+    approved = [t for t in shown if t["events"][-1]["kind"] == "runbook_queued"]  # runs at the next tick, or in serve
+    assert len(rejected) == len(approved) == 1 and rejected[0]["resolution"].endswith("not this quarter")
