@@ -84,7 +84,7 @@ def submit(store: Store, catalog: Catalog, type_id: str, raw: Mapping[str, Any],
 def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, Any], requester: str,
            teams: Mapping[str, list[str]]) -> dict[str, Any]:
     """A stage as the request will ask it: who may approve (never the requester), how many must,
-    whether it applies. Nobody found: the desk's admins decide, and the event says why."""
+    whether it applies. Nobody found: the desk's admins, and the event says why."""
     applies = stage.when is None or stage.when.holds(values)
     kind, _, rest = stage.approvers.partition(":")
     note = None
@@ -112,8 +112,9 @@ def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, 
                 note = f"{requester} has no manager on this desk (sdesk user add NAME --manager BOSS)"
         me = {user_key(requester), user_key(store.requests.user_of(requester) or requester)}
         people = list(dict.fromkeys(p for p in people if user_key(p) not in me))
-        if not people:
+        if not people:  # asked (and mailed) by name; none at all (an open desk): any admin
             note = (note or f"nobody found for {stage.approvers}") + ": the desk's admins decide"
+            people = [p for p in store.requests.users_with(role="admin") if user_key(p) not in me]
     return {"name": stage.name, "rule": stage.approvers, "approvers": people,
             "need": cat.needed(stage.need, people) if people else 1, "applies": applies,
             **({"note": note} if note else {})}
