@@ -285,3 +285,18 @@ def test_an_approver_decides_in_the_tui(cli, desk, db_path):
     rejected = [t for t in shown if t["status"] == "resolved"]
     approved = [t for t in shown if t["events"][-1]["kind"] == "runbook_queued"]  # runs at the next tick, or in serve
     assert len(rejected) == len(approved) == 1 and rejected[0]["resolution"].endswith("not this quarter")
+
+
+def test_audit_verify_rebuilds_approvals_from_their_events(cli, desk, db_path):
+    """Who may approve and who decided are on the chain: a row changed by hand is found."""
+    from tests import rawdb
+
+    shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=200", "justification=x")
+    cli("--as", "dave", "approve", shown["id"])
+    cli("audit", "verify")
+    rawdb.tamper(db_path, "UPDATE approvals SET approvers = '[\"eve\"]' WHERE state = 'pending'",
+                 "UPDATE approval_votes SET decision = 'rejected'")
+    result = cli("audit", "verify", ok=False)
+    assert result.exit_code != 0
+    assert "approvers is ['eve'], its events say ['carol']" in result.stdout + result.stderr
+    assert "approval_votes dave on approval" in result.stdout + result.stderr

@@ -290,3 +290,47 @@ def describe(d: dict[str, Any]) -> str:
         made = d["stored"] is not None
         return f"{where}: " + ("exists, but no event made it" if made else "was deleted, but its events say it exists")
     return f"{where}: {d['column']} is {d['stored']!r}, its events say {d['rebuilt']!r}"
+
+
+APPROVAL_KINDS = ("approval_requested", "approval_voted", "approval_expired")
+
+
+class Approvals:
+    """Catalog requests' approvals and votes as their events make them: who each stage asked and
+    how many must approve, each vote, and so each stage's state."""
+
+    def __init__(self) -> None:
+        self.approvals: dict[int, dict[str, Any]] = {}
+        self.votes: dict[tuple[int, str], str] = {}
+
+    def apply(self, kind: str, data: str | dict[str, Any]) -> None:
+        d = orjson.loads(data) if isinstance(data, str) else data
+        approval = d.get("approval")
+        if kind == "approval_requested":
+            self.approvals[approval] = {"approvers": list(d.get("approvers") or []), "need": d.get("need"),
+                                        "state": "pending"}
+            return
+        a = self.approvals.get(approval)
+        if a is None:
+            return
+        if kind == "approval_expired":
+            a["state"] = "expired"
+        elif kind == "approval_voted":
+            self.votes[(approval, user_key(str(d.get("approver"))))] = str(d.get("decision"))
+            if d.get("decision") == "rejected":
+                a["state"] = "rejected"
+            elif d.get("approvals", 0) >= (a["need"] or 0):
+                a["state"] = "approved"
+
+    def differences(self, approvals: dict[int, dict[str, Any]], votes: dict[tuple[int, str], str]
+                    ) -> list[dict[str, Any]]:
+        """Each stored approval or vote its events do not explain, and each one they made that is missing."""
+        out: list[dict[str, Any]] = []
+        for approval_id in sorted(approvals.keys() | self.approvals.keys()):
+            out += _rows("approvals", approval_id, approvals.get(approval_id), self.approvals.get(approval_id),
+                         ("approvers", "need", "state"))
+        for key in sorted(votes.keys() | self.votes.keys()):
+            stored, rebuilt = votes.get(key), self.votes.get(key)
+            out += _rows("approval_votes", f"{key[1]} on approval {key[0]}", stored and {"decision": stored},
+                         rebuilt and {"decision": rebuilt}, ("decision",))
+        return out

@@ -170,6 +170,16 @@ class AuditStore:
             f"SELECT id, {', '.join(p.TOKEN_COLUMNS)} FROM api_tokens")}
         for entry in accounts.differences(users, queue_roles, tokens):
             differ(entry)
+        # Catalog requests' approvals and votes: who decided what is on the chain.
+        approvals = p.Approvals()
+        kinds = ", ".join(f"'{k}'" for k in p.APPROVAL_KINDS)
+        for kind, data in self.db.conn.execute(f"SELECT kind, data FROM events WHERE kind IN ({kinds}) ORDER BY id"):
+            approvals.apply(kind, data)
+        stored = {r[0]: {"approvers": orjson.loads(r[1]), "need": r[2], "state": r[3]} for r in self.db.conn.execute(
+            "SELECT id, approvers, need, state FROM approvals")}
+        votes = {(r[0], r[1]): r[2] for r in self.db.conn.execute("SELECT approval_id, approver, decision FROM approval_votes")}
+        for entry in approvals.differences(stored, votes):
+            differ(entry)
         # A column a later migration adds, that the projection was not taught: said, not hidden.
         for column in self.db.dialect.table_columns(self.db.conn, "tickets"):
             if column != "id" and column not in p.TICKET_DEFAULTS and checked:
