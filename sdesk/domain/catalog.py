@@ -400,7 +400,10 @@ def _span(value: Any, loc: list[Any], fail: Fail) -> timedelta | None:
         return None
     from .sla import duration
 
-    return duration(value, "", lambda message: fail(loc, message.removeprefix(": ")))
+    def said(message: str) -> BadInput:
+        raise fail(loc, message.removeprefix(": "))
+
+    return duration(value, "", said)
 
 
 def _placeholders(template: str, names: set[str], loc: list[Any], fail: Fail) -> None:

@@ -305,7 +305,7 @@ class Approvals:
 
     def apply(self, kind: str, data: str | dict[str, Any]) -> None:
         d = orjson.loads(data) if isinstance(data, str) else data
-        approval = d.get("approval")
+        approval = int(d.get("approval") or 0)
         if kind == "approval_requested":
             self.approvals[approval] = {"approvers": list(d.get("approvers") or []), "need": d.get("need"),
                                         "state": "pending"}
@@ -331,6 +331,7 @@ class Approvals:
                          ("approvers", "need", "state"))
         for key in sorted(votes.keys() | self.votes.keys()):
             stored, rebuilt = votes.get(key), self.votes.get(key)
-            out += _rows("approval_votes", f"{key[1]} on approval {key[0]}", stored and {"decision": stored},
-                         rebuilt and {"decision": rebuilt}, ("decision",))
+            out += _rows("approval_votes", f"{key[1]} on approval {key[0]}",
+                         None if stored is None else {"decision": stored},
+                         None if rebuilt is None else {"decision": rebuilt}, ("decision",))
         return out

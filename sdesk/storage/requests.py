@@ -268,18 +268,6 @@ class RequestStore:
                     break
         return out
 
-    def list(self, *, requester: str | None = None, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        where, args = [], []
-        if requester is not None:
-            where.append("requester = ?")
-            args.append(requester.casefold())
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
-        sql = "SELECT * FROM requests" + (f" WHERE {' AND '.join(where)}" if where else "") + \
-              " ORDER BY ticket_id DESC LIMIT ?"
-        return [_request(r) for r in self.db.conn.execute(sql, (*args, limit))]
-
     def manager_of(self, who: str) -> str | None:
         """The manager of the user whose name or email `who` is."""
         row = self.db.conn.execute("SELECT manager FROM users WHERE key = ? OR email = ?",
