@@ -793,3 +793,17 @@ notifier:
     assert "<@U0ALICE>" in json.dumps(body)
     [page] = cli.json("pages", "--ticket", str(ticket))
     assert page["sent_to"] == "hook" and page["status"] in ("pending", "retrying", "failed")
+
+
+def test_the_desk_name_is_notify_yamls_whatever_its_rules_are_named():
+    """A loop over channels, subscribers and rules once reused the desk name's variable: every
+    mail's desk name was the last rule's name."""
+    from sdesk.domain import yamlfile
+    from sdesk.domain.notify import build
+
+    text = ("desk: {name: Acme Desk, from: desk@acme.example}\n"
+            "channels: {email: {type: smtp, host: 127.0.0.1, port: 25}}\n"
+            "subscribers: {services: {checkout: [a@acme.example]}}\n"
+            "rules:\n  - {name: tell the requester, on: created, to: [requester], channel: email}\n")
+    data, node = yamlfile.parse(text, "notify.yaml")
+    assert build(data, node, "notify.yaml").desk_name == "Acme Desk"
