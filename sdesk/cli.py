@@ -691,11 +691,13 @@ def serve(
     max_body: Annotated[int, typer.Option(min=1, help="Largest request body, in bytes (413 beyond).")] = 1 << 20,
     rejects: Annotated[Optional[Path], typer.Option(help="Folder for the raw bodies of rejected requests (default: beside the database file; for a PostgreSQL desk, in sdesk's data folder).", show_default=False)] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Listen on an address other than loopback with no token at all (refused otherwise).")] = False,
+    public_url: Annotated[Optional[str], typer.Option("--public-url", envvar="SDESK_PUBLIC_URL", help="The portal's address as people reach it (behind a proxy: https://desk.example.com); sign-in links point there. Default: where serve listens.", show_default=False)] = None,
 ) -> None:
-    """Receive webhooks over HTTP: Alertmanager, Grafana, PagerDuty Events v2, tickets and email.
+    """Receive webhooks over HTTP: Alertmanager, Grafana, PagerDuty Events v2, tickets and email;
+    and serve the self-service portal at /.
 
     POST /alertmanager, /grafana, /tickets (JSON tickets), /email (a raw message), and
-    /v2/enqueue, /v2/change/enqueue (answered like PagerDuty); GET /healthz.
+    /v2/enqueue, /v2/change/enqueue (answered like PagerDuty); GET /healthz; the portal's pages.
     Needs the serve extra: pip install 'sdesk\\[serve]'.
 
     Example: SDESK_SERVE_TOKEN=s3cret sdesk serve --port 9095
@@ -708,12 +710,13 @@ def serve(
     settings = settings_of(ctx)
     db = settings.store().path
     server.check_exposure(host, token=token, any_tokens=settings.store().users.any_tokens(), insecure=insecure)
+    server.check_public_url(public_url)
     settings.store().check_claim(settings.actor)  # requests without a token act as this actor: the claim must hold
     settings.close()
     severity, options = settings.intake_options()
     server.run(settings, host=host, port=port, actor=settings.actor, token=token, max_body=max_body,
                rejects=rejects or _default_rejects(db), severity=severity, options=options,
-               runbooks=settings.runbooks()[0])
+               runbooks=settings.runbooks()[0], public_url=public_url)
 
 
 def _default_rejects(db: Path | str) -> Path:

@@ -319,7 +319,7 @@ class Courier(_Worker):
 
 def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, rejects: Path,
              severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None,
-             runbooks: Mapping[str, Any] | None = None) -> Starlette:
+             runbooks: Mapping[str, Any] | None = None, public_url: str | None = None) -> Starlette:
     """The receiver; `options` are Store.receive's (record_resolved, mask_pii, reopen_days,
     automate); `runbooks`, the desk's, run the ones triage queues (when `automate` names any)."""
     writer = Writer(desk, options or {})
@@ -327,6 +327,8 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
     from .portal import Portal
 
     portal = Portal(desk, actor=actor)
+    if public_url:
+        portal.public_url = public_url.rstrip("/")
     # Automation runs what triage queues (automate) and what the catalog's approvals queue.
     fulfils = any(t.runbook for t in portal.catalog.types.values())
     automation = Automation(desk, runbooks or {}, automate if automate and not fulfils else None) \
@@ -436,6 +438,7 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
     app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"]), *portal.routes()], lifespan=lifespan,
                     exception_handlers={404: no_route, HTTPException: http_error, SdeskError: sdesk_error})
     app.state.writer = writer
+    app.state.portal = portal
     return app
 
 
@@ -530,20 +533,37 @@ def check_token(token: str | None) -> None:
                        "which no client can send in an Authorization header: use letters, digits and punctuation")
 
 
+def check_public_url(url: str | None) -> None:
+    """--public-url: an http(s) URL with a host, that a sign-in mail can carry as it is."""
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    from .errors import BadInput
+
+    parts = urlsplit(url.strip()) if len(url) <= 300 and url.isascii() and url.isprintable() else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in url or parts.query \
+            or parts.fragment:
+        raise BadInput(f"serve --public-url {url[:80]!r}: expected the portal's address, e.g. https://desk.example.com")
+
+
 def run(desk: Desk, *, host: str, port: int, actor: str, token: str | None, max_body: int, rejects: Path,
-        severity: Mapping[str, str], options: dict[str, Any], runbooks: Mapping[str, Any] | None = None) -> None:
+        severity: Mapping[str, str], options: dict[str, Any], runbooks: Mapping[str, Any] | None = None,
+        public_url: str | None = None) -> None:
     import uvicorn
 
     db = desk.store().path
     app = make_app(desk, actor=actor, token=token, max_body=max_body, rejects=rejects, severity=severity,
-                   options=options, runbooks=runbooks)
+                   options=options, runbooks=runbooks, public_url=public_url)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
             if self.started:  # said once bound: the port the system chose for --port 0, and never a false line
-                print(f"sdesk serve: listening on {listening(host, self.servers)} (database {db})", file=sys.stderr,
-                      flush=True)
+                where = listening(host, self.servers)
+                if not public_url:  # the portal's sign-in links point here
+                    app.state.portal.public_url = where.split(", ")[0]
+                print(f"sdesk serve: listening on {where} (database {db})", file=sys.stderr, flush=True)
 
     # Keep-alive connections stay open 75 s (nginx's default) instead of uvicorn's 5: senders such
     # as Alertmanager (Go: idle connections kept 90 s) do not retry a POST on a connection the

@@ -82,6 +82,7 @@ class Portal:
         self.desk_name = notify.desk_name if notify else "sdesk"
         self._dash: tuple[float, dict[str, Any]] | None = None
         self.poke: Callable[[], None] | None = None  # serve's automation, when it has one
+        self.public_url = "http://127.0.0.1"  # where sign-in links point: serve sets it once bound
         self._dash_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -145,8 +146,10 @@ class Portal:
             data.setdefault(key, value)
         expected = who["csrf"] if who else request.cookies.get(CSRF_COOKIE)
         given = data.pop("csrf", "")
-        if not expected or not given.isascii() or not hmac.compare_digest(given, expected):
+        if not expected or not expected.isascii() or not given.isascii() or not hmac.compare_digest(given, expected):
             raise PermissionDenied("this form has expired or did not come from this site: reload the page and try again")
+        if any("\0" in key or "\0" in value for key, value in data.items()):  # no text of ours holds one
+            raise BadInput("the form holds a NUL character")
         return data
 
     # -- pages -------------------------------------------------------------------------------------------
@@ -165,10 +168,10 @@ class Portal:
         if request.method == "GET":
             return self.page(request, "login.html", who, next=next_path, sent=None, error=None, email="")
         try:
-            data = await self.form(request, None)
+            data = await self.form(request, who)  # the page was drawn with the session's token, if any
         except SdeskError as e:
-            return self.page(request, "login.html", None, status=e.http_status, next=next_path, sent=None, error=str(e),
-                             email="")
+            return self.page(request, "login.html", who, status=e.http_status, next=next_path, sent=None,
+                             error=said(e), email="")
         next_path = safe_next(data.get("next"))
         if data.get("token"):
             user = await self.call(service.user_of_token, data["token"])
@@ -178,14 +181,13 @@ class Portal:
             return await self.signed_in(request, None, user, next_path)
         email = data.get("email", "").strip()[:254]
         client = request.client.host if request.client else "unknown"
-        base = str(request.base_url).rstrip("/")
         try:
-            await self.call(service.send_link, self.notify, email, client=client, url=base, actor=self.actor)
-        except (BadInput, Conflict) as e:
-            return self.page(request, "login.html", None, status=e.http_status, next=next_path, sent=None,
-                             error=str(e), email=email)
+            # The link names this desk as serve was told (--public-url) or listens, never the
+            # request's Host header: a forged Host would mail a victim a live link to another site.
+            await self.call(service.send_link, self.notify, email, client=client, url=self.public_url, actor=self.actor)
         except SdeskError as e:
-            return self.page(request, "login.html", None, status=503, next=next_path, sent=None, error=str(e), email=email)
+            return self.page(request, "login.html", None, status=e.http_status if _shown(e) else 503, next=next_path,
+                             sent=None, error=said(e), email=email)
         # The same answer whether or not the address is anyone's: the page tells nobody who asks.
         return self.page(request, "login.html", None, next=next_path, sent=email.casefold(), error=None, email="")
 
@@ -197,7 +199,7 @@ class Portal:
         try:
             data = await self.form(request, None)
         except SdeskError as e:
-            return self.error(request, None, e.http_status, str(e))
+            return self.error(request, None, e.http_status, said(e))
         email = await self.run(lambda: self.store().portal.link_use(data.get("t", ""), actor=self.actor))
         if email is None:
             return self.page(request, "login.html", None, status=400, next="/", sent=None, email="",
@@ -218,7 +220,7 @@ class Portal:
         try:
             await self.form(request, who)
         except SdeskError as e:
-            return self.error(request, who, e.http_status, str(e))
+            return self.error(request, who, e.http_status, said(e))
         token = request.cookies.get(SESSION_COOKIE, "")
         await self.run(lambda: self.store().portal.session_end(token, actor=self.actor))
         response = RedirectResponse("/", status_code=303)
@@ -241,7 +243,7 @@ class Portal:
         try:
             data = await self.form(request, who)
         except SdeskError as e:
-            return self.error(request, who, e.http_status, str(e))
+            return self.error(request, who, e.http_status, said(e))
         answers = {f.name: data[f.name] for f in t.fields if f.name in data}
         for f in t.fields:  # an unticked box is not sent: it says no
             if f.type == "yes_no" and f.name not in answers:
@@ -254,8 +256,8 @@ class Portal:
         except requests_service.FieldErrors as e:
             return self.page(request, "form.html", who, status=400, t=t, values=data, errors=e.errors, **extra)
         except SdeskError as e:
-            return self.page(request, "form.html", who, status=e.http_status, t=t, values=data,
-                             errors={"": str(e)}, **extra)
+            return self.page(request, "form.html", who, status=e.http_status if _shown(e) else 503, t=t, values=data,
+                             errors={"": said(e)}, **extra)
         if shown["state"] == "fulfilling":
             self.fulfil()  # no approval: its runbook runs now
         return RedirectResponse(f"/my/{shown['ticket_id']}?submitted=1", status_code=303)
@@ -281,6 +283,9 @@ class Portal:
         if request.method == "POST":
             try:
                 data = await self.form(request, who)
+            except SdeskError as e:
+                return self.error(request, who, e.http_status, said(e))
+            try:
                 if data.get("action") == "rate":
                     await self.call(service.rate, who, ticket_id, data.get("score", ""),
                                    data.get("comment", ""), actor=self.actor)
@@ -290,7 +295,7 @@ class Portal:
             except NotFound:
                 return self.error(request, who, 404, "There is no such ticket.")
             except SdeskError as e:
-                error = str(e)
+                error = said(e)
         try:
             view = await self.call(service.ticket_view, who, ticket_id)
         except NotFound:
@@ -303,12 +308,16 @@ class Portal:
         who = await self.who(request)
         if who is None:
             return self.needs_sign_in(request)
-        if not who["user"]:
-            return self.page(request, "approvals.html", who, rows=[], error=None, done=None)
         error = done = None
         if request.method == "POST":
             try:
                 data = await self.form(request, who)
+            except SdeskError as e:
+                return self.error(request, who, e.http_status, said(e))
+        if not who["user"]:  # a requester who is no user of the desk approves nothing
+            return self.page(request, "approvals.html", who, rows=[], error=None, done=None)
+        if request.method == "POST":
+            try:
                 ticket_id = _id(data.get("ticket", ""))
                 if ticket_id is None:
                     raise NotFound("no such request")
@@ -318,7 +327,7 @@ class Portal:
                 self.fulfil()
                 done = f"{lifecycle.ref(ticket_id)}: {'approved' if approve else 'rejected'}"
             except SdeskError as e:
-                error = str(e)
+                error = said(e)
         rows = await self.run(lambda: self.store().requests.pending_for(who["user"]))
         return self.page(request, "approvals.html", who, status=400 if error else 200, rows=rows, error=error, done=done)
 
@@ -398,6 +407,20 @@ class Portal:
                 Route("/my/{id}", self.ticket, methods=both), Route("/approvals", self.approvals, methods=both),
                 Route("/kb", self.kb, methods=["GET"]), Route("/kb/{id}", self.kb, methods=["GET"]),
                 Route("/dash", self.dash, methods=["GET"]), Route("/assets/{name}", self.asset, methods=["GET"])]
+
+
+def _shown(e: SdeskError) -> bool:
+    """Whether an error's own words may be shown to whoever is on the page: a refusal of what
+    they sent or asked, not a fault of the desk (whose text may name the database's location)."""
+    return isinstance(e, (BadInput, Conflict, NotFound, PermissionDenied))
+
+
+def said(e: SdeskError) -> str:
+    """What the page says of an error (the desk's own faults are logged, and said in general)."""
+    if _shown(e):
+        return str(e)
+    _log(f"portal: {e}")
+    return "The desk could not do that just now; please try again in a minute."
 
 
 def _log(message: str) -> None:
