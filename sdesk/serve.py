@@ -428,6 +428,7 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        portal.warm()  # the dashboards' figures, before anyone asks
         yield
         if automation is not None:  # stopping: the runs arrivals queued finish first
             await asyncio.to_thread(automation.close)

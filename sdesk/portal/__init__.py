@@ -40,6 +40,7 @@ SESSION_COOKIE, CSRF_COOKIE = "sdesk_session", "sdesk_csrf"
 FORM_MAX = 64 * 1024  # bytes of a form's body
 FIELDS_MAX = 200
 DASH_TTL = 60.0  # seconds a dashboard is served from its last computation
+APPROVALS_SHOWN = 30  # on one page, oldest first: a page stays small however many wait
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
        "base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -315,7 +316,7 @@ class Portal:
             except SdeskError as e:
                 return self.error(request, who, e.http_status, said(e))
         if not who["user"]:  # a requester who is no user of the desk approves nothing
-            return self.page(request, "approvals.html", who, rows=[], error=None, done=None)
+            return self.page(request, "approvals.html", who, rows=[], more=False, error=None, done=None)
         if request.method == "POST":
             try:
                 ticket_id = _id(data.get("ticket", ""))
@@ -328,8 +329,10 @@ class Portal:
                 done = f"{lifecycle.ref(ticket_id)}: {'approved' if approve else 'rejected'}"
             except SdeskError as e:
                 error = said(e)
-        rows = await self.run(lambda: self.store().requests.pending_for(who["user"]))
-        return self.page(request, "approvals.html", who, status=400 if error else 200, rows=rows, error=error, done=done)
+        rows = await self.run(lambda: self.store().requests.pending_for(who["user"], limit=APPROVALS_SHOWN + 1))
+        more = len(rows) > APPROVALS_SHOWN  # the oldest first; the rest once these are decided
+        return self.page(request, "approvals.html", who, status=400 if error else 200, rows=rows[:APPROVALS_SHOWN],
+                         more=more, error=error, done=done)
 
     def fulfil(self) -> None:
         """Wake serve's automation thread, which runs the fulfilment a request queued."""
@@ -379,15 +382,39 @@ class Portal:
         return self.page(request, "dash.html", who, d=data, charts=charts, csat=csat)
 
     def dashboard(self) -> dict[str, Any]:
-        """The dashboards' figures, computed at most every DASH_TTL seconds (a report over 90 days of
-        a large desk takes longer than a page may)."""
-        with self._dash_lock:
-            if self._dash is None or time.monotonic() - self._dash[0] > DASH_TTL:
+        """The dashboards' figures: a report over 90 days of a large desk takes longer than a page
+        may (a second at 100k tickets), so they are computed on a thread of their own when serve
+        starts and again when a page finds them over DASH_TTL old; a page is served the last
+        figures meanwhile, and waits only for the very first."""
+        cached = self._dash
+        if cached is not None and time.monotonic() - cached[0] > DASH_TTL and self._dash_lock.acquire(blocking=False):
+            threading.Thread(target=self._refresh, args=(True,), name="sdesk-dashboard", daemon=True).start()
+        if cached is None:
+            self._refresh(False)
+            cached = self._dash
+        assert cached is not None
+        return cached[1]
+
+    def warm(self) -> None:
+        """Compute the dashboards' figures now, on a thread of their own (serve's start)."""
+        if self._dash_lock.acquire(blocking=False):
+            threading.Thread(target=self._refresh, args=(True,), name="sdesk-dashboard", daemon=True).start()
+
+    def _refresh(self, locked: bool) -> None:
+        if not locked:
+            self._dash_lock.acquire()
+        try:
+            if locked or self._dash is None:
                 d = self.desk
                 data = service.dashboard(self.store(), metrics_config=d.metrics_config(), sla=d.sla_config(),
                                          oncall=d.oncall_config())
                 self._dash = (time.monotonic(), data)
-            return self._dash[1]
+        except Exception as e:  # noqa: BLE001 - said; the page tries again (and says so if it fails itself)
+            _log(f"dashboard: {e}")
+            if not locked:
+                raise
+        finally:
+            self._dash_lock.release()
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
