@@ -61,6 +61,7 @@ class Condition(NamedTuple):
     field: str
     op: str
     value: Any
+    label: str = ""  # the field's label, as people read the condition
 
     def holds(self, values: Mapping[str, Any]) -> bool:
         v = values.get(self.field)
@@ -77,8 +78,16 @@ class Condition(NamedTuple):
         return v > self.value if self.op == "above" else v < self.value
 
     def text(self) -> str:
-        shown = {"equals": "is", "in": "is one of", "above": ">", "below": "<"}.get(self.op, "is set:")
-        return f"{self.field} {shown} {self.value}"
+        """The condition in words: "Access level is admin", "Extra storage (GB) is above 100"."""
+        name = self.label or self.field
+        if self.op == "set":
+            return f"{name} is {'given' if self.value else 'not given'}"
+        value = ", ".join(map(_word, self.value)) if self.op == "in" else _word(self.value)
+        return f"{name} {({'equals': 'is', 'in': 'is one of', 'above': 'is above', 'below': 'is below'})[self.op]} {value}"
+
+
+def _word(value: Any) -> str:
+    return ("yes" if value else "no") if isinstance(value, bool) else _shown(value)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -339,7 +348,7 @@ def condition(spec: Any, loc: list[Any], fail: Fail, fields: list[Field]) -> Con
         raise fail([*loc, op], "expected a list of values")
     if op == "set" and not isinstance(value, bool):
         raise fail([*loc, op], "expected true or false")
-    return Condition(name, op, value)
+    return Condition(name, op, value, known[name].label)
 
 
 def stage(spec: Any, loc: list[Any], fail: Fail, fields: list[Field]) -> Stage:

@@ -65,7 +65,7 @@ class Portal:
         self.local = threading.local()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
                                       trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-        self.env.globals.update(ref=lifecycle.ref, shown_value=requests_service.cat.shown_value)
+        self.env.globals.update(ref=lifecycle.ref)
         self.assets = {name: (HERE / "assets" / name).read_bytes() for name in ASSETS}
         # Read once, when serve starts. A file that does not load must not stop the webhooks: it is
         # said once, and the portal goes on without it (no catalog; no sign-in mail).
@@ -81,6 +81,7 @@ class Portal:
             _log(f"{e}; the portal sends no sign-in mail: fix it (sdesk notify check) and restart serve")
         self.notify = notify
         self.desk_name = notify.desk_name if notify else "sdesk"
+        self.env.globals["titles"] = {t.id: t.title for t in self.catalog.types.values()}
         self._dash: tuple[float, dict[str, Any]] | None = None
         self.poke: Callable[[], None] | None = None  # serve's automation, when it has one
         self.public_url = "http://127.0.0.1"  # where sign-in links point: serve sets it once bound
@@ -185,7 +186,8 @@ class Portal:
         try:
             # The link names this desk as serve was told (--public-url) or listens, never the
             # request's Host header: a forged Host would mail a victim a live link to another site.
-            await self.call(service.send_link, self.notify, email, client=client, url=self.public_url, actor=self.actor)
+            await self.call(service.send_link, self.notify, email, client=client, url=self.public_url, actor=self.actor,
+                            next_path=next_path)
         except SdeskError as e:
             return self.page(request, "login.html", None, status=e.http_status if _shown(e) else 503, next=next_path,
                              sent=None, error=said(e), email=email)
@@ -196,7 +198,8 @@ class Portal:
         """GET shows a button (mail scanners open links; only a person's click signs in); POST signs in."""
         if request.method == "GET":
             token = request.query_params.get("t", "")[:200]
-            return self.page(request, "link.html", None, token=token, next=safe_next(request.query_params.get("next")))
+            back = request.query_params.get("next")
+            return self.page(request, "link.html", None, token=token, next=safe_next(back) if back else "")
         try:
             data = await self.form(request, None)
         except SdeskError as e:
@@ -369,7 +372,7 @@ class Portal:
             "trend": lines([w["week"] for w in trend], [("created", [w["created"] for w in trend]),
                                                          ("resolved", [w["resolved"] for w in trend])],
                            title="Tickets per week, last 90 days"),
-            "sla": hbars([(f"{r['service']} ({r['target_name']})", (r["value"] or 0) * 100, f"{(r['value'] or 0) * 100:.1f}%")
+            "sla": hbars([(f"{'no service' if r['service'] == '(none)' else r['service']} ({r['target_name']})", (r["value"] or 0) * 100, f"{(r['value'] or 0) * 100:.1f}%")
                           for r in (report.get("sla_by_service") or [])[:12] if r.get("value") is not None],
                          title="SLA compliance by service", maximum=100,
                          target=(report["targets"].get("sla") or 0) * 100 or None),

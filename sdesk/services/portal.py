@@ -58,8 +58,11 @@ def user_of_token(store: Store, token: str) -> str | None:
     return store.users.live_tokens().get(token_hash(token.strip()))
 
 
-def send_link(store: Store, notify: Any, email: str, *, client: str, url: str, actor: str) -> None:
-    """Mail a single-use sign-in link to `email` (rate-limited per address and per client)."""
+def send_link(store: Store, notify: Any, email: str, *, client: str, url: str, actor: str, next_path: str = "/") -> None:
+    """Mail a single-use sign-in link to `email` (rate-limited per address and per client); it
+    leads back to `next_path` (a path of the portal)."""
+    from urllib.parse import quote
+
     from ..domain.notify import ADDRESS
     from .outbound import sign_in_mail
 
@@ -70,7 +73,8 @@ def send_link(store: Store, notify: Any, email: str, *, client: str, url: str, a
     if channel is None:
         raise BadInput("this desk sends no mail (no email channel in notify.yaml): agents sign in with an API token")
     token = store.portal.link_create(email, client=client, actor=actor)
-    sign_in_mail(notify, channel.name, email, f"{url.rstrip('/')}/login/link?t={token}")
+    back = f"&next={quote(next_path, safe='/')}" if next_path != "/" else ""
+    sign_in_mail(notify, channel.name, email, f"{url.rstrip('/')}/login/link?t={token}{back}")
 
 
 # -- searching ------------------------------------------------------------------------------------
@@ -92,8 +96,23 @@ def search(store: Store, catalog: Catalog, query: str, *, kb: bool) -> dict[str,
     if kb and store.kb.has_articles():
         match = " OR ".join(f'"{w}"' for w in words)
         articles = store.kb.kb_search(match, tag=catalog.kb_tag, limit=8)
+    for a in articles:
+        a["parts"] = _marked(a.pop("snippet", ""))
     return {"query": query[:MAX_QUERY], "types": [t for _, _, t in sorted(scored, key=lambda s: s[:2])][:12],
             "articles": articles}
+
+
+def _marked(snippet: str) -> list[tuple[str, bool]]:
+    """A KB snippet as (text, matched) parts, its search's marks taken out (the page marks the
+    matched words itself) and a Markdown heading's #s too."""
+    from ..storage.kb import SNIPPET_CLOSE, SNIPPET_OPEN
+
+    parts: list[tuple[str, bool]] = []
+    for i, piece in enumerate(snippet.lstrip("# ").split(SNIPPET_OPEN)):
+        matched, _, rest = piece.partition(SNIPPET_CLOSE) if i else ("", "", piece)
+        parts += [(matched, True)] if matched else []
+        parts += [(rest.replace(SNIPPET_CLOSE, ""), False)] if rest else []
+    return parts
 
 
 def article(store: Store, catalog: Catalog, article_id: int) -> dict[str, Any]:
@@ -150,9 +169,9 @@ def ticket_view(store: Store, who: Mapping[str, Any], ticket_id: int) -> dict[st
 def _public_actor(actor: str, own: set[str]) -> str:
     if actor in own:
         return "you"
-    if actor.startswith(("mail:", "portal:")) or actor in ("automation",):
-        return "the desk" if actor == "automation" else actor.split(":", 1)[1]
-    return actor
+    if actor.startswith(("mail:", "portal:")):
+        return actor.split(":", 1)[1]
+    return "the desk" if actor in ("automation", "cron", "portal") else actor
 
 
 def _public_text(e: Mapping[str, Any]) -> str:
@@ -170,7 +189,7 @@ def _public_text(e: Mapping[str, Any]) -> str:
     if kind == "approval_requested":
         return f"Waiting for approval: {d.get('stage')}"
     if kind == "approval_voted":
-        return f"{d.get('approver')} {d.get('decision')} ({d.get('stage')})" + (f": {d['reason']}" if d.get("reason") else "")
+        return f"{d.get('decision')} ({d.get('stage')})" + (f": {d['reason']}" if d.get("reason") else "")
     if kind == "request_approved":
         return "Approved"
     if kind in ("request_rejected", "request_expired"):
@@ -215,7 +234,8 @@ def dashboard(store: Store, *, metrics_config: Any, sla: Any, oncall: Any) -> di
     from .reports import build
 
     now = clock.now()
-    report = build(store, metrics_config, sla, now - timedelta(days=90), now,
+    # Up to the next second: times are kept to the second, and what happened in this one counts.
+    report = build(store, metrics_config, sla, now - timedelta(days=90), now + timedelta(seconds=1),
                    sections=frozenset({"trend", "sla", "slo", "csat"}))
     backlog = {p: store.tickets.count(priorities=[p]) for p in ("P1", "P2", "P3", "P4")}
     at_risk = []
