@@ -442,8 +442,6 @@ def run_demo(db: Path | str | None) -> None:
                        resolution="Identity verified at the front desk; authenticator re-enrolled")
             store.tickets.move(ticket_id=mfa, action="close", actor="bob")
             say(f"bob resets the MFA and closes {ref(mfa)}; carol's laptop {ref(laptop)} waits on hardware")
-            at(36)
-            _self_service(store, say, receivers)
             at(38)
             [(disk, _), (search, _)] = _receive(store, "alertmanager-firing.json", "alertmanager", "alertmanager")
             at(39)
@@ -521,6 +519,8 @@ def run_demo(db: Path | str | None) -> None:
             rows = [row(store.tickets.get_or_raise(ticket_id=root), policy, targets)
                     for t, policy, targets in assess(sla, store.sla.sla_tickets(pauses(sla)), clock.now()) if t["id"] == root]
             print_sla(rows)
+            at(76)
+            _self_service(store, say, receivers)
             clock.set_override(None)
 
             out.print("\n[bold]The open queue[/] (suppressed tickets: sdesk list --suppressed)")

@@ -103,8 +103,13 @@ def test_demo_runs_on_a_temporary_database_and_leaves_sdesk_db_alone(cli, db_pat
     assert "the 3 old files are deleted (in-use.tmp is kept) and SD-8 is resolved by automation (run 2: succeeded)" in out
     # The report over the morning and the P1's postmortem draft.
     report = out.split("sdesk report --since 1d")[1]
-    assert "desk 14 7m" in report and "CSAT: 4.50 ✓ from 2 ratings" in report and "SLA compliance" in report
+    assert "desk 16 7m" in report and "CSAT: 4.50 ✓ from 2 ratings" in report and "SLA compliance" in report
     assert "sdesk postmortem SD-1" in out and "# Postmortem: SD-1 Checkout API 5xx rate above 5% for 5m" in out
+    # Self-service: a reset fulfilled at once; a quota approved by dave (mailed), then bob's manager.
+    assert "no approval is needed, so the runbook reset-password runs at once: resolved" in out
+    assert "dave's mail reads" in out and "[SD-17] approval needed (storage approver)" in out
+    assert "the runbook grow-quota runs: resolved, “200 GB added to shop-checkout's quota”" in out
+    assert "The portal: " in out
     if isinstance(db_path, str):  # SDESK_DB names a PostgreSQL database: the demo made no table in it
         from sdesk.storage import pg
         from sdesk.storage.dialect import POSTGRESQL
