@@ -244,7 +244,7 @@ def shoot(url: str, mailbox: Mailbox, out: Path, width: int) -> list[Path]:
 
             _, carol = visitor("carol@example.com")
             carol.goto("/dash")
-            expect(carol.get_by_role("heading", name="Dashboard")).to_be_visible()
+            expect(carol.get_by_role("heading", name="Error budget")).to_be_visible()  # the figures, not "being computed"
             save(carol, "dashboard.png")
         finally:
             browser.close()

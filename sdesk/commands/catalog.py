@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import BadInput, ExitCode
-from .common import Group, note, print_json, run_automation, settings_of
+from .common import Group, note, print_json, settings_of
 
 app = typer.Typer(cls=Group, name="catalog", no_args_is_help=True,
                   help="The service catalog (catalog.yaml): what people may ask for, as typed forms with approvals "
@@ -156,17 +156,25 @@ def request(
     settings = settings_of(ctx)
     who = requester or _me(settings)
     shown = submit(settings.store(), settings.catalog(), type_id, answers, requester=who, actor=settings.actor,
-                   teams=_teams(settings))
+                   teams=lambda: _teams(settings))
     if shown["state"] == "fulfilling":
-        run_automation(settings, None)  # no approval: fulfilled now, as automation would in serve
-        from ..services.requests import shown as again
-
-        shown = again(settings.store(), shown["ticket_id"])
+        shown = _fulfil(settings, shown)
     if as_json:
         print_json(shown)
         return
     print(shown["id"])
     note(f"{shown['id']}: {shown['title']} - {next_step(shown)}")
+
+
+def _fulfil(settings: Any, shown: dict[str, Any]) -> dict[str, Any]:
+    """Run the request's fulfilment now, here, as serve's automation would (that run alone: other
+    queued runs are automation's or the next tick's); the request as it then stands."""
+    from ..services.requests import shown as again
+    from ..services.runner import run_queued
+
+    for run in run_queued(settings.store(), settings.runbooks()[0], actor="automation", echo=note, only=shown["run_id"]):
+        note(f"automation: run {run['id']} ({run['runbook']}) on {shown['id']}: {run['status']}")
+    return again(settings.store(), shown["ticket_id"])
 
 
 def _store_if_any(settings: Any) -> Any:
@@ -215,10 +223,7 @@ def _decide(ctx: typer.Context, ticket: str, approve: bool, reason: Optional[str
     shown = decide(settings.store(), parse_id(ticket), approver=settings.actor, approve=approve, reason=reason,
                    actor=settings.actor)
     if shown["state"] == "fulfilling":
-        run_automation(settings, None)
-        from ..services.requests import shown as again
-
-        shown = again(settings.store(), shown["ticket_id"])
+        shown = _fulfil(settings, shown)
     if as_json:
         print_json(shown)
         return

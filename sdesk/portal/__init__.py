@@ -255,7 +255,7 @@ class Portal:
         requester = who["email"] or who["user"]
         try:
             shown = await self.call(requests_service.submit, self.catalog, t.id, answers,
-                                   requester=requester, actor=self.actor, teams=self.teams(),
+                                   requester=requester, actor=self.actor, teams=self.teams,
                                    source="portal", as_requester=f"portal:{requester}")
         except requests_service.FieldErrors as e:
             return self.page(request, "form.html", who, status=400, t=t, values=data, errors=e.errors, **extra)
@@ -365,7 +365,9 @@ class Portal:
             return self.needs_sign_in(request)
         if not service.may(who, "agent"):
             return self.error(request, who, 403, "The dashboards are for the desk's agents and leads.")
-        data = await self.run(self.dashboard)
+        data = self.dashboard()
+        if data is None:  # the first figures since serve started are on their way
+            return self.page(request, "dash.html", who, d=None, charts={}, csat={})
         report = data["report"]
         trend = report.get("trend") or []
         charts = {
@@ -384,38 +386,29 @@ class Portal:
         csat = next((k for k in report.get("csat") or [] if k["kpi"] == "csat_average"), {})
         return self.page(request, "dash.html", who, d=data, charts=charts, csat=csat)
 
-    def dashboard(self) -> dict[str, Any]:
-        """The dashboards' figures: a report over 90 days of a large desk takes longer than a page
-        may (a second at 100k tickets), so they are computed on a thread of their own when serve
-        starts and again when a page finds them over DASH_TTL old; a page is served the last
-        figures meanwhile, and waits only for the very first."""
+    def dashboard(self) -> dict[str, Any] | None:
+        """The dashboards' figures, or None while the first are computed. A report over 90 days
+        of a large desk takes longer than a page may (a second at 100k tickets), so the figures
+        are computed on a thread of their own when serve starts, and again when a page finds them
+        over DASH_TTL old; a page never waits for them."""
         cached = self._dash
-        if cached is not None and time.monotonic() - cached[0] > DASH_TTL and self._dash_lock.acquire(blocking=False):
-            threading.Thread(target=self._refresh, args=(True,), name="sdesk-dashboard", daemon=True).start()
-        if cached is None:
-            self._refresh(False)
-            cached = self._dash
-        assert cached is not None
-        return cached[1]
+        if cached is None or time.monotonic() - cached[0] > DASH_TTL:
+            self.warm()
+        return cached[1] if cached is not None else None
 
     def warm(self) -> None:
-        """Compute the dashboards' figures now, on a thread of their own (serve's start)."""
+        """Compute the dashboards' figures on a thread of their own, unless one is at it."""
         if self._dash_lock.acquire(blocking=False):
-            threading.Thread(target=self._refresh, args=(True,), name="sdesk-dashboard", daemon=True).start()
+            threading.Thread(target=self._refresh, name="sdesk-dashboard", daemon=True).start()
 
-    def _refresh(self, locked: bool) -> None:
-        if not locked:
-            self._dash_lock.acquire()
+    def _refresh(self) -> None:
         try:
-            if locked or self._dash is None:
-                d = self.desk
-                data = service.dashboard(self.store(), metrics_config=d.metrics_config(), sla=d.sla_config(),
-                                         oncall=d.oncall_config())
-                self._dash = (time.monotonic(), data)
-        except Exception as e:  # noqa: BLE001 - said; the page tries again (and says so if it fails itself)
+            d = self.desk
+            data = service.dashboard(self.store(), metrics_config=d.metrics_config(), sla=d.sla_config(),
+                                     oncall=d.oncall_config())
+            self._dash = (time.monotonic(), data)
+        except Exception as e:  # noqa: BLE001 - said; the next page asks again
             _log(f"dashboard: {e}")
-            if not locked:
-                raise
         finally:
             self._dash_lock.release()
 

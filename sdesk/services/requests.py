@@ -5,7 +5,7 @@ portal and a mail reply all come here; the store keeps each step (storage/reques
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..domain import catalog as cat
@@ -62,10 +62,11 @@ def check(store: Store, t: RequestType, raw: Mapping[str, Any]) -> dict[str, Any
 
 
 def submit(store: Store, catalog: Catalog, type_id: str, raw: Mapping[str, Any], *, requester: str, actor: str,
-           teams: Mapping[str, list[str]], source: str = "catalog", as_requester: str | None = None) -> dict[str, Any]:
+           teams: Callable[[], Mapping[str, list[str]]], source: str = "catalog",
+           as_requester: str | None = None) -> dict[str, Any]:
     """Open a request of `type_id` with the `raw` answers (texts from a form or the command line,
-    or JSON values): checked, its chain found, written in one transaction. `teams`: oncall.yaml's
-    team members, by team."""
+    or JSON values): checked, its chain found, written in one transaction. `teams()`: oncall.yaml's
+    team members, by team (read only when a stage asks a team)."""
     t = request_type(catalog, type_id)
     requester = requester.strip()
     if not requester or len(requester) > lifecycle.NAME_MAX:
@@ -82,7 +83,7 @@ def submit(store: Store, catalog: Catalog, type_id: str, raw: Mapping[str, Any],
 
 
 def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, Any], requester: str,
-           teams: Mapping[str, list[str]]) -> dict[str, Any]:
+           teams: Callable[[], Mapping[str, list[str]]]) -> dict[str, Any]:
     """A stage as the request will ask it: who may approve (never the requester), how many must,
     whether it applies. Nobody found: the desk's admins, and the event says why."""
     applies = stage.when is None or stage.when.holds(values)
@@ -95,14 +96,14 @@ def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, 
         elif kind == "role":
             people = store.requests.users_with(role=rest)
         elif kind == "team":
-            people = [*teams.get(rest, []), *store.requests.users_with(team=rest)]
+            people = [*teams().get(rest, []), *store.requests.users_with(team=rest)]
         elif kind == "owner":
             team = None
             try:
                 team = store.cmdb.ci_get(name=str(values.get(rest, "")))["team"]
             except NotFound:
                 pass
-            people = [*teams.get(team, []), *store.requests.users_with(team=team)] if team else []
+            people = [*teams().get(team, []), *store.requests.users_with(team=team)] if team else []
             if not team:
                 note = f"{values.get(rest)} has no owner team in the CMDB"
         elif stage.approvers == "manager":

@@ -443,11 +443,15 @@ def _fulfilled(store: Store, run: dict[str, Any], actor: str) -> dict[str, Any]:
     return run
 
 
-def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, echo: Echo | None = None) -> list[dict[str, Any]]:
-    """Run the runbooks triage queued for new tickets (automation): each still checked, locked
-    and throttled like a run a person starts; one that cannot start is recorded as refused."""
+def run_queued(store: Store, runbooks: Mapping[str, Runbook], *, actor: str, echo: Echo | None = None,
+               only: int | None = None) -> list[dict[str, Any]]:
+    """Run the runbooks triage (or a catalog request) queued (automation): each still checked,
+    locked and throttled like a run a person starts; one that cannot start is recorded as
+    refused. `only`: that queued run alone."""
     done = []
     for queued in store.runbooks.queued_runs():
+        if only is not None and queued["id"] != only:
+            continue
         runbook = runbooks.get(queued["runbook"])
         try:
             if runbook is None or not runbook.automatic:

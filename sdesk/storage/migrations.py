@@ -593,6 +593,7 @@ def m015_catalog(db: Database) -> None:
     db.execute("CREATE INDEX requests_requester ON requests (requester, created_at)")
     # "My requests" on the portal: a requester's tickets, however they came in (mail, the portal).
     db.execute("CREATE INDEX tickets_requester ON tickets (requester, id)")
+    db.execute("CREATE INDEX watchers_who ON watchers (who, ticket_id)")  # and the tickets they watch
     # One row per approval asked (a stage of a request): pending until decided or expired.
     db.execute("CREATE TABLE approvals (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL REFERENCES tickets(id), "
                "stage INTEGER NOT NULL, "
