@@ -245,7 +245,7 @@ def _self_service(store: Store, say, receivers: _Receivers) -> tuple[int, int]:
     catalog = load_catalog((desk / "catalog.yaml").read_text(encoding="utf-8"), str(desk / "catalog.yaml"))
     runbooks, _ = load_runbooks(desk / "runbooks")
     oncall, _ = _oncall_and_sla()
-    teams = lambda: {name: list(team.members) for name, team in oncall.teams.items()}  # noqa: E731
+    teams = lambda: req.teams_of(oncall)  # noqa: E731
     priya = "priya.natarajan@example.com"
     reset = req.submit(store, catalog, "password-reset", {"account": "priya"}, requester=priya, actor="portal",
                        teams=teams, source="portal", as_requester=f"portal:{priya}")

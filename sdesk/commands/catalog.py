@@ -28,7 +28,9 @@ def _catalog(ctx: typer.Context) -> Any:
 
 
 def _teams(settings: Any) -> dict[str, list[str]]:
-    return {name: list(team.members) for name, team in settings.oncall_config().teams.items()}
+    from ..services.requests import teams_of
+
+    return teams_of(settings.oncall_config())
 
 
 @app.command("list")

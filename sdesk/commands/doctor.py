@@ -210,7 +210,7 @@ def _config(settings: Desk) -> tuple[list[Finding], Any, list[str]]:
 
 def _catalog(settings: Desk, store: Any) -> list[Finding]:
     from ..domain import health
-    from ..services.requests import problems
+    from ..services.requests import problems, teams_of
 
     try:
         loaded = settings.desk_files(("catalog",)).get("catalog")
@@ -219,10 +219,9 @@ def _catalog(settings: Desk, store: Any) -> list[Finding]:
         oncall, sla = settings.oncall_config(), settings.sla_config()
     except SdeskError:
         return []  # no config folder, or a file that does not load: the config check says which
-    teams = {name: list(team.members) for name, team in oncall.teams.items()}
     runbooks, errors = settings.runbooks()
     return health.catalog(len(loaded.value.types), problems(store, loaded.value, runbooks=runbooks,
-                                                            runbook_errors=errors, sla=sla, teams=teams,
+                                                            runbook_errors=errors, sla=sla, teams=teams_of(oncall),
                                                             queues=set(oncall.queues)))
 
 

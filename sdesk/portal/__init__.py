@@ -267,7 +267,7 @@ class Portal:
         return RedirectResponse(f"/my/{shown['ticket_id']}?submitted=1", status_code=303)
 
     def teams(self) -> dict[str, list[str]]:
-        return {name: list(team.members) for name, team in self.desk.oncall_config().teams.items()}
+        return requests_service.teams_of(self.desk.oncall_config())
 
     async def my(self, request: Request) -> Response:
         who = await self.who(request)

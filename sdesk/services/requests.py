@@ -27,6 +27,11 @@ class FieldErrors(BadInput):
         super().__init__(f"request {type_id}: {said}{more}")
 
 
+def teams_of(oncall: Any) -> dict[str, list[str]]:
+    """oncall.yaml's teams, each a list of its members: whom `team:NAME` and `owner:FIELD` ask."""
+    return {name: list(team.members) for name, team in oncall.teams.items()}
+
+
 def request_type(catalog: Catalog, type_id: str) -> RequestType:
     t = catalog.types.get(type_id)
     if t is None:
