@@ -300,3 +300,12 @@ def test_audit_verify_rebuilds_approvals_from_their_events(cli, desk, db_path):
     assert result.exit_code != 0
     assert "approvers is ['eve'], its events say ['carol']" in result.stdout + result.stderr
     assert "approval_votes dave on approval" in result.stdout + result.stderr
+
+
+def test_a_request_closed_by_an_agent_waits_on_no_one(cli, desk):
+    shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
+    assert [a["ticket_id"] for a in cli.json("approvals", "--user", "dave")] == [shown["ticket_id"]]
+    cli("resolve", shown["id"], "--resolution", "done by hand")
+    assert cli.json("approvals", "--user", "dave") == []
+    late = cli("--as", "dave", "approve", shown["id"], ok=False)
+    assert late.exit_code == ExitCode.CONFLICT and "is resolved" in late.stderr

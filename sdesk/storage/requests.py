@@ -114,6 +114,9 @@ class RequestStore:
         if not approve and not reason:
             raise BadInput("reject: give a --reason (the requester reads it)")
         request = self._request_row(tx, ticket_id)
+        status = self.tickets._current(tx, ticket_id)["status"]
+        if status in lifecycle.DONE:  # an agent closed it meanwhile: nothing is left to approve
+            raise Conflict(f"{lifecycle.ref(ticket_id)} is {status}: its request waits on no approval")
         pending = tx.conn.execute("SELECT * FROM approvals WHERE ticket_id = ? AND state = 'pending' ORDER BY id DESC "
                                   "LIMIT 1", (ticket_id,)).fetchone()
         if pending is None:
@@ -259,7 +262,8 @@ class RequestStore:
         # so they are read and matched here rather than unnested per dialect.
         for row in self.db.conn.execute(
                 "SELECT a.*, t.title, t.requester, r.type FROM approvals a JOIN tickets t ON t.id = a.ticket_id "
-                "JOIN requests r ON r.ticket_id = a.ticket_id WHERE a.state = 'pending' ORDER BY a.id"):
+                "JOIN requests r ON r.ticket_id = a.ticket_id WHERE a.state = 'pending' "
+                "AND t.status NOT IN ('resolved', 'closed') ORDER BY a.id"):
             a = _approval(row)
             if key in {user_key(x) for x in a["approvers"]} and not self.db.conn.execute(
                     "SELECT 1 FROM approval_votes WHERE approval_id = ? AND approver = ?", (a["id"], key)).fetchone():
