@@ -177,8 +177,11 @@ class RequestStore:
         limit (the request ends, its ticket resolved as expired)."""
         now = clock.now_iso()
         reminded = expired = 0
-        due = self.db.conn.execute("SELECT id FROM approvals WHERE state = 'pending' AND (expires_at <= ? OR "
-                                   "(reminded_at IS NULL AND remind_at <= ?)) ORDER BY id", (now, now)).fetchall()
+        # Not those of tickets an agent resolved meanwhile: nobody waits on them.
+        due = self.db.conn.execute("SELECT a.id FROM approvals a JOIN tickets t ON t.id = a.ticket_id "
+                                   "WHERE a.state = 'pending' AND t.status NOT IN ('resolved', 'closed') AND "
+                                   "(a.expires_at <= ? OR (a.reminded_at IS NULL AND a.remind_at <= ?)) ORDER BY a.id",
+                                   (now, now)).fetchall()
         for (approval_id,) in due:
             with self.db.write(actor, need="viewer", what="approval reminders") as tx:
                 row = tx.conn.execute("SELECT * FROM approvals WHERE id = ? AND state = 'pending'", (approval_id,)).fetchone()
