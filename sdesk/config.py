@@ -154,6 +154,10 @@ class IntakeConfig(BaseModel):
     mask_pii: bool = False
     # An email reply reopens a ticket resolved or closed less than this many days ago.
     reopen_within_days: int = Field(default=14, ge=0, le=MAX_SETTING_DAYS)
+    # A catalog approver may decide by replying "approve" or "reject REASON" to the approval
+    # mail. Off unless the desk's mail comes through a gateway that checks senders (DKIM, SPF):
+    # From can be forged, and the reply is taken as that user's decision.
+    approve_by_mail: bool = False
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
 
 

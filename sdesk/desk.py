@@ -275,7 +275,8 @@ class Desk:
         options: dict[str, Any] = {"record_resolved": record_resolved, "mask_pii": bool(config and config.mask_pii),
                                    "reopen_days": reopen_days if reopen_days is not None
                                    else config.reopen_within_days if config else 14,
-                                   "enrich": config.enrich if config else True, "triage": triage}
+                                   "enrich": config.enrich if config else True, "triage": triage,
+                                   "approve_by_mail": bool(config and config.approve_by_mail)}
         if triage is not None and any("runbook" in rule.sets for rule in triage.rules):
             options["automate"] = self.automatic_runbooks()
         return (severity_table(config.severity) if config else SEVERITY), options

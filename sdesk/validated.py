@@ -143,6 +143,7 @@ class IntakeSettings(NamedTuple):
     mask_pii: bool
     reopen_within_days: int
     enrich: Any  # intake.enrich.EnrichOptions, or False: no enrichment
+    approve_by_mail: bool = False
 
 
 def load_intake(text: str, where: str) -> IntakeSettings:
@@ -156,7 +157,7 @@ def load_intake(text: str, where: str) -> IntakeSettings:
                                kb_articles=e["kb_articles"], similar_tickets=e["similar_tickets"],
                                similar_within_days=e["similar_within_days"]) if e["enabled"] else False
         return IntakeSettings(data["severity"], data["record_resolved"], data["mask_pii"], data["reopen_within_days"],
-                              enrich)
+                              enrich, bool(data.get("approve_by_mail")))
 
     return read(Path(where), "intake", build, text=text, normalized=True)
 

@@ -184,23 +184,47 @@ def test_a_broken_catalog_is_one_line_with_its_line(cli, desk, mistake, where):
     assert where.split(",")[0].split("{")[-1].strip() in path.read_text().splitlines()[line - 1]
 
 
-def test_an_approver_answers_by_mail(cli, desk, tmp_path):
+def test_an_approver_answers_by_mail_where_the_desk_takes_that(cli, desk, tmp_path):
     shown = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
     mail = tmp_path / "reply.eml"
-    mail.write_text(f"From: Dave <dave@example.com>\nTo: desk@example.com\nSubject: Re: [{shown['id']}] approval\n"
-                    f"Message-ID: <r1@example.com>\n\nApprove - fine by me\n\n> quoted text\n")
-    cli("new", "--format", "email", str(mail))
-    after = cli.json("show", shown["id"])
-    voted = [e for e in after["events"] if e["kind"] == "approval_voted"]
-    assert voted and voted[0]["actor"] == "mail:dave@example.com" and voted[0]["data"]["reason"] == "fine by me"
+
+    def reply(sender: str, ref: str, body: str, n: int) -> None:
+        mail.write_text(f"From: {sender}\nTo: desk@example.com\nSubject: Re: [{ref}] approval\n"
+                        f"Message-ID: <r{n}@example.com>\n\n{body}\n\n> quoted text\n")
+        cli("new", "--format", "email", str(mail))
+
+    def voted(ref: str) -> list:
+        return [e for e in cli.json("show", ref)["events"] if e["kind"] == "approval_voted"]
+
+    # Off by default: From can be forged, so a reply is a comment until intake.yaml says otherwise.
+    reply("Dave <dave@example.com>", shown["id"], "approve", 1)
+    assert voted(shown["id"]) == []
+    (desk / "intake.yaml").write_text("approve_by_mail: true\n")
+    reply("Dave <dave@example.com>", shown["id"], "Approved? Not yet - why 20 GB?", 2)  # a question decides nothing
+    assert voted(shown["id"]) == []
+    reply("Dave <dave@example.com>", shown["id"], "Approve\nfine by me", 3)
+    [vote] = voted(shown["id"])
+    assert vote["actor"] == "mail:dave@example.com" and vote["data"]["reason"] == "fine by me"
     cli("tick")  # runs what the approval queued (serve's automation would at once)
     assert cli.json("show", shown["id"])["status"] == "resolved"
     # A stranger's "approve" is an ordinary mail (a new ticket), never a decision.
     other = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=20", "justification=x")
-    mail.write_text(f"From: eve@evil.example\nTo: desk@example.com\nSubject: Re: [{other['id']}]\n"
-                    f"Message-ID: <r2@example.com>\n\napprove\n")
-    cli("new", "--format", "email", str(mail))
-    assert cli.json("show", other["id"])["status"] == "new"
+    reply("eve@evil.example", other["id"], "approve", 4)
+    assert cli.json("show", other["id"])["status"] == "new" and voted(other["id"]) == []
+    # "reject" needs its reason: on the line or the next.
+    reply("dave@example.com", other["id"], "reject: not this quarter", 5)
+    assert cli.json("show", other["id"])["resolution"].endswith("not this quarter")
+
+
+@pytest.mark.parametrize("body,decision", [
+    ("approve", (True, None)), ("Approved.", (True, None)), ("**approve**\nok", (True, "ok")),
+    ("reject - too big", (False, "too big")), ("Rejected\nuse the bucket", (False, "use the bucket")),
+    ("reject", (False, None)), ("Approved? Not yet", None), ("approve this? no", None), ("I approve", None),
+    ("approve it later", None), ("> approve\nthanks", None), ("", None)])
+def test_what_a_reply_decides(body, decision):
+    from sdesk.intake.mail import approval_reply
+
+    assert approval_reply(body) == decision
 
 
 # -- the answers, as a property: whatever text arrives, a value of the field's type or a message --
@@ -309,3 +333,21 @@ def test_a_request_closed_by_an_agent_waits_on_no_one(cli, desk):
     assert cli.json("approvals", "--user", "dave") == []
     late = cli("--as", "dave", "approve", shown["id"], ok=False)
     assert late.exit_code == ExitCode.CONFLICT and "is resolved" in late.stderr
+
+
+def test_four_eyes_neither_the_requester_nor_who_filed_it_approves(cli, desk):
+    # dave (an approver) files a request for someone else: he is not among its approvers, and
+    # his approval is refused whatever a stage says.
+    filed = cli.json("--as", "dave", "request", "quota-increase", "--requester", "stranger@example.com",
+                     "--field", "service=shop-checkout", "--field", "extra_gb=20", "--field", "justification=x")
+    assert filed["approvals"][0]["approvers"] == ["tester"]
+    refused = cli("--as", "dave", "approve", filed["id"], ok=False)
+    assert refused.exit_code == ExitCode.PERMISSION and "someone else must approve it" in refused.stderr
+    # The desk's only admin asks, with no manager: the manager stage falls to the admins, less
+    # the one who asked; there is none left, and still it is not theirs to approve.
+    own = request(cli, "quota-increase", "service=shop-checkout", "extra_gb=300", "justification=x", who="tester")
+    cli("--as", "dave", "approve", own["id"])
+    refused = cli("--as", "tester", "approve", own["id"], ok=False)
+    assert refused.exit_code == ExitCode.PERMISSION and cli.json("show", own["id"])["status"] == "new"
+    missing = cli("--as", "dave", "approve", "SD-999", ok=False)
+    assert missing.exit_code == ExitCode.NOT_FOUND and "no ticket SD-999" in missing.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email.message
 import http.client
+import json
 import os
 import queue
 import re
@@ -798,6 +799,16 @@ def test_sign_out_ends_the_session_whatever_the_browser_keeps(portal):
     assert home.status == 200 and "Sign out" not in home.body and 'href="/login"' in home.body
     assert b.get("/dash", jar=replay).status == 303
     assert b.get("/approvals", jar=replay).status == 303
+
+
+def test_revoking_the_api_token_a_session_was_opened_with_ends_it(portal):
+    portal.sdesk("user", "add", "vic", "--role", "agent")
+    portal.tokens["vic"] = portal.sdesk("user", "token", "vic").stdout.split()[0]
+    vic = portal.sign_in_by_token("vic")
+    assert vic.get("/dash").status == 200
+    [token_id] = [t["id"] for t in json.loads(portal.sdesk("user", "tokens", "--json").stdout) if t["user"] == "vic"]
+    portal.sdesk("user", "revoke", str(token_id))
+    assert vic.get("/dash").location == "/login?next=/dash"  # signed out: the token it stood on is gone
 
 
 # -- 9. headers and page weight --------------------------------------------------------------------

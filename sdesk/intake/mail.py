@@ -60,7 +60,10 @@ def rating(body: str | None) -> tuple[int, str | None] | None:
     return int(match.group(1)), rest[:2000] or None
 
 
-_DECISION = re.compile(r"^\s*\**(approved?|reject(?:ed)?)\b\**[\s:,.!-]*(.*)$", re.IGNORECASE)
+# The first line: "approve" (or "approved") alone, or "reject" and the reason; a line that asks
+# something ("Approved? Not yet...") is no decision.
+_APPROVE = re.compile(r"^\**(approved?)\**[.!]?$", re.IGNORECASE)
+_REJECT = re.compile(r"^\**(reject(?:ed)?)\**(?:[\s:,.!-]+(.*))?$", re.IGNORECASE)
 
 
 def approval_reply(body: str | None) -> tuple[bool, str | None] | None:
@@ -73,13 +76,15 @@ def approval_reply(body: str | None) -> tuple[bool, str | None] | None:
             break
         own.append(line)
     lines = [line.strip() for line in own if line.strip()]
-    if not lines:
+    if not lines or "?" in lines[0]:
         return None
-    match = _DECISION.match(lines[0][:2000])
+    approve = _APPROVE.match(lines[0])
+    match = approve or _REJECT.match(lines[0][:2000])
     if match is None:
         return None
-    reason = " ".join(filter(None, [match.group(2).strip(), *lines[1:5]]))[:2000] or None
-    return match.group(1).lower().startswith("approve"), reason
+    said = "" if approve else (match.group(2) or "").strip()
+    reason = " ".join(filter(None, [said, *lines[1:5]]))[:2000] or None
+    return approve is not None, reason
 
 
 def split_mbox(data: bytes) -> Iterator[bytes]:

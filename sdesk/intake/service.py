@@ -341,6 +341,7 @@ class Intake:
 
     def receive(self, signals: Iterable[Signal], *, actor: str, record_resolved: Collection[str] = (),
                 reopen_days: int = 14, mask_pii: bool = False, enrich: EnrichOptions | bool = True,
+                approve_by_mail: bool = False,
                 triage: TriageConfig | None = None, automate: Collection[str] = ()) -> list[tuple[int | None, str]]:
         """Apply what sources sent, in order and in one transaction, and keep every alert.
 
@@ -395,7 +396,7 @@ class Intake:
             alert_rows = []
             for s, key in zip(signals, signal_keys):
                 if s.thread is not None:
-                    result = self._mail(tx, batch, s, reopen_days, mask_pii)
+                    result = self._mail(tx, batch, s, reopen_days, mask_pii, approve_by_mail)
                 elif s.action == "trigger" and flapping and key in flapping and key not in batch.open:
                     result = self._reopen_flapping(tx, batch, flapping.pop(key), s, key)
                 elif s.action == "trigger":
@@ -469,7 +470,8 @@ class Intake:
         self.store.cmdb.record_change(tx, source=s.source, summary=summary, service=service, ci=ci,
                                       happened_at=s.change.get("happened_at") or tx.at, data=data)
 
-    def _mail(self, tx: Tx, batch: _Triggers, s: Signal, reopen_days: int, mask_pii: bool) -> tuple[int | None, str]:
+    def _mail(self, tx: Tx, batch: _Triggers, s: Signal, reopen_days: int, mask_pii: bool,
+              approve_by_mail: bool = False) -> tuple[int | None, str]:
         th = s.thread or {}
         mail = self.store.mail
         message_id = th.get("message_id")
@@ -497,7 +499,7 @@ class Intake:
                     # Anyone can put [SD-1] in a subject or a known Message-ID in In-Reply-To: only the
                     # requester and the desk's users (by email) speak on a ticket; others open their own.
                     parent, why, outcome = t["id"], "a reply from someone not on the ticket", None
-                elif (decided := self._approval_reply(tx, t, th)) is not None:
+                elif approve_by_mail and (decided := self._approval_reply(tx, t, th)) is not None:
                     mail.remember(tx, message_id, ticket_id=t["id"], attachments=[], seen=seen)
                     return t["id"], decided
                 elif t["status"] in lifecycle.DONE:
@@ -539,7 +541,8 @@ class Intake:
         "reject" and a reason, on its first line): decided as theirs; "approved" or "rejected".
         None (an ordinary reply, commented): not an approver the request waits on, a rejection
         without its reason, or no decision. The sender is who its From says: a desk that takes
-        approvals by mail should take mail only through a gateway that checks senders (DKIM, SPF)."""
+        approvals by mail (intake.yaml: approve_by_mail, off by default) takes mail only through a
+        gateway that checks senders (DKIM, SPF)."""
         decision = approval_reply(th.get("body"))
         if decision is None or t["status"] in lifecycle.DONE:
             return None

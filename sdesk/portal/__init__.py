@@ -176,11 +176,11 @@ class Portal:
                              error=said(e), email="")
         next_path = safe_next(data.get("next"))
         if data.get("token"):
-            user = await self.call(service.user_of_token, data["token"])
-            if user is None:
+            found = await self.call(service.user_of_token, data["token"])
+            if found is None:
                 return self.page(request, "login.html", None, status=400, next=next_path, sent=None,
                                  error="that API token is not a live one", email="")
-            return await self.signed_in(request, None, user, next_path)
+            return await self.signed_in(request, None, found[0], next_path, api_token=found[1])
         email = data.get("email", "").strip()[:254]
         client = request.client.host if request.client else "unknown"
         try:
@@ -211,8 +211,10 @@ class Portal:
         user = await self.call(service.user_of_email, email)
         return await self.signed_in(request, email, user, safe_next(data.get("next")) if data.get("next") else "/my")
 
-    async def signed_in(self, request: Request, email: str | None, user: str | None, next_path: str) -> Response:
-        token, _ = await self.run(lambda: self.store().portal.session_create(email=email, user=user, actor=self.actor))
+    async def signed_in(self, request: Request, email: str | None, user: str | None, next_path: str,
+                        api_token: str | None = None) -> Response:
+        token, _ = await self.run(lambda: self.store().portal.session_create(email=email, user=user, actor=self.actor,
+                                                                             api_token=api_token))
         response = RedirectResponse(next_path, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=_tls(request), path="/")
         return response

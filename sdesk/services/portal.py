@@ -49,13 +49,15 @@ def user_of_email(store: Store, email: str) -> str | None:
     return store.requests.user_of(email) if "@" in email else None
 
 
-def user_of_token(store: Store, token: str) -> str | None:
-    """The user whose live API token this is."""
+def user_of_token(store: Store, token: str) -> tuple[str, str] | None:
+    """(the user whose live API token this is, the token's sha256), or None."""
     from ..storage.users import token_hash
 
     if not token or len(token) > 200 or not token.isascii():
         return None
-    return store.users.live_tokens().get(token_hash(token.strip()))
+    hashed = token_hash(token.strip())
+    user = store.users.live_tokens().get(hashed)
+    return (user, hashed) if user else None
 
 
 def send_link(store: Store, notify: Any, email: str, *, client: str, url: str, actor: str, next_path: str = "/") -> None:

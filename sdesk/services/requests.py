@@ -79,50 +79,60 @@ def submit(store: Store, catalog: Catalog, type_id: str, raw: Mapping[str, Any],
     if "@" in requester:
         requester = requester.casefold()
     values = check(store, t, raw)
-    stages = [_stage(store, t, s, values, requester, teams) for s in t.stages]
+    # Four eyes: neither the requester nor whoever files it for them approves it.
+    excluded = {user_key(requester), user_key(store.requests.user_of(requester) or requester), user_key(actor)}
+    if as_requester is None:
+        excluded.add(user_key(store.requests.user_of(actor) or actor))
+    stages = [_stage(store, t, s, values, excluded, teams, requester) for s in t.stages]
     fulfil = (t.runbook, cat.params(t, values, requester)) if t.runbook else None
     ticket_id = store.requests.submit(cat.ticket(t, values, requester), type_id=t.id, answers=values, stages=stages,
                                       fulfil=fulfil, expires=t.expires.total_seconds(), remind=t.remind.total_seconds(),
-                                      actor=actor, source=source, as_requester=as_requester)
+                                      excluded=sorted(excluded), actor=actor, source=source, as_requester=as_requester)
     return shown(store, ticket_id)
 
 
-def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, Any], requester: str,
-           teams: Callable[[], Mapping[str, list[str]]]) -> dict[str, Any]:
-    """A stage as the request will ask it: who may approve (never the requester), how many must,
-    whether it applies. Nobody found: the desk's admins, and the event says why."""
+def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, Any], excluded: set[str],
+           teams: Callable[[], Mapping[str, list[str]]], requester: str) -> dict[str, Any]:
+    """A stage as the request will ask it: who may approve, how many must, whether it applies.
+    Never the requester nor whoever filed it (`excluded`, user keys): four eyes. When the rule
+    finds too few people the desk can reach (users with an email: oncall.yaml's members may be
+    no users at all), the desk's admins are asked too, and the event says why."""
     applies = stage.when is None or stage.when.holds(values)
     kind, _, rest = stage.approvers.partition(":")
     note = None
     people: list[str] = []
-    if applies:
-        if kind == "user":
-            people = [store.requests.user_of(rest) or rest]
-        elif kind == "role":
-            people = store.requests.users_with(role=rest)
-        elif kind == "team":
-            people = [*teams().get(rest, []), *store.requests.users_with(team=rest)]
-        elif kind == "owner":
-            team = None
-            try:
-                team = store.cmdb.ci_get(name=str(values.get(rest, "")))["team"]
-            except NotFound:
-                pass
-            people = [*teams().get(team, []), *store.requests.users_with(team=team)] if team else []
-            if not team:
-                note = f"{values.get(rest)} has no owner team in the CMDB"
-        elif stage.approvers == "manager":
-            manager = store.requests.manager_of(requester)
-            people = [manager] if manager else []
-            if not manager:
-                note = f"{requester} has no manager on this desk (sdesk user add NAME --manager BOSS)"
-        me = {user_key(requester), user_key(store.requests.user_of(requester) or requester)}
-        people = list(dict.fromkeys(p for p in people if user_key(p) not in me))
-        if not people:  # asked (and mailed) by name; none at all (an open desk): any admin
-            note = (note or f"nobody found for {stage.approvers}") + ": the desk's admins decide"
-            people = [p for p in store.requests.users_with(role="admin") if user_key(p) not in me]
+    if not applies:
+        return {"name": stage.name, "rule": stage.approvers, "approvers": [], "need": 1, "applies": False}
+    if kind == "user":
+        people = [store.requests.user_of(rest) or rest]
+    elif kind == "role":
+        people = store.requests.users_with(role=rest)
+    elif kind == "team":
+        people = [*teams().get(rest, []), *store.requests.users_with(team=rest)]
+    elif kind == "owner":
+        team = None
+        try:
+            team = store.cmdb.ci_get(name=str(values.get(rest, "")))["team"]
+        except NotFound:
+            pass
+        people = [*teams().get(team, []), *store.requests.users_with(team=team)] if team else []
+        if not team:
+            note = f"{values.get(rest)} has no owner team in the CMDB"
+    elif stage.approvers == "manager":
+        manager = store.requests.manager_of(requester)
+        people = [manager] if manager else []
+        if not manager:
+            note = f"{requester} has no manager on this desk (sdesk user add NAME --manager BOSS)"
+    people = list(dict.fromkeys(p for p in people if user_key(p) not in excluded))
+    need = stage.need or len(people)  # all: everyone found
+    reachable = store.requests.reachable(people)
+    if len(reachable) < max(1, need):
+        found = f"{len(reachable)} of the {max(1, need)} needed" if people else "nobody"
+        note = (note + "; " if note else "") + f"{found} found for {stage.approvers} with a way to be asked " \
+            "(a user with an email): the desk's admins are asked too"
+        people += [p for p in store.requests.users_with(role="admin") if user_key(p) not in excluded and p not in people]
     return {"name": stage.name, "rule": stage.approvers, "approvers": people,
-            "need": cat.needed(stage.need, people) if people else 1, "applies": applies,
+            "need": max(1, min(need, len(people))) if people else 1, "applies": True,
             **({"note": note} if note else {})}
 
 

@@ -613,8 +613,9 @@ def m015_catalog(db: Database) -> None:
                "created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT)")
     db.execute("CREATE INDEX portal_links_email ON portal_links (email, created_at)")
     db.execute("CREATE INDEX portal_links_client ON portal_links (client, created_at)")
-    db.execute("CREATE TABLE portal_sessions (hash TEXT PRIMARY KEY, email TEXT, user_name TEXT, csrf TEXT NOT NULL, "
-               "created_at TEXT NOT NULL, expires_at TEXT NOT NULL, ended_at TEXT)")
+    # `token`: the sha256 of the API token a session was opened with: revoking it ends the session.
+    db.execute("CREATE TABLE portal_sessions (hash TEXT PRIMARY KEY, email TEXT, user_name TEXT, token TEXT, "
+               "csrf TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, ended_at TEXT)")
 
 
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,

@@ -58,23 +58,28 @@ class PortalStore:
             tx.conn.execute("UPDATE portal_links SET used_at = ? WHERE hash = ?", (tx.at, digest(token)))
             return str(row[0])
 
-    def session_create(self, *, email: str | None, user: str | None, actor: str) -> tuple[str, str]:
-        """(session token, CSRF token) of a new session for an address and/or a desk user."""
+    def session_create(self, *, email: str | None, user: str | None, actor: str,
+                       api_token: str | None = None) -> tuple[str, str]:
+        """(session token, CSRF token) of a new session for an address and/or a desk user;
+        `api_token`: the sha256 of the API token it was opened with (revoked, the session ends)."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         with self.db.write(actor, need="viewer", what="portal sign-in") as tx:
             now = clock.parse(tx.at)
             tx.conn.execute("DELETE FROM portal_sessions WHERE expires_at < ?", (clock.iso(now - timedelta(days=7)),))
-            tx.conn.execute("INSERT INTO portal_sessions (hash, email, user_name, csrf, created_at, expires_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (digest(token), email, user, csrf, tx.at,
-                                                         clock.iso(now + SESSION_TTL)))
+            tx.conn.execute("INSERT INTO portal_sessions (hash, email, user_name, token, csrf, created_at, expires_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (digest(token), email, user, api_token, csrf, tx.at,
+                                                            clock.iso(now + SESSION_TTL)))
         return token, csrf
 
     def session(self, token: str) -> dict[str, Any] | None:
-        """The live session of a token: {email, user_name, csrf}, or None."""
+        """The live session of a token: {email, user_name, csrf}, or None; one opened with an API
+        token lives only while that token does (`sdesk user revoke`, `user remove`)."""
         if not token or len(token) > 200:
             return None
-        row = self.db.conn.execute("SELECT email, user_name, csrf FROM portal_sessions WHERE hash = ? AND ended_at IS NULL "
-                                   "AND expires_at > ?", (digest(token), clock.now_iso())).fetchone()
+        row = self.db.conn.execute(
+            "SELECT s.email, s.user_name, s.csrf FROM portal_sessions s WHERE s.hash = ? AND s.ended_at IS NULL "
+            "AND s.expires_at > ? AND (s.token IS NULL OR EXISTS (SELECT 1 FROM api_tokens t JOIN users u USING (key) "
+            "WHERE t.hash = s.token AND t.revoked_at IS NULL))", (digest(token), clock.now_iso())).fetchone()
         return dict(row) if row else None
 
     def session_end(self, token: str, *, actor: str) -> None:

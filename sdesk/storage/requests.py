@@ -42,16 +42,18 @@ class RequestStore:
     # -- submitting ------------------------------------------------------------------------------
 
     def submit(self, ticket: dict[str, Any], *, type_id: str, answers: dict[str, Any], stages: list[dict[str, Any]],
-               fulfil: tuple[str, dict[str, str]] | None, expires: float, remind: float, actor: str,
-               source: str, as_requester: str | None = None) -> int:
+               fulfil: tuple[str, dict[str, str]] | None, expires: float, remind: float, excluded: list[str],
+               actor: str, source: str, as_requester: str | None = None) -> int:
         """Open the request's ticket and start its chain, in one transaction: the first stage that
         applies is asked, or (none) its fulfilment is queued. `stages`: each {name, approvers,
         need, applies}; `fulfil`: (runbook, parameters) or None (a person fulfils it);
-        `expires`/`remind`: seconds an approval waits and until its reminder. `as_requester`: the
-        events are the requester's (a portal submission, written by the serving account)."""
+        `expires`/`remind`: seconds an approval waits and until its reminder; `excluded`: the user
+        keys that may never approve it (the requester, who filed it). `as_requester`: the events
+        are the requester's (a portal submission, written by the serving account)."""
         with self.db.write(actor) as tx, tx.acting(as_requester) as delivered:
             ticket_id = self.tickets.create(tx, ticket, source=source)
-            plan = {"fulfil": tx.clean(list(fulfil), ticket_id) if fulfil else None, "expires": expires, "remind": remind}
+            plan = {"fulfil": tx.clean(list(fulfil), ticket_id) if fulfil else None, "expires": expires, "remind": remind,
+                    "excluded": excluded}
             tx.conn.execute("INSERT INTO requests (ticket_id, type, answers, stages, plan, stage, state, requester, "
                             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, 'approval', ?, ?, ?)",
                             (ticket_id, type_id, to_json(tx.clean(answers, ticket_id)), to_json(stages), to_json(plan),
@@ -123,6 +125,9 @@ class RequestStore:
             raise Conflict(f"{lifecycle.ref(ticket_id)} waits on no approval (it is {request['state']})")
         a = _approval(pending)
         key = user_key(approver)
+        if key in orjson.loads(request["plan"]).get("excluded", ()):  # four eyes, whatever else says yes
+            raise PermissionDenied(f"permission denied: {approver} asked for {lifecycle.ref(ticket_id)} (or filed it): "
+                                   "someone else must approve it")
         if not a["approvers"]:  # nobody was found for the stage: the desk's admins decide
             tx.check(need="admin", what=f"deciding {lifecycle.ref(ticket_id)}'s stage {a['name']!r} (no approver "
                                         "was found for it, so the desk's admins decide)")
@@ -230,6 +235,7 @@ class RequestStore:
     def _request_row(self, tx: Tx, ticket_id: int) -> Any:
         row = tx.conn.execute("SELECT * FROM requests WHERE ticket_id = ?", (ticket_id,)).fetchone()
         if row is None:
+            self.tickets._current(tx, ticket_id)  # no ticket at all says so first
             raise NotFound(f"{lifecycle.ref(ticket_id)} is not a catalog request")
         return row
 
@@ -286,6 +292,16 @@ class RequestStore:
         row = self.db.conn.execute("SELECT name FROM users WHERE key = ? OR email = ?",
                                    (user_key(who), who.strip().casefold())).fetchone()
         return row[0] if row else None
+
+    def reachable(self, names: list[str]) -> list[str]:
+        """Those of `names` who are users of the desk with an email address (mailed, and able to
+        sign in to the portal)."""
+        keys = {user_key(n): n for n in names}
+        if not keys:
+            return []
+        found = {k for (k,) in self.db.conn.execute(
+            f"SELECT key FROM users WHERE email IS NOT NULL AND key IN ({','.join('?' * len(keys))})", list(keys))}
+        return [n for k, n in keys.items() if k in found]
 
     def users_with(self, *, role: str | None = None, team: str | None = None) -> list[str]:
         """The desk's users with at least `role` (roles.RANK), or of `team` (users.team)."""
