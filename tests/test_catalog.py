@@ -333,6 +333,10 @@ def test_a_request_closed_by_an_agent_waits_on_no_one(cli, desk):
     assert cli.json("approvals", "--user", "dave") == []
     late = cli("--as", "dave", "approve", shown["id"], ok=False)
     assert late.exit_code == ExitCode.CONFLICT and "is resolved" in late.stderr
+    assert cli.json("show", shown["id"])["events"][-1]["kind"] == "request_cancelled"
+    cli("reopen", shown["id"])  # and reopened, nothing wakes: the request ended with its ticket
+    assert cli.json("approvals", "--user", "dave") == []
+    cli("audit", "verify")
 
 
 def test_four_eyes_neither_the_requester_nor_who_filed_it_approves(cli, desk):
@@ -351,3 +355,28 @@ def test_four_eyes_neither_the_requester_nor_who_filed_it_approves(cli, desk):
     assert refused.exit_code == ExitCode.PERMISSION and cli.json("show", own["id"])["status"] == "new"
     missing = cli("--as", "dave", "approve", "SD-999", ok=False)
     assert missing.exit_code == ExitCode.NOT_FOUND and "no ticket SD-999" in missing.stderr
+
+
+def test_portal_sign_in_links_go_only_to_whom_catalog_yaml_lets_in(cli, desk, db_path):
+    """portal.sign_in: [example.com] (the example's): a link for an address of that domain and for
+    the desk's users; none for anyone else, whose page says the same."""
+    from sdesk.desk import Desk
+    from sdesk.services.portal import send_link
+    from tests.test_talking_back import Mailbox, notify_yaml
+
+    mailbox = Mailbox()
+    try:
+        notify_yaml(desk, smtp_port=mailbox.port)
+        settings = Desk(db_path, "tester", desk)
+        cli("user", "add", "olga", "--role", "agent", "--email", "olga@partner.example")
+        for address in ("pat@example.com", "stranger@elsewhere.example", "olga@partner.example"):
+            send_link(settings.store(), settings.notify_config(), settings.catalog(), address, client="127.0.0.1",
+                      url="http://127.0.0.1:8080", actor="tester")
+        assert sorted(to for recipients, _ in mailbox.take() for to in recipients) == [
+            "olga@partner.example", "pat@example.com"]
+        settings.close()
+    finally:
+        mailbox.close()
+    assert cat.build({"portal": {"sign_in": "users"}}).may_sign_in("x@example.com", is_user=False) is False
+    with pytest.raises(BadInput, match="sign_in"):
+        cat.build({"portal": {"sign_in": ["not a domain"]}})

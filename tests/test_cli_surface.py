@@ -358,6 +358,7 @@ SAMPLES: dict[str, dict] = {
     "request_rejected": {"reason": H},
     "request_expired": {"reason": H},
     "request_fulfilled": {"run": 3, "runbook": "grow-quota"},
+    "request_cancelled": {"approvals": [1, 2]},
     "fulfilment_failed": {"run": 3, "runbook": "grow-quota", "status": "failed", "reason": H, "next": "left in its queue"},
     "updated": {"title": ["old one", H], "labels": [{"a": "b"}, {"a": "c", "host": H}], "tags": [["x"], ["x", "y"]],
                 "priority": ["P3", "P1"], "queue": [None, "sre"]},

@@ -112,7 +112,7 @@ def sign_in(page, mailbox: Mailbox, address: str, start: str = "/login") -> None
     expect(page).to_have_url(re.compile(r"/login(\?|$)"))
     page.get_by_label("Email address").fill(address)
     page.get_by_role("button", name="Email me a sign-in link").click()
-    expect(page.get_by_role("status")).to_contain_text(f"If {address} may use this desk, a sign-in link is on its way")
+    expect(page.get_by_role("status")).to_contain_text(f"If {address} may sign in here, a sign-in link is on its way")
     # The mail was accepted before the page answered (the portal sends it itself, not the outbox).
     mails = [m for m in mailbox.to(address) if m["Subject"].startswith("Sign in to")]
     assert mails, f"no sign-in mail to {address}: {[m['Subject'] for m in mailbox.messages]}"

@@ -38,7 +38,6 @@ from .patterns import Pattern
 FIELD_TYPES = ("text", "long_text", "choice", "integer", "number", "date", "email", "user", "yes_no")
 CHOICES_FROM = ("services", "cis")  # a choice's options from the CMDB
 APPROVER_KINDS = ("user", "role", "team", "owner")  # user:NAME, role:ROLE, team:NAME, owner:FIELD; and `manager`
-STATES = ("approval", "fulfilling", "waiting", "fulfilled", "rejected", "expired", "failed")
 TEXT_MAX = 200  # characters of a text field unless it says less
 LONG_TEXT_MAX = 10_000  # of a long text
 CHOICES_MAX = 500
@@ -50,6 +49,7 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _TRUE, _FALSE = {"true", "yes", "on", "1", "y"}, {"false", "no", "off", "0", "n", ""}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -149,7 +149,12 @@ class Catalog(NamedTuple):
     types: Mapping[str, RequestType]
     kb_public: bool = False  # published KB articles readable on the portal without signing in
     kb_tag: str = "public"  # the KB articles the portal publishes: those with this tag
+    sign_in: tuple[str, ...] = ()  # who may ask the portal for a sign-in link: () anyone, ("users",), or domains
 
+    def may_sign_in(self, email: str, is_user: bool) -> bool:
+        if not self.sign_in or is_user:
+            return True
+        return email.rpartition("@")[2].casefold() in self.sign_in
     def categories(self) -> dict[str, list[RequestType]]:
         out: dict[str, list[RequestType]] = {}
         for t in self.types.values():
@@ -178,9 +183,18 @@ def build(data: Any, fail: Fail = _bad) -> Catalog:
     if unknown:
         raise fail([sorted(map(str, unknown))[0]], "unknown setting (expected types or portal)")
     portal = data.get("portal") or {}
-    if not isinstance(portal, dict) or set(portal) - {"kb_public", "kb_tag"} \
+    if not isinstance(portal, dict) or set(portal) - {"kb_public", "kb_tag", "sign_in"} \
             or not isinstance(portal.get("kb_public", False), bool) or not isinstance(portal.get("kb_tag", ""), str):
-        raise fail(["portal"], "expected {kb_public: true|false, kb_tag: TAG}")
+        raise fail(["portal"], "expected {kb_public: true|false, kb_tag: TAG, sign_in: anyone|users|[DOMAIN, ...]}")
+    sign_in = portal.get("sign_in", "anyone")
+    if sign_in == "anyone":
+        sign_in = ()
+    elif sign_in == "users":
+        sign_in = ("users",)
+    elif isinstance(sign_in, list) and sign_in and all(isinstance(d, str) and _DOMAIN.match(d) for d in sign_in):
+        sign_in = tuple(d.casefold() for d in sign_in)
+    else:
+        raise fail(["portal", "sign_in"], "expected anyone, users (the desk's users only) or a list of email domains")
     raw = data.get("types") or []
     if not isinstance(raw, list) or len(raw) > TYPES_MAX:
         raise fail(["types"], f"expected a list of request types (at most {TYPES_MAX})")
@@ -190,7 +204,7 @@ def build(data: Any, fail: Fail = _bad) -> Catalog:
         if t.id in types:
             raise fail(["types", i, "id"], f"the id {t.id!r} is used twice")
         types[t.id] = t
-    return Catalog(types, bool(portal.get("kb_public", False)), str(portal.get("kb_tag") or "public"))
+    return Catalog(types, bool(portal.get("kb_public", False)), str(portal.get("kb_tag") or "public"), sign_in)
 
 
 TYPE_KEYS = {"id", "title", "description", "category", "queue", "priority", "sla", "summary", "fields", "approval",
@@ -433,11 +447,6 @@ def _date(text: str) -> date | None:
 # -- a submission's values ------------------------------------------------------------------------------
 
 
-def visible(t: RequestType, values: Mapping[str, Any]) -> list[Field]:
-    """The fields shown for these values: a field whose show_when does not hold is not asked."""
-    return [f for f in t.fields if f.show_when is None or f.show_when.holds(values)]
-
-
 def validate(t: RequestType, raw: Mapping[str, Any], *, today: date, options: Mapping[str, list[str]] | None = None,
              users: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """(values, errors): each field's value as its type has it, and one message per field that is
@@ -585,15 +594,6 @@ def params(t: RequestType, values: Mapping[str, Any], requester: str) -> dict[st
 # -- who is asked ---------------------------------------------------------------------------------------------
 
 
-def stages_for(t: RequestType, values: Mapping[str, Any], start: int = 0) -> int | None:
-    """The index of the next stage (from `start`) whose `when` holds, or None: approved."""
-    for i in range(start, len(t.stages)):
-        when = t.stages[i].when
-        if when is None or when.holds(values):
-            return i
-    return None
-
-
 def needed(stage_need: int, approvers: list[str]) -> int:
     """How many of `approvers` must approve: `need` (0: all of them), at most as many as there are."""
     return len(approvers) if stage_need == 0 else min(stage_need, max(1, len(approvers)))
@@ -642,8 +642,9 @@ def json_schema(t: RequestType, options: Mapping[str, list[str]] | None = None) 
             test: dict[str, Any] = {"const": c.value} if c.op == "equals" else {"enum": c.value} if c.op == "in" else \
                 {"exclusiveMinimum": c.value} if c.op == "above" else {"exclusiveMaximum": c.value} if c.op == "below" \
                 else {}
-            conditional.append({"if": {"properties": {c.field: test}, "required": [c.field]},
-                                "then": {"required": [f.name]}})
+            given: dict[str, Any] = {"properties": {c.field: test}, "required": [c.field]}
+            shown = {"not": {"required": [c.field]}} if c.op == "set" and not c.value else given
+            conditional.append({"if": shown, "then": {"required": [f.name]}})
     if conditional:
         schema["allOf"] = conditional
     return schema

@@ -87,6 +87,8 @@ def describe_event(e: dict[str, Any]) -> str:
             return f"request approved; fulfilled by {g('fulfil')}"
         case "request_rejected" | "request_expired":
             return f"request {e['kind'].removeprefix('request_')}: {g('reason', '')}"
+        case "request_cancelled":
+            return "request cancelled: its ticket was resolved before it was approved"
         case "request_fulfilled":
             return f"request fulfilled by runbook {g('runbook')} (run {g('run')})"
         case "fulfilment_failed":

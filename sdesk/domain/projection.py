@@ -292,7 +292,7 @@ def describe(d: dict[str, Any]) -> str:
     return f"{where}: {d['column']} is {d['stored']!r}, its events say {d['rebuilt']!r}"
 
 
-APPROVAL_KINDS = ("approval_requested", "approval_voted", "approval_expired")
+APPROVAL_KINDS = ("approval_requested", "approval_voted", "approval_expired", "request_cancelled")
 
 
 class Approvals:
@@ -305,6 +305,11 @@ class Approvals:
 
     def apply(self, kind: str, data: str | dict[str, Any]) -> None:
         d = orjson.loads(data) if isinstance(data, str) else data
+        if kind == "request_cancelled":
+            for approval_id in d.get("approvals") or ():
+                if approval_id in self.approvals:
+                    self.approvals[approval_id]["state"] = "cancelled"
+            return
         approval = int(d.get("approval") or 0)
         if kind == "approval_requested":
             self.approvals[approval] = {"approvers": list(d.get("approvers") or []), "need": d.get("need"),

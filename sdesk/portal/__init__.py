@@ -186,8 +186,8 @@ class Portal:
         try:
             # The link names this desk as serve was told (--public-url) or listens, never the
             # request's Host header: a forged Host would mail a victim a live link to another site.
-            await self.call(service.send_link, self.notify, email, client=client, url=self.public_url, actor=self.actor,
-                            next_path=next_path)
+            await self.call(service.send_link, self.notify, self.catalog, email, client=client, url=self.public_url,
+                            actor=self.actor, next_path=next_path)
         except SdeskError as e:
             return self.page(request, "login.html", None, status=e.http_status if _shown(e) else 503, next=next_path,
                              sent=None, error=said(e), email=email)
@@ -328,6 +328,8 @@ class Portal:
                 if ticket_id is None:
                     raise NotFound("no such request")
                 approve = data.get("decision") == "approve"
+                if not approve and not (data.get("reason") or "").strip():
+                    raise BadInput("give a reason to reject: the requester reads it")
                 await self.call(requests_service.decide, ticket_id, approver=who["user"],
                                approve=approve, reason=data.get("reason") or None, actor=who["user"])
                 self.fulfil()

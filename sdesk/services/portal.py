@@ -60,9 +60,11 @@ def user_of_token(store: Store, token: str) -> tuple[str, str] | None:
     return (user, hashed) if user else None
 
 
-def send_link(store: Store, notify: Any, email: str, *, client: str, url: str, actor: str, next_path: str = "/") -> None:
-    """Mail a single-use sign-in link to `email` (rate-limited per address and per client); it
-    leads back to `next_path` (a path of the portal)."""
+def send_link(store: Store, notify: Any, catalog: Catalog, email: str, *, client: str, url: str, actor: str,
+              next_path: str = "/") -> None:
+    """Mail a single-use sign-in link to `email` (rate-limited per address and per client), when
+    catalog.yaml's portal.sign_in lets that address in; it leads back to `next_path` (a path of
+    the portal). An address not let in gets nothing, and the page says the same either way."""
     from urllib.parse import quote
 
     from ..domain.notify import ADDRESS
@@ -74,6 +76,8 @@ def send_link(store: Store, notify: Any, email: str, *, client: str, url: str, a
     channel = next((c for c in (notify.channels.values() if notify else ()) if c.email), None)
     if channel is None:
         raise BadInput("this desk sends no mail (no email channel in notify.yaml): agents sign in with an API token")
+    if not catalog.may_sign_in(email, is_user=store.requests.user_of(email) is not None):
+        return
     token = store.portal.link_create(email, client=client, actor=actor)
     back = f"&next={quote(next_path, safe='/')}" if next_path != "/" else ""
     sign_in_mail(notify, channel.name, email, f"{url.rstrip('/')}/login/link?t={token}{back}")
@@ -165,7 +169,8 @@ def ticket_view(store: Store, who: Mapping[str, Any], ticket_id: int) -> dict[st
     return {"ticket": {k: t.get(k) for k in ("id", "title", "status", "priority", "kind", "created_at", "updated_at",
                                              "resolved_at", "resolution", "description", "requester")},
             "ref": lifecycle.ref(ticket_id), "timeline": timeline, "request": request,
-            "may_rate": t["status"] in lifecycle.DONE}
+            "may_rate": t["status"] in lifecycle.DONE and str(t.get("requester") or "").casefold() in
+            {x.casefold() for x in mine}}
 
 
 def _public_actor(actor: str, own: set[str]) -> str:
@@ -218,7 +223,10 @@ def reply(store: Store, who: Mapping[str, Any], ticket_id: int, text: str, *, ac
 
 
 def rate(store: Store, who: Mapping[str, Any], ticket_id: int, score: str, comment: str, *, actor: str) -> None:
-    ticket_view(store, who, ticket_id)
+    """The requester's rating (a watcher sees the ticket but does not rate it: one rating a ticket)."""
+    view = ticket_view(store, who, ticket_id)
+    if not view["may_rate"]:
+        raise BadInput("a ticket is rated once it is resolved, by whoever asked for it")
     if score not in ("1", "2", "3", "4", "5"):
         raise BadInput("choose a rating from 1 to 5")
     store.metrics.csat_record(ticket_id=ticket_id, score=int(score), comment=comment.strip()[:2000] or None, actor=actor,

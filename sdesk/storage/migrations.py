@@ -590,7 +590,6 @@ def m015_catalog(db: Database) -> None:
     db.execute("CREATE TABLE requests (ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id), type TEXT NOT NULL, "
                "answers TEXT NOT NULL, stages TEXT NOT NULL, plan TEXT NOT NULL, stage INTEGER, state TEXT NOT NULL, requester TEXT NOT NULL, "
                "run_id INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
-    db.execute("CREATE INDEX requests_requester ON requests (requester, created_at)")
     # "My requests" on the portal: a requester's tickets, however they came in (mail, the portal).
     db.execute("CREATE INDEX tickets_requester ON tickets (requester, id)")
     db.execute("CREATE INDEX watchers_who ON watchers (who, ticket_id)")  # and the tickets they watch

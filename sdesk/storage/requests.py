@@ -208,6 +208,11 @@ class RequestStore:
                     tx.event(a["ticket_id"], "approval_reminder", {"approval": a["id"], "stage": a["name"],
                                                                    "approvers": waiting, "expires_at": a["expires_at"]})
                     reminded += 1
+        # A fulfilment whose process died between its run's end and its recording: recorded now.
+        for row in self.db.conn.execute(
+                "SELECT r.* FROM runbook_runs r JOIN requests q ON q.run_id = r.id WHERE q.state = 'fulfilling' "
+                "AND r.status NOT IN ('queued', 'running', 'waiting')").fetchall():
+            self.fulfilment_ended(dict(row), actor=actor)
         return {"reminded": reminded, "expired": expired}
 
     # -- fulfilment ----------------------------------------------------------------------------------
@@ -270,7 +275,7 @@ class RequestStore:
         # The approvers are a JSON list in the row: the pending ones are few (an index on state),
         # so they are read and matched here rather than unnested per dialect.
         for row in self.db.conn.execute(
-                "SELECT a.*, t.title, t.requester, r.type FROM approvals a JOIN tickets t ON t.id = a.ticket_id "
+                "SELECT a.*, t.title, t.requester, t.description, r.type FROM approvals a JOIN tickets t ON t.id = a.ticket_id "
                 "JOIN requests r ON r.ticket_id = a.ticket_id WHERE a.state = 'pending' "
                 "AND t.status NOT IN ('resolved', 'closed') ORDER BY a.id"):
             a = _approval(row)

@@ -247,6 +247,8 @@ class TicketStore:
             sets.update(reopen_count=t["reopen_count"] + 1, resolved_at=None, closed_at=None)
         self._set(tx, ticket_id, sets)
         tx.event(ticket_id, "assigned" if action == "assign" else "status_changed", {**data, **(extra or {})})
+        if action in ("resolve", "close"):
+            self._cancel_request(tx, ticket_id)
         if action == "reopen":
             self._reopened_after_runbook(tx, ticket_id)
     def comment(self, *, ticket_id: int, text: str, actor: str, acting: str | None = None) -> None:
@@ -334,6 +336,21 @@ class TicketStore:
             raise NotFound(f"no ticket {lifecycle.ref(ticket_id)}")
         tx.check(row["queue"], ticket_id)
         return ticket_row(row)
+    @staticmethod
+    def _cancel_request(tx: Tx, ticket_id: int) -> None:
+        """A catalog request still waiting for approval ends with its ticket (an agent resolved
+        it): nobody is asked any more, and reopening it does not wake a stale expiry. Here, not in
+        storage/requests.py, which builds on this part: every resolution passes through _move."""
+        pending = [a for (a,) in tx.conn.execute("SELECT id FROM approvals WHERE ticket_id = ? AND state = 'pending'",
+                                                 (ticket_id,))]
+        if not pending:
+            return
+        tx.conn.execute("UPDATE approvals SET state = 'cancelled', decided_at = ? WHERE ticket_id = ? AND state = 'pending'",
+                        (tx.at, ticket_id))
+        tx.conn.execute("UPDATE requests SET state = 'cancelled', stage = NULL, updated_at = ? WHERE ticket_id = ?",
+                        (tx.at, ticket_id))
+        tx.event(ticket_id, "request_cancelled", {"approvals": pending})
+
     @staticmethod
     def _set(tx: Tx, ticket_id: int, sets: dict[str, Any]) -> None:
         # Identifier columns too (an assignee given as free text): the event saying the change is
