@@ -253,7 +253,7 @@ def _self_service(store: Store, say, receivers: _Receivers) -> tuple[int, int]:
     done = req.shown(store, reset["ticket_id"])
     say(f"Priya asks for a password reset on the portal ({done['id']}): no approval is needed, so the runbook "
         f"reset-password runs at once: {done['status']}, “{done['resolution']}”")
-    store.requests.set_manager("bob", manager="carol", actor="alice")
+    store.users.set_manager("bob", manager="carol", actor="alice")
     quota = req.submit(store, catalog, "quota-increase", {"service": "shop-checkout", "extra_gb": "200",
                                                           "justification": "Black Friday traffic"},
                        requester="bob@example.com", actor="bob", teams=teams)

@@ -22,17 +22,23 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "desk"
 
 
+def example_config(config: Path, out: Path) -> None:
+    """The example desk's catalog, CMDB, on-call teams and SLA policies in `config` (a folder that
+    exists), the catalog's runbooks writing under `out` rather than /tmp/sdesk-demo."""
+    for name in ("catalog.yaml", "cmdb.yaml", "oncall.yaml", "sla.yaml"):
+        shutil.copy(EXAMPLE / name, config / name)
+    (config / "runbooks").mkdir()
+    for name in ("reset-password.yaml", "grow-quota.yaml", "grant-access.yaml"):
+        text = (EXAMPLE / "runbooks" / name).read_text().replace("/tmp/sdesk-demo", str(out))
+        (config / "runbooks" / name).write_text(text)
+
+
 @pytest.fixture
 def desk(tmp_path, cli, monkeypatch):
     """The example desk's catalog, CMDB, on-call teams and SLA policies, its runbooks writing
     under tmp_path; users: an admin, an approver, a manager and a requester with that manager."""
     config = tmp_path / "config"
-    for name in ("catalog.yaml", "cmdb.yaml", "oncall.yaml", "sla.yaml"):
-        shutil.copy(EXAMPLE / name, config / name)
-    (config / "runbooks").mkdir()
-    for name in ("reset-password.yaml", "grow-quota.yaml", "grant-access.yaml"):
-        text = (EXAMPLE / "runbooks" / name).read_text().replace("/tmp/sdesk-demo", str(tmp_path / "out"))
-        (config / "runbooks" / name).write_text(text)
+    example_config(config, tmp_path / "out")
     cli("init")
     cli("cmdb", "import", str(config / "cmdb.yaml"))
     cli("user", "add", "tester", "--role", "admin", "--email", "tester@example.com")

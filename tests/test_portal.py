@@ -22,7 +22,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import pytest
 from conftest import POSTGRES, pg_url
+from test_catalog import example_config
 from test_talking_back import Mailbox, notify_yaml
 from typer.testing import CliRunner
 
@@ -43,7 +43,6 @@ from sdesk.cli import app
 pytestmark = pytest.mark.slow  # every test here talks to a real server
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "desk"
 TIMEOUT = 120.0  # seconds for any one answer: generous, the suite passes with the CPUs busy
 PAGE_WEIGHT_MAX = 50 * 1024
 SCRIPT = "<script>alert(1)</script>"
@@ -362,15 +361,10 @@ def portal(request, tmp_path_factory) -> Iterator[Portal]:
     root = tmp_path_factory.mktemp("portal")
     config = root / "config"
     config.mkdir()
-    for name in ("catalog.yaml", "cmdb.yaml", "oncall.yaml", "sla.yaml"):
-        shutil.copy(EXAMPLE / name, config / name)
+    example_config(config, root / "out")
     # Links for any address (these tests' requesters are at example.org and example.net).
     catalog = config / "catalog.yaml"
     catalog.write_text(catalog.read_text().replace("sign_in: [example.com]", "sign_in: anyone"))
-    (config / "runbooks").mkdir()
-    for name in ("reset-password.yaml", "grow-quota.yaml", "grant-access.yaml"):
-        text = (EXAMPLE / "runbooks" / name).read_text().replace("/tmp/sdesk-demo", str(root / "out"))
-        (config / "runbooks" / name).write_text(text)
     mailbox = Mailbox()
     notify_yaml(config, smtp_port=mailbox.port)
     databases = _database(request, root)
@@ -1082,3 +1076,13 @@ def test_hostile_input_gets_a_page_never_a_500_and_the_server_keeps_serving(port
     assert portal.alive()
     # A real requester still gets through after all that.
     assert anna.get("/my").status == 200
+
+
+@pytest.mark.parametrize("url", ["", "ftp://desk.example.com", "desk.example.com", "https://", "https://desk.example.com/?q=1",
+                                 "https://desk.example.com/#x", "https://desk .example.com", "https://dé.example.com",
+                                 "https://desk.example.com/\n", "http://" + "a" * 400 + ".example"])
+def test_a_public_url_that_no_mail_could_carry_is_refused_before_serving(cli, url):
+    """--public-url is what every sign-in mail links to: one line and exit 2, and serve never starts."""
+    cli("init")
+    result = cli("serve", "--port", "0", "--public-url", url, ok=False)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "--public-url" in result.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_catalog import example_config
 from test_talking_back import Mailbox, notify_yaml
 
 from tests.browser import TIMEOUT_MS, RequestLog, open_context
@@ -81,12 +81,7 @@ def portal(tmp_path, cli, mailbox):
     (approver, with an address), carol and bob (agents); requesters ann and ben are only
     addresses. Then `sdesk serve` on it: its URL."""
     config = tmp_path / "config"
-    for name in ("catalog.yaml", "cmdb.yaml", "oncall.yaml", "sla.yaml"):
-        shutil.copy(EXAMPLE / name, config / name)
-    (config / "runbooks").mkdir()
-    for name in ("reset-password.yaml", "grow-quota.yaml", "grant-access.yaml"):
-        text = (EXAMPLE / "runbooks" / name).read_text().replace("/tmp/sdesk-demo", str(tmp_path / "out"))
-        (config / "runbooks" / name).write_text(text)
+    example_config(config, tmp_path / "out")
     notify_yaml(config, smtp_port=mailbox.port)
     cli("init")
     cli("cmdb", "import", str(config / "cmdb.yaml"))

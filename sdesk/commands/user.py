@@ -48,8 +48,8 @@ def add(
     user = store.users.user_add(name, role=role, team=team, queue=queue, actor=settings_of(ctx).actor,
                                 login=login, email=email, chat=chat)
     if manager is not None:
-        store.requests.set_manager(user["name"], manager=manager or None, actor=settings_of(ctx).actor)
-        user["manager"] = store.requests.manager_of(user["name"])
+        store.users.set_manager(user["name"], manager=manager or None, actor=settings_of(ctx).actor)
+        user["manager"] = store.users.manager_of(user["name"])
     if as_json:
         print_json(user)
         return

@@ -547,7 +547,7 @@ class Intake:
         if decision is None or t["status"] in lifecycle.DONE:
             return None
         approve, reason = decision
-        user = self.store.requests.user_of(str(th.get("from") or ""))
+        user = self.store.users.user_of(str(th.get("from") or ""))
         if user is None or (not approve and not reason) or not self.store.requests.waits_on(tx, t["id"], user=user):
             return None
         self.store.requests.decide_in(tx, t["id"], approver=user, approve=approve, reason=reason)

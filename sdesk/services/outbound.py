@@ -433,41 +433,39 @@ def payload(channel: Channel, rows: list[dict[str, Any]], rendered: Rendered, ke
 
 def test_message(config: NotifyConfig, channel_name: str, to: str | None) -> str:
     """Send one test message over a channel now (not through the outbox); returns what was done."""
-    from ..errors import BadInput, SdeskError
+    from ..errors import BadInput
 
     channel = config.channels.get(channel_name)
     if channel is None:
         raise BadInput(f"notify test: no channel {channel_name!r} in notify.yaml ({', '.join(config.channels) or 'none'})")
     if channel.email and not to:
         raise BadInput("notify test: an email channel needs --to ADDRESS")
-    context = {"ticket": {"ref": "", "title": "test", "url": config.desk_url}, "event": {"kind": "test"},
-               "desk": {"name": config.desk_name, "url": config.desk_url, "address": config.desk_address}}
-    rendered = render("test.md", config.templates, context)
-    row = {"ticket_id": None, "event": "test", "rule": "test", "recipient": to or channel_name, "context": context}
-    senders = Senders(config)
-    try:
-        senders.send(channel, [row], rendered, key=f"test-{uuid.uuid4().hex[:12]}", threading=[])
-    except Failure as e:
-        raise SdeskError(f"notify test: {e}") from None
-    finally:
-        senders.close()
+    _send_now(config, channel_name, "test.md", {"kind": "test"}, to or channel_name, failed="notify test")
     return f"sent a test message over {channel_name} ({channel.type})" + (f" to {to}" if to else "")
 
 
 def sign_in_mail(config: NotifyConfig, channel_name: str, to: str, link: str) -> None:
     """Mail a portal sign-in link now (not through the outbox, which keeps what it sends: a link
     signs someone in, so it is kept nowhere but in their mailbox)."""
+    _send_now(config, channel_name, "sign-in.md", {"kind": "sign_in", "link": link}, to,
+              failed="cannot send the sign-in mail")
+
+
+def _send_now(config: NotifyConfig, channel_name: str, template: str, event: dict[str, Any], to: str, *,
+              failed: str) -> None:
+    """One message about no ticket, rendered from `template` with `event`, sent over a channel at
+    once; a failure is an SdeskError that starts with `failed`."""
     from ..errors import SdeskError
 
-    channel = config.channels[channel_name]
-    context = {"ticket": {"ref": "", "title": "Sign in", "url": config.desk_url}, "event": {"kind": "sign_in", "link": link},
+    context = {"ticket": {"ref": "", "title": event["kind"].replace("_", " "), "url": config.desk_url}, "event": event,
                "desk": {"name": config.desk_name, "url": config.desk_url, "address": config.desk_address}}
-    rendered = render("sign-in.md", config.templates, context)
-    row = {"ticket_id": None, "event": "sign_in", "rule": "portal", "recipient": to, "context": context}
+    rendered = render(template, config.templates, context)
+    row = {"ticket_id": None, "event": event["kind"], "rule": event["kind"], "recipient": to, "context": context}
     senders = Senders(config)
     try:
-        senders.send(channel, [row], rendered, key=f"sign-in-{uuid.uuid4().hex[:12]}", threading=[])
+        senders.send(config.channels[channel_name], [row], rendered,
+                     key=f"{event['kind'].replace('_', '-')}-{uuid.uuid4().hex[:12]}", threading=[])
     except Failure as e:
-        raise SdeskError(f"cannot send the sign-in mail: {e}") from None
+        raise SdeskError(f"{failed}: {e}") from None
     finally:
         senders.close()

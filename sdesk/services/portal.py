@@ -46,7 +46,7 @@ def may(who: Mapping[str, Any] | None, role: str) -> bool:
 
 
 def user_of_email(store: Store, email: str) -> str | None:
-    return store.requests.user_of(email) if "@" in email else None
+    return store.users.user_of(email) if "@" in email else None
 
 
 def user_of_token(store: Store, token: str) -> tuple[str, str] | None:
@@ -76,7 +76,7 @@ def send_link(store: Store, notify: Any, catalog: Catalog, email: str, *, client
     channel = next((c for c in (notify.channels.values() if notify else ()) if c.email), None)
     if channel is None:
         raise BadInput("this desk sends no mail (no email channel in notify.yaml): agents sign in with an API token")
-    if not catalog.may_sign_in(email, is_user=store.requests.user_of(email) is not None):
+    if not catalog.may_sign_in(email, is_user=store.users.user_of(email) is not None):
         return
     token = store.portal.link_create(email, client=client, actor=actor)
     back = f"&next={quote(next_path, safe='/')}" if next_path != "/" else ""

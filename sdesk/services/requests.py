@@ -80,9 +80,9 @@ def submit(store: Store, catalog: Catalog, type_id: str, raw: Mapping[str, Any],
         requester = requester.casefold()
     values = check(store, t, raw)
     # Four eyes: neither the requester nor whoever files it for them approves it.
-    excluded = {user_key(requester), user_key(store.requests.user_of(requester) or requester), user_key(actor)}
+    excluded = {user_key(requester), user_key(store.users.user_of(requester) or requester), user_key(actor)}
     if as_requester is None:
-        excluded.add(user_key(store.requests.user_of(actor) or actor))
+        excluded.add(user_key(store.users.user_of(actor) or actor))
     stages = [_stage(store, t, s, values, excluded, teams, requester) for s in t.stages]
     fulfil = (t.runbook, cat.params(t, values, requester)) if t.runbook else None
     ticket_id = store.requests.submit(cat.ticket(t, values, requester), type_id=t.id, answers=values, stages=stages,
@@ -104,33 +104,33 @@ def _stage(store: Store, t: RequestType, stage: cat.Stage, values: Mapping[str, 
     if not applies:
         return {"name": stage.name, "rule": stage.approvers, "approvers": [], "need": 1, "applies": False}
     if kind == "user":
-        people = [store.requests.user_of(rest) or rest]
+        people = [store.users.user_of(rest) or rest]
     elif kind == "role":
-        people = store.requests.users_with(role=rest)
+        people = store.users.users_with(role=rest)
     elif kind == "team":
-        people = [*teams().get(rest, []), *store.requests.users_with(team=rest)]
+        people = [*teams().get(rest, []), *store.users.users_with(team=rest)]
     elif kind == "owner":
         team = None
         try:
             team = store.cmdb.ci_get(name=str(values.get(rest, "")))["team"]
         except NotFound:
             pass
-        people = [*teams().get(team, []), *store.requests.users_with(team=team)] if team else []
+        people = [*teams().get(team, []), *store.users.users_with(team=team)] if team else []
         if not team:
             note = f"{values.get(rest)} has no owner team in the CMDB"
     elif stage.approvers == "manager":
-        manager = store.requests.manager_of(requester)
+        manager = store.users.manager_of(requester)
         people = [manager] if manager else []
         if not manager:
             note = f"{requester} has no manager on this desk (sdesk user add NAME --manager BOSS)"
     people = list(dict.fromkeys(p for p in people if user_key(p) not in excluded))
     need = stage.need or len(people)  # all: everyone found
-    reachable = store.requests.reachable(people)
+    reachable = store.users.reachable(people)
     if len(reachable) < max(1, need):
         found = f"{len(reachable)} of the {max(1, need)} needed" if people else "nobody"
         note = (note + "; " if note else "") + f"{found} found for {stage.approvers} with a way to be asked " \
             "(a user with an email): the desk's admins are asked too"
-        people += [p for p in store.requests.users_with(role="admin") if user_key(p) not in excluded and p not in people]
+        people += [p for p in store.users.users_with(role="admin") if user_key(p) not in excluded and p not in people]
     return {"name": stage.name, "rule": stage.approvers, "approvers": people,
             "need": max(1, min(need, len(people))) if people else 1, "applies": True,
             **({"note": note} if note else {})}
@@ -207,6 +207,6 @@ def problems(store: Store | None, catalog: Catalog, *, runbooks: Mapping[str, An
             kind, _, rest = s.approvers.partition(":")
             if kind == "user" and users is not None and users and user_key(rest) not in users:
                 out.append(f"{where}: approval {s.name}: no user {rest!r} on this desk")
-            if kind == "team" and rest not in teams and store is not None and not store.requests.users_with(team=rest):
+            if kind == "team" and rest not in teams and store is not None and not store.users.users_with(team=rest):
                 out.append(f"{where}: approval {s.name}: no team {rest!r} in oncall.yaml or among the users")
     return out

@@ -177,6 +177,53 @@ class UsersStore:
         if remaining and not others:
             raise Conflict("the desk would have no admin left: make someone else an admin first")
 
+    # -- who is whose (catalog approvals) ---------------------------------------------------------
+
+    def manager_of(self, who: str) -> str | None:
+        """The manager of the user whose name or email `who` is."""
+        row = self.db.conn.execute("SELECT manager FROM users WHERE key = ? OR email = ?",
+                                   (user_key(who), who.strip().casefold())).fetchone()
+        return row[0] if row and row[0] else None
+
+    def user_of(self, who: str) -> str | None:
+        """The name of the user whose name or email `who` is."""
+        row = self.db.conn.execute("SELECT name FROM users WHERE key = ? OR email = ?",
+                                   (user_key(who), who.strip().casefold())).fetchone()
+        return row[0] if row else None
+
+    def reachable(self, names: list[str]) -> list[str]:
+        """Those of `names` who are users of the desk with an email address (mailed, and able to
+        sign in to the portal)."""
+        keys = {user_key(n): n for n in names}
+        if not keys:
+            return []
+        found = {k for (k,) in self.db.conn.execute(
+            f"SELECT key FROM users WHERE email IS NOT NULL AND key IN ({','.join('?' * len(keys))})", list(keys))}
+        return [n for k, n in keys.items() if k in found]
+
+    def users_with(self, *, role: str | None = None, team: str | None = None) -> list[str]:
+        """The desk's users with at least `role` (roles.RANK), or of `team` (users.team)."""
+        rows = self.db.conn.execute("SELECT name, role, team FROM users ORDER BY key").fetchall()
+        if role is not None:
+            return [r[0] for r in rows if RANK.get(r[1], -1) >= RANK[role]]
+        return [r[0] for r in rows if team is not None and (r[2] or "").casefold() == team.casefold()]
+
+    def set_manager(self, name: str, *, manager: str | None, actor: str) -> None:
+        with self.db.write(actor, need="admin", what="managing users") as tx:
+            row = tx.conn.execute("SELECT name, manager FROM users WHERE key = ?", (user_key(name),)).fetchone()
+            if row is None:
+                raise NotFound(f"no user {name!r}")
+            if manager is not None:
+                boss = tx.conn.execute("SELECT name FROM users WHERE key = ?", (user_key(manager),)).fetchone()
+                if boss is None:
+                    raise NotFound(f"--manager: no user {manager!r} (add them first)")
+                if user_key(boss[0]) == user_key(row[0]):
+                    raise BadInput("--manager: a user cannot be their own manager")
+                manager = boss[0]
+            if row[1] != manager:
+                tx.conn.execute("UPDATE users SET manager = ? WHERE key = ?", (manager, user_key(name)))
+                tx.event(None, "user_changed", {"user": row[0], "manager": [row[1], manager]})
+
     # -- API tokens (sdesk serve) -------------------------------------------------------------
 
     def token_add(self, name: str, *, label: str | None, actor: str) -> tuple[int, str]:
