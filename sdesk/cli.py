@@ -66,7 +66,9 @@ RootGroup.lazy = {"cmdb": ("sdesk.commands.cmdb", "app"), "kb": ("sdesk.commands
                   "notify": ("sdesk.commands.talk", "notify_app"), "catalog": ("sdesk.commands.catalog", "app"),
                   "request": ("sdesk.commands.catalog", "request_app"),
                   "approvals": ("sdesk.commands.catalog", "approvals_app"),
-                  "approve": ("sdesk.commands.catalog", "approve_app"), "reject": ("sdesk.commands.catalog", "reject_app")}
+                  "approve": ("sdesk.commands.catalog", "approve_app"), "reject": ("sdesk.commands.catalog", "reject_app"),
+                  "index": ("sdesk.commands.search", "index_app"), "search": ("sdesk.commands.search", "search_app"),
+                  "similar": ("sdesk.commands.search", "similar_app")}
 
 # `sdesk --help` lists the commands in these panels, in this order (a command not named here,
 # such as a new one, is listed under "Commands" first).
@@ -79,7 +81,7 @@ RootGroup.panels = {
     **dict.fromkeys(("oncall", "tick", "escalate", "pages", "sla", "slo"), "On-call & SLA"),
     "runbook": "Runbooks",
     **dict.fromkeys(("catalog", "request", "approvals", "approve", "reject"), "Self-service"),
-    **dict.fromkeys(("kb", "cmdb", "change", "problem"), "Knowledge & CMDB"),
+    **dict.fromkeys(("search", "similar", "index", "kb", "cmdb", "change", "problem"), "Knowledge & CMDB"),
     **dict.fromkeys(("report", "metrics", "postmortem", "csat", "worklog"), "Reports"),
     **dict.fromkeys(("init", "doctor", "demo", "schema", "user", "audit", "backup", "restore", "export", "import",
                      "purge"), "Admin & data"),
@@ -461,12 +463,17 @@ def show(
     t["watchers"] = store.outbox.watchers(ticket_id)  # who is copied on its public updates (sdesk watch)
     events = store.tickets.events(ticket_id=ticket_id)
     context, linked = store.tickets.context(ticket_id=ticket_id), store.kb.kb_linked(ticket_id)
-    if as_json:
-        print_json({**t, "context": context, "kb_linked": linked, "events": events})
-    else:
-        from .render import print_ticket
+    from .services.semantic import near
 
-        print_ticket(t, events, store.tickets.children(ticket_id=ticket_id), context, linked)
+    alike = near(store, ticket_id)  # what the semantic index found like it (no model loaded)
+    if as_json:
+        print_json({**t, "context": context, "kb_linked": linked, "alike": alike, "events": events})
+        return
+    if alike:
+        context = {**(context or {}), "alike": alike}
+    from .render import print_ticket
+
+    print_ticket(t, events, store.tickets.children(ticket_id=ticket_id), context, linked)
 
 
 @app.command()

@@ -196,6 +196,29 @@ def table(headers: list[str], rows: list[list[Any]], empty: str = "nothing to sh
     out.print(t)
 
 
+def print_found_tickets(found: list[dict[str, Any]], *, empty: str) -> None:
+    """Search results and similar tickets: score, ticket, status, title; for a resolved one, how
+    it was resolved, on the line below."""
+    out = console()
+    if not found:
+        out.print(empty, style="dim")
+        return
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("SCORE", justify="right", no_wrap=True)
+    t.add_column("ID", no_wrap=True)
+    t.add_column("STATUS", no_wrap=True)
+    t.add_column("TITLE", ratio=1, overflow="fold")
+    for f in found:
+        score = "-" if f.get("score") is None else f"{f['score']:.3f}" if f["score"] >= 0.01 else f"{f['score']:.4f}"
+        title = Text(controls(f["title"], one_line=True))
+        if f.get("resolution"):
+            title.append("\n" + controls("resolved: " + f["resolution"], one_line=True)[:200], style="dim")
+        if f.get("by") == "not indexed":
+            title.append("  (not indexed yet)", style="dim")
+        t.add_row(score, ref(f["id"]), Text(f["status"], style=STATUS_STYLE.get(f["status"], "")), title)
+    out.print(t)
+
+
 def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
     out = console()
     out.print(Text.assemble((controls(ci["name"], True), "bold"), plain(
@@ -307,6 +330,12 @@ def print_context(ctx: dict[str, Any], linked: list[dict[str, Any]]) -> None:
         grid.add_row("kb linked", plain(f"KB-{a['id']} {a['title']}", one_line=True))
     for s in ctx.get("similar", ()):
         grid.add_row("similar", plain(f"{ref(s['id'])} {s['status']}: {s['title']}", one_line=True))
+    alike = ctx.get("alike") or {}
+    for s in alike.get("tickets", ()):  # by meaning (the semantic index), resolved ones
+        fix = f" -> {s['resolution']}" if s.get("resolution") else ""
+        grid.add_row("resolved alike", plain(f"{ref(s['id'])} ({s['score']:.2f}) {s['title']}{fix}", one_line=True))
+    for a in alike.get("articles", ()):
+        grid.add_row("kb alike", plain(f"KB-{a['id']} ({a['score']:.2f}) {a['title']}", one_line=True))
     if grid.row_count:
         out.print(Text("context", style="bold"))
         out.print(grid)

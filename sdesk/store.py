@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .storage.runbooks import Processes, RunbookStore
     from .storage.sla import SlaStore
     from .storage.triage import TriageStore
+    from .storage.vectors import VectorStore
     pass
 
 
@@ -454,6 +455,12 @@ class Store:
         from .storage.health import HealthStore
 
         return HealthStore(self)
+
+    @cached_property
+    def vectors(self) -> VectorStore:
+        from .storage.vectors import VectorStore
+
+        return VectorStore(self)
 
     @cached_property
     def kb(self) -> KbStore:

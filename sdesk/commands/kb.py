@@ -169,22 +169,18 @@ def search(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array, best first, with snippets.")] = False,
 ) -> None:
-    """Search articles, best match first, with the matching words highlighted.
+    """Search articles, best match first, with the matching words highlighted: by words and by
+    meaning when the semantic index is built (sdesk index), by words alone otherwise (it says which).
 
     Example: sdesk kb search replica lag
 
     Example: sdesk kb search "disk full" --ci db-billing-2 --json
     """
-    from ..domain.kb import fts_query
+    from ..services.semantic import search_kb
+    from .search import _mode_line
 
-    text = " ".join(query)
-    store = store_of(ctx)
-    every = fts_query(text)
-    if every is None:
-        raise BadInput(f"search: {text!r} has no word to look for")
-    found = store.kb.kb_search(every, tag=tag, ci=ci, limit=limit)
-    if not found:
-        found = store.kb.kb_search(fts_query(text, any_term=True) or every, tag=tag, ci=ci, limit=limit)
+    found, mode = search_kb(store_of(ctx), " ".join(query), tag=tag, ci=ci, limit=limit)
+    note(_mode_line(mode))
     if as_json:
         from ..storage.kb import SNIPPET_CLOSE, SNIPPET_OPEN
 

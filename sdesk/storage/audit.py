@@ -310,6 +310,8 @@ class AuditStore:
                             conn.execute(f'DELETE FROM "{child}" WHERE "{child_column}" IN '
                                          f'(SELECT "{parent_column or "rowid"}" FROM "{table}" WHERE "{column}" IN {purged})')
                 conn.execute(f'DELETE FROM "{table}" WHERE "{column}" IN {purged}')
+        # The search index's words of a ticket: an FTS5 table has no foreign key to find it by.
+        conn.execute(f"DELETE FROM ticket_fts WHERE rowid IN {purged}")
         conn.execute(f"DELETE FROM tickets WHERE id IN {purged}")
         conn.execute("DELETE FROM purge_ids")
 

@@ -89,16 +89,17 @@ class Dialect:
         """The Monday (a date, UTC) that starts the week of the time stamp `expr`."""
         raise NotImplementedError
 
-    # -- full-text search over the knowledge base (kb_fts: title, body, tags, cis; key = article id)
-    def fts_rank(self) -> str:
+    # -- full-text search: kb_fts (the knowledge base; key = article id) and ticket_fts (the search
+    # index of tickets, key = ticket id), both with the columns title, body, tags, cis
+    def fts_rank(self, table: str = "kb_fts") -> str:
         """The rank expression of a match (lower is better), title and tags weighted over the body."""
         raise NotImplementedError
 
-    def fts_match(self) -> str:
+    def fts_match(self, table: str = "kb_fts") -> str:
         """A condition: the article matches the query bound to one placeholder."""
         raise NotImplementedError
 
-    def fts_snippet(self, open_mark: str, close_mark: str) -> str:
+    def fts_snippet(self, open_mark: str, close_mark: str, table: str = "kb_fts") -> str:
         """An excerpt of the body around the match, the matched words between the marks."""
         raise NotImplementedError
 
@@ -333,14 +334,14 @@ class SQLite(Dialect):
     def week_start(self, expr: str) -> str:
         return f"date({expr}, 'weekday 0', '-6 days')"
 
-    def fts_rank(self) -> str:
-        return "bm25(kb_fts, 10.0, 1.0, 5.0, 3.0)"
+    def fts_rank(self, table: str = "kb_fts") -> str:
+        return f"bm25({table}, 10.0, 1.0, 5.0, 3.0)"
 
-    def fts_match(self) -> str:
-        return "kb_fts MATCH ?"
+    def fts_match(self, table: str = "kb_fts") -> str:
+        return f"{table} MATCH ?"
 
-    def fts_snippet(self, open_mark: str, close_mark: str) -> str:
-        return f"snippet(kb_fts, 1, '{open_mark}', '{close_mark}', '…', 16)"
+    def fts_snippet(self, open_mark: str, close_mark: str, table: str = "kb_fts") -> str:
+        return f"snippet({table}, 1, '{open_mark}', '{close_mark}', '…', 16)"
 
     def fts_key(self) -> str:
         return "rowid"
@@ -609,15 +610,15 @@ class PostgreSQL(Dialect):
     # kb_fts.doc: title (A), tags (B), CIs (C) and body (D), english stemming without stop words
     # (sdesk_english: FTS5's porter unicode61 has none); the query is fts_query's to_tsquery text.
     # The weights in the rank are bm25's in SQLite (title 10, tags 5, CIs 3, body 1).
-    def fts_rank(self) -> str:
-        return "(-ts_rank('{0.1, 0.3, 0.5, 1.0}', kb_fts.doc, to_tsquery('sdesk_english', ?), 1))"
+    def fts_rank(self, table: str = "kb_fts") -> str:
+        return f"(-ts_rank('{{0.1, 0.3, 0.5, 1.0}}', {table}.doc, to_tsquery('sdesk_english', ?), 1))"
 
-    def fts_match(self) -> str:
-        return "kb_fts.doc @@ to_tsquery('sdesk_english', ?)"
+    def fts_match(self, table: str = "kb_fts") -> str:
+        return f"{table}.doc @@ to_tsquery('sdesk_english', ?)"
 
-    def fts_snippet(self, open_mark: str, close_mark: str) -> str:
+    def fts_snippet(self, open_mark: str, close_mark: str, table: str = "kb_fts") -> str:
         options = f"StartSel={open_mark}, StopSel={close_mark}, MaxWords=16, MinWords=8, FragmentDelimiter=…"
-        return f"ts_headline('sdesk_english', kb_fts.body, to_tsquery('sdesk_english', ?), '{options}')"
+        return f"ts_headline('sdesk_english', {table}.body, to_tsquery('sdesk_english', ?), '{options}')"
 
     def fts_key(self) -> str:
         return "rowid"

@@ -617,9 +617,34 @@ def m015_catalog(db: Database) -> None:
                "csrf TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, ended_at TEXT)")
 
 
+
+def m016_semantic(db: Database) -> None:
+    # Semantic search (issue 24): one vector per ticket and per KB article (its current
+    # revision), with the model that computed it: a vector of another model is stale, so a
+    # change of model re-indexes. `stamp`: the ticket's updated_at (the article's revision) when
+    # indexed; a later one is stale too. `near`: for an open ticket, the resolved tickets and
+    # articles most like it, found when it was indexed, so that `show` needs no model.
+    db.execute("CREATE TABLE ticket_vectors (ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id), model TEXT NOT NULL, "
+               "stamp TEXT NOT NULL, vec BLOB NOT NULL, near TEXT)")
+    db.execute("CREATE TABLE kb_vectors (article_id INTEGER PRIMARY KEY REFERENCES kb_articles(id), model TEXT NOT NULL, "
+               "revision INTEGER NOT NULL, vec BLOB NOT NULL)")
+    # The words of the tickets for `sdesk search`, written by `sdesk index` (never by intake, whose
+    # budget is per arrival): the columns of kb_fts, the body being description and resolution.
+    if getattr(db, "postgres", False):
+        def words(column: str) -> str:
+            return f"to_tsvector('sdesk_english', regexp_replace(coalesce({column}, ''), '[^[:alnum:]]+', ' ', 'g'))"
+
+        db.execute("CREATE TABLE ticket_fts (rowid BIGINT PRIMARY KEY, title TEXT, body TEXT, tags TEXT, cis TEXT, "
+                   "doc tsvector GENERATED ALWAYS AS ("
+                   f"setweight({words('title')}, 'A') || setweight({words('tags')}, 'B') || "
+                   f"setweight({words('cis')}, 'C') || setweight({words('body')}, 'D')) STORED)")
+        db.execute("CREATE INDEX ticket_fts_doc ON ticket_fts USING GIN (doc)")
+    else:
+        db.execute("CREATE VIRTUAL TABLE ticket_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
+
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
          m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state,
-         m013_ticket_changes_told, m014_outbox, m015_catalog]
+         m013_ticket_changes_told, m014_outbox, m015_catalog, m016_semantic]
 SCHEMA_VERSION = len(STEPS)
 
 # `PRAGMA application_id` of an sdesk database ("SDSK" in ASCII), set with the schema version: it

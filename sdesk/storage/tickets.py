@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins  # `list` in this class's annotations is its method
 import functools
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -67,6 +67,20 @@ class TicketStore:
     def get(self, *, ticket_id: int) -> dict[str, Any] | None:
         row = self.db.conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         return ticket_row(row) if row else None
+    def brief(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """What a list of search results shows of each ticket, by id (missing ids left out)."""
+        out: dict[int, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for r in self.db.conn.execute(
+                    "SELECT id, kind, title, status, priority, ci, service, queue, resolution, resolution_code, "
+                    "created_at, resolved_at, problem_id FROM tickets "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+                out[r[0]] = dict(zip(("id", "kind", "title", "status", "priority", "ci", "service", "queue", "resolution",
+                                      "resolution_code", "created_at", "resolved_at", "problem_id"), r))
+        return out
+
     def get_or_raise(self, *, ticket_id: int) -> dict[str, Any]:
         ticket = self.get(ticket_id=ticket_id)
         if ticket is None:

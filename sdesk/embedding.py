@@ -1,0 +1,102 @@
+"""The sentence-embedding model behind semantic search (the optional `semantic` extra).
+
+The model is WordLlama's `l2_supercat` (16 MB of token vectors taken from LLaMA 2's embedding
+layer and trained for similarity): a text's vector is the mean of its tokens' vectors, so a
+ticket costs microseconds and needs no torch. Its weights and tokenizer ship inside the
+`wordllama` wheel; they are read here with `tokenizers` and `safetensors` directly (both are
+wordllama's own dependencies), because `WordLlama.load` imports huggingface_hub (about a second)
+and would try the network for a file it cannot find. Nothing is downloaded, ever.
+
+`available()` only asks whether the package is installed (no import): `sdesk new`, streamed
+intake and `show` never load the model; `sdesk index`, `tick` and `serve` do (services/semantic.py).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import SdeskError
+
+PACKAGE = "wordllama"
+CONFIG, DIM = "l2_supercat", 256
+# A text is cut to this many characters before tokenizing: a mean over tokens moves little after
+# the first few hundred words, and a hostile 10 MB description must cost what a long one costs.
+MAX_CHARS = 4000
+INSTALL = "pip install 'sdesk[semantic]'"
+
+
+class ModelMissing(SdeskError):
+    """The extra is not installed, or its files are not where its wheel puts them."""
+
+
+def available() -> bool:
+    return importlib.util.find_spec(PACKAGE) is not None
+
+
+def model_name() -> str:
+    """What a stored vector was computed with: a change of model or of its version re-indexes."""
+    try:
+        version = importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "missing"
+    return f"{PACKAGE}-{CONFIG}-{DIM}@{version}"
+
+
+class Embedder:
+    """Turns texts into unit vectors (float32, DIM wide). Thread-safe once loaded."""
+
+    def __init__(self) -> None:
+        spec = importlib.util.find_spec(PACKAGE)
+        if spec is None or spec.origin is None:
+            raise ModelMissing(f"semantic search needs its model: {INSTALL}")
+        root = Path(spec.origin).parent
+        tokenizer_file = root / "tokenizers" / f"{CONFIG}_tokenizer_config.json"
+        weights_file = root / "weights" / f"{CONFIG}_{DIM}.safetensors"
+        if not (tokenizer_file.is_file() and weights_file.is_file()):
+            raise ModelMissing(f"the {PACKAGE} package has no {CONFIG} model files in {root}: reinstall it ({INSTALL})")
+        import numpy as np
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        self.name = model_name()
+        self._np = np
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self._table = load_file(str(weights_file))["embedding.weight"].astype(np.float32)
+
+    def embed(self, texts: list[str]) -> Any:
+        """An (n, DIM) float32 array of unit vectors; a text with no token gets zeros."""
+        np = self._np
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = self._tokenizer.encode_batch([t[:MAX_CHARS] for t in texts], add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(encoded))
+        ids = np.fromiter((i for e in encoded for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+        if not len(ids):
+            return out
+        np.clip(ids, 0, len(self._table) - 1, out=ids)
+        has = lengths > 0
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[has]
+        sums = np.add.reduceat(self._table[ids], starts, axis=0)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        out[has] = sums / np.maximum(norms, 1e-12)
+        return out
+
+
+_loaded: Embedder | None = None
+_lock = threading.Lock()
+
+
+def embedder() -> Embedder:
+    """The process's one model, loaded on first use (about 0.1 s)."""
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = Embedder()
+        return _loaded

@@ -1,0 +1,158 @@
+"""The search index: a vector per ticket and per KB article, and the tickets' words (a part of
+`Store`).
+
+Written only by `sdesk index` (and `tick`, `serve` in the background), never by intake: a
+ticket is stale when it has no vector, one of another model, or one older than its last change
+(`stamp` = its updated_at then). Vectors are opaque bytes here (float16, services/semantic.py
+packs them); the tickets' words go to `ticket_fts`, searched as kb_fts is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from ..errors import BadInput
+from .rows import Db
+
+# A stale ticket: no vector, another model's, or one from before its last change.
+_STALE = "(v.ticket_id IS NULL OR v.model <> ? OR v.stamp <> t.updated_at)"
+
+
+class VectorStore:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    # -- tickets --------------------------------------------------------------------------------
+
+    def pending_count(self, model: str) -> dict[str, int]:
+        """How many tickets and articles the index lacks or holds stale, and how many it holds."""
+        conn = self.db.conn
+        tickets = conn.execute(f"SELECT count(*) FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id "
+                               f"WHERE {_STALE}", (model,)).fetchone()[0]
+        articles = conn.execute("SELECT count(*) FROM kb_articles a LEFT JOIN kb_vectors v ON v.article_id = a.id "
+                                "WHERE v.article_id IS NULL OR v.model <> ? OR v.revision <> a.revision",
+                                (model,)).fetchone()[0]
+        held = conn.execute("SELECT count(*) FROM ticket_vectors WHERE model = ?", (model,)).fetchone()[0]
+        held_kb = conn.execute("SELECT count(*) FROM kb_vectors WHERE model = ?", (model,)).fetchone()[0]
+        return {"tickets_pending": tickets, "articles_pending": articles, "tickets_indexed": held,
+                "articles_indexed": held_kb}
+
+    def pending_tickets(self, model: str, *, after: int = 0, limit: int = 2000) -> list[dict[str, Any]]:
+        """The next stale tickets after id `after`, in id order, with what is indexed of them."""
+        rows = self.db.conn.execute(
+            "SELECT t.id, t.kind, t.title, t.description, t.resolution, t.tags, t.ci, t.service, t.status, t.updated_at "
+            f"FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id WHERE t.id > ? AND {_STALE} "
+            "ORDER BY t.id LIMIT ?", (after, model, limit)).fetchall()
+        return [{"id": r[0], "kind": r[1], "title": r[2], "description": r[3] or "", "resolution": r[4] or "",
+                 "tags": orjson.loads(r[5]) if r[5] else [], "ci": r[6], "service": r[7], "status": r[8],
+                 "updated_at": r[9]} for r in rows]
+
+    def put_tickets(self, rows: Sequence[dict[str, Any]], *, model: str, actor: str) -> int:
+        """Store each ticket's vector (`vec`, bytes), its neighbours (`near`, or None) and its words,
+        in one transaction. A ticket changed since it was read is stored with its old stamp, so the
+        next pass takes it again."""
+        if not rows:
+            return 0
+        with self.db.write(actor, need="agent", what="indexing tickets") as tx:
+            conn = tx.conn
+            conn.executemany(
+                "INSERT INTO ticket_vectors (ticket_id, model, stamp, vec, near) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (ticket_id) DO UPDATE SET model = excluded.model, stamp = excluded.stamp, "
+                "vec = excluded.vec, near = excluded.near",
+                [(r["id"], model, r["updated_at"], r["vec"],
+                  orjson.dumps(r["near"]).decode() if r.get("near") is not None else None) for r in rows])
+            ids = [r["id"] for r in rows]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                conn.execute(f"DELETE FROM ticket_fts WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
+            conn.executemany("INSERT INTO ticket_fts (rowid, title, body, tags, cis) VALUES (?, ?, ?, ?, ?)",
+                             [(r["id"], r["title"], "\n".join(x for x in (r["description"], r["resolution"]) if x),
+                               " ".join(r["tags"]), " ".join(x for x in (r["ci"], r["service"]) if x)) for r in rows])
+        return len(rows)
+
+    def ticket_matrix(self, model: str, *, resolved_only: bool = False,
+                      kinds: Sequence[str] = (), since: str | None = None) -> tuple[list[int], list[bytes]]:
+        """The ids and vectors of the indexed tickets (of this model), in id order."""
+        where, args = ["v.model = ?"], [model]
+        if resolved_only:
+            where.append("t.status IN ('resolved', 'closed')")
+        if kinds:
+            where.append(f"t.kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        if since is not None:
+            where.append("t.created_at >= ?")
+            args.append(since)
+        join = "" if len(where) == 1 else " JOIN tickets t ON t.id = v.ticket_id"
+        rows = self.db.conn.execute(f"SELECT v.ticket_id, v.vec FROM ticket_vectors v{join} WHERE {' AND '.join(where)} "
+                                    "ORDER BY v.ticket_id", args).fetchall()
+        return [r[0] for r in rows], [bytes(r[1]) for r in rows]
+
+    def ticket_vector(self, ticket_id: int, *, model: str) -> bytes | None:
+        row = self.db.conn.execute("SELECT vec FROM ticket_vectors WHERE ticket_id = ? AND model = ?",
+                                   (ticket_id, model)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def near(self, ticket_id: int) -> dict[str, Any] | None:
+        """What the index found like this ticket when it last indexed it (None: not indexed)."""
+        row = self.db.conn.execute("SELECT near FROM ticket_vectors WHERE ticket_id = ?", (ticket_id,)).fetchone()
+        return orjson.loads(row[0]) if row and row[0] else None
+
+    def search_tickets(self, query: str, *, limit: int) -> list[tuple[int, float]]:
+        """Indexed tickets whose words match `query` (the dialect's FTS query text), best first."""
+        d = self.db.dialect
+        sql = (f"SELECT rowid, {d.fts_rank('ticket_fts')} AS score FROM ticket_fts WHERE {d.fts_match('ticket_fts')} "
+               "ORDER BY score, rowid LIMIT ?")
+        try:
+            return [(r[0], r[1]) for r in self.db.conn.execute(sql, [*[query] * d.fts_binds, query, limit])]
+        except sqlite3.OperationalError as e:
+            raise BadInput(f"search: {e}") from None
+
+    def unindexed_matching(self, words: Sequence[str], *, limit: int) -> list[int]:
+        """Tickets not yet in the index whose title or description has every word (newest first):
+        a ticket is found by its words before `sdesk index` reaches it."""
+        like = self.db.dialect.like
+        where, args = [], []
+        for w in words[:8]:
+            pattern = "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(f"(t.title {like} ? ESCAPE '\\' OR t.description {like} ? ESCAPE '\\')")
+            args += [pattern, pattern]
+        if not where:
+            return []
+        rows = self.db.conn.execute(
+            "SELECT t.id FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id WHERE v.ticket_id IS NULL AND "
+            + " AND ".join(where) + " ORDER BY t.id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    # -- the knowledge base ------------------------------------------------------------------
+
+    def pending_articles(self, model: str) -> list[dict[str, Any]]:
+        rows = self.db.conn.execute(
+            "SELECT a.id, a.revision, a.title, a.body, a.tags FROM kb_articles a "
+            "LEFT JOIN kb_vectors v ON v.article_id = a.id "
+            "WHERE v.article_id IS NULL OR v.model <> ? OR v.revision <> a.revision ORDER BY a.id", (model,)).fetchall()
+        return [{"id": r[0], "revision": r[1], "title": r[2], "body": r[3], "tags": orjson.loads(r[4])} for r in rows]
+
+    def put_articles(self, rows: Sequence[dict[str, Any]], *, model: str, actor: str) -> int:
+        if not rows:
+            return 0
+        with self.db.write(actor, need="agent", what="indexing articles") as tx:
+            tx.conn.executemany(
+                "INSERT INTO kb_vectors (article_id, model, revision, vec) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (article_id) DO UPDATE SET model = excluded.model, revision = excluded.revision, "
+                "vec = excluded.vec", [(r["id"], model, r["revision"], r["vec"]) for r in rows])
+        return len(rows)
+
+    def article_matrix(self, model: str, *, tag: str | None = None) -> tuple[list[int], list[bytes]]:
+        if tag is None:
+            rows = self.db.conn.execute("SELECT article_id, vec FROM kb_vectors WHERE model = ? ORDER BY article_id",
+                                        (model,)).fetchall()
+        else:
+            rows = self.db.conn.execute(
+                "SELECT v.article_id, v.vec FROM kb_vectors v JOIN kb_articles a ON a.id = v.article_id "
+                f"WHERE v.model = ? AND {self.db.dialect.json_array_has('a.tags', '?')} ORDER BY v.article_id",
+                (model, tag)).fetchall()
+        return [r[0] for r in rows], [bytes(r[1]) for r in rows]
