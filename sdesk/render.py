@@ -219,6 +219,28 @@ def print_found_tickets(found: list[dict[str, Any]], *, empty: str) -> None:
     out.print(t)
 
 
+def print_suggestions(found: list[dict[str, Any]], ref: Any) -> None:
+    """Suggested problems, most costly first: what they share, their incidents, the command."""
+    out = console()
+    for n, s in enumerate(found, start=1):
+        where = ", ".join(s["cis"] or s["services"]) or "no CI"
+        out.print(Text.assemble((f"{n}. ", "bold"), (controls(s["title"], one_line=True), "bold"),
+                                (f"  {where}", "dim")))
+        out.print(Text(f"   {plural(len(s['members']), 'incident')} ({s['open']} open), {s['hours']:,} hours open in all, "
+                       f"{local(s['first'])} to {local(s['last'])}"))
+        out.print(Text("   " + ", ".join(ref(i) for i in s["members"][:20])
+                       + (f" and {len(s['members']) - 20} more" if len(s["members"]) > 20 else ""), style="dim"))
+        members = ",".join(str(i) for i in s["members"])
+        out.print(Text(f"   sdesk problem new --from {members} --title {_shell_quote(s['title'])}", style="cyan"))
+        out.print()
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(controls(text, one_line=True))
+
+
 def print_ci(ci: dict[str, Any], tickets: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
     out = console()
     out.print(Text.assemble((controls(ci["name"], True), "bold"), plain(

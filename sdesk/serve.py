@@ -317,6 +317,39 @@ class Courier(_Worker):
                     failures += 1
 
 
+class Indexer(_Worker):
+    """Keeps the semantic index up to date (services/semantic.py) when the extra is installed: a
+    pass every POLL seconds, its own connection, the model loaded once. Intake never waits for it;
+    a ticket it has not reached yet is found by its words."""
+
+    POLL = 30.0
+
+    def __init__(self, desk: Desk, actor: str):
+        self.actor = actor
+        super().__init__(desk, "sdesk-indexer")
+
+    def _run(self) -> None:
+        from .services.semantic import index_in_background
+
+        failures = 0
+        with self.desk.connect(claimed=False) as store:
+            while not self.closing:
+                try:
+                    done = index_in_background(store, actor=self.actor)
+                    failures = 0
+                    if done and done["pending"]:
+                        continue  # more than a pass's share waits: the next share now
+                except PermissionDenied as e:  # the server's actor may not write: no index from here
+                    log(f"index: {e}; the semantic index is left to sdesk index or tick")
+                    return
+                except Exception as e:  # noqa: BLE001 - said (every tenth failure), and the next pass tries again
+                    if failures % 10 == 0:
+                        log(f"index: {e}")
+                    failures += 1
+                self.due.wait(self.POLL)
+                self.due.clear()
+
+
 def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, rejects: Path,
              severity: Mapping[str, str] = SEVERITY, options: dict[str, Any] | None = None,
              runbooks: Mapping[str, Any] | None = None, public_url: str | None = None) -> Starlette:
@@ -337,6 +370,9 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
         portal.poke = automation.poke
     config = desk.store().notify
     courier = Courier(desk, config, actor) if config is not None else None
+    from .embedding import available
+
+    indexer = Indexer(desk, actor) if available() else None
     pokes = [c.poke for c in (automation, courier) if c is not None]
     if pokes:
         writer.on_stored = lambda: [poke() for poke in pokes]
@@ -434,6 +470,8 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
             await asyncio.to_thread(automation.close)
         if courier is not None:
             await asyncio.to_thread(courier.close)
+        if indexer is not None:
+            await asyncio.to_thread(indexer.close)
 
     routes = [Route(path, receive, methods=["POST"]) for path in ROUTES]
     app = Starlette(routes=[*routes, Route("/healthz", healthz, methods=["GET"]), *portal.routes()], lifespan=lifespan,

@@ -100,7 +100,7 @@ class TriageConfig(NamedTuple):
     group_by: tuple[str, ...] = ()  # labels whose values group alerts into one incident
     group_key: bool = False  # also group by the sender's group key (Alertmanager's groupKey, as PagerDuty does)
     flap_minutes: int = 60  # a resolved alert firing again this soon reopens its ticket
-    classifier_threshold: float = 0.6
+    classifier_threshold: float | None = None  # None: the model's own, chosen when it was trained
     triage_queue: str = "triage"
     timezone: tzinfo | None = None  # for time and weekday conditions; None: the machine's
 
@@ -576,10 +576,11 @@ def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping
             guess = classify(field, text=text)
             if guess is None:
                 continue
-            label, confidence = guess
-            routed = confidence >= config.classifier_threshold
+            label, confidence, trained = guess
+            threshold = trained if config.classifier_threshold is None else config.classifier_threshold
+            routed = confidence >= threshold
             explanation.setdefault("classifier", {})[field] = {
-                "label": label, "confidence": round(confidence, 3), "threshold": config.classifier_threshold,
+                "label": label, "confidence": round(confidence, 3), "threshold": round(threshold, 4),
                 "applied": routed}
             if routed:
                 sets[field] = label

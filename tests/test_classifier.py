@@ -133,8 +133,8 @@ def test_stored_model_decides_as_sklearn_does(tmp_path, texts, labels):
     decisions = svm.decision_function(vectorizer.transform(held))
     with Store(tmp_path / "m.db") as store:  # a new process's view: info and terms from disk
         got = [store.classifier.classify("category", text=text) for text in held]
-    assert all(0.0 <= confidence <= 1.0 for _, confidence in got)
-    for text, (label, _), want, decision in zip(held, got, expected, decisions):
+    assert all(0.0 <= confidence <= 1.0 and threshold == model.threshold for _, confidence, threshold in got)
+    for text, (label, _, _), want, decision in zip(held, got, expected, decisions):
         ours = model.scores(text, model.lookup)
         if decision.ndim == 0:  # two classes: scikit-learn gives the second class's score
             decision = [0.0, float(decision)]
@@ -142,7 +142,7 @@ def test_stored_model_decides_as_sklearn_does(tmp_path, texts, labels):
         if label != want:  # only a float32 rounding of a near tie may flip a decision
             top = sorted(decision)[-2:]
             assert top[1] - top[0] < 1e-4, (text, label, want)
-    agree = sum(label == want for (label, _), want in zip(got, expected)) / len(held)
+    agree = sum(label == want for (label, _, _), want in zip(got, expected)) / len(held)
     assert agree >= 0.995
 
 
@@ -294,7 +294,7 @@ def test_train_from_csv_then_classify(cli, tmp_path, db_path):
     assert (q["docs"], q["skipped"], q["classes"], q["source"]) == (300, 1, sorted(VOCAB), str(path))
     assert q["terms"] > 40 and 0 < q["holdout"]["accuracy"] <= 1 and q["threshold"] == classifier.DEFAULT_THRESHOLD
     with Store(db_path) as store:
-        label, confidence = store.classifier.classify("queue", text="my laptop battery and charger are broken")
+        label, confidence, _ = store.classifier.classify("queue", text="my laptop battery and charger are broken")
         assert label == "Hardware" and confidence >= classifier.DEFAULT_THRESHOLD
         assert store.classifier.classify("category", text="anything") is None  # no model for that field
         info = store.classifier.classifier_info("queue")
@@ -371,7 +371,10 @@ def test_slow_full_corpus_reaches_macro_f1_086(cli):
     r = cli.json("triage", "eval", "--from-csv", str(FULL), "--text", "Document", "--label", "Topic_group")
     assert (r["train"], r["test"]) == (38270, 9567)
     assert r["macro_f1"] >= 0.86
-    assert r["routed_share"] >= 0.8 and r["routed_precision"] >= r["accuracy"] + 0.03
+    # Issue 24: the threshold chosen at training for 95% precision on the calibration tickets
+    # (about 0.79): measured 94.8% right at 76.9% routed on the test tickets (0.6 gave 91.7% at 87.6%).
+    assert r["threshold"] > classifier.DEFAULT_THRESHOLD
+    assert r["routed_share"] >= 0.75 and r["routed_precision"] >= 0.94
 
 
 def test_classifying_imports_no_numpy_scipy_or_sklearn(cli, tmp_path, db_path):
@@ -381,7 +384,7 @@ def test_classifying_imports_no_numpy_scipy_or_sklearn(cli, tmp_path, db_path):
     code = (
         "import sys\n"
         "from sdesk.store import Store\n"
-        f"label, confidence = Store({str(db_path)!r}).classifier.classify('category', text='printer screen broken')\n"
+        f"label, confidence, _ = Store({str(db_path)!r}).classifier.classify('category', text='printer screen broken')\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy', 'sklearn'})\n"
         "print(label, heavy)\n"
     )

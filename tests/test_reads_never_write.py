@@ -37,6 +37,7 @@ READS = {
     "outbox list": [], "outbox show": ["1"], "notify check": [], "notify preview": ["SD-1", "--event", "resolved"],
     "status-page": ["--out", "status"],
     "catalog list": [], "catalog show": ["quota-increase"], "catalog check": [], "approvals": ["--user", "dave"],
+    "search": ["checkout errors"], "similar": ["SD-1"], "problem suggest": ["--min-size", "2"],
 }
 # `doctor` exits 1 when a check fails (the demo's desk has no tick from cron, and pages that failed).
 EXIT = {"doctor": 1}
@@ -52,6 +53,7 @@ WRITES = {
     "backup",  # records when the last backup was made, which `doctor` reports
     "reply", "watch", "unwatch", "status", "outbox retry", "outbox drop", "outbox send",
     "request", "approve", "reject",
+    "index",  # the semantic index: vectors and words of the tickets, derived from them
 }
 # Not run here: the TUI and the HTTP receiver have their own tests (and serve is a write);
 # `demo` runs on a temporary database of its own; `triage eval` reads a labelled file, not the desk.

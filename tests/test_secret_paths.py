@@ -277,6 +277,9 @@ WRITTEN = {
     "approval_votes": "approvers (identifiers); reasons through _Tx.clean",
     "portal_links": "an email address, a client's IP address, the link's sha256 (never the link)",
     "portal_sessions": "an email address or a user name, the session's sha256, a CSRF token",
+    "ticket_vectors": "vectors computed from stored, redacted tickets; neighbours are ids and scores",
+    "kb_vectors": "vectors computed from stored articles (through _Tx.clean)",
+    "ticket_fts": "copied from stored, redacted tickets (title, description, resolution, tags, CI)",
 }
 
 

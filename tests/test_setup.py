@@ -50,6 +50,7 @@ READS: dict[str, list[str] | None] = {
     "catalog list": None, "catalog show": None, "catalog check": None,
     "request": ["password-reset", "--field", "account=jdoe"], "approvals": [], "approve": ["SD-1"],
     "reject": ["SD-1", "--reason", "no"],
+    "index": [], "search": ["disk"], "similar": ["SD-1"], "problem suggest": [],
 }
 
 

@@ -53,6 +53,7 @@ def tick(
                  f"{plural(summary['sla_breaches'], 'breach', 'breaches')}, "
                  f"{plural(len(summary['automation']), 'automated runbook run')}, "
                  f"{plural(summary['messages']['sent'], 'message')} sent"
+                 + (f", {plural(summary['indexed'], 'ticket')} indexed" if summary["indexed"] else "")
                  + (f" ({summary['messages']['waiting']:,} waiting: sdesk outbox list)" if summary["messages"]["waiting"]
                     else ""))
         for problem in summary["config_errors"]:
@@ -101,8 +102,23 @@ def _tick_once(settings) -> dict:
     summary["config_errors"] = problems + [f"{e}; anyone not a user has the built-in default role meanwhile"
                                            for e in settings.roles_fallback]
     summary["messages"] = _deliver_messages(settings, notify)
+    summary["indexed"] = _index(settings, problems)
     settings.store().set_desk_state("tick", value=clock.now_iso(), actor=settings.actor)  # for sdesk doctor: cron alive
     return summary
+
+
+def _index(settings, problems: list[str]) -> int | None:
+    """The semantic index brought up to date (a bounded share of it a tick), when the extra is
+    installed: how many tickets it took; a failure is a warning, the rest of tick is done."""
+    from ..errors import SdeskError
+    from ..services.semantic import index_in_background
+
+    try:
+        done = index_in_background(settings.store(), actor=settings.actor)
+    except SdeskError as e:
+        problems.append(f"the semantic index was not updated: {e}")
+        return None
+    return None if done is None else done["tickets"]
 
 
 def _notify_config(settings, problems: list[str]):

@@ -140,7 +140,7 @@ def train(
         print(f"{t['field']}: {plural(len(t['classes']), 'class', 'classes')} from {plural(t['docs'], 'ticket')}, "
               f"{plural(t['terms'], 'term')}")
         print(f"  held out {h['n']:,}: accuracy {h['accuracy']:.3f}, macro-F1 {h['macro_f1']:.3f}; at confidence "
-              f">= {t['threshold']}: {h['routed_share']:.0%} routed, {_pct(h['routed_precision'])} of them right")
+              f">= {round(t['threshold'], 3):g}: {h['routed_share']:.0%} routed, {_pct(h['routed_precision'])} of them right")
         table(["class", "tickets"], [[c, f"{n:,}"] for c, n in t["class_counts"].items()])
 
 
@@ -157,8 +157,11 @@ def _pct(value: Optional[float]) -> str:
 
 @app.command("eval")
 def eval_(
+    ctx: typer.Context,
     from_csv: Annotated[Path, typer.Option("--from-csv", help="A labelled .csv file, or a .zip holding one.", dir_okay=False, show_default=False)],
     text: TextOpt = [], label: LabelOpt = None,
+    stored: Annotated[bool, typer.Option("--model", help="Score the desk's stored model (of --field) on every row, without training: a drift check.")] = False,
+    field: Annotated[Field, typer.Option("--field", help="With --model: the stored model to score.")] = Field.category,
     test_share: Annotated[float, typer.Option("--test-share", help="The share of rows held out for testing (stratified by label).")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 1,
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Confidence at which a ticket is routed automatically (default: the model's).", show_default=False)] = None,
@@ -173,10 +176,15 @@ def eval_(
     Example: sdesk triage eval --from-csv tickets.zip --text Document --label Topic_group
 
     Example: sdesk triage eval --from-csv tickets.csv --text title --text body --label queue --json
+
+    Example: sdesk triage eval --model --from-csv last-month.csv --text title --label category
     """
     from ..domain.classifier import evaluate, split
 
     data = _read_csv(from_csv, text, label)
+    if stored:
+        _eval_stored(ctx, data, field.value, threshold, as_json)
+        return
     train_idx, test_idx = split(data.labels, test_share, seed)
     if not test_idx:
         raise BadInput(f"--test-share: {test_share} of {len(data.texts)} rows leaves nothing to test")
@@ -193,14 +201,50 @@ def eval_(
     _print_report(report)
 
 
+def _eval_stored(ctx: typer.Context, data: Any, field: str, threshold: Optional[float], as_json: bool) -> None:
+    """The desk's stored model on every labelled row, as intake classifies (its terms read from
+    the store), at its own threshold unless --threshold."""
+    from ..domain.classifier import evaluate
+    from ..errors import NotFound
+
+    store = store_of(ctx)
+    info = store.classifier.classifier_info(field)
+    if info is None:
+        raise NotFound(f"no stored model for {field}: sdesk triage train --field {field}")
+    note(f"eval: classifying {len(data.texts):,} tickets with the {field} model trained {info['trained_at']}")
+    guesses = [store.classifier.classify(field, text=t) for t in data.texts]
+    report = evaluate(data.labels, [g[0] for g in guesses], [g[1] for g in guesses],
+                      info["threshold"] if threshold is None else threshold)
+    unknown = sorted(set(data.labels) - set(info["classes"]))
+    report = {**report, "model": {"field": field, "trained_at": info["trained_at"], "docs": info["n_docs"],
+                                  "threshold": info["threshold"], "holdout": info["holdout"]},
+              "test": len(data.texts), "skipped": data.skipped, "labels_unknown_to_model": unknown}
+    if as_json:
+        print_json(report)
+        return
+    if unknown:
+        note(f"warning: labels the model never learned: {', '.join(unknown[:10])}")
+    _print_report(report)
+    held = info["holdout"]
+    if held.get("routed_precision") is not None and report["routed_precision"] is not None:
+        drift = report["routed_precision"] - held["routed_precision"]
+        print(f"routed precision {report['routed_precision']:.1%} against {held['routed_precision']:.1%} when trained "
+              f"({drift:+.1%})")
+
+
 def _print_report(r: dict[str, Any]) -> None:
     from ..domain.plain import plural
     from ..render import table
 
-    print(f"train {r['train']:,} / test {plural(r['test'], 'ticket')} (seed {r['seed']})"
-          + (f", {plural(r['skipped'], 'row')} skipped" if r["skipped"] else ""))
+    if "model" in r:
+        print(f"stored {r['model']['field']} model (trained {r['model']['trained_at']} on "
+              f"{plural(r['model']['docs'], 'ticket')}) / test {plural(r['test'], 'ticket')}"
+              + (f", {plural(r['skipped'], 'row')} skipped" if r["skipped"] else ""))
+    else:
+        print(f"train {r['train']:,} / test {plural(r['test'], 'ticket')} (seed {r['seed']})"
+              + (f", {plural(r['skipped'], 'row')} skipped" if r["skipped"] else ""))
     print(f"accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}")
-    print(f"at confidence >= {r['threshold']}: {r['routed']:,} routed automatically ({r['routed_share']:.1%}), "
+    print(f"at confidence >= {round(r['threshold'], 3):g}: {r['routed']:,} routed automatically ({r['routed_share']:.1%}), "
           f"precision {_pct(r['routed_precision'])}")
     table(["class", "precision", "recall", "f1", "support"],
           [[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]

@@ -263,3 +263,31 @@ def problem_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
     table(["id", "status", "known error", "incidents", "title"],
           [[ref(p["id"]), p["status"], "yes" if p["known_error"] else "", p["incidents"], p["title"]] for p in problems],
           empty="no problems")
+
+
+@problem_app.command("suggest")
+def problem_suggest(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option("--since", help="How far back: 30d, 12h, 2w, or a time (ISO 8601).")] = "30d",
+    min_size: Annotated[int, typer.Option("--min-size", min=2, max=1000, help="Incidents a suggestion needs.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array, most costly first.")] = False,
+) -> None:
+    """Suggest problems: recent incidents alike in meaning and on the same CI (or service), not
+    yet under a problem, grouped, most costly first (the hours they were open). Each comes with
+    the command that opens it. Needs the `semantic` extra and the index (`sdesk index`).
+
+    Example: sdesk problem suggest --since 14d
+    """
+    from ..domain.lifecycle import ref
+    from ..services.semantic import suggest_problems
+
+    found = suggest_problems(store_of(ctx), since=clock.back(since, "--since"), min_size=min_size)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        note(f"no suggestion: no {min_size} incidents since {since} are alike (sdesk index keeps the index current)")
+        return
+    from ..render import print_suggestions
+
+    print_suggestions(found, ref)

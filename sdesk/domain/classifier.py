@@ -35,10 +35,15 @@ C = 0.3
 # small desk every word counts.
 MIN_DF_FROM_DOCS = 1000
 CALIBRATION_SHARE = 0.1
-# Routed automatically when confidence >= this. With the fitted temperature, confidence tracks
-# the chance of being right; on the corpus 0.6 routes ~88% of tickets at ~92% precision, against
-# ~87% accuracy over all tickets (0.7: ~82% at ~93%). bench/classifier_bench.py measures it.
+# Routed automatically when confidence >= the model's threshold. With the fitted temperature,
+# confidence tracks the chance of being right; on the corpus 0.6 routes ~88% of tickets at ~92%
+# precision, against ~87% accuracy over all tickets. The threshold is chosen at training, on the
+# held-out calibration tickets, as the lowest that keeps TARGET_PRECISION of the routed right
+# (on the corpus: about 0.79, routing ~77% at ~95%; bench/classifier_bench.py). With fewer than
+# MIN_CALIBRATION held-out tickets that choice is noise, and DEFAULT_THRESHOLD stands.
 DEFAULT_THRESHOLD = 0.6
+TARGET_PRECISION = 0.95
+MIN_CALIBRATION = 200
 
 _token = re.compile(TOKEN_PATTERN)
 
@@ -176,6 +181,8 @@ def train(texts: Sequence[str], labels: Sequence[str], progress: Progress | None
     model.class_counts = dict(sorted(counts.items()))
     held_pred = [held_classes[max(range(len(s)), key=s.__getitem__)] for s in held_scores]
     held_conf = [_confidence(s, temperature) for s in held_scores]
+    if len(held_true) >= MIN_CALIBRATION:
+        model.threshold = choose_threshold(held_conf, [t == p for t, p in zip(held_true, held_pred)], TARGET_PRECISION)
     report = evaluate(held_true, held_pred, held_conf, model.threshold)
     model.holdout = {k: report[k] for k in ("n", "accuracy", "macro_f1", "routed_share", "routed_precision")}
     return model
@@ -218,6 +225,20 @@ def _export(vectorizer: Any, svm: Any, temperature: float) -> Model:
 def _confidence(scores: Sequence[float], temperature: float) -> float:
     top = max(scores)
     return 1.0 / sum(math.exp((s - top) / temperature) for s in scores)
+
+
+def choose_threshold(confidences: Sequence[float], right: Sequence[bool], target: float) -> float:
+    """The lowest confidence threshold at which the tickets routed (confidence >= it) are at least
+    `target` right, on held-out tickets: the most routed for that precision. 1.0 when no threshold
+    reaches it (nothing is routed: a person decides every ticket)."""
+    ranked = sorted(zip(confidences, right), key=lambda cr: -cr[0])
+    best, hits = 1.0, 0
+    for n, (confidence, ok) in enumerate(ranked, start=1):
+        hits += ok
+        # Only where the next ticket's confidence is lower: a threshold cannot split a tie.
+        if hits / n >= target and (n == len(ranked) or ranked[n][0] < confidence):
+            best = confidence
+    return best
 
 
 def fit_temperature(scores: Sequence[Sequence[float]], truth: Sequence[int]) -> float:

@@ -168,6 +168,9 @@ class TicketShown(Ticket):
     watchers: list[str]  # email addresses and users copied on its public updates (sdesk watch)
     context: dict[str, Any] | None
     kb_linked: list[dict[str, Any]]
+    # What the semantic index found like it when it indexed it: resolved tickets and articles with
+    # their cosine (None: not indexed, or the `semantic` extra is not installed).
+    alike: dict[str, Any] | None = None
     events: list[Event]
 
 

@@ -100,8 +100,14 @@ def search(store: Store, catalog: Catalog, query: str, *, kb: bool) -> dict[str,
             scored.append((-score, t.title, t))
     articles: list[dict[str, Any]] = []
     if kb and store.kb.has_articles():
-        match = " OR ".join(f'"{w}"' for w in words)
-        articles = store.kb.kb_search(match, tag=catalog.kb_tag, limit=8)
+        # By words and meaning when the semantic index is built ("forgot my passcode" finds the
+        # password article). Articles only: other people's tickets are not a requester's to see.
+        from .semantic import search_kb
+
+        try:
+            articles, _ = search_kb(store, " ".join(words), tag=catalog.kb_tag, limit=8)
+        except BadInput:  # only stop words
+            articles = []
     for a in articles:
         a["parts"] = _marked(a.pop("snippet", ""))
     return {"query": query[:MAX_QUERY], "types": [t for _, _, t in sorted(scored, key=lambda s: s[:2])][:12],

@@ -1,7 +1,7 @@
 """Semantic search over the store: the index (`sdesk index`, and `tick` and `serve` in the
 background), hybrid search of articles and tickets, similar tickets, and problem candidates.
 
-Hybrid search ranks twice, by words (the full-text index's bm25) and by meaning (the cosine of
+Hybrid search ranks twice, by words (the full-text index's rank) and by meaning (the cosine of
 the query's vector and each document's), and merges the two rankings by reciprocal rank fusion
 (domain/semantic.fuse). It is used whenever the `semantic` extra is installed and the index holds
 vectors of the current model; otherwise search is by words alone, and says so (`mode`).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import embedding
@@ -120,11 +120,14 @@ def status(store: Store) -> dict[str, Any]:
     return {"installed": True, "model": embedding.model_name(), **store.vectors.pending_count(embedding.model_name())}
 
 
+BACKGROUND_SHARE = 20000  # tickets a tick (or serve's pass) indexes at most, about 10 s: the rest next time
+
+
 def index_in_background(store: Store, *, actor: str) -> dict[str, Any] | None:
     """One pass for `tick` and `serve`: nothing when the extra is not installed."""
     if not embedding.available():
         return None
-    return index(store, actor=actor)
+    return index(store, actor=actor, limit=BACKGROUND_SHARE)
 
 
 # -- search ---------------------------------------------------------------------------------------
@@ -232,9 +235,9 @@ def near(store: Store, ticket_id: int) -> dict[str, Any] | None:
 # -- problems -----------------------------------------------------------------------------------
 
 
-def suggest_problems(store: Store, *, since_days: int = 30, min_size: int = 3,
-                     threshold: float = CLUSTER_THRESHOLD, now: Any = None) -> list[dict[str, Any]]:
-    """Incidents since `since_days` ago that are alike in meaning and on the same CI (or service),
+def suggest_problems(store: Store, *, since: datetime | None = None, min_size: int = 3,
+                     threshold: float = CLUSTER_THRESHOLD, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Incidents since `since` (30 days ago by default) that are alike in meaning and on the same CI (or service),
     not yet under a problem, grouped; each group of `min_size` or more is a suggested problem,
     with its members, CIs, a title (its most typical member's) and the hours its incidents were
     open, most costly first."""
@@ -243,8 +246,8 @@ def suggest_problems(store: Store, *, since_days: int = 30, min_size: int = 3,
     if min_size < 2:
         raise BadInput("--min-size: a problem explains at least 2 incidents")
     now = now or clock.now()
-    since = clock.iso(now - timedelta(days=since_days))
-    ids, blobs = store.vectors.ticket_matrix(embedding.model_name(), kinds=("incident",), since=since)
+    since = since or now - timedelta(days=30)
+    ids, blobs = store.vectors.ticket_matrix(embedding.model_name(), kinds=("incident",), since=clock.iso(since))
     brief = store.tickets.brief(ids)
     keep = [p for p, i in enumerate(ids) if i in brief and brief[i]["problem_id"] is None]
     if not keep:

@@ -63,14 +63,15 @@ class ClassifierStore:
                                 (check_field(field),)).fetchone()
         return {**orjson.loads(row["info"]), "field": field, "trained_at": row["trained_at"]} if row else None
 
-    def classify(self, field: str, *, text: str) -> tuple[str, float] | None:
-        """(label, confidence in [0, 1]) from the field's model, or None when there is none."""
+    def classify(self, field: str, *, text: str) -> tuple[str, float, float] | None:
+        """(label, confidence in [0, 1], the model's routing threshold) from the field's model, or
+        None when there is none."""
         # The info and the terms must come from the same model, even if one is saved meanwhile.
         with self.db.dialect.reading(self.db.conn):
             model = self._classifier_model(field)
             if model is None:
                 return None
-            return model.predict(text, lambda terms: self._classifier_terms(field, terms))
+            return (*model.predict(text, lambda terms: self._classifier_terms(field, terms)), model.threshold)
 
     def training_tickets(self, field: str) -> list[tuple[str, str]]:
         """(title + newline + description, the field's value) of every resolved or closed ticket

@@ -588,9 +588,14 @@ class TicketScreen(Page):
 
 def ticket_data(store: Any, ticket_id: int, sla: Any) -> tuple:
     """What the ticket screen shows, read in one go (TicketScreen.draw)."""
+    from ..services.semantic import near
+
     t = store.tickets.get_or_raise(ticket_id=ticket_id)
     children = store.tickets.children(ticket_id=ticket_id)
-    return (t, store.tickets.events(ticket_id=ticket_id), children, store.tickets.context(ticket_id=ticket_id),
+    context, alike = store.tickets.context(ticket_id=ticket_id), near(store, ticket_id)
+    if alike:  # resolved tickets and articles alike in meaning (the semantic index), under context
+        context = {**(context or {}), "alike": alike}
+    return (t, store.tickets.events(ticket_id=ticket_id), children, context,
             store.kb.kb_linked(ticket_id), store.triage.why(ticket_id=ticket_id), store.runbooks.runs(ticket_id=ticket_id),
             store.metrics.ticket_alerts([ticket_id, *(c["id"] for c in children)]),
             _sla_left(store, sla, [t], detail=True).get(t["id"]))
