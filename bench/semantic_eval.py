@@ -25,13 +25,11 @@ QUERIES = ROOT / "bench" / "semantic" / "kb_queries.yaml"
 CORPUS = ROOT.parent / "shared" / "corpus" / "tickets" / "it_service_ticket_classification_v3_kaggle_cc0.zip"
 
 
-def example_store(path: Path) -> Any:
-    """A desk holding the example articles, indexed."""
+def with_examples(store: Any) -> Any:
+    """The store, given the example articles and indexed."""
     from sdesk.domain.kb import check_article, parse_article
     from sdesk.services import semantic
-    from sdesk.store import Store
 
-    store = Store(path)
     articles = [(p.stem, check_article(parse_article(p.read_text(encoding="utf-8"), str(p)), str(p)))
                 for p in sorted((ROOT / "examples" / "kb").glob("*.md"))]
     store.kb.kb_sync(articles, actor="eval")
@@ -110,7 +108,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"kb": kb_eval(example_store(Path(tmp) / "eval.db"), load_queries())}
+        from sdesk.store import Store
+
+        with Store(Path(tmp) / "eval.db") as store:
+            result = {"kb": kb_eval(with_examples(store), load_queries())}
     if args.tickets and CORPUS.exists():
         result["tickets"] = neighbour_eval(args.tickets)
     print(json.dumps(result, indent=2))

@@ -25,11 +25,16 @@ if TYPE_CHECKING:
 
 HYBRID, WORDS = "hybrid", "words"
 CHUNK = 2000  # tickets embedded and written per transaction
-NEAR_TICKETS, NEAR_ARTICLES = 5, 3
+NEAR_TICKETS, NEAR_ARTICLES = 5, 2
 # Cosines under these are not "alike" enough to offer (measured on the example desk and the corpus:
 # unrelated tickets score 0.1-0.4 with this model, rewordings of one problem 0.6 and up).
 NEAR_FLOOR = 0.6
-CLUSTER_THRESHOLD = 0.8
+# An article is a long text and a ticket a short one: their cosines run lower (on the example desk
+# the right article scores 0.4-0.75 against a ticket, the wrong ones mostly under 0.35).
+NEAR_ARTICLE_FLOOR = 0.4
+# Incidents on one CI whose cosine to a group's centroid reaches this are one group: rewordings of
+# one alert score 0.65-0.95 with this model, different problems on one CI under 0.3.
+CLUSTER_THRESHOLD = 0.7
 CANDIDATES = 100  # each ranking's depth before fusion
 # The ranking by meaning keeps any positive cosine: on the KB evaluation set a floor of 0.1 loses 5
 # points of hit@1 on reworded questions (0.15: 20), whose right article often scores only 0.1-0.2.
@@ -62,6 +67,9 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
     started = time.perf_counter()
     model = embedding.embedder()
     vectors = store.vectors
+    # Events after `seen` are the next pass's: read before the tickets, so a change made while this
+    # pass runs is taken again. The watermark moves only when a pass has taken everything stale.
+    watermark, seen = vectors.watermark(model.name), vectors.last_event()
     pending = vectors.pending_count(model.name)
     total = pending["tickets_pending"] if limit is None else min(limit, pending["tickets_pending"])
     articles = vectors.pending_articles(model.name)
@@ -74,29 +82,29 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
     if progress:
         progress(0, total)
     while done < total:
-        batch = vectors.pending_tickets(model.name, after=after, limit=min(CHUNK, total - done))
+        batch = vectors.pending_tickets(model.name, watermark=watermark, after=after, limit=min(CHUNK, total - done))
         if not batch:
             break
         matrix = model.embed([ticket_text(t) for t in batch])
         packed = vec.pack(matrix)
-        rows = []
-        for t, v, blob in zip(batch, matrix, packed):
-            near = None
-            if t["status"] not in ("resolved", "closed"):
-                if resolved is None:  # loaded once, only when an open ticket needs it
-                    resolved = vectors.ticket_matrix(model.name, resolved_only=True)
-                near = _near(v, t["id"], resolved, kb_ids, kb_blobs)
-            rows.append({**t, "vec": blob, "near": near})
-        vectors.put_tickets(rows, model=model.name, actor=actor)
-        if resolved is not None:  # what this batch resolved is a neighbour for the next
-            for t, blob in zip(batch, packed):
-                if t["status"] in ("resolved", "closed"):
+        is_open = [t["status"] not in ("resolved", "closed") for t in batch]
+        if resolved is None and any(is_open):  # loaded once, only when an open ticket needs it
+            resolved = vectors.ticket_matrix(model.name, resolved_only=True)
+        if resolved is not None:  # this batch's resolved tickets are neighbours too
+            known = set(resolved[0])
+            for t, blob, o in zip(batch, packed, is_open):
+                if not o and t["id"] not in known:
                     resolved[0].append(t["id"])
                     resolved[1].append(blob)
+        rows = [{**t, "vec": blob, "near": _near(v, t["id"], resolved, kb_ids, kb_blobs) if o and resolved else None}
+                for t, v, blob, o in zip(batch, matrix, packed, is_open)]
+        vectors.put_tickets(rows, model=model.name, actor=actor)
         done += len(batch)
         after = batch[-1]["id"]
         if progress:
             progress(done, total)
+    if done >= pending["tickets_pending"] and seen > watermark:
+        vectors.set_watermark(model.name, event=seen, actor=actor)
     seconds = time.perf_counter() - started
     return {"model": model.name, "tickets": done, "articles": len(articles), "seconds": round(seconds, 3),
             "tickets_per_second": round(done / seconds) if seconds and done else None,
@@ -109,7 +117,7 @@ def _near(v: Any, ticket_id: int, resolved: tuple[list[int], list[bytes]], kb_id
     tickets = [(ids[p], round(s, 3)) for p, s in vec.nearest(blobs, v, dim=embedding.DIM, k=NEAR_TICKETS + 1,
                                                               floor=NEAR_FLOOR) if ids[p] != ticket_id]
     articles = [(kb_ids[p], round(s, 3)) for p, s in vec.nearest(kb_blobs, v, dim=embedding.DIM, k=NEAR_ARTICLES,
-                                                                  floor=NEAR_FLOOR)]
+                                                                  floor=NEAR_ARTICLE_FLOOR)]
     return {"tickets": tickets[:NEAR_TICKETS], "articles": articles}
 
 

@@ -2,9 +2,11 @@
 `Store`).
 
 Written only by `sdesk index` (and `tick`, `serve` in the background), never by intake: a
-ticket is stale when it has no vector, one of another model, or one older than its last change
-(`stamp` = its updated_at then). Vectors are opaque bytes here (float16, services/semantic.py
-packs them); the tickets' words go to `ticket_fts`, searched as kb_fts is.
+ticket is stale when it has no vector, one of another model, or an event after the index's
+watermark (the last event id a complete pass had seen when it started; kept in desk_state). Every
+change to a ticket is an event, and event ids only grow, so no change is missed, even one in the
+same second as a pass (time stamps are to the second). Vectors are opaque bytes here (float16,
+services/semantic.py packs them); the tickets' words go to `ticket_fts`, searched as kb_fts is.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import orjson
 from ..errors import BadInput
 from .rows import Db
 
-# A stale ticket: no vector, another model's, or one from before its last change.
-_STALE = "(v.ticket_id IS NULL OR v.model <> ? OR v.stamp <> t.updated_at)"
+# A stale ticket: no vector, another model's, or changed (an event) after the watermark.
+_STALE = "(v.ticket_id IS NULL OR v.model <> ? OR t.id IN (SELECT ticket_id FROM events WHERE id > ?))"
+WATERMARK = "semantic_index"  # desk_state key: "<model> <event id>"
 
 
 class VectorStore:
@@ -28,11 +31,25 @@ class VectorStore:
 
     # -- tickets --------------------------------------------------------------------------------
 
+    def watermark(self, model: str) -> int:
+        """The last event a complete pass of this model had seen (0: none yet)."""
+        row = self.db.conn.execute("SELECT value FROM desk_state WHERE key = ?", (WATERMARK,)).fetchone()
+        name, _, event = (row[0] if row else "").rpartition(" ")
+        return int(event) if name == model and event.isdigit() else 0
+
+    def last_event(self) -> int:
+        return self.db.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    def set_watermark(self, model: str, *, event: int, actor: str) -> None:
+        with self.db.write(actor, need="agent", what="indexing tickets") as tx:
+            tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                            "DO UPDATE SET value = excluded.value, at = excluded.at", (WATERMARK, f"{model} {event}", tx.at))
+
     def pending_count(self, model: str) -> dict[str, int]:
         """How many tickets and articles the index lacks or holds stale, and how many it holds."""
         conn = self.db.conn
         tickets = conn.execute(f"SELECT count(*) FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id "
-                               f"WHERE {_STALE}", (model,)).fetchone()[0]
+                               f"WHERE {_STALE}", (model, self.watermark(model))).fetchone()[0]
         articles = conn.execute("SELECT count(*) FROM kb_articles a LEFT JOIN kb_vectors v ON v.article_id = a.id "
                                 "WHERE v.article_id IS NULL OR v.model <> ? OR v.revision <> a.revision",
                                 (model,)).fetchone()[0]
@@ -41,20 +58,19 @@ class VectorStore:
         return {"tickets_pending": tickets, "articles_pending": articles, "tickets_indexed": held,
                 "articles_indexed": held_kb}
 
-    def pending_tickets(self, model: str, *, after: int = 0, limit: int = 2000) -> list[dict[str, Any]]:
+    def pending_tickets(self, model: str, *, watermark: int, after: int = 0, limit: int = 2000) -> list[dict[str, Any]]:
         """The next stale tickets after id `after`, in id order, with what is indexed of them."""
         rows = self.db.conn.execute(
             "SELECT t.id, t.kind, t.title, t.description, t.resolution, t.tags, t.ci, t.service, t.status, t.updated_at "
             f"FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id WHERE t.id > ? AND {_STALE} "
-            "ORDER BY t.id LIMIT ?", (after, model, limit)).fetchall()
+            "ORDER BY t.id LIMIT ?", (after, model, watermark, limit)).fetchall()
         return [{"id": r[0], "kind": r[1], "title": r[2], "description": r[3] or "", "resolution": r[4] or "",
                  "tags": orjson.loads(r[5]) if r[5] else [], "ci": r[6], "service": r[7], "status": r[8],
                  "updated_at": r[9]} for r in rows]
 
     def put_tickets(self, rows: Sequence[dict[str, Any]], *, model: str, actor: str) -> int:
         """Store each ticket's vector (`vec`, bytes), its neighbours (`near`, or None) and its words,
-        in one transaction. A ticket changed since it was read is stored with its old stamp, so the
-        next pass takes it again."""
+        in one transaction (`stamp`: its updated_at as read)."""
         if not rows:
             return 0
         with self.db.write(actor, need="agent", what="indexing tickets") as tx:
