@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import rawdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import rawdb
 from sdesk.domain import semantic as vec
 from sdesk.errors import ExitCode
 from sdesk.store import Store
@@ -269,9 +269,8 @@ def test_show_offers_what_the_index_found_like_an_open_ticket(cli):
     assert cli.json("show", str(t["vpn"]))["alike"]["articles"][0]["title"] == "VPN client cannot connect"
     human = cli("show", str(t["vpn"])).stdout + cli("show", str(t["disk"])).stdout
     assert "resolved alike" in human and "kb alike" in human
-    from sdesk.tui.app import ticket_data
-
     from sdesk.desk import Desk
+    from sdesk.tui.app import ticket_data
 
     settings = Desk(os.environ["SDESK_DB"], "tester", None)
     context = ticket_data(settings.store(), t["disk"], settings.sla_config())[3]

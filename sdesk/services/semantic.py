@@ -104,7 +104,7 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
         if progress:
             progress(done, total)
     if done >= pending["tickets_pending"] and seen > watermark:
-        vectors.set_watermark(model.name, event=seen, actor=actor)
+        vectors.set_watermark(model.name, event_id=seen, actor=actor)
     seconds = time.perf_counter() - started
     return {"model": model.name, "tickets": done, "articles": len(articles), "seconds": round(seconds, 3),
             "tickets_per_second": round(done / seconds) if seconds and done else None,

@@ -40,10 +40,10 @@ class VectorStore:
     def last_event(self) -> int:
         return self.db.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
-    def set_watermark(self, model: str, *, event: int, actor: str) -> None:
+    def set_watermark(self, model: str, *, event_id: int, actor: str) -> None:
         with self.db.write(actor, need="agent", what="indexing tickets") as tx:
             tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
-                            "DO UPDATE SET value = excluded.value, at = excluded.at", (WATERMARK, f"{model} {event}", tx.at))
+                            "DO UPDATE SET value = excluded.value, at = excluded.at", (WATERMARK, f"{model} {event_id}", tx.at))
 
     def pending_count(self, model: str) -> dict[str, int]:
         """How many tickets and articles the index lacks or holds stale, and how many it holds."""
