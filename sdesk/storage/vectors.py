@@ -117,9 +117,12 @@ class VectorStore:
         row = self.db.conn.execute("SELECT near FROM ticket_vectors WHERE ticket_id = ?", (ticket_id,)).fetchone()
         return orjson.loads(row[0]) if row and row[0] else None
 
-    def search_tickets(self, query: str, *, limit: int) -> list[tuple[int, float]]:
-        """Indexed tickets whose words match `query` (the dialect's FTS query text), best first."""
+    def search_tickets(self, match: str, *, limit: int) -> list[tuple[int, float]]:
+        """Indexed tickets whose words match the FTS5 expression `match`, best first."""
         d = self.db.dialect
+        query = d.fts_query(match)  # BadInput when malformed, the same on both backends
+        if query is None:
+            return []
         sql = (f"SELECT rowid, {d.fts_rank('ticket_fts')} AS score FROM ticket_fts WHERE {d.fts_match('ticket_fts')} "
                "ORDER BY score, rowid LIMIT ?")
         try:
