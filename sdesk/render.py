@@ -318,6 +318,8 @@ def print_search(found: list[dict[str, Any]]) -> None:
     for a in found:
         out.print(Text.assemble((f"KB-{a['id']}", "bold"), "  ", (controls(a["title"], True), "bold"),
                                 (controls("  " + ", ".join(a["tags"]), True) if a["tags"] else "", "dim")))
+        if not a["snippet"]:  # found by meaning: no word of the search is in it
+            continue
         snippet = Text()
         for i, part in enumerate(a["snippet"].replace("\n", " ").split(SNIPPET_OPEN)):
             hit, _, rest = part.partition(SNIPPET_CLOSE) if i else ("", "", part)

@@ -390,3 +390,70 @@ def test_classifying_imports_no_numpy_scipy_or_sklearn(cli, tmp_path, db_path):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "Hardware []"
+
+
+# -- issue 24: the threshold chosen for precision, and the stored model measured on a file ---------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=1, max_size=60),
+       st.sampled_from([0.5, 0.9, 0.95, 1.0]))
+def test_the_chosen_threshold_routes_the_most_at_the_target_precision(pairs, target):
+    confidences, right = [c for c, _ in pairs], [r for _, r in pairs]
+    t = classifier.choose_threshold(confidences, right, target)
+
+    def routed(th):
+        return [r for c, r in pairs if c >= th]
+
+    if t < 1.0 or routed(1.0) and sum(routed(1.0)) / len(routed(1.0)) >= target:
+        assert routed(t) and sum(routed(t)) / len(routed(t)) >= target
+    # No lower threshold (one of the confidences) also reaches the target with more routed.
+    for c in set(confidences):
+        if c < t and sum(routed(c)) / len(routed(c)) >= target:
+            pytest.fail(f"{c} routes more at the target than {t}")
+
+
+def test_a_small_desk_keeps_the_default_threshold_and_a_big_one_chooses_its_own():
+    texts, labels = synthetic(300, list(VOCAB))
+    assert classifier.train(texts, labels).threshold == classifier.DEFAULT_THRESHOLD  # 30 held out: noise
+    texts, labels = synthetic(2500, list(VOCAB))
+    model = classifier.train(texts, labels)
+    assert model.threshold != classifier.DEFAULT_THRESHOLD
+    assert model.holdout["routed_precision"] >= classifier.TARGET_PRECISION
+
+
+def test_intake_routes_at_the_models_threshold_unless_triage_yaml_sets_one(cli, tmp_path, db_path):
+    texts, labels = synthetic(2500, list(VOCAB))
+    path = write_csv(tmp_path / "t.csv", [["text", "label"], *zip(texts, labels)])
+    trained = cli.json("triage", "train", "--from-csv", str(path), "--text", "text", "--label", "label")["category"]
+    ticket = cli.new("my laptop battery and charger are broken")
+    why = cli.json("why", str(ticket))
+    assert why["triage"]["classifier"]["category"]["threshold"] == pytest.approx(trained["threshold"], abs=1e-4)
+    (tmp_path / "config" / "triage.yaml").write_text("classifier:\n  threshold: 0.99\n")
+    other = cli.new("my laptop battery and charger are broken")
+    assert cli.json("why", str(other))["triage"]["classifier"]["category"]["threshold"] == 0.99
+
+
+def test_eval_model_scores_the_stored_model_on_a_file_without_training(cli, tmp_path, db_path):
+    texts, labels = synthetic(600, list(VOCAB))
+    path = write_csv(tmp_path / "t.csv", [["text", "label"], *zip(texts, labels)])
+    cli("init")
+    missing = cli("triage", "eval", "--model", "--from-csv", str(path), "--text", "text", "--label", "label", ok=False)
+    assert missing.exit_code == ExitCode.NOT_FOUND
+    assert missing.stderr.strip().splitlines()[-1] == "error: no stored model for category: sdesk triage train --field category"
+    cli("triage", "train", "--from-csv", str(path), "--text", "text", "--label", "label")
+    before = rawdb.content(db_path)
+    drifted = [label if i % 4 else "Elsewhere" for i, label in enumerate(labels)]  # a quarter relabelled
+    path2 = write_csv(tmp_path / "later.csv", [["text", "label"], *zip(texts, drifted)])
+    r = cli.json("triage", "eval", "--model", "--from-csv", str(path2), "--text", "text", "--label", "label")
+    assert r["test"] == 600 and r["model"]["field"] == "category" and r["labels_unknown_to_model"] == ["Elsewhere"]
+    assert sum(map(sum, r["confusion"])) == 600
+    assert r["accuracy"] <= 0.76  # the relabelled quarter is wrong whatever the model says
+    with Store(db_path) as store:
+        guesses = [store.classifier.classify("category", text=t) for t in texts]
+    right = sum(g[0] == want for g, want in zip(guesses, drifted))
+    assert r["accuracy"] == pytest.approx(right / 600)
+    assert rawdb.content(db_path) == before  # scoring writes nothing
+    human = cli("triage", "eval", "--model", "--from-csv", str(path2), "--text", "text", "--label", "label")
+    assert "stored category model" in human.stdout and "when trained" in human.stdout
+    assert "labels the model never learned: Elsewhere" in human.stderr

@@ -30,14 +30,14 @@ pytest.importorskip("wordllama", reason="the semantic extra (wordllama) is not i
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# sdesk/storage/vectors.py, VectorStore.search_tickets: the query is fts_query's FTS5 expression
-# ('"disk" AND "full"'), bound as it is into the dialect's match; kb_search first passes it
-# through `dialect.fts_query` (storage/fts.to_tsquery on PostgreSQL), search_tickets does not.
-PG_TICKET_WORDS = pytest.mark.xfail(
+# sdesk/storage/vectors.py put_tickets writes a ticket's whole description and resolution into
+# ticket_fts; on PostgreSQL its generated `doc` tsvector is limited to 1 MB.
+PG_HUGE_WORDS = pytest.mark.xfail(
     POSTGRES, strict=True,
-    reason="DEFECT (PostgreSQL): `sdesk search` with two or more words fails with exit 1, "
-           "'syntax error in tsquery: \"\"disk\" AND \"full\"\"': storage/vectors.py search_tickets binds "
-           "the FTS5 expression straight into to_tsquery (it never calls dialect.fts_query)")
+    reason="DEFECT (PostgreSQL): a ticket whose description has over ~1 MB of words stops `sdesk index` (exit 1, "
+           "'string is too long for tsvector'): storage/vectors.py put_tickets writes the whole description into "
+           "ticket_fts, whose generated tsvector (migrations.py m016) is limited to 1 MB; the batch of up to 2,000 "
+           "tickets it is in is one transaction, so those tickets are never indexed, on every pass (tick, serve)")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -104,9 +104,9 @@ def indexed(cli):
     return t
 
 
-SYNTAX_WITH_ONE_WORD = ["NEAR(disk", 'disk"', "disk*", "title:disk", "{title}: disk", "^disk", "disk)", "(disk",
-                        "NOT disk", "disk OR", "AND disk", "d:isk", "disk'", "disk;--", "'; DROP TABLE tickets; --"]
-SYNTAX_WITH_WORDS = ["NEAR(disk full, 2)", '"disk full', "disk* AND full*", "title:disk -body:full", "disk + full",
+SYNTAX_WITH_ONE_WORD = ['disk"', "disk*", "^disk", "disk)", "(disk", "NOT disk", "disk OR", "AND disk", "d:isk", "disk'",
+                        "disk;--", "{disk}", "disk:", "+disk", "disk^", "'disk'", '""disk""']
+SYNTAX_WITH_WORDS = ["NEAR(disk", "title:disk", "{title}: disk", "'; DROP TABLE tickets; --", "NEAR(disk full, 2)", '"disk full', "disk* AND full*", "title:disk -body:full", "disk + full",
                      "disk NOT full", "(disk OR) full", "col:disk ^full", "disk & full | !vpn", "disk <-> full"]
 
 
@@ -126,7 +126,6 @@ def test_fts_syntax_in_a_query_of_words_is_only_words_in_kb_search(indexed, cli,
     assert json.loads(result.stdout)
 
 
-@PG_TICKET_WORDS
 @pytest.mark.parametrize("query", SYNTAX_WITH_WORDS)
 def test_fts_syntax_in_a_query_of_words_is_only_words_in_search(indexed, cli, query):
     result = cli("search", "--json", "--", query, ok=False)
@@ -135,7 +134,6 @@ def test_fts_syntax_in_a_query_of_words_is_only_words_in_search(indexed, cli, qu
     assert indexed["disk"] in [f["id"] for f in found]
 
 
-@PG_TICKET_WORDS
 def test_a_query_of_two_plain_words_finds_the_ticket_by_its_words(cli):
     """The plainest search there is, before and after the index is built."""
     ticket = cli.new("Disk full on db-billing-2")
@@ -176,7 +174,6 @@ QUERIES = st.one_of(
 )
 
 
-@PG_TICKET_WORDS
 def test_random_queries_never_crash_search_or_kb_search(cli):
     """Any text at all: exit 0 with a JSON list, or one BAD_INPUT line. Never 1, never a traceback."""
     small_desk(cli)
@@ -278,7 +275,7 @@ def test_hostile_article_titles_are_text_in_hybrid_kb_search(cli, wide):
     found = cli("kb", "search", "disk", "full")
     assert "by words and meaning" in found.stderr
     assert_shown_as_text(found.stdout, stored)
-    assert "[bold]now[/bold]" in found.stdout
+    assert "[bold]now" in found.stdout  # the snippet: PostgreSQL's ts_headline ends it at the word
 
 
 def _three_alike(cli, title: str, *args: str) -> list[int]:
@@ -369,6 +366,7 @@ def huge(cli, db_path):
 
 
 @pytest.mark.slow
+@PG_HUGE_WORDS
 def test_a_10mb_description_is_indexed_and_found(cli, huge):
     big, small = huge
     done = cli.json("index")
@@ -376,8 +374,26 @@ def test_a_10mb_description_is_indexed_and_found(cli, huge):
     assert cli.json("index")["tickets"] == 0
     # Its vector is its first MAX_CHARS: alike the small one, as its title says.
     assert cli.json("similar", str(small))[0]["id"] == big
-    assert cli.json("search", "printer", "queue")[0]["id"] in (big, small) if not POSTGRES else True
+    assert cli.json("search", "printer", "queue")[0]["id"] in (big, small)
     assert big in [f["id"] for f in cli.json("search", "printer")]
+
+
+@pytest.mark.slow
+@PG_HUGE_WORDS
+def test_one_huge_ticket_does_not_stop_the_index_of_the_others(cli, huge, db_path):
+    """A poison ticket: whatever happens to its own words, the tickets beside it are indexed,
+    and `tick`, which indexes in the background, neither fails nor stays behind."""
+    big, small = huge
+    others = [cli.new(f"Printer queue stuck on floor {n}") for n in ("five", "six")]
+    result = cli("index", "--json", ok=False)
+    assert result.exit_code == 0, result.stderr
+    indexed = {r[0] for r in rawdb.connect(db_path).execute("SELECT ticket_id FROM ticket_vectors").fetchall()}
+    assert {small, *others} <= indexed
+    later = cli.new("Printer queue stuck on floor seven")
+    tick = cli("tick", "--json", ok=False)
+    assert tick.exit_code == 0 and "semantic index was not updated" not in tick.stderr, tick.stderr
+    assert cli.json("index", "--status")["tickets_pending"] == 0
+    assert later in [f["id"] for f in cli.json("similar", str(small))]
 
 
 @pytest.mark.slow

@@ -153,31 +153,26 @@ def search_kb(store: Store, text: str, *, tag: str | None = None, ci: str | None
     if every is None:
         raise BadInput(f"search: {text!r} has no word to look for")
     kb = store.kb
-    lexical = kb.kb_search(every, tag=tag, ci=ci, limit=CANDIDATES)
     model = embedding.model_name() if embedding.available() else None
     ids, blobs = store.vectors.article_matrix(model, tag=tag) if model else ([], [])
     if not blobs:  # by words alone: all of them, or any when no article has all
-        return (lexical or kb.kb_search(fts_query(text, any_term=True) or every, tag=tag, ci=ci, limit=limit))[:limit], WORDS
+        return (kb.kb_search(every, tag=tag, ci=ci, limit=limit)
+                or kb.kb_search(fts_query(text, any_term=True) or every, tag=tag, ci=ci, limit=limit)), WORDS
     # Hybrid: the articles with every word, fused with the ranking by meaning. Not the any-word
     # fallback: on bench/semantic/kb_queries.yaml it pulls in articles that share one common word
     # and costs 12 points of hit@1 (0.63 against 0.75), where meaning already finds the rest.
-    by_id = {a["id"]: a for a in lexical}
-    meaning = [ids[p] for p, _ in vec.nearest(blobs, _query_vector(text), dim=embedding.DIM, k=CANDIDATES, floor=MEANING_FLOOR)]
+    lexical = [i for i, _ in kb.kb_rank(every, tag=tag, ci=ci, limit=CANDIDATES)]
+    meaning = [ids[p] for p, _ in vec.nearest(blobs, _query_vector(text), dim=embedding.DIM, k=CANDIDATES,
+                                              floor=MEANING_FLOOR)]
     if ci is not None:
         allowed = {a["id"] for a in kb.kb_list(ci=ci)}
         meaning = [i for i in meaning if i in allowed]
-    fused = vec.fuse([meaning, [a["id"] for a in lexical]])[:limit]
-    found = []
-    for article_id, score in fused:
-        a = by_id.get(article_id)
-        if a is None:
-            a = {**kb.kb_get(article_id), "snippet": ""}
-            a.pop("body", None)
-        found.append({**a, "score": round(score, 6), "by": _by(article_id, by_id, meaning)})
-    return found, HYBRID
+    fused = vec.fuse([meaning, lexical])[:limit]
+    words = set(lexical)
+    return [{**a, "by": _by(a["id"], words, meaning)} for a in kb.kb_shown(fused, match=every)], HYBRID
 
 
-def _by(key: int, lexical: dict[int, Any] | set[int], meaning: list[int]) -> str:
+def _by(key: int, lexical: set[int], meaning: list[int]) -> str:
     words, means = key in lexical, key in meaning
     return "both" if words and means else "words" if words else "meaning"
 

@@ -118,6 +118,11 @@ class KbStore:
         """Articles matching an FTS5 expression, best first (the dialect's rank: a word in the title
         or tags counts more than one in the body), each with a snippet of its body. Ranks first and
         makes snippets only for the articles shown: a common word matches thousands."""
+        return self.kb_shown(self.kb_rank(match, tag=tag, ci=ci, limit=limit), match=match)
+
+    def kb_rank(self, match: str, *, tag: str | None = None, ci: str | None = None,
+                limit: int = 10) -> list[tuple[int, float]]:
+        """(article id, score) of the articles matching an FTS5 expression, best first."""
         where, args = self._kb_filters(tag, ci)
         d = self.db.dialect
         rank, key, matches = d.fts_rank(), d.fts_key(), d.fts_match()
@@ -132,16 +137,30 @@ class KbStore:
             top_sql = f"SELECT {key}, {rank} AS score FROM kb_fts WHERE {matches} ORDER BY score, {key} LIMIT ?"
         try:
             ranked = [query] * d.fts_binds  # the rank's own binding of the query, where it has one
-            top = self.db.conn.execute(top_sql, [*ranked, query, *args, limit]).fetchall()
+            return [(r[0], r[1]) for r in self.db.conn.execute(top_sql, [*ranked, query, *args, limit])]
+        except sqlite3.OperationalError as e:
+            raise BadInput(f"search: {e}") from None
+
+    def kb_shown(self, top: list[tuple[int, float]], *, match: str | None) -> list[dict[str, Any]]:
+        """The articles of (id, score) as a search shows them, each with a snippet of its body
+        around the words of `match` (none when None, or when it does not match the article)."""
+        d = self.db.dialect
+        key, matches = d.fts_key(), d.fts_match()
+        query = d.fts_query(match) if match else None
+        ranked = [query] * d.fts_binds
+        try:
             found = []
             for article_id, score in top:
-                snippet = self.db.conn.execute(
+                hit = self.db.conn.execute(
                     f"SELECT {d.fts_snippet(SNIPPET_OPEN, SNIPPET_CLOSE)} FROM kb_fts "
-                    f"WHERE {matches} AND {key} = ?", (*ranked, query, article_id)).fetchone()[0]
+                    f"WHERE {matches} AND {key} = ?", (*ranked, query, article_id)).fetchone() if query else None
                 row = self.db.conn.execute(
                     "SELECT id, title, tags, cis, owner, updated_at, reviewed_at, review_days FROM kb_articles "
                     "WHERE id = ?", (article_id,)).fetchone()
-                found.append({**_article(row), "snippet": _cut_marks(snippet, article_id, self.db.conn), "score": score})
+                if row is None:
+                    continue  # deleted since it was ranked
+                snippet = _cut_marks(hit[0], article_id, self.db.conn) if hit else ""
+                found.append({**_article(row), "snippet": snippet, "score": score})
         except sqlite3.OperationalError as e:
             raise BadInput(f"search: {e}") from None
         return found
