@@ -319,10 +319,12 @@ class Courier(_Worker):
 
 class Indexer(_Worker):
     """Keeps the semantic index up to date (services/semantic.py) when the extra is installed: a
-    pass every POLL seconds, its own connection, the model loaded once. Intake never waits for it;
-    a ticket it has not reached yet is found by its words."""
+    pass after this server stores something (at most one every GAP seconds, so that a stream of
+    arrivals makes a pass every few seconds, not one each) and every POLL seconds for what other
+    processes wrote; its own connection, the model loaded once. Intake never waits for it; a
+    ticket it has not reached yet is found by its words."""
 
-    POLL = 30.0
+    POLL, GAP = 60.0, 2.0
 
     def __init__(self, desk: Desk, actor: str):
         self.actor = actor
@@ -347,6 +349,8 @@ class Indexer(_Worker):
                         log(f"index: {e}")
                     failures += 1
                 self.due.wait(self.POLL)
+                if not self.closing:
+                    time.sleep(self.GAP)  # let the arrivals that woke it gather
                 self.due.clear()
 
 
@@ -373,7 +377,7 @@ def make_app(desk: Desk, *, actor: str, token: str | None, max_body: int, reject
     from .embedding import available
 
     indexer = Indexer(desk, actor) if available() else None
-    pokes = [c.poke for c in (automation, courier) if c is not None]
+    pokes = [c.poke for c in (automation, courier, indexer) if c is not None]
     if pokes:
         writer.on_stored = lambda: [poke() for poke in pokes]
     actor_default = actor

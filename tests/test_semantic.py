@@ -347,3 +347,22 @@ def test_the_demo_shows_meaning_similar_fixes_and_a_suggested_problem():
         in text
     assert "sdesk similar SD-1 --resolved" in text and "Rolled back 2026.10.2" in text
     assert "sdesk problem suggest: 4 incidents alike on db-billing-2" in text
+
+
+@pytest.mark.slow
+def test_serve_indexes_in_the_background_what_its_intake_takes(db_path, tmp_path):
+    from test_serve import Server, wait_for
+
+    server = Server(db_path, *(("--rejects", str(tmp_path / "rejects")) if isinstance(db_path, str) else ()))
+    try:
+        body = json.dumps({"title": "Disk full on db-billing-2", "ci": "db-billing-2"}).encode()
+        assert server.post("/tickets", body, {"Content-Type": "application/json"})[0] in (200, 201, 202)
+
+        def indexed() -> bool:
+            with Store(db_path) as store:
+                return store.vectors.pending_count(__import__("sdesk.embedding").embedding.model_name()) \
+                    ["tickets_indexed"] == 1
+
+        wait_for(indexed, timeout=120, what="serve's indexer to index the ticket")
+    finally:
+        server.stop()

@@ -387,7 +387,8 @@ def test_one_huge_ticket_does_not_stop_the_index_of_the_others(cli, huge, db_pat
     others = [cli.new(f"Printer queue stuck on floor {n}") for n in ("five", "six")]
     result = cli("index", "--json", ok=False)
     assert result.exit_code == 0, result.stderr
-    indexed = {r[0] for r in rawdb.connect(db_path).execute("SELECT ticket_id FROM ticket_vectors").fetchall()}
+    with rawdb.opened(db_path) as conn:
+        indexed = {r[0] for r in conn.execute("SELECT ticket_id FROM ticket_vectors").fetchall()}
     assert {small, *others} <= indexed
     later = cli.new("Printer queue stuck on floor seven")
     tick = cli("tick", "--json", ok=False)
