@@ -366,3 +366,15 @@ def test_serve_indexes_in_the_background_what_its_intake_takes(db_path, tmp_path
         wait_for(indexed, timeout=120, what="serve's indexer to index the ticket")
     finally:
         server.stop()
+
+
+def test_doctor_says_how_much_of_the_desk_the_index_holds():
+    from sdesk.domain.health import semantic_index
+
+    assert semantic_index({"installed": False, "model": None}) == []
+    fine = semantic_index({"installed": True, "tickets_indexed": 90_000, "articles_indexed": 7,
+                           "tickets_pending": 12, "articles_pending": 0})
+    assert [(f.check, f.status) for f in fine] == [("index", "ok")] and "12 waiting" in fine[0].detail
+    behind = semantic_index({"installed": True, "tickets_indexed": 90_000, "articles_indexed": 7,
+                             "tickets_pending": 20_000, "articles_pending": 0})
+    assert behind[0].status == "warn" and "sdesk index" in behind[0].detail

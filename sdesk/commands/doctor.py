@@ -89,6 +89,9 @@ def doctor(
         findings += health.contacts(store.users.users(), channels=has_notify or bool(oncall and oncall.notifier.channels))
         findings += health.outbox(store.outbox.counts())
         findings += _catalog(settings, store)
+        from ..services.semantic import status
+
+        findings += health.semantic_index(status(store))
     findings += health.clock(**_zone(), fixed=os.environ.get("SDESK_NOW") or None, config_zones=zones)
 
     findings = _once(findings)

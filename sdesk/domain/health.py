@@ -227,6 +227,19 @@ def catalog(types: int, problems: list[str]) -> list[Finding]:
     return [Finding("catalog", "ok", f"{plural(types, 'request type')}; runbooks, SLA policies and approvers found")]
 
 
+def semantic_index(status: Mapping[str, Any]) -> list[Finding]:
+    """The semantic index (services/semantic.status): nothing without the extra; a warning when
+    much waits (nothing keeps it current: no tick from cron, no serve)."""
+    if not status.get("installed"):
+        return []
+    waiting = status["tickets_pending"] + status["articles_pending"]
+    held = f"{status['tickets_indexed']:,} tickets and {status['articles_indexed']:,} articles indexed"
+    if waiting > max(1000, status["tickets_indexed"] // 10):
+        return [Finding("index", "warn", f"{held}, {waiting:,} wait: search finds them by words only until "
+                                                  "sdesk index (or tick from cron, or serve) reaches them")]
+    return [Finding("index", "ok", held + (f", {waiting:,} waiting" if waiting else ""))]
+
+
 def _last_ran(state: Mapping[str, tuple[str, str]], key: str) -> datetime | None:
     from ..errors import BadInput
     from . import clock
