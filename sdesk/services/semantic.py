@@ -43,11 +43,6 @@ MEANING_FLOOR = 0.0
 Progress = Callable[[int, int], None]
 
 
-def ready(store: Store) -> bool:
-    """True when a search can rank by meaning: the extra is installed (no import)."""
-    return embedding.available()
-
-
 def ticket_text(t: dict[str, Any]) -> str:
     """What a ticket's vector says: its problem (title and description), not how it ended."""
     return f"{t['title']}\n{t.get('description') or ''}"
@@ -73,10 +68,11 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
     watermark, seen = vectors.watermark(model.name), vectors.last_event()
     pending = vectors.pending_count(model.name)
     total = pending["tickets_pending"] if limit is None else min(limit, pending["tickets_pending"])
-    articles = vectors.pending_articles(model.name)
-    if articles:
-        packed = vec.pack(model.embed([article_text(a) for a in articles]))
-        vectors.put_articles([{**a, "vec": v} for a, v in zip(articles, packed)], model=model.name, actor=actor)
+    n_articles = 0
+    while batch := vectors.pending_articles(model.name, limit=CHUNK):
+        packed = vec.pack(model.embed([article_text(a) for a in batch]))
+        n_articles += vectors.put_articles([{**a, "vec": v} for a, v in zip(batch, packed)], model=model.name,
+                                           actor=actor)
     kb_ids, kb_blobs = vectors.article_matrix(model.name)
     resolved: tuple[list[int], list[bytes]] | None = None
     done, after = 0, 0
@@ -107,7 +103,7 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
     if done >= pending["tickets_pending"] and seen > watermark:
         vectors.set_watermark(model.name, event_id=seen, actor=actor)
     seconds = time.perf_counter() - started
-    return {"model": model.name, "tickets": done, "articles": len(articles), "seconds": round(seconds, 3),
+    return {"model": model.name, "tickets": done, "articles": n_articles, "seconds": round(seconds, 3),
             "tickets_per_second": round(done / seconds) if seconds and done else None,
             "pending": vectors.pending_count(model.name)["tickets_pending"]}
 
@@ -278,7 +274,3 @@ def _open_hours(t: dict[str, Any], now: Any) -> float:
     end = clock.parse(t["resolved_at"]) if t["resolved_at"] else now
     return max(0.0, (end - clock.parse(t["created_at"])).total_seconds() / 3600)
 
-
-def need_ticket(store: Store, ticket_id: int) -> None:
-    if not store.tickets.exists(ticket_id):
-        raise NotFound(f"no ticket SD-{ticket_id}")

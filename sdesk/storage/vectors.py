@@ -148,11 +148,13 @@ class VectorStore:
 
     # -- the knowledge base ------------------------------------------------------------------
 
-    def pending_articles(self, model: str) -> list[dict[str, Any]]:
+    def pending_articles(self, model: str, *, limit: int) -> list[dict[str, Any]]:
+        """The first stale articles (none, another model's, or of an older revision), in id order."""
         rows = self.db.conn.execute(
             "SELECT a.id, a.revision, a.title, a.body, a.tags FROM kb_articles a "
             "LEFT JOIN kb_vectors v ON v.article_id = a.id "
-            "WHERE v.article_id IS NULL OR v.model <> ? OR v.revision <> a.revision ORDER BY a.id", (model,)).fetchall()
+            "WHERE v.article_id IS NULL OR v.model <> ? OR v.revision <> a.revision ORDER BY a.id LIMIT ?",
+            (model, limit)).fetchall()
         return [{"id": r[0], "revision": r[1], "title": r[2], "body": r[3], "tags": orjson.loads(r[4])} for r in rows]
 
     def put_articles(self, rows: Sequence[dict[str, Any]], *, model: str, actor: str) -> int:
