@@ -223,7 +223,7 @@ def print_suggestions(found: list[dict[str, Any]], ref: Any) -> None:
     """Suggested problems, most costly first: what they share, their incidents, the command."""
     out = console()
     for n, s in enumerate(found, start=1):
-        where = ", ".join(s["cis"] or s["services"]) or "no CI"
+        where = controls(", ".join(s["cis"] or s["services"]) or "no CI", one_line=True)
         out.print(Text.assemble((f"{n}. ", "bold"), (controls(s["title"], one_line=True), "bold"),
                                 (f"  {where}", "dim")))
         out.print(Text(f"   {plural(len(s['members']), 'incident')} ({s['open']} open), {s['hours']:,} hours open in all, "
@@ -231,7 +231,9 @@ def print_suggestions(found: list[dict[str, Any]], ref: Any) -> None:
         out.print(Text("   " + ", ".join(ref(i) for i in s["members"][:20])
                        + (f" and {len(s['members']) - 20} more" if len(s["members"]) > 20 else ""), style="dim"))
         members = ",".join(str(i) for i in s["members"])
-        out.print(Text(f"   sdesk problem new --from {members} --title {_shell_quote(s['title'])}", style="cyan"))
+        # One line whatever the width: a command to copy and run, not text to wrap.
+        out.print(Text(f"   sdesk problem new --from {members} --title {_shell_quote(s['title'])}", style="cyan"),
+                  soft_wrap=True)
         out.print()
 
 

@@ -20,6 +20,12 @@ import orjson
 from ..errors import BadInput
 from .rows import Db
 
+# The words of a ticket kept for search: a description is cut here (PostgreSQL's tsvector holds at
+# most 1 MB; a 10 MB description would cost 60 MB of index on SQLite): the first 100,000 characters.
+MAX_WORDS = 100_000
+# A word of a query longer than this cannot be a ticket's (SQLite refuses a LIKE pattern over 50 kB).
+MAX_WORD = 1000
+
 # A stale ticket: no vector, another model's, or changed (an event) after the watermark.
 _STALE = "(v.ticket_id IS NULL OR v.model <> ? OR t.id IN (SELECT ticket_id FROM events WHERE id > ?))"
 WATERMARK = "semantic_index"  # desk_state key: "<model> <event id>"
@@ -86,8 +92,10 @@ class VectorStore:
                 chunk = ids[start:start + 500]
                 conn.execute(f"DELETE FROM ticket_fts WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
             conn.executemany("INSERT INTO ticket_fts (rowid, title, body, tags, cis) VALUES (?, ?, ?, ?, ?)",
-                             [(r["id"], r["title"], "\n".join(x for x in (r["description"], r["resolution"]) if x),
-                               " ".join(r["tags"]), " ".join(x for x in (r["ci"], r["service"]) if x)) for r in rows])
+                             [(r["id"], r["title"][:MAX_WORDS],
+                               "\n".join(x[:MAX_WORDS] for x in (r["description"], r["resolution"]) if x),
+                               " ".join(r["tags"])[:MAX_WORDS], " ".join(x for x in (r["ci"], r["service"]) if x))
+                              for r in rows])
         return len(rows)
 
     def ticket_matrix(self, model: str, *, resolved_only: bool = False,
@@ -136,6 +144,7 @@ class VectorStore:
         like = self.db.dialect.like
         where, args = [], []
         for w in words[:8]:
+            w = w[:MAX_WORD]
             pattern = "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append(f"(t.title {like} ? ESCAPE '\\' OR t.description {like} ? ESCAPE '\\')")
             args += [pattern, pattern]
