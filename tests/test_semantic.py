@@ -57,6 +57,25 @@ def test_nearest_in_blocks_is_the_brute_force_top_k(n, k, seed):
     assert all(abs(s - float(scores[p])) < 1e-6 for p, s in got)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=4), st.integers(1, 6), st.integers(1, 8),
+       st.integers(0, 2**31))
+def test_nearest_many_is_nearest_for_each_query(sizes, m, k, seed):
+    rng = np.random.default_rng(seed)
+    blocks = [rng.normal(size=(n, 8)).astype("<f2") for n in sizes]
+    queries = rng.normal(size=(m, 8)).astype(np.float32)
+    old, vec.BLOCK = vec.BLOCK, 5
+    try:
+        got = vec.nearest_many(blocks, queries, k=k, floor=-0.5)
+    finally:
+        vec.BLOCK = old
+    every = np.concatenate(blocks).astype(np.float32) if sum(sizes) else np.zeros((0, 8), np.float32)
+    for q, rows in zip(queries, got):
+        scores = every @ q
+        want = sorted((p for p in range(len(every)) if scores[p] >= -0.5), key=lambda p: (-scores[p], p))[:k]
+        assert [p for p, _ in rows] == want
+
+
 def test_fusion_rewards_agreement_and_keeps_first_seen_order_on_ties():
     fused = vec.fuse([["a", "b", "c"], ["b", "d"]])
     assert [k for k, _ in fused] == ["b", "a", "d", "c"]

@@ -74,7 +74,8 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
         n_articles += vectors.put_articles([{**a, "vec": v} for a, v in zip(batch, packed)], model=model.name,
                                            actor=actor)
     kb_ids, kb_blobs = vectors.article_matrix(model.name)
-    resolved: tuple[list[int], list[bytes]] | None = None
+    kb_matrix = [vec.unpack(kb_blobs, embedding.DIM).astype("<f2")]
+    resolved: Resolved | None = None
     done, after = 0, 0
     if progress:
         progress(0, total)
@@ -86,15 +87,12 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
         packed = vec.pack(matrix)
         is_open = [t["status"] not in ("resolved", "closed") for t in batch]
         if resolved is None and any(is_open):  # loaded once, only when an open ticket needs it
-            resolved = vectors.ticket_matrix(model.name, resolved_only=True)
+            resolved = Resolved(*vectors.ticket_matrix(model.name, resolved_only=True))
         if resolved is not None:  # this batch's resolved tickets are neighbours too
-            known = set(resolved[0])
-            for t, blob, o in zip(batch, packed, is_open):
-                if not o and t["id"] not in known:
-                    resolved[0].append(t["id"])
-                    resolved[1].append(blob)
-        rows = [{**t, "vec": blob, "near": _near(v, t["id"], resolved, kb_ids, kb_blobs) if o and resolved else None}
-                for t, v, blob, o in zip(batch, matrix, packed, is_open)]
+            resolved.add([t["id"] for t, o in zip(batch, is_open) if not o], matrix[[not o for o in is_open]])
+        near = _near(matrix[is_open], [t["id"] for t, o in zip(batch, is_open) if o], resolved, kb_ids, kb_matrix) \
+            if resolved is not None and any(is_open) else {}
+        rows = [{**t, "vec": blob, "near": near.get(t["id"])} for t, blob in zip(batch, packed)]
         vectors.put_tickets(rows, model=model.name, actor=actor)
         done += len(batch)
         after = batch[-1]["id"]
@@ -108,14 +106,33 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
             "pending": vectors.pending_count(model.name)["tickets_pending"]}
 
 
-def _near(v: Any, ticket_id: int, resolved: tuple[list[int], list[bytes]], kb_ids: list[int],
-          kb_blobs: list[bytes]) -> dict[str, Any]:
-    ids, blobs = resolved
-    tickets = [(ids[p], round(s, 3)) for p, s in vec.nearest(blobs, v, dim=embedding.DIM, k=NEAR_TICKETS + 1,
-                                                              floor=NEAR_FLOOR) if ids[p] != ticket_id]
-    articles = [(kb_ids[p], round(s, 3)) for p, s in vec.nearest(kb_blobs, v, dim=embedding.DIM, k=NEAR_ARTICLES,
-                                                                  floor=NEAR_ARTICLE_FLOOR)]
-    return {"tickets": tickets[:NEAR_TICKETS], "articles": articles}
+class Resolved:
+    """The resolved tickets' vectors as the index goes: float16 blocks (what the store held, then
+    each batch's), their ids in the same order."""
+
+    def __init__(self, ids: list[int], blobs: list[bytes]):
+        self.ids = list(ids)
+        self.blocks = [vec.unpack(blobs, embedding.DIM).astype("<f2")] if blobs else []
+        self.known = set(self.ids)
+
+    def add(self, ids: list[int], matrix: Any) -> None:
+        new = [i for i, ticket_id in enumerate(ids) if ticket_id not in self.known]
+        if new:
+            self.blocks.append(matrix[new].astype("<f2"))
+            self.ids += [ids[i] for i in new]
+            self.known.update(ids[i] for i in new)
+
+
+def _near(matrix: Any, ids: list[int], resolved: Resolved, kb_ids: list[int],
+          kb_matrix: list[Any]) -> dict[int, dict[str, Any]]:
+    """For open tickets (their vectors, their ids): the resolved tickets and articles most like each."""
+    # One more than shown: a reopened ticket is still among the resolved ones, and is not its own neighbour.
+    tickets = vec.nearest_many(resolved.blocks, matrix, k=NEAR_TICKETS + 1, floor=NEAR_FLOOR)
+    articles = vec.nearest_many(kb_matrix, matrix, k=NEAR_ARTICLES, floor=NEAR_ARTICLE_FLOOR)
+    return {ticket_id: {"tickets": [(resolved.ids[p], round(s, 3)) for p, s in t
+                                    if resolved.ids[p] != ticket_id][:NEAR_TICKETS],
+                        "articles": [(kb_ids[p], round(s, 3)) for p, s in a]}
+            for ticket_id, t, a in zip(ids, tickets, articles)}
 
 
 def status(store: Store) -> dict[str, Any]:
