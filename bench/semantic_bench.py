@@ -75,9 +75,14 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The sdesk measured: this checkout, or a revision's snapshot (--rev; the children are told by this variable).
+SRC = Path(os.environ.get("SEMANTIC_BENCH_SRC") or ROOT)
+sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(ROOT / "bench"))
-from compare import ENV, spread  # noqa: E402
+from compare import ENV as _ENV  # noqa: E402
+from compare import spread  # noqa: E402
+
+ENV = dict(_ENV)  # a user's shell (compare.py): bytecode cached, no desk settings; plus PYTHONPATH with --rev
 
 PY = sys.executable
 VENV = Path(PY).parent.parent  # this interpreter's venv: every extra (the project's .venv)
@@ -369,10 +374,10 @@ def build_tickets(path: Path, n: int, now: str, corpus: Path) -> dict:
                 print(f"\r  tickets: {first:,}", end="", file=sys.stderr)
         clock.set_override(None)
         _resolve_on_the_chain(store.conn, done)
-        estate = ROOT / "examples" / "desk" / "cmdb.yaml"
+        estate = SRC / "examples" / "desk" / "cmdb.yaml"
         store.cmdb.cmdb_import(parse_estate(estate.read_text(), "yaml", str(estate)), actor="bench")
         store.kb.kb_sync([(f.stem, check_article(parse_article(f.read_text()))) for f in
-                          sorted((ROOT / "examples" / "kb").glob("*.md"))], actor="bench")
+                          sorted((SRC / "examples" / "kb").glob("*.md"))], actor="bench")
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         store.conn.execute("ANALYZE")
     print(f"\r  built {n:,} tickets in {time.perf_counter() - started:.0f}s", file=sys.stderr)
@@ -429,19 +434,37 @@ def ticket_counts(path: Path, now: str) -> dict:
                 "MB": round(path.stat().st_size / 1e6)}
 
 
-def add_articles(path: Path, first: int, last: int, corpus: Path) -> None:
-    """Articles first..last-1 (and, with the first batch, the example articles), through kb_sync."""
+def build_kb(path: Path, n: int, corpus: Path) -> dict:
+    """The example articles and `n` more, through kb_sync, KB_BATCH a transaction."""
     from sdesk.domain.kb import check_article, parse_article
     from sdesk.store import Store
 
+    _remove(path)
     texts = Texts(corpus)
-    rng = random.Random(1000 + first)
+    rng = random.Random(1000)
     with Store(path) as store:
-        if first == 0:
-            store.kb.kb_sync([(f.stem, check_article(parse_article(f.read_text()))) for f in
-                              sorted((ROOT / "examples" / "kb").glob("*.md"))], actor="bench")
-        store.kb.kb_sync([(f"a{i}", texts.article(rng, i)) for i in range(first, last)], actor="bench")
+        store.kb.kb_sync([(f.stem, check_article(parse_article(f.read_text()))) for f in
+                          sorted((SRC / "examples" / "kb").glob("*.md"))], actor="bench")
+        for first in range(0, n, KB_BATCH):
+            store.kb.kb_sync([(f"a{i}", texts.article(rng, i)) for i in range(first, min(n, first + KB_BATCH))],
+                             actor="bench")
+            print(f"\r  kb: {min(n, first + KB_BATCH):,} articles", end="", file=sys.stderr)
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(file=sys.stderr)
+    with sqlite3.connect(path) as c:
+        words = c.execute("SELECT avg(length(body) - length(replace(body, ' ', '')) + 1) FROM kb_articles").fetchone()[0]
+        return {"articles": c.execute("SELECT count(*) FROM kb_articles").fetchone()[0], "avg_words": round(words)}
+
+
+def words_only(src: Path, dst: Path) -> dict:
+    """A copy of the KB desk without its vectors: kb search by words alone."""
+    copy_db(src, dst)
+    with sqlite3.connect(dst) as c:
+        c.execute("DELETE FROM kb_vectors")
+    with sqlite3.connect(dst) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.sync()
+    return {}
 
 
 def index_in_process(path: Path) -> dict:
@@ -450,14 +473,18 @@ def index_in_process(path: Path) -> dict:
     from sdesk.services import semantic
     from sdesk.store import Store
 
-    semantic._near = lambda *args, **kwargs: None
+    if hasattr(semantic, "_near"):
+        semantic._near = lambda *args, **kwargs: None
     with Store(path) as store:
         done = semantic.index(store, actor="bench")
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return done
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {**done, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
 
 
 def child(*args: str) -> dict:
+    """Builders and copies run in a child: the measuring parent stays small, since a child's peak
+    RSS as the kernel reports it starts from its parent's size when it was forked."""
     out = subprocess.run([PY, __file__, "--child", json.dumps(args)], env=ENV, check=True, stdout=subprocess.PIPE,
                          text=True, cwd=tempfile.gettempdir()).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -467,8 +494,17 @@ def run_child(args: list[str]) -> None:
     what, *rest = args
     if what == "tickets":
         result = build_tickets(Path(rest[0]), int(rest[1]), rest[2], Path(rest[3]))
-    elif what == "articles":
-        add_articles(Path(rest[0]), int(rest[1]), int(rest[2]), Path(rest[3]))
+    elif what == "kb":
+        result = build_kb(Path(rest[0]), int(rest[1]), Path(rest[2]))
+    elif what == "copy":
+        copy_db(Path(rest[0]), Path(rest[1]))
+        result = {}
+    elif what == "words":
+        result = words_only(Path(rest[0]), Path(rest[1]))
+    elif what == "checkpoint":
+        with sqlite3.connect(rest[0]) as c:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        os.sync()
         result = {}
     elif what == "index":
         result = index_in_process(Path(rest[0]))
@@ -624,14 +660,31 @@ def install_sizes(plain: Path, semantic: Path) -> dict:
 # -- the measurement --------------------------------------------------------------------------------------------------
 
 
-def git_state() -> dict:
+def git_state(rev: str | None) -> dict:
+    """What is measured: a revision's snapshot (--rev), or this checkout and what it has changed."""
     def git(*a: str) -> str:
         return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
 
+    if rev:
+        return {"commit": git("rev-parse", "--short", rev), "snapshot": True, "sdesk_changed": [], "sdesk_diff_sha": None}
     dirty = git("status", "--porcelain", "--", "sdesk").splitlines()
-    return {"commit": git("rev-parse", "--short", "HEAD"), "sdesk_changed": [line[3:] for line in dirty],
+    return {"commit": git("rev-parse", "--short", "HEAD"), "snapshot": False, "sdesk_changed": [line[3:] for line in dirty],
             "sdesk_diff_sha": subprocess.run(["sha1sum"], input=git("diff", "HEAD", "--", "sdesk"), capture_output=True,
                                              text=True).stdout.split()[0][:12] if dirty else None}
+
+
+def snapshot(rev: str, work: Path) -> Path:
+    """`rev`'s sdesk and examples, exported under `work` (git archive): measured through PYTHONPATH,
+    whatever happens to the checkout meanwhile."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dest = work / f"src-{sha[:12]}"
+    if not (dest / "sdesk" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "sdesk", "examples"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
 
 
 def fresh(meta_path: Path, want: dict) -> bool:
@@ -644,6 +697,7 @@ def fresh(meta_path: Path, want: dict) -> bool:
 
 
 def main() -> None:
+    global SRC
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--articles", type=int, default=100_000)
@@ -651,14 +705,15 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--index-timeout", type=float, default=600, help="seconds the timed `sdesk index` may take")
     parser.add_argument("--query", default=QUERY)
+    parser.add_argument("--rev", help="measure this git revision's sdesk (a snapshot under --work), not the checkout")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".stores" / "semantic")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--plain-venv", type=Path, default=Path("/work/scratch/noext"),
-                        help="a venv with `pip install -e .` (no extra)")
+                        help="a venv with `pip install -e .` (no extra; made when missing)")
     parser.add_argument("--semantic-venv", type=Path, default=Path("/work/scratch/semext"),
                         help="a venv with `pip install -e '.[semantic]'` (made when missing)")
-    parser.add_argument("--kb-one-shot-cap", type=float, default=0,
-                        help="also index all the articles in one `sdesk index` under this address-space cap (GiB)")
+    parser.add_argument("--kb-cap", type=float, default=8,
+                        help="address-space cap (GiB) on the `sdesk index` of the KB desk (a shared machine)")
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
@@ -668,12 +723,16 @@ def main() -> None:
         run_child(json.loads(args.child))
         return
 
-    from sdesk.domain import clock
-    from sdesk.storage import migrations
-
     started = time.perf_counter()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    if args.rev:
+        SRC = snapshot(args.rev, work)
+        sys.path.insert(0, str(SRC))
+        ENV.update(PYTHONPATH=str(SRC), SEMANTIC_BENCH_SRC=str(SRC))
+    from sdesk.domain import clock
+    from sdesk.storage import migrations
+
     for venv, extra in ((args.plain_venv, ""), (args.semantic_venv, "[semantic]")):
         if not (venv / "bin" / "sdesk").exists():
             print(f"making {venv} (pip install -e '{ROOT}{extra}')", file=sys.stderr)
@@ -681,7 +740,13 @@ def main() -> None:
             subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", f"{ROOT}{extra}"], check=True)
     sdesk = {"all": str(VENV / "bin" / "sdesk"), "semantic": str(args.semantic_venv / "bin" / "sdesk"),
              "plain": str(args.plain_venv / "bin" / "sdesk")}
-    report: dict = {"git": git_state(), "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()[0]},
+    for side in sdesk.values():  # each venv's sdesk is the one measured
+        where = subprocess.run([str(Path(side).parent / "python"), "-c", "import sdesk; print(sdesk.__file__)"], env=ENV,
+                               capture_output=True, text=True, check=True, cwd=tempfile.gettempdir()).stdout.strip()
+        if not Path(where).resolve().is_relative_to(SRC.resolve()):
+            raise SystemExit(f"error: {side} imports {where}, not the sdesk under {SRC}")
+    git = git_state(args.rev)
+    report: dict = {"git": git, "src": str(SRC), "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()[0]},
                     "args": {k: str(v) for k, v in vars(args).items() if k != "child"}}
 
     # -- the ticket desk -------------------------------------------------------------------------------------------
@@ -697,14 +762,15 @@ def main() -> None:
     now = meta["now"]
     report["ticket_desk"] = {**meta["counts"], "now": now, "build_s": meta["build_s"]}
     env = {**ENV, "SDESK_NOW": now}  # the desk's "now": its last 30 days stay the last 30 days
+    code = {k: git[k] for k in ("commit", "sdesk_changed", "sdesk_diff_sha")}  # the indexes are this code's
 
     # -- 3. sdesk index from scratch, timed; the indexed desk -------------------------------------------------------------
     indexed = work / f"tickets{args.tickets}-indexed.db"
     index_path = work / f"tickets{args.tickets}-index.json"
-    want_index = {**want, "timeout": args.index_timeout, "git": report["git"]}
+    want_index = {**want, "timeout": args.index_timeout, "code": code}
     if args.rebuild or not fresh(index_path, want_index) or not indexed.exists():
         trial = work / "index-trial.db"
-        copy_db(desk, trial)
+        child("copy", str(desk), str(trial))
 
         def count() -> int:
             with sqlite3.connect(f"file:{trial}?mode=ro", uri=True, timeout=30) as c:
@@ -720,11 +786,11 @@ def main() -> None:
                   "rate_by_wall": round(stored / r["wall"]), "code": r["code"]}
         if finished:
             result["json"] = json.loads(r["stdout"])
-            copy_db(trial, indexed)
+            child("copy", str(trial), str(indexed))
             result["desk_indexed_by"] = "sdesk index (this run)"
         else:
             result["stderr"] = r["stderr"][-600:]
-            copy_db(desk, indexed)
+            child("copy", str(desk), str(indexed))
             t = time.perf_counter()
             result["in_process"] = child("index", str(indexed))
             result["in_process"]["wall_s"] = round(time.perf_counter() - t, 1)
@@ -733,48 +799,36 @@ def main() -> None:
         index_path.write_text(json.dumps({"params": want_index, "result": result}, indent=2))
     report["index"] = json.loads(index_path.read_text())["result"]
 
-    # -- the KB desk, indexed 10,000 articles at a time by `sdesk index` -----------------------------------------------
+    # -- the KB desk: its articles, then one `sdesk index` (timed, under a cap) ------------------------------------------
     kb, kb_meta = work / f"kb{args.articles}.db", work / f"kb{args.articles}.json"
-    want_kb = {"articles": args.articles, "format": FORMAT, "schema": migrations.SCHEMA_VERSION}
+    want_kb = {"articles": args.articles, "format": FORMAT, "schema": migrations.SCHEMA_VERSION, "code": code,
+               "cap": args.kb_cap}
     if args.rebuild or not fresh(kb_meta, want_kb) or not kb.exists():
-        _remove(kb)
-        steps = []
-        for first in range(0, args.articles, KB_BATCH):
-            last = min(args.articles, first + KB_BATCH)
-            t = time.perf_counter()
-            child("articles", str(kb), str(first), str(last), str(args.corpus))
-            added = time.perf_counter() - t
-            r = must(run([sdesk["all"], "index", "--json"], {**env, "SDESK_DB": str(kb)}, keep=True), "sdesk index (kb)")
-            out = json.loads(r["stdout"])
-            steps.append({"articles": out["articles"], "kb_sync_s": round(added, 1), "index_s": round(r["wall"], 2),
-                          "index_MiB": round(r["MiB"])})
-            print(f"\r  kb: {last:,} articles", end="", file=sys.stderr)
-        print(file=sys.stderr)
-        with sqlite3.connect(kb) as c:
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            n_kb = c.execute("SELECT count(*) FROM kb_articles").fetchone()[0]
+        t = time.perf_counter()
+        built = child("kb", str(kb), str(args.articles), str(args.corpus))
+        sync_s = time.perf_counter() - t
+
+        def count_kb() -> int:
+            with sqlite3.connect(f"file:{kb}?mode=ro", uri=True, timeout=30) as c:
+                return c.execute("SELECT count(*) FROM kb_vectors").fetchone()[0]
+
+        print(f"  sdesk index on {built['articles']:,} articles (under {args.kb_cap:g} GiB)", file=sys.stderr)
+        r = run([sdesk["all"], "index", "--json"], {**env, "SDESK_DB": str(kb)}, keep=True,
+                limit_bytes=int(args.kb_cap * 2**30), poll=count_kb)
+        step = {"code": r["code"], "wall_s": round(r["wall"], 1), "cpu_s": round(r["cpu"], 1), "MiB": round(r["MiB"]),
+                "json": json.loads(r["stdout"]) if r["code"] == 0 else None, "stderr": r["stderr"][-400:],
+                "samples": r.get("samples", [])}
+        if r["code"]:  # the rest of the run needs the index: built KB_BATCH articles a pass, in-process
+            print("  the KB index failed; built in-process", file=sys.stderr)
+            step["in_process"] = child("index", str(kb))
+        child("checkpoint", str(kb))
+        with sqlite3.connect(f"file:{kb}?mode=ro", uri=True) as c:
             n_vec = c.execute("SELECT count(*) FROM kb_vectors").fetchone()[0]
-            words = c.execute("SELECT avg(length(body) - length(replace(body, ' ', '')) + 1) FROM kb_articles").fetchone()[0]
-        kb_meta.write_text(json.dumps({"params": want_kb, "articles": n_kb, "vectors": n_vec, "avg_words": round(words),
-                                       "steps": steps, "MB": round(kb.stat().st_size / 1e6)}, indent=2))
+        kb_meta.write_text(json.dumps({"params": want_kb, **built, "vectors": n_vec, "kb_sync_s": round(sync_s, 1),
+                                       "index": step, "MB": round(kb.stat().st_size / 1e6)}, indent=2))
     report["kb_desk"] = json.loads(kb_meta.read_text())
     words_db = work / f"kb{args.articles}-words.db"
-    copy_db(kb, words_db)
-    with sqlite3.connect(words_db) as c:
-        c.execute("DELETE FROM kb_vectors")
-    with sqlite3.connect(words_db) as c:
-        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    if args.kb_one_shot_cap:
-        one = work / "kb-one-shot.db"
-        copy_db(words_db, one)
-        cap = int(args.kb_one_shot_cap * 2**30)
-        print(f"  sdesk index: all {args.articles:,} articles at once, under {args.kb_one_shot_cap:g} GiB", file=sys.stderr)
-        r = run([sdesk["all"], "index", "--json"], {**env, "SDESK_DB": str(one)}, keep=True, limit_bytes=cap)
-        report["kb_one_shot"] = {"cap_GiB": args.kb_one_shot_cap, "code": r["code"], "wall_s": round(r["wall"], 1),
-                                 "MiB": round(r["MiB"]), "stderr": r["stderr"][-400:],
-                                 "json": json.loads(r["stdout"]) if r["code"] == 0 else None}
-        _remove(one)
+    child("words", str(kb), str(words_db))
 
     # -- the commands ----------------------------------------------------------------------------------------------
     made = must(run([sdesk["all"], "new", "Disk 94% full on db-billing-2", "-d",
@@ -787,7 +841,7 @@ def main() -> None:
                          (args.tickets // 2,)).fetchone()[0]
     copies = {side: work / f"new-{side}.db" for side in sdesk}
     for side, path in copies.items():
-        copy_db(indexed, path)
+        child("copy", str(indexed), str(path))
     plain_py = str(args.plain_venv / "bin" / "python")
     on = lambda db: {**env, "SDESK_DB": str(db)}  # noqa: E731
     q = args.query

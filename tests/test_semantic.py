@@ -397,3 +397,16 @@ def test_doctor_says_how_much_of_the_desk_the_index_holds():
     behind = semantic_index({"installed": True, "tickets_indexed": 90_000, "articles_indexed": 7,
                              "tickets_pending": 20_000, "articles_pending": 0})
     assert behind[0].status == "warn" and "sdesk index" in behind[0].detail
+
+
+def test_passes_cut_short_converge_and_a_quiet_desk_indexes_nothing(cli):
+    """tick and serve index a share at a time: each share is the next tickets, never the same ones."""
+    from sdesk.services.semantic import index
+
+    t = _desk(cli)
+    with Store(os.environ["SDESK_DB"]) as store:
+        shares = [index(store, actor="tester", limit=3)["tickets"] for _ in range(3)]
+        assert shares == [3, 1, 0]
+        cli("comment", str(t["vpn"]), "the router again")
+        assert index(store, actor="tester", limit=3)["tickets"] == 1
+        assert index(store, actor="tester")["tickets"] == 0

@@ -64,7 +64,8 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
     model = embedding.embedder()
     vectors = store.vectors
     # Events after `seen` are the next pass's: read before the tickets, so a change made while this
-    # pass runs is taken again. The watermark moves only when a pass has taken everything stale.
+    # pass runs is taken again. The watermark moves only when a pass has taken everything stale;
+    # a pass cut short (`limit`) leaves the rest to the next, which skips what this one did.
     watermark, seen = vectors.watermark(model.name), vectors.last_event()
     pending = vectors.pending_count(model.name)
     total = pending["tickets_pending"] if limit is None else min(limit, pending["tickets_pending"])
@@ -93,7 +94,7 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
         near = _near(matrix[is_open], [t["id"] for t, o in zip(batch, is_open) if o], resolved, kb_ids, kb_matrix) \
             if resolved is not None and any(is_open) else {}
         rows = [{**t, "vec": blob, "near": near.get(t["id"])} for t, blob in zip(batch, packed)]
-        vectors.put_tickets(rows, model=model.name, actor=actor)
+        vectors.put_tickets(rows, model=model.name, seen=seen, actor=actor)
         done += len(batch)
         after = batch[-1]["id"]
         if progress:

@@ -621,11 +621,12 @@ def m015_catalog(db: Database) -> None:
 def m016_semantic(db: Database) -> None:
     # Semantic search (issue 24): one vector per ticket and per KB article (its current
     # revision), with the model that computed it: a vector of another model is stale, so a
-    # change of model re-indexes. `stamp`: the ticket's updated_at (the article's revision) when
-    # indexed; a later one is stale too. `near`: for an open ticket, the resolved tickets and
-    # articles most like it, found when it was indexed, so that `show` needs no model.
+    # change of model re-indexes. `seen`: the desk's last event when the ticket was read to be
+    # indexed; an event of the ticket after it makes the vector stale. `near`: for an open
+    # ticket, the resolved tickets and articles most like it, found when it was indexed, so that
+    # `show` needs no model.
     db.execute("CREATE TABLE ticket_vectors (ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id), model TEXT NOT NULL, "
-               "stamp TEXT NOT NULL, vec BLOB NOT NULL, near TEXT)")
+               "seen BIGINT NOT NULL, vec BLOB NOT NULL, near TEXT)")
     db.execute("CREATE TABLE kb_vectors (article_id INTEGER PRIMARY KEY REFERENCES kb_articles(id), model TEXT NOT NULL, "
                "revision INTEGER NOT NULL, vec BLOB NOT NULL)")
     # The words of the tickets for `sdesk search`, written by `sdesk index` (never by intake, whose

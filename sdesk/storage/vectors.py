@@ -2,10 +2,11 @@
 `Store`).
 
 Written only by `sdesk index` (and `tick`, `serve` in the background), never by intake: a
-ticket is stale when it has no vector, one of another model, or an event after the index's
-watermark (the last event id a complete pass had seen when it started; kept in desk_state). Every
-change to a ticket is an event, and event ids only grow, so no change is missed, even one in the
-same second as a pass (time stamps are to the second). Vectors are opaque bytes here (float16,
+ticket is stale when it has no vector, one of another model, or an event after the one the desk
+was at when its vector was made (`seen`). Every change to a ticket is an event, and event ids only
+grow, so no change is missed, even one in the same second as a pass (time stamps are to the
+second). The watermark (desk_state) is where a complete pass started: only the tickets of later
+events need that check, so a pass over a quiet desk looks at few. Vectors are opaque bytes here (float16,
 services/semantic.py packs them); the tickets' words go to `ticket_fts`, searched as kb_fts is.
 """
 
@@ -26,8 +27,18 @@ MAX_WORDS = 100_000
 # A word of a query longer than this cannot be a ticket's (SQLite refuses a LIKE pattern over 50 kB).
 MAX_WORD = 1000
 
-# A stale ticket: no vector, another model's, or changed (an event) after the watermark.
-_STALE = "(v.ticket_id IS NULL OR v.model <> ? OR t.id IN (SELECT ticket_id FROM events WHERE id > ?))"
+# A stale ticket: no vector, another model's, or an event of it after its vector was made; only
+# tickets with events after the watermark can be the last (none yet: every ticket is checked).
+_CHANGED = "EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.id > v.seen)"
+
+
+def _stale(watermark: int) -> tuple[str, tuple[int, ...]]:
+    """The condition (on tickets t LEFT JOIN ticket_vectors v) and its arguments after the model's."""
+    if watermark:
+        return (f"(v.ticket_id IS NULL OR v.model <> ? OR (t.id IN (SELECT ticket_id FROM events WHERE id > ?) "
+                f"AND {_CHANGED}))", (watermark,))
+    return f"(v.ticket_id IS NULL OR v.model <> ? OR {_CHANGED})", ()
+
 WATERMARK = "semantic_index"  # desk_state key: "<model> <event id>"
 
 
@@ -54,8 +65,9 @@ class VectorStore:
     def pending_count(self, model: str) -> dict[str, int]:
         """How many tickets and articles the index lacks or holds stale, and how many it holds."""
         conn = self.db.conn
+        stale, args = _stale(self.watermark(model))
         tickets = conn.execute(f"SELECT count(*) FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id "
-                               f"WHERE {_STALE}", (model, self.watermark(model))).fetchone()[0]
+                               f"WHERE {stale}", (model, *args)).fetchone()[0]
         articles = conn.execute("SELECT count(*) FROM kb_articles a LEFT JOIN kb_vectors v ON v.article_id = a.id "
                                 "WHERE v.article_id IS NULL OR v.model <> ? OR v.revision <> a.revision",
                                 (model,)).fetchone()[0]
@@ -66,26 +78,27 @@ class VectorStore:
 
     def pending_tickets(self, model: str, *, watermark: int, after: int = 0, limit: int = 2000) -> list[dict[str, Any]]:
         """The next stale tickets after id `after`, in id order, with what is indexed of them."""
+        stale, args = _stale(watermark)
         rows = self.db.conn.execute(
-            "SELECT t.id, t.kind, t.title, t.description, t.resolution, t.tags, t.ci, t.service, t.status, t.updated_at "
-            f"FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id WHERE t.id > ? AND {_STALE} "
-            "ORDER BY t.id LIMIT ?", (after, model, watermark, limit)).fetchall()
+            "SELECT t.id, t.kind, t.title, t.description, t.resolution, t.tags, t.ci, t.service, t.status "
+            f"FROM tickets t LEFT JOIN ticket_vectors v ON v.ticket_id = t.id WHERE t.id > ? AND {stale} "
+            "ORDER BY t.id LIMIT ?", (after, model, *args, limit)).fetchall()
         return [{"id": r[0], "kind": r[1], "title": r[2], "description": r[3] or "", "resolution": r[4] or "",
-                 "tags": orjson.loads(r[5]) if r[5] else [], "ci": r[6], "service": r[7], "status": r[8],
-                 "updated_at": r[9]} for r in rows]
+                 "tags": orjson.loads(r[5]) if r[5] else [], "ci": r[6], "service": r[7], "status": r[8]}
+                for r in rows]
 
-    def put_tickets(self, rows: Sequence[dict[str, Any]], *, model: str, actor: str) -> int:
+    def put_tickets(self, rows: Sequence[dict[str, Any]], *, model: str, seen: int, actor: str) -> int:
         """Store each ticket's vector (`vec`, bytes), its neighbours (`near`, or None) and its words,
-        in one transaction (`stamp`: its updated_at as read)."""
+        in one transaction; `seen`: the desk's last event before the tickets were read."""
         if not rows:
             return 0
         with self.db.write(actor, need="agent", what="indexing tickets") as tx:
             conn = tx.conn
             conn.executemany(
-                "INSERT INTO ticket_vectors (ticket_id, model, stamp, vec, near) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (ticket_id) DO UPDATE SET model = excluded.model, stamp = excluded.stamp, "
+                "INSERT INTO ticket_vectors (ticket_id, model, seen, vec, near) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (ticket_id) DO UPDATE SET model = excluded.model, seen = excluded.seen, "
                 "vec = excluded.vec, near = excluded.near",
-                [(r["id"], model, r["updated_at"], r["vec"],
+                [(r["id"], model, seen, r["vec"],
                   orjson.dumps(r["near"]).decode() if r.get("near") is not None else None) for r in rows])
             ids = [r["id"] for r in rows]
             for start in range(0, len(ids), 500):
