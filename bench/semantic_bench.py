@@ -31,9 +31,9 @@ code (written as `resolve` and, after 14 days, `close` would: the row and its ev
 chain, with SQL, as bench.py closes its tickets), plus the example CMDB and KB.
 
 The KB desk: the 7 example articles and `--articles` more, built from templates and corpus text
-(150-300 words each), through kb_sync in batches of 10,000, each followed by `sdesk index` (a whole
-process, timed: what one `sdesk index` costs for 10,000 new articles, memory included). A copy
-with kb_vectors emptied is the words-only desk.
+(150-300 words each), through kb_sync (10,000 a transaction), then one `sdesk index --json` (timed,
+under an address-space cap: the machine is shared). A copy with kb_vectors emptied is the
+words-only desk.
 
 1. `sdesk similar SD-<n> --json` on the ticket desk, indexed; and on a ticket made after the index
    (`sdesk new`), which similar embeds then.
@@ -52,13 +52,16 @@ with kb_vectors emptied is the words-only desk.
 6. `sdesk problem suggest --json` on the indexed desk.
 
 Desks are built once into --work and reused while their recorded parameters and the schema
-version match (--rebuild forces it). Never fails on time: it reports.
+version match (the indexes: and the code; --rebuild forces it). `--rev REV` measures a revision's
+snapshot (git archive under --work, through PYTHONPATH) instead of the checkout, which may change
+during a run. Never fails on time: it reports.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import random
@@ -751,7 +754,9 @@ def main() -> None:
 
     # -- the ticket desk -------------------------------------------------------------------------------------------
     desk, meta_path = work / f"tickets{args.tickets}.db", work / f"tickets{args.tickets}.json"
-    want = {"tickets": args.tickets, "format": FORMAT, "schema": migrations.SCHEMA_VERSION}
+    # The schema: its version, and its migrations' text (one may change in place before a release).
+    schema = [migrations.SCHEMA_VERSION, hashlib.sha1(Path(migrations.__file__).read_bytes()).hexdigest()[:12]]
+    want = {"tickets": args.tickets, "format": FORMAT, "schema": schema}
     if args.rebuild or not fresh(meta_path, want) or not desk.exists():
         now = clock.now_iso()
         t = time.perf_counter()
@@ -779,8 +784,10 @@ def main() -> None:
         print(f"  sdesk index on {args.tickets:,} tickets (at most {args.index_timeout:.0f}s)", file=sys.stderr)
         r = run([sdesk["all"], "index", "--json"], {**env, "SDESK_DB": str(trial)}, keep=True,
                 timeout=args.index_timeout, poll=count)
+        if r["code"] and not r["killed"]:
+            raise SystemExit(f"error: sdesk index exited {r['code']}: {r['stderr'][-800:]}")
         stored = count()
-        finished = not r["killed"] and r["code"] == 0
+        finished = not r["killed"]
         result = {"finished": finished, "wall_s": round(r["wall"], 1), "cpu_s": round(r["cpu"], 1),
                   "MiB": round(r["MiB"]), "stored": stored, "samples": r.get("samples", []),
                   "rate_by_wall": round(stored / r["wall"]), "code": r["code"]}
@@ -801,7 +808,7 @@ def main() -> None:
 
     # -- the KB desk: its articles, then one `sdesk index` (timed, under a cap) ------------------------------------------
     kb, kb_meta = work / f"kb{args.articles}.db", work / f"kb{args.articles}.json"
-    want_kb = {"articles": args.articles, "format": FORMAT, "schema": migrations.SCHEMA_VERSION, "code": code,
+    want_kb = {"articles": args.articles, "format": FORMAT, "schema": schema, "code": code,
                "cap": args.kb_cap}
     if args.rebuild or not fresh(kb_meta, want_kb) or not kb.exists():
         t = time.perf_counter()
@@ -880,6 +887,7 @@ def main() -> None:
                      "first_lines": checks[key]["stdout"].strip().splitlines()[:4]}
     report["said"] = said
 
+    report["parent_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the floor of the peaks
     keys = list(scenarios)
     walls: dict[str, list[float]] = {k: [] for k in keys}
     cpus: dict[str, list[float]] = {k: [] for k in keys}
@@ -939,6 +947,7 @@ def main() -> None:
     # -- install size ----------------------------------------------------------------------------------------------
     report["install"] = install_sizes(args.plain_venv, args.semantic_venv)
     report["machine"]["load_after"] = os.getloadavg()[0]
+    report["git_end"] = git_state(args.rev)
     report["seconds"] = round(time.perf_counter() - started)
     for path in copies.values():
         _remove(path)
@@ -958,26 +967,33 @@ def verdict(ok: bool) -> str:
 
 def markdown(r: dict, args: argparse.Namespace) -> str:
     w, F, d, k = r["warm"], r["F_ms"], r["ticket_desk"], r["kb_desk"]
-    g = r["git"]
-    tree = f"sdesk at {g['commit']}" + (f" plus uncommitted changes to {', '.join(g['sdesk_changed'])} (diff {g['sdesk_diff_sha']})"
-                                        if g["sdesk_changed"] else "")
+    g, g2 = r["git"], r["git_end"]
+    if g["snapshot"]:
+        tree = f"sdesk at {g['commit']} (a snapshot of that revision, `--rev`)"
+    else:
+        tree = f"sdesk at {g['commit']}" + (f" plus uncommitted changes to {', '.join(g['sdesk_changed'])} (diff "
+                                            f"{g['sdesk_diff_sha']})" if g["sdesk_changed"] else "")
+        if g2 != g:
+            tree += f"; **the checkout changed during the run** (at the end: {g2['commit']}, {g2['sdesk_changed']})"
     lines = [f"# Semantic search (issue 24): whole processes, {args.runs} rounds, F = {F:.0f} ms", "",
-             f"{tree}. {r['machine']['cores']} cores; load {r['machine']['load_before']:.2f} before, "
+             f"{tree}. {r['machine']['cores']} cores; load average {r['machine']['load_before']:.2f} before, "
              f"{r['machine']['load_after']:.2f} after; the run took {r['seconds']} s. "
              "Reproduce: `python bench/semantic_bench.py --json ... --md ...` (its docstring says how).", "",
              f"Ticket desk: {d['tickets']:,} tickets ({d['span'][0][:10]} to {d['span'][1][:10]}, {d['open']:,} open, "
              f"{d['incidents']:,} incidents, {d['incidents_last_30d']:,} of them in the last 30 days, {d['with_ci']:,} on "
              f"{d['cis']} CIs, {d['events']:,} events, on average {d['avg_text_chars']} characters of title and description; "
              f"{d['MB']} MB before indexing). KB desk: {k['articles']:,} articles ({k['avg_words']} words on average, "
-             f"{k['vectors']:,} vectors, {k['MB']} MB). Query: \"{args.query}\" (a paraphrase: no word in common with its "
-             "article).", "",
+             f"{k['vectors']:,} vectors, {k['MB']} MB). Query: \"{args.query}\" (bench/semantic/kb_queries.yaml: a "
+             "paraphrase of the example article password-reset; the generated articles on mail delivery share two of "
+             "its words).", "",
              "| # | command | median | x F | paired x F | spread | CPU | peak | budget | |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
 
     def row(n: str, key: str, budget: str, ok: bool | None) -> None:
         x = w[key]
+        peak = f"{x['MiB']:.0f} MiB" if x["MiB"] > r["parent_MiB"] * 1.05 else f"<= {r['parent_MiB']:.0f} MiB"
         lines.append(f"| {n} | {x['what']} | {x['ms']:.0f} ms | {x['xF']:.2f} | {x['paired_xF']:.2f} | "
-                     f"{x['spread'] * 100:.0f}% | {x['cpu_ms']:.0f} ms | {x['MiB']:.0f} MiB | {budget} | "
+                     f"{x['spread'] * 100:.0f}% | {x['cpu_ms']:.0f} ms | {peak} | {budget} | "
                      f"{'' if ok is None else verdict(ok)} |")
 
     row("", "F", "", None)
@@ -992,8 +1008,10 @@ def markdown(r: dict, args: argparse.Namespace) -> str:
     row("6", "suggest", "(none set)", None)
     lines.append("")
     lines.append(f"\"paired x F\": the median of each round's time / that round's F (for the plain venv, its own F: "
-                 f"{w['F_plain']['ms']:.0f} ms). \"/ without\": each round's `new` over the plain venv's `new` in the "
-                 "same round, median. Spread: (max - min) / median over the rounds.")
+                 f"{w['F_plain']['ms']:.0f} ms); verdicts on x F use it. \"/ without\": each round's `new` over the plain "
+                 "venv's `new` in the same round, median. Spread: (max - min) / median over the rounds. Peak: the "
+                 "kernel's maximum RSS of the process, which cannot read below the bench's own size when it started "
+                 f"the process ({r['parent_MiB']:.0f} MiB): \"<=\" marks those.")
     lines.append("")
     c = r["cold"]
     lines.append("Cold (`--cold-runs` first runs, each after its own eviction; ms):")
@@ -1021,36 +1039,39 @@ def markdown(r: dict, args: argparse.Namespace) -> str:
                      f"clock, **{j['tickets_per_second']:,} tickets/s** (its JSON); whole process {ix['wall_s']} s, "
                      f"CPU {ix['cpu_s']} s, peak {ix['MiB']} MiB: {verdict((j['tickets_per_second'] or 0) >= BUDGET_INDEX_RATE)}.")
     else:
+        p = ix["in_process"]
         lines.append(f"- **did not finish within {args.index_timeout:.0f} s** (killed): {ix['stored']:,} of "
                      f"{d['tickets']:,} tickets stored, **{ix['rate_by_wall']:,} tickets/s** over the whole process; "
                      f"CPU {ix['cpu_s']} s, peak {ix['MiB']} MiB: {verdict(False)}. The desk measured here was indexed "
-                     f"in-process without the open tickets' neighbours: {ix['in_process']['tickets']:,} tickets at "
-                     f"{ix['in_process']['tickets_per_second']:,} tickets/s.")
+                     f"in-process without the open tickets' neighbours: {p['tickets']:,} tickets at "
+                     f"{p['tickets_per_second']:,} tickets/s" + (f" (CPU {p['cpu_s']} s)" if "cpu_s" in p else "") + ".")
     if ix["samples"]:
         pts = ix["samples"]
         lines.append("- tickets stored over time (s: count): " + ", ".join(f"{t:.0f}: {n:,}" for t, n in pts[::max(1, len(pts) // 12)]))
     lines.append("")
-    steps = k["steps"]
-    lines.append(f"KB index, built {KB_BATCH:,} articles per `sdesk index`: each took "
-                 f"{statistics.median(s['index_s'] for s in steps):.1f} s (median; {min(s['index_s'] for s in steps):.1f}-"
-                 f"{max(s['index_s'] for s in steps):.1f}), peak {max(s['index_MiB'] for s in steps):,} MiB.")
-    if "kb_one_shot" in r:
-        o = r["kb_one_shot"]
-        lines.append(f"All {args.articles:,} articles in one `sdesk index` under a {o['cap_GiB']:g} GiB address-space cap: "
-                     f"exit {o['code']} after {o['wall_s']} s, peak {o['MiB']:,} MiB"
-                     + (f" ({o['stderr'].strip().splitlines()[-1][:200]})" if o["code"] and o["stderr"].strip() else "") + ".")
+    x = k["index"]
+    if x["code"] == 0:
+        lines.append(f"KB desk's index: one `sdesk index --json` over {x['json']['articles']:,} articles (capped at "
+                     f"{args.kb_cap:g} GiB of address space): {x['wall_s']} s, CPU {x['cpu_s']} s, peak {x['MiB']:,} MiB "
+                     f"({x['json']['articles'] / x['wall_s']:,.0f} articles/s); kb_sync of the articles {k['kb_sync_s']} s.")
+    else:
+        lines.append(f"KB desk's index: **`sdesk index` over {k['articles']:,} articles failed** under a {args.kb_cap:g} GiB "
+                     f"address-space cap: exit {x['code']} after {x['wall_s']} s, peak {x['MiB']:,} MiB "
+                     f"({x['stderr'].strip().splitlines()[-1][:200] if x['stderr'].strip() else 'no message'}); built "
+                     "in-process instead.")
     lines.append("")
     s = r["said"]
     lines.append(f"What they said: similar {s['similar']['results']} results (top cosines "
                  f"{', '.join(str(x['score']) for x in s['similar']['top'])}); similar of the new ticket "
                  f"{s['similar_live']['results']} (top {', '.join(str(x['score']) for x in s['similar_live']['top'])}); "
-                 f"kb search: {s['kb_hybrid']['mode']!r} / {s['kb_words']['mode']!r}; problem suggest: "
-                 f"{s['suggest']['results']} suggestions over {s['suggest']['members']:,} incidents "
-                 f"(largest {s['suggest']['largest']}).")
+                 f"problem suggest: {s['suggest']['results']} suggestions over {s['suggest']['members']:,} incidents "
+                 f"(largest {s['suggest']['largest']}). kb search, the first lines: hybrid "
+                 f"{s['kb_hybrid']['first_lines'][:1]}, words only {s['kb_words']['first_lines'][:1]}.")
     lines.append("")
     inst = r["install"]
     lines.append(f"5. Install size the extra adds ({len(inst['added'])} distributions in `pip install -e '.[semantic]'` "
-                 "and not in `pip install -e .`; their folders in site-packages, bytecode included, and scripts):")
+                 "and not in `pip install -e .`; their folders in site-packages, bytecode included, and scripts; MB = "
+                 "10^6 bytes):")
     lines.append("")
     lines.append("| distribution | version | MB |")
     lines.append("|---|---|---:|")

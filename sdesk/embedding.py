@@ -67,7 +67,9 @@ class Embedder:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        self._table = load_file(str(weights_file))["embedding.weight"].astype(np.float32)
+        # Kept as stored (float16, 16 MB): a text's tokens' rows are widened as they are summed,
+        # so a search that embeds one query does not convert the whole table first.
+        self._table = load_file(str(weights_file))["embedding.weight"]
 
     def embed(self, texts: list[str]) -> Any:
         """An (n, DIM) float32 array of unit vectors; a text with no token gets zeros."""
@@ -76,16 +78,20 @@ class Embedder:
         if not texts:
             return out
         encoded = self._tokenizer.encode_batch([t[:MAX_CHARS] for t in texts], add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(encoded))
-        ids = np.fromiter((i for e in encoded for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
-        if not len(ids):
-            return out
-        np.clip(ids, 0, len(self._table) - 1, out=ids)
-        has = lengths > 0
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[has]
-        sums = np.add.reduceat(self._table[ids], starts, axis=0)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        out[has] = sums / np.maximum(norms, 1e-12)
+        # A few hundred texts at a time: their tokens' vectors fit in the CPU's cache, where one
+        # array for thousands of texts is seven times slower to sum (measured on 20,000 tickets).
+        for start in range(0, len(encoded), 256):
+            chunk = encoded[start:start + 256]
+            lengths = np.fromiter((len(e.ids) for e in chunk), dtype=np.int64, count=len(chunk))
+            ids = np.fromiter((i for e in chunk for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+            if not len(ids):
+                continue
+            np.clip(ids, 0, len(self._table) - 1, out=ids)
+            has = lengths > 0
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[has]
+            sums = np.add.reduceat(self._table[ids].astype(np.float32), starts, axis=0)
+            rows = np.flatnonzero(has) + start
+            out[rows] = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
         return out
 
 

@@ -200,3 +200,14 @@ def more_ready(stream: BinaryIO) -> bool:
         return bool(select.select([stream], [], [], 0)[0])
     except (OSError, ValueError, TypeError):
         return True  # in memory, or not selectable (a pipe on Windows): batch by size only
+
+
+def cache_dir() -> Path:
+    """`SDESK_CACHE`, else the platform's user cache folder for sdesk (checked config files'
+    stamps, the KB's vectors): what can be thrown away and made again."""
+    given = os.environ.get("SDESK_CACHE")
+    if given:
+        return Path(given)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("sdesk", appauthor=False))

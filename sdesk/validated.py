@@ -16,7 +16,6 @@ own, as their database is).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -37,14 +36,6 @@ from .domain import yamlfile
 T = TypeVar("T")
 
 
-def cache_dir() -> Path:
-    """`SDESK_CACHE`, else the platform's user cache folder for sdesk."""
-    given = os.environ.get("SDESK_CACHE")
-    if given:
-        return Path(given)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("sdesk", appauthor=False))
 
 
 # The modules whose checks a desk file's model runs: a change to any of them (a rule made
@@ -67,7 +58,7 @@ def _version() -> str:
 
 def _stamp(kind: str, text: str) -> Path:
     key = hashlib.sha256(f"{_version()}\0{kind}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
-    return cache_dir() / "valid" / key[:2] / key
+    return files.cache_dir() / "valid" / key[:2] / key
 
 
 def read(path: Path, kind: str, build: Callable[..., T], *, text: str | None = None,

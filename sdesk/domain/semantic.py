@@ -56,8 +56,8 @@ def nearest(blobs: Sequence[bytes], query: Any, *, dim: int, k: int, floor: floa
 
 
 def nearest_many(blocks: Sequence[Any], queries: Any, *, k: int, floor: float = -1.0) -> list[list[tuple[int, float]]]:
-    """For each row of `queries` (m, dim), the `k` rows most like it among `blocks` (float16 arrays,
-    rows numbered across the blocks in order), with their cosines, best first, none under
+    """For each row of `queries` (m, dim), the `k` rows most like it among `blocks` (float16 or
+    float32 arrays, rows numbered across the blocks in order), with their cosines, best first, none under
     `floor`. One matrix product per block and query batch: the index finds the neighbours of a
     thousand open tickets at once, not one at a time."""
     import numpy as np
@@ -69,13 +69,20 @@ def nearest_many(blocks: Sequence[Any], queries: Any, *, k: int, floor: float = 
     offset = 0
     for block in blocks:
         for start in range(0, len(block), BLOCK):
-            scores = queries @ block[start:start + BLOCK].astype(np.float32).T  # (m, rows)
-            take = min(k, scores.shape[1])
-            top = np.argpartition(-scores, take - 1, axis=1)[:, :take] if take < scores.shape[1] else \
-                np.broadcast_to(np.arange(scores.shape[1]), (len(queries), scores.shape[1]))
-            for q, columns in enumerate(top):
-                kept = found[q] + [(float(scores[q, c]), offset + start + int(c)) for c in columns
-                                   if scores[q, c] >= floor]
+            scores = queries @ np.asarray(block[start:start + BLOCK], dtype=np.float32).T  # (m, rows)
+            # Only what reaches the floor is ranked: with a floor most of a block is not (one
+            # comparison each, where ranking every row costs several).
+            rows, columns = np.nonzero(scores >= floor)
+            bounds = np.searchsorted(rows, np.arange(len(queries) + 1))
+            for q in range(len(queries)):
+                cols = columns[bounds[q]:bounds[q + 1]]
+                if not len(cols):
+                    continue
+                values = scores[q, cols]
+                if len(cols) > k:
+                    top = np.argpartition(-values, k - 1)[:k]
+                    cols, values = cols[top], values[top]
+                kept = found[q] + list(zip(values.tolist(), (cols + offset + start).tolist()))
                 found[q] = heapq.nsmallest(k, kept, key=lambda sp: (-sp[0], sp[1]))
         offset += len(block)
     return [[(p, s) for s, p in rows] for rows in found]

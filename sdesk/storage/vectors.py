@@ -40,6 +40,7 @@ def _stale(watermark: int) -> tuple[str, tuple[int, ...]]:
     return f"(v.ticket_id IS NULL OR v.model <> ? OR {_CHANGED})", ()
 
 WATERMARK = "semantic_index"  # desk_state key: "<model> <event id>"
+KB_VERSION = "semantic_kb"  # desk_state key: "<model> <number>", a number new with each write of KB vectors
 
 
 class VectorStore:
@@ -179,10 +180,24 @@ class VectorStore:
             (model, limit)).fetchall()
         return [{"id": r[0], "revision": r[1], "title": r[2], "body": r[3], "tags": orjson.loads(r[4])} for r in rows]
 
+    def kb_version(self, model: str) -> tuple[int, str]:
+        """A number that grows whenever the KB's vectors of this model change, and when it did (a
+        cache's key: a restored desk with the same number has another time)."""
+        row = self.db.conn.execute("SELECT value, at FROM desk_state WHERE key = ?", (KB_VERSION,)).fetchone()
+        name, _, number = (row[0] if row else "").rpartition(" ")
+        return (int(number), row[1]) if row and name == model and number.isdigit() else (0, "")
+
+    def article_ids(self, *, tag: str) -> set[int]:
+        return {r[0] for r in self.db.conn.execute(
+            f"SELECT id FROM kb_articles a WHERE {self.db.dialect.json_array_has('a.tags', '?')}", (tag,))}
+
     def put_articles(self, rows: Sequence[dict[str, Any]], *, model: str, actor: str) -> int:
         if not rows:
             return 0
         with self.db.write(actor, need="agent", what="indexing articles") as tx:
+            number = self.kb_version(model)[0] + 1
+            tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                            "DO UPDATE SET value = excluded.value, at = excluded.at", (KB_VERSION, f"{model} {number}", tx.at))
             tx.conn.executemany(
                 "INSERT INTO kb_vectors (article_id, model, revision, vec) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (article_id) DO UPDATE SET model = excluded.model, revision = excluded.revision, "
