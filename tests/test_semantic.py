@@ -410,3 +410,23 @@ def test_passes_cut_short_converge_and_a_quiet_desk_indexes_nothing(cli):
         cli("comment", str(t["vpn"]), "the router again")
         assert index(store, actor="tester", limit=3)["tickets"] == 1
         assert index(store, actor="tester")["tickets"] == 0
+
+
+def test_a_big_kbs_vectors_are_cached_and_a_new_version_makes_a_new_cache(cli, monkeypatch):
+    from sdesk.services import semantic
+
+    monkeypatch.setattr(semantic, "CACHE_FROM", 1)
+    import_examples(cli)
+    cli("index")
+    first = cli.json("kb", "search", "recover", "credentials", "for", "online", "store", "user")
+    folder = Path(os.environ["SDESK_CACHE"]) / "vectors"
+    made = sorted(p.name for p in folder.iterdir())
+    assert len(made) == 2 and made[0].endswith(".ids.npy")
+    assert cli.json("kb", "search", "recover", "credentials", "for", "online", "store", "user") == first
+    (folder / made[1]).write_bytes(b"not an array")  # damaged: made again, the search unharmed
+    assert cli.json("kb", "search", "recover", "credentials", "for", "online", "store", "user") == first
+    cli("kb", "edit", "KB-3", "--title", "Shop customers who cannot sign in")
+    cli("index")
+    cli.json("kb", "search", "recover", "credentials")
+    now = sorted(p.name for p in folder.iterdir())
+    assert len(now) == 2 and not set(now) & set(made)  # the new version's pair, in place of the old

@@ -176,7 +176,8 @@ def kb_vectors(store: Store, model: str) -> tuple[Any, Any]:
     from ..files import cache_dir
 
     version, when = store.vectors.kb_version(model)
-    key = hashlib.sha256(f"{store.path}\0{model}\0{version}\0{when}".encode()).hexdigest()[:32]
+    desk = hashlib.sha256(f"{store.path}\0{model}".encode()).hexdigest()[:16]
+    key = f"{desk}-{hashlib.sha256(f'{version}@{when}'.encode()).hexdigest()[:16]}"
     folder = cache_dir() / "vectors"
     ids_file, matrix_file = folder / f"kb-{key}.ids.npy", folder / f"kb-{key}.npy"
     if version and ids_file.is_file() and matrix_file.is_file():
@@ -194,6 +195,8 @@ def kb_vectors(store: Store, model: str) -> tuple[Any, Any]:
 
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            for older in folder.glob(f"kb-{desk}-*"):  # this desk's earlier versions
+                older.unlink(missing_ok=True)
             for target, array in ((matrix_file, matrix), (ids_file, ids)):  # the ids last: they mark it whole
                 with replaced(target) as tmp, open(tmp, "wb") as f:
                     np.save(f, array, allow_pickle=False)
