@@ -40,7 +40,8 @@ words-only desk.
 2. `sdesk kb search QUERY` (a paraphrase: it shares no word with its article) hybrid and words
    only, warm; and cold: the first run after (a) the whole page cache was dropped
    (/proc/sys/vm/drop_caches, root only) and (b) only the database file and the model files were
-   evicted (posix_fadvise DONTNEED: what the budget names).
+   evicted (posix_fadvise DONTNEED: what the budget names; the files of SDESK_CACHE, where a search
+   may keep the KB's vectors, too). The very first search after `sdesk index` is reported apart.
 3. `sdesk index --json` on a copy of the unindexed ticket desk, bounded by --index-timeout: its
    JSON when it finishes, else the tickets it had stored by then (the index commits every 2,000),
    with the count polled every few seconds along the way. The desk the other figures use is indexed
@@ -766,7 +767,8 @@ def main() -> None:
     meta = json.loads(meta_path.read_text())
     now = meta["now"]
     report["ticket_desk"] = {**meta["counts"], "now": now, "build_s": meta["build_s"]}
-    env = {**ENV, "SDESK_NOW": now}  # the desk's "now": its last 30 days stay the last 30 days
+    cache = work / "cache"  # SDESK_CACHE: the KB's vectors, cached by a search (where the code has that cache)
+    env = {**ENV, "SDESK_NOW": now, "SDESK_CACHE": str(cache)}  # the desk's "now": its last 30 days stay the last 30
     code = {k: git[k] for k in ("commit", "sdesk_changed", "sdesk_diff_sha")}  # the indexes are this code's
 
     # -- 3. sdesk index from scratch, timed; the indexed desk -------------------------------------------------------------
@@ -869,7 +871,8 @@ def main() -> None:
                     on(copies["all"])),
         "suggest": ("`sdesk problem suggest --json`", [sdesk["all"], "problem", "suggest", "--json"], on(indexed)),
     }
-    # What each says, once (and checked), before the rounds.
+    # What each says, once (and checked), before the rounds; the first hybrid search writes the cache.
+    shutil.rmtree(cache, ignore_errors=True)
     checks = {}
     for key, (_, cmd, e) in scenarios.items():
         r = must(run(cmd, e, keep=True), key)
@@ -912,9 +915,11 @@ def main() -> None:
                      "xF": statistics.median(walls[key]) / F,
                      "paired_xF": statistics.median([w / f for w, f in zip(walls[key], walls[ref])]),
                      "spread": spread(walls[key]), "cpu_ms": statistics.median(cpus[key]) * 1000, "MiB": peaks[key],
-                     "walls_ms": [round(w * 1000, 1) for w in walls[key]]}
+                     "walls_ms": [round(w * 1000, 1) for w in walls[key]], "cpus_ms": [round(c * 1000, 1) for c in cpus[key]],
+                     "first_ms": round(checks[key]["wall"] * 1000, 1)}
     for key in ("new_semantic", "new_all"):
         rows[key]["vs_plain_paired"] = statistics.median([a / b for a, b in zip(walls[key], walls["new_plain"])])
+        rows[key]["vs_plain_cpu_paired"] = statistics.median([a / b for a, b in zip(cpus[key], cpus["new_plain"])])
     report["F_ms"] = F * 1000
     report["warm"] = rows
 
@@ -931,7 +936,7 @@ def main() -> None:
                 r = must(run(cmd, e), key)
                 cold.setdefault(key, {}).setdefault("dropped", []).append(r["wall"])
             if db is not None:
-                files = db_files(db) + models
+                files = db_files(db) + models + [p for p in cache.rglob("*") if p.is_file()]
                 evict(files)
                 left = resident(files)
                 r = must(run(cmd, e), key)
@@ -1002,14 +1007,17 @@ def markdown(r: dict, args: argparse.Namespace) -> str:
     row("2", "kb_hybrid", "<= 3 F warm", w["kb_hybrid"]["paired_xF"] <= BUDGET_KB_XF)
     row("2", "kb_words", "<= 3 F", w["kb_words"]["paired_xF"] <= BUDGET_KB_XF)
     row("4", "new_plain", "<= 2.5 F", w["new_plain"]["paired_xF"] <= BUDGET_NEW_XF)
-    for key in ("new_semantic", "new_all"):
-        ok = w[key]["paired_xF"] <= BUDGET_NEW_XF and w[key]["vs_plain_paired"] <= UNCHANGED
-        row("4", key, f"<= 2.5 F; / without: {w[key]['vs_plain_paired']:.2f} (<= {UNCHANGED})", ok)
+    for key in ("new_semantic", "new_all"):  # the budget is the semantic extra's; every extra is for comparison
+        ok = w[key]["paired_xF"] <= BUDGET_NEW_XF and w[key]["vs_plain_cpu_paired"] <= UNCHANGED
+        ratios = f"/ without: CPU {w[key]['vs_plain_cpu_paired']:.2f}, wall {w[key]['vs_plain_paired']:.2f}"
+        row("4", key, f"<= 2.5 F; {ratios} (<= {UNCHANGED})" if key == "new_semantic" else f"(comparison) {ratios}",
+            ok if key == "new_semantic" else None)
     row("6", "suggest", "(none set)", None)
     lines.append("")
     lines.append(f"\"paired x F\": the median of each round's time / that round's F (for the plain venv, its own F: "
                  f"{w['F_plain']['ms']:.0f} ms); verdicts on x F use it. \"/ without\": each round's `new` over the plain "
-                 "venv's `new` in the same round, median. Spread: (max - min) / median over the rounds. Peak: the "
+                 "venv's `new` in the same round, median, of CPU time (the verdict: what the extra could add; wall time "
+                 "on this shared machine swings more between rounds than the 5% asked) and of wall time. Spread: (max - min) / median over the rounds. Peak: the "
                  "kernel's maximum RSS of the process, which cannot read below the bench's own size when it started "
                  f"the process ({r['parent_MiB']:.0f} MiB): \"<=\" marks those.")
     lines.append("")
@@ -1026,9 +1034,10 @@ def markdown(r: dict, args: argparse.Namespace) -> str:
         ok = verdict(worst <= 1000) if budget else ""
         lines.append(f"| {w[key]['what']} | {ev} | {dr} | {w[key]['ms']:.0f} | {budget} | {ok} |")
     lines.append("")
-    lines.append("The budget's \"cold\" is the database and model files out of the page cache (the fadvise column; "
-                 "verdict on its slowest run); dropping the whole cache also evicts Python, numpy and every library: "
-                 "the first command after a boot.")
+    lines.append("The budget's \"cold\" is the database and model files out of the page cache (the fadvise column, "
+                 "the files of the vector cache folder too; verdict on its slowest run); dropping the whole cache also "
+                 "evicts Python, numpy and every library: the first command after a boot. The very first hybrid search "
+                 f"after `sdesk index` (an empty SDESK_CACHE): {w['kb_hybrid']['first_ms']:.0f} ms.")
     lines.append("")
     ix = r["index"]
     lines.append(f"3. `sdesk index --json`, {d['tickets']:,} tickets from scratch (budget >= {BUDGET_INDEX_RATE:,} tickets/s):")

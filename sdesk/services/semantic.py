@@ -213,7 +213,8 @@ def search_kb(store: Store, text: str, *, tag: str | None = None, ci: str | None
         raise BadInput(f"search: {text!r} has no word to look for")
     kb = store.kb
     model = embedding.model_name() if embedding.available() else None
-    ids, matrix = kb_vectors(store, model) if model else ([], [])
+    # No vectors of this model yet: by words, without importing numpy (a third of this search's time).
+    ids, matrix = kb_vectors(store, model) if model and store.vectors.kb_version(model)[0] else ([], [])
     if tag is not None and len(ids):
         keep = store.vectors.article_ids(tag=tag)
         rows = [p for p, i in enumerate(ids.tolist()) if i in keep]
