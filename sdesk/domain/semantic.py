@@ -9,7 +9,7 @@ that 100,000 tickets cost about 50 MB at any moment, not the whole matrix in flo
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 # Reciprocal rank fusion's constant (Cormack et al. 2009): a document's fused score is the sum over
@@ -33,29 +33,13 @@ def unpack(blobs: Sequence[bytes], dim: int) -> Any:
     return np.frombuffer(joined, dtype="<f2").reshape(len(blobs), dim).astype(np.float32)
 
 
-def nearest(blobs: Sequence[bytes], query: Any, *, dim: int, k: int, floor: float = -1.0,
-            skip: frozenset[int] = frozenset()) -> list[tuple[int, float]]:
-    """The positions (into `blobs`) of the `k` vectors most like `query`, with their cosines, best
-    first; ties in position order. Positions in `skip` and cosines under `floor` are left out."""
-    import numpy as np
-
-    if k <= 0 or not blobs:
-        return []
-    query = np.asarray(query, dtype=np.float32)
-    best: list[tuple[float, int]] = []
+def blocks_of(blobs: Sequence[bytes], dim: int) -> Iterator[Any]:
+    """Packed vectors as float32 matrices of BLOCK rows, made one at a time (for nearest_many)."""
     for start in range(0, len(blobs), BLOCK):
-        scores = unpack(blobs[start:start + BLOCK], dim) @ query
-        take = min(k + len(skip), len(scores))
-        top = np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
-        for i in top:
-            score, position = float(scores[i]), start + int(i)
-            if score >= floor and position not in skip:
-                best.append((score, position))
-        best = heapq.nsmallest(k, best, key=lambda sp: (-sp[0], sp[1]))
-    return [(p, s) for s, p in best]
+        yield unpack(blobs[start:start + BLOCK], dim)
 
 
-def nearest_many(blocks: Sequence[Any], queries: Any, *, k: int, floor: float = -1.0) -> list[list[tuple[int, float]]]:
+def nearest_many(blocks: Iterable[Any], queries: Any, *, k: int, floor: float = -1.0) -> list[list[tuple[int, float]]]:
     """For each row of `queries` (m, dim), the `k` rows most like it among `blocks` (float16 or
     float32 arrays, rows numbered across the blocks in order), with their cosines, best first, none under
     `floor`. One matrix product per block and query batch: the index finds the neighbours of a

@@ -75,7 +75,7 @@ def index(store: Store, *, actor: str, progress: Progress | None = None, limit: 
         n_articles += vectors.put_articles([{**a, "vec": v} for a, v in zip(batch, packed)], model=model.name,
                                            actor=actor)
     kb_ids, kb_blobs = vectors.article_matrix(model.name)
-    kb_matrix = [vec.unpack(kb_blobs, embedding.DIM).astype("<f2")]
+    kb_matrix = [vec.unpack(kb_blobs, embedding.DIM)]
     resolved: Resolved | None = None
     done, after = 0, 0
     if progress:
@@ -169,18 +169,20 @@ def kb_vectors(store: Store, model: str) -> tuple[Any, Any]:
     100 MB that a search scores where they lie, where reading them from the desk and widening them
     costs a third of a second every time. The file's name holds the desk, the model and the KB's
     vector version, so any change writes a new one."""
+    version, when = store.vectors.kb_version(model)
+    if not version:  # no vectors of this model yet: nothing to import numpy for (a third of a search)
+        return [], []
     import hashlib
 
     import numpy as np
 
     from ..files import cache_dir
 
-    version, when = store.vectors.kb_version(model)
     desk = hashlib.sha256(f"{store.path}\0{model}".encode()).hexdigest()[:16]
     key = f"{desk}-{hashlib.sha256(f'{version}@{when}'.encode()).hexdigest()[:16]}"
     folder = cache_dir() / "vectors"
     ids_file, matrix_file = folder / f"kb-{key}.ids.npy", folder / f"kb-{key}.npy"
-    if version and ids_file.is_file() and matrix_file.is_file():
+    if ids_file.is_file() and matrix_file.is_file():
         try:
             ids, matrix = np.load(ids_file, allow_pickle=False), np.load(matrix_file, mmap_mode="r", allow_pickle=False)
             if matrix.shape == (len(ids), embedding.DIM) and matrix.dtype == np.dtype("<f4"):
@@ -189,7 +191,7 @@ def kb_vectors(store: Store, model: str) -> tuple[Any, Any]:
             pass  # damaged or half-removed: made again below
     ids_list, blobs = store.vectors.article_matrix(model)
     ids, matrix = np.asarray(ids_list, dtype=np.int64), vec.unpack(blobs, embedding.DIM)
-    if version and len(ids) >= CACHE_FROM:
+    if len(ids) >= CACHE_FROM:
         from ..atomic import replaced
         from ..errors import SdeskError
 
@@ -213,8 +215,7 @@ def search_kb(store: Store, text: str, *, tag: str | None = None, ci: str | None
         raise BadInput(f"search: {text!r} has no word to look for")
     kb = store.kb
     model = embedding.model_name() if embedding.available() else None
-    # No vectors of this model yet: by words, without importing numpy (a third of this search's time).
-    ids, matrix = kb_vectors(store, model) if model and store.vectors.kb_version(model)[0] else ([], [])
+    ids, matrix = kb_vectors(store, model) if model else ([], [])
     if tag is not None and len(ids):
         keep = store.vectors.article_ids(tag=tag)
         rows = [p for p, i in enumerate(ids.tolist()) if i in keep]
@@ -254,8 +255,9 @@ def search_tickets(store: Store, text: str, *, limit: int = 20) -> tuple[list[di
         ids, blobs = vectors.ticket_matrix(embedding.model_name())
         if blobs:
             mode = HYBRID
-            meaning = [ids[p] for p, _ in vec.nearest(blobs, _query_vector(text), dim=embedding.DIM, k=CANDIDATES,
-                                                      floor=MEANING_FLOOR)]
+            meaning = [ids[p] for p, _ in vec.nearest_many(vec.blocks_of(blobs, embedding.DIM),
+                                                           _query_vector(text)[None, :], k=CANDIDATES,
+                                                           floor=MEANING_FLOOR)[0]]
     if mode == WORDS and not lexical:
         lexical = [i for i, _ in vectors.search_tickets(fts_query(text, any_term=True) or every, limit=CANDIDATES)]
     fused = vec.fuse([meaning, lexical])[:limit]
@@ -277,15 +279,15 @@ def similar(store: Store, ticket_id: int, *, resolved: bool = False, limit: int 
     mine = store.vectors.ticket_vector(ticket_id, model=model)
     query = vec.unpack([mine], embedding.DIM)[0] if mine else _query_vector(ticket_text(ticket))
     ids, blobs = store.vectors.ticket_matrix(model, resolved_only=resolved)
-    skip = frozenset(p for p, i in enumerate(ids) if i == ticket_id)
-    top = vec.nearest(blobs, query, dim=embedding.DIM, k=limit, skip=skip)
+    top = [(p, s) for p, s in vec.nearest_many(vec.blocks_of(blobs, embedding.DIM), query[None, :], k=limit + 1)[0]
+           if ids[p] != ticket_id][:limit]  # one more: the ticket itself is among them
     brief = store.tickets.brief([ids[p] for p, _ in top])
     return [{**brief[ids[p]], "score": round(s, 3)} for p, s in top if ids[p] in brief]
 
 
 def near(store: Store, ticket_id: int) -> dict[str, Any] | None:
     """What the index found like this ticket (resolved tickets and articles), without the model:
-    for `show`, the TUI and the portal. None when the ticket is not indexed."""
+    for `show` and the TUI. None when the ticket is not indexed."""
     found = store.vectors.near(ticket_id)
     if found is None:
         return None
