@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -60,16 +61,60 @@ class Embedder:
             raise ModelMissing(f"the {PACKAGE} package has no {CONFIG} model files in {root}: reinstall it ({INSTALL})")
         import numpy as np
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
         self.name = model_name()
         self._np = np
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        self._tokenizer.no_padding()
-        self._tokenizer.no_truncation()
+        self._tokenizer_file = tokenizer_file
+        self._tokenizer: Any = None
+        self._merges: tuple[dict[str, int], dict[str, int]] | None = None
         # Kept as stored (float16, 16 MB): a text's tokens' rows are widened as they are summed,
         # so a search that embeds one query does not convert the whole table first.
         self._table = load_file(str(weights_file))["embedding.weight"]
+
+    def _encoded(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids. One short plain question is tokenized here, from the BPE's
+        vocabulary and merges (marshalled in the cache folder): parsing the 1.8 MB tokenizer file
+        costs a whole command's start-up, more than a search by meaning takes otherwise. Anything
+        else goes to `tokenizers`, which a test holds this to (tests/test_semantic.py)."""
+        if len(texts) == 1 and _PLAIN.fullmatch(texts[0]):
+            tables = self._bpe_tables()
+            if tables is not None:
+                return [bpe_ids(texts[0], *tables)]
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self._tokenizer_file))
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+            self._tokenizer = tokenizer
+        return [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def _bpe_tables(self) -> tuple[dict[str, int], dict[str, int]] | None:
+        if self._merges is None:
+            import json
+            import marshal
+
+            from .files import cache_dir
+
+            cached = cache_dir() / "model" / f"{self.name}.bpe.marshal"
+            try:
+                vocab, merges = marshal.loads(cached.read_bytes())
+            except (OSError, ValueError, EOFError, TypeError):
+                model = json.loads(self._tokenizer_file.read_text(encoding="utf-8"))["model"]
+                if model.get("type") != "BPE" or not model.get("byte_fallback"):
+                    return None  # not the model this was written for: tokenizers decides
+                vocab = model["vocab"]
+                merges = {m if isinstance(m, str) else " ".join(m): rank for rank, m in enumerate(model["merges"])}
+                try:
+                    from .atomic import replaced
+
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    with replaced(cached) as tmp:
+                        tmp.write_bytes(marshal.dumps((vocab, merges)))
+                except (OSError, SdeskError):
+                    pass  # no cache folder: parsed again next time
+            self._merges = (vocab, merges)
+        return self._merges
 
     def embed(self, texts: list[str]) -> Any:
         """An (n, DIM) float32 array of unit vectors; a text with no token gets zeros."""
@@ -77,13 +122,13 @@ class Embedder:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         if not texts:
             return out
-        encoded = self._tokenizer.encode_batch([t[:MAX_CHARS] for t in texts], add_special_tokens=False)
+        encoded = self._encoded([t[:MAX_CHARS] for t in texts])
         # A few hundred texts at a time: their tokens' vectors fit in the CPU's cache, where one
         # array for thousands of texts is seven times slower to sum (measured on 20,000 tickets).
         for start in range(0, len(encoded), 256):
             chunk = encoded[start:start + 256]
-            lengths = np.fromiter((len(e.ids) for e in chunk), dtype=np.int64, count=len(chunk))
-            ids = np.fromiter((i for e in chunk for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+            lengths = np.fromiter((len(e) for e in chunk), dtype=np.int64, count=len(chunk))
+            ids = np.fromiter((i for e in chunk for i in e), dtype=np.int64, count=int(lengths.sum()))
             if not len(ids):
                 continue
             np.clip(ids, 0, len(self._table) - 1, out=ids)
@@ -93,6 +138,29 @@ class Embedder:
             rows = np.flatnonzero(has) + start
             out[rows] = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
         return out
+
+
+# A question the BPE below tokenizes as `tokenizers` does: printable ASCII without the angle
+# brackets of the special tokens (<s>, <unk>), and short.
+_PLAIN = re.compile(r"[ -;=?-~]{1,500}")
+
+
+def bpe_ids(text: str, vocab: dict[str, int], ranks: dict[str, int]) -> list[int]:
+    """LLaMA's BPE for one plain text: "▁" before it and for each space, then the adjacent pair
+    of lowest merge rank merged, leftmost first, until no pair has a rank. `ranks` is keyed as
+    the tokenizer file writes a merge, "left right" (no token holds a space: spaces are "▁")."""
+    symbols = list("▁" + text.replace(" ", "▁"))
+    while len(symbols) > 1:
+        best, at = None, -1
+        for i in range(len(symbols) - 1):
+            rank = ranks.get(f"{symbols[i]} {symbols[i + 1]}")
+            if rank is not None and (best is None or rank < best):
+                best, at = rank, i
+        if best is None:
+            break
+        symbols[at:at + 2] = [symbols[at] + symbols[at + 1]]
+    unknown = vocab.get("<unk>", 0)
+    return [vocab.get(s, unknown) for s in symbols]
 
 
 _loaded: Embedder | None = None

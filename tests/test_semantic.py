@@ -4,6 +4,7 @@ offer, problem suggestions, and the KB evaluation set's margin."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import rawdb
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +104,33 @@ def test_the_model_ranks_a_paraphrase_above_an_unrelated_text():
     assert v.shape == (4, DIM) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v[:3], axis=1), 1, atol=1e-5) and not v[3].any()
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+_PLAIN_TEXT = st.text(st.sampled_from([chr(c) for c in range(32, 127) if chr(c) not in "<>"]), min_size=1, max_size=80)
+
+
+@functools.cache
+def _reference_tokenizer():
+    from tokenizers import Tokenizer
+
+    from sdesk.embedding import embedder
+
+    return Tokenizer.from_file(str(embedder()._tokenizer_file))
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_PLAIN_TEXT | st.lists(st.sampled_from(["disk", "full", "replica", "lag", "passcode", " ", "  ", "500", "x",
+                                               "reset", "vpn", "ölç", "—"]), min_size=1, max_size=12).map("".join))
+def test_a_plain_question_is_tokenized_as_the_models_tokenizer_does(text):
+    """embed() tokenizes one short plain question itself (bpe_ids), to spare a search the parse of
+    the 1.8 MB tokenizer file: the ids must be the tokenizer's, whatever the text."""
+    from sdesk.embedding import _PLAIN, bpe_ids, embedder
+
+    model = embedder()
+    reference = _reference_tokenizer().encode(text, add_special_tokens=False).ids
+    assert model._encoded([text]) == [reference]  # the plain path where it applies, the tokenizer's elsewhere
+    if _PLAIN.fullmatch(text):
+        assert bpe_ids(text, *model._bpe_tables()) == reference
 
 
 def test_a_huge_text_costs_what_a_long_one_does():
