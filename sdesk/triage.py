@@ -528,9 +528,10 @@ def _words(urgent: tuple[str, ...], high: tuple[str, ...]) -> re.Pattern[str]:
 
 
 class Classify(Protocol):
-    """A classifier's guess at a field from a ticket's text (ClassifierStore.classify)."""
+    """A classifier's guess at a field from a ticket's text (ClassifierStore.classify): the label,
+    its confidence and the model's own routing threshold."""
 
-    def __call__(self, field: str, *, text: str) -> tuple[str, float] | None: ...
+    def __call__(self, field: str, *, text: str) -> tuple[str, float, float] | None: ...
 
 
 def decide(config: TriageConfig, ticket: dict[str, Any], *, annotations: Mapping[str, str] = {},
