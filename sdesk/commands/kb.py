@@ -177,8 +177,9 @@ def search(
     Example: sdesk kb search "disk full" --ci db-billing-2 --json
     """
     from ..services.semantic import search_kb
-    from .search import _mode_line
+    from .search import _mode_line, one_question
 
+    one_question()
     found, mode = search_kb(store_of(ctx), " ".join(query), tag=tag, ci=ci, limit=limit)
     note(_mode_line(mode))
     if as_json:

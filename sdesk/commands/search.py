@@ -15,6 +15,16 @@ search_app = typer.Typer()
 similar_app = typer.Typer()
 
 
+def one_question() -> None:
+    """This process scores one question and exits: BLAS's worker threads, started as numpy loads,
+    cost it more than they save (a third of a KB search's CPU at 100k articles). Set before numpy
+    is imported, and only by these commands: `index`, `tick` and `serve` keep them."""
+    import os
+
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def progress_bar(label: str):
     """A callback (done, total) drawing a bar on stderr when it is a terminal; and a stop."""
     if not sys.stderr.isatty():
@@ -90,6 +100,7 @@ def search(
     """
     from ..services import semantic
 
+    one_question()
     found, mode = semantic.search_tickets(store_of(ctx), " ".join(query), limit=limit)
     note(_mode_line(mode))
     if as_json:
@@ -121,6 +132,7 @@ def similar(
     from ..domain.lifecycle import parse_id
     from ..services import semantic
 
+    one_question()
     found = semantic.similar(store_of(ctx), parse_id(ticket), resolved=resolved, limit=limit)
     if as_json:
         print_json(found)
