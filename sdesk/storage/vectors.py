@@ -6,8 +6,9 @@ ticket is stale when it has no vector, one of another model, or an event after t
 was at when its vector was made (`seen`). Every change to a ticket is an event, and event ids only
 grow, so no change is missed, even one in the same second as a pass (time stamps are to the
 second). The watermark (desk_state) is where a complete pass started: only the tickets of later
-events need that check, so a pass over a quiet desk looks at few. Vectors are opaque bytes here (float16,
-services/semantic.py packs them); the tickets' words go to `ticket_fts`, searched as kb_fts is.
+events need that check, so a pass over a quiet desk looks at few. Vectors are opaque bytes here
+(float16, services/semantic.py packs them); the tickets' words go to `ticket_fts`, searched as
+kb_fts is.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ MAX_WORDS = 100_000
 # A word of a query longer than this cannot be a ticket's (SQLite refuses a LIKE pattern over 50 kB).
 MAX_WORD = 1000
 
+WATERMARK = "semantic_index"  # desk_state key: "<model> <event id>"
+KB_VERSION = "semantic_kb"  # desk_state key: "<model> <number>", a number new with each write of KB vectors
+
 # A stale ticket: no vector, another model's, or an event of it after its vector was made; only
 # tickets with events after the watermark can be the last (none yet: every ticket is checked).
 _CHANGED = "EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.id > v.seen)"
@@ -39,8 +43,10 @@ def _stale(watermark: int) -> tuple[str, tuple[int, ...]]:
                 f"AND {_CHANGED}))", (watermark,))
     return f"(v.ticket_id IS NULL OR v.model <> ? OR {_CHANGED})", ()
 
-WATERMARK = "semantic_index"  # desk_state key: "<model> <event id>"
-KB_VERSION = "semantic_kb"  # desk_state key: "<model> <number>", a number new with each write of KB vectors
+
+def _remember(tx: Any, key: str, value: str) -> None:
+    tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                    "DO UPDATE SET value = excluded.value, at = excluded.at", (key, value, tx.at))
 
 
 class VectorStore:
@@ -60,8 +66,7 @@ class VectorStore:
 
     def set_watermark(self, model: str, *, event_id: int, actor: str) -> None:
         with self.db.write(actor, need="agent", what="indexing tickets") as tx:
-            tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
-                            "DO UPDATE SET value = excluded.value, at = excluded.at", (WATERMARK, f"{model} {event_id}", tx.at))
+            _remember(tx, WATERMARK, f"{model} {event_id}")
 
     def pending_count(self, model: str) -> dict[str, int]:
         """How many tickets and articles the index lacks or holds stale, and how many it holds."""
@@ -195,9 +200,7 @@ class VectorStore:
         if not rows:
             return 0
         with self.db.write(actor, need="agent", what="indexing articles") as tx:
-            number = self.kb_version(model)[0] + 1
-            tx.conn.execute("INSERT INTO desk_state (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) "
-                            "DO UPDATE SET value = excluded.value, at = excluded.at", (KB_VERSION, f"{model} {number}", tx.at))
+            _remember(tx, KB_VERSION, f"{model} {self.kb_version(model)[0] + 1}")
             tx.conn.executemany(
                 "INSERT INTO kb_vectors (article_id, model, revision, vec) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (article_id) DO UPDATE SET model = excluded.model, revision = excluded.revision, "
