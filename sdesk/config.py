@@ -24,6 +24,7 @@ from .domain import routing, runbooks, sla, yamlfile
 from .domain.cmdb import DEFAULT_MATCH_LABELS
 from .domain.lifecycle import MAX_SETTING_DAYS, Kind, Priority, Status
 from .domain.metrics import MAX_RATE, share
+from .domain.plain import controls
 from .domain.roles import DEFAULT_ROLE, check_role
 from .errors import At, BadInput
 from .intake.enrich import EnrichOptions
@@ -684,7 +685,10 @@ def error_line(e: ValidationError, data: Any, node: Any, where: str, model: type
     else:
         msg = first["msg"]
     msg = msg.replace("\r", "\\r").replace("\n", "\\n")  # what the user wrote is shown, not kept
-    return f"{where}:{yamlfile.line_of(node, loc)}: {setting_path(data, loc) or 'file'}: {msg}"
+    # A key is the user's too: its control characters and line breaks (U+0085, U+2028) shown
+    # escaped, and one of only spaces quoted, so the line stays one line that names something.
+    path = controls(setting_path(data, loc) or "file", one_line=True)
+    return f"{where}:{yamlfile.line_of(node, loc)}: {path if path.strip() else repr(path)}: {msg}"
 
 
 # pydantic's words for a value of the wrong type, as the desk says them

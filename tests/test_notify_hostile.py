@@ -453,6 +453,7 @@ def test_a_fuzzed_template_renders_or_names_its_line_and_never_escapes(cli, temp
     "{{ '{0.__class__}'.format(ticket) }}", "{% include '/etc/passwd' %}", "{% include 'canary.txt' %}",
     "{% for i in range(10**9) %}x{% endfor %}", "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
     "{% if ticket.title %}", "line one\n{{ ticket.assignee }}", "{{ ticket.title[10**6] }}", "{{ 1/0 }}",
+    "Subject: {{ ticket|tojson }}",  # a subject at its cap, then [SD-N] put in front (found by the fuzzer)
 ], ids=lambda t: t[:40])
 def test_hostile_templates_fail_alone_with_their_file_and_line(cli, template, text):
     template.write_text(text)

@@ -159,7 +159,7 @@ def _subject(rendered: Rendered, row: dict[str, Any], tickets: int = 1) -> str:
     ref = f"SD-{row['ticket_id']}" if row.get("ticket_id") is not None and tickets == 1 else None
     if ref and f"[{ref}]".lower() not in subject.lower():
         subject = f"[{ref}] {subject}"
-    return subject
+    return subject[:300]  # the rendered subject's own cap (domain/messages.py), with its [SD-N] in it
 
 
 # -- the channels ---------------------------------------------------------------------------------
