@@ -271,17 +271,7 @@ def m004_cmdb_kb_problems(db: Database) -> None:
         db.execute("CREATE TEXT SEARCH CONFIGURATION sdesk_english (COPY = english)")
         db.execute("ALTER TEXT SEARCH CONFIGURATION sdesk_english ALTER MAPPING FOR asciiword, asciihword, "
                    "hword_asciipart, word, hword, hword_part WITH sdesk_english_stem")
-
-        def words(column: str) -> str:
-            return f"to_tsvector('sdesk_english', regexp_replace(coalesce({column}, ''), '[^[:alnum:]]+', ' ', 'g'))"
-
-        db.execute("CREATE TABLE kb_fts (rowid BIGINT PRIMARY KEY, title TEXT, body TEXT, tags TEXT, cis TEXT, "
-                   "doc tsvector GENERATED ALWAYS AS ("
-                   f"setweight({words('title')}, 'A') || setweight({words('tags')}, 'B') || "
-                   f"setweight({words('cis')}, 'C') || setweight({words('body')}, 'D')) STORED)")
-        db.execute("CREATE INDEX kb_fts_doc ON kb_fts USING GIN (doc)")
-    else:
-        db.execute("CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
+    _fts_table(db, "kb_fts")
     db.execute(
         "CREATE TABLE kb_links (article_id INTEGER NOT NULL REFERENCES kb_articles(id), "
         "ticket_id INTEGER NOT NULL REFERENCES tickets(id), at TEXT NOT NULL, PRIMARY KEY (article_id, ticket_id)) WITHOUT ROWID"
@@ -618,6 +608,24 @@ def m015_catalog(db: Database) -> None:
 
 
 
+def _fts_table(db: Database, name: str) -> None:
+    """A full-text table with the columns title, body, tags and cis, keyed by rowid: FTS5 on
+    SQLite; on PostgreSQL a generated tsvector (title A, tags B, CIs C, body D; m004's
+    sdesk_english configuration, on the text cut at non-alnums) with its GIN index."""
+    if not getattr(db, "postgres", False):
+        db.execute(f"CREATE VIRTUAL TABLE {name} USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
+        return
+
+    def words(column: str) -> str:
+        return f"to_tsvector('sdesk_english', regexp_replace(coalesce({column}, ''), '[^[:alnum:]]+', ' ', 'g'))"
+
+    db.execute(f"CREATE TABLE {name} (rowid BIGINT PRIMARY KEY, title TEXT, body TEXT, tags TEXT, cis TEXT, "
+               "doc tsvector GENERATED ALWAYS AS ("
+               f"setweight({words('title')}, 'A') || setweight({words('tags')}, 'B') || "
+               f"setweight({words('cis')}, 'C') || setweight({words('body')}, 'D')) STORED)")
+    db.execute(f"CREATE INDEX {name}_doc ON {name} USING GIN (doc)")
+
+
 def m016_semantic(db: Database) -> None:
     # Semantic search (issue 24): one vector per ticket and per KB article (its current
     # revision), with the model that computed it: a vector of another model is stale, so a
@@ -631,17 +639,7 @@ def m016_semantic(db: Database) -> None:
                "revision INTEGER NOT NULL, vec BLOB NOT NULL)")
     # The words of the tickets for `sdesk search`, written by `sdesk index` (never by intake, whose
     # budget is per arrival): the columns of kb_fts, the body being description and resolution.
-    if getattr(db, "postgres", False):
-        def words(column: str) -> str:
-            return f"to_tsvector('sdesk_english', regexp_replace(coalesce({column}, ''), '[^[:alnum:]]+', ' ', 'g'))"
-
-        db.execute("CREATE TABLE ticket_fts (rowid BIGINT PRIMARY KEY, title TEXT, body TEXT, tags TEXT, cis TEXT, "
-                   "doc tsvector GENERATED ALWAYS AS ("
-                   f"setweight({words('title')}, 'A') || setweight({words('tags')}, 'B') || "
-                   f"setweight({words('cis')}, 'C') || setweight({words('body')}, 'D')) STORED)")
-        db.execute("CREATE INDEX ticket_fts_doc ON ticket_fts USING GIN (doc)")
-    else:
-        db.execute("CREATE VIRTUAL TABLE ticket_fts USING fts5(title, body, tags, cis, tokenize = 'porter unicode61')")
+    _fts_table(db, "ticket_fts")
 
 STEPS = [m001_tickets_and_events, m002_alerts_and_changes, m003_mail, m004_cmdb_kb_problems, m005_drop_alerts_received,
          m006_triage, m007_oncall, m008_runbooks, m009_metrics, m010_users, m011_identity, m012_desk_state,
